@@ -1,0 +1,434 @@
+"""Frozen configuration dataclasses, read from TOML files or plain dicts.
+
+Every configuration object is a frozen dataclass. :func:`from_dict` builds one from a
+(possibly nested) mapping, checks every value against the field's type (``Literal`` options
+included) and rejects unknown keys with a close-match hint::
+
+    >>> from flexdownscale.config import ModelConfig, from_dict
+    >>> from_dict(ModelConfig, {"backbone": "flex", "preest": "small"})
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: unknown key 'preest' in ModelConfig; did you mean 'preset'? ...
+
+:func:`apply_overrides` applies command-line style ``key.sub=value`` overrides, parsing each
+value by the type of the field it replaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from .errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "DiffusionConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "from_toml",
+    "to_dict",
+]
+
+Backbone = Literal["flex", "unet", "uvit", "dit"]
+Preset = Literal["tiny", "small", "medium", "big"]
+Task = Literal["superres", "forecast"]
+Conditioning = Literal["weak+strong", "strong"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone architecture.
+
+    Attributes
+    ----------
+    backbone
+        ``"flex"`` (the FLEX hybrid U-Net/ViT) or a baseline: ``"unet"``, ``"uvit"``, ``"dit"``.
+    preset
+        Size preset, see :mod:`flexdownscale.models.registry`.
+    in_channels, out_channels
+        Number of physical fields (variables x levels) the model generates. ``out_channels``
+        defaults to ``in_channels``.
+    task
+        ``"superres"`` (task encoder sees the upsampled coarse field) or ``"forecast"``
+        (task encoder sees ``past_frames`` stacked past frames).
+    past_frames
+        Number of past frames for the forecasting task encoder.
+    conditioning
+        ``"weak+strong"`` (FLEX default) or ``"strong"`` only (baselines).
+    physical_condition
+        Whether the model takes a scalar physical parameter (e.g. Re / 40000).
+    patch_size
+        Patch size of the UViT and DiT baselines (ignored by FLEX and U-Net). ``None`` picks the
+        preset's default.
+    dropout
+        Dropout rate inside ResBlocks.
+    gradient_checkpointing
+        Trade compute for memory during training.
+    image_size
+        Reference (H, W) used for parameter counting and positional-embedding initialisation.
+        Any size divisible by 16 runs at inference.
+    """
+
+    backbone: Backbone = "flex"
+    preset: Preset = "tiny"
+    in_channels: int = 1
+    out_channels: int | None = None
+    task: Task = "superres"
+    past_frames: int = 1
+    conditioning: Conditioning = "weak+strong"
+    physical_condition: bool = False
+    patch_size: int | None = None
+    dropout: float = 0.1
+    gradient_checkpointing: bool = False
+    image_size: tuple[int, int] = (128, 128)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Generative objective.
+
+    Attributes
+    ----------
+    objective
+        ``"vp"`` (variance-preserving diffusion), ``"flow"`` (flow matching) or ``"idff"``.
+    target
+        VP parameterisation of the loss: ``"v"``, ``"eps"`` or ``"x"`` (network output is v).
+    loss
+        ``"l1"`` or ``"l2"``.
+    logsnr_min, logsnr_max, shift
+        Cosine log-SNR schedule parameters.
+    base
+        Flow-matching base distribution: ``"gaussian"`` or ``"coarse_plus_noise"``.
+    base_sigma
+        Noise level ``s`` of the coarse-plus-noise base.
+    t_min, t_max
+        Time interval for flow-matching training and sampling.
+    loss_scale
+        Multiplies the per-sample loss (the MHD trainer uses 100).
+    idff_sigma
+        Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``).
+    idff_c
+        Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting.
+    """
+
+    objective: Literal["vp", "flow", "idff"] = "vp"
+    target: Literal["v", "eps", "x"] = "v"
+    loss: Literal["l1", "l2"] = "l1"
+    logsnr_min: float = -20.0
+    logsnr_max: float = 20.0
+    shift: float = 1.0
+    base: Literal["gaussian", "coarse_plus_noise"] = "gaussian"
+    base_sigma: float = 0.1
+    t_min: float = 1e-4
+    t_max: float = 1.0 - 1e-4
+    loss_scale: float = 1.0
+    idff_sigma: float = 0.2
+    idff_c: float = 0.01
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Sampling defaults stored with a model.
+
+    Attributes
+    ----------
+    sampler
+        ``"ddim"``, ``"euler"``, ``"heun"``, ``"sde"`` or ``"idff"``.
+    steps
+        Number of reverse steps (network evaluations for first-order samplers).
+    eta
+        DDIM stochasticity (0 is deterministic DDIM).
+    delta
+        SDE noise level; 0 reduces to the probability-flow ODE.
+    g1, g2
+        IDFF sampling knobs (gamma1, gamma2).
+    """
+
+    sampler: Literal["ddim", "euler", "heun", "sde", "idff"] = "ddim"
+    steps: int = 2
+    eta: float = 0.0
+    delta: float = 0.0
+    g1: float = 0.0
+    g2: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data.
+
+    Attributes
+    ----------
+    paths
+        Files or glob patterns (netCDF, zarr, HDF5).
+    format
+        ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
+    variables
+        Variables used as channels (in order).
+    degradation
+        Fine -> coarse operator: ``"area_mean"``, ``"strided"`` or ``"gaussian"``.
+    upsample
+        Coarse -> fine base field: ``"bilinear"``, ``"bicubic"`` or ``"conservative"``.
+    factor
+        Super-resolution factor.
+    crop_size
+        Side of the random square crops in fine pixels (divisible by 16 and by ``factor``).
+    split_dim
+        Dimension along which the data are split (``"time"``, ``"trajectory"``, ...).
+    train, validation, test
+        Selections along ``split_dim``: ``[start, stop]`` (inclusive labels, e.g. dates) or a list of
+        indices/labels.
+    condition
+        Name of a scalar attribute or variable used as physical condition, or ``None``.
+    condition_scale
+        The condition is divided by this (Re / 40000).
+    past_frames, lead
+        Forecasting: number of past frames and lead in time steps.
+    """
+
+    paths: tuple[str, ...] = ()
+    format: Literal["auto", "xarray", "hdf5"] = "auto"
+    variables: tuple[str, ...] = ()
+    degradation: Literal["area_mean", "strided", "gaussian"] = "area_mean"
+    upsample: Literal["bilinear", "bicubic", "conservative"] = "bilinear"
+    factor: int = 4
+    crop_size: int = 64
+    split_dim: str = "time"
+    train: tuple[Any, ...] = ()
+    validation: tuple[Any, ...] = ()
+    test: tuple[Any, ...] = ()
+    condition: str | None = None
+    condition_scale: float = 1.0
+    past_frames: int = 1
+    lead: int = 1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    optimizer: Literal["adamw", "adam", "lion"] = "adamw"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: what ``flexdownscale.train`` reads from ``run.toml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run_dir: str = "runs/run"
+    steps: int = 1000
+    batch_size: int = 32
+    micro_batch_size: int | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    eval_every: int = 250
+    plot_every: int = 4
+    checkpoint_every: int = 250
+    total_limit: int = 3
+    seed: int = 0
+    logger: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    num_workers: int = 0
+    eval_fields: int = 4
+    eval_members: int = 4
+
+
+C = TypeVar("C")
+
+
+def _close_match_hint(key: str, options: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    hint = f"did you mean {matches[0]!r}? " if matches else ""
+    return f"{hint}known keys: {', '.join(sorted(options))}"
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against ``annotation`` and convert lists to tuples and ints to floats."""
+    origin = get_origin(annotation)
+    if annotation is Any:
+        return _freeze(value)
+    if origin is Literal:
+        options = get_args(annotation)
+        if value not in options:
+            raise ConfigError(
+                f"{where} = {value!r} is not a valid option; expected one of "
+                f"{', '.join(repr(o) for o in options)}"
+            )
+        return value
+    if origin in (types.UnionType, typing.Union):
+        args = get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        args = get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}: {value!r}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table of keys, got {value!r}")
+        return from_dict(annotation, value, _where=where)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported annotation {annotation!r}")  # pragma: no cover
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def from_dict(cls: type[C], values: Mapping[str, Any], *, _where: str | None = None) -> C:
+    """Build the frozen dataclass ``cls`` from a (nested) mapping.
+
+    Parameters
+    ----------
+    cls
+        One of the configuration dataclasses.
+    values
+        Keys are field names; nested tables build nested configurations.
+
+    Returns
+    -------
+    An instance of ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key (with a close-match hint), an invalid ``Literal`` option or a value of
+        the wrong type.
+    """
+    where = _where or cls.__name__
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r} in {where}; {_close_match_hint(key, names)}")
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def from_toml(cls: type[C], path: str | Path) -> C:
+    """Read ``cls`` from a TOML file (see :func:`from_dict`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            values = tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ConfigError(f"configuration file {str(path)!r} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{str(path)!r} is not valid TOML: {err}") from err
+    return from_dict(cls, values, _where=path.name)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a configuration (tuples become lists; ``None`` values dropped for TOML)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {
+                f.name: plain(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if getattr(value, f.name) is not None
+            }
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def _parse_override(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` as a TOML value, falling back to a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: C, overrides: Sequence[str]) -> C:
+    """Return ``config`` with ``key.sub=value`` overrides applied.
+
+    Values are parsed as TOML (``lr=3e-4``, ``data.variables=["t2m"]``, ``model.preset=small``);
+    bare words are strings.
+
+    Raises
+    ------
+    ConfigError
+        For a malformed override or an unknown key (with a close-match hint).
+    """
+    values = to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-4)")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        target = values
+        cls: Any = type(config)
+        for depth, part in enumerate(parts):
+            names = [f.name for f in dataclasses.fields(cls)]
+            if part not in names:
+                path = ".".join(parts[:depth]) or cls.__name__
+                raise ConfigError(
+                    f"unknown key {part!r} in override {item!r} (under {path}); "
+                    f"{_close_match_hint(part, names)}"
+                )
+            if depth == len(parts) - 1:
+                target[part] = _parse_override(text.strip())
+            else:
+                cls = typing.get_type_hints(cls)[part]
+                if not dataclasses.is_dataclass(cls):
+                    raise ConfigError(f"override {item!r}: {part!r} is not a table")
+                target = target.setdefault(part, {})
+    return from_dict(type(config), values)

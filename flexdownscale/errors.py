@@ -1,0 +1,93 @@
+"""Typed errors raised by flexdownscale.
+
+Every error the package raises on purpose derives from :class:`FlexDownscaleError`, so one
+``except fd.errors.FlexDownscaleError`` catches them all. Each subclass also derives from the
+builtin exception a user would reach for (``ValueError``, ``KeyError``, ``OSError``, ...), so
+existing handlers keep working.
+
+Messages say three things: what was found, what was expected, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendNotAvailableError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "EnsembleError",
+    "FlexDownscaleError",
+    "GridError",
+    "MissingVariableError",
+    "ModelFolderError",
+    "NonFiniteLossError",
+    "ShapeError",
+    "UnitsError",
+    "UnsupportedFactorError",
+    "WeightsError",
+    "WeightsMismatchError",
+]
+
+
+class FlexDownscaleError(Exception):
+    """Base class of every error raised on purpose by flexdownscale."""
+
+
+class ConfigError(FlexDownscaleError, ValueError):
+    """A configuration value or key is invalid (unknown key, bad option, wrong type)."""
+
+
+class ShapeError(FlexDownscaleError, ValueError):
+    """A tensor or array has a shape the operation cannot accept (e.g. H or W not divisible by 16)."""
+
+
+class GridError(FlexDownscaleError, ValueError):
+    """A grid cannot be used: axes not found, irregular spacing, duplicated coordinates, ..."""
+
+
+class UnitsError(FlexDownscaleError, ValueError):
+    """A variable's ``units`` attribute does not match what the model or operation expects."""
+
+
+class MissingVariableError(FlexDownscaleError, KeyError):
+    """A variable the model or operation needs is not in the dataset."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedFactorError(FlexDownscaleError, ValueError):
+    """The downscaling factor is not one the model or grid supports."""
+
+
+class DataError(FlexDownscaleError, ValueError):
+    """Input data are unusable as given (all-NaN tile, wrong dtype that cannot be converted, ...)."""
+
+
+class EnsembleError(FlexDownscaleError, ValueError):
+    """An ensemble is malformed: missing member dimension, chunked member dim, too few members."""
+
+
+class WeightsError(FlexDownscaleError, ValueError):
+    """Weights are negative, NaN or cannot be broadcast against the data."""
+
+
+class BackendNotAvailableError(FlexDownscaleError, ImportError):
+    """An optional backend (xesmf, huggingface_hub, wandb, accelerate, ...) is not installed."""
+
+
+class ModelFolderError(FlexDownscaleError, OSError):
+    """A model folder is missing files, has files that fail their checks, or an unknown format."""
+
+
+class WeightsMismatchError(ModelFolderError):
+    """Stored weights do not match the architecture described by the folder's config."""
+
+
+class CheckpointError(FlexDownscaleError, OSError):
+    """A training-state folder is corrupted, incomplete or belongs to a different run."""
+
+
+class NonFiniteLossError(FlexDownscaleError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good state is kept."""
+
