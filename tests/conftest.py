@@ -1,0 +1,44 @@
+"""Shared fixtures: the real data in ``../shared/data`` and torch thread settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FLEXDOWNSCALE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep the suite predictable on small CI machines (2 cores).
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    if has_cuda:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the project's real data folder (read only); skips when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
