@@ -90,4 +90,3 @@ class CheckpointError(FlexDownscaleError, OSError):
 
 class NonFiniteLossError(FlexDownscaleError, FloatingPointError):
     """Training produced a NaN or infinite loss; the last good state is kept."""
-

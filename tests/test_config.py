@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flexdownscale import errors
+from flexdownscale.config import (
+    DataConfig,
+    DiffusionConfig,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    from_toml,
+    to_dict,
+)
+
+
+def test_unknown_key_gets_close_match_hint():
+    with pytest.raises(errors.ConfigError, match=r"unknown key 'preest'.*did you mean 'preset'"):
+        from_dict(ModelConfig, {"preest": "small"})
+
+
+def test_unknown_nested_key_names_its_table():
+    with pytest.raises(errors.ConfigError, match=r"TrainConfig.optim.*did you mean 'lr'"):
+        from_dict(TrainConfig, {"optim": {"lrr": 1e-3}})
+
+
+def test_config_error_is_a_value_error():
+    with pytest.raises(ValueError):
+        from_dict(ModelConfig, {"backbone": "resnet"})
+
+
+@pytest.mark.parametrize(
+    ("cls", "values", "match"),
+    [
+        (ModelConfig, {"backbone": "resnet"}, r"'resnet' is not a valid option.*'flex'"),
+        (ModelConfig, {"in_channels": "3"}, r"in_channels must be an integer"),
+        (ModelConfig, {"in_channels": True}, r"in_channels must be an integer"),
+        (ModelConfig, {"image_size": [128]}, r"must have 2 entries"),
+        (ModelConfig, {"physical_condition": 1}, r"must be true or false"),
+        (DiffusionConfig, {"shift": "big"}, r"shift must be a number"),
+        (DataConfig, {"variables": "t2m"}, r"variables must be a list"),
+        (TrainConfig, {"model": 3}, r"must be a table"),
+    ],
+)
+def test_bad_values_are_rejected(cls, values, match):
+    with pytest.raises(errors.ConfigError, match=match):
+        from_dict(cls, values)
+
+
+def test_round_trip_through_dict_and_toml(tmp_path):
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "model": {
+                "backbone": "dit",
+                "preset": "small",
+                "patch_size": 4,
+                "image_size": [96, 160],
+            },
+            "diffusion": {"objective": "flow", "base": "coarse_plus_noise", "loss_scale": 100},
+            "data": {
+                "paths": ["a.nc", "b.nc"],
+                "variables": ["t2m"],
+                "train": ["2019-03-01", "2019-03-17"],
+            },
+            "steps": 10,
+        },
+    )
+    assert cfg.model.image_size == (96, 160)
+    assert cfg.diffusion.loss_scale == 100.0
+    assert isinstance(cfg.diffusion.loss_scale, float)
+    assert cfg.data.paths == ("a.nc", "b.nc")
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+
+    lines = []
+
+    def emit(prefix, table):
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            text = repr(value).replace("'", '"').replace("True", "true").replace("False", "false")
+            lines.append(f"{key} = {text}")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                emit(f"{prefix}.{key}" if prefix else key, value)
+
+    emit("", to_dict(cfg))
+    path = tmp_path / "run.toml"
+    path.write_text("\n".join(lines))
+    assert from_toml(TrainConfig, path) == cfg
+
+
+def test_frozen():
+    cfg = ModelConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.preset = "big"
+
+
+def test_overrides_parse_by_type_and_hint_unknown_keys():
+    cfg = TrainConfig()
+    new = apply_overrides(
+        cfg,
+        [
+            "optim.lr=3e-4",
+            "model.preset=small",
+            'data.variables=["u", "v"]',
+            "steps=5",
+            "logger=none",
+        ],
+    )
+    assert new.optim.lr == pytest.approx(3e-4)
+    assert new.model.preset == "small"
+    assert new.data.variables == ("u", "v")
+    assert new.steps == 5
+    assert new.logger == "none"
+    assert cfg.optim.lr == pytest.approx(2e-4)  # the original is untouched
+    with pytest.raises(errors.ConfigError, match=r"did you mean 'optim'"):
+        apply_overrides(cfg, ["optimm.lr=1"])
+    with pytest.raises(errors.ConfigError, match=r"key=value"):
+        apply_overrides(cfg, ["steps"])
+    with pytest.raises(errors.ConfigError, match=r"not a valid option"):
+        apply_overrides(cfg, ["model.preset=huge"])
+
+
+def test_missing_or_broken_toml(tmp_path):
+    with pytest.raises(errors.ConfigError, match="does not exist"):
+        from_toml(TrainConfig, tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = = 3")
+    with pytest.raises(errors.ConfigError, match="not valid TOML"):
+        from_toml(TrainConfig, bad)
