@@ -1,0 +1,388 @@
+"""Model folders: the on-disk format of a trained model, local or on the Hugging Face Hub.
+
+A model folder holds::
+
+    model.safetensors    the weights (safetensors only: nothing is ever unpickled)
+    config.json          format version, model / diffusion / sampler configs, variables, units,
+                         factor, task, physical condition, SHA-256 of every other file
+    normalization.json   per-variable statistics (written by flexdownscale.data.normalize)
+    grid.json            training grid spacing / extent and the degradation operator
+    README.md            the model card (data, split, training cost, validation skill, licence)
+
+:func:`save_model_folder` writes a folder atomically (into a temporary sibling, then one
+rename), :func:`load_model_folder` reads one back and refuses a folder with a missing file, a file
+whose checksum does not match, or an unknown format version. Nothing in a folder is executed.
+
+A model is named by a local path, by the name of a model shipped inside the package
+(``"kolmogorov-x8"``; see :func:`shipped_models`), or by a Hugging Face Hub id
+(``"org/name"``, with the ``hub`` extra installed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .config import DiffusionConfig, ModelConfig, SamplerConfig, from_dict, to_dict
+from .errors import BackendNotAvailableError, ConfigError, ModelFolderError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ModelFolder",
+    "import_foreign_checkpoint",
+    "load_model_folder",
+    "resolve_model_path",
+    "save_model_folder",
+    "shipped_models",
+]
+
+FORMAT_NAME = "flexdownscale-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+NORMALIZATION_FILE = "normalization.json"
+GRID_FILE = "grid.json"
+CARD_FILE = "README.md"
+_CHECKED_FILES = (WEIGHTS_FILE, NORMALIZATION_FILE, GRID_FILE)
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """The contents of a model folder, as loaded.
+
+    Attributes
+    ----------
+    path
+        Where the folder was read from.
+    model, diffusion, sampler
+        The configurations the model was trained with (sampler: the default sampling settings).
+    variables
+        Variable names in channel order.
+    units
+        ``units`` attribute of each variable at training time (``""`` when none).
+    factor
+        Super-resolution factor (1 for forecast models).
+    task
+        ``"superres"`` or ``"forecast"``.
+    condition
+        Physical-condition metadata (``{"name": ..., "scale": ...}``) or ``None``.
+    state_dict
+        The weights, as CPU tensors.
+    normalization, grid
+        The parsed ``normalization.json`` and ``grid.json``.
+    card
+        The model card (markdown).
+    extra
+        Any other key of ``config.json`` (kept for forward compatibility).
+    """
+
+    path: Path
+    model: ModelConfig
+    diffusion: DiffusionConfig
+    sampler: SamplerConfig
+    variables: tuple[str, ...]
+    units: Mapping[str, str]
+    factor: int
+    task: str
+    condition: Mapping[str, Any] | None
+    state_dict: Mapping[str, Any]
+    normalization: Mapping[str, Any]
+    grid: Mapping[str, Any]
+    card: str
+    extra: Mapping[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model_folder(
+    path: str | os.PathLike[str],
+    *,
+    state_dict: Mapping[str, Any],
+    model: ModelConfig,
+    diffusion: DiffusionConfig,
+    sampler: SamplerConfig,
+    variables: tuple[str, ...] | list[str],
+    units: Mapping[str, str],
+    factor: int,
+    normalization: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    card: str,
+    task: str = "superres",
+    condition: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model folder atomically.
+
+    Parameters
+    ----------
+    path
+        Destination folder. Written to a temporary sibling first, then renamed into place, so a
+        crash never leaves a half-written folder under ``path``.
+    state_dict
+        Model weights (tensors); stored with safetensors. Tensors sharing memory are copied.
+    model, diffusion, sampler
+        Configurations stored in ``config.json``.
+    variables, units, factor, task, condition
+        Metadata the inference pipeline checks inputs against.
+    normalization, grid
+        JSON-serialisable dicts written to ``normalization.json`` and ``grid.json``.
+    card
+        Model card text (markdown).
+    dtype
+        Optional torch dtype to cast floating-point weights to (e.g. ``torch.bfloat16`` for
+        shipped models).
+    extra
+        Further JSON-serialisable metadata stored under ``config.json["extra"]``.
+    overwrite
+        Replace an existing folder.
+
+    Returns
+    -------
+    The folder's path.
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ModelFolderError(
+            f"model folder {str(path)!r} already exists; pass overwrite=True or choose a new path"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {}
+        for name, tensor in state_dict.items():
+            tensor = tensor.detach().to("cpu")
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            tensors[name] = tensor.contiguous().clone()
+        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
+        (tmp / NORMALIZATION_FILE).write_text(json.dumps(normalization, indent=2, sort_keys=True))
+        (tmp / GRID_FILE).write_text(json.dumps(grid, indent=2, sort_keys=True))
+        (tmp / CARD_FILE).write_text(card)
+        config = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "model": to_dict(model),
+            "diffusion": to_dict(diffusion),
+            "sampler": to_dict(sampler),
+            "variables": list(variables),
+            "units": dict(units),
+            "factor": int(factor),
+            "task": task,
+            "condition": dict(condition) if condition is not None else None,
+            "weights_dtype": str(next(iter(tensors.values())).dtype) if tensors else None,
+            "sha256": {name: _sha256(tmp / name) for name in _CHECKED_FILES},
+            "extra": dict(extra or {}),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        for child in tmp.iterdir():  # flush to disk before the rename makes the folder visible
+            with child.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelFolderError(
+            f"{str(path)!r} is not valid JSON ({err}); the folder is damaged"
+        ) from err
+
+
+def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
+    """Load a model folder after checking it.
+
+    Parameters
+    ----------
+    name_or_path
+        A local folder, a shipped model name or a Hugging Face Hub id (see
+        :func:`resolve_model_path`).
+
+    Returns
+    -------
+    ModelFolder
+
+    Raises
+    ------
+    ModelFolderError
+        When a file is missing, a checksum does not match (the file was changed after export), the
+        format is unknown or newer than this package, or the configs are invalid.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(name_or_path)
+    missing = [n for n in (CONFIG_FILE, *_CHECKED_FILES, CARD_FILE) if not (path / n).is_file()]
+    if missing:
+        raise ModelFolderError(
+            f"model folder {str(path)!r} is missing {', '.join(missing)}; a model folder needs "
+            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE} "
+            "(export one with Downscaler.save_pretrained or the training script)"
+        )
+    config = _read_json(path / CONFIG_FILE)
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise ModelFolderError(
+            f"{str(path / CONFIG_FILE)!r} is not a flexdownscale model config "
+            f"(format={config.get('format') if isinstance(config, dict) else None!r}); for a foreign "
+            "checkpoint use flexdownscale.hub.import_foreign_checkpoint"
+        )
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFolderError(
+            f"model folder {str(path)!r} has format_version {version!r}; this flexdownscale reads "
+            f"up to {FORMAT_VERSION}: upgrade flexdownscale"
+        )
+    recorded = config.get("sha256") or {}
+    for name in _CHECKED_FILES:
+        if recorded.get(name) != _sha256(path / name):
+            raise ModelFolderError(
+                f"{name} in {str(path)!r} does not match the checksum recorded in {CONFIG_FILE}: "
+                "the file was modified or damaged after export; re-download or re-export the model"
+            )
+    try:
+        state_dict = load_file(path / WEIGHTS_FILE, device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFolderError(
+            f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}"
+        ) from err
+    try:
+        model = from_dict(ModelConfig, config.get("model", {}))
+        diffusion = from_dict(DiffusionConfig, config.get("diffusion", {}))
+        sampler = from_dict(SamplerConfig, config.get("sampler", {}))
+    except ConfigError as err:
+        raise ModelFolderError(
+            f"invalid configuration in {str(path / CONFIG_FILE)!r}: {err}"
+        ) from err
+    return ModelFolder(
+        path=path,
+        model=model,
+        diffusion=diffusion,
+        sampler=sampler,
+        variables=tuple(config.get("variables", ())),
+        units=dict(config.get("units", {})),
+        factor=int(config.get("factor", 1)),
+        task=str(config.get("task", "superres")),
+        condition=config.get("condition"),
+        state_dict=state_dict,
+        normalization=_read_json(path / NORMALIZATION_FILE),
+        grid=_read_json(path / GRID_FILE),
+        card=(path / CARD_FILE).read_text(),
+        extra=dict(config.get("extra", {})),
+    )
+
+
+def _shipped_root() -> Path:
+    return Path(str(resources.files("flexdownscale") / "_data" / "models"))
+
+
+def shipped_models() -> dict[str, Path]:
+    """Models shipped inside the package: name -> folder."""
+    root = _shipped_root()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """Turn a model reference into a local folder.
+
+    Order: an existing local folder; a shipped model name; a Hugging Face Hub id ``org/name``
+    (downloaded with ``huggingface_hub.snapshot_download``, which needs the ``hub`` extra).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    text = str(name_or_path)
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError as err:
+            raise BackendNotAvailableError(
+                f"{text!r} is not a local folder nor a shipped model ({', '.join(shipped) or 'none'}); "
+                "to load it from the Hugging Face Hub install the hub extra: "
+                "pip install 'flexdownscale[hub]'"
+            ) from err
+        allow = [CONFIG_FILE, *_CHECKED_FILES, CARD_FILE]
+        return Path(snapshot_download(repo_id=text, allow_patterns=allow))
+    raise ModelFolderError(
+        f"no model folder at {text!r}; give a local folder, a shipped model "
+        f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name'"
+    )
+
+
+def import_foreign_checkpoint(
+    path: str | os.PathLike[str], *, key: str | None = None
+) -> dict[str, Any]:
+    """Read the weights of a checkpoint written by another code base (e.g. the FLEX reference).
+
+    ``.safetensors`` files are read with safetensors; PyTorch pickles are read with
+    ``torch.load(..., weights_only=True)``, which refuses arbitrary objects, so no code from the file
+    runs. Key renaming to our module names is the caller's job.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    key
+        Optional entry of a dict checkpoint holding the state dict (e.g. ``"model"`` or ``"ema"``).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path, device="cpu")
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises UnpicklingError and others for unsafe content
+            raise ModelFolderError(
+                f"{str(path)!r} cannot be loaded safely (weights_only=True refused it: {err}); "
+                "convert it to safetensors in the environment that wrote it"
+            ) from err
+    if key is not None:
+        if not isinstance(state, dict) or key not in state:
+            raise ModelFolderError(f"checkpoint {str(path)!r} has no entry {key!r}")
+        state = state[key]
+    if not isinstance(state, dict):
+        raise ModelFolderError(f"checkpoint {str(path)!r} does not hold a state dict")
+    return dict(state)

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flexdownscale import errors
+from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.hub import (
+    import_foreign_checkpoint,
+    load_model_folder,
+    resolve_model_path,
+    save_model_folder,
+)
+
+
+def _save(path, **overrides):
+    state = {"a.weight": torch.randn(3, 4), "b.bias": torch.arange(5, dtype=torch.float32)}
+    kwargs = dict(
+        state_dict=state,
+        model=ModelConfig(preset="tiny", physical_condition=True),
+        diffusion=DiffusionConfig(objective="flow"),
+        sampler=SamplerConfig(sampler="euler", steps=8),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        factor=4,
+        normalization={"t2m": {"mean": 280.0, "std": 5.0}},
+        grid={"spacing": [0.25, 0.25]},
+        card="# test model\n",
+    )
+    kwargs.update(overrides)
+    return state, save_model_folder(path, **kwargs)
+
+
+def test_round_trip(tmp_path):
+    state, path = _save(tmp_path / "m")
+    folder = load_model_folder(path)
+    assert folder.model == ModelConfig(preset="tiny", physical_condition=True)
+    assert folder.diffusion.objective == "flow"
+    assert folder.sampler.steps == 8
+    assert folder.variables == ("t2m",)
+    assert folder.units == {"t2m": "K"}
+    assert folder.factor == 4
+    assert folder.normalization["t2m"]["std"] == 5.0
+    for key, value in state.items():
+        assert torch.equal(folder.state_dict[key], value)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_bf16_export(tmp_path):
+    _, path = _save(tmp_path / "m", dtype=torch.bfloat16)
+    folder = load_model_folder(path)
+    assert folder.state_dict["a.weight"].dtype == torch.bfloat16
+
+
+def test_refuses_to_overwrite_without_asking(tmp_path):
+    _save(tmp_path / "m")
+    with pytest.raises(errors.ModelFolderError, match="already exists"):
+        _save(tmp_path / "m")
+    _, path = _save(tmp_path / "m", factor=8, overwrite=True)
+    assert load_model_folder(path).factor == 8
+
+
+@pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "grid.json", "README.md"])
+def test_missing_file(tmp_path, missing):
+    _, path = _save(tmp_path / "m")
+    (path / missing).unlink()
+    with pytest.raises(errors.ModelFolderError, match=f"missing {missing}"):
+        load_model_folder(path)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "normalization.json", "grid.json"])
+def test_tampered_file(tmp_path, name):
+    _, path = _save(tmp_path / "m")
+    data = bytearray((path / name).read_bytes())
+    data[-2] ^= 0x01
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(errors.ModelFolderError, match="checksum"):
+        load_model_folder(path)
+
+
+def test_newer_format_and_foreign_config(tmp_path):
+    _, path = _save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    config["format_version"] = 99
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(errors.ModelFolderError, match="upgrade flexdownscale"):
+        load_model_folder(path)
+    (path / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
+    with pytest.raises(errors.ModelFolderError, match="not a flexdownscale model config"):
+        load_model_folder(path)
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(errors.ModelFolderError, match="not valid JSON"):
+        load_model_folder(path)
+
+
+def test_invalid_config_inside_folder(tmp_path):
+    _, path = _save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    config["model"]["preset"] = "gigantic"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(errors.ModelFolderError, match="invalid configuration"):
+        load_model_folder(path)
+
+
+def test_resolve_errors(tmp_path):
+    with pytest.raises(errors.ModelFolderError, match="no model folder"):
+        resolve_model_path(tmp_path / "absent")
+
+
+def test_foreign_checkpoint_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, bad)
+    with pytest.raises(errors.ModelFolderError, match="cannot be loaded safely"):
+        import_foreign_checkpoint(bad)
+    good = tmp_path / "good.pt"
+    torch.save({"ema": {"w": torch.ones(2)}}, good)
+    assert torch.equal(import_foreign_checkpoint(good, key="ema")["w"], torch.ones(2))
+    with pytest.raises(errors.ModelFolderError, match="no entry 'model'"):
+        import_foreign_checkpoint(good, key="model")
