@@ -1,0 +1,751 @@
+"""Building blocks shared by every backbone.
+
+Time and physical-condition embeddings, the AdaGN residual block, attention and transformer
+blocks, fixed 2-D sin-cos positional embeddings, the conv task encoder, and :class:`Backbone`,
+the base class that implements the common calling convention (argument checks, task-feature
+reuse, gradient checkpointing).
+
+Everything here is torch only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..config import ModelConfig
+from ..errors import ConfigError, ShapeError
+
+__all__ = [
+    "GRID_MULTIPLE",
+    "Attention",
+    "Backbone",
+    "ConditionEmbedding",
+    "ConvEncoder",
+    "FourierTimeEmbedding",
+    "Mlp",
+    "PatchTaskEncoder",
+    "ResBlock",
+    "TaskEncoder",
+    "TaskFeatures",
+    "TransformerBlock",
+    "group_norm",
+    "init_linear_",
+    "repeat_task_features",
+    "sincos_2d",
+    "zero_",
+]
+
+#: Features computed once per field by ``encode_task``: a tuple of tensors, batch first.
+TaskFeatures = tuple[torch.Tensor, ...]
+
+#: Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net).
+GRID_MULTIPLE = 16
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups, or the largest divisor of 32 that divides ``channels``.
+
+    Parameters
+    ----------
+    channels
+        Number of channels C.
+
+    Returns
+    -------
+    ``nn.GroupNorm(gcd(32, C), C)`` (32 groups whenever C is a multiple of 32).
+    """
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def zero_(module: nn.Module) -> nn.Module:
+    """Set every parameter of ``module`` to zero in place and return it."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def init_linear_(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every ``nn.Linear`` inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def repeat_task_features(features: Sequence[torch.Tensor], repeats: int) -> TaskFeatures:
+    """Repeat every task feature along the batch so that B fields serve B * ``repeats`` members.
+
+    Parameters
+    ----------
+    features
+        Output of ``model.encode_task(cond)``: tensors of shape (B, ...).
+    repeats
+        Number of ensemble members M per field (>= 1).
+
+    Returns
+    -------
+    Tuple of tensors of shape (B * M, ...); member m of field b sits at row ``b * M + m``
+    (``torch.repeat_interleave`` order, the order of ``x.repeat_interleave(M, dim=0)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = (torch.arange(2.0).reshape(2, 1),)
+    >>> repeat_task_features(feats, 3)[0].flatten().tolist()
+    [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
+    return tuple(f.repeat_interleave(repeats, dim=0) for f in features)
+
+
+def sincos_2d(
+    height: int,
+    width: int,
+    dim: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Fixed 2-D sin-cos positional embedding of a ``height`` x ``width`` token grid.
+
+    Half the channels encode the row index, half the column index, each with ``dim / 4``
+    frequencies ``1 / 10000**(k / (dim / 4))`` in sin and cos. Positions are integer grid indices,
+    so the embedding of a token depends only on where it sits in the grid, for any grid size.
+
+    Parameters
+    ----------
+    height, width
+        Token grid size.
+    dim
+        Embedding width (divisible by 4).
+
+    Returns
+    -------
+    Tensor of shape (height * width, dim), rows in row-major (h, w) order.
+    """
+    if dim % 4:
+        raise ConfigError(f"sin-cos positional embeddings need a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
+    rows = torch.arange(height, dtype=torch.float64, device=device)[:, None] * omega
+    cols = torch.arange(width, dtype=torch.float64, device=device)[:, None] * omega
+    rows = torch.cat([rows.sin(), rows.cos()], dim=1)[:, None, :].expand(height, width, 2 * quarter)
+    cols = torch.cat([cols.sin(), cols.cos()], dim=1)[None, :, :].expand(height, width, 2 * quarter)
+    return torch.cat([rows, cols], dim=2).reshape(height * width, dim).to(dtype)
+
+
+class FourierTimeEmbedding(nn.Module):
+    """Random Fourier features of a continuous time t in [0, 1] followed by an MLP.
+
+    ``[sin(2 pi f t), cos(2 pi f t)]`` with ``dim / 2`` frequencies ``f ~ N(0, scale^2)`` drawn once
+    from a generator seeded with ``seed`` (a fixed buffer, the same for every model), then
+    ``Linear(dim, 2 dim) -> SiLU -> Linear(2 dim, dim)``.
+
+    Parameters
+    ----------
+    dim
+        Embedding width D (even).
+    scale
+        Standard deviation of the frequencies.
+    seed
+        Seed of the frequencies.
+    """
+
+    def __init__(self, dim: int, *, scale: float = 16.0, seed: int = 0) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ConfigError(f"time embedding width must be even, got {dim}")
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        freqs = torch.randn(dim // 2, generator=gen, device="cpu") * scale
+        self.register_buffer("freqs", freqs.to(torch.get_default_device()))
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Embed times ``t`` of shape (B,) into (B, D)."""
+        angle = 2 * math.pi * t.float()[:, None] * self.freqs.float()[None, :]
+        return self.mlp(torch.cat([angle.sin(), angle.cos()], dim=1))
+
+
+class ConditionEmbedding(nn.Module):
+    """MLP ``1 -> 2 D -> D`` (SiLU) of a scalar physical parameter (e.g. Re / 40000)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(1, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, phys: torch.Tensor) -> torch.Tensor:
+        """Embed ``phys`` of shape (B,) into (B, D)."""
+        return self.mlp(phys.float()[:, None])
+
+
+class ResBlock(nn.Module):
+    """Residual block with adaptive group normalisation (guided-diffusion style).
+
+    ``h = conv3x3(SiLU(GN(x)))``; ``h = GN(h) * (1 + scale) + shift`` with ``(scale, shift)`` a
+    linear map of ``SiLU(emb)`` (plain GN when the block has no embedding);
+    ``h = conv3x3_zero(Dropout(SiLU(h)))``; output ``skip(x) + h`` where ``skip`` is the identity, or
+    a 3x3 conv when the channel count changes. ``resample="down"`` average-pools by 2 and ``"up"``
+    repeats by 2 (nearest) on both paths, after the first activation.
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Channels of the input and output maps.
+    emb_dim
+        Width of the conditioning vector, or ``None`` for an unconditioned block (task encoders).
+    dropout
+        Dropout rate before the second conv.
+    resample
+        ``"none"``, ``"down"`` (H, W -> H/2, W/2) or ``"up"`` (H, W -> 2H, 2W).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        emb_dim: int | None,
+        dropout: float = 0.0,
+        resample: Literal["none", "down", "up"] = "none",
+    ) -> None:
+        super().__init__()
+        if resample not in ("none", "down", "up"):
+            raise ConfigError(f"resample must be 'none', 'down' or 'up', got {resample!r}")
+        self.resample = resample
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.emb = None if emb_dim is None else nn.Linear(emb_dim, 2 * out_channels)
+        self.norm2 = group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        if in_channels == out_channels:
+            self.skip: nn.Module = nn.Identity()
+        else:
+            self.skip = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2)
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return x
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Map (B, C_in, H, W) and emb (B, D) to (B, C_out, H', W')."""
+        h = self.conv1(self._resample(F.silu(self.norm1(x))))
+        h = self.norm2(h)
+        if self.emb is not None:
+            if emb is None:
+                raise ShapeError("this ResBlock is conditioned: pass the embedding (B, D)")
+            scale, shift = rearrange(self.emb(F.silu(emb)), "b c -> b c 1 1").chunk(2, dim=1)
+            h = h * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(self._resample(x)) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over tokens (B, N, D) with scaled dot-product attention.
+
+    Parameters
+    ----------
+    dim
+        Token width D (divisible by ``heads``).
+    heads
+        Number of heads.
+    qkv_bias
+        Whether the fused qkv projection has a bias.
+    """
+
+    def __init__(self, dim: int, *, heads: int, qkv_bias: bool = False) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend over the N tokens of x (B, N, D); returns (B, N, D)."""
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class Mlp(nn.Module):
+    """``Linear(D, ratio D) -> GELU(tanh) -> Dropout -> Linear(ratio D, D) -> Dropout``."""
+
+    def __init__(self, dim: int, *, ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (..., D) to (..., D)."""
+        h = self.dropout(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.dropout(self.fc2(h))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN transformer block, optionally fusing a U-ViT long skip first.
+
+    ``x = Linear(cat(x, skip))`` when built with ``skip=True``; then
+    ``x = x + Attn(LN(x))``, ``x = x + MLP(LN(x))``.
+
+    Parameters
+    ----------
+    dim
+        Token width D.
+    heads
+        Attention heads.
+    mlp_ratio
+        Hidden width of the MLP relative to D.
+    qkv_bias
+        Bias of the qkv projection.
+    eps
+        LayerNorm epsilon.
+    skip
+        Whether the block takes a long skip (U-ViT decoder half).
+    dropout
+        Dropout inside the MLP.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        heads: int,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = False,
+        eps: float = 1e-6,
+        skip: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads=heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, ratio=mlp_ratio, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Map tokens (B, N, D) (and a skip (B, N, D)) to (B, N, D)."""
+        if self.skip_linear is not None:
+            if skip is None:
+                raise ShapeError("this transformer block fuses a long skip: pass skip (B, N, D)")
+            x = self.skip_linear(torch.cat([x, skip], dim=-1))
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def encoder_channels(
+    channels: Sequence[int], blocks: Sequence[int], *, down_last: bool = True
+) -> list[tuple[int, int]]:
+    """(channels, stride) of every block output of a conv pyramid, stem first.
+
+    The pyramid is a 3x3 stem (stride 1, ``channels[0]``), then per level ``blocks[l]`` ResBlocks
+    at ``channels[l]`` and one down-ResBlock (omitted at the last level when ``down_last`` is
+    false).
+    """
+    out = [(channels[0], 1)]
+    stride = 1
+    for level, (ch, n) in enumerate(zip(channels, blocks)):
+        out.extend((ch, stride) for _ in range(n))
+        if down_last or level < len(channels) - 1:
+            stride *= 2
+            out.append((ch, stride))
+    return out
+
+
+class ConvEncoder(nn.Module):
+    """Conv pyramid: 3x3 stem, then per level ResBlocks and a down-ResBlock; every output kept.
+
+    Used as FLEX's shared encoder (``emb_dim`` set: AdaGN-conditioned), as the task encoder of
+    every backbone (``emb_dim=None``: no time input), and as the U-Net's task encoder.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the input map.
+    channels
+        Channels per level, e.g. ``(64, 128, 128, 256)``.
+    blocks
+        ResBlocks per level, e.g. ``(2, 3, 3, 3)``.
+    emb_dim
+        Width of the conditioning vector, or ``None``.
+    dropout
+        Dropout of the ResBlocks.
+    down_last
+        Whether the last level ends in a down-ResBlock too (FLEX: yes, bottleneck at H/16).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        blocks: Sequence[int],
+        *,
+        emb_dim: int | None,
+        dropout: float = 0.0,
+        down_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(blocks):
+            raise ConfigError(
+                f"channels {tuple(channels)} and blocks {tuple(blocks)} differ in length"
+            )
+        self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        self.blocks = nn.ModuleList()
+        ch = channels[0]
+        for level, (level_ch, n) in enumerate(zip(channels, blocks)):
+            for _ in range(n):
+                self.blocks.append(ResBlock(ch, level_ch, emb_dim=emb_dim, dropout=dropout))
+                ch = level_ch
+            if down_last or level < len(channels) - 1:
+                self.blocks.append(
+                    ResBlock(ch, ch, emb_dim=emb_dim, dropout=dropout, resample="down")
+                )
+        self.shapes = encoder_channels(channels, blocks, down_last=down_last)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        emb: torch.Tensor | None = None,
+        *,
+        add: Sequence[torch.Tensor] | None = None,
+        run: Callable[..., torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """Outputs of the stem and of every block.
+
+        Parameters
+        ----------
+        x
+            Input map (B, C_in, H, W).
+        emb
+            Conditioning vector (B, D) for conditioned pyramids.
+        add
+            Features added after each block (weak conditioning), one per output.
+        run
+            ``run(block, *args)`` calls a block (used for gradient checkpointing).
+
+        Returns
+        -------
+        List of ``1 + sum(blocks) + levels`` maps, shapes given by ``self.shapes``.
+        """
+        run = run or _call
+        h = self.stem(x)
+        if add is not None:
+            h = h + add[0]
+        outs = [h]
+        for k, block in enumerate(self.blocks, start=1):
+            h = run(block, h, emb)
+            if add is not None:
+                h = h + add[k]
+            outs.append(h)
+        return outs
+
+
+class TaskEncoder(nn.Module):
+    """Task encoder: the conv pyramid of :class:`ConvEncoder` on the task input, no time input.
+
+    Its ResBlocks are AdaGN-modulated by a learned task embedding (a vector of width
+    ``emb_dim``, zero at initialisation) instead of a time embedding. In the reference the task
+    encoder's AdaGN is driven by its physical-condition embedding; here the task features must
+    depend on the task input only (they are computed once per field and reused across sampler
+    steps and ensemble members), so the conditioning vector is a learned constant.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the task input C_cond.
+    channels, blocks, dropout, down_last
+        As in :class:`ConvEncoder`.
+    emb_dim
+        Width of the task embedding (the backbone's embedding width).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        blocks: Sequence[int],
+        *,
+        emb_dim: int,
+        dropout: float = 0.0,
+        down_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.zeros(emb_dim))
+        self.pyramid = ConvEncoder(
+            in_channels, channels, blocks, emb_dim=emb_dim, dropout=dropout, down_last=down_last
+        )
+        self.shapes = self.pyramid.shapes
+
+    def forward(
+        self, cond: torch.Tensor, *, run: Callable[..., torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        """Features of every pyramid block for cond (B, C_cond, H, W), see ``self.shapes``."""
+        emb = self.embedding[None, :].expand(cond.shape[0], -1)
+        return self.pyramid(cond, emb, run=run)
+
+
+class PatchTaskEncoder(nn.Module):
+    """Task encoder of the token backbones (UViT, DiT): conv pyramid down to the patch grid.
+
+    ``log2(patch)`` levels of the :class:`TaskEncoder` pyramid bring ``cond`` to stride ``patch``
+    (with ``patch = 1``: the stem and the first level's ResBlocks at full resolution), then a
+    1x1 conv maps the last feature to the token width.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the task input C_cond.
+    channels, blocks
+        Pyramid channels and ResBlocks per level (only the first ``log2(patch)`` are used).
+    patch
+        Patch size p (a power of two, at most ``2 ** len(channels)``).
+    dim
+        Token width D (also the width of the task embedding).
+    dropout
+        Dropout of the ResBlocks.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        blocks: Sequence[int],
+        *,
+        patch: int,
+        dim: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        levels = int(math.log2(patch))
+        if 2**levels != patch or levels > len(channels):
+            raise ConfigError(
+                f"patch size {patch} must be a power of two at most {2 ** len(channels)}"
+            )
+        used = max(levels, 1)
+        self.encoder = TaskEncoder(
+            in_channels,
+            channels[:used],
+            blocks[:used],
+            emb_dim=dim,
+            dropout=dropout,
+            down_last=levels > 0,
+        )
+        self.proj = nn.Conv2d(channels[used - 1], dim, 1)
+        self.shapes = [(dim, patch)]
+
+    def forward(
+        self, cond: torch.Tensor, *, run: Callable[..., torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        """Token features (B, D, H / p, W / p) of cond (B, C_cond, H, W), as a one-element list."""
+        return [self.proj(self.encoder(cond, run=run)[-1])]
+
+
+def _call(module: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    return module(*args)
+
+
+class Backbone(nn.Module):
+    """Base class of every backbone: checks arguments and reuses task features.
+
+    Subclasses set ``self.task_shapes`` (one ``(channels, stride)`` per task feature, where the
+    feature of a field of size H x W has shape (B, channels, H / stride, W / stride)) and
+    implement ``_encode_task(cond)`` and ``_forward(x_t, t, phys, features)``.
+
+    Parameters
+    ----------
+    config
+        The :class:`~flexdownscale.config.ModelConfig` the model is built from (kept as
+        ``model.config``).
+    """
+
+    task_shapes: list[tuple[int, int]]
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.out_channels = config.out_channels or config.in_channels
+        if config.task == "superres":
+            self.cond_channels = config.in_channels
+        else:
+            self.cond_channels = config.past_frames * config.in_channels
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def run_block(self, block: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        """Call ``block(*args)``, through activation checkpointing when it is enabled.
+
+        Checkpointing (``torch.utils.checkpoint``, ``use_reentrant=False``) is used when the
+        config asks for it, the module is in training mode and gradients are being recorded.
+        """
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    # -- argument checks ----------------------------------------------------------------------
+    def _check_map(self, x: torch.Tensor, channels: int, name: str, what: str) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"{name} must be a 4-D tensor (B, C, H, W), got {shape}")
+        if x.shape[1] != channels:
+            raise ShapeError(
+                f"{name} has {x.shape[1]} channels, expected {channels} ({what}); "
+                f"got shape {tuple(x.shape)}"
+            )
+        height, width = x.shape[-2:]
+        if height % GRID_MULTIPLE or width % GRID_MULTIPLE:
+            fix_h = math.ceil(height / GRID_MULTIPLE) * GRID_MULTIPLE
+            fix_w = math.ceil(width / GRID_MULTIPLE) * GRID_MULTIPLE
+            raise ShapeError(
+                f"{name} has a {height} x {width} grid; {self.config.backbone} needs H and W "
+                f"divisible by {GRID_MULTIPLE}. Pad to {fix_h} x {fix_w} or crop to "
+                f"{height // GRID_MULTIPLE * GRID_MULTIPLE} x {width // GRID_MULTIPLE * GRID_MULTIPLE}."
+            )
+
+    def _cond_what(self) -> str:
+        c = self.config
+        if c.task == "superres":
+            return f"task='superres': the upsampled coarse field with in_channels={c.in_channels}"
+        return (
+            f"task='forecast': past_frames={c.past_frames} x in_channels={c.in_channels} "
+            "stacked on channels"
+        )
+
+    def _batch_vector(
+        self, value: Any, batch: int, device: torch.device, name: str
+    ) -> torch.Tensor:
+        v = torch.as_tensor(value, device=device).float()
+        if v.ndim == 0:
+            v = v.expand(batch)
+        if v.shape != (batch,):
+            raise ShapeError(
+                f"{name} must be a scalar or have shape ({batch},), got {tuple(v.shape)}"
+            )
+        return v
+
+    # -- public interface -------------------------------------------------------------------
+    def encode_task(self, cond: torch.Tensor) -> TaskFeatures:
+        """Run the task encoder once; reuse the result across sampler steps and members.
+
+        Parameters
+        ----------
+        cond
+            Task input (B, C_cond, H, W): the upsampled coarse field (super-resolution,
+            C_cond = in_channels) or the stacked past frames (forecast,
+            C_cond = past_frames * in_channels). H and W divisible by 16.
+
+        Returns
+        -------
+        Tuple of tensors, batch first; pass it as ``task_features=`` to ``forward`` and expand it
+        for ensembles with :func:`repeat_task_features`.
+        """
+        self._check_map(cond, self.cond_channels, "cond", self._cond_what())
+        return tuple(self._encode_task(cond))
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor | float,
+        cond: torch.Tensor | None = None,
+        *,
+        phys: torch.Tensor | float | None = None,
+        task_features: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Evaluate the network.
+
+        Parameters
+        ----------
+        x_t
+            Noisy state (B, C_out, H, W), H and W divisible by 16.
+        t
+            Time in [0, 1], shape (B,) or a scalar.
+        cond
+            Task input (B, C_cond, H, W); not needed when ``task_features`` is given.
+        phys
+            Physical condition, shape (B,) or a scalar; required exactly when the model was built
+            with ``physical_condition=True``.
+        task_features
+            Output of :meth:`encode_task` (for B fields, repeated to the batch of ``x_t`` when
+            needed); the task encoder is then not run.
+
+        Returns
+        -------
+        Tensor of shape (B, C_out, H, W).
+        """
+        self._check_map(x_t, self.out_channels, "x_t", "out_channels of the model")
+        batch, _, height, width = x_t.shape
+        t = self._batch_vector(t, batch, x_t.device, "t")
+        if self.config.physical_condition:
+            if phys is None:
+                raise ConfigError(
+                    "the model was built with physical_condition=True: pass phys, a (B,) tensor "
+                    "(e.g. Re / 40000)"
+                )
+            phys = self._batch_vector(phys, batch, x_t.device, "phys")
+        elif phys is not None:
+            raise ConfigError(
+                "phys was given but the model was built with physical_condition=False; "
+                "drop phys or build the model with physical_condition=True"
+            )
+        if task_features is None:
+            if cond is None:
+                raise ShapeError(
+                    "pass cond (B, C_cond, H, W) or task_features=model.encode_task(cond)"
+                )
+            if cond.shape[0] != batch or cond.shape[-2:] != x_t.shape[-2:]:
+                raise ShapeError(
+                    f"cond has shape {tuple(cond.shape)} but x_t has shape {tuple(x_t.shape)}; "
+                    "batch and grid must match (repeat cond, or use repeat_task_features on "
+                    "encode_task(cond), for ensembles)"
+                )
+            features = self.encode_task(cond)
+        else:
+            features = tuple(task_features)
+            self._check_features(features, batch, height, width)
+        return self._forward(x_t, t, phys, features)
+
+    def _check_features(self, features: TaskFeatures, batch: int, height: int, width: int) -> None:
+        if len(features) != len(self.task_shapes):
+            raise ShapeError(
+                f"task_features has {len(features)} tensors, expected {len(self.task_shapes)} "
+                f"(the output of {type(self).__name__}.encode_task)"
+            )
+        for k, (feat, (ch, stride)) in enumerate(zip(features, self.task_shapes)):
+            expected = (batch, ch, height // stride, width // stride)
+            if tuple(feat.shape) != expected:
+                hint = ""
+                if feat.shape[0] != batch and feat.shape[0] and batch % feat.shape[0] == 0:
+                    hint = (
+                        f"; use repeat_task_features(features, {batch // feat.shape[0]}) "
+                        "for ensembles"
+                    )
+                raise ShapeError(
+                    f"task_features[{k}] has shape {tuple(feat.shape)}, expected {expected} for "
+                    f"x_t of batch {batch} and grid {height} x {width}{hint}"
+                )
+
+    def _encode_task(self, cond: torch.Tensor) -> Sequence[torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        phys: torch.Tensor | None,
+        features: TaskFeatures,
+    ) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,195 @@
+"""Backbone registry: names, size presets, model construction and parameter counts.
+
+``PRESETS[backbone][preset]`` holds the architecture keywords of each backbone class;
+:func:`build_model` turns a :class:`~flexdownscale.config.ModelConfig` into a model and
+:func:`parameter_table` lists the super-resolution parameter counts cheaply (on the meta device).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .dit import DiT
+from .flex import FLEX
+from .layers import GRID_MULTIPLE, Backbone
+from .unet import UNet
+from .uvit import UViT
+
+__all__ = [
+    "BACKBONES",
+    "PRESETS",
+    "REFERENCE_PARAMETERS",
+    "build_model",
+    "count_parameters",
+    "format_parameter_count",
+    "parameter_table",
+]
+
+#: Backbone name -> class.
+BACKBONES: dict[str, type[Backbone]] = {"flex": FLEX, "unet": UNet, "uvit": UViT, "dit": DiT}
+
+_TINY_TASK = (32, 32, 64, 64)
+
+#: ``PRESETS[backbone][preset]``: keyword arguments of the backbone class. FLEX's small, medium
+#: and big are the reference's; tiny is ours (CPU tests, < 5 M parameters). The baselines are
+#: sized to roughly match FLEX's super-resolution parameter count per preset.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "flex": {
+        "tiny": dict(channels=(32, 32, 64, 64), blocks=(1, 1, 1, 1), depth=3, heads=2),
+        "small": dict(channels=(64, 128, 128, 256), blocks=(2, 3, 3, 3), depth=13, heads=4),
+        "medium": dict(channels=(64, 128, 256, 512), blocks=(2, 3, 3, 4), depth=13, heads=8),
+        "big": dict(channels=(128, 256, 512, 1152), blocks=(2, 3, 3, 3), depth=21, heads=16),
+    },
+    "unet": {
+        "tiny": dict(channels=(32, 32, 64, 64), blocks=(1, 1, 1, 1), head_channels=32),
+        "small": dict(channels=(64, 128, 256, 256), blocks=(2, 2, 2, 3)),
+        "medium": dict(channels=(128, 256, 384, 512), blocks=(2, 3, 3, 3)),
+        "big": dict(channels=(256, 512, 768, 1024), blocks=(2, 3, 4, 4)),
+    },
+    "uvit": {
+        "tiny": dict(dim=128, depth=9, heads=4, task_channels=_TINY_TASK, task_blocks=(1, 1, 1, 1)),
+        "small": dict(dim=512, depth=13, heads=8),
+        "medium": dict(dim=768, depth=25, heads=12),
+        "big": dict(dim=1152, depth=55, heads=16),
+    },
+    "dit": {
+        "tiny": dict(dim=128, depth=7, heads=4, task_channels=_TINY_TASK, task_blocks=(1, 1, 1, 1)),
+        "small": dict(dim=512, depth=10, heads=8),
+        "medium": dict(dim=768, depth=18, heads=12),
+        "big": dict(dim=1152, depth=39, heads=16),
+    },
+}
+
+#: Parameter counts of the reference FLEX super-resolution models (shared encoder + SR task
+#: encoder + decoder, one channel, 128 x 128).
+REFERENCE_PARAMETERS: dict[str, int] = {
+    "small": 49_670_000,
+    "medium": 199_070_000,
+    "big": 949_580_000,
+}
+
+
+def _check_config(config: ModelConfig) -> None:
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"build_model expects a ModelConfig, got {type(config).__name__}")
+    if config.backbone not in BACKBONES:
+        raise ConfigError(
+            f"unknown backbone {config.backbone!r}; expected one of {', '.join(BACKBONES)}"
+        )
+    if config.preset not in PRESETS[config.backbone]:
+        raise ConfigError(
+            f"unknown preset {config.preset!r} for {config.backbone}; expected one of "
+            f"{', '.join(PRESETS[config.backbone])}"
+        )
+    if config.task not in ("superres", "forecast"):
+        raise ConfigError(f"task must be 'superres' or 'forecast', got {config.task!r}")
+    if config.conditioning not in ("weak+strong", "strong"):
+        raise ConfigError(
+            f"conditioning must be 'weak+strong' or 'strong', got {config.conditioning!r}"
+        )
+    for name in ("in_channels", "past_frames"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    out = config.out_channels
+    if out is not None and (isinstance(out, bool) or not isinstance(out, int) or out < 1):
+        raise ConfigError(f"out_channels must be a positive integer or None, got {out!r}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    size = tuple(config.image_size)
+    if len(size) != 2 or any(s < GRID_MULTIPLE or s % GRID_MULTIPLE for s in size):
+        raise ConfigError(
+            f"image_size must be (H, W) with H and W positive multiples of {GRID_MULTIPLE}, "
+            f"got {config.image_size!r}"
+        )
+
+
+def build_model(config: ModelConfig, *, device: torch.device | str | None = None) -> Backbone:
+    """Build the backbone described by ``config``.
+
+    Parameters
+    ----------
+    config
+        Backbone name, preset, channels, task, conditioning, ...
+    device
+        Device to build on; ``"meta"`` builds without allocating memory (for counting).
+
+    Returns
+    -------
+    The model (an ``nn.Module`` following the backbone contract), with ``model.config``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown backbone or preset, or invalid values.
+
+    Examples
+    --------
+    >>> from flexdownscale.config import ModelConfig
+    >>> model = build_model(ModelConfig(backbone="flex", preset="small"), device="meta")
+    >>> format_parameter_count(count_parameters(model))
+    '49.26 M'
+    """
+    _check_config(config)
+    cls = BACKBONES[config.backbone]
+    kwargs = PRESETS[config.backbone][config.preset]
+    if device is None:
+        return cls(config, **kwargs)
+    with torch.device(device):
+        return cls(config, **kwargs)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (works on the meta device).
+
+    Parameters
+    ----------
+    model
+        Any module.
+    trainable_only
+        Count only parameters with ``requires_grad``.
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def format_parameter_count(count: int) -> str:
+    """``49255937 -> '49.26 M'``."""
+    return f"{count / 1e6:.2f} M"
+
+
+def parameter_table(
+    *,
+    backbones: Iterable[str] | None = None,
+    presets: Iterable[str] | None = None,
+    config: ModelConfig | None = None,
+) -> list[tuple[str, str, int]]:
+    """Parameter counts of every backbone and preset, built on the meta device (cheap).
+
+    Parameters
+    ----------
+    backbones, presets
+        Restrict the table (default: all, in registry order).
+    config
+        Base configuration (default: super-resolution, one channel, no physical condition);
+        ``backbone`` and ``preset`` are replaced row by row.
+
+    Returns
+    -------
+    ``[(backbone, preset, count), ...]``; print a row as
+    ``f"{b:<5} {p:<6} {format_parameter_count(n)}"`` (``flex  small  49.26 M``).
+    """
+    base = config or ModelConfig()
+    rows = []
+    for backbone in backbones or BACKBONES:
+        for preset in presets or PRESETS.get(backbone, {}):
+            cfg = dataclasses.replace(base, backbone=backbone, preset=preset)
+            model = build_model(cfg, device="meta")
+            rows.append((backbone, preset, count_parameters(model)))
+    return rows
