@@ -105,7 +105,9 @@ class DiT(Backbone):
         task_blocks: tuple[int, ...] = (1, 1, 1, 1),
     ) -> None:
         super().__init__(config)
-        self.patch = check_patch_size(config.patch_size or patch, "dit")
+        self.patch = check_patch_size(
+            patch if config.patch_size is None else config.patch_size, "dit"
+        )
         self.dim = dim
         p, c_out = self.patch, self.out_channels
         self.time = FourierTimeEmbedding(dim)

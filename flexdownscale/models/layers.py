@@ -496,7 +496,7 @@ class TaskEncoder(nn.Module):
         self, cond: torch.Tensor, *, run: Callable[..., torch.Tensor] | None = None
     ) -> list[torch.Tensor]:
         """Features of every pyramid block for cond (B, C_cond, H, W), see ``self.shapes``."""
-        emb = self.embedding[None, :].expand(cond.shape[0], -1)
+        emb = self.embedding.repeat(cond.shape[0], 1)  # a copy, not a view (no_grad-safe)
         return self.pyramid(cond, emb, run=run)
 
 

@@ -82,7 +82,9 @@ class UViT(Backbone):
         super().__init__(config)
         if depth < 1 or depth % 2 == 0:
             raise ConfigError(f"UViT depth must be odd (in, middle, out blocks), got {depth}")
-        self.patch = check_patch_size(config.patch_size or patch, "uvit")
+        self.patch = check_patch_size(
+            patch if config.patch_size is None else config.patch_size, "uvit"
+        )
         self.dim = dim
         p, c_out = self.patch, self.out_channels
         self.time = FourierTimeEmbedding(dim)
