@@ -1,0 +1,49 @@
+"""Verification and physics metrics as xarray functions (no torch).
+
+All scores share one convention: ``score(fcst, obs, *, reduce_dims=None, preserve_dims=None,
+weights=None, ...)`` with the forecast first; ensemble scores take the member dim by name
+(``member_dim="member"``). Dataset and DataArray inputs work; dask inputs stay lazy. See
+``docs/metrics.md`` for the conventions that differ between libraries.
+"""
+
+from __future__ import annotations
+
+from flexdownscale.metrics.deterministic import bias, mae, mse, pearson_r, psnr, rfne, rmse, ssim
+from flexdownscale.metrics.probabilistic import (
+    crps_ensemble,
+    ensemble_mean,
+    ensemble_spread,
+    rank_histogram,
+    spread_skill_ratio,
+)
+from flexdownscale.metrics.spectra import (
+    kinetic_energy_spectrum,
+    log_spectral_distance,
+    power_spectrum,
+    spectral_ratio,
+    zonal_spectrum,
+)
+from flexdownscale.metrics.weights import area_weights, cell_edges
+
+__all__ = [
+    "area_weights",
+    "bias",
+    "cell_edges",
+    "crps_ensemble",
+    "ensemble_mean",
+    "ensemble_spread",
+    "kinetic_energy_spectrum",
+    "log_spectral_distance",
+    "mae",
+    "mse",
+    "pearson_r",
+    "power_spectrum",
+    "psnr",
+    "rank_histogram",
+    "rfne",
+    "rmse",
+    "spectral_ratio",
+    "spread_skill_ratio",
+    "ssim",
+    "zonal_spectrum",
+]

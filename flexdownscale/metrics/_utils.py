@@ -1,0 +1,462 @@
+"""Shared plumbing for the metrics: dimension bookkeeping, weights, alignment, units, grids.
+
+Private module. Everything here works on xarray objects and is lazy on dask-backed input: no
+function in this module calls ``.compute()``, ``.values`` or ``bool()`` on data (only on index
+coordinates, which are always in memory).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import xarray as xr
+
+from flexdownscale.errors import (
+    ConfigError,
+    EnsembleError,
+    GridError,
+    MissingVariableError,
+    ShapeError,
+    WeightsError,
+)
+
+XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
+Dims = str | Sequence[Hashable] | None
+
+#: Mean Earth radius in metres (IUGG), used to turn degrees into metres.
+EARTH_RADIUS = 6_371_008.8
+
+_LENGTH_UNITS = {
+    "m": 1.0,
+    "metre": 1.0,
+    "metres": 1.0,
+    "meter": 1.0,
+    "meters": 1.0,
+    "km": 1.0e3,
+    "kilometre": 1.0e3,
+    "kilometres": 1.0e3,
+    "kilometer": 1.0e3,
+    "kilometers": 1.0e3,
+}
+_LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degrees_e", "degree_e", "degreee", "degreese"}
+_ANGLE_UNITS = {"degrees", "degree", "deg", *_LAT_UNITS, *_LON_UNITS}
+_Y_NAMES = {"lat", "latitude", "rlat", "y", "yc", "south_north", "nav_lat"}
+_X_NAMES = {"lon", "longitude", "rlon", "x", "xc", "west_east", "nav_lon"}
+_Y_STANDARD = {"latitude", "grid_latitude", "projection_y_coordinate"}
+_X_STANDARD = {"longitude", "grid_longitude", "projection_x_coordinate"}
+
+
+# --------------------------------------------------------------------------------------------
+# options and dimensions
+# --------------------------------------------------------------------------------------------
+def check_option(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not a valid option; expected one of {allowed!r}.")
+
+
+def as_dim_tuple(dims: Dims) -> tuple[Hashable, ...] | None:
+    """``None`` -> ``None``; a single name -> a 1-tuple; a sequence -> a tuple."""
+    if dims is None:
+        return None
+    if isinstance(dims, str):
+        return (dims,)
+    return tuple(dims)
+
+
+def all_dims(*objs: xr.DataArray | xr.Dataset | None) -> tuple[Hashable, ...]:
+    """Union of the dimensions of ``objs`` in first-seen order."""
+    seen: dict[Hashable, None] = {}
+    for obj in objs:
+        if obj is None:
+            continue
+        for d in obj.dims:
+            seen[d] = None
+    return tuple(seen)
+
+
+def resolve_reduce_dims(
+    dims: Sequence[Hashable],
+    *,
+    reduce_dims: Dims,
+    preserve_dims: Dims,
+    excluded: Iterable[Hashable] = (),
+) -> tuple[Hashable, ...]:
+    """The dims to average over, from the ``reduce_dims`` xor ``preserve_dims`` convention.
+
+    ``dims`` are the dims the score has after the score-specific dims (``excluded``, e.g. the
+    member dim) were consumed. Neither given: reduce everything. ``"all"`` is accepted for both.
+    """
+    excluded = tuple(excluded)
+    if reduce_dims is not None and preserve_dims is not None:
+        raise ConfigError(
+            f"got both reduce_dims={reduce_dims!r} and preserve_dims={preserve_dims!r}; "
+            "pass only one of them (the other dims follow)."
+        )
+    dims = tuple(d for d in dims if d not in excluded)
+    if reduce_dims is None and preserve_dims is None:
+        return dims
+    given = reduce_dims if reduce_dims is not None else preserve_dims
+    name = "reduce_dims" if reduce_dims is not None else "preserve_dims"
+    if isinstance(given, str) and given == "all":
+        return dims if reduce_dims is not None else ()
+    named = as_dim_tuple(given) or ()
+    for d in named:
+        if d in excluded:
+            raise ConfigError(
+                f"{name} names {d!r}, which the score consumes itself (here {excluded!r}: the "
+                f"member dim or the dims of each sample); leave it out of {name}."
+            )
+        if d not in dims:
+            raise ConfigError(
+                f"{name} names {d!r}, which is not a dimension of the inputs (found {dims!r}); "
+                "check the spelling or pass one of the found dims."
+            )
+    if reduce_dims is not None:
+        return tuple(d for d in dims if d in named)
+    return tuple(d for d in dims if d not in named)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs: alignment, member dim, chunks, weights
+# --------------------------------------------------------------------------------------------
+def check_xarray(obj: Any, name: str) -> None:
+    """Raise :class:`TypeError` unless ``obj`` is an xarray object."""
+    if not isinstance(obj, xr.DataArray | xr.Dataset):
+        raise TypeError(
+            f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}; wrap "
+            "numpy arrays with xr.DataArray(array, dims=[...])."
+        )
+
+
+def align_exact(*objs: XarrayLike, names: Sequence[str]) -> None:
+    """Check that shared dims have equal sizes and equal index coordinates.
+
+    xarray arithmetic would otherwise silently intersect mismatched coordinates (or fail with a
+    generic message when sizes differ). Nothing is returned: inputs are used as they are.
+    """
+    present = [(o, n) for o, n in zip(objs, names) if o is not None]
+    for i, (a, an) in enumerate(present):
+        for b, bn in present[i + 1 :]:
+            for d in set(a.dims) & set(b.dims):
+                if a.sizes[d] != b.sizes[d]:
+                    raise ShapeError(
+                        f"{an} and {bn} disagree on the size of dim {d!r}: {a.sizes[d]} vs "
+                        f"{b.sizes[d]}; select or regrid them onto the same grid first."
+                    )
+                if d in a.indexes and d in b.indexes and not a.indexes[d].equals(b.indexes[d]):
+                    raise ShapeError(
+                        f"{an} and {bn} have different {d!r} coordinates (same size "
+                        f"{a.sizes[d]}, different values); align them first, e.g. "
+                        f"`{bn} = {bn}.assign_coords({d}={an}[{d!r}])` when they are the "
+                        "same points up to rounding, or regrid one onto the other."
+                    )
+    if len(present) > 1 and all(isinstance(o, xr.Dataset) for o, _ in present):
+        first, fname = present[0]
+        for other, oname in present[1:]:
+            if set(first.data_vars) != set(other.data_vars):
+                raise MissingVariableError(
+                    f"{fname} has variables {sorted(map(str, first.data_vars))} but {oname} has "
+                    f"{sorted(map(str, other.data_vars))}; select the same variables in both."
+                )
+
+
+def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hashable) -> int:
+    """Check the ensemble layout; return the number of members ``M``."""
+    if member_dim not in fcst.dims:
+        raise EnsembleError(
+            f"fcst has no member dim {member_dim!r} (its dims are {tuple(fcst.dims)!r}); pass "
+            "member_dim=<name of the ensemble dim>, or fcst.expand_dims(member=1) for a "
+            "deterministic forecast."
+        )
+    if isinstance(obs, xr.DataArray | xr.Dataset) and member_dim in obs.dims:
+        raise EnsembleError(
+            f"obs has the member dim {member_dim!r}; observations are one realisation: drop "
+            f"the dim (obs.isel({member_dim}=0)) or pass the right member_dim."
+        )
+    return int(fcst.sizes[member_dim])
+
+
+def _variables(obj: xr.DataArray | xr.Dataset) -> list[xr.DataArray]:
+    return [obj] if isinstance(obj, xr.DataArray) else [obj[v] for v in obj.data_vars]
+
+
+def check_single_chunk(
+    obj: xr.DataArray | xr.Dataset,
+    dims: Iterable[Hashable],
+    why: str,
+    error: type[Exception] = EnsembleError,
+) -> None:
+    """Raise ``error`` when a dask-backed variable is chunked along ``dims``."""
+    dims = tuple(dims)
+    for var in _variables(obj):
+        if var.chunks is None:
+            continue
+        for d in dims:
+            if d in var.dims and len(var.chunksizes[d]) > 1:
+                raise error(
+                    f"dim {d!r} of {var.name or 'the input'!r} is split into "
+                    f"{len(var.chunksizes[d])} dask chunks, but {why} needs it in one chunk; "
+                    f"rechunk first: obj.chunk({{{d!r}: -1}})."
+                )
+
+
+def _weights_check_block(block: np.ndarray) -> np.ndarray:
+    if np.isnan(block).any():
+        raise WeightsError("weights contain NaN; replace them, e.g. weights.fillna(0).")
+    if (block < 0).any():
+        raise WeightsError("weights contain negative values; weights must be >= 0.")
+    return block
+
+
+def check_weights(
+    weights: Any, data_dims: Iterable[Hashable], *, name: str = "weights"
+) -> xr.DataArray | None:
+    """Validate ``weights``: a DataArray, no NaN, no negatives, only dims the data have.
+
+    In-memory weights are checked at once; dask-backed weights get the check inserted into
+    the graph, so it runs (and raises :class:`WeightsError`) at compute time.
+    """
+    if weights is None:
+        return None
+    if not isinstance(weights, xr.DataArray):
+        raise WeightsError(
+            f"{name} must be an xarray DataArray with named dims, got {type(weights).__name__}; "
+            "e.g. xr.DataArray(w, dims=['lat'])."
+        )
+    data_dims = tuple(data_dims)
+    extra = [d for d in weights.dims if d not in data_dims]
+    if extra:
+        raise WeightsError(
+            f"{name} have dims {extra!r} that the data lack (data dims: {data_dims!r}); "
+            f"{name} must be broadcastable against the data."
+        )
+    if not np.issubdtype(weights.dtype, np.number) or np.issubdtype(
+        weights.dtype, np.complexfloating
+    ):
+        raise WeightsError(f"{name} must be real numbers, got dtype {weights.dtype}.")
+    if weights.chunks is None:
+        values = np.asarray(weights.values, dtype=float)
+        if np.isnan(values).any():
+            raise WeightsError(
+                f"{name} contain {int(np.isnan(values).sum())} NaN value(s); weights must be "
+                f"finite and >= 0 (use {name}.fillna(0) to give missing points no weight)."
+            )
+        if (values < 0).any():
+            raise WeightsError(
+                f"{name} contain {int((values < 0).sum())} negative value(s) (min "
+                f"{values.min():g}); weights must be >= 0."
+            )
+        return weights
+    return weights.copy(data=weights.data.map_blocks(_weights_check_block, dtype=weights.dtype))
+
+
+def weighted_mean(
+    score: XarrayLike,
+    dims: Sequence[Hashable],
+    weights: xr.DataArray | None,
+    *,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Weighted mean over ``dims``: ``sum(w s) / sum(w)`` over the points where ``s`` is valid.
+
+    Follows :class:`xarray.core.weighted.Weighted` (the ``scores`` convention): with
+    ``skipna=True`` NaN scores drop out of both sums; with ``skipna=False`` they propagate.
+    """
+    dims = [d for d in dims if d in score.dims]
+    if not dims:
+        return score
+    if weights is None:
+        return score.mean(dims, skipna=skipna)
+    return score.weighted(weights).mean(dims, skipna=skipna)
+
+
+# --------------------------------------------------------------------------------------------
+# units and attributes
+# --------------------------------------------------------------------------------------------
+def pow_units(units: str | None, power: int = 2) -> str | None:
+    """``"K"`` -> ``"K^2"``, ``"m s-1"`` -> ``"(m s-1)^2"``; ``None`` stays ``None``."""
+    if units is None:
+        return None
+    units = str(units).strip()
+    if units in ("", "1"):
+        return "1"
+    if re.fullmatch(r"[A-Za-z_]+", units):
+        return f"{units}^{power}"
+    return f"({units})^{power}"
+
+
+def set_attrs(
+    result: XarrayLike,
+    source: xr.DataArray | xr.Dataset,
+    *,
+    units: Any = "same",
+    **attrs: Any,
+) -> XarrayLike:
+    """Replace the attrs of ``result`` (and of each data variable) with ``units`` and ``attrs``.
+
+    ``units`` is ``"same"`` (copy the source's units), a callable applied to the source's units
+    (skipped when the source has none), a string (set as is) or ``None`` (no units attr).
+    """
+
+    def units_for(src: xr.DataArray | None) -> str | None:
+        if units is None:
+            return None
+        if isinstance(units, str) and units != "same":
+            return units
+        src_units = None if src is None else src.attrs.get("units")
+        if src_units is None:
+            return None
+        if units == "same":
+            return str(src_units)
+        return units(str(src_units))
+
+    def attrs_for(src: xr.DataArray | None) -> dict[str, Any]:
+        out = {k: v for k, v in attrs.items() if v is not None}
+        u = units_for(src)
+        if u is not None:
+            out["units"] = u
+        return out
+
+    if isinstance(result, xr.DataArray):
+        src = source if isinstance(source, xr.DataArray) else None
+        if src is None and isinstance(source, xr.Dataset) and result.name in source:
+            src = source[result.name]
+        result.attrs = attrs_for(src)
+        return result
+    result.attrs = {}
+    for v in result.data_vars:
+        if isinstance(source, xr.Dataset):
+            src = source[v] if v in source.data_vars else None
+        else:
+            src = source
+        result[v].attrs = attrs_for(src)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# grids
+# --------------------------------------------------------------------------------------------
+def coord_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> str | None:
+    """``"y"`` / ``"x"`` / ``None`` from the coordinate's attrs, then the dim name."""
+    attrs = obj[dim].attrs if dim in obj.coords else {}
+    axis = str(attrs.get("axis", "")).upper()
+    std = str(attrs.get("standard_name", "")).lower()
+    units = str(attrs.get("units", "")).lower().replace(" ", "")
+    if axis == "Y" or std in _Y_STANDARD or units in _LAT_UNITS:
+        return "y"
+    if axis == "X" or std in _X_STANDARD or units in _LON_UNITS:
+        return "x"
+    name = str(dim).lower()
+    if name in _Y_NAMES:
+        return "y"
+    if name in _X_NAMES:
+        return "x"
+    return None
+
+
+def find_yx_dims(
+    obj: xr.DataArray | xr.Dataset, dims: Sequence[Hashable] | None = None
+) -> tuple[Hashable, Hashable]:
+    """The (Y, X) dims of a 2-D grid, from CF attrs (axis, standard_name, units) or names."""
+    if dims is not None:
+        dims = tuple(dims)
+        if len(dims) != 2:
+            raise GridError(f"expected two spatial dims (Y, X), got {dims!r}.")
+        for d in dims:
+            if d not in obj.dims:
+                raise GridError(f"dim {d!r} is not in the input (dims: {tuple(obj.dims)!r}).")
+        return dims[0], dims[1]
+    ys = [d for d in obj.dims if coord_kind(obj, d) == "y"]
+    xs = [d for d in obj.dims if coord_kind(obj, d) == "x"]
+    if len(ys) != 1 or len(xs) != 1:
+        raise GridError(
+            f"could not tell the Y and X dims apart from {tuple(obj.dims)!r} (Y candidates: "
+            f"{ys!r}, X candidates: {xs!r}); pass dims=(y_dim, x_dim)."
+        )
+    return ys[0], xs[0]
+
+
+def coord_units_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> tuple[str, float]:
+    """Classify a coordinate: ``("degrees", 1)``, ``("length", metres per unit)`` or ``("none", 1)``."""
+    attrs = obj[dim].attrs if dim in obj.coords else {}
+    units = str(attrs.get("units", "")).strip().lower().replace(" ", "")
+    std = str(attrs.get("standard_name", "")).lower()
+    if units in _ANGLE_UNITS or (
+        not units and (std in {"latitude", "longitude", "grid_latitude", "grid_longitude"})
+    ):
+        return "degrees", 1.0
+    if not units and str(dim).lower() in {"lat", "latitude", "lon", "longitude"}:
+        return "degrees", 1.0
+    if units in _LENGTH_UNITS:
+        return "length", _LENGTH_UNITS[units]
+    return "none", 1.0
+
+
+def regular_step(obj: xr.DataArray | xr.Dataset, dim: Hashable, *, rtol: float = 1e-3) -> float:
+    """Absolute spacing of the 1-D coordinate of ``dim`` (in its own units); checks regularity."""
+    if dim not in obj.coords:
+        raise GridError(
+            f"dim {dim!r} has no coordinate, so its spacing is unknown; pass spacing=..."
+        )
+    values = np.asarray(obj[dim].values, dtype=float)
+    if values.ndim != 1 or values.size < 2:
+        raise GridError(f"coordinate {dim!r} must be 1-D with at least 2 points to give a spacing.")
+    steps = np.diff(values)
+    step = float(np.median(steps))
+    if step == 0 or np.any(np.abs(steps - step) > rtol * abs(step)):
+        raise GridError(
+            f"coordinate {dim!r} is not regularly spaced (steps from {steps.min():g} to "
+            f"{steps.max():g}); spectra need a regular grid: regrid first, or pass spacing=... "
+            "if the irregularity is only rounding."
+        )
+    return abs(step)
+
+
+def find_latitude(
+    obj: xr.DataArray | xr.Dataset, exclude: Iterable[Hashable] = ()
+) -> xr.DataArray | None:
+    """A latitude coordinate (degrees) of ``obj``, dim or not; ``None`` when absent."""
+    exclude = set(exclude)
+    for name in obj.coords:
+        if name in exclude:
+            continue
+        c = obj.coords[name]
+        std = str(c.attrs.get("standard_name", "")).lower()
+        units = str(c.attrs.get("units", "")).lower().replace(" ", "")
+        if std in {"latitude", "grid_latitude"} or units in _LAT_UNITS:
+            return c
+        if str(name).lower() in {"lat", "latitude", "rlat"} and (
+            not units or units in _ANGLE_UNITS
+        ):
+            return c
+    return None
+
+
+def dataset_with_dims(obj: XarrayLike, dims: Iterable[Hashable]) -> XarrayLike:
+    """For a Dataset, keep the data variables that have all ``dims`` (others cannot be used)."""
+    dims = tuple(dims)
+    if isinstance(obj, xr.DataArray):
+        return obj
+    keep = [v for v in obj.data_vars if all(d in obj[v].dims for d in dims)]
+    if not keep:
+        raise MissingVariableError(
+            f"no data variable of the Dataset has the dims {dims!r} (variables: "
+            f"{ {str(v): tuple(obj[v].dims) for v in obj.data_vars} })."
+        )
+    return obj[keep]
+
+
+def mapping_or_scalar(value: Any, dims: Sequence[Hashable], name: str) -> dict[Hashable, float]:
+    """``3.0`` -> ``{d: 3.0 for d in dims}``; a mapping must name every dim."""
+    if isinstance(value, Mapping):
+        missing = [d for d in dims if d not in value]
+        if missing:
+            raise ConfigError(f"{name} has no entry for dim(s) {missing!r}; give one per dim.")
+        return {d: float(value[d]) for d in dims}
+    return {d: float(value) for d in dims}

@@ -1,0 +1,449 @@
+"""Deterministic verification scores: MSE, RMSE, MAE, bias, RFNE, Pearson r, PSNR, SSIM.
+
+Every score follows one convention (that of ``scores``):
+
+``score(fcst, obs, *, reduce_dims=None, preserve_dims=None, weights=None, skipna=True)``
+
+- ``fcst`` first, ``obs`` second; DataArray or Dataset (variables are matched by name);
+- ``reduce_dims`` xor ``preserve_dims`` (``"all"`` accepted); neither: reduce every dim;
+- ``weights``: a DataArray broadcastable against the data (e.g. :func:`area_weights`), no NaN,
+  no negative values (:class:`~flexdownscale.errors.WeightsError` otherwise). The weighted mean
+  is ``sum(w s) / sum(w)`` over the points where the score ``s`` is valid;
+- ``skipna=True``: a point where ``fcst`` or ``obs`` is NaN drops out of the mean (and its
+  weight out of the normalisation); ``skipna=False``: NaN propagates;
+- dask-backed inputs give dask-backed results (nothing is computed); chunked reduce dims work.
+- shared dims must have equal sizes and equal coordinates, else
+  :class:`~flexdownscale.errors.ShapeError` (no silent intersection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from flexdownscale.errors import ConfigError, GridError, ShapeError
+from flexdownscale.metrics._utils import (
+    Dims,
+    XarrayLike,
+    align_exact,
+    all_dims,
+    check_option,
+    check_single_chunk,
+    check_weights,
+    check_xarray,
+    find_yx_dims,
+    pow_units,
+    resolve_reduce_dims,
+    set_attrs,
+    weighted_mean,
+)
+
+__all__ = ["bias", "mae", "mse", "pearson_r", "psnr", "rfne", "rmse", "ssim"]
+
+
+def _setup(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    weights: xr.DataArray | None,
+    reduce_dims: Dims,
+    preserve_dims: Dims,
+    *,
+    excluded: Sequence[Hashable] = (),
+) -> tuple[tuple[Hashable, ...], xr.DataArray | None]:
+    check_xarray(fcst, "fcst")
+    check_xarray(obs, "obs")
+    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    dims = all_dims(fcst, obs)
+    weights = check_weights(weights, dims)
+    red = resolve_reduce_dims(
+        dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=excluded
+    )
+    return red, weights
+
+
+def mse(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Mean squared error ``sum(w (f - o)^2) / sum(w)``.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other).
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to average over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the mean (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; ``units`` attr is the square of the input's (``"K^2"``).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> f = xr.DataArray([1.0, 3, 1, 3, 2, 2, 2, 1, 1, 2, 3], dims="t")
+    >>> o = xr.DataArray([1.0, 1, 1, 2, 1, 2, 1, 1, 1, 3, 1], dims="t")
+    >>> round(float(mse(f, o)), 4)
+    1.0909
+    """
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    out = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
+    return set_attrs(out, obs, units=pow_units, long_name="mean squared error")
+
+
+def rmse(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Root mean squared error: ``sqrt`` of :func:`mse`, taken after the whole weighted mean.
+
+    (Not a mean of per-sample RMSEs: ask for those with ``preserve_dims`` and average
+    yourself.) Parameters as :func:`mse`; ``units`` are those of the input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> f = xr.DataArray([-1.0, 3, 1, 3, 0, 2, 2, 1, 1, 2, 3], dims="t")
+    >>> o = xr.DataArray([1.0, 1, 1, 2, 1, 2, 1, -1, 1, 3, 1], dims="t")
+    >>> round(float(rmse(f, o)), 4)
+    1.3484
+    >>> round(float(rmse(f.where(f.t != 4), o)), 4)
+    1.3784
+    """
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    out = np.sqrt(weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna))
+    return set_attrs(out, obs, units="same", long_name="root mean squared error")
+
+
+def mae(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Mean absolute error ``sum(w |f - o|) / sum(w)``. Parameters as :func:`mse`."""
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
+    return set_attrs(out, obs, units="same", long_name="mean absolute error")
+
+
+def bias(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Additive bias (mean error) ``sum(w (f - o)) / sum(w)``; positive = forecast too high.
+
+    Same as ``scores.continuous.additive_bias`` and ``xskillscore.me``. Parameters as
+    :func:`mse`.
+    """
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
+    return set_attrs(out, obs, units="same", long_name="additive bias (fcst - obs)")
+
+
+def rfne(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    dims: Sequence[Hashable] | None = None,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Relative Frobenius norm error ``||f - o||_2 / ||o||_2`` per sample, then averaged.
+
+    This is the metric of the FLEX papers: each sample (e.g. each time step and member) gets
+    its own ratio of L2 norms over the field dims ``dims``; the ratios are then averaged
+    (unweighted) over ``reduce_dims``. It is *not* the ratio of norms pooled over all samples,
+    which weights energetic samples more; the two differ whenever samples differ in amplitude.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth.
+    dims : str or sequence of str, optional
+        The dims of one sample (the norm is taken over them). Default: the (Y, X) dims found
+        from CF attrs or names (``lat``/``lon``, ``y``/``x``, ...).
+    reduce_dims, preserve_dims : optional
+        Which of the remaining (sample) dims to average over / keep. Default: all.
+    weights : DataArray, optional
+        Weights inside the norms: ``sqrt(sum w (f-o)^2) / sqrt(sum w o^2)`` (e.g. area weights).
+        Samples are averaged with equal weight.
+    skipna : bool, default True
+        Points where ``fcst`` or ``obs`` is NaN drop out of both norms; an all-NaN sample
+        gives NaN, which ``skipna`` then drops from the average.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dimensionless (``units="1"``).
+    """
+    check_xarray(obs, "obs")
+    if dims is None:
+        norm_dims: tuple[Hashable, ...] = find_yx_dims(obs)
+    else:
+        norm_dims = tuple([dims] if isinstance(dims, str) else dims)
+        missing = [d for d in norm_dims if d not in obs.dims]
+        if missing:
+            raise GridError(f"dims {missing!r} are not dims of obs ({tuple(obs.dims)!r}).")
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=norm_dims)
+    err = fcst - obs
+    ref = obs.where(err.notnull()) if skipna else obs + 0 * err
+    err2 = err**2 if weights is None else weights * err**2
+    ref2 = ref**2 if weights is None else weights * ref**2
+    min_count = 1 if skipna else None
+    num = err2.sum(norm_dims, skipna=skipna, min_count=min_count)
+    den = ref2.sum(norm_dims, skipna=skipna, min_count=min_count)
+    per_sample = np.sqrt(num / den)
+    out = weighted_mean(per_sample, red, None, skipna=skipna)
+    return set_attrs(out, obs, units="1", long_name="relative Frobenius norm error")
+
+
+def pearson_r(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """(Weighted) Pearson correlation over ``reduce_dims``.
+
+    ``r = cov_w(f, o) / sqrt(var_w(f) var_w(o))`` with weighted means over the points where
+    both are valid (``skipna=True``); clipped to [-1, 1] against rounding. Agrees with
+    ``xskillscore.pearson_r`` and ``scipy.stats.pearsonr``. Parameters as :func:`mse`.
+    """
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    if skipna:
+        f = fcst.where(obs.notnull())
+        o = obs.where(fcst.notnull())
+    else:
+        f, o = fcst, obs
+    fa = f - weighted_mean(f, red, weights, skipna=skipna)
+    oa = o - weighted_mean(o, red, weights, skipna=skipna)
+    cov = weighted_mean(fa * oa, red, weights, skipna=skipna)
+    var_f = weighted_mean(fa**2, red, weights, skipna=skipna)
+    var_o = weighted_mean(oa**2, red, weights, skipna=skipna)
+    out = (cov / np.sqrt(var_f * var_o)).clip(-1.0, 1.0)
+    return set_attrs(out, obs, units="1", long_name="Pearson correlation")
+
+
+def _range_for(data_range: float | xr.DataArray | Mapping[str, float], obs: XarrayLike):
+    if isinstance(data_range, Mapping) and not isinstance(data_range, xr.DataArray):
+        if not isinstance(obs, xr.Dataset):
+            raise ConfigError("a mapping data_range needs Dataset inputs (one range per variable).")
+        missing = [v for v in obs.data_vars if v not in data_range]
+        if missing:
+            raise ConfigError(f"data_range has no entry for variable(s) {missing!r}.")
+        return xr.Dataset({v: float(data_range[v]) for v in obs.data_vars})
+    if isinstance(data_range, xr.DataArray):
+        return data_range
+    value = float(data_range)
+    if not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"data_range must be a positive finite number, got {data_range!r}.")
+    return value
+
+
+def psnr(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    data_range: float | xr.DataArray | Mapping[str, float],
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / MSE)`` in dB.
+
+    ``data_range`` is required and explicit (image libraries guess it from the dtype or the
+    data, which makes numbers incomparable across fields): give the physical range, e.g.
+    ``data_range=60.0`` for temperatures spanning 60 K, or a mapping per Dataset variable.
+    The MSE is pooled over ``reduce_dims`` first (for per-sample PSNR averaged afterwards,
+    use ``preserve_dims`` and average the result). Identical fields give ``+inf``.
+    """
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    rng = _range_for(data_range, obs)
+    err = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(rng**2 / err)
+    return set_attrs(out, obs, units="dB", long_name="peak signal-to-noise ratio")
+
+
+def _ssim_map(
+    f: np.ndarray,
+    o: np.ndarray,
+    *,
+    c1: float | np.ndarray,
+    c2: float | np.ndarray,
+    window: str,
+    radius: int,
+    sigma: float,
+) -> np.ndarray:
+    """SSIM map over the last two axes, cropped by ``radius`` on each side."""
+    f = np.asarray(f, dtype=np.float64)
+    o = np.asarray(o, dtype=np.float64)
+    f, o = np.broadcast_arrays(f, o)
+    c1 = np.asarray(c1, dtype=np.float64)[..., None, None]
+    c2 = np.asarray(c2, dtype=np.float64)[..., None, None]
+    if window == "gaussian":
+
+        def smooth(a: np.ndarray) -> np.ndarray:
+            return ndimage.gaussian_filter(a, sigma, radius=radius, axes=(-2, -1), mode="reflect")
+    else:
+
+        def smooth(a: np.ndarray) -> np.ndarray:
+            return ndimage.uniform_filter(a, 2 * radius + 1, axes=(-2, -1), mode="reflect")
+
+    mu_f, mu_o = smooth(f), smooth(o)
+    var_f = smooth(f * f) - mu_f**2
+    var_o = smooth(o * o) - mu_o**2
+    cov = smooth(f * o) - mu_f * mu_o
+    num = (2 * mu_f * mu_o + c1) * (2 * cov + c2)
+    den = (mu_f**2 + mu_o**2 + c1) * (var_f + var_o + c2)
+    s = num / den
+    return s[..., radius : s.shape[-2] - radius, radius : s.shape[-1] - radius]
+
+
+def ssim(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    data_range: float | Mapping[str, float],
+    dims: Sequence[Hashable] | None = None,
+    window: Literal["gaussian", "uniform"] = "gaussian",
+    win_size: int | None = None,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Structural similarity (Wang et al. 2004) over 2-D fields, averaged.
+
+    For each sample the SSIM map
+    ``((2 mu_f mu_o + C1)(2 s_fo + C2)) / ((mu_f^2 + mu_o^2 + C1)(s_f^2 + s_o^2 + C2))``
+    is computed with local moments from a sliding window (Gaussian ``sigma=1.5``, 11 x 11
+    by default, as in the paper; or ``"uniform"`` 7 x 7 as scikit-image's default), with
+    ``C1 = (k1 data_range)^2`` and ``C2 = (k2 data_range)^2``. Local (co)variances use the
+    population normalisation (scikit-image's ``use_sample_covariance=True`` differs for the
+    uniform window). The border of half a window, where the window would leave the field, is
+    cropped; the map is then averaged (weighted, if ``weights``) over the field and over
+    ``reduce_dims``.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Fields with the two spatial ``dims`` (each dim at least ``win_size`` long).
+    data_range : float or mapping
+        Physical range of the data (required; see :func:`psnr`).
+    dims : pair of str, optional
+        The (Y, X) dims; default: found from CF attrs or names.
+    window : {"gaussian", "uniform"}
+    win_size : int, optional
+        Odd window width; default 11 (gaussian) or 7 (uniform).
+    reduce_dims, preserve_dims : optional
+        Which of the other (sample) dims to average over; the spatial dims always are.
+    weights : DataArray, optional
+        Weights for the map points (spatial dims are cropped like the map) and/or samples.
+    skipna : bool, default True
+        A NaN anywhere in a window makes that map point NaN; ``skipna`` drops those points.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dimensionless, 1 for identical fields.
+    """
+    check_option("window", window, ("gaussian", "uniform"))
+    check_xarray(obs, "obs")
+    yx = find_yx_dims(obs, dims)
+    if win_size is None:
+        win_size = 11 if window == "gaussian" else 7
+    if win_size < 3 or win_size % 2 == 0:
+        raise ConfigError(f"win_size must be an odd integer >= 3, got {win_size}.")
+    radius = win_size // 2
+    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=yx)
+    for d in yx:
+        if obs.sizes[d] < win_size:
+            raise ShapeError(
+                f"dim {d!r} has {obs.sizes[d]} points, fewer than the SSIM window ({win_size}); "
+                "pass a smaller win_size."
+            )
+    check_single_chunk(fcst, yx, "SSIM (a sliding window)", error=ShapeError)
+    check_single_chunk(obs, yx, "SSIM (a sliding window)", error=ShapeError)
+    rng = _range_for(data_range, obs)
+    c1 = (k1 * rng) ** 2
+    c2 = (k2 * rng) ** 2
+    sizes = {d: obs.sizes[d] - 2 * radius for d in yx}
+
+    def one(f: xr.DataArray, o: xr.DataArray, cc1, cc2) -> xr.DataArray:
+        return xr.apply_ufunc(
+            _ssim_map,
+            f,
+            o,
+            input_core_dims=[list(yx), list(yx)],
+            output_core_dims=[list(yx)],
+            exclude_dims=set(yx),
+            kwargs={"c1": cc1, "c2": cc2, "window": window, "radius": radius, "sigma": sigma},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": sizes},
+        )
+
+    if isinstance(obs, xr.Dataset):
+        fds = fcst if isinstance(fcst, xr.Dataset) else None
+        smap = xr.Dataset(
+            {
+                v: one(
+                    fds[v] if fds is not None else fcst,
+                    obs[v],
+                    c1[v].item() if isinstance(c1, xr.Dataset) else c1,
+                    c2[v].item() if isinstance(c2, xr.Dataset) else c2,
+                )
+                for v in obs.data_vars
+            }
+        )
+    else:
+        if isinstance(c1, xr.DataArray):
+            raise ConfigError(
+                "give data_range as a number for SSIM (a DataArray is not supported)."
+            )
+        smap = one(fcst, obs, c1, c2)
+    crop = {d: slice(radius, obs.sizes[d] - radius) for d in yx}
+    coords = {d: obs[d].isel({d: crop[d]}) for d in yx if d in obs.coords}
+    smap = smap.assign_coords(coords)
+    if weights is not None:
+        weights = weights.isel({d: s for d, s in crop.items() if d in weights.dims})
+    out = weighted_mean(smap, (*yx, *red), weights, skipna=skipna)
+    return set_attrs(out, obs, units="1", long_name="structural similarity index")

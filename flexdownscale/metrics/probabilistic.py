@@ -1,0 +1,516 @@
+"""Ensemble verification: CRPS (fair | ecdf), spread-skill ratio, rank histogram, helpers.
+
+Same calling convention as :mod:`flexdownscale.metrics.deterministic` (forecast first,
+keyword-only ``reduce_dims`` xor ``preserve_dims``, ``weights``, ``skipna``), plus the
+ensemble dim by name: ``member_dim="member"``. The member dim is consumed by the score and
+is never a reduce/preserve dim. Kernels that sort along the member dim need it in one dask
+chunk (:class:`~flexdownscale.errors.EnsembleError` otherwise, with the rechunk to do); all
+other dims may be chunked freely and stay lazy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from flexdownscale.errors import ConfigError, EnsembleError, WeightsError
+from flexdownscale.metrics._utils import (
+    Dims,
+    XarrayLike,
+    align_exact,
+    all_dims,
+    check_member_dim,
+    check_option,
+    check_single_chunk,
+    check_weights,
+    check_xarray,
+    resolve_reduce_dims,
+    set_attrs,
+    weighted_mean,
+)
+
+__all__ = [
+    "crps_ensemble",
+    "ensemble_mean",
+    "ensemble_spread",
+    "rank_histogram",
+    "spread_skill_ratio",
+]
+
+#: Names of the ``component`` coordinate returned by ``crps_ensemble(include_components=True)``.
+CRPS_COMPONENTS = ("total", "underforecast", "overforecast", "spread")
+
+
+# --------------------------------------------------------------------------------------------
+# CRPS kernels (numpy, member axis last)
+# --------------------------------------------------------------------------------------------
+def _warn_one_member(n: int) -> None:
+    warnings.warn(
+        f"fair CRPS is undefined where only one ensemble member is valid ({n} point(s)); "
+        "those points are NaN. Use fair=False (ecdf), which gives |x - y| there.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _crps_unweighted(xs: np.ndarray, y: np.ndarray, fair: bool) -> tuple[np.ndarray, ...]:
+    """CRPS terms for sorted-in-place members ``xs`` (N, M) and obs ``y`` (N,).
+
+    Returns ``(absmean, spread, sumd)`` with ``absmean = mean_i |x_i - y|``, ``spread`` the
+    term subtracted (``sum_ij |x_i - x_j| / (2K)``) and ``sumd = mean_i (x_i - y)`` (for the
+    components). ``xs`` is overwritten.
+    """
+    n, m = xs.shape
+    xs.sort(axis=-1)  # NaN sort to the end
+    has_nan = np.isnan(xs[:, -1])
+    rows = np.flatnonzero(has_nan)
+    coef = 2.0 * np.arange(1, m + 1) - m - 1.0
+    k = float(m * (m - 1)) if fair else float(m * m)
+
+    if rows.size:  # rows with missing members: effective M = count, NaN members ignored
+        sub = xs[rows]
+        valid = ~np.isnan(sub)
+        cnt = valid.sum(-1).astype(np.float64)
+        ranks = np.arange(1, m + 1, dtype=np.float64)
+        coef_r = np.where(valid, 2.0 * ranks - cnt[:, None] - 1.0, 0.0)
+        sub0 = np.where(valid, sub, 0.0)
+        half_r = np.einsum("ij,ij->i", coef_r, sub0)
+        d = np.where(valid, sub0 - y[rows, None], 0.0)
+        k_r = cnt * (cnt - 1.0) if fair else cnt * cnt
+        with np.errstate(invalid="ignore", divide="ignore"):
+            abs_r = np.abs(d).sum(-1) / cnt
+            sumd_r = d.sum(-1) / cnt
+            spread_r = np.where(k_r > 0, half_r / np.where(k_r > 0, k_r, 1.0), np.nan)
+        if fair and np.any(cnt == 1):
+            _warn_one_member(int(np.sum(cnt == 1)))
+        spread_r = np.where(cnt == 0, np.nan, spread_r)
+
+    # (m == 1 with fair is refused by the caller; keep NaN should it get here)
+    spread = (xs @ coef) / k if k > 0 else np.full(n, np.nan)
+    np.subtract(xs, y[:, None], out=xs)
+    sumd = xs.sum(-1) / m
+    np.abs(xs, out=xs)
+    absmean = xs.sum(-1) / m
+    if rows.size:
+        absmean[rows] = abs_r
+        spread[rows] = spread_r
+        sumd[rows] = sumd_r
+    return absmean, spread, sumd
+
+
+def _crps_weighted(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, fair: bool
+) -> tuple[np.ndarray, ...]:
+    """As :func:`_crps_unweighted` with member weights ``w`` (N, M) (CRPS of a weighted ECDF)."""
+    order = np.argsort(x, axis=-1)
+    xs = np.take_along_axis(x, order, axis=-1)
+    ws = np.take_along_axis(w, order, axis=-1)
+    valid = ~np.isnan(xs)
+    ws = np.where(valid, ws, 0.0)
+    xs0 = np.where(valid, xs, 0.0)
+    total = ws.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wn = ws / total
+        cw = np.cumsum(wn, axis=-1)
+        # sum_ij w_i w_j |x_i - x_j| / 2 = sum_i w_i x_(i) (W_before_i - W_after_i)
+        half = np.einsum("ij,ij->i", wn * xs0, (cw - wn) - (1.0 - cw))
+        d = np.where(valid, xs0 - y[:, None], 0.0)
+        absmean = np.einsum("ij,ij->i", wn, np.abs(d))
+        sumd = np.einsum("ij,ij->i", wn, d)
+        if fair:
+            denom = 1.0 - np.einsum("ij,ij->i", wn, wn)
+            single = denom <= 1e-12
+            if np.any(single & (total[:, 0] > 0)):
+                _warn_one_member(int(np.sum(single & (total[:, 0] > 0))))
+            spread = np.where(single, np.nan, half / np.where(single, 1.0, denom))
+        else:
+            spread = half
+    return absmean, spread, sumd
+
+
+def _crps_kernel(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None = None,
+    *,
+    fair: bool,
+    components: bool,
+) -> np.ndarray:
+    """CRPS per point: ``x`` (..., M) members last, ``y`` (...), ``w`` (..., M) or None.
+
+    Returns (...) or, with ``components``, (..., 4) ordered as :data:`CRPS_COMPONENTS`.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.float64)
+    m = x.shape[-1]
+    lead = [x.shape[:-1], y.shape]
+    if w is not None:
+        w = np.asarray(w, dtype=np.float64)
+        lead.append(w.shape[:-1])
+    shape = np.broadcast_shapes(*lead)
+    # one contiguous float64 copy, members last; sorted in place below
+    xs = np.array(np.broadcast_to(x, (*shape, m)), dtype=np.float64, order="C").reshape(-1, m)
+    yb = np.broadcast_to(y, shape).reshape(-1)
+    if w is None:
+        absmean, spread, sumd = _crps_unweighted(xs, yb, fair)
+    else:
+        wb = np.broadcast_to(w, (*shape, m)).reshape(-1, m)
+        absmean, spread, sumd = _crps_weighted(xs, yb, wb, fair)
+    total = absmean - spread
+    if not components:
+        return total.reshape(shape)
+    over = 0.5 * (absmean + sumd)
+    under = 0.5 * (absmean - sumd)
+    spread = np.where(np.isnan(total), np.nan, spread)
+    out = np.stack([total, under, over, spread], axis=-1)
+    return out.reshape((*shape, 4))
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+def _member_weights(
+    member_weights: Any, fcst: XarrayLike, member_dim: Hashable, m: int, dims: tuple
+) -> xr.DataArray | None:
+    if member_weights is None:
+        return None
+    if not isinstance(member_weights, xr.DataArray):
+        arr = np.asarray(member_weights, dtype=float)
+        if arr.shape != (m,):
+            raise WeightsError(
+                f"member_weights given as an array must have shape ({m},) (one per member), got "
+                f"{arr.shape}; pass a DataArray with the member dim for other layouts."
+            )
+        member_weights = xr.DataArray(arr, dims=[member_dim])
+    if member_dim not in member_weights.dims:
+        raise WeightsError(
+            f"member_weights lack the member dim {member_dim!r} (dims {member_weights.dims!r})."
+        )
+    return check_weights(member_weights, dims, name="member_weights")
+
+
+def crps_ensemble(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    member_dim: Hashable = "member",
+    fair: bool = True,
+    member_weights: xr.DataArray | np.ndarray | None = None,
+    include_components: bool = False,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Continuous ranked probability score of an ensemble, fair or of the empirical CDF.
+
+    Per point, with ``M`` valid members ``x_i`` and observation ``y``::
+
+        CRPS = (1/M) sum_i |x_i - y|  -  (1/(2K)) sum_ij |x_i - x_j|
+        K = M^2      (fair=False: the CRPS of the ensemble's empirical CDF, "ecdf")
+        K = M(M-1)   (fair=True: Ferro 2014's fair CRPS, an unbiased estimate of the
+                      CRPS of the distribution the members are drawn from)
+
+    computed in O(M log M) with the sort identity
+    ``sum_ij |x_i - x_j| = 2 sum_i (2i - M - 1) x_(i)``.
+
+    Conventions that differ between libraries:
+
+    - **fair is the default here** (``fair=True``); ``properscoring.crps_ensemble`` and
+      ``scores.probability.crps_for_ensemble`` default to the ecdf form (``method="ecdf"``).
+      The ecdf CRPS penalises small ensembles (it is larger by the spread term
+      ``sum|x_i - x_j| / (2 M^2 (M-1))``); the fair one lets ensembles of different sizes be
+      compared. ``fair=False`` matches both libraries to round-off.
+    - NaN members are ignored (``M`` = the count of valid members at that point); a NaN
+      observation gives NaN. With one valid member the ecdf CRPS is ``|x - y|``; the fair
+      CRPS is undefined there: NaN and a ``RuntimeWarning``. A member dim of length 1 with
+      ``fair=True`` raises :class:`~flexdownscale.errors.EnsembleError`.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with dim ``member_dim`` (M members) and any others.
+    obs : DataArray or Dataset
+        Truth without the member dim, broadcastable against ``fcst``.
+    member_dim : str, default "member"
+    fair : bool, default True
+        Fair (``K = M(M-1)``) or ecdf (``K = M^2``) CRPS, see above.
+    member_weights : DataArray or 1-D array, optional
+        Probability weights of the members (need not sum to 1; >= 0, no NaN), e.g. per model
+        in a multi-model ensemble. The ecdf form becomes the CRPS of the weighted ECDF,
+        ``sum_i w_i |x_i - y| - 1/2 sum_ij w_i w_j |x_i - x_j|`` (``w`` normalised), as in
+        ``properscoring``; the fair form divides the spread term by ``1 - sum_i w_i^2``
+        instead (which reduces to ``M(M-1)`` for equal weights).
+    include_components : bool, default False
+        Add a ``component`` dim: ``total``, ``underforecast`` (``mean_i (y - x_i)_+``),
+        ``overforecast`` (``mean_i (x_i - y)_+``) and ``spread`` (the subtracted term), with
+        ``total = underforecast + overforecast - spread`` (the decomposition of ``scores``).
+    reduce_dims, preserve_dims : str or sequence, optional
+        Dims to average over / keep (not both); default: all but the member dim.
+    weights : DataArray, optional
+        Weights for the average over points (e.g. area weights), >= 0, no NaN.
+    skipna : bool, default True
+        Drop NaN scores (NaN obs, all-NaN ensembles) from the average over points.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The CRPS in the units of ``obs``.
+
+    Raises
+    ------
+    EnsembleError
+        No member dim, member dim in ``obs``, member dim split across dask chunks, or a
+        one-member ensemble with ``fair=True``.
+    WeightsError
+        Negative or NaN ``weights`` / ``member_weights``, or dims the data lack.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> fcst = xr.DataArray([[0.0, 4, 3, 7], [1, -1, 2, 4]], dims=("point", "member"))
+    >>> obs = xr.DataArray([2.0, 3], dims="point")
+    >>> crps_ensemble(fcst, obs, fair=False, preserve_dims="point").values
+    array([1.125, 1.   ])
+    >>> crps_ensemble(fcst, obs, fair=True, preserve_dims="point").values.round(6)
+    array([0.666667, 0.666667])
+    """
+    check_xarray(fcst, "fcst")
+    check_xarray(obs, "obs")
+    m = check_member_dim(fcst, obs, member_dim)
+    if fair and m < 2:
+        raise EnsembleError(
+            f"the fair CRPS needs at least 2 members, but {member_dim!r} has {m}; use "
+            "fair=False (the ecdf CRPS, |x - y| for one member) or add members."
+        )
+    dims = all_dims(fcst, obs)
+    mw = _member_weights(member_weights, fcst, member_dim, m, dims)
+    align_exact(fcst, obs, weights, mw, names=("fcst", "obs", "weights", "member_weights"))
+    weights = check_weights(weights, dims)
+    if weights is not None and member_dim in weights.dims:
+        raise WeightsError(
+            f"weights have the member dim {member_dim!r}; weights are for the average over "
+            "points. Use member_weights to weight members."
+        )
+    red = resolve_reduce_dims(
+        dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
+    )
+    check_single_chunk(fcst, [member_dim], "the CRPS (a sort along the member dim)")
+    if mw is not None:
+        check_single_chunk(mw, [member_dim], "the CRPS (a sort along the member dim)")
+
+    args = [fcst, obs] if mw is None else [fcst, obs, mw]
+    core = [[member_dim], []] + ([[member_dim]] if mw is not None else [])
+    out_core: list[list[Hashable]] = [["component"]] if include_components else [[]]
+    sizes = {"component": len(CRPS_COMPONENTS)} if include_components else {}
+    score = xr.apply_ufunc(
+        _crps_kernel,
+        *args,
+        input_core_dims=core,
+        output_core_dims=out_core,
+        kwargs={"fair": fair, "components": include_components},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": sizes} if sizes else None,
+    )
+    if include_components:
+        score = score.assign_coords(component=list(CRPS_COMPONENTS))
+    out = weighted_mean(score, red, weights, skipna=skipna)
+    return set_attrs(
+        out,
+        obs,
+        units="same",
+        long_name=f"continuous ranked probability score ({'fair' if fair else 'ecdf'})",
+        crps_method="fair" if fair else "ecdf",
+    )
+
+
+def ensemble_mean(
+    fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
+) -> XarrayLike:
+    """Mean over the members at every point (NaN members skipped with ``skipna``)."""
+    check_xarray(fcst, "fcst")
+    check_member_dim(fcst, None, member_dim)
+    out = fcst.mean(member_dim, skipna=skipna)
+    return set_attrs(out, fcst, units="same", long_name="ensemble mean")
+
+
+def ensemble_spread(
+    fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
+) -> XarrayLike:
+    """Ensemble standard deviation at every point, ``ddof=1`` (NaN for fewer than 2 members).
+
+    This is pointwise (for maps). The aggregate spread of a spread-skill analysis averages
+    *variances* before the root: ``spread_skill_ratio(..., include_components=True)``.
+    """
+    check_xarray(fcst, "fcst")
+    check_member_dim(fcst, None, member_dim)
+    out = fcst.std(member_dim, ddof=1, skipna=skipna)
+    return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
+
+
+def spread_skill_ratio(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    member_dim: Hashable = "member",
+    correction: Literal["fortin", "unbiased"] | None = "fortin",
+    include_components: bool = False,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Spread-skill ratio, variances averaged before the roots.
+
+    With ``s^2`` the member variance (``ddof=1``) and ``e^2 = (mean_i x_i - y)^2`` at each
+    point, and ``<.>`` the (weighted) mean over ``reduce_dims``::
+
+        spread = sqrt(<s^2>),  skill = sqrt(<e^2>)
+        correction=None:        ratio = spread / skill              (raw; a perfect ensemble
+                                                                     of M members gives
+                                                                     sqrt(M / (M + 1)))
+        correction="fortin":    ratio = sqrt(<s^2 (M + 1) / M> / <e^2>)   (Fortin et al.
+                                                                     2014; default; 1 for a
+                                                                     perfect ensemble)
+        correction="unbiased":  ratio = sqrt(<s^2> / <e^2 - s^2 / M>)     (WeatherBench-X:
+                                                                     the skill's sampling
+                                                                     part removed)
+
+    ``M`` is the count of valid members at each point (so NaN members are handled). Points
+    where the spread or the error is NaN drop out of both means (``skipna=True``). Ratios
+    below 1: under-dispersive; above 1: over-dispersive. (Libraries differ here:
+    xskillscore's ``spread_skill`` style ratios and WeatherBench2's report the raw ratio or
+    root each point first; compare ``correction=None``.)
+
+    Parameters
+    ----------
+    fcst, obs, member_dim, reduce_dims, preserve_dims, weights, skipna
+        As :func:`crps_ensemble`.
+    correction : {"fortin", "unbiased", None}, default "fortin"
+    include_components : bool, default False
+        Add a ``component`` dim with ``ratio``, ``spread`` and ``skill`` (the latter two in
+        the units of ``obs``; the ``units`` attr is then left out).
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dimensionless ratio (or the components).
+    """
+    check_option("correction", correction, ("fortin", "unbiased", None))
+    check_xarray(fcst, "fcst")
+    check_xarray(obs, "obs")
+    m = check_member_dim(fcst, obs, member_dim)
+    if m < 2:
+        raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
+    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    dims = all_dims(fcst, obs)
+    weights = check_weights(weights, dims)
+    red = resolve_reduce_dims(
+        dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
+    )
+    count = fcst.count(member_dim)
+    var = fcst.var(member_dim, ddof=1, skipna=True)
+    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
+    if skipna:
+        valid = var.notnull() & err2.notnull()
+        var = var.where(valid)
+        err2 = err2.where(valid)
+        count = count.where(valid)
+    mean_var = weighted_mean(var, red, weights, skipna=skipna)
+    mean_err2 = weighted_mean(err2, red, weights, skipna=skipna)
+    if correction == "fortin":
+        num = weighted_mean(var * (count + 1) / count, red, weights, skipna=skipna)
+        ratio = np.sqrt(num / mean_err2)
+    elif correction == "unbiased":
+        den = weighted_mean(err2 - var / count, red, weights, skipna=skipna)
+        ratio = np.sqrt(mean_var / den)
+    else:
+        ratio = np.sqrt(mean_var / mean_err2)
+    attrs = {
+        "long_name": "spread-skill ratio",
+        "spread_skill_correction": str(correction),
+    }
+    if not include_components:
+        return set_attrs(ratio, obs, units="1", **attrs)
+    out = xr.concat(
+        [ratio, np.sqrt(mean_var), np.sqrt(mean_err2)],
+        dim="component",
+        coords="minimal",
+        compat="override",
+        join="exact",
+    ).assign_coords(component=["ratio", "spread", "skill"])
+    return set_attrs(out, obs, units=None, **attrs)
+
+
+def _rank_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rank-histogram mass per point: (..., M+1), ties shared evenly; NaN rows are NaN."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)[..., None]
+    m = x.shape[-1]
+    below = np.sum(x < y, axis=-1)
+    equal = np.sum(x == y, axis=-1)
+    bad = np.isnan(x).any(-1) | np.isnan(y[..., 0])
+    ranks = np.arange(1, m + 2)
+    lo = (below + 1)[..., None]
+    hi = (below + equal + 1)[..., None]
+    mass = ((ranks >= lo) & (ranks <= hi)) / (equal + 1.0)[..., None]
+    mass[bad] = np.nan
+    return mass
+
+
+def rank_histogram(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    member_dim: Hashable = "member",
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> XarrayLike:
+    """Rank (Talagrand) histogram: relative frequencies of the obs' rank among the members.
+
+    Ranks run ``1..M+1`` (new dim ``rank``): rank 1 means the obs is below every member.
+    When the obs equals ``e`` members, its unit mass is shared evenly over the ``e + 1``
+    ranks it could take (deterministic, as in ``scores``), so a calibrated ensemble gives a
+    flat histogram even for discrete data (e.g. zero precipitation). A point with a NaN
+    member or a NaN obs is left out (``scores`` does the same for NaN members and warns; here
+    it is documented instead). ``weights`` weight the points. Frequencies sum to 1.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dims ``rank`` plus the kept dims; dimensionless.
+
+    Notes
+    -----
+    Memory: the per-point mass vectors are materialised (N points x (M+1)) per dask chunk.
+    """
+    check_xarray(fcst, "fcst")
+    check_xarray(obs, "obs")
+    m = check_member_dim(fcst, obs, member_dim)
+    if "rank" in fcst.dims or "rank" in obs.dims:
+        raise ConfigError("the inputs already have a 'rank' dim; rename it first.")
+    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    dims = all_dims(fcst, obs)
+    weights = check_weights(weights, dims)
+    red = resolve_reduce_dims(
+        dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
+    )
+    check_single_chunk(fcst, [member_dim], "the rank histogram")
+    mass = xr.apply_ufunc(
+        _rank_kernel,
+        fcst,
+        obs,
+        input_core_dims=[[member_dim], []],
+        output_core_dims=[["rank"]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"rank": m + 1}},
+    ).assign_coords(rank=np.arange(1, m + 2))
+    out = weighted_mean(mass, red, weights, skipna=True)
+    return set_attrs(out, obs, units="1", long_name="rank histogram (relative frequency)")
