@@ -1,0 +1,74 @@
+"""The xarray-facing data layer: grids, regridding, degradation, normalization, tiling, datasets.
+
+Everything a model sees comes through here, and everything a user hands to ``ds.flex`` is checked
+here first. Submodules:
+
+- :mod:`~flexdownscale.data.grid`: CF-aware discovery, validation and normalization of grids.
+- :mod:`~flexdownscale.data.regrid`: one ``regrid`` over the xarray-regrid and xesmf backends.
+- :mod:`~flexdownscale.data.degrade`: fine -> coarse operators and the coarse -> fine base field.
+- :mod:`~flexdownscale.data.normalize`: per-variable statistics with an exact inverse.
+- :mod:`~flexdownscale.data.tiling`: overlapping tiles and blended fusion.
+- :mod:`~flexdownscale.data.datasets`: lazy torch datasets for training.
+"""
+
+from __future__ import annotations
+
+from .datasets import ForecastDataset, SuperResolutionDataset, from_config, split_positions
+from .degrade import (
+    DEGRADATIONS,
+    UPSAMPLINGS,
+    degrade,
+    degrade_array,
+    grid_row_weights,
+    up,
+    upsample_array,
+)
+from .grid import (
+    GridAxes,
+    GridSpec,
+    add_bounds,
+    cell_bounds,
+    coarsen_grid,
+    find_axes,
+    grid_spec,
+    normalize_grid,
+    refine_grid,
+    row_area_weights,
+)
+from .normalize import Normalizer, VariableStats
+from .regrid import Regridder, regrid
+from .tiling import TileLayout, blend_weights, tile, tile_layout, tile_slices, untile
+
+__all__ = [
+    "DEGRADATIONS",
+    "UPSAMPLINGS",
+    "ForecastDataset",
+    "GridAxes",
+    "GridSpec",
+    "Normalizer",
+    "Regridder",
+    "SuperResolutionDataset",
+    "TileLayout",
+    "VariableStats",
+    "add_bounds",
+    "blend_weights",
+    "cell_bounds",
+    "coarsen_grid",
+    "degrade",
+    "degrade_array",
+    "find_axes",
+    "from_config",
+    "grid_row_weights",
+    "grid_spec",
+    "normalize_grid",
+    "refine_grid",
+    "regrid",
+    "row_area_weights",
+    "split_positions",
+    "tile",
+    "tile_layout",
+    "tile_slices",
+    "untile",
+    "up",
+    "upsample_array",
+]

@@ -1,0 +1,1106 @@
+"""Torch datasets over xarray (netCDF, zarr, in-memory) and HDF5 fields, read lazily.
+
+Two datasets share one reader:
+
+:class:`SuperResolutionDataset`
+    Items are dicts of float32 tensors::
+
+        fine    (C, H, W)            the fine field (normalized)
+        base    (C, H, W)            up(normalize(degrade(fine))): the coarse field upsampled
+        cond    (C, H, W)            the task input: the same tensor as ``base``
+        coarse  (C, H / f, W / f)    normalize(degrade(fine))
+        phys    ()                   the scalar condition (only when ``condition`` is set)
+        index   int                  the item index
+
+    ``C`` is the number of variables (channels, in the order of ``variables``), ``H = W =
+    crop_size`` (or the whole field trimmed to a multiple of ``factor`` with ``crop="full"``).
+    The degradation runs on physical values, then the coarse field is normalized and upsampled in
+    normalized space, as the inference pipeline does with a user's coarse field. Crops start on
+    multiples of ``factor``; the coarse and base fields are computed on the crop plus a halo (of
+    wrapped cells on periodic axes), so they equal crops of the whole-field computation.
+
+:class:`ForecastDataset`
+    Items::
+
+        fine    (C, H, W)                   the frame ``lead`` steps after the current one
+        base    (C, H, W)                   the current frame
+        cond    (past_frames * C, H, W)     the past frames, oldest first, the current one last
+        phys    ()                          optional scalar condition
+        index   int
+
+Sources are netCDF / zarr files (opened with xarray, never loaded: each item reads only its
+window), in-memory ``xr.Dataset`` objects, or HDF5 files in the reference layouts: a dataset
+``fields`` or ``w`` of shape (T, H, W) or (T, C, H, W) (channels named ``fields`` or
+``fields_0``, ``fields_1``, ...; the sample dimension is ``time``; a scalar condition can be a
+file or dataset attribute). File handles are opened per process, so the datasets are safe with
+``DataLoader(num_workers > 0)``.
+
+Splits select labels along ``split_dim`` (a dimension such as ``time`` or ``trajectory``, or
+``"file"``): two entries are an inclusive range of labels (``["2019-03-01", "2019-03-17"]``), any
+other number of entries is a list of labels (``[3]``; positions when the dimension has no
+coordinate). An empty ``train`` selection means everything not in validation or test. Splits that
+overlap raise :class:`~flexdownscale.errors.DataError`. For forecasting along a split time axis,
+every frame of a window lies in the split.
+
+Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
+``numpy.random.default_rng([seed, e, i])``; call :meth:`set_epoch` at every epoch.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from ..config import DataConfig
+from ..errors import (
+    ConfigError,
+    DataError,
+    MissingVariableError,
+    ShapeError,
+    UnsupportedFactorError,
+)
+from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
+from .grid import GridSpec, grid_spec, normalize_grid
+from .normalize import Normalizer, Transform
+
+__all__ = [
+    "ForecastDataset",
+    "SuperResolutionDataset",
+    "from_config",
+    "split_positions",
+]
+
+Split = Literal["train", "validation", "test"]
+Task = Literal["superres", "forecast"]
+Crop = Literal["random", "center", "full"]
+Format = Literal["auto", "xarray", "hdf5"]
+
+_H5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5"}
+_H5_LAYOUTS = ("fields", "w")
+
+
+def _check_option(name: str, value: Any, options: Any) -> None:
+    allowed = get_args(options)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}={value!r} is not a valid option; expected one of "
+            f"{', '.join(repr(o) for o in allowed)}"
+        )
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, slice]]:
+    """Split an index array into runs of consecutive indices: (output offset, source slice)."""
+    if idx.size == 0:
+        return []
+    breaks = np.nonzero(np.diff(idx) != 1)[0] + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [idx.size]])
+    return [(int(a), slice(int(idx[a]), int(idx[b - 1]) + 1)) for a, b in zip(starts, stops)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """A file (or in-memory dataset) seen as channels x sample dims x (y, x)."""
+
+    label: str
+    channels: tuple[str, ...]
+    sample_dims: tuple[str, ...]
+    sample_sizes: tuple[int, ...]
+    ny: int
+    nx: int
+    periodic: tuple[bool, bool]
+    row_weights: np.ndarray | None
+    spec: GridSpec | None
+    time_dim: str | None
+
+    def labels(self, dim: str) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _read_block(self, index: Mapping[str, int], rows: slice, cols: slice) -> np.ndarray:
+        raise NotImplementedError
+
+    def condition(self, name: str, index: Mapping[str, int]) -> float:
+        raise NotImplementedError
+
+    def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> Any:
+        raise NotImplementedError
+
+    def read(self, index: Mapping[str, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(C, len(rows), len(cols)) float64 window; rows / cols may wrap (runs are sliced)."""
+        out = np.empty((len(self.channels), rows.size, cols.size), dtype=np.float64)
+        for ro, rs in _runs(rows):
+            for co, cs in _runs(cols):
+                block = self._read_block(index, rs, cs)
+                out[:, ro : ro + (rs.stop - rs.start), co : co + (cs.stop - cs.start)] = block
+        return out
+
+
+class _XarraySource(_Source):
+    def __init__(
+        self,
+        data: xr.Dataset | str | Path,
+        *,
+        variables: Sequence[str] | None,
+        dims: Mapping[str, str] | None,
+        label: str,
+    ) -> None:
+        self.label = label
+        self._dims = dict(dims) if dims else None
+        if isinstance(data, xr.Dataset):
+            self._path: str | None = None
+            self._given: xr.Dataset | None = data
+        else:
+            self._path = str(data)
+            self._given = None
+        self._ds: xr.Dataset | None = None
+        self._pid: int | None = None
+        raw = self._raw(chunks=None)
+        self.spec = grid_spec(raw, dims=self._dims)
+        ds = self.ds
+        names = list(variables) if variables else _grid_variables(ds, self.spec)
+        missing = [v for v in names if v not in ds.data_vars]
+        if missing:
+            raise MissingVariableError(
+                f"variables {missing} are not in {label!r}; it has "
+                f"{sorted(map(str, ds.data_vars))}. Fix DataConfig.variables"
+            )
+        if not names:
+            raise DataError(f"{label!r} has no variable on the ({self.spec.y}, {self.spec.x}) grid")
+        first = ds[names[0]]
+        sample = [str(d) for d in first.dims if d not in (self.spec.x, self.spec.y)]
+        for name in names:
+            v = ds[name]
+            if self.spec.x not in v.dims or self.spec.y not in v.dims:
+                raise DataError(
+                    f"variable {name!r} of {label!r} has dims {v.dims}; expected the grid dims "
+                    f"({self.spec.y!r}, {self.spec.x!r})"
+                )
+            other = [str(d) for d in v.dims if d not in (self.spec.x, self.spec.y)]
+            if set(other) != set(sample):
+                raise DataError(
+                    f"variables {names[0]!r} and {name!r} of {label!r} have different non-grid "
+                    f"dims ({sample} vs {other}); expected channels that share their dims"
+                )
+            if not np.issubdtype(v.dtype, np.number):
+                raise DataError(f"variable {name!r} has dtype {v.dtype}; expected numbers")
+        self.channels = tuple(names)
+        self.sample_dims = tuple(sample)
+        self.sample_sizes = tuple(int(ds.sizes[d]) for d in sample)
+        self.ny, self.nx = self.spec.ny, self.spec.nx
+        self.periodic = (self.spec.periodic_y, self.spec.periodic_x)
+        self.row_weights = grid_row_weights(self.spec, np.asarray(ds[self.spec.y].values))
+        self.time_dim = self.spec.time
+
+    def _raw(self, chunks: Any) -> xr.Dataset:
+        if self._given is not None:
+            return self._given
+        assert self._path is not None
+        try:
+            if self._path.rstrip("/").endswith(".zarr") or os.path.isdir(self._path):
+                return xr.open_zarr(self._path, chunks=chunks)
+            return xr.open_dataset(self._path, chunks=chunks, cache=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"could not open {self._path!r} with xarray: {err}") from err
+
+    @property
+    def ds(self) -> xr.Dataset:
+        if self._ds is None or (self._path is not None and self._pid != os.getpid()):
+            self._ds = normalize_grid(self._raw(chunks=None), dims=self._dims)
+            self._pid = os.getpid()
+        return self._ds
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._path is not None:
+            state["_ds"] = None
+            state["_pid"] = None
+        return state
+
+    def labels(self, dim: str) -> np.ndarray | None:
+        ds = self.ds
+        return np.asarray(ds[dim].values) if dim in ds.coords else None
+
+    def _read_block(self, index: Mapping[str, int], rows: slice, cols: slice) -> np.ndarray:
+        ds = self.ds
+        y, x = self.spec.y, self.spec.x  # type: ignore[union-attr]
+        out = []
+        for name in self.channels:
+            v = ds[name].isel({**index, y: rows, x: cols}).transpose(y, x)
+            out.append(np.asarray(v.values, dtype=np.float64))
+        return np.stack(out)
+
+    def condition(self, name: str, index: Mapping[str, int]) -> float:
+        ds = self.ds
+        if name in ds.variables:
+            v = ds[name]
+            extra = [d for d in v.dims if d not in index]
+            if extra:
+                raise DataError(
+                    f"condition variable {name!r} has dims {v.dims}; expected only sample dims "
+                    f"{self.sample_dims} (one scalar per field)"
+                )
+            return float(v.isel({d: index[d] for d in v.dims}).values)
+        if name in ds.attrs:
+            return float(ds.attrs[name])
+        raise MissingVariableError(
+            f"condition {name!r} is neither a variable nor an attribute of {self.label!r}; "
+            f"attributes: {sorted(ds.attrs)}"
+        )
+
+    def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> xr.Dataset:
+        ds = normalize_grid(self._raw(chunks={}), dims=self._dims)
+        return ds[list(self.channels)].isel(dict(selection))
+
+
+def _grid_variables(ds: xr.Dataset, spec: GridSpec) -> list[str]:
+    return [
+        str(k)
+        for k, v in ds.data_vars.items()
+        if spec.x in v.dims and spec.y in v.dims and np.issubdtype(v.dtype, np.number)
+    ]
+
+
+class _H5Source(_Source):
+    def __init__(self, path: str, *, variables: Sequence[str] | None, label: str) -> None:
+        import h5py
+
+        self.label = label
+        self._path = path
+        self._file: Any = None
+        self._pid: int | None = None
+        try:
+            with h5py.File(path, "r") as f:
+                found = [k for k in _H5_LAYOUTS if k in f]
+                if not found:
+                    raise DataError(
+                        f"HDF5 file {path!r} has datasets {sorted(f.keys())}; expected one named "
+                        f"'fields' or 'w' of shape (T, H, W) or (T, C, H, W)"
+                    )
+                self._name = found[0]
+                dset = f[self._name]
+                shape = tuple(dset.shape)
+                self.attrs = {**dict(f.attrs), **dict(dset.attrs)}
+        except OSError as err:
+            raise DataError(f"could not open {path!r} with h5py: {err}") from err
+        if len(shape) not in (3, 4):
+            raise ShapeError(
+                f"dataset {self._name!r} of {path!r} has shape {shape}; expected (T, H, W) or "
+                f"(T, C, H, W)"
+            )
+        self._has_channels = len(shape) == 4
+        n_chan = shape[1] if self._has_channels else 1
+        names = [f"{self._name}_{c}" for c in range(n_chan)] if self._has_channels else [self._name]
+        wanted = list(variables) if variables else names
+        missing = [v for v in wanted if v not in names]
+        if missing:
+            raise MissingVariableError(
+                f"variables {missing} are not in {path!r}; its channels are {names}"
+            )
+        self._chan_index = [names.index(v) for v in wanted]
+        self.channels = tuple(wanted)
+        self.sample_dims = ("time",)
+        self.sample_sizes = (int(shape[0]),)
+        self.ny, self.nx = int(shape[-2]), int(shape[-1])
+        periodic = str(self.attrs.get("periodic", "false")).strip().lower() in ("true", "1", "yes")
+        self.periodic = (periodic, periodic)
+        self.row_weights = None
+        self.spec = None
+        self.time_dim = "time"
+
+    def _handle(self) -> Any:
+        import h5py
+
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self._path, "r")
+            self._pid = os.getpid()
+        return self._file[self._name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def labels(self, dim: str) -> np.ndarray | None:
+        return None
+
+    def _read_block(self, index: Mapping[str, int], rows: slice, cols: slice) -> np.ndarray:
+        dset = self._handle()
+        t = int(index["time"])
+        if self._has_channels:
+            block = np.asarray(dset[t, :, rows, cols], dtype=np.float64)
+            return block[self._chan_index]
+        return np.asarray(dset[t, rows, cols], dtype=np.float64)[None]
+
+    def condition(self, name: str, index: Mapping[str, int]) -> float:
+        if name in self.attrs:
+            return float(np.asarray(self.attrs[name]).reshape(-1)[0])
+        raise MissingVariableError(
+            f"condition {name!r} is not an attribute of {self._path!r}; attributes: "
+            f"{sorted(self.attrs)}"
+        )
+
+    def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> xr.Dataset:
+        import dask.array as dsa
+
+        dset = self._handle()
+        chunks = (1, *dset.shape[1:])
+        arr = dsa.from_array(dset, chunks=chunks, lock=True)
+        times = selection.get("time")
+        if times is not None:
+            arr = arr[np.asarray(times)]
+        out = {}
+        for name, c in zip(self.channels, self._chan_index):
+            a = arr[:, c] if self._has_channels else arr
+            out[name] = (("time", "y", "x"), a)
+        return xr.Dataset(out)
+
+
+def _expand_paths(paths: Sequence[str | Path]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        text = str(p)
+        matches = sorted(glob.glob(text)) if any(ch in text for ch in "*?[") else [text]
+        if not matches or not all(os.path.exists(m) for m in matches):
+            raise DataError(
+                f"no file matches {text!r}; expected existing netCDF, zarr or HDF5 paths"
+            )
+        out.extend(matches)
+    return out
+
+
+def _open_sources(
+    data: Any,
+    *,
+    variables: Sequence[str] | None,
+    format: Format,
+    dims: Mapping[str, str] | None,
+) -> list[_Source]:
+    _check_option("format", format, Format)
+    items = list(data) if isinstance(data, list | tuple) else [data]
+    if not items:
+        raise DataError("no data given; expected paths or xarray Datasets")
+    sources: list[_Source] = []
+    for i, item in enumerate(items):
+        if isinstance(item, xr.Dataset):
+            sources.append(_XarraySource(item, variables=variables, dims=dims, label=f"dataset{i}"))
+            continue
+        if isinstance(item, xr.DataArray):
+            ds = item.to_dataset(name=item.name or "field")
+            sources.append(_XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}"))
+            continue
+        for path in _expand_paths([item]):
+            fmt = format
+            if fmt == "auto":
+                fmt = "hdf5" if Path(path).suffix.lower() in _H5_SUFFIXES else "xarray"
+            label = Path(path.rstrip("/")).stem
+            if fmt == "hdf5":
+                sources.append(_H5Source(path, variables=variables, label=label))
+            else:
+                sources.append(_XarraySource(path, variables=variables, dims=dims, label=label))
+    channels = sources[0].channels
+    for s in sources[1:]:
+        if s.channels != channels:
+            raise DataError(
+                f"sources have different channels: {sources[0].label!r} has {channels}, "
+                f"{s.label!r} has {s.channels}; pass the same variables for every file"
+            )
+    return sources
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+def _label_positions(
+    labels: np.ndarray | None, size: int, sel: Sequence[Any], where: str
+) -> np.ndarray:
+    index = pd.Index(labels) if labels is not None else pd.RangeIndex(size)
+    values = list(sel)
+    if len(values) == 2:
+        if not index.is_monotonic_increasing:
+            raise DataError(f"{where}: a [start, stop] range needs increasing labels")
+        try:  # inclusive; a date string as stop includes that whole day (pandas partial strings)
+            positions = np.arange(size)[index.slice_indexer(values[0], values[1])]
+        except (TypeError, KeyError, ValueError) as err:
+            raise DataError(f"{where}: cannot select the range {values}: {err}") from err
+    else:
+        if isinstance(index, pd.DatetimeIndex):
+            values = [pd.Timestamp(v) if isinstance(v, str | np.datetime64) else v for v in values]
+        positions = index.get_indexer(values)
+        if np.any(positions < 0):
+            bad = [v for v, p in zip(sel, positions) if p < 0]
+            raise DataError(
+                f"{where}: labels {bad} are not found; available labels run from "
+                f"{index[0]!r} to {index[-1]!r}"
+            )
+    if positions.size == 0:
+        raise DataError(
+            f"{where}: selection {list(sel)} selects nothing; labels run from {index[0]!r} to "
+            f"{index[-1]!r}"
+        )
+    return np.unique(positions)
+
+
+def split_positions(
+    sources: Sequence[_Source],
+    split_dim: str,
+    splits: Mapping[str, Sequence[Any]],
+) -> dict[str, list[dict[str, np.ndarray] | None]]:
+    """Resolve split selections to positions per source, checking that splits are disjoint.
+
+    Returns, for each split name, one entry per source: ``None`` (source not in the split) or a
+    mapping ``{dim: positions}`` (empty mapping: the whole source).
+
+    Raises
+    ------
+    DataError
+        When a selection is invalid, selects nothing, or two splits overlap.
+    """
+    names = [n for n, sel in splits.items() if sel]
+    out: dict[str, list[dict[str, np.ndarray] | None]] = {n: [] for n in splits}
+    if split_dim == "file":
+        file_labels = [s.label for s in sources]
+        owner: dict[int, str] = {}
+        for name in names:
+            chosen = set()
+            for entry in splits[name]:
+                if isinstance(entry, int | np.integer) and not isinstance(entry, bool):
+                    if not 0 <= int(entry) < len(sources):
+                        raise DataError(
+                            f"{name}: file index {entry} out of range 0..{len(sources) - 1}"
+                        )
+                    chosen.add(int(entry))
+                elif str(entry) in file_labels:
+                    chosen.add(file_labels.index(str(entry)))
+                else:
+                    matches = [i for i, s in enumerate(sources) if str(entry) in s.label]
+                    if len(matches) != 1:
+                        raise DataError(
+                            f"{name}: file {entry!r} not found (or ambiguous); files are {file_labels}"
+                        )
+                    chosen.add(matches[0])
+            for i in chosen:
+                if i in owner:
+                    raise DataError(
+                        f"splits {owner[i]!r} and {name!r} both contain file {file_labels[i]!r}; "
+                        f"expected disjoint train/validation/test splits"
+                    )
+                owner[i] = name
+        for name in splits:
+            if name in names:
+                out[name] = [{} if owner.get(i) == name else None for i in range(len(sources))]
+            elif name == "train":
+                out[name] = [None if i in owner else {} for i in range(len(sources))]
+            else:
+                out[name] = [None] * len(sources)
+        return out
+    for src in sources:
+        if split_dim not in src.sample_dims:
+            raise DataError(
+                f"split_dim {split_dim!r} is not a dimension of {src.label!r} (sample dims "
+                f"{src.sample_dims}); expected one of them or 'file'"
+            )
+        size = src.sample_sizes[src.sample_dims.index(split_dim)]
+        labels = src.labels(split_dim)
+        resolved = {
+            n: _label_positions(labels, size, splits[n], f"{n} split of {src.label!r}")
+            for n in names
+        }
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                common = np.intersect1d(resolved[a], resolved[b])
+                if common.size:
+                    shown = labels[common[:3]] if labels is not None else common[:3]
+                    raise DataError(
+                        f"splits {a!r} and {b!r} overlap along {split_dim!r} in {src.label!r} "
+                        f"({common.size} positions, e.g. {list(shown)}); expected disjoint splits"
+                    )
+        taken = (
+            np.unique(np.concatenate([resolved[n] for n in names])) if names else np.array([], int)
+        )
+        for name in splits:
+            if name in resolved:
+                out[name].append({split_dim: resolved[name]})
+            elif name == "train":
+                rest = np.setdiff1d(np.arange(size), taken)
+                out[name].append({split_dim: rest} if rest.size else None)
+            else:
+                out[name].append(None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------
+
+
+class _FieldDataset(torch.utils.data.Dataset):
+    """Shared reader: sources, split selection, normalization, seeded crops."""
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        variables: Sequence[str] | None,
+        split: Split,
+        split_dim: str,
+        splits: Mapping[str, Sequence[Any]] | None,
+        normalizer: Normalizer | Literal["fit"] | None,
+        transforms: Mapping[str, Transform] | Literal["auto"],
+        condition: str | None,
+        condition_scale: float,
+        crop: Crop,
+        crops_per_field: int,
+        seed: int,
+        format: Format,
+        dims: Mapping[str, str] | None,
+    ) -> None:
+        _check_option("split", split, Split)
+        _check_option("crop", crop, Crop)
+        if crops_per_field < 1:
+            raise ConfigError(f"crops_per_field={crops_per_field}; expected a positive integer")
+        if not (condition_scale != 0 and math.isfinite(condition_scale)):
+            raise ConfigError(
+                f"condition_scale={condition_scale}; expected a finite non-zero number"
+            )
+        self.sources = _open_sources(
+            data, variables=list(variables) if variables else None, format=format, dims=dims
+        )
+        self.variables: tuple[str, ...] = self.sources[0].channels
+        self.split = split
+        self.split_dim = split_dim
+        self.crop = crop
+        self.crops_per_field = int(crops_per_field)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.condition = condition
+        self.condition_scale = float(condition_scale)
+        if splits is not None:
+            for key in splits:
+                if key not in get_args(Split):
+                    raise ConfigError(f"unknown split {key!r}; expected train, validation, test")
+            full = {n: tuple(splits.get(n, ())) for n in get_args(Split)}
+            self._positions = split_positions(self.sources, split_dim, full)
+            self._selection = self._positions[split]
+        else:
+            self._positions = None
+            self._selection = [{} for _ in self.sources]
+        if normalizer == "fit":
+            train = self._positions["train"] if self._positions is not None else self._selection
+            normalizer = self._fit(train, transforms)
+        if normalizer is not None:
+            if not isinstance(normalizer, Normalizer):
+                raise ConfigError(
+                    f"normalizer={normalizer!r}; expected a Normalizer, 'fit' or None"
+                )
+            missing = [v for v in self.variables if v not in normalizer.stats]
+            if missing:
+                raise MissingVariableError(
+                    f"the normalizer has no statistics for {missing}; it knows "
+                    f"{list(normalizer.stats)}"
+                )
+        self.normalizer: Normalizer | None = normalizer
+        if condition is not None:
+            for src, sel in zip(self.sources, self._selection):
+                if sel is not None:
+                    src.condition(condition, {d: 0 for d in src.sample_dims})
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _fit(
+        self,
+        selection: Sequence[dict[str, np.ndarray] | None],
+        transforms: Mapping[str, Transform] | Literal["auto"],
+    ) -> Normalizer:
+        parts = [
+            src.lazy_channels(sel) for src, sel in zip(self.sources, selection) if sel is not None
+        ]
+        if not parts:
+            raise DataError("the training split is empty; cannot fit normalization statistics")
+        return Normalizer.fit(parts, variables=list(self.variables), transforms=transforms)
+
+    def fit_normalizer(
+        self, *, transforms: Mapping[str, Transform] | Literal["auto"] = "auto"
+    ) -> Normalizer:
+        """Fit a :class:`Normalizer` on this dataset's selection (dask reductions)."""
+        return self._fit(self._selection, transforms)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that keys the crop generator (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def _sample_grid(self, src: _Source, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [
+            np.asarray(sel[d]) if d in sel else np.arange(n)
+            for d, n in zip(src.sample_dims, src.sample_sizes)
+        ]
+
+    def _normalize(self, x: np.ndarray) -> np.ndarray:
+        if self.normalizer is None:
+            return x
+        return self.normalizer.transform_array(x, variables=list(self.variables), channel_axis=0)
+
+    def _phys(self, src: _Source, index: Mapping[str, int]) -> dict[str, torch.Tensor]:
+        if self.condition is None:
+            return {}
+        value = src.condition(self.condition, index) / self.condition_scale
+        return {"phys": torch.tensor(value, dtype=torch.float32)}
+
+    def _origin(self, n: int, size: int, step: int, rng: np.random.Generator) -> int:
+        slots = (n - size) // step + 1
+        if self.crop == "random":
+            return int(rng.integers(0, slots)) * step
+        if self.crop == "center":
+            return (slots // 2) * step
+        return 0
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+class SuperResolutionDataset(_FieldDataset):
+    """Pairs (coarse upsampled, fine) with random crops, read lazily (see the module docstring).
+
+    Parameters
+    ----------
+    data
+        Path, glob pattern, ``xr.Dataset`` or a list of them (netCDF, zarr, HDF5).
+    variables
+        Channels, in order (default: every numeric variable on the grid / every HDF5 channel).
+    factor
+        Super-resolution factor.
+    crop_size
+        Side of the square crops in fine cells (divisible by ``factor``); ``None`` uses the whole
+        field (``crop="full"``).
+    degradation
+        ``"area_mean"``, ``"strided"`` or ``"gaussian"`` (:mod:`flexdownscale.data.degrade`).
+    upsample
+        ``"bilinear"``, ``"bicubic"``, ``"conservative"`` or ``"nearest"``.
+    sigma
+        Gaussian degradation width in fine cells (default ``factor / 2``).
+    crop
+        ``"random"`` (seeded), ``"center"`` or ``"full"``.
+    crops_per_field
+        Items per field and epoch (different random crops).
+    split, split_dim, splits
+        Which split this dataset serves, the dimension (or ``"file"``) the splits select on, and
+        the selections ``{"train": ..., "validation": ..., "test": ...}`` (``None``: no split).
+    normalizer
+        A fitted :class:`Normalizer`, ``"fit"`` (fit on the train split) or ``None``.
+    transforms
+        Transforms used when fitting (``"auto"``: log1p for precipitation-like variables).
+    condition, condition_scale
+        Name of a scalar variable or attribute giving ``phys = value / condition_scale``.
+    seed
+        Seed of the crop generator.
+    format
+        ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
+    dims
+        Dimension-name override for xarray sources.
+
+    Raises
+    ------
+    UnsupportedFactorError
+        When ``crop_size`` is not divisible by ``factor``.
+    ShapeError
+        When the crop does not fit in a field.
+    MissingVariableError
+        When a variable or the condition is missing.
+    DataError
+        For overlapping or empty splits and unreadable files.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        variables: Sequence[str] | None = None,
+        factor: int = 4,
+        crop_size: int | None = 64,
+        degradation: Degradation = "area_mean",
+        upsample: Upsampling = "bilinear",
+        sigma: float | None = None,
+        crop: Crop = "random",
+        crops_per_field: int = 1,
+        split: Split = "train",
+        split_dim: str = "time",
+        splits: Mapping[str, Sequence[Any]] | None = None,
+        normalizer: Normalizer | Literal["fit"] | None = None,
+        transforms: Mapping[str, Transform] | Literal["auto"] = "auto",
+        condition: str | None = None,
+        condition_scale: float = 1.0,
+        seed: int = 0,
+        format: Format = "auto",
+        dims: Mapping[str, str] | None = None,
+    ) -> None:
+        _check_option("degradation", degradation, Degradation)
+        _check_option("upsample", upsample, Upsampling)
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise UnsupportedFactorError(f"factor={factor!r}; expected a positive integer")
+        if crop_size is None:
+            crop = "full"
+        elif crop_size % factor:
+            raise UnsupportedFactorError(
+                f"crop_size={crop_size} is not divisible by factor={factor}; expected a crop made "
+                f"of whole coarse cells (e.g. crop_size={max(factor, crop_size // factor * factor)})"
+            )
+        super().__init__(
+            data,
+            variables=variables,
+            split=split,
+            split_dim=split_dim,
+            splits=splits,
+            normalizer=normalizer,
+            transforms=transforms,
+            condition=condition,
+            condition_scale=condition_scale,
+            crop=crop,
+            crops_per_field=crops_per_field,
+            seed=seed,
+            format=format,
+            dims=dims,
+        )
+        self.factor = factor
+        self.crop_size = crop_size
+        self.degradation = degradation
+        self.upsample = upsample
+        self.sigma = sigma
+        halo = 0 if upsample == "nearest" else (2 if upsample == "bicubic" else 1)
+        if degradation == "gaussian":
+            s = 0.5 * factor if sigma is None else float(sigma)
+            halo += math.ceil((3 * s + 0.5 * factor) / factor) + 1
+        self._halo = halo * factor
+        self._fields: list[tuple[int, list[np.ndarray]]] = []
+        counts = []
+        for k, (src, sel) in enumerate(zip(self.sources, self._selection)):
+            if sel is None:
+                continue
+            ny, nx = src.ny - src.ny % factor, src.nx - src.nx % factor
+            if crop_size is not None and (crop_size > ny or crop_size > nx):
+                raise ShapeError(
+                    f"crop_size={crop_size} does not fit in the {(src.ny, src.nx)} field of "
+                    f"{src.label!r}; expected crop_size <= {min(ny, nx)}"
+                )
+            if ny < factor or nx < factor:
+                raise ShapeError(f"field {(src.ny, src.nx)} is smaller than the factor {factor}")
+            grid = self._sample_grid(src, sel)
+            self._fields.append((k, grid))
+            counts.append(int(np.prod([g.size for g in grid])))
+        self._cum = np.cumsum([0, *counts])
+        if self._cum[-1] == 0:
+            raise DataError(
+                f"the {split} split is empty; set its selection (DataConfig.{split}) along "
+                f"{split_dim!r}"
+            )
+
+    def __len__(self) -> int:
+        return int(self._cum[-1]) * self.crops_per_field
+
+    def _locate(self, field: int) -> tuple[_Source, dict[str, int]]:
+        j = int(np.searchsorted(self._cum, field, side="right")) - 1
+        k, grid = self._fields[j]
+        src = self.sources[k]
+        local = np.unravel_index(field - int(self._cum[j]), [g.size for g in grid])
+        return src, {d: int(g[i]) for d, g, i in zip(src.sample_dims, grid, local)}
+
+    def _window(self, n: int, start: int, size: int, periodic: bool) -> tuple[np.ndarray, int]:
+        """Indices of the crop plus halo (wrapped on periodic axes) and the crop offset."""
+        if periodic:
+            return np.arange(start - self._halo, start + size + self._halo) % n, self._halo
+        lo = max(0, start - self._halo)
+        hi = min(n, start + size + self._halo)
+        return np.arange(lo, hi), start - lo
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        index = index % len(self)
+        src, sample = self._locate(index // self.crops_per_field)
+        f = self.factor
+        ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
+        ch = cw = self.crop_size if self.crop_size is not None else None
+        if ch is None:
+            ch, cw = ny, nx
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        y0 = self._origin(ny, ch, f, rng)
+        x0 = self._origin(nx, cw, f, rng)
+        py = src.periodic[0] and src.ny % f == 0
+        px = src.periodic[1] and src.nx % f == 0
+        rows, oy = self._window(ny, y0, ch, py)
+        cols, ox = self._window(nx, x0, cw, px)
+        region = src.read(sample, rows, cols)
+        weights = src.row_weights[rows] if src.row_weights is not None else None
+        coarse = degrade_array(
+            region,
+            f,
+            method=self.degradation,
+            row_weights=weights if self.degradation == "area_mean" else None,
+            sigma=self.sigma,
+        )
+        coarse = self._normalize(coarse)
+        base = upsample_array(coarse, f, method=self.upsample, row_weights=weights)
+        fine = self._normalize(region[:, oy : oy + ch, ox : ox + cw])
+        base = base[:, oy : oy + ch, ox : ox + cw]
+        coarse = coarse[:, oy // f : (oy + ch) // f, ox // f : (ox + cw) // f]
+        base_t = _tensor(base)
+        return {
+            "fine": _tensor(fine),
+            "base": base_t,
+            "cond": base_t,
+            "coarse": _tensor(coarse),
+            **self._phys(src, sample),
+            "index": index,
+        }
+
+    def grid_metadata(self) -> dict[str, Any]:
+        """What a model folder's ``grid.json`` records about the training data.
+
+        Returns a JSON-friendly dict with the fine grid description (``GridSpec.to_dict()``, or
+        ``None`` for HDF5 sources without coordinates), the degradation, its ``sigma``, the
+        upsampling and the factor.
+        """
+        spec = self.sources[0].spec
+        sigma = self.sigma
+        if self.degradation == "gaussian" and sigma is None:
+            sigma = 0.5 * self.factor
+        return {
+            "grid": None if spec is None else spec.to_dict(),
+            "degradation": self.degradation,
+            "sigma": sigma,
+            "upsample": self.upsample,
+            "factor": self.factor,
+        }
+
+
+class ForecastDataset(_FieldDataset):
+    """Past frames -> next frame samples, read lazily (see the module docstring).
+
+    Parameters
+    ----------
+    data, variables, split, split_dim, splits, normalizer, transforms, condition,
+    condition_scale, seed, format, dims, crop, crops_per_field
+        As in :class:`SuperResolutionDataset`.
+    past_frames
+        Number of past frames (the current one included) stacked on the channels of ``cond``.
+    lead
+        Steps between the current frame and the target frame.
+    time_dim
+        The dimension frames step along (default: the detected time dimension, else ``"time"``).
+    crop_size
+        Side of the square crops (``None``: whole field).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        variables: Sequence[str] | None = None,
+        past_frames: int = 1,
+        lead: int = 1,
+        time_dim: str | None = None,
+        crop_size: int | None = 64,
+        crop: Crop = "random",
+        crops_per_field: int = 1,
+        split: Split = "train",
+        split_dim: str = "time",
+        splits: Mapping[str, Sequence[Any]] | None = None,
+        normalizer: Normalizer | Literal["fit"] | None = None,
+        transforms: Mapping[str, Transform] | Literal["auto"] = "auto",
+        condition: str | None = None,
+        condition_scale: float = 1.0,
+        seed: int = 0,
+        format: Format = "auto",
+        dims: Mapping[str, str] | None = None,
+    ) -> None:
+        for name, value in (("past_frames", past_frames), ("lead", lead)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}; expected a positive integer")
+        if crop_size is None:
+            crop = "full"
+        super().__init__(
+            data,
+            variables=variables,
+            split=split,
+            split_dim=split_dim,
+            splits=splits,
+            normalizer=normalizer,
+            transforms=transforms,
+            condition=condition,
+            condition_scale=condition_scale,
+            crop=crop,
+            crops_per_field=crops_per_field,
+            seed=seed,
+            format=format,
+            dims=dims,
+        )
+        self.past_frames = past_frames
+        self.lead = lead
+        self.crop_size = crop_size
+        self._fields: list[tuple[int, list[np.ndarray], str]] = []
+        counts = []
+        for k, (src, sel) in enumerate(zip(self.sources, self._selection)):
+            if sel is None:
+                continue
+            tdim = time_dim or src.time_dim or "time"
+            if tdim not in src.sample_dims:
+                raise DataError(
+                    f"time dimension {tdim!r} is not a dimension of {src.label!r} (sample dims "
+                    f"{src.sample_dims}); pass time_dim=..."
+                )
+            if crop_size is not None and (crop_size > src.ny or crop_size > src.nx):
+                raise ShapeError(
+                    f"crop_size={crop_size} does not fit in the {(src.ny, src.nx)} field of "
+                    f"{src.label!r}"
+                )
+            grid = self._sample_grid(src, sel)
+            t_axis = src.sample_dims.index(tdim)
+            allowed = set(grid[t_axis].tolist())
+            valid = [
+                t
+                for t in grid[t_axis].tolist()
+                if all(t - j in allowed for j in range(past_frames)) and t + lead in allowed
+            ]
+            grid = list(grid)
+            grid[t_axis] = np.asarray(valid, dtype=np.int64)
+            self._fields.append((k, grid, tdim))
+            counts.append(int(np.prod([g.size for g in grid])))
+        self._cum = np.cumsum([0, *counts])
+        if self._cum[-1] == 0:
+            raise DataError(
+                f"no window of {past_frames} past frames and lead {lead} fits in the {split} split"
+            )
+
+    def __len__(self) -> int:
+        return int(self._cum[-1]) * self.crops_per_field
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        index = index % len(self)
+        field = index // self.crops_per_field
+        j = int(np.searchsorted(self._cum, field, side="right")) - 1
+        k, grid, tdim = self._fields[j]
+        src = self.sources[k]
+        local = np.unravel_index(field - int(self._cum[j]), [g.size for g in grid])
+        sample = {d: int(g[i]) for d, g, i in zip(src.sample_dims, grid, local)}
+        ch = cw = self.crop_size
+        if ch is None:
+            ch, cw = src.ny, src.nx
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        y0 = self._origin(src.ny, ch, 1, rng)
+        x0 = self._origin(src.nx, cw, 1, rng)
+        rows, cols = np.arange(y0, y0 + ch), np.arange(x0, x0 + cw)
+        t = sample[tdim]
+        frames = [
+            self._normalize(src.read({**sample, tdim: t - p}, rows, cols))
+            for p in range(self.past_frames - 1, -1, -1)
+        ]
+        target = self._normalize(src.read({**sample, tdim: t + self.lead}, rows, cols))
+        return {
+            "fine": _tensor(target),
+            "base": _tensor(frames[-1]),
+            "cond": _tensor(np.concatenate(frames, axis=0)),
+            **self._phys(src, sample),
+            "index": index,
+        }
+
+
+def from_config(
+    config: DataConfig,
+    split: Split = "train",
+    *,
+    task: Task = "superres",
+    normalizer: Normalizer | Literal["fit"] | None = "fit",
+    transforms: Mapping[str, Transform] | Literal["auto"] = "auto",
+    seed: int = 0,
+    crop: Crop | None = None,
+    crops_per_field: int = 1,
+) -> SuperResolutionDataset | ForecastDataset:
+    """Build the dataset of one split from a :class:`~flexdownscale.config.DataConfig`.
+
+    Parameters
+    ----------
+    config
+        Paths, format, variables, degradation, upsample, factor, crop_size (divisible by 16 and
+        by ``factor``), split_dim, train / validation / test selections, condition,
+        condition_scale, past_frames, lead.
+    split
+        ``"train"``, ``"validation"`` or ``"test"``.
+    task
+        ``"superres"`` (:class:`SuperResolutionDataset`) or ``"forecast"``
+        (:class:`ForecastDataset`).
+    normalizer
+        ``"fit"`` (default: statistics of the train split, the same for every split), a fitted
+        :class:`Normalizer` or ``None``.
+    transforms
+        Transforms used when fitting.
+    seed
+        Crop seed.
+    crop
+        Default ``"random"`` for train, ``"center"`` otherwise.
+    crops_per_field
+        Items per field and epoch.
+
+    Raises
+    ------
+    ConfigError
+        When ``config.paths`` is empty or an option is invalid.
+    ShapeError
+        When ``crop_size`` is not divisible by 16.
+    """
+    _check_option("task", task, Task)
+    _check_option("split", split, Split)
+    if not isinstance(config, DataConfig):
+        raise ConfigError(f"config is {type(config).__name__}; expected a DataConfig")
+    if not config.paths:
+        raise ConfigError("DataConfig.paths is empty; expected files or glob patterns")
+    if config.crop_size % 16:
+        raise ShapeError(
+            f"DataConfig.crop_size={config.crop_size} is not divisible by 16, which the backbones "
+            f"need; expected e.g. {max(16, config.crop_size // 16 * 16)}"
+        )
+    splits = {"train": config.train, "validation": config.validation, "test": config.test}
+    if crop is None:
+        crop = "random" if split == "train" else "center"
+    common: dict[str, Any] = {
+        "variables": config.variables or None,
+        "crop_size": config.crop_size,
+        "crop": crop,
+        "crops_per_field": crops_per_field,
+        "split": split,
+        "split_dim": config.split_dim,
+        "splits": splits,
+        "normalizer": normalizer,
+        "transforms": transforms,
+        "condition": config.condition,
+        "condition_scale": config.condition_scale,
+        "seed": seed,
+        "format": config.format,
+    }
+    if task == "forecast":
+        return ForecastDataset(
+            list(config.paths), past_frames=config.past_frames, lead=config.lead, **common
+        )
+    return SuperResolutionDataset(
+        list(config.paths),
+        factor=config.factor,
+        degradation=config.degradation,
+        upsample=config.upsample,
+        **common,
+    )

@@ -1,0 +1,666 @@
+"""Fine -> coarse degradation operators and the coarse -> fine base field ``up``.
+
+Each operator is written once, at the array level, as a separable linear map along the last two
+axes ``(..., H, W)``: every output cell is a weighted sum of a few input cells ("taps") along y,
+then along x. The same code runs on numpy arrays and on torch tensors (CPU or GPU); NaNs only
+reach the outputs whose taps include them (never silently filled, never spread further). The
+xarray-level functions :func:`degrade` and :func:`up` wrap the array functions with
+:func:`xarray.apply_ufunc` (lazy with dask), keep attributes and non-spatial coordinates and put
+the result on the coarse / refined grid of :mod:`flexdownscale.data.grid`.
+
+Degradations (recorded by name in a model's ``grid.json``, see :data:`DEGRADATIONS`):
+
+``"area_mean"``
+    Conservative block mean over ``factor`` x ``factor`` cells. On latitude / longitude (and
+    rotated-pole) grids every fine row is weighted by its cell area, ``sin(lat_upper) -
+    sin(lat_lower)``, so the area-weighted mean of any region made of whole blocks is preserved
+    exactly; on projected and periodic physics grids all cells weigh the same.
+``"strided"``
+    ``x[..., ::factor, ::factor]``: the value of the first fine cell of each block, the
+    reference implementation's degradation (aliasing, and a phase shift of half a block because
+    the value is labelled at the block centre). Offered for parity only.
+``"gaussian"``
+    Gaussian blur then decimation: each coarse value is the Gaussian-weighted mean of the fine
+    cells around the block centre, ``w_j ~ exp(-(j - c)^2 / (2 sigma^2))`` in fine-cell units,
+    with ``sigma = factor / 2`` by default (response ``exp(-pi^2 / 8) ~ 0.29`` at the coarse
+    Nyquist wavenumber), taps out to ``3 sigma + factor / 2``, mirror-symmetric boundaries (or
+    wrap-around on periodic axes).
+
+Upsamplings (the base field of the residual models, see :data:`UPSAMPLINGS`):
+
+``"bilinear"``, ``"bicubic"``
+    Identical to ``torch.nn.functional.interpolate(..., align_corners=False)`` (cubic
+    convolution with a = -0.75, edge values clamped) on non-periodic axes; wrap-around on
+    periodic axes.
+``"conservative"``
+    Bilinear plus a per-block constant correction, so that ``area_mean(up(x)) == x`` (to
+    rounding): the base field has exactly the coarse cell means.
+``"nearest"``
+    Each coarse value repeated over its block (first-order conservative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, get_args
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..errors import ConfigError, DataError, GridError, ShapeError, UnsupportedFactorError
+from .grid import (
+    Boundary,
+    GridSpec,
+    cell_bounds,
+    coarsen_grid,
+    grid_spec,
+    normalize_grid,
+    refine_grid,
+    row_area_weights,
+)
+
+__all__ = [
+    "DEGRADATIONS",
+    "UPSAMPLINGS",
+    "Degradation",
+    "Upsampling",
+    "degrade",
+    "degrade_array",
+    "grid_row_weights",
+    "up",
+    "upsample_array",
+]
+
+Degradation = Literal["area_mean", "strided", "gaussian"]
+Upsampling = Literal["bilinear", "bicubic", "conservative", "nearest"]
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+XrObj = xr.Dataset | xr.DataArray
+
+_CUBIC_A = -0.75
+
+
+def _check_option(name: str, value: Any, options: Any) -> None:
+    allowed = get_args(options)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}={value!r} is not a valid option; expected one of "
+            f"{', '.join(repr(o) for o in allowed)}"
+        )
+
+
+def _check_factor(factor: Any) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, int | np.integer) or factor < 1:
+        raise UnsupportedFactorError(
+            f"factor={factor!r} is not supported; expected a positive integer such as 2, 4 or 8"
+        )
+    return int(factor)
+
+
+def _periodic(periodic: bool | Sequence[bool]) -> tuple[bool, bool]:
+    if isinstance(periodic, bool | np.bool_):
+        return (bool(periodic), bool(periodic))
+    py, px = periodic
+    return (bool(py), bool(px))
+
+
+# --------------------------------------------------------------------------------------------
+# 1-D taps: (index, weight) arrays of shape (n_out, K)
+# --------------------------------------------------------------------------------------------
+
+
+def _taps_block_mean(n: int, factor: int, weights: np.ndarray | None) -> tuple:
+    idx = np.arange(n).reshape(-1, factor)
+    if weights is None:
+        w = np.full(idx.shape, 1.0 / factor)
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1, factor)
+        total = w.sum(axis=1, keepdims=True)
+        if np.any(~(total > 0)):
+            raise DataError("area weights of a block sum to zero or are not finite")
+        w = w / total
+    return idx, w
+
+
+def _reflect(j: np.ndarray, n: int) -> np.ndarray:
+    r = np.mod(j, 2 * n)
+    return np.where(r >= n, 2 * n - 1 - r, r)
+
+
+def _taps_gaussian(n: int, factor: int, sigma: float, periodic: bool) -> tuple:
+    m = n // factor
+    centres = np.arange(m) * factor + 0.5 * (factor - 1)
+    radius = 3.0 * sigma + 0.5 * factor
+    lo = np.floor(centres - radius).astype(np.int64)
+    k = int(np.ceil(2 * radius)) + 2
+    j = lo[:, None] + np.arange(k)[None, :]
+    w = np.exp(-0.5 * ((j - centres[:, None]) / sigma) ** 2)
+    w[np.abs(j - centres[:, None]) > radius] = 0.0
+    w = w / w.sum(axis=1, keepdims=True)
+    idx = np.mod(j, n) if periodic else _reflect(j, n)
+    return idx, w
+
+
+def _source_positions(n: int, factor: int) -> np.ndarray:
+    # torch's align_corners=False mapping from output index to input coordinate
+    return (np.arange(n * factor) + 0.5) / factor - 0.5
+
+
+def _taps_linear(n: int, factor: int, periodic: bool) -> tuple:
+    src = _source_positions(n, factor)
+    if not periodic:
+        src = np.maximum(src, 0.0)
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    idx = np.stack([i0, i0 + 1], axis=1)
+    w = np.stack([1.0 - t, t], axis=1)
+    idx = np.mod(idx, n) if periodic else np.clip(idx, 0, n - 1)
+    return idx, w
+
+
+def _taps_cubic(n: int, factor: int, periodic: bool) -> tuple:
+    src = _source_positions(n, factor)
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    a = _CUBIC_A
+
+    def near(s: np.ndarray) -> np.ndarray:  # |s| <= 1
+        return ((a + 2) * s - (a + 3)) * s * s + 1
+
+    def far(s: np.ndarray) -> np.ndarray:  # 1 < |s| < 2
+        return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+
+    w = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    idx = i0[:, None] + np.arange(-1, 3)[None, :]
+    idx = np.mod(idx, n) if periodic else np.clip(idx, 0, n - 1)
+    return idx, w
+
+
+def _taps_nearest(n: int, factor: int) -> tuple:
+    idx = (np.arange(n * factor) // factor)[:, None]
+    return idx, np.ones_like(idx, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Applying taps to numpy arrays and torch tensors
+# --------------------------------------------------------------------------------------------
+
+
+def _as_float(x: Array) -> Array:
+    if isinstance(x, torch.Tensor):
+        return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float64)
+    return x
+
+
+def _check_array(x: Any, name: str) -> Any:
+    if not isinstance(x, np.ndarray | torch.Tensor):
+        if isinstance(x, xr.DataArray | xr.Dataset):
+            raise DataError(
+                f"{name} is an xarray object; use the xarray-level functions degrade / up, or "
+                f"pass .values"
+            )
+        x = np.asarray(x)
+    if x.ndim < 2:
+        raise ShapeError(f"{name} has shape {tuple(x.shape)}; expected (..., H, W)")
+    return _as_float(x)
+
+
+def _apply_taps(x: Array, taps: tuple, axis: int) -> Array:
+    idx, w = taps
+    m, k = idx.shape
+    if isinstance(x, torch.Tensor):
+        index = torch.as_tensor(idx.reshape(-1), dtype=torch.long, device=x.device)
+        gathered = torch.index_select(x, axis % x.ndim, index)
+        weights = torch.as_tensor(w, dtype=x.dtype, device=x.device)
+    else:
+        gathered = np.take(x, idx.reshape(-1), axis=axis)
+        weights = w.astype(x.dtype, copy=False)
+    if axis == -2:
+        gathered = gathered.reshape(*x.shape[:-2], m, k, x.shape[-1])
+        out = (gathered * weights[:, :, None]).sum(-2)
+    else:
+        gathered = gathered.reshape(*x.shape[:-1], m, k)
+        out = (gathered * weights).sum(-1)
+    return out
+
+
+def _separable(x: Array, taps_y: tuple, taps_x: tuple) -> Array:
+    return _apply_taps(_apply_taps(x, taps_y, -2), taps_x, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Registered operators (array level)
+# --------------------------------------------------------------------------------------------
+
+
+def _area_mean(
+    x: Array,
+    factor: int,
+    *,
+    row_weights: np.ndarray | None = None,
+    sigma: float | None = None,
+    periodic: tuple[bool, bool] = (False, False),
+) -> Array:
+    h, w = x.shape[-2:]
+    return _separable(
+        x, _taps_block_mean(h, factor, row_weights), _taps_block_mean(w, factor, None)
+    )
+
+
+def _strided(
+    x: Array,
+    factor: int,
+    *,
+    row_weights: np.ndarray | None = None,
+    sigma: float | None = None,
+    periodic: tuple[bool, bool] = (False, False),
+) -> Array:
+    return x[..., ::factor, ::factor]
+
+
+def _gaussian(
+    x: Array,
+    factor: int,
+    *,
+    row_weights: np.ndarray | None = None,
+    sigma: float | None = None,
+    periodic: tuple[bool, bool] = (False, False),
+) -> Array:
+    sigma = 0.5 * factor if sigma is None else float(sigma)
+    if not sigma > 0 or not math.isfinite(sigma):
+        raise ConfigError(f"sigma={sigma!r} must be a positive number of fine cells")
+    h, w = x.shape[-2:]
+    return _separable(
+        x,
+        _taps_gaussian(h, factor, sigma, periodic[0]),
+        _taps_gaussian(w, factor, sigma, periodic[1]),
+    )
+
+
+def _up_interp(kind: str) -> Callable[..., Any]:
+    def op(
+        coarse: Array,
+        factor: int,
+        *,
+        row_weights: np.ndarray | None = None,
+        periodic: tuple[bool, bool] = (False, False),
+    ) -> Array:
+        h, w = coarse.shape[-2:]
+        make = _taps_linear if kind == "linear" else _taps_cubic
+        return _separable(coarse, make(h, factor, periodic[0]), make(w, factor, periodic[1]))
+
+    return op
+
+
+def _up_nearest(
+    coarse: Array,
+    factor: int,
+    *,
+    row_weights: np.ndarray | None = None,
+    periodic: tuple[bool, bool] = (False, False),
+) -> Array:
+    h, w = coarse.shape[-2:]
+    return _separable(coarse, _taps_nearest(h, factor), _taps_nearest(w, factor))
+
+
+def _up_conservative(
+    coarse: Array,
+    factor: int,
+    *,
+    row_weights: np.ndarray | None = None,
+    periodic: tuple[bool, bool] = (False, False),
+) -> Array:
+    base = _up_interp("linear")(coarse, factor, periodic=periodic)
+    correction = coarse - _area_mean(base, factor, row_weights=row_weights)
+    return base + _up_nearest(correction, factor)
+
+
+#: Degradation operators by name: ``fn(x, factor, *, row_weights, sigma, periodic)``.
+DEGRADATIONS: Mapping[str, Callable[..., Any]] = {
+    "area_mean": _area_mean,
+    "strided": _strided,
+    "gaussian": _gaussian,
+}
+
+#: Upsampling operators by name: ``fn(coarse, factor, *, row_weights, periodic)``.
+UPSAMPLINGS: Mapping[str, Callable[..., Any]] = {
+    "bilinear": _up_interp("linear"),
+    "bicubic": _up_interp("cubic"),
+    "conservative": _up_conservative,
+    "nearest": _up_nearest,
+}
+
+
+def degrade_array(
+    x: Array,
+    factor: int,
+    *,
+    method: Degradation = "area_mean",
+    row_weights: np.ndarray | None = None,
+    sigma: float | None = None,
+    periodic: bool | Sequence[bool] = False,
+) -> Array:
+    """Degrade a fine field to the coarse grid, over the last two axes.
+
+    Parameters
+    ----------
+    x
+        (..., H, W) numpy array or torch tensor; H and W divisible by ``factor``. Integer input
+        is converted to float64 (numpy) or the default torch dtype.
+    factor
+        Coarsening factor.
+    method
+        ``"area_mean"``, ``"strided"`` or ``"gaussian"`` (see the module docstring).
+    row_weights
+        (H,) non-negative weights of the fine rows (cell areas, e.g. from
+        :func:`grid_row_weights`) for ``"area_mean"``; ``None`` weighs all rows equally.
+    sigma
+        Standard deviation of the ``"gaussian"`` blur in fine cells (default ``factor / 2``).
+    periodic
+        Whether the (y, x) axes wrap around (one bool for both); used by ``"gaussian"``.
+
+    Returns
+    -------
+    Same type, dtype and device as ``x``, shape (..., H / factor, W / factor).
+
+    Raises
+    ------
+    UnsupportedFactorError
+        When H or W is not divisible by ``factor``.
+    ShapeError
+        When ``x`` has fewer than two dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(4, 4)
+    >>> degrade_array(x, 2)
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    >>> degrade_array(x, 2, method="strided")
+    array([[ 0.,  2.],
+           [ 8., 10.]])
+    """
+    _check_option("method", method, Degradation)
+    factor = _check_factor(factor)
+    x = _check_array(x, "x")
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise UnsupportedFactorError(
+            f"field of shape (H, W) = {(h, w)} cannot be degraded by factor {factor}; expected "
+            f"H and W divisible by the factor (crop or trim the field first)"
+        )
+    if row_weights is not None:
+        row_weights = np.asarray(row_weights, dtype=np.float64)
+        if row_weights.shape != (h,):
+            raise ShapeError(f"row_weights has shape {row_weights.shape}; expected ({h},)")
+        if np.any(~np.isfinite(row_weights)) or np.any(row_weights < 0):
+            raise DataError("row_weights must be finite and non-negative")
+    return DEGRADATIONS[method](
+        x, factor, row_weights=row_weights, sigma=sigma, periodic=_periodic(periodic)
+    )
+
+
+def upsample_array(
+    coarse: Array,
+    factor: int,
+    *,
+    method: Upsampling = "bilinear",
+    row_weights: np.ndarray | None = None,
+    periodic: bool | Sequence[bool] = False,
+) -> Array:
+    """Interpolate a coarse field to the grid refined by ``factor``, over the last two axes.
+
+    The coarse values are taken at the centres of their blocks (as :func:`degrade_array` and
+    ``torch.nn.functional.interpolate(..., align_corners=False)`` assume).
+
+    Parameters
+    ----------
+    coarse
+        (..., h, w) numpy array or torch tensor.
+    factor
+        Refinement factor.
+    method
+        ``"bilinear"``, ``"bicubic"``, ``"conservative"`` or ``"nearest"``.
+    row_weights
+        (h * factor,) fine-row area weights used by ``"conservative"`` (``None``: equal areas).
+    periodic
+        Whether the (y, x) axes wrap around.
+
+    Returns
+    -------
+    Same type, dtype and device as ``coarse``, shape (..., h * factor, w * factor).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> upsample_array(np.array([[0.0, 4.0]]), 2)
+    array([[0., 1., 3., 4.],
+           [0., 1., 3., 4.]])
+    """
+    _check_option("method", method, Upsampling)
+    factor = _check_factor(factor)
+    coarse = _check_array(coarse, "coarse")
+    h = coarse.shape[-2]
+    if row_weights is not None:
+        row_weights = np.asarray(row_weights, dtype=np.float64)
+        if row_weights.shape != (h * factor,):
+            raise ShapeError(
+                f"row_weights has shape {row_weights.shape}; expected ({h * factor},) fine rows"
+            )
+    return UPSAMPLINGS[method](
+        coarse, factor, row_weights=row_weights, periodic=_periodic(periodic)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# xarray level
+# --------------------------------------------------------------------------------------------
+
+
+def grid_row_weights(spec: GridSpec, y: np.ndarray) -> np.ndarray | None:
+    """Area weights of the rows at latitudes ``y`` (``None`` for projected grids).
+
+    Parameters
+    ----------
+    spec
+        The grid's description (its ``kind`` decides).
+    y
+        (n,) ascending row centres in degrees.
+    """
+    if spec.kind == "projected":
+        return None
+    return row_area_weights(
+        cell_bounds(np.asarray(y, dtype=np.float64), latitude=spec.kind == "latlon")
+    )
+
+
+def _apply_spatial(
+    da: xr.DataArray,
+    fn: Callable[[np.ndarray], np.ndarray],
+    spec: GridSpec,
+    ny: int,
+    nx: int,
+) -> xr.DataArray:
+    y, x = spec.y, spec.x
+    if da.chunks is not None:
+        da = da.chunk({y: -1, x: -1})
+    dtype = da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype(np.float64)
+    out = xr.apply_ufunc(
+        fn,
+        da,
+        input_core_dims=[[y, x]],
+        output_core_dims=[[y, x]],
+        exclude_dims={y, x},
+        dask="parallelized",
+        output_dtypes=[dtype],
+        dask_gufunc_kwargs={"output_sizes": {y: ny, x: nx}},
+        keep_attrs=True,
+    )
+    return out.transpose(*da.dims)
+
+
+def _map_spatial(
+    obj: XrObj,
+    fn: Callable[[np.ndarray], np.ndarray],
+    spec: GridSpec,
+    grid: xr.Dataset,
+) -> XrObj:
+    ny, nx = grid.sizes[spec.y], grid.sizes[spec.x]
+
+    def one(da: xr.DataArray, name: Any) -> xr.DataArray:
+        keep = [c for c in da.coords if spec.x not in da[c].dims and spec.y not in da[c].dims]
+        da = da.reset_coords(
+            [c for c in da.coords if c not in keep and c not in da.dims], drop=True
+        )
+        return _apply_spatial(da, fn, spec, ny, nx)
+
+    if isinstance(obj, xr.DataArray):
+        out = one(obj, obj.name)
+        return out.assign_coords(grid.coords)
+    data_vars = {}
+    for name, var in obj.data_vars.items():
+        has_y, has_x = spec.y in var.dims, spec.x in var.dims
+        if has_y and has_x:
+            data_vars[name] = one(var, name)
+        elif has_y or has_x:
+            raise GridError(
+                f"variable {name!r} has only one of the grid dimensions ({var.dims}); expected "
+                f"both {spec.y!r} and {spec.x!r} or neither. Drop it first: ds.drop_vars({name!r})"
+            )
+        else:
+            data_vars[name] = var
+    out = xr.Dataset(data_vars, attrs=dict(obj.attrs))
+    return out.assign_coords(grid.coords)
+
+
+def degrade(
+    obj: XrObj,
+    factor: int,
+    *,
+    method: Degradation = "area_mean",
+    dims: Mapping[str, str] | None = None,
+    boundary: Boundary = "exact",
+    sigma: float | None = None,
+) -> XrObj:
+    """Degrade a fine xarray object to the coarse grid of ``factor`` x ``factor`` blocks.
+
+    The grid is validated and normalized first (:func:`~flexdownscale.data.grid.normalize_grid`:
+    ascending axes, one longitude convention); the result is on the coarse grid of
+    :func:`~flexdownscale.data.grid.coarsen_grid` (block-mean centres, CF bounds), for every
+    method. Variables without the grid dimensions pass through; attributes are kept. Dask-backed
+    input stays lazy (the grid dimensions are put in one chunk).
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray on a regular grid.
+    factor
+        Coarsening factor.
+    method
+        ``"area_mean"`` (default), ``"strided"`` or ``"gaussian"``.
+    dims
+        Optional dimension-name override, e.g. ``{"x": "lon", "y": "lat"}``.
+    boundary
+        ``"exact"`` (sizes must be divisible by ``factor``) or ``"trim"`` (drop trailing cells).
+    sigma
+        Gaussian standard deviation in fine cells (``"gaussian"`` only; default ``factor / 2``).
+
+    Returns
+    -------
+    Same type as ``obj``, on the coarse grid.
+
+    Raises
+    ------
+    UnsupportedFactorError
+        When the grid is not divisible by ``factor`` and ``boundary="exact"``.
+    GridError, UnitsError
+        For invalid grids.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(
+    ...     np.arange(16.0).reshape(4, 4),
+    ...     coords={"y": ("y", np.arange(4.0), {"units": "km"}),
+    ...             "x": ("x", np.arange(4.0), {"units": "km"})},
+    ... )
+    >>> degrade(da, 2).values
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
+    _check_option("method", method, Degradation)
+    factor = _check_factor(factor)
+    spec = grid_spec(obj, dims=dims)
+    grid = coarsen_grid(obj, factor, dims=dims, boundary=boundary)
+    norm = normalize_grid(obj, dims=dims)
+    ny, nx = grid.sizes[spec.y] * factor, grid.sizes[spec.x] * factor
+    if (ny, nx) != (spec.ny, spec.nx):
+        norm = norm.isel({spec.y: slice(0, ny), spec.x: slice(0, nx)})
+    coarse_spec = spec.coarsen(factor, boundary=boundary)
+    periodic = (
+        spec.periodic_y and coarse_spec.periodic_y,
+        spec.periodic_x and coarse_spec.periodic_x,
+    )
+    weights = (
+        grid_row_weights(spec, np.asarray(norm[spec.y].values)) if method == "area_mean" else None
+    )
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        return degrade_array(
+            a, factor, method=method, row_weights=weights, sigma=sigma, periodic=periodic
+        )
+
+    return _map_spatial(norm, fn, spec, grid)
+
+
+def up(
+    obj: XrObj,
+    factor: int,
+    *,
+    method: Upsampling = "bilinear",
+    dims: Mapping[str, str] | None = None,
+) -> XrObj:
+    """Interpolate a coarse xarray object to the grid refined by ``factor`` (the base field).
+
+    The result is on :func:`~flexdownscale.data.grid.refine_grid` of the (normalized) input grid,
+    with CF coordinate attributes and bounds. Dask-backed input stays lazy.
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray on the coarse grid.
+    factor
+        Refinement factor.
+    method
+        ``"bilinear"`` (default), ``"bicubic"``, ``"conservative"`` or ``"nearest"``.
+    dims
+        Optional dimension-name override.
+
+    Returns
+    -------
+    Same type as ``obj``, on the fine grid.
+
+    Raises
+    ------
+    GridError
+        When refined latitudes would lie beyond a pole, or the grid is invalid.
+    """
+    _check_option("method", method, Upsampling)
+    factor = _check_factor(factor)
+    spec = grid_spec(obj, dims=dims)
+    grid = refine_grid(obj, factor, dims=dims)
+    norm = normalize_grid(obj, dims=dims)
+    weights = None
+    if method == "conservative" and spec.kind != "projected":
+        weights = row_area_weights(grid[f"{spec.y}_bnds"].values)
+    periodic = (spec.periodic_y, spec.periodic_x)
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        return upsample_array(a, factor, method=method, row_weights=weights, periodic=periodic)
+
+    return _map_spatial(norm, fn, spec, grid)

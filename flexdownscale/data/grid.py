@@ -1,0 +1,1169 @@
+"""Grids: CF-aware discovery, validation and normalization of the X / Y / time axes.
+
+Every xarray object that enters flexdownscale goes through this module first. It finds the
+horizontal axes (with cf-xarray: ``standard_name``, ``axis``, ``units``; then common names such as
+``lat``, ``latitude``, ``rlat``, ``y``; or an explicit ``dims={"x": ..., "y": ...}`` override),
+checks that they form a regular rectilinear grid, and returns a normalized copy (ascending axes,
+one longitude convention, floating-point coordinates). The input is never modified.
+
+Three kinds of grids are recognised:
+
+``"latlon"``
+    1-D latitude / longitude in degrees. Cells have areas proportional to the difference of the
+    sines of their latitude bounds; latitude bounds are clipped to [-90, 90]; a grid whose
+    longitudes span 360 degrees is periodic in x.
+``"rotated"``
+    1-D rotated-pole latitude / longitude (``grid_latitude`` / ``grid_longitude``, e.g.
+    EURO-CORDEX ``rlat`` / ``rlon``). Handled like a regional latitude / longitude grid in the
+    rotated frame (which is a spherical coordinate system too), without longitude wrapping.
+``"projected"``
+    1-D projected ``x`` / ``y`` with units (``m``, ``km``, or ``1`` for non-dimensional physics
+    domains). Cells all have the same area. An axis whose coordinate carries the attribute
+    ``periodic = "true"`` is periodic.
+
+Grids described by 2-D (curvilinear) latitude / longitude arrays are not accepted here: regrid
+them first with :func:`flexdownscale.data.regrid.regrid` and the xesmf backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args
+
+import cf_xarray  # noqa: F401  (registers the .cf accessor)
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError, GridError, UnitsError, UnsupportedFactorError
+
+__all__ = [
+    "GridAxes",
+    "GridSpec",
+    "add_bounds",
+    "cell_bounds",
+    "coarsen_coord",
+    "coarsen_grid",
+    "find_axes",
+    "grid_spec",
+    "normalize_grid",
+    "refine_coord",
+    "refine_grid",
+    "row_area_weights",
+]
+
+XrObj = xr.Dataset | xr.DataArray
+Kind = Literal["latlon", "rotated", "projected"]
+LonConvention = Literal["auto", "180", "360"]
+Boundary = Literal["exact", "trim"]
+
+#: Relative tolerance on the regularity of grid spacing (fraction of the mean spacing).
+DEFAULT_RTOL = 1e-3
+
+_X_NAMES = ("lon", "longitude", "long", "rlon", "x", "xc", "easting", "grid_longitude")
+_Y_NAMES = ("lat", "latitude", "rlat", "y", "yc", "northing", "grid_latitude")
+_T_NAMES = ("time", "valid_time", "t", "times", "date")
+_LAT_NAMES = ("lat", "latitude", "nav_lat")
+_LON_NAMES = ("lon", "longitude", "long", "nav_lon")
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_DEG_UNITS = {"degrees", "degree", "deg", "degrees_north", "degrees_east"}
+_TRUE = {"true", "yes", "1", "t", "y"}
+
+
+def _check_literal(name: str, value: Any, options: Any) -> None:
+    allowed = get_args(options)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}={value!r} is not a valid option; expected one of "
+            f"{', '.join(repr(o) for o in allowed)}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridAxes:
+    """Names of the horizontal (and time) dimensions of an xarray object.
+
+    Attributes
+    ----------
+    x, y
+        Names of the x (longitude-like) and y (latitude-like) dimensions.
+    time
+        Name of the time dimension, or ``None`` when there is none.
+    """
+
+    x: str
+    y: str
+    time: str | None = None
+
+
+def _dim_coords(obj: XrObj, names: list[Hashable] | tuple[Hashable, ...]) -> list[str]:
+    """Keep the names that are 1-D dimension coordinates of ``obj`` (order kept, no repeats)."""
+    out: list[str] = []
+    for name in names:
+        if name in obj.dims and name in obj.coords and obj[name].ndim == 1 and name not in out:
+            out.append(str(name))
+    return out
+
+
+def _curvilinear(obj: XrObj) -> list[str]:
+    """Names of 2-D (or more) coordinates that look like latitude or longitude."""
+    found = []
+    for name, coord in obj.coords.items():
+        if coord.ndim < 2:
+            continue
+        std = str(coord.attrs.get("standard_name", "")).lower()
+        units = str(coord.attrs.get("units", "")).lower()
+        lname = str(name).lower()
+        if (
+            std in ("latitude", "longitude")
+            or units in _LAT_UNITS | _LON_UNITS
+            or lname in _LAT_NAMES + _LON_NAMES
+        ):
+            found.append(str(name))
+    return found
+
+
+def _discover(obj: XrObj, axis: Literal["X", "Y", "T"]) -> str | None:
+    cf_axes = obj.cf.axes
+    cf_coords = obj.cf.coordinates
+    key = {"X": "longitude", "Y": "latitude", "T": "time"}[axis]
+    names = {"X": _X_NAMES, "Y": _Y_NAMES, "T": _T_NAMES}[axis]
+    stages: list[list[str]] = [
+        _dim_coords(obj, cf_axes.get(axis, [])),
+        _dim_coords(obj, cf_coords.get(key, [])),
+    ]
+    lowered = {str(d).lower(): str(d) for d in obj.dims}
+    stages.append([lowered[n] for n in names if n in lowered])
+    for candidates in stages:
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            raise GridError(
+                f"found several candidate {axis} dimensions {candidates}; expected exactly one. "
+                f"Name the one to use, e.g. dims={{'{axis.lower() if axis != 'T' else 'time'}': "
+                f"{candidates[0]!r}}}"
+            )
+    return None
+
+
+def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
+    """Find the x, y and time dimensions of ``obj``.
+
+    Discovery order: the ``dims`` override, then cf-xarray axes (``axis``, ``standard_name``,
+    ``units``), then cf-xarray latitude / longitude / time coordinates, then common dimension
+    names (``lat``, ``latitude``, ``rlat``, ``y``, ... / ``lon``, ``longitude``, ``rlon``, ``x``,
+    ... / ``time``, ``valid_time``, ...).
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray.
+    dims
+        Optional override, a mapping with keys among ``"x"``, ``"y"``, ``"time"`` giving
+        dimension names, e.g. ``{"x": "lon", "y": "lat"}``.
+
+    Returns
+    -------
+    GridAxes
+        ``time`` is ``None`` when no time dimension is found.
+
+    Raises
+    ------
+    GridError
+        When x or y cannot be found, when a candidate is ambiguous, when the grid is curvilinear
+        (2-D latitude / longitude) or when ``dims`` names a dimension that does not exist.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((2, 3)), dims=("latitude", "longitude"))
+    >>> find_axes(da)
+    GridAxes(x='longitude', y='latitude', time=None)
+    """
+    override = dict(dims or {})
+    unknown = set(override) - {"x", "y", "time"}
+    if unknown:
+        raise GridError(
+            f"dims has unknown keys {sorted(unknown)}; expected keys among 'x', 'y', 'time' "
+            f"(e.g. dims={{'x': 'lon', 'y': 'lat'}})"
+        )
+    for key, name in override.items():
+        if name not in obj.dims:
+            raise GridError(
+                f"dims={{{key!r}: {name!r}}} names a dimension that is not in the data; "
+                f"the data has dimensions {list(map(str, obj.dims))}"
+            )
+    x = override.get("x") or _discover(obj, "X")
+    y = override.get("y") or _discover(obj, "Y")
+    if x is None or y is None:
+        curvi = _curvilinear(obj)
+        if curvi:
+            raise GridError(
+                f"the grid is curvilinear: latitude/longitude are 2-D coordinates {curvi} and no "
+                f"1-D x/y axes were found. flexdownscale needs a rectilinear grid; regrid first, "
+                f"e.g. flexdownscale.data.regrid.regrid(ds, target, backend='xesmf') "
+                f"(pip install flexdownscale[esmf] and conda install -c conda-forge esmpy)"
+            )
+        missing = " and ".join(n for n, v in (("x", x), ("y", y)) if v is None)
+        raise GridError(
+            f"could not find the {missing} dimension among {list(map(str, obj.dims))}; expected "
+            f"CF attributes (axis, standard_name, units such as degrees_north) or a common name "
+            f"(lat/latitude/rlat/y, lon/longitude/rlon/x). Name them explicitly, e.g. "
+            f"dims={{'x': 'lon', 'y': 'lat'}}"
+        )
+    if x == y:
+        raise GridError(
+            f"x and y resolve to the same dimension {x!r}; pass dims={{'x':..., 'y':...}}"
+        )
+    time = override.get("time")
+    if time is None:
+        try:
+            time = _discover(obj, "T")
+        except GridError:
+            time = None
+        if time in (x, y):
+            time = None
+    return GridAxes(x=str(x), y=str(y), time=None if time is None else str(time))
+
+
+# --------------------------------------------------------------------------------------------
+# Kind, units, validation
+# --------------------------------------------------------------------------------------------
+
+
+def _attrs(obj: XrObj, name: str) -> dict[str, Any]:
+    return dict(obj[name].attrs) if name in obj.coords else {}
+
+
+def _grid_mapping(obj: XrObj) -> dict[str, Any] | None:
+    """The CF grid-mapping attributes used by the data variables, if any (JSON-friendly)."""
+    variables = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
+    for var in variables:
+        gm = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if not gm:
+            continue
+        gm = str(gm).split(":")[0].strip()
+        holder = obj.variables if isinstance(obj, xr.Dataset) else obj.coords
+        if gm in holder:
+            attrs = {"name": gm, **dict(holder[gm].attrs)}
+            return _jsonable(attrs)
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
+
+
+def _kind(obj: XrObj, axes: GridAxes) -> Kind:
+    xa, ya = _attrs(obj, axes.x), _attrs(obj, axes.y)
+    xstd = str(xa.get("standard_name", "")).lower()
+    ystd = str(ya.get("standard_name", "")).lower()
+    xunits = str(xa.get("units", "")).strip().lower()
+    yunits = str(ya.get("units", "")).strip().lower()
+    gm = _grid_mapping(obj) or {}
+    if (
+        ystd == "grid_latitude"
+        or xstd == "grid_longitude"
+        or gm.get("grid_mapping_name") == "rotated_latitude_longitude"
+    ):
+        for name, units in ((axes.x, xunits), (axes.y, yunits)):
+            if units and units not in _DEG_UNITS:
+                raise UnitsError(
+                    f"rotated-pole coordinate {name!r} has units {units!r}; expected 'degrees'. "
+                    f"Convert it or fix the attribute: ds[{name!r}].attrs['units'] = 'degrees'"
+                )
+        return "rotated"
+    y_is_lat = ystd == "latitude" or yunits in _LAT_UNITS
+    x_is_lon = xstd == "longitude" or xunits in _LON_UNITS
+    named = axes.y.lower() in _LAT_NAMES and axes.x.lower() in _LON_NAMES
+    if y_is_lat or x_is_lon or named:
+        for name, units, ok in (
+            (axes.y, yunits, _LAT_UNITS | {"degrees", "degree", "deg"}),
+            (axes.x, xunits, _LON_UNITS | {"degrees", "degree", "deg"}),
+        ):
+            if units and units not in ok:
+                raise UnitsError(
+                    f"coordinate {name!r} looks like latitude/longitude but has units {units!r}; "
+                    f"expected degrees ({'degrees_north' if name == axes.y else 'degrees_east'}). "
+                    f"Convert the coordinate to degrees first"
+                )
+        if not (y_is_lat or axes.y.lower() in _LAT_NAMES) or not (
+            x_is_lon or axes.x.lower() in _LON_NAMES
+        ):
+            raise GridError(
+                f"y={axes.y!r} and x={axes.x!r} mix geographic and non-geographic axes; expected "
+                f"latitude with longitude, or projected x with projected y"
+            )
+        return "latlon"
+    for name, units in ((axes.x, xunits), (axes.y, yunits)):
+        if not units:
+            raise UnitsError(
+                f"projected coordinate {name!r} has no 'units' attribute; expected a length unit "
+                f"such as 'm' or 'km' (or '1' for a non-dimensional domain). Set it with "
+                f"ds[{name!r}].attrs['units'] = 'km'"
+            )
+    return "projected"
+
+
+def _values(obj: XrObj, name: str) -> np.ndarray:
+    if name not in obj.coords:
+        raise GridError(
+            f"dimension {name!r} has no coordinate values; expected a 1-D coordinate giving the "
+            f"cell centres. Assign one, e.g. ds.assign_coords({name}=np.arange(n) * spacing)"
+        )
+    values = np.asarray(obj[name].values)
+    if values.ndim != 1:
+        raise GridError(f"coordinate {name!r} is {values.ndim}-D; expected a 1-D axis")
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
+        values.dtype, np.complexfloating
+    ):
+        raise GridError(
+            f"coordinate {name!r} has dtype {values.dtype}; expected real numbers (cell centres)"
+        )
+    values = values.astype(np.float64)
+    if values.size < 2:
+        raise GridError(
+            f"coordinate {name!r} has {values.size} point(s); a grid axis needs at least 2 points"
+        )
+    if not np.all(np.isfinite(values)):
+        raise GridError(f"coordinate {name!r} has NaN or infinite values; expected finite centres")
+    return values
+
+
+def _check_unique(values: np.ndarray, name: str) -> None:
+    uniq, counts = np.unique(values, return_counts=True)
+    if uniq.size != values.size:
+        dup = uniq[counts > 1][:5].tolist()
+        raise GridError(
+            f"coordinate {name!r} has duplicated values {dup}; expected unique cell centres. "
+            f"Drop the duplicates, e.g. ds.drop_duplicates({name!r})"
+        )
+
+
+def _check_regular(values: np.ndarray, name: str, rtol: float) -> float:
+    """Check that ascending ``values`` are regular; return the spacing."""
+    step = (values[-1] - values[0]) / (values.size - 1)
+    if not step > 0:
+        raise GridError(f"coordinate {name!r} is not increasing after normalization")
+    deviation = np.abs(np.diff(values) - step)
+    worst = int(np.argmax(deviation))
+    if deviation[worst] > rtol * step:
+        raise GridError(
+            f"coordinate {name!r} is irregular: spacing {np.diff(values)[worst]:.6g} at index "
+            f"{worst} differs from the mean spacing {step:.6g} by more than rtol={rtol:g}; "
+            f"expected a regular grid. Regrid to a regular grid first "
+            f"(flexdownscale.data.regrid.regrid)"
+        )
+    return float(step)
+
+
+def _monotonic_direction(values: np.ndarray, name: str) -> int:
+    d = np.diff(values)
+    if np.all(d > 0):
+        return 1
+    if np.all(d < 0):
+        return -1
+    raise GridError(
+        f"coordinate {name!r} is not monotonic; expected strictly increasing or decreasing "
+        f"values. Sort it first, e.g. ds.sortby({name!r})"
+    )
+
+
+def _wrap(values: np.ndarray, lo: float) -> np.ndarray:
+    return (values - lo) % 360.0 + lo
+
+
+def _lon_order(
+    values: np.ndarray, name: str, convention: LonConvention, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wrap longitudes into one convention and sort; returns (order, wrapped sorted values)."""
+    if np.ptp(values) > 360.0 + 1e-6:
+        raise GridError(
+            f"longitude {name!r} spans {np.ptp(values):.6g} degrees; expected at most 360"
+        )
+    _check_unique(np.round(_wrap(values, 0.0), 9) % 360.0, name)
+    if convention == "auto":
+        first = "180" if np.any(values < 0) else "360"
+        order_of_try = (first, "360" if first == "180" else "180")
+    else:
+        order_of_try = (convention,)
+    err: GridError | None = None
+    for conv in order_of_try:
+        wrapped = _wrap(values, -180.0 if conv == "180" else 0.0)
+        order = np.argsort(wrapped, kind="stable")
+        try:
+            _check_regular(wrapped[order], name, rtol)
+        except GridError as e:
+            err = e
+            continue
+        return order, wrapped[order]
+    if convention != "auto" and len(order_of_try) == 1:
+        try:  # give a specific message when the other convention would work
+            other = _wrap(values, 0.0 if convention == "180" else -180.0)
+            _check_regular(np.sort(other), name, rtol)
+        except GridError:
+            pass
+        else:
+            raise GridError(
+                f"longitude {name!r} crosses the seam of the requested {convention!r} convention; "
+                f"in that convention the grid is not contiguous. Use lon_convention='auto' or "
+                f"{'360' if convention == '180' else '180'!r}"
+            )
+    assert err is not None
+    raise err
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds, refinement, coarsening (coordinate arrays)
+# --------------------------------------------------------------------------------------------
+
+
+def cell_bounds(centres: np.ndarray, *, latitude: bool = False) -> np.ndarray:
+    """Cell bounds of a regular 1-D axis.
+
+    Parameters
+    ----------
+    centres
+        (n,) ascending, regularly spaced cell centres.
+    latitude
+        Clip the bounds to [-90, 90] (polar cells of grids with points on the poles are half
+        cells).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 2) float64 array of (lower, upper) bounds; adjacent cells share their bound exactly.
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim != 1 or c.size < 2:
+        raise GridError(f"cell_bounds needs a 1-D axis of at least 2 centres, got shape {c.shape}")
+    edges = np.empty(c.size + 1)
+    edges[1:-1] = 0.5 * (c[:-1] + c[1:])
+    edges[0] = c[0] - 0.5 * (c[1] - c[0])
+    edges[-1] = c[-1] + 0.5 * (c[-1] - c[-2])
+    if latitude:
+        edges = np.clip(edges, -90.0, 90.0)
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def refine_coord(
+    centres: np.ndarray, factor: int, *, latitude: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and bounds of the fine cells that subdivide each coarse cell in ``factor`` parts.
+
+    The coarse bounds (unclipped) are split into ``factor`` equal parts; the first fine lower
+    bound and the last fine upper bound of every coarse cell are the coarse bounds themselves,
+    so the union of the fine cells is exactly the coarse cell.
+
+    Parameters
+    ----------
+    centres
+        (n,) ascending regular coarse centres.
+    factor
+        Refinement factor (a positive integer).
+    latitude
+        Clip bounds to [-90, 90] and refuse fine centres beyond the poles.
+
+    Returns
+    -------
+    fine_centres, fine_bounds
+        (n * factor,) centres and (n * factor, 2) bounds, float64.
+
+    Raises
+    ------
+    GridError
+        When ``latitude`` and a fine centre would lie beyond a pole (the coarse grid has points on
+        the poles).
+    """
+    factor = _check_factor(factor)
+    coarse = cell_bounds(centres)
+    lo, hi = coarse[:, :1], coarse[:, 1:]
+    k = np.arange(factor + 1, dtype=np.float64)[None, :]
+    edges = lo + (hi - lo) * (k / factor)
+    edges[:, 0] = lo[:, 0]
+    edges[:, -1] = hi[:, 0]
+    fine_bounds = np.stack([edges[:, :-1], edges[:, 1:]], axis=-1).reshape(-1, 2)
+    fine_centres = 0.5 * (fine_bounds[:, 0] + fine_bounds[:, 1])
+    if latitude:
+        if np.any(np.abs(fine_centres) > 90.0 + 1e-9):
+            raise GridError(
+                f"refining latitudes by {factor} puts fine cells beyond the poles (coarse centres "
+                f"{centres[0]:g}..{centres[-1]:g} have cells reaching past +/-90); expected coarse "
+                f"cells inside [-90, 90]. Drop the polar rows first, e.g. ds.isel(lat=slice(1, -1))"
+            )
+        fine_bounds = np.clip(fine_bounds, -90.0, 90.0)
+    return fine_centres, fine_bounds
+
+
+def coarsen_coord(centres: np.ndarray, factor: int) -> np.ndarray:
+    """Centres of the coarse cells made of ``factor`` consecutive fine cells (block means).
+
+    Parameters
+    ----------
+    centres
+        (n,) fine centres, ``n`` divisible by ``factor``.
+    factor
+        Coarsening factor.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n // factor,) float64 coarse centres.
+    """
+    factor = _check_factor(factor)
+    c = np.asarray(centres, dtype=np.float64)
+    if c.size % factor:
+        raise UnsupportedFactorError(
+            f"an axis of {c.size} cells cannot be coarsened by {factor}; expected a size "
+            f"divisible by the factor"
+        )
+    return c.reshape(-1, factor).mean(axis=1)
+
+
+def _check_factor(factor: Any) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, int | np.integer) or factor < 1:
+        raise UnsupportedFactorError(
+            f"factor={factor!r} is not supported; expected a positive integer such as 2, 4 or 8"
+        )
+    return int(factor)
+
+
+def row_area_weights(lat_bounds: np.ndarray) -> np.ndarray:
+    """Relative areas of latitude rows: ``sin(upper) - sin(lower)`` of the (clipped) bounds.
+
+    Parameters
+    ----------
+    lat_bounds
+        (n, 2) latitude bounds in degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) non-negative float64 weights (2 summed over the whole sphere).
+    """
+    b = np.radians(np.asarray(lat_bounds, dtype=np.float64))
+    return np.abs(np.sin(b[:, 1]) - np.sin(b[:, 0]))
+
+
+# --------------------------------------------------------------------------------------------
+# GridSpec
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Description of a normalized regular grid (JSON-serialisable, stored in ``grid.json``).
+
+    Attributes
+    ----------
+    x, y
+        Dimension names.
+    kind
+        ``"latlon"``, ``"rotated"`` or ``"projected"``.
+    nx, ny
+        Number of cells.
+    x0, y0
+        First (smallest) cell centre, in the axis units.
+    dx, dy
+        Positive spacing, in the axis units.
+    x_units, y_units
+        Units of the axes (``degrees_east``, ``degrees_north``, ``degrees``, ``km``, ...).
+    periodic_x, periodic_y
+        Whether the axis wraps around (global longitude, doubly periodic physics domains).
+    time
+        Name of the time dimension or ``None``.
+    crs
+        CF grid-mapping attributes (``grid_mapping_name``, ...) or ``None``.
+    """
+
+    x: str
+    y: str
+    kind: Kind
+    nx: int
+    ny: int
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    x_units: str = ""
+    y_units: str = ""
+    periodic_x: bool = False
+    periodic_y: bool = False
+    time: str | None = None
+    crs: Mapping[str, Any] | None = None
+
+    format_version: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        _check_literal("kind", self.kind, Kind)
+        if self.nx < 1 or self.ny < 1 or not (self.dx > 0 and self.dy > 0):
+            raise GridError(
+                f"GridSpec needs positive sizes and spacings, got nx={self.nx}, ny={self.ny}, "
+                f"dx={self.dx}, dy={self.dy}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
+        return (self.ny, self.nx)
+
+    def x_centres(self) -> np.ndarray:
+        """(nx,) cell centres along x."""
+        return self.x0 + self.dx * np.arange(self.nx)
+
+    def y_centres(self) -> np.ndarray:
+        """(ny,) cell centres along y."""
+        return self.y0 + self.dy * np.arange(self.ny)
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the cell bounds (latitudes clipped to [-90, 90])."""
+        xmin, xmax = self.x0 - self.dx / 2, self.x0 + (self.nx - 0.5) * self.dx
+        ymin, ymax = self.y0 - self.dy / 2, self.y0 + (self.ny - 0.5) * self.dy
+        if self.kind == "latlon":
+            ymin, ymax = max(ymin, -90.0), min(ymax, 90.0)
+        return (xmin, xmax, ymin, ymax)
+
+    def coarsen(self, factor: int, *, boundary: Boundary = "exact") -> GridSpec:
+        """The grid of ``factor`` x ``factor`` blocks of this grid.
+
+        Raises
+        ------
+        UnsupportedFactorError
+            When a size is not divisible by ``factor`` and ``boundary="exact"``.
+        """
+        factor = _check_factor(factor)
+        _check_literal("boundary", boundary, Boundary)
+        if boundary == "exact" and (self.nx % factor or self.ny % factor):
+            raise UnsupportedFactorError(
+                f"grid of shape (ny, nx) = {self.shape} is not divisible by factor {factor}; "
+                f"expected sizes that are multiples of the factor. Use boundary='trim' to drop "
+                f"the trailing cells"
+            )
+        nx, ny = self.nx // factor, self.ny // factor
+        if nx < 1 or ny < 1:
+            raise UnsupportedFactorError(f"factor {factor} exceeds the grid shape {self.shape}")
+        return _replace(
+            self,
+            nx=nx,
+            ny=ny,
+            x0=self.x0 + 0.5 * (factor - 1) * self.dx,
+            y0=self.y0 + 0.5 * (factor - 1) * self.dy,
+            dx=self.dx * factor,
+            dy=self.dy * factor,
+            periodic_x=self.periodic_x and self.nx % factor == 0,
+            periodic_y=self.periodic_y and self.ny % factor == 0,
+        )
+
+    def refine(self, factor: int) -> GridSpec:
+        """The grid whose ``factor`` x ``factor`` blocks are the cells of this grid.
+
+        Raises
+        ------
+        GridError
+            When refined latitudes would lie beyond the poles.
+        """
+        factor = _check_factor(factor)
+        spec = _replace(
+            self,
+            nx=self.nx * factor,
+            ny=self.ny * factor,
+            x0=self.x0 - 0.5 * (factor - 1) * self.dx / factor,
+            y0=self.y0 - 0.5 * (factor - 1) * self.dy / factor,
+            dx=self.dx / factor,
+            dy=self.dy / factor,
+        )
+        if self.kind == "latlon":
+            ys = spec.y_centres()
+            if ys[0] < -90 - 1e-9 or ys[-1] > 90 + 1e-9:
+                refine_coord(self.y_centres(), factor, latitude=True)  # raises the full message
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dict (with ``format_version``)."""
+        out: dict[str, Any] = {"format_version": self.format_version}
+        for f in fields(self):
+            out[f.name] = _jsonable(getattr(self, f.name))
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> GridSpec:
+        """Inverse of :meth:`to_dict`; unknown keys or a newer format are refused."""
+        values = dict(values)
+        version = values.pop("format_version", cls.format_version)
+        if version != cls.format_version:
+            raise GridError(
+                f"grid description has format_version {version}; this flexdownscale reads "
+                f"version {cls.format_version}. Upgrade flexdownscale"
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise GridError(
+                f"unknown keys {sorted(unknown)} in grid description; expected {sorted(names)}"
+            )
+        return cls(**values)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of :meth:`to_dict`; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> GridSpec:
+        """Read from JSON text or from a path to a JSON file."""
+        text = str(source)
+        if isinstance(source, Path) or not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        return cls.from_dict(json.loads(text))
+
+
+def _replace(spec: GridSpec, **changes: Any) -> GridSpec:
+    values = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    values.update(changes)
+    return GridSpec(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization of xarray objects
+# --------------------------------------------------------------------------------------------
+
+
+def _is_periodic_attr(attrs: Mapping[str, Any]) -> bool:
+    value = attrs.get("periodic")
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    return str(value).strip().lower() in _TRUE if value is not None else False
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
+
+
+def _bounds_name(obj: XrObj, name: str) -> str | None:
+    bname = obj[name].attrs.get("bounds") if name in obj.coords else None
+    if bname and isinstance(obj, xr.Dataset) and bname in obj.variables:
+        return str(bname)
+    if bname and bname in obj.coords:
+        return str(bname)
+    return None
+
+
+def _normalized_axis(
+    obj: XrObj,
+    name: str,
+    *,
+    is_lon: bool,
+    lon_convention: LonConvention,
+    rtol: float,
+) -> tuple[np.ndarray | slice | None, np.ndarray, float]:
+    """Return (indexer or None, normalized centres, spacing) for one axis."""
+    values = _values(obj, name)
+    if is_lon:
+        _check_unique(values, name)
+        order, wrapped = _lon_order(values, name, lon_convention, rtol)
+        step = _check_regular(wrapped, name, rtol)
+        identity = np.array_equal(order, np.arange(values.size)) and np.array_equal(wrapped, values)
+        return (None if identity else order), wrapped, step
+    _check_unique(values, name)
+    direction = _monotonic_direction(values, name)
+    if direction < 0:
+        values = values[::-1]
+        step = _check_regular(values, name, rtol)
+        return slice(None, None, -1), values, step
+    step = _check_regular(values, name, rtol)
+    return None, values, step
+
+
+def normalize_grid(
+    obj: XrObj,
+    *,
+    dims: Mapping[str, str] | None = None,
+    lon_convention: LonConvention = "auto",
+    rtol: float = DEFAULT_RTOL,
+) -> XrObj:
+    """Return a copy of ``obj`` on a validated, normalized grid.
+
+    Normalization: y and x ascending (a descending latitude such as ERA5's is reversed, data
+    included); longitudes wrapped into one convention and sorted (``"auto"`` keeps the input's
+    convention, -180..180 if any longitude is negative, else 0..360, and switches to the other one
+    only when a regional grid would otherwise be split at the seam); integer coordinates become
+    float64 and integer data variables on the grid become float (float32 up to 16-bit integers,
+    float64 above); CF bounds variables follow their axis. NaNs in the data are kept as they are.
+    The input is not modified; dask-backed and lazily loaded data stay lazy.
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray with 1-D x/y coordinates.
+    dims
+        Optional dimension-name override (see :func:`find_axes`).
+    lon_convention
+        ``"auto"``, ``"180"`` (-180..180) or ``"360"`` (0..360); only used for latitude /
+        longitude grids.
+    rtol
+        Tolerance on the regularity of the spacing, relative to the mean spacing.
+
+    Returns
+    -------
+    Same type as ``obj``.
+
+    Raises
+    ------
+    GridError
+        Axes not found, curvilinear, not monotonic, duplicated, irregular or non-finite
+        coordinates; latitudes outside [-90, 90].
+    UnitsError
+        Missing or non-degree units where they are required.
+    """
+    _check_literal("lon_convention", lon_convention, LonConvention)
+    axes = find_axes(obj, dims=dims)
+    kind = _kind(obj, axes)
+    y_index, y_values, _ = _normalized_axis(
+        obj, axes.y, is_lon=False, lon_convention=lon_convention, rtol=rtol
+    )
+    if kind == "latlon" and (y_values[0] < -90 - 1e-9 or y_values[-1] > 90 + 1e-9):
+        raise GridError(
+            f"latitude {axes.y!r} has values {y_values[0]:g}..{y_values[-1]:g}; expected values "
+            f"within [-90, 90]"
+        )
+    x_index, x_values, _ = _normalized_axis(
+        obj, axes.x, is_lon=kind == "latlon", lon_convention=lon_convention, rtol=rtol
+    )
+    out = obj
+    indexers: dict[str, Any] = {}
+    if y_index is not None:
+        indexers[axes.y] = y_index
+    if x_index is not None:
+        indexers[axes.x] = x_index
+    if indexers:
+        out = out.isel(indexers)
+    new_coords: dict[str, xr.Variable] = {}
+    for name, values, index in ((axes.y, y_values, y_index), (axes.x, x_values, x_index)):
+        old = obj[name]
+        attrs = dict(old.attrs)
+        if index is not None:
+            attrs.pop("stored_direction", None)
+        if index is not None or not np.issubdtype(old.dtype, np.floating):
+            new_coords[name] = xr.Variable(
+                (name,), values, attrs=attrs, encoding=dict(old.encoding)
+            )
+        bname = _bounds_name(obj, name)
+        if bname is not None and index is not None:
+            bvar = out[bname].variable
+            bvals = np.sort(np.asarray(bvar.values, dtype=np.float64), axis=-1)
+            if name == axes.x and kind == "latlon":
+                shift = values - np.asarray(obj[name].values, dtype=np.float64)[index]
+                bvals = bvals + shift[:, None]
+            new_coords[bname] = xr.Variable(bvar.dims, bvals, attrs=dict(bvar.attrs))
+    if new_coords:
+        coord_updates = {k: v for k, v in new_coords.items() if k in out.coords}
+        var_updates = {k: v for k, v in new_coords.items() if k not in out.coords}
+        out = out.assign_coords(coord_updates)
+        if var_updates and isinstance(out, xr.Dataset):
+            out = out.assign(var_updates)
+    out = _floatify(out, axes)
+    return out
+
+
+def _floatify(obj: XrObj, axes: GridAxes) -> XrObj:
+    def convert(da: xr.DataArray) -> xr.DataArray:
+        if axes.x in da.dims and axes.y in da.dims and np.issubdtype(da.dtype, np.integer):
+            return da.astype(_float_dtype(da.dtype))
+        return da
+
+    if isinstance(obj, xr.DataArray):
+        return convert(obj)
+    changed = {
+        k: convert(v) for k, v in obj.data_vars.items() if np.issubdtype(v.dtype, np.integer)
+    }
+    return obj.assign(changed) if changed else obj
+
+
+def grid_spec(
+    obj: XrObj,
+    *,
+    dims: Mapping[str, str] | None = None,
+    lon_convention: LonConvention = "auto",
+    rtol: float = DEFAULT_RTOL,
+) -> GridSpec:
+    """Validate the grid of ``obj`` and describe its normalized form.
+
+    Only coordinates are read (data are not loaded). The description is of the grid *after*
+    :func:`normalize_grid` (ascending axes, one longitude convention).
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray.
+    dims, lon_convention, rtol
+        As in :func:`normalize_grid`.
+
+    Returns
+    -------
+    GridSpec
+
+    Raises
+    ------
+    GridError, UnitsError
+        As :func:`normalize_grid`; also when a CF bounds variable disagrees with the centres.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([50.0, 49.0, 48.0], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([350.0, 351.0], dims="lon", attrs={"units": "degrees_east"})
+    >>> da = xr.DataArray(np.zeros((3, 2)), coords={"lat": lat, "lon": lon})
+    >>> spec = grid_spec(da)
+    >>> spec.kind, spec.y0, spec.dy, spec.x0
+    ('latlon', 48.0, 1.0, 350.0)
+    """
+    axes = find_axes(obj, dims=dims)
+    coords_only = xr.Dataset(coords={k: v for k, v in obj.coords.items()})
+    if isinstance(obj, xr.Dataset):
+        for name in (axes.x, axes.y):
+            bname = _bounds_name(obj, name)
+            if bname is not None and bname not in coords_only.coords:
+                coords_only = coords_only.assign_coords({bname: obj[bname]})
+    for name in (axes.x, axes.y):
+        if name not in coords_only.coords:
+            _values(obj, name)  # raises the "no coordinate values" error
+    gm = _grid_mapping(obj)
+    kind = _kind(obj, axes)
+    norm = normalize_grid(
+        _with_attrs_of(coords_only, obj, axes),
+        dims={"x": axes.x, "y": axes.y},
+        lon_convention=lon_convention,
+        rtol=rtol,
+    )
+    xs = np.asarray(norm[axes.x].values, dtype=np.float64)
+    ys = np.asarray(norm[axes.y].values, dtype=np.float64)
+    dx = (xs[-1] - xs[0]) / (xs.size - 1)
+    dy = (ys[-1] - ys[0]) / (ys.size - 1)
+    for name, centres, step in ((axes.x, xs, dx), (axes.y, ys, dy)):
+        bname = _bounds_name(norm, name)
+        if bname is None:
+            continue
+        given = np.sort(np.asarray(norm[bname].values, dtype=np.float64), axis=-1)
+        expected = cell_bounds(centres, latitude=kind == "latlon" and name == axes.y)
+        if given.shape != expected.shape or np.max(np.abs(given - expected)) > rtol * step:
+            raise GridError(
+                f"bounds variable {bname!r} of {name!r} disagrees with the cell centres; expected "
+                f"contiguous cells centred on the coordinate values (centre +/- spacing/2)"
+            )
+    xa, ya = dict(obj[axes.x].attrs), dict(obj[axes.y].attrs)
+    periodic_x = _is_periodic_attr(xa)
+    periodic_y = _is_periodic_attr(ya)
+    if kind == "latlon" and abs(xs.size * dx - 360.0) <= rtol * dx:
+        periodic_x = True
+    x_units = str(xa.get("units", "degrees_east" if kind == "latlon" else ""))
+    y_units = str(ya.get("units", "degrees_north" if kind == "latlon" else ""))
+    if kind == "rotated":
+        x_units = x_units or "degrees"
+        y_units = y_units or "degrees"
+    return GridSpec(
+        x=axes.x,
+        y=axes.y,
+        kind=kind,
+        nx=int(xs.size),
+        ny=int(ys.size),
+        x0=float(xs[0]),
+        y0=float(ys[0]),
+        dx=float(dx),
+        dy=float(dy),
+        x_units=x_units,
+        y_units=y_units,
+        periodic_x=periodic_x,
+        periodic_y=periodic_y,
+        time=axes.time,
+        crs=gm,
+    )
+
+
+def _with_attrs_of(coords_only: xr.Dataset, obj: XrObj, axes: GridAxes) -> xr.Dataset:
+    """Carry the grid-mapping hint of ``obj`` onto a coordinates-only dataset (for kind)."""
+    gm = _grid_mapping(obj)
+    if gm and gm.get("grid_mapping_name") == "rotated_latitude_longitude":
+        for name in (axes.x, axes.y):
+            attrs = dict(coords_only[name].attrs)
+            attrs.setdefault(
+                "standard_name", "grid_longitude" if name == axes.x else "grid_latitude"
+            )
+            coords_only = coords_only.assign_coords(
+                {name: xr.Variable((name,), coords_only[name].values, attrs=attrs)}
+            )
+    return coords_only
+
+
+# --------------------------------------------------------------------------------------------
+# Building grids
+# --------------------------------------------------------------------------------------------
+
+_CF_ATTRS = {
+    ("latlon", "x"): {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
+    ("latlon", "y"): {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
+    ("rotated", "x"): {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+    ("rotated", "y"): {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+    ("projected", "x"): {"axis": "X"},
+    ("projected", "y"): {"axis": "Y"},
+}
+
+
+def _coord_attrs(template: Mapping[str, Any], kind: Kind, which: str, bounds_name: str) -> dict:
+    attrs = {
+        k: v
+        for k, v in template.items()
+        if k not in ("bounds", "stored_direction", "actual_range", "valid_min", "valid_max")
+    }
+    for key, value in _CF_ATTRS[(kind, which)].items():
+        if key == "standard_name" and kind == "projected":
+            continue
+        attrs.setdefault(key, value)
+    attrs["bounds"] = bounds_name
+    return attrs
+
+
+def _grid_dataset(
+    spec: GridSpec,
+    x: tuple[np.ndarray, np.ndarray],
+    y: tuple[np.ndarray, np.ndarray],
+    templates: Mapping[str, Mapping[str, Any]],
+    bounds_dim: str = "bnds",
+) -> xr.Dataset:
+    coords = {}
+    for which, name, (centres, bounds) in (("y", spec.y, y), ("x", spec.x, x)):
+        bname = f"{name}_bnds"
+        coords[name] = xr.Variable(
+            (name,), centres, attrs=_coord_attrs(templates.get(name, {}), spec.kind, which, bname)
+        )
+        coords[bname] = xr.Variable((name, bounds_dim), bounds)
+    return xr.Dataset(coords=coords)
+
+
+def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> XrObj:
+    """Return ``obj`` normalized, with CF bounds coordinates ``<x>_bnds`` and ``<y>_bnds``.
+
+    The coordinates get a ``bounds`` attribute and CF ``standard_name`` / ``units`` / ``axis``
+    where they are missing. Existing bounds variables of x and y are replaced.
+    """
+    spec = grid_spec(obj, dims=dims)
+    out = normalize_grid(obj, dims=dims)
+    drop = [b for b in (_bounds_name(out, spec.x), _bounds_name(out, spec.y)) if b is not None]
+    if drop:
+        out = out.drop_vars(drop)
+    xs = np.asarray(out[spec.x].values, dtype=np.float64)
+    ys = np.asarray(out[spec.y].values, dtype=np.float64)
+    grid = _grid_dataset(
+        spec,
+        (xs, cell_bounds(xs)),
+        (ys, cell_bounds(ys, latitude=spec.kind == "latlon")),
+        {spec.x: out[spec.x].attrs, spec.y: out[spec.y].attrs},
+    )
+    return out.assign_coords(grid.coords)
+
+
+def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = None) -> xr.Dataset:
+    """The fine grid whose ``factor`` x ``factor`` cells subdivide every cell of ``obj``'s grid.
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray on the coarse grid (any orientation; the result is ascending).
+    factor
+        Refinement factor.
+    dims
+        Optional dimension-name override.
+
+    Returns
+    -------
+    xarray.Dataset
+        Coordinates only: x and y centres with CF attributes, and ``<x>_bnds`` / ``<y>_bnds``
+        (dims (n, ``bnds``)). The union of the fine cells of a coarse cell is exactly that cell.
+
+    Raises
+    ------
+    GridError
+        When refined latitudes would lie beyond the poles, or the grid is invalid.
+    """
+    spec = grid_spec(obj, dims=dims)
+    norm = normalize_grid(xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}), dims=dims)
+    xs = np.asarray(norm[spec.x].values, dtype=np.float64)
+    ys = np.asarray(norm[spec.y].values, dtype=np.float64)
+    fine = spec.refine(factor)
+    return _grid_dataset(
+        fine,
+        refine_coord(xs, factor),
+        refine_coord(ys, factor, latitude=spec.kind == "latlon"),
+        {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
+    )
+
+
+def coarsen_grid(
+    obj: XrObj,
+    factor: int,
+    *,
+    dims: Mapping[str, str] | None = None,
+    boundary: Boundary = "exact",
+) -> xr.Dataset:
+    """The coarse grid made of ``factor`` x ``factor`` blocks of ``obj``'s (normalized) grid.
+
+    Coarse centres are the means of the fine centres of each block; coarse bounds are the
+    bounds of the blocks (clipped to [-90, 90] for latitudes).
+
+    Parameters
+    ----------
+    obj
+        Dataset or DataArray on the fine grid.
+    factor
+        Coarsening factor.
+    dims
+        Optional dimension-name override.
+    boundary
+        ``"exact"`` requires sizes divisible by ``factor``; ``"trim"`` drops the trailing cells.
+
+    Returns
+    -------
+    xarray.Dataset
+        Coordinates only, as :func:`refine_grid`.
+
+    Raises
+    ------
+    UnsupportedFactorError
+        When a size is not divisible by ``factor`` and ``boundary="exact"``.
+    """
+    spec = grid_spec(obj, dims=dims)
+    coarse = spec.coarsen(factor, boundary=boundary)
+    norm = normalize_grid(xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}), dims=dims)
+    xs = np.asarray(norm[spec.x].values, dtype=np.float64)[: coarse.nx * factor]
+    ys = np.asarray(norm[spec.y].values, dtype=np.float64)[: coarse.ny * factor]
+    cx, cy = coarsen_coord(xs, factor), coarsen_coord(ys, factor)
+    # coarse bounds are the outer bounds of each block of fine cells: exactly their union
+    fbx = cell_bounds(np.asarray(norm[spec.x].values, dtype=np.float64))[: coarse.nx * factor]
+    fby = cell_bounds(
+        np.asarray(norm[spec.y].values, dtype=np.float64), latitude=spec.kind == "latlon"
+    )[: coarse.ny * factor]
+    bx = np.stack([fbx[::factor, 0], fbx[factor - 1 :: factor, 1]], axis=1)
+    by = np.stack([fby[::factor, 0], fby[factor - 1 :: factor, 1]], axis=1)
+    return _grid_dataset(
+        coarse, (cx, bx), (cy, by), {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs}
+    )

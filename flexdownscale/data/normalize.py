@@ -1,0 +1,424 @@
+"""Per-variable normalization: statistics fitted with dask, exact inverse, JSON round trip.
+
+A :class:`Normalizer` holds, for every variable, an optional pointwise transform and the mean
+and standard deviation of the transformed values over the training data:
+
+    z = (T(x) - mean) / std,        x = T^-1(z * std + mean)
+
+with ``T`` the identity (``"none"``) or ``log1p`` (``"log1p"``, for precipitation-like,
+non-negative heavy-tailed variables; its inverse is ``expm1``). Statistics are computed over all
+dimensions with NaNs skipped (NaNs are never filled; they stay NaN through the transforms), with
+dask when the data are dask-backed, and pooled over several datasets with Chan's formula.
+The same statistics apply to xarray objects (:meth:`Normalizer.transform`) and to (..., C, H, W)
+numpy arrays or torch tensors (:meth:`Normalizer.transform_array`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, get_args
+
+import dask
+import numpy as np
+import torch
+import xarray as xr
+
+from ..errors import ConfigError, DataError, MissingVariableError, ShapeError
+
+__all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
+
+Transform = Literal["none", "log1p"]
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+XrObj = xr.Dataset | xr.DataArray
+
+_PRECIP_WORDS = ("precipitation", "rainfall", "snowfall", "rain_rate", "precip")
+_PRECIP_NAMES = {"pr", "tp", "prcp", "precip", "precipitation", "rain", "rainfall", "rr"}
+
+
+def auto_transform(da: xr.DataArray) -> Transform:
+    """``"log1p"`` for precipitation-like variables, else ``"none"``.
+
+    A variable is precipitation-like when its ``standard_name`` or ``long_name`` mentions
+    precipitation, rainfall or snowfall, or its name is one of ``pr``, ``tp``, ``prcp``,
+    ``precip``, ``precipitation``, ``rain``, ``rainfall``, ``rr``.
+    """
+    text = " ".join(str(da.attrs.get(k, "")).lower() for k in ("standard_name", "long_name"))
+    if any(word in text for word in _PRECIP_WORDS):
+        return "log1p"
+    if str(da.name).lower() in _PRECIP_NAMES:
+        return "log1p"
+    return "none"
+
+
+@dataclass(frozen=True)
+class VariableStats:
+    """Statistics of one variable.
+
+    Attributes
+    ----------
+    mean, std
+        Mean and (population) standard deviation of the transformed values.
+    transform
+        ``"none"`` or ``"log1p"``.
+    units
+        Units of the variable when fitted (informative).
+    """
+
+    mean: float
+    std: float
+    transform: Transform = "none"
+    units: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.transform not in get_args(Transform):
+            raise ConfigError(
+                f"transform={self.transform!r} is not a valid option; expected one of "
+                f"{', '.join(repr(o) for o in get_args(Transform))}"
+            )
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise DataError(
+                f"statistics mean={self.mean}, std={self.std} are unusable; expected a finite mean "
+                f"and a positive finite std (is the variable constant or all NaN?)"
+            )
+
+
+def _forward(x: Any, transform: str) -> Any:
+    if transform == "log1p":
+        return torch.log1p(x) if isinstance(x, torch.Tensor) else np.log1p(x)
+    return x
+
+
+def _backward(x: Any, transform: str) -> Any:
+    if transform == "log1p":
+        return torch.expm1(x) if isinstance(x, torch.Tensor) else np.expm1(x)
+    return x
+
+
+class Normalizer:
+    """Per-variable normalization with an exact inverse.
+
+    Parameters
+    ----------
+    stats
+        Mapping variable name -> :class:`VariableStats`, in channel order.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"t2m": (("y", "x"), np.arange(6.0).reshape(2, 3))})
+    >>> norm = Normalizer.fit(ds)
+    >>> z = norm.transform(ds)
+    >>> float(z.t2m.mean()), float(z.t2m.std())
+    (0.0, 1.0)
+    >>> bool(np.allclose(norm.inverse_transform(z).t2m, ds.t2m))
+    True
+    """
+
+    format_version: ClassVar[int] = 1
+
+    def __init__(self, stats: Mapping[str, VariableStats]) -> None:
+        if not stats:
+            raise DataError("a Normalizer needs statistics for at least one variable")
+        self.stats: dict[str, VariableStats] = {str(k): v for k, v in stats.items()}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k}: {v.transform} mean={v.mean:.4g} std={v.std:.4g}" for k, v in self.stats.items()
+        )
+        return f"Normalizer({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Normalizer) and self.stats == other.stats
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Variable names in channel order."""
+        return tuple(self.stats)
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls,
+        data: XrObj | Sequence[XrObj],
+        *,
+        variables: Sequence[str] | None = None,
+        transforms: Mapping[str, Transform] | Literal["auto"] = "auto",
+    ) -> Normalizer:
+        """Fit statistics over every dimension of one or several datasets.
+
+        Parameters
+        ----------
+        data
+            Dataset, DataArray (named) or a sequence of them (statistics are pooled). Dask-backed
+            data are reduced with dask in one pass per dataset.
+        variables
+            Variables to fit (default: every data variable, in order).
+        transforms
+            ``"auto"`` (``log1p`` for precipitation-like variables, see :func:`auto_transform`)
+            or a mapping name -> ``"none"`` / ``"log1p"`` (unlisted variables get ``"none"``).
+
+        Returns
+        -------
+        Normalizer
+
+        Raises
+        ------
+        MissingVariableError
+            When a requested variable is absent from a dataset.
+        DataError
+            When a variable is constant or all NaN, or has values <= -1 under ``log1p``.
+        """
+        datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
+        if not datasets:
+            raise DataError("Normalizer.fit got no data")
+        datasets = [_as_dataset(d) for d in datasets]
+        names = (
+            list(variables) if variables is not None else [str(v) for v in datasets[0].data_vars]
+        )
+        if not names:
+            raise DataError("Normalizer.fit found no data variables to fit")
+        if transforms != "auto":
+            if not isinstance(transforms, Mapping):
+                raise ConfigError(f"transforms={transforms!r}; expected 'auto' or a mapping")
+            for name, t in transforms.items():
+                if t not in get_args(Transform):
+                    raise ConfigError(
+                        f"transform {t!r} for {name!r} is not valid; expected one of "
+                        f"{', '.join(repr(o) for o in get_args(Transform))}"
+                    )
+        chosen: dict[str, Transform] = {}
+        for name in names:
+            for ds in datasets:
+                if name not in ds.data_vars:
+                    raise MissingVariableError(
+                        f"variable {name!r} is not in the dataset; available: "
+                        f"{sorted(map(str, ds.data_vars))}"
+                    )
+            if transforms == "auto":
+                chosen[name] = auto_transform(datasets[0][name])
+            else:
+                chosen[name] = transforms.get(name, "none")
+        lazy = []
+        for ds in datasets:
+            per = {}
+            for name in names:
+                x = ds[name]
+                if not np.issubdtype(x.dtype, np.number):
+                    raise DataError(f"variable {name!r} has dtype {x.dtype}; expected numbers")
+                x = x.astype(np.float64)
+                per[name] = (
+                    x.count(),
+                    x.min(skipna=True),
+                    _forward(x, chosen[name]).mean(skipna=True),
+                    _forward(x, chosen[name]).var(skipna=True),
+                )
+            lazy.append(per)
+        (computed,) = dask.compute(lazy)
+        stats = {}
+        for name in names:
+            n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
+            lowest = math.inf
+            for per in computed:
+                count, low, mean, var = (float(v) for v in per[name])
+                if count == 0:
+                    continue
+                lowest = min(lowest, low)
+                delta = mean - mean_tot
+                n_new = n_tot + count
+                mean_tot += delta * count / n_new
+                m2_tot += var * count + delta * delta * n_tot * count / n_new
+                n_tot = n_new
+            if n_tot == 0:
+                raise DataError(f"variable {name!r} is all NaN; cannot fit statistics")
+            if chosen[name] == "log1p" and lowest <= -1:
+                raise DataError(
+                    f"variable {name!r} has values down to {lowest:g}; log1p needs values > -1. "
+                    f"Use transforms={{{name!r}: 'none'}} or clean the data"
+                )
+            std = math.sqrt(m2_tot / n_tot)
+            if not std > 0:
+                raise DataError(
+                    f"variable {name!r} is constant (std 0); it cannot be normalized. Drop it from "
+                    f"the variables"
+                )
+            units = datasets[0][name].attrs.get("units")
+            stats[name] = VariableStats(
+                mean=mean_tot,
+                std=std,
+                transform=chosen[name],
+                units=None if units is None else str(units),
+            )
+        return cls(stats)
+
+    # -- xarray -------------------------------------------------------------------------------
+
+    def _apply_xr(self, obj: XrObj, forward: bool, variables: Sequence[str] | None) -> XrObj:
+        def one(da: xr.DataArray, name: str) -> xr.DataArray:
+            s = self.stats[name]
+            with xr.set_options(keep_attrs=True):
+                if forward:
+                    return (_forward(da, s.transform) - s.mean) / s.std
+                return _backward(da * s.std + s.mean, s.transform)
+
+        if isinstance(obj, xr.DataArray):
+            name = variables[0] if variables else obj.name
+            if name not in self.stats:
+                raise MissingVariableError(
+                    f"DataArray {obj.name!r} has no statistics; the normalizer knows "
+                    f"{list(self.stats)}. Name it (da.rename('t2m')) or pass variables=['t2m']"
+                )
+            return one(obj, str(name))
+        names = list(variables) if variables is not None else list(self.stats)
+        missing = [n for n in names if n not in obj.data_vars]
+        if missing:
+            raise MissingVariableError(
+                f"variables {missing} are missing from the dataset; the normalizer needs "
+                f"{names}; the dataset has {sorted(map(str, obj.data_vars))}"
+            )
+        for n in names:
+            if n not in self.stats:
+                raise MissingVariableError(f"no statistics for {n!r}; known: {list(self.stats)}")
+        return obj.assign({n: one(obj[n], n) for n in names})
+
+    def transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
+        """Normalize the variables of ``obj`` (others pass through). Lazy for dask data.
+
+        Raises
+        ------
+        MissingVariableError
+            When a variable the normalizer needs is absent.
+        """
+        return self._apply_xr(obj, True, variables)
+
+    def inverse_transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
+        """Exact inverse of :meth:`transform`."""
+        return self._apply_xr(obj, False, variables)
+
+    # -- arrays -------------------------------------------------------------------------------
+
+    def _apply_array(
+        self, x: Array, forward: bool, variables: Sequence[str] | None, channel_axis: int
+    ) -> Array:
+        names = list(variables) if variables is not None else list(self.stats)
+        for n in names:
+            if n not in self.stats:
+                raise MissingVariableError(f"no statistics for {n!r}; known: {list(self.stats)}")
+        axis = channel_axis % x.ndim
+        if x.shape[axis] != len(names):
+            raise ShapeError(
+                f"array has {x.shape[axis]} channels on axis {channel_axis}; expected "
+                f"{len(names)} ({names})"
+            )
+        chans = []
+        for i, name in enumerate(names):
+            s = self.stats[name]
+            c = x.select(axis, i) if isinstance(x, torch.Tensor) else np.take(x, i, axis=axis)
+            if forward:
+                c = (_forward(c, s.transform) - s.mean) / s.std
+            else:
+                c = _backward(c * s.std + s.mean, s.transform)
+            chans.append(c)
+        if isinstance(x, torch.Tensor):
+            return torch.stack(chans, dim=axis)
+        out = np.stack(chans, axis=axis)
+        if np.issubdtype(x.dtype, np.floating):
+            out = out.astype(x.dtype, copy=False)
+        return out
+
+    def transform_array(
+        self, x: Array, *, variables: Sequence[str] | None = None, channel_axis: int = -3
+    ) -> Array:
+        """Normalize a (..., C, H, W) numpy array or torch tensor (channels = ``variables``).
+
+        Parameters
+        ----------
+        x
+            Array whose axis ``channel_axis`` holds the variables in the order of ``variables``
+            (default: :attr:`variables`).
+        variables
+            Channel names.
+        channel_axis
+            Axis of the channels (default -3).
+        """
+        return self._apply_array(x, True, variables, channel_axis)
+
+    def inverse_transform_array(
+        self, x: Array, *, variables: Sequence[str] | None = None, channel_axis: int = -3
+    ) -> Array:
+        """Exact inverse of :meth:`transform_array`."""
+        return self._apply_array(x, False, variables, channel_axis)
+
+    # -- serialization ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (variables as an ordered list, so key sorting keeps the order)."""
+        return {
+            "format_version": self.format_version,
+            "variables": [
+                {
+                    "name": name,
+                    "transform": s.transform,
+                    "mean": s.mean,
+                    "std": s.std,
+                    "units": s.units,
+                }
+                for name, s in self.stats.items()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Normalizer:
+        """Inverse of :meth:`to_dict`."""
+        version = values.get("format_version")
+        if version != cls.format_version:
+            raise DataError(
+                f"normalization statistics have format_version {version!r}; expected "
+                f"{cls.format_version}"
+            )
+        try:
+            items = values["variables"]
+            stats = {
+                str(v["name"]): VariableStats(
+                    mean=float(v["mean"]),
+                    std=float(v["std"]),
+                    transform=v.get("transform", "none"),
+                    units=v.get("units"),
+                )
+                for v in items
+            }
+        except (KeyError, TypeError) as err:
+            raise DataError(
+                f"malformed normalization statistics ({err}); expected "
+                f"{{'format_version': 1, 'variables': [{{'name', 'mean', 'std', 'transform'}}]}}"
+            ) from err
+        return cls(stats)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of :meth:`to_dict` (floats round-trip exactly); written to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> Normalizer:
+        """Read from JSON text or a path to a JSON file."""
+        text = str(source)
+        if isinstance(source, Path) or not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        return cls.from_dict(json.loads(text))
+
+
+def _as_dataset(obj: XrObj) -> xr.Dataset:
+    if isinstance(obj, xr.Dataset):
+        return obj
+    if obj.name is None:
+        raise DataError("a DataArray passed to Normalizer.fit needs a name (da.rename('t2m'))")
+    return obj.to_dataset()
