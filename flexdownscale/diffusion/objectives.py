@@ -1,0 +1,641 @@
+"""Training objectives: VP diffusion, flow matching and IDFF.
+
+Each objective defines a probability path between a simple base distribution and the data (in
+this package the data are residuals, see :mod:`flexdownscale.diffusion.residual`) and
+
+* a training loss, :meth:`Objective.loss`, returning one value per sample, shape ``(B,)``;
+  reduction over the batch and any weighting are the caller's;
+* what the network output means while sampling: :meth:`Objective.velocity` (the
+  probability-flow ODE drift), :meth:`Objective.score` (the gradient of the log density of the
+  path's marginal), :meth:`Objective.denoise` (the prediction of the data endpoint);
+* the time grid its samplers walk from noise to data, and its sampler defaults.
+
+Time conventions (``t`` is what the network receives, always in [0, 1]):
+
+======== ===================================== ========================= =====================
+name     path                                  noise end -> data end      ODE variable ``tau``
+======== ===================================== ========================= =====================
+``vp``   ``z = alpha_t x + sigma_t eps``       ``t = 1 -> 0``             ``-phi(t)``
+``flow`` ``x_t = (1 - t) x0 + t x1``           ``t_min -> t_max``         ``t``
+``idff`` ``x_t = (1 - t) x0 + t x1 + s_t eps`` ``t_min -> t_max``         ``t``
+======== ===================================== ========================= =====================
+
+with ``phi = atan2(sigma, alpha)`` and ``s_t = sigma sqrt(t (1 - t))``. Samplers integrate in
+``tau``, which always increases from noise to data. The derivations are in ``docs/diffusion.md``.
+
+Everything here is torch only and knows no backbone: a network is anything implementing
+:class:`Denoiser`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal, Protocol, get_args, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from ..config import DiffusionConfig, SamplerConfig
+from ..errors import ConfigError, ShapeError
+from .schedules import CosineSchedule
+
+__all__ = [
+    "IDFF",
+    "Denoiser",
+    "FlowMatching",
+    "Objective",
+    "TaskFeatures",
+    "VPDiffusion",
+    "build_objective",
+    "repeat_features",
+    "select_features",
+]
+
+TaskFeatures = tuple[Tensor, ...]
+LossKind = Literal["l1", "l2"]
+VPTarget = Literal["v", "eps", "x"]
+Base = Literal["gaussian", "coarse_plus_noise"]
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """What the engine needs from a network (every backbone of :mod:`flexdownscale.models`).
+
+    ``model(x_t, t, cond, phys=..., task_features=...)`` maps a state ``x_t`` of shape
+    ``(B, C, ...)`` and times ``t`` of shape ``(B,)`` to an output of shape ``(B, C_out, ...)``
+    (``C_out = C`` except for IDFF, where it is ``2 C``). ``encode_task(cond)`` returns the task
+    features, a tuple of tensors with the batch first, that the forward pass accepts in place of
+    ``cond`` so that the task encoder runs once per field.
+    """
+
+    def __call__(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+    ) -> Tensor: ...
+
+    def encode_task(self, cond: Tensor) -> TaskFeatures: ...
+
+
+def repeat_features(features: TaskFeatures, repeats: int) -> TaskFeatures:
+    """Repeat every tensor of ``features`` ``repeats`` times along the batch (``repeat_interleave``).
+
+    Features of ``B`` fields become features of ``B * repeats`` ensemble members, member-fastest
+    (row ``b * repeats + m`` is member ``m`` of field ``b``).
+    """
+    return tuple(f.repeat_interleave(repeats, dim=0) for f in features)
+
+
+def select_features(features: TaskFeatures, index: Tensor) -> TaskFeatures:
+    """Rows ``index`` (1-D integer tensor) of every tensor of ``features``."""
+    return tuple(f.index_select(0, index.to(f.device)) for f in features)
+
+
+def _check_option(name: str, value: object, options: tuple[object, ...]) -> None:
+    if value not in options:
+        raise ConfigError(
+            f"{name} = {value!r} is not a valid option; expected one of "
+            f"{', '.join(repr(o) for o in options)}"
+        )
+
+
+def per_sample(a: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-sample tensor ``a`` of shape ``(B,)`` to broadcast against ``x`` (B, ...)."""
+    return a.reshape(a.shape[0], *([1] * (x.ndim - 1)))
+
+
+def randn(
+    shape: tuple[int, ...] | torch.Size,
+    generator: torch.Generator | None,
+    *,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Standard normal draw from ``generator`` (on the generator's device), moved to ``device``."""
+    if generator is None:
+        return torch.randn(tuple(shape), device=device, dtype=dtype)
+    out = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+    return out.to(device)
+
+
+def rand(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    *,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Uniform [0, 1) draw from ``generator`` (on the generator's device), moved to ``device``."""
+    if generator is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
+def _reduce(diff: Tensor, kind: LossKind) -> Tensor:
+    """Mean over all but the batch dimension of ``|diff|`` (l1) or ``diff^2`` (l2): shape (B,)."""
+    per_element = diff.abs() if kind == "l1" else diff.square()
+    return per_element.reshape(per_element.shape[0], -1).mean(dim=1)
+
+
+def call_network(
+    model: Denoiser,
+    x_t: Tensor,
+    t: Tensor,
+    cond: Tensor | None,
+    phys: Tensor | None,
+    task_features: TaskFeatures | None,
+    expected_channels: int,
+) -> Tensor:
+    out = model(x_t, t, cond, phys=phys, task_features=task_features)
+    if (
+        out.shape[0] != x_t.shape[0]
+        or out.shape[2:] != x_t.shape[2:]
+        or out.shape[1] != expected_channels
+    ):
+        raise ShapeError(
+            f"the network returned shape {tuple(out.shape)} for a state of shape "
+            f"{tuple(x_t.shape)}; expected {(x_t.shape[0], expected_channels, *x_t.shape[2:])}. "
+            "IDFF needs a network with twice the data channels (out_channels = 2 C)"
+        )
+    return out
+
+
+class Objective(ABC):
+    """A generative objective: its training loss and the meaning of the network output.
+
+    Subclasses: :class:`VPDiffusion`, :class:`FlowMatching`, :class:`IDFF`. Build one from a
+    :class:`~flexdownscale.config.DiffusionConfig` with :func:`build_objective`.
+    """
+
+    #: ``"vp"``, ``"flow"`` or ``"idff"``
+    name: str
+    #: network output channels per data channel (2 for IDFF)
+    channel_factor: int = 1
+    #: per-sample loss multiplier
+    loss_scale: float = 1.0
+    #: samplers this objective works with
+    samplers: tuple[str, ...] = ("euler", "heun", "sde")
+
+    # -- training -------------------------------------------------------------------------
+    @abstractmethod
+    def loss(
+        self,
+        model: Denoiser,
+        target: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+        x_lo: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Per-sample training loss.
+
+        Parameters
+        ----------
+        model
+            The network (:class:`Denoiser`).
+        target
+            Clean data, shape ``(B, C, ...)``: in this package the residual
+            ``fine - up(coarse)`` (super-resolution) or ``next - current`` (forecasting).
+        cond
+            Task input passed to the network, ``(B, C_cond, ...)``, or ``None``.
+        phys
+            Optional scalar physical condition, ``(B,)``.
+        task_features
+            Precomputed ``model.encode_task(cond)``; passed through to the network.
+        x_lo
+            Mean of the coarse-plus-noise base (flow matching and IDFF with
+            ``base="coarse_plus_noise"``), same shape as ``target``. ``None`` means zero, the
+            right value in residual space (see ``docs/diffusion.md``). Ignored otherwise.
+        t
+            Times ``(B,)``; drawn uniformly from the objective's training interval when ``None``.
+        generator
+            Source of the random times and noises. Draw order: ``t`` (unless given), then the
+            noises in the order documented by each objective.
+
+        Returns
+        -------
+        Tensor of shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
+        """
+
+    # -- sampling -------------------------------------------------------------------------
+    @abstractmethod
+    def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
+        """Network times ``(steps + 1,)`` (float64) from the noise end to the data end."""
+
+    @abstractmethod
+    def ode_time(self, t: Tensor) -> Tensor:
+        """The integration variable ``tau(t)``, increasing from noise to data."""
+
+    @abstractmethod
+    def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Map a standard normal draw to a sample of the base distribution."""
+
+    @abstractmethod
+    def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Probability-flow ODE drift ``dx / dtau`` from the network output ``out`` at ``(x, t)``.
+
+        ``t`` is a per-sample tensor broadcastable to ``x`` (shape ``(B, 1, ...)``).
+        """
+
+    @abstractmethod
+    def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """``grad_x log p_t(x)`` of the path's marginal, derived from the network output."""
+
+    @abstractmethod
+    def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Prediction of the data end of the path from ``(x, t)`` (posterior mean)."""
+
+    @property
+    @abstractmethod
+    def sampler_defaults(self) -> SamplerConfig:
+        """Default sampler settings for models trained with this objective."""
+
+    def network_time(self, t: Tensor) -> Tensor:
+        """Time passed to the network (identity: every objective feeds its own ``t``)."""
+        return t
+
+
+class VPDiffusion(Objective):
+    """Variance-preserving diffusion with the cosine log-SNR schedule; the network predicts ``v``.
+
+    ``z_t = alpha_t x + sigma_t eps`` with ``t ~ U(0, 1)`` (``t = 0`` data, ``t = 1`` noise) and
+    ``v = alpha eps - sigma x``. The ``target`` option only changes the loss: ``"v"`` compares
+    ``v_hat`` with ``v``; ``"eps"`` compares ``eps_hat = alpha v_hat + sigma z`` with ``eps``
+    (a ``v`` loss weighted by ``alpha`` (l1) or ``alpha^2`` (l2)); ``"x"`` compares
+    ``x0_hat = alpha z - sigma v_hat`` with ``x`` (weighted by ``sigma`` or ``sigma^2``).
+    Samplers always read the output as ``v``. Noise draw order: ``t``, then ``eps``.
+
+    Parameters
+    ----------
+    schedule
+        The log-SNR schedule.
+    target
+        ``"v"``, ``"eps"`` or ``"x"``.
+    loss
+        ``"l1"`` (reference default) or ``"l2"``. With l1 the network learns conditional
+        medians; every sampler reads them as means (they coincide for symmetric posteriors).
+    loss_scale
+        Multiplies the per-sample loss.
+    """
+
+    name = "vp"
+    samplers = ("ddim", "euler", "heun", "sde")
+
+    def __init__(
+        self,
+        schedule: CosineSchedule | None = None,
+        *,
+        target: VPTarget = "v",
+        loss: LossKind = "l1",
+        loss_scale: float = 1.0,
+    ) -> None:
+        _check_option("target", target, get_args(VPTarget))
+        _check_option("loss", loss, get_args(LossKind))
+        self.schedule = schedule if schedule is not None else CosineSchedule()
+        self.target = target
+        self.loss_kind = loss
+        self.loss_scale = float(loss_scale)
+
+    def __repr__(self) -> str:
+        return (
+            f"VPDiffusion({self.schedule!r}, target={self.target!r}, loss={self.loss_kind!r}, "
+            f"loss_scale={self.loss_scale})"
+        )
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(alpha, sigma)`` at ``t`` computed in float64 and returned in ``t``'s dtype."""
+        alpha, sigma = self.schedule.alpha_sigma(t.to(torch.float64))
+        return alpha.to(t.dtype), sigma.to(t.dtype)
+
+    def loss(
+        self,
+        model: Denoiser,
+        target: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+        x_lo: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        batch = target.shape[0]
+        if t is None:
+            t = rand((batch,), generator, device=target.device, dtype=target.dtype)
+        eps = randn(target.shape, generator, device=target.device, dtype=target.dtype)
+        alpha, sigma = self.alpha_sigma(t.to(target.dtype))
+        alpha, sigma = per_sample(alpha, target), per_sample(sigma, target)
+        z = alpha * target + sigma * eps
+        v_hat = call_network(model, z, t, cond, phys, task_features, target.shape[1])
+        if self.target == "v":
+            diff = v_hat - (alpha * eps - sigma * target)
+        elif self.target == "eps":
+            diff = (alpha * v_hat + sigma * z) - eps
+        else:
+            diff = (alpha * z - sigma * v_hat) - target
+        return self.loss_scale * _reduce(diff, self.loss_kind)
+
+    def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
+        return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
+
+    def ode_time(self, t: Tensor) -> Tensor:
+        return -self.schedule.angle(t)
+
+    def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        return noise
+
+    def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        # z(phi) = cos(phi) x + sin(phi) eps, so dz/dphi = v and dz/dtau = -v (tau = -phi).
+        return -out
+
+    def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        alpha, sigma = self.alpha_sigma(t)
+        return -(sigma * x + alpha * out) / sigma
+
+    def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        alpha, sigma = self.alpha_sigma(t)
+        return alpha * x - sigma * out
+
+    @property
+    def sampler_defaults(self) -> SamplerConfig:
+        return SamplerConfig(sampler="ddim", steps=2)
+
+
+class _BridgeBase(Objective):
+    """Shared parts of flow matching and IDFF: base distribution and time interval."""
+
+    def __init__(
+        self,
+        *,
+        base: Base = "gaussian",
+        base_sigma: float = 0.1,
+        t_min: float = 1e-4,
+        t_max: float = 1.0 - 1e-4,
+        loss: LossKind = "l2",
+        loss_scale: float = 1.0,
+    ) -> None:
+        _check_option("base", base, get_args(Base))
+        _check_option("loss", loss, get_args(LossKind))
+        if not 0.0 <= t_min < t_max <= 1.0:
+            raise ConfigError(
+                f"t_min = {t_min}, t_max = {t_max} must satisfy 0 <= t_min < t_max <= 1 "
+                "(the MHD trainer uses 1e-4 and 1 - 1e-4)"
+            )
+        if base == "coarse_plus_noise" and not base_sigma > 0:
+            raise ConfigError(
+                f"base_sigma = {base_sigma} must be positive for the coarse_plus_noise base"
+            )
+        self.base = base
+        self.base_sigma = float(base_sigma)
+        self.t_min = float(t_min)
+        self.t_max = float(t_max)
+        self.loss_kind = loss
+        self.loss_scale = float(loss_scale)
+
+    def _base_std(self) -> float:
+        return 1.0 if self.base == "gaussian" else self.base_sigma
+
+    def _base_mean(self, x: Tensor, x_lo: Tensor | None) -> Tensor | float:
+        if self.base == "gaussian" or x_lo is None:
+            return 0.0
+        return x_lo
+
+    def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """``x0 = noise`` (gaussian) or ``x0 = x_lo + base_sigma * noise`` (coarse_plus_noise)."""
+        return self._base_mean(noise, x_lo) + self._base_std() * noise
+
+    def _draw(
+        self,
+        target: Tensor,
+        t: Tensor | None,
+        x_lo: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        if t is None:
+            u = rand((target.shape[0],), generator, device=target.device, dtype=target.dtype)
+            t = self.t_min + (self.t_max - self.t_min) * u
+        noise = randn(target.shape, generator, device=target.device, dtype=target.dtype)
+        return t.to(target.dtype), self.initial_state(noise, x_lo=x_lo)
+
+    def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
+        return torch.linspace(self.t_min, self.t_max, steps + 1, dtype=torch.float64, device=device)
+
+    def ode_time(self, t: Tensor) -> Tensor:
+        return t
+
+
+class FlowMatching(_BridgeBase):
+    """Flow matching on the straight path ``x_t = (1 - t) x0 + t x1``; the network predicts ``x1 - x0``.
+
+    ``x0`` is drawn from the base: ``"gaussian"`` (``N(0, I)``) or ``"coarse_plus_noise"``
+    (``x_lo + base_sigma N(0, I)``); ``x1`` is the data; ``t ~ U(t_min, t_max)`` for training, and
+    samplers walk ``t_min -> t_max``. Noise draw order: ``t``, then the base noise.
+
+    In residual space ``x_lo`` is zero: the absolute-space coarse-plus-noise base
+    ``up(coarse) + s N(0, I)`` minus the residual's base ``up(coarse)``. The coarse-plus-noise base
+    is then a narrow Gaussian around "no correction" and the two formulations are the same path
+    shifted by the constant ``up(coarse)`` (see ``docs/diffusion.md``).
+
+    Scores used by the SDE sampler (derived in ``docs/diffusion.md``):
+    gaussian ``s = -(x - t v) / (1 - t)``, coarse_plus_noise
+    ``s = -(x - t v - x_lo) / ((1 - t) base_sigma^2)``.
+    """
+
+    name = "flow"
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowMatching(base={self.base!r}, base_sigma={self.base_sigma}, t_min={self.t_min}, "
+            f"t_max={self.t_max}, loss={self.loss_kind!r}, loss_scale={self.loss_scale})"
+        )
+
+    def loss(
+        self,
+        model: Denoiser,
+        target: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+        x_lo: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        t, x0 = self._draw(target, t, x_lo, generator)
+        tb = per_sample(t, target)
+        x_t = (1 - tb) * x0 + tb * target
+        v_hat = call_network(model, x_t, t, cond, phys, task_features, target.shape[1])
+        return self.loss_scale * _reduce(v_hat - (target - x0), self.loss_kind)
+
+    def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        return out
+
+    def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        # E[x0 | x_t] = x_t - t v_hat; x_t | x0-noise is Gaussian around (1 - t) mean0 + t x1.
+        x0_hat = x - t * out
+        std = self._base_std()
+        return -(x0_hat - self._base_mean(x, x_lo)) / ((1 - t) * std**2)
+
+    def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        return x + (1 - t) * out
+
+    @property
+    def sampler_defaults(self) -> SamplerConfig:
+        return SamplerConfig(sampler="euler", steps=50)
+
+
+class IDFF(_BridgeBase):
+    """IDFF-style stochastic bridge with a data-endpoint head and a noise (score) head.
+
+    Path: ``x_t = (1 - t) x0 + t x1 + s_t eps`` with ``s_t = sigma sqrt(t (1 - t))``, ``x0`` from
+    the base (as in :class:`FlowMatching`), ``x1`` the data, ``t ~ U(t_min, t_max)``.
+
+    The network has ``2 C`` output channels: the first ``C`` are ``x1_hat`` (data-endpoint
+    prediction), the last ``C`` are ``eps_hat`` (the bridge noise, ``eps_hat = -s_t * score``).
+    Loss per sample::
+
+        loss_scale * [ mean |x1_hat - x1|^p / (1 - t + c) + mean |eps_hat - eps|^p ]
+
+    Probability-flow drift (derived in ``docs/diffusion.md``; exact for any base)::
+
+        dx/dt = (x1_hat - x) / (1 - t) + sigma^2 eps_hat / (2 s_t)
+
+    Noise draw order: ``t``, then the base noise, then ``eps``.
+
+    Parameters
+    ----------
+    sigma
+        Bridge noise level ``sigma``.
+    c
+        Regulariser of the ``1 / (1 - t + c)`` weighting of the data-endpoint loss.
+    base, base_sigma, t_min, t_max, loss, loss_scale
+        As in :class:`FlowMatching`.
+    """
+
+    name = "idff"
+    channel_factor = 2
+    samplers = ("idff", "euler", "heun", "sde")
+
+    def __init__(
+        self,
+        *,
+        sigma: float = 0.2,
+        c: float = 0.01,
+        base: Base = "gaussian",
+        base_sigma: float = 0.1,
+        t_min: float = 1e-4,
+        t_max: float = 1.0 - 1e-4,
+        loss: LossKind = "l2",
+        loss_scale: float = 1.0,
+    ) -> None:
+        super().__init__(
+            base=base,
+            base_sigma=base_sigma,
+            t_min=t_min,
+            t_max=t_max,
+            loss=loss,
+            loss_scale=loss_scale,
+        )
+        if not sigma > 0:
+            raise ConfigError(f"idff_sigma = {sigma} must be positive (the IDFF default is 0.2)")
+        if not c > 0:
+            raise ConfigError(f"idff_c = {c} must be positive (the IDFF default is 0.01)")
+        if t_min <= 0.0 or t_max >= 1.0:
+            raise ConfigError(
+                f"IDFF needs 0 < t_min and t_max < 1 (its drift divides by sqrt(t (1 - t))); "
+                f"got t_min = {t_min}, t_max = {t_max}"
+            )
+        self.sigma = float(sigma)
+        self.c = float(c)
+
+    def __repr__(self) -> str:
+        return (
+            f"IDFF(sigma={self.sigma}, c={self.c}, base={self.base!r}, base_sigma={self.base_sigma}, "
+            f"t_min={self.t_min}, t_max={self.t_max}, loss={self.loss_kind!r}, "
+            f"loss_scale={self.loss_scale})"
+        )
+
+    def bridge_std(self, t: Tensor) -> Tensor:
+        """``s_t = sigma sqrt(t (1 - t))``."""
+        return self.sigma * torch.sqrt(t * (1 - t))
+
+    @staticmethod
+    def split(out: Tensor) -> tuple[Tensor, Tensor]:
+        """Split a ``2 C``-channel output into ``(x1_hat, eps_hat)``."""
+        channels = out.shape[1] // 2
+        return out[:, :channels], out[:, channels:]
+
+    def loss(
+        self,
+        model: Denoiser,
+        target: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+        x_lo: Tensor | None = None,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        t, x0 = self._draw(target, t, x_lo, generator)
+        eps = randn(target.shape, generator, device=target.device, dtype=target.dtype)
+        tb = per_sample(t, target)
+        x_t = (1 - tb) * x0 + tb * target + self.bridge_std(tb) * eps
+        out = call_network(
+            model, x_t, t, cond, phys, task_features, self.channel_factor * target.shape[1]
+        )
+        x1_hat, eps_hat = self.split(out)
+        weight = 1.0 / (1.0 - t + self.c)
+        data_term = weight * _reduce(x1_hat - target, self.loss_kind)
+        noise_term = _reduce(eps_hat - eps, self.loss_kind)
+        return self.loss_scale * (data_term + noise_term)
+
+    def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        x1_hat, eps_hat = self.split(out)
+        return (x1_hat - x) / (1 - t) + self.sigma**2 * eps_hat / (2 * self.bridge_std(t))
+
+    def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        _, eps_hat = self.split(out)
+        return -eps_hat / self.bridge_std(t)
+
+    def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        return self.split(out)[0]
+
+    @property
+    def sampler_defaults(self) -> SamplerConfig:
+        return SamplerConfig(sampler="idff", steps=10)
+
+
+def build_objective(config: DiffusionConfig) -> Objective:
+    """The objective described by a :class:`~flexdownscale.config.DiffusionConfig`.
+
+    Examples
+    --------
+    >>> from flexdownscale.config import DiffusionConfig
+    >>> build_objective(DiffusionConfig(objective="flow", base="coarse_plus_noise")).base
+    'coarse_plus_noise'
+    """
+    _check_option("objective", config.objective, ("vp", "flow", "idff"))
+    if config.objective == "vp":
+        schedule = CosineSchedule(config.logsnr_min, config.logsnr_max, config.shift)
+        return VPDiffusion(
+            schedule, target=config.target, loss=config.loss, loss_scale=config.loss_scale
+        )
+    common = dict(
+        base=config.base,
+        base_sigma=config.base_sigma,
+        t_min=config.t_min,
+        t_max=config.t_max,
+        loss=config.loss,
+        loss_scale=config.loss_scale,
+    )
+    if config.objective == "flow":
+        return FlowMatching(**common)
+    return IDFF(sigma=config.idff_sigma, c=config.idff_c, **common)

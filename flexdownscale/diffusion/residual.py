@@ -1,0 +1,243 @@
+"""The residual wrapper: any backbone becomes a generative model of ``target - base``.
+
+Super-resolution: ``base = up(coarse)``, the coarse field already interpolated to the fine grid
+by the caller (the data layer owns the interpolation); the residual is ``fine - base`` and the
+task input ``cond`` is ``base`` itself. Forecasting: ``cond`` stacks the ``past_frames`` past
+frames on channels (oldest first), ``base`` is the current (last) frame and the residual is
+``next - current``.
+
+Generating returns ``base + residual sample``. In residual space the coarse-plus-noise flow base
+has mean zero (``x_lo = 0``), see ``docs/diffusion.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+from .objectives import Denoiser, Objective, TaskFeatures
+from .samplers import SamplerName, sample_ensemble
+
+__all__ = ["ResidualModel", "rollout"]
+
+Task = Literal["superres", "forecast"]
+
+
+class ResidualModel(nn.Module):
+    """A backbone that models the residual ``target - base``.
+
+    The wrapper is itself a :class:`~flexdownscale.diffusion.objectives.Denoiser` (it forwards
+    calls and ``encode_task`` to the backbone), and adds the residual bookkeeping.
+
+    Parameters
+    ----------
+    backbone
+        Any network implementing the ``Denoiser`` protocol (an ``nn.Module`` is registered as a
+        submodule, so ``.to()``, ``.parameters()`` and ``state_dict()`` include it).
+    task
+        ``"superres"`` (``base = cond``, the upsampled coarse field) or ``"forecast"``
+        (``base`` = the last of the ``past_frames`` frames stacked in ``cond``).
+    past_frames
+        Number of past frames stacked in ``cond`` when forecasting.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Zero(torch.nn.Module):  # a "network" that always predicts 0
+    ...     def forward(self, x_t, t, cond=None, *, phys=None, task_features=None):
+    ...         return torch.zeros_like(x_t)
+    ...     def encode_task(self, cond):
+    ...         return ()
+    >>> from flexdownscale.diffusion import VPDiffusion
+    >>> model = ResidualModel(Zero())
+    >>> base = torch.ones(2, 1, 16, 16)
+    >>> model.sample(VPDiffusion(), base, members=3, generator=0).shape
+    torch.Size([2, 3, 1, 16, 16])
+    """
+
+    def __init__(
+        self, backbone: Denoiser, *, task: Task = "superres", past_frames: int = 1
+    ) -> None:
+        super().__init__()
+        if task not in get_args(Task):
+            raise ConfigError(
+                f"task = {task!r} is not a valid option; expected 'superres' or 'forecast'"
+            )
+        if isinstance(past_frames, bool) or not isinstance(past_frames, int) or past_frames < 1:
+            raise ConfigError(f"past_frames = {past_frames!r} must be a positive integer")
+        self.backbone = backbone
+        self.task = task
+        self.past_frames = past_frames
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+    ) -> Tensor:
+        """Call the backbone (see the ``Denoiser`` protocol)."""
+        return self.backbone(x_t, t, cond, phys=phys, task_features=task_features)
+
+    def encode_task(self, cond: Tensor) -> TaskFeatures:
+        """The backbone's task features of ``cond`` (computed once per field by the samplers)."""
+        return self.backbone.encode_task(cond)
+
+    def base_of(self, cond: Tensor) -> Tensor:
+        """The base field implied by ``cond``: ``cond`` (superres) or its last frame (forecast)."""
+        if self.task == "superres":
+            return cond
+        channels, rest = divmod(cond.shape[1], self.past_frames)
+        if rest:
+            raise ShapeError(
+                f"cond has {cond.shape[1]} channels, not a multiple of past_frames = "
+                f"{self.past_frames}; stack the past frames on the channel axis"
+            )
+        return cond[:, cond.shape[1] - channels :]
+
+    def residual(self, target: Tensor, base: Tensor) -> Tensor:
+        """``target - base`` (shapes must match)."""
+        if target.shape != base.shape:
+            raise ShapeError(
+                f"target {tuple(target.shape)} and base {tuple(base.shape)} must have the same shape"
+            )
+        return target - base
+
+    def loss(
+        self,
+        objective: Objective,
+        target: Tensor,
+        cond: Tensor,
+        *,
+        base: Tensor | None = None,
+        phys: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Per-sample training loss ``(B,)`` of ``objective`` on the residual ``target - base``.
+
+        Parameters
+        ----------
+        objective
+            The objective.
+        target
+            Fine field (superres) or next frame (forecast), ``(B, C, H, W)``.
+        cond
+            Task input, ``(B, C_cond, H, W)``.
+        base
+            Defaults to :meth:`base_of` ``(cond)``.
+        phys
+            Scalar physical condition ``(B,)``.
+        generator
+            Source of the random times and noises.
+        """
+        base = self.base_of(cond) if base is None else base
+        residual = self.residual(target, base)
+        return objective.loss(self.backbone, residual, cond, phys=phys, generator=generator)
+
+    def sample(
+        self,
+        objective: Objective,
+        cond: Tensor,
+        *,
+        base: Tensor | None = None,
+        members: int = 1,
+        sampler: SamplerName | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | int | None = None,
+        noise: Tensor | None = None,
+        phys: Tensor | None = None,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Ensemble of ``base + residual`` samples, shape ``(B, members, C, H, W)``.
+
+        See :func:`~flexdownscale.diffusion.samplers.sample_ensemble` for ``members``,
+        ``sampler``, ``steps``, ``generator``, ``noise``, ``batch_size`` and the sampler options.
+        """
+        base = self.base_of(cond) if base is None else base
+        residual = sample_ensemble(
+            self.backbone,
+            cond,
+            objective=objective,
+            members=members,
+            shape=tuple(base.shape),
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
+            noise=noise,
+            phys=phys,
+            batch_size=batch_size,
+            **options,
+        )
+        return base.unsqueeze(1).to(residual.dtype) + residual
+
+
+def rollout(
+    model: ResidualModel,
+    objective: Objective,
+    frames: Tensor,
+    *,
+    lead_steps: int,
+    members: int = 1,
+    sampler: SamplerName | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | int | None = None,
+    phys: Tensor | None = None,
+    batch_size: int | None = None,
+    **options: Any,
+) -> Tensor:
+    """Autoregressive ensemble forecast: every member feeds back its own state.
+
+    Parameters
+    ----------
+    model
+        A forecasting :class:`ResidualModel` (``task="forecast"``).
+    objective
+        The objective it was trained with.
+    frames
+        Past frames stacked on channels, oldest first, ``(B, past_frames * C, H, W)``.
+    lead_steps
+        Number of autoregressive steps.
+    members
+        Ensemble size ``M``. All members start from ``frames``; from then on each member's
+        next input is its own past frames (never the ensemble mean).
+    sampler, steps, generator, batch_size, **options
+        As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`; one generator drives the
+        whole rollout, so results do not depend on ``batch_size``.
+    phys
+        Scalar physical condition ``(B,)``.
+
+    Returns
+    -------
+    Tensor of shape ``(B, M, lead_steps, C, H, W)``.
+    """
+    if model.task != "forecast":
+        raise ConfigError("rollout needs a ResidualModel built with task='forecast'")
+    if isinstance(lead_steps, bool) or not isinstance(lead_steps, int) or lead_steps < 1:
+        raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        generator = torch.Generator().manual_seed(generator)
+    elif generator is None:
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+    batch = frames.shape[0]
+    common = dict(
+        sampler=sampler, steps=steps, generator=generator, batch_size=batch_size, **options
+    )
+    # lead 1: every member starts from the same frames, so one task encoding per field
+    nxt = model.sample(objective, frames, members=members, phys=phys, **common)
+    channels = nxt.shape[2]
+    states = frames.repeat_interleave(members, dim=0)  # (B*M, P*C, H, W), member-fastest
+    member_phys = phys.repeat_interleave(members, dim=0) if phys is not None else None
+    outputs = [nxt]
+    for _ in range(lead_steps - 1):
+        flat = nxt.reshape(batch * members, channels, *nxt.shape[3:])
+        states = torch.cat([states[:, channels:], flat.to(states.dtype)], dim=1)
+        nxt = model.sample(objective, states, members=1, phys=member_phys, **common)
+        nxt = nxt.reshape(batch, members, channels, *nxt.shape[3:])
+        outputs.append(nxt)
+    return torch.stack(outputs, dim=2)

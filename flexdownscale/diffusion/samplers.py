@@ -1,0 +1,667 @@
+"""Samplers: pure functions with one shared signature, float64 state, seeded noise.
+
+Every sampler is called as::
+
+    result = sample_xxx(model, x_init, cond, *, objective, steps, generator=None,
+                        phys=None, task_features=None, x_lo=None, model_dtype=None,
+                        return_trajectory=False, **sampler_options)
+
+and returns a :class:`SampleResult`. ``x_init`` is a draw from the objective's base distribution
+(``objective.initial_state(noise)``); the state is kept in float64 and cast to the network's
+dtype only for the network call. The task encoder runs once per call (``task_features`` are
+computed from ``cond`` when not given) and the features are reused at every step.
+
+=================== ================ ====================================================
+sampler             objectives       network evaluations (NFE)
+=================== ================ ====================================================
+:func:`sample_ddim`  vp               ``steps`` (deterministic for ``eta = 0``)
+:func:`sample_euler` vp, flow, idff   ``steps``
+:func:`sample_heun`  vp, flow, idff   ``2 steps``
+:func:`sample_sde`   vp, flow, idff   ``steps``
+:func:`sample_idff`  idff             ``steps`` (``2 steps`` with ``g2 > 0``: one JVP each)
+=================== ================ ====================================================
+
+:func:`sample_ensemble` draws ensemble members for a batch of fields in an order that does not
+depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, ShapeError
+from .objectives import (
+    IDFF,
+    Denoiser,
+    Objective,
+    TaskFeatures,
+    VPDiffusion,
+    call_network,
+    randn,
+    select_features,
+)
+
+__all__ = [
+    "SAMPLERS",
+    "SampleResult",
+    "SamplerName",
+    "sample",
+    "sample_ddim",
+    "sample_ensemble",
+    "sample_euler",
+    "sample_heun",
+    "sample_idff",
+    "sample_sde",
+]
+
+SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Output of a sampler.
+
+    Attributes
+    ----------
+    sample
+        The sample, shape of ``x_init``, in ``x_init``'s dtype.
+    times
+        Network times of the grid, ``(steps + 1,)`` float64, from the noise end to the data end.
+    trajectory
+        ``None``, or the float64 states at each grid time (``steps + 1`` tensors, the first being
+        ``x_init``; for DDIM the last one is the final ``x0`` prediction).
+    nfe
+        Number of network evaluations used.
+    """
+
+    sample: Tensor
+    times: Tensor
+    trajectory: tuple[Tensor, ...] | None
+    nfe: int
+
+
+def _model_dtype(model: Any, model_dtype: torch.dtype | None) -> torch.dtype:
+    if model_dtype is not None:
+        return model_dtype
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        for p in parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.float32
+
+
+def _noise_like(x: Tensor, generator: Generators) -> Tensor:
+    """Standard normal float64 noise shaped like ``x``; one generator per row when a sequence."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return randn(x.shape, generator, device=x.device, dtype=torch.float64)
+    if len(generator) != x.shape[0]:
+        raise ShapeError(
+            f"got {len(generator)} generators for a batch of {x.shape[0]} states; pass one "
+            "torch.Generator, or one per row"
+        )
+    rows = [randn(x.shape[1:], g, device=x.device, dtype=torch.float64) for g in generator]
+    return torch.stack(rows)
+
+
+class _Net:
+    """The network with its conditioning bound: ``net(x, t) -> float64 output``."""
+
+    def __init__(
+        self,
+        model: Denoiser,
+        objective: Objective,
+        cond: Tensor | None,
+        phys: Tensor | None,
+        task_features: TaskFeatures | None,
+        model_dtype: torch.dtype | None,
+    ) -> None:
+        self.model = model
+        self.objective = objective
+        self.dtype = _model_dtype(model, model_dtype)
+        self.cond = cond.to(self.dtype) if cond is not None and cond.is_floating_point() else cond
+        self.phys = phys.to(self.dtype) if phys is not None else None
+        if task_features is None and self.cond is not None:
+            task_features = model.encode_task(self.cond)
+        self.task_features = task_features
+        self.nfe = 0
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        t_net = self.objective.network_time(t).to(self.dtype).expand(x.shape[0])
+        channels = self.objective.channel_factor * x.shape[1]
+        out = call_network(
+            self.model, x.to(self.dtype), t_net, self.cond, self.phys, self.task_features, channels
+        )
+        return out.to(torch.float64)
+
+
+def _check_common(
+    name: str, objective: Objective, x_init: Tensor, steps: int, cond: Tensor | None
+) -> None:
+    if not isinstance(objective, Objective):
+        raise ConfigError(
+            f"objective must be a flexdownscale.diffusion Objective, got {type(objective).__name__}; "
+            "build one with build_objective(DiffusionConfig(...))"
+        )
+    if name not in objective.samplers:
+        raise ConfigError(
+            f"sampler {name!r} does not apply to the {objective.name!r} objective; "
+            f"use one of {', '.join(repr(s) for s in objective.samplers)}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps = {steps!r} must be a positive integer")
+    if x_init.ndim < 2:
+        raise ShapeError(f"x_init must have shape (B, C, ...), got {tuple(x_init.shape)}")
+    if cond is not None and cond.shape[0] != x_init.shape[0]:
+        raise ShapeError(
+            f"cond has batch {cond.shape[0]} but x_init has batch {x_init.shape[0]}; repeat the "
+            "conditioning per member (or use sample_ensemble, which does it for you)"
+        )
+
+
+def _finish(
+    x: Tensor, x_init: Tensor, times: Tensor, trajectory: list[Tensor] | None, nfe: int
+) -> SampleResult:
+    return SampleResult(
+        sample=x.to(x_init.dtype),
+        times=times,
+        trajectory=tuple(trajectory) if trajectory is not None else None,
+        nfe=nfe,
+    )
+
+
+@torch.no_grad()
+def sample_ddim(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    steps: int = 2,
+    generator: Generators = None,
+    phys: Tensor | None = None,
+    task_features: TaskFeatures | None = None,
+    x_lo: Tensor | None = None,
+    model_dtype: torch.dtype | None = None,
+    return_trajectory: bool = False,
+    eta: float = 0.0,
+) -> SampleResult:
+    """DDIM for the VP objective (network output read as ``v``), on a uniform grid from 1 to 0.
+
+    At each grid time ``t`` with next time ``s``: ``x0_hat = alpha_t z - sigma_t v_hat``,
+    ``eps_hat = sigma_t z + alpha_t v_hat`` and::
+
+        z <- alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi,
+        c = eta (sigma_s / sigma_t) sqrt(1 - alpha_t^2 / alpha_s^2),   xi ~ N(0, I).
+
+    The last step returns ``x0_hat``. With 2 steps the network is evaluated at ``t = 1`` and
+    ``t = 0.5``. For every ``eta`` in [0, 1] the update keeps ``q(z_s | x0) = N(alpha_s x0,
+    sigma_s^2)`` (Song et al. 2021); ``eta = 1`` is ancestral sampling.
+
+    Parameters
+    ----------
+    model, x_init, cond, objective, steps, generator, phys, task_features, x_lo, model_dtype,
+    return_trajectory
+        See the module docstring. ``x_init``: ``(B, C, ...)`` standard normal noise.
+        ``generator``: one ``torch.Generator`` or one per row (only used when ``eta > 0``).
+    eta
+        Stochasticity in [0, 1]; 0 (default) is deterministic DDIM.
+
+    Returns
+    -------
+    SampleResult
+    """
+    _check_common("ddim", objective, x_init, steps, cond)
+    assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"eta = {eta} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    times = objective.time_grid(steps, device=x_init.device)
+    alphas, sigmas = objective.schedule.alpha_sigma(times)
+    z = x_init.to(torch.float64)
+    trajectory = [z] if return_trajectory else None
+    for i in range(steps):
+        v_hat = net(z, times[i])
+        x0_hat = alphas[i] * z - sigmas[i] * v_hat
+        if i == steps - 1:
+            z = x0_hat
+        else:
+            eps_hat = sigmas[i] * z + alphas[i] * v_hat
+            a_s, s_s = alphas[i + 1], sigmas[i + 1]
+            ratio = (alphas[i] / a_s).clamp(max=1.0)
+            c = eta * (s_s / sigmas[i]) * torch.sqrt(1.0 - ratio**2)
+            z = a_s * x0_hat + torch.sqrt((s_s**2 - c**2).clamp(min=0.0)) * eps_hat
+            if eta > 0:
+                z = z + c * _noise_like(z, generator)
+        if trajectory is not None:
+            trajectory.append(z)
+    return _finish(z, x_init, times, trajectory, net.nfe)
+
+
+def _ode_setup(
+    name: str,
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None,
+    objective: Objective,
+    steps: int,
+    phys: Tensor | None,
+    task_features: TaskFeatures | None,
+    model_dtype: torch.dtype | None,
+) -> tuple[_Net, Tensor, Tensor]:
+    _check_common(name, objective, x_init, steps, cond)
+    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    times = objective.time_grid(steps, device=x_init.device)
+    return net, times, objective.ode_time(times)
+
+
+@torch.no_grad()
+def sample_euler(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    steps: int = 50,
+    generator: Generators = None,
+    phys: Tensor | None = None,
+    task_features: TaskFeatures | None = None,
+    x_lo: Tensor | None = None,
+    model_dtype: torch.dtype | None = None,
+    return_trajectory: bool = False,
+) -> SampleResult:
+    """Euler integration of the probability-flow ODE ``dx / dtau = objective.velocity``.
+
+    Flow matching and IDFF integrate in ``t`` from ``t_min`` to ``t_max``; VP integrates in
+    ``tau = -phi(t)`` (``phi = atan2(sigma, alpha)``) on a uniform grid in ``t`` from 1 to 0, where
+    the ODE is ``dz / dtau = -v``. Deterministic: ``generator`` is accepted and unused.
+    Parameters as in :func:`sample_ddim` (without ``eta``).
+    """
+    net, times, taus = _ode_setup(
+        "euler", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+    )
+    x = x_init.to(torch.float64)
+    trajectory = [x] if return_trajectory else None
+    for i in range(steps):
+        t = times[i]
+        f = objective.velocity(net(x, t), x, t, x_lo=x_lo)
+        x = x + (taus[i + 1] - taus[i]) * f
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, x_init, times, trajectory, net.nfe)
+
+
+@torch.no_grad()
+def sample_heun(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    steps: int = 25,
+    generator: Generators = None,
+    phys: Tensor | None = None,
+    task_features: TaskFeatures | None = None,
+    x_lo: Tensor | None = None,
+    model_dtype: torch.dtype | None = None,
+    return_trajectory: bool = False,
+) -> SampleResult:
+    """Heun's (explicit trapezoidal) method for the probability-flow ODE: 2 NFE per step.
+
+    Same ODE and grid as :func:`sample_euler`; second-order accurate. Every step, the last one
+    included, uses the corrector (the drifts stay finite at the grid's end points).
+    """
+    net, times, taus = _ode_setup(
+        "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+    )
+    x = x_init.to(torch.float64)
+    trajectory = [x] if return_trajectory else None
+    for i in range(steps):
+        h = taus[i + 1] - taus[i]
+        f0 = objective.velocity(net(x, times[i]), x, times[i], x_lo=x_lo)
+        x_pred = x + h * f0
+        f1 = objective.velocity(net(x_pred, times[i + 1]), x_pred, times[i + 1], x_lo=x_lo)
+        x = x + 0.5 * h * (f0 + f1)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, x_init, times, trajectory, net.nfe)
+
+
+@torch.no_grad()
+def sample_sde(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    steps: int = 50,
+    generator: Generators = None,
+    phys: Tensor | None = None,
+    task_features: TaskFeatures | None = None,
+    x_lo: Tensor | None = None,
+    model_dtype: torch.dtype | None = None,
+    return_trajectory: bool = False,
+    delta: float = 0.0,
+) -> SampleResult:
+    """Euler-Maruyama for ``dx = [u + delta s] dtau + sqrt(2 delta) dW``.
+
+    ``u`` is the probability-flow drift (:meth:`Objective.velocity`) and ``s`` the score derived
+    from the same network output (:meth:`Objective.score`). For any ``delta >= 0`` this SDE has
+    the same marginals as the ODE (the added drift and diffusion cancel in the Fokker-Planck
+    equation); ``delta = 0`` is :func:`sample_euler`. Flow matching with a coarse-plus-noise base
+    needs ``x_lo`` (``None`` is zero, the residual-space value).
+
+    Parameters
+    ----------
+    delta
+        Langevin strength, ``>= 0``.
+    """
+    net, times, taus = _ode_setup(
+        "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+    )
+    if not delta >= 0:
+        raise ConfigError(f"delta = {delta} must be >= 0 (0 is the probability-flow ODE)")
+    x = x_init.to(torch.float64)
+    trajectory = [x] if return_trajectory else None
+    for i in range(steps):
+        t = times[i]
+        h = taus[i + 1] - taus[i]
+        out = net(x, t)
+        drift = objective.velocity(out, x, t, x_lo=x_lo)
+        if delta > 0:
+            drift = drift + delta * objective.score(out, x, t, x_lo=x_lo)
+        x = x + h * drift
+        if delta > 0:
+            x = x + torch.sqrt(2 * delta * h) * _noise_like(x, generator)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, x_init, times, trajectory, net.nfe)
+
+
+@torch.no_grad()
+def sample_idff(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    steps: int = 10,
+    generator: Generators = None,
+    phys: Tensor | None = None,
+    task_features: TaskFeatures | None = None,
+    x_lo: Tensor | None = None,
+    model_dtype: torch.dtype | None = None,
+    return_trajectory: bool = False,
+    g1: float = 0.0,
+    g2: float = 0.0,
+) -> SampleResult:
+    """IDFF sampler: bridge SDE with a Langevin knob ``g1`` and a momentum knob ``g2``.
+
+    Integrates, from ``t_min`` to ``t_max`` on a uniform grid,
+
+    .. math::
+
+        dx = \\left[\\frac{\\hat x_1 - x}{1 - t} + \\left(g_1 s_t^2 - \\frac{\\sigma^2}{2}\\right)
+             \\hat s\\right] dt + \\sqrt{2 g_1}\\, s_t\\, dW,
+        \\qquad s_t = \\sigma\\sqrt{t (1 - t)},\\quad \\hat s = -\\hat\\epsilon / s_t,
+
+    whose marginals are the bridge's for every ``g1 >= 0`` (``docs/diffusion.md``). ``g1 = 0`` is
+    the bridge's probability-flow ODE. ``g2`` weights the momentum (acceleration) term of a
+    second-order Taylor step, ``x += h f + g2 h^2 / 2 df/dt`` with ``df/dt = d_t f + (grad f) f``
+    computed exactly by one forward-mode JVP through the network (``g2 = 1`` is the full
+    second-order Taylor step; ``g2 = g1 = 0`` is Euler on the bridge ODE).
+
+    Parameters
+    ----------
+    g1
+        Langevin strength, ``>= 0``.
+    g2
+        Weight of the second-order (momentum) term, ``>= 0``; costs one JVP per step.
+    """
+    _check_common("idff", objective, x_init, steps, cond)
+    assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
+    if not g1 >= 0 or not g2 >= 0:
+        raise ConfigError(f"g1 = {g1} and g2 = {g2} must be >= 0 (0, 0 is the bridge ODE)")
+    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    times = objective.time_grid(steps, device=x_init.device)
+
+    def drift(x: Tensor, t: Tensor) -> Tensor:
+        out = net(x, t)
+        f = objective.velocity(out, x, t, x_lo=x_lo)
+        if g1 > 0:
+            f = f + g1 * objective.bridge_std(t) ** 2 * objective.score(out, x, t, x_lo=x_lo)
+        return f
+
+    x = x_init.to(torch.float64)
+    trajectory = [x] if return_trajectory else None
+    for i in range(steps):
+        t = times[i]
+        h = times[i + 1] - t
+        f = drift(x, t)
+        x_next = x + h * f
+        if g2 > 0:
+            _, f_dot = torch.func.jvp(drift, (x, t), (f, torch.ones_like(t)))
+            x_next = x_next + g2 * 0.5 * h**2 * f_dot
+        if g1 > 0:
+            std = math.sqrt(2 * g1) * objective.bridge_std(t) * torch.sqrt(h)
+            x_next = x_next + std * _noise_like(x, generator)
+        x = x_next
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, x_init, times, trajectory, net.nfe)
+
+
+SAMPLERS: dict[str, Callable[..., SampleResult]] = {
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "sde": sample_sde,
+    "idff": sample_idff,
+}
+
+#: sampler options read from a SamplerConfig, per sampler
+_OPTIONS = {"ddim": ("eta",), "euler": (), "heun": (), "sde": ("delta",), "idff": ("g1", "g2")}
+
+
+def sample(
+    model: Denoiser,
+    x_init: Tensor,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    sampler: SamplerName | None = None,
+    steps: int | None = None,
+    **kwargs: Any,
+) -> SampleResult:
+    """Dispatch to a sampler by name; ``None`` picks the objective's default sampler and steps."""
+    defaults = objective.sampler_defaults
+    name = sampler if sampler is not None else defaults.sampler
+    if name not in get_args(SamplerName):
+        raise ConfigError(
+            f"sampler = {name!r} is not a valid option; expected one of "
+            f"{', '.join(repr(s) for s in get_args(SamplerName))}"
+        )
+    steps = steps if steps is not None else defaults.steps
+    return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
+
+
+def _is_stochastic(name: str, options: dict[str, Any]) -> bool:
+    return (
+        (name == "ddim" and options.get("eta", 0.0) > 0)
+        or (name == "sde" and options.get("delta", 0.0) > 0)
+        or (name == "idff" and options.get("g1", 0.0) > 0)
+    )
+
+
+def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    if isinstance(generator, torch.Generator):
+        return generator
+    if generator is None:
+        generator = int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(generator, bool) or not isinstance(generator, int):
+        raise ConfigError(
+            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        )
+    return torch.Generator().manual_seed(generator)
+
+
+def sample_ensemble(
+    model: Denoiser,
+    cond: Tensor | None = None,
+    *,
+    objective: Objective,
+    members: int = 1,
+    shape: tuple[int, ...] | None = None,
+    sampler: SamplerName | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | int | None = None,
+    noise: Tensor | None = None,
+    phys: Tensor | None = None,
+    x_lo: Tensor | None = None,
+    batch_size: int | None = None,
+    model_dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    **options: Any,
+) -> Tensor:
+    """Draw ``members`` samples for each of ``B`` fields.
+
+    Randomness is drawn in a fixed order from ``generator`` before any batching: first the
+    initial noise of shape ``(B, members, *event)`` (float32, member-fastest), then, for
+    stochastic samplers, one seed per member for a private generator that supplies that member's
+    noise at every step. The result therefore does not depend on ``batch_size``. The task
+    encoder runs once per field, its features are shared by the field's members and reused at
+    every step.
+
+    Parameters
+    ----------
+    model
+        The network (:class:`~flexdownscale.diffusion.objectives.Denoiser`).
+    cond
+        Task input, ``(B, C_cond, ...)``, or ``None`` for an unconditional model.
+    objective
+        The objective the model was trained with.
+    members
+        Ensemble size ``M``.
+    shape
+        Shape of one batch of samples, ``(B, C, ...)``; needed when ``noise`` is not given.
+    sampler, steps
+        Sampler name and steps; ``None`` takes the objective's defaults
+        (``objective.sampler_defaults``), as do the sampler options (``eta``, ``delta``,
+        ``g1``, ``g2``) not passed in ``options``.
+    generator
+        ``torch.Generator``, integer seed, or ``None`` (a seed from torch's global generator).
+        Noise is drawn on the generator's device, so a CPU generator gives the same samples on
+        any device.
+    noise
+        Initial standard normal noise ``(B, M, C, ...)``, e.g. drawn by the caller for a whole
+        fine field before tiling. Replaces the initial draw; step noise still comes from
+        ``generator``.
+    phys
+        Scalar physical condition ``(B,)``.
+    x_lo
+        Base mean of the coarse-plus-noise flow base, ``(B, C, ...)`` (``None``: zero, the
+        residual-space value).
+    batch_size
+        Number of member rows per network call (``None``: all ``B * M`` at once).
+    model_dtype
+        Dtype of the network input (default: the model's parameter dtype).
+    device
+        Device of the samples (default: ``cond``'s, else the noise's, else the CPU).
+    **options
+        Sampler options (``eta``, ``delta``, ``g1``, ``g2``, ``return_trajectory`` is not allowed).
+
+    Returns
+    -------
+    Tensor of shape ``(B, M, C, ...)`` in ``cond``'s dtype (float32 without ``cond``).
+    """
+    defaults = objective.sampler_defaults
+    name = sampler if sampler is not None else defaults.sampler
+    if name not in get_args(SamplerName):
+        raise ConfigError(
+            f"sampler = {name!r} is not a valid option; expected one of "
+            f"{', '.join(repr(s) for s in get_args(SamplerName))}"
+        )
+    steps = steps if steps is not None else defaults.steps
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigError(f"members = {members!r} must be a positive integer")
+    if "return_trajectory" in options:
+        raise ConfigError("sample_ensemble does not return trajectories; call a sampler directly")
+    allowed = _OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"options {unknown} do not apply to sampler {name!r}; it takes {list(allowed) or 'none'}"
+        )
+    options = {key: options.get(key, getattr(defaults, key)) for key in allowed}
+
+    generator = _as_generator(generator)
+    if device is None:
+        device = cond.device if cond is not None else (noise.device if noise is not None else "cpu")
+    if noise is None:
+        if shape is None:
+            raise ShapeError("pass shape=(B, C, ...) or noise=(B, M, C, ...) to sample_ensemble")
+        batch, event = shape[0], tuple(shape[1:])
+        noise = randn((batch, members, *event), generator, device=device, dtype=torch.float32)
+    elif noise.ndim < 3 or noise.shape[1] != members:
+        raise ShapeError(
+            f"noise has shape {tuple(noise.shape)}; expected (B, members={members}, C, ...)"
+        )
+    batch, event = noise.shape[0], tuple(noise.shape[2:])
+    if cond is not None and cond.shape[0] != batch:
+        raise ShapeError(f"cond has batch {cond.shape[0]} but the noise has batch {batch}")
+    rows = batch * members
+    member_generators: list[torch.Generator] | None = None
+    if _is_stochastic(name, options):
+        seeds = torch.randint(0, 2**62, (rows,), generator=generator, device=generator.device)
+        member_generators = [
+            torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds.tolist()
+        ]
+    if batch_size is None:
+        batch_size = rows
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer")
+
+    dtype = _model_dtype(model, model_dtype)
+    features: TaskFeatures | None = None
+    if cond is not None:
+        cond = cond.to(device)
+        with torch.no_grad():
+            features = model.encode_task(cond.to(dtype) if cond.is_floating_point() else cond)
+
+    flat_noise = noise.reshape(rows, *event)
+    chunks = []
+    for start in range(0, rows, batch_size):
+        stop = min(start + batch_size, rows)
+        field = torch.arange(start, stop, device=device) // members
+        x_init = objective.initial_state(
+            flat_noise[start:stop].to(device=device, dtype=torch.float64),
+            x_lo=x_lo.to(device, torch.float64).index_select(0, field)
+            if x_lo is not None
+            else None,
+        )
+        result = SAMPLERS[name](
+            model,
+            x_init,
+            cond.index_select(0, field) if cond is not None else None,
+            objective=objective,
+            steps=steps,
+            generator=member_generators[start:stop] if member_generators is not None else None,
+            phys=phys.to(device).index_select(0, field) if phys is not None else None,
+            task_features=select_features(features, field) if features is not None else None,
+            x_lo=x_lo.to(device, torch.float64).index_select(0, field)
+            if x_lo is not None
+            else None,
+            model_dtype=dtype,
+            **options,
+        )
+        chunks.append(result.sample)
+    out_dtype = cond.dtype if cond is not None and cond.is_floating_point() else torch.float32
+    return torch.cat(chunks).reshape(batch, members, *event).to(out_dtype)

@@ -1,0 +1,143 @@
+"""Log-SNR schedules of the variance-preserving process and the x0 / eps / v conversions.
+
+Variance-preserving (VP) diffusion corrupts a clean field ``x`` (here: a residual) as
+
+.. math:: z_t = \\alpha_t x + \\sigma_t \\epsilon, \\qquad \\alpha_t^2 + \\sigma_t^2 = 1,
+
+with ``t = 0`` the data and ``t = 1`` (almost) pure noise. The schedule is given by the log
+signal-to-noise ratio ``logsnr(t) = log(alpha^2 / sigma^2)``, so ``alpha^2 = sigmoid(logsnr)`` and
+``sigma^2 = sigmoid(-logsnr)``. The network predicts the velocity ``v = alpha eps - sigma x``.
+
+All functions are torch only, work on any shape and keep the dtype of their inputs (use float64
+for sampling state).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+__all__ = [
+    "CosineSchedule",
+    "eps_from_v",
+    "eps_from_x0",
+    "v_from_eps",
+    "v_from_x0",
+    "v_from_x0_eps",
+    "x0_from_eps",
+    "x0_from_v",
+]
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Cosine log-SNR schedule of the reference, optionally shifted.
+
+    .. math::
+
+        \\mathrm{logsnr}(t) = -2 \\log\\left(\\tan(a t + b)\\, \\mathrm{shift}\\right),\\quad
+        b = \\arctan e^{-\\mathrm{logsnr_{max}}/2},\\quad
+        a = \\arctan e^{-\\mathrm{logsnr_{min}}/2} - b.
+
+    With ``shift = 1`` the log-SNR runs from ``logsnr_max`` at ``t = 0`` to ``logsnr_min`` at
+    ``t = 1``; ``shift`` moves the whole curve by ``-2 log(shift)`` (``shift > 1`` spends more
+    time at low SNR, the usual choice for large fields).
+
+    Parameters
+    ----------
+    logsnr_min, logsnr_max
+        Log-SNR at ``t = 1`` and ``t = 0`` before the shift (the reference uses -20 and 20).
+    shift
+        Positive multiplicative shift of ``tan``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> schedule = CosineSchedule()
+    >>> schedule.logsnr(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    tensor([ 20.0000, -20.0000], dtype=torch.float64)
+    >>> schedule.alpha_sigma(torch.tensor(0.5, dtype=torch.float64))
+    (tensor(0.7071, dtype=torch.float64), tensor(0.7071, dtype=torch.float64))
+    """
+
+    logsnr_min: float = -20.0
+    logsnr_max: float = 20.0
+    shift: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.logsnr_min < self.logsnr_max:
+            raise ConfigError(
+                f"logsnr_min = {self.logsnr_min} must be below logsnr_max = {self.logsnr_max}; "
+                "the reference uses logsnr_min = -20, logsnr_max = 20"
+            )
+        if not self.shift > 0:
+            raise ConfigError(f"shift = {self.shift} must be positive (1 is no shift)")
+
+    @property
+    def _b(self) -> float:
+        return math.atan(math.exp(-0.5 * self.logsnr_max))
+
+    @property
+    def _a(self) -> float:
+        return math.atan(math.exp(-0.5 * self.logsnr_min)) - self._b
+
+    def logsnr(self, t: Tensor) -> Tensor:
+        """Log signal-to-noise ratio at time ``t`` in [0, 1] (any shape, dtype kept)."""
+        return -2.0 * torch.log(torch.tan(self._a * t + self._b) * self.shift)
+
+    def t_from_logsnr(self, logsnr: Tensor) -> Tensor:
+        """Inverse of :meth:`logsnr`."""
+        return (torch.atan(torch.exp(-0.5 * logsnr) / self.shift) - self._b) / self._a
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(alpha, sigma)`` at time ``t``: ``alpha^2 = sigmoid(logsnr)``, ``sigma^2 = sigmoid(-logsnr)``."""
+        logsnr = self.logsnr(t)
+        return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
+
+    def angle(self, t: Tensor) -> Tensor:
+        """``phi = atan2(sigma, alpha)`` in [0, pi/2]: ``alpha = cos phi``, ``sigma = sin phi``.
+
+        The probability-flow ODE of the VP process is ``dz / dphi = E[v | z]``.
+        """
+        # tan(phi) = sigma / alpha = exp(-logsnr / 2) = tan(a t + b) * shift
+        return torch.atan(torch.tan(self._a * t + self._b) * self.shift)
+
+
+def x0_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Clean field from the velocity: ``x0 = alpha z - sigma v``."""
+    return alpha * z - sigma * v
+
+
+def eps_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Noise from the velocity: ``eps = sigma z + alpha v``."""
+    return sigma * z + alpha * v
+
+
+def v_from_x0_eps(x0: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Velocity from clean field and noise: ``v = alpha eps - sigma x0``."""
+    return alpha * eps - sigma * x0
+
+
+def v_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Velocity from the noisy state and a clean-field prediction: ``v = (alpha z - x0) / sigma``."""
+    return (alpha * z - x0) / sigma
+
+
+def v_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Velocity from the noisy state and a noise prediction: ``v = (eps - sigma z) / alpha``."""
+    return (eps - sigma * z) / alpha
+
+
+def x0_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Clean field from a noise prediction: ``x0 = (z - sigma eps) / alpha``."""
+    return (z - sigma * eps) / alpha
+
+
+def eps_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """Noise from a clean-field prediction: ``eps = (z - alpha x0) / sigma``."""
+    return (z - alpha * x0) / sigma

@@ -1,0 +1,321 @@
+"""Samplers with exact optimal networks for Gaussian data.
+
+Three levels of checks:
+
+* path by path: a deterministic sampler is an affine map of its initial noise whose
+  coefficients follow from an independent moment recursion (``moments.py``), to 1e-7;
+* the brief's check: 2000 samples have the data mean and variance within 5 standard errors
+  plus the sampler's discretisation error (its exact output law from the recursion minus the
+  data law), and the discretisation error vanishes as the steps grow;
+* the SDE keeps the ODE's marginals along the whole trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from gaussian_oracles import FlowOracle, IDFFOracle, VPOracle
+from moments import ddim_recursion, ode_recursion
+
+from flexdownscale.diffusion import (
+    IDFF,
+    FlowMatching,
+    VPDiffusion,
+    sample,
+    sample_ddim,
+    sample_euler,
+    sample_heun,
+    sample_idff,
+    sample_sde,
+)
+from flexdownscale.errors import ConfigError, ShapeError
+
+F64 = torch.float64
+MU = torch.tensor([[[-1.0, 0.5], [2.0, 0.0]]], dtype=F64)
+S = torch.tensor([[[0.3, 1.0], [2.0, 0.15]]], dtype=F64)
+X_LO = torch.tensor([[[0.5, -0.5], [1.0, 0.2]]], dtype=F64)
+N = 2000
+
+
+def _setup(name: str):
+    """(objective, oracle, x_lo, initial mean, initial variance)."""
+    one, zero = torch.ones((), dtype=F64), torch.zeros((), dtype=F64)
+    if name == "vp":
+        return VPDiffusion(), VPOracle(MU, S), None, zero, one
+    if name == "flow":
+        return FlowMatching(), FlowOracle(MU, S), None, zero, one
+    if name == "flow-cpn":
+        objective = FlowMatching(base="coarse_plus_noise", base_sigma=0.2)
+        return objective, FlowOracle(MU, S, X_LO, 0.2), X_LO, X_LO, 0.04 * one
+    if name == "idff":
+        return IDFF(sigma=0.2), IDFFOracle(MU, S, 0.2), None, zero, one
+    if name == "idff-cpn":
+        objective = IDFF(sigma=0.2, base="coarse_plus_noise", base_sigma=0.2)
+        return objective, IDFFOracle(MU, S, 0.2, X_LO, 0.2), X_LO, X_LO, 0.04 * one
+    raise AssertionError(name)
+
+
+def _expected(name, sampler, objective, oracle, init, steps, options):
+    """Exact (mean, variance, gain) of the sampler's output from the moment recursions."""
+    if sampler == "ddim":
+        return ddim_recursion(MU, S, objective.schedule, steps, eta=options.get("eta", 0.0))
+    method = {"euler": "euler", "heun": "heun", "sde": "sde", "idff": "idff"}[sampler]
+    return ode_recursion(
+        oracle,
+        objective,
+        steps,
+        init,
+        method=method,
+        delta=options.get("delta", 0.0),
+        g1=options.get("g1", 0.0),
+    )[-1]
+
+
+def _draw(objective, x_lo, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return objective.initial_state(torch.randn(n, *MU.shape, generator=g, dtype=F64), x_lo=x_lo)
+
+
+def _run(sampler, objective, oracle, x_init, x_lo, steps, options, seed=7, **kw):
+    return sample(
+        oracle,
+        x_init,
+        None,
+        objective=objective,
+        sampler=sampler,
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        x_lo=x_lo,
+        model_dtype=F64,
+        **options,
+        **kw,
+    )
+
+
+DETERMINISTIC = [
+    ("vp", "ddim", 2),
+    ("vp", "ddim", 7),
+    ("vp", "euler", 10),
+    ("vp", "heun", 6),
+    ("flow", "euler", 10),
+    ("flow", "heun", 6),
+    ("flow-cpn", "euler", 10),
+    ("flow-cpn", "heun", 4),
+    ("idff", "idff", 10),
+    ("idff", "euler", 3),
+    ("idff", "heun", 6),
+    ("idff-cpn", "idff", 10),
+]
+
+
+@pytest.mark.parametrize(("name", "sampler", "steps"), DETERMINISTIC)
+def test_deterministic_sampler_is_the_exact_affine_map(name, sampler, steps) -> None:
+    objective, oracle, x_lo, m0, v0 = _setup(name)
+    x_init = _draw(objective, x_lo, 64, seed=1)
+    result = _run(sampler, objective, oracle, x_init, x_lo, steps, {})
+    mean, _, gain = _expected(name, sampler, objective, oracle, (m0, v0), steps, {})
+    torch.testing.assert_close(result.sample, mean + gain * (x_init - m0), rtol=1e-7, atol=1e-7)
+    expected_nfe = 2 * steps if sampler == "heun" else steps
+    assert result.nfe == expected_nfe
+    assert oracle.forward_calls == expected_nfe
+
+
+def test_two_step_ddim_evaluates_the_network_at_t1_and_half() -> None:
+    seen = []
+    oracle = VPOracle(MU, S)
+
+    def network(x_t, t, cond=None, *, phys=None, task_features=None):
+        seen.append(t.unique().tolist())
+        return oracle(x_t, t)
+
+    network.encode_task = lambda cond: ()  # type: ignore[attr-defined]
+    result = sample_ddim(network, torch.zeros(3, *MU.shape, dtype=F64), objective=VPDiffusion())
+    assert seen == [[1.0], [0.5]]
+    assert result.times.tolist() == [1.0, 0.5, 0.0]
+
+
+def test_sde_with_zero_delta_is_euler_and_idff_with_zero_knobs_is_euler() -> None:
+    for name, sampler in (("flow", "sde"), ("vp", "sde"), ("idff", "idff")):
+        objective, oracle, x_lo, _, _ = _setup(name)
+        x_init = _draw(objective, x_lo, 32, seed=2)
+        a = _run(sampler, objective, oracle, x_init, x_lo, 9, {}).sample
+        b = _run("euler", objective, oracle, x_init, x_lo, 9, {}).sample
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# (setup, sampler, options, few steps, many steps)
+MOMENT_CASES = [
+    ("vp", "ddim", {}, 2, 400),
+    ("vp", "ddim", {"eta": 1.0}, 10, 400),
+    ("vp", "ddim", {"eta": 0.5}, 10, 400),
+    ("vp", "euler", {}, 10, 400),
+    ("vp", "heun", {}, 10, 100),
+    ("vp", "sde", {"delta": 0.5}, 20, 400),
+    ("flow", "euler", {}, 10, 400),
+    ("flow", "heun", {}, 10, 100),
+    ("flow", "sde", {"delta": 0.5}, 20, 400),
+    ("flow-cpn", "euler", {}, 10, 400),
+    ("flow-cpn", "sde", {"delta": 0.5}, 100, 400),
+    ("idff", "idff", {}, 10, 400),
+    ("idff", "idff", {"g1": 1.0}, 10, 400),
+    ("idff", "heun", {}, 10, 100),
+    ("idff-cpn", "idff", {}, 10, 400),
+]
+
+
+def _se(var: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.sqrt(var / n), var * math.sqrt(2 / (n - 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "sampler", "options", "few", "many"),
+    MOMENT_CASES,
+    ids=[f"{c[0]}-{c[1]}-{'-'.join(f'{k}{v}' for k, v in c[2].items())}" for c in MOMENT_CASES],
+)
+def test_samples_have_the_data_mean_and_variance(name, sampler, options, few, many) -> None:
+    objective, oracle, x_lo, m0, v0 = _setup(name)
+    for steps in (few, many):
+        x_init = _draw(objective, x_lo, N, seed=steps)
+        out = _run(sampler, objective, oracle, x_init, x_lo, steps, options, seed=steps + 1).sample
+        mean, var = out.mean(0), out.var(0)
+        rec_mean, rec_var, _ = _expected(name, sampler, objective, oracle, (m0, v0), steps, options)
+        se_mean, se_var = _se(rec_var, N)
+        # the implementation follows the maths at this number of steps ...
+        assert torch.all((mean - rec_mean).abs() < 5 * se_mean), (steps, mean, rec_mean)
+        assert torch.all((var - rec_var).abs() < 5 * se_var), (steps, var, rec_var)
+        # ... so the samples are the data law up to sampling error plus discretisation error
+        disc_mean, disc_var = (rec_mean - MU).abs(), (rec_var - S**2).abs()
+        assert torch.all((mean - MU).abs() < 5 * se_mean + disc_mean)
+        assert torch.all((var - S**2).abs() < 5 * se_var + disc_var)
+    # and the discretisation error vanishes with many steps
+    assert torch.all(disc_mean < 2e-3 * (1 + MU.abs())), disc_mean
+    assert torch.all((rec_var.sqrt() / S - 1).abs() < 0.03), rec_var.sqrt() / S
+
+
+def test_ddim_is_exact_for_a_single_data_point_whatever_eta() -> None:
+    """With Dirac data every DDIM-eta step keeps q(z_s) = N(alpha_s mu, sigma_s^2)."""
+    objective = VPDiffusion()
+    zero = torch.zeros_like(S)
+    oracle = VPOracle(MU, zero)
+    for eta in (0.0, 0.5, 1.0):
+        x_init = torch.randn(N, *MU.shape, generator=torch.Generator().manual_seed(5), dtype=F64)
+        result = sample_ddim(
+            oracle,
+            x_init,
+            objective=objective,
+            steps=5,
+            eta=eta,
+            generator=torch.Generator().manual_seed(6),
+            model_dtype=F64,
+            return_trajectory=True,
+        )
+        alphas, sigmas = objective.schedule.alpha_sigma(result.times)
+        for i in range(1, 5):
+            z = result.trajectory[i]
+            se_mean, se_var = _se(sigmas[i] ** 2 * torch.ones_like(S), N)
+            assert torch.all((z.mean(0) - alphas[i] * MU).abs() < 5 * se_mean)
+            assert torch.all((z.var(0) - sigmas[i] ** 2).abs() < 5 * se_var)
+        torch.testing.assert_close(result.sample, MU.expand_as(result.sample))
+
+
+@pytest.mark.parametrize(("name", "delta"), [("flow", 1.0), ("vp", 0.5), ("flow-cpn", 0.2)])
+def test_sde_keeps_the_marginals_of_the_ode(name, delta) -> None:
+    objective, oracle, x_lo, m0, v0 = _setup(name)
+    steps = 400
+    x_init = _draw(objective, x_lo, N, seed=11)
+    result = sample_sde(
+        oracle,
+        x_init,
+        objective=objective,
+        steps=steps,
+        delta=delta,
+        generator=torch.Generator().manual_seed(12),
+        x_lo=x_lo,
+        model_dtype=F64,
+        return_trajectory=True,
+    )
+    history = ode_recursion(oracle, objective, steps, (m0, v0), method="sde", delta=delta)
+    for i in (50, 100, 200, 300, 400):
+        m, v = oracle.moments(result.times[i])
+        rec_mean, rec_var, _ = history[i]
+        x = result.trajectory[i]
+        se_mean, se_var = _se(rec_var, N)
+        assert torch.all((x.mean(0) - m).abs() < 5 * se_mean + (rec_mean - m).abs())
+        assert torch.all((x.var(0) - v).abs() < 5 * se_var + (rec_var - v).abs())
+        # the exact law of the discretised SDE is close to the ODE marginal
+        assert torch.all((rec_var.sqrt() / v.sqrt() - 1).abs() < 0.03), (i, rec_var, v)
+
+
+def _path_error(objective, oracle, steps: int, sampler, **options) -> float:
+    x_init = _draw(objective, None, 64, seed=3)
+    out = _run(sampler, objective, oracle, x_init, None, steps, options).sample
+    t0, t1 = objective.time_grid(steps)[[0, -1]]
+    m0, v0 = oracle.moments(t0)
+    m1, v1 = oracle.moments(t1)
+    exact = m1 + torch.sqrt(v1 / v0) * (x_init - m0)  # the ODE keeps (x - m) / sqrt(V)
+    return (out - exact).abs().max().item()
+
+
+def test_momentum_term_makes_idff_second_order() -> None:
+    objective, oracle = IDFF(sigma=0.2), IDFFOracle(MU, S, 0.2)
+    euler = [_path_error(objective, oracle, n, "idff") for n in (8, 16, 32)]
+    taylor = [_path_error(objective, oracle, n, "idff", g2=1.0) for n in (8, 16, 32)]
+    heun = [_path_error(objective, oracle, n, "heun") for n in (8, 16, 32)]
+    # first order: error halves with the step; second order: it quarters
+    assert 0.4 < euler[2] / euler[1] < 0.6
+    assert taylor[2] / taylor[1] < 0.3
+    assert heun[2] / heun[1] < 0.3
+    assert taylor[1] < euler[1] / 4
+    # NFE: one JVP per step counts as an evaluation
+    x_init = _draw(objective, None, 4, seed=0)
+    result = sample_idff(oracle, x_init, objective=objective, steps=5, g2=1.0, model_dtype=F64)
+    assert result.nfe == 10
+
+
+def test_samplers_validate_their_arguments() -> None:
+    vp, flow, idff = VPDiffusion(), FlowMatching(), IDFF()
+    oracle = VPOracle(MU, S)
+    x = torch.zeros(2, *MU.shape, dtype=F64)
+    with pytest.raises(ConfigError, match="does not apply"):
+        sample_ddim(oracle, x, objective=flow)
+    with pytest.raises(ConfigError, match="does not apply"):
+        sample_idff(oracle, x, objective=vp)
+    with pytest.raises(ConfigError, match="steps"):
+        sample_euler(oracle, x, objective=vp, steps=0)
+    with pytest.raises(ConfigError, match="eta"):
+        sample_ddim(oracle, x, objective=vp, eta=1.5)
+    with pytest.raises(ConfigError, match="delta"):
+        sample_sde(oracle, x, objective=flow, delta=-1.0)
+    with pytest.raises(ConfigError, match="g1"):
+        sample_idff(IDFFOracle(MU, S, 0.2), x, objective=idff, g1=-1.0)
+    with pytest.raises(ShapeError, match="batch"):
+        sample_heun(oracle, x, torch.zeros(3, 1, 2, 2), objective=vp)
+    with pytest.raises(ConfigError, match="sampler"):
+        sample(oracle, x, objective=vp, sampler="dpm")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="generators"):
+        sample_sde(oracle, x, objective=vp, delta=1.0, generator=[torch.Generator()])
+
+
+def test_state_is_float64_and_network_gets_its_dtype() -> None:
+    dtypes = []
+    oracle = FlowOracle(MU, S)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float32))
+
+        def forward(self, x_t, t, cond=None, *, phys=None, task_features=None):
+            dtypes.append((x_t.dtype, t.dtype))
+            return oracle(x_t, t).to(x_t.dtype)
+
+        def encode_task(self, cond):
+            return ()
+
+    x = torch.zeros(2, *MU.shape, dtype=torch.float32)
+    result = sample_euler(Net(), x, objective=FlowMatching(), steps=3, return_trajectory=True)
+    assert set(dtypes) == {(torch.float32, torch.float32)}
+    assert result.sample.dtype == torch.float32
+    assert all(state.dtype == F64 for state in result.trajectory)
