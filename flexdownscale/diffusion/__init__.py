@@ -21,6 +21,7 @@ from .residual import ResidualModel, rollout
 from .samplers import (
     SAMPLERS,
     SampleResult,
+    member_generators,
     sample,
     sample_ddim,
     sample_ensemble,
@@ -54,6 +55,7 @@ __all__ = [
     "build_objective",
     "eps_from_v",
     "eps_from_x0",
+    "member_generators",
     "repeat_features",
     "rollout",
     "sample",

@@ -62,8 +62,9 @@ class Denoiser(Protocol):
     """What the engine needs from a network (every backbone of :mod:`flexdownscale.models`).
 
     ``model(x_t, t, cond, phys=..., task_features=...)`` maps a state ``x_t`` of shape
-    ``(B, C, ...)`` and times ``t`` of shape ``(B,)`` to an output of shape ``(B, C_out, ...)``
-    (``C_out = C`` except for IDFF, where it is ``2 C``). ``encode_task(cond)`` returns the task
+    ``(B, C, ...)`` and times ``t`` of shape ``(B,)`` to an output of the same shape. IDFF
+    networks have ``2 C`` channels in and out: the engine feeds ``cat([x_t, 0])`` (see
+    :meth:`Objective.network_input`), so any backbone built with ``out_channels = 2 C`` serves. ``encode_task(cond)`` returns the task
     features, a tuple of tensors with the batch first, that the forward pass accepts in place of
     ``cond`` so that the task encoder runs once per field.
     """
@@ -159,7 +160,7 @@ def call_network(
         raise ShapeError(
             f"the network returned shape {tuple(out.shape)} for a state of shape "
             f"{tuple(x_t.shape)}; expected {(x_t.shape[0], expected_channels, *x_t.shape[2:])}. "
-            "IDFF needs a network with twice the data channels (out_channels = 2 C)"
+            "IDFF needs a network with twice the data channels in and out (out_channels = 2 C)"
         )
     return out
 
@@ -260,6 +261,10 @@ class Objective(ABC):
     def network_time(self, t: Tensor) -> Tensor:
         """Time passed to the network (identity: every objective feeds its own ``t``)."""
         return t
+
+    def network_input(self, x: Tensor) -> Tensor:
+        """State passed to the network: ``x`` itself (IDFF: ``x`` padded with zeros to ``2 C``)."""
+        return x
 
 
 class VPDiffusion(Objective):
@@ -497,8 +502,10 @@ class IDFF(_BridgeBase):
     Path: ``x_t = (1 - t) x0 + t x1 + s_t eps`` with ``s_t = sigma sqrt(t (1 - t))``, ``x0`` from
     the base (as in :class:`FlowMatching`), ``x1`` the data, ``t ~ U(t_min, t_max)``.
 
-    The network has ``2 C`` output channels: the first ``C`` are ``x1_hat`` (data-endpoint
-    prediction), the last ``C`` are ``eps_hat`` (the bridge noise, ``eps_hat = -s_t * score``).
+    The network has ``2 C`` channels in and out, so that any backbone built with
+    ``out_channels = 2 C`` serves unchanged: it receives ``cat([x_t, 0])`` (the last ``C`` input
+    channels are zeros) and returns ``x1_hat`` (data-endpoint prediction, first ``C`` channels)
+    and ``eps_hat`` (the bridge noise, last ``C``; ``eps_hat = -s_t * score``).
     Loss per sample::
 
         loss_scale * [ mean |x1_hat - x1|^p / (1 - t + c) + mean |eps_hat - eps|^p ]
@@ -566,6 +573,10 @@ class IDFF(_BridgeBase):
         """``s_t = sigma sqrt(t (1 - t))``."""
         return self.sigma * torch.sqrt(t * (1 - t))
 
+    def network_input(self, x: Tensor) -> Tensor:
+        """``cat([x, zeros_like(x)])`` along channels: the network's ``2 C``-channel input."""
+        return torch.cat([x, torch.zeros_like(x)], dim=1)
+
     @staticmethod
     def split(out: Tensor) -> tuple[Tensor, Tensor]:
         """Split a ``2 C``-channel output into ``(x1_hat, eps_hat)``."""
@@ -589,7 +600,13 @@ class IDFF(_BridgeBase):
         tb = per_sample(t, target)
         x_t = (1 - tb) * x0 + tb * target + self.bridge_std(tb) * eps
         out = call_network(
-            model, x_t, t, cond, phys, task_features, self.channel_factor * target.shape[1]
+            model,
+            self.network_input(x_t),
+            t,
+            cond,
+            phys,
+            task_features,
+            self.channel_factor * target.shape[1],
         )
         x1_hat, eps_hat = self.split(out)
         weight = 1.0 / (1.0 - t + self.c)

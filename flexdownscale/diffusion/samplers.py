@@ -51,6 +51,7 @@ __all__ = [
     "SAMPLERS",
     "SampleResult",
     "SamplerName",
+    "member_generators",
     "sample",
     "sample_ddim",
     "sample_ensemble",
@@ -137,8 +138,9 @@ class _Net:
         self.nfe += 1
         t_net = self.objective.network_time(t).to(self.dtype).expand(x.shape[0])
         channels = self.objective.channel_factor * x.shape[1]
+        x_net = self.objective.network_input(x.to(self.dtype))
         out = call_network(
-            self.model, x.to(self.dtype), t_net, self.cond, self.phys, self.task_features, channels
+            self.model, x_net, t_net, self.cond, self.phys, self.task_features, channels
         )
         return out.to(torch.float64)
 
@@ -493,14 +495,6 @@ def sample(
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
 
 
-def _is_stochastic(name: str, options: dict[str, Any]) -> bool:
-    return (
-        (name == "ddim" and options.get("eta", 0.0) > 0)
-        or (name == "sde" and options.get("delta", 0.0) > 0)
-        or (name == "idff" and options.get("g1", 0.0) > 0)
-    )
-
-
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     if isinstance(generator, torch.Generator):
         return generator
@@ -511,6 +505,18 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
             f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
         )
     return torch.Generator().manual_seed(generator)
+
+
+def member_generators(generator: torch.Generator | int | None, count: int) -> list[torch.Generator]:
+    """``count`` private generators seeded from ``generator`` in a fixed order.
+
+    One ``torch.randint`` call draws the seeds, so generator ``i`` is the same whatever
+    ``count`` is: member ``i`` of an ensemble does not depend on how many others are drawn.
+    The generators live on ``generator``'s device.
+    """
+    generator = _as_generator(generator)
+    seeds = torch.randint(0, 2**62, (count,), generator=generator, device=generator.device)
+    return [torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds.tolist()]
 
 
 def sample_ensemble(
@@ -533,10 +539,11 @@ def sample_ensemble(
 ) -> Tensor:
     """Draw ``members`` samples for each of ``B`` fields.
 
-    Randomness is drawn in a fixed order from ``generator`` before any batching: first the
-    initial noise of shape ``(B, members, *event)`` (float32, member-fastest), then, for
-    stochastic samplers, one seed per member for a private generator that supplies that member's
-    noise at every step. The result therefore does not depend on ``batch_size``. The task
+    Randomness comes in a fixed order from ``generator``, before any batching: one seed per
+    member row (row ``b * members + m``, see :func:`member_generators`) for a private generator
+    that draws that member's initial noise (float32, shape ``(C, ...)``) and then its noise at
+    every step of a stochastic sampler. A member therefore depends only on the seed and its row,
+    not on ``batch_size``, and the first fields' members are the same whatever ``B`` is. The task
     encoder runs once per field, its features are shared by the field's members and reused at
     every step.
 
@@ -562,8 +569,8 @@ def sample_ensemble(
         any device.
     noise
         Initial standard normal noise ``(B, M, C, ...)``, e.g. drawn by the caller for a whole
-        fine field before tiling. Replaces the initial draw; step noise still comes from
-        ``generator``.
+        fine field before tiling. Replaces the members' initial draws; step noise of stochastic
+        samplers still comes from the member generators.
     phys
         Scalar physical condition ``(B,)``.
     x_lo
@@ -602,28 +609,26 @@ def sample_ensemble(
         )
     options = {key: options.get(key, getattr(defaults, key)) for key in allowed}
 
-    generator = _as_generator(generator)
     if device is None:
         device = cond.device if cond is not None else (noise.device if noise is not None else "cpu")
     if noise is None:
         if shape is None:
             raise ShapeError("pass shape=(B, C, ...) or noise=(B, M, C, ...) to sample_ensemble")
         batch, event = shape[0], tuple(shape[1:])
-        noise = randn((batch, members, *event), generator, device=device, dtype=torch.float32)
     elif noise.ndim < 3 or noise.shape[1] != members:
         raise ShapeError(
             f"noise has shape {tuple(noise.shape)}; expected (B, members={members}, C, ...)"
         )
-    batch, event = noise.shape[0], tuple(noise.shape[2:])
+    else:
+        batch, event = noise.shape[0], tuple(noise.shape[2:])
     if cond is not None and cond.shape[0] != batch:
-        raise ShapeError(f"cond has batch {cond.shape[0]} but the noise has batch {batch}")
+        raise ShapeError(f"cond has batch {cond.shape[0]} but the samples have batch {batch}")
     rows = batch * members
-    member_generators: list[torch.Generator] | None = None
-    if _is_stochastic(name, options):
-        seeds = torch.randint(0, 2**62, (rows,), generator=generator, device=generator.device)
-        member_generators = [
-            torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds.tolist()
-        ]
+    generators = member_generators(generator, rows)
+    if noise is None:
+        noise = torch.stack(
+            [randn(event, g, device=device, dtype=torch.float32) for g in generators]
+        )
     if batch_size is None:
         batch_size = rows
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -653,7 +658,7 @@ def sample_ensemble(
             cond.index_select(0, field) if cond is not None else None,
             objective=objective,
             steps=steps,
-            generator=member_generators[start:stop] if member_generators is not None else None,
+            generator=generators[start:stop],
             phys=phys.to(device).index_select(0, field) if phys is not None else None,
             task_features=select_features(features, field) if features is not None else None,
             x_lo=x_lo.to(device, torch.float64).index_select(0, field)

@@ -106,7 +106,10 @@ class IDFFOracle(_Counting):
 
     def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
         self._count(x_t, cond, task_features)
-        x = x_t.to(F64)
+        channels = self.mu.shape[0]
+        assert x_t.shape[1] == 2 * channels, "IDFF networks take cat([x_t, 0])"
+        assert torch.all(x_t[:, channels:] == 0)
+        x = x_t[:, :channels].to(F64)
         t = _col(t, x)
         m, var = self.moments(t)
         std_t = self.sigma * torch.sqrt(t * (1 - t))

@@ -49,9 +49,15 @@ def test_invalid_options_raise_config_errors() -> None:
 
 
 def test_wrong_output_channels_raise_shape_error() -> None:
-    oracle = FlowOracle(MU, S)  # C output channels, IDFF needs 2 C
+    class HalfOut:
+        def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
+            return x_t[:, : x_t.shape[1] // 2]  # C channels, IDFF needs 2 C
+
+        def encode_task(self, cond):
+            return ()
+
     with pytest.raises(ShapeError, match="2 C"):
-        IDFF().loss(oracle, torch.zeros(4, *MU.shape, dtype=F64))
+        IDFF().loss(HalfOut(), torch.zeros(4, *MU.shape, dtype=F64))
 
 
 @pytest.mark.parametrize("kind", ["l1", "l2"])
@@ -110,7 +116,7 @@ def test_velocity_score_and_denoiser_of_the_exact_network(
     oracle = make_oracle() if make_oracle is not None else VPOracle(MU, S, objective.schedule)
     g = torch.Generator().manual_seed(3)
     x = 2 * torch.randn(16, *MU.shape, generator=g, dtype=F64)
-    out = oracle(x, torch.full((16,), t, dtype=F64))
+    out = oracle(objective.network_input(x), torch.full((16,), t, dtype=F64))
     tt = torch.tensor(t, dtype=F64)
     drift, score, m, var = _gaussian_drift(oracle, objective, x, t)
     torch.testing.assert_close(objective.velocity(out, x, tt, x_lo=x_lo), drift)
@@ -132,7 +138,7 @@ class _Shifted:
 
     def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
         out = self.oracle(x_t, t) * self.scale
-        shift = self.a.reshape(-1, 1, 1, 1) * x_t
+        shift = self.a.reshape(-1, 1, 1, 1) * x_t[:, : MU.shape[0]]
         if self.head is None:
             return out + shift
         parts = list(out.chunk(2, dim=1))
