@@ -706,6 +706,7 @@ class Backbone(nn.Module):
                 raise ShapeError(
                     "pass cond (B, C_cond, H, W) or task_features=model.encode_task(cond)"
                 )
+            self._check_map(cond, self.cond_channels, "cond", self._cond_what())
             if cond.shape[0] != batch or cond.shape[-2:] != x_t.shape[-2:]:
                 raise ShapeError(
                     f"cond has shape {tuple(cond.shape)} but x_t has shape {tuple(x_t.shape)}; "

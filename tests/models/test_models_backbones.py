@@ -144,6 +144,8 @@ def test_wrong_task_features_batch_raises_with_hint(make):
         model(x_t, t)
     with pytest.raises(ShapeError, match="batch and grid must match"):
         model(x_t, t, cond[:1])
+    with pytest.raises(ShapeError, match="cond has 2 channels, expected 1"):
+        model(x_t, t, torch.zeros(2, 2, 32, 32))
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
