@@ -140,7 +140,7 @@ def align_exact(*objs: XarrayLike, names: Sequence[str]) -> None:
     xarray arithmetic would otherwise silently intersect mismatched coordinates (or fail with a
     generic message when sizes differ). Nothing is returned: inputs are used as they are.
     """
-    present = [(o, n) for o, n in zip(objs, names) if o is not None]
+    present = [(o, n) for o, n in zip(objs, names) if isinstance(o, xr.DataArray | xr.Dataset)]
     for i, (a, an) in enumerate(present):
         for b, bn in present[i + 1 :]:
             for d in set(a.dims) & set(b.dims):
@@ -293,49 +293,50 @@ def pow_units(units: str | None, power: int = 2) -> str | None:
 
 def set_attrs(
     result: XarrayLike,
-    source: xr.DataArray | xr.Dataset,
+    source: xr.DataArray | xr.Dataset | Sequence[xr.DataArray | xr.Dataset],
     *,
     units: Any = "same",
     **attrs: Any,
 ) -> XarrayLike:
     """Replace the attrs of ``result`` (and of each data variable) with ``units`` and ``attrs``.
 
-    ``units`` is ``"same"`` (copy the source's units), a callable applied to the source's units
-    (skipped when the source has none), a string (set as is) or ``None`` (no units attr).
+    ``source`` is an input (or a sequence of inputs, searched in order) whose ``units`` attr
+    is used. ``units`` is ``"same"`` (copy the source's units), a callable applied to the
+    source's units (skipped when no source has units), a string (set as is) or ``None`` (no
+    units attr).
     """
+    sources = list(source) if isinstance(source, list | tuple) else [source]
 
-    def units_for(src: xr.DataArray | None) -> str | None:
-        if units is None:
-            return None
-        if isinstance(units, str) and units != "same":
-            return units
-        src_units = None if src is None else src.attrs.get("units")
-        if src_units is None:
-            return None
-        if units == "same":
-            return str(src_units)
-        return units(str(src_units))
+    def source_units(name: Hashable | None) -> str | None:
+        for src in sources:
+            if isinstance(src, xr.DataArray):
+                var = src
+            elif name is not None and name in src.data_vars:
+                var = src[name]
+            else:
+                continue
+            if "units" in var.attrs:
+                return str(var.attrs["units"])
+        return None
 
-    def attrs_for(src: xr.DataArray | None) -> dict[str, Any]:
+    def attrs_for(name: Hashable | None) -> dict[str, Any]:
         out = {k: v for k, v in attrs.items() if v is not None}
-        u = units_for(src)
-        if u is not None:
-            out["units"] = u
+        if units is None:
+            return out
+        if isinstance(units, str) and units != "same":
+            out["units"] = units
+            return out
+        src_units = source_units(name)
+        if src_units is not None:
+            out["units"] = src_units if units == "same" else units(src_units)
         return out
 
     if isinstance(result, xr.DataArray):
-        src = source if isinstance(source, xr.DataArray) else None
-        if src is None and isinstance(source, xr.Dataset) and result.name in source:
-            src = source[result.name]
-        result.attrs = attrs_for(src)
+        result.attrs = attrs_for(result.name)
         return result
     result.attrs = {}
     for v in result.data_vars:
-        if isinstance(source, xr.Dataset):
-            src = source[v] if v in source.data_vars else None
-        else:
-            src = source
-        result[v].attrs = attrs_for(src)
+        result[v].attrs = attrs_for(v)
     return result
 
 

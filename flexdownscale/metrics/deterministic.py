@@ -102,7 +102,7 @@ def mse(
     """
     red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
-    return set_attrs(out, obs, units=pow_units, long_name="mean squared error")
+    return set_attrs(out, (obs, fcst), units=pow_units, long_name="mean squared error")
 
 
 def rmse(
@@ -131,7 +131,7 @@ def rmse(
     """
     red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = np.sqrt(weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna))
-    return set_attrs(out, obs, units="same", long_name="root mean squared error")
+    return set_attrs(out, (obs, fcst), units="same", long_name="root mean squared error")
 
 
 def mae(
@@ -146,7 +146,7 @@ def mae(
     """Mean absolute error ``sum(w |f - o|) / sum(w)``. Parameters as :func:`mse`."""
     red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
-    return set_attrs(out, obs, units="same", long_name="mean absolute error")
+    return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
 
 
 def bias(
@@ -165,7 +165,7 @@ def bias(
     """
     red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
-    return set_attrs(out, obs, units="same", long_name="additive bias (fcst - obs)")
+    return set_attrs(out, (obs, fcst), units="same", long_name="additive bias (fcst - obs)")
 
 
 def rfne(
@@ -224,7 +224,7 @@ def rfne(
     den = ref2.sum(norm_dims, skipna=skipna, min_count=min_count)
     per_sample = np.sqrt(num / den)
     out = weighted_mean(per_sample, red, None, skipna=skipna)
-    return set_attrs(out, obs, units="1", long_name="relative Frobenius norm error")
+    return set_attrs(out, (obs, fcst), units="1", long_name="relative Frobenius norm error")
 
 
 def pearson_r(
@@ -254,7 +254,7 @@ def pearson_r(
     var_f = weighted_mean(fa**2, red, weights, skipna=skipna)
     var_o = weighted_mean(oa**2, red, weights, skipna=skipna)
     out = (cov / np.sqrt(var_f * var_o)).clip(-1.0, 1.0)
-    return set_attrs(out, obs, units="1", long_name="Pearson correlation")
+    return set_attrs(out, (obs, fcst), units="1", long_name="Pearson correlation")
 
 
 def _range_for(data_range: float | xr.DataArray | Mapping[str, float], obs: XarrayLike):
@@ -296,7 +296,7 @@ def psnr(
     err = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(rng**2 / err)
-    return set_attrs(out, obs, units="dB", long_name="peak signal-to-noise ratio")
+    return set_attrs(out, (obs, fcst), units="dB", long_name="peak signal-to-noise ratio")
 
 
 def _ssim_map(
@@ -446,4 +446,4 @@ def ssim(
     if weights is not None:
         weights = weights.isel({d: s for d, s in crop.items() if d in weights.dims})
     out = weighted_mean(smap, (*yx, *red), weights, skipna=skipna)
-    return set_attrs(out, obs, units="1", long_name="structural similarity index")
+    return set_attrs(out, (obs, fcst), units="1", long_name="structural similarity index")

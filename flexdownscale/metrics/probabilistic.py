@@ -322,7 +322,7 @@ def crps_ensemble(
     out = weighted_mean(score, red, weights, skipna=skipna)
     return set_attrs(
         out,
-        obs,
+        (obs, fcst),
         units="same",
         long_name=f"continuous ranked probability score ({'fair' if fair else 'ecdf'})",
         crps_method="fair" if fair else "ecdf",
@@ -436,7 +436,7 @@ def spread_skill_ratio(
         "spread_skill_correction": str(correction),
     }
     if not include_components:
-        return set_attrs(ratio, obs, units="1", **attrs)
+        return set_attrs(ratio, (obs, fcst), units="1", **attrs)
     out = xr.concat(
         [ratio, np.sqrt(mean_var), np.sqrt(mean_err2)],
         dim="component",
@@ -444,7 +444,7 @@ def spread_skill_ratio(
         compat="override",
         join="exact",
     ).assign_coords(component=["ratio", "spread", "skill"])
-    return set_attrs(out, obs, units=None, **attrs)
+    return set_attrs(out, (obs, fcst), units=None, **attrs)
 
 
 def _rank_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -513,4 +513,4 @@ def rank_histogram(
         dask_gufunc_kwargs={"output_sizes": {"rank": m + 1}},
     ).assign_coords(rank=np.arange(1, m + 2))
     out = weighted_mean(mass, red, weights, skipna=True)
-    return set_attrs(out, obs, units="1", long_name="rank histogram (relative frequency)")
+    return set_attrs(out, (obs, fcst), units="1", long_name="rank histogram (relative frequency)")

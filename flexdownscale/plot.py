@@ -1,0 +1,389 @@
+"""Matplotlib figures for verification: spectra, rank histograms, spread-skill, field panels.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state, so it is
+safe on headless machines and in threads) and returns it: save it with ``fig.savefig(path)``;
+in Jupyter it displays as the cell's result. Inputs are xarray objects; data are loaded
+(computed) for plotting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from flexdownscale.errors import ConfigError, EnsembleError, ShapeError
+from flexdownscale.metrics import power_spectrum, rank_histogram
+from flexdownscale.metrics._utils import check_member_dim, find_yx_dims
+
+__all__ = ["plot_panels", "plot_rank_histogram", "plot_spectra", "plot_spread_skill"]
+
+_SPECTRAL_DIMS = ("wavenumber", "zonal_wavenumber")
+
+
+def _as_dataarray(
+    obj: xr.DataArray | xr.Dataset, variable: Hashable | None, name: str
+) -> xr.DataArray:
+    if isinstance(obj, xr.DataArray):
+        return obj
+    if not isinstance(obj, xr.Dataset):
+        raise TypeError(f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}.")
+    if variable is not None:
+        return obj[variable]
+    if len(obj.data_vars) == 1:
+        return obj[next(iter(obj.data_vars))]
+    raise ConfigError(
+        f"{name} is a Dataset with variables {sorted(map(str, obj.data_vars))}; pass "
+        "variable=<name> to choose one."
+    )
+
+
+def _spectral_dim(da: xr.DataArray) -> Hashable | None:
+    for d in _SPECTRAL_DIMS:
+        if d in da.dims:
+            return d
+    return None
+
+
+def plot_spectra(
+    spectra: Mapping[str, xr.DataArray | xr.Dataset],
+    *,
+    reference: str | None = None,
+    variable: Hashable | None = None,
+    dims: Sequence[Hashable] | None = None,
+    spectrum_kwargs: Mapping[str, Any] | None = None,
+    truncate: bool = True,
+    title: str | None = None,
+    figsize: tuple[float, float] = (6.0, 6.0),
+) -> Figure:
+    """Spectra of several fields on one log-log axis, and their ratio to a reference below.
+
+    Parameters
+    ----------
+    spectra : mapping of label -> DataArray
+        Each value is either a spectrum (has a ``wavenumber`` or ``zonal_wavenumber`` dim, as
+        from :func:`~flexdownscale.metrics.power_spectrum`) or a field, whose spectrum is
+        computed with ``power_spectrum(field, dims=dims, **spectrum_kwargs)``. All other dims
+        (time, member, latitude for zonal spectra, ...) are averaged.
+    reference : str, optional
+        Label of the reference (e.g. ``"truth"``): adds a lower panel with
+        ``spectrum / reference`` per other entry and a line at 1.
+    variable : str, optional
+        Variable to use from Dataset values.
+    dims, spectrum_kwargs : optional
+        Passed to ``power_spectrum`` for entries that are fields.
+    truncate : bool, default True
+        Drop bins beyond the Nyquist wavenumber (the partly filled corners of the 2-D
+        spectrum).
+
+    Returns
+    -------
+    Figure
+        One axis (two with ``reference``); one line per entry on the top axis.
+    """
+    if not spectra:
+        raise ConfigError("spectra is empty; pass e.g. {'truth': da, 'model': da2}.")
+    if reference is not None and reference not in spectra:
+        raise ConfigError(f"reference {reference!r} is not one of {list(spectra)!r}.")
+    kwargs = dict(spectrum_kwargs or {})
+    curves: dict[str, xr.DataArray] = {}
+    for label, obj in spectra.items():
+        da = _as_dataarray(obj, variable, f"spectra[{label!r}]")
+        sdim = _spectral_dim(da)
+        if sdim is None:
+            da = power_spectrum(da, dims=dims, **kwargs)
+            sdim = "wavenumber"
+        nyq = da.attrs.get("nyquist_wavenumber")
+        extra = [d for d in da.dims if d != sdim]
+        spec = da.mean(extra) if extra else da
+        if sdim == "wavenumber" and truncate and nyq is not None:
+            spec = spec.where(spec[sdim] <= float(nyq) * (1 + 1e-9), drop=True)
+        curves[label] = spec.load()
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    if reference is None:
+        ax = fig.add_subplot(1, 1, 1)
+        ax_ratio = None
+    else:
+        ax, ax_ratio = fig.subplots(2, 1, sharex=True, height_ratios=(2.2, 1.0))
+    for label, spec in curves.items():
+        sdim = _spectral_dim(spec)
+        k = np.asarray(spec[sdim].values, dtype=float)
+        style = {"color": "k", "lw": 2.0} if label == reference else {}
+        ax.loglog(k, np.asarray(spec.values, dtype=float), label=label, **style)
+    first = next(iter(curves.values()))
+    sdim = _spectral_dim(first)
+    kunits = first[sdim].attrs.get("units", "")
+    xlabel = "zonal wavenumber" if sdim == "zonal_wavenumber" else f"wavenumber [{kunits}]"
+    ax.set_ylabel(f"power spectral density [{first.attrs.get('units', '')}]")
+    ax.legend(frameon=False)
+    ax.grid(True, which="major", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if ax_ratio is not None:
+        ref = curves[reference]
+        for label, spec in curves.items():
+            if label == reference:
+                continue
+            a, b = xr.align(spec, ref, join="inner")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.asarray(a.values, dtype=float) / np.asarray(b.values, dtype=float)
+            ax_ratio.loglog(np.asarray(a[sdim].values, dtype=float), ratio, label=label)
+        ax_ratio.axhline(1.0, color="k", lw=1.0, ls="--")
+        ax_ratio.set_ylabel(f"ratio to {reference}")
+        ax_ratio.set_xlabel(xlabel)
+        ax_ratio.grid(True, which="major", alpha=0.3)
+    else:
+        ax.set_xlabel(xlabel)
+    if sdim == "wavenumber" and kunits in ("m-1", "km-1"):
+        scale = 1e-3 if kunits == "m-1" else 1.0
+
+        def to_wavelength(k: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return scale / np.asarray(k, dtype=float)
+
+        sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
+        sec.set_xlabel("wavelength [km]")
+    return fig
+
+
+def plot_rank_histogram(
+    fcst: xr.DataArray | xr.Dataset,
+    obs: xr.DataArray | xr.Dataset | None = None,
+    *,
+    member_dim: Hashable = "member",
+    variable: Hashable | None = None,
+    weights: xr.DataArray | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (5.0, 3.5),
+) -> Figure:
+    """Bar chart of the rank histogram with the flat (calibrated) level ``1 / (M + 1)``.
+
+    Pass an ensemble and observations (the histogram is computed over all points with
+    :func:`~flexdownscale.metrics.rank_histogram`), or a precomputed histogram (a DataArray
+    with a ``rank`` dim) and ``obs=None``. A U shape means under-dispersion, a dome
+    over-dispersion, a slope a bias.
+
+    Returns
+    -------
+    Figure
+        One axis with M + 1 bars and one reference line.
+    """
+    if obs is None:
+        hist = _as_dataarray(fcst, variable, "fcst")
+        if "rank" not in hist.dims:
+            raise ConfigError(
+                "without obs, the first argument must be a rank histogram (a 'rank' dim); "
+                "pass the ensemble and the observations instead."
+            )
+    else:
+        hist = rank_histogram(
+            _as_dataarray(fcst, variable, "fcst"),
+            _as_dataarray(obs, variable, "obs"),
+            member_dim=member_dim,
+            weights=weights,
+        )
+    extra = [d for d in hist.dims if d != "rank"]
+    if extra:
+        hist = hist.mean(extra)
+    hist = hist.load()
+    ranks = np.asarray(hist["rank"].values)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(ranks, np.asarray(hist.values, dtype=float), width=0.9, color="tab:blue")
+    ax.axhline(1.0 / ranks.size, color="k", ls="--", lw=1.0)
+    ax.set_xlabel("rank of the observation among the members")
+    ax.set_ylabel("relative frequency")
+    ax.set_title(title or f"rank histogram ({ranks.size - 1} members)")
+    return fig
+
+
+def plot_spread_skill(
+    fcst: xr.DataArray | xr.Dataset,
+    obs: xr.DataArray | xr.Dataset,
+    *,
+    member_dim: Hashable = "member",
+    variable: Hashable | None = None,
+    n_bins: int = 10,
+    title: str | None = None,
+    figsize: tuple[float, float] = (4.5, 4.5),
+) -> Figure:
+    """Binned spread-error diagram: RMSE of the ensemble mean against the ensemble spread.
+
+    Points are sorted into ``n_bins`` equally populated bins of ensemble variance. Per bin,
+    x is the Fortin-corrected spread ``sqrt(<s^2> (M + 1) / M)`` and y the RMSE of the
+    ensemble mean ``sqrt(<(mean - obs)^2>)``, so a reliable ensemble lies on the diagonal
+    (drawn). The title gives the overall (Fortin-corrected) spread-skill ratio.
+
+    Returns
+    -------
+    Figure
+        One axis with two lines (the binned curve and the diagonal).
+    """
+    if n_bins < 1:
+        raise ConfigError(f"n_bins must be >= 1, got {n_bins}.")
+    fcst = _as_dataarray(fcst, variable, "fcst")
+    obs = _as_dataarray(obs, variable, "obs")
+    m = check_member_dim(fcst, obs, member_dim)
+    if m < 2:
+        raise EnsembleError(f"a spread needs at least 2 members, got {m}.")
+    var = fcst.var(member_dim, ddof=1)
+    err2 = (fcst.mean(member_dim) - obs) ** 2
+    var, err2 = xr.broadcast(var, err2)
+    v = np.asarray(var.values, dtype=float).ravel()
+    e = np.asarray(err2.values, dtype=float).ravel()
+    ok = np.isfinite(v) & np.isfinite(e)
+    v, e = v[ok], e[ok]
+    if v.size == 0:
+        raise ShapeError("no point has both a finite spread and a finite error.")
+    factor = (m + 1.0) / m
+    order = np.argsort(v, kind="stable")
+    groups = np.array_split(order, min(n_bins, v.size))
+    xs = np.array([np.sqrt(v[g].mean() * factor) for g in groups])
+    ys = np.array([np.sqrt(e[g].mean()) for g in groups])
+    ratio = np.sqrt(v.mean() * factor / e.mean())
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(xs, ys, "o-", color="tab:red", label="binned")
+    top = float(max(xs.max(), ys.max())) * 1.05
+    ax.plot([0.0, top], [0.0, top], "k--", lw=1.0, label="1:1")
+    ax.set_xlim(0.0, top)
+    ax.set_ylim(0.0, top)
+    ax.set_aspect("equal")
+    units = obs.attrs.get("units")
+    suffix = f" [{units}]" if units else ""
+    ax.set_xlabel(f"spread sqrt((M+1)/M) x std{suffix}")
+    ax.set_ylabel(f"RMSE of ensemble mean{suffix}")
+    ax.legend(frameon=False, loc="upper left")
+    ax.set_title(title or f"spread-skill ratio {ratio:.2f} (M = {m})")
+    return fig
+
+
+def _select_time(da: xr.DataArray, time_dim: Hashable, time: Any) -> xr.DataArray:
+    if time_dim not in da.dims:
+        return da
+    if isinstance(time, int | np.integer):
+        return da.isel({time_dim: int(time)})
+    return da.sel({time_dim: time})
+
+
+def _xy(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ydim, xdim = find_yx_dims(da) if da.ndim == 2 else (None, None)
+    if da.ndim != 2 or ydim is None:
+        raise ShapeError(
+            f"a panel needs a 2-D field after selecting the time, got dims {tuple(da.dims)!r}; "
+            "select the other dims first (e.g. .isel(level=0))."
+        )
+    da = da.transpose(ydim, xdim)
+    x = da[xdim].values if xdim in da.coords else np.arange(da.sizes[xdim])
+    y = da[ydim].values if ydim in da.coords else np.arange(da.sizes[ydim])
+    return np.asarray(x), np.asarray(y), np.asarray(da.values, dtype=float)
+
+
+def plot_panels(
+    coarse: xr.DataArray | xr.Dataset | None,
+    truth: xr.DataArray | xr.Dataset,
+    ensemble: xr.DataArray | xr.Dataset,
+    *,
+    member_dim: Hashable = "member",
+    n_members: int = 3,
+    time: Any = 0,
+    time_dim: Hashable = "time",
+    variable: Hashable | None = None,
+    cmap: str = "viridis",
+    title: str | None = None,
+    panel_size: float = 2.6,
+) -> Figure:
+    """Panel grid for one time step: coarse, truth, members, mean, spread and error.
+
+    Row 1: the coarse input (on its own grid), the truth and the first ``n_members`` members,
+    on one shared colour scale (the truth's 1st-99th percentiles, widened to the members').
+    Row 2: the ensemble mean (same scale), the ensemble spread (std, ``ddof=1``) and the error
+    of the mean (mean - truth, symmetric diverging scale).
+
+    Parameters
+    ----------
+    coarse : DataArray or Dataset or None
+        Low-resolution input; ``None`` leaves its panel out.
+    truth : DataArray or Dataset
+        High-resolution truth.
+    ensemble : DataArray or Dataset
+        Samples with ``member_dim`` on the truth's grid.
+    time : int or label, default 0
+        Position (int) or label of the time step along ``time_dim`` (dims without it are
+        used as they are).
+    variable : str, optional
+        Variable to use from Datasets.
+
+    Returns
+    -------
+    Figure
+        One axis per panel (each with one mesh) plus three colour bars.
+    """
+    if n_members < 0:
+        raise ConfigError(f"n_members must be >= 0, got {n_members}.")
+    truth_da = _select_time(_as_dataarray(truth, variable, "truth"), time_dim, time)
+    ens = _select_time(_as_dataarray(ensemble, variable, "ensemble"), time_dim, time)
+    m = check_member_dim(ens, truth_da, member_dim)
+    n_show = min(n_members, m)
+    ens = ens.load()
+    mean = ens.mean(member_dim)
+    spread = ens.std(member_dim, ddof=1) if m > 1 else xr.full_like(mean, np.nan)
+    error = mean - truth_da
+    top: list[tuple[str, xr.DataArray]] = []
+    if coarse is not None:
+        top.append(
+            ("coarse", _select_time(_as_dataarray(coarse, variable, "coarse"), time_dim, time))
+        )
+    top.append(("truth", truth_da))
+    top += [(f"member {i + 1}", ens.isel({member_dim: i})) for i in range(n_show)]
+    ncols = max(len(top), 3)
+    fig = Figure(figsize=(panel_size * ncols + 1.0, panel_size * 2), layout="constrained")
+    axes = fig.subplots(2, ncols, squeeze=False)
+    tv = np.asarray(truth_da.values, dtype=float)
+    lo, hi = np.nanpercentile(tv, [1, 99])
+    ev = np.asarray(ens.isel({member_dim: slice(0, max(n_show, 1))}).values, dtype=float)
+    if np.isfinite(ev).any():
+        lo, hi = min(lo, np.nanpercentile(ev, 1)), max(hi, np.nanpercentile(ev, 99))
+    units = truth_da.attrs.get("units", "")
+    state_axes = []
+    mesh = None
+    for ax, (label, da) in zip(axes[0], top):
+        x, y, v = _xy(da)
+        mesh = ax.pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
+        ax.set_title(label)
+        state_axes.append(ax)
+    x, y, v = _xy(mean)
+    mesh = axes[1, 0].pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
+    axes[1, 0].set_title("ensemble mean")
+    state_axes.append(axes[1, 0])
+    fig.colorbar(mesh, ax=state_axes, label=units, shrink=0.8)
+    x, y, v = _xy(spread)
+    smax = np.nanpercentile(v, 99) if np.isfinite(v).any() else 1.0
+    sm = axes[1, 1].pcolormesh(x, y, v, cmap="magma", vmin=0.0, vmax=smax or 1.0, shading="auto")
+    axes[1, 1].set_title(f"spread (M = {m})")
+    fig.colorbar(sm, ax=axes[1, 1], label=units, shrink=0.8, location="bottom")
+    x, y, v = _xy(error)
+    emax = np.nanpercentile(np.abs(v), 99) if np.isfinite(v).any() else 1.0
+    em = axes[1, 2].pcolormesh(
+        x, y, v, cmap="RdBu_r", vmin=-(emax or 1.0), vmax=emax or 1.0, shading="auto"
+    )
+    axes[1, 2].set_title("mean - truth")
+    fig.colorbar(em, ax=axes[1, 2], label=units, shrink=0.8, location="bottom")
+    for ax in axes[0, len(top) :]:
+        fig.delaxes(ax)
+    for ax in axes[1, 3:]:
+        fig.delaxes(ax)
+    for ax in [*state_axes, axes[1, 1], axes[1, 2]]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title is None and time_dim in truth_da.coords:
+        t = np.asarray(truth_da[time_dim].values)
+        when = np.datetime_as_string(t, unit="m") if np.issubdtype(t.dtype, np.datetime64) else t
+        title = f"{truth_da.name or ''} {time_dim} = {when}"
+    if title:
+        fig.suptitle(title.strip())
+    return fig

@@ -1,0 +1,173 @@
+"""Bad input gives a clear typed error (or the documented NaN with a warning): one table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from metrics_helpers import grid_field
+
+from flexdownscale.errors import (
+    ConfigError,
+    EnsembleError,
+    FlexDownscaleError,
+    GridError,
+    MissingVariableError,
+    ShapeError,
+    WeightsError,
+)
+from flexdownscale.metrics import (
+    area_weights,
+    crps_ensemble,
+    pearson_r,
+    power_spectrum,
+    psnr,
+    rank_histogram,
+    rmse,
+    spread_skill_ratio,
+    ssim,
+    zonal_spectrum,
+)
+
+FC = grid_field((4, 6, 8), ("time", "lat", "lon"), seed=1)
+OBS = grid_field((4, 6, 8), ("time", "lat", "lon"), seed=2)
+ENS = FC.expand_dims(member=3).copy() + xr.DataArray([0.0, 1.0, -1.0], dims="member")
+W = np.cos(np.deg2rad(FC.lat))
+
+
+def _neg_weights():
+    return W.copy(data=np.r_[-1.0, W.values[1:]])
+
+
+def _nan_weights():
+    return W.copy(data=np.r_[np.nan, W.values[1:]])
+
+
+TABLE = [
+    # (id, call, error, message fragment)
+    ("size mismatch", lambda: rmse(FC, OBS.isel(lat=slice(0, 5))), ShapeError, "size of dim 'lat'"),
+    (
+        "coord mismatch",
+        lambda: rmse(FC, OBS.assign_coords(lat=OBS.lat + 0.1)),
+        ShapeError,
+        "different 'lat' coordinates",
+    ),
+    ("missing member dim", lambda: crps_ensemble(FC, OBS), EnsembleError, "no member dim 'member'"),
+    ("member dim in obs", lambda: crps_ensemble(ENS, ENS), EnsembleError, "obs has the member dim"),
+    (
+        "wrong member name",
+        lambda: spread_skill_ratio(ENS, OBS, member_dim="ens"),
+        EnsembleError,
+        "member_dim",
+    ),
+    (
+        "one member fair",
+        lambda: crps_ensemble(ENS.isel(member=[0]), OBS, fair=True),
+        EnsembleError,
+        "fair=False",
+    ),
+    (
+        "one member spread",
+        lambda: spread_skill_ratio(ENS.isel(member=[0]), OBS),
+        EnsembleError,
+        "at least 2",
+    ),
+    ("negative weights", lambda: rmse(FC, OBS, weights=_neg_weights()), WeightsError, "negative"),
+    ("NaN weights", lambda: crps_ensemble(ENS, OBS, weights=_nan_weights()), WeightsError, "NaN"),
+    ("numpy weights", lambda: rmse(FC, OBS, weights=W.values), WeightsError, "DataArray"),
+    (
+        "weights extra dim",
+        lambda: rmse(FC, OBS, weights=W.rename(lat="y")),
+        WeightsError,
+        "dims ['y']",
+    ),
+    (
+        "member weights shape",
+        lambda: crps_ensemble(ENS, OBS, member_weights=[1.0, 2.0]),
+        WeightsError,
+        "shape (3,)",
+    ),
+    (
+        "negative member weights",
+        lambda: crps_ensemble(ENS, OBS, member_weights=[1.0, -2.0, 1.0]),
+        WeightsError,
+        "negative",
+    ),
+    (
+        "weights on members",
+        lambda: crps_ensemble(ENS, OBS, weights=xr.ones_like(ENS.member, dtype=float)),
+        WeightsError,
+        "member_weights",
+    ),
+    (
+        "reduce and preserve",
+        lambda: rmse(FC, OBS, reduce_dims="time", preserve_dims="lat"),
+        ConfigError,
+        "only one",
+    ),
+    ("unknown reduce dim", lambda: rmse(FC, OBS, reduce_dims="level"), ConfigError, "'level'"),
+    (
+        "member as reduce dim",
+        lambda: crps_ensemble(ENS, OBS, reduce_dims="member"),
+        ConfigError,
+        "consumes",
+    ),
+    (
+        "bad correction",
+        lambda: spread_skill_ratio(ENS, OBS, correction="wb2"),
+        ConfigError,
+        "correction",
+    ),
+    ("bad data_range", lambda: psnr(FC, OBS, data_range=-1.0), ConfigError, "data_range"),
+    (
+        "ssim window too big",
+        lambda: ssim(FC.isel(lat=slice(0, 5)), OBS.isel(lat=slice(0, 5)), data_range=1.0),
+        ShapeError,
+        "window",
+    ),
+    (
+        "rank dim taken",
+        lambda: rank_histogram(ENS.rename(time="rank"), OBS.rename(time="rank")),
+        ConfigError,
+        "rank",
+    ),
+    (
+        "dataset vars differ",
+        lambda: rmse(xr.Dataset({"a": FC}), xr.Dataset({"b": OBS})),
+        MissingVariableError,
+        "variables",
+    ),
+    ("spectrum method", lambda: power_spectrum(OBS, method="welch"), ConfigError, "method"),
+    ("window with dct", lambda: power_spectrum(OBS, window="hann"), ConfigError, "FFT"),
+    ("zonal on regional", lambda: zonal_spectrum(OBS), GridError, "full circle"),
+    ("not xarray", lambda: pearson_r(FC.values, OBS), TypeError, "xarray"),
+    (
+        "no grid dims",
+        lambda: area_weights(xr.DataArray(np.zeros((3, 4)), dims=("a", "b"))),
+        GridError,
+        "dims=",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"), [t[1:] for t in TABLE], ids=[t[0] for t in TABLE]
+)
+def test_bad_input_table(call, error, fragment):
+    with pytest.raises(error) as info:
+        call()
+    assert fragment in str(info.value)
+    if error is not TypeError:
+        assert isinstance(info.value, FlexDownscaleError)
+
+
+def test_documented_nan_with_warning():
+    # a point with one valid member: fair CRPS NaN + RuntimeWarning; ecdf |x - y|
+    ens = ENS.copy()
+    ens[1:, 0, 0, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="only one ensemble member"):
+        fair = crps_ensemble(ens, OBS, preserve_dims="all")
+    assert np.isnan(fair.values[0, 0, 0])
+    assert np.isfinite(fair.values[1:]).all()
+    ecdf = crps_ensemble(ens, OBS, fair=False, preserve_dims="all")
+    assert float(ecdf[0, 0, 0]) == pytest.approx(abs(float(ens[0, 0, 0, 0] - OBS[0, 0, 0])))

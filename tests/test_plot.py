@@ -1,0 +1,133 @@
+"""Plot helpers return Figures with the expected axes and lines, on real data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from flexdownscale.errors import ConfigError, ShapeError
+from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
+from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
+
+
+@pytest.fixture(scope="module")
+def era5(shared_data):
+    """Real truth (ERA5 t2m), its 4x area-mean coarsening and a 6-member noisy 'ensemble'."""
+    ds = xr.open_dataset(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")
+    truth = ds.t2m.isel(time=slice(0, 6), latitude=slice(0, 32), longitude=slice(0, 48)).load()
+    coarse = truth.coarsen(latitude=4, longitude=4).mean()
+    coarse.attrs = truth.attrs
+    rng = np.random.default_rng(0)
+    noise = xr.DataArray(
+        rng.normal(scale=0.7, size=(6, *truth.shape)), dims=("member", *truth.dims)
+    )
+    ensemble = (truth + noise).assign_attrs(truth.attrs)
+    return coarse, truth, ensemble
+
+
+def _renders(fig: Figure) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_plot_spectra_fields_with_reference(era5):
+    _, truth, ensemble = era5
+    smooth = truth.rolling(latitude=3, longitude=3, center=True, min_periods=1).mean()
+    fig = plot_spectra(
+        {"truth": truth, "ensemble": ensemble, "smoothed": smooth}, reference="truth"
+    )
+    assert isinstance(fig, Figure)
+    top, bottom = fig.axes[:2]
+    assert len(top.lines) == 3
+    assert len(bottom.lines) == 3  # two ratios and the line at 1
+    assert top.get_xscale() == "log"
+    assert top.get_yscale() == "log"
+    # the smoothed field loses variance at small scales: its ratio ends below 1
+    ratio_smooth = bottom.lines[1].get_ydata()
+    assert ratio_smooth[-1] < 0.5
+    _renders(fig)
+
+
+def test_plot_spectra_precomputed_zonal_real_winds(shared_data):
+    ds = xr.open_dataset(shared_data / "era_interim" / "eraint_uv_monthly.nc").isel(month=0)
+    band = ds.sel(latitude=slice(60, 30))
+    specs = {
+        f"{int(p)} hPa": kinetic_energy_spectrum(
+            band.u.sel(level=p), band.v.sel(level=p), kind="zonal"
+        )
+        for p in (200, 500, 850)
+    }
+    fig = plot_spectra(specs, title="ERA-Interim KE, 30-60N")
+    assert len(fig.axes) == 1
+    assert len(fig.axes[0].lines) == 3
+    assert fig.axes[0].get_xlabel() == "zonal wavenumber"
+    _renders(fig)
+
+
+def test_plot_rank_histogram(era5):
+    _, truth, ensemble = era5
+    fig = plot_rank_histogram(ensemble, truth)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 7  # M + 1 bars
+    assert len(ax.lines) == 1
+    heights = np.array([p.get_height() for p in ax.patches])
+    assert heights.sum() == pytest.approx(1.0)
+    # precomputed histogram input, Dataset variable selection
+    hist = rank_histogram(ensemble, truth, preserve_dims="time")
+    fig2 = plot_rank_histogram(xr.Dataset({"t2m": hist}), variable="t2m")
+    assert len(fig2.axes[0].patches) == 7
+    with pytest.raises(ConfigError):
+        plot_rank_histogram(ensemble)
+    _renders(fig)
+
+
+def test_plot_spread_skill(era5):
+    _, truth, ensemble = era5
+    fig = plot_spread_skill(ensemble, truth, n_bins=8)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2
+    assert len(ax.lines[0].get_xdata()) == 8
+    # the noise ensemble is over-dispersed around the truth (truth is its centre)
+    x, y = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+    assert np.all(x > y)
+    assert "spread-skill ratio" in ax.get_title()
+    _renders(fig)
+
+
+def test_plot_panels(era5):
+    coarse, truth, ensemble = era5
+    fig = plot_panels(coarse, truth, ensemble, n_members=3, time=2)
+    meshes = [ax for ax in fig.axes if ax.get_title()]
+    titles = [ax.get_title() for ax in meshes]
+    assert titles == [
+        "coarse",
+        "truth",
+        "member 1",
+        "member 2",
+        "member 3",
+        "ensemble mean",
+        "spread (M = 6)",
+        "mean - truth",
+    ]
+    assert len(fig.axes) == 8 + 3  # panels and three colour bars
+    assert "2019-03-01T02:00" in fig.get_suptitle()
+    # the coarse panel is drawn on its own (coarser) grid
+    coarse_mesh = meshes[0].collections[0].get_array()
+    assert coarse_mesh.size == coarse.isel(time=0).size
+    _renders(fig)
+    # Dataset inputs, a time label, no coarse panel
+    fig2 = plot_panels(
+        None,
+        truth.to_dataset(),
+        ensemble.to_dataset(name="t2m"),
+        n_members=1,
+        time=truth.time.values[0],
+    )
+    assert [ax.get_title() for ax in fig2.axes if ax.get_title()][:2] == ["truth", "member 1"]
+    with pytest.raises(ShapeError):
+        plot_panels(None, truth, ensemble.expand_dims(level=2), time=0)
