@@ -28,10 +28,13 @@ Degradations (recorded by name in a model's ``grid.json``, see :data:`DEGRADATIO
 
 Upsamplings (the base field of the residual models, see :data:`UPSAMPLINGS`):
 
-``"bilinear"``, ``"bicubic"``
-    Identical to ``torch.nn.functional.interpolate(..., align_corners=False)`` (cubic
-    convolution with a = -0.75, edge values clamped) on non-periodic axes; wrap-around on
-    periodic axes.
+``"bilinear"``
+    Identical to ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``
+    (edge values clamped) on non-periodic axes; wrap-around on periodic axes.
+``"bicubic"``
+    Keys' cubic convolution with a = -1/2, the third-order accurate choice (it reproduces
+    quadratics), on the same sample positions and edge clamping as torch. Note that torch's
+    ``mode="bicubic"`` uses a = -0.75, which is only first-order accurate on smooth fields.
 ``"conservative"``
     Bilinear plus a per-block constant correction, so that ``area_mean(up(x)) == x`` (to
     rounding): the base field has exactly the coarse cell means.
@@ -78,7 +81,8 @@ Upsampling = Literal["bilinear", "bicubic", "conservative", "nearest"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 XrObj = xr.Dataset | xr.DataArray
 
-_CUBIC_A = -0.75
+#: Keys (1981) cubic-convolution parameter; -1/2 makes the interpolant third-order accurate.
+_CUBIC_A = -0.5
 
 
 def _check_option(name: str, value: Any, options: Any) -> None:
@@ -521,7 +525,12 @@ def _map_spatial(
 
     if isinstance(obj, xr.DataArray):
         out = one(obj, obj.name)
-        return out.assign_coords(grid.coords)
+        # a DataArray cannot hold the (n, 2) bounds: keep the centres, drop the bounds pointer
+        centres = {}
+        for name in (spec.y, spec.x):
+            attrs = {k: v for k, v in grid[name].attrs.items() if k != "bounds"}
+            centres[name] = xr.Variable((name,), grid[name].values, attrs=attrs)
+        return out.assign_coords(centres)
     data_vars = {}
     for name, var in obj.data_vars.items():
         has_y, has_x = spec.y in var.dims, spec.x in var.dims

@@ -323,13 +323,27 @@ def _kind(obj: XrObj, axes: GridAxes) -> Kind:
     return "projected"
 
 
+def _eager(var: xr.DataArray | xr.Variable) -> np.ndarray:
+    """Values of a (small) coordinate variable, computed on the spot if it is dask-backed.
+
+    Coordinates are metadata and are read eagerly (with dask's synchronous scheduler); data
+    variables are never computed by this module.
+    """
+    data = var.data
+    if hasattr(data, "dask"):
+        import dask
+
+        (data,) = dask.compute(data, scheduler="synchronous")
+    return np.asarray(data)
+
+
 def _values(obj: XrObj, name: str) -> np.ndarray:
     if name not in obj.coords:
         raise GridError(
             f"dimension {name!r} has no coordinate values; expected a 1-D coordinate giving the "
             f"cell centres. Assign one, e.g. ds.assign_coords({name}=np.arange(n) * spacing)"
         )
-    values = np.asarray(obj[name].values)
+    values = _eager(obj[name])
     if values.ndim != 1:
         raise GridError(f"coordinate {name!r} is {values.ndim}-D; expected a 1-D axis")
     if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
@@ -871,7 +885,7 @@ def normalize_grid(
         bname = _bounds_name(obj, name)
         if bname is not None and index is not None:
             bvar = out[bname].variable
-            bvals = np.sort(np.asarray(bvar.values, dtype=np.float64), axis=-1)
+            bvals = np.sort(_eager(bvar).astype(np.float64), axis=-1)
             if name == axes.x and kind == "latlon":
                 shift = values - np.asarray(obj[name].values, dtype=np.float64)[index]
                 bvals = bvals + shift[:, None]
@@ -964,7 +978,7 @@ def grid_spec(
         bname = _bounds_name(norm, name)
         if bname is None:
             continue
-        given = np.sort(np.asarray(norm[bname].values, dtype=np.float64), axis=-1)
+        given = np.sort(_eager(norm[bname]).astype(np.float64), axis=-1)
         expected = cell_bounds(centres, latitude=kind == "latlon" and name == axes.y)
         if given.shape != expected.shape or np.max(np.abs(given - expected)) > rtol * step:
             raise GridError(
@@ -1060,13 +1074,16 @@ def _grid_dataset(
     return xr.Dataset(coords=coords)
 
 
-def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> XrObj:
+def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Dataset:
     """Return ``obj`` normalized, with CF bounds coordinates ``<x>_bnds`` and ``<y>_bnds``.
 
     The coordinates get a ``bounds`` attribute and CF ``standard_name`` / ``units`` / ``axis``
-    where they are missing. Existing bounds variables of x and y are replaced.
+    where they are missing. Existing bounds variables of x and y are replaced. A DataArray cannot
+    hold (n, 2) bounds, so a DataArray comes back as a one-variable Dataset.
     """
     spec = grid_spec(obj, dims=dims)
+    if isinstance(obj, xr.DataArray):
+        obj = obj.to_dataset(name=obj.name if obj.name is not None else "data")
     out = normalize_grid(obj, dims=dims)
     drop = [b for b in (_bounds_name(out, spec.x), _bounds_name(out, spec.y)) if b is not None]
     if drop:

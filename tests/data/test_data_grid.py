@@ -1,0 +1,280 @@
+"""Grid discovery, validation, normalization, bounds, refinement and coarsening."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from data_helpers import assert_unchanged, latlon_da, no_compute, projected_da
+
+from flexdownscale.data.grid import (
+    GridAxes,
+    GridSpec,
+    add_bounds,
+    cell_bounds,
+    coarsen_grid,
+    find_axes,
+    grid_spec,
+    normalize_grid,
+    refine_coord,
+    refine_grid,
+    row_area_weights,
+)
+from flexdownscale.errors import ConfigError, GridError, UnsupportedFactorError
+
+REAL = {
+    "era5": ("era5/era5_t2m_uk_2019-03-01_24.nc", GridAxes("longitude", "latitude", "time")),
+    "eraint": ("era_interim/eraint_uv_monthly.nc", GridAxes("longitude", "latitude", None)),
+    "kolmogorov": ("kolmogorov/kf_re1000.nc", GridAxes("x", "y", "time")),
+    "radar": ("radar/bom_mtstapylton_prcp10min_2020-10-31.nc", GridAxes("x", "y", "time")),
+    "rotated": ("grids/tas_rotated_grid_EUR11.nc", GridAxes("rlon", "rlat", "time")),
+}
+
+
+def open_real(shared_data, key: str) -> xr.Dataset:
+    return xr.open_dataset(shared_data / REAL[key][0])
+
+
+@pytest.mark.parametrize("key", sorted(REAL))
+def test_find_axes_on_real_files(shared_data, key):
+    with open_real(shared_data, key) as ds:
+        assert find_axes(ds) == REAL[key][1]
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "periodic", "spacing"),
+    [
+        ("era5", "latlon", (False, False), (0.25, 0.25)),
+        ("eraint", "latlon", (True, False), (0.75, 0.75)),
+        ("kolmogorov", "projected", (True, True), (2 * np.pi / 256, 2 * np.pi / 256)),
+        ("radar", "projected", (False, False), (0.5, 0.5)),
+        ("rotated", "rotated", (False, False), (0.11, 0.11)),
+    ],
+)
+def test_grid_spec_on_real_files(shared_data, key, kind, periodic, spacing):
+    with open_real(shared_data, key) as ds:
+        spec = grid_spec(ds)
+        assert spec.kind == kind
+        assert (spec.periodic_x, spec.periodic_y) == periodic
+        np.testing.assert_allclose((spec.dx, spec.dy), spacing, rtol=1e-5)
+        xs = np.sort(ds[spec.x].values.astype(float))
+        assert spec.x0 == pytest.approx(xs[0])
+        if key == "rotated":
+            assert spec.crs["grid_mapping_name"] == "rotated_latitude_longitude"
+        if key == "radar":
+            assert spec.crs["grid_mapping_name"] == "albers_conical_equal_area"
+            assert spec.x_units == "km"
+        # JSON round trip of what goes into grid.json
+        assert GridSpec.from_json(spec.to_json()) == spec
+
+
+def test_era5_descending_latitude_is_reversed_lazily(shared_data):
+    with open_real(shared_data, "era5") as raw:
+        ds = raw.isel(time=slice(0, 3)).chunk({"time": 1})
+        before = ds.copy(deep=True)
+        with no_compute():
+            out = normalize_grid(ds)
+        assert np.all(np.diff(out.latitude.values) > 0)
+        assert "stored_direction" not in out.latitude.attrs
+        assert out.latitude.attrs["standard_name"] == "latitude"
+        # same values at the same labels
+        xr.testing.assert_equal(
+            out.t2m.sel(latitude=55.0, longitude=-3.0), ds.t2m.sel(latitude=55.0, longitude=-3.0)
+        )
+        np.testing.assert_array_equal(out.t2m.values, ds.t2m.values[:, ::-1, :])
+        assert_unchanged(before, ds)
+        assert ds.latitude.attrs["stored_direction"] == "decreasing"
+
+
+def test_eraint_longitude_conventions(shared_data):
+    with open_real(shared_data, "eraint") as ds:
+        auto = normalize_grid(ds)
+        np.testing.assert_array_equal(auto.longitude.values, ds.longitude.values)  # kept -180..180
+        to360 = normalize_grid(ds, lon_convention="360")
+        assert to360.longitude.values[0] == 0.0
+        assert to360.longitude.values[-1] == 359.25
+        # values follow their longitude: 190.5E == -169.5
+        np.testing.assert_array_equal(
+            to360.u.sel(longitude=190.5).values, auto.u.sel(longitude=-169.5).values
+        )
+        back = normalize_grid(to360, lon_convention="180")
+        np.testing.assert_array_equal(back.u.values, auto.u.values)
+        assert grid_spec(to360).periodic_x
+
+
+def test_regional_grid_across_the_seam_stays_contiguous():
+    lon = np.arange(170.0, 191.0)  # 170..190 in 0..360
+    da = latlon_da(4, lon.size, lon0=170.0)
+    wrapped = da.assign_coords(lon=("lon", np.where(lon > 180, lon - 360, lon), da.lon.attrs))
+    out = normalize_grid(wrapped)  # auto: -180..180 would split the region
+    np.testing.assert_array_equal(out.lon.values, lon)
+    np.testing.assert_array_equal(out.values, da.values)
+    with pytest.raises(GridError, match="crosses the seam"):
+        normalize_grid(da, lon_convention="180")
+
+
+def test_integer_coordinates_and_data_become_float():
+    da = xr.DataArray(
+        np.arange(12, dtype=np.int16).reshape(3, 4),
+        dims=("y", "x"),
+        coords={"y": ("y", np.arange(3), {"units": "m"}), "x": ("x", np.arange(4), {"units": "m"})},
+        name="counts",
+    )
+    out = normalize_grid(da)
+    assert out.dtype == np.float32
+    assert out.y.dtype == np.float64
+    assert out.x.dtype == np.float64
+    np.testing.assert_array_equal(out.values, da.values)
+    assert da.dtype == np.int16  # input untouched
+    big = normalize_grid(da.astype(np.int64).to_dataset())
+    assert big.counts.dtype == np.float64
+
+
+def test_radar_bounds_follow_the_flipped_axis(shared_data):
+    with open_real(shared_data, "radar") as ds:
+        out = normalize_grid(ds.isel(time=0))
+        assert np.all(np.diff(out.y.values) > 0)
+        b = out.y_bounds.values
+        assert np.all(b[:, 0] < b[:, 1])
+        np.testing.assert_allclose(b.mean(axis=1), out.y.values)
+        np.testing.assert_array_equal(b[1:, 0], b[:-1, 1])
+
+
+def test_inconsistent_bounds_are_rejected():
+    da = projected_da(4, 4).to_dataset()
+    bad = np.stack([da.x.values, da.x.values + 0.5], axis=1)  # not centred
+    da = da.assign_coords(x_bnds=(("x", "nv"), bad))
+    da.x.attrs["bounds"] = "x_bnds"
+    with pytest.raises(GridError, match="disagrees"):
+        grid_spec(da)
+
+
+def test_cell_bounds_and_row_weights_cover_the_sphere():
+    lat = np.arange(-90.0, 90.1, 0.75)
+    b = cell_bounds(lat, latitude=True)
+    assert b[0, 0] == -90.0
+    assert b[-1, 1] == 90.0
+    np.testing.assert_array_equal(b[1:, 0], b[:-1, 1])
+    assert row_area_weights(b).sum() == pytest.approx(2.0, abs=1e-14)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 5, 8])
+def test_refined_cells_exactly_partition_the_coarse_cells(factor):
+    coarse = np.linspace(-31.3, 17.9, 23)
+    fine_c, fine_b = refine_coord(coarse, factor)
+    cb = cell_bounds(coarse)
+    # exact union, exact contiguity
+    np.testing.assert_array_equal(fine_b[::factor, 0], cb[:, 0])
+    np.testing.assert_array_equal(fine_b[factor - 1 :: factor, 1], cb[:, 1])
+    np.testing.assert_array_equal(fine_b[1:, 0], fine_b[:-1, 1])
+    np.testing.assert_allclose(np.diff(fine_c), np.diff(coarse)[0] / factor, rtol=1e-12)
+    np.testing.assert_allclose(fine_c.reshape(-1, factor).mean(axis=1), coarse, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", ["era5", "radar", "kolmogorov"])
+def test_refine_and_coarsen_real_grids(shared_data, key):
+    with open_real(shared_data, key) as ds:
+        spec = grid_spec(ds)
+        fine = refine_grid(ds, 4)
+        for name, which in ((spec.x, "X"), (spec.y, "Y")):
+            attrs = fine[name].attrs
+            assert attrs["axis"] == which
+            assert attrs["bounds"] == f"{name}_bnds"
+            assert attrs["units"] == ds[name].attrs["units"]
+            coarse_b = add_bounds(ds)[f"{name}_bnds"].values
+            fine_b = fine[f"{name}_bnds"].values
+            np.testing.assert_array_equal(fine_b[::4, 0], coarse_b[:, 0])
+            np.testing.assert_array_equal(fine_b[3::4, 1], coarse_b[:, 1])
+        if spec.kind == "latlon":
+            assert fine[spec.y].attrs["standard_name"] == "latitude"
+        assert_spec_close(spec, GridSpec.from_dict(spec.refine(4).to_dict()).coarsen(4))
+        # coarse grid of a fine one: bounds are the union of the blocks' fine bounds
+        trimmed = ds.isel({spec.y: slice(0, spec.ny // 4 * 4), spec.x: slice(0, spec.nx // 4 * 4)})
+        cg = coarsen_grid(trimmed, 4)
+        fb = add_bounds(trimmed)
+        for name in (spec.x, spec.y):
+            np.testing.assert_array_equal(
+                cg[f"{name}_bnds"].values[:, 0], fb[f"{name}_bnds"].values[::4, 0]
+            )
+            np.testing.assert_array_equal(
+                cg[f"{name}_bnds"].values[:, 1], fb[f"{name}_bnds"].values[3::4, 1]
+            )
+        # refining the coarse grid gives back the fine centres
+        back = refine_grid(cg, 4)
+        np.testing.assert_allclose(back[spec.y].values, fb[spec.y].values, atol=1e-9 * spec.dy)
+
+
+def assert_spec_close(a: GridSpec, b: GridSpec) -> None:
+    da, db = a.to_dict(), b.to_dict()
+    for key, value in da.items():
+        if isinstance(value, float):
+            assert db[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+        else:
+            assert db[key] == value, key
+
+
+def test_global_grid_with_polar_points_cannot_be_refined(shared_data):
+    with open_real(shared_data, "eraint") as ds:
+        with pytest.raises(GridError, match="beyond the poles"):
+            refine_grid(ds, 2)
+        inner = refine_grid(ds.isel(latitude=slice(1, -1)), 2)
+        assert inner.latitude.values.max() < 90
+        assert inner.latitude.values.min() > -90
+        # the coarse grid of the full global grid keeps clipped polar bounds
+        cg = coarsen_grid(ds, 4, boundary="trim")
+        assert cg.latitude_bnds.values[0, 0] == -90.0
+
+
+def test_gridspec_coarsen_refine_and_errors():
+    spec = GridSpec(x="lon", y="lat", kind="latlon", nx=8, ny=6, x0=0.5, y0=-2.5, dx=1, dy=1)
+    coarse = spec.coarsen(2)
+    assert (coarse.nx, coarse.ny, coarse.x0, coarse.dx) == (4, 3, 1.0, 2.0)
+    assert coarse.refine(2) == spec
+    assert spec.extent == (0.0, 8.0, -3.0, 3.0)
+    with pytest.raises(UnsupportedFactorError):
+        spec.coarsen(4)
+    assert spec.coarsen(4, boundary="trim").nx == 2
+    with pytest.raises(UnsupportedFactorError):
+        spec.coarsen(0)
+    with pytest.raises(ConfigError):
+        GridSpec(x="a", y="b", kind="polar", nx=1, ny=1, x0=0, y0=0, dx=1, dy=1)
+    with pytest.raises(GridError, match="unknown keys"):
+        GridSpec.from_dict({**spec.to_dict(), "colour": "blue"})
+    with pytest.raises(GridError, match="format_version"):
+        GridSpec.from_dict({**spec.to_dict(), "format_version": 99})
+    json.loads(spec.to_json())
+
+
+def test_dims_override_and_ambiguity():
+    da = xr.DataArray(
+        np.zeros((3, 4)),
+        dims=("a", "b"),
+        coords={
+            "a": ("a", [0.0, 1, 2], {"units": "m"}),
+            "b": ("b", [0.0, 1, 2, 3], {"units": "m"}),
+        },
+    )
+    with pytest.raises(GridError, match="could not find"):
+        find_axes(da)
+    assert find_axes(da, dims={"x": "b", "y": "a"}) == GridAxes("b", "a", None)
+    assert grid_spec(da, dims={"x": "b", "y": "a"}).nx == 4
+    with pytest.raises(GridError, match="unknown keys"):
+        find_axes(da, dims={"lon": "b"})
+    with pytest.raises(GridError, match="not in the data"):
+        find_axes(da, dims={"x": "lon", "y": "a"})
+    two = xr.DataArray(np.zeros((2, 2, 2)), dims=("lat", "y", "lon"))
+    with pytest.raises(GridError, match="several candidate"):
+        find_axes(two)
+
+
+def test_rotated_pole_grid_is_handled_as_1d_axes(shared_data):
+    with open_real(shared_data, "rotated") as ds:
+        fine = refine_grid(ds, 2)
+        assert fine.rlat.attrs["standard_name"] == "grid_latitude"
+        assert fine.rlat.size == 2 * ds.rlat.size
+        from flexdownscale.data.degrade import degrade
+
+        coarse = degrade(ds.tas.isel(rlat=slice(0, 412), rlon=slice(0, 424)), 4)
+        assert coarse.shape == (1, 1, 103, 106)
