@@ -149,7 +149,7 @@ class DiT(Backbone):
             c = c + self.phys(phys)
         patches = self.patch_embed(x_t)
         height, width = patches.shape[-2:]
-        pos = sincos_2d(height, width, self.dim, device=x_t.device)
+        pos = sincos_2d(height, width, self.dim, device=x_t.device, dtype=patches.dtype)
         tokens = rearrange(patches, "b c h w -> b (h w) c") + pos
         task = rearrange(features[0], "b c h w -> b (h w) c")
         for block in self.blocks:

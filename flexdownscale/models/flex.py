@@ -187,7 +187,7 @@ class FLEX(Backbone):
         # ViT bottleneck on patch-size-1 tokens plus one extra (embedding) token
         bottleneck = skips[-1]
         height, width = bottleneck.shape[-2:]
-        pos = sincos_2d(height, width, self.dim, device=bottleneck.device)
+        pos = sincos_2d(height, width, self.dim, device=bottleneck.device, dtype=bottleneck.dtype)
         tokens = rearrange(bottleneck, "b c h w -> b (h w) c") + pos
         tokens = torch.cat([emb_enc[:, None, :].to(tokens.dtype), tokens], dim=1)
         vit_skips = []

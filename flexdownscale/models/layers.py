@@ -173,7 +173,8 @@ class FourierTimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """Embed times ``t`` of shape (B,) into (B, D)."""
         angle = 2 * math.pi * t.float()[:, None] * self.freqs.float()[None, :]
-        return self.mlp(torch.cat([angle.sin(), angle.cos()], dim=1))
+        features = torch.cat([angle.sin(), angle.cos()], dim=1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class ConditionEmbedding(nn.Module):
@@ -185,7 +186,7 @@ class ConditionEmbedding(nn.Module):
 
     def forward(self, phys: torch.Tensor) -> torch.Tensor:
         """Embed ``phys`` of shape (B,) into (B, D)."""
-        return self.mlp(phys.float()[:, None])
+        return self.mlp(phys[:, None].to(self.mlp[0].weight.dtype))
 
 
 class ResBlock(nn.Module):

@@ -127,7 +127,7 @@ class UViT(Backbone):
             emb = emb + self.phys(phys)
         patches = self.patch_embed(x_t)
         height, width = patches.shape[-2:]
-        pos = sincos_2d(height, width, self.dim, device=x_t.device)
+        pos = sincos_2d(height, width, self.dim, device=x_t.device, dtype=patches.dtype)
         task = rearrange(features[0], "b c h w -> b (h w) c")
         tokens = rearrange(patches, "b c h w -> b (h w) c") + pos + task
         tokens = torch.cat([emb[:, None, :].to(tokens.dtype), tokens], dim=1)

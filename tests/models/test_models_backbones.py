@@ -280,3 +280,20 @@ def test_model_keeps_its_config(make, backbone):
     model = make(backbone, in_channels=2)
     assert model.config.backbone == backbone
     assert model.config.in_channels == 2
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_models_cast_to_other_dtypes(make, perturb, backbone):
+    model = perturb(make(backbone, physical_condition=True)).eval()
+    x_t, t, cond = _inputs(2, 1, 32, 32)
+    phys = torch.tensor([0.1, 0.3])
+    with torch.no_grad():
+        ref = model(x_t, t, cond, phys=phys)
+        model.double()  # float64 agrees with float32
+        out64 = model(x_t.double(), t.double(), cond.double(), phys=phys.double())
+        assert out64.dtype == torch.float64
+        torch.testing.assert_close(out64.float(), ref, rtol=1e-4, atol=1e-5)
+        model.to(torch.bfloat16)  # a bf16 model takes bf16 inputs and stays close
+        out16 = model(x_t.bfloat16(), t, cond.bfloat16(), phys=phys)
+    assert out16.dtype == torch.bfloat16
+    assert (out16.float() - ref).abs().max() < 0.1 * ref.abs().max()
