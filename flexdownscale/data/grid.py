@@ -203,7 +203,8 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
             )
     x = override.get("x") or _discover(obj, "X")
     y = override.get("y") or _discover(obj, "Y")
-    if x is None or y is None:
+    no_axis_values = any(v is not None and v not in obj.coords for v in (x, y))
+    if x is None or y is None or no_axis_values:
         curvi = _curvilinear(obj)
         if curvi:
             raise GridError(
@@ -212,6 +213,7 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
                 f"e.g. flexdownscale.data.regrid.regrid(ds, target, backend='xesmf') "
                 f"(pip install flexdownscale[esmf] and conda install -c conda-forge esmpy)"
             )
+    if x is None or y is None:
         missing = " and ".join(n for n, v in (("x", x), ("y", y)) if v is None)
         raise GridError(
             f"could not find the {missing} dimension among {list(map(str, obj.dims))}; expected "

@@ -213,12 +213,9 @@ class Normalizer:
                 if not np.issubdtype(x.dtype, np.number):
                     raise DataError(f"variable {name!r} has dtype {x.dtype}; expected numbers")
                 x = x.astype(np.float64)
-                per[name] = (
-                    x.count(),
-                    x.min(skipna=True),
-                    _forward(x, chosen[name]).mean(skipna=True),
-                    _forward(x, chosen[name]).var(skipna=True),
-                )
+                # values outside the transform's domain are reported below, not warned about here
+                t = _forward(x.where(x > -1) if chosen[name] == "log1p" else x, chosen[name])
+                per[name] = (x.count(), x.min(skipna=True), t.mean(skipna=True), t.var(skipna=True))
             lazy.append(per)
         (computed,) = dask.compute(lazy)
         stats = {}

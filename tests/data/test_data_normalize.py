@@ -1,0 +1,131 @@
+"""Normalizer: dask statistics, exact inverse, JSON round trip, arrays and xarray agree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from data_helpers import assert_unchanged, no_compute
+
+from flexdownscale.data.normalize import Normalizer, VariableStats, auto_transform
+from flexdownscale.errors import DataError, MissingVariableError, ShapeError
+
+
+def test_fit_matches_numpy_on_real_era5_lazily(shared_data):
+    with xr.open_dataset(shared_data / "era5/era5_t2m_uk_2019-03-01_24.nc") as raw:
+        ds = raw.chunk({"time": 96})
+        before = ds.copy(deep=True)
+        norm = Normalizer.fit(ds)
+        values = ds.t2m.values.astype(np.float64)
+        assert norm.variables == ("t2m",)
+        assert norm.stats["t2m"].mean == pytest.approx(values.mean(), rel=1e-12)
+        assert norm.stats["t2m"].std == pytest.approx(values.std(), rel=1e-10)
+        assert norm.stats["t2m"].transform == "none"
+        assert norm.stats["t2m"].units == "K"
+        with no_compute():
+            z = norm.transform(ds)
+            back = norm.inverse_transform(z)
+        assert z.t2m.attrs == ds.t2m.attrs
+        assert abs(float(z.t2m.mean())) < 1e-5
+        assert float(z.t2m.std()) == pytest.approx(1.0, rel=1e-5)
+        np.testing.assert_allclose(back.t2m.values, ds.t2m.values, rtol=1e-6)
+        assert_unchanged(before, ds)
+
+
+def test_log1p_for_precipitation_with_nans_kept(shared_data):
+    path = shared_data / "radar/bom_mtstapylton_prcp10min_2020-10-31.nc"
+    with xr.open_dataset(path, chunks={}) as ds:
+        ds = ds.isel(time=slice(0, 12))
+        assert auto_transform(ds.precipitation) == "log1p"
+        norm = Normalizer.fit(ds, variables=["precipitation"])
+        s = norm.stats["precipitation"]
+        assert s.transform == "log1p"
+        raw = ds.precipitation.values.astype(np.float64)
+        logged = np.log1p(raw)
+        assert s.mean == pytest.approx(np.nanmean(logged), rel=1e-10)
+        assert s.std == pytest.approx(np.nanstd(logged), rel=1e-10)
+        z = norm.transform(ds)
+        assert int(z.precipitation.isnull().sum()) == int(np.isnan(raw).sum()) > 0
+        back = norm.inverse_transform(z).precipitation.values.astype(np.float64)
+        np.testing.assert_allclose(back, raw, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_inverse_is_exact_to_rounding_for_arrays_and_tensors():
+    rng = np.random.default_rng(0)
+    norm = Normalizer(
+        {
+            "a": VariableStats(mean=3.0, std=2.5),
+            "b": VariableStats(mean=0.2, std=0.7, transform="log1p"),
+        }
+    )
+    x = np.abs(rng.normal(size=(4, 2, 8, 8))) * 5
+    z = norm.transform_array(x, channel_axis=1)
+    np.testing.assert_allclose(
+        norm.inverse_transform_array(z, channel_axis=1), x, rtol=1e-13, atol=1e-14
+    )
+    np.testing.assert_allclose(z[:, 0], (x[:, 0] - 3.0) / 2.5)
+    np.testing.assert_allclose(z[:, 1], (np.log1p(x[:, 1]) - 0.2) / 0.7)
+    t = torch.from_numpy(x)
+    zt = norm.transform_array(t, channel_axis=1)
+    assert isinstance(zt, torch.Tensor)
+    np.testing.assert_allclose(zt.numpy(), z, rtol=1e-14)
+    ds = xr.Dataset({n: (("s", "y", "x"), x[:, i]) for i, n in enumerate("ab")})
+    zx = norm.transform(ds)
+    np.testing.assert_allclose(np.stack([zx.a, zx.b], axis=1), z, rtol=1e-14)
+
+
+def test_pooled_statistics_equal_statistics_of_the_concatenation():
+    rng = np.random.default_rng(1)
+    parts = [
+        xr.Dataset({"v": (("t", "y", "x"), rng.normal(loc=i, scale=1 + i, size=(n, 4, 5)))})
+        for i, n in enumerate((3, 7, 2))
+    ]
+    pooled = Normalizer.fit([p.chunk({"t": 1}) for p in parts])
+    whole = Normalizer.fit(xr.concat(parts, dim="t"))
+    assert pooled.stats["v"].mean == pytest.approx(whole.stats["v"].mean, rel=1e-12)
+    assert pooled.stats["v"].std == pytest.approx(whole.stats["v"].std, rel=1e-12)
+
+
+def test_json_round_trip_is_exact_and_keeps_the_order(tmp_path):
+    norm = Normalizer(
+        {
+            "z": VariableStats(mean=0.1 + 0.2, std=1 / 3, units="m"),
+            "a": VariableStats(mean=-1e-300, std=1e300, transform="log1p"),
+        }
+    )
+    path = tmp_path / "normalization.json"
+    norm.to_json(path)
+    back = Normalizer.from_json(path)
+    assert back == norm
+    assert back.variables == ("z", "a")
+    # survives json.dumps(sort_keys=True), as the model folder writes it
+    resorted = json.loads(json.dumps(norm.to_dict(), sort_keys=True))
+    assert Normalizer.from_dict(resorted).variables == ("z", "a")
+    with pytest.raises(DataError, match="format_version"):
+        Normalizer.from_dict({"variables": []})
+
+
+def test_bad_inputs():
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((3, 3))), "p": (("y", "x"), -np.full((3, 3), 2.0) + np.eye(3))}
+    )
+    with pytest.raises(DataError, match="constant"):
+        Normalizer.fit(ds, variables=["t"])
+    with pytest.raises(DataError, match="log1p"):
+        Normalizer.fit(ds, variables=["p"], transforms={"p": "log1p"})
+    with pytest.raises(MissingVariableError, match="q"):
+        Normalizer.fit(ds, variables=["q"])
+    with pytest.raises(DataError, match="all NaN"):
+        Normalizer.fit(ds.assign(n=ds.t * np.nan), variables=["n"])
+    norm = Normalizer({"t": VariableStats(mean=0.0, std=1.0)})
+    with pytest.raises(MissingVariableError):
+        norm.transform(ds.drop_vars("t"))
+    with pytest.raises(MissingVariableError):
+        norm.transform(ds.p)
+    with pytest.raises(ShapeError):
+        norm.transform_array(np.zeros((2, 4, 4)))
+    with pytest.raises(DataError):
+        VariableStats(mean=0.0, std=0.0)
