@@ -36,6 +36,7 @@ __all__ = [
     "TaskEncoder",
     "TaskFeatures",
     "TransformerBlock",
+    "encoder_channels",
     "group_norm",
     "init_linear_",
     "repeat_task_features",

@@ -1,7 +1,7 @@
 """U-Net baseline in the guided-diffusion style (Dhariwal & Nichol 2021).
 
 AdaGN ResBlocks, self-attention after every ResBlock of the two coarsest levels and in the
-middle block, down/up ResBlocks between levels (three resolutions changes: coarsest level H/8).
+middle block, down/up ResBlocks between levels (three resolution changes: the coarsest level is H/8).
 
 Strong conditioning only: the task encoder (the FLEX conv pyramid on ``cond``, with the same
 skip layout as the U-Net encoder) gives one feature per encoder skip; each decoder block receives
