@@ -661,6 +661,35 @@ class _FieldDataset(torch.utils.data.Dataset):
         value = src.condition(self.condition, index) / self.condition_scale
         return {"phys": torch.tensor(value, dtype=torch.float32)}
 
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise TypeError(f"dataset indices are integers, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        return int(index) % len(self)
+
+    def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
+        raise NotImplementedError
+
+    def locate(self, index: int) -> dict[str, Any]:
+        """Where item ``index`` comes from (at the current epoch).
+
+        Returns
+        -------
+        dict
+            ``source`` (file stem or ``datasetN``), one entry per sample dimension with its label
+            (or position when the dimension has no coordinate), and the crop ``y0``, ``x0``,
+            ``height``, ``width`` in cells of the normalized (ascending) grid. For forecasting
+            the time entry is the current frame.
+        """
+        src, sample, y0, x0, h, w = self._plan(self._check_index(index))
+        out: dict[str, Any] = {"source": src.label}
+        for dim, pos in sample.items():
+            labels = src.labels(dim)
+            out[dim] = labels[pos] if labels is not None else pos
+        out.update(y0=y0, x0=x0, height=h, width=w)
+        return out
+
     def _origin(self, n: int, size: int, step: int, rng: np.random.Generator) -> int:
         slots = (n - size) // step + 1
         if self.crop == "random":
@@ -827,19 +856,21 @@ class SuperResolutionDataset(_FieldDataset):
         hi = min(n, start + size + self._halo)
         return np.arange(lo, hi), start - lo
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        index = index % len(self)
+    def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
         src, sample = self._locate(index // self.crops_per_field)
         f = self.factor
         ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
-        ch = cw = self.crop_size if self.crop_size is not None else None
-        if ch is None:
-            ch, cw = ny, nx
+        ch, cw = (ny, nx) if self.crop_size is None else (self.crop_size, self.crop_size)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         y0 = self._origin(ny, ch, f, rng)
         x0 = self._origin(nx, cw, f, rng)
+        return src, sample, y0, x0, ch, cw
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._check_index(index)
+        src, sample, y0, x0, ch, cw = self._plan(index)
+        f = self.factor
+        ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
         py = src.periodic[0] and src.ny % f == 0
         px = src.periodic[1] and src.nx % f == 0
         rows, oy = self._window(ny, y0, ch, py)
@@ -989,22 +1020,25 @@ class ForecastDataset(_FieldDataset):
     def __len__(self) -> int:
         return int(self._cum[-1]) * self.crops_per_field
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        index = index % len(self)
+    def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
         field = index // self.crops_per_field
         j = int(np.searchsorted(self._cum, field, side="right")) - 1
-        k, grid, tdim = self._fields[j]
+        k, grid, _ = self._fields[j]
         src = self.sources[k]
         local = np.unravel_index(field - int(self._cum[j]), [g.size for g in grid])
         sample = {d: int(g[i]) for d, g, i in zip(src.sample_dims, grid, local)}
-        ch = cw = self.crop_size
-        if ch is None:
-            ch, cw = src.ny, src.nx
+        ch, cw = (src.ny, src.nx) if self.crop_size is None else (self.crop_size, self.crop_size)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         y0 = self._origin(src.ny, ch, 1, rng)
         x0 = self._origin(src.nx, cw, 1, rng)
+        return src, sample, y0, x0, ch, cw
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._check_index(index)
+        src, sample, y0, x0, ch, cw = self._plan(index)
+        tdim = self._fields[
+            int(np.searchsorted(self._cum, index // self.crops_per_field, side="right")) - 1
+        ][2]
         rows, cols = np.arange(y0, y0 + ch), np.arange(x0, x0 + cw)
         t = sample[tdim]
         frames = [

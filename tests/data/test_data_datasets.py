@@ -1,0 +1,421 @@
+"""Lazy torch datasets: item shapes, values, reproducibility, disjoint splits, HDF5 layouts."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from data_helpers import counting_dataset, latlon_da
+
+from flexdownscale.config import DataConfig
+from flexdownscale.data.datasets import ForecastDataset, SuperResolutionDataset, from_config
+from flexdownscale.data.degrade import degrade_array, grid_row_weights, upsample_array
+from flexdownscale.data.grid import grid_spec, normalize_grid
+from flexdownscale.data.normalize import Normalizer, VariableStats
+from flexdownscale.errors import (
+    ConfigError,
+    DataError,
+    MissingVariableError,
+    ShapeError,
+    UnsupportedFactorError,
+)
+
+ERA5 = "era5/era5_t2m_uk_2019-03-01_24.nc"
+KOLMO = "kolmogorov/kf_re1000.nc"
+
+
+def era5_config(shared_data, **changes) -> DataConfig:
+    values = dict(
+        paths=(str(shared_data / ERA5),),
+        variables=("t2m",),
+        factor=4,
+        crop_size=16,
+        split_dim="time",
+        train=("2019-03-01", "2019-03-17"),
+        validation=("2019-03-18", "2019-03-24"),
+    )
+    values.update(changes)
+    return DataConfig(**values)
+
+
+def whole_field_reference(
+    field, norm, factor, degradation, upsample, weights, periodic, sigma=None
+):
+    """Coarse and base of the whole (normalized) field, as the pipeline would compute them."""
+    coarse = degrade_array(
+        field,
+        factor,
+        method=degradation,
+        row_weights=weights if degradation == "area_mean" else None,
+        periodic=periodic,
+        sigma=sigma,
+    )
+    coarse = norm.transform_array(coarse, channel_axis=0)
+    base = upsample_array(coarse, factor, method=upsample, row_weights=weights, periodic=periodic)
+    return norm.transform_array(field, channel_axis=0), coarse, base
+
+
+def test_sr_items_match_the_whole_field_computation_on_era5(shared_data):
+    train = from_config(era5_config(shared_data), "train")
+    assert len(train) == 17 * 24
+    item = train[7]
+    assert set(item) == {"fine", "base", "cond", "coarse", "index"}
+    for key, shape in (("fine", (1, 16, 16)), ("base", (1, 16, 16)), ("coarse", (1, 4, 4))):
+        assert item[key].shape == shape
+        assert item[key].dtype == torch.float32
+    assert item["cond"] is item["base"]
+    assert item["index"] == 7
+    where = train.locate(7)
+    assert where["time"] == np.datetime64("2019-03-01T07:00")
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        norm_ds = normalize_grid(ds)
+        field = norm_ds.t2m.sel(time=where["time"]).values[None, :32, :48].astype(np.float64)
+        weights = grid_row_weights(grid_spec(ds), norm_ds.latitude.values[:32])
+    fine, coarse, base = whole_field_reference(
+        field, train.normalizer, 4, "area_mean", "bilinear", weights, (False, False)
+    )
+    y0, x0 = where["y0"], where["x0"]
+    assert y0 % 4 == 0
+    assert x0 % 4 == 0
+    np.testing.assert_allclose(item["fine"].numpy(), fine[:, y0 : y0 + 16, x0 : x0 + 16], atol=1e-6)
+    np.testing.assert_allclose(
+        item["coarse"].numpy(), coarse[:, y0 // 4 : y0 // 4 + 4, x0 // 4 : x0 // 4 + 4], atol=1e-6
+    )
+    np.testing.assert_allclose(item["base"].numpy(), base[:, y0 : y0 + 16, x0 : x0 + 16], atol=1e-6)
+
+
+def test_periodic_halo_makes_crops_equal_to_the_periodic_whole_field(shared_data):
+    norm = Normalizer({"vorticity": VariableStats(mean=0.0, std=4.5)})
+    ds = SuperResolutionDataset(
+        shared_data / KOLMO,
+        factor=4,
+        crop_size=32,
+        degradation="gaussian",
+        upsample="bicubic",
+        split_dim="trajectory",
+        splits={"train": (0, 2), "validation": (3,)},
+        normalizer=norm,
+        seed=3,
+    )
+    with xr.open_dataset(shared_data / KOLMO) as raw:
+        for index in (0, 5, 71):
+            where = ds.locate(index)
+            field = raw.vorticity.sel(trajectory=where["trajectory"], time=where["time"])
+            field = field.transpose("y", "x").values[None].astype(np.float64)
+            fine, _, base = whole_field_reference(
+                field, norm, 4, "gaussian", "bicubic", None, (True, True)
+            )
+            item = ds[index]
+            y0, x0 = where["y0"], where["x0"]
+            np.testing.assert_allclose(
+                item["fine"].numpy(), fine[:, y0 : y0 + 32, x0 : x0 + 32], atol=1e-6
+            )
+            np.testing.assert_allclose(
+                item["base"].numpy(), base[:, y0 : y0 + 32, x0 : x0 + 32], atol=1e-5
+            )
+
+
+def test_items_are_reproducible_for_a_seed_and_vary_with_epoch_and_seed(shared_data):
+    cfg = era5_config(shared_data)
+    a = from_config(cfg, "train", seed=1)
+    b = from_config(cfg, "train", seed=1)
+    c = from_config(cfg, "train", seed=2)
+    for i in (0, 3, 100):
+        assert torch.equal(a[i]["fine"], b[i]["fine"])
+        assert torch.equal(a[i]["base"], b[i]["base"])
+    origins = {(a.locate(i)["y0"], a.locate(i)["x0"]) for i in range(40)}
+    assert len(origins) > 1  # random crops
+    first = [a.locate(i) for i in range(40)]
+    a.set_epoch(1)
+    assert [a.locate(i) for i in range(40)] != first
+    assert [c.locate(i) for i in range(40)] != first
+    # a copy sent to a worker process gives the same items
+    a.set_epoch(0)
+    clone = pickle.loads(pickle.dumps(a))
+    assert torch.equal(clone[5]["fine"], a[5]["fine"])
+    centre = from_config(cfg, "validation", normalizer=a.normalizer)
+    assert centre.crop == "center"
+    assert centre.locate(0)["y0"] == centre.locate(9)["y0"]
+
+
+def test_time_splits_are_disjoint_and_the_normalizer_comes_from_train(shared_data):
+    cfg = era5_config(
+        shared_data, test=("2019-03-24", "2019-03-24"), validation=("2019-03-18", "2019-03-23")
+    )
+    train = from_config(cfg, "train")
+    val = from_config(cfg, "validation")
+    test = from_config(cfg, "test")
+    times = {
+        name: {ds.locate(i)["time"] for i in range(len(ds))}
+        for name, ds in (("train", train), ("validation", val), ("test", test))
+    }
+    assert len(times["train"]) == 17 * 24
+    assert len(times["validation"]) == 6 * 24
+    assert len(times["test"]) == 24
+    assert not times["train"] & times["validation"]
+    assert not times["train"] & times["test"]
+    assert not times["validation"] & times["test"]
+    assert max(times["train"]) < min(times["validation"])
+    assert val.normalizer == train.normalizer
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        expected = ds.t2m.sel(time=slice("2019-03-01", "2019-03-17")).values.astype(np.float64)
+    assert train.normalizer.stats["t2m"].mean == pytest.approx(expected.mean(), rel=1e-10)
+    overlapping = era5_config(shared_data, validation=("2019-03-17", "2019-03-20"))
+    with pytest.raises(DataError, match="overlap"):
+        from_config(overlapping, "train")
+    # an empty train selection means "everything else"
+    rest = from_config(era5_config(shared_data, train=()), "train")
+    assert len(rest) == 17 * 24
+
+
+def test_trajectory_and_file_splits_with_a_physical_condition(shared_data):
+    cfg = DataConfig(
+        paths=(str(shared_data / "kolmogorov/kf_re*.nc"),),
+        factor=4,
+        crop_size=32,
+        split_dim="trajectory",
+        train=(0, 2),
+        validation=(3,),
+        condition="reynolds_number",
+        condition_scale=40000.0,
+    )
+    train = from_config(cfg, "train", normalizer=None)
+    val = from_config(cfg, "validation", normalizer=None)
+    assert len(train) == 2 * 3 * 24
+    assert len(val) == 2 * 1 * 24
+    assert {train.locate(i)["trajectory"] for i in range(len(train))} == {0, 1, 2}
+    assert {val.locate(i)["trajectory"] for i in range(len(val))} == {3}
+    phys = {train.locate(i)["source"]: float(train[i]["phys"]) for i in (0, len(train) - 1)}
+    assert phys == {"kf_re1000": pytest.approx(0.025), "kf_re4000": pytest.approx(0.1)}
+    assert train[0]["phys"].shape == ()
+    by_file = DataConfig(
+        paths=cfg.paths,
+        factor=4,
+        crop_size=32,
+        split_dim="file",
+        train=("kf_re1000",),
+        validation=("kf_re4000",),
+        condition="reynolds_number",
+        condition_scale=40000.0,
+    )
+    held_out = from_config(by_file, "validation", normalizer=None)
+    assert {held_out.locate(i)["source"] for i in range(len(held_out))} == {"kf_re4000"}
+    assert float(held_out[0]["phys"]) == pytest.approx(0.1)
+    with pytest.raises(DataError, match="both contain"):
+        from_config(
+            DataConfig(paths=cfg.paths, split_dim="file", train=(0, 1), validation=(1,)),
+            "train",
+        )
+
+
+def test_multi_variable_channels_on_the_global_grid(shared_data):
+    ds = SuperResolutionDataset(
+        shared_data / "era_interim/eraint_uv_monthly.nc",
+        variables=["v", "u"],
+        factor=4,
+        crop_size=64,
+        split_dim="month",
+        splits={"train": [1], "validation": [7]},
+        normalizer="fit",
+    )
+    assert ds.variables == ("v", "u")
+    assert ds.normalizer.variables == ("v", "u")
+    assert len(ds) == 3  # one month x three levels
+    item = ds[1]
+    assert item["fine"].shape == (2, 64, 64)
+    assert item["coarse"].shape == (2, 16, 16)
+    where = ds.locate(1)
+    assert where["month"] == 1
+    assert where["level"] == 500
+    with xr.open_dataset(shared_data / "era_interim/eraint_uv_monthly.nc") as raw:
+        u = normalize_grid(raw).u.sel(month=1, level=500).values
+    y0, x0 = where["y0"], where["x0"]
+    expected = ds.normalizer.transform_array(
+        np.stack([np.zeros((64, 64)), u[y0 : y0 + 64, x0 : x0 + 64]]), channel_axis=0
+    )[1]
+    np.testing.assert_allclose(item["fine"][1].numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert ds.grid_metadata()["grid"]["periodic_x"] is True
+
+
+def test_reading_is_lazy_and_windowed(shared_data):
+    with xr.open_dataset(shared_data / ERA5) as raw:
+        probe, counters = counting_dataset(raw.isel(time=slice(0, 48)).load())
+    ds = SuperResolutionDataset(probe, factor=4, crop_size=16, normalizer=None)
+    counter = counters["t2m"]
+    assert counter.reads == []  # building the dataset reads no data
+    for i in range(6):
+        ds[i]
+    # each item reads one time step of the crop plus a halo of one coarse cell on each side
+    assert len(counter.reads) == 6
+    assert max(counter.reads) <= (16 + 2 * 4) ** 2
+    assert sum(counter.reads) < 48 * 33 * 49 / 20
+    fc = ForecastDataset(probe, past_frames=3, lead=2, crop_size=16, normalizer=None)
+    counter.reads.clear()
+    fc[0]
+    assert counter.reads == [16 * 16] * 4
+
+
+def test_forecast_items_and_windows_inside_the_split(shared_data):
+    cfg = era5_config(shared_data, past_frames=3, lead=2)
+    train = from_config(cfg, "train", task="forecast")
+    val = from_config(cfg, "validation", task="forecast", normalizer=train.normalizer)
+    assert len(train) == 17 * 24 - 4
+    assert len(val) == 7 * 24 - 4
+    item = val[0]
+    assert item["cond"].shape == (3, 16, 16)
+    assert item["fine"].shape == (1, 16, 16)
+    assert torch.equal(item["cond"][-1:], item["base"])
+    where = val.locate(0)
+    assert where["time"] == np.datetime64("2019-03-18T02:00")  # two past frames before it
+    with xr.open_dataset(shared_data / ERA5) as raw:
+        norm = normalize_grid(raw).t2m
+        y0, x0 = where["y0"], where["x0"]
+        target = norm.sel(time=np.datetime64("2019-03-18T04:00")).values[y0 : y0 + 16, x0 : x0 + 16]
+        past = norm.sel(time=np.datetime64("2019-03-18T00:00")).values[y0 : y0 + 16, x0 : x0 + 16]
+    s = train.normalizer.stats["t2m"]
+    np.testing.assert_allclose(item["fine"][0].numpy(), (target - s.mean) / s.std, atol=1e-5)
+    np.testing.assert_allclose(item["cond"][0].numpy(), (past - s.mean) / s.std, atol=1e-5)
+    last_train = train.locate(len(train) - 1)["time"]
+    assert last_train + np.timedelta64(2, "h") <= np.datetime64("2019-03-17T23:00")
+
+
+def write_h5(path, name, array, **attrs):
+    with h5py.File(path, "w") as f:
+        f.create_dataset(name, data=array, chunks=(1, *array.shape[1:]))
+        f.attrs.update(attrs)
+
+
+def test_hdf5_layouts_of_the_reference(tmp_path, shared_data):
+    with xr.open_dataset(shared_data / KOLMO) as raw:
+        w = raw.vorticity.isel(trajectory=0, time=slice(0, 6)).transpose("time", "y", "x").values
+    write_h5(tmp_path / "fields.h5", "fields", w)
+    write_h5(tmp_path / "turb.h5", "w", np.stack([w, -w], axis=1), Re=1000.0)
+    single = SuperResolutionDataset(
+        tmp_path / "fields.h5", factor=4, crop_size=64, normalizer="fit", seed=0
+    )
+    assert single.variables == ("fields",)
+    assert len(single) == 6
+    item = single[2]
+    where = single.locate(2)
+    assert where["time"] == 2
+    s = single.normalizer.stats["fields"]
+    y0, x0 = where["y0"], where["x0"]
+    np.testing.assert_allclose(
+        item["fine"][0].numpy(), (w[2, y0 : y0 + 64, x0 : x0 + 64] - s.mean) / s.std, atol=1e-5
+    )
+    multi = SuperResolutionDataset(
+        tmp_path / "turb.h5",
+        variables=["w_1"],
+        factor=4,
+        crop_size=64,
+        condition="Re",
+        condition_scale=40000.0,
+        split_dim="time",
+        splits={"train": (0, 3), "validation": (4, 5)},
+    )
+    assert len(multi) == 4
+    assert float(multi[0]["phys"]) == pytest.approx(0.025)
+    where = multi.locate(1)
+    np.testing.assert_allclose(
+        multi[1]["fine"][0].numpy(),
+        -w[1, where["y0"] : where["y0"] + 64, where["x0"] : where["x0"] + 64],
+        atol=1e-6,
+    )
+    fc = ForecastDataset(tmp_path / "turb.h5", past_frames=2, lead=1, crop_size=32)
+    assert fc[0]["cond"].shape == (4, 32, 32)
+    write_h5(tmp_path / "other.h5", "u", w)
+    with pytest.raises(DataError, match="'fields' or 'w'"):
+        SuperResolutionDataset(tmp_path / "other.h5", crop_size=64)
+    with pytest.raises(MissingVariableError):
+        SuperResolutionDataset(tmp_path / "turb.h5", variables=["w_7"], crop_size=64)
+
+
+def test_hdf5_reads_are_windowed(tmp_path):
+    data = np.random.default_rng(0).normal(size=(5, 64, 64)).astype(np.float32)
+    write_h5(tmp_path / "f.h5", "fields", data)
+    ds = SuperResolutionDataset(tmp_path / "f.h5", factor=4, crop_size=16)
+    source = ds.sources[0]
+    real = source._handle()
+    shapes = []
+
+    class Probe:
+        shape = real.shape
+
+        def __getitem__(self, key):
+            out = real[key]
+            shapes.append(out.shape)
+            return out
+
+    source._handle = lambda: Probe()
+    ds[3]
+    assert len(shapes) == 1
+    assert shapes[0][0] <= 24
+    assert shapes[0][1] <= 24
+
+
+def test_bad_inputs_of_the_datasets(shared_data, tmp_path):
+    path = shared_data / ERA5
+    with pytest.raises(UnsupportedFactorError, match="not divisible by factor"):
+        SuperResolutionDataset(path, factor=3, crop_size=16)
+    with pytest.raises(MissingVariableError, match="tp"):
+        SuperResolutionDataset(path, variables=["tp"], crop_size=16)
+    with pytest.raises(ShapeError, match="does not fit"):
+        SuperResolutionDataset(path, crop_size=64)
+    with pytest.raises(ShapeError, match="divisible by 16"):
+        from_config(era5_config(shared_data, crop_size=24), "train")
+    with pytest.raises(ConfigError, match="paths is empty"):
+        from_config(DataConfig(), "train")
+    with pytest.raises(DataError, match="no file matches"):
+        SuperResolutionDataset(tmp_path / "missing_*.nc", crop_size=16)
+    with pytest.raises(MissingVariableError, match="reynolds_number"):
+        SuperResolutionDataset(path, crop_size=16, condition="reynolds_number")
+    with pytest.raises(DataError, match="validation split is empty"):
+        from_config(era5_config(shared_data, validation=()), "validation")
+    with pytest.raises(DataError, match="split_dim 'member'"):
+        from_config(era5_config(shared_data, split_dim="member"), "train")
+    with pytest.raises(DataError, match="not found"):
+        from_config(
+            era5_config(shared_data, validation=("2019-03-18", "2019-03-20", "2019-04-01")), "train"
+        )
+    with pytest.raises(ConfigError):
+        SuperResolutionDataset(path, crop_size=16, degradation="bilinear")
+    with pytest.raises(IndexError):
+        SuperResolutionDataset(path, crop_size=16)[10**6]
+    nan_field = latlon_da(16, 16, ntime=2).to_dataset()
+    nan_field["t2m"][0, 3, 3] = np.nan  # a masked cell propagates, never filled
+    item = SuperResolutionDataset(nan_field, factor=4, crop_size=16)[0]
+    assert int(torch.isnan(item["fine"]).sum()) == 1
+    assert int(torch.isnan(item["coarse"]).sum()) == 1
+
+
+def test_dataloader_batches(shared_data):
+    train = from_config(era5_config(shared_data), "train")
+    loader = torch.utils.data.DataLoader(train, batch_size=8, shuffle=True, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["fine"].shape == (8, 1, 16, 16)
+    assert batch["coarse"].shape == (8, 1, 4, 4)
+    assert batch["index"].shape == (8,)
+
+
+def test_dataloader_with_worker_processes(shared_data):
+    cfg = DataConfig(
+        paths=(str(shared_data / KOLMO),),
+        factor=8,
+        crop_size=64,
+        split_dim="trajectory",
+        train=(0, 2),
+        validation=(3,),
+        condition="reynolds_number",
+        condition_scale=40000.0,
+    )
+    train = from_config(cfg, "train")
+    loader = torch.utils.data.DataLoader(train, batch_size=16, num_workers=2)
+    batches = list(loader)
+    assert sum(b["fine"].shape[0] for b in batches) == len(train)
+    first = batches[0]
+    assert torch.equal(first["fine"][3], train[3]["fine"])
+    assert first["phys"].shape == (16,)
