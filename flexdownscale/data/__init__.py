@@ -37,7 +37,15 @@ from .grid import (
 )
 from .normalize import Normalizer, VariableStats
 from .regrid import Regridder, regrid
-from .tiling import TileLayout, blend_weights, tile, tile_layout, tile_slices, untile
+from .tiling import (
+    TileAccumulator,
+    TileLayout,
+    blend_weights,
+    tile,
+    tile_layout,
+    tile_slices,
+    untile,
+)
 
 __all__ = [
     "DEGRADATIONS",
@@ -48,6 +56,7 @@ __all__ = [
     "Normalizer",
     "Regridder",
     "SuperResolutionDataset",
+    "TileAccumulator",
     "TileLayout",
     "VariableStats",
     "add_bounds",

@@ -30,6 +30,7 @@ from ..errors import ConfigError, ShapeError
 
 __all__ = [
     "Blend",
+    "TileAccumulator",
     "TileLayout",
     "blend_weights",
     "tile",
@@ -223,29 +224,104 @@ class TileLayout:
         n = len(tiles)
         if n != len(self.slices):
             raise ShapeError(f"got {n} tiles; the layout has {len(self.slices)}")
-        first = tiles[0]
-        for t in tiles:
-            if tuple(t.shape[-2:]) != self.tile_shape:
-                raise ShapeError(
-                    f"a tile has shape {tuple(t.shape[-2:])}; the layout expects {self.tile_shape}"
-                )
-        lead = tuple(first.shape[:-2])
-        if isinstance(first, torch.Tensor):
-            ref = first.new_zeros((*lead, *self.shape))
-            acc = first.new_zeros((*lead, *self.shape))
-            w = torch.as_tensor(self.weights, dtype=first.dtype, device=first.device)
-            norm = torch.as_tensor(self._norm, dtype=first.dtype, device=first.device)
+        acc = TileAccumulator(self)
+        for k in range(n):
+            acc.add(k, tiles[k])
+        return acc.result()
+
+
+class TileAccumulator:
+    """Incremental normalised fusion of tile estimates over a :class:`TileLayout`.
+
+    Add tile estimates one at a time (any order, numpy or torch on any device), then read the
+    fused field; memory is two fields plus the coverage mask, whatever the number of tiles. This
+    is the per-step fusion of MultiDiffusion-style tiled sampling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layout = tile_layout((40, 40), 24, overlap=8)
+    >>> x = np.random.default_rng(0).normal(size=(2, 40, 40))
+    >>> acc = TileAccumulator(layout)
+    >>> for k, t in enumerate(layout.split(x)):
+    ...     acc.add(k, t)
+    >>> bool((acc.result() == x).all())
+    True
+    """
+
+    def __init__(self, layout: TileLayout) -> None:
+        self.layout = layout
+        self._ref: Any = None
+        self._acc: Any = None
+        self._covered: Any = None
+        self._wsum = np.zeros(layout.shape)
+        self._w: Any = None
+
+    def _allocate(self, tile: Any) -> None:
+        lead = tuple(tile.shape[:-2])
+        shape = (*lead, *self.layout.shape)
+        if isinstance(tile, torch.Tensor):
+            dtype = tile.dtype if tile.is_floating_point() else torch.get_default_dtype()
+            self._ref = torch.zeros(shape, dtype=dtype, device=tile.device)
+            self._acc = torch.zeros(shape, dtype=dtype, device=tile.device)
+            self._covered = torch.zeros(self.layout.shape, dtype=torch.bool, device=tile.device)
+            self._w = torch.as_tensor(self.layout.weights, dtype=dtype, device=tile.device)
         else:
-            dtype = np.result_type(first.dtype, np.float32)
-            ref = np.zeros((*lead, *self.shape), dtype=dtype)
-            acc = np.zeros((*lead, *self.shape), dtype=dtype)
-            w = self.weights.astype(dtype)
-            norm = self._norm.astype(dtype)
-        for (sy, sx), t in zip(reversed(self.slices), reversed(list(tiles))):
-            ref[..., sy, sx] = t
-        for (sy, sx), t in zip(self.slices, tiles):
-            acc[..., sy, sx] += w * (t - ref[..., sy, sx])
-        return ref + acc / norm
+            dtype = np.result_type(tile.dtype, np.float32)
+            self._ref = np.zeros(shape, dtype=dtype)
+            self._acc = np.zeros(shape, dtype=dtype)
+            self._covered = np.zeros(self.layout.shape, dtype=bool)
+            self._w = self.layout.weights.astype(dtype)
+
+    def add(self, k: int, tile: Array) -> None:
+        """Add the estimate of tile ``k`` (shape (..., th, tw))."""
+        if not 0 <= k < len(self.layout):
+            raise ShapeError(
+                f"tile index {k} out of range; the layout has {len(self.layout)} tiles"
+            )
+        if tuple(tile.shape[-2:]) != self.layout.tile_shape:
+            raise ShapeError(
+                f"a tile has shape {tuple(tile.shape[-2:])}; the layout expects "
+                f"{self.layout.tile_shape}"
+            )
+        if self._ref is None:
+            self._allocate(tile)
+        if tuple(tile.shape[:-2]) != tuple(self._ref.shape[:-2]):
+            raise ShapeError(
+                f"tile {k} has leading shape {tuple(tile.shape[:-2])}; earlier tiles had "
+                f"{tuple(self._ref.shape[:-2])}"
+            )
+        sy, sx = self.layout.slices[k]
+        covered = self._covered[sy, sx]
+        if isinstance(tile, torch.Tensor):
+            ref = torch.where(covered, self._ref[..., sy, sx], tile.to(self._ref.dtype))
+        else:
+            ref = np.where(covered, self._ref[..., sy, sx], tile)
+        # ref is the value of the first tile that covered each cell: tiles that agree with it add
+        # exactly zero, which makes the fusion of identical tiles bit-exact
+        self._ref[..., sy, sx] = ref
+        self._acc[..., sy, sx] += self._w * (tile - ref)
+        self._covered[sy, sx] = True
+        self._wsum[sy, sx] += self.layout.weights
+
+    def result(self) -> Any:
+        """The fused field ``ref + sum_k w_k (tile_k - ref) / sum_k w_k`` over the added tiles.
+
+        Raises
+        ------
+        ShapeError
+            When no tile was added or some cells are covered by none of the added tiles.
+        """
+        if self._ref is None or not np.all(self._wsum > 0):
+            raise ShapeError(
+                "some cells are not covered by the tiles added so far; add every tile of the "
+                "layout before reading the result"
+            )
+        if isinstance(self._ref, torch.Tensor):
+            norm = torch.as_tensor(self._wsum, dtype=self._ref.dtype, device=self._ref.device)
+        else:
+            norm = self._wsum.astype(self._ref.dtype)
+        return self._ref + self._acc / norm
 
 
 def tile_layout(

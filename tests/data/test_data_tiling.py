@@ -10,7 +10,14 @@ from data_helpers import latlon_da
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flexdownscale.data.tiling import blend_weights, tile, tile_layout, tile_slices, untile
+from flexdownscale.data.tiling import (
+    TileAccumulator,
+    blend_weights,
+    tile,
+    tile_layout,
+    tile_slices,
+    untile,
+)
 from flexdownscale.errors import ConfigError, ShapeError
 
 
@@ -70,6 +77,23 @@ def test_fusion_is_the_normalised_weighted_mean_of_different_tiles():
     np.testing.assert_allclose(layout.fuse(tiles), num / den, rtol=1e-12, atol=1e-12)
     stacked = torch.from_numpy(np.stack(tiles))
     np.testing.assert_allclose(layout.fuse(stacked).numpy(), num / den, rtol=1e-12, atol=1e-12)
+
+
+def test_accumulator_in_any_order_equals_fuse_and_checks_coverage():
+    layout = tile_layout((50, 37), (16, 12), overlap=(5, 4), blend="gaussian")
+    rng = np.random.default_rng(1)
+    tiles = [torch.from_numpy(rng.normal(size=(2, 16, 12))) for _ in range(len(layout))]
+    acc = TileAccumulator(layout)
+    order = rng.permutation(len(layout))
+    for k in order:
+        acc.add(int(k), tiles[k])
+    torch.testing.assert_close(acc.result(), layout.fuse(tiles), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ShapeError):
+        acc.add(0, torch.zeros(3, 16, 12))
+    partial = TileAccumulator(layout)
+    partial.add(0, tiles[0])
+    with pytest.raises(ShapeError, match="not covered"):
+        partial.result()
 
 
 def test_last_tile_is_shifted_back_to_the_border():
