@@ -218,7 +218,10 @@ class _XarraySource(_Source):
     @property
     def ds(self) -> xr.Dataset:
         if self._ds is None or (self._path is not None and self._pid != os.getpid()):
-            self._ds = normalize_grid(self._raw(chunks=None), dims=self._dims)
+            # integers are converted on read: converting here would load lazy variables
+            self._ds = normalize_grid(
+                self._raw(chunks=None), dims=self._dims, convert_integers=False
+            )
             self._pid = os.getpid()
         return self._ds
 

@@ -817,6 +817,7 @@ def normalize_grid(
     dims: Mapping[str, str] | None = None,
     lon_convention: LonConvention = "auto",
     rtol: float = DEFAULT_RTOL,
+    convert_integers: bool = True,
 ) -> XrObj:
     """Return a copy of ``obj`` on a validated, normalized grid.
 
@@ -839,6 +840,9 @@ def normalize_grid(
         longitude grids.
     rtol
         Tolerance on the regularity of the spacing, relative to the mean spacing.
+    convert_integers
+        Convert integer data variables on the grid to float. Converting a lazily opened
+        (not dask-backed) variable loads it, so readers that convert on read pass ``False``.
 
     Returns
     -------
@@ -898,7 +902,8 @@ def normalize_grid(
         out = out.assign_coords(coord_updates)
         if var_updates and isinstance(out, xr.Dataset):
             out = out.assign(var_updates)
-    out = _floatify(out, axes)
+    if convert_integers:
+        out = _floatify(out, axes)
     return out
 
 

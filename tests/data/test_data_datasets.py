@@ -257,6 +257,13 @@ def test_reading_is_lazy_and_windowed(shared_data):
     counter.reads.clear()
     fc[0]
     assert counter.reads == [16 * 16] * 4
+    # integer data are converted on read, not by loading the variable
+    ints, int_counters = counting_dataset((probe.load() * 10).astype(np.int16))
+    ds = SuperResolutionDataset(ints, factor=4, crop_size=16, normalizer=None)
+    item = ds[0]
+    assert item["fine"].dtype == torch.float32
+    assert len(int_counters["t2m"].reads) == 1  # one window, not the 48-step variable
+    assert int_counters["t2m"].reads[0] <= (16 + 2 * 4) ** 2
 
 
 def test_forecast_items_and_windows_inside_the_split(shared_data):
