@@ -544,7 +544,13 @@ def _map_spatial(
         else:
             data_vars[name] = var
     out = xr.Dataset(data_vars, attrs=dict(obj.attrs))
-    return out.assign_coords(grid.coords)
+    # coordinates that no variable carries (scalar or non-spatial) come along too
+    extra = {
+        name: coord.variable
+        for name, coord in obj.coords.items()
+        if name not in out.coords and spec.x not in coord.dims and spec.y not in coord.dims
+    }
+    return out.assign_coords({**extra, **dict(grid.coords)})
 
 
 def degrade(

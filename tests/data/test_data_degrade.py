@@ -181,6 +181,8 @@ def test_xarray_level_keeps_attrs_is_lazy_and_does_not_mutate(shared_data):
         assert coarse.precipitation.chunks is not None
         assert coarse.precipitation.attrs == ds.precipitation.attrs
         assert coarse.proj.attrs == ds.proj.attrs  # grid mapping passes through
+        lone = degrade(ds.assign_coords(station=66), 8)
+        assert int(lone.station) == 66  # a coordinate no variable carries is kept
         assert coarse.sizes["y"] == 64
         assert fine.sizes["x"] == 512
         assert coarse.y.attrs["units"] == "km"
@@ -255,3 +257,21 @@ def test_torch_and_numpy_agree_and_device_dtype_are_kept():
         np.testing.assert_allclose(b.numpy(), a, rtol=1e-14)
     ints = degrade_array(np.arange(16).reshape(4, 4), 2)
     assert ints.dtype == np.float64
+
+
+@pytest.mark.gpu
+def test_operators_and_fusion_stay_on_the_gpu():
+    from flexdownscale.data.tiling import tile
+
+    x = torch.randn(2, 3, 64, 96, dtype=torch.float64)
+    w = np.linspace(0.5, 1.0, 64)
+    gpu = x.cuda()
+    for method in ("area_mean", "gaussian", "strided"):
+        c = degrade_array(gpu, 4, method=method, row_weights=w if method == "area_mean" else None)
+        assert c.device.type == "cuda"
+        ref = degrade_array(x, 4, method=method, row_weights=w if method == "area_mean" else None)
+        torch.testing.assert_close(c.cpu(), ref)
+    b = upsample_array(gpu[..., ::4, ::4], 4, method="conservative", row_weights=w, periodic=True)
+    assert b.device.type == "cuda"
+    tiles, layout = tile(gpu, 32, overlap=8)
+    assert torch.equal(layout.fuse(tiles), gpu)
