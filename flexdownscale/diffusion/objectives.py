@@ -497,7 +497,7 @@ class FlowMatching(_BridgeBase):
 
 
 class IDFF(_BridgeBase):
-    """IDFF-style stochastic bridge with a data-endpoint head and a noise (score) head.
+    """IDFF-style stochastic bridge with a data-endpoint head and a score head.
 
     Path: ``x_t = (1 - t) x0 + t x1 + s_t eps`` with ``s_t = sigma sqrt(t (1 - t))``, ``x0`` from
     the base (as in :class:`FlowMatching`), ``x1`` the data, ``t ~ U(t_min, t_max)``.
@@ -505,14 +505,16 @@ class IDFF(_BridgeBase):
     The network has ``2 C`` channels in and out, so that any backbone built with
     ``out_channels = 2 C`` serves unchanged: it receives ``cat([x_t, 0])`` (the last ``C`` input
     channels are zeros) and returns ``x1_hat`` (data-endpoint prediction, first ``C`` channels)
-    and ``eps_hat`` (the bridge noise, last ``C``; ``eps_hat = -s_t * score``).
+    and ``s_hat``, the score ``grad log p_t(x)`` of the bridge marginal (last ``C``). The score
+    head is trained through the noise it implies, ``eps_hat = -s_t s_hat`` (denoising score
+    matching with the usual ``s_t^2`` weighting, so no ``1 / s_t`` blows up near the ends).
     Loss per sample::
 
-        loss_scale * [ mean |x1_hat - x1|^p / (1 - t + c) + mean |eps_hat - eps|^p ]
+        loss_scale * [ mean |x1_hat - x1|^p / (1 - t + c) + mean |s_t s_hat + eps|^p ]
 
     Probability-flow drift (derived in ``docs/diffusion.md``; exact for any base)::
 
-        dx/dt = (x1_hat - x) / (1 - t) + sigma^2 eps_hat / (2 s_t)
+        dx/dt = (x1_hat - x) / (1 - t) - sigma^2 / 2 * s_hat
 
     Noise draw order: ``t``, then the base noise, then ``eps``.
 
@@ -579,7 +581,7 @@ class IDFF(_BridgeBase):
 
     @staticmethod
     def split(out: Tensor) -> tuple[Tensor, Tensor]:
-        """Split a ``2 C``-channel output into ``(x1_hat, eps_hat)``."""
+        """Split a ``2 C``-channel output into ``(x1_hat, s_hat)``."""
         channels = out.shape[1] // 2
         return out[:, :channels], out[:, channels:]
 
@@ -608,19 +610,18 @@ class IDFF(_BridgeBase):
             task_features,
             self.channel_factor * target.shape[1],
         )
-        x1_hat, eps_hat = self.split(out)
+        x1_hat, score = self.split(out)
         weight = 1.0 / (1.0 - t + self.c)
         data_term = weight * _reduce(x1_hat - target, self.loss_kind)
-        noise_term = _reduce(eps_hat - eps, self.loss_kind)
+        noise_term = _reduce(self.bridge_std(tb) * score + eps, self.loss_kind)
         return self.loss_scale * (data_term + noise_term)
 
     def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        x1_hat, eps_hat = self.split(out)
-        return (x1_hat - x) / (1 - t) + self.sigma**2 * eps_hat / (2 * self.bridge_std(t))
+        x1_hat, score = self.split(out)
+        return (x1_hat - x) / (1 - t) - 0.5 * self.sigma**2 * score
 
     def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        _, eps_hat = self.split(out)
-        return -eps_hat / self.bridge_std(t)
+        return self.split(out)[1]
 
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
         return self.split(out)[0]

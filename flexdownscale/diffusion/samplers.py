@@ -413,10 +413,11 @@ def sample_idff(
 
         dx = \\left[\\frac{\\hat x_1 - x}{1 - t} + \\left(g_1 s_t^2 - \\frac{\\sigma^2}{2}\\right)
              \\hat s\\right] dt + \\sqrt{2 g_1}\\, s_t\\, dW,
-        \\qquad s_t = \\sigma\\sqrt{t (1 - t)},\\quad \\hat s = -\\hat\\epsilon / s_t,
+        \\qquad s_t = \\sigma\\sqrt{t (1 - t)},
 
-    whose marginals are the bridge's for every ``g1 >= 0`` (``docs/diffusion.md``). ``g1 = 0`` is
-    the bridge's probability-flow ODE. ``g2`` weights the momentum (acceleration) term of a
+    where ``hat x_1`` and ``hat s`` (the score) are the network's two heads. Its marginals are
+    the bridge's for every ``g1 >= 0`` (``docs/diffusion.md``); ``g1 = 0`` is the bridge's
+    probability-flow ODE. ``g2`` weights the momentum (acceleration) term of a
     second-order Taylor step, ``x += h f + g2 h^2 / 2 df/dt`` with ``df/dt = d_t f + (grad f) f``
     computed exactly by one forward-mode JVP through the network (``g2 = 1`` is the full
     second-order Taylor step; ``g2 = g1 = 0`` is Euler on the bridge ODE).

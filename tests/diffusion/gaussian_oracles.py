@@ -89,7 +89,10 @@ class FlowOracle(_Counting):
 
 
 class IDFFOracle(_Counting):
-    """(E[x1 | x_t], E[eps | x_t]) for x_t = (1 - t) x0 + t x1 + sigma sqrt(t (1 - t)) eps."""
+    """(E[x1 | x_t], grad log p_t(x_t)) for x_t = (1 - t) x0 + t x1 + sigma sqrt(t (1 - t)) eps.
+
+    The score of the Gaussian marginal is -(x - m) / V; it equals -E[eps | x_t] / s_t.
+    """
 
     def __init__(
         self, mu: Tensor, s: Tensor, sigma: float, m0: Tensor | float = 0.0, s0: float = 1.0
@@ -112,7 +115,6 @@ class IDFFOracle(_Counting):
         x = x_t[:, :channels].to(F64)
         t = _col(t, x)
         m, var = self.moments(t)
-        std_t = self.sigma * torch.sqrt(t * (1 - t))
         x1_hat = self.mu + t * self.s**2 * (x - m) / var
-        eps_hat = std_t * (x - m) / var
-        return torch.cat([x1_hat, eps_hat], dim=1).to(x_t.dtype)
+        score = -(x - m) / var
+        return torch.cat([x1_hat, score], dim=1).to(x_t.dtype)
