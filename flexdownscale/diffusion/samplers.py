@@ -27,6 +27,7 @@ depend on the batch size.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -474,6 +475,23 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
 _OPTIONS = {"ddim": ("eta",), "euler": (), "heun": (), "sde": ("delta",), "idff": ("g1", "g2")}
 
 
+def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tuple[str, int]:
+    """Sampler name and steps: the objective's defaults, or the sampler's own default steps."""
+    defaults = objective.sampler_defaults
+    name = sampler if sampler is not None else defaults.sampler
+    if name not in get_args(SamplerName):
+        raise ConfigError(
+            f"sampler = {name!r} is not a valid option; expected one of "
+            f"{', '.join(repr(s) for s in get_args(SamplerName))}"
+        )
+    if steps is None:
+        if name == defaults.sampler:
+            steps = defaults.steps
+        else:
+            steps = inspect.signature(SAMPLERS[name]).parameters["steps"].default
+    return name, steps
+
+
 def sample(
     model: Denoiser,
     x_init: Tensor,
@@ -484,15 +502,13 @@ def sample(
     steps: int | None = None,
     **kwargs: Any,
 ) -> SampleResult:
-    """Dispatch to a sampler by name; ``None`` picks the objective's default sampler and steps."""
-    defaults = objective.sampler_defaults
-    name = sampler if sampler is not None else defaults.sampler
-    if name not in get_args(SamplerName):
-        raise ConfigError(
-            f"sampler = {name!r} is not a valid option; expected one of "
-            f"{', '.join(repr(s) for s in get_args(SamplerName))}"
-        )
-    steps = steps if steps is not None else defaults.steps
+    """Dispatch to a sampler by name.
+
+    ``sampler=None`` picks the objective's default sampler (``objective.sampler_defaults``);
+    ``steps=None`` its default steps, or the chosen sampler's own default when the sampler is
+    not the objective's default. Other keywords go to the sampler.
+    """
+    name, steps = _resolve(objective, sampler, steps)
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
 
 
@@ -562,8 +578,9 @@ def sample_ensemble(
         Shape of one batch of samples, ``(B, C, ...)``; needed when ``noise`` is not given.
     sampler, steps
         Sampler name and steps; ``None`` takes the objective's defaults
-        (``objective.sampler_defaults``), as do the sampler options (``eta``, ``delta``,
-        ``g1``, ``g2``) not passed in ``options``.
+        (``objective.sampler_defaults``; for another sampler, that sampler's default steps).
+        Sampler options (``eta``, ``delta``, ``g1``, ``g2``) not passed in ``options`` come
+        from ``objective.sampler_defaults``.
     generator
         ``torch.Generator``, integer seed, or ``None`` (a seed from torch's global generator).
         Noise is drawn on the generator's device, so a CPU generator gives the same samples on
@@ -591,13 +608,7 @@ def sample_ensemble(
     Tensor of shape ``(B, M, C, ...)`` in ``cond``'s dtype (float32 without ``cond``).
     """
     defaults = objective.sampler_defaults
-    name = sampler if sampler is not None else defaults.sampler
-    if name not in get_args(SamplerName):
-        raise ConfigError(
-            f"sampler = {name!r} is not a valid option; expected one of "
-            f"{', '.join(repr(s) for s in get_args(SamplerName))}"
-        )
-    steps = steps if steps is not None else defaults.steps
+    name, steps = _resolve(objective, sampler, steps)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ConfigError(f"members = {members!r} must be a positive integer")
     if "return_trajectory" in options:

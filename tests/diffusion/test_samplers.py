@@ -319,3 +319,13 @@ def test_state_is_float64_and_network_gets_its_dtype() -> None:
     assert set(dtypes) == {(torch.float32, torch.float32)}
     assert result.sample.dtype == torch.float32
     assert all(state.dtype == F64 for state in result.trajectory)
+
+
+def test_default_sampler_and_steps_come_from_the_objective() -> None:
+    x = torch.zeros(2, *MU.shape, dtype=F64)
+    vp = sample(VPOracle(MU, S), x, objective=VPDiffusion(), model_dtype=F64)
+    assert vp.nfe == 2  # 2-step DDIM
+    heun = sample(VPOracle(MU, S), x, objective=VPDiffusion(), sampler="heun", model_dtype=F64)
+    assert heun.nfe == 2 * 25  # the sampler's own default, not DDIM's 2 steps
+    idff = sample(IDFFOracle(MU, S, 0.2), x, objective=IDFF(), model_dtype=F64)
+    assert idff.nfe == 10
