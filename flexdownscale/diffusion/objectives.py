@@ -160,7 +160,8 @@ def call_network(
         raise ShapeError(
             f"the network returned shape {tuple(out.shape)} for a state of shape "
             f"{tuple(x_t.shape)}; expected {(x_t.shape[0], expected_channels, *x_t.shape[2:])}. "
-            "IDFF needs a network with twice the data channels in and out (out_channels = 2 C)"
+            "The network must return as many channels as its state input; IDFF networks have "
+            "2 C channels in and out (build the backbone with out_channels = 2 C)"
         )
     return out
 

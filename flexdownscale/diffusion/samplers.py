@@ -137,7 +137,9 @@ class _Net:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        t_net = self.objective.network_time(t).to(self.dtype).expand(x.shape[0])
+        # times stay at least float32: bfloat16 cannot tell t = 1 - 1e-4 from 1
+        t_dtype = torch.promote_types(self.dtype, torch.float32)
+        t_net = self.objective.network_time(t).to(t_dtype).expand(x.shape[0])
         channels = self.objective.channel_factor * x.shape[1]
         x_net = self.objective.network_input(x.to(self.dtype))
         out = call_network(
