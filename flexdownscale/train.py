@@ -1,0 +1,913 @@
+"""Training through Hugging Face Accelerate.
+
+One command trains on a CPU, one GPU, a multi-GPU node or several nodes::
+
+    accelerate launch -m flexdownscale.train --config run.toml [key=value ...]
+    python -m flexdownscale.train --config run.toml          # one process
+    accelerate launch -m flexdownscale.train --config run.toml --resume
+
+The TOML file is a :class:`flexdownscale.config.TrainConfig` (unknown keys are rejected with a
+close-match hint); ``key=value`` arguments override it (``optim.lr=3e-4 model.preset=small``); the
+resolved configuration is written to the run folder.
+
+Run folder layout (``run_dir``)::
+
+    config.toml, config.json     the resolved configuration
+    checkpoints/step_00000500/   Accelerate states (model, optimizer, EMA, step counter, RNG),
+                                 each complete when it holds STATE_COMPLETE; rotated by total_limit
+    logs/                        tensorboard events (or wandb's own folder)
+    samples.jsonl                the dataset indices of every micro-batch, in order (audit trail
+                                 of the data order; resuming continues it exactly)
+    validation.jsonl             validation metrics per evaluation
+    plots/                       panel and spectrum figures from validation
+    model/                       the exported EMA model folder (see flexdownscale.hub)
+
+Nothing trained is lost: states are written to a temporary folder and renamed into place only once
+complete, so a kill during a save leaves the previous state loadable; a non-finite loss stops the
+run with the step named and the last good state untouched; an existing run folder is never
+silently restarted from scratch.
+
+This is the only module of the package that imports ``accelerate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig, apply_overrides, from_dict, from_toml, to_dict
+from .errors import BackendNotAvailableError, CheckpointError, ConfigError, NonFiniteLossError
+
+__all__ = ["EMA", "Lion", "Trainer", "learning_rate", "main"]
+
+STATE_MARKER = "STATE_COMPLETE"
+FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
+
+
+# --------------------------------------------------------------------------------------------
+# Small training components (EMA, counter, optimiser, schedule)
+# --------------------------------------------------------------------------------------------
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point parameters and buffers.
+
+    Parameters
+    ----------
+    model
+        The (unwrapped) model to track.
+    decay
+        Weight of the old average; ``decay = 0.999`` averages over about 1000 steps. Warm-up:
+        the effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early
+        averages are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {
+            name: tensor.detach().clone().float()
+            for name, tensor in model.state_dict().items()
+            if tensor.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Fold the model's current weights into the average."""
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for name, tensor in model.state_dict().items():
+            if name in self.shadow:
+                self.shadow[name].lerp_(tensor.detach().float(), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def swapped(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """Temporarily load the averaged weights into ``model``."""
+        backup = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        model.load_state_dict(self.averaged_state_dict(model), strict=True)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(backup, strict=True)
+
+    def averaged_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with the averaged weights (in the model's dtypes)."""
+        state = {}
+        for name, tensor in model.state_dict().items():
+            if name in self.shadow:
+                state[name] = self.shadow[name].to(device=tensor.device, dtype=tensor.dtype)
+            else:
+                state[name] = tensor
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state["shadow"]) != set(self.shadow):
+            raise CheckpointError(
+                "the EMA in the saved state tracks different parameters than this model: the state "
+                "belongs to another architecture"
+            )
+        self.decay = float(state["decay"])
+        self.updates = int(state["updates"])
+        for name, tensor in state["shadow"].items():
+            self.shadow[name].copy_(tensor)
+
+    def to(self, device: torch.device) -> EMA:
+        self.shadow = {name: t.to(device) for name, t in self.shadow.items()}
+        return self
+
+
+@dataclasses.dataclass
+class Progress:
+    """Counters saved with every state: optimiser steps and micro-batches consumed per process."""
+
+    step: int = 0
+    micro_batches: int = 0
+    samples: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+        self.micro_batches = int(state["micro_batches"])
+        self.samples = int(state["samples"])
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion optimiser (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+
+    ``update = sign(beta1 m + (1 - beta1) g)``; ``p <- p - lr (update + wd p)``;
+    ``m <- beta2 m + (1 - beta2) g``. Use a learning rate 3-10x smaller than AdamW's.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ) -> None:
+        if lr <= 0:
+            raise ConfigError(f"Lion learning rate must be positive, got {lr}")
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                exp_avg = state["exp_avg"]
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                update = exp_avg.mul(beta1).add_(p.grad, alpha=1 - beta1).sign_()
+                p.add_(update, alpha=-group["lr"])
+                exp_avg.mul_(beta2).add_(p.grad, alpha=1 - beta2)
+        return loss
+
+
+def build_optimizer(params: Any, config: Any) -> torch.optim.Optimizer:
+    """The optimiser named by ``config.optimizer`` (an :class:`~flexdownscale.config.OptimConfig`)."""
+    kwargs = {"lr": config.lr, "betas": tuple(config.betas), "weight_decay": config.weight_decay}
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, **kwargs)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    return Lion(params, **kwargs)
+
+
+def learning_rate(
+    step: int, *, base_lr: float, warmup_steps: int, total_steps: int, schedule: str
+) -> float:
+    """Learning rate at optimiser step ``step`` (0-based): linear warm-up, then cosine or constant.
+
+    The cosine decays from ``base_lr`` at the end of warm-up to 0 at ``total_steps``.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------------------------
+# Files of the run folder
+# --------------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """Write a nested dict of scalars and lists as TOML (enough for configurations)."""
+    lines: list[str] = []
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
+        if prefix and scalars:
+            lines.append(f"\n[{prefix}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars)
+        for key, value in table.items():
+            if isinstance(value, dict):
+                emit(f"{prefix}.{key}" if prefix else key, value)
+
+    emit("", values)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def list_states(run_dir: Path) -> list[Path]:
+    """Complete training states of a run, oldest first (incomplete temporary folders ignored)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    states = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")]
+    return sorted((p for p in states if (p / STATE_MARKER).is_file()), key=lambda p: p.name)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "no"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+
+
+class Trainer:
+    """One training run: model, objective, data, optimiser, EMA and the accelerate plumbing.
+
+    Parameters
+    ----------
+    config
+        The resolved run configuration.
+    resume
+        Continue from the latest complete state in ``config.run_dir``. Without it, a run folder
+        that already holds states is refused (choose a new ``run_dir`` or pass ``--resume``).
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        try:
+            from accelerate import Accelerator
+            from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+        except ImportError as err:  # pragma: no cover - train extra missing
+            raise BackendNotAvailableError(
+                "training needs accelerate: pip install 'flexdownscale[train]'"
+            ) from err
+
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.resume = resume
+        log_with = None if config.logger == "none" else config.logger
+        if config.logger == "wandb":
+            try:
+                import wandb  # noqa: F401  (imported only when chosen)
+            except ImportError as err:
+                raise BackendNotAvailableError(
+                    "logger = 'wandb' needs wandb: pip install 'flexdownscale[wandb]', or set logger=tensorboard"
+                ) from err
+        if config.logger == "tensorboard":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError as err:
+                raise BackendNotAvailableError(
+                    "logger = 'tensorboard' needs tensorboard: pip install 'flexdownscale[train]', "
+                    "or set logger=none"
+                ) from err
+
+        # One accelerator first (without accumulation) to learn the world size.
+        probe_processes = int(os.environ.get("WORLD_SIZE", "1"))
+        micro = config.micro_batch_size or max(1, config.batch_size // probe_processes)
+        if config.batch_size % (micro * probe_processes):
+            raise ConfigError(
+                f"batch_size = {config.batch_size} is not a multiple of micro_batch_size ({micro}) x "
+                f"processes ({probe_processes}); choose batch_size = k x {micro * probe_processes}"
+            )
+        self.micro_batch_size = micro
+        self.accumulation = config.batch_size // (micro * probe_processes)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=self.accumulation,
+            mixed_precision=_precision(config),
+            log_with=log_with,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")
+            ),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            cpu=not torch.cuda.is_available(),
+        )
+        acc = self.accelerator
+        if acc.num_processes != probe_processes:  # pragma: no cover - launcher inconsistency
+            raise ConfigError(
+                f"expected {probe_processes} processes, accelerate reports {acc.num_processes}"
+            )
+
+        self._check_run_folder()
+        set_seed(config.seed)
+
+        from .data.datasets import from_config as dataset_from_config
+        from .diffusion import build_objective
+        from .models import build_model
+
+        task = config.model.task
+        self.train_set = dataset_from_config(
+            config.data, split="train", task=task, seed=config.seed
+        )
+        self.val_set = dataset_from_config(
+            config.data,
+            split="validation",
+            task=task,
+            seed=config.seed,
+            normalizer=self.train_set.normalizer,
+        )
+        self.model = build_model(self._model_config())
+        self.objective = build_objective(config.diffusion)
+        self.optimizer = build_optimizer(self.model.parameters(), config.optim)
+        self.ema = EMA(self.model, config.optim.ema_decay).to(acc.device)
+        self.progress = Progress()
+        self.evaluations = 0
+
+        generator = torch.Generator().manual_seed(config.seed)
+        loader = torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=micro,
+            shuffle=True,
+            drop_last=True,
+            num_workers=config.num_workers,
+            generator=generator,
+        )
+        if len(loader) == 0:
+            raise ConfigError(
+                f"the training split has {len(self.train_set)} samples, fewer than one micro-batch "
+                f"({micro}); lower batch_size or add data"
+            )
+        self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
+        acc.register_for_checkpointing(self.ema, self.progress)
+        if log_with is not None:
+            acc.init_trackers("flexdownscale", config=_flat_scalars(to_dict(config)))
+        self._sample_log: Any = None
+
+    # -- set-up helpers ---------------------------------------------------------------------
+
+    def _model_config(self) -> Any:
+        cfg = self.config.model
+        channels = len(self.config.data.variables) or cfg.in_channels
+        updates: dict[str, Any] = {"in_channels": channels}
+        if self.config.data.condition is not None:
+            updates["physical_condition"] = True
+        if cfg.task == "forecast":
+            updates["past_frames"] = self.config.data.past_frames
+        if self.config.diffusion.objective == "idff":  # data endpoint and score heads
+            updates["out_channels"] = 2 * channels
+        return dataclasses.replace(cfg, **updates)
+
+    def _check_run_folder(self) -> None:
+        acc = self.accelerator
+        saved = self.run_dir / "config.json"
+        states = list_states(self.run_dir)
+        if self.resume:
+            if not states:
+                raise CheckpointError(
+                    f"--resume given but {str(self.run_dir)!r} holds no complete training state; "
+                    "drop --resume to start a new run"
+                )
+            if saved.is_file():
+                previous = from_dict(TrainConfig, json.loads(saved.read_text()))
+                for section in ("model", "diffusion", "data"):
+                    if getattr(previous, section) != getattr(self.config, section):
+                        raise CheckpointError(
+                            f"cannot resume: the [{section}] section differs from the run's saved "
+                            f"config ({saved}); resume with the same settings or use a new run_dir"
+                        )
+        elif states or (
+            (self.run_dir / "checkpoints").is_dir()
+            and any((self.run_dir / "checkpoints").iterdir())
+        ):
+            raise CheckpointError(
+                f"{str(self.run_dir)!r} already holds training states; pass --resume to continue it "
+                "or choose a new run_dir (nothing is overwritten)"
+            )
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
+            _atomic_write_text(saved, json.dumps(to_dict(self.config), indent=2))
+        acc.wait_for_everyone()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save_state(self) -> Path:
+        """Write the full training state atomically; rotate old states (``total_limit``)."""
+        acc = self.accelerator
+        root = self.run_dir / "checkpoints"
+        final = root / f"step_{self.progress.step:08d}"
+        tmp = root / f".tmp_step_{self.progress.step:08d}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            root.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))  # every rank: optimiser shards and RNG states are per rank
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / STATE_MARKER).write_text(json.dumps({"step": self.progress.step}))
+            for child in tmp.iterdir():
+                if child.is_file():
+                    with child.open("rb") as fh:
+                        os.fsync(fh.fileno())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in list_states(self.run_dir)[: -self.config.total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def load_latest_state(self) -> Path:
+        """Load the newest complete state (errors clearly on a damaged one)."""
+        states = list_states(self.run_dir)
+        latest = states[-1]
+        try:
+            self.accelerator.load_state(str(latest))
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise CheckpointError(
+                f"the training state {str(latest)!r} cannot be loaded ({type(err).__name__}: {err}); "
+                "it is damaged or belongs to a different model. Remove it to fall back to the "
+                f"previous state ({', '.join(p.name for p in states[:-1]) or 'none'})"
+            ) from err
+        marker = json.loads((latest / STATE_MARKER).read_text())
+        if marker.get("step") != self.progress.step:
+            raise CheckpointError(
+                f"{str(latest)!r} says step {marker.get('step')} but holds step {self.progress.step}"
+            )
+        return latest
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The prepared (possibly DDP-wrapped) backbone is called directly so that gradient
+        # synchronisation hooks run; the residual bookkeeping is the data layer's `base`.
+        residual = batch["fine"] - batch["base"]
+        per_sample = self.objective.loss(
+            self.model, residual, batch["cond"], phys=batch.get("phys")
+        )
+        return per_sample.mean()
+
+    def _open_sample_log(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        path = self.run_dir / "samples.jsonl"
+        kept: list[str] = []
+        if path.is_file():  # drop what a killed run logged after its last saved state
+            for line in path.read_text().splitlines():
+                if line.strip() and json.loads(line)["micro_batch"] < self.progress.micro_batches:
+                    kept.append(line)
+        _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+        self._sample_log = path.open("a")
+
+    def fit(self) -> Path | None:
+        """Train for ``config.steps`` optimiser steps; returns the exported model folder."""
+        acc, config = self.accelerator, self.config
+        if self.resume:
+            latest = self.load_latest_state()
+            acc.print(f"resumed from {latest} at step {self.progress.step}")
+        self._open_sample_log()
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=config.steps,
+            initial=self.progress.step,
+            disable=not acc.is_main_process,
+            desc="train",
+            dynamic_ncols=True,
+        )
+        fault_step = int(os.environ.get(FAULT_NAN_ENV, "-1"))
+        batches_per_epoch = len(self.loader)
+        self.model.train()
+        started, samples_at_start = time.perf_counter(), self.progress.samples
+        while self.progress.step < config.steps:
+            epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
+            self.loader.set_epoch(epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            loader = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    loss = self._loss(batch)
+                    if self.progress.step == fault_step:
+                        loss = loss * float("nan")
+                    finite = torch.isfinite(loss.detach()).float()
+                    if acc.gather(finite.reshape(1)).min() < 1:
+                        self._stop_non_finite(loss)
+                    acc.backward(loss)
+                    if acc.sync_gradients and config.optim.grad_clip > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
+                    lr = learning_rate(
+                        self.progress.step,
+                        base_lr=config.optim.lr,
+                        warmup_steps=config.optim.warmup_steps,
+                        total_steps=config.steps,
+                        schedule=config.optim.schedule,
+                    )
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                self._log_indices(batch)
+                self.progress.micro_batches += 1
+                if not acc.sync_gradients:
+                    continue
+                # bookkeeping once per optimiser step
+                self.progress.step += 1
+                self.progress.samples += config.batch_size
+                self.ema.update(acc.unwrap_model(self.model))
+                mean_loss = acc.gather(loss.detach().reshape(1)).mean().item()
+                rate = (self.progress.samples - samples_at_start) / max(
+                    1e-9, time.perf_counter() - started
+                )
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+                acc.log(
+                    {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
+                    step=self.progress.step,
+                )
+                if config.eval_every and self.progress.step % config.eval_every == 0:
+                    self.evaluate()
+                if config.checkpoint_every and self.progress.step % config.checkpoint_every == 0:
+                    self.save_state()
+                if self.progress.step >= config.steps:
+                    break
+        bar.close()
+        if (
+            not list_states(self.run_dir)
+            or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
+        ):
+            self.save_state()
+        if self.config.eval_every and self.progress.step % self.config.eval_every:
+            self.evaluate()
+        self._record_rank_fingerprints()
+        folder = self.export()
+        acc.end_training()
+        if self._sample_log is not None:
+            self._sample_log.close()
+        return folder
+
+    @torch.no_grad()
+    def _record_rank_fingerprints(self) -> None:
+        """Write every rank's parameter fingerprint to ``ranks.json`` (they must be equal)."""
+        acc = self.accelerator
+        params = [p.detach().double().flatten() for p in acc.unwrap_model(self.model).parameters()]
+        flat = torch.cat(params)
+        weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+        fingerprint = torch.stack([flat.sum(), (flat * weights.sin()).sum()]).to(acc.device)
+        gathered = acc.gather(fingerprint.reshape(1, 2)).cpu().tolist()
+        if acc.is_main_process:
+            _atomic_write_text(
+                self.run_dir / "ranks.json",
+                json.dumps({"step": self.progress.step, "parameter_fingerprints": gathered}),
+            )
+
+    def _log_indices(self, batch: dict[str, torch.Tensor]) -> None:
+        indices = self.accelerator.gather(batch["index"].to(self.accelerator.device))
+        if self._sample_log is not None:
+            record = {
+                "micro_batch": self.progress.micro_batches,
+                "step": self.progress.step,
+                "indices": [int(i) for i in indices.tolist()],
+            }
+            self._sample_log.write(json.dumps(record) + "\n")
+            self._sample_log.flush()
+
+    def _stop_non_finite(self, loss: torch.Tensor) -> None:
+        states = list_states(self.run_dir)
+        last = states[-1].name if states else "none yet"
+        if self._sample_log is not None:
+            self._sample_log.close()
+        self.accelerator.end_training()
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss.item()}) at optimiser step {self.progress.step}; the run stopped "
+            f"and the last good state ({last}) is intact. Lower optim.lr, check the data for NaNs, "
+            "or resume from that state with --resume"
+        )
+
+    # -- validation and export ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation on the held-out split: the loss, and sampled skill with the EMA weights.
+
+        Runs on the main process (the others wait). The loss uses fixed noise and times (one seeded
+        generator), so evaluations are comparable; the skill is computed in normalized units on
+        the first ``eval_fields`` validation fields with ``eval_members`` members.
+        """
+        acc, config = self.accelerator, self.config
+        metrics: dict[str, float] = {}
+        if acc.is_main_process:
+            metrics = self._evaluate_main()
+            record = {"step": self.progress.step, **metrics}
+            with (self.run_dir / "validation.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            acc.print(
+                f"step {self.progress.step}: "
+                + ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items())
+            )
+        acc.wait_for_everyone()
+        if metrics:
+            acc.log(metrics, step=self.progress.step)
+        self.evaluations += 1
+        del config
+        return metrics
+
+    def _evaluate_main(self) -> dict[str, float]:
+        import numpy as np
+        import xarray as xr
+
+        from . import metrics as fm
+        from .diffusion import ResidualModel
+
+        config = self.config
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        device = self.accelerator.device
+        generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+        loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.micro_batch_size)
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            residual = batch["fine"] - batch["base"]
+            with self.accelerator.autocast():
+                loss = self.objective.loss(
+                    model, residual, batch["cond"], phys=batch.get("phys"), generator=generator
+                )
+            total += float(loss.float().sum())
+            count += loss.shape[0]
+        metrics = {"val/loss": total / max(1, count)}
+
+        n = min(config.eval_fields, len(self.val_set))
+        items = [self.val_set[i] for i in range(n)]
+        batch = {
+            k: torch.stack([it[k] for it in items]).to(device) for k in ("fine", "base", "cond")
+        }
+        phys = (
+            torch.stack([items[i]["phys"] for i in range(n)]).to(device)
+            if "phys" in items[0]
+            else None
+        )
+        wrapper = ResidualModel(model, task=config.model.task, past_frames=config.data.past_frames)
+        with self.ema.swapped(model), self.accelerator.autocast():
+            ensemble = wrapper.sample(
+                self.objective,
+                batch["cond"],
+                base=batch["base"],
+                members=config.eval_members,
+                generator=config.seed,
+                phys=phys,
+                **self._sampler_options(),
+            )
+        model.train(was_training)
+        dims = ("field", "channel", "y", "x")
+        truth = xr.DataArray(batch["fine"].float().cpu().numpy(), dims=dims)
+        base = xr.DataArray(batch["base"].float().cpu().numpy(), dims=dims)
+        ens = xr.DataArray(ensemble.float().cpu().numpy(), dims=("field", "member", *dims[1:]))
+        mean = ens.mean("member")
+        metrics.update(
+            {
+                "val/rmse": float(fm.rmse(mean, truth)),
+                "val/rmse_base": float(fm.rmse(base, truth)),
+                "val/rfne": float(fm.rfne(mean, truth, dims=("y", "x"))),
+                "val/crps": float(fm.crps_ensemble(ens, truth, fair=True)),
+                "val/spread_skill": float(
+                    fm.spread_skill_ratio(ens, truth) if config.eval_members > 1 else np.nan
+                ),
+            }
+        )
+        if config.plot_every and self.evaluations % config.plot_every == 0:
+            self._plot(base, truth, ens)
+        return metrics
+
+    def _sampler_options(self) -> dict[str, Any]:
+        """Sampler name, steps and options from ``[sampler]``; the objective's defaults when the
+        configured sampler does not apply to the objective (e.g. DDIM for a flow model)."""
+        sampler = self.config.sampler
+        if sampler.sampler not in getattr(self.objective, "samplers", (sampler.sampler,)):
+            sampler = self.objective.sampler_defaults
+        options: dict[str, Any] = {"sampler": sampler.sampler, "steps": sampler.steps}
+        if sampler.sampler == "ddim":
+            options["eta"] = sampler.eta
+        if sampler.sampler == "sde":
+            options["delta"] = sampler.delta
+        if sampler.sampler == "idff":
+            options.update(g1=sampler.g1, g2=sampler.g2)
+        return options
+
+    def _plot(self, base: Any, truth: Any, ens: Any) -> None:
+        from . import plot
+
+        folder = self.run_dir / "plots"
+        folder.mkdir(parents=True, exist_ok=True)
+        step = self.progress.step
+        one = {"field": 0, "channel": 0}
+        figures = {
+            "panels": plot.plot_panels(
+                base.isel(one), truth.isel(one), ens.isel(one), member_dim="member"
+            ),
+            "spectra": plot.plot_spectra(
+                {
+                    "truth": truth.isel(one),
+                    "ensemble mean": ens.isel(one).mean("member"),
+                    "member 0": ens.isel(one).isel(member=0),
+                    "upsampled coarse": base.isel(one),
+                },
+                reference="truth",
+                spectrum_kwargs={"spacing": 1.0},  # crops carry no coordinates: per pixel
+            ),
+        }
+        for name, figure in figures.items():
+            figure.savefig(folder / f"{name}_step{step:08d}.png", dpi=100)
+            if self.config.logger == "tensorboard":
+                tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+                tracker.add_figure(f"val/{name}", figure, global_step=step)
+
+    def export(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Export the EMA model as a model folder (:mod:`flexdownscale.hub`); main process writes.
+
+        Returns the folder on the main process, ``None`` elsewhere.
+        """
+        from .hub import save_model_folder
+
+        acc, config = self.accelerator, self.config
+        target = Path(path) if path is not None else self.run_dir / "model"
+        folder = None
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.model)
+            state = self.ema.averaged_state_dict(model)
+            normalizer = self.train_set.normalizer
+            validation = self._last_validation()
+            condition = None
+            if config.data.condition is not None:
+                condition = {"name": config.data.condition, "scale": config.data.condition_scale}
+            folder = save_model_folder(
+                target,
+                state_dict=state,
+                model=self._model_config(),
+                diffusion=config.diffusion,
+                sampler=config.sampler,
+                variables=self.train_set.variables,
+                units=self._units(),
+                factor=config.data.factor if config.model.task == "superres" else 1,
+                normalization=normalizer.to_dict() if normalizer is not None else {},
+                grid=self.train_set.grid_metadata(),
+                card=self._model_card(validation),
+                task=config.model.task,
+                condition=condition,
+                extra={
+                    "train_steps": self.progress.step,
+                    "train_samples": self.progress.samples,
+                    "validation": validation,
+                },
+                overwrite=True,
+            )
+            acc.print(f"exported the EMA model to {folder}")
+        acc.wait_for_everyone()
+        return folder
+
+    def _units(self) -> dict[str, str]:
+        units: dict[str, str] = {}
+        source = self.train_set.sources[0]
+        ds = getattr(source, "ds", None)
+        for name in self.train_set.variables:
+            attrs = (
+                ds[name].attrs if ds is not None and name in getattr(ds, "data_vars", {}) else {}
+            )
+            units[name] = str(attrs.get("units", ""))
+        return units
+
+    def _last_validation(self) -> dict[str, float]:
+        path = self.run_dir / "validation.jsonl"
+        if not path.is_file():
+            return {}
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        return json.loads(lines[-1]) if lines else {}
+
+    def _model_card(self, validation: dict[str, float]) -> str:
+        config = self.config
+        skill = "\n".join(f"| {k} | {v:.6g} |" for k, v in validation.items() if k != "step")
+        return (
+            f"# {Path(config.run_dir).name}\n\n"
+            f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model trained "
+            f"with flexdownscale's `{config.diffusion.objective}` objective.\n\n"
+            f"## Data\n\n- files: {', '.join(config.data.paths)}\n"
+            f"- variables: {', '.join(self.train_set.variables)}\n"
+            f"- factor: {config.data.factor}, degradation: {config.data.degradation}, "
+            f"upsampling: {config.data.upsample}\n"
+            f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
+            f"validation {list(config.data.validation)}\n\n"
+            f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
+            f"{self.progress.samples}, global batch: {config.batch_size}\n"
+            f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n\n"
+            f"## Validation (held-out split, normalized units, step {validation.get('step', 'n/a')})\n\n"
+            f"| metric | value |\n|---|---|\n{skill}\n\n"
+            "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"
+        )
+
+
+def _flat_scalars(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_scalars(value, f"{name}/"))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = json.dumps(value)
+    return flat
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """Parse ``--config run.toml [--resume] [--export-only] [key=value ...]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flexdownscale.train",
+        description="Train a flexdownscale model (run with `accelerate launch -m flexdownscale.train`).",
+    )
+    parser.add_argument("--config", required=True, help="a TOML file with a TrainConfig")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest state of run_dir"
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the EMA model of the latest state and exit",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = parser.parse_args(argv)
+    config = from_toml(TrainConfig, args.config)
+    return apply_overrides(config, args.overrides), args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m flexdownscale.train``."""
+    from .errors import FlexDownscaleError
+
+    try:
+        config, args = parse_args(argv)
+        trainer = Trainer(config, resume=args.resume or args.export_only)
+        if args.export_only:
+            trainer.load_latest_state()
+            trainer.export()
+        else:
+            trainer.fit()
+    except FlexDownscaleError as err:
+        print(f"flexdownscale.train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
