@@ -1,0 +1,839 @@
+"""Inference: the :class:`Downscaler` turns a coarse ``xr.Dataset`` into an ensemble on the fine grid.
+
+Order of operations (the mirror of :class:`~flexdownscale.data.SuperResolutionDataset`): the
+user's coarse field is normalized with the model's statistics, upsampled to the fine grid with the
+model's upsampling (``base = up(normalize(coarse))``), padded to a multiple of 16, sampled as
+``base + residual`` with the model's sampler, cropped back and de-normalized.
+
+Fields larger than a tile are sampled with per-step MultiDiffusion fusion: :class:`TiledDenoiser`
+wraps the backbone into a network over the *whole* fine field (it splits the state into
+overlapping tiles, runs the backbone on them in batches and blends the outputs with positive
+windows at every network call), so the samplers run unchanged and the noise is drawn for the
+whole fine field.
+
+Randomness: time step ``i`` of the input (its position along the time dimension) is sampled
+with a generator seeded from ``(seed, i)``, so outputs do not depend on the batch size, on the
+time chunks of dask input, or on eager vs lazy execution.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from .config import DiffusionConfig, SamplerConfig
+from .data.degrade import grid_row_weights, upsample_array
+from .data.grid import GridSpec, grid_spec, normalize_grid, refine_grid
+from .data.normalize import Normalizer
+from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
+from .diffusion import ResidualModel, build_objective
+from .diffusion.objectives import Objective, TaskFeatures
+from .errors import (
+    ConfigError,
+    DataError,
+    GridError,
+    MissingVariableError,
+    ShapeError,
+    UnitsError,
+    UnsupportedFactorError,
+)
+
+__all__ = ["Downscaler", "TiledDenoiser", "time_step_seed"]
+
+SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
+
+#: Relative tolerance of the grid-spacing check (input spacing vs the model's coarse spacing).
+SPACING_RTOL = 1e-3
+#: Default tile side in fine cells; fields up to this size run as one tile.
+DEFAULT_TILE = 256
+_MULTIPLE = 16
+
+_KELVIN = {"k", "kelvin", "degk", "deg_k", "degrees_k", "degreesk"}
+_CELSIUS = {"degc", "deg_c", "c", "celsius", "degrees_c", "degree_c", "degrees_celsius", "°c"}
+
+
+# --------------------------------------------------------------------------------------------
+# Tiled network
+# --------------------------------------------------------------------------------------------
+
+
+class TiledDenoiser(nn.Module):
+    """A backbone run on overlapping tiles, fused at every call (MultiDiffusion).
+
+    The wrapper is a :class:`~flexdownscale.diffusion.objectives.Denoiser` over the whole
+    (H, W) field of ``layout``: ``encode_task(cond)`` encodes every tile of ``cond`` once (the
+    features are reused at every step and by every member), and ``forward(x_t, t, ...)`` splits
+    ``x_t`` into tiles, calls the backbone on at most ``tile_batch`` tiles at a time and blends
+    the tile outputs with the layout's window (``sum_k w_k out_k / sum_k w_k``).
+
+    Parameters
+    ----------
+    backbone
+        The network (tile sides divisible by 16 for the package's backbones).
+    layout
+        Tile positions and blend window over the (H, W) field.
+    tile_batch
+        Number of tiles per backbone call.
+    """
+
+    def __init__(self, backbone: nn.Module, layout: TileLayout, *, tile_batch: int = 8) -> None:
+        super().__init__()
+        if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
+            raise ConfigError(f"batch_size = {tile_batch!r} must be a positive integer")
+        self.backbone = backbone
+        self.layout = layout
+        self.tile_batch = tile_batch
+
+    def _tiles(self, x: Tensor) -> Tensor:
+        """(b, C, H, W) -> (b * T, C, th, tw), field-major."""
+        tiles = torch.stack(self.layout.split(x), dim=1)
+        return tiles.reshape(-1, *tiles.shape[2:])
+
+    def encode_task(self, cond: Tensor) -> TaskFeatures:
+        """Task features of every tile: each tensor has shape (b, T, ...)."""
+        b, count = cond.shape[0], len(self.layout)
+        tiles = self._tiles(cond)
+        parts = [
+            self.backbone.encode_task(tiles[i : i + self.tile_batch])
+            for i in range(0, tiles.shape[0], self.tile_batch)
+        ]
+        return tuple(
+            torch.cat([p[j] for p in parts]).reshape(b, count, *parts[0][j].shape[1:])
+            for j in range(len(parts[0]))
+        )
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        *,
+        phys: Tensor | None = None,
+        task_features: TaskFeatures | None = None,
+    ) -> Tensor:
+        """Fused backbone output over the whole field, (b, C_out, H, W)."""
+        b, count = x_t.shape[0], len(self.layout)
+        if task_features is None:
+            if cond is None:
+                raise ShapeError("TiledDenoiser needs cond or task_features")
+            task_features = self.encode_task(cond)
+        flat = tuple(f.reshape(b * count, *f.shape[2:]) for f in task_features)
+        tiles = self._tiles(x_t)
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
+        t_tiles = t.repeat_interleave(count)
+        phys_tiles = phys.repeat_interleave(count) if phys is not None else None
+        outs = []
+        for i in range(0, tiles.shape[0], self.tile_batch):
+            j = min(i + self.tile_batch, tiles.shape[0])
+            outs.append(
+                self.backbone(
+                    tiles[i:j],
+                    t_tiles[i:j],
+                    phys=phys_tiles[i:j] if phys_tiles is not None else None,
+                    task_features=tuple(f[i:j] for f in flat),
+                )
+            )
+        out = torch.cat(outs).reshape(b, count, *outs[0].shape[1:])
+        acc = TileAccumulator(self.layout)
+        for k in range(count):
+            acc.add(k, out[:, k])
+        return acc.result()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def time_step_seed(seed: int, index: int) -> int:
+    """The seed of time step ``index`` for a call with ``seed`` (independent of chunking)."""
+    state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(index)]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**62 - 1)
+
+
+def _units_kind(units: str) -> str | None:
+    u = units.strip().lower().replace(" ", "_")
+    if u in _KELVIN:
+        return "K"
+    if u in _CELSIUS:
+        return "degC"
+    return None
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:
+    """Tiles per backbone call: 8 on CPU; on CUDA a share of the free memory."""
+    if device.type != "cuda":
+        return 8
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:  # pragma: no cover - driver without mem_get_info
+        return 8
+    # ~ 3000 float32 activations per cell and channel covers the presets up to "big" with room
+    per_tile = tile_shape[0] * tile_shape[1] * max(channels, 1) * 4 * 3000
+    return int(max(1, min(256, (0.5 * free) // per_tile)))
+
+
+_CACHE: dict[str, Downscaler] = {}
+
+
+def _cached(path: str) -> Downscaler:
+    """One Downscaler per model folder and process (dask workers load a model once)."""
+    if path not in _CACHE:
+        _CACHE[path] = Downscaler.from_pretrained(path)
+    return _CACHE[path]
+
+
+# --------------------------------------------------------------------------------------------
+# Downscaler
+# --------------------------------------------------------------------------------------------
+
+
+class Downscaler:
+    """A trained super-resolution model with everything needed to apply it to a dataset.
+
+    Build one with :meth:`from_pretrained` (a model folder, a shipped name or a Hub id) or from
+    its parts (tests, freshly trained models), then call it on coarse data::
+
+        ds_fine = Downscaler.from_pretrained("path/to/model")(ds, members=8)
+
+    Parameters
+    ----------
+    model
+        The backbone (an ``nn.Module`` built by :func:`flexdownscale.models.build_model`) or a
+        :class:`~flexdownscale.diffusion.ResidualModel` around it.
+    diffusion
+        The objective's :class:`~flexdownscale.config.DiffusionConfig` (or an ``Objective``;
+        then :meth:`save_pretrained` is unavailable).
+    normalizer
+        The training statistics, one entry per variable.
+    grid
+        The training grid metadata (``SuperResolutionDataset.grid_metadata()``): ``grid`` (the
+        fine ``GridSpec`` dict or ``None``), ``degradation``, ``sigma``, ``upsample``, ``factor``.
+    variables
+        Variable names in channel order.
+    units
+        ``units`` of each variable at training time.
+    factor
+        Super-resolution factor.
+    sampler
+        Default sampler settings (default: the objective's).
+    name
+        Model name recorded in the outputs' provenance.
+    card
+        Model card text written by :meth:`save_pretrained`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        diffusion: DiffusionConfig | Objective,
+        *,
+        normalizer: Normalizer,
+        grid: Mapping[str, Any],
+        variables: Sequence[str],
+        units: Mapping[str, str],
+        factor: int,
+        sampler: SamplerConfig | None = None,
+        name: str | None = None,
+        card: str = "",
+    ) -> None:
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise UnsupportedFactorError(f"factor = {factor!r}; expected a positive integer")
+        if isinstance(model, ResidualModel):
+            model = model.backbone
+        self.backbone = model.eval()
+        if isinstance(diffusion, DiffusionConfig):
+            self.diffusion: DiffusionConfig | None = diffusion
+            self.objective = build_objective(diffusion)
+        elif isinstance(diffusion, Objective):
+            self.diffusion, self.objective = None, diffusion
+        else:
+            raise ConfigError(
+                f"diffusion must be a DiffusionConfig or an Objective, got {type(diffusion).__name__}"
+            )
+        self.normalizer = normalizer
+        self.grid = dict(grid)
+        self.variables = tuple(variables)
+        self.units = {v: str(units.get(v, "")) for v in self.variables}
+        self.factor = factor
+        self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
+        self.name = name or "unnamed model"
+        self.card = card
+        self.path: Path | None = None
+        missing = [v for v in self.variables if v not in normalizer.variables]
+        if missing:
+            raise ConfigError(f"the normalizer has no statistics for {missing}")
+        upsample = self.grid.get("upsample", "bilinear")
+        if upsample not in ("bilinear", "bicubic", "conservative", "nearest"):
+            raise ConfigError(f"grid metadata names an unknown upsampling {upsample!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Downscaler({self.name!r}, variables={list(self.variables)}, factor={self.factor}, "
+            f"objective={self.objective!r})"
+        )
+
+    # -- model folders -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Downscaler:
+        """Load a model folder (local path, shipped model name or Hugging Face Hub id).
+
+        The folder is checked (files present, checksums, format) by
+        :func:`flexdownscale.hub.load_model_folder` before anything is built; weights are read
+        with safetensors only.
+
+        Raises
+        ------
+        ModelFolderError
+            Missing or modified files, unknown format; ``WeightsMismatchError`` when the weights
+            do not fit the architecture.
+        """
+        from .errors import WeightsMismatchError
+        from .hub import load_model_folder
+        from .models import build_model
+
+        folder = load_model_folder(name_or_path)
+        if folder.task != "superres":
+            raise ConfigError(
+                f"model {str(name_or_path)!r} is a {folder.task!r} model; Downscaler needs a "
+                "super-resolution model (use ds.flex.forecast for forecast models)"
+            )
+        backbone = build_model(folder.model)
+        try:
+            backbone.load_state_dict(dict(folder.state_dict))
+        except RuntimeError as err:
+            raise WeightsMismatchError(
+                f"weights in {str(folder.path)!r} do not fit the {folder.model.backbone} "
+                f"{folder.model.preset} architecture of its config.json: {err}"
+            ) from err
+        backbone = backbone.float()
+        out = cls(
+            backbone,
+            folder.diffusion,
+            normalizer=Normalizer.from_dict(folder.normalization),
+            grid=folder.grid,
+            variables=folder.variables,
+            units=folder.units,
+            factor=folder.factor,
+            sampler=folder.sampler,
+            name=str(name_or_path),
+            card=folder.card,
+        )
+        out.path = Path(folder.path)
+        return out
+
+    def save_pretrained(
+        self, path: str | os.PathLike[str], *, card: str | None = None, overwrite: bool = False
+    ) -> Path:
+        """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`)."""
+        from .hub import save_model_folder
+
+        if self.diffusion is None:
+            raise ConfigError(
+                "this Downscaler was built from an Objective; build it from its DiffusionConfig "
+                "to save it"
+            )
+        return save_model_folder(
+            path,
+            state_dict=self.backbone.state_dict(),
+            model=self.backbone.config,
+            diffusion=self.diffusion,
+            sampler=self.sampler,
+            variables=self.variables,
+            units=self.units,
+            factor=self.factor,
+            normalization=self.normalizer.to_dict(),
+            grid=self.grid,
+            card=card if card is not None else (self.card or f"# {self.name}\n"),
+            overwrite=overwrite,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a model loaded from a folder travels as its path and is loaded once per process
+        if self.path is not None:
+            return {"_path": str(self.path)}
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_path" in state:
+            self.__dict__.update(_cached(state["_path"]).__dict__)
+        else:
+            self.__dict__.update(state)
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def _select(
+        self,
+        ds: xr.Dataset,
+        variables: Sequence[str] | None,
+        rename: Mapping[str, str] | None,
+    ) -> xr.Dataset:
+        """The model's variables, renamed to the model's names, in channel order."""
+        if rename:
+            unknown = [k for k in rename if k not in ds.data_vars]
+            if unknown:
+                raise MissingVariableError(
+                    f"rename names {unknown}, which are not variables of the input "
+                    f"({list(map(str, ds.data_vars))})"
+                )
+            ds = ds.rename({k: v for k, v in rename.items()})
+        if variables is not None:
+            variables = list(variables)
+            if len(variables) != len(self.variables):
+                raise MissingVariableError(
+                    f"variables={variables} has {len(variables)} entries; the model takes "
+                    f"{len(self.variables)}: {list(self.variables)} (in this order)"
+                )
+            absent = [v for v in variables if v not in ds.data_vars]
+            if absent:
+                raise MissingVariableError(
+                    f"variables {absent} are not in the input ({list(map(str, ds.data_vars))})"
+                )
+            ds = ds[variables].rename({a: b for a, b in zip(variables, self.variables) if a != b})
+        missing = [v for v in self.variables if v not in ds.data_vars]
+        if missing:
+            raise MissingVariableError(
+                f"the model needs variables {list(self.variables)} but {missing} are not in the "
+                f"input (found {list(map(str, ds.data_vars))}); pass rename={{'your_name': "
+                f"{missing[0]!r}}} or variables=[...] in the model's order"
+            )
+        return ds[list(self.variables)]
+
+    def _check_units(self, ds: xr.Dataset) -> None:
+        for v in self.variables:
+            expected = self.units.get(v, "")
+            if not expected:
+                continue
+            found = ds[v].attrs.get("units")
+            if found is None:
+                raise UnitsError(
+                    f"variable {v!r} has no 'units' attribute; the model expects {expected!r}. "
+                    f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
+                    f"{expected!r}"
+                )
+            if str(found).strip() == expected.strip():
+                continue
+            kf, ke = _units_kind(str(found)), _units_kind(expected)
+            if kf is not None and kf == ke:
+                continue
+            if {kf, ke} == {"K", "degC"}:
+                sign = "+" if ke == "K" else "-"
+                raise UnitsError(
+                    f"variable {v!r} is in {found!r} but the model expects {expected!r} "
+                    f"(a 273.15 offset); convert first: ds[{v!r}] = (ds[{v!r}] {sign} 273.15)"
+                    f".assign_attrs(units={expected!r})"
+                )
+            raise UnitsError(
+                f"variable {v!r} is in {found!r} but the model expects {expected!r}; convert the "
+                f"values and set attrs['units'] = {expected!r}"
+            )
+
+    def _check_grid(self, spec: GridSpec) -> None:
+        fine = self.grid.get("grid")
+        if not fine:
+            return
+        fine = GridSpec.from_dict(fine)
+        dx, dy = fine.dx * self.factor, fine.dy * self.factor
+        for axis, found, expected in (("x", spec.dx, dx), ("y", spec.dy, dy)):
+            if abs(found - expected) > SPACING_RTOL * expected:
+                raise GridError(
+                    f"input grid spacing along {axis} is {found:g} {spec.x_units if axis == 'x' else spec.y_units}"
+                    f" but the model downscales a {expected:g} grid (its {fine.dx:g} training grid "
+                    f"coarsened x{self.factor}); regrid the input to that spacing first, e.g. with "
+                    "flexdownscale.data.regrid or coarsen_grid"
+                )
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    def _sample_block(
+        self,
+        coarse: np.ndarray,
+        *,
+        start: int,
+        params: Mapping[str, Any],
+    ) -> np.ndarray:
+        """Downscale a (T, C, h, w) block of physical values; returns (M, T, C, H, W) float32."""
+        f = self.factor
+        members, seed = params["members"], params["seed"]
+        py, px = params["periodic"]
+        out_rows, out_cols = params["crop"]
+        device = _resolve_device(params["device"])
+        steps_total = coarse.shape[0]
+        nan = np.isnan(coarse)
+        if nan.any():
+            per_step = nan.reshape(steps_total, -1).all(axis=1)
+            where = "is entirely NaN" if per_step.any() else "contains NaN"
+            raise DataError(
+                f"the coarse input {where} at time index "
+                f"{start + int(np.argmax(nan.reshape(steps_total, -1).any(axis=1)))} "
+                f"({int(nan.sum())} NaN values in this block); a network smears NaNs over its "
+                "whole tile, so fill them first (e.g. ds.fillna(...) or "
+                "ds.interpolate_na(dim=...)) or select a region without them (bbox=)"
+            )
+        z = self.normalizer.transform_array(coarse.astype(np.float64), variables=self.variables)
+        base = upsample_array(
+            z,
+            f,
+            method=self.grid.get("upsample", "bilinear"),
+            row_weights=params["row_weights"],
+            periodic=(py, px),
+        )
+        h, w = base.shape[-2:]
+        hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
+        pad = ((0, 0), (0, 0), (0, hp - h), (0, wp - w))
+        if hp != h or wp != w:
+            base = np.pad(base, pad, mode="wrap" if (py and px) else "reflect")
+        tile = params["tile"]
+        th, tw = min(tile, hp), min(tile, wp)
+        ov = min(
+            params["overlap"],
+            th - _MULTIPLE if th < hp else th - 1,
+            tw - _MULTIPLE if tw < wp else tw - 1,
+        )
+        layout = tile_layout((hp, wp), (th, tw), overlap=max(ov, 0), blend=params["blend"])
+        batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
+        net = TiledDenoiser(self.backbone, layout, tile_batch=batch).to(device)
+        model = ResidualModel(net)
+        options = {
+            k: getattr(self.sampler, k)
+            for k in {"ddim": ("eta",), "sde": ("delta",), "idff": ("g1", "g2")}.get(
+                params["sampler"], ()
+            )
+        }
+        rows = max(1, batch // len(layout))
+        shape = (out_rows.stop - out_rows.start, out_cols.stop - out_cols.start)
+        out = np.empty((members, steps_total, len(self.variables), *shape), dtype=np.float32)
+        iterator = range(steps_total)
+        if params["progress"]:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="downscaling", unit="step", leave=False)
+        dtype = next(self.backbone.parameters()).dtype
+        for i in iterator:
+            cond = torch.from_numpy(np.ascontiguousarray(base[i : i + 1])).to(device, dtype)
+            with torch.no_grad():
+                sample = model.sample(
+                    self.objective,
+                    cond,
+                    members=members,
+                    sampler=params["sampler"],
+                    steps=params["steps"],
+                    generator=time_step_seed(seed, start + i),
+                    batch_size=rows,
+                    **options,
+                )
+            fine = sample[0, :, :, out_rows, out_cols].to("cpu", torch.float64).numpy()
+            fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
+            out[:, i] = fine.astype(np.float32)
+        return out
+
+    # -- the call ------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        ds: xr.Dataset | xr.DataArray,
+        *,
+        factor: int | None = None,
+        members: int | None = None,
+        steps: int | None = None,
+        sampler: SamplerName | None = None,
+        seed: int = 0,
+        tile: int | None = None,
+        overlap: int | None = None,
+        blend: Blend = "cosine",
+        bbox: Sequence[float] | None = None,
+        variables: Sequence[str] | None = None,
+        rename: Mapping[str, str] | None = None,
+        dims: Mapping[str, str] | None = None,
+        device: torch.device | str | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> xr.Dataset:
+        """Downscale ``ds`` to the model's fine grid.
+
+        Parameters
+        ----------
+        ds
+            Coarse input on a regular grid whose spacing is the model's coarse spacing, with the
+            model's variables (and units), dims (time, y, x) or (y, x). Dask-backed input gives a
+            dask-backed output (one block per time chunk; chunked spatial dims are rechunked to
+            one spatial chunk); nothing runs before ``.compute()``.
+        factor
+            Must equal the model's factor (``None``: the model's).
+        members
+            Ensemble size; ``None`` draws one sample and drops the ``member`` dim.
+        steps, sampler
+            Sampler settings (``None``: the model's defaults).
+        seed
+            Integer seed; time step ``i`` uses :func:`time_step_seed` ``(seed, i)``.
+        tile, overlap
+            Tile side in fine cells (a multiple of 16; default 256, or one tile for smaller
+            fields) and overlap in fine cells (default ``tile // 4``).
+        blend
+            ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows.
+        bbox
+            ``(x_min, y_min, x_max, y_max)`` in the grid's units (normalized grid: ascending,
+            the input's longitude convention): downscale only the coarse cells whose centres lie
+            inside, sampled with a halo of neighbouring cells that is cropped off.
+        variables
+            Input variable names playing the model's variables, in the model's order.
+        rename
+            Mapping ``{input name: model name}``.
+        dims
+            Dimension-name override (``{"x": ..., "y": ..., "time": ...}``).
+        device
+            ``None``: CUDA when available, else the CPU.
+        batch_size
+            Tiles per network call (``None``: 8 on CPU, from free memory on CUDA). Results do
+            not depend on it.
+        progress
+            Show a tqdm progress bar (``None``: when more than 8 time steps run eagerly).
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables with dims (member, time, y, x) (``member`` only when ``members`` is
+            given; ``time`` only when the input has it), on ``refine_grid(ds, factor)`` with CF
+            bounds, the input variables' attrs, provenance attrs and a ``history`` line.
+
+        Raises
+        ------
+        MissingVariableError, UnitsError, GridError, UnsupportedFactorError, ConfigError,
+        DataError
+            Before anything is computed (``DataError`` for NaNs: at compute time for lazy input).
+        """
+        from . import __version__
+
+        if blend not in get_args(Blend):
+            raise ConfigError(
+                f"blend = {blend!r} is not a valid option; expected 'uniform', 'cosine' or "
+                "'gaussian'"
+            )
+        if factor is not None and factor != self.factor:
+            raise UnsupportedFactorError(
+                f"factor = {factor!r} but model {self.name!r} downscales by {self.factor} only; "
+                f"use factor={self.factor} or a model trained for x{factor}"
+            )
+        n_members = 1 if members is None else members
+        if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
+            raise ConfigError(f"members = {members!r} must be a positive integer or None")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ConfigError(f"seed = {seed!r} must be an integer")
+        name = self.sampler.sampler if sampler is None else sampler
+        if name not in self.objective.samplers:
+            raise ConfigError(
+                f"sampler = {name!r} does not apply to the model's {self.objective.name!r} "
+                f"objective; use one of {list(self.objective.samplers)}"
+            )
+        if steps is None:
+            steps = self.sampler.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps = {steps!r} must be a positive integer")
+        tile_size = DEFAULT_TILE if tile is None else tile
+        if (
+            isinstance(tile_size, bool)
+            or not isinstance(tile_size, int)
+            or tile_size < _MULTIPLE
+            or tile_size % _MULTIPLE
+        ):
+            raise ConfigError(f"tile = {tile!r} must be a positive multiple of {_MULTIPLE}")
+        ov = tile_size // 4 if overlap is None else overlap
+        if isinstance(ov, bool) or not isinstance(ov, int) or not 0 <= ov < tile_size:
+            raise ConfigError(f"overlap = {overlap!r} must be an integer in [0, tile)")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer or None")
+
+        if isinstance(ds, xr.DataArray):
+            if ds.name is None and len(self.variables) == 1:
+                ds = ds.rename(self.variables[0])
+            if ds.name is None:
+                raise MissingVariableError(
+                    f"the DataArray has no name; name it after the model's variable "
+                    f"(da.rename({self.variables[0]!r}))"
+                )
+            ds = ds.to_dataset()
+        if not isinstance(ds, xr.Dataset):
+            raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
+        original_attrs = dict(ds.attrs)
+        sel = self._select(ds, variables, rename)
+        self._check_units(sel)
+        spec = grid_spec(sel, dims=dims)
+        self._check_grid(spec)
+        y, x, tdim = spec.y, spec.x, spec.time
+        for v in self.variables:
+            extra = set(sel[v].dims) - {y, x, tdim}
+            if extra:
+                raise DataError(
+                    f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
+                    f"— select or stack the extra dims {sorted(map(str, extra))} first"
+                )
+        norm = normalize_grid(sel, dims=dims)
+        # drop CF bounds of the input grid: the output gets the refined grid's bounds
+        keep = {y, x, tdim}
+        norm = norm.drop_vars([c for c in norm.coords if not set(norm[c].dims) <= keep])
+
+        ys = np.asarray(norm[y].values, dtype=np.float64)
+        xs = np.asarray(norm[x].values, dtype=np.float64)
+        region = norm
+        iy = slice(0, ys.size)
+        ix = slice(0, xs.size)
+        if bbox is not None:
+            try:
+                x_min, y_min, x_max, y_max = (float(b) for b in bbox)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(
+                    f"bbox = {bbox!r}; expected (x_min, y_min, x_max, y_max)"
+                ) from err
+            jy = np.flatnonzero((ys >= y_min) & (ys <= y_max))
+            jx = np.flatnonzero((xs >= x_min) & (xs <= x_max))
+            if jy.size == 0 or jx.size == 0:
+                raise GridError(
+                    f"bbox (x {x_min:g}..{x_max:g}, y {y_min:g}..{y_max:g}) contains no cell "
+                    f"centre of the input grid, which spans x {xs[0]:g}..{xs[-1]:g}, "
+                    f"y {ys[0]:g}..{ys[-1]:g}; give a bbox inside the domain"
+                )
+            halo = max(2, math.ceil(ov / self.factor))
+            ry = slice(max(0, jy[0] - halo), min(ys.size, jy[-1] + 1 + halo))
+            rx = slice(max(0, jx[0] - halo), min(xs.size, jx[-1] + 1 + halo))
+            iy = slice(int(jy[0] - ry.start), int(jy[-1] + 1 - ry.start))
+            ix = slice(int(jx[0] - rx.start), int(jx[-1] + 1 - rx.start))
+            region = norm.isel({y: ry, x: rx})
+            target = region.isel({y: iy, x: ix})
+        else:
+            target = norm
+        fine_grid = refine_grid(target[self.variables[0]], self.factor, dims=dims)
+        f = self.factor
+        crop = (slice(iy.start * f, iy.stop * f), slice(ix.start * f, ix.stop * f))
+        fine_region = spec.refine(f)
+        ry_fine = np.asarray(refine_grid(region[self.variables[0]], f, dims=dims)[y].values)
+        row_weights = (
+            grid_row_weights(fine_region, ry_fine)
+            if self.grid.get("upsample") == "conservative"
+            else None
+        )
+        periodic = (spec.periodic_y and bbox is None, spec.periodic_x and bbox is None)
+
+        stacked = region.to_dataarray("variable").transpose(
+            *([tdim] if tdim else []), "variable", y, x
+        )
+        if tdim is None:
+            stacked = stacked.expand_dims("__time__")
+        lazy = stacked.chunks is not None
+        n_time = stacked.shape[0]
+        if progress is None:
+            progress = (not lazy) and n_time > 8
+        params = {
+            "members": n_members,
+            "seed": int(seed),
+            "sampler": name,
+            "steps": steps,
+            "tile": tile_size,
+            "overlap": ov,
+            "blend": blend,
+            "batch_size": batch_size,
+            "device": None if device is None else str(device),
+            "periodic": periodic,
+            "crop": crop,
+            "row_weights": row_weights,
+            "progress": bool(progress) and not lazy,
+        }
+        ny_out = (iy.stop - iy.start) * f
+        nx_out = (ix.stop - ix.start) * f
+        n_var = len(self.variables)
+        if lazy:
+            import dask.array as dsa
+            from dask.base import tokenize
+
+            data = stacked.data.rechunk({1: -1, 2: -1, 3: -1})
+            result = dsa.map_blocks(
+                functools.partial(_run_block, self, params=params),
+                data,
+                name="flexdownscale-" + tokenize(data.name, repr(params), self.name, id(self)),
+                dtype=np.float32,
+                chunks=(
+                    (n_members,),
+                    data.chunks[0],
+                    (n_var,),
+                    (ny_out,),
+                    (nx_out,),
+                ),
+                new_axis=0,
+                meta=np.empty((0, 0, 0, 0, 0), dtype=np.float32),
+            )
+        else:
+            values = np.asarray(stacked.values)
+            result = self._sample_block(values, start=0, params=params)
+
+        coords: dict[Hashable, Any] = {c: fine_grid.coords[c] for c in fine_grid.coords}
+        if tdim is not None:
+            coords[tdim] = region[tdim]
+        out_vars = {}
+        for k, v in enumerate(self.variables):
+            arr = result[:, :, k]
+            vdims: tuple[Hashable, ...] = ("member", tdim or "__time__", y, x)
+            da = xr.DataArray(arr, dims=vdims, attrs=dict(sel[v].attrs))
+            if tdim is None:
+                da = da.isel(__time__=0)
+            if members is None:
+                da = da.isel(member=0)
+            out_vars[v] = da
+        out = xr.Dataset(out_vars, coords=coords)
+        if members is not None:
+            out = out.assign_coords(member=("member", np.arange(n_members)))
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = (
+            f"{stamp}: flexdownscale {__version__} downscaled x{f} with model {self.name!r} "
+            f"({name}, {steps} steps, {n_members} member{'s' if n_members > 1 else ''}, "
+            f"seed {int(seed)})"
+        )
+        attrs = dict(original_attrs)
+        history = attrs.get("history")
+        attrs["history"] = f"{line}\n{history}" if history else line
+        attrs.update(
+            {
+                "flexdownscale_version": __version__,
+                "flexdownscale_model": self.name,
+                "flexdownscale_factor": f,
+                "flexdownscale_sampler": name,
+                "flexdownscale_steps": steps,
+                "flexdownscale_seed": int(seed),
+                "flexdownscale_members": n_members,
+            }
+        )
+        out.attrs = attrs
+        return out
+
+
+def _run_block(
+    downscaler: Downscaler,
+    a: np.ndarray,
+    block_info: Any = None,
+    *,
+    params: Mapping[str, Any],
+) -> np.ndarray:
+    """One dask block: (T, C, h, w) coarse values -> (M, T, C, H, W) samples."""
+    start = int(block_info[0]["array-location"][0][0]) if block_info else 0
+    return downscaler._sample_block(np.asarray(a), start=start, params=params)
