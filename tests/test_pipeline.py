@@ -1,0 +1,332 @@
+"""Tests of the inference pipeline (Downscaler, tiled sampling, laziness, bad inputs)."""
+
+from __future__ import annotations
+
+import json
+
+import dask
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.data import Normalizer, degrade, grid_spec, normalize_grid, refine_grid
+from flexdownscale.data.tiling import tile_layout
+from flexdownscale.errors import (
+    DataError,
+    GridError,
+    MissingVariableError,
+    ModelFolderError,
+    UnitsError,
+    UnsupportedFactorError,
+)
+from flexdownscale.models import build_model
+from flexdownscale.pipeline import Downscaler, TiledDenoiser
+
+ERA5 = "era5/era5_t2m_uk_2019-03-01_24.nc"
+FACTOR = 4
+
+
+def make_downscaler(fine: xr.Dataset, *, seed: int = 0) -> Downscaler:
+    """A tiny FLEX with randomly perturbed weights (so every layer matters) for ``fine``'s grid."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(preset="tiny", dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    grid = {
+        "grid": grid_spec(fine).to_dict(),
+        "degradation": "area_mean",
+        "sigma": None,
+        "upsample": "bilinear",
+        "factor": FACTOR,
+    }
+    return Downscaler(
+        model,
+        DiffusionConfig(),
+        normalizer=Normalizer.fit(fine[["t2m"]]),
+        grid=grid,
+        variables=["t2m"],
+        units={"t2m": "K"},
+        factor=FACTOR,
+        sampler=SamplerConfig(sampler="ddim", steps=2),
+        name="tiny-test",
+    )
+
+
+def era5_pair(shared_data, *, times: int = 2, ny: int = 32, nx: int = 48):
+    """(fine truth, coarse input) from the ERA5 file: fine normalized, coarse = area mean x4."""
+    ds = xr.open_dataset(shared_data / ERA5)
+    fine = normalize_grid(ds.isel(time=slice(0, times), latitude=slice(0, ny))).isel(
+        longitude=slice(0, nx)
+    )
+    fine = fine.load()
+    coarse = degrade(fine, FACTOR)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    return fine, coarse
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two spinning threads run 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pair(shared_data):
+    return era5_pair(shared_data)
+
+
+@pytest.fixture(scope="module")
+def downscaler(pair):
+    return make_downscaler(pair[0])
+
+
+def test_output_grid_attrs_and_no_mutation(pair, downscaler):
+    _, coarse = pair
+    before = coarse.copy(deep=True)
+    out = downscaler(coarse, members=2, seed=1)
+    xr.testing.assert_identical(coarse, before)
+    ref = refine_grid(coarse, FACTOR)
+    for name in ref.coords:
+        np.testing.assert_array_equal(out[name].values, ref[name].values)
+        assert out[name].attrs == ref[name].attrs
+    assert out["t2m"].dims == ("member", "time", "latitude", "longitude")
+    assert out.sizes == {"member": 2, "time": 2, "latitude": 32, "longitude": 48, "bnds": 2}
+    np.testing.assert_array_equal(out["time"].values, coarse["time"].values)
+    assert out["t2m"].attrs["units"] == "K"
+    assert out["t2m"].attrs["long_name"] == coarse["t2m"].attrs["long_name"]
+    assert out.attrs["flexdownscale_model"] == "tiny-test"
+    assert out.attrs["flexdownscale_factor"] == FACTOR
+    assert out.attrs["flexdownscale_steps"] == 2
+    assert out.attrs["flexdownscale_seed"] == 1
+    assert "flexdownscale" in out.attrs["history"].splitlines()[0]
+    assert out.attrs["Conventions"] == coarse.attrs["Conventions"]
+    # an untrained residual is a perturbation of the base field: temperatures stay plausible
+    assert float(abs(out["t2m"] - out["t2m"].mean()).max()) < 100
+    assert np.isfinite(out["t2m"].values).all()
+
+
+def test_members_none_drops_member_and_no_time(pair, downscaler):
+    _, coarse = pair
+    out = downscaler(coarse.isel(time=0), seed=3)
+    assert out["t2m"].dims == ("latitude", "longitude")
+    full = downscaler(coarse, seed=3)
+    assert full["t2m"].dims == ("time", "latitude", "longitude")
+    # time step i is seeded by (seed, i): a lone first step equals step 0 of the full run
+    np.testing.assert_array_equal(out["t2m"].values, full["t2m"].isel(time=0).values)
+
+
+def test_reproducible_batch_size_and_dask(pair, downscaler):
+    _, coarse = pair
+    kw = dict(members=2, seed=7, tile=32, overlap=8)
+    eager = downscaler(coarse, batch_size=1, **kw)
+    big = downscaler(coarse, batch_size=64, **kw)
+    # the random numbers are batch-invariant; float32 CPU kernels round differently for
+    # different batch shapes (last bit), so compare to float32 rounding here ...
+    np.testing.assert_allclose(eager["t2m"].values, big["t2m"].values, rtol=1e-6, atol=0)
+    lazy = downscaler(coarse.chunk(time=1), batch_size=1, **kw)
+    assert isinstance(lazy["t2m"].data, dask.array.Array)
+    np.testing.assert_array_equal(eager["t2m"].values, lazy["t2m"].values)
+    lazy2 = downscaler(coarse.chunk(time=2), batch_size=64, **kw)
+    np.testing.assert_array_equal(big["t2m"].values, lazy2["t2m"].values)
+    other = downscaler(coarse, batch_size=1, **{**kw, "seed": 8})
+    assert not np.array_equal(eager["t2m"].values, other["t2m"].values)
+    # members differ from each other
+    assert not np.array_equal(eager["t2m"][0].values, eager["t2m"][1].values)
+
+
+def test_reproducible_batch_size_float64(pair):
+    # ... and bit for bit with a float64 network, whose rounding never reaches float32 outputs
+    fine, coarse = pair
+    model = make_downscaler(fine)
+    model.backbone.double()
+    kw = dict(members=2, seed=7, tile=32, overlap=8)
+    a = model(coarse.isel(time=[0]), batch_size=1, **kw)["t2m"].values
+    b = model(coarse.isel(time=[0]), batch_size=64, **kw)["t2m"].values
+    np.testing.assert_array_equal(a, b)
+
+
+def _raise_on_compute(*args, **kwargs):
+    raise AssertionError("something was computed before .compute()")
+
+
+def test_lazy_nothing_computes(pair, downscaler):
+    _, coarse = pair
+    lazy_in = coarse.chunk(time=1, latitude=4)  # chunked spatial dims are rechunked
+    with dask.config.set(scheduler=_raise_on_compute):
+        out = downscaler(lazy_in, members=2, seed=0)
+    assert out["t2m"].chunks[1] == (1, 1)
+    eager = downscaler(coarse, members=2, seed=0)
+    np.testing.assert_array_equal(out["t2m"].compute().values, eager["t2m"].values)
+
+
+def _seam_ratio(d: np.ndarray, borders: list[int]) -> float:
+    jumps = np.abs(np.diff(d, axis=-1)).mean(axis=tuple(range(d.ndim - 1)))  # jump j -> j+1
+    at = np.zeros(jumps.shape, dtype=bool)
+    at[[b - 1 for b in borders]] = True
+    return float(jumps[at].mean() / jumps[~at].mean())
+
+
+def test_seams(shared_data):
+    fine, coarse = era5_pair(shared_data, times=2, ny=32, nx=48)
+    model = make_downscaler(fine)
+    kw = dict(members=2, seed=0)
+    whole = model(coarse, tile=48, **kw)["t2m"].values
+    tiled = model(coarse, tile=16, overlap=4, blend="cosine", **kw)["t2m"].values
+    layout = tile_layout((32, 48), 16, overlap=4)
+    borders = sorted(
+        {sx.start for _, sx in layout.slices if sx.start > 0}
+        | {sx.stop for _, sx in layout.slices if sx.stop < 48}
+    )
+    assert len({sx.start for _, sx in layout.slices}) == 4  # four tiles wide
+    error = tiled - whole
+    assert np.abs(error).max() > 0  # the tiles do see different context
+    assert _seam_ratio(error, borders) < 1.1
+    # the same measure does catch seams: naive tiles (no overlap, uniform weights)
+    naive = model(coarse, tile=16, overlap=0, blend="uniform", **kw)["t2m"].values
+    naive_borders = [16, 32]
+    assert _seam_ratio(naive - whole, naive_borders) > 1.5
+
+
+class _Pointwise(torch.nn.Module):
+    """A network without spatial context: tiling must not change its output at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.7))
+
+    def encode_task(self, cond):
+        return (cond * 2.0,)
+
+    def forward(self, x_t, t, cond=None, *, phys=None, task_features=None):
+        feat = task_features[0] if task_features is not None else cond * 2.0
+        return self.w * x_t + feat + t.reshape(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("blend", ["uniform", "cosine", "gaussian"])
+def test_tiled_denoiser_identity(blend):
+    net = _Pointwise()
+    layout = tile_layout((48, 80), 32, overlap=16, blend=blend)
+    tiled = TiledDenoiser(net, layout, tile_batch=3)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 48, 80, generator=gen, dtype=torch.float64)
+    cond = torch.randn(3, 1, 48, 80, generator=gen, dtype=torch.float64)
+    t = torch.rand(3, generator=gen, dtype=torch.float64)
+    feats = tiled.encode_task(cond)
+    assert feats[0].shape == (3, len(layout), 1, 32, 32)
+    expected = net(x, t, cond)
+    torch.testing.assert_close(tiled(x, t, task_features=feats), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(tiled(x, t, cond), expected, rtol=0, atol=1e-12)
+
+
+def test_save_and_load_round_trip(tmp_path, pair, downscaler):
+    _, coarse = pair
+    path = downscaler.save_pretrained(tmp_path / "model")
+    loaded = Downscaler.from_pretrained(path)
+    assert loaded.variables == ("t2m",)
+    assert loaded.factor == FACTOR
+    a = downscaler(coarse, members=2, seed=2)["t2m"].values
+    b = loaded(coarse, members=2, seed=2)["t2m"].values
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bbox_and_rename(pair, downscaler):
+    _, coarse = pair
+    lat, lon = coarse["latitude"].values, coarse["longitude"].values
+    bbox = (lon[3] - 0.1, lat[2] - 0.1, lon[7] + 0.1, lat[5] + 0.1)
+    out = downscaler(coarse.rename(t2m="temp"), rename={"temp": "t2m"}, bbox=bbox, seed=0)
+    ref = refine_grid(coarse.isel(latitude=slice(2, 6), longitude=slice(3, 8)), FACTOR)
+    np.testing.assert_array_equal(out["latitude"].values, ref["latitude"].values)
+    np.testing.assert_array_equal(out["longitude"].values, ref["longitude"].values)
+    assert out["t2m"].shape == (2, 16, 20)
+    via_variables = downscaler(coarse.rename(t2m="temp"), variables=["temp"], bbox=bbox, seed=0)
+    np.testing.assert_array_equal(out["t2m"].values, via_variables["t2m"].values)
+
+
+# -- bad inputs ---------------------------------------------------------------------------------
+
+
+def _wrong_units(coarse):
+    out = coarse.copy()
+    out["t2m"] = (coarse["t2m"] - 273.15).assign_attrs(units="degC")
+    return out
+
+
+def _all_nan_step(coarse):
+    out = coarse.copy(deep=True)
+    out["t2m"][1] = np.nan
+    return out
+
+
+BAD = [
+    ("names", lambda c: c.rename(t2m="tas"), {}, MissingVariableError, "rename="),
+    ("units", _wrong_units, {}, UnitsError, "273.15"),
+    ("spacing", lambda c: degrade(c, 2), {}, GridError, "1"),
+    ("factor", lambda c: c, {"factor": 8}, UnsupportedFactorError, "factor"),
+    ("nan", _all_nan_step, {}, DataError, "entirely NaN"),
+    ("bbox", lambda c: c, {"bbox": (20.0, 0.0, 30.0, 10.0)}, GridError, "spans"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "kwargs", "error", "text"), BAD, ids=[b[0] for b in BAD])
+def test_bad_inputs(pair, downscaler, case, make, kwargs, error, text):
+    _, coarse = pair
+    bad = make(coarse)
+    if case == "spacing":
+        bad["t2m"].attrs = dict(coarse["t2m"].attrs)
+    with pytest.raises(error, match=text) as info:
+        downscaler(bad, seed=0, **kwargs)
+    if case == "spacing":
+        assert "spacing along x is 2 " in str(info.value)  # found
+        assert "downscales a 1 grid" in str(info.value)  # expected
+
+
+def test_bad_nan_lazy_raises_at_compute(pair, downscaler):
+    _, coarse = pair
+    out = downscaler(_all_nan_step(coarse).chunk(time=1), seed=0)  # nothing runs yet
+    with pytest.raises(DataError, match="time index 1"):
+        out.compute()
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered"])
+def test_bad_model_folder(tmp_path, downscaler, monkeypatch, damage):
+    path = downscaler.save_pretrained(tmp_path / "model")
+    if damage == "missing":
+        (path / "normalization.json").unlink()
+    else:
+        grid = json.loads((path / "grid.json").read_text())
+        grid["factor"] = 8
+        (path / "grid.json").write_text(json.dumps(grid))
+    import flexdownscale.models as models
+
+    def _never(*args, **kwargs):
+        raise AssertionError("a model was built from a damaged folder")
+
+    monkeypatch.setattr(models, "build_model", _never)
+    with pytest.raises(ModelFolderError, match="missing" if damage == "missing" else "checksum"):
+        Downscaler.from_pretrained(path)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [False, True])
+def test_local_cluster(tmp_path, pair, downscaler, processes):
+    distributed = pytest.importorskip("distributed")
+    _, coarse = pair
+    path = downscaler.save_pretrained(tmp_path / "model")
+    loaded = Downscaler.from_pretrained(path)
+    expected = loaded(coarse, members=2, seed=5)["t2m"].values
+    lazy = loaded(coarse.chunk(time=1), members=2, seed=5)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        got = lazy["t2m"].compute().values
+    np.testing.assert_array_equal(got, expected)
