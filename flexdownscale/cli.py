@@ -3,6 +3,9 @@
 ``flexdownscale info`` prints the version, every backbone and preset with its super-resolution
 parameter count, the regridding backends found and the compute device; ``flexdownscale info MODEL``
 describes a model folder (variables, factor, grid, training data and skill from its model card).
+``flexdownscale downscale IN OUT --model M`` downscales a netCDF/zarr file (zarr out when OUT ends
+in ``.zarr``); ``flexdownscale evaluate PRED TRUTH --out DIR`` writes a metrics table (markdown)
+and spectra / rank-histogram plots.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import importlib.util
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -98,6 +103,140 @@ def _info_model(name: str) -> int:
     return 0
 
 
+def _open(path: str) -> Any:
+    import xarray as xr
+
+    from .errors import DataError
+
+    if not Path(path).exists():
+        raise DataError(f"input {path!r} does not exist")
+    if path.rstrip("/").endswith(".zarr"):
+        return xr.open_zarr(path, consolidated=False)
+    return xr.open_dataset(path)
+
+
+def _downscale(args: argparse.Namespace) -> int:
+    from .accessor import resolve_downscaler
+
+    ds = _open(args.input)
+    if args.time_chunk:
+        ds = ds.chunk({d: args.time_chunk for d in ds.dims if d in ("time", "valid_time")})
+    names = tuple(map(str, ds.data_vars))
+    downscaler = resolve_downscaler(args.model, variables=names, factor=args.factor)
+    out = downscaler(
+        ds,
+        factor=args.factor,
+        members=args.members,
+        steps=args.steps,
+        sampler=args.sampler,
+        seed=args.seed,
+        tile=args.tile,
+        overlap=args.overlap,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    target = args.output
+    if target.rstrip("/").endswith(".zarr"):
+        out.to_zarr(target, mode="w", consolidated=False)
+    else:
+        out.to_netcdf(target)
+    if not args.quiet:
+        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
+        print(f"wrote {target} ({sizes})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from . import metrics
+    from .data.grid import find_axes, normalize_grid
+    from .errors import GridError, MissingVariableError
+    from .plot import plot_rank_histogram, plot_spectra
+
+    pred = _open(args.prediction)
+    truth = normalize_grid(_open(args.truth))
+    names = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
+    if not names:
+        raise MissingVariableError(
+            f"prediction variables {list(map(str, pred.data_vars))} and truth variables "
+            f"{list(map(str, truth.data_vars))} have none in common"
+        )
+    axes = find_axes(pred[names[0]])
+    tol = {}
+    for dim in (axes.y, axes.x):
+        step = float(np.abs(np.diff(pred[dim].values)).mean()) if pred.sizes[dim] > 1 else 1.0
+        tol[dim] = 1e-3 * step
+    try:
+        truth = truth.reindex(
+            {d: pred[d].values for d in (axes.y, axes.x)},
+            method="nearest",
+            tolerance=min(tol.values()),
+        )
+    except KeyError as err:  # pragma: no cover - reindex raises KeyError for some misses
+        raise GridError(f"the truth grid does not contain the prediction grid: {err}") from err
+    if axes.time is not None and axes.time in truth.dims:
+        truth = truth.sel({axes.time: pred[axes.time]})
+    if any(bool(truth[v].isnull().all()) for v in names):
+        raise GridError(
+            "the truth has no values on the prediction grid; give truth on the fine grid "
+            "the prediction was made on"
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    has_members = "member" in pred.dims and pred.sizes["member"] > 1
+    rows = []
+    for v in names:
+        p, t = pred[v], truth[v]
+        mean = p.mean("member") if "member" in p.dims else p
+        row = {
+            "variable": v,
+            "units": str(p.attrs.get("units", "")),
+            "RMSE (ens. mean)": float(metrics.rmse(mean, t)),
+            "MAE (ens. mean)": float(metrics.mae(mean, t)),
+            "bias": float(metrics.bias(mean, t)),
+        }
+        if has_members:
+            row["CRPS"] = float(metrics.crps_ensemble(p, t))
+            row["spread/skill"] = float(metrics.spread_skill_ratio(p, t))
+        rows.append(row)
+        spatial = [axes.y, axes.x]
+        fig = plot_spectra(
+            {"truth": t, "prediction": p if "member" not in p.dims else p.isel(member=0)},
+            reference="truth",
+            dims=spatial,
+            title=f"{v}: power spectra",
+        )
+        fig.savefig(out / f"spectra_{v}.png", dpi=100)
+        if has_members:
+            fig = plot_rank_histogram(p, t, title=f"{v}: rank histogram")
+            fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+    columns = list(rows[0])
+    lines = [
+        f"# Evaluation of {args.prediction} against {args.truth}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in rows:
+        cells = [
+            f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+            for c in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "metrics.md").write_text("\n".join(lines) + "\n")
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flexdownscale`` command."""
     parser = argparse.ArgumentParser(
@@ -107,6 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="package, backbones, backends and device; or a model's card")
     info.add_argument("model", nargs="?", help="a model folder, shipped model name or Hub id")
+
+    down = sub.add_parser("downscale", help="downscale a netCDF / zarr file with a model")
+    down.add_argument("input", help="coarse input file (netCDF or .zarr)")
+    down.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
+    down.add_argument("--model", default=None, help="model folder, shipped name or Hub id")
+    down.add_argument("--factor", type=int, default=None, help="must be the model's factor")
+    down.add_argument(
+        "--members", type=int, default=None, help="ensemble size (default: 1, no member dim)"
+    )
+    down.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
+    down.add_argument("--sampler", default=None, choices=["ddim", "euler", "heun", "sde", "idff"])
+    down.add_argument("--seed", type=int, default=0)
+    down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
+    down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")
+    down.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
+    down.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
+    down.add_argument("--time-chunk", type=int, default=None, help="process lazily in time chunks")
+    down.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    ev = sub.add_parser("evaluate", help="metrics table and plots of a prediction vs the truth")
+    ev.add_argument("prediction", help="downscaled file (netCDF or .zarr), with or without members")
+    ev.add_argument("truth", help="fine-grid truth (netCDF or .zarr)")
+    ev.add_argument("--out", required=True, help="folder for metrics.md, metrics.json and plots")
     return parser
 
 
@@ -118,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _info_model(args.model) if args.model else _info_package()
+        if args.command == "downscale":
+            return _downscale(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
     except FlexDownscaleError as err:
         print(f"flexdownscale {args.command}: error: {err}", file=sys.stderr)
         return 2
