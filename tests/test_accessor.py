@@ -1,0 +1,66 @@
+"""Tests of the ``.flex`` accessor (thin delegation to the Downscaler)."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from test_pipeline import era5_pair, make_downscaler
+
+import flexdownscale  # noqa: F401  (registers the accessor)
+from flexdownscale.errors import ModelFolderError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data):
+    fine, coarse = era5_pair(shared_data, times=2)
+    return coarse, make_downscaler(fine)
+
+
+def test_accessor_stores_only_the_object(setup):
+    coarse, _ = setup
+    assert list(vars(coarse.flex)) == ["_obj"]
+    assert coarse.flex._obj is coarse
+    da = coarse["t2m"]
+    assert list(vars(da.flex)) == ["_obj"]
+    assert da.flex._obj is da
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_dataset_and_dataarray_delegate(setup, chunked):
+    coarse, model = setup
+    data = coarse.chunk(time=1) if chunked else coarse
+    expected = model(coarse, members=2, seed=4)
+    with dask.config.set(scheduler="sync"):
+        got_ds = data.flex.downscale(model, members=2, seed=4)
+        got_da = data["t2m"].flex.downscale(model, members=2, seed=4)
+    assert isinstance(got_ds["t2m"].data, dask.array.Array) is chunked
+    xr.testing.assert_identical(got_ds.drop_attrs(), expected.drop_attrs())
+    np.testing.assert_array_equal(got_da["t2m"].values, expected["t2m"].values)
+
+
+def test_model_by_path_is_cached(setup, tmp_path):
+    coarse, model = setup
+    path = model.save_pretrained(tmp_path / "m")
+    a = coarse.flex.downscale(str(path), seed=1)
+    b = coarse.flex.downscale(path, seed=1)
+    np.testing.assert_array_equal(a["t2m"].values, b["t2m"].values)
+    from flexdownscale.pipeline import _CACHE
+
+    assert str(path) in _CACHE
+
+
+def test_no_model_and_none_shipped(setup):
+    coarse, _ = setup
+    with pytest.raises(ModelFolderError, match=r"no shipped model downscales .* model="):
+        coarse.flex.downscale(factor=4)
