@@ -87,6 +87,24 @@ class _FlexAccessor:
         downscaler = resolve_downscaler(model, variables=names, factor=kwargs.get("factor"))
         return downscaler(self._obj, **kwargs)
 
+    def forecast(
+        self, model: Any, lead_steps: int, members: int | None = None, **kwargs: Any
+    ) -> xr.Dataset:
+        """Member-wise ensemble forecast with a forecast model (a Forecaster or a folder).
+
+        Keywords go to :meth:`flexdownscale.pipeline.Forecaster.__call__`.
+        """
+        from .pipeline import Forecaster
+
+        if not isinstance(model, Forecaster):
+            if model is None:
+                raise ModelFolderError(
+                    "ds.flex.forecast needs model= (a Forecaster or a forecast model folder); "
+                    "no forecast model ships with this version"
+                )
+            model = Forecaster.from_pretrained(model)
+        return model(self._obj, lead_steps=lead_steps, members=members, **kwargs)
+
 
 @xr.register_dataset_accessor("flex")
 class FlexDatasetAccessor(_FlexAccessor):

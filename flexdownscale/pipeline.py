@@ -48,7 +48,7 @@ from .errors import (
     UnsupportedFactorError,
 )
 
-__all__ = ["Downscaler", "TiledDenoiser", "time_step_seed"]
+__all__ = ["Downscaler", "Forecaster", "TiledDenoiser", "time_step_seed"]
 
 SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
 
@@ -837,3 +837,171 @@ def _run_block(
     """One dask block: (T, C, h, w) coarse values -> (M, T, C, H, W) samples."""
     start = int(block_info[0]["array-location"][0][0]) if block_info else 0
     return downscaler._sample_block(np.asarray(a), start=start, params=params)
+
+
+class Forecaster:
+    """A trained forecast model: member-wise autoregressive ensemble rollouts of a dataset.
+
+    Parameters
+    ----------
+    model
+        The backbone (built with ``ModelConfig(task="forecast", past_frames=P)``).
+    diffusion
+        The objective's :class:`~flexdownscale.config.DiffusionConfig` (or an ``Objective``).
+    normalizer
+        The training statistics.
+    variables, units
+        Variable names in channel order and their ``units``.
+    past_frames
+        Number of past frames the model takes (default: ``model.config.past_frames``).
+    sampler
+        Default sampler settings.
+    name
+        Model name recorded in the outputs' provenance.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        diffusion: DiffusionConfig | Objective,
+        *,
+        normalizer: Normalizer,
+        variables: Sequence[str],
+        units: Mapping[str, str],
+        past_frames: int | None = None,
+        sampler: SamplerConfig | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.backbone = model.eval()
+        self.objective = (
+            build_objective(diffusion) if isinstance(diffusion, DiffusionConfig) else diffusion
+        )
+        self.normalizer = normalizer
+        self.variables = tuple(variables)
+        self.units = {v: str(units.get(v, "")) for v in self.variables}
+        config = getattr(model, "config", None)
+        self.past_frames = past_frames or (config.past_frames if config is not None else 1)
+        self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
+        self.name = name or "unnamed model"
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Forecaster:
+        """Load a forecast model folder (checked by :func:`flexdownscale.hub.load_model_folder`)."""
+        from .hub import load_model_folder
+        from .models import build_model
+
+        folder = load_model_folder(name_or_path)
+        if folder.task != "forecast":
+            raise ConfigError(
+                f"model {str(name_or_path)!r} is a {folder.task!r} model; use Downscaler or "
+                "ds.flex.downscale for super-resolution models"
+            )
+        backbone = build_model(folder.model)
+        backbone.load_state_dict(dict(folder.state_dict))
+        return cls(
+            backbone.float(),
+            folder.diffusion,
+            normalizer=Normalizer.from_dict(folder.normalization),
+            variables=folder.variables,
+            units=folder.units,
+            past_frames=folder.model.past_frames,
+            sampler=folder.sampler,
+            name=str(name_or_path),
+        )
+
+    def __call__(
+        self,
+        ds: xr.Dataset | xr.DataArray,
+        *,
+        lead_steps: int,
+        members: int | None = None,
+        steps: int | None = None,
+        sampler: SamplerName | None = None,
+        seed: int = 0,
+        rename: Mapping[str, str] | None = None,
+        dims: Mapping[str, str] | None = None,
+        device: torch.device | str | None = None,
+        batch_size: int | None = None,
+    ) -> xr.Dataset:
+        """Forecast ``lead_steps`` steps from the last ``past_frames`` time steps of ``ds``.
+
+        Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables with dims (member, lead, y, x) (``member`` dropped when ``members=None``)
+            on the input grid, a ``valid_time`` coordinate along ``lead`` (last input time plus
+            ``lead`` time steps) and provenance attrs.
+        """
+        from . import __version__
+        from .diffusion import rollout
+
+        if isinstance(ds, xr.DataArray):
+            ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+        helper = Downscaler.__new__(Downscaler)
+        helper.variables, helper.units = self.variables, self.units
+        sel = Downscaler._select(helper, ds, None, rename)
+        Downscaler._check_units(helper, sel)
+        spec = grid_spec(sel, dims=dims)
+        if spec.time is None or sel.sizes[spec.time] < self.past_frames:
+            raise DataError(
+                f"forecasting needs a time dimension with at least past_frames = "
+                f"{self.past_frames} steps"
+            )
+        norm = normalize_grid(sel, dims=dims)
+        past = norm.isel({spec.time: slice(-self.past_frames, None)})
+        values = past.to_dataarray("variable").transpose(spec.time, "variable", spec.y, spec.x)
+        z = self.normalizer.transform_array(
+            np.asarray(values.values, dtype=np.float64), variables=self.variables
+        )
+        if np.isnan(z).any():
+            raise DataError("the past frames contain NaN; fill them first")
+        h, w = z.shape[-2:]
+        hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
+        periodic = spec.periodic_x and spec.periodic_y
+        z = np.pad(
+            z, ((0, 0), (0, 0), (0, hp - h), (0, wp - w)), mode="wrap" if periodic else "reflect"
+        )
+        dev = _resolve_device(device)
+        dtype = next(self.backbone.parameters()).dtype
+        frames = torch.from_numpy(z.reshape(1, -1, hp, wp)).to(dev, dtype)
+        model = ResidualModel(self.backbone.to(dev), task="forecast", past_frames=self.past_frames)
+        n_members = 1 if members is None else members
+        with torch.no_grad():
+            out = rollout(
+                model,
+                self.objective,
+                frames,
+                lead_steps=lead_steps,
+                members=n_members,
+                sampler=sampler or self.sampler.sampler,
+                steps=steps or self.sampler.steps,
+                generator=int(seed),
+                batch_size=batch_size,
+            )
+        fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
+        fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
+        times = norm[spec.time].values
+        step = times[-1] - times[-2] if times.size > 1 else None
+        coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}
+        coords["lead"] = np.arange(1, lead_steps + 1)
+        if step is not None:
+            coords["valid_time"] = ("lead", times[-1] + step * np.arange(1, lead_steps + 1))
+        data = {}
+        for k, v in enumerate(self.variables):
+            da = xr.DataArray(
+                fine[:, :, k].astype(np.float32),
+                dims=("member", "lead", spec.y, spec.x),
+                attrs=dict(sel[v].attrs),
+            )
+            data[v] = da if members is not None else da.isel(member=0, drop=True)
+        result = xr.Dataset(data, coords=coords)
+        result.attrs = {
+            **ds.attrs,
+            "flexdownscale_version": __version__,
+            "flexdownscale_model": self.name,
+            "flexdownscale_seed": int(seed),
+            "flexdownscale_lead_steps": lead_steps,
+        }
+        return result

@@ -64,3 +64,37 @@ def test_no_model_and_none_shipped(setup):
     coarse, _ = setup
     with pytest.raises(ModelFolderError, match=r"no shipped model downscales .* model="):
         coarse.flex.downscale(factor=4)
+
+
+def test_forecast(setup):
+    from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.data import Normalizer
+    from flexdownscale.models import build_model
+    from flexdownscale.pipeline import Forecaster
+
+    coarse, _ = setup
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2, dropout=0.0))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    model = Forecaster(
+        net,
+        DiffusionConfig(),
+        normalizer=Normalizer.fit(coarse[["t2m"]]),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        sampler=SamplerConfig(steps=2),
+    )
+    out = coarse.flex.forecast(model, 3, members=2, seed=1)
+    assert out["t2m"].dims == ("member", "lead", "latitude", "longitude")
+    assert out.sizes["lead"] == 3
+    step = coarse["time"].values[1] - coarse["time"].values[0]
+    np.testing.assert_array_equal(
+        out["valid_time"].values, coarse["time"].values[-1] + step * np.arange(1, 4)
+    )
+    again = coarse["t2m"].flex.forecast(model, 3, members=2, seed=1)
+    np.testing.assert_array_equal(out["t2m"].values, again["t2m"].values)
+    assert not np.array_equal(out["t2m"][0].values, out["t2m"][1].values)
+    with pytest.raises(ModelFolderError, match="needs model="):
+        coarse.flex.forecast(None, 2)
