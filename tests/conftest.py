@@ -12,11 +12,12 @@ SHARED_DATA = Path(os.environ.get("FLEXDOWNSCALE_SHARED_DATA", ROOT.parent / "sh
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Keep the suite predictable on small CI machines (2 cores).
+    # One intra-op thread per test process: pytest-xdist already runs one worker per core, and
+    # oversubscribed torch threads make small kernels ~50x slower on a busy 2-core machine.
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
 
