@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0.dev0"
-
 from . import accessor as _accessor  # noqa: F401  (registers ds.flex / da.flex)
+from ._version import __version__
 
 if TYPE_CHECKING:
     from . import metrics

@@ -7,59 +7,13 @@ Importing :mod:`flexdownscale` registers it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import xarray as xr
 
 from .errors import ModelFolderError
 
-__all__ = ["FlexDataArrayAccessor", "FlexDatasetAccessor", "resolve_downscaler"]
-
-
-def resolve_downscaler(
-    model: Any, *, variables: tuple[str, ...] = (), factor: int | None = None
-) -> Any:
-    """A :class:`~flexdownscale.pipeline.Downscaler` from a Downscaler, a path, a name or ``None``.
-
-    ``None`` picks the shipped model whose variables are all in ``variables`` and whose factor is
-    ``factor`` (any factor when ``None``).
-
-    Raises
-    ------
-    ModelFolderError
-        When no shipped model matches (the message lists the shipped models and the fix).
-    """
-    from .hub import load_model_folder, shipped_models
-    from .pipeline import Downscaler, _cached
-
-    if isinstance(model, Downscaler):
-        return model
-    if model is not None:
-        if not isinstance(model, str | os.PathLike):
-            raise ModelFolderError(
-                f"model={model!r}; expected a Downscaler, a model folder path, a shipped model "
-                "name or a Hugging Face Hub id"
-            )
-        from .hub import resolve_model_path
-
-        return _cached(str(resolve_model_path(model)))
-    shipped = shipped_models()
-    matches = []
-    for path in shipped.values():
-        folder = load_model_folder(path)
-        if folder.task != "superres" or not set(folder.variables) <= set(variables):
-            continue
-        if factor is None or folder.factor == factor:
-            matches.append(str(path))
-    if not matches:
-        listing = ", ".join(shipped) or "none are shipped with this version"
-        raise ModelFolderError(
-            f"no shipped model downscales variables {list(variables)} by factor {factor} "
-            f"(shipped models: {listing}); pass model='path/to/model-folder' (a folder written by "
-            "Downscaler.save_pretrained or the training script) or a Hugging Face Hub id"
-        )
-    return _cached(matches[0])
+__all__ = ["FlexDataArrayAccessor", "FlexDatasetAccessor"]
 
 
 class _FlexAccessor:
@@ -79,6 +33,8 @@ class _FlexAccessor:
         ``members``, ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``,
         ``bbox``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``).
         """
+        from .pipeline import resolve_downscaler
+
         names = self._names()
         rename = kwargs.get("rename") or {}
         names = tuple(rename.get(n, n) for n in names)

@@ -63,7 +63,7 @@ def _device_line() -> str:
 def _info_package() -> int:
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .models.registry import parameter_table
 
     print(
@@ -116,7 +116,7 @@ def _open(path: str) -> Any:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from .accessor import resolve_downscaler
+    from .pipeline import resolve_downscaler
 
     ds = _open(args.input)
     if args.time_chunk:

@@ -159,7 +159,7 @@ def save_model_folder(
     """
     from safetensors.torch import save_file
 
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     if path.exists() and not overwrite:

@@ -43,12 +43,13 @@ from .errors import (
     DataError,
     GridError,
     MissingVariableError,
+    ModelFolderError,
     ShapeError,
     UnitsError,
     UnsupportedFactorError,
 )
 
-__all__ = ["Downscaler", "Forecaster", "TiledDenoiser", "time_step_seed"]
+__all__ = ["Downscaler", "Forecaster", "TiledDenoiser", "resolve_downscaler", "time_step_seed"]
 
 SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
 
@@ -201,6 +202,48 @@ def _cached(path: str) -> Downscaler:
     if path not in _CACHE:
         _CACHE[path] = Downscaler.from_pretrained(path)
     return _CACHE[path]
+
+
+def resolve_downscaler(
+    model: Any, *, variables: tuple[str, ...] = (), factor: int | None = None
+) -> Any:
+    """A :class:`~flexdownscale.pipeline.Downscaler` from a Downscaler, a path, a name or ``None``.
+
+    ``None`` picks the shipped model whose variables are all in ``variables`` and whose factor is
+    ``factor`` (any factor when ``None``).
+
+    Raises
+    ------
+    ModelFolderError
+        When no shipped model matches (the message lists the shipped models and the fix).
+    """
+    from .hub import load_model_folder, resolve_model_path, shipped_models
+
+    if isinstance(model, Downscaler):
+        return model
+    if model is not None:
+        if not isinstance(model, str | os.PathLike):
+            raise ModelFolderError(
+                f"model={model!r}; expected a Downscaler, a model folder path, a shipped model "
+                "name or a Hugging Face Hub id"
+            )
+        return _cached(str(resolve_model_path(model)))
+    shipped = shipped_models()
+    matches = []
+    for path in shipped.values():
+        folder = load_model_folder(path)
+        if folder.task != "superres" or not set(folder.variables) <= set(variables):
+            continue
+        if factor is None or folder.factor == factor:
+            matches.append(str(path))
+    if not matches:
+        listing = ", ".join(shipped) or "none are shipped with this version"
+        raise ModelFolderError(
+            f"no shipped model downscales variables {list(variables)} by factor {factor} "
+            f"(shipped models: {listing}); pass model='path/to/model-folder' (a folder written by "
+            "Downscaler.save_pretrained or the training script) or a Hugging Face Hub id"
+        )
+    return _cached(matches[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,7 +666,7 @@ class Downscaler:
         DataError
             Before anything is computed (``DataError`` for NaNs: at compute time for lazy input).
         """
-        from . import __version__
+        from ._version import __version__
 
         if blend not in get_args(Blend):
             raise ConfigError(
@@ -934,7 +977,7 @@ class Forecaster:
             on the input grid, a ``valid_time`` coordinate along ``lead`` (last input time plus
             ``lead`` time steps) and provenance attrs.
         """
-        from . import __version__
+        from ._version import __version__
         from .diffusion import rollout
 
         if isinstance(ds, xr.DataArray):
