@@ -284,6 +284,10 @@ class Downscaler:
         Model name recorded in the outputs' provenance.
     card
         Model card text written by :meth:`save_pretrained`.
+    condition
+        Physical-condition metadata of a conditioned model, ``{"name": ..., "scale": ...}``:
+        the network sees ``value / scale`` where ``value`` is the ``condition=`` argument of the
+        call or the input's attribute / scalar variable ``name`` (``None``: unconditioned).
     """
 
     def __init__(
@@ -299,6 +303,7 @@ class Downscaler:
         sampler: SamplerConfig | None = None,
         name: str | None = None,
         card: str = "",
+        condition: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
             raise UnsupportedFactorError(f"factor = {factor!r}; expected a positive integer")
@@ -322,6 +327,21 @@ class Downscaler:
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
         self.name = name or "unnamed model"
         self.card = card
+        self.condition = dict(condition) if condition is not None else None
+        if self.condition is not None:
+            scale = self.condition.get("scale", 1.0)
+            if not self.condition.get("name") or not (
+                isinstance(scale, int | float) and math.isfinite(scale) and scale != 0
+            ):
+                raise ConfigError(
+                    f"condition = {condition!r}; expected {{'name': str, 'scale': non-zero number}}"
+                )
+        needs = bool(getattr(getattr(model, "config", None), "physical_condition", False))
+        if needs and self.condition is None:
+            raise ConfigError(
+                "the network takes a physical condition but no condition metadata was given; "
+                "pass condition={'name': ..., 'scale': ...}"
+            )
         self.path: Path | None = None
         missing = [v for v in self.variables if v not in normalizer.variables]
         if missing:
@@ -382,6 +402,7 @@ class Downscaler:
             sampler=folder.sampler,
             name=str(name_or_path),
             card=folder.card,
+            condition=folder.condition,
         )
         out.path = Path(folder.path)
         return out
@@ -409,6 +430,7 @@ class Downscaler:
             normalization=self.normalizer.to_dict(),
             grid=self.grid,
             card=card if card is not None else (self.card or f"# {self.name}\n"),
+            condition=self.condition,
             overwrite=overwrite,
         )
 
@@ -462,6 +484,37 @@ class Downscaler:
                 f"{missing[0]!r}}} or variables=[...] in the model's order"
             )
         return ds[list(self.variables)]
+
+    def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
+        """The physical condition of this call (``None`` for an unconditioned model)."""
+        if self.condition is None:
+            if value is not None:
+                raise ConfigError(
+                    f"condition = {value!r} given but model {self.name!r} takes no physical "
+                    "condition; drop it"
+                )
+            return None
+        name = str(self.condition["name"])
+        source = "the condition= argument"
+        if value is None:
+            if name in ds.attrs:
+                value, source = ds.attrs[name], f"the input's attribute {name!r}"
+            elif name in ds.variables and ds[name].size == 1:
+                value, source = ds[name].values.reshape(()).item(), f"the input's variable {name!r}"
+            else:
+                raise MissingVariableError(
+                    f"model {self.name!r} is conditioned on {name!r} (divided by "
+                    f"{self.condition['scale']:g}) but the input has no attribute or scalar "
+                    f"variable of that name; pass condition=<value> or set "
+                    f"ds.attrs[{name!r}] = <value>"
+                )
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source} = {value!r} is not a number") from err
+        if not math.isfinite(number):
+            raise ConfigError(f"{source} = {value!r}; expected a finite number")
+        return number
 
     def _check_units(self, ds: xr.Dataset) -> None:
         for v in self.variables:
@@ -542,6 +595,7 @@ class Downscaler:
             row_weights=params["row_weights"],
             periodic=(py, px),
         )
+        phys_value = params.get("phys")
         h, w = base.shape[-2:]
         hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
         pad = ((0, 0), (0, 0), (0, hp - h), (0, wp - w))
@@ -575,6 +629,11 @@ class Downscaler:
         dtype = next(self.backbone.parameters()).dtype
         for i in iterator:
             cond = torch.from_numpy(np.ascontiguousarray(base[i : i + 1])).to(device, dtype)
+            phys = (
+                None
+                if phys_value is None
+                else torch.full((1,), float(phys_value), device=device, dtype=dtype)
+            )
             with torch.no_grad():
                 sample = model.sample(
                     self.objective,
@@ -583,6 +642,7 @@ class Downscaler:
                     sampler=params["sampler"],
                     steps=params["steps"],
                     generator=time_step_seed(seed, start + i),
+                    phys=phys,
                     batch_size=rows,
                     **options,
                 )
@@ -612,6 +672,7 @@ class Downscaler:
         device: torch.device | str | None = None,
         batch_size: int | None = None,
         progress: bool | None = None,
+        condition: float | None = None,
     ) -> xr.Dataset:
         """Downscale ``ds`` to the model's fine grid.
 
@@ -652,6 +713,10 @@ class Downscaler:
             not depend on it.
         progress
             Show a tqdm progress bar (``None``: when more than 8 time steps run eagerly).
+        condition
+            Physical condition of a conditioned model (e.g. the Reynolds number), in the units
+            it was trained with; ``None`` reads the input's attribute or scalar variable named
+            by the model (``Downscaler.condition["name"]``).
 
         Returns
         -------
@@ -721,6 +786,7 @@ class Downscaler:
         if not isinstance(ds, xr.Dataset):
             raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
         original_attrs = dict(ds.attrs)
+        condition_value = self._condition_value(ds, condition)
         sel = self._select(ds, variables, rename)
         self._check_units(sel)
         spec = grid_spec(sel, dims=dims)
@@ -802,6 +868,11 @@ class Downscaler:
             "crop": crop,
             "row_weights": row_weights,
             "progress": bool(progress) and not lazy,
+            "phys": (
+                None
+                if condition_value is None
+                else condition_value / float(self.condition["scale"])  # type: ignore[index]
+            ),
         }
         ny_out = (iy.stop - iy.start) * f
         nx_out = (ix.stop - ix.start) * f
@@ -866,6 +937,8 @@ class Downscaler:
                 "flexdownscale_members": n_members,
             }
         )
+        if condition_value is not None and self.condition is not None:
+            attrs[f"flexdownscale_condition_{self.condition['name']}"] = condition_value
         out.attrs = attrs
         return out
 

@@ -14,6 +14,7 @@ from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, degrade, grid_spec, normalize_grid, refine_grid
 from flexdownscale.data.tiling import tile_layout
 from flexdownscale.errors import (
+    ConfigError,
     DataError,
     GridError,
     MissingVariableError,
@@ -330,3 +331,51 @@ def test_local_cluster(tmp_path, pair, downscaler, processes):
     ):
         got = lazy["t2m"].compute().values
     np.testing.assert_array_equal(got, expected)
+
+
+def test_physical_condition(tmp_path, pair):
+    """A Re-conditioned model reads the condition from the call, an attribute or a variable;
+    the value reaches the network (different Re, different samples) and survives a round trip."""
+    fine, coarse = pair
+    base = make_downscaler(fine)
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(preset="tiny", dropout=0.0, physical_condition=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    kwargs = {
+        "normalizer": base.normalizer,
+        "grid": base.grid,
+        "variables": ["t2m"],
+        "units": {"t2m": "K"},
+        "factor": FACTOR,
+        "sampler": base.sampler,
+        "name": "tiny-re",
+    }
+    with pytest.raises(ConfigError, match="condition metadata"):
+        Downscaler(model, DiffusionConfig(), **kwargs)
+    ds = Downscaler(
+        model, DiffusionConfig(), condition={"name": "reynolds_number", "scale": 40000}, **kwargs
+    )
+    with pytest.raises(MissingVariableError, match="reynolds_number"):
+        ds(coarse, members=2)
+    low = ds(coarse, members=2, condition=1000.0)
+    with_attr = coarse.assign_attrs(reynolds_number=1000.0)
+    from_attr = ds(with_attr, members=2)
+    assert with_attr.attrs["reynolds_number"] == 1000.0 and "reynolds_number" not in coarse.attrs
+    np.testing.assert_array_equal(low["t2m"].values, from_attr["t2m"].values)
+    from_var = ds(coarse.assign(reynolds_number=4000.0), members=2)
+    high = ds(coarse, members=2, condition=4000.0)
+    np.testing.assert_array_equal(high["t2m"].values, from_var["t2m"].values)
+    assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-4
+    assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    with pytest.raises(ConfigError, match="not a number"):
+        ds(coarse.assign_attrs(reynolds_number="high"), members=1)
+    with pytest.raises(ConfigError, match="takes no physical condition"):
+        base(coarse, condition=1000.0)
+    path = ds.save_pretrained(tmp_path / "re-model")
+    again = Downscaler.from_pretrained(path)
+    assert again.condition == {"name": "reynolds_number", "scale": 40000}
+    np.testing.assert_array_equal(
+        again(coarse, members=2, condition=4000.0)["t2m"].values, high["t2m"].values
+    )
