@@ -362,7 +362,8 @@ def test_physical_condition(tmp_path, pair):
     low = ds(coarse, members=2, condition=1000.0)
     with_attr = coarse.assign_attrs(reynolds_number=1000.0)
     from_attr = ds(with_attr, members=2)
-    assert with_attr.attrs["reynolds_number"] == 1000.0 and "reynolds_number" not in coarse.attrs
+    assert with_attr.attrs["reynolds_number"] == 1000.0
+    assert "reynolds_number" not in coarse.attrs
     np.testing.assert_array_equal(low["t2m"].values, from_attr["t2m"].values)
     from_var = ds(coarse.assign(reynolds_number=4000.0), members=2)
     high = ds(coarse, members=2, condition=4000.0)
