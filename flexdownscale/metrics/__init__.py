@@ -23,18 +23,22 @@ from flexdownscale.metrics.spectra import (
     spectral_ratio,
     zonal_spectrum,
 )
+from flexdownscale.metrics.summary import SKILL_COLUMNS, downscaling_skill, mean_spectrum
 from flexdownscale.metrics.weights import area_weights, cell_edges
 
 __all__ = [
+    "SKILL_COLUMNS",
     "area_weights",
     "bias",
     "cell_edges",
     "crps_ensemble",
+    "downscaling_skill",
     "ensemble_mean",
     "ensemble_spread",
     "kinetic_energy_spectrum",
     "log_spectral_distance",
     "mae",
+    "mean_spectrum",
     "mse",
     "pearson_r",
     "power_spectrum",

@@ -1,0 +1,134 @@
+"""Copy a trained model into the package as a shipped model (bf16 weights, model card).
+
+Reads the EMA model folder that training exported (``runs/<name>/model``), casts the weights to
+bfloat16 (the loader computes in float32) and writes ``flexdownscale/_data/models/<name>`` with a
+model card. The card's validation table is filled by ``benchmarks/skill.py --write-cards`` (the
+numbers a user can reproduce with ``python benchmarks/skill.py --check-cards``). Run from the
+repository root::
+
+    python benchmarks/ship_models.py era5-t2m-x4 --machine "2-core CPU" --wall-minutes 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from flexdownscale.config import TrainConfig, from_toml
+from flexdownscale.hub import load_model_folder, save_model_folder
+
+SHIPPED = Path("flexdownscale/_data/models")
+SKILL_MARKER = "<!-- skill table: written by benchmarks/skill.py --write-cards -->"
+
+DATA_TEXT = {
+    "era5-t2m-x4": (
+        "ERA5 reanalysis 2 m temperature `t2m` (K) over the British Isles (58N-50N, 10W-2E), "
+        "hourly, March 2019, 0.25 degree (Copernicus Climate Change Service; contains modified "
+        "Copernicus information). Coarse input: the area mean over 4 x 4 cells (1 degree)."
+    ),
+    "kolmogorov-x8": (
+        "2-D forced turbulence (Kolmogorov flow, Kochkov et al. 2021) simulated with jax-cfd at "
+        "Re = 1000 and Re = 4000, vorticity on 256 x 256 points of [0, 2 pi)^2. Coarse input: the "
+        "area mean over 8 x 8 cells (32 x 32). The network is conditioned on Re / 40000 "
+        "(`condition=` or the input's `reynolds_number` attribute)."
+    ),
+}
+
+
+def card_text(name: str, config: TrainConfig, extra: dict, machine: str, minutes: float) -> str:
+    data = config.data
+    params = sum(
+        t.numel() for t in load_model_folder(Path("runs") / name / "model").state_dict.values()
+    )
+    return f"""# {name}
+
+FLEX ({config.model.preset} preset, {params / 1e6:.2f} M parameters), variance-preserving
+diffusion with the v target ({config.diffusion.loss.upper()} loss), trained to super-resolve
+{", ".join(data.variables)} by x{data.factor}. Default sampler: {config.sampler.sampler} with
+{config.sampler.steps} steps. Weights: the EMA (decay {config.optim.ema_decay}) in bfloat16.
+
+## Use
+
+```python
+import flexdownscale
+from flexdownscale import Downscaler
+
+fine = Downscaler.from_pretrained("{name}")(coarse, members=16)
+# or, picking the shipped model from the variables and the factor:
+fine = coarse.flex.downscale(factor={data.factor}, members=16)
+```
+
+## Data
+
+{DATA_TEXT.get(name, "")}
+
+- files: {", ".join(Path(p).name for p in data.paths)}
+- split along `{data.split_dim}`: train {list(data.train)}, validation {list(data.validation)}
+- random crops of {data.crop_size} x {data.crop_size} fine cells; upsampling of the coarse
+  field (the residual's base): {data.upsample}
+
+## Training
+
+- {extra.get("train_steps")} optimiser steps, {extra.get("train_samples")} samples, batch
+  {config.batch_size}, {config.optim.optimizer} lr {config.optim.lr} (warm-up
+  {config.optim.warmup_steps} steps, cosine)
+- cost: about {minutes:.0f} minutes on {machine}
+- config: `benchmarks/configs/{name}.toml`; command:
+  `python -m flexdownscale.train --config benchmarks/configs/{name}.toml`
+
+This is a small model trained on a small machine: it is the package's offline default and a
+demonstration, not a production model. Larger presets train with the same config
+(`model.preset=small`, on a GPU) and load from a folder or a Hugging Face Hub id.
+
+## Validation skill
+
+{SKILL_MARKER}
+
+## Licence
+
+Weights: MIT, like the code. The training data keep their own licences (ERA5: Copernicus
+licence, attribution above).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="run name: runs/<name>/model is shipped as <name>")
+    parser.add_argument("--machine", required=True, help="where it was trained, for the card")
+    parser.add_argument("--wall-minutes", type=float, required=True, help="training wall time")
+    args = parser.parse_args(argv)
+    source = Path("runs") / args.name / "model"
+    folder = load_model_folder(source)
+    config = from_toml(TrainConfig, Path("benchmarks/configs") / f"{args.name}.toml")
+    extra = dict(folder.extra)
+    extra.update({"machine": args.machine, "train_wall_minutes": args.wall_minutes})
+    target = save_model_folder(
+        SHIPPED / args.name,
+        state_dict=dict(folder.state_dict),
+        model=folder.model,
+        diffusion=folder.diffusion,
+        sampler=folder.sampler,
+        variables=folder.variables,
+        units=folder.units,
+        factor=folder.factor,
+        normalization=folder.normalization,
+        grid=folder.grid,
+        card=card_text(args.name, config, extra, args.machine, args.wall_minutes),
+        task=folder.task,
+        condition=folder.condition,
+        dtype=torch.bfloat16,
+        extra=extra,
+        overwrite=True,
+    )
+    size = sum(p.stat().st_size for p in target.iterdir())
+    print(f"shipped {source} as {target} ({size / 1e6:.2f} MB)")
+    print(json.dumps(extra.get("validation", {}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

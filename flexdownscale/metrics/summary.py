@@ -1,0 +1,117 @@
+"""One-call skill summaries of a downscaled field against the truth.
+
+:func:`downscaling_skill` is the table behind the model cards, ``flexdownscale demo`` and
+``benchmarks/skill.py``: the same numbers everywhere, computed by the metric functions of this
+package with the conventions written next to each entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import ShapeError
+from .deterministic import rfne, rmse
+from .probabilistic import crps_ensemble, spread_skill_ratio
+from .spectra import log_spectral_distance, power_spectrum
+
+__all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum"]
+
+#: Entries of :func:`downscaling_skill`, with their meaning (the header of every skill table).
+SKILL_COLUMNS: dict[str, str] = {
+    "rmse": "RMSE of the ensemble mean (of the field for a deterministic prediction)",
+    "rfne": "relative Frobenius-norm error of the ensemble mean, per field, averaged",
+    "crps": "CRPS, fair estimator over the members (MAE for a deterministic prediction)",
+    "spread_skill": "spread-skill ratio, Fortin correction (NaN for a deterministic prediction)",
+    "lsd": "log-spectral distance (dB) of the member-averaged spectrum to the truth's",
+    "spectral_ratio_small": (
+        "mean power ratio prediction / truth over the smallest resolved scales (the top quarter "
+        "of wavenumbers below Nyquist)"
+    ),
+}
+
+
+def mean_spectrum(
+    field: xr.DataArray,
+    *,
+    dims: Sequence[Hashable] | None = None,
+    spectrum_kwargs: Mapping[str, Any] | None = None,
+) -> xr.DataArray:
+    """Isotropic power spectrum of every 2-D field in ``field``, averaged over all other dims.
+
+    Averaging spectra (not the spectrum of an average) keeps the variance of each member.
+    """
+    spec = power_spectrum(field, dims=dims, **dict(spectrum_kwargs or {}))
+    spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"
+    return spec.mean([d for d in spec.dims if d != spectral], keep_attrs=True)
+
+
+def downscaling_skill(
+    pred: xr.DataArray,
+    truth: xr.DataArray,
+    *,
+    member_dim: Hashable = "member",
+    dims: Sequence[Hashable] | None = None,
+    spectrum_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Skill of a downscaled prediction (ensemble or deterministic) against the truth.
+
+    Parameters
+    ----------
+    pred : DataArray
+        Prediction on the truth's grid, shape ``(member, ..., y, x)`` for an ensemble or
+        ``(..., y, x)`` for a deterministic field, in the truth's units.
+    truth : DataArray
+        The high-resolution truth, shape ``(..., y, x)``.
+    member_dim : str, default "member"
+        Ensemble dimension of ``pred`` (absent, or of size 1: deterministic).
+    dims : sequence of str, optional
+        The two spatial dims (default: found from the grid's coordinates).
+    spectrum_kwargs : mapping, optional
+        Passed to :func:`~flexdownscale.metrics.power_spectrum` (e.g. ``spacing``).
+
+    Returns
+    -------
+    dict
+        The entries of :data:`SKILL_COLUMNS` as floats (units of the field for ``rmse`` and
+        ``crps``; dB for ``lsd``; dimensionless otherwise).
+
+    Raises
+    ------
+    ShapeError
+        When ``pred`` (without its member dim) and ``truth`` have different dims.
+    """
+    ensemble = member_dim in pred.dims and pred.sizes[member_dim] > 1
+    if member_dim in pred.dims and not ensemble:
+        pred = pred.isel({member_dim: 0}, drop=True)
+    core = [d for d in pred.dims if d != member_dim]
+    if set(core) != set(truth.dims):
+        raise ShapeError(
+            f"prediction dims {tuple(pred.dims)} (member dim {member_dim!r}) do not match the "
+            f"truth's {tuple(truth.dims)}; give both on the same grid"
+        )
+    mean = pred.mean(member_dim) if ensemble else pred
+    out = {
+        "rmse": float(rmse(mean, truth)),
+        "rfne": float(rfne(mean, truth, dims=dims).mean()),
+    }
+    if ensemble:
+        out["crps"] = float(crps_ensemble(pred, truth, member_dim=member_dim, fair=True))
+        out["spread_skill"] = float(
+            spread_skill_ratio(pred, truth, member_dim=member_dim, correction="fortin")
+        )
+    else:
+        out["crps"] = float(np.abs(pred - truth).mean())
+        out["spread_skill"] = float("nan")
+    sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=spectrum_kwargs)
+    st = mean_spectrum(truth, dims=dims, spectrum_kwargs=spectrum_kwargs)
+    out["lsd"] = float(log_spectral_distance(sp, st))
+    k = st[st.dims[0]].values
+    nyquist = float(st.attrs.get("nyquist_wavenumber", np.nanmax(k)))
+    small = (k > 0.75 * nyquist) & (k <= nyquist)
+    ratio = (sp / st).values[small]
+    out["spectral_ratio_small"] = float(np.nanmean(ratio)) if ratio.size else float("nan")
+    return out
