@@ -60,10 +60,13 @@ def test_model_by_path_is_cached(setup, tmp_path):
     assert str(path) in _CACHE
 
 
-def test_no_model_and_none_shipped(setup):
+def test_no_shipped_model_matches(setup):
     coarse, _ = setup
-    with pytest.raises(ModelFolderError, match=r"no shipped model downscales .* model="):
-        coarse.flex.downscale(factor=4)
+    with pytest.raises(ModelFolderError, match=r"no shipped model downscales .* model=") as err:
+        coarse.flex.downscale(factor=2)
+    assert "era5-t2m-x4" in str(err.value)  # the message lists what is shipped
+    with pytest.raises(ModelFolderError, match="no shipped model"):
+        coarse.rename(t2m="tas").flex.downscale(factor=4)
 
 
 def test_forecast(setup):

@@ -1,0 +1,389 @@
+"""Skill of the shipped models on their validation splits, against interpolation and other models.
+
+For each case (``era5-t2m-x4``, ``kolmogorov-x8``) the validation split named in
+``benchmarks/configs/<case>.toml`` is coarsened with the training operator (area mean), then
+downscaled back by
+
+- the shipped FLEX model: an ensemble (16 members, the model's default sampler) and its mean,
+  plus the same model with other sampler settings (how calibration depends on the sampler);
+- interpolation baselines: bilinear, bicubic and conservative;
+- the comparison models of ``benchmarks/train_comparisons.py`` (other backbones and objectives
+  trained on the same data with the same budget), when their runs exist under
+  ``runs/compare/<case>``.
+
+Every prediction is scored by :func:`flexdownscale.metrics.downscaling_skill` (RMSE, RFNE, CRPS
+fair, spread-skill Fortin, log-spectral distance, spectral ratio at the smallest resolved
+scales). The report goes to ``benchmarks/results/skill.md`` with spectra, rank histograms and
+example panels. Run from the repository root (the data are read from ``../shared/data``)::
+
+    python benchmarks/skill.py                  # both cases, writes the report
+    python benchmarks/skill.py --write-cards    # also writes the shipped models' card tables
+    python benchmarks/skill.py --check-cards    # recompute the cards' numbers and compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import xarray as xr
+
+from flexdownscale.config import SamplerConfig, TrainConfig, from_toml
+from flexdownscale.data import degrade, normalize_grid
+from flexdownscale.data.degrade import up
+from flexdownscale.data.grid import grid_spec
+from flexdownscale.hub import shipped_models
+from flexdownscale.metrics import SKILL_COLUMNS, downscaling_skill
+from flexdownscale.pipeline import Downscaler
+from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CASES = ("era5-t2m-x4", "kolmogorov-x8")
+BASELINES = ("bilinear", "bicubic", "conservative")
+MEMBERS = 16
+SEED = 0
+CARD_MARKER = "<!-- skill table: written by benchmarks/skill.py --write-cards -->"
+#: Sampler settings tried on the shipped model besides its default (label -> settings).
+SAMPLER_VARIANTS = {
+    "ddim 20 steps": SamplerConfig(sampler="ddim", steps=20),
+    "heun 10 steps (19 network calls)": SamplerConfig(sampler="heun", steps=10),
+}
+
+
+def _config(case: str) -> TrainConfig:
+    return from_toml(TrainConfig, ROOT / "benchmarks" / "configs" / f"{case}.toml")
+
+
+def _data_path(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else ROOT / p
+
+
+def validation_truth(case: str, fields: int | None = None) -> xr.Dataset:
+    """The validation split of ``case`` on its fine grid (trimmed to whole coarse cells).
+
+    ``fields`` keeps that many fields, evenly spaced (``None``: all).
+    """
+    config = _config(case)
+    data = config.data
+    var = data.variables[0]
+    if case.startswith("era5"):
+        with xr.open_dataset(_data_path(data.paths[0])) as ds:
+            start, stop = data.validation
+            fine = normalize_grid(ds[[var]].sel(time=slice(start, stop)).load())
+        sample_dim = "time"
+    else:
+        parts = []
+        for path in data.paths:
+            with xr.open_dataset(_data_path(path)) as ds:
+                re = float(ds.attrs["reynolds_number"])
+                sel = ds[[var]].sel(trajectory=list(data.validation)).load()
+            sel = sel.stack(sample=("trajectory", "time")).transpose("sample", ...)
+            sel = sel.reset_index("sample").drop_vars(["trajectory", "time"])
+            parts.append(sel.expand_dims(reynolds_number=[re]))
+        fine = normalize_grid(xr.concat(parts, "reynolds_number"))
+        sample_dim = "sample"
+    spec = grid_spec(fine[var])
+    f = data.factor
+    fine = fine.isel({spec.y: slice(0, spec.ny // f * f), spec.x: slice(0, spec.nx // f * f)})
+    if fields is not None and fields < fine.sizes[sample_dim]:
+        keep = np.unique(np.linspace(0, fine.sizes[sample_dim] - 1, fields).round().astype(int))
+        fine = fine.isel({sample_dim: keep})
+    return fine
+
+
+def _coarse(case: str, fine: xr.Dataset) -> xr.Dataset:
+    data = _config(case).data
+    coarse = degrade(fine, data.factor, method=data.degradation)
+    for v in data.variables:
+        coarse[v].attrs = dict(fine[v].attrs)
+    return coarse
+
+
+def downscale(
+    model: Downscaler, coarse: xr.Dataset, fine: xr.Dataset, *, members: int = MEMBERS
+) -> xr.Dataset:
+    """Ensemble on the truth's grid (the Reynolds number, where present, is the condition)."""
+    spec = grid_spec(fine[model.variables[0]])
+    if "reynolds_number" in coarse.dims:
+        parts = []
+        for re in coarse["reynolds_number"].values:
+            one = coarse.sel(reynolds_number=re, drop=True).rename(sample="time")
+            out = model(one, members=members, seed=SEED, condition=float(re))
+            parts.append(out.rename(time="sample").expand_dims(reynolds_number=[re]))
+        ens = xr.concat(parts, "reynolds_number", combine_attrs="override")
+    else:
+        ens = model(coarse, members=members, seed=SEED)
+    order = ("member", *fine[model.variables[0]].dims)
+    return ens.assign_coords({d: fine[d] for d in (spec.y, spec.x)}).transpose(*order, ...)
+
+
+def _baseline(case: str, coarse: xr.Dataset, fine: xr.Dataset, method: str) -> xr.Dataset:
+    spec = grid_spec(fine)
+    out = up(coarse, _config(case).data.factor, method=method)
+    return out.assign_coords({d: fine[d] for d in (spec.y, spec.x)}).transpose(
+        *fine[_config(case).data.variables[0]].dims, ...
+    )
+
+
+def _with_sampler(model: Downscaler, sampler: SamplerConfig) -> Downscaler:
+    other = Downscaler.__new__(Downscaler)
+    other.__dict__.update(model.__dict__)
+    other.sampler = sampler
+    return other
+
+
+def _sampler_label(s: SamplerConfig) -> str:
+    extra = {"ddim": f", eta {s.eta:g}", "sde": f", delta {s.delta:g}", "idff": ""}.get(
+        s.sampler, ""
+    )
+    return f"{s.sampler} {s.steps} steps{extra}"
+
+
+def evaluate_shipped(case: str, fine: xr.Dataset, members: int = MEMBERS) -> dict[str, Any]:
+    """Skill of the shipped model with its default sampler (the model card's numbers)."""
+    model = Downscaler.from_pretrained(case)
+    var = model.variables[0]
+    coarse = _coarse(case, fine)
+    ens = downscale(model, coarse, fine, members=members)
+    return {
+        "model": model,
+        "coarse": coarse,
+        "ensemble": ens,
+        "skill": downscaling_skill(ens[var], fine[var]),
+        "mean_skill": downscaling_skill(ens[var].mean("member"), fine[var]),
+    }
+
+
+def card_table(case: str, rows: dict[str, dict[str, float]], fields: int, members: int) -> str:
+    """The markdown table written into a shipped model's card."""
+    config = _config(case)
+    cols = list(SKILL_COLUMNS)
+    lines = [
+        f"Validation split ({config.data.split_dim} {list(config.data.validation)}; {fields} "
+        f"fields), {members} members, seed {SEED}; reproduce with "
+        f"`python benchmarks/skill.py --check-cards`.",
+        "",
+        "| prediction | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def _card_rows(case: str, fine: xr.Dataset, shipped: dict[str, Any]) -> dict[str, dict]:
+    var = shipped["model"].variables[0]
+    label = _sampler_label(shipped["model"].sampler)
+    rows = {
+        f"FLEX ensemble ({label})": shipped["skill"],
+        "FLEX ensemble mean": shipped["mean_skill"],
+    }
+    for method in ("bilinear", "bicubic"):
+        base = _baseline(case, shipped["coarse"], fine, method)
+        rows[f"{method} interpolation"] = downscaling_skill(base[var], fine[var])
+    return rows
+
+
+def _card_path(case: str) -> Path:
+    return shipped_models()[case] / "README.md"
+
+
+def write_card(case: str, table: str) -> None:
+    path = _card_path(case)
+    text = path.read_text()
+    head, sep, _ = text.partition(CARD_MARKER)
+    if not sep:
+        raise SystemExit(f"{path} has no skill marker; re-ship it with benchmarks/ship_models.py")
+    tail = text.split("## Licence", 1)[1] if "## Licence" in text else ""
+    path.write_text(f"{head}{CARD_MARKER}\n\n{table}\n\n## Licence{tail}")
+
+
+def check_card(case: str, table: str) -> bool:
+    text = _card_path(case).read_text()
+    ok = table in text
+    print(f"{case}: card numbers {'reproduced' if ok else 'DIFFER'}")
+    if not ok:
+        print(table)
+    return ok
+
+
+def _figures(case: str, fine: xr.Dataset, preds: dict[str, xr.DataArray], var: str) -> list[str]:
+    names = []
+    spectra = {"truth": fine[var], **preds}
+    fig = plot_spectra(spectra, reference="truth", title=f"{case}: validation power spectra")
+    name = f"skill_{case}_spectra.png"
+    fig.savefig(RESULTS / name, dpi=90)
+    names.append(name)
+    flex = next(iter(preds.values()))
+    fig = plot_rank_histogram(flex, fine[var], title=f"{case}: FLEX rank histogram")
+    name = f"skill_{case}_rank_histogram.png"
+    fig.savefig(RESULTS / name, dpi=90)
+    names.append(name)
+    spec = grid_spec(fine[var])
+    first = {d: 0 for d in fine[var].dims if d not in (spec.y, spec.x)}
+    fig = plot_panels(
+        None,
+        fine[var].isel(first),
+        flex.isel(first),
+        n_members=3,
+        cmap="RdBu_r" if var == "vorticity" else "viridis",
+        title=f"{case}: first validation field",
+    )
+    name = f"skill_{case}_panels.png"
+    fig.savefig(RESULTS / name, dpi=90)
+    names.append(name)
+    plt.close("all")
+    return names
+
+
+def run_case(case: str, *, fields: int | None, members: int, variants: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    fine = validation_truth(case, fields)
+    var = _config(case).data.variables[0]
+    n_fields = int(np.prod([fine.sizes[d] for d in fine[var].dims[:-2]]))
+    shipped = evaluate_shipped(case, fine, members)
+    seconds = {"FLEX (shipped, default sampler)": time.perf_counter() - t0}
+    rows = _card_rows(case, fine, shipped)
+    card = card_table(case, rows, n_fields, members)
+    rows["conservative interpolation"] = downscaling_skill(
+        _baseline(case, shipped["coarse"], fine, "conservative")[var], fine[var]
+    )
+    preds = {
+        "FLEX members": shipped["ensemble"][var],
+        "FLEX mean": shipped["ensemble"][var].mean("member"),
+        "bicubic": _baseline(case, shipped["coarse"], fine, "bicubic")[var],
+    }
+    if variants:
+        for label, sampler in SAMPLER_VARIANTS.items():
+            t1 = time.perf_counter()
+            model = _with_sampler(shipped["model"], sampler)
+            ens = downscale(model, shipped["coarse"], fine, members=members)
+            rows[f"FLEX ensemble ({label})"] = downscaling_skill(ens[var], fine[var])
+            seconds[f"FLEX ({label})"] = time.perf_counter() - t1
+    compare_root = ROOT / "runs" / "compare" / case
+    for folder in sorted(compare_root.glob("*/model")) if compare_root.is_dir() else []:
+        t1 = time.perf_counter()
+        model = Downscaler.from_pretrained(folder)
+        ens = downscale(model, shipped["coarse"], fine, members=members)
+        label = f"{folder.parent.name} ({_sampler_label(model.sampler)}; same budget)"
+        rows[label] = downscaling_skill(ens[var], fine[var])
+        steps = model.card.split("optimiser steps: ")[1].split(",")[0] if model.card else "?"
+        rows[label]["steps"] = float(steps) if steps.isdigit() else float("nan")
+        seconds[label] = time.perf_counter() - t1
+    figures = _figures(case, fine, preds, var)
+    return {
+        "rows": rows,
+        "card": card,
+        "figures": figures,
+        "fields": n_fields,
+        "units": str(fine[var].attrs.get("units", "")),
+        "seconds": seconds,
+        "total_seconds": time.perf_counter() - t0,
+        "grid": f"{fine.sizes[grid_spec(fine[var]).y]} x {fine.sizes[grid_spec(fine[var]).x]}",
+    }
+
+
+def write_report(results: dict[str, dict[str, Any]], command: str, members: int) -> Path:
+    cols = list(SKILL_COLUMNS)
+    lines = [
+        "# Skill of the shipped models on their validation splits",
+        "",
+        "What: each validation field is coarsened with the training operator (area mean), "
+        "downscaled back, and compared with the original. Lower is better except "
+        "`spread_skill` and `spectral_ratio_small` (1 is ideal).",
+        "",
+        f"Produced by `{command}` on {platform.processor() or platform.machine()} "
+        f"({os.cpu_count()} logical CPUs), torch {torch.__version__}, no GPU. Ensembles: "
+        f"{members} members, seed {SEED}. The data are in `../shared/data` (see its README).",
+        "",
+    ]
+    for case, res in results.items():
+        cfg = _config(case)
+        lines += [
+            f"## {case}",
+            "",
+            f"Validation split: `{cfg.data.split_dim}` {list(cfg.data.validation)} of "
+            f"{', '.join(Path(p).name for p in cfg.data.paths)}; {res['fields']} fields of "
+            f"{res['grid']} fine cells; x{cfg.data.factor}. Units of rmse and crps: "
+            f"{res['units'] or '1'}. Wall time {res['total_seconds']:.0f} s.",
+            "",
+            "| prediction | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        for name, row in res["rows"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+        lines += [""]
+        lines += [f"![{name}]({name})" for name in res["figures"]]
+        lines += [""]
+    lines += ["## Columns", ""]
+    lines += [f"- `{k}`: {text}" for k, text in SKILL_COLUMNS.items()]
+    lines += [""]
+    path = RESULTS / "skill.md"
+    path.write_text("\n".join(lines))
+    (RESULTS / "skill.json").write_text(
+        json.dumps(
+            {c: {k: v for k, v in r.items() if k != "card"} for c, r in results.items()},
+            indent=1,
+            default=str,
+        )
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", action="append", choices=CASES, default=None)
+    parser.add_argument("--fields", type=int, default=None, help="fields per case (default all)")
+    parser.add_argument("--members", type=int, default=MEMBERS)
+    parser.add_argument("--no-variants", action="store_true", help="skip the sampler variants")
+    parser.add_argument("--write-cards", action="store_true")
+    parser.add_argument("--check-cards", action="store_true", help="only recompute the cards")
+    args = parser.parse_args(argv)
+    cases = tuple(args.case or CASES)
+    command = "python benchmarks/skill.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.check_cards:
+        ok = True
+        for case in cases:
+            fine = validation_truth(case, args.fields)
+            var = _config(case).data.variables[0]
+            n = int(np.prod([fine.sizes[d] for d in fine[var].dims[:-2]]))
+            shipped = evaluate_shipped(case, fine, args.members)
+            ok &= check_card(
+                case, card_table(case, _card_rows(case, fine, shipped), n, args.members)
+            )
+        return 0 if ok else 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for case in cases:
+        results[case] = run_case(
+            case, fields=args.fields, members=args.members, variants=not args.no_variants
+        )
+        print(f"{case}: {results[case]['total_seconds']:.0f} s")
+        for name, row in results[case]["rows"].items():
+            print(f"  {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()))
+        if args.write_cards:
+            write_card(case, results[case]["card"])
+    print(f"wrote {write_report(results, command.strip(), args.members)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

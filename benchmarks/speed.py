@@ -1,0 +1,230 @@
+"""Speed of FLEX: training throughput, sampling time, FLOPs and the demo's wall time.
+
+Every number of one report is measured in one run on one machine, side by side:
+
+- training step (forward + backward + AdamW) in fp32 and with bf16 autocast: samples/s, and the
+  peak GPU memory (CUDA only);
+- sampling one field with 2-step DDIM, with the task features computed once and reused (the
+  package's way) and recomputed at every network call;
+- FLOPs per sample from ``torch.utils.flop_counter`` (forward, and forward + backward) and the
+  achieved fraction of the machine's measured matmul peak (bf16 on a GPU, fp32 on a CPU);
+- the wall time of ``flexdownscale demo`` (``--demo``).
+
+The issue's GPU configuration is FLEX-small at 128 x 128, batch 32::
+
+    python benchmarks/speed.py --preset small --size 128 --batch 32
+
+On a CPU the same measurement runs on whatever preset and size you give (the defaults there are
+tiny, 64 x 64, batch 8, which a 2-core machine measures in about a minute). The report goes to
+``benchmarks/results/speed.md`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from flexdownscale.config import DiffusionConfig, ModelConfig
+from flexdownscale.diffusion import build_objective, sample_ensemble
+from flexdownscale.models import build_model, count_parameters
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of ``fn`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured dense matmul throughput in FLOP/s (square matrices)."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = _time(lambda: a @ b, device, warmup=3, repeats=10)
+    return 2 * n**3 / seconds
+
+
+class _NoTaskReuse(nn.Module):
+    """The backbone with task-feature reuse switched off (the encoder runs at every call)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def encode_task(self, cond: torch.Tensor) -> None:
+        return None
+
+    def forward(self, x, t, cond=None, *, phys=None, task_features=None):
+        return self.backbone(x, t, cond, phys=phys)
+
+
+def training_step(
+    model: nn.Module, batch: int, size: int, device: torch.device, bf16: bool
+) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shape = (batch, 1, size, size)
+    x_t, cond = torch.randn(shape, device=device), torch.randn(shape, device=device)
+    t = torch.rand(batch, device=device)
+    target = torch.randn(shape, device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = (model(x_t, t, cond) - target).abs().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def flops(model: nn.Module, size: int, device: torch.device) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs per sample at ``size`` x ``size``."""
+    x = torch.randn(2, 1, size, size, device=device)
+    t = torch.rand(2, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x, t, x.clone())
+    forward = counter.get_total_flops() / 2
+    with FlopCounterMode(display=False) as counter:
+        model(x, t, x.clone()).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return forward, counter.get_total_flops() / 2
+
+
+def demo_seconds() -> float:
+    from flexdownscale.demo import run_demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run_demo(tmp, progress=False, log=None)
+        return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--preset", default="small" if cuda else "tiny")
+    parser.add_argument("--size", type=int, default=128 if cuda else 64)
+    parser.add_argument("--batch", type=int, default=32 if cuda else 8)
+    parser.add_argument("--members", type=int, default=16, help="ensemble size when sampling")
+    parser.add_argument("--repeats", type=int, default=10 if cuda else 3)
+    parser.add_argument("--demo", action="store_true", help="also time flexdownscale demo")
+    parser.add_argument("--out", default=str(RESULTS / "speed.md"))
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.manual_seed(0)
+    config = ModelConfig(preset=args.preset, dropout=0.0)
+    model = build_model(config).to(device)
+    rows: list[tuple[str, str]] = []
+    machine = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+    )
+
+    fwd, fwd_bwd = flops(model, args.size, device)
+    rows.append(("FLOPs per sample, forward", f"{fwd / 1e9:.2f} GFLOP"))
+    rows.append(("FLOPs per sample, forward + backward", f"{fwd_bwd / 1e9:.2f} GFLOP"))
+    peak_dtype = torch.bfloat16 if cuda else torch.float32
+    peak = matmul_peak(device, peak_dtype)
+    rows.append(
+        (f"measured {str(peak_dtype).split('.')[1]} matmul peak", f"{peak / 1e12:.2f} TFLOP/s")
+    )
+
+    for label, bf16 in (("fp32", False), ("bf16 autocast", True)):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        step = training_step(model, args.batch, args.size, device, bf16)
+        seconds = _time(step, device, warmup=2, repeats=args.repeats)
+        rate = args.batch / seconds
+        rows.append((f"training, {label}: samples/s", f"{rate:.1f}"))
+        rows.append((f"training, {label}: fraction of matmul peak", f"{rate * fwd_bwd / peak:.1%}"))
+        if cuda:
+            mem = torch.cuda.max_memory_allocated(device) / 2**30
+            rows.append((f"training, {label}: peak memory", f"{mem:.2f} GiB"))
+
+    model.eval()
+    objective = build_objective(DiffusionConfig())
+    cond = torch.randn(1, 1, args.size, args.size, device=device)
+    timings = {}
+    for label, net in (("reused", model), ("recomputed", _NoTaskReuse(model))):
+
+        def sample(net: nn.Module = net) -> None:
+            with torch.no_grad():
+                sample_ensemble(
+                    net,
+                    cond,
+                    objective=objective,
+                    members=args.members,
+                    shape=tuple(cond.shape),
+                    steps=2,
+                    generator=0,
+                )
+
+        timings[label] = _time(sample, device, warmup=1, repeats=args.repeats)
+        rows.append(
+            (
+                f"sampling 1 field, {args.members} members, DDIM 2 steps, task features {label}",
+                f"{timings[label] * 1e3:.1f} ms",
+            )
+        )
+    rows.append(
+        ("speed-up from task-feature reuse", f"{timings['recomputed'] / timings['reused']:.2f}x")
+    )
+    if args.demo:
+        rows.append(
+            ("`flexdownscale demo` wall time (8 members, both cases)", f"{demo_seconds():.1f} s")
+        )
+
+    lines = [
+        "# Speed",
+        "",
+        f"Machine: {machine}; torch {torch.__version__}; Python {platform.python_version()}.",
+        f"Model: FLEX {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters), "
+        f"{args.size} x {args.size}, 1 channel; training batch {args.batch}.",
+        f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
+        "| measurement | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in rows],
+        "",
+        "All numbers come from this one run (medians of the repeats). Fractions of the peak use "
+        "the forward + backward FLOPs of `torch.utils.flop_counter` and the matmul throughput "
+        "measured above on the same machine.",
+        "",
+    ]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The models and the demo that ship inside the package (issue 8)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flexdownscale import Downscaler
+from flexdownscale.cli import main
+from flexdownscale.data import degrade
+from flexdownscale.demo import CASES, load_case, run_demo
+from flexdownscale.errors import ConfigError
+from flexdownscale.hub import load_model_folder, shipped_models
+
+SHIPPED = ("era5-t2m-x4", "kolmogorov-x8")
+
+
+def test_shipped_models_are_small_bf16_folders():
+    found = shipped_models()
+    assert set(SHIPPED) <= set(found)
+    total = 0
+    for name in SHIPPED:
+        folder = load_model_folder(name)  # checks files and checksums
+        assert folder.model.backbone == "flex"
+        assert all(str(t.dtype) == "torch.bfloat16" for t in folder.state_dict.values())
+        total += sum(p.stat().st_size for p in found[name].iterdir())
+        assert "## Validation skill" in folder.card
+        assert "| FLEX ensemble" in folder.card  # the table of benchmarks/skill.py
+    assert total < 25e6
+    assert load_model_folder("kolmogorov-x8").condition == {
+        "name": "reynolds_number",
+        "scale": 40000.0,
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_round_trip_gives_identical_samples(case, tmp_path):
+    fine = load_case(case)
+    coarse = degrade(fine, case.factor)
+    coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+    if case.condition_dim:
+        coarse = coarse.isel({case.condition_dim: 1}, drop=True).assign_attrs(
+            reynolds_number=4000.0
+        )
+    else:
+        coarse = coarse.isel(time=[0])
+    model = Downscaler.from_pretrained(case.model)
+    first = model(coarse, members=2, seed=3)
+    again = Downscaler.from_pretrained(model.save_pretrained(tmp_path / "copy"))
+    np.testing.assert_array_equal(
+        again(coarse, members=2, seed=3)[case.variable].values, first[case.variable].values
+    )
+    assert np.isfinite(first[case.variable].values).all()
+
+
+def test_accessor_picks_the_shipped_model():
+    case = CASES[0]
+    fine = load_case(case)
+    coarse = degrade(fine.isel(time=[0]), 4)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    out = coarse.flex.downscale(factor=4, members=2)
+    assert out.attrs["flexdownscale_model"].endswith("era5-t2m-x4")
+    assert out["t2m"].shape == (2, 1, 32, 48)
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_beats_interpolation(tmp_path):
+    result = run_demo(tmp_path / "demo", members=4, progress=False, log=None)
+    names = {p.name for p in result.files}
+    for case in CASES:
+        assert {f"{case.name}.nc", f"{case.name}_spectra.png"} <= names
+        assert any(n.startswith(f"{case.name}_panels") for n in names)
+        rows = result.skill[case.name]
+        flex = rows["FLEX ensemble (4 members)"]
+        for name, row in rows.items():
+            if name.endswith("interpolation"):
+                assert flex["rmse"] < row["rmse"], (case.name, name)
+                assert flex["lsd"] < row["lsd"], (case.name, name)
+        assert flex["spread_skill"] > 0
+        with xr.open_dataset(tmp_path / "demo" / f"{case.name}.nc") as ds:
+            v = case.variable
+            assert {f"{v}_truth", f"{v}_flex", f"{v}_coarse", f"{v}_bilinear"} <= set(ds)
+            assert ds[f"{v}_flex"].sizes["member"] == 4
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "| FLEX ensemble (4 members) |" in report
+    assert "log-spectral distance" in report
+
+
+def test_demo_cli_and_bad_arguments(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--case", "era5_t2m_x4", "--members", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "era5_t2m_x4: FLEX ensemble-mean RMSE" in out
+    assert (tmp_path / "report.md").is_file()
+    with pytest.raises(ConfigError, match="at least 2"):
+        run_demo(tmp_path, members=1)
+    assert main(["demo", "--out", str(tmp_path), "--case", "nope", "--quiet"]) == 2
+    assert "unknown demo case" in capsys.readouterr().err
+    json.dumps(
+        run_demo(tmp_path, members=2, cases=("era5_t2m_x4",), log=None, progress=False).skill
+    )
