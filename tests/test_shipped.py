@@ -101,3 +101,17 @@ def test_demo_cli_and_bad_arguments(tmp_path, capsys):
     json.dumps(
         run_demo(tmp_path, members=2, cases=("era5_t2m_x4",), log=None, progress=False).skill
     )
+
+
+@pytest.mark.slow
+def test_era5_card_numbers_are_reproduced(shared_data):
+    """The model card's validation table is what benchmarks/skill.py computes (full split)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import skill
+
+    case = "era5-t2m-x4"
+    table = skill.card_for(case, skill.CASE_FIELDS[case])
+    assert table in load_model_folder(case).card
