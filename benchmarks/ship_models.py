@@ -40,7 +40,9 @@ DATA_TEXT = {
 }
 
 
-def card_text(name: str, config: TrainConfig, extra: dict, machine: str, minutes: float) -> str:
+def card_text(
+    name: str, config: TrainConfig, extra: dict, machine: str, minutes: float, history: str
+) -> str:
     data = config.data
     params = sum(
         t.numel() for t in load_model_folder(Path("runs") / name / "model").state_dict.values()
@@ -80,6 +82,7 @@ fine = coarse.flex.downscale(factor={data.factor}, members=16)
 - cost: about {minutes:.0f} minutes on {machine}
 - config: `benchmarks/configs/{name}.toml`; command:
   `python -m flexdownscale.train --config benchmarks/configs/{name}.toml`
+{f"- how this run went: {history}" if history else ""}
 
 This is a small model trained on a small machine: it is the package's offline default and a
 demonstration, not a production model. Larger presets train with the same config
@@ -108,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="run name: runs/<name>/model is shipped as <name>")
     parser.add_argument("--machine", required=True, help="where it was trained, for the card")
     parser.add_argument("--wall-minutes", type=float, required=True, help="training wall time")
+    parser.add_argument("--history", default="", help="how the run went (resumes, overrides)")
     args = parser.parse_args(argv)
     source = Path("runs") / args.name / "model"
     folder = load_model_folder(source)
     config = from_toml(TrainConfig, Path("benchmarks/configs") / f"{args.name}.toml")
     extra = dict(folder.extra)
     extra.update({"machine": args.machine, "train_wall_minutes": args.wall_minutes})
+    if args.history:
+        extra["train_history"] = args.history
     target = save_model_folder(
         SHIPPED / args.name,
         state_dict=dict(folder.state_dict),
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         factor=folder.factor,
         normalization=folder.normalization,
         grid=folder.grid,
-        card=card_text(args.name, config, extra, args.machine, args.wall_minutes),
+        card=card_text(args.name, config, extra, args.machine, args.wall_minutes, args.history),
         task=folder.task,
         condition=folder.condition,
         dtype=torch.bfloat16,

@@ -196,7 +196,11 @@ def save_model_folder(
             "extra": dict(extra or {}),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700 folders: give the usual permissions
         for child in tmp.iterdir():  # flush to disk before the rename makes the folder visible
+            child.chmod(0o666 & ~umask)
             with child.open("rb") as fh:
                 os.fsync(fh.fileno())
         if path.exists():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -46,6 +47,11 @@ def test_round_trip(tmp_path):
     for key, value in state.items():
         assert torch.equal(folder.state_dict[key], value)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+    # the usual permissions (not mkdtemp's 0700): a shared model folder is readable by others
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_bf16_export(tmp_path):
