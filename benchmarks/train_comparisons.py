@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             f"checkpoint_every={args.steps}",
             "total_limit=1",
             "plot_every=1000",
+            # the end-of-run validation only logs; benchmarks/skill.py scores the models
+            "eval_fields=4",
+            "eval_members=4",
         ]
         command = [
             sys.executable,
@@ -69,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             *budget,
             *overrides,
         ]
-        if run_dir.exists():
+        if any((run_dir / "checkpoints").glob("step_*/STATE_COMPLETE")):
             command.insert(5, "--resume")
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)  # a run killed before its first state: start it again
         line = shlex.join(command)
         print(line, flush=True)
         with open(root / "commands.txt", "a") as log:
