@@ -182,7 +182,9 @@ def _plots(
             break  # one panel figure per case is enough for time series
     spectra = {"truth": fine[v], "FLEX members": ens[v]}
     spectra.update({name: base[v] for name, base in baselines.items()})
-    fig = plot_spectra(spectra, reference="truth", title=f"{case.title}: power spectra")
+    fig = plot_spectra(
+        spectra, reference="truth", title=f"{case.model}: power spectra ({case.variable})"
+    )
     path = out / f"{case.name}_spectra.png"
     fig.savefig(path, dpi=90)
     written.append(path)
@@ -351,9 +353,10 @@ def run_demo(
             rows = result.skill[case.name]
             flex = next(iter(rows.values()))
             best = min((r["rmse"], n) for n, r in rows.items() if n.endswith("interpolation"))
+            unit = "" if units[case.name] in ("", "1") else f" {units[case.name]}"
             log(
-                f"{case.name}: FLEX ensemble-mean RMSE {flex['rmse']:.4g} vs {best[1]} "
-                f"{best[0]:.4g} {units[case.name]}; spread-skill {flex['spread_skill']:.3g}; "
+                f"{case.name}: FLEX ensemble-mean RMSE {flex['rmse']:.4g}{unit} vs {best[1]} "
+                f"{best[0]:.4g}{unit}; spread-skill {flex['spread_skill']:.3g}; "
                 f"log-spectral distance {flex['lsd']:.3g} dB"
             )
         log(f"wrote {len(result.files)} files to {out}/ in {result.seconds:.1f} s (see report.md)")
