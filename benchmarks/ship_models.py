@@ -94,10 +94,12 @@ demonstration, not a production model. Larger presets train with the same config
 {SKILL_END}
 
 The 2-step DDIM default is fast and accurate for the ensemble mean and the spectrum, but its
-ensembles are under-dispersed (spread-skill well below 1; two deterministic steps cannot exceed
-0.5, see the "How calibrated is 2-step DDIM?" section of the generative-engine docs). For
-calibrated ensembles sample with `sampler="heun", steps=10` (19 network calls per member); see
-`benchmarks/results/skill.md` for both.
+ensembles are under-dispersed: the spread-skill ratio is well below the calibrated range
+0.8-1.25. Two deterministic steps cannot exceed 0.5, and more steps do not fix it for this small
+model (ODE samplers with 10-40 steps reach about 0.4-0.55; Langevin sampling adds spread only as
+small-scale noise). Read the ensemble spread as a lower bound of the uncertainty. See the "How
+calibrated is 2-step DDIM?" section of the generative-engine docs and
+`benchmarks/results/skill.md`.
 
 ## Licence
 

@@ -69,6 +69,7 @@ CARD_END = "<!-- end of skill table -->"
 SAMPLER_VARIANTS = {
     "ddim 20 steps": SamplerConfig(sampler="ddim", steps=20),
     "heun 10 steps (19 network calls)": SamplerConfig(sampler="heun", steps=10),
+    "sde 10 steps, delta 1": SamplerConfig(sampler="sde", steps=10, delta=1.0),
 }
 
 

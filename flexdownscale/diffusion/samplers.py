@@ -319,10 +319,16 @@ def sample_heun(
     model_dtype: torch.dtype | None = None,
     return_trajectory: bool = False,
 ) -> SampleResult:
-    """Heun's (explicit trapezoidal) method for the probability-flow ODE: 2 NFE per step.
+    """Heun's (explicit trapezoidal) method for the probability-flow ODE: ``2 steps - 1`` NFE.
 
-    Same ODE and grid as :func:`sample_euler`; second-order accurate. Every step, the last one
-    included, uses the corrector (the drifts stay finite at the grid's end points).
+    Same ODE and grid as :func:`sample_euler`; second-order accurate. The last step is a plain
+    Euler step (as in Karras et al. 2022): its corrector would read the network at the data end
+    of the grid (VP: ``t = 0``, where the ``v`` target is the unidentifiable noise ``eps``; flow:
+    ``t_max``, where it is the unidentifiable base draw), and a trained network's error there
+    lands undamped in the output as small-scale noise (measured on the shipped ERA5 model: 10
+    steps with the corrector at the end gave a log-spectral distance of 6.1 dB and a spread-skill
+    ratio inflated to 0.97; without it 1.1 dB and 0.41). One Euler step keeps the global error
+    second order.
     """
     net, times, taus = _ode_setup(
         "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype
@@ -332,9 +338,12 @@ def sample_heun(
     for i in range(steps):
         h = taus[i + 1] - taus[i]
         f0 = objective.velocity(net(x, times[i]), x, times[i], x_lo=x_lo)
-        x_pred = x + h * f0
-        f1 = objective.velocity(net(x_pred, times[i + 1]), x_pred, times[i + 1], x_lo=x_lo)
-        x = x + 0.5 * h * (f0 + f1)
+        if i == steps - 1:
+            x = x + h * f0  # no corrector at the data end (see the docstring)
+        else:
+            x_pred = x + h * f0
+            f1 = objective.velocity(net(x_pred, times[i + 1]), x_pred, times[i + 1], x_lo=x_lo)
+            x = x + 0.5 * h * (f0 + f1)
         if trajectory is not None:
             trajectory.append(x)
     return _finish(x, x_init, times, trajectory, net.nfe)
@@ -361,8 +370,10 @@ def sample_sde(
     ``u`` is the probability-flow drift (:meth:`Objective.velocity`) and ``s`` the score derived
     from the same network output (:meth:`Objective.score`). For any ``delta >= 0`` this SDE has
     the same marginals as the ODE (the added drift and diffusion cancel in the Fokker-Planck
-    equation); ``delta = 0`` is :func:`sample_euler`. Flow matching with a coarse-plus-noise base
-    needs ``x_lo`` (``None`` is zero, the residual-space value).
+    equation); ``delta = 0`` is :func:`sample_euler`. The last step is a plain Euler step of the
+    ODE: noise injected there would never be removed (with ``delta = 1`` and 10 steps it would
+    add noise of standard deviation ``sqrt(2 h)``, about 0.56, to the output). Flow matching with
+    a coarse-plus-noise base needs ``x_lo`` (``None`` is zero, the residual-space value).
 
     Parameters
     ----------
@@ -381,10 +392,11 @@ def sample_sde(
         h = taus[i + 1] - taus[i]
         out = net(x, t)
         drift = objective.velocity(out, x, t, x_lo=x_lo)
-        if delta > 0:
+        langevin = delta > 0 and i < steps - 1  # the last step is noise-free (docstring)
+        if langevin:
             drift = drift + delta * objective.score(out, x, t, x_lo=x_lo)
         x = x + h * drift
-        if delta > 0:
+        if langevin:
             x = x + torch.sqrt(2 * delta * h) * _noise_like(x, generator)
         if trajectory is not None:
             trajectory.append(x)

@@ -61,14 +61,15 @@ def ode_recursion(
     for i in range(steps):
         h = taus[i + 1] - taus[i]
         k, c, m, v = drift_coefficients(oracle, objective, times[i])
-        if method == "heun":
+        last = i == steps - 1
+        if method == "heun" and not last:
             k1, c1, _, _ = drift_coefficients(oracle, objective, times[i + 1])
             a = 1 + h / 2 * (k + k1 * (1 + h * k))
             b = h / 2 * (c + k1 * h * c + c1)
             q = torch.zeros(())
         else:
             # Langevin strength: constant delta (sde) or g1 * s_t^2 (idff)
-            lam = delta
+            lam = 0.0 if (method in ("heun", "sde") and last) else delta
             if method == "idff":
                 t = times[i]
                 lam = g1 * objective.sigma**2 * t * (1 - t)

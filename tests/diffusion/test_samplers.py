@@ -117,7 +117,7 @@ def test_deterministic_sampler_is_the_exact_affine_map(name, sampler, steps) -> 
     result = _run(sampler, objective, oracle, x_init, x_lo, steps, {})
     mean, _, gain = _expected(name, sampler, objective, oracle, (m0, v0), steps, {})
     torch.testing.assert_close(result.sample, mean + gain * (x_init - m0), rtol=1e-7, atol=1e-7)
-    expected_nfe = 2 * steps if sampler == "heun" else steps
+    expected_nfe = 2 * steps - 1 if sampler == "heun" else steps
     assert result.nfe == expected_nfe
     assert oracle.forward_calls == expected_nfe
 
@@ -327,6 +327,46 @@ def test_default_sampler_and_steps_come_from_the_objective() -> None:
     vp = sample(VPOracle(MU, S), x, objective=VPDiffusion(), model_dtype=F64)
     assert vp.nfe == 2  # 2-step DDIM
     heun = sample(VPOracle(MU, S), x, objective=VPDiffusion(), sampler="heun", model_dtype=F64)
-    assert heun.nfe == 2 * 25  # the sampler's own default, not DDIM's 2 steps
+    assert heun.nfe == 2 * 25 - 1  # the sampler's own default, not DDIM's 2 steps
     idff = sample(IDFFOracle(MU, S, 0.2), x, objective=IDFF(), model_dtype=F64)
     assert idff.nfe == 10
+
+
+class _GarbageAtDataEnd:
+    """An exact oracle everywhere except at the grid's data end, where it outputs noise.
+
+    A trained network is unreliable there (VP ``t = 0``: the ``v`` target is the unidentifiable
+    ``eps``); a sampler that reads it would add that noise to its output.
+    """
+
+    def __init__(self, oracle, data_end: float) -> None:
+        self.oracle, self.data_end, self.times = oracle, data_end, []
+
+    def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
+        out = self.oracle(x_t, t, cond, phys=phys, task_features=task_features)
+        self.times.append(float(torch.as_tensor(t).reshape(-1)[0]))
+        if abs(self.times[-1] - self.data_end) < 1e-12:
+            out = out + 10.0 * torch.randn_like(out)
+        return out
+
+
+@pytest.mark.parametrize("name", ["vp", "flow"])
+@pytest.mark.parametrize(("sampler", "options"), [("heun", {}), ("sde", {"delta": 1.0})])
+def test_heun_and_sde_never_read_the_network_at_the_data_end(name, sampler, options) -> None:
+    objective, oracle, x_lo, _, _ = _setup(name)
+    steps = 10
+    data_end = float(objective.time_grid(steps)[-1])
+    spy = _GarbageAtDataEnd(oracle, data_end)
+    x_init = _draw(objective, x_lo, 256, seed=5)
+    kwargs = dict(objective=objective, steps=steps, x_lo=x_lo, model_dtype=F64)
+    if sampler == "sde":
+        kwargs["generator"] = torch.Generator().manual_seed(1)
+    out = SAMPLERS_BY_NAME[sampler](spy, x_init, **kwargs, **options).sample
+    if sampler == "sde":
+        kwargs["generator"] = torch.Generator().manual_seed(1)
+    clean = SAMPLERS_BY_NAME[sampler](oracle, x_init, **kwargs, **options).sample
+    assert data_end not in spy.times
+    torch.testing.assert_close(out, clean, rtol=0, atol=0)
+
+
+SAMPLERS_BY_NAME = {"heun": sample_heun, "sde": sample_sde}
