@@ -13,10 +13,13 @@ downscaled back by
 
 Every prediction is scored by :func:`flexdownscale.metrics.downscaling_skill` (RMSE, RFNE, CRPS
 fair, spread-skill Fortin, log-spectral distance, spectral ratio at the smallest resolved
-scales). The report goes to ``benchmarks/results/skill.md`` with spectra, rank histograms and
-example panels. Run from the repository root (the data are read from ``../shared/data``)::
+scales). Each case's results are saved to ``benchmarks/results/skill_<case>.json`` (with the
+command and machine that produced them) and the report ``benchmarks/results/skill.md`` is written
+from every saved case, with spectra, rank histograms and example panels. Run from the
+repository root (the data are read from ``../shared/data``)::
 
     python benchmarks/skill.py                  # both cases, writes the report
+    python benchmarks/skill.py --case era5-t2m-x4   # one case; the other keeps its saved results
     python benchmarks/skill.py --write-cards    # also writes the shipped models' card tables
     python benchmarks/skill.py --check-cards    # recompute the cards' numbers and compare
 """
@@ -48,6 +51,9 @@ from flexdownscale.hub import load_model_folder, shipped_models
 from flexdownscale.metrics import SKILL_COLUMNS, downscaling_skill
 from flexdownscale.pipeline import Downscaler
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_comparisons import VARIANTS as COMPARISON_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -312,6 +318,9 @@ def run_case(
         seconds[label] = time.perf_counter() - t1
     figures = _figures(case, fine, preds, var)
     return {
+        "machine": _machine(),
+        "members": members,
+        "shipped_steps": load_model_folder(shipped_models()[case]).extra.get("train_steps"),
         "rows": rows,
         "card": card,
         "figures": figures,
@@ -323,24 +332,63 @@ def run_case(
     }
 
 
-def write_report(results: dict[str, dict[str, Any]], command: str, members: int) -> Path:
+def _machine() -> str:
+    device = "no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    return (
+        f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs), "
+        f"torch {torch.__version__}, {device}"
+    )
+
+
+def _case_json(case: str) -> Path:
+    return RESULTS / f"skill_{case}.json"
+
+
+def save_case(case: str, result: dict[str, Any], command: str) -> None:
+    """Keep one case's results (without the card) for the report: cases can be rerun alone."""
+    record = {k: v for k, v in result.items() if k != "card"} | {"command": command}
+    _case_json(case).write_text(json.dumps(record, indent=1, default=str))
+
+
+def _comparison_note(case: str, res: dict[str, Any]) -> list[str]:
+    labels = [k for k in res["rows"] if k.split(",")[0] in COMPARISON_VARIANTS]
+    if not labels:
+        return []
+    return [
+        "Comparison rows (other backbones and objectives): trained by "
+        f"`python benchmarks/train_comparisons.py --case {case}` from the shipped model's "
+        f"config (`benchmarks/configs/{case}.toml`) with one change each, on the same data and "
+        "for the same number of steps as each other (named in the row). That budget is smaller "
+        f"than the shipped model's ({res.get('shipped_steps', '?')} steps), so compare them with "
+        "the `flex-vp` row (FLEX at the same budget), not with the shipped row. Flow matching "
+        "and IDFF sample with their own "
+        "samplers (10 steps); the VP models with 2-step DDIM.",
+        "",
+    ]
+
+
+def write_report() -> Path:
+    """``skill.md`` from every case's saved results (``skill_<case>.json``)."""
     cols = list(SKILL_COLUMNS)
     lines = [
         "# Skill of the shipped models on their validation splits",
         "",
         "What: each validation field is coarsened with the training operator (area mean), "
         "downscaled back, and compared with the original. Lower is better except "
-        "`spread_skill` and `spectral_ratio_small` (1 is ideal).",
-        "",
-        f"Produced by `{command}` on {platform.processor() or platform.machine()} "
-        f"({os.cpu_count()} logical CPUs), torch {torch.__version__}, no GPU. Ensembles: "
-        f"{members} members, seed {SEED}. The data are in `../shared/data` (see its README).",
+        "`spread_skill` and `spectral_ratio_small` (1 is ideal). The data are in "
+        "`../shared/data` (see its README); rerun a case with the command under its heading.",
         "",
     ]
-    for case, res in results.items():
+    for case in CASES:
+        if not _case_json(case).is_file():
+            continue
+        res = json.loads(_case_json(case).read_text())
         cfg = _config(case)
         lines += [
             f"## {case}",
+            "",
+            f"Produced by `{res['command']}` on {res['machine']}. Ensembles: "
+            f"{res['members']} members, seed {SEED}.",
             "",
             f"Validation split: `{cfg.data.split_dim}` {list(cfg.data.validation)} of "
             f"{', '.join(Path(p).name for p in cfg.data.paths)}; {res['fields']} fields of "
@@ -358,8 +406,12 @@ def write_report(results: dict[str, dict[str, Any]], command: str, members: int)
             + "; ".join(f"{k} {v:.0f} s" for k, v in res["seconds"].items())
             + ".",
             "",
+        ]
+        lines += _comparison_note(case, res)
+        card_fields = CASE_FIELDS[case]
+        lines += [
             f"The model card of `{case}` holds the same table for the shipped model on "
-            f"{'the full split' if CASE_FIELDS[case] is None else f'{CASE_FIELDS[case]} fields per split member'}"
+            f"{'the full split' if card_fields is None else f'{card_fields} fields per split member'}"
             f" (`flexdownscale info {case}`).",
             "",
         ]
@@ -370,13 +422,6 @@ def write_report(results: dict[str, dict[str, Any]], command: str, members: int)
     lines += [""]
     path = RESULTS / "skill.md"
     path.write_text("\n".join(lines))
-    (RESULTS / "skill.json").write_text(
-        json.dumps(
-            {c: {k: v for k, v in r.items() if k != "card"} for c, r in results.items()},
-            indent=1,
-            default=str,
-        )
-    )
     return path
 
 
@@ -411,9 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case}: {results[case]['total_seconds']:.0f} s")
         for name, row in results[case]["rows"].items():
             print(f"  {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()))
+        save_case(case, results[case], command.strip())
         if args.write_cards:
             write_card(case, results[case]["card"])
-    print(f"wrote {write_report(results, command.strip(), args.members)}")
+    print(f"wrote {write_report()}")
     return 0
 
 

@@ -151,7 +151,8 @@ class SamplerConfig:
     eta
         DDIM stochasticity (0 is deterministic DDIM).
     delta
-        SDE noise level; 0 reduces to the probability-flow ODE.
+        SDE Langevin strength in units of the path's noise variance (stable for
+        ``delta * step < 2``); 0 reduces to the probability-flow ODE.
     g1, g2
         IDFF sampling knobs (gamma1, gamma2).
     """

@@ -254,6 +254,15 @@ class Objective(ABC):
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
         """Prediction of the data end of the path from ``(x, t)`` (posterior mean)."""
 
+    @abstractmethod
+    def noise_variance(self, t: Tensor) -> Tensor:
+        """Variance of the noise the path carries at ``t`` (VP: ``sigma_t^2``; flow matching:
+        ``((1 - t) b)^2`` with ``b`` the base's standard deviation; IDFF adds ``s_t^2``).
+
+        The scale of the marginal's narrowest directions: :func:`~flexdownscale.diffusion.
+        sample_sde` measures its Langevin strength in it.
+        """
+
     @property
     @abstractmethod
     def sampler_defaults(self) -> SamplerConfig:
@@ -365,6 +374,9 @@ class VPDiffusion(Objective):
         alpha, sigma = self.alpha_sigma(t)
         return -(sigma * x + alpha * out) / sigma
 
+    def noise_variance(self, t: Tensor) -> Tensor:
+        return self.alpha_sigma(t)[1] ** 2
+
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
         alpha, sigma = self.alpha_sigma(t)
         return alpha * x - sigma * out
@@ -407,6 +419,9 @@ class _BridgeBase(Objective):
 
     def _base_std(self) -> float:
         return 1.0 if self.base == "gaussian" else self.base_sigma
+
+    def noise_variance(self, t: Tensor) -> Tensor:
+        return ((1 - t) * self._base_std()) ** 2
 
     def _base_mean(self, x: Tensor, x_lo: Tensor | None) -> Tensor | float:
         if self.base == "gaussian" or x_lo is None:
@@ -575,6 +590,9 @@ class IDFF(_BridgeBase):
     def bridge_std(self, t: Tensor) -> Tensor:
         """``s_t = sigma sqrt(t (1 - t))``."""
         return self.sigma * torch.sqrt(t * (1 - t))
+
+    def noise_variance(self, t: Tensor) -> Tensor:
+        return ((1 - t) * self._base_std()) ** 2 + self.bridge_std(t) ** 2
 
     def network_input(self, x: Tensor) -> Tensor:
         """``cat([x, zeros_like(x)])`` along channels: the network's ``2 C``-channel input."""

@@ -68,8 +68,11 @@ def ode_recursion(
             b = h / 2 * (c + k1 * h * c + c1)
             q = torch.zeros(())
         else:
-            # Langevin strength: constant delta (sde) or g1 * s_t^2 (idff)
-            lam = 0.0 if (method in ("heun", "sde") and last) else delta
+            # Langevin strength: delta n_t^2 (sde, none at the last step) or g1 s_t^2 (idff)
+            if method == "sde" and not last:
+                lam = delta * objective.noise_variance(times[i])  # sample_sde's strength
+            else:
+                lam = 0.0
             if method == "idff":
                 t = times[i]
                 lam = g1 * objective.sigma**2 * t * (1 - t)
