@@ -350,13 +350,38 @@ def save_case(case: str, result: dict[str, Any], command: str) -> None:
     _case_json(case).write_text(json.dumps(record, indent=1, default=str))
 
 
+def _verdict(rows: dict[str, dict[str, float]]) -> list[str]:
+    """The acceptance checks of the shipped model, computed from the rows."""
+    flex = next(v for k, v in rows.items() if k.startswith("FLEX ensemble ("))
+    base = {m: rows[f"{m} interpolation"] for m in BASELINES}
+
+    def beats(col: str) -> str:
+        margins = ", ".join(f"{m} {b[col]:.4g}" for m, b in base.items())
+        ok = all(flex[col] < b[col] for b in base.values())
+        return f"{'yes' if ok else 'NO'} ({flex[col]:.4g} against {margins})"
+
+    ss = flex["spread_skill"]
+    calibrated = "yes" if 0.8 <= ss <= 1.25 else "NO: under-dispersed" if ss < 0.8 else "NO"
+    return [
+        "Checks on the shipped model's default ensemble:",
+        "",
+        f"- beats every interpolation baseline on RMSE: {beats('rmse')}",
+        f"- beats every interpolation baseline on log-spectral distance: {beats('lsd')}",
+        f"- spread-skill ratio in [0.8, 1.25]: {calibrated} ({ss:.3g}; see the section "
+        '"How calibrated is 2-step DDIM?" of docs/diffusion.md)',
+        "",
+    ]
+
+
 def _comparison_note(case: str, res: dict[str, Any]) -> list[str]:
     labels = [k for k in res["rows"] if k.split(",")[0] in COMPARISON_VARIANTS]
     if not labels:
         return []
+    steps = sorted({k.split(", ")[1].split(" ")[0] for k in labels})
+    steps_flag = f" --steps {steps[0]}" if len(steps) == 1 else ""
     return [
         "Comparison rows (other backbones and objectives): trained by "
-        f"`python benchmarks/train_comparisons.py --case {case}` from the shipped model's "
+        f"`python benchmarks/train_comparisons.py --case {case}{steps_flag}` from the shipped model's "
         f"config (`benchmarks/configs/{case}.toml`) with one change each, on the same data and "
         "for the same number of steps as each other (named in the row). That budget is smaller "
         f"than the shipped model's ({res.get('shipped_steps', '?')} steps), so compare them with "
@@ -407,6 +432,7 @@ def write_report() -> Path:
             + ".",
             "",
         ]
+        lines += _verdict(res["rows"])
         lines += _comparison_note(case, res)
         card_fields = CASE_FIELDS[case]
         lines += [
