@@ -173,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     objective = build_objective(DiffusionConfig())
     cond = torch.randn(1, 1, args.size, args.size, device=device)
-    timings = {}
-    for label, net in (("reused", model), ("recomputed", _NoTaskReuse(model))):
+    nets = {"reused": model, "recomputed": _NoTaskReuse(model)}
 
-        def sample(net: nn.Module = net) -> None:
+    def sampler(net: nn.Module) -> Callable[[], None]:
+        def sample() -> None:
             with torch.no_grad():
                 sample_ensemble(
                     net,
@@ -188,7 +188,17 @@ def main(argv: list[str] | None = None) -> int:
                     generator=0,
                 )
 
-        timings[label] = _time(sample, device, warmup=1, repeats=args.repeats)
+        return sample
+
+    # interleaved rounds, so that warm-up, frequency scaling and other load hit both alike
+    samples: dict[str, list[float]] = {label: [] for label in nets}
+    for net in nets.values():
+        _time(sampler(net), device, warmup=2, repeats=1)
+    for _ in range(max(args.repeats, 7)):
+        for label, net in nets.items():
+            samples[label].append(_time(sampler(net), device, warmup=0, repeats=1))
+    timings = {label: statistics.median(v) for label, v in samples.items()}
+    for label in nets:
         rows.append(
             (
                 f"sampling 1 field, {args.members} members, DDIM 2 steps, task features {label}",
@@ -217,9 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "All numbers come from this one run (medians of the repeats). Fractions of the peak use "
         "the forward + backward FLOPs of `torch.utils.flop_counter` and the matmul throughput "
-        "measured above on the same machine.",
+        "measured above on the same machine. The two sampling rows alternate round by round.",
         "",
     ]
+    if device.type != "cuda":
+        lines += [
+            "No GPU on this machine, so the GPU configuration (FLEX-small, 128 x 128, batch 32: "
+            "samples/s and peak memory in fp32 and bf16, fraction of the bf16 matmul peak) is "
+            "not measured here. On a GPU: "
+            "`python benchmarks/speed.py --preset small --size 128 --batch 32 --demo`. On a "
+            "CPU bf16 autocast is slower than fp32 (no bf16 matrix units).",
+            "",
+        ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
