@@ -252,6 +252,7 @@ class TrainConfig:
     num_workers: int = 0
     eval_fields: int = 4
     eval_members: int = 4
+    time_limit_minutes: float = 0.0
 
 
 C = TypeVar("C")

@@ -38,6 +38,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import shutil
 import sys
 import time
@@ -530,6 +531,11 @@ class Trainer:
         batches_per_epoch = len(self.loader)
         self.model.train()
         started, samples_at_start = time.perf_counter(), self.progress.samples
+        step_at_start, overhead = self.progress.step, 0.0  # overhead: validation and states
+        stopped = ""
+        self._last_step_end, self._longest_step = started, 0.0
+        if acc.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(acc.device)
         while self.progress.step < config.steps:
             epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
             self.loader.set_epoch(epoch)
@@ -576,13 +582,33 @@ class Trainer:
                     {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
                     step=self.progress.step,
                 )
+                paused = time.perf_counter()
                 if config.eval_every and self.progress.step % config.eval_every == 0:
                     self.evaluate()
                 if config.checkpoint_every and self.progress.step % config.checkpoint_every == 0:
                     self.save_state()
+                overhead += time.perf_counter() - paused
                 if self.progress.step >= config.steps:
                     break
+                if self._out_of_time(started):
+                    stopped = "time_limit"
+                    break
+            if stopped:
+                break
         bar.close()
+        if stopped:
+            acc.print(
+                f"time limit of {config.time_limit_minutes:g} min reached at step "
+                f"{self.progress.step} of {config.steps}: the state is saved and the EMA model "
+                "exported; continue with --resume"
+            )
+        self._write_launch_summary(
+            steps=self.progress.step - step_at_start,
+            samples=self.progress.samples - samples_at_start,
+            seconds=time.perf_counter() - started,
+            overhead=overhead,
+            stopped=stopped or "done",
+        )
         if (
             not list_states(self.run_dir)
             or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
@@ -598,6 +624,63 @@ class Trainer:
         return folder
 
     @torch.no_grad()
+    def _out_of_time(self, started: float) -> bool:
+        """Whether this launch has used its ``time_limit_minutes`` (every rank agrees).
+
+        The main process's clock decides and the answer is broadcast, so all ranks stop after the
+        same optimiser step. A margin of 1.5 times the longest step so far is kept for the final
+        state, validation and export.
+        """
+        limit = self.config.time_limit_minutes
+        if limit <= 0:
+            return False
+        now = time.perf_counter()
+        self._longest_step = max(self._longest_step, now - self._last_step_end)
+        self._last_step_end = now
+        local = now - started + 1.5 * self._longest_step >= 60.0 * limit
+        flag = torch.tensor([float(local)], device=self.accelerator.device)
+        from accelerate.utils import broadcast
+
+        return bool(broadcast(flag, from_process=0).item())
+
+    def _write_launch_summary(
+        self, *, steps: int, samples: int, seconds: float, overhead: float, stopped: str
+    ) -> None:
+        """Append this launch's throughput and peak memory to ``launches.jsonl`` in the run folder.
+
+        ``samples_per_s`` counts the whole loop; ``train_samples_per_s`` leaves out the time spent
+        in validation and in saving states. ``peak_memory_gib`` is the main process's peak of
+        allocated accelerator memory (``null`` on a CPU).
+        """
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return
+        cuda = acc.device.type == "cuda"
+        record = {
+            "end_step": self.progress.step,
+            "stopped": stopped,
+            "steps": steps,
+            "samples": samples,
+            "processes": acc.num_processes,
+            "seconds": round(seconds, 3),
+            "samples_per_s": round(samples / max(seconds, 1e-9), 3),
+            "train_samples_per_s": round(samples / max(seconds - overhead, 1e-9), 3),
+            "precision": _precision(self.config),
+            "device": torch.cuda.get_device_name(acc.device)
+            if cuda
+            else platform.processor() or platform.machine(),
+            "peak_memory_gib": (
+                round(torch.cuda.max_memory_allocated(acc.device) / 2**30, 3) if cuda else None
+            ),
+            "torch": torch.__version__,
+        }
+        with (self.run_dir / "launches.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        acc.print(
+            f"launch: {steps} steps, {record['train_samples_per_s']:.1f} training samples/s"
+            + (f", peak memory {record['peak_memory_gib']:.2f} GiB" if cuda else "")
+        )
+
     def _record_rank_fingerprints(self) -> None:
         """Write every rank's parameter fingerprint to ``ranks.json`` (they must be equal)."""
         acc = self.accelerator

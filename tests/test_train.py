@@ -138,6 +138,11 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
     assert "val/rmse" in folder.extra["validation"]
     assert (run / "validation.jsonl").read_text().count("val/crps") == 1
     assert len(_samples(run)) == 4
+    (launch,) = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
+    assert (launch["steps"], launch["samples"], launch["processes"]) == (4, 4 * 4, 1)
+    assert launch["stopped"] == "done"
+    assert launch["train_samples_per_s"] >= launch["samples_per_s"] > 0
+    assert launch["peak_memory_gib"] is None or launch["peak_memory_gib"] > 0
 
     # an existing run is never restarted silently
     again = _train(config, check=False)
@@ -192,6 +197,25 @@ def test_sigkill_and_resume_gives_the_uninterrupted_run(tmp_path, shared_data):
     resumed = _samples(run)
     assert resumed == reference  # same steps, same micro-batches, same data order
     assert load_model_folder(run / "model").extra["train_steps"] == 8
+
+
+@pytest.mark.slow
+def test_time_limit_saves_exports_and_resumes(tmp_path, shared_data):
+    # a limit far below one step: the launch stops after its first optimiser step
+    config = _write_config(tmp_path, shared_data, time_limit_minutes=1e-4)
+    first = _train(config)
+    run = tmp_path / "run"
+    assert "time limit of 0.0001 min reached at step 1 of 8" in first.stdout + first.stderr
+    assert [p.name for p in list_states(run)] == ["step_00000001"]
+    assert load_model_folder(run / "model").extra["train_steps"] == 1
+    (launch,) = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
+    assert (launch["stopped"], launch["end_step"]) == ("time_limit", 1)
+    # lifting the limit on resume finishes the run on the same data order as an unlimited one
+    _train(config, "--resume", "time_limit_minutes=0")
+    assert load_model_folder(run / "model").extra["train_steps"] == 8
+    reference = _write_config(tmp_path / "ref", shared_data)
+    _train(reference)
+    assert _samples(run) == _samples(tmp_path / "ref" / "run")
 
 
 @pytest.mark.slow
@@ -258,4 +282,6 @@ def test_accelerate_launch_two_processes_then_resume(tmp_path, shared_data):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout + second.stderr
     assert list_states(run)[-1].name == "step_00000006"
+    launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
+    assert [(r["end_step"], r["steps"], r["processes"]) for r in launches] == [(4, 4, 2), (6, 2, 2)]
     assert json.loads((run / "ranks.json").read_text())["step"] == 6

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The GPU measurements and training runs, on the device machine (see benchmarks/gpu/README.md).
+#
+#   bash benchmarks/gpu/run.sh PART [PART ...]
+#
+#   check            nvidia-smi, `flexdownscale info`, the gpu-marked tests
+#   speed            benchmarks/speed.py on FLEX-small, 128 x 128, batch 32 (fp32, bf16, sampling,
+#                    FLOPs, fraction of the measured bf16 matmul peak)  -> $OUT/speed_gpu.md
+#   train-small      a short bf16 run of FLEX-small on ERA5 (issue 6)   -> $OUT/train-small.tar.gz
+#   ship-kolmogorov  train the shipped kolmogorov-x8 (tiny preset)      -> $OUT/kolmogorov-x8.tar.gz
+#   ship-era5        train the shipped era5-t2m-x4 (tiny preset)        -> $OUT/era5-t2m-x4.tar.gz
+#
+# Environment: OUT (results folder; the device tool sets it), STEPS (optimiser steps of a training
+# part), MINUTES (each training launch stops cleanly after this many minutes, default 8, so a part
+# ends inside the device tool's 10-minute limit with its model exported), PRESET (train-small's
+# preset), BATCH (ship-* batch size), SPEED_ARGS (speed.py's case).
+# A CPU rehearsal of the plumbing (FLEXDOWNSCALE_TEST_DEVICE=cpu runs the gpu tests on the CPU):
+#   OUT=runs/gpu-rehearsal STEPS=3 PRESET=tiny BATCH=8 FLEXDOWNSCALE_TEST_DEVICE=cpu \
+#   SPEED_ARGS="--preset tiny --size 64 --batch 8 --repeats 1" bash benchmarks/gpu/run.sh check \
+#   speed train-small ship-kolmogorov ship-era5
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-runs/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 FLEXDOWNSCALE_SHARED_DATA=$PWD/device_data
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+PY=${PYTHON:-python3}
+DEVICE_NAME='import torch
+print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
+
+fitting_steps() {  # fitting_steps CONFIG BATCH [key=value ...]: optimiser steps that fit MINUTES
+  # A 40-step probe (no validation, no states) measures training samples/s; 75 % of the time
+  # budget goes to steps, the rest to validation, states and the export.
+  local config=$1 batch=$2
+  shift 2
+  rm -rf runs/gpu/probe
+  $PY -m flexdownscale.train --config "$config" run_dir=runs/gpu/probe steps=40 \
+    "batch_size=$batch" eval_every=0 checkpoint_every=0 logger='"none"' "$@" >/dev/null 2>&1
+  $PY - "$batch" "${MINUTES:-8}" <<'PYEOF'
+import json, sys
+batch, minutes = int(sys.argv[1]), float(sys.argv[2])
+last = open("runs/gpu/probe/launches.jsonl").read().splitlines()[-1]
+rate = json.loads(last)["train_samples_per_s"]
+print(max(40, int(0.75 * 60 * minutes * rate / batch) // 100 * 100))
+PYEOF
+}
+
+train() {  # train NAME CONFIG STEPS KEEP_MODEL [key=value ...]; archive logs, timing (and model)
+  local name=$1 config=$2 steps=$3 keep_model=$4
+  shift 4
+  local run=runs/gpu/$name start end
+  rm -rf "$run"
+  start=$(date +%s)
+  $PY -m accelerate.commands.launch --num_processes 1 \
+    -m flexdownscale.train --config "$config" "run_dir=$run" "steps=$steps" \
+    "time_limit_minutes=${MINUTES:-8}" "$@" \
+    2>&1 | tee "$OUT/$name.log"
+  end=$(date +%s)
+  {
+    echo "name: $name"
+    echo "command: accelerate launch -m flexdownscale.train --config $config run_dir=$run" \
+      "steps=$steps time_limit_minutes=${MINUTES:-8} $*"
+    echo "wall_seconds: $((end - start))"
+    echo "device: $($PY -c "$DEVICE_NAME")"
+    echo "torch: $($PY -c 'import torch; print(torch.__version__)')"
+  } >"$run/gpu_run.txt"
+  local skip=(--exclude "$name/checkpoints")
+  [ "$keep_model" = yes ] || skip+=(--exclude "$name/model")  # FLEX-small is 200 MB in fp32
+  tar -czf "$OUT/$name.tar.gz" -C runs/gpu "${skip[@]}" "$name"
+}
+
+for part in "$@"; do
+  echo "=== $part ($(date -u +%H:%M:%S))"
+  case $part in
+    check)
+      (nvidia-smi -L || echo "no nvidia-smi") | tee "$OUT/check.txt"
+      $PY -m flexdownscale.cli info | tee -a "$OUT/check.txt"
+      $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_devices.py \
+        tests/data/test_data_degrade.py 2>&1 | tee -a "$OUT/check.txt"
+      ;;
+    speed)
+      # shellcheck disable=SC2086  # SPEED_ARGS is a list of options (rehearsals shrink the case)
+      $PY benchmarks/speed.py ${SPEED_ARGS:---preset small --size 128 --batch 32} \
+        --out "$OUT/speed_gpu.md"
+      ;;
+    train-small)
+      train train-small benchmarks/configs/era5-t2m-x4.toml "${STEPS:-500}" no \
+        "model.preset=${PRESET:-small}" precision=bf16 eval_every=100 checkpoint_every=250 \
+        'data.paths=["device_data/era5_t2m_uk_2019-03-01_24.nc"]'
+      ;;
+    ship-kolmogorov)
+      config=benchmarks/configs/kolmogorov-x8.toml batch=${BATCH:-32}
+      data='data.paths=["device_data/kf_re1000.nc", "device_data/kf_re4000.nc"]'
+      steps=${STEPS:-$(fitting_steps "$config" "$batch" "$data")}
+      train kolmogorov-x8 "$config" "$steps" yes "batch_size=$batch" \
+        "eval_every=$(((steps + 3) / 4))" "checkpoint_every=$(((steps + 3) / 4))" "$data"
+      ;;
+    ship-era5)
+      config=benchmarks/configs/era5-t2m-x4.toml batch=${BATCH:-64}
+      data='data.paths=["device_data/era5_t2m_uk_2019-03-01_24.nc"]'
+      steps=${STEPS:-$(fitting_steps "$config" "$batch" "$data")}
+      train era5-t2m-x4 "$config" "$steps" yes "batch_size=$batch" \
+        "eval_every=$(((steps + 3) / 4))" "checkpoint_every=$(((steps + 3) / 4))" "$data"
+      ;;
+    *)
+      echo "unknown part: $part (check | speed | train-small | ship-kolmogorov | ship-era5)" >&2
+      exit 2
+      ;;
+  esac
+done
