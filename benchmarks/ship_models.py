@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import torch
@@ -40,10 +41,30 @@ DATA_TEXT = {
 }
 
 
+LIMITS_TEXT = {
+    "kolmogorov-x8": (
+        "Know the regime you are in. Scored per Reynolds number (same fields and members, "
+        "`benchmarks/results/skill.md`), the model is better than interpolation at Re=4000 on "
+        "every score (RMSE 1.24 against conservative 1.51, log-spectral distance 7.5 against "
+        "10.1), but at Re=1000 alone its spectrum is worse than conservative interpolation "
+        "(log-spectral distance 26.0 against 16.7; small-scale power 193 times the truth's, "
+        "against 77 times for conservative interpolation): it "
+        "adds small-scale vorticity that the smoother Re=1000 fields lack, although its RMSE "
+        "stays lower (0.67 against 1.03). Do not use its small scales at Re=1000."
+    ),
+}
+
+
 def card_text(
     name: str, config: TrainConfig, extra: dict, machine: str, minutes: float, history: str
 ) -> str:
     data = config.data
+    limits = textwrap.fill(LIMITS_TEXT[name], width=96) + "\n\n" if name in LIMITS_TEXT else ""
+    data_licence = (
+        " (ERA5: Copernicus\nlicence, attribution above)"
+        if "ERA5" in DATA_TEXT.get(name, "")
+        else ""
+    )
     params = sum(
         t.numel() for t in load_model_folder(Path("runs") / name / "model").state_dict.values()
     )
@@ -93,18 +114,17 @@ demonstration, not a production model. Larger presets train with the same config
 {SKILL_MARKER}
 {SKILL_END}
 
-The 2-step DDIM default is fast and accurate for the ensemble mean and the spectrum, but its
-ensembles are under-dispersed: the spread-skill ratio is well below the calibrated range
-0.8-1.25. Two deterministic steps cannot exceed 0.5, and more steps do not fix it for this small
-model (ODE samplers with 10-40 steps reach about 0.4-0.55; Langevin sampling adds spread only as
-small-scale noise). Read the ensemble spread as a lower bound of the uncertainty. See the "How
-calibrated is 2-step DDIM?" section of the generative-engine docs and
-`benchmarks/results/skill.md`.
+{limits}The 2-step DDIM default is fast and beats interpolation on RMSE and, over the validation
+split, on the log-spectral distance, but its ensembles are under-dispersed: the spread-skill
+ratio is well below the calibrated range 0.8-1.25. Two deterministic steps cannot exceed 0.5,
+and more steps do not fix it for this small model (ODE samplers with 10-40 steps reach about
+0.4-0.55; Langevin sampling adds spread only as small-scale noise). Read the ensemble spread as
+a lower bound of the uncertainty. See the "How calibrated is 2-step DDIM?" section of the
+generative-engine docs and `benchmarks/results/skill.md`.
 
 ## Licence
 
-Weights: MIT, like the code. The training data keep their own licences (ERA5: Copernicus
-licence, attribution above).
+Weights: MIT, like the code. The training data keep their own licences{data_licence}.
 """
 
 
