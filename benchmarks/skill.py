@@ -464,10 +464,15 @@ def write_report() -> Path:
             lines += [""]
         lines += _comparison_note(case, res)
         card_fields = CASE_FIELDS[case]
+        if card_fields == REPORT_FIELDS[case]:
+            where = "the same fields as this table"
+        elif card_fields is None:
+            where = "the full split"
+        else:
+            where = f"{card_fields} fields per file"
         lines += [
-            f"The model card of `{case}` holds the same table for the shipped model on "
-            f"{'the full split' if card_fields is None else f'{card_fields} fields per split member'}"
-            f" (`flexdownscale info {case}`).",
+            f"The model card of `{case}` holds the shipped model's and the interpolation rows on "
+            f"{where} (`flexdownscale info {case}`).",
             "",
         ]
         lines += [f"![{name}]({name})" for name in res["figures"]]
