@@ -342,8 +342,16 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
                 "to load it from the Hugging Face Hub install the hub extra: "
                 "pip install 'flexdownscale[hub]'"
             ) from err
+        # Only the files of a model folder: nothing else in the repository is fetched (no pickles).
         allow = [CONFIG_FILE, *_CHECKED_FILES, CARD_FILE]
-        return Path(snapshot_download(repo_id=text, allow_patterns=allow))
+        try:
+            return Path(snapshot_download(repo_id=text, allow_patterns=allow))
+        except (OSError, ValueError) as err:  # hub errors: HTTP, not found, offline, bad id
+            raise ModelFolderError(
+                f"could not fetch the model {text!r} from the Hugging Face Hub "
+                f"({type(err).__name__}: {err}); check the id and your network, or download the "
+                "folder once and pass its path (offline: HF_HUB_OFFLINE=1 uses the local cache)"
+            ) from err
     raise ModelFolderError(
         f"no model folder at {text!r}; give a local folder, a shipped model "
         f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name'"

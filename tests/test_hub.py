@@ -129,3 +129,72 @@ def test_foreign_checkpoint_refuses_pickled_code(tmp_path):
     assert torch.equal(import_foreign_checkpoint(good, key="ema")["w"], torch.ones(2))
     with pytest.raises(errors.ModelFolderError, match="no entry 'model'"):
         import_foreign_checkpoint(good, key="model")
+
+
+def _fake_hub(monkeypatch, download):
+    """Replace ``huggingface_hub.snapshot_download`` (no network in tests)."""
+    hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(hub, "snapshot_download", download)
+
+
+def test_hub_id_downloads_only_the_model_files(tmp_path, monkeypatch):
+    import shutil
+
+    import numpy as np
+    import xarray as xr
+
+    from flexdownscale import Downscaler
+    from flexdownscale.hub import shipped_models
+
+    calls = []
+
+    def download(repo_id, allow_patterns):
+        calls.append((repo_id, list(allow_patterns)))
+        target = tmp_path / "cache" / repo_id.replace("/", "--")
+        shutil.copytree(shipped_models()["era5-t2m-x4"], target)
+        (target / "evil.pt").write_bytes(b"not fetched by the real hub either")
+        return str(target)
+
+    _fake_hub(monkeypatch, download)
+    from_hub = Downscaler.from_pretrained("someone/era5-t2m-x4")
+    assert calls[0][0] == "someone/era5-t2m-x4"
+    assert set(calls[0][1]) == {
+        "config.json",
+        "model.safetensors",
+        "normalization.json",
+        "grid.json",
+        "README.md",
+    }
+    shipped = Downscaler.from_pretrained("era5-t2m-x4")
+    lat = np.arange(57.5, 49.5, -1.0)
+    lon = np.arange(-9.5, 2.0, 1.0)
+    rng = np.random.default_rng(0)
+    coarse = xr.Dataset(
+        {"t2m": (("latitude", "longitude"), 280 + rng.normal(size=(lat.size, lon.size)))},
+        coords={"latitude": lat, "longitude": lon},
+    )
+    coarse.t2m.attrs["units"] = "K"
+    a = from_hub(coarse, members=2, seed=3)
+    b = shipped(coarse, members=2, seed=3)
+    xr.testing.assert_equal(a.t2m, b.t2m)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError("connection refused"), ValueError("Repo id must use alphanumeric chars")],
+)
+def test_hub_failures_are_model_folder_errors(monkeypatch, failure):
+    def download(repo_id, allow_patterns):
+        raise failure
+
+    _fake_hub(monkeypatch, download)
+    with pytest.raises(errors.ModelFolderError, match=r"someone/absent.*Hugging Face Hub"):
+        resolve_model_path("someone/absent")
+
+
+def test_hub_id_without_the_hub_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(errors.BackendNotAvailableError, match=r"flexdownscale\[hub\]"):
+        resolve_model_path("someone/model")
