@@ -18,9 +18,11 @@ time chunks of dask input, or on eager vs lazy execution.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import os
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +183,55 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
     return torch.device(device)
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:<current>`` are the same device."""
+    if a.type != b.type:
+        return False
+    if a.type == "cuda":
+        current = torch.cuda.current_device()
+        return (a.index if a.index is not None else current) == (
+            b.index if b.index is not None else current
+        )
+    return a.index == b.index or a.index is None or b.index is None
+
+
+_DEVICE_COPIES_LOCK = threading.Lock()
+
+
+class _BackboneOnDevice:
+    """Runs ``self.backbone`` on a requested device without moving it.
+
+    The backbone stays where it was built; a call on another device uses a copy made on the first
+    such call and kept (one per device). So one model object (the per-path cache of
+    ``from_pretrained`` hands the same one to every caller) can serve threads that ask for
+    different devices, and asking for a device never changes what the next caller gets. The copies
+    follow the backbone object, not in-place edits of its weights: after editing the weights, call
+    :meth:`clear_device_copies`.
+    """
+
+    backbone: nn.Module
+
+    def _backbone_on(self, device: torch.device) -> nn.Module:
+        home = next(self.backbone.parameters()).device
+        if _same_device(home, device):
+            return self.backbone
+        with _DEVICE_COPIES_LOCK:
+            copies = self.__dict__.setdefault("_device_copies", {})
+            source, moved = copies.get(str(device), (None, None))
+            if source is not self.backbone:
+                moved = copy.deepcopy(self.backbone).to(device).eval()
+                copies[str(device)] = (self.backbone, moved)
+            return moved
+
+    def clear_device_copies(self) -> None:
+        """Drop the copies of the backbone kept for other devices (frees their memory)."""
+        with _DEVICE_COPIES_LOCK:
+            self.__dict__.pop("_device_copies", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
+
+
 def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:
     """Tiles per backbone call: 8 on CPU; on CUDA a share of the free memory."""
     if device.type != "cuda":
@@ -251,7 +302,7 @@ def resolve_downscaler(
 # --------------------------------------------------------------------------------------------
 
 
-class Downscaler:
+class Downscaler(_BackboneOnDevice):
     """A trained super-resolution model with everything needed to apply it to a dataset.
 
     Build one with :meth:`from_pretrained` (a model folder, a shipped name or a Hub id) or from
@@ -438,7 +489,7 @@ class Downscaler:
         # a model loaded from a folder travels as its path and is loaded once per process
         if self.path is not None:
             return {"_path": str(self.path)}
-        return dict(self.__dict__)
+        return super().__getstate__()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "_path" in state:
@@ -610,7 +661,7 @@ class Downscaler:
         )
         layout = tile_layout((hp, wp), (th, tw), overlap=max(ov, 0), blend=params["blend"])
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
-        net = TiledDenoiser(self.backbone, layout, tile_batch=batch).to(device)
+        net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch).to(device)
         model = ResidualModel(net)
         options = {
             k: getattr(self.sampler, k)
@@ -955,7 +1006,7 @@ def _run_block(
     return downscaler._sample_block(np.asarray(a), start=start, params=params)
 
 
-class Forecaster:
+class Forecaster(_BackboneOnDevice):
     """A trained forecast model: member-wise autoregressive ensemble rollouts of a dataset.
 
     Parameters
@@ -1082,7 +1133,7 @@ class Forecaster:
         dev = _resolve_device(device)
         dtype = next(self.backbone.parameters()).dtype
         frames = torch.from_numpy(z.reshape(1, -1, hp, wp)).to(dev, dtype)
-        model = ResidualModel(self.backbone.to(dev), task="forecast", past_frames=self.past_frames)
+        model = ResidualModel(self._backbone_on(dev), task="forecast", past_frames=self.past_frames)
         n_members = 1 if members is None else members
         with torch.no_grad():
             out = rollout(

@@ -124,6 +124,11 @@ def test_shipped_model_downscales_alike_on_the_device():
     # kelvin: two DDIM steps do not amplify float32 rounding beyond a millikelvin
     np.testing.assert_allclose(out[case.variable].values, ref[case.variable].values, atol=1e-3)
     assert out.attrs.keys() == ref.attrs.keys()
+    # the device call ran a copy: the shared (cached) model's backbone is still on the CPU
+    assert next(model.backbone.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(
+        model(coarse, device="cpu", **kw)[case.variable], ref[case.variable]
+    )
 
 
 def test_no_device_given_picks_the_accelerator():

@@ -236,6 +236,32 @@ def test_save_and_load_round_trip(tmp_path, pair, downscaler):
     np.testing.assert_array_equal(a, b)
 
 
+def test_device_request_never_moves_the_backbone(pair, downscaler):
+    """A call on another device runs a kept copy; the backbone the next caller gets stays put.
+
+    ``meta`` stands in for a second device on a CPU-only machine (the sampling itself is
+    checked on a GPU by tests/test_devices.py)."""
+    import pickle
+
+    home = downscaler.backbone
+    meta = downscaler._backbone_on(torch.device("meta"))
+    assert meta is not home
+    assert next(meta.parameters()).device.type == "meta"
+    assert next(home.parameters()).device.type == "cpu"
+    assert downscaler._backbone_on(torch.device("meta")) is meta  # made once, kept
+    assert downscaler._backbone_on(torch.device("cpu")) is home
+    # the copies never travel with a pickled model, and can be dropped
+    clone = pickle.loads(pickle.dumps(downscaler))
+    assert "_device_copies" not in clone.__dict__
+    downscaler.clear_device_copies()
+    assert downscaler._backbone_on(torch.device("meta")) is not meta
+    downscaler.clear_device_copies()
+    # a CPU call after the meta copy exists still runs the CPU backbone
+    _, coarse = pair
+    out = downscaler(coarse.isel(time=slice(0, 1)), members=1, seed=0, device="cpu")
+    assert np.isfinite(out["t2m"].values).all()
+
+
 def test_bbox_and_rename(pair, downscaler):
     _, coarse = pair
     lat, lon = coarse["latitude"].values, coarse["longitude"].values
