@@ -87,18 +87,51 @@ class TiledDenoiser(nn.Module):
         Tile positions and blend window over the (H, W) field.
     tile_batch
         Number of tiles per backbone call.
+    wrap
+        Periodic halos ``((top, bottom), (left, right))`` in cells. Along a dimension with a
+        halo the field is periodic: the input is extended by its own wrapped-around cells before
+        tiling and the fused output is cropped back, so ``layout`` covers ``(H + top + bottom,
+        W + left + right)`` while inputs and outputs stay ``(H, W)``, and the cells at the
+        periodic seam are estimated with context from both sides (no seam in the result).
     """
 
-    def __init__(self, backbone: nn.Module, layout: TileLayout, *, tile_batch: int = 8) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        layout: TileLayout,
+        *,
+        tile_batch: int = 8,
+        wrap: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
+    ) -> None:
         super().__init__()
         if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
             raise ConfigError(f"batch_size = {tile_batch!r} must be a positive integer")
         self.backbone = backbone
         self.layout = layout
         self.tile_batch = tile_batch
+        self.wrap = tuple(tuple(int(n) for n in pair) for pair in wrap)
+
+    def _extend(self, x: Tensor) -> Tensor:
+        """(b, C, H, W) -> the periodic extension over the layout's field."""
+        for axis, (lo, hi) in zip((-2, -1), self.wrap, strict=True):
+            if lo or hi:
+                n = x.shape[axis]
+                index = torch.arange(-lo, n + hi, device=x.device) % n
+                x = x.index_select(axis, index)
+        return x
+
+    def _crop(self, x: Tensor) -> Tensor:
+        (top, bottom), (left, right) = self.wrap
+        return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
 
     def _tiles(self, x: Tensor) -> Tensor:
         """(b, C, H, W) -> (b * T, C, th, tw), field-major."""
+        x = self._extend(x)
+        if tuple(x.shape[-2:]) != tuple(self.layout.shape):
+            raise ShapeError(
+                f"field of {tuple(x.shape[-2:])} cells (with periodic halos {self.wrap}) does "
+                f"not match the tile layout's {tuple(self.layout.shape)}"
+            )
         tiles = torch.stack(self.layout.split(x), dim=1)
         return tiles.reshape(-1, *tiles.shape[2:])
 
@@ -150,7 +183,7 @@ class TiledDenoiser(nn.Module):
         acc = TileAccumulator(self.layout)
         for k in range(count):
             acc.add(k, out[:, k])
-        return acc.result()
+        return self._crop(acc.result())
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +208,17 @@ def _units_kind(units: str) -> str | None:
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+#: Periodic halo in fine cells on each side of a periodic dimension (see TiledDenoiser's wrap).
+PERIODIC_HALO = 16
+
+
+def _periodic_halo(n: int) -> tuple[int, int]:
+    """(before, after) halo of a periodic dimension of ``n`` cells: at least PERIODIC_HALO on
+    each side, the total a multiple of 16."""
+    before = PERIODIC_HALO
+    return before, _round_up(n + 2 * before, _MULTIPLE) - n - before
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -647,13 +691,25 @@ class Downscaler(_BackboneOnDevice):
             periodic=(py, px),
         )
         phys_value = params.get("phys")
+        # Non-periodic dims: the field is reflect-padded to a multiple of 16 and the padding
+        # cropped after sampling. Periodic dims: the sampler works on the exact periodic field
+        # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
         h, w = base.shape[-2:]
-        hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
-        pad = ((0, 0), (0, 0), (0, hp - h), (0, wp - w))
-        if hp != h or wp != w:
-            base = np.pad(base, pad, mode="wrap" if (py and px) else "reflect")
+        wrap = (_periodic_halo(h) if py else (0, 0), _periodic_halo(w) if px else (0, 0))
+        end_pad = (
+            0 if py else _round_up(h, _MULTIPLE) - h,
+            0 if px else _round_up(w, _MULTIPLE) - w,
+        )
+        if any(end_pad):
+            base = np.pad(base, ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1])), mode="reflect")
+        hp = h + end_pad[0] + sum(wrap[0])
+        wp = w + end_pad[1] + sum(wrap[1])
         tile = params["tile"]
-        th, tw = min(tile, hp), min(tile, wp)
+        if params["tile_given"]:
+            th, tw = min(tile, hp), min(tile, wp)
+        else:  # a field that fits the default tile runs as one tile, its halos included
+            th = hp if h + end_pad[0] <= tile else tile
+            tw = wp if w + end_pad[1] <= tile else tile
         ov = min(
             params["overlap"],
             th - _MULTIPLE if th < hp else th - 1,
@@ -661,7 +717,8 @@ class Downscaler(_BackboneOnDevice):
         )
         layout = tile_layout((hp, wp), (th, tw), overlap=max(ov, 0), blend=params["blend"])
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
-        net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch).to(device)
+        net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch, wrap=wrap)
+        net = net.to(device)
         model = ResidualModel(net)
         options = {
             k: getattr(self.sampler, k)
@@ -911,6 +968,7 @@ class Downscaler(_BackboneOnDevice):
             "sampler": name,
             "steps": steps,
             "tile": tile_size,
+            "tile_given": tile is not None,
             "overlap": ov,
             "blend": blend,
             "batch_size": batch_size,
