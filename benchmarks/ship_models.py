@@ -45,12 +45,12 @@ LIMITS_TEXT = {
     "kolmogorov-x8": (
         "Know the regime you are in. Scored per Reynolds number (same fields and members, "
         "`benchmarks/results/skill.md`), the model is better than interpolation at Re=4000 on "
-        "every score (RMSE 1.24 against conservative 1.51, log-spectral distance 7.5 against "
+        "every score (RMSE 1.23 against conservative 1.51, log-spectral distance 7.5 against "
         "10.1), but at Re=1000 alone its spectrum is worse than conservative interpolation "
         "(log-spectral distance 26.0 against 16.7; small-scale power 193 times the truth's, "
         "against 77 times for conservative interpolation): it "
         "adds small-scale vorticity that the smoother Re=1000 fields lack, although its RMSE "
-        "stays lower (0.67 against 1.03). Do not use its small scales at Re=1000."
+        "stays lower (0.65 against 1.03). Do not use its small scales at Re=1000."
     ),
 }
 
