@@ -38,9 +38,15 @@ class _FlexAccessor:
         names = self._names()
         rename = kwargs.get("rename") or {}
         names = tuple(rename.get(n, n) for n in names)
-        if kwargs.get("variables") is not None:
-            names = names + tuple(kwargs["variables"])
-        downscaler = resolve_downscaler(model, variables=names, factor=kwargs.get("factor"))
+        chosen = kwargs.get("variables")
+        if chosen is not None:
+            names = (chosen,) if isinstance(chosen, str) else tuple(chosen)
+        downscaler = resolve_downscaler(
+            model,
+            variables=names,
+            factor=kwargs.get("factor"),
+            explicit_variables=chosen is not None,
+        )
         return downscaler(self._obj, **kwargs)
 
     def forecast(

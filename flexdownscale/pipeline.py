@@ -57,12 +57,28 @@ SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
 
 #: Relative tolerance of the grid-spacing check (input spacing vs the model's coarse spacing).
 SPACING_RTOL = 1e-3
+#: Largest accepted offset of the input's coarse cells from the training lattice, in fine cells.
+LATTICE_TOL_FINE_CELLS = 0.05
 #: Default tile side in fine cells; fields up to this size run as one tile.
 DEFAULT_TILE = 256
 _MULTIPLE = 16
 
-_KELVIN = {"k", "kelvin", "degk", "deg_k", "degrees_k", "degreesk"}
-_CELSIUS = {"degc", "deg_c", "c", "celsius", "degrees_c", "degree_c", "degrees_celsius", "°c"}
+_KELVIN = frozenset(
+    ["k", "kelvin", "degk", "deg_k", "degrees_k", "degreesk", "degree_kelvin", "degrees_kelvin"]
+)
+_CELSIUS = frozenset(
+    [
+        "degc",
+        "deg_c",
+        "c",
+        "celsius",
+        "degrees_c",
+        "degree_c",
+        "degrees_celsius",
+        "degree_celsius",
+        "°c",
+    ]
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +222,47 @@ def _units_kind(units: str) -> str | None:
     return None
 
 
+def _grid_mapping_names(attr: Any) -> list[str]:
+    """Variable names in a CF ``grid_mapping`` attribute (``"crs"`` or ``"crs: x y ..."``)."""
+    if not isinstance(attr, str):
+        return []
+    if ":" not in attr:
+        return attr.split()
+    words = attr.replace(":", " : ").split()
+    return [w for i, w in enumerate(words[:-1]) if words[i + 1] == ":"]
+
+
+def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
+    """Carry the CF grid-mapping variables of ``out``'s variables over from ``source``, and drop
+    ``coordinates`` attributes naming variables ``out`` does not have (2-D lat/lon of a rotated
+    grid are not refined)."""
+    out = out.copy()
+    for name in list(out.data_vars):
+        attrs = out[name].attrs
+        for gm in _grid_mapping_names(attrs.get("grid_mapping")):
+            if gm in source.variables and gm not in out.variables and source[gm].ndim == 0:
+                out = out.assign_coords({gm: source[gm].variable.copy()})
+        listed = attrs.get("coordinates")
+        if isinstance(listed, str):
+            kept = [c for c in listed.split() if c in out.variables]
+            attrs = {k: v for k, v in attrs.items() if k != "coordinates"}
+            if kept:
+                attrs["coordinates"] = " ".join(kept)
+            out[name].attrs = attrs
+    return out
+
+
+def _bbox_longitudes(x_min: float, x_max: float, xs: np.ndarray) -> tuple[float, float]:
+    """Shift a longitude range by a multiple of 360 degrees to overlap the grid's longitudes
+    ``xs`` most (the input may be in the other convention than its normalized grid)."""
+
+    def overlap(shift: float) -> float:
+        return min(x_max + shift, float(xs[-1])) - max(x_min + shift, float(xs[0]))
+
+    best = max((-360.0, 0.0, 360.0), key=lambda k: (overlap(k), k == 0.0))
+    return x_min + best, x_max + best
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -222,9 +279,32 @@ def _periodic_halo(n: int) -> tuple[int, int]:
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
+    """The torch device for ``device`` (``None``: CUDA when available, else the CPU).
+
+    Raises
+    ------
+    ConfigError
+        For a device string torch does not know, or a CUDA device this machine does not have.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"device = {device!r} is not a device torch knows; use 'cpu', 'cuda', 'cuda:<index>' "
+            "or None (CUDA when available)"
+        ) from err
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            have = f"{count} CUDA device{'s' if count != 1 else ''}" if count else "no CUDA device"
+            raise ConfigError(
+                f"device = {device!r} but this machine has {have} (torch {torch.__version__}"
+                f"{', built without CUDA' if not torch.backends.cuda.is_built() else ''}); use "
+                "device='cpu' or None"
+            )
+    return resolved
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -289,30 +369,78 @@ def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int
     return int(max(1, min(256, (0.5 * free) // per_tile)))
 
 
-_CACHE: dict[str, Downscaler] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, int, int], ...]], Downscaler] = {}
 
 
-def _cached(path: str) -> Downscaler:
-    """One Downscaler per model folder and process (dask workers load a model once)."""
-    if path not in _CACHE:
-        _CACHE[path] = Downscaler.from_pretrained(path)
-    return _CACHE[path]
+def _folder_key(path: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """Cache key of a model folder: its absolute path and the size and modification time of its
+    files (a folder replaced in place is loaded again)."""
+    path = path.resolve()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    stats = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return str(path), stats
+
+
+def _cached(model: str | os.PathLike[str]) -> Downscaler:
+    """One Downscaler per model folder and process (dask workers load a model once).
+
+    ``model`` is a folder, a shipped name or a Hub id; relative paths are resolved now, so a
+    later change of the working directory cannot hand out another folder's model.
+    """
+    from .hub import resolve_model_path
+
+    key = _folder_key(resolve_model_path(model))
+    if key not in _CACHE:
+        ref = model if _is_reference(model) else key[0]
+        _CACHE[key] = Downscaler.from_pretrained(ref)
+    return _CACHE[key]
+
+
+def _is_reference(model: str | os.PathLike[str]) -> bool:
+    """Whether ``model`` is a shipped name or a Hub id rather than a local folder."""
+    return not Path(model).expanduser().exists() and isinstance(model, str)
+
+
+def _model_label(ref: str | os.PathLike[str], path: Path) -> str:
+    """What provenance records for a model: the shipped name, ``hub-id@revision`` or the
+    absolute folder path."""
+    from .hub import shipped_models
+
+    path = Path(path).resolve()
+    for name, folder in shipped_models().items():
+        if folder.resolve() == path:
+            return name
+    if _is_reference(ref):  # a Hub id: the snapshot folder is named after the commit
+        return f"{ref}@{path.name}"
+    return str(path)
 
 
 def resolve_downscaler(
-    model: Any, *, variables: tuple[str, ...] = (), factor: int | None = None
+    model: Any,
+    *,
+    variables: tuple[str, ...] = (),
+    factor: int | None = None,
+    explicit_variables: bool = False,
 ) -> Any:
     """A :class:`~flexdownscale.pipeline.Downscaler` from a Downscaler, a path, a name or ``None``.
 
     ``None`` picks the shipped model whose variables are all in ``variables`` and whose factor is
     ``factor`` (any factor when ``None``).
 
+    Parameters
+    ----------
+    explicit_variables
+        Whether ``variables`` came from ``variables=[...]`` (the caller's names in a model's
+        order): with ``model=None`` only a shipped model with exactly those names is picked.
+
     Raises
     ------
     ModelFolderError
         When no shipped model matches (the message lists the shipped models and the fix).
+    UnsupportedFactorError
+        When shipped models take the variables, but none by ``factor``.
     """
-    from .hub import load_model_folder, resolve_model_path, shipped_models
+    from .hub import load_model_folder, shipped_models
 
     if isinstance(model, Downscaler):
         return model
@@ -322,23 +450,50 @@ def resolve_downscaler(
                 f"model={model!r}; expected a Downscaler, a model folder path, a shipped model "
                 "name or a Hugging Face Hub id"
             )
-        return _cached(str(resolve_model_path(model)))
-    shipped = shipped_models()
-    matches = []
-    for path in shipped.values():
-        folder = load_model_folder(path)
-        if folder.task != "superres" or not set(folder.variables) <= set(variables):
-            continue
-        if factor is None or folder.factor == factor:
-            matches.append(str(path))
-    if not matches:
-        listing = ", ".join(shipped) or "none are shipped with this version"
-        raise ModelFolderError(
-            f"no shipped model downscales variables {list(variables)} by factor {factor} "
-            f"(shipped models: {listing}); pass model='path/to/model-folder' (a folder written by "
-            "Downscaler.save_pretrained or the training script) or a Hugging Face Hub id"
+        return _cached(model)
+    shipped = {name: load_model_folder(path) for name, path in shipped_models().items()}
+    shipped = {name: folder for name, folder in shipped.items() if folder.task == "superres"}
+    listing = (
+        ", ".join(
+            f"{name} ({', '.join(folder.variables)}, x{folder.factor})"
+            for name, folder in shipped.items()
         )
-    return _cached(matches[0])
+        or "none are shipped with this version"
+    )
+    if explicit_variables:
+        exact = [n for n, f in shipped.items() if tuple(f.variables) == tuple(variables)]
+        if exact:
+            shipped = {n: shipped[n] for n in exact}
+        else:
+            raise ModelFolderError(
+                f"variables={list(variables)} are no shipped model's variables, and mapping "
+                f"other names onto a model's needs model= (shipped models: {listing}); or "
+                "rename your variables to the model's names: rename={'your_name': 'model_name'}"
+            )
+    by_vars = {n: f for n, f in shipped.items() if set(f.variables) <= set(variables)}
+    matches = [n for n, f in by_vars.items() if factor is None or f.factor == factor]
+    if matches:
+        return _cached(matches[0])
+    if by_vars:
+        factors = sorted({f.factor for f in by_vars.values()})
+        raise UnsupportedFactorError(
+            f"factor = {factor!r} but the shipped models for variables {list(variables)} "
+            f"downscale by {factors} only ({listing}); use factor={factors[0]} or pass "
+            "model='path/to/model-folder' trained for that factor"
+        )
+    hint = ""
+    same_count = [n for n, f in shipped.items() if len(f.variables) == len(variables)]
+    if same_count:
+        f0 = shipped[same_count[0]]
+        hint = (
+            f"; if your variables are the model's under other names, pass rename="
+            f"{dict(zip(variables, f0.variables))} (model {same_count[0]!r})"
+        )
+    raise ModelFolderError(
+        f"no shipped model downscales variables {list(variables)} by factor {factor} "
+        f"(shipped models: {listing}){hint}; or pass model='path/to/model-folder' (a folder "
+        "written by Downscaler.save_pretrained or the training script) or a Hugging Face Hub id"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,7 +650,7 @@ class Downscaler(_BackboneOnDevice):
             units=folder.units,
             factor=folder.factor,
             sampler=folder.sampler,
-            name=str(name_or_path),
+            name=_model_label(name_or_path, folder.path),
             card=folder.card,
             condition=folder.condition,
         )
@@ -532,12 +687,13 @@ class Downscaler(_BackboneOnDevice):
     def __getstate__(self) -> dict[str, Any]:
         # a model loaded from a folder travels as its path and is loaded once per process
         if self.path is not None:
-            return {"_path": str(self.path)}
+            return {"_path": str(self.path), "_name": self.name}
         return super().__getstate__()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "_path" in state:
             self.__dict__.update(_cached(state["_path"]).__dict__)
+            self.name = state.get("_name", self.name)
         else:
             self.__dict__.update(state)
 
@@ -559,7 +715,7 @@ class Downscaler(_BackboneOnDevice):
                 )
             ds = ds.rename({k: v for k, v in rename.items()})
         if variables is not None:
-            variables = list(variables)
+            variables = [variables] if isinstance(variables, str) else list(variables)
             if len(variables) != len(self.variables):
                 raise MissingVariableError(
                     f"variables={variables} has {len(variables)} entries; the model takes "
@@ -596,12 +752,22 @@ class Downscaler(_BackboneOnDevice):
                 value, source = ds.attrs[name], f"the input's attribute {name!r}"
             elif name in ds.variables and ds[name].size == 1:
                 value, source = ds[name].values.reshape(()).item(), f"the input's variable {name!r}"
+            elif any(name in ds[v].attrs for v in ds.data_vars):
+                # e.g. a DataArray's own attribute (to_dataset keeps it on the variable)
+                found = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
+                if len({repr(x) for x in found.values()}) > 1:
+                    raise ConfigError(
+                        f"the input's variables disagree on {name!r}: {found}; pass "
+                        "condition=<value>"
+                    )
+                v0 = next(iter(found))
+                value, source = found[v0], f"attribute {name!r} of the input's variable {v0!r}"
             else:
                 raise MissingVariableError(
                     f"model {self.name!r} is conditioned on {name!r} (divided by "
                     f"{self.condition['scale']:g}) but the input has no attribute or scalar "
                     f"variable of that name; pass condition=<value> or set "
-                    f"ds.attrs[{name!r}] = <value>"
+                    f"ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
                 )
         try:
             number = float(value)
@@ -654,6 +820,34 @@ class Downscaler(_BackboneOnDevice):
                     f"coarsened x{self.factor}); regrid the input to that spacing first, e.g. with "
                     "flexdownscale.data.regrid or coarsen_grid"
                 )
+        # The training crops start on whole coarse cells of the training grid, so the model only
+        # ever saw that alignment of the coarse cells; an offset one costs most of its skill.
+        # (A longitude lattice is the same modulo 360 degrees.)
+        f = self.factor
+        for axis, first, lattice0, step, units in (
+            ("x", spec.x0, fine.x0 + 0.5 * (f - 1) * fine.dx, dx, spec.x_units),
+            ("y", spec.y0, fine.y0 + 0.5 * (f - 1) * fine.dy, dy, spec.y_units),
+        ):
+            cells = (first - lattice0) / step
+            offset = cells - round(cells)
+            if abs(offset) * f > LATTICE_TOL_FINE_CELLS:
+                fine_cells = offset * f
+                if abs(fine_cells - round(fine_cells)) <= LATTICE_TOL_FINE_CELLS:
+                    drop = round(-fine_cells) % f
+                    fix = (
+                        f"if the input was coarsened from data on the model's fine grid, drop "
+                        f"the first {drop} fine cells along {axis} (axis sorted ascending) "
+                        "before coarsening with flexdownscale.data.degrade; otherwise regrid"
+                    )
+                else:
+                    fix = "regrid"
+                raise GridError(
+                    f"the input's coarse cells along {axis} are offset by {offset * step:+.6g} "
+                    f"{units} ({fine_cells:+.3g} fine cells) from the cells the model was trained "
+                    f"on, whose centres are {lattice0:.6g} + k * {step:g} {units}; the model "
+                    f"learned that alignment and loses most of its skill on another one. To fix: "
+                    f"{fix} the input onto that lattice (flexdownscale.data.regrid)"
+                )
 
     # -- sampling ----------------------------------------------------------------------------------
 
@@ -675,12 +869,20 @@ class Downscaler(_BackboneOnDevice):
         if nan.any():
             per_step = nan.reshape(steps_total, -1).all(axis=1)
             where = "is entirely NaN" if per_step.any() else "contains NaN"
+            t, _, row, col = np.argwhere(nan)[0]
+            (y_first, dy), (x_first, dx) = params["origin"]
+            halo = params["bbox_halo"]
+            region = (
+                f"; with bbox= the region is read with a halo of {halo} coarse cells on each "
+                f"side (max(2, overlap / factor)), so NaNs that close to the bbox count too"
+                if halo
+                else " or select a region without them (bbox=)"
+            )
             raise DataError(
-                f"the coarse input {where} at time index "
-                f"{start + int(np.argmax(nan.reshape(steps_total, -1).any(axis=1)))} "
-                f"({int(nan.sum())} NaN values in this block); a network smears NaNs over its "
-                "whole tile, so fill them first (e.g. ds.fillna(...) or "
-                "ds.interpolate_na(dim=...)) or select a region without them (bbox=)"
+                f"the coarse input {where} at time index {start + int(t)}, first at "
+                f"y = {y_first + row * dy:g}, x = {x_first + col * dx:g} ({int(nan.sum())} NaN "
+                "values in this block); a network smears NaNs over its whole tile, so fill them "
+                f"first (e.g. ds.fillna(...) or ds.interpolate_na(dim=...)){region}"
             )
         z = self.normalizer.transform_array(coarse.astype(np.float64), variables=self.variables)
         base = upsample_array(
@@ -841,6 +1043,11 @@ class Downscaler(_BackboneOnDevice):
         """
         from ._version import __version__
 
+        # numpy integers (e.g. from an array of settings) count as integers
+        members, steps, tile, overlap, batch_size = (
+            int(v) if isinstance(v, np.integer) else v
+            for v in (members, steps, tile, overlap, batch_size)
+        )
         if blend not in get_args(Blend):
             raise ConfigError(
                 f"blend = {blend!r} is not a valid option; expected 'uniform', 'cosine' or "
@@ -881,6 +1088,7 @@ class Downscaler(_BackboneOnDevice):
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer or None")
+        _resolve_device(device)  # an unknown or absent device fails now, not at compute time
 
         if isinstance(ds, xr.DataArray):
             if ds.name is None and len(self.variables) == 1:
@@ -917,6 +1125,7 @@ class Downscaler(_BackboneOnDevice):
         region = norm
         iy = slice(0, ys.size)
         ix = slice(0, xs.size)
+        ry_start = rx_start = bbox_halo = 0
         if bbox is not None:
             try:
                 x_min, y_min, x_max, y_max = (float(b) for b in bbox)
@@ -924,6 +1133,14 @@ class Downscaler(_BackboneOnDevice):
                 raise ConfigError(
                     f"bbox = {bbox!r}; expected (x_min, y_min, x_max, y_max)"
                 ) from err
+            if x_min > x_max or y_min > y_max:
+                raise ConfigError(
+                    f"bbox = {tuple(bbox)}: expected (x_min, y_min, x_max, y_max) with "
+                    f"x_min <= x_max and y_min <= y_max"
+                )
+            if spec.kind == "latlon" and not spec.periodic_x:
+                # a bbox in the other longitude convention (0..360 vs -180..180)
+                x_min, x_max = _bbox_longitudes(x_min, x_max, xs)
             jy = np.flatnonzero((ys >= y_min) & (ys <= y_max))
             jx = np.flatnonzero((xs >= x_min) & (xs <= x_max))
             if jy.size == 0 or jx.size == 0:
@@ -938,14 +1155,14 @@ class Downscaler(_BackboneOnDevice):
             iy = slice(int(jy[0] - ry.start), int(jy[-1] + 1 - ry.start))
             ix = slice(int(jx[0] - rx.start), int(jx[-1] + 1 - rx.start))
             region = norm.isel({y: ry, x: rx})
-            target = region.isel({y: iy, x: ix})
-        else:
-            target = norm
-        fine_grid = refine_grid(target[self.variables[0]], self.factor, dims=dims)
+            ry_start, rx_start, bbox_halo = int(ry.start), int(rx.start), halo
         f = self.factor
         crop = (slice(iy.start * f, iy.stop * f), slice(ix.start * f, ix.stop * f))
+        # refine the region (never a single cell), then crop to the bbox's cells
+        region_grid = refine_grid(region[self.variables[0]], f, dims=dims)
+        fine_grid = region_grid.isel({y: crop[0], x: crop[1]})
         fine_region = spec.refine(f)
-        ry_fine = np.asarray(refine_grid(region[self.variables[0]], f, dims=dims)[y].values)
+        ry_fine = np.asarray(region_grid[y].values)
         row_weights = (
             grid_row_weights(fine_region, ry_fine)
             if self.grid.get("upsample") == "conservative"
@@ -976,6 +1193,11 @@ class Downscaler(_BackboneOnDevice):
             "periodic": periodic,
             "crop": crop,
             "row_weights": row_weights,
+            "origin": (
+                (float(ys[ry_start]), float(spec.dy)),
+                (float(xs[rx_start]), float(spec.dx)),
+            ),
+            "bbox_halo": bbox_halo,
             "progress": bool(progress) and not lazy,
             "phys": (
                 None
@@ -1024,6 +1246,7 @@ class Downscaler(_BackboneOnDevice):
                 da = da.isel(member=0)
             out_vars[v] = da
         out = xr.Dataset(out_vars, coords=coords)
+        out = _keep_grid_mapping(out, ds)
         if members is not None:
             out = out.assign_coords(member=("member", np.arange(n_members)))
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -1044,6 +1267,9 @@ class Downscaler(_BackboneOnDevice):
                 "flexdownscale_steps": steps,
                 "flexdownscale_seed": int(seed),
                 "flexdownscale_members": n_members,
+                "flexdownscale_tile": tile_size,
+                "flexdownscale_overlap": ov,
+                "flexdownscale_blend": blend,
             }
         )
         if condition_value is not None and self.condition is not None:
@@ -1131,7 +1357,7 @@ class Forecaster(_BackboneOnDevice):
             units=folder.units,
             past_frames=folder.model.past_frames,
             sampler=folder.sampler,
-            name=str(name_or_path),
+            name=_model_label(name_or_path, folder.path),
         )
 
     def __call__(

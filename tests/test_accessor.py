@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_pipeline import era5_pair, make_downscaler
+from test_pipeline import ERA5, era5_pair, make_downscaler
 
 import flexdownscale  # noqa: F401  (registers the accessor)
-from flexdownscale.errors import ModelFolderError
+from flexdownscale.errors import ModelFolderError, UnsupportedFactorError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,16 +57,32 @@ def test_model_by_path_is_cached(setup, tmp_path):
     np.testing.assert_array_equal(a["t2m"].values, b["t2m"].values)
     from flexdownscale.pipeline import _CACHE
 
-    assert str(path) in _CACHE
+    assert any(key[0] == str(path.resolve()) for key in _CACHE)
 
 
 def test_no_shipped_model_matches(setup):
     coarse, _ = setup
-    with pytest.raises(ModelFolderError, match=r"no shipped model downscales .* model=") as err:
+    # the variables match a shipped model, the factor does not
+    with pytest.raises(UnsupportedFactorError, match=r"downscale by \[4\] only .* factor=4"):
         coarse.flex.downscale(factor=2)
-    assert "era5-t2m-x4" in str(err.value)  # the message lists what is shipped
-    with pytest.raises(ModelFolderError, match="no shipped model"):
+    # the names do not match: the message lists what is shipped and the rename that would fit
+    with pytest.raises(ModelFolderError, match="no shipped model") as err:
         coarse.rename(t2m="tas").flex.downscale(factor=4)
+    assert "era5-t2m-x4 (t2m, x4)" in str(err.value)
+    assert "rename={'tas': 't2m'}" in str(err.value)
+
+
+def test_variables_without_model(shared_data):
+    from flexdownscale.data import degrade, normalize_grid
+
+    fine = normalize_grid(xr.open_dataset(shared_data / ERA5).isel(time=[0]))
+    coarse = degrade(fine, 4, boundary="trim")  # on the shipped model's training lattice
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    extra = coarse.assign(other=coarse["t2m"] * 0)
+    picked = extra.flex.downscale(variables=["t2m"], factor=4, seed=0)
+    assert picked.attrs["flexdownscale_model"] == "era5-t2m-x4"  # the name, not the install path
+    with pytest.raises(ModelFolderError, match="needs model="):
+        extra.rename(t2m="tas").flex.downscale(variables=["tas"], factor=4)
 
 
 def test_forecast(setup):

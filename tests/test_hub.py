@@ -166,8 +166,10 @@ def test_hub_id_downloads_only_the_model_files(tmp_path, monkeypatch):
         "README.md",
     }
     shipped = Downscaler.from_pretrained("era5-t2m-x4")
-    lat = np.arange(57.5, 49.5, -1.0)
-    lon = np.arange(-9.5, 2.0, 1.0)
+    assert from_hub.name.startswith("someone/era5-t2m-x4@")  # provenance: id and revision
+    assert shipped.name == "era5-t2m-x4"
+    lat = np.arange(57.375, 49.9, -1.0)  # the model's coarse lattice (checked by the Downscaler)
+    lon = np.arange(-9.625, 2.0, 1.0)
     rng = np.random.default_rng(0)
     coarse = xr.Dataset(
         {"t2m": (("latitude", "longitude"), 280 + rng.normal(size=(lat.size, lon.size)))},

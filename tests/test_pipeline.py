@@ -484,6 +484,8 @@ def test_physical_condition(tmp_path, pair):
     assert with_attr.attrs["reynolds_number"] == 1000.0
     assert "reynolds_number" not in coarse.attrs
     np.testing.assert_array_equal(low["t2m"].values, from_attr["t2m"].values)
+    da = coarse["t2m"].assign_attrs(reynolds_number=1000.0)  # a DataArray's own attribute
+    np.testing.assert_array_equal(ds(da, members=2)["t2m"].values, low["t2m"].values)
     from_var = ds(coarse.assign(reynolds_number=4000.0), members=2)
     high = ds(coarse, members=2, condition=4000.0)
     np.testing.assert_array_equal(high["t2m"].values, from_var["t2m"].values)
@@ -499,3 +501,135 @@ def test_physical_condition(tmp_path, pair):
     np.testing.assert_array_equal(
         again(coarse, members=2, condition=4000.0)["t2m"].values, high["t2m"].values
     )
+
+
+# -- checks and provenance a user relies on ------------------------------------------------------
+
+
+def _shift_rows(fine, rows):
+    """Coarse input from the fine truth with its first ``rows`` fine rows dropped."""
+    coarse = degrade(fine.isel(latitude=slice(rows, None)), FACTOR, boundary="trim")
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    return coarse
+
+
+@pytest.mark.parametrize(("rows", "offset", "drop"), [(1, "+1", 3), (2, "+2", 2), (3, "-1", 1)])
+def test_coarse_cells_off_the_training_lattice_are_refused(pair, downscaler, rows, offset, drop):
+    fine, _ = pair
+    with pytest.raises(GridError, match="offset by") as info:
+        downscaler(_shift_rows(fine, rows), seed=0)
+    text = str(info.value)
+    assert f"({offset} fine cells)" in text
+    assert "along y" in text
+    assert f"drop the first {drop} fine cells along y" in text
+    # dropping what the message says lands on the lattice again
+    out = downscaler(_shift_rows(fine, rows + drop), seed=0)
+    assert out.sizes["latitude"] == (fine.sizes["latitude"] - rows - drop) // FACTOR * FACTOR
+
+
+def test_off_lattice_by_a_fraction_of_a_cell_says_regrid(pair, downscaler):
+    _, coarse = pair
+    moved = coarse.assign_coords(longitude=coarse["longitude"] + 0.1)
+    with pytest.raises(GridError, match=r"offset by \+0\.1 degrees_east .* To fix: regrid"):
+        downscaler(moved, seed=0)
+
+
+def test_settings_accept_numpy_integers_and_provenance_records_them(pair, downscaler):
+    _, coarse = pair
+    a = downscaler(coarse, members=2, steps=2, seed=3, tile=32, overlap=8)
+    b = downscaler(
+        coarse,
+        members=np.int64(2),
+        steps=np.int32(2),
+        seed=np.int64(3),
+        tile=np.int64(32),
+        overlap=np.int64(8),
+        batch_size=np.int64(4),
+    )
+    np.testing.assert_array_equal(a["t2m"].values, b["t2m"].values)
+    assert (a.attrs["flexdownscale_tile"], a.attrs["flexdownscale_overlap"]) == (32, 8)
+    assert a.attrs["flexdownscale_blend"] == "cosine"
+    one = downscaler(coarse, variables="t2m", seed=3)  # a string is one variable name
+    assert list(one.data_vars) == ["t2m"]
+
+
+def test_bad_device_is_a_config_error_before_compute(pair, downscaler):
+    _, coarse = pair
+    with pytest.raises(ConfigError, match="not a device torch knows"):
+        downscaler(coarse.chunk(time=1), device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            downscaler(coarse.chunk(time=1), device="cuda")
+
+
+def test_udunits_celsius_spelling(pair, downscaler):
+    _, coarse = pair
+    bad = _wrong_units(coarse)
+    bad["t2m"].attrs["units"] = "degree_Celsius"
+    with pytest.raises(UnitsError, match=r"273\.15"):
+        downscaler(bad, seed=0)
+
+
+def test_grid_mapping_variable_travels_and_stale_coordinates_go(pair, downscaler):
+    _, coarse = pair
+    crs = xr.DataArray(np.int32(0), attrs={"grid_mapping_name": "latitude_longitude"})
+    src = coarse.assign(crs=crs)
+    src["t2m"].attrs.update(grid_mapping="crs", coordinates="lat2d lon2d")
+    out = downscaler(src, seed=0)
+    assert out["t2m"].attrs["grid_mapping"] == "crs"
+    assert out["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+    assert "coordinates" not in out["t2m"].attrs  # lat2d/lon2d are not in the output
+    assert "coordinates" in src["t2m"].attrs  # the input is untouched
+
+
+def test_bbox_one_cell_other_convention_and_reversed(pair, downscaler):
+    _, coarse = pair
+    lat, lon = coarse["latitude"].values, coarse["longitude"].values
+    one = downscaler(coarse, bbox=(lon[4], lat[3], lon[4], lat[3]), seed=0)
+    assert one["t2m"].shape == (2, FACTOR, FACTOR)
+    full = downscaler(coarse, seed=0)
+    assert float(one["latitude"][0]) in full["latitude"].values
+    # the same box given in 0..360 longitudes
+    box = (lon[3] - 0.1, lat[2] - 0.1, lon[7] + 0.1, lat[5] + 0.1)
+    west = downscaler(coarse, bbox=box, seed=0)
+    east = downscaler(coarse, bbox=(box[0] % 360, box[1], box[2] % 360, box[3]), seed=0)
+    xr.testing.assert_identical(west.drop_attrs(), east.drop_attrs())
+    with pytest.raises(ConfigError, match="x_min <= x_max"):
+        downscaler(coarse, bbox=(box[2], box[1], box[0], box[3]), seed=0)
+
+
+def test_nan_message_says_where_and_names_the_bbox_halo(pair, downscaler):
+    _, coarse = pair
+    bad = coarse.copy(deep=True)
+    bad["t2m"][0, 5, 0] = np.nan
+    lat, lon = coarse["latitude"].values, coarse["longitude"].values
+    with pytest.raises(DataError, match=rf"first at y = {lat[5]:g}, x = {lon[0]:g}"):
+        downscaler(bad, seed=0)
+    with pytest.raises(DataError, match="halo of 2 coarse cells"):
+        downscaler(bad, seed=0, overlap=0, bbox=(lon[2], lat[2], lon[6], lat[6]))
+    ok = downscaler(bad, seed=0, overlap=0, bbox=(lon[3], lat[2], lon[6], lat[6]))
+    assert np.isfinite(ok["t2m"].values).all()
+
+
+def test_model_cache_follows_the_folder(tmp_path, pair, downscaler, monkeypatch):
+    """A relative path means the folder it named when called; a folder replaced in place is
+    loaded again; provenance records the absolute path."""
+    from flexdownscale.pipeline import resolve_downscaler
+
+    fine, _ = pair
+    for name, seed in (("a", 0), ("b", 1)):
+        make_downscaler(fine, seed=seed).save_pretrained(tmp_path / name / "m")
+    monkeypatch.chdir(tmp_path / "a")
+    first = resolve_downscaler("m")
+    assert first.name == str((tmp_path / "a" / "m").resolve())
+    monkeypatch.chdir(tmp_path / "b")
+    second = resolve_downscaler("m")
+    assert second is not first
+    assert second.name == str((tmp_path / "b" / "m").resolve())
+    assert resolve_downscaler("m") is second  # cached
+    make_downscaler(fine, seed=2).save_pretrained(tmp_path / "b" / "m", overwrite=True)
+    third = resolve_downscaler("m")
+    assert third is not second
+    w2 = next(iter(third.backbone.parameters()))
+    w1 = next(iter(second.backbone.parameters()))
+    assert not torch.equal(w1, w2)
