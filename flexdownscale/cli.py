@@ -103,21 +103,136 @@ def _info_model(name: str) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    """``str(err)`` with its whitespace (newlines included) collapsed, for one-line messages."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for a file-system error: the file and what went wrong with it."""
+    if err.filename is not None:
+        what = err.strerror or _one_line(err)
+        other = f" -> {err.filename2!r}" if err.filename2 is not None else ""
+        return f"cannot use {str(err.filename)!r}{other}: {what}"
+    return _one_line(err)
+
+
+def _is_zarr(path: str) -> bool:
+    return path.rstrip("/").endswith(".zarr")
+
+
 def _open(path: str) -> Any:
+    """Open a netCDF file or a zarr store (lazily); :class:`DataError` naming it when that fails."""
     import xarray as xr
 
     from .errors import DataError
 
     if not Path(path).exists():
         raise DataError(f"input {path!r} does not exist")
-    if path.rstrip("/").endswith(".zarr"):
-        return xr.open_zarr(path, consolidated=False)
-    return xr.open_dataset(path)
+    kind = "a zarr store" if _is_zarr(path) else "netCDF"
+    try:
+        if _is_zarr(path):
+            return xr.open_zarr(path, consolidated=False)
+        return xr.open_dataset(path)
+    except (OSError, ValueError) as err:
+        raise DataError(
+            f"cannot read {path!r} as {kind}: {_one_line(err)} (inputs are netCDF files, or zarr "
+            "stores whose name ends in .zarr)"
+        ) from err
+
+
+def _available_devices() -> list[str]:
+    """The ``--device`` values this machine can run: cpu, then cuda / cuda:<i>, then mps."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a ``--device`` that is unknown or absent here, before anything is computed."""
+    if device is None:
+        return
+    import torch
+
+    from .errors import ConfigError
+
+    available = _available_devices()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"--device {device!r} is not a device name; available here: {', '.join(available)} "
+            "(or leave --device out: CUDA when available, else the CPU)"
+        ) from None
+    ok = str(resolved) in available or (resolved.type == "mps" and "mps" in available)
+    if not ok:
+        note = ""
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            built = "" if torch.backends.cuda.is_built() else ", built without CUDA"
+            note = f" (this machine has no CUDA device; torch {torch.__version__}{built})"
+        raise ConfigError(
+            f"--device {device!r} is not available{note}; available here: "
+            f"{', '.join(available)} (or leave --device out: CUDA when available, else the CPU)"
+        )
+
+
+def _check_output(source: str, target: str) -> None:
+    """Refuse an output path that is the input or lies in a missing folder (before computing)."""
+    import os
+
+    from .errors import DataError
+
+    src, dst = Path(source), Path(target)
+    same = src.exists() and (
+        dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst))
+    )
+    if same:
+        raise DataError(
+            f"the output {target!r} is the input file; the input is read while the output is "
+            "written, so this would destroy it: give another output path"
+        )
+    if dst.is_dir() and not _is_zarr(target):
+        raise DataError(
+            f"the output {target!r} is an existing folder, but a netCDF output is a file: give "
+            "a file path, or a name ending in .zarr to write a zarr store"
+        )
+    folder = dst.parent
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(
+            f"the folder of the output {target!r}, {str(folder)!r}, {state}; create it first "
+            f"(mkdir -p {folder}) or give another output path"
+        )
+
+
+def _write_zarr(ds: Any, target: str) -> None:
+    """Write ``ds`` as a zarr store with consolidated metadata (opens without a warning).
+
+    Consolidated metadata is what ``xr.open_zarr`` looks for first; without it, opening warns
+    and reads every array's metadata separately. zarr-python notes at write time that
+    consolidated metadata is not yet part of the zarr v3 specification; that notice is about
+    other zarr implementations (which still read the store, without the shortcut), so it is
+    silenced here rather than shown to every CLI user.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Consolidated metadata is currently not part", category=UserWarning
+        )
+        ds.to_zarr(target, mode="w", consolidated=True)
 
 
 def _downscale(args: argparse.Namespace) -> int:
     from .pipeline import resolve_downscaler
 
+    _check_device(args.device)
+    _check_output(args.input, args.output)
     ds = _open(args.input)
     if args.time_chunk:
         ds = ds.chunk({d: args.time_chunk for d in ds.dims if d in ("time", "valid_time")})
@@ -137,8 +252,8 @@ def _downscale(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     target = args.output
-    if target.rstrip("/").endswith(".zarr"):
-        out.to_zarr(target, mode="w", consolidated=False)
+    if _is_zarr(target):
+        _write_zarr(out, target)
     else:
         out.to_netcdf(target)
     if not args.quiet:
@@ -147,15 +262,77 @@ def _downscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(values: Any, missing: Any, limit: int = 3) -> str:
+    """``"a .. b, c"``: the runs of consecutive ``values`` where ``missing`` is true."""
+    runs: list[str] = []
+    start = None
+    for i, miss in enumerate([*missing, False]):
+        if miss and start is None:
+            start = i
+        elif not miss and start is not None:
+            lo, hi = values[start], values[i - 1]
+            runs.append(f"{lo:g}" if i - 1 == start else f"{lo:g} .. {hi:g}")
+            start = None
+    shown = ", ".join(runs[:limit])
+    return shown + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")
+
+
+def _truth_on_prediction_grid(pred: Any, truth: Any, dims: tuple[str, str]) -> Any:
+    """The truth at the prediction's grid points (nearest within 1e-3 cells), else GridError."""
+    import numpy as np
+
+    from .errors import GridError
+
+    positions = {}
+    for dim in dims:
+        if dim not in truth.indexes:
+            raise GridError(
+                f"the truth has no {dim!r} coordinate (its dims: {tuple(map(str, truth.dims))}); "
+                "give truth on the fine grid the prediction was made on"
+            )
+        want = np.asarray(pred[dim].values, dtype=float)
+        have = np.asarray(truth[dim].values, dtype=float)
+        step = float(np.abs(np.diff(want)).mean()) if want.size > 1 else 1.0
+        tol = 1e-3 * step
+        found = truth.indexes[dim].get_indexer(want, method="nearest", tolerance=tol)
+        missing = found < 0
+        if missing.any():
+            raise GridError(
+                f"the truth does not cover the prediction grid: {int(missing.sum())} of the "
+                f"{want.size} prediction {dim} values have no truth point within {tol:.3g} "
+                f"({_runs(want, missing)}; prediction {dim} {want.min():g} .. {want.max():g}, "
+                f"truth {have.min():g} .. {have.max():g}); give truth covering the whole "
+                "prediction grid, on the fine grid the prediction was made on"
+            )
+        positions[dim] = found
+    truth = truth.isel(positions)
+    return truth.assign_coords({d: (d, pred[d].values, truth[d].attrs) for d in dims})
+
+
+def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
+    """The truth at the prediction's times, else DataError naming the missing ones."""
+    from .errors import DataError
+
+    wanted = pred.indexes[dim]
+    missing = wanted[~wanted.isin(truth.indexes[dim])]
+    if len(missing):
+        shown = ", ".join(str(t) for t in missing[:limit])
+        more = f" and {len(missing) - limit} more" if len(missing) > limit else ""
+        raise DataError(
+            f"the truth lacks {len(missing)} of the prediction's {len(wanted)} {dim} values "
+            f"({shown}{more}); give truth for every predicted time"
+        )
+    return truth.sel({dim: wanted})
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
 
     from . import metrics
     from .data.grid import find_axes, normalize_grid
-    from .errors import GridError, MissingVariableError
+    from .errors import DataError, GridError, MissingVariableError
     from .plot import plot_rank_histogram, plot_spectra
 
     pred = _open(args.prediction)
@@ -167,26 +344,17 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{list(map(str, truth.data_vars))} have none in common"
         )
     axes = find_axes(pred[names[0]])
-    tol = {}
-    for dim in (axes.y, axes.x):
-        step = float(np.abs(np.diff(pred[dim].values)).mean()) if pred.sizes[dim] > 1 else 1.0
-        tol[dim] = 1e-3 * step
-    try:
-        truth = truth.reindex(
-            {d: pred[d].values for d in (axes.y, axes.x)},
-            method="nearest",
-            tolerance=min(tol.values()),
-        )
-    except KeyError as err:  # pragma: no cover - reindex raises KeyError for some misses
-        raise GridError(f"the truth grid does not contain the prediction grid: {err}") from err
+    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x))
     if axes.time is not None and axes.time in truth.dims:
-        truth = truth.sel({axes.time: pred[axes.time]})
+        truth = _truth_at_prediction_times(pred, truth, axes.time)
     if any(bool(truth[v].isnull().all()) for v in names):
         raise GridError(
             "the truth has no values on the prediction grid; give truth on the fine grid "
             "the prediction was made on"
         )
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {args.out!r} is a file, not a folder; give a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     has_members = "member" in pred.dims and pred.sizes["member"] > 1
     rows = []
@@ -311,6 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except FlexDownscaleError as err:
         print(f"flexdownscale {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # reading or writing a file: one line naming it
+        print(f"flexdownscale {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
         return 2
     return 1  # pragma: no cover - argparse rejects unknown commands
 

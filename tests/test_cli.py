@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -49,9 +50,11 @@ def test_downscale_netcdf_and_zarr(files, capsys):
     # zarr output, lazily in time chunks: the same numbers (per-time-step seeds)
     zarr_out = root / "out.zarr"
     zargs = [str(root / "coarse.nc"), str(zarr_out), *args, "--time-chunk", "1", "--quiet"]
-    assert main(["downscale", *zargs]) == 0
-    z = xr.open_zarr(zarr_out, consolidated=False)
-    np.testing.assert_array_equal(z["t2m"].values, out["t2m"].values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no zarr notice when writing, no fallback when opening
+        assert main(["downscale", *zargs]) == 0
+        z = xr.open_zarr(zarr_out)  # consolidated metadata
+        np.testing.assert_array_equal(z["t2m"].values, out["t2m"].values)
 
 
 def test_downscale_errors_exit_2(files, capsys):
@@ -110,3 +113,170 @@ def test_evaluate(files, tmp_path, capsys):
     assert rows[0]["CRPS"] == pytest.approx(float((skill - spread).mean()), rel=1e-5)
     assert (out / "spectra_t2m.png").stat().st_size > 1000
     assert (out / "rank_histogram_t2m.png").stat().st_size > 1000
+
+
+def _run(argv, capsys):
+    """(exit status, stderr) of one CLI call; stderr must be a single line."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 1, err
+    return code, err.strip()
+
+
+def test_downscale_refuses_bad_output_paths_before_loading_the_model(files, capsys):
+    root, _ = files
+    coarse = str(root / "coarse.nc")
+    no_model = ["--model", str(root / "no-such-model")]  # the paths are checked first
+    folder = root / "no" / "such"
+    code, err = _run(["downscale", coarse, str(folder / "out.nc"), *no_model], capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale downscale: error: the folder of the output {str(folder / 'out.nc')!r}, "
+        f"{str(folder)!r}, does not exist; create it first (mkdir -p {folder}) or give another "
+        "output path"
+    )
+    before = (root / "coarse.nc").read_bytes()
+    for same in (coarse, str(root / "." / "coarse.nc")):
+        code, err = _run(["downscale", coarse, same, *no_model], capsys)
+        assert code == 2
+        assert err == (
+            f"flexdownscale downscale: error: the output {same!r} is the input file; the input "
+            "is read while the output is written, so this would destroy it: give another "
+            "output path"
+        )
+    assert (root / "coarse.nc").read_bytes() == before
+
+
+def test_downscale_refuses_unknown_or_absent_devices(files, capsys):
+    root, _ = files
+    argv = ["downscale", str(root / "coarse.nc"), str(root / "x.nc")]
+    argv += ["--model", str(root / "no-such-model")]
+    available = ", ".join(["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+    code, err = _run([*argv, "--device", "gpu"], capsys)
+    assert code == 2
+    assert err.startswith(
+        f"flexdownscale downscale: error: --device 'gpu' is not a device name; available here: "
+        f"{available}"
+    )
+    assert err.endswith("(or leave --device out: CUDA when available, else the CPU)")
+    if torch.cuda.is_available():
+        code, err = _run([*argv, "--device", f"cuda:{torch.cuda.device_count()}"], capsys)
+        assert code == 2
+        assert f"--device 'cuda:{torch.cuda.device_count()}' is not available;" in err
+    else:
+        code, err = _run([*argv, "--device", "cuda"], capsys)
+        assert code == 2
+        assert err.startswith(
+            "flexdownscale downscale: error: --device 'cuda' is not available (this machine "
+            f"has no CUDA device; torch {torch.__version__}"
+        )
+        assert "; available here: cpu (or leave --device out" in err
+    assert not (root / "x.nc").exists()
+
+
+def test_unreadable_input_is_one_line_naming_the_file(files, tmp_path, capsys):
+    root, model = files
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"not a netCDF file at all\n" * 10)
+    code, err = _run(["downscale", str(bad), str(tmp_path / "o.nc"), "--model", str(model)], capsys)
+    assert code == 2
+    assert err.startswith(f"flexdownscale downscale: error: cannot read {str(bad)!r} as netCDF: ")
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    code, err = _run(["evaluate", str(empty), str(root / "truth.nc"), "--out", "r"], capsys)
+    assert code == 2
+    assert err.startswith(f"flexdownscale evaluate: error: cannot read {str(empty)!r} as a zarr")
+
+
+def test_downscale_refuses_a_folder_as_netcdf_output(files, tmp_path, capsys):
+    root, _ = files
+    taken = tmp_path / "taken.nc"
+    taken.mkdir()
+    argv = ["downscale", str(root / "coarse.nc"), str(taken), "--model", str(root / "nothing")]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale downscale: error: the output {str(taken)!r} is an existing folder, but "
+        "a netCDF output is a file: give a file path, or a name ending in .zarr to write a zarr "
+        "store"
+    )
+
+
+@pytest.fixture(scope="module")
+def fake_prediction(files):
+    """The truth with a member dim: a prediction file for the evaluate checks (no model run)."""
+    root, _ = files
+    truth = xr.open_dataset(root / "truth.nc").load()
+    pred = truth.expand_dims(member=2).copy()
+    pred["t2m"] = pred["t2m"] + xr.DataArray([-0.5, 0.5], dims="member")
+    pred.to_netcdf(root / "fake_pred.nc")
+    return root / "fake_pred.nc", truth
+
+
+def test_evaluate_refuses_truth_missing_times(fake_prediction, tmp_path, capsys):
+    pred, truth = fake_prediction
+    partial = tmp_path / "truth_t0.nc"
+    truth.isel(time=[0]).to_netcdf(partial)
+    argv = ["evaluate", str(pred), str(partial), "--out", str(tmp_path / "r")]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    second = str(truth.indexes["time"][1])
+    assert err == (
+        "flexdownscale evaluate: error: the truth lacks 1 of the prediction's 2 time values "
+        f"({second}); give truth for every predicted time"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_refuses_truth_covering_part_of_the_grid(fake_prediction, tmp_path, capsys):
+    pred, truth = fake_prediction
+    part = tmp_path / "truth_part.nc"
+    truth.isel(latitude=slice(4, -2)).to_netcdf(part)
+    code, err = _run(["evaluate", str(pred), str(part), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2
+    lat = truth["latitude"].values
+    step = float(np.abs(np.diff(lat)).mean())
+    assert err == (
+        "flexdownscale evaluate: error: the truth does not cover the prediction grid: 6 of the "
+        f"{lat.size} prediction latitude values have no truth point within {1e-3 * step:.3g} "
+        f"({lat[0]:g} .. {lat[3]:g}, {lat[-2]:g} .. {lat[-1]:g}; prediction latitude "
+        f"{lat.min():g} .. {lat.max():g}, truth {lat[4]:g} .. {lat[-3]:g}); give truth "
+        "covering the whole prediction grid, on the fine grid the prediction was made on"
+    )
+
+
+def test_evaluate_matches_truth_within_round_off_and_in_any_order(
+    fake_prediction, tmp_path, capsys
+):
+    pred, truth = fake_prediction
+    truth.to_netcdf(tmp_path / "t.nc")
+    shifted = truth.assign_coords(latitude=truth.latitude + 1e-6 * 0.25)  # 4e-6 cells off
+    shifted.isel(latitude=slice(None, None, -1)).to_netcdf(tmp_path / "t2.nc")  # descending
+    assert main(["evaluate", str(pred), str(tmp_path / "t.nc"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["evaluate", str(pred), str(tmp_path / "t2.nc"), "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text()) == rows
+    assert rows[0]["RMSE (ens. mean)"] == 0.0
+    # members truth -/+ 0.5: fair CRPS = mean |x_i - y| - sum_ij |x_i - x_j| / (2 M (M - 1))
+    assert rows[0]["CRPS"] == pytest.approx(0.5 - 2 * 1.0 / (2 * 2 * 1), abs=1e-6)
+
+
+def test_evaluate_out_must_be_a_folder(fake_prediction, tmp_path, capsys):
+    pred, _ = fake_prediction
+    root = pred.parent
+    (tmp_path / "file").write_text("x")
+    argv = ["evaluate", str(pred), str(root / "truth.nc"), "--out"]
+    code, err = _run([*argv, str(tmp_path / "file")], capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale evaluate: error: --out {str(tmp_path / 'file')!r} is a file, not a "
+        "folder; give a folder for the report"
+    )
+    # below a file: the folder cannot be made (an OSError from the file system, one line)
+    code, err = _run([*argv, str(tmp_path / "file" / "report")], capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale evaluate: error: cannot use {str(tmp_path / 'file' / 'report')!r}: "
+        "Not a directory"
+    )

@@ -12,6 +12,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from flexdownscale.errors import (
@@ -134,36 +135,173 @@ def check_xarray(obj: Any, name: str) -> None:
         )
 
 
-def align_exact(*objs: XarrayLike, names: Sequence[str]) -> None:
-    """Check that shared dims have equal sizes and equal index coordinates.
+#: Coordinates whose values differ by at most this fraction of their spacing are the same
+#: points (floating round-off); :func:`align_exact` gives them the reference's values.
+ROUNDOFF_RTOL = 1e-6
+#: Differences up to this fraction of the spacing are reported as "rounding": the error
+#: suggests ``assign_coords``; larger differences are different points (regrid or select).
+ROUNDING_HINT_RTOL = 1e-2
+
+
+def _coord_spacing(values: np.ndarray) -> float:
+    """Smallest gap between the sorted ``values``; ``max(|value|, 1)`` for a single point."""
+    if values.size < 2:
+        return max(float(np.abs(values).max()) if values.size else 0.0, 1.0)
+    return float(np.diff(np.sort(values)).min())
+
+
+def _rank_permutation(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Positions into ``other`` that put its k-th smallest value where ``ref`` has its own."""
+    positions = np.empty(ref.size, dtype=np.intp)
+    positions[np.argsort(ref, kind="stable")] = np.argsort(other, kind="stable")
+    return positions
+
+
+def _align_dim(
+    obj: XarrayLike,
+    name: str,
+    ref: xr.DataArray | xr.Dataset,
+    ref_name: str,
+    dim: Hashable,
+) -> XarrayLike:
+    """Put ``obj`` on the ``dim`` index of ``ref`` when that is exact, else raise ShapeError."""
+    ref_index = ref.indexes[dim]
+    index = obj.indexes[dim]
+    if index.equals(ref_index):
+        return obj
+    simple = not isinstance(ref_index, pd.MultiIndex) and not isinstance(index, pd.MultiIndex)
+    unique = simple and ref_index.is_unique and index.is_unique
+    if unique and index.sort_values().equals(ref_index.sort_values()):
+        # the same labels in another order: select them in the reference's order (exact)
+        return obj.isel({dim: index.get_indexer(ref_index)})
+    ref_values = np.asarray(ref_index)
+    values = np.asarray(index)
+    numeric = all(
+        np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)
+        for v in (ref_values, values)
+    )
+    if not (unique and numeric):
+        raise ShapeError(
+            f"{ref_name} and {name} have different {dim!r} coordinates (same size "
+            f"{ref.sizes[dim]}, different values: {ref_name} has {_preview(ref_values)}, {name} "
+            f"has {_preview(values)}); select the labels they share, e.g. "
+            f"`{ref_name}, {name} = xr.align({ref_name}, {name}, join='inner')`."
+        )
+    positions = _rank_permutation(ref_values, values)
+    spacing = _coord_spacing(ref_values.astype(float))
+    diff = float(np.abs(values[positions].astype(float) - ref_values.astype(float)).max())
+    floating = any(np.issubdtype(v.dtype, np.floating) for v in (ref_values, values))
+    if floating and diff <= ROUNDOFF_RTOL * spacing:
+        # the same points up to floating round-off: use the reference's values
+        if not np.array_equal(positions, np.arange(positions.size)):
+            obj = obj.isel({dim: positions})
+        return obj.assign_coords({dim: (dim, ref_values, obj[dim].attrs)})
+    found = (
+        f"{ref_name} and {name} have different {dim!r} coordinates (same size "
+        f"{ref.sizes[dim]}, different values: {ref_name} has {_preview(ref_values)}, {name} has "
+        f"{_preview(values)}; after matching them up in sorted order they differ by up to "
+        f"{diff:.3g}, {100 * diff / spacing:.2g}% of the grid spacing {spacing:.6g})"
+    )
+    if diff <= ROUNDING_HINT_RTOL * spacing:
+        same_order = np.array_equal(positions, np.arange(positions.size))
+        if same_order:
+            fix = f"`{name} = {name}.assign_coords({dim}={ref_name}[{dim!r}])`"
+        else:
+            fix = (
+                f"`{name} = {name}.reindex({dim}={ref_name}[{dim!r}], method='nearest', "
+                f"tolerance={ROUNDING_HINT_RTOL * spacing:.3g})` (their order differs too, so "
+                "assign_coords would mislabel the points)"
+            )
+        raise ShapeError(
+            f"{found}; if they are the same points up to rounding, put {name} on the "
+            f"{ref_name} labels: {fix}; otherwise regrid one onto the other."
+        )
+    raise ShapeError(
+        f"{found}; these are different points, so relabelling them would be wrong: regrid one "
+        f"onto the other (flexdownscale.data.regrid, or {name}.interp({dim}={ref_name}[{dim!r}])) "
+        f"or select the shared points (xr.align({ref_name}, {name}, join='inner'))."
+    )
+
+
+def _preview(values: np.ndarray, n: int = 3) -> str:
+    """``[a, b, c, ..., z]`` for error messages."""
+    shown = [str(v) if not isinstance(v, float | np.floating) else f"{v:.6g}" for v in values]
+    if len(shown) <= 2 * n:
+        return "[" + ", ".join(shown) + "]"
+    return "[" + ", ".join(shown[:n]) + ", ..., " + ", ".join(shown[-1:]) + "]"
+
+
+def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    """Check that shared dims agree; put every input on the first input's index coordinates.
 
     xarray arithmetic would otherwise silently intersect mismatched coordinates (or fail with a
-    generic message when sizes differ). Nothing is returned: inputs are used as they are.
+    generic message when sizes differ). For each dim, the first input (in ``objs`` order) with
+    an index on it is the reference; every other input with an index on that dim must hold
+    the same points:
+
+    * the same labels in another order (e.g. latitude descending in one, ascending in the
+      other) are reordered to the reference's order by label, which is exact;
+    * numeric labels that differ only by floating round-off, at most :data:`ROUNDOFF_RTOL`
+      times the reference's smallest spacing (after matching them up in sorted order), are the
+      same points: the input is put in the reference's order and takes the reference's values;
+    * anything else raises :class:`~flexdownscale.errors.ShapeError`, which suggests
+      ``assign_coords`` only when the difference is below :data:`ROUNDING_HINT_RTOL` of the
+      spacing and the order agrees, and regridding or selecting otherwise.
+
+    Reordering is lazy (``isel``) on dask-backed input.
+
+    Parameters
+    ----------
+    *objs : DataArray, Dataset or None
+        The inputs; ``None`` (e.g. no weights) and non-xarray entries are passed through.
+    names : sequence of str
+        The argument name of each input, for the error messages.
+
+    Returns
+    -------
+    tuple
+        The inputs, in the same order, on the reference's coordinates.
+
+    Raises
+    ------
+    ShapeError
+        Shared dims of different sizes, or index coordinates holding different points.
+    MissingVariableError
+        Datasets with different data variables.
     """
-    present = [(o, n) for o, n in zip(objs, names) if isinstance(o, xr.DataArray | xr.Dataset)]
-    for i, (a, an) in enumerate(present):
-        for b, bn in present[i + 1 :]:
-            for d in set(a.dims) & set(b.dims):
-                if a.sizes[d] != b.sizes[d]:
+    out = list(objs)
+    present = [i for i, o in enumerate(out) if isinstance(o, xr.DataArray | xr.Dataset)]
+    for k, i in enumerate(present):
+        a, an = out[i], names[i]
+        for j in present[k + 1 :]:
+            b, bn = out[j], names[j]
+            for d in a.dims:
+                if d in b.dims and a.sizes[d] != b.sizes[d]:
                     raise ShapeError(
                         f"{an} and {bn} disagree on the size of dim {d!r}: {a.sizes[d]} vs "
                         f"{b.sizes[d]}; select or regrid them onto the same grid first."
                     )
-                if d in a.indexes and d in b.indexes and not a.indexes[d].equals(b.indexes[d]):
-                    raise ShapeError(
-                        f"{an} and {bn} have different {d!r} coordinates (same size "
-                        f"{a.sizes[d]}, different values); align them first, e.g. "
-                        f"`{bn} = {bn}.assign_coords({d}={an}[{d!r}])` when they are the "
-                        "same points up to rounding, or regrid one onto the other."
-                    )
-    if len(present) > 1 and all(isinstance(o, xr.Dataset) for o, _ in present):
-        first, fname = present[0]
-        for other, oname in present[1:]:
+    for k, i in enumerate(present):
+        ref, ref_name = out[i], names[i]
+        for d in ref.dims:
+            if d not in ref.indexes:
+                continue
+            # the first input indexed on d is its reference; earlier ones lack that index
+            if any(d in out[p].indexes for p in present[:k]):
+                continue
+            for j in present[k + 1 :]:
+                if d in out[j].indexes:
+                    out[j] = _align_dim(out[j], names[j], ref, ref_name, d)
+    if len(present) > 1 and all(isinstance(out[i], xr.Dataset) for i in present):
+        first, fname = out[present[0]], names[present[0]]
+        for i in present[1:]:
+            other, oname = out[i], names[i]
             if set(first.data_vars) != set(other.data_vars):
                 raise MissingVariableError(
                     f"{fname} has variables {sorted(map(str, first.data_vars))} but {oname} has "
                     f"{sorted(map(str, other.data_vars))}; select the same variables in both."
                 )
+    return tuple(out)
 
 
 def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hashable) -> int:

@@ -53,16 +53,16 @@ def _setup(
     preserve_dims: Dims,
     *,
     excluded: Sequence[Hashable] = (),
-) -> tuple[tuple[Hashable, ...], xr.DataArray | None]:
+) -> tuple[XarrayLike, XarrayLike, tuple[Hashable, ...], xr.DataArray | None]:
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
-    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
     weights = check_weights(weights, dims)
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=excluded
     )
-    return red, weights
+    return fcst, obs, red, weights
 
 
 def mse(
@@ -100,7 +100,7 @@ def mse(
     >>> round(float(mse(f, o)), 4)
     1.0909
     """
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units=pow_units, long_name="mean squared error")
 
@@ -129,7 +129,7 @@ def rmse(
     >>> round(float(rmse(f.where(f.t != 4), o)), 4)
     1.3784
     """
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = np.sqrt(weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna))
     return set_attrs(out, (obs, fcst), units="same", long_name="root mean squared error")
 
@@ -144,7 +144,7 @@ def mae(
     skipna: bool = True,
 ) -> XarrayLike:
     """Mean absolute error ``sum(w |f - o|) / sum(w)``. Parameters as :func:`mse`."""
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
 
@@ -163,7 +163,7 @@ def bias(
     Same as ``scores.continuous.additive_bias`` and ``xskillscore.me``. Parameters as
     :func:`mse`.
     """
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="same", long_name="additive bias (fcst - obs)")
 
@@ -214,7 +214,9 @@ def rfne(
         missing = [d for d in norm_dims if d not in obs.dims]
         if missing:
             raise GridError(f"dims {missing!r} are not dims of obs ({tuple(obs.dims)!r}).")
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=norm_dims)
+    fcst, obs, red, weights = _setup(
+        fcst, obs, weights, reduce_dims, preserve_dims, excluded=norm_dims
+    )
     err = fcst - obs
     ref = obs.where(err.notnull()) if skipna else obs + 0 * err
     err2 = err**2 if weights is None else weights * err**2
@@ -242,7 +244,7 @@ def pearson_r(
     both are valid (``skipna=True``); clipped to [-1, 1] against rounding. Agrees with
     ``xskillscore.pearson_r`` and ``scipy.stats.pearsonr``. Parameters as :func:`mse`.
     """
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     if skipna:
         f = fcst.where(obs.notnull())
         o = obs.where(fcst.notnull())
@@ -291,7 +293,7 @@ def psnr(
     The MSE is pooled over ``reduce_dims`` first (for per-sample PSNR averaged afterwards,
     use ``preserve_dims`` and average the result). Identical fields give ``+inf``.
     """
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     rng = _range_for(data_range, obs)
     err = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
     with np.errstate(divide="ignore"):
@@ -393,7 +395,7 @@ def ssim(
     if win_size < 3 or win_size % 2 == 0:
         raise ConfigError(f"win_size must be an odd integer >= 3, got {win_size}.")
     radius = win_size // 2
-    red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=yx)
+    fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=yx)
     for d in yx:
         if obs.sizes[d] < win_size:
             raise ShapeError(

@@ -289,7 +289,9 @@ def crps_ensemble(
         )
     dims = all_dims(fcst, obs)
     mw = _member_weights(member_weights, fcst, member_dim, m, dims)
-    align_exact(fcst, obs, weights, mw, names=("fcst", "obs", "weights", "member_weights"))
+    fcst, obs, weights, mw = align_exact(
+        fcst, obs, weights, mw, names=("fcst", "obs", "weights", "member_weights")
+    )
     weights = check_weights(weights, dims)
     if weights is not None and member_dim in weights.dims:
         raise WeightsError(
@@ -407,7 +409,7 @@ def spread_skill_ratio(
     m = check_member_dim(fcst, obs, member_dim)
     if m < 2:
         raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
-    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
     weights = check_weights(weights, dims)
     red = resolve_reduce_dims(
@@ -495,7 +497,7 @@ def rank_histogram(
     m = check_member_dim(fcst, obs, member_dim)
     if "rank" in fcst.dims or "rank" in obs.dims:
         raise ConfigError("the inputs already have a 'rank' dim; rename it first.")
-    align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
     weights = check_weights(weights, dims)
     red = resolve_reduce_dims(

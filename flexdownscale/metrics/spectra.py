@@ -515,7 +515,7 @@ def kinetic_energy_spectrum(
     check_option("kind", kind, ("isotropic", "zonal"))
     check_xarray(u, "u")
     check_xarray(v, "v")
-    align_exact(u, v, names=("u", "v"))
+    u, v = align_exact(u, v, names=("u", "v"))
     if kind == "zonal":
         eu = zonal_spectrum(u, lat_dim=lat_dim, lon_dim=lon_dim)
         ev = zonal_spectrum(v, lat_dim=lat_dim, lon_dim=lon_dim)
@@ -564,7 +564,7 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
     _spectral_dim(pred, dim)
-    align_exact(pred, ref, names=("pred", "ref"))
+    pred, ref = align_exact(pred, ref, names=("pred", "ref"))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pred / ref
     return set_attrs(out, ref, units="1", long_name="spectral ratio (pred / ref)")
@@ -582,7 +582,7 @@ def log_spectral_distance(
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
     d = _spectral_dim(ref, dim)
-    align_exact(pred, ref, names=("pred", "ref"))
+    pred, ref = align_exact(pred, ref, names=("pred", "ref"))
     ok = (pred > 0) & (ref > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(pred.where(ok) / ref.where(ok))

@@ -1,0 +1,182 @@
+"""Inputs whose index coordinates hold the same points in another order or up to round-off.
+
+The metrics put ``obs`` (and the weights) on the forecast's coordinates when that is exact:
+the same labels in another order are reordered by label, values within round-off of each
+other take the forecast's values. Anything else is a :class:`ShapeError` whose hint depends on
+how far apart the coordinates are.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from metrics_helpers import grid_field, raising_scheduler
+
+from flexdownscale.errors import ShapeError
+from flexdownscale.metrics import (
+    bias,
+    crps_ensemble,
+    mae,
+    rank_histogram,
+    rmse,
+    spread_skill_ratio,
+)
+from flexdownscale.metrics._utils import align_exact
+
+# lat 30, 35, ..., 60 (spacing 5); lon -10 .. 20 in 9 points (spacing 3.75)
+FC = grid_field((4, 7, 9), ("time", "lat", "lon"), seed=1)
+OBS = grid_field((4, 7, 9), ("time", "lat", "lon"), seed=2)
+ENS = FC.expand_dims(member=3).copy() + xr.DataArray([0.0, 1.5, -1.0], dims="member")
+W = np.cos(np.deg2rad(FC.lat))
+
+SCORES = {
+    "rmse": lambda f, o, e, w: rmse(f, o, weights=w),
+    "mae": lambda f, o, e, w: mae(f, o, preserve_dims="lat"),
+    "bias": lambda f, o, e, w: bias(f, o, preserve_dims=["lat", "lon"]),
+    "crps": lambda f, o, e, w: crps_ensemble(e, o, weights=w),
+    "crps per lat": lambda f, o, e, w: crps_ensemble(e, o, preserve_dims="lat"),
+    "spread/skill": lambda f, o, e, w: spread_skill_ratio(e, o, weights=w),
+    "rank histogram": lambda f, o, e, w: rank_histogram(e, o),
+}
+
+
+def _reverse(obj, *dims):
+    return obj.isel({d: slice(None, None, -1) for d in dims})
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_reversed_latitude_obs_scores_exactly_like_the_sorted_obs(name):
+    score = SCORES[name]
+    expected = score(FC, OBS, ENS, W)
+    got = score(FC, _reverse(OBS, "lat"), ENS, _reverse(W, "lat"))
+    xr.testing.assert_identical(got, expected)
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_permuted_obs_on_both_axes_scores_exactly_like_the_sorted_obs(name):
+    rng = np.random.default_rng(0)
+    obs = OBS.isel(lat=rng.permutation(7), lon=rng.permutation(9), time=[2, 0, 3, 1])
+    xr.testing.assert_identical(SCORES[name](FC, obs, ENS, W), SCORES[name](FC, OBS, ENS, W))
+
+
+def test_descending_forecast_keeps_its_own_order():
+    fcst, obs = _reverse(FC, "lat"), OBS  # ERA5 style: forecast latitude descending
+    per_lat = rmse(fcst, obs, preserve_dims="lat")
+    np.testing.assert_array_equal(per_lat["lat"].values, [60.0, 55, 50, 45, 40, 35, 30])
+    expected = np.sqrt(((FC - OBS) ** 2).mean(["time", "lon"])).values[::-1]
+    np.testing.assert_allclose(per_lat.values, expected, rtol=1e-14)
+
+
+def test_reordering_is_lazy_on_dask_input():
+    obs = _reverse(OBS, "lat").chunk(lat=3)
+    ens = ENS.chunk(time=2)
+    with dask.config.set(scheduler=raising_scheduler):
+        lazy = crps_ensemble(ens, obs, preserve_dims="lat")
+    assert lazy.chunks is not None
+    expected = crps_ensemble(ENS, OBS, preserve_dims="lat")
+    xr.testing.assert_allclose(lazy.compute(scheduler="sync"), expected, rtol=1e-14)
+
+
+def test_reversed_datetime_coordinate_is_reordered():
+    times = pd.date_range("2019-03-01", periods=4, freq="h")
+    fcst, obs = FC.assign_coords(time=times), OBS.assign_coords(time=times)
+    got = rmse(fcst, _reverse(obs, "time"), preserve_dims="time")
+    xr.testing.assert_identical(got, rmse(fcst, obs, preserve_dims="time"))
+
+
+def _zero_based(values: np.ndarray, lat: np.ndarray) -> xr.DataArray:
+    return xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": np.arange(3.0)})
+
+
+def test_round_off_coordinates_take_the_forecast_values():
+    rng = np.random.default_rng(3)
+    lat = np.arange(5) * 0.25  # starts at 0.0
+    noisy = lat + np.array([2.4e-17, 0.0, -5.5e-17, 1e-16, 0.0])
+    fcst = _zero_based(rng.normal(size=(5, 3)), lat)
+    obs = _zero_based(rng.normal(size=(5, 3)), lat)
+    got = rmse(fcst, obs.assign_coords(lat=noisy), preserve_dims="lat")
+    xr.testing.assert_identical(got, rmse(fcst, obs, preserve_dims="lat"))
+    np.testing.assert_array_equal(got["lat"].values, lat)  # bit for bit the forecast's values
+    # round-off and reversed order at once
+    flipped = _reverse(obs.assign_coords(lat=noisy), "lat")
+    xr.testing.assert_identical(rmse(fcst, flipped, preserve_dims="lat"), got)
+
+
+def test_round_off_tolerance_is_a_millionth_of_the_spacing():
+    inside = OBS.assign_coords(lat=OBS.lat + 0.9e-6 * 5.0)
+    xr.testing.assert_identical(rmse(FC, inside), rmse(FC, OBS))
+    with pytest.raises(ShapeError, match="different 'lat' coordinates"):
+        rmse(FC, OBS.assign_coords(lat=OBS.lat + 1.1e-6 * 5.0))
+
+
+def test_obs_keeps_its_data_and_coordinate_attrs_after_round_off():
+    obs = OBS.assign_coords(lat=OBS.lat + 1e-12)
+    obs["lat"].attrs = {"units": "degrees_north", "long_name": "latitude of obs"}
+    fcst, aligned = align_exact(FC, obs, names=("fcst", "obs"))
+    assert fcst is FC
+    np.testing.assert_array_equal(aligned["lat"].values, FC["lat"].values)
+    assert aligned["lat"].attrs == obs["lat"].attrs
+    np.testing.assert_array_equal(aligned.values, obs.values)
+
+
+def test_inputs_that_agree_are_returned_as_they_are():
+    out = align_exact(FC, OBS, None, names=("fcst", "obs", "weights"))
+    assert out[0] is FC
+    assert out[1] is OBS
+    assert out[2] is None
+
+
+def test_small_shift_suggests_assign_coords():
+    shifted = OBS.assign_coords(lat=OBS.lat + 1e-3)  # 0.02 % of the 5-degree spacing
+    with pytest.raises(ShapeError) as info:
+        rmse(FC, shifted)
+    msg = str(info.value)
+    assert "fcst has [30, 35, 40, ..., 60]" in msg
+    assert "obs has [30.001, 35.001, 40.001, ..., 60.001]" in msg
+    assert "differ by up to 0.001, 0.02% of the grid spacing 5" in msg
+    assert "`obs = obs.assign_coords(lat=fcst['lat'])`" in msg
+    # following the hint gives the score of the unshifted obs
+    fixed = shifted.assign_coords(lat=FC["lat"])
+    xr.testing.assert_identical(rmse(FC, fixed), rmse(FC, OBS))
+
+
+def test_small_shift_in_reversed_order_does_not_suggest_assign_coords():
+    shifted = _reverse(OBS, "lat").assign_coords(lat=lambda o: o.lat + 1e-3)
+    with pytest.raises(ShapeError) as info:
+        rmse(FC, shifted)
+    msg = str(info.value)
+    assert "obs.assign_coords(" not in msg  # it would flip the field
+    hint = "`obs = obs.reindex(lat=fcst['lat'], method='nearest', tolerance=0.05)`"
+    assert hint in msg
+    fixed = shifted.reindex(lat=FC["lat"], method="nearest", tolerance=0.05)
+    xr.testing.assert_identical(rmse(FC, fixed), rmse(FC, OBS))
+
+
+@pytest.mark.parametrize("offset", [0.1, 2.5])
+def test_different_points_suggest_regridding_not_relabelling(offset):
+    with pytest.raises(ShapeError) as info:
+        rmse(FC, OBS.assign_coords(lat=OBS.lat + offset))
+    msg = str(info.value)
+    assert "assign_coords" not in msg
+    assert "these are different points" in msg
+    assert "obs.interp(lat=fcst['lat'])" in msg
+    assert "xr.align(fcst, obs, join='inner')" in msg
+
+
+def test_different_times_suggest_selecting_shared_labels():
+    times = pd.date_range("2019-03-01", periods=4, freq="h")
+    fcst = FC.assign_coords(time=times)
+    obs = OBS.assign_coords(time=times + pd.Timedelta("1h"))
+    with pytest.raises(ShapeError) as info:
+        rmse(fcst, obs)
+    msg = str(info.value)
+    assert "different 'time' coordinates" in msg
+    assert "`fcst, obs = xr.align(fcst, obs, join='inner')`" in msg
+
+
+def test_weights_are_reordered_too():
+    got = rmse(FC, OBS, weights=_reverse(W, "lat"))
+    xr.testing.assert_identical(got, rmse(FC, OBS, weights=W))
