@@ -42,6 +42,11 @@ coordinate). An empty ``train`` selection means everything not in validation or 
 overlap raise :class:`~flexdownscale.errors.DataError`. For forecasting along a split time axis,
 every frame of a window lies in the split.
 
+NaNs never reach the training tensors silently: an item whose window (crop plus halo, or the
+frames of a forecast window) holds NaN raises :class:`~flexdownscale.errors.DataError` naming
+the variable, the field's labels (e.g. the time) and the NaN count; select the fields without
+NaNs or fill them first. The check is one reduction over the window each item reads anyway.
+
 Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e, i])``; call :meth:`set_epoch` at every epoch.
 """
@@ -658,6 +663,31 @@ class _FieldDataset(torch.utils.data.Dataset):
             return x
         return self.normalizer.transform_array(x, variables=list(self.variables), channel_axis=0)
 
+    def _check_nan(self, block: np.ndarray, src: _Source, sample: Mapping[str, int]) -> None:
+        """Refuse a (C, h, w) block read for an item when it holds NaN (one pass over it)."""
+        if not np.issubdtype(block.dtype, np.floating) or not np.isnan(block.max(initial=0.0)):
+            return
+        counts = np.isnan(block).reshape(block.shape[0], -1).sum(axis=1)
+        channel = int(np.flatnonzero(counts)[0])
+        name = self.variables[channel]
+        where = ", ".join(
+            f"{dim}={_label_text(src.labels(dim), pos)}" for dim, pos in sample.items()
+        )
+        if len(sample) == 1 and src.spec is not None:
+            (dim,) = sample
+            select = (
+                f"ds.isel({dim}=ds[{name!r}].notnull().all(({src.spec.y!r}, "
+                f"{src.spec.x!r})).values)"
+            )
+        else:
+            select = "keep only the fields where the variable is not null"
+        raise DataError(
+            f"variable {name!r} has {int(counts[channel])} NaN value(s) at "
+            f"{where or 'its only field'} of {src.label!r} (in the window this item reads); "
+            f"NaNs would reach the training tensors. Select the fields without NaNs ({select}) "
+            f"or fill them first (e.g. ds.fillna(0.0) for precipitation)"
+        )
+
     def _phys(self, src: _Source, index: Mapping[str, int]) -> dict[str, torch.Tensor]:
         if self.condition is None:
             return {}
@@ -700,6 +730,16 @@ class _FieldDataset(torch.utils.data.Dataset):
         if self.crop == "center":
             return (slots // 2) * step
         return 0
+
+
+def _label_text(labels: np.ndarray | None, pos: int) -> str:
+    """Readable label of position ``pos`` (dates without nanoseconds; the position if no label)."""
+    if labels is None:
+        return str(pos)
+    value = labels[pos]
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    return str(value)
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
@@ -879,6 +919,7 @@ class SuperResolutionDataset(_FieldDataset):
         rows, oy = self._window(ny, y0, ch, py)
         cols, ox = self._window(nx, x0, cw, px)
         region = src.read(sample, rows, cols)
+        self._check_nan(region, src, sample)
         weights = src.row_weights[rows] if src.row_weights is not None else None
         coarse = degrade_array(
             region,
@@ -1036,6 +1077,13 @@ class ForecastDataset(_FieldDataset):
         x0 = self._origin(src.nx, cw, 1, rng)
         return src, sample, y0, x0, ch, cw
 
+    def _read_checked(
+        self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
+    ) -> np.ndarray:
+        block = src.read(sample, rows, cols)
+        self._check_nan(block, src, sample)
+        return block
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
         src, sample, y0, x0, ch, cw = self._plan(index)
@@ -1045,10 +1093,12 @@ class ForecastDataset(_FieldDataset):
         rows, cols = np.arange(y0, y0 + ch), np.arange(x0, x0 + cw)
         t = sample[tdim]
         frames = [
-            self._normalize(src.read({**sample, tdim: t - p}, rows, cols))
+            self._normalize(self._read_checked(src, {**sample, tdim: t - p}, rows, cols))
             for p in range(self.past_frames - 1, -1, -1)
         ]
-        target = self._normalize(src.read({**sample, tdim: t + self.lead}, rows, cols))
+        target = self._normalize(
+            self._read_checked(src, {**sample, tdim: t + self.lead}, rows, cols)
+        )
         return {
             "fine": _tensor(target),
             "base": _tensor(frames[-1]),

@@ -56,6 +56,7 @@ from ..errors import ConfigError, DataError, GridError, ShapeError, UnsupportedF
 from .grid import (
     Boundary,
     GridSpec,
+    _drop_axis_bounds,
     cell_bounds,
     coarsen_grid,
     grid_spec,
@@ -612,7 +613,8 @@ def degrade(
     factor = _check_factor(factor)
     spec = grid_spec(obj, dims=dims)
     grid = coarsen_grid(obj, factor, dims=dims, boundary=boundary)
-    norm = normalize_grid(obj, dims=dims)
+    # the coarse grid's bounds replace the fine ones (lat_bnds / lon_bnds data variables)
+    norm = normalize_grid(_drop_axis_bounds(obj, (spec.x, spec.y)), dims=dims)
     ny, nx = grid.sizes[spec.y] * factor, grid.sizes[spec.x] * factor
     if (ny, nx) != (spec.ny, spec.nx):
         norm = norm.isel({spec.y: slice(0, ny), spec.x: slice(0, nx)})
@@ -669,7 +671,8 @@ def up(
     factor = _check_factor(factor)
     spec = grid_spec(obj, dims=dims)
     grid = refine_grid(obj, factor, dims=dims)
-    norm = normalize_grid(obj, dims=dims)
+    # the fine grid's bounds replace the coarse ones (lat_bnds / lon_bnds data variables)
+    norm = normalize_grid(_drop_axis_bounds(obj, (spec.x, spec.y)), dims=dims)
     weights = None
     if method == "conservative" and spec.kind != "projected":
         weights = row_area_weights(grid[f"{spec.y}_bnds"].values)

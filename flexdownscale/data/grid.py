@@ -374,6 +374,28 @@ def _check_unique(values: np.ndarray, name: str) -> None:
         )
 
 
+def _check_same_place(values: np.ndarray, name: str) -> None:
+    """Refuse distinct longitudes that are the same place (360 degrees apart)."""
+    wrapped = np.round(_wrap(values, 0.0), 9) % 360.0
+    uniq, first, counts = np.unique(wrapped, return_index=True, return_counts=True)
+    if uniq.size == values.size:
+        return
+    if abs(abs(values[-1] - values[0]) - 360.0) <= 1e-6 and counts[first == 0].sum() == 2:
+        raise GridError(
+            f"longitude {name!r} has a cyclic point: its last value {values[-1]:g} repeats the "
+            f"first one, {values[0]:g}, 360 degrees later (as written by add_cyclic_point and "
+            f"some CMIP/NCL tools); expected each longitude once. Drop it, e.g. "
+            f"ds.isel({name}=slice(None, -1)) (drop_duplicates does not see it, the values "
+            f"differ)"
+        )
+    dup = uniq[counts > 1][0]
+    same = values[wrapped == dup][:2].tolist()
+    raise GridError(
+        f"longitude {name!r} has values {same} that are the same place (360 degrees apart); "
+        f"expected each longitude once. Drop one of them, e.g. with ds.isel({name}=...)"
+    )
+
+
 def _check_regular(values: np.ndarray, name: str, rtol: float) -> float:
     """Check that ascending ``values`` are regular; return the spacing."""
     step = (values[-1] - values[0]) / (values.size - 1)
@@ -415,7 +437,7 @@ def _lon_order(
         raise GridError(
             f"longitude {name!r} spans {np.ptp(values):.6g} degrees; expected at most 360"
         )
-    _check_unique(np.round(_wrap(values, 0.0), 9) % 360.0, name)
+    _check_same_place(values, name)
     if convention == "auto":
         first = "180" if np.any(values < 0) else "360"
         order_of_try = (first, "360" if first == "180" else "180")
@@ -487,7 +509,13 @@ def refine_coord(
 
     The coarse bounds (unclipped) are split into ``factor`` equal parts; the first fine lower
     bound and the last fine upper bound of every coarse cell are the coarse bounds themselves,
-    so the union of the fine cells is exactly the coarse cell.
+    so the union of the fine cells is exactly the coarse cell. The fine centres form the regular
+    axis ``x0 + i * dx`` (``dx`` the coarse spacing / ``factor``, ``x0`` half a fine cell from the
+    first coarse bound), chosen among the values within round-off of it so that their block
+    means are the coarse centres exactly, with ``x0`` and ``dx`` rounded to short decimals when
+    they are within ``1e-9 * dx`` of one: refining a grid obtained by
+    :func:`coarsen_coord` gives back the original centres exactly whenever they were regular
+    (``x0 + i * dx``), e.g. ``0.0`` rather than ``2.4e-17``.
 
     Parameters
     ----------
@@ -517,7 +545,7 @@ def refine_coord(
     edges[:, 0] = lo[:, 0]
     edges[:, -1] = hi[:, 0]
     fine_bounds = np.stack([edges[:, :-1], edges[:, 1:]], axis=-1).reshape(-1, 2)
-    fine_centres = 0.5 * (fine_bounds[:, 0] + fine_bounds[:, 1])
+    fine_centres = _regular_fine_centres(np.asarray(centres, dtype=np.float64), factor)
     if latitude:
         if np.any(np.abs(fine_centres) > 90.0 + 1e-9):
             raise GridError(
@@ -527,6 +555,58 @@ def refine_coord(
             )
         fine_bounds = np.clip(fine_bounds, -90.0, 90.0)
     return fine_centres, fine_bounds
+
+
+def _snap_decimal(value: float, scale: float) -> float:
+    """``value`` rounded to the shortest decimal within ``1e-9 * scale`` of it, if one is short.
+
+    Only decimals whose last digit is worth at least ``1e-6 * scale`` are tried, so that a value
+    that is not a short decimal (``pi / 128``) is kept as it is.
+    """
+    for digits in range(-6, 18):
+        quantum = 10.0 ** (-digits)
+        if quantum < 1e-6 * scale:
+            break
+        rounded = round(value, digits)
+        if abs(rounded - value) <= 1e-9 * scale:
+            return float(rounded) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return float(value)
+
+
+def _ulps(value: float, steps: int) -> float:
+    """``value`` moved by ``steps`` units in the last place."""
+    direction = np.inf if steps > 0 else -np.inf
+    for _ in range(abs(steps)):
+        value = float(np.nextafter(value, direction))
+    return value
+
+
+def _regular_fine_centres(centres: np.ndarray, factor: int) -> np.ndarray:
+    """Regular fine centres ``x0 + i * dx`` whose block means are ``centres`` where possible.
+
+    ``dx`` and ``x0`` are estimated from the coarse centres, rounded to short decimals when within
+    ``1e-9 * dx`` of one, then moved by up to two units in the last place until
+    ``coarsen_coord(fine, factor) == centres`` exactly; when no candidate satisfies that identity
+    (the coarse centres were not block means of a regular axis), the rounded estimate is used.
+    """
+    n = centres.size
+    coarse_dx = (centres[-1] - centres[0]) / (n - 1)
+    dx = coarse_dx / factor
+    x0 = centres[0] - 0.5 * coarse_dx + 0.5 * dx  # half a fine cell from the first coarse bound
+    index = np.arange(n * factor, dtype=np.float64)
+    snapped = (_snap_decimal(x0, dx), _snap_decimal(dx, dx))
+    tried: set[tuple[float, float]] = set()
+    for base_x0, base_dx in (snapped, (float(x0), float(dx))):
+        for step_dx in (0, 1, -1, 2, -2):
+            for step_x0 in (0, 1, -1, 2, -2):
+                candidate = (_ulps(base_x0, step_x0), _ulps(base_dx, step_dx))
+                if candidate in tried:
+                    continue
+                tried.add(candidate)
+                fine = candidate[0] + candidate[1] * index
+                if np.array_equal(fine.reshape(n, factor).mean(axis=1), centres):
+                    return fine
+    return snapped[0] + snapped[1] * index
 
 
 def coarsen_coord(centres: np.ndarray, factor: int) -> np.ndarray:
@@ -785,6 +865,20 @@ def _bounds_name(obj: XrObj, name: str) -> str | None:
     return None
 
 
+def _drop_axis_bounds(obj: XrObj, names: tuple[str, ...]) -> XrObj:
+    """``obj`` without the CF bounds variables of the axes ``names`` (data variables or coords).
+
+    A plainly opened CF file holds ``lat_bnds`` / ``lon_bnds`` as data variables; operations that
+    move data to a new grid drop them, since the new grid's own bounds replace them.
+    """
+    drop = []
+    for name in names:
+        bname = _bounds_name(obj, name)
+        if bname is not None and bname not in names and bname not in drop:
+            drop.append(bname)
+    return obj.drop_vars(drop) if drop else obj
+
+
 def _normalized_axis(
     obj: XrObj,
     name: str,
@@ -824,10 +918,13 @@ def normalize_grid(
     Normalization: y and x ascending (a descending latitude such as ERA5's is reversed, data
     included); longitudes wrapped into one convention and sorted (``"auto"`` keeps the input's
     convention, -180..180 if any longitude is negative, else 0..360, and switches to the other one
-    only when a regional grid would otherwise be split at the seam); integer coordinates become
-    float64 and integer data variables on the grid become float (float32 up to 16-bit integers,
+    only when a regional grid would otherwise be split at the seam); floating coordinates keep
+    their dtype (float32 stays float32), integer coordinates become float64 and integer data
+    variables on the grid become float (float32 up to 16-bit integers,
     float64 above); CF bounds variables follow their axis. NaNs in the data are kept as they are.
-    The input is not modified; dask-backed and lazily loaded data stay lazy.
+    The result is always a new object (a shallow copy sharing the data when nothing changes, so
+    that setting its attributes leaves ``obj`` alone); the input is not modified; dask-backed and
+    lazily loaded data stay lazy.
 
     Parameters
     ----------
@@ -870,7 +967,7 @@ def normalize_grid(
     x_index, x_values, _ = _normalized_axis(
         obj, axes.x, is_lon=kind == "latlon", lon_convention=lon_convention, rtol=rtol
     )
-    out = obj
+    out = obj.copy(deep=False)  # a new object (data shared) even when nothing changes
     indexers: dict[str, Any] = {}
     if y_index is not None:
         indexers[axes.y] = y_index
@@ -885,8 +982,10 @@ def normalize_grid(
         if index is not None:
             attrs.pop("stored_direction", None)
         if index is not None or not np.issubdtype(old.dtype, np.floating):
+            # a floating coordinate keeps its dtype (float32 stays float32); integers -> float64
+            dtype = old.dtype if np.issubdtype(old.dtype, np.floating) else np.float64
             new_coords[name] = xr.Variable(
-                (name,), values, attrs=attrs, encoding=dict(old.encoding)
+                (name,), values.astype(dtype), attrs=attrs, encoding=dict(old.encoding)
             )
         bname = _bounds_name(obj, name)
         if bname is not None and index is not None:
@@ -895,6 +994,8 @@ def normalize_grid(
             if name == axes.x and kind == "latlon":
                 shift = values - np.asarray(obj[name].values, dtype=np.float64)[index]
                 bvals = bvals + shift[:, None]
+            if np.issubdtype(bvar.dtype, np.floating):
+                bvals = bvals.astype(bvar.dtype)
             new_coords[bname] = xr.Variable(bvar.dims, bvals, attrs=dict(bvar.attrs))
     if new_coords:
         coord_updates = {k: v for k, v in new_coords.items() if k in out.coords}
@@ -1130,7 +1231,10 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
         When refined latitudes would lie beyond the poles, or the grid is invalid.
     """
     spec = grid_spec(obj, dims=dims)
-    norm = normalize_grid(xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}), dims=dims)
+    norm = normalize_grid(
+        xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}),
+        dims={"x": spec.x, "y": spec.y},  # a "time" key of dims names nothing here
+    )
     xs = np.asarray(norm[spec.x].values, dtype=np.float64)
     ys = np.asarray(norm[spec.y].values, dtype=np.float64)
     fine = spec.refine(factor)
@@ -1177,7 +1281,10 @@ def coarsen_grid(
     """
     spec = grid_spec(obj, dims=dims)
     coarse = spec.coarsen(factor, boundary=boundary)
-    norm = normalize_grid(xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}), dims=dims)
+    norm = normalize_grid(
+        xr.Dataset(coords={spec.x: obj[spec.x], spec.y: obj[spec.y]}),
+        dims={"x": spec.x, "y": spec.y},  # a "time" key of dims names nothing here
+    )
     xs = np.asarray(norm[spec.x].values, dtype=np.float64)[: coarse.nx * factor]
     ys = np.asarray(norm[spec.y].values, dtype=np.float64)[: coarse.ny * factor]
     cx, cy = coarsen_coord(xs, factor), coarsen_coord(ys, factor)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..errors import ConfigError, DataError, MissingVariableError, ShapeError
+from ..errors import ConfigError, DataError, GridError, MissingVariableError, ShapeError
+from .grid import find_axes
 
 __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
 
@@ -159,7 +160,10 @@ class Normalizer:
             Dataset, DataArray (named) or a sequence of them (statistics are pooled). Dask-backed
             data are reduced with dask in one pass per dataset.
         variables
-            Variables to fit (default: every data variable, in order).
+            Variables to fit. Default: the numeric data variables that have both horizontal grid
+            dimensions, in order; grid-mapping variables (``rotated_pole``, ``crs``), CF bounds
+            (``lat_bnds``) and scalars are left out. When no grid is found, every numeric data
+            variable with at least one dimension that is not a bounds or grid-mapping variable.
         transforms
             ``"auto"`` (``log1p`` for precipitation-like variables, see :func:`auto_transform`)
             or a mapping name -> ``"none"`` / ``"log1p"`` (unlisted variables get ``"none"``).
@@ -179,11 +183,13 @@ class Normalizer:
         if not datasets:
             raise DataError("Normalizer.fit got no data")
         datasets = [_as_dataset(d) for d in datasets]
-        names = (
-            list(variables) if variables is not None else [str(v) for v in datasets[0].data_vars]
-        )
+        names = list(variables) if variables is not None else _default_variables(datasets[0])
         if not names:
-            raise DataError("Normalizer.fit found no data variables to fit")
+            raise DataError(
+                f"Normalizer.fit found no data variables to fit among "
+                f"{sorted(map(str, datasets[0].data_vars))}; by default only numeric variables "
+                f"on the horizontal grid are fitted. Name them with variables=[...]"
+            )
         if transforms != "auto":
             if not isinstance(transforms, Mapping):
                 raise ConfigError(f"transforms={transforms!r}; expected 'auto' or a mapping")
@@ -411,6 +417,35 @@ class Normalizer:
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
             text = Path(source).read_text()
         return cls.from_dict(json.loads(text))
+
+
+def _default_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables fitted by default: numeric fields on the horizontal grid.
+
+    Variables named by another variable's ``bounds`` or ``grid_mapping`` attribute (or encoding)
+    are metadata and never fitted.
+    """
+    metadata: set[str] = set()
+    for var in ds.variables.values():
+        for key in ("bounds", "grid_mapping"):
+            value = var.attrs.get(key) or var.encoding.get(key)
+            if isinstance(value, str):
+                metadata.add(value.split(":")[0].strip())
+    try:
+        axes = find_axes(ds)
+        grid_dims: tuple[str, ...] | None = (axes.x, axes.y)
+    except GridError:
+        grid_dims = None
+    names = []
+    for name, var in ds.data_vars.items():
+        if str(name) in metadata or not np.issubdtype(var.dtype, np.number):
+            continue
+        if var.ndim == 0:
+            continue
+        if grid_dims is not None and not all(d in var.dims for d in grid_dims):
+            continue
+        names.append(str(name))
+    return names
 
 
 def _as_dataset(obj: XrObj) -> xr.Dataset:

@@ -25,6 +25,7 @@ from ..errors import BackendNotAvailableError, ConfigError, GridError
 from .grid import (
     GridSpec,
     _curvilinear,
+    _drop_axis_bounds,
     cell_bounds,
     find_axes,
     grid_spec,
@@ -91,6 +92,9 @@ def _target_axes(
         if spec.kind == "latlon":
             xattrs["standard_name"], yattrs["standard_name"] = "longitude", "latitude"
         return spec, spec.y_centres(), spec.x_centres(), yattrs, xattrs
+    axes = find_axes(target, dims=dims)
+    # only the target's centres are used: its bounds (checked by nothing else) are ignored
+    target = _drop_axis_bounds(target, (axes.x, axes.y))
     spec = grid_spec(target, dims=dims)
     coords = xr.Dataset(coords={spec.y: target[spec.y], spec.x: target[spec.x]})
     norm = normalize_grid(coords, dims={"x": spec.x, "y": spec.y})
@@ -101,6 +105,57 @@ def _target_axes(
         dict(target[spec.y].attrs),
         dict(target[spec.x].attrs),
     )
+
+
+def _regional_lon_runs(
+    tx: np.ndarray, x0: float, dx: float, nx: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Target cells covered by a regional longitude source, as runs in the source's frame.
+
+    Parameters
+    ----------
+    tx
+        (n,) target longitude centres, any convention.
+    x0, dx, nx
+        First centre, spacing and size of the (normalized, non-periodic) source axis.
+
+    Returns
+    -------
+    list of (indices, longitudes)
+        For each run of consecutive target cells whose centre, taken modulo 360 relative to the
+        source's west edge ``x0 - dx / 2``, lies within the source's extent ``[x0 - dx / 2,
+        x0 + (nx - 1/2) dx]``: their indices in ``tx`` and their centres shifted by a multiple of
+        360 into that extent. Empty when no target cell is covered.
+    """
+    origin = x0 - 0.5 * dx
+    end = x0 + (nx - 0.5) * dx
+    tol = 1e-9 * dx
+    turns = np.floor((tx - origin + tol) / 360.0)
+    shifted = tx - 360.0 * turns
+    index = np.flatnonzero(shifted <= end + tol)
+    if index.size == 0:
+        return []
+    breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(turns[index]) != 0)) + 1
+    return [(part, shifted[part]) for part in np.split(index, breaks)]
+
+
+def _restore_dtypes(out: XrObj, src: XrObj) -> XrObj:
+    """Cast the floating variables of ``out`` back to their dtype in ``src`` (e.g. float32)."""
+
+    def cast(da: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+        if np.issubdtype(like.dtype, np.floating) and da.dtype != like.dtype:
+            return da.astype(like.dtype)
+        return da
+
+    if isinstance(out, xr.DataArray):
+        assert isinstance(src, xr.DataArray)
+        return cast(out, src)
+    changed = {
+        name: cast(var, src[name])
+        for name, var in out.data_vars.items()
+        if name in src.data_vars and var.dtype != src[name].dtype
+    }
+    return out.assign(changed) if changed else out
 
 
 def _edges(centres: np.ndarray, latitude: bool) -> np.ndarray:
@@ -137,6 +192,16 @@ class Regridder:
         xarray-regrid, projected without geographic coordinates with xesmf).
     ConfigError
         For an invalid option, or ``"cubic"`` with xesmf.
+
+    Notes
+    -----
+    Source and target may use different longitude conventions (-180..180, 0..360). A regional
+    (non-periodic) latitude / longitude source is regridded in its own frame: target cells whose
+    centre, taken modulo 360, lies outside the source's extent (first centre - dx/2 to last
+    centre + dx/2) are NaN, never filled from the other side of the source. CF bounds variables
+    of the source's x / y (``lat_bnds`` / ``lon_bnds``, as data variables or coordinates) are
+    dropped, and only the centres of the target are used. Floating-point data keep their dtype
+    (float32 stays float32).
     """
 
     def __init__(
@@ -240,7 +305,7 @@ class Regridder:
                         self.source_spec.x: source[self.source_spec.x],
                     }
                 ),
-                dims=self.dims,
+                dims={"x": self.source_spec.x, "y": self.source_spec.y},
             )
             return self._xesmf_grid(
                 np.asarray(norm[self.source_spec.y].values, dtype=np.float64),
@@ -283,35 +348,74 @@ class Regridder:
             }
         )
 
+    def _backend_call(self, src: XrObj, target: xr.Dataset, latitude: str | None) -> XrObj:
+        acc = src.regrid
+        if self.method == "conservative":
+            return acc.conservative(
+                target, latitude_coord=latitude, time_dim=None, skipna=self.skipna
+            )
+        return getattr(acc, self.method)(target, time_dim=None)
+
+    def _regrid_regional_lon(self, src: XrObj, spec: GridSpec, latitude: str | None) -> XrObj:
+        """Regrid a regional (non-periodic) longitude source, whatever the target's convention.
+
+        The target centres are taken modulo 360 into the source's frame (where the source is
+        contiguous); the target cells whose centre lies in the source's extent form at most a few
+        contiguous runs, each regridded on its own, and the other cells are NaN. The longitude is
+        renamed for the backend so that it does not wrap the source itself.
+        """
+        tmp = "__flexdownscale_x__"
+        runs = _regional_lon_runs(self._tx, spec.x0, spec.dx, spec.nx)
+        if not runs:  # no target cell in the source's extent: all NaN (one dummy cell, dropped)
+            runs = [(np.array([-1]), np.array([spec.x0]))]
+        renamed = src.rename({spec.x: tmp})
+        pieces = []
+        for index, values in runs:
+            target = xr.Dataset(
+                coords={
+                    spec.y: (spec.y, self._ty, {}),
+                    tmp: (tmp, values),
+                }
+            )
+            piece = self._backend_call(renamed, target, latitude)
+            pieces.append(piece.assign_coords({tmp: index}))
+        out = pieces[0]
+        if len(pieces) > 1:
+            options: dict[str, Any] = {
+                "coords": "minimal",
+                "compat": "override",
+                "join": "override",
+            }
+            if isinstance(out, xr.Dataset):
+                options["data_vars"] = "minimal"
+            out = xr.concat(pieces, dim=tmp, **options)
+        out = out.reindex({tmp: np.arange(self._tx.size)})
+        return out.drop_vars(tmp).rename({tmp: spec.x})
+
     def _call_xarray_regrid(self, obj: XrObj) -> XrObj:
         _import_xarray_regrid()
         spec = self.source_spec
         assert spec is not None
-        src = normalize_grid(obj, dims=self.dims)
+        src = normalize_grid(_drop_axis_bounds(obj, (spec.x, spec.y)), dims=self.dims)
         drop = [
             c
             for c in src.coords
             if c not in (spec.x, spec.y) and (spec.x in src[c].dims or spec.y in src[c].dims)
         ]
         src = src.drop_vars(drop)
-        target = self._target_dataset(spec.y, spec.x)
-        acc = src.regrid
-        if self.method == "conservative":
-            latitude = spec.y if spec.kind in ("latlon", "rotated") else None
-            out = acc.conservative(
-                target,
-                latitude_coord=latitude,
-                time_dim=None,
-                skipna=self.skipna,
-            )
+        latitude = spec.y if spec.kind in ("latlon", "rotated") else None
+        if spec.kind == "latlon" and not spec.periodic_x:
+            out = self._regrid_regional_lon(src, spec, latitude)
         else:
-            out = getattr(acc, self.method)(target, time_dim=None)
+            out = self._backend_call(src, self._target_dataset(spec.y, spec.x), latitude)
+        target = self._target_dataset(spec.y, spec.x)
         out = out.assign_coords(
             {
                 spec.y: (spec.y, self._ty, dict(target[spec.y].attrs)),
                 spec.x: (spec.x, self._tx, dict(target[spec.x].attrs)),
             }
         )
+        out = _restore_dtypes(out, src)
         out.attrs.update(src.attrs)
         if isinstance(obj, xr.DataArray):
             return out.transpose(*[d for d in src.dims if d in out.dims])
@@ -326,7 +430,8 @@ class Regridder:
         else:
             spec = self.source_spec
             assert spec is not None
-            src = normalize_grid(obj, dims=self.dims).rename({spec.y: "lat", spec.x: "lon"})
+            src = normalize_grid(_drop_axis_bounds(obj, (spec.x, spec.y)), dims=self.dims)
+            src = src.rename({spec.y: "lat", spec.x: "lon"})
             names = (spec.y, spec.x)
         out = self._xesmf(src, keep_attrs=True)
         out = out.rename({"lat": names[0], "lon": names[1]})

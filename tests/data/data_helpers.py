@@ -129,3 +129,27 @@ def counting_dataset(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, CountingArra
         )
     out = xr.Dataset(data_vars, coords=ds.coords, attrs=dict(ds.attrs))
     return out, counters
+
+
+def cf_bounds_file(path: Any, *, ny: int = 8, nx: int = 12, dlat: float = 2.5) -> xr.Dataset:
+    """A CMIP-like netCDF file written then reopened plainly: ``lat_bnds`` / ``lon_bnds`` are
+    data variables (named by the coordinates' ``bounds`` attributes), next to ``tas``."""
+    lat = -10.0 + dlat * (np.arange(ny) + 0.5)
+    lon = 100.0 + dlat * (np.arange(nx) + 0.5)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    tas = 280.0 + 0.5 * la - 0.25 * lo
+    half = 0.5 * dlat
+    ds = xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), np.stack([tas, tas + 1.0]), {"units": "K"}),
+            "lat_bnds": (("lat", "bnds"), np.stack([lat - half, lat + half], axis=1)),
+            "lon_bnds": (("lon", "bnds"), np.stack([lon - half, lon + half], axis=1)),
+        },
+        coords={
+            "time": ("time", [0.0, 1.0], {"units": "days since 2000-01-01"}),
+            "lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "bounds": "lon_bnds"}),
+        },
+    )
+    ds.to_netcdf(path)
+    return xr.load_dataset(path)  # open_dataset, read into memory, file closed

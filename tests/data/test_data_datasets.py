@@ -393,10 +393,11 @@ def test_bad_inputs_of_the_datasets(shared_data, tmp_path):
     with pytest.raises(IndexError):
         SuperResolutionDataset(path, crop_size=16)[10**6]
     nan_field = latlon_da(16, 16, ntime=2).to_dataset()
-    nan_field["t2m"][0, 3, 3] = np.nan  # a masked cell propagates, never filled
-    item = SuperResolutionDataset(nan_field, factor=4, crop_size=16)[0]
-    assert int(torch.isnan(item["fine"]).sum()) == 1
-    assert int(torch.isnan(item["coarse"]).sum()) == 1
+    nan_field["t2m"][0, 3, 3] = np.nan  # a NaN never reaches a training tensor silently
+    with pytest.raises(DataError, match="'t2m' has 1 NaN value"):
+        SuperResolutionDataset(nan_field, factor=4, crop_size=16)[0]
+    clean = SuperResolutionDataset(nan_field, factor=4, crop_size=16)[1]
+    assert torch.isfinite(clean["fine"]).all()
 
 
 def test_dataloader_batches(shared_data):
@@ -426,3 +427,27 @@ def test_dataloader_with_worker_processes(shared_data):
     first = batches[0]
     assert torch.equal(first["fine"][3], train[3]["fine"])
     assert first["phys"].shape == (16,)
+
+
+def test_nan_in_an_item_window_is_a_data_error_naming_variable_time_and_count():
+    da = latlon_da(16, 16, lat0=40.0, lon0=0.0, ntime=5)
+    values = da.values.copy()
+    values[2, 0, :3] = np.nan  # three NaNs in the first row at the third time (1970-01-03)
+    data = da.copy(data=values).to_dataset()
+    full = SuperResolutionDataset(data, factor=2, crop_size=None, normalizer=None)
+    assert torch.isfinite(full[1]["fine"]).all()
+    message = r"'t2m' has 3 NaN value\(s\) at time=1970-01-03 00:00:00 .*fillna"
+    with pytest.raises(DataError, match=message):
+        full[2]
+    # only the window an item reads is checked: a centre crop away from the NaNs is fine
+    centre = SuperResolutionDataset(data, factor=2, crop_size=4, crop="center", normalizer=None)
+    item = centre[2]
+    assert torch.isfinite(item["fine"]).all()
+    assert torch.isfinite(item["base"]).all()
+    forecast = ForecastDataset(data, past_frames=1, lead=1, crop_size=None, normalizer=None)
+    assert len(forecast) == 4
+    for index in (1, 2):  # time 2 is the target of item 1 and the input frame of item 2
+        with pytest.raises(DataError, match=message):
+            forecast[index]
+    assert torch.isfinite(forecast[3]["cond"]).all()
+    assert np.isnan(data.t2m.values).sum() == 3  # the data are not modified

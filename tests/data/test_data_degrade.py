@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import xarray as xr
-from data_helpers import assert_unchanged, latlon_da, no_compute, projected_da
+from data_helpers import (
+    assert_unchanged,
+    cf_bounds_file,
+    latlon_da,
+    no_compute,
+    projected_da,
+)
 
 from flexdownscale.data.degrade import (
     DEGRADATIONS,
@@ -275,3 +281,21 @@ def test_operators_and_fusion_stay_on_the_gpu():
     assert b.device.type == "cuda"
     tiles, layout = tile(gpu, 32, overlap=8)
     assert torch.equal(layout.fuse(tiles), gpu)
+
+
+def test_cf_bounds_data_variables_are_replaced_by_the_new_grid(tmp_path):
+    ds = cf_bounds_file(tmp_path / "cmip_like.nc", ny=8, nx=12, dlat=2.5)
+    assert {"lat_bnds", "lon_bnds"} <= set(ds.data_vars)
+    bare = ds.drop_vars(["lat_bnds", "lon_bnds"])
+    coarse = degrade(ds, 2)
+    assert list(coarse.data_vars) == ["tas"]
+    xr.testing.assert_identical(coarse, degrade(bare, 2))
+    # the coarse bounds are those of the 5-degree blocks: -10, -5, ... and 100, 105, ...
+    np.testing.assert_array_equal(coarse.lat_bnds.values[:, 0], -10.0 + 5.0 * np.arange(4))
+    np.testing.assert_array_equal(coarse.lon_bnds.values[:, 1], 105.0 + 5.0 * np.arange(6))
+    fine = up(ds, 2, method="nearest")
+    assert list(fine.data_vars) == ["tas"]
+    xr.testing.assert_identical(fine, up(bare, 2, method="nearest"))
+    np.testing.assert_array_equal(fine.tas.values[:, ::2, ::2], ds.tas.values)
+    np.testing.assert_array_equal(fine.lat_bnds.values[:2], [[-10.0, -8.75], [-8.75, -7.5]])
+    assert set(ds.data_vars) == {"tas", "lat_bnds", "lon_bnds"}  # the input is untouched

@@ -203,7 +203,8 @@ def test_refine_and_coarsen_real_grids(shared_data, key):
             )
         # refining the coarse grid gives back the fine centres
         back = refine_grid(cg, 4)
-        np.testing.assert_allclose(back[spec.y].values, fb[spec.y].values, atol=1e-9 * spec.dy)
+        np.testing.assert_array_equal(back[spec.y].values, fb[spec.y].values)
+        np.testing.assert_array_equal(back[spec.x].values, fb[spec.x].values)
 
 
 def assert_spec_close(a: GridSpec, b: GridSpec) -> None:
@@ -278,3 +279,87 @@ def test_rotated_pole_grid_is_handled_as_1d_axes(shared_data):
 
         coarse = degrade(ds.tas.isel(rlat=slice(0, 412), rlon=slice(0, 424)), 4)
         assert coarse.shape == (1, 1, 103, 106)
+
+
+def test_degrade_then_refine_gives_back_the_kolmogorov_centres_exactly(shared_data):
+    from flexdownscale.data.degrade import degrade
+
+    dims = {"x": "x", "y": "y", "time": "time"}  # the documented form, with a time key
+    with xr.open_dataset(shared_data / "kolmogorov/kf_re4000.nc") as ds:
+        fine = ds.vorticity.isel(trajectory=0, time=slice(0, 2))
+        assert fine.x.values[0] == 0.0
+        assert fine.y.values[0] == 0.0
+        coarse = degrade(fine, 8, dims=dims)
+        grid = coarsen_grid(fine, 8, dims=dims)
+        np.testing.assert_array_equal(grid.x.values, coarse.x.values)
+        back = refine_grid(coarse, 8, dims=dims)
+        np.testing.assert_array_equal(back.x.values, fine.x.values)
+        np.testing.assert_array_equal(back.y.values, fine.y.values)
+        assert back.x.values[0] == 0.0  # not 2.4e-17
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+def test_refine_coord_gives_regular_decimal_centres_exactly(factor):
+    fine = -10.0 + 0.25 * np.arange(24 * factor)  # ERA5-like 0.25 degree axis from -10.0
+    coarse = fine.reshape(-1, factor).mean(axis=1)
+    centres, bounds = refine_coord(coarse, factor)
+    np.testing.assert_array_equal(centres, fine)
+    assert bounds[0, 0] == -10.125
+    # a coarse axis given directly (not block means) refines to the decimal grid as well
+    centres, _ = refine_coord(np.arange(0.5, 10.0, 1.0), 2)
+    np.testing.assert_array_equal(centres, 0.25 + 0.5 * np.arange(20))
+
+
+def test_normalize_grid_returns_a_new_object_even_when_nothing_changes():
+    da = latlon_da(4, 6)
+    out = normalize_grid(da)
+    assert out is not da
+    xr.testing.assert_identical(out, da)
+    out.attrs["units"] = "degC"
+    out.lat.attrs["note"] = "changed"
+    assert da.attrs["units"] == "K"
+    assert "note" not in da.lat.attrs
+    ds = da.to_dataset()
+    out = normalize_grid(ds)
+    assert out is not ds
+    out.attrs["title"] = "changed"
+    assert ds.attrs == {}
+
+
+def test_normalize_grid_keeps_float32_coordinates_when_it_reorders():
+    lat = np.float32([43.0, 42.0, 41.0, 40.0])  # descending, as ERA5
+    lon = np.float32([0, 5, 10, 15, 340, 345, 350, 355])  # a region across Greenwich, 0..360
+    values = np.arange(32.0).reshape(4, 8)
+    da = xr.DataArray(
+        values,
+        dims=("lat", "lon"),
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    out = normalize_grid(da)
+    assert out.lat.dtype == np.float32
+    assert out.lon.dtype == np.float32
+    np.testing.assert_array_equal(out.lat.values, np.float32([40.0, 41.0, 42.0, 43.0]))
+    np.testing.assert_array_equal(out.lon.values, np.float32([-20, -15, -10, -5, 0, 5, 10, 15]))
+    np.testing.assert_array_equal(out.values, values[::-1][:, [4, 5, 6, 7, 0, 1, 2, 3]])
+    assert da.lat.values[0] == 43.0  # the input is untouched
+
+
+def test_cyclic_longitude_point_gets_a_specific_message():
+    da = latlon_da(5, 145, lat0=-10.0, dlat=5.0, lon0=0.0, dlon=2.5)  # 0..360 inclusive
+    assert da.lon.values[-1] == 360.0
+    with pytest.raises(GridError, match="cyclic point") as info:
+        grid_spec(da)
+    message = str(info.value)
+    assert "last value 360 repeats the first one, 0, 360 degrees later" in message
+    assert "ds.isel(lon=slice(None, -1))" in message
+    # drop_duplicates does not help (the values differ); the suggested fix does
+    assert da.drop_duplicates("lon").sizes["lon"] == 145
+    spec = grid_spec(da.isel(lon=slice(None, -1)))
+    assert (spec.nx, spec.periodic_x) == (144, True)
+    # two longitudes 360 apart elsewhere are named too
+    other = da.isel(lon=slice(0, 4)).assign_coords(lon=[-10.0, 0.0, 350.0, 20.0])
+    with pytest.raises(GridError, match=r"\[-10.0, 350.0\] that are the same place"):
+        grid_spec(other)

@@ -129,3 +129,33 @@ def test_bad_inputs():
         norm.transform_array(np.zeros((2, 4, 4)))
     with pytest.raises(DataError):
         VariableStats(mean=0.0, std=0.0)
+
+
+def test_fit_by_default_takes_only_numeric_fields_on_the_grid():
+    rng = np.random.default_rng(3)
+    lat = np.arange(40.5, 44.0, 1.0)
+    tas = rng.normal(280.0, 5.0, size=(3, 4, 5))
+    ds = xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), tas, {"units": "K", "grid_mapping": "rotated_pole"}),
+            "rotated_pole": ((), np.array(b"", dtype="S1"), {"grid_mapping_name": "x"}),
+            "lat_bnds": (("lat", "bnds"), np.stack([lat - 0.5, lat + 0.5], axis=1)),
+            "height": ((), 2.0, {"units": "m"}),
+            "n_obs": (("time",), [3.0, 4.0, 5.0]),
+        },
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"}),
+            "lon": ("lon", np.arange(5.0), {"units": "degrees_east"}),
+        },
+    )
+    norm = Normalizer.fit(ds)
+    assert norm.variables == ("tas",)
+    assert norm.stats["tas"].mean == pytest.approx(tas.mean(), rel=1e-13)
+    assert norm.stats["tas"].std == pytest.approx(tas.std(), rel=1e-12)
+    z = norm.transform(ds)
+    assert z.rotated_pole.dtype == ds.rotated_pole.dtype  # metadata passes through untouched
+    np.testing.assert_array_equal(z.lat_bnds.values, ds.lat_bnds.values)
+    # variables named explicitly are still fitted, and an off-grid-only dataset is refused
+    assert Normalizer.fit(ds, variables=["n_obs"]).stats["n_obs"].mean == pytest.approx(4.0)
+    with pytest.raises(DataError, match="variables="):
+        Normalizer.fit(ds.drop_vars("tas"))  # the grid is there, no field is on it

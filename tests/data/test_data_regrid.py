@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import xarray as xr
-from data_helpers import latlon_da, no_compute, projected_da
+from data_helpers import cf_bounds_file, latlon_da, no_compute, projected_da
 
 from flexdownscale.data.degrade import degrade
 from flexdownscale.data.grid import coarsen_grid, grid_spec
@@ -173,3 +173,81 @@ def test_option_errors():
         regrid(latlon_da(), latlon_da(), method="bilinear")
     with pytest.raises(ConfigError):
         regrid(latlon_da(), latlon_da(), backend="esmf")
+
+
+def wrapped_lon(lon: np.ndarray) -> np.ndarray:
+    """Longitudes in the -180..180 convention."""
+    return (np.asarray(lon) + 180.0) % 360.0 - 180.0
+
+
+def longitude_field(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    return lon + 0.0 * lat
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "conservative"])
+def test_regional_source_on_a_global_target_of_the_other_convention(method):
+    # UK-like source at -19.5..19.5 (extent -20..20); global target 0.5..359.5, same cells
+    src = latlon_da(10, 40, lat0=40.5, lon0=-19.5, func=longitude_field)
+    target = latlon_da(10, 360, lat0=40.5, lon0=0.5)
+    out = regrid(src, target, method=method)
+    assert out.dims == ("lat", "lon")
+    np.testing.assert_array_equal(out.lon.values, target.lon.values)
+    lon = wrapped_lon(target.lon.values)
+    covered = np.abs(lon) < 20.0  # 0.5..19.5 and 340.5..359.5 (two runs in the target frame)
+    assert covered.sum() == 40
+    values = out.values
+    # covered cells coincide with source cells: the value is the source's (its longitude)
+    np.testing.assert_allclose(values[:, covered], np.broadcast_to(lon[covered], (10, 40)))
+    # everything else (e.g. 25.5E, Siberia at 100E, 339.5E) is NaN, not copied from the source
+    assert np.isnan(values[:, ~covered]).all()
+
+
+def test_regional_source_interpolates_across_the_target_seam_and_stays_lazy():
+    src = latlon_da(10, 40, lat0=40.5, lon0=-19.5, func=longitude_field, ntime=2)
+    target = latlon_da(10, 360, lat0=41.0, lon0=0.0)  # integer longitudes 0..359
+    with no_compute():
+        out = regrid(src.chunk({"time": 1}), target, method="linear")
+    assert out.chunks is not None
+    values = out.isel(time=0).values
+    lon = wrapped_lon(target.lon.values)
+    inside = np.abs(lon) <= 19.0  # between source centres: 0 lies between -0.5 and 0.5
+    np.testing.assert_allclose(values[:-1, inside], np.broadcast_to(lon[inside], (9, 39)))
+    assert np.isnan(values[:, np.abs(lon) > 20.0]).all()
+    assert np.isnan(values[-1]).all()  # 50.0N lies beyond the last source centre 49.5N
+
+
+def test_target_disjoint_from_a_regional_source_is_all_nan():
+    src = latlon_da(6, 10, lat0=40.5, lon0=-9.5)
+    target = latlon_da(6, 10, lat0=40.5, lon0=180.5)
+    for method in ("linear", "conservative"):
+        out = regrid(src, target, method=method)
+        assert out.shape == (6, 10)
+        assert np.isnan(out.values).all()
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest", "conservative"])
+def test_float32_data_stay_float32(method):
+    src = latlon_da(20, 30, lat0=-10, lon0=5, dtype=np.float32)
+    target = latlon_da(8, 12, lat0=-6.25, dlat=1.5, lon0=7.5, dlon=1.5)
+    out = regrid(src, target, method=method)
+    assert out.dtype == np.float32
+    ref = regrid(src.astype(np.float64), target, method=method)
+    np.testing.assert_allclose(out.values, ref.values.astype(np.float32), rtol=1e-6, atol=1e-7)
+    ds_out = regrid(src.to_dataset(), target, method=method)
+    assert ds_out.t2m.dtype == np.float32
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "conservative"])
+def test_cf_bounds_data_variables_are_dropped(tmp_path, method):
+    ds = cf_bounds_file(tmp_path / "cmip_like.nc")
+    assert {"lat_bnds", "lon_bnds"} <= set(ds.data_vars)
+    target = coarsen_grid(ds, 2)
+    out = regrid(ds, target, method=method)
+    assert list(out.data_vars) == ["tas"]
+    assert out.tas.dims == ("time", "lat", "lon")
+    ref = regrid(ds.drop_vars(["lat_bnds", "lon_bnds"]), target, method=method)
+    xr.testing.assert_identical(out, ref)
+    # a target cut from such a file (bounds no longer matching its centres) is fine too
+    sub = ds.isel(lat=slice(1, None, 2), lon=slice(1, None, 2))
+    out = regrid(ds, sub, method="linear")
+    np.testing.assert_allclose(out.tas.values, sub.tas.values)
