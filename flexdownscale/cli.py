@@ -331,7 +331,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import metrics
-    from .data.grid import find_axes, normalize_grid
+    from .data.grid import find_axes, grid_spec, normalize_grid
     from .errors import DataError, GridError, MissingVariableError
     from .plot import plot_rank_histogram, plot_spectra
 
@@ -357,6 +357,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise DataError(f"--out {args.out!r} is a file, not a folder; give a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     has_members = "member" in pred.dims and pred.sizes["member"] > 1
+    spatial = [axes.y, axes.x]
+    spec = grid_spec(truth[names[0]])
+    # latitude grids: means weighted by cell area (WeatherBench practice); projected and
+    # physics grids have equal cells. Doubly periodic domains: plain FFT spectra.
+    weights = (
+        metrics.area_weights(truth[names[0]], dims=spatial)
+        if spec.kind in ("latlon", "rotated")
+        else None
+    )
+    method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
     rows = []
     for v in names:
         p, t = pred[v], truth[v]
@@ -364,19 +374,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         row = {
             "variable": v,
             "units": str(p.attrs.get("units", "")),
-            "RMSE (ens. mean)": float(metrics.rmse(mean, t)),
-            "MAE (ens. mean)": float(metrics.mae(mean, t)),
-            "bias": float(metrics.bias(mean, t)),
+            "RMSE (ens. mean)": float(metrics.rmse(mean, t, weights=weights)),
+            "MAE (ens. mean)": float(metrics.mae(mean, t, weights=weights)),
+            "bias": float(metrics.bias(mean, t, weights=weights)),
         }
         if has_members:
-            row["CRPS"] = float(metrics.crps_ensemble(p, t))
-            row["spread/skill"] = float(metrics.spread_skill_ratio(p, t))
+            row["CRPS"] = float(metrics.crps_ensemble(p, t, weights=weights))
+            row["spread/skill"] = float(metrics.spread_skill_ratio(p, t, weights=weights))
+        spectra = {"method": method}
+        row["LSD (dB)"] = float(
+            metrics.log_spectral_distance(
+                metrics.mean_spectrum(p, dims=spatial, spectrum_kwargs=spectra),
+                metrics.mean_spectrum(t, dims=spatial, spectrum_kwargs=spectra),
+            )
+        )
         rows.append(row)
-        spatial = [axes.y, axes.x]
         fig = plot_spectra(
             {"truth": t, "prediction": p},  # member spectra are averaged, not the mean's
             reference="truth",
             dims=spatial,
+            spectrum_kwargs=spectra,
             title=f"{v}: power spectra",
         )
         fig.savefig(out / f"spectra_{v}.png", dpi=100)
@@ -387,8 +404,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         plt.close("all")
     columns = list(rows[0])
+    weighting = (
+        "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
+    )
     lines = [
         f"# Evaluation of {args.prediction} against {args.truth}",
+        "",
+        f"Means {weighting}; CRPS fair, spread/skill Fortin-corrected; LSD: log-spectral distance "
+        f"of the member-averaged {method.upper()} power spectra.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),

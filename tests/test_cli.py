@@ -100,17 +100,26 @@ def test_evaluate(files, tmp_path, capsys):
     table = (out / "metrics.md").read_text()
     assert "| t2m | K |" in table
     rows = json.loads((out / "metrics.json").read_text())
-    # cross-check the RMSE of the ensemble mean by hand
+    assert "weighted by cell area" in table
+    # cross-check the area-weighted RMSE of the ensemble mean by hand: a cell between latitude
+    # edges phi- and phi+ has area proportional to sin(phi+) - sin(phi-)
     p = xr.open_dataset(pred)["t2m"].mean("member")
     t = xr.open_dataset(root / "truth.nc")["t2m"]
-    expected = float(np.sqrt(((p.values - t.values) ** 2).mean()))
+    lat = np.deg2rad(t["latitude"].values)
+    half = 0.5 * (lat[1] - lat[0])
+    w = (np.sin(lat + half) - np.sin(lat - half))[None, :, None] * np.ones(t.shape)
+    expected = float(np.sqrt((w * (p.values - t.values) ** 2).sum() / w.sum()))
     assert rows[0]["RMSE (ens. mean)"] == pytest.approx(expected, rel=1e-5)
+    unweighted = float(np.sqrt(((p.values - t.values) ** 2).mean()))
+    assert abs(expected - unweighted) > 1e-6 * unweighted  # the weighting is seen
     # fair ensemble CRPS by hand: mean |x_i - y| - sum_ij |x_i - x_j| / (2 M (M - 1))
     x = xr.open_dataset(pred)["t2m"].values
     m = x.shape[0]
     skill = np.abs(x - t.values[None]).mean(axis=0)
     spread = np.abs(x[:, None] - x[None]).sum(axis=(0, 1)) / (2 * m * (m - 1))
-    assert rows[0]["CRPS"] == pytest.approx(float((skill - spread).mean()), rel=1e-5)
+    crps = float((w * (skill - spread)).sum() / w.sum())
+    assert rows[0]["CRPS"] == pytest.approx(crps, rel=1e-5)
+    assert rows[0]["LSD (dB)"] > 0
     assert (out / "spectra_t2m.png").stat().st_size > 1000
     assert (out / "rank_histogram_t2m.png").stat().st_size > 1000
 
@@ -280,3 +289,46 @@ def test_evaluate_out_must_be_a_folder(fake_prediction, tmp_path, capsys):
         f"flexdownscale evaluate: error: cannot use {str(tmp_path / 'file' / 'report')!r}: "
         "Not a directory"
     )
+
+
+def test_evaluate_periodic_physics_grid_uses_fft_and_equal_weights(shared_data, tmp_path, capsys):
+    """Kolmogorov flow (axes marked periodic): FFT spectra, unweighted means, LSD as the metrics
+    compute it."""
+    from flexdownscale import metrics
+
+    ds = xr.open_dataset(shared_data / "kolmogorov" / "kf_re4000.nc")
+    truth = ds[["vorticity"]].isel(trajectory=3, time=slice(0, 2)).load()
+    rng = np.random.default_rng(0)
+    pred = truth.expand_dims(member=2).copy()
+    pred["vorticity"] = pred["vorticity"] + 0.1 * xr.DataArray(
+        rng.normal(size=pred["vorticity"].shape), dims=pred["vorticity"].dims
+    )
+    pred.to_netcdf(tmp_path / "p.nc")
+    truth.to_netcdf(tmp_path / "t.nc")
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "p.nc"),
+                str(tmp_path / "t.nc"),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    table = (tmp_path / "r" / "metrics.md").read_text()
+    assert "over all grid points" in table
+    assert "FFT power spectra" in table
+    row = json.loads((tmp_path / "r" / "metrics.json").read_text())[0]
+    mean = pred["vorticity"].mean("member")
+    expected = float(np.sqrt(((mean - truth["vorticity"]) ** 2).mean()))
+    assert row["RMSE (ens. mean)"] == pytest.approx(expected, rel=1e-5)
+    dims = ["y", "x"]
+    fft = {"method": "fft"}
+    lsd = metrics.log_spectral_distance(
+        metrics.mean_spectrum(pred["vorticity"], dims=dims, spectrum_kwargs=fft),
+        metrics.mean_spectrum(truth["vorticity"], dims=dims, spectrum_kwargs=fft),
+    )
+    assert row["LSD (dB)"] == pytest.approx(float(lsd), rel=1e-6)
