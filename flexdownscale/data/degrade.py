@@ -519,10 +519,18 @@ def _map_spatial(
 
     def one(da: xr.DataArray, name: Any) -> xr.DataArray:
         keep = [c for c in da.coords if spec.x not in da[c].dims and spec.y not in da[c].dims]
-        da = da.reset_coords(
-            [c for c in da.coords if c not in keep and c not in da.dims], drop=True
-        )
-        return _apply_spatial(da, fn, spec, ny, nx)
+        dropped = [c for c in da.coords if c not in keep and c not in da.dims]
+        da = da.reset_coords(dropped, drop=True)
+        out = _apply_spatial(da, fn, spec, ny, nx)
+        listed = out.attrs.get("coordinates")
+        if dropped and isinstance(listed, str):
+            # auxiliary coordinates on the old grid (2-D lat/lon of a rotated grid) are not
+            # carried over, so the CF attribute must not name them any more
+            kept = [c for c in listed.split() if c not in dropped]
+            out.attrs = {k: v for k, v in out.attrs.items() if k != "coordinates"}
+            if kept:
+                out.attrs["coordinates"] = " ".join(kept)
+        return out
 
     if isinstance(obj, xr.DataArray):
         out = one(obj, obj.name)

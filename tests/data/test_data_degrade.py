@@ -299,3 +299,34 @@ def test_cf_bounds_data_variables_are_replaced_by_the_new_grid(tmp_path):
     np.testing.assert_array_equal(fine.tas.values[:, ::2, ::2], ds.tas.values)
     np.testing.assert_array_equal(fine.lat_bnds.values[:2], [[-10.0, -8.75], [-8.75, -7.5]])
     assert set(ds.data_vars) == {"tas", "lat_bnds", "lon_bnds"}  # the input is untouched
+
+
+def test_auxiliary_coordinates_leave_the_coordinates_attribute_with_them():
+    """2-D lat/lon on a rotated grid are dropped by degrade/up; the CF ``coordinates`` attribute
+    then names only what is left, and the input keeps its own."""
+    rlat = np.arange(-4.0, 4.0, 0.5) + 0.25
+    rlon = np.arange(-6.0, 6.0, 0.5) + 0.25
+    lat2d, lon2d = np.meshgrid(rlat + 50.0, rlon + 10.0, indexing="ij")
+    ds = xr.Dataset(
+        {
+            "tas": (
+                ("rlat", "rlon"),
+                np.ones((rlat.size, rlon.size)),
+                {"coordinates": "lat lon height"},
+            )
+        },
+        coords={
+            "rlat": ("rlat", rlat, {"standard_name": "grid_latitude", "units": "degrees"}),
+            "rlon": ("rlon", rlon, {"standard_name": "grid_longitude", "units": "degrees"}),
+            "lat": (("rlat", "rlon"), lat2d, {"units": "degrees_north"}),
+            "lon": (("rlat", "rlon"), lon2d, {"units": "degrees_east"}),
+            "height": ((), 2.0, {"units": "m"}),
+        },
+    )
+    out = degrade(ds, 2)
+    assert "lat" not in out.coords
+    assert float(out["height"]) == 2.0
+    assert out["tas"].attrs["coordinates"] == "height"
+    assert ds["tas"].attrs["coordinates"] == "lat lon height"
+    back = up(out, 2)
+    assert back["tas"].attrs["coordinates"] == "height"
