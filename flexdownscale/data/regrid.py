@@ -158,6 +158,19 @@ def _restore_dtypes(out: XrObj, src: XrObj) -> XrObj:
     return out.assign(changed) if changed else out
 
 
+def _per_variable(out: XrObj, func: Any) -> XrObj:
+    """Apply ``func`` (DataArray -> DataArray) to ``out`` or to each data variable of it."""
+    if isinstance(out, xr.DataArray):
+        return func(out)
+    return out.assign({name: func(var) for name, var in out.data_vars.items()})
+
+
+def _within(centres: np.ndarray, lo: float, hi: float, step: float) -> np.ndarray:
+    """Which ``centres`` lie in ``[lo, hi]`` (with the tolerance of :func:`_regional_lon_runs`)."""
+    tol = 1e-9 * step
+    return (centres >= lo - tol) & (centres <= hi + tol)
+
+
 def _edges(centres: np.ndarray, latitude: bool) -> np.ndarray:
     b = cell_bounds(centres, latitude=latitude)
     return np.concatenate([b[:, 0], b[-1:, 1]])
@@ -181,7 +194,8 @@ class Regridder:
         Dimension-name overrides of the source and the target.
     skipna
         Conservative regridding only: average over the valid (non-NaN) part of each target cell
-        instead of propagating NaN (default ``False``: NaN propagates).
+        instead of propagating NaN (default ``False``: a target cell that overlaps a NaN of the
+        source is NaN).
 
     Raises
     ------
@@ -202,6 +216,23 @@ class Regridder:
     of the source's x / y (``lat_bnds`` / ``lon_bnds``, as data variables or coordinates) are
     dropped, and only the centres of the target are used. Floating-point data keep their dtype
     (float32 stays float32).
+
+    Edges (xarray-regrid backend). The source covers its cell-bounds extent, from its first
+    centre - spacing/2 to its last centre + spacing/2 along each axis (latitudes clipped to
+    [-90, 90]):
+
+    - ``"conservative"``: a target cell whose centre lies in that extent gets the area-weighted
+      mean of the source cells it overlaps, over the part of it that they cover (a target cell
+      inside one source cell gets that cell's value, up to the edges; a cell straddling the edge
+      gets the mean over its covered part). A target cell whose centre lies outside the extent is
+      NaN, even where it overlaps the edge.
+    - ``"nearest"``: a target centre in the extent takes the value of the nearest source cell;
+      outside it, NaN.
+    - ``"linear"`` and ``"cubic"`` do not extrapolate: a target centre beyond the outermost
+      source centres is NaN, including in the half cell between them and the extent's edge.
+
+    Along a periodic axis nothing is masked: a global longitude is wrapped by the backend, and a
+    periodic projected axis (``periodic = "true"``) by padding it with the cells of its other end.
     """
 
     def __init__(
@@ -348,15 +379,169 @@ class Regridder:
             }
         )
 
-    def _backend_call(self, src: XrObj, target: xr.Dataset, latitude: str | None) -> XrObj:
-        acc = src.regrid
-        if self.method == "conservative":
-            return acc.conservative(
-                target, latitude_coord=latitude, time_dim=None, skipna=self.skipna
-            )
-        return getattr(acc, self.method)(target, time_dim=None)
+    def _pad_source(self, src: XrObj, spec: GridSpec) -> tuple[XrObj, dict[str, np.ndarray]]:
+        """Pad the normalized source by one cell at both ends of its axes (see the Notes).
 
-    def _regrid_regional_lon(self, src: XrObj, spec: GridSpec, latitude: str | None) -> XrObj:
+        xarray-regrid masks the target cells whose centre lies outside the range of the source
+        *centres*; the padding moves that range half a cell beyond the source's cell bounds, and
+        :meth:`_mask_outside` then masks what lies outside those bounds. A periodic axis (other
+        than a latitude / longitude grid's longitude, which the backend wraps itself) is padded
+        with the cells of its other end, for every method. A non-periodic one is padded by
+        replicating its edge cells for ``"nearest"`` and with NaN for ``"conservative"``
+        (renormalized by :meth:`_backend_call`), and not at all for ``"linear"`` / ``"cubic"``.
+
+        Returns
+        -------
+        (padded source, indicators)
+            ``indicators`` maps each axis padded with NaN to a 1-D array over its padded
+            centres: 1 on the source's own cells, 0 on the padding.
+        """
+        inside: dict[str, np.ndarray] = {}
+        axes = ((spec.y, spec.dy, spec.periodic_y), (spec.x, spec.dx, spec.periodic_x))
+        for dim, step, periodic in axes:
+            if periodic and spec.kind == "latlon" and dim == spec.x:
+                continue
+            if periodic:
+                mode = "wrap"
+            elif self.method == "nearest":
+                mode = "edge"
+            elif self.method == "conservative":
+                mode = "constant"
+            else:
+                continue
+            centres = np.asarray(src[dim].values, dtype=np.float64)
+            padded = np.concatenate([[centres[0] - step], centres, [centres[-1] + step]])
+            attrs = dict(src[dim].attrs)
+            src = src.pad({dim: (1, 1)}, mode=mode, keep_attrs=True)
+            src = src.assign_coords({dim: (dim, padded, attrs)})
+            if mode == "constant":
+                inside[dim] = np.concatenate([[0.0], np.ones(centres.size), [0.0]])
+        return src, inside
+
+    def _mask_outside(self, out: XrObj, spec: GridSpec) -> XrObj:
+        """NaN where the target centre lies outside the source's cell-bounds extent.
+
+        Only for ``"nearest"`` and ``"conservative"``, whose source is padded (the backend already
+        leaves NaN outside the range of the source centres for ``"linear"`` / ``"cubic"``), and
+        only along non-periodic axes; a regional longitude is masked by
+        :meth:`_regrid_regional_lon` already.
+        """
+        if self.method not in ("nearest", "conservative"):
+            return out
+        xmin, xmax, ymin, ymax = spec.extent
+        masks: dict[str, np.ndarray] = {}
+        if not spec.periodic_y:
+            masks[spec.y] = _within(self._ty, ymin, ymax, spec.dy)
+        if not spec.periodic_x and spec.kind != "latlon":
+            masks[spec.x] = _within(self._tx, xmin, xmax, spec.dx)
+        masks = {dim: mask for dim, mask in masks.items() if not mask.all()}
+        if not masks:
+            return out
+
+        def mask(da: xr.DataArray) -> xr.DataArray:
+            for dim, keep in masks.items():
+                if dim in da.dims:
+                    da = da.where(xr.Variable(dim, keep))
+            return da
+
+        return _per_variable(out, mask)
+
+    def _backend_call(
+        self,
+        src: XrObj,
+        target: xr.Dataset,
+        latitude: str | None,
+        inside: Mapping[str, np.ndarray] | None = None,
+    ) -> XrObj:
+        """Call xarray-regrid on the (padded) source.
+
+        For ``"conservative"``, ``inside`` gives the axes padded with NaN (see
+        :meth:`_pad_source`). With ``skipna=True`` the backend already averages over the valid
+        part of each target cell, which leaves the padding out; with ``skipna=False`` it counts
+        the padding as zeros, so each axis is renormalized by the fraction of each target cell
+        that the source's own cells cover (computed with the backend's own weights, on the
+        indicator of the source's cells).
+        """
+        acc = src.regrid
+        if self.method != "conservative":
+            return getattr(acc, self.method)(target, time_dim=None)
+        out = acc.conservative(target, latitude_coord=latitude, time_dim=None, skipna=self.skipna)
+        if self.skipna:
+            return out
+        out = self._propagate_nan(src, out, target, latitude, inside)
+        if not inside:
+            return out
+        covers: dict[str, np.ndarray] = {}
+        for dim, flags in inside.items():
+            indicator = xr.DataArray(flags, dims=dim, coords={dim: src[dim].variable})
+            cover = indicator.regrid.conservative(
+                xr.Dataset(coords={dim: target[dim]}),
+                latitude_coord=latitude if dim == latitude else None,
+                time_dim=None,
+                skipna=False,
+            )
+            values = np.asarray(cover.values, dtype=np.float64)
+            covers[dim] = np.where(values > 0, values, np.nan)
+
+        def renormalize(da: xr.DataArray) -> xr.DataArray:
+            if not np.issubdtype(da.dtype, np.floating):
+                return da
+            attrs = dict(da.attrs)
+            for dim, cover in covers.items():
+                if dim in da.dims:
+                    da = da / xr.Variable(dim, cover.astype(da.dtype))
+            da.attrs = attrs
+            return da
+
+        return _per_variable(out, renormalize)
+
+    def _propagate_nan(
+        self,
+        src: XrObj,
+        out: XrObj,
+        target: xr.Dataset,
+        latitude: str | None,
+        inside: Mapping[str, np.ndarray] | None,
+    ) -> XrObj:
+        """``skipna=False``: NaN in every target cell that overlaps a NaN of the source's data.
+
+        xarray-regrid's conservative method counts NaNs as zeros when ``skipna=False``; the
+        indicator of the source's own NaNs (not of the NaN padding) is regridded with the same
+        weights, and target cells where it is positive become NaN. Lazy input stays lazy.
+        """
+
+        def indicator(da: xr.DataArray) -> xr.DataArray:
+            if not np.issubdtype(da.dtype, np.floating):
+                return xr.zeros_like(da, dtype=np.float64)
+            flags = da.isnull()
+            for dim, keep in (inside or {}).items():
+                if dim in da.dims:
+                    flags = flags & xr.Variable(dim, np.asarray(keep, dtype=bool))
+            return flags.astype(np.float64)
+
+        touched = _per_variable(src, indicator).regrid.conservative(
+            target, latitude_coord=latitude, time_dim=None, skipna=False
+        )
+
+        def apply(da: xr.DataArray, hit: xr.DataArray) -> xr.DataArray:
+            if not np.issubdtype(da.dtype, np.floating):
+                return da
+            attrs = dict(da.attrs)
+            da = da.where(~(hit > 0))
+            da.attrs = attrs
+            return da
+
+        if isinstance(out, xr.DataArray):
+            return apply(out, touched)
+        return out.assign({name: apply(var, touched[name]) for name, var in out.data_vars.items()})
+
+    def _regrid_regional_lon(
+        self,
+        src: XrObj,
+        spec: GridSpec,
+        latitude: str | None,
+        inside: Mapping[str, np.ndarray] | None = None,
+    ) -> XrObj:
         """Regrid a regional (non-periodic) longitude source, whatever the target's convention.
 
         The target centres are taken modulo 360 into the source's frame (where the source is
@@ -369,6 +554,7 @@ class Regridder:
         if not runs:  # no target cell in the source's extent: all NaN (one dummy cell, dropped)
             runs = [(np.array([-1]), np.array([spec.x0]))]
         renamed = src.rename({spec.x: tmp})
+        inside = {tmp if dim == spec.x else dim: flags for dim, flags in (inside or {}).items()}
         pieces = []
         for index, values in runs:
             target = xr.Dataset(
@@ -377,7 +563,7 @@ class Regridder:
                     tmp: (tmp, values),
                 }
             )
-            piece = self._backend_call(renamed, target, latitude)
+            piece = self._backend_call(renamed, target, latitude, inside)
             pieces.append(piece.assign_coords({tmp: index}))
         out = pieces[0]
         if len(pieces) > 1:
@@ -404,10 +590,12 @@ class Regridder:
         ]
         src = src.drop_vars(drop)
         latitude = spec.y if spec.kind in ("latlon", "rotated") else None
+        padded, inside = self._pad_source(src, spec)
         if spec.kind == "latlon" and not spec.periodic_x:
-            out = self._regrid_regional_lon(src, spec, latitude)
+            out = self._regrid_regional_lon(padded, spec, latitude, inside)
         else:
-            out = self._backend_call(src, self._target_dataset(spec.y, spec.x), latitude)
+            target = self._target_dataset(spec.y, spec.x)
+            out = self._backend_call(padded, target, latitude, inside)
         target = self._target_dataset(spec.y, spec.x)
         out = out.assign_coords(
             {
@@ -415,6 +603,7 @@ class Regridder:
                 spec.x: (spec.x, self._tx, dict(target[spec.x].attrs)),
             }
         )
+        out = self._mask_outside(out, spec)
         out = _restore_dtypes(out, src)
         out.attrs.update(src.attrs)
         if isinstance(obj, xr.DataArray):

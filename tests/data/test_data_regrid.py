@@ -16,7 +16,7 @@ import xarray as xr
 from data_helpers import cf_bounds_file, latlon_da, no_compute, projected_da
 
 from flexdownscale.data.degrade import degrade
-from flexdownscale.data.grid import coarsen_grid, grid_spec
+from flexdownscale.data.grid import coarsen_grid, grid_spec, refine_grid
 from flexdownscale.data.regrid import Regridder, regrid
 from flexdownscale.errors import BackendNotAvailableError, ConfigError, GridError
 
@@ -251,3 +251,155 @@ def test_cf_bounds_data_variables_are_dropped(tmp_path, method):
     sub = ds.isel(lat=slice(1, None, 2), lon=slice(1, None, 2))
     out = regrid(ds, sub, method="linear")
     np.testing.assert_allclose(out.tas.values, sub.tas.values)
+
+
+def cell_index(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A field constant per 1-degree cell: 100 * row + column of the cell (any lat0 / lon0)."""
+    return 100.0 * (lat - lat.min()) + (lon - lon.min())
+
+
+@pytest.mark.parametrize("method", ["nearest", "conservative"])
+@pytest.mark.parametrize("grid", ["regional", "descending", "projected"])
+def test_refined_grid_takes_each_source_cell_value_up_to_the_edges(method, grid):
+    if grid == "projected":
+        src = projected_da(6, 8, dx=1.0, ntime=2).astype(np.float32)
+    else:
+        src = latlon_da(
+            10,
+            12,
+            lat0=40.5,
+            lon0=-9.5,
+            func=cell_index,
+            descending=grid == "descending",
+            ntime=2,
+            dtype=np.float32,
+        )
+    target = refine_grid(src, 2)
+    with no_compute():
+        out = regrid(src.chunk({"time": 1}), target, method=method)
+    assert out.chunks is not None
+    assert out.dtype == np.float32
+    y, x = out.dims[1:]
+    # each fine cell lies inside one source cell, the outer ring included: it takes its value
+    expected = src.sel({y: out[y].values, x: out[x].values}, method="nearest").values
+    assert not np.isnan(out.values).any()
+    np.testing.assert_array_equal(out.values, expected)
+
+
+@pytest.mark.parametrize("skipna", [False, True])
+def test_conservative_target_cells_on_the_source_edge_average_their_covered_part(skipna):
+    # source cells of 1 degree over 40..50N, 10W..2E; target cells of 2 degrees centred on the
+    # even degrees, so the outer ones (centred on the edges) are half covered
+    src = latlon_da(10, 12, lat0=40.5, lon0=-9.5, func=cell_index)
+    target = latlon_da(6, 7, lat0=40.0, dlat=2.0, lon0=-10.0, dlon=2.0)
+    out = regrid(src, target, method="conservative", skipna=skipna).values
+    # columns: the corner cells cover one source column, the others two of equal widths
+    columns = np.array([0.0, 1.5, 3.5, 5.5, 7.5, 9.5, 11.0])
+    np.testing.assert_allclose(out[0], columns, rtol=1e-12)  # covered part: the row 40..41N
+    np.testing.assert_allclose(out[-1], 900.0 + columns, rtol=1e-12)  # the row 49..50N
+    assert not np.isnan(out).any()
+    # a target whose cells are centred half a degree further out: the outer ring is NaN
+    shifted = latlon_da(6, 7, lat0=39.5, dlat=2.0, lon0=-10.5, dlon=2.0)
+    out = regrid(src, shifted, method="conservative", skipna=skipna).values
+    assert np.isnan(out[0]).all()
+    assert np.isnan(out[:, 0]).all()
+    assert not np.isnan(out[1:, 1:]).any()
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest", "conservative"])
+@pytest.mark.parametrize("grid", ["regional", "projected"])
+def test_target_beyond_the_source_is_nan_exactly_outside(method, grid):
+    if grid == "projected":
+        # 10 x 12 cells of 1 km centred on 0..9, 0..11 km: extent -0.5..9.5, -0.5..11.5 km
+        src = projected_da(10, 12, dx=1.0)
+        ys, xs = -4.25 + 0.5 * np.arange(28), -4.25 + 0.5 * np.arange(32)
+        units = {"units": "km"}
+        target = xr.Dataset(coords={"y": ("y", ys, units), "x": ("x", xs, units)})
+        bounds = ((-0.5, 9.5), (-0.5, 11.5))
+        centres = ((0.0, 9.0), (0.0, 11.0))
+    else:
+        # source cells over 40..50N and 10W..2E; target cells of 0.5 degree from 35 to 55N and
+        # 15W to 7E
+        src = latlon_da(10, 12, lat0=40.5, lon0=-9.5, func=cell_index)
+        target = latlon_da(40, 44, lat0=35.25, dlat=0.5, lon0=-14.75, dlon=0.5)
+        ys, xs = np.asarray(target.lat.values), np.asarray(target.lon.values)
+        bounds = ((40.0, 50.0), (-10.0, 2.0))
+        centres = ((40.5, 49.5), (-9.5, 1.5))
+    out = regrid(src, target, method=method)
+    # nearest / conservative: the source's cell-bounds extent; linear / cubic: no extrapolation
+    # beyond the outermost source centres
+    edges = bounds if method in ("nearest", "conservative") else centres
+    iny = (ys >= edges[0][0]) & (ys <= edges[0][1])
+    inx = (xs >= edges[1][0]) & (xs <= edges[1][1])
+    inside = iny[:, None] & inx[None, :]
+    assert inside.sum() < inside.size
+    values = out.values
+    assert np.isnan(values[~inside]).all()
+    assert not np.isnan(values[inside]).any()
+    if method in ("nearest", "conservative"):
+        y, x = out.dims
+        expected = src.sel({y: ys[iny], x: xs[inx]}, method="nearest").values
+        np.testing.assert_array_equal(values[np.ix_(iny, inx)], expected)
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "conservative"])
+def test_periodic_projected_domain_is_wrapped_at_its_edges(method):
+    src = projected_da(6, 8, dx=1.0, periodic=True)
+    out = regrid(src, refine_grid(src, 2), method=method)
+    assert not np.isnan(out.values).any()
+    if method != "linear":
+        expected = src.sel(y=out.y.values, x=out.x.values, method="nearest").values
+        np.testing.assert_array_equal(out.values, expected)
+    else:  # a quarter of the way from the first x centre to the last one, across the edge
+        west = 0.75 * src.isel(x=0) + 0.25 * src.isel(x=-1)
+        rows = slice(1, -1)  # away from the y edges (where y wraps too)
+        expected = west.interp(y=out.y.values[rows]).values
+        np.testing.assert_allclose(out.isel(x=0).values[rows], expected)
+
+
+def test_conservative_refinement_of_era5_averages_back_to_the_source(shared_data):
+    with xr.open_dataset(shared_data / "era5/era5_t2m_uk_2019-03-01_24.nc") as ds:
+        src = ds.t2m.isel(time=slice(0, 2)).load()
+    assert src.dtype == np.float32
+    out = regrid(src, refine_grid(src, 2), method="conservative")
+    assert out.dtype == np.float32
+    assert not np.isnan(out.values).any()  # the outer rows and columns too
+    back = degrade(out, 2)
+    src = src.sortby("latitude")  # ERA5 latitudes descend; the refined grid ascends
+    np.testing.assert_allclose(back.latitude.values, src.latitude.values)
+    np.testing.assert_allclose(back.longitude.values, src.longitude.values)
+    np.testing.assert_allclose(back.values, src.values, rtol=2e-7)
+
+
+def test_conservative_without_skipna_propagates_nan_to_the_overlapping_cells():
+    """skipna=False: exactly the target cells overlapping the source's NaN are NaN, the others
+    equal the skipna=True result; skipna=True averages over the valid part."""
+    lat = np.arange(40.5, 48.0, 1.0)
+    lon = np.arange(0.5, 12.0, 1.0)
+    values = np.arange(lat.size * lon.size, dtype=np.float64).reshape(lat.size, lon.size)
+    values[3, 5] = np.nan  # the cell lat 43..44, lon 5..6
+    src = xr.DataArray(
+        values,
+        dims=("lat", "lon"),
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+        name="v",
+    )
+    target = src.isel(lat=slice(0, None, 2), lon=slice(0, None, 2))
+    target = target.assign_coords(lat=target["lat"] + 0.5, lon=target["lon"] + 0.5)  # 2x2 blocks
+    strict = regrid(src, target, method="conservative", skipna=False)
+    lenient = regrid(src, target, method="conservative", skipna=True)
+    nan = np.isnan(strict.values)
+    assert nan.sum() == 1
+    j, i = np.argwhere(nan)[0]
+    assert strict["lat"].values[j] == 43.0
+    assert strict["lon"].values[i] == 5.0
+    np.testing.assert_allclose(strict.values[~nan], lenient.values[~nan], rtol=1e-12)
+    block = values[2:4, 4:6]
+    # skipna=True: the mean over the valid part (area weights of the 3 valid cells)
+    w = np.cos(np.deg2rad(lat[2:4]))[:, None] * np.ones((1, 2))
+    ok = ~np.isnan(block)
+    expected = (block[ok] * w[ok]).sum() / w[ok].sum()
+    assert abs(float(lenient.values[j, i]) - expected) < 1e-3 * abs(expected)
