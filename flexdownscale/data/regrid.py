@@ -15,7 +15,7 @@ computes its weights once); :func:`regrid` does both in one call.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -365,11 +365,30 @@ class Regridder:
 
         For rectilinear sources the result keeps the source's dimension names, with the target's
         coordinate values; for curvilinear sources it uses the target's names. Attributes are
-        kept; dask-backed input stays lazy.
+        kept; dask-backed input stays lazy. Data variables of a Dataset without the grid's
+        dims (a time series, a scalar) are passed through unchanged.
         """
+        passed: dict[Hashable, xr.DataArray] = {}
+        spec = self.source_spec
+        if isinstance(obj, xr.Dataset) and spec is not None:
+            obj = _drop_axis_bounds(obj, (spec.x, spec.y))
+            for name, var in obj.data_vars.items():
+                has_y, has_x = spec.y in var.dims, spec.x in var.dims
+                if has_y != has_x:
+                    raise GridError(
+                        f"variable {name!r} has only one of the grid dimensions ({var.dims}); "
+                        f"expected both {spec.y!r} and {spec.x!r} or neither. Drop it first: "
+                        f"ds.drop_vars({name!r})"
+                    )
+                if not has_y:
+                    passed[name] = var
+            if passed:
+                obj = obj.drop_vars(list(passed))
         if self.backend == "xarray-regrid":
-            return self._call_xarray_regrid(obj)
-        return self._call_xesmf(obj)
+            out = self._call_xarray_regrid(obj)
+        else:
+            out = self._call_xesmf(obj)
+        return out.assign(passed) if passed else out
 
     def _target_dataset(self, y: str, x: str) -> xr.Dataset:
         return xr.Dataset(

@@ -403,3 +403,33 @@ def test_conservative_without_skipna_propagates_nan_to_the_overlapping_cells():
     ok = ~np.isnan(block)
     expected = (block[ok] * w[ok]).sum() / w[ok].sum()
     assert abs(float(lenient.values[j, i]) - expected) < 1e-3 * abs(expected)
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_dataset_variables_without_the_grid_dims_pass_through(method):
+    """A time series or a scalar beside the fields is kept as it is (conservative used to fail
+    inside the backend); a variable on one grid dim only is refused with the fix."""
+    lat = np.arange(40.5, 48.0, 1.0)
+    lon = np.arange(0.5, 12.0, 1.0)
+    time = np.arange(3)
+    coords = {
+        "time": time,
+        "lat": ("lat", lat, {"units": "degrees_north"}),
+        "lon": ("lon", lon, {"units": "degrees_east"}),
+    }
+    ds = xr.Dataset(
+        {
+            "v": (("time", "lat", "lon"), np.ones((3, lat.size, lon.size))),
+            "series": ("time", np.array([1.0, 2.0, 3.0]), {"units": "hPa"}),
+            "level": ((), 2.0),
+        },
+        coords=coords,
+    )
+    target = ds.isel(lat=slice(1, -1, 2), lon=slice(1, -1, 2))
+    out = regrid(ds, target, method=method)
+    xr.testing.assert_identical(out["series"], ds["series"])
+    assert float(out["level"]) == 2.0
+    np.testing.assert_allclose(out["v"].values, 1.0)
+    bad = ds.assign(profile=("lat", lat))
+    with pytest.raises(GridError, match="only one of the grid dimensions"):
+        regrid(bad, target, method=method)
