@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from flexdownscale.config import TrainConfig, from_toml
+from flexdownscale.data.datasets import from_config
 from flexdownscale.hub import load_model_folder, save_model_folder
 
 SHIPPED = Path("flexdownscale/_data/models")
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     extra.update({"machine": args.machine, "train_wall_minutes": args.wall_minutes})
     if args.history:
         extra["train_history"] = args.history
+    condition = dict(folder.condition) if folder.condition is not None else None
+    if condition is not None and "range" not in condition:
+        # runs exported before the range was recorded: the training split's values
+        seen = from_config(config.data, "train", normalizer=None).condition_range()
+        if seen is not None:
+            condition["range"] = list(seen)
     target = save_model_folder(
         SHIPPED / args.name,
         state_dict=dict(folder.state_dict),
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         grid=folder.grid,
         card=card_text(args.name, config, extra, args.machine, args.wall_minutes, args.history),
         task=folder.task,
-        condition=folder.condition,
+        condition=condition,
         dtype=torch.bfloat16,
         extra=extra,
         overwrite=True,

@@ -23,6 +23,7 @@ import functools
 import math
 import os
 import threading
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -538,6 +539,8 @@ class Downscaler(_BackboneOnDevice):
         Physical-condition metadata of a conditioned model, ``{"name": ..., "scale": ...}``:
         the network sees ``value / scale`` where ``value`` is the ``condition=`` argument of the
         call or the input's attribute / scalar variable ``name`` (``None``: unconditioned).
+        An optional ``"range": [low, high]`` (the values seen in training) makes a call outside
+        it warn that the model extrapolates.
     """
 
     def __init__(
@@ -585,6 +588,16 @@ class Downscaler(_BackboneOnDevice):
             ):
                 raise ConfigError(
                     f"condition = {condition!r}; expected {{'name': str, 'scale': non-zero number}}"
+                )
+            seen = self.condition.get("range")
+            if seen is not None and not (
+                isinstance(seen, list | tuple)
+                and len(seen) == 2
+                and all(isinstance(v, int | float) and math.isfinite(v) for v in seen)
+                and seen[0] <= seen[1]
+            ):
+                raise ConfigError(
+                    f"condition range = {seen!r}; expected [low, high], the values seen in training"
                 )
         needs = bool(getattr(getattr(model, "config", None), "physical_condition", False))
         if needs and self.condition is None:
@@ -775,6 +788,19 @@ class Downscaler(_BackboneOnDevice):
             raise ConfigError(f"{source} = {value!r} is not a number") from err
         if not math.isfinite(number):
             raise ConfigError(f"{source} = {value!r}; expected a finite number")
+        seen = self.condition.get("range")
+        if seen is not None:
+            low, high = float(seen[0]), float(seen[1])
+            slack = 1e-9 * max(abs(low), abs(high), 1.0)
+            if not low - slack <= number <= high + slack:
+                trained = f"{low:g}" if low == high else f"{low:g} to {high:g}"
+                warnings.warn(
+                    f"{name} = {number:g} (from {source}) is outside what model {self.name!r} was "
+                    f"trained on ({trained}); the model extrapolates and its skill there is "
+                    "unknown",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return number
 
     def _check_units(self, ds: xr.Dataset) -> None:

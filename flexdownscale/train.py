@@ -875,6 +875,9 @@ class Trainer:
             condition = None
             if config.data.condition is not None:
                 condition = {"name": config.data.condition, "scale": config.data.condition_scale}
+                seen = self.train_set.condition_range()
+                if seen is not None:
+                    condition["range"] = list(seen)  # the Downscaler warns outside it
             folder = save_model_folder(
                 target,
                 state_dict=state,

@@ -498,6 +498,32 @@ def test_physical_condition(tmp_path, pair):
     path = ds.save_pretrained(tmp_path / "re-model")
     again = Downscaler.from_pretrained(path)
     assert again.condition == {"name": "reynolds_number", "scale": 40000}
+    # with the training range recorded, a value outside it warns (and still runs)
+    ranged = Downscaler(
+        model,
+        DiffusionConfig(),
+        condition={"name": "reynolds_number", "scale": 40000, "range": [1000.0, 4000.0]},
+        **kwargs,
+    )
+    with pytest.warns(
+        UserWarning, match=r"reynolds_number = 1e\+06 .* trained on \(1000 to 4000\)"
+    ):
+        ranged(coarse, members=1, condition=1e6)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ranged(coarse, members=1, condition=4000.0)
+    assert Downscaler.from_pretrained(ranged.save_pretrained(tmp_path / "r2")).condition[
+        "range"
+    ] == [1000.0, 4000.0]
+    with pytest.raises(ConfigError, match="condition range"):
+        Downscaler(
+            model,
+            DiffusionConfig(),
+            condition={"name": "reynolds_number", "scale": 40000, "range": [4000, 1000]},
+            **kwargs,
+        )
     np.testing.assert_array_equal(
         again(coarse, members=2, condition=4000.0)["t2m"].values, high["t2m"].values
     )

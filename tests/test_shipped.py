@@ -33,6 +33,7 @@ def test_shipped_models_are_small_bf16_folders():
     assert load_model_folder("kolmogorov-x8").condition == {
         "name": "reynolds_number",
         "scale": 40000.0,
+        "range": [1000.0, 4000.0],  # the Re values of the training split
     }
 
 

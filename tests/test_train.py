@@ -167,6 +167,39 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
 
 
 @pytest.mark.slow
+def test_conditioned_export_records_the_training_range(tmp_path, shared_data):
+    """A Re-conditioned run exports the range of Re it trained on; the Downscaler warns
+    outside it."""
+    kolmogorov = shared_data / "kolmogorov"
+    config = _write_config(
+        tmp_path,
+        shared_data,
+        steps=2,
+        eval_every=2,
+        checkpoint_every=2,
+        model={"preset": "tiny", "physical_condition": True},
+        data={
+            "paths": [str(kolmogorov / "kf_re1000.nc"), str(kolmogorov / "kf_re4000.nc")],
+            "variables": ["vorticity"],
+            "factor": 8,
+            "crop_size": 32,
+            "split_dim": "trajectory",
+            "train": [0, 2],
+            "validation": [3],
+            "condition": "reynolds_number",
+            "condition_scale": 40000.0,
+        },
+    )
+    _train(config)
+    folder = load_model_folder(tmp_path / "run" / "model")
+    assert folder.condition == {
+        "name": "reynolds_number",
+        "scale": 40000.0,
+        "range": [1000.0, 4000.0],
+    }
+
+
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_uninterrupted_run(tmp_path, shared_data):
     reference_cfg = _write_config(tmp_path / "a", shared_data)
     _train(reference_cfg)

@@ -54,6 +54,7 @@ Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 from __future__ import annotations
 
 import glob
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -687,6 +688,23 @@ class _FieldDataset(torch.utils.data.Dataset):
             f"NaNs would reach the training tensors. Select the fields without NaNs ({select}) "
             f"or fill them first (e.g. ds.fillna(0.0) for precipitation)"
         )
+
+    def condition_range(self) -> tuple[float, float] | None:
+        """(smallest, largest) value of the physical condition over the selected fields, in the
+        condition's own units (before ``condition_scale``); ``None`` without a condition."""
+        if self.condition is None:
+            return None
+        values = []
+        for src, sel in zip(self.sources, self._selection):
+            if sel is None:
+                continue
+            grid = self._sample_grid(src, sel)
+            for combo in itertools.product(*grid):
+                index = {d: int(i) for d, i in zip(src.sample_dims, combo)}
+                values.append(src.condition(self.condition, index))
+        if not values:
+            return None
+        return float(min(values)), float(max(values))
 
     def _phys(self, src: _Source, index: Mapping[str, int]) -> dict[str, torch.Tensor]:
         if self.condition is None:

@@ -205,6 +205,10 @@ def test_trajectory_and_file_splits_with_a_physical_condition(shared_data):
     held_out = from_config(by_file, "validation", normalizer=None)
     assert {held_out.locate(i)["source"] for i in range(len(held_out))} == {"kf_re4000"}
     assert float(held_out[0]["phys"]) == pytest.approx(0.1)
+    # the training range of the condition (in its own units), recorded with exported models
+    assert train.condition_range() == (1000.0, 4000.0)
+    assert from_config(by_file, "train", normalizer=None).condition_range() == (1000.0, 1000.0)
+    assert held_out.condition_range() == (4000.0, 4000.0)
     with pytest.raises(DataError, match="both contain"):
         from_config(
             DataConfig(paths=cfg.paths, split_dim="file", train=(0, 1), validation=(1,)),
