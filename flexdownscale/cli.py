@@ -141,18 +141,6 @@ def _open(path: str) -> Any:
         ) from err
 
 
-def _available_devices() -> list[str]:
-    """The ``--device`` values this machine can run: cpu, then cuda / cuda:<i>, then mps."""
-    import torch
-
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
-
-
 def _check_device(device: str | None) -> None:
     """Refuse a ``--device`` that is unknown or absent here, before anything is computed."""
     if device is None:
@@ -160,8 +148,9 @@ def _check_device(device: str | None) -> None:
     import torch
 
     from .errors import ConfigError
+    from .pipeline import available_devices, device_shortfall
 
-    available = _available_devices()
+    available = available_devices()
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
@@ -171,10 +160,8 @@ def _check_device(device: str | None) -> None:
         ) from None
     ok = str(resolved) in available or (resolved.type == "mps" and "mps" in available)
     if not ok:
-        note = ""
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            built = "" if torch.backends.cuda.is_built() else ", built without CUDA"
-            note = f" (this machine has no CUDA device; torch {torch.__version__}{built})"
+        missing = device_shortfall(resolved) if not torch.cuda.is_available() else None
+        note = "" if missing is None else f" (this machine has {missing[0]}; {missing[1]})"
         raise ConfigError(
             f"--device {device!r} is not available{note}; available here: "
             f"{', '.join(available)} (or leave --device out: CUDA when available, else the CPU)"

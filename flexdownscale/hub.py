@@ -38,8 +38,10 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "ModelFolder",
+    "ModelFolderHeader",
     "import_foreign_checkpoint",
     "load_model_folder",
+    "read_model_header",
     "resolve_model_path",
     "save_model_folder",
     "shipped_models",
@@ -224,6 +226,34 @@ def _read_json(path: Path) -> Any:
         raise ModelFolderError(
             f"{str(path)!r} is not valid JSON ({err}); the folder is damaged"
         ) from err
+
+
+@dataclass(frozen=True)
+class ModelFolderHeader:
+    """What a model folder's ``config.json`` says it does, read without checking or loading it.
+
+    For choosing among folders (e.g. the shipped models); :func:`load_model_folder` checks and
+    loads the chosen one.
+    """
+
+    path: Path
+    task: str
+    variables: tuple[str, ...]
+    factor: int
+
+
+def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
+    """The :class:`ModelFolderHeader` of the local model folder ``path`` (only its config)."""
+    folder = Path(path)
+    config = _read_json(folder / CONFIG_FILE)
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise ModelFolderError(f"{str(folder / CONFIG_FILE)!r} is not a flexdownscale model config")
+    return ModelFolderHeader(
+        path=folder,
+        task=str(config.get("task", "superres")),
+        variables=tuple(config.get("variables", ())),
+        factor=int(config.get("factor", 1)),
+    )
 
 
 def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:

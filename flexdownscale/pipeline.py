@@ -36,7 +36,14 @@ from torch import Tensor, nn
 
 from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import grid_row_weights, upsample_array
-from .data.grid import GridSpec, grid_spec, normalize_grid, refine_grid
+from .data.grid import (
+    GridSpec,
+    _grid_mapping_names,
+    _trim_coordinates_attr,
+    grid_spec,
+    normalize_grid,
+    refine_grid,
+)
 from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective
@@ -223,16 +230,6 @@ def _units_kind(units: str) -> str | None:
     return None
 
 
-def _grid_mapping_names(attr: Any) -> list[str]:
-    """Variable names in a CF ``grid_mapping`` attribute (``"crs"`` or ``"crs: x y ..."``)."""
-    if not isinstance(attr, str):
-        return []
-    if ":" not in attr:
-        return attr.split()
-    words = attr.replace(":", " : ").split()
-    return [w for i, w in enumerate(words[:-1]) if words[i + 1] == ":"]
-
-
 def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
     """Carry the CF grid-mapping variables of ``out``'s variables over from ``source``, and drop
     ``coordinates`` attributes naming variables ``out`` does not have (2-D lat/lon of a rotated
@@ -243,13 +240,9 @@ def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
         for gm in _grid_mapping_names(attrs.get("grid_mapping")):
             if gm in source.variables and gm not in out.variables and source[gm].ndim == 0:
                 out = out.assign_coords({gm: source[gm].variable.copy()})
-        listed = attrs.get("coordinates")
-        if isinstance(listed, str):
-            kept = [c for c in listed.split() if c in out.variables]
-            attrs = {k: v for k, v in attrs.items() if k != "coordinates"}
-            if kept:
-                attrs["coordinates"] = " ".join(kept)
-            out[name].attrs = attrs
+        if "coordinates" in attrs:
+            have = set(map(str, out.variables))
+            out[name].attrs = _trim_coordinates_attr(attrs, have.__contains__)
     return out
 
 
@@ -279,6 +272,29 @@ def _periodic_halo(n: int) -> tuple[int, int]:
     return before, _round_up(n + 2 * before, _MULTIPLE) - n - before
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can run: ``cpu``, then ``cuda`` / ``cuda:<i>``, then ``mps``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def device_shortfall(device: torch.device) -> tuple[str, str] | None:
+    """What this machine lacks to run on ``device`` (a CUDA device or index it does not have):
+    ``(what it has, the torch build)``, or ``None`` when nothing is missing."""
+    if device.type != "cuda":
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count and (device.index is None or device.index < count):
+        return None
+    have = f"{count} CUDA device{'s' if count != 1 else ''}" if count else "no CUDA device"
+    built = "" if torch.backends.cuda.is_built() else ", built without CUDA"
+    return have, f"torch {torch.__version__}{built}"
+
+
 def _resolve_device(device: torch.device | str | None) -> torch.device:
     """The torch device for ``device`` (``None``: CUDA when available, else the CPU).
 
@@ -296,15 +312,12 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
             f"device = {device!r} is not a device torch knows; use 'cpu', 'cuda', 'cuda:<index>' "
             "or None (CUDA when available)"
         ) from err
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (resolved.index is not None and resolved.index >= count):
-            have = f"{count} CUDA device{'s' if count != 1 else ''}" if count else "no CUDA device"
-            raise ConfigError(
-                f"device = {device!r} but this machine has {have} (torch {torch.__version__}"
-                f"{', built without CUDA' if not torch.backends.cuda.is_built() else ''}); use "
-                "device='cpu' or None"
-            )
+    missing = device_shortfall(resolved)
+    if missing is not None:
+        have, build = missing
+        raise ConfigError(
+            f"device = {device!r} but this machine has {have} ({build}); use device='cpu' or None"
+        )
     return resolved
 
 
@@ -441,7 +454,7 @@ def resolve_downscaler(
     UnsupportedFactorError
         When shipped models take the variables, but none by ``factor``.
     """
-    from .hub import load_model_folder, shipped_models
+    from .hub import read_model_header, shipped_models
 
     if isinstance(model, Downscaler):
         return model
@@ -452,7 +465,8 @@ def resolve_downscaler(
                 "name or a Hugging Face Hub id"
             )
         return _cached(model)
-    shipped = {name: load_model_folder(path) for name, path in shipped_models().items()}
+    # only the configs: the chosen folder is checked and loaded by _cached
+    shipped = {name: read_model_header(path) for name, path in shipped_models().items()}
     shipped = {name: folder for name, folder in shipped.items() if folder.task == "superres"}
     listing = (
         ", ".join(

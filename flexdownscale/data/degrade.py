@@ -52,11 +52,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..errors import ConfigError, DataError, GridError, ShapeError, UnsupportedFactorError
+from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
 from .grid import (
     Boundary,
     GridSpec,
     _drop_axis_bounds,
+    _on_grid,
+    _trim_coordinates_attr,
     cell_bounds,
     coarsen_grid,
     grid_spec,
@@ -522,14 +524,10 @@ def _map_spatial(
         dropped = [c for c in da.coords if c not in keep and c not in da.dims]
         da = da.reset_coords(dropped, drop=True)
         out = _apply_spatial(da, fn, spec, ny, nx)
-        listed = out.attrs.get("coordinates")
-        if dropped and isinstance(listed, str):
+        if dropped:
             # auxiliary coordinates on the old grid (2-D lat/lon of a rotated grid) are not
             # carried over, so the CF attribute must not name them any more
-            kept = [c for c in listed.split() if c not in dropped]
-            out.attrs = {k: v for k, v in out.attrs.items() if k != "coordinates"}
-            if kept:
-                out.attrs["coordinates"] = " ".join(kept)
+            out.attrs = _trim_coordinates_attr(out.attrs, lambda c: c not in dropped)
         return out
 
     if isinstance(obj, xr.DataArray):
@@ -542,16 +540,7 @@ def _map_spatial(
         return out.assign_coords(centres)
     data_vars = {}
     for name, var in obj.data_vars.items():
-        has_y, has_x = spec.y in var.dims, spec.x in var.dims
-        if has_y and has_x:
-            data_vars[name] = one(var, name)
-        elif has_y or has_x:
-            raise GridError(
-                f"variable {name!r} has only one of the grid dimensions ({var.dims}); expected "
-                f"both {spec.y!r} and {spec.x!r} or neither. Drop it first: ds.drop_vars({name!r})"
-            )
-        else:
-            data_vars[name] = var
+        data_vars[name] = one(var, name) if _on_grid(name, var, spec.y, spec.x) else var
     out = xr.Dataset(data_vars, attrs=dict(obj.attrs))
     # coordinates that no variable carries (scalar or non-spatial) come along too
     extra = {

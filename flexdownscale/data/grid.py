@@ -28,7 +28,7 @@ them first with :func:`flexdownscale.data.regrid.regrid` and the xesmf backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -245,14 +245,26 @@ def _attrs(obj: XrObj, name: str) -> dict[str, Any]:
     return dict(obj[name].attrs) if name in obj.coords else {}
 
 
+def _grid_mapping_names(attr: Any) -> list[str]:
+    """Variable names in a CF ``grid_mapping`` attribute (``"crs"`` or ``"crs: x y ..."``)."""
+    if not isinstance(attr, str):
+        return []
+    if ":" not in attr:
+        return attr.split()
+    words = attr.replace(":", " : ").split()
+    return [w for i, w in enumerate(words[:-1]) if words[i + 1] == ":"]
+
+
 def _grid_mapping(obj: XrObj) -> dict[str, Any] | None:
     """The CF grid-mapping attributes used by the data variables, if any (JSON-friendly)."""
     variables = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
     for var in variables:
-        gm = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
-        if not gm:
+        names = _grid_mapping_names(
+            var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        )
+        if not names:
             continue
-        gm = str(gm).split(":")[0].strip()
+        gm = names[0]
         holder = obj.variables if isinstance(obj, xr.Dataset) else obj.coords
         if gm in holder:
             attrs = {"name": gm, **dict(holder[gm].attrs)}
@@ -877,6 +889,40 @@ def _drop_axis_bounds(obj: XrObj, names: tuple[str, ...]) -> XrObj:
         if bname is not None and bname not in names and bname not in drop:
             drop.append(bname)
     return obj.drop_vars(drop) if drop else obj
+
+
+def _on_grid(name: Hashable, var: xr.DataArray, y: Hashable, x: Hashable) -> bool:
+    """Whether the data variable ``name`` lies on the grid (has both ``y`` and ``x``).
+
+    Raises
+    ------
+    GridError
+        When it has only one of them (it could be neither carried along nor moved to a new grid).
+    """
+    has_y, has_x = y in var.dims, x in var.dims
+    if has_y != has_x:
+        raise GridError(
+            f"variable {name!r} has only one of the grid dimensions ({var.dims}); expected "
+            f"both {y!r} and {x!r} or neither. Drop it first: ds.drop_vars({name!r})"
+        )
+    return has_y
+
+
+def _trim_coordinates_attr(
+    attrs: Mapping[str, Any], present: Callable[[str], bool]
+) -> dict[str, Any]:
+    """``attrs`` with the CF ``coordinates`` attribute naming only coordinates that are
+    ``present`` (dropped altogether when none is left)."""
+    out = dict(attrs)
+    listed = out.pop("coordinates", None)
+    if not isinstance(listed, str):
+        if listed is not None:
+            out["coordinates"] = listed
+        return out
+    kept = [c for c in listed.split() if present(c)]
+    if kept:
+        out["coordinates"] = " ".join(kept)
+    return out
 
 
 def _normalized_axis(

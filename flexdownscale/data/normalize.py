@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 from ..errors import ConfigError, DataError, GridError, MissingVariableError, ShapeError
-from .grid import find_axes
+from .grid import _grid_mapping_names, find_axes
 
 __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
 
@@ -427,10 +427,11 @@ def _default_variables(ds: xr.Dataset) -> list[str]:
     """
     metadata: set[str] = set()
     for var in ds.variables.values():
-        for key in ("bounds", "grid_mapping"):
-            value = var.attrs.get(key) or var.encoding.get(key)
-            if isinstance(value, str):
-                metadata.add(value.split(":")[0].strip())
+        bounds = var.attrs.get("bounds") or var.encoding.get("bounds")
+        if isinstance(bounds, str):
+            metadata.add(bounds.strip())
+        gm = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        metadata.update(_grid_mapping_names(gm))
     try:
         axes = find_axes(ds)
         grid_dims: tuple[str, ...] | None = (axes.x, axes.y)

@@ -26,6 +26,7 @@ from .grid import (
     GridSpec,
     _curvilinear,
     _drop_axis_bounds,
+    _on_grid,
     cell_bounds,
     find_axes,
     grid_spec,
@@ -373,14 +374,7 @@ class Regridder:
         if isinstance(obj, xr.Dataset) and spec is not None:
             obj = _drop_axis_bounds(obj, (spec.x, spec.y))
             for name, var in obj.data_vars.items():
-                has_y, has_x = spec.y in var.dims, spec.x in var.dims
-                if has_y != has_x:
-                    raise GridError(
-                        f"variable {name!r} has only one of the grid dimensions ({var.dims}); "
-                        f"expected both {spec.y!r} and {spec.x!r} or neither. Drop it first: "
-                        f"ds.drop_vars({name!r})"
-                    )
-                if not has_y:
+                if not _on_grid(name, var, spec.y, spec.x):
                     passed[name] = var
             if passed:
                 obj = obj.drop_vars(list(passed))

@@ -374,19 +374,11 @@ def test_conservative_refinement_of_era5_averages_back_to_the_source(shared_data
 def test_conservative_without_skipna_propagates_nan_to_the_overlapping_cells():
     """skipna=False: exactly the target cells overlapping the source's NaN are NaN, the others
     equal the skipna=True result; skipna=True averages over the valid part."""
-    lat = np.arange(40.5, 48.0, 1.0)
-    lon = np.arange(0.5, 12.0, 1.0)
-    values = np.arange(lat.size * lon.size, dtype=np.float64).reshape(lat.size, lon.size)
-    values[3, 5] = np.nan  # the cell lat 43..44, lon 5..6
-    src = xr.DataArray(
-        values,
-        dims=("lat", "lon"),
-        coords={
-            "lat": ("lat", lat, {"units": "degrees_north"}),
-            "lon": ("lon", lon, {"units": "degrees_east"}),
-        },
-        name="v",
+    src = latlon_da(
+        8, 12, lat0=40.5, lon0=0.5, func=lambda la, lo: np.arange(la.size).reshape(la.shape)
     )
+    src[3, 5] = np.nan  # the cell lat 43..44, lon 5..6
+    lat, values = src["lat"].values, src.values
     target = src.isel(lat=slice(0, None, 2), lon=slice(0, None, 2))
     target = target.assign_coords(lat=target["lat"] + 0.5, lon=target["lon"] + 0.5)  # 2x2 blocks
     strict = regrid(src, target, method="conservative", skipna=False)
