@@ -141,6 +141,15 @@ class _Source:
     def condition(self, name: str, index: Mapping[str, int]) -> float:
         raise NotImplementedError
 
+    def condition_values(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
+        """The condition of every field on the sample ``grid`` (positions per sample dim)."""
+        return np.array(
+            [
+                self.condition(name, {d: int(i) for d, i in zip(self.sample_dims, combo)})
+                for combo in itertools.product(*grid)
+            ]
+        )
+
     def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> Any:
         raise NotImplementedError
 
@@ -251,6 +260,17 @@ class _XarraySource(_Source):
             out.append(np.asarray(v.values, dtype=np.float64))
         return np.stack(out)
 
+    def condition_values(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
+        if any(len(g) == 0 for g in grid):
+            return np.empty(0)
+        if name not in self.ds.variables:  # an attribute: one value for the whole file
+            return np.array([self.condition(name, {})])
+        first = {d: int(g[0]) for d, g in zip(self.sample_dims, grid)}
+        self.condition(name, first)  # the dims check and its message
+        v = self.ds[name]
+        picked = v.isel({d: g for d, g in zip(self.sample_dims, grid) if d in v.dims})
+        return np.asarray(picked.values, dtype=np.float64).ravel()
+
     def condition(self, name: str, index: Mapping[str, int]) -> float:
         ds = self.ds
         if name in ds.variables:
@@ -353,6 +373,10 @@ class _H5Source(_Source):
             block = np.asarray(dset[t, :, rows, cols], dtype=np.float64)
             return block[self._chan_index]
         return np.asarray(dset[t, rows, cols], dtype=np.float64)[None]
+
+    def condition_values(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
+        # the condition is a file attribute: one value for every field
+        return np.array([self.condition(name, {})]) if all(len(g) for g in grid) else np.empty(0)
 
     def condition(self, name: str, index: Mapping[str, int]) -> float:
         if name in self.attrs:
@@ -694,17 +718,17 @@ class _FieldDataset(torch.utils.data.Dataset):
         condition's own units (before ``condition_scale``); ``None`` without a condition."""
         if self.condition is None:
             return None
-        values = []
-        for src, sel in zip(self.sources, self._selection):
-            if sel is None:
-                continue
-            grid = self._sample_grid(src, sel)
-            for combo in itertools.product(*grid):
-                index = {d: int(i) for d, i in zip(src.sample_dims, combo)}
-                values.append(src.condition(self.condition, index))
+        values = [
+            src.condition_values(self.condition, self._sample_grid(src, sel))
+            for src, sel in zip(self.sources, self._selection)
+            if sel is not None
+        ]
         if not values:
             return None
-        return float(min(values)), float(max(values))
+        every = np.concatenate(values)
+        if every.size == 0:
+            return None
+        return float(every.min()), float(every.max())
 
     def _phys(self, src: _Source, index: Mapping[str, int]) -> dict[str, torch.Tensor]:
         if self.condition is None:

@@ -455,3 +455,20 @@ def test_nan_in_an_item_window_is_a_data_error_naming_variable_time_and_count():
             forecast[index]
     assert torch.isfinite(forecast[3]["cond"]).all()
     assert np.isnan(data.t2m.values).sum() == 3  # the data are not modified
+
+
+def test_condition_range_of_a_per_field_condition_variable():
+    """A condition stored as a variable over the sample dim: the range covers exactly the
+    selected fields (one read of the variable, not one per field)."""
+    ds = latlon_da(16, 16, ntime=6).to_dataset()
+    ds["re"] = ("time", np.array([500.0, 1000.0, 2000.0, 3000.0, 8000.0, 9000.0]))
+    data = SuperResolutionDataset(
+        ds,
+        factor=4,
+        crop_size=16,
+        condition="re",
+        split_dim="time",
+        splits={"train": ("1970-01-02", "1970-01-04"), "validation": ("1970-01-05", "1970-01-06")},
+    )
+    assert data.condition_range() == (1000.0, 3000.0)
+    assert float(data[0]["phys"]) == 1000.0
