@@ -33,19 +33,14 @@ class _FlexAccessor:
         ``members``, ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``,
         ``bbox``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``).
         """
-        from .pipeline import resolve_downscaler
+        from .pipeline import downscaler_for
 
-        names = self._names()
-        rename = kwargs.get("rename") or {}
-        names = tuple(rename.get(n, n) for n in names)
-        chosen = kwargs.get("variables")
-        if chosen is not None:
-            names = (chosen,) if isinstance(chosen, str) else tuple(chosen)
-        downscaler = resolve_downscaler(
+        downscaler = downscaler_for(
             model,
-            variables=names,
+            self._names(),
+            rename=kwargs.get("rename"),
+            variables=kwargs.get("variables"),
             factor=kwargs.get("factor"),
-            explicit_variables=chosen is not None,
         )
         return downscaler(self._obj, **kwargs)
 

@@ -11,8 +11,10 @@ and spectra / rank-histogram plots.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,15 +218,24 @@ def _write_zarr(ds: Any, target: str) -> None:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from .pipeline import resolve_downscaler
+    from .pipeline import downscaler_for
 
     _check_device(args.device)
     _check_output(args.input, args.output)
     ds = _open(args.input)
+    dims = _merged(args.dims)
     if args.time_chunk:
-        ds = ds.chunk({d: args.time_chunk for d in ds.dims if d in ("time", "valid_time")})
-    names = tuple(map(str, ds.data_vars))
-    downscaler = resolve_downscaler(args.model, variables=names, factor=args.factor)
+        time_dims = [dims["time"]] if "time" in dims else ["time", "valid_time"]
+        ds = ds.chunk({d: args.time_chunk for d in ds.dims if d in time_dims})
+    rename = _merged(args.rename)
+    variables = _merged_list(args.variables)
+    downscaler = downscaler_for(
+        args.model,
+        tuple(map(str, ds.data_vars)),
+        rename=rename or None,
+        variables=variables,
+        factor=args.factor,
+    )
     out = downscaler(
         ds,
         factor=args.factor,
@@ -234,9 +245,15 @@ def _downscale(args: argparse.Namespace) -> int:
         seed=args.seed,
         tile=args.tile,
         overlap=args.overlap,
+        bbox=args.bbox,
+        variables=variables,
+        rename=rename or None,
+        dims=dims or None,
         device=args.device,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        condition=args.condition,
+        **({"blend": args.blend} if args.blend else {}),
     )
     target = args.output
     if _is_zarr(target):
@@ -247,6 +264,104 @@ def _downscale(args: argparse.Namespace) -> int:
         sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
         print(f"wrote {target} ({sizes})")
     return 0
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``"a=b,c=d"`` -> ``{"a": "b", "c": "d"}`` (an argparse type: a clear usage error)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not NAME=VALUE; expected e.g. tas=t2m (several: tas=t2m,u=u10)"
+            )
+        pairs[key] = value
+    if not pairs:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, e.g. tas=t2m")
+    return pairs
+
+
+def _names(text: str) -> list[str]:
+    """``"u10,v10"`` -> ``["u10", "v10"]`` (an argparse type)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected variable names, e.g. t2m or u10,v10")
+    return names
+
+
+def _merged(groups: list[dict[str, str]] | None) -> dict[str, str]:
+    """The union of repeated ``NAME=VALUE`` options (a later one wins)."""
+    merged: dict[str, str] = {}
+    for group in groups or []:
+        merged.update(group)
+    return merged
+
+
+def _merged_list(groups: list[list[str]] | None) -> list[str] | None:
+    """The concatenation of repeated ``--variables`` options; ``None`` when none was given."""
+    return None if not groups else [name for group in groups for name in group]
+
+
+#: Keyword arguments of :meth:`Downscaler.__call__` and their ``flexdownscale downscale`` flags.
+_FLAGS = {
+    "model": "--model",
+    "factor": "--factor",
+    "members": "--members",
+    "steps": "--steps",
+    "sampler": "--sampler",
+    "seed": "--seed",
+    "tile": "--tile",
+    "overlap": "--overlap",
+    "blend": "--blend",
+    "bbox": "--bbox",
+    "variables": "--variables",
+    "rename": "--rename",
+    "dims": "--dims",
+    "device": "--device",
+    "batch_size": "--batch-size",
+    "condition": "--condition",
+}
+_VALUE = r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)|'[^']*'|\"[^\"]*\"|<[^<>]*>|None|-?\d[\w.+-]*"
+_KEYWORD = re.compile(rf"(?<![\w.'\"])({'|'.join(_FLAGS)}) ?= ?({_VALUE})")
+
+
+def _flag_value(name: str, literal: str) -> str:
+    """A Python literal of keyword ``name`` spelled as the value of its command-line flag."""
+    if literal.startswith("<"):
+        return literal
+    if literal == "[...]":
+        return "NAME,NAME,..."
+    try:
+        value = ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        return literal
+    if value is None:
+        return "(left out)"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={'...' if v is Ellipsis else v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        sep = " " if name == "bbox" else ","
+        return sep.join("..." if v is Ellipsis else str(v) for v in value)
+    return str(value)
+
+
+def cli_spelling(message: str) -> str:
+    """``message`` with the Python keyword hints of the pipeline spelled as command-line flags.
+
+    >>> cli_spelling("pass rename={'tas': 't2m'} or variables=[...] in the model's order")
+    "pass --rename tas=t2m or --variables NAME,NAME,... in the model's order"
+    >>> cli_spelling("factor = 8 but the model downscales by 4 only; use factor=4")
+    'factor 8 but the model downscales by 4 only; use --factor 4'
+    """
+
+    def flag(match: re.Match[str]) -> str:
+        name, literal = match.group(1), match.group(2)
+        value = _flag_value(name, literal)
+        if value == "(left out)":
+            return f"no {_FLAGS[name]}"
+        return f"{_FLAGS[name]} {value}"
+
+    return _KEYWORD.sub(flag, message)
 
 
 def _runs(values: Any, missing: Any, limit: int = 3) -> str:
@@ -438,6 +553,51 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--seed", type=int, default=0)
     down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
     down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")
+    down.add_argument(
+        "--blend",
+        default=None,
+        choices=["uniform", "cosine", "gaussian"],
+        help="tile weights where tiles overlap (default: cosine)",
+    )
+    down.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        default=None,
+        metavar=("X_MIN", "Y_MIN", "X_MAX", "Y_MAX"),
+        help="downscale only this region (grid units, e.g. degrees east / north)",
+    )
+    down.add_argument(
+        "--variables",
+        type=_names,
+        action="append",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="the input's variables that play the model's, in the model's order",
+    )
+    down.add_argument(
+        "--rename",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="IN=MODEL[,...]",
+        help="input name = model name (repeatable), e.g. --rename tas=t2m",
+    )
+    down.add_argument(
+        "--dims",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="AXIS=DIM[,...]",
+        help="name the grid's dimensions when they are not recognised, e.g. x=i,y=j,time=t",
+    )
+    down.add_argument(
+        "--condition",
+        type=float,
+        default=None,
+        help="physical condition of a conditioned model (e.g. the Reynolds number); default: "
+        "read from the input's attributes",
+    )
     down.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
     down.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
     down.add_argument("--time-chunk", type=int, default=None, help="process lazily in time chunks")
@@ -488,7 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
     except FlexDownscaleError as err:
-        print(f"flexdownscale {args.command}: error: {err}", file=sys.stderr)
+        message = cli_spelling(str(err)) if args.command == "downscale" else str(err)
+        print(f"flexdownscale {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # reading or writing a file: one line naming it
         print(f"flexdownscale {args.command}: error: {_os_error_line(err)}", file=sys.stderr)

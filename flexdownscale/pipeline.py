@@ -59,7 +59,14 @@ from .errors import (
     UnsupportedFactorError,
 )
 
-__all__ = ["Downscaler", "Forecaster", "TiledDenoiser", "resolve_downscaler", "time_step_seed"]
+__all__ = [
+    "Downscaler",
+    "Forecaster",
+    "TiledDenoiser",
+    "downscaler_for",
+    "resolve_downscaler",
+    "time_step_seed",
+]
 
 SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
 
@@ -511,6 +518,38 @@ def resolve_downscaler(
     )
 
 
+def downscaler_for(
+    model: Any,
+    names: Sequence[str],
+    *,
+    rename: Mapping[str, str] | None = None,
+    variables: str | Sequence[str] | None = None,
+    factor: int | None = None,
+) -> Any:
+    """The Downscaler that :meth:`Downscaler.__call__` would be given for data named ``names``.
+
+    One place for the accessor and the command line: ``rename`` maps the data's names first;
+    ``variables`` (the caller's names in a model's order) replaces them and picks, with
+    ``model=None``, only a shipped model with exactly those names.
+
+    Parameters
+    ----------
+    model
+        A Downscaler, a model folder, a shipped name, a Hub id, or ``None`` (automatic choice).
+    names
+        The input's data-variable names.
+    rename, variables, factor
+        As for :meth:`Downscaler.__call__`.
+    """
+    mapping = rename or {}
+    chosen = tuple(mapping.get(n, n) for n in names)
+    if variables is not None:
+        chosen = (variables,) if isinstance(variables, str) else tuple(variables)
+    return resolve_downscaler(
+        model, variables=chosen, factor=factor, explicit_variables=variables is not None
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Downscaler
 # --------------------------------------------------------------------------------------------
@@ -756,10 +795,18 @@ class Downscaler(_BackboneOnDevice):
             ds = ds[variables].rename({a: b for a, b in zip(variables, self.variables) if a != b})
         missing = [v for v in self.variables if v not in ds.data_vars]
         if missing:
+            others = [str(v) for v in ds.data_vars if v not in self.variables]
+            # the one mapping that fits, when the input has exactly as many other variables
+            guess = dict(zip(others, missing)) if len(others) == len(missing) else None
+            fix = (
+                f"if {others} are the model's {missing} under other names, pass rename={guess}"
+                if guess
+                else f"pass rename={{'your_name': {missing[0]!r}}}"
+            )
             raise MissingVariableError(
                 f"the model needs variables {list(self.variables)} but {missing} are not in the "
-                f"input (found {list(map(str, ds.data_vars))}); pass rename={{'your_name': "
-                f"{missing[0]!r}}} or variables=[...] in the model's order"
+                f"input (found {list(map(str, ds.data_vars))}); {fix} or variables=[...] in the "
+                "model's order"
             )
         return ds[list(self.variables)]
 

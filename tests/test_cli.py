@@ -332,3 +332,154 @@ def test_evaluate_periodic_physics_grid_uses_fft_and_equal_weights(shared_data, 
         metrics.mean_spectrum(truth["vorticity"], dims=dims, spectrum_kwargs=fft),
     )
     assert row["LSD (dB)"] == pytest.approx(float(lsd), rel=1e-6)
+
+
+def _downscale_args(model, *extra):
+    return ["--model", str(model), "--members", "2", "--steps", "2", "--quiet", *extra]
+
+
+def test_downscale_options_match_the_python_call(files, tmp_path, capsys):
+    """--rename, --variables, --bbox, --blend, --tile and --overlap reach the Downscaler: the
+    file equals ``Downscaler.__call__`` with the same keywords."""
+    from flexdownscale.pipeline import Downscaler
+
+    root, model = files
+    coarse = xr.open_dataset(root / "coarse.nc").load()
+    renamed = coarse.rename(t2m="tas")
+    renamed.to_netcdf(tmp_path / "tas.nc")
+    call = Downscaler.from_pretrained(model)
+    expected = call(coarse, members=2, steps=2, progress=False)["t2m"]
+    for extra in (["--rename", "tas=t2m"], ["--variables", "tas"]):
+        out = tmp_path / f"{extra[0][2:]}.nc"
+        assert (
+            main(["downscale", str(tmp_path / "tas.nc"), str(out), *_downscale_args(model, *extra)])
+            == 0
+        )
+        np.testing.assert_array_equal(xr.open_dataset(out)["t2m"].values, expected.values)
+    lat, lon = coarse["latitude"].values, coarse["longitude"].values
+    bbox = [float(lon[2]), float(lat[-3]), float(lon[6]), float(lat[-6])]
+    if bbox[1] > bbox[3]:
+        bbox[1], bbox[3] = bbox[3], bbox[1]
+    keywords = {"bbox": bbox, "blend": "gaussian", "tile": 16, "overlap": 8}
+    expected = call(coarse, members=2, steps=2, progress=False, **keywords)["t2m"]
+    extra = ["--bbox", *map(str, bbox), "--blend", "gaussian", "--tile", "16", "--overlap", "8"]
+    out = tmp_path / "bbox.nc"
+    assert (
+        main(["downscale", str(root / "coarse.nc"), str(out), *_downscale_args(model, *extra)]) == 0
+    )
+    got = xr.open_dataset(out)["t2m"]
+    assert got.sizes["latitude"] == 4 * FACTOR
+    assert got.sizes["longitude"] == 5 * FACTOR
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert xr.open_dataset(out).attrs["flexdownscale_blend"] == "gaussian"
+
+
+def test_downscale_dims_names_an_unrecognised_time_dimension(files, tmp_path):
+    root, model = files
+    coarse = xr.open_dataset(root / "coarse.nc").load().rename(time="step")
+    coarse.to_netcdf(tmp_path / "step.nc")
+    out = tmp_path / "out.nc"
+    extra = ["--dims", "time=step", "--time-chunk", "1"]
+    assert (
+        main(["downscale", str(tmp_path / "step.nc"), str(out), *_downscale_args(model, *extra)])
+        == 0
+    )
+    assert xr.open_dataset(out)["t2m"].dims == ("member", "step", "latitude", "longitude")
+
+
+def test_downscale_condition_option(tmp_path, capsys):
+    """--condition gives a conditioned model (kolmogorov-x8) its Reynolds number; without it and
+    without the attribute the error names the flag."""
+    from flexdownscale.data import degrade
+    from flexdownscale.demo import CASES, load_case
+    from flexdownscale.pipeline import Downscaler
+
+    case = next(c for c in CASES if c.model == "kolmogorov-x8")
+    fine = (
+        load_case(case).sel(reynolds_number=4000.0, drop=True).isel(x=slice(0, 64), y=slice(0, 64))
+    )
+    coarse = degrade(fine, 8)
+    coarse["vorticity"].attrs = dict(fine["vorticity"].attrs)
+    coarse.attrs.pop("reynolds_number", None)
+    coarse.to_netcdf(tmp_path / "kf.nc")
+    argv = [
+        "downscale",
+        str(tmp_path / "kf.nc"),
+        str(tmp_path / "out.nc"),
+        "--model",
+        "kolmogorov-x8",
+    ]
+    code, err = _run([*argv, "--quiet"], capsys)
+    assert code == 2
+    assert "pass --condition <value>" in err
+    assert "condition=" not in err
+    assert main([*argv, "--condition", "4000", "--members", "2", "--quiet"]) == 0
+    expected = Downscaler.from_pretrained("kolmogorov-x8")(
+        coarse, members=2, condition=4000.0, progress=False
+    )
+    out = xr.open_dataset(tmp_path / "out.nc")
+    np.testing.assert_array_equal(out["vorticity"].values, expected["vorticity"].values)
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+
+
+def test_downscale_errors_name_the_flags_not_python_keywords(files, tmp_path, capsys):
+    root, model = files
+    coarse = xr.open_dataset(root / "coarse.nc").load().rename(t2m="tas")
+    coarse.to_netcdf(tmp_path / "tas.nc")
+    argv = ["downscale", str(tmp_path / "tas.nc"), str(tmp_path / "o.nc"), "--model", str(model)]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err.endswith(
+        "the model needs variables ['t2m'] but ['t2m'] are not in the input (found ['tas']); "
+        "if ['tas'] are the model's ['t2m'] under other names, pass --rename tas=t2m or "
+        "--variables NAME,NAME,... in the model's order"
+    )
+    code, err = _run(
+        [*argv[:3], "--factor", "8", "--model", str(model), "--rename", "tas=t2m"], capsys
+    )
+    assert code == 2
+    assert "--factor 8 but model" in err
+    assert "use --factor 4 or a model trained for x8" in err
+    code, err = _run([*argv, "--variables", "tas,t2m"], capsys)
+    assert code == 2
+    assert "--variables tas,t2m has 2 entries; the model takes 1" in err
+    assert not (tmp_path / "o.nc").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--rename", "tas", "'tas' is not NAME=VALUE"),
+        ("--dims", "x=", "'x=' is not NAME=VALUE"),
+        ("--variables", ",", "expected variable names"),
+        ("--blend", "linear", "invalid choice: 'linear'"),
+    ],
+)
+def test_downscale_option_syntax_is_a_usage_error(files, capsys, option, value, message):
+    root, model = files
+    with pytest.raises(SystemExit) as exit_info:
+        main(["downscale", str(root / "coarse.nc"), "o.nc", "--model", str(model), option, value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_spelling_of_pipeline_hints():
+    from flexdownscale.cli import cli_spelling
+
+    assert cli_spelling("pass rename={'tas': 't2m', 'u': 'u10'} (model 'x')") == (
+        "pass --rename tas=t2m,u=u10 (model 'x')"
+    )
+    assert cli_spelling("pass dims={'x': 'lon', 'y': 'lat'}") == "pass --dims x=lon,y=lat"
+    assert cli_spelling("bbox = (1.0, 2.0, 3.0, 4.0) is reversed") == (
+        "--bbox 1.0 2.0 3.0 4.0 is reversed"
+    )
+    assert cli_spelling("or pass model='path/to/model-folder' (a folder") == (
+        "or pass --model path/to/model-folder (a folder"
+    )
+    assert cli_spelling("use device='cpu' or None; batch_size=0") == (
+        "use --device cpu or None; --batch-size 0"
+    )
+    # other keywords and attribute access stay as they are
+    assert cli_spelling("crop_size=8; ds.attrs['x'] = 1; self.factor=4") == (
+        "crop_size=8; ds.attrs['x'] = 1; self.factor=4"
+    )
