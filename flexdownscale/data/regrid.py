@@ -14,6 +14,7 @@ computes its weights once); :func:`regrid` does both in one call.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Hashable, Mapping
 from typing import Any, Literal, get_args
@@ -602,6 +603,10 @@ class Regridder:
             if c not in (spec.x, spec.y) and (spec.x in src[c].dims or spec.y in src[c].dims)
         ]
         src = src.drop_vars(drop)
+        names = _backend_axis_names(src, spec)
+        if names:  # the backend wraps the longitude and pads the poles only under these names
+            src = src.rename(names)
+            spec = dataclasses.replace(spec, y=names[spec.y], x=names[spec.x])
         latitude = spec.y if spec.kind in ("latlon", "rotated") else None
         padded, inside = self._pad_source(src, spec)
         if spec.kind == "latlon" and not spec.periodic_x:
@@ -617,6 +622,9 @@ class Regridder:
             }
         )
         out = self._mask_outside(out, spec)
+        if names:
+            back = {new: old for old, new in names.items()}
+            out, src = out.rename(back), src.rename(back)
         out = _restore_dtypes(out, src)
         out.attrs.update(src.attrs)
         if isinstance(obj, xr.DataArray):
@@ -643,6 +651,27 @@ class Regridder:
                 names[1]: (names[1], self._tx, dict(self._txattrs)),
             }
         )
+
+
+def _backend_axis_names(obj: XrObj, spec: GridSpec) -> dict[Hashable, str]:
+    """``{y: "lat", x: "lon"}`` for a latitude / longitude grid under other names, else ``{}``.
+
+    xarray-regrid recognises a geographic grid by its coordinate names only (``lat`` /
+    ``latitude``, ``lon`` / ``longitude``, any case): under those names it wraps a global
+    longitude and pads the poles; under others (``x`` / ``y``, ``nav_lon``, ...) it leaves NaN
+    at the seam and next to the poles. Nothing is renamed when those names are taken by other
+    variables or dimensions of ``obj``.
+    """
+    if spec.kind != "latlon":
+        return {}
+    known = {"lat", "latitude", "lon", "longitude"}
+    if str(spec.y).lower() in known and str(spec.x).lower() in known:
+        return {}
+    taken = {str(n).lower() for n in (*obj.dims, *obj.coords, *getattr(obj, "data_vars", ()))}
+    taken -= {str(spec.y).lower(), str(spec.x).lower()}
+    if taken & known:
+        return {}
+    return {spec.y: "lat", spec.x: "lon"}
 
 
 def regrid(

@@ -425,3 +425,26 @@ def test_dataset_variables_without_the_grid_dims_pass_through(method):
     bad = ds.assign(profile=("lat", lat))
     with pytest.raises(GridError, match="only one of the grid dimensions"):
         regrid(bad, target, method=method)
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative", "nearest"])
+@pytest.mark.parametrize("names", [("y", "x"), ("nav_lat", "nav_lon")])
+def test_global_grid_under_other_axis_names_is_wrapped_like_lat_lon(shared_data, method, names):
+    """xarray-regrid wraps the seam and pads the poles only for axes named lat/lon; a global
+    grid with axes ``y``/``x`` (or ``nav_lat``/``nav_lon`` with CF attributes) gets the same."""
+    with xr.open_dataset(shared_data / "era_interim/eraint_uv_monthly.nc") as ds:
+        u = ds["u"].sel(month=1, level=500).load()
+    target = latlon_da(180, 360, lat0=-89.5, dlat=1.0, lon0=0.5, dlon=1.0)  # 0..360, 1 degree
+    reference = regrid(u, target.rename(lat="latitude", lon="longitude"), method=method)
+    assert not reference.isnull().any()
+    y, x = names
+    renamed = u.rename(latitude=y, longitude=x)
+    renamed[y].attrs.update(units="degrees_north", standard_name="latitude")
+    renamed[x].attrs.update(units="degrees_east", standard_name="longitude")
+    out = regrid(renamed, target.rename(lat=y, lon=x), method=method)
+    assert out.dims == (y, x)
+    assert not out.isnull().any()  # the seam and the polar rows were NaN
+    # float32 data: the same weights, summed in another order at most
+    scale = float(np.abs(reference).max())
+    np.testing.assert_allclose(out.values, reference.values, rtol=0, atol=1e-6 * scale)
+    assert renamed.dims == (y, x)  # input untouched
