@@ -351,7 +351,7 @@ def cli_spelling(message: str) -> str:
     >>> cli_spelling("pass rename={'tas': 't2m'} or variables=[...] in the model's order")
     "pass --rename tas=t2m or --variables NAME,NAME,... in the model's order"
     >>> cli_spelling("factor = 8 but the model downscales by 4 only; use factor=4")
-    'factor 8 but the model downscales by 4 only; use --factor 4'
+    '--factor 8 but the model downscales by 4 only; use --factor 4'
     """
 
     def flag(match: re.Match[str]) -> str:

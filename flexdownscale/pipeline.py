@@ -40,6 +40,7 @@ from .data.grid import (
     GridSpec,
     _grid_mapping_names,
     _trim_coordinates_attr,
+    _with_geographic_coordinates,
     grid_spec,
     normalize_grid,
     refine_grid,
@@ -239,8 +240,8 @@ def _units_kind(units: str) -> str | None:
 
 def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
     """Carry the CF grid-mapping variables of ``out``'s variables over from ``source``, and drop
-    ``coordinates`` attributes naming variables ``out`` does not have (2-D lat/lon of a rotated
-    grid are not refined)."""
+    from ``coordinates`` attributes the variables ``out`` does not have (2-D lat/lon of a grid
+    that is not rotated-pole cannot be recomputed on the fine grid)."""
     out = out.copy()
     for name in list(out.data_vars):
         attrs = out[name].attrs
@@ -1333,6 +1334,7 @@ class Downscaler(_BackboneOnDevice):
                 da = da.isel(member=0)
             out_vars[v] = da
         out = xr.Dataset(out_vars, coords=coords)
+        out = _with_geographic_coordinates(out, ds, spec)  # a rotated grid's 2-D lat/lon
         out = _keep_grid_mapping(out, ds)
         if members is not None:
             out = out.assign_coords(member=("member", np.arange(n_members)))

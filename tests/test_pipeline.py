@@ -608,6 +608,44 @@ def test_grid_mapping_variable_travels_and_stale_coordinates_go(pair, downscaler
     assert "coordinates" in src["t2m"].attrs  # the input is untouched
 
 
+def test_rotated_pole_grid_output_carries_its_latlon(shared_data, tmp_path):
+    """A CORDEX-like rotated-pole input with 2-D lat/lon: the fine output carries them,
+    recomputed on the fine grid (PROJ agrees), and written to netCDF as CF coordinates."""
+    import pyproj
+
+    with xr.open_dataset(shared_data / "grids/tas_rotated_grid_EUR11.nc") as ds:
+        ds = ds.isel(height=0, rlat=slice(200, 232), rlon=slice(200, 248)).load()
+    to_geo = pyproj.Transformer.from_crs(
+        pyproj.CRS.from_cf(dict(ds.rotated_pole.attrs)), "EPSG:4326", always_xy=True
+    )
+
+    def proj_latlon(rlat, rlon):
+        lam, phi = np.meshgrid(rlon, rlat)
+        lon, lat = to_geo.transform(lam, phi)
+        return lat, lon
+
+    lat, lon = proj_latlon(ds.rlat.values, ds.rlon.values)
+    fine = ds.rename(tas="t2m").assign_coords(
+        lat=(("rlat", "rlon"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+        lon=(("rlat", "rlon"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+    )
+    coarse = degrade(fine, FACTOR)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs, coordinates="lat lon")
+    down = make_downscaler(fine.drop_vars(["lat", "lon"]))
+    out = down(coarse, members=2, seed=0, progress=False)
+    assert out["t2m"].dims == ("member", "time", "rlat", "rlon")
+    assert out["lat"].dims == ("rlat", "rlon")
+    ref_lat, ref_lon = proj_latlon(out.rlat.values, out.rlon.values)
+    assert np.abs(out["lat"].values - ref_lat).max() < 1e-9
+    assert np.abs(out["lon"].values - ref_lon).max() < 1e-9
+    np.testing.assert_allclose(out["lat"].values, fine["lat"].values, atol=1e-9)  # same cells
+    assert out["t2m"].attrs["grid_mapping"] == "rotated_pole"
+    assert out["t2m"].attrs["coordinates"] == "lat lon"
+    out.to_netcdf(tmp_path / "fine.nc")
+    back = xr.open_dataset(tmp_path / "fine.nc")
+    assert {"lat", "lon"} <= set(back["t2m"].coords)
+
+
 def test_bbox_one_cell_other_convention_and_reversed(pair, downscaler):
     _, coarse = pair
     lat, lon = coarse["latitude"].values, coarse["longitude"].values

@@ -33,6 +33,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
     refine_grid,
+    rotated_pole_to_geographic,
     row_area_weights,
 )
 from .normalize import Normalizer, VariableStats
@@ -71,6 +72,7 @@ __all__ = [
     "grid_spec",
     "normalize_grid",
     "refine_grid",
+    "rotated_pole_to_geographic",
     "regrid",
     "row_area_weights",
     "split_positions",

@@ -525,9 +525,12 @@ def _map_spatial(
         da = da.reset_coords(dropped, drop=True)
         out = _apply_spatial(da, fn, spec, ny, nx)
         if dropped:
-            # auxiliary coordinates on the old grid (2-D lat/lon of a rotated grid) are not
-            # carried over, so the CF attribute must not name them any more
-            out.attrs = _trim_coordinates_attr(out.attrs, lambda c: c not in dropped)
+            # auxiliary coordinates on the old grid are not carried over (the 2-D lat/lon of a
+            # rotated-pole grid come back recomputed on the new grid, in ``grid``), so the CF
+            # attribute must not name the others any more
+            out.attrs = _trim_coordinates_attr(
+                out.attrs, lambda c: c not in dropped or c in grid.coords
+            )
         return out
 
     if isinstance(obj, xr.DataArray):
@@ -537,7 +540,12 @@ def _map_spatial(
         for name in (spec.y, spec.x):
             attrs = {k: v for k, v in grid[name].attrs.items() if k != "bounds"}
             centres[name] = xr.Variable((name,), grid[name].values, attrs=attrs)
-        return out.assign_coords(centres)
+        auxiliary = {
+            name: coord.variable
+            for name, coord in grid.coords.items()
+            if coord.ndim == 2 and set(coord.dims) == {spec.y, spec.x}
+        }
+        return out.assign_coords({**centres, **auxiliary})
     data_vars = {}
     for name, var in obj.data_vars.items():
         data_vars[name] = one(var, name) if _on_grid(name, var, spec.y, spec.x) else var

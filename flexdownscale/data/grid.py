@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal, get_args
 import cf_xarray  # noqa: F401  (registers the .cf accessor)
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from ..errors import ConfigError, GridError, UnitsError, UnsupportedFactorError
 
@@ -51,6 +52,7 @@ __all__ = [
     "normalize_grid",
     "refine_coord",
     "refine_grid",
+    "rotated_pole_to_geographic",
     "row_area_weights",
 ]
 
@@ -1211,6 +1213,117 @@ def _coord_attrs(template: Mapping[str, Any], kind: Kind, which: str, bounds_nam
     return attrs
 
 
+def rotated_pole_to_geographic(
+    rlat: ArrayLike, rlon: ArrayLike, grid_mapping: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geographic latitude and longitude of points on a rotated-pole grid.
+
+    The CF ``rotated_latitude_longitude`` mapping puts the rotated grid's north pole at
+    geographic (``grid_north_pole_latitude``, ``grid_north_pole_longitude``); the geographic
+    north pole lies at rotated longitude ``north_pole_grid_longitude`` (default 0). Each point
+    is rotated as a unit vector, so the result is exact to round-off everywhere, poles included.
+
+    Parameters
+    ----------
+    rlat, rlon
+        Rotated latitude and longitude (degrees), any broadcastable shapes.
+    grid_mapping
+        The grid-mapping attributes (``grid_north_pole_latitude``, ``grid_north_pole_longitude``
+        and optionally ``north_pole_grid_longitude``), e.g. ``ds.rotated_pole.attrs``.
+
+    Returns
+    -------
+    (lat, lon)
+        float64 arrays of the broadcast shape, degrees north and degrees east in -180..180.
+
+    Examples
+    --------
+    The origin of the EURO-CORDEX grid (pole at 39.25 N, 162 W) is at 50.75 N, 18 E:
+
+    >>> pole = {"grid_north_pole_latitude": 39.25, "grid_north_pole_longitude": -162.0}
+    >>> lat, lon = rotated_pole_to_geographic(0.0, 0.0, pole)
+    >>> round(float(lat), 10), round(float(lon), 10)
+    (50.75, 18.0)
+    """
+    try:
+        pole_lat = np.radians(float(grid_mapping["grid_north_pole_latitude"]))
+        pole_lon = np.radians(float(grid_mapping["grid_north_pole_longitude"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise GridError(
+            f"a rotated_latitude_longitude grid mapping needs numeric grid_north_pole_latitude "
+            f"and grid_north_pole_longitude attributes; got {dict(grid_mapping)}"
+        ) from err
+    offset = float(grid_mapping.get("north_pole_grid_longitude", 0.0) or 0.0)
+    phi = np.radians(np.asarray(rlat, dtype=np.float64))
+    lam = np.radians(np.asarray(rlon, dtype=np.float64) - offset)
+    phi, lam = np.broadcast_arrays(phi, lam)
+    # unit vectors of the rotated frame in geographic coordinates: its north pole P, its
+    # origin O (on P's meridian, 90 degrees from P, on the far side of the geographic pole),
+    # and east = P x O
+    cp, sp = np.cos(pole_lat), np.sin(pole_lat)
+    pole = np.array([cp * np.cos(pole_lon), cp * np.sin(pole_lon), sp])
+    origin = np.array([-sp * np.cos(pole_lon), -sp * np.sin(pole_lon), cp])
+    east = np.cross(pole, origin)
+    a = np.cos(phi) * np.cos(lam)
+    b = np.cos(phi) * np.sin(lam)
+    c = np.sin(phi)
+    x, y, z = (a * origin[i] + b * east[i] + c * pole[i] for i in range(3))
+    lat = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(y, x))
+    return lat, lon
+
+
+def _geographic_axis(name: Hashable, attrs: Mapping[str, Any]) -> str | None:
+    """``"lat"`` / ``"lon"`` when an auxiliary coordinate is a geographic latitude / longitude."""
+    standard = str(attrs.get("standard_name", "")).lower()
+    units = str(attrs.get("units", "")).lower().replace(" ", "_")
+    if standard == "latitude" or units in _LAT_UNITS:
+        return "lat"
+    if standard == "longitude" or units in _LON_UNITS:
+        return "lon"
+    if str(name).lower() in _LAT_NAMES:
+        return "lat"
+    if str(name).lower() in _LON_NAMES:
+        return "lon"
+    return None
+
+
+def _with_geographic_coordinates(out: XrObj, source: XrObj, spec: GridSpec) -> XrObj:
+    """``out`` with the source's 2-D latitude / longitude recomputed on ``out``'s grid.
+
+    A rotated-pole grid's CF file carries the geographic position of every cell as 2-D
+    auxiliary coordinates over (y, x); they describe the source's cells only, so a new grid
+    (refined, coarsened, downscaled) gets them recomputed from the rotated pole
+    (:func:`rotated_pole_to_geographic`) under the same names, dims order, attributes, dtype and
+    longitude convention. Nothing is added unless ``source`` has both coordinates and a
+    ``rotated_latitude_longitude`` grid mapping (in ``spec``, ``source``'s grid, or ``source``).
+    """
+    crs = spec.crs or _grid_mapping(source) or {}
+    if spec.kind != "rotated" or crs.get("grid_mapping_name") != "rotated_latitude_longitude":
+        return out
+    found: dict[str, tuple[Hashable, xr.DataArray]] = {}
+    for name, coord in source.coords.items():
+        if coord.ndim == 2 and set(coord.dims) == {spec.y, spec.x}:
+            axis = _geographic_axis(name, coord.attrs)
+            if axis is not None and axis not in found:
+                found[axis] = (name, coord)
+    if set(found) != {"lat", "lon"} or spec.y not in out.coords or spec.x not in out.coords:
+        return out
+    ys = np.asarray(out[spec.y].values, dtype=np.float64)
+    xs = np.asarray(out[spec.x].values, dtype=np.float64)
+    lat, lon = rotated_pole_to_geographic(ys[:, None], xs[None, :], crs)
+    lon_name, lon_coord = found["lon"]
+    if float(np.nanmin(_eager(lon_coord))) >= 0.0:  # the source's 0..360 convention
+        lon = np.mod(lon, 360.0)
+    new = {}
+    for (name, coord), values in ((found["lat"], lat), ((lon_name, lon_coord), lon)):
+        if coord.dims != (spec.y, spec.x):
+            values = values.T
+        dtype = coord.dtype if np.issubdtype(coord.dtype, np.floating) else np.float64
+        new[name] = xr.Variable(coord.dims, values.astype(dtype), attrs=dict(coord.attrs))
+    return out.assign_coords(new)
+
+
 def _grid_dataset(
     spec: GridSpec,
     x: tuple[np.ndarray, np.ndarray],
@@ -1284,12 +1397,13 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
     xs = np.asarray(norm[spec.x].values, dtype=np.float64)
     ys = np.asarray(norm[spec.y].values, dtype=np.float64)
     fine = spec.refine(factor)
-    return _grid_dataset(
+    grid = _grid_dataset(
         fine,
         refine_coord(xs, factor),
         refine_coord(ys, factor, latitude=spec.kind == "latlon"),
         {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
     )
+    return _with_geographic_coordinates(grid, obj, spec)
 
 
 def coarsen_grid(
@@ -1341,6 +1455,7 @@ def coarsen_grid(
     )[: coarse.ny * factor]
     bx = np.stack([fbx[::factor, 0], fbx[factor - 1 :: factor, 1]], axis=1)
     by = np.stack([fby[::factor, 0], fby[factor - 1 :: factor, 1]], axis=1)
-    return _grid_dataset(
+    grid = _grid_dataset(
         coarse, (cx, bx), (cy, by), {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs}
     )
+    return _with_geographic_coordinates(grid, obj, spec)
