@@ -31,7 +31,8 @@ class _FlexAccessor:
 
         Keywords go to :meth:`flexdownscale.pipeline.Downscaler.__call__` (``factor``,
         ``members``, ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``,
-        ``bbox``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``).
+        ``bbox``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``,
+        ``condition``, ``sampler_options``).
         """
         from .pipeline import downscaler_for
 

@@ -253,6 +253,7 @@ def _downscale(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         condition=args.condition,
+        sampler_options=_merged(args.sampler_option) or None,
         **({"blend": args.blend} if args.blend else {}),
     )
     target = args.output
@@ -281,6 +282,17 @@ def _pairs(text: str) -> dict[str, str]:
     return pairs
 
 
+def _number_pairs(text: str) -> dict[str, float]:
+    """``"delta=0.5"`` -> ``{"delta": 0.5}`` (an argparse type)."""
+    pairs = _pairs(text)
+    try:
+        return {key: float(value) for key, value in pairs.items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: values must be numbers, e.g. delta=0.5"
+        ) from None
+
+
 def _names(text: str) -> list[str]:
     """``"u10,v10"`` -> ``["u10", "v10"]`` (an argparse type)."""
     names = [part.strip() for part in text.split(",") if part.strip()]
@@ -289,9 +301,9 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _merged(groups: list[dict[str, str]] | None) -> dict[str, str]:
+def _merged(groups: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The union of repeated ``NAME=VALUE`` options (a later one wins)."""
-    merged: dict[str, str] = {}
+    merged: dict[str, Any] = {}
     for group in groups or []:
         merged.update(group)
     return merged
@@ -320,6 +332,7 @@ _FLAGS = {
     "device": "--device",
     "batch_size": "--batch-size",
     "condition": "--condition",
+    "sampler_options": "--sampler-option",
 }
 _VALUE = r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)|'[^']*'|\"[^\"]*\"|<[^<>]*>|None|-?\d[\w.+-]*"
 _KEYWORD = re.compile(rf"(?<![\w.'\"])({'|'.join(_FLAGS)}) ?= ?({_VALUE})")
@@ -361,7 +374,8 @@ def cli_spelling(message: str) -> str:
             return f"no {_FLAGS[name]}"
         return f"{_FLAGS[name]} {value}"
 
-    return _KEYWORD.sub(flag, message)
+    message = _KEYWORD.sub(flag, message)
+    return re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
 
 
 def _runs(values: Any, missing: Any, limit: int = 3) -> str:
@@ -550,6 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
     down.add_argument("--sampler", default=None, choices=["ddim", "euler", "heun", "sde", "idff"])
+    down.add_argument(
+        "--sampler-option",
+        type=_number_pairs,
+        action="append",
+        default=None,
+        metavar="NAME=VALUE[,...]",
+        help="sampler option: eta (ddim), delta (sde: Langevin strength), g1/g2 (idff); e.g. "
+        "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles",
+    )
     down.add_argument("--seed", type=int, default=0)
     down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
     down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")

@@ -47,7 +47,7 @@ from .data.grid import (
 )
 from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
-from .diffusion import ResidualModel, build_objective
+from .diffusion import SAMPLER_OPTIONS, ResidualModel, build_objective
 from .diffusion.objectives import Objective, TaskFeatures
 from .errors import (
     ConfigError,
@@ -1010,12 +1010,7 @@ class Downscaler(_BackboneOnDevice):
         net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch, wrap=wrap)
         net = net.to(device)
         model = ResidualModel(net)
-        options = {
-            k: getattr(self.sampler, k)
-            for k in {"ddim": ("eta",), "sde": ("delta",), "idff": ("g1", "g2")}.get(
-                params["sampler"], ()
-            )
-        }
+        options = dict(params["sampler_options"])
         rows = max(1, batch // len(layout))
         shape = (out_rows.stop - out_rows.start, out_cols.stop - out_cols.start)
         out = np.empty((members, steps_total, len(self.variables), *shape), dtype=np.float32)
@@ -1071,6 +1066,7 @@ class Downscaler(_BackboneOnDevice):
         batch_size: int | None = None,
         progress: bool | None = None,
         condition: float | None = None,
+        sampler_options: Mapping[str, float] | None = None,
     ) -> xr.Dataset:
         """Downscale ``ds`` to the model's fine grid.
 
@@ -1115,6 +1111,12 @@ class Downscaler(_BackboneOnDevice):
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
             it was trained with; ``None`` reads the input's attribute or scalar variable named
             by the model (``Downscaler.condition["name"]``).
+
+        sampler_options
+            Options of the sampler (:data:`~flexdownscale.diffusion.SAMPLER_OPTIONS`): ``eta``
+            for ``"ddim"``, ``delta`` for ``"sde"`` (Langevin strength; 0, the model's default,
+            is the probability-flow ODE), ``g1``/``g2`` for ``"idff"``. Options not given are the
+            model's stored settings.
 
         Returns
         -------
@@ -1161,6 +1163,7 @@ class Downscaler(_BackboneOnDevice):
             steps = self.sampler.steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps = {steps!r} must be a positive integer")
+        options = self._sampler_options(name, sampler_options)
         tile_size = DEFAULT_TILE if tile is None else tile
         if (
             isinstance(tile_size, bool)
@@ -1271,6 +1274,7 @@ class Downscaler(_BackboneOnDevice):
             "members": n_members,
             "seed": int(seed),
             "sampler": name,
+            "sampler_options": tuple(sorted(options.items())),
             "steps": steps,
             "tile": tile_size,
             "tile_given": tile is not None,
@@ -1341,7 +1345,8 @@ class Downscaler(_BackboneOnDevice):
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         line = (
             f"{stamp}: flexdownscale {__version__} downscaled x{f} with model {self.name!r} "
-            f"({name}, {steps} steps, {n_members} member{'s' if n_members > 1 else ''}, "
+            f"({name}{''.join(f' {k}={v:g}' for k, v in sorted(options.items()))}, {steps} "
+            f"steps, {n_members} member{'s' if n_members > 1 else ''}, "
             f"seed {int(seed)})"
         )
         attrs = dict(original_attrs)
@@ -1361,10 +1366,36 @@ class Downscaler(_BackboneOnDevice):
                 "flexdownscale_blend": blend,
             }
         )
+        if options:
+            attrs["flexdownscale_sampler_options"] = ", ".join(
+                f"{k}={v:g}" for k, v in sorted(options.items())
+            )
         if condition_value is not None and self.condition is not None:
             attrs[f"flexdownscale_condition_{self.condition['name']}"] = condition_value
         out.attrs = attrs
         return out
+
+    def _sampler_options(self, name: str, given: Mapping[str, float] | None) -> dict[str, float]:
+        """The options of sampler ``name``: the model's stored settings, updated by ``given``."""
+        allowed = SAMPLER_OPTIONS[name]
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            takes = f"it takes {list(allowed)}" if allowed else "it takes none"
+            raise ConfigError(
+                f"sampler_options {unknown} do not apply to sampler {name!r}; {takes} "
+                f"(eta: ddim, delta: sde, g1/g2: idff)"
+            )
+        options = {key: float(getattr(self.sampler, key)) for key in allowed}
+        for key, value in given.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise ConfigError(f"sampler_options[{key!r}] = {value!r}; expected a finite number")
+            options[key] = number
+        return options
 
 
 def _run_block(

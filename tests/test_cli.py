@@ -483,3 +483,25 @@ def test_cli_spelling_of_pipeline_hints():
     assert cli_spelling("crop_size=8; ds.attrs['x'] = 1; self.factor=4") == (
         "crop_size=8; ds.attrs['x'] = 1; self.factor=4"
     )
+
+
+def test_downscale_sampler_option(files, tmp_path, capsys):
+    from flexdownscale.pipeline import Downscaler
+
+    root, model = files
+    coarse = xr.open_dataset(root / "coarse.nc").load()
+    extra = ["--sampler", "sde", "--steps", "3", "--sampler-option", "delta=0.5"]
+    out = tmp_path / "sde.nc"
+    argv = ["downscale", str(root / "coarse.nc"), str(out), "--model", str(model), "--quiet"]
+    assert main([*argv, "--members", "2", *extra]) == 0
+    expected = Downscaler.from_pretrained(model)(
+        coarse, members=2, sampler="sde", steps=3, sampler_options={"delta": 0.5}, progress=False
+    )
+    np.testing.assert_array_equal(xr.open_dataset(out)["t2m"].values, expected["t2m"].values)
+    assert xr.open_dataset(out).attrs["flexdownscale_sampler_options"] == "delta=0.5"
+    code, err = _run([*argv, "--sampler", "sde", "--sampler-option", "eta=1"], capsys)
+    assert code == 2
+    assert "--sampler-option ['eta'] do not apply to sampler 'sde'" in err
+    with pytest.raises(SystemExit):
+        main([*argv, "--sampler-option", "delta=much"])
+    assert "values must be numbers" in capsys.readouterr().err

@@ -697,3 +697,31 @@ def test_model_cache_follows_the_folder(tmp_path, pair, downscaler, monkeypatch)
     w2 = next(iter(third.backbone.parameters()))
     w1 = next(iter(second.backbone.parameters()))
     assert not torch.equal(w1, w2)
+
+
+def test_sampler_options_reach_the_sampler_and_the_provenance(pair, downscaler):
+    """``sampler_options`` are the model's stored sampler settings for one call: ``delta`` of
+    the SDE sampler (0, the stored default, is the probability-flow ODE: exactly Euler)."""
+    import dataclasses
+
+    _, coarse = pair
+    kwargs = {"members": 2, "seed": 3, "steps": 4, "progress": False}
+    euler = downscaler(coarse, sampler="euler", **kwargs)
+    ode = downscaler(coarse, sampler="sde", **kwargs)
+    np.testing.assert_array_equal(ode["t2m"].values, euler["t2m"].values)
+    sde = downscaler(coarse, sampler="sde", sampler_options={"delta": 0.5}, **kwargs)
+    assert not np.array_equal(sde["t2m"].values, ode["t2m"].values)
+    stored = Downscaler.__new__(Downscaler)
+    stored.__dict__.update(downscaler.__dict__)
+    stored.sampler = dataclasses.replace(downscaler.sampler, sampler="sde", delta=0.5)
+    np.testing.assert_array_equal(stored(coarse, **kwargs)["t2m"].values, sde["t2m"].values)
+    assert sde.attrs["flexdownscale_sampler"] == "sde"
+    assert sde.attrs["flexdownscale_sampler_options"] == "delta=0.5"
+    assert "(sde delta=0.5, 4 steps, 2 members, seed 3)" in sde.attrs["history"]
+    assert "flexdownscale_sampler_options" not in euler.attrs  # Euler takes no options
+    with pytest.raises(ConfigError, match=r"\['eta'\] do not apply to sampler 'sde'; it takes"):
+        downscaler(coarse, sampler="sde", sampler_options={"eta": 1.0}, **kwargs)
+    with pytest.raises(ConfigError, match=r"it takes none"):
+        downscaler(coarse, sampler="euler", sampler_options={"delta": 1.0}, **kwargs)
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        downscaler(coarse, sampler="sde", sampler_options={"delta": float("nan")}, **kwargs)

@@ -19,6 +19,7 @@ from .objectives import (
 )
 from .residual import ResidualModel, rollout
 from .samplers import (
+    SAMPLER_OPTIONS,
     SAMPLERS,
     SampleResult,
     member_generators,
@@ -44,6 +45,7 @@ from .schedules import (
 __all__ = [
     "IDFF",
     "SAMPLERS",
+    "SAMPLER_OPTIONS",
     "CosineSchedule",
     "Denoiser",
     "FlowMatching",

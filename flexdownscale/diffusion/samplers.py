@@ -50,6 +50,7 @@ from .objectives import (
 
 __all__ = [
     "SAMPLERS",
+    "SAMPLER_OPTIONS",
     "SampleResult",
     "SamplerName",
     "member_generators",
@@ -494,7 +495,14 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
 }
 
 #: sampler options read from a SamplerConfig, per sampler
-_OPTIONS = {"ddim": ("eta",), "euler": (), "heun": (), "sde": ("delta",), "idff": ("g1", "g2")}
+#: The options each sampler takes (the other fields of :class:`~flexdownscale.config.SamplerConfig`).
+SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ddim": ("eta",),
+    "euler": (),
+    "heun": (),
+    "sde": ("delta",),
+    "idff": ("g1", "g2"),
+}
 
 
 def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tuple[str, int]:
@@ -635,7 +643,7 @@ def sample_ensemble(
         raise ConfigError(f"members = {members!r} must be a positive integer")
     if "return_trajectory" in options:
         raise ConfigError("sample_ensemble does not return trajectories; call a sampler directly")
-    allowed = _OPTIONS[name]
+    allowed = SAMPLER_OPTIONS[name]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(
