@@ -357,6 +357,46 @@ class _BackboneOnDevice:
 
     backbone: nn.Module
 
+    def _sampler_settings(
+        self, sampler: str | None, steps: int | None, options: Mapping[str, float] | None
+    ) -> tuple[str, int, dict[str, float]]:
+        """(sampler name, steps, options) of a call: the arguments checked, or the model's
+        stored settings (``self.sampler``) where they are ``None``."""
+        name = self.sampler.sampler if sampler is None else sampler
+        if name not in self.objective.samplers:
+            raise ConfigError(
+                f"sampler = {name!r} does not apply to the model's {self.objective.name!r} "
+                f"objective; use one of {list(self.objective.samplers)}"
+            )
+        if steps is None:
+            steps = self.sampler.steps
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+            raise ConfigError(f"steps = {steps!r} must be a positive integer")
+        return name, int(steps), self._sampler_options(name, options)
+
+    def _sampler_options(self, name: str, given: Mapping[str, float] | None) -> dict[str, float]:
+        """The options of sampler ``name``: the model's stored settings (``self.sampler``),
+        updated by ``given`` (the ``sampler_options`` of a call)."""
+        allowed = SAMPLER_OPTIONS[name]
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            takes = f"it takes {list(allowed)}" if allowed else "it takes none"
+            raise ConfigError(
+                f"sampler_options {unknown} do not apply to sampler {name!r}; {takes} "
+                f"(eta: ddim, delta: sde, g1/g2: idff)"
+            )
+        options = {key: float(getattr(self.sampler, key)) for key in allowed}
+        for key, value in given.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise ConfigError(f"sampler_options[{key!r}] = {value!r}; expected a finite number")
+            options[key] = number
+        return options
+
     def _backbone_on(self, device: torch.device) -> nn.Module:
         home = next(self.backbone.parameters()).device
         if _same_device(home, device):
@@ -1153,17 +1193,7 @@ class Downscaler(_BackboneOnDevice):
             raise ConfigError(f"members = {members!r} must be a positive integer or None")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise ConfigError(f"seed = {seed!r} must be an integer")
-        name = self.sampler.sampler if sampler is None else sampler
-        if name not in self.objective.samplers:
-            raise ConfigError(
-                f"sampler = {name!r} does not apply to the model's {self.objective.name!r} "
-                f"objective; use one of {list(self.objective.samplers)}"
-            )
-        if steps is None:
-            steps = self.sampler.steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"steps = {steps!r} must be a positive integer")
-        options = self._sampler_options(name, sampler_options)
+        name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
         tile_size = DEFAULT_TILE if tile is None else tile
         if (
             isinstance(tile_size, bool)
@@ -1375,28 +1405,6 @@ class Downscaler(_BackboneOnDevice):
         out.attrs = attrs
         return out
 
-    def _sampler_options(self, name: str, given: Mapping[str, float] | None) -> dict[str, float]:
-        """The options of sampler ``name``: the model's stored settings, updated by ``given``."""
-        allowed = SAMPLER_OPTIONS[name]
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            takes = f"it takes {list(allowed)}" if allowed else "it takes none"
-            raise ConfigError(
-                f"sampler_options {unknown} do not apply to sampler {name!r}; {takes} "
-                f"(eta: ddim, delta: sde, g1/g2: idff)"
-            )
-        options = {key: float(getattr(self.sampler, key)) for key in allowed}
-        for key, value in given.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            if isinstance(value, bool) or not math.isfinite(number):
-                raise ConfigError(f"sampler_options[{key!r}] = {value!r}; expected a finite number")
-            options[key] = number
-        return options
-
 
 def _run_block(
     downscaler: Downscaler,
@@ -1493,8 +1501,12 @@ class Forecaster(_BackboneOnDevice):
         dims: Mapping[str, str] | None = None,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
+        sampler_options: Mapping[str, float] | None = None,
     ) -> xr.Dataset:
         """Forecast ``lead_steps`` steps from the last ``past_frames`` time steps of ``ds``.
+
+        ``sampler``, ``steps`` and ``sampler_options`` are as for :meth:`Downscaler.__call__`
+        (``None``: the model's stored settings).
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
 
@@ -1510,6 +1522,7 @@ class Forecaster(_BackboneOnDevice):
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+        name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         helper = Downscaler.__new__(Downscaler)
         helper.variables, helper.units = self.variables, self.units
         sel = Downscaler._select(helper, ds, None, rename)
@@ -1546,10 +1559,11 @@ class Forecaster(_BackboneOnDevice):
                 frames,
                 lead_steps=lead_steps,
                 members=n_members,
-                sampler=sampler or self.sampler.sampler,
-                steps=steps or self.sampler.steps,
+                sampler=name,
+                steps=n_steps,
                 generator=int(seed),
                 batch_size=batch_size,
+                **options,
             )
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
         fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
@@ -1572,7 +1586,13 @@ class Forecaster(_BackboneOnDevice):
             **ds.attrs,
             "flexdownscale_version": __version__,
             "flexdownscale_model": self.name,
+            "flexdownscale_sampler": name,
+            "flexdownscale_steps": n_steps,
             "flexdownscale_seed": int(seed),
             "flexdownscale_lead_steps": lead_steps,
         }
+        if options:
+            result.attrs["flexdownscale_sampler_options"] = ", ".join(
+                f"{k}={v:g}" for k, v in sorted(options.items())
+            )
         return result

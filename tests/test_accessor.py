@@ -10,7 +10,7 @@ import xarray as xr
 from test_pipeline import ERA5, era5_pair, make_downscaler
 
 import flexdownscale  # noqa: F401  (registers the accessor)
-from flexdownscale.errors import ModelFolderError, UnsupportedFactorError
+from flexdownscale.errors import ConfigError, ModelFolderError, UnsupportedFactorError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,3 +117,11 @@ def test_forecast(setup):
     assert not np.array_equal(out["t2m"][0].values, out["t2m"][1].values)
     with pytest.raises(ModelFolderError, match="needs model="):
         coarse.flex.forecast(None, 2)
+    assert out.attrs["flexdownscale_sampler"] == "ddim"
+    assert out.attrs["flexdownscale_steps"] == 2
+    # sampler options reach the rollout: DDIM with eta = 1 draws fresh noise at every step
+    stochastic = coarse.flex.forecast(model, 3, members=2, seed=1, sampler_options={"eta": 1.0})
+    assert stochastic.attrs["flexdownscale_sampler_options"] == "eta=1"
+    assert not np.array_equal(stochastic["t2m"].values, out["t2m"].values)
+    with pytest.raises(ConfigError, match=r"\['delta'\] do not apply to sampler 'ddim'"):
+        coarse.flex.forecast(model, 3, sampler_options={"delta": 1.0})
