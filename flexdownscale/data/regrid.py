@@ -28,6 +28,8 @@ from .grid import (
     _curvilinear,
     _drop_axis_bounds,
     _on_grid,
+    _trim_coordinates_attr,
+    _with_geographic_coordinates,
     cell_bounds,
     find_axes,
     grid_spec,
@@ -383,6 +385,11 @@ class Regridder:
             out = self._call_xarray_regrid(obj)
         else:
             out = self._call_xesmf(obj)
+        if spec is not None:
+            # a rotated-pole source's 2-D lat/lon, recomputed on the target cells; other
+            # auxiliary coordinates of the source grid are gone, so no attribute names them
+            out = _with_geographic_coordinates(out, obj, spec)
+            out = _trim_stale_coordinates(out)
         return out.assign(passed) if passed else out
 
     def _target_dataset(self, y: str, x: str) -> xr.Dataset:
@@ -651,6 +658,23 @@ class Regridder:
                 names[1]: (names[1], self._tx, dict(self._txattrs)),
             }
         )
+
+
+def _trim_stale_coordinates(obj: XrObj) -> XrObj:
+    """``obj`` with CF ``coordinates`` attributes naming only variables ``obj`` has."""
+    have = set(map(str, obj.coords if isinstance(obj, xr.DataArray) else obj.variables))
+    if isinstance(obj, xr.DataArray):
+        if "coordinates" in obj.attrs:
+            obj = obj.copy(deep=False)
+            obj.attrs = _trim_coordinates_attr(obj.attrs, have.__contains__)
+        return obj
+    stale = [n for n, v in obj.data_vars.items() if "coordinates" in v.attrs]
+    if not stale:
+        return obj
+    obj = obj.copy(deep=False)
+    for name in stale:
+        obj[name].attrs = _trim_coordinates_attr(obj[name].attrs, have.__contains__)
+    return obj
 
 
 def _backend_axis_names(obj: XrObj, spec: GridSpec) -> dict[Hashable, str]:

@@ -13,7 +13,7 @@ import pyproj
 import pytest
 import xarray as xr
 
-from flexdownscale.data import coarsen_grid, degrade, refine_grid, up
+from flexdownscale.data import coarsen_grid, degrade, refine_grid, regrid, up
 from flexdownscale.data.grid import rotated_pole_to_geographic
 from flexdownscale.errors import GridError
 
@@ -121,3 +121,16 @@ def test_latlon_dropped_without_a_rotated_pole_mapping(cordex):
     coarse = degrade(bare, 4)
     assert "lat" not in coarse.coords
     assert "coordinates" not in coarse["tas"].attrs
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_regrid_on_the_rotated_frame_carries_latlon(cordex, method):
+    """``regrid`` of a rotated-pole source onto a grid of its frame: the output has the 2-D
+    lat/lon of the target cells, and its ``coordinates`` attribute names only what exists."""
+    gm = dict(cordex.rotated_pole.attrs)
+    out = regrid(cordex, refine_grid(cordex, 2), method=method)
+    _check_latlon(out, gm)
+    assert out["tas"].attrs["coordinates"] == "lat lon"
+    bare = regrid(cordex.drop_vars("rotated_pole"), refine_grid(cordex, 2), method=method)
+    assert "lat" not in bare.coords
+    assert "coordinates" not in bare["tas"].attrs  # it named lat/lon, which are gone
