@@ -387,8 +387,9 @@ def _verdict(rows: dict[str, dict[str, float]]) -> list[str]:
         f"- beats every interpolation baseline on RMSE: {beats('rmse')}",
         f"- beats every interpolation baseline on log-spectral distance: {beats('lsd')}",
         f"- spread-skill ratio in [0.8, 1.25]: {calibrated} ({ss:.3g}; see the section "
-        '"How calibrated is 2-step DDIM?" of docs/diffusion.md; the same weights sampled with '
-        '`sampler="sde", steps=20, sampler_options={"delta": 0.5}`: calibration.md)',
+        '"How calibrated is 2-step DDIM?" of docs/diffusion.md); the same weights sampled with '
+        '`sampler="sde", steps=20` and the stored Langevin strength are inside the band: '
+        "[calibration.md](calibration.md)",
         "",
     ]
 

@@ -68,6 +68,34 @@ def test_accessor_picks_the_shipped_model():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_stored_sde_strength_gives_calibrated_era5_ensembles():
+    """The shipped models store the Langevin strength of their calibrated SDE setting
+    (benchmarks/results/calibration.md): ``sampler="sde", steps=20`` on the packaged ERA5
+    sample (4 validation hours, 16 members) is inside the calibrated band where the 2-step
+    default is not, with a better fair CRPS and still far better RMSE than interpolation."""
+    from flexdownscale.data import up
+    from flexdownscale.metrics import downscaling_skill
+
+    assert load_model_folder("era5-t2m-x4").sampler.delta == 1.0
+    assert load_model_folder("kolmogorov-x8").sampler.delta == 0.5
+    case = next(c for c in CASES if c.model == "era5-t2m-x4")
+    fine = load_case(case)
+    coarse = degrade(fine, 4)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    model = Downscaler.from_pretrained("era5-t2m-x4")
+    scores = {}
+    for label, kwargs in (("ddim", {}), ("sde", {"sampler": "sde", "steps": 20})):
+        out = model(coarse, members=16, seed=0, progress=False, **kwargs)
+        scores[label] = downscaling_skill(out["t2m"], fine["t2m"])
+    assert out.attrs["flexdownscale_sampler_options"] == "delta=1"
+    assert scores["ddim"]["spread_skill"] < 0.5  # the bound of 2-step DDIM
+    assert 0.8 <= scores["sde"]["spread_skill"] <= 1.25
+    assert scores["sde"]["crps"] < scores["ddim"]["crps"]
+    conservative = up(coarse, 4, method="conservative")
+    assert scores["sde"]["rmse"] < 0.6 * downscaling_skill(conservative["t2m"], fine["t2m"])["rmse"]
+
+
 def test_demo_runs_offline_and_beats_interpolation(tmp_path):
     result = run_demo(tmp_path / "demo", members=4, progress=False, log=None)
     names = {p.name for p in result.files}
