@@ -41,6 +41,7 @@ from .data.grid import (
     _grid_mapping_names,
     _trim_coordinates_attr,
     _with_geographic_coordinates,
+    add_bounds,
     grid_spec,
     normalize_grid,
     refine_grid,
@@ -252,6 +253,50 @@ def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
             have = set(map(str, out.variables))
             out[name].attrs = _trim_coordinates_attr(attrs, have.__contains__)
     return out
+
+
+def _provenance_attrs(
+    original: Mapping[Hashable, Any],
+    *,
+    action: str,
+    model: str,
+    sampler: str,
+    options: Mapping[str, float],
+    steps: int,
+    members: int,
+    seed: int,
+    extra: Mapping[str, Any],
+) -> dict[Hashable, Any]:
+    """The input's attributes plus provenance: a CF ``history`` line (prepended to any there)
+    and ``flexdownscale_*`` attributes (version, model, sampler, its options, steps, members,
+    seed, and ``extra``)."""
+    from ._version import __version__
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    settings = "".join(f" {k}={v:g}" for k, v in sorted(options.items()))
+    line = (
+        f"{stamp}: flexdownscale {__version__} {action} with model {model!r} ({sampler}"
+        f"{settings}, {steps} steps, {members} member{'s' if members > 1 else ''}, seed {seed})"
+    )
+    attrs = dict(original)
+    history = attrs.get("history")
+    attrs["history"] = f"{line}\n{history}" if history else line
+    attrs.update(
+        {
+            "flexdownscale_version": __version__,
+            "flexdownscale_model": model,
+            "flexdownscale_sampler": sampler,
+            "flexdownscale_steps": steps,
+            "flexdownscale_seed": seed,
+            "flexdownscale_members": members,
+            **extra,
+        }
+    )
+    if options:
+        attrs["flexdownscale_sampler_options"] = ", ".join(
+            f"{k}={v:g}" for k, v in sorted(options.items())
+        )
+    return attrs
 
 
 def _bbox_longitudes(x_min: float, x_max: float, xs: np.ndarray) -> tuple[float, float]:
@@ -1171,7 +1216,6 @@ class Downscaler(_BackboneOnDevice):
         DataError
             Before anything is computed (``DataError`` for NaNs: at compute time for lazy input).
         """
-        from ._version import __version__
 
         # numpy integers (e.g. from an array of settings) count as integers
         members, steps, tile, overlap, batch_size = (
@@ -1372,34 +1416,22 @@ class Downscaler(_BackboneOnDevice):
         out = _keep_grid_mapping(out, ds)
         if members is not None:
             out = out.assign_coords(member=("member", np.arange(n_members)))
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = (
-            f"{stamp}: flexdownscale {__version__} downscaled x{f} with model {self.name!r} "
-            f"({name}{''.join(f' {k}={v:g}' for k, v in sorted(options.items()))}, {steps} "
-            f"steps, {n_members} member{'s' if n_members > 1 else ''}, "
-            f"seed {int(seed)})"
-        )
-        attrs = dict(original_attrs)
-        history = attrs.get("history")
-        attrs["history"] = f"{line}\n{history}" if history else line
-        attrs.update(
-            {
-                "flexdownscale_version": __version__,
-                "flexdownscale_model": self.name,
+        attrs = _provenance_attrs(
+            original_attrs,
+            action=f"downscaled x{f}",
+            model=self.name,
+            sampler=name,
+            options=options,
+            steps=steps,
+            members=n_members,
+            seed=int(seed),
+            extra={
                 "flexdownscale_factor": f,
-                "flexdownscale_sampler": name,
-                "flexdownscale_steps": steps,
-                "flexdownscale_seed": int(seed),
-                "flexdownscale_members": n_members,
                 "flexdownscale_tile": tile_size,
                 "flexdownscale_overlap": ov,
                 "flexdownscale_blend": blend,
-            }
+            },
         )
-        if options:
-            attrs["flexdownscale_sampler_options"] = ", ".join(
-                f"{k}={v:g}" for k, v in sorted(options.items())
-            )
         if condition_value is not None and self.condition is not None:
             attrs[f"flexdownscale_condition_{self.condition['name']}"] = condition_value
         out.attrs = attrs
@@ -1517,7 +1549,6 @@ class Forecaster(_BackboneOnDevice):
             on the input grid, a ``valid_time`` coordinate along ``lead`` (last input time plus
             ``lead`` time steps) and provenance attrs.
         """
-        from ._version import __version__
         from .diffusion import rollout
 
         if isinstance(ds, xr.DataArray):
@@ -1581,18 +1612,17 @@ class Forecaster(_BackboneOnDevice):
                 attrs=dict(sel[v].attrs),
             )
             data[v] = da if members is not None else da.isel(member=0, drop=True)
-        result = xr.Dataset(data, coords=coords)
-        result.attrs = {
-            **ds.attrs,
-            "flexdownscale_version": __version__,
-            "flexdownscale_model": self.name,
-            "flexdownscale_sampler": name,
-            "flexdownscale_steps": n_steps,
-            "flexdownscale_seed": int(seed),
-            "flexdownscale_lead_steps": lead_steps,
-        }
-        if options:
-            result.attrs["flexdownscale_sampler_options"] = ", ".join(
-                f"{k}={v:g}" for k, v in sorted(options.items())
-            )
+        # CF bounds of the grid, as on a Downscaler's output
+        result = add_bounds(xr.Dataset(data, coords=coords), dims={"x": spec.x, "y": spec.y})
+        result.attrs = _provenance_attrs(
+            ds.attrs,
+            action=f"forecast {lead_steps} steps ahead",
+            model=self.name,
+            sampler=name,
+            options=options,
+            steps=n_steps,
+            members=n_members,
+            seed=int(seed),
+            extra={"flexdownscale_lead_steps": lead_steps},
+        )
         return result

@@ -87,7 +87,7 @@ def test_variables_without_model(shared_data):
 
 def test_forecast(setup):
     from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
-    from flexdownscale.data import Normalizer
+    from flexdownscale.data import Normalizer, add_bounds
     from flexdownscale.models import build_model
     from flexdownscale.pipeline import Forecaster
 
@@ -119,6 +119,11 @@ def test_forecast(setup):
         coarse.flex.forecast(None, 2)
     assert out.attrs["flexdownscale_sampler"] == "ddim"
     assert out.attrs["flexdownscale_steps"] == 2
+    assert out.attrs["flexdownscale_members"] == 2
+    assert "forecast 3 steps ahead with model" in out.attrs["history"].splitlines()[0]
+    assert "(ddim eta=0, 2 steps, 2 members, seed 1)" in out.attrs["history"]
+    np.testing.assert_array_equal(out["latitude_bnds"].values, add_bounds(coarse)["latitude_bnds"])
+    assert out["latitude"].attrs["bounds"] == "latitude_bnds"
     # sampler options reach the rollout: DDIM with eta = 1 draws fresh noise at every step
     stochastic = coarse.flex.forecast(model, 3, members=2, seed=1, sampler_options={"eta": 1.0})
     assert stochastic.attrs["flexdownscale_sampler_options"] == "eta=1"
