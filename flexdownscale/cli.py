@@ -93,16 +93,40 @@ def _info_model(name: str) -> int:
     described = ", ".join(f"{v} [{folder.units.get(v, '')}]" for v in folder.variables)
     print(f"  variables: {described}")
     print(f"  backbone: {folder.model.backbone} {folder.model.preset}")
+    sampler = folder.sampler
+    stored = ", ".join(f"{k}={getattr(sampler, k):g}" for k in ("eta", "delta", "g1", "g2"))
     print(
-        f"  objective: {folder.diffusion.objective}; sampler default: {folder.sampler.sampler} "
-        f"{folder.sampler.steps} steps"
+        f"  objective: {folder.diffusion.objective}; sampler default: {sampler.sampler} "
+        f"{sampler.steps} steps (stored options: {stored}; eta for ddim, delta for sde, "
+        "g1/g2 for idff)"
     )
     if folder.condition:
         print(f"  physical condition: {json.dumps(dict(folder.condition))}")
-    print(f"  grid: {json.dumps(dict(folder.grid))}")
+    print(f"  grid: {_grid_line(dict(folder.grid))}")
     print()
     print(folder.card)
     return 0
+
+
+def _grid_line(grid: dict[str, Any]) -> str:
+    """A model folder's grid record in words (the JSON when it is not the expected record)."""
+    spec = grid.get("grid")
+    if not isinstance(spec, dict) or not {"kind", "nx", "ny", "dx", "dy", "x0", "y0"} <= set(spec):
+        return json.dumps(grid)
+    periodic = [a for a in ("x", "y") if spec.get(f"periodic_{a}")]
+
+    def units(axis: str) -> str:
+        u = str(spec.get(f"{axis}_units") or "")
+        return "" if u in ("", "1") else f" {u}"
+
+    return (
+        f"{spec['kind']}, trained on {spec['ny']} x {spec['nx']} fine cells ({spec.get('y')}, "
+        f"{spec.get('x')}) of {spec['dy']:g}{units('y')} x {spec['dx']:g}{units('x')} "
+        f"from ({spec['y0']:g}, {spec['x0']:g})"
+        + (f", periodic in {' and '.join(periodic)}" if periodic else "")
+        + f"; degradation {grid.get('degradation')}, upsampling {grid.get('upsample')}, "
+        f"factor {grid.get('factor')}"
+    )
 
 
 def _one_line(err: BaseException) -> str:

@@ -505,3 +505,36 @@ def test_downscale_sampler_option(files, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--sampler-option", "delta=much"])
     assert "values must be numbers" in capsys.readouterr().err
+
+
+def test_info_package_and_models(capsys):
+    """``flexdownscale info``: version, every backbone x preset with its parameter count, the
+    backends and the device; ``info MODEL``: a model's variables, factor, sampler settings,
+    grid and card; an unknown model is one error line."""
+    from flexdownscale import __version__
+    from flexdownscale.models.registry import parameter_table
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"flexdownscale {__version__} (torch {torch.__version__}")
+    table = parameter_table()
+    assert len(table) == 16  # 4 backbones x 4 presets
+    for backbone, preset, count in table:
+        assert f"  {backbone:<5} {preset:<7} {count / 1e6:8.2f} M" in out
+    assert "  flex  small      49.26 M" in out
+    assert "xarray-regrid     found" in out
+    assert "\ndevice: " in out
+    assert main(["info", "kolmogorov-x8"]) == 0
+    out = capsys.readouterr().out
+    assert "  task: superres, factor: 8" in out
+    assert "  variables: vorticity [1]" in out
+    assert "sampler default: ddim 2 steps (stored options: eta=0, delta=0.5, g1=0, g2=0;" in out
+    assert '"range": [1000.0, 4000.0]' in out
+    assert (
+        "grid: projected, trained on 256 x 256 fine cells (y, x) of 0.0245437 x 0.0245437 " in out
+    )
+    assert "periodic in x and y; degradation area_mean, upsampling bilinear, factor 8" in out
+    assert "## Validation skill" in out
+    code, err = _run(["info", "no-such-model"], capsys)
+    assert code == 2
+    assert err.startswith("flexdownscale info: error: no model folder at 'no-such-model'")
