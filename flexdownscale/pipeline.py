@@ -39,7 +39,7 @@ from .data.degrade import grid_row_weights, upsample_array
 from .data.grid import (
     GridSpec,
     _grid_mapping_names,
-    _trim_coordinates_attr,
+    _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
     grid_spec,
@@ -48,7 +48,7 @@ from .data.grid import (
 )
 from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
-from .diffusion import SAMPLER_OPTIONS, ResidualModel, build_objective
+from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
 from .errors import (
     ConfigError,
@@ -245,14 +245,10 @@ def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
     that is not rotated-pole cannot be recomputed on the fine grid)."""
     out = out.copy()
     for name in list(out.data_vars):
-        attrs = out[name].attrs
-        for gm in _grid_mapping_names(attrs.get("grid_mapping")):
+        for gm in _grid_mapping_names(out[name].attrs.get("grid_mapping")):
             if gm in source.variables and gm not in out.variables and source[gm].ndim == 0:
                 out = out.assign_coords({gm: source[gm].variable.copy()})
-        if "coordinates" in attrs:
-            have = set(map(str, out.variables))
-            out[name].attrs = _trim_coordinates_attr(attrs, have.__contains__)
-    return out
+    return _trim_stale_coordinates(out)
 
 
 def _provenance_attrs(
@@ -417,30 +413,8 @@ class _BackboneOnDevice:
             steps = self.sampler.steps
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
             raise ConfigError(f"steps = {steps!r} must be a positive integer")
-        return name, int(steps), self._sampler_options(name, options)
-
-    def _sampler_options(self, name: str, given: Mapping[str, float] | None) -> dict[str, float]:
-        """The options of sampler ``name``: the model's stored settings (``self.sampler``),
-        updated by ``given`` (the ``sampler_options`` of a call)."""
-        allowed = SAMPLER_OPTIONS[name]
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            takes = f"it takes {list(allowed)}" if allowed else "it takes none"
-            raise ConfigError(
-                f"sampler_options {unknown} do not apply to sampler {name!r}; {takes} "
-                f"(eta: ddim, delta: sde, g1/g2: idff)"
-            )
-        options = {key: float(getattr(self.sampler, key)) for key in allowed}
-        for key, value in given.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            if isinstance(value, bool) or not math.isfinite(number):
-                raise ConfigError(f"sampler_options[{key!r}] = {value!r}; expected a finite number")
-            options[key] = number
-        return options
+        chosen = resolve_sampler_options(name, options, self.sampler, argument="sampler_options")
+        return name, int(steps), chosen
 
     def _backbone_on(self, device: torch.device) -> nn.Module:
         home = next(self.backbone.parameters()).device

@@ -117,20 +117,11 @@ def _dim_coords(obj: XrObj, names: list[Hashable] | tuple[Hashable, ...]) -> lis
 
 def _curvilinear(obj: XrObj) -> list[str]:
     """Names of 2-D (or more) coordinates that look like latitude or longitude."""
-    found = []
-    for name, coord in obj.coords.items():
-        if coord.ndim < 2:
-            continue
-        std = str(coord.attrs.get("standard_name", "")).lower()
-        units = str(coord.attrs.get("units", "")).lower()
-        lname = str(name).lower()
-        if (
-            std in ("latitude", "longitude")
-            or units in _LAT_UNITS | _LON_UNITS
-            or lname in _LAT_NAMES + _LON_NAMES
-        ):
-            found.append(str(name))
-    return found
+    return [
+        str(name)
+        for name, coord in obj.coords.items()
+        if coord.ndim >= 2 and _geographic_axis(name, coord.attrs) is not None
+    ]
 
 
 def _discover(obj: XrObj, axis: Literal["X", "Y", "T"]) -> str | None:
@@ -925,6 +916,23 @@ def _trim_coordinates_attr(
     if kept:
         out["coordinates"] = " ".join(kept)
     return out
+
+
+def _trim_stale_coordinates(obj: XrObj) -> XrObj:
+    """``obj`` with CF ``coordinates`` attributes naming only variables ``obj`` has."""
+    have = set(map(str, obj.coords if isinstance(obj, xr.DataArray) else obj.variables))
+    if isinstance(obj, xr.DataArray):
+        if "coordinates" in obj.attrs:
+            obj = obj.copy(deep=False)
+            obj.attrs = _trim_coordinates_attr(obj.attrs, have.__contains__)
+        return obj
+    stale = [n for n, v in obj.data_vars.items() if "coordinates" in v.attrs]
+    if not stale:
+        return obj
+    obj = obj.copy(deep=False)
+    for name in stale:
+        obj[name].attrs = _trim_coordinates_attr(obj[name].attrs, have.__contains__)
+    return obj
 
 
 def _normalized_axis(

@@ -28,7 +28,7 @@ from .grid import (
     _curvilinear,
     _drop_axis_bounds,
     _on_grid,
-    _trim_coordinates_attr,
+    _trim_stale_coordinates,
     _with_geographic_coordinates,
     cell_bounds,
     find_axes,
@@ -658,23 +658,6 @@ class Regridder:
                 names[1]: (names[1], self._tx, dict(self._txattrs)),
             }
         )
-
-
-def _trim_stale_coordinates(obj: XrObj) -> XrObj:
-    """``obj`` with CF ``coordinates`` attributes naming only variables ``obj`` has."""
-    have = set(map(str, obj.coords if isinstance(obj, xr.DataArray) else obj.variables))
-    if isinstance(obj, xr.DataArray):
-        if "coordinates" in obj.attrs:
-            obj = obj.copy(deep=False)
-            obj.attrs = _trim_coordinates_attr(obj.attrs, have.__contains__)
-        return obj
-    stale = [n for n, v in obj.data_vars.items() if "coordinates" in v.attrs]
-    if not stale:
-        return obj
-    obj = obj.copy(deep=False)
-    for name in stale:
-        obj[name].attrs = _trim_coordinates_attr(obj[name].attrs, have.__contains__)
-    return obj
 
 
 def _backend_axis_names(obj: XrObj, spec: GridSpec) -> dict[Hashable, str]:

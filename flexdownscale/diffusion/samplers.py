@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -54,6 +54,7 @@ __all__ = [
     "SampleResult",
     "SamplerName",
     "member_generators",
+    "resolve_sampler_options",
     "sample",
     "sample_ddim",
     "sample_ensemble",
@@ -505,6 +506,39 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def resolve_sampler_options(
+    name: str, given: Mapping[str, Any] | None, defaults: Any, *, argument: str = "options"
+) -> dict[str, float]:
+    """The options of sampler ``name``: ``defaults``' values (a
+    :class:`~flexdownscale.config.SamplerConfig`) updated by ``given``.
+
+    Raises
+    ------
+    ConfigError
+        For an option the sampler does not take, or a value that is not a finite number; the
+        message names ``argument`` (the caller's name for ``given``).
+    """
+    allowed = SAMPLER_OPTIONS[name]
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        takes = f"it takes {list(allowed)}" if allowed else "it takes none"
+        raise ConfigError(
+            f"{argument} {unknown} do not apply to sampler {name!r}; {takes} "
+            "(eta: ddim, delta: sde, g1/g2: idff)"
+        )
+    options = {key: float(getattr(defaults, key)) for key in allowed}
+    for key, value in given.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise ConfigError(f"{argument}[{key!r}] = {value!r}; expected a finite number")
+        options[key] = number
+    return options
+
+
 def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tuple[str, int]:
     """Sampler name and steps: the objective's defaults, or the sampler's own default steps."""
     defaults = objective.sampler_defaults
@@ -643,13 +677,7 @@ def sample_ensemble(
         raise ConfigError(f"members = {members!r} must be a positive integer")
     if "return_trajectory" in options:
         raise ConfigError("sample_ensemble does not return trajectories; call a sampler directly")
-    allowed = SAMPLER_OPTIONS[name]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"options {unknown} do not apply to sampler {name!r}; it takes {list(allowed) or 'none'}"
-        )
-    options = {key: options.get(key, getattr(defaults, key)) for key in allowed}
+    options = resolve_sampler_options(name, options, defaults)
 
     if device is None:
         device = cond.device if cond is not None else (noise.device if noise is not None else "cpu")
