@@ -27,6 +27,7 @@ from .grid import (
     GridSpec,
     _curvilinear,
     _drop_axis_bounds,
+    _geographic_axis,
     _on_grid,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
@@ -313,16 +314,9 @@ class Regridder:
 
     def _curvilinear_names(self, source: XrObj) -> tuple[str, str]:
         names = _curvilinear(source)
-        lat = [
-            n
-            for n in names
-            if "lat" in n.lower() or source[n].attrs.get("standard_name") == "latitude"
-        ]
-        lon = [
-            n
-            for n in names
-            if "lon" in n.lower() or source[n].attrs.get("standard_name") == "longitude"
-        ]
+        axes = {n: _geographic_axis(n, source[n].attrs) for n in names}
+        lat = [n for n in names if axes[n] == "lat"]
+        lon = [n for n in names if axes[n] == "lon"]
         if len(lat) != 1 or len(lon) != 1:
             raise GridError(
                 f"could not tell the 2-D latitude and longitude apart among {names}; expected one "
