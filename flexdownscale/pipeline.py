@@ -615,6 +615,106 @@ def downscaler_for(
 # --------------------------------------------------------------------------------------------
 
 
+def _select_model_variables(
+    ds: xr.Dataset,
+    model_variables: Sequence[str],
+    variables: Sequence[str] | str | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> xr.Dataset:
+    """The model's variables of ``ds``, renamed to the model's names, in channel order.
+
+    Parameters
+    ----------
+    ds
+        The input.
+    model_variables
+        The model's variable names in channel order.
+    variables
+        The input's names of the model's variables, in the model's order (a mapping by
+        position), or ``None`` to find them by name.
+    rename
+        ``{input name: model name}`` applied first.
+
+    Raises
+    ------
+    MissingVariableError
+        A variable is not found; the message proposes the ``rename`` that fits when the input
+        has as many other variables as are missing.
+    """
+    if rename:
+        unknown = [k for k in rename if k not in ds.data_vars]
+        if unknown:
+            raise MissingVariableError(
+                f"rename names {unknown}, which are not variables of the input "
+                f"({list(map(str, ds.data_vars))})"
+            )
+        ds = ds.rename({k: v for k, v in rename.items()})
+    if variables is not None:
+        variables = [variables] if isinstance(variables, str) else list(variables)
+        if len(variables) != len(model_variables):
+            raise MissingVariableError(
+                f"variables={variables} has {len(variables)} entries; the model takes "
+                f"{len(model_variables)}: {list(model_variables)} (in this order)"
+            )
+        absent = [v for v in variables if v not in ds.data_vars]
+        if absent:
+            raise MissingVariableError(
+                f"variables {absent} are not in the input ({list(map(str, ds.data_vars))})"
+            )
+        ds = ds[variables].rename({a: b for a, b in zip(variables, model_variables) if a != b})
+    missing = [v for v in model_variables if v not in ds.data_vars]
+    if missing:
+        others = [str(v) for v in ds.data_vars if v not in model_variables]
+        # the one mapping that fits, when the input has exactly as many other variables
+        guess = dict(zip(others, missing)) if len(others) == len(missing) else None
+        fix = (
+            f"if {others} are the model's {missing} under other names, pass rename={guess}"
+            if guess
+            else f"pass rename={{'your_name': {missing[0]!r}}}"
+        )
+        raise MissingVariableError(
+            f"the model needs variables {list(model_variables)} but {missing} are not in the "
+            f"input (found {list(map(str, ds.data_vars))}); {fix} or variables=[...] in the "
+            "model's order"
+        )
+    return ds[list(model_variables)]
+
+
+def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
+    """Raise :class:`UnitsError` unless every variable of ``units`` has those units in ``ds``.
+
+    Spellings of the same unit (``K``, ``kelvin``, ``degK``) are accepted; K against degC names
+    the 273.15 offset and the line that converts. A model variable with an empty unit is not
+    checked.
+    """
+    for v, expected in units.items():
+        if not expected:
+            continue
+        found = ds[v].attrs.get("units")
+        if found is None:
+            raise UnitsError(
+                f"variable {v!r} has no 'units' attribute; the model expects {expected!r}. "
+                f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
+                f"{expected!r}"
+            )
+        if str(found).strip() == expected.strip():
+            continue
+        kf, ke = _units_kind(str(found)), _units_kind(expected)
+        if kf is not None and kf == ke:
+            continue
+        if {kf, ke} == {"K", "degC"}:
+            sign = "+" if ke == "K" else "-"
+            raise UnitsError(
+                f"variable {v!r} is in {found!r} but the model expects {expected!r} "
+                f"(a 273.15 offset); convert first: ds[{v!r}] = (ds[{v!r}] {sign} 273.15)"
+                f".assign_attrs(units={expected!r})"
+            )
+        raise UnitsError(
+            f"variable {v!r} is in {found!r} but the model expects {expected!r}; convert the "
+            f"values and set attrs['units'] = {expected!r}"
+        )
+
+
 class Downscaler(_BackboneOnDevice):
     """A trained super-resolution model with everything needed to apply it to a dataset.
 
@@ -825,51 +925,6 @@ class Downscaler(_BackboneOnDevice):
 
     # -- checks ----------------------------------------------------------------------------------
 
-    def _select(
-        self,
-        ds: xr.Dataset,
-        variables: Sequence[str] | None,
-        rename: Mapping[str, str] | None,
-    ) -> xr.Dataset:
-        """The model's variables, renamed to the model's names, in channel order."""
-        if rename:
-            unknown = [k for k in rename if k not in ds.data_vars]
-            if unknown:
-                raise MissingVariableError(
-                    f"rename names {unknown}, which are not variables of the input "
-                    f"({list(map(str, ds.data_vars))})"
-                )
-            ds = ds.rename({k: v for k, v in rename.items()})
-        if variables is not None:
-            variables = [variables] if isinstance(variables, str) else list(variables)
-            if len(variables) != len(self.variables):
-                raise MissingVariableError(
-                    f"variables={variables} has {len(variables)} entries; the model takes "
-                    f"{len(self.variables)}: {list(self.variables)} (in this order)"
-                )
-            absent = [v for v in variables if v not in ds.data_vars]
-            if absent:
-                raise MissingVariableError(
-                    f"variables {absent} are not in the input ({list(map(str, ds.data_vars))})"
-                )
-            ds = ds[variables].rename({a: b for a, b in zip(variables, self.variables) if a != b})
-        missing = [v for v in self.variables if v not in ds.data_vars]
-        if missing:
-            others = [str(v) for v in ds.data_vars if v not in self.variables]
-            # the one mapping that fits, when the input has exactly as many other variables
-            guess = dict(zip(others, missing)) if len(others) == len(missing) else None
-            fix = (
-                f"if {others} are the model's {missing} under other names, pass rename={guess}"
-                if guess
-                else f"pass rename={{'your_name': {missing[0]!r}}}"
-            )
-            raise MissingVariableError(
-                f"the model needs variables {list(self.variables)} but {missing} are not in the "
-                f"input (found {list(map(str, ds.data_vars))}); {fix} or variables=[...] in the "
-                "model's order"
-            )
-        return ds[list(self.variables)]
-
     def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
         """The physical condition of this call (``None`` for an unconditioned model)."""
         if self.condition is None:
@@ -923,35 +978,6 @@ class Downscaler(_BackboneOnDevice):
                     stacklevel=3,
                 )
         return number
-
-    def _check_units(self, ds: xr.Dataset) -> None:
-        for v in self.variables:
-            expected = self.units.get(v, "")
-            if not expected:
-                continue
-            found = ds[v].attrs.get("units")
-            if found is None:
-                raise UnitsError(
-                    f"variable {v!r} has no 'units' attribute; the model expects {expected!r}. "
-                    f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
-                    f"{expected!r}"
-                )
-            if str(found).strip() == expected.strip():
-                continue
-            kf, ke = _units_kind(str(found)), _units_kind(expected)
-            if kf is not None and kf == ke:
-                continue
-            if {kf, ke} == {"K", "degC"}:
-                sign = "+" if ke == "K" else "-"
-                raise UnitsError(
-                    f"variable {v!r} is in {found!r} but the model expects {expected!r} "
-                    f"(a 273.15 offset); convert first: ds[{v!r}] = (ds[{v!r}] {sign} 273.15)"
-                    f".assign_attrs(units={expected!r})"
-                )
-            raise UnitsError(
-                f"variable {v!r} is in {found!r} but the model expects {expected!r}; convert the "
-                f"values and set attrs['units'] = {expected!r}"
-            )
 
     def _check_grid(self, spec: GridSpec) -> None:
         fine = self.grid.get("grid")
@@ -1242,8 +1268,8 @@ class Downscaler(_BackboneOnDevice):
             raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
         original_attrs = dict(ds.attrs)
         condition_value = self._condition_value(ds, condition)
-        sel = self._select(ds, variables, rename)
-        self._check_units(sel)
+        sel = _select_model_variables(ds, self.variables, variables, rename)
+        _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
         spec = grid_spec(sel, dims=dims)
         self._check_grid(spec)
         y, x, tdim = spec.y, spec.x, spec.time
@@ -1503,6 +1529,7 @@ class Forecaster(_BackboneOnDevice):
         steps: int | None = None,
         sampler: SamplerName | None = None,
         seed: int = 0,
+        variables: Sequence[str] | str | None = None,
         rename: Mapping[str, str] | None = None,
         dims: Mapping[str, str] | None = None,
         device: torch.device | str | None = None,
@@ -1511,8 +1538,9 @@ class Forecaster(_BackboneOnDevice):
     ) -> xr.Dataset:
         """Forecast ``lead_steps`` steps from the last ``past_frames`` time steps of ``ds``.
 
-        ``sampler``, ``steps`` and ``sampler_options`` are as for :meth:`Downscaler.__call__`
-        (``None``: the model's stored settings).
+        ``sampler``, ``steps``, ``sampler_options``, ``variables`` and ``rename`` are as for
+        :meth:`Downscaler.__call__` (``None``: the model's stored settings; the variables found
+        by name).
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
 
@@ -1528,10 +1556,8 @@ class Forecaster(_BackboneOnDevice):
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
-        helper = Downscaler.__new__(Downscaler)
-        helper.variables, helper.units = self.variables, self.units
-        sel = Downscaler._select(helper, ds, None, rename)
-        Downscaler._check_units(helper, sel)
+        sel = _select_model_variables(ds, self.variables, variables, rename)
+        _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
         spec = grid_spec(sel, dims=dims)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(

@@ -10,7 +10,13 @@ import xarray as xr
 from test_pipeline import ERA5, era5_pair, make_downscaler
 
 import flexdownscale  # noqa: F401  (registers the accessor)
-from flexdownscale.errors import ConfigError, ModelFolderError, UnsupportedFactorError
+from flexdownscale.errors import (
+    ConfigError,
+    MissingVariableError,
+    ModelFolderError,
+    UnitsError,
+    UnsupportedFactorError,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -130,3 +136,12 @@ def test_forecast(setup):
     assert not np.array_equal(stochastic["t2m"].values, out["t2m"].values)
     with pytest.raises(ConfigError, match=r"\['delta'\] do not apply to sampler 'ddim'"):
         coarse.flex.forecast(model, 3, sampler_options={"delta": 1.0})
+    # the input checks are the Downscaler's: names by position, renames, units
+    other = coarse.rename({"t2m": "tas"})
+    by_position = other.flex.forecast(model, 3, members=2, seed=1, variables=["tas"])
+    np.testing.assert_array_equal(by_position["t2m"].values, out["t2m"].values)
+    with pytest.raises(MissingVariableError, match=r"pass rename=\{'tas': 't2m'\}"):
+        other.flex.forecast(model, 3)
+    celsius = coarse.assign(t2m=(coarse["t2m"] - 273.15).assign_attrs(units="degC"))
+    with pytest.raises(UnitsError, match=r"273\.15 offset"):
+        celsius.flex.forecast(model, 3)
