@@ -118,7 +118,10 @@ def _plan(shape: tuple[int, ...], steps: tuple[float, ...], method: str) -> _Pla
         mult = (mult.reshape([g.size for g in ks]) * m.reshape(shape_m)).ravel()
     base = 2.0 if method == "dct" else 1.0
     dk = max(1.0 / (base * n * d) for n, d in zip(shape, steps))
-    bins = np.rint(kmag / dk).astype(np.int64)
+    # ring j is [(j - 1/2) dk, (j + 1/2) dk): a mode exactly on a boundary goes up (np.rint
+    # would send halves to the even neighbour, zig-zagging the bins of non-square grids); the
+    # slack keeps modes that sit on a boundary up to round-off on the same side
+    bins = np.floor(kmag / dk + 0.5 + 1e-9).astype(np.int64)
     bins = np.where(kmag > 0, np.maximum(bins, 1), 0)  # DC excluded; low modes merged into bin 1
     nonzero = np.flatnonzero(bins > 0)
     order = nonzero[np.argsort(bins[nonzero], kind="stable")]
@@ -136,6 +139,7 @@ def _detrend(f: np.ndarray, ndim: int, detrend: str | None) -> np.ndarray:
     if detrend is None:
         return f
     if detrend in ("linear", "errico"):
+        size = int(np.prod([f.shape[ax] for ax in axes]))
         for ax in axes:
             n = f.shape[ax]
             shape = [1] * f.ndim
@@ -143,9 +147,12 @@ def _detrend(f: np.ndarray, ndim: int, detrend: str | None) -> np.ndarray:
             t = (np.arange(n) - (n - 1) / 2.0).reshape(shape)
             if n < 2:
                 continue
-            if detrend == "linear":  # least-squares plane (axes are orthogonal on a full grid)
-                slope = (f * t).sum(axis=ax, keepdims=True) / (t**2).sum()
-            else:  # Errico (1985): make the end points equal, i.e. the field periodic
+            if detrend == "linear":
+                # least-squares plane over the whole field: on a full grid the centred
+                # coordinates are orthogonal to each other and to the mean, so each slope is
+                # sum(f t) / sum(t^2) over all points, fitted one axis after the other
+                slope = (f * t).sum(axis=axes, keepdims=True) / ((t**2).sum() * (size // n))
+            else:  # Errico (1985): every row / column's end points made equal (periodic)
                 first = np.take(f, [0], axis=ax)
                 last = np.take(f, [n - 1], axis=ax)
                 slope = (last - first) / (n - 1)

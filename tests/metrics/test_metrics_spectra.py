@@ -43,6 +43,45 @@ def test_plane_wave_peaks_at_its_wavenumber():
     assert abs(peak_dct - k_true) <= 1.0 * dct.attrs["dk"]
 
 
+@pytest.mark.parametrize("method", ["fft", "dct"])
+def test_modes_on_a_ring_boundary_go_up(method):
+    # ring j is [(j - 1/2) dk, (j + 1/2) dk). On a 32 x 64 grid the fundamental along x is half
+    # dk, so odd x-modes sit exactly on boundaries: 1.5 dk belongs to ring 2, 2.5 dk to ring 3
+    # (rounding half to even used to put both into ring 2)
+    ny, nx, step = 32, 64, 1000.0
+    x = np.arange(nx)
+    for mode, ring in ((3, 2), (5, 3), (7, 4)):
+        if method == "fft":
+            row = np.cos(2 * np.pi * mode * x / nx)
+        else:  # a DCT-II basis function: all its power in one mode
+            row = np.cos(np.pi * mode * (2 * x + 1) / (2 * nx))
+        da = metric_grid(np.ones((ny, 1)) * row[None, :], step=step)
+        spec = power_spectrum(da, method=method, detrend=None)
+        dk = spec.attrs["dk"]
+        assert float(spec.wavenumber[spec.argmax("wavenumber")]) == pytest.approx(ring * dk)
+        assert float(spec.max() * dk) == pytest.approx(float((da**2).mean()), rel=1e-10)
+
+
+def test_linear_detrend_removes_the_least_squares_plane():
+    ny, nx = 16, 20
+    y, x = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=(ny, nx))
+    field = 4.0 + 0.3 * y - 0.7 * x + noise
+    # the residual of numpy's least-squares fit of a + b y + c x
+    design = np.stack([np.ones(y.size), y.ravel(), x.ravel()], axis=1)
+    coef, *_ = np.linalg.lstsq(design, field.ravel(), rcond=None)
+    resid = field - (design @ coef).reshape(ny, nx)
+    for method in ("fft", "dct"):
+        got = power_spectrum(metric_grid(field), method=method, detrend="linear")
+        want = power_spectrum(metric_grid(resid), method=method, detrend="constant")
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-10, atol=1e-14)
+    # a saddle is orthogonal to every plane: nothing of it is removed
+    saddle = (y - y.mean()) * (x - x.mean())
+    spec = power_spectrum(metric_grid(saddle), method="fft", detrend="linear")
+    assert float(_parseval_lhs(spec)) == pytest.approx(float((saddle**2).mean()), rel=1e-10)
+
+
 @pytest.mark.parametrize(
     ("shape", "kwargs"),
     [
