@@ -406,6 +406,18 @@ def weighted_mean(
     Follows :class:`xarray.core.weighted.Weighted` (the ``scores`` convention): with
     ``skipna=True`` NaN scores drop out of both sums; with ``skipna=False`` they propagate.
     """
+    if isinstance(score, xr.Dataset) and weights is not None:
+        # variable by variable, as the unweighted mean: a variable constant along a weights
+        # dim it lacks gets the weights summed over that dim (the mean of it broadcast)
+        return score.map(
+            lambda var: weighted_mean(
+                var,
+                dims,
+                weights.sum([d for d in weights.dims if d not in var.dims]),
+                skipna=skipna,
+            ),
+            keep_attrs=True,
+        )
     dims = [d for d in dims if d in score.dims]
     if not dims:
         return score

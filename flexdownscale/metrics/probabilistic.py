@@ -165,7 +165,10 @@ def _crps_kernel(
         return total.reshape(shape)
     over = 0.5 * (absmean + sumd)
     under = 0.5 * (absmean - sumd)
-    spread = np.where(np.isnan(total), np.nan, spread)
+    # where the total is undefined (fair CRPS of a single valid member) every component is, so
+    # that aggregates over points keep total = underforecast + overforecast - spread
+    undefined = np.isnan(total)
+    under, over, spread = (np.where(undefined, np.nan, c) for c in (under, over, spread))
     out = np.stack([total, under, over, spread], axis=-1)
     return out.reshape((*shape, 4))
 
@@ -191,6 +194,20 @@ def _member_weights(
             f"member_weights lack the member dim {member_dim!r} (dims {member_weights.dims!r})."
         )
     return check_weights(member_weights, dims, name="member_weights")
+
+
+def _point_weights(
+    weights: Any, dims: tuple, member_dim: Hashable, *, member_weights_hint: bool = False
+) -> xr.DataArray | None:
+    """:func:`check_weights`, and no member dim: these weights average over points."""
+    weights = check_weights(weights, dims)
+    if weights is not None and member_dim in weights.dims:
+        hint = " Use member_weights to weight members." if member_weights_hint else ""
+        raise WeightsError(
+            f"weights have the member dim {member_dim!r} (dims {weights.dims!r}); weights are "
+            f"for the average over points, so they must not vary across members.{hint}"
+        )
+    return weights
 
 
 def crps_ensemble(
@@ -292,12 +309,7 @@ def crps_ensemble(
     fcst, obs, weights, mw = align_exact(
         fcst, obs, weights, mw, names=("fcst", "obs", "weights", "member_weights")
     )
-    weights = check_weights(weights, dims)
-    if weights is not None and member_dim in weights.dims:
-        raise WeightsError(
-            f"weights have the member dim {member_dim!r}; weights are for the average over "
-            "points. Use member_weights to weight members."
-        )
+    weights = _point_weights(weights, dims, member_dim, member_weights_hint=True)
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
@@ -411,7 +423,7 @@ def spread_skill_ratio(
         raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
-    weights = check_weights(weights, dims)
+    weights = _point_weights(weights, dims, member_dim)
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
@@ -499,7 +511,7 @@ def rank_histogram(
         raise ConfigError("the inputs already have a 'rank' dim; rename it first.")
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
-    weights = check_weights(weights, dims)
+    weights = _point_weights(weights, dims, member_dim)
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )

@@ -204,3 +204,19 @@ def test_units_and_datasets():
     assert set(out.data_vars) == {"t2m", "u"}
     xr.testing.assert_allclose(out["t2m"], rmse(f, o, preserve_dims="time"))
     assert out["u"].attrs["units"] == "m s-1"
+
+
+def test_weighted_dataset_whose_variables_have_different_dims():
+    f = grid_field((4, 5, 6), ("time", "lat", "lon"), seed=16)
+    o = grid_field((4, 5, 6), ("time", "lat", "lon"), seed=17)
+    fd = xr.Dataset({"t2m": f, "orog": f.isel(time=0, drop=True)})
+    od = xr.Dataset({"t2m": o, "orog": o.isel(time=0, drop=True)})
+    w = np.cos(np.deg2rad(f.lat))
+    out = rmse(fd, od, weights=w)
+    for name in fd.data_vars:  # each variable as if scored alone
+        xr.testing.assert_allclose(out[name], rmse(fd[name], od[name], weights=w))
+    # weights over a dim a variable lacks: its constant score averaged over that dim
+    wt = w * xr.DataArray(np.arange(1.0, 5.0), dims="time")
+    out = rmse(fd, od, weights=wt)
+    broadcast = rmse(fd["orog"].broadcast_like(f), od["orog"].broadcast_like(o), weights=wt)
+    xr.testing.assert_allclose(out["orog"], broadcast)

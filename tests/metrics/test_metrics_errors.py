@@ -100,6 +100,18 @@ TABLE = [
         "member_weights",
     ),
     (
+        "spread-skill weights on members",
+        lambda: spread_skill_ratio(ENS, OBS, weights=xr.ones_like(ENS, dtype=float)),
+        WeightsError,
+        "must not vary across members",
+    ),
+    (
+        "rank histogram weights on members",
+        lambda: rank_histogram(ENS, OBS, weights=xr.ones_like(ENS.member, dtype=float)),
+        WeightsError,
+        "must not vary across members",
+    ),
+    (
         "reduce and preserve",
         lambda: rmse(FC, OBS, reduce_dims="time", preserve_dims="lat"),
         ConfigError,

@@ -168,6 +168,15 @@ def test_crps_components_add_up_and_deterministic_limit():
         - comp.sel(component="spread")
     )
     xr.testing.assert_allclose(total.drop_vars("component"), comp.sel(component="total", drop=True))
+    # ... also after averaging over points where the fair CRPS is undefined (one valid member):
+    # every component is NaN there, so all four average over the same points
+    with pytest.warns(RuntimeWarning, match="one ensemble member is valid"):
+        mean = crps_ensemble(
+            _ens(np.array([[0.0, 1.0], [2.0, np.nan]])),
+            xr.DataArray([0.5, 0.0], dims="point"),
+            include_components=True,
+        )
+    np.testing.assert_allclose(mean.values, [0.0, 0.25, 0.25, 0.5])
     # one member, ecdf: |x - y|
     one = fcst.isel(member=[0])
     np.testing.assert_allclose(
