@@ -549,8 +549,18 @@ def coord_units_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> tuple[str
     return "none", 1.0
 
 
-def regular_step(obj: xr.DataArray | xr.Dataset, dim: Hashable, *, rtol: float = 1e-3) -> float:
-    """Absolute spacing of the 1-D coordinate of ``dim`` (in its own units); checks regularity."""
+def regular_step(
+    obj: xr.DataArray | xr.Dataset,
+    dim: Hashable,
+    *,
+    rtol: float = 1e-3,
+    period: float | None = None,
+) -> float:
+    """Absolute spacing of the 1-D coordinate of ``dim`` (in its own units); checks regularity.
+
+    ``period`` (360 for a longitude in degrees) wraps the steps, so a region across the
+    dateline or the prime meridian (e.g. 350, 355, 0, 5) is regular.
+    """
     if dim not in obj.coords:
         raise GridError(
             f"dim {dim!r} has no coordinate, so its spacing is unknown; pass spacing=..."
@@ -559,6 +569,8 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: Hashable, *, rtol: float =
     if values.ndim != 1 or values.size < 2:
         raise GridError(f"coordinate {dim!r} must be 1-D with at least 2 points to give a spacing.")
     steps = np.diff(values)
+    if period is not None:
+        steps = (steps + 0.5 * period) % period - 0.5 * period
     step = float(np.median(steps))
     if step == 0 or np.any(np.abs(steps - step) > rtol * abs(step)):
         raise GridError(

@@ -224,10 +224,10 @@ def _spacing(
         if lat is None:
             lat = find_latitude(obj, exclude=dims)
         for d in dims:
-            step = np.deg2rad(regular_step(obj, d)) * EARTH_RADIUS
             if coord_kind(obj, d) == "y":
-                steps[d] = step
+                steps[d] = np.deg2rad(regular_step(obj, d)) * EARTH_RADIUS
                 continue
+            step = np.deg2rad(regular_step(obj, d, period=360.0)) * EARTH_RADIUS
             if lat is None:
                 raise GridError(
                     f"dim {d!r} is in degrees of longitude but no latitude was found to convert "
@@ -449,7 +449,7 @@ def zonal_spectrum(
                 "projected or limited-area grid use power_spectrum."
             )
     n = field.sizes[lon_dim]
-    dlon = regular_step(field, lon_dim)
+    dlon = regular_step(field, lon_dim, period=360.0)
     if abs(n * dlon - 360.0) > 0.5 * dlon:
         raise GridError(
             f"{lon_dim!r} covers {n * dlon:g} degrees, not a full circle (360); zonal spectra "

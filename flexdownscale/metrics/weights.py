@@ -138,7 +138,7 @@ def area_weights(
                 raise GridError(
                     f"physical areas of a latitude grid need the longitude {xdim!r} in degrees."
                 )
-            dlon = np.deg2rad(regular_step(grid, xdim))
+            dlon = np.deg2rad(regular_step(grid, xdim, period=360.0))
             w = w * radius**2 * dlon
     else:
         if ykind != xkind:

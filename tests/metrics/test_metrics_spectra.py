@@ -205,6 +205,33 @@ def test_spacing_from_degrees_projected_and_explicit():
     np.testing.assert_allclose(power_spectrum(km).values, power_spectrum(m).values, rtol=1e-12)
 
 
+def test_region_across_the_dateline_or_prime_meridian():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(12, 24))
+    lat = np.linspace(40.0, 45.5, 12)
+    wrapped = np.r_[np.arange(354.0, 360.0, 0.5), np.arange(0.0, 6.0, 0.5)]  # 354 ... 5.5
+
+    def grid(lon):
+        da = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+        da.lat.attrs["units"] = "degrees_north"
+        da.lon.attrs["units"] = "degrees_east"
+        return da
+
+    continuous = grid(np.where(wrapped > 180, wrapped - 360, wrapped))  # -6 ... 5.5
+    for method in ("dct", "fft"):
+        a = power_spectrum(grid(wrapped), method=method)
+        b = power_spectrum(continuous, method=method)
+        np.testing.assert_array_equal(a.values, b.values)
+        assert a.attrs["dk"] == b.attrs["dk"]
+    from flexdownscale.metrics import area_weights
+
+    np.testing.assert_allclose(
+        area_weights(grid(wrapped), normalize=None).values,
+        area_weights(continuous, normalize=None).values,
+        rtol=1e-14,
+    )
+
+
 def test_bad_grids_raise():
     da = metric_grid(np.zeros((16, 16)))
     irregular = da.assign_coords(x=np.r_[np.arange(15) * 1000.0, 20000.0])
