@@ -374,20 +374,26 @@ def power_spectrum(
         ),
         wavelength=("wavenumber", 1.0 / k, {"units": length_units, "long_name": "wavelength"}),
     )
-    return set_attrs(
+    grid_attrs = {
+        "spectrum_method": "DCT-II (Denis et al. 2002)" if method == "dct" else "FFT",
+        "spectrum_window": str(window),
+        "spectrum_detrend": str(detrend),
+        "spectrum_dims": ", ".join(map(str, sdims)),
+        "spectrum_spacing": ", ".join(f"{d}={steps[d]:.6g} {length_units}" for d in sdims),
+        "spectrum_normalization": _NORMALISATION,
+        "dk": plan.dk,
+        "nyquist_wavenumber": plan.nyquist,
+    }
+    spec = set_attrs(
         spec,
         field,
         units=_density_units(length_units),
         long_name="power spectral density",
-        spectrum_method="DCT-II (Denis et al. 2002)" if method == "dct" else "FFT",
-        spectrum_window=str(window),
-        spectrum_detrend=str(detrend),
-        spectrum_dims=", ".join(map(str, sdims)),
-        spectrum_spacing=", ".join(f"{d}={steps[d]:.6g} {length_units}" for d in sdims),
-        spectrum_normalization=_NORMALISATION,
-        dk=plan.dk,
-        nyquist_wavenumber=plan.nyquist,
+        **grid_attrs,
     )
+    if isinstance(spec, xr.Dataset):  # one grid for every variable: spec.attrs["dk"] works too
+        spec.attrs = dict(grid_attrs)
+    return spec
 
 
 def _zonal_kernel(field: np.ndarray) -> np.ndarray:

@@ -345,3 +345,7 @@ def test_dataset_input():
     assert set(spec.data_vars) == {"t", "q"}
     assert spec["q"].attrs["units"] == "m (kg kg-1)^2"
     np.testing.assert_allclose(spec["q"].values, 4 * spec["t"].values, rtol=1e-12)
+    # the grid's attributes on the Dataset too: spec.attrs["dk"] as for a DataArray
+    assert spec.attrs["dk"] == spec["t"].attrs["dk"] == power_spectrum(a).attrs["dk"]
+    assert spec.attrs["nyquist_wavenumber"] == spec["q"].attrs["nyquist_wavenumber"]
+    assert "units" not in spec.attrs
