@@ -224,6 +224,14 @@ class TiledDenoiser(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+def _check_seed(seed: Any) -> None:
+    """A seed is an integer in [0, 2**63): every one gives its own random streams."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError(f"seed = {seed!r} must be an integer")
+    if not 0 <= int(seed) < 2**63:
+        raise ConfigError(f"seed = {seed!r} must be in [0, 2**63) (a non-negative 63-bit integer)")
+
+
 def time_step_seed(seed: int, index: int) -> int:
     """The seed of time step ``index`` for a call with ``seed`` (independent of chunking)."""
     state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(index)]).generate_state(2)
@@ -984,14 +992,40 @@ class Downscaler(_BackboneOnDevice):
         if not fine:
             return
         fine = GridSpec.from_dict(fine)
+        words = {
+            "latlon": "latitude/longitude",
+            "rotated": "rotated-pole",
+            "projected": "projected",
+        }
+        if spec.kind != fine.kind:
+            raise GridError(
+                f"the input is on a {words[spec.kind]} grid (x in {spec.x_units!r}) but model "
+                f"{self.name!r} was trained on a {words[fine.kind]} grid (x in "
+                f"{fine.x_units!r}); regrid the input onto the model's kind of grid "
+                "(flexdownscale.data.regrid) or use a model trained on yours"
+            )
+        if spec.kind == "projected":
+            for axis, found, expected in (
+                ("x", spec.x_units, fine.x_units),
+                ("y", spec.y_units, fine.y_units),
+            ):
+                if found.strip() != expected.strip():
+                    raise GridError(
+                        f"the input's {axis} coordinate is in {found!r} but model {self.name!r} "
+                        f"was trained with {axis} in {expected!r}; convert it (values and "
+                        f"attrs['units']) to {expected!r} first"
+                    )
         dx, dy = fine.dx * self.factor, fine.dy * self.factor
-        for axis, found, expected in (("x", spec.dx, dx), ("y", spec.dy, dy)):
+        for axis, found, expected, units in (
+            ("x", spec.dx, dx, spec.x_units),
+            ("y", spec.dy, dy, spec.y_units),
+        ):
             if abs(found - expected) > SPACING_RTOL * expected:
                 raise GridError(
-                    f"input grid spacing along {axis} is {found:g} {spec.x_units if axis == 'x' else spec.y_units}"
-                    f" but the model downscales a {expected:g} grid (its {fine.dx:g} training grid "
-                    f"coarsened x{self.factor}); regrid the input to that spacing first, e.g. with "
-                    "flexdownscale.data.regrid or coarsen_grid"
+                    f"input grid spacing along {axis} is {found:g} {units} but the model "
+                    f"downscales a {expected:g} {units} grid (its {fine.dx:g} {units} training "
+                    f"grid coarsened x{self.factor}); regrid the input to that spacing first, "
+                    "e.g. with flexdownscale.data.regrid or coarsen_grid"
                 )
         # The training crops start on whole coarse cells of the training grid, so the model only
         # ever saw that alignment of the coarse cells; an offset one costs most of its skill.
@@ -1006,11 +1040,13 @@ class Downscaler(_BackboneOnDevice):
             if abs(offset) * f > LATTICE_TOL_FINE_CELLS:
                 fine_cells = offset * f
                 if abs(fine_cells - round(fine_cells)) <= LATTICE_TOL_FINE_CELLS:
-                    drop = round(-fine_cells) % f
+                    edge0 = lattice0 - 0.5 * step  # a coarse cell's first edge
+                    fine0 = edge0 + 0.5 * step / f  # the centre of its first fine cell
                     fix = (
-                        f"if the input was coarsened from data on the model's fine grid, drop "
-                        f"the first {drop} fine cells along {axis} (axis sorted ascending) "
-                        "before coarsening with flexdownscale.data.degrade; otherwise regrid"
+                        f"if the input was coarsened from data on the model's fine grid, start "
+                        f"the coarsening at a fine cell whose centre is {fine0:.6g} + k * "
+                        f"{step:g} {units} along {axis} (axis sorted ascending; "
+                        "flexdownscale.data.degrade); otherwise regrid"
                     )
                 else:
                     fix = "regrid"
@@ -1235,8 +1271,7 @@ class Downscaler(_BackboneOnDevice):
         n_members = 1 if members is None else members
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"members = {members!r} must be a positive integer or None")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ConfigError(f"seed = {seed!r} must be an integer")
+        _check_seed(seed)
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
         tile_size = DEFAULT_TILE if tile is None else tile
         if (
@@ -1267,9 +1302,9 @@ class Downscaler(_BackboneOnDevice):
         if not isinstance(ds, xr.Dataset):
             raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
         original_attrs = dict(ds.attrs)
-        condition_value = self._condition_value(ds, condition)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
         self._check_grid(spec)
         y, x, tdim = spec.y, spec.x, spec.time
@@ -1399,6 +1434,8 @@ class Downscaler(_BackboneOnDevice):
             result = self._sample_block(values, start=0, params=params)
 
         coords: dict[Hashable, Any] = {c: fine_grid.coords[c] for c in fine_grid.coords}
+        # scalar coordinates (a single field's time, height, ...) are kept as they are
+        coords |= {c: region.coords[c] for c in region.coords if region[c].ndim == 0}
         if tdim is not None:
             coords[tdim] = region[tdim]
         out_vars = {}
@@ -1433,7 +1470,10 @@ class Downscaler(_BackboneOnDevice):
             },
         )
         if condition_value is not None and self.condition is not None:
-            attrs[f"flexdownscale_condition_{self.condition['name']}"] = condition_value
+            cname = str(self.condition["name"])
+            attrs[f"flexdownscale_condition_{cname}"] = condition_value
+            if cname in attrs:  # the input's own value, overridden by condition=
+                attrs[cname] = condition_value
         out.attrs = attrs
         return out
 
@@ -1548,13 +1588,23 @@ class Forecaster(_BackboneOnDevice):
         -------
         xarray.Dataset
             Variables with dims (member, lead, y, x) (``member`` dropped when ``members=None``)
-            on the input grid, a ``valid_time`` coordinate along ``lead`` (last input time plus
-            ``lead`` time steps) and provenance attrs.
+            on the input grid with CF bounds (and the input's grid mapping), the scalar
+            ``forecast_reference_time`` (the last input time; the input is put in time order
+            first), a ``valid_time`` coordinate along ``lead`` (reference time plus ``lead``
+            times the input's last time step; absent for a single input time, whose step is
+            unknown) and provenance attrs.
         """
         from .diffusion import rollout
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+        _check_seed(seed)
+        if (
+            isinstance(lead_steps, bool)
+            or not isinstance(lead_steps, int | np.integer)
+            or lead_steps < 1
+        ):
+            raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
@@ -1565,6 +1615,15 @@ class Forecaster(_BackboneOnDevice):
                 f"{self.past_frames} steps"
             )
         norm = normalize_grid(sel, dims=dims)
+        times = norm[spec.time].values
+        if times.size > 1:
+            order = np.argsort(times, kind="stable")
+            if np.unique(times).size < times.size:
+                raise DataError(
+                    f"the input's {spec.time!r} has repeated values; the past frames must be "
+                    "distinct times (drop the duplicates first)"
+                )
+            norm = norm.isel({spec.time: order})  # the latest frames last, whatever the order
         past = norm.isel({spec.time: slice(-self.past_frames, None)})
         values = past.to_dataarray("variable").transpose(spec.time, "variable", spec.y, spec.x)
         z = self.normalizer.transform_array(
@@ -1601,9 +1660,25 @@ class Forecaster(_BackboneOnDevice):
         times = norm[spec.time].values
         step = times[-1] - times[-2] if times.size > 1 else None
         coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}
-        coords["lead"] = np.arange(1, lead_steps + 1)
+        coords["lead"] = (
+            "lead",
+            np.arange(1, lead_steps + 1),
+            {"long_name": "lead in time steps of the input", "units": "1"},
+        )
+        # the initial time (the last input frame); valid times when the input's step is known
+        coords["forecast_reference_time"] = (
+            (),
+            times[-1],
+            {"standard_name": "forecast_reference_time"},
+        )
         if step is not None:
-            coords["valid_time"] = ("lead", times[-1] + step * np.arange(1, lead_steps + 1))
+            coords["valid_time"] = (
+                "lead",
+                times[-1] + step * np.arange(1, lead_steps + 1),
+                {"standard_name": "time", "long_name": "valid time"},
+            )
+        if members is not None:
+            coords["member"] = ("member", np.arange(n_members))
         data = {}
         for k, v in enumerate(self.variables):
             da = xr.DataArray(
@@ -1614,6 +1689,7 @@ class Forecaster(_BackboneOnDevice):
             data[v] = da if members is not None else da.isel(member=0, drop=True)
         # CF bounds of the grid, as on a Downscaler's output
         result = add_bounds(xr.Dataset(data, coords=coords), dims={"x": spec.x, "y": spec.y})
+        result = _keep_grid_mapping(result, ds)
         result.attrs = _provenance_attrs(
             ds.attrs,
             action=f"forecast {lead_steps} steps ahead",

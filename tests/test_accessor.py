@@ -12,6 +12,7 @@ from test_pipeline import ERA5, era5_pair, make_downscaler
 import flexdownscale  # noqa: F401  (registers the accessor)
 from flexdownscale.errors import (
     ConfigError,
+    DataError,
     MissingVariableError,
     ModelFolderError,
     UnitsError,
@@ -145,3 +146,31 @@ def test_forecast(setup):
     celsius = coarse.assign(t2m=(coarse["t2m"] - 273.15).assign_attrs(units="degC"))
     with pytest.raises(UnitsError, match=r"273\.15 offset"):
         celsius.flex.forecast(model, 3)
+    # time order does not matter: the latest frames are the past, the leads go forward
+    backwards = coarse.isel(time=slice(None, None, -1)).flex.forecast(model, 3, members=2, seed=1)
+    np.testing.assert_array_equal(backwards["t2m"].values, out["t2m"].values)
+    np.testing.assert_array_equal(backwards["valid_time"].values, out["valid_time"].values)
+    assert out["forecast_reference_time"].values == coarse["time"].values[-1]
+    np.testing.assert_array_equal(out["member"].values, [0, 1])
+    assert out["lead"].attrs["units"] == "1"
+    with pytest.raises(DataError, match="repeated"):
+        coarse.isel(time=[0, 1, 1]).flex.forecast(model, 1)
+    with pytest.raises(ConfigError, match="lead_steps"):
+        coarse.flex.forecast(model, 0)
+    # one input time: no step, so no valid times, but the reference time anchors the forecast
+    single = Forecaster(
+        build_model(ModelConfig(preset="tiny", task="forecast", past_frames=1, dropout=0.0)),
+        DiffusionConfig(),
+        normalizer=Normalizer.fit(coarse[["t2m"]]),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        sampler=SamplerConfig(steps=2),
+    )
+    crs = xr.DataArray(0, attrs={"grid_mapping_name": "latitude_longitude"})
+    mapped = coarse.isel(time=[0]).assign(crs=crs)
+    mapped["t2m"].attrs["grid_mapping"] = "crs"
+    one = mapped.flex.forecast(single, 2)
+    assert "valid_time" not in one.coords
+    assert one["forecast_reference_time"].values == coarse["time"].values[0]
+    assert one["t2m"].attrs["grid_mapping"] == "crs"
+    assert one["crs"].attrs["grid_mapping_name"] == "latitude_longitude"

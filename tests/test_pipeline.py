@@ -116,6 +116,10 @@ def test_members_none_drops_member_and_no_time(pair, downscaler):
     _, coarse = pair
     out = downscaler(coarse.isel(time=0), seed=3)
     assert out["t2m"].dims == ("latitude", "longitude")
+    # a single field keeps its scalar coordinates: its time, a height, ...
+    assert out["time"].values == coarse["time"].values[0]
+    tall = downscaler(coarse.assign_coords(height=2.0).isel(time=0), seed=3)
+    assert float(tall["height"]) == 2.0
     full = downscaler(coarse, seed=3)
     assert full["t2m"].dims == ("time", "latitude", "longitude")
     # time step i is seeded by (seed, i): a lone first step equals step 0 of the full run
@@ -383,6 +387,15 @@ def _all_nan_step(coarse):
     return out
 
 
+def _projected_km(coarse):
+    """The same numbers on a projected grid in km: the spacing matches, the kind does not."""
+    out = coarse.drop_vars([v for v in coarse.variables if str(v).endswith("_bnds")])
+    out = out.rename(latitude="y", longitude="x")
+    out["x"].attrs = {"units": "km", "standard_name": "projection_x_coordinate"}
+    out["y"].attrs = {"units": "km", "standard_name": "projection_y_coordinate"}
+    return out
+
+
 BAD = [
     ("names", lambda c: c.rename(t2m="tas"), {}, MissingVariableError, "rename="),
     ("units", _wrong_units, {}, UnitsError, "273.15"),
@@ -390,6 +403,9 @@ BAD = [
     ("factor", lambda c: c, {"factor": 8}, UnsupportedFactorError, "factor"),
     ("nan", _all_nan_step, {}, DataError, "entirely NaN"),
     ("bbox", lambda c: c, {"bbox": (20.0, 0.0, 30.0, 10.0)}, GridError, "spans"),
+    ("grid kind", _projected_km, {}, GridError, "trained on a latitude/longitude grid"),
+    ("negative seed", lambda c: c, {"seed": -1}, ConfigError, r"\[0, 2\*\*63\)"),
+    ("huge seed", lambda c: c, {"seed": 2**64}, ConfigError, r"\[0, 2\*\*63\)"),
 ]
 
 
@@ -400,10 +416,10 @@ def test_bad_inputs(pair, downscaler, case, make, kwargs, error, text):
     if case == "spacing":
         bad["t2m"].attrs = dict(coarse["t2m"].attrs)
     with pytest.raises(error, match=text) as info:
-        downscaler(bad, seed=0, **kwargs)
+        downscaler(bad, **{"seed": 0, **kwargs})
     if case == "spacing":
         assert "spacing along x is 2 " in str(info.value)  # found
-        assert "downscales a 1 grid" in str(info.value)  # expected
+        assert "downscales a 1 degrees_east grid" in str(info.value)  # expected, with units
 
 
 def test_bad_nan_lazy_raises_at_compute(pair, downscaler):
@@ -491,6 +507,13 @@ def test_physical_condition(tmp_path, pair):
     np.testing.assert_array_equal(high["t2m"].values, from_var["t2m"].values)
     assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-4
     assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    # the input's own value, overridden by condition=, is not passed on as the output's
+    overridden = ds(with_attr, members=2, condition=4000.0)
+    assert overridden.attrs["reynolds_number"] == 4000.0
+    assert from_attr.attrs["reynolds_number"] == 1000.0
+    # a wrong variable is reported before the missing condition
+    with pytest.raises(MissingVariableError, match=r"rename=\{'tas': 't2m'\}"):
+        ds(coarse.rename(t2m="tas"), members=1)
     with pytest.raises(ConfigError, match="not a number"):
         ds(coarse.assign_attrs(reynolds_number="high"), members=1)
     with pytest.raises(ConfigError, match="takes no physical condition"):
@@ -539,18 +562,27 @@ def _shift_rows(fine, rows):
     return coarse
 
 
-@pytest.mark.parametrize(("rows", "offset", "drop"), [(1, "+1", 3), (2, "+2", 2), (3, "-1", 1)])
-def test_coarse_cells_off_the_training_lattice_are_refused(pair, downscaler, rows, offset, drop):
+@pytest.mark.parametrize(("rows", "offset"), [(1, "+1"), (2, "+2"), (3, "-1")])
+def test_coarse_cells_off_the_training_lattice_are_refused(pair, downscaler, rows, offset):
     fine, _ = pair
     with pytest.raises(GridError, match="offset by") as info:
         downscaler(_shift_rows(fine, rows), seed=0)
     text = str(info.value)
     assert f"({offset} fine cells)" in text
     assert "along y" in text
-    assert f"drop the first {drop} fine cells along y" in text
-    # dropping what the message says lands on the lattice again
-    out = downscaler(_shift_rows(fine, rows + drop), seed=0)
-    assert out.sizes["latitude"] == (fine.sizes["latitude"] - rows - drop) // FACTOR * FACTOR
+    # the fix names where the coarsening must start, not a count relative to this attempt
+    # (which sent users in a loop): the model's first fine centre plus whole coarse cells
+    lat = fine["latitude"].values
+    step = float(lat[1] - lat[0]) * FACTOR
+    first = float(lat[0])
+    assert f"fine cell whose centre is {first:.6g} + k * {step:g} degrees_north along y" in text
+    # starting there (the next such fine cell after the dropped rows) lands on the lattice again
+    start = next(i for i in range(rows, lat.size) if abs(((lat[i] - first) / step) % 1) < 1e-9)
+    out = downscaler(_shift_rows(fine, start), seed=0)
+    assert out.sizes["latitude"] == (fine.sizes["latitude"] - start) // FACTOR * FACTOR
+    # and dropping more cells again, from the start the message names, never loops back
+    again = downscaler(_shift_rows(fine, start + FACTOR), seed=0)
+    assert again.sizes["latitude"] == out.sizes["latitude"] - FACTOR
 
 
 def test_off_lattice_by_a_fraction_of_a_cell_says_regrid(pair, downscaler):
