@@ -417,9 +417,15 @@ def _runs(values: Any, missing: Any, limit: int = 3) -> str:
     return shown + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")
 
 
-def _truth_on_prediction_grid(pred: Any, truth: Any, dims: tuple[str, str]) -> Any:
-    """The truth at the prediction's grid points (nearest within 1e-3 cells), else GridError."""
+def _truth_on_prediction_grid(
+    pred: Any, truth: Any, dims: tuple[str, str], *, longitude: str | None = None
+) -> Any:
+    """The truth at the prediction's grid points (nearest within 1e-3 cells), else GridError.
+
+    ``longitude`` names the dim compared modulo 360 degrees (either convention on each side).
+    """
     import numpy as np
+    import pandas as pd
 
     from .errors import GridError
 
@@ -434,7 +440,14 @@ def _truth_on_prediction_grid(pred: Any, truth: Any, dims: tuple[str, str]) -> A
         have = np.asarray(truth[dim].values, dtype=float)
         step = float(np.abs(np.diff(want)).mean()) if want.size > 1 else 1.0
         tol = 1e-3 * step
-        found = truth.indexes[dim].get_indexer(want, method="nearest", tolerance=tol)
+        if dim == longitude:  # the truth's longitudes in the prediction's convention
+            have = (have - want.min() + tol) % 360.0 + want.min() - tol
+        order = np.argsort(have, kind="stable")
+        index = pd.Index(have[order])
+        if not index.is_unique:
+            raise GridError(f"the truth's {dim!r} coordinate has repeated values")
+        found = index.get_indexer(want, method="nearest", tolerance=tol)
+        found = np.where(found < 0, -1, order[np.maximum(found, 0)])
         missing = found < 0
         if missing.any():
             raise GridError(
@@ -465,6 +478,83 @@ def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) 
     return truth.sel({dim: wanted})
 
 
+def _truth_in_time_with(pred: Any, truth: Any, names: list[str]) -> Any:
+    """The truth at the prediction's time(s), however each side stores time, else DataError.
+
+    A time dim (under any name) on both sides: matched by value. A single field on one side:
+    matched by its scalar time coordinate, or, without one, only against a truth of one time.
+    The truth is never broadcast across the prediction's times.
+    """
+    import numpy as np
+
+    from .data.grid import find_axes
+    from .errors import DataError
+
+    ptime = find_axes(pred[names[0]]).time
+    ttime = find_axes(truth[names[0]]).time
+    if ptime is not None and ttime is not None:
+        if ttime != ptime:
+            truth = truth.rename({ttime: ptime})
+        return _truth_at_prediction_times(pred, truth, ptime)
+    if ptime is not None:  # the truth is a single field
+        stamp = truth.coords.get(ptime)
+        if pred.sizes[ptime] == 1 and (stamp is None or stamp.ndim == 0):
+            if stamp is not None and stamp.values != pred[ptime].values[0]:
+                raise DataError(
+                    f"the truth is for {ptime} = {stamp.values} but the prediction for "
+                    f"{pred[ptime].values[0]}; give the truth for the predicted time"
+                )
+            return truth.drop_vars(ptime, errors="ignore").expand_dims({ptime: pred[ptime]})
+        raise DataError(
+            f"the prediction has {pred.sizes[ptime]} {ptime!r} values but the truth has no time "
+            "dim; give truth for every predicted time"
+        )
+    if ttime is not None:  # the prediction is a single field
+        stamp = next(
+            (pred.coords[c] for c in (ttime, "time", "valid_time") if c in pred.coords), None
+        )
+        if stamp is not None and stamp.ndim == 0:
+            hit = np.flatnonzero(truth[ttime].values == stamp.values)
+            if hit.size == 0:
+                raise DataError(
+                    f"the prediction is for {stamp.name} = {stamp.values}, which the truth's "
+                    f"{ttime!r} does not have; give truth for the predicted time"
+                )
+            return truth.isel({ttime: int(hit[0])}, drop=True)
+        if truth.sizes[ttime] == 1:
+            return truth.isel({ttime: 0}, drop=True)
+        raise DataError(
+            f"the prediction is a single field with no time coordinate but the truth has "
+            f"{truth.sizes[ttime]} {ttime!r} values; select the matching truth time first"
+        )
+    for name in ("time", "valid_time"):  # two single fields: their time stamps must agree
+        a, b = pred.coords.get(name), truth.coords.get(name)
+        if a is not None and b is not None and a.ndim == b.ndim == 0 and a.values != b.values:
+            raise DataError(
+                f"the truth is for {name} = {b.values} but the prediction for {a.values}; give "
+                "the truth for the predicted time"
+            )
+    return truth
+
+
+def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
+    """UnitsError when a variable's units differ between prediction and truth."""
+    from .errors import UnitsError
+    from .pipeline import _units_kind
+
+    for v in names:
+        a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
+        if a is None or b is None or str(a).strip() == str(b).strip():
+            continue
+        ka, kb = _units_kind(str(a)), _units_kind(str(b))
+        if ka is not None and ka == kb:
+            continue
+        raise UnitsError(
+            f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth; convert "
+            "one of them (values and attrs['units']) so both are in the same units"
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -483,10 +573,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"prediction variables {list(map(str, pred.data_vars))} and truth variables "
             f"{list(map(str, truth.data_vars))} have none in common"
         )
+    _check_same_units(pred, truth, names)
     axes = find_axes(pred[names[0]])
-    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x))
-    if axes.time is not None and axes.time in truth.dims:
-        truth = _truth_at_prediction_times(pred, truth, axes.time)
+    longitude = axes.x if grid_spec(pred[names[0]]).kind == "latlon" else None
+    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), longitude=longitude)
+    truth = _truth_in_time_with(pred, truth, names)
     if any(bool(truth[v].isnull().all()) for v in names):
         raise GridError(
             "the truth has no values on the prediction grid; give truth on the fine grid "

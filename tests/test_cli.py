@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,6 +270,61 @@ def test_evaluate_matches_truth_within_round_off_and_in_any_order(
     assert rows[0]["RMSE (ens. mean)"] == 0.0
     # members truth -/+ 0.5: fair CRPS = mean |x_i - y| - sum_ij |x_i - x_j| / (2 M (M - 1))
     assert rows[0]["CRPS"] == pytest.approx(0.5 - 2 * 1.0 / (2 * 2 * 1), abs=1e-6)
+
+
+def _rows(argv, capsys):
+    assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    return json.loads((Path(argv[argv.index("--out") + 1]) / "metrics.json").read_text())
+
+
+def test_evaluate_aligns_time_however_each_side_stores_it(fake_prediction, tmp_path, capsys):
+    """A single field on either side, a scalar time, another time dim name: matched by value,
+    never broadcast (which inflated every score silently)."""
+    pred_path, truth = fake_prediction
+    pred = xr.open_dataset(pred_path).load()
+    out = str(tmp_path / "r")
+    # the prediction's first time alone (scalar time coordinate) against the full truth ...
+    pred.isel(time=0).to_netcdf(tmp_path / "p0.nc")
+    truth.to_netcdf(tmp_path / "t.nc")
+    truth.isel(time=1).to_netcdf(tmp_path / "t1.nc")
+    first = _rows(
+        ["evaluate", str(tmp_path / "p0.nc"), str(tmp_path / "t.nc"), "--out", out], capsys
+    )
+    assert first[0]["RMSE (ens. mean)"] == 0.0  # matched to truth time 0, not all times
+    # ... against the wrong single truth time: refused
+    code, err = _run(
+        ["evaluate", str(tmp_path / "p0.nc"), str(tmp_path / "t1.nc"), "--out", out], capsys
+    )
+    assert code == 2
+    assert "the truth is for time" in err or "does not have" in err
+    # a truth whose time dim has another name
+    truth.rename(time="valid_time").to_netcdf(tmp_path / "tv.nc")
+    renamed = _rows(["evaluate", str(pred_path), str(tmp_path / "tv.nc"), "--out", out], capsys)
+    assert renamed[0]["RMSE (ens. mean)"] == 0.0
+    # a single field without any time against several truth times: refused, not broadcast
+    pred.isel(time=0, drop=True).to_netcdf(tmp_path / "pn.nc")
+    code, err = _run(
+        ["evaluate", str(tmp_path / "pn.nc"), str(tmp_path / "t.nc"), "--out", out], capsys
+    )
+    assert code == 2
+    assert "select the matching truth time first" in err
+
+
+def test_evaluate_refuses_other_units_and_wraps_longitudes(fake_prediction, tmp_path, capsys):
+    pred_path, truth = fake_prediction
+    out = str(tmp_path / "r")
+    celsius = truth.assign(t2m=(truth["t2m"] - 273.15).assign_attrs(units="degC"))
+    celsius.to_netcdf(tmp_path / "c.nc")
+    code, err = _run(["evaluate", str(pred_path), str(tmp_path / "c.nc"), "--out", out], capsys)
+    assert code == 2
+    assert "'K' in the prediction but in 'degC' in the truth" in err
+    # the truth in 0..360 longitudes, the prediction in -180..180 (western Europe: both signs)
+    lon360 = truth.assign_coords(longitude=truth["longitude"] % 360).sortby("longitude")
+    lon360.to_netcdf(tmp_path / "l.nc")
+    assert (lon360["longitude"] > 180).any()
+    rows = _rows(["evaluate", str(pred_path), str(tmp_path / "l.nc"), "--out", out], capsys)
+    assert rows[0]["RMSE (ens. mean)"] == 0.0
 
 
 def test_evaluate_out_must_be_a_folder(fake_prediction, tmp_path, capsys):
