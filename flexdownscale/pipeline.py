@@ -314,6 +314,43 @@ def _bbox_longitudes(x_min: float, x_max: float, xs: np.ndarray) -> tuple[float,
     return x_min + best, x_max + best
 
 
+def _bbox_axis(
+    values: np.ndarray, low: float, high: float, step: float, periodic: bool, halo: int
+) -> tuple[np.ndarray, np.ndarray, slice] | None:
+    """Cells of one axis a bbox reads: (indices into the axis, their coordinates, the slice of
+    them inside ``[low, high]``) with ``halo`` cells on each side; ``None`` when no centre is
+    inside.
+
+    A non-periodic axis is clipped at its ends. A periodic one (``n`` cells of ``step``) wraps:
+    the range is moved by whole periods next to the axis, read across the seam, and given
+    coordinates that continue the axis in the range's own convention (a bbox from -5 to 5 on
+    a 0..360 axis reads 355 ... 359.x, 0 ... 5 as -5 ... 5; the refined grid then puts
+    longitudes into the standard convention in which they are contiguous). A range of a whole
+    period or more is the whole axis (periodic, not cut).
+    """
+    n = values.size
+    if not periodic:
+        inside = np.flatnonzero((values >= low) & (values <= high))
+        if inside.size == 0:
+            return None
+        lo, hi = max(0, inside[0] - halo), min(n, inside[-1] + 1 + halo)
+        index = np.arange(lo, hi)
+        return index, values[index], slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+    period = n * step
+    if high - low >= period - 1e-9 * period:
+        return np.arange(n), values, slice(0, n)
+    shift = math.floor((low - values[0]) / period) * period
+    unrolled = values[0] + np.arange(-n, 2 * n) * step  # the axis continued one period each way
+    inside = np.flatnonzero((unrolled >= low - shift) & (unrolled <= high - shift))
+    if inside.size == 0:
+        return None
+    # (halos may reach round to the range's other end and repeat cells: they are cropped off)
+    lo, hi = inside[0] - min(halo, n), inside[-1] + 1 + min(halo, n)
+    positions = np.arange(lo, hi)
+    coords = unrolled[positions] + shift
+    return (positions - n) % n, coords, slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -1325,7 +1362,8 @@ class Downscaler(_BackboneOnDevice):
         region = norm
         iy = slice(0, ys.size)
         ix = slice(0, xs.size)
-        ry_start = rx_start = bbox_halo = 0
+        bbox_halo = 0
+        cut = (False, False)  # (y, x): is the axis cut to the bbox?
         if bbox is not None:
             try:
                 x_min, y_min, x_max, y_max = (float(b) for b in bbox)
@@ -1333,6 +1371,10 @@ class Downscaler(_BackboneOnDevice):
                 raise ConfigError(
                     f"bbox = {bbox!r}; expected (x_min, y_min, x_max, y_max)"
                 ) from err
+            if not all(math.isfinite(b) for b in (x_min, y_min, x_max, y_max)):
+                raise ConfigError(f"bbox = {tuple(bbox)} must be four finite numbers")
+            if x_min > x_max and spec.kind == "latlon" and spec.periodic_x:
+                x_max += 360.0  # e.g. (355, 50, 5, 54): across the prime meridian
             if x_min > x_max or y_min > y_max:
                 raise ConfigError(
                     f"bbox = {tuple(bbox)}: expected (x_min, y_min, x_max, y_max) with "
@@ -1341,21 +1383,32 @@ class Downscaler(_BackboneOnDevice):
             if spec.kind == "latlon" and not spec.periodic_x:
                 # a bbox in the other longitude convention (0..360 vs -180..180)
                 x_min, x_max = _bbox_longitudes(x_min, x_max, xs)
-            jy = np.flatnonzero((ys >= y_min) & (ys <= y_max))
-            jx = np.flatnonzero((xs >= x_min) & (xs <= x_max))
-            if jy.size == 0 or jx.size == 0:
+            halo = max(2, math.ceil(ov / self.factor))
+            picks = [
+                _bbox_axis(values, low, high, step, periodic, halo)
+                for values, low, high, step, periodic in (
+                    (ys, y_min, y_max, spec.dy, spec.periodic_y),
+                    (xs, x_min, x_max, spec.dx, spec.periodic_x),
+                )
+            ]
+            if any(p is None for p in picks):
                 raise GridError(
                     f"bbox (x {x_min:g}..{x_max:g}, y {y_min:g}..{y_max:g}) contains no cell "
                     f"centre of the input grid, which spans x {xs[0]:g}..{xs[-1]:g}, "
                     f"y {ys[0]:g}..{ys[-1]:g}; give a bbox inside the domain"
                 )
-            halo = max(2, math.ceil(ov / self.factor))
-            ry = slice(max(0, jy[0] - halo), min(ys.size, jy[-1] + 1 + halo))
-            rx = slice(max(0, jx[0] - halo), min(xs.size, jx[-1] + 1 + halo))
-            iy = slice(int(jy[0] - ry.start), int(jy[-1] + 1 - ry.start))
-            ix = slice(int(jx[0] - rx.start), int(jx[-1] + 1 - rx.start))
-            region = norm.isel({y: ry, x: rx})
-            ry_start, rx_start, bbox_halo = int(ry.start), int(rx.start), halo
+            (index_y, coords_y, iy), (index_x, coords_x, ix) = picks  # type: ignore[misc]
+            region = norm.isel({y: index_y, x: index_x})
+            # a periodic axis is read across its seam, under coordinates that continue it
+            region = region.assign_coords(
+                {y: region[y].copy(data=coords_y), x: region[x].copy(data=coords_x)}
+            )
+            cut = (iy.stop - iy.start < ys.size, ix.stop - ix.start < xs.size)
+            for dim, is_cut in ((y, cut[0]), (x, cut[1])):
+                if is_cut and "periodic" in region[dim].attrs:  # a part of the axis is not
+                    attrs = {k: v for k, v in region[dim].attrs.items() if k != "periodic"}
+                    region[dim].attrs = attrs
+            bbox_halo = halo
         f = self.factor
         crop = (slice(iy.start * f, iy.stop * f), slice(ix.start * f, ix.stop * f))
         # refine the region (never a single cell), then crop to the bbox's cells
@@ -1368,7 +1421,7 @@ class Downscaler(_BackboneOnDevice):
             if self.grid.get("upsample") == "conservative"
             else None
         )
-        periodic = (spec.periodic_y and bbox is None, spec.periodic_x and bbox is None)
+        periodic = (spec.periodic_y and not cut[0], spec.periodic_x and not cut[1])
 
         stacked = region.to_dataarray("variable").transpose(
             *([tdim] if tdim else []), "variable", y, x
@@ -1395,8 +1448,8 @@ class Downscaler(_BackboneOnDevice):
             "crop": crop,
             "row_weights": row_weights,
             "origin": (
-                (float(ys[ry_start]), float(spec.dy)),
-                (float(xs[rx_start]), float(spec.dx)),
+                (float(region[y].values[0]), float(spec.dy)),
+                (float(region[x].values[0]), float(spec.dx)),
             ),
             "bbox_halo": bbox_halo,
             "progress": bool(progress) and not lazy,

@@ -372,6 +372,55 @@ def test_bbox_and_rename(pair, downscaler):
     np.testing.assert_array_equal(out["t2m"].values, via_variables["t2m"].values)
 
 
+def test_bbox_across_the_seam_of_a_global_grid(shared_data):
+    """A bbox across the dateline of a global grid is read across it (it was cut to one side),
+    with longitudes in the convention where the region is contiguous."""
+    band = xr.open_dataset(shared_data / "era_interim" / "eraint_uv_monthly.nc")
+    band = band.isel(month=0, level=2, latitude=slice(40, 88))  # 60 .. 24.75 N, all longitudes
+    fine = normalize_grid(band[["u"]].rename(u="t2m").load())
+    fine["t2m"].attrs = {"units": "K"}
+    assert grid_spec(fine).periodic_x
+    model = make_downscaler(fine)
+    coarse = degrade(fine, FACTOR)
+    coarse["t2m"].attrs = {"units": "K"}
+    kw = dict(members=2, seed=4)
+    across = model(coarse, bbox=(175.0, 35.0, 185.0, 45.0), **kw)  # grid is -180 .. 179.25
+    lon = across["longitude"].values
+    assert lon[0] < 180.0 < lon[-1]
+    np.testing.assert_allclose(np.diff(lon), 0.75, rtol=1e-6)
+    assert np.isfinite(across["t2m"].values).all()
+    # the same cells of the input in 0 .. 360 (no seam there): the same numbers
+    east = coarse.assign_coords(longitude=coarse["longitude"] % 360).sortby("longitude")
+    plain = model(east, bbox=(175.0, 35.0, 185.0, 45.0), **kw)
+    np.testing.assert_allclose(plain["longitude"].values, lon, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(plain["t2m"].values, across["t2m"].values)
+    # the other convention, and x_min > x_max meaning "eastwards across the seam"
+    wrapped = model(coarse, bbox=(175.0, 35.0, -175.0, 45.0), **kw)
+    np.testing.assert_array_equal(wrapped["t2m"].values, across["t2m"].values)
+    np.testing.assert_array_equal(wrapped["longitude"].values, lon)
+    shifted = model(coarse, bbox=(175.0 - 360.0, 35.0, 185.0 - 360.0, 45.0), **kw)
+    np.testing.assert_array_equal(shifted["t2m"].values, across["t2m"].values)
+    # longitudes come out in the standard convention (-180..180 or 0..360) where they are
+    # contiguous: here 0..360, whichever convention the bbox was given in
+    np.testing.assert_array_equal(shifted["longitude"].values, lon)
+
+
+def test_bbox_across_the_seam_of_a_doubly_periodic_box(shared_data):
+    """Kolmogorov flow (x, y periodic on [0, 2 pi)) with the shipped model: a bbox over x = 0
+    reads both sides; the same bbox one period on gives the same numbers."""
+    truth = xr.open_dataset(shared_data / "kolmogorov" / "kf_re4000.nc")
+    coarse = degrade(truth.isel(trajectory=3, time=[0]).load(), 8)
+    model = Downscaler.from_pretrained("kolmogorov-x8")
+    a = model(coarse, bbox=(-0.5, 1.0, 0.5, 1.5), seed=0)
+    x = a["x"].values
+    assert x[0] < 0.0 < x[-1]
+    assert "periodic" not in a["x"].attrs  # a part of the box is not periodic
+    assert coarse["x"].attrs["periodic"] == "true"  # the input keeps its attributes
+    b = model(coarse, bbox=(-0.5 + 2 * np.pi, 1.0, 0.5 + 2 * np.pi, 1.5), seed=0)
+    np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
+    np.testing.assert_allclose(b["x"].values, x + 2 * np.pi, rtol=0, atol=1e-12)
+
+
 # -- bad inputs ---------------------------------------------------------------------------------
 
 
