@@ -238,7 +238,39 @@ def _write_zarr(ds: Any, target: str) -> None:
         warnings.filterwarnings(
             "ignore", message="Consolidated metadata is currently not part", category=UserWarning
         )
-        ds.to_zarr(target, mode="w", consolidated=True)
+        ds.to_zarr(target, mode="w", consolidated=True, encoding=_no_fill_on_coordinates(ds))
+
+
+def _no_fill_on_coordinates(ds: Any) -> dict[str, dict[str, Any]]:
+    """Encoding without ``_FillValue`` for floating coordinates and bounds (CF: coordinate and
+    bounds variables have no missing values; xarray writes ``_FillValue = NaN`` by default)."""
+    bounds = {str(ds[c].attrs["bounds"]) for c in ds.variables if "bounds" in ds[c].attrs}
+    names = set(map(str, ds.coords)) | bounds
+    return {
+        name: {"_FillValue": None}
+        for name in names
+        if name in ds.variables and ds[name].dtype.kind == "f"
+    }
+
+
+def _time_dim(ds: Any, dims: dict[str, str]) -> str:
+    """The time dim ``--time-chunk`` chunks: ``--dims time=...``, else the one found (CF
+    attributes or common names, as the Downscaler finds it); a DataError when there is none."""
+    from .data.grid import find_axes
+    from .errors import DataError, GridError
+
+    found = dims.get("time")
+    if found is None:
+        try:
+            found = find_axes(ds, dims=dims or None).time
+        except GridError:
+            found = next((d for d in ("time", "valid_time") if d in ds.dims), None)
+    if found is None or found not in ds.dims:
+        raise DataError(
+            f"--time-chunk given but the input has no time dim (dims: "
+            f"{', '.join(map(str, ds.dims))}); name it with --dims time=NAME"
+        )
+    return str(found)
 
 
 def _downscale(args: argparse.Namespace) -> int:
@@ -249,8 +281,7 @@ def _downscale(args: argparse.Namespace) -> int:
     ds = _open(args.input)
     dims = _merged(args.dims)
     if args.time_chunk:
-        time_dims = [dims["time"]] if "time" in dims else ["time", "valid_time"]
-        ds = ds.chunk({d: args.time_chunk for d in ds.dims if d in time_dims})
+        ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)
     variables = _merged_list(args.variables)
     downscaler = downscaler_for(
@@ -284,7 +315,7 @@ def _downscale(args: argparse.Namespace) -> int:
     if _is_zarr(target):
         _write_zarr(out, target)
     else:
-        out.to_netcdf(target)
+        out.to_netcdf(target, encoding=_no_fill_on_coordinates(out))
     if not args.quiet:
         sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
         print(f"wrote {target} ({sizes})")

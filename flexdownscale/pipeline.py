@@ -224,6 +224,10 @@ class TiledDenoiser(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+#: Attributes of the ``member`` coordinate (CF standard name of an ensemble member number).
+_MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
+
+
 def _check_seed(seed: Any) -> None:
     """A seed is an integer in [0, 2**63): every one gives its own random streams."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -1505,7 +1509,7 @@ class Downscaler(_BackboneOnDevice):
         out = _with_geographic_coordinates(out, ds, spec)  # a rotated grid's 2-D lat/lon
         out = _keep_grid_mapping(out, ds)
         if members is not None:
-            out = out.assign_coords(member=("member", np.arange(n_members)))
+            out = out.assign_coords(member=("member", np.arange(n_members), _MEMBER_ATTRS))
         attrs = _provenance_attrs(
             original_attrs,
             action=f"downscaled x{f}",
@@ -1731,7 +1735,7 @@ class Forecaster(_BackboneOnDevice):
                 {"standard_name": "time", "long_name": "valid time"},
             )
         if members is not None:
-            coords["member"] = ("member", np.arange(n_members))
+            coords["member"] = ("member", np.arange(n_members), _MEMBER_ATTRS)
         data = {}
         for k, v in enumerate(self.variables):
             da = xr.DataArray(

@@ -152,6 +152,7 @@ def test_forecast(setup):
     np.testing.assert_array_equal(backwards["valid_time"].values, out["valid_time"].values)
     assert out["forecast_reference_time"].values == coarse["time"].values[-1]
     np.testing.assert_array_equal(out["member"].values, [0, 1])
+    assert out["member"].attrs["long_name"] == "ensemble member"
     assert out["lead"].attrs["units"] == "1"
     with pytest.raises(DataError, match="repeated"):
         coarse.isel(time=[0, 1, 1]).flex.forecast(model, 1)

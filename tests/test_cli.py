@@ -56,6 +56,36 @@ def test_downscale_netcdf_and_zarr(files, capsys):
         assert main(["downscale", *zargs]) == 0
         z = xr.open_zarr(zarr_out)  # consolidated metadata
         np.testing.assert_array_equal(z["t2m"].values, out["t2m"].values)
+    # CF: coordinates and bounds carry no missing-value marker, in either format
+    for written in (out, z):
+        for name in ("latitude", "longitude", "latitude_bnds", "longitude_bnds"):
+            assert "_FillValue" not in written[name].encoding, name
+    # --time-chunk finds a time dim under another name, as the Downscaler does
+    from flexdownscale.cli import _time_dim
+
+    renamed = coarse.rename(time="t")
+    renamed["t"].attrs["standard_name"] = "time"
+    assert _time_dim(renamed, {}) == "t"
+    assert _time_dim(coarse.rename(time="step"), {"time": "step"}) == "step"
+    renamed.to_netcdf(root / "coarse_t.nc")
+    targs = [str(root / "coarse_t.nc"), str(root / "out_t.nc"), *args, "--time-chunk", "1"]
+    assert main(["downscale", *targs, "--quiet"]) == 0
+    np.testing.assert_array_equal(
+        xr.open_dataset(root / "out_t.nc")["t2m"].values, out["t2m"].values
+    )
+    coarse.isel(time=0).to_netcdf(root / "coarse_single.nc")
+    code = main(
+        [
+            "downscale",
+            str(root / "coarse_single.nc"),
+            str(root / "o3.nc"),
+            *args,
+            "--time-chunk",
+            "1",
+        ]
+    )
+    assert code == 2
+    assert "--time-chunk given but the input has no time dim" in capsys.readouterr().err
 
 
 def test_downscale_errors_exit_2(files, capsys):

@@ -102,6 +102,7 @@ def test_output_grid_attrs_and_no_mutation(pair, downscaler):
     assert out["t2m"].attrs["units"] == "K"
     assert out["t2m"].attrs["long_name"] == coarse["t2m"].attrs["long_name"]
     assert out.attrs["flexdownscale_model"] == "tiny-test"
+    assert out["member"].attrs["standard_name"] == "realization"
     assert out.attrs["flexdownscale_factor"] == FACTOR
     assert out.attrs["flexdownscale_steps"] == 2
     assert out.attrs["flexdownscale_seed"] == 1
