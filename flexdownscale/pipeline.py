@@ -224,6 +224,14 @@ class TiledDenoiser(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+def _check_factor(factor: Any) -> None:
+    """``factor`` is ``None`` or a positive integer (a string or float is a ConfigError)."""
+    if factor is None:
+        return
+    if isinstance(factor, bool) or not isinstance(factor, int | np.integer) or factor < 1:
+        raise ConfigError(f"factor = {factor!r} must be a positive integer (e.g. factor=4)")
+
+
 #: Attributes of the ``member`` coordinate (CF standard name of an ensemble member number).
 _MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
 
@@ -650,6 +658,12 @@ def downscaler_for(
     rename, variables, factor
         As for :meth:`Downscaler.__call__`.
     """
+    _check_factor(factor)
+    if model is None and not names:
+        raise MissingVariableError(
+            "the input has no named variable, so no shipped model can be chosen for it; name "
+            "it after the model's variable (e.g. da.rename('t2m')) or pass model=..."
+        )
     mapping = rename or {}
     chosen = tuple(mapping.get(n, n) for n in names)
     if variables is not None:
@@ -1304,6 +1318,7 @@ class Downscaler(_BackboneOnDevice):
                 f"blend = {blend!r} is not a valid option; expected 'uniform', 'cosine' or "
                 "'gaussian'"
             )
+        _check_factor(factor)
         if factor is not None and factor != self.factor:
             raise UnsupportedFactorError(
                 f"factor = {factor!r} but model {self.name!r} downscales by {self.factor} only; "
@@ -1352,9 +1367,15 @@ class Downscaler(_BackboneOnDevice):
         for v in self.variables:
             extra = set(sel[v].dims) - {y, x, tdim}
             if extra:
+                hint = (
+                    f", or, if {next(iter(extra))!r} is the time dim, pass "
+                    f"dims={{'time': {next(iter(extra))!r}}}"
+                    if tdim is None and len(extra) == 1
+                    else ""
+                )
                 raise DataError(
                     f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
-                    f"— select or stack the extra dims {sorted(map(str, extra))} first"
+                    f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
                 )
         norm = normalize_grid(sel, dims=dims)
         # drop CF bounds of the input grid: the output gets the refined grid's bounds

@@ -456,6 +456,14 @@ BAD = [
     ("grid kind", _projected_km, {}, GridError, "trained on a latitude/longitude grid"),
     ("negative seed", lambda c: c, {"seed": -1}, ConfigError, r"\[0, 2\*\*63\)"),
     ("huge seed", lambda c: c, {"seed": 2**64}, ConfigError, r"\[0, 2\*\*63\)"),
+    ("factor as text", lambda c: c, {"factor": "4"}, ConfigError, "must be a positive integer"),
+    (
+        "time dim of another name",
+        lambda c: c.rename(time="step"),
+        {},
+        DataError,
+        r"if 'step' is the time dim, pass dims=\{'time': 'step'\}",
+    ),
 ]
 
 
