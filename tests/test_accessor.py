@@ -78,7 +78,7 @@ def test_no_shipped_model_matches(setup):
     assert "era5-t2m-x4 (t2m, x4)" in str(err.value)
     assert "rename={'tas': 't2m'}" in str(err.value)
     # an unnamed DataArray: nothing to choose a model by
-    with pytest.raises(MissingVariableError, match=r"no named variable .* da\.rename"):
+    with pytest.raises(MissingVariableError, match=r"no named variable.*da\.rename"):
         coarse["t2m"].rename(None).flex.downscale(factor=4)
 
 
