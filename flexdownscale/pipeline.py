@@ -1737,6 +1737,14 @@ class Forecaster(_BackboneOnDevice):
         fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
         times = norm[spec.time].values
         step = times[-1] - times[-2] if times.size > 1 else None
+        past_times = times[-(self.past_frames + 1) :]
+        if past_times.size > 2 and np.unique(np.diff(past_times)).size > 1:
+            warnings.warn(
+                f"the input's last time steps are unequal ({np.diff(past_times)}); valid_time "
+                f"assumes the last one ({step}) for every lead, as the model steps by it",
+                UserWarning,
+                stacklevel=2,
+            )
         coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}
         coords["lead"] = (
             "lead",
