@@ -1514,7 +1514,7 @@ class Downscaler(_BackboneOnDevice):
         coords: dict[Hashable, Any] = {c: fine_grid.coords[c] for c in fine_grid.coords}
         # scalar coordinates (a single field's time, height, ...) are kept as they are
         coords |= {c: region.coords[c] for c in region.coords if region[c].ndim == 0}
-        if tdim is not None:
+        if tdim is not None and tdim in region.coords:  # (a time dim without one gets none)
             coords[tdim] = region[tdim]
         out_vars = {}
         for k, v in enumerate(self.variables):
