@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -231,7 +232,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A whole training run: what ``flexdownscale.train`` reads from ``run.toml``."""
+    """A whole training run: what ``flexdownscale.train`` reads from ``run.toml``.
+
+    Ranges are checked when the configuration is built (a :class:`ConfigError` names the key):
+    ``steps``, ``batch_size``, ``micro_batch_size`` (``None``: batch_size / processes),
+    ``total_limit``, ``eval_fields``, ``eval_members`` and ``sampler.steps`` are positive;
+    ``eval_every``, ``plot_every`` and ``checkpoint_every`` may be 0 (off; without periodic states
+    one is still saved at the end of each launch); ``data.crop_size`` is a multiple of 16 and, for
+    super-resolution, of ``data.factor``; ``model.physical_condition`` needs ``data.condition``.
+    ``eval_members = 1`` reports the plain (not fair) CRPS and no spread-skill ratio.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -253,6 +263,81 @@ class TrainConfig:
     eval_fields: int = 4
     eval_members: int = 4
     time_limit_minutes: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_train_config(self)
+
+
+def crop_multiple(factor: int, task: str = "superres") -> int:
+    """What a training crop side must be a multiple of: 16 (the backbones' downsampling) and, for
+    super-resolution, the factor (whole coarse cells)."""
+    return math.lcm(16, factor) if task == "superres" and factor >= 1 else 16
+
+
+def suggest_crop_size(crop_size: int, multiple: int) -> int:
+    """The multiple of ``multiple`` nearest to ``crop_size`` (at least ``multiple``; ties round
+    up, so the crop does not shrink)."""
+    below = max(multiple, crop_size // multiple * multiple)
+    above = max(multiple, -(-crop_size // multiple) * multiple)
+    return below if crop_size - below < above - crop_size else above
+
+
+def _check_train_config(config: TrainConfig) -> None:
+    """Range and consistency checks of a training configuration, done when it is built so that a
+    run does not fail at its first evaluation or inside accelerate."""
+
+    def at_least(key: str, value: int | float | None, low: int, meaning: str = "") -> None:
+        if value is not None and value < low:
+            allowed = "a positive integer" if low == 1 else f">= {low}"
+            raise ConfigError(f"{key} = {value!r} is out of range; expected {allowed}{meaning}")
+
+    at_least("steps", config.steps, 1)
+    at_least("batch_size", config.batch_size, 1)
+    at_least(
+        "micro_batch_size",
+        config.micro_batch_size,
+        1,
+        " (leave it out for the automatic choice, batch_size / processes)",
+    )
+    at_least("eval_every", config.eval_every, 0, " (0 turns validation off)")
+    at_least("plot_every", config.plot_every, 0, " (0 turns the validation plots off)")
+    at_least(
+        "checkpoint_every",
+        config.checkpoint_every,
+        0,
+        " (0 saves a state only at the end of each launch)",
+    )
+    at_least("total_limit", config.total_limit, 1, " (the number of training states kept)")
+    at_least("num_workers", config.num_workers, 0)
+    at_least("eval_fields", config.eval_fields, 1, " (validation fields sampled)")
+    at_least("eval_members", config.eval_members, 1, " (members per validation field)")
+    at_least("time_limit_minutes", config.time_limit_minutes, 0, " (0: no limit)")
+    at_least("sampler.steps", config.sampler.steps, 1, " (reverse steps of the sampler)")
+    at_least("optim.warmup_steps", config.optim.warmup_steps, 0)
+    if not config.optim.lr > 0:
+        raise ConfigError(f"optim.lr = {config.optim.lr!r} is out of range; expected > 0")
+    if not 0.0 <= config.optim.ema_decay < 1.0:
+        raise ConfigError(
+            f"optim.ema_decay = {config.optim.ema_decay!r} is out of range; expected [0, 1)"
+        )
+    data = config.data
+    at_least("data.factor", data.factor, 1)
+    at_least("data.past_frames", data.past_frames, 1)
+    at_least("data.lead", data.lead, 1)
+    multiple = crop_multiple(data.factor, config.model.task)
+    if data.crop_size < 1 or data.crop_size % multiple:
+        also = "" if multiple == 16 else f" and by data.factor = {data.factor} (whole coarse cells)"
+        raise ConfigError(
+            f"data.crop_size = {data.crop_size} is not a positive multiple of {multiple}: crops "
+            f"must be divisible by 16 (the backbones need it){also}; set e.g. data.crop_size="
+            f"{suggest_crop_size(max(data.crop_size, 1), multiple)}"
+        )
+    if config.model.physical_condition and data.condition is None:
+        raise ConfigError(
+            "model.physical_condition = true but data.condition is not set, so the model would "
+            "get no condition value; set data.condition to the scalar variable or attribute "
+            '(e.g. data.condition="reynolds_number") or set model.physical_condition=false'
+        )
 
 
 C = TypeVar("C")
@@ -392,18 +477,42 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def _parse_override(text: str) -> Any:
-    """Parse the right-hand side of ``key=value`` as a TOML value, falling back to a string."""
+    """Parse the right-hand side of ``key=value`` as a TOML value, falling back to a string.
+
+    A bracketed list that is not valid TOML (the shell removes the quotes of
+    ``data.variables=["u","v"]``, leaving ``[u,v]``) is split on commas: items that parse as TOML
+    numbers or booleans keep that type, every other item is a string
+    (``[2019-03-01,2019-03-17T23]`` gives two strings).
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
+        pass
+    if text.startswith("[") and text.endswith("]") and "[" not in text[1:-1]:
+        inner = text[1:-1].strip()
+        items = [item.strip() for item in inner.split(",")] if inner else []
+        if items and items[-1] == "":  # a trailing comma
+            items.pop()
+        return [_parse_bare_item(item) for item in items]
+    return text
+
+
+def _parse_bare_item(text: str) -> Any:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
         return text
+    return value if isinstance(value, bool | int | float) else text
 
 
 def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     """Return ``config`` with ``key.sub=value`` overrides applied.
 
     Values are parsed as TOML (``lr=3e-4``, ``data.variables=["t2m"]``, ``model.preset=small``);
-    bare words are strings.
+    bare words are strings, and so are the bare words of a list that is not valid TOML
+    (``data.variables=[u,v]``, what a shell leaves of an unquoted ``["u","v"]``).
 
     Raises
     ------

@@ -21,6 +21,8 @@ Run folder layout (``run_dir``)::
     validation.jsonl             validation metrics per evaluation
     plots/                       panel and spectrum figures from validation
     model/                       the exported EMA model folder (see flexdownscale.hub)
+    old-1/, old-2/, ...          logs of an earlier start that saved no state, moved aside by a
+                                 fresh start (nothing is deleted)
 
 Nothing trained is lost: states are written to a temporary folder and renamed into place only once
 complete, so a kill during a save leaves the previous state loadable; a non-finite loss stops the
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -48,12 +51,23 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig, apply_overrides, from_dict, from_toml, to_dict
+from .config import SamplerConfig, TrainConfig, apply_overrides, from_dict, from_toml, to_dict
 from .errors import BackendNotAvailableError, CheckpointError, ConfigError, NonFiniteLossError
 
-__all__ = ["EMA", "Lion", "Trainer", "learning_rate", "main"]
+__all__ = ["EMA", "Lion", "Trainer", "learning_rate", "main", "resolve_sampler"]
 
 STATE_MARKER = "STATE_COMPLETE"
+#: What a run writes besides its states and configuration; a fresh start in a folder that holds
+#: some of these but no state moves them aside (into ``old-<n>/``) rather than appending to them.
+RUN_LOGS = (
+    "validation.jsonl",
+    "launches.jsonl",
+    "samples.jsonl",
+    "ranks.json",
+    "plots",
+    "logs",
+    "model",
+)
 FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
 
 
@@ -224,6 +238,8 @@ def learning_rate(
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, datetime.date | datetime.time):  # TOML dates, date-times and times
+        return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -235,8 +251,24 @@ def _toml_value(value: Any) -> str:
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
+def _json_default(value: Any) -> Any:
+    """``json.dumps`` fallback: dates, date-times and times (TOML split labels) as ISO strings."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON serializable")
+
+
+def _json_plain(values: Any) -> Any:
+    """``values`` as JSON would give it back (dates as ISO strings, tuples as lists)."""
+    return json.loads(json.dumps(values, default=_json_default))
+
+
 def dump_toml(values: dict[str, Any]) -> str:
-    """Write a nested dict of scalars and lists as TOML (enough for configurations)."""
+    """Write a nested dict of scalars and lists as TOML (enough for configurations).
+
+    Dates, date-times and times (e.g. split labels written unquoted in the TOML file) are written
+    as TOML dates and times.
+    """
     lines: list[str] = []
 
     def emit(prefix: str, table: dict[str, Any]) -> None:
@@ -272,6 +304,28 @@ def list_states(run_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
+def resolve_sampler(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``[sampler]`` resolved for its objective.
+
+    A sampler that does not apply to ``diffusion.objective`` (the default ``"ddim"`` for a flow
+    or IDFF model) is replaced by the objective's default settings (its sampler and options);
+    ``sampler.steps`` is kept when it was changed from its default (2), otherwise the objective's
+    default number of steps is used. Validation samples with the resolved settings, and they are
+    what the run folder and the exported model store. Returns ``config`` itself when nothing
+    changes.
+    """
+    from .diffusion import build_objective
+
+    objective = build_objective(config.diffusion)
+    samplers = getattr(objective, "samplers", (config.sampler.sampler,))
+    if config.sampler.sampler in samplers:
+        return config
+    sampler = objective.sampler_defaults
+    if config.sampler.steps != SamplerConfig().steps:
+        sampler = dataclasses.replace(sampler, steps=config.sampler.steps)
+    return dataclasses.replace(config, sampler=sampler)
+
+
 def _precision(config: TrainConfig) -> str:
     if config.precision == "auto":
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -289,10 +343,21 @@ class Trainer:
         The resolved run configuration.
     resume
         Continue from the latest complete state in ``config.run_dir``. Without it, a run folder
-        that already holds states is refused (choose a new ``run_dir`` or pass ``--resume``).
+        that already holds states is refused (choose a new ``run_dir`` or pass ``--resume``); a
+        folder with logs but no state (a run that stopped before its first state) has its logs
+        moved aside into ``old-<n>/``.
+    export_only
+        The trainer is built to export the latest state (``--export-only``; implies ``resume``).
+
+    Notes
+    -----
+    ``config.sampler`` is resolved for the objective first (:func:`resolve_sampler`): the
+    resolved settings are written to the run folder, used by validation and exported.
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, *, resume: bool = False, export_only: bool = False
+    ) -> None:
         try:
             from accelerate import Accelerator
             from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -301,9 +366,19 @@ class Trainer:
                 "training needs accelerate: pip install 'flexdownscale[train]'"
             ) from err
 
-        self.config = config
+        resolved = resolve_sampler(config)
+        main_rank = os.environ.get("RANK", "0") == "0"  # before the accelerator exists
+        if resolved is not config and config.sampler != SamplerConfig() and main_rank:
+            print(
+                f"flexdownscale.train: sampler {config.sampler.sampler!r} does not apply to the "
+                f"{config.diffusion.objective!r} objective; validating and exporting with its "
+                f"default sampler {resolved.sampler.sampler!r} ({resolved.sampler.steps} steps)",
+                file=sys.stderr,
+            )
+        self.config = config = resolved
         self.run_dir = Path(config.run_dir)
-        self.resume = resume
+        self.export_only = export_only
+        self.resume = resume or export_only
         log_with = None if config.logger == "none" else config.logger
         if config.logger == "wandb":
             try:
@@ -396,7 +471,8 @@ class Trainer:
 
     def _model_config(self) -> Any:
         cfg = self.config.model
-        channels = len(self.config.data.variables) or cfg.in_channels
+        # the variables the dataset loaded (every numeric one when data.variables is empty)
+        channels = len(self.train_set.variables)
         updates: dict[str, Any] = {"in_channels": channels}
         if self.config.data.condition is not None:
             updates["physical_condition"] = True
@@ -412,6 +488,12 @@ class Trainer:
         states = list_states(self.run_dir)
         if self.resume:
             if not states:
+                if self.export_only:
+                    raise CheckpointError(
+                        f"--export-only given but {str(self.run_dir)!r} holds no complete "
+                        "training state to export; train first (drop --export-only) or point "
+                        "run_dir at a run with states"
+                    )
                 raise CheckpointError(
                     f"--resume given but {str(self.run_dir)!r} holds no complete training state; "
                     "drop --resume to start a new run"
@@ -419,7 +501,10 @@ class Trainer:
             if saved.is_file():
                 previous = from_dict(TrainConfig, json.loads(saved.read_text()))
                 for section in ("model", "diffusion", "data"):
-                    if getattr(previous, section) != getattr(self.config, section):
+                    # compared as written (dates in the TOML file are ISO strings in JSON)
+                    if _json_plain(to_dict(getattr(previous, section))) != _json_plain(
+                        to_dict(getattr(self.config, section))
+                    ):
                         raise CheckpointError(
                             f"cannot resume: the [{section}] section differs from the run's saved "
                             f"config ({saved}); resume with the same settings or use a new run_dir"
@@ -433,10 +518,38 @@ class Trainer:
                 "or choose a new run_dir (nothing is overwritten)"
             )
         if acc.is_main_process:
+            if not self.resume:
+                self._move_old_logs_aside()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
-            _atomic_write_text(saved, json.dumps(to_dict(self.config), indent=2))
+            _atomic_write_text(
+                saved, json.dumps(to_dict(self.config), indent=2, default=_json_default)
+            )
         acc.wait_for_everyone()
+
+    def _move_old_logs_aside(self) -> Path | None:
+        """Move the logs of an earlier run that saved no state into ``run_dir/old-<n>/``.
+
+        A fresh start must not append to them (the old validation record would end up in the new
+        model card); nothing is deleted. Returns the folder they went to, or ``None``.
+        """
+        found = [name for name in RUN_LOGS if (self.run_dir / name).exists()]
+        if not found:
+            return None
+        n = 1
+        while (self.run_dir / f"old-{n}").exists():
+            n += 1
+        target = self.run_dir / f"old-{n}"
+        target.mkdir()
+        for name in found:
+            os.replace(self.run_dir / name, target / name)
+        print(
+            f"flexdownscale.train: {str(self.run_dir)!r} holds logs of an earlier run but no "
+            f"training state; moved {', '.join(found)} to {str(target)!r} so this run starts "
+            "afresh",
+            file=sys.stderr,
+        )
+        return target
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -712,10 +825,18 @@ class Trainer:
         if self._sample_log is not None:
             self._sample_log.close()
         self.accelerator.end_training()
+        if states:
+            advice = (
+                f"the run stopped and the last good state ({last}) is intact. Lower optim.lr, "
+                "check the data for NaNs, or resume from that state with --resume"
+            )
+        else:
+            advice = (
+                "the run stopped before saving any state, so there is nothing to resume. Lower "
+                "optim.lr or check the data for NaNs, then start the run again (without --resume)"
+            )
         raise NonFiniteLossError(
-            f"non-finite loss ({loss.item()}) at optimiser step {self.progress.step}; the run stopped "
-            f"and the last good state ({last}) is intact. Lower optim.lr, check the data for NaNs, "
-            "or resume from that state with --resume"
+            f"non-finite loss ({loss.item()}) at optimiser step {self.progress.step}; {advice}"
         )
 
     # -- validation and export ---------------------------------------------------------------
@@ -804,7 +925,8 @@ class Trainer:
                 "val/rmse": float(fm.rmse(mean, truth)),
                 "val/rmse_base": float(fm.rmse(base, truth)),
                 "val/rfne": float(fm.rfne(mean, truth, dims=("y", "x"))),
-                "val/crps": float(fm.crps_ensemble(ens, truth, fair=True)),
+                # the fair CRPS needs two members; one member gives the plain CRPS (the MAE)
+                "val/crps": float(fm.crps_ensemble(ens, truth, fair=config.eval_members > 1)),
                 "val/spread_skill": float(
                     fm.spread_skill_ratio(ens, truth) if config.eval_members > 1 else np.nan
                 ),
@@ -815,11 +937,9 @@ class Trainer:
         return metrics
 
     def _sampler_options(self) -> dict[str, Any]:
-        """Sampler name, steps and options from ``[sampler]``; the objective's defaults when the
-        configured sampler does not apply to the objective (e.g. DDIM for a flow model)."""
+        """Sampler name, steps and options from ``[sampler]``, as resolved for the objective
+        (:func:`resolve_sampler`) when the trainer was built: the settings the export stores."""
         sampler = self.config.sampler
-        if sampler.sampler not in getattr(self.objective, "samplers", (sampler.sampler,)):
-            sampler = self.objective.sampler_defaults
         options: dict[str, Any] = {"sampler": sampler.sampler, "steps": sampler.steps}
         if sampler.sampler == "ddim":
             options["eta"] = sampler.eta
@@ -952,12 +1072,15 @@ def _flat_scalars(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, bool | int | float | str):
             flat[name] = value
         else:
-            flat[name] = json.dumps(value)
+            flat[name] = json.dumps(value, default=_json_default)
     return flat
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Parse ``--config run.toml [--resume] [--export-only] [key=value ...]``."""
+    """Parse ``--config run.toml [--resume] [--export-only] [key=value ...]``.
+
+    The ``key=value`` overrides may come before, between or after the options.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m flexdownscale.train",
         description="Train a flexdownscale model (run with `accelerate launch -m flexdownscale.train`).",
@@ -972,7 +1095,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
         help="export the EMA model of the latest state and exit",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     config = from_toml(TrainConfig, args.config)
     return apply_overrides(config, args.overrides), args
 
@@ -983,7 +1106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config, args = parse_args(argv)
-        trainer = Trainer(config, resume=args.resume or args.export_only)
+        trainer = Trainer(config, resume=args.resume, export_only=args.export_only)
         if args.export_only:
             trainer.load_latest_state()
             trainer.export()

@@ -53,6 +53,7 @@ Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 
 from __future__ import annotations
 
+import datetime
 import glob
 import itertools
 import math
@@ -66,7 +67,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ..config import DataConfig
+from ..config import DataConfig, crop_multiple, suggest_crop_size
 from ..errors import (
     ConfigError,
     DataError,
@@ -463,7 +464,13 @@ def _label_positions(
     labels: np.ndarray | None, size: int, sel: Sequence[Any], where: str
 ) -> np.ndarray:
     index = pd.Index(labels) if labels is not None else pd.RangeIndex(size)
-    values = list(sel)
+    # a TOML date (``2019-03-17`` unquoted) selects like the string: a whole day as a stop
+    values = [
+        v.isoformat()
+        if isinstance(v, datetime.date) and not isinstance(v, datetime.datetime)
+        else v
+        for v in sel
+    ]
     if len(values) == 2:
         if not index.is_monotonic_increasing:
             raise DataError(f"{where}: a [start, stop] range needs increasing labels")
@@ -1119,6 +1126,22 @@ class ForecastDataset(_FieldDataset):
         x0 = self._origin(src.nx, cw, 1, rng)
         return src, sample, y0, x0, ch, cw
 
+    def grid_metadata(self) -> dict[str, Any]:
+        """What a forecast model folder's ``grid.json`` records about the training data.
+
+        Returns a JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
+        ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
+        dimension the frames step along. A forecast model works on its input grid (no
+        degradation, no upsampling), so there is no ``factor``.
+        """
+        spec = self.sources[0].spec
+        return {
+            "grid": None if spec is None else spec.to_dict(),
+            "past_frames": self.past_frames,
+            "lead": self.lead,
+            "time_dim": self._fields[0][2] if self._fields else None,
+        }
+
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
     ) -> np.ndarray:
@@ -1191,7 +1214,8 @@ def from_config(
     ConfigError
         When ``config.paths`` is empty or an option is invalid.
     ShapeError
-        When ``crop_size`` is not divisible by 16.
+        When ``crop_size`` is not divisible by 16 (and, for super-resolution, by ``factor``); the
+        message suggests the nearest crop that is.
     """
     _check_option("task", task, Task)
     _check_option("split", split, Split)
@@ -1199,10 +1223,13 @@ def from_config(
         raise ConfigError(f"config is {type(config).__name__}; expected a DataConfig")
     if not config.paths:
         raise ConfigError("DataConfig.paths is empty; expected files or glob patterns")
-    if config.crop_size % 16:
+    multiple = crop_multiple(config.factor, task)
+    if config.crop_size < 1 or config.crop_size % multiple:
+        also = "" if multiple == 16 else f" and by factor={config.factor} (whole coarse cells)"
         raise ShapeError(
-            f"DataConfig.crop_size={config.crop_size} is not divisible by 16, which the backbones "
-            f"need; expected e.g. {max(16, config.crop_size // 16 * 16)}"
+            f"DataConfig.crop_size={config.crop_size} is not a positive multiple of {multiple}: "
+            f"crops must be divisible by 16 (the backbones need it){also}; expected e.g. "
+            f"crop_size={suggest_crop_size(max(config.crop_size, 1), multiple)}"
         )
     splits = {"train": config.train, "validation": config.validation, "test": config.test}
     if crop is None:

@@ -1,0 +1,379 @@
+"""Training entry point: forecast export, resolved samplers, channel count, TOML dates, argument
+order, old logs of a failed start, and the settings checked when the configuration is loaded.
+
+The runs are in-process with the tiny preset, 32 x 32 crops and one or two optimiser steps on the
+real ERA5 file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from flexdownscale import errors
+from flexdownscale.config import TrainConfig, apply_overrides, from_dict, from_toml, to_dict
+from flexdownscale.train import FAULT_NAN_ENV, Trainer, dump_toml, parse_args, resolve_sampler
+
+ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the runs are tiny and the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "run_dir": str(tmp_path / "run"),
+        "steps": 1,
+        "batch_size": 2,
+        "eval_every": 1,
+        "checkpoint_every": 1,
+        "total_limit": 1,
+        "plot_every": 0,
+        "logger": "none",
+        "eval_fields": 1,
+        "eval_members": 2,
+        "model": {"preset": "tiny"},
+        "sampler": {"steps": 1},
+        "data": {
+            "paths": [str(shared_data / ERA5)],
+            "variables": ["t2m"],
+            "factor": 4,
+            "crop_size": 32,
+            "train": ["2019-03-01", "2019-03-17T23"],
+            "validation": ["2019-03-24T00", "2019-03-24T03"],
+        },
+        "optim": {"warmup_steps": 1},
+    }
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return values
+
+
+def _config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
+    return from_dict(TrainConfig, _values(tmp_path, shared_data, **top))
+
+
+def _era5_pair(shared_data: Path) -> tuple[xr.Dataset, xr.Dataset]:
+    """(fine, coarse x4) of a corner of the ERA5 file's normalized grid, coarsened on the cells
+    the training crops use (from the southern edge: the normalized grid is ascending)."""
+    from flexdownscale.data import degrade, normalize_grid
+
+    ds = xr.open_dataset(shared_data / ERA5)
+    fine = normalize_grid(ds.isel(time=slice(0, 2)))
+    fine = fine.isel(latitude=slice(0, 32), longitude=slice(0, 32)).load()
+    coarse = degrade(fine, 4)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    return fine, coarse
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. forecast models export a folder the Forecaster loads
+
+
+def test_forecast_run_exports_a_folder_the_forecaster_runs(tmp_path, shared_data):
+    import flexdownscale  # noqa: F401  (registers ds.flex)
+    from flexdownscale.data import normalize_grid
+    from flexdownscale.hub import load_model_folder
+    from flexdownscale.pipeline import Forecaster
+
+    config = _config(tmp_path, shared_data, model={"task": "forecast"}, data={"past_frames": 2})
+    folder = Trainer(config).fit()
+    loaded = load_model_folder(folder)
+    assert loaded.task == "forecast"
+    assert loaded.factor == 1
+    assert loaded.model.past_frames == 2
+    assert loaded.grid["past_frames"] == 2
+    assert loaded.grid["lead"] == 1
+    assert loaded.grid["grid"] is not None
+    assert Forecaster.from_pretrained(folder).past_frames == 2
+
+    ds = xr.open_dataset(shared_data / ERA5)
+    past = normalize_grid(ds.isel(time=slice(0, 3), latitude=slice(0, 16))).isel(
+        longitude=slice(0, 16)
+    )
+    out = past.flex.forecast(folder, lead_steps=2, members=2)
+    assert out["t2m"].dims == ("member", "lead", "latitude", "longitude")
+    assert out["t2m"].shape == (2, 2, 16, 16)
+    assert np.isfinite(out["t2m"].values).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. the sampler validation uses is the one exported
+
+
+def test_resolve_sampler_replaces_what_does_not_apply(tmp_path, shared_data):
+    import dataclasses
+
+    from flexdownscale.diffusion import build_objective
+
+    vp = _config(tmp_path, shared_data)
+    assert resolve_sampler(vp) is vp
+    for objective, name in (("flow", "euler"), ("idff", "idff")):
+        # the default [sampler] (ddim, 2 steps): the objective's defaults, steps included
+        config = _config(tmp_path, shared_data, diffusion={"objective": objective}, sampler={})
+        config = dataclasses.replace(config, sampler=type(config.sampler)())
+        assert config.sampler.sampler == "ddim"
+        defaults = build_objective(config.diffusion).sampler_defaults
+        assert defaults.sampler == name
+        assert resolve_sampler(config).sampler == defaults
+        # steps changed from the default are kept
+        three = dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, steps=3))
+        assert resolve_sampler(three).sampler == dataclasses.replace(defaults, steps=3)
+    heun = _config(
+        tmp_path, shared_data, diffusion={"objective": "flow"}, sampler={"sampler": "heun"}
+    )
+    assert resolve_sampler(heun).sampler.sampler == "heun"  # applies: kept as configured
+
+
+def test_flow_model_exports_the_sampler_validation_used(tmp_path, shared_data):
+    from flexdownscale.pipeline import Downscaler
+
+    config = _config(tmp_path, shared_data, diffusion={"objective": "flow"})
+    trainer = Trainer(config)
+    resolved = trainer.config.sampler
+    assert resolved.sampler != "ddim"
+    assert trainer._sampler_options()["sampler"] == resolved.sampler
+    folder = trainer.fit()
+    stored = json.loads((folder / "config.json").read_text())["sampler"]
+    assert stored["sampler"] == resolved.sampler
+    assert stored["steps"] == resolved.steps
+    run_config = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert run_config["sampler"]["sampler"] == resolved.sampler  # the run folder agrees
+
+    _, coarse = _era5_pair(shared_data)
+    out = Downscaler.from_pretrained(folder)(coarse, members=2, progress=False)
+    assert out["t2m"].sizes["member"] == 2
+    assert np.isfinite(out["t2m"].values).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. the model is sized from the variables loaded
+
+
+def test_model_channels_follow_the_variables_loaded(tmp_path, shared_data):
+    config = from_dict(
+        TrainConfig,
+        {
+            "run_dir": str(tmp_path / "run"),
+            "batch_size": 1,
+            "logger": "none",
+            "model": {"preset": "tiny"},
+            "data": {
+                "paths": [str(shared_data / "era_interim" / "eraint_uv_monthly.nc")],
+                "factor": 4,
+                "crop_size": 32,
+                "split_dim": "month",
+                "train": [1],
+                "validation": [7],
+            },
+        },
+    )
+    assert config.data.variables == ()
+    assert config.model.in_channels == 1
+    trainer = Trainer(config)
+    channels = len(trainer.train_set.variables)
+    assert channels > 1
+    assert trainer._model_config().in_channels == channels
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert model.config.in_channels == channels
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. native TOML dates in the split keys
+
+
+def test_native_toml_dates_are_written_and_resume(tmp_path, shared_data):
+    values = _values(tmp_path, shared_data)
+    values["data"]["train"] = [datetime.date(2019, 3, 1), datetime.datetime(2019, 3, 17, 23)]
+    values["data"]["validation"] = [
+        datetime.datetime(2019, 3, 24, 0),
+        datetime.datetime(2019, 3, 24, 3),
+    ]
+    text = dump_toml(values)
+    assert "train = [2019-03-01, 2019-03-17T23:00:00]" in text
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    config = from_toml(TrainConfig, path)
+    assert config.data.train == (datetime.date(2019, 3, 1), datetime.datetime(2019, 3, 17, 23))
+    assert from_dict(TrainConfig, tomllib.loads(dump_toml(to_dict(config)))) == config
+
+    trainer = Trainer(config)
+    run = tmp_path / "run"
+    assert from_toml(TrainConfig, run / "config.toml") == config
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["train"] == ["2019-03-01", "2019-03-17T23:00:00"]
+    trainer.save_state()
+    # the JSON copy (ISO strings) and the TOML dates are the same [data] section: resume works
+    resumed = Trainer(config, resume=True)
+    assert resumed.load_latest_state().name == "step_00000000"
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. and 6. command line: overrides anywhere, bare words in lists
+
+
+def test_overrides_may_follow_resume_and_export_only(tmp_path, shared_data):
+    path = tmp_path / "run.toml"
+    path.write_text(dump_toml(_values(tmp_path, shared_data)))
+    config, args = parse_args(["--config", str(path), "--resume", "steps=5"])
+    assert args.resume
+    assert config.steps == 5
+    config, args = parse_args(
+        ["eval_every=0", "--config", str(path), "--export-only", "model.preset=small"]
+    )
+    assert args.export_only
+    assert config.eval_every == 0
+    assert config.model.preset == "small"
+
+
+def test_bare_words_in_a_list_override_are_strings():
+    config = TrainConfig()
+    # what bash leaves of data.variables=["u","v"] and of unquoted dates
+    new = apply_overrides(config, ["data.variables=[u,v]", "data.train=[2019-03-01,2019-03-17T23]"])
+    assert new.data.variables == ("u", "v")
+    assert new.data.train == ("2019-03-01", "2019-03-17T23")
+    assert apply_overrides(config, ["data.train=[0, 2]"]).data.train == (0, 2)
+    assert apply_overrides(config, ['data.variables=["u","v"]']).data.variables == ("u", "v")
+
+
+def test_documented_override_is_shell_safe():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    assert """'data.variables=["u","v"]'""" in docs
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. a fresh start moves the logs of a run that saved no state aside
+
+
+def test_fresh_start_moves_old_logs_aside(tmp_path, shared_data, capsys):
+    run = tmp_path / "run"
+    (run / "plots").mkdir(parents=True)
+    (run / "plots" / "panels_step00000007.png").write_bytes(b"old figure")
+    old_record = {"step": 7, "val/loss": 123.0}
+    (run / "validation.jsonl").write_text(json.dumps(old_record) + "\n")
+
+    folder = Trainer(_config(tmp_path, shared_data)).fit()
+    err = capsys.readouterr().err
+    assert "moved validation.jsonl, plots to" in err
+    assert "old-1" in err
+    old = run / "old-1"
+    assert json.loads((old / "validation.jsonl").read_text()) == old_record
+    assert (old / "plots" / "panels_step00000007.png").read_bytes() == b"old figure"
+    records = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1]
+    validation = json.loads((folder / "config.json").read_text())["extra"]["validation"]
+    assert validation["step"] == 1
+    assert validation["val/loss"] != 123.0
+    card = (folder / "README.md").read_text()
+    assert "normalized units, step 1)" in card
+
+
+def test_the_move_aside_message_names_what_moved(tmp_path, shared_data, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "validation.jsonl").write_text('{"step": 3}\n')
+    (run / "old-1").mkdir()  # an earlier move: never overwritten
+    trainer = Trainer(_config(tmp_path, shared_data))
+    err = capsys.readouterr().err
+    assert "no training state" in err
+    assert "validation.jsonl" in err
+    assert "old-2" in err
+    assert (run / "old-2" / "validation.jsonl").is_file()
+    assert not (run / "validation.jsonl").exists()
+    del trainer
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. and 9. settings checked when the configuration is loaded
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("eval_fields=0", r"eval_fields = 0"),
+        ("eval_members=0", r"eval_members = 0"),
+        ("sampler.steps=0", r"sampler\.steps = 0"),
+        ("model.physical_condition=true", r"physical_condition.*set data\.condition"),
+        ("batch_size=0", r"batch_size = 0 .*positive integer"),
+        ("micro_batch_size=0", r"micro_batch_size = 0"),
+        ("data.crop_size=0", r"data\.crop_size = 0"),
+        ("steps=-1", r"steps = -1"),
+        ("eval_every=-1", r"eval_every = -1 .*>= 0 \(0 turns validation off\)"),
+        ("checkpoint_every=-1", r"checkpoint_every = -1 .*>= 0"),
+        ("plot_every=-2", r"plot_every = -2"),
+        ("total_limit=0", r"total_limit = 0"),
+        ("time_limit_minutes=-1", r"time_limit_minutes = -1"),
+        ("data.factor=0", r"data\.factor = 0"),
+    ],
+)
+def test_out_of_range_settings_are_refused_at_load(tmp_path, shared_data, override, match):
+    config = _config(tmp_path, shared_data)
+    with pytest.raises(errors.ConfigError, match=match):
+        apply_overrides(config, [override])
+
+
+def test_zero_means_off_where_documented(tmp_path, shared_data):
+    config = _config(tmp_path, shared_data)
+    new = apply_overrides(config, ["eval_every=0", "checkpoint_every=0", "plot_every=0"])
+    assert (new.eval_every, new.checkpoint_every, new.plot_every) == (0, 0, 0)
+
+
+def test_crop_suggestion_is_divisible_by_16_and_the_factor(tmp_path, shared_data):
+    from flexdownscale.data.datasets import from_config
+
+    config = _config(tmp_path, shared_data)
+    with pytest.raises(errors.ConfigError, match=r"data\.crop_size=48\b"):
+        apply_overrides(config, ["data.factor=3"])
+    # the dataset layer, given a DataConfig directly, suggests the same crop
+    import dataclasses
+
+    data = dataclasses.replace(config.data, factor=3)
+    with pytest.raises(errors.ShapeError, match=r"crop_size=48\b"):
+        from_config(data, "train")
+    # a forecast model needs no factor
+    assert apply_overrides(config, ["model.task=forecast", "data.factor=3"]).data.crop_size == 32
+
+
+def test_one_eval_member_reports_the_plain_crps(tmp_path, shared_data):
+    trainer = Trainer(_config(tmp_path, shared_data, eval_members=1))
+    metrics = trainer.evaluate()
+    assert np.isfinite(metrics["val/crps"])
+    assert np.isnan(metrics["val/spread_skill"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. messages
+
+
+def test_export_only_without_state_names_export_only(tmp_path, shared_data):
+    with pytest.raises(errors.CheckpointError, match=r"^--export-only given .*no complete"):
+        Trainer(_config(tmp_path, shared_data), export_only=True)
+    with pytest.raises(errors.CheckpointError, match=r"^--resume given"):
+        Trainer(_config(tmp_path, shared_data), resume=True)
+
+
+def test_non_finite_loss_without_state_does_not_advise_resume(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv(FAULT_NAN_ENV, "0")
+    trainer = Trainer(_config(tmp_path, shared_data, steps=2, checkpoint_every=2))
+    with pytest.raises(errors.NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "optimiser step 0" in message
+    assert "nothing to resume" in message
+    assert "resume from that state" not in message
