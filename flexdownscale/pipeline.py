@@ -442,6 +442,105 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 _DEVICE_COPIES_LOCK = threading.Lock()
 
 
+class _PhysicalCondition:
+    """The scalar physical condition of a conditioned model (e.g. the Reynolds number): its
+    metadata, checked once, and the value of a call (argument, attribute or scalar variable)."""
+
+    condition: dict[str, Any] | None
+    name: str
+
+    def _set_condition(self, condition: Mapping[str, Any] | None, model: nn.Module) -> None:
+        self.condition = dict(condition) if condition is not None else None
+        if self.condition is not None:
+            scale = self.condition.get("scale", 1.0)
+            if not self.condition.get("name") or not (
+                isinstance(scale, int | float) and math.isfinite(scale) and scale != 0
+            ):
+                raise ConfigError(
+                    f"condition = {condition!r}; expected {{'name': str, 'scale': non-zero number}}"
+                )
+            seen = self.condition.get("range")
+            if seen is not None and not (
+                isinstance(seen, list | tuple)
+                and len(seen) == 2
+                and all(isinstance(v, int | float) and math.isfinite(v) for v in seen)
+                and seen[0] <= seen[1]
+            ):
+                raise ConfigError(
+                    f"condition range = {seen!r}; expected [low, high], the values seen in training"
+                )
+        needs = bool(getattr(getattr(model, "config", None), "physical_condition", False))
+        if needs and self.condition is None:
+            raise ConfigError(
+                "the network takes a physical condition but no condition metadata was given; "
+                "pass condition={'name': ..., 'scale': ...}"
+            )
+
+    def _record_condition(self, attrs: dict[Hashable, Any], value: float | None) -> None:
+        """Provenance of the condition used; the input's own attribute, when ``condition=``
+        overrode it, becomes the value used (so the output never contradicts itself)."""
+        if value is None or self.condition is None:
+            return
+        name = str(self.condition["name"])
+        attrs[f"flexdownscale_condition_{name}"] = value
+        if name in attrs:
+            attrs[name] = value
+
+    def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
+        """The physical condition of this call (``None`` for an unconditioned model)."""
+        if self.condition is None:
+            if value is not None:
+                raise ConfigError(
+                    f"condition = {value!r} given but model {self.name!r} takes no physical "
+                    "condition; drop it"
+                )
+            return None
+        name = str(self.condition["name"])
+        source = "the condition= argument"
+        if value is None:
+            if name in ds.attrs:
+                value, source = ds.attrs[name], f"the input's attribute {name!r}"
+            elif name in ds.variables and ds[name].size == 1:
+                value, source = ds[name].values.reshape(()).item(), f"the input's variable {name!r}"
+            elif any(name in ds[v].attrs for v in ds.data_vars):
+                # e.g. a DataArray's own attribute (to_dataset keeps it on the variable)
+                found = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
+                if len({repr(x) for x in found.values()}) > 1:
+                    raise ConfigError(
+                        f"the input's variables disagree on {name!r}: {found}; pass "
+                        "condition=<value>"
+                    )
+                v0 = next(iter(found))
+                value, source = found[v0], f"attribute {name!r} of the input's variable {v0!r}"
+            else:
+                raise MissingVariableError(
+                    f"model {self.name!r} is conditioned on {name!r} (divided by "
+                    f"{self.condition['scale']:g}) but the input has no attribute or scalar "
+                    f"variable of that name; pass condition=<value> or set "
+                    f"ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
+                )
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source} = {value!r} is not a number") from err
+        if not math.isfinite(number):
+            raise ConfigError(f"{source} = {value!r}; expected a finite number")
+        seen = self.condition.get("range")
+        if seen is not None:
+            low, high = float(seen[0]), float(seen[1])
+            slack = 1e-9 * max(abs(low), abs(high), 1.0)
+            if not low - slack <= number <= high + slack:
+                trained = f"{low:g}" if low == high else f"{low:g} to {high:g}"
+                warnings.warn(
+                    f"{name} = {number:g} (from {source}) is outside what model {self.name!r} was "
+                    f"trained on ({trained}); the model extrapolates and its skill there is "
+                    "unknown",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return number
+
+
 class _BackboneOnDevice:
     """Runs ``self.backbone`` on a requested device without moving it.
 
@@ -778,7 +877,7 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
         )
 
 
-class Downscaler(_BackboneOnDevice):
+class Downscaler(_BackboneOnDevice, _PhysicalCondition):
     """A trained super-resolution model with everything needed to apply it to a dataset.
 
     Build one with :meth:`from_pretrained` (a model folder, a shipped name or a Hub id) or from
@@ -856,31 +955,7 @@ class Downscaler(_BackboneOnDevice):
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
         self.name = name or "unnamed model"
         self.card = card
-        self.condition = dict(condition) if condition is not None else None
-        if self.condition is not None:
-            scale = self.condition.get("scale", 1.0)
-            if not self.condition.get("name") or not (
-                isinstance(scale, int | float) and math.isfinite(scale) and scale != 0
-            ):
-                raise ConfigError(
-                    f"condition = {condition!r}; expected {{'name': str, 'scale': non-zero number}}"
-                )
-            seen = self.condition.get("range")
-            if seen is not None and not (
-                isinstance(seen, list | tuple)
-                and len(seen) == 2
-                and all(isinstance(v, int | float) and math.isfinite(v) for v in seen)
-                and seen[0] <= seen[1]
-            ):
-                raise ConfigError(
-                    f"condition range = {seen!r}; expected [low, high], the values seen in training"
-                )
-        needs = bool(getattr(getattr(model, "config", None), "physical_condition", False))
-        if needs and self.condition is None:
-            raise ConfigError(
-                "the network takes a physical condition but no condition metadata was given; "
-                "pass condition={'name': ..., 'scale': ...}"
-            )
+        self._set_condition(condition, model)
         self.path: Path | None = None
         missing = [v for v in self.variables if v not in normalizer.variables]
         if missing:
@@ -987,60 +1062,6 @@ class Downscaler(_BackboneOnDevice):
             self.__dict__.update(state)
 
     # -- checks ----------------------------------------------------------------------------------
-
-    def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
-        """The physical condition of this call (``None`` for an unconditioned model)."""
-        if self.condition is None:
-            if value is not None:
-                raise ConfigError(
-                    f"condition = {value!r} given but model {self.name!r} takes no physical "
-                    "condition; drop it"
-                )
-            return None
-        name = str(self.condition["name"])
-        source = "the condition= argument"
-        if value is None:
-            if name in ds.attrs:
-                value, source = ds.attrs[name], f"the input's attribute {name!r}"
-            elif name in ds.variables and ds[name].size == 1:
-                value, source = ds[name].values.reshape(()).item(), f"the input's variable {name!r}"
-            elif any(name in ds[v].attrs for v in ds.data_vars):
-                # e.g. a DataArray's own attribute (to_dataset keeps it on the variable)
-                found = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
-                if len({repr(x) for x in found.values()}) > 1:
-                    raise ConfigError(
-                        f"the input's variables disagree on {name!r}: {found}; pass "
-                        "condition=<value>"
-                    )
-                v0 = next(iter(found))
-                value, source = found[v0], f"attribute {name!r} of the input's variable {v0!r}"
-            else:
-                raise MissingVariableError(
-                    f"model {self.name!r} is conditioned on {name!r} (divided by "
-                    f"{self.condition['scale']:g}) but the input has no attribute or scalar "
-                    f"variable of that name; pass condition=<value> or set "
-                    f"ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
-                )
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{source} = {value!r} is not a number") from err
-        if not math.isfinite(number):
-            raise ConfigError(f"{source} = {value!r}; expected a finite number")
-        seen = self.condition.get("range")
-        if seen is not None:
-            low, high = float(seen[0]), float(seen[1])
-            slack = 1e-9 * max(abs(low), abs(high), 1.0)
-            if not low - slack <= number <= high + slack:
-                trained = f"{low:g}" if low == high else f"{low:g} to {high:g}"
-                warnings.warn(
-                    f"{name} = {number:g} (from {source}) is outside what model {self.name!r} was "
-                    f"trained on ({trained}); the model extrapolates and its skill there is "
-                    "unknown",
-                    UserWarning,
-                    stacklevel=3,
-                )
-        return number
 
     def _check_grid(self, spec: GridSpec) -> None:
         fine = self.grid.get("grid")
@@ -1547,11 +1568,7 @@ class Downscaler(_BackboneOnDevice):
                 "flexdownscale_blend": blend,
             },
         )
-        if condition_value is not None and self.condition is not None:
-            cname = str(self.condition["name"])
-            attrs[f"flexdownscale_condition_{cname}"] = condition_value
-            if cname in attrs:  # the input's own value, overridden by condition=
-                attrs[cname] = condition_value
+        self._record_condition(attrs, condition_value)
         out.attrs = attrs
         return out
 
@@ -1568,7 +1585,7 @@ def _run_block(
     return downscaler._sample_block(np.asarray(a), start=start, params=params)
 
 
-class Forecaster(_BackboneOnDevice):
+class Forecaster(_BackboneOnDevice, _PhysicalCondition):
     """A trained forecast model: member-wise autoregressive ensemble rollouts of a dataset.
 
     Parameters
@@ -1600,6 +1617,7 @@ class Forecaster(_BackboneOnDevice):
         past_frames: int | None = None,
         sampler: SamplerConfig | None = None,
         name: str | None = None,
+        condition: Mapping[str, Any] | None = None,
     ) -> None:
         self.backbone = model.eval()
         self.objective = (
@@ -1612,6 +1630,7 @@ class Forecaster(_BackboneOnDevice):
         self.past_frames = past_frames or (config.past_frames if config is not None else 1)
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
         self.name = name or "unnamed model"
+        self._set_condition(condition, model)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Forecaster:
@@ -1636,6 +1655,7 @@ class Forecaster(_BackboneOnDevice):
             past_frames=folder.model.past_frames,
             sampler=folder.sampler,
             name=_model_label(name_or_path, folder.path),
+            condition=folder.condition,
         )
 
     def __call__(
@@ -1653,12 +1673,13 @@ class Forecaster(_BackboneOnDevice):
         device: torch.device | str | None = None,
         batch_size: int | None = None,
         sampler_options: Mapping[str, float] | None = None,
+        condition: float | None = None,
     ) -> xr.Dataset:
         """Forecast ``lead_steps`` steps from the last ``past_frames`` time steps of ``ds``.
 
-        ``sampler``, ``steps``, ``sampler_options``, ``variables`` and ``rename`` are as for
-        :meth:`Downscaler.__call__` (``None``: the model's stored settings; the variables found
-        by name).
+        ``sampler``, ``steps``, ``sampler_options``, ``variables``, ``rename`` and
+        ``condition`` are as for :meth:`Downscaler.__call__` (``None``: the model's stored
+        settings; the variables found by name; the condition read from the input).
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
 
@@ -1686,6 +1707,7 @@ class Forecaster(_BackboneOnDevice):
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(
@@ -1731,6 +1753,13 @@ class Forecaster(_BackboneOnDevice):
                 steps=n_steps,
                 generator=int(seed),
                 batch_size=batch_size,
+                phys=(
+                    None
+                    if condition_value is None or self.condition is None
+                    else torch.full(
+                        (1,), condition_value / float(self.condition["scale"]), device=dev
+                    )
+                ),
                 **options,
             )
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
@@ -1787,4 +1816,5 @@ class Forecaster(_BackboneOnDevice):
             seed=int(seed),
             extra={"flexdownscale_lead_steps": lead_steps},
         )
+        self._record_condition(result.attrs, condition_value)
         return result

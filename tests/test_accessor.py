@@ -182,3 +182,44 @@ def test_forecast(setup):
     assert one["forecast_reference_time"].values == coarse["time"].values[0]
     assert one["t2m"].attrs["grid_mapping"] == "crs"
     assert one["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+
+
+def test_conditioned_forecast(setup):
+    """A forecast model with a physical condition (e.g. Re) reads it like the Downscaler."""
+    from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.data import Normalizer
+    from flexdownscale.models import build_model
+    from flexdownscale.pipeline import Forecaster
+
+    coarse, _ = setup
+    torch.manual_seed(2)
+    net = build_model(
+        ModelConfig(
+            preset="tiny", task="forecast", past_frames=1, physical_condition=True, dropout=0.0
+        )
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    kwargs = dict(
+        normalizer=Normalizer.fit(coarse[["t2m"]]),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        sampler=SamplerConfig(steps=2),
+    )
+    with pytest.raises(ConfigError, match="condition metadata"):
+        Forecaster(net, DiffusionConfig(), **kwargs)
+    model = Forecaster(
+        net, DiffusionConfig(), condition={"name": "reynolds_number", "scale": 40000}, **kwargs
+    )
+    with pytest.raises(MissingVariableError, match="reynolds_number"):
+        coarse.flex.forecast(model, 1)
+    low = coarse.flex.forecast(model, 2, members=2, condition=1000.0)
+    from_attr = coarse.assign_attrs(reynolds_number=1000.0).flex.forecast(model, 2, members=2)
+    np.testing.assert_array_equal(low["t2m"].values, from_attr["t2m"].values)
+    high = coarse.assign_attrs(reynolds_number=1000.0).flex.forecast(
+        model, 2, members=2, condition=4000.0
+    )
+    assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-5
+    assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    assert high.attrs["reynolds_number"] == 4000.0  # the value used, not the input's
