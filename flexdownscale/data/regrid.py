@@ -20,6 +20,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..errors import BackendNotAvailableError, ConfigError, GridError
@@ -263,6 +264,14 @@ class Regridder:
         self.target_spec, self._ty, self._tx, self._tyattrs, self._txattrs = _target_axes(
             target, target_dims
         )
+        # the target's own labels and order (it may be descending, or in the other longitude
+        # convention than its normalized form): the output is put back on them
+        self._target_labels: tuple[np.ndarray, np.ndarray] | None = None
+        if not isinstance(target, GridSpec):
+            ty = np.asarray(target[self.target_spec.y].values, dtype=np.float64)
+            tx = np.asarray(target[self.target_spec.x].values, dtype=np.float64)
+            if not (np.array_equal(ty, self._ty) and np.array_equal(tx, self._tx)):
+                self._target_labels = (ty, tx)
         if backend == "xarray-regrid":
             if curvilinear:
                 raise GridError(
@@ -379,12 +388,47 @@ class Regridder:
             out = self._call_xarray_regrid(obj)
         else:
             out = self._call_xesmf(obj)
+        out = self._on_target_labels(out)
         if spec is not None:
             # a rotated-pole source's 2-D lat/lon, recomputed on the target cells; other
             # auxiliary coordinates of the source grid are gone, so no attribute names them
             out = _with_geographic_coordinates(out, obj, spec)
             out = _trim_stale_coordinates(out)
         return out.assign(passed) if passed else out
+
+    def _on_target_labels(self, out: XrObj) -> XrObj:
+        """``out`` (on the normalized target axes) in the target's own order and labels."""
+        if self._target_labels is None:
+            return out
+        for normalized, labels, is_x in (
+            (self._ty, self._target_labels[0], False),
+            (self._tx, self._target_labels[1], True),
+        ):
+            dim = next(
+                (
+                    d
+                    for d in out.dims
+                    if d in out.coords
+                    and out[d].size == normalized.size
+                    and np.allclose(np.asarray(out[d].values, dtype=np.float64), normalized)
+                ),
+                None,
+            )
+            if dim is None:
+                continue
+            wanted = labels
+            if is_x and self.target_spec.kind == "latlon":  # into the normalized convention
+                low = float(normalized.min())
+                wanted = (labels - low + 1e-9) % 360.0 + low - 1e-9
+            step = float(np.abs(np.diff(normalized)).min()) if normalized.size > 1 else 1.0
+            index = pd.Index(normalized).get_indexer(
+                wanted, method="nearest", tolerance=1e-6 * step
+            )
+            if (index < 0).any():
+                continue  # not a relabelling of the same cells: keep the normalized axis
+            out = out.isel({dim: index})
+            out = out.assign_coords({dim: out[dim].copy(data=labels.astype(out[dim].dtype))})
+        return out
 
     def _target_dataset(self, y: str, x: str) -> xr.Dataset:
         return xr.Dataset(

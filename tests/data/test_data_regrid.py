@@ -85,6 +85,31 @@ def test_regrid_handles_descending_sources_and_target_names(shared_data):
         )
 
 
+def test_output_keeps_the_targets_own_labels_and_order(shared_data):
+    """A descending target, or one in 0..360 across the prime meridian, comes back on its own
+    labels in its own order (it came back normalized: ascending, relabelled -180..180)."""
+    with xr.open_dataset(shared_data / "era5/era5_t2m_uk_2019-03-01_24.nc") as ds:
+        src = ds.t2m.isel(time=0).load()
+    # ERA5's own grid (descending latitude), every other cell: the values at the target's cells
+    target = src.isel(latitude=slice(None, None, 2), longitude=slice(None, None, 2))
+    out = regrid(src, target, method="linear")
+    np.testing.assert_array_equal(out.latitude.values, target.latitude.values)
+    np.testing.assert_allclose(out.values, target.values, rtol=0, atol=1e-4)
+    lon360 = np.r_[np.arange(350.5, 360.0, 1.0), 0.5, 1.5]
+    wrapped = xr.Dataset(
+        coords={
+            "lat": ("lat", np.arange(50.5, 58.0, 1.0), {"units": "degrees_north"}),
+            "lon": ("lon", lon360, {"units": "degrees_east"}),
+        }
+    )
+    out = regrid(src, wrapped, method="nearest")
+    np.testing.assert_array_equal(out.longitude.values, lon360)
+    np.testing.assert_array_equal(
+        out.sel(latitude=52.5, longitude=355.5).values,
+        src.sel(latitude=52.5, longitude=-4.5, method="nearest").values,
+    )
+
+
 def test_missing_xesmf_is_a_clear_backend_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "xesmf", None)  # import fails
     target = latlon_da(4, 4, lat0=40, lon0=-10)
