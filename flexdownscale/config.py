@@ -282,6 +282,20 @@ def suggest_crop_size(crop_size: int, multiple: int) -> int:
     return below if crop_size - below < above - crop_size else above
 
 
+def crop_size_problem(crop_size: int, factor: int, task: str, section: str) -> str | None:
+    """Why ``crop_size`` cannot be a training crop (``None`` when it can), with the nearest one
+    that can; ``section`` names where the keys live (``"data"``, ``"DataConfig"``)."""
+    multiple = crop_multiple(factor, task)
+    if crop_size >= 1 and crop_size % multiple == 0:
+        return None
+    also = "" if multiple == 16 else f" and by {section}.factor = {factor} (whole coarse cells)"
+    return (
+        f"{section}.crop_size = {crop_size} is not a positive multiple of {multiple}: crops must "
+        f"be divisible by 16 (the backbones need it){also}; set e.g. {section}.crop_size="
+        f"{suggest_crop_size(max(crop_size, 1), multiple)}"
+    )
+
+
 def _check_train_config(config: TrainConfig) -> None:
     """Range and consistency checks of a training configuration, done when it is built so that a
     run does not fail at its first evaluation or inside accelerate."""
@@ -324,14 +338,9 @@ def _check_train_config(config: TrainConfig) -> None:
     at_least("data.factor", data.factor, 1)
     at_least("data.past_frames", data.past_frames, 1)
     at_least("data.lead", data.lead, 1)
-    multiple = crop_multiple(data.factor, config.model.task)
-    if data.crop_size < 1 or data.crop_size % multiple:
-        also = "" if multiple == 16 else f" and by data.factor = {data.factor} (whole coarse cells)"
-        raise ConfigError(
-            f"data.crop_size = {data.crop_size} is not a positive multiple of {multiple}: crops "
-            f"must be divisible by 16 (the backbones need it){also}; set e.g. data.crop_size="
-            f"{suggest_crop_size(max(data.crop_size, 1), multiple)}"
-        )
+    problem = crop_size_problem(data.crop_size, data.factor, config.model.task, "data")
+    if problem:
+        raise ConfigError(problem)
     if config.model.physical_condition and data.condition is None:
         raise ConfigError(
             "model.physical_condition = true but data.condition is not set, so the model would "

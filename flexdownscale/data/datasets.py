@@ -67,7 +67,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ..config import DataConfig, crop_multiple, suggest_crop_size
+from ..config import DataConfig, crop_size_problem
 from ..errors import (
     ConfigError,
     DataError,
@@ -1223,14 +1223,9 @@ def from_config(
         raise ConfigError(f"config is {type(config).__name__}; expected a DataConfig")
     if not config.paths:
         raise ConfigError("DataConfig.paths is empty; expected files or glob patterns")
-    multiple = crop_multiple(config.factor, task)
-    if config.crop_size < 1 or config.crop_size % multiple:
-        also = "" if multiple == 16 else f" and by factor={config.factor} (whole coarse cells)"
-        raise ShapeError(
-            f"DataConfig.crop_size={config.crop_size} is not a positive multiple of {multiple}: "
-            f"crops must be divisible by 16 (the backbones need it){also}; expected e.g. "
-            f"crop_size={suggest_crop_size(max(config.crop_size, 1), multiple)}"
-        )
+    problem = crop_size_problem(config.crop_size, config.factor, task, "DataConfig")
+    if problem:
+        raise ShapeError(problem)
     splits = {"train": config.train, "validation": config.validation, "test": config.test}
     if crop is None:
         crop = "random" if split == "train" else "center"
