@@ -458,6 +458,7 @@ def _truth_on_prediction_grid(
     import numpy as np
     import pandas as pd
 
+    from .data.grid import _wrap
     from .errors import GridError
 
     positions = {}
@@ -472,7 +473,7 @@ def _truth_on_prediction_grid(
         step = float(np.abs(np.diff(want)).mean()) if want.size > 1 else 1.0
         tol = 1e-3 * step
         if dim == longitude:  # the truth's longitudes in the prediction's convention
-            have = (have - want.min() + tol) % 360.0 + want.min() - tol
+            have = _wrap(have, want.min() - tol)
         order = np.argsort(have, kind="stable")
         index = pd.Index(have[order])
         if not index.is_unique:

@@ -32,6 +32,7 @@ from .grid import (
     _on_grid,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
+    _wrap,
     cell_bounds,
     find_axes,
     grid_spec,
@@ -418,8 +419,7 @@ class Regridder:
                 continue
             wanted = labels
             if is_x and self.target_spec.kind == "latlon":  # into the normalized convention
-                low = float(normalized.min())
-                wanted = (labels - low + 1e-9) % 360.0 + low - 1e-9
+                wanted = _wrap(labels, float(normalized.min()) - 1e-9)
             step = float(np.abs(np.diff(normalized)).min()) if normalized.size > 1 else 1.0
             index = pd.Index(normalized).get_indexer(
                 wanted, method="nearest", tolerance=1e-6 * step
