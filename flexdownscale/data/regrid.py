@@ -401,22 +401,12 @@ class Regridder:
         """``out`` (on the normalized target axes) in the target's own order and labels."""
         if self._target_labels is None:
             return out
-        for normalized, labels, is_x in (
-            (self._ty, self._target_labels[0], False),
-            (self._tx, self._target_labels[1], True),
+        # rectilinear sources keep their dim names, curvilinear ones take the target's
+        names = self.source_spec if self.source_spec is not None else self.target_spec
+        for dim, normalized, labels, is_x in (
+            (names.y, self._ty, self._target_labels[0], False),
+            (names.x, self._tx, self._target_labels[1], True),
         ):
-            dim = next(
-                (
-                    d
-                    for d in out.dims
-                    if d in out.coords
-                    and out[d].size == normalized.size
-                    and np.allclose(np.asarray(out[d].values, dtype=np.float64), normalized)
-                ),
-                None,
-            )
-            if dim is None:
-                continue
             wanted = labels
             if is_x and self.target_spec.kind == "latlon":  # into the normalized convention
                 wanted = _wrap(labels, float(normalized.min()) - 1e-9)
