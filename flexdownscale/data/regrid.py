@@ -1,8 +1,10 @@
 """Regridding between grids: one interface over the xarray-regrid and xesmf backends.
 
 ``xarray-regrid`` (the default, a hard dependency) handles rectilinear grids: ``"linear"``,
-``"nearest"``, ``"cubic"`` and ``"conservative"`` (with the cos-latitude correction on
-latitude / longitude and rotated-pole grids), lazily with dask. ``xesmf`` (optional:
+``"nearest"`` and ``"cubic"``, lazily with dask. ``"conservative"`` on rectilinear grids uses this
+module's own exact weights (:func:`_overlap_weights`: cell overlaps measured in ``sin(latitude)``,
+so polar half-cells keep their area, where xarray-regrid 0.4 weighs a cell by the cosine of its
+centre latitude), also lazily. ``xesmf`` (optional:
 ``pip install flexdownscale[esmf]`` plus ``conda install -c conda-forge esmpy``, since ESMPy is
 only on conda-forge) adds curvilinear sources (2-D latitude / longitude); it is used
 automatically for them when it imports. This module is the only one in flexdownscale that imports
@@ -183,6 +185,118 @@ def _edges(centres: np.ndarray, latitude: bool) -> np.ndarray:
     return np.concatenate([b[:, 0], b[-1:, 1]])
 
 
+def _regular_edges(centres: np.ndarray, step: float) -> np.ndarray:
+    """(n + 1,) cell edges of an ascending regular axis: midpoints, and half a step outside."""
+    c = np.asarray(centres, dtype=np.float64)
+    half = 0.5 * abs(step)
+    return np.concatenate([[c[0] - half], 0.5 * (c[:-1] + c[1:]), [c[-1] + half]])
+
+
+def _overlap_weights(
+    source: np.ndarray,
+    source_step: float,
+    target: np.ndarray,
+    target_step: float,
+    *,
+    sine: bool,
+    period: float | None,
+    periodic: bool,
+) -> np.ndarray:
+    """Overlaps of the target cells with the source cells along one axis.
+
+    Parameters
+    ----------
+    source, target
+        (m,) and (n,) ascending, regularly spaced cell centres (the cells reach half a step
+        beyond the first and last centre).
+    source_step, target_step
+        Their spacings.
+    sine
+        The axis is a latitude (in degrees): edges are clipped to [-90, 90] and overlaps are
+        measured in ``sin(latitude)``, so that the product of a latitude weight and a longitude
+        weight (in degrees) is proportional to the area of the overlap on the sphere.
+    period
+        Read the target modulo ``period``: each target cell is shifted by a multiple of it so
+        that its centre lies in ``[first source edge, first source edge + period)``.
+    periodic
+        The source repeats with ``period`` (a global longitude, a periodic domain): target cells
+        also overlap its copies one period away.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, m) float64, non-negative. A row is zero where the target centre lies outside the
+        source's extent (first edge to last edge; never on a periodic axis), so that cell gets
+        NaN. Overlaps below ``1e-9`` of the target cell's own length (round-off at shared edges)
+        are zero.
+    """
+    edges = _regular_edges(source, source_step)
+    lower, upper = _regular_edges(target, target_step)[:-1], _regular_edges(target, target_step)[1:]
+    centres = np.asarray(target, dtype=np.float64)
+    tol = 1e-9 * abs(source_step)
+    if period is not None:
+        shift = period * np.floor((centres - edges[0] + tol) / period)
+        lower, upper, centres = lower - shift, upper - shift, centres - shift
+    measure = (lambda e: np.sin(np.deg2rad(np.clip(e, -90.0, 90.0)))) if sine else (lambda e: e)
+    weights = np.zeros((centres.size, edges.size - 1))
+    for copy in (-1.0, 0.0, 1.0) if periodic and period is not None else (0.0,):
+        offset = 0.0 if period is None else copy * period
+        lo = np.maximum(lower[:, None], edges[None, :-1] + offset)
+        hi = np.minimum(upper[:, None], edges[None, 1:] + offset)
+        weights += np.where(hi > lo, measure(hi) - measure(lo), 0.0)
+    length = measure(upper) - measure(lower)
+    weights[weights <= 1e-9 * length[:, None]] = 0.0
+    if not periodic:
+        outside = (centres < edges[0] - tol) | (centres > edges[-1] + tol)
+        weights[outside] = 0.0
+    return weights
+
+
+def _conservative_mean(
+    values: np.ndarray, *, weights_y: np.ndarray, weights_x: np.ndarray, skipna: bool
+) -> np.ndarray:
+    """Area-weighted means of ``values`` over the target cells.
+
+    Parameters
+    ----------
+    values
+        (..., ny, nx) source fields.
+    weights_y, weights_x
+        (Ny, ny) and (Nx, nx) overlaps from :func:`_overlap_weights`.
+    skipna
+        Average over the valid cells only; otherwise a target cell that overlaps a NaN is NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., Ny, Nx), in the dtype of ``values`` when it is floating (float64 otherwise); NaN
+        where no valid source cell overlaps the target cell.
+    """
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.dtype(np.float64)
+    a = np.asarray(values, dtype=np.float64)
+    # rows normalized to sum 1: a target cell inside one source cell gets its value exactly
+    sum_y, sum_x = weights_y.sum(axis=1), weights_x.sum(axis=1)
+    norm_y = np.divide(
+        weights_y, sum_y[:, None], out=np.zeros_like(weights_y), where=sum_y[:, None] > 0
+    )
+    norm_x = np.divide(
+        weights_x, sum_x[:, None], out=np.zeros_like(weights_x), where=sum_x[:, None] > 0
+    )
+
+    def contract(b: np.ndarray) -> np.ndarray:
+        return norm_y @ (b @ norm_x.T)
+
+    missing = np.isnan(a)
+    if not missing.any():
+        return np.where(np.outer(sum_y > 0, sum_x > 0), contract(a), np.nan).astype(dtype)
+    total = contract(np.where(missing, 0.0, a))
+    cover = contract((~missing).astype(np.float64))
+    out = np.where(cover > 0, total / np.where(cover > 0, cover, 1.0), np.nan)
+    if not skipna:
+        out = np.where(contract(missing.astype(np.float64)) > 0, np.nan, out)
+    return out.astype(dtype, copy=False)
+
+
 class Regridder:
     """Regrid objects on one source grid to a target grid.
 
@@ -193,7 +307,8 @@ class Regridder:
     target
         Dataset / DataArray on the target grid, or a :class:`~flexdownscale.data.grid.GridSpec`.
     method
-        ``"linear"`` (default), ``"nearest"``, ``"cubic"`` or ``"conservative"``.
+        ``"linear"`` (default), ``"nearest"``, ``"cubic"`` or ``"conservative"`` (the
+        area-weighted mean over the exact overlaps on the sphere; see the module docstring).
     backend
         ``"auto"`` (xarray-regrid for rectilinear sources, xesmf for curvilinear ones),
         ``"xarray-regrid"`` or ``"xesmf"``.
@@ -428,24 +543,16 @@ class Regridder:
             }
         )
 
-    def _pad_source(self, src: XrObj, spec: GridSpec) -> tuple[XrObj, dict[str, np.ndarray]]:
+    def _pad_source(self, src: XrObj, spec: GridSpec) -> XrObj:
         """Pad the normalized source by one cell at both ends of its axes (see the Notes).
 
         xarray-regrid masks the target cells whose centre lies outside the range of the source
-        *centres*; the padding moves that range half a cell beyond the source's cell bounds, and
-        :meth:`_mask_outside` then masks what lies outside those bounds. A periodic axis (other
-        than a latitude / longitude grid's longitude, which the backend wraps itself) is padded
-        with the cells of its other end, for every method. A non-periodic one is padded by
-        replicating its edge cells for ``"nearest"`` and with NaN for ``"conservative"``
-        (renormalized by :meth:`_backend_call`), and not at all for ``"linear"`` / ``"cubic"``.
-
-        Returns
-        -------
-        (padded source, indicators)
-            ``indicators`` maps each axis padded with NaN to a 1-D array over its padded
-            centres: 1 on the source's own cells, 0 on the padding.
+        *centres*; for ``"nearest"`` the padding (the edge cells, replicated) moves that range
+        half a cell beyond the source's cell bounds, and :meth:`_mask_outside` then masks what
+        lies outside those bounds. A periodic axis (other than a latitude / longitude grid's
+        longitude, which the backend wraps itself) is padded with the cells of its other end, for
+        every method; a non-periodic one is not padded for ``"linear"`` / ``"cubic"``.
         """
-        inside: dict[str, np.ndarray] = {}
         axes = ((spec.y, spec.dy, spec.periodic_y), (spec.x, spec.dx, spec.periodic_x))
         for dim, step, periodic in axes:
             if periodic and spec.kind == "latlon" and dim == spec.x:
@@ -454,8 +561,6 @@ class Regridder:
                 mode = "wrap"
             elif self.method == "nearest":
                 mode = "edge"
-            elif self.method == "conservative":
-                mode = "constant"
             else:
                 continue
             centres = np.asarray(src[dim].values, dtype=np.float64)
@@ -463,19 +568,17 @@ class Regridder:
             attrs = dict(src[dim].attrs)
             src = src.pad({dim: (1, 1)}, mode=mode, keep_attrs=True)
             src = src.assign_coords({dim: (dim, padded, attrs)})
-            if mode == "constant":
-                inside[dim] = np.concatenate([[0.0], np.ones(centres.size), [0.0]])
-        return src, inside
+        return src
 
     def _mask_outside(self, out: XrObj, spec: GridSpec) -> XrObj:
         """NaN where the target centre lies outside the source's cell-bounds extent.
 
-        Only for ``"nearest"`` and ``"conservative"``, whose source is padded (the backend already
-        leaves NaN outside the range of the source centres for ``"linear"`` / ``"cubic"``), and
-        only along non-periodic axes; a regional longitude is masked by
-        :meth:`_regrid_regional_lon` already.
+        Only for ``"nearest"``, whose source is padded (the backend already leaves NaN outside
+        the range of the source centres for ``"linear"`` / ``"cubic"``), and only along
+        non-periodic axes; a regional longitude is masked by :meth:`_regrid_regional_lon`
+        already.
         """
-        if self.method not in ("nearest", "conservative"):
+        if self.method != "nearest":
             return out
         xmin, xmax, ymin, ymax = spec.extent
         masks: dict[str, np.ndarray] = {}
@@ -495,102 +598,7 @@ class Regridder:
 
         return _per_variable(out, mask)
 
-    def _backend_call(
-        self,
-        src: XrObj,
-        target: xr.Dataset,
-        latitude: str | None,
-        inside: Mapping[str, np.ndarray] | None = None,
-    ) -> XrObj:
-        """Call xarray-regrid on the (padded) source.
-
-        For ``"conservative"``, ``inside`` gives the axes padded with NaN (see
-        :meth:`_pad_source`). With ``skipna=True`` the backend already averages over the valid
-        part of each target cell, which leaves the padding out; with ``skipna=False`` it counts
-        the padding as zeros, so each axis is renormalized by the fraction of each target cell
-        that the source's own cells cover (computed with the backend's own weights, on the
-        indicator of the source's cells).
-        """
-        acc = src.regrid
-        if self.method != "conservative":
-            return getattr(acc, self.method)(target, time_dim=None)
-        out = acc.conservative(target, latitude_coord=latitude, time_dim=None, skipna=self.skipna)
-        if self.skipna:
-            return out
-        out = self._propagate_nan(src, out, target, latitude, inside)
-        if not inside:
-            return out
-        covers: dict[str, np.ndarray] = {}
-        for dim, flags in inside.items():
-            indicator = xr.DataArray(flags, dims=dim, coords={dim: src[dim].variable})
-            cover = indicator.regrid.conservative(
-                xr.Dataset(coords={dim: target[dim]}),
-                latitude_coord=latitude if dim == latitude else None,
-                time_dim=None,
-                skipna=False,
-            )
-            values = np.asarray(cover.values, dtype=np.float64)
-            covers[dim] = np.where(values > 0, values, np.nan)
-
-        def renormalize(da: xr.DataArray) -> xr.DataArray:
-            if not np.issubdtype(da.dtype, np.floating):
-                return da
-            attrs = dict(da.attrs)
-            for dim, cover in covers.items():
-                if dim in da.dims:
-                    da = da / xr.Variable(dim, cover.astype(da.dtype))
-            da.attrs = attrs
-            return da
-
-        return _per_variable(out, renormalize)
-
-    def _propagate_nan(
-        self,
-        src: XrObj,
-        out: XrObj,
-        target: xr.Dataset,
-        latitude: str | None,
-        inside: Mapping[str, np.ndarray] | None,
-    ) -> XrObj:
-        """``skipna=False``: NaN in every target cell that overlaps a NaN of the source's data.
-
-        xarray-regrid's conservative method counts NaNs as zeros when ``skipna=False``; the
-        indicator of the source's own NaNs (not of the NaN padding) is regridded with the same
-        weights, and target cells where it is positive become NaN. Lazy input stays lazy.
-        """
-
-        def indicator(da: xr.DataArray) -> xr.DataArray:
-            if not np.issubdtype(da.dtype, np.floating):
-                return xr.zeros_like(da, dtype=np.float64)
-            flags = da.isnull()
-            for dim, keep in (inside or {}).items():
-                if dim in da.dims:
-                    flags = flags & xr.Variable(dim, np.asarray(keep, dtype=bool))
-            return flags.astype(np.float64)
-
-        touched = _per_variable(src, indicator).regrid.conservative(
-            target, latitude_coord=latitude, time_dim=None, skipna=False
-        )
-
-        def apply(da: xr.DataArray, hit: xr.DataArray) -> xr.DataArray:
-            if not np.issubdtype(da.dtype, np.floating):
-                return da
-            attrs = dict(da.attrs)
-            da = da.where(~(hit > 0))
-            da.attrs = attrs
-            return da
-
-        if isinstance(out, xr.DataArray):
-            return apply(out, touched)
-        return out.assign({name: apply(var, touched[name]) for name, var in out.data_vars.items()})
-
-    def _regrid_regional_lon(
-        self,
-        src: XrObj,
-        spec: GridSpec,
-        latitude: str | None,
-        inside: Mapping[str, np.ndarray] | None = None,
-    ) -> XrObj:
+    def _regrid_regional_lon(self, src: XrObj, spec: GridSpec) -> XrObj:
         """Regrid a regional (non-periodic) longitude source, whatever the target's convention.
 
         The target centres are taken modulo 360 into the source's frame (where the source is
@@ -603,7 +611,6 @@ class Regridder:
         if not runs:  # no target cell in the source's extent: all NaN (one dummy cell, dropped)
             runs = [(np.array([-1]), np.array([spec.x0]))]
         renamed = src.rename({spec.x: tmp})
-        inside = {tmp if dim == spec.x else dim: flags for dim, flags in (inside or {}).items()}
         pieces = []
         for index, values in runs:
             target = xr.Dataset(
@@ -612,7 +619,7 @@ class Regridder:
                     tmp: (tmp, values),
                 }
             )
-            piece = self._backend_call(renamed, target, latitude, inside)
+            piece = getattr(renamed.regrid, self.method)(target, time_dim=None)
             pieces.append(piece.assign_coords({tmp: index}))
         out = pieces[0]
         if len(pieces) > 1:
@@ -628,7 +635,6 @@ class Regridder:
         return out.drop_vars(tmp).rename({tmp: spec.x})
 
     def _call_xarray_regrid(self, obj: XrObj) -> XrObj:
-        _import_xarray_regrid()
         spec = self.source_spec
         assert spec is not None
         src = normalize_grid(_drop_axis_bounds(obj, (spec.x, spec.y)), dims=self.dims)
@@ -638,33 +644,93 @@ class Regridder:
             if c not in (spec.x, spec.y) and (spec.x in src[c].dims or spec.y in src[c].dims)
         ]
         src = src.drop_vars(drop)
-        names = _backend_axis_names(src, spec)
-        if names:  # the backend wraps the longitude and pads the poles only under these names
-            src = src.rename(names)
-            spec = dataclasses.replace(spec, y=names[spec.y], x=names[spec.x])
-        latitude = spec.y if spec.kind in ("latlon", "rotated") else None
-        padded, inside = self._pad_source(src, spec)
-        if spec.kind == "latlon" and not spec.periodic_x:
-            out = self._regrid_regional_lon(padded, spec, latitude, inside)
+        if self.method == "conservative":
+            out = self._conservative(src, spec)
         else:
-            target = self._target_dataset(spec.y, spec.x)
-            out = self._backend_call(padded, target, latitude, inside)
+            out = self._interpolate(src, spec)
         target = self._target_dataset(spec.y, spec.x)
-        out = out.assign_coords(
-            {
-                spec.y: (spec.y, self._ty, dict(target[spec.y].attrs)),
-                spec.x: (spec.x, self._tx, dict(target[spec.x].attrs)),
-            }
-        )
-        out = self._mask_outside(out, spec)
-        if names:
-            back = {new: old for old, new in names.items()}
-            out, src = out.rename(back), src.rename(back)
+        out = out.assign_coords({spec.y: target[spec.y], spec.x: target[spec.x]})
         out = _restore_dtypes(out, src)
         out.attrs.update(src.attrs)
         if isinstance(obj, xr.DataArray):
             return out.transpose(*[d for d in src.dims if d in out.dims])
         return out
+
+    def _interpolate(self, src: XrObj, spec: GridSpec) -> XrObj:
+        """``"linear"``, ``"nearest"`` or ``"cubic"`` of the normalized ``src`` by xarray-regrid."""
+        _import_xarray_regrid()
+        names = _backend_axis_names(src, spec)
+        if names:  # the backend wraps the longitude and pads the poles only under these names
+            src = src.rename(names)
+            spec = dataclasses.replace(spec, y=names[spec.y], x=names[spec.x])
+        padded = self._pad_source(src, spec)
+        if spec.kind == "latlon" and not spec.periodic_x:
+            out = self._regrid_regional_lon(padded, spec)
+        else:
+            target = self._target_dataset(spec.y, spec.x)
+            out = getattr(padded.regrid, self.method)(target, time_dim=None)
+        out = out.assign_coords({spec.y: self._ty, spec.x: self._tx})
+        out = self._mask_outside(out, spec)
+        if names:
+            out = out.rename({new: old for old, new in names.items()})
+        return out
+
+    def _conservative(self, src: XrObj, spec: GridSpec) -> XrObj:
+        """``"conservative"`` of the normalized ``src`` with exact cell-overlap weights.
+
+        The weights are separable (see :func:`_overlap_weights`): their products are the areas
+        of the overlaps of target and source cells, on the sphere for latitude / longitude and
+        rotated-pole grids. Each target cell gets the area-weighted mean of the valid source
+        cells it overlaps; with ``skipna=False`` a target cell that overlaps a NaN is NaN. Lazy
+        input stays lazy (the two grid axes are rechunked to one chunk each).
+        """
+        target = self.target_spec
+        y_period = spec.ny * spec.dy if spec.periodic_y else None
+        if spec.kind == "latlon":  # a regional longitude is also read modulo 360
+            x_period: float | None = 360.0
+        else:
+            x_period = spec.nx * spec.dx if spec.periodic_x else None
+        weights_y = _overlap_weights(
+            np.asarray(src[spec.y].values, dtype=np.float64),
+            spec.dy,
+            self._ty,
+            target.dy,
+            sine=spec.kind in ("latlon", "rotated"),
+            period=y_period,
+            periodic=spec.periodic_y,
+        )
+        weights_x = _overlap_weights(
+            np.asarray(src[spec.x].values, dtype=np.float64),
+            spec.dx,
+            self._tx,
+            target.dx,
+            sine=False,
+            period=x_period,
+            periodic=spec.periodic_x,
+        )
+        ty, tx = "__flexdownscale_target_y__", "__flexdownscale_target_x__"
+
+        def one(da: xr.DataArray) -> xr.DataArray:
+            dtype = da.dtype if np.issubdtype(da.dtype, np.floating) else np.dtype(np.float64)
+            out = xr.apply_ufunc(
+                _conservative_mean,
+                da,
+                kwargs={"weights_y": weights_y, "weights_x": weights_x, "skipna": self.skipna},
+                input_core_dims=[[spec.y, spec.x]],
+                output_core_dims=[[ty, tx]],
+                dask="parallelized",
+                output_dtypes=[dtype],
+                dask_gufunc_kwargs={
+                    "output_sizes": {ty: weights_y.shape[0], tx: weights_x.shape[0]},
+                    "allow_rechunk": True,
+                },
+                keep_attrs=True,
+            )
+            return out.rename({ty: spec.y, tx: spec.x}).transpose(*da.dims)
+
+        if isinstance(src, xr.DataArray):
+            return one(src)
+        return xr.Dataset({name: one(var) for name, var in src.data_vars.items()}, attrs=src.attrs)
 
     def _call_xesmf(self, obj: XrObj) -> XrObj:
         assert self._xesmf is not None

@@ -10,13 +10,14 @@ import sys
 import types
 from typing import ClassVar
 
+import dask.array
 import numpy as np
 import pytest
 import xarray as xr
 from data_helpers import cf_bounds_file, latlon_da, no_compute, projected_da
 
 from flexdownscale.data.degrade import degrade
-from flexdownscale.data.grid import coarsen_grid, grid_spec, refine_grid
+from flexdownscale.data.grid import cell_bounds, coarsen_grid, grid_spec, refine_grid
 from flexdownscale.data.regrid import Regridder, regrid
 from flexdownscale.errors import BackendNotAvailableError, ConfigError, GridError
 
@@ -43,8 +44,8 @@ def test_conservative_regrid_agrees_with_area_mean_degradation(shared_data):
         ours = degrade(fine, 4)
         assert out.dims == fine.dims
         np.testing.assert_allclose(out.latitude.values, ours.latitude.values)
-        # both are conservative on the sphere; xarray-regrid weights rows by cos(lat) at the centre
-        np.testing.assert_allclose(out.values, ours.values, rtol=2e-6)
+        # both weight by the exact cell areas on the sphere
+        np.testing.assert_allclose(out.values, ours.values, rtol=1e-12)
 
 
 def test_linear_regrid_is_exact_on_a_linear_field_and_lazy():
@@ -415,11 +416,12 @@ def test_conservative_without_skipna_propagates_nan_to_the_overlapping_cells():
     assert strict["lon"].values[i] == 5.0
     np.testing.assert_allclose(strict.values[~nan], lenient.values[~nan], rtol=1e-12)
     block = values[2:4, 4:6]
-    # skipna=True: the mean over the valid part (area weights of the 3 valid cells)
-    w = np.cos(np.deg2rad(lat[2:4]))[:, None] * np.ones((1, 2))
+    # skipna=True: the mean over the valid part (exact areas of the 3 valid cells on the sphere)
+    upper, lower = np.deg2rad(lat[2:4] + 0.5), np.deg2rad(lat[2:4] - 0.5)
+    w = (np.sin(upper) - np.sin(lower))[:, None] * np.ones((1, 2))
     ok = ~np.isnan(block)
     expected = (block[ok] * w[ok]).sum() / w[ok].sum()
-    assert abs(float(lenient.values[j, i]) - expected) < 1e-3 * abs(expected)
+    np.testing.assert_allclose(float(lenient.values[j, i]), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["linear", "conservative"])
@@ -473,3 +475,73 @@ def test_global_grid_under_other_axis_names_is_wrapped_like_lat_lon(shared_data,
     scale = float(np.abs(reference).max())
     np.testing.assert_allclose(out.values, reference.values, rtol=0, atol=1e-6 * scale)
     assert renamed.dims == (y, x)  # input untouched
+
+
+def _sphere_mean(da: xr.DataArray, lat: str = "latitude") -> float:
+    """Area-weighted mean of a global field from its cells' exact areas (sin of the bounds)."""
+    da = da.sortby(lat)
+    bounds = cell_bounds(da[lat].values.astype(np.float64), latitude=True)
+    area = np.sin(np.deg2rad(bounds[:, 1])) - np.sin(np.deg2rad(bounds[:, 0]))
+    rows = da.astype(np.float64).mean([d for d in da.dims if d != lat]).values
+    return float((rows * area).sum() / area.sum())
+
+
+def _brute_force_conservative(src: xr.DataArray, lat_edges, lon_edges) -> float:
+    """One target cell's area-weighted mean, overlap by overlap (an independent loop)."""
+    lat = src["latitude"].values.astype(np.float64)
+    lon = src["longitude"].values.astype(np.float64)
+    lat_b = cell_bounds(np.sort(lat), latitude=True)
+    lon_b = cell_bounds(lon)
+    total = area = 0.0
+    for j, (s0, s1) in enumerate(lat_b):
+        y0, y1 = max(s0, lat_edges[0]), min(s1, lat_edges[1])
+        if y1 <= y0:
+            continue
+        wy = np.sin(np.deg2rad(y1)) - np.sin(np.deg2rad(y0))
+        for i, (w0, w1) in enumerate(lon_b):
+            for shift in (-360.0, 0.0, 360.0):
+                x0, x1 = max(w0 + shift, lon_edges[0]), min(w1 + shift, lon_edges[1])
+                if x1 > x0:
+                    value = float(src.sel(latitude=np.sort(lat)[j]).values[i])
+                    total += wy * (x1 - x0) * value
+                    area += wy * (x1 - x0)
+    return total / area
+
+
+def test_conservative_keeps_the_polar_half_cells_of_a_grid_with_points_on_the_poles(shared_data):
+    """ERA-Interim (90, 89.25, ..., -90): the polar half-cells count with their true area (the
+    xarray-regrid 0.4 weights, cos of the centre latitude, gave them none: NaN rows at +-89.875
+    and a shifted global mean); the global mean is conserved and single cells match an
+    overlap-by-overlap computation."""
+    with xr.open_dataset(shared_data / "era_interim/eraint_uv_monthly.nc") as ds:
+        u = ds.u.isel(month=0, level=0).astype(np.float64).load()
+    units = {"latitude": "degrees_north", "longitude": "degrees_east"}
+
+    def grid(lat, lon):
+        target = xr.Dataset(coords={"latitude": lat, "longitude": lon})
+        for name, unit in units.items():
+            target[name].attrs["units"] = unit
+        return target
+
+    fine = regrid(
+        u, grid(np.arange(-89.875, 90, 0.25), np.arange(-179.875, 180, 0.25)), method="conservative"
+    )
+    assert not np.isnan(fine.values).any()
+    # a fine cell inside a polar half-cell takes its value
+    np.testing.assert_array_equal(
+        fine.sel(latitude=89.875).values[::3], u.sel(latitude=90.0).values
+    )
+    coarse = regrid(
+        u, grid(np.arange(-89.25, 90, 1.5), np.arange(0.75, 360, 1.5)), method="conservative"
+    )
+    assert not np.isnan(coarse.values).any()
+    for out in (fine, coarse):
+        np.testing.assert_allclose(_sphere_mean(out), _sphere_mean(u), rtol=1e-12)
+    for lat, lon in ((-89.25, 0.75), (89.25, 179.25), (0.75, 359.25)):
+        expected = _brute_force_conservative(u, (lat - 0.75, lat + 0.75), (lon - 0.75, lon + 0.75))
+        got = float(coarse.sel(latitude=lat, longitude=lon).values)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # lazy input stays lazy and gives the same numbers
+    lazy = regrid(u.chunk({"latitude": 60}), coarse, method="conservative")
+    assert isinstance(lazy.data, dask.array.Array)
+    np.testing.assert_array_equal(lazy.values, coarse.values)
