@@ -20,6 +20,7 @@ A model is named by a local path, by the name of a model shipped inside the pack
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelFolder",
     "ModelFolderHeader",
+    "check_target",
     "import_foreign_checkpoint",
     "load_model_folder",
     "read_model_header",
@@ -55,6 +57,7 @@ NORMALIZATION_FILE = "normalization.json"
 GRID_FILE = "grid.json"
 CARD_FILE = "README.md"
 _CHECKED_FILES = (WEIGHTS_FILE, NORMALIZATION_FILE, GRID_FILE)
+_MODEL_FILES = (CONFIG_FILE, *_CHECKED_FILES, CARD_FILE)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,75 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_model_config(path: Path) -> bool:
+    """Whether ``path`` is a readable ``config.json`` carrying the model folder format marker."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT_NAME
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    """``"a, b, c and 4 more"``."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _overwrite_problem(path: Path) -> str | None:
+    """Why the existing ``path`` must not be replaced by a model folder (``None``: it may be).
+
+    Only a model folder holding nothing but the model files, or an empty folder, may be replaced:
+    anything else would be deleted with it.
+    """
+    if path.is_symlink():
+        return "it is a symbolic link (give the folder it points to)"
+    if not path.is_dir():
+        return "it is a file, not a folder"
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    if not entries:
+        return None
+    if not _is_model_config(path / CONFIG_FILE):
+        return f"it is not a flexdownscale model folder (it holds {_listing(entries)})"
+    others = [name for name in entries if name not in _MODEL_FILES]
+    if others:
+        return f"the model folder also holds {_listing(others)}, which replacing it would delete"
+    return None
+
+
+def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Refuse a destination :func:`save_model_folder` must not write to, before any work.
+
+    Parameters
+    ----------
+    path
+        The destination folder.
+    overwrite
+        Whether an existing model folder (or empty folder) at ``path`` may be replaced.
+
+    Raises
+    ------
+    ModelFolderError
+        When ``path`` exists and is not a model folder or an empty folder (whatever
+        ``overwrite`` says), or exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    problem = _overwrite_problem(path)
+    if problem is not None:
+        raise ModelFolderError(
+            f"cannot write a model folder to {str(path)!r}: {problem}; overwrite=True only "
+            "replaces a model folder or an empty folder, so nothing was written: choose a new "
+            f"path (e.g. {str(path / 'model')!r}) or move that content away yourself"
+        )
+    if not overwrite:
+        raise ModelFolderError(
+            f"model folder {str(path)!r} already exists; pass overwrite=True to replace it or "
+            "choose a new path"
+        )
+
+
 def save_model_folder(
     path: str | os.PathLike[str],
     *,
@@ -153,21 +225,26 @@ def save_model_folder(
     extra
         Further JSON-serialisable metadata stored under ``config.json["extra"]``.
     overwrite
-        Replace an existing folder.
+        Replace an existing model folder (one whose ``config.json`` is a flexdownscale model
+        config and that holds nothing but the model files) or an existing empty folder. Anything
+        else at ``path`` (a run folder, a folder of other models, a file) is never replaced.
 
     Returns
     -------
     The folder's path.
+
+    Raises
+    ------
+    ModelFolderError
+        When ``path`` exists and is not a model folder or an empty folder (whatever
+        ``overwrite`` says), or exists and ``overwrite`` is false.
     """
     from safetensors.torch import save_file
 
     from ._version import __version__
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ModelFolderError(
-            f"model folder {str(path)!r} already exists; pass overwrite=True or choose a new path"
-        )
+    check_target(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -205,18 +282,37 @@ def save_model_folder(
             child.chmod(0o666 & ~umask)
             with child.open("rb") as fh:
                 os.fsync(fh.fileno())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists() or path.is_symlink():
+            _replace(path, tmp)
         else:
             tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _replace(path: Path, new: Path) -> None:
+    """Put the folder ``new`` in place of the existing ``path``, which is deleted afterwards.
+
+    The previous folder is first moved into a fresh hidden folder of the same parent (a unique
+    name: nothing of the user's is touched) and moved back when ``new`` cannot be put in place,
+    so a failure or an interrupt leaves ``path`` as it was.
+    """
+    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.previous.", dir=path.parent))
+    previous = holder / path.name
+    try:
+        path.rename(previous)
+        try:
+            new.rename(path)
+        except BaseException:
+            previous.rename(path)
+            raise
+    except BaseException:
+        with contextlib.suppress(OSError):
+            holder.rmdir()  # only when empty: a previous folder that could not go back stays
+        raise
+    shutil.rmtree(holder, ignore_errors=True)
 
 
 def _read_json(path: Path) -> Any:

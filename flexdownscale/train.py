@@ -977,15 +977,36 @@ class Trainer:
                 tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
                 tracker.add_figure(f"val/{name}", figure, global_step=step)
 
-    def export(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+    def export(
+        self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False
+    ) -> Path | None:
         """Export the EMA model as a model folder (:mod:`flexdownscale.hub`); main process writes.
 
-        Returns the folder on the main process, ``None`` elsewhere.
+        Parameters
+        ----------
+        path
+            Where to write the folder. Default: ``run_dir/model``, the run's own export, which
+            each export replaces.
+        overwrite
+            Replace an existing model folder at ``path`` (see
+            :func:`flexdownscale.hub.save_model_folder`; anything other than a model folder or an
+            empty folder is never replaced). Without it an existing ``path`` is refused.
+
+        Returns
+        -------
+        The folder on the main process, ``None`` elsewhere.
+
+        Raises
+        ------
+        ModelFolderError
+            When ``path`` exists and cannot or may not be replaced.
         """
-        from .hub import save_model_folder
+        from .hub import check_target, save_model_folder
 
         acc, config = self.accelerator, self.config
         target = Path(path) if path is not None else self.run_dir / "model"
+        overwrite = overwrite or path is None  # run_dir/model is the run's own export
+        check_target(target, overwrite=overwrite)  # on every rank: all refuse, none waits
         folder = None
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
@@ -1017,7 +1038,7 @@ class Trainer:
                     "train_samples": self.progress.samples,
                     "validation": validation,
                 },
-                overwrite=True,
+                overwrite=overwrite,
             )
             acc.print(f"exported the EMA model to {folder}")
         acc.wait_for_everyone()

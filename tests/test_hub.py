@@ -200,3 +200,89 @@ def test_hub_id_without_the_hub_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(errors.BackendNotAvailableError, match=r"flexdownscale\[hub\]"):
         resolve_model_path("someone/model")
+
+
+# ---------------------------------------------------------------------------------------------
+# overwrite=True replaces only a model folder or an empty folder, and rolls back on failure
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_model_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint-1000.pt").write_bytes(b"x" * 100)
+    (run / "logs").mkdir()
+    (run / "config.json").write_text(json.dumps({"steps": 10}))  # a run's config, not a model's
+    with pytest.raises(errors.ModelFolderError, match=r"not a flexdownscale model folder.*"):
+        _save(run, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-1000.pt", "config.json", "logs"]
+    assert (run / "checkpoint-1000.pt").read_bytes() == b"x" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left
+
+
+def test_overwrite_error_names_what_is_there(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint-1000.pt").write_bytes(b"x")
+    (run / "logs").mkdir()
+    with pytest.raises(errors.ModelFolderError) as info:
+        _save(run, overwrite=True)
+    assert "checkpoint-1000.pt, logs/" in str(info.value)
+    assert "choose a new path" in str(info.value)
+
+
+def test_overwrite_refuses_a_file(tmp_path):
+    data = tmp_path / "data.nc"
+    data.write_text("important")
+    for overwrite in (False, True):
+        with pytest.raises(errors.ModelFolderError, match="it is a file, not a folder"):
+            _save(data, overwrite=overwrite)
+    assert data.read_text() == "important"
+
+
+def test_overwrite_refuses_a_model_folder_holding_other_files(tmp_path):
+    _, path = _save(tmp_path / "m")
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(errors.ModelFolderError, match=r"also holds notes\.txt"):
+        _save(path, factor=8, overwrite=True)
+    assert (path / "notes.txt").read_text() == "mine"
+    assert load_model_folder(path).factor == 4
+
+
+def test_overwrite_replaces_an_empty_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(errors.ModelFolderError, match="already exists"):
+        _save(tmp_path / "m")
+    _, path = _save(tmp_path / "m", overwrite=True)
+    assert load_model_folder(path).factor == 4
+
+
+def test_overwrite_keeps_a_users_hidden_old_folder(tmp_path):
+    mine = tmp_path / ".m.old"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    _save(tmp_path / "m")
+    _save(tmp_path / "m", factor=8, overwrite=True)
+    assert (mine / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.old", "m"]
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_overwrite_restores_the_previous_folder(tmp_path, monkeypatch, failure):
+    from pathlib import Path
+
+    _, path = _save(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    rename = Path.rename
+
+    def flaky(self, target):  # the new folder cannot be put in place
+        if Path(target) == path and self.parent == tmp_path:
+            raise failure
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", flaky)
+    with pytest.raises(type(failure)):
+        _save(path, factor=8, overwrite=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert load_model_folder(path).factor == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing else left behind

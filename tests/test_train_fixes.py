@@ -377,3 +377,28 @@ def test_non_finite_loss_without_state_does_not_advise_resume(tmp_path, shared_d
     assert "optimiser step 0" in message
     assert "nothing to resume" in message
     assert "resume from that state" not in message
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. export replaces only the run's own model folder
+
+
+def test_export_to_a_user_path_never_replaces_what_is_there(tmp_path, shared_data):
+    from flexdownscale.hub import load_model_folder
+
+    trainer = Trainer(_config(tmp_path, shared_data))
+    own = trainer.export()  # run_dir/model: the run's own export, replaced by the next one
+    assert trainer.export() == own
+    assert load_model_folder(own).variables == ("t2m",)
+    models = tmp_path / "models"  # a folder holding other exported models
+    (models / "other").mkdir(parents=True)
+    (models / "other" / "README.md").write_text("another model")
+    for overwrite in (False, True):
+        with pytest.raises(errors.ModelFolderError, match="not a flexdownscale model folder"):
+            trainer.export(models, overwrite=overwrite)
+    assert (models / "other" / "README.md").read_text() == "another model"
+    target = trainer.export(models / "t2m")
+    with pytest.raises(errors.ModelFolderError, match="already exists"):
+        trainer.export(target)  # an existing model folder: only with overwrite=True
+    assert trainer.export(target, overwrite=True) == target
+    assert load_model_folder(target).variables == ("t2m",)
