@@ -27,6 +27,7 @@ depend on the batch size.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError, ShapeError
 from .objectives import (
@@ -150,14 +152,60 @@ class _Net:
         return out.to(torch.float64)
 
 
-def _check_common(
-    name: str, objective: Objective, x_init: Tensor, steps: int, cond: Tensor | None
-) -> None:
+def _check_objective(objective: Any) -> None:
     if not isinstance(objective, Objective):
         raise ConfigError(
             f"objective must be a flexdownscale.diffusion Objective, got {type(objective).__name__}; "
             "build one with build_objective(DiffusionConfig(...))"
         )
+
+
+def _phys_per_field(phys: Tensor | float | None, batch: int) -> Tensor | None:
+    """``phys`` as a (batch,) tensor: one value per field, or one scalar for all of them."""
+    if phys is None:
+        return None
+    if isinstance(phys, bool) or not isinstance(phys, Tensor | float | int):
+        raise ConfigError(f"phys must be a number or a tensor, got {type(phys).__name__}")
+    value = torch.as_tensor(phys)
+    if not value.is_floating_point():
+        value = value.float()
+    if value.ndim == 0:
+        return value.expand(batch)
+    if tuple(value.shape) != (batch,):
+        raise ShapeError(
+            f"phys has shape {tuple(value.shape)}; expected one value per field, ({batch},), or a "
+            "scalar for all of them"
+        )
+    return value
+
+
+def _check_x_lo(x_lo: Tensor | None, shape: tuple[int, ...], *, per_field: bool = False) -> None:
+    """``x_lo`` must broadcast to ``shape`` (with its own batch of ``shape[0]`` when
+    ``per_field``: the ensemble entry points pick its rows per field)."""
+    if x_lo is None:
+        return
+    try:
+        fits = torch.broadcast_shapes(tuple(x_lo.shape), shape) == torch.Size(shape)
+    except RuntimeError:
+        fits = False
+    if per_field and (x_lo.ndim != len(shape) or x_lo.shape[0] != shape[0]):
+        fits = False
+    if not fits:
+        raise ShapeError(
+            f"x_lo has shape {tuple(x_lo.shape)}; expected {shape}, the base field of each "
+            "sample (the upsampled coarse field, in the space the objective samples)"
+        )
+
+
+def _check_common(
+    name: str,
+    objective: Objective,
+    x_init: Tensor,
+    steps: int,
+    cond: Tensor | None,
+    x_lo: Tensor | None = None,
+) -> None:
+    _check_objective(objective)
     if name not in objective.samplers:
         raise ConfigError(
             f"sampler {name!r} does not apply to the {objective.name!r} objective; "
@@ -172,6 +220,7 @@ def _check_common(
             f"cond has batch {cond.shape[0]} but x_init has batch {x_init.shape[0]}; repeat the "
             "conditioning per member (or use sample_ensemble, which does it for you)"
         )
+    _check_x_lo(x_lo, tuple(x_init.shape))
 
 
 def _finish(
@@ -226,7 +275,7 @@ def sample_ddim(
     -------
     SampleResult
     """
-    _check_common("ddim", objective, x_init, steps, cond)
+    _check_common("ddim", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta = {eta} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
@@ -263,8 +312,9 @@ def _ode_setup(
     phys: Tensor | None,
     task_features: TaskFeatures | None,
     model_dtype: torch.dtype | None,
+    x_lo: Tensor | None,
 ) -> tuple[_Net, Tensor, Tensor]:
-    _check_common(name, objective, x_init, steps, cond)
+    _check_common(name, objective, x_init, steps, cond, x_lo)
     net = _Net(model, objective, cond, phys, task_features, model_dtype)
     times = objective.time_grid(steps, device=x_init.device)
     return net, times, objective.ode_time(times)
@@ -293,7 +343,7 @@ def sample_euler(
     Parameters as in :func:`sample_ddim` (without ``eta``).
     """
     net, times, taus = _ode_setup(
-        "euler", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+        "euler", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
     )
     x = x_init.to(torch.float64)
     trajectory = [x] if return_trajectory else None
@@ -333,7 +383,7 @@ def sample_heun(
     second order.
     """
     net, times, taus = _ode_setup(
-        "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+        "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
     )
     x = x_init.to(torch.float64)
     trajectory = [x] if return_trajectory else None
@@ -390,7 +440,7 @@ def sample_sde(
         Langevin strength in units of the path's noise variance, ``>= 0``.
     """
     net, times, taus = _ode_setup(
-        "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype
+        "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
     )
     if not delta >= 0:
         raise ConfigError(f"delta = {delta} must be >= 0 (0 is the probability-flow ODE)")
@@ -445,7 +495,9 @@ def sample_idff(
     probability-flow ODE. ``g2`` weights the momentum (acceleration) term of a
     second-order Taylor step, ``x += h f + g2 h^2 / 2 df/dt`` with ``df/dt = d_t f + (grad f) f``
     computed exactly by one forward-mode JVP through the network (``g2 = 1`` is the full
-    second-order Taylor step; ``g2 = g1 = 0`` is Euler on the bridge ODE).
+    second-order Taylor step; ``g2 = g1 = 0`` is Euler on the bridge ODE). As in
+    :func:`sample_sde`, the last step is noise-free (neither the ``g1`` noise nor its score term):
+    noise added there would not be removed by any later step and would widen the samples.
 
     Parameters
     ----------
@@ -454,17 +506,17 @@ def sample_idff(
     g2
         Weight of the second-order (momentum) term, ``>= 0``; costs one JVP per step.
     """
-    _check_common("idff", objective, x_init, steps, cond)
+    _check_common("idff", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
     if not g1 >= 0 or not g2 >= 0:
         raise ConfigError(f"g1 = {g1} and g2 = {g2} must be >= 0 (0, 0 is the bridge ODE)")
     net = _Net(model, objective, cond, phys, task_features, model_dtype)
     times = objective.time_grid(steps, device=x_init.device)
 
-    def drift(x: Tensor, t: Tensor) -> Tensor:
+    def drift(x: Tensor, t: Tensor, langevin: bool) -> Tensor:
         out = net(x, t)
         f = objective.velocity(out, x, t, x_lo=x_lo)
-        if g1 > 0:
+        if langevin:
             f = f + g1 * objective.bridge_std(t) ** 2 * objective.score(out, x, t, x_lo=x_lo)
         return f
 
@@ -473,12 +525,17 @@ def sample_idff(
     for i in range(steps):
         t = times[i]
         h = times[i + 1] - t
-        f = drift(x, t)
+        langevin = g1 > 0 and i < steps - 1  # the last step is noise-free (docstring)
+        f = drift(x, t, langevin)
         x_next = x + h * f
         if g2 > 0:
-            _, f_dot = torch.func.jvp(drift, (x, t), (f, torch.ones_like(t)))
+            # forward-mode AD has no fused attention kernel: the JVP runs the math one
+            with sdpa_kernel(SDPBackend.MATH):
+                _, f_dot = torch.func.jvp(
+                    functools.partial(drift, langevin=langevin), (x, t), (f, torch.ones_like(t))
+                )
             x_next = x_next + g2 * 0.5 * h**2 * f_dot
-        if g1 > 0:
+        if langevin:
             std = math.sqrt(2 * g1) * objective.bridge_std(t) * torch.sqrt(h)
             x_next = x_next + std * _noise_like(x, generator)
         x = x_next
@@ -541,6 +598,7 @@ def resolve_sampler_options(
 
 def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tuple[str, int]:
     """Sampler name and steps: the objective's defaults, or the sampler's own default steps."""
+    _check_objective(objective)
     defaults = objective.sampler_defaults
     name = sampler if sampler is not None else defaults.sampler
     if name not in get_args(SamplerName):
@@ -671,6 +729,7 @@ def sample_ensemble(
     -------
     Tensor of shape ``(B, M, C, ...)`` in ``cond``'s dtype (float32 without ``cond``).
     """
+    _check_objective(objective)
     defaults = objective.sampler_defaults
     name, steps = _resolve(objective, sampler, steps)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
@@ -693,6 +752,8 @@ def sample_ensemble(
         batch, event = noise.shape[0], tuple(noise.shape[2:])
     if cond is not None and cond.shape[0] != batch:
         raise ShapeError(f"cond has batch {cond.shape[0]} but the samples have batch {batch}")
+    phys = _phys_per_field(phys, batch)
+    _check_x_lo(x_lo, (batch, *event), per_field=True)
     rows = batch * members
     generators = member_generators(generator, rows)
     if noise is None:

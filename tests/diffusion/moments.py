@@ -68,12 +68,12 @@ def ode_recursion(
             b = h / 2 * (c + k1 * h * c + c1)
             q = torch.zeros(())
         else:
-            # Langevin strength: delta n_t^2 (sde, none at the last step) or g1 s_t^2 (idff)
+            # Langevin strength: delta n_t^2 (sde) or g1 s_t^2 (idff); none at the last step
             if method == "sde" and not last:
                 lam = delta * objective.noise_variance(times[i])  # sample_sde's strength
             else:
                 lam = 0.0
-            if method == "idff":
+            if method == "idff" and not last:  # sample_idff's last step is noise-free too
                 t = times[i]
                 lam = g1 * objective.sigma**2 * t * (1 - t)
             a = 1 + h * (k - lam / v)

@@ -61,6 +61,25 @@ def test_shape_error_message_gives_the_fix(make):
     model = make("flex")
     with pytest.raises(ShapeError, match=r"Pad to 112 x 128 or crop to 96 x 128"):
         model(torch.zeros(1, 1, 100, 128), 0.5, torch.zeros(1, 1, 100, 128))
+    # below 16 there is nothing to crop to ("crop to 0 x 0" was suggested)
+    with pytest.raises(ShapeError, match=r"Pad to 16 x 16\.$"):
+        model(torch.zeros(1, 1, 8, 8), 0.5, torch.zeros(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("model_dtype", [torch.float32, torch.bfloat16])
+def test_inputs_of_another_float_dtype_are_cast_to_the_model(make, perturb, backbone, model_dtype):
+    """float64 data into a float32 model (or float32 into a bfloat16 one) raised RuntimeError
+    ("Input type (double) and bias type (float) should be the same")."""
+    model = perturb(make(backbone)).eval().to(model_dtype)
+    x_t, t, cond = _inputs(2, 1, 32, 32)
+    with torch.no_grad():
+        same = model(x_t.to(model_dtype), t, cond.to(model_dtype))
+        wide = model(x_t.double(), t.double(), cond.double())
+        features = model.encode_task(cond.double())
+    assert wide.dtype == model_dtype
+    assert torch.equal(wide, same)
+    assert all(f.dtype == model_dtype for f in features if f.is_floating_point())
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
