@@ -59,6 +59,7 @@ from .errors import (
     ShapeError,
     UnitsError,
     UnsupportedFactorError,
+    WeightsMismatchError,
 )
 
 __all__ = [
@@ -842,6 +843,27 @@ def _select_model_variables(
     return ds[list(model_variables)]
 
 
+def _backbone_from_folder(folder: Any) -> torch.nn.Module:
+    """The float32 backbone of a loaded model folder (:class:`flexdownscale.hub.ModelFolder`).
+
+    Raises
+    ------
+    WeightsMismatchError
+        When the weights do not fit the architecture of the folder's config.json.
+    """
+    from .models import build_model
+
+    backbone = build_model(folder.model)
+    try:
+        backbone.load_state_dict(dict(folder.state_dict))
+    except RuntimeError as err:
+        raise WeightsMismatchError(
+            f"weights in {str(folder.path)!r} do not fit the {folder.model.backbone} "
+            f"{folder.model.preset} architecture of its config.json: {err}"
+        ) from err
+    return backbone.float()
+
+
 def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
     """Raise :class:`UnitsError` unless every variable of ``units`` has those units in ``ds``.
 
@@ -986,9 +1008,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             Missing or modified files, unknown format; ``WeightsMismatchError`` when the weights
             do not fit the architecture.
         """
-        from .errors import WeightsMismatchError
         from .hub import load_model_folder
-        from .models import build_model
 
         folder = load_model_folder(name_or_path)
         if folder.task != "superres":
@@ -996,17 +1016,8 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
                 f"model {str(name_or_path)!r} is a {folder.task!r} model; Downscaler needs a "
                 "super-resolution model (use ds.flex.forecast for forecast models)"
             )
-        backbone = build_model(folder.model)
-        try:
-            backbone.load_state_dict(dict(folder.state_dict))
-        except RuntimeError as err:
-            raise WeightsMismatchError(
-                f"weights in {str(folder.path)!r} do not fit the {folder.model.backbone} "
-                f"{folder.model.preset} architecture of its config.json: {err}"
-            ) from err
-        backbone = backbone.float()
         out = cls(
-            backbone,
+            _backbone_from_folder(folder),
             folder.diffusion,
             normalizer=Normalizer.from_dict(folder.normalization),
             grid=folder.grid,
@@ -1636,7 +1647,6 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
     def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Forecaster:
         """Load a forecast model folder (checked by :func:`flexdownscale.hub.load_model_folder`)."""
         from .hub import load_model_folder
-        from .models import build_model
 
         folder = load_model_folder(name_or_path)
         if folder.task != "forecast":
@@ -1644,10 +1654,8 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
                 f"model {str(name_or_path)!r} is a {folder.task!r} model; use Downscaler or "
                 "ds.flex.downscale for super-resolution models"
             )
-        backbone = build_model(folder.model)
-        backbone.load_state_dict(dict(folder.state_dict))
         return cls(
-            backbone.float(),
+            _backbone_from_folder(folder),
             folder.diffusion,
             normalizer=Normalizer.from_dict(folder.normalization),
             variables=folder.variables,

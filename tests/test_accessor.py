@@ -95,6 +95,35 @@ def test_variables_without_model(shared_data):
         extra.rename(t2m="tas").flex.downscale(variables=["tas"], factor=4)
 
 
+def test_forecast_model_with_weights_of_another_architecture_is_a_typed_error(tmp_path):
+    """Forecaster.from_pretrained raised a bare RuntimeError where Downscaler raises
+    WeightsMismatchError; both now go through one loader."""
+    from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.errors import WeightsMismatchError
+    from flexdownscale.hub import save_model_folder
+    from flexdownscale.models import build_model
+    from flexdownscale.pipeline import Forecaster
+
+    config = ModelConfig(preset="tiny", task="forecast", past_frames=2)
+    wrong = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=3)).state_dict()
+    path = save_model_folder(
+        tmp_path / "forecast",
+        state_dict=wrong,
+        model=config,
+        diffusion=DiffusionConfig(),
+        sampler=SamplerConfig(),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        factor=1,
+        normalization={},
+        grid={},
+        card="# forecast\n",
+        task="forecast",
+    )
+    with pytest.raises(WeightsMismatchError, match="do not fit the flex tiny architecture"):
+        Forecaster.from_pretrained(path)
+
+
 def test_forecast(setup):
     from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
     from flexdownscale.data import Normalizer, add_bounds
