@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,21 @@ def _check_output(source: str, target: str) -> None:
             f"the output {target!r} is an existing folder, but a netCDF output is a file: give "
             "a file path, or a name ending in .zarr to write a zarr store"
         )
+    if _is_zarr(target) and dst.exists() and not dst.is_dir():
+        raise DataError(
+            f"the output {target!r} is an existing file, but a zarr store is a folder: give "
+            "another path, or a name ending in .nc to write netCDF"
+        )
+    if _is_zarr(target) and dst.is_dir():
+        entries = sorted(p.name for p in dst.iterdir())
+        if entries and not set(entries) & {".zgroup", ".zarray", ".zmetadata", "zarr.json"}:
+            shown = ", ".join(entries[:5]) + (
+                f" and {len(entries) - 5} more" if entries[5:] else ""
+            )
+            raise DataError(
+                f"the output {target!r} is an existing folder that is not a zarr store (it holds "
+                f"{shown}); writing the output would replace it: give another path"
+            )
     folder = dst.parent
     if not folder.is_dir():
         state = "is not a folder" if folder.exists() else "does not exist"
@@ -239,6 +256,63 @@ def _write_zarr(ds: Any, target: str) -> None:
             "ignore", message="Consolidated metadata is currently not part", category=UserWarning
         )
         ds.to_zarr(target, mode="w", consolidated=True, encoding=_no_fill_on_coordinates(ds))
+
+
+@contextlib.contextmanager
+def _own_thread_pool() -> Iterator[None]:
+    """Run dask's threaded scheduler on a pool of its own, shut down (running tasks finished,
+    queued ones cancelled) on leaving: when a lazy computation fails, dask raises at once while
+    other chunks may still be writing, and a temporary output removed then would come back."""
+    import dask
+    import dask.threaded
+    from dask.system import CPU_COUNT
+
+    executor = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+    pool = executor(dask.config.get("num_workers", None) or CPU_COUNT)
+    try:
+        with dask.config.set(pool=pool):
+            yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_output(ds: Any, target: str) -> None:
+    """Write ``ds`` to ``target`` (netCDF, or a zarr store when it ends in ``.zarr``) atomically.
+
+    The output is written into a fresh hidden folder beside ``target`` and moved into place only
+    once complete, so a run that fails midway (e.g. a lazy run meeting NaNs in a later time chunk)
+    leaves an earlier ``target`` as it was and no partial file; the temporary folder is removed.
+    An earlier zarr store is moved aside first and put back if the new one cannot take its place.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    dst = Path(target)
+    holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    written = holder / dst.name
+    try:
+        with _own_thread_pool():
+            if _is_zarr(target):
+                _write_zarr(ds, str(written))
+            else:
+                ds.to_netcdf(written, encoding=_no_fill_on_coordinates(ds))
+        if not dst.is_dir() or dst.is_symlink():
+            os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
+        else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
+            aside = holder / f"{dst.name}.previous"
+            os.replace(dst, aside)
+            try:
+                os.replace(written, dst)
+            except BaseException:
+                os.replace(aside, dst)
+                raise
+    except BaseException:
+        # the earlier output is back in place unless putting it back failed: then keep it here
+        if not (holder / f"{dst.name}.previous").exists():
+            shutil.rmtree(holder, ignore_errors=True)
+        raise
+    shutil.rmtree(holder, ignore_errors=True)
 
 
 def _no_fill_on_coordinates(ds: Any) -> dict[str, dict[str, Any]]:
@@ -312,10 +386,7 @@ def _downscale(args: argparse.Namespace) -> int:
         **({"blend": args.blend} if args.blend else {}),
     )
     target = args.output
-    if _is_zarr(target):
-        _write_zarr(out, target)
-    else:
-        out.to_netcdf(target, encoding=_no_fill_on_coordinates(out))
+    _write_output(out, target)
     if not args.quiet:
         sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
         print(f"wrote {target} ({sizes})")

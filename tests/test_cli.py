@@ -624,3 +624,58 @@ def test_info_package_and_models(capsys):
     code, err = _run(["info", "no-such-model"], capsys)
     assert code == 2
     assert err.startswith("flexdownscale info: error: no model folder at 'no-such-model'")
+
+
+# ---------------------------------------------------------------------------------------------
+# the output is written beside the target and moved into place only when complete
+
+
+def _contents(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (or ``path`` itself) and its bytes."""
+    if path.is_file():
+        return {path.name: path.read_bytes()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_failed_downscale_keeps_the_previous_output(files, tmp_path, capsys):
+    root, model = files
+    args = ["--model", str(model), "--factor", "4", "--steps", "2", "--quiet"]
+    bad = xr.open_dataset(root / "coarse.nc").load()
+    bad["t2m"][{"time": 1, "latitude": 0, "longitude": 0}] = np.nan  # in the second time chunk
+    bad.to_netcdf(tmp_path / "bad.nc")
+    for name in ("out.nc", "out.zarr"):
+        target = tmp_path / name
+        assert main(["downscale", str(root / "coarse.nc"), str(target), *args]) == 0
+        before = _contents(target)
+        argv = ["downscale", str(tmp_path / "bad.nc"), str(target), *args, "--time-chunk", "1"]
+        code, err = _run(argv, capsys)
+        assert code == 2
+        assert "contains NaN at time index 1" in err
+        assert _contents(target) == before, name
+        # a successful run replaces the earlier output (another seed: other numbers)
+        again = ["downscale", str(root / "coarse.nc"), str(target), *args, "--seed", "1"]
+        assert main(again) == 0
+        assert _contents(target) != before
+        opened = xr.open_zarr(target) if name.endswith(".zarr") else xr.open_dataset(target)
+        with opened:
+            assert opened["t2m"].sizes["time"] == 2
+    # no temporary file or folder is left beside the outputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.nc", "out.nc", "out.zarr"]
+
+
+def test_downscale_refuses_to_replace_a_folder_that_is_not_a_zarr_store(files, tmp_path, capsys):
+    root, _ = files
+    taken = tmp_path / "results.zarr"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    argv = ["downscale", str(root / "coarse.nc"), str(taken), "--model", str(root / "nothing")]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale downscale: error: the output {str(taken)!r} is an existing folder that "
+        "is not a zarr store (it holds notes.txt); writing the output would replace it: give "
+        "another path"
+    )
+    assert (taken / "notes.txt").read_text() == "mine"
