@@ -756,8 +756,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             for c in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "metrics.md").write_text("\n".join(lines) + "\n")
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print("\n".join(lines))
     return 0
 

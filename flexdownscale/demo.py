@@ -264,7 +264,7 @@ def _report(
         "",
     ]
     path = result.output / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 

@@ -255,9 +255,11 @@ def save_model_folder(
                 tensor = tensor.to(dtype)
             tensors[name] = tensor.contiguous().clone()
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
-        (tmp / NORMALIZATION_FILE).write_text(json.dumps(normalization, indent=2, sort_keys=True))
-        (tmp / GRID_FILE).write_text(json.dumps(grid, indent=2, sort_keys=True))
-        (tmp / CARD_FILE).write_text(card)
+        (tmp / NORMALIZATION_FILE).write_text(
+            json.dumps(normalization, indent=2, sort_keys=True), encoding="utf-8"
+        )
+        (tmp / GRID_FILE).write_text(json.dumps(grid, indent=2, sort_keys=True), encoding="utf-8")
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         config = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -274,7 +276,7 @@ def save_model_folder(
             "sha256": {name: _sha256(tmp / name) for name in _CHECKED_FILES},
             "extra": dict(extra or {}),
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700 folders: give the usual permissions
@@ -317,7 +319,7 @@ def _replace(path: Path, new: Path) -> None:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ModelFolderError(
             f"{str(path)!r} is not valid JSON ({err}); the folder is damaged"
@@ -429,7 +431,7 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         state_dict=state_dict,
         normalization=_read_json(path / NORMALIZATION_FILE),
         grid=_read_json(path / GRID_FILE),
-        card=(path / CARD_FILE).read_text(),
+        card=(path / CARD_FILE).read_text(encoding="utf-8"),
         extra=dict(config.get("extra", {})),
     )
 

@@ -286,7 +286,7 @@ def dump_toml(values: dict[str, Any]) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -499,7 +499,7 @@ class Trainer:
                     "drop --resume to start a new run"
                 )
             if saved.is_file():
-                previous = from_dict(TrainConfig, json.loads(saved.read_text()))
+                previous = from_dict(TrainConfig, json.loads(saved.read_text(encoding="utf-8")))
                 for section in ("model", "diffusion", "data"):
                     # compared as written (dates in the TOML file are ISO strings in JSON)
                     if _json_plain(to_dict(getattr(previous, section))) != _json_plain(
@@ -566,7 +566,9 @@ class Trainer:
         acc.save_state(str(tmp))  # every rank: optimiser shards and RNG states are per rank
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / STATE_MARKER).write_text(json.dumps({"step": self.progress.step}))
+            (tmp / STATE_MARKER).write_text(
+                json.dumps({"step": self.progress.step}), encoding="utf-8"
+            )
             for child in tmp.iterdir():
                 if child.is_file():
                     with child.open("rb") as fh:
@@ -593,7 +595,7 @@ class Trainer:
                 "it is damaged or belongs to a different model. Remove it to fall back to the "
                 f"previous state ({', '.join(p.name for p in states[:-1]) or 'none'})"
             ) from err
-        marker = json.loads((latest / STATE_MARKER).read_text())
+        marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
         if marker.get("step") != self.progress.step:
             raise CheckpointError(
                 f"{str(latest)!r} says step {marker.get('step')} but holds step {self.progress.step}"
@@ -617,11 +619,11 @@ class Trainer:
         path = self.run_dir / "samples.jsonl"
         kept: list[str] = []
         if path.is_file():  # drop what a killed run logged after its last saved state
-            for line in path.read_text().splitlines():
+            for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip() and json.loads(line)["micro_batch"] < self.progress.micro_batches:
                     kept.append(line)
         _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
-        self._sample_log = path.open("a")
+        self._sample_log = path.open("a", encoding="utf-8")
 
     def fit(self) -> Path | None:
         """Train for ``config.steps`` optimiser steps; returns the exported model folder."""
@@ -787,7 +789,7 @@ class Trainer:
             ),
             "torch": torch.__version__,
         }
-        with (self.run_dir / "launches.jsonl").open("a") as fh:
+        with (self.run_dir / "launches.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         acc.print(
             f"launch: {steps} steps, {record['train_samples_per_s']:.1f} training samples/s"
@@ -854,7 +856,7 @@ class Trainer:
         if acc.is_main_process:
             metrics = self._evaluate_main()
             record = {"step": self.progress.step, **metrics}
-            with (self.run_dir / "validation.jsonl").open("a") as fh:
+            with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
             acc.print(
                 f"step {self.progress.step}: "
@@ -1059,7 +1061,7 @@ class Trainer:
         path = self.run_dir / "validation.jsonl"
         if not path.is_file():
             return {}
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return json.loads(lines[-1]) if lines else {}
 
     def _model_card(self, validation: dict[str, float]) -> str:

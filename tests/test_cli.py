@@ -679,3 +679,46 @@ def test_downscale_refuses_to_replace_a_folder_that_is_not_a_zarr_store(files, t
         "another path"
     )
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_reports_are_utf8_whatever_the_locale(fake_prediction, tmp_path):
+    """metrics.md / metrics.json of evaluate and the demo's report.md, in a C (ASCII) locale."""
+    import os
+    import subprocess
+    import sys
+
+    pred, truth = fake_prediction
+    celsius = "\u00b0C"
+    for name, ds in (("pred.nc", xr.open_dataset(pred).load()), ("truth.nc", truth.copy())):
+        ds["t2m"] = ds["t2m"] - 273.15
+        ds["t2m"].attrs["units"] = celsius
+        ds.to_netcdf(tmp_path / name)
+    # the command line itself is ASCII (!a); stdout is UTF-8 so that only the files are tested
+    code = f"""
+import locale, sys
+assert locale.getpreferredencoding(False).lower() not in ("utf-8", "utf8"), "not a C locale"
+from pathlib import Path
+from flexdownscale.cli import main
+from flexdownscale.demo import CASES, DemoResult, _report
+from flexdownscale.metrics import SKILL_COLUMNS
+out = {str(tmp_path / "report")!a}
+assert main(["evaluate", {str(tmp_path / "pred.nc")!a}, {str(tmp_path / "truth.nc")!a},
+             "--out", out]) == 0
+result = DemoResult(output=Path(out))
+result.skill = {{c.name: {{"FLEX": dict.fromkeys(SKILL_COLUMNS, 1.0)}} for c in CASES}}
+_report(result, CASES, {{c.name: {celsius!a} for c in CASES}}, 2)
+"""
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    env["PYTHONIOENCODING"] = "utf-8"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, encoding="utf-8"
+    )
+    if "not a C locale" in result.stderr:
+        pytest.skip("this system has no ASCII C locale")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = tmp_path / "report"
+    assert f"| t2m | {celsius} |" in (report / "metrics.md").read_text(encoding="utf-8")
+    assert json.loads((report / "metrics.json").read_text(encoding="utf-8"))[0]["units"] == celsius
+    assert f"units of rmse and crps: {celsius}" in (report / "report.md").read_text(
+        encoding="utf-8"
+    )

@@ -286,3 +286,43 @@ def test_failed_overwrite_restores_the_previous_folder(tmp_path, monkeypatch, fa
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
     assert load_model_folder(path).factor == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing else left behind
+
+
+def _c_locale_env() -> dict[str, str]:
+    """Environment of a process whose locale encoding is ASCII (no UTF-8 mode, no coercion)."""
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    env.pop("PYTHONIOENCODING", None)
+    return env
+
+
+def test_model_folder_text_is_utf8_whatever_the_locale(tmp_path):
+    import subprocess
+    import sys
+
+    card = "# t2m model\n\nTrained by Jos\u00e9; units \u00b0C\n"
+    units = {"t2m": "\u00b0C"}
+    grid = {"note": "0.25\u00b0"}
+    # ascii(): the command line itself must be ASCII in a C locale
+    code = f"""
+import locale, sys
+assert locale.getpreferredencoding(False).lower() not in ("utf-8", "utf8"), "not a C locale"
+import torch
+from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.hub import load_model_folder, save_model_folder
+path = save_model_folder(
+    {str(tmp_path / "m")!a}, state_dict={{"w": torch.ones(2)}},
+    model=ModelConfig(preset="tiny"), diffusion=DiffusionConfig(), sampler=SamplerConfig(),
+    variables=["t2m"], units={units!a}, factor=4, normalization={{}}, grid={grid!a},
+    card={card!a},
+)
+folder = load_model_folder(path)
+assert folder.card == {card!a}, ascii(folder.card)
+assert folder.units == {units!a} and folder.grid == {grid!a}
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=_c_locale_env(), capture_output=True, text=True
+    )
+    if "not a C locale" in result.stderr:
+        pytest.skip("this system has no ASCII C locale")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "m" / "README.md").read_bytes() == card.encode("utf-8")

@@ -402,3 +402,29 @@ def test_export_to_a_user_path_never_replaces_what_is_there(tmp_path, shared_dat
         trainer.export(target)  # an existing model folder: only with overwrite=True
     assert trainer.export(target, overwrite=True) == target
     assert load_model_folder(target).variables == ("t2m",)
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. the run folder's text files are UTF-8 whatever the locale
+
+
+def test_run_folder_text_is_utf8_whatever_the_locale(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    text = 'paths = ["/data/M\u00fcller/t2m_\u00b0C.nc"]\n'
+    target = tmp_path / "config.toml"
+    code = f"""
+import locale
+assert locale.getpreferredencoding(False).lower() not in ("utf-8", "utf8"), "not a C locale"
+from pathlib import Path
+from flexdownscale.train import _atomic_write_text
+_atomic_write_text(Path({str(target)!a}), {text!a})
+"""
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if "not a C locale" in result.stderr:
+        pytest.skip("this system has no ASCII C locale")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert target.read_bytes() == text.encode("utf-8")
