@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from .config import DiffusionConfig, ModelConfig, SamplerConfig, from_dict, to_dict
+from .config import DiffusionConfig, ModelConfig, SamplerConfig, Task, from_dict, to_dict
 from .errors import BackendNotAvailableError, ConfigError, ModelFolderError
 
 __all__ = [
@@ -317,13 +317,119 @@ def _replace(path: Path, new: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
+def _read_text(path: Path) -> str:
+    """A model folder's text file, decoded as UTF-8 (ModelFolderError when it is not)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ModelFolderError(
+            f"{str(path)!r} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
+            "the file is damaged or not what a model folder holds: re-download or re-export the "
+            "model"
+        ) from err
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as err:
         raise ModelFolderError(
             f"{str(path)!r} is not valid JSON ({err}); the folder is damaged"
         ) from err
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type of ``value`` in words (``"a list"``, ``"a string"``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (``normalization.json``, ``grid.json``)."""
+    value = _read_json(path)
+    if not isinstance(value, dict):
+        raise ModelFolderError(
+            f"{str(path)!r} holds {_json_kind(value)}, expected a JSON object ({{...}}); the file "
+            "was edited or damaged: re-download or re-export the model"
+        )
+    return value
+
+
+def _bad_entry(file: Path, key: str, value: Any, expected: str) -> ModelFolderError:
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return ModelFolderError(
+        f"{str(file)!r} has {key} = {shown}, expected {expected}; the file was edited or "
+        "damaged: correct that entry or re-download / re-export the model"
+    )
+
+
+def _is_text_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _checked_config(config: dict[str, Any], file: Path) -> dict[str, Any]:
+    """The entries of a model ``config.json`` (format already checked), their types checked.
+
+    Returns ``variables`` (tuple), ``units``, ``factor``, ``task``, ``condition``, ``sha256``,
+    ``extra``, ``model``, ``diffusion`` and ``sampler``, with the defaults of optional entries.
+    """
+    if "variables" not in config:
+        raise ModelFolderError(
+            f"{str(file)!r} has no 'variables' entry, expected the list of the model's variable "
+            'names in channel order (e.g. ["t2m"]); re-download or re-export the model'
+        )
+    variables = config["variables"]
+    if (
+        not isinstance(variables, list)
+        or not variables
+        or not all(isinstance(v, str) and v for v in variables)
+        or len(set(variables)) != len(variables)
+    ):
+        raise _bad_entry(
+            file, "variables", variables, 'a non-empty list of distinct names, e.g. ["t2m"]'
+        )
+    checked: dict[str, Any] = {"variables": tuple(variables)}
+    units = config.get("units", {})
+    if not _is_text_map(units):
+        raise _bad_entry(file, "units", units, 'an object of units per variable, e.g. {"t2m": "K"}')
+    checked["units"] = dict(units)
+    factor = config.get("factor", 1)
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise _bad_entry(file, "factor", factor, "a whole number >= 1 (1 for forecast models)")
+    checked["factor"] = factor
+    task = config.get("task", "superres")
+    if task not in get_args(Task):
+        raise _bad_entry(file, "task", task, " or ".join(map(json.dumps, get_args(Task))))
+    checked["task"] = task
+    condition = config.get("condition")
+    if condition is not None and not isinstance(condition, dict):
+        raise _bad_entry(
+            file, "condition", condition, 'null or an object {"name": ..., "scale": ...}'
+        )
+    checked["condition"] = condition
+    if "sha256" not in config:
+        raise ModelFolderError(
+            f"{str(file)!r} has no 'sha256' entry, expected the checksums of "
+            f"{', '.join(_CHECKED_FILES)}; re-download or re-export the model"
+        )
+    sha256 = config["sha256"]
+    if not _is_text_map(sha256):
+        raise _bad_entry(file, "sha256", sha256, "an object of SHA-256 hex digests per file name")
+    checked["sha256"] = sha256
+    for key in ("extra", "model", "diffusion", "sampler"):
+        value = config.get(key, {})
+        if not isinstance(value, dict):
+            raise _bad_entry(file, key, value, "an object ({...})")
+        checked[key] = value
+    return checked
 
 
 @dataclass(frozen=True)
@@ -346,11 +452,9 @@ def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
     config = _read_json(folder / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise ModelFolderError(f"{str(folder / CONFIG_FILE)!r} is not a flexdownscale model config")
+    checked = _checked_config(config, folder / CONFIG_FILE)
     return ModelFolderHeader(
-        path=folder,
-        task=str(config.get("task", "superres")),
-        variables=tuple(config.get("variables", ())),
-        factor=int(config.get("factor", 1)),
+        path=folder, task=checked["task"], variables=checked["variables"], factor=checked["factor"]
     )
 
 
@@ -397,9 +501,16 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
             f"model folder {str(path)!r} has format_version {version!r}; this flexdownscale reads "
             f"up to {FORMAT_VERSION}: upgrade flexdownscale"
         )
-    recorded = config.get("sha256") or {}
+    checked = _checked_config(config, path / CONFIG_FILE)
+    recorded = checked["sha256"]
     for name in _CHECKED_FILES:
-        if recorded.get(name) != _sha256(path / name):
+        if name not in recorded:
+            raise ModelFolderError(
+                f"{str(path / CONFIG_FILE)!r} records no checksum for {name} (its sha256 entry "
+                f"has {', '.join(map(repr, recorded)) or 'none'}); re-download or re-export the "
+                "model"
+            )
+        if recorded[name] != _sha256(path / name):
             raise ModelFolderError(
                 f"{name} in {str(path)!r} does not match the checksum recorded in {CONFIG_FILE}: "
                 "the file was modified or damaged after export; re-download or re-export the model"
@@ -411,9 +522,9 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
             f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}"
         ) from err
     try:
-        model = from_dict(ModelConfig, config.get("model", {}))
-        diffusion = from_dict(DiffusionConfig, config.get("diffusion", {}))
-        sampler = from_dict(SamplerConfig, config.get("sampler", {}))
+        model = from_dict(ModelConfig, checked["model"])
+        diffusion = from_dict(DiffusionConfig, checked["diffusion"])
+        sampler = from_dict(SamplerConfig, checked["sampler"])
     except ConfigError as err:
         raise ModelFolderError(
             f"invalid configuration in {str(path / CONFIG_FILE)!r}: {err}"
@@ -423,16 +534,16 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         model=model,
         diffusion=diffusion,
         sampler=sampler,
-        variables=tuple(config.get("variables", ())),
-        units=dict(config.get("units", {})),
-        factor=int(config.get("factor", 1)),
-        task=str(config.get("task", "superres")),
-        condition=config.get("condition"),
+        variables=checked["variables"],
+        units=checked["units"],
+        factor=checked["factor"],
+        task=checked["task"],
+        condition=checked["condition"],
         state_dict=state_dict,
-        normalization=_read_json(path / NORMALIZATION_FILE),
-        grid=_read_json(path / GRID_FILE),
-        card=(path / CARD_FILE).read_text(encoding="utf-8"),
-        extra=dict(config.get("extra", {})),
+        normalization=_read_object(path / NORMALIZATION_FILE),
+        grid=_read_object(path / GRID_FILE),
+        card=_read_text(path / CARD_FILE),
+        extra=dict(checked["extra"]),
     )
 
 

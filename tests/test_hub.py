@@ -11,6 +11,7 @@ from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.hub import (
     import_foreign_checkpoint,
     load_model_folder,
+    read_model_header,
     resolve_model_path,
     save_model_folder,
 )
@@ -326,3 +327,76 @@ assert folder.units == {units!a} and folder.grid == {grid!a}
         pytest.skip("this system has no ASCII C locale")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "m" / "README.md").read_bytes() == card.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json entries of the wrong type or missing: ModelFolderError naming key, value, expected
+
+
+def _edit_config(path, edit):
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    edit(config)
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("units", ["K"], r'units = \["K"\], expected an object of units per variable'),
+        ("extra", [1], r"extra = \[1\], expected an object"),
+        ("sha256", ["x"], r'sha256 = \["x"\], expected an object of SHA-256'),
+        ("factor", "four", r'factor = "four", expected a whole number >= 1'),
+        ("factor", 4.7, r"factor = 4.7, expected a whole number >= 1"),
+        ("factor", True, r"factor = true, expected a whole number >= 1"),
+        ("variables", "t2m", r'variables = "t2m", expected a non-empty list of distinct names'),
+        ("variables", [], r"variables = \[\], expected a non-empty list"),
+        ("task", "classification", r'task = "classification", expected "superres" or "forecast"'),
+        ("condition", 1000.0, r"condition = 1000.0, expected null or an object"),
+        ("model", [], r"model = \[\], expected an object"),
+    ],
+)
+def test_config_entries_of_the_wrong_type(tmp_path, key, value, message):
+    _, path = _save(tmp_path / "m")
+    _edit_config(path, lambda config: config.update({key: value}))
+    for read in (load_model_folder, read_model_header):
+        with pytest.raises(errors.ModelFolderError, match=message) as info:
+            read(path)
+        assert "config.json" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("variables", "has no 'variables' entry"), ("sha256", "has no 'sha256' entry")],
+)
+def test_config_without_a_required_entry(tmp_path, key, message):
+    _, path = _save(tmp_path / "m")
+    _edit_config(path, lambda config: config.pop(key))
+    with pytest.raises(errors.ModelFolderError, match=message):
+        load_model_folder(path)
+
+
+def test_config_without_the_checksum_of_a_file(tmp_path):
+    _, path = _save(tmp_path / "m")
+    _edit_config(path, lambda config: config["sha256"].pop("grid.json"))
+    with pytest.raises(errors.ModelFolderError, match=r"records no checksum for grid\.json"):
+        load_model_folder(path)
+
+
+@pytest.mark.parametrize("name", ["config.json", "README.md"])
+def test_files_that_are_not_utf8(tmp_path, name):
+    _, path = _save(tmp_path / "m")
+    (path / name).write_bytes(b"\xff\xfe garbage \x00\x81")
+    with pytest.raises(errors.ModelFolderError, match=rf"{name}' is not UTF-8 text \(byte 0"):
+        load_model_folder(path)
+
+
+@pytest.mark.parametrize("name", ["grid.json", "normalization.json"])
+def test_metadata_files_must_hold_objects(tmp_path, name):
+    import hashlib
+
+    _, path = _save(tmp_path / "m")
+    (path / name).write_text("[1, 2]", encoding="utf-8")
+    digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    _edit_config(path, lambda config: config["sha256"].update({name: digest}))
+    with pytest.raises(errors.ModelFolderError, match=rf"{name}' holds a list, expected a JSON"):
+        load_model_folder(path)
