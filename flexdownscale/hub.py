@@ -612,6 +612,16 @@ def import_foreign_checkpoint(
         The checkpoint file.
     key
         Optional entry of a dict checkpoint holding the state dict (e.g. ``"model"`` or ``"ema"``).
+
+    Returns
+    -------
+    The state dict (name -> tensor).
+
+    Raises
+    ------
+    ModelFolderError
+        When the file is missing, damaged, holds objects ``weights_only`` refuses, or holds no
+        state dict (under ``key``).
     """
     import torch
 
@@ -619,9 +629,16 @@ def import_foreign_checkpoint(
     if not path.is_file():
         raise ModelFolderError(f"checkpoint {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(path, device="cpu")
+        try:
+            state = load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ModelFolderError(
+                f"{str(path)!r} is not a readable safetensors file ({err}); it is damaged or "
+                "incomplete: download or convert it again"
+            ) from err
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -400,3 +400,19 @@ def test_metadata_files_must_hold_objects(tmp_path, name):
     _edit_config(path, lambda config: config["sha256"].update({name: digest}))
     with pytest.raises(errors.ModelFolderError, match=rf"{name}' holds a list, expected a JSON"):
         load_model_folder(path)
+
+
+@pytest.mark.parametrize("content", [b"garbage", b""])
+def test_foreign_safetensors_that_is_damaged(tmp_path, content):
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    save_file({"w": torch.ones(2)}, good)
+    assert torch.equal(import_foreign_checkpoint(good)["w"], torch.ones(2))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    with pytest.raises(errors.ModelFolderError, match=r"bad\.safetensors' is not a readable"):
+        import_foreign_checkpoint(bad)
+    bad.write_bytes(good.read_bytes()[:-3])  # truncated
+    with pytest.raises(errors.ModelFolderError, match="damaged or incomplete"):
+        import_foreign_checkpoint(bad)
