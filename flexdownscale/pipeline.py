@@ -372,11 +372,45 @@ def _round_up(n: int, multiple: int) -> int:
 PERIODIC_HALO = 16
 
 
-def _periodic_halo(n: int) -> tuple[int, int]:
-    """(before, after) halo of a periodic dimension of ``n`` cells: at least PERIODIC_HALO on
-    each side, the total a multiple of 16."""
-    before = PERIODIC_HALO
-    return before, _round_up(n + 2 * before, _MULTIPLE) - n - before
+def _lattice(factor: int) -> int:
+    """Tiles and padded fields are multiples of this: of the backbones' 16 and of ``factor``,
+    so that every tile starts on a coarse-cell boundary (the alignment the model trained on)."""
+    return math.lcm(_MULTIPLE, factor)
+
+
+def _periodic_halo(n: int, factor: int = 1) -> tuple[int, int]:
+    """(before, after) halo of a periodic dimension of ``n`` fine cells: at least PERIODIC_HALO on
+    each side, ``before`` a multiple of ``factor`` and the total a multiple of
+    :func:`_lattice`."""
+    before = _round_up(PERIODIC_HALO, factor)
+    return before, _round_up(n + before + PERIODIC_HALO, _lattice(factor)) - n - before
+
+
+def _tile_overlap(tile: int, overlap: Any, factor: int) -> int:
+    """The overlap of tiles of ``tile`` fine cells: ``tile // 4`` by default, rounded up so that
+    the stride ``tile - overlap`` is a multiple of ``factor``; a given one must already be so.
+
+    Raises
+    ------
+    ConfigError
+        For an overlap outside ``[0, tile)`` or one that would start tiles inside coarse cells.
+    """
+    if overlap is None:
+        return tile - max(factor, (tile - tile // 4) // factor * factor)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
+        raise ConfigError(f"overlap = {overlap!r} must be an integer in [0, tile = {tile})")
+    if (tile - overlap) % factor:
+        stride = tile - overlap
+        options = sorted(
+            {tile - k * factor for k in (stride // factor, -(-stride // factor))} & set(range(tile))
+        )
+        raise ConfigError(
+            f"overlap = {overlap} with tile = {tile} gives a stride of {stride} fine cells, not a "
+            f"multiple of the factor {factor}: the tiles after the first would start inside "
+            f"coarse cells, off the alignment the model was trained on. Use overlap = "
+            + " or ".join(str(o) for o in options)
+        )
+    return overlap
 
 
 def available_devices() -> list[str]:
@@ -1161,12 +1195,27 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         out_rows, out_cols = params["crop"]
         device = _resolve_device(params["device"])
         steps_total = coarse.shape[0]
+        (y_first, dy), (x_first, dx) = params["origin"]
+
+        def position(index: np.ndarray) -> str:
+            t, _, row, col = index
+            return (
+                f"time index {start + int(t)}, first at y = {y_first + row * dy:g}, "
+                f"x = {x_first + col * dx:g}"
+            )
+
+        inf = np.isinf(coarse)
+        if inf.any():
+            index = np.argwhere(inf)[0]
+            raise DataError(
+                f"the coarse input is infinite ({coarse[tuple(index)]}) at {position(index)} "
+                f"({int(inf.sum())} infinite values in this block); mask them "
+                "(ds.where(np.isfinite(ds))) and fill them like NaNs"
+            )
         nan = np.isnan(coarse)
         if nan.any():
             per_step = nan.reshape(steps_total, -1).all(axis=1)
             where = "is entirely NaN" if per_step.any() else "contains NaN"
-            t, _, row, col = np.argwhere(nan)[0]
-            (y_first, dy), (x_first, dx) = params["origin"]
             halo = params["bbox_halo"]
             region = (
                 f"; with bbox= the region is read with a halo of {halo} coarse cells on each "
@@ -1175,12 +1224,25 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
                 else " or select a region without them (bbox=)"
             )
             raise DataError(
-                f"the coarse input {where} at time index {start + int(t)}, first at "
-                f"y = {y_first + row * dy:g}, x = {x_first + col * dx:g} ({int(nan.sum())} NaN "
-                "values in this block); a network smears NaNs over its whole tile, so fill them "
-                f"first (e.g. ds.fillna(...) or ds.interpolate_na(dim=...)){region}"
+                f"the coarse input {where} at {position(np.argwhere(nan)[0])} "
+                f"({int(nan.sum())} NaN values in this block); a network smears NaNs over its "
+                "whole tile, so fill them first (e.g. ds.fillna(...) or "
+                f"ds.interpolate_na(dim=...)){region}"
             )
-        z = self.normalizer.transform_array(coarse.astype(np.float64), variables=self.variables)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = self.normalizer.transform_array(coarse.astype(np.float64), variables=self.variables)
+        invalid = ~np.isfinite(z)
+        if invalid.any():
+            index = np.argwhere(invalid)[0]
+            variable = self.variables[int(index[1])]
+            transform = self.normalizer.stats[variable].transform
+            raise DataError(
+                f"{variable!r} = {coarse[tuple(index)]:g} at {position(index)} is outside what "
+                f"the model's normalization accepts (transform {transform!r}"
+                + (": values must be > -1" if transform == "log1p" else "")
+                + f"; {int(invalid.sum())} such values in this block): is it a fill value that "
+                "was not decoded? Mask it (ds.where(...)) and fill it like a NaN"
+            )
         base = upsample_array(
             z,
             f,
@@ -1193,10 +1255,10 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         # cropped after sampling. Periodic dims: the sampler works on the exact periodic field
         # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
         h, w = base.shape[-2:]
-        wrap = (_periodic_halo(h) if py else (0, 0), _periodic_halo(w) if px else (0, 0))
+        wrap = (_periodic_halo(h, f) if py else (0, 0), _periodic_halo(w, f) if px else (0, 0))
         end_pad = (
-            0 if py else _round_up(h, _MULTIPLE) - h,
-            0 if px else _round_up(w, _MULTIPLE) - w,
+            0 if py else _round_up(h, _lattice(f)) - h,
+            0 if px else _round_up(w, _lattice(f)) - w,
         )
         if any(end_pad):
             base = np.pad(base, ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1])), mode="reflect")
@@ -1208,12 +1270,14 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         else:  # a field that fits the default tile runs as one tile, its halos included
             th = hp if h + end_pad[0] <= tile else tile
             tw = wp if w + end_pad[1] <= tile else tile
-        ov = min(
-            params["overlap"],
-            th - _MULTIPLE if th < hp else th - 1,
-            tw - _MULTIPLE if tw < wp else tw - 1,
+        # the overlap applies along the dims cut into several tiles (a dim in one tile has none):
+        # tiles start every tile - overlap cells, a multiple of the factor (see _tile_overlap),
+        # and the last one ends at the padded field's end, also on the lattice
+        overlap = (
+            params["overlap"] if th < hp else 0,
+            params["overlap"] if tw < wp else 0,
         )
-        layout = tile_layout((hp, wp), (th, tw), overlap=max(ov, 0), blend=params["blend"])
+        layout = tile_layout((hp, wp), (th, tw), overlap=overlap, blend=params["blend"])
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
         net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch, wrap=wrap)
         net = net.to(device)
@@ -1361,17 +1425,17 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             raise ConfigError(f"members = {members!r} must be a positive integer or None")
         _check_seed(seed)
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
-        tile_size = DEFAULT_TILE if tile is None else tile
+        lattice = _lattice(self.factor)
+        tile_size = _round_up(DEFAULT_TILE, lattice) if tile is None else tile
         if (
             isinstance(tile_size, bool)
             or not isinstance(tile_size, int)
-            or tile_size < _MULTIPLE
-            or tile_size % _MULTIPLE
+            or tile_size < lattice
+            or tile_size % lattice
         ):
-            raise ConfigError(f"tile = {tile!r} must be a positive multiple of {_MULTIPLE}")
-        ov = tile_size // 4 if overlap is None else overlap
-        if isinstance(ov, bool) or not isinstance(ov, int) or not 0 <= ov < tile_size:
-            raise ConfigError(f"overlap = {overlap!r} must be an integer in [0, tile)")
+            why = "" if lattice == _MULTIPLE else f" (16 and the factor {self.factor})"
+            raise ConfigError(f"tile = {tile!r} must be a positive multiple of {lattice}{why}")
+        ov = _tile_overlap(tile_size, overlap, self.factor)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
