@@ -15,7 +15,8 @@ whose checksum does not match, or an unknown format version. Nothing in a folder
 
 A model is named by a local path, by the name of a model shipped inside the package
 (``"kolmogorov-x8"``; see :func:`shipped_models`), or by a Hugging Face Hub id
-(``"org/name"``, with the ``hub`` extra installed).
+(``"org/name"``, or ``"org/name@revision"`` for a branch, tag or commit, with the ``hub`` extra
+installed).
 """
 
 from __future__ import annotations
@@ -559,11 +560,32 @@ def shipped_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def _hub_reference(text: str) -> tuple[str, str | None] | None:
+    """``(repo_id, revision)`` of a text shaped like a Hub id, ``org/name`` or
+    ``org/name@revision`` (a branch, tag or commit); ``None`` for anything else."""
+    if text.startswith((".", "/", "~")):
+        return None
+    repo, at, revision = text.partition("@")
+    org, slash, name = repo.partition("/")
+    if not (slash and org and name) or "/" in name or (at and not revision):
+        return None
+    return repo, revision or None
+
+
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """Turn a model reference into a local folder.
 
-    Order: an existing local folder; a shipped model name; a Hugging Face Hub id ``org/name``
-    (downloaded with ``huggingface_hub.snapshot_download``, which needs the ``hub`` extra).
+    Order: an existing local folder; a shipped model name; a Hugging Face Hub id ``org/name``, or
+    ``org/name@revision`` for a branch, tag or commit (the form provenance records), downloaded
+    with ``huggingface_hub.snapshot_download``, which needs the ``hub`` extra.
+
+    Raises
+    ------
+    ModelFolderError
+        When ``name_or_path`` is none of these, or the download fails (the message says that no
+        local folder has that name, in case it was a mistyped path).
+    BackendNotAvailableError
+        For a Hub id without ``huggingface_hub`` installed.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -572,28 +594,34 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     shipped = shipped_models()
     if text in shipped:
         return shipped[text]
-    if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/", "~")):
+    hub_id = None if path.exists() else _hub_reference(text)
+    if hub_id is not None:
+        repo_id, revision = hub_id
         try:
             from huggingface_hub import snapshot_download
         except ImportError as err:
             raise BackendNotAvailableError(
-                f"{text!r} is not a local folder nor a shipped model ({', '.join(shipped) or 'none'}); "
-                "to load it from the Hugging Face Hub install the hub extra: "
-                "pip install 'flexdownscale[hub]'"
+                f"no local folder {text!r} and no shipped model by that name "
+                f"({', '.join(shipped) or 'none shipped'}); to load it from the Hugging Face Hub "
+                "install the hub extra: pip install 'flexdownscale[hub]'"
             ) from err
         # Only the files of a model folder: nothing else in the repository is fetched (no pickles).
         allow = [CONFIG_FILE, *_CHECKED_FILES, CARD_FILE]
+        pinned = {} if revision is None else {"revision": revision}
         try:
-            return Path(snapshot_download(repo_id=text, allow_patterns=allow))
+            return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow, **pinned))
         except (OSError, ValueError) as err:  # hub errors: HTTP, not found, offline, bad id
+            cause = " ".join(str(err).split()) or "no details"
             raise ModelFolderError(
-                f"could not fetch the model {text!r} from the Hugging Face Hub "
-                f"({type(err).__name__}: {err}); check the id and your network, or download the "
-                "folder once and pass its path (offline: HF_HUB_OFFLINE=1 uses the local cache)"
+                f"no local folder {text!r} and could not fetch it from the Hugging Face Hub "
+                f"({type(err).__name__}: {cause}); check the path, or the id"
+                f"{' and revision' if revision else ''} and your network (offline: "
+                "HF_HUB_OFFLINE=1 uses the local cache)"
             ) from err
     raise ModelFolderError(
         f"no model folder at {text!r}; give a local folder, a shipped model "
-        f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name'"
+        f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name' "
+        "(or 'org/name@revision')"
     )
 
 

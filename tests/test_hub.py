@@ -416,3 +416,58 @@ def test_foreign_safetensors_that_is_damaged(tmp_path, content):
     bad.write_bytes(good.read_bytes()[:-3])  # truncated
     with pytest.raises(errors.ModelFolderError, match="damaged or incomplete"):
         import_foreign_checkpoint(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub ids: a mistyped local path is named as such; org/name@revision pins a revision
+
+
+def test_mistyped_local_path_says_there_is_no_such_folder(tmp_path, monkeypatch):
+    def download(repo_id, allow_patterns):
+        raise OSError("404 Client Error.\n\nRepository Not Found for url: https://hf.co/...")
+
+    _fake_hub(monkeypatch, download)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path("runs/my-model")
+    message = str(info.value)
+    assert message.startswith(
+        "no local folder 'runs/my-model' and could not fetch it from the Hugging Face Hub "
+        "(OSError: 404 Client Error. Repository Not Found for url: https://hf.co/...); check "
+        "the path, or the id and your network"
+    )
+    assert "\n" not in message
+
+
+def test_hub_id_with_a_revision_is_fetched_at_that_revision(tmp_path, monkeypatch):
+    import shutil
+
+    from flexdownscale import Downscaler
+    from flexdownscale.hub import shipped_models
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    calls = []
+
+    def download(repo_id, allow_patterns, revision=None):
+        calls.append((repo_id, revision))
+        # the layout of the Hub cache: one snapshot folder per commit
+        target = tmp_path / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
+        if not target.exists():
+            shutil.copytree(shipped_models()["era5-t2m-x4"], target)
+        return str(target)
+
+    _fake_hub(monkeypatch, download)
+    latest = Downscaler.from_pretrained("someone/t2m")
+    assert calls == [("someone/t2m", None)]
+    assert latest.name == f"someone/t2m@{commit}"  # provenance: id and revision
+    again = Downscaler.from_pretrained(latest.name)  # what provenance records loads again
+    assert calls[1] == ("someone/t2m", commit)
+    assert again.variables == latest.variables
+    assert resolve_model_path("someone/t2m@v1.0") == tmp_path / (
+        f"models--someone--t2m/snapshots/{commit}"
+    )
+    assert calls[2] == ("someone/t2m", "v1.0")
+    assert resolve_model_path("someone/t2m@refs/pr/1").name == commit
+    assert calls[3] == ("someone/t2m", "refs/pr/1")
+    with pytest.raises(errors.ModelFolderError, match="no model folder at 'someone/t2m@'"):
+        resolve_model_path("someone/t2m@")  # an empty revision: not a Hub id
