@@ -889,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
     except FlexDownscaleError as err:
-        message = cli_spelling(str(err)) if args.command == "downscale" else str(err)
+        message = cli_spelling(_one_line(err)) if args.command == "downscale" else _one_line(err)
         print(f"flexdownscale {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # reading or writing a file: one line naming it

@@ -722,3 +722,49 @@ _report(result, CASES, {{c.name: {celsius!a} for c in CASES}}, 2)
     assert f"units of rmse and crps: {celsius}" in (report / "report.md").read_text(
         encoding="utf-8"
     )
+
+
+def test_model_errors_are_one_line_and_name_the_missing_folder(
+    files, tmp_path, monkeypatch, capsys
+):
+    hub = pytest.importorskip("huggingface_hub")
+
+    def download(repo_id, allow_patterns):
+        raise OSError("404 Client Error.\n\nRepository Not Found for url: https://hf.co/...")
+
+    monkeypatch.setattr(hub, "snapshot_download", download)
+    monkeypatch.chdir(tmp_path)
+    root, _ = files
+    expected = (
+        "no local folder 'runs/my-model' and could not fetch it from the Hugging Face Hub "
+        "(OSError: 404 Client Error. Repository Not Found for url: https://hf.co/...)"
+    )
+    code, err = _run(["info", "runs/my-model"], capsys)  # _run: at most one line
+    assert code == 2
+    assert err.startswith(f"flexdownscale info: error: {expected}; check the path")
+    argv = ["downscale", str(root / "coarse.nc"), "out.nc", "--model", "runs/my-model"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err.startswith(f"flexdownscale downscale: error: {expected}; check the path")
+    assert not (tmp_path / "out.nc").exists()
+
+
+def test_multi_line_model_errors_are_printed_on_one_line(files, tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    from flexdownscale.hub import shipped_models
+
+    root, _ = files
+    model = tmp_path / "mismatched"  # the weights of another architecture, checksums updated
+    shutil.copytree(shipped_models()["era5-t2m-x4"], model)
+    shutil.copy(shipped_models()["kolmogorov-x8"] / "model.safetensors", model)
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    digest = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
+    config["sha256"]["model.safetensors"] = digest
+    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    argv = ["downscale", str(root / "coarse.nc"), str(tmp_path / "o.nc"), "--model", str(model)]
+    code, err = _run(argv, capsys)  # _run: at most one line
+    assert code == 2
+    assert err.startswith(f"flexdownscale downscale: error: weights in {str(model)!r} do not fit")
+    assert "Unexpected key(s) in state_dict" in err
