@@ -423,28 +423,32 @@ def untile(
 ) -> Any:
     """Fuse tiles into one field with the layout's blend weights (see :meth:`TileLayout.fuse`).
 
-    DataArray tiles are fused on their values; the coordinates of the result are assembled from
-    the tiles' coordinates.
+    DataArray tiles are fused on their values; every coordinate along the tiled dimensions (the
+    dimension coordinates, 2-D latitude / longitude, auxiliary coordinates) is assembled from the
+    tiles' coordinates, the others are the first tile's; attributes and encodings are kept.
     """
     if len(tiles) and isinstance(tiles[0], xr.DataArray):
         first = tiles[0]
         ydim, xdim = _axes(first, dims)
         moved = [t.transpose(..., ydim, xdim) for t in tiles]
         values = layout.fuse([np.asarray(t.values) for t in moved])
-        coords: dict[str, Any] = {}
-        for dim in (ydim, xdim):
-            if dim in first.coords:
-                full = np.empty(layout.shape[0 if dim == ydim else 1], dtype=first[dim].dtype)
-                for (sy, sx), t in zip(layout.slices, moved):
-                    full[sy if dim == ydim else sx] = t[dim].values
-                coords[dim] = (dim, full, dict(first[dim].attrs))
-        other = {k: v for k, v in first.coords.items() if ydim not in v.dims and xdim not in v.dims}
+        sizes = {ydim: layout.shape[0], xdim: layout.shape[1]}
+        coords: dict[Any, Any] = {}
+        for name, coord in first.coords.items():
+            if ydim not in coord.dims and xdim not in coord.dims:
+                coords[name] = coord.variable
+                continue
+            shape = tuple(sizes.get(d, coord.sizes[d]) for d in coord.dims)
+            full = np.empty(shape, dtype=coord.dtype)
+            for (sy, sx), t in zip(layout.slices, moved):
+                where = tuple({ydim: sy, xdim: sx}.get(d, slice(None)) for d in coord.dims)
+                full[where] = t[name].values
+            variable = xr.Variable(coord.dims, full, dict(coord.attrs))
+            variable.encoding = dict(coord.encoding)
+            coords[name] = variable
         out = xr.DataArray(
-            values,
-            dims=moved[0].dims,
-            coords={**other, **coords},
-            name=first.name,
-            attrs=dict(first.attrs),
+            values, dims=moved[0].dims, coords=coords, name=first.name, attrs=dict(first.attrs)
         )
+        out.encoding = dict(first.encoding)
         return out.transpose(*first.dims)
     return layout.fuse(tiles)

@@ -10,6 +10,7 @@ from data_helpers import latlon_da
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flexdownscale.data.grid import rotated_pole_to_geographic
 from flexdownscale.data.tiling import (
     TileAccumulator,
     blend_weights,
@@ -109,6 +110,28 @@ def test_dataarray_tiles_keep_coordinates_and_untile_rebuilds_them():
     np.testing.assert_array_equal(tiles[-1].lon.values, da.lon.values[-16:])
     back = untile(tiles, layout)
     xr.testing.assert_identical(back, da)
+
+
+def test_untile_rebuilds_two_dimensional_and_auxiliary_coordinates(shared_data):
+    """EURO-CORDEX tas (rotated pole, 2-D lat / lon): untile dropped every coordinate along the
+    tiled dims but the dimension coordinates, and the encoding."""
+    with xr.open_dataset(shared_data / "grids/tas_rotated_grid_EUR11.nc") as ds:
+        da = ds["tas"].load()
+        pole = dict(ds["rotated_pole"].attrs)
+    lat, lon = rotated_pole_to_geographic(
+        da["rlat"].values[:, None], da["rlon"].values[None, :], pole
+    )
+    da = da.assign_coords(
+        lat=(("rlat", "rlon"), lat, {"units": "degrees_north"}),
+        lon=(("rlat", "rlon"), lon, {"units": "degrees_east"}),
+        row_id=("rlat", np.arange(da.sizes["rlat"])),
+    )
+    assert da["lat"].ndim == 2
+    tiles, layout = tile(da, 128, overlap=32)
+    assert len(tiles) > 1
+    back = untile(tiles, layout)
+    xr.testing.assert_identical(back, da)
+    assert back.encoding == da.encoding
 
 
 def test_bad_tiles_are_rejected():
