@@ -269,7 +269,7 @@ def write_report(args, rows, floor, train_time, total, summary, verdict, flags, 
         "10000 + s). Mode width: RMS distance of the points to the nearest mode centre, "
         "relative to the fresh data's (1 is right, < 1 too narrow, > 1 too wide); it resolves "
         "differences the sliced distance cannot at this sample size. NFE counts network "
-        "evaluations (Heun: 2 per step; the momentum term g2 > 0 costs one forward-mode JVP "
+        "evaluations (Heun: 2 per step but 1 for the last, a plain Euler step; the momentum term g2 > 0 costs one forward-mode JVP "
         "per step, counted as one evaluation).",
         "",
         f"**Sampling-noise floor** (two fresh data sets of {args.samples}): "
