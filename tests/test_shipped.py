@@ -10,7 +10,7 @@ import xarray as xr
 
 from flexdownscale import Downscaler
 from flexdownscale.cli import main
-from flexdownscale.data import degrade
+from flexdownscale.data import degrade, grid_spec
 from flexdownscale.demo import CASES, load_case, run_demo
 from flexdownscale.errors import ConfigError
 from flexdownscale.hub import load_model_folder, shipped_models
@@ -96,6 +96,34 @@ def test_stored_sde_strength_gives_calibrated_era5_ensembles():
     assert scores["sde"]["rmse"] < 0.6 * downscaling_skill(conservative["t2m"], fine["t2m"])["rmse"]
 
 
+def _check_demo_file_attributes(case, ds):
+    """What a demo file's attributes say is true of the file (CF and provenance)."""
+    for name in ds.variables:  # every bounds attribute names a variable of the file
+        bounds = ds[name].attrs.get("bounds")
+        assert bounds is None or bounds in ds.variables, (name, bounds)
+    bounds = {ds[c].attrs["bounds"] for c in ds.coords if "bounds" in ds[c].attrs}
+    for name in [*ds.coords, *bounds]:  # CF: no missing-value marker on coordinates and bounds
+        assert "_FillValue" not in ds[name].encoding, name
+    spec = grid_spec(ds[f"{case.variable}_truth"])
+    for name in (f"{spec.y}_coarse", f"{spec.x}_coarse"):  # the coarse cells keep their bounds
+        assert ds[name].attrs.get("bounds") == f"{name}_bnds"
+        lo, hi = ds[f"{name}_bnds"].values.T
+        np.testing.assert_allclose((lo + hi) / 2, ds[name].values)
+    conditions = [k for k in ds.attrs if k.startswith("flexdownscale_condition_")]
+    history = ds.attrs["history"].splitlines()
+    if case.condition_dim is None:
+        assert not conditions
+        assert len(history) == 1
+        return
+    # one downscaling call per condition: each call's condition and history line, in order
+    values = ds[case.condition_dim].values
+    assert conditions == [f"flexdownscale_condition_{case.condition_dim}"]
+    np.testing.assert_array_equal(ds.attrs[conditions[0]], values)
+    assert len(history) == values.size
+    for value in values:
+        assert sum(line.endswith(f"; {case.condition_dim} = {value:g}") for line in history) == 1
+
+
 def test_demo_runs_offline_and_beats_interpolation(tmp_path):
     result = run_demo(tmp_path / "demo", members=4, progress=False, log=None)
     names = {p.name for p in result.files}
@@ -113,6 +141,7 @@ def test_demo_runs_offline_and_beats_interpolation(tmp_path):
             v = case.variable
             assert {f"{v}_truth", f"{v}_flex", f"{v}_coarse", f"{v}_bilinear"} <= set(ds)
             assert ds[f"{v}_flex"].sizes["member"] == 4
+            _check_demo_file_attributes(case, ds)
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "| FLEX ensemble (4 members) |" in report
     assert "log-spectral distance" in report
