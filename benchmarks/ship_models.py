@@ -22,6 +22,7 @@ import torch
 from flexdownscale.config import TrainConfig, from_toml
 from flexdownscale.data.datasets import from_config
 from flexdownscale.hub import load_model_folder, save_model_folder
+from flexdownscale.models import build_model, export_state_dict
 
 SHIPPED = Path("flexdownscale/_data/models")
 SKILL_MARKER = "<!-- skill table: written by benchmarks/skill.py --write-cards -->"
@@ -159,6 +160,13 @@ Weights: MIT, like the code. The training data keep their own licences{data_lice
 """
 
 
+def bf16_weights(folder) -> dict[str, torch.Tensor]:
+    """The folder's weights in bfloat16, the time embeddings' frequencies kept float32."""
+    model = build_model(folder.model)
+    model.load_state_dict(dict(folder.state_dict))
+    return export_state_dict(model, torch.bfloat16)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="run name: runs/<name>/model is shipped as <name>")
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             condition["range"] = list(seen)
     target = save_model_folder(
         SHIPPED / args.name,
-        state_dict=dict(folder.state_dict),
+        state_dict=bf16_weights(folder),
         model=folder.model,
         diffusion=folder.diffusion,
         sampler=folder.sampler,
@@ -193,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         card=card_text(args.name, config, extra, args.machine, args.wall_minutes, args.history),
         task=folder.task,
         condition=condition,
-        dtype=torch.bfloat16,
         extra=extra,
         overwrite=True,
     )

@@ -1013,6 +1013,10 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         self.card = card
         self._set_condition(condition, model)
         self.path: Path | None = None
+        # a loaded folder's metadata (training steps, validation, history) and weights dtype,
+        # written back by save_pretrained
+        self.extra: dict[str, Any] = {}
+        self.weights_dtype: torch.dtype | None = None
         missing = [v for v in self.variables if v not in normalizer.variables]
         if missing:
             raise ConfigError(f"the normalizer has no statistics for {missing}")
@@ -1064,13 +1068,36 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             condition=folder.condition,
         )
         out.path = Path(folder.path)
+        out.extra = dict(folder.extra)
+        stored = [t.dtype for t in folder.state_dict.values() if t.is_floating_point()]
+        out.weights_dtype = min(stored, key=lambda d: d.itemsize) if stored else None
         return out
 
     def save_pretrained(
-        self, path: str | os.PathLike[str], *, card: str | None = None, overwrite: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        card: str | None = None,
+        overwrite: bool = False,
+        dtype: torch.dtype | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Path:
-        """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`)."""
+        """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`).
+
+        Parameters
+        ----------
+        card
+            Model card (``README.md``); default: the loaded folder's.
+        dtype
+            Dtype of the stored weights (``torch.bfloat16`` halves the folder); default: the
+            dtype of the folder the model was loaded from (bfloat16 for the shipped models),
+            else the backbone's. The time embeddings' frequencies always stay float32.
+        extra
+            Metadata under ``config.json["extra"]``; default: the loaded folder's (training
+            steps, validation skill, history).
+        """
         from .hub import save_model_folder
+        from .models import export_state_dict
 
         if self.diffusion is None:
             raise ConfigError(
@@ -1079,7 +1106,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             )
         return save_model_folder(
             path,
-            state_dict=self.backbone.state_dict(),
+            state_dict=export_state_dict(self.backbone, dtype or self.weights_dtype),
             model=self.backbone.config,
             diffusion=self.diffusion,
             sampler=self.sampler,
@@ -1090,6 +1117,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             grid=self.grid,
             card=card if card is not None else (self.card or f"# {self.name}\n"),
             condition=self.condition,
+            extra=dict(extra) if extra is not None else self.extra,
             overwrite=overwrite,
         )
 

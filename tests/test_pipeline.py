@@ -878,3 +878,34 @@ def test_sampler_options_reach_the_sampler_and_the_provenance(pair, downscaler):
         downscaler(coarse, sampler="euler", sampler_options={"delta": 1.0}, **kwargs)
     with pytest.raises(ConfigError, match="expected a finite number"):
         downscaler(coarse, sampler="sde", sampler_options={"delta": float("nan")}, **kwargs)
+
+
+def test_save_pretrained_of_a_loaded_model_is_a_faithful_copy(shared_data, tmp_path):
+    """Re-saving a shipped model dropped config.json's "extra" (training steps, validation,
+    history) and wrote float32 weights (9.3 MB instead of 4.7 MB); bf16 exports also rounded the
+    time embedding's frequencies."""
+    from safetensors import safe_open
+
+    from flexdownscale.hub import load_model_folder
+
+    shipped = load_model_folder("era5-t2m-x4")
+    model = Downscaler.from_pretrained("era5-t2m-x4")
+    assert model.weights_dtype == torch.bfloat16
+    copy = load_model_folder(model.save_pretrained(tmp_path / "copy"))
+    assert copy.extra == shipped.extra
+    assert copy.extra["train_steps"] > 0
+    for name, tensor in shipped.state_dict.items():
+        # same values; the frequencies (stored rounded to bf16 before 0.1.0) now go as float32
+        expected = torch.float32 if name.endswith(".freqs") else tensor.dtype
+        assert copy.state_dict[name].dtype == expected
+        assert torch.equal(copy.state_dict[name].float(), tensor.float())
+    wide = model.save_pretrained(tmp_path / "wide", dtype=torch.float32, extra={"note": "x"})
+    assert load_model_folder(wide).extra == {"note": "x"}
+    # a float32 model saved in bf16 keeps its frequencies exact
+    fresh = make_downscaler(era5_pair(shared_data, times=1)[0])
+    path = fresh.save_pretrained(tmp_path / "fresh", dtype=torch.bfloat16)
+    with safe_open(str(path / "model.safetensors"), "pt") as weights:
+        assert weights.get_tensor("enc_time.freqs").dtype == torch.float32
+        assert weights.get_tensor("enc_time.mlp.0.weight").dtype == torch.bfloat16
+        exact = fresh.backbone.enc_time.freqs
+        assert torch.equal(weights.get_tensor("enc_time.freqs"), exact)

@@ -20,6 +20,7 @@ from .registry import (
     REFERENCE_PARAMETERS,
     build_model,
     count_parameters,
+    export_state_dict,
     format_parameter_count,
     parameter_table,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "UViT",
     "build_model",
     "count_parameters",
+    "export_state_dict",
     "format_parameter_count",
     "parameter_table",
     "repeat_task_features",

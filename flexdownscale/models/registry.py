@@ -18,7 +18,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from .dit import DiT
 from .flex import FLEX
-from .layers import GRID_MULTIPLE, Backbone
+from .layers import GRID_MULTIPLE, Backbone, FourierTimeEmbedding
 from .unet import UNet
 from .uvit import UViT
 
@@ -28,6 +28,7 @@ __all__ = [
     "REFERENCE_PARAMETERS",
     "build_model",
     "count_parameters",
+    "export_state_dict",
     "format_parameter_count",
     "parameter_table",
 ]
@@ -157,6 +158,41 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
         Count only parameters with ``requires_grad``.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def export_state_dict(
+    model: nn.Module, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """``model``'s state dict for a model folder, floating weights cast to ``dtype``.
+
+    The time embeddings' fixed frequencies (:class:`~flexdownscale.models.layers.
+    FourierTimeEmbedding`) stay float32: in bfloat16 they would be off by up to 0.1 and the
+    reloaded model would sample with other time features than it was trained with.
+
+    Parameters
+    ----------
+    model
+        A backbone (any module).
+    dtype
+        E.g. ``torch.bfloat16`` to halve the folder; ``None`` keeps every tensor's dtype.
+
+    Returns
+    -------
+    dict
+        Name -> detached tensor.
+    """
+    exact = {
+        f"{name}.freqs" if name else "freqs"
+        for name, module in model.named_modules()
+        if isinstance(module, FourierTimeEmbedding)
+    }
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach()
+        if dtype is not None and tensor.is_floating_point() and name not in exact:
+            tensor = tensor.to(dtype)
+        state[name] = tensor
+    return state
 
 
 def format_parameter_count(count: int) -> str:
