@@ -8,6 +8,7 @@ in Jupyter it displays as the cell's result. Inputs are xarray objects; data are
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from flexdownscale.errors import ConfigError, EnsembleError, ShapeError
+from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import check_member_dim, find_yx_dims
 
@@ -83,6 +84,19 @@ def plot_spectra(
     -------
     Figure
         One axis (two with ``reference``); one line per entry on the top axis.
+
+    Warns
+    -----
+    UserWarning
+        Naming each entry whose spectrum has no finite value (its line would be missing from the
+        figure without a word): typically a field with NaNs (e.g. masked land or ocean), whose
+        spectrum is NaN; fill the NaNs or select a region without them. The other entries are
+        drawn; a ratio to a reference with no finite value cannot be.
+
+    Raises
+    ------
+    DataError
+        When no entry has a finite value: there would be nothing to draw.
     """
     if not spectra:
         raise ConfigError("spectra is empty; pass e.g. {'truth': da, 'model': da2}.")
@@ -102,6 +116,7 @@ def plot_spectra(
         if sdim == "wavenumber" and truncate and nyq is not None:
             spec = spec.where(spec[sdim] <= float(nyq) * (1 + 1e-9), drop=True)
         curves[label] = spec.load()
+    _check_curves(curves, reference)
 
     fig = Figure(figsize=figsize, layout="constrained")
     if reference is None:
@@ -150,6 +165,31 @@ def plot_spectra(
     return fig
 
 
+def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> None:
+    """Warn about each curve with no finite value; DataError when no curve has one."""
+    hint = (
+        "a field with NaNs (e.g. masked land or ocean) has a NaN spectrum: fill the NaNs or "
+        "select a region without them"
+    )
+    empty = [
+        label
+        for label, spec in curves.items()
+        if not np.isfinite(np.asarray(spec.values, dtype=float)).any()
+    ]
+    if len(empty) == len(curves):
+        raise DataError(
+            f"no spectrum to plot: {', '.join(map(repr, empty))} "
+            f"{'has' if len(empty) == 1 else 'have'} no finite value; {hint}"
+        )
+    for label in empty:
+        ratios = " (nor the ratios to it)" if label == reference else ""
+        warnings.warn(
+            f"spectra[{label!r}] has no finite value and is not drawn{ratios}; {hint}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def plot_rank_histogram(
     fcst: xr.DataArray | xr.Dataset,
     obs: xr.DataArray | xr.Dataset | None = None,
@@ -171,6 +211,13 @@ def plot_rank_histogram(
     -------
     Figure
         One axis with M + 1 bars and one reference line.
+
+    Raises
+    ------
+    DataError
+        When the histogram has no finite value: no point has a finite observation and finite
+        members (e.g. all-NaN observations), so there is nothing to rank. Points with NaNs are
+        otherwise left out of the histogram.
     """
     if obs is None:
         hist = _as_dataarray(fcst, variable, "fcst")
@@ -190,6 +237,14 @@ def plot_rank_histogram(
     if extra:
         hist = hist.mean(extra)
     hist = hist.load()
+    if not np.isfinite(np.asarray(hist.values, dtype=float)).any():
+        if obs is None:
+            raise DataError("the rank histogram has no finite value: there is nothing to plot")
+        raise DataError(
+            "nothing to rank: no point has a finite observation and finite members (are the "
+            "observations or the members all NaN?); give data with finite values at the same "
+            "points"
+        )
     ranks = np.asarray(hist["rank"].values)
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from flexdownscale.errors import ConfigError, ShapeError
+from flexdownscale.errors import ConfigError, DataError, ShapeError
 from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
 
@@ -131,3 +131,33 @@ def test_plot_panels(era5):
     assert [ax.get_title() for ax in fig2.axes if ax.get_title()][:2] == ["truth", "member 1"]
     with pytest.raises(ShapeError):
         plot_panels(None, truth, ensemble.expand_dims(level=2), time=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# curves and histograms with no finite value are not left out silently
+
+
+def test_plot_spectra_warns_about_a_curve_with_no_finite_value(era5):
+    _, truth, ensemble = era5
+    masked = truth.copy()
+    masked[:, :4, :4] = np.nan  # e.g. a land mask: the spectrum of a field with NaNs is NaN
+    with pytest.warns(UserWarning, match=r"spectra\['masked'\] has no finite value and is not"):
+        fig = plot_spectra({"truth": truth, "masked": masked, "ensemble": ensemble})
+    assert len(fig.axes[0].lines) == 3
+    with pytest.warns(UserWarning, match=r"spectra\['truth'\] .* \(nor the ratios to it\)"):
+        plot_spectra({"truth": masked, "ensemble": ensemble}, reference="truth")
+    with pytest.raises(DataError, match=r"no spectrum to plot: 'truth', 'masked' have no finite"):
+        plot_spectra({"truth": truth * np.nan, "masked": masked})
+
+
+def test_plot_rank_histogram_refuses_all_nan_observations(era5):
+    _, truth, ensemble = era5
+    with pytest.raises(DataError, match="nothing to rank: no point has a finite observation"):
+        plot_rank_histogram(ensemble, truth * np.nan)
+    hist = rank_histogram(ensemble, truth * np.nan)
+    with pytest.raises(DataError, match="the rank histogram has no finite value"):
+        plot_rank_histogram(hist)
+    partly = truth.copy()
+    partly[:, :4, :4] = np.nan  # points with NaNs are left out; the rest is ranked
+    heights = [p.get_height() for p in plot_rank_histogram(ensemble, partly).axes[0].patches]
+    assert sum(heights) == pytest.approx(1.0)
