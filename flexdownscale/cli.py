@@ -354,7 +354,7 @@ def _downscale(args: argparse.Namespace) -> int:
     _check_output(args.input, args.output)
     ds = _open(args.input)
     dims = _merged(args.dims)
-    if args.time_chunk:
+    if args.time_chunk is not None:
         ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)
     variables = _merged_list(args.variables)
@@ -417,6 +417,20 @@ def _number_pairs(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: values must be numbers, e.g. delta=0.5"
         ) from None
+
+
+def _positive_int(text: str) -> int:
+    """``"24"`` -> ``24``; zero, negative or not a whole number: a usage error (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive whole number; give the number of time steps per chunk, "
+            "e.g. 24, or leave the option out to process the input in one piece"
+        )
+    return value
 
 
 def _names(text: str) -> list[str]:
@@ -491,6 +505,8 @@ def cli_spelling(message: str) -> str:
     "pass --rename tas=t2m or --variables NAME,NAME,... in the model's order"
     >>> cli_spelling("factor = 8 but the model downscales by 4 only; use factor=4")
     '--factor 8 but the model downscales by 4 only; use --factor 4'
+    >>> cli_spelling("members = 0 must be a positive integer or None")
+    '--members 0 must be a positive integer, or leave --members out'
     """
 
     def flag(match: re.Match[str]) -> str:
@@ -501,6 +517,12 @@ def cli_spelling(message: str) -> str:
         return f"{_FLAGS[name]} {value}"
 
     message = _KEYWORD.sub(flag, message)
+    # "None" is how Python leaves a keyword out; on the command line the option is left out
+    message = re.sub(
+        r"(--[a-z][\w-]*) (\S+) must be a positive integer or None\b",
+        r"\1 \2 must be a positive integer, or leave \1 out",
+        message,
+    )
     return re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
 
 
@@ -841,7 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
     down.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
-    down.add_argument("--time-chunk", type=int, default=None, help="process lazily in time chunks")
+    down.add_argument(
+        "--time-chunk",
+        type=_positive_int,
+        default=None,
+        metavar="STEPS",
+        help="process lazily in chunks of this many time steps",
+    )
     down.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     demo = sub.add_parser(

@@ -539,6 +539,9 @@ def test_downscale_errors_name_the_flags_not_python_keywords(files, tmp_path, ca
         ("--dims", "x=", "'x=' is not NAME=VALUE"),
         ("--variables", ",", "expected variable names"),
         ("--blend", "linear", "invalid choice: 'linear'"),
+        ("--time-chunk", "0", "argument --time-chunk: '0' is not a positive whole number"),
+        ("--time-chunk", "-2", "argument --time-chunk: '-2' is not a positive whole number"),
+        ("--time-chunk", "1.5", "argument --time-chunk: '1.5' is not a positive whole number"),
     ],
 )
 def test_downscale_option_syntax_is_a_usage_error(files, capsys, option, value, message):
@@ -768,3 +771,21 @@ def test_multi_line_model_errors_are_printed_on_one_line(files, tmp_path, capsys
     assert code == 2
     assert err.startswith(f"flexdownscale downscale: error: weights in {str(model)!r} do not fit")
     assert "Unexpected key(s) in state_dict" in err
+
+
+def test_members_below_one_is_said_in_command_line_terms(files, tmp_path, capsys):
+    from flexdownscale.cli import cli_spelling
+
+    root, model = files
+    for members in ("0", "-1"):
+        argv = ["downscale", str(root / "coarse.nc"), str(tmp_path / "o.nc")]
+        code, err = _run([*argv, "--model", str(model), "--members", members], capsys)
+        assert code == 2
+        assert err == (
+            f"flexdownscale downscale: error: --members {members} must be a positive integer, "
+            "or leave --members out"
+        )
+    assert not (tmp_path / "o.nc").exists()
+    assert cli_spelling("batch_size = 0 must be a positive integer or None") == (
+        "--batch-size 0 must be a positive integer, or leave --batch-size out"
+    )
