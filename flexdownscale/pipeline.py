@@ -683,7 +683,7 @@ def _model_label(ref: str | os.PathLike[str], path: Path) -> str:
         if folder.resolve() == path:
             return name
     if _is_reference(ref):  # a Hub id: the snapshot folder is named after the commit
-        return f"{ref}@{path.name}"
+        return f"{str(ref).partition('@')[0]}@{path.name}"
     return str(path)
 
 

@@ -909,3 +909,12 @@ def test_save_pretrained_of_a_loaded_model_is_a_faithful_copy(shared_data, tmp_p
         assert weights.get_tensor("enc_time.mlp.0.weight").dtype == torch.bfloat16
         exact = fresh.backbone.enc_time.freqs
         assert torch.equal(weights.get_tensor("enc_time.freqs"), exact)
+
+
+def test_provenance_label_of_a_hub_revision_names_it_once(tmp_path):
+    """Loading "org/name@rev" recorded "org/name@rev@<commit>", which cannot be loaded again."""
+    from flexdownscale.pipeline import _model_label
+
+    snapshot = tmp_path / "snapshots" / "0123abcd"
+    assert _model_label("org/name@v1.0", snapshot) == "org/name@0123abcd"
+    assert _model_label("org/name", snapshot) == "org/name@0123abcd"

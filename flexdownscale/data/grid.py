@@ -827,7 +827,7 @@ class GridSpec:
         """JSON text of :meth:`to_dict`; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            Path(path).write_text(text)
+            Path(path).write_text(text, encoding="utf-8")
         return text
 
     @classmethod
@@ -835,7 +835,7 @@ class GridSpec:
         """Read from JSON text or from a path to a JSON file."""
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
+            text = Path(source).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text))
 
 

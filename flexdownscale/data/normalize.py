@@ -407,7 +407,7 @@ class Normalizer:
         """JSON text of :meth:`to_dict` (floats round-trip exactly); written to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text)
+            Path(path).write_text(text, encoding="utf-8")
         return text
 
     @classmethod
@@ -415,7 +415,7 @@ class Normalizer:
         """Read from JSON text or a path to a JSON file."""
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
+            text = Path(source).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text))
 
 
