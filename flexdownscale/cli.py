@@ -251,11 +251,13 @@ def _write_zarr(ds: Any, target: str) -> None:
     """
     import warnings
 
+    from .data.grid import coordinate_encoding
+
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="Consolidated metadata is currently not part", category=UserWarning
         )
-        ds.to_zarr(target, mode="w", consolidated=True, encoding=_no_fill_on_coordinates(ds))
+        ds.to_zarr(target, mode="w", consolidated=True, encoding=coordinate_encoding(ds))
 
 
 @contextlib.contextmanager
@@ -288,6 +290,8 @@ def _write_output(ds: Any, target: str) -> None:
     import shutil
     import tempfile
 
+    from .data.grid import coordinate_encoding
+
     dst = Path(target)
     holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     written = holder / dst.name
@@ -296,7 +300,7 @@ def _write_output(ds: Any, target: str) -> None:
             if _is_zarr(target):
                 _write_zarr(ds, str(written))
             else:
-                ds.to_netcdf(written, encoding=_no_fill_on_coordinates(ds))
+                ds.to_netcdf(written, encoding=coordinate_encoding(ds))
         if not dst.is_dir() or dst.is_symlink():
             os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
         else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
@@ -313,18 +317,6 @@ def _write_output(ds: Any, target: str) -> None:
             shutil.rmtree(holder, ignore_errors=True)
         raise
     shutil.rmtree(holder, ignore_errors=True)
-
-
-def _no_fill_on_coordinates(ds: Any) -> dict[str, dict[str, Any]]:
-    """Encoding without ``_FillValue`` for floating coordinates and bounds (CF: coordinate and
-    bounds variables have no missing values; xarray writes ``_FillValue = NaN`` by default)."""
-    bounds = {str(ds[c].attrs["bounds"]) for c in ds.variables if "bounds" in ds[c].attrs}
-    names = set(map(str, ds.coords)) | bounds
-    return {
-        name: {"_FillValue": None}
-        for name in names
-        if name in ds.variables and ds[name].dtype.kind == "f"
-    }
 
 
 def _time_dim(ds: Any, dims: dict[str, str]) -> str:

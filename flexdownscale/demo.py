@@ -261,9 +261,9 @@ def _write_netcdf(
     ds.attrs = dict(ens.attrs)
     ds.attrs["comment"] = f"flexdownscale demo, case {case.name}: {case.title}"
     path = out / f"{case.name}.nc"
-    from .cli import _no_fill_on_coordinates  # CF: no missing-value marker on coordinates
+    from .data.grid import coordinate_encoding  # CF: no missing-value marker on coordinates
 
-    ds.to_netcdf(path, encoding=_no_fill_on_coordinates(ds))
+    ds.to_netcdf(path, encoding=coordinate_encoding(ds))
     return path
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "cell_bounds",
     "coarsen_coord",
     "coarsen_grid",
+    "coordinate_encoding",
     "find_axes",
     "grid_spec",
     "normalize_grid",
@@ -1347,6 +1348,19 @@ def _grid_dataset(
         )
         coords[bname] = xr.Variable((name, bounds_dim), bounds)
     return xr.Dataset(coords=coords)
+
+
+def coordinate_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """``to_netcdf`` / ``to_zarr`` encoding without ``_FillValue`` for floating coordinates and
+    the bounds variables they name (CF: coordinates and bounds have no missing values; xarray
+    writes ``_FillValue = NaN`` by default)."""
+    bounds = {str(ds[c].attrs["bounds"]) for c in ds.variables if "bounds" in ds[c].attrs}
+    names = set(map(str, ds.coords)) | bounds
+    return {
+        name: {"_FillValue": None}
+        for name in names
+        if name in ds.variables and ds[name].dtype.kind == "f"
+    }
 
 
 def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Dataset:
