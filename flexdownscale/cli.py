@@ -222,14 +222,13 @@ def _check_output(source: str, target: str) -> None:
             "another path, or a name ending in .nc to write netCDF"
         )
     if _is_zarr(target) and dst.is_dir():
+        from .hub import _listing
+
         entries = sorted(p.name for p in dst.iterdir())
         if entries and not set(entries) & {".zgroup", ".zarray", ".zmetadata", "zarr.json"}:
-            shown = ", ".join(entries[:5]) + (
-                f" and {len(entries) - 5} more" if entries[5:] else ""
-            )
             raise DataError(
                 f"the output {target!r} is an existing folder that is not a zarr store (it holds "
-                f"{shown}); writing the output would replace it: give another path"
+                f"{_listing(entries)}); writing the output would replace it: give another path"
             )
     folder = dst.parent
     if not folder.is_dir():
@@ -284,13 +283,15 @@ def _write_output(ds: Any, target: str) -> None:
     The output is written into a fresh hidden folder beside ``target`` and moved into place only
     once complete, so a run that fails midway (e.g. a lazy run meeting NaNs in a later time chunk)
     leaves an earlier ``target`` as it was and no partial file; the temporary folder is removed.
-    An earlier zarr store is moved aside first and put back if the new one cannot take its place.
+    An earlier zarr store is replaced like a model folder (:func:`flexdownscale.hub._replace`:
+    moved aside, put back if the new one cannot take its place).
     """
     import os
     import shutil
     import tempfile
 
     from .data.grid import coordinate_encoding
+    from .hub import _replace
 
     dst = Path(target)
     holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
@@ -304,19 +305,9 @@ def _write_output(ds: Any, target: str) -> None:
         if not dst.is_dir() or dst.is_symlink():
             os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
         else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
-            aside = holder / f"{dst.name}.previous"
-            os.replace(dst, aside)
-            try:
-                os.replace(written, dst)
-            except BaseException:
-                os.replace(aside, dst)
-                raise
-    except BaseException:
-        # the earlier output is back in place unless putting it back failed: then keep it here
-        if not (holder / f"{dst.name}.previous").exists():
-            shutil.rmtree(holder, ignore_errors=True)
-        raise
-    shutil.rmtree(holder, ignore_errors=True)
+            _replace(dst, written)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def _time_dim(ds: Any, dims: dict[str, str]) -> str:

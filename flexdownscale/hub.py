@@ -221,8 +221,9 @@ def save_model_folder(
     card
         Model card text (markdown).
     dtype
-        Optional torch dtype to cast floating-point weights to (e.g. ``torch.bfloat16`` for
-        shipped models).
+        Optional torch dtype to cast every floating-point tensor to. For a backbone's weights use
+        :func:`flexdownscale.models.export_state_dict` instead (``dtype=None`` here): it keeps
+        the time embeddings' frequencies float32, which bfloat16 would round.
     extra
         Further JSON-serialisable metadata stored under ``config.json["extra"]``.
     overwrite

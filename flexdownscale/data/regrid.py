@@ -186,10 +186,12 @@ def _edges(centres: np.ndarray, latitude: bool) -> np.ndarray:
 
 
 def _regular_edges(centres: np.ndarray, step: float) -> np.ndarray:
-    """(n + 1,) cell edges of an ascending regular axis: midpoints, and half a step outside."""
+    """(n + 1,) cell edges of an ascending regular axis (:func:`_edges`; a single cell reaches
+    half of ``step`` either side)."""
     c = np.asarray(centres, dtype=np.float64)
-    half = 0.5 * abs(step)
-    return np.concatenate([[c[0] - half], 0.5 * (c[:-1] + c[1:]), [c[-1] + half]])
+    if c.size > 1:
+        return _edges(c, latitude=False)
+    return np.array([c[0] - 0.5 * abs(step), c[0] + 0.5 * abs(step)])
 
 
 def _overlap_weights(
@@ -231,7 +233,8 @@ def _overlap_weights(
         are zero.
     """
     edges = _regular_edges(source, source_step)
-    lower, upper = _regular_edges(target, target_step)[:-1], _regular_edges(target, target_step)[1:]
+    target_edges = _regular_edges(target, target_step)
+    lower, upper = target_edges[:-1], target_edges[1:]
     centres = np.asarray(target, dtype=np.float64)
     tol = 1e-9 * abs(source_step)
     if period is not None:

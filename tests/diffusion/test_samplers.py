@@ -12,6 +12,7 @@ Three levels of checks:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -440,37 +441,14 @@ def test_ensemble_entry_points_check_objective_phys_and_base_field() -> None:
         sample_ensemble(oracle, objective="vp", shape=(2, *MU.shape), members=2)  # type: ignore[arg-type]
     model = build_model(ModelConfig(preset="tiny", physical_condition=True)).eval()
     cond = torch.zeros(2, 1, 16, 16)
+    draw = functools.partial(
+        sample_ensemble, model, objective=vp, cond=cond, shape=(2, 1, 16, 16), members=2, steps=1
+    )
     with pytest.raises(ShapeError, match=r"phys has shape \(3,\)"):
-        sample_ensemble(
-            model,
-            objective=vp,
-            cond=cond,
-            shape=(2, 1, 16, 16),
-            members=2,
-            steps=1,
-            phys=torch.tensor([0.1, 0.2, 0.9]),
-        )
+        draw(phys=torch.tensor([0.1, 0.2, 0.9]))
     # a scalar is one value for every field
-    scalar = sample_ensemble(
-        model,
-        objective=vp,
-        cond=cond,
-        shape=(2, 1, 16, 16),
-        members=2,
-        steps=1,
-        phys=0.1,
-        generator=0,
-    )
-    per_field = sample_ensemble(
-        model,
-        objective=vp,
-        cond=cond,
-        shape=(2, 1, 16, 16),
-        members=2,
-        steps=1,
-        phys=torch.tensor([0.1, 0.1]),
-        generator=0,
-    )
+    scalar = draw(phys=0.1, generator=0)
+    per_field = draw(phys=torch.tensor([0.1, 0.1]), generator=0)
     assert torch.equal(scalar, per_field)
     flow = FlowMatching(base="coarse_plus_noise", base_sigma=0.2)
     with pytest.raises(ShapeError, match="x_lo"):
