@@ -875,10 +875,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_terminal() -> None:
+    """Print what the terminal's encoding cannot show as escapes instead of failing.
+
+    Under an ASCII locale (``LC_ALL=C`` without Python's UTF-8 mode) a model card or a unit
+    holding a degree sign raised UnicodeEncodeError while printing, after the work was done; it
+    is printed as the escape ``\\xb0`` instead. Files are always written as UTF-8.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        reconfigure = getattr(stream, "reconfigure", None)
+        if encoding not in ("utf8", "utf16", "utf32") and reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     from .errors import FlexDownscaleError
 
+    _tolerant_terminal()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "info":

@@ -789,3 +789,31 @@ def test_members_below_one_is_said_in_command_line_terms(files, tmp_path, capsys
     assert cli_spelling("batch_size = 0 must be a positive integer or None") == (
         "--batch-size 0 must be a positive integer, or leave --batch-size out"
     )
+
+
+def test_info_prints_a_non_ascii_card_under_an_ascii_locale(tmp_path):
+    """A card holding a degree sign is printed with escapes under a C locale, not a traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from flexdownscale.hub import shipped_models
+
+    folder = tmp_path / "celsius-model"
+    shutil.copytree(shipped_models()["era5-t2m-x4"], folder)
+    with (folder / "README.md").open("a", encoding="utf-8") as fh:
+        fh.write("\nValid from -40 \u00b0C to 40 \u00b0C.\n")
+    code = f"""
+import locale, sys
+assert locale.getpreferredencoding(False).lower() not in ("utf-8", "utf8"), "not a C locale"
+from flexdownscale.cli import main
+sys.exit(main(["info", {str(folder)!a}]))
+"""
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    env.pop("PYTHONIOENCODING", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    if b"not a C locale" in result.stderr:
+        pytest.skip("this system has no ASCII C locale")
+    assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-2000:]
+    assert b"Valid from -40 \\xb0C to 40 \\xb0C." in result.stdout
