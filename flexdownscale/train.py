@@ -379,6 +379,7 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self.export_only = export_only
         self.resume = resume or export_only
+        self.changed_settings: dict[str, tuple[Any, Any]] = {}  # on resume, from the saved config
         log_with = None if config.logger == "none" else config.logger
         if config.logger == "wandb":
             try:
@@ -509,6 +510,15 @@ class Trainer:
                             f"cannot resume: the [{section}] section differs from the run's saved "
                             f"config ({saved}); resume with the same settings or use a new run_dir"
                         )
+                self._check_sample_order(previous, states[-1])
+                self.changed_settings = _changed_settings(previous, self.config)
+                if self.changed_settings:
+                    acc.print(
+                        "resuming with changed settings: "
+                        + "; ".join(
+                            f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items()
+                        )
+                    )
         elif states or (
             (self.run_dir / "checkpoints").is_dir()
             and any((self.run_dir / "checkpoints").iterdir())
@@ -526,6 +536,43 @@ class Trainer:
                 saved, json.dumps(to_dict(self.config), indent=2, default=_json_default)
             )
         acc.wait_for_everyone()
+
+    def _sample_layout(self) -> dict[str, int]:
+        """What fixes the order of the training samples and where a state is in it."""
+        return {
+            "seed": self.config.seed,
+            "batch_size": self.config.batch_size,
+            "micro_batch_size": self.micro_batch_size,
+            "processes": self.accelerator.num_processes,
+        }
+
+    def _check_sample_order(self, previous: TrainConfig, latest: Path) -> None:
+        """Refuse a resume that would draw the training samples in another order.
+
+        The seed, the batch size, the micro-batch size and the number of processes fix which
+        samples every process draws and where a state's counters point in that sequence; with
+        any of them changed a resumed run would repeat or skip samples without saying so. The
+        state's marker records them (states written before 0.1.0 hold only the step; their
+        seed and batch size come from the saved config).
+        """
+        marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
+        now = self._sample_layout()
+        recorded = {"seed": previous.seed, "batch_size": previous.batch_size}
+        recorded.update({k: v for k, v in marker.get("layout", {}).items() if k in now})
+        changed = {k: (v, now[k]) for k, v in recorded.items() if now[k] != v}
+        if not changed:
+            return
+        listing = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+        how = ", ".join(
+            f"--num_processes {a} with accelerate launch" if k == "processes" else f"{k}={a}"
+            for k, (a, _) in changed.items()
+        )
+        raise CheckpointError(
+            f"cannot resume {str(self.run_dir)!r}: {listing} since its state {latest.name} was "
+            "saved; they fix the order in which training samples are drawn, so the resumed run "
+            f"would repeat or skip samples. Resume with the run's values ({how}) or start a new "
+            "run_dir"
+        )
 
     def _move_old_logs_aside(self) -> Path | None:
         """Move the logs of an earlier run that saved no state into ``run_dir/old-<n>/``.
@@ -567,7 +614,8 @@ class Trainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             (tmp / STATE_MARKER).write_text(
-                json.dumps({"step": self.progress.step}), encoding="utf-8"
+                json.dumps({"step": self.progress.step, "layout": self._sample_layout()}),
+                encoding="utf-8",
             )
             for child in tmp.iterdir():
                 if child.is_file():
@@ -788,6 +836,7 @@ class Trainer:
                 round(torch.cuda.max_memory_allocated(acc.device) / 2**30, 3) if cuda else None
             ),
             "torch": torch.__version__,
+            "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
         }
         with (self.run_dir / "launches.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -1084,6 +1133,27 @@ class Trainer:
             f"| metric | value |\n|---|---|\n{skill}\n\n"
             "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"
         )
+
+
+def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys (as on the command line) whose values differ: ``{key: (old, new)}``."""
+
+    def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    before = flat(_json_plain(to_dict(previous)))
+    after = flat(_json_plain(to_dict(current)))
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    }
 
 
 def _flat_scalars(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -428,3 +428,54 @@ _atomic_write_text(Path({str(target)!a}), {text!a})
         pytest.skip("this system has no ASCII C locale")
     assert result.returncode == 0, result.stderr[-2000:]
     assert target.read_bytes() == text.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# resuming: what fixes the sample order is refused, other changes are said and recorded
+
+
+def test_resume_refuses_what_changes_the_sample_order(tmp_path, shared_data, capsys):
+    from flexdownscale.errors import CheckpointError
+    from flexdownscale.train import STATE_MARKER
+
+    config = _config(tmp_path, shared_data)
+    first = Trainer(config)
+    state = first.save_state()
+    marker = json.loads((state / STATE_MARKER).read_text())
+    assert marker["layout"] == {
+        "seed": 0,
+        "batch_size": 2,
+        "micro_batch_size": 2,
+        "processes": 1,
+    }
+    refusals = {
+        "seed 0 -> 1": _config(tmp_path, shared_data, seed=1),
+        "batch_size 2 -> 4": _config(tmp_path, shared_data, batch_size=4),
+        "micro_batch_size 2 -> 1": _config(tmp_path, shared_data, micro_batch_size=1),
+    }
+    for change, changed in refusals.items():
+        with pytest.raises(CheckpointError, match=change) as err:
+            Trainer(changed, resume=True)
+        assert "repeat or skip samples" in str(err.value)
+    # a state saved by two processes cannot continue in one
+    (state / STATE_MARKER).write_text(
+        json.dumps({**marker, "layout": {**marker["layout"], "processes": 2}})
+    )
+    with pytest.raises(CheckpointError, match=r"processes 2 -> 1.*--num_processes 2"):
+        Trainer(config, resume=True)
+    # states written before the layout was recorded: seed and batch size from the saved config
+    (state / STATE_MARKER).write_text(json.dumps({"step": 0}))
+    with pytest.raises(CheckpointError, match="seed 0 -> 1"):
+        Trainer(refusals["seed 0 -> 1"], resume=True)
+    Trainer(config, resume=True)
+
+    # other settings may change: printed, and recorded in launches.jsonl
+    capsys.readouterr()
+    longer = _config(tmp_path, shared_data, steps=2, optim={"warmup_steps": 1, "lr": 1e-4})
+    resumed = Trainer(longer, resume=True)
+    out = capsys.readouterr().out
+    assert "resuming with changed settings: optim.lr 0.0002 -> 0.0001; steps 1 -> 2" in out
+    resumed.fit()
+    launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
+    assert launch["changed_settings"] == {"optim.lr": [0.0002, 0.0001], "steps": [1, 2]}
+    assert launch["end_step"] == 2
