@@ -471,14 +471,35 @@ class Trainer:
     # -- set-up helpers ---------------------------------------------------------------------
 
     def _model_config(self) -> Any:
+        """The model section with what the data decide: channels, past frames, condition.
+
+        ``model.in_channels`` / ``model.past_frames`` follow the variables and frames the data
+        loads; a value set in the configuration that disagrees is a ConfigError (it used to be
+        overwritten silently), the default 1 is taken as unset.
+        """
         cfg = self.config.model
         # the variables the dataset loaded (every numeric one when data.variables is empty)
-        channels = len(self.train_set.variables)
+        names = tuple(self.train_set.variables)
+        channels = len(names)
         updates: dict[str, Any] = {"in_channels": channels}
+        if cfg.in_channels not in (1, channels):
+            raise ConfigError(
+                f"model.in_channels = {cfg.in_channels} but the data loads {channels} variable"
+                f"{'s' if channels != 1 else ''} ({', '.join(names)}); training takes the channel "
+                "count from the data: leave model.in_channels out, or list the variables in "
+                "data.variables"
+            )
         if self.config.data.condition is not None:
             updates["physical_condition"] = True
         if cfg.task == "forecast":
-            updates["past_frames"] = self.config.data.past_frames
+            frames = self.config.data.past_frames
+            if cfg.past_frames not in (1, frames):
+                raise ConfigError(
+                    f"model.past_frames = {cfg.past_frames} but data.past_frames = {frames}; "
+                    "the model sees the frames the data stacks: set data.past_frames and leave "
+                    "model.past_frames out"
+                )
+            updates["past_frames"] = frames
         if self.config.diffusion.objective == "idff":  # data endpoint and score heads
             updates["out_channels"] = 2 * channels
         return dataclasses.replace(cfg, **updates)

@@ -194,6 +194,31 @@ def test_model_channels_follow_the_variables_loaded(tmp_path, shared_data):
     assert model.config.in_channels == channels
 
 
+def test_model_shape_keys_that_disagree_with_the_data_are_refused(tmp_path, shared_data):
+    """model.in_channels / model.past_frames set against what the data loads: ConfigError
+    naming both (they were overwritten silently); the default 1 and the matching value pass."""
+    wrong_channels = _config(tmp_path, shared_data, model={"preset": "tiny", "in_channels": 3})
+    with pytest.raises(errors.ConfigError, match=r"model.in_channels = 3 .* 1 variable \(t2m\)"):
+        Trainer(wrong_channels)
+    wrong_frames = _config(
+        tmp_path / "f",
+        shared_data,
+        model={"preset": "tiny", "task": "forecast", "past_frames": 3},
+        data={"past_frames": 2},
+    )
+    with pytest.raises(
+        errors.ConfigError, match=r"model\.past_frames = 3 but data\.past_frames = 2"
+    ):
+        Trainer(wrong_frames)
+    agreeing = _config(
+        tmp_path / "g",
+        shared_data,
+        model={"preset": "tiny", "task": "forecast", "past_frames": 2},
+        data={"past_frames": 2},
+    )
+    assert Trainer(agreeing)._model_config().past_frames == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. native TOML dates in the split keys
 
