@@ -516,12 +516,26 @@ def _parse_bare_item(text: str) -> Any:
     return value if isinstance(value, bool | int | float) else text
 
 
+def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with the keys of ``update`` put in, nested tables merged the same way."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     """Return ``config`` with ``key.sub=value`` overrides applied.
 
     Values are parsed as TOML (``lr=3e-4``, ``data.variables=["t2m"]``, ``model.preset=small``);
     bare words are strings, and so are the bare words of a list that is not valid TOML
-    (``data.variables=[u,v]``, what a shell leaves of an unquoted ``["u","v"]``).
+    (``data.variables=[u,v]``, what a shell leaves of an unquoted ``["u","v"]``). An inline
+    table changes only the keys it names (``optim={lr=1e-4,warmup_steps=10}`` keeps the rest of
+    ``[optim]``). The bare word ``none`` (or ``null``) unsets a key that may be unset
+    (``micro_batch_size=none``, ``data.condition=none``); elsewhere it is the string "none".
 
     Raises
     ------
@@ -545,7 +559,15 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
                     f"{_close_match_hint(part, names)}"
                 )
             if depth == len(parts) - 1:
-                target[part] = _parse_override(text.strip())
+                hint = typing.get_type_hints(cls)[part]
+                if text.strip() in ("none", "null") and type(None) in typing.get_args(hint):
+                    target[part] = None  # back to "not set" (TOML has no null)
+                    continue
+                value = _parse_override(text.strip())
+                if isinstance(value, dict) and dataclasses.is_dataclass(hint):
+                    # an inline table changes the keys it names, not the whole section
+                    value = _merged(target.get(part) or {}, value)
+                target[part] = value
             else:
                 cls = typing.get_type_hints(cls)[part]
                 if not dataclasses.is_dataclass(cls):

@@ -126,6 +126,38 @@ def test_overrides_parse_by_type_and_hint_unknown_keys():
         apply_overrides(cfg, ["model.preset=huge"])
 
 
+def test_overrides_unset_optional_keys_and_merge_inline_tables():
+    """``none`` unsets what may be unset; an inline table changes only the keys it names."""
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "micro_batch_size": 4,
+            "optim": {"lr": 1e-3, "warmup_steps": 7, "ema_decay": 0.99},
+            "data": {"condition": "reynolds_number", "factor": 8, "crop_size": 128},
+            "model": {"out_channels": 1},
+        },
+    )
+    new = apply_overrides(
+        cfg,
+        [
+            "micro_batch_size=none",
+            "data.condition=null",
+            "model.out_channels=none",
+            "optim={lr=2e-4,warmup_steps=10}",
+            "data={factor=4}",
+        ],
+    )
+    assert new.micro_batch_size is None
+    assert new.data.condition is None
+    assert new.model.out_channels is None
+    assert (new.optim.lr, new.optim.warmup_steps) == (2e-4, 10)
+    assert new.optim.ema_decay == 0.99  # kept: not named in the inline table
+    assert (new.data.factor, new.data.crop_size) == (4, 128)
+    # where None is not a value, "none" stays a word; a quoted "none" is always the string
+    assert apply_overrides(cfg, ["logger=none"]).logger == "none"
+    assert apply_overrides(cfg, ['data.condition="none"']).data.condition == "none"
+
+
 def test_missing_or_broken_toml(tmp_path):
     with pytest.raises(errors.ConfigError, match="does not exist"):
         from_toml(TrainConfig, tmp_path / "nope.toml")
