@@ -633,22 +633,30 @@ class Trainer:
         acc.wait_for_everyone()
         acc.save_state(str(tmp))  # every rank: optimiser shards and RNG states are per rank
         acc.wait_for_everyone()
+        error = None
         if acc.is_main_process:
-            (tmp / STATE_MARKER).write_text(
-                json.dumps({"step": self.progress.step, "layout": self._sample_layout()}),
-                encoding="utf-8",
-            )
-            for child in tmp.iterdir():
-                if child.is_file():
-                    with child.open("rb") as fh:
-                        os.fsync(fh.fileno())
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            for old in list_states(self.run_dir)[: -self.config.total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
+            try:
+                self._complete_state(tmp, final)
+            except Exception as err:  # e.g. disk full: every rank must hear of it
+                error = err
+        self._agree_main_succeeded(error, f"completing the training state {final.name}")
         return final
+
+    def _complete_state(self, tmp: Path, final: Path) -> None:
+        """Main process: mark ``tmp`` complete, flush it, rename it to ``final``, rotate."""
+        (tmp / STATE_MARKER).write_text(
+            json.dumps({"step": self.progress.step, "layout": self._sample_layout()}),
+            encoding="utf-8",
+        )
+        for child in tmp.iterdir():
+            if child.is_file():
+                with child.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_states(self.run_dir)[: -self.config.total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
 
     def load_latest_state(self) -> Path:
         """Load the newest complete state (errors clearly on a damaged one)."""
@@ -670,6 +678,29 @@ class Trainer:
                 f"{str(latest)!r} says step {marker.get('step')} but holds step {self.progress.step}"
             )
         return latest
+
+    def _agree_main_succeeded(self, error: BaseException | None, what: str) -> None:
+        """A collective after work done on the main process alone: every rank learns whether it
+        failed and stops with a clear error. (``accelerate launch`` / torchrun kill the other
+        ranks when one exits; a launcher without that agent, one ``srun`` task per rank, left
+        them waiting at the barrier until the collective timed out.)
+
+        The main process re-raises its own error; the others raise ``CheckpointError`` saying
+        where to find it. Replaces the ``wait_for_everyone`` that followed the work.
+        """
+        from accelerate.utils import broadcast
+
+        acc = self.accelerator
+        flag = torch.tensor([float(error is not None)], device=acc.device)
+        if acc.num_processes > 1:
+            flag = broadcast(flag, from_process=0)
+        if error is not None:
+            raise error
+        if flag.item():
+            raise CheckpointError(
+                f"the main process failed while {what}; its error is printed above by rank 0 "
+                "(this process stops with it)"
+            )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -923,16 +954,21 @@ class Trainer:
         """
         acc, config = self.accelerator, self.config
         metrics: dict[str, float] = {}
+        error = None
         if acc.is_main_process:
-            metrics = self._evaluate_main()
-            record = {"step": self.progress.step, **metrics}
-            with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-            acc.print(
-                f"step {self.progress.step}: "
-                + ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items())
-            )
-        acc.wait_for_everyone()
+            try:
+                metrics = self._evaluate_main()
+                record = {"step": self.progress.step, **metrics}
+                with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            except Exception as err:
+                error = err
+            else:
+                acc.print(
+                    f"step {self.progress.step}: "
+                    + ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items())
+                )
+        self._agree_main_succeeded(error, f"validating at step {self.progress.step}")
         if metrics:
             acc.log(metrics, step=self.progress.step)
         self.evaluations += 1
@@ -1073,47 +1109,58 @@ class Trainer:
         ModelFolderError
             When ``path`` exists and cannot or may not be replaced.
         """
-        from .hub import check_target, save_model_folder
+        from .hub import check_target
 
-        acc, config = self.accelerator, self.config
+        acc = self.accelerator
         target = Path(path) if path is not None else self.run_dir / "model"
         overwrite = overwrite or path is None  # run_dir/model is the run's own export
         check_target(target, overwrite=overwrite)  # on every rank: all refuse, none waits
-        folder = None
+        folder, error = None, None
         if acc.is_main_process:
-            model = acc.unwrap_model(self.model)
-            state = self.ema.averaged_state_dict(model)
-            normalizer = self.train_set.normalizer
-            validation = self._last_validation()
-            condition = None
-            if config.data.condition is not None:
-                condition = {"name": config.data.condition, "scale": config.data.condition_scale}
-                seen = self.train_set.condition_range()
-                if seen is not None:
-                    condition["range"] = list(seen)  # the Downscaler warns outside it
-            folder = save_model_folder(
-                target,
-                state_dict=state,
-                model=self._model_config(),
-                diffusion=config.diffusion,
-                sampler=config.sampler,
-                variables=self.train_set.variables,
-                units=self._units(),
-                factor=config.data.factor if config.model.task == "superres" else 1,
-                normalization=normalizer.to_dict() if normalizer is not None else {},
-                grid=self.train_set.grid_metadata(),
-                card=self._model_card(validation),
-                task=config.model.task,
-                condition=condition,
-                extra={
-                    "train_steps": self.progress.step,
-                    "train_samples": self.progress.samples,
-                    "validation": validation,
-                },
-                overwrite=overwrite,
-            )
-            acc.print(f"exported the EMA model to {folder}")
-        acc.wait_for_everyone()
+            try:
+                folder = self._export_main(target, overwrite)
+            except Exception as err:  # disk full, permissions: every rank must hear of it
+                error = err
+        self._agree_main_succeeded(error, f"exporting the model to {str(target)!r}")
+        return folder
+
+    def _export_main(self, target: Path, overwrite: bool) -> Path:
+        """Main process: write the EMA model folder at ``target``."""
+        from .hub import save_model_folder
+
+        acc, config = self.accelerator, self.config
+        model = acc.unwrap_model(self.model)
+        state = self.ema.averaged_state_dict(model)
+        normalizer = self.train_set.normalizer
+        validation = self._last_validation()
+        condition = None
+        if config.data.condition is not None:
+            condition = {"name": config.data.condition, "scale": config.data.condition_scale}
+            seen = self.train_set.condition_range()
+            if seen is not None:
+                condition["range"] = list(seen)  # the Downscaler warns outside it
+        folder = save_model_folder(
+            target,
+            state_dict=state,
+            model=self._model_config(),
+            diffusion=config.diffusion,
+            sampler=config.sampler,
+            variables=self.train_set.variables,
+            units=self._units(),
+            factor=config.data.factor if config.model.task == "superres" else 1,
+            normalization=normalizer.to_dict() if normalizer is not None else {},
+            grid=self.train_set.grid_metadata(),
+            card=self._model_card(validation),
+            task=config.model.task,
+            condition=condition,
+            extra={
+                "train_steps": self.progress.step,
+                "train_samples": self.progress.samples,
+                "validation": validation,
+            },
+            overwrite=overwrite,
+        )
+        acc.print(f"exported the EMA model to {folder}")
         return folder
 
     def _units(self) -> dict[str, str]:
@@ -1227,6 +1274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             trainer.fit()
     except FlexDownscaleError as err:
+        print(f"flexdownscale.train: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, permissions: the file and the cause on one line
         print(f"flexdownscale.train: error: {err}", file=sys.stderr)
         return 2
     return 0

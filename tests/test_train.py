@@ -318,3 +318,29 @@ def test_accelerate_launch_two_processes_then_resume(tmp_path, shared_data):
     launches = [json.loads(line) for line in (run / "launches.jsonl").read_text().splitlines()]
     assert [(r["end_step"], r["steps"], r["processes"]) for r in launches] == [(4, 4, 2), (6, 2, 2)]
     assert json.loads((run / "ranks.json").read_text())["step"] == 6
+
+    # the main process fails to write the export (disk full): every rank stops with a clear
+    # error (before, rank 1 only stopped because the launcher killed it)
+    failing = tmp_path / "export_fails.py"
+    failing.write_text(
+        "import sys\n"
+        "import flexdownscale.hub as hub\n"
+        "from flexdownscale import train\n"
+        "def no_space(*args, **kwargs):\n"
+        "    raise OSError(28, 'No space left on device')\n"
+        "hub.save_model_folder = no_space\n"
+        "sys.exit(train.main(sys.argv[1:]))\n"
+    )
+    script = launch.index("-m", launch.index("--main_process_port"))
+    third = subprocess.run(
+        [*launch[:script], str(failing), *launch[script + 2 :], "--export-only"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert third.returncode != 0
+    assert "No space left on device" in third.stderr
+    assert "the main process failed while exporting the model" in third.stderr
+    assert list_states(run)[-1].name == "step_00000006"  # the states are untouched
