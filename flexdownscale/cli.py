@@ -506,6 +506,15 @@ def cli_spelling(message: str) -> str:
         r"\1 \2 must be a positive integer, or leave \1 out",
         message,
     )
+    # the pipeline's Python for units: on the command line, the file's attribute is meant
+    message = re.sub(
+        r"set attrs\['units'\] = ('[^']*')", r"set the variable's units attribute to \1", message
+    )
+    message = re.sub(
+        r"; convert first: ds\[.*?\.assign_attrs\(units=[^)]*\)",
+        "; convert the input file first (the values and the variable's units attribute)",
+        message,
+    )
     return re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
 
 
@@ -646,20 +655,22 @@ def _truth_in_time_with(pred: Any, truth: Any, names: list[str]) -> Any:
 
 
 def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
-    """UnitsError when a variable's units differ between prediction and truth."""
+    """UnitsError when a variable's units differ between prediction and truth (compared as
+    units: ``m s**-1`` and ``m/s`` are the same)."""
+    from .data.units import conversion_rule, linear_conversion
     from .errors import UnitsError
-    from .pipeline import _units_kind
 
     for v in names:
         a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
-        if a is None or b is None or str(a).strip() == str(b).strip():
+        if a is None or b is None:
             continue
-        ka, kb = _units_kind(str(a)), _units_kind(str(b))
-        if ka is not None and ka == kb:
+        conversion = linear_conversion(str(a), str(b))
+        if conversion == (1.0, 0.0):
             continue
+        how = f" ({conversion_rule(str(a), str(b), *conversion)})" if conversion else ""
         raise UnitsError(
-            f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth; convert "
-            "one of them (values and attrs['units']) so both are in the same units"
+            f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth{how}; "
+            "convert one of them (values and attrs['units']) so both are in the same units"
         )
 
 

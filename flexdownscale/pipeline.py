@@ -81,24 +81,6 @@ LATTICE_TOL_FINE_CELLS = 0.05
 DEFAULT_TILE = 256
 _MULTIPLE = 16
 
-_KELVIN = frozenset(
-    ["k", "kelvin", "degk", "deg_k", "degrees_k", "degreesk", "degree_kelvin", "degrees_kelvin"]
-)
-_CELSIUS = frozenset(
-    [
-        "degc",
-        "deg_c",
-        "c",
-        "celsius",
-        "degrees_c",
-        "degree_c",
-        "degrees_celsius",
-        "degree_celsius",
-        "°c",
-    ]
-)
-
-
 # --------------------------------------------------------------------------------------------
 # Tiled network
 # --------------------------------------------------------------------------------------------
@@ -249,15 +231,6 @@ def time_step_seed(seed: int, index: int) -> int:
     """The seed of time step ``index`` for a call with ``seed`` (independent of chunking)."""
     state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(index)]).generate_state(2)
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**62 - 1)
-
-
-def _units_kind(units: str) -> str | None:
-    u = units.strip().lower().replace(" ", "_")
-    if u in _KELVIN:
-        return "K"
-    if u in _CELSIUS:
-        return "degC"
-    return None
 
 
 def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
@@ -901,10 +874,13 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
 def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
     """Raise :class:`UnitsError` unless every variable of ``units`` has those units in ``ds``.
 
-    Spellings of the same unit (``K``, ``kelvin``, ``degK``) are accepted; K against degC names
-    the 273.15 offset and the line that converts. A model variable with an empty unit is not
-    checked.
+    Units are compared as units, not strings (:mod:`flexdownscale.data.units`): ``K``,
+    ``kelvin`` and ``degK`` are the same, as are ``m s**-1``, ``m s-1`` and ``m/s``. For units
+    that convert (degC to K, mm/h to m s-1) the error gives the conversion and the line that
+    does it. A model variable with an empty unit is not checked.
     """
+    from .data.units import conversion_code, conversion_rule, linear_conversion
+
     for v, expected in units.items():
         if not expected:
             continue
@@ -915,17 +891,17 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
                 f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
                 f"{expected!r}"
             )
-        if str(found).strip() == expected.strip():
+        conversion = linear_conversion(str(found), expected)
+        if conversion == (1.0, 0.0):
             continue
-        kf, ke = _units_kind(str(found)), _units_kind(expected)
-        if kf is not None and kf == ke:
-            continue
-        if {kf, ke} == {"K", "degC"}:
-            sign = "+" if ke == "K" else "-"
+        if conversion is not None:
+            scale, offset = conversion
+            rule = conversion_rule(str(found), expected, scale, offset)
+            if scale == 1.0:  # an offset only: the degC / K case
+                rule = f"a {abs(offset):.10g} offset: {rule}"
             raise UnitsError(
-                f"variable {v!r} is in {found!r} but the model expects {expected!r} "
-                f"(a 273.15 offset); convert first: ds[{v!r}] = (ds[{v!r}] {sign} 273.15)"
-                f".assign_attrs(units={expected!r})"
+                f"variable {v!r} is in {found!r} but the model expects {expected!r} ({rule}); "
+                f"convert first: {conversion_code(v, scale, offset, expected)}"
             )
         raise UnitsError(
             f"variable {v!r} is in {found!r} but the model expects {expected!r}; convert the "

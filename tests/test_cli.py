@@ -349,6 +349,11 @@ def test_evaluate_refuses_other_units_and_wraps_longitudes(fake_prediction, tmp_
     code, err = _run(["evaluate", str(pred_path), str(tmp_path / "c.nc"), "--out", out], capsys)
     assert code == 2
     assert "'K' in the prediction but in 'degC' in the truth" in err
+    assert "(values in degC = values in K - 273.15)" in err
+    kelvin = truth.assign(t2m=truth["t2m"].copy().assign_attrs(units="kelvin"))
+    kelvin.to_netcdf(tmp_path / "k.nc")
+    rows = _rows(["evaluate", str(pred_path), str(tmp_path / "k.nc"), "--out", out], capsys)
+    assert rows[0]["RMSE (ens. mean)"] == 0.0  # the same unit spelled out
     # the truth in 0..360 longitudes, the prediction in -180..180 (western Europe: both signs)
     lon360 = truth.assign_coords(longitude=truth["longitude"] % 360).sortby("longitude")
     lon360.to_netcdf(tmp_path / "l.nc")

@@ -749,6 +749,28 @@ def test_udunits_celsius_spelling(pair, downscaler):
         downscaler(bad, seed=0)
 
 
+def test_units_are_compared_as_units_not_strings(pair, downscaler):
+    """Other spellings of the model's 'K' run and give the same samples; units that convert
+    give the conversion, and the line in the error converts."""
+    _, coarse = pair
+    reference = downscaler(coarse, seed=0)
+    for spelling in ("kelvin", "kelvins", "degK", "1 K"):
+        other = coarse.copy()
+        other["t2m"] = coarse["t2m"].copy().assign_attrs(units=spelling)
+        out = downscaler(other, seed=0)
+        np.testing.assert_array_equal(out["t2m"].values, reference["t2m"].values)
+    fahrenheit = coarse.copy()
+    fahrenheit["t2m"] = ((coarse["t2m"] - 273.15) * 9 / 5 + 32).assign_attrs(units="degF")
+    with pytest.raises(UnitsError, match=r"values in K = values in degF x 0.5555555556") as err:
+        downscaler(fahrenheit, seed=0)
+    line = str(err.value).split("convert first: ")[1]
+    scope = {"ds": fahrenheit.copy()}
+    exec(line, {}, scope)
+    np.testing.assert_allclose(scope["ds"]["t2m"].values, coarse["t2m"].values, rtol=1e-6)
+    out = downscaler(scope["ds"], seed=0)
+    np.testing.assert_allclose(out["t2m"].values, reference["t2m"].values, atol=1e-3)
+
+
 def test_grid_mapping_variable_travels_and_stale_coordinates_go(pair, downscaler):
     _, coarse = pair
     crs = xr.DataArray(np.int32(0), attrs={"grid_mapping_name": "latitude_longitude"})

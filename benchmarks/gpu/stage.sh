@@ -10,11 +10,12 @@ mkdir -p device_data .whl
 cp "$DATA/era5/era5_t2m_uk_2019-03-01_24.nc" "$DATA/kolmogorov/kf_re1000.nc" \
   "$DATA/kolmogorov/kf_re4000.nc" device_data/
 # The device image (Python 3.12) already has torch, accelerate, safetensors, h5py, scipy, einops,
-# matplotlib, pandas and tqdm. These are missing there; versions from constraints.txt. h5netcdf
-# reads the HDF5-based netCDF files, so the 10 MB netCDF4 wheel stays behind.
+# matplotlib, pandas and tqdm. These are missing there (pint with flexcache, flexparser and
+# platformdirs compares units); versions from constraints.txt. h5netcdf reads the HDF5-based
+# netCDF files, so the 10 MB netCDF4 wheel stays behind.
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -c constraints.txt -d .whl \
   xarray dask partd locket importlib_metadata zipp lazy-importer cf_xarray xarray-regrid flox \
-  numpy_groupies h5netcdf
+  numpy_groupies h5netcdf pint flexcache flexparser platformdirs
 du -sh device_data .whl

@@ -1,0 +1,101 @@
+"""Physical units of variables: the same unit in other spellings, and conversions between units.
+
+A model records the ``units`` attribute of each variable it was trained on; inputs and truths
+must be in the same units. The spellings differ between producers (``m s**-1`` in ECMWF files,
+``m s-1`` in CF, ``m/s`` by hand; ``K``, ``kelvin``, ``degK``), so the strings are compared as
+units: parsed with pint and the CF / UDUNITS registry of cf-xarray. Two units are the same when
+they convert into each other with scale 1 and offset 0; otherwise, when the dimensions agree,
+:func:`linear_conversion` gives the ``scale`` and ``offset`` that convert the values (degC to K:
+1 and 273.15; mm/h to m s-1: 1 / 3.6e6 and 0).
+
+pint is imported on the first comparison of two strings that differ.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+
+@functools.cache
+def _registry() -> Any:
+    """pint's unit registry with CF / UDUNITS spellings (``m s-1``, ``degC``, ``1``)."""
+    from cf_xarray.units import units
+
+    return units
+
+
+@functools.cache
+def parse_units(units: str) -> Any | None:
+    """The pint unit of a CF ``units`` string, or ``None`` when it is not a unit pint knows.
+
+    An empty string is not parsed (CF writes dimensionless quantities as ``1``).
+    """
+    text = str(units).strip()
+    if not text:
+        return None
+    try:
+        return _registry().Quantity(1.0, text).units
+    except Exception:  # pint raises several error types for text that is no unit
+        return None
+
+
+def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
+    """``(scale, offset)`` with ``value_in_expected = value_in_found * scale + offset``.
+
+    ``None`` when either string is not a known unit or the dimensions differ (K and m s-1).
+    Identical strings give ``(1.0, 0.0)`` without parsing.
+
+    Examples
+    --------
+    >>> linear_conversion("degC", "K")
+    (1.0, 273.15)
+    >>> linear_conversion("m s**-1", "m/s")
+    (1.0, 0.0)
+    """
+    if str(found).strip() == str(expected).strip():
+        return 1.0, 0.0
+    a, b = parse_units(found), parse_units(expected)
+    if a is None or b is None:
+        return None
+    registry = _registry()
+    try:
+        zero = registry.Quantity(0.0, a).to(b).magnitude
+        one = registry.Quantity(1.0, a).to(b).magnitude
+    except Exception:  # DimensionalityError and friends: not convertible
+        return None
+    scale, offset = float(one - zero), float(zero)
+    # round-off of the registry's definitions (1.0000000000000002): snap to exact identities
+    if math.isclose(scale, 1.0, rel_tol=1e-12):
+        scale = 1.0
+    if math.isclose(offset, 0.0, abs_tol=1e-12 * max(1.0, abs(scale))):
+        offset = 0.0
+    return scale, offset
+
+
+def same_units(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` name the same unit (``K`` and ``kelvin``; not ``degC``)."""
+    return linear_conversion(a, b) == (1.0, 0.0)
+
+
+def conversion_rule(found: str, expected: str, scale: float, offset: float) -> str:
+    """In words: ``"values in K = values in degC + 273.15"``."""
+    rule = f"values in {expected} = values in {found}"
+    if scale != 1.0:
+        rule += f" x {scale:.10g}"
+    if offset:
+        rule += f" {'+' if offset > 0 else '-'} {abs(offset):.10g}"
+    return rule
+
+
+def conversion_code(variable: str, scale: float, offset: float, units: str) -> str:
+    """Python that converts ``ds[variable]`` with ``scale`` and ``offset`` and sets ``units``."""
+    term = f"ds[{variable!r}]"
+    if scale != 1.0:
+        term = f"{term} * {scale:.10g}"
+    if offset:
+        term = f"({term} {'+' if offset > 0 else '-'} {abs(offset):.10g})"
+    elif scale != 1.0:
+        term = f"({term})"
+    return f"ds[{variable!r}] = {term}.assign_attrs(units={units!r})"

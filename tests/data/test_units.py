@@ -1,0 +1,92 @@
+"""Units compared as units (pint with cf-xarray's CF / UDUNITS registry), and the conversions
+the errors give: closed forms, and the suggested line applied to a dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flexdownscale.data.units import (
+    conversion_code,
+    conversion_rule,
+    linear_conversion,
+    parse_units,
+    same_units,
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("K", "kelvin"),
+        ("K", "kelvins"),
+        ("K", "degK"),
+        ("K", "1 K"),
+        ("degC", "degree_Celsius"),
+        ("degC", "celsius"),
+        ("m s**-1", "m s-1"),
+        ("m s**-1", "m/s"),
+        ("m s-1", "m.s-1"),
+        ("kg m-2 s-1", "kg/m^2/s"),
+        ("1", "dimensionless"),
+        ("s-1", "1/s"),
+    ],
+)
+def test_spellings_of_one_unit_are_the_same(a, b):
+    assert same_units(a, b)
+    assert same_units(b, a)
+    assert linear_conversion(a, b) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("found", "expected", "scale", "offset"),
+    [
+        ("degC", "K", 1.0, 273.15),
+        ("K", "degC", 1.0, -273.15),
+        ("degF", "K", 5 / 9, 273.15 - 32 * 5 / 9),
+        ("mm/h", "m s-1", 1e-3 / 3600, 0.0),
+        ("hPa", "Pa", 100.0, 0.0),
+        ("%", "1", 0.01, 0.0),
+        ("km", "m", 1000.0, 0.0),
+    ],
+)
+def test_linear_conversions_in_closed_form(found, expected, scale, offset):
+    got = linear_conversion(found, expected)
+    assert got is not None
+    np.testing.assert_allclose(got, (scale, offset), rtol=1e-12, atol=1e-12)
+    assert not same_units(found, expected)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("K", "m s-1"), ("kg m-2 s-1", "mm/h"), ("K", "not a unit"), ("", "K"), ("1", "K")],
+)
+def test_other_dimensions_or_unknown_units_do_not_convert(a, b):
+    assert linear_conversion(a, b) is None
+    assert not same_units(a, b)
+
+
+def test_identical_strings_need_no_parsing():
+    assert parse_units("furlongs per shmoo") is None
+    assert same_units("furlongs per shmoo", " furlongs per shmoo ")
+    assert parse_units("") is None
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"), [("degC", "K"), ("degF", "degC"), ("mm/h", "m s-1"), ("hPa", "Pa")]
+)
+def test_the_suggested_line_converts(found, expected):
+    values = np.array([-10.0, 0.0, 12.5, 30.0])
+    ds = xr.Dataset({"v": ("x", values.copy(), {"units": found, "long_name": "field"})})
+    scale, offset = linear_conversion(found, expected)
+    code = conversion_code("v", scale, offset, expected)
+    exec(code, {}, {"ds": ds})  # the line the UnitsError prints
+    from cf_xarray.units import units
+
+    truth = units.Quantity(values, found).to(expected).magnitude
+    np.testing.assert_allclose(ds["v"].values, truth, rtol=1e-9, atol=1e-12)
+    assert ds["v"].attrs == {"units": expected, "long_name": "field"}
+    assert conversion_rule(found, expected, scale, offset).startswith(
+        f"values in {expected} = values in {found}"
+    )
