@@ -55,6 +55,10 @@ def auto_transform(da: xr.DataArray) -> Transform:
     return "none"
 
 
+#: Attribute of a normalized variable saying how it was normalized (its units are "1").
+NORMALIZED_ATTR = "flexdownscale_normalization"
+
+
 @dataclass(frozen=True)
 class VariableStats:
     """Statistics of one variable.
@@ -85,6 +89,13 @@ class VariableStats:
                 f"statistics mean={self.mean}, std={self.std} are unusable; expected a finite mean "
                 f"and a positive finite std (is the variable constant or all NaN?)"
             )
+
+    def describe(self, name: str) -> str:
+        """The normalization in words: ``"(log1p(tp [m]) - 0.0012) / 0.0031"``."""
+        x = f"{name} [{self.units}]" if self.units else name
+        if self.transform == "log1p":
+            x = f"log1p({x})"
+        return f"({x} - {self.mean:.6g}) / {self.std:.6g}"
 
 
 def _forward(x: Any, transform: str) -> Any:
@@ -267,8 +278,18 @@ class Normalizer:
             s = self.stats[name]
             with xr.set_options(keep_attrs=True):
                 if forward:
-                    return (_forward(da, s.transform) - s.mean) / s.std
-                return _backward(da * s.std + s.mean, s.transform)
+                    out = (_forward(da, s.transform) - s.mean) / s.std
+                    # normalized values are numbers, not kelvins: say so, and how they were made
+                    out.attrs["units"] = "1"
+                    out.attrs[NORMALIZED_ATTR] = s.describe(name)
+                    return out
+                out = _backward(da * s.std + s.mean, s.transform)
+                out.attrs.pop(NORMALIZED_ATTR, None)
+                if s.units is not None:
+                    out.attrs["units"] = s.units
+                elif out.attrs.get("units") == "1":
+                    del out.attrs["units"]  # the fitted data had none
+                return out
 
         if isinstance(obj, xr.DataArray):
             name = variables[0] if variables else obj.name
@@ -292,6 +313,10 @@ class Normalizer:
 
     def transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
         """Normalize the variables of ``obj`` (others pass through). Lazy for dask data.
+
+        The normalized variables have ``units = "1"`` and a ``flexdownscale_normalization``
+        attribute saying how they were made (e.g. ``"(t2m [K] - 279.2) / 3.41"``);
+        :meth:`inverse_transform` puts the fitted units back and drops it.
 
         Raises
         ------
