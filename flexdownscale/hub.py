@@ -274,7 +274,7 @@ def save_model_folder(
             "factor": int(factor),
             "task": task,
             "condition": dict(condition) if condition is not None else None,
-            "weights_dtype": str(next(iter(tensors.values())).dtype) if tensors else None,
+            "weights_dtype": _weights_dtype(tensors),
             "sha256": {name: _sha256(tmp / name) for name in _CHECKED_FILES},
             "extra": dict(extra or {}),
         }
@@ -294,6 +294,19 @@ def save_model_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _weights_dtype(tensors: Mapping[str, Any]) -> str | None:
+    """The dtype holding most of the floating-point numbers (``"torch.bfloat16"``), or ``None``.
+
+    A bfloat16 export keeps a few float32 buffers (the time embeddings' frequencies); which
+    tensor comes first must not decide what the folder says.
+    """
+    counts: dict[str, int] = {}
+    for tensor in tensors.values():
+        if tensor.is_floating_point():
+            counts[str(tensor.dtype)] = counts.get(str(tensor.dtype), 0) + tensor.numel()
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def _replace(path: Path, new: Path) -> None:

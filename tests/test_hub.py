@@ -59,6 +59,19 @@ def test_bf16_export(tmp_path):
     _, path = _save(tmp_path / "m", dtype=torch.bfloat16)
     folder = load_model_folder(path)
     assert folder.state_dict["a.weight"].dtype == torch.bfloat16
+    assert json.loads((path / "config.json").read_text())["weights_dtype"] == "torch.bfloat16"
+
+
+def test_weights_dtype_is_the_dtype_of_most_weights(tmp_path):
+    """A bfloat16 export with a float32 buffer first (the time frequencies) says bfloat16."""
+    state = {
+        "enc_time.freqs": torch.randn(8),
+        "a.weight": torch.randn(16, 16).bfloat16(),
+        "b.bias": torch.randn(16).bfloat16(),
+        "steps": torch.arange(3),
+    }
+    _, path = _save(tmp_path / "m", state_dict=state)
+    assert json.loads((path / "config.json").read_text())["weights_dtype"] == "torch.bfloat16"
 
 
 def test_refuses_to_overwrite_without_asking(tmp_path):
