@@ -235,8 +235,8 @@ def time_step_seed(seed: int, index: int) -> int:
 
 def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
     """Carry the CF grid-mapping variables of ``out``'s variables over from ``source``, and drop
-    from ``coordinates`` attributes the variables ``out`` does not have (2-D lat/lon of a grid
-    that is not rotated-pole cannot be recomputed on the fine grid)."""
+    from ``coordinates`` attributes the variables ``out`` does not have (2-D lat/lon that could
+    not be recomputed on the fine grid: a projected grid without pyproj, for one)."""
     out = out.copy()
     for name in list(out.data_vars):
         for gm in _grid_mapping_names(out[name].attrs.get("grid_mapping")):

@@ -1300,15 +1300,21 @@ def _geographic_axis(name: Hashable, attrs: Mapping[str, Any]) -> str | None:
 def _with_geographic_coordinates(out: XrObj, source: XrObj, spec: GridSpec) -> XrObj:
     """``out`` with the source's 2-D latitude / longitude recomputed on ``out``'s grid.
 
-    A rotated-pole grid's CF file carries the geographic position of every cell as 2-D
-    auxiliary coordinates over (y, x); they describe the source's cells only, so a new grid
-    (refined, coarsened, downscaled) gets them recomputed from the rotated pole
-    (:func:`rotated_pole_to_geographic`) under the same names, dims order, attributes, dtype and
-    longitude convention. Nothing is added unless ``source`` has both coordinates and a
-    ``rotated_latitude_longitude`` grid mapping (in ``spec``, ``source``'s grid, or ``source``).
+    A rotated-pole or projected grid's CF file carries the geographic position of every cell as
+    2-D auxiliary coordinates over (y, x); they describe the source's cells only, so a new grid
+    (refined, coarsened, downscaled) gets them recomputed under the same names, dims order,
+    attributes, dtype and longitude convention: from the rotated pole
+    (:func:`rotated_pole_to_geographic`), or for a projected grid from its CF grid mapping with
+    PROJ (pyproj, the ``proj`` extra). A projected grid's mapping is used only when it
+    reproduces the source's own latitudes and longitudes (to 1e-6 degrees); otherwise, or
+    without pyproj, the coordinates are left out with a warning saying why. Nothing is added
+    unless ``source`` has both coordinates and a grid mapping (in ``spec`` or ``source``).
     """
     crs = spec.crs or _grid_mapping(source) or {}
-    if spec.kind != "rotated" or crs.get("grid_mapping_name") != "rotated_latitude_longitude":
+    rotated = (
+        spec.kind == "rotated" and crs.get("grid_mapping_name") == "rotated_latitude_longitude"
+    )
+    if not rotated and not (spec.kind == "projected" and crs.get("grid_mapping_name")):
         return out
     found: dict[str, tuple[Hashable, xr.DataArray]] = {}
     for name, coord in source.coords.items():
@@ -1320,7 +1326,13 @@ def _with_geographic_coordinates(out: XrObj, source: XrObj, spec: GridSpec) -> X
         return out
     ys = np.asarray(out[spec.y].values, dtype=np.float64)
     xs = np.asarray(out[spec.x].values, dtype=np.float64)
-    lat, lon = rotated_pole_to_geographic(ys[:, None], xs[None, :], crs)
+    if rotated:
+        lat, lon = rotated_pole_to_geographic(ys[:, None], xs[None, :], crs)
+    else:
+        to_geographic = _projection(crs, spec, source, found)
+        if to_geographic is None:
+            return out
+        lat, lon = to_geographic(ys, xs)
     lon_name, lon_coord = found["lon"]
     if float(np.nanmin(_eager(lon_coord))) >= 0.0:  # the source's 0..360 convention
         lon = np.mod(lon, 360.0)
@@ -1331,6 +1343,69 @@ def _with_geographic_coordinates(out: XrObj, source: XrObj, spec: GridSpec) -> X
         dtype = coord.dtype if np.issubdtype(coord.dtype, np.floating) else np.float64
         new[name] = xr.Variable(coord.dims, values.astype(dtype), attrs=dict(coord.attrs))
     return out.assign_coords(new)
+
+
+def _projection(
+    crs: Mapping[str, Any],
+    spec: GridSpec,
+    source: XrObj,
+    found: Mapping[str, tuple[Hashable, xr.DataArray]],
+) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """``(ys, xs) -> (lat, lon)`` on (ny, nx) for a projected grid's CF mapping, checked on the
+    source's own 2-D coordinates; ``None`` (and a warning saying why) when it cannot be used."""
+    import warnings
+
+    from .units import linear_conversion
+
+    def give_up(why: str) -> None:
+        warnings.warn(
+            f"the 2-D latitude / longitude of the projected grid ({why}) are left out of the "
+            "result; its x / y coordinates and grid mapping are kept",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    try:
+        import pyproj
+    except ImportError:
+        give_up("recomputing them needs pyproj: pip install 'flexdownscale[proj]'")
+        return None
+    scales = []
+    for units in (spec.y_units, spec.x_units):
+        conversion = linear_conversion(units, "m")
+        if conversion is None or conversion[1] != 0.0:
+            give_up(f"x / y units {units!r} are not a length")
+            return None
+        scales.append(conversion[0])
+    try:
+        projected = pyproj.CRS.from_cf(dict(crs))
+        transformer = pyproj.Transformer.from_crs(projected, projected.geodetic_crs, always_xy=True)
+    except Exception as err:  # pyproj.exceptions.CRSError and friends
+        give_up(f"PROJ cannot read the grid mapping {crs.get('grid_mapping_name')!r}: {err}")
+        return None
+
+    def to_geographic(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x2, y2 = np.meshgrid(xs * scales[1], ys * scales[0])
+        lon, lat = transformer.transform(x2, y2)
+        return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+
+    # the mapping must give the source's own positions back before it is trusted elsewhere
+    src_ys = np.asarray(_eager(source[spec.y]), dtype=np.float64)
+    src_xs = np.asarray(_eager(source[spec.x]), dtype=np.float64)
+    lat, lon = to_geographic(src_ys, src_xs)
+    (_, lat_coord), (_, lon_coord) = found["lat"], found["lon"]
+    given_lat = np.asarray(_eager(lat_coord.transpose(spec.y, spec.x)), dtype=np.float64)
+    given_lon = np.asarray(_eager(lon_coord.transpose(spec.y, spec.x)), dtype=np.float64)
+    dlon = np.abs((lon - given_lon + 180.0) % 360.0 - 180.0)
+    worst = float(np.nanmax(np.maximum(np.abs(lat - given_lat), dlon)))
+    tolerance = 1e-6 if np.issubdtype(lat_coord.dtype, np.float64) else 1e-4
+    if not worst <= tolerance:
+        give_up(
+            f"its grid mapping puts the source's cells up to {worst:.3g} degrees from the "
+            "file's own latitude / longitude"
+        )
+        return None
+    return to_geographic
 
 
 def _grid_dataset(
