@@ -138,7 +138,7 @@ class EMA:
                 "the EMA in the saved state tracks different parameters than this model: the state "
                 "belongs to another architecture"
             )
-        self.decay = float(state["decay"])
+        # the decay stays the configured one: a resume with another optim.ema_decay applies it
         self.updates = int(state["updates"])
         for name, tensor in state["shadow"].items():
             self.shadow[name].copy_(tensor)
@@ -288,6 +288,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _children(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (none when it does not exist)."""
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def list_states(run_dir: Path) -> list[Path]:
@@ -516,9 +521,16 @@ class Trainer:
                         "training state to export; train first (drop --export-only) or point "
                         "run_dir at a run with states"
                     )
+                partial = [p.name for p in _children(self.run_dir / "checkpoints")]
                 raise CheckpointError(
-                    f"--resume given but {str(self.run_dir)!r} holds no complete training state; "
-                    "drop --resume to start a new run"
+                    f"--resume given but {str(self.run_dir)!r} holds no complete training state"
+                    + (
+                        f" (only {', '.join(sorted(partial))}, left by a launch stopped while "
+                        "saving)"
+                        if partial
+                        else ""
+                    )
+                    + "; drop --resume to start a new run"
                 )
             if saved.is_file():
                 previous = from_dict(TrainConfig, json.loads(saved.read_text(encoding="utf-8")))
@@ -531,7 +543,16 @@ class Trainer:
                             f"cannot resume: the [{section}] section differs from the run's saved "
                             f"config ({saved}); resume with the same settings or use a new run_dir"
                         )
-                self._check_sample_order(previous, states[-1])
+                if previous.optim.optimizer != self.config.optim.optimizer:
+                    raise CheckpointError(
+                        f"cannot resume: the run was trained with optim.optimizer = "
+                        f"{previous.optim.optimizer!r}, whose state cannot continue as "
+                        f"{self.config.optim.optimizer!r}; resume with "
+                        f"optim.optimizer={previous.optim.optimizer} (another optimiser needs "
+                        "a new run_dir)"
+                    )
+                if not self.export_only:  # an export reads the weights only: any layout will do
+                    self._check_sample_order(previous, states[-1])
                 self.changed_settings = _changed_settings(previous, self.config)
                 if self.changed_settings:
                     acc.print(
@@ -540,9 +561,8 @@ class Trainer:
                             f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items()
                         )
                     )
-        elif states or (
-            (self.run_dir / "checkpoints").is_dir()
-            and any((self.run_dir / "checkpoints").iterdir())
+        elif states or any(
+            p.name.startswith("step_") for p in _children(self.run_dir / "checkpoints")
         ):
             raise CheckpointError(
                 f"{str(self.run_dir)!r} already holds training states; pass --resume to continue it "
@@ -550,12 +570,17 @@ class Trainer:
             )
         if acc.is_main_process:
             if not self.resume:
+                for partial in _children(self.run_dir / "checkpoints"):
+                    if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
+                        acc.print(f"removing {partial}, an incomplete state of an earlier launch")
+                        shutil.rmtree(partial, ignore_errors=True)
                 self._move_old_logs_aside()
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
-            _atomic_write_text(
-                saved, json.dumps(to_dict(self.config), indent=2, default=_json_default)
-            )
+            if not self.export_only:  # an export changes nothing the run will continue from
+                _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
+                _atomic_write_text(
+                    saved, json.dumps(to_dict(self.config), indent=2, default=_json_default)
+                )
         acc.wait_for_everyone()
 
     def _sample_layout(self) -> dict[str, int]:
@@ -672,6 +697,12 @@ class Trainer:
                 "it is damaged or belongs to a different model. Remove it to fall back to the "
                 f"previous state ({', '.join(p.name for p in states[:-1]) or 'none'})"
             ) from err
+        # the saved param_groups came back with the state: the configuration's values win, so
+        # that a resume with another optim.betas / weight_decay applies them (lr is set per step)
+        optim = self.config.optim
+        for group in self.optimizer.param_groups:
+            group["betas"] = tuple(optim.betas)
+            group["weight_decay"] = optim.weight_decay
         marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
         if marker.get("step") != self.progress.step:
             raise CheckpointError(

@@ -504,3 +504,53 @@ def test_resume_refuses_what_changes_the_sample_order(tmp_path, shared_data, cap
     launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
     assert launch["changed_settings"] == {"optim.lr": [0.0002, 0.0001], "steps": [1, 2]}
     assert launch["end_step"] == 2
+
+
+def test_resume_applies_changed_optimiser_settings_and_refuses_another_optimiser(
+    tmp_path, shared_data
+):
+    Trainer(_config(tmp_path, shared_data)).fit()
+    changed = _config(
+        tmp_path,
+        shared_data,
+        steps=2,
+        optim={"warmup_steps": 1, "ema_decay": 0.5, "betas": [0.5, 0.9], "weight_decay": 0.1},
+    )
+    resumed = Trainer(changed, resume=True)
+    resumed.load_latest_state()
+    assert resumed.ema.decay == 0.5  # the saved 0.999 no longer wins
+    for group in resumed.optimizer.param_groups:
+        assert tuple(group["betas"]) == (0.5, 0.9)
+        assert group["weight_decay"] == 0.1
+    assert resumed.ema.updates == 1  # the rest of the state is the saved one
+    lion = _config(tmp_path, shared_data, optim={"warmup_steps": 1, "optimizer": "lion"})
+    with pytest.raises(errors.CheckpointError, match=r"optim.optimizer = 'adamw'.*'lion'"):
+        Trainer(lion, resume=True)
+
+
+def test_export_only_takes_a_state_of_any_layout_and_keeps_the_config(tmp_path, shared_data):
+    """A state saved by several processes exports from one; the export rewrites no config."""
+    from flexdownscale.train import STATE_MARKER
+
+    config = _config(tmp_path, shared_data)
+    state = Trainer(config).save_state()
+    marker = json.loads((state / STATE_MARKER).read_text())
+    marker["layout"].update(processes=2, micro_batch_size=1)
+    (state / STATE_MARKER).write_text(json.dumps(marker))
+    saved = (tmp_path / "run" / "config.json").read_text()
+    exporter = Trainer(_config(tmp_path, shared_data, eval_every=0), export_only=True)
+    exporter.load_latest_state()
+    assert exporter.export().name == "model"
+    assert (tmp_path / "run" / "config.json").read_text() == saved
+
+
+def test_a_launch_stopped_while_saving_its_first_state_can_start_again(tmp_path, shared_data):
+    """Only ``.tmp_step_*`` (a kill during the first save): --resume says so, a fresh start
+    removes it instead of refusing as if states were there."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".tmp_step_00000001").mkdir(parents=True)
+    config = _config(tmp_path, shared_data)
+    with pytest.raises(errors.CheckpointError, match=r"only \.tmp_step_00000001, left by a"):
+        Trainer(config, resume=True)
+    Trainer(config)
+    assert not (run / "checkpoints" / ".tmp_step_00000001").exists()
