@@ -782,65 +782,88 @@ class Trainer:
         self._last_step_end, self._longest_step = started, 0.0
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(acc.device)
-        while self.progress.step < config.steps:
-            epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
-            self.loader.set_epoch(epoch)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(epoch)
-            loader = acc.skip_first_batches(self.loader, offset) if offset else self.loader
-            for batch in loader:
-                with acc.accumulate(self.model):
-                    loss = self._loss(batch)
-                    if self.progress.step == fault_step:
-                        loss = loss * float("nan")
-                    finite = torch.isfinite(loss.detach()).float()
-                    if acc.gather(finite.reshape(1)).min() < 1:
-                        self._stop_non_finite(loss)
-                    acc.backward(loss)
-                    if acc.sync_gradients and config.optim.grad_clip > 0:
-                        acc.clip_grad_norm_(self.model.parameters(), config.optim.grad_clip)
-                    lr = learning_rate(
-                        self.progress.step,
-                        base_lr=config.optim.lr,
-                        warmup_steps=config.optim.warmup_steps,
-                        total_steps=config.steps,
-                        schedule=config.optim.schedule,
+        try:
+            while self.progress.step < config.steps:
+                epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
+                self.loader.set_epoch(epoch)
+                if hasattr(self.train_set, "set_epoch"):
+                    self.train_set.set_epoch(epoch)
+                loader = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+                for batch in loader:
+                    with acc.accumulate(self.model):
+                        loss = self._loss(batch)
+                        if self.progress.step == fault_step:
+                            loss = loss * float("nan")
+                        finite = torch.isfinite(loss.detach()).float()
+                        if acc.gather(finite.reshape(1)).min() < 1:
+                            self._stop_non_finite(loss)
+                        acc.backward(loss)
+                        if acc.sync_gradients:
+                            # a finite loss can still have non-finite gradients (an overflow in the
+                            # backward pass): they must not reach the weights, the EMA or a state
+                            clip = (
+                                config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
+                            )
+                            norm = acc.clip_grad_norm_(self.model.parameters(), clip)
+                            finite = torch.isfinite(torch.as_tensor(norm, device=acc.device))
+                            if acc.gather(finite.float().reshape(1)).min() < 1:
+                                self._stop_non_finite(loss, gradient_norm=float(norm))
+                        lr = learning_rate(
+                            self.progress.step,
+                            base_lr=config.optim.lr,
+                            warmup_steps=config.optim.warmup_steps,
+                            total_steps=config.steps,
+                            schedule=config.optim.schedule,
+                        )
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    self._log_indices(batch)
+                    self.progress.micro_batches += 1
+                    if not acc.sync_gradients:
+                        continue
+                    # bookkeeping once per optimiser step
+                    self.progress.step += 1
+                    self.progress.samples += config.batch_size
+                    self.ema.update(acc.unwrap_model(self.model))
+                    mean_loss = acc.gather(loss.detach().reshape(1)).mean().item()
+                    rate = (self.progress.samples - samples_at_start) / max(
+                        1e-9, time.perf_counter() - started
                     )
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                self._log_indices(batch)
-                self.progress.micro_batches += 1
-                if not acc.sync_gradients:
-                    continue
-                # bookkeeping once per optimiser step
-                self.progress.step += 1
-                self.progress.samples += config.batch_size
-                self.ema.update(acc.unwrap_model(self.model))
-                mean_loss = acc.gather(loss.detach().reshape(1)).mean().item()
-                rate = (self.progress.samples - samples_at_start) / max(
-                    1e-9, time.perf_counter() - started
-                )
-                bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
-                acc.log(
-                    {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
-                    step=self.progress.step,
-                )
-                paused = time.perf_counter()
-                if config.eval_every and self.progress.step % config.eval_every == 0:
-                    self.evaluate()
-                if config.checkpoint_every and self.progress.step % config.checkpoint_every == 0:
-                    self.save_state()
-                overhead += time.perf_counter() - paused
-                if self.progress.step >= config.steps:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}"
+                    )
+                    acc.log(
+                        {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
+                        step=self.progress.step,
+                    )
+                    paused = time.perf_counter()
+                    if config.eval_every and self.progress.step % config.eval_every == 0:
+                        self.evaluate()
+                    if (
+                        config.checkpoint_every
+                        and self.progress.step % config.checkpoint_every == 0
+                    ):
+                        self.save_state()
+                    overhead += time.perf_counter() - paused
+                    if self.progress.step >= config.steps:
+                        break
+                    if self._out_of_time(started):
+                        stopped = "time_limit"
+                        break
+                if stopped:
                     break
-                if self._out_of_time(started):
-                    stopped = "time_limit"
-                    break
-            if stopped:
-                break
+        except NonFiniteLossError:
+            self._write_launch_summary(
+                steps=self.progress.step - step_at_start,
+                samples=self.progress.samples - samples_at_start,
+                seconds=time.perf_counter() - started,
+                overhead=overhead,
+                stopped="non_finite",
+            )
+            raise
         bar.close()
         if stopped:
             acc.print(
@@ -953,7 +976,7 @@ class Trainer:
             self._sample_log.write(json.dumps(record) + "\n")
             self._sample_log.flush()
 
-    def _stop_non_finite(self, loss: torch.Tensor) -> None:
+    def _stop_non_finite(self, loss: torch.Tensor, gradient_norm: float | None = None) -> None:
         states = list_states(self.run_dir)
         last = states[-1].name if states else "none yet"
         if self._sample_log is not None:
@@ -969,9 +992,12 @@ class Trainer:
                 "the run stopped before saving any state, so there is nothing to resume. Lower "
                 "optim.lr or check the data for NaNs, then start the run again (without --resume)"
             )
-        raise NonFiniteLossError(
-            f"non-finite loss ({loss.item()}) at optimiser step {self.progress.step}; {advice}"
+        what = (
+            f"non-finite loss ({loss.item()})"
+            if gradient_norm is None
+            else f"non-finite gradients (norm {gradient_norm}; the loss was {loss.item():.4g})"
         )
+        raise NonFiniteLossError(f"{what} at optimiser step {self.progress.step}; {advice}")
 
     # -- validation and export ---------------------------------------------------------------
 

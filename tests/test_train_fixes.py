@@ -554,3 +554,33 @@ def test_a_launch_stopped_while_saving_its_first_state_can_start_again(tmp_path,
         Trainer(config, resume=True)
     Trainer(config)
     assert not (run / "checkpoints" / ".tmp_step_00000001").exists()
+
+
+def test_non_finite_gradients_stop_before_they_reach_the_weights(tmp_path, shared_data):
+    """A finite loss whose gradients are NaN (sqrt at 0 in the backward pass) stops the run at
+    that step: no optimiser step, no EMA update, no state with NaN weights; the launch line
+    says why it stopped."""
+    from safetensors.torch import load_file
+
+    from flexdownscale.train import list_states
+
+    trainer = Trainer(_config(tmp_path, shared_data, steps=3, checkpoint_every=1, eval_every=0))
+    plain = trainer._loss
+
+    def nan_gradients_at_step_1(batch):
+        loss = plain(batch)
+        if trainer.progress.step == 1:
+            weights = sum(p.sum() for p in trainer.model.parameters())
+            loss = loss + (weights * 0).abs().sqrt()  # value 0, gradient NaN
+        return loss
+
+    trainer._loss = nan_gradients_at_step_1
+    with pytest.raises(errors.NonFiniteLossError, match=r"non-finite gradients \(norm nan.*step 1"):
+        trainer.fit()
+    states = list_states(tmp_path / "run")
+    assert [s.name for s in states] == ["step_00000001"]
+    weights = load_file(states[0] / "model.safetensors")
+    assert all(bool(t.isfinite().all()) for t in weights.values())
+    assert all(bool(t.isfinite().all()) for t in trainer.ema.shadow.values())
+    launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
+    assert (launch["stopped"], launch["end_step"]) == ("non_finite", 1)
