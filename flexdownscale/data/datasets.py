@@ -462,7 +462,11 @@ def _open_sources(
 
 def _label_positions(
     labels: np.ndarray | None, size: int, sel: Sequence[Any], where: str
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[Any]]:
+    """Positions that ``sel`` (a ``[start, stop]`` range or a list of labels) selects in one
+    source, and the listed labels it does not hold (a range leaves none missing). Selecting
+    nothing is not an error here: the labels may be in another source."""
+    missing: list[Any] = []
     index = pd.Index(labels) if labels is not None else pd.RangeIndex(size)
     # a TOML date (``2019-03-17`` unquoted) selects like the string: a whole day as a stop
     values = [
@@ -482,18 +486,9 @@ def _label_positions(
         if isinstance(index, pd.DatetimeIndex):
             values = [pd.Timestamp(v) if isinstance(v, str | np.datetime64) else v for v in values]
         positions = index.get_indexer(values)
-        if np.any(positions < 0):
-            bad = [v for v, p in zip(sel, positions) if p < 0]
-            raise DataError(
-                f"{where}: labels {bad} are not found; available labels run from "
-                f"{index[0]!r} to {index[-1]!r}"
-            )
-    if positions.size == 0:
-        raise DataError(
-            f"{where}: selection {list(sel)} selects nothing; labels run from {index[0]!r} to "
-            f"{index[-1]!r}"
-        )
-    return np.unique(positions)
+        missing = [v for v, p in zip(sel, positions) if p < 0]
+        positions = positions[positions >= 0]
+    return np.unique(positions), missing
 
 
 def split_positions(
@@ -549,6 +544,9 @@ def split_positions(
             else:
                 out[name] = [None] * len(sources)
         return out
+    found = dict.fromkeys(names, 0)  # positions selected over all sources
+    not_found: dict[str, list[Any] | None] = dict.fromkeys(names)  # labels in no source
+    extent: dict[str, list[tuple[Any, Any, str]]] = {n: [] for n in names}
     for src in sources:
         if split_dim not in src.sample_dims:
             raise DataError(
@@ -557,10 +555,18 @@ def split_positions(
             )
         size = src.sample_sizes[src.sample_dims.index(split_dim)]
         labels = src.labels(split_dim)
-        resolved = {
-            n: _label_positions(labels, size, splits[n], f"{n} split of {src.label!r}")
-            for n in names
-        }
+        resolved = {}
+        for n in names:
+            resolved[n], missing = _label_positions(
+                labels, size, splits[n], f"{n} split of {src.label!r}"
+            )
+            found[n] += resolved[n].size
+            not_found[n] = (
+                missing if not_found[n] is None else [v for v in not_found[n] if v in missing]
+            )
+            index = labels if labels is not None else np.arange(size)
+            if len(index):
+                extent[n].append((index[0], index[-1], src.label))
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 common = np.intersect1d(resolved[a], resolved[b])
@@ -575,12 +581,25 @@ def split_positions(
         )
         for name in splits:
             if name in resolved:
-                out[name].append({split_dim: resolved[name]})
+                # a source the selection does not reach is not in the split (one file per month)
+                out[name].append({split_dim: resolved[name]} if resolved[name].size else None)
             elif name == "train":
                 rest = np.setdiff1d(np.arange(size), taken)
                 out[name].append({split_dim: rest} if rest.size else None)
             else:
                 out[name].append(None)
+    for name in names:
+        ranges = "; ".join(f"{src}: {lo!r} to {hi!r}" for lo, hi, src in extent[name])
+        if not_found[name]:
+            raise DataError(
+                f"{name} split: labels {not_found[name]} are not found along {split_dim!r} in any "
+                f"source; the labels run {ranges}"
+            )
+        if found[name] == 0:
+            raise DataError(
+                f"{name} split: selection {list(splits[name])} selects nothing along "
+                f"{split_dim!r} in any source; the labels run {ranges}"
+            )
     return out
 
 

@@ -172,6 +172,32 @@ def test_time_splits_are_disjoint_and_the_normalizer_comes_from_train(shared_dat
     assert len(rest) == 17 * 24
 
 
+def test_time_splits_over_one_file_per_period(shared_data, tmp_path):
+    """The usual layout of one file per period: a split may fall wholly in some of the files
+    (it was refused as "selects nothing" in the others); a selection found in no file, or labels
+    found in no file, is still an error naming every file's extent."""
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        ds.sel(time=slice("2019-03-01", "2019-03-17")).to_netcdf(tmp_path / "era5_a.nc")
+        ds.sel(time=slice("2019-03-18", "2019-03-24")).to_netcdf(tmp_path / "era5_b.nc")
+    split = era5_config(shared_data, paths=(str(tmp_path / "era5_*.nc"),))
+    whole = era5_config(shared_data)
+    for name in ("train", "validation"):
+        a, b = from_config(split, name), from_config(whole, name)
+        assert len(a) == len(b)
+        assert {a.locate(i)["time"] for i in range(len(a))} == {
+            b.locate(i)["time"] for i in range(len(b))
+        }
+        assert a.normalizer == b.normalizer
+    outside = era5_config(shared_data, paths=split.paths, validation=("2019-04-01", "2019-04-02"))
+    with pytest.raises(DataError, match=r"selects nothing along 'time' in any source.*era5_b"):
+        from_config(outside, "validation")
+    absent = era5_config(
+        shared_data, paths=split.paths, validation=("2019-03-18", "2019-03-20", "2019-04-01")
+    )
+    with pytest.raises(DataError, match=r"labels \['2019-04-01'\] are not found .* any source"):
+        from_config(absent, "validation")
+
+
 def test_trajectory_and_file_splits_with_a_physical_condition(shared_data):
     cfg = DataConfig(
         paths=(str(shared_data / "kolmogorov/kf_re*.nc"),),
