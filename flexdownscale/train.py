@@ -450,6 +450,14 @@ class Trainer:
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
         self.ema = EMA(self.model, config.optim.ema_decay).to(acc.device)
+        if acc.process_index > 0:
+            # every rank built the same initial weights from the same seed; from here on each
+            # draws its own diffusion times and noise (with one stream, every rank drew the same
+            # noise for its micro-batch). Rank 0 keeps the single-process stream.
+            import numpy as np
+
+            rank_seed = np.random.SeedSequence([config.seed, acc.process_index])
+            set_seed(int(rank_seed.generate_state(1)[0]))
         self.progress = Progress()
         self.evaluations = 0
 
@@ -952,17 +960,28 @@ class Trainer:
         )
 
     def _record_rank_fingerprints(self) -> None:
-        """Write every rank's parameter fingerprint to ``ranks.json`` (they must be equal)."""
+        """Write every rank's parameter fingerprint to ``ranks.json`` (they must be equal) and a
+        fingerprint of its random-number state (they must differ: each rank draws its own
+        noise)."""
         acc = self.accelerator
         params = [p.detach().double().flatten() for p in acc.unwrap_model(self.model).parameters()]
         flat = torch.cat(params)
         weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
         fingerprint = torch.stack([flat.sum(), (flat * weights.sin()).sum()]).to(acc.device)
         gathered = acc.gather(fingerprint.reshape(1, 2)).cpu().tolist()
+        rng = torch.get_rng_state().double()
+        rng_print = (rng * torch.arange(1, rng.numel() + 1, dtype=torch.float64)).sum()
+        rng_gathered = acc.gather(rng_print.reshape(1).to(acc.device)).cpu().tolist()
         if acc.is_main_process:
             _atomic_write_text(
                 self.run_dir / "ranks.json",
-                json.dumps({"step": self.progress.step, "parameter_fingerprints": gathered}),
+                json.dumps(
+                    {
+                        "step": self.progress.step,
+                        "parameter_fingerprints": gathered,
+                        "rng_fingerprints": rng_gathered,
+                    }
+                ),
             )
 
     def _log_indices(self, batch: dict[str, torch.Tensor]) -> None:

@@ -300,6 +300,8 @@ def test_accelerate_launch_two_processes_then_resume(tmp_path, shared_data):
     assert len(ranks["parameter_fingerprints"]) == 2
     a, b = ranks["parameter_fingerprints"]
     assert a == b  # both ranks hold identical weights
+    r0, r1 = ranks["rng_fingerprints"]
+    assert r0 != r1  # ... and draw their own diffusion times and noise
     assert list_states(run)[-1].name == "step_00000004"
     assert (run / "model" / "model.safetensors").is_file()
     assert all(len(r["indices"]) == 4 for r in _samples(run))  # 2 ranks x micro-batch 2
