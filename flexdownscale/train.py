@@ -385,6 +385,7 @@ class Trainer:
         self.export_only = export_only
         self.resume = resume or export_only
         self.changed_settings: dict[str, tuple[Any, Any]] = {}  # on resume, from the saved config
+        self._resume_layout: tuple[TrainConfig, Path] | None = None  # (saved config, state)
         log_with = None if config.logger == "none" else config.logger
         if config.logger == "wandb":
             try:
@@ -439,13 +440,15 @@ class Trainer:
         self.train_set = dataset_from_config(
             config.data, split="train", task=task, seed=config.seed
         )
-        self.val_set = dataset_from_config(
-            config.data,
-            split="validation",
-            task=task,
-            seed=config.seed,
-            normalizer=self.train_set.normalizer,
-        )
+        self.val_set = None  # needed only to validate: eval_every = 0 needs no split
+        if config.eval_every > 0 or config.data.validation:
+            self.val_set = dataset_from_config(
+                config.data,
+                split="validation",
+                task=task,
+                seed=config.seed,
+                normalizer=self.train_set.normalizer,
+            )
         self.model = build_model(self._model_config())
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
@@ -475,6 +478,10 @@ class Trainer:
                 f"the training split has {len(self.train_set)} samples, fewer than one micro-batch "
                 f"({micro}); lower batch_size or add data"
             )
+        self.batches_per_epoch = len(loader)  # per process, before sharding
+        if self._resume_layout is not None:
+            self._check_sample_order(*self._resume_layout)
+        self._prepare_run_folder()  # nothing in the run folder changes before this point
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
         acc.register_for_checkpointing(self.ema, self.progress)
         if log_with is not None:
@@ -518,7 +525,7 @@ class Trainer:
         return dataclasses.replace(cfg, **updates)
 
     def _check_run_folder(self) -> None:
-        acc = self.accelerator
+        """Refuse what cannot start or resume here; writes nothing (see _prepare_run_folder)."""
         saved = self.run_dir / "config.json"
         states = list_states(self.run_dir)
         if self.resume:
@@ -560,21 +567,25 @@ class Trainer:
                         "a new run_dir)"
                     )
                 if not self.export_only:  # an export reads the weights only: any layout will do
-                    self._check_sample_order(previous, states[-1])
+                    # checked once the training set is open (its size is part of the layout)
+                    self._resume_layout = (previous, states[-1])
                 self.changed_settings = _changed_settings(previous, self.config)
-                if self.changed_settings:
-                    acc.print(
-                        "resuming with changed settings: "
-                        + "; ".join(
-                            f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items()
-                        )
-                    )
         elif states or any(
             p.name.startswith("step_") for p in _children(self.run_dir / "checkpoints")
         ):
             raise CheckpointError(
                 f"{str(self.run_dir)!r} already holds training states; pass --resume to continue it "
                 "or choose a new run_dir (nothing is overwritten)"
+            )
+
+    def _prepare_run_folder(self) -> None:
+        """After every check has passed: clear what a fresh start replaces, write the config."""
+        acc = self.accelerator
+        saved = self.run_dir / "config.json"
+        if self.changed_settings and not self.export_only:
+            acc.print(
+                "resuming with changed settings: "
+                + "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items())
             )
         if acc.is_main_process:
             if not self.resume:
@@ -598,16 +609,18 @@ class Trainer:
             "batch_size": self.config.batch_size,
             "micro_batch_size": self.micro_batch_size,
             "processes": self.accelerator.num_processes,
+            "train_items": len(self.train_set),
         }
 
     def _check_sample_order(self, previous: TrainConfig, latest: Path) -> None:
         """Refuse a resume that would draw the training samples in another order.
 
-        The seed, the batch size, the micro-batch size and the number of processes fix which
-        samples every process draws and where a state's counters point in that sequence; with
-        any of them changed a resumed run would repeat or skip samples without saying so. The
-        state's marker records them (states written before 0.1.0 hold only the step; their
-        seed and batch size come from the saved config).
+        The seed, the batch size, the micro-batch size, the number of processes and the number
+        of training items (files added to a glob, a changed file) fix which samples every
+        process draws and where a state's counters point in that sequence; with any of them
+        changed a resumed run would repeat or skip samples without saying so. The state's
+        marker records them (states written before 0.1.0 hold only the step; their seed and
+        batch size come from the saved config).
         """
         marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
         now = self._sample_layout()
@@ -617,10 +630,11 @@ class Trainer:
         if not changed:
             return
         listing = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
-        how = ", ".join(
-            f"--num_processes {a} with accelerate launch" if k == "processes" else f"{k}={a}"
-            for k, (a, _) in changed.items()
-        )
+        hints = {
+            "processes": "--num_processes {} with accelerate launch",
+            "train_items": "the data the run was trained on ({} training items)",
+        }
+        how = ", ".join(hints.get(k, k + "={}").format(a) for k, (a, _) in changed.items())
         raise CheckpointError(
             f"cannot resume {str(self.run_dir)!r}: {listing} since its state {latest.name} was "
             "saved; they fix the order in which training samples are drawn, so the resumed run "
@@ -1054,6 +1068,12 @@ class Trainer:
     def _evaluate_main(self) -> dict[str, float]:
         import numpy as np
         import xarray as xr
+
+        if self.val_set is None:
+            raise ConfigError(
+                "no validation split to evaluate on: set data.validation (eval_every = 0 and "
+                "no data.validation train without one)"
+            )
 
         from . import metrics as fm
         from .diffusion import ResidualModel

@@ -472,21 +472,30 @@ def test_resume_refuses_what_changes_the_sample_order(tmp_path, shared_data, cap
         "batch_size": 2,
         "micro_batch_size": 2,
         "processes": 1,
+        "train_items": len(first.train_set),
     }
     refusals = {
         "seed 0 -> 1": _config(tmp_path, shared_data, seed=1),
         "batch_size 2 -> 4": _config(tmp_path, shared_data, batch_size=4),
         "micro_batch_size 2 -> 1": _config(tmp_path, shared_data, micro_batch_size=1),
     }
+    saved = (tmp_path / "run" / "config.json").read_text()
     for change, changed in refusals.items():
         with pytest.raises(CheckpointError, match=change) as err:
             Trainer(changed, resume=True)
         assert "repeat or skip samples" in str(err.value)
+        assert (tmp_path / "run" / "config.json").read_text() == saved  # a refusal writes nothing
     # a state saved by two processes cannot continue in one
     (state / STATE_MARKER).write_text(
         json.dumps({**marker, "layout": {**marker["layout"], "processes": 2}})
     )
     with pytest.raises(CheckpointError, match=r"processes 2 -> 1.*--num_processes 2"):
+        Trainer(config, resume=True)
+    # the data changed under an unchanged config (a file added to a glob): refused too
+    (state / STATE_MARKER).write_text(
+        json.dumps({**marker, "layout": {**marker["layout"], "train_items": 5}})
+    )
+    with pytest.raises(CheckpointError, match=r"train_items 5 -> \d+.*trained on \(5 training"):
         Trainer(config, resume=True)
     # states written before the layout was recorded: seed and batch size from the saved config
     (state / STATE_MARKER).write_text(json.dumps({"step": 0}))
@@ -584,3 +593,14 @@ def test_non_finite_gradients_stop_before_they_reach_the_weights(tmp_path, share
     assert all(bool(t.isfinite().all()) for t in trainer.ema.shadow.values())
     launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
     assert (launch["stopped"], launch["end_step"]) == ("non_finite", 1)
+
+
+def test_training_without_validation_needs_no_validation_split(tmp_path, shared_data):
+    """eval_every = 0 and no data.validation: trains and exports (the split was required)."""
+    values = _values(tmp_path, shared_data, eval_every=0)
+    values["data"]["validation"] = []
+    trainer = Trainer(from_dict(TrainConfig, values))
+    assert trainer.val_set is None
+    assert trainer.fit().name == "model"
+    with pytest.raises(errors.ConfigError, match="no validation split"):
+        trainer._evaluate_main()
