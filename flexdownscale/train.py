@@ -363,6 +363,7 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, *, resume: bool = False, export_only: bool = False
     ) -> None:
+        self._created = time.perf_counter()  # the time limit counts the start-up too
         try:
             from accelerate import Accelerator
             from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -872,7 +873,7 @@ class Trainer:
                     overhead += time.perf_counter() - paused
                     if self.progress.step >= config.steps:
                         break
-                    if self._out_of_time(started):
+                    if self._out_of_time(self._created):
                         stopped = "time_limit"
                         break
                 if stopped:
@@ -919,8 +920,9 @@ class Trainer:
         """Whether this launch has used its ``time_limit_minutes`` (every rank agrees).
 
         The main process's clock decides and the answer is broadcast, so all ranks stop after the
-        same optimiser step. A margin of 1.5 times the longest step so far is kept for the final
-        state, validation and export.
+        same optimiser step. ``started`` is when the Trainer was created: opening the data,
+        fitting the normalizer and loading the state count against the limit too. A margin of
+        1.5 times the longest step so far is kept for the final state, validation and export.
         """
         limit = self.config.time_limit_minutes
         if limit <= 0:

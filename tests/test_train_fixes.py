@@ -604,3 +604,16 @@ def test_training_without_validation_needs_no_validation_split(tmp_path, shared_
     assert trainer.fit().name == "model"
     with pytest.raises(errors.ConfigError, match="no validation split"):
         trainer._evaluate_main()
+
+
+def test_the_time_limit_counts_the_start_up(tmp_path, shared_data):
+    """Time spent before fit (opening data, fitting the normalizer) counts against the limit."""
+    import time
+
+    trainer = Trainer(
+        _config(tmp_path, shared_data, steps=5, eval_every=0, time_limit_minutes=0.01)
+    )
+    time.sleep(0.7)  # the start-up of a big dataset, beyond the 0.6 s limit
+    trainer.fit()
+    launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
+    assert (launch["stopped"], launch["end_step"]) == ("time_limit", 1)
