@@ -611,9 +611,9 @@ def test_the_time_limit_counts_the_start_up(tmp_path, shared_data):
     import time
 
     trainer = Trainer(
-        _config(tmp_path, shared_data, steps=5, eval_every=0, time_limit_minutes=0.01)
+        _config(tmp_path, shared_data, steps=5, eval_every=0, time_limit_minutes=0.05)
     )
-    time.sleep(0.7)  # the start-up of a big dataset, beyond the 0.6 s limit
+    time.sleep(3.2)  # the start-up of a big dataset, beyond the 3 s limit (5 steps take ~1 s)
     trainer.fit()
     launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
     assert (launch["stopped"], launch["end_step"]) == ("time_limit", 1)
