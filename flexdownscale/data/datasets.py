@@ -1161,6 +1161,19 @@ class ForecastDataset(_FieldDataset):
             "time_dim": self._fields[0][2] if self._fields else None,
         }
 
+    def condition_range(self) -> tuple[float, float] | None:
+        """(smallest, largest) condition over the frames items take it from: the valid window
+        times only (a condition value at a time no window starts from is never trained on)."""
+        if self.condition is None:
+            return None
+        values = [
+            self.sources[k].condition_values(self.condition, grid) for k, grid, _ in self._fields
+        ]
+        every = np.concatenate(values) if values else np.array([])
+        if every.size == 0:
+            return None
+        return float(every.min()), float(every.max())
+
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
     ) -> np.ndarray:

@@ -498,3 +498,26 @@ def test_condition_range_of_a_per_field_condition_variable():
     )
     assert data.condition_range() == (1000.0, 3000.0)
     assert float(data[0]["phys"]) == 1000.0
+
+
+def test_forecast_condition_range_covers_the_window_times_only(shared_data, tmp_path):
+    """A forecast item takes its condition at the current frame of a valid window: the range a
+    model folder records is over those times, not the whole split (first past_frames - 1 and
+    last lead times are never a condition)."""
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        ds = ds.isel(time=slice(0, 48)).load()
+    ds["forcing"] = ("time", np.arange(48.0))
+    ds.to_netcdf(tmp_path / "forcing.nc")
+    cfg = DataConfig(
+        paths=(str(tmp_path / "forcing.nc"),),
+        variables=("t2m",),
+        crop_size=32,
+        condition="forcing",
+        past_frames=3,
+        lead=2,
+        train=("2019-03-01T00", "2019-03-01T23"),
+        validation=("2019-03-02T00", "2019-03-02T23"),
+    )
+    train = from_config(cfg, "train", task="forecast")
+    used = [float(train[i]["phys"]) for i in range(len(train))]
+    assert train.condition_range() == (min(used), max(used)) == (2.0, 21.0)
