@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -479,11 +480,19 @@ class Trainer:
                 f"the training split has {len(self.train_set)} samples, fewer than one micro-batch "
                 f"({micro}); lower batch_size or add data"
             )
-        self.batches_per_epoch = len(loader)  # per process, before sharding
         if self._resume_layout is not None:
             self._check_sample_order(*self._resume_layout)
         self._prepare_run_folder()  # nothing in the run folder changes before this point
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
+        # micro-batches used per epoch and process: whole accumulation groups only (a trailing
+        # partial group would be a short optimiser step counted as a full batch)
+        self.batches_per_epoch = len(self.loader) // self.accumulation * self.accumulation
+        if self.batches_per_epoch == 0:
+            raise ConfigError(
+                f"the training split gives {len(self.loader)} micro-batches of {micro} per process "
+                f"and epoch, fewer than one optimiser step ({self.accumulation} micro-batches); "
+                "lower batch_size or add data"
+            )
         acc.register_for_checkpointing(self.ema, self.progress)
         if log_with is not None:
             acc.init_trackers("flexdownscale", config=_flat_scalars(to_dict(config)))
@@ -797,7 +806,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         fault_step = int(os.environ.get(FAULT_NAN_ENV, "-1"))
-        batches_per_epoch = len(self.loader)
+        batches_per_epoch = self.batches_per_epoch
         self.model.train()
         started, samples_at_start = time.perf_counter(), self.progress.samples
         step_at_start, overhead = self.progress.step, 0.0  # overhead: validation and states
@@ -812,7 +821,7 @@ class Trainer:
                 if hasattr(self.train_set, "set_epoch"):
                     self.train_set.set_epoch(epoch)
                 loader = acc.skip_first_batches(self.loader, offset) if offset else self.loader
-                for batch in loader:
+                for batch in itertools.islice(loader, batches_per_epoch - offset):
                     with acc.accumulate(self.model):
                         loss = self._loss(batch)
                         if self.progress.step == fault_step:

@@ -617,3 +617,47 @@ def test_the_time_limit_counts_the_start_up(tmp_path, shared_data):
     trainer.fit()
     launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
     assert (launch["stopped"], launch["end_step"]) == ("time_limit", 1)
+
+
+def test_whole_accumulation_groups_only_and_resume_across_epochs(tmp_path, shared_data):
+    """5 training fields, batch 2 of micro-batches of 1: each epoch gives 2 optimiser steps of
+    2 micro-batches (the 5th field would have made a short step counted as a full batch); a run
+    stopped after 3 steps and resumed is the uninterrupted run, across the epoch boundary."""
+    from safetensors.torch import load_file
+
+    def run(path, steps, resume=False):
+        config = _config(
+            path,
+            shared_data,
+            steps=steps,
+            batch_size=2,
+            micro_batch_size=1,
+            eval_every=0,
+            checkpoint_every=0,
+            optim={"warmup_steps": 1, "schedule": "constant"},
+            data={"train": ["2019-03-01T00", "2019-03-01T04"]},
+        )
+        trainer = Trainer(config, resume=resume)
+        trainer.fit()
+        return trainer
+
+    whole = run(tmp_path / "a", 5)
+    assert whole.batches_per_epoch == 4
+    records = [
+        json.loads(r) for r in (tmp_path / "a" / "run" / "samples.jsonl").read_text().splitlines()
+    ]
+    per_step: dict[int, int] = {}
+    for r in records:
+        per_step[r["step"]] = per_step.get(r["step"], 0) + len(r["indices"])
+    assert per_step == dict.fromkeys(range(5), 2)
+    assert whole.progress.samples == sum(per_step.values()) == 10
+    run(tmp_path / "b", 3)
+    resumed = run(tmp_path / "b", 5, resume=True)
+    again = [
+        json.loads(r) for r in (tmp_path / "b" / "run" / "samples.jsonl").read_text().splitlines()
+    ]
+    assert [r["indices"] for r in again] == [r["indices"] for r in records]
+    assert resumed.progress.samples == 10
+    a = load_file(tmp_path / "a" / "run" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
