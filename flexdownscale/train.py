@@ -786,6 +786,16 @@ class Trainer:
                 if line.strip() and json.loads(line)["micro_batch"] < self.progress.micro_batches:
                     kept.append(line)
         _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+        validation = self.run_dir / "validation.jsonl"
+        if validation.is_file():  # evaluations after the last state are made again on resume
+            lines = validation.read_text(encoding="utf-8").splitlines()
+            earlier = [
+                line
+                for line in lines
+                if line.strip() and json.loads(line)["step"] <= self.progress.step
+            ]
+            if len(earlier) != len(lines):
+                _atomic_write_text(validation, "".join(f"{line}\n" for line in earlier))
         self._sample_log = path.open("a", encoding="utf-8")
 
     def fit(self) -> Path | None:

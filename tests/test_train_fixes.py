@@ -661,3 +661,23 @@ def test_whole_accumulation_groups_only_and_resume_across_epochs(tmp_path, share
     a = load_file(tmp_path / "a" / "run" / "model" / "model.safetensors")
     b = load_file(tmp_path / "b" / "run" / "model" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_drops_evaluations_made_after_the_last_state(tmp_path, shared_data):
+    """A kill between an evaluation and the state of that step: the resumed run evaluates that
+    step again, and validation.jsonl holds it once (as samples.jsonl holds each micro-batch once)."""
+    import shutil
+
+    from flexdownscale.train import list_states
+
+    config = _config(
+        tmp_path, shared_data, steps=2, eval_every=1, checkpoint_every=1, total_limit=2
+    )
+    Trainer(config).fit()
+    run = tmp_path / "run"
+    shutil.rmtree(list_states(run)[-1])  # as if killed after evaluating step 2, before its state
+    Trainer(config, resume=True).fit()
+    steps = [
+        json.loads(line)["step"] for line in (run / "validation.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2]
