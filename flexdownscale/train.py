@@ -1105,7 +1105,13 @@ class Trainer:
         model.eval()
         device = self.accelerator.device
         generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
-        loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.micro_batch_size)
+        # its own generator: iterating a DataLoader without one draws a seed from the global
+        # RNG, which made the training noise depend on when (and on which rank) validation ran
+        loader = torch.utils.data.DataLoader(
+            self.val_set,
+            batch_size=self.micro_batch_size,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
         total, count = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}

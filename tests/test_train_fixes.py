@@ -681,3 +681,12 @@ def test_resume_drops_evaluations_made_after_the_last_state(tmp_path, shared_dat
         json.loads(line)["step"] for line in (run / "validation.jsonl").read_text().splitlines()
     ]
     assert steps == [1, 2]
+
+
+def test_validation_leaves_the_training_random_stream_alone(tmp_path, shared_data):
+    """Evaluating draws nothing from the global RNG, so the training noise does not depend on
+    when (or on which rank) validation runs; eval_every may change on resume."""
+    trainer = Trainer(_config(tmp_path, shared_data))
+    before = torch.get_rng_state().clone()
+    trainer.evaluate()
+    assert torch.equal(torch.get_rng_state(), before)
