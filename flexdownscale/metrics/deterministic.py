@@ -45,6 +45,18 @@ from flexdownscale.metrics._utils import (
 __all__ = ["bias", "mae", "mse", "pearson_r", "psnr", "rfne", "rmse", "ssim"]
 
 
+def _as_floating(obj: XarrayLike) -> XarrayLike:
+    """``obj`` with integer and boolean variables as float64 (floating ones untouched)."""
+
+    def one(da: xr.DataArray) -> xr.DataArray:
+        kind = np.dtype(da.dtype).kind
+        return da.astype(np.float64) if kind in "biu" else da
+
+    if isinstance(obj, xr.Dataset):
+        return obj.map(one, keep_attrs=True)
+    return one(obj)
+
+
 def _setup(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -56,6 +68,9 @@ def _setup(
 ) -> tuple[XarrayLike, XarrayLike, tuple[Hashable, ...], xr.DataArray | None]:
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
+    # integer / boolean data (uint8 images, int16 counts) in floating point: differences and
+    # squares in the input's type wrapped around or overflowed silently
+    fcst, obs = _as_floating(fcst), _as_floating(obs)
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     dims = all_dims(fcst, obs)
     weights = check_weights(weights, dims)

@@ -220,3 +220,26 @@ def test_weighted_dataset_whose_variables_have_different_dims():
     out = rmse(fd, od, weights=wt)
     broadcast = rmse(fd["orog"].broadcast_like(f), od["orog"].broadcast_like(o), weights=wt)
     xr.testing.assert_allclose(out["orog"], broadcast)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, bool])
+def test_integer_and_boolean_inputs_score_as_their_values(dtype):
+    """uint8 images and int16 counts: the differences and squares are taken in floating point
+    (in the input's type they wrapped around: uint8 mse 54.25 for 18806.25)."""
+    rng = np.random.default_rng(3)
+    high = 2 if dtype is bool else 250
+    f = xr.DataArray(rng.integers(0, high, size=(6, 7)).astype(dtype), dims=("y", "x"))
+    o = xr.DataArray(rng.integers(0, high, size=(6, 7)).astype(dtype), dims=("y", "x"))
+    fl, ol = f.astype(np.float64), o.astype(np.float64)
+    for score in (mse, rmse, mae, bias, rfne):
+        np.testing.assert_allclose(score(f, o).values, score(fl, ol).values, rtol=1e-12)
+    np.testing.assert_allclose(
+        psnr(f, o, data_range=255).values, psnr(fl, ol, data_range=255).values, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ssim(f, o, data_range=255, win_size=5).values,
+        ssim(fl, ol, data_range=255, win_size=5).values,
+        rtol=1e-12,
+    )
+    ds = xr.Dataset({"a": f, "b": fl})
+    np.testing.assert_allclose(mse(ds, ds * 0)["a"].values, float((fl**2).mean()), rtol=1e-12)
