@@ -45,6 +45,8 @@ _LENGTH_UNITS = {
 _LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreen", "degreesn"}
 _LON_UNITS = {"degrees_east", "degree_east", "degrees_e", "degree_e", "degreee", "degreese"}
 _ANGLE_UNITS = {"degrees", "degree", "deg", *_LAT_UNITS, *_LON_UNITS}
+#: degrees_north, degN, "degrees north" (spaces removed), the degree sign with or without N / E
+_DEGREES = re.compile(r"(deg|degree|degrees|\u00b0)_?(n|e|s|w|north|east|south|west)?")
 _Y_NAMES = {"lat", "latitude", "rlat", "y", "yc", "south_north", "nav_lat"}
 _X_NAMES = {"lon", "longitude", "rlon", "x", "xc", "west_east", "nav_lon"}
 _Y_STANDARD = {"latitude", "grid_latitude", "projection_y_coordinate"}
@@ -538,14 +540,19 @@ def coord_units_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> tuple[str
     attrs = obj[dim].attrs if dim in obj.coords else {}
     units = str(attrs.get("units", "")).strip().lower().replace(" ", "")
     std = str(attrs.get("standard_name", "")).lower()
-    if units in _ANGLE_UNITS or (
-        not units and (std in {"latitude", "longitude", "grid_latitude", "grid_longitude"})
-    ):
+    geographic = std in {"latitude", "longitude", "grid_latitude", "grid_longitude"}
+    # every spelling of degrees: degrees_north, degN, "degrees north", the degree sign
+    if units in _ANGLE_UNITS or _DEGREES.fullmatch(units):
         return "degrees", 1.0
-    if not units and str(dim).lower() in {"lat", "latitude", "lon", "longitude"}:
+    if not units and (geographic or str(dim).lower() in {"lat", "latitude", "lon", "longitude"}):
         return "degrees", 1.0
     if units in _LENGTH_UNITS:
         return "length", _LENGTH_UNITS[units]
+    if geographic:
+        raise GridError(
+            f"coordinate {dim!r} is a {std} but its units {attrs.get('units')!r} are not "
+            "degrees; set units='degrees_north' / 'degrees_east' (or pass spacing=...)"
+        )
     return "none", 1.0
 
 

@@ -92,3 +92,43 @@ def test_cell_edges_and_bad_latitudes():
     )
     with pytest.raises(GridError, match="beyond"):
         area_weights(bad)
+
+
+@pytest.mark.parametrize(
+    ("lat_units", "lon_units"),
+    [
+        ("degrees_north", "degrees_east"),
+        ("degrees north", "degrees east"),
+        ("\u00b0N", "\u00b0E"),
+        ("degN", "degE"),
+        ("Degrees_North", "Degrees_East"),
+    ],
+)
+def test_every_spelling_of_degrees_gives_area_weights_and_metre_spectra(lat_units, lon_units):
+    """'°N' or 'degrees north' fell through to unitless: uniform weights, index spectra."""
+    from flexdownscale.metrics import power_spectrum
+
+    lat = xr.DataArray(np.arange(30.0, 61.0), dims="lat", attrs={"units": lat_units})
+    lon = xr.DataArray(np.arange(0.0, 31.0), dims="lon", attrs={"units": lon_units})
+    field = xr.DataArray(
+        np.random.default_rng(0).normal(size=(31, 31)),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": lon},
+    )
+    w = area_weights(field)
+    ratio = float(w.sel(lat=30.0).mean() / w.sel(lat=60.0).mean())
+    np.testing.assert_allclose(ratio, np.cos(np.radians(30)) / np.cos(np.radians(60)), rtol=1e-3)
+    assert power_spectrum(field)["wavenumber"].attrs["units"] == "m-1"
+
+
+def test_a_latitude_in_other_units_is_an_error_not_unitless():
+    field = xr.DataArray(
+        np.zeros((4, 4)),
+        dims=("lat", "lon"),
+        coords={
+            "lat": ("lat", np.arange(4.0), {"units": "radians", "standard_name": "latitude"}),
+            "lon": ("lon", np.arange(4.0), {"units": "degrees_east"}),
+        },
+    )
+    with pytest.raises(GridError, match=r"'lat' is a latitude but its units 'radians'"):
+        area_weights(field)
