@@ -145,6 +145,19 @@ ROUNDOFF_RTOL = 1e-6
 ROUNDING_HINT_RTOL = 1e-2
 
 
+def _roundoff(spacing: float, *coords: np.ndarray) -> float:
+    """What coordinate differences count as floating round-off: :data:`ROUNDOFF_RTOL` of the
+    spacing, or a few units in the last place of the coarsest float dtype among ``coords`` at
+    their magnitude (the same 0.1 degree grid stored as float32 and as float64 differs by
+    1.5e-5 of its spacing)."""
+    floats = [c for c in coords if np.issubdtype(c.dtype, np.floating)]
+    if not floats:
+        return ROUNDOFF_RTOL * spacing
+    eps = max(float(np.finfo(c.dtype).eps) for c in floats)
+    magnitude = max(float(np.abs(c).max()) if c.size else 0.0 for c in floats)
+    return max(ROUNDOFF_RTOL * spacing, 8.0 * eps * magnitude)
+
+
 def _coord_spacing(values: np.ndarray) -> float:
     """Smallest gap between the sorted ``values``; ``max(|value|, 1)`` for a single point."""
     if values.size < 2:
@@ -193,7 +206,7 @@ def _align_dim(
     spacing = _coord_spacing(ref_values.astype(float))
     diff = float(np.abs(values[positions].astype(float) - ref_values.astype(float)).max())
     floating = any(np.issubdtype(v.dtype, np.floating) for v in (ref_values, values))
-    if floating and diff <= ROUNDOFF_RTOL * spacing:
+    if floating and diff <= _roundoff(spacing, ref_values, values):
         # the same points up to floating round-off: use the reference's values
         if not np.array_equal(positions, np.arange(positions.size)):
             obj = obj.isel({dim: positions})
@@ -572,14 +585,20 @@ def regular_step(
         raise GridError(
             f"dim {dim!r} has no coordinate, so its spacing is unknown; pass spacing=..."
         )
-    values = np.asarray(obj[dim].values, dtype=float)
+    stored = np.asarray(obj[dim].values)
+    values = stored.astype(float)
     if values.ndim != 1 or values.size < 2:
         raise GridError(f"coordinate {dim!r} must be 1-D with at least 2 points to give a spacing.")
     steps = np.diff(values)
     if period is not None:
         steps = (steps + 0.5 * period) % period - 0.5 * period
     step = float(np.median(steps))
-    if step == 0 or np.any(np.abs(steps - step) > rtol * abs(step)):
+    # float32 coordinates (most netCDF files) round each value to eps32 * |value|: a fine
+    # grid far from zero (0.0025 degrees at 350 E) has steps that vary by more than rtol
+    tolerance = rtol * abs(step)
+    if np.issubdtype(stored.dtype, np.floating):
+        tolerance = max(tolerance, 4.0 * float(np.finfo(stored.dtype).eps) * np.abs(values).max())
+    if step == 0 or np.any(np.abs(steps - step) > tolerance):
         raise GridError(
             f"coordinate {dim!r} is not regularly spaced (steps from {steps.min():g} to "
             f"{steps.max():g}); spectra need a regular grid: regrid first, or pass spacing=... "

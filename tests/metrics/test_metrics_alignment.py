@@ -180,3 +180,26 @@ def test_different_times_suggest_selecting_shared_labels():
 def test_weights_are_reordered_too():
     got = rmse(FC, OBS, weights=_reverse(W, "lat"))
     xr.testing.assert_identical(got, rmse(FC, OBS, weights=W))
+
+
+def test_float32_coordinates_of_the_same_grid_are_the_same_points():
+    """A 0.1 degree grid computed in float64 and read back as float32 (netCDF) differs by
+    1.5e-5 of its spacing: the same points, not a ShapeError; a real shift still is one."""
+    from flexdownscale.metrics import power_spectrum, rmse
+
+    lat64 = np.arange(50.0, 58.25, 0.1)
+    lat32 = lat64.astype(np.float32)
+    rng = np.random.default_rng(0)
+    f = xr.DataArray(rng.normal(size=lat64.size), dims="lat", coords={"lat": lat64})
+    o = xr.DataArray(rng.normal(size=lat64.size), dims="lat", coords={"lat": lat32})
+    expected = float(np.sqrt(np.mean((f.values - o.values) ** 2)))
+    assert float(rmse(f, o)) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ShapeError):
+        rmse(f, o.assign_coords(lat=lat32 + np.float32(0.01)))
+    # a fine float32 grid far from zero is regular (its steps vary by float32 rounding)
+    fine = {
+        "lat": (50.0 + 0.0025 * np.arange(64)).astype(np.float32),
+        "lon": (350.0 + 0.0025 * np.arange(64)).astype(np.float32),
+    }
+    field = xr.DataArray(rng.normal(size=(64, 64)), dims=("lat", "lon"), coords=fine)
+    assert np.isfinite(power_spectrum(field).values).all()
