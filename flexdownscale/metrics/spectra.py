@@ -264,7 +264,7 @@ def power_spectrum(
     dims: Sequence[Hashable] | Hashable | None = None,
     spacing: float | Mapping[Hashable, float] | None = None,
     spacing_units: str = "m",
-    method: Method = "dct",
+    method: Method | None = None,
     detrend: Detrend = "constant",
     window: Window = None,
 ) -> XarrayLike:
@@ -295,15 +295,15 @@ def power_spectrum(
         metres at the mean latitude; ``m``/``km`` -> metres; unitless -> as is).
     spacing_units : str, default "m"
         Units of an explicit ``spacing`` (sets the wavenumber units).
-    method : {"dct", "fft"}, default "dct"
+    method : {"dct", "fft"} or None, default None
         DCT-II (Denis et al. 2002; for limited-area, non-periodic fields) or FFT (periodic
-        fields, or with a window).
+        fields, or with a window). ``None``: the FFT when a ``window`` is given, else the DCT.
     detrend : {"constant", "linear", "errico", None}, default "constant"
         Remove the mean, a least-squares plane, or Errico's (1985) end-point trends (then the
         mean). The mean mode is never part of the output.
     window : {"hann", None}, default None
         Taper for the FFT path (a 2-D outer product of periodic Hann windows, as scipy uses);
-        not allowed with the DCT.
+        not allowed with ``method="dct"``.
 
     Returns
     -------
@@ -327,6 +327,8 @@ def power_spectrum(
     >>> bool(np.isclose((spec * spec.attrs["dk"]).sum(), (da - da.mean()).var()))
     True
     """
+    if method is None:  # a window asks for the FFT path (the documented call with window=)
+        method = "fft" if window is not None else "dct"
     check_option("method", method, ("dct", "fft"))
     check_option("detrend", detrend, ("constant", "linear", "errico", None))
     check_option("window", window, ("hann", None))
@@ -511,7 +513,7 @@ def kinetic_energy_spectrum(
     dims: Sequence[Hashable] | None = None,
     spacing: float | Mapping[Hashable, float] | None = None,
     spacing_units: str = "m",
-    method: Method = "dct",
+    method: Method | None = None,
     detrend: Detrend = "constant",
     window: Window = None,
     lat_dim: Hashable | None = None,

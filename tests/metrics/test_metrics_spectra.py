@@ -349,3 +349,22 @@ def test_dataset_input():
     assert spec.attrs["dk"] == spec["t"].attrs["dk"] == power_spectrum(a).attrs["dk"]
     assert spec.attrs["nyquist_wavenumber"] == spec["q"].attrs["nyquist_wavenumber"]
     assert "units" not in spec.attrs
+
+
+def test_a_window_selects_the_fft_path_as_in_the_documented_call():
+    """``power_spectrum(field, dims=..., window="hann")`` (the architecture map's example) is the
+    windowed FFT; it raised ConfigError because the default method was the DCT."""
+    from flexdownscale.errors import ConfigError
+    from flexdownscale.metrics import power_spectrum
+
+    rng = np.random.default_rng(0)
+    field = xr.DataArray(
+        rng.normal(size=(32, 32)),
+        dims=("lat", "lon"),
+        coords={"lat": 40 + 0.25 * np.arange(32), "lon": 0.25 * np.arange(32)},
+    )
+    windowed = power_spectrum(field, dims=("lat", "lon"), window="hann")
+    xr.testing.assert_identical(windowed, power_spectrum(field, method="fft", window="hann"))
+    assert power_spectrum(field).attrs["spectrum_method"].startswith("DCT")
+    with pytest.raises(ConfigError, match="window='hann' is for the FFT path"):
+        power_spectrum(field, method="dct", window="hann")
