@@ -327,6 +327,14 @@ def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hash
             "member_dim=<name of the ensemble dim>, or fcst.expand_dims(member=1) for a "
             "deterministic forecast."
         )
+    if isinstance(fcst, xr.Dataset):
+        lacking = [str(v) for v in fcst.data_vars if member_dim not in fcst[v].dims]
+        if lacking:
+            keep = [str(v) for v in fcst.data_vars if member_dim in fcst[v].dims]
+            raise EnsembleError(
+                f"fcst variables {lacking} have no member dim {member_dim!r} (a static field "
+                f"beside the ensemble?); score the ensemble variables only: fcst[{keep}]"
+            )
     if isinstance(obs, xr.DataArray | xr.Dataset) and member_dim in obs.dims:
         raise EnsembleError(
             f"obs has the member dim {member_dim!r}; observations are one realisation: drop "

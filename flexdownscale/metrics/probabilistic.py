@@ -299,10 +299,12 @@ def crps_ensemble(
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
-    if fair and m < 2:
-        raise EnsembleError(
-            f"the fair CRPS needs at least 2 members, but {member_dim!r} has {m}; use "
-            "fair=False (the ecdf CRPS, |x - y| for one member) or add members."
+    if fair and m < 2:  # undefined, as where all but one member are NaN (METRICS.md)
+        warnings.warn(
+            f"the fair CRPS is undefined for one member ({member_dim!r} has {m}): the result is "
+            "NaN; use fair=False (the ecdf CRPS, |x - y| for one member) or add members.",
+            RuntimeWarning,
+            stacklevel=2,
         )
     dims = all_dims(fcst, obs)
     mw = _member_weights(member_weights, fcst, member_dim, m, dims)
@@ -430,6 +432,9 @@ def spread_skill_ratio(
     count = fcst.count(member_dim)
     var = fcst.var(member_dim, ddof=1, skipna=True)
     err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
+    # the spread on every point of the error (obs may carry dims the ensemble lacks): a
+    # weighted mean of var alone kept the weights' extra dim when skipna=False
+    var, err2, count = xr.broadcast(var, err2, count)
     if skipna:
         valid = var.notnull() & err2.notnull()
         var = var.where(valid)

@@ -309,3 +309,50 @@ def test_ensemble_mean_and_spread_helpers():
     np.testing.assert_allclose(ensemble_spread(fcst).values, fcst.values.std(0, ddof=1), rtol=1e-12)
     assert ensemble_spread(fcst).attrs["units"] == "K"
     assert ensemble_mean(fcst.rename(member="ens"), member_dim="ens").dims == ("time", "lat")
+
+
+def test_one_member_fair_crps_is_nan_with_a_warning_as_the_design_says():
+    """METRICS.md: one member, ecdf = |y - x|, fair undefined (NaN + warning), as for an
+    ensemble whose other members are NaN (it raised EnsembleError)."""
+    fcst = xr.DataArray([[1.0], [2.0]], dims=("p", "member"))
+    obs = xr.DataArray([0.0, 3.0], dims="p")
+    with pytest.warns(RuntimeWarning, match="undefined for one member"):
+        fair = crps_ensemble(fcst, obs, fair=True, preserve_dims="p")
+    assert np.isnan(fair.values).all()
+    np.testing.assert_array_equal(
+        crps_ensemble(fcst, obs, fair=False, preserve_dims="p").values, [1.0, 1.0]
+    )
+
+
+def test_a_dataset_variable_without_members_is_named():
+    """A static field beside the ensemble: an EnsembleError naming it (crps and the rank
+    histogram raised xarray's 'Missing core dims', spread-skill returned NaN for it)."""
+    from flexdownscale.errors import EnsembleError
+
+    rng = np.random.default_rng(0)
+    fcst = xr.Dataset(
+        {
+            "t2m": (("member", "lat"), rng.normal(size=(4, 6))),
+            "orog": ("lat", rng.normal(size=6)),
+        }
+    )
+    obs = xr.Dataset({"t2m": ("lat", rng.normal(size=6)), "orog": ("lat", rng.normal(size=6))})
+    for score in (crps_ensemble, spread_skill_ratio, rank_histogram):
+        with pytest.raises(
+            EnsembleError, match=r"\['orog'\] have no member dim.*fcst\[\['t2m'\]\]"
+        ):
+            score(fcst, obs)
+    assert np.isfinite(float(crps_ensemble(fcst[["t2m"]], obs[["t2m"]])["t2m"]))
+
+
+def test_spread_skill_reduces_every_dim_whatever_skipna():
+    """obs with a time dim the ensemble lacks, weighted over time: one number with
+    skipna=False too (the spread's weighted mean kept the weights' time dim)."""
+    rng = np.random.default_rng(1)
+    ens = xr.DataArray(rng.normal(size=(5, 8)), dims=("member", "lat"))
+    obs = xr.DataArray(rng.normal(size=(3, 8)), dims=("time", "lat"))
+    weights = xr.DataArray([1.0, 2.0, 3.0], dims="time")
+    a = spread_skill_ratio(ens, obs, weights=weights, skipna=True)
+    b = spread_skill_ratio(ens, obs, weights=weights, skipna=False)
+    assert a.dims == b.dims == ()
+    assert float(a) == pytest.approx(float(b), rel=1e-12)
