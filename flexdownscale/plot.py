@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import check_member_dim, find_yx_dims
+from flexdownscale.metrics.spectra import on_reference_bins
 
 __all__ = ["plot_panels", "plot_rank_histogram", "plot_spectra", "plot_spread_skill"]
 
@@ -143,7 +144,17 @@ def plot_spectra(
         for label, spec in curves.items():
             if label == reference:
                 continue
-            a, b = xr.align(spec, ref, join="inner")
+            # the same bins up to round-off (float32 and float64 copies of one grid), then the
+            # common bins (a coarse field's spectrum stops at its own Nyquist wavenumber)
+            a, b = xr.align(on_reference_bins(spec, ref, sdim), ref, join="inner")
+            if a.sizes[sdim] == 0:
+                warnings.warn(
+                    f"the spectrum of {label!r} shares no wavenumber with the reference "
+                    f"{reference!r} (other grid or domain size?): no ratio is drawn for it",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.asarray(a.values, dtype=float) / np.asarray(b.values, dtype=float)
             ax_ratio.loglog(np.asarray(a[sdim].values, dtype=float), ratio, label=label)

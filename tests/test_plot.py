@@ -161,3 +161,32 @@ def test_plot_rank_histogram_refuses_all_nan_observations(era5):
     partly[:, :4, :4] = np.nan  # points with NaNs are left out; the rest is ranked
     heights = [p.get_height() for p in plot_rank_histogram(ensemble, partly).axes[0].patches]
     assert sum(heights) == pytest.approx(1.0)
+
+
+def test_spectra_of_float32_and_float64_copies_of_a_grid_are_compared_bin_by_bin():
+    """Truth read from a file (float32 coordinates) against a prediction on the same grid in
+    float64: their wavenumbers differ by round-off; the ratio panel drew no point at all, and
+    spectral_ratio / log_spectral_distance raised ShapeError."""
+    import flexdownscale.metrics as fm
+
+    rng = np.random.default_rng(0)
+    lat, lon = 50 + 0.1 * np.arange(64), -10 + 0.1 * np.arange(64)
+
+    def field(y, x):
+        coords = {
+            "lat": ("lat", y, {"units": "degrees_north"}),
+            "lon": ("lon", x, {"units": "degrees_east"}),
+        }
+        return xr.DataArray(rng.normal(size=(64, 64)), dims=("lat", "lon"), coords=coords)
+
+    truth = field(lat.astype(np.float32), lon.astype(np.float32))
+    pred = field(lat, lon)
+    st, sp = fm.power_spectrum(truth), fm.power_spectrum(pred)
+    assert not np.array_equal(st.wavenumber.values, sp.wavenumber.values)
+    ratio = fm.spectral_ratio(sp, st)
+    np.testing.assert_allclose(ratio.values, sp.values / st.values, rtol=1e-12)
+    assert np.isfinite(float(fm.log_spectral_distance(sp, st)))
+    fig = plot_spectra({"truth": truth, "pred": pred}, reference="truth")
+    top = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    (drawn,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "pred"]
+    assert len(drawn.get_xdata()) >= len(top["truth"].get_xdata()) - 1  # Nyquist edge bin

@@ -569,16 +569,46 @@ def _spectral_dim(spec: xr.DataArray | xr.Dataset, dim: Hashable | None) -> Hash
     )
 
 
+#: Wavenumbers of two spectra that agree to this fraction are the same bins: the spacing ``dk``
+#: of a degree grid comes from cos(mean latitude) x the step, which float32 and float64 copies
+#: of one grid give a few 1e-7 apart (a relative error that grows with the bin index in ``k``).
+SAME_BINS_RTOL = 1e-4
+
+
+def on_reference_bins(pred: XarrayLike, ref: XarrayLike, dim: Hashable) -> XarrayLike:
+    """``pred`` with ``ref``'s wavenumbers on the bins the two spectra share up to
+    :data:`SAME_BINS_RTOL` (the first ``min(n_pred, n_ref)`` bins: a coarser field's spectrum
+    stops at its own Nyquist wavenumber); ``pred`` unchanged when they are not the same bins."""
+    if dim not in pred.dims or dim not in ref.dims:
+        return pred
+    kp = np.asarray(pred[dim].values, dtype=float)
+    kr = np.asarray(ref[dim].values, dtype=float)
+    n = min(kp.size, kr.size)
+    if n == 0 or np.array_equal(kp[:n], kr[:n]):
+        return pred
+    if not np.allclose(kp[:n], kr[:n], rtol=SAME_BINS_RTOL, atol=0.0):
+        return pred
+    coords = {}
+    for name in pred.coords:
+        if pred[name].dims == (dim,) and name in ref.coords and ref[name].dims == (dim,):
+            values = np.asarray(pred[name].values).copy()
+            values[:n] = np.asarray(ref[name].values)[:n]
+            coords[name] = (dim, values, pred[name].attrs)
+    return pred.assign_coords(coords)
+
+
 def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = None) -> XarrayLike:
     """Ratio ``P_pred(k) / P_ref(k)`` of two spectra on the same wavenumbers (1 = perfect).
 
     Below 1: missing (smoothed) variance at that scale; above 1: spurious (noisy) variance.
-    The spectra must share their wavenumber coordinate exactly (same grid and method), else
+    The spectra must have the same bins (same grid and method; wavenumbers equal to
+    :data:`SAME_BINS_RTOL`, as for float32 and float64 copies of one grid), else
     :class:`~flexdownscale.errors.ShapeError`.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
-    _spectral_dim(pred, dim)
+    d = _spectral_dim(pred, dim)
+    pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pred / ref
@@ -597,6 +627,7 @@ def log_spectral_distance(
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
     d = _spectral_dim(ref, dim)
+    pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
     ok = (pred > 0) & (ref > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
