@@ -370,6 +370,8 @@ def check_single_chunk(
 def _weights_check_block(block: np.ndarray) -> np.ndarray:
     if np.isnan(block).any():
         raise WeightsError("weights contain NaN; replace them, e.g. weights.fillna(0).")
+    if np.isinf(block).any():
+        raise WeightsError("weights contain infinite values; weights must be finite and >= 0.")
     if (block < 0).any():
         raise WeightsError("weights contain negative values; weights must be >= 0.")
     return block
@@ -407,6 +409,11 @@ def check_weights(
             raise WeightsError(
                 f"{name} contain {int(np.isnan(values).sum())} NaN value(s); weights must be "
                 f"finite and >= 0 (use {name}.fillna(0) to give missing points no weight)."
+            )
+        if np.isinf(values).any():
+            raise WeightsError(
+                f"{name} contain {int(np.isinf(values).sum())} infinite value(s); weights must "
+                "be finite and >= 0 (an infinite weight makes every weighted mean NaN)."
             )
         if (values < 0).any():
             raise WeightsError(

@@ -68,6 +68,18 @@ TABLE = [
     ),
     ("negative weights", lambda: rmse(FC, OBS, weights=_neg_weights()), WeightsError, "negative"),
     ("NaN weights", lambda: crps_ensemble(ENS, OBS, weights=_nan_weights()), WeightsError, "NaN"),
+    (
+        "infinite weights",
+        lambda: rmse(FC, OBS, weights=W.copy(data=np.r_[np.inf, W.values[1:]])),
+        WeightsError,
+        "1 infinite value",
+    ),
+    (
+        "infinite dask weights",
+        lambda: rmse(FC, OBS, weights=W.copy(data=np.r_[np.inf, W.values[1:]]).chunk()).compute(),
+        WeightsError,
+        "infinite",
+    ),
     ("numpy weights", lambda: rmse(FC, OBS, weights=W.values), WeightsError, "DataArray"),
     (
         "weights extra dim",
