@@ -280,7 +280,8 @@ def plot_spread_skill(
     """Binned spread-error diagram: RMSE of the ensemble mean against the ensemble spread.
 
     Points are sorted into ``n_bins`` equally populated bins of ensemble variance. Per bin,
-    x is the Fortin-corrected spread ``sqrt(<s^2> (M + 1) / M)`` and y the RMSE of the
+    x is the Fortin-corrected spread ``sqrt(<s^2 (M + 1) / M>)`` (``M`` the valid members at
+    each point, as :func:`~flexdownscale.metrics.spread_skill_ratio`) and y the RMSE of the
     ensemble mean ``sqrt(<(mean - obs)^2>)``, so a reliable ensemble lies on the diagonal
     (drawn). The title gives the overall (Fortin-corrected) spread-skill ratio.
 
@@ -296,8 +297,11 @@ def plot_spread_skill(
     m = check_member_dim(fcst, obs, member_dim)
     if m < 2:
         raise EnsembleError(f"a spread needs at least 2 members, got {m}.")
-    var = fcst.var(member_dim, ddof=1)
-    err2 = (fcst.mean(member_dim) - obs) ** 2
+    # per point, over its valid members (as spread_skill_ratio): the Fortin factor uses the
+    # count of valid members there, not the nominal M
+    count = fcst.count(member_dim)
+    var = fcst.var(member_dim, ddof=1, skipna=True) * (count + 1.0) / count
+    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
     var, err2 = xr.broadcast(var, err2)
     v = np.asarray(var.values, dtype=float).ravel()
     e = np.asarray(err2.values, dtype=float).ravel()
@@ -305,12 +309,11 @@ def plot_spread_skill(
     v, e = v[ok], e[ok]
     if v.size == 0:
         raise ShapeError("no point has both a finite spread and a finite error.")
-    factor = (m + 1.0) / m
     order = np.argsort(v, kind="stable")
     groups = np.array_split(order, min(n_bins, v.size))
-    xs = np.array([np.sqrt(v[g].mean() * factor) for g in groups])
+    xs = np.array([np.sqrt(v[g].mean()) for g in groups])
     ys = np.array([np.sqrt(e[g].mean()) for g in groups])
-    ratio = np.sqrt(v.mean() * factor / e.mean())
+    ratio = np.sqrt(v.mean() / e.mean())
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(xs, ys, "o-", color="tab:red", label="binned")

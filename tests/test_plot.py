@@ -190,3 +190,19 @@ def test_spectra_of_float32_and_float64_copies_of_a_grid_are_compared_bin_by_bin
     top = {line.get_label(): line for line in fig.axes[0].get_lines()}
     (drawn,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "pred"]
     assert len(drawn.get_xdata()) >= len(top["truth"].get_xdata()) - 1  # Nyquist edge bin
+
+
+def test_spread_skill_title_is_the_metric_with_missing_members():
+    """Half the points with 2 of 4 members valid: the title's ratio is spread_skill_ratio's
+    (the Fortin factor per point from its valid members, not the nominal M)."""
+    from flexdownscale.metrics import spread_skill_ratio
+
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=400)
+    obs = xr.DataArray(truth + rng.normal(size=400), dims="p")
+    ens = truth[None, :] + rng.normal(size=(4, 400))
+    ens[2:, :200] = np.nan
+    fcst = xr.DataArray(ens, dims=("member", "p"))
+    fig = plot_spread_skill(fcst, obs)
+    expected = float(spread_skill_ratio(fcst, obs))
+    assert fig.axes[0].get_title() == f"spread-skill ratio {expected:.2f} (M = 4)"
