@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from flexdownscale import Downscaler
@@ -14,6 +15,7 @@ from flexdownscale.data import degrade, grid_spec
 from flexdownscale.demo import CASES, load_case, run_demo
 from flexdownscale.errors import ConfigError
 from flexdownscale.hub import load_model_folder, shipped_models
+from flexdownscale.models import build_model
 
 SHIPPED = ("era5-t2m-x4", "kolmogorov-x8")
 
@@ -25,7 +27,14 @@ def test_shipped_models_are_small_bf16_folders():
     for name in SHIPPED:
         folder = load_model_folder(name)  # checks files and checksums
         assert folder.model.backbone == "flex"
-        assert all(str(t.dtype) == "torch.bfloat16" for t in folder.state_dict.values())
+        # bfloat16 weights; the fixed time-embedding frequencies exact in float32
+        fresh = build_model(folder.model).state_dict()
+        for key, tensor in folder.state_dict.items():
+            if key.endswith(".freqs"):
+                assert tensor.dtype == torch.float32
+                assert torch.equal(tensor, fresh[key])
+            else:
+                assert tensor.dtype == torch.bfloat16, key
         total += sum(p.stat().st_size for p in found[name].iterdir())
         assert "## Validation skill" in folder.card
         assert "| FLEX ensemble" in folder.card  # the table of benchmarks/skill.py
