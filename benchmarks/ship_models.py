@@ -70,13 +70,15 @@ DEFAULT_SKILL_TEXT = {
 #: validation fields (benchmarks/results/calibration.md, 2-core CPU).
 CALIBRATION_TEXT = {
     "era5-t2m-x4": (
-        "spread-skill 0.91 on the 42 validation fields (16 members), fair CRPS 0.113 K against "
-        "0.125 K for the default, RMSE 0.230 K, log-spectral distance 5.2 dB (conservative "
+        "spread-skill 0.89 on the 42 validation fields (16 members), fair CRPS 0.112 K against "
+        "0.123 K for the default, RMSE 0.230 K, log-spectral distance 5.0 dB (conservative "
         "interpolation 7.6 dB)"
     ),
     "kolmogorov-x8": (
         "spread-skill 0.94 on 8 validation fields (8 members), fair CRPS 0.463 against 0.496 "
-        "for the default, RMSE 1.01, log-spectral distance 7.1 (conservative interpolation 8.4)"
+        "for the default, RMSE 1.01, log-spectral distance 7.1 (conservative interpolation 8.4), "
+        "measured with the first export of these weights (time-embedding frequencies rounded to "
+        "bfloat16; not yet rerun)"
     ),
 }
 
