@@ -546,7 +546,7 @@ def split_positions(
         return out
     found = dict.fromkeys(names, 0)  # positions selected over all sources
     not_found: dict[str, list[Any] | None] = dict.fromkeys(names)  # labels in no source
-    extent: dict[str, list[tuple[Any, Any, str]]] = {n: [] for n in names}
+    extents: list[str] = []  # each source's first and last label, for the errors
     for src in sources:
         if split_dim not in src.sample_dims:
             raise DataError(
@@ -555,6 +555,9 @@ def split_positions(
             )
         size = src.sample_sizes[src.sample_dims.index(split_dim)]
         labels = src.labels(split_dim)
+        index = labels if labels is not None else np.arange(size)
+        if len(index):
+            extents.append(f"{src.label}: {index[0]!r} to {index[-1]!r}")
         resolved = {}
         for n in names:
             resolved[n], missing = _label_positions(
@@ -564,9 +567,6 @@ def split_positions(
             not_found[n] = (
                 missing if not_found[n] is None else [v for v in not_found[n] if v in missing]
             )
-            index = labels if labels is not None else np.arange(size)
-            if len(index):
-                extent[n].append((index[0], index[-1], src.label))
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 common = np.intersect1d(resolved[a], resolved[b])
@@ -589,7 +589,7 @@ def split_positions(
             else:
                 out[name].append(None)
     for name in names:
-        ranges = "; ".join(f"{src}: {lo!r} to {hi!r}" for lo, hi, src in extent[name])
+        ranges = "; ".join(extents)
         if not_found[name]:
             raise DataError(
                 f"{name} split: labels {not_found[name]} are not found along {split_dim!r} in any "
