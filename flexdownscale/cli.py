@@ -657,8 +657,8 @@ def _truth_in_time_with(pred: Any, truth: Any, names: list[str]) -> Any:
 def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
     """UnitsError when a variable's units differ between prediction and truth (compared as
     units: ``m s**-1`` and ``m/s`` are the same)."""
-    from .data.units import conversion_rule, linear_conversion
     from .errors import UnitsError
+    from .units import conversion_rule, linear_conversion
 
     for v in names:
         a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")

@@ -874,12 +874,12 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
 def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
     """Raise :class:`UnitsError` unless every variable of ``units`` has those units in ``ds``.
 
-    Units are compared as units, not strings (:mod:`flexdownscale.data.units`): ``K``,
+    Units are compared as units, not strings (:mod:`flexdownscale.units`): ``K``,
     ``kelvin`` and ``degK`` are the same, as are ``m s**-1``, ``m s-1`` and ``m/s``. For units
     that convert (degC to K, mm/h to m s-1) the error gives the conversion and the line that
     does it. A model variable with an empty unit is not checked.
     """
-    from .data.units import conversion_code, conversion_rule, linear_conversion
+    from .units import conversion_code, conversion_rule, linear_conversion
 
     for v, expected in units.items():
         if not expected:

@@ -1355,7 +1355,7 @@ def _projection(
     source's own 2-D coordinates; ``None`` (and a warning saying why) when it cannot be used."""
     import warnings
 
-    from .units import linear_conversion
+    from ..units import linear_conversion
 
     def give_up(why: str) -> None:
         warnings.warn(

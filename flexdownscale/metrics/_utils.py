@@ -21,8 +21,10 @@ from flexdownscale.errors import (
     GridError,
     MissingVariableError,
     ShapeError,
+    UnitsError,
     WeightsError,
 )
+from flexdownscale.units import conversion_rule, linear_conversion
 
 XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
 Dims = str | Sequence[Hashable] | None
@@ -317,6 +319,40 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
                     f"{sorted(map(str, other.data_vars))}; select the same variables in both."
                 )
     return tuple(out)
+
+
+def check_same_units(a: Any, b: Any, *, names: tuple[str, str] = ("fcst", "obs")) -> None:
+    """Raise :class:`~flexdownscale.errors.UnitsError` when ``a`` and ``b`` are in other units.
+
+    Compares the ``units`` attribute of each pair of variables (the DataArrays themselves, or a
+    Dataset's variables of the same name) as units, not strings (:mod:`flexdownscale.units`):
+    ``K`` and ``kelvin`` agree, ``K`` and ``degC`` do not, and the error gives the conversion.
+    A variable without a ``units`` attribute on either side is not checked.
+    """
+    if not (isinstance(a, xr.DataArray | xr.Dataset) and isinstance(b, xr.DataArray | xr.Dataset)):
+        return
+    if isinstance(a, xr.DataArray) or isinstance(b, xr.DataArray):
+        pairs = [(None, a, b)] if type(a) is type(b) else []
+    else:
+        pairs = [(v, a[v], b[v]) for v in a.data_vars if v in b.data_vars]
+    for name, va, vb in pairs:
+        ua, ub = va.attrs.get("units"), vb.attrs.get("units")
+        if ua is None or ub is None:
+            continue
+        ua, ub = str(ua), str(ub)
+        conversion = linear_conversion(ub, ua)
+        if conversion == (1.0, 0.0):
+            continue
+        what = f"variable {name!r}: " if name is not None else ""
+        fix = "convert one of them first"
+        if conversion is not None:
+            scale, offset = conversion
+            fix = f"convert {names[1]} first ({conversion_rule(ub, ua, scale, offset)})"
+        raise UnitsError(
+            f"{what}{names[0]} is in {ua!r} but {names[1]} is in {ub!r}; scores of values in "
+            f"different units are meaningless: {fix} and set its attrs['units'] = {ua!r}. If "
+            "both are in fact the same unit, give them the same 'units' attribute."
+        )
 
 
 def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hashable) -> int:

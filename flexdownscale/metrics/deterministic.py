@@ -32,6 +32,7 @@ from flexdownscale.metrics._utils import (
     align_exact,
     all_dims,
     check_option,
+    check_same_units,
     check_single_chunk,
     check_weights,
     check_xarray,
@@ -72,6 +73,7 @@ def _setup(
     # squares in the input's type wrapped around or overflowed silently
     fcst, obs = _as_floating(fcst), _as_floating(obs)
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    check_same_units(fcst, obs)
     dims = all_dims(fcst, obs)
     weights = check_weights(weights, dims)
     red = resolve_reduce_dims(

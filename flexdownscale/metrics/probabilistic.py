@@ -25,6 +25,7 @@ from flexdownscale.metrics._utils import (
     all_dims,
     check_member_dim,
     check_option,
+    check_same_units,
     check_single_chunk,
     check_weights,
     check_xarray,
@@ -311,6 +312,7 @@ def crps_ensemble(
     fcst, obs, weights, mw = align_exact(
         fcst, obs, weights, mw, names=("fcst", "obs", "weights", "member_weights")
     )
+    check_same_units(fcst, obs)
     weights = _point_weights(weights, dims, member_dim, member_weights_hint=True)
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
@@ -424,6 +426,7 @@ def spread_skill_ratio(
     if m < 2:
         raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    check_same_units(fcst, obs)
     dims = all_dims(fcst, obs)
     weights = _point_weights(weights, dims, member_dim)
     red = resolve_reduce_dims(
@@ -515,6 +518,7 @@ def rank_histogram(
     if "rank" in fcst.dims or "rank" in obs.dims:
         raise ConfigError("the inputs already have a 'rank' dim; rename it first.")
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
+    check_same_units(fcst, obs)
     dims = all_dims(fcst, obs)
     weights = _point_weights(weights, dims, member_dim)
     red = resolve_reduce_dims(

@@ -44,6 +44,7 @@ from flexdownscale.metrics._utils import (
     XarrayLike,
     align_exact,
     check_option,
+    check_same_units,
     check_single_chunk,
     check_xarray,
     coord_kind,
@@ -531,6 +532,7 @@ def kinetic_energy_spectrum(
     check_xarray(u, "u")
     check_xarray(v, "v")
     u, v = align_exact(u, v, names=("u", "v"))
+    check_same_units(u, v, names=("u", "v"))
     if kind == "zonal":
         eu = zonal_spectrum(u, lat_dim=lat_dim, lon_dim=lon_dim)
         ev = zonal_spectrum(v, lat_dim=lat_dim, lon_dim=lon_dim)

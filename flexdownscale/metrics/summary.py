@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ShapeError
+from ._utils import check_same_units
 from .deterministic import rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
 from .spectra import log_spectral_distance, power_spectrum
@@ -83,7 +84,10 @@ def downscaling_skill(
     ------
     ShapeError
         When ``pred`` (without its member dim) and ``truth`` have different dims.
+    UnitsError
+        When their ``units`` attributes name different units (``K`` and ``degC``).
     """
+    check_same_units(pred, truth, names=("pred", "truth"))
     ensemble = member_dim in pred.dims and pred.sizes[member_dim] > 1
     if member_dim in pred.dims and not ensemble:
         pred = pred.isel({member_dim: 0}, drop=True)

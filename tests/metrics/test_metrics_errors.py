@@ -14,6 +14,7 @@ from flexdownscale.errors import (
     GridError,
     MissingVariableError,
     ShapeError,
+    UnitsError,
     WeightsError,
 )
 from flexdownscale.metrics import (
@@ -194,3 +195,59 @@ def test_documented_nan_with_warning():
     assert np.isfinite(fair.values[1:]).all()
     ecdf = crps_ensemble(ens, OBS, fair=False, preserve_dims="all")
     assert float(ecdf[0, 0, 0]) == pytest.approx(abs(float(ens[0, 0, 0, 0] - OBS[0, 0, 0])))
+
+
+# --------------------------------------------------------------------------------------------
+# units: fcst and obs in different units are an error, not a score
+# --------------------------------------------------------------------------------------------
+
+
+def _in(units: str, field: xr.DataArray = FC) -> xr.DataArray:
+    return field.assign_attrs(units=units)
+
+
+@pytest.mark.parametrize(
+    "score",
+    [
+        lambda f, o: rmse(f, o),
+        lambda f, o: psnr(f, o, data_range=1.0),
+        lambda f, o: pearson_r(f, o),
+        lambda f, o: crps_ensemble(f.expand_dims(member=3) + ENS.member * 0.1, o),
+        lambda f, o: spread_skill_ratio(f.expand_dims(member=3) + ENS.member * 0.1, o),
+        lambda f, o: rank_histogram(f.expand_dims(member=3) + ENS.member * 0.1, o),
+    ],
+    ids=["rmse", "psnr", "pearson_r", "crps", "spread_skill", "rank_histogram"],
+)
+def test_scores_refuse_fcst_and_obs_in_other_units(score):
+    with pytest.raises(UnitsError, match=r"'K' but obs is in 'degC'.*\+ 273\.15") as err:
+        score(_in("K"), _in("degC", OBS))
+    assert isinstance(err.value, FlexDownscaleError)
+
+
+def test_units_are_compared_as_units_not_strings():
+    # the same unit spelled differently scores as before; absent units are not checked
+    expected = float(rmse(FC, OBS))
+    assert float(rmse(_in("K"), _in("kelvin", OBS))) == expected
+    assert float(rmse(_in("m s**-1"), _in("m/s", OBS))) == expected
+    assert float(rmse(_in("K"), OBS)) == expected
+    assert rmse(_in("K"), OBS).attrs["units"] == "K"
+
+
+def test_units_error_for_units_that_do_not_convert_and_per_dataset_variable():
+    with pytest.raises(UnitsError, match=r"'K' but obs is in 'm s-1'; .*convert one of them"):
+        rmse(_in("K"), _in("m s-1", OBS))
+    fc = xr.Dataset({"t2m": _in("K"), "u10": _in("m s-1")})
+    ob = xr.Dataset({"t2m": _in("K", OBS), "u10": _in("km h-1", OBS)})
+    with pytest.raises(UnitsError, match=r"variable 'u10'.*x 0\.2777"):
+        rmse(fc, ob)
+    assert float(rmse(fc, ob.assign(u10=ob.u10.assign_attrs(units="m s-1"))).u10) > 0
+
+
+def test_energy_spectrum_and_skill_summary_refuse_mixed_units():
+    from flexdownscale.metrics import downscaling_skill, kinetic_energy_spectrum
+
+    u = grid_field((2, 16, 16), ("time", "lat", "lon"), seed=3).assign_attrs(units="m s-1")
+    with pytest.raises(UnitsError, match=r"u is in 'm s-1' but v is in 'km h-1'"):
+        kinetic_energy_spectrum(u, u.assign_attrs(units="km h-1"))
+    with pytest.raises(UnitsError, match=r"pred is in 'degC' but truth is in 'K'"):
+        downscaling_skill(u.assign_attrs(units="degC"), u.assign_attrs(units="K"))

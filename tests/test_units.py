@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flexdownscale.data.units import (
+from flexdownscale.units import (
     conversion_code,
     conversion_rule,
     linear_conversion,
