@@ -8,6 +8,9 @@ Every number of one report is measured in one run on one machine, side by side:
   package's way) and recomputed at every network call;
 - FLOPs per sample from ``torch.utils.flop_counter`` (forward, and forward + backward) and the
   achieved fraction of the machine's measured matmul peak (bf16 on a GPU, fp32 on a CPU);
+- the cost of ``batch_invariant=True`` (the network on one tile at a time, for output that is
+  bit-identical for any ``batch_size``): the shipped models on the demo's fields, default
+  batching and batch-invariant alternating round by round;
 - the wall time of ``flexdownscale demo`` (``--demo``).
 
 The issue's GPU configuration is FLEX-small at 128 x 128, batch 32::
@@ -116,6 +119,51 @@ def flops(model: nn.Module, size: int, device: torch.device) -> tuple[float, flo
     return forward, counter.get_total_flops() / 2
 
 
+def batch_invariant_rows(device: torch.device, repeats: int) -> list[tuple[str, str]]:
+    """Time of one downscaling call per demo case, batched (default) and batch-invariant."""
+    from flexdownscale.data.degrade import degrade
+    from flexdownscale.demo import CASES, load_case
+    from flexdownscale.pipeline import Downscaler
+
+    rows = []
+    for case in CASES:
+        fine = load_case(case)
+        kw: dict = dict(members=8, seed=0, device=device, progress=False)
+        if case.condition_dim is not None:  # one physical condition per call, as the demo
+            value = float(fine[case.condition_dim].values[0])
+            fine = fine.sel({case.condition_dim: value}).drop_vars(case.condition_dim)
+            kw["condition"] = value
+        coarse = degrade(fine, case.factor)
+        coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+        down = Downscaler.from_pretrained(case.model)
+        calls = {
+            "batched": lambda kw=kw, coarse=coarse, down=down: down(coarse, **kw),
+            "batch-invariant": lambda kw=kw, coarse=coarse, down=down: down(
+                coarse, batch_invariant=True, **kw
+            ),
+        }
+        seconds: dict[str, list[float]] = {label: [] for label in calls}
+        for call in calls.values():
+            _time(call, device, warmup=1, repeats=1)
+        for _ in range(repeats):
+            for label, call in calls.items():
+                seconds[label].append(_time(call, device, warmup=0, repeats=1))
+        median = {label: statistics.median(v) for label, v in seconds.items()}
+        shape = "x".join(str(n) for n in fine[case.variable].shape[-2:])
+        what = f"{case.model}, {shape} fine cells, 8 members"
+        rows.append((f"downscaling {what}, default batching", f"{median['batched']:.2f} s"))
+        rows.append(
+            (f"downscaling {what}, batch_invariant=True", f"{median['batch-invariant']:.2f} s")
+        )
+        rows.append(
+            (
+                f"cost of batch_invariant=True ({case.model})",
+                f"{median['batch-invariant'] / median['batched']:.2f}x",
+            )
+        )
+    return rows
+
+
 def demo_seconds() -> float:
     from flexdownscale.demo import run_demo
 
@@ -208,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         ("speed-up from task-feature reuse", f"{timings['recomputed'] / timings['reused']:.2f}x")
     )
+    rows += batch_invariant_rows(device, max(args.repeats, 5))
     if args.demo:
         rows.append(
             ("`flexdownscale demo` wall time (8 members, both cases)", f"{demo_seconds():.1f} s")
@@ -227,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "All numbers come from this one run (medians of the repeats). Fractions of the peak use "
         "the forward + backward FLOPs of `torch.utils.flop_counter` and the matmul throughput "
-        "measured above on the same machine. The two sampling rows alternate round by round.",
+        "measured above on the same machine. The two sampling rows alternate round by round, as do "
+        "the batched and batch-invariant downscaling calls (each over the demo's field, all time "
+        "steps, one Reynolds number for Kolmogorov).",
         "",
     ]
     if device.type != "cuda":

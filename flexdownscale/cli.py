@@ -363,6 +363,7 @@ def _downscale(args: argparse.Namespace) -> int:
         dims=dims or None,
         device=args.device,
         batch_size=args.batch_size,
+        batch_invariant=args.batch_invariant,
         progress=not args.quiet,
         condition=args.condition,
         sampler_options=_merged(args.sampler_option) or None,
@@ -856,6 +857,12 @@ def build_parser() -> argparse.ArgumentParser:
         "read from the input's attributes",
     )
     down.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
+    down.add_argument(
+        "--batch-invariant",
+        action="store_true",
+        help="run the network one tile at a time: output bit-identical for any --batch-size "
+        "(slower)",
+    )
     down.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
     down.add_argument(
         "--time-chunk",

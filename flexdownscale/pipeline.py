@@ -219,6 +219,12 @@ def _check_factor(factor: Any) -> None:
 _MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
 
 
+def _check_flag(name: str, value: Any) -> None:
+    """An on/off option is ``True`` or ``False`` (a string such as ``"no"`` would be true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ConfigError(f"{name} = {value!r} must be True or False")
+
+
 def _check_seed(seed: Any) -> None:
     """A seed is an integer in [0, 2**63): every one gives its own random streams."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -1283,7 +1289,10 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         )
         layout = tile_layout((hp, wp), (th, tw), overlap=overlap, blend=params["blend"])
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
-        net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=batch, wrap=wrap)
+        # batch-invariant: the network always sees one tile, whatever the batch (bit-identical
+        # results for any batch_size); batch_size still sets the members per sampler call
+        tile_batch = 1 if params["batch_invariant"] else batch
+        net = TiledDenoiser(self._backbone_on(device), layout, tile_batch=tile_batch, wrap=wrap)
         net = net.to(device)
         model = ResidualModel(net)
         options = dict(params["sampler_options"])
@@ -1340,6 +1349,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         dims: Mapping[str, str] | None = None,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
+        batch_invariant: bool = False,
         progress: bool | None = None,
         condition: float | None = None,
         sampler_options: Mapping[str, float] | None = None,
@@ -1379,8 +1389,14 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         device
             ``None``: CUDA when available, else the CPU.
         batch_size
-            Tiles per network call (``None``: 8 on CPU, from free memory on CUDA). Results do
-            not depend on it.
+            Tiles per network call (``None``: 8 on CPU, from free memory on CUDA). The random
+            numbers do not depend on it; the network's float32 kernels round differently for
+            different batch shapes, so outputs for two batch sizes agree to float32 rounding
+            (about 1e-6 relative), not bit for bit, unless ``batch_invariant``.
+        batch_invariant
+            Run the network on one tile at a time, so that the output is bit-identical for any
+            ``batch_size`` (which then sets the members per sampler call only). Slower: the
+            network loses its batching (measured in docs/inference.md, "Reproducibility").
         progress
             Show a tqdm progress bar (``None``: when more than 8 time steps run eagerly).
         condition
@@ -1444,6 +1460,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer or None")
+        _check_flag("batch_invariant", batch_invariant)
         _resolve_device(device)  # an unknown or absent device fails now, not at compute time
 
         if isinstance(ds, xr.DataArray):
@@ -1568,6 +1585,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             "overlap": ov,
             "blend": blend,
             "batch_size": batch_size,
+            "batch_invariant": bool(batch_invariant),
             "device": None if device is None else str(device),
             "periodic": periodic,
             "crop": crop,
@@ -1645,6 +1663,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
                 "flexdownscale_tile": tile_size,
                 "flexdownscale_overlap": ov,
                 "flexdownscale_blend": blend,
+                "flexdownscale_batch_invariant": int(bool(batch_invariant)),
             },
         )
         self._record_condition(attrs, condition_value)
@@ -1748,6 +1767,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         dims: Mapping[str, str] | None = None,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
+        batch_invariant: bool = False,
         sampler_options: Mapping[str, float] | None = None,
         condition: float | None = None,
     ) -> xr.Dataset:
@@ -1756,6 +1776,9 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         ``sampler``, ``steps``, ``sampler_options``, ``variables``, ``rename`` and
         ``condition`` are as for :meth:`Downscaler.__call__` (``None``: the model's stored
         settings; the variables found by name; the condition read from the input).
+        ``batch_size`` is the number of members per network call (``None``: all);
+        ``batch_invariant=True`` runs the network on one member at a time, so that the output
+        is bit-identical for any ``batch_size``.
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
 
@@ -1774,6 +1797,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
         _check_seed(seed)
+        _check_flag("batch_invariant", batch_invariant)
         if (
             isinstance(lead_steps, bool)
             or not isinstance(lead_steps, int | np.integer)
@@ -1828,7 +1852,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
                 sampler=name,
                 steps=n_steps,
                 generator=int(seed),
-                batch_size=batch_size,
+                batch_size=1 if batch_invariant else batch_size,
                 phys=(
                     None
                     if condition_value is None or self.condition is None
@@ -1890,7 +1914,10 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
             steps=n_steps,
             members=n_members,
             seed=int(seed),
-            extra={"flexdownscale_lead_steps": lead_steps},
+            extra={
+                "flexdownscale_lead_steps": lead_steps,
+                "flexdownscale_batch_invariant": int(bool(batch_invariant)),
+            },
         )
         self._record_condition(result.attrs, condition_value)
         return result

@@ -194,6 +194,16 @@ def test_forecast(setup):
         coarse.isel(time=[0, 1, 1]).flex.forecast(model, 1)
     with pytest.raises(ConfigError, match="lead_steps"):
         coarse.flex.forecast(model, 0)
+    # batch_invariant: one member per network call, the same bits for any batch_size
+    one = coarse.flex.forecast(model, 2, members=3, seed=1, batch_size=1, batch_invariant=True)
+    for b in (2, 3):
+        other = coarse.flex.forecast(
+            model, 2, members=3, seed=1, batch_size=b, batch_invariant=True
+        )
+        np.testing.assert_array_equal(one["t2m"].values, other["t2m"].values)
+    assert one.attrs["flexdownscale_batch_invariant"] == 1
+    with pytest.raises(ConfigError, match="batch_invariant"):
+        coarse.flex.forecast(model, 2, batch_invariant=1)
     # one input time: no step, so no valid times, but the reference time anchors the forecast
     single = Forecaster(
         build_model(ModelConfig(preset="tiny", task="forecast", past_frames=1, dropout=0.0)),

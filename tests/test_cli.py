@@ -86,6 +86,15 @@ def test_downscale_netcdf_and_zarr(files, capsys):
     )
     assert code == 2
     assert "--time-chunk given but the input has no time dim" in capsys.readouterr().err
+    # --batch-invariant: the same bits for any --batch-size
+    bi = [*args, "--batch-invariant", "--quiet"]
+    for b in ("1", "4"):
+        target = str(root / f"bi{b}.nc")
+        assert main(["downscale", str(root / "coarse.nc"), target, *bi, "--batch-size", b]) == 0
+    one, four = (xr.open_dataset(root / f"bi{b}.nc") for b in ("1", "4"))
+    np.testing.assert_array_equal(one["t2m"].values, four["t2m"].values)
+    assert one.attrs["flexdownscale_batch_invariant"] == 1
+    assert out.attrs["flexdownscale_batch_invariant"] == 0
 
 
 def test_downscale_errors_exit_2(files, capsys):

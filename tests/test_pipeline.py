@@ -169,6 +169,25 @@ def test_reproducible_batch_size_float64(pair):
     np.testing.assert_array_equal(a, b)
 
 
+def test_batch_invariant_is_bit_identical_for_any_batch_size(pair, downscaler):
+    # the network sees one tile at a time, so no batch shape reaches its kernels: the output
+    # of every batch size (and of eager and dask input) is the same bit for bit
+    _, coarse = pair
+    kw = dict(members=3, seed=7, tile=32, overlap=8, batch_invariant=True)
+    runs = [downscaler(coarse, batch_size=b, **kw)["t2m"].values for b in (1, 3, 8, 64)]
+    runs.append(downscaler(coarse.chunk(time=1), batch_size=5, **kw)["t2m"].values)
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0], other)
+    # the same samples as the batched default up to float32 rounding, and marked in the output
+    out = downscaler(coarse, batch_size=64, **kw)
+    batched = downscaler(coarse, batch_size=64, **{**kw, "batch_invariant": False})
+    np.testing.assert_allclose(out["t2m"].values, batched["t2m"].values, rtol=1e-6, atol=0)
+    assert out.attrs["flexdownscale_batch_invariant"] == 1
+    assert batched.attrs["flexdownscale_batch_invariant"] == 0
+    with pytest.raises(ConfigError, match=r"batch_invariant = 'no' must be True or False"):
+        downscaler(coarse, batch_invariant="no")
+
+
 def _raise_on_compute(*args, **kwargs):
     raise AssertionError("something was computed before .compute()")
 

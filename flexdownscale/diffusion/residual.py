@@ -208,7 +208,8 @@ def rollout(
         next input is its own past frames (never the ensemble mean).
     sampler, steps, generator, batch_size, **options
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`; one generator drives the
-        whole rollout, so results do not depend on ``batch_size``.
+        whole rollout, so the random numbers do not depend on ``batch_size`` (the network's
+        float32 rounding does, unless ``batch_size=1``).
     phys
         Scalar physical condition ``(B,)``.
 

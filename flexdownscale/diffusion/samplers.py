@@ -681,8 +681,10 @@ def sample_ensemble(
     Randomness comes in a fixed order from ``generator``, before any batching: one seed per
     member row (row ``b * members + m``, see :func:`member_generators`) for a private generator
     that draws that member's initial noise (float32, shape ``(C, ...)``) and then its noise at
-    every step of a stochastic sampler. A member therefore depends only on the seed and its row,
-    not on ``batch_size``, and the first fields' members are the same whatever ``B`` is. The task
+    every step of a stochastic sampler. A member's random numbers therefore depend only on the
+    seed and its row, not on ``batch_size`` (its float32 values depend on the network's rounding
+    for the batch shape, last bits only; ``batch_size=1`` is bit-invariant), and the first
+    fields' members are the same whatever ``B`` is. The task
     encoder runs once per field, its features are shared by the field's members and reused at
     every step.
 
