@@ -15,7 +15,36 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+import re
+from typing import Any, Literal
+
+#: every spelling of degrees once lower-cased with spaces and underscores removed:
+#: degrees_north, degree_N, degreesN, degN, "degrees north", the degree sign (°N), degrees
+_DEGREES = re.compile(r"(?:degrees|degree|deg|\u00b0)(n|north|e|east|s|south|w|west)?")
+_DIRECTION = {"n": "north", "e": "east", "s": "south", "w": "west"}
+
+
+def degree_units(units: Any) -> Literal["north", "east", "south", "west", "degrees"] | None:
+    """Which degrees a coordinate's ``units`` names, in any spelling; ``None`` for other units.
+
+    ``"north"`` for ``degrees_north``, ``degree_N``, ``degreesN``, ``degN``, ``°N`` and
+    ``degrees north`` (case does not matter); ``"east"`` likewise; ``"south"`` / ``"west"`` for
+    ``degrees_south``, ``°W``, ... (coordinates that increase the other way); ``"degrees"`` for
+    plain ``degrees``, ``degree``, ``deg`` and ``°`` (rotated-pole and unlabelled axes).
+
+    Examples
+    --------
+    >>> degree_units("Degrees_North"), degree_units("\u00b0E"), degree_units("m")
+    ('north', 'east', None)
+    """
+    text = re.sub(r"[\s_]", "", str(units).lower())
+    match = _DEGREES.fullmatch(text)
+    if match is None:
+        return None
+    direction = match.group(1)
+    if direction is None:
+        return "degrees"
+    return _DIRECTION.get(direction, direction)  # type: ignore[return-value]
 
 
 @functools.cache

@@ -10,6 +10,7 @@ import xarray as xr
 from flexdownscale.units import (
     conversion_code,
     conversion_rule,
+    degree_units,
     linear_conversion,
     parse_units,
     same_units,
@@ -90,3 +91,32 @@ def test_the_suggested_line_converts(found, expected):
     assert conversion_rule(found, expected, scale, offset).startswith(
         f"values in {expected} = values in {found}"
     )
+
+
+@pytest.mark.parametrize(
+    ("units", "kind"),
+    [
+        ("degrees_north", "north"),
+        ("degree_N", "north"),
+        ("degreesN", "north"),
+        ("degN", "north"),
+        ("\u00b0N", "north"),
+        ("degrees north", "north"),
+        (" Degrees_North ", "north"),
+        ("degrees_east", "east"),
+        ("\u00b0 E", "east"),
+        ("degrees_south", "south"),
+        ("degW", "west"),
+        ("degrees", "degrees"),
+        ("deg", "degrees"),
+        ("\u00b0", "degrees"),
+        ("degC", None),
+        ("\u00b0C", None),
+        ("m", None),
+        ("", None),
+        ("radians", None),
+    ],
+)
+def test_degree_units_in_every_spelling(units, kind):
+    # one recogniser for the data layer's grid discovery and the metrics' spacing
+    assert degree_units(units) == kind

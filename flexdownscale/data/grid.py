@@ -39,6 +39,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from ..errors import ConfigError, GridError, UnitsError, UnsupportedFactorError
+from ..units import degree_units
 
 __all__ = [
     "GridAxes",
@@ -70,9 +71,6 @@ _Y_NAMES = ("lat", "latitude", "rlat", "y", "yc", "northing", "grid_latitude")
 _T_NAMES = ("time", "valid_time", "t", "times", "date")
 _LAT_NAMES = ("lat", "latitude", "nav_lat")
 _LON_NAMES = ("lon", "longitude", "long", "nav_lon")
-_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
-_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
-_DEG_UNITS = {"degrees", "degree", "deg", "degrees_north", "degrees_east"}
 _TRUE = {"true", "yes", "1", "t", "y"}
 
 
@@ -134,6 +132,18 @@ def _discover(obj: XrObj, axis: Literal["X", "Y", "T"]) -> str | None:
         _dim_coords(obj, cf_axes.get(axis, [])),
         _dim_coords(obj, cf_coords.get(key, [])),
     ]
+    if axis != "T":  # degrees north / east in spellings cf-xarray does not know (°N, degN)
+        direction = "east" if axis == "X" else "north"
+        stages.append(
+            _dim_coords(
+                obj,
+                [
+                    str(c)
+                    for c in obj.coords
+                    if degree_units(obj[c].attrs.get("units", "")) == direction
+                ],
+            )
+        )
     lowered = {str(d).lower(): str(d) for d in obj.dims}
     stages.append([lowered[n] for n in names if n in lowered])
     for candidates in stages:
@@ -284,34 +294,41 @@ def _kind(obj: XrObj, axes: GridAxes) -> Kind:
     xa, ya = _attrs(obj, axes.x), _attrs(obj, axes.y)
     xstd = str(xa.get("standard_name", "")).lower()
     ystd = str(ya.get("standard_name", "")).lower()
-    xunits = str(xa.get("units", "")).strip().lower()
-    yunits = str(ya.get("units", "")).strip().lower()
+    xunits = str(xa.get("units", "")).strip()
+    yunits = str(ya.get("units", "")).strip()
+    xdeg, ydeg = degree_units(xunits), degree_units(yunits)
     gm = _grid_mapping(obj) or {}
     if (
         ystd == "grid_latitude"
         or xstd == "grid_longitude"
         or gm.get("grid_mapping_name") == "rotated_latitude_longitude"
     ):
-        for name, units in ((axes.x, xunits), (axes.y, yunits)):
-            if units and units not in _DEG_UNITS:
+        for name, units, kind in ((axes.x, xunits, xdeg), (axes.y, yunits, ydeg)):
+            if units and kind not in ("degrees", "north", "east"):
                 raise UnitsError(
                     f"rotated-pole coordinate {name!r} has units {units!r}; expected 'degrees'. "
                     f"Convert it or fix the attribute: ds[{name!r}].attrs['units'] = 'degrees'"
                 )
         return "rotated"
-    y_is_lat = ystd == "latitude" or yunits in _LAT_UNITS
-    x_is_lon = xstd == "longitude" or xunits in _LON_UNITS
+    # any spelling of degrees north / east (degrees_north, degree_N, degN, °N, "degrees north")
+    y_is_lat = ystd == "latitude" or ydeg == "north"
+    x_is_lon = xstd == "longitude" or xdeg == "east"
     named = axes.y.lower() in _LAT_NAMES and axes.x.lower() in _LON_NAMES
     if y_is_lat or x_is_lon or named:
-        for name, units, ok in (
-            (axes.y, yunits, _LAT_UNITS | {"degrees", "degree", "deg"}),
-            (axes.x, xunits, _LON_UNITS | {"degrees", "degree", "deg"}),
+        for name, units, kind, want in (
+            (axes.y, yunits, ydeg, "north"),
+            (axes.x, xunits, xdeg, "east"),
         ):
-            if units and units not in ok:
+            if kind in ("south", "west"):
+                raise UnitsError(
+                    f"coordinate {name!r} is in {units!r}, which count the other way; negate it "
+                    f"and label it degrees_{want}: ds = ds.assign_coords({name}=-ds[{name!r}]."
+                    f"assign_attrs(units='degrees_{want}'))"
+                )
+            if units and kind not in (want, "degrees"):
                 raise UnitsError(
                     f"coordinate {name!r} looks like latitude/longitude but has units {units!r}; "
-                    f"expected degrees ({'degrees_north' if name == axes.y else 'degrees_east'}). "
-                    f"Convert the coordinate to degrees first"
+                    f"expected degrees (degrees_{want}). Convert the coordinate to degrees first"
                 )
         if not (y_is_lat or axes.y.lower() in _LAT_NAMES) or not (
             x_is_lon or axes.x.lower() in _LON_NAMES
@@ -1285,10 +1302,10 @@ def rotated_pole_to_geographic(
 def _geographic_axis(name: Hashable, attrs: Mapping[str, Any]) -> str | None:
     """``"lat"`` / ``"lon"`` when an auxiliary coordinate is a geographic latitude / longitude."""
     standard = str(attrs.get("standard_name", "")).lower()
-    units = str(attrs.get("units", "")).lower().replace(" ", "_")
-    if standard == "latitude" or units in _LAT_UNITS:
+    kind = degree_units(attrs.get("units", ""))
+    if standard == "latitude" or kind == "north":
         return "lat"
-    if standard == "longitude" or units in _LON_UNITS:
+    if standard == "longitude" or kind == "east":
         return "lon"
     if str(name).lower() in _LAT_NAMES:
         return "lat"

@@ -24,7 +24,7 @@ from flexdownscale.errors import (
     UnitsError,
     WeightsError,
 )
-from flexdownscale.units import conversion_rule, linear_conversion
+from flexdownscale.units import conversion_rule, degree_units, linear_conversion
 
 XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
 Dims = str | Sequence[Hashable] | None
@@ -44,11 +44,6 @@ _LENGTH_UNITS = {
     "kilometer": 1.0e3,
     "kilometers": 1.0e3,
 }
-_LAT_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreen", "degreesn"}
-_LON_UNITS = {"degrees_east", "degree_east", "degrees_e", "degree_e", "degreee", "degreese"}
-_ANGLE_UNITS = {"degrees", "degree", "deg", *_LAT_UNITS, *_LON_UNITS}
-#: degrees_north, degN, "degrees north" (spaces removed), the degree sign with or without N / E
-_DEGREES = re.compile(r"(deg|degree|degrees|\u00b0)_?(n|e|s|w|north|east|south|west)?")
 _Y_NAMES = {"lat", "latitude", "rlat", "y", "yc", "south_north", "nav_lat"}
 _X_NAMES = {"lon", "longitude", "rlon", "x", "xc", "west_east", "nav_lon"}
 _Y_STANDARD = {"latitude", "grid_latitude", "projection_y_coordinate"}
@@ -564,10 +559,10 @@ def coord_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> str | None:
     attrs = obj[dim].attrs if dim in obj.coords else {}
     axis = str(attrs.get("axis", "")).upper()
     std = str(attrs.get("standard_name", "")).lower()
-    units = str(attrs.get("units", "")).lower().replace(" ", "")
-    if axis == "Y" or std in _Y_STANDARD or units in _LAT_UNITS:
+    degrees = degree_units(attrs.get("units", ""))
+    if axis == "Y" or std in _Y_STANDARD or degrees == "north":
         return "y"
-    if axis == "X" or std in _X_STANDARD or units in _LON_UNITS:
+    if axis == "X" or std in _X_STANDARD or degrees == "east":
         return "x"
     name = str(dim).lower()
     if name in _Y_NAMES:
@@ -606,7 +601,7 @@ def coord_units_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> tuple[str
     std = str(attrs.get("standard_name", "")).lower()
     geographic = std in {"latitude", "longitude", "grid_latitude", "grid_longitude"}
     # every spelling of degrees: degrees_north, degN, "degrees north", the degree sign
-    if units in _ANGLE_UNITS or _DEGREES.fullmatch(units):
+    if degree_units(units) is not None:
         return "degrees", 1.0
     if not units and (geographic or str(dim).lower() in {"lat", "latitude", "lon", "longitude"}):
         return "degrees", 1.0
@@ -668,12 +663,11 @@ def find_latitude(
             continue
         c = obj.coords[name]
         std = str(c.attrs.get("standard_name", "")).lower()
-        units = str(c.attrs.get("units", "")).lower().replace(" ", "")
-        if std in {"latitude", "grid_latitude"} or units in _LAT_UNITS:
+        units = str(c.attrs.get("units", "")).strip()
+        degrees = degree_units(units)
+        if std in {"latitude", "grid_latitude"} or degrees == "north":
             return c
-        if str(name).lower() in {"lat", "latitude", "rlat"} and (
-            not units or units in _ANGLE_UNITS
-        ):
+        if str(name).lower() in {"lat", "latitude", "rlat"} and (not units or degrees is not None):
             return c
     return None
 

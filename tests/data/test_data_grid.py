@@ -363,3 +363,47 @@ def test_cyclic_longitude_point_gets_a_specific_message():
     other = da.isel(lon=slice(0, 4)).assign_coords(lon=[-10.0, 0.0, 350.0, 20.0])
     with pytest.raises(GridError, match=r"\[-10.0, 350.0\] that are the same place"):
         grid_spec(other)
+
+
+@pytest.mark.parametrize(
+    ("north", "east"),
+    [
+        ("degrees_north", "degrees_east"),
+        ("degree_N", "degree_E"),
+        ("degreesN", "degreesE"),
+        ("degN", "degE"),
+        ("\u00b0N", "\u00b0E"),
+        ("degrees north", "degrees east"),
+        ("Degrees_North", "DEGREES_EAST"),
+    ],
+)
+def test_latitude_longitude_found_from_units_in_any_spelling(north, east):
+    # axes named neither lat/lon nor y/x, no standard_name: only their units say what they are
+    values = np.arange(12.0).reshape(3, 4)
+    da = xr.DataArray(
+        values,
+        dims=("row", "col"),
+        coords={
+            "row": ("row", [50.0, 51.0, 52.0], {"units": north}),
+            "col": ("col", [0.0, 1.0, 2.0, 3.0], {"units": east}),
+        },
+    )
+    assert find_axes(da) == GridAxes("col", "row", None)
+    spec = grid_spec(da)
+    assert spec.kind == "latlon"
+    assert (spec.dx, spec.dy) == (1.0, 1.0)
+    assert refine_grid(da, 2).sizes == {"row": 6, "col": 8, "bnds": 2}
+
+
+def test_degrees_south_or_west_is_refused_with_the_fix():
+    from flexdownscale.errors import UnitsError
+
+    da = latlon_da(4, 4)
+    south = da.assign_coords(lat=da["lat"].assign_attrs(units="degrees_south"))
+    with pytest.raises(UnitsError, match=r"'degrees_south', which count the other way; negate"):
+        grid_spec(south)
+    west = da.assign_coords(lon=da["lon"].assign_attrs(units="\u00b0W"))
+    with pytest.raises(UnitsError, match=r"label it degrees_east"):
+        grid_spec(west)
+    with pytest.raises(UnitsError, match=r"has units 'radians'; expected degrees"):
+        grid_spec(da.assign_coords(lat=da["lat"].assign_attrs(units="radians")))
