@@ -222,6 +222,12 @@ def rfne(
     -------
     DataArray or Dataset
         Dimensionless (``units="1"``).
+
+    Notes
+    -----
+    A sample whose truth is zero everywhere (a dry day of precipitation) has no relative
+    error: its ratio is NaN, not infinite, so it drops out of the average with ``skipna``
+    (and makes it NaN without). Score such fields with an absolute error (:func:`rmse`).
     """
     check_xarray(obs, "obs")
     if dims is None:
@@ -241,7 +247,7 @@ def rfne(
     min_count = 1 if skipna else None
     num = err2.sum(norm_dims, skipna=skipna, min_count=min_count)
     den = ref2.sum(norm_dims, skipna=skipna, min_count=min_count)
-    per_sample = np.sqrt(num / den)
+    per_sample = np.sqrt(num / den.where(den > 0))  # an all-zero truth: NaN, not inf
     out = weighted_mean(per_sample, red, None, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="1", long_name="relative Frobenius norm error")
 

@@ -132,6 +132,22 @@ def test_rfne_per_sample_then_mean():
     assert rfne(f, o).attrs["units"] == "1"
 
 
+def test_rfne_of_an_all_zero_truth_is_nan_not_inf():
+    # a dry day: no relative error exists; it must not make the average infinite
+    o = grid_field((3, 8, 9), ("time", "lat", "lon"), seed=12, offset=2.0)
+    o[1] = 0.0
+    f = 1.1 * o + 0.01
+    per = rfne(f, o, preserve_dims="time")
+    assert np.isnan(per.values[1])
+    np.testing.assert_allclose(
+        per.values[[0, 2]],
+        rfne(f.isel(time=[0, 2]), o.isel(time=[0, 2]), preserve_dims="time").values,
+    )
+    assert float(rfne(f, o)) == pytest.approx(float(per.values[[0, 2]].mean()), rel=1e-12)
+    assert np.isnan(float(rfne(f, o, skipna=False)))
+    assert np.isnan(float(rfne(o, o, preserve_dims="time")[1]))  # 0 / 0 as well
+
+
 def test_psnr_closed_form():
     o = grid_field((10, 10), ("lat", "lon"), seed=11) * 0
     f = o + 0.5
