@@ -219,6 +219,62 @@ def _check_factor(factor: Any) -> None:
 _MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
 
 
+def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSpec) -> None:
+    """Raise :class:`DataError` when a variable has dims beyond (time, y, x)."""
+    y, x, tdim = spec.y, spec.x, spec.time
+    for v in variables:
+        extra = set(sel[v].dims) - {y, x, tdim}
+        if extra:
+            hint = (
+                f", or, if {next(iter(extra))!r} is the time dim, pass "
+                f"dims={{'time': {next(iter(extra))!r}}}"
+                if tdim is None and len(extra) == 1
+                else ""
+            )
+            raise DataError(
+                f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
+                f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
+            )
+
+
+def _tiling(
+    shape: tuple[int, int],
+    factor: int,
+    periodic: tuple[bool, bool],
+    tile: int,
+    tile_given: bool,
+    overlap: int,
+    blend: Blend = "cosine",
+) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int], TileLayout]:
+    """How a fine field of ``shape`` (H, W) is cut into tiles: ``(wrap, end_pad, layout)``.
+
+    Non-periodic dims are reflect-padded at the end (``end_pad``) to a multiple of
+    ``lcm(16, factor)``; periodic dims get wrapped-around halos (``wrap``, TiledDenoiser's)
+    instead. A field that fits the default tile runs as one tile, its halos included; the
+    overlap applies along the dims cut into several tiles only (tiles start every
+    ``tile - overlap`` cells, a multiple of the factor, and the last one ends at the padded
+    field's end, also on the lattice).
+    """
+    (h, w), (py, px) = shape, periodic
+    wrap = (
+        _periodic_halo(h, factor) if py else (0, 0),
+        _periodic_halo(w, factor) if px else (0, 0),
+    )
+    end_pad = (
+        0 if py else _round_up(h, _lattice(factor)) - h,
+        0 if px else _round_up(w, _lattice(factor)) - w,
+    )
+    hp = h + end_pad[0] + sum(wrap[0])
+    wp = w + end_pad[1] + sum(wrap[1])
+    if tile_given:
+        th, tw = min(tile, hp), min(tile, wp)
+    else:
+        th = hp if h + end_pad[0] <= tile else tile
+        tw = wp if w + end_pad[1] <= tile else tile
+    used = (overlap if th < hp else 0, overlap if tw < wp else 0)
+    return wrap, end_pad, tile_layout((hp, wp), (th, tw), overlap=used, blend=blend)
+
+
 def _check_flag(name: str, value: Any) -> None:
     """An on/off option is ``True`` or ``False`` (a string such as ``"no"`` would be true)."""
     if not isinstance(value, bool | np.bool_):
@@ -249,6 +305,32 @@ def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
             if gm in source.variables and gm not in out.variables and source[gm].ndim == 0:
                 out = out.assign_coords({gm: source[gm].variable.copy()})
     return _trim_stale_coordinates(out)
+
+
+def _keep_time_bounds(out: xr.Dataset, source: xr.Dataset, tdim: Hashable | None) -> xr.Dataset:
+    """Carry the time bounds named by ``time:bounds`` over from ``source`` (the output has the
+    input's times; a single field's scalar time keeps its pair), and drop every ``bounds``
+    attribute whose variable the output lacks (no dangling CF reference)."""
+    out = out.copy()
+    for coord in [tdim] if tdim is not None and tdim in out.coords else []:
+        name = out[coord].attrs.get("bounds")
+        bounds = source[name] if name is not None and name in source.variables else None
+        if bounds is None or name in out or coord not in bounds.dims or bounds.ndim != 2:
+            continue
+        if coord in source.indexes and coord in out.indexes:
+            bounds = bounds.sel({coord: out[coord].values})  # the output's order of times
+        if all(out.sizes.get(d, n) == n for d, n in bounds.sizes.items()):
+            out = out.assign_coords({name: bounds.variable.copy()})
+    for coord in [c for c in out.coords if out[c].ndim == 0]:
+        name = out[coord].attrs.get("bounds")
+        if name is not None and name not in out and name in source.variables:
+            pair = source[name]
+            if pair.ndim == 1 and pair.size == 2:  # a single field's (start, end)
+                out = out.assign_coords({name: pair.variable.copy()})
+    for coord in out.coords:
+        if "bounds" in out[coord].attrs and out[coord].attrs["bounds"] not in out.variables:
+            out[coord].attrs = {k: v for k, v in out[coord].attrs.items() if k != "bounds"}
+    return out
 
 
 def _provenance_attrs(
@@ -490,15 +572,25 @@ class _PhysicalCondition:
                 "pass condition={'name': ..., 'scale': ...}"
             )
 
-    def _record_condition(self, attrs: dict[Hashable, Any], value: float | None) -> None:
-        """Provenance of the condition used; the input's own attribute, when ``condition=``
-        overrode it, becomes the value used (so the output never contradicts itself)."""
+    def _record_condition(
+        self, attrs: dict[Hashable, Any], value: float | None, out: xr.Dataset
+    ) -> xr.Dataset:
+        """Provenance of the condition used; the input's own attribute, scalar coordinate or
+        variables' attribute of that name, when ``condition=`` overrode it, becomes the value
+        used (so the output never contradicts itself). Returns ``out`` so updated."""
         if value is None or self.condition is None:
-            return
+            return out
         name = str(self.condition["name"])
         attrs[f"flexdownscale_condition_{name}"] = value
         if name in attrs:
             attrs[name] = value
+        scalar = name in out.coords and out[name].ndim == 0 and out[name].dtype.kind in "iuf"
+        if scalar and float(out[name]) != value:
+            out = out.assign_coords({name: out[name].copy(data=np.asarray(float(value)))})
+        for v in out.data_vars:
+            if name in out[v].attrs:
+                out[v].attrs = {**out[v].attrs, name: value}
+        return out
 
     def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
         """The physical condition of this call (``None`` for an unconditioned model)."""
@@ -823,6 +915,20 @@ def _select_model_variables(
             raise MissingVariableError(
                 f"rename names {unknown}, which are not variables of the input "
                 f"({list(map(str, ds.data_vars))})"
+            )
+        targets = list(rename.values())
+        twice = sorted({str(v) for v in targets if targets.count(v) > 1})
+        if twice:
+            raise ConfigError(
+                f"rename={dict(rename)} gives several input variables the name(s) {twice}; "
+                "rename one input variable to each model variable"
+            )
+        taken = [str(v) for v in targets if v in ds.variables and v not in rename]
+        if taken:
+            raise ConfigError(
+                f"rename={dict(rename)} but the input already has {taken}; drop those first "
+                f"(ds.drop_vars({taken!r})), or leave rename out and pass variables=[...]: the "
+                "input variables that play the model's, in the model's order"
             )
         ds = ds.rename({k: v for k, v in rename.items()})
     if variables is not None:
@@ -1265,29 +1371,18 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         # cropped after sampling. Periodic dims: the sampler works on the exact periodic field
         # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
         h, w = base.shape[-2:]
-        wrap = (_periodic_halo(h, f) if py else (0, 0), _periodic_halo(w, f) if px else (0, 0))
-        end_pad = (
-            0 if py else _round_up(h, _lattice(f)) - h,
-            0 if px else _round_up(w, _lattice(f)) - w,
+        wrap, end_pad, layout = _tiling(
+            (h, w),
+            f,
+            (py, px),
+            params["tile"],
+            params["tile_given"],
+            params["overlap"],
+            params["blend"],
         )
         if any(end_pad):
             base = np.pad(base, ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1])), mode="reflect")
-        hp = h + end_pad[0] + sum(wrap[0])
-        wp = w + end_pad[1] + sum(wrap[1])
-        tile = params["tile"]
-        if params["tile_given"]:
-            th, tw = min(tile, hp), min(tile, wp)
-        else:  # a field that fits the default tile runs as one tile, its halos included
-            th = hp if h + end_pad[0] <= tile else tile
-            tw = wp if w + end_pad[1] <= tile else tile
-        # the overlap applies along the dims cut into several tiles (a dim in one tile has none):
-        # tiles start every tile - overlap cells, a multiple of the factor (see _tile_overlap),
-        # and the last one ends at the padded field's end, also on the lattice
-        overlap = (
-            params["overlap"] if th < hp else 0,
-            params["overlap"] if tw < wp else 0,
-        )
-        layout = tile_layout((hp, wp), (th, tw), overlap=overlap, blend=params["blend"])
+        th, tw = layout.tile_shape
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
         # batch-invariant: the network always sees one tile, whatever the batch (bit-identical
         # results for any batch_size); batch_size still sets the members per sampler call
@@ -1481,19 +1576,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         spec = grid_spec(sel, dims=dims)
         self._check_grid(spec)
         y, x, tdim = spec.y, spec.x, spec.time
-        for v in self.variables:
-            extra = set(sel[v].dims) - {y, x, tdim}
-            if extra:
-                hint = (
-                    f", or, if {next(iter(extra))!r} is the time dim, pass "
-                    f"dims={{'time': {next(iter(extra))!r}}}"
-                    if tdim is None and len(extra) == 1
-                    else ""
-                )
-                raise DataError(
-                    f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
-                    f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
-                )
+        _check_no_extra_dims(sel, self.variables, spec)
         norm = normalize_grid(sel, dims=dims)
         # drop CF bounds of the input grid: the output gets the refined grid's bounds
         keep = {y, x, tdim}
@@ -1515,8 +1598,15 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
                 ) from err
             if not all(math.isfinite(b) for b in (x_min, y_min, x_max, y_max)):
                 raise ConfigError(f"bbox = {tuple(bbox)} must be four finite numbers")
-            if x_min > x_max and spec.kind == "latlon" and spec.periodic_x:
-                x_max += 360.0  # e.g. (355, 50, 5, 54): across the prime meridian
+            # e.g. (355, 50, 5, 54): across the prime meridian (or the dateline in -180..180);
+            # on a regional grid only a box narrower than 180 degrees so read (a wider one is
+            # more likely given reversed)
+            if (
+                x_min > x_max
+                and spec.kind == "latlon"
+                and (spec.periodic_x or x_max + 360.0 - x_min <= 180.0)
+            ):
+                x_max += 360.0
             if x_min > x_max or y_min > y_max:
                 raise ConfigError(
                     f"bbox = {tuple(bbox)}: expected (x_min, y_min, x_max, y_max) with "
@@ -1602,6 +1692,9 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
                 else condition_value / float(self.condition["scale"])  # type: ignore[index]
             ),
         }
+        _, _, plan = _tiling(
+            (region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, tile is not None, ov
+        )
         ny_out = (iy.stop - iy.start) * f
         nx_out = (ix.stop - ix.start) * f
         n_var = len(self.variables)
@@ -1647,6 +1740,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         out = xr.Dataset(out_vars, coords=coords)
         out = _with_geographic_coordinates(out, ds, spec)  # a rotated grid's 2-D lat/lon
         out = _keep_grid_mapping(out, ds)
+        out = _keep_time_bounds(out, ds, tdim)
         if members is not None:
             out = out.assign_coords(member=("member", np.arange(n_members), _MEMBER_ATTRS))
         attrs = _provenance_attrs(
@@ -1661,12 +1755,13 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             extra={
                 "flexdownscale_factor": f,
                 "flexdownscale_tile": tile_size,
-                "flexdownscale_overlap": ov,
+                "flexdownscale_overlap": max(plan.overlap),  # as used: 0 for a single tile
+                "flexdownscale_tiles": len(plan),
                 "flexdownscale_blend": blend,
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),
             },
         )
-        self._record_condition(attrs, condition_value)
+        out = self._record_condition(attrs, condition_value, out)
         out.attrs = attrs
         return out
 
@@ -1814,6 +1909,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
                 f"forecasting needs a time dimension with at least past_frames = "
                 f"{self.past_frames} steps"
             )
+        _check_no_extra_dims(sel, self.variables, spec)
         norm = normalize_grid(sel, dims=dims)
         times = norm[spec.time].values
         if times.size > 1:
@@ -1826,11 +1922,23 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
             norm = norm.isel({spec.time: order})  # the latest frames last, whatever the order
         past = norm.isel({spec.time: slice(-self.past_frames, None)})
         values = past.to_dataarray("variable").transpose(spec.time, "variable", spec.y, spec.x)
-        z = self.normalizer.transform_array(
-            np.asarray(values.values, dtype=np.float64), variables=self.variables
-        )
-        if np.isnan(z).any():
-            raise DataError("the past frames contain NaN; fill them first")
+        raw = np.asarray(values.values)
+        if not np.isfinite(raw).all():
+            what = "NaN" if np.isnan(raw).any() else "infinite values"
+            t, k = np.argwhere(~np.isfinite(raw))[0][:2]
+            raise DataError(
+                f"the past frames contain {what} ({int((~np.isfinite(raw)).sum())} in all; the "
+                f"first in {self.variables[int(k)]!r} at {spec.time} = "
+                f"{past[spec.time].values[int(t)]}); fill them first (infinite values: mask "
+                "them with ds.where(np.isfinite(ds)))"
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = self.normalizer.transform_array(raw.astype(np.float64), variables=self.variables)
+        if not np.isfinite(z).all():
+            raise DataError(
+                "the past frames hold values outside what the model's normalization accepts "
+                "(a fill value that was not decoded?); mask them (ds.where(...)) and fill them"
+            )
         h, w = z.shape[-2:]
         hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
         periodic = spec.periodic_x and spec.periodic_y
@@ -1919,5 +2027,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),
             },
         )
-        self._record_condition(result.attrs, condition_value)
+        attrs = dict(result.attrs)
+        result = self._record_condition(attrs, condition_value, result)
+        result.attrs = attrs
         return result

@@ -202,6 +202,13 @@ def test_forecast(setup):
         )
         np.testing.assert_array_equal(one["t2m"].values, other["t2m"].values)
     assert one.attrs["flexdownscale_batch_invariant"] == 1
+    # infinite past frames and extra dims are typed errors, as for the Downscaler
+    bad = coarse.copy(deep=True)
+    bad["t2m"][-1, 2, 3] = np.inf
+    with pytest.raises(DataError, match=r"infinite values \(1 in all; the first in 't2m' at time"):
+        bad.flex.forecast(model, 1)
+    with pytest.raises(DataError, match=r"select or stack the extra dims \['level'\]"):
+        coarse.expand_dims(level=2).flex.forecast(model, 1)
     with pytest.raises(ConfigError, match="batch_invariant"):
         coarse.flex.forecast(model, 2, batch_invariant=1)
     # one input time: no step, so no valid times, but the reference time anchors the forecast

@@ -651,6 +651,12 @@ def test_physical_condition(tmp_path, pair):
     overridden = ds(with_attr, members=2, condition=4000.0)
     assert overridden.attrs["reynolds_number"] == 4000.0
     assert from_attr.attrs["reynolds_number"] == 1000.0
+    # ... nor its scalar coordinate, nor its variables' attribute of that name
+    as_coord = ds(coarse.assign_coords(reynolds_number=1000.0), members=2, condition=4000.0)
+    assert float(as_coord["reynolds_number"]) == 4000.0
+    assert ds(da, members=2, condition=4000.0)["t2m"].attrs["reynolds_number"] == 4000.0
+    kept = ds(coarse.assign_coords(reynolds_number=1000.0), members=2)
+    assert float(kept["reynolds_number"]) == 1000.0
     # a wrong variable is reported before the missing condition
     with pytest.raises(MissingVariableError, match=r"rename=\{'tas': 't2m'\}"):
         ds(coarse.rename(t2m="tas"), members=1)
@@ -959,3 +965,68 @@ def test_provenance_label_of_a_hub_revision_names_it_once(tmp_path):
     snapshot = tmp_path / "snapshots" / "0123abcd"
     assert _model_label("org/name@v1.0", snapshot) == "org/name@0123abcd"
     assert _model_label("org/name", snapshot) == "org/name@0123abcd"
+
+
+# -- findings of the inference audit (session 11) -------------------------------------------------
+
+
+def test_time_bounds_come_along_or_the_reference_goes(pair, downscaler, tmp_path):
+    """``time:bounds`` named a variable the output lacked: a dangling CF reference on disk."""
+    _, coarse = pair
+    t = coarse["time"].values
+    ds = coarse.assign(time_bnds=(("time", "bnds"), np.stack([t - np.timedelta64(1, "h"), t], 1)))
+    ds["time"].attrs["bounds"] = "time_bnds"
+    out = downscaler(ds, members=1, seed=0)
+    np.testing.assert_array_equal(out["time_bnds"].values, ds["time_bnds"].values)
+    assert out["time"].attrs["bounds"] == "time_bnds"
+    out.to_netcdf(tmp_path / "out.nc")
+    with xr.open_dataset(tmp_path / "out.nc") as back:
+        np.testing.assert_array_equal(back["time_bnds"].values, ds["time_bnds"].values)
+    # reversed time order: the bounds follow their times
+    rev = downscaler(ds.isel(time=[1, 0]), members=1, seed=0)
+    np.testing.assert_array_equal(rev["time_bnds"].values, ds["time_bnds"].values[[1, 0]])
+    # a single field keeps its (start, end) pair; a bounds variable that is absent is not named
+    single = downscaler(ds.isel(time=0), seed=0)
+    np.testing.assert_array_equal(single["time_bnds"].values, ds["time_bnds"].values[0])
+    dangling = coarse.copy()
+    dangling["time"].attrs["bounds"] = "time_bnds"
+    assert "bounds" not in downscaler(dangling, seed=0)["time"].attrs
+
+
+def test_rename_onto_an_existing_name_is_a_config_error(pair, downscaler):
+    _, coarse = pair
+    both = coarse.assign(tas=coarse["t2m"] + 1.0)
+    with pytest.raises(ConfigError, match=r"already has \['t2m'\]; drop those first"):
+        downscaler(both, rename={"tas": "t2m"})
+    with pytest.raises(ConfigError, match=r"several input variables the name\(s\) \['t2m'\]"):
+        downscaler(both.rename(t2m="t"), rename={"tas": "t2m", "t": "t2m"})
+    # the fixes the message proposes work
+    picked = downscaler(both, variables=["tas"], members=1, seed=0)
+    dropped = downscaler(both.drop_vars("t2m"), rename={"tas": "t2m"}, members=1, seed=0)
+    np.testing.assert_array_equal(picked["t2m"].values, dropped["t2m"].values)
+
+
+def test_bbox_in_0_360_across_the_prime_meridian_on_a_regional_grid(pair, downscaler):
+    # the grid spans -10 .. 2 E; a box from 357.4 E to 1 E crosses 0 in the other convention
+    _, coarse = pair
+    model = downscaler
+    lon = coarse["longitude"].values
+    assert lon.min() < 0 < lon.max()
+    box = (-2.6, 52.0, 1.0, 56.0)
+    a = model(coarse, bbox=box, seed=0)
+    b = model(coarse, bbox=(box[0] + 360, box[1], box[2], box[3]), seed=0)
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert float(a["longitude"].min()) < 0 < float(a["longitude"].max())
+    with pytest.raises(ConfigError, match="x_min <= x_max"):  # reversed, not a wrap
+        model(coarse, bbox=(box[2], box[1], box[0], box[3]), seed=0)
+
+
+def test_overlap_attribute_is_the_overlap_used(pair, downscaler):
+    _, coarse = pair  # 32 x 48 fine cells: one default tile
+    one = downscaler(coarse, members=1, seed=0)
+    assert (one.attrs["flexdownscale_overlap"], one.attrs["flexdownscale_tiles"]) == (0, 1)
+    other = downscaler(coarse, members=1, seed=0, overlap=32)
+    np.testing.assert_array_equal(one["t2m"].values, other["t2m"].values)
+    assert other.attrs["flexdownscale_overlap"] == 0
+    tiled = downscaler(coarse, members=1, seed=0, tile=32, overlap=16)
+    assert (tiled.attrs["flexdownscale_overlap"], tiled.attrs["flexdownscale_tiles"]) == (16, 2)
