@@ -535,17 +535,20 @@ def _runs(values: Any, missing: Any, limit: int = 3) -> str:
 
 
 def _truth_on_prediction_grid(
-    pred: Any, truth: Any, dims: tuple[str, str], *, longitude: str | None = None
+    pred: Any, truth: Any, dims: tuple[str, str], *, periods: dict[str, float] | None = None
 ) -> Any:
     """The truth at the prediction's grid points (nearest within 1e-3 cells), else GridError.
 
-    ``longitude`` names the dim compared modulo 360 degrees (either convention on each side).
+    ``periods`` gives the dims compared modulo their period: 360 degrees for longitude (either
+    convention on each side), the box length for a periodic domain (a prediction cut across
+    the seam keeps coordinates beyond the box, e.g. x from -0.5 on [0, 2 pi)).
     """
     import numpy as np
     import pandas as pd
 
-    from .data.grid import _wrap
     from .errors import GridError
+
+    periods = periods or {}
 
     positions = {}
     for dim in dims:
@@ -558,8 +561,9 @@ def _truth_on_prediction_grid(
         have = np.asarray(truth[dim].values, dtype=float)
         step = float(np.abs(np.diff(want)).mean()) if want.size > 1 else 1.0
         tol = 1e-3 * step
-        if dim == longitude:  # the truth's longitudes in the prediction's convention
-            have = _wrap(have, want.min() - tol)
+        if dim in periods:  # the truth's coordinates in the prediction's range
+            low = want.min() - tol
+            have = (have - low) % periods[dim] + low
         order = np.argsort(have, kind="stable")
         index = pd.Index(have[order])
         if not index.is_unique:
@@ -596,20 +600,37 @@ def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) 
     return truth.sel({dim: wanted})
 
 
-def _truth_in_time_with(pred: Any, truth: Any, names: list[str]) -> Any:
+def _dims_in(ds: Any, dims: dict[str, str]) -> dict[str, str] | None:
+    """The entries of a ``--dims`` override that name dims of ``ds`` (the prediction and the
+    truth may name their time dims differently)."""
+    return {axis: dim for axis, dim in dims.items() if dim in ds.dims} or None
+
+
+def _truth_in_time_with(
+    pred: Any, truth: Any, names: list[str], dims: dict[str, str] | None = None
+) -> Any:
     """The truth at the prediction's time(s), however each side stores time, else DataError.
 
     A time dim (under any name) on both sides: matched by value. A single field on one side:
     matched by its scalar time coordinate, or, without one, only against a truth of one time.
-    The truth is never broadcast across the prediction's times.
+    The truth is never broadcast across the prediction's times. ``dims`` is the ``--dims``
+    override (applied to each file where it names one of its dims).
     """
     import numpy as np
 
     from .data.grid import find_axes
     from .errors import DataError
 
-    ptime = find_axes(pred[names[0]]).time
-    ttime = find_axes(truth[names[0]]).time
+    dims = dims or {}
+    paxes = find_axes(pred[names[0]], dims=_dims_in(pred, dims))
+    ptime = paxes.time
+    ttime = find_axes(truth[names[0]], dims=_dims_in(truth, dims)).time
+    unknown = [str(d) for d in pred[names[0]].dims if d not in (paxes.y, paxes.x, ptime, "member")]
+    if ptime is None and ttime is not None and unknown:
+        raise DataError(
+            f"the prediction has dims {unknown} that are neither its grid nor 'member'; if "
+            f"{unknown[0]!r} is its time dim, pass --dims time={unknown[0]}"
+        )
     if ptime is not None and ttime is not None:
         if ttime != ptime:
             truth = truth.rename({ttime: ptime})
@@ -685,8 +706,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .errors import DataError, GridError, MissingVariableError
     from .plot import plot_rank_histogram, plot_spectra
 
+    dims = _merged(args.dims)
     pred = _open(args.prediction)
-    truth = normalize_grid(_open(args.truth))
+    truth = _open(args.truth)
+    truth = normalize_grid(truth, dims=_dims_in(truth, dims))
     names = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
     if not names:
         raise MissingVariableError(
@@ -694,10 +717,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{list(map(str, truth.data_vars))} have none in common"
         )
     _check_same_units(pred, truth, names)
-    axes = find_axes(pred[names[0]])
-    longitude = axes.x if grid_spec(pred[names[0]]).kind == "latlon" else None
-    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), longitude=longitude)
-    truth = _truth_in_time_with(pred, truth, names)
+    pdims, tdims = _dims_in(pred, dims), _dims_in(truth, dims)
+    axes = find_axes(pred[names[0]], dims=pdims)
+    periods = {axes.x: 360.0} if grid_spec(pred[names[0]], dims=pdims).kind == "latlon" else {}
+    tspec = grid_spec(truth[names[0]], dims=tdims)
+    if tspec.kind != "latlon":  # a doubly periodic box, say: its length along each dim
+        for dim, n, step, periodic in (
+            (tspec.x, tspec.nx, tspec.dx, tspec.periodic_x),
+            (tspec.y, tspec.ny, tspec.dy, tspec.periodic_y),
+        ):
+            if periodic:
+                periods[dim] = n * step
+    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
+    truth = _truth_in_time_with(pred, truth, names, dims)
     if any(bool(truth[v].isnull().all()) for v in names):
         raise GridError(
             "the truth has no values on the prediction grid; give truth on the fine grid "
@@ -709,7 +741,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     has_members = "member" in pred.dims and pred.sizes["member"] > 1
     spatial = [axes.y, axes.x]
-    spec = grid_spec(truth[names[0]])
+    spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
     # latitude grids: means weighted by cell area (WeatherBench practice); projected and
     # physics grids have equal cells. Doubly periodic domains: plain FFT spectra.
     weights = (
@@ -890,6 +922,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("prediction", help="downscaled file (netCDF or .zarr), with or without members")
     ev.add_argument("truth", help="fine-grid truth (netCDF or .zarr)")
     ev.add_argument("--out", required=True, help="folder for metrics.md, metrics.json and plots")
+    ev.add_argument(
+        "--dims",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="AXIS=DIM[,...]",
+        help="name dimensions that are not recognised, e.g. time=step (applied to each file "
+        "that has that dim)",
+    )
     return parser
 
 

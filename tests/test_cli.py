@@ -348,6 +348,18 @@ def test_evaluate_aligns_time_however_each_side_stores_it(fake_prediction, tmp_p
     )
     assert code == 2
     assert "select the matching truth time first" in err
+    # a prediction whose time dim has a name nothing recognises (made with --dims time=step):
+    # named with --dims (applied to the file that has it), not taken for a single field
+    stamp = pred.rename(time="step")
+    stamp["step"].attrs = {}
+    stamp.to_netcdf(tmp_path / "ps.nc")
+    argv = ["evaluate", str(tmp_path / "ps.nc"), str(tmp_path / "t.nc"), "--out", out]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert "the prediction has dims ['step'] that are neither its grid nor 'member'" in err
+    assert "pass --dims time=step" in err
+    named = _rows([*argv, "--dims", "time=step"], capsys)
+    assert named[0]["RMSE (ens. mean)"] == 0.0
 
 
 def test_evaluate_refuses_other_units_and_wraps_longitudes(fake_prediction, tmp_path, capsys):
@@ -432,6 +444,25 @@ def test_evaluate_periodic_physics_grid_uses_fft_and_equal_weights(shared_data, 
         metrics.mean_spectrum(truth["vorticity"], dims=dims, spectrum_kwargs=fft),
     )
     assert row["LSD (dB)"] == pytest.approx(float(lsd), rel=1e-6)
+
+
+def test_evaluate_prediction_across_a_periodic_seam(shared_data, tmp_path, capsys):
+    """A prediction cut across the seam of a periodic box (bbox=, x from -0.5) is compared
+    with the truth's points modulo the box length, as longitudes are modulo 360."""
+    ds = xr.open_dataset(shared_data / "kolmogorov" / "kf_re4000.nc")
+    truth = ds[["vorticity"]].isel(trajectory=3, time=slice(0, 2)).load()
+    length = float(truth["x"].size * (truth["x"][1] - truth["x"][0]))
+    cut = truth.roll(x=24, roll_coords=True).isel(x=slice(0, 48), y=slice(40, 88))
+    cut = cut.assign_coords(x=cut["x"].where(cut["x"] < length / 2, cut["x"] - length))
+    assert float(cut["x"].min()) < 0 < float(cut["x"].max())  # across the seam
+    pred = cut.expand_dims(member=2) + xr.DataArray([0.1, -0.1], dims="member")
+    pred["vorticity"].attrs = dict(truth["vorticity"].attrs)
+    pred.to_netcdf(tmp_path / "p.nc")
+    truth.to_netcdf(tmp_path / "t.nc")
+    args = ["evaluate", str(tmp_path / "p.nc"), str(tmp_path / "t.nc"), "--out"]
+    assert main([*args, str(tmp_path / "r")]) == 0, capsys.readouterr().err
+    row = json.loads((tmp_path / "r" / "metrics.json").read_text())[0]
+    assert row["RMSE (ens. mean)"] == pytest.approx(0.0, abs=1e-6)  # the members' mean is exact
 
 
 def _downscale_args(model, *extra):
