@@ -1558,6 +1558,10 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         _check_flag("batch_invariant", batch_invariant)
         _resolve_device(device)  # an unknown or absent device fails now, not at compute time
 
+        if isinstance(bbox, str | bytes):
+            raise ConfigError(
+                f"bbox = {bbox!r}; expected four numbers (x_min, y_min, x_max, y_max), not a string"
+            )
         if isinstance(ds, xr.DataArray):
             if ds.name is None and len(self.variables) == 1:
                 ds = ds.rename(self.variables[0])
@@ -1973,9 +1977,11 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
         fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
         times = norm[spec.time].values
-        step = times[-1] - times[-2] if times.size > 1 else None
+        # a time dim without a coordinate has positions only: no reference or valid times
+        stamped = spec.time in sel.coords
+        step = times[-1] - times[-2] if times.size > 1 and stamped else None
         past_times = times[-(self.past_frames + 1) :]
-        if past_times.size > 2 and np.unique(np.diff(past_times)).size > 1:
+        if stamped and past_times.size > 2 and np.unique(np.diff(past_times)).size > 1:
             warnings.warn(
                 f"the input's last time steps are unequal ({np.diff(past_times)}); valid_time "
                 f"assumes the last one ({step}) for every lead, as the model steps by it",
@@ -1989,11 +1995,12 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
             {"long_name": "lead in time steps of the input", "units": "1"},
         )
         # the initial time (the last input frame); valid times when the input's step is known
-        coords["forecast_reference_time"] = (
-            (),
-            times[-1],
-            {"standard_name": "forecast_reference_time"},
-        )
+        if stamped:
+            coords["forecast_reference_time"] = (
+                (),
+                times[-1],
+                {"standard_name": "forecast_reference_time"},
+            )
         if step is not None:
             coords["valid_time"] = (
                 "lead",

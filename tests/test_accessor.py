@@ -209,6 +209,11 @@ def test_forecast(setup):
         bad.flex.forecast(model, 1)
     with pytest.raises(DataError, match=r"select or stack the extra dims \['level'\]"):
         coarse.expand_dims(level=2).flex.forecast(model, 1)
+    # a time dim without a coordinate: positions are no times, so no reference / valid time
+    bare = coarse.drop_vars("time").flex.forecast(model, 2, members=2, seed=1)
+    assert "forecast_reference_time" not in bare.coords
+    assert "valid_time" not in bare.coords
+    np.testing.assert_array_equal(bare["t2m"].values, out["t2m"].values[:, :2])
     with pytest.raises(ConfigError, match="batch_invariant"):
         coarse.flex.forecast(model, 2, batch_invariant=1)
     # one input time: no step, so no valid times, but the reference time anchors the forecast
