@@ -129,6 +129,12 @@ def _coarse(case: str, fine: xr.Dataset) -> xr.Dataset:
     return coarse
 
 
+#: Tiles per network call of the reports and cards (the CPU default when they were computed):
+#: pinned, so that ``--check-cards`` reproduces them bit for bit whatever the default becomes
+#: (outputs of other batch sizes agree to float32 rounding, docs/inference.md).
+REPORT_BATCH = 8
+
+
 def downscale(
     model: Downscaler, coarse: xr.Dataset, fine: xr.Dataset, *, members: int = MEMBERS
 ) -> xr.Dataset:
@@ -138,11 +144,18 @@ def downscale(
         parts = []
         for re in coarse["reynolds_number"].values:
             one = coarse.sel(reynolds_number=re, drop=True).rename(sample="time")
-            out = model(one, members=members, seed=SEED, condition=float(re), progress=False)
+            out = model(
+                one,
+                members=members,
+                seed=SEED,
+                condition=float(re),
+                progress=False,
+                batch_size=REPORT_BATCH,
+            )
             parts.append(out.rename(time="sample").expand_dims(reynolds_number=[re]))
         ens = xr.concat(parts, "reynolds_number", combine_attrs="override")
     else:
-        ens = model(coarse, members=members, seed=SEED, progress=False)
+        ens = model(coarse, members=members, seed=SEED, progress=False, batch_size=REPORT_BATCH)
     order = ("member", *fine[model.variables[0]].dims)
     return ens.assign_coords({d: fine[d] for d in (spec.y, spec.x)}).transpose(*order, ...)
 

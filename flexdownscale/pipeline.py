@@ -699,10 +699,18 @@ class _BackboneOnDevice:
         return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
 
 
+#: Fine cells per backbone call on a CPU: larger calls leave the caches and run slower per cell
+#: (measured with the shipped x8 model on a 2-core CPU, benchmarks/results/speed.md: tiles of
+#: 64^2 fastest at 8 per call, 128^2 at 2, the 288^2 of a 256^2 periodic field at 1, where 8
+#: per call took 2.3x as long).
+CPU_CELLS_PER_CALL = 32768
+
+
 def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:
-    """Tiles per backbone call: 8 on CPU; on CUDA a share of the free memory."""
+    """Tiles per backbone call: on a CPU about :data:`CPU_CELLS_PER_CALL` fine cells (1 to 32
+    tiles); on CUDA a share of the free memory."""
     if device.type != "cuda":
-        return 8
+        return int(max(1, min(32, CPU_CELLS_PER_CALL // (tile_shape[0] * tile_shape[1]))))
     try:
         free, _ = torch.cuda.mem_get_info(device)
     except RuntimeError:  # pragma: no cover - driver without mem_get_info
@@ -1484,7 +1492,8 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         device
             ``None``: CUDA when available, else the CPU.
         batch_size
-            Tiles per network call (``None``: 8 on CPU, from free memory on CUDA). The random
+            Tiles per network call (``None``: on a CPU about 32768 fine cells per call, 1 to 32
+            tiles; on CUDA from free memory). The random
             numbers do not depend on it; the network's float32 kernels round differently for
             different batch shapes, so outputs for two batch sizes agree to float32 rounding
             (about 1e-6 relative), not bit for bit, unless ``batch_invariant``.
