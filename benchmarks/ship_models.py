@@ -75,10 +75,9 @@ CALIBRATION_TEXT = {
         "interpolation 7.6 dB)"
     ),
     "kolmogorov-x8": (
-        "spread-skill 0.94 on 8 validation fields (8 members), fair CRPS 0.463 against 0.496 "
-        "for the default, RMSE 1.01, log-spectral distance 7.1 (conservative interpolation 8.4), "
-        "measured with the first export of these weights (time-embedding frequencies rounded to "
-        "bfloat16; not yet rerun)"
+        "spread-skill 0.94 on 8 validation fields (8 members), fair CRPS 0.462 against 0.491 "
+        "for the default, RMSE 1.01, log-spectral distance 6.6 (conservative interpolation 8.4, "
+        "the default 8.5; at Re = 1000 alone 26.6 against conservative interpolation's 16.7)"
     ),
 }
 
