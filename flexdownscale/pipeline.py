@@ -700,9 +700,9 @@ class _BackboneOnDevice:
 
 
 #: Fine cells per backbone call on a CPU: larger calls leave the caches and run slower per cell
-#: (measured with the shipped x8 model on a 2-core CPU, benchmarks/results/speed.md: tiles of
-#: 64^2 fastest at 8 per call, 128^2 at 2, the 288^2 of a 256^2 periodic field at 1, where 8
-#: per call took 2.3x as long).
+#: (shipped x8 model on a 2-core CPU, benchmarks/results/cpu_batch.md: tiles of 64^2 fastest at
+#: 8 per call, 128^2 at 2 to 4, the 288^2 of a 256^2 periodic field at 1, where 8 per call took
+#: 2.2x as long).
 CPU_CELLS_PER_CALL = 32768
 
 

@@ -1017,7 +1017,7 @@ def test_bbox_in_0_360_across_the_prime_meridian_on_a_regional_grid(pair, downsc
     b = model(coarse, bbox=(box[0] + 360, box[1], box[2], box[3]), seed=0)
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
     assert float(a["longitude"].min()) < 0 < float(a["longitude"].max())
-    with pytest.raises(ConfigError, match="four numbers .* not a string"):
+    with pytest.raises(ConfigError, match=r"four numbers .* not a string"):
         model(coarse, bbox="1234")
     with pytest.raises(ConfigError, match="x_min <= x_max"):  # reversed, not a wrap
         model(coarse, bbox=(box[2], box[1], box[0], box[3]), seed=0)

@@ -1,0 +1,89 @@
+"""Tiles per network call on a CPU: the time of one downscaling call by batch size.
+
+``Downscaler`` picks ``batch_size`` on a CPU by fine cells per call
+(``flexdownscale.pipeline.CPU_CELLS_PER_CALL``): larger calls leave the caches and run slower
+per cell. This benchmark measures the shipped ``kolmogorov-x8`` model on one 256 x 256 field of
+the demo sample (8 members, one Reynolds number) with tiles of 64, 128 and the whole field
+(288 x 288 with its periodic halos), every batch size alternating round by round, and writes
+``benchmarks/results/cpu_batch.md``. About 12 minutes on a 2-core CPU::
+
+    python benchmarks/cpu_batch.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from flexdownscale.data.degrade import degrade
+from flexdownscale.demo import CASES, load_case
+from flexdownscale.pipeline import CPU_CELLS_PER_CALL, Downscaler, _auto_batch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BATCHES = (1, 2, 4, 8, 16)
+TILES = (64, 128, None)  # None: the default, one tile for the whole periodic field
+ROUNDS = 3
+
+
+def main() -> int:
+    case = next(c for c in CASES if c.model == "kolmogorov-x8")
+    fine = load_case(case)
+    value = float(fine[case.condition_dim].values[0])
+    fine = fine.sel({case.condition_dim: value}).drop_vars(case.condition_dim)
+    coarse = degrade(fine, case.factor)
+    coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+    down = Downscaler.from_pretrained(case.model)
+    rows = []
+    for tile in TILES:
+        kw = dict(members=8, seed=0, progress=False, condition=value, tile=tile)
+        calls = {b: (lambda b=b, kw=kw: down(coarse, batch_size=b, **kw)) for b in BATCHES}
+        for call in calls.values():  # warm-up: one-off primitive creation per shape
+            call()
+        seconds: dict[int, list[float]] = {b: [] for b in BATCHES}
+        for _ in range(ROUNDS):
+            for b, call in calls.items():
+                start = time.perf_counter()
+                call()
+                seconds[b].append(time.perf_counter() - start)
+        median = {b: statistics.median(v) for b, v in seconds.items()}
+        out = down(coarse, members=1, seed=0, condition=value, tile=tile, progress=False)
+        n_tiles = out.attrs["flexdownscale_tiles"]
+        side = 288 if tile is None else tile
+        chosen = _auto_batch(torch.device("cpu"), (side, side), 1)
+        label = f"{side} x {side}" + (" (whole field with halos)" if tile is None else "")
+        best = min(median, key=median.get)
+        rows.append(
+            f"| {label} | {n_tiles} | "
+            + " | ".join(f"{median[b]:.2f}" for b in BATCHES)
+            + f" | {best} | {chosen} |"
+        )
+        print(rows[-1], flush=True)
+    machine = f"CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+    lines = [
+        "# Tiles per network call on a CPU",
+        "",
+        f"Machine: {machine}; torch {torch.__version__}; Python {platform.python_version()}.",
+        f"Model: shipped `kolmogorov-x8`, one 256 x 256 field, 8 members, 2-step DDIM; medians "
+        f"of {ROUNDS} rounds, the batch sizes alternating within each round.",
+        "Command: `python benchmarks/cpu_batch.py`",
+        "",
+        "| tile | tiles | " + " | ".join(f"batch {b} (s)" for b in BATCHES) + " | fastest | "
+        f"default (`CPU_CELLS_PER_CALL` = {CPU_CELLS_PER_CALL}) |",
+        "|---|---|" + "---|" * (len(BATCHES) + 2),
+        *rows,
+        "",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cpu_batch.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
