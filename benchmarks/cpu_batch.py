@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
-from flexdownscale.data.degrade import degrade
-from flexdownscale.demo import CASES, load_case
+from flexdownscale.demo import CASES
 from flexdownscale.pipeline import CPU_CELLS_PER_CALL, Downscaler, _auto_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import demo_input
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 2, 4, 8, 16)
@@ -33,15 +35,12 @@ ROUNDS = 3
 
 def main() -> int:
     case = next(c for c in CASES if c.model == "kolmogorov-x8")
-    fine = load_case(case)
-    value = float(fine[case.condition_dim].values[0])
-    fine = fine.sel({case.condition_dim: value}).drop_vars(case.condition_dim)
-    coarse = degrade(fine, case.factor)
-    coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+    _, coarse, demo_kw = demo_input(case)
+    value = demo_kw["condition"]
     down = Downscaler.from_pretrained(case.model)
     rows = []
     for tile in TILES:
-        kw = dict(members=8, seed=0, progress=False, condition=value, tile=tile)
+        kw = {**demo_kw, "tile": tile}
         calls = {b: (lambda b=b, kw=kw: down(coarse, batch_size=b, **kw)) for b in BATCHES}
         for call in calls.values():  # warm-up: one-off primitive creation per shape
             call()

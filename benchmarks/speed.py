@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,22 +120,33 @@ def flops(model: nn.Module, size: int, device: torch.device) -> tuple[float, flo
     return forward, counter.get_total_flops() / 2
 
 
+def demo_input(case: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """(fine field, coarse input, call keywords) of a demo case: its sample coarsened with the
+    model's factor, at the first physical condition for a conditioned model (one condition
+    per call, as the demo), 8 members, seed 0."""
+    from flexdownscale.data.degrade import degrade
+    from flexdownscale.demo import load_case
+
+    fine = load_case(case)
+    kw: dict[str, Any] = dict(members=8, seed=0, progress=False)
+    if case.condition_dim is not None:
+        value = float(fine[case.condition_dim].values[0])
+        fine = fine.sel({case.condition_dim: value}).drop_vars(case.condition_dim)
+        kw["condition"] = value
+    coarse = degrade(fine, case.factor)
+    coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+    return fine, coarse, kw
+
+
 def batch_invariant_rows(device: torch.device, repeats: int) -> list[tuple[str, str]]:
     """Time of one downscaling call per demo case, batched (default) and batch-invariant."""
-    from flexdownscale.data.degrade import degrade
-    from flexdownscale.demo import CASES, load_case
+    from flexdownscale.demo import CASES
     from flexdownscale.pipeline import Downscaler
 
     rows = []
     for case in CASES:
-        fine = load_case(case)
-        kw: dict = dict(members=8, seed=0, device=device, progress=False)
-        if case.condition_dim is not None:  # one physical condition per call, as the demo
-            value = float(fine[case.condition_dim].values[0])
-            fine = fine.sel({case.condition_dim: value}).drop_vars(case.condition_dim)
-            kw["condition"] = value
-        coarse = degrade(fine, case.factor)
-        coarse[case.variable].attrs = dict(fine[case.variable].attrs)
+        fine, coarse, kw = demo_input(case)
+        kw["device"] = device
         down = Downscaler.from_pretrained(case.model)
         calls = {
             "batched": lambda kw=kw, coarse=coarse, down=down: down(coarse, **kw),

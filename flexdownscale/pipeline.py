@@ -312,15 +312,14 @@ def _keep_time_bounds(out: xr.Dataset, source: xr.Dataset, tdim: Hashable | None
     input's times; a single field's scalar time keeps its pair), and drop every ``bounds``
     attribute whose variable the output lacks (no dangling CF reference)."""
     out = out.copy()
-    for coord in [tdim] if tdim is not None and tdim in out.coords else []:
-        name = out[coord].attrs.get("bounds")
-        bounds = source[name] if name is not None and name in source.variables else None
-        if bounds is None or name in out or coord not in bounds.dims or bounds.ndim != 2:
-            continue
-        if coord in source.indexes and coord in out.indexes:
-            bounds = bounds.sel({coord: out[coord].values})  # the output's order of times
-        if all(out.sizes.get(d, n) == n for d, n in bounds.sizes.items()):
-            out = out.assign_coords({name: bounds.variable.copy()})
+    name = out[tdim].attrs.get("bounds") if tdim is not None and tdim in out.coords else None
+    if name is not None and name not in out and name in source.variables:
+        bounds = source[name]
+        if tdim in bounds.dims and bounds.ndim == 2:
+            if tdim in source.indexes and tdim in out.indexes:
+                bounds = bounds.sel({tdim: out[tdim].values})  # the output's order of times
+            if all(out.sizes.get(d, n) == n for d, n in bounds.sizes.items()):
+                out = out.assign_coords({name: bounds.variable.copy()})
     for coord in [c for c in out.coords if out[c].ndim == 0]:
         name = out[coord].attrs.get("bounds")
         if name is not None and name not in out and name in source.variables:

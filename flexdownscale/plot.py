@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import check_member_dim, find_yx_dims
+from flexdownscale.metrics.probabilistic import point_spread_and_error
 from flexdownscale.metrics.spectra import on_reference_bins
 
 __all__ = ["plot_panels", "plot_rank_histogram", "plot_spectra", "plot_spread_skill"]
@@ -299,10 +300,8 @@ def plot_spread_skill(
         raise EnsembleError(f"a spread needs at least 2 members, got {m}.")
     # per point, over its valid members (as spread_skill_ratio): the Fortin factor uses the
     # count of valid members there, not the nominal M
-    count = fcst.count(member_dim)
-    var = fcst.var(member_dim, ddof=1, skipna=True) * (count + 1.0) / count
-    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
-    var, err2 = xr.broadcast(var, err2)
+    var, err2, count = point_spread_and_error(fcst, obs, member_dim)
+    var = var * (count + 1.0) / count
     v = np.asarray(var.values, dtype=float).ravel()
     e = np.asarray(err2.values, dtype=float).ravel()
     ok = np.isfinite(v) & np.isfinite(e)

@@ -46,7 +46,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,15 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _trim_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Keep the records of the JSON-lines log ``path`` that ``keep`` accepts (blank lines go);
+    rewritten atomically when anything goes, created empty when absent."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.strip() and keep(json.loads(line))]
+    if not path.is_file() or len(kept) != len(lines):
+        _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 def _children(folder: Path) -> list[Path]:
@@ -780,22 +789,11 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return
         path = self.run_dir / "samples.jsonl"
-        kept: list[str] = []
-        if path.is_file():  # drop what a killed run logged after its last saved state
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and json.loads(line)["micro_batch"] < self.progress.micro_batches:
-                    kept.append(line)
-        _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+        # drop what a killed run logged after its last saved state (it is drawn again)
+        _trim_jsonl(path, lambda record: record["micro_batch"] < self.progress.micro_batches)
         validation = self.run_dir / "validation.jsonl"
         if validation.is_file():  # evaluations after the last state are made again on resume
-            lines = validation.read_text(encoding="utf-8").splitlines()
-            earlier = [
-                line
-                for line in lines
-                if line.strip() and json.loads(line)["step"] <= self.progress.step
-            ]
-            if len(earlier) != len(lines):
-                _atomic_write_text(validation, "".join(f"{line}\n" for line in earlier))
+            _trim_jsonl(validation, lambda record: record["step"] <= self.progress.step)
         self._sample_log = path.open("a", encoding="utf-8")
 
     def fit(self) -> Path | None:

@@ -357,6 +357,24 @@ def ensemble_mean(
     return set_attrs(out, fcst, units="same", long_name="ensemble mean")
 
 
+def point_spread_and_error(
+    fcst: XarrayLike, obs: XarrayLike, member_dim: Hashable
+) -> tuple[XarrayLike, XarrayLike, XarrayLike]:
+    """Per point: the member variance (``ddof=1``), the squared error of the ensemble mean and
+    the count of valid members, all over the members present (NaN members skipped).
+
+    The three are broadcast to one another, so the spread sits on every point of the error
+    (``obs`` may carry dims the ensemble lacks: a weighted mean of the variance alone kept the
+    weights' extra dim when ``skipna=False``). Shared by :func:`spread_skill_ratio` and
+    :func:`flexdownscale.plot.plot_spread_skill`.
+    """
+    count = fcst.count(member_dim)
+    var = fcst.var(member_dim, ddof=1, skipna=True)
+    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
+    var, err2, count = xr.broadcast(var, err2, count)
+    return var, err2, count
+
+
 def ensemble_spread(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -432,12 +450,7 @@ def spread_skill_ratio(
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
-    count = fcst.count(member_dim)
-    var = fcst.var(member_dim, ddof=1, skipna=True)
-    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
-    # the spread on every point of the error (obs may carry dims the ensemble lacks): a
-    # weighted mean of var alone kept the weights' extra dim when skipna=False
-    var, err2, count = xr.broadcast(var, err2, count)
+    var, err2, count = point_spread_and_error(fcst, obs, member_dim)
     if skipna:
         valid = var.notnull() & err2.notnull()
         var = var.where(valid)
