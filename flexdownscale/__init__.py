@@ -1,8 +1,8 @@
 """flexdownscale: xarray-native downscaling with FLEX diffusion and flow-matching models.
 
 Importing the package registers the ``.flex`` accessor on xarray objects
-(``ds.flex.downscale(...)``). ``Downscaler`` and ``metrics`` are loaded on first use, so
-``import flexdownscale`` stays light (torch is imported only when a model is needed).
+(``ds.flex.downscale(...)``). ``Downscaler``, ``Forecaster`` and ``metrics`` are loaded on first
+use, so ``import flexdownscale`` stays light (torch is imported only when a model is needed).
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from . import metrics
-    from .pipeline import Downscaler
+    from .pipeline import Downscaler, Forecaster
 
-__all__ = ["Downscaler", "__version__", "metrics"]
+__all__ = ["Downscaler", "Forecaster", "__version__", "metrics"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Downscaler":
-        from .pipeline import Downscaler
+    if name in ("Downscaler", "Forecaster"):
+        from . import pipeline
 
-        return Downscaler
+        return getattr(pipeline, name)
     if name == "metrics":
         import importlib
 

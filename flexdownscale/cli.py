@@ -150,7 +150,7 @@ def _is_zarr(path: str) -> bool:
 
 
 def _open(path: str) -> Any:
-    """Open a netCDF file or a zarr store (lazily); :class:`DataError` naming it when that fails."""
+    """Open a netCDF file or a zarr store (lazily); :class:`~flexdownscale.errors.DataError` naming it when that fails."""
     import xarray as xr
 
     from .errors import DataError

@@ -18,6 +18,15 @@ import math
 import re
 from typing import Any, Literal
 
+__all__ = [
+    "conversion_code",
+    "conversion_rule",
+    "degree_units",
+    "linear_conversion",
+    "parse_units",
+    "same_units",
+]
+
 #: every spelling of degrees once lower-cased with spaces and underscores removed:
 #: degrees_north, degree_N, degreesN, degN, "degrees north", the degree sign (°N), degrees
 _DEGREES = re.compile(r"(?:degrees|degree|deg|\u00b0)(n|north|e|east|s|south|w|west)?")

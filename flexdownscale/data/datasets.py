@@ -48,7 +48,8 @@ the variable, the field's labels (e.g. the time) and the NaN count; select the f
 NaNs or fill them first. The check is one reduction over the window each item reads anyway.
 
 Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
-``numpy.random.default_rng([seed, e, i])``; call :meth:`set_epoch` at every epoch.
+``numpy.random.default_rng([seed, e, i])``; call :meth:`SuperResolutionDataset.set_epoch` (or
+the forecast dataset's) at every epoch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,189 @@
+"""Griffe extension of the docs build: numpydoc docstrings written for ``help()`` to Markdown.
+
+The package's docstrings follow numpydoc with a few reStructuredText constructs, which read
+well in ``help()`` and in an editor. The API reference (mkdocstrings, Markdown) would print
+them literally, so before rendering this extension rewrites, in every docstring:
+
+- Sphinx roles (``:func:`name```, ``:class:`~pkg.mod.Name```, ``:meth:``, ``:attr:``, ``:data:``,
+  ``:mod:``, ``:obj:``) into cross-references: the name is resolved in the docstring's scope as
+  Python would (members, imports, parents); package objects become autorefs links (optional,
+  so a private helper is shown as code), outside objects plain code. A name that resolves
+  nowhere is a warning, so ``mkdocs build --strict`` fails on a reference to something that
+  was renamed or removed.
+- ``.. math::`` directives into display math (``$$ ... $$``, arithmatex).
+- numpydoc entries naming several parameters (``a, b : type``) into one entry per name.
+- ``::`` ending a paragraph into ``:`` (the indented block after it is already a Markdown code
+  block).
+
+Registered in ``mkdocs.yml`` (``plugins: mkdocstrings: handlers: python: options:
+extensions``). Not part of the package.
+"""
+
+from __future__ import annotations
+
+import builtins
+import html
+import re
+from typing import Any
+
+import griffe
+
+LOGGER = griffe.get_logger("flexdownscale.docs.rst_docstrings")
+
+ROLE = re.compile(r":(?P<role>func|meth|class|mod|attr|data|obj|exc):`(?P<body>[^`]+)`")
+MATH = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<inline>.*)$")
+#: Modules whose objects are referenced but documented elsewhere (shown as code, not linked).
+EXTERNAL_ROOTS = ("xarray", "numpy", "torch", "matplotlib", "scipy", "dask", "accelerate")
+PACKAGE = "flexdownscale"
+#: numpydoc sections whose entries are ``name : type`` lines, and such an entry with several names.
+ITEM_SECTIONS = ("Parameters", "Other Parameters", "Attributes")
+ITEM = re.compile(
+    r"(?P<indent>[ \t]*)(?P<names>[A-Za-z_*][\w*]*(?:,\s*[A-Za-z_*][\w*]*)+)\s*(?::\s*(?P<kind>.*))?"
+)
+
+
+def _is_private(path: str) -> bool:
+    return any(p.startswith("_") and not p.endswith("__") for p in path.split("."))
+
+
+def _resolve(obj: griffe.Object, target: str) -> str | None:
+    """Full path of ``target`` seen from ``obj``'s scope, or None when nothing defines it."""
+    if target.split(".")[0] in (PACKAGE, *EXTERNAL_ROOTS):
+        return target
+    head, _, rest = target.partition(".")
+    scope: griffe.Object | None = obj
+    while scope is not None:
+        try:
+            path = scope.resolve(head)
+        except (griffe.NameResolutionError, griffe.AliasResolutionError, KeyError):
+            scope = scope.parent
+            continue
+        return f"{path}.{rest}" if rest else path
+    if hasattr(builtins, head):
+        return f"builtins.{target}"
+    return None
+
+
+def _role_to_markdown(obj: griffe.Object, match: re.Match[str]) -> str:
+    role, body = match["role"], match["body"].strip()
+    title_target = re.fullmatch(r"(?P<title>.+?)\s*<(?P<target>[^>]+)>", body)
+    if title_target:
+        display, target = title_target["title"], title_target["target"]
+    elif body.startswith("~"):
+        target = body[1:]
+        display = target.rsplit(".", 1)[-1]
+    else:
+        target = display = body
+    if role in ("func", "meth"):
+        display += "()"
+    path = _resolve(obj, target)
+    if path is None:
+        LOGGER.warning(
+            f"{obj.relative_filepath}: {match.group(0)} in the docstring of {obj.path} does not "
+            "resolve to anything in its scope (renamed or removed?)"
+        )
+        return f"`{display}`"
+    if not path.startswith(PACKAGE + ".") and path != PACKAGE:
+        return f"`{display}`"
+    code = f"<code>{html.escape(display)}</code>"
+    if _is_private(path):
+        return code
+    return f'<autoref identifier="{html.escape(path)}" optional>{code}</autoref>'
+
+
+def _math_blocks(text: str) -> str:
+    """``.. math::`` directives (inline or indented body) as ``$$`` display blocks."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        m = MATH.match(lines[i])
+        if not m:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = len(m["indent"].expandtabs())
+        body = [m["inline"]] if m["inline"].strip() else []
+        i += 1
+        while i < len(lines):
+            line = lines[i]
+            stripped = line.strip()
+            if stripped and len(line) - len(line.lstrip()) <= indent:
+                break
+            body.append(stripped)
+            i += 1
+        while body and not body[-1]:
+            body.pop()
+        while body and not body[0]:
+            body.pop(0)
+        pad = " " * indent
+        out += [f"{pad}$$", *(f"{pad}{b}" for b in body), f"{pad}$$", ""]
+    return "\n".join(out)
+
+
+def _literal_markers(text: str) -> str:
+    """RST ``text::`` -> ``text:``; a line that is only ``::`` disappears."""
+    lines = []
+    for line in text.splitlines():
+        if line.strip() == "::":
+            continue
+        if line.rstrip().endswith("::") and not line.rstrip().endswith(":::"):
+            line = line.rstrip()[:-1]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _expand_combined_items(text: str) -> str:
+    """numpydoc's ``a, b : type`` entries as one entry per name (same description).
+
+    Griffe would give every name of such an entry the first name's annotation.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    section: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
+            section = line.strip()
+            out += [line, lines[i + 1]]
+            i += 2
+            continue
+        item = ITEM.fullmatch(line) if section in ITEM_SECTIONS else None
+        if item is None or "," not in item["names"]:
+            out.append(line)
+            i += 1
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = []
+        i += 1
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+        ):
+            body.append(lines[i])
+            i += 1
+        while body and not body[-1].strip():
+            body.pop()
+        kind = f" : {item['kind']}" if item["kind"] else ""
+        for name in (n.strip() for n in item["names"].split(",")):
+            out += [f"{' ' * indent}{name}{kind}", *body]
+        if i < len(lines):
+            out.append("")
+    return "\n".join(out)
+
+
+def rst_to_markdown(obj: griffe.Object, text: str) -> str:
+    """The docstring ``text`` of ``obj`` with the constructs above in Markdown."""
+    text = _expand_combined_items(text)
+    text = _math_blocks(text)
+    text = _literal_markers(text)
+    return ROLE.sub(lambda m: _role_to_markdown(obj, m), text)
+
+
+class RstDocstrings(griffe.Extension):
+    """Rewrite every loaded docstring once the object tree is complete."""
+
+    def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.is_alias or obj.docstring is None:
+            return
+        obj.docstring.value = rst_to_markdown(obj, obj.docstring.value)

@@ -1,0 +1,178 @@
+"""The API reference: every public name is in it, and the docstring rewriting of the docs build.
+
+The site itself is built (with warnings as errors) by ``.ci/test``; these tests pin what the
+build cannot see: a public name that no page renders, and how reStructuredText constructs of
+the docstrings become Markdown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import griffe
+import pytest
+
+import flexdownscale
+
+ROOT = Path(__file__).resolve().parents[1]
+API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
+#: Modules documented as commands (docs/inference.md, docs/training.md), not as an API.
+COMMAND_MODULES = {"flexdownscale.cli"}
+
+
+def _load_extension():
+    spec = importlib.util.spec_from_file_location(
+        "rst_docstrings", ROOT / "docs" / "_griffe" / "rst_docstrings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rst = _load_extension()
+
+
+@pytest.fixture(scope="module")
+def package() -> griffe.Module:
+    return griffe.load("flexdownscale", search_paths=[str(ROOT)])
+
+
+def _directives() -> dict[str, list[str] | None]:
+    """``::: target`` of every API page -> its ``members:`` list (None: all of ``__all__``)."""
+    found: dict[str, list[str] | None] = {}
+    for page in API_PAGES:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = re.fullmatch(r"::: ([\w.]+)", line.strip())
+            if not m:
+                continue
+            members = None
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith("    ") or not lines[j].strip()):
+                if lines[j].strip() == "members:":
+                    members = []
+                elif members is not None and lines[j].strip().startswith("- "):
+                    members.append(lines[j].strip()[2:])
+                j += 1
+            found[m.group(1)] = members
+    return found
+
+
+def _public_modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(flexdownscale.__path__, "flexdownscale."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return names
+
+
+def test_every_public_name_is_in_the_api_reference():
+    directives = _directives()
+    missing = []
+    for name in _public_modules():
+        if name in COMMAND_MODULES:
+            continue
+        module = importlib.import_module(name)
+        public = getattr(module, "__all__", None)
+        assert public is not None, f"{name} has no __all__: say what is public"
+        if name in directives:
+            listed = directives[name]
+            if listed is not None:
+                missing += [f"{name}.{n}" for n in public if n not in listed]
+            continue
+        parent = name.rpartition(".")[0]
+        parent_public = set(getattr(importlib.import_module(parent), "__all__", ()))
+        documented_parent = parent in directives or parent == "flexdownscale"
+        for n in public:
+            if n in parent_public and documented_parent:
+                continue
+            if any(f"{name}.{n}" == target for target in directives):
+                continue
+            missing.append(f"{name}.{n}")
+    top = {"Downscaler": "flexdownscale.pipeline", "Forecaster": "flexdownscale.pipeline"}
+    for n, home in top.items():
+        assert n in flexdownscale.__all__
+        assert n in (directives[home] or importlib.import_module(home).__all__)
+    assert "flexdownscale.metrics" in directives
+    assert not missing, f"public names no API page renders: {missing}"
+
+
+def test_api_pages_are_in_the_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in API_PAGES:
+        assert f"api/{page.name}" in nav, f"{page.name} is not in mkdocs.yml's nav"
+
+
+def test_import_stays_light_and_lazy_names_load():
+    code = (
+        "import sys, flexdownscale as fd; "
+        "assert 'torch' not in sys.modules and 'flexdownscale.metrics' not in sys.modules; "
+        "assert fd.Forecaster.__name__ == 'Forecaster' and fd.Downscaler.__name__ == "
+        "'Downscaler'; assert callable(fd.metrics.rmse)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    with pytest.raises(AttributeError, match="no attribute 'Downscale'"):
+        flexdownscale.Downscale
+
+
+def test_roles_become_links_or_code(package):
+    regrid = package["data.regrid"]
+    text = rst.rst_to_markdown(
+        regrid,
+        "See :func:`~flexdownscale.metrics.power_spectrum`, :class:`TypeError`, "
+        ":func:`xarray.apply_ufunc` and :func:`_edges`.",
+    )
+    assert (
+        '<autoref identifier="flexdownscale.metrics.power_spectrum" optional>'
+        "<code>power_spectrum()</code></autoref>" in text
+    )
+    assert "`TypeError`" in text
+    assert "`xarray.apply_ufunc()`" in text
+    # private helpers are shown as code, never linked
+    assert "<code>_edges()</code>" in text
+    assert 'identifier="flexdownscale.data.regrid._edges"' not in text
+
+
+def test_relative_names_resolve_in_the_docstring_scope(package):
+    call = package["pipeline.Downscaler.__call__"]
+    text = rst.rst_to_markdown(
+        call, ":func:`time_step_seed` and :meth:`Downscaler.from_pretrained`"
+    )
+    assert 'identifier="flexdownscale.pipeline.time_step_seed"' in text
+    assert 'identifier="flexdownscale.pipeline.Downscaler.from_pretrained"' in text
+    # an imported name resolves to where it is defined
+    text = rst.rst_to_markdown(package["data.regrid"], ":class:`GridError`")
+    assert 'identifier="flexdownscale.errors.GridError"' in text
+
+
+def test_a_dangling_reference_is_a_warning(package, caplog):
+    with caplog.at_level(logging.WARNING):
+        text = rst.rst_to_markdown(package["pipeline"], "Use :func:`no_such_function`.")
+    assert "`no_such_function()`" in text
+    assert any("no_such_function" in r.getMessage() for r in caplog.records)
+
+
+def test_math_literal_blocks_and_combined_entries():
+    obj = griffe.Module("m")
+    text = rst.rst_to_markdown(
+        obj,
+        "Schedule\n\n.. math:: z = a x\n\nand\n\n    .. math::\n\n        a = 1,\n        b = 2\n\n"
+        "Per point::\n\n    x = 1\n",
+    )
+    assert "$$\nz = a x\n$$" in text
+    assert "    $$\n    a = 1,\n    b = 2\n    $$" in text
+    assert "Per point:\n\n    x = 1" in text
+    entries = rst.rst_to_markdown(
+        obj,
+        "Parameters\n----------\nfcst, obs : DataArray\n    The fields.\nseed\n    Seed.\n\n"
+        "Returns\n-------\na, b\n    Kept.",
+    )
+    assert "fcst : DataArray\n    The fields.\nobs : DataArray\n    The fields.\n" in entries
+    assert "a, b\n    Kept." in entries
