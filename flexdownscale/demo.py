@@ -29,7 +29,7 @@ from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
 from .errors import ConfigError
 
-__all__ = ["DemoCase", "DemoResult", "run_demo"]
+__all__ = ["SAMPLES", "DemoCase", "DemoResult", "open_sample", "run_demo"]
 
 DEFAULT_OUTPUT = "flexdownscale-demo"
 BASELINES = ("bilinear", "bicubic")
@@ -81,8 +81,52 @@ class DemoResult:
     seconds: float = 0.0
 
 
+#: The real-data samples that ship with the package: name -> file under ``_data/samples``.
+SAMPLES = {
+    "era5_t2m_uk": "era5_t2m_uk_sample.nc",
+    "kolmogorov": "kolmogorov_sample.nc",
+}
+
+
 def _sample_path(name: str) -> Path:
     return Path(str(resources.files("flexdownscale") / "_data" / "samples" / name))
+
+
+def open_sample(name: str) -> xr.Dataset:
+    """One of the real-data samples that ship with the package, loaded into memory.
+
+    Works offline; the tutorials and the demo use them. Both come from the validation splits
+    of the shipped models, so the models never saw them in training.
+
+    Parameters
+    ----------
+    name
+        ``"era5_t2m_uk"``: ERA5 2 m temperature ``t2m`` (K) over the British Isles at 0.25
+        degree, four hours of 20 March 2019, dims (time: 4, latitude: 33, longitude: 49),
+        latitude descending as in the ERA5 files. ``"kolmogorov"``: 2-D Kolmogorov-flow
+        ``vorticity`` on the doubly periodic [0, 2 pi)^2 at 256 x 256, one snapshot at each
+        Reynolds number, dims (reynolds_number: 2, x: 256, y: 256).
+
+    Returns
+    -------
+    xarray.Dataset
+        The file's variables, coordinates and attributes (a copy: changing it changes no file).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not one of :data:`SAMPLES`.
+
+    Examples
+    --------
+    >>> ds = open_sample("era5_t2m_uk")
+    >>> dict(ds.sizes)
+    {'time': 4, 'latitude': 33, 'longitude': 49}
+    """
+    if name not in SAMPLES:
+        raise ConfigError(f"no sample named {name!r}; the samples are {sorted(SAMPLES)}")
+    with xr.open_dataset(_sample_path(SAMPLES[name])) as ds:
+        return ds.load()
 
 
 def load_case(case: DemoCase) -> xr.Dataset:

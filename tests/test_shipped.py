@@ -182,3 +182,22 @@ def test_era5_card_numbers_are_reproduced(shared_data):
     case = "era5-t2m-x4"
     table = skill.card_for(case, skill.CASE_FIELDS[case])
     assert table in load_model_folder(case).card
+
+
+def test_open_sample_gives_a_fresh_copy_of_each_sample():
+    from flexdownscale.demo import SAMPLES, open_sample
+
+    era5 = open_sample("era5_t2m_uk")
+    assert era5.t2m.attrs["units"] == "K"
+    assert dict(era5.sizes) == {
+        "time": 4,
+        "latitude": 33,
+        "longitude": 49,
+    }
+    era5["t2m"] += 1.0  # in memory: a second call is unchanged
+    assert float(open_sample("era5_t2m_uk").t2m.max()) == pytest.approx(float(era5.t2m.max()) - 1)
+    kolmogorov = open_sample("kolmogorov")
+    assert list(kolmogorov.reynolds_number.values) == [1000.0, 4000.0]
+    assert sorted(SAMPLES) == ["era5_t2m_uk", "kolmogorov"]
+    with pytest.raises(ConfigError, match=r"no sample named 'era5'.*'era5_t2m_uk'"):
+        open_sample("era5")
