@@ -12,6 +12,7 @@ the demo sample (8 members, one Reynolds number) with tiles of 64, 128 and the w
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -85,4 +86,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Takes no options; rewrites the report."
+    ).parse_args()
     sys.exit(main())

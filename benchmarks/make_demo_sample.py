@@ -17,6 +17,7 @@ repository root::
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -69,4 +70,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Takes no options; rewrites flexdownscale/_data/samples/*.nc.",
+    ).parse_args()
     main()
