@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from flexdownscale.demo import SAMPLES
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parents[1] / "flexdownscale" / "_data" / "samples"
 ENCODING = {"zlib": True, "complevel": 9, "dtype": "float32"}
@@ -62,9 +64,9 @@ def kolmogorov_sample() -> xr.Dataset:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     era5 = era5_sample()
-    era5.to_netcdf(OUT / "era5_t2m_uk_sample.nc", encoding={"t2m": ENCODING})
+    era5.to_netcdf(OUT / SAMPLES["era5_t2m_uk"], encoding={"t2m": ENCODING})
     kolmo = kolmogorov_sample()
-    kolmo.to_netcdf(OUT / "kolmogorov_sample.nc", encoding={"vorticity": ENCODING})
+    kolmo.to_netcdf(OUT / SAMPLES["kolmogorov"], encoding={"vorticity": ENCODING})
     for path in sorted(OUT.glob("*.nc")):
         print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 

@@ -150,7 +150,10 @@ def _is_zarr(path: str) -> bool:
 
 
 def _open(path: str) -> Any:
-    """Open a netCDF file or a zarr store (lazily); :class:`~flexdownscale.errors.DataError` naming it when that fails."""
+    """Open a netCDF file or a zarr store (lazily).
+
+    A failure is a :class:`~flexdownscale.errors.DataError` naming the path.
+    """
     import xarray as xr
 
     from .errors import DataError

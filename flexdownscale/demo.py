@@ -41,7 +41,7 @@ class DemoCase:
 
     name: str
     title: str
-    sample: str
+    sample: str  # a key of SAMPLES
     variable: str
     factor: int
     model: str
@@ -53,7 +53,7 @@ CASES = (
     DemoCase(
         name="era5_t2m_x4",
         title="ERA5 2 m temperature, British Isles, 1 deg -> 0.25 deg (x4)",
-        sample="era5_t2m_uk_sample.nc",
+        sample="era5_t2m_uk",
         variable="t2m",
         factor=4,
         model="era5-t2m-x4",
@@ -62,7 +62,7 @@ CASES = (
     DemoCase(
         name="kolmogorov_x8",
         title="2-D Kolmogorov-flow vorticity at Re = 1000 and 4000, 32^2 -> 256^2 (x8)",
-        sample="kolmogorov_sample.nc",
+        sample="kolmogorov",
         variable="vorticity",
         factor=8,
         model="kolmogorov-x8",
@@ -86,10 +86,6 @@ SAMPLES = {
     "era5_t2m_uk": "era5_t2m_uk_sample.nc",
     "kolmogorov": "kolmogorov_sample.nc",
 }
-
-
-def _sample_path(name: str) -> Path:
-    return Path(str(resources.files("flexdownscale") / "_data" / "samples" / name))
 
 
 def open_sample(name: str) -> xr.Dataset:
@@ -125,15 +121,15 @@ def open_sample(name: str) -> xr.Dataset:
     """
     if name not in SAMPLES:
         raise ConfigError(f"no sample named {name!r}; the samples are {sorted(SAMPLES)}")
-    with xr.open_dataset(_sample_path(SAMPLES[name])) as ds:
+    path = Path(str(resources.files("flexdownscale") / "_data" / "samples" / SAMPLES[name]))
+    with xr.open_dataset(path) as ds:
         return ds.load()
 
 
 def load_case(case: DemoCase) -> xr.Dataset:
     """The sample of ``case`` at full resolution, on a normalized grid, cropped to a multiple
     of 16 fine cells (the fine grid the model produces)."""
-    with xr.open_dataset(_sample_path(case.sample)) as ds:
-        fine = normalize_grid(ds[[case.variable]].load())
+    fine = normalize_grid(open_sample(case.sample)[[case.variable]])
     spec = grid_spec(fine)
     if case.crop is not None:
         fine = fine.isel({spec.y: slice(0, case.crop[0]), spec.x: slice(0, case.crop[1])})

@@ -40,8 +40,8 @@ def code_blocks(page: Path) -> list[tuple[str, int, str]]:
     return blocks
 
 
-def run_blocks(page: Path, cwd: Path, *, shell: bool = True) -> int:
-    """Run ``page``'s blocks in order in ``cwd`` (``shell=False``: python blocks only).
+def run_blocks(page: Path, cwd: Path, *, commands: bool = True) -> int:
+    """Run ``page``'s blocks in order in ``cwd`` (``commands=False``: python blocks only).
 
     Returns the number of blocks run; a failing block raises with its page and line.
     """
@@ -51,11 +51,11 @@ def run_blocks(page: Path, cwd: Path, *, shell: bool = True) -> int:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     ran = 0
     for lang, line, code in code_blocks(page):
-        if lang.startswith("file:") and shell:
+        if lang.startswith("file:") and commands:
             (cwd / lang[len("file:") :]).write_text(code)
         elif lang == "python":
             exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
-        elif lang in ("bash", "sh", "shell") and shell:
+        elif lang in ("bash", "sh", "shell") and commands:
             for command in (c for c in code.splitlines() if c.strip() and not c.startswith("#")):
                 result = subprocess.run(
                     shlex.split(command),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import griffe
 import pytest
+from docblocks import code_blocks, run_blocks
 
 import flexdownscale
 
@@ -185,8 +186,6 @@ RUNNABLE_GUIDE_PAGES = ("data.md", "metrics.md", "models.md", "diffusion.md")
 
 @pytest.mark.parametrize("name", RUNNABLE_GUIDE_PAGES)
 def test_guide_examples_run_as_written(name, tmp_path, monkeypatch, shared_data):
-    from docblocks import code_blocks, run_blocks
-
     page = ROOT / "docs" / name
     # the pages read the real data as ../shared/data, relative to a project folder
     work = tmp_path / "project"
@@ -194,12 +193,10 @@ def test_guide_examples_run_as_written(name, tmp_path, monkeypatch, shared_data)
     (tmp_path / "shared").symlink_to(shared_data.parent)
     monkeypatch.chdir(work)
     python = sum(lang == "python" for lang, _, _ in code_blocks(page))
-    assert run_blocks(page, work, shell=False) == python > 0
+    assert run_blocks(page, work, commands=False) == python > 0
 
 
 def test_documented_run_files_are_valid_configurations(tmp_path):
-    from docblocks import code_blocks
-
     from flexdownscale.config import TrainConfig, from_toml
 
     pages = [ROOT / "docs" / "training.md", *sorted((ROOT / "docs" / "tutorials").glob("*.md"))]
