@@ -319,17 +319,22 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
 def check_same_units(a: Any, b: Any, *, names: tuple[str, str] = ("fcst", "obs")) -> None:
     """Raise :class:`~flexdownscale.errors.UnitsError` when ``a`` and ``b`` are in other units.
 
-    Compares the ``units`` attribute of each pair of variables (the DataArrays themselves, or a
-    Dataset's variables of the same name) as units, not strings (:mod:`flexdownscale.units`):
+    Compares the ``units`` attribute of each pair of variables (the DataArrays themselves, a
+    Dataset's variables of the same name, or each variable of a Dataset with a DataArray, which
+    xarray scores against every one of them) as units, not strings (:mod:`flexdownscale.units`):
     ``K`` and ``kelvin`` agree, ``K`` and ``degC`` do not, and the error gives the conversion.
     A variable without a ``units`` attribute on either side is not checked.
     """
     if not (isinstance(a, xr.DataArray | xr.Dataset) and isinstance(b, xr.DataArray | xr.Dataset)):
         return
-    if isinstance(a, xr.DataArray) or isinstance(b, xr.DataArray):
-        pairs = [(None, a, b)] if type(a) is type(b) else []
-    else:
+    if isinstance(a, xr.Dataset) and isinstance(b, xr.Dataset):
         pairs = [(v, a[v], b[v]) for v in a.data_vars if v in b.data_vars]
+    elif isinstance(a, xr.Dataset):  # the DataArray is scored against every variable
+        pairs = [(v, a[v], b) for v in a.data_vars]
+    elif isinstance(b, xr.Dataset):
+        pairs = [(v, a, b[v]) for v in b.data_vars]
+    else:
+        pairs = [(None, a, b)]
     for name, va, vb in pairs:
         ua, ub = va.attrs.get("units"), vb.attrs.get("units")
         if ua is None or ub is None:

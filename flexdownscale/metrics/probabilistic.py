@@ -245,8 +245,8 @@ def crps_ensemble(
       compared. ``fair=False`` matches both libraries to round-off.
     - NaN members are ignored (``M`` = the count of valid members at that point); a NaN
       observation gives NaN. With one valid member the ecdf CRPS is ``|x - y|``; the fair
-      CRPS is undefined there: NaN and a ``RuntimeWarning``. A member dim of length 1 with
-      ``fair=True`` raises :class:`~flexdownscale.errors.EnsembleError`.
+      CRPS is undefined there: NaN and a ``RuntimeWarning`` (also for a member dim of length
+      1 with ``fair=True``; use ``fair=False``, the MAE, for a deterministic forecast).
 
     Parameters
     ----------
@@ -282,8 +282,7 @@ def crps_ensemble(
     Raises
     ------
     EnsembleError
-        No member dim, member dim in ``obs``, member dim split across dask chunks, or a
-        one-member ensemble with ``fair=True``.
+        No member dim, member dim in ``obs``, or member dim split across dask chunks.
     WeightsError
         Negative or NaN ``weights`` / ``member_weights``, or dims the data lack.
 

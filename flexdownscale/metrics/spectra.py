@@ -622,16 +622,18 @@ def log_spectral_distance(
 ) -> XarrayLike:
     """Log-spectral distance ``10 sqrt(mean_k log10(P_pred / P_ref)^2)`` in dB.
 
-    The mean runs over the spectral ``dim`` (default ``wavenumber`` or ``zonal_wavenumber``),
-    skipping bins where either spectrum is zero, negative or NaN; other dims are kept.
-    0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
+    The mean runs over the spectral ``dim`` (default ``wavenumber`` or ``zonal_wavenumber``);
+    other dims are kept. 0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
+    Bins where either spectrum is NaN, or both are zero (a constant field), are skipped; a bin
+    where only one of them has no power is infinitely far (the distance is ``inf``), so a
+    prediction that lacks whole scales is never scored as close.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
     d = _spectral_dim(ref, dim)
     pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
-    ok = (pred > 0) & (ref > 0)
+    ok = (pred > 0) | (ref > 0)  # both zero: the two agree there, nothing to compare
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(pred.where(ok) / ref.where(ok))
     out = 10.0 * np.sqrt((ratio**2).mean(d, skipna=True))

@@ -15,9 +15,9 @@ import xarray as xr
 
 from ..errors import ShapeError
 from ._utils import check_same_units
-from .deterministic import rfne, rmse
+from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
-from .spectra import log_spectral_distance, power_spectrum
+from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
 
 __all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum"]
 
@@ -59,6 +59,12 @@ def downscaling_skill(
     spectrum_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Skill of a downscaled prediction (ensemble or deterministic) against the truth.
+
+    Every mean is over all grid points with equal weight, the convention of the model cards and
+    reports (``flexdownscale evaluate`` weights latitude grids by cell area instead, so its
+    numbers differ slightly on large latitude ranges: pass ``weights=`` to the metric functions
+    for that). The two inputs are aligned as by every metric: coordinates equal up to float32
+    round-off are the same grid, others raise ``ShapeError``.
 
     Parameters
     ----------
@@ -108,7 +114,7 @@ def downscaling_skill(
             spread_skill_ratio(pred, truth, member_dim=member_dim, correction="fortin")
         )
     else:
-        out["crps"] = float(np.abs(pred - truth).mean())
+        out["crps"] = float(mae(pred, truth))
         out["spread_skill"] = float("nan")
     sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=spectrum_kwargs)
     st = mean_spectrum(truth, dims=dims, spectrum_kwargs=spectrum_kwargs)
@@ -116,6 +122,6 @@ def downscaling_skill(
     k = st[st.dims[0]].values
     nyquist = float(st.attrs.get("nyquist_wavenumber", np.nanmax(k)))
     small = (k > 0.75 * nyquist) & (k <= nyquist)
-    ratio = (sp / st).values[small]
+    ratio = spectral_ratio(sp, st).values[small]  # on the truth's bins, as the LSD
     out["spectral_ratio_small"] = float(np.nanmean(ratio)) if ratio.size else float("nan")
     return out

@@ -203,3 +203,28 @@ def test_float32_coordinates_of_the_same_grid_are_the_same_points():
     }
     field = xr.DataArray(rng.normal(size=(64, 64)), dims=("lat", "lon"), coords=fine)
     assert np.isfinite(power_spectrum(field).values).all()
+
+
+def test_skill_summary_takes_round_off_coordinates_like_the_metrics():
+    """``downscaling_skill`` divided the two spectra and took the deterministic MAE with plain
+    xarray arithmetic: truth coordinates read back as float32 emptied the intersection, so the
+    summary raised IndexError (ensemble) or gave crps = NaN (deterministic)."""
+    from flexdownscale.metrics import downscaling_skill
+
+    fine = grid_field((2, 16, 16), ("time", "lat", "lon"), seed=4)
+    fine = fine.assign_coords(lat=fine.lat + 0.1, lon=fine.lon + 0.1)  # not exact in float32
+    truth = fine.assign_coords(lat=fine.lat.astype("float32"), lon=fine.lon.astype("float32"))
+    shifted = fine.assign_coords(lon=fine.lon + 1e-9)
+    assert not np.array_equal(truth.lon.values, fine.lon.values)
+    ens = fine.expand_dims(member=3).copy() + xr.DataArray([0.0, 0.5, -0.3], dims="member")
+    det = fine + 0.25
+    for reference in (truth, shifted):
+        exact = downscaling_skill(ens, fine)
+        # the spectra's spacing comes from each side's coordinates: LSD 1e-7 dB, not 0
+        np.testing.assert_allclose(
+            list(downscaling_skill(ens, reference).values()), list(exact.values()), atol=1e-6
+        )
+        skill = downscaling_skill(det, reference)
+        np.testing.assert_allclose(skill["crps"], 0.25)
+        np.testing.assert_allclose(skill["crps"], float(mae(det, fine)))
+        assert np.isfinite(skill["spectral_ratio_small"])

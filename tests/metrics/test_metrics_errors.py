@@ -243,6 +243,20 @@ def test_units_error_for_units_that_do_not_convert_and_per_dataset_variable():
     assert float(rmse(fc, ob.assign(u10=ob.u10.assign_attrs(units="m s-1"))).u10) > 0
 
 
+def test_a_dataset_against_a_dataarray_checks_every_variable():
+    """xarray scores a DataArray against every variable of a Dataset; the units check did not
+    run for that pair, so a field in degC scored an error of 273 K against one in K."""
+    in_celsius = xr.Dataset({"t2m": _in("degC")})
+    with pytest.raises(UnitsError, match=r"variable 't2m': fcst is in 'degC' but obs is in 'K'"):
+        rmse(in_celsius, _in("K", OBS))
+    with pytest.raises(UnitsError, match=r"variable 't2m': fcst is in 'K' but obs is in 'degC'"):
+        crps_ensemble(
+            _in("K").expand_dims(member=3) + ENS.member * 0.1, xr.Dataset({"t2m": _in("degC", OBS)})
+        )
+    same = xr.Dataset({"t2m": _in("kelvin")})
+    assert float(rmse(same, _in("K", OBS)).t2m) == float(rmse(FC, OBS))
+
+
 def test_energy_spectrum_and_skill_summary_refuse_mixed_units():
     from flexdownscale.metrics import downscaling_skill, kinetic_energy_spectrum
 

@@ -337,6 +337,23 @@ def test_spectral_ratio_and_log_spectral_distance():
         spectral_ratio(other, ref)
 
 
+def test_missing_scales_are_infinitely_far_not_skipped():
+    """A prediction with no power at some scales was scored 0 dB when its other bins matched
+    (zero bins were skipped); the definition 10 sqrt(mean log10(P/P_ref)^2) is infinite."""
+    rng = np.random.default_rng(7)
+    ref = power_spectrum(metric_grid(rng.normal(size=(2, 32, 32))))
+    k = ref["wavenumber"]
+    no_small_scales = ref.where(k < k.max() / 2, 0.0)
+    assert np.isinf(log_spectral_distance(no_small_scales, ref).values).all()
+    assert np.isinf(log_spectral_distance(ref, no_small_scales).values).all()
+    # both without power (a constant field): nothing to compare, as before
+    zero = 0.0 * ref
+    assert np.isnan(log_spectral_distance(zero, zero).values).all()
+    # bins that are NaN (partly filled beyond the data) are still skipped
+    gaps = ref.where(k != k[3])
+    np.testing.assert_allclose(log_spectral_distance(gaps, ref).values, 0.0, atol=1e-12)
+
+
 def test_dataset_input():
     rng = np.random.default_rng(6)
     a = metric_grid(rng.normal(size=(16, 20)))
