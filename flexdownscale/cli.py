@@ -610,14 +610,19 @@ def _dims_in(ds: Any, dims: dict[str, str]) -> dict[str, str] | None:
 
 
 def _truth_in_time_with(
-    pred: Any, truth: Any, names: list[str], dims: dict[str, str] | None = None
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    dims: dict[str, str] | None = None,
+    member_dim: str = "member",
 ) -> Any:
     """The truth at the prediction's time(s), however each side stores time, else DataError.
 
     A time dim (under any name) on both sides: matched by value. A single field on one side:
     matched by its scalar time coordinate, or, without one, only against a truth of one time.
     The truth is never broadcast across the prediction's times. ``dims`` is the ``--dims``
-    override (applied to each file where it names one of its dims).
+    override (applied to each file where it names one of its dims); ``member_dim`` the
+    prediction's ensemble dim.
     """
     import numpy as np
 
@@ -628,11 +633,13 @@ def _truth_in_time_with(
     paxes = find_axes(pred[names[0]], dims=_dims_in(pred, dims))
     ptime = paxes.time
     ttime = find_axes(truth[names[0]], dims=_dims_in(truth, dims)).time
-    unknown = [str(d) for d in pred[names[0]].dims if d not in (paxes.y, paxes.x, ptime, "member")]
+    unknown = [
+        str(d) for d in pred[names[0]].dims if d not in (paxes.y, paxes.x, ptime, member_dim)
+    ]
     if ptime is None and ttime is not None and unknown:
         raise DataError(
-            f"the prediction has dims {unknown} that are neither its grid nor 'member'; if "
-            f"{unknown[0]!r} is its time dim, pass --dims time={unknown[0]}"
+            f"the prediction has dims {unknown} that are neither its grid nor {member_dim!r}; "
+            f"if {unknown[0]!r} is its time dim, pass --dims time={unknown[0]}"
         )
     if ptime is not None and ttime is not None:
         if ttime != ptime:
@@ -703,6 +710,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
 
     from . import metrics
     from .data.grid import find_axes, grid_spec, normalize_grid
@@ -710,6 +718,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .plot import plot_rank_histogram, plot_spectra
 
     dims = _merged(args.dims)
+    member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
     pred = _open(args.prediction)
     truth = _open(args.truth)
     truth = normalize_grid(truth, dims=_dims_in(truth, dims))
@@ -732,7 +741,21 @@ def _evaluate(args: argparse.Namespace) -> int:
             if periodic:
                 periods[dim] = n * step
     truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
-    truth = _truth_in_time_with(pred, truth, names, dims)
+    truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
+    for v in names:  # a dim only the prediction has would be averaged as if it were space
+        extra = [str(d) for d in pred[v].dims if d not in truth[v].dims and d != member_dim]
+        if extra:
+            raise DataError(
+                f"the prediction's {v!r} has dims {extra} that the truth lacks; if "
+                f"{extra[0]!r} is the ensemble dim, pass --dims member={extra[0]}, else select "
+                "one value of it (or give truth along it)"
+            )
+    for v in names:
+        if not bool(np.isfinite(pred[v]).any()):
+            raise DataError(
+                f"the prediction's {v!r} has no finite value; check the file (a failed run, or "
+                "a fill value that was not decoded?)"
+            )
     if any(bool(truth[v].isnull().all()) for v in names):
         raise GridError(
             "the truth has no values on the prediction grid; give truth on the fine grid "
@@ -742,7 +765,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {args.out!r} is a file, not a folder; give a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
-    has_members = "member" in pred.dims and pred.sizes["member"] > 1
+    has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
     spatial = [axes.y, axes.x]
     spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
     # latitude grids: means weighted by cell area (WeatherBench practice); projected and
@@ -754,9 +777,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
     rows = []
+    gaps: list[str] = []
     for v in names:
         p, t = pred[v], truth[v]
-        mean = p.mean("member") if "member" in p.dims else p
+        mean = p.mean(member_dim) if member_dim in p.dims else p
         row = {
             "variable": v,
             "units": str(p.attrs.get("units", "")),
@@ -765,26 +789,41 @@ def _evaluate(args: argparse.Namespace) -> int:
             "bias": float(metrics.bias(mean, t, weights=weights)),
         }
         if has_members:
-            row["CRPS"] = float(metrics.crps_ensemble(p, t, weights=weights))
-            row["spread/skill"] = float(metrics.spread_skill_ratio(p, t, weights=weights))
-        spectra = {"method": method}
-        row["LSD (dB)"] = float(
-            metrics.log_spectral_distance(
-                metrics.mean_spectrum(p, dims=spatial, spectrum_kwargs=spectra),
-                metrics.mean_spectrum(t, dims=spatial, spectrum_kwargs=spectra),
+            row["CRPS"] = float(metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights))
+            row["spread/skill"] = float(
+                metrics.spread_skill_ratio(p, t, member_dim=member_dim, weights=weights)
             )
-        )
+        # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
+        # missing cells) is scored on its valid points, without the spectral entries
+        missing = {
+            name: int(field.isnull().sum()) for name, field in (("prediction", p), ("truth", t))
+        }
+        spectra = {"method": method}
+        if any(missing.values()):
+            row["LSD (dB)"] = None
+            gaps.append(
+                f"`{v}` ("
+                + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
+                + ")"
+            )
+        else:
+            row["LSD (dB)"] = float(
+                metrics.log_spectral_distance(
+                    metrics.mean_spectrum(p, dims=spatial, spectrum_kwargs=spectra),
+                    metrics.mean_spectrum(t, dims=spatial, spectrum_kwargs=spectra),
+                )
+            )
+            fig = plot_spectra(
+                {"truth": t, "prediction": p},  # member spectra are averaged, not the mean's
+                reference="truth",
+                dims=spatial,
+                spectrum_kwargs=spectra,
+                title=f"{v}: power spectra",
+            )
+            fig.savefig(out / f"spectra_{v}.png", dpi=100)
         rows.append(row)
-        fig = plot_spectra(
-            {"truth": t, "prediction": p},  # member spectra are averaged, not the mean's
-            reference="truth",
-            dims=spatial,
-            spectrum_kwargs=spectra,
-            title=f"{v}: power spectra",
-        )
-        fig.savefig(out / f"spectra_{v}.png", dpi=100)
         if has_members:
-            fig = plot_rank_histogram(p, t, title=f"{v}: rank histogram")
+            fig = plot_rank_histogram(p, t, member_dim=member_dim, title=f"{v}: rank histogram")
             fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
         import matplotlib.pyplot as plt
 
@@ -803,15 +842,37 @@ def _evaluate(args: argparse.Namespace) -> int:
         "|" + "---|" * len(columns),
     ]
     for row in rows:
-        cells = [
-            f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
-            for c in columns
-        ]
+        cells = [_table_cell(row.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    if gaps:
+        lines += [
+            "",
+            "Scores over the valid points only; no LSD or spectrum plot for "
+            + ", ".join(gaps)
+            + ": spectra need gap-free fields (fill or crop the gaps to get them).",
+        ]
     (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    # strict JSON: a score that is NaN or infinite (no valid point, no power) is null
+    strict = [{k: _json_number(value) for k, value in row.items()} for row in rows]
+    (out / "metrics.json").write_text(
+        json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
+    )
     print("\n".join(lines))
     return 0
+
+
+def _table_cell(value: Any) -> str:
+    """A metrics-table cell: numbers to 4 significant digits, a left-out score as ``n/a``."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _json_number(value: Any) -> Any:
+    """``value`` for strict JSON: NaN and infinities become ``null``."""
+    import math
+
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -932,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="AXIS=DIM[,...]",
         help="name dimensions that are not recognised, e.g. time=step (applied to each file "
-        "that has that dim)",
+        "that has that dim); member=NAME names the prediction's ensemble dim (default: member)",
     )
     return parser
 

@@ -317,6 +317,90 @@ def _rows(argv, capsys):
     return json.loads((Path(argv[argv.index("--out") + 1]) / "metrics.json").read_text())
 
 
+def test_evaluate_an_ensemble_dim_under_another_name(fake_prediction, tmp_path, capsys):
+    """An ensemble dim not called ``member`` was pooled into the RMSE as if it were space
+    (exit 0, no CRPS): it is refused with the option to name it, ``--dims member=NAME``."""
+    pred_path, truth = fake_prediction
+    truth.to_netcdf(tmp_path / "t.nc")
+    expected = _rows(
+        ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out", str(tmp_path / "a")], capsys
+    )
+    pred = xr.open_dataset(pred_path).load().rename(member="realization")
+    pred.to_netcdf(tmp_path / "p.nc")
+    argv = [
+        "evaluate",
+        str(tmp_path / "p.nc"),
+        str(tmp_path / "t.nc"),
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the prediction's 't2m' has dims ['realization'] that the "
+        "truth lacks; if 'realization' is the ensemble dim, pass --dims member=realization, else "
+        "select one value of it (or give truth along it)"
+    )
+    assert _rows([*argv, "--dims", "member=realization"], capsys) == expected
+    assert (tmp_path / "b" / "rank_histogram_t2m.png").exists()
+
+
+def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_path, capsys):
+    """A land-sea mask (NaN in both files) made the spectra raise after every score was
+    computed, and the report was lost; NaN in the truth alone wrote non-standard JSON."""
+    pred_path, truth = fake_prediction
+    pred = xr.open_dataset(pred_path).load()
+    land = truth["latitude"] > truth["latitude"].values[-4]  # 3 rows
+    lat_rows = int(land.sum())
+    pred.where(~land).to_netcdf(tmp_path / "p.nc")
+    truth.where(~land).to_netcdf(tmp_path / "t.nc")
+    rows = _rows(
+        ["evaluate", str(tmp_path / "p.nc"), str(tmp_path / "t.nc"), "--out", str(tmp_path / "r")],
+        capsys,
+    )
+    valid = truth.where(~land, drop=True)
+    # the scores of the valid points: the fake ensemble is the truth -/+ 0.5
+    assert rows[0]["RMSE (ens. mean)"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[0]["CRPS"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[0]["LSD (dB)"] is None
+    report = (tmp_path / "r" / "metrics.md").read_text()
+    cells = lat_rows * valid.sizes["longitude"] * valid.sizes["time"]
+    assert (
+        f"no LSD or spectrum plot for `t2m` ({2 * cells} missing values in the prediction, "
+        f"{cells} missing values in the truth)" in report
+    )
+    assert "| n/a |" in report
+    assert not (tmp_path / "r" / "spectra_t2m.png").exists()
+    assert (tmp_path / "r" / "rank_histogram_t2m.png").exists()
+    # strict JSON whatever the scores: members equal to the truth have spread/skill 0 / 0
+    truth.expand_dims(member=2).to_netcdf(tmp_path / "exact.nc")
+    argv = [
+        "evaluate",
+        str(tmp_path / "exact.nc"),
+        str(tmp_path / "t.nc"),
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    rows = _rows(argv, capsys)
+    json.loads((tmp_path / "e" / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert rows[0]["spread/skill"] is None
+    # a prediction with no value at all is refused, as a truth with none is
+    pred.where(False).to_netcdf(tmp_path / "empty.nc")
+    argv = [
+        "evaluate",
+        str(tmp_path / "empty.nc"),
+        str(tmp_path / "t.nc"),
+        "--out",
+        str(tmp_path / "n"),
+    ]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the prediction's 't2m' has no finite value; check the "
+        "file (a failed run, or a fill value that was not decoded?)"
+    )
+
+
 def test_evaluate_aligns_time_however_each_side_stores_it(fake_prediction, tmp_path, capsys):
     """A single field on either side, a scalar time, another time dim name: matched by value,
     never broadcast (which inflated every score silently)."""
