@@ -1028,7 +1028,125 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
         )
 
 
-class Downscaler(_BackboneOnDevice, _PhysicalCondition):
+class _ModelFolderIO:
+    """What a model folder records beyond the weights, and :meth:`save_pretrained`.
+
+    Shared by :class:`Downscaler` and :class:`Forecaster`; ``_task`` and ``_folder_factor`` say
+    what the folder's ``config.json`` records for each.
+    """
+
+    _task: str
+    backbone: nn.Module
+    diffusion: DiffusionConfig | None
+    sampler: SamplerConfig
+    variables: tuple[str, ...]
+    units: dict[str, str]
+    normalizer: Normalizer
+    grid: dict[str, Any]
+    condition: dict[str, Any] | None
+    name: str
+    card: str
+
+    def _init_folder_state(self, diffusion: DiffusionConfig | Objective) -> Objective:
+        """Set ``diffusion`` and the loaded-folder fields; return the objective."""
+        # a loaded folder's path, metadata (training steps, validation, history) and weights
+        # dtype, written back by save_pretrained
+        self.path: Path | None = None
+        self.extra: dict[str, Any] = {}
+        self.weights_dtype: torch.dtype | None = None
+        if isinstance(diffusion, DiffusionConfig):
+            self.diffusion = diffusion
+            return build_objective(diffusion)
+        if isinstance(diffusion, Objective):
+            self.diffusion = None
+            return diffusion
+        raise ConfigError(
+            f"diffusion must be a DiffusionConfig or an Objective, got {type(diffusion).__name__}"
+        )
+
+    def _check_normalizer(self) -> None:
+        missing = [v for v in self.variables if v not in self.normalizer.variables]
+        if missing:
+            raise ConfigError(f"the normalizer has no statistics for {missing}")
+
+    def _adopt_folder(self, folder: Any) -> None:
+        """Remember the loaded folder (a ``hub.ModelFolder``): path, metadata, weights dtype."""
+        self.path = Path(folder.path)
+        self.extra = dict(folder.extra)
+        stored = [t.dtype for t in folder.state_dict.values() if t.is_floating_point()]
+        self.weights_dtype = min(stored, key=lambda d: d.itemsize) if stored else None
+
+    def _folder_factor(self) -> int:
+        return 1
+
+    def save_pretrained(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        card: str | None = None,
+        overwrite: bool = False,
+        dtype: torch.dtype | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`).
+
+        Parameters
+        ----------
+        path
+            Destination folder; an existing one is refused unless ``overwrite=True`` (and even
+            then only a model folder or an empty folder is replaced).
+        card
+            Model card (``README.md``); default: the loaded folder's.
+        overwrite
+            Replace an existing model folder at ``path``.
+        dtype
+            Dtype of the stored weights (``torch.bfloat16`` halves the folder); default: the
+            dtype of the folder the model was loaded from (bfloat16 for the shipped models),
+            else the backbone's. The time embeddings' frequencies always stay float32.
+        extra
+            Metadata under ``config.json["extra"]``; default: the loaded folder's (training
+            steps, validation skill, history).
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+
+        Raises
+        ------
+        ConfigError
+            When the model was built from an ``Objective`` rather than its ``DiffusionConfig``.
+        ModelFolderError
+            When ``path`` exists and may not be replaced.
+        """
+        from .hub import save_model_folder
+        from .models import export_state_dict
+
+        if self.diffusion is None:
+            raise ConfigError(
+                f"this {type(self).__name__} was built from an Objective; build it from its "
+                "DiffusionConfig to save it"
+            )
+        return save_model_folder(
+            path,
+            state_dict=export_state_dict(self.backbone, dtype or self.weights_dtype),
+            model=self.backbone.config,
+            diffusion=self.diffusion,
+            sampler=self.sampler,
+            variables=self.variables,
+            units=self.units,
+            factor=self._folder_factor(),
+            normalization=self.normalizer.to_dict(),
+            grid=self.grid,
+            card=card if card is not None else (self.card or f"# {self.name}\n"),
+            task=self._task,
+            condition=self.condition,
+            extra=dict(extra) if extra is not None else self.extra,
+            overwrite=overwrite,
+        )
+
+
+class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
     """A trained super-resolution model with everything needed to apply it to a dataset.
 
     Build one with :meth:`from_pretrained` (a model folder, a shipped name or a Hub id) or from
@@ -1069,6 +1187,8 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         it warn that the model extrapolates.
     """
 
+    _task = "superres"
+
     def __init__(
         self,
         model: nn.Module,
@@ -1089,15 +1209,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         if isinstance(model, ResidualModel):
             model = model.backbone
         self.backbone = model.eval()
-        if isinstance(diffusion, DiffusionConfig):
-            self.diffusion: DiffusionConfig | None = diffusion
-            self.objective = build_objective(diffusion)
-        elif isinstance(diffusion, Objective):
-            self.diffusion, self.objective = None, diffusion
-        else:
-            raise ConfigError(
-                f"diffusion must be a DiffusionConfig or an Objective, got {type(diffusion).__name__}"
-            )
+        self.objective = self._init_folder_state(diffusion)
         self.normalizer = normalizer
         self.grid = dict(grid)
         self.variables = tuple(variables)
@@ -1107,14 +1219,7 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
         self.name = name or "unnamed model"
         self.card = card
         self._set_condition(condition, model)
-        self.path: Path | None = None
-        # a loaded folder's metadata (training steps, validation, history) and weights dtype,
-        # written back by save_pretrained
-        self.extra: dict[str, Any] = {}
-        self.weights_dtype: torch.dtype | None = None
-        missing = [v for v in self.variables if v not in normalizer.variables]
-        if missing:
-            raise ConfigError(f"the normalizer has no statistics for {missing}")
+        self._check_normalizer()
         upsample = self.grid.get("upsample", "bilinear")
         if upsample not in ("bilinear", "bicubic", "conservative", "nearest"):
             raise ConfigError(f"grid metadata names an unknown upsampling {upsample!r}")
@@ -1162,59 +1267,11 @@ class Downscaler(_BackboneOnDevice, _PhysicalCondition):
             card=folder.card,
             condition=folder.condition,
         )
-        out.path = Path(folder.path)
-        out.extra = dict(folder.extra)
-        stored = [t.dtype for t in folder.state_dict.values() if t.is_floating_point()]
-        out.weights_dtype = min(stored, key=lambda d: d.itemsize) if stored else None
+        out._adopt_folder(folder)
         return out
 
-    def save_pretrained(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        card: str | None = None,
-        overwrite: bool = False,
-        dtype: torch.dtype | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`).
-
-        Parameters
-        ----------
-        card
-            Model card (``README.md``); default: the loaded folder's.
-        dtype
-            Dtype of the stored weights (``torch.bfloat16`` halves the folder); default: the
-            dtype of the folder the model was loaded from (bfloat16 for the shipped models),
-            else the backbone's. The time embeddings' frequencies always stay float32.
-        extra
-            Metadata under ``config.json["extra"]``; default: the loaded folder's (training
-            steps, validation skill, history).
-        """
-        from .hub import save_model_folder
-        from .models import export_state_dict
-
-        if self.diffusion is None:
-            raise ConfigError(
-                "this Downscaler was built from an Objective; build it from its DiffusionConfig "
-                "to save it"
-            )
-        return save_model_folder(
-            path,
-            state_dict=export_state_dict(self.backbone, dtype or self.weights_dtype),
-            model=self.backbone.config,
-            diffusion=self.diffusion,
-            sampler=self.sampler,
-            variables=self.variables,
-            units=self.units,
-            factor=self.factor,
-            normalization=self.normalizer.to_dict(),
-            grid=self.grid,
-            card=card if card is not None else (self.card or f"# {self.name}\n"),
-            condition=self.condition,
-            extra=dict(extra) if extra is not None else self.extra,
-            overwrite=overwrite,
-        )
+    def _folder_factor(self) -> int:
+        return self.factor
 
     def __getstate__(self) -> dict[str, Any]:
         # a model loaded from a folder travels as its path and is loaded once per process
@@ -1790,7 +1847,7 @@ def _run_block(
     return downscaler._sample_block(np.asarray(a), start=start, params=params)
 
 
-class Forecaster(_BackboneOnDevice, _PhysicalCondition):
+class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
     """A trained forecast model: member-wise autoregressive ensemble rollouts of a dataset.
 
     Parameters
@@ -1809,7 +1866,16 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         Default sampler settings.
     name
         Model name recorded in the outputs' provenance.
+    condition
+        Physical-condition metadata, as for :class:`Downscaler`.
+    grid
+        The training grid metadata (``ForecastDataset.grid_metadata()``), kept in the folder
+        written by :meth:`save_pretrained`.
+    card
+        Model card text written by :meth:`save_pretrained`.
     """
+
+    _task = "forecast"
 
     def __init__(
         self,
@@ -1823,11 +1889,13 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         sampler: SamplerConfig | None = None,
         name: str | None = None,
         condition: Mapping[str, Any] | None = None,
+        grid: Mapping[str, Any] | None = None,
+        card: str = "",
     ) -> None:
+        if isinstance(model, ResidualModel):
+            model = model.backbone
         self.backbone = model.eval()
-        self.objective = (
-            build_objective(diffusion) if isinstance(diffusion, DiffusionConfig) else diffusion
-        )
+        self.objective = self._init_folder_state(diffusion)
         self.normalizer = normalizer
         self.variables = tuple(variables)
         self.units = {v: str(units.get(v, "")) for v in self.variables}
@@ -1835,7 +1903,16 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
         self.past_frames = past_frames or (config.past_frames if config is not None else 1)
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
         self.name = name or "unnamed model"
+        self.grid = dict(grid or {})
+        self.card = card
         self._set_condition(condition, model)
+        self._check_normalizer()
+
+    def __repr__(self) -> str:
+        return (
+            f"Forecaster({self.name!r}, variables={list(self.variables)}, "
+            f"past_frames={self.past_frames}, objective={self.objective!r})"
+        )
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Forecaster:
@@ -1848,7 +1925,7 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
                 f"model {str(name_or_path)!r} is a {folder.task!r} model; use Downscaler or "
                 "ds.flex.downscale for super-resolution models"
             )
-        return cls(
+        out = cls(
             _backbone_from_folder(folder),
             folder.diffusion,
             normalizer=Normalizer.from_dict(folder.normalization),
@@ -1858,7 +1935,11 @@ class Forecaster(_BackboneOnDevice, _PhysicalCondition):
             sampler=folder.sampler,
             name=_model_label(name_or_path, folder.path),
             condition=folder.condition,
+            grid=folder.grid,
+            card=folder.card,
         )
+        out._adopt_folder(folder)
+        return out
 
     def __call__(
         self,

@@ -235,7 +235,7 @@ def test_forecast(setup):
     assert one["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
 
 
-def test_conditioned_forecast(setup):
+def test_conditioned_forecast(setup, tmp_path):
     """A forecast model with a physical condition (e.g. Re) reads it like the Downscaler."""
     from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
     from flexdownscale.data import Normalizer
@@ -274,3 +274,33 @@ def test_conditioned_forecast(setup):
     assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-5
     assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
     assert high.attrs["reynolds_number"] == 4000.0  # the value used, not the input's
+    # a Forecaster built from parts saves a model folder that loads back to the same forecasts
+    path = model.save_pretrained(tmp_path / "forecast-model", card="# my forecaster\n")
+    loaded = Forecaster.from_pretrained(path)
+    assert loaded.path == path
+    assert (loaded.past_frames, loaded.condition, loaded.card) == (
+        1,
+        {"name": "reynolds_number", "scale": 40000},
+        "# my forecaster\n",
+    )
+    assert repr(loaded) == (
+        f"Forecaster({str(path)!r}, variables=['t2m'], past_frames=1, "
+        f"objective={loaded.objective!r})"
+    )
+    again = coarse.flex.forecast(str(path), 2, members=2, condition=1000.0)
+    np.testing.assert_array_equal(again["t2m"].values, low["t2m"].values)
+    with pytest.raises(ModelFolderError, match="exists"):
+        loaded.save_pretrained(path)
+    # stored in the loaded folder's dtype unless told otherwise; overwrite replaces it
+    loaded.save_pretrained(path, overwrite=True, dtype=torch.bfloat16)
+    assert Forecaster.from_pretrained(path).weights_dtype == torch.bfloat16
+    from flexdownscale.diffusion import build_objective
+
+    with pytest.raises(ConfigError, match="built from an Objective"):
+        Forecaster(
+            net, build_objective(DiffusionConfig()), condition=model.condition, **kwargs
+        ).save_pretrained(tmp_path / "objective")
+    with pytest.raises(ConfigError, match=r"no statistics for \['u10'\]"):
+        Forecaster(
+            net, DiffusionConfig(), condition=model.condition, **{**kwargs, "variables": ["u10"]}
+        )
