@@ -179,8 +179,8 @@ def test_math_literal_blocks_and_combined_entries():
     assert "a, b\n    Kept." in entries
 
 
-#: User-guide pages whose python blocks run as written (the others show calls on the reader's
-#: own data, or commands; their blocks are checked by hand).
+#: User-guide pages whose python blocks run as written (``READER_DATA_PAGES`` below: the pages
+#: of calls on the reader's own data).
 RUNNABLE_GUIDE_PAGES = ("data.md", "metrics.md", "models.md", "diffusion.md")
 
 
@@ -194,6 +194,94 @@ def test_guide_examples_run_as_written(name, tmp_path, monkeypatch, shared_data)
     monkeypatch.chdir(work)
     python = sum(lang == "python" for lang, _, _ in code_blocks(page))
     assert run_blocks(page, work, commands=False) == python > 0
+
+
+#: Pages whose examples are calls on the reader's own data and model folders: they run with the
+#: shipped samples standing in for that data (``reader_data``) and these placeholders replaced.
+READER_DATA_PAGES = {
+    "README.md": {"path/to/model": "reader-model"},
+    "docs/index.md": {},
+    "docs/inference.md": {
+        "path/to/model": "reader-model",
+        "path/to/forecast-model": "reader-forecast-model",
+    },
+    "docs/shipped-models.md": {},
+}
+
+
+@pytest.fixture(scope="module")
+def reader_data(tmp_path_factory):
+    """A reader's folder: 2 m temperature at 1 and 0.25 degree (two hours of the shipped ERA5
+    sample, as files and as ``coarse`` / ``truth``), coarse Kolmogorov vorticity at Re = 4000
+    (``kf``), a copy of a shipped model and an (untrained) forecast model, as folders."""
+    import torch
+
+    import flexdownscale as fd
+    from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.data import Normalizer, degrade, normalize_grid
+    from flexdownscale.demo import open_sample
+    from flexdownscale.models import build_model
+
+    folder = tmp_path_factory.mktemp("reader")
+    era5 = normalize_grid(open_sample("era5_t2m_uk"))
+    truth = era5.isel(time=slice(0, 2), latitude=slice(0, 32), longitude=slice(0, 48))
+    coarse = degrade(truth, 4)
+    truth.to_netcdf(folder / "t2m_025deg.nc")
+    coarse.to_netcdf(folder / "t2m_1deg.nc")
+    # a quarter of the box keeps the run short (no longer periodic: halos reflect)
+    kf = degrade(open_sample("kolmogorov").sel(reynolds_number=4000.0), 8).isel(
+        x=slice(0, 16), y=slice(0, 16)
+    )
+    fd.Downscaler.from_pretrained("era5-t2m-x4").save_pretrained(folder / "reader-model")
+    torch.manual_seed(0)
+    fd.Forecaster(
+        build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2)),
+        DiffusionConfig(),
+        normalizer=Normalizer.fit(truth[["t2m"]]),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        sampler=SamplerConfig(steps=2),
+    ).save_pretrained(folder / "reader-forecast-model")
+    return folder, {"ds": coarse, "coarse": coarse, "truth": truth, "kf": kf}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(READER_DATA_PAGES))
+def test_examples_on_the_readers_data_run(name, reader_data, tmp_path, monkeypatch):
+    """The python blocks of pages written for the reader's data run on stand-ins for it."""
+    import shutil
+
+    folder, namespace = reader_data
+    work = tmp_path / "reader"
+    shutil.copytree(folder, work)
+    monkeypatch.chdir(work)
+    page = ROOT / name
+    python = sum(lang == "python" for lang, _, _ in code_blocks(page))
+    replace = READER_DATA_PAGES[name]
+    ran = run_blocks(page, work, commands=False, replace=replace, namespace=dict(namespace))
+    assert ran == python > 0
+    for placeholder in replace:  # each placeholder is still on the page
+        assert placeholder in page.read_text(), f"{name} no longer has {placeholder!r}"
+
+
+def test_blocks_that_show_an_error_must_raise_it(tmp_path):
+    page = tmp_path / "page.md"
+    shown = "```python\n{}\n# ValueError: bad\n#     value\n```\n"
+    page.write_text(
+        "- item\n\n  "
+        + shown.format("raise ValueError('bad  value, really')").replace("\n", "\n  ")
+    )
+    assert code_blocks(page)[0][0] == "python"  # indented in a list item, dedented
+    assert run_blocks(page, tmp_path) == 1
+    page.write_text(shown.format("x = 1"))
+    with pytest.raises(AssertionError, match="the block shows ValueError, none raised"):
+        run_blocks(page, tmp_path)
+    page.write_text(shown.format("raise ValueError('other')"))
+    with pytest.raises(AssertionError, match="the message is 'other'"):
+        run_blocks(page, tmp_path)
+    page.write_text(shown.format("raise KeyError('bad value')"))
+    with pytest.raises(AssertionError, match="raised KeyError"):
+        run_blocks(page, tmp_path)
 
 
 def test_documented_run_files_are_valid_configurations(tmp_path):
