@@ -151,6 +151,9 @@ def test_relative_names_resolve_in_the_docstring_scope(package):
     # an imported name resolves to where it is defined
     text = rst.rst_to_markdown(package["data.regrid"], ":class:`GridError`")
     assert 'identifier="flexdownscale.errors.GridError"' in text
+    # a method inherited from a (private) base class links to the class's own rendering of it
+    text = rst.rst_to_markdown(package["pipeline.Forecaster"], ":meth:`save_pretrained`")
+    assert 'identifier="flexdownscale.pipeline.Forecaster.save_pretrained"' in text
 
 
 def test_a_dangling_reference_is_a_warning(package, caplog):

@@ -53,6 +53,8 @@ def _resolve(obj: griffe.Object, target: str) -> str | None:
     head, _, rest = target.partition(".")
     scope: griffe.Object | None = obj
     while scope is not None:
+        if scope.is_class and head in scope.inherited_members:  # rendered on the class itself
+            return f"{scope.path}.{target}"
         try:
             path = scope.resolve(head)
         except (griffe.NameResolutionError, griffe.AliasResolutionError, KeyError):
