@@ -389,17 +389,19 @@ def _bbox_longitudes(x_min: float, x_max: float, xs: np.ndarray) -> tuple[float,
 
 def _bbox_axis(
     values: np.ndarray, low: float, high: float, step: float, periodic: bool, halo: int
-) -> tuple[np.ndarray, np.ndarray, slice] | None:
-    """Cells of one axis a bbox reads: (indices into the axis, their coordinates, the slice of
-    them inside ``[low, high]``) with ``halo`` cells on each side; ``None`` when no centre is
-    inside.
+) -> tuple[np.ndarray, np.ndarray, slice | np.ndarray, bool] | None:
+    """Cells of one axis a bbox reads: (indices into the axis, their coordinates, the cells of
+    them inside ``[low, high]`` (a slice, or indices), whether they are the whole axis) with
+    ``halo`` cells on each side; ``None`` when no centre is inside.
 
     A non-periodic axis is clipped at its ends. A periodic one (``n`` cells of ``step``) wraps:
     the range is moved by whole periods next to the axis, read across the seam, and given
     coordinates that continue the axis in the range's own convention (a bbox from -5 to 5 on
     a 0..360 axis reads 355 ... 359.x, 0 ... 5 as -5 ... 5; the refined grid then puts
     longitudes into the standard convention in which they are contiguous). A range of a whole
-    period or more is the whole axis (periodic, not cut).
+    period or more is the whole axis. A shorter range whose halos would meet round the axis
+    runs on the whole axis too (periodic), and its cells are then an array of indices into it
+    that may wrap across the seam (:func:`_contiguous_crop` gives them continuing coordinates).
     """
     n = values.size
     if not periodic:
@@ -408,24 +410,63 @@ def _bbox_axis(
             return None
         lo, hi = max(0, inside[0] - halo), min(n, inside[-1] + 1 + halo)
         index = np.arange(lo, hi)
-        return index, values[index], slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+        inner = slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+        return index, values[index], inner, inside.size == n
     period = n * step
     if high - low >= period - 1e-9 * period:
-        return np.arange(n), values, slice(0, n)
+        return np.arange(n), values, slice(0, n), True
     shift = math.floor((low - values[0]) / period) * period
-    unrolled = values[0] + np.arange(-n, 2 * n) * step  # the axis continued one period each way
+    # the axis continued one period before and two after: the range (moved next to the axis)
+    # starts in the second period and ends before the third's end; halos add at most n a side
+    unrolled = values[0] + np.arange(-n, 3 * n) * step
     inside = np.flatnonzero((unrolled >= low - shift) & (unrolled <= high - shift))
     if inside.size == 0:
         return None
-    # (halos may reach round to the range's other end and repeat cells: they are cropped off)
-    lo, hi = inside[0] - min(halo, n), inside[-1] + 1 + min(halo, n)
+    halo = min(halo, n)
+    if inside.size + 2 * halo >= n:  # the halos would meet round the axis: run it whole
+        return np.arange(n), values, (inside - n) % n, True
+    lo, hi = inside[0] - halo, inside[-1] + 1 + halo
     positions = np.arange(lo, hi)
     coords = unrolled[positions] + shift
-    return (positions - n) % n, coords, slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+    inner = slice(int(inside[0] - lo), int(inside[-1] + 1 - lo))
+    return (positions - n) % n, coords, inner, False
 
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def _fine_cells(inner: slice | np.ndarray, factor: int) -> slice | np.ndarray:
+    """The fine cells of the coarse cells ``inner`` (a slice, or indices that may wrap)."""
+    if isinstance(inner, slice):
+        return slice(inner.start * factor, inner.stop * factor)
+    return (np.asarray(inner)[:, None] * factor + np.arange(factor)).ravel()
+
+
+def _cell_count(cells: slice | np.ndarray) -> int:
+    return cells.stop - cells.start if isinstance(cells, slice) else len(cells)
+
+
+def _contiguous_crop(
+    grid: xr.Dataset, dim: Hashable, cells: np.ndarray, period: float, low: float
+) -> xr.Dataset:
+    """``grid`` at the fine ``cells`` of a periodic ``dim`` (indices that may wrap across its
+    seam), with coordinates (and bounds) that continue across the seam from about ``low``:
+    a band of longitudes from 171 to 150 degrees reads 171 ... 509.25."""
+    out = grid.isel({dim: cells})
+    values = np.asarray(out[dim].values, dtype=np.float64)
+    turns = np.concatenate([[0.0], np.cumsum(np.diff(values) < 0)]) * period
+    turns += np.round((low - values[0]) / period) * period
+    names = [dim, *(c for c in out.coords if c != dim and out[c].dims[:1] == (dim,))]
+    return out.assign_coords(
+        {
+            c: out[c].copy(
+                data=np.asarray(out[c].values, dtype=np.float64)
+                + turns.reshape(-1, *[1] * (out[c].ndim - 1))
+            )
+            for c in names
+        }
+    )
 
 
 #: Periodic halo in fine cells on each side of a periodic dimension (see TiledDenoiser's wrap).
@@ -1456,7 +1497,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         model = ResidualModel(net)
         options = dict(params["sampler_options"])
         rows = max(1, batch // len(layout))
-        shape = (out_rows.stop - out_rows.start, out_cols.stop - out_cols.start)
+        shape = (_cell_count(out_rows), _cell_count(out_cols))
+        index_rows, index_cols = (
+            c if isinstance(c, slice) else torch.as_tensor(c, device=device)
+            for c in (out_rows, out_cols)
+        )
         out = np.empty((members, steps_total, len(self.variables), *shape), dtype=np.float32)
         iterator = range(steps_total)
         if params["progress"]:
@@ -1483,7 +1528,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     batch_size=rows,
                     **options,
                 )
-            fine = sample[0, :, :, out_rows, out_cols].to("cpu", torch.float64).numpy()
+            fine = sample[0, :, :, index_rows][..., index_cols].to("cpu", torch.float64).numpy()
             fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
             out[:, i] = fine.astype(np.float32)
         return out
@@ -1657,6 +1702,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         iy = slice(0, ys.size)
         ix = slice(0, xs.size)
         bbox_halo = 0
+        lows = (float(ys[0]), float(xs[0]))  # where a bbox starts (y, x)
         cut = (False, False)  # (y, x): is the axis cut to the bbox?
         if bbox is not None:
             try:
@@ -1698,23 +1744,31 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     f"centre of the input grid, which spans x {xs[0]:g}..{xs[-1]:g}, "
                     f"y {ys[0]:g}..{ys[-1]:g}; give a bbox inside the domain"
                 )
-            (index_y, coords_y, iy), (index_x, coords_x, ix) = picks  # type: ignore[misc]
+            (index_y, coords_y, iy, whole_y), (index_x, coords_x, ix, whole_x) = picks  # type: ignore[misc]
+            lows = (y_min, x_min)
             region = norm.isel({y: index_y, x: index_x})
             # a periodic axis is read across its seam, under coordinates that continue it
             region = region.assign_coords(
                 {y: region[y].copy(data=coords_y), x: region[x].copy(data=coords_x)}
             )
-            cut = (iy.stop - iy.start < ys.size, ix.stop - ix.start < xs.size)
+            # an axis read whole (perhaps rotated, in the bbox's convention) stays periodic
+            cut = (not whole_y, not whole_x)
             for dim, is_cut in ((y, cut[0]), (x, cut[1])):
                 if is_cut and "periodic" in region[dim].attrs:  # a part of the axis is not
                     attrs = {k: v for k, v in region[dim].attrs.items() if k != "periodic"}
                     region[dim].attrs = attrs
             bbox_halo = halo
         f = self.factor
-        crop = (slice(iy.start * f, iy.stop * f), slice(ix.start * f, ix.stop * f))
+        crop = (_fine_cells(iy, f), _fine_cells(ix, f))
         # refine the region (never a single cell), then crop to the bbox's cells
         region_grid = refine_grid(region[self.variables[0]], f, dims=dims)
-        fine_grid = region_grid.isel({y: crop[0], x: crop[1]})
+        fine_grid = region_grid
+        for dim, cells, n, step in ((y, crop[0], ys.size, spec.dy), (x, crop[1], xs.size, spec.dx)):
+            if isinstance(cells, slice):
+                fine_grid = fine_grid.isel({dim: cells})
+            else:  # a periodic axis run whole, cells across its seam
+                low = lows[0] if dim == y else lows[1]
+                fine_grid = _contiguous_crop(fine_grid, dim, cells, n * step, low)
         fine_region = spec.refine(f)
         ry_fine = np.asarray(region_grid[y].values)
         row_weights = (
@@ -1764,8 +1818,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         _, _, plan = _tiling(
             (region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, tile is not None, ov
         )
-        ny_out = (iy.stop - iy.start) * f
-        nx_out = (ix.stop - ix.start) * f
+        ny_out, nx_out = _cell_count(crop[0]), _cell_count(crop[1])
         n_var = len(self.variables)
         if lazy:
             import dask.array as dsa

@@ -486,6 +486,17 @@ def test_bbox_across_the_seam_of_a_global_grid(shared_data):
     # longitudes come out in the standard convention (-180..180 or 0..360) where they are
     # contiguous: here 0..360, whichever convention the bbox was given in
     np.testing.assert_array_equal(shifted["longitude"].values, lon)
+    # a band from 171 E eastwards to 150 E (339 degrees: its halos meet round the globe; it
+    # raised GridError "repeated longitudes") runs on the whole circle; its longitudes have no
+    # contiguous standard convention, so they continue past 360
+    band = model(coarse, bbox=(171.0, 35.0, 150.0, 45.0), **kw)
+    lon = band["longitude"].values
+    np.testing.assert_allclose(np.diff(lon), 0.75, rtol=1e-6)
+    assert (lon[0], lon[-1]) == (pytest.approx(171.0), pytest.approx(150.0 + 360.0 - 0.75))
+    whole = model(coarse, **kw)
+    inside = whole.sel(latitude=band["latitude"], longitude=((lon + 180.0) % 360.0) - 180.0)
+    assert np.isfinite(band["t2m"].values).all()
+    assert inside["t2m"].shape == band["t2m"].shape
 
 
 def test_bbox_across_the_seam_of_a_doubly_periodic_box(shared_data):
@@ -502,6 +513,33 @@ def test_bbox_across_the_seam_of_a_doubly_periodic_box(shared_data):
     b = model(coarse, bbox=(-0.5 + 2 * np.pi, 1.0, 0.5 + 2 * np.pi, 1.5), seed=0)
     np.testing.assert_array_equal(a["vorticity"].values, b["vorticity"].values)
     np.testing.assert_allclose(b["x"].values, x + 2 * np.pi, rtol=0, atol=1e-12)
+
+
+def test_wide_bbox_on_a_periodic_axis_runs_the_whole_axis(shared_data):
+    """A bbox whose halos meet round a periodic axis (wide, or starting before the first cell
+    centre) raised IndexError on the Kolmogorov box, and on a global grid IndexError or a
+    GridError about repeated longitudes. Such an axis now runs whole, periodic, and the bbox's
+    cells are cut from it across the seam, with coordinates that continue across it."""
+    truth = xr.open_dataset(shared_data / "kolmogorov" / "kf_re1000.nc")
+    coarse = degrade(truth.isel(trajectory=3, time=[0]).load(), 8)
+    model = Downscaler.from_pretrained("kolmogorov-x8")
+    step = 2 * np.pi / 256
+    full = model(coarse, seed=0)
+    for bbox in [(0.0, 0.0, 4.9, 0.5), (0.0, 0.0, 6.1, 0.5), (-1.0, 0.0, 4.0, 0.5)]:
+        out = model(coarse, bbox=bbox, seed=0)
+        x = out["x"].values
+        np.testing.assert_allclose(np.diff(x), step, rtol=1e-9)
+        assert bbox[0] - 4 * step < x[0]
+        assert x[-1] < bbox[2] + 4 * step
+        assert np.isfinite(out["vorticity"].values).all()
+    # both axes whole (the y range is the whole box): the very cells of the full-field run
+    out = model(coarse, bbox=(-1.0, 0.0, 4.0, 2 * np.pi), seed=0)
+    assert out["x"].values[0] < 0 < out["x"].values[-1]
+    same = full.isel(x=np.round(out["x"].values % (2 * np.pi) / step).astype(int) % 256)
+    np.testing.assert_array_equal(out["vorticity"].values, same["vorticity"].values)
+    np.testing.assert_allclose(
+        out["x_bnds"].values, np.stack([out["x"] - step / 2, out["x"] + step / 2], -1), atol=1e-9
+    )
 
 
 # -- bad inputs ---------------------------------------------------------------------------------
