@@ -519,6 +519,22 @@ def cli_spelling(message: str) -> str:
         "; convert the input file first (the values and the variable's units attribute)",
         message,
     )
+    # data fixes the pipeline spells in xarray: on the command line they are done to the file
+    message = message.replace(
+        "fill them first (e.g. ds.fillna(...) or ds.interpolate_na(dim=...))",
+        "fill them in the input file first (e.g. with xarray's fillna or interpolate_na)",
+    )
+    message = message.replace(
+        "mask them (ds.where(np.isfinite(ds))) and fill them",
+        "mask them in the input file and fill them",
+    )
+    message = re.sub(
+        r"select or stack the extra dims (\[[^\]]*\]) first",
+        r"select one value of the extra dims \1 in the input file first (or stack them)",
+        message,
+    )
+    message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
+    message = re.sub(r"\(bbox=\)", "(--bbox)", message)
     return re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
 
 

@@ -281,6 +281,17 @@ def _check_flag(name: str, value: Any) -> None:
         raise ConfigError(f"{name} = {value!r} must be True or False")
 
 
+#: variable attributes that describe the input's values, not the model's: readers that apply
+#: ``valid_min`` / ``valid_max`` / ``valid_range`` (netCDF4-python does) would mask samples
+#: outside the input's range, and ``actual_range`` would state a false range
+_VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max")
+
+
+def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    """An input variable's attributes for the model's output of it (without value ranges)."""
+    return {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS}
+
+
 def _check_seed(seed: Any) -> None:
     """A seed is an integer in [0, 2**63): every one gives its own random streams."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -1069,6 +1080,29 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
         )
 
 
+def _check_dtypes(ds: xr.Dataset, variables: Sequence[str]) -> None:
+    """Raise :class:`DataError` for a model variable whose values are not real numbers.
+
+    Integers (packed data, counts) and floats are fine; strings, booleans, complex numbers,
+    dates and objects are not (they failed deep inside or lost their imaginary part).
+    """
+    for v in variables:
+        dtype = ds[v].dtype
+        if dtype.kind in "iuf":
+            continue
+        what = {
+            "b": "booleans",
+            "c": "complex numbers (the imaginary part would be dropped)",
+            "M": "dates",
+            "m": "time intervals",
+        }.get(dtype.kind, "text or objects")
+        raise DataError(
+            f"variable {v!r} holds {what} (dtype {dtype}); the model needs real numbers: "
+            f"convert them first, e.g. ds[{v!r}] = ds[{v!r}].astype('float32') (for complex "
+            "values, choose the part: ds[...].real)"
+        )
+
+
 class _ModelFolderIO:
     """What a model folder records beyond the weights, and :meth:`save_pretrained`.
 
@@ -1577,13 +1611,15 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             Integer seed; time step ``i`` uses :func:`time_step_seed` ``(seed, i)``.
         tile, overlap
             Tile side in fine cells (a multiple of 16; default 256, or one tile for smaller
-            fields) and overlap in fine cells (default ``tile // 4``).
+            fields) and overlap in fine cells (default about ``tile // 4``, rounded up so that
+            the stride ``tile - overlap`` is a multiple of the factor).
         blend
             ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows.
         bbox
-            ``(x_min, y_min, x_max, y_max)`` in the grid's units (normalized grid: ascending,
-            the input's longitude convention): downscale only the coarse cells whose centres lie
-            inside, sampled with a halo of neighbouring cells that is cropped off.
+            ``(x_min, y_min, x_max, y_max)`` in the grid's units (longitudes in either
+            convention, -180..180 or 0..360; ``x_min > x_max`` crosses the seam eastwards):
+            downscale only the coarse cells whose centres lie inside, sampled with a halo of
+            neighbouring cells that is cropped off (periodic axes wrap, see the guide).
         variables
             Input variable names playing the model's variables, in the model's order.
         rename
@@ -1666,6 +1702,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ):
             raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer or None")
         _check_flag("batch_invariant", batch_invariant)
+        if progress is not None:
+            _check_flag("progress", progress)
         _resolve_device(device)  # an unknown or absent device fails now, not at compute time
 
         if isinstance(bbox, str | bytes):
@@ -1686,6 +1724,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
         self._check_grid(spec)
@@ -1853,7 +1892,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         for k, v in enumerate(self.variables):
             arr = result[:, :, k]
             vdims: tuple[Hashable, ...] = ("member", tdim or "__time__", y, x)
-            da = xr.DataArray(arr, dims=vdims, attrs=dict(sel[v].attrs))
+            da = xr.DataArray(arr, dims=vdims, attrs=_output_attrs(sel[v].attrs))
             if tdim is None:
                 da = da.isel(__time__=0)
             if members is None:
@@ -2048,6 +2087,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
@@ -2156,7 +2196,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             da = xr.DataArray(
                 fine[:, :, k].astype(np.float32),
                 dims=("member", "lead", spec.y, spec.x),
-                attrs=dict(sel[v].attrs),
+                attrs=_output_attrs(sel[v].attrs),
             )
             data[v] = da if members is not None else da.isel(member=0, drop=True)
         # CF bounds of the grid, as on a Downscaler's output

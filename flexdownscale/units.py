@@ -64,15 +64,36 @@ def _registry() -> Any:
     return units
 
 
+#: temperature spellings pint misreads or does not know: ``degree_C`` / ``degrees_C`` (ocean
+#: products), ``degrees C`` (read as an angle times a Celsius interval), ``degree_K``, ``Kelvin``
+_TEMPERATURE = re.compile(
+    r"(?:(?:degrees?|deg|\u00b0)[\s_]*(?P<short>c|celsius|centigrade|k|kelvin|f|fahrenheit)"
+    r"|(?P<word>celsius|centigrade|kelvin|fahrenheit))",
+    re.IGNORECASE,
+)
+_TEMPERATURE_UNITS = {"c": "degC", "centigrade": "degC", "celsius": "degC", "k": "K"}
+_TEMPERATURE_UNITS |= {"kelvin": "K", "f": "degF", "fahrenheit": "degF"}
+
+
 @functools.cache
 def parse_units(units: str) -> Any | None:
     """The pint unit of a CF ``units`` string, or ``None`` when it is not a unit pint knows.
 
-    An empty string is not parsed (CF writes dimensionless quantities as ``1``).
+    An empty string is not parsed (CF writes dimensionless quantities as ``1``). Temperatures
+    are read in every common spelling (``degC``, ``degree_C``, ``degrees C``, ``Celsius``,
+    ``degree_K``, ``Kelvin``, ``degF``, ...).
+
+    Examples
+    --------
+    >>> parse_units("degrees_C") == parse_units("degC"), parse_units("Kelvin") == parse_units("K")
+    (True, True)
     """
     text = str(units).strip()
     if not text:
         return None
+    temperature = _TEMPERATURE.fullmatch(text)
+    if temperature is not None:
+        text = _TEMPERATURE_UNITS[(temperature["short"] or temperature["word"]).lower()]
     try:
         return _registry().Quantity(1.0, text).units
     except Exception:  # pint raises several error types for text that is no unit

@@ -697,6 +697,23 @@ def test_cli_spelling_of_pipeline_hints():
     assert cli_spelling("use device='cpu' or None; batch_size=0") == (
         "use --device cpu or None; --batch-size 0"
     )
+    # fixes of the data are done to the input file, regions chosen with --bbox
+    assert cli_spelling(
+        "so fill them first (e.g. ds.fillna(...) or ds.interpolate_na(dim=...)) or select a "
+        "region without them (bbox=)"
+    ) == (
+        "so fill them in the input file first (e.g. with xarray's fillna or interpolate_na) or "
+        "select a region without them (--bbox)"
+    )
+    assert cli_spelling("; with bbox= the region is read with a halo") == (
+        "; with --bbox the region is read with a halo"
+    )
+    assert cli_spelling("select or stack the extra dims ['level'] first") == (
+        "select one value of the extra dims ['level'] in the input file first (or stack them)"
+    )
+    assert cli_spelling("mask them (ds.where(np.isfinite(ds))) and fill them like NaNs") == (
+        "mask them in the input file and fill them like NaNs"
+    )
     # other keywords and attribute access stay as they are
     assert cli_spelling("crop_size=8; ds.attrs['x'] = 1; self.factor=4") == (
         "crop_size=8; ds.attrs['x'] = 1; self.factor=4"

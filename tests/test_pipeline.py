@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import dask
 import numpy as np
@@ -898,6 +899,42 @@ def test_bbox_one_cell_other_convention_and_reversed(pair, downscaler):
     xr.testing.assert_identical(west.drop_attrs(), east.drop_attrs())
     with pytest.raises(ConfigError, match="x_min <= x_max"):
         downscaler(coarse, bbox=(box[2], box[1], box[0], box[3]), seed=0)
+
+
+def test_values_that_are_not_real_numbers_are_refused(pair, downscaler):
+    """Text raised numpy's TypeError deep inside; complex values lost their imaginary part and
+    booleans ran as 0 / 1 K, silently."""
+    _, coarse = pair
+    cases = {
+        "text or objects (dtype <U": coarse["t2m"].astype(str),
+        "complex numbers (the imaginary part would be dropped) (dtype complex64)": coarse["t2m"]
+        * (1 + 1j),
+        "booleans (dtype bool)": coarse["t2m"] > 280,
+    }
+    for what, values in cases.items():
+        bad = coarse.assign(t2m=values.assign_attrs(units="K"))
+        with pytest.raises(DataError, match=re.escape(f"variable 't2m' holds {what}")):
+            downscaler(bad, seed=0)
+    # integers are numbers (packed data): they run
+    whole = coarse.assign(t2m=coarse["t2m"].round().astype("int16").assign_attrs(units="K"))
+    assert np.isfinite(downscaler(whole, seed=0)["t2m"].values).all()
+
+
+def test_output_drops_the_inputs_value_ranges(pair, downscaler):
+    """``valid_min`` / ``valid_max`` of the input would make netCDF readers mask samples
+    outside the input's range; ``actual_range`` would state a false one."""
+    _, coarse = pair
+    low, high = float(coarse["t2m"].min()), float(coarse["t2m"].max())
+    ranged = coarse.copy()
+    ranged["t2m"].attrs.update(
+        valid_min=low, valid_max=high, actual_range=[low, high], long_name="T"
+    )
+    out = downscaler(ranged, members=2, seed=0)
+    assert out["t2m"].attrs["long_name"] == "T"
+    assert not {"valid_min", "valid_max", "actual_range"} & set(out["t2m"].attrs)
+    assert ranged["t2m"].attrs["valid_min"] == low  # the input is not changed
+    with pytest.raises(ConfigError, match="progress = 'yes' must be True or False"):
+        downscaler(coarse, progress="yes")
 
 
 def test_nan_message_says_where_and_names_the_bbox_halo(pair, downscaler):

@@ -120,3 +120,21 @@ def test_the_suggested_line_converts(found, expected):
 def test_degree_units_in_every_spelling(units, kind):
     # one recogniser for the data layer's grid discovery and the metrics' spacing
     assert degree_units(units) == kind
+
+
+@pytest.mark.parametrize(
+    ("units", "scale", "offset"),
+    [
+        ("degree_C", 1.0, 273.15),  # ocean products (CMEMS); pint did not know it
+        ("degrees_C", 1.0, 273.15),
+        ("degrees C", 1.0, 273.15),  # pint read an angle times a Celsius interval: x 0.01745
+        ("deg C", 1.0, 273.15),
+        ("Celsius", 1.0, 273.15),
+        ("degree_K", 1.0, 0.0),
+        ("degrees_kelvin", 1.0, 0.0),
+        ("Kelvin", 1.0, 0.0),
+        ("degree_F", 5 / 9, 255.3722222),
+    ],
+)
+def test_temperatures_in_every_common_spelling(units, scale, offset):
+    assert linear_conversion(units, "K") == (pytest.approx(scale), pytest.approx(offset))

@@ -526,7 +526,7 @@ def cell_bounds(centres: np.ndarray, *, latitude: bool = False) -> np.ndarray:
 
 
 def refine_coord(
-    centres: np.ndarray, factor: int, *, latitude: bool = False
+    centres: np.ndarray, factor: int, *, latitude: bool = False, name: str = "lat"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centres and bounds of the fine cells that subdivide each coarse cell in ``factor`` parts.
 
@@ -548,6 +548,8 @@ def refine_coord(
         Refinement factor (a positive integer).
     latitude
         Clip bounds to [-90, 90] and refuse fine centres beyond the poles.
+    name
+        The latitude dim's name, for the error's hint.
 
     Returns
     -------
@@ -574,7 +576,7 @@ def refine_coord(
             raise GridError(
                 f"refining latitudes by {factor} puts fine cells beyond the poles (coarse centres "
                 f"{centres[0]:g}..{centres[-1]:g} have cells reaching past +/-90); expected coarse "
-                f"cells inside [-90, 90]. Drop the polar rows first, e.g. ds.isel(lat=slice(1, -1))"
+                f"cells inside [-90, 90]. Drop the polar rows first, e.g. ds.isel({name}=slice(1, -1))"
             )
         fine_bounds = np.clip(fine_bounds, -90.0, 90.0)
     return fine_centres, fine_bounds
@@ -813,7 +815,8 @@ class GridSpec:
         if self.kind == "latlon":
             ys = spec.y_centres()
             if ys[0] < -90 - 1e-9 or ys[-1] > 90 + 1e-9:
-                refine_coord(self.y_centres(), factor, latitude=True)  # raises the full message
+                # raises the full message
+                refine_coord(self.y_centres(), factor, latitude=True, name=str(self.y))
         return spec
 
     def to_dict(self) -> dict[str, Any]:
@@ -1514,7 +1517,7 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
     grid = _grid_dataset(
         fine,
         refine_coord(xs, factor),
-        refine_coord(ys, factor, latitude=spec.kind == "latlon"),
+        refine_coord(ys, factor, latitude=spec.kind == "latlon", name=str(spec.y)),
         {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
     )
     return _with_geographic_coordinates(grid, obj, spec)
