@@ -377,6 +377,23 @@ def _read_object(path: Path) -> dict[str, Any]:
     return value
 
 
+def _check_normalization(values: Mapping[str, Any], variables: list[str], file: Path) -> None:
+    """ModelFolderError unless ``normalization.json`` holds valid statistics of ``variables``."""
+    from .data.normalize import Normalizer
+    from .errors import DataError
+
+    try:
+        normalizer = Normalizer.from_dict(values)
+    except DataError as err:
+        raise ModelFolderError(f"{str(file)!r} holds no valid statistics: {err}") from err
+    missing = [v for v in variables if v not in normalizer.variables]
+    if missing:
+        raise ModelFolderError(
+            f"{str(file)!r} has no statistics for {missing} (it has "
+            f"{list(normalizer.variables)}); the model's variables need them: re-export the model"
+        )
+
+
 def _bad_entry(file: Path, key: str, value: Any, expected: str) -> ModelFolderError:
     shown = json.dumps(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -498,10 +515,17 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     path = resolve_model_path(name_or_path)
     missing = [n for n in (CONFIG_FILE, *_CHECKED_FILES, CARD_FILE) if not (path / n).is_file()]
     if missing:
+        inner = path / "model"  # a training run folder keeps its exported model there
+        hint = (
+            f"; {str(path)!r} looks like a training run folder: its exported model is "
+            f"{str(inner)!r}"
+            if (inner / CONFIG_FILE).is_file()
+            else " (export one with Downscaler.save_pretrained or the training script)"
+        )
         raise ModelFolderError(
             f"model folder {str(path)!r} is missing {', '.join(missing)}; a model folder needs "
-            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE} "
-            "(export one with Downscaler.save_pretrained or the training script)"
+            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE}"
+            + hint
         )
     config = _read_json(path / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
@@ -544,6 +568,16 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         raise ModelFolderError(
             f"invalid configuration in {str(path / CONFIG_FILE)!r}: {err}"
         ) from err
+    normalization = _read_object(path / NORMALIZATION_FILE)
+    _check_normalization(normalization, checked["variables"], path / NORMALIZATION_FILE)
+    grid = _read_object(path / GRID_FILE)
+    if checked["task"] == "superres" and grid.get("factor", checked["factor"]) != checked["factor"]:
+        raise _bad_entry(
+            path / GRID_FILE,
+            "factor",
+            grid["factor"],
+            f"{checked['factor']}, the factor of {CONFIG_FILE}",
+        )
     return ModelFolder(
         path=path,
         model=model,
@@ -555,8 +589,8 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         task=checked["task"],
         condition=checked["condition"],
         state_dict=state_dict,
-        normalization=_read_object(path / NORMALIZATION_FILE),
-        grid=_read_object(path / GRID_FILE),
+        normalization=normalization,
+        grid=grid,
         card=_read_text(path / CARD_FILE),
         extra=dict(checked["extra"]),
     )

@@ -99,6 +99,7 @@ def test_forecast_model_with_weights_of_another_architecture_is_a_typed_error(tm
     """Forecaster.from_pretrained raised a bare RuntimeError where Downscaler raises
     WeightsMismatchError; both now go through one loader."""
     from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.data import Normalizer, VariableStats
     from flexdownscale.errors import WeightsMismatchError
     from flexdownscale.hub import save_model_folder
     from flexdownscale.models import build_model
@@ -115,7 +116,7 @@ def test_forecast_model_with_weights_of_another_architecture_is_a_typed_error(tm
         variables=["t2m"],
         units={"t2m": "K"},
         factor=1,
-        normalization={},
+        normalization=Normalizer({"t2m": VariableStats(mean=280.0, std=5.0)}).to_dict(),
         grid={},
         card="# forecast\n",
         task="forecast",

@@ -8,6 +8,7 @@ import torch
 
 from flexdownscale import errors
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.data import Normalizer, VariableStats
 from flexdownscale.hub import (
     import_foreign_checkpoint,
     load_model_folder,
@@ -27,7 +28,7 @@ def _save(path, **overrides):
         variables=["t2m"],
         units={"t2m": "K"},
         factor=4,
-        normalization={"t2m": {"mean": 280.0, "std": 5.0}},
+        normalization=Normalizer({"t2m": VariableStats(mean=280.0, std=5.0)}).to_dict(),
         grid={"spacing": [0.25, 0.25]},
         card="# test model\n",
     )
@@ -44,7 +45,7 @@ def test_round_trip(tmp_path):
     assert folder.variables == ("t2m",)
     assert folder.units == {"t2m": "K"}
     assert folder.factor == 4
-    assert folder.normalization["t2m"]["std"] == 5.0
+    assert Normalizer.from_dict(folder.normalization).stats["t2m"].std == 5.0
     for key, value in state.items():
         assert torch.equal(folder.state_dict[key], value)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
@@ -322,11 +323,13 @@ import locale, sys
 assert locale.getpreferredencoding(False).lower() not in ("utf-8", "utf8"), "not a C locale"
 import torch
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.data import Normalizer, VariableStats
 from flexdownscale.hub import load_model_folder, save_model_folder
 path = save_model_folder(
     {str(tmp_path / "m")!a}, state_dict={{"w": torch.ones(2)}},
     model=ModelConfig(preset="tiny"), diffusion=DiffusionConfig(), sampler=SamplerConfig(),
-    variables=["t2m"], units={units!a}, factor=4, normalization={{}}, grid={grid!a},
+    variables=["t2m"], units={units!a}, factor=4, grid={grid!a},
+    normalization=Normalizer({{"t2m": VariableStats(mean=0.0, std=1.0)}}).to_dict(),
     card={card!a},
 )
 folder = load_model_folder(path)
@@ -484,3 +487,50 @@ def test_hub_id_with_a_revision_is_fetched_at_that_revision(tmp_path, monkeypatc
     assert calls[3] == ("someone/t2m", "refs/pr/1")
     with pytest.raises(errors.ModelFolderError, match="no model folder at 'someone/t2m@'"):
         resolve_model_path("someone/t2m@")  # an empty revision: not a Hub id
+
+
+def _resign(path, name):
+    """Record ``name``'s new checksum, as someone editing a folder by hand would."""
+    import hashlib
+
+    digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    _edit_config(path, lambda config: config["sha256"].update({name: digest}))
+
+
+def test_edited_statistics_and_grid_are_model_folder_errors(tmp_path):
+    """A hand-edited normalization.json gave a DataError naming no file ("format_version
+    None", or "no statistics for ['t2m']" only when the model was built)."""
+    _, path = _save(tmp_path / "m")
+    original = (path / "normalization.json").read_text()
+    (path / "normalization.json").write_text(json.dumps({"t2m": {"mean": 1, "std": 2}}))
+    _resign(path, "normalization.json")
+    with pytest.raises(
+        errors.ModelFolderError,
+        match=r"normalization.json' holds no valid statistics: .*format_version None",
+    ):
+        load_model_folder(path)
+    other = json.loads(original)
+    other["variables"][0]["name"] = "tas"
+    (path / "normalization.json").write_text(json.dumps(other))
+    _resign(path, "normalization.json")
+    with pytest.raises(
+        errors.ModelFolderError, match=r"has no statistics for \['t2m'\] \(it has \['tas'\]\)"
+    ):
+        load_model_folder(path)
+    (path / "normalization.json").write_text(original)
+    _resign(path, "normalization.json")
+    (path / "grid.json").write_text(json.dumps({"factor": 8}))
+    _resign(path, "grid.json")
+    with pytest.raises(
+        errors.ModelFolderError, match=r"grid.json.*factor = 8.*4, the factor of config.json"
+    ):
+        load_model_folder(path)
+
+
+def test_a_run_folder_given_as_a_model_points_to_its_model(tmp_path):
+    _save(tmp_path / "run" / "model")
+    with pytest.raises(
+        errors.ModelFolderError,
+        match=r"looks like a training run folder: its exported model is '.*run/model'",
+    ):
+        load_model_folder(tmp_path / "run")
