@@ -16,6 +16,7 @@ value by the type of the field it replaces.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import math
@@ -218,7 +219,27 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and learning-rate schedule."""
+    """Optimiser and learning-rate schedule.
+
+    Attributes
+    ----------
+    optimizer
+        ``"adamw"``, ``"adam"`` or ``"lion"``.
+    lr
+        Peak learning rate (> 0).
+    betas
+        Momentum coefficients, each in [0, 1).
+    weight_decay
+        Decoupled (adamw, lion) or L2 (adam) weight decay, >= 0.
+    warmup_steps
+        Linear warm-up steps (>= 0).
+    schedule
+        ``"cosine"`` (decay to 0 at ``steps``) or ``"constant"`` after the warm-up.
+    grad_clip
+        Largest global gradient norm; 0 turns clipping off (negative values are refused).
+    ema_decay
+        Decay of the exponential moving average of the weights, in [0, 1).
+    """
 
     optimizer: Literal["adamw", "adam", "lion"] = "adamw"
     lr: float = 2e-4
@@ -239,8 +260,12 @@ class TrainConfig:
     ``total_limit``, ``eval_fields``, ``eval_members`` and ``sampler.steps`` are positive;
     ``eval_every``, ``plot_every`` and ``checkpoint_every`` may be 0 (off; without periodic states
     one is still saved at the end of each launch); ``data.crop_size`` is a multiple of 16 and, for
-    super-resolution, of ``data.factor``; ``model.physical_condition`` needs ``data.condition``.
-    ``eval_members = 1`` reports the plain (not fair) CRPS and no spread-skill ratio.
+    super-resolution, of ``data.factor``; ``model.physical_condition`` needs ``data.condition``;
+    ``optim.lr`` > 0, ``optim.betas`` in [0, 1), ``optim.weight_decay`` and ``optim.grad_clip``
+    >= 0 (0: no clipping), ``optim.ema_decay`` in [0, 1); ``sampler.eta`` in [0, 1],
+    ``sampler.delta``, ``sampler.g1`` and ``sampler.g2`` >= 0.
+    ``eval_members = 1`` reports the plain (not fair) CRPS and no spread-skill ratio (``null`` in
+    the JSON records).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -265,7 +290,13 @@ class TrainConfig:
     time_limit_minutes: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_train_config(self)
+        if _CHECK_RANGES.get():
+            _check_train_config(self)
+
+
+#: Off while a run's saved configuration is read back (:func:`from_dict` with ``_check=False``):
+#: a run folder written before a range check existed must still resume once its setting is fixed.
+_CHECK_RANGES: contextvars.ContextVar[bool] = contextvars.ContextVar("_CHECK_RANGES", default=True)
 
 
 def crop_multiple(factor: int, task: str = "superres") -> int:
@@ -328,12 +359,8 @@ def _check_train_config(config: TrainConfig) -> None:
     at_least("time_limit_minutes", config.time_limit_minutes, 0, " (0: no limit)")
     at_least("sampler.steps", config.sampler.steps, 1, " (reverse steps of the sampler)")
     at_least("optim.warmup_steps", config.optim.warmup_steps, 0)
-    if not config.optim.lr > 0:
-        raise ConfigError(f"optim.lr = {config.optim.lr!r} is out of range; expected > 0")
-    if not 0.0 <= config.optim.ema_decay < 1.0:
-        raise ConfigError(
-            f"optim.ema_decay = {config.optim.ema_decay!r} is out of range; expected [0, 1)"
-        )
+    _check_optim(config.optim)
+    _check_sampler(config.sampler)
     data = config.data
     at_least("data.factor", data.factor, 1)
     at_least("data.past_frames", data.past_frames, 1)
@@ -347,6 +374,54 @@ def _check_train_config(config: TrainConfig) -> None:
             "get no condition value; set data.condition to the scalar variable or attribute "
             '(e.g. data.condition="reynolds_number") or set model.physical_condition=false'
         )
+
+
+def _out_of_range(key: str, value: float, expected: str) -> ConfigError:
+    return ConfigError(f"{key} = {value!r} is out of range; expected {expected}")
+
+
+def _check_optim(optim: OptimConfig) -> None:
+    """``[optim]`` values torch (or Lion) would refuse with a traceback at the first step, or
+    accept and misbehave with: checked when the configuration is built, naming the key."""
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise _out_of_range("optim.lr", optim.lr, "a finite number > 0")
+    for i, beta in enumerate(optim.betas):
+        if not 0.0 <= beta < 1.0:
+            raise _out_of_range(
+                f"optim.betas[{i}]",
+                beta,
+                "[0, 1) (the momentum coefficients; e.g. optim.betas=[0.9, 0.999] for adamw, "
+                "[0.9, 0.99] for lion)",
+            )
+    if not (math.isfinite(optim.weight_decay) and optim.weight_decay >= 0):
+        raise _out_of_range("optim.weight_decay", optim.weight_decay, ">= 0 (0: no weight decay)")
+    if not (math.isfinite(optim.grad_clip) and optim.grad_clip >= 0):
+        raise _out_of_range(
+            "optim.grad_clip",
+            optim.grad_clip,
+            ">= 0 (the largest gradient norm; 0 turns clipping off)",
+        )
+    if not 0.0 <= optim.ema_decay < 1.0:
+        raise _out_of_range("optim.ema_decay", optim.ema_decay, "[0, 1)")
+
+
+#: Ranges of the sampler options (as the samplers check them when they run).
+_SAMPLER_RANGES = {
+    "eta": (1.0, "[0, 1] (0: deterministic DDIM, 1: ancestral)"),
+    "delta": (math.inf, ">= 0 (0: the probability-flow ODE)"),
+    "g1": (math.inf, ">= 0 (g1 = g2 = 0: the bridge ODE)"),
+    "g2": (math.inf, ">= 0 (g1 = g2 = 0: the bridge ODE)"),
+}
+
+
+def _check_sampler(sampler: SamplerConfig) -> None:
+    """``[sampler]`` options out of their range: refused when the configuration is built rather
+    than at the first validation (which used to stop the run there). Every option is checked,
+    also those of another sampler than the chosen one."""
+    for key, (high, expected) in _SAMPLER_RANGES.items():
+        value = getattr(sampler, key)
+        if not (math.isfinite(value) and 0.0 <= value <= high):
+            raise _out_of_range(f"sampler.{key}", value, expected)
 
 
 C = TypeVar("C")
@@ -424,7 +499,9 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[C], values: Mapping[str, Any], *, _where: str | None = None) -> C:
+def from_dict(
+    cls: type[C], values: Mapping[str, Any], *, _where: str | None = None, _check: bool = True
+) -> C:
     """Build the frozen dataclass ``cls`` from a (nested) mapping.
 
     Parameters
@@ -442,7 +519,9 @@ def from_dict(cls: type[C], values: Mapping[str, Any], *, _where: str | None = N
     ------
     ConfigError
         For an unknown key (with a close-match hint), an invalid ``Literal`` option or a value of
-        the wrong type.
+        the wrong type; for a :class:`TrainConfig`, a value out of range (not with
+        ``_check=False``, which reads a run's saved configuration: keys and types are checked,
+        ranges are not).
     """
     where = _where or cls.__name__
     hints = typing.get_type_hints(cls)
@@ -452,7 +531,13 @@ def from_dict(cls: type[C], values: Mapping[str, Any], *, _where: str | None = N
         if key not in names:
             raise ConfigError(f"unknown key {key!r} in {where}; {_close_match_hint(key, names)}")
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+    if _check:
+        return cls(**kwargs)
+    token = _CHECK_RANGES.set(False)
+    try:
+        return cls(**kwargs)
+    finally:
+        _CHECK_RANGES.reset(token)
 
 
 def from_toml(cls: type[C], path: str | Path) -> C:

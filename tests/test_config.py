@@ -165,3 +165,53 @@ def test_missing_or_broken_toml(tmp_path):
     bad.write_text("steps = = 3")
     with pytest.raises(errors.ConfigError, match="not valid TOML"):
         from_toml(TrainConfig, bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("sampler.eta=3.0", r"sampler\.eta = 3\.0 is out of range; expected \[0, 1\]"),
+        ("sampler.eta=-0.5", r"sampler\.eta = -0\.5"),
+        ("sampler.eta=nan", r"sampler\.eta = nan"),
+        ("sampler.delta=-5", r"sampler\.delta = -5\.0 is out of range; expected >= 0"),
+        ("sampler.delta=inf", r"sampler\.delta = inf"),
+        ("sampler.g1=-1", r"sampler\.g1 = -1\.0"),
+        ("sampler.g2=-0.1", r"sampler\.g2 = -0\.1"),
+        (
+            "optim.betas=[1.5, 0.999]",
+            r"optim\.betas\[0\] = 1\.5 is out of range; expected \[0, 1\)",
+        ),
+        ("optim.betas=[0.9, -0.1]", r"optim\.betas\[1\] = -0\.1"),
+        ("optim.weight_decay=-0.01", r"optim\.weight_decay = -0\.01 .*>= 0"),
+        ("optim.grad_clip=-1", r"optim\.grad_clip = -1\.0 .*0 turns clipping off"),
+        ("optim.lr=inf", r"optim\.lr = inf"),
+        ("optim.ema_decay=1.0", r"optim\.ema_decay = 1\.0"),
+    ],
+)
+def test_optimiser_and_sampler_values_are_checked_at_load(override, match):
+    """Refused when the configuration is built, naming the key: torch used to raise its own
+    ValueError at the first step (betas, weight decay), Lion took any betas, a negative
+    grad_clip turned clipping off silently, and sampler options failed at the first validation."""
+    with pytest.raises(errors.ConfigError, match=match):
+        apply_overrides(TrainConfig(), [override])
+    lion = apply_overrides(TrainConfig(), ["optim.optimizer=lion"])
+    if override.startswith("optim.betas"):
+        with pytest.raises(errors.ConfigError, match=match):
+            apply_overrides(lion, [override])
+
+
+def test_zero_and_edge_values_that_stay_allowed():
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "optim.grad_clip=0",
+            "optim.weight_decay=0",
+            "optim.betas=[0.0, 0.0]",
+            "sampler.eta=1.0",
+            "sampler.delta=0.5",
+            "sampler.g1=0.5",
+            "sampler.g2=1.0",
+        ],
+    )
+    assert cfg.optim.grad_clip == 0.0  # 0: no clipping (documented)
+    assert cfg.sampler.eta == 1.0  # ancestral DDIM
