@@ -13,8 +13,10 @@ resolved configuration is written to the run folder.
 Run folder layout (``run_dir``)::
 
     config.toml, config.json     the resolved configuration
-    checkpoints/step_00000500/   Accelerate states (model, optimizer, EMA, step counter, RNG),
-                                 each complete when it holds STATE_COMPLETE; rotated by total_limit
+    checkpoints/step_00000500/   training states: the model (safetensors) and optimiser and
+                                 random states saved by Accelerate, the EMA (ema.safetensors) and
+                                 the counters (progress.json); each complete when it holds
+                                 STATE_COMPLETE; rotated by total_limit
     logs/                        tensorboard events (or wandb's own folder)
     samples.jsonl                the dataset indices of every micro-batch, in order (audit trail
                                  of the data order; resuming continues it exactly)
@@ -27,7 +29,8 @@ Run folder layout (``run_dir``)::
 Nothing trained is lost: states are written to a temporary folder and renamed into place only once
 complete, so a kill during a save leaves the previous state loadable; a non-finite loss stops the
 run with the step named and the last good state untouched; an existing run folder is never
-silently restarted from scratch.
+silently restarted from scratch. Loading a state unpickles nothing but tensors and numbers
+(``weights_only=True``), so a run folder from elsewhere cannot run code.
 
 This is the only module of the package that imports ``accelerate``.
 """
@@ -43,8 +46,11 @@ import json
 import math
 import os
 import platform
+import random
+import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -52,12 +58,33 @@ from typing import Any
 
 import torch
 
-from .config import SamplerConfig, TrainConfig, apply_overrides, from_dict, from_toml, to_dict
-from .errors import BackendNotAvailableError, CheckpointError, ConfigError, NonFiniteLossError
+from .config import (
+    SamplerConfig,
+    TrainConfig,
+    apply_overrides,
+    crop_multiple,
+    from_dict,
+    from_toml,
+    to_dict,
+)
+from .errors import (
+    BackendNotAvailableError,
+    CheckpointError,
+    ConfigError,
+    NonFiniteLossError,
+    ShapeError,
+)
 
 __all__ = ["EMA", "Lion", "Trainer", "learning_rate", "main", "resolve_sampler"]
 
 STATE_MARKER = "STATE_COMPLETE"
+#: The EMA weights of a state (safetensors; the update count in its metadata).
+EMA_FILE = "ema.safetensors"
+#: The step and sample counters of a state (JSON).
+PROGRESS_FILE = "progress.json"
+#: Pickles of the EMA and the counters in states of earlier versions (accelerate's custom objects);
+#: read with ``weights_only=True`` only.
+_OLD_CUSTOM_STATE = re.compile(r"^custom_checkpoint_\d+\.pkl$")
 #: What a run writes besides its states and configuration; a fresh start in a folder that holds
 #: some of these but no state moves them aside (into ``old-<n>/``) rather than appending to them.
 RUN_LOGS = (
@@ -234,6 +261,113 @@ def learning_rate(
 
 
 # --------------------------------------------------------------------------------------------
+# Reading training states without running code from them
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _weights_only_loads() -> Iterator[None]:
+    """Every ``torch.load`` inside (accelerate's included) runs with ``weights_only=True``.
+
+    accelerate reads the optimiser, the scaler and the RNG states with ``weights_only=True``
+    already; this makes it so whatever a caller passes (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``
+    overrides an explicit ``weights_only=False``), so no pickle from a state folder can run code.
+    """
+    saved = {
+        name: os.environ.pop(name, None)
+        for name in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    }
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _numpy_rng_globals() -> list[Any]:
+    """What unpickling ``numpy.random.get_state()`` needs besides plain data: the array
+    reconstructor, ``ndarray`` and the dtypes of the MT19937 key (no callable that runs code)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _load_pickle_safely(path: Path, what: str, *, numpy_rng: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` (numpy's RNG state allowed with ``numpy_rng``);
+    a file that holds anything else is refused with a :class:`CheckpointError`, never run."""
+    globals_ = _numpy_rng_globals() if numpy_rng else []
+    scoped = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    if scoped is None:  # pragma: no cover - torch 2.4: allowed for the process (data only)
+        torch.serialization.add_safe_globals(globals_)
+        allowed: Any = contextlib.nullcontext()
+    else:
+        allowed = scoped(globals_)
+    try:
+        with _weights_only_loads(), allowed:
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"{str(path)!r} ({what}) cannot be loaded safely: torch.load(weights_only=True) "
+            f"refused it ({_one_line(err)}). {_NOT_UNPICKLED}"
+        ) from err
+
+
+_NOT_UNPICKLED = (
+    "A training state written by flexdownscale holds only tensors and numbers there, so the "
+    "file is damaged, was altered or comes from another program; it is not unpickled. Remove "
+    "this state (the run falls back to the previous one) or use a run folder you trust"
+)
+
+
+def _one_line(err: BaseException) -> str:
+    """The gist of ``err`` on one line (torch's weights-only refusal: the global it refused,
+    without its advice to load the file unsafely)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    refused = re.search(
+        r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed| Please|\n|$)", text
+    )
+    if refused:
+        return refused.group(1).strip()
+    gist = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    if len(gist) > 400:
+        gist = gist[:400] + " ..."
+    return f"{type(err).__name__}: {gist}" if gist else type(err).__name__
+
+
+def _refused_unpickling(err: BaseException) -> bool:
+    """Whether ``err`` is ``torch.load(weights_only=True)`` refusing a file's content."""
+    import pickle
+
+    return isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in str(err)
+
+
+def _read_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{str(path)!r} ({what}) cannot be loaded ({type(err).__name__}: {err}); the state is "
+            "damaged: remove it to fall back to the previous state"
+        ) from err
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON-safe metric: a non-finite float (a metric that does not apply) becomes ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
 # Files of the run folder
 # --------------------------------------------------------------------------------------------
 
@@ -314,6 +448,37 @@ def list_states(run_dir: Path) -> list[Path]:
     return sorted((p for p in states if (p / STATE_MARKER).is_file()), key=lambda p: p.name)
 
 
+def _check_counters(progress: Any, path: Path) -> None:
+    keys = ("step", "micro_batches", "samples")
+    if not (
+        isinstance(progress, dict)
+        and all(isinstance(progress.get(k), int) and progress[k] >= 0 for k in keys)
+    ):
+        raise CheckpointError(
+            f"{str(path)!r} does not hold the counters of a training state (expected "
+            f"non-negative integers {', '.join(keys)}); the state is damaged: remove it to fall "
+            "back to the previous state"
+        )
+
+
+@contextlib.contextmanager
+def _without_pickled_objects(state: Path) -> Iterator[Path]:
+    """A temporary view of ``state`` (links to its files) without ``custom_checkpoint_*.pkl``:
+    accelerate would unpickle those with ``weights_only=False``. The state is not changed."""
+    view = Path(tempfile.mkdtemp(prefix="flexdownscale-state-"))
+    try:
+        for entry in state.iterdir():
+            if _OLD_CUSTOM_STATE.match(entry.name):
+                continue
+            try:
+                os.symlink(entry.resolve(), view / entry.name)
+            except OSError:  # no symlinks (some Windows setups): copy
+                shutil.copy2(entry, view / entry.name)
+        yield view
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------
@@ -364,10 +529,24 @@ class Trainer:
     export_only
         The trainer is built to export the latest state (``--export-only``; implies ``resume``).
 
+    Raises
+    ------
+    ConfigError
+        For settings that cannot train on these data: a ``run_dir`` that is a file, a
+        ``data.crop_size`` larger than the grid (the message names the largest that fits),
+        ``model.in_channels`` / ``out_channels`` / ``past_frames`` against what the data load.
+    CheckpointError
+        For a resume that cannot continue: no state, a ``[model]``, ``[diffusion]`` or ``[data]``
+        section that differs from the run's (the keys are named), another optimiser, a changed
+        sample order (checked against the state's marker when the run's ``config.json`` is
+        missing), or ``steps`` below the step the run has reached.
+
     Notes
     -----
     ``config.sampler`` is resolved for the objective first (:func:`resolve_sampler`): the
-    resolved settings are written to the run folder, used by validation and exported.
+    resolved settings are written to the run folder, used by validation and exported. A fresh
+    start writes the run's configuration when the trainer is built; a resume once the state has
+    loaded (:meth:`load_latest_state`), so a refused resume leaves the run folder as it was.
     """
 
     def __init__(
@@ -396,7 +575,8 @@ class Trainer:
         self.export_only = export_only
         self.resume = resume or export_only
         self.changed_settings: dict[str, tuple[Any, Any]] = {}  # on resume, from the saved config
-        self._resume_layout: tuple[TrainConfig, Path] | None = None  # (saved config, state)
+        # (saved config or None without config.json, latest state): checked once the data are open
+        self._resume_layout: tuple[TrainConfig | None, Path] | None = None
         log_with = None if config.logger == "none" else config.logger
         if config.logger == "wandb":
             try:
@@ -448,18 +628,19 @@ class Trainer:
         from .models import build_model
 
         task = config.model.task
-        self.train_set = dataset_from_config(
-            config.data, split="train", task=task, seed=config.seed
-        )
-        self.val_set = None  # needed only to validate: eval_every = 0 needs no split
-        if config.eval_every > 0 or config.data.validation:
-            self.val_set = dataset_from_config(
-                config.data,
-                split="validation",
-                task=task,
-                seed=config.seed,
-                normalizer=self.train_set.normalizer,
+        with self._crop_must_fit():
+            self.train_set = dataset_from_config(
+                config.data, split="train", task=task, seed=config.seed
             )
+            self.val_set = None  # needed only to validate: eval_every = 0 needs no split
+            if config.eval_every > 0 or config.data.validation:
+                self.val_set = dataset_from_config(
+                    config.data,
+                    split="validation",
+                    task=task,
+                    seed=config.seed,
+                    normalizer=self.train_set.normalizer,
+                )
         self.model = build_model(self._model_config())
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
@@ -502,12 +683,59 @@ class Trainer:
                 f"and epoch, fewer than one optimiser step ({self.accumulation} micro-batches); "
                 "lower batch_size or add data"
             )
-        acc.register_for_checkpointing(self.ema, self.progress)
-        if log_with is not None:
-            acc.init_trackers("flexdownscale", config=_flat_scalars(to_dict(config)))
+        # The EMA and the counters are saved with each state by save_state (safetensors and
+        # JSON), not registered with accelerate: it would pickle them, and unpickle them with
+        # weights_only=False on load (code from a state folder would run).
+        self._log_with = log_with
+        self._trackers_started = False
         self._sample_log: Any = None
 
     # -- set-up helpers ---------------------------------------------------------------------
+
+    def _start_trackers(self) -> None:
+        """Open the logger (tensorboard events, wandb run) once, when training or validation
+        first logs: a refused resume and ``--export-only`` write no event file."""
+        if self._log_with is None or self._trackers_started:
+            return
+        self.accelerator.init_trackers("flexdownscale", config=_flat_scalars(to_dict(self.config)))
+        self._trackers_started = True
+
+    @contextlib.contextmanager
+    def _crop_must_fit(self) -> Iterator[None]:
+        """A ``data.crop_size`` larger than the data's grid: a :class:`ConfigError` naming the key
+        and the largest crop that fits and is a multiple of 16 and of the factor (or saying that
+        none does)."""
+        try:
+            yield
+        except ShapeError as err:
+            found = re.search(
+                r"crop_size=(\d+) does not fit in the \((\d+), (\d+)\) field", str(err)
+            )
+            if found is None:
+                raise
+            crop, ny, nx = (int(g) for g in found.groups())
+            data, task = self.config.data, self.config.model.task
+            factor = data.factor if task == "superres" else 1
+            side = min(ny - ny % factor, nx - nx % factor)
+            multiple = crop_multiple(data.factor, task)
+            largest = side // multiple * multiple
+            rule = (
+                f"a multiple of 16 and of data.factor = {data.factor}"
+                if multiple != 16
+                else "a multiple of 16"
+            )
+            where = str(err).split(" field of ", 1)[-1].split(";")[0]
+            if largest >= multiple:
+                fix = f"set data.crop_size={largest} (the largest crop that fits and is {rule})"
+            else:
+                fix = (
+                    f"no crop fits: a crop must be {rule} ({multiple} at least) and whole coarse "
+                    f"cells of this grid give at most {side}; use a factor whose crops are "
+                    "multiples of 16 (2, 4, 8 or 16), or data on a larger grid"
+                )
+            raise ConfigError(
+                f"data.crop_size = {crop} does not fit in the {ny} x {nx} grid of {where}; {fix}"
+            ) from err
 
     def _model_config(self) -> Any:
         """The model section with what the data decide: channels, past frames, condition.
@@ -539,12 +767,29 @@ class Trainer:
                     "model.past_frames out"
                 )
             updates["past_frames"] = frames
-        if self.config.diffusion.objective == "idff":  # data endpoint and score heads
+        idff = self.config.diffusion.objective == "idff"
+        # the model generates the residual of every variable (IDFF: data endpoint and score
+        # heads, twice as many); an out_channels set to anything else failed at the first step
+        allowed = (channels, 2 * channels) if idff else (channels,)
+        if cfg.out_channels is not None and cfg.out_channels not in allowed:
+            generated = (
+                f"{2 * channels} output channels (a data endpoint and a score for each of "
+                f"{channels} variable{'s' if channels != 1 else ''}: {', '.join(names)})"
+                if idff
+                else f"one output channel per variable ({channels}: {', '.join(names)})"
+            )
+            raise ConfigError(
+                f"model.out_channels = {cfg.out_channels} but the model must generate "
+                f"{generated}; leave model.out_channels out (training sets it from the data) "
+                "or list the variables in data.variables"
+            )
+        if idff:
             updates["out_channels"] = 2 * channels
         return dataclasses.replace(cfg, **updates)
 
     def _check_run_folder(self) -> None:
         """Refuse what cannot start or resume here; writes nothing (see _prepare_run_folder)."""
+        self._check_run_dir_is_a_folder()
         saved = self.run_dir / "config.json"
         states = list_states(self.run_dir)
         if self.resume:
@@ -566,29 +811,19 @@ class Trainer:
                     )
                     + "; drop --resume to start a new run"
                 )
+            previous = None
             if saved.is_file():
-                previous = from_dict(TrainConfig, json.loads(saved.read_text(encoding="utf-8")))
-                for section in ("model", "diffusion", "data"):
-                    # compared as written (dates in the TOML file are ISO strings in JSON)
-                    if _json_plain(to_dict(getattr(previous, section))) != _json_plain(
-                        to_dict(getattr(self.config, section))
-                    ):
-                        raise CheckpointError(
-                            f"cannot resume: the [{section}] section differs from the run's saved "
-                            f"config ({saved}); resume with the same settings or use a new run_dir"
-                        )
-                if previous.optim.optimizer != self.config.optim.optimizer:
-                    raise CheckpointError(
-                        f"cannot resume: the run was trained with optim.optimizer = "
-                        f"{previous.optim.optimizer!r}, whose state cannot continue as "
-                        f"{self.config.optim.optimizer!r}; resume with "
-                        f"optim.optimizer={previous.optim.optimizer} (another optimiser needs "
-                        "a new run_dir)"
-                    )
-                if not self.export_only:  # an export reads the weights only: any layout will do
-                    # checked once the training set is open (its size is part of the layout)
-                    self._resume_layout = (previous, states[-1])
+                # read without range checks: a run saved before a check existed (a negative
+                # optim.grad_clip, say) resumes once the setting is fixed (and says so)
+                previous = from_dict(
+                    TrainConfig, json.loads(saved.read_text(encoding="utf-8")), _check=False
+                )
+                self._check_same_run(previous, saved)
                 self.changed_settings = _changed_settings(previous, self.config)
+            if not self.export_only:  # an export reads the weights only: any layout will do
+                self._check_steps_ahead(states[-1])
+                # checked once the training set is open (its size is part of the layout)
+                self._resume_layout = (previous, states[-1])
         elif states or any(
             p.name.startswith("step_") for p in _children(self.run_dir / "checkpoints")
         ):
@@ -597,29 +832,88 @@ class Trainer:
                 "or choose a new run_dir (nothing is overwritten)"
             )
 
+    def _check_run_dir_is_a_folder(self) -> None:
+        """``run_dir`` (or a folder above it) that exists as a file: refused before the data are
+        opened (it used to fail with ``[Errno 17] File exists`` after loading them)."""
+        for path in (self.run_dir, *self.run_dir.parents):
+            if path.exists():
+                if not path.is_dir():
+                    what = "run_dir" if path == self.run_dir else f"{str(path)!r}, above run_dir,"
+                    raise ConfigError(
+                        f"run_dir = {str(self.run_dir)!r} cannot be a run folder: {what} is an "
+                        "existing file; choose a run_dir that is a new or an existing folder"
+                    )
+                return
+
+    def _check_same_run(self, previous: TrainConfig, saved: Path) -> None:
+        """A resume whose ``[model]``, ``[diffusion]`` or ``[data]`` section or optimiser differs
+        from the run's saved config is refused, naming the keys and values."""
+        changed = _changed_settings(previous, self.config)
+        for section in ("model", "diffusion", "data"):
+            keys = {k: v for k, v in changed.items() if k.startswith(f"{section}.")}
+            if not keys:
+                continue
+            listing = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in keys.items())
+            restore = " ".join(
+                f"{k}={'none' if a is None else _toml_value(a)}" for k, (a, _) in keys.items()
+            )
+            raise CheckpointError(
+                f"cannot resume: the [{section}] section differs from the run's saved config "
+                f"({saved}): {listing}; the saved state belongs to the run's settings. Resume "
+                f"with them ({restore}) or use a new run_dir"
+            )
+        if previous.optim.optimizer != self.config.optim.optimizer:
+            raise CheckpointError(
+                f"cannot resume: the run was trained with optim.optimizer = "
+                f"{previous.optim.optimizer!r}, whose state cannot continue as "
+                f"{self.config.optim.optimizer!r}; resume with "
+                f"optim.optimizer={previous.optim.optimizer} (another optimiser needs "
+                "a new run_dir)"
+            )
+
+    def _check_steps_ahead(self, latest: Path) -> None:
+        """``steps`` is the run's total: a resume asking for fewer steps than the state already
+        has would train nothing and record a shorter run than the model's; it is refused."""
+        done = _read_json_file(latest / STATE_MARKER, "the state's completion marker").get("step")
+        if isinstance(done, int) and done > self.config.steps:
+            raise CheckpointError(
+                f"cannot resume {str(self.run_dir)!r} with steps = {self.config.steps}: its "
+                f"latest state {latest.name} is already at step {done} (steps counts the whole "
+                f"run, not this launch). Pass steps > {done} to train longer, or --export-only "
+                "to export the model of that state"
+            )
+
     def _prepare_run_folder(self) -> None:
-        """After every check has passed: clear what a fresh start replaces, write the config."""
+        """After every check has passed: clear what a fresh start replaces and write its config.
+
+        A resume writes its config only once the state has loaded (:meth:`load_latest_state`),
+        so a resume refused on a damaged state leaves the run folder as it was.
+        """
         acc = self.accelerator
-        saved = self.run_dir / "config.json"
         if self.changed_settings and not self.export_only:
             acc.print(
                 "resuming with changed settings: "
                 + "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items())
             )
-        if acc.is_main_process:
-            if not self.resume:
-                for partial in _children(self.run_dir / "checkpoints"):
-                    if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
-                        acc.print(f"removing {partial}, an incomplete state of an earlier launch")
-                        shutil.rmtree(partial, ignore_errors=True)
-                self._move_old_logs_aside()
+        if acc.is_main_process and not self.resume:
+            for partial in _children(self.run_dir / "checkpoints"):
+                if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
+                    acc.print(f"removing {partial}, an incomplete state of an earlier launch")
+                    shutil.rmtree(partial, ignore_errors=True)
+            self._move_old_logs_aside()
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not self.export_only:  # an export changes nothing the run will continue from
-                _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
-                _atomic_write_text(
-                    saved, json.dumps(to_dict(self.config), indent=2, default=_json_default)
-                )
+            self._write_run_config()
         acc.wait_for_everyone()
+
+    def _write_run_config(self) -> None:
+        """Main process: the resolved configuration as ``config.toml`` and ``config.json``."""
+        if not self.accelerator.is_main_process:
+            return
+        _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
+        _atomic_write_text(
+            self.run_dir / "config.json",
+            json.dumps(to_dict(self.config), indent=2, default=_json_default),
+        )
 
     def _sample_layout(self) -> dict[str, int]:
         """What fixes the order of the training samples and where a state is in it."""
@@ -631,7 +925,7 @@ class Trainer:
             "train_items": len(self.train_set),
         }
 
-    def _check_sample_order(self, previous: TrainConfig, latest: Path) -> None:
+    def _check_sample_order(self, previous: TrainConfig | None, latest: Path) -> None:
         """Refuse a resume that would draw the training samples in another order.
 
         The seed, the batch size, the micro-batch size, the number of processes and the number
@@ -639,11 +933,29 @@ class Trainer:
         process draws and where a state's counters point in that sequence; with any of them
         changed a resumed run would repeat or skip samples without saying so. The state's
         marker records them (states written before 0.1.0 hold only the step; their seed and
-        batch size come from the saved config).
+        batch size come from the saved config). Without the run's ``config.json`` (states
+        copied into a new run_dir) the marker alone is checked; a marker without the layout is
+        then refused.
         """
-        marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
+        marker = _read_json_file(latest / STATE_MARKER, "the state's completion marker")
         now = self._sample_layout()
-        recorded = {"seed": previous.seed, "batch_size": previous.batch_size}
+        recorded: dict[str, Any] = {}
+        if previous is not None:
+            recorded = {"seed": previous.seed, "batch_size": previous.batch_size}
+        else:
+            # checkpoints copied into a new run_dir: the marker is all there is to check against
+            self.accelerator.print(
+                f"{str(self.run_dir / 'config.json')!r} is missing: the [model], [diffusion] and "
+                "[data] sections cannot be compared with the run's; the sample order is checked "
+                f"against {latest.name}'s marker"
+            )
+            if not isinstance(marker.get("layout"), dict):
+                raise CheckpointError(
+                    f"cannot resume {str(self.run_dir)!r}: it has no config.json and its state "
+                    f"{latest.name} records no sample order (written before 0.1.0), so a changed "
+                    "seed or batch size would go unnoticed and the run would repeat or skip "
+                    "samples; copy the run's config.json into run_dir and resume again"
+                )
         recorded.update({k: v for k, v in marker.get("layout", {}).items() if k in now})
         changed = {k: (v, now[k]) for k, v in recorded.items() if now[k] != v}
         if not changed:
@@ -709,7 +1021,16 @@ class Trainer:
         return final
 
     def _complete_state(self, tmp: Path, final: Path) -> None:
-        """Main process: mark ``tmp`` complete, flush it, rename it to ``final``, rotate."""
+        """Main process: add the EMA and the counters, mark ``tmp`` complete, flush it, rename it
+        to ``final``, rotate."""
+        from safetensors.torch import save_file
+
+        save_file(
+            {name: t.detach().cpu().contiguous() for name, t in self.ema.shadow.items()},
+            str(tmp / EMA_FILE),
+            metadata={"updates": str(self.ema.updates), "decay": repr(self.ema.decay)},
+        )
+        (tmp / PROGRESS_FILE).write_text(json.dumps(self.progress.state_dict()), encoding="utf-8")
         (tmp / STATE_MARKER).write_text(
             json.dumps({"step": self.progress.step, "layout": self._sample_layout()}),
             encoding="utf-8",
@@ -725,18 +1046,39 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
 
     def load_latest_state(self) -> Path:
-        """Load the newest complete state (errors clearly on a damaged one)."""
+        """Load the newest complete state (errors clearly on a damaged one).
+
+        Nothing in the state is unpickled beyond tensors and numbers: the weights and the EMA are
+        safetensors, the counters JSON, and the optimiser and random states are read with
+        ``torch.load(weights_only=True)`` (a file holding anything else is refused with a
+        :class:`CheckpointError`; its code never runs). States of earlier versions, whose EMA and
+        counters are accelerate pickles (``custom_checkpoint_*.pkl``), load the same way.
+        On a resume the run's configuration is written once the state has loaded.
+
+        Raises
+        ------
+        CheckpointError
+            When the state is damaged, was altered (a file that is not plain data) or belongs to
+            another model.
+        """
         states = list_states(self.run_dir)
         latest = states[-1]
         try:
-            self.accelerator.load_state(str(latest))
+            self._load_state(latest)
         except CheckpointError:
             raise
         except Exception as err:
+            previous = ", ".join(p.name for p in states[:-1]) or "none"
+            if _refused_unpickling(err):
+                raise CheckpointError(
+                    f"a file of the training state {str(latest)!r} cannot be loaded safely: "
+                    f"torch.load(weights_only=True) refused it ({_one_line(err)}). "
+                    f"{_NOT_UNPICKLED} (previous states: {previous})"
+                ) from err
             raise CheckpointError(
-                f"the training state {str(latest)!r} cannot be loaded ({type(err).__name__}: {err}); "
+                f"the training state {str(latest)!r} cannot be loaded ({_one_line(err)}); "
                 "it is damaged or belongs to a different model. Remove it to fall back to the "
-                f"previous state ({', '.join(p.name for p in states[:-1]) or 'none'})"
+                f"previous state ({previous})"
             ) from err
         # the saved param_groups came back with the state: the configuration's values win, so
         # that a resume with another optim.betas / weight_decay applies them (lr is set per step)
@@ -744,12 +1086,123 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["betas"] = tuple(optim.betas)
             group["weight_decay"] = optim.weight_decay
-        marker = json.loads((latest / STATE_MARKER).read_text(encoding="utf-8"))
+        marker = _read_json_file(latest / STATE_MARKER, "the state's completion marker")
         if marker.get("step") != self.progress.step:
             raise CheckpointError(
                 f"{str(latest)!r} says step {marker.get('step')} but holds step {self.progress.step}"
             )
+        if not self.export_only:  # the state loaded: the resumed run's settings go on record
+            self._write_run_config()
         return latest
+
+    def _load_state(self, state: Path) -> None:
+        """Read the EMA and the counters, then the model, optimiser and random states."""
+        entries = sorted(state.iterdir())
+        folders = [p.name for p in entries if p.is_dir()]
+        if folders:
+            raise CheckpointError(
+                f"the training state {str(state)!r} holds folders ({', '.join(folders)}): "
+                "sharded FSDP or DeepSpeed checkpoints, whose files are unpickled without "
+                "restriction, so flexdownscale does not read them. Train with plain DDP or FSDP "
+                "with fsdp_state_dict_type FULL_STATE_DICT; states are single files then"
+            )
+        pickles = [p.name for p in entries if _OLD_CUSTOM_STATE.match(p.name)]
+        new_layout = (state / EMA_FILE).is_file() or (state / PROGRESS_FILE).is_file()
+        if new_layout and pickles:
+            raise CheckpointError(
+                f"the training state {str(state)!r} holds {', '.join(pickles)} besides "
+                f"{EMA_FILE}: flexdownscale never writes both, so the folder was altered; the "
+                "pickles are not read. Remove them (or the whole state, to fall back to the "
+                "previous one)"
+            )
+        if new_layout:
+            ema, progress = self._read_ema_and_progress(state)
+            source = contextlib.nullcontext(state)
+        elif pickles == ["custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"]:
+            ema, progress = self._read_old_ema_and_progress(state)
+            source = _without_pickled_objects(state)
+        else:
+            raise CheckpointError(
+                f"the training state {str(state)!r} has no {EMA_FILE} and {PROGRESS_FILE}: it is "
+                "damaged or was not written by flexdownscale. Remove it to fall back to the "
+                "previous state"
+            )
+        with source as folder, _weights_only_loads():
+            self.accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+        if not self.export_only:  # an export draws no random numbers
+            self._restore_random_state(state)
+        self.ema.load_state_dict(ema)
+        self.progress.load_state_dict(progress)
+
+    def _read_ema_and_progress(self, state: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = state / EMA_FILE
+        try:
+            shadow = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = fh.metadata() or {}
+            updates = int(metadata["updates"])
+        except Exception as err:
+            raise CheckpointError(
+                f"{str(path)!r} (the EMA weights) cannot be loaded ({type(err).__name__}: {err}); "
+                "the state is damaged: remove it to fall back to the previous state"
+            ) from err
+        progress = _read_json_file(state / PROGRESS_FILE, "the step and sample counters")
+        _check_counters(progress, state / PROGRESS_FILE)
+        return {"updates": updates, "shadow": shadow}, progress
+
+    def _read_old_ema_and_progress(self, state: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A state of an earlier version: accelerate's pickles of the EMA and the counters, read
+        with ``weights_only=True`` (they hold tensors and numbers only)."""
+        ema_path, progress_path = (
+            state / "custom_checkpoint_0.pkl",
+            state / "custom_checkpoint_1.pkl",
+        )
+        ema = _load_pickle_safely(ema_path, "the EMA weights of a state of an earlier version")
+        progress = _load_pickle_safely(
+            progress_path, "the counters of a state of an earlier version"
+        )
+        if not (
+            isinstance(ema, dict)
+            and isinstance(ema.get("shadow"), dict)
+            and all(torch.is_tensor(t) for t in ema["shadow"].values())
+            and isinstance(ema.get("updates"), int)
+        ):
+            raise CheckpointError(
+                f"{str(ema_path)!r} does not hold the EMA of a flexdownscale state (expected "
+                "'updates' and the 'shadow' tensors); the state is damaged: remove it to fall "
+                "back to the previous state"
+            )
+        _check_counters(progress, progress_path)
+        return ema, progress
+
+    def _restore_random_state(self, state: Path) -> None:
+        """Set this process's random states from the state (accelerate's own attempt passes
+        over a failure silently: the resumed run would then draw other noise than an
+        uninterrupted one)."""
+        index = self.accelerator.process_index
+        path = state / f"random_states_{index}.pkl"
+        if not path.is_file():
+            raise CheckpointError(
+                f"the training state {str(state)!r} has no random state for process {index} "
+                f"({path.name}); it is damaged: remove it to fall back to the previous state"
+            )
+        saved = _load_pickle_safely(path, "the random states", numpy_rng=True)
+        try:
+            random.setstate(saved["random_state"])
+            import numpy as np
+
+            np.random.set_state(saved["numpy_random_seed"])  # noqa: NPY002 (the global one)
+            torch.set_rng_state(saved["torch_manual_seed"])
+            if torch.cuda.is_available() and "torch_cuda_manual_seed" in saved:
+                torch.cuda.set_rng_state_all(saved["torch_cuda_manual_seed"])
+        except Exception as err:
+            raise CheckpointError(
+                f"{str(path)!r} does not hold the random states of a training state "
+                f"({type(err).__name__}: {err}); remove the state to fall back to the previous one"
+            ) from err
 
     def _agree_main_succeeded(self, error: BaseException | None, what: str) -> None:
         """A collective after work done on the main process alone: every rank learns whether it
@@ -802,7 +1255,12 @@ class Trainer:
         if self.resume:
             latest = self.load_latest_state()
             acc.print(f"resumed from {latest} at step {self.progress.step}")
+        self._start_trackers()
         self._open_sample_log()
+        if self.resume and self._evaluation_missing():
+            # the state of an evaluation step is saved before validating: a launch stopped
+            # during that validation left no record of it, so it is made now
+            self.evaluate()
 
         from tqdm.auto import tqdm
 
@@ -820,6 +1278,7 @@ class Trainer:
         step_at_start, overhead = self.progress.step, 0.0  # overhead: validation and states
         stopped = ""
         self._last_step_end, self._longest_step = started, 0.0
+        self._longest_save = 0.0
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(acc.device)
         try:
@@ -880,13 +1339,15 @@ class Trainer:
                         step=self.progress.step,
                     )
                     paused = time.perf_counter()
-                    if config.eval_every and self.progress.step % config.eval_every == 0:
-                        self.evaluate()
+                    # the state first: a validation that fails or is killed loses no training
                     if (
                         config.checkpoint_every
                         and self.progress.step % config.checkpoint_every == 0
                     ):
                         self.save_state()
+                        self._longest_save = max(self._longest_save, time.perf_counter() - paused)
+                    if config.eval_every and self.progress.step % config.eval_every == 0:
+                        self.evaluate()
                     overhead += time.perf_counter() - paused
                     if self.progress.step >= config.steps:
                         break
@@ -905,12 +1366,6 @@ class Trainer:
             )
             raise
         bar.close()
-        if stopped:
-            acc.print(
-                f"time limit of {config.time_limit_minutes:g} min reached at step "
-                f"{self.progress.step} of {config.steps}: the state is saved and the EMA model "
-                "exported; continue with --resume"
-            )
         self._write_launch_summary(
             steps=self.progress.step - step_at_start,
             samples=self.progress.samples - samples_at_start,
@@ -923,14 +1378,49 @@ class Trainer:
             or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
         ):
             self.save_state()
+        skipped_validation = False
         if self.config.eval_every and self.progress.step % self.config.eval_every:
-            self.evaluate()
+            if stopped == "time_limit":
+                # a full validation may take longer than the margin the limit keeps: skipped,
+                # the export's card reports the last evaluation (made again when the run ends)
+                skipped_validation = True
+            else:
+                self.evaluate()
         self._record_rank_fingerprints()
         folder = self.export()
         acc.end_training()
         if self._sample_log is not None:
             self._sample_log.close()
+        if stopped == "time_limit":
+            last = self._last_validation().get("step")
+            acc.print(
+                f"time limit of {config.time_limit_minutes:g} min reached at step "
+                f"{self.progress.step} of {config.steps}: the state is saved and the EMA model "
+                "exported"
+                + (
+                    " (the final validation was skipped to stay within the limit; the model "
+                    + (f"card reports step {last}'s" if last is not None else "has none yet")
+                    + ")"
+                    if skipped_validation
+                    else ""
+                )
+                + "; continue with --resume"
+            )
         return folder
+
+    def _evaluation_missing(self) -> bool:
+        """Whether the resumed state is at an evaluation step that ``validation.jsonl`` lacks
+        (the main process reads the log; every rank gets its answer)."""
+        step, every = self.progress.step, self.config.eval_every
+        missing = False
+        if every and step and step % every == 0 and self.accelerator.is_main_process:
+            missing = self._last_validation().get("step") != step
+        flag = torch.tensor([float(missing)], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            flag = broadcast(flag, from_process=0)
+        return bool(flag.item())
 
     @torch.no_grad()
     def _out_of_time(self, started: float) -> bool:
@@ -938,8 +1428,12 @@ class Trainer:
 
         The main process's clock decides and the answer is broadcast, so all ranks stop after the
         same optimiser step. ``started`` is when the Trainer was created: opening the data,
-        fitting the normalizer and loading the state count against the limit too. A margin of
-        1.5 times the longest step so far is kept for the final state, validation and export.
+        fitting the normalizer and loading the state count against the limit too. The launch
+        stops when what is left is less than a margin of 1.5 times the longest step so far (a
+        step that validated or saved a state counts with that time) plus the longest state save:
+        enough for the final state and the export. The final validation is skipped when the
+        launch stops on the limit (it can take much longer than a step; the run's last launch
+        makes it).
         """
         limit = self.config.time_limit_minutes
         if limit <= 0:
@@ -947,7 +1441,8 @@ class Trainer:
         now = time.perf_counter()
         self._longest_step = max(self._longest_step, now - self._last_step_end)
         self._last_step_end = now
-        local = now - started + 1.5 * self._longest_step >= 60.0 * limit
+        margin = 1.5 * self._longest_step + self._longest_save
+        local = now - started + margin >= 60.0 * limit
         flag = torch.tensor([float(local)], device=self.accelerator.device)
         from accelerate.utils import broadcast
 
@@ -1064,18 +1559,26 @@ class Trainer:
         acc, config = self.accelerator, self.config
         metrics: dict[str, float] = {}
         error = None
+        self._start_trackers()
         if acc.is_main_process:
             try:
                 metrics = self._evaluate_main()
+                # strict JSON: a metric that does not apply (spread-skill of one member) is null
                 record = {"step": self.progress.step, **metrics}
+                record = {k: _finite_or_none(v) for k, v in record.items()}
                 with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                    fh.write(json.dumps(record, allow_nan=False) + "\n")
             except Exception as err:
                 error = err
             else:
                 acc.print(
                     f"step {self.progress.step}: "
-                    + ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items())
+                    + ", ".join(
+                        f"{k.split('/')[-1]}={v:.4g}"
+                        if math.isfinite(v)
+                        else f"{k.split('/')[-1]}=n/a"
+                        for k, v in metrics.items()
+                    )
                 )
         self._agree_main_succeeded(error, f"validating at step {self.progress.step}")
         if metrics:
@@ -1295,16 +1798,24 @@ class Trainer:
             units[name] = str(attrs.get("units", ""))
         return units
 
-    def _last_validation(self) -> dict[str, float]:
+    def _last_validation(self) -> dict[str, float | None]:
+        """The last record of ``validation.jsonl`` (``{}`` without one); a metric that does not
+        apply is ``None`` (also in logs of earlier versions, which wrote ``NaN``)."""
         path = self.run_dir / "validation.jsonl"
         if not path.is_file():
             return {}
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return json.loads(lines[-1]) if lines else {}
+        if not lines:
+            return {}
+        return {k: _finite_or_none(v) for k, v in json.loads(lines[-1]).items()}
 
-    def _model_card(self, validation: dict[str, float]) -> str:
+    def _model_card(self, validation: dict[str, float | None]) -> str:
         config = self.config
-        skill = "\n".join(f"| {k} | {v:.6g} |" for k, v in validation.items() if k != "step")
+        skill = "\n".join(
+            f"| {k} | {'n/a' if v is None else format(v, '.6g')} |"
+            for k, v in validation.items()
+            if k != "step"
+        )
         return (
             f"# {Path(config.run_dir).name}\n\n"
             f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model trained "
