@@ -21,6 +21,7 @@ import torch
 
 from flexdownscale.config import TrainConfig, from_toml
 from flexdownscale.data.datasets import from_config
+from flexdownscale.diffusion import build_objective
 from flexdownscale.hub import load_model_folder, save_model_folder
 from flexdownscale.models import build_model, export_state_dict
 
@@ -121,7 +122,7 @@ def card_text(
     return f"""# {name}
 
 FLEX ({config.model.preset} preset, {params / 1e6:.2f} M parameters), variance-preserving
-diffusion with the v target ({config.diffusion.loss.upper()} loss), trained to super-resolve
+diffusion with the v target ({build_objective(config.diffusion).loss_kind.upper()} loss), trained to super-resolve
 {", ".join(data.variables)} by x{data.factor}. Default sampler: {config.sampler.sampler} with
 {config.sampler.steps} steps. Weights: the EMA (decay {config.optim.ema_decay}) in bfloat16.
 

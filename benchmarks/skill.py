@@ -421,7 +421,10 @@ def _comparison_note(case: str, res: dict[str, Any]) -> list[str]:
         f"than the shipped model's ({res.get('shipped_steps', '?')} steps), so compare them with "
         "the `flex-vp` row (FLEX at the same budget), not with the shipped row. Flow matching "
         "and IDFF sample with their own "
-        "samplers (10 steps); the VP models with 2-step DDIM.",
+        "samplers (10 steps); the VP models with 2-step DDIM. All of them train with the shipped "
+        'config\'s L1 loss (`loss = "l1"`), flow matching and IDFF included, although their '
+        "velocity and score are conditional means, which an L2 loss fits (the default for those "
+        "objectives when `loss` is not set); an L2 run of those two is not in this report.",
         "",
     ]
 

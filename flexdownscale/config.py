@@ -108,7 +108,9 @@ class DiffusionConfig:
     target
         VP parameterisation of the loss: ``"v"``, ``"eps"`` or ``"x"`` (network output is v).
     loss
-        ``"l1"`` or ``"l2"``.
+        ``"l1"`` or ``"l2"``; ``None`` (default): the objective's own, L1 for ``vp`` (as FLEX
+        trains) and L2 for ``flow`` and ``idff``, whose velocity and score are conditional
+        means (an L1 fit gives conditional medians).
     logsnr_min, logsnr_max, shift
         Cosine log-SNR schedule parameters.
     base
@@ -127,7 +129,7 @@ class DiffusionConfig:
 
     objective: Literal["vp", "flow", "idff"] = "vp"
     target: Literal["v", "eps", "x"] = "v"
-    loss: Literal["l1", "l2"] = "l1"
+    loss: Literal["l1", "l2"] | None = None
     logsnr_min: float = -20.0
     logsnr_max: float = 20.0
     shift: float = 1.0

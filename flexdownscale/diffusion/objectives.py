@@ -29,6 +29,7 @@ Everything here is torch only and knows no backbone: a network is anything imple
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -151,7 +152,16 @@ def call_network(
     task_features: TaskFeatures | None,
     expected_channels: int,
 ) -> Tensor:
-    out = model(x_t, t, cond, phys=phys, task_features=task_features)
+    try:
+        out = model(x_t, t, cond, phys=phys, task_features=task_features)
+    except ShapeError as err:
+        if "channels" not in str(err):
+            raise
+        raise ShapeError(
+            f"{err} (the state here has {x_t.shape[1]} channels: the network must take and "
+            "return as many as the data has, C, for diffusion and flow matching, and 2 C for "
+            "IDFF: build its backbone with in_channels and out_channels = 2 C)"
+        ) from err
     if (
         out.shape[0] != x_t.shape[0]
         or out.shape[2:] != x_t.shape[2:]
@@ -660,18 +670,23 @@ def build_objective(config: DiffusionConfig) -> Objective:
     'coarse_plus_noise'
     """
     _check_option("objective", config.objective, ("vp", "flow", "idff"))
+    scale = config.loss_scale
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < math.inf:
+        raise ConfigError(
+            f"loss_scale = {scale!r} must be a positive finite number (it multiplies the loss)"
+        )
+    # the objective's own loss unless one is asked for: L1 for vp, L2 for flow and idff
+    loss = config.loss or ("l1" if config.objective == "vp" else "l2")
     if config.objective == "vp":
         schedule = CosineSchedule(config.logsnr_min, config.logsnr_max, config.shift)
-        return VPDiffusion(
-            schedule, target=config.target, loss=config.loss, loss_scale=config.loss_scale
-        )
+        return VPDiffusion(schedule, target=config.target, loss=loss, loss_scale=scale)
     common = dict(
         base=config.base,
         base_sigma=config.base_sigma,
         t_min=config.t_min,
         t_max=config.t_max,
-        loss=config.loss,
-        loss_scale=config.loss_scale,
+        loss=loss,
+        loss_scale=scale,
     )
     if config.objective == "flow":
         return FlowMatching(**common)

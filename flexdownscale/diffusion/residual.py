@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from .objectives import Denoiser, Objective, TaskFeatures
-from .samplers import SamplerName, sample_ensemble
+from .samplers import SamplerName, _phys_per_field, sample_ensemble
 
 __all__ = ["ResidualModel", "rollout"]
 
@@ -187,7 +187,7 @@ def rollout(
     sampler: SamplerName | None = None,
     steps: int | None = None,
     generator: torch.Generator | int | None = None,
-    phys: Tensor | None = None,
+    phys: Tensor | float | None = None,
     batch_size: int | None = None,
     **options: Any,
 ) -> Tensor:
@@ -211,7 +211,7 @@ def rollout(
         whole rollout, so the random numbers do not depend on ``batch_size`` (the network's
         float32 rounding does, unless ``batch_size=1``).
     phys
-        Scalar physical condition ``(B,)``.
+        Physical condition: one number for every field, or one value per field ``(B,)``.
 
     Returns
     -------
@@ -226,6 +226,7 @@ def rollout(
     elif generator is None:
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
     batch = frames.shape[0]
+    phys = _phys_per_field(phys, batch)  # a scalar for every field, or one per field
     common = dict(
         sampler=sampler, steps=steps, generator=generator, batch_size=batch_size, **options
     )

@@ -16,7 +16,7 @@ sampler             objectives       network evaluations (NFE)
 =================== ================ ====================================================
 :func:`sample_ddim`  vp               ``steps`` (deterministic for ``eta = 0``)
 :func:`sample_euler` vp, flow, idff   ``steps``
-:func:`sample_heun`  vp, flow, idff   ``2 steps``
+:func:`sample_heun`  vp, flow, idff   ``2 steps - 1``
 :func:`sample_sde`   vp, flow, idff   ``steps``
 :func:`sample_idff`  idff             ``steps`` (``2 steps`` with ``g2 > 0``: one JVP each)
 =================== ================ ====================================================
@@ -683,8 +683,9 @@ def sample_ensemble(
     that draws that member's initial noise (float32, shape ``(C, ...)``) and then its noise at
     every step of a stochastic sampler. A member's random numbers therefore depend only on the
     seed and its row, not on ``batch_size`` (its float32 values depend on the network's rounding
-    for the batch shape, last bits only; ``batch_size=1`` is bit-invariant), and the first
-    fields' members are the same whatever ``B`` is. The task
+    for the batch shape, last bits only; ``batch_size=1`` is bit-invariant for a given ``B``),
+    and the first fields' members draw the same random numbers whatever ``B`` is (their values
+    agree to float32 rounding: the task encoder runs on all ``B`` fields at once). The task
     encoder runs once per field, its features are shared by the field's members and reused at
     every step.
 

@@ -179,6 +179,10 @@ class FourierTimeEmbedding(nn.Module):
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> FourierTimeEmbedding:
         # casts and moves reach the buffer through here: cast it back up to float32 on the new
         # device from the float32 values it had (a bfloat16 copy would have lost them)
+        if self.freqs.is_meta:  # no values to keep (a model built on "meta", then to_empty)
+            super()._apply(fn, recurse)
+            self.freqs = torch.empty_like(self.freqs, dtype=torch.float32)
+            return self
         exact = self.freqs.float()
         super()._apply(fn, recurse)
         self.freqs = exact.to(self.freqs.device)
@@ -738,7 +742,8 @@ class Backbone(nn.Module):
                 )
             features = self.encode_task(cond)
         else:
-            features = tuple(task_features)
+            # features encoded elsewhere (float64 data, another model's dtype): the network's
+            features = tuple(self._in_model_dtype(f) for f in task_features)
             self._check_features(features, batch, height, width)
         return self._forward(self._in_model_dtype(x_t), t, phys, features)
 

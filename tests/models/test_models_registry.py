@@ -56,8 +56,8 @@ def test_build_on_meta_allocates_nothing():
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"backbone": "resnet"}, "unknown backbone"),
-        ({"preset": "huge"}, "unknown preset"),
+        ({"backbone": "resnet"}, "backbone = .resnet. is not a valid option"),
+        ({"preset": "huge"}, "preset = .huge. is not a valid option"),
         ({"task": "inpaint"}, "task"),
         ({"conditioning": "weak"}, "conditioning"),
         ({"in_channels": 0}, "in_channels"),
