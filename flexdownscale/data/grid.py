@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -461,6 +461,22 @@ def _lon_order(
             f"longitude {name!r} spans {np.ptp(values):.6g} degrees; expected at most 360"
         )
     _check_same_place(values, name)
+    if convention == "auto" and values.size > 1 and np.all(np.diff(values) > 0):
+        # ascending, regular and at most one cell outside a convention, as the refinement of a
+        # global grid with a cell centred on the seam (-180.1875, ..., 179.4375): kept as it is,
+        # since wrapping that column to the other end would split its coarse cell
+        step = float(np.median(np.diff(values)))
+        inside = values[0] >= -180.0 - step and values[-1] <= 360.0 + step
+        outside = (
+            values[0] < -180.0 or (values[-1] >= 180.0 and values[0] < 0.0) or values[-1] >= 360.0
+        )
+        if inside and outside:
+            try:
+                _check_regular(values, name, rtol)
+            except GridError:
+                pass
+            else:
+                return np.arange(values.size), values
     if convention == "auto":
         first = "180" if np.any(values < 0) else "360"
         order_of_try = (first, "360" if first == "180" else "180")
@@ -842,6 +858,12 @@ class GridSpec:
             raise GridError(
                 f"unknown keys {sorted(unknown)} in grid description; expected {sorted(names)}"
             )
+        required = {
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        }
+        missing = sorted(required - set(values))
+        if missing:
+            raise GridError(f"the grid description lacks {missing}; expected {sorted(names)}")
         return cls(**values)
 
     def to_json(self, path: str | Path | None = None) -> str:

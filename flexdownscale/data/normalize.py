@@ -44,10 +44,12 @@ def auto_transform(da: xr.DataArray) -> Transform:
     """``"log1p"`` for precipitation-like variables, else ``"none"``.
 
     A variable is precipitation-like when its ``standard_name`` or ``long_name`` mentions
-    precipitation, rainfall or snowfall, or its name is one of ``pr``, ``tp``, ``prcp``,
-    ``precip``, ``precipitation``, ``rain``, ``rainfall``, ``rr``.
+    precipitation, rainfall or snowfall (not precipitable water), or its name is one of ``pr``,
+    ``tp``, ``prcp``, ``precip``, ``precipitation``, ``rain``, ``rainfall``, ``rr``.
     """
     text = " ".join(str(da.attrs.get(k, "")).lower() for k in ("standard_name", "long_name"))
+    # precipitable water (a column of vapour, not a rate; e.g. NCEP pr_wtr) is not precipitation
+    text = text.replace("precipitable", "")
     if any(word in text for word in _PRECIP_WORDS):
         return "log1p"
     if str(da.name).lower() in _PRECIP_NAMES:
@@ -421,9 +423,9 @@ class Normalizer:
                 )
                 for v in items
             }
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise DataError(
-                f"malformed normalization statistics ({err}); expected "
+                f"malformed normalization statistics ({type(err).__name__}: {err}); expected "
                 f"{{'format_version': 1, 'variables': [{{'name', 'mean', 'std', 'transform'}}]}}"
             ) from err
         return cls(stats)

@@ -400,6 +400,17 @@ class Regridder:
             _import_xarray_regrid()
             self.source_spec: GridSpec | None = grid_spec(source, dims=self.dims)
             self._xesmf = None
+            kinds = (self.source_spec.kind, self.target_spec.kind)
+            if kinds[0] != kinds[1]:
+                # xarray-regrid interpolates in the source's own coordinates: a target in
+                # another frame would be read as if its numbers were source coordinates
+                raise GridError(
+                    f"the source grid is {kinds[0]!r} ({self.source_spec.x}, "
+                    f"{self.source_spec.y}) and the target grid {kinds[1]!r}: xarray-regrid only "
+                    "maps between grids in the same frame. Give a target in the source's "
+                    "coordinates, or regrid with backend='xesmf' from 2-D latitude / longitude "
+                    "coordinates of the source (" + _ESMF_HINT + ")"
+                )
         else:
             xesmf = _import_xesmf()
             if method == "cubic":
@@ -553,23 +564,31 @@ class Regridder:
         *centres*; for ``"nearest"`` the padding (the edge cells, replicated) moves that range
         half a cell beyond the source's cell bounds, and :meth:`_mask_outside` then masks what
         lies outside those bounds. A periodic axis (other than a latitude / longitude grid's
-        longitude, which the backend wraps itself) is padded with the cells of its other end, for
-        every method; a non-periodic one is not padded for ``"linear"`` / ``"cubic"``.
+        longitude, which the backend wraps itself) is padded with a whole period at each end, for
+        every method, so that a target labelled in a shifted period ([-pi, pi) for [0, 2 pi)) is
+        read too; a non-periodic one is not padded for ``"linear"`` / ``"cubic"``.
         """
         axes = ((spec.y, spec.dy, spec.periodic_y), (spec.x, spec.dx, spec.periodic_x))
         for dim, step, periodic in axes:
             if periodic and spec.kind == "latlon" and dim == spec.x:
                 continue
-            if periodic:
-                mode = "wrap"
+            n = src.sizes[dim]
+            if periodic:  # a whole period each side: targets labelled in a shifted period too
+                mode, width = "wrap", n
             elif self.method == "nearest":
-                mode = "edge"
+                mode, width = "edge", 1
             else:
                 continue
             centres = np.asarray(src[dim].values, dtype=np.float64)
-            padded = np.concatenate([[centres[0] - step], centres, [centres[-1] + step]])
+            padded = np.concatenate(
+                [
+                    centres[0] + step * np.arange(-width, 0),
+                    centres,
+                    centres[-1] + step * np.arange(1, width + 1),
+                ]
+            )
             attrs = dict(src[dim].attrs)
-            src = src.pad({dim: (1, 1)}, mode=mode, keep_attrs=True)
+            src = src.pad({dim: (width, width)}, mode=mode, keep_attrs=True)
             src = src.assign_coords({dim: (dim, padded, attrs)})
         return src
 

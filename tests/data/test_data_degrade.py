@@ -330,3 +330,23 @@ def test_auxiliary_coordinates_leave_the_coordinates_attribute_with_them():
     assert ds["tas"].attrs["coordinates"] == "lat lon height"
     back = up(out, 2)
     assert back["tas"].attrs["coordinates"] == "height"
+
+
+@pytest.mark.parametrize("first_lon", [-180.0, 0.0])
+def test_a_global_grid_with_a_cell_on_the_seam_refines_and_coarsens_back(shared_data, first_lon):
+    """ERA-Interim's first centre is -180 (a 0..360 grid's is 0): its refined first column lies
+    half a fine cell outside the convention. It was wrapped to the other end, so every block of
+    the refined field mixed two coarse cells (area_mean(up(x)) - x up to 0.6 m/s)."""
+    from flexdownscale.data.grid import grid_spec
+
+    u = xr.open_dataset(shared_data / "era_interim" / "eraint_uv_monthly.nc")["u"]
+    u = u.isel(month=0, level=0, latitude=slice(1, -1)).astype("float64").load()
+    if first_lon == 0.0:
+        u = u.assign_coords(longitude=u["longitude"] % 360).sortby("longitude")
+    assert float(u["longitude"][0]) == first_lon
+    fine = up(u, 2, method="conservative")
+    assert float(fine["longitude"][0]) == first_lon - 0.1875  # the coarse cell's first half
+    assert grid_spec(fine).x0 == grid_spec(u).refine(2).x0
+    back = degrade(fine, 2)
+    np.testing.assert_array_equal(back["longitude"].values, normalize_grid(u)["longitude"].values)
+    np.testing.assert_allclose(back.values, normalize_grid(u).values, rtol=0, atol=1e-12)

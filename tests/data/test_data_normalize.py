@@ -167,3 +167,25 @@ def test_fit_by_default_takes_only_numeric_fields_on_the_grid():
     assert Normalizer.fit(ds, variables=["n_obs"]).stats["n_obs"].mean == pytest.approx(4.0)
     with pytest.raises(DataError, match="variables="):
         Normalizer.fit(ds.drop_vars("tas"))  # the grid is there, no field is on it
+
+
+def test_precipitable_water_is_not_precipitation():
+    """'precip' matched "Precipitable Water" (a column of vapour, e.g. NCEP pr_wtr): log1p."""
+    from flexdownscale.data.normalize import auto_transform
+
+    vapour = xr.DataArray(1.0, name="prw", attrs={"long_name": "Precipitable Water"})
+    rain = xr.DataArray(1.0, name="x", attrs={"long_name": "Total precipitation"})
+    assert (auto_transform(vapour), auto_transform(rain)) == ("none", "log1p")
+
+
+def test_malformed_files_are_typed_errors():
+    """A non-numeric mean raised a builtin ValueError; a grid description missing keys a
+    builtin TypeError."""
+    from flexdownscale.data import GridSpec, Normalizer
+    from flexdownscale.errors import DataError, GridError
+
+    bad = {"format_version": 1, "variables": [{"name": "t", "mean": "abc", "std": 1.0}]}
+    with pytest.raises(DataError, match="malformed normalization statistics \\(ValueError"):
+        Normalizer.from_dict(bad)
+    with pytest.raises(GridError, match=r"the grid description lacks \['dx', 'dy'"):
+        GridSpec.from_json('{"format_version": 1, "x": "lon"}')

@@ -545,3 +545,36 @@ def test_conservative_keeps_the_polar_half_cells_of_a_grid_with_points_on_the_po
     lazy = regrid(u.chunk({"latitude": 60}), coarse, method="conservative")
     assert isinstance(lazy.data, dask.array.Array)
     np.testing.assert_array_equal(lazy.values, coarse.values)
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "cubic", "conservative"])
+def test_a_periodic_box_relabelled_in_a_shifted_period(shared_data, method):
+    """The Kolmogorov box labelled [-pi, pi) is the same periodic domain: the interpolating
+    methods left 127 of 256 columns NaN (only one cell of the other end was padded)."""
+    w = xr.open_dataset(shared_data / "kolmogorov" / "kf_re1000.nc")["vorticity"]
+    w = w.isel(trajectory=0, time=0).load()
+    target = w.assign_coords(x=(w["x"] - np.pi).assign_attrs(w["x"].attrs))
+    out = regrid(w, target, method=method)
+    expected = np.roll(w.transpose(*out.dims).values, 128, axis=out.dims.index("x"))
+    # the labels x - pi fall on the cells up to round-off; cubic weights feel it most
+    np.testing.assert_allclose(
+        out.values, expected, rtol=0, atol=1e-3 if method == "cubic" else 1e-4
+    )
+
+
+def test_grids_in_different_frames_are_refused(shared_data):
+    """A rotated-pole source with a geographic target was read as if the target's degrees were
+    rotated coordinates (100 plausible temperatures from the wrong place); a projected km grid
+    onto latitudes gave all NaN, silently."""
+    tas = xr.open_dataset(shared_data / "grids" / "tas_rotated_grid_EUR11.nc")["tas"]
+    geographic = xr.Dataset(
+        coords={
+            "lat": ("lat", np.arange(0.0, 10.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(0.0, 10.0), {"units": "degrees_east"}),
+        }
+    )
+    with pytest.raises(GridError, match=r"the source grid is 'rotated' .* target grid 'latlon'"):
+        regrid(tas, geographic)
+    radar = xr.open_dataset(shared_data / "radar" / "bom_mtstapylton_prcp10min_2020-10-31.nc")
+    with pytest.raises(GridError, match=r"the source grid is 'projected' .* target grid 'latlon'"):
+        regrid(radar["precipitation"].isel(time=0), geographic)
