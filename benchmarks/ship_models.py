@@ -97,8 +97,9 @@ def calibration_text(name: str, delta: float) -> str:
     )
     return textwrap.fill(
         f"The 2-step DDIM default is fast and {skill}, but its ensembles are under-dispersed: "
-        "two deterministic steps cannot exceed a spread-skill ratio of 0.5 (calibrated: "
-        "0.8-1.25), so read their spread as a lower bound of the uncertainty. "
+        "two deterministic steps give an exact network a spread-skill ratio of at most 0.5 and "
+        "a trained one stays near that (calibrated: 0.8-1.25), so read their spread as a lower "
+        "bound of the uncertainty. "
         + setting
         + 'See the "How calibrated is 2-step DDIM?" section of the generative-engine docs and '
         "`benchmarks/results/calibration.md`.",

@@ -223,8 +223,6 @@ def _plots(
     baselines: dict[str, xr.Dataset],
     out: Path,
 ) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     from .plot import plot_panels, plot_spectra
 
     v = case.variable
@@ -253,7 +251,6 @@ def _plots(
         path = out / f"{case.name}_panels{label}.png"
         fig.savefig(path, dpi=90)
         written.append(path)
-        plt.close(fig)
         if case.condition_dim is None:
             break  # one panel figure per case is enough for time series
     spectra = {"truth": fine[v], "FLEX members": ens[v]}
@@ -264,7 +261,6 @@ def _plots(
     path = out / f"{case.name}_spectra.png"
     fig.savefig(path, dpi=90)
     written.append(path)
-    plt.close(fig)
     return written
 
 
@@ -389,10 +385,6 @@ def run_demo(
     DemoResult
         The folder, the skill tables, the files written and the wall time in seconds.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     if isinstance(members, bool) or not isinstance(members, int) or members < 2:
         raise ConfigError(f"members = {members!r}; the demo needs an ensemble of at least 2")
     chosen = CASES

@@ -134,7 +134,16 @@ def _check_demo_file_attributes(case, ds):
 
 
 def test_demo_runs_offline_and_beats_interpolation(tmp_path):
-    result = run_demo(tmp_path / "demo", members=4, progress=False, log=None)
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a caller's own backend (a notebook's inline one, say)
+    try:
+        result = run_demo(tmp_path / "demo", members=4, progress=False, log=None)
+        # left alone: the demo switched every caller to Agg
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
     names = {p.name for p in result.files}
     for case in CASES:
         assert {f"{case.name}.nc", f"{case.name}_spectra.png"} <= names
