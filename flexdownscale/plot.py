@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
 from flexdownscale.metrics import power_spectrum, rank_histogram
-from flexdownscale.metrics._utils import check_member_dim, find_yx_dims
+from flexdownscale.metrics._utils import align_exact, check_member_dim, find_yx_dims
 from flexdownscale.metrics.probabilistic import point_spread_and_error
 from flexdownscale.metrics.spectra import on_reference_bins
 
@@ -296,6 +296,8 @@ def plot_spread_skill(
     fcst = _as_dataarray(fcst, variable, "fcst")
     obs = _as_dataarray(obs, variable, "obs")
     m = check_member_dim(fcst, obs, member_dim)
+    # the metrics' alignment: round-off coordinates are the same points, others an error
+    fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))
     if m < 2:
         raise EnsembleError(f"a spread needs at least 2 members, got {m}.")
     # per point, over its valid members (as spread_skill_ratio): the Fortin factor uses the
@@ -396,6 +398,7 @@ def plot_panels(
     truth_da = _select_time(_as_dataarray(truth, variable, "truth"), time_dim, time)
     ens = _select_time(_as_dataarray(ensemble, variable, "ensemble"), time_dim, time)
     m = check_member_dim(ens, truth_da, member_dim)
+    ens, truth_da = align_exact(ens, truth_da, names=("ensemble", "truth"))
     n_show = min(n_members, m)
     ens = ens.load()
     mean = ens.mean(member_dim)

@@ -206,3 +206,32 @@ def test_spread_skill_title_is_the_metric_with_missing_members():
     fig = plot_spread_skill(fcst, obs)
     expected = float(spread_skill_ratio(fcst, obs))
     assert fig.axes[0].get_title() == f"spread-skill ratio {expected:.2f} (M = 4)"
+
+
+def test_spread_skill_and_panels_align_coordinates_like_the_metrics():
+    """Truth with float32 coordinates (from a netCDF file) against float64 model output: the
+    plots intersected the labels, so the spread-skill title used a few points (1.82 against
+    the metric's 2.19) and the error panel showed 7 x 10 of a 33 x 48 field."""
+    from flexdownscale.metrics import spread_skill_ratio
+
+    rng = np.random.default_rng(0)
+    lat, lon = np.round(np.arange(40.0, 43.2, 0.1), 1), np.round(np.arange(0.0, 4.8, 0.1), 1)
+    coords32 = {"lat": lat.astype("float32"), "lon": lon.astype("float32")}
+    truth = xr.DataArray(
+        rng.normal(size=(lat.size, lon.size)), dims=("lat", "lon"), coords=coords32
+    )
+    ens = xr.concat([truth + rng.normal(size=truth.shape) for _ in range(4)], "member")
+    ens = ens.assign_coords(lat=lat, lon=lon)
+    ratio = float(spread_skill_ratio(ens, truth))
+    title = plot_spread_skill(ens, truth).axes[0].get_title()
+    assert title == f"spread-skill ratio {ratio:.2f} (M = 4)"
+    fig = plot_panels(None, truth, ens)
+    (error,) = [a for a in fig.axes if a.get_title() == "mean - truth"]
+    assert error.collections[0].get_array().shape == truth.shape
+    shifted = truth.assign_coords(
+        lon=truth["lon"] + 0.05
+    )  # other points: an error, as for the metrics
+    with pytest.raises(ShapeError):
+        plot_spread_skill(ens, shifted)
+    with pytest.raises(ShapeError):
+        plot_panels(None, shifted, ens)
