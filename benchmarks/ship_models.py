@@ -89,7 +89,11 @@ def calibration_text(name: str, delta: float) -> str:
     setting = (
         'For calibrated ensembles sample with `sampler="sde", steps=20`, which uses the Langevin '
         f"strength stored with this model (delta {delta:g})"
-        + (f": {measured}, for 10 times the sampling cost. " if measured else ". ")
+        + (
+            f": {measured}, for 10 times the network evaluations (20 instead of 2). "
+            if measured
+            else ". "
+        )
     )
     skill = DEFAULT_SKILL_TEXT.get(
         name,
