@@ -991,10 +991,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", default="flexdownscale-demo", help="output folder (default: flexdownscale-demo)"
     )
-    demo.add_argument("--members", type=int, default=8, help="ensemble size (default: 8)")
-    demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
-        "--case", action="append", default=None, help="run only this case (repeatable)"
+        "--members", type=int, default=8, help="ensemble size, at least 2 (default: 8)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="seed of the ensemble draws (default: 0)")
+    demo.add_argument(
+        "--case",
+        action="append",
+        default=None,
+        choices=["era5_t2m_x4", "kolmogorov_x8"],
+        help="run only this case (repeatable; default: both)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -1043,13 +1049,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "demo":
             from .demo import run_demo
+            from .errors import ConfigError
 
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ConfigError(
+                    f"--out {args.out!r} is a file, not a folder; give a folder for the results"
+                )
+            if args.members < 2:
+                raise ConfigError(
+                    f"--members {args.members}: the demo needs an ensemble of at least 2"
+                )
             run_demo(
                 args.out,
                 members=args.members,
                 seed=args.seed,
                 progress=not args.quiet,
-                cases=tuple(args.case) if args.case else None,
+                cases=tuple(dict.fromkeys(args.case)) if args.case else None,  # each once
                 log=None if args.quiet else print,
             )
             return 0

@@ -308,7 +308,11 @@ def _fmt(x: float) -> str:
 
 
 def _report(
-    result: DemoResult, cases: tuple[DemoCase, ...], units: dict[str, str], members: int
+    result: DemoResult,
+    cases: tuple[DemoCase, ...],
+    units: dict[str, str],
+    members: int,
+    seed: int,
 ) -> Path:
     from ._version import __version__
     from .metrics import SKILL_COLUMNS
@@ -317,7 +321,7 @@ def _report(
         "# flexdownscale demo",
         "",
         f"flexdownscale {__version__}; {members}-member ensembles with each model's default "
-        f"sampler; wall time {result.seconds:.1f} s.",
+        f"sampler, seed {seed}; wall time {result.seconds:.1f} s.",
         "",
         "Each sample field (from the validation split of its model: never seen in training) is "
         "coarsened with the model's degradation operator (area mean), downscaled back, and "
@@ -393,7 +397,7 @@ def run_demo(
         unknown = [c for c in cases if c not in known]
         if unknown:
             raise ConfigError(f"unknown demo case(s) {unknown}; choose from {list(known)}")
-        chosen = tuple(known[c] for c in cases)
+        chosen = tuple(known[c] for c in dict.fromkeys(cases))  # each case once
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -429,7 +433,7 @@ def run_demo(
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - start
-    result.files.append(_report(result, chosen, units, members))
+    result.files.append(_report(result, chosen, units, members, seed))
     if log is not None:
         for case in chosen:
             rows = result.skill[case.name]

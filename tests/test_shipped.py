@@ -172,8 +172,33 @@ def test_demo_cli_and_bad_arguments(tmp_path, capsys):
     assert (tmp_path / "report.md").is_file()
     with pytest.raises(ConfigError, match="at least 2"):
         run_demo(tmp_path, members=1)
-    assert main(["demo", "--out", str(tmp_path), "--case", "nope", "--quiet"]) == 2
-    assert "unknown demo case" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a usage error; --help lists the cases
+        main(["demo", "--out", str(tmp_path), "--case", "nope", "--quiet"])
+    assert usage.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    report = (tmp_path / "report.md").read_text()
+    assert "seed 0" in report
+    # command-line words in the errors; a file as --out is named as such
+    assert main(["demo", "--out", str(tmp_path), "--members", "1", "--quiet"]) == 2
+    assert "--members 1: the demo needs an ensemble of at least 2" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["demo", "--out", str(tmp_path / "afile"), "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # the --case choices are the demo's cases; a repeated case runs once
+    from flexdownscale.cli import build_parser
+
+    demo_parser = build_parser()._subparsers._group_actions[0].choices["demo"]
+    (case_action,) = [a for a in demo_parser._actions if a.dest == "case"]
+    assert list(case_action.choices) == [c.name for c in CASES]
+    twice = run_demo(
+        tmp_path / "twice",
+        members=2,
+        cases=("era5_t2m_x4", "era5_t2m_x4"),
+        log=None,
+        progress=False,
+    )
+    assert (tmp_path / "twice" / "report.md").read_text().count("## ERA5 2 m temperature") == 1
+    assert len(twice.files) == len(set(twice.files))
     json.dumps(
         run_demo(tmp_path, members=2, cases=("era5_t2m_x4",), log=None, progress=False).skill
     )
