@@ -41,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="era5-t2m-x4", help="config name in benchmarks/configs")
     parser.add_argument("--steps", type=int, default=600, help="optimiser steps of every run")
-    parser.add_argument("--only", action="append", default=None, help="run only these variants")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        choices=list(VARIANTS),
+        help="run only this variant (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     config = Path("benchmarks/configs") / f"{args.case}.toml"
     root = Path("runs/compare") / args.case
