@@ -855,7 +855,7 @@ assert main(["evaluate", {str(tmp_path / "pred.nc")!a}, {str(tmp_path / "truth.n
              "--out", out]) == 0
 result = DemoResult(output=Path(out))
 result.skill = {{c.name: {{"FLEX": dict.fromkeys(SKILL_COLUMNS, 1.0)}} for c in CASES}}
-_report(result, CASES, {{c.name: {celsius!a} for c in CASES}}, 2)
+_report(result, CASES, {{c.name: {celsius!a} for c in CASES}}, 2, 0)
 """
     env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
     env["PYTHONIOENCODING"] = "utf-8"
