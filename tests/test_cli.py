@@ -317,6 +317,11 @@ def _rows(argv, capsys):
     return json.loads((Path(argv[argv.index("--out") + 1]) / "metrics.json").read_text())
 
 
+def _evaluate_argv(folder, prediction, truth, out):
+    """``flexdownscale evaluate`` of two files of ``folder`` into its subfolder ``out``."""
+    return ["evaluate", str(folder / prediction), str(folder / truth), "--out", str(folder / out)]
+
+
 def test_evaluate_an_ensemble_dim_under_another_name(fake_prediction, tmp_path, capsys):
     """An ensemble dim not called ``member`` was pooled into the RMSE as if it were space
     (exit 0, no CRPS): it is refused with the option to name it, ``--dims member=NAME``."""
@@ -327,13 +332,7 @@ def test_evaluate_an_ensemble_dim_under_another_name(fake_prediction, tmp_path, 
     )
     pred = xr.open_dataset(pred_path).load().rename(member="realization")
     pred.to_netcdf(tmp_path / "p.nc")
-    argv = [
-        "evaluate",
-        str(tmp_path / "p.nc"),
-        str(tmp_path / "t.nc"),
-        "--out",
-        str(tmp_path / "b"),
-    ]
+    argv = _evaluate_argv(tmp_path, "p.nc", "t.nc", "b")
     code, err = _run(argv, capsys)
     assert code == 2
     assert err == (
@@ -355,7 +354,7 @@ def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_pa
     pred.where(~land).to_netcdf(tmp_path / "p.nc")
     truth.where(~land).to_netcdf(tmp_path / "t.nc")
     rows = _rows(
-        ["evaluate", str(tmp_path / "p.nc"), str(tmp_path / "t.nc"), "--out", str(tmp_path / "r")],
+        _evaluate_argv(tmp_path, "p.nc", "t.nc", "r"),
         capsys,
     )
     valid = truth.where(~land, drop=True)
@@ -374,25 +373,13 @@ def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_pa
     assert (tmp_path / "r" / "rank_histogram_t2m.png").exists()
     # strict JSON whatever the scores: members equal to the truth have spread/skill 0 / 0
     truth.expand_dims(member=2).to_netcdf(tmp_path / "exact.nc")
-    argv = [
-        "evaluate",
-        str(tmp_path / "exact.nc"),
-        str(tmp_path / "t.nc"),
-        "--out",
-        str(tmp_path / "e"),
-    ]
+    argv = _evaluate_argv(tmp_path, "exact.nc", "t.nc", "e")
     rows = _rows(argv, capsys)
     json.loads((tmp_path / "e" / "metrics.json").read_text(), parse_constant=pytest.fail)
     assert rows[0]["spread/skill"] is None
     # a prediction with no value at all is refused, as a truth with none is
     pred.where(False).to_netcdf(tmp_path / "empty.nc")
-    argv = [
-        "evaluate",
-        str(tmp_path / "empty.nc"),
-        str(tmp_path / "t.nc"),
-        "--out",
-        str(tmp_path / "n"),
-    ]
+    argv = _evaluate_argv(tmp_path, "empty.nc", "t.nc", "n")
     code, err = _run(argv, capsys)
     assert code == 2
     assert err == (

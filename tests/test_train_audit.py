@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from train_runs import tiny_run_values
 
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, apply_overrides, from_dict
@@ -28,8 +29,6 @@ from flexdownscale.train import (
     main,
 )
 
-ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
-
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -41,35 +40,8 @@ def one_thread():
 
 
 def _values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "run_dir": str(tmp_path / "run"),
-        "steps": 1,
-        "batch_size": 2,
-        "eval_every": 1,
-        "checkpoint_every": 1,
-        "total_limit": 2,
-        "plot_every": 0,
-        "logger": "none",
-        "eval_fields": 1,
-        "eval_members": 2,
-        "model": {"preset": "tiny"},
-        "sampler": {"steps": 1},
-        "data": {
-            "paths": [str(shared_data / ERA5)],
-            "variables": ["t2m"],
-            "factor": 4,
-            "crop_size": 32,
-            "train": ["2019-03-01", "2019-03-17T23"],
-            "validation": ["2019-03-24T00", "2019-03-24T03"],
-        },
-        "optim": {"warmup_steps": 1},
-    }
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
-    return values
+    # two states kept: the resume and refusal tests look at the previous one
+    return tiny_run_values(tmp_path, shared_data, **{"total_limit": 2, **top})
 
 
 def _config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:

@@ -10,18 +10,16 @@ import datetime
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from train_runs import ERA5, tiny_run_config, tiny_run_values
 
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, apply_overrides, from_dict, from_toml, to_dict
 from flexdownscale.train import FAULT_NAN_ENV, Trainer, dump_toml, parse_args, resolve_sampler
-
-ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
 
 
 @pytest.fixture(autouse=True)
@@ -33,40 +31,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "run_dir": str(tmp_path / "run"),
-        "steps": 1,
-        "batch_size": 2,
-        "eval_every": 1,
-        "checkpoint_every": 1,
-        "total_limit": 1,
-        "plot_every": 0,
-        "logger": "none",
-        "eval_fields": 1,
-        "eval_members": 2,
-        "model": {"preset": "tiny"},
-        "sampler": {"steps": 1},
-        "data": {
-            "paths": [str(shared_data / ERA5)],
-            "variables": ["t2m"],
-            "factor": 4,
-            "crop_size": 32,
-            "train": ["2019-03-01", "2019-03-17T23"],
-            "validation": ["2019-03-24T00", "2019-03-24T03"],
-        },
-        "optim": {"warmup_steps": 1},
-    }
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
-    return values
-
-
-def _config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
-    return from_dict(TrainConfig, _values(tmp_path, shared_data, **top))
+_values = tiny_run_values
+_config = tiny_run_config
 
 
 def _era5_pair(shared_data: Path) -> tuple[xr.Dataset, xr.Dataset]:

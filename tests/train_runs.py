@@ -1,0 +1,52 @@
+"""Configurations of the tiny in-process training runs of the training tests.
+
+Tiny preset, 32 x 32 crops, one optimiser step by default, on the real ERA5 file (a 33 x 49
+grid): 1-17 March to train, four hours of 24 March to validate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flexdownscale.config import TrainConfig, from_dict
+
+ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
+
+
+def tiny_run_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
+    """The run's configuration as a dict; ``top`` replaces entries (tables are merged)."""
+    values: dict[str, Any] = {
+        "run_dir": str(tmp_path / "run"),
+        "steps": 1,
+        "batch_size": 2,
+        "eval_every": 1,
+        "checkpoint_every": 1,
+        "total_limit": 1,
+        "plot_every": 0,
+        "logger": "none",
+        "eval_fields": 1,
+        "eval_members": 2,
+        "model": {"preset": "tiny"},
+        "sampler": {"steps": 1},
+        "data": {
+            "paths": [str(shared_data / ERA5)],
+            "variables": ["t2m"],
+            "factor": 4,
+            "crop_size": 32,
+            "train": ["2019-03-01", "2019-03-17T23"],
+            "validation": ["2019-03-24T00", "2019-03-24T03"],
+        },
+        "optim": {"warmup_steps": 1},
+    }
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return values
+
+
+def tiny_run_config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
+    """:func:`tiny_run_values` as a checked :class:`TrainConfig`."""
+    return from_dict(TrainConfig, tiny_run_values(tmp_path, shared_data, **top))
