@@ -467,9 +467,9 @@ def _lon_order(
         # since wrapping that column to the other end would split its coarse cell
         step = float(np.median(np.diff(values)))
         inside = values[0] >= -180.0 - step and values[-1] <= 360.0 + step
-        outside = (
-            values[0] < -180.0 or (values[-1] >= 180.0 and values[0] < 0.0) or values[-1] >= 360.0
-        )
+        fits_180 = values[0] >= -180.0 and values[-1] < 180.0
+        fits_360 = values[0] >= 0.0 and values[-1] < 360.0
+        outside = not (fits_180 or fits_360)
         if inside and outside:
             try:
                 _check_regular(values, name, rtol)
