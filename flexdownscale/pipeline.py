@@ -1062,12 +1062,18 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
                 f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
                 f"{expected!r}"
             )
-        conversion = linear_conversion(str(found), expected)
+        if not isinstance(found, str):
+            raise UnitsError(
+                f"variable {v!r} has a 'units' attribute of type {type(found).__name__} "
+                f"({found!r}); CF units are one string. Set it to the string the values are in, "
+                f"e.g. ds[{v!r}].attrs['units'] = {expected!r}"
+            )
+        conversion = linear_conversion(found, expected)
         if conversion == (1.0, 0.0):
             continue
         if conversion is not None:
             scale, offset = conversion
-            rule = conversion_rule(str(found), expected, scale, offset)
+            rule = conversion_rule(found, expected, scale, offset)
             if scale == 1.0:  # an offset only: the degC / K case
                 rule = f"a {abs(offset):.10g} offset: {rule}"
             raise UnitsError(

@@ -570,6 +570,13 @@ def _projected_km(coarse):
 BAD = [
     ("names", lambda c: c.rename(t2m="tas"), {}, MissingVariableError, "rename="),
     ("units", _wrong_units, {}, UnitsError, "273.15"),
+    (
+        "units not a string",
+        lambda c: c.assign(t2m=c["t2m"].copy().assign_attrs(units=["K"])),
+        {},
+        UnitsError,
+        r"of type list \(\['K'\]\); CF units are one string",
+    ),
     ("spacing", lambda c: degrade(c, 2), {}, GridError, "1"),
     ("factor", lambda c: c, {"factor": 8}, UnsupportedFactorError, "factor"),
     ("nan", _all_nan_step, {}, DataError, "entirely NaN"),

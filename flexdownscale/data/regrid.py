@@ -148,6 +148,15 @@ def _regional_lon_runs(
     return [(part, shifted[part]) for part in np.split(index, breaks)]
 
 
+def _booleans_as_fractions(obj: XrObj) -> XrObj:
+    """Boolean variables of ``obj`` as float64 0 / 1 (interpolation needs numbers; the
+    conservative method already gives the covered fraction in float64)."""
+    if isinstance(obj, xr.DataArray):
+        return obj.astype(np.float64) if obj.dtype == bool else obj
+    flags = [name for name, var in obj.data_vars.items() if var.dtype == bool]
+    return obj.assign({name: obj[name].astype(np.float64) for name in flags}) if flags else obj
+
+
 def _restore_dtypes(out: XrObj, src: XrObj) -> XrObj:
     """Cast the floating variables of ``out`` back to their dtype in ``src`` (e.g. float32)."""
 
@@ -340,7 +349,9 @@ class Regridder:
     centre + dx/2) are NaN, never filled from the other side of the source. CF bounds variables
     of the source's x / y (``lat_bnds`` / ``lon_bnds``, as data variables or coordinates) are
     dropped, and only the centres of the target are used. Floating-point data keep their dtype
-    (float32 stays float32).
+    (float32 stays float32); other numbers and booleans come back as float64 (a boolean mask
+    as 0 / 1 values, regridded as numbers: the covered fraction for ``"conservative"``, 0 or 1
+    for ``"nearest"``, interpolated values for ``"linear"`` / ``"cubic"``).
 
     Edges (xarray-regrid backend). The source covers its cell-bounds extent, from its first
     centre - spacing/2 to its last centre + spacing/2 along each axis (latitudes clipped to
@@ -681,6 +692,7 @@ class Regridder:
     def _interpolate(self, src: XrObj, spec: GridSpec) -> XrObj:
         """``"linear"``, ``"nearest"`` or ``"cubic"`` of the normalized ``src`` by xarray-regrid."""
         _import_xarray_regrid()
+        src = _booleans_as_fractions(src)
         names = _backend_axis_names(src, spec)
         if names:  # the backend wraps the longitude and pads the poles only under these names
             src = src.rename(names)

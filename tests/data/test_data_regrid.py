@@ -263,6 +263,24 @@ def test_float32_data_stay_float32(method):
     assert ds_out.t2m.dtype == np.float32
 
 
+@pytest.mark.parametrize("method", ["linear", "cubic", "nearest", "conservative"])
+def test_boolean_masks_are_regridded_as_zero_one_numbers(method):
+    """A land-sea style mask regrids like its 0 / 1 float64 twin with every method (the
+    interpolating ones raised numpy's TypeError), alone or beside other variables."""
+    src = latlon_da(20, 30, lat0=-10, lon0=5)
+    mask = src > float(src.median())
+    target = latlon_da(8, 12, lat0=-6.25, dlat=1.5, lon0=7.5, dlon=1.5)
+    out = regrid(mask, target, method=method)
+    assert out.dtype == np.float64
+    ref = regrid(mask.astype(np.float64), target, method=method)
+    np.testing.assert_array_equal(out.values, ref.values)
+    if method == "nearest":
+        assert set(np.unique(out.values)) == {0.0, 1.0}
+    both = regrid(src.to_dataset().assign(mask=mask), target, method=method)
+    np.testing.assert_array_equal(both["mask"].values, ref.values)
+    assert both["t2m"].dtype == src.dtype
+
+
 @pytest.mark.parametrize("method", ["linear", "nearest", "conservative"])
 def test_cf_bounds_data_variables_are_dropped(tmp_path, method):
     ds = cf_bounds_file(tmp_path / "cmip_like.nc")
