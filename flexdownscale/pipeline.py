@@ -34,6 +34,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from ._stack import user_stacklevel
 from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import grid_row_weights, upsample_array
 from .data.grid import (
@@ -693,7 +694,7 @@ class _PhysicalCondition:
                     f"trained on ({trained}); the model extrapolates and its skill there is "
                     "unknown",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=user_stacklevel(),
                 )
         return number
 
@@ -2174,7 +2175,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 f"the input's last time steps are unequal ({np.diff(past_times)}); valid_time "
                 f"assumes the last one ({step}) for every lead, as the model steps by it",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}
         coords["lead"] = (

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from flexdownscale._stack import user_stacklevel
 from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import align_exact, check_member_dim, find_yx_dims
@@ -153,7 +154,7 @@ def plot_spectra(
                     f"the spectrum of {label!r} shares no wavenumber with the reference "
                     f"{reference!r} (other grid or domain size?): no ratio is drawn for it",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
                 continue
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -198,7 +199,7 @@ def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> 
         warnings.warn(
             f"spectra[{label!r}] has no finite value and is not drawn{ratios}; {hint}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -189,8 +189,9 @@ def test_forecast(setup):
     assert out["lead"].attrs["units"] == "1"
     t0, hour = coarse["time"].values[0], np.timedelta64(1, "h")
     irregular = coarse.isel(time=[0, 1, 1]).assign_coords(time=[t0, t0 + hour, t0 + 3 * hour])
-    with pytest.warns(UserWarning, match="last time steps are unequal"):
+    with pytest.warns(UserWarning, match="last time steps are unequal") as caught:
         irregular.flex.forecast(model, 1)
+    assert caught[0].filename == __file__
     with pytest.raises(DataError, match="repeated"):
         coarse.isel(time=[0, 1, 1]).flex.forecast(model, 1)
     with pytest.raises(ConfigError, match="lead_steps"):

@@ -722,8 +722,9 @@ def test_physical_condition(tmp_path, pair):
     )
     with pytest.warns(
         UserWarning, match=r"reynolds_number = 1e\+06 .* trained on \(1000 to 4000\)"
-    ):
+    ) as caught:
         ranged(coarse, members=1, condition=1e6)
+    assert caught[0].filename == __file__
     import warnings
 
     with warnings.catch_warnings():

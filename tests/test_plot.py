@@ -141,8 +141,11 @@ def test_plot_spectra_warns_about_a_curve_with_no_finite_value(era5):
     _, truth, ensemble = era5
     masked = truth.copy()
     masked[:, :4, :4] = np.nan  # e.g. a land mask: the spectrum of a field with NaNs is NaN
-    with pytest.warns(UserWarning, match=r"spectra\['masked'\] has no finite value and is not"):
+    with pytest.warns(
+        UserWarning, match=r"spectra\['masked'\] has no finite value and is not"
+    ) as caught:
         fig = plot_spectra({"truth": truth, "masked": masked, "ensemble": ensemble})
+    assert caught[0].filename == __file__
     assert len(fig.axes[0].lines) == 3
     with pytest.warns(UserWarning, match=r"spectra\['truth'\] .* \(nor the ratios to it\)"):
         plot_spectra({"truth": masked, "ensemble": ensemble}, reference="truth")

@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from .._stack import user_stacklevel
 from ..errors import ConfigError, GridError, UnitsError, UnsupportedFactorError
 from ..units import degree_units
 
@@ -1061,7 +1062,10 @@ def normalize_grid(
     if kind == "latlon" and (y_values[0] < -90 - 1e-9 or y_values[-1] > 90 + 1e-9):
         raise GridError(
             f"latitude {axes.y!r} has values {y_values[0]:g}..{y_values[-1]:g}; expected values "
-            f"within [-90, 90]"
+            f"within [-90, 90]. If these are colatitudes (0 at the north pole), convert them: "
+            f"ds = ds.assign_coords({axes.y}=90 - ds[{axes.y!r}]); if the axis is not a latitude "
+            f"(a row index, a projected coordinate), rename it (e.g. to 'y') and give it its own "
+            f"units (e.g. 'km' or '1') instead of degrees north"
         )
     x_index, x_values, _ = _normalized_axis(
         obj, axes.x, is_lon=kind == "latlon", lon_convention=lon_convention, rtol=rtol
@@ -1404,7 +1408,7 @@ def _projection(
             f"the 2-D latitude / longitude of the projected grid ({why}) are left out of the "
             "result; its x / y coordinates and grid mapping are kept",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
     try:

@@ -216,6 +216,25 @@ def assert_spec_close(a: GridSpec, b: GridSpec) -> None:
             assert db[key] == value, key
 
 
+def test_colatitudes_are_refused_with_the_conversion_that_works():
+    colat = xr.DataArray(
+        np.arange(181.0 * 4).reshape(181, 4),
+        dims=("lat", "lon"),
+        coords={
+            "lat": ("lat", np.arange(181.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(4.0), {"units": "degrees_east"}),
+        },
+    )
+    with pytest.raises(GridError, match=r"0\.\.180; expected values within \[-90, 90\]") as info:
+        normalize_grid(colat)
+    line = str(info.value).split("convert them: ")[1].split(";")[0]
+    scope = {"ds": colat}
+    exec(line, {}, scope)
+    out = normalize_grid(scope["ds"])
+    np.testing.assert_array_equal(out["lat"].values, np.arange(-90.0, 91.0))
+    np.testing.assert_array_equal(out.values[-1], colat.values[0])  # colatitude 0 is 90 N
+
+
 def test_global_grid_with_polar_points_cannot_be_refined(shared_data):
     with open_real(shared_data, "eraint") as ds:
         # the hint names the file's latitude dim (it said lat=, which fails on this file)

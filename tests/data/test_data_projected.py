@@ -14,7 +14,7 @@ import pyproj
 import pytest
 import xarray as xr
 
-from flexdownscale.data import coarsen_grid, degrade, refine_grid
+from flexdownscale.data import coarsen_grid, degrade, refine_grid, up
 
 LAMBERT = {
     "grid_mapping_name": "lambert_conformal_conic",
@@ -82,8 +82,12 @@ def test_a_mapping_that_does_not_reproduce_the_file_is_not_trusted():
     wrong = ds.assign_coords(
         crs=((), np.int32(0), {**LAMBERT, "longitude_of_central_meridian": 3.0})
     )
-    with pytest.warns(UserWarning, match=r"up to [\d.]+ degrees from the file's own"):
+    with pytest.warns(UserWarning, match=r"up to [\d.]+ degrees from the file's own") as caught:
         grid = refine_grid(wrong, 2)
+    assert caught[0].filename == __file__  # the user's line, not one inside the package
+    with pytest.warns(UserWarning, match="file's own") as caught:
+        up(wrong, 2)
+    assert caught[0].filename == __file__
     assert "lat" not in grid.coords
     assert "lon" not in grid.coords
 
