@@ -134,9 +134,12 @@ def plot_spectra(
         ax.loglog(k, np.asarray(spec.values, dtype=float), label=label, **style)
     first = next(iter(curves.values()))
     sdim = _spectral_dim(first)
-    kunits = first[sdim].attrs.get("units", "")
-    xlabel = "zonal wavenumber" if sdim == "zonal_wavenumber" else f"wavenumber [{kunits}]"
-    ax.set_ylabel(f"power spectral density [{first.attrs.get('units', '')}]")
+    kunits = str(first[sdim].attrs.get("units", ""))
+    xlabel = "zonal wavenumber" if sdim == "zonal_wavenumber" else "wavenumber"
+    if sdim != "zonal_wavenumber" and kunits not in ("", "1"):  # "1": cycles per grid unit
+        xlabel += f" [{kunits}]"
+    power_units = str(first.attrs.get("units", ""))
+    ax.set_ylabel("power spectral density" + (f" [{power_units}]" if power_units else ""))
     ax.legend(frameon=False)
     ax.grid(True, which="major", alpha=0.3)
     if title:
@@ -310,7 +313,12 @@ def plot_spread_skill(
     ok = np.isfinite(v) & np.isfinite(e)
     v, e = v[ok], e[ok]
     if v.size == 0:
-        raise ShapeError("no point has both a finite spread and a finite error.")
+        which = "obs" if not np.isfinite(np.asarray(obs.values, dtype=float)).any() else "fcst"
+        raise DataError(
+            f"nothing to plot: no point has both a finite spread and a finite error ({which} "
+            "has no finite value where the other has). Check the inputs (a masked field, or an "
+            "ensemble on another grid), or select the valid points first."
+        )
     order = np.argsort(v, kind="stable")
     groups = np.array_split(order, min(n_bins, v.size))
     xs = np.array([np.sqrt(v[g].mean()) for g in groups])
@@ -341,13 +349,15 @@ def _select_time(da: xr.DataArray, time_dim: Hashable, time: Any) -> xr.DataArra
     return da.sel({time_dim: time})
 
 
-def _xy(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ydim, xdim = find_yx_dims(da) if da.ndim == 2 else (None, None)
-    if da.ndim != 2 or ydim is None:
+def _xy(
+    da: xr.DataArray, dims: Sequence[Hashable] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if da.ndim != 2:
         raise ShapeError(
             f"a panel needs a 2-D field after selecting the time, got dims {tuple(da.dims)!r}; "
             "select the other dims first (e.g. .isel(level=0))."
         )
+    ydim, xdim = find_yx_dims(da, dims)
     da = da.transpose(ydim, xdim)
     x = da[xdim].values if xdim in da.coords else np.arange(da.sizes[xdim])
     y = da[ydim].values if ydim in da.coords else np.arange(da.sizes[ydim])
@@ -364,6 +374,7 @@ def plot_panels(
     time: Any = 0,
     time_dim: Hashable = "time",
     variable: Hashable | None = None,
+    dims: Sequence[Hashable] | None = None,
     cmap: str = "viridis",
     title: str | None = None,
     panel_size: float = 2.6,
@@ -388,6 +399,9 @@ def plot_panels(
         used as they are).
     variable : str, optional
         Variable to use from Datasets.
+    dims : (y_dim, x_dim), optional
+        The grid's dims, for names that CF attributes and the usual names do not tell
+        (default: found as the metrics find them).
 
     Returns
     -------
@@ -424,21 +438,21 @@ def plot_panels(
     state_axes = []
     mesh = None
     for ax, (label, da) in zip(axes[0], top):
-        x, y, v = _xy(da)
+        x, y, v = _xy(da, dims)
         mesh = ax.pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
         ax.set_title(label)
         state_axes.append(ax)
-    x, y, v = _xy(mean)
+    x, y, v = _xy(mean, dims)
     mesh = axes[1, 0].pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
     axes[1, 0].set_title("ensemble mean")
     state_axes.append(axes[1, 0])
     fig.colorbar(mesh, ax=state_axes, label=units, shrink=0.8)
-    x, y, v = _xy(spread)
+    x, y, v = _xy(spread, dims)
     smax = np.nanpercentile(v, 99) if np.isfinite(v).any() else 1.0
     sm = axes[1, 1].pcolormesh(x, y, v, cmap="magma", vmin=0.0, vmax=smax or 1.0, shading="auto")
     axes[1, 1].set_title(f"spread (M = {m})")
     fig.colorbar(sm, ax=axes[1, 1], label=units, shrink=0.8, location="bottom")
-    x, y, v = _xy(error)
+    x, y, v = _xy(error, dims)
     emax = np.nanpercentile(np.abs(v), 99) if np.isfinite(v).any() else 1.0
     em = axes[1, 2].pcolormesh(
         x, y, v, cmap="RdBu_r", vmin=-(emax or 1.0), vmax=emax or 1.0, shading="auto"

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from flexdownscale.errors import ConfigError, DataError, ShapeError
+from flexdownscale.errors import ConfigError, DataError, GridError, ShapeError
 from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
 
@@ -164,6 +164,44 @@ def test_plot_rank_histogram_refuses_all_nan_observations(era5):
     partly[:, :4, :4] = np.nan  # points with NaNs are left out; the rest is ranked
     heights = [p.get_height() for p in plot_rank_histogram(ensemble, partly).axes[0].patches]
     assert sum(heights) == pytest.approx(1.0)
+
+
+def test_plot_spread_skill_refuses_all_nan_observations_like_the_rank_histogram(era5):
+    _, truth, ensemble = era5
+    with pytest.raises(DataError, match=r"a finite spread and a finite error \(obs has no"):
+        plot_spread_skill(ensemble, truth * np.nan)
+    with pytest.raises(DataError, match=r"\(fcst has no finite value"):
+        plot_spread_skill(ensemble * np.nan, truth)
+
+
+def test_plot_panels_takes_the_grid_dims_by_name(era5):
+    """Dims that neither CF attributes nor the usual names tell (row / col) are named with
+    ``dims=``, as the metrics take them (the error suggested an argument plot_panels lacked)."""
+    _, truth, ensemble = era5
+    bare = {"latitude": "row", "longitude": "col"}
+    t, e = truth.rename(bare).drop_vars(["row", "col"]), ensemble.rename(bare)
+    e = e.drop_vars([c for c in ("row", "col") if c in e.coords])
+    with pytest.raises(GridError, match=r"pass dims=\(y_dim, x_dim\)"):
+        plot_panels(None, t, e)
+    fig = plot_panels(None, t, e, dims=("row", "col"), n_members=1)
+    reference = plot_panels(None, truth, ensemble, n_members=1)
+    for ax, ref in zip(fig.axes[:4], reference.axes[:4], strict=True):
+        np.testing.assert_array_equal(ax.collections[0].get_array(), ref.collections[0].get_array())
+
+
+def test_plot_spectra_labels_leave_out_empty_and_unitless_units():
+    values = np.random.default_rng(1).normal(size=(32, 32))
+    field = xr.DataArray(
+        values, dims=("y", "x"), coords={"y": np.arange(32.0), "x": np.arange(32.0)}
+    )
+    ax = plot_spectra({"field": field}).axes[0]
+    assert ax.get_xlabel() == "wavenumber"  # unitless (cycles per grid unit); was "[1]"
+    assert ax.get_ylabel() == "power spectral density"  # no units; was "[]"
+    km = field.assign_coords(y=("y", np.arange(32.0), {"units": "km"}))
+    km = km.assign_coords(x=("x", np.arange(32.0), {"units": "km"})).assign_attrs(units="K")
+    ax = plot_spectra({"field": km}).axes[0]
+    assert ax.get_xlabel() == "wavenumber [m-1]"  # spectra are per metre
+    assert ax.get_ylabel() == "power spectral density [m K^2]"
 
 
 def test_spectra_of_float32_and_float64_copies_of_a_grid_are_compared_bin_by_bin():
