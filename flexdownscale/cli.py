@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ._json import finite_or_null
+
 __all__ = ["main"]
 
 
@@ -869,7 +871,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ]
     (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # strict JSON: a score that is NaN or infinite (no valid point, no power) is null
-    strict = [{k: _json_number(value) for k, value in row.items()} for row in rows]
+    strict = [{k: finite_or_null(value) for k, value in row.items()} for row in rows]
     (out / "metrics.json").write_text(
         json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
     )
@@ -882,13 +884,6 @@ def _table_cell(value: Any) -> str:
     if value is None:
         return "n/a"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _json_number(value: Any) -> Any:
-    """``value`` for strict JSON: NaN and infinities become ``null``."""
-    import math
-
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def build_parser() -> argparse.ArgumentParser:

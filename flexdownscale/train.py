@@ -58,6 +58,7 @@ from typing import Any
 
 import torch
 
+from ._json import finite_or_null
 from .config import (
     SamplerConfig,
     TrainConfig,
@@ -358,13 +359,6 @@ def _read_json_file(path: Path, what: str) -> Any:
             f"{str(path)!r} ({what}) cannot be loaded ({type(err).__name__}: {err}); the state is "
             "damaged: remove it to fall back to the previous state"
         ) from err
-
-
-def _finite_or_none(value: Any) -> Any:
-    """JSON-safe metric: a non-finite float (a metric that does not apply) becomes ``None``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -1565,7 +1559,7 @@ class Trainer:
                 metrics = self._evaluate_main()
                 # strict JSON: a metric that does not apply (spread-skill of one member) is null
                 record = {"step": self.progress.step, **metrics}
-                record = {k: _finite_or_none(v) for k, v in record.items()}
+                record = {k: finite_or_null(v) for k, v in record.items()}
                 with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record, allow_nan=False) + "\n")
             except Exception as err:
@@ -1807,7 +1801,7 @@ class Trainer:
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
             return {}
-        return {k: _finite_or_none(v) for k, v in json.loads(lines[-1]).items()}
+        return {k: finite_or_null(v) for k, v in json.loads(lines[-1]).items()}
 
     def _model_card(self, validation: dict[str, float | None]) -> str:
         config = self.config
