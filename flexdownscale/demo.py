@@ -294,6 +294,17 @@ def _write_netcdf(
         condition = ds[case.condition_dim]
         note = {"comment": "the physical condition each field was downscaled with"}
         ds = ds.assign_coords({case.condition_dim: condition.copy().assign_attrs(note)})
+    # one layout for every variable: leading dims, then y, x (the data's own order may be x, y)
+    last = (spec.y, spec.x, *renamed.values())
+    for name in list(ds.data_vars):
+        ds[name] = ds[name].transpose(..., *last, missing_dims="ignore")
+    for var in ds.variables.values():
+        # the sample's list of auxiliary coordinates names variables this file does not hold,
+        # and "unknown" is not a CF standard name (xarray writes the coordinates it has)
+        var.encoding.pop("coordinates", None)
+        var.attrs.pop("coordinates", None)
+        if var.attrs.get("standard_name") == "unknown":
+            del var.attrs["standard_name"]
     ds.attrs = dict(ens.attrs)
     ds.attrs["comment"] = f"flexdownscale demo, case {case.name}: {case.title}"
     path = out / f"{case.name}.nc"

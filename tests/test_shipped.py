@@ -114,6 +114,22 @@ def _check_demo_file_attributes(case, ds):
     for name in [*ds.coords, *bounds]:  # CF: no missing-value marker on coordinates and bounds
         assert "_FillValue" not in ds[name].encoding, name
     spec = grid_spec(ds[f"{case.variable}_truth"])
+    for name, var in ds.data_vars.items():
+        # one layout (..., y, x) in every variable, as the ensemble's; the Kolmogorov sample
+        # is stored (x, y) and its truth and baselines were written that way
+        if name.endswith("_coarse"):
+            assert var.dims[-2:] == (f"{spec.y}_coarse", f"{spec.x}_coarse"), name
+        elif spec.y in var.dims:
+            assert var.dims[-2:] == (spec.y, spec.x), name
+        # no list of auxiliary coordinates naming variables the file lacks, no "unknown"
+        assert "coordinates" not in var.encoding or set(
+            var.encoding["coordinates"].split()
+        ) <= set(ds.variables), name
+        assert var.attrs.get("standard_name") != "unknown", name
+    with xr.open_dataset(ds.encoding["source"], decode_coords=False) as raw:
+        for name, var in raw.variables.items():
+            listed = var.attrs.get("coordinates", "").split()
+            assert set(listed) <= set(raw.variables), (name, listed)
     for name in (f"{spec.y}_coarse", f"{spec.x}_coarse"):  # the coarse cells keep their bounds
         assert ds[name].attrs.get("bounds") == f"{name}_bnds"
         lo, hi = ds[f"{name}_bnds"].values.T
