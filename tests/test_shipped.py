@@ -234,6 +234,21 @@ def test_era5_card_numbers_are_reproduced(shared_data):
     assert table in load_model_folder(case).card
 
 
+@pytest.mark.parametrize("case", ["era5-t2m-x4", "kolmogorov-x8"])
+def test_card_prose_is_what_the_shipping_script_writes(case):
+    """The paragraphs after each card's skill table come from benchmarks/ship_models.py (its
+    measured numbers in one place): a card edited by hand, or a template changed without
+    ``--refresh-prose``, fails here."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import ship_models
+
+    folder = load_model_folder(case)
+    assert ship_models.card_prose(case, folder.sampler.delta) in folder.card
+
+
 def test_open_sample_gives_a_fresh_copy_of_each_sample():
     from flexdownscale.demo import SAMPLES, open_sample
 
