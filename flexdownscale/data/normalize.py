@@ -91,6 +91,14 @@ class VariableStats:
                 f"statistics mean={self.mean}, std={self.std} are unusable; expected a finite mean "
                 f"and a positive finite std (is the variable constant or all NaN?)"
             )
+        if _round_off_only(self.mean, self.std):
+            raise DataError(
+                f"statistics mean={self.mean}, std={self.std} are unusable: a std this small "
+                f"next to the mean (at most {_CONSTANT_RTOL:g} |mean|) is the round-off of a "
+                f"constant variable, and any other value would normalize to about "
+                f"{1 / _CONSTANT_RTOL:.0e}; expected a std above {_CONSTANT_RTOL:g} |mean| "
+                f"(is the variable constant?)"
+            )
 
     def describe(self, name: str) -> str:
         """The normalization in words: ``"(log1p(tp [m]) - 0.0012) / 0.0031"``."""
@@ -98,6 +106,17 @@ class VariableStats:
         if self.transform == "log1p":
             x = f"log1p({x})"
         return f"({x} - {self.mean:.6g}) / {self.std:.6g}"
+
+
+#: A standard deviation at most this fraction of ``|mean|`` is round-off, not variation: the
+#: variance of a constant field of value ``c`` computes to ``(eps c)**2`` or so (``c = 280.1``
+#: gives ``std = 5.7e-14``), and such a "std" would blow a later value up by ``1e12`` or more.
+_CONSTANT_RTOL = 1e-12
+
+
+def _round_off_only(mean: float, std: float) -> bool:
+    """Whether ``std`` is no more than the round-off a constant field of value ``mean`` leaves."""
+    return std <= _CONSTANT_RTOL * abs(mean)
 
 
 def _forward(x: Any, transform: str) -> Any:
@@ -192,86 +211,9 @@ class Normalizer:
         DataError
             When a variable is constant or all NaN, or has values <= -1 under ``log1p``.
         """
-        datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
-        if not datasets:
-            raise DataError("Normalizer.fit got no data")
-        datasets = [_as_dataset(d) for d in datasets]
-        names = list(variables) if variables is not None else _default_variables(datasets[0])
-        if not names:
-            raise DataError(
-                f"Normalizer.fit found no data variables to fit among "
-                f"{sorted(map(str, datasets[0].data_vars))}; by default only numeric variables "
-                f"on the horizontal grid are fitted. Name them with variables=[...]"
-            )
-        if transforms != "auto":
-            if not isinstance(transforms, Mapping):
-                raise ConfigError(f"transforms={transforms!r}; expected 'auto' or a mapping")
-            for name, t in transforms.items():
-                if t not in get_args(Transform):
-                    raise ConfigError(
-                        f"transform {t!r} for {name!r} is not valid; expected one of "
-                        f"{', '.join(repr(o) for o in get_args(Transform))}"
-                    )
-        chosen: dict[str, Transform] = {}
-        for name in names:
-            for ds in datasets:
-                if name not in ds.data_vars:
-                    raise MissingVariableError(
-                        f"variable {name!r} is not in the dataset; available: "
-                        f"{sorted(map(str, ds.data_vars))}"
-                    )
-            if transforms == "auto":
-                chosen[name] = auto_transform(datasets[0][name])
-            else:
-                chosen[name] = transforms.get(name, "none")
-        lazy = []
-        for ds in datasets:
-            per = {}
-            for name in names:
-                x = ds[name]
-                if not np.issubdtype(x.dtype, np.number):
-                    raise DataError(f"variable {name!r} has dtype {x.dtype}; expected numbers")
-                x = x.astype(np.float64)
-                # values outside the transform's domain are reported below, not warned about here
-                t = _forward(x.where(x > -1) if chosen[name] == "log1p" else x, chosen[name])
-                per[name] = (x.count(), x.min(skipna=True), t.mean(skipna=True), t.var(skipna=True))
-            lazy.append(per)
-        (computed,) = dask.compute(lazy)
-        stats = {}
-        for name in names:
-            n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
-            lowest = math.inf
-            for per in computed:
-                count, low, mean, var = (float(v) for v in per[name])
-                if count == 0:
-                    continue
-                lowest = min(lowest, low)
-                delta = mean - mean_tot
-                n_new = n_tot + count
-                mean_tot += delta * count / n_new
-                m2_tot += var * count + delta * delta * n_tot * count / n_new
-                n_tot = n_new
-            if n_tot == 0:
-                raise DataError(f"variable {name!r} is all NaN; cannot fit statistics")
-            if chosen[name] == "log1p" and lowest <= -1:
-                raise DataError(
-                    f"variable {name!r} has values down to {lowest:g}; log1p needs values > -1. "
-                    f"Use transforms={{{name!r}: 'none'}} or clean the data"
-                )
-            std = math.sqrt(m2_tot / n_tot)
-            if not std > 0:
-                raise DataError(
-                    f"variable {name!r} is constant (std 0); it cannot be normalized. Drop it from "
-                    f"the variables"
-                )
-            units = datasets[0][name].attrs.get("units")
-            stats[name] = VariableStats(
-                mean=mean_tot,
-                std=std,
-                transform=chosen[name],
-                units=None if units is None else str(units),
-            )
-        return cls(stats)
+        plan = _FitPlan(data, variables=variables, transforms=transforms)
+        (computed,) = dask.compute(plan.lazy)
+        return cls(plan.finish(computed))
 
     # -- xarray -------------------------------------------------------------------------------
 
@@ -444,6 +386,131 @@ class Normalizer:
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
             text = Path(source).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text))
+
+
+class _FitPlan:
+    """The reductions of :meth:`Normalizer.fit`, built lazily, and how they become statistics.
+
+    Split from :meth:`Normalizer.fit` so that a caller can compute them in one pass together with
+    reductions of its own over the same data (the training datasets check for NaN there).
+    """
+
+    def __init__(
+        self,
+        data: XrObj | Sequence[XrObj],
+        *,
+        variables: Sequence[str] | None,
+        transforms: Mapping[str, Transform] | Literal["auto"],
+    ) -> None:
+        datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
+        if not datasets:
+            raise DataError("Normalizer.fit got no data")
+        datasets = [_as_dataset(d) for d in datasets]
+        names = list(variables) if variables is not None else _default_variables(datasets[0])
+        if not names:
+            raise DataError(
+                f"Normalizer.fit found no data variables to fit among "
+                f"{sorted(map(str, datasets[0].data_vars))}; by default only numeric variables "
+                f"on the horizontal grid are fitted. Name them with variables=[...]"
+            )
+        self.transforms = _chosen_transforms(datasets[0], names, transforms)
+        for name in names:
+            for ds in datasets:
+                if name not in ds.data_vars:
+                    raise MissingVariableError(
+                        f"variable {name!r} is not in the dataset; available: "
+                        f"{sorted(map(str, ds.data_vars))}"
+                    )
+        chosen = self.transforms
+        lazy = []
+        for ds in datasets:
+            per = {}
+            for name in names:
+                x = ds[name]
+                if not np.issubdtype(x.dtype, np.number):
+                    raise DataError(f"variable {name!r} has dtype {x.dtype}; expected numbers")
+                x = x.astype(np.float64)
+                # values outside the transform's domain are reported below, not warned about here
+                t = _forward(x.where(x > -1) if chosen[name] == "log1p" else x, chosen[name])
+                per[name] = (x.count(), x.min(skipna=True), t.mean(skipna=True), t.var(skipna=True))
+            lazy.append(per)
+        self.names = names
+        self.lazy = lazy
+        self.units = {name: datasets[0][name].attrs.get("units") for name in names}
+
+    def finish(self, computed: Sequence[Mapping[str, Any]]) -> dict[str, VariableStats]:
+        """The statistics from the computed reductions (pooled over the datasets)."""
+        chosen = self.transforms
+        stats = {}
+        for name in self.names:
+            n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
+            lowest = math.inf
+            for per in computed:
+                count, low, mean, var = (float(v) for v in per[name])
+                if count == 0:
+                    continue
+                lowest = min(lowest, low)
+                delta = mean - mean_tot
+                n_new = n_tot + count
+                mean_tot += delta * count / n_new
+                m2_tot += var * count + delta * delta * n_tot * count / n_new
+                n_tot = n_new
+            if n_tot == 0:
+                raise DataError(f"variable {name!r} is all NaN; cannot fit statistics")
+            if chosen[name] == "log1p" and lowest <= -1:
+                raise DataError(
+                    f"variable {name!r} has values down to {lowest:g}; log1p needs values > -1. "
+                    f"Use transforms={{{name!r}: 'none'}} or clean the data"
+                )
+            std = math.sqrt(m2_tot / n_tot)
+            if not std > 0:
+                raise DataError(
+                    f"variable {name!r} is constant (std 0); it cannot be normalized. Drop it from "
+                    f"the variables"
+                )
+            if _round_off_only(mean_tot, std):
+                # a constant 0.1 or 280.1 leaves a std of 1e-17 or 6e-14 from round-off
+                raise DataError(
+                    f"variable {name!r} is constant (std {std:.3g} around a mean of "
+                    f"{mean_tot:.10g} is round-off, at most {_CONSTANT_RTOL:g} |mean|); it cannot "
+                    f"be normalized. Drop it from the variables"
+                )
+            units = self.units[name]
+            stats[name] = VariableStats(
+                mean=mean_tot,
+                std=std,
+                transform=chosen[name],
+                units=None if units is None else str(units),
+            )
+        return stats
+
+
+def _chosen_transforms(
+    ds: xr.Dataset, names: Sequence[str], transforms: Mapping[str, Transform] | Literal["auto"]
+) -> dict[str, Transform]:
+    """The transform of each of ``names``: ``auto_transform`` of ``ds[name]`` for ``"auto"``,
+    else the mapping's entry (``"none"`` for unlisted names). Checks the mapping's values."""
+    if transforms != "auto":
+        if not isinstance(transforms, Mapping):
+            raise ConfigError(f"transforms={transforms!r}; expected 'auto' or a mapping")
+        for name, t in transforms.items():
+            if t not in get_args(Transform):
+                raise ConfigError(
+                    f"transform {t!r} for {name!r} is not valid; expected one of "
+                    f"{', '.join(repr(o) for o in get_args(Transform))}"
+                )
+    chosen: dict[str, Transform] = {}
+    for name in names:
+        if transforms == "auto":
+            if name not in ds.data_vars:
+                raise MissingVariableError(
+                    f"variable {name!r} is not in the dataset; available: "
+                    f"{sorted(map(str, ds.data_vars))}"
+                )
+            chosen[name] = auto_transform(ds[name])
+        else:
+            chosen[name] = transforms.get(name, "none")
+    return chosen
 
 
 def _default_variables(ds: xr.Dataset) -> list[str]:

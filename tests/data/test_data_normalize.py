@@ -189,3 +189,53 @@ def test_malformed_files_are_typed_errors():
         Normalizer.from_dict(bad)
     with pytest.raises(GridError, match=r"the grid description lacks \['dx', 'dy'"):
         GridSpec.from_json('{"format_version": 1, "x": "lon"}')
+
+
+@pytest.mark.parametrize(
+    ("value", "transform"),
+    [
+        (0.1, "none"),
+        (280.1, "none"),
+        (-3.7e5, "none"),
+        (1e-30, "none"),
+        (0.1, "log1p"),
+        (280.1, "log1p"),
+    ],
+)
+def test_a_constant_field_is_refused_whatever_its_round_off(value, transform):
+    """A constant 0.1 or 280.1 has a computed std of 1e-17 or 6e-14 (round-off), not 0: it was
+    accepted, and a later value 0.1 K off normalized to about 1.8e12. Refused like an exact
+    constant, in the fit and when statistics are built or read back."""
+    field = np.full((8, 16, 16), value)
+    ds = xr.Dataset({"sst": (("time", "y", "x"), field)})
+    mean = float(np.mean(np.log1p(field) if transform == "log1p" else field))
+    std = float(np.std(np.log1p(field) if transform == "log1p" else field))
+    assert std <= 1e-12 * abs(mean)  # what the computation leaves of a constant: round-off
+    with pytest.raises(DataError, match=r"'sst' is constant .* Drop it from the variables"):
+        Normalizer.fit(ds, transforms={"sst": transform})
+    for bad in {b for b in (std, 1e-12 * abs(mean)) if b > 0}:
+        with pytest.raises(DataError, match=r"round-off of a constant variable"):
+            VariableStats(mean=mean, std=bad)
+    with pytest.raises(DataError, match="round-off"):
+        Normalizer.from_dict(
+            {
+                "format_version": 1,
+                "variables": [{"name": "sst", "mean": mean, "std": 1e-13 * abs(mean)}],
+            }
+        )
+
+
+def test_small_but_real_variation_is_kept():
+    """The tolerance is relative to the mean: tiny values that vary (1e-20 +- 1e-21, a
+    zero-mean 1e-15 field) and a field that varies by one part in 1e9 are normalized."""
+    rng = np.random.default_rng(0)
+    for field in (
+        1e-20 + 1e-21 * rng.normal(size=(4, 8, 8)),
+        1e-15 * rng.normal(size=(4, 8, 8)),
+        280.0 * (1 + 1e-9 * rng.normal(size=(4, 8, 8))),
+    ):
+        ds = xr.Dataset({"v": (("time", "y", "x"), field)})
+        s = Normalizer.fit(ds).stats["v"]
+        assert s.std == pytest.approx(field.std(), rel=1e-6)
+        z = Normalizer.fit(ds).transform_array(field[:, None], channel_axis=1)
+        assert float(np.abs(z).max()) < 10
