@@ -200,6 +200,11 @@ class DataConfig:
         The condition is divided by this (Re / 40000).
     past_frames, lead
         Forecasting: number of past frames and lead in time steps.
+    nan_fields
+        What to do with the fields (one sample: a time, of one trajectory or level, ...) of a
+        split that hold NaN where the items read, found in one pass when the split opens:
+        ``"error"`` (default) refuses the split, naming the variable and the fields;
+        ``"drop"`` leaves those fields out of the split and reports them.
     """
 
     paths: tuple[str, ...] = ()
@@ -217,6 +222,7 @@ class DataConfig:
     condition_scale: float = 1.0
     past_frames: int = 1
     lead: int = 1
+    nan_fields: Literal["error", "drop"] = "error"
 
 
 @dataclass(frozen=True)

@@ -635,6 +635,11 @@ class Trainer:
                     seed=config.seed,
                     normalizer=self.train_set.normalizer,
                 )
+        for data in (self.train_set, self.val_set):
+            # data.nan_fields = "drop": say which fields were left out (nothing silent)
+            summary = data.dropped_summary() if data is not None else None
+            if summary:
+                acc.print(f"flexdownscale.train: data.{summary}")
         self.model = build_model(self._model_config())
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
@@ -1473,6 +1478,12 @@ class Trainer:
             ),
             "torch": torch.__version__,
             "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
+            # fields left out for holding NaN (data.nan_fields = "drop"), per split
+            "nan_fields_dropped": {
+                name: len(data.dropped_fields)
+                for name, data in (("train", self.train_set), ("validation", self.val_set))
+                if data is not None
+            },
         }
         with (self.run_dir / "launches.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")

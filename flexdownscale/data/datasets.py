@@ -42,14 +42,24 @@ coordinate). An empty ``train`` selection means everything not in validation or 
 overlap raise :class:`~flexdownscale.errors.DataError`. For forecasting along a split time axis,
 every frame of a window lies in the split.
 
-NaNs never reach the training tensors silently: an item whose window (crop plus halo, or the
-frames of a forecast window) holds NaN raises :class:`~flexdownscale.errors.DataError` naming
-the variable, the field's labels (e.g. the time) and the NaN count; select the fields without
-NaNs or fill them first. The check is one reduction over the window each item reads anyway.
+NaNs never reach the training tensors silently. When a split opens, one pass over its
+variables (dask reductions, in the same pass as the normalizer fit when the statistics are
+fitted on this split) finds the fields (samples: one time, of one trajectory or level, ...)
+that hold NaN where the items read: ``nan_fields="error"`` (default) raises
+:class:`~flexdownscale.errors.DataError` naming the variable, the split, how many fields and
+the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
+them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
+out when any of its frames is); ``nan_fields=None`` skips the pass (building the dataset reads no
+data). The same pass refuses values a log1p transform cannot take (<= -1). As a last guard, an
+item whose window (crop plus halo, or the frames of a forecast window) holds NaN, or values
+<= -1 under log1p, raises :class:`~flexdownscale.errors.DataError` naming the variable, the
+field's labels (e.g. the time) and the count.
 
 Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e, i])``; call :meth:`SuperResolutionDataset.set_epoch` (or
-the forecast dataset's) at every epoch.
+the forecast dataset's) at every epoch. On a periodic axis (a global longitude, the doubly
+periodic Kolmogorov box) random crops start anywhere, the window wrapping around the seam, so
+every cell is sampled as often; on other axes they stay inside the field.
 """
 
 from __future__ import annotations
@@ -61,8 +71,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
+import dask
 import numpy as np
 import pandas as pd
 import torch
@@ -78,7 +89,7 @@ from ..errors import (
 )
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
 from .grid import GridSpec, grid_spec, normalize_grid
-from .normalize import Normalizer, Transform
+from .normalize import Normalizer, Transform, _FitPlan
 
 __all__ = [
     "ForecastDataset",
@@ -91,6 +102,10 @@ Split = Literal["train", "validation", "test"]
 Task = Literal["superres", "forecast"]
 Crop = Literal["random", "center", "full"]
 Format = Literal["auto", "xarray", "hdf5"]
+NanFields = Literal["error", "drop"]
+
+#: How many field labels a NaN message or report lists before "and N more".
+_SHOWN = 5
 
 _H5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5"}
 _H5_LAYOUTS = ("fields", "w")
@@ -103,6 +118,20 @@ def _check_option(name: str, value: Any, options: Any) -> None:
             f"{name}={value!r} is not a valid option; expected one of "
             f"{', '.join(repr(o) for o in allowed)}"
         )
+
+
+class _Entry(NamedTuple):
+    """The fields one source gives a split: its sample grid (positions per sample dim), the
+    flat indices into it that are kept (``None``: every one) and the time dim of forecasts."""
+
+    k: int
+    grid: list[np.ndarray]
+    keep: np.ndarray | None = None
+    tdim: str | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod([g.size for g in self.grid])) if self.keep is None else self.keep.size
 
 
 def _runs(idx: np.ndarray) -> list[tuple[int, slice]]:
@@ -152,8 +181,21 @@ class _Source:
             ]
         )
 
+    def condition_grid(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
+        """The condition of every field of the sample ``grid``, shaped like the grid."""
+        shape = [len(g) for g in grid]
+        values = self.condition_values(name, grid)
+        if values.size == 1:
+            return np.broadcast_to(values.reshape(()), shape)
+        return values.reshape(shape)
+
     def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> Any:
         raise NotImplementedError
+
+    @property
+    def grid_dims(self) -> tuple[str, str]:
+        """Names of the (y, x) dims of :meth:`lazy_channels`."""
+        return ("y", "x") if self.spec is None else (self.spec.y, self.spec.x)
 
     def read(self, index: Mapping[str, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(C, len(rows), len(cols)) float64 window; rows / cols may wrap (runs are sliced)."""
@@ -272,6 +314,18 @@ class _XarraySource(_Source):
         v = self.ds[name]
         picked = v.isel({d: g for d, g in zip(self.sample_dims, grid) if d in v.dims})
         return np.asarray(picked.values, dtype=np.float64).ravel()
+
+    def condition_grid(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
+        shape = [len(g) for g in grid]
+        if name not in self.ds.variables or any(n == 0 for n in shape):
+            return super().condition_grid(name, grid)
+        self.condition(name, {d: int(g[0]) for d, g in zip(self.sample_dims, grid)})
+        v = self.ds[name]
+        picked = v.isel({d: g for d, g in zip(self.sample_dims, grid) if d in v.dims})
+        picked = picked.transpose(*[d for d in self.sample_dims if d in v.dims])
+        kept = [n if d in v.dims else 1 for d, n in zip(self.sample_dims, shape)]
+        values = np.asarray(picked.values, dtype=np.float64).reshape(kept)
+        return np.broadcast_to(values, shape)
 
     def condition(self, name: str, index: Mapping[str, int]) -> float:
         ds = self.ds
@@ -629,9 +683,12 @@ class _FieldDataset(torch.utils.data.Dataset):
         seed: int,
         format: Format,
         dims: Mapping[str, str] | None,
+        nan_fields: NanFields | None,
     ) -> None:
         _check_option("split", split, Split)
         _check_option("crop", crop, Crop)
+        if nan_fields is not None:
+            _check_option("nan_fields", nan_fields, NanFields)
         if crops_per_field < 1:
             raise ConfigError(f"crops_per_field={crops_per_field}; expected a positive integer")
         if not (condition_scale != 0 and math.isfinite(condition_scale)):
@@ -650,6 +707,11 @@ class _FieldDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.condition = condition
         self.condition_scale = float(condition_scale)
+        self.nan_fields: NanFields | None = nan_fields
+        #: The fields left out for holding NaN (``nan_fields="drop"``): one dict per field with
+        #: its ``source`` and its label along every sample dim, as :meth:`locate` gives them.
+        self.dropped_fields: list[dict[str, Any]] = []
+        self._split_fields = 0  # fields of the split before any was dropped
         if splits is not None:
             for key in splits:
                 if key not in get_args(Split):
@@ -660,9 +722,19 @@ class _FieldDataset(torch.utils.data.Dataset):
         else:
             self._positions = None
             self._selection = [{} for _ in self.sources]
-        if normalizer == "fit":
-            train = self._positions["train"] if self._positions is not None else self._selection
-            normalizer = self._fit(train, transforms)
+        # fitted when the split opens (_open_split), in the same pass as the NaN check
+        self._fit_transforms = transforms if normalizer == "fit" else None
+        self.normalizer: Normalizer | None = None
+        if normalizer != "fit":
+            self._use_normalizer(normalizer)
+        if condition is not None:
+            for src, sel in zip(self.sources, self._selection):
+                if sel is not None:
+                    src.condition(condition, {d: 0 for d in src.sample_dims})
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _use_normalizer(self, normalizer: Any) -> None:
         if normalizer is not None:
             if not isinstance(normalizer, Normalizer):
                 raise ConfigError(
@@ -674,13 +746,193 @@ class _FieldDataset(torch.utils.data.Dataset):
                     f"the normalizer has no statistics for {missing}; it knows "
                     f"{list(normalizer.stats)}"
                 )
-        self.normalizer: Normalizer | None = normalizer
-        if condition is not None:
-            for src, sel in zip(self.sources, self._selection):
-                if sel is not None:
-                    src.condition(condition, {d: 0 for d in src.sample_dims})
+        self.normalizer = normalizer
 
-    # -- helpers ------------------------------------------------------------------------------
+    def _open_split(
+        self,
+        entries: Sequence[tuple[int, list[np.ndarray]]],
+        regions: Sequence[tuple[Any, Any]],
+        used: Sequence[np.ndarray] | None = None,
+    ) -> list[np.ndarray | None]:
+        """Fit the normalizer (when asked) and check the split's fields, in one pass.
+
+        ``entries`` are the (source, sample grid) of the split, ``regions`` the (rows, cols)
+        of each source that items read, ``used`` (optional) a mask over each grid of the fields
+        items read. Returns, per entry, the mask of the fields holding NaN (``None`` when the
+        check is off); raises for NaN under ``nan_fields="error"`` and for values <= -1 under
+        log1p, and records the fields to drop under ``nan_fields="drop"``.
+        """
+        plan = None
+        lazy: dict[tuple[int, int], Any] = {}
+
+        def channels(k: int, sel: dict[str, np.ndarray]) -> Any:
+            # one lazy dataset per (source, selection): the fit and the check share its reads
+            key = (k, id(sel))
+            if key not in lazy:
+                lazy[key] = self.sources[k].lazy_channels(sel)
+            return lazy[key]
+
+        if self._fit_transforms is not None:
+            train = self._positions["train"] if self._positions is not None else self._selection
+            parts = [channels(k, sel) for k, sel in enumerate(train) if sel is not None]
+            if not parts:
+                raise DataError("the training split is empty; cannot fit normalization statistics")
+            plan = _FitPlan(parts, variables=list(self.variables), transforms=self._fit_transforms)
+            transforms = plan.transforms
+        elif self.normalizer is not None:
+            transforms = {v: self.normalizer.stats[v].transform for v in self.variables}
+        else:
+            transforms = {}
+        checks = []
+        if self.nan_fields is not None:
+            for (k, _), (rows, cols) in zip(entries, regions):
+                src = self.sources[k]
+                ydim, xdim = src.grid_dims
+                data = channels(k, self._selection[k])
+                per = {}
+                for name in self.variables:
+                    a = data[name].isel({ydim: rows, xdim: cols})
+                    nan = a.isnull().sum((ydim, xdim))
+                    low = (
+                        ((a <= -1).sum((ydim, xdim)), a.min((ydim, xdim), skipna=True))
+                        if transforms.get(name) == "log1p"
+                        else None
+                    )
+                    per[name] = (nan, low)
+                checks.append(per)
+        fitted, computed = dask.compute(plan.lazy if plan is not None else None, checks)
+        if plan is not None:
+            self._use_normalizer(Normalizer(plan.finish(fitted)))
+        self._split_fields = sum(
+            int(np.prod([g.size for g in grid])) if use is None else int(use.sum())
+            for (_, grid), use in zip(entries, used or [None] * len(entries))
+        )
+        if self.nan_fields is None:
+            return [None] * len(entries)
+        return self._judge(entries, computed, used)
+
+    def _judge(
+        self,
+        entries: Sequence[tuple[int, list[np.ndarray]]],
+        computed: Sequence[Mapping[str, Any]],
+        used: Sequence[np.ndarray] | None,
+    ) -> list[np.ndarray | None]:
+        """Masks of the fields with NaN from the computed counts; refuse or record them."""
+
+        def grid_array(value: Any, src: _Source, shape: list[int]) -> np.ndarray:
+            if isinstance(value, xr.DataArray):
+                value = value.transpose(*src.sample_dims).values
+            return np.asarray(value).reshape(shape)
+
+        several = len({k for k, _ in entries}) > 1
+        masks: list[np.ndarray | None] = []
+        # per variable: fields with NaN, NaN values, labels of the first fields
+        nans: dict[str, list[Any]] = {name: [0, 0, []] for name in self.variables}
+        # per variable: values <= -1 under log1p, the lowest, fields holding them, their labels
+        domain: dict[str, list[Any]] = {name: [0, math.inf, 0, []] for name in self.variables}
+        for i, ((k, grid), per) in enumerate(zip(entries, computed)):
+            src = self.sources[k]
+            shape = [g.size for g in grid]
+            use = np.ones(shape, bool) if used is None else np.asarray(used[i], bool)
+            bad = np.zeros(shape, bool)
+            for name in self.variables:
+                count = grid_array(per[name][0], src, shape) * use
+                bad |= count > 0
+                hit = np.flatnonzero(count.ravel())
+                nans[name][0] += hit.size
+                nans[name][1] += int(count.sum())
+                nans[name][2] += [
+                    self._field_text(src, grid, j, several)
+                    for j in hit[: _SHOWN - len(nans[name][2])]
+                ]
+            for name in self.variables:
+                if per[name][1] is None:
+                    continue
+                below = grid_array(per[name][1][0], src, shape) * use * ~bad
+                hit = np.flatnonzero(below.ravel())
+                if hit.size:
+                    low = grid_array(per[name][1][1], src, shape).ravel()[hit]
+                    domain[name][0] += int(below.sum())
+                    domain[name][1] = min(domain[name][1], float(np.nanmin(low)))
+                    domain[name][2] += hit.size
+                    domain[name][3] += [
+                        self._field_text(src, grid, j, several)
+                        for j in hit[: _SHOWN - len(domain[name][3])]
+                    ]
+            masks.append(bad)
+            if self.nan_fields == "drop":
+                for j in np.flatnonzero(bad.ravel()):
+                    self.dropped_fields.append(self._field_labels(src, grid, int(j)))
+        with_nan = {name: v for name, v in nans.items() if v[0]}
+        if with_nan and self.nan_fields == "error":
+            fields = sum(int(m.sum()) for m in masks if m is not None)
+            parts = [
+                f"variable {name!r} in {n} field{'s' if n != 1 else ''} ({values} NaN "
+                f"value{'s' if values != 1 else ''}) at {_listing(shown, n)}"
+                for name, (n, values, shown) in with_nan.items()
+            ]
+            raise DataError(
+                f"the {self.split} split holds NaN in {fields} of its {self._split_fields} "
+                f"fields (samples): {'; '.join(parts)}. NaNs would reach the training tensors "
+                f"(the first crop that meets one would stop the run). Leave those fields out "
+                f'with data.nan_fields = "drop" in the run\'s TOML (nan_fields="drop" in '
+                f"Python; they are reported), or fill the NaNs first (e.g. ds.fillna(0.0) for "
+                f"precipitation)"
+            )
+        bad_domain = {name: v for name, v in domain.items() if v[0]}
+        if bad_domain:
+            parts = [
+                f"variable {name!r} has {n} value{'s' if n != 1 else ''} <= -1 (down to "
+                f"{low:g}) at {_listing(shown, fields)}"
+                for name, (n, low, fields, shown) in bad_domain.items()
+            ]
+            name = next(iter(bad_domain))
+            raise DataError(
+                f"the {self.split} split: {'; '.join(parts)}. The normalizer's log1p transform "
+                f"(chosen for precipitation-like variables) needs values > -1; these would be "
+                f"NaN in the tensors. Clean the data first (precipitation is not negative: e.g. "
+                f"ds[{name!r}].clip(min=0)), or in Python normalize without log1p "
+                f"(transforms={{{name!r}: 'none'}})"
+            )
+        return masks
+
+    def _field_labels(self, src: _Source, grid: Sequence[np.ndarray], flat: int) -> dict[str, Any]:
+        local = np.unravel_index(flat, [g.size for g in grid]) if grid else ()
+        out: dict[str, Any] = {"source": src.label}
+        for dim, g, i in zip(src.sample_dims, grid, local):
+            labels = src.labels(dim)
+            pos = int(g[i])
+            out[dim] = labels[pos] if labels is not None else pos
+        return out
+
+    def _field_text(
+        self, src: _Source, grid: Sequence[np.ndarray], flat: int, with_source: bool
+    ) -> str:
+        local = np.unravel_index(flat, [g.size for g in grid]) if grid else ()
+        text = ", ".join(
+            f"{dim}={_label_text(src.labels(dim), int(g[i]))}"
+            for dim, g, i in zip(src.sample_dims, grid, local)
+        )
+        text = text or "its only field"
+        return f"{text} of {src.label!r}" if with_source else text
+
+    def dropped_summary(self) -> str | None:
+        """The fields left out for holding NaN, in words (``None`` when none was)."""
+        if not self.dropped_fields:
+            return None
+        several = len({f["source"] for f in self.dropped_fields}) > 1
+        shown = []
+        for field in self.dropped_fields[:_SHOWN]:
+            text = ", ".join(
+                f"{k}={_label_text(np.asarray([v]), 0)}" for k, v in field.items() if k != "source"
+            )
+            text = text or "its only field"
+            shown.append(f"{text} of {field['source']!r}" if several else text)
+        n = len(self.dropped_fields)
+        return (
+            f'nan_fields = "drop": left out {n} of the {self._split_fields} fields of the '
+            f"{self.split} split, which hold NaN: {_listing(shown, n)}"
+        )
 
     def _fit(
         self,
@@ -716,7 +968,25 @@ class _FieldDataset(torch.utils.data.Dataset):
         return self.normalizer.transform_array(x, variables=list(self.variables), channel_axis=0)
 
     def _check_nan(self, block: np.ndarray, src: _Source, sample: Mapping[str, int]) -> None:
-        """Refuse a (C, h, w) block read for an item when it holds NaN (one pass over it)."""
+        """Refuse a (C, h, w) block read for an item when it holds NaN (one pass over it), or
+        values <= -1 in a channel normalized with log1p (the last guard: the split's check
+        when it opened finds them first)."""
+        if self.normalizer is not None:
+            for c, name in enumerate(self.variables):
+                if self.normalizer.stats[name].transform != "log1p":
+                    continue
+                low = block[c].min(initial=math.inf)  # NaN when the block holds NaN
+                if low <= -1:
+                    n = int((block[c] <= -1).sum())
+                    where = ", ".join(
+                        f"{dim}={_label_text(src.labels(dim), pos)}" for dim, pos in sample.items()
+                    )
+                    raise DataError(
+                        f"variable {name!r} has {n} value(s) <= -1 (down to {low:g}) at "
+                        f"{where or 'its only field'} of {src.label!r} (in the window this item "
+                        "reads); its log1p normalization needs values > -1 and would give NaN. "
+                        "Clean the data (precipitation is not negative: e.g. clip at 0)"
+                    )
         if not np.issubdtype(block.dtype, np.floating) or not np.isnan(block.max(initial=0.0)):
             return
         counts = np.isnan(block).reshape(block.shape[0], -1).sum(axis=1)
@@ -736,26 +1006,44 @@ class _FieldDataset(torch.utils.data.Dataset):
         raise DataError(
             f"variable {name!r} has {int(counts[channel])} NaN value(s) at "
             f"{where or 'its only field'} of {src.label!r} (in the window this item reads); "
-            f"NaNs would reach the training tensors. Select the fields without NaNs ({select}) "
-            f"or fill them first (e.g. ds.fillna(0.0) for precipitation)"
+            f"NaNs would reach the training tensors. Leave the fields with NaN out "
+            f'(nan_fields="drop"; data.nan_fields = "drop" in a run\'s TOML), select them out '
+            f"({select}) or fill them first (e.g. ds.fillna(0.0) for precipitation)"
         )
 
     def condition_range(self) -> tuple[float, float] | None:
-        """(smallest, largest) value of the physical condition over the selected fields, in the
-        condition's own units (before ``condition_scale``); ``None`` without a condition."""
+        """(smallest, largest) value of the physical condition over the fields items take it
+        from, in the condition's own units (before ``condition_scale``); ``None`` without a
+        condition. The fields of the split, less those dropped for NaN; for forecasting the
+        current frames of the valid windows (a time no window starts from is never a
+        condition)."""
         if self.condition is None:
             return None
-        values = [
-            src.condition_values(self.condition, self._sample_grid(src, sel))
-            for src, sel in zip(self.sources, self._selection)
-            if sel is not None
-        ]
-        if not values:
-            return None
-        every = np.concatenate(values)
+        values = []
+        for entry in self._fields:
+            every = self.sources[entry.k].condition_grid(self.condition, entry.grid).ravel()
+            values.append(every if entry.keep is None else every[entry.keep])
+        every = np.concatenate(values) if values else np.array([])
         if every.size == 0:
             return None
         return float(every.min()), float(every.max())
+
+    def _count(self) -> None:
+        """Item offsets of the entries (after ``self._fields`` is set)."""
+        self._cum = np.cumsum([0, *(entry.size for entry in self._fields)])
+
+    def __len__(self) -> int:
+        return int(self._cum[-1]) * self.crops_per_field
+
+    def _entry_of(self, field: int) -> tuple[_Entry, _Source, dict[str, int]]:
+        j = int(np.searchsorted(self._cum, field, side="right")) - 1
+        entry = self._fields[j]
+        src = self.sources[entry.k]
+        flat = field - int(self._cum[j])
+        if entry.keep is not None:
+            flat = int(entry.keep[flat])
+        local = np.unravel_index(flat, [g.size for g in entry.grid])
+        return entry, src, {d: int(g[i]) for d, g, i in zip(src.sample_dims, entry.grid, local)}
 
     def _phys(self, src: _Source, index: Mapping[str, int]) -> dict[str, torch.Tensor]:
         if self.condition is None:
@@ -781,8 +1069,10 @@ class _FieldDataset(torch.utils.data.Dataset):
         dict
             ``source`` (file stem or ``datasetN``), one entry per sample dimension with its label
             (or position when the dimension has no coordinate), and the crop ``y0``, ``x0``,
-            ``height``, ``width`` in cells of the normalized (ascending) grid. For forecasting
-            the time entry is the current frame.
+            ``height``, ``width`` in cells of the normalized (ascending) grid. On a periodic
+            axis a random crop may run past the end and wrap around (rows ``y0`` to
+            ``y0 + height - 1`` modulo the size). For forecasting the time entry is the current
+            frame.
         """
         src, sample, y0, x0, h, w = self._plan(self._check_index(index))
         out: dict[str, Any] = {"source": src.label}
@@ -792,13 +1082,24 @@ class _FieldDataset(torch.utils.data.Dataset):
         out.update(y0=y0, x0=x0, height=h, width=w)
         return out
 
-    def _origin(self, n: int, size: int, step: int, rng: np.random.Generator) -> int:
+    def _origin(
+        self, n: int, size: int, step: int, rng: np.random.Generator, periodic: bool = False
+    ) -> int:
         slots = (n - size) // step + 1
         if self.crop == "random":
+            if periodic:
+                # no edges: any origin, the window wrapping around (every cell as often)
+                slots = n // step
             return int(rng.integers(0, slots)) * step
         if self.crop == "center":
             return (slots // 2) * step
         return 0
+
+
+def _listing(shown: Sequence[str], total: int) -> str:
+    """``"a, b, c"`` or ``"a, b, c and 4 more"`` (``total`` counts what was not shown too)."""
+    more = total - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _label_text(labels: np.ndarray | None, pos: int) -> str:
@@ -854,6 +1155,13 @@ class SuperResolutionDataset(_FieldDataset):
         ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
     dims
         Dimension-name override for xarray sources.
+    nan_fields
+        Fields (samples) that hold NaN where the items read, found in one pass when the split
+        opens (with the normalizer fit when it is fitted here): ``"error"`` (default) raises
+        :class:`~flexdownscale.errors.DataError` naming the variable, the split and the first
+        fields; ``"drop"`` leaves them out (:attr:`dropped_fields`, :meth:`dropped_summary`);
+        ``None`` skips the pass (building the dataset reads no data; an item whose window holds
+        NaN still raises when it is read).
 
     Raises
     ------
@@ -864,7 +1172,8 @@ class SuperResolutionDataset(_FieldDataset):
     MissingVariableError
         When a variable or the condition is missing.
     DataError
-        For overlapping or empty splits and unreadable files.
+        For overlapping or empty splits, unreadable files, fields with NaN
+        (``nan_fields="error"``) and values <= -1 of a variable normalized with log1p.
     """
 
     def __init__(
@@ -889,6 +1198,7 @@ class SuperResolutionDataset(_FieldDataset):
         seed: int = 0,
         format: Format = "auto",
         dims: Mapping[str, str] | None = None,
+        nan_fields: NanFields | None = "error",
     ) -> None:
         _check_option("degradation", degradation, Degradation)
         _check_option("upsample", upsample, Upsampling)
@@ -916,6 +1226,7 @@ class SuperResolutionDataset(_FieldDataset):
             seed=seed,
             format=format,
             dims=dims,
+            nan_fields=nan_fields,
         )
         self.factor = factor
         self.crop_size = crop_size
@@ -927,8 +1238,7 @@ class SuperResolutionDataset(_FieldDataset):
             s = 0.5 * factor if sigma is None else float(sigma)
             halo += math.ceil((3 * s + 0.5 * factor) / factor) + 1
         self._halo = halo * factor
-        self._fields: list[tuple[int, list[np.ndarray]]] = []
-        counts = []
+        entries: list[_Entry] = []
         for k, (src, sel) in enumerate(zip(self.sources, self._selection)):
             if sel is None:
                 continue
@@ -940,25 +1250,45 @@ class SuperResolutionDataset(_FieldDataset):
                 )
             if ny < factor or nx < factor:
                 raise ShapeError(f"field {(src.ny, src.nx)} is smaller than the factor {factor}")
-            grid = self._sample_grid(src, sel)
-            self._fields.append((k, grid))
-            counts.append(int(np.prod([g.size for g in grid])))
-        self._cum = np.cumsum([0, *counts])
+            entries.append(_Entry(k, self._sample_grid(src, sel)))
+        bad = self._open_split(
+            [(e.k, e.grid) for e in entries], [self._region(self.sources[e.k]) for e in entries]
+        )
+        self._fields = [
+            e if m is None or not m.any() else e._replace(keep=np.flatnonzero(~m.ravel()))
+            for e, m in zip(entries, bad)
+        ]
+        self._count()
         if self._cum[-1] == 0:
+            if self.dropped_fields:
+                raise DataError(
+                    f"every field of the {split} split holds NaN ({self.dropped_summary()}); "
+                    "nothing is left: fill the NaNs first (e.g. ds.fillna(0.0) for "
+                    "precipitation) or select other fields"
+                )
             raise DataError(
                 f"the {split} split is empty; set its selection (DataConfig.{split}) along "
                 f"{split_dim!r}"
             )
 
-    def __len__(self) -> int:
-        return int(self._cum[-1]) * self.crops_per_field
+    def _periodic(self, src: _Source) -> tuple[bool, bool]:
+        """Whether the (y, x) axes wrap: periodic, and whole coarse cells around the seam."""
+        f = self.factor
+        return src.periodic[0] and src.ny % f == 0, src.periodic[1] and src.nx % f == 0
 
-    def _locate(self, field: int) -> tuple[_Source, dict[str, int]]:
-        j = int(np.searchsorted(self._cum, field, side="right")) - 1
-        k, grid = self._fields[j]
-        src = self.sources[k]
-        local = np.unravel_index(field - int(self._cum[j]), [g.size for g in grid])
-        return src, {d: int(g[i]) for d, g, i in zip(src.sample_dims, grid, local)}
+    def _region(self, src: _Source) -> tuple[Any, Any]:
+        """The (rows, cols) of ``src`` that items read: the window of a centre crop, else the
+        whole field trimmed to whole coarse cells (random crops reach every cell)."""
+        f = self.factor
+        ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
+        if self.crop != "center" or self.crop_size is None:
+            return slice(0, ny), slice(0, nx)
+        py, px = self._periodic(src)
+        y0 = self._origin(ny, self.crop_size, f, np.random.default_rng(0))
+        x0 = self._origin(nx, self.crop_size, f, np.random.default_rng(0))
+        rows = np.unique(self._window(ny, y0, self.crop_size, py)[0])
+        cols = np.unique(self._window(nx, x0, self.crop_size, px)[0])
+        return rows, cols
 
     def _window(self, n: int, start: int, size: int, periodic: bool) -> tuple[np.ndarray, int]:
         """Indices of the crop plus halo (wrapped on periodic axes) and the crop offset."""
@@ -969,13 +1299,14 @@ class SuperResolutionDataset(_FieldDataset):
         return np.arange(lo, hi), start - lo
 
     def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
-        src, sample = self._locate(index // self.crops_per_field)
+        _, src, sample = self._entry_of(index // self.crops_per_field)
         f = self.factor
         ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
         ch, cw = (ny, nx) if self.crop_size is None else (self.crop_size, self.crop_size)
+        py, px = self._periodic(src)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        y0 = self._origin(ny, ch, f, rng)
-        x0 = self._origin(nx, cw, f, rng)
+        y0 = self._origin(ny, ch, f, rng, py)
+        x0 = self._origin(nx, cw, f, rng, px)
         return src, sample, y0, x0, ch, cw
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -983,8 +1314,7 @@ class SuperResolutionDataset(_FieldDataset):
         src, sample, y0, x0, ch, cw = self._plan(index)
         f = self.factor
         ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
-        py = src.periodic[0] and src.ny % f == 0
-        px = src.periodic[1] and src.nx % f == 0
+        py, px = self._periodic(src)
         rows, oy = self._window(ny, y0, ch, py)
         cols, ox = self._window(nx, x0, cw, px)
         region = src.read(sample, rows, cols)
@@ -1040,6 +1370,9 @@ class ForecastDataset(_FieldDataset):
     data, variables, split, split_dim, splits, normalizer, transforms, condition,
     condition_scale, seed, format, dims, crop, crops_per_field
         As in :class:`SuperResolutionDataset`.
+    nan_fields
+        As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
+        frames holds NaN.
     past_frames
         Number of past frames (the current one included) stacked on the channels of ``cond``.
     lead
@@ -1071,6 +1404,7 @@ class ForecastDataset(_FieldDataset):
         seed: int = 0,
         format: Format = "auto",
         dims: Mapping[str, str] | None = None,
+        nan_fields: NanFields | None = "error",
     ) -> None:
         for name, value in (("past_frames", past_frames), ("lead", lead)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -1092,12 +1426,13 @@ class ForecastDataset(_FieldDataset):
             seed=seed,
             format=format,
             dims=dims,
+            nan_fields=nan_fields,
         )
         self.past_frames = past_frames
         self.lead = lead
         self.crop_size = crop_size
-        self._fields: list[tuple[int, list[np.ndarray], str]] = []
-        counts = []
+        entries: list[_Entry] = []  # the split's fields, every time
+        windows: list[_Entry] = []  # the valid window times
         for k, (src, sel) in enumerate(zip(self.sources, self._selection)):
             if sel is None:
                 continue
@@ -1120,30 +1455,63 @@ class ForecastDataset(_FieldDataset):
                 for t in grid[t_axis].tolist()
                 if all(t - j in allowed for j in range(past_frames)) and t + lead in allowed
             ]
-            grid = list(grid)
-            grid[t_axis] = np.asarray(valid, dtype=np.int64)
-            self._fields.append((k, grid, tdim))
-            counts.append(int(np.prod([g.size for g in grid])))
-        self._cum = np.cumsum([0, *counts])
+            window_grid = list(grid)
+            window_grid[t_axis] = np.asarray(valid, dtype=np.int64)
+            entries.append(_Entry(k, grid, tdim=tdim))
+            windows.append(_Entry(k, window_grid, tdim=tdim))
+        # the frames of every window: which fields items read, and which windows a field spoils
+        frames = [*range(-(past_frames - 1), 1), lead]
+        used = []
+        for e, w in zip(entries, windows):
+            t_axis = self.sources[e.k].sample_dims.index(e.tdim)
+            mask = np.zeros([g.size for g in e.grid], bool)
+            for offset in frames:
+                at: list[Any] = [slice(None)] * len(e.grid)
+                at[t_axis] = np.searchsorted(e.grid[t_axis], w.grid[t_axis] + offset)
+                mask[tuple(at)] = True
+            used.append(mask)
+        bad = self._open_split(
+            [(e.k, e.grid) for e in entries],
+            [self._region(self.sources[e.k]) for e in entries],
+            used,
+        )
+        self._fields = []
+        for e, w, m in zip(entries, windows, bad):
+            if m is None or not m.any():
+                self._fields.append(w)
+                continue
+            t_axis = self.sources[e.k].sample_dims.index(e.tdim)
+            spoilt = np.zeros([g.size for g in w.grid], bool)
+            for offset in frames:
+                at = np.searchsorted(e.grid[t_axis], w.grid[t_axis] + offset)
+                spoilt |= np.take(m, at, axis=t_axis)
+            self._fields.append(w._replace(keep=np.flatnonzero(~spoilt.ravel())))
+        self._count()
         if self._cum[-1] == 0:
+            if self.dropped_fields:
+                raise DataError(
+                    f"no window of {past_frames} past frames and lead {lead} in the {split} "
+                    f"split is free of NaN ({self.dropped_summary()}); fill the NaNs first "
+                    "(e.g. ds.fillna(0.0) for precipitation) or select other fields"
+                )
             raise DataError(
                 f"no window of {past_frames} past frames and lead {lead} fits in the {split} split"
             )
 
-    def __len__(self) -> int:
-        return int(self._cum[-1]) * self.crops_per_field
+    def _region(self, src: _Source) -> tuple[Any, Any]:
+        """The (rows, cols) of ``src`` that items read: a centre crop's, else every cell."""
+        if self.crop != "center" or self.crop_size is None:
+            return slice(0, src.ny), slice(0, src.nx)
+        y0 = self._origin(src.ny, self.crop_size, 1, np.random.default_rng(0))
+        x0 = self._origin(src.nx, self.crop_size, 1, np.random.default_rng(0))
+        return np.arange(y0, y0 + self.crop_size), np.arange(x0, x0 + self.crop_size)
 
     def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
-        field = index // self.crops_per_field
-        j = int(np.searchsorted(self._cum, field, side="right")) - 1
-        k, grid, _ = self._fields[j]
-        src = self.sources[k]
-        local = np.unravel_index(field - int(self._cum[j]), [g.size for g in grid])
-        sample = {d: int(g[i]) for d, g, i in zip(src.sample_dims, grid, local)}
+        _, src, sample = self._entry_of(index // self.crops_per_field)
         ch, cw = (src.ny, src.nx) if self.crop_size is None else (self.crop_size, self.crop_size)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        y0 = self._origin(src.ny, ch, 1, rng)
-        x0 = self._origin(src.nx, cw, 1, rng)
+        y0 = self._origin(src.ny, ch, 1, rng, src.periodic[0])
+        x0 = self._origin(src.nx, cw, 1, rng, src.periodic[1])
         return src, sample, y0, x0, ch, cw
 
     def grid_metadata(self) -> dict[str, Any]:
@@ -1159,21 +1527,8 @@ class ForecastDataset(_FieldDataset):
             "grid": None if spec is None else spec.to_dict(),
             "past_frames": self.past_frames,
             "lead": self.lead,
-            "time_dim": self._fields[0][2] if self._fields else None,
+            "time_dim": self._fields[0].tdim if self._fields else None,
         }
-
-    def condition_range(self) -> tuple[float, float] | None:
-        """(smallest, largest) condition over the frames items take it from: the valid window
-        times only (a condition value at a time no window starts from is never trained on)."""
-        if self.condition is None:
-            return None
-        values = [
-            self.sources[k].condition_values(self.condition, grid) for k, grid, _ in self._fields
-        ]
-        every = np.concatenate(values) if values else np.array([])
-        if every.size == 0:
-            return None
-        return float(every.min()), float(every.max())
 
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
@@ -1185,10 +1540,12 @@ class ForecastDataset(_FieldDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
         src, sample, y0, x0, ch, cw = self._plan(index)
-        tdim = self._fields[
-            int(np.searchsorted(self._cum, index // self.crops_per_field, side="right")) - 1
-        ][2]
-        rows, cols = np.arange(y0, y0 + ch), np.arange(x0, x0 + cw)
+        entry, _, _ = self._entry_of(index // self.crops_per_field)
+        tdim = entry.tdim
+        assert tdim is not None
+        # a crop on a periodic axis may wrap around the seam
+        rows = np.arange(y0, y0 + ch) % src.ny if src.periodic[0] else np.arange(y0, y0 + ch)
+        cols = np.arange(x0, x0 + cw) % src.nx if src.periodic[1] else np.arange(x0, x0 + cw)
         t = sample[tdim]
         frames = [
             self._normalize(self._read_checked(src, {**sample, tdim: t - p}, rows, cols))
@@ -1224,7 +1581,7 @@ def from_config(
     config
         Paths, format, variables, degradation, upsample, factor, crop_size (divisible by 16 and
         by ``factor``), split_dim, train / validation / test selections, condition,
-        condition_scale, past_frames, lead.
+        condition_scale, past_frames, lead, nan_fields.
     split
         ``"train"``, ``"validation"`` or ``"test"``.
     task
@@ -1276,6 +1633,7 @@ def from_config(
         "condition_scale": config.condition_scale,
         "seed": seed,
         "format": config.format,
+        "nan_fields": config.nan_fields,
     }
     if task == "forecast":
         return ForecastDataset(

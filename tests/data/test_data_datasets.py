@@ -6,6 +6,7 @@ import pickle
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
@@ -101,8 +102,11 @@ def test_periodic_halo_makes_crops_equal_to_the_periodic_whole_field(shared_data
         normalizer=norm,
         seed=3,
     )
+    # random crops start anywhere on the periodic axes: some wrap around the seam
+    wrapping = [i for i in range(len(ds)) if ds.locate(i)["y0"] > 224 or ds.locate(i)["x0"] > 224]
+    assert wrapping
     with xr.open_dataset(shared_data / KOLMO) as raw:
-        for index in (0, 5, 71):
+        for index in (0, 5, 71, wrapping[0]):
             where = ds.locate(index)
             field = raw.vorticity.sel(trajectory=where["trajectory"], time=where["time"])
             field = field.transpose("y", "x").values[None].astype(np.float64)
@@ -110,13 +114,10 @@ def test_periodic_halo_makes_crops_equal_to_the_periodic_whole_field(shared_data
                 field, norm, 4, "gaussian", "bicubic", None, (True, True)
             )
             item = ds[index]
-            y0, x0 = where["y0"], where["x0"]
-            np.testing.assert_allclose(
-                item["fine"].numpy(), fine[:, y0 : y0 + 32, x0 : x0 + 32], atol=1e-6
-            )
-            np.testing.assert_allclose(
-                item["base"].numpy(), base[:, y0 : y0 + 32, x0 : x0 + 32], atol=1e-5
-            )
+            rows = np.arange(where["y0"], where["y0"] + 32) % 256
+            cols = np.arange(where["x0"], where["x0"] + 32) % 256
+            np.testing.assert_allclose(item["fine"].numpy(), fine[:, rows][:, :, cols], atol=1e-6)
+            np.testing.assert_allclose(item["base"].numpy(), base[:, rows][:, :, cols], atol=1e-5)
 
 
 def test_items_are_reproducible_for_a_seed_and_vary_with_epoch_and_seed(shared_data):
@@ -274,22 +275,28 @@ def test_multi_variable_channels_on_the_global_grid(shared_data):
 def test_reading_is_lazy_and_windowed(shared_data):
     with xr.open_dataset(shared_data / ERA5) as raw:
         probe, counters = counting_dataset(raw.isel(time=slice(0, 48)).load())
-    ds = SuperResolutionDataset(probe, factor=4, crop_size=16, normalizer=None)
     counter = counters["t2m"]
-    assert counter.reads == []  # building the dataset reads no data
+    # the NaN check when the split opens reads the cells items read, once
+    SuperResolutionDataset(probe, factor=4, crop_size=16, normalizer=None)
+    assert counter.reads == [48 * 32 * 48]
+    counter.reads.clear()
+    ds = SuperResolutionDataset(probe, factor=4, crop_size=16, normalizer=None, nan_fields=None)
+    assert counter.reads == []  # without it, building the dataset reads no data
     for i in range(6):
         ds[i]
     # each item reads one time step of the crop plus a halo of one coarse cell on each side
     assert len(counter.reads) == 6
     assert max(counter.reads) <= (16 + 2 * 4) ** 2
     assert sum(counter.reads) < 48 * 33 * 49 / 20
-    fc = ForecastDataset(probe, past_frames=3, lead=2, crop_size=16, normalizer=None)
+    fc = ForecastDataset(
+        probe, past_frames=3, lead=2, crop_size=16, normalizer=None, nan_fields=None
+    )
     counter.reads.clear()
     fc[0]
     assert counter.reads == [16 * 16] * 4
     # integer data are converted on read, not by loading the variable
     ints, int_counters = counting_dataset((probe.load() * 10).astype(np.int16))
-    ds = SuperResolutionDataset(ints, factor=4, crop_size=16, normalizer=None)
+    ds = SuperResolutionDataset(ints, factor=4, crop_size=16, normalizer=None, nan_fields=None)
     item = ds[0]
     assert item["fine"].dtype == torch.float32
     assert len(int_counters["t2m"].reads) == 1  # one window, not the 48-step variable
@@ -424,10 +431,12 @@ def test_bad_inputs_of_the_datasets(shared_data, tmp_path):
         SuperResolutionDataset(path, crop_size=16)[10**6]
     nan_field = latlon_da(16, 16, ntime=2).to_dataset()
     nan_field["t2m"][0, 3, 3] = np.nan  # a NaN never reaches a training tensor silently
+    with pytest.raises(DataError, match=r"variable 't2m' in 1 field \(1 NaN value\)"):
+        SuperResolutionDataset(nan_field, factor=4, crop_size=16)  # when the split opens
+    unchecked = SuperResolutionDataset(nan_field, factor=4, crop_size=16, nan_fields=None)
     with pytest.raises(DataError, match="'t2m' has 1 NaN value"):
-        SuperResolutionDataset(nan_field, factor=4, crop_size=16)[0]
-    clean = SuperResolutionDataset(nan_field, factor=4, crop_size=16)[1]
-    assert torch.isfinite(clean["fine"]).all()
+        unchecked[0]  # the last guard, when the check at opening is off
+    assert torch.isfinite(unchecked[1]["fine"]).all()
 
 
 def test_dataloader_batches(shared_data):
@@ -460,21 +469,26 @@ def test_dataloader_with_worker_processes(shared_data):
 
 
 def test_nan_in_an_item_window_is_a_data_error_naming_variable_time_and_count():
+    """The last guard (the check when the split opens is off here): an item whose window holds
+    NaN is refused when it is read."""
     da = latlon_da(16, 16, lat0=40.0, lon0=0.0, ntime=5)
     values = da.values.copy()
     values[2, 0, :3] = np.nan  # three NaNs in the first row at the third time (1970-01-03)
     data = da.copy(data=values).to_dataset()
-    full = SuperResolutionDataset(data, factor=2, crop_size=None, normalizer=None)
+    full = SuperResolutionDataset(data, factor=2, crop_size=None, normalizer=None, nan_fields=None)
     assert torch.isfinite(full[1]["fine"]).all()
     message = r"'t2m' has 3 NaN value\(s\) at time=1970-01-03 00:00:00 .*fillna"
     with pytest.raises(DataError, match=message):
         full[2]
-    # only the window an item reads is checked: a centre crop away from the NaNs is fine
+    # only the window an item reads is checked: a centre crop away from the NaNs is fine (also
+    # for the check when the split opens, which looks where the items read)
     centre = SuperResolutionDataset(data, factor=2, crop_size=4, crop="center", normalizer=None)
     item = centre[2]
     assert torch.isfinite(item["fine"]).all()
     assert torch.isfinite(item["base"]).all()
-    forecast = ForecastDataset(data, past_frames=1, lead=1, crop_size=None, normalizer=None)
+    forecast = ForecastDataset(
+        data, past_frames=1, lead=1, crop_size=None, normalizer=None, nan_fields=None
+    )
     assert len(forecast) == 4
     for index in (1, 2):  # time 2 is the target of item 1 and the input frame of item 2
         with pytest.raises(DataError, match=message):
@@ -521,3 +535,263 @@ def test_forecast_condition_range_covers_the_window_times_only(shared_data, tmp_
     train = from_config(cfg, "train", task="forecast")
     used = [float(train[i]["phys"]) for i in range(len(train))]
     assert train.condition_range() == (min(used), max(used)) == (2.0, 21.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN fields found when a split opens (data.nan_fields), log1p's domain, periodic crops, levels
+
+RADAR = "radar/bom_mtstapylton_prcp10min_2020-10-31.nc"
+
+
+def radar_config(shared_data, **changes) -> DataConfig:
+    values = dict(
+        paths=(str(shared_data / RADAR),),
+        variables=("precipitation",),
+        factor=4,
+        crop_size=32,
+        split_dim="time",
+        train=("2020-10-31T00:00", "2020-10-31T17:50"),
+        validation=("2020-10-31T18:00", "2020-10-31T23:50"),
+    )
+    values.update(changes)
+    return DataConfig(**values)
+
+
+def test_nan_fields_of_the_radar_are_found_when_the_split_opens(shared_data):
+    """The radar file has NaNs near the edges of 16 of its 144 times: a training run stopped at
+    the first random crop that met one (step 56 of 200). The split is now checked when it opens:
+    refused naming the variable, the split, how many fields and the first ones, and the TOML
+    fix; with nan_fields = "drop" those times are left out and reported, and every item of an
+    epoch is finite."""
+    with xr.open_dataset(shared_data / RADAR) as raw:
+        train_raw = raw.precipitation.sel(time=slice("2020-10-31T00:00", "2020-10-31T17:50"))
+        holds_nan = train_raw.isnull().any(("y", "x")).values
+        nan_times = train_raw.time.values[holds_nan]
+        nan_values = int(train_raw.isnull().sum())
+        logged = np.log1p(train_raw.values.astype(np.float64))
+    assert 0 < holds_nan.sum() < holds_nan.size == 108
+    first = str(pd.Timestamp(nan_times[0]))
+    message = (
+        rf"the train split holds NaN in {holds_nan.sum()} of its 108 fields .*variable "
+        rf"'precipitation' in {holds_nan.sum()} fields \({nan_values} NaN values\) at "
+        rf"time={first}.* and {holds_nan.sum() - 5} more.*data\.nan_fields = \"drop\""
+    )
+    with pytest.raises(DataError, match=message):
+        from_config(radar_config(shared_data), "train")
+
+    config = radar_config(shared_data, nan_fields="drop")
+    train = from_config(config, "train")
+    assert len(train) == 108 - holds_nan.sum()
+    assert [f["time"] for f in train.dropped_fields] == list(nan_times)
+    summary = train.dropped_summary()
+    assert summary.startswith(f'nan_fields = "drop": left out {holds_nan.sum()} of the 108')
+    assert first in summary
+    times = [train.locate(i)["time"] for i in range(len(train))]
+    assert not set(times) & set(nan_times)
+    assert times == sorted(times)  # the order of the split, less the dropped times
+    for epoch in (0, 1):
+        train.set_epoch(epoch)
+        for i in range(len(train)):
+            item = train[i]
+            assert torch.isfinite(item["fine"]).all()
+            assert torch.isfinite(item["base"]).all()
+    # the statistics are those of the train split, NaNs skipped (as before)
+    stats = train.normalizer.stats["precipitation"]
+    assert stats.mean == pytest.approx(np.nanmean(logged), rel=1e-10)
+    assert stats.std == pytest.approx(np.nanstd(logged), rel=1e-10)
+    # the same configuration gives the same items in the same order (resume-safe)
+    again = from_config(config, "train")
+    train.set_epoch(0)
+    assert [again.locate(i) for i in range(len(again))] == [
+        train.locate(i) for i in range(len(train))
+    ]
+    # validation crops are centred: only the centre window (plus halo) counts
+    val = from_config(config, "validation", normalizer=train.normalizer)
+    where = val.locate(0)
+    with xr.open_dataset(shared_data / RADAR) as raw:
+        window = normalize_grid(raw).precipitation.sel(
+            time=slice("2020-10-31T18:00", "2020-10-31T23:50")
+        )[:, where["y0"] - 4 : where["y0"] + 36, where["x0"] - 4 : where["x0"] + 36]
+        centre_nan = int(window.isnull().any(("y", "x")).sum())
+    assert len(val) == 36 - centre_nan
+    assert len(val.dropped_fields) == centre_nan
+
+
+def test_forecast_windows_with_a_nan_frame_are_dropped():
+    """Closed form: a NaN at (member 1, time 4) spoils the windows of member 1 that read time 4
+    (as a past frame, the current frame or the target), and no other."""
+    da = latlon_da(16, 16, ntime=10)
+    values = np.stack([da.values, 2 * da.values])  # (member, time, lat, lon)
+    values[1, 4, 5, 5] = np.nan
+    ds = xr.Dataset({"t2m": (("member", *da.dims), values)}, coords={"member": [0, 1], **da.coords})
+    with pytest.raises(DataError, match=r"in 1 field \(1 NaN value\) at member=1, time=1970-01-05"):
+        ForecastDataset(ds, past_frames=2, lead=1, crop_size=16)
+    fc = ForecastDataset(ds, past_frames=2, lead=1, crop_size=16, nan_fields="drop")
+    # windows: current frame t = 1..8 per member; time 4 is read by t = 3 (target), 4, 5 (past)
+    kept = [
+        (fc.locate(i)["member"], int(fc.locate(i)["time"].astype("datetime64[D]").astype(int)))
+        for i in range(len(fc))
+    ]
+    assert kept == [(0, t) for t in range(1, 9)] + [(1, t) for t in (1, 2, 6, 7, 8)]
+    assert fc.dropped_fields == [
+        {"source": "dataset0", "member": 1, "time": np.datetime64("1970-01-05", "ns")}
+    ]
+    for i in range(len(fc)):
+        assert torch.isfinite(fc[i]["cond"]).all()
+        assert torch.isfinite(fc[i]["fine"]).all()
+    # a NaN in every window leaves nothing: said so
+    values[:, 1:9:2, 0, 0] = np.nan
+    with pytest.raises(DataError, match=r"no window of 2 past frames .* is free of NaN"):
+        ForecastDataset(
+            ds.copy(data={"t2m": values}), past_frames=2, lead=1, crop_size=16, nan_fields="drop"
+        )
+
+
+def test_log1p_values_at_or_below_minus_one_are_refused_in_any_split():
+    """The fit checks log1p's domain on the train split only: a validation value of -1.5 became
+    NaN in the tensors with only numpy's RuntimeWarning. Refused when the split opens (naming
+    the variable, the value and the time) and, as a last guard, when an item is read."""
+    rng = np.random.default_rng(0)
+    pr = np.abs(rng.normal(0, 1, (8, 32, 32)))
+    pr[7, 10, 10] = -1.5
+    ds = xr.Dataset(
+        {"pr": (("time", "y", "x"), pr)},
+        coords={"time": np.arange(8), "y": np.arange(32.0), "x": np.arange(32.0)},
+    )
+    ds.y.attrs["units"] = ds.x.attrs["units"] = "km"
+    splits = {"train": [0, 5], "validation": [6, 7]}
+    common = dict(factor=4, crop_size=32, split_dim="time", splits=splits)
+    train = SuperResolutionDataset(ds, normalizer="fit", **common)
+    assert train.normalizer.stats["pr"].transform == "log1p"
+    message = r"variable 'pr' has 1 value <= -1 \(down to -1\.5\) at time=7.*log1p"
+    with pytest.raises(DataError, match=message):
+        SuperResolutionDataset(ds, normalizer=train.normalizer, split="validation", **common)
+    with pytest.raises(DataError, match=message):  # fitted here on the train split
+        SuperResolutionDataset(ds, normalizer="fit", split="validation", **common)
+    unchecked = SuperResolutionDataset(
+        ds, normalizer=train.normalizer, split="validation", nan_fields=None, **common
+    )
+    assert torch.isfinite(unchecked[0]["fine"]).all()
+    with pytest.raises(DataError, match=r"'pr' has 1 value\(s\) <= -1 \(down to -1\.5\) at time=7"):
+        unchecked[1]
+    # without log1p nothing is refused
+    plain = Normalizer({"pr": VariableStats(mean=0.0, std=1.0)})
+    item = SuperResolutionDataset(ds, normalizer=plain, split="validation", **common)[1]
+    assert torch.isfinite(item["fine"]).all()
+
+
+def test_a_constant_variable_next_to_a_varying_one_is_refused():
+    """A constant 280.1 K sst (std 5.7e-14 from round-off) was accepted; a validation value
+    0.1 K off then normalized to 1.76e12."""
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {
+            "t2m": (("time", "y", "x"), rng.normal(280, 3, (8, 32, 32))),
+            "sst": (("time", "y", "x"), np.full((8, 32, 32), 280.1)),
+        },
+        coords={"time": np.arange(8), "y": np.arange(32.0), "x": np.arange(32.0)},
+    )
+    ds.y.attrs["units"] = ds.x.attrs["units"] = "km"
+    with pytest.raises(DataError, match=r"'sst' is constant .* Drop it from the variables"):
+        SuperResolutionDataset(
+            ds,
+            variables=["t2m", "sst"],
+            factor=4,
+            crop_size=16,
+            normalizer="fit",
+            split_dim="time",
+            splits={"train": [0, 5], "validation": [6, 7]},
+        )
+
+
+def test_random_crops_on_a_periodic_axis_cover_it_evenly(shared_data):
+    """The Kolmogorov box is doubly periodic: random crop origins used to stop at n - size, so
+    the edge rows were in a tenth as many crops as the centre. Origins now take every multiple
+    of the factor and the window wraps: every row and column is covered equally often in
+    expectation; a non-periodic grid keeps its crops inside."""
+    ds = SuperResolutionDataset(
+        shared_data / KOLMO,
+        factor=4,
+        crop_size=64,
+        split_dim="trajectory",
+        splits={"train": (0, 2), "validation": (3,)},
+        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=4.5)}),
+        nan_fields=None,
+    )
+    origins = []
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        origins += [(ds.locate(i)["y0"], ds.locate(i)["x0"]) for i in range(len(ds))]
+    ys, xs = np.array(origins).T
+    assert set(ys) == set(xs) == set(range(0, 256, 4))  # 64 origins, 256 - 64 included
+    cover = np.zeros(256)
+    for y0 in ys:
+        cover[np.arange(y0, y0 + 64) % 256] += 1
+    expected = len(ys) * 64 / 256
+    assert 0.8 * expected < cover.min() <= cover.max() < 1.2 * expected  # was 10x apart
+    # forecast crops wrap too (frames on the same periodic box)
+    fc = ForecastDataset(
+        shared_data / KOLMO,
+        crop_size=32,
+        split_dim="trajectory",
+        splits={"train": (0, 2), "validation": (3,)},
+        nan_fields=None,
+    )
+    index = next(i for i in range(len(fc)) if fc.locate(i)["y0"] > 224 or fc.locate(i)["x0"] > 224)
+    where = fc.locate(index)
+    rows = np.arange(where["y0"], where["y0"] + 32) % 256
+    cols = np.arange(where["x0"], where["x0"] + 32) % 256
+    with xr.open_dataset(shared_data / KOLMO) as raw:
+        field = raw.vorticity.sel(trajectory=where["trajectory"]).transpose("time", "y", "x")
+        t = int(np.flatnonzero(field.time.values == where["time"])[0])
+        target = field.values[t + 1][rows][:, cols]
+    np.testing.assert_allclose(fc[index]["fine"].numpy()[0], target, rtol=1e-6)
+    era5 = from_config(era5_config(shared_data, crop_size=16), "train")
+    for i in range(200):
+        where = era5.locate(i)
+        assert 0 <= where["y0"] <= 32 - 16
+        assert 0 <= where["x0"] <= 48 - 16
+
+
+def test_levels_are_samples_and_per_level_variables_are_channels(shared_data, tmp_path):
+    """A non-grid dim such as ``level`` is a sample dim: the levels of ``u`` are separate
+    samples of one channel with one set of statistics pooled over the levels. For a channel per
+    level, the variable is split into one variable per level first (docs/data.md)."""
+    path = shared_data / "era_interim/eraint_uv_monthly.nc"
+    splits = {"train": [1], "validation": [7]}
+    common = dict(factor=4, crop_size=64, split_dim="month", splits=splits, normalizer="fit")
+    pooled = SuperResolutionDataset(path, variables=["u"], **common)
+    with xr.open_dataset(path) as raw:
+        u = normalize_grid(raw).u.sel(month=1).load()  # (level, latitude, longitude)
+    assert pooled.variables == ("u",)
+    assert len(pooled) == 3  # one month x three levels: three samples
+    assert [pooled.locate(i)["level"] for i in range(3)] == list(u.level.values)
+    assert pooled[0]["fine"].shape == (1, 64, 64)
+    stats = pooled.normalizer.stats["u"]
+    assert stats.mean == pytest.approx(float(u.values.astype(np.float64).mean()), rel=1e-10)
+    assert stats.std == pytest.approx(float(u.values.astype(np.float64).std()), rel=1e-10)
+
+    # one variable per level: u200, u500 are two channels with their own statistics
+    with xr.open_dataset(path) as raw:
+        split = xr.Dataset(
+            {f"u{int(level)}": raw.u.sel(level=level, drop=True) for level in (200, 500)}
+        )
+        split.to_netcdf(tmp_path / "u_levels.nc")
+    per_level = SuperResolutionDataset(
+        tmp_path / "u_levels.nc", variables=["u200", "u500"], **common
+    )
+    assert per_level.variables == ("u200", "u500")
+    assert len(per_level) == 1  # one month: one sample of two channels
+    item, where = per_level[0], per_level.locate(0)
+    assert item["fine"].shape == (2, 64, 64)
+    rows = slice(where["y0"], where["y0"] + 64)
+    cols = slice(where["x0"], where["x0"] + 64)
+    for c, level in enumerate((200, 500)):
+        values = u.sel(level=level).values.astype(np.float64)
+        s = per_level.normalizer.stats[f"u{level}"]
+        assert s.mean == pytest.approx(values.mean(), rel=1e-10)
+        assert s.std == pytest.approx(values.std(), rel=1e-10)
+        np.testing.assert_allclose(
+            item["fine"][c].numpy(), (values[rows, cols] - s.mean) / s.std, rtol=1e-5, atol=1e-5
+        )
+    assert per_level.normalizer.stats["u200"].mean != per_level.normalizer.stats["u500"].mean
