@@ -70,7 +70,9 @@ class ModelConfig:
     conditioning
         ``"weak+strong"`` (FLEX default) or ``"strong"`` only (baselines).
     physical_condition
-        Whether the model takes a scalar physical parameter (e.g. Re / 40000).
+        Whether the model takes a scalar physical parameter (e.g. Re / 40000). ``None``
+        (default): training follows ``data.condition`` (true when it is set); a model built
+        directly takes none. ``false`` with ``data.condition`` set is refused.
     patch_size
         Patch size of the UViT and DiT baselines (ignored by FLEX and U-Net). ``None`` picks the
         preset's default.
@@ -90,7 +92,7 @@ class ModelConfig:
     task: Task = "superres"
     past_frames: int = 1
     conditioning: Conditioning = "weak+strong"
-    physical_condition: bool = False
+    physical_condition: bool | None = None
     patch_size: int | None = None
     dropout: float = 0.1
     gradient_checkpointing: bool = False
@@ -268,10 +270,15 @@ class TrainConfig:
     ``total_limit``, ``eval_fields``, ``eval_members`` and ``sampler.steps`` are positive;
     ``eval_every``, ``plot_every`` and ``checkpoint_every`` may be 0 (off; without periodic states
     one is still saved at the end of each launch); ``data.crop_size`` is a multiple of 16 and, for
-    super-resolution, of ``data.factor``; ``model.physical_condition`` needs ``data.condition``;
+    super-resolution, of ``data.factor``; ``model.physical_condition = true`` needs
+    ``data.condition`` and ``false`` contradicts it (leave it out: it follows
+    ``data.condition``); ``data.condition_scale`` is finite and non-zero; ``seed`` is in
+    [0, 2**32 - 1]; ``time_limit_minutes`` is finite and >= 0 (0: no limit);
     ``optim.lr`` > 0, ``optim.betas`` in [0, 1), ``optim.weight_decay`` and ``optim.grad_clip``
     >= 0 (0: no clipping), ``optim.ema_decay`` in [0, 1); ``sampler.eta`` in [0, 1],
-    ``sampler.delta``, ``sampler.g1`` and ``sampler.g2`` >= 0.
+    ``sampler.delta``, ``sampler.g1`` and ``sampler.g2`` >= 0; the ``[model]`` and
+    ``[diffusion]`` values the model and the objective check when they are built
+    (``model.dropout`` in [0, 1), ``diffusion.shift`` > 0, ...).
     ``eval_members = 1`` reports the plain (not fair) CRPS and no spread-skill ratio (``null`` in
     the JSON records).
     """
@@ -364,7 +371,18 @@ def _check_train_config(config: TrainConfig) -> None:
     at_least("num_workers", config.num_workers, 0)
     at_least("eval_fields", config.eval_fields, 1, " (validation fields sampled)")
     at_least("eval_members", config.eval_members, 1, " (members per validation field)")
-    at_least("time_limit_minutes", config.time_limit_minutes, 0, " (0: no limit)")
+    if not (math.isfinite(config.time_limit_minutes) and config.time_limit_minutes >= 0):
+        # NaN passed every comparison and meant "no limit" silently; inf is spelled 0
+        raise _out_of_range(
+            "time_limit_minutes", config.time_limit_minutes, "a finite number >= 0 (0: no limit)"
+        )
+    if not 0 <= config.seed <= _SEED_MAX:
+        raise _out_of_range(
+            "seed",
+            config.seed,
+            f"an integer in [0, {_SEED_MAX}] (2**32 - 1: the run seeds numpy's global generator "
+            "with it, which takes no other)",
+        )
     at_least("sampler.steps", config.sampler.steps, 1, " (reverse steps of the sampler)")
     at_least("optim.warmup_steps", config.optim.warmup_steps, 0)
     _check_optim(config.optim)
@@ -380,12 +398,119 @@ def _check_train_config(config: TrainConfig) -> None:
         raise ConfigError(
             "model.physical_condition = true but data.condition is not set, so the model would "
             "get no condition value; set data.condition to the scalar variable or attribute "
-            '(e.g. data.condition="reynolds_number") or set model.physical_condition=false'
+            '(e.g. data.condition="reynolds_number") or leave model.physical_condition out'
+        )
+    if config.model.physical_condition is False and data.condition is not None:
+        raise ConfigError(
+            f"model.physical_condition = false but data.condition = {data.condition!r}: the "
+            "data give every sample a condition value, which a model without a physical "
+            "condition cannot take (it used to be switched on silently); leave "
+            "model.physical_condition out (it follows data.condition), or unset the condition "
+            "(data.condition=none) to train without one"
+        )
+    if not (math.isfinite(data.condition_scale) and data.condition_scale != 0):
+        raise _out_of_range(
+            "data.condition_scale",
+            data.condition_scale,
+            "a finite non-zero number (the condition is divided by it; e.g. 40000 for Re)",
+        )
+    _check_model(config.model)
+    _check_diffusion(config.diffusion)
+
+
+def _out_of_range(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{key} = {value!r} is out of range; expected {expected}")
+
+
+#: The largest ``seed``: numpy's legacy seeding (used by accelerate's ``set_seed``) takes
+#: [0, 2**32 - 1].
+_SEED_MAX = 2**32 - 1
+
+#: What every crop side and model image size must be a multiple of (the backbones downsample by
+#: 16; ``flexdownscale.models`` checks the same).
+_GRID_MULTIPLE = 16
+
+
+def _check_model(model: ModelConfig) -> None:
+    """``[model]`` values the model builder refuses (with bare names, after the data had loaded):
+    checked when the configuration is built, naming ``model.<key>``. The same ranges as
+    :func:`flexdownscale.models.build_model`."""
+    for key in ("in_channels", "past_frames"):
+        value = getattr(model, key)
+        if value < 1:
+            raise _out_of_range(f"model.{key}", value, "a positive integer")
+    if model.out_channels is not None and model.out_channels < 1:
+        raise _out_of_range(
+            "model.out_channels", model.out_channels, "a positive integer (or leave it out)"
+        )
+    if not 0.0 <= model.dropout < 1.0:
+        raise _out_of_range("model.dropout", model.dropout, "[0, 1) (0: no dropout)")
+    if any(s < _GRID_MULTIPLE or s % _GRID_MULTIPLE for s in model.image_size):
+        raise _out_of_range(
+            "model.image_size",
+            list(model.image_size),
+            f"[H, W], each a positive multiple of {_GRID_MULTIPLE} (e.g. [128, 128])",
+        )
+    patch = model.patch_size
+    if (
+        model.backbone in ("uvit", "dit")
+        and patch is not None
+        and (patch < 1 or _GRID_MULTIPLE % patch)
+    ):
+        raise _out_of_range(
+            "model.patch_size",
+            patch,
+            f"1, 2, 4, 8 or 16 for the {model.backbone} backbone (a divisor of 16), or "
+            "leave it out for the preset's default",
         )
 
 
-def _out_of_range(key: str, value: float, expected: str) -> ConfigError:
-    return ConfigError(f"{key} = {value!r} is out of range; expected {expected}")
+def _check_diffusion(diffusion: DiffusionConfig) -> None:
+    """``[diffusion]`` values the objective refuses when it is built (with bare names, after the
+    data had loaded): checked when the configuration is built, naming ``diffusion.<key>``. Only
+    the values the chosen objective uses, with the ranges of
+    :func:`flexdownscale.diffusion.build_objective`."""
+    if not (math.isfinite(diffusion.loss_scale) and diffusion.loss_scale > 0):
+        raise _out_of_range(
+            "diffusion.loss_scale",
+            diffusion.loss_scale,
+            "a finite number > 0 (it multiplies the loss; 1 leaves it as it is)",
+        )
+    if diffusion.objective == "vp":
+        if not diffusion.logsnr_min < diffusion.logsnr_max:
+            raise ConfigError(
+                f"diffusion.logsnr_min = {diffusion.logsnr_min!r} must be below "
+                f"diffusion.logsnr_max = {diffusion.logsnr_max!r} (the defaults are -20 and 20)"
+            )
+        if not diffusion.shift > 0:
+            raise _out_of_range("diffusion.shift", diffusion.shift, "a number > 0 (1: no shift)")
+        return
+    t_min, t_max = diffusion.t_min, diffusion.t_max
+    if not 0.0 <= t_min < t_max <= 1.0:
+        raise ConfigError(
+            f"diffusion.t_min = {t_min!r}, diffusion.t_max = {t_max!r} must satisfy "
+            "0 <= t_min < t_max <= 1 (the defaults are 1e-4 and 1 - 1e-4)"
+        )
+    if diffusion.base == "coarse_plus_noise" and not diffusion.base_sigma > 0:
+        raise _out_of_range(
+            "diffusion.base_sigma",
+            diffusion.base_sigma,
+            'a number > 0 for base = "coarse_plus_noise" (the default is 0.1)',
+        )
+    if diffusion.objective == "idff":
+        if not diffusion.idff_sigma > 0:
+            raise _out_of_range(
+                "diffusion.idff_sigma", diffusion.idff_sigma, "a number > 0 (the default is 0.2)"
+            )
+        if not diffusion.idff_c > 0:
+            raise _out_of_range(
+                "diffusion.idff_c", diffusion.idff_c, "a number > 0 (the default is 0.01)"
+            )
+        if t_min <= 0.0 or t_max >= 1.0:
+            raise ConfigError(
+                f"diffusion.t_min = {t_min!r}, diffusion.t_max = {t_max!r}: the idff objective "
+                "needs 0 < t_min and t_max < 1 (its drift divides by sqrt(t (1 - t)))"
+            )
 
 
 def _check_optim(optim: OptimConfig) -> None:

@@ -755,8 +755,9 @@ class Trainer:
                 "count from the data: leave model.in_channels out, or list the variables in "
                 "data.variables"
             )
-        if self.config.data.condition is not None:
-            updates["physical_condition"] = True
+        # model.physical_condition follows data.condition (false set against a condition is
+        # refused when the configuration loads, true without one too)
+        updates["physical_condition"] = self.config.data.condition is not None
         if cfg.task == "forecast":
             frames = self.config.data.past_frames
             if cfg.past_frames not in (1, frames):
@@ -1854,6 +1855,11 @@ def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, 
 
     before = flat(_json_plain(to_dict(previous)))
     after = flat(_json_plain(to_dict(current)))
+    # model.physical_condition as trained: data.condition decides it (a configuration saved
+    # before it defaulted to None holds false next to a condition, which was switched on; true
+    # without a condition and false with one are refused), so compare what the model takes
+    for values, config in ((before, previous), (after, current)):
+        values["model.physical_condition"] = config.data.condition is not None
     return {
         key: (before.get(key), after.get(key))
         for key in sorted(before.keys() | after.keys())

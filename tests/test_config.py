@@ -215,3 +215,128 @@ def test_zero_and_edge_values_that_stay_allowed():
     )
     assert cfg.optim.grad_clip == 0.0  # 0: no clipping (documented)
     assert cfg.sampler.eta == 1.0  # ancestral DDIM
+
+
+# ---------------------------------------------------------------------------------------------
+# seed, physical condition, time limit, condition scale, [model] and [diffusion] at load
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**63])
+def test_a_seed_outside_numpys_range_is_refused_at_load(seed):
+    """``seed = -1`` passed the configuration and failed in accelerate's set_seed with a
+    ValueError traceback (exit 1)."""
+    with pytest.raises(
+        errors.ConfigError,
+        match=rf"seed = {seed} is out of range; expected an integer in \[0, 4294967295\]",
+    ):
+        apply_overrides(TrainConfig(), [f"seed={seed}"])
+
+
+def test_the_ends_of_the_seed_range_are_allowed():
+    assert apply_overrides(TrainConfig(), ["seed=0"]).seed == 0
+    assert apply_overrides(TrainConfig(), ["seed=4294967295"]).seed == 2**32 - 1
+
+
+def test_physical_condition_false_against_a_condition_is_refused_naming_both_keys():
+    with pytest.raises(
+        errors.ConfigError,
+        match=r"model\.physical_condition = false but data\.condition = 'Re'.*leave "
+        r"model\.physical_condition out",
+    ):
+        apply_overrides(TrainConfig(), ["data.condition=Re", "model.physical_condition=false"])
+    # left out, it follows data.condition (set by training); true needs a condition
+    assert apply_overrides(TrainConfig(), ["data.condition=Re"]).model.physical_condition is None
+    both = apply_overrides(TrainConfig(), ["data.condition=Re", "model.physical_condition=true"])
+    assert both.model.physical_condition is True
+    plain = apply_overrides(TrainConfig(), ["model.physical_condition=false"])
+    assert plain.model.physical_condition is False
+    with pytest.raises(errors.ConfigError, match=r"physical_condition = true but data\.condition"):
+        apply_overrides(TrainConfig(), ["model.physical_condition=true"])
+    # a model built directly takes no condition by default
+    assert not ModelConfig().physical_condition
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (
+            "time_limit_minutes=nan",
+            r"time_limit_minutes = nan .*finite number >= 0 \(0: no limit\)",
+        ),
+        ("time_limit_minutes=inf", r"time_limit_minutes = inf .*\(0: no limit\)"),
+        ("data.condition_scale=0", r"data\.condition_scale = 0\.0 .*finite non-zero"),
+        ("data.condition_scale=nan", r"data\.condition_scale = nan"),
+        ("data.condition_scale=inf", r"data\.condition_scale = inf"),
+    ],
+)
+def test_non_finite_limits_and_a_zero_condition_scale_are_refused_at_load(override, match):
+    """NaN passed every comparison and meant "no limit" silently; a zero condition_scale was
+    refused only when the data loaded, with a bare name."""
+    with pytest.raises(errors.ConfigError, match=match):
+        apply_overrides(TrainConfig(), [override])
+
+
+#: [model] / [diffusion] settings the builders refuse, and settings next to them they take.
+BUILD_CASES = [
+    ({"model": {"dropout": 1.5}}, r"model\.dropout = 1\.5"),
+    ({"model": {"dropout": -1.0}}, r"model\.dropout = -1\.0"),
+    ({"model": {"dropout": 0.0}}, None),
+    ({"model": {"in_channels": 0}}, r"model\.in_channels = 0"),
+    ({"model": {"out_channels": 0}}, r"model\.out_channels = 0"),
+    ({"model": {"task": "forecast", "past_frames": 0}}, r"model\.past_frames = 0"),
+    ({"model": {"image_size": [0, -5]}}, r"model\.image_size = \[0, -5\]"),
+    ({"model": {"image_size": [48, 24]}}, r"model\.image_size"),
+    ({"model": {"image_size": [48, 32]}}, None),
+    ({"model": {"backbone": "uvit", "patch_size": 0}}, r"model\.patch_size = 0"),
+    ({"model": {"backbone": "dit", "patch_size": 3}}, r"model\.patch_size = 3 .*dit"),
+    ({"model": {"backbone": "uvit", "patch_size": 4}}, None),
+    ({"model": {"backbone": "flex", "patch_size": 3}}, None),  # FLEX has no patches
+    ({"diffusion": {"shift": 0.0}}, r"diffusion\.shift = 0\.0"),
+    ({"diffusion": {"shift": -1.0}}, r"diffusion\.shift = -1\.0"),
+    ({"diffusion": {"logsnr_min": 30.0}}, r"diffusion\.logsnr_min = 30\.0 must be below"),
+    ({"diffusion": {"loss_scale": 0.0}}, r"diffusion\.loss_scale = 0\.0"),
+    ({"diffusion": {"loss_scale": float("inf")}}, r"diffusion\.loss_scale = inf"),
+    ({"diffusion": {"objective": "flow", "t_min": 2.0}}, r"diffusion\.t_min = 2\.0"),
+    ({"diffusion": {"objective": "flow", "t_max": 0.0}}, r"diffusion\.t_max = 0\.0"),
+    ({"diffusion": {"objective": "flow", "t_min": 0.0, "t_max": 1.0}}, None),
+    ({"diffusion": {"t_min": 2.0}}, None),  # vp has no time interval
+    (
+        {"diffusion": {"objective": "flow", "base": "coarse_plus_noise", "base_sigma": -1.0}},
+        r"diffusion\.base_sigma = -1\.0",
+    ),
+    ({"diffusion": {"objective": "flow", "base_sigma": -1.0}}, None),  # gaussian base
+    ({"diffusion": {"objective": "idff", "idff_sigma": -1.0}}, r"diffusion\.idff_sigma = -1\.0"),
+    ({"diffusion": {"objective": "idff", "idff_c": 0.0}}, r"diffusion\.idff_c = 0\.0"),
+    ({"diffusion": {"objective": "idff", "t_min": 0.0}}, r"diffusion\.t_min = 0\.0.*idff"),
+    ({"diffusion": {"objective": "vp", "idff_sigma": -1.0}}, None),
+]
+
+
+@pytest.mark.parametrize(("values", "match"), BUILD_CASES)
+def test_model_and_diffusion_values_are_checked_at_load_as_the_builders_do(values, match):
+    """Refused when the configuration loads, naming ``section.key`` (the builders refused them
+    with bare names once the data had loaded); the configuration refuses exactly what the model
+    and objective builders refuse."""
+    from flexdownscale.diffusion import build_objective
+    from flexdownscale.models import build_model
+
+    section = next(iter(values))
+    base = {"model": {"preset": "tiny"}}
+    merged = {**base, section: {**base.get(section, {}), **values[section]}}
+    if match is None:
+        config = from_dict(TrainConfig, merged)
+    else:
+        with pytest.raises(errors.ConfigError, match=match):
+            from_dict(TrainConfig, merged)
+    built = from_dict(TrainConfig, merged, _check=False)  # a saved run's, read unchecked
+    build = (
+        (lambda: build_model(built.model, device="meta"))
+        if section == "model"
+        else (lambda: build_objective(built.diffusion))
+    )
+    if match is None:
+        build()
+        assert config == built
+    else:
+        with pytest.raises(errors.ConfigError):
+            build()

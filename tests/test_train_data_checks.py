@@ -1,7 +1,9 @@
-"""Training on data with NaN (``data.nan_fields``).
+"""Training on data with NaN (``data.nan_fields``) and the settings checked when the
+configuration loads: ``seed``, ``model.physical_condition`` against ``data.condition``,
+``time_limit_minutes``, ``data.condition_scale`` and the ``[model]`` / ``[diffusion]`` values.
 
 The runs are in-process with the tiny preset, 32 x 32 crops and one or two optimiser steps on the
-real radar file (NaNs near the edges of 16 of its 144 times)."""
+real radar (NaNs near the edges of 16 of its 144 times), ERA5 and Kolmogorov files."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import pytest
 import torch
 from train_runs import tiny_run_values
 
-from flexdownscale.train import dump_toml, main
+from flexdownscale import errors
+from flexdownscale.config import TrainConfig, apply_overrides, from_dict
+from flexdownscale.train import Trainer, dump_toml, main
 
 RADAR = Path("radar") / "bom_mtstapylton_prcp10min_2020-10-31.nc"
 
@@ -39,6 +43,24 @@ def _radar_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, An
         "validation": ["2020-10-31T18:00", "2020-10-31T23:50"],
     }
     values = tiny_run_values(tmp_path, shared_data, eval_every=0, checkpoint_every=0, **top)
+    values["data"] = {**data, **top.get("data", {})}
+    return values
+
+
+def _kolmogorov_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
+    kolmogorov = shared_data / "kolmogorov"
+    data = {
+        "paths": [str(kolmogorov / "kf_re1000.nc"), str(kolmogorov / "kf_re4000.nc")],
+        "variables": ["vorticity"],
+        "factor": 8,
+        "crop_size": 32,
+        "split_dim": "trajectory",
+        "train": [0, 2],
+        "validation": [3],
+        "condition": "reynolds_number",
+        "condition_scale": 40000.0,
+    }
+    values = tiny_run_values(tmp_path, shared_data, eval_every=0, **top)
     values["data"] = {**data, **top.get("data", {})}
     return values
 
@@ -87,3 +109,79 @@ def test_nan_fields_drop_trains_and_reports_what_it_left_out(tmp_path, shared_da
     assert json.loads((run / "config.json").read_text())["data"]["nan_fields"] == "drop"
     # a resume sees the same 98 training items
     assert main(["--config", str(path), "data.nan_fields=drop", "--resume", "steps=3"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# settings refused on the command line before the data load, naming the key
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("seed=-1", "seed = -1 is out of range; expected an integer in [0, 4294967295]"),
+        ("seed=4294967296", "seed = 4294967296 is out of range"),
+        ("time_limit_minutes=nan", "time_limit_minutes = nan is out of range"),
+        ("time_limit_minutes=inf", "time_limit_minutes = inf is out of range"),
+        ("data.condition_scale=0", "data.condition_scale = 0.0 is out of range"),
+        ("model.dropout=1.5", "model.dropout = 1.5 is out of range"),
+        ("diffusion.shift=0", "diffusion.shift = 0.0 is out of range"),
+    ],
+)
+def test_bad_settings_exit_2_on_one_line_before_the_data_load(
+    tmp_path, shared_data, capsys, override, key
+):
+    """``seed = -1`` gave set_seed's ValueError traceback (exit 1); ``time_limit_minutes = nan``
+    meant no limit; the others were refused with bare names once the data had loaded."""
+    path = _toml(tmp_path, tiny_run_values(tmp_path, shared_data))
+    assert main(["--config", str(path), override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flexdownscale.train: error: {key}")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_largest_seed_trains(tmp_path, shared_data):
+    config = from_dict(TrainConfig, tiny_run_values(tmp_path, shared_data, eval_every=0))
+    Trainer(apply_overrides(config, ["seed=4294967295"])).fit()
+    assert (tmp_path / "run" / "model").is_dir()
+
+
+# ---------------------------------------------------------------------------------------------
+# model.physical_condition follows data.condition
+
+
+def test_physical_condition_follows_the_condition_and_false_against_it_is_refused(
+    tmp_path, shared_data
+):
+    """``model.physical_condition = false`` with ``data.condition`` set was switched to true
+    silently; it is refused, naming both keys. Left out, it follows ``data.condition``."""
+    values = _kolmogorov_values(tmp_path, shared_data)
+    with pytest.raises(
+        errors.ConfigError,
+        match=r"model\.physical_condition = false but data\.condition = 'reynolds_number'",
+    ):
+        from_dict(TrainConfig, {**values, "model": {"preset": "tiny", "physical_condition": False}})
+    config = from_dict(TrainConfig, values)
+    assert config.model.physical_condition is None
+    trainer = Trainer(config)
+    assert trainer._model_config().physical_condition is True
+    del trainer
+    era5 = from_dict(TrainConfig, tiny_run_values(tmp_path / "era5", shared_data))
+    assert Trainer(era5)._model_config().physical_condition is False
+
+
+def test_a_run_saved_with_false_next_to_a_condition_resumes(tmp_path, shared_data):
+    """Runs saved before ``physical_condition`` defaulted to "follow the data" hold ``false``
+    next to a condition in their config.json (their models took the condition): they resume,
+    and no change of the key is reported."""
+    values = _kolmogorov_values(tmp_path, shared_data)
+    Trainer(from_dict(TrainConfig, values)).fit()
+    saved = tmp_path / "run" / "config.json"
+    old = json.loads(saved.read_text())
+    old["model"]["physical_condition"] = False  # as earlier versions wrote it
+    saved.write_text(json.dumps(old))
+    resumed = Trainer(from_dict(TrainConfig, {**values, "steps": 2}), resume=True)
+    assert "model.physical_condition" not in resumed.changed_settings
+    resumed.fit()
+    folder = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert folder["model"]["physical_condition"] is True
