@@ -60,8 +60,13 @@ class ModelConfig:
     preset
         Size preset, see :mod:`flexdownscale.models.registry`.
     in_channels, out_channels
-        Number of physical fields (variables x levels) the model generates. ``out_channels``
-        defaults to ``in_channels``.
+        Number of channels: one per variable of ``data.variables`` (training sets them from the
+        variables the data load). Levels are not channels: a non-grid dimension such as
+        ``level`` is a sample dimension, so the levels of a variable are separate samples
+        sharing its channel and one set of normalization statistics (pooled over the levels).
+        For one channel per level, split the variable into one variable per level before
+        training (``u200``, ``u500``; see the data page). ``out_channels`` defaults to
+        ``in_channels``.
     task
         ``"superres"`` (task encoder sees the upsampled coarse field) or ``"forecast"``
         (task encoder sees ``past_frames`` stacked past frames).

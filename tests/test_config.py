@@ -340,3 +340,70 @@ def test_model_and_diffusion_values_are_checked_at_load_as_the_builders_do(value
     else:
         with pytest.raises(errors.ConfigError):
             build()
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/training.md: the defaults it documents are the dataclasses'
+
+
+def _flat_defaults() -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(TrainConfig(), f.name)
+        if dataclasses.is_dataclass(value):
+            for g in dataclasses.fields(value):
+                out[f"{f.name}.{g.name}"] = getattr(value, g.name)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _documented_defaults() -> dict[str, str]:
+    """``key -> default`` as written in the defaults table of docs/training.md."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = page.split("## Defaults", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| (`[^`]*`|unset) \|", table, re.MULTILINE)
+    assert rows
+    return {key: value for key, value in rows}
+
+
+def test_the_documented_defaults_are_the_dataclass_defaults():
+    import tomllib
+
+    defaults = _flat_defaults()
+    documented = _documented_defaults()
+    for key, text in documented.items():
+        assert key in defaults, f"docs/training.md documents {key}, which is not a setting"
+        value = None if text == "unset" else tomllib.loads(f"v = {text.strip('`')}")["v"]
+        expected = defaults[key]
+        if isinstance(expected, tuple):
+            expected = list(expected)
+        assert value == expected, f"docs/training.md: {key} defaults to {expected!r}, not {text}"
+    top_level = [k for k in defaults if "." not in k]
+    assert set(top_level) <= set(documented), "every top-level key has a documented default"
+
+
+def test_the_example_says_which_of_its_values_are_not_the_defaults():
+    """The example run file of docs/training.md lists the values that differ from the defaults
+    (preset "small" and not "tiny", warmup_steps, eval_every, ...)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    section = page.split("## The configuration", 1)[1]
+    example = tomllib.loads(re.search(r"```toml\n(.*?)```", section, re.DOTALL)[1])
+    said = section.split("Values of this example that differ from the defaults:", 1)[1]
+    said = said.split("\n\n", 1)[0]
+    defaults = _flat_defaults()
+    for key, value in example.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            name = key if sub is None else f"{key}.{sub}"
+            expected = defaults[name]
+            expected = list(expected) if isinstance(expected, tuple) else expected
+            if v != expected and name not in ("run_dir", "data.paths", "data.variables"):
+                assert f"`{name}`" in said, f"{name} = {v!r} differs from {expected!r}"
