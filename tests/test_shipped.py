@@ -122,9 +122,9 @@ def _check_demo_file_attributes(case, ds):
         elif spec.y in var.dims:
             assert var.dims[-2:] == (spec.y, spec.x), name
         # no list of auxiliary coordinates naming variables the file lacks, no "unknown"
-        assert "coordinates" not in var.encoding or set(
-            var.encoding["coordinates"].split()
-        ) <= set(ds.variables), name
+        assert "coordinates" not in var.encoding or set(var.encoding["coordinates"].split()) <= set(
+            ds.variables
+        ), name
         assert var.attrs.get("standard_name") != "unknown", name
     with xr.open_dataset(ds.encoding["source"], decode_coords=False) as raw:
         for name, var in raw.variables.items():
