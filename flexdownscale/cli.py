@@ -712,8 +712,15 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
 
     for v in names:
         a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
-        if a is None or b is None:
+        if a is None and b is None:
             continue
+        if a is None or b is None:  # one file says, the other cannot be checked against it
+            has, lacks = ("prediction", "truth") if b is None else ("truth", "prediction")
+            raise UnitsError(
+                f"variable {v!r} is in {a if b is None else b!r} in the {has} but has no "
+                f"'units' attribute in the {lacks}; set it in the {lacks} file (after "
+                "converting the values if they are in other units)"
+            )
         conversion = linear_conversion(str(a), str(b))
         if conversion == (1.0, 0.0):
             continue
@@ -760,6 +767,21 @@ def _evaluate(args: argparse.Namespace) -> int:
                 periods[dim] = n * step
     truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
     truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
+    for v in names:  # a dim only the truth has would be averaged over: pick the prediction's
+        for d in [d for d in truth[v].dims if d not in pred[v].dims]:
+            label = pred[v].coords.get(d)
+            if label is not None and label.ndim == 0 and d in truth.coords:
+                try:  # the prediction was made for one value of it (trajectory = 3, say)
+                    truth = truth.sel({d: label.values})
+                    continue
+                except KeyError:
+                    pass
+            raise DataError(
+                f"the truth's {v!r} has a dim {str(d)!r} ({truth.sizes[d]} values) that the "
+                f"prediction lacks: every score would pool the prediction against all of them. "
+                f"Give truth for the prediction's {str(d)!r} only (cut it out of the truth file), "
+                "or a prediction along it"
+            )
     for v in names:  # a dim only the prediction has would be averaged as if it were space
         extra = [str(d) for d in pred[v].dims if d not in truth[v].dims and d != member_dim]
         if extra:

@@ -344,6 +344,38 @@ def test_evaluate_an_ensemble_dim_under_another_name(fake_prediction, tmp_path, 
     assert (tmp_path / "b" / "rank_histogram_t2m.png").exists()
 
 
+def test_evaluate_a_truth_dim_the_prediction_lacks(fake_prediction, tmp_path, capsys):
+    """A truth with more along a dim (all trajectories of a file, several members) was
+    broadcast against the prediction and every score pooled over it (exit 0): the truth is
+    taken at the prediction's own label of that dim (a scalar coordinate, as downscaling one
+    trajectory leaves), and without one the dim is refused."""
+    pred_path, truth = fake_prediction
+    truth.to_netcdf(tmp_path / "t.nc")
+    expected = _rows(
+        ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out", str(tmp_path / "a")], capsys
+    )
+    other = truth + 5.0  # another trajectory, far from the prediction
+    both = xr.concat([other, truth], dim="trajectory").assign_coords(trajectory=[2, 3])
+    both["t2m"].attrs = truth["t2m"].attrs
+    both.to_netcdf(tmp_path / "both.nc")
+    pred = xr.open_dataset(pred_path).load()
+    pred.assign_coords(trajectory=3).to_netcdf(tmp_path / "p3.nc")
+    assert _rows(_evaluate_argv(tmp_path, "p3.nc", "both.nc", "b"), capsys) == expected
+    pred.to_netcdf(tmp_path / "p.nc")  # no label: which trajectory is it?
+    code, err = _run(_evaluate_argv(tmp_path, "p.nc", "both.nc", "c"), capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the truth's 't2m' has a dim 'trajectory' (2 values) "
+        "that the prediction lacks: every score would pool the prediction against all of them. "
+        "Give truth for the prediction's 'trajectory' only (cut it out of the truth file), or a "
+        "prediction along it"
+    )
+    # the arguments swapped: the "truth" has members
+    code, err = _run(_evaluate_argv(tmp_path, "t.nc", "p.nc", "d"), capsys)
+    assert code == 2
+    assert "the truth's 't2m' has a dim 'member' (2 values)" in err
+
+
 def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_path, capsys):
     """A land-sea mask (NaN in both files) made the spectra raise after every score was
     computed, and the report was lost; NaN in the truth alone wrote non-standard JSON."""
@@ -446,6 +478,19 @@ def test_evaluate_refuses_other_units_and_wraps_longitudes(fake_prediction, tmp_
     kelvin.to_netcdf(tmp_path / "k.nc")
     rows = _rows(["evaluate", str(pred_path), str(tmp_path / "k.nc"), "--out", out], capsys)
     assert rows[0]["RMSE (ens. mean)"] == 0.0  # the same unit spelled out
+    # units on one side only: scored as if they agreed (RMSE 273 for degC against K); refused
+    bare = xr.open_dataset(pred_path).load()
+    del bare["t2m"].attrs["units"]
+    bare.to_netcdf(tmp_path / "bare.nc")
+    code, err = _run(
+        ["evaluate", str(tmp_path / "bare.nc"), str(tmp_path / "c.nc"), "--out", out], capsys
+    )
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: variable 't2m' is in 'degC' in the truth but has no "
+        "'units' attribute in the prediction; set it in the prediction file (after converting "
+        "the values if they are in other units)"
+    )
     # the truth in 0..360 longitudes, the prediction in -180..180 (western Europe: both signs)
     lon360 = truth.assign_coords(longitude=truth["longitude"] % 360).sortby("longitude")
     lon360.to_netcdf(tmp_path / "l.nc")
