@@ -1737,6 +1737,16 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         self._check_grid(spec)
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
+        # scalar coordinates travel to the output: one named like a dim it gets would clash
+        # there, after the sampling (ens.sel(member=1) leaves a scalar 'member')
+        taken = {"bnds", *(["member"] if members is not None else [])}
+        for name in [c for c in sel.coords if sel[c].ndim == 0 and c in taken]:
+            raise DataError(
+                f"the input has a scalar coordinate {str(name)!r} (what .sel({name}=...) leaves), "
+                f"but the output has a {str(name)!r} dim; drop it first "
+                f"(ds.drop_vars({str(name)!r})) or keep it under another name "
+                f"(ds.rename({name}='input_{name}'))"
+            )
         norm = normalize_grid(sel, dims=dims)
         # drop CF bounds of the input grid: the output gets the refined grid's bounds
         keep = {y, x, tdim}

@@ -582,6 +582,14 @@ BAD = [
     ("nan", _all_nan_step, {}, DataError, "entirely NaN"),
     ("bbox", lambda c: c, {"bbox": (20.0, 0.0, 30.0, 10.0)}, GridError, "spans"),
     ("grid kind", _projected_km, {}, GridError, "trained on a latitude/longitude grid"),
+    (
+        "scalar member coordinate",  # ens.sel(member=1): raised ValueError after sampling
+        lambda c: c.expand_dims(member=[0, 1]).sel(member=1),
+        {"members": 2},
+        DataError,
+        r"scalar coordinate 'member' \(what \.sel\(member=\.\.\.\) leaves\).*"
+        r"ds\.rename\(member='input_member'\)",
+    ),
     ("negative seed", lambda c: c, {"seed": -1}, ConfigError, r"\[0, 2\*\*63\)"),
     ("huge seed", lambda c: c, {"seed": 2**64}, ConfigError, r"\[0, 2\*\*63\)"),
     ("factor as text", lambda c: c, {"factor": "4"}, ConfigError, "must be a positive integer"),
@@ -811,6 +819,16 @@ def test_bad_device_is_a_config_error_before_compute(pair, downscaler):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             downscaler(coarse.chunk(time=1), device="cuda")
+
+
+def test_a_member_of_a_coarse_ensemble_downscales_under_its_own_label(pair, downscaler):
+    _, coarse = pair
+    one = coarse.expand_dims(member=[0, 1]).sel(member=1)
+    out = downscaler(one.rename(member="input_member"), members=2, seed=0)
+    assert out["t2m"].sizes["member"] == 2
+    assert int(out["input_member"]) == 1
+    single = downscaler(one, seed=0)  # no member dim in the output: the label stays
+    assert int(single["member"]) == 1
 
 
 def test_udunits_celsius_spelling(pair, downscaler):
