@@ -9,7 +9,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def user_stacklevel() -> int:
-    """``stacklevel`` for :func:`warnings.warn` that names the first frame outside the package.
+    """``stacklevel`` for ``warnings.warn`` that names the first frame outside the package.
 
     Call it as the ``stacklevel`` argument of ``warnings.warn`` inside flexdownscale: the warning
     then points at the user's call (``refine_grid(ds, 2)``, ``ds.flex.downscale(...)``) however
