@@ -244,6 +244,34 @@ def _check_output(source: str, target: str) -> None:
         )
 
 
+#: Encoding keys that describe how an input was stored, not what its values mean.
+_STORAGE_ENCODING = frozenset(
+    {
+        "compressor",
+        "compressors",
+        "filters",
+        "serializer",
+        "chunks",
+        "preferred_chunks",
+        "shards",
+        "zarr_format",
+        "zlib",
+        "complevel",
+        "shuffle",
+        "fletcher32",
+        "contiguous",
+        "chunksizes",
+        "blosc_shuffle",
+        "compression",
+        "szip_coding",
+        "szip_pixels_per_block",
+        "endian",
+        "source",
+        "original_shape",
+    }
+)
+
+
 def _write_zarr(ds: Any, target: str) -> None:
     """Write ``ds`` as a zarr store with consolidated metadata (opens without a warning).
 
@@ -257,6 +285,11 @@ def _write_zarr(ds: Any, target: str) -> None:
 
     from .data.grid import coordinate_encoding
 
+    # the input's storage settings (a zarr v2 store's Blosc compressor, its chunks) do not fit
+    # the store written here (zarr v3 refuses v2 codecs): the writer's own defaults apply
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in _STORAGE_ENCODING}
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="Consolidated metadata is currently not part", category=UserWarning

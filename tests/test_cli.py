@@ -56,6 +56,13 @@ def test_downscale_netcdf_and_zarr(files, capsys):
         assert main(["downscale", *zargs]) == 0
         z = xr.open_zarr(zarr_out)  # consolidated metadata
         np.testing.assert_array_equal(z["t2m"].values, out["t2m"].values)
+    # a zarr v2 input (most public archives) written as zarr: its Blosc compressor travelled
+    # with the time coordinate and zarr v3 refused it (TypeError traceback, exit 1)
+    coarse.load().to_zarr(root / "coarse_v2.zarr", mode="w", zarr_format=2, consolidated=True)
+    v2args = [str(root / "coarse_v2.zarr"), str(root / "from_v2.zarr"), *args, "--quiet"]
+    assert main(["downscale", *v2args]) == 0
+    with xr.open_zarr(root / "from_v2.zarr") as from_v2:
+        np.testing.assert_array_equal(from_v2["t2m"].values, out["t2m"].values)
     # CF: coordinates and bounds carry no missing-value marker, in either format
     for written in (out, z):
         for name in ("latitude", "longitude", "latitude_bnds", "longitude_bnds"):
