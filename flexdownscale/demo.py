@@ -298,13 +298,16 @@ def _write_netcdf(
     last = (spec.y, spec.x, *renamed.values())
     for name in list(ds.data_vars):
         ds[name] = ds[name].transpose(..., *last, missing_dims="ignore")
+    ds = ds.copy()  # new variables: the case's datasets keep their attributes
     for var in ds.variables.values():
         # the sample's list of auxiliary coordinates names variables this file does not hold,
         # and "unknown" is not a CF standard name (xarray writes the coordinates it has)
-        var.encoding.pop("coordinates", None)
-        var.attrs.pop("coordinates", None)
-        if var.attrs.get("standard_name") == "unknown":
-            del var.attrs["standard_name"]
+        var.encoding = {k: v for k, v in var.encoding.items() if k != "coordinates"}
+        var.attrs = {
+            k: v
+            for k, v in var.attrs.items()
+            if k != "coordinates" and not (k == "standard_name" and v == "unknown")
+        }
     ds.attrs = dict(ens.attrs)
     ds.attrs["comment"] = f"flexdownscale demo, case {case.name}: {case.title}"
     path = out / f"{case.name}.nc"

@@ -20,14 +20,6 @@ from flexdownscale.errors import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(shared_data):
     fine, coarse = era5_pair(shared_data, times=2)

@@ -16,14 +16,6 @@ from flexdownscale.cli import main
 from flexdownscale.data import refine_grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def files(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")

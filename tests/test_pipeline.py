@@ -76,15 +76,6 @@ def era5_pair(shared_data, *, times: int = 2, ny: int = 32, nx: int = 48):
     return fine, coarse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two spinning threads run 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pair(shared_data):
     return era5_pair(shared_data)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_runs import kolmogorov_data
 
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, from_dict
@@ -172,7 +173,6 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
 def test_conditioned_export_records_the_training_range(tmp_path, shared_data):
     """A Re-conditioned run exports the range of Re it trained on; the Downscaler warns
     outside it."""
-    kolmogorov = shared_data / "kolmogorov"
     config = _write_config(
         tmp_path,
         shared_data,
@@ -180,17 +180,7 @@ def test_conditioned_export_records_the_training_range(tmp_path, shared_data):
         eval_every=2,
         checkpoint_every=2,
         model={"preset": "tiny", "physical_condition": True},
-        data={
-            "paths": [str(kolmogorov / "kf_re1000.nc"), str(kolmogorov / "kf_re4000.nc")],
-            "variables": ["vorticity"],
-            "factor": 8,
-            "crop_size": 32,
-            "split_dim": "trajectory",
-            "train": [0, 2],
-            "validation": [3],
-            "condition": "reynolds_number",
-            "condition_scale": 40000.0,
-        },
+        data=kolmogorov_data(shared_data),
     )
     _train(config)
     folder = load_model_folder(tmp_path / "run" / "model")

@@ -30,15 +30,6 @@ from flexdownscale.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the runs are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
     # two states kept: the resume and refusal tests look at the previous one
     return tiny_run_values(tmp_path, shared_data, **{"total_limit": 2, **top})

@@ -12,23 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from train_runs import tiny_run_values
+from train_runs import kolmogorov_data, tiny_run_values
 
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, apply_overrides, from_dict
 from flexdownscale.train import Trainer, dump_toml, main
 
 RADAR = Path("radar") / "bom_mtstapylton_prcp10min_2020-10-31.nc"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the runs are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _radar_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
@@ -48,20 +38,8 @@ def _radar_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, An
 
 
 def _kolmogorov_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, Any]:
-    kolmogorov = shared_data / "kolmogorov"
-    data = {
-        "paths": [str(kolmogorov / "kf_re1000.nc"), str(kolmogorov / "kf_re4000.nc")],
-        "variables": ["vorticity"],
-        "factor": 8,
-        "crop_size": 32,
-        "split_dim": "trajectory",
-        "train": [0, 2],
-        "validation": [3],
-        "condition": "reynolds_number",
-        "condition_scale": 40000.0,
-    }
     values = tiny_run_values(tmp_path, shared_data, eval_every=0, **top)
-    values["data"] = {**data, **top.get("data", {})}
+    values["data"] = {**kolmogorov_data(shared_data), **top.get("data", {})}
     return values
 
 

@@ -21,16 +21,6 @@ from flexdownscale import errors
 from flexdownscale.config import TrainConfig, apply_overrides, from_dict, from_toml, to_dict
 from flexdownscale.train import FAULT_NAN_ENV, Trainer, dump_toml, parse_args, resolve_sampler
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the runs are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 _values = tiny_run_values
 _config = tiny_run_config
 

@@ -47,6 +47,23 @@ def tiny_run_values(tmp_path: Path, shared_data: Path, **top: Any) -> dict[str, 
     return values
 
 
+def kolmogorov_data(shared_data: Path) -> dict[str, Any]:
+    """``[data]`` of a tiny Kolmogorov run: both Reynolds numbers, x8, 32 x 32 crops,
+    trajectories 0-2 to train and 3 to validate, conditioned on Re / 40000."""
+    kolmogorov = shared_data / "kolmogorov"
+    return {
+        "paths": [str(kolmogorov / "kf_re1000.nc"), str(kolmogorov / "kf_re4000.nc")],
+        "variables": ["vorticity"],
+        "factor": 8,
+        "crop_size": 32,
+        "split_dim": "trajectory",
+        "train": [0, 2],
+        "validation": [3],
+        "condition": "reynolds_number",
+        "condition_scale": 40000.0,
+    }
+
+
 def tiny_run_config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
     """:func:`tiny_run_values` as a checked :class:`TrainConfig`."""
     return from_dict(TrainConfig, tiny_run_values(tmp_path, shared_data, **top))
