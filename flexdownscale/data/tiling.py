@@ -3,7 +3,10 @@
 A :class:`TileLayout` fixes the tile positions over a (H, W) field: tiles of ``tile`` cells with
 ``overlap`` cells shared between neighbours, starting at 0 with stride ``tile - overlap``; the last
 tile of a row or column is shifted back so that it ends exactly at the border (edges that do not
-divide evenly are covered without padding). Fusion is the normalised weighted mean
+divide evenly are covered without padding; it then shares more than ``overlap`` cells with its
+neighbour, and with ``overlap=0`` the cosine ramps take the width of that forced overlap, so the
+two tiles are blended smoothly instead of averaged between two jumps). Fusion is the normalised
+weighted mean
 
     fused = sum_k w_k * tile_k / sum_k w_k
 
@@ -324,6 +327,15 @@ class TileAccumulator:
         return self._ref + self._acc / norm
 
 
+def _ramp_width(starts: Sequence[int], size: int, overlap: int) -> int:
+    """Width of the blend ramps along one axis: the nominal ``overlap``, or, when that is 0,
+    the overlap forced by shifting the last tile back to the border (the last two tiles share
+    those cells; without a ramp their estimates would be averaged with a jump at both ends)."""
+    if overlap > 0 or len(starts) < 2:
+        return overlap
+    return max(0, starts[-2] + size - starts[-1])
+
+
 def tile_layout(
     shape: Sequence[int],
     tile: int | Sequence[int],
@@ -331,7 +343,13 @@ def tile_layout(
     overlap: int | Sequence[int] = 0,
     blend: Blend = "cosine",
 ) -> TileLayout:
-    """Build the :class:`TileLayout` of a (H, W) field (see :func:`tile_slices`)."""
+    """Build the :class:`TileLayout` of a (H, W) field (see :func:`tile_slices`).
+
+    The blend window's cosine ramps are ``overlap`` cells wide; with ``overlap=0`` they are as
+    wide as the overlap forced by the last tile of a row or column (shifted back to end at the
+    border), so that overlap is blended smoothly instead of averaged with jumps at its ends
+    (``layout.overlap`` stays the nominal one).
+    """
     if blend not in get_args(Blend):
         raise ConfigError(
             f"blend={blend!r} is not a valid option; expected one of "
@@ -343,7 +361,11 @@ def tile_layout(
     tshape = (sy0.stop - sy0.start, sx0.stop - sx0.start)
     ov = _pair(overlap, "overlap")
     ov = (min(ov[0], tshape[0] - 1), min(ov[1], tshape[1] - 1))
-    weights = blend_weights(tshape, ov, blend)
+    ramp = (
+        _ramp_width(sorted({sy.start for sy, _ in slices}), tshape[0], ov[0]),
+        _ramp_width(sorted({sx.start for _, sx in slices}), tshape[1], ov[1]),
+    )
+    weights = blend_weights(tshape, ramp, blend)
     norm = np.zeros((h, w))
     for sy, sx in slices:
         norm[sy, sx] += weights

@@ -148,3 +148,31 @@ def test_bad_tiles_are_rejected():
         layout.fuse([np.zeros((32, 32))])
     with pytest.raises(ShapeError):
         layout.split(np.zeros((10, 10)))
+
+
+def test_overlap_forced_by_the_shifted_last_tile_is_blended_without_jumps():
+    # a 288-wide field in tiles of 256: the last tile starts at 32 and shares 224 cells with the
+    # first. Two tiles that disagree by a constant must blend smoothly across that band: with
+    # overlap=0 the window used to be uniform there, so the fused field jumped by half the
+    # disagreement where the second tile starts and where the first one ends.
+    layout = tile_layout((4, 288), (4, 256), overlap=0, blend="cosine")
+    assert [sx.start for _, sx in layout.slices] == [0, 32]
+    assert layout.overlap == (0, 0)  # the nominal overlap is what the layout reports
+    fused = layout.fuse([np.zeros((4, 256)), np.ones((4, 256))])
+    steps = np.abs(np.diff(fused, axis=-1))
+    assert fused[:, 0].max() == 0.0  # each border cell: its own tile's value
+    assert fused[:, -1].min() == 1.0
+    assert steps.max() < 0.02  # a smooth ramp from 0 to 1 (the jumps were 0.5)
+    assert np.diff(fused, axis=-1).min() > -1e-3  # no visible overshoot
+
+
+def test_zero_overlap_tiles_that_meet_edge_to_edge_stay_exact():
+    # regular tiles that meet without overlap (the forced overlap only at the end) keep their own
+    # values in the cells only they cover, whatever the ramp
+    layout = tile_layout((4, 80), (4, 32), overlap=0, blend="cosine")
+    assert [sx.start for _, sx in layout.slices] == [0, 32, 48]
+    tiles = [np.full((4, 32), float(k)) for k in range(3)]
+    fused = layout.fuse(tiles)
+    np.testing.assert_array_equal(fused[:, :32], 0.0)
+    np.testing.assert_array_equal(fused[:, 64:], 2.0)
+    assert np.abs(np.diff(fused[:, 32:], axis=-1)).max() < 0.2  # blended over 16 cells
