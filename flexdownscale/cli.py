@@ -595,7 +595,10 @@ def _truth_on_prediction_grid(
 
     ``periods`` gives the dims compared modulo their period: 360 degrees for longitude (either
     convention on each side), the box length for a periodic domain (a prediction cut across
-    the seam keeps coordinates beyond the box, e.g. x from -0.5 on [0, 2 pi)).
+    the seam keeps coordinates beyond the box, e.g. x from -0.5 on [0, 2 pi)). A periodic axis
+    (``periodic = "true"``) that the prediction covers only in part (a ``--bbox`` crop) loses
+    that attribute: a crop does not wrap around. An axis covered whole (perhaps rotated
+    across its seam) keeps it.
     """
     import numpy as np
     import pandas as pd
@@ -634,8 +637,17 @@ def _truth_on_prediction_grid(
                 "prediction grid, on the fine grid the prediction was made on"
             )
         positions[dim] = found
+    # a crop of a periodic axis does not wrap: its spectra are those of a limited area (DCT)
+    whole = {dim: np.unique(positions[dim]).size == truth.sizes[dim] for dim in dims}
     truth = truth.isel(positions)
-    return truth.assign_coords({d: (d, pred[d].values, truth[d].attrs) for d in dims})
+
+    def attrs(dim: str) -> dict[str, Any]:
+        kept = dict(truth[dim].attrs)
+        if not whole[dim]:
+            kept.pop("periodic", None)
+        return kept
+
+    return truth.assign_coords({d: (d, pred[d].values, attrs(d)) for d in dims})
 
 
 def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
@@ -842,7 +854,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     spatial = [axes.y, axes.x]
     spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
     # latitude grids: means weighted by cell area (WeatherBench practice); projected and
-    # physics grids have equal cells. Doubly periodic domains: plain FFT spectra.
+    # physics grids have equal cells. Doubly periodic domains: plain FFT spectra; a crop of one
+    # (the truth's periodic attribute is dropped for an axis covered in part): the DCT.
     weights = (
         metrics.area_weights(truth[names[0]], dims=spatial)
         if spec.kind in ("latlon", "rotated")

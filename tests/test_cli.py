@@ -580,6 +580,56 @@ def test_evaluate_prediction_across_a_periodic_seam(shared_data, tmp_path, capsy
     assert row["RMSE (ens. mean)"] == pytest.approx(0.0, abs=1e-6)  # the members' mean is exact
 
 
+def test_evaluate_a_crop_of_a_periodic_box_uses_the_dct(shared_data, tmp_path, capsys):
+    """A --bbox crop of the doubly periodic box does not wrap around: its spectra are the DCT's
+    (the truth's periodic attributes, copied onto the crop, gave FFT spectra: LSD 6.31 dB
+    instead of 9.75 on a downscaled crop). The whole box, even rotated across its seam, keeps
+    FFT spectra."""
+    from flexdownscale import metrics
+
+    ds = xr.open_dataset(shared_data / "kolmogorov" / "kf_re4000.nc")
+    truth = ds[["vorticity"]].isel(trajectory=3, time=slice(0, 2)).load()
+    truth.to_netcdf(tmp_path / "t.nc")
+    assert truth["x"].attrs["periodic"] == "true"
+    rng = np.random.default_rng(1)
+    length = float(truth["x"].size * (truth["x"][1] - truth["x"][0]))
+    crop = truth.isel(x=slice(40, 88), y=slice(100, 140))  # coordinates keep periodic = true
+    rotated = truth.roll(x=8, roll_coords=True)  # the whole axis from x = -8 cells
+    step = float(truth["x"][1] - truth["x"][0])
+    shifted = float(truth["x"][0]) + step * np.arange(-8, truth["x"].size - 8)
+    rotated = rotated.assign_coords(x=("x", shifted))
+    rotated["x"].attrs = dict(truth["x"].attrs)
+    for name, part, method in (("crop", crop, "dct"), ("rotated", rotated, "fft")):
+        pred = part.expand_dims(member=2).copy()
+        noise = rng.normal(size=pred["vorticity"].shape)
+        pred["vorticity"] = pred["vorticity"] + 0.3 * xr.DataArray(
+            noise, dims=pred["vorticity"].dims
+        )
+        pred.to_netcdf(tmp_path / f"{name}.nc")
+        report = tmp_path / f"r_{name}"
+        argv = ["evaluate", str(tmp_path / f"{name}.nc"), str(tmp_path / "t.nc"), "--out"]
+        assert main([*argv, str(report)]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert f"{method.upper()} power spectra" in (report / "metrics.md").read_text(), name
+        row = json.loads((report / "metrics.json").read_text())[0]
+        kwargs = {"method": method}
+        lsd = metrics.log_spectral_distance(
+            metrics.mean_spectrum(pred["vorticity"], dims=["y", "x"], spectrum_kwargs=kwargs),
+            metrics.mean_spectrum(part["vorticity"], dims=["y", "x"], spectrum_kwargs=kwargs),
+        )
+        assert row["LSD (dB)"] == pytest.approx(float(lsd), rel=1e-6), name
+    # the truth aligned to the crop is not periodic; aligned to the whole box it stays so
+    from flexdownscale.cli import _truth_on_prediction_grid
+
+    periods = {"x": length, "y": length}
+    on_crop = _truth_on_prediction_grid(crop, truth, ("y", "x"), periods=periods)
+    assert "periodic" not in on_crop["x"].attrs
+    assert "periodic" not in on_crop["y"].attrs
+    on_whole = _truth_on_prediction_grid(rotated, truth, ("y", "x"), periods=periods)
+    assert on_whole["x"].attrs["periodic"] == on_whole["y"].attrs["periodic"] == "true"
+    assert truth["x"].attrs["periodic"] == "true"  # the truth itself is left as it was
+
+
 def _downscale_args(model, *extra):
     return ["--model", str(model), "--members", "2", "--steps", "2", "--quiet", *extra]
 
