@@ -238,6 +238,63 @@ def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSp
             )
 
 
+_GRID_WORDS = {"latlon": "latitude/longitude", "rotated": "rotated-pole", "projected": "projected"}
+
+
+def _training_grid(metadata: Mapping[str, Any]) -> GridSpec | None:
+    """The training grid a model folder's ``grid.json`` records (``None``: none recorded)."""
+    fine = metadata.get("grid")
+    return GridSpec.from_dict(fine) if fine else None
+
+
+def _check_model_grid(spec: GridSpec, fine: GridSpec, factor: int, name: str) -> None:
+    """Raise :class:`GridError` unless the input grid ``spec`` is the kind of grid, with the axis
+    units and the spacing, that a model trained on ``fine`` takes.
+
+    ``factor`` is the model's super-resolution factor (the input is ``fine`` coarsened by it);
+    ``0`` for a forecast model, which takes ``fine`` itself.
+    """
+    if spec.kind != fine.kind:
+        raise GridError(
+            f"the input is on a {_GRID_WORDS[spec.kind]} grid (x in {spec.x_units!r}) but model "
+            f"{name!r} was trained on a {_GRID_WORDS[fine.kind]} grid (x in {fine.x_units!r}); "
+            "regrid the input onto the model's kind of grid (flexdownscale.data.regrid) or use "
+            "a model trained on yours"
+        )
+    if spec.kind == "projected":
+        for axis, found, expected in (
+            ("x", spec.x_units, fine.x_units),
+            ("y", spec.y_units, fine.y_units),
+        ):
+            if found.strip() != expected.strip():
+                raise GridError(
+                    f"the input's {axis} coordinate is in {found!r} but model {name!r} was "
+                    f"trained with {axis} in {expected!r}; convert it (values and "
+                    f"attrs['units']) to {expected!r} first"
+                )
+    f = max(factor, 1)
+    for axis, found, trained, units in (
+        ("x", spec.dx, fine.dx, spec.x_units),
+        ("y", spec.dy, fine.dy, spec.y_units),
+    ):
+        expected = trained * f
+        if abs(found - expected) <= SPACING_RTOL * expected:
+            continue
+        if factor:
+            what = (
+                f"the model downscales a {expected:g} {units} grid (its {trained:g} {units} "
+                f"training grid coarsened x{factor}); regrid the input to that spacing first, "
+                "e.g. with flexdownscale.data.regrid or coarsen_grid"
+            )
+        else:
+            what = (
+                f"forecast model {name!r} steps fields on its {expected:g} {units} training "
+                f"grid ({fine.ny} x {fine.nx} cells); regrid the input to that spacing first "
+                "(flexdownscale.data.regrid), or use a model trained on your grid"
+            )
+        raise GridError(f"input grid spacing along {axis} is {found:g} {units} but {what}")
+
+
 def _tiling(
     shape: tuple[int, int],
     factor: int,
@@ -1371,45 +1428,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
     # -- checks ----------------------------------------------------------------------------------
 
     def _check_grid(self, spec: GridSpec) -> None:
-        fine = self.grid.get("grid")
-        if not fine:
+        fine = _training_grid(self.grid)
+        if fine is None:
             return
-        fine = GridSpec.from_dict(fine)
-        words = {
-            "latlon": "latitude/longitude",
-            "rotated": "rotated-pole",
-            "projected": "projected",
-        }
-        if spec.kind != fine.kind:
-            raise GridError(
-                f"the input is on a {words[spec.kind]} grid (x in {spec.x_units!r}) but model "
-                f"{self.name!r} was trained on a {words[fine.kind]} grid (x in "
-                f"{fine.x_units!r}); regrid the input onto the model's kind of grid "
-                "(flexdownscale.data.regrid) or use a model trained on yours"
-            )
-        if spec.kind == "projected":
-            for axis, found, expected in (
-                ("x", spec.x_units, fine.x_units),
-                ("y", spec.y_units, fine.y_units),
-            ):
-                if found.strip() != expected.strip():
-                    raise GridError(
-                        f"the input's {axis} coordinate is in {found!r} but model {self.name!r} "
-                        f"was trained with {axis} in {expected!r}; convert it (values and "
-                        f"attrs['units']) to {expected!r} first"
-                    )
+        _check_model_grid(spec, fine, self.factor, self.name)
         dx, dy = fine.dx * self.factor, fine.dy * self.factor
-        for axis, found, expected, units in (
-            ("x", spec.dx, dx, spec.x_units),
-            ("y", spec.dy, dy, spec.y_units),
-        ):
-            if abs(found - expected) > SPACING_RTOL * expected:
-                raise GridError(
-                    f"input grid spacing along {axis} is {found:g} {units} but the model "
-                    f"downscales a {expected:g} {units} grid (its {fine.dx:g} {units} training "
-                    f"grid coarsened x{self.factor}); regrid the input to that spacing first, "
-                    "e.g. with flexdownscale.data.regrid or coarsen_grid"
-                )
         # The training crops start on whole coarse cells of the training grid, so the model only
         # ever saw that alignment of the coarse cells; an offset one costs most of its skill.
         # (A longitude lattice is the same modulo 360 degrees.)
@@ -2079,6 +2102,11 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
 
+        The input must be on the model's training grid when ``grid`` records one: the same kind
+        of grid (and axis units on a projected grid) and the same spacing, else
+        :class:`~flexdownscale.errors.GridError` (as for :class:`Downscaler`, without the
+        factor).
+
         Returns
         -------
         xarray.Dataset
@@ -2107,6 +2135,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
+        trained = _training_grid(self.grid)
+        if trained is not None:  # a model without grid metadata takes any grid
+            _check_model_grid(spec, trained, 0, self.name)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(
                 f"forecasting needs a time dimension with at least past_frames = "

@@ -1,0 +1,93 @@
+"""Forecaster fixes: the training grid is checked, member ``i`` does not depend on the ensemble
+size, padding per axis re-imposed at every lead, CF units on ``valid_time``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.data import Normalizer, VariableStats, grid_spec
+from flexdownscale.errors import GridError
+from flexdownscale.models import build_model
+from flexdownscale.pipeline import Forecaster
+
+N = 32  # cells per side of the synthetic doubly periodic box
+DX = 2 * np.pi / N
+
+
+def box(n: int = N, times: int = 3, *, periodic: bool = True, seed: int = 0) -> xr.Dataset:
+    """A smooth doubly periodic vorticity-like field on an ``n`` x ``n`` box of side 2 pi."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n) * 2 * np.pi / n
+    k = rng.normal(size=(times, 3))
+    values = np.stack(
+        [
+            np.sin(x[:, None] + a) * np.cos(2 * x[None, :] + b) + c * np.cos(x[None, :])
+            for a, b, c in k
+        ]
+    ).astype(np.float32)
+    axis = {"units": "1", **({"periodic": "true"} if periodic else {})}
+    return xr.Dataset(
+        {"vorticity": (("time", "y", "x"), values, {"units": "1"})},
+        coords={
+            "time": ("time", 10.0 + 0.5 * np.arange(times), {"units": "s", "long_name": "time"}),
+            "y": ("y", x, {**axis, "axis": "Y"}),
+            "x": ("x", x, {**axis, "axis": "X"}),
+        },
+    )
+
+
+def tiny_forecaster(grid: dict[str, Any] | None = None, *, past_frames: int = 2) -> Forecaster:
+    """An untrained tiny forecast model (perturbed so that its output depends on its input)."""
+    torch.manual_seed(0)
+    net = build_model(
+        ModelConfig(preset="tiny", task="forecast", past_frames=past_frames, dropout=0.0)
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return Forecaster(
+        net,
+        DiffusionConfig(),
+        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
+        variables=["vorticity"],
+        units={"vorticity": "1"},
+        sampler=SamplerConfig(steps=2),
+        grid=grid,
+        name="tiny-box",
+    )
+
+
+def box_grid() -> dict[str, Any]:
+    """The grid metadata a forecast model trained on :func:`box` records."""
+    return {"grid": grid_spec(box()).to_dict(), "past_frames": 2, "lead": 1, "time_dim": "time"}
+
+
+# --------------------------------------------------------------------------------------------
+# 1. the training grid is checked
+# --------------------------------------------------------------------------------------------
+
+
+def test_forecaster_refuses_another_spacing_and_another_kind_of_grid():
+    model = tiny_forecaster(box_grid())
+    assert model(box(), lead_steps=1, seed=0)["vorticity"].shape == (1, N, N)
+    # the same box on a grid 2x coarser: the spacing is not the training grid's
+    with pytest.raises(GridError, match=r"spacing along x is 0\.392699 1 but forecast model") as e:
+        model(box(N // 2), lead_steps=1)
+    assert "0.19635 1 training grid (32 x 32 cells)" in str(e.value)
+    assert "regrid" in str(e.value)
+    # a latitude/longitude field of the same shape and units: another kind of grid
+    latlon = box().rename(x="longitude", y="latitude")
+    latlon["longitude"] = ("longitude", np.linspace(-10, 2, N), {"units": "degrees_east"})
+    latlon["latitude"] = ("latitude", np.linspace(50, 58, N), {"units": "degrees_north"})
+    with pytest.raises(GridError, match=r"latitude/longitude grid .* trained on a projected grid"):
+        model(latlon, lead_steps=1)
+    # a model folder without a recorded grid takes any grid, as before
+    free = tiny_forecaster(None)
+    assert free(box(N // 2), lead_steps=1, seed=0)["vorticity"].shape == (1, N // 2, N // 2)
+    assert free(latlon, lead_steps=1, seed=0)["vorticity"].dims == ("lead", "latitude", "longitude")
