@@ -1460,15 +1460,30 @@ def _grid_dataset(
     y: tuple[np.ndarray, np.ndarray],
     templates: Mapping[str, Mapping[str, Any]],
     bounds_dim: str = "bnds",
+    dtypes: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
+    """Coordinates-only Dataset of a grid: centres and CF bounds of y and x (computed in float64,
+    stored in ``dtypes[name]``, the source axis's floating dtype: float32 stays float32)."""
     coords = {}
     for which, name, (centres, bounds) in (("y", spec.y, y), ("x", spec.x, x)):
         bname = f"{name}_bnds"
+        dtype = np.dtype((dtypes or {}).get(name, np.float64))
         coords[name] = xr.Variable(
-            (name,), centres, attrs=_coord_attrs(templates.get(name, {}), spec.kind, which, bname)
+            (name,),
+            np.asarray(centres).astype(dtype),
+            attrs=_coord_attrs(templates.get(name, {}), spec.kind, which, bname),
         )
-        coords[bname] = xr.Variable((name, bounds_dim), bounds)
+        coords[bname] = xr.Variable((name, bounds_dim), np.asarray(bounds).astype(dtype))
     return xr.Dataset(coords=coords)
+
+
+def _axis_dtypes(obj: XrObj, spec: GridSpec) -> dict[str, np.dtype]:
+    """The dtypes a new grid's x / y coordinates take from ``obj``'s: a floating dtype is kept
+    (float32 stays float32), integers become float64."""
+    return {
+        name: obj[name].dtype if np.issubdtype(obj[name].dtype, np.floating) else np.float64
+        for name in (spec.x, spec.y)
+    }
 
 
 def coordinate_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -1505,6 +1520,7 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
         (xs, cell_bounds(xs)),
         (ys, cell_bounds(ys, latitude=spec.kind == "latlon")),
         {spec.x: out[spec.x].attrs, spec.y: out[spec.y].attrs},
+        dtypes=_axis_dtypes(out, spec),
     )
     return out.assign_coords(grid.coords)
 
@@ -1545,6 +1561,7 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
         refine_coord(xs, factor),
         refine_coord(ys, factor, latitude=spec.kind == "latlon", name=str(spec.y)),
         {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
+        dtypes=_axis_dtypes(obj, spec),
     )
     return _with_geographic_coordinates(grid, obj, spec)
 
@@ -1599,6 +1616,10 @@ def coarsen_grid(
     bx = np.stack([fbx[::factor, 0], fbx[factor - 1 :: factor, 1]], axis=1)
     by = np.stack([fby[::factor, 0], fby[factor - 1 :: factor, 1]], axis=1)
     grid = _grid_dataset(
-        coarse, (cx, bx), (cy, by), {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs}
+        coarse,
+        (cx, bx),
+        (cy, by),
+        {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
+        dtypes=_axis_dtypes(obj, spec),
     )
     return _with_geographic_coordinates(grid, obj, spec)

@@ -427,3 +427,27 @@ def test_degrees_south_or_west_is_refused_with_the_fix():
         grid_spec(west)
     with pytest.raises(UnitsError, match=r"has units 'radians'; expected degrees"):
         grid_spec(da.assign_coords(lat=da["lat"].assign_attrs(units="radians")))
+
+
+def test_new_grids_keep_float32_coordinates_and_degrade_up_round_trips_them(shared_data):
+    # netCDF files often store latitude / longitude as float32 (ERA5 through some tools, CMIP):
+    # coarsened, refined and bounded grids came back float64, so `up(degrade(ds))` no longer had
+    # the input's coordinates (float32 values widened, then off by round-off from a re-read)
+    from flexdownscale.data import degrade, up
+
+    ds = xr.open_dataset(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")
+    ds = ds.isel(time=slice(0, 1), latitude=slice(0, 32), longitude=slice(0, 48)).load()
+    f32 = ds.assign_coords(
+        latitude=ds.latitude.astype(np.float32), longitude=ds.longitude.astype(np.float32)
+    )
+    coarse = degrade(f32, 4)
+    for grid in (coarse, add_bounds(f32), coarsen_grid(f32, 4), refine_grid(coarse, 4)):
+        for name in ("latitude", "longitude", "latitude_bnds", "longitude_bnds"):
+            assert grid[name].dtype == np.float32, name
+    fine = up(coarse, 4)
+    np.testing.assert_array_equal(fine.longitude.values, f32.longitude.values)
+    np.testing.assert_array_equal(fine.latitude.values, np.sort(f32.latitude.values))
+    # float64 and integer axes: float64 as before
+    assert degrade(ds, 4).latitude.dtype == np.float64
+    ints = latlon_da(8, 8).assign_coords(lat=np.arange(8), lon=np.arange(8))
+    assert add_bounds(ints).lat.dtype == np.float64
