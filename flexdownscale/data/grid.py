@@ -381,7 +381,10 @@ def _values(obj: XrObj, name: str) -> np.ndarray:
     values = values.astype(np.float64)
     if values.size < 2:
         raise GridError(
-            f"coordinate {name!r} has {values.size} point(s); a grid axis needs at least 2 points"
+            f"coordinate {name!r} has {values.size} point(s); a grid axis needs at least 2 "
+            f"points (its spacing is read from them). Select at least 2 cells along {name!r} "
+            "(a wider .sel / .isel, or bbox= on the whole field; one cell inside a bbox is "
+            "enough) and cut the result afterwards"
         )
     if not np.all(np.isfinite(values)):
         raise GridError(f"coordinate {name!r} has NaN or infinite values; expected finite centres")

@@ -216,3 +216,9 @@ def test_inputs_are_never_mutated():
     before = ds.copy(deep=True)
     SuperResolutionDataset(ds, factor=4, crop_size=16, normalizer="fit")[0]
     assert_unchanged(before, ds)
+
+
+def test_a_one_cell_axis_is_refused_with_how_to_keep_two():
+    one_row = latlon_da(8, 8).isel(lat=slice(0, 1))
+    with pytest.raises(GridError, match=r"'lat' has 1 point.*Select at least 2 cells along 'lat'"):
+        grid_spec(one_row)
