@@ -49,7 +49,7 @@ that hold NaN where the items read: ``nan_fields="error"`` (default) raises
 :class:`~flexdownscale.errors.DataError` naming the variable, the split, how many fields and
 the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
 them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
-out when any of its frames is); ``nan_fields=None`` skips the pass (building the dataset reads no
+out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows); ``nan_fields=None`` skips the pass (building the dataset reads no
 data). The same pass refuses values a log1p transform cannot take (<= -1). As a last guard, an
 item whose window (crop plus halo, or the frames of a forecast window) holds NaN, or values
 <= -1 under log1p, raises :class:`~flexdownscale.errors.DataError` naming the variable, the
@@ -916,10 +916,8 @@ class _FieldDataset(torch.utils.data.Dataset):
         text = text or "its only field"
         return f"{text} of {src.label!r}" if with_source else text
 
-    def dropped_summary(self) -> str | None:
-        """The fields left out for holding NaN, in words (``None`` when none was)."""
-        if not self.dropped_fields:
-            return None
+    def _dropped_listing(self) -> str:
+        """The first fields of :attr:`dropped_fields` in words, with how many there are."""
         several = len({f["source"] for f in self.dropped_fields}) > 1
         shown = []
         for field in self.dropped_fields[:_SHOWN]:
@@ -928,10 +926,16 @@ class _FieldDataset(torch.utils.data.Dataset):
             )
             text = text or "its only field"
             shown.append(f"{text} of {field['source']!r}" if several else text)
-        n = len(self.dropped_fields)
+        return _listing(shown, len(self.dropped_fields))
+
+    def dropped_summary(self) -> str | None:
+        """The fields left out for holding NaN, in words (``None`` when none was)."""
+        if not self.dropped_fields:
+            return None
         return (
-            f'nan_fields = "drop": left out {n} of the {self._split_fields} fields of the '
-            f"{self.split} split, which hold NaN: {_listing(shown, n)}"
+            f'nan_fields = "drop": left out {len(self.dropped_fields)} of the '
+            f"{self._split_fields} fields of the {self.split} split, which hold NaN: "
+            f"{self._dropped_listing()}"
         )
 
     def _fit(
@@ -1476,6 +1480,9 @@ class ForecastDataset(_FieldDataset):
             used,
         )
         self._fields = []
+        #: windows of the split before any was dropped, and those left out for holding NaN
+        self.split_windows = sum(w.size for w in windows)
+        self.dropped_windows = 0
         for e, w, m in zip(entries, windows, bad):
             if m is None or not m.any():
                 self._fields.append(w)
@@ -1485,6 +1492,7 @@ class ForecastDataset(_FieldDataset):
             for offset in frames:
                 at = np.searchsorted(e.grid[t_axis], w.grid[t_axis] + offset)
                 spoilt |= np.take(m, at, axis=t_axis)
+            self.dropped_windows += int(spoilt.sum())
             self._fields.append(w._replace(keep=np.flatnonzero(~spoilt.ravel())))
         self._count()
         if self._cum[-1] == 0:
@@ -1497,6 +1505,20 @@ class ForecastDataset(_FieldDataset):
             raise DataError(
                 f"no window of {past_frames} past frames and lead {lead} fits in the {split} split"
             )
+
+    def dropped_summary(self) -> str | None:
+        """The windows left out for reading a field that holds NaN, and those fields, in words
+        (``None`` when none was). :attr:`dropped_fields` lists the fields (frames), and
+        :attr:`dropped_windows` counts the windows (items before crops) left out."""
+        if not self.dropped_fields:
+            return None
+        n = len(self.dropped_fields)
+        return (
+            f'nan_fields = "drop": left out {self.dropped_windows} of the {self.split_windows} '
+            f"windows ({self.past_frames} past frame{'s' if self.past_frames != 1 else ''}, "
+            f"lead {self.lead}) of the {self.split} split, which read a field holding NaN "
+            f"({n} field{'s' if n != 1 else ''}: {self._dropped_listing()})"
+        )
 
     def _region(self, src: _Source) -> tuple[Any, Any]:
         """The (rows, cols) of ``src`` that items read: a centre crop's, else every cell."""

@@ -636,6 +636,13 @@ def test_forecast_windows_with_a_nan_frame_are_dropped():
     assert fc.dropped_fields == [
         {"source": "dataset0", "member": 1, "time": np.datetime64("1970-01-05", "ns")}
     ]
+    # the summary counts the windows left out (3 of 16), not only the field holding NaN
+    assert (fc.split_windows, fc.dropped_windows) == (16, 3)
+    assert fc.dropped_summary() == (
+        'nan_fields = "drop": left out 3 of the 16 windows (2 past frames, lead 1) of the '
+        "train split, which read a field holding NaN (1 field: member=1, time=1970-01-05 "
+        "00:00:00)"
+    )
     for i in range(len(fc)):
         assert torch.isfinite(fc[i]["cond"]).all()
         assert torch.isfinite(fc[i]["fine"]).all()
