@@ -2101,6 +2101,10 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         is bit-identical for any ``batch_size``.
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
+        Lead ``l`` is sampled with a generator seeded from ``(seed, l)`` and member ``m`` draws
+        from its ``m``-th stream, so member ``m`` is the same for any ``members > m`` (bit for
+        bit with ``batch_invariant=True``, else to float32 rounding) and the first ``k`` leads
+        do not depend on ``lead_steps``.
 
         The input must be on the model's training grid when ``grid`` records one: the same kind
         of grid (and axis units on a projected grid) and the same spacing, else

@@ -91,3 +91,57 @@ def test_forecaster_refuses_another_spacing_and_another_kind_of_grid():
     free = tiny_forecaster(None)
     assert free(box(N // 2), lead_steps=1, seed=0)["vorticity"].shape == (1, N // 2, N // 2)
     assert free(latlon, lead_steps=1, seed=0)["vorticity"].dims == ("lead", "latitude", "longitude")
+
+
+# --------------------------------------------------------------------------------------------
+# 2. member i of a forecast does not depend on the ensemble size
+# --------------------------------------------------------------------------------------------
+
+
+def test_member_i_does_not_depend_on_the_ensemble_size():
+    """Member 0 of a 3- and a 2-member forecast differed from lead 2 on (one generator drove
+    every lead, so lead 2's streams started where lead 1's M draws ended)."""
+    model = tiny_forecaster(box_grid())
+    kw = dict(lead_steps=3, seed=5, batch_invariant=True, sampler_options={"eta": 1.0})
+    three = model(box(), members=3, **kw)["vorticity"].values
+    for m in (1, 2):
+        fewer = model(box(), members=m, **kw)["vorticity"].values
+        np.testing.assert_array_equal(fewer, three[:m])
+    # a longer forecast extends a shorter one; members differ; another seed differs
+    short = model(box(), members=3, **{**kw, "lead_steps": 2})["vorticity"].values
+    np.testing.assert_array_equal(short, three[:, :2])
+    assert np.abs(three[0] - three[1]).max() > 1e-3
+    other = model(box(), members=1, **{**kw, "seed": 6})["vorticity"].values
+    assert np.abs(other[0] - three[0]).max() > 1e-3
+
+
+def test_rollout_fields_and_members_have_their_own_streams():
+    from flexdownscale.diffusion import ResidualModel, VPDiffusion, rollout
+
+    net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2, dropout=0.0))
+    model = ResidualModel(net, task="forecast", past_frames=2)
+    frames = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    kw = dict(lead_steps=3, sampler="ddim", steps=2, generator=7, batch_size=1, eta=1.0)
+    with torch.no_grad():
+        both = rollout(model, VPDiffusion(), frames, members=3, **kw)
+        second = rollout(model, VPDiffusion(), frames, members=2, **kw)
+        torch.testing.assert_close(second, both[:, :2], rtol=0, atol=0)
+        # all members per network call: the same random numbers (float32 rounding apart)
+        together = rollout(model, VPDiffusion(), frames, members=3, **{**kw, "batch_size": None})
+        torch.testing.assert_close(together, both, rtol=0, atol=1e-4)
+        # field 0 alone is field 0 of the pair (its streams do not depend on field 1)
+        alone = rollout(model, VPDiffusion(), frames[:1], members=1, **kw)
+        torch.testing.assert_close(alone[0], both[0, :1], rtol=0, atol=0)
+        # a torch.Generator gives a seed from its stream: reproducible from its state
+        a = rollout(model, VPDiffusion(), frames, members=2, **{**kw, "generator": None})
+        g = torch.Generator().manual_seed(11)
+        b = rollout(model, VPDiffusion(), frames, members=2, **{**kw, "generator": g})
+        c = rollout(
+            model,
+            VPDiffusion(),
+            frames,
+            members=2,
+            **{**kw, "generator": torch.Generator().manual_seed(11)},
+        )
+    torch.testing.assert_close(b, c, rtol=0, atol=0)
+    assert not torch.equal(a, b)

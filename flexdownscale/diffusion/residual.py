@@ -12,8 +12,10 @@ has mean zero (``x_lo = 0``), see ``docs/diffusion.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -177,6 +179,28 @@ class ResidualModel(nn.Module):
         return base.unsqueeze(1).to(residual.dtype) + residual
 
 
+def lead_seed(seed: int, field: int, lead: int) -> int:
+    """The seed of lead ``lead`` (1-based) of field ``field`` in a rollout seeded with ``seed``.
+
+    Member ``m`` of that lead draws from the ``m``-th generator seeded from it
+    (:func:`~flexdownscale.diffusion.samplers.member_generators`), so its noise depends on
+    ``(seed, field, lead, m)`` only: not on the number of members, fields or leads.
+    """
+    words = [int(seed) & (2**63 - 1), int(field), int(lead)]
+    state = np.random.SeedSequence(words).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**62 - 1)
+
+
+def _member_stream(seed: int, start: int) -> torch.Generator:
+    """The generator that :func:`~flexdownscale.diffusion.samplers.member_generators` draws
+    member seeds from, seeded with ``seed`` and moved past the seeds of members ``0 .. start-1``
+    (one ``randint`` value each, the draws it makes), so that its first member is ``start``."""
+    generator = torch.Generator().manual_seed(seed)
+    if start:
+        torch.randint(0, 2**62, (start,), generator=generator)
+    return generator
+
+
 def rollout(
     model: ResidualModel,
     objective: Objective,
@@ -189,6 +213,7 @@ def rollout(
     generator: torch.Generator | int | None = None,
     phys: Tensor | float | None = None,
     batch_size: int | None = None,
+    feedback: Callable[[Tensor], Tensor] | None = None,
     **options: Any,
 ) -> Tensor:
     """Autoregressive ensemble forecast: every member feeds back its own state.
@@ -206,12 +231,24 @@ def rollout(
     members
         Ensemble size ``M``. All members start from ``frames``; from then on each member's
         next input is its own past frames (never the ensemble mean).
-    sampler, steps, generator, batch_size, **options
-        As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`; one generator drives the
-        whole rollout, so the random numbers do not depend on ``batch_size`` (the network's
-        float32 rounding does, unless ``batch_size=1``).
+    sampler, steps, batch_size, **options
+        As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
+    generator
+        An integer seed, a ``torch.Generator`` (one seed is drawn from it) or ``None`` (a seed
+        from torch's global generator). Every member has its own stream at every lead: lead
+        ``l`` of field ``b`` is sampled with the generator seeded by ``lead_seed(seed, b, l)``
+        (a hash of the three), and member ``m`` draws from that lead's ``m``-th member
+        generator (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member ``m`` is the same for any ``members > m``, the first ``k`` leads do not
+        depend on ``lead_steps`` (a longer forecast extends a shorter one), field ``b`` does not
+        depend on the other fields, and the random numbers do not depend on ``batch_size``
+        (the network's float32 rounding does, unless ``batch_size=1``). The noise is drawn on
+        the CPU, so it is the same on any device.
     phys
         Physical condition: one number for every field, or one value per field ``(B,)``.
+    feedback
+        Applied to every lead's sample, ``(M, C, H, W)`` for one field, before it becomes the
+        newest past frame of the next lead (e.g. to crop and re-impose padding cells around the
+        field; ``None``: the sample as it is). The returned samples are not changed by it.
 
     Returns
     -------
@@ -221,25 +258,56 @@ def rollout(
         raise ConfigError("rollout needs a ResidualModel built with task='forecast'")
     if isinstance(lead_steps, bool) or not isinstance(lead_steps, int) or lead_steps < 1:
         raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        generator = torch.Generator().manual_seed(generator)
+    if isinstance(generator, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     elif generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    elif isinstance(generator, bool) or not isinstance(generator, int):
+        raise ConfigError(
+            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        )
+    else:
+        seed = generator
     batch = frames.shape[0]
     phys = _phys_per_field(phys, batch)  # a scalar for every field, or one per field
-    common = dict(
-        sampler=sampler, steps=steps, generator=generator, batch_size=batch_size, **options
-    )
-    # lead 1: every member starts from the same frames, so one task encoding per field
-    nxt = model.sample(objective, frames, members=members, phys=phys, **common)
-    channels = nxt.shape[2]
-    states = frames.repeat_interleave(members, dim=0)  # (B*M, P*C, H, W), member-fastest
-    member_phys = phys.repeat_interleave(members, dim=0) if phys is not None else None
-    outputs = [nxt]
-    for _ in range(lead_steps - 1):
-        flat = nxt.reshape(batch * members, channels, *nxt.shape[3:])
-        states = torch.cat([states[:, channels:], flat.to(states.dtype)], dim=1)
-        nxt = model.sample(objective, states, members=1, phys=member_phys, **common)
-        nxt = nxt.reshape(batch, members, channels, *nxt.shape[3:])
-        outputs.append(nxt)
-    return torch.stack(outputs, dim=2)
+    common = dict(sampler=sampler, steps=steps, batch_size=batch_size, **options)
+    fields = []
+    for b in range(batch):  # one field at a time: its members' streams depend on it only
+        field_phys = phys[b : b + 1] if phys is not None else None
+        # lead 1: every member starts from the same frames, so one task encoding
+        nxt = model.sample(
+            objective,
+            frames[b : b + 1],
+            members=members,
+            phys=field_phys,
+            generator=lead_seed(seed, b, 1),
+            **common,
+        )[0]
+        channels = nxt.shape[1]
+        states = frames[b : b + 1].repeat_interleave(members, dim=0)  # (M, P*C, H, W)
+        member_phys = field_phys.repeat_interleave(members) if field_phys is not None else None
+        outputs = [nxt]
+        for lead in range(2, lead_steps + 1):
+            newest = nxt if feedback is None else feedback(nxt)
+            states = torch.cat([states[:, channels:], newest.to(states.dtype)], dim=1)
+            # the M member states as M fields of one member each (row m is member m), at most
+            # batch_size at a time: the task encoder then never sees more states than the
+            # network does, so batch_size=1 is bit-identical for any M
+            rows = batch_size or members
+            parts = []
+            for start in range(0, members, rows):
+                stop = min(start + rows, members)
+                parts.append(
+                    model.sample(
+                        objective,
+                        states[start:stop],
+                        members=1,
+                        phys=member_phys[start:stop] if member_phys is not None else None,
+                        generator=_member_stream(lead_seed(seed, b, lead), start),
+                        **common,
+                    )[:, 0]
+                )
+            nxt = torch.cat(parts)
+            outputs.append(nxt)
+        fields.append(torch.stack(outputs, dim=1))
+    return torch.stack(fields)

@@ -17,6 +17,7 @@ from flexdownscale.diffusion import (
     sample_ensemble,
     select_features,
 )
+from flexdownscale.diffusion.residual import lead_seed
 from flexdownscale.errors import ConfigError, ShapeError
 
 F64 = torch.float64
@@ -203,18 +204,26 @@ def test_rollout_members_feed_back_their_own_state() -> None:
         generator=3,
     )
     assert out.shape == (batch, members, 2, channels, 4, 4)
-    assert net.encode_calls == 2  # once for the B fields, once for the B*M member states
-    # by hand, with the documented draw order: at each lead, one generator per member row
-    # (member_generators) draws that member's initial noise
-    g = torch.Generator().manual_seed(3)
+    # per field: once for its initial frames, once for its M member states
+    assert net.encode_calls == 2 * batch
+    # by hand, with the documented draw order: lead l of field b has the seed lead_seed(3, b, l)
+    # and member m draws its noise from that seed's m-th member generator
     event = (channels, 4, 4)
-    n1 = torch.stack(
-        [torch.randn(event, generator=m) for m in member_generators(g, batch * members)]
-    )
-    n2 = torch.stack(
-        [torch.randn(event, generator=m) for m in member_generators(g, batch * members)]
-    )
-    n1 = n1.reshape(batch, members, *event)
+
+    def noise(lead: int) -> torch.Tensor:
+        return torch.stack(
+            [
+                torch.stack(
+                    [
+                        torch.randn(event, generator=m)
+                        for m in member_generators(lead_seed(3, b, lead), members)
+                    ]
+                )
+                for b in range(batch)
+            ]
+        )
+
+    n1, n2 = noise(1), noise(2).reshape(batch * members, *event)
     h = objective.t_max - objective.t_min
     first = frames[:, channels:].unsqueeze(1) + n1 + h * net.velocity(frames).unsqueeze(1)
     torch.testing.assert_close(out[:, :, 0], first)
