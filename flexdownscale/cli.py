@@ -242,6 +242,26 @@ def _check_output(source: str, target: str) -> None:
             f"the folder of the output {target!r}, {str(folder)!r}, {state}; create it first "
             f"(mkdir -p {folder}) or give another output path"
         )
+    try:  # the output is written beside its target first (see _write_output): try it now
+        import shutil
+        import tempfile
+
+        shutil.rmtree(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".probe", dir=folder))
+    except OSError as err:
+        raise _unwritable(target, err) from err
+
+
+def _unwritable(target: str, err: OSError) -> Any:
+    """The DataError for an output that cannot be written (the folder is read-only, say),
+    naming the user's path rather than the hidden temporary one beside it."""
+    from .errors import DataError
+
+    why = err.strerror or _one_line(err)
+    return DataError(
+        f"cannot write the output {target!r}: creating a file in its folder "
+        f"{str(Path(target).parent)!r} failed ({why}); give an output path in a folder you can "
+        "write to"
+    )
 
 
 #: Encoding keys that describe how an input was stored, not what its values mean.
@@ -332,7 +352,10 @@ def _write_output(ds: Any, target: str) -> None:
     from .hub import _replace
 
     dst = Path(target)
-    holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    try:
+        holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    except OSError as err:
+        raise _unwritable(target, err) from err
     written = holder / dst.name
     try:
         with _own_thread_pool():
@@ -344,6 +367,11 @@ def _write_output(ds: Any, target: str) -> None:
             os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
         else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
             _replace(dst, written)
+    except OSError as err:  # a full disk, say: said of the user's path, not the hidden one
+        names = (err.filename, err.filename2)
+        if any(n is not None and str(holder) in str(n) for n in names):
+            raise OSError(err.errno, err.strerror or _one_line(err), target) from err
+        raise
     finally:
         shutil.rmtree(holder, ignore_errors=True)
 
@@ -496,8 +524,27 @@ _FLAGS = {
     "condition": "--condition",
     "sampler_options": "--sampler-option",
 }
-_VALUE = r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)|'[^']*'|\"[^\"]*\"|<[^<>]*>|None|-?\d[\w.+-]*"
-_KEYWORD = re.compile(rf"(?<![\w.'\"])({'|'.join(_FLAGS)}) ?= ?({_VALUE})")
+#: The flags of the other commands that share a keyword's name and meaning with the library.
+_COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "downscale": _FLAGS,
+    "demo": {"members": "--members", "seed": "--seed"},
+    "evaluate": {"dims": "--dims"},
+    "info": {},
+}
+_VALUE = (
+    r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)|'[^']*'|\"[^\"]*\"|<[^<>]*>|None"
+    r"|-?\d[\w.+-]*|-?inf\b|nan\b"
+)
+_NUMBER = r"-?(?:\d[\w.+-]*|inf\b|nan\b)"
+#: The sampler options (``--sampler-option NAME=VALUE``) that library messages name.
+_SAMPLER_OPTION = re.compile(rf"(?<![\w.'\"-])(eta|delta|g1|g2) = ({_NUMBER})")
+
+
+def _keyword_pattern(flags: dict[str, str]) -> re.Pattern[str] | None:
+    """``name = value`` / ``name=value`` of the keywords in ``flags`` (none: ``None``)."""
+    if not flags:
+        return None
+    return re.compile(rf"(?<![\w.'\"])({'|'.join(flags)}) ?= ?({_VALUE})")
 
 
 def _flag_value(name: str, literal: str) -> str:
@@ -506,6 +553,8 @@ def _flag_value(name: str, literal: str) -> str:
         return literal
     if literal == "[...]":
         return "NAME,NAME,..."
+    if literal in ("nan", "inf", "-inf"):
+        return literal
     try:
         value = ast.literal_eval(literal)
     except (ValueError, SyntaxError):
@@ -520,8 +569,19 @@ def _flag_value(name: str, literal: str) -> str:
     return str(value)
 
 
-def cli_spelling(message: str) -> str:
-    """``message`` with the Python keyword hints of the pipeline spelled as command-line flags.
+def _ncatted(variable: str, units: str) -> str:
+    """How to set a variable's units attribute in a netCDF file with NCO, as a hint."""
+    import shlex
+
+    return f"with NCO, for example: ncatted -a {shlex.quote(f'units,{variable},o,c,{units}')} FILE"
+
+
+def cli_spelling(message: str, command: str = "downscale") -> str:
+    """``message`` with the Python hints of the library spelled for the command line.
+
+    Keywords that are flags of ``command`` become those flags (``seed = -1`` is ``--seed -1``);
+    sampler options become ``--sampler-option NAME=VALUE``; fixes spelled in xarray (setting an
+    attribute, filling gaps) are said as changes to the file.
 
     >>> cli_spelling("pass rename={'tas': 't2m'} or variables=[...] in the model's order")
     "pass --rename tas=t2m or --variables NAME,NAME,... in the model's order"
@@ -529,23 +589,67 @@ def cli_spelling(message: str) -> str:
     '--factor 8 but the model downscales by 4 only; use --factor 4'
     >>> cli_spelling("members = 0 must be a positive integer or None")
     '--members 0 must be a positive integer, or leave --members out'
+    >>> cli_spelling("eta = -1.0 must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+    '--sampler-option eta=-1.0 must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)'
     """
+    flags = _COMMAND_FLAGS.get(command, {})
 
     def flag(match: re.Match[str]) -> str:
         name, literal = match.group(1), match.group(2)
         value = _flag_value(name, literal)
         if value == "(left out)":
-            return f"no {_FLAGS[name]}"
-        return f"{_FLAGS[name]} {value}"
+            return f"no {flags[name]}"
+        return f"{flags[name]} {value}"
 
-    message = _KEYWORD.sub(flag, message)
+    if "sampler_options" in flags:  # one option: --sampler-option NAME=VALUE
+        message = re.sub(
+            rf"\bsampler_options\['(\w+)'\] = ({_NUMBER})", r"--sampler-option \1=\2", message
+        )
+        message = _SAMPLER_OPTION.sub(r"--sampler-option \1=\2", message)
+    if "condition" in flags:  # the pipeline's name for the keyword it was given
+        message = message.replace("the condition= argument", "condition")
+        message = re.sub(
+            r"takes no physical condition; drop it\b",
+            "takes no physical condition; leave --condition out",
+            message,
+        )
+        message = re.sub(
+            r"or set ds\.attrs\[('[^']*')\] = <value> \(or da\.attrs\['[^']*'\] for a DataArray\)",
+            r"or set the input file's global attribute \1 to it",
+            message,
+        )
+    if "factor" in flags:  # no factor given: the shipped models at every factor were searched
+        message = message.replace(
+            " by factor None (shipped models: ",
+            " at any factor (no --factor given; shipped models, for --model: ",
+        )
+    keyword = _keyword_pattern(flags)
+    if keyword is not None:
+        message = keyword.sub(flag, message)
     # "None" is how Python leaves a keyword out; on the command line the option is left out
     message = re.sub(
         r"(--[a-z][\w-]*) (\S+) must be a positive integer or None\b",
         r"\1 \2 must be a positive integer, or leave \1 out",
         message,
     )
+    message = message.replace(
+        "must be in [0, 2**63) (a non-negative 63-bit integer)",
+        f"must be a whole number from 0 to {2**63 - 1} (2^63 - 1)",
+    )
     # the pipeline's Python for units: on the command line, the file's attribute is meant
+    message = re.sub(
+        r"Set it if the values are in ([^:]*): ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
+        lambda m: (
+            f"If the values are in {m[1]}, set the units attribute of variable {m[2]!r} in the "
+            f"input file to {m[3]!r} ({_ncatted(m[2], m[3])})"
+        ),
+        message,
+    )
+    message = re.sub(
+        r"e\.g\. ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
+        lambda m: f"e.g. {m[2]!r} ({_ncatted(m[1], m[2])})",
+        message,
+    )
     message = re.sub(
         r"set attrs\['units'\] = ('[^']*')", r"set the variable's units attribute to \1", message
     )
@@ -570,7 +674,9 @@ def cli_spelling(message: str) -> str:
     )
     message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
     message = re.sub(r"\(bbox=\)", "(--bbox)", message)
-    return re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
+    if "sampler_options" in flags:
+        message = re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
+    return message
 
 
 def _runs(values: Any, missing: Any, limit: int = 3) -> str:
@@ -799,6 +905,21 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{list(map(str, truth.data_vars))} have none in common"
         )
     _check_same_units(pred, truth, names)
+    for v in names:  # the truth is one realisation
+        if member_dim in truth[v].dims and member_dim not in pred[v].dims:
+            raise DataError(
+                f"the truth's {v!r} has the ensemble dim {member_dim!r} "
+                f"({truth.sizes[member_dim]} values) and the prediction's has none: were the "
+                "files given the other way round? The prediction comes first: flexdownscale "
+                "evaluate PREDICTION TRUTH --out DIR"
+            )
+        if member_dim in truth[v].dims:
+            raise DataError(
+                f"the truth's {v!r} has the ensemble dim {member_dim!r} "
+                f"({truth.sizes[member_dim]} values), but the truth is one realisation: give a "
+                f"truth file without it (one {member_dim} of it, if it is an ensemble); if the "
+                "prediction's ensemble dim has another name, pass --dims member=NAME"
+            )
     pdims, tdims = _dims_in(pred, dims), _dims_in(truth, dims)
     axes = find_axes(pred[names[0]], dims=pdims)
     periods = {axes.x: 360.0} if grid_spec(pred[names[0]], dims=pdims).kind == "latlon" else {}
@@ -1122,6 +1243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(
                     f"--members {args.members}: the demo needs an ensemble of at least 2"
                 )
+            from .pipeline import _check_seed
+
+            _check_seed(args.seed)  # before the output folder is made
             run_demo(
                 args.out,
                 members=args.members,
@@ -1132,7 +1256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
     except FlexDownscaleError as err:
-        message = cli_spelling(_one_line(err)) if args.command == "downscale" else _one_line(err)
+        message = cli_spelling(_one_line(err), args.command)
         print(f"flexdownscale {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # reading or writing a file: one line naming it

@@ -372,7 +372,11 @@ def test_evaluate_a_truth_dim_the_prediction_lacks(fake_prediction, tmp_path, ca
     # the arguments swapped: the "truth" has members
     code, err = _run(_evaluate_argv(tmp_path, "t.nc", "p.nc", "d"), capsys)
     assert code == 2
-    assert "the truth's 't2m' has a dim 'member' (2 values)" in err
+    assert err == (
+        "flexdownscale evaluate: error: the truth's 't2m' has the ensemble dim 'member' (2 "
+        "values) and the prediction's has none: were the files given the other way round? The "
+        "prediction comes first: flexdownscale evaluate PREDICTION TRUTH --out DIR"
+    )
 
 
 def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_path, capsys):

@@ -1,0 +1,246 @@
+"""Command-line error messages are in command-line words: flag names (``--sampler-option
+eta=...``, ``--condition``, ``--seed``), attributes of the input file, the user's own paths;
+the library keeps its Python wording for library users."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flexdownscale.cli import cli_spelling, main
+from flexdownscale.data import degrade, normalize_grid
+
+ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
+KOLMOGOROV = Path("kolmogorov") / "kf_re4000.nc"
+PYTHON_WORDS = ("ds[", "ds.", "da.", "attrs[", "isel(", "None", "2**63", "argument")
+
+
+def _run(argv, capsys):
+    """(exit status, the one stderr line) of one CLI call."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 1, err
+    return code, err.strip()
+
+
+def _no_python(err: str) -> None:
+    for word in PYTHON_WORDS:
+        assert word not in err, (word, err)
+
+
+@pytest.fixture(scope="module")
+def era5(shared_data, tmp_path_factory):
+    """A small coarse ERA5 input (1 time, 8 x 12 cells) for the shipped era5-t2m-x4."""
+    root = tmp_path_factory.mktemp("messages")
+    ds = xr.open_dataset(shared_data / ERA5)
+    fine = normalize_grid(ds.isel(time=[0]))  # latitude ascending, on the model's lattice
+    fine = fine.isel(latitude=slice(0, 32), longitude=slice(0, 48)).load()
+    coarse = degrade(fine, 4)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    coarse.to_netcdf(root / "coarse.nc")
+    return root
+
+
+@pytest.fixture(scope="module")
+def kolmogorov(shared_data, tmp_path_factory):
+    """A small coarse Kolmogorov input (8 x 8 cells), without its Reynolds number attribute."""
+    root = tmp_path_factory.mktemp("messages_kf")
+    ds = xr.open_dataset(shared_data / KOLMOGOROV)
+    fine = ds[["vorticity"]].isel(trajectory=3, time=[0], x=slice(0, 64), y=slice(0, 64)).load()
+    coarse = degrade(fine, 8)
+    coarse["vorticity"].attrs = dict(fine["vorticity"].attrs)
+    coarse.attrs = {}
+    coarse.to_netcdf(root / "kf.nc")
+    return root / "kf.nc"
+
+
+def test_units_hint_names_the_files_attribute(era5, tmp_path, capsys):
+    """The pipeline's ``ds['t2m'].attrs['units'] = 'K'`` is said as the file's attribute."""
+    coarse = xr.open_dataset(era5 / "coarse.nc").load()
+    no_units = coarse.copy()
+    no_units["t2m"].attrs = {k: v for k, v in coarse["t2m"].attrs.items() if k != "units"}
+    no_units.to_netcdf(tmp_path / "no_units.nc")
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(tmp_path / "no_units.nc"), str(out), "--model", "era5-t2m-x4"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err.endswith(
+        "variable 't2m' has no 'units' attribute; the model expects 'K'. If the values are in "
+        "K, set the units attribute of variable 't2m' in the input file to 'K' (with NCO, for "
+        "example: ncatted -a units,t2m,o,c,K FILE)"
+    )
+    _no_python(err)
+    number = coarse.copy()
+    number["t2m"].attrs = {**coarse["t2m"].attrs, "units": 1}  # not a string
+    number.to_netcdf(tmp_path / "number.nc")
+    code, err = _run(["downscale", str(tmp_path / "number.nc"), *argv[2:]], capsys)
+    assert code == 2
+    assert "Set it to the string the values are in, e.g. 'K' (with NCO, for example: " in err
+    _no_python(err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--sampler", "ddim", "--sampler-option", "eta=-1"], "--sampler-option eta=-1.0 must lie in [0, 1]"),
+        (["--sampler", "ddim", "--sampler-option", "eta=nan"], "--sampler-option eta=nan; expected a finite number"),
+        (["--sampler", "sde", "--sampler-option", "delta=-1"], "--sampler-option delta=-1.0 must be >= 0"),
+        (["--seed", "-1"], f"--seed -1 must be a whole number from 0 to {2**63 - 1}"),
+        (["--condition", "inf"], "--condition inf given but model 'era5-t2m-x4' takes no physical condition; leave --condition out"),
+    ],
+)  # fmt: skip
+def test_downscale_option_values_are_named_by_their_flags(era5, tmp_path, capsys, options, message):
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(era5 / "coarse.nc"), str(out), "--model", "era5-t2m-x4"]
+    code, err = _run([*argv, "--steps", "1", "--quiet", *options], capsys)
+    assert code == 2
+    assert message in err
+    _no_python(err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_condition_that_is_not_finite_names_the_flag(kolmogorov, tmp_path, capsys, value):
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8", "--quiet"]
+    code, err = _run([*argv, f"--condition={value}"], capsys)
+    assert code == 2
+    assert err.endswith(f"--condition {value}; expected a finite number")
+    _no_python(err)
+    assert not out.exists()
+
+
+def test_missing_condition_names_the_flag_and_the_files_attribute(kolmogorov, tmp_path, capsys):
+    argv = ["downscale", str(kolmogorov), str(tmp_path / "o.nc"), "--model", "kolmogorov-x8"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err.endswith(
+        "pass --condition <value> or set the input file's global attribute 'reynolds_number' to it"
+    )
+    _no_python(err)
+
+
+def test_no_shipped_model_says_what_was_found_and_how_to_choose(era5, tmp_path, capsys):
+    coarse = xr.open_dataset(era5 / "coarse.nc").load().rename(t2m="tas")
+    coarse.to_netcdf(tmp_path / "tas.nc")
+    argv = ["downscale", str(tmp_path / "tas.nc"), str(tmp_path / "o.nc")]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert "no shipped model downscales variables ['tas'] at any factor (no --factor given; " in err
+    assert (
+        "shipped models, for --model: era5-t2m-x4 (t2m, x4), kolmogorov-x8 (vorticity, x8))" in err
+    )
+    assert "pass --rename tas=t2m (model 'era5-t2m-x4')" in err
+    _no_python(err)
+    # the advice works: the shipped model under the input's name
+    assert main([*argv, "--rename", "tas=t2m", "--steps", "1", "--quiet"]) == 0
+
+
+def test_demo_seed_below_zero_names_the_flag_before_writing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, err = _run(["demo", "--out", str(out), "--seed", "-1", "--quiet"], capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale demo: error: --seed -1 must be a whole number from 0 to "
+        f"{2**63 - 1} (2^63 - 1)"
+    )
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_truth_with_the_ensemble_dim(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    field = xr.DataArray(
+        rng.normal(size=(2, 16, 16)),
+        dims=("member", "y", "x"),
+        coords={"x": np.arange(16.0), "y": np.arange(16.0)},
+        attrs={"units": "1"},
+    )
+    for axis in ("x", "y"):
+        field[axis].attrs = {"units": "km"}
+    xr.Dataset({"w": field}).to_netcdf(tmp_path / "p.nc")
+    argv = ["evaluate", str(tmp_path / "p.nc"), str(tmp_path / "p.nc"), "--out"]
+    code, err = _run([*argv, str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the truth's 'w' has the ensemble dim 'member' (2 values), "
+        "but the truth is one realisation: give a truth file without it (one member of it, if it "
+        "is an ensemble); if the prediction's ensemble dim has another name, pass --dims "
+        "member=NAME"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_output_names_the_users_path(era5, tmp_path, capsys, monkeypatch):
+    """A folder one cannot write to (read-only, or /proc) is said of the user's output path,
+    before the model runs; not of the hidden temporary folder beside it."""
+    import tempfile
+
+    target = tmp_path / "locked" / "o.nc"
+    target.parent.mkdir()
+    real = tempfile.mkdtemp
+
+    def refuse(*args, dir=None, **kwargs):  # what a read-only folder does (root may write)
+        if dir is not None and Path(dir) == target.parent:
+            name = Path(dir) / f"{kwargs.get('prefix', '')}x{kwargs.get('suffix', '')}"
+            raise PermissionError(13, "Permission denied", str(name))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    argv = ["downscale", str(era5 / "coarse.nc"), str(target), "--model", "era5-t2m-x4"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale downscale: error: cannot write the output {str(target)!r}: creating a "
+        f"file in its folder {str(target.parent)!r} failed (Permission denied); give an output "
+        "path in a folder you can write to"
+    )
+    monkeypatch.setattr(tempfile, "mkdtemp", real)
+    if sys.platform.startswith("linux") and Path("/proc").is_dir():  # no files can be made there
+        code, err = _run([*argv[:2], "/proc/o.nc", *argv[3:]], capsys)
+        assert code == 2
+        assert "cannot write the output '/proc/o.nc': creating a file in its folder '/proc'" in err
+        assert ".partial" not in err
+        assert ".probe" not in err
+
+
+def test_a_failed_write_names_the_users_path(era5, tmp_path, capsys, monkeypatch):
+    """A write that fails midway (a full disk) names the output, not its temporary copy."""
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    target = tmp_path / "o.nc"
+    argv = ["downscale", str(era5 / "coarse.nc"), str(target), "--model", "era5-t2m-x4"]
+    code, err = _run([*argv, "--steps", "1", "--quiet"], capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale downscale: error: cannot use {str(target)!r}: No space left on device"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left behind
+
+
+def test_cli_spelling_per_command_and_library_wording():
+    """Each command rewrites only its own flags; the library's messages stay Python."""
+    from flexdownscale.config import SamplerConfig
+    from flexdownscale.diffusion.samplers import resolve_sampler_options
+    from flexdownscale.errors import ConfigError
+
+    assert cli_spelling("pass dims={'x': 'i'}", "evaluate") == "pass --dims x=i"
+    assert cli_spelling("factor = 8; seed = 3", "evaluate") == "factor = 8; seed = 3"
+    assert cli_spelling("seed = 3; members = 1", "demo") == "--seed 3; --members 1"
+    assert cli_spelling("seed = 3", "info") == "seed = 3"
+    assert cli_spelling("g1 = -1.0 and g2 = 0.0 must be >= 0") == (
+        "--sampler-option g1=-1.0 and --sampler-option g2=0.0 must be >= 0"
+    )
+    assert cli_spelling("sampler_options['g2'] = inf; expected a finite number") == (
+        "--sampler-option g2=inf; expected a finite number"
+    )
+    options = {"eta": float("nan")}
+    with pytest.raises(ConfigError, match=r"sampler_options\['eta'\] = nan"):
+        resolve_sampler_options("ddim", options, SamplerConfig(), argument="sampler_options")
