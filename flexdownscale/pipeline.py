@@ -2177,17 +2177,45 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 "the past frames hold values outside what the model's normalization accepts "
                 "(a fill value that was not decoded?); mask them (ds.where(...)) and fill them"
             )
+        # Per axis, as in the Downscaler: a periodic axis stays exact in the sampler and the
+        # network sees it with wrapped-around halos (TiledDenoiser's wrap, rebuilt from the state
+        # at every network call); a non-periodic one is reflect-padded at its end to a multiple
+        # of 16. Those padding cells are re-imposed from the field at every lead (the sample is
+        # cropped and padded again before it is fed back), so each lead's input is built as the
+        # first one's and the unphysical padding cells never evolve on their own.
         h, w = z.shape[-2:]
-        hp, wp = _round_up(h, _MULTIPLE), _round_up(w, _MULTIPLE)
-        periodic = spec.periodic_x and spec.periodic_y
-        z = np.pad(
-            z, ((0, 0), (0, 0), (0, hp - h), (0, wp - w)), mode="wrap" if periodic else "reflect"
+        wrap, end_pad, layout = _tiling(
+            (h, w),
+            1,
+            (spec.periodic_y, spec.periodic_x),
+            _round_up(max(h, w), _MULTIPLE),
+            False,
+            0,
+            "uniform",
         )
+        rows, cols = (
+            np.pad(np.arange(n), (0, pad), mode="reflect") for n, pad in zip((h, w), end_pad)
+        )
+        z = z[..., rows, :][..., cols]
         dev = _resolve_device(device)
         dtype = next(self.backbone.parameters()).dtype
-        frames = torch.from_numpy(z.reshape(1, -1, hp, wp)).to(dev, dtype)
-        model = ResidualModel(self._backbone_on(dev), task="forecast", past_frames=self.past_frames)
+        frames = torch.from_numpy(np.ascontiguousarray(z.reshape(1, -1, *z.shape[-2:])))
+        frames = frames.to(dev, dtype)
         n_members = 1 if members is None else members
+        net = TiledDenoiser(
+            self._backbone_on(dev),
+            layout,
+            tile_batch=1 if batch_invariant else max(1, batch_size or n_members),
+            wrap=wrap,
+        )
+        model = ResidualModel(net, task="forecast", past_frames=self.past_frames)
+        index_rows = torch.as_tensor(rows, device=dev)
+        index_cols = torch.as_tensor(cols, device=dev)
+
+        def repad(sample: Tensor) -> Tensor:
+            # the field's own cells (rows/cols index them only), padded again
+            return sample.index_select(-2, index_rows).index_select(-1, index_cols)
+
         with torch.no_grad():
             out = rollout(
                 model,
@@ -2199,6 +2227,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 steps=n_steps,
                 generator=int(seed),
                 batch_size=1 if batch_invariant else batch_size,
+                feedback=repad if any(end_pad) else None,
                 phys=(
                     None
                     if condition_value is None or self.condition is None

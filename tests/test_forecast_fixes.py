@@ -145,3 +145,85 @@ def test_rollout_fields_and_members_have_their_own_streams():
         )
     torch.testing.assert_close(b, c, rtol=0, atol=0)
     assert not torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. padding per axis, re-imposed at every lead
+# --------------------------------------------------------------------------------------------
+
+
+def global_grid(times: int = 3) -> xr.Dataset:
+    """A 24 x 40 global latitude/longitude field (periodic in longitude only; 40 and 24 are
+    not multiples of 16, so both axes need padding)."""
+    rng = np.random.default_rng(3)
+    lat = -82.5 + 7.5 * np.arange(24)
+    lon = 9.0 * np.arange(40)
+    values = (
+        np.sin(np.deg2rad(lon))[None, None, :]
+        + np.cos(np.deg2rad(lat))[None, :, None]
+        + 0.1 * rng.normal(size=(times, 24, 40))
+    )
+    return xr.Dataset(
+        {
+            "vorticity": (
+                ("time", "latitude", "longitude"),
+                values.astype(np.float32),
+                {"units": "1"},
+            )
+        },
+        coords={
+            "time": ("time", np.arange(times, dtype=float), {"units": "days since 2000-01-01"}),
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", lon, {"units": "degrees_east"}),
+        },
+    )
+
+
+def test_padding_is_per_axis_and_reimposed_at_every_lead(monkeypatch):
+    """A global grid (periodic in x only) was reflect-padded on both axes, and the padding
+    cells evolved freely from lead 2 on; now x gets wrapped halos and y's reflected end rows
+    are rebuilt from the field before every lead."""
+    ds = global_grid()
+    assert grid_spec(ds).periodic_x
+    assert not grid_spec(ds).periodic_y
+    model = tiny_forecaster(None)
+    seen: list[torch.Tensor] = []
+    encode = model.backbone.encode_task
+
+    def record(cond: torch.Tensor) -> Any:
+        seen.append(cond.detach().clone())
+        return encode(cond)
+
+    monkeypatch.setattr(model.backbone, "encode_task", record)
+    out = model(ds, lead_steps=3, members=2, seed=0)
+    assert out["vorticity"].shape == (2, 3, 24, 40)
+    assert len(seen) == 3  # one task encoding per lead (two member states at leads 2 and 3)
+    for lead, cond in enumerate(seen, start=1):
+        # 24 rows reflect-padded to 32; 40 columns with 16 + 24 wrapped halo columns
+        assert cond.shape[-2:] == (32, 80), lead
+        field = cond[..., :24, 16:56]
+        # x: the halos are the field's own columns across the seam
+        torch.testing.assert_close(cond[..., :24, :16], field[..., -16:], rtol=0, atol=0)
+        torch.testing.assert_close(cond[..., :24, 56:], field[..., :24], rtol=0, atol=0)
+        # y: the end rows mirror the field's last rows (24..31 = 22, 21, ..., 15), at every lead
+        mirror = cond[..., 16:56].index_select(-2, torch.arange(22, 14, -1))
+        torch.testing.assert_close(cond[..., 24:, 16:56], mirror, rtol=0, atol=0)
+    # the fed-back frames are the forecast itself (normalization is the identity here)
+    last = torch.as_tensor(out["vorticity"].values[:, 0])  # lead 1, both members
+    torch.testing.assert_close(seen[1][:, -1, :24, 16:56], last, rtol=0, atol=1e-6)
+
+
+def test_a_field_that_needs_no_padding_runs_as_the_bare_network():
+    """Non-periodic and a multiple of 16: the one-tile wrapper changes nothing."""
+    from flexdownscale.diffusion import ResidualModel, rollout
+
+    ds = box(periodic=False)
+    model = tiny_forecaster(None)
+    out = model(ds, lead_steps=2, members=2, seed=3)["vorticity"].values
+    frames = torch.as_tensor(ds["vorticity"].values[-2:]).reshape(1, 2, N, N)
+    bare = ResidualModel(model.backbone, task="forecast", past_frames=2)
+    with torch.no_grad():
+        expected = rollout(
+            bare, model.objective, frames, lead_steps=2, members=2, generator=3, steps=2
+        )
+    np.testing.assert_array_equal(out, expected[0, :, :, 0].numpy())
