@@ -238,6 +238,15 @@ def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSp
             )
 
 
+def _time_units(time: xr.DataArray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The CF ``units`` and ``calendar`` of a time coordinate: ``(attrs, encoding)`` to give
+    times derived from it (attributes for a numeric axis, encoding for a decoded one)."""
+    keys = ("units", "calendar")
+    if time.dtype.kind in "iuf":
+        return {k: time.attrs[k] for k in keys if k in time.attrs}, {}
+    return {}, {k: time.encoding[k] for k in keys if k in time.encoding}
+
+
 _GRID_WORDS = {"latlon": "latitude/longitude", "rotated": "rotated-pole", "projected": "projected"}
 
 
@@ -2119,7 +2128,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ``forecast_reference_time`` (the last input time; the input is put in time order
             first), a ``valid_time`` coordinate along ``lead`` (reference time plus ``lead``
             times the input's last time step; absent for a single input time, whose step is
-            unknown) and provenance attrs.
+            unknown), both with the input time's ``units`` and ``calendar`` (attributes of a
+            numeric time axis, encoding of a decoded one), and provenance attrs.
         """
         from .diffusion import rollout
 
@@ -2257,18 +2267,24 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             np.arange(1, lead_steps + 1),
             {"long_name": "lead in time steps of the input", "units": "1"},
         )
-        # the initial time (the last input frame); valid times when the input's step is known
+        # the initial time (the last input frame); valid times when the input's step is known.
+        # Both are in the input's time units: a numeric time axis carries them (and its
+        # calendar) in attrs, which are copied; a decoded one (datetime64, cftime) in its
+        # encoding, which is copied so that a file written keeps the input's units
+        cf_attrs, cf_encoding = _time_units(sel[spec.time]) if stamped else ({}, {})
         if stamped:
-            coords["forecast_reference_time"] = (
+            coords["forecast_reference_time"] = xr.Variable(
                 (),
                 times[-1],
-                {"standard_name": "forecast_reference_time"},
+                {"standard_name": "forecast_reference_time", **cf_attrs},
+                encoding=dict(cf_encoding),
             )
         if step is not None:
-            coords["valid_time"] = (
+            coords["valid_time"] = xr.Variable(
                 "lead",
                 times[-1] + step * np.arange(1, lead_steps + 1),
-                {"standard_name": "time", "long_name": "valid time"},
+                {"standard_name": "time", "long_name": "valid time", **cf_attrs},
+                encoding=dict(cf_encoding),
             )
         if members is not None:
             coords["member"] = ("member", np.arange(n_members), _MEMBER_ATTRS)

@@ -227,3 +227,48 @@ def test_a_field_that_needs_no_padding_runs_as_the_bare_network():
             bare, model.objective, frames, lead_steps=2, members=2, generator=3, steps=2
         )
     np.testing.assert_array_equal(out, expected[0, :, :, 0].numpy())
+
+
+# --------------------------------------------------------------------------------------------
+# 4. valid_time and forecast_reference_time carry the input's time units
+# --------------------------------------------------------------------------------------------
+
+
+def test_float_time_axis_units_and_calendar_reach_valid_time(tmp_path):
+    """A float time axis gave valid_time standard_name = "time" but no units (not CF)."""
+    ds = global_grid(times=3)
+    ds["time"].attrs["calendar"] = "noleap"
+    out = tiny_forecaster(None)(ds, lead_steps=2, seed=0)
+    for name in ("valid_time", "forecast_reference_time"):
+        assert out[name].attrs["units"] == "days since 2000-01-01"
+        assert out[name].attrs["calendar"] == "noleap"
+    np.testing.assert_array_equal(out["valid_time"].values, [3.0, 4.0])
+    assert out["valid_time"].attrs["standard_name"] == "time"
+    # written and read back, the valid times decode to dates in the input's calendar
+    out.to_netcdf(tmp_path / "f.nc")
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_dataset(tmp_path / "f.nc", decode_times=coder) as back:
+        assert [t.isoformat() for t in back["valid_time"].values] == [
+            "2000-01-04T00:00:00",
+            "2000-01-05T00:00:00",
+        ]
+        assert back["forecast_reference_time"].values.item().isoformat() == "2000-01-03T00:00:00"
+    assert ds["time"].attrs == {"units": "days since 2000-01-01", "calendar": "noleap"}
+
+
+def test_datetime_time_axis_keeps_its_encoding(tmp_path):
+    ds = global_grid(times=3)
+    ds.to_netcdf(tmp_path / "in.nc")
+    with xr.open_dataset(tmp_path / "in.nc") as read:
+        assert read["time"].dtype.kind == "M"
+        out = tiny_forecaster(None)(read.load(), lead_steps=2, seed=0)
+    assert "units" not in out["valid_time"].attrs  # a datetime's units live in its encoding
+    assert out["valid_time"].encoding["units"] == "days since 2000-01-01"
+    np.testing.assert_array_equal(
+        out["valid_time"].values, np.array(["2000-01-04", "2000-01-05"], dtype="datetime64[ns]")
+    )
+    out.to_netcdf(tmp_path / "out.nc")
+    with xr.open_dataset(tmp_path / "out.nc", decode_times=False) as raw:
+        assert raw["valid_time"].attrs["units"] == "days since 2000-01-01"
+        np.testing.assert_array_equal(raw["valid_time"].values, [3, 4])
+        assert raw["forecast_reference_time"].attrs["units"] == "days since 2000-01-01"
