@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import functools
 import importlib.util
 import json
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -607,6 +609,7 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         )
         message = _SAMPLER_OPTION.sub(r"--sampler-option \1=\2", message)
     if "condition" in flags:  # the pipeline's name for the keyword it was given
+        message = message.replace("(from the condition= argument)", "(from --condition)")
         message = message.replace("the condition= argument", "condition")
         message = re.sub(
             r"takes no physical condition; drop it\b",
@@ -1104,7 +1107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampler option: eta (ddim), delta (sde: Langevin strength), g1/g2 (idff); e.g. "
         "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles",
     )
-    down.add_argument("--seed", type=int, default=0)
+    down.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random draws: the same seed, the same output (default: 0)",
+    )
     down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
     down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")
     down.add_argument(
@@ -1220,10 +1228,33 @@ def _tolerant_terminal() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from .errors import FlexDownscaleError
-
     _tolerant_terminal()
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        if argv is None:  # run as the command (not called from Python): warnings in its words
+            warnings.showwarning = functools.partial(_show_warning, args.command)
+        return _command(args)
+
+
+def _show_warning(
+    command: str,
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one line of the command (``flexdownscale downscale: warning: ...``),
+    in command-line words, instead of Python's file, line and source of the caller."""
+    text = cli_spelling(" ".join(str(message).split()), command)
+    print(f"flexdownscale {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a package or file-system error is one line and exit status 2."""
+    from .errors import FlexDownscaleError
+
     try:
         if args.command == "info":
             return _info_model(args.model) if args.model else _info_package()

@@ -244,3 +244,26 @@ def test_cli_spelling_per_command_and_library_wording():
     options = {"eta": float("nan")}
     with pytest.raises(ConfigError, match=r"sampler_options\['eta'\] = nan"):
         resolve_sampler_options("ddim", options, SamplerConfig(), argument="sampler_options")
+
+
+def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsys, monkeypatch):
+    """Run as the command, a warning was Python's ``.../bin/flexdownscale:6: UserWarning: ...
+    (from the condition= argument) ...`` and the source line ``sys.exit(main())``; it is one
+    line of the command now. Called from Python, ``main`` leaves warnings to Python."""
+    import warnings
+
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8"]
+    argv += ["--condition", "100", "--steps", "1", "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main() == 0
+    assert capsys.readouterr().err == (
+        "flexdownscale downscale: warning: reynolds_number = 100 (from --condition) is outside "
+        "what model 'kolmogorov-x8' was trained on (1000 to 4000); the model extrapolates and "
+        "its skill there is unknown\n"
+    )
+    assert out.exists()
+    with pytest.warns(UserWarning, match=r"from the condition= argument"):
+        assert main(argv) == 0
