@@ -22,6 +22,7 @@ import copy
 import functools
 import math
 import os
+import re
 import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -302,6 +303,87 @@ def _check_model_grid(spec: GridSpec, fine: GridSpec, factor: int, name: str) ->
                 "(flexdownscale.data.regrid), or use a model trained on your grid"
             )
         raise GridError(f"input grid spacing along {axis} is {found:g} {units} but {what}")
+
+
+def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: str) -> None:
+    """Warn when the model trained on a periodic axis and the input spans that whole period but
+    lacks the ``periodic = "true"`` attribute there (so it runs non-periodic)."""
+    f = max(factor, 1)
+    for axis, dim, trained, found, n_fine, d_fine, n, d in (
+        ("x", spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx),
+        ("y", spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy),
+    ):
+        period = n_fine * d_fine
+        if not trained or found or abs(n * d - period) > 0.5 * d_fine * f:
+            continue
+        warnings.warn(
+            f"model {name!r} was trained on a field periodic along {axis} (its grid.json), and "
+            f"the input's {dim!r} spans that whole period ({period:g} {spec.x_units if axis == 'x' else spec.y_units}), "
+            f'but {dim!r} has no periodic = "true" attribute: the field runs as '
+            "non-periodic, with reflected padding instead of wrapped-around cells at its edges "
+            "(less skill near them: +15% RMSE in the 16 edge cells of a Kolmogorov field). If "
+            f'the field is periodic, set ds[{dim!r}].attrs["periodic"] = "true" (this '
+            "warning then goes away); if it is not, ignore the warning",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+#: A regional model warns when fewer than this share of the input's cells lie in its training
+#: domain (an input twice the domain's size along each axis, centred on it, has a quarter).
+DOMAIN_SHARE_MIN = 0.25
+
+
+def _warn_outside_domain(
+    fine: GridSpec, ys: np.ndarray, xs: np.ndarray, units: tuple[str, str], name: str
+) -> None:
+    """Warn when a regional model (latitude/longitude or rotated-pole training grid bounded
+    along an axis) runs on cells (centres ``ys``, ``xs``) mostly outside its training domain:
+    fewer than :data:`DOMAIN_SHARE_MIN` of them inside it (longitudes compared modulo 360)."""
+    if fine.kind not in ("latlon", "rotated") or (fine.periodic_x and fine.periodic_y):
+        return
+    shares, spans = [], []
+    for values, first, step, count, periodic, wraps in (
+        (ys, fine.y0, fine.dy, fine.ny, fine.periodic_y, False),
+        (xs, fine.x0, fine.dx, fine.nx, fine.periodic_x, True),
+    ):
+        low, high = first - 0.5 * step, first + (count - 0.5) * step
+        spans.append((low, high))
+        if periodic or values.size == 0:
+            shares.append(1.0)
+            continue
+        offset = np.asarray(values, dtype=np.float64) - low
+        if wraps:
+            offset = np.mod(offset, 360.0)
+        shares.append(float(np.mean((offset >= 0) & (offset <= high - low))))
+    share = shares[0] * shares[1]
+    if share >= DOMAIN_SHARE_MIN:
+        return
+    (ylo, yhi), (xlo, xhi) = spans
+    warnings.warn(
+        f"model {name!r} was trained on a regional domain (x {xlo:g}..{xhi:g} {units[1]}, "
+        f"y {ylo:g}..{yhi:g} {units[0]}) but the input spans x {float(np.min(xs)):g}.."
+        f"{float(np.max(xs)):g}, y {float(np.min(ys)):g}..{float(np.max(ys)):g}: only "
+        f"{100 * share:.0f}% of its cells lie in the training domain (this warns below "
+        f"{100 * DOMAIN_SHARE_MIN:.0f}%). Outside it the model extrapolates to climates it "
+        "never saw; downscale the training region only (bbox=...) or use a model trained on "
+        "yours",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+_CROP_IN_CARD = re.compile(r"random crops of (\d+) x (\d+) fine cells")
+
+
+def _training_crop(metadata: Mapping[str, Any], card: str) -> tuple[int, int] | None:
+    """The (rows, cols) of the crops a model trained on: ``grid.json``'s ``crop_size`` when
+    recorded, else the model card's "random crops of N x M fine cells" line (shipped models)."""
+    size = metadata.get("crop_size")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size, size
+    found = _CROP_IN_CARD.search(card or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def _tiling(
@@ -1441,6 +1523,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if fine is None:
             return
         _check_model_grid(spec, fine, self.factor, self.name)
+        _warn_periodic_attribute(spec, fine, self.factor, self.name)
         dx, dy = fine.dx * self.factor, fine.dy * self.factor
         # The training crops start on whole coarse cells of the training grid, so the model only
         # ever saw that alignment of the coarse cells; an offset one costs most of its skill.
@@ -1472,6 +1555,28 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     f"learned that alignment and loses most of its skill on another one. To fix: "
                     f"{fix} the input onto that lattice (flexdownscale.data.regrid)"
                 )
+
+    def _warn_small_tile(self, plan: TileLayout, tile: int) -> None:
+        """Warn when the field is cut into tiles smaller than the model's training crops."""
+        crop = _training_crop(self.grid, self.card)
+        if crop is None:
+            return
+        small = [
+            side < need and side < whole
+            for side, need, whole in zip(plan.tile_shape, crop, plan.shape, strict=True)
+        ]
+        if not any(small):
+            return
+        lattice = _lattice(self.factor)
+        fix = _round_up(max(crop), lattice)
+        warnings.warn(
+            f"tile = {tile} fine cells is smaller than the {crop[0]} x {crop[1]} crops model "
+            f"{self.name!r} was trained on: each tile sees less context than in training, "
+            "which costs skill (era5-t2m-x4 with tile=16: RMSE 0.33 K against 0.11 K untiled). "
+            f"Use tile={fix} or larger, or leave tile unset",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     # -- sampling ----------------------------------------------------------------------------------
 
@@ -1702,6 +1807,14 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         MissingVariableError, UnitsError, GridError, UnsupportedFactorError, ConfigError,
         DataError
             Before anything is computed (``DataError`` for NaNs: at compute time for lazy input).
+
+        Warns
+        -----
+        UserWarning
+            When the run works but loses skill: the model trained on a periodic axis the input
+            spans whole without ``periodic = "true"``; ``tile`` smaller than the training
+            crops; a regional model on cells fewer than :data:`DOMAIN_SHARE_MIN` of which lie in
+            its training domain (see docs/inference.md, "Checks before any compute").
         """
 
         # numpy integers (e.g. from an array of settings) count as integers
@@ -1906,6 +2019,16 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         _, _, plan = _tiling(
             (region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, tile is not None, ov
         )
+        self._warn_small_tile(plan, tile_size)
+        trained = _training_grid(self.grid)
+        if trained is not None:
+            _warn_outside_domain(  # the cells asked for (a bbox's, without its halo)
+                trained,
+                np.asarray(region[y].values)[iy],
+                np.asarray(region[x].values)[ix],
+                (spec.y_units, spec.x_units),
+                self.name,
+            )
         ny_out, nx_out = _cell_count(crop[0]), _cell_count(crop[1])
         n_var = len(self.variables)
         if lazy:
@@ -2152,6 +2275,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         trained = _training_grid(self.grid)
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
+            _warn_periodic_attribute(spec, trained, 1, self.name)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(
                 f"forecasting needs a time dimension with at least past_frames = "

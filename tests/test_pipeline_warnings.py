@@ -1,0 +1,169 @@
+"""Downscaler warnings for runs the model was not trained for: periodic axes without the
+attribute, tiles smaller than the training crops, a regional model far outside its domain."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from test_pipeline import era5_pair, make_downscaler
+
+from flexdownscale.data import GridSpec, degrade, grid_spec
+from flexdownscale.pipeline import DOMAIN_SHARE_MIN, _training_crop, _warn_outside_domain
+
+# --------------------------------------------------------------------------------------------
+# a. periodic axes without the attribute
+# --------------------------------------------------------------------------------------------
+
+
+def _box(n: int, *, periodic: bool) -> xr.Dataset:
+    x = np.arange(n) * 2 * np.pi / n
+    values = (280 + np.sin(x[:, None]) * np.cos(2 * x[None, :]))[None].astype(np.float32)
+    attrs = {"units": "1", **({"periodic": "true"} if periodic else {})}
+    return xr.Dataset(
+        {"t2m": (("time", "y", "x"), values, {"units": "K"})},
+        coords={"time": [0.0], "y": ("y", x, attrs), "x": ("x", x, attrs)},
+    )
+
+
+def test_periodic_model_warns_when_the_input_lacks_the_attribute(pair_fine):
+    fine = _box(64, periodic=True)
+    model = make_downscaler(pair_fine)
+    model.grid["grid"] = grid_spec(fine).to_dict()
+    coarse = degrade(fine, 4)
+    coarse["t2m"].attrs = {"units": "K"}
+    plain = coarse.copy()
+    for dim in ("x", "y"):
+        plain[dim].attrs = {"units": "1"}
+    assert grid_spec(coarse).periodic_x
+    assert not grid_spec(plain).periodic_x
+    with pytest.warns(UserWarning, match=r"no periodic = \"true\" attribute") as caught:
+        model(plain, seed=0)
+    texts = [str(w.message) for w in caught if "periodic" in str(w.message)]
+    assert len(texts) == 2  # one per axis
+    assert 'ds[\'x\'].attrs["periodic"] = "true"' in texts[0]
+    assert "+15% RMSE" in texts[0]
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(coarse, seed=0)  # with the attribute: no warning
+        model(plain.isel(x=slice(0, 12), y=slice(0, 12)), seed=0)  # a part: no warning
+
+
+@pytest.fixture(scope="module")
+def pair_fine(shared_data):
+    return era5_pair(shared_data, times=1)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# b. tiles smaller than the training crops
+# --------------------------------------------------------------------------------------------
+
+
+def test_shipped_cards_give_the_training_crop():
+    import json
+
+    from flexdownscale.hub import shipped_models
+
+    crops = {}
+    for name, path in shipped_models().items():
+        grid = json.loads((path / "grid.json").read_text())
+        crops[name] = _training_crop(grid, (path / "README.md").read_text())
+    assert crops == {"era5-t2m-x4": (32, 32), "kolmogorov-x8": (64, 64)}
+    assert _training_crop({"crop_size": 48}, "random crops of 32 x 32 fine cells") == (48, 48)
+    assert _training_crop({}, "no such line") is None
+
+
+def test_tile_smaller_than_the_training_crop_warns(shared_data):
+    fine, coarse = era5_pair(shared_data, times=1)
+    model = make_downscaler(fine)
+    model.card = "- random crops of 32 x 32 fine cells; upsampling of the coarse"
+    with pytest.warns(UserWarning, match=r"tile = 16 fine cells is smaller than the 32 x 32") as w:
+        model(coarse, tile=16, overlap=8, seed=0)
+    assert "Use tile=32 or larger" in str(w[0].message)
+    assert w[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(coarse, tile=32, seed=0)  # the training crop: fine
+        model(coarse, seed=0)  # default tile
+        model.card = ""
+        model(coarse, tile=16, overlap=8, seed=0)  # crop unknown: nothing to compare
+
+
+# --------------------------------------------------------------------------------------------
+# c. a regional model far outside its training domain
+# --------------------------------------------------------------------------------------------
+
+UK = GridSpec(
+    x="longitude",
+    y="latitude",
+    kind="latlon",
+    nx=49,
+    ny=33,
+    x0=-10.0,
+    y0=50.0,
+    dx=0.25,
+    dy=0.25,
+    x_units="degrees_east",
+    y_units="degrees_north",
+)
+
+
+def _centres(lo: float, n: int, step: float = 1.0) -> np.ndarray:
+    return lo + step * np.arange(n)
+
+
+@pytest.mark.parametrize(
+    ("ys", "xs", "warns"),
+    [
+        (_centres(-89.5, 180), _centres(-179.5, 360), True),  # the globe
+        (_centres(-89.5, 180), _centres(0.5, 360), True),  # the globe, 0..360
+        (_centres(-35.5, 8), _centres(140.5, 12), True),  # the UK's size, over Australia
+        (_centres(50.5, 7), _centres(-9.5, 11), False),  # inside
+        (_centres(50.5, 7), _centres(350.5, 11), False),  # inside, 0..360 longitudes
+        (_centres(46.5, 16), _centres(-15.5, 24), False),  # twice the size each way, centred
+        (_centres(40.5, 32), _centres(-22.5, 48), True),  # four times: a sixteenth inside
+    ],
+)
+def test_domain_rule(ys, xs, warns):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_outside_domain(UK, ys, xs, ("degrees_north", "degrees_east"), "uk")
+    assert bool(caught) is warns
+    if warns:
+        text = str(caught[0].message)
+        assert "x -10.125..2.125 degrees_east, y 49.875..58.125 degrees_north" in text
+        assert f"warns below {100 * DOMAIN_SHARE_MIN:.0f}%" in text
+        assert "bbox=" in text
+
+
+def test_regional_model_on_a_far_domain_warns_and_a_bbox_does_not(shared_data):
+    fine, coarse = era5_pair(shared_data, times=1, ny=16, nx=16)
+    model = make_downscaler(fine)
+    # the same cells moved by whole coarse cells to 90 degrees east (the lattice still fits)
+    far = coarse.assign_coords(
+        longitude=(coarse["longitude"] + 100.0).assign_attrs(coarse["longitude"].attrs)
+    )
+    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+        model(far, seed=0)
+    assert w[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(coarse, seed=0)
+        # a wide input cut to the training region with bbox: the region counts
+        n = coarse.sizes["longitude"]
+        lon = coarse["longitude"]
+        wide = xr.concat([coarse] * 30, "longitude").assign_coords(
+            longitude=("longitude", float(lon[0]) + np.arange(30 * n) * 1.0, lon.attrs)
+        )
+        model(wide, seed=0, bbox=(-10, 54, -7, 58))
+    with pytest.warns(UserWarning, match=r"only 3% of its cells"):
+        _warn_outside_domain(
+            grid_spec(fine),
+            wide["latitude"].values,
+            wide["longitude"].values,
+            ("degrees_north", "degrees_east"),
+            "tiny-test",
+        )
