@@ -22,7 +22,6 @@ import copy
 import functools
 import math
 import os
-import re
 import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -373,17 +372,13 @@ def _warn_outside_domain(
     )
 
 
-_CROP_IN_CARD = re.compile(r"random crops of (\d+) x (\d+) fine cells")
-
-
-def _training_crop(metadata: Mapping[str, Any], card: str) -> tuple[int, int] | None:
-    """The (rows, cols) of the crops a model trained on: ``grid.json``'s ``crop_size`` when
-    recorded, else the model card's "random crops of N x M fine cells" line (shipped models)."""
+def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The (rows, cols) of the crops a model trained on, from ``grid.json``'s ``crop_size``
+    (``None`` when not recorded, or when the model trained on whole fields)."""
     size = metadata.get("crop_size")
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return size, size
-    found = _CROP_IN_CARD.search(card or "")
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    return None
 
 
 def _tiling(
@@ -1558,7 +1553,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     def _warn_small_tile(self, plan: TileLayout, tile: int) -> None:
         """Warn when the field is cut into tiles smaller than the model's training crops."""
-        crop = _training_crop(self.grid, self.card)
+        crop = _training_crop(self.grid)
         if crop is None:
             return
         small = [

@@ -62,24 +62,27 @@ def pair_fine(shared_data):
 # --------------------------------------------------------------------------------------------
 
 
-def test_shipped_cards_give_the_training_crop():
+def test_shipped_folders_record_the_training_crop_of_their_configs():
     import json
+    import tomllib
+    from pathlib import Path
 
     from flexdownscale.hub import shipped_models
 
-    crops = {}
+    configs = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
     for name, path in shipped_models().items():
         grid = json.loads((path / "grid.json").read_text())
-        crops[name] = _training_crop(grid, (path / "README.md").read_text())
-    assert crops == {"era5-t2m-x4": (32, 32), "kolmogorov-x8": (64, 64)}
-    assert _training_crop({"crop_size": 48}, "random crops of 32 x 32 fine cells") == (48, 48)
-    assert _training_crop({}, "no such line") is None
+        trained = tomllib.loads((configs / f"{name}.toml").read_text())["data"]["crop_size"]
+        assert _training_crop(grid) == (trained, trained), name
+    assert _training_crop({"crop_size": 48}) == (48, 48)
+    assert _training_crop({"crop_size": None}) is None  # whole fields
+    assert _training_crop({}) is None  # not recorded
 
 
 def test_tile_smaller_than_the_training_crop_warns(shared_data):
     fine, coarse = era5_pair(shared_data, times=1)
     model = make_downscaler(fine)
-    model.card = "- random crops of 32 x 32 fine cells; upsampling of the coarse"
+    model.grid = {**model.grid, "crop_size": 32}
     with pytest.warns(UserWarning, match=r"tile = 16 fine cells is smaller than the 32 x 32") as w:
         model(coarse, tile=16, overlap=8, seed=0)
     assert "Use tile=32 or larger" in str(w[0].message)
@@ -88,7 +91,7 @@ def test_tile_smaller_than_the_training_crop_warns(shared_data):
         warnings.simplefilter("error")
         model(coarse, tile=32, seed=0)  # the training crop: fine
         model(coarse, seed=0)  # default tile
-        model.card = ""
+        model.grid = {k: v for k, v in model.grid.items() if k != "crop_size"}
         model(coarse, tile=16, overlap=8, seed=0)  # crop unknown: nothing to compare
 
 

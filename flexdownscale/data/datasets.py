@@ -1351,7 +1351,8 @@ class SuperResolutionDataset(_FieldDataset):
 
         Returns a JSON-friendly dict with the fine grid description (``GridSpec.to_dict()``, or
         ``None`` for HDF5 sources without coordinates), the degradation, its ``sigma``, the
-        upsampling and the factor.
+        upsampling, the factor and ``crop_size`` (the side of the training crops in fine cells;
+        ``None`` for whole fields), which inference compares with its tile size.
         """
         spec = self.sources[0].spec
         sigma = self.sigma
@@ -1363,6 +1364,7 @@ class SuperResolutionDataset(_FieldDataset):
             "sigma": sigma,
             "upsample": self.upsample,
             "factor": self.factor,
+            "crop_size": self.crop_size,
         }
 
 
@@ -1541,7 +1543,8 @@ class ForecastDataset(_FieldDataset):
 
         Returns a JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
         ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
-        dimension the frames step along. A forecast model works on its input grid (no
+        dimension the frames step along, and ``crop_size`` (the side of the training crops in
+        cells; ``None`` for whole fields). A forecast model works on its input grid (no
         degradation, no upsampling), so there is no ``factor``.
         """
         spec = self.sources[0].spec
@@ -1550,6 +1553,7 @@ class ForecastDataset(_FieldDataset):
             "past_frames": self.past_frames,
             "lead": self.lead,
             "time_dim": self._fields[0].tdim if self._fields else None,
+            "crop_size": self.crop_size,
         }
 
     def _read_checked(

@@ -802,3 +802,19 @@ def test_levels_are_samples_and_per_level_variables_are_channels(shared_data, tm
             item["fine"][c].numpy(), (values[rows, cols] - s.mean) / s.std, rtol=1e-5, atol=1e-5
         )
     assert per_level.normalizer.stats["u200"].mean != per_level.normalizer.stats["u500"].mean
+
+
+def test_grid_metadata_records_the_training_crop():
+    # inference compares its tile size with the training crops (a tile smaller than them loses
+    # skill and warns); grid.json records them
+    da = latlon_da(32, 32, ntime=4)
+    sr = SuperResolutionDataset(da.to_dataset(), factor=4, crop_size=16)
+    assert sr.grid_metadata()["crop_size"] == 16
+    assert (
+        SuperResolutionDataset(da.to_dataset(), factor=4, crop_size=None).grid_metadata()[
+            "crop_size"
+        ]
+        is None
+    )
+    fc = ForecastDataset(da.to_dataset(), past_frames=1, lead=1, crop_size=16)
+    assert fc.grid_metadata()["crop_size"] == 16
