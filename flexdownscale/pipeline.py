@@ -386,7 +386,6 @@ def _tiling(
     factor: int,
     periodic: tuple[bool, bool],
     tile: int,
-    tile_given: bool,
     overlap: int,
     blend: Blend = "cosine",
 ) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int], TileLayout]:
@@ -394,7 +393,8 @@ def _tiling(
 
     Non-periodic dims are reflect-padded at the end (``end_pad``) to a multiple of
     ``lcm(16, factor)``; periodic dims get wrapped-around halos (``wrap``, TiledDenoiser's)
-    instead. A field that fits the default tile runs as one tile, its halos included; the
+    instead. A dim whose padded field fits in ``tile`` runs as one tile, its halos included
+    (whether ``tile`` was given or is the default, so the recorded tile reproduces the run); the
     overlap applies along the dims cut into several tiles only (tiles start every
     ``tile - overlap`` cells, a multiple of the factor, and the last one ends at the padded
     field's end, also on the lattice).
@@ -410,11 +410,8 @@ def _tiling(
     )
     hp = h + end_pad[0] + sum(wrap[0])
     wp = w + end_pad[1] + sum(wrap[1])
-    if tile_given:
-        th, tw = min(tile, hp), min(tile, wp)
-    else:
-        th = hp if h + end_pad[0] <= tile else tile
-        tw = wp if w + end_pad[1] <= tile else tile
+    th = hp if h + end_pad[0] <= tile else tile
+    tw = wp if w + end_pad[1] <= tile else tile
     used = (overlap if th < hp else 0, overlap if tw < wp else 0)
     return wrap, end_pad, tile_layout((hp, wp), (th, tw), overlap=used, blend=blend)
 
@@ -1654,7 +1651,6 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             f,
             (py, px),
             params["tile"],
-            params["tile_given"],
             params["overlap"],
             params["blend"],
         )
@@ -1749,9 +1745,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         seed
             Integer seed; time step ``i`` uses :func:`time_step_seed` ``(seed, i)``.
         tile, overlap
-            Tile side in fine cells (a multiple of 16; default 256, or one tile for smaller
-            fields) and overlap in fine cells (default about ``tile // 4``, rounded up so that
-            the stride ``tile - overlap`` is a multiple of the factor).
+            Tile side in fine cells (a multiple of 16; default 256) and overlap in fine cells
+            (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
+            multiple of the factor). A field runs as one tile along a dimension no longer than
+            ``tile`` (periodic halos included in that tile).
         blend
             ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows.
         bbox
@@ -1990,7 +1987,6 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             "sampler_options": tuple(sorted(options.items())),
             "steps": steps,
             "tile": tile_size,
-            "tile_given": tile is not None,
             "overlap": ov,
             "blend": blend,
             "batch_size": batch_size,
@@ -2011,9 +2007,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 else condition_value / float(self.condition["scale"])  # type: ignore[index]
             ),
         }
-        _, _, plan = _tiling(
-            (region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, tile is not None, ov
-        )
+        _, _, plan = _tiling((region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, ov)
         self._warn_small_tile(plan, tile_size)
         trained = _training_grid(self.grid)
         if trained is not None:
@@ -2318,7 +2312,6 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             1,
             (spec.periodic_y, spec.periodic_x),
             _round_up(max(h, w), _MULTIPLE),
-            False,
             0,
             "uniform",
         )

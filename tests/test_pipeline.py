@@ -1124,3 +1124,25 @@ def test_overlap_attribute_is_the_overlap_used(pair, downscaler):
     assert other.attrs["flexdownscale_overlap"] == 0
     tiled = downscaler(coarse, members=1, seed=0, tile=32, overlap=16)
     assert (tiled.attrs["flexdownscale_overlap"], tiled.attrs["flexdownscale_tiles"]) == (16, 2)
+
+
+def test_recorded_tile_and_overlap_reproduce_a_periodic_run(shared_data):
+    """The default run of a 256 x 256 periodic field is one 288 x 288 tile (halos included) and
+    records tile 256; passing that back cut the haloed field into 4 tiles of 256 and gave other
+    numbers (up to 0.25). A dimension that fits in the tile now runs as one tile whether the
+    tile is given or not, so the attributes reproduce the run bit for bit."""
+    truth = xr.open_dataset(shared_data / "kolmogorov" / "kf_re4000.nc")
+    coarse = degrade(truth.isel(trajectory=3, time=[0]).load(), 8)
+    model = Downscaler.from_pretrained("kolmogorov-x8")
+    first = model(coarse, seed=0, condition=4000.0, progress=False)
+    assert (first.attrs["flexdownscale_tile"], first.attrs["flexdownscale_tiles"]) == (256, 1)
+    again = model(
+        coarse,
+        seed=0,
+        condition=4000.0,
+        tile=int(first.attrs["flexdownscale_tile"]),
+        overlap=int(first.attrs["flexdownscale_overlap"]),
+        progress=False,
+    )
+    assert again.attrs["flexdownscale_tiles"] == 1
+    np.testing.assert_array_equal(again["vorticity"].values, first["vorticity"].values)
