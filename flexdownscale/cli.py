@@ -22,9 +22,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._json import finite_or_null
+
+if TYPE_CHECKING:  # the errors module is imported where an error is raised (fast start-up)
+    from .errors import DataError
 
 __all__ = ["main"]
 
@@ -253,7 +256,12 @@ def _check_output(source: str, target: str) -> None:
         raise _unwritable(target, err) from err
 
 
-def _unwritable(target: str, err: OSError) -> Any:
+def _count(n: int, noun: str) -> str:
+    """``"1 value"``, ``"2 values"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _unwritable(target: str, err: OSError) -> DataError:
     """The DataError for an output that cannot be written (the folder is read-only, say),
     naming the user's path rather than the hidden temporary one beside it."""
     from .errors import DataError
@@ -303,8 +311,6 @@ def _write_zarr(ds: Any, target: str) -> None:
     other zarr implementations (which still read the store, without the shortcut), so it is
     silenced here rather than shown to every CLI user.
     """
-    import warnings
-
     from .data.grid import coordinate_encoding
 
     # the input's storage settings (a zarr v2 store's Blosc compressor, its chunks) do not fit
@@ -677,6 +683,10 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     )
     message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
     message = re.sub(r"\(bbox=\)", "(--bbox)", message)
+    message = message.replace(  # a one-cell axis (grid.py): the file is what to widen
+        "(a wider .sel / .isel, or bbox= on the whole field;",
+        "(an input file holding a wider region, or --bbox on the whole field;",
+    )
     if "sampler_options" in flags:
         message = re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
     return message
@@ -912,16 +922,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         if member_dim in truth[v].dims and member_dim not in pred[v].dims:
             raise DataError(
                 f"the truth's {v!r} has the ensemble dim {member_dim!r} "
-                f"({truth.sizes[member_dim]} values) and the prediction's has none: were the "
+                f"({_count(truth.sizes[member_dim], 'value')}) and the prediction's has none: "
+                "were the "
                 "files given the other way round? The prediction comes first: flexdownscale "
                 "evaluate PREDICTION TRUTH --out DIR"
             )
         if member_dim in truth[v].dims:
             raise DataError(
                 f"the truth's {v!r} has the ensemble dim {member_dim!r} "
-                f"({truth.sizes[member_dim]} values), but the truth is one realisation: give a "
-                f"truth file without it (one {member_dim} of it, if it is an ensemble); if the "
-                "prediction's ensemble dim has another name, pass --dims member=NAME"
+                f"({_count(truth.sizes[member_dim], 'value')}), but the truth is one "
+                f"realisation: give a truth file without it (one {member_dim} of it, if it is "
+                "an ensemble)"
             )
     pdims, tdims = _dims_in(pred, dims), _dims_in(truth, dims)
     axes = find_axes(pred[names[0]], dims=pdims)

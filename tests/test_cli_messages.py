@@ -16,7 +16,7 @@ from flexdownscale.data import degrade, normalize_grid
 
 ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
 KOLMOGOROV = Path("kolmogorov") / "kf_re4000.nc"
-PYTHON_WORDS = ("ds[", "ds.", "da.", "attrs[", "isel(", "None", "2**63", "argument")
+PYTHON_WORDS = ("ds[", "ds.", "da.", "attrs[", "isel", ".sel", "bbox=", "None", "2**63", "argument")
 
 
 def _run(argv, capsys):
@@ -169,10 +169,14 @@ def test_evaluate_refuses_a_truth_with_the_ensemble_dim(tmp_path, capsys):
     assert err == (
         "flexdownscale evaluate: error: the truth's 'w' has the ensemble dim 'member' (2 values), "
         "but the truth is one realisation: give a truth file without it (one member of it, if it "
-        "is an ensemble); if the prediction's ensemble dim has another name, pass --dims "
-        "member=NAME"
+        "is an ensemble)"
     )
     assert not (tmp_path / "r").exists()
+    xr.Dataset({"w": field.isel(member=[0])}).to_netcdf(tmp_path / "one.nc")
+    argv = ["evaluate", str(tmp_path / "p.nc"), str(tmp_path / "one.nc"), "--out"]
+    code, err = _run([*argv, str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert "has the ensemble dim 'member' (1 value), but" in err
 
 
 def test_unwritable_output_names_the_users_path(era5, tmp_path, capsys, monkeypatch):
@@ -267,3 +271,15 @@ def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsy
     assert out.exists()
     with pytest.warns(UserWarning, match=r"from the condition= argument"):
         assert main(argv) == 0
+
+
+def test_a_one_cell_axis_is_said_in_command_line_words(era5, tmp_path, capsys):
+    one_row = tmp_path / "row.nc"
+    xr.open_dataset(era5 / "coarse.nc").isel(latitude=[0]).to_netcdf(one_row)
+    code, err = _run(
+        ["downscale", str(one_row), str(tmp_path / "o.nc"), "--model", "era5-t2m-x4"], capsys
+    )
+    assert code == 2
+    assert "an input file holding a wider region, or --bbox on the whole field" in err
+    for word in PYTHON_WORDS:
+        assert word not in err, (word, err)

@@ -49,8 +49,8 @@ that hold NaN where the items read: ``nan_fields="error"`` (default) raises
 :class:`~flexdownscale.errors.DataError` naming the variable, the split, how many fields and
 the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
 them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
-out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows); ``nan_fields=None`` skips the pass (building the dataset reads no
-data). The same pass refuses values a log1p transform cannot take (<= -1). As a last guard, an
+out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows);
+``nan_fields=None`` skips the pass (building the dataset reads no data). The same pass refuses values a log1p transform cannot take (<= -1). As a last guard, an
 item whose window (crop plus halo, or the frames of a forecast window) holds NaN, or values
 <= -1 under log1p, raises :class:`~flexdownscale.errors.DataError` naming the variable, the
 field's labels (e.g. the time) and the count.
@@ -1378,7 +1378,8 @@ class ForecastDataset(_FieldDataset):
         As in :class:`SuperResolutionDataset`.
     nan_fields
         As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
-        frames holds NaN.
+        frames holds NaN (``dropped_fields`` lists those frames, ``dropped_windows`` counts the
+        windows left out of ``split_windows``).
     past_frames
         Number of past frames (the current one included) stacked on the channels of ``cond``.
     lead

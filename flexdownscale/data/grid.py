@@ -1481,10 +1481,10 @@ def _grid_dataset(
 
 
 def _axis_dtypes(obj: XrObj, spec: GridSpec) -> dict[str, np.dtype]:
-    """The dtypes a new grid's x / y coordinates take from ``obj``'s: a floating dtype is kept
-    (float32 stays float32), integers become float64."""
+    """The dtypes a new grid's x / y coordinates take from ``obj``'s: float32 stays float32,
+    anything else (float64, integers, float16) is float64."""
     return {
-        name: obj[name].dtype if np.issubdtype(obj[name].dtype, np.floating) else np.float64
+        name: np.dtype(np.float32) if obj[name].dtype == np.float32 else np.dtype(np.float64)
         for name in (spec.x, spec.y)
     }
 
