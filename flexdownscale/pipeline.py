@@ -436,9 +436,21 @@ def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
 def _check_seed(seed: Any) -> None:
     """A seed is an integer in [0, 2**63): every one gives its own random streams."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ConfigError(f"seed = {seed!r} must be an integer")
+        raise ConfigError(
+            f"seed = {seed!r} must be an integer (or a torch.Generator, which gives one)"
+        )
     if not 0 <= int(seed) < 2**63:
         raise ConfigError(f"seed = {seed!r} must be in [0, 2**63) (a non-negative 63-bit integer)")
+
+
+def _resolve_seed(seed: Any) -> int:
+    """The integer seed of a call: ``seed`` itself (checked), or for a ``torch.Generator`` one
+    integer drawn from it, so successive calls with one generator get their own noise and each
+    output records the integer that reproduces it."""
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**63 - 1, (1,), generator=seed, device=seed.device).item())
+    _check_seed(seed)
+    return int(seed)
 
 
 def time_step_seed(seed: int, index: int) -> int:
@@ -1712,7 +1724,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         members: int | None = None,
         steps: int | None = None,
         sampler: SamplerName | None = None,
-        seed: int = 0,
+        seed: int | torch.Generator = 0,
         tile: int | None = None,
         overlap: int | None = None,
         blend: Blend = "cosine",
@@ -1743,7 +1755,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         steps, sampler
             Sampler settings (``None``: the model's defaults).
         seed
-            Integer seed; time step ``i`` uses :func:`time_step_seed` ``(seed, i)``.
+            Integer seed (default 0); time step ``i`` (its position in this call) uses
+            :func:`time_step_seed` ``(seed, i)``, so separate calls with one seed reuse the same
+            noise. A ``torch.Generator`` gives one integer seed per call (drawn from it, and
+            recorded as ``flexdownscale_seed``): successive calls get their own noise.
         tile, overlap
             Tile side in fine cells (a multiple of 16; default 256) and overlap in fine cells
             (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
@@ -1828,7 +1843,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         n_members = 1 if members is None else members
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"members = {members!r} must be a positive integer or None")
-        _check_seed(seed)
+        seed = _resolve_seed(seed)
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
         lattice = _lattice(self.factor)
         tile_size = _round_up(DEFAULT_TILE, lattice) if tile is None else tile
@@ -2202,7 +2217,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         members: int | None = None,
         steps: int | None = None,
         sampler: SamplerName | None = None,
-        seed: int = 0,
+        seed: int | torch.Generator = 0,
         variables: Sequence[str] | str | None = None,
         rename: Mapping[str, str] | None = None,
         dims: Mapping[str, str] | None = None,
@@ -2225,7 +2240,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         Lead ``l`` is sampled with a generator seeded from ``(seed, l)`` and member ``m`` draws
         from its ``m``-th stream, so member ``m`` is the same for any ``members > m`` (bit for
         bit with ``batch_invariant=True``, else to float32 rounding) and the first ``k`` leads
-        do not depend on ``lead_steps``.
+        do not depend on ``lead_steps``. ``seed`` is an integer (default 0) or a
+        ``torch.Generator``, which gives one integer seed per call (see :meth:`Downscaler.__call__`).
 
         The input must be on the model's training grid when ``grid`` records one: the same kind
         of grid (and axis units on a projected grid) and the same spacing, else
@@ -2247,7 +2263,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
-        _check_seed(seed)
+        seed = _resolve_seed(seed)
         _check_flag("batch_invariant", batch_invariant)
         if (
             isinstance(lead_steps, bool)

@@ -272,3 +272,13 @@ def test_datetime_time_axis_keeps_its_encoding(tmp_path):
         assert raw["valid_time"].attrs["units"] == "days since 2000-01-01"
         np.testing.assert_array_equal(raw["valid_time"].values, [3, 4])
         assert raw["forecast_reference_time"].attrs["units"] == "days since 2000-01-01"
+
+
+def test_a_torch_generator_seeds_a_forecast_and_is_recorded():
+    model = tiny_forecaster(box_grid())
+    gen = torch.Generator().manual_seed(7)
+    first = model(box(), lead_steps=1, members=2, seed=gen)
+    second = model(box(), lead_steps=1, members=2, seed=gen)
+    assert first.attrs["flexdownscale_seed"] != second.attrs["flexdownscale_seed"]
+    again = model(box(), lead_steps=1, members=2, seed=first.attrs["flexdownscale_seed"])
+    np.testing.assert_array_equal(again["vorticity"].values, first["vorticity"].values)

@@ -1146,3 +1146,25 @@ def test_recorded_tile_and_overlap_reproduce_a_periodic_run(shared_data):
     )
     assert again.attrs["flexdownscale_tiles"] == 1
     np.testing.assert_array_equal(again["vorticity"].values, first["vorticity"].values)
+
+
+def test_a_torch_generator_gives_each_call_its_own_recorded_seed(pair, downscaler):
+    """An integer seed is per call (two calls with seed 0 reuse the same noise); a
+    ``torch.Generator`` draws one integer seed per call, so successive calls differ, the output
+    records the integer, and passing it back reproduces the call."""
+    _, coarse = pair
+    gen = torch.Generator().manual_seed(123)
+    first = downscaler(coarse, members=2, seed=gen, progress=False)
+    second = downscaler(coarse, members=2, seed=gen, progress=False)
+    s1, s2 = first.attrs["flexdownscale_seed"], second.attrs["flexdownscale_seed"]
+    assert isinstance(s1, int)
+    assert 0 <= s1 < 2**63
+    assert s1 != s2
+    assert not np.array_equal(first["t2m"].values, second["t2m"].values)
+    again = downscaler(coarse, members=2, seed=s1, progress=False)
+    np.testing.assert_array_equal(again["t2m"].values, first["t2m"].values)
+    # the same generator state, the same seed: reproducible from torch's seeding
+    replay = downscaler(coarse, members=2, seed=torch.Generator().manual_seed(123), progress=False)
+    assert replay.attrs["flexdownscale_seed"] == s1
+    with pytest.raises(ConfigError, match=r"must be an integer \(or a torch.Generator"):
+        downscaler(coarse, seed=0.5)
