@@ -508,6 +508,39 @@ def _precision(config: TrainConfig) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
 
 
+def _check_resumable_setup(distributed_type: Any, fsdp_plugin: Any) -> None:
+    """Refuse, before any step, a distributed setup whose states this trainer cannot resume.
+
+    Sharded FSDP and DeepSpeed write their states as folders of pickles, which resume refuses
+    to unpickle (see ``_load_state``); finding that out at the resume, after hours of training,
+    would lose the run. Plain DDP, one process, and FSDP with full state dicts write single files.
+
+    Raises
+    ------
+    ConfigError
+        For DeepSpeed, or FSDP with a state-dict type other than ``FULL_STATE_DICT``.
+    """
+    kind = str(getattr(distributed_type, "value", distributed_type))
+    if kind == "DEEPSPEED":
+        raise ConfigError(
+            "accelerate is set up for DeepSpeed, whose training states are folders of pickles "
+            "that flexdownscale will not read back (it unpickles nothing), so the run could not "
+            "be resumed. Train with plain DDP (accelerate config: multi-GPU) or FSDP with "
+            "fsdp_state_dict_type FULL_STATE_DICT"
+        )
+    if kind == "FSDP":
+        state_dict_type = getattr(fsdp_plugin, "state_dict_type", None)
+        name = str(getattr(state_dict_type, "name", state_dict_type))
+        if not name.endswith("FULL_STATE_DICT"):
+            raise ConfigError(
+                f"accelerate is set up for FSDP with fsdp_state_dict_type {name}: its training "
+                "states are sharded folders of pickles that flexdownscale will not read back "
+                "(it unpickles nothing), so the run could not be resumed. Set "
+                "fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config (or train with "
+                "plain DDP)"
+            )
+
+
 class Trainer:
     """One training run: model, objective, data, optimiser, EMA and the accelerate plumbing.
 
@@ -613,6 +646,7 @@ class Trainer:
             raise ConfigError(
                 f"expected {probe_processes} processes, accelerate reports {acc.num_processes}"
             )
+        _check_resumable_setup(acc.distributed_type, getattr(acc.state, "fsdp_plugin", None))
 
         self._check_run_folder()
         set_seed(config.seed)

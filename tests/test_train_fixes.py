@@ -646,3 +646,26 @@ def test_validation_leaves_the_training_random_stream_alone(tmp_path, shared_dat
     before = torch.get_rng_state().clone()
     trainer.evaluate()
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_setup_whose_states_cannot_be_resumed_is_refused_before_training():
+    """Sharded FSDP and DeepSpeed states are folders of pickles that resume refuses to read:
+    found out at the resume, the run was lost; the setup is now refused before any step."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+    from torch.distributed.fsdp import StateDictType
+
+    from flexdownscale.train import _check_resumable_setup
+
+    for kind in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        _check_resumable_setup(kind, None)
+    full = SimpleNamespace(state_dict_type=StateDictType.FULL_STATE_DICT)
+    _check_resumable_setup(DistributedType.FSDP, full)
+    sharded = SimpleNamespace(state_dict_type=StateDictType.SHARDED_STATE_DICT)
+    with pytest.raises(
+        errors.ConfigError, match=r"fsdp_state_dict_type SHARDED_STATE_DICT.*FULL_STATE"
+    ):
+        _check_resumable_setup(DistributedType.FSDP, sharded)
+    with pytest.raises(errors.ConfigError, match="DeepSpeed"):
+        _check_resumable_setup(DistributedType.DEEPSPEED, None)
