@@ -2092,7 +2092,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             extra={
                 "flexdownscale_factor": f,
                 "flexdownscale_tile": tile_size,
-                "flexdownscale_overlap": max(plan.overlap),  # as used: 0 for a single tile
+                # the setting (given, or the default resolved): with the tile it reproduces the
+                # run, a bbox's halo included (sized from it); flexdownscale_tiles = 1 says that
+                # no tiles overlapped
+                "flexdownscale_overlap": ov,
                 "flexdownscale_tiles": len(plan),
                 "flexdownscale_blend": blend,
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),

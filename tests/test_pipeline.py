@@ -1115,15 +1115,33 @@ def test_bbox_in_0_360_across_the_prime_meridian_on_a_regional_grid(pair, downsc
         model(coarse, bbox=(box[2], box[1], box[0], box[3]), seed=0)
 
 
-def test_overlap_attribute_is_the_overlap_used(pair, downscaler):
+def test_overlap_attribute_is_the_setting_and_tiles_the_count(pair, downscaler):
     _, coarse = pair  # 32 x 48 fine cells: one default tile
     one = downscaler(coarse, members=1, seed=0)
-    assert (one.attrs["flexdownscale_overlap"], one.attrs["flexdownscale_tiles"]) == (0, 1)
+    # the default overlap of the default tile (256 // 4), though one tile overlaps nothing
+    assert (one.attrs["flexdownscale_overlap"], one.attrs["flexdownscale_tiles"]) == (64, 1)
     other = downscaler(coarse, members=1, seed=0, overlap=32)
     np.testing.assert_array_equal(one["t2m"].values, other["t2m"].values)
-    assert other.attrs["flexdownscale_overlap"] == 0
+    assert other.attrs["flexdownscale_overlap"] == 32
     tiled = downscaler(coarse, members=1, seed=0, tile=32, overlap=16)
     assert (tiled.attrs["flexdownscale_overlap"], tiled.attrs["flexdownscale_tiles"]) == (16, 2)
+
+
+def test_recorded_tile_and_overlap_reproduce_a_bbox_run(pair, downscaler):
+    """A bbox's halo is sized from the overlap: with the overlap recorded as used (0 for one
+    tile), passing the attributes back gave another halo and other numbers (0.17 K on ERA5)."""
+    _, coarse = pair
+    box = (-9.0, 50.5, -4.0, 52.5)
+    first = downscaler(coarse, members=1, seed=0, bbox=box)
+    again = downscaler(
+        coarse,
+        members=1,
+        seed=0,
+        bbox=box,
+        tile=int(first.attrs["flexdownscale_tile"]),
+        overlap=int(first.attrs["flexdownscale_overlap"]),
+    )
+    np.testing.assert_array_equal(again["t2m"].values, first["t2m"].values)
 
 
 def test_recorded_tile_and_overlap_reproduce_a_periodic_run(shared_data):
