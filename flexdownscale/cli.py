@@ -683,6 +683,24 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     )
     message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
     message = re.sub(r"\(bbox=\)", "(--bbox)", message)
+    # the periodic-attribute warning: the attribute is set in the file
+    one = r"ds\['([^']*)'\]\.attrs\[.periodic.\] = .true."
+    found = re.findall(one, message)
+    if found:
+        import shlex
+
+        edits = " ".join(f"-a {shlex.quote(f'periodic,{d},o,c,true')}" for d in found)
+        names = " and ".join(map(repr, found))
+        message = re.sub(
+            rf"set {one}(; {one})*",
+            lambda _: (
+                f'set the attribute periodic = "true" on {names} in the input file (with NCO, '
+                f"for example: ncatted {edits} FILE)"
+            ),
+            message,
+        )
+    message = message.replace("or leave tile unset", "or leave --tile out")
+    message = message.replace("(bbox=...)", "(--bbox X_MIN Y_MIN X_MAX Y_MAX)")
     message = message.replace(  # a one-cell axis (grid.py): the file is what to widen
         "(a wider .sel / .isel, or bbox= on the whole field;",
         "(an input file holding a wider region, or --bbox on the whole field;",

@@ -305,27 +305,37 @@ def _check_model_grid(spec: GridSpec, fine: GridSpec, factor: int, name: str) ->
 
 
 def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: str) -> None:
-    """Warn when the model trained on a periodic axis and the input spans that whole period but
-    lacks the ``periodic = "true"`` attribute there (so it runs non-periodic)."""
+    """Warn (once) when the model trained on periodic axes and the input spans such a whole
+    period but lacks the ``periodic = "true"`` attribute there (so it runs non-periodic)."""
     f = max(factor, 1)
-    for axis, dim, trained, found, n_fine, d_fine, n, d in (
-        ("x", spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx),
-        ("y", spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy),
-    ):
+    missing = []
+    for axis, dim, trained, found, n_fine, d_fine, n, d, units in (
+        ("x", spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
+         spec.x_units),
+        ("y", spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
+         spec.y_units),
+    ):  # fmt: skip
         period = n_fine * d_fine
         if not trained or found or abs(n * d - period) > 0.5 * d_fine * f:
             continue
-        warnings.warn(
-            f"model {name!r} was trained on a field periodic along {axis} (its grid.json), and "
-            f"the input's {dim!r} spans that whole period ({period:g} {spec.x_units if axis == 'x' else spec.y_units}), "
-            f'but {dim!r} has no periodic = "true" attribute: the field runs as '
-            "non-periodic, with reflected padding instead of wrapped-around cells at its edges "
-            "(less skill near them: +15% RMSE in the 16 edge cells of a Kolmogorov field). If "
-            f'the field is periodic, set ds[{dim!r}].attrs["periodic"] = "true" (this '
-            "warning then goes away); if it is not, ignore the warning",
-            UserWarning,
-            stacklevel=user_stacklevel(),
-        )
+        unit = f" {units}" if units not in ("", "1") else ""
+        missing.append((axis, dim, f"{period:g}{unit}"))
+    if not missing:
+        return
+    dims = " and ".join(repr(dim) for _, dim, _ in missing)
+    spans = ", ".join(f"{dim!r} over {span}" for _, dim, span in missing)
+    fix = "; ".join(f'ds[{dim!r}].attrs["periodic"] = "true"' for _, dim, _ in missing)
+    warnings.warn(
+        f"model {name!r} was trained on a field periodic along "
+        f"{' and '.join(axis for axis, _, _ in missing)} (its grid.json), and the input spans "
+        f"that whole period ({spans}), but {dims} {'has' if len(missing) == 1 else 'have'} no "
+        'periodic = "true" attribute: the field runs as non-periodic, with reflected padding '
+        "instead of wrapped-around cells at its edges, and loses skill near them. If the "
+        f"field is periodic, set {fix} (this warning then goes away); if it is not, ignore "
+        "the warning",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 #: A regional model warns when fewer than this share of the input's cells lie in its training
@@ -1576,8 +1586,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         warnings.warn(
             f"tile = {tile} fine cells is smaller than the {crop[0]} x {crop[1]} crops model "
             f"{self.name!r} was trained on: each tile sees less context than in training, "
-            "which costs skill (era5-t2m-x4 with tile=16: RMSE 0.33 K against 0.11 K untiled). "
-            f"Use tile={fix} or larger, or leave tile unset",
+            f"which costs skill. Use tile={fix} or larger"
+            + (", or leave tile unset" if fix <= DEFAULT_TILE else ""),
             UserWarning,
             stacklevel=user_stacklevel(),
         )
@@ -2403,18 +2413,25 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         # calendar) in attrs, which are copied; a decoded one (datetime64, cftime) in its
         # encoding, which is copied so that a file written keeps the input's units
         cf_attrs, cf_encoding = _time_units(sel[spec.time]) if stamped else ({}, {})
+        # CF standard names only for CF times: decoded ones, or numbers in "<unit> since <date>"
+        # (a time in "1", as the Kolmogorov file's, is a step count, not a CF time)
+        cf_time = times.dtype.kind in "Mo" or " since " in str(cf_attrs.get("units", ""))
         if stamped:
             coords["forecast_reference_time"] = xr.Variable(
                 (),
                 times[-1],
-                {"standard_name": "forecast_reference_time", **cf_attrs},
+                {**({"standard_name": "forecast_reference_time"} if cf_time else {}), **cf_attrs},
                 encoding=dict(cf_encoding),
             )
         if step is not None:
             coords["valid_time"] = xr.Variable(
                 "lead",
                 times[-1] + step * np.arange(1, lead_steps + 1),
-                {"standard_name": "time", "long_name": "valid time", **cf_attrs},
+                {
+                    **({"standard_name": "time"} if cf_time else {}),
+                    "long_name": "valid time",
+                    **cf_attrs,
+                },
                 encoding=dict(cf_encoding),
             )
         if members is not None:

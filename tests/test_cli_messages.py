@@ -283,3 +283,41 @@ def test_a_one_cell_axis_is_said_in_command_line_words(era5, tmp_path, capsys):
     assert "an input file holding a wider region, or --bbox on the whole field" in err
     for word in PYTHON_WORDS:
         assert word not in err, (word, err)
+
+
+def test_inference_warnings_are_said_in_command_line_words(era5, tmp_path, capsys, monkeypatch):
+    """The tile, domain and periodic-attribute warnings told a command-line user to leave
+    ``tile`` unset, to use ``bbox=...`` and to set ``ds['x'].attrs["periodic"]``."""
+    import warnings
+
+    from flexdownscale.cli import cli_spelling
+    from flexdownscale.data.grid import GridSpec
+    from flexdownscale.pipeline import _warn_periodic_attribute
+
+    coarse = xr.open_dataset(era5 / "coarse.nc")
+    far = tmp_path / "far.nc"
+    coarse.assign_coords(longitude=coarse.longitude + 90.0).to_netcdf(far)
+    runs = (
+        [str(era5 / "coarse.nc"), str(tmp_path / "a.nc"), "--tile", "16", "--overlap", "8"],
+        [str(far), str(tmp_path / "b.nc")],
+    )
+    for files in runs:
+        argv = ["downscale", *files, "--model", "era5-t2m-x4", "--steps", "1", "--quiet"]
+        monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            assert main() == 0
+    err = capsys.readouterr().err
+    assert "Use --tile 32 or larger, or leave --tile out" in err
+    assert "(--bbox X_MIN Y_MIN X_MAX Y_MAX)" in err
+    box = {"kind": "projected", "nx": 16, "ny": 16, "dx": 0.25, "dy": 0.25, "x0": 0.0, "y0": 0.0}
+    trained = GridSpec(x="x", y="y", periodic_x=True, periodic_y=True, **box)
+    with pytest.warns(UserWarning, match="periodic") as caught:
+        _warn_periodic_attribute(GridSpec(x="x", y="y", **box), trained, 1, "box")
+    said = cli_spelling(str(caught[0].message))
+    assert (
+        "set the attribute periodic = \"true\" on 'x' and 'y' in the input file (with NCO, for "
+        "example: ncatted -a periodic,x,o,c,true -a periodic,y,o,c,true FILE)"
+    ) in said
+    for word in PYTHON_WORDS:
+        assert word not in err + said, word

@@ -254,6 +254,12 @@ def test_float_time_axis_units_and_calendar_reach_valid_time(tmp_path):
         ]
         assert back["forecast_reference_time"].values.item().isoformat() == "2000-01-03T00:00:00"
     assert ds["time"].attrs == {"units": "days since 2000-01-01", "calendar": "noleap"}
+    # a step count (units "1", as the Kolmogorov file's time) is not a CF time: no standard names
+    steps = ds.assign_coords(time=("time", ds["time"].values, {"units": "1"}))
+    out = tiny_forecaster(None)(steps, lead_steps=2, seed=0)
+    for name in ("valid_time", "forecast_reference_time"):
+        assert out[name].attrs["units"] == "1"
+        assert "standard_name" not in out[name].attrs
 
 
 def test_datetime_time_axis_keeps_its_encoding(tmp_path):

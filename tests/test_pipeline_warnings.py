@@ -42,9 +42,9 @@ def test_periodic_model_warns_when_the_input_lacks_the_attribute(pair_fine):
     with pytest.warns(UserWarning, match=r"no periodic = \"true\" attribute") as caught:
         model(plain, seed=0)
     texts = [str(w.message) for w in caught if "periodic" in str(w.message)]
-    assert len(texts) == 2  # one per axis
-    assert 'ds[\'x\'].attrs["periodic"] = "true"' in texts[0]
-    assert "+15% RMSE" in texts[0]
+    assert len(texts) == 1  # one warning naming both axes
+    assert 'ds[\'x\'].attrs["periodic"] = "true"; ds[\'y\'].attrs["periodic"] = "true"' in texts[0]
+    assert "spans that whole period ('x' over 6.28319, 'y' over 6.28319)" in texts[0]  # no "1"
     assert caught[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
