@@ -51,6 +51,7 @@ from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
+from .diffusion.samplers import derived_seed
 from .errors import (
     ConfigError,
     DataError,
@@ -465,8 +466,7 @@ def _resolve_seed(seed: Any) -> int:
 
 def time_step_seed(seed: int, index: int) -> int:
     """The seed of time step ``index`` for a call with ``seed`` (independent of chunking)."""
-    state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(index)]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**62 - 1)
+    return derived_seed(seed, index)
 
 
 def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
@@ -1532,10 +1532,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     # -- checks ----------------------------------------------------------------------------------
 
-    def _check_grid(self, spec: GridSpec) -> None:
+    def _check_grid(self, spec: GridSpec) -> GridSpec | None:
+        """Check the input grid ``spec`` against the training grid; return that grid (``None``
+        when the folder records none: then any grid is taken)."""
         fine = _training_grid(self.grid)
         if fine is None:
-            return
+            return None
         _check_model_grid(spec, fine, self.factor, self.name)
         _warn_periodic_attribute(spec, fine, self.factor, self.name)
         dx, dy = fine.dx * self.factor, fine.dy * self.factor
@@ -1569,6 +1571,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     f"learned that alignment and loses most of its skill on another one. To fix: "
                     f"{fix} the input onto that lattice (flexdownscale.data.regrid)"
                 )
+        return fine
 
     def _warn_small_tile(self, plan: TileLayout, tile: int) -> None:
         """Warn when the field is cut into tiles smaller than the model's training crops."""
@@ -1896,7 +1899,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
-        self._check_grid(spec)
+        trained = self._check_grid(spec)
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
         # scalar coordinates travel to the output: one named like a dim it gets would clash
@@ -2034,7 +2037,6 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         }
         _, _, plan = _tiling((region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, ov)
         self._warn_small_tile(plan, tile_size)
-        trained = _training_grid(self.grid)
         if trained is not None:
             _warn_outside_domain(  # the cells asked for (a bbox's, without its halo)
                 trained,
@@ -2293,7 +2295,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         trained = _training_grid(self.grid)
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
-            _warn_periodic_attribute(spec, trained, 1, self.name)
+            _warn_periodic_attribute(spec, trained, 0, self.name)
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(
                 f"forecasting needs a time dimension with at least past_frames = "

@@ -15,13 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from .objectives import Denoiser, Objective, TaskFeatures
-from .samplers import SamplerName, _phys_per_field, sample_ensemble
+from .samplers import (
+    SamplerName,
+    _phys_per_field,
+    derived_seed,
+    member_stream,
+    sample_ensemble,
+)
 
 __all__ = ["ResidualModel", "rollout"]
 
@@ -186,19 +191,7 @@ def lead_seed(seed: int, field: int, lead: int) -> int:
     (:func:`~flexdownscale.diffusion.samplers.member_generators`), so its noise depends on
     ``(seed, field, lead, m)`` only: not on the number of members, fields or leads.
     """
-    words = [int(seed) & (2**63 - 1), int(field), int(lead)]
-    state = np.random.SeedSequence(words).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**62 - 1)
-
-
-def _member_stream(seed: int, start: int) -> torch.Generator:
-    """The generator that :func:`~flexdownscale.diffusion.samplers.member_generators` draws
-    member seeds from, seeded with ``seed`` and moved past the seeds of members ``0 .. start-1``
-    (one ``randint`` value each, the draws it makes), so that its first member is ``start``."""
-    generator = torch.Generator().manual_seed(seed)
-    if start:
-        torch.randint(0, 2**62, (start,), generator=generator)
-    return generator
+    return derived_seed(seed, field, lead)
 
 
 def rollout(
@@ -304,7 +297,7 @@ def rollout(
                         states[start:stop],
                         members=1,
                         phys=member_phys[start:stop] if member_phys is not None else None,
-                        generator=_member_stream(lead_seed(seed, b, lead), start),
+                        generator=member_stream(lead_seed(seed, b, lead), start),
                         **common,
                     )[:, 0]
                 )

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -646,6 +647,19 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     return torch.Generator().manual_seed(generator)
 
 
+#: Member seeds are drawn from [0, _SEED_RANGE), one ``randint`` value per member.
+_SEED_RANGE = 2**62
+
+
+def derived_seed(seed: int, *labels: int) -> int:
+    """A seed in ``[0, 2**62)`` derived from ``seed`` and integer ``labels`` by hashing
+    (``numpy.random.SeedSequence``): distinct labels give unrelated streams. Used for the seed
+    of a downscaled time step ``(seed, i)`` and of a forecast lead ``(seed, field, lead)``."""
+    words = [int(seed) & (2**63 - 1), *(int(label) for label in labels)]
+    state = np.random.SeedSequence(words).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (_SEED_RANGE - 1)
+
+
 def member_generators(generator: torch.Generator | int | None, count: int) -> list[torch.Generator]:
     """``count`` private generators seeded from ``generator`` in a fixed order.
 
@@ -654,8 +668,18 @@ def member_generators(generator: torch.Generator | int | None, count: int) -> li
     The generators live on ``generator``'s device.
     """
     generator = _as_generator(generator)
-    seeds = torch.randint(0, 2**62, (count,), generator=generator, device=generator.device)
+    seeds = torch.randint(0, _SEED_RANGE, (count,), generator=generator, device=generator.device)
     return [torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds.tolist()]
+
+
+def member_stream(seed: int, start: int) -> torch.Generator:
+    """The generator, seeded with ``seed``, that :func:`member_generators` draws member seeds
+    from, moved past the seeds of members ``0 .. start - 1``: its first member generator is
+    member ``start``'s (so members can be sampled in chunks with the streams of one ensemble)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    if start:
+        torch.randint(0, _SEED_RANGE, (start,), generator=generator)
+    return generator
 
 
 def sample_ensemble(
