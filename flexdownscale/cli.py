@@ -247,11 +247,20 @@ def _check_output(source: str, target: str) -> None:
             f"the folder of the output {target!r}, {str(folder)!r}, {state}; create it first "
             f"(mkdir -p {folder}) or give another output path"
         )
-    try:  # the output is written beside its target first (see _write_output): try it now
-        import shutil
-        import tempfile
+    import shutil
 
-        shutil.rmtree(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".probe", dir=folder))
+    # the output is written beside its target first (see _write_output): try that now
+    shutil.rmtree(_folder_beside(target, ".probe"))
+
+
+def _folder_beside(target: str, suffix: str) -> Path:
+    """A new hidden folder beside ``target`` (where the output is written before it replaces
+    the target); :class:`DataError` naming the user's path when the folder cannot be made."""
+    import tempfile
+
+    dst = Path(target)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent))
     except OSError as err:
         raise _unwritable(target, err) from err
 
@@ -354,16 +363,12 @@ def _write_output(ds: Any, target: str) -> None:
     """
     import os
     import shutil
-    import tempfile
 
     from .data.grid import coordinate_encoding
     from .hub import _replace
 
     dst = Path(target)
-    try:
-        holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
-    except OSError as err:
-        raise _unwritable(target, err) from err
+    holder = _folder_beside(target, ".partial")
     written = holder / dst.name
     try:
         with _own_thread_pool():
@@ -941,9 +946,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise DataError(
                 f"the truth's {v!r} has the ensemble dim {member_dim!r} "
                 f"({_count(truth.sizes[member_dim], 'value')}) and the prediction's has none: "
-                "were the "
-                "files given the other way round? The prediction comes first: flexdownscale "
-                "evaluate PREDICTION TRUTH --out DIR"
+                "were the files given the other way round? The prediction comes first: "
+                "flexdownscale evaluate PREDICTION TRUTH --out DIR"
             )
         if member_dim in truth[v].dims:
             raise DataError(
