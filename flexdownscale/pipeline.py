@@ -2256,7 +2256,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         from its ``m``-th stream, so member ``m`` is the same for any ``members > m`` (bit for
         bit with ``batch_invariant=True``, else to float32 rounding) and the first ``k`` leads
         do not depend on ``lead_steps``. ``seed`` is an integer (default 0) or a
-        ``torch.Generator``, which gives one integer seed per call (see :meth:`Downscaler.__call__`).
+        ``torch.Generator``, which gives one integer seed per call (see
+        :meth:`Downscaler.__call__`).
 
         The input must be on the model's training grid when ``grid`` records one: the same kind
         of grid (and axis units on a projected grid) and the same spacing, else

@@ -50,10 +50,11 @@ that hold NaN where the items read: ``nan_fields="error"`` (default) raises
 the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
 them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
 out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows);
-``nan_fields=None`` skips the pass (building the dataset reads no data). The same pass refuses values a log1p transform cannot take (<= -1). As a last guard, an
-item whose window (crop plus halo, or the frames of a forecast window) holds NaN, or values
-<= -1 under log1p, raises :class:`~flexdownscale.errors.DataError` naming the variable, the
-field's labels (e.g. the time) and the count.
+``nan_fields=None`` skips the pass (building the dataset reads no data). The same pass refuses
+values a log1p transform cannot take (<= -1). As a last guard, an item whose window (crop plus
+halo, or the frames of a forecast window) holds NaN, or values <= -1 under log1p, raises
+:class:`~flexdownscale.errors.DataError` naming the variable, the field's labels (e.g. the
+time) and the count.
 
 Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e, i])``; call :meth:`SuperResolutionDataset.set_epoch` (or
@@ -908,24 +909,12 @@ class _FieldDataset(torch.utils.data.Dataset):
     def _field_text(
         self, src: _Source, grid: Sequence[np.ndarray], flat: int, with_source: bool
     ) -> str:
-        local = np.unravel_index(flat, [g.size for g in grid]) if grid else ()
-        text = ", ".join(
-            f"{dim}={_label_text(src.labels(dim), int(g[i]))}"
-            for dim, g, i in zip(src.sample_dims, grid, local)
-        )
-        text = text or "its only field"
-        return f"{text} of {src.label!r}" if with_source else text
+        return _field_words(self._field_labels(src, grid, flat), with_source)
 
     def _dropped_listing(self) -> str:
         """The first fields of :attr:`dropped_fields` in words, with how many there are."""
         several = len({f["source"] for f in self.dropped_fields}) > 1
-        shown = []
-        for field in self.dropped_fields[:_SHOWN]:
-            text = ", ".join(
-                f"{k}={_label_text(np.asarray([v]), 0)}" for k, v in field.items() if k != "source"
-            )
-            text = text or "its only field"
-            shown.append(f"{text} of {field['source']!r}" if several else text)
+        shown = [_field_words(field, several) for field in self.dropped_fields[:_SHOWN]]
         return _listing(shown, len(self.dropped_fields))
 
     def dropped_summary(self) -> str | None:
@@ -1114,6 +1103,16 @@ def _label_text(labels: np.ndarray | None, pos: int) -> str:
     if isinstance(value, np.datetime64):
         return str(pd.Timestamp(value))
     return str(value)
+
+
+def _field_words(labels: Mapping[str, Any], with_source: bool) -> str:
+    """A field's labels (as :meth:`_FieldDataset._field_labels` gives them) in words:
+    ``time=2019-03-01 00:00:00, level=500`` (and ``of 'dataset0'`` with ``with_source``)."""
+    text = ", ".join(
+        f"{k}={_label_text(np.asarray([v]), 0)}" for k, v in labels.items() if k != "source"
+    )
+    text = text or "its only field"
+    return f"{text} of {labels['source']!r}" if with_source else text
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
