@@ -1467,13 +1467,16 @@ class ForecastDataset(_FieldDataset):
             windows.append(_Entry(k, window_grid, tdim=tdim))
         # the frames of every window: which fields items read, and which windows a field spoils
         frames = [*range(-(past_frames - 1), 1), lead]
-        used = []
+        used, reads = [], []
         for e, w in zip(entries, windows):
             t_axis = self.sources[e.k].sample_dims.index(e.tdim)
+            # per frame offset: the position along the time grid each window reads
+            at_times = [np.searchsorted(e.grid[t_axis], w.grid[t_axis] + o) for o in frames]
+            reads.append((t_axis, at_times))
             mask = np.zeros([g.size for g in e.grid], bool)
-            for offset in frames:
+            for at_time in at_times:
                 at: list[Any] = [slice(None)] * len(e.grid)
-                at[t_axis] = np.searchsorted(e.grid[t_axis], w.grid[t_axis] + offset)
+                at[t_axis] = at_time
                 mask[tuple(at)] = True
             used.append(mask)
         bad = self._open_split(
@@ -1485,15 +1488,13 @@ class ForecastDataset(_FieldDataset):
         #: windows of the split before any was dropped, and those left out for holding NaN
         self.split_windows = sum(w.size for w in windows)
         self.dropped_windows = 0
-        for e, w, m in zip(entries, windows, bad):
+        for w, m, (t_axis, at_times) in zip(windows, bad, reads):
             if m is None or not m.any():
                 self._fields.append(w)
                 continue
-            t_axis = self.sources[e.k].sample_dims.index(e.tdim)
             spoilt = np.zeros([g.size for g in w.grid], bool)
-            for offset in frames:
-                at = np.searchsorted(e.grid[t_axis], w.grid[t_axis] + offset)
-                spoilt |= np.take(m, at, axis=t_axis)
+            for at_time in at_times:
+                spoilt |= np.take(m, at_time, axis=t_axis)
             self.dropped_windows += int(spoilt.sum())
             self._fields.append(w._replace(keep=np.flatnonzero(~spoilt.ravel())))
         self._count()
