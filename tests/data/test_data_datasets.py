@@ -29,18 +29,22 @@ ERA5 = "era5/era5_t2m_uk_2019-03-01_24.nc"
 KOLMO = "kolmogorov/kf_re1000.nc"
 
 
-def era5_config(shared_data, **changes) -> DataConfig:
-    values = dict(
-        paths=(str(shared_data / ERA5),),
-        variables=("t2m",),
-        factor=4,
-        crop_size=16,
-        split_dim="time",
-        train=("2019-03-01", "2019-03-17"),
-        validation=("2019-03-18", "2019-03-24"),
+def file_config(path, variable: str, **values) -> DataConfig:
+    """A x4 DataConfig of one variable of one file, split along time (``values`` override)."""
+    return DataConfig(
+        **{
+            "paths": (str(path),),
+            "variables": (variable,),
+            "factor": 4,
+            "split_dim": "time",
+            **values,
+        }
     )
-    values.update(changes)
-    return DataConfig(**values)
+
+
+def era5_config(shared_data, **changes) -> DataConfig:
+    window = {"train": ("2019-03-01", "2019-03-17"), "validation": ("2019-03-18", "2019-03-24")}
+    return file_config(shared_data / ERA5, "t2m", **{"crop_size": 16, **window, **changes})
 
 
 def whole_field_reference(
@@ -544,17 +548,13 @@ RADAR = "radar/bom_mtstapylton_prcp10min_2020-10-31.nc"
 
 
 def radar_config(shared_data, **changes) -> DataConfig:
-    values = dict(
-        paths=(str(shared_data / RADAR),),
-        variables=("precipitation",),
-        factor=4,
-        crop_size=32,
-        split_dim="time",
-        train=("2020-10-31T00:00", "2020-10-31T17:50"),
-        validation=("2020-10-31T18:00", "2020-10-31T23:50"),
+    window = {
+        "train": ("2020-10-31T00:00", "2020-10-31T17:50"),
+        "validation": ("2020-10-31T18:00", "2020-10-31T23:50"),
+    }
+    return file_config(
+        shared_data / RADAR, "precipitation", **{"crop_size": 32, **window, **changes}
     )
-    values.update(changes)
-    return DataConfig(**values)
 
 
 def test_nan_fields_of_the_radar_are_found_when_the_split_opens(shared_data):
