@@ -51,7 +51,7 @@ from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
-from .diffusion.samplers import derived_seed
+from .diffusion.samplers import check_seed, derived_seed, seed_of
 from .errors import (
     ConfigError,
     DataError,
@@ -446,12 +446,7 @@ def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
 
 def _check_seed(seed: Any) -> None:
     """A seed is an integer in [0, 2**63): every one gives its own random streams."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ConfigError(
-            f"seed = {seed!r} must be an integer (or a torch.Generator, which gives one)"
-        )
-    if not 0 <= int(seed) < 2**63:
-        raise ConfigError(f"seed = {seed!r} must be in [0, 2**63) (a non-negative 63-bit integer)")
+    check_seed(seed)
 
 
 def _resolve_seed(seed: Any) -> int:
@@ -459,9 +454,8 @@ def _resolve_seed(seed: Any) -> int:
     integer drawn from it, so successive calls with one generator get their own noise and each
     output records the integer that reproduces it."""
     if isinstance(seed, torch.Generator):
-        return int(torch.randint(0, 2**63 - 1, (1,), generator=seed, device=seed.device).item())
-    _check_seed(seed)
-    return int(seed)
+        return seed_of(seed)
+    return check_seed(seed)
 
 
 def time_step_seed(seed: int, index: int) -> int:

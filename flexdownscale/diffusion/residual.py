@@ -26,6 +26,7 @@ from .samplers import (
     derived_seed,
     member_stream,
     sample_ensemble,
+    seed_of,
 )
 
 __all__ = ["ResidualModel", "rollout"]
@@ -227,8 +228,8 @@ def rollout(
     sampler, steps, batch_size, **options
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
     generator
-        An integer seed, a ``torch.Generator`` (one seed is drawn from it) or ``None`` (a seed
-        from torch's global generator). Every member has its own stream at every lead: lead
+        An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
+        ``None`` (a seed from torch's global generator). Every member has its own stream at every lead: lead
         ``l`` of field ``b`` is sampled with the generator seeded by ``lead_seed(seed, b, l)``
         (a hash of the three), and member ``m`` draws from that lead's ``m``-th member
         generator (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member
@@ -252,16 +253,7 @@ def rollout(
         raise ConfigError("rollout needs a ResidualModel built with task='forecast'")
     if isinstance(lead_steps, bool) or not isinstance(lead_steps, int) or lead_steps < 1:
         raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
-    if isinstance(generator, torch.Generator):
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    elif generator is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    elif isinstance(generator, bool) or not isinstance(generator, int):
-        raise ConfigError(
-            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-        )
-    else:
-        seed = generator
+    seed = seed_of(generator)
     batch = frames.shape[0]
     phys = _phys_per_field(phys, batch)  # a scalar for every field, or one per field
     common = dict(sampler=sampler, steps=steps, batch_size=batch_size, **options)

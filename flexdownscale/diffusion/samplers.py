@@ -635,16 +635,43 @@ def sample(
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
 
 
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as a Python int, checked: an integer in ``[0, 2**63)``.
+
+    Every seed in that range gives its own random streams; a negative seed or one of 2**63 or
+    more would alias another (torch and the hashing of :func:`derived_seed` reduce them modulo
+    a power of two), so they are refused with a :class:`~flexdownscale.errors.ConfigError`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError(
+            f"{name} = {seed!r} must be an integer (or a torch.Generator, which gives one)"
+        )
+    if not 0 <= int(seed) < 2**63:
+        raise ConfigError(
+            f"{name} = {seed!r} must be in [0, 2**63) (a non-negative 63-bit integer)"
+        )
+    return int(seed)
+
+
+def seed_of(generator: torch.Generator | int | None, name: str = "generator") -> int:
+    """The integer seed of a call: an int ``generator`` itself (checked by :func:`check_seed`),
+    one seed drawn from a ``torch.Generator``, or one from torch's global generator for
+    ``None``; always in ``[0, 2**63)``."""
+    if isinstance(generator, torch.Generator):
+        return int(
+            torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device).item()
+        )
+    if generator is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    return check_seed(generator, name)
+
+
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    """``generator`` itself, or a new CPU generator seeded with the int (checked) or, for
+    ``None``, with a seed from torch's global generator."""
     if isinstance(generator, torch.Generator):
         return generator
-    if generator is None:
-        generator = int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(generator, bool) or not isinstance(generator, int):
-        raise ConfigError(
-            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-        )
-    return torch.Generator().manual_seed(generator)
+    return torch.Generator().manual_seed(seed_of(generator))
 
 
 #: Member seeds are drawn from [0, _SEED_RANGE), one ``randint`` value per member.
@@ -655,7 +682,7 @@ def derived_seed(seed: int, *labels: int) -> int:
     """A seed in ``[0, 2**62)`` derived from ``seed`` and integer ``labels`` by hashing
     (``numpy.random.SeedSequence``): distinct labels give unrelated streams. Used for the seed
     of a downscaled time step ``(seed, i)`` and of a forecast lead ``(seed, field, lead)``."""
-    words = [int(seed) & (2**63 - 1), *(int(label) for label in labels)]
+    words = [check_seed(seed), *(int(label) for label in labels)]
     state = np.random.SeedSequence(words).generate_state(2)
     return int((int(state[0]) << 31) ^ int(state[1])) & (_SEED_RANGE - 1)
 
@@ -731,8 +758,8 @@ def sample_ensemble(
         Sampler options (``eta``, ``delta``, ``g1``, ``g2``) not passed in ``options`` come
         from ``objective.sampler_defaults``.
     generator
-        ``torch.Generator``, integer seed, or ``None`` (a seed from torch's global generator).
-        Noise is drawn on the generator's device, so a CPU generator gives the same samples on
+        ``torch.Generator``, integer seed in ``[0, 2**63)``, or ``None`` (a seed from torch's
+        global generator). Noise is drawn on the generator's device, so a CPU generator gives the same samples on
         any device.
     noise
         Initial standard normal noise ``(B, M, C, ...)``, e.g. drawn by the caller for a whole

@@ -18,6 +18,7 @@ from flexdownscale.diffusion import (
     select_features,
 )
 from flexdownscale.diffusion.residual import lead_seed
+from flexdownscale.diffusion.samplers import derived_seed
 from flexdownscale.errors import ConfigError, ShapeError
 
 F64 = torch.float64
@@ -116,6 +117,25 @@ def test_ensemble_arguments_are_checked() -> None:
         sample_ensemble(oracle, COND, objective=objective)
     with pytest.raises(ShapeError, match="batch"):
         sample_ensemble(oracle, COND, objective=objective, shape=(3, *MU.shape))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64 - 1, 1.5, True])
+def test_ensemble_seed_outside_its_range_is_refused(seed) -> None:
+    # torch reduces seeds modulo 2**64 (-1 and 2**64 - 1 gave the same members), and the
+    # hashing of derived seeds modulo 2**63: only [0, 2**63) gives distinct streams
+    oracle, objective = VPOracle(MU, S), VPDiffusion()
+    with pytest.raises(ConfigError, match=r"generator = .* must be (in \[0, 2\*\*63\)|an integer)"):
+        sample_ensemble(oracle, COND, objective=objective, shape=(2, *MU.shape), generator=seed)
+    with pytest.raises(ConfigError, match=r"seed = .* must be"):
+        derived_seed(seed, 0)
+
+
+def test_ensemble_seed_range_ends_are_accepted() -> None:
+    oracle, objective = VPOracle(MU, S), VPDiffusion()
+    kw = dict(objective=objective, shape=(2, *MU.shape), members=2)
+    draws = [sample_ensemble(oracle, COND, generator=s, **kw) for s in (0, 2**63 - 1)]
+    assert not torch.equal(draws[0], draws[1])
+    assert derived_seed(0, 1) != derived_seed(2**63 - 1, 1)
 
 
 class _Recorder(torch.nn.Module):
@@ -238,3 +258,14 @@ def test_rollout_members_feed_back_their_own_state() -> None:
     assert not torch.allclose(net.velocity(mean_states), net.velocity(states))
     with pytest.raises(ConfigError, match="forecast"):
         rollout(ResidualModel(net), objective, frames, lead_steps=1)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_rollout_seed_outside_its_range_is_refused(seed) -> None:
+    # -1 and 2**63 - 1 gave the same forecast (the lead seeds hashed seed mod 2**63)
+    model = ResidualModel(_Dynamics(1), task="forecast", past_frames=2)
+    frames = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(ConfigError, match=r"generator = .* must be in \[0, 2\*\*63\)"):
+        rollout(
+            model, FlowMatching(), frames, lead_steps=1, sampler="euler", steps=1, generator=seed
+        )
