@@ -345,11 +345,17 @@ DOMAIN_SHARE_MIN = 0.25
 
 
 def _warn_outside_domain(
-    fine: GridSpec, ys: np.ndarray, xs: np.ndarray, units: tuple[str, str], name: str
+    fine: GridSpec,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    units: tuple[str, str],
+    name: str,
+    fix: str = "downscale the training region only (bbox=...)",
 ) -> None:
     """Warn when a regional model (latitude/longitude or rotated-pole training grid bounded
     along an axis) runs on cells (centres ``ys``, ``xs``) mostly outside its training domain:
-    fewer than :data:`DOMAIN_SHARE_MIN` of them inside it (longitudes compared modulo 360)."""
+    fewer than :data:`DOMAIN_SHARE_MIN` of them inside it (longitudes compared modulo 360).
+    ``fix`` says how to keep to the domain."""
     if fine.kind not in ("latlon", "rotated") or (fine.periodic_x and fine.periodic_y):
         return
     shares, spans = [], []
@@ -376,8 +382,7 @@ def _warn_outside_domain(
         f"{float(np.max(xs)):g}, y {float(np.min(ys)):g}..{float(np.max(ys)):g}: only "
         f"{100 * share:.0f}% of its cells lie in the training domain (this warns below "
         f"{100 * DOMAIN_SHARE_MIN:.0f}%). Outside it the model extrapolates to climates it "
-        "never saw; downscale the training region only (bbox=...) or use a model trained on "
-        "yours",
+        f"never saw; {fix} or use a model trained on yours",
         UserWarning,
         stacklevel=user_stacklevel(),
     )
@@ -2258,6 +2263,13 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         :class:`~flexdownscale.errors.GridError` (as for :class:`Downscaler`, without the
         factor).
 
+        Warns
+        -----
+        UserWarning
+            As :meth:`Downscaler.__call__`: the model trained on a periodic axis the input spans
+            whole without ``periodic = "true"``; a regional model on cells fewer than
+            :data:`DOMAIN_SHARE_MIN` of which lie in its training domain.
+
         Returns
         -------
         xarray.Dataset
@@ -2291,6 +2303,15 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
             _warn_periodic_attribute(spec, trained, 0, self.name)
+            _warn_outside_domain(
+                trained,
+                np.asarray(sel[spec.y].values),
+                np.asarray(sel[spec.x].values),
+                (spec.y_units, spec.x_units),
+                self.name,
+                fix=f"forecast the training region only (select it: ds.sel({spec.y}=..., "
+                f"{spec.x}=...))",
+            )
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(
                 f"forecasting needs a time dimension with at least past_frames = "

@@ -3,6 +3,7 @@ size, padding per axis re-imposed at every lead, CF units on ``valid_time``."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -288,3 +289,21 @@ def test_a_torch_generator_seeds_a_forecast_and_is_recorded():
     assert first.attrs["flexdownscale_seed"] != second.attrs["flexdownscale_seed"]
     again = model(box(), lead_steps=1, members=2, seed=first.attrs["flexdownscale_seed"])
     np.testing.assert_array_equal(again["vorticity"].values, first["vorticity"].values)
+
+
+def test_regional_forecast_model_warns_outside_its_domain():
+    """The Forecaster had the grid check but not the Downscaler's domain warning: a model
+    trained on a European window stepped a field over the Pacific silently."""
+    ds = global_grid().isel(latitude=slice(16, 22), longitude=slice(0, 6))  # 37.5..75 N, 0..45 E
+    trained = grid_spec(ds).to_dict()
+    model = tiny_forecaster({"grid": trained, "past_frames": 2, "lead": 1, "time_dim": "time"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the training window itself: no warning
+        model(ds, lead_steps=1, seed=0)
+    pacific = ds.assign_coords(longitude=ds["longitude"] + 180.0)
+    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+        model(pacific, lead_steps=1, seed=0)
+    assert "forecast the training region only (select it: ds.sel(latitude=..., longitude=...))" in (
+        str(w[0].message)
+    )
+    assert w[0].filename == __file__  # points at the user's line
