@@ -29,7 +29,7 @@ from ._json import finite_or_null
 if TYPE_CHECKING:  # the errors module is imported where an error is raised (fast start-up)
     from .errors import DataError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 
 def _backends() -> list[tuple[str, bool, str]]:
@@ -1260,11 +1260,27 @@ def _tolerant_terminal() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line from Python; returns the exit status.
+
+    ``argv`` are the command's words (default: ``sys.argv[1:]``). Warnings stay Python's, with or
+    without ``argv`` (``warnings.catch_warnings`` and ``pytest.warns`` see them); the installed
+    ``flexdownscale`` command runs :func:`console_main`, which prints them as lines of the command.
+    """
+    return _run(argv, command_line=False)
+
+
+def console_main() -> int:
+    """The ``flexdownscale`` command (also ``python -m flexdownscale.cli``): :func:`main` on
+    ``sys.argv[1:]``, with warnings printed as one line of the command, in its words."""
+    return _run(sys.argv[1:], command_line=True)
+
+
+def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
+    """Parse ``argv`` and run the command; ``command_line``: warnings in the command's words."""
     _tolerant_terminal()
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
-        if argv is None:  # run as the command (not called from Python): warnings in its words
+        if command_line:
             warnings.showwarning = functools.partial(_show_warning, args.command)
         return _command(args)
 
@@ -1330,4 +1346,4 @@ def _command(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

@@ -4,6 +4,7 @@ the library keeps its Python wording for library users."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flexdownscale.cli import cli_spelling, main
+from flexdownscale.cli import cli_spelling, console_main, main
 from flexdownscale.data import degrade, normalize_grid
 
 ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
@@ -262,7 +263,7 @@ def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsy
     monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        assert main() == 0
+        assert console_main() == 0
     assert capsys.readouterr().err == (
         "flexdownscale downscale: warning: reynolds_number = 100 (from --condition) is outside "
         "what model 'kolmogorov-x8' was trained on (1000 to 4000); the model extrapolates and "
@@ -271,6 +272,36 @@ def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsy
     assert out.exists()
     with pytest.warns(UserWarning, match=r"from the condition= argument"):
         assert main(argv) == 0
+    # main() without arguments reads sys.argv but is still a Python call: Python's warnings
+    # (it took the command's one-line form, as only the command should)
+    with pytest.warns(UserWarning, match=r"from the condition= argument"):
+        assert main() == 0
+    assert "flexdownscale downscale: warning:" not in capsys.readouterr().err
+
+
+def test_the_installed_command_and_python_m_print_warnings_as_lines(kolmogorov, tmp_path):
+    """The ``flexdownscale`` script is :func:`console_main` (``main`` keeps Python warnings),
+    and ``python -m flexdownscale.cli`` runs the command the same way."""
+    import subprocess
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="flexdownscale")
+    assert script.value == "flexdownscale.cli:console_main"
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8"]
+    argv += ["--condition", "100", "--steps", "1", "--quiet"]
+    run = subprocess.run(
+        [sys.executable, "-m", "flexdownscale.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.startswith(
+        "flexdownscale downscale: warning: reynolds_number = 100 (from --condition) is outside"
+    )
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert out.exists()
 
 
 def test_a_one_cell_axis_is_said_in_command_line_words(era5, tmp_path, capsys):
@@ -306,7 +337,7 @@ def test_inference_warnings_are_said_in_command_line_words(era5, tmp_path, capsy
         monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            assert main() == 0
+            assert console_main() == 0
     err = capsys.readouterr().err
     assert "Use --tile 32 or larger, or leave --tile out" in err
     assert "(--bbox X_MIN Y_MIN X_MAX Y_MAX)" in err
