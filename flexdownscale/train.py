@@ -1489,12 +1489,15 @@ class Trainer:
 
         ``samples_per_s`` counts the whole loop; ``train_samples_per_s`` leaves out the time spent
         in validation and in saving states. ``peak_memory_gib`` is the main process's peak of
-        allocated accelerator memory (``null`` on a CPU).
+        allocated accelerator memory (``null`` on a CPU). ``nan_fields_dropped`` counts the
+        fields each split left out for holding NaN; a forecast run adds ``nan_windows_dropped``,
+        the windows (training items) that read one of them.
         """
         acc = self.accelerator
         if not acc.is_main_process:
             return
         cuda = acc.device.type == "cuda"
+        splits = (("train", self.train_set), ("validation", self.val_set))
         record = {
             "end_step": self.progress.step,
             "stopped": stopped,
@@ -1515,11 +1518,13 @@ class Trainer:
             "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
             # fields left out for holding NaN (data.nan_fields = "drop"), per split
             "nan_fields_dropped": {
-                name: len(data.dropped_fields)
-                for name, data in (("train", self.train_set), ("validation", self.val_set))
-                if data is not None
+                name: len(data.dropped_fields) for name, data in splits if data is not None
             },
         }
+        if self.config.model.task == "forecast":  # and the windows (items) that read them
+            record["nan_windows_dropped"] = {
+                name: data.dropped_windows for name, data in splits if data is not None
+            }
         with (self.run_dir / "launches.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         acc.print(

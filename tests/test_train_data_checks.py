@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from train_runs import kolmogorov_data, tiny_run_values
 
@@ -87,6 +88,36 @@ def test_nan_fields_drop_trains_and_reports_what_it_left_out(tmp_path, shared_da
     assert json.loads((run / "config.json").read_text())["data"]["nan_fields"] == "drop"
     # a resume sees the same 98 training items
     assert main(["--config", str(path), "data.nan_fields=drop", "--resume", "steps=3"]) == 0
+
+
+def test_forecast_run_records_the_windows_it_left_out(tmp_path, shared_data, capsys):
+    """``nan_fields_dropped`` counts NaN frames; a forecast trains on windows of past frames
+    plus the target, and one NaN frame spoils every window that reads it: launches.jsonl now
+    says how many windows (items) each split lost, as the printed summary does."""
+    import xarray as xr
+
+    values = _radar_values(
+        tmp_path,
+        shared_data,
+        steps=1,
+        model={"preset": "tiny", "task": "forecast", "past_frames": 2},
+        data={"past_frames": 2, "nan_fields": "drop"},
+    )
+    Trainer(from_dict(TrainConfig, values)).fit()
+    # by hand: the windows of 3 consecutive frames (2 past + the target, lead 1) of the train
+    # split that hold a frame with a NaN anywhere (random crops reach every cell)
+    with xr.open_dataset(shared_data / RADAR) as ds:
+        start, stop = values["data"]["train"]
+        bad = ds["precipitation"].sel(time=slice(start, stop)).isnull().any(("y", "x")).values
+    expected = int(np.lib.stride_tricks.sliding_window_view(bad, 3).any(axis=1).sum())
+    assert expected > 10  # more windows than NaN frames are lost
+    (launch,) = [
+        json.loads(line) for line in (tmp_path / "run" / "launches.jsonl").read_text().splitlines()
+    ]
+    # validation crops are centred: the radar's NaNs near the edges lie outside them
+    assert launch["nan_windows_dropped"] == {"train": expected, "validation": 0}
+    assert launch["nan_fields_dropped"] == {"train": 10, "validation": 0}
+    assert f"left out {expected} of the 106 windows" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------
