@@ -15,7 +15,9 @@ import ast
 import contextlib
 import functools
 import importlib.util
+import itertools
 import json
+import os
 import re
 import sys
 import warnings
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ._json import finite_or_null
 
 if TYPE_CHECKING:  # the errors module is imported where an error is raised (fast start-up)
+    from types import FrameType
+
     from .errors import DataError
 
 __all__ = ["console_main", "main"]
@@ -208,8 +212,6 @@ def _check_device(device: str | None) -> None:
 
 def _check_output(source: str, target: str) -> None:
     """Refuse an output path that is the input or lies in a missing folder (before computing)."""
-    import os
-
     from .errors import DataError
 
     src, dst = Path(source), Path(target)
@@ -361,7 +363,6 @@ def _write_output(ds: Any, target: str) -> None:
     An earlier zarr store is replaced like a model folder (:func:`flexdownscale.hub._replace`:
     moved aside, put back if the new one cannot take its place).
     """
-    import os
     import shutil
 
     from .data.grid import coordinate_encoding
@@ -1294,10 +1295,51 @@ def _show_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    """Print a warning as one line of the command (``flexdownscale downscale: warning: ...``),
-    in command-line words, instead of Python's file, line and source of the caller."""
-    text = cli_spelling(" ".join(str(message).split()), command)
+    """Print a warning as one line of the command (``flexdownscale downscale: warning: ...``)
+    instead of Python's file, line and source of the caller: the package's own warnings in
+    command-line words, others (numpy, xarray, dask, ...) with their category and origin
+    (``RuntimeWarning from numpy: Mean of empty slice.``), as they are not the package's."""
+    text = " ".join(str(message).split())
+    origin = _warning_origin(sys._getframe(1))
+    if origin is None:
+        text = cli_spelling(text, command)
+    else:
+        text = f"{category.__name__} from {origin}: {text}"
     print(f"flexdownscale {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+
+#: The start of a ``warnings.warn(...)`` call in source code.
+_WARN_CALL = re.compile(r"(?:warnings\.)?warn(?:_explicit)?\(")
+
+
+def _warning_origin(frame: FrameType | None) -> str | None:
+    """Where the warning being raised or shown comes from, in words; ``None`` for the package's.
+
+    The first frame from ``frame`` outward that is not the ``warnings`` module's is the code
+    that raised the warning. Standing at a ``warn(...)`` call, it raised the warning itself: in
+    flexdownscale that is the package's own warning (``None``), elsewhere its top-level package
+    names it (``"numpy"``). Otherwise the warning is one of compiled code it called (numpy's
+    floating-point warnings have no Python frame of their own): ``"compiled code called by
+    MODULE"``.
+    """
+    import linecache
+
+    from ._stack import _PACKAGE_DIR
+
+    while frame is not None and frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
+        frame = frame.f_back
+    if frame is None:
+        return "Python"
+    code = frame.f_code
+    module = str(frame.f_globals.get("__name__") or code.co_filename)
+    line, _, column, _ = next(itertools.islice(code.co_positions(), frame.f_lasti // 2, None))
+    source = linecache.getline(code.co_filename, line or 0)
+    calls_warn = not source or column is None or bool(_WARN_CALL.match(source, column))
+    if not calls_warn:
+        return f"compiled code called by {module}"
+    if os.path.abspath(code.co_filename).startswith(_PACKAGE_DIR):
+        return None
+    return module.partition(".")[0]
 
 
 def _command(args: argparse.Namespace) -> int:

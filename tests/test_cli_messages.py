@@ -352,3 +352,38 @@ def test_inference_warnings_are_said_in_command_line_words(era5, tmp_path, capsy
     ) in said
     for word in PYTHON_WORDS:
         assert word not in err + said, word
+
+
+def test_other_libraries_warnings_say_what_they_are(tmp_path, capsys, monkeypatch):
+    """A warning of numpy (or of any code outside the package) was printed like the package's
+    own, ``flexdownscale downscale: warning: Mean of empty slice.``, hiding where it came from;
+    it names its category and origin now. The package's own warnings keep the plain form."""
+    import warnings
+
+    import flexdownscale.cli as cli
+
+    def check_device(device):  # the first step of the command: meet warnings from elsewhere
+        np.mean(np.array([]))  # numpy's own warnings.warn
+        np.log(np.zeros(1))  # numpy's compiled code, called from here (no numpy frame)
+
+    monkeypatch.setattr(cli, "_check_device", check_device)
+    argv = ["downscale", str(tmp_path / "missing.nc"), str(tmp_path / "o.nc"), "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert console_main() == 2
+    lines = capsys.readouterr().err.splitlines()
+    with warnings.catch_warnings(record=True) as seen:  # numpy's words (they vary by version)
+        warnings.simplefilter("always")
+        np.mean(np.array([]))
+    empty, divide = (str(w.message) for w in seen)  # "Mean of empty slice", "invalid value ..."
+    prefix = "flexdownscale downscale: warning: RuntimeWarning from "
+    assert lines[0] == f"{prefix}numpy: {empty}"
+    # numpy's mean then divides 0 by 0 in compiled code: named by the numpy module calling it
+    assert lines[1].startswith(f"{prefix}compiled code called by numpy.")
+    assert lines[1].endswith(f": {divide}")
+    assert lines[2] == (
+        f"{prefix}compiled code called by {__name__}: divide by zero encountered in log"
+    )
+    assert lines[3].startswith("flexdownscale downscale: error: input ")
+    assert len(lines) == 4
