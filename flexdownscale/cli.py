@@ -1281,9 +1281,37 @@ def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
     _tolerant_terminal()
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
-        if command_line:
-            warnings.showwarning = functools.partial(_show_warning, args.command)
-        return _command(args)
+        if not command_line:
+            return _command(args)
+        warnings.showwarning = functools.partial(_show_warning, args.command)
+        try:
+            return _command(args)
+        except Warning as err:  # python -W error, PYTHONWARNINGS=error: one line, not a traceback
+            line = _warning_error(err, args.command)
+            print(f"flexdownscale {args.command}: error: {line}", file=sys.stderr)
+            return 2
+
+
+def _warning_error(err: Warning, command: str) -> str:
+    """The line of a warning that the warnings filter turned into an error (``python -W error``,
+    ``PYTHONWARNINGS``): said as such, in the words of :func:`_show_warning`."""
+    # the code that raised the warning: the innermost frame that is not the warnings module's
+    raised = err.__traceback__
+    while raised is not None and raised.tb_next is not None:
+        inner = raised.tb_next
+        if inner.tb_frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
+            break
+        raised = inner
+    origin = None if raised is None else _warning_origin(raised.tb_frame, raised.tb_lasti)
+    text = " ".join(str(err).split())
+    if origin is None:
+        text = cli_spelling(text, command)
+    else:
+        text = f"{type(err).__name__} from {origin}: {text}"
+    return (
+        "a warning was turned into an error by the warnings filter (python -W error or "
+        f"PYTHONWARNINGS): {text}"
+    )
 
 
 def _show_warning(
@@ -1300,7 +1328,8 @@ def _show_warning(
     command-line words, others (numpy, xarray, dask, ...) with their category and origin
     (``RuntimeWarning from numpy: Mean of empty slice.``), as they are not the package's."""
     text = " ".join(str(message).split())
-    origin = _warning_origin(sys._getframe(1))
+    caller = sys._getframe(1)
+    origin = _warning_origin(caller, caller.f_lasti)
     if origin is None:
         text = cli_spelling(text, command)
     else:
@@ -1312,11 +1341,12 @@ def _show_warning(
 _WARN_CALL = re.compile(r"(?:warnings\.)?warn(?:_explicit)?\(")
 
 
-def _warning_origin(frame: FrameType | None) -> str | None:
+def _warning_origin(frame: FrameType | None, lasti: int) -> str | None:
     """Where the warning being raised or shown comes from, in words; ``None`` for the package's.
 
-    The first frame from ``frame`` outward that is not the ``warnings`` module's is the code
-    that raised the warning. Standing at a ``warn(...)`` call, it raised the warning itself: in
+    The first frame from ``frame`` (at instruction offset ``lasti``) outward that is not the
+    ``warnings`` module's is the code that raised the warning. Standing at a ``warn(...)`` call,
+    it raised the warning itself: in
     flexdownscale that is the package's own warning (``None``), elsewhere its top-level package
     names it (``"numpy"``). Otherwise the warning is one of compiled code it called (numpy's
     floating-point warnings have no Python frame of their own): ``"compiled code called by
@@ -1328,11 +1358,12 @@ def _warning_origin(frame: FrameType | None) -> str | None:
 
     while frame is not None and frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
         frame = frame.f_back
+        lasti = -1 if frame is None else frame.f_lasti
     if frame is None:
         return "Python"
     code = frame.f_code
     module = str(frame.f_globals.get("__name__") or code.co_filename)
-    line, _, column, _ = next(itertools.islice(code.co_positions(), frame.f_lasti // 2, None))
+    line, _, column, _ = next(itertools.islice(code.co_positions(), max(lasti, 0) // 2, None))
     source = linecache.getline(code.co_filename, line or 0)
     calls_warn = not source or column is None or bool(_WARN_CALL.match(source, column))
     if not calls_warn:

@@ -387,3 +387,49 @@ def test_other_libraries_warnings_say_what_they_are(tmp_path, capsys, monkeypatc
     )
     assert lines[3].startswith("flexdownscale downscale: error: input ")
     assert len(lines) == 4
+
+
+def test_a_warning_made_an_error_is_one_line_and_status_2(
+    kolmogorov, tmp_path, capsys, monkeypatch
+):
+    """``python -W error::UserWarning -m flexdownscale.cli downscale ...`` ended in a Python
+    traceback (exit 1) when the package warned; it is one error line now, exit 2, saying that a
+    warning was made an error. ``main`` from Python keeps the exception."""
+    import subprocess
+    import warnings
+
+    out = tmp_path / "o.nc"
+    argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8"]
+    argv += ["--condition", "100", "--steps", "1", "--quiet"]
+    said = (
+        "flexdownscale downscale: error: a warning was turned into an error by the warnings "
+        "filter (python -W error or PYTHONWARNINGS): reynolds_number = 100 (from --condition) "
+        "is outside what model 'kolmogorov-x8' was trained on (1000 to 4000); the model "
+        "extrapolates and its skill there is unknown\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-m", "flexdownscale.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert (run.returncode, run.stderr) == (2, said)
+    assert not out.exists()
+    monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PYTHONWARNINGS=error
+        assert console_main() == 2
+        assert capsys.readouterr().err == said
+        # a warning of another library, made an error: its category and origin
+        monkeypatch.setattr("flexdownscale.cli._check_device", lambda _: np.mean(np.array([])))
+        assert console_main() == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            "flexdownscale downscale: error: a warning was turned into an error by the warnings "
+            "filter (python -W error or PYTHONWARNINGS): RuntimeWarning from numpy: Mean of empty"
+        )
+        assert err.count("\n") == 1
+        monkeypatch.undo()
+        with pytest.raises(UserWarning, match="from the condition= argument"):
+            main(argv)
+    assert not out.exists()
