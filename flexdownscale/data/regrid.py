@@ -402,6 +402,15 @@ class Regridder:
             tx = np.asarray(target[self.target_spec.x].values, dtype=np.float64)
             if not (np.array_equal(ty, self._ty) and np.array_equal(tx, self._tx)):
                 self._target_labels = (ty, tx)
+        # a float32 target axis gives float32 output coordinates (equal to the target's)
+        self._float32_axes = (
+            (False, False)
+            if isinstance(target, GridSpec)
+            else tuple(
+                target[name].dtype == np.float32
+                for name in (self.target_spec.y, self.target_spec.x)
+            )
+        )
         if backend == "xarray-regrid":
             if curvilinear:
                 raise GridError(
@@ -530,12 +539,21 @@ class Regridder:
         else:
             out = self._call_xesmf(obj)
         out = self._on_target_labels(out)
+        out = self._in_target_dtypes(out)
         if spec is not None:
             # a rotated-pole source's 2-D lat/lon, recomputed on the target cells; other
             # auxiliary coordinates of the source grid are gone, so no attribute names them
             out = _with_geographic_coordinates(out, obj, spec)
             out = _trim_stale_coordinates(out)
         return out.assign(passed) if passed else out
+
+    def _in_target_dtypes(self, out: XrObj) -> XrObj:
+        """``out`` with float32 x / y coordinates where the target's are float32."""
+        names = self.source_spec if self.source_spec is not None else self.target_spec
+        for dim, float32 in zip((names.y, names.x), self._float32_axes):
+            if float32 and dim in out.coords and out[dim].dtype != np.float32:
+                out = out.assign_coords({dim: out[dim].astype(np.float32)})
+        return out
 
     def _on_target_labels(self, out: XrObj) -> XrObj:
         """``out`` (on the normalized target axes) in the target's own order and labels."""

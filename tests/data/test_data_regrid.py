@@ -596,3 +596,29 @@ def test_grids_in_different_frames_are_refused(shared_data):
     radar = xr.open_dataset(shared_data / "radar" / "bom_mtstapylton_prcp10min_2020-10-31.nc")
     with pytest.raises(GridError, match=r"the source grid is 'projected' .* target grid 'latlon'"):
         regrid(radar["precipitation"].isel(time=0), geographic)
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative", "nearest"])
+def test_float32_target_axes_give_float32_output_axes(shared_data, method):
+    # regrid onto a float32 target (a CMIP file's grid, a degrade of a float32 field) returned
+    # float64 coordinates: equal values, but `out.latitude.dtype` and the written file differed
+    # from the target's; now the output's axes are the target's, in its dtype
+    ds = xr.open_dataset(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")
+    ds = ds.isel(time=0, latitude=slice(0, 32), longitude=slice(0, 48)).load()
+    target = xr.Dataset(
+        coords={
+            "latitude": ("latitude", np.arange(58.3, 52.0, -0.7, dtype=np.float32)),
+            "longitude": ("longitude", np.arange(-9.5, -0.5, 0.3, dtype=np.float32)),
+        }
+    )
+    out = regrid(ds, target, method=method)
+    for name in ("latitude", "longitude"):
+        assert out[name].dtype == np.float32, name
+        np.testing.assert_array_equal(out[name].values, target[name].values)
+    # the same numbers as onto the target's values held in float64
+    wide = target.assign_coords(
+        {n: target[n].astype(np.float64) for n in ("latitude", "longitude")}
+    )
+    reference = regrid(ds, wide, method=method)
+    assert reference.latitude.dtype == np.float64
+    np.testing.assert_array_equal(out["t2m"].values, reference["t2m"].values)
