@@ -1112,9 +1112,25 @@ def _table_cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+#: What argparse takes for a negative number, not an option: ``-`` then a digit or ``.digit``
+#: (``-1``, ``-1e3``, ``-.5``, ``-1_000``), or ``-inf``, ``-infinity``, ``-nan`` in any case.
+_NEGATIVE_NUMBER = re.compile(r"^-\.?\d|^-(?:inf|infinity|nan)$", re.IGNORECASE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that reads every spelling of a negative number that ``float`` takes
+    as a value, ``--condition -inf`` or ``--bbox -1e1 49 2 61``; argparse's own pattern (``-1``
+    and ``-1.5`` only, in Python 3.11) took ``-inf`` and ``-1e3`` for options ("expected one
+    argument"). Subparsers are made of this class too (argparse's default ``parser_class``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flexdownscale`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flexdownscale",
         description="Downscale climate and physics fields with FLEX diffusion models.",
     )

@@ -109,11 +109,58 @@ def test_downscale_option_values_are_named_by_their_flags(era5, tmp_path, capsys
 def test_condition_that_is_not_finite_names_the_flag(kolmogorov, tmp_path, capsys, value):
     out = tmp_path / "o.nc"
     argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8", "--quiet"]
-    code, err = _run([*argv, f"--condition={value}"], capsys)
-    assert code == 2
-    assert err.endswith(f"--condition {value}; expected a finite number")
-    _no_python(err)
+    # "--condition -inf" was an argparse usage error ("expected one argument"), as was any
+    # negative number but -1 and -1.5 spellings: only --condition=-inf worked
+    for given in ([f"--condition={value}"], ["--condition", value]):
+        code, err = _run([*argv, *given], capsys)
+        assert code == 2
+        assert err.endswith(f"--condition {value}; expected a finite number")
+        _no_python(err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("spelling", "value"),
+    [("-inf", -np.inf), ("-Infinity", -np.inf), ("-1e3", -1e3), ("-1E+3", -1e3), ("-.5", -0.5),
+     ("-.5e-3", -5e-4), ("-1_000.5", -1000.5), ("-2", -2.0), ("-2.5", -2.5)],
+)  # fmt: skip
+def test_negative_numbers_are_option_values_in_every_spelling(spelling, value):
+    """Every spelling of a negative number that float() reads is the value of a number flag
+    (--condition, --bbox, --seed; was "expected one argument" for -inf, -1e3, -.5e-3, ...),
+    and a flag after a flag that takes a value is still refused as its value."""
+    from flexdownscale.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["downscale", "a.nc", "b.nc", "--condition", spelling, "--quiet"])
+    assert (args.condition, args.quiet) == (value, True)
+    bbox = ["--bbox", spelling, spelling, "2", "61"]
+    args = parser.parse_args(["downscale", "a.nc", "b.nc", *bbox, "--seed", "-3"])
+    assert (args.bbox, args.seed) == ([value, value, 2.0, 61.0], -3)
+    assert parser.parse_args(["demo", "--seed", "-3"]).seed == -3
+
+
+def test_a_flag_is_not_taken_for_a_negative_number(capsys):
+    from flexdownscale.cli import build_parser
+
+    parser = build_parser()
+    for argv, said in (
+        (["--condition", "--quiet"], "argument --condition: expected one argument"),
+        (["--condition", "-x"], "argument --condition: expected one argument"),
+        (["--seed", "-1e3"], "argument --seed: invalid int value: '-1e3'"),
+        (["--bbox", "-1", "-2", "--quiet"], "argument --bbox: expected 4 arguments"),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["downscale", "a.nc", "b.nc", *argv])
+        assert capsys.readouterr().err.endswith(f"error: {said}\n")
+
+
+def test_negative_condition_through_the_command(era5, tmp_path, capsys):
+    argv = ["downscale", str(era5 / "coarse.nc"), str(tmp_path / "o.nc"), "--model", "era5-t2m-x4"]
+    for spelling, said in (("-1e3", "-1000.0"), ("-.5", "-0.5")):
+        code, err = _run([*argv, "--condition", spelling, "--quiet"], capsys)
+        assert code == 2
+        assert f"--condition {said} given but model 'era5-t2m-x4' takes no physical" in err
+        _no_python(err)
 
 
 def test_missing_condition_names_the_flag_and_the_files_attribute(kolmogorov, tmp_path, capsys):
