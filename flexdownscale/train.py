@@ -307,7 +307,7 @@ def _load_pickle_safely(path: Path, what: str, *, numpy_rng: bool = False) -> An
     a file that holds anything else is refused with a :class:`CheckpointError`, never run."""
     globals_ = _numpy_rng_globals() if numpy_rng else []
     scoped = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    if scoped is None:  # pragma: no cover - torch 2.4: allowed for the process (data only)
+    if scoped is None:  # torch 2.4: allowed for the process (data only)
         torch.serialization.add_safe_globals(globals_)
         allowed: Any = contextlib.nullcontext()
     else:

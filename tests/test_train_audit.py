@@ -126,6 +126,43 @@ def test_a_pickle_that_runs_code_is_refused_not_run(
     assert not pwned.exists()
 
 
+@pytest.fixture
+def torch_2_4_serialization(monkeypatch):
+    """torch.serialization as torch 2.4 has it: no scoped ``safe_globals`` context (2.5+), so the
+    loader falls back to ``add_safe_globals`` for the process; the list is restored after."""
+    saved = list(torch.serialization.get_safe_globals())
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    yield
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(saved)
+
+
+def test_random_states_load_and_planted_code_is_refused_without_scoped_safe_globals(
+    tmp_path, torch_2_4_serialization
+):
+    """The torch 2.4 route of the safe loader (``pyproject`` allows torch >= 2.4) was never run:
+    the numpy RNG state still loads, and a pickle that runs code is still refused."""
+    import numpy as np
+
+    from flexdownscale.train import _load_pickle_safely
+
+    assert not hasattr(torch.serialization, "safe_globals")
+    rng = np.random.RandomState(7).get_state()
+    states = {"numpy_random_seed": rng, "torch_manual_seed": torch.get_rng_state()}
+    torch.save(states, tmp_path / "random_states_0.pkl")
+    loaded = _load_pickle_safely(
+        tmp_path / "random_states_0.pkl", "the random states", numpy_rng=True
+    )
+    assert loaded["numpy_random_seed"][0] == rng[0]
+    np.testing.assert_array_equal(loaded["numpy_random_seed"][1], rng[1])
+    assert torch.equal(loaded["torch_manual_seed"], states["torch_manual_seed"])
+    pwned = tmp_path / "pwned"
+    _plant(tmp_path / "planted.pkl", pwned)
+    with pytest.raises(errors.CheckpointError, match="cannot be loaded safely"):
+        _load_pickle_safely(tmp_path / "planted.pkl", "the random states", numpy_rng=True)
+    assert not pwned.exists()
+
+
 def test_export_only_of_a_planted_run_folder_exits_2_without_running_it(
     tmp_path, shared_data, capsys
 ):
