@@ -713,7 +713,84 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     )
     if "sampler_options" in flags:
         message = re.sub(r"(?<![\w.'\"-])sampler_options\b", "--sampler-option", message)
-    return message
+    return _file_fixes(message)
+
+
+#: The grid checks' fixes, spelled in xarray (grid.py), as changes to the input file; a
+#: replacement's ``{0}`` is the library's own xarray code, kept as the example.
+_FILE_FIXES: tuple[tuple[str, str], ...] = (
+    (
+        r"Sort it first, e\.g\. (ds\.sortby\(('[^']*')\))",
+        r"Sort the input file along \2 first (with xarray, for example: \1)",
+    ),
+    (
+        r"Drop the duplicates, e\.g\. (ds\.drop_duplicates\(('[^']*')\))",
+        r"Drop the duplicates from the input file first (with xarray, for example: \1)",
+    ),
+    (
+        r"Assign one, e\.g\. (ds\.assign_coords\((\w+)=np\.arange\(n\) \* spacing\))",
+        r"Add a coordinate variable '\2' holding the cell centres to the input file (with "
+        r"xarray, for example: \1)",
+    ),
+    (
+        r"Drop it, e\.g\. (ds\.isel\(\w+=slice\(None, -1\)\)) \(drop_duplicates does not see "
+        r"it, the values differ\)",
+        r"Drop that last column from the input file (with xarray, for example: \1; "
+        r"drop_duplicates does not see it, the values differ)",
+    ),
+    (
+        r"Drop one of them, e\.g\. with (ds\.isel\(\w+=\.\.\.\))",
+        r"Drop one of them from the input file (with xarray, for example: \1, selecting the "
+        r"other columns)",
+    ),
+    (
+        r"Drop the polar rows first, e\.g\. (ds\.isel\(\w+=slice\(1, -1\)\))",
+        r"Drop the polar rows from the input file first (with xarray, for example: \1)",
+    ),
+    (
+        r"convert them: (ds = ds\.assign_coords\(\w+=90 - ds\['[^']*'\]\));",
+        r"convert them to latitudes (90 minus the value) in the input file (with xarray, for "
+        r"example: \1);",
+    ),
+    (
+        r"negate it and label it (degrees_\w+): (ds = ds\.assign_coords\(\w+=-ds\['[^']*'\]"
+        r"\.assign_attrs\(units='[^']*'\)\))",
+        r"negate it in the input file and set its units attribute to '\1' (with xarray, for "
+        r"example: \2)",
+    ),
+    (
+        r"Drop it first: (ds\.drop_vars\(('[^']*')\))",
+        r"Drop it from the input file first (with xarray, for example: \1)",
+    ),
+    (
+        r"Regrid to a regular grid first \((flexdownscale\.data\.regrid\.regrid)\)",
+        r"Regrid the input file to a regular grid first (in Python, for example with \1)",
+    ),
+    (  # a model folder is what the training script writes
+        r"\(export one with Downscaler\.save_pretrained or the training script\)",
+        r"(the training script writes one; in Python, Downscaler.save_pretrained does)",
+    ),
+    (
+        r"\(a folder written by Downscaler\.save_pretrained or the training script\)",
+        r"(a folder written by the training script, or in Python by "
+        r"Downscaler.save_pretrained)",
+    ),
+)
+
+
+def _file_fixes(message: str) -> str:
+    """``message`` with the grid checks' xarray fixes said as changes to the input file (the
+    xarray code kept as an example) and a coordinate's units attribute set with NCO."""
+    for pattern, replacement in _FILE_FIXES:
+        message = re.sub(pattern, replacement, message)
+    return re.sub(
+        r"Convert it or fix the attribute: ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
+        lambda m: (
+            f"Convert it to {m[2]} in the input file, or if its values are in {m[2]} already, "
+            f"set its units attribute to {m[2]!r} ({_ncatted(m[1], m[2])})"
+        ),
+        message,
+    )
 
 
 def _runs(values: Any, missing: Any, limit: int = 3) -> str:

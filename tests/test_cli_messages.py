@@ -184,6 +184,10 @@ def test_no_shipped_model_says_what_was_found_and_how_to_choose(era5, tmp_path, 
         "shipped models, for --model: era5-t2m-x4 (t2m, x4), kolmogorov-x8 (vorticity, x8))" in err
     )
     assert "pass --rename tas=t2m (model 'era5-t2m-x4')" in err
+    assert err.endswith(
+        "or pass --model path/to/model-folder (a folder written by the training script, or in "
+        "Python by Downscaler.save_pretrained) or a Hugging Face Hub id"
+    )
     _no_python(err)
     # the advice works: the shipped model under the input's name
     assert main([*argv, "--rename", "tas=t2m", "--steps", "1", "--quiet"]) == 0
@@ -480,3 +484,120 @@ def test_a_warning_made_an_error_is_one_line_and_status_2(
         with pytest.raises(UserWarning, match="from the condition= argument"):
             main(argv)
     assert not out.exists()
+
+
+def _global(lon, lat=(-60.0, -30.0, 0.0, 30.0, 60.0)):
+    """A small global 2 m temperature field on the given longitudes (a time of the sample)."""
+    lat = np.asarray(lat)
+    return xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), np.full((1, lat.size, len(lon)), 280.0))},
+        coords={
+            "time": [np.datetime64("2019-03-01T00")],
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", np.asarray(lon, dtype=float), {"units": "degrees_east"}),
+        },
+    ).assign(t2m=lambda d: d["t2m"].assign_attrs(units="K"))
+
+
+def _south(ds):
+    lat = (-ds["latitude"]).assign_attrs({**ds["latitude"].attrs, "units": "degrees_south"})
+    return ds.assign_coords(latitude=lat)
+
+
+def _rotated(ds):
+    ds = ds.drop_vars(["latitude_bnds", "longitude_bnds"]).rename(latitude="rlat", longitude="rlon")
+    ds["rlat"].attrs = {"standard_name": "grid_latitude", "units": "radians"}
+    ds["rlon"].attrs = {"standard_name": "grid_longitude", "units": "degrees"}
+    return ds
+
+
+def _irregular(ds):
+    step = np.zeros(ds.sizes["latitude"])
+    step[3] = 0.2
+    return ds.assign_coords(latitude=(ds["latitude"] + step).assign_attrs(ds["latitude"].attrs))
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "said"),
+    [
+        ("unsorted", lambda ds: ds.isel(latitude=[1, 0, *range(2, ds.sizes["latitude"])]),
+         "coordinate 'latitude' is not monotonic; expected strictly increasing or decreasing "
+         "values. Sort the input file along 'latitude' first (with xarray, for example: "
+         "ds.sortby('latitude'))"),
+        ("duplicated", lambda ds: ds.isel(longitude=[0, 0, *range(1, ds.sizes["longitude"])]),
+         "Drop the duplicates from the input file first (with xarray, for example: "
+         "ds.drop_duplicates('longitude'))"),
+        ("no coordinate", lambda ds: ds.drop_vars(["longitude", "longitude_bnds"]),
+         "dimension 'longitude' has no coordinate values; expected a 1-D coordinate giving the "
+         "cell centres. Add a coordinate variable 'longitude' holding the cell centres to the "
+         "input file (with xarray, for example: ds.assign_coords(longitude=np.arange(n) * "
+         "spacing))"),
+        ("colatitudes", lambda ds: ds.assign_coords(latitude=ds["latitude"] + 50.0),
+         "If these are colatitudes (0 at the north pole), convert them to latitudes (90 minus "
+         "the value) in the input file (with xarray, for example: ds = ds.assign_coords("
+         "latitude=90 - ds['latitude'])); if the axis is not a latitude"),
+        ("degrees south", _south,
+         "coordinate 'latitude' is in 'degrees_south', which count the other way; negate it in "
+         "the input file and set its units attribute to 'degrees_north' (with xarray, for "
+         "example: ds = ds.assign_coords(latitude=-ds['latitude'].assign_attrs("
+         "units='degrees_north')))"),
+        ("cyclic point", lambda _: _global(np.arange(0.0, 361.0, 30.0)),
+         "Drop that last column from the input file (with xarray, for example: "
+         "ds.isel(longitude=slice(None, -1)); drop_duplicates does not see it, the values "
+         "differ)"),
+        ("same place", lambda _: _global([*np.arange(30.0, 331.0, 30.0), 0.0, 360.0]),
+         "longitude 'longitude' has values [0.0, 360.0] that are the same place (360 degrees "
+         "apart); expected each longitude once. Drop one of them from the input file (with "
+         "xarray, for example: ds.isel(longitude=...), selecting the other columns)"),
+        ("irregular", _irregular,
+         "expected a regular grid. Regrid the input file to a regular grid first (in Python, "
+         "for example with flexdownscale.data.regrid.regrid)"),
+        ("rotated units", _rotated,
+         "rotated-pole coordinate 'rlat' has units 'radians'; expected 'degrees'. Convert it "
+         "to degrees in the input file, or if its values are in degrees already, set its units "
+         "attribute to 'degrees' (with NCO, for example: ncatted -a units,rlat,o,c,degrees "
+         "FILE)"),
+    ],
+)  # fmt: skip
+def test_grid_fixes_are_said_as_changes_to_the_file(era5, tmp_path, capsys, case, edit, said):
+    """The grid checks said their fixes in xarray (``Sort it first, e.g. ds.sortby('x')``); the
+    command says what to do to the input file, the xarray code kept as an example."""
+    path = tmp_path / "in.nc"
+    edit(xr.open_dataset(era5 / "coarse.nc").load()).to_netcdf(path)
+    out = tmp_path / "o.nc"
+    code, err = _run(["downscale", str(path), str(out), "--model", "era5-t2m-x4"], capsys)
+    assert code == 2
+    assert err.startswith("flexdownscale downscale: error: ")
+    assert said in err
+    # the xarray example is the only Python in the line
+    prose = err.split(" (with xarray, for example: ")[0].split(" (in Python, for example with")[0]
+    _no_python(prose)
+    assert not out.exists()
+
+
+def test_model_folder_and_unreachable_grid_fixes_in_command_line_words(tmp_path, capsys):
+    """The model-folder messages named Downscaler.save_pretrained only; the polar-row and
+    one-grid-dim fixes (not reached with the shipped models' grids: their checks run in the
+    library) are said as changes to the file too."""
+    from flexdownscale.data.grid import _on_grid, refine_coord
+    from flexdownscale.errors import GridError
+
+    empty = tmp_path / "my-model"
+    empty.mkdir()
+    code, err = _run(["info", str(empty)], capsys)
+    assert code == 2
+    assert err.endswith(
+        "README.md (the training script writes one; in Python, Downscaler.save_pretrained does)"
+    )
+    with pytest.raises(GridError) as polar:
+        refine_coord(np.arange(80.0, 91.0), 4, latitude=True, name="lat")
+    assert cli_spelling(str(polar.value)).endswith(
+        "Drop the polar rows from the input file first (with xarray, for example: "
+        "ds.isel(lat=slice(1, -1)))"
+    )
+    field = xr.DataArray(np.zeros(3), dims="y")
+    with pytest.raises(GridError) as one_dim:
+        _on_grid("mask", field, "y", "x")
+    assert cli_spelling(str(one_dim.value)).endswith(
+        "Drop it from the input file first (with xarray, for example: ds.drop_vars('mask'))"
+    )
