@@ -39,6 +39,7 @@ from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import grid_row_weights, upsample_array
 from .data.grid import (
     GridSpec,
+    _geographic_to_rotated_pole,
     _grid_mapping_names,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
@@ -46,6 +47,7 @@ from .data.grid import (
     grid_spec,
     normalize_grid,
     refine_grid,
+    rotated_pole_to_geographic,
 )
 from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
@@ -351,41 +353,87 @@ def _warn_outside_domain(
     units: tuple[str, str],
     name: str,
     fix: str = "downscale the training region only (bbox=...)",
+    crs: Mapping[str, Any] | None = None,
 ) -> None:
     """Warn when a regional model (latitude/longitude or rotated-pole training grid bounded
     along an axis) runs on cells (centres ``ys``, ``xs``) mostly outside its training domain:
     fewer than :data:`DOMAIN_SHARE_MIN` of them inside it (longitudes compared modulo 360).
-    ``fix`` says how to keep to the domain."""
+    ``fix`` says how to keep to the domain. ``crs`` is the input's grid mapping: on a rotated
+    grid whose pole is not the training grid's, the cells are first moved into the training
+    grid's rotated frame (the same numbers are other places under another pole)."""
     if fine.kind not in ("latlon", "rotated") or (fine.periodic_x and fine.periodic_y):
         return
-    shares, spans = [], []
+    ys, xs = np.asarray(ys, dtype=np.float64), np.asarray(xs, dtype=np.float64)
+    if ys.size == 0 or xs.size == 0:
+        return
+    frame = ""
+    if fine.kind == "rotated" and _other_rotated_pole(crs, fine.crs):
+        every = max(1, math.ceil(math.sqrt(ys.size * xs.size / 1e6)))  # a share: 1e6 cells do
+        ys, xs = ys[::every], xs[::every]
+        lat, lon = rotated_pole_to_geographic(ys[:, None], xs[None, :], crs)  # type: ignore[arg-type]
+        ys, xs = _geographic_to_rotated_pole(lat, lon, fine.crs)  # type: ignore[arg-type]
+        frame = " (in the training grid's rotated frame: the input's rotated pole is another)"
+    spans, inside = [], []
     for values, first, step, count, periodic, wraps in (
         (ys, fine.y0, fine.dy, fine.ny, fine.periodic_y, False),
         (xs, fine.x0, fine.dx, fine.nx, fine.periodic_x, True),
     ):
         low, high = first - 0.5 * step, first + (count - 0.5) * step
         spans.append((low, high))
-        if periodic or values.size == 0:
-            shares.append(1.0)
-            continue
-        offset = np.asarray(values, dtype=np.float64) - low
+        offset = values - low
         if wraps:
             offset = np.mod(offset, 360.0)
-        shares.append(float(np.mean((offset >= 0) & (offset <= high - low))))
-    share = shares[0] * shares[1]
+        inside.append(periodic | ((offset >= 0) & (offset <= high - low)))
+    if ys.ndim == 1:  # the cells are the product of the two axes
+        share = float(np.mean(inside[0])) * float(np.mean(inside[1]))
+    else:
+        share = float(np.mean(inside[0] & inside[1]))
     if share >= DOMAIN_SHARE_MIN:
         return
     (ylo, yhi), (xlo, xhi) = spans
     warnings.warn(
         f"model {name!r} was trained on a regional domain (x {xlo:g}..{xhi:g} {units[1]}, "
         f"y {ylo:g}..{yhi:g} {units[0]}) but the input spans x {float(np.min(xs)):g}.."
-        f"{float(np.max(xs)):g}, y {float(np.min(ys)):g}..{float(np.max(ys)):g}: only "
+        f"{float(np.max(xs)):g}, y {float(np.min(ys)):g}..{float(np.max(ys)):g}{frame}: only "
         f"{100 * share:.0f}% of its cells lie in the training domain (this warns below "
         f"{100 * DOMAIN_SHARE_MIN:.0f}%). Outside it the model extrapolates to climates it "
         f"never saw; {fix} or use a model trained on yours",
         UserWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _input_grid_mapping(sel: xr.Dataset, ds: xr.Dataset) -> dict[str, Any] | None:
+    """The CF grid-mapping attributes of the selected variables ``sel``, looked up in the input
+    ``ds`` (selecting the model's variables leaves the grid-mapping variable behind)."""
+    for var in sel.data_vars.values():
+        names = _grid_mapping_names(
+            var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        )
+        if names and names[0] in ds.variables:
+            return dict(ds[names[0]].attrs)
+    return None
+
+
+def _other_rotated_pole(crs: Mapping[str, Any] | None, trained: Mapping[str, Any] | None) -> bool:
+    """Whether two rotated-pole grid mappings both give their pole and the poles differ (then
+    rotated coordinates of one are other places in the other)."""
+    keys = ("grid_north_pole_latitude", "grid_north_pole_longitude", "north_pole_grid_longitude")
+
+    def pole(gm: Mapping[str, Any] | None) -> tuple[float, ...] | None:
+        try:
+            return tuple(float(gm.get(k, 0.0) or 0.0) for k in keys)  # type: ignore[union-attr]
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    if (
+        not crs
+        or not trained
+        or any(keys[0] not in gm or keys[1] not in gm for gm in (crs, trained))
+    ):
+        return False
+    a, b = pole(crs), pole(trained)
+    return a is not None and b is not None and not np.allclose(a, b, rtol=0.0, atol=1e-6)
 
 
 def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -2043,6 +2091,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 np.asarray(region[x].values)[ix],
                 (spec.y_units, spec.x_units),
                 self.name,
+                crs=_input_grid_mapping(sel, ds),
             )
         ny_out, nx_out = _cell_count(crop[0]), _cell_count(crop[1])
         n_var = len(self.variables)
@@ -2311,6 +2360,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 self.name,
                 fix=f"forecast the training region only (select it: ds.sel({spec.y}=..., "
                 f"{spec.x}=...))",
+                crs=_input_grid_mapping(sel, ds),
             )
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
             raise DataError(

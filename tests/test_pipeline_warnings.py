@@ -11,6 +11,7 @@ import xarray as xr
 from test_pipeline import era5_pair, make_downscaler
 
 from flexdownscale.data import GridSpec, degrade, grid_spec
+from flexdownscale.data.grid import _geographic_to_rotated_pole, rotated_pole_to_geographic
 from flexdownscale.pipeline import DOMAIN_SHARE_MIN, _training_crop, _warn_outside_domain
 
 # --------------------------------------------------------------------------------------------
@@ -170,3 +171,68 @@ def test_regional_model_on_a_far_domain_warns_and_a_bbox_does_not(shared_data):
             ("degrees_north", "degrees_east"),
             "tiny-test",
         )
+
+
+def _eur11_window(shared_data) -> tuple[GridSpec, np.ndarray, np.ndarray]:
+    """The training grid of a model on 64 x 64 cells of EUR-11 (rotated pole at 39.25 N, 162 W),
+    and those cells' rotated coordinates."""
+    with xr.open_dataset(shared_data / "grids" / "tas_rotated_grid_EUR11.nc") as ds:
+        window = ds.isel(rlat=slice(180, 244), rlon=slice(180, 244)).load()
+    return grid_spec(window), window["rlat"].values, window["rlon"].values
+
+
+def test_domain_rule_on_a_rotated_grid_with_another_pole(shared_data):
+    """The rule compared rotated coordinates only: the same numbers under another rotated pole
+    are other places (under the NAM-44 pole, 42.5 N 83 E, over North America), yet a model
+    trained on central Europe ran there without a warning. Cells under another pole are now
+    moved into the training frame first."""
+    trained, rlat, rlon = _eur11_window(shared_data)
+    assert trained.kind == "rotated"
+    assert trained.crs["grid_north_pole_latitude"] == 39.25
+    units = ("degrees", "degrees")
+    america = {
+        "grid_mapping_name": "rotated_latitude_longitude",
+        "grid_north_pole_latitude": 42.5,
+        "grid_north_pole_longitude": 83.0,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the training cells, under their own pole: no warning
+        _warn_outside_domain(trained, rlat, rlon, units, "eur", crs=trained.crs)
+    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+        _warn_outside_domain(trained, rlat, rlon, units, "eur", crs=america)
+    assert "in the training grid's rotated frame: the input's rotated pole is another" in str(
+        w[0].message
+    )
+    # the same European cells given in the other frame: inside, no warning
+    lat, lon = rotated_pole_to_geographic(rlat[:, None], rlon[None, :], trained.crs)
+    other_r, other_lam = _geographic_to_rotated_pole(lat, lon, america)
+    ys = np.linspace(other_r.min(), other_r.max(), 64)
+    xs = np.linspace(other_lam.min(), other_lam.max(), 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_outside_domain(trained, ys, xs, units, "eur", crs=america)
+    # a grid mapping without the pole cannot be compared: the rotated numbers, as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_outside_domain(trained, rlat, rlon, units, "eur", crs={"grid_mapping_name": "x"})
+
+
+def test_downscaler_compares_a_rotated_input_in_the_training_frame(shared_data):
+    """End to end: the input's grid mapping is read from the input file (selecting the model's
+    variables leaves the ``rotated_pole`` variable behind)."""
+    with xr.open_dataset(shared_data / "grids" / "tas_rotated_grid_EUR11.nc") as ds:
+        fine = ds.isel(height=0, rlat=slice(180, 244), rlon=slice(180, 244)).load()
+    fine = fine.rename(tas="t2m")
+    coarse = degrade(fine, 4)
+    model = make_downscaler(fine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(coarse, seed=0)
+    moved = coarse.copy()
+    moved["rotated_pole"] = coarse["rotated_pole"].copy()
+    moved["rotated_pole"].attrs.update(
+        grid_north_pole_latitude=42.5, grid_north_pole_longitude=83.0
+    )
+    with pytest.warns(UserWarning, match=r"rotated pole is another\): only 0% of its cells"):
+        model(moved, seed=0)
+    assert coarse["rotated_pole"].attrs["grid_north_pole_latitude"] == 39.25  # not mutated

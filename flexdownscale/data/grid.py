@@ -1303,6 +1303,42 @@ def rotated_pole_to_geographic(
     >>> round(float(lat), 10), round(float(lon), 10)
     (50.75, 18.0)
     """
+    origin, east, pole, offset = _rotated_frame(grid_mapping)
+    phi = np.radians(np.asarray(rlat, dtype=np.float64))
+    lam = np.radians(np.asarray(rlon, dtype=np.float64) - offset)
+    phi, lam = np.broadcast_arrays(phi, lam)
+    a = np.cos(phi) * np.cos(lam)
+    b = np.cos(phi) * np.sin(lam)
+    c = np.sin(phi)
+    x, y, z = (a * origin[i] + b * east[i] + c * pole[i] for i in range(3))
+    lat = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(y, x))
+    return lat, lon
+
+
+def _geographic_to_rotated_pole(
+    lat: ArrayLike, lon: ArrayLike, grid_mapping: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotated latitude and longitude (degrees, longitude in -180..180 plus the mapping's
+    ``north_pole_grid_longitude``) of geographic points: the inverse of
+    :func:`rotated_pole_to_geographic`."""
+    origin, east, pole, offset = _rotated_frame(grid_mapping)
+    phi = np.radians(np.asarray(lat, dtype=np.float64))
+    lam = np.radians(np.asarray(lon, dtype=np.float64))
+    phi, lam = np.broadcast_arrays(phi, lam)
+    v = (np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi))
+    a, b, c = (sum(v[i] * axis[i] for i in range(3)) for axis in (origin, east, pole))
+    rlat = np.degrees(np.arcsin(np.clip(c, -1.0, 1.0)))
+    rlon = np.degrees(np.arctan2(b, a)) + offset
+    return rlat, rlon
+
+
+def _rotated_frame(
+    grid_mapping: Mapping[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Unit vectors (geographic x, y, z) of a rotated-pole frame: its origin O (on the pole's
+    meridian, 90 degrees from it, on the far side of the geographic pole), east = P x O and
+    its north pole P; and the ``north_pole_grid_longitude`` offset (degrees)."""
     try:
         pole_lat = np.radians(float(grid_mapping["grid_north_pole_latitude"]))
         pole_lon = np.radians(float(grid_mapping["grid_north_pole_longitude"]))
@@ -1312,23 +1348,10 @@ def rotated_pole_to_geographic(
             f"and grid_north_pole_longitude attributes; got {dict(grid_mapping)}"
         ) from err
     offset = float(grid_mapping.get("north_pole_grid_longitude", 0.0) or 0.0)
-    phi = np.radians(np.asarray(rlat, dtype=np.float64))
-    lam = np.radians(np.asarray(rlon, dtype=np.float64) - offset)
-    phi, lam = np.broadcast_arrays(phi, lam)
-    # unit vectors of the rotated frame in geographic coordinates: its north pole P, its
-    # origin O (on P's meridian, 90 degrees from P, on the far side of the geographic pole),
-    # and east = P x O
     cp, sp = np.cos(pole_lat), np.sin(pole_lat)
     pole = np.array([cp * np.cos(pole_lon), cp * np.sin(pole_lon), sp])
     origin = np.array([-sp * np.cos(pole_lon), -sp * np.sin(pole_lon), cp])
-    east = np.cross(pole, origin)
-    a = np.cos(phi) * np.cos(lam)
-    b = np.cos(phi) * np.sin(lam)
-    c = np.sin(phi)
-    x, y, z = (a * origin[i] + b * east[i] + c * pole[i] for i in range(3))
-    lat = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
-    lon = np.degrees(np.arctan2(y, x))
-    return lat, lon
+    return origin, np.cross(pole, origin), pole, offset
 
 
 def _geographic_axis(name: Hashable, attrs: Mapping[str, Any]) -> str | None:

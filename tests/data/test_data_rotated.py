@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 from flexdownscale.data import coarsen_grid, degrade, refine_grid, regrid, up
-from flexdownscale.data.grid import rotated_pole_to_geographic
+from flexdownscale.data.grid import _geographic_to_rotated_pole, rotated_pole_to_geographic
 from flexdownscale.errors import GridError
 
 EUR11 = "grids/tas_rotated_grid_EUR11.nc"
@@ -72,6 +72,29 @@ def test_rotated_pole_to_geographic_agrees_with_proj(shared_data):
     np.testing.assert_allclose(lon, [20.0, 170.0], atol=1e-12)
     with pytest.raises(GridError, match="grid_north_pole_latitude"):
         rotated_pole_to_geographic(0.0, 0.0, {"grid_mapping_name": "rotated_latitude_longitude"})
+
+
+def test_geographic_to_rotated_pole_inverts_it_and_agrees_with_proj(shared_data):
+    with xr.open_dataset(shared_data / EUR11) as ds:
+        gm = dict(ds.rotated_pole.attrs)
+        rlat, rlon = ds.rlat.values[::7], ds.rlon.values[::7]
+    r, lam = np.meshgrid(rlat, rlon, indexing="ij")
+    for mapping in (gm, {**gm, "north_pole_grid_longitude": 30.0}):
+        lat, lon = proj_latlon(mapping, rlat, rlon)
+        back_r, back_lam = _geographic_to_rotated_pole(lat, lon, mapping)
+        assert np.abs(back_r - r).max() < 1e-9
+        assert lon_diff(back_lam, lam).max() < 1e-9
+        # and PROJ's inverse on points all over the globe
+        crs = pyproj.CRS.from_cf(mapping)
+        glat, glon = np.meshgrid(
+            np.linspace(-85, 85, 18), np.linspace(-179, 179, 37), indexing="ij"
+        )
+        ref_lam, ref_r = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+            glon, glat
+        )
+        got_r, got_lam = _geographic_to_rotated_pole(glat, glon, mapping)
+        assert np.abs(got_r - ref_r).max() < 1e-9
+        assert lon_diff(got_lam, ref_lam).max() < 1e-9
 
 
 def _check_latlon(obj: xr.Dataset | xr.DataArray, gm: dict, *, dtype=np.float64) -> None:
