@@ -1364,9 +1364,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> int:
-    """The ``flexdownscale`` command (also ``python -m flexdownscale.cli``): :func:`main` on
-    ``sys.argv[1:]``, with warnings printed as one line of the command, in its words."""
-    return _run(sys.argv[1:], command_line=True)
+    """The ``flexdownscale`` command (also ``python -m flexdownscale``): :func:`main` on
+    ``sys.argv[1:]``, with warnings printed as one line of the command, in its words.
+
+    When the reader of the output stops early (``flexdownscale info | head``) the command ends
+    quietly with status 141 (128 + SIGPIPE, as the shell reports for tools a closed pipe ends),
+    not with an error line."""
+    try:
+        return _run(sys.argv[1:], command_line=True)
+    except BrokenPipeError:
+        # nothing more can reach the reader; point stdout at devnull so that the interpreter's
+        # flush at exit does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
@@ -1506,6 +1517,8 @@ def _command(args: argparse.Namespace) -> int:
         print(f"flexdownscale {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # reading or writing a file: one line naming it
+        if isinstance(err, BrokenPipeError) and err.filename is None:
+            raise  # the reader of the output stopped (| head): console_main ends quietly
         print(f"flexdownscale {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
         return 2
     return 1  # pragma: no cover - argparse rejects unknown commands

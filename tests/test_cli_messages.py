@@ -332,7 +332,7 @@ def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsy
 
 def test_the_installed_command_and_python_m_print_warnings_as_lines(kolmogorov, tmp_path):
     """The ``flexdownscale`` script is :func:`console_main` (``main`` keeps Python warnings),
-    and ``python -m flexdownscale.cli`` runs the command the same way."""
+    and ``python -m flexdownscale`` runs the command the same way."""
     import subprocess
     from importlib.metadata import entry_points
 
@@ -342,7 +342,7 @@ def test_the_installed_command_and_python_m_print_warnings_as_lines(kolmogorov, 
     argv = ["downscale", str(kolmogorov), str(out), "--model", "kolmogorov-x8"]
     argv += ["--condition", "100", "--steps", "1", "--quiet"]
     run = subprocess.run(
-        [sys.executable, "-m", "flexdownscale.cli", *argv],
+        [sys.executable, "-m", "flexdownscale", *argv],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -601,3 +601,22 @@ def test_model_folder_and_unreachable_grid_fixes_in_command_line_words(tmp_path,
     assert cli_spelling(str(one_dim.value)).endswith(
         "Drop it from the input file first (with xarray, for example: ds.drop_vars('mask'))"
     )
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """``flexdownscale info | head -1`` printed ``flexdownscale info: error: [Errno 32] Broken
+    pipe`` after the line head showed; a closed pipe now ends the command quietly (status 141,
+    128 + SIGPIPE, as the shell reports for tools a closed pipe ends)."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flexdownscale", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    proc.stdout.close()  # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
