@@ -436,6 +436,18 @@ def _other_rotated_pole(crs: Mapping[str, Any] | None, trained: Mapping[str, Any
     return a is not None and b is not None and not np.allclose(a, b, rtol=0.0, atol=1e-6)
 
 
+def _physical_values(normalizer: Normalizer, z: np.ndarray, variables: list[str]) -> np.ndarray:
+    """Samples ``z`` (..., C, H, W) in physical values: the normalizer's inverse, with the
+    variables normalized with ``log1p`` (precipitation-like, non-negative) clipped at 0. The
+    inverse ``expm1`` of a sampled value reaches down to -1: a sampled residual can take a
+    dry cell below zero, which is no precipitation amount."""
+    fine = normalizer.inverse_transform_array(z, variables=variables)
+    for k, name in enumerate(variables):
+        if normalizer.stats[name].transform == "log1p":
+            np.maximum(fine[..., k, :, :], 0.0, out=fine[..., k, :, :])
+    return fine
+
+
 def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     """The (rows, cols) of the crops a model trained on, from ``grid.json``'s ``crop_size``
     (``None`` when not recorded, or when the model trained on whole fields)."""
@@ -1770,7 +1782,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     **options,
                 )
             fine = sample[0, :, :, index_rows][..., index_cols].to("cpu", torch.float64).numpy()
-            fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
+            fine = _physical_values(self.normalizer, fine, self.variables)
             out[:, i] = fine.astype(np.float32)
         return out
 
@@ -2431,9 +2443,24 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         index_rows = torch.as_tensor(rows, device=dev)
         index_cols = torch.as_tensor(cols, device=dev)
 
-        def repad(sample: Tensor) -> Tensor:
-            # the field's own cells (rows/cols index them only), padded again
-            return sample.index_select(-2, index_rows).index_select(-1, index_cols)
+        # the normalized value of 0 of the log1p (non-negative) variables: a member's next input
+        # is clipped there, as its output is at 0 (the others: no floor)
+        floors = [
+            -st.mean / st.std if st.transform == "log1p" else -math.inf
+            for st in (self.normalizer.stats[v] for v in self.variables)
+        ]
+        floor = (
+            torch.tensor(floors, device=dev, dtype=dtype).view(-1, 1, 1)
+            if any(math.isfinite(f) for f in floors)
+            else None
+        )
+
+        def feed_back(sample: Tensor) -> Tensor:
+            if floor is not None:
+                sample = torch.maximum(sample, floor.to(sample.dtype))
+            if any(end_pad):  # the field's own cells (rows/cols index them only), padded again
+                sample = sample.index_select(-2, index_rows).index_select(-1, index_cols)
+            return sample
 
         with torch.no_grad():
             out = rollout(
@@ -2446,7 +2473,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 steps=n_steps,
                 generator=int(seed),
                 batch_size=1 if batch_invariant else batch_size,
-                feedback=repad if any(end_pad) else None,
+                feedback=feed_back if floor is not None or any(end_pad) else None,
                 phys=(
                     None
                     if condition_value is None or self.condition is None
@@ -2457,7 +2484,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 **options,
             )
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
-        fine = self.normalizer.inverse_transform_array(fine, variables=self.variables)
+        fine = _physical_values(self.normalizer, fine, self.variables)
         times = norm[spec.time].values
         # a time dim without a coordinate has positions only: no reference or valid times
         stamped = spec.time in sel.coords

@@ -307,3 +307,34 @@ def test_regional_forecast_model_warns_outside_its_domain():
         str(w[0].message)
     )
     assert w[0].filename == __file__  # points at the user's line
+
+
+def test_log1p_variables_are_forecast_non_negative(monkeypatch):
+    """As in the Downscaler: a log1p-normalized variable's forecast is clipped at 0, and so is
+    each member's next input (at the normalized value of 0)."""
+    model = tiny_forecaster(box_grid())
+    model.normalizer = Normalizer(
+        {"vorticity": VariableStats(mean=0.3, std=0.5, transform="log1p")}
+    )
+    ds = box()
+    ds["vorticity"] = (ds["vorticity"] - 0.5).clip(min=0)  # dry cells at 0
+    out = model(ds, lead_steps=2, members=3, seed=0)["vorticity"].values
+    assert np.isfinite(out).all()
+    assert out.min() == 0.0
+    assert (out == 0).mean() > 0.05
+    # the members' next inputs: the feedback clips at (log1p(0) - 0.3) / 0.5 = -0.6
+    import flexdownscale.diffusion as engine
+
+    seen = {}
+    real = engine.rollout
+
+    def spy(*args, **kwargs):
+        seen["feedback"] = kwargs["feedback"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "rollout", spy)
+    model(ds, lead_steps=1, seed=0)
+    sample = torch.linspace(-3, 3, 2 * N * N).reshape(2, 1, N, N)
+    fed = seen["feedback"](sample)
+    assert fed.shape == sample.shape  # the 32 x 32 box needs no padding
+    torch.testing.assert_close(fed, sample.clamp(min=-0.6))
