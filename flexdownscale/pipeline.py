@@ -373,6 +373,8 @@ def _warn_outside_domain(
         lat, lon = rotated_pole_to_geographic(ys[:, None], xs[None, :], crs)  # type: ignore[arg-type]
         ys, xs = _geographic_to_rotated_pole(lat, lon, fine.crs)  # type: ignore[arg-type]
         frame = " (in the training grid's rotated frame: the input's rotated pole is another)"
+        # a bbox is read in the input's frame: regridding is the way onto the training cells
+        fix = "regrid the input onto the model's rotated grid (flexdownscale.data.regrid)"
     spans, inside = [], []
     for values, first, step, count, periodic, wraps in (
         (ys, fine.y0, fine.dy, fine.ny, fine.periodic_y, False),

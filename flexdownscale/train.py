@@ -700,7 +700,8 @@ class Trainer:
         )
         if len(loader) == 0:
             raise ConfigError(
-                f"the training split has {len(self.train_set)} samples, fewer than one micro-batch "
+                f"the training split has {len(self.train_set)} "
+                f"sample{'s' if len(self.train_set) != 1 else ''}, fewer than one micro-batch "
                 f"({micro}); lower batch_size or add data"
             )
         if self._resume_layout is not None:
