@@ -1,4 +1,5 @@
-"""``python -m flexdownscale``: the ``flexdownscale`` command (:func:`flexdownscale.cli.console_main`)."""
+"""``python -m flexdownscale``: the ``flexdownscale`` command
+(:func:`flexdownscale.cli.console_main`)."""
 
 import sys
 

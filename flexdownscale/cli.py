@@ -1500,9 +1500,9 @@ def _command(args: argparse.Namespace) -> int:
                 raise ConfigError(
                     f"--members {args.members}: the demo needs an ensemble of at least 2"
                 )
-            from .pipeline import _check_seed
+            from .diffusion.samplers import check_seed
 
-            _check_seed(args.seed)  # before the output folder is made
+            check_seed(args.seed)  # before the output folder is made
             run_demo(
                 args.out,
                 members=args.members,

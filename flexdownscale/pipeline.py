@@ -41,6 +41,7 @@ from .data.grid import (
     GridSpec,
     _geographic_to_rotated_pole,
     _grid_mapping_names,
+    _rotated_frame,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
@@ -420,34 +421,19 @@ def _input_grid_mapping(sel: xr.Dataset, ds: xr.Dataset) -> dict[str, Any] | Non
 def _other_rotated_pole(crs: Mapping[str, Any] | None, trained: Mapping[str, Any] | None) -> bool:
     """Whether two rotated-pole grid mappings both give their pole and the poles differ (then
     rotated coordinates of one are other places in the other)."""
-    keys = ("grid_north_pole_latitude", "grid_north_pole_longitude", "north_pole_grid_longitude")
-
-    def pole(gm: Mapping[str, Any] | None) -> tuple[float, ...] | None:
-        try:
-            return tuple(float(gm.get(k, 0.0) or 0.0) for k in keys)  # type: ignore[union-attr]
-        except (AttributeError, TypeError, ValueError):
-            return None
-
-    if (
-        not crs
-        or not trained
-        or any(keys[0] not in gm or keys[1] not in gm for gm in (crs, trained))
-    ):
+    try:
+        frames = [_rotated_frame(gm) for gm in (crs, trained)]  # type: ignore[arg-type]
+    except (GridError, TypeError):  # a mapping without a (numeric) pole: nothing to compare
         return False
-    a, b = pole(crs), pole(trained)
-    return a is not None and b is not None and not np.allclose(a, b, rtol=0.0, atol=1e-6)
+    return not all(np.allclose(a, b, rtol=0.0, atol=1e-9) for a, b in zip(*frames))
 
 
 def _physical_values(normalizer: Normalizer, z: np.ndarray, variables: list[str]) -> np.ndarray:
-    """Samples ``z`` (..., C, H, W) in physical values: the normalizer's inverse, with the
-    variables normalized with ``log1p`` (precipitation-like, non-negative) clipped at 0. The
-    inverse ``expm1`` of a sampled value reaches down to -1: a sampled residual can take a
-    dry cell below zero, which is no precipitation amount."""
+    """Samples ``z`` (..., C, H, W) in physical values: the normalizer's inverse, clipped at
+    each variable's lower bound (:meth:`Normalizer.lower_bounds`: 0 for the ``log1p``,
+    precipitation-like variables, whose inverse ``expm1`` reaches down to -1)."""
     fine = normalizer.inverse_transform_array(z, variables=variables)
-    for k, name in enumerate(variables):
-        if normalizer.stats[name].transform == "log1p":
-            np.maximum(fine[..., k, :, :], 0.0, out=fine[..., k, :, :])
-    return fine
+    return np.maximum(fine, normalizer.lower_bounds(variables)[:, None, None])
 
 
 def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -509,11 +495,6 @@ _VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual
 def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
     """An input variable's attributes for the model's output of it (without value ranges)."""
     return {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS}
-
-
-def _check_seed(seed: Any) -> None:
-    """A seed is an integer in [0, 2**63): every one gives its own random streams."""
-    check_seed(seed)
 
 
 def _resolve_seed(seed: Any) -> int:
@@ -2445,15 +2426,14 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         index_rows = torch.as_tensor(rows, device=dev)
         index_cols = torch.as_tensor(cols, device=dev)
 
-        # the normalized value of 0 of the log1p (non-negative) variables: a member's next input
-        # is clipped there, as its output is at 0 (the others: no floor)
-        floors = [
-            -st.mean / st.std if st.transform == "log1p" else -math.inf
-            for st in (self.normalizer.stats[v] for v in self.variables)
-        ]
+        # a member's next input is clipped at the variables' lower bounds (normalized), as its
+        # output is (:func:`_physical_values`); -inf where a variable has none
+        bounds = self.normalizer.lower_bounds(self.variables)
         floor = (
-            torch.tensor(floors, device=dev, dtype=dtype).view(-1, 1, 1)
-            if any(math.isfinite(f) for f in floors)
+            torch.from_numpy(
+                self.normalizer.transform_array(bounds[:, None, None], variables=self.variables)
+            ).to(dev, dtype)
+            if np.isfinite(bounds).any()
             else None
         )
 

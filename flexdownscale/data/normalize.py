@@ -304,6 +304,15 @@ class Normalizer:
             out = out.astype(x.dtype, copy=False)
         return out
 
+    def lower_bounds(self, variables: Sequence[str] | None = None) -> np.ndarray:
+        """``(C,)`` the lowest physical value of each variable: 0 for a variable normalized
+        with ``log1p`` (precipitation-like: non-negative, though the inverse ``expm1`` of a
+        generated value reaches down to -1), ``-inf`` for the others. Generated fields are
+        clipped there (:class:`~flexdownscale.pipeline.Downscaler`); pass them through
+        :meth:`transform_array` for the bounds in normalized units."""
+        names = list(variables) if variables is not None else list(self.stats)
+        return np.array([0.0 if self.stats[n].transform == "log1p" else -np.inf for n in names])
+
     def transform_array(
         self, x: Array, *, variables: Sequence[str] | None = None, channel_axis: int = -3
     ) -> Array:

@@ -229,10 +229,10 @@ def rollout(
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
     generator
         An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
-        ``None`` (a seed from torch's global generator). Every member has its own stream at every lead: lead
-        ``l`` of field ``b`` is sampled with the generator seeded by ``lead_seed(seed, b, l)``
-        (a hash of the three), and member ``m`` draws from that lead's ``m``-th member
-        generator (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member
+        ``None`` (a seed from torch's global generator). Every member has its own stream at
+        every lead: lead ``l`` of field ``b`` is sampled with the generator seeded by
+        ``lead_seed(seed, b, l)`` (a hash of the three), and member ``m`` draws from that
+        lead's ``m``-th member generator (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member
         ``m`` is the same for any ``members > m``, the first ``k`` leads do not depend on
         ``lead_steps`` (a longer forecast extends a shorter one), field ``b`` does not
         depend on the other fields, and the random numbers do not depend on ``batch_size``

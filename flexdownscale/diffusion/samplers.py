@@ -759,8 +759,8 @@ def sample_ensemble(
         from ``objective.sampler_defaults``.
     generator
         ``torch.Generator``, integer seed in ``[0, 2**63)``, or ``None`` (a seed from torch's
-        global generator). Noise is drawn on the generator's device, so a CPU generator gives the same samples on
-        any device.
+        global generator). Noise is drawn on the generator's device, so a CPU generator gives
+        the same samples on any device.
     noise
         Initial standard normal noise ``(B, M, C, ...)``, e.g. drawn by the caller for a whole
         fine field before tiling. Replaces the members' initial draws; step noise of stochastic
