@@ -67,3 +67,15 @@ def kolmogorov_data(shared_data: Path) -> dict[str, Any]:
 def tiny_run_config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
     """:func:`tiny_run_values` as a checked :class:`TrainConfig`."""
     return from_dict(TrainConfig, tiny_run_values(tmp_path, shared_data, **top))
+
+
+def refused_on_one_line(path: Path, overrides: list[str], capsys: Any, run_dir: Path) -> str:
+    """Run ``flexdownscale.train --config path *overrides`` and check that it is refused: exit
+    status 2, one line on stderr, no ``run_dir`` made. Returns that line."""
+    from flexdownscale.train import main
+
+    assert main(["--config", str(path), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert not run_dir.exists()
+    return err
