@@ -1406,12 +1406,8 @@ def _warning_error(err: Warning, command: str) -> str:
         if inner.tb_frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
             break
         raised = inner
-    origin = None if raised is None else _warning_origin(raised.tb_frame, raised.tb_lasti)
-    text = " ".join(str(err).split())
-    if origin is None:
-        text = cli_spelling(text, command)
-    else:
-        text = f"{type(err).__name__} from {origin}: {text}"
+    frame, lasti = (None, -1) if raised is None else (raised.tb_frame, raised.tb_lasti)
+    text = _warning_text(err, type(err), frame, lasti, command)
     return (
         "a warning was turned into an error by the warnings filter (python -W error or "
         f"PYTHONWARNINGS): {text}"
@@ -1431,34 +1427,43 @@ def _show_warning(
     instead of Python's file, line and source of the caller: the package's own warnings in
     command-line words, others (numpy, xarray, dask, ...) with their category and origin
     (``RuntimeWarning from numpy: Mean of empty slice.``), as they are not the package's."""
-    text = " ".join(str(message).split())
     caller = sys._getframe(1)
-    origin = _warning_origin(caller, caller.f_lasti)
-    if origin is None:
-        text = cli_spelling(text, command)
-    else:
-        text = f"{category.__name__} from {origin}: {text}"
+    text = _warning_text(message, category, caller, caller.f_lasti, command)
     print(f"flexdownscale {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _warning_text(
+    message: Warning | str,
+    category: type[Warning],
+    frame: FrameType | None,
+    lasti: int,
+    command: str,
+) -> str:
+    """A warning's text on one line: the package's own (a
+    :class:`~flexdownscale.errors.FlexDownscaleWarning`) in the command's flag words, another
+    library's with its category and its origin (:func:`_warning_origin` of ``frame``)."""
+    from .errors import FlexDownscaleWarning
+
+    text = " ".join(str(message).split())
+    if issubclass(category, FlexDownscaleWarning):
+        return cli_spelling(text, command)
+    return f"{category.__name__} from {_warning_origin(frame, lasti)}: {text}"
 
 
 #: The start of a ``warnings.warn(...)`` call in source code.
 _WARN_CALL = re.compile(r"(?:warnings\.)?warn(?:_explicit)?\(")
 
 
-def _warning_origin(frame: FrameType | None, lasti: int) -> str | None:
-    """Where the warning being raised or shown comes from, in words; ``None`` for the package's.
+def _warning_origin(frame: FrameType | None, lasti: int) -> str:
+    """Where another library's warning comes from, in words.
 
     The first frame from ``frame`` (at instruction offset ``lasti``) outward that is not the
     ``warnings`` module's is the code that raised the warning. Standing at a ``warn(...)`` call,
-    it raised the warning itself: in
-    flexdownscale that is the package's own warning (``None``), elsewhere its top-level package
-    names it (``"numpy"``). Otherwise the warning is one of compiled code it called (numpy's
-    floating-point warnings have no Python frame of their own): ``"compiled code called by
-    MODULE"``.
+    it raised the warning itself, and its top-level package names it (``"numpy"``). Otherwise
+    the warning is one of compiled code it called (numpy's floating-point warnings have no
+    Python frame of their own): ``"compiled code called by MODULE"``.
     """
     import linecache
-
-    from ._stack import _PACKAGE_DIR
 
     while frame is not None and frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
         frame = frame.f_back
@@ -1472,8 +1477,6 @@ def _warning_origin(frame: FrameType | None, lasti: int) -> str | None:
     calls_warn = not source or column is None or bool(_WARN_CALL.match(source, column))
     if not calls_warn:
         return f"compiled code called by {module}"
-    if os.path.abspath(code.co_filename).startswith(_PACKAGE_DIR):
-        return None
     return module.partition(".")[0]
 
 

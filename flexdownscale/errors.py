@@ -6,6 +6,11 @@ builtin exception a user would reach for (``ValueError``, ``KeyError``, ``OSErro
 existing handlers keep working.
 
 Messages say three things: what was found, what was expected, and how to fix it.
+
+Every warning the package issues on purpose derives from :class:`FlexDownscaleWarning` (a
+``UserWarning``), so one filter silences or escalates them all, and the subclasses name why a
+run warns, e.g. ``warnings.filterwarnings("ignore", category=fd.errors.SkillWarning)`` for a
+regional model run on purpose outside its domain.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ __all__ = [
     "DataError",
     "EnsembleError",
     "FlexDownscaleError",
+    "FlexDownscaleWarning",
     "GridError",
     "MissingVariableError",
     "ModelFolderError",
     "NonFiniteLossError",
     "ShapeError",
+    "SkillWarning",
+    "UndefinedMetricWarning",
     "UnitsError",
     "UnsupportedFactorError",
     "WeightsError",
@@ -90,3 +98,23 @@ class CheckpointError(FlexDownscaleError, OSError):
 
 class NonFiniteLossError(FlexDownscaleError, FloatingPointError):
     """Training produced a NaN or infinite loss; the last good state is kept."""
+
+
+class FlexDownscaleWarning(UserWarning):
+    """Base class of every warning issued on purpose by flexdownscale.
+
+    Used directly for results that are complete but leave something out (a projected grid's 2-D
+    latitude / longitude that cannot be recomputed, a spectrum that cannot be drawn, ...).
+    """
+
+
+class SkillWarning(FlexDownscaleWarning):
+    """A run works but is likely to lose skill: the input lies outside what the model was trained
+    on (a condition outside its range, cells outside its training domain) or is run in a way it
+    was not trained for (tiles smaller than its crops, a periodic field without its
+    ``periodic`` attribute). The message says what it costs and the fix."""
+
+
+class UndefinedMetricWarning(FlexDownscaleWarning, RuntimeWarning):
+    """A score is undefined for some of the data and is NaN there (the fair CRPS where only one
+    ensemble member is valid). Also a ``RuntimeWarning``, as numpy's warnings of NaN results."""

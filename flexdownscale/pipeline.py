@@ -58,10 +58,12 @@ from .diffusion.samplers import check_seed, derived_seed, seed_of
 from .errors import (
     ConfigError,
     DataError,
+    FlexDownscaleWarning,
     GridError,
     MissingVariableError,
     ModelFolderError,
     ShapeError,
+    SkillWarning,
     UnitsError,
     UnsupportedFactorError,
     WeightsMismatchError,
@@ -337,7 +339,7 @@ def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: 
         "instead of wrapped-around cells at its edges, and loses skill near them. If the "
         f"field is periodic, set {fix} (this warning then goes away); if it is not, ignore "
         "the warning",
-        UserWarning,
+        SkillWarning,
         stacklevel=user_stacklevel(),
     )
 
@@ -401,7 +403,7 @@ def _warn_outside_domain(
         f"{100 * share:.0f}% of its cells lie in the training domain (this warns below "
         f"{100 * DOMAIN_SHARE_MIN:.0f}%). Outside it the model extrapolates to climates it "
         f"never saw; {fix} or use a model trained on yours",
-        UserWarning,
+        SkillWarning,
         stacklevel=user_stacklevel(),
     )
 
@@ -897,7 +899,7 @@ class _PhysicalCondition:
                     f"{name} = {number:g} (from {source}) is outside what model {self.name!r} was "
                     f"trained on ({trained}); the model extrapolates and its skill there is "
                     "unknown",
-                    UserWarning,
+                    SkillWarning,
                     stacklevel=user_stacklevel(),
                 )
         return number
@@ -1633,7 +1635,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             f"{self.name!r} was trained on: each tile sees less context than in training, "
             f"which costs skill. Use tile={fix} or larger"
             + (", or leave tile unset" if fix <= DEFAULT_TILE else ""),
-            UserWarning,
+            SkillWarning,
             stacklevel=user_stacklevel(),
         )
 
@@ -1872,11 +1874,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         Warns
         -----
-        UserWarning
+        ~flexdownscale.errors.SkillWarning
             When the run works but loses skill: the model trained on a periodic axis the input
             spans whole without ``periodic = "true"``; ``tile`` smaller than the training
             crops; a regional model on cells fewer than :data:`DOMAIN_SHARE_MIN` of which lie in
-            its training domain (see docs/inference.md, "Checks before any compute").
+            its training domain; a condition outside the range it was trained on (see
+            docs/inference.md, "Checks before any compute").
         """
 
         # numpy integers (e.g. from an array of settings) count as integers
@@ -2309,10 +2312,13 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         Warns
         -----
-        UserWarning
+        ~flexdownscale.errors.SkillWarning
             As :meth:`Downscaler.__call__`: the model trained on a periodic axis the input spans
             whole without ``periodic = "true"``; a regional model on cells fewer than
-            :data:`DOMAIN_SHARE_MIN` of which lie in its training domain.
+            :data:`DOMAIN_SHARE_MIN` of which lie in its training domain; a condition outside
+            its training range.
+        ~flexdownscale.errors.FlexDownscaleWarning
+            The input's last time steps are unequal (``valid_time`` assumes the last one).
 
         Returns
         -------
@@ -2476,7 +2482,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             warnings.warn(
                 f"the input's last time steps are unequal ({np.diff(past_times)}); valid_time "
                 f"assumes the last one ({step}) for every lead, as the model steps by it",
-                UserWarning,
+                FlexDownscaleWarning,
                 stacklevel=user_stacklevel(),
             )
         coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}

@@ -17,7 +17,13 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from flexdownscale._stack import user_stacklevel
-from flexdownscale.errors import ConfigError, DataError, EnsembleError, ShapeError
+from flexdownscale.errors import (
+    ConfigError,
+    DataError,
+    EnsembleError,
+    FlexDownscaleWarning,
+    ShapeError,
+)
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import align_exact, check_member_dim, find_yx_dims
 from flexdownscale.metrics.probabilistic import point_spread_and_error
@@ -90,7 +96,7 @@ def plot_spectra(
 
     Warns
     -----
-    UserWarning
+    FlexDownscaleWarning
         Naming each entry whose spectrum has no finite value (its line would be missing from the
         figure without a word): typically a field with NaNs (e.g. masked land or ocean), whose
         spectrum is NaN; fill the NaNs or select a region without them. The other entries are
@@ -156,7 +162,7 @@ def plot_spectra(
                 warnings.warn(
                     f"the spectrum of {label!r} shares no wavenumber with the reference "
                     f"{reference!r} (other grid or domain size?): no ratio is drawn for it",
-                    UserWarning,
+                    FlexDownscaleWarning,
                     stacklevel=user_stacklevel(),
                 )
                 continue
@@ -201,7 +207,7 @@ def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> 
         ratios = " (nor the ratios to it)" if label == reference else ""
         warnings.warn(
             f"spectra[{label!r}] has no finite value and is not drawn{ratios}; {hint}",
-            UserWarning,
+            FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
 

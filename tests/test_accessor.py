@@ -13,6 +13,7 @@ import flexdownscale  # noqa: F401  (registers the accessor)
 from flexdownscale.errors import (
     ConfigError,
     DataError,
+    FlexDownscaleWarning,
     MissingVariableError,
     ModelFolderError,
     UnitsError,
@@ -181,7 +182,7 @@ def test_forecast(setup):
     assert out["lead"].attrs["units"] == "1"
     t0, hour = coarse["time"].values[0], np.timedelta64(1, "h")
     irregular = coarse.isel(time=[0, 1, 1]).assign_coords(time=[t0, t0 + hour, t0 + 3 * hour])
-    with pytest.warns(UserWarning, match="last time steps are unequal") as caught:
+    with pytest.warns(FlexDownscaleWarning, match="last time steps are unequal") as caught:
         irregular.flex.forecast(model, 1)
     assert caught[0].filename == __file__
     with pytest.raises(DataError, match="repeated"):

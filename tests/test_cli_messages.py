@@ -14,6 +14,7 @@ import xarray as xr
 
 from flexdownscale.cli import cli_spelling, console_main, main
 from flexdownscale.data import degrade, normalize_grid
+from flexdownscale.errors import SkillWarning
 
 ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
 KOLMOGOROV = Path("kolmogorov") / "kf_re4000.nc"
@@ -321,11 +322,11 @@ def test_warnings_are_one_line_in_command_line_words(kolmogorov, tmp_path, capsy
         "its skill there is unknown\n"
     )
     assert out.exists()
-    with pytest.warns(UserWarning, match=r"from the condition= argument"):
+    with pytest.warns(SkillWarning, match=r"from the condition= argument"):
         assert main(argv) == 0
     # main() without arguments reads sys.argv but is still a Python call: Python's warnings
     # (it took the command's one-line form, as only the command should)
-    with pytest.warns(UserWarning, match=r"from the condition= argument"):
+    with pytest.warns(SkillWarning, match=r"from the condition= argument"):
         assert main() == 0
     assert "flexdownscale downscale: warning:" not in capsys.readouterr().err
 
@@ -394,7 +395,7 @@ def test_inference_warnings_are_said_in_command_line_words(era5, tmp_path, capsy
     assert "(--bbox X_MIN Y_MIN X_MAX Y_MAX)" in err
     box = {"kind": "projected", "nx": 16, "ny": 16, "dx": 0.25, "dy": 0.25, "x0": 0.0, "y0": 0.0}
     trained = GridSpec(x="x", y="y", periodic_x=True, periodic_y=True, **box)
-    with pytest.warns(UserWarning, match="periodic") as caught:
+    with pytest.warns(SkillWarning, match="periodic") as caught:
         _warn_periodic_attribute(GridSpec(x="x", y="y", **box), trained, 1, "box")
     said = cli_spelling(str(caught[0].message))
     assert (
@@ -481,7 +482,7 @@ def test_a_warning_made_an_error_is_one_line_and_status_2(
         )
         assert err.count("\n") == 1
         monkeypatch.undo()
-        with pytest.raises(UserWarning, match="from the condition= argument"):
+        with pytest.raises(SkillWarning, match="from the condition= argument"):
             main(argv)
     assert not out.exists()
 

@@ -13,7 +13,7 @@ import xarray as xr
 
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, grid_spec
-from flexdownscale.errors import GridError
+from flexdownscale.errors import GridError, SkillWarning
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Forecaster
 
@@ -301,7 +301,7 @@ def test_regional_forecast_model_warns_outside_its_domain():
         warnings.simplefilter("error")  # the training window itself: no warning
         model(ds, lead_steps=1, seed=0)
     pacific = ds.assign_coords(longitude=ds["longitude"] + 180.0)
-    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+    with pytest.warns(SkillWarning, match=r"only 0% of its cells lie in the training domain") as w:
         model(pacific, lead_steps=1, seed=0)
     assert "forecast the training region only (select it: ds.sel(latitude=..., longitude=...))" in (
         str(w[0].message)

@@ -28,6 +28,7 @@ from flexdownscale.errors import (
     GridError,
     MissingVariableError,
     ModelFolderError,
+    SkillWarning,
     UnitsError,
     UnsupportedFactorError,
 )
@@ -728,7 +729,7 @@ def test_physical_condition(tmp_path, pair):
         **kwargs,
     )
     with pytest.warns(
-        UserWarning, match=r"reynolds_number = 1e\+06 .* trained on \(1000 to 4000\)"
+        SkillWarning, match=r"reynolds_number = 1e\+06 .* trained on \(1000 to 4000\)"
     ) as caught:
         ranged(coarse, members=1, condition=1e6)
     assert caught[0].filename == __file__

@@ -12,6 +12,7 @@ from test_pipeline import era5_pair, make_downscaler
 
 from flexdownscale.data import GridSpec, degrade, grid_spec
 from flexdownscale.data.grid import _geographic_to_rotated_pole, rotated_pole_to_geographic
+from flexdownscale.errors import SkillWarning
 from flexdownscale.pipeline import DOMAIN_SHARE_MIN, _training_crop, _warn_outside_domain
 
 # --------------------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ def test_periodic_model_warns_when_the_input_lacks_the_attribute(pair_fine):
         plain[dim].attrs = {"units": "1"}
     assert grid_spec(coarse).periodic_x
     assert not grid_spec(plain).periodic_x
-    with pytest.warns(UserWarning, match=r"no periodic = \"true\" attribute") as caught:
+    with pytest.warns(SkillWarning, match=r"no periodic = \"true\" attribute") as caught:
         model(plain, seed=0)
     texts = [str(w.message) for w in caught if "periodic" in str(w.message)]
     assert len(texts) == 1  # one warning naming both axes
@@ -84,7 +85,7 @@ def test_tile_smaller_than_the_training_crop_warns(shared_data):
     fine, coarse = era5_pair(shared_data, times=1)
     model = make_downscaler(fine)
     model.grid = {**model.grid, "crop_size": 32}
-    with pytest.warns(UserWarning, match=r"tile = 16 fine cells is smaller than the 32 x 32") as w:
+    with pytest.warns(SkillWarning, match=r"tile = 16 fine cells is smaller than the 32 x 32") as w:
         model(coarse, tile=16, overlap=8, seed=0)
     assert "Use tile=32 or larger" in str(w[0].message)
     assert w[0].filename == __file__
@@ -150,7 +151,7 @@ def test_regional_model_on_a_far_domain_warns_and_a_bbox_does_not(shared_data):
     far = coarse.assign_coords(
         longitude=(coarse["longitude"] + 100.0).assign_attrs(coarse["longitude"].attrs)
     )
-    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+    with pytest.warns(SkillWarning, match=r"only 0% of its cells lie in the training domain") as w:
         model(far, seed=0)
     assert w[0].filename == __file__
     with warnings.catch_warnings():
@@ -163,7 +164,7 @@ def test_regional_model_on_a_far_domain_warns_and_a_bbox_does_not(shared_data):
             longitude=("longitude", float(lon[0]) + np.arange(30 * n) * 1.0, lon.attrs)
         )
         model(wide, seed=0, bbox=(-10, 54, -7, 58))
-    with pytest.warns(UserWarning, match=r"only 3% of its cells"):
+    with pytest.warns(SkillWarning, match=r"only 3% of its cells"):
         _warn_outside_domain(
             grid_spec(fine),
             wide["latitude"].values,
@@ -198,7 +199,7 @@ def test_domain_rule_on_a_rotated_grid_with_another_pole(shared_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the training cells, under their own pole: no warning
         _warn_outside_domain(trained, rlat, rlon, units, "eur", crs=trained.crs)
-    with pytest.warns(UserWarning, match=r"only 0% of its cells lie in the training domain") as w:
+    with pytest.warns(SkillWarning, match=r"only 0% of its cells lie in the training domain") as w:
         _warn_outside_domain(trained, rlat, rlon, units, "eur", crs=america)
     text = str(w[0].message)
     assert "in the training grid's rotated frame: the input's rotated pole is another" in text
@@ -235,6 +236,6 @@ def test_downscaler_compares_a_rotated_input_in_the_training_frame(shared_data):
     moved["rotated_pole"].attrs.update(
         grid_north_pole_latitude=42.5, grid_north_pole_longitude=83.0
     )
-    with pytest.warns(UserWarning, match=r"rotated pole is another\): only 0% of its cells"):
+    with pytest.warns(SkillWarning, match=r"rotated pole is another\): only 0% of its cells"):
         model(moved, seed=0)
     assert coarse["rotated_pole"].attrs["grid_north_pole_latitude"] == 39.25  # not mutated

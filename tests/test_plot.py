@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from flexdownscale.errors import ConfigError, DataError, GridError, ShapeError
+from flexdownscale.errors import ConfigError, DataError, FlexDownscaleWarning, GridError, ShapeError
 from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
 
@@ -142,12 +142,14 @@ def test_plot_spectra_warns_about_a_curve_with_no_finite_value(era5):
     masked = truth.copy()
     masked[:, :4, :4] = np.nan  # e.g. a land mask: the spectrum of a field with NaNs is NaN
     with pytest.warns(
-        UserWarning, match=r"spectra\['masked'\] has no finite value and is not"
+        FlexDownscaleWarning, match=r"spectra\['masked'\] has no finite value and is not"
     ) as caught:
         fig = plot_spectra({"truth": truth, "masked": masked, "ensemble": ensemble})
     assert caught[0].filename == __file__
     assert len(fig.axes[0].lines) == 3
-    with pytest.warns(UserWarning, match=r"spectra\['truth'\] .* \(nor the ratios to it\)"):
+    with pytest.warns(
+        FlexDownscaleWarning, match=r"spectra\['truth'\] .* \(nor the ratios to it\)"
+    ):
         plot_spectra({"truth": masked, "ensemble": ensemble}, reference="truth")
     with pytest.raises(DataError, match=r"no spectrum to plot: 'truth', 'masked' have no finite"):
         plot_spectra({"truth": truth * np.nan, "masked": masked})

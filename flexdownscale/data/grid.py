@@ -39,7 +39,13 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from .._stack import user_stacklevel
-from ..errors import ConfigError, GridError, UnitsError, UnsupportedFactorError
+from ..errors import (
+    ConfigError,
+    FlexDownscaleWarning,
+    GridError,
+    UnitsError,
+    UnsupportedFactorError,
+)
 from ..units import degree_units
 
 __all__ = [
@@ -1433,7 +1439,7 @@ def _projection(
         warnings.warn(
             f"the 2-D latitude / longitude of the projected grid ({why}) are left out of the "
             "result; its x / y coordinates and grid mapping are kept",
-            UserWarning,
+            FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
 

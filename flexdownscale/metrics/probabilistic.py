@@ -17,7 +17,12 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from flexdownscale.errors import ConfigError, EnsembleError, WeightsError
+from flexdownscale.errors import (
+    ConfigError,
+    EnsembleError,
+    UndefinedMetricWarning,
+    WeightsError,
+)
 from flexdownscale.metrics._utils import (
     Dims,
     XarrayLike,
@@ -53,7 +58,7 @@ def _warn_one_member(n: int) -> None:
     warnings.warn(
         f"fair CRPS is undefined where only one ensemble member is valid ({n} point(s)); "
         "those points are NaN. Use fair=False (ecdf), which gives |x - y| there.",
-        RuntimeWarning,
+        UndefinedMetricWarning,
         stacklevel=3,
     )
 
@@ -245,8 +250,9 @@ def crps_ensemble(
       compared. ``fair=False`` matches both libraries to round-off.
     - NaN members are ignored (``M`` = the count of valid members at that point); a NaN
       observation gives NaN. With one valid member the ecdf CRPS is ``|x - y|``; the fair
-      CRPS is undefined there: NaN and a ``RuntimeWarning`` (also for a member dim of length
-      1 with ``fair=True``; use ``fair=False``, the MAE, for a deterministic forecast).
+      CRPS is undefined there: NaN and an ``UndefinedMetricWarning`` (a ``RuntimeWarning``;
+      also for a member dim of length 1 with ``fair=True``; use ``fair=False``, the MAE, for a
+      deterministic forecast).
 
     Parameters
     ----------
@@ -303,7 +309,7 @@ def crps_ensemble(
         warnings.warn(
             f"the fair CRPS is undefined for one member ({member_dim!r} has {m}): the result is "
             "NaN; use fair=False (the ecdf CRPS, |x - y| for one member) or add members.",
-            RuntimeWarning,
+            UndefinedMetricWarning,
             stacklevel=2,
         )
     dims = all_dims(fcst, obs)

@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 
 from flexdownscale.data import coarsen_grid, degrade, refine_grid, up
+from flexdownscale.errors import FlexDownscaleWarning
 
 LAMBERT = {
     "grid_mapping_name": "lambert_conformal_conic",
@@ -82,10 +83,12 @@ def test_a_mapping_that_does_not_reproduce_the_file_is_not_trusted():
     wrong = ds.assign_coords(
         crs=((), np.int32(0), {**LAMBERT, "longitude_of_central_meridian": 3.0})
     )
-    with pytest.warns(UserWarning, match=r"up to [\d.]+ degrees from the file's own") as caught:
+    with pytest.warns(
+        FlexDownscaleWarning, match=r"up to [\d.]+ degrees from the file's own"
+    ) as caught:
         grid = refine_grid(wrong, 2)
     assert caught[0].filename == __file__  # the user's line, not one inside the package
-    with pytest.warns(UserWarning, match="file's own") as caught:
+    with pytest.warns(FlexDownscaleWarning, match="file's own") as caught:
         up(wrong, 2)
     assert caught[0].filename == __file__
     assert "lat" not in grid.coords
@@ -95,6 +98,8 @@ def test_a_mapping_that_does_not_reproduce_the_file_is_not_trusted():
 def test_without_pyproj_the_coordinates_are_left_out_with_the_fix(monkeypatch):
     ds = projected(LAMBERT)
     monkeypatch.setitem(sys.modules, "pyproj", None)  # import pyproj raises ImportError
-    with pytest.warns(UserWarning, match=r"needs pyproj: pip install 'flexdownscale\[proj\]'"):
+    with pytest.warns(
+        FlexDownscaleWarning, match=r"needs pyproj: pip install 'flexdownscale\[proj\]'"
+    ):
         grid = refine_grid(ds, 2)
     assert "lat" not in grid.coords

@@ -14,6 +14,7 @@ from flexdownscale.errors import (
     GridError,
     MissingVariableError,
     ShapeError,
+    UndefinedMetricWarning,
     UnitsError,
     WeightsError,
 )
@@ -189,7 +190,7 @@ def test_documented_nan_with_warning():
     # a point with one valid member: fair CRPS NaN + RuntimeWarning; ecdf |x - y|
     ens = ENS.copy()
     ens[1:, 0, 0, 0] = np.nan
-    with pytest.warns(RuntimeWarning, match="only one ensemble member"):
+    with pytest.warns(UndefinedMetricWarning, match="only one ensemble member"):
         fair = crps_ensemble(ens, OBS, preserve_dims="all")
     assert np.isnan(fair.values[0, 0, 0])
     assert np.isfinite(fair.values[1:]).all()

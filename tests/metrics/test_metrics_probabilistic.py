@@ -9,6 +9,7 @@ import scores.probability as sp
 import xarray as xr
 from scipy.stats import norm
 
+from flexdownscale.errors import UndefinedMetricWarning
 from flexdownscale.metrics import (
     crps_ensemble,
     ensemble_mean,
@@ -60,7 +61,7 @@ def test_crps_hand_vectors():
     f, o = _ens(HAND_FCST), xr.DataArray(HAND_OBS, dims="point")
     ecdf = crps_ensemble(f, o, fair=False, preserve_dims="point")
     np.testing.assert_allclose(ecdf.values, [1.125, 1.0, 4 / 9, np.nan, 2.0], rtol=1e-12)
-    with pytest.warns(RuntimeWarning, match="only one ensemble member"):
+    with pytest.warns(UndefinedMetricWarning, match="only one ensemble member"):
         fair = crps_ensemble(f, o, fair=True, preserve_dims="point")
     np.testing.assert_allclose(fair.values, [2 / 3, 2 / 3, 0.0, np.nan, np.nan], atol=1e-12)
     assert ecdf.attrs["units"] == "K"
@@ -153,7 +154,7 @@ def test_crps_sort_identity_against_naive_definition():
     fcst[1:, 5] = np.nan  # point 5 keeps exactly one member
     fcst[0, 5] = 0.5
     for fair in (False, True):
-        with pytest.warns(RuntimeWarning) if fair else _nullcontext():
+        with pytest.warns(UndefinedMetricWarning) if fair else _nullcontext():
             ours = crps_ensemble(fcst, obs, fair=fair, preserve_dims="all").values
         naive = [_naive_crps(fcst.values[:, i], obs.values[i], fair) for i in range(200)]
         np.testing.assert_allclose(ours, naive, rtol=1e-10, atol=1e-12)
@@ -170,7 +171,7 @@ def test_crps_components_add_up_and_deterministic_limit():
     xr.testing.assert_allclose(total.drop_vars("component"), comp.sel(component="total", drop=True))
     # ... also after averaging over points where the fair CRPS is undefined (one valid member):
     # every component is NaN there, so all four average over the same points
-    with pytest.warns(RuntimeWarning, match="one ensemble member is valid"):
+    with pytest.warns(UndefinedMetricWarning, match="one ensemble member is valid"):
         mean = crps_ensemble(
             _ens(np.array([[0.0, 1.0], [2.0, np.nan]])),
             xr.DataArray([0.5, 0.0], dims="point"),
@@ -316,7 +317,7 @@ def test_one_member_fair_crps_is_nan_with_a_warning_as_the_design_says():
     ensemble whose other members are NaN (it raised EnsembleError)."""
     fcst = xr.DataArray([[1.0], [2.0]], dims=("p", "member"))
     obs = xr.DataArray([0.0, 3.0], dims="p")
-    with pytest.warns(RuntimeWarning, match="undefined for one member"):
+    with pytest.warns(UndefinedMetricWarning, match="undefined for one member"):
         fair = crps_ensemble(fcst, obs, fair=True, preserve_dims="p")
     assert np.isnan(fair.values).all()
     np.testing.assert_array_equal(
