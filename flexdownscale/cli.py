@@ -1153,11 +1153,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
+    if has_members:
+        scores = (
+            f"CRPS fair, spread/skill Fortin-corrected over the {pred.sizes[member_dim]} "
+            f"members; LSD: log-spectral distance of the member-averaged {method.upper()} power "
+            "spectra."
+        )
+    else:  # one field per point: the ensemble scores are not computed, say so
+        scores = (
+            f"one prediction per point (no {member_dim!r} dim of two or more members): no CRPS, "
+            f"spread/skill or rank histogram; LSD: log-spectral distance of the {method.upper()} "
+            "power spectra."
+        )
     lines = [
         f"# Evaluation of {args.prediction} against {args.truth}",
         "",
-        f"Means {weighting}; CRPS fair, spread/skill Fortin-corrected; LSD: log-spectral distance "
-        f"of the member-averaged {method.upper()} power spectra.",
+        f"Means {weighting}; {scores}",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),

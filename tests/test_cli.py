@@ -343,6 +343,34 @@ def test_evaluate_an_ensemble_dim_under_another_name(fake_prediction, tmp_path, 
     assert (tmp_path / "b" / "rank_histogram_t2m.png").exists()
 
 
+def test_evaluate_header_names_the_ensemble_scores_only_for_an_ensemble(
+    fake_prediction, tmp_path, capsys
+):
+    """The report's header said "CRPS fair, spread/skill Fortin-corrected" and "member-averaged"
+    spectra for one prediction per point too, whose table has no such columns: it now says why
+    they are missing (and names the member count for an ensemble)."""
+    pred_path, truth = fake_prediction
+    truth.to_netcdf(tmp_path / "t.nc")
+    xr.open_dataset(pred_path).load().isel(member=0).to_netcdf(tmp_path / "one.nc")
+    xr.open_dataset(pred_path).load().isel(member=[1]).to_netcdf(tmp_path / "one_member.nc")
+    argv = ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out", str(tmp_path / "ens")]
+    rows = _rows(argv, capsys)
+    header = (tmp_path / "ens" / "metrics.md").read_text().splitlines()[2]
+    assert "CRPS fair, spread/skill Fortin-corrected over the 2 members" in header
+    assert "member-averaged" in header
+    assert "CRPS" in rows[0]
+    for name in ("one.nc", "one_member.nc"):
+        out = name.removesuffix(".nc")
+        (row,) = _rows(_evaluate_argv(tmp_path, name, "t.nc", out), capsys)
+        header = (tmp_path / out / "metrics.md").read_text().splitlines()[2]
+        assert "no CRPS, spread/skill or rank histogram" in header, header
+        assert "Fortin" not in header
+        assert "member-averaged" not in header
+        assert "CRPS" not in row
+        assert "spread/skill" not in row
+        assert not (tmp_path / out / "rank_histogram_t2m.png").exists()
+
+
 def test_evaluate_a_truth_dim_the_prediction_lacks(fake_prediction, tmp_path, capsys):
     """A truth with more along a dim (all trajectories of a file, several members) was
     broadcast against the prediction and every score pooled over it (exit 0): the truth is
