@@ -270,7 +270,7 @@ class Normalizer:
         return self._apply_xr(obj, True, variables)
 
     def inverse_transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
-        """Exact inverse of :meth:`transform`."""
+        """Exact inverse of :meth:`transform` (no clipping: see :meth:`lower_bounds`)."""
         return self._apply_xr(obj, False, variables)
 
     # -- arrays -------------------------------------------------------------------------------
@@ -333,7 +333,9 @@ class Normalizer:
     def inverse_transform_array(
         self, x: Array, *, variables: Sequence[str] | None = None, channel_axis: int = -3
     ) -> Array:
-        """Exact inverse of :meth:`transform_array`."""
+        """Exact inverse of :meth:`transform_array`: no clipping, so a generated ``log1p``
+        variable can come back below 0 (down to -1); clip at :meth:`lower_bounds` for
+        physical values, as the Downscaler does."""
         return self._apply_array(x, False, variables, channel_axis)
 
     # -- serialization ------------------------------------------------------------------------
