@@ -188,3 +188,27 @@ def test_a_run_saved_with_false_next_to_a_condition_resumes(tmp_path, shared_dat
     resumed.fit()
     folder = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert folder["model"]["physical_condition"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# a training split smaller than one micro-batch
+
+
+@pytest.mark.parametrize(("hours", "said"), [(1, "1 sample,"), (3, "3 samples,")])
+def test_a_split_smaller_than_a_micro_batch_is_refused_with_its_size(
+    tmp_path, shared_data, capsys, hours, said
+):
+    """With ``drop_last`` the loader of a split smaller than one micro-batch has no batch: the
+    run would end before its first step. Refused on one line, naming the split's size (in the
+    singular for one sample) and the micro-batch, before the run folder is made."""
+    values = tiny_run_values(
+        tmp_path,
+        shared_data,
+        batch_size=4,
+        data={"train": ["2019-03-01T00", f"2019-03-01T{hours - 1:02d}"]},
+    )
+    path = tmp_path / "run.toml"
+    path.write_text(dump_toml(values))
+    err = refused_on_one_line(path, [], capsys, tmp_path / "run")
+    assert f"the training split has {said} fewer than one micro-batch (4)" in err
+    assert "lower batch_size or add data" in err
