@@ -42,6 +42,7 @@ from .data.grid import (
     _geographic_to_rotated_pole,
     _grid_mapping_names,
     _rotated_frame,
+    _time_steps,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
@@ -445,6 +446,44 @@ def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return size, size
     return None
+
+
+def _training_time_step(metadata: Mapping[str, Any]) -> tuple[float, str] | None:
+    """``(value, units)`` of one step of a forecast model, from ``grid.json``'s ``time_step``
+    (seconds for dates; ``None`` when not recorded: folders written before it was, or training
+    frames without evenly spaced time coordinates)."""
+    step = metadata.get("time_step")
+    if not isinstance(step, Mapping):
+        return None
+    value, units = step.get("value"), step.get("units")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(units, str):
+        return None
+    return (float(value), units) if math.isfinite(value) and value > 0 else None
+
+
+def _duration(value: float, units: str) -> str:
+    """A time step in words: ``6 hours`` for 21600 s, ``0.5`` for a step count in ``"1"``."""
+    if units != "s":
+        return f"{value:g}" if units == "1" else f"{value:g} {units}"
+    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if value >= size and value % size == 0:
+            count = value / size
+            return f"{count:g} {word}{'s' if count != 1 else ''}"
+    return f"{value:g} s"
+
+
+def _step_like(value: float, times: np.ndarray, attrs: Mapping[str, Any]) -> Any:
+    """A step of ``value`` (:func:`_time_steps`' units: seconds for times) in the terms of the
+    time coordinate ``times``: a ``timedelta64`` for datetime64, a ``timedelta`` for cftime, a
+    number in the coordinate's own units otherwise."""
+    import datetime
+
+    if times.dtype.kind == "M":
+        return np.timedelta64(round(value * 1e9), "ns")
+    if times.dtype.kind == "O":
+        return datetime.timedelta(seconds=value)
+    # one unit of the coordinate in _time_steps' terms (seconds in "hours since ...": 3600)
+    return value / float(_time_steps(np.array([0.0, 1.0]), attrs)[0][0])
 
 
 def _tiling(
@@ -2237,6 +2276,42 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         self._set_condition(condition, model)
         self._check_normalizer()
 
+    def _check_time_step(self, time: xr.DataArray, stamped: bool) -> float | None:
+        """The model's step (``grid.json``'s ``time_step``, in :func:`_time_steps`' units) when
+        it applies to the input's sorted ``time`` coordinate; ``None`` when the folder does not
+        record it or the input's time has no coordinate.
+
+        Raises :class:`DataError` when the past frames the model sees are spaced otherwise: the
+        network learned to step from frames that far apart, and ``valid_time`` would be wrong.
+        """
+        recorded = _training_time_step(self.grid)
+        if recorded is None or not stamped:
+            return None
+        value, units = recorded
+        steps, found_units = _time_steps(np.asarray(time.values), time.attrs)
+        if found_units != units:
+            warnings.warn(
+                f"model {self.name!r} steps by {_duration(value, units)} (its grid.json) but the "
+                f"input's {time.name!r} is in {found_units!r}, which cannot be compared: its "
+                "spacing is not checked and valid_time steps by the input's last step",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
+            return None
+        past = steps[len(steps) - (self.past_frames - 1) :] if self.past_frames > 1 else steps[:0]
+        off = past[~np.isclose(past, value, rtol=1e-3, atol=0.0)]
+        if off.size:
+            apart = ", ".join(_duration(float(v), units) for v in past)
+            raise DataError(
+                f"model {self.name!r} was trained to step {_duration(value, units)} at a time "
+                f"(its grid.json), from {self.past_frames} past frames that far apart, but the "
+                f"input's last {self.past_frames} {time.name!r} values are {apart} apart; give "
+                f"frames {_duration(value, units)} apart (e.g. every k-th step: "
+                f"ds.isel({time.name}=slice(None, None, k))), or use a model trained on your "
+                "time step"
+            )
+        return value
+
     def __repr__(self) -> str:
         return (
             f"Forecaster({self.name!r}, variables={list(self.variables)}, "
@@ -2364,9 +2439,17 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 crs=_input_grid_mapping(sel, ds),
             )
         if spec.time is None or sel.sizes[spec.time] < self.past_frames:
+            frames = f"{self.past_frames} past frame{'s' if self.past_frames != 1 else ''}"
+            if spec.time is None:
+                found = "the input has no time dimension (a single field)"
+                where = " along a time dim (not named 'time': dims={'time': NAME})"
+            else:
+                found = f"its {spec.time!r} has {sel.sizes[spec.time]}"
+                where = ""
             raise DataError(
-                f"forecasting needs a time dimension with at least past_frames = "
-                f"{self.past_frames} steps"
+                f"model {self.name!r} forecasts from the last {frames} (past_frames = "
+                f"{self.past_frames}) but {found}; give at least the {self.past_frames} time "
+                f"steps up to the forecast start{where}"
             )
         _check_no_extra_dims(sel, self.variables, spec)
         norm = normalize_grid(sel, dims=dims)
@@ -2379,6 +2462,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     "distinct times (drop the duplicates first)"
                 )
             norm = norm.isel({spec.time: order})  # the latest frames last, whatever the order
+        model_step = self._check_time_step(norm[spec.time], spec.time in sel.coords)
         past = norm.isel({spec.time: slice(-self.past_frames, None)})
         values = past.to_dataarray("variable").transpose(spec.time, "variable", spec.y, spec.x)
         raw = np.asarray(values.values)
@@ -2476,15 +2560,19 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         times = norm[spec.time].values
         # a time dim without a coordinate has positions only: no reference or valid times
         stamped = spec.time in sel.coords
-        step = times[-1] - times[-2] if times.size > 1 and stamped else None
-        past_times = times[-(self.past_frames + 1) :]
-        if stamped and past_times.size > 2 and np.unique(np.diff(past_times)).size > 1:
-            warnings.warn(
-                f"the input's last time steps are unequal ({np.diff(past_times)}); valid_time "
-                f"assumes the last one ({step}) for every lead, as the model steps by it",
-                FlexDownscaleWarning,
-                stacklevel=user_stacklevel(),
-            )
+        if model_step is not None:  # the model's own step (grid.json), in the input's terms
+            step = _step_like(model_step, times, sel[spec.time].attrs)
+        else:  # not recorded: the input's last step
+            step = times[-1] - times[-2] if times.size > 1 and stamped else None
+            past_times = times[-(self.past_frames + 1) :]
+            if stamped and past_times.size > 2 and np.unique(np.diff(past_times)).size > 1:
+                warnings.warn(
+                    f"the input's last time steps are unequal ({np.diff(past_times)}); "
+                    f"valid_time assumes the last one ({step}) for every lead (model "
+                    f"{self.name!r} does not record the time step it was trained on)",
+                    FlexDownscaleWarning,
+                    stacklevel=user_stacklevel(),
+                )
         coords: dict[Hashable, Any] = {spec.y: norm[spec.y], spec.x: norm[spec.x]}
         coords["lead"] = (
             "lead",

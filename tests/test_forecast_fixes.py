@@ -13,7 +13,7 @@ import xarray as xr
 
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, grid_spec
-from flexdownscale.errors import GridError, SkillWarning
+from flexdownscale.errors import DataError, FlexDownscaleWarning, GridError, SkillWarning
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Forecaster
 
@@ -338,3 +338,124 @@ def test_log1p_variables_are_forecast_non_negative(monkeypatch):
     fed = seen["feedback"](sample)
     assert fed.shape == sample.shape  # the 32 x 32 box needs no padding
     torch.testing.assert_close(fed, sample.clamp(min=-0.6))
+
+
+# --------------------------------------------------------------------------------------------
+# the time step a forecast model was trained on (grid.json's time_step)
+# --------------------------------------------------------------------------------------------
+
+
+def stepped_grid(value: float = 0.5, units: str = "s") -> dict[str, Any]:
+    """:func:`box_grid` with the time step a model trained on :func:`box` (0.5 s apart) records."""
+    return {**box_grid(), "time_step": {"value": value, "units": units}}
+
+
+def test_frames_spaced_otherwise_than_in_training_are_refused():
+    """A model trained on frames 0.5 apart ran silently on frames 1.0 apart (reviewer-48: the
+    network saw other tendencies than in training, and valid_time stepped by 1.0, twice the
+    model's step): refused, naming both spacings and the fix."""
+    model = tiny_forecaster(stepped_grid())
+    every_other = box(times=5).isel(time=[0, 2, 4])  # 10, 11, 12
+    with pytest.raises(DataError) as err:
+        model(every_other, lead_steps=2, seed=0)
+    assert str(err.value) == (
+        "model 'tiny-box' was trained to step 0.5 s at a time (its grid.json), from 2 past "
+        "frames that far apart, but the input's last 2 'time' values are 1 s apart; give frames "
+        "0.5 s apart (e.g. every k-th step: ds.isel(time=slice(None, None, k))), or use a model "
+        "trained on your time step"
+    )
+    # only the past frames the model sees count: an older frame further back is fine
+    older = box(times=5).isel(time=[0, 3, 4])  # 10, 11.5, 12
+    out = model(older, lead_steps=2, seed=0)
+    np.testing.assert_array_equal(out["valid_time"].values, [12.5, 13.0])
+    # and the forecast is the one of the same two past frames alone
+    same = model(box(times=5).isel(time=[3, 4]), lead_steps=2, seed=0)
+    np.testing.assert_array_equal(out["vorticity"].values, same["vorticity"].values)
+
+
+def test_valid_time_steps_by_the_model_step_not_the_inputs():
+    """With one past frame the input's own spacing is not seen by the model: valid_time now
+    steps by the model's recorded step (it took the input's last step, 1.0 here, or had no
+    valid_time for a single time)."""
+    model = tiny_forecaster(stepped_grid(), past_frames=1)
+    spaced = box(times=5).isel(time=[0, 2, 4])  # 10, 11, 12
+    np.testing.assert_array_equal(
+        model(spaced, lead_steps=3, seed=0)["valid_time"], [12.5, 13, 13.5]
+    )
+    single = model(box(times=1), lead_steps=2, seed=0)
+    np.testing.assert_array_equal(single["valid_time"].values, [10.5, 11.0])
+    # dates: a model trained on 6-hourly fields gives 6-hourly valid times from one date
+    day = np.datetime64("2020-01-01T00", "ns")
+    dated = box(times=1).assign_coords(time=("time", [day]))
+    six_hours = tiny_forecaster(stepped_grid(6 * 3600.0), past_frames=1)
+    np.testing.assert_array_equal(
+        six_hours(dated, lead_steps=2, seed=0)["valid_time"].values,
+        [day + np.timedelta64(6, "h"), day + np.timedelta64(12, "h")],
+    )
+    # numbers in CF units since a date are compared in seconds: 2 past frames 6 hours apart
+    hours = box(times=2).assign_coords(
+        time=("time", [0.0, 6.0], {"units": "hours since 2020-01-01"})
+    )
+    out = tiny_forecaster(stepped_grid(6 * 3600.0))(hours, lead_steps=2, seed=0)
+    np.testing.assert_array_equal(out["valid_time"].values, [12.0, 18.0])
+    with pytest.raises(DataError, match=r"step 6 hours at a time .* values are 3 hours apart"):
+        tiny_forecaster(stepped_grid(12 * 3600.0 / 2))(
+            hours.assign_coords(time=("time", [0.0, 3.0], hours["time"].attrs)), lead_steps=1
+        )
+
+
+def test_a_step_in_other_units_is_not_compared_and_says_so():
+    """A step count (units "1") cannot be compared with a model's step in seconds: a warning,
+    and valid_time from the input's last step as without a record."""
+    model = tiny_forecaster(stepped_grid(3600.0))
+    counts = box().assign_coords(time=("time", [1.0, 2.0, 3.0], {"units": "1"}))
+    with pytest.warns(FlexDownscaleWarning, match=r"steps by 1 hour .* in '1', which cannot be"):
+        out = model(counts, lead_steps=2, seed=0)
+    np.testing.assert_array_equal(out["valid_time"].values, [4.0, 5.0])
+    # a folder without the record (written before it was) keeps the old behaviour silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = tiny_forecaster(box_grid())(counts, lead_steps=2, seed=0)
+    np.testing.assert_array_equal(out["valid_time"].values, [4.0, 5.0])
+
+
+def test_training_records_the_time_step_of_the_frames(shared_data):
+    """grid.json had no time step: the Forecaster could check neither the input's spacing nor
+    its valid times. The Kolmogorov frames are 0.5 apart (a step count), ERA5's one hour."""
+    from flexdownscale.data import ForecastDataset
+
+    kolmogorov = ForecastDataset(
+        [str(shared_data / "kolmogorov" / "kf_re1000.nc")],
+        variables=["vorticity"],
+        past_frames=2,
+        lead=3,
+        split_dim="trajectory",
+        splits={"train": [0]},
+        crop_size=32,
+    )
+    assert kolmogorov.grid_metadata()["time_step"] == {"value": 1.5, "units": "1"}
+    era5 = ForecastDataset(
+        [str(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")],
+        variables=["t2m"],
+        splits={"train": ["2019-03-01", "2019-03-02"]},
+        crop_size=32,
+    )
+    assert era5.grid_metadata()["time_step"] == {"value": 3600.0, "units": "s"}
+
+
+def test_too_short_a_history_says_what_was_found_and_the_fix():
+    """Both one frame and a single field said only "forecasting needs a time dimension with at
+    least past_frames = 2 steps" (reviewer-48): now what was found and what to give."""
+    model = tiny_forecaster(box_grid())
+    with pytest.raises(DataError) as err:
+        model(box(times=1), lead_steps=1)
+    assert str(err.value) == (
+        "model 'tiny-box' forecasts from the last 2 past frames (past_frames = 2) but its 'time' "
+        "has 1; give at least the 2 time steps up to the forecast start"
+    )
+    with pytest.raises(DataError) as err:
+        model(box(times=1).isel(time=0, drop=True), lead_steps=1)
+    assert str(err.value).endswith(
+        "but the input has no time dimension (a single field); give at least the 2 time steps "
+        "up to the forecast start along a time dim (not named 'time': dims={'time': NAME})"
+    )

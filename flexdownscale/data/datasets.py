@@ -89,7 +89,7 @@ from ..errors import (
     UnsupportedFactorError,
 )
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
-from .grid import GridSpec, grid_spec, normalize_grid
+from .grid import GridSpec, _time_steps, grid_spec, normalize_grid
 from .normalize import Normalizer, Transform, _FitPlan
 
 __all__ = [
@@ -1544,9 +1544,12 @@ class ForecastDataset(_FieldDataset):
 
         Returns a JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
         ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
-        dimension the frames step along, and ``crop_size`` (the side of the training crops in
-        cells; ``None`` for whole fields). A forecast model works on its input grid (no
-        degradation, no upsampling), so there is no ``factor``.
+        dimension the frames step along, ``time_step`` (one step of the model, ``lead`` times
+        the spacing of the frames, as ``{"value": ..., "units": ...}``: seconds for dates, the
+        time coordinate's units otherwise; ``None`` when the frames have no time coordinate,
+        are unevenly spaced or differ between files) and ``crop_size`` (the side of the
+        training crops in cells; ``None`` for whole fields). A forecast model works on its
+        input grid (no degradation, no upsampling), so there is no ``factor``.
         """
         spec = self.sources[0].spec
         return {
@@ -1554,8 +1557,29 @@ class ForecastDataset(_FieldDataset):
             "past_frames": self.past_frames,
             "lead": self.lead,
             "time_dim": self._fields[0].tdim if self._fields else None,
+            "time_step": self._time_step(),
             "crop_size": self.crop_size,
         }
+
+    def _time_step(self) -> dict[str, Any] | None:
+        """One model step (``lead`` frames) in time, when every training file spaces its frames
+        evenly and alike (relative 1e-3); ``None`` otherwise."""
+        found: list[tuple[float, str]] = []
+        for field in self._fields:
+            src = self.sources[field.k]
+            labels = src.labels(field.tdim)
+            if labels is None or labels.size < 2:
+                return None
+            steps, units = _time_steps(labels, src.ds[field.tdim].attrs)
+            if not np.allclose(steps, steps[0], rtol=1e-3, atol=0.0) or steps[0] <= 0:
+                return None
+            found.append((float(steps[0]) * self.lead, units))
+        if not found:
+            return None
+        value, units = found[0]
+        if any(u != units or not math.isclose(v, value, rel_tol=1e-3) for v, u in found):
+            return None
+        return {"value": value, "units": units}
 
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray

@@ -429,6 +429,37 @@ def _check_same_place(values: np.ndarray, name: str) -> None:
     )
 
 
+#: Seconds per unit of a CF time ("<unit> since <date>") that is not decoded.
+_SECONDS_PER = {
+    **dict.fromkeys(("seconds", "second", "secs", "sec", "s"), 1.0),
+    **dict.fromkeys(("minutes", "minute", "mins", "min"), 60.0),
+    **dict.fromkeys(("hours", "hour", "hrs", "hr", "h"), 3600.0),
+    **dict.fromkeys(("days", "day", "d"), 86400.0),
+}
+
+
+def _time_steps(values: np.ndarray, attrs: Mapping[str, Any]) -> tuple[np.ndarray, str]:
+    """``(steps, units)``: the differences of a time coordinate's ``values`` as float64, ``(n -
+    1,)``: in seconds (``units = "s"``) for times (datetime64, cftime, or numbers in CF units
+    of seconds to days ``since`` a date), otherwise in the coordinate's own ``units`` attribute
+    (``"1"`` when it has none: a step count, as the Kolmogorov file's)."""
+    values = np.asarray(values)
+    units = str(attrs.get("units") or "1")
+    scale = None
+    if " since " in units:
+        scale = _SECONDS_PER.get(units.split(" since ")[0].strip().lower())
+    if values.dtype.kind in "MO" or scale is not None:
+        units = "s"
+    if values.size < 2:
+        return np.zeros(0), units
+    diffs = values[1:] - values[:-1]
+    if values.dtype.kind == "M":
+        return diffs / np.timedelta64(1, "s"), units
+    if values.dtype.kind == "O":  # cftime: datetime.timedelta differences
+        return np.array([d.total_seconds() for d in diffs], dtype=np.float64), units
+    return diffs.astype(np.float64) * (scale or 1.0), units
+
+
 def _check_regular(values: np.ndarray, name: str, rtol: float) -> float:
     """Check that ascending ``values`` are regular; return the spacing."""
     step = (values[-1] - values[0]) / (values.size - 1)
