@@ -892,6 +892,23 @@ def _dims_in(ds: Any, dims: dict[str, str]) -> dict[str, str] | None:
     return {axis: dim for axis, dim in dims.items() if dim in ds.dims} or None
 
 
+def _forecast_leads(pred: Any, dims: dict[str, str]) -> str | None:
+    """The name the time dim of a forecast's leads takes (``valid_time``, or a ``--dims time=``
+    name), when ``pred`` is a forecast: a ``lead`` dim with a ``valid_time`` coordinate along it
+    and no other time dim. ``None`` for other predictions."""
+    from .data.grid import find_axes
+
+    stamp = pred.coords.get("valid_time")
+    if "lead" not in pred.dims or stamp is None or stamp.dims != ("lead",):
+        return None
+    name = dims.get("time", "valid_time")
+    if name not in ("lead", "valid_time"):
+        for v in pred.data_vars:  # a time dim of its own: not a forecast's leads
+            if find_axes(pred[v], dims=_dims_in(pred, dims)).time is not None:
+                return None
+    return name
+
+
 def _truth_in_time_with(
     pred: Any,
     truth: Any,
@@ -1011,6 +1028,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
     pred = _open(args.prediction)
     truth = _open(args.truth)
+    # a forecast (the Forecaster's output): its leads are matched to the truth at valid_time,
+    # the time dim of its leads for the checks below, and scored per lead as well
+    lead_dim = _forecast_leads(pred, dims)
+    leads = None
+    if lead_dim is not None:
+        leads = [int(k) for k in np.asarray(pred["lead"].values)]
+        pred = pred.swap_dims({"lead": "valid_time"}).drop_vars("lead")
+        pred = pred.rename(valid_time=lead_dim) if lead_dim != "valid_time" else pred
+        dims["time"] = lead_dim
     truth = normalize_grid(truth, dims=_dims_in(truth, dims))
     names = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
     if not names:
@@ -1150,6 +1176,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         plt.close("all")
     columns = list(rows[0])
+    by_lead = _scores_by_lead(pred, truth, names, lead_dim, leads, member_dim, weights, has_members)
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
@@ -1176,6 +1203,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [_table_cell(row.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    if by_lead:
+        lines += [
+            "",
+            f"By lead (the forecast's {len(by_lead) // len(names)} leads, each against the truth "
+            "at its valid_time; the table above pools them):",
+            "",
+            "| " + " | ".join(by_lead[0]) + " |",
+            "|" + "---|" * len(by_lead[0]),
+        ]
+        lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
     if gaps:
         lines += [
             "",
@@ -1189,8 +1226,53 @@ def _evaluate(args: argparse.Namespace) -> int:
     (out / "metrics.json").write_text(
         json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
     )
+    if by_lead:
+        strict = [{k: finite_or_null(value) for k, value in row.items()} for row in by_lead]
+        (out / "metrics_by_lead.json").write_text(
+            json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
+        )
     print("\n".join(lines))
     return 0
+
+
+def _scores_by_lead(
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    lead_dim: str | None,
+    leads: list[int] | None,
+    member_dim: str,
+    weights: Any,
+    has_members: bool,
+) -> list[dict[str, Any]]:
+    """Rows of the per-lead table of a forecast (``lead_dim`` its leads' time dim, ``leads``
+    their numbers; none for other predictions): per variable and lead, RMSE of the ensemble mean, bias, and for an
+    ensemble the fair CRPS and the spread/skill ratio, each over that lead's field."""
+    from . import metrics
+
+    if lead_dim is None or leads is None:
+        return []
+    rows = []
+    for v in names:
+        p, t = pred[v], truth[v]
+        mean = p.mean(member_dim) if member_dim in p.dims else p
+        scores = {
+            "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
+            "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
+        }
+        if has_members:
+            scores["CRPS"] = metrics.crps_ensemble(
+                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+            )
+            scores["spread/skill"] = metrics.spread_skill_ratio(
+                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+            )
+        for k in range(pred.sizes[lead_dim]):
+            row: dict[str, Any] = {"variable": v, "lead": leads[k]}
+            row["valid_time"] = str(pred[lead_dim].values[k])
+            row.update({name: float(score.isel({lead_dim: k})) for name, score in scores.items()})
+            rows.append(row)
+    return rows
 
 
 def _table_cell(value: Any) -> str:

@@ -1076,3 +1076,74 @@ sys.exit(main(["info", {str(folder)!a}]))
         pytest.skip("this system has no ASCII C locale")
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-2000:]
     assert b"Valid from -40 \\xb0C to 40 \\xb0C." in result.stdout
+
+
+def test_evaluate_a_forecast_matches_leads_at_valid_time_and_scores_each_lead(tmp_path, capsys):
+    """A Forecaster output (dims member, lead, y, x; valid_time along lead) was refused with a
+    hint, --dims time=lead, that led to a second refusal (lead numbers matched against the
+    truth's times; reviewer-48). Its leads are now matched at valid_time, pooled in the table
+    and scored per lead in a second table and metrics_by_lead.json."""
+    from flexdownscale import metrics
+
+    rng = np.random.default_rng(0)
+    n, times = 32, np.arange(6) * 0.5 + 10.0
+    axis = {"units": "m"}
+    coords = {"y": ("y", np.arange(n) * 1e3, axis), "x": ("x", np.arange(n) * 1e3, axis)}
+    truth = xr.Dataset(
+        {"w": (("time", "y", "x"), rng.normal(size=(6, n, n)), {"units": "m s-1"})},
+        coords={"time": ("time", times, {"units": "1"}), **coords},
+    )
+    truth.to_netcdf(tmp_path / "truth.nc")
+    valid = times[[3, 4, 5]]  # a forecast from 11.0 with 3 leads of 0.5
+    noise = rng.normal(size=(4, 3, n, n)) * np.array([0.5, 1.0, 2.0])[None, :, None, None]
+    fc = xr.Dataset(
+        {
+            "w": (
+                ("member", "lead", "y", "x"),
+                truth["w"].values[None, 3:] + noise,
+                {"units": "m s-1"},
+            )
+        },
+        coords={
+            "member": np.arange(4),
+            "lead": ("lead", [1, 2, 3], {"units": "1"}),
+            "valid_time": ("lead", valid, {"units": "1"}),
+            "forecast_reference_time": ((), 11.0, {"units": "1"}),
+            **coords,
+        },
+    )
+    fc.to_netcdf(tmp_path / "fc.nc")
+    (row,) = _rows(_evaluate_argv(tmp_path, "fc.nc", "truth.nc", "r"), capsys)
+    # the pooled row is the evaluation of the same fields as a time series at valid_time
+    series = fc.swap_dims(lead="valid_time").drop_vars("lead").rename(valid_time="time")
+    series.to_netcdf(tmp_path / "series.nc")
+    assert _rows(_evaluate_argv(tmp_path, "series.nc", "truth.nc", "s"), capsys) == [row]
+    # per lead: the library's scores on that lead's field against the truth at its valid_time
+    by_lead = json.loads((tmp_path / "r" / "metrics_by_lead.json").read_text())
+    assert [(r["variable"], r["lead"], r["valid_time"]) for r in by_lead] == [
+        ("w", 1, "11.5"),
+        ("w", 2, "12.0"),
+        ("w", 3, "12.5"),
+    ]
+    for k, r in enumerate(by_lead):
+        p, t = fc["w"].isel(lead=k), truth["w"].isel(time=3 + k)
+        assert r["RMSE (ens. mean)"] == pytest.approx(float(metrics.rmse(p.mean("member"), t)))
+        assert r["CRPS"] == pytest.approx(float(metrics.crps_ensemble(p, t, member_dim="member")))
+        ratio = float(metrics.spread_skill_ratio(p, t, member_dim="member"))
+        assert r["spread/skill"] == pytest.approx(ratio)
+    assert (
+        by_lead[0]["RMSE (ens. mean)"]
+        < by_lead[1]["RMSE (ens. mean)"]
+        < by_lead[2]["RMSE (ens. mean)"]
+    )
+    report = (tmp_path / "r" / "metrics.md").read_text()
+    assert "By lead (the forecast's 3 leads, each against the truth at its valid_time" in report
+    # the old hint's spelling gives the same report
+    argv = [*_evaluate_argv(tmp_path, "fc.nc", "truth.nc", "h"), "--dims", "time=lead"]
+    assert _rows(argv, capsys) == [row]
+    assert json.loads((tmp_path / "h" / "metrics_by_lead.json").read_text()) == by_lead
+    # a lead the truth lacks is refused like any missing time
+    truth.isel(time=slice(0, 5)).to_netcdf(tmp_path / "short.nc")
+    code, err = _run(_evaluate_argv(tmp_path, "fc.nc", "short.nc", "x"), capsys)
+    assert code == 2
+    assert "the truth lacks 1 of the prediction's 3 valid_time values (12.5)" in err
