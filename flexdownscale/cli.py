@@ -583,11 +583,16 @@ def _flag_value(name: str, literal: str) -> str:
     return str(value)
 
 
-def _ncatted(variable: str, units: str) -> str:
-    """How to set a variable's units attribute in a netCDF file with NCO, as a hint."""
+def _ncatted(attribute: str, values: dict[str, str]) -> str:
+    """How to set ``attribute`` of each variable to its value in ``values`` in a netCDF file
+    with NCO, as a hint: ``with NCO, for example: ncatted -a 'units,t2m,o,c,K' FILE``."""
     import shlex
 
-    return f"with NCO, for example: ncatted -a {shlex.quote(f'units,{variable},o,c,{units}')} FILE"
+    edits = " ".join(
+        f"-a {shlex.quote(f'{attribute},{variable},o,c,{value}')}"
+        for variable, value in values.items()
+    )
+    return f"with NCO, for example: ncatted {edits} FILE"
 
 
 def cli_spelling(message: str, command: str = "downscale") -> str:
@@ -656,13 +661,13 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         r"Set it if the values are in ([^:]*): ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
         lambda m: (
             f"If the values are in {m[1]}, set the units attribute of variable {m[2]!r} in the "
-            f"input file to {m[3]!r} ({_ncatted(m[2], m[3])})"
+            f"input file to {m[3]!r} ({_ncatted('units', {m[2]: m[3]})})"
         ),
         message,
     )
     message = re.sub(
         r"e\.g\. ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
-        lambda m: f"e.g. {m[2]!r} ({_ncatted(m[1], m[2])})",
+        lambda m: f"e.g. {m[2]!r} ({_ncatted('units', {m[1]: m[2]})})",
         message,
     )
     message = re.sub(
@@ -693,16 +698,11 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     one = r"ds\['([^']*)'\]\.attrs\[.periodic.\] = .true."
     found = re.findall(one, message)
     if found:
-        import shlex
-
-        edits = " ".join(f"-a {shlex.quote(f'periodic,{d},o,c,true')}" for d in found)
         names = " and ".join(map(repr, found))
+        edits = _ncatted("periodic", dict.fromkeys(found, "true"))
         message = re.sub(
             rf"set {one}(; {one})*",
-            lambda _: (
-                f'set the attribute periodic = "true" on {names} in the input file (with NCO, '
-                f"for example: ncatted {edits} FILE)"
-            ),
+            lambda _: f'set the attribute periodic = "true" on {names} in the input file ({edits})',
             message,
         )
     message = message.replace("or leave tile unset", "or leave --tile out")
@@ -787,7 +787,7 @@ def _file_fixes(message: str) -> str:
         r"Convert it or fix the attribute: ds\['([^']*)'\]\.attrs\['units'\] = '([^']*)'",
         lambda m: (
             f"Convert it to {m[2]} in the input file, or if its values are in {m[2]} already, "
-            f"set its units attribute to {m[2]!r} ({_ncatted(m[1], m[2])})"
+            f"set its units attribute to {m[2]!r} ({_ncatted('units', {m[1]: m[2]})})"
         ),
         message,
     )
@@ -1246,8 +1246,9 @@ def _scores_by_lead(
     has_members: bool,
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` its leads' time dim, ``leads``
-    their numbers; none for other predictions): per variable and lead, RMSE of the ensemble mean, bias, and for an
-    ensemble the fair CRPS and the spread/skill ratio, each over that lead's field."""
+    their numbers; none for other predictions): per variable and lead, RMSE and bias of the
+    ensemble mean, and for an ensemble the fair CRPS and the spread/skill ratio, each over
+    that lead's field."""
     from . import metrics
 
     if lead_dim is None or leads is None:
@@ -1489,6 +1490,11 @@ def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
             return 2
 
 
+#: The Python modules of the warnings machinery (``_py_warnings`` in newer Pythons): their
+#: frames are skipped to find the code that raised a warning.
+_WARNINGS_MODULES = ("warnings", "_py_warnings")
+
+
 def _warning_error(err: Warning, command: str) -> str:
     """The line of a warning that the warnings filter turned into an error (``python -W error``,
     ``PYTHONWARNINGS``): said as such, in the words of :func:`_show_warning`."""
@@ -1496,7 +1502,7 @@ def _warning_error(err: Warning, command: str) -> str:
     raised = err.__traceback__
     while raised is not None and raised.tb_next is not None:
         inner = raised.tb_next
-        if inner.tb_frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
+        if inner.tb_frame.f_globals.get("__name__") in _WARNINGS_MODULES:
             break
         raised = inner
     frame, lasti = (None, -1) if raised is None else (raised.tb_frame, raised.tb_lasti)
@@ -1558,7 +1564,7 @@ def _warning_origin(frame: FrameType | None, lasti: int) -> str:
     """
     import linecache
 
-    while frame is not None and frame.f_globals.get("__name__") in ("warnings", "_py_warnings"):
+    while frame is not None and frame.f_globals.get("__name__") in _WARNINGS_MODULES:
         frame = frame.f_back
         lasti = -1 if frame is None else frame.f_lasti
     if frame is None:

@@ -42,6 +42,7 @@ from .data.grid import (
     _geographic_to_rotated_pole,
     _grid_mapping_names,
     _rotated_frame,
+    _seconds_per_time_unit,
     _time_steps,
     _trim_stale_coordinates,
     _with_geographic_coordinates,
@@ -482,8 +483,7 @@ def _step_like(value: float, times: np.ndarray, attrs: Mapping[str, Any]) -> Any
         return np.timedelta64(round(value * 1e9), "ns")
     if times.dtype.kind == "O":
         return datetime.timedelta(seconds=value)
-    # one unit of the coordinate in _time_steps' terms (seconds in "hours since ...": 3600)
-    return value / float(_time_steps(np.array([0.0, 1.0]), attrs)[0][0])
+    return value / (_seconds_per_time_unit(attrs) or 1.0)  # a step count: its own units
 
 
 def _tiling(
@@ -2402,8 +2402,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             on the input grid with CF bounds (and the input's grid mapping), the scalar
             ``forecast_reference_time`` (the last input time; the input is put in time order
             first), a ``valid_time`` coordinate along ``lead`` (reference time plus ``lead``
-            times the input's last time step; absent for a single input time, whose step is
-            unknown), both with the input time's ``units`` and ``calendar`` (attributes of a
+            times the model's time step, ``time_step`` in ``grid.json``; for a folder that does
+            not record it, the input's last time step, and absent for a single input time),
+            both with the input time's ``units`` and ``calendar`` (attributes of a
             numeric time axis, encoding of a decoded one), and provenance attrs.
         """
         from .diffusion import rollout
@@ -2462,7 +2463,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     "distinct times (drop the duplicates first)"
                 )
             norm = norm.isel({spec.time: order})  # the latest frames last, whatever the order
-        model_step = self._check_time_step(norm[spec.time], spec.time in sel.coords)
+        # a time dim without a coordinate has positions only: no reference or valid times
+        stamped = spec.time in sel.coords
+        model_step = self._check_time_step(norm[spec.time], stamped)
         past = norm.isel({spec.time: slice(-self.past_frames, None)})
         values = past.to_dataarray("variable").transpose(spec.time, "variable", spec.y, spec.x)
         raw = np.asarray(values.values)
@@ -2558,8 +2561,6 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
         fine = _physical_values(self.normalizer, fine, self.variables)
         times = norm[spec.time].values
-        # a time dim without a coordinate has positions only: no reference or valid times
-        stamped = spec.time in sel.coords
         if model_step is not None:  # the model's own step (grid.json), in the input's terms
             step = _step_like(model_step, times, sel[spec.time].attrs)
         else:  # not recorded: the input's last step

@@ -438,6 +438,15 @@ _SECONDS_PER = {
 }
 
 
+def _seconds_per_time_unit(attrs: Mapping[str, Any]) -> float | None:
+    """Seconds in one unit of a numeric CF time ``"<unit> since <date>"`` (3600 for hours; the
+    coordinate's ``attrs``), ``None`` for other units (a step count, say)."""
+    units = str(attrs.get("units") or "")
+    if " since " not in units:
+        return None
+    return _SECONDS_PER.get(units.split(" since ")[0].strip().lower())
+
+
 def _time_steps(values: np.ndarray, attrs: Mapping[str, Any]) -> tuple[np.ndarray, str]:
     """``(steps, units)``: the differences of a time coordinate's ``values`` as float64, ``(n -
     1,)``: in seconds (``units = "s"``) for times (datetime64, cftime, or numbers in CF units
@@ -445,9 +454,7 @@ def _time_steps(values: np.ndarray, attrs: Mapping[str, Any]) -> tuple[np.ndarra
     (``"1"`` when it has none: a step count, as the Kolmogorov file's)."""
     values = np.asarray(values)
     units = str(attrs.get("units") or "1")
-    scale = None
-    if " since " in units:
-        scale = _SECONDS_PER.get(units.split(" since ")[0].strip().lower())
+    scale = _seconds_per_time_unit(attrs)
     if values.dtype.kind in "MO" or scale is not None:
         units = "s"
     if values.size < 2:

@@ -232,12 +232,13 @@ def rollout(
         ``None`` (a seed from torch's global generator). Every member has its own stream at
         every lead: lead ``l`` of field ``b`` is sampled with the generator seeded by
         ``lead_seed(seed, b, l)`` (a hash of the three), and member ``m`` draws from that
-        lead's ``m``-th member generator (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member
-        ``m`` is the same for any ``members > m``, the first ``k`` leads do not depend on
-        ``lead_steps`` (a longer forecast extends a shorter one), field ``b`` does not
-        depend on the other fields, and the random numbers do not depend on ``batch_size``
-        (the network's float32 rounding does, unless ``batch_size=1``). The noise is drawn on
-        the CPU, so it is the same on any device.
+        lead's ``m``-th member generator
+        (:func:`~flexdownscale.diffusion.samplers.member_generators`). So member ``m`` is the
+        same for any ``members > m``, the first ``k`` leads do not depend on ``lead_steps`` (a
+        longer forecast extends a shorter one), field ``b`` does not depend on the other
+        fields, and the random numbers do not depend on ``batch_size`` (the network's float32
+        rounding does, unless ``batch_size=1``). The noise is drawn on the CPU, so it is the
+        same on any device.
     phys
         Physical condition: one number for every field, or one value per field ``(B,)``.
     feedback
