@@ -2362,6 +2362,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         batch_invariant: bool = False,
         sampler_options: Mapping[str, float] | None = None,
         condition: float | None = None,
+        progress: bool | None = None,
     ) -> xr.Dataset:
         """Forecast ``lead_steps`` steps from the last ``past_frames`` time steps of ``ds``.
 
@@ -2371,6 +2372,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ``batch_size`` is the number of members per network call (``None``: all);
         ``batch_invariant=True`` runs the network on one member at a time, so that the output
         is bit-identical for any ``batch_size``.
+        ``progress`` shows a tqdm progress bar over the leads (``None``: when
+        ``lead_steps`` is more than 8).
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
         Lead ``l`` is sampled with a generator seeded from ``(seed, l)`` and member ``m`` draws
@@ -2413,6 +2416,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
         seed = _resolve_seed(seed)
         _check_flag("batch_invariant", batch_invariant)
+        if progress is not None:
+            _check_flag("progress", progress)
         if (
             isinstance(lead_steps, bool)
             or not isinstance(lead_steps, int | np.integer)
@@ -2537,27 +2542,37 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 sample = sample.index_select(-2, index_rows).index_select(-1, index_cols)
             return sample
 
-        with torch.no_grad():
-            out = rollout(
-                model,
-                self.objective,
-                frames,
-                lead_steps=lead_steps,
-                members=n_members,
-                sampler=name,
-                steps=n_steps,
-                generator=int(seed),
-                batch_size=1 if batch_invariant else batch_size,
-                feedback=feed_back if floor is not None or any(end_pad) else None,
-                phys=(
-                    None
-                    if condition_value is None or self.condition is None
-                    else torch.full(
-                        (1,), condition_value / float(self.condition["scale"]), device=dev
-                    )
-                ),
-                **options,
-            )
+        bar = None
+        if progress or (progress is None and lead_steps > 8):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=lead_steps, desc="forecasting", unit="lead", leave=False)
+        try:
+            with torch.no_grad():
+                out = rollout(
+                    model,
+                    self.objective,
+                    frames,
+                    lead_steps=lead_steps,
+                    members=n_members,
+                    sampler=name,
+                    steps=n_steps,
+                    generator=int(seed),
+                    batch_size=1 if batch_invariant else batch_size,
+                    feedback=feed_back if floor is not None or any(end_pad) else None,
+                    phys=(
+                        None
+                        if condition_value is None or self.condition is None
+                        else torch.full(
+                            (1,), condition_value / float(self.condition["scale"]), device=dev
+                        )
+                    ),
+                    on_lead=None if bar is None else lambda _lead: bar.update(),
+                    **options,
+                )
+        finally:
+            if bar is not None:
+                bar.close()
         fine = out[0, :, :, :, :h, :w].to("cpu", torch.float64).numpy()
         fine = _physical_values(self.normalizer, fine, self.variables)
         times = norm[spec.time].values

@@ -13,7 +13,13 @@ import xarray as xr
 
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, grid_spec
-from flexdownscale.errors import DataError, FlexDownscaleWarning, GridError, SkillWarning
+from flexdownscale.errors import (
+    ConfigError,
+    DataError,
+    FlexDownscaleWarning,
+    GridError,
+    SkillWarning,
+)
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Forecaster
 
@@ -459,3 +465,39 @@ def test_too_short_a_history_says_what_was_found_and_the_fix():
         "but the input has no time dimension (a single field); give at least the 2 time steps "
         "up to the forecast start along a time dim (not named 'time': dims={'time': NAME})"
     )
+
+
+def test_progress_bar_counts_the_leads_and_does_not_change_the_forecast(monkeypatch):
+    """``Forecaster(..., progress=...)`` was a TypeError while the Downscaler took it
+    (reviewer-48): a bar over the leads, on by default beyond 8 leads, checked like the
+    Downscaler's flag, and the forecast is the same with or without it."""
+    import tqdm.auto
+
+    bars: list[dict[str, Any]] = []
+
+    class Bar:
+        def __init__(self, *, total: int, **kwargs: Any) -> None:
+            self.record = {"total": total, "updates": 0, "closed": False, **kwargs}
+            bars.append(self.record)
+
+        def update(self, n: int = 1) -> None:
+            self.record["updates"] += n
+
+        def close(self) -> None:
+            self.record["closed"] = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    model = tiny_forecaster(box_grid())
+    quiet = model(box(), lead_steps=3, members=2)
+    assert bars == []  # None: no bar for 3 leads
+    shown = model(box(), lead_steps=3, members=2, progress=True)
+    assert [(b["total"], b["updates"], b["closed"], b["desc"]) for b in bars] == [
+        (3, 3, True, "forecasting")
+    ]
+    xr.testing.assert_identical(shown, quiet)
+    model(box(), lead_steps=9, steps=1)
+    assert (bars[-1]["total"], bars[-1]["updates"]) == (9, 9)  # None: a bar beyond 8 leads
+    model(box(), lead_steps=9, steps=1, progress=False)
+    assert len(bars) == 2
+    with pytest.raises(ConfigError, match=r"^progress = 'yes' must be True or False$"):
+        model(box(), lead_steps=1, progress="yes")

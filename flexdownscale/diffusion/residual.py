@@ -208,6 +208,7 @@ def rollout(
     phys: Tensor | float | None = None,
     batch_size: int | None = None,
     feedback: Callable[[Tensor], Tensor] | None = None,
+    on_lead: Callable[[int], None] | None = None,
     **options: Any,
 ) -> Tensor:
     """Autoregressive ensemble forecast: every member feeds back its own state.
@@ -245,6 +246,9 @@ def rollout(
         Applied to every lead's sample, ``(M, C, H, W)`` for one field, before it becomes the
         newest past frame of the next lead (e.g. to crop and re-impose padding cells around the
         field; ``None``: the sample as it is). The returned samples are not changed by it.
+    on_lead
+        Called with the lead number (1 to ``lead_steps``) when that lead of a field is sampled
+        (all its members), ``B * lead_steps`` calls in all; e.g. to advance a progress bar.
 
     Returns
     -------
@@ -270,6 +274,8 @@ def rollout(
             generator=lead_seed(seed, b, 1),
             **common,
         )[0]
+        if on_lead is not None:
+            on_lead(1)
         channels = nxt.shape[1]
         states = frames[b : b + 1].repeat_interleave(members, dim=0)  # (M, P*C, H, W)
         member_phys = field_phys.repeat_interleave(members) if field_phys is not None else None
@@ -296,5 +302,7 @@ def rollout(
                 )
             nxt = torch.cat(parts)
             outputs.append(nxt)
+            if on_lead is not None:
+                on_lead(lead)
         fields.append(torch.stack(outputs, dim=1))
     return torch.stack(fields)
