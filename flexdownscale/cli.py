@@ -1176,7 +1176,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         plt.close("all")
     columns = list(rows[0])
-    by_lead = _scores_by_lead(pred, truth, names, lead_dim, leads, member_dim, weights, has_members)
+    by_lead = _scores_by_lead(
+        pred, truth, names, lead_dim, leads, member_dim, weights, has_members, spatial, method
+    )
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
@@ -1244,11 +1246,15 @@ def _scores_by_lead(
     member_dim: str,
     weights: Any,
     has_members: bool,
+    spatial: list[str],
+    method: str,
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` its leads' time dim, ``leads``
-    their numbers; none for other predictions): per variable and lead, RMSE and bias of the
-    ensemble mean, and for an ensemble the fair CRPS and the spread/skill ratio, each over
-    that lead's field."""
+    their numbers; none for other predictions): per variable and lead, the columns of the
+    pooled table, each over that lead's field: RMSE, MAE and bias of the ensemble mean, for an
+    ensemble the fair CRPS and the spread/skill ratio, and the LSD of the member-averaged
+    ``method`` spectra over ``spatial`` (``None`` for a variable with gaps, as in the pooled
+    table)."""
     from . import metrics
 
     if lead_dim is None or leads is None:
@@ -1259,6 +1265,7 @@ def _scores_by_lead(
         mean = p.mean(member_dim) if member_dim in p.dims else p
         scores = {
             "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
+            "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
             "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
         }
         if has_members:
@@ -1268,10 +1275,21 @@ def _scores_by_lead(
             scores["spread/skill"] = metrics.spread_skill_ratio(
                 p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
             )
+        gap_free = not (bool(p.isnull().any()) or bool(t.isnull().any()))
+        if gap_free:  # spectra per lead, averaged over the members (and any other dim)
+            per_lead = []
+            for field in (p, t):
+                spec = metrics.power_spectrum(field, dims=spatial, method=method)
+                spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"
+                keep = (spectral, lead_dim)
+                per_lead.append(spec.mean([d for d in spec.dims if d not in keep], keep_attrs=True))
+            scores["LSD (dB)"] = metrics.log_spectral_distance(*per_lead)
         for k in range(pred.sizes[lead_dim]):
             row: dict[str, Any] = {"variable": v, "lead": leads[k]}
             row["valid_time"] = str(pred[lead_dim].values[k])
             row.update({name: float(score.isel({lead_dim: k})) for name, score in scores.items()})
+            if not gap_free:
+                row["LSD (dB)"] = None
             rows.append(row)
     return rows
 

@@ -1131,6 +1131,18 @@ def test_evaluate_a_forecast_matches_leads_at_valid_time_and_scores_each_lead(tm
         assert r["CRPS"] == pytest.approx(float(metrics.crps_ensemble(p, t, member_dim="member")))
         ratio = float(metrics.spread_skill_ratio(p, t, member_dim="member"))
         assert r["spread/skill"] == pytest.approx(ratio)
+        assert r["MAE (ens. mean)"] == pytest.approx(float(metrics.mae(p.mean("member"), t)))
+        # the LSD of that lead's member-averaged spectra (the DCT: the box is not periodic)
+        spectra = {"method": "dct"}
+        lsd = metrics.log_spectral_distance(
+            metrics.mean_spectrum(p, dims=["y", "x"], spectrum_kwargs=spectra),
+            metrics.mean_spectrum(t, dims=["y", "x"], spectrum_kwargs=spectra),
+        )
+        assert r["LSD (dB)"] == pytest.approx(float(lsd))
+    # the per-lead table has the pooled table's scores (units and the lead's labels apart)
+    assert [c for c in by_lead[0] if c not in ("lead", "valid_time")] == [
+        c for c in row if c != "units"
+    ]
     assert (
         by_lead[0]["RMSE (ens. mean)"]
         < by_lead[1]["RMSE (ens. mean)"]
@@ -1142,6 +1154,13 @@ def test_evaluate_a_forecast_matches_leads_at_valid_time_and_scores_each_lead(tm
     argv = [*_evaluate_argv(tmp_path, "fc.nc", "truth.nc", "h"), "--dims", "time=lead"]
     assert _rows(argv, capsys) == [row]
     assert json.loads((tmp_path / "h" / "metrics_by_lead.json").read_text()) == by_lead
+    # a gap in the truth: scores over the valid points, no LSD (as in the pooled table)
+    truth.where(truth.x > 0).to_netcdf(tmp_path / "gaps.nc")
+    (gappy,) = _rows(_evaluate_argv(tmp_path, "fc.nc", "gaps.nc", "g"), capsys)
+    gap_rows = json.loads((tmp_path / "g" / "metrics_by_lead.json").read_text())
+    assert gappy["LSD (dB)"] is None
+    assert [r["LSD (dB)"] for r in gap_rows] == [None, None, None]
+    assert all(r["MAE (ens. mean)"] > 0 for r in gap_rows)
     # a lead the truth lacks is refused like any missing time
     truth.isel(time=slice(0, 5)).to_netcdf(tmp_path / "short.nc")
     code, err = _run(_evaluate_argv(tmp_path, "fc.nc", "short.nc", "x"), capsys)
