@@ -57,14 +57,15 @@ def downscaling_skill(
     member_dim: Hashable = "member",
     dims: Sequence[Hashable] | None = None,
     spectrum_kwargs: Mapping[str, Any] | None = None,
+    weights: xr.DataArray | None = None,
 ) -> dict[str, float]:
     """Skill of a downscaled prediction (ensemble or deterministic) against the truth.
 
-    Every mean is over all grid points with equal weight, the convention of the model cards and
-    reports (``flexdownscale evaluate`` weights latitude grids by cell area instead, so its
-    numbers differ slightly on large latitude ranges: pass ``weights=`` to the metric functions
-    for that). The two inputs are aligned as by every metric: coordinates equal up to float32
-    round-off are the same grid, others raise ``ShapeError``.
+    By default every mean is over all grid points with equal weight, the convention of the
+    model cards and reports; ``flexdownscale evaluate`` weights latitude grids by cell area
+    instead, so its numbers differ slightly on large latitude ranges: pass
+    ``weights=area_weights(truth)`` for those. The two inputs are aligned as by every metric:
+    coordinates equal up to float32 round-off are the same grid, others raise ``ShapeError``.
 
     Parameters
     ----------
@@ -79,6 +80,11 @@ def downscaling_skill(
         The two spatial dims (default: found from the grid's coordinates).
     spectrum_kwargs : mapping, optional
         Passed to :func:`~flexdownscale.metrics.power_spectrum` (e.g. ``spacing``).
+    weights : DataArray, optional
+        Weights of the grid points in the means of ``rmse``, ``crps`` and ``spread_skill``
+        (e.g. :func:`~flexdownscale.metrics.area_weights`, ``flexdownscale evaluate``'s
+        weighting on latitude grids); ``None``: equal weights. ``rfne``, ``lsd`` and
+        ``spectral_ratio_small`` are per-field norms and spectra, not weighted.
 
     Returns
     -------
@@ -105,16 +111,20 @@ def downscaling_skill(
         )
     mean = pred.mean(member_dim) if ensemble else pred
     out = {
-        "rmse": float(rmse(mean, truth)),
+        "rmse": float(rmse(mean, truth, weights=weights)),
         "rfne": float(rfne(mean, truth, dims=dims).mean()),
     }
     if ensemble:
-        out["crps"] = float(crps_ensemble(pred, truth, member_dim=member_dim, fair=True))
+        out["crps"] = float(
+            crps_ensemble(pred, truth, member_dim=member_dim, fair=True, weights=weights)
+        )
         out["spread_skill"] = float(
-            spread_skill_ratio(pred, truth, member_dim=member_dim, correction="fortin")
+            spread_skill_ratio(
+                pred, truth, member_dim=member_dim, correction="fortin", weights=weights
+            )
         )
     else:
-        out["crps"] = float(mae(pred, truth))
+        out["crps"] = float(mae(pred, truth, weights=weights))
         out["spread_skill"] = float("nan")
     sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=spectrum_kwargs)
     st = mean_spectrum(truth, dims=dims, spectrum_kwargs=spectrum_kwargs)

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from flexdownscale.errors import GridError
-from flexdownscale.metrics import area_weights, cell_edges, rmse
+from flexdownscale.metrics import area_weights, cell_edges, rmse, spread_skill_ratio
 from flexdownscale.metrics._utils import EARTH_RADIUS
 
 
@@ -132,3 +132,45 @@ def test_a_latitude_in_other_units_is_an_error_not_unitless():
     )
     with pytest.raises(GridError, match=r"'lat' is a latitude but its units 'radians'"):
         area_weights(field)
+
+
+def test_skill_summary_takes_the_weights_evaluate_uses(shared_data):
+    """``downscaling_skill`` had no ``weights=``: its means were unweighted while ``flexdownscale
+    evaluate`` weights latitude grids by area. With ``weights=area_weights(truth)`` its RMSE,
+    CRPS and spread/skill are the hand-weighted numbers; without, the unweighted ones; the
+    per-field norms and spectra do not change."""
+    from flexdownscale.metrics import downscaling_skill
+
+    ds = xr.open_dataset(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")
+    truth = ds["t2m"].isel(time=slice(0, 3)).astype(np.float64).load()
+    rng = np.random.default_rng(3)
+    # errors growing northwards (latitude runs 58 -> 50), so that weighting by cell area
+    # changes every mean: the noisy northern rows are the smaller cells
+    scale = np.linspace(2.0, 0.2, truth.sizes["latitude"])[:, None]
+    noise = rng.normal(size=(4, *truth.shape)) * scale
+    pred = (xr.DataArray(noise, dims=("member", *truth.dims)) + truth).assign_attrs(truth.attrs)
+    assert pred.dims == ("member", *truth.dims)
+    w = area_weights(truth)
+    plain = downscaling_skill(pred, truth)
+    weighted = downscaling_skill(pred, truth, weights=w)
+    cell = np.broadcast_to(w.values[:, None], truth.shape[1:])
+    wsum = cell.sum() * truth.sizes["time"]
+    err = (pred.mean("member") - truth).values
+    assert weighted["rmse"] == pytest.approx(np.sqrt((err**2 * cell).sum() / wsum), rel=1e-10)
+    assert plain["rmse"] == pytest.approx(np.sqrt((err**2).mean()), rel=1e-10)
+    assert weighted["rmse"] < plain["rmse"]
+    p, t = pred.values, truth.values[None]
+    m = p.shape[0]
+    pair = np.abs(p[:, None] - p[None, :]).sum((0, 1)) / (2 * m * (m - 1))
+    crps_fair = np.abs(p - t).mean(0) - pair
+    assert weighted["crps"] == pytest.approx((crps_fair * cell).sum() / wsum, rel=1e-10)
+    assert plain["crps"] == pytest.approx(crps_fair.mean(), rel=1e-10)
+    ratio = spread_skill_ratio(pred, truth, member_dim="member", correction="fortin", weights=w)
+    assert weighted["spread_skill"] == pytest.approx(float(ratio), rel=1e-12)
+    assert weighted["spread_skill"] != pytest.approx(plain["spread_skill"], rel=1e-5)
+    for key in ("rfne", "lsd", "spectral_ratio_small"):
+        assert weighted[key] == plain[key]
+    # a deterministic prediction: the weighted MAE
+    det = downscaling_skill(pred.isel(member=0), truth, weights=w)
+    mae_hand = (np.abs(p[0] - t[0]) * cell).sum() / wsum
+    assert det["crps"] == pytest.approx(mae_hand, rel=1e-10)
