@@ -638,7 +638,12 @@ class Trainer:
             project_config=ProjectConfiguration(
                 project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")
             ),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # every rank shuffles with the run's seed (one order per epoch, shared out among
+            # the ranks): without data_seed each rank seeded its sampler from its own torch
+            # seed (set below), so an epoch repeated some samples and left others out
+            dataloader_config=DataLoaderConfiguration(
+                use_seedable_sampler=True, data_seed=config.seed
+            ),
             cpu=not torch.cuda.is_available(),
         )
         acc = self.accelerator

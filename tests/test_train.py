@@ -297,6 +297,14 @@ def test_accelerate_launch_two_processes_then_resume(tmp_path, shared_data):
     assert list_states(run)[-1].name == "step_00000004"
     assert (run / "model" / "model.safetensors").is_file()
     assert all(len(r["indices"]) == 4 for r in _samples(run))  # 2 ranks x micro-batch 2
+    # the two ranks share out one order of the data: each optimiser step trains on the samples
+    # a single process takes for that step (rank 1 shuffled with its own seed, so an epoch
+    # repeated some samples and left others out; reviewer-49)
+    single = _write_config(tmp_path / "single", shared_data, steps=4, eval_every=0)
+    _train(single)
+    assert [sorted(r["indices"]) for r in _samples(run)] == [
+        sorted(r["indices"]) for r in _samples(tmp_path / "single" / "run")
+    ]
 
     second = subprocess.run(
         [*launch, "--resume", "steps=6"],
