@@ -385,3 +385,35 @@ def test_a_window_selects_the_fft_path_as_in_the_documented_call():
     assert power_spectrum(field).attrs["spectrum_method"].startswith("DCT")
     with pytest.raises(ConfigError, match="window='hann' is for the FFT path"):
         power_spectrum(field, method="dct", window="hann")
+
+
+def test_float32_coordinates_far_from_zero_give_the_same_bins_as_float64():
+    """A 0.01-degree grid at 40 N / 100 E stored in float32 (as many files are) against the
+    same grid in float64: RMSE took them as one grid, but the spacing was the median of the
+    float32 steps, 2e-4 off, so the spectra's bins differed and ``log_spectral_distance`` /
+    ``downscaling_skill`` raised ShapeError "regrid one onto the other" (reviewer-49). The
+    spacing is now the least-squares slope: the bins agree and identical fields are 0 dB apart.
+    """
+    import flexdownscale.metrics as fm
+    from flexdownscale.metrics._utils import regular_step
+
+    lat = 40 + np.arange(64) * 0.01
+    lon = 100 + np.arange(64) * 0.01
+    rng = np.random.default_rng(0)
+    truth = xr.DataArray(
+        280 + rng.normal(size=(2, 64, 64)),
+        dims=("time", "latitude", "longitude"),
+        coords={"latitude": lat.astype(np.float32), "longitude": lon.astype(np.float32)},
+        attrs={"units": "K"},
+    )
+    pred = truth.assign_coords(latitude=lat, longitude=lon)
+    for dim in ("latitude", "longitude"):
+        assert regular_step(truth, dim) == pytest.approx(0.01, rel=2e-5)
+        assert regular_step(pred, dim) == pytest.approx(0.01, rel=1e-12)
+    assert float(fm.log_spectral_distance(fm.mean_spectrum(pred), fm.mean_spectrum(truth))) < 1e-5
+    skill = fm.downscaling_skill(pred + 0.1, truth)
+    assert skill["rmse"] == pytest.approx(0.1)
+    assert skill["lsd"] < 1e-5
+    # a longitude across the dateline is still one regular step (wrapped by the period)
+    across = xr.DataArray(np.zeros(6), dims="lon", coords={"lon": [350.0, 355, 0, 5, 10, 15]})
+    assert regular_step(across, "lon", period=360.0) == pytest.approx(5.0, rel=1e-12)
