@@ -25,7 +25,12 @@ from flexdownscale.errors import (
     ShapeError,
 )
 from flexdownscale.metrics import power_spectrum, rank_histogram
-from flexdownscale.metrics._utils import align_exact, check_member_dim, find_yx_dims
+from flexdownscale.metrics._utils import (
+    align_exact,
+    check_member_dim,
+    check_same_units,
+    find_yx_dims,
+)
 from flexdownscale.metrics.probabilistic import point_spread_and_error
 from flexdownscale.metrics.spectra import on_reference_bins
 
@@ -300,11 +305,18 @@ def plot_spread_skill(
     -------
     Figure
         One axis with two lines (the binned curve and the diagonal).
+
+    Raises
+    ------
+    UnitsError
+        When ``fcst`` and ``obs`` carry ``units`` that differ as units (``K`` and ``degC``),
+        as for :func:`~flexdownscale.metrics.spread_skill_ratio`.
     """
     if n_bins < 1:
         raise ConfigError(f"n_bins must be >= 1, got {n_bins}.")
     fcst = _as_dataarray(fcst, variable, "fcst")
     obs = _as_dataarray(obs, variable, "obs")
+    check_same_units(fcst, obs)  # as spread_skill_ratio: K against degC is an error
     m = check_member_dim(fcst, obs, member_dim)
     # the metrics' alignment: round-off coordinates are the same points, others an error
     fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))
@@ -347,12 +359,32 @@ def plot_spread_skill(
     return fig
 
 
-def _select_time(da: xr.DataArray, time_dim: Hashable, time: Any) -> xr.DataArray:
+def _select_time(da: xr.DataArray, time_dim: Hashable, time: Any, name: str) -> xr.DataArray:
+    """``da`` at ``time`` (a position or a label) along ``time_dim``; ``da`` itself without that
+    dim. A position or label that ``da`` lacks is a :class:`ConfigError` naming what it has."""
     if time_dim not in da.dims:
         return da
-    if isinstance(time, int | np.integer):
+    n = da.sizes[time_dim]
+    if isinstance(time, int | np.integer) and not isinstance(time, bool):
+        if not -n <= int(time) < n:
+            raise ConfigError(
+                f"time = {int(time)} is no position along the {name}'s {str(time_dim)!r} "
+                f"({n} steps: 0 to {n - 1}, or -1 for the last); pass a position in that range "
+                "or a time label"
+            )
         return da.isel({time_dim: int(time)})
-    return da.sel({time_dim: time})
+    try:
+        return da.sel({time_dim: time})
+    except (KeyError, TypeError, ValueError) as err:
+        if time_dim in da.coords and n:
+            labels = da[time_dim].values
+            have = f"{n} values from {labels[0]} to {labels[-1]}"
+        else:
+            have = f"{n} steps without labels"
+        raise ConfigError(
+            f"time = {time!r} is not a label of the {name}'s {str(time_dim)!r} ({have}); pass "
+            "one of its labels or a position (an int)"
+        ) from err
 
 
 def _xy(
@@ -413,11 +445,20 @@ def plot_panels(
     -------
     Figure
         One axis per panel (each with one mesh) plus three colour bars.
+
+    Raises
+    ------
+    UnitsError
+        When the ensemble (or the coarse input) and the truth carry ``units`` that differ as
+        units (``K`` and ``degC``): the error panel would show the offset.
+    ConfigError
+        When ``time`` is not a position or label along ``time_dim``.
     """
     if n_members < 0:
         raise ConfigError(f"n_members must be >= 0, got {n_members}.")
-    truth_da = _select_time(_as_dataarray(truth, variable, "truth"), time_dim, time)
-    ens = _select_time(_as_dataarray(ensemble, variable, "ensemble"), time_dim, time)
+    truth_da = _select_time(_as_dataarray(truth, variable, "truth"), time_dim, time, "truth")
+    ens = _select_time(_as_dataarray(ensemble, variable, "ensemble"), time_dim, time, "ensemble")
+    check_same_units(ens, truth_da, names=("ensemble", "truth"))
     m = check_member_dim(ens, truth_da, member_dim)
     ens, truth_da = align_exact(ens, truth_da, names=("ensemble", "truth"))
     n_show = min(n_members, m)
@@ -427,9 +468,9 @@ def plot_panels(
     error = mean - truth_da
     top: list[tuple[str, xr.DataArray]] = []
     if coarse is not None:
-        top.append(
-            ("coarse", _select_time(_as_dataarray(coarse, variable, "coarse"), time_dim, time))
-        )
+        coarse_da = _as_dataarray(coarse, variable, "coarse")
+        check_same_units(coarse_da, truth_da, names=("coarse", "truth"))
+        top.append(("coarse", _select_time(coarse_da, time_dim, time, "coarse")))
     top.append(("truth", truth_da))
     top += [(f"member {i + 1}", ens.isel({member_dim: i})) for i in range(n_show)]
     ncols = max(len(top), 3)

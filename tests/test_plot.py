@@ -9,7 +9,14 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from flexdownscale.errors import ConfigError, DataError, FlexDownscaleWarning, GridError, ShapeError
+from flexdownscale.errors import (
+    ConfigError,
+    DataError,
+    FlexDownscaleWarning,
+    GridError,
+    ShapeError,
+    UnitsError,
+)
 from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
 
@@ -278,3 +285,41 @@ def test_spread_skill_and_panels_align_coordinates_like_the_metrics():
         plot_spread_skill(ens, shifted)
     with pytest.raises(ShapeError):
         plot_panels(None, shifted, ens)
+
+
+def test_spread_skill_and_panels_refuse_other_units_like_the_metrics(era5):
+    """An ensemble in K against a truth in degC: spread_skill_ratio raised UnitsError, but
+    plot_spread_skill drew a ratio of 0.00 and plot_panels an error panel of +273 K
+    (reviewer-49). Both now raise the metrics' UnitsError; kelvin against K is the same unit."""
+    coarse, truth, ensemble = era5
+    celsius = (truth - 273.15).assign_attrs(units="degC")
+    with pytest.raises(UnitsError, match=r"fcst is in 'K' but obs is in 'degC'.*\+ 273\.15"):
+        plot_spread_skill(ensemble, celsius)
+    with pytest.raises(UnitsError, match=r"ensemble is in 'K' but truth is in 'degC'"):
+        plot_panels(coarse, celsius, ensemble)
+    in_celsius = ensemble.copy(data=ensemble.values - 273.15).assign_attrs(units="degC")
+    with pytest.raises(UnitsError, match=r"coarse is in 'K' but truth is in 'degC'"):
+        plot_panels(coarse, celsius, in_celsius)
+    kelvin = truth.assign_attrs(units="kelvin")
+    ratio = plot_spread_skill(ensemble, kelvin).axes[0].get_title()
+    assert ratio == plot_spread_skill(ensemble, truth).axes[0].get_title()
+    plot_panels(coarse, kelvin, ensemble)
+
+
+def test_panels_with_a_time_the_data_lack_say_what_they_have(era5):
+    """A time label or position the data lack raised xarray's KeyError / numpy's IndexError
+    (reviewer-49): a ConfigError naming the range."""
+    coarse, truth, ensemble = era5
+    with pytest.raises(ConfigError) as err:
+        plot_panels(coarse, truth, ensemble, time=np.datetime64("2019-03-05T01"))
+    assert str(err.value) == (
+        "time = np.datetime64('2019-03-05T01','h') is not a label of the truth's 'time' "
+        "(6 values from 2019-03-01T00:00:00.000000000 to 2019-03-01T05:00:00.000000000); pass "
+        "one of its labels or a position (an int)"
+    )
+    with pytest.raises(ConfigError, match=r"^time = 10 is no position along the truth's 'time' "):
+        plot_panels(coarse, truth, ensemble, time=10)
+    # positions from the end and labels that exist still work
+    last = plot_panels(coarse, truth, ensemble, time=-1)
+    by_label = plot_panels(coarse, truth, ensemble, time=truth.time.values[-1])
+    assert [a.get_title() for a in last.axes] == [a.get_title() for a in by_label.axes]
