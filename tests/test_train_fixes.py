@@ -445,8 +445,15 @@ def test_resume_refuses_what_changes_the_sample_order(tmp_path, shared_data, cap
     (state / STATE_MARKER).write_text(
         json.dumps({**marker, "layout": {**marker["layout"], "processes": 2}})
     )
-    with pytest.raises(CheckpointError, match=r"processes 2 -> 1.*--num_processes 2"):
+    with pytest.raises(CheckpointError) as err:
         Trainer(config, resume=True)
+    # accelerate launch --cpu --num_processes 2 starts one process: the hint names launches
+    # that start two on any machine (reviewer-49)
+    assert "processes 2 -> 1" in str(err.value)
+    assert (
+        "(2 processes: accelerate launch --multi_gpu --num_processes 2 (also on a CPU machine) "
+        "or torchrun --nproc_per_node 2)"
+    ) in str(err.value)
     # the data changed under an unchanged config (a file added to a glob): refused too
     (state / STATE_MARKER).write_text(
         json.dumps({**marker, "layout": {**marker["layout"], "train_items": 5}})
