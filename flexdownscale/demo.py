@@ -332,7 +332,7 @@ def _report(
     from .metrics import SKILL_COLUMNS
 
     lines = [
-        "# flexdownscale demo",
+        _REPORT_TITLE,
         "",
         f"flexdownscale {__version__}; {members}-member ensembles with each model's default "
         f"sampler, seed {seed}; wall time {result.seconds:.1f} s.",
@@ -372,6 +372,40 @@ def _report(
     return path
 
 
+#: The first line of the demo's report.md: a folder whose report.md starts with it is a demo's.
+_REPORT_TITLE = "# flexdownscale demo"
+
+
+def _check_output_folder(out: Path, cases: tuple[DemoCase, ...]) -> None:
+    """Refuse to write into ``out`` when files the demo would overwrite there are not a demo's.
+
+    The demo writes fixed names (``report.md``, ``<case>.nc``, ``<case>_panels*.png``,
+    ``<case>_spectra.png``); an earlier demo's folder (its ``report.md`` starts with the demo's
+    title) is written over, and other files are never touched. A folder of the user's with a
+    file of one of those names is refused before anything runs: nothing of theirs is lost.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {str(out)!r} is a file, not a folder; give a folder")
+    if not out.is_dir():
+        return
+    report = out / "report.md"
+    if report.is_file():
+        with report.open(encoding="utf-8", errors="replace") as f:
+            if f.readline().rstrip("\n") == _REPORT_TITLE:
+                return  # an earlier demo's folder: its files are the demo's to replace
+    names = [report.name]
+    for case in cases:
+        names += [f"{case.name}.nc", f"{case.name}_spectra.png"]
+        names += sorted(p.name for p in out.glob(f"{case.name}_panels*.png"))
+    found = [name for name in dict.fromkeys(names) if (out / name).exists()]
+    if found:
+        raise ConfigError(
+            f"output folder {str(out)!r} holds {', '.join(found)}, which the demo would "
+            "overwrite, and it is not an earlier demo's folder (its report.md is not the "
+            "demo's); give a new or empty folder, or move those files away"
+        )
+
+
 def run_demo(
     output: str | Path = DEFAULT_OUTPUT,
     *,
@@ -386,7 +420,9 @@ def run_demo(
     Parameters
     ----------
     output
-        Output folder; existing demo files in it are overwritten.
+        Output folder (created if needed); an earlier demo's files in it are overwritten, a
+        file of yours with one of the demo's names is refused (:class:`ConfigError`, before
+        anything runs).
     members
         Ensemble size (at least 2: the spread is part of the evidence).
     seed
@@ -414,6 +450,7 @@ def run_demo(
         chosen = tuple(known[c] for c in dict.fromkeys(cases))  # each case once
     start = time.perf_counter()
     out = Path(output)
+    _check_output_folder(out, chosen)
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(output=out)
     units: dict[str, str] = {}

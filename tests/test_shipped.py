@@ -220,6 +220,38 @@ def test_demo_cli_and_bad_arguments(tmp_path, capsys):
     )
 
 
+def test_demo_never_overwrites_files_of_yours(tmp_path, capsys):
+    """``flexdownscale demo --out DIR`` replaced a report.md of the user's in DIR and exited 0
+    (reviewer-49). A file with one of the demo's names is refused before anything runs, unless
+    the folder is an earlier demo's (its report.md is the demo's); other files are no matter."""
+    from flexdownscale.demo import _check_output_folder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own notes\n")
+    assert main(["demo", "--out", str(mine), "--case", "era5_t2m_x4", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"flexdownscale demo: error: output folder {str(mine)!r} holds report.md, which the demo "
+        "would overwrite, and it is not an earlier demo's folder (its report.md is not the "
+        "demo's); give a new or empty folder, or move those files away\n"
+    )
+    assert [p.name for p in mine.iterdir()] == ["report.md"]
+    assert (mine / "report.md").read_text() == "my own notes\n"
+    # a data file of the demo's name without the demo's report: refused too, and named
+    (mine / "report.md").unlink()
+    (mine / "kolmogorov_x8.nc").write_text("")
+    (mine / "kolmogorov_x8_panels_re1000.png").write_text("")
+    with pytest.raises(ConfigError, match=r"holds kolmogorov_x8\.nc, kolmogorov_x8_panels_re1000"):
+        run_demo(mine, members=2, cases=("kolmogorov_x8",), log=None, progress=False)
+    # ... but only the chosen cases' names count, other files never do, and an earlier demo's
+    # folder is the demo's to write over (test_demo_cli_and_bad_arguments reruns into one)
+    _check_output_folder(mine, tuple(c for c in CASES if c.name == "era5_t2m_x4"))
+    (tmp_path / "notes.txt").write_text("")
+    _check_output_folder(tmp_path, CASES)
+    (mine / "report.md").write_text("# flexdownscale demo\n\nflexdownscale 0.1.0; ...\n")
+    _check_output_folder(mine, CASES)
+
+
 @pytest.mark.slow
 def test_era5_card_numbers_are_reproduced(shared_data):
     """The model card's validation table is what benchmarks/skill.py computes (full split)."""
