@@ -507,7 +507,8 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     ------
     ModelFolderError
         When a file is missing, a checksum does not match (the file was changed after export), the
-        format is unknown or newer than this package, or the configs are invalid.
+        format is unknown or newer than this package, the configs are invalid, or a weight is
+        NaN or infinite.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -560,6 +561,20 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         raise ModelFolderError(
             f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}"
         ) from err
+    # a NaN weight makes every output NaN: refused here rather than written as a NaN ensemble
+    broken = [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all())
+    ]
+    if broken:
+        raise ModelFolderError(
+            f"the weights in {str(path / WEIGHTS_FILE)!r} hold NaN or infinite values "
+            f"({len(broken)} of {len(state_dict)} tensors, the first {broken[0]!r}): the model "
+            "would output NaN only. It was exported from a diverged training or edited after; "
+            "export it again from a good training state (python -m flexdownscale.train --config "
+            "run.toml --export-only) or download it again"
+        )
     try:
         model = from_dict(ModelConfig, checked["model"])
         diffusion = from_dict(DiffusionConfig, checked["diffusion"])

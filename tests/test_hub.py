@@ -534,3 +534,22 @@ def test_a_run_folder_given_as_a_model_points_to_its_model(tmp_path):
         match=r"looks like a training run folder: its exported model is '.*run/model'",
     ):
         load_model_folder(tmp_path / "run")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_on_loading(tmp_path, bad):
+    """A folder whose weights hold NaN (checksums consistent) loaded, ran and wrote an all-NaN
+    ensemble with exit status 0 (reviewer-49): a ModelFolderError naming the first tensor."""
+    weight = torch.randn(3, 4)
+    weight[1, 2] = bad
+    state = {"a.weight": torch.randn(3, 4), "b.weight": weight, "c.bias": torch.zeros(5)}
+    _, path = _save(tmp_path / "m", state_dict=state)
+    with pytest.raises(errors.ModelFolderError) as err:
+        load_model_folder(path)
+    message = str(err.value)
+    assert "hold NaN or infinite values (1 of 3 tensors, the first 'b.weight')" in message
+    assert "--export-only" in message
+    # integer tensors (counters) are not floats to check; finite weights load as before
+    state = {"a.weight": torch.randn(3, 4), "steps": torch.tensor([3], dtype=torch.int64)}
+    _, path = _save(tmp_path / "fine", state_dict=state)
+    assert torch.equal(load_model_folder(path).state_dict["steps"], torch.tensor([3]))
