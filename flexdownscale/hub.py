@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -688,6 +689,17 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
+def _weights_only_refusal(err: BaseException) -> str | None:
+    """What ``torch.load(weights_only=True)`` refused (the global it names, e.g.
+    ``Unsupported global: GLOBAL posix.system``) when ``err`` is that refusal, without torch's
+    advice to load the file unsafely; ``None`` for any other error."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    refused = re.search(
+        r"WeightsUnpickler error:\s*([^\n]+?)(?: was not an allowed| Please|\n|$)", text
+    )
+    return refused.group(1).strip() if refused else None
+
+
 def import_foreign_checkpoint(
     path: str | os.PathLike[str], *, key: str | None = None
 ) -> dict[str, Any]:
@@ -711,8 +723,10 @@ def import_foreign_checkpoint(
     Raises
     ------
     ModelFolderError
-        When the file is missing, damaged, holds objects ``weights_only`` refuses, or holds no
-        state dict (under ``key``).
+        When the file is missing, damaged, holds objects ``weights_only`` refuses (the message
+        names the object; it is never unpickled), or holds no state dict of tensors (under
+        ``key``; a checkpoint dict such as ``{"model": ..., "epoch": 3}`` names the ``key`` to
+        pass).
     """
     import torch
 
@@ -734,14 +748,36 @@ def import_foreign_checkpoint(
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError and others for unsafe content
+            # the refused object only: torch's text goes on to advise weights_only=False
+            gist = _weights_only_refusal(err)
+            if gist is None:
+                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+                gist = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
             raise ModelFolderError(
-                f"{str(path)!r} cannot be loaded safely (weights_only=True refused it: {err}); "
-                "convert it to safetensors in the environment that wrote it"
+                f"{str(path)!r} cannot be loaded safely: torch.load(weights_only=True) refused "
+                f"it ({gist}); it is not unpickled. Convert it to safetensors in the environment "
+                "that wrote it, if you trust the file"
             ) from err
     if key is not None:
         if not isinstance(state, dict) or key not in state:
-            raise ModelFolderError(f"checkpoint {str(path)!r} has no entry {key!r}")
+            raise ModelFolderError(
+                f"checkpoint {str(path)!r} has no entry {key!r}"
+                + (
+                    f" (its entries: {', '.join(map(repr, state))})"
+                    if isinstance(state, dict)
+                    else ""
+                )
+            )
         state = state[key]
     if not isinstance(state, dict):
         raise ModelFolderError(f"checkpoint {str(path)!r} does not hold a state dict")
+    other = [name for name, value in state.items() if not isinstance(value, torch.Tensor)]
+    if other:  # a checkpoint dict ({"model": ..., "epoch": 3}), not the state dict itself
+        inner = [name for name in other if isinstance(state[name], dict)]
+        hint = f"pass key= one of {', '.join(map(repr, inner))}" if inner else "pass key=..."
+        raise ModelFolderError(
+            f"checkpoint {str(path)!r}{f' entry {key!r}' if key is not None else ''} is not a "
+            f"state dict of tensors: its entries {', '.join(map(repr, other[:5]))} are not "
+            f"tensors; {hint} to pick the state dict inside"
+        )
     return dict(state)

@@ -332,12 +332,12 @@ _NOT_UNPICKLED = (
 def _one_line(err: BaseException) -> str:
     """The gist of ``err`` on one line (torch's weights-only refusal: the global it refused,
     without its advice to load the file unsafely)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    refused = re.search(
-        r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed| Please|\n|$)", text
-    )
+    from .hub import _weights_only_refusal
+
+    refused = _weights_only_refusal(err)
     if refused:
-        return refused.group(1).strip()
+        return refused
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
     gist = " ".join(line.strip() for line in text.splitlines() if line.strip())
     if len(gist) > 400:
         gist = gist[:400] + " ..."

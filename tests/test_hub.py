@@ -137,13 +137,26 @@ def test_foreign_checkpoint_refuses_pickled_code(tmp_path):
 
     bad = tmp_path / "evil.pt"
     torch.save({"model": Evil()}, bad)
-    with pytest.raises(errors.ModelFolderError, match="cannot be loaded safely"):
+    with pytest.raises(errors.ModelFolderError, match="cannot be loaded safely") as err:
         import_foreign_checkpoint(bad)
+    # the refused object is named; torch's advice to load it with weights_only=False is not
+    # passed on (reviewer-49)
+    assert "(Unsupported global: GLOBAL print); it is not unpickled" in str(err.value)
+    assert "weights_only` set to `False`" not in str(err.value)
+    assert "\n" not in str(err.value)
     good = tmp_path / "good.pt"
-    torch.save({"ema": {"w": torch.ones(2)}}, good)
+    torch.save({"ema": {"w": torch.ones(2)}, "epoch": 3}, good)
     assert torch.equal(import_foreign_checkpoint(good, key="ema")["w"], torch.ones(2))
-    with pytest.raises(errors.ModelFolderError, match="no entry 'model'"):
+    with pytest.raises(errors.ModelFolderError) as err:
         import_foreign_checkpoint(good, key="model")
+    assert str(err.value).endswith("has no entry 'model' (its entries: 'ema', 'epoch')")
+    # without key=, a checkpoint dict is not returned as if it were the state dict
+    with pytest.raises(errors.ModelFolderError) as err:
+        import_foreign_checkpoint(good)
+    assert str(err.value).endswith(
+        "is not a state dict of tensors: its entries 'ema', 'epoch' are not tensors; pass "
+        "key= one of 'ema' to pick the state dict inside"
+    )
 
 
 def _fake_hub(monkeypatch, download):
