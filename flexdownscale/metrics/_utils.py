@@ -243,6 +243,36 @@ def _preview(values: np.ndarray, n: int = 3) -> str:
     return "[" + ", ".join(shown[:n]) + ", ..., " + ", ".join(shown[-1:]) + "]"
 
 
+def _same_scalar(a: Any, b: Any) -> bool:
+    """Whether two scalar coordinate values are one label: equal, both NaN, or floats equal up
+    to :data:`ROUNDOFF_RTOL` (a float32 and a float64 copy of one level)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "fc" and b.dtype.kind in "fciu":
+        return bool(np.isclose(a, b, rtol=ROUNDOFF_RTOL, atol=0.0, equal_nan=True))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # labels that cannot be compared are not the same
+        return False
+
+
+def _check_scalar_coords(a: Any, a_name: str, b: Any, b_name: str) -> None:
+    """Raise :class:`ShapeError` when ``a`` and ``b`` carry one scalar coordinate (``time`` of
+    one field, a ``level``) with different values: xarray arithmetic drops the conflicting
+    coordinate without a word, so a forecast for 00 UTC would be scored against 01 UTC."""
+    for name in a.coords:
+        if name in a.dims or name not in b.coords or name in b.dims:
+            continue
+        va, vb = a.coords[name], b.coords[name]
+        if va.ndim != 0 or vb.ndim != 0 or _same_scalar(va.values, vb.values):
+            continue
+        raise ShapeError(
+            f"{a_name} has {name} = {va.values} but {b_name} has {name} = {vb.values}: the "
+            f"scores would compare fields of another {str(name)!r} (xarray drops the conflicting "
+            f"coordinate silently); select fields with the same {str(name)!r}, or drop the "
+            f"coordinate where it does not matter (.drop_vars({str(name)!r}))"
+        )
+
+
 def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     """Check that shared dims agree; put every input on the first input's index coordinates.
 
@@ -259,6 +289,9 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     * anything else raises :class:`~flexdownscale.errors.ShapeError`, which suggests
       ``assign_coords`` only when the difference is below :data:`ROUNDING_HINT_RTOL` of the
       spacing and the order agrees, and regridding or selecting otherwise.
+
+    A scalar coordinate that two inputs share (the ``time`` of one field, a ``level``) must
+    hold the same value in both (floats to :data:`ROUNDOFF_RTOL`), else ``ShapeError``.
 
     Reordering is lazy (``isel``) on dask-backed input.
 
@@ -277,7 +310,8 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     Raises
     ------
     ShapeError
-        Shared dims of different sizes, or index coordinates holding different points.
+        Shared dims of different sizes, index coordinates holding different points, or a shared
+        scalar coordinate with different values.
     MissingVariableError
         Datasets with different data variables.
     """
@@ -293,6 +327,9 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
                         f"{an} and {bn} disagree on the size of dim {d!r}: {a.sizes[d]} vs "
                         f"{b.sizes[d]}; select or regrid them onto the same grid first."
                     )
+    for k, i in enumerate(present):  # scalar coordinates (time, level, ...) must agree too
+        for j in present[k + 1 :]:
+            _check_scalar_coords(out[i], names[i], out[j], names[j])
     for k, i in enumerate(present):
         ref, ref_name = out[i], names[i]
         for d in ref.dims:

@@ -228,3 +228,39 @@ def test_skill_summary_takes_round_off_coordinates_like_the_metrics():
         np.testing.assert_allclose(skill["crps"], 0.25)
         np.testing.assert_allclose(skill["crps"], float(mae(det, fine)))
         assert np.isfinite(skill["spectral_ratio_small"])
+
+
+def test_a_scalar_coordinate_with_another_value_is_refused():
+    """A prediction valid at 00 UTC scored against the truth at 01 UTC gave rmse 0.243 without
+    a word: xarray drops the conflicting scalar ``time`` (reviewer-49). Now a ShapeError naming
+    both values; round-off in a float level and coordinates only one side has are fine."""
+    from flexdownscale.errors import ShapeError
+    from flexdownscale.metrics import crps_ensemble, downscaling_skill, rmse
+
+    rng = np.random.default_rng(0)
+    y = np.arange(16.0)
+    field = xr.DataArray(
+        rng.normal(size=(2, 16, 16)),
+        dims=("time", "y", "x"),
+        coords={"time": np.array(["2019-03-01T00", "2019-03-01T01"], "M8[ns]"), "y": y, "x": y},
+    )
+    pred, truth = field.isel(time=0), field.isel(time=1)
+    with pytest.raises(ShapeError) as err:
+        rmse(pred, truth)
+    assert str(err.value) == (
+        "fcst has time = 2019-03-01T00:00:00.000000000 but obs has time = "
+        "2019-03-01T01:00:00.000000000: the scores would compare fields of another 'time' "
+        "(xarray drops the conflicting coordinate silently); select fields with the same "
+        "'time', or drop the coordinate where it does not matter (.drop_vars('time'))"
+    )
+    with pytest.raises(ShapeError, match="fcst has time = 2019-03-01T00"):
+        downscaling_skill(pred, truth)
+    members = pred.expand_dims(member=3) + xr.DataArray(np.arange(3.0), dims="member")
+    with pytest.raises(ShapeError, match="fcst has time"):
+        crps_ensemble(members, truth)
+    # the same time, a level in float32 against float64, or a coordinate of one side only
+    same = truth.assign_coords(time=pred.time)
+    assert float(rmse(pred, same)) == pytest.approx(float(np.sqrt(((pred - same) ** 2).mean())))
+    level = pred.assign_coords(level=np.float32(0.1))
+    assert float(rmse(level, same.assign_coords(level=0.1))) > 0
+    assert float(rmse(pred, truth.drop_vars("time"))) > 0
