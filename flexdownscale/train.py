@@ -1814,6 +1814,7 @@ class Trainer:
         state = self.ema.averaged_state_dict(model)
         normalizer = self.train_set.normalizer
         validation = self._last_validation()
+        changes = self._settings_changes()
         condition = None
         if config.data.condition is not None:
             condition = {"name": config.data.condition, "scale": config.data.condition_scale}
@@ -1831,13 +1832,14 @@ class Trainer:
             factor=config.data.factor if config.model.task == "superres" else 1,
             normalization=normalizer.to_dict() if normalizer is not None else {},
             grid=self.train_set.grid_metadata(),
-            card=self._model_card(validation),
+            card=self._model_card(validation, changes),
             task=config.model.task,
             condition=condition,
             extra={
                 "train_steps": self.progress.step,
                 "train_samples": self.progress.samples,
                 "validation": validation,
+                "settings_changes": changes,
             },
             overwrite=overwrite,
         )
@@ -1866,8 +1868,41 @@ class Trainer:
             return {}
         return {k: finite_or_null(v) for k, v in json.loads(lines[-1]).items()}
 
-    def _model_card(self, validation: dict[str, float | None]) -> str:
+    def _settings_changes(self) -> list[dict[str, Any]]:
+        """The settings each resumed launch changed, from ``launches.jsonl``: one
+        ``{"from_step": S, "changed": {key: [old, new]}}`` per launch that changed any (``[]``
+        for a run that never did; lines of earlier versions without the entry are skipped)."""
+        path = self.run_dir / "launches.jsonl"
+        if not path.is_file():
+            return []
+        changes = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by a kill while it was written
+                continue
+            changed = record.get("changed_settings") if isinstance(record, dict) else None
+            if changed and isinstance(changed, dict):
+                start = int(record.get("end_step", 0)) - int(record.get("steps", 0))
+                changes.append({"from_step": start, "changed": changed})
+        return changes
+
+    def _model_card(
+        self, validation: dict[str, float | None], changes: list[dict[str, Any]] | None = None
+    ) -> str:
         config = self.config
+        lines = [
+            f"  - from step {c['from_step']}: "
+            + "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in c["changed"].items())
+            for c in changes or []
+        ]
+        history = (
+            "- settings changed on resume (the lines above give the last launch's values):\n"
+            + "\n".join(lines)
+            + "\n"
+            if lines
+            else ""
+        )
         skill = "\n".join(
             f"| {k} | {'n/a' if v is None else format(v, '.6g')} |"
             for k, v in validation.items()
@@ -1885,7 +1920,8 @@ class Trainer:
             f"validation {list(config.data.validation)}\n\n"
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
-            f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n\n"
+            f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
+            f"{history}\n"
             f"## Validation (held-out split, normalized units, step {validation.get('step', 'n/a')})\n\n"
             f"| metric | value |\n|---|---|\n{skill}\n\n"
             "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"

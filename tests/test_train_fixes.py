@@ -476,6 +476,20 @@ def test_resume_refuses_what_changes_the_sample_order(tmp_path, shared_data, cap
     launch = json.loads((tmp_path / "run" / "launches.jsonl").read_text().splitlines()[-1])
     assert launch["changed_settings"] == {"optim.lr": [0.0002, 0.0001], "steps": [1, 2]}
     assert launch["end_step"] == 2
+    # ... and in the exported model: its card gave only the last launch's "lr 0.0001", however
+    # many steps ran at another (reviewer-49); the card and config.json's extra give each
+    # resume's changes and the step they apply from (the state resumed here was saved at 0)
+    from flexdownscale.hub import load_model_folder
+
+    folder = load_model_folder(tmp_path / "run" / "model")
+    assert folder.extra["settings_changes"] == [
+        {"from_step": 0, "changed": {"optim.lr": [0.0002, 0.0001], "steps": [1, 2]}}
+    ]
+    assert (
+        "- optimiser: adamw, lr 0.0001, EMA 0.999\n"
+        "- settings changed on resume (the lines above give the last launch's values):\n"
+        "  - from step 0: optim.lr 0.0002 -> 0.0001; steps 1 -> 2\n"
+    ) in folder.card
 
 
 def test_resume_applies_changed_optimiser_settings_and_refuses_another_optimiser(
