@@ -383,13 +383,22 @@ def point_spread_and_error(
 def ensemble_spread(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
-    """Ensemble standard deviation at every point, ``ddof=1`` (NaN for fewer than 2 members).
+    """Ensemble standard deviation at every point, ``ddof=1`` (NaN where fewer than 2 members
+    are valid).
 
     This is pointwise (for maps). The aggregate spread of a spread-skill analysis averages
     *variances* before the root: ``spread_skill_ratio(..., include_components=True)``.
+
+    Raises
+    ------
+    EnsembleError
+        When ``member_dim`` has fewer than 2 members (every point would be NaN), as for
+        :func:`spread_skill_ratio`.
     """
     check_xarray(fcst, "fcst")
-    check_member_dim(fcst, None, member_dim)
+    m = check_member_dim(fcst, None, member_dim)
+    if m < 2:
+        raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
     out = fcst.std(member_dim, ddof=1, skipna=skipna)
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 

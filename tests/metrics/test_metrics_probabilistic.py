@@ -9,7 +9,7 @@ import scores.probability as sp
 import xarray as xr
 from scipy.stats import norm
 
-from flexdownscale.errors import UndefinedMetricWarning
+from flexdownscale.errors import EnsembleError, UndefinedMetricWarning
 from flexdownscale.metrics import (
     crps_ensemble,
     ensemble_mean,
@@ -310,6 +310,15 @@ def test_ensemble_mean_and_spread_helpers():
     np.testing.assert_allclose(ensemble_spread(fcst).values, fcst.values.std(0, ddof=1), rtol=1e-12)
     assert ensemble_spread(fcst).attrs["units"] == "K"
     assert ensemble_mean(fcst.rename(member="ens"), member_dim="ens").dims == ("time", "lat")
+    # one member: an all-NaN map without a word before (reviewer-49); refused as by
+    # spread_skill_ratio. A point with one valid member among several is still NaN
+    with pytest.raises(EnsembleError, match=r"at least 2 members, but 'member' has 1"):
+        ensemble_spread(fcst.isel(member=slice(0, 1)))
+    two = fcst.isel(member=slice(0, 2)).copy()
+    two[1, 0, 0] = np.nan
+    spread = ensemble_spread(two)
+    assert np.isnan(spread[0, 0])
+    assert np.isfinite(spread[0, 1])
 
 
 def test_one_member_fair_crps_is_nan_with_a_warning_as_the_design_says():
