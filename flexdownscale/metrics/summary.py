@@ -7,13 +7,15 @@ package with the conventions written next to each entry.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..errors import ShapeError
+from .._stack import user_stacklevel
+from ..errors import ShapeError, UndefinedMetricWarning
 from ._utils import check_same_units
 from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
@@ -92,6 +94,13 @@ def downscaling_skill(
         The entries of :data:`SKILL_COLUMNS` as floats (units of the field for ``rmse`` and
         ``crps``; dB for ``lsd``; dimensionless otherwise).
 
+    Warns
+    -----
+    ~flexdownscale.errors.UndefinedMetricWarning
+        When either field has missing values (a land mask): ``lsd`` and
+        ``spectral_ratio_small`` are NaN (spectra need gap-free fields), the other entries are
+        over the valid points.
+
     Raises
     ------
     ShapeError
@@ -126,6 +135,18 @@ def downscaling_skill(
     else:
         out["crps"] = float(mae(pred, truth, weights=weights))
         out["spread_skill"] = float("nan")
+    gaps = {name: int(field.isnull().sum()) for name, field in (("pred", pred), ("truth", truth))}
+    if any(gaps.values()):  # spectra (an FFT / DCT over the grid) need gap-free fields
+        warnings.warn(
+            "lsd and spectral_ratio_small are NaN: spectra need gap-free fields, and "
+            + " and ".join(f"{name} has {n} missing values" for name, n in gaps.items() if n)
+            + "; the other scores are over the valid points (fill the gaps, or crop them out, "
+            "for the spectral scores)",
+            UndefinedMetricWarning,
+            stacklevel=user_stacklevel(),
+        )
+        out["lsd"] = out["spectral_ratio_small"] = float("nan")
+        return out
     sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=spectrum_kwargs)
     st = mean_spectrum(truth, dims=dims, spectrum_kwargs=spectrum_kwargs)
     out["lsd"] = float(log_spectral_distance(sp, st))

@@ -264,3 +264,36 @@ def test_a_scalar_coordinate_with_another_value_is_refused():
     level = pred.assign_coords(level=np.float32(0.1))
     assert float(rmse(level, same.assign_coords(level=0.1))) > 0
     assert float(rmse(pred, truth.drop_vars("time"))) > 0
+
+
+def test_skill_summary_of_masked_fields_says_why_the_spectral_scores_are_nan():
+    """A masked field (NaN over land) gave lsd = NaN with only numpy's "Mean of empty slice"
+    (reviewer-49): now an UndefinedMetricWarning that names the gaps; the other scores are
+    those of the valid points."""
+    import warnings
+
+    from flexdownscale.errors import UndefinedMetricWarning
+    from flexdownscale.metrics import crps_ensemble, downscaling_skill, rmse
+
+    rng = np.random.default_rng(2)
+    axis = np.arange(32.0)
+    truth = xr.DataArray(rng.normal(size=(32, 32)), dims=("y", "x"), coords={"y": axis, "x": axis})
+    ens = truth + xr.DataArray(rng.normal(size=(3, 32, 32)), dims=("member", "y", "x"))
+    land = truth.x < 8
+    masked, ens_masked = truth.where(~land), ens.where(~land)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skill = downscaling_skill(ens_masked, masked)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (
+            UndefinedMetricWarning,
+            "lsd and spectral_ratio_small are NaN: spectra need gap-free fields, and pred has "
+            "768 missing values and truth has 256 missing values; the other scores are over the "
+            "valid points (fill the gaps, or crop them out, for the spectral scores)",
+        )
+    ]
+    assert caught[0].filename == __file__
+    assert np.isnan(skill["lsd"])
+    assert np.isnan(skill["spectral_ratio_small"])
+    assert skill["rmse"] == pytest.approx(float(rmse(ens_masked.mean("member"), masked)))
+    assert skill["crps"] == pytest.approx(float(crps_ensemble(ens_masked, masked)))
