@@ -72,6 +72,7 @@ from .errors import (
     BackendNotAvailableError,
     CheckpointError,
     ConfigError,
+    ModelFolderError,
     NonFiniteLossError,
     ShapeError,
 )
@@ -1295,9 +1296,38 @@ class Trainer:
             _trim_jsonl(validation, lambda record: record["step"] <= self.progress.step)
         self._sample_log = path.open("a", encoding="utf-8")
 
+    def _check_run_export(self, *, before_training: bool) -> None:
+        """Refuse when ``run_dir/model``, which each export replaces, holds more than a model
+        folder's files (a ``.gitattributes`` added for an upload, say): replacing it would
+        delete them. Said in the run's terms, before training when the launch starts (its
+        export would be refused at the end), else with the ``--export-only`` command to export
+        once the folder is cleared (the training states are untouched)."""
+        from .hub import _overwrite_problem
+
+        target = self.run_dir / "model"
+        if not (target.exists() or target.is_symlink()):
+            return
+        problem = _overwrite_problem(target)
+        if problem is None:
+            return
+        export = (
+            f"python -m flexdownscale.train --config {str(self.run_dir / 'config.toml')!r} "
+            "--export-only"
+        )
+        then = (
+            " before training (this launch's export would be refused at its end)"
+            if before_training
+            else f", then export again ({export}; the training states are untouched)"
+        )
+        raise ModelFolderError(
+            f"the run's model folder {str(target)!r}, which each export replaces, cannot be "
+            f"replaced: {problem}; move that content out of it{then}"
+        )
+
     def fit(self) -> Path | None:
         """Train for ``config.steps`` optimiser steps; returns the exported model folder."""
         acc, config = self.accelerator, self.config
+        self._check_run_export(before_training=True)  # not after hours of training
         if self.resume:
             latest = self.load_latest_state()
             acc.print(f"resumed from {latest} at step {self.progress.step}")
@@ -1795,7 +1825,9 @@ class Trainer:
         acc = self.accelerator
         target = Path(path) if path is not None else self.run_dir / "model"
         overwrite = overwrite or path is None  # run_dir/model is the run's own export
-        check_target(target, overwrite=overwrite)  # on every rank: all refuse, none waits
+        if path is None:  # on every rank: all refuse, none waits
+            self._check_run_export(before_training=False)
+        check_target(target, overwrite=overwrite)
         folder, error = None, None
         if acc.is_main_process:
             try:

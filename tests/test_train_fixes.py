@@ -383,6 +383,24 @@ def test_export_to_a_user_path_never_replaces_what_is_there(tmp_path, shared_dat
         trainer.export(target)  # an existing model folder: only with overwrite=True
     assert trainer.export(target, overwrite=True) == target
     assert load_model_folder(target).variables == ("t2m",)
+    # a file of the user's in run_dir/model (a .gitattributes for an upload): the export is
+    # refused in the run's terms, with the command that exports once it is moved away; it said
+    # "choose a new path (e.g. '.../model/model')", which a training command cannot do
+    # (reviewer-49). A launch says so before training, not after it
+    (own / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    config_path = repr(str(tmp_path / "run" / "config.toml"))
+    with pytest.raises(errors.ModelFolderError) as err:
+        trainer.export()
+    assert str(err.value) == (
+        f"the run's model folder {str(own)!r}, which each export replaces, cannot be replaced: "
+        "the model folder also holds .gitattributes, which replacing it would delete; move "
+        "that content out of it, then export again (python -m flexdownscale.train --config "
+        f"{config_path} --export-only; the training states are untouched)"
+    )
+    with pytest.raises(errors.ModelFolderError, match=r"before training \(this launch's export"):
+        trainer.fit()
+    assert trainer.progress.step == 0
+    assert (own / ".gitattributes").is_file()
 
 
 # ---------------------------------------------------------------------------------------------
