@@ -584,6 +584,13 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         raise ModelFolderError(
             f"invalid configuration in {str(path / CONFIG_FILE)!r}: {err}"
         ) from err
+    if model.task != checked["task"]:  # the network's inputs follow model.task
+        raise _bad_entry(
+            path / CONFIG_FILE,
+            "model.task",
+            model.task,
+            f"{json.dumps(checked['task'])}, the folder's task",
+        )
     normalization = _read_object(path / NORMALIZATION_FILE)
     _check_normalization(normalization, checked["variables"], path / NORMALIZATION_FILE)
     grid = _read_object(path / GRID_FILE)

@@ -566,3 +566,19 @@ def test_weights_that_are_not_finite_are_refused_on_loading(tmp_path, bad):
     state = {"a.weight": torch.randn(3, 4), "steps": torch.tensor([3], dtype=torch.int64)}
     _, path = _save(tmp_path / "fine", state_dict=state)
     assert torch.equal(load_model_folder(path).state_dict["steps"], torch.tensor([3]))
+
+
+def test_a_model_task_other_than_the_folders_is_refused(tmp_path):
+    """``model.task = "forecast"`` beside the folder's ``task = "superres"`` loaded and ran
+    (reviewer-49): the network's inputs follow ``model.task``, so the two must agree."""
+    _, path = _save(tmp_path / "m")
+    _edit_config(path, lambda config: config["model"].update(task="forecast"))
+    with pytest.raises(errors.ModelFolderError) as err:
+        load_model_folder(path)
+    assert str(err.value) == (
+        f'{str(path / "config.json")!r} has model.task = "forecast", expected "superres", '
+        "the folder's task; the file was edited or damaged: correct that entry or re-download "
+        "/ re-export the model"
+    )
+    _edit_config(path, lambda config: config["model"].update(task="superres"))
+    assert load_model_folder(path).task == "superres"
