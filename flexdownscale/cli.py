@@ -1276,20 +1276,25 @@ def _scores_by_lead(
                 p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
             )
         gap_free = not (bool(p.isnull().any()) or bool(t.isnull().any()))
-        if gap_free:  # spectra per lead, averaged over the members (and any other dim)
-            per_lead = []
-            for field in (p, t):
-                spec = metrics.power_spectrum(field, dims=spatial, method=method)
-                spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"
-                keep = (spectral, lead_dim)
-                per_lead.append(spec.mean([d for d in spec.dims if d not in keep], keep_attrs=True))
-            scores["LSD (dB)"] = metrics.log_spectral_distance(*per_lead)
+        spectra = {"method": method}
         for k in range(pred.sizes[lead_dim]):
             row: dict[str, Any] = {"variable": v, "lead": leads[k]}
             row["valid_time"] = str(pred[lead_dim].values[k])
             row.update({name: float(score.isel({lead_dim: k})) for name, score in scores.items()})
-            if not gap_free:
-                row["LSD (dB)"] = None
+            row["LSD (dB)"] = (  # as in the pooled table, on that lead's fields
+                float(
+                    metrics.log_spectral_distance(
+                        *(
+                            metrics.mean_spectrum(
+                                field.isel({lead_dim: k}), dims=spatial, spectrum_kwargs=spectra
+                            )
+                            for field in (p, t)
+                        )
+                    )
+                )
+                if gap_free
+                else None
+            )
             rows.append(row)
     return rows
 
