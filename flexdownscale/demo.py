@@ -385,7 +385,9 @@ def _check_output_folder(out: Path, cases: tuple[DemoCase, ...]) -> None:
     file of one of those names is refused before anything runs: nothing of theirs is lost.
     """
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {str(out)!r} is a file, not a folder; give a folder")
+        raise ConfigError(
+            f"output = {str(out)!r} is a file, not a folder; give a folder for the results"
+        )
     if not out.is_dir():
         return
     report = out / "report.md"

@@ -1007,12 +1007,12 @@ class Trainer:
                 "one process: python -m flexdownscale.train"
                 if recorded.get("processes") == 1
                 # accelerate's --cpu with --num_processes N starts one process: not a hint
-                else "{} processes: accelerate launch --multi_gpu --num_processes {} (also on a "
-                "CPU machine) or torchrun --nproc_per_node {}"
+                else "{0} processes: accelerate launch --multi_gpu --num_processes {0} (also on "
+                "a CPU machine) or torchrun --nproc_per_node {0}"
             ),
             "train_items": "the data the run was trained on ({} training items)",
         }
-        how = ", ".join(hints.get(k, k + "={}").format(*[a] * 3) for k, (a, _) in changed.items())
+        how = ", ".join(hints.get(k, k + "={}").format(a) for k, (a, _) in changed.items())
         raise CheckpointError(
             f"cannot resume {str(self.run_dir)!r}: {listing} since its state {latest.name} was "
             "saved; they fix the order in which training samples are drawn, so the resumed run "

@@ -380,6 +380,12 @@ def point_spread_and_error(
     return var, err2, count
 
 
+def _check_spread_members(m: int, member_dim: Hashable) -> None:
+    """A spread (``ddof=1``) needs two members: :class:`EnsembleError` for fewer."""
+    if m < 2:
+        raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
+
+
 def ensemble_spread(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -396,9 +402,7 @@ def ensemble_spread(
         :func:`spread_skill_ratio`.
     """
     check_xarray(fcst, "fcst")
-    m = check_member_dim(fcst, None, member_dim)
-    if m < 2:
-        raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
+    _check_spread_members(check_member_dim(fcst, None, member_dim), member_dim)
     out = fcst.std(member_dim, ddof=1, skipna=skipna)
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 
@@ -455,8 +459,7 @@ def spread_skill_ratio(
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
-    if m < 2:
-        raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
+    _check_spread_members(m, member_dim)
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     check_same_units(fcst, obs)
     dims = all_dims(fcst, obs)
