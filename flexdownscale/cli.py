@@ -1013,6 +1013,40 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
         )
 
 
+_REPORT_TITLE = "# Evaluation of "
+
+
+def _check_report_folder(out: Path, names: list[str], given: str) -> None:
+    """Refuse a report folder where ``evaluate`` would overwrite files that are not its own.
+
+    The report has fixed names (``metrics.md``, ``metrics.json``, ``metrics_by_lead.json``,
+    ``spectra_<var>.png``, ``rank_histogram_<var>.png``); an earlier evaluation's folder (its
+    ``metrics.md`` starts with the report's title) is written over, and other files are never
+    touched. A folder of the user's with a file of one of those names is refused before
+    anything is computed: nothing of theirs is lost.
+    """
+    from .errors import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
+    if not out.is_dir():
+        return
+    report = out / "metrics.md"
+    if report.is_file():
+        with report.open(encoding="utf-8", errors="replace") as f:
+            if f.readline().startswith(_REPORT_TITLE):
+                return  # an earlier evaluation's folder: its files are the report's to replace
+    fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
+    fixed += [f"{kind}_{v}.png" for v in names for kind in ("spectra", "rank_histogram")]
+    found = [name for name in fixed if (out / name).exists()]
+    if found:
+        raise DataError(
+            f"--out {given!r} holds {', '.join(found)}, which the report would overwrite, and "
+            "it is not an earlier evaluation's folder (its metrics.md is not a report of "
+            "flexdownscale evaluate); give a new or empty folder, or move those files away"
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -1108,9 +1142,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             "the prediction was made on"
         )
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {args.out!r} is a file, not a folder; give a folder for the report")
+    _check_report_folder(out, names, args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
     has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
     spatial = [axes.y, axes.x]
     spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
@@ -1195,7 +1229,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             "power spectra."
         )
     lines = [
-        f"# Evaluation of {args.prediction} against {args.truth}",
+        f"{_REPORT_TITLE}{args.prediction} against {args.truth}",
         "",
         f"Means {weighting}; {scores}",
         "",

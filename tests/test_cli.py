@@ -1166,3 +1166,38 @@ def test_evaluate_a_forecast_matches_leads_at_valid_time_and_scores_each_lead(tm
     code, err = _run(_evaluate_argv(tmp_path, "fc.nc", "short.nc", "x"), capsys)
     assert code == 2
     assert "the truth lacks 1 of the prediction's 3 valid_time values (12.5)" in err
+
+
+def test_evaluate_never_overwrites_files_of_the_user(fake_prediction, tmp_path, capsys):
+    """``--out`` wrote metrics.md, metrics.json and the plots over files of those names in any
+    folder (a notes folder with its own metrics.md lost it, exit 0). A folder holding one of the
+    report's names is refused before anything is computed unless it is an earlier evaluation's,
+    which a rerun replaces, dropping an earlier forecast's per-lead table."""
+    pred, _ = fake_prediction
+    truth_path = pred.parent / "truth.nc"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "metrics.md").write_text("# my notes\n")
+    (notes / "spectra_t2m.png").write_bytes(b"mine")
+    (notes / "other.txt").write_text("kept")
+    argv = ["evaluate", str(pred), str(truth_path), "--out", str(notes)]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        f"flexdownscale evaluate: error: --out {str(notes)!r} holds metrics.md, "
+        "spectra_t2m.png, which the report would overwrite, and it is not an earlier "
+        "evaluation's folder (its metrics.md is not a report of flexdownscale evaluate); give "
+        "a new or empty folder, or move those files away"
+    )
+    assert sorted(p.name for p in notes.iterdir()) == ["metrics.md", "other.txt", "spectra_t2m.png"]
+    assert (notes / "metrics.md").read_text() == "# my notes\n"
+    # a folder with other files only is written into, and theirs kept
+    (notes / "metrics.md").unlink()
+    (notes / "spectra_t2m.png").unlink()
+    first = _rows(argv, capsys)
+    assert (notes / "other.txt").read_text() == "kept"
+    assert (notes / "metrics.md").read_text().startswith(f"# Evaluation of {pred} against")
+    # an earlier evaluation's folder is replaced; a stale per-lead table of a forecast goes
+    (notes / "metrics_by_lead.json").write_text("[]")
+    assert _rows(argv, capsys) == first
+    assert not (notes / "metrics_by_lead.json").exists()
