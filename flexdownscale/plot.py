@@ -111,25 +111,45 @@ def plot_spectra(
     ------
     DataError
         When no entry has a finite value: there would be nothing to draw.
+    UnitsError
+        When an entry's spectrum is in other units than the reference's (the first entry's
+        without ``reference``), as :func:`~flexdownscale.metrics.spectral_ratio`: a field in
+        ``km h-1`` against one in ``m s-1`` would be drawn 12.96 times off. ``K`` and ``degC``
+        agree (their spectra are those of the same differences).
     """
     if not spectra:
         raise ConfigError("spectra is empty; pass e.g. {'truth': da, 'model': da2}.")
     if reference is not None and reference not in spectra:
         raise ConfigError(f"reference {reference!r} is not one of {list(spectra)!r}.")
     kwargs = dict(spectrum_kwargs or {})
+    entries = {
+        label: _as_dataarray(obj, variable, f"spectra[{label!r}]") for label, obj in spectra.items()
+    }
+    # as spectral_ratio: an entry in other units (a field in km h-1 against m s-1) would be
+    # drawn 12.96 times off its reference, and the ratio panel blame the model. Fields are
+    # compared in their own units, before any spectrum is computed; a field against a given
+    # spectrum, by the units of their spectra (below)
+    base = reference if reference is not None else next(iter(entries))
+    is_field = {label: _spectral_dim(da) is None for label, da in entries.items()}
+    for label, da in entries.items():
+        if is_field[label] == is_field[base] and not _same_spectrum_units(entries[base], da):
+            check_same_units(entries[base], da, names=(f"spectra[{base!r}]", f"spectra[{label!r}]"))
     curves: dict[str, xr.DataArray] = {}
-    for label, obj in spectra.items():
-        da = _as_dataarray(obj, variable, f"spectra[{label!r}]")
+    for label, da in entries.items():
         sdim = _spectral_dim(da)
         if sdim is None:
             da = power_spectrum(da, dims=dims, **kwargs)
             sdim = "wavenumber"
+        entries[label] = da
         nyq = da.attrs.get("nyquist_wavenumber")
         extra = [d for d in da.dims if d != sdim]
         spec = da.mean(extra) if extra else da
         if sdim == "wavenumber" and truncate and nyq is not None:
             spec = spec.where(spec[sdim] <= float(nyq) * (1 + 1e-9), drop=True)
         curves[label] = spec.load()
+    for label, da in entries.items():
+        if is_field[label] != is_field[base]:
+            check_same_units(entries[base], da, names=(f"spectra[{base!r}]", f"spectra[{label!r}]"))
     _check_curves(curves, reference)
 
     fig = Figure(figsize=figsize, layout="constrained")
@@ -190,6 +210,19 @@ def plot_spectra(
         sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
         sec.set_xlabel("wavelength [km]")
     return fig
+
+
+def _same_spectrum_units(a: xr.DataArray, b: xr.DataArray) -> bool:
+    """Whether fields in the units of ``a`` and ``b`` have spectra in the same units: the same
+    unit up to an offset (``K`` and ``degC``: a spectrum is that of the differences, the mean
+    removed by the default detrending), or either without units (not checked, as in the metrics)."""
+    from flexdownscale.units import linear_conversion
+
+    ua, ub = a.attrs.get("units"), b.attrs.get("units")
+    if ua is None or ub is None:
+        return True
+    conversion = linear_conversion(str(ub), str(ua))
+    return conversion is not None and conversion[0] == 1.0
 
 
 def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> None:

@@ -323,3 +323,37 @@ def test_panels_with_a_time_the_data_lack_say_what_they_have(era5):
     last = plot_panels(coarse, truth, ensemble, time=-1)
     by_label = plot_panels(coarse, truth, ensemble, time=truth.time.values[-1])
     assert [a.get_title() for a in last.axes] == [a.get_title() for a in by_label.axes]
+
+
+def test_spectra_in_other_units_are_refused_by_plot_ratio_and_lsd(era5):
+    """A field in K against one in mK (or m s-1 against km h-1): plot_spectra drew the curve
+    1e6 times off the truth and a ratio panel of 1e6, and spectral_ratio and
+    log_spectral_distance scored it (60 dB for a field identical to the truth). All three now
+    raise UnitsError naming the units and the conversion; K against degC agree (a spectrum is
+    that of the differences), so that pair is drawn and scored as the same field."""
+    from flexdownscale.metrics import log_spectral_distance, mean_spectrum, spectral_ratio
+
+    _, truth, _ = era5
+    milli = (truth * 1000.0).assign_attrs(units="mK")
+    dims = ["latitude", "longitude"]
+    with pytest.raises(UnitsError) as err:
+        plot_spectra({"truth": truth, "model": milli}, reference="truth", dims=dims)
+    assert str(err.value).startswith("spectra['truth'] is in 'K' but spectra['model'] is in 'mK'; ")
+    assert "convert spectra['model'] first (values in K = values in mK x 0.001)" in str(err.value)
+    with pytest.raises(UnitsError, match=r"spectra\['truth'\] is in 'K'"):  # first entry
+        plot_spectra({"truth": truth, "model": milli}, dims=dims)
+    s_truth, s_milli = (mean_spectrum(f, dims=dims) for f in (truth, milli))
+    # a field against a given spectrum: by the units of the spectra
+    with pytest.raises(UnitsError, match=r"^spectra\['truth'\] is in 'm K\^2' but spectra\['m"):
+        plot_spectra({"truth": truth, "model": s_milli}, reference="truth", dims=dims)
+    for score in (spectral_ratio, log_spectral_distance):
+        with pytest.raises(UnitsError, match=r"^pred is in 'm mK\^2' but ref is in 'm K\^2'"):
+            score(s_milli, s_truth)
+    # the same field in degC: the same spectrum, drawn and scored as such
+    celsius = (truth - 273.15).assign_attrs(units="degC")
+    fig = plot_spectra({"truth": truth, "model": celsius}, reference="truth", dims=dims)
+    ratio = fig.axes[1].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(ratio[np.isfinite(ratio)], 1.0, rtol=1e-6)
+    assert float(log_spectral_distance(mean_spectrum(celsius, dims=dims), s_truth)) < 1e-4
+    # without units on one side nothing is checked, as in the metrics
+    plot_spectra({"truth": truth, "model": milli.assign_attrs(units=None)}, dims=dims)

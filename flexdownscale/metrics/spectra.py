@@ -605,10 +605,12 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     Below 1: missing (smoothed) variance at that scale; above 1: spurious (noisy) variance.
     The spectra must have the same bins (same grid and method; wavenumbers equal to
     :data:`SAME_BINS_RTOL`, as for float32 and float64 copies of one grid), else
-    :class:`~flexdownscale.errors.ShapeError`.
+    :class:`~flexdownscale.errors.ShapeError`; spectra in other units (those of fields in
+    ``m s-1`` and ``km h-1``) are a :class:`~flexdownscale.errors.UnitsError`.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
+    check_same_units(pred, ref, names=("pred", "ref"))  # m s-1 against km h-1: 12.96x
     d = _spectral_dim(pred, dim)
     pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
@@ -626,10 +628,12 @@ def log_spectral_distance(
     other dims are kept. 0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
     Bins where either spectrum is NaN, or both are zero (a constant field), are skipped; a bin
     where only one of them has no power is infinitely far (the distance is ``inf``), so a
-    prediction that lacks whole scales is never scored as close.
+    prediction that lacks whole scales is never scored as close. Spectra in other units are a
+    :class:`~flexdownscale.errors.UnitsError`, as in :func:`spectral_ratio`.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
+    check_same_units(pred, ref, names=("pred", "ref"))  # m s-1 against km h-1: 12.96x
     d = _spectral_dim(ref, dim)
     pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
