@@ -99,13 +99,22 @@ def _info_package() -> int:
 
 def _info_model(name: str) -> int:
     from .hub import load_model_folder
+    from .pipeline import _backbone_from_folder
 
     folder = load_model_folder(name)
+    # the weights are fitted into the architecture of config.json, as loading it to downscale
+    # does: a folder whose config was edited (another preset) is an error here, not a card
+    backbone = _backbone_from_folder(folder)
+    count = sum(p.numel() for p in backbone.parameters())
+    stored = sorted({str(t.dtype).removeprefix("torch.") for t in folder.state_dict.values()})
     print(f"model: {name} ({folder.path})")
     print(f"  task: {folder.task}, factor: {folder.factor}")
     described = ", ".join(f"{v} [{folder.units.get(v, '')}]" for v in folder.variables)
     print(f"  variables: {described}")
-    print(f"  backbone: {folder.model.backbone} {folder.model.preset}")
+    print(
+        f"  backbone: {folder.model.backbone} {folder.model.preset}, {count / 1e6:.2f} M "
+        f"parameters (stored as {', '.join(stored)}; the weights fit the architecture)"
+    )
     sampler = folder.sampler
     stored = ", ".join(f"{k}={getattr(sampler, k):g}" for k in ("eta", "delta", "g1", "g2"))
     print(

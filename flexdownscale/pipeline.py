@@ -25,6 +25,7 @@ import os
 import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -1273,19 +1274,70 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
     Raises
     ------
     WeightsMismatchError
-        When the weights do not fit the architecture of the folder's config.json.
+        When the weights do not fit the architecture of the folder's config.json: a summary
+        of what differs (counts and the first tensor of each kind), the preset the weights do
+        fit if one does, and the fix.
     """
     from .models import build_model
 
     backbone = build_model(folder.model)
-    try:
-        backbone.load_state_dict(dict(folder.state_dict))
-    except RuntimeError as err:
+    differences = _weights_differences(backbone, folder.state_dict)
+    if differences:
         raise WeightsMismatchError(
             f"weights in {str(folder.path)!r} do not fit the {folder.model.backbone} "
-            f"{folder.model.preset} architecture of its config.json: {err}"
-        ) from err
+            f"{folder.model.preset} architecture of its config.json: {differences}; "
+            + _weights_fix(folder)
+        )
+    backbone.load_state_dict(dict(folder.state_dict))
     return backbone.float()
+
+
+def _weights_differences(backbone: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``weights`` from loading into ``backbone``, in words (``""``: nothing).
+
+    Counts the tensors the architecture has and the weights lack, those the weights have and
+    the architecture lacks, and those of other shapes, each with its first name (torch's own
+    message lists every one: tens of kilobytes for a preset edited in config.json).
+    """
+    expected = {name: tuple(t.shape) for name, t in backbone.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in weights.items()}
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    reshaped = [name for name in expected if name in found and found[name] != expected[name]]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors of it are not in the weights (first {missing[0]!r})")
+    if unexpected:
+        parts.append(
+            f"{len(unexpected)} tensors of the weights are not in it (first {unexpected[0]!r})"
+        )
+    if reshaped:
+        first = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} have another shape (first {first!r}: {list(found[first])} in the "
+            f"weights, {list(expected[first])} in the architecture)"
+        )
+    return ", ".join(parts)
+
+
+def _weights_fix(folder: Any) -> str:
+    """The fix for weights that do not fit: the preset they fit, when another one does."""
+    from .models import build_model
+    from .models.registry import PRESETS
+
+    for preset in PRESETS[folder.model.backbone]:
+        if preset == folder.model.preset:
+            continue
+        candidate = replace(folder.model, preset=preset)
+        if not _weights_differences(build_model(candidate, device="meta"), folder.state_dict):
+            return (
+                f"they fit {folder.model.backbone} {preset}. The config.json was changed after "
+                f'export: set its model.preset back to "{preset}", or export the model again'
+            )
+    return (
+        "the config.json was changed after export, or the weights are another model's: "
+        "export the model again (or download it again)"
+    )
 
 
 def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:

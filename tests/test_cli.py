@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -883,6 +884,9 @@ def test_info_package_and_models(capsys):
     )
     assert "periodic in x and y; degradation area_mean, upsampling bilinear, factor 8" in out
     assert "## Validation skill" in out
+    assert (
+        "  backbone: flex tiny, 2.34 M parameters (stored as bfloat16, float32; the weights " in out
+    )
     code, err = _run(["info", "no-such-model"], capsys)
     assert code == 2
     assert err.startswith("flexdownscale info: error: no model folder at 'no-such-model'")
@@ -1201,3 +1205,44 @@ def test_evaluate_never_overwrites_files_of_the_user(fake_prediction, tmp_path, 
     (notes / "metrics_by_lead.json").write_text("[]")
     assert _rows(argv, capsys) == first
     assert not (notes / "metrics_by_lead.json").exists()
+
+
+def test_info_and_loading_check_that_the_weights_fit_the_config(tmp_path, capsys):
+    """A model folder whose config.json was edited to another preset printed its card with exit
+    0 under ``info``, and loading it raised torch's message listing every tensor (about 80 kB
+    on one line). ``info`` now fits the weights as loading does, and the error counts what
+    differs, names the first of each kind and the preset the weights fit."""
+    from flexdownscale.errors import WeightsMismatchError
+    from flexdownscale.hub import shipped_models
+    from flexdownscale.pipeline import Downscaler
+
+    folder = tmp_path / "kf"
+    shutil.copytree(shipped_models()["kolmogorov-x8"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["preset"] = "small"
+    (folder / "config.json").write_text(json.dumps(config))
+    code, err = _run(["info", str(folder)], capsys)
+    assert code == 2
+    message = (
+        f"weights in {str(folder)!r} do not fit the flex small architecture of its config.json: "
+        "372 tensors of it are not in the weights (first "
+        "'task_encoder.pyramid.blocks.3.skip.weight'), 24 tensors of the weights are not in it "
+        "(first 'decoder.2.layers.1.conv1.bias'), 341 have another shape (first "
+        "'task_encoder.embedding': [64] in the weights, [256] in the architecture); they fit "
+        "flex tiny. The config.json was changed after export: set its model.preset back to "
+        '"tiny", or export the model again'
+    )
+    assert err == f"flexdownscale info: error: {message}"
+    with pytest.raises(WeightsMismatchError) as raised:
+        Downscaler.from_pretrained(folder)
+    assert str(raised.value) == message
+    # weights that fit no preset: the fix is to export again
+    config["model"]["in_channels"] = 2  # two variables: no preset has those input layers
+    config["model"]["preset"] = "tiny"
+    (folder / "config.json").write_text(json.dumps(config))
+    code, err = _run(["info", str(folder)], capsys)
+    assert code == 2
+    assert err.endswith(
+        "the config.json was changed after export, or the weights are another model's: export "
+        "the model again (or download it again)"
+    )
