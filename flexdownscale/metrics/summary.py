@@ -16,7 +16,7 @@ import xarray as xr
 
 from .._stack import user_stacklevel
 from ..errors import ShapeError, UndefinedMetricWarning
-from ._utils import check_same_units
+from ._utils import align_exact, check_same_units
 from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
 from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
@@ -118,6 +118,8 @@ def downscaling_skill(
             f"prediction dims {tuple(pred.dims)} (member dim {member_dim!r}) do not match the "
             f"truth's {tuple(truth.dims)}; give both on the same grid"
         )
+    # aligned here, under this function's argument names, as every metric below would do
+    pred, truth, weights = align_exact(pred, truth, weights, names=("pred", "truth", "weights"))
     mean = pred.mean(member_dim) if ensemble else pred
     out = {
         "rmse": float(rmse(mean, truth, weights=weights)),
