@@ -775,6 +775,14 @@ _FILE_FIXES: tuple[tuple[str, str], ...] = (
         r"Regrid to a regular grid first \((flexdownscale\.data\.regrid\.regrid)\)",
         r"Regrid the input file to a regular grid first (in Python, for example with \1)",
     ),
+    # the package's Python functions for a fix no command does: said to be Python
+    (r"\((flexdownscale\.data\.\w+)\)", r"(in Python, \1)"),
+    (
+        r"e\.g\. with (flexdownscale\.data\.regrid) or coarsen_grid",
+        r"e.g. in Python with \1 or coarsen_grid",
+    ),
+    (r"; (flexdownscale\.data\.degrade)\)", r"; in Python, \1)"),
+    (r"e\.g\. (flexdownscale\.data\.regrid\.regrid\()", r"e.g. in Python, \1"),
     (  # a model folder is what the training script writes
         r"\(export one with Downscaler\.save_pretrained or the training script\)",
         r"(the training script writes one; in Python, Downscaler.save_pretrained does)",

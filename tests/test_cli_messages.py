@@ -621,3 +621,36 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     proc.stderr.close()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_package_functions_in_grid_fixes_are_said_to_be_python(era5, tmp_path, capsys):
+    """Grid fixes named the package's Python functions bare ("regrid the input onto that
+    lattice (flexdownscale.data.regrid)") to a command-line user, as if a command did them;
+    they are said to be Python, as the irregular-grid fix already was."""
+    ds = xr.open_dataset(era5 / "coarse.nc").load()
+    shifted = ds.assign_coords(latitude=ds["latitude"] + 0.25 * 0.25)  # a quarter fine cell
+    shifted.to_netcdf(tmp_path / "in.nc")
+    argv = ["downscale", str(tmp_path / "in.nc"), str(tmp_path / "o.nc"), "--model", "era5-t2m-x4"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    assert "offset by" in err
+    assert err.endswith("the input onto that lattice (in Python, flexdownscale.data.regrid)")
+    said = {
+        "regrid the input onto the model's kind of grid (flexdownscale.data.regrid) or use": (
+            "regrid the input onto the model's kind of grid (in Python, "
+            "flexdownscale.data.regrid) or use"
+        ),
+        "regrid the input to that spacing first, e.g. with flexdownscale.data.regrid or "
+        "coarsen_grid": "regrid the input to that spacing first, e.g. in Python with "
+        "flexdownscale.data.regrid or coarsen_grid",
+        "along y (axis sorted ascending; flexdownscale.data.degrade); otherwise regrid": (
+            "along y (axis sorted ascending; in Python, flexdownscale.data.degrade); otherwise "
+            "regrid"
+        ),
+        "regrid first, e.g. flexdownscale.data.regrid.regrid(ds, target, backend='xesmf') (pip": (
+            "regrid first, e.g. in Python, flexdownscale.data.regrid.regrid(ds, target, "
+            "backend='xesmf') (pip"
+        ),
+    }
+    for message, expected in said.items():
+        assert cli_spelling(message) == expected
