@@ -27,7 +27,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..errors import ConfigError, DataError, GridError, MissingVariableError, ShapeError
+from ..errors import (
+    ConfigError,
+    DataError,
+    GridError,
+    MissingVariableError,
+    ShapeError,
+    UnitsError,
+)
 from .grid import _grid_mapping_names, find_axes
 
 __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
@@ -220,6 +227,7 @@ class Normalizer:
     def _apply_xr(self, obj: XrObj, forward: bool, variables: Sequence[str] | None) -> XrObj:
         def one(da: xr.DataArray, name: str) -> xr.DataArray:
             s = self.stats[name]
+            _check_input(da, name, s, forward)
             with xr.set_options(keep_attrs=True):
                 if forward:
                     out = (_forward(da, s.transform) - s.mean) / s.std
@@ -266,11 +274,28 @@ class Normalizer:
         ------
         MissingVariableError
             When a variable the normalizer needs is absent.
+        UnitsError
+            When a variable's ``units`` are other than those the statistics were fitted in
+            (``degC`` for statistics in ``K``: the error gives the conversion); a variable
+            without a ``units`` attribute is taken as it is.
+        DataError
+            When a variable is normalized already (it has the ``flexdownscale_normalization``
+            attribute).
         """
         return self._apply_xr(obj, True, variables)
 
     def inverse_transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
-        """Exact inverse of :meth:`transform` (no clipping: see :meth:`lower_bounds`)."""
+        """Exact inverse of :meth:`transform` (no clipping: see :meth:`lower_bounds`).
+
+        Raises
+        ------
+        MissingVariableError
+            When a variable the normalizer needs is absent.
+        DataError
+            When a variable is in physical units (a ``units`` attribute other than ``"1"``
+            and no ``flexdownscale_normalization`` attribute: it is not normalized), or was
+            normalized with other statistics.
+        """
         return self._apply_xr(obj, False, variables)
 
     # -- arrays -------------------------------------------------------------------------------
@@ -494,6 +519,58 @@ class _FitPlan:
                 units=None if units is None else str(units),
             )
         return stats
+
+
+def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: bool) -> None:
+    """Refuse values the statistics do not apply to, before they give silently wrong numbers.
+
+    :meth:`Normalizer.transform` takes values in the fitted units (compared as units: ``K`` and
+    ``kelvin`` agree; ``degC`` gets the conversion) and not yet normalized;
+    :meth:`Normalizer.inverse_transform` takes normalized values: a variable in physical units
+    (a ``units`` attribute other than ``"1"``), or one normalized with other statistics (its
+    ``flexdownscale_normalization`` attribute), is refused. Values without attributes (the
+    output of plain numpy, say) are taken as they are.
+    """
+    from ..units import conversion_code, conversion_rule, linear_conversion
+
+    units = da.attrs.get("units") or None  # an empty string says nothing either
+    made = da.attrs.get(NORMALIZED_ATTR)
+    if forward:
+        if made is not None:
+            raise DataError(
+                f"variable {name!r} is normalized already ({NORMALIZED_ATTR} = {made!r}); "
+                "transform takes values in physical units: pass the data before "
+                "normalizing, or inverse_transform it first"
+            )
+        if units is None or stats.units is None:
+            return
+        conversion = linear_conversion(str(units), stats.units)
+        if conversion == (1.0, 0.0):
+            return
+        if conversion is None:
+            raise UnitsError(
+                f"variable {name!r} is in {units!r} but the statistics were fitted in "
+                f"{stats.units!r}: convert the values and set attrs['units'] = {stats.units!r}, "
+                "or fit the normalizer on data in these units"
+            )
+        scale, offset = conversion
+        raise UnitsError(
+            f"variable {name!r} is in {units!r} but the statistics were fitted in "
+            f"{stats.units!r} ({conversion_rule(str(units), stats.units, scale, offset)}); "
+            f"convert first: {conversion_code(name, scale, offset, stats.units)}"
+        )
+    if made is not None and made != stats.describe(name):
+        raise DataError(
+            f"variable {name!r} was normalized with other statistics ({NORMALIZED_ATTR} = "
+            f"{made!r}; these are {stats.describe(name)!r}): inverse_transform it with the "
+            "normalizer that made it"
+        )
+    if made is None and units is not None and linear_conversion(str(units), "1") != (1.0, 0.0):
+        raise DataError(
+            f"variable {name!r} is in {units!r}, not normalized (units '1'): "
+            "inverse_transform takes the output of transform (or of a model working in "
+            "normalized units); these values need no inverse"
+        )
 
 
 def _chosen_transforms(

@@ -239,3 +239,49 @@ def test_small_but_real_variation_is_kept():
         assert s.std == pytest.approx(field.std(), rel=1e-6)
         z = Normalizer.fit(ds).transform_array(field[:, None], channel_axis=1)
         assert float(np.abs(z).max()) < 10
+
+
+def test_transform_checks_units_and_inverse_takes_normalized_values_only(shared_data):
+    """Statistics fitted in K normalized degC data to a mean of -178.7 without a word, and the
+    inverse of data in K that was never normalized gave a mean of 710 K (reviewer-50). The
+    normalizer now compares units as the Downscaler does (the error gives the conversion) and
+    takes only normalized values back; values without attributes pass as before."""
+    from flexdownscale.errors import UnitsError
+
+    with xr.open_dataset(shared_data / "era5/era5_t2m_uk_2019-03-01_24.nc") as raw:
+        ds = raw.isel(time=slice(0, 4)).load()
+    norm = Normalizer.fit(ds)
+    celsius = ds.assign(t2m=(ds.t2m - 273.15).assign_attrs(units="degC"))
+    with pytest.raises(UnitsError) as err:
+        norm.transform(celsius)
+    assert str(err.value) == (
+        "variable 't2m' is in 'degC' but the statistics were fitted in 'K' (values in K = "
+        "values in degC + 273.15); convert first: ds['t2m'] = (ds['t2m'] + "
+        "273.15).assign_attrs(units='K')"
+    )
+    with pytest.raises(UnitsError, match="is in 'furlong' but the statistics were fitted in"):
+        norm.transform(ds.t2m.assign_attrs(units="furlong"))
+    # following the hint gives the normalization of the data in K
+    fixed = celsius.assign(t2m=(celsius["t2m"] + 273.15).assign_attrs(units="K"))
+    xr.testing.assert_allclose(norm.transform(fixed), norm.transform(ds))
+    # the same unit under another spelling, and values without units, pass
+    z = norm.transform(ds)
+    xr.testing.assert_identical(
+        norm.transform(ds.assign(t2m=ds.t2m.assign_attrs(units="kelvin"))).t2m.drop_attrs(),
+        z.t2m.drop_attrs(),
+    )
+    bare = norm.transform(ds.t2m.drop_attrs())
+    np.testing.assert_array_equal(bare.values, z.t2m.values)
+    with pytest.raises(DataError, match=r"^variable 't2m' is normalized already \("):
+        norm.transform(z)
+    # the inverse: not of values in physical units, nor of another normalizer's output
+    with pytest.raises(DataError) as err:
+        norm.inverse_transform(ds)
+    assert str(err.value).startswith("variable 't2m' is in 'K', not normalized (units '1'): ")
+    other = Normalizer({"t2m": VariableStats(mean=280.0, std=5.0, units="K")})
+    with pytest.raises(DataError, match="normalized with other statistics"):
+        other.inverse_transform(z)
+    np.testing.assert_allclose(norm.inverse_transform(z).t2m.values, ds.t2m.values, rtol=1e-6)
+    np.testing.assert_allclose(  # normalized values without attributes: taken as they are
+        norm.inverse_transform(z.t2m.drop_attrs()).values, ds.t2m.values, rtol=1e-6
+    )
