@@ -1113,6 +1113,22 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
     pdims, tdims = _dims_in(pred, dims), _dims_in(truth, dims)
     axes = find_axes(pred[names[0]], dims=pdims)
+    # fields of the prediction the truth has no variable for: not scored, and said so
+    unscored = [
+        str(v)
+        for v, field in pred.data_vars.items()
+        if v not in truth.data_vars and {axes.y, axes.x} <= set(field.dims)
+    ]
+    if unscored:
+        from .errors import FlexDownscaleWarning
+
+        warnings.warn(
+            f"the truth has no {', '.join(map(repr, unscored))}: "
+            f"{'it is' if len(unscored) == 1 else 'they are'} not scored (only "
+            f"{', '.join(map(repr, names))}); give truth with those variables to score them",
+            FlexDownscaleWarning,
+            stacklevel=2,
+        )
     periods = {axes.x: 360.0} if grid_spec(pred[names[0]], dims=pdims).kind == "latlon" else {}
     tspec = grid_spec(truth[names[0]], dims=tdims)
     if tspec.kind != "latlon":  # a doubly periodic box, say: its length along each dim
@@ -1266,6 +1282,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             "|" + "---|" * len(by_lead[0]),
         ]
         lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
+    if unscored:
+        lines += [
+            "",
+            "Not scored (the truth has no such variable): "
+            + ", ".join(f"`{v}`" for v in unscored)
+            + ".",
+        ]
     if gaps:
         lines += [
             "",

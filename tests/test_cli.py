@@ -1252,3 +1252,39 @@ def test_info_and_loading_check_that_the_weights_fit_the_config(tmp_path, capsys
         "the config.json was changed after export, or the weights are another model's: export "
         "the model again (or download it again)"
     )
+
+
+def test_evaluate_says_which_prediction_variables_the_truth_lacks(
+    fake_prediction, tmp_path, capsys, monkeypatch
+):
+    """A prediction of t2m and sp against a truth of t2m only scored t2m and said nothing of
+    sp, exit 0 (reviewer-50): a warning on stderr and a line of the report name it."""
+    import sys
+    import warnings
+
+    from flexdownscale.cli import console_main
+    from flexdownscale.errors import FlexDownscaleWarning
+
+    pred_path, truth = fake_prediction
+    pred = xr.open_dataset(pred_path).load()
+    pred["sp"] = (pred["t2m"] * 0 + 1e5).assign_attrs(units="Pa")
+    pred.to_netcdf(tmp_path / "two.nc")
+    truth.to_netcdf(tmp_path / "t.nc")
+    argv = _evaluate_argv(tmp_path, "two.nc", "t.nc", "r")
+    monkeypatch.setattr(sys, "argv", ["flexdownscale", *argv])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert console_main() == 0
+    assert capsys.readouterr().err == (
+        "flexdownscale evaluate: warning: the truth has no 'sp': it is not scored (only 't2m'); "
+        "give truth with those variables to score them\n"
+    )
+    report = (tmp_path / "r" / "metrics.md").read_text()
+    assert report.endswith("\nNot scored (the truth has no such variable): `sp`.\n")
+    rows = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [r["variable"] for r in rows] == ["t2m"]
+    with pytest.warns(FlexDownscaleWarning, match="the truth has no 'sp'"):  # from Python
+        assert main([*argv[:-1], str(tmp_path / "b")]) == 0
+    # the t2m scores are those of the one-variable prediction
+    one = ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out", str(tmp_path / "a")]
+    assert _rows(one, capsys) == rows
