@@ -1117,7 +1117,8 @@ def resolve_downscaler(
         else:
             raise ModelFolderError(
                 f"variables={list(variables)} are no shipped model's variables, and mapping "
-                f"other names onto a model's needs model= (shipped models: {listing}); or "
+                f"other names onto a model's needs the model: model=<name or folder> (shipped "
+                f"models: {listing}); or "
                 "rename your variables to the model's names: rename={'your_name': 'model_name'}"
             )
     by_vars = {n: f for n, f in shipped.items() if set(f.variables) <= set(variables)}
@@ -1245,10 +1246,19 @@ def _select_model_variables(
                 f"{len(model_variables)}: {list(model_variables)} (in this order)"
             )
         absent = [v for v in variables if v not in ds.data_vars]
-        if absent:
+        renamed = [v for v in absent if rename and v in rename]
+        if renamed:  # variables name the input after renaming
+            new_names = [rename.get(v, v) for v in variables] if rename else variables
             raise MissingVariableError(
-                f"variables {absent} are not in the input ({list(map(str, ds.data_vars))})"
+                f"variables {renamed} were renamed by rename={dict(rename or {})}; give the "
+                f"names after renaming, variables={new_names}, or leave out "
+                f"rename={dict(rename or {})}: variables={variables} alone maps the input's "
+                "names onto the model's"
             )
+        if absent:
+            found = list(map(str, ds.data_vars))
+            after = f" after rename={dict(rename)}" if rename else ""
+            raise MissingVariableError(f"variables {absent} are not in the input{after} ({found})")
         ds = ds[variables].rename({a: b for a, b in zip(variables, model_variables) if a != b})
     missing = [v for v in model_variables if v not in ds.data_vars]
     if missing:
@@ -1340,29 +1350,49 @@ def _weights_fix(folder: Any) -> str:
     )
 
 
-def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
+def _input_names(
+    model_variables: Sequence[str],
+    variables: str | Sequence[str] | None,
+    rename: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The input's own name of each model variable (``{"t2m": "sp"}`` for ``variables=["sp"]``),
+    for messages about the user's data: ``rename`` maps input names first, ``variables`` names
+    the (renamed) input's variables in the model's order."""
+    chosen = [variables] if isinstance(variables, str) else variables
+    given = list(chosen) if chosen is not None else list(model_variables)
+    back = {new: old for old, new in (rename or {}).items()}
+    return {m: back.get(v, v) for m, v in zip(model_variables, given, strict=False)}
+
+
+def _check_units(
+    ds: xr.Dataset, units: Mapping[str, str], names: Mapping[str, str] | None = None
+) -> None:
     """Raise :class:`UnitsError` unless every variable of ``units`` has those units in ``ds``.
 
     Units are compared as units, not strings (:mod:`flexdownscale.units`): ``K``,
     ``kelvin`` and ``degK`` are the same, as are ``m s**-1``, ``m s-1`` and ``m/s``. For units
     that convert (degC to K, mm/h to m s-1) the error gives the conversion and the line that
-    does it. A model variable with an empty unit is not checked.
+    does it. A model variable with an empty unit is not checked. ``names`` gives the input's
+    own name of a model variable (``variables=["sp"]`` for the model's ``t2m``): the messages
+    name that one, and the model's in brackets.
     """
     from .units import conversion_code, conversion_rule, linear_conversion
 
-    for v, expected in units.items():
+    for model_name, expected in units.items():
         if not expected:
             continue
-        found = ds[v].attrs.get("units")
+        found = ds[model_name].attrs.get("units")
+        v = (names or {}).get(model_name, model_name)  # the input's name: code for the fix
+        label = repr(v) if v == model_name else f"{v!r} (the model's {model_name!r})"
         if found is None:
             raise UnitsError(
-                f"variable {v!r} has no 'units' attribute; the model expects {expected!r}. "
+                f"variable {label} has no 'units' attribute; the model expects {expected!r}. "
                 f"Set it if the values are in {expected}: ds[{v!r}].attrs['units'] = "
                 f"{expected!r}"
             )
         if not isinstance(found, str):
             raise UnitsError(
-                f"variable {v!r} has a 'units' attribute of type {type(found).__name__} "
+                f"variable {label} has a 'units' attribute of type {type(found).__name__} "
                 f"({found!r}); CF units are one string. Set it to the string the values are in, "
                 f"e.g. ds[{v!r}].attrs['units'] = {expected!r}"
             )
@@ -1375,11 +1405,11 @@ def _check_units(ds: xr.Dataset, units: Mapping[str, str]) -> None:
             if scale == 1.0:  # an offset only: the degC / K case
                 rule = f"a {abs(offset):.10g} offset: {rule}"
             raise UnitsError(
-                f"variable {v!r} is in {found!r} but the model expects {expected!r} ({rule}); "
+                f"variable {label} is in {found!r} but the model expects {expected!r} ({rule}); "
                 f"convert first: {conversion_code(v, scale, offset, expected)}"
             )
         raise UnitsError(
-            f"variable {v!r} is in {found!r} but the model expects {expected!r}; convert the "
+            f"variable {label} is in {found!r} but the model expects {expected!r}; convert the "
             f"values and set attrs['units'] = {expected!r}"
         )
 
@@ -2031,7 +2061,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
-        _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        _check_units(
+            sel,
+            {v: self.units.get(v, "") for v in self.variables},
+            _input_names(self.variables, variables, rename),
+        )
         _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
@@ -2478,7 +2512,11 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
-        _check_units(sel, {v: self.units.get(v, "") for v in self.variables})
+        _check_units(
+            sel,
+            {v: self.units.get(v, "") for v in self.variables},
+            _input_names(self.variables, variables, rename),
+        )
         _check_dtypes(sel, self.variables)
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)

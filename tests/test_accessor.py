@@ -84,7 +84,7 @@ def test_variables_without_model(shared_data):
     extra = coarse.assign(other=coarse["t2m"] * 0)
     picked = extra.flex.downscale(variables=["t2m"], factor=4, seed=0)
     assert picked.attrs["flexdownscale_model"] == "era5-t2m-x4"  # the name, not the install path
-    with pytest.raises(ModelFolderError, match="needs model="):
+    with pytest.raises(ModelFolderError, match="needs the model: model=<name or folder>"):
         extra.rename(t2m="tas").flex.downscale(variables=["tas"], factor=4)
 
 

@@ -654,3 +654,44 @@ def test_package_functions_in_grid_fixes_are_said_to_be_python(era5, tmp_path, c
     }
     for message, expected in said.items():
         assert cli_spelling(message) == expected
+
+
+def test_variable_messages_name_the_flags_and_the_input_as_given(era5, tmp_path, capsys):
+    """Three messages about the input's variables (reviewer-50): one said "needs model=" to a
+    command-line user; --variables tas with --rename tas=t2m said "variables ['tas'] are not in
+    the input (['t2m'])" of a file holding tas only (the input after renaming); a units error
+    for --variables sp named the model's 't2m', not the file's sp."""
+    ds = xr.open_dataset(era5 / "coarse.nc").load()
+    ds.rename(t2m="tas").to_netcdf(tmp_path / "tas.nc")
+    two = ds.assign(sp=(ds["t2m"] * 0 + 1e5).assign_attrs(units="Pa"))
+    two.to_netcdf(tmp_path / "two.nc")
+    out = str(tmp_path / "o.nc")
+    code, err = _run(["downscale", str(tmp_path / "two.nc"), out, "--variables", "t2m,sp"], capsys)
+    assert code == 2
+    assert "mapping other names onto a model's needs the model: --model <name or folder> (" in err
+    _no_python(err)
+    argv = ["downscale", str(tmp_path / "tas.nc"), out, "--model", "era5-t2m-x4"]
+    code, err = _run([*argv, "--variables", "tas", "--rename", "tas=t2m"], capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale downscale: error: variables ['tas'] were renamed by --rename tas=t2m; "
+        "give the names after renaming, --variables t2m, or leave out --rename tas=t2m: "
+        "--variables tas alone maps the input's names onto the model's"
+    )
+    argv = ["downscale", str(tmp_path / "two.nc"), out, "--model", "era5-t2m-x4"]
+    code, err = _run([*argv, "--variables", "sp"], capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale downscale: error: variable 'sp' (the model's 't2m') is in 'Pa' but the "
+        "model expects 'K'; convert the values and set the variable's units attribute to 'K'"
+    )
+    # in Python the fix names the input's variable too
+    from flexdownscale.errors import UnitsError
+
+    celsius = ds.rename(t2m="sp").assign(sp=lambda d: (d.sp - 273.15).assign_attrs(units="degC"))
+    with pytest.raises(UnitsError) as raised:
+        celsius.flex.downscale(model="era5-t2m-x4", variables=["sp"])
+    assert str(raised.value).endswith(
+        "convert first: ds['sp'] = (ds['sp'] + 273.15).assign_attrs(units='K')"
+    )
+    assert not Path(out).exists()
