@@ -203,6 +203,26 @@ def _as_float(x: Array) -> Array:
     return x
 
 
+def _widened(x: Array) -> tuple[Array, Any]:
+    """``x`` in float32 when it is in a half-precision dtype (float16, bfloat16), and that dtype
+    (else ``x`` and ``None``): sums of 16 to 64 taps in float16 lose up to 0.3 K at 280 K, more
+    than twice the 0.125 K that rounding the exact result to float16 costs."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return x.float(), x.dtype
+        return x, None
+    if x.dtype == np.float16:
+        return x.astype(np.float32), x.dtype
+    return x, None
+
+
+def _narrowed(out: Array, dtype: Any) -> Array:
+    """``out`` back in the input's half-precision ``dtype`` (``None``: as it is)."""
+    if dtype is None:
+        return out
+    return out.to(dtype) if isinstance(out, torch.Tensor) else out.astype(dtype)
+
+
 def _check_array(x: Any, name: str) -> Any:
     if not isinstance(x, np.ndarray | torch.Tensor):
         if isinstance(x, xr.DataArray | xr.Dataset):
@@ -407,9 +427,11 @@ def degrade_array(
             raise ShapeError(f"row_weights has shape {row_weights.shape}; expected ({h},)")
         if np.any(~np.isfinite(row_weights)) or np.any(row_weights < 0):
             raise DataError("row_weights must be finite and non-negative")
-    return DEGRADATIONS[method](
-        x, factor, row_weights=row_weights, sigma=sigma, periodic=_periodic(periodic)
+    wide, narrow = _widened(x)
+    out = DEGRADATIONS[method](
+        wide, factor, row_weights=row_weights, sigma=sigma, periodic=_periodic(periodic)
     )
+    return _narrowed(out, narrow)
 
 
 def upsample_array(
@@ -459,9 +481,9 @@ def upsample_array(
             raise ShapeError(
                 f"row_weights has shape {row_weights.shape}; expected ({h * factor},) fine rows"
             )
-    return UPSAMPLINGS[method](
-        coarse, factor, row_weights=row_weights, periodic=_periodic(periodic)
-    )
+    wide, narrow = _widened(coarse)
+    out = UPSAMPLINGS[method](wide, factor, row_weights=row_weights, periodic=_periodic(periodic))
+    return _narrowed(out, narrow)
 
 
 # --------------------------------------------------------------------------------------------
