@@ -890,8 +890,19 @@ def _truth_on_prediction_grid(
 def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
     """The truth at the prediction's times, else DataError naming the missing ones."""
     from .errors import DataError
+    from .metrics._utils import _calendar
 
     wanted = pred.indexes[dim]
+    ours, theirs = _calendar(wanted), _calendar(truth.indexes[dim])
+    if ours is not None and theirs is not None and ours != theirs:
+        raise DataError(
+            f"the prediction's {dim} is in the {ours} and the truth's in the {theirs}: the "
+            "same dates in two calendars never match; convert one file to the other's "
+            f"calendar first (with xarray, for example: ds.convert_calendar("
+            f"{ours.split()[0]!r}"
+            + (", use_cftime=False)" if "datetime64" in ours else ")")
+            + " on the truth)"
+        )
     missing = wanted[~wanted.isin(truth.indexes[dim])]
     if len(missing):
         shown = ", ".join(str(t) for t in missing[:limit])

@@ -1288,3 +1288,25 @@ def test_evaluate_says_which_prediction_variables_the_truth_lacks(
     # the t2m scores are those of the one-variable prediction
     one = ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out", str(tmp_path / "a")]
     assert _rows(one, capsys) == rows
+
+
+def test_evaluate_a_prediction_in_another_calendar(fake_prediction, tmp_path, capsys):
+    """A noleap prediction against the datetime64 ERA5 truth was refused with "the truth lacks
+    2 of the prediction's 2 time values (2019-03-01 00:00:00, ...)" of a truth showing those
+    dates (reviewer-50): the error names both calendars and the conversion."""
+    pred_path, truth = fake_prediction
+    pred = xr.open_dataset(pred_path).load().convert_calendar("noleap")
+    pred.to_netcdf(tmp_path / "noleap.nc")
+    truth.to_netcdf(tmp_path / "t.nc")
+    code, err = _run(_evaluate_argv(tmp_path, "noleap.nc", "t.nc", "r"), capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the prediction's time is in the noleap calendar "
+        "(cftime) and the truth's in the proleptic_gregorian calendar (numpy datetime64): the "
+        "same dates in two calendars never match; convert one file to the other's calendar "
+        "first (with xarray, for example: ds.convert_calendar('noleap') on the truth)"
+    )
+    truth.convert_calendar("noleap").to_netcdf(tmp_path / "t_noleap.nc")
+    same_calendar = ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out"]
+    expected = _rows([*same_calendar, str(tmp_path / "a")], capsys)
+    assert _rows(_evaluate_argv(tmp_path, "noleap.nc", "t_noleap.nc", "b"), capsys) == expected

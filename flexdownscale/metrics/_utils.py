@@ -169,6 +169,32 @@ def _rank_permutation(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
     return positions
 
 
+def _calendar(index: pd.Index) -> str | None:
+    """The calendar of a time index and how it is stored (``None``: not a time index)."""
+    if isinstance(index, pd.DatetimeIndex):
+        return "proleptic_gregorian calendar (numpy datetime64)"
+    calendar = getattr(index, "calendar", None)  # xarray's CFTimeIndex
+    if calendar is not None and getattr(index, "date_type", None) is not None:
+        return f"{calendar} calendar (cftime)"
+    return None
+
+
+def _check_same_calendar(
+    index: pd.Index, name: str, ref_index: pd.Index, ref_name: str, dim: Hashable
+) -> None:
+    """ShapeError when two time indexes are in other calendars: their dates never match (a
+    noleap 2019-03-01 is not a datetime64 2019-03-01), and ``xr.align`` would leave no time."""
+    ours, theirs = _calendar(index), _calendar(ref_index)
+    if ours is None or theirs is None or ours == theirs:
+        return
+    raise ShapeError(
+        f"{ref_name}'s {str(dim)!r} is in the {theirs} and {name}'s in the {ours}: the same "
+        f"dates in two calendars are different labels, so no time would match. Convert one to "
+        f"the other's calendar first, e.g. {name} = {name}.convert_calendar("
+        f"{theirs.split()[0]!r}" + (", use_cftime=False)" if "datetime64" in theirs else ")")
+    )
+
+
 def _align_dim(
     obj: XarrayLike,
     name: str,
@@ -181,6 +207,7 @@ def _align_dim(
     index = obj.indexes[dim]
     if index.equals(ref_index):
         return obj
+    _check_same_calendar(index, name, ref_index, ref_name, dim)
     simple = not isinstance(ref_index, pd.MultiIndex) and not isinstance(index, pd.MultiIndex)
     unique = simple and ref_index.is_unique and index.is_unique
     if unique and index.sort_values().equals(ref_index.sort_values()):

@@ -274,7 +274,7 @@ def test_a_scalar_coordinate_with_another_value_is_refused():
         "(xarray drops the conflicting coordinate silently); select fields with the same "
         "'time', or drop the coordinate where it does not matter (.drop_vars('time'))"
     )
-    with pytest.raises(ShapeError, match="^pred has time = 2019-03-01T00.* but truth has"):
+    with pytest.raises(ShapeError, match=r"^pred has time = 2019-03-01T00.* but truth has"):
         downscaling_skill(pred, truth)
     members = pred.expand_dims(member=3) + xr.DataArray(np.arange(3.0), dims="member")
     with pytest.raises(ShapeError, match="fcst has time"):
@@ -318,3 +318,40 @@ def test_skill_summary_of_masked_fields_says_why_the_spectral_scores_are_nan():
     assert np.isnan(skill["spectral_ratio_small"])
     assert skill["rmse"] == pytest.approx(float(rmse(ens_masked.mean("member"), masked)))
     assert skill["crps"] == pytest.approx(float(crps_ensemble(ens_masked, masked)))
+
+
+def test_time_in_other_calendars_is_refused_with_the_conversion():
+    """A noleap forecast against a datetime64 truth raised ShapeError showing dates that look
+    the same and suggested xr.align(join='inner'), which leaves no time (then rmse = NaN
+    without a word; reviewer-50). The error names both calendars and the conversion, and
+    following it gives the score of the same fields."""
+    import pandas as pd
+
+    from flexdownscale.errors import ShapeError
+    from flexdownscale.metrics import rmse
+
+    times = pd.date_range("2019-03-01", periods=4, freq="6h")
+    field = grid_field((4, 6, 8), ("time", "lat", "lon"), seed=2).assign_coords(time=times)
+    obs = field + 0.5
+    noleap = field.convert_calendar("noleap")
+    with pytest.raises(ShapeError) as err:
+        rmse(noleap, obs)
+    assert str(err.value) == (
+        "fcst's 'time' is in the noleap calendar (cftime) and obs's in the proleptic_gregorian "
+        "calendar (numpy datetime64): the same dates in two calendars are different labels, "
+        "so no time would match. Convert one to the other's calendar first, e.g. obs = "
+        "obs.convert_calendar('noleap')"
+    )
+    with pytest.raises(
+        ShapeError,
+        match=r"e\.g\. obs = obs\.convert_calendar\("
+        r"'proleptic_gregorian', use_cftime=False\)$",
+    ):
+        rmse(field, noleap + 0.5)
+    with pytest.raises(ShapeError, match=r"noleap calendar .* 360_day calendar"):
+        rmse(noleap, field.convert_calendar("360_day", align_on="year"))
+    expected = float(rmse(field, obs))
+    assert expected == pytest.approx(0.5)
+    assert float(rmse(noleap, obs.convert_calendar("noleap"))) == expected
+    back = (noleap + 0.5).convert_calendar("proleptic_gregorian", use_cftime=False)
+    assert float(rmse(field, back)) == expected
