@@ -695,3 +695,37 @@ def test_variable_messages_name_the_flags_and_the_input_as_given(era5, tmp_path,
         "convert first: ds['sp'] = (ds['sp'] + 273.15).assign_attrs(units='K')"
     )
     assert not Path(out).exists()
+
+
+def test_grid_coordinates_along_dims_without_values_get_the_swap(era5, tmp_path, capsys):
+    """Grid dims j / i carrying 1-D latitude(j) / longitude(i) (CF auxiliary coordinates): the
+    three errors led in a circle (find the dims; --dims with the coordinates: not dimensions;
+    with the dims: no values, assign some) and none said the fix that works, swap_dims
+    (reviewer-50). Each names it now, and following it downscales."""
+    ds = (
+        xr.open_dataset(era5 / "coarse.nc")
+        .load()
+        .drop_vars(["latitude_bnds", "longitude_bnds"], errors="ignore")
+    )
+    aux = ds.rename_dims(latitude="j", longitude="i")
+    aux.to_netcdf(tmp_path / "aux.nc")
+    swap = (
+        ". The data has 1-D coordinates along dimensions without values ('latitude' along 'j', "
+        "'longitude' along 'i'): make them the dimensions first (with xarray, for example: ds = "
+        "ds.swap_dims({'j': 'latitude', 'i': 'longitude'}))"
+    )
+    argv = ["downscale", str(tmp_path / "aux.nc"), str(tmp_path / "o.nc"), "--model"]
+    argv.append("era5-t2m-x4")
+    for dims, start in (
+        ([], "could not find the x and y dimension among ['time', 'j', 'i']; "),
+        (["--dims", "x=longitude,y=latitude"], "--dims x=longitude names a dimension that is "),
+        (["--dims", "x=i,y=j"], "dimension 'i' has no coordinate values, but coordinate "),
+    ):
+        code, err = _run([*argv, *dims], capsys)
+        assert code == 2
+        assert err.startswith(f"flexdownscale downscale: error: {start}")
+        assert err.endswith(swap)
+    aux.swap_dims(j="latitude", i="longitude").to_netcdf(tmp_path / "swapped.nc")
+    argv[1] = str(tmp_path / "swapped.nc")
+    code, _ = _run([*argv, "--quiet", "--steps", "1"], capsys)
+    assert code == 0

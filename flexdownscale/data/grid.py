@@ -210,7 +210,7 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
         if name not in obj.dims:
             raise GridError(
                 f"dims={{{key!r}: {name!r}}} names a dimension that is not in the data; "
-                f"the data has dimensions {list(map(str, obj.dims))}"
+                f"the data has dimensions {list(map(str, obj.dims))}" + _swap_hint(obj)
             )
     x = override.get("x") or _discover(obj, "X")
     y = override.get("y") or _discover(obj, "Y")
@@ -230,7 +230,7 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
             f"could not find the {missing} dimension among {list(map(str, obj.dims))}; expected "
             f"CF attributes (axis, standard_name, units such as degrees_north) or a common name "
             f"(lat/latitude/rlat/y, lon/longitude/rlon/x). Name them explicitly, e.g. "
-            f"dims={{'x': 'lon', 'y': 'lat'}}"
+            f"dims={{'x': 'lon', 'y': 'lat'}}" + _swap_hint(obj)
         )
     if x == y:
         raise GridError(
@@ -369,8 +369,39 @@ def _eager(var: xr.DataArray | xr.Variable) -> np.ndarray:
     return np.asarray(data)
 
 
+def _coordinates_along_dims(obj: XrObj) -> dict[str, str]:
+    """``{dim: coordinate}`` for each dim without coordinate values along which exactly one
+    1-D coordinate lies (``latitude(j)``, ``longitude(i)``: CF auxiliary coordinates)."""
+    along = {}
+    for dim in map(str, obj.dims):
+        if dim in obj.coords:
+            continue
+        names = [str(n) for n, c in obj.coords.items() if c.dims == (dim,)]
+        if len(names) == 1:
+            along[dim] = names[0]
+    return along
+
+
+def _swap_hint(obj: XrObj) -> str:
+    """The fix for grid coordinates stored along dims without values (``""``: none are)."""
+    along = _coordinates_along_dims(obj)
+    if not along:
+        return ""
+    coords = ", ".join(f"{c!r} along {d!r}" for d, c in along.items())
+    return (
+        f". The data has 1-D coordinates along dimensions without values ({coords}): make "
+        f"them the dimensions first (with xarray, for example: ds = ds.swap_dims({along!r}))"
+    )
+
+
 def _values(obj: XrObj, name: str) -> np.ndarray:
     if name not in obj.coords:
+        along = _coordinates_along_dims(obj)
+        if name in along:
+            raise GridError(
+                f"dimension {name!r} has no coordinate values, but coordinate {along[name]!r} "
+                f"lies along it{_swap_hint(obj)}"
+            )
         raise GridError(
             f"dimension {name!r} has no coordinate values; expected a 1-D coordinate giving the "
             f"cell centres. Assign one, e.g. ds.assign_coords({name}=np.arange(n) * spacing)"
