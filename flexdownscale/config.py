@@ -8,7 +8,7 @@ included) and rejects unknown keys with a close-match hint::
     >>> from_dict(ModelConfig, {"backbone": "flex", "preest": "small"})
     Traceback (most recent call last):
     ...
-    flexdownscale.errors.ConfigError: unknown key 'preest' in ModelConfig; did you mean 'preset'? ...
+    flexdownscale.errors.ConfigError: unknown key 'preest' in [model] (ModelConfig); did you mean 'preset'? ...
 
 :func:`apply_overrides` applies command-line style ``key.sub=value`` overrides, parsing each
 value by the type of the field it replaces.
@@ -571,17 +571,64 @@ def _close_match_hint(key: str, options: Sequence[str]) -> str:
     return f"{hint}known keys: {', '.join(sorted(options))}"
 
 
+#: The TOML table each configuration class is read from: a TrainConfig is the whole file, the
+#: others its sections (``[data]`` holds a DataConfig). Messages name the keys as the file
+#: (and the training command's ``key=value`` overrides) writes them.
+_TOML_SECTIONS = {
+    "TrainConfig": "",
+    "ModelConfig": "model",
+    "DiffusionConfig": "diffusion",
+    "SamplerConfig": "sampler",
+    "DataConfig": "data",
+    "OptimConfig": "optim",
+}
+
+
+def _toml_key(where: str) -> str | None:
+    """The TOML key of ``where``, a Python path from the class given to :func:`from_dict`
+    (``TrainConfig.data.factor`` -> ``data.factor``, ``DataConfig.factor`` -> ``data.factor``,
+    ``TrainConfig`` -> ``""``); ``None`` for a class that is no configuration section."""
+    root, _, rest = where.partition(".")
+    if root not in _TOML_SECTIONS:
+        return None
+    return ".".join(part for part in (_TOML_SECTIONS[root], rest) if part)
+
+
+def _problem(where: str, text: str) -> ConfigError:
+    """``"<toml key> <text> (<Python path>)"``: the key as a TOML file writes it, then the
+    attribute for those who built the configuration in Python (``steps must be an integer, got
+    'abc' (TrainConfig.steps)``)."""
+    key = _toml_key(where)
+    if not key:
+        return ConfigError(f"{where} {text}")
+    return ConfigError(f"{key} {text} ({where})")
+
+
+def _table(where: str) -> str:
+    """Where an unknown key was found: ``"[data] (TrainConfig.data)"``, ``"the top level
+    (TrainConfig)"``."""
+    key = _toml_key(where)
+    if key is None:
+        return where
+    return f"[{key}] ({where})" if key else f"the top level ({where})"
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against ``annotation`` and convert lists to tuples and ints to floats."""
+    """Check ``value`` against ``annotation`` and convert lists to tuples and ints to floats.
+
+    ``where`` is the Python path of the value (``TrainConfig.data.factor``); messages name its
+    TOML key first (:func:`_problem`).
+    """
     origin = get_origin(annotation)
     if annotation is Any:
         return _freeze(value)
     if origin is Literal:
         options = get_args(annotation)
         if value not in options:
-            raise ConfigError(
-                f"{where} = {value!r} is not a valid option; expected one of "
-                f"{', '.join(repr(o) for o in options)}"
+            raise _problem(
+                where,
+                f"= {value!r} is not a valid option; expected one of "
+                f"{', '.join(repr(o) for o in options)}",
             )
         return value
     if origin in (types.UnionType, typing.Union):
@@ -599,34 +646,34 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         raise ConfigError("; ".join(errors))
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+            raise _problem(where, f"must be a list, got {type(value).__name__} {value!r}")
         args = get_args(annotation)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
-            raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}: {value!r}")
+            raise _problem(where, f"must have {len(args)} entries, got {len(value)}: {value!r}")
         return tuple(_convert(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a table of keys, got {value!r}")
+            raise _problem(where, f"must be a table of keys, got {value!r}")
         return from_dict(annotation, value, _where=where)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise _problem(where, f"must be true or false, got {value!r}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
+            raise _problem(where, f"must be an integer, got {value!r}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise _problem(where, f"must be a number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
+            raise _problem(where, f"must be a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported annotation {annotation!r}")  # pragma: no cover
 
@@ -667,7 +714,9 @@ def from_dict(
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where}; {_close_match_hint(key, names)}")
+            raise ConfigError(
+                f"unknown key {key!r} in {_table(where)}; {_close_match_hint(key, names)}"
+            )
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
     if _check:
         return cls(**kwargs)
@@ -688,7 +737,10 @@ def from_toml(cls: type[C], path: str | Path) -> C:
         raise ConfigError(f"configuration file {str(path)!r} does not exist") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{str(path)!r} is not valid TOML: {err}") from err
-    return from_dict(cls, values, _where=path.name)
+    try:
+        return from_dict(cls, values)
+    except ConfigError as err:  # the keys as the file writes them, and which file
+        raise ConfigError(f"{path}: {err}") from err
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -776,9 +828,9 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
         for depth, part in enumerate(parts):
             names = [f.name for f in dataclasses.fields(cls)]
             if part not in names:
-                path = ".".join(parts[:depth]) or cls.__name__
+                path = f"under {'.'.join(parts[:depth])}" if depth else "a top-level key"
                 raise ConfigError(
-                    f"unknown key {part!r} in override {item!r} (under {path}); "
+                    f"unknown key {part!r} in override {item!r} ({path}); "
                     f"{_close_match_hint(part, names)}"
                 )
             if depth == len(parts) - 1:

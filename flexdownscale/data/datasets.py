@@ -65,6 +65,7 @@ every cell is sampled as often; on other axes they stay inside the field.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import glob
 import itertools
@@ -110,6 +111,20 @@ _SHOWN = 5
 
 _H5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5"}
 _H5_LAYOUTS = ("fields", "w")
+
+
+#: Set while :func:`from_config` builds a dataset from a training configuration's ``[data]``:
+#: messages then name the TOML keys (``data.variables``) instead of the keyword arguments.
+_FROM_CONFIG: contextvars.ContextVar[bool] = contextvars.ContextVar("_FROM_CONFIG", default=False)
+
+
+def _setting(key: str, argument: str) -> str:
+    """How a message names a setting: the ``[data]`` key ``data.<key>`` (with the
+    :class:`DataConfig` attribute) for a dataset built by :func:`from_config`, else the
+    keyword ``argument`` the caller passed."""
+    if _FROM_CONFIG.get():
+        return f"data.{key} (DataConfig.{key})"
+    return argument
 
 
 def _check_option(name: str, value: Any, options: Any) -> None:
@@ -235,7 +250,8 @@ class _XarraySource(_Source):
         if missing:
             raise MissingVariableError(
                 f"variables {missing} are not in {label!r}; it has "
-                f"{sorted(map(str, ds.data_vars))}. Fix DataConfig.variables"
+                f"{sorted(map(str, ds.data_vars))}; fix "
+                f"{_setting('variables', 'the variables argument')}"
             )
         if not names:
             raise DataError(f"{label!r} has no variable on the ({self.spec.y}, {self.spec.x}) grid")
@@ -1269,10 +1285,23 @@ class SuperResolutionDataset(_FieldDataset):
                     "nothing is left: fill the NaNs first (e.g. ds.fillna(0.0) for "
                     "precipitation) or select other fields"
                 )
-            raise DataError(
-                f"the {split} split is empty; set its selection (DataConfig.{split}) along "
-                f"{split_dim!r}"
+            raise DataError(self._empty_split_message(split, split_dim))
+
+    @staticmethod
+    def _empty_split_message(split: str, split_dim: str) -> str:
+        """Why ``split`` holds no field, naming the setting as the caller wrote it."""
+        selection = _setting(split, f"splits[{split!r}]")
+        text = (
+            f"the {split} split is empty: {selection} selects no field along {split_dim!r}; "
+            f"set it to a [start, stop] range or a list of {split_dim!r} labels the data hold"
+        )
+        if split == "validation" and _FROM_CONFIG.get():
+            # docs/training.md: with eval_every = 0 no validation split is needed
+            text += (
+                "; or train without validation: eval_every = 0 with data.validation = [] "
+                "needs no validation split"
             )
+        return text
 
     def _periodic(self, src: _Source) -> tuple[bool, bool]:
         """Whether the (y, x) axes wrap: periodic, and whole coarse cells around the seam."""
@@ -1663,8 +1692,8 @@ def from_config(
     if not isinstance(config, DataConfig):
         raise ConfigError(f"config is {type(config).__name__}; expected a DataConfig")
     if not config.paths:
-        raise ConfigError("DataConfig.paths is empty; expected files or glob patterns")
-    problem = crop_size_problem(config.crop_size, config.factor, task, "DataConfig")
+        raise ConfigError("data.paths is empty; expected files or glob patterns (DataConfig.paths)")
+    problem = crop_size_problem(config.crop_size, config.factor, task, "data")
     if problem:
         raise ShapeError(problem)
     splits = {"train": config.train, "validation": config.validation, "test": config.test}
@@ -1686,14 +1715,18 @@ def from_config(
         "format": config.format,
         "nan_fields": config.nan_fields,
     }
-    if task == "forecast":
-        return ForecastDataset(
-            list(config.paths), past_frames=config.past_frames, lead=config.lead, **common
+    token = _FROM_CONFIG.set(True)  # messages name the [data] keys
+    try:
+        if task == "forecast":
+            return ForecastDataset(
+                list(config.paths), past_frames=config.past_frames, lead=config.lead, **common
+            )
+        return SuperResolutionDataset(
+            list(config.paths),
+            factor=config.factor,
+            degradation=config.degradation,
+            upsample=config.upsample,
+            **common,
         )
-    return SuperResolutionDataset(
-        list(config.paths),
-        factor=config.factor,
-        degradation=config.degradation,
-        upsample=config.upsample,
-        **common,
-    )
+    finally:
+        _FROM_CONFIG.reset(token)
