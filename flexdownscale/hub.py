@@ -22,6 +22,7 @@ installed).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -166,23 +167,63 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
     ------
     ModelFolderError
         When ``path`` exists and is not a model folder or an empty folder (whatever
-        ``overwrite`` says), or exists and ``overwrite`` is false.
+        ``overwrite`` says), or exists and ``overwrite`` is false; when ``path`` cannot be
+        created (a file where a folder above it should be, a folder that cannot be written to).
     """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
+        _check_creatable(path)
         return
     problem = _overwrite_problem(path)
     if problem is not None:
+        # a folder inside it is a way out; inside a file there is none
+        example = f" (e.g. {str(path / 'model')!r})" if path.is_dir() else ""
         raise ModelFolderError(
             f"cannot write a model folder to {str(path)!r}: {problem}; overwrite=True only "
             "replaces a model folder or an empty folder, so nothing was written: choose a new "
-            f"path (e.g. {str(path / 'model')!r}) or move that content away yourself"
+            f"path{example} or move that content away yourself"
         )
     if not overwrite:
         raise ModelFolderError(
             f"model folder {str(path)!r} already exists; pass overwrite=True to replace it or "
             "choose a new path"
         )
+
+
+def _check_creatable(path: Path) -> None:
+    """Refuse a new ``path`` that cannot be made: its nearest existing folder above must be a
+    folder that takes new entries (tried with a temporary folder, removed at once: permission
+    bits do not tell, e.g. for root on a read-only or immutable folder)."""
+    for above in path.parents:
+        if above.exists():
+            break
+    else:  # pragma: no cover - a relative path's "." exists
+        return
+    if not above.is_dir():
+        raise ModelFolderError(
+            f"cannot write a model folder to {str(path)!r}: {str(above)!r}, above it, is a "
+            "file, not a folder; choose a path in a folder (nothing was written)"
+        )
+    try:
+        Path(tempfile.mkdtemp(prefix=f".{path.name}.probe.", dir=above)).rmdir()
+    except OSError as err:
+        raise _unwritable(path, err, f"creating a folder in {str(above)!r}") from err
+
+
+def _unwritable(path: Path, err: OSError, what: str) -> ModelFolderError:
+    """The :class:`ModelFolderError` for a model folder that could not be written: the
+    destination the user gave (not the temporary folder beside it), the cause and the fix."""
+    why = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        fix = "free space on that disk or choose a path on another one"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a path in a folder you can write to, or fix that folder's permissions"
+    else:
+        fix = "choose another path"
+    return ModelFolderError(
+        f"cannot write a model folder to {str(path)!r}: {what} failed ({why}); {fix} "
+        "(nothing was written)"
+    )
 
 
 def save_model_folder(
@@ -240,7 +281,9 @@ def save_model_folder(
     ------
     ModelFolderError
         When ``path`` exists and is not a model folder or an empty folder (whatever
-        ``overwrite`` says), or exists and ``overwrite`` is false.
+        ``overwrite`` says), or exists and ``overwrite`` is false; when it cannot be written
+        (a read-only folder, a full disk: the message names ``path`` and the cause, and
+        nothing is left behind).
     """
     from safetensors.torch import save_file
 
@@ -248,8 +291,11 @@ def save_model_folder(
 
     path = Path(path)
     check_target(path, overwrite=overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as err:
+        raise _unwritable(path, err, f"creating a folder in {str(path.parent)!r}") from err
     try:
         tensors = {}
         for name, tensor in state_dict.items():
@@ -291,8 +337,11 @@ def save_model_folder(
             _replace(path, tmp)
         else:
             tmp.rename(path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, ModelFolderError):
+            # disk full, permissions: name the user's path, not the temporary folder
+            raise _unwritable(path, err, "writing its files") from err
         raise
     return path
 

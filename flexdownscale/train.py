@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import errno
 import itertools
 import json
 import math
@@ -831,6 +832,7 @@ class Trainer:
     def _check_run_folder(self) -> None:
         """Refuse what cannot start or resume here; writes nothing (see _prepare_run_folder)."""
         self._check_run_dir_is_a_folder()
+        self._check_run_dir_is_writable()
         saved = self.run_dir / "config.json"
         states = list_states(self.run_dir)
         if self.resume:
@@ -885,6 +887,42 @@ class Trainer:
                         "existing file; choose a run_dir that is a new or an existing folder"
                     )
                 return
+
+    def _check_run_dir_is_writable(self) -> None:
+        """``run_dir`` (or, when it is still to be made, the folder it would be made in) must
+        take new files: refused before the data are opened, naming run_dir (it used to fail
+        with ``[Errno 1] Operation not permitted: '.../.config.toml.tmp'``). Tried with a
+        temporary file, removed at once (permission bits do not tell, e.g. for root on an
+        immutable or read-only folder)."""
+        folder = next((p for p in (self.run_dir, *self.run_dir.parents) if p.is_dir()), None)
+        if folder is None:  # pragma: no cover - a relative run_dir's "." exists
+            return
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".flexdownscale-probe-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as err:
+            raise self._unwritable_run_dir(folder, err) from err
+
+    def _unwritable_run_dir(self, folder: Path, err: OSError) -> ConfigError:
+        """The :class:`ConfigError` for a run folder that cannot be written: run_dir as the
+        user gave it (not the temporary file that failed), the cause and the fix."""
+        where = (
+            "in it"
+            if folder == self.run_dir
+            else f"in {str(folder)!r}, where run_dir would be created,"
+        )
+        why = err.strerror or _one_line(err)
+        if err.errno == errno.ENOSPC:
+            fix = f"free space on the disk of {str(folder)!r} or set run_dir to another disk"
+        elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"set run_dir to a folder you can write to, or fix the permissions of {str(folder)!r}"
+        else:
+            fix = "set run_dir to another folder"
+        return ConfigError(
+            f"run_dir = {str(self.run_dir)!r} cannot be written: creating a file {where} "
+            f"failed ({why}); {fix}"
+        )
 
     def _check_same_run(self, previous: TrainConfig, saved: Path) -> None:
         """A resume whose ``[model]``, ``[diffusion]`` or ``[data]`` section or optimiser differs
@@ -941,9 +979,13 @@ class Trainer:
                 if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
                     acc.print(f"removing {partial}, an incomplete state of an earlier launch")
                     shutil.rmtree(partial, ignore_errors=True)
-            self._move_old_logs_aside()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_run_config()
+            try:
+                self._move_old_logs_aside()
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._write_run_config()
+            except OSError as err:  # e.g. a disk that filled since the check
+                folder = self.run_dir if self.run_dir.is_dir() else self.run_dir.parent
+                raise self._unwritable_run_dir(folder, err) from err
         acc.wait_for_everyone()
 
     def _write_run_config(self) -> None:

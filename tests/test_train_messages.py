@@ -7,6 +7,14 @@ unwritable destinations name the path the user gave, not a hidden temporary one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from flexdownscale import errors
@@ -169,3 +177,164 @@ def test_dataset_messages_name_the_arguments_when_called_directly(shared_data):
     assert str(info.value) == (
         "data.paths is empty; expected files or glob patterns (DataConfig.paths)"
     )
+
+
+# -- destinations that cannot be written --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` refuse new entries, and always give it back writable.
+
+    As root, permission bits do not stop writes: ``chattr +i`` does (the reviewer's way); as
+    another user ``chmod 555`` does. Skips when neither works here.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    chattr = shutil.which("chattr")
+    if os.geteuid() == 0 and chattr:
+        made = subprocess.run([chattr, "+i", str(folder)], capture_output=True, check=False)
+        if made.returncode == 0:
+            try:
+                yield
+            finally:
+                subprocess.run([chattr, "-i", str(folder)], check=True)
+            return
+    folder.chmod(0o555)
+    try:
+        try:
+            (folder / "probe").touch()
+        except OSError:
+            yield
+            return
+        (folder / "probe").unlink()
+        pytest.skip(
+            "cannot make a folder read-only here: chattr +i is not available to this user "
+            "(root only) and chmod 555 does not stop writes"
+        )
+    finally:
+        folder.chmod(0o755)
+
+
+def test_training_into_a_read_only_run_dir_names_run_dir(shared_data, tmp_path, capsys):
+    """It said ``[Errno 1] Operation not permitted: '<run_dir>/.config.toml.tmp'`` (after the
+    data had loaded): a hidden file the user never named. Now run_dir, what failed and the
+    fix, before the data are opened, and nothing is written."""
+    ro = tmp_path / "ro"
+    toml = tmp_path / "run.toml"
+    toml.write_text(tiny_run(shared_data, ro))
+    with read_only(ro):
+        line = run_train(capsys, "--config", str(toml))
+        assert line.startswith(
+            f"run_dir = {str(ro)!r} cannot be written: creating a file in it "
+        ), line
+        assert line.endswith(
+            f"set run_dir to a folder you can write to, or fix the permissions of {str(ro)!r}"
+        ), line
+        assert ".tmp" not in line
+        assert ".flexdownscale-probe" not in line
+        # a run_dir still to be made inside it: the folder it would be made in is named
+        inner = ro / "new" / "run"
+        line = run_train(capsys, "--config", str(toml), f"run_dir={inner}")
+        assert line.startswith(
+            f"run_dir = {str(inner)!r} cannot be written: creating a file in {str(ro)!r}, where "
+            "run_dir would be created, failed ("
+        ), line
+        # the Python API: the same typed error
+        from flexdownscale.train import Trainer
+
+        with pytest.raises(errors.ConfigError, match="cannot be written"):
+            Trainer(from_toml(TrainConfig, toml))
+    assert list(ro.iterdir()) == []
+
+
+def test_a_full_disk_while_writing_the_run_config_names_run_dir(shared_data, tmp_path, monkeypatch):
+    """An OSError once the checks have passed (a disk that filled meanwhile) is said the same
+    way, with the fix for a full disk."""
+    from flexdownscale import train
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.with_name(".x.tmp")))
+
+    monkeypatch.setattr(train, "_atomic_write_text", full)
+    toml = tmp_path / "run.toml"
+    run = tmp_path / "run"
+    toml.write_text(tiny_run(shared_data, run))
+    with pytest.raises(errors.ConfigError) as info:
+        train.Trainer(from_toml(TrainConfig, toml))
+    message = str(info.value)
+    assert message.startswith(f"run_dir = {str(run)!r} cannot be written: ")
+    assert message.endswith(
+        f"failed ({os.strerror(errno.ENOSPC)}); free space on the disk of {str(run)!r} or set "
+        "run_dir to another disk"
+    )
+    assert ".x.tmp" not in message
+
+
+@pytest.fixture(scope="module")
+def downscaler():
+    import flexdownscale as fd
+
+    return fd.Downscaler.from_pretrained("era5-t2m-x4")
+
+
+def test_save_pretrained_into_a_read_only_folder_names_the_target(downscaler, tmp_path):
+    """It raised a bare PermissionError naming a hidden temporary folder ``.my-model.xxxx``."""
+    ro = tmp_path / "ro"
+    target = ro / "my-model"
+    with read_only(ro):
+        for overwrite in (False, True):
+            with pytest.raises(errors.ModelFolderError) as info:
+                downscaler.save_pretrained(target, overwrite=overwrite)
+            message = str(info.value)
+            assert message.startswith(
+                f"cannot write a model folder to {str(target)!r}: creating a folder in "
+                f"{str(ro)!r} failed ("
+            ), message
+            assert message.endswith(
+                "choose a path in a folder you can write to, or fix that folder's permissions "
+                "(nothing was written)"
+            )
+            assert ".my-model." not in message
+            assert isinstance(info.value, OSError)  # existing `except OSError` still catch it
+    assert list(ro.iterdir()) == []
+
+
+def test_save_pretrained_below_a_file_is_refused_by_name(downscaler, tmp_path):
+    """A file where a folder above the target should be gave a raw FileExistsError /
+    NotADirectoryError; a file at the target was told to use ``<file>/model``."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for target in (afile / "m", afile / "x" / "m"):
+        with pytest.raises(errors.ModelFolderError) as info:
+            downscaler.save_pretrained(target)
+        assert str(info.value) == (
+            f"cannot write a model folder to {str(target)!r}: {str(afile)!r}, above it, is a "
+            "file, not a folder; choose a path in a folder (nothing was written)"
+        )
+    with pytest.raises(errors.ModelFolderError) as info:
+        downscaler.save_pretrained(afile, overwrite=True)
+    assert "it is a file, not a folder" in str(info.value)
+    assert "e.g." not in str(info.value)  # no folder can be made inside a file
+    assert afile.read_text() == "x"
+
+
+def test_a_full_disk_while_saving_a_model_folder_names_the_target(
+    downscaler, tmp_path, monkeypatch
+):
+    """An OSError while the files are written (a full disk) names the target, not the hidden
+    folder the files go to first, and leaves nothing behind."""
+    import safetensors.torch
+
+    def full(tensors, filename, metadata=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    target = tmp_path / "out" / "my-model"
+    with pytest.raises(errors.ModelFolderError) as info:
+        downscaler.save_pretrained(target)
+    assert str(info.value) == (
+        f"cannot write a model folder to {str(target)!r}: writing its files failed "
+        f"({os.strerror(errno.ENOSPC)}); free space on that disk or choose a path on another "
+        "one (nothing was written)"
+    )
+    assert list((tmp_path / "out").iterdir()) == []
