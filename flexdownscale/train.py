@@ -1695,6 +1695,8 @@ class Trainer:
                 # strict JSON: a metric that does not apply (spread-skill of one member) is null
                 record = {"step": self.progress.step, **metrics}
                 record = {k: finite_or_null(v) for k, v in record.items()}
+                # what the skill was sampled with: a later export may store another sampler
+                record["sampler"] = self._sampler_options()
                 with (self.run_dir / "validation.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record, allow_nan=False) + "\n")
             except Exception as err:
@@ -1942,6 +1944,34 @@ class Trainer:
             return {}
         return {k: finite_or_null(v) for k, v in json.loads(lines[-1]).items()}
 
+    def _validation_sampler(self, validation: dict[str, Any]) -> str:
+        """The model card's line on what the validation ensembles were sampled with, from the
+        validation record itself (an export with ``sampler.steps=7`` stores 7 steps while the
+        table was measured with the training's sampler); ``""`` without a record."""
+        if not validation:
+            return ""
+        used = validation.get("sampler")
+        if not isinstance(used, dict):  # a record of an earlier version
+            return "Sampled with a sampler the validation record does not name.\n\n"
+
+        def words(options: dict[str, Any]) -> str:
+            rest = ", ".join(
+                f"{k} {v}" for k, v in options.items() if k not in ("sampler", "steps")
+            )
+            steps = options.get("steps")
+            return f"`{options.get('sampler')}`, {steps} step{'' if steps == 1 else 's'}" + (
+                f" ({rest})" if rest else ""
+            )
+
+        line = (
+            f"Sampled with {words(used)}, the sampler `config.json` stores"
+            if used == self._sampler_options()
+            else f"Sampled with {words(used)}; this folder's default sampler "
+            f"(`config.json`) is {words(self._sampler_options())}, which these numbers do not "
+            "describe"
+        )
+        return line + ".\n\n"
+
     def _settings_changes(self) -> list[dict[str, Any]]:
         """The settings each resumed launch changed, from ``launches.jsonl``: one
         ``{"from_step": S, "changed": {key: [old, new]}}`` per launch that changed any (``[]``
@@ -1980,7 +2010,7 @@ class Trainer:
         skill = "\n".join(
             f"| {k} | {'n/a' if v is None else format(v, '.6g')} |"
             for k, v in validation.items()
-            if k != "step"
+            if k not in ("step", "sampler")
         )
         return (
             f"# {Path(config.run_dir).name}\n\n"
@@ -1997,6 +2027,7 @@ class Trainer:
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
             f"{history}\n"
             f"## Validation (held-out split, normalized units, step {validation.get('step', 'n/a')})\n\n"
+            f"{self._validation_sampler(validation)}"
             f"| metric | value |\n|---|---|\n{skill}\n\n"
             "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"
         )

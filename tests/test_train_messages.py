@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from train_runs import tiny_run_config
 
 from flexdownscale import errors
 from flexdownscale.config import (
@@ -338,3 +340,30 @@ def test_a_full_disk_while_saving_a_model_folder_names_the_target(
         "one (nothing was written)"
     )
     assert list((tmp_path / "out").iterdir()) == []
+
+
+# -- the model card names the sampler of its validation table -----------------------------------
+
+
+def test_the_model_card_names_the_sampler_its_validation_was_sampled_with(shared_data, tmp_path):
+    """``--export-only sampler.steps=7`` stored 7 steps in ``config.json`` while the card's
+    validation table, measured with the training's 1-step sampler, did not say which it was."""
+    from flexdownscale.train import Trainer
+
+    config = tiny_run_config(tmp_path, shared_data)  # 1 step, validated at step 1, ddim 1 step
+    folder = Trainer(config).fit()
+    record = json.loads((tmp_path / "run" / "validation.jsonl").read_text().splitlines()[-1])
+    assert record["sampler"] == {"sampler": "ddim", "steps": 1, "eta": 0.0}
+    card = (folder / "README.md").read_text()
+    assert "Sampled with `ddim`, 1 step (eta 0.0), the sampler `config.json` stores." in card
+    assert "| sampler |" not in card  # not a metric row
+
+    exporter = Trainer(apply_overrides(config, ["sampler.steps=7"]), export_only=True)
+    exporter.load_latest_state()
+    folder = exporter.export()
+    assert json.loads((folder / "config.json").read_text())["sampler"]["steps"] == 7
+    card = (folder / "README.md").read_text()
+    assert (
+        "Sampled with `ddim`, 1 step (eta 0.0); this folder's default sampler (`config.json`) "
+        "is `ddim`, 7 steps (eta 0.0), which these numbers do not describe." in card
+    )
