@@ -83,7 +83,7 @@ def _check_config(config: ModelConfig) -> None:
     try:  # the types from_dict checks, for a ModelConfig built directly too
         from_dict(ModelConfig, to_dict(config))
     except ConfigError as err:
-        raise ConfigError(f"{err} (in the ModelConfig given to build_model)") from err
+        raise ConfigError(f"{err}; in the ModelConfig given to build_model") from err
     if config.backbone not in BACKBONES:
         raise ConfigError(
             f"unknown backbone {config.backbone!r}; expected one of {', '.join(BACKBONES)}"
