@@ -1526,7 +1526,9 @@ class _ModelFolderIO:
         ConfigError
             When the model was built from an ``Objective`` rather than its ``DiffusionConfig``.
         ModelFolderError
-            When ``path`` exists and may not be replaced.
+            When ``path`` exists and may not be replaced, or cannot be written (a read-only
+            folder, a file in the way, a full disk: the message names ``path``, the cause and
+            the fix; nothing is left behind).
         """
         from .hub import save_model_folder
         from .models import export_state_dict
