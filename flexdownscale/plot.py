@@ -132,8 +132,13 @@ def plot_spectra(
     base = reference if reference is not None else next(iter(entries))
     is_field = {label: _spectral_dim(da) is None for label, da in entries.items()}
     for label, da in entries.items():
-        if is_field[label] == is_field[base] and not _same_spectrum_units(entries[base], da):
-            check_same_units(entries[base], da, names=(f"spectra[{base!r}]", f"spectra[{label!r}]"))
+        if is_field[label] == is_field[base]:  # K and degC fields: the same spectra
+            check_same_units(
+                entries[base],
+                da,
+                names=(f"spectra[{base!r}]", f"spectra[{label!r}]"),
+                ignore_offset=True,
+            )
     curves: dict[str, xr.DataArray] = {}
     for label, da in entries.items():
         sdim = _spectral_dim(da)
@@ -210,19 +215,6 @@ def plot_spectra(
         sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
         sec.set_xlabel("wavelength [km]")
     return fig
-
-
-def _same_spectrum_units(a: xr.DataArray, b: xr.DataArray) -> bool:
-    """Whether fields in the units of ``a`` and ``b`` have spectra in the same units: the same
-    unit up to an offset (``K`` and ``degC``: a spectrum is that of the differences, the mean
-    removed by the default detrending), or either without units (not checked, as in the metrics)."""
-    from flexdownscale.units import linear_conversion
-
-    ua, ub = a.attrs.get("units"), b.attrs.get("units")
-    if ua is None or ub is None:
-        return True
-    conversion = linear_conversion(str(ub), str(ua))
-    return conversion is not None and conversion[0] == 1.0
 
 
 def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> None:

@@ -380,14 +380,22 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def check_same_units(a: Any, b: Any, *, names: tuple[str, str] = ("fcst", "obs")) -> None:
+def check_same_units(
+    a: Any,
+    b: Any,
+    *,
+    names: tuple[str, str] = ("fcst", "obs"),
+    ignore_offset: bool = False,
+) -> None:
     """Raise :class:`~flexdownscale.errors.UnitsError` when ``a`` and ``b`` are in other units.
 
     Compares the ``units`` attribute of each pair of variables (the DataArrays themselves, a
     Dataset's variables of the same name, or each variable of a Dataset with a DataArray, which
     xarray scores against every one of them) as units, not strings (:mod:`flexdownscale.units`):
     ``K`` and ``kelvin`` agree, ``K`` and ``degC`` do not, and the error gives the conversion.
-    A variable without a ``units`` attribute on either side is not checked.
+    With ``ignore_offset`` units that differ by an offset only agree (``K`` and ``degC``: for
+    what depends on differences alone, such as a spectrum with the mean removed). A variable
+    without a ``units`` attribute on either side is not checked.
     """
     if not (isinstance(a, xr.DataArray | xr.Dataset) and isinstance(b, xr.DataArray | xr.Dataset)):
         return
@@ -405,7 +413,9 @@ def check_same_units(a: Any, b: Any, *, names: tuple[str, str] = ("fcst", "obs")
             continue
         ua, ub = str(ua), str(ub)
         conversion = linear_conversion(ub, ua)
-        if conversion == (1.0, 0.0):
+        if conversion == (1.0, 0.0) or (
+            ignore_offset and conversion is not None and conversion[0] == 1.0
+        ):
             continue
         what = f"variable {name!r}: " if name is not None else ""
         fix = "convert one of them first"
