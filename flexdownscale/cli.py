@@ -99,12 +99,12 @@ def _info_package() -> int:
 
 def _info_model(name: str) -> int:
     from .hub import load_model_folder
-    from .pipeline import _backbone_from_folder
+    from .pipeline import _check_weights_fit
 
     folder = load_model_folder(name)
-    # the weights are fitted into the architecture of config.json, as loading it to downscale
-    # does: a folder whose config was edited (another preset) is an error here, not a card
-    backbone = _backbone_from_folder(folder)
+    # the weights are checked against the architecture of config.json, as loading it to
+    # downscale does (shapes only, on the meta device): an edited config is an error, not a card
+    backbone = _check_weights_fit(folder)
     count = sum(p.numel() for p in backbone.parameters())
     stored = sorted({str(t.dtype).removeprefix("torch.") for t in folder.state_dict.values()})
     print(f"model: {name} ({folder.path})")

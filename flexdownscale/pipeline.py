@@ -1284,13 +1284,30 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
     Raises
     ------
     WeightsMismatchError
-        When the weights do not fit the architecture of the folder's config.json: a summary
-        of what differs (counts and the first tensor of each kind), the preset the weights do
-        fit if one does, and the fix.
+        When the weights do not fit the architecture of the folder's config.json (see
+        ``_check_weights_fit``).
     """
     from .models import build_model
 
-    backbone = build_model(folder.model)
+    backbone = _check_weights_fit(folder, build_model(folder.model))
+    backbone.load_state_dict(dict(folder.state_dict))
+    return backbone.float()
+
+
+def _check_weights_fit(folder: Any, backbone: torch.nn.Module | None = None) -> torch.nn.Module:
+    """``backbone`` (default: the folder's architecture built on the meta device, which holds
+    no values: shapes only) after checking that the folder's weights fit it.
+
+    Raises
+    ------
+    WeightsMismatchError
+        When they do not: a summary of what differs (counts and the first tensor of each
+        kind), the preset the weights do fit if one does, and the fix.
+    """
+    from .models import build_model
+
+    if backbone is None:
+        backbone = build_model(folder.model, device="meta")
     differences = _weights_differences(backbone, folder.state_dict)
     if differences:
         raise WeightsMismatchError(
@@ -1298,8 +1315,7 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
             f"{folder.model.preset} architecture of its config.json: {differences}; "
             + _weights_fix(folder)
         )
-    backbone.load_state_dict(dict(folder.state_dict))
-    return backbone.float()
+    return backbone
 
 
 def _weights_differences(backbone: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> str:
