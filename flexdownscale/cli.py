@@ -1053,20 +1053,14 @@ def _check_report_folder(out: Path, names: list[str], given: str) -> None:
     touched. A folder of the user's with a file of one of those names is refused before
     anything is computed: nothing of theirs is lost.
     """
+    from ._output import files_in_the_way
     from .errors import DataError
 
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
-    if not out.is_dir():
-        return
-    report = out / "metrics.md"
-    if report.is_file():
-        with report.open(encoding="utf-8", errors="replace") as f:
-            if f.readline().startswith(_REPORT_TITLE):
-                return  # an earlier evaluation's folder: its files are the report's to replace
     fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
     fixed += [f"{kind}_{v}.png" for v in names for kind in ("spectra", "rank_histogram")]
-    found = [name for name in fixed if (out / name).exists()]
+    found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
     if found:
         raise DataError(
             f"--out {given!r} holds {', '.join(found)}, which the report would overwrite, and "

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._output import files_in_the_way
 from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
 from .errors import ConfigError
@@ -388,18 +389,11 @@ def _check_output_folder(out: Path, cases: tuple[DemoCase, ...]) -> None:
         raise ConfigError(
             f"output = {str(out)!r} is a file, not a folder; give a folder for the results"
         )
-    if not out.is_dir():
-        return
-    report = out / "report.md"
-    if report.is_file():
-        with report.open(encoding="utf-8", errors="replace") as f:
-            if f.readline().rstrip("\n") == _REPORT_TITLE:
-                return  # an earlier demo's folder: its files are the demo's to replace
-    names = [report.name]
+    names = ["report.md"]
     for case in cases:
         names += [f"{case.name}.nc", f"{case.name}_spectra.png"]
         names += sorted(p.name for p in out.glob(f"{case.name}_panels*.png"))
-    found = [name for name in dict.fromkeys(names) if (out / name).exists()]
+    found = files_in_the_way(out, names, "report.md", lambda line: line == _REPORT_TITLE)
     if found:
         raise ConfigError(
             f"output folder {str(out)!r} holds {', '.join(found)}, which the demo would "
