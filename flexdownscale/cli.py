@@ -1125,6 +1125,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if v not in truth.data_vars and {axes.y, axes.x} <= set(field.dims)
     ]
     if unscored:
+        from ._stack import user_stacklevel
         from .errors import FlexDownscaleWarning
 
         warnings.warn(
@@ -1132,7 +1133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{'it is' if len(unscored) == 1 else 'they are'} not scored (only "
             f"{', '.join(map(repr, names))}); give truth with those variables to score them",
             FlexDownscaleWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     periods = {axes.x: 360.0} if grid_spec(pred[names[0]], dims=pdims).kind == "latlon" else {}
     tspec = grid_spec(truth[names[0]], dims=tdims)
