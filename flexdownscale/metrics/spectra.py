@@ -626,7 +626,8 @@ def log_spectral_distance(
 
     The mean runs over the spectral ``dim`` (default ``wavenumber`` or ``zonal_wavenumber``);
     other dims are kept. 0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
-    Bins where either spectrum is NaN, or both are zero (a constant field), are skipped; a bin
+    Bins where either spectrum is NaN, or both are zero (a constant field), are skipped (two
+    spectra without power in any bin, those of two constant fields, are 0 dB apart); a bin
     where only one of them has no power is infinitely far (the distance is ``inf``), so a
     prediction that lacks whole scales is never scored as close. Spectra in other units are a
     :class:`~flexdownscale.errors.UnitsError`, as in :func:`spectral_ratio`.
@@ -641,4 +642,8 @@ def log_spectral_distance(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(pred.where(ok) / ref.where(ok))
     out = 10.0 * np.sqrt((ratio**2).mean(d, skipna=True))
+    # Two spectra with no power in any bin (two constant fields) agree exactly: 0 dB, not the
+    # NaN of an empty mean; spectra that are NaN in every bin stay NaN.
+    all_silent = ((pred == 0) & (ref == 0)).any(d) & ~ok.any(d)
+    out = out.where(~all_silent, 0.0)
     return set_attrs(out, ref, units="dB", long_name="log-spectral distance")

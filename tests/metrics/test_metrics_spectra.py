@@ -346,9 +346,16 @@ def test_missing_scales_are_infinitely_far_not_skipped():
     no_small_scales = ref.where(k < k.max() / 2, 0.0)
     assert np.isinf(log_spectral_distance(no_small_scales, ref).values).all()
     assert np.isinf(log_spectral_distance(ref, no_small_scales).values).all()
-    # both without power (a constant field): nothing to compare, as before
+    # both without power in every bin (two constant fields): identical spectra, 0 dB (was NaN)
     zero = 0.0 * ref
-    assert np.isnan(log_spectral_distance(zero, zero).values).all()
+    np.testing.assert_array_equal(log_spectral_distance(zero, zero).values, 0.0)
+    constant = metric_grid(np.full((2, 32, 32), 280.0))
+    lsd = log_spectral_distance(power_spectrum(constant), power_spectrum(constant + 1.0))
+    np.testing.assert_array_equal(lsd.values, 0.0)
+    # ... but a constant prediction of a varying truth lacks every scale: infinitely far
+    assert np.isinf(log_spectral_distance(power_spectrum(constant), ref).values).all()
+    # spectra that are NaN in every bin have nothing to compare: NaN
+    assert np.isnan(log_spectral_distance(zero * np.nan, zero).values).all()
     # bins that are NaN (partly filled beyond the data) are still skipped
     gaps = ref.where(k != k[3])
     np.testing.assert_allclose(log_spectral_distance(gaps, ref).values, 0.0, atol=1e-12)
