@@ -125,6 +125,28 @@ def resolve_reduce_dims(
 # --------------------------------------------------------------------------------------------
 # inputs: alignment, member dim, chunks, weights
 # --------------------------------------------------------------------------------------------
+def check_values_to_score(
+    fcst: xr.DataArray | xr.Dataset,
+    obs: xr.DataArray | xr.Dataset,
+    dims: Iterable[Hashable],
+    *,
+    names: tuple[str, str] = ("fcst", "obs"),
+) -> None:
+    """Refuse a score over a dim of size 0 (an empty selection), whose mean would be a silent NaN.
+
+    ``dims`` are the dims the score averages over or consumes (the member dim). Sizes only: lazy.
+    """
+    sizes = {**dict(fcst.sizes), **dict(obs.sizes)}
+    empty = [d for d in dims if sizes.get(d) == 0]
+    if empty:
+        raise ShapeError(
+            f"{names[0]} and {names[1]} have no values along {empty[0]!r} (size 0): there is "
+            "nothing to score, and the mean would be NaN. An empty selection (e.g. "
+            ".sel(time=slice(...)) outside the data's range) or inputs without a common "
+            "coordinate value (xr.align(join='inner')) give this; select values both have."
+        )
+
+
 def check_xarray(obj: Any, name: str) -> None:
     """Raise :class:`TypeError` unless ``obj`` is an xarray object."""
     if not isinstance(obj, xr.DataArray | xr.Dataset):
@@ -449,6 +471,11 @@ def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hash
         raise EnsembleError(
             f"obs has the member dim {member_dim!r}; observations are one realisation: drop "
             f"the dim (obs.isel({member_dim}=0)) or pass the right member_dim."
+        )
+    if fcst.sizes[member_dim] == 0:
+        raise EnsembleError(
+            f"fcst has no members: its member dim {member_dim!r} has size 0 (an empty "
+            f"selection along it?); pass an ensemble with at least one member."
         )
     return int(fcst.sizes[member_dim])
 

@@ -34,6 +34,7 @@ from flexdownscale.metrics._utils import (
     check_option,
     check_same_units,
     check_single_chunk,
+    check_values_to_score,
     check_weights,
     check_xarray,
     find_yx_dims,
@@ -79,6 +80,7 @@ def _setup(
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=excluded
     )
+    check_values_to_score(fcst, obs, (*red, *excluded))
     return fcst, obs, red, weights
 
 

@@ -32,6 +32,7 @@ from flexdownscale.metrics._utils import (
     check_option,
     check_same_units,
     check_single_chunk,
+    check_values_to_score,
     check_weights,
     check_xarray,
     resolve_reduce_dims,
@@ -322,6 +323,7 @@ def crps_ensemble(
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
+    check_values_to_score(fcst, obs, (*red, member_dim))
     check_single_chunk(fcst, [member_dim], "the CRPS (a sort along the member dim)")
     if mw is not None:
         check_single_chunk(mw, [member_dim], "the CRPS (a sort along the member dim)")
@@ -467,6 +469,7 @@ def spread_skill_ratio(
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
+    check_values_to_score(fcst, obs, (*red, member_dim))
     var, err2, count = point_spread_and_error(fcst, obs, member_dim)
     if skipna:
         valid = var.notnull() & err2.notnull()
@@ -554,6 +557,7 @@ def rank_histogram(
     red = resolve_reduce_dims(
         dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims, excluded=(member_dim,)
     )
+    check_values_to_score(fcst, obs, (*red, member_dim))
     check_single_chunk(fcst, [member_dim], "the rank histogram")
     mass = xr.apply_ufunc(
         _rank_kernel,

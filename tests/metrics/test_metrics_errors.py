@@ -54,6 +54,43 @@ TABLE = [
         ShapeError,
         "different 'lat' coordinates",
     ),
+    # an empty selection scored NaN silently
+    (
+        "empty time",
+        lambda: rmse(FC.isel(time=slice(0, 0)), OBS.isel(time=slice(0, 0))),
+        ShapeError,
+        "no values along 'time' (size 0)",
+    ),
+    (
+        "empty after inner align",
+        lambda: rmse(*xr.align(FC, OBS.assign_coords(time=OBS.time + 10), join="inner")),
+        ShapeError,
+        "no values along 'time' (size 0)",
+    ),
+    (
+        "empty crps",
+        lambda: crps_ensemble(ENS.isel(lat=slice(0, 0)), OBS.isel(lat=slice(0, 0))),
+        ShapeError,
+        "no values along 'lat' (size 0)",
+    ),
+    (
+        "empty spread-skill",
+        lambda: spread_skill_ratio(ENS.isel(lon=slice(0, 0)), OBS.isel(lon=slice(0, 0))),
+        ShapeError,
+        "no values along 'lon' (size 0)",
+    ),
+    (
+        "empty rank histogram",
+        lambda: rank_histogram(ENS.isel(time=slice(0, 0)), OBS.isel(time=slice(0, 0))),
+        ShapeError,
+        "no values along 'time' (size 0)",
+    ),
+    (
+        "no members",
+        lambda: crps_ensemble(ENS.isel(member=slice(0, 0)), OBS),
+        EnsembleError,
+        "fcst has no members",
+    ),
     ("missing member dim", lambda: crps_ensemble(FC, OBS), EnsembleError, "no member dim 'member'"),
     ("member dim in obs", lambda: crps_ensemble(ENS, ENS), EnsembleError, "obs has the member dim"),
     (
@@ -184,6 +221,12 @@ def test_bad_input_table(call, error, fragment):
     assert fragment in str(info.value)
     if error is not TypeError:
         assert isinstance(info.value, FlexDownscaleError)
+
+
+def test_a_kept_empty_dim_is_an_empty_score_not_an_error():
+    # only the dims averaged over must have values: preserving an empty dim returns it empty
+    out = rmse(FC.isel(time=slice(0, 0)), OBS.isel(time=slice(0, 0)), preserve_dims="time")
+    assert out.sizes == {"time": 0}
 
 
 def test_documented_nan_with_warning():
