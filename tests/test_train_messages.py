@@ -157,6 +157,54 @@ def test_the_training_command_names_toml_keys(shared_data, tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # a refused start writes nothing
 
 
+def test_a_split_that_selects_nothing_names_its_key_and_shows_labels_as_written(
+    shared_data, tmp_path, capsys
+):
+    """A validation range outside the data showed ``datetime.date(2020, 1, 1)`` and
+    ``np.datetime64('2019-03-01T00:00:00.000000000')``, named no TOML key and not the way out."""
+    toml = tmp_path / "run.toml"
+    toml.write_text(tiny_run(shared_data, tmp_path / "run", eval_every=3))
+    line = run_train(capsys, "--config", str(toml), "data.validation=[2020-01-01,2020-01-02]")
+    assert line == (
+        "the validation split: data.validation (DataConfig.validation) = [2020-01-01, "
+        "2020-01-02] selects nothing along 'time' in any source (the labels run "
+        "2019-03-01T00:00 to 2019-03-24T23:00 in era5_t2m_uk_2019-03-01_24); give a [start, "
+        "stop] range or labels within that; or train without validation: eval_every = 0 with "
+        "data.validation = []"
+    )
+    line = run_train(capsys, "--config", str(toml), 'data.validation=["2019-03-20","2019-03-19"]')
+    assert "= [2019-03-20, 2019-03-19] (its start is after its stop) selects nothing" in line
+    line = run_train(
+        capsys,
+        "--config",
+        str(toml),
+        'data.validation=["2019-03-18T00","2040-01-01T00","2041-01-01"]',
+    )
+    assert line.startswith(
+        "the validation split: data.validation (DataConfig.validation) lists "
+        "[2040-01-01T00, 2041-01-01], which are not 'time' labels of any source"
+    ), line
+    # a label that is no time at all was a pandas DateParseError traceback
+    line = run_train(capsys, "--config", str(toml), 'data.validation=["2019-03-18T00","x","y"]')
+    assert line.startswith(
+        "data.validation (DataConfig.validation), in 'era5_t2m_uk_2019-03-01_24': cannot read "
+        "[2019-03-18T00, x, y] as times"
+    ), line
+    line = run_train(capsys, "--config", str(toml), 'data.validation=["2019-03-18T00","x"]')
+    assert line.startswith(
+        "data.validation (DataConfig.validation), in 'era5_t2m_uk_2019-03-01_24': cannot select "
+        "the range [2019-03-18T00, x] ("
+    ), line
+    line = run_train(capsys, "--config", str(toml), 'data.validation=["2019-03-02T00"]')
+    assert line.startswith(
+        "the train and validation splits overlap along 'time' in 'era5_t2m_uk_2019-03-01_24' "
+        "(1 positions, e.g. [2019-03-02T00:00]): data.train (DataConfig.train) and "
+        "data.validation (DataConfig.validation) must select disjoint labels"
+    ), line
+    assert "np.datetime64" not in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_dataset_messages_name_the_arguments_when_called_directly(shared_data):
     """A dataset built in Python, not from a [data] section: the keyword arguments, no
     ``data.`` key the caller never wrote."""

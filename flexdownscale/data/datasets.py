@@ -553,10 +553,22 @@ def _label_positions(
         try:  # inclusive; a date string as stop includes that whole day (pandas partial strings)
             positions = np.arange(size)[index.slice_indexer(values[0], values[1])]
         except (TypeError, KeyError, ValueError) as err:
-            raise DataError(f"{where}: cannot select the range {values}: {err}") from err
+            raise DataError(
+                f"{where}: cannot select the range {_shown_labels(sel)} ({err}); give the "
+                "start and stop as labels of the data's kind (ISO dates or times for a time "
+                "axis, numbers for a numbered one)"
+            ) from err
     else:
         if isinstance(index, pd.DatetimeIndex):
-            values = [pd.Timestamp(v) if isinstance(v, str | np.datetime64) else v for v in values]
+            try:
+                values = [
+                    pd.Timestamp(v) if isinstance(v, str | np.datetime64) else v for v in values
+                ]
+            except ValueError as err:  # pandas' DateParseError is a ValueError
+                raise DataError(
+                    f"{where}: cannot read {_shown_labels(sel)} as times ({err}); write them "
+                    "as ISO dates or times, e.g. 2019-03-18 or 2019-03-18T06"
+                ) from err
         positions = index.get_indexer(values)
         missing = [v for v, p in zip(sel, positions) if p < 0]
         positions = positions[positions >= 0]
@@ -629,11 +641,14 @@ def split_positions(
         labels = src.labels(split_dim)
         index = labels if labels is not None else np.arange(size)
         if len(index):
-            extents.append(f"{src.label}: {index[0]!r} to {index[-1]!r}")
+            extents.append(f"{_shown_label(index[0])} to {_shown_label(index[-1])} in {src.label}")
         resolved = {}
         for n in names:
             resolved[n], missing = _label_positions(
-                labels, size, splits[n], f"{n} split of {src.label!r}"
+                labels,
+                size,
+                splits[n],
+                f"{_setting(n, f'splits[{n!r}]')}, in {src.label!r}",
             )
             found[n] += resolved[n].size
             not_found[n] = (
@@ -645,8 +660,10 @@ def split_positions(
                 if common.size:
                     shown = labels[common[:3]] if labels is not None else common[:3]
                     raise DataError(
-                        f"splits {a!r} and {b!r} overlap along {split_dim!r} in {src.label!r} "
-                        f"({common.size} positions, e.g. {list(shown)}); expected disjoint splits"
+                        f"the {a} and {b} splits overlap along {split_dim!r} in {src.label!r} "
+                        f"({common.size} positions, e.g. {_shown_labels(list(shown))}): "
+                        f"{_setting(a, f'splits[{a!r}]')} and {_setting(b, f'splits[{b!r}]')} "
+                        "must select disjoint labels; change one so that they do not share any"
                     )
         taken = (
             np.unique(np.concatenate([resolved[n] for n in names])) if names else np.array([], int)
@@ -662,17 +679,51 @@ def split_positions(
                 out[name].append(None)
     for name in names:
         ranges = "; ".join(extents)
+        setting = _setting(name, f"splits[{name!r}]")
         if not_found[name]:
             raise DataError(
-                f"{name} split: labels {not_found[name]} are not found along {split_dim!r} in any "
-                f"source; the labels run {ranges}"
+                f"the {name} split: {setting} lists {_shown_labels(not_found[name])}, which are "
+                f"not {split_dim!r} labels of any source (they run {ranges}); list labels the "
+                f"data hold, or give a [start, stop] range{_no_validation_hint(name)}"
             )
         if found[name] == 0:
+            selection = list(splits[name])
+            reversed_range = ""
+            if len(selection) == 2:
+                try:
+                    start, stop = (pd.Timestamp(str(v)) for v in selection)
+                except (TypeError, ValueError):
+                    start = stop = None
+                if start is not None and start > stop:
+                    reversed_range = " (its start is after its stop)"
             raise DataError(
-                f"{name} split: selection {list(splits[name])} selects nothing along "
-                f"{split_dim!r} in any source; the labels run {ranges}"
+                f"the {name} split: {setting} = {_shown_labels(selection)}{reversed_range} "
+                f"selects nothing along {split_dim!r} in any source (the labels run {ranges}); "
+                f"give a [start, stop] range or labels within that{_no_validation_hint(name)}"
             )
     return out
+
+
+def _shown_label(value: Any) -> str:
+    """A label as a user writes it: ``2019-03-01T00:00`` for times, ``2019-03-01`` for a date."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, np.datetime64 | datetime.datetime):  # pd.Timestamp is a datetime
+        return pd.Timestamp(value).isoformat(timespec="minutes")
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
+def _shown_labels(values: Sequence[Any]) -> str:
+    return "[" + ", ".join(_shown_label(v) for v in values) + "]"
+
+
+def _no_validation_hint(split: str) -> str:
+    """The way out of a validation split that selects nothing, in a training config."""
+    if split == "validation" and _FROM_CONFIG.get():
+        return "; or train without validation: eval_every = 0 with data.validation = []"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
