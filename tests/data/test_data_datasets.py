@@ -427,7 +427,7 @@ def test_bad_inputs_of_the_datasets(shared_data, tmp_path):
         from_config(era5_config(shared_data, validation=()), "validation")
     with pytest.raises(DataError, match="split_dim 'member'"):
         from_config(era5_config(shared_data, split_dim="member"), "train")
-    with pytest.raises(DataError, match="which are not .time. labels of any source"):
+    with pytest.raises(DataError, match=r"which are not .time. labels of any source"):
         from_config(
             era5_config(shared_data, validation=("2019-03-18", "2019-03-20", "2019-04-01")), "train"
         )
