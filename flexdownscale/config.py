@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import difflib
+import functools
 import math
+import numbers
 import tomllib
 import types
 import typing
@@ -49,8 +51,30 @@ Task = Literal["superres", "forecast"]
 Conditioning = Literal["weak+strong", "strong"]
 
 
+class _Section:
+    """Base of the configuration dataclasses: a section built in Python gets the checks of one
+    read from TOML. Every field is checked against its type (``Literal`` options included) and
+    normalised as :func:`from_dict` does (lists become tuples, integers of a float field floats,
+    numpy numbers Python numbers), so ``TrainConfig(steps="abc")`` is the
+    :class:`~flexdownscale.errors.ConfigError` that ``steps = "abc"`` in a file is."""
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        hints = _type_hints(cls)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            converted = _convert(value, hints[f.name], f"{cls.__name__}.{f.name}")
+            if converted is not value:
+                object.__setattr__(self, f.name, converted)  # frozen: set once, while built
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
     """Backbone architecture.
 
     Attributes
@@ -105,7 +129,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(_Section):
     """Generative objective.
 
     Attributes
@@ -150,7 +174,7 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
+class SamplerConfig(_Section):
     """Sampling defaults stored with a model.
 
     Attributes
@@ -177,7 +201,7 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     """Training data.
 
     Attributes
@@ -233,7 +257,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(_Section):
     """Optimiser and learning-rate schedule.
 
     Attributes
@@ -267,7 +291,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     """A whole training run: what ``flexdownscale.train`` reads from ``run.toml``.
 
     Ranges are checked when the configuration is built (a :class:`ConfigError` names the key):
@@ -310,6 +334,7 @@ class TrainConfig:
     time_limit_minutes: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if _CHECK_RANGES.get():
             _check_train_config(self)
 
@@ -663,14 +688,14 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise _problem(where, f"must be true or false, got {value!r}")
         return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+    if annotation is int:  # numpy integers too (a value computed in Python), never a bool
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise _problem(where, f"must be an integer, got {value!r}")
-        return value
+        return value if type(value) is int else int(value)
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise _problem(where, f"must be a number, got {value!r}")
-        return float(value)
+        return value if type(value) is float else float(value)
     if annotation is str:
         if not isinstance(value, str):
             raise _problem(where, f"must be a string, got {value!r}")

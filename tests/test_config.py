@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from flexdownscale import errors
@@ -407,3 +408,50 @@ def test_the_example_says_which_of_its_values_are_not_the_defaults():
             expected = list(expected) if isinstance(expected, tuple) else expected
             if v != expected and name not in ("run_dir", "data.paths", "data.variables"):
                 assert f"`{name}`" in said, f"{name} = {v!r} differs from {expected!r}"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: TrainConfig(steps="abc"),
+            "steps must be an integer, got 'abc' (TrainConfig.steps)",
+        ),
+        (
+            lambda: TrainConfig(batch_size=2.5),
+            "batch_size must be an integer, got 2.5 (TrainConfig.batch_size)",
+        ),
+        (
+            lambda: DataConfig(paths="a.nc"),
+            "data.paths must be a list, got str 'a.nc' (DataConfig.paths)",
+        ),
+        (
+            lambda: DataConfig(degradation="mean"),
+            "data.degradation = 'mean' is not a valid option; expected one of 'area_mean', "
+            "'strided', 'gaussian' (DataConfig.degradation)",
+        ),
+        (
+            lambda: TrainConfig(data={"factor": "4"}),
+            "data.factor must be an integer, got '4' (TrainConfig.data.factor)",
+        ),
+    ],
+)
+def test_a_config_built_in_python_is_checked_like_one_read_from_toml(build, message):
+    """Built directly, ``TrainConfig(steps="abc")`` was a bare TypeError from the range checks,
+    ``DataConfig(paths="a.nc")`` was taken (and read letter by letter)."""
+    with pytest.raises(errors.ConfigError) as info:
+        build()
+    assert str(info.value) == message
+
+
+def test_a_config_built_in_python_is_normalised_like_one_read_from_toml():
+    data = DataConfig(paths=["a.nc"], factor=np.int64(4), condition_scale=4)
+    assert data == from_dict(DataConfig, {"paths": ["a.nc"], "factor": 4, "condition_scale": 4})
+    assert data.paths == ("a.nc",)
+    assert type(data.factor) is int
+    assert type(data.condition_scale) is float
+    assert hash(data) == hash(from_dict(DataConfig, to_dict(data)))  # still hashable and frozen
+    nested = TrainConfig(data={"factor": 2, "crop_size": 32})
+    assert nested.data == DataConfig(factor=2, crop_size=32)
+    with pytest.raises(errors.ConfigError, match=r"must be an integer, got np.True_"):
+        DataConfig(factor=np.True_)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig, from_dict, to_dict
+from ..config import ModelConfig
 from ..errors import ConfigError
 from .dit import DiT
 from .flex import FLEX
@@ -80,10 +80,7 @@ REFERENCE_PARAMETERS: dict[str, int] = {
 def _check_config(config: ModelConfig) -> None:
     if not isinstance(config, ModelConfig):
         raise ConfigError(f"build_model expects a ModelConfig, got {type(config).__name__}")
-    try:  # the types from_dict checks, for a ModelConfig built directly too
-        from_dict(ModelConfig, to_dict(config))
-    except ConfigError as err:
-        raise ConfigError(f"{err}; in the ModelConfig given to build_model") from err
+    # field types and options are checked when a ModelConfig is built (config._Section)
     if config.backbone not in BACKBONES:
         raise ConfigError(
             f"unknown backbone {config.backbone!r}; expected one of {', '.join(BACKBONES)}"
