@@ -2518,15 +2518,16 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+        # numpy integers (e.g. from an array of settings) count as integers, as in the Downscaler
+        lead_steps, members, steps, batch_size = (
+            int(v) if isinstance(v, np.integer) else v
+            for v in (lead_steps, members, steps, batch_size)
+        )
         seed = _resolve_seed(seed)
         _check_flag("batch_invariant", batch_invariant)
         if progress is not None:
             _check_flag("progress", progress)
-        if (
-            isinstance(lead_steps, bool)
-            or not isinstance(lead_steps, int | np.integer)
-            or lead_steps < 1
-        ):
+        if isinstance(lead_steps, bool) or not isinstance(lead_steps, int) or lead_steps < 1:
             raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
@@ -2710,7 +2711,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         cf_attrs, cf_encoding = _time_units(sel[spec.time]) if stamped else ({}, {})
         # CF standard names only for CF times: decoded ones, or numbers in "<unit> since <date>"
         # (a time in "1", as the Kolmogorov file's, is a step count, not a CF time)
-        cf_time = times.dtype.kind in "Mo" or " since " in str(cf_attrs.get("units", ""))
+        cf_time = times.dtype.kind in "MO" or " since " in str(cf_attrs.get("units", ""))
         if stamped:
             coords["forecast_reference_time"] = xr.Variable(
                 (),

@@ -507,3 +507,29 @@ def test_progress_bar_counts_the_leads_and_does_not_change_the_forecast(monkeypa
     assert len(bars) == 2
     with pytest.raises(ConfigError, match=r"^progress = 'yes' must be True or False$"):
         model(box(), lead_steps=1, progress="yes")
+
+
+def test_numpy_integers_count_as_integers_in_a_forecast():
+    """``lead_steps=np.int64(2)`` was refused as not a positive integer and ``members=np.int64(2)``
+    as a ``batch_size`` the user never passed (reviewer-52); the Downscaler took both."""
+    model = tiny_forecaster(box_grid())
+    plain = model(box(), lead_steps=2, members=2, steps=2, seed=0)
+    numpy = model(box(), lead_steps=np.int64(2), members=np.int64(2), steps=np.int32(2), seed=0)
+    xr.testing.assert_identical(numpy.drop_attrs(), plain.drop_attrs())
+    assert numpy.attrs["flexdownscale_members"] == plain.attrs["flexdownscale_members"]
+
+
+def test_a_cftime_forecast_gets_the_cf_standard_names(tmp_path):
+    """A noleap input's valid_time lost ``standard_name: time`` and forecast_reference_time its
+    standard name: the check read numpy's kind 'O' of an object array as 'o' (reviewer-52)."""
+    ds = global_grid(times=3)
+    ds.to_netcdf(tmp_path / "in.nc")
+    ds["time"].attrs["calendar"] = "noleap"
+    ds.to_netcdf(tmp_path / "noleap.nc")
+    for name, kind in (("in.nc", "M"), ("noleap.nc", "O")):
+        coder = xr.coders.CFDatetimeCoder(use_cftime=kind == "O")
+        with xr.open_dataset(tmp_path / name, decode_times=coder) as read:
+            assert read["time"].dtype.kind == kind
+            out = tiny_forecaster(None)(read.load(), lead_steps=1, seed=0)
+        assert out["valid_time"].attrs["standard_name"] == "time", name
+        assert out["forecast_reference_time"].attrs["standard_name"] == "forecast_reference_time"
