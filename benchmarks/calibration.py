@@ -5,11 +5,13 @@ The default sampler of the shipped models (2-step DDIM) cannot give a calibrated
 for an exact network, and the trained ones stay near that). This benchmark scores the same shipped weights with stochastic
 (SDE) sampling, whose Langevin term adds spread, against the default and the interpolation
 baselines, on the validation fields of ``benchmarks/skill.py``, and writes
-``benchmarks/results/calibration.md`` (+ ``.json`` and rank-histogram PNGs). Run from the
-repository root::
+``<out>/calibration.md`` (+ ``calibration_<case>.json`` and rank-histogram PNGs; ``<out>`` is
+``--out``, default ``benchmarks/results``, the reference report, which reads every case's JSON
+saved in that folder). Run from the repository root::
 
     python benchmarks/calibration.py                       # both cases
     python benchmarks/calibration.py --case era5-t2m-x4    # one case (the other keeps its results)
+    python benchmarks/calibration.py --out /tmp/calibration   # leave the reference report alone
 
 Costs on a 2-core CPU: ERA5 (42 fields of 32 x 48, 16 members) about 15 minutes; Kolmogorov
 (4 fields per Reynolds number of 256 x 256, 8 members) about 45 minutes.
@@ -136,11 +138,12 @@ def _condition_notes(res: dict[str, Any]) -> list[str]:
     return ["", *lines] if lines else []
 
 
-def _json(case: str) -> Path:
-    return RESULTS / f"calibration_{case}.json"
+def _json(case: str, out: Path = RESULTS) -> Path:
+    return out / f"calibration_{case}.json"
 
 
-def _figure(case: str, res: dict[str, Any]) -> str:
+def _figure(case: str, res: dict[str, Any], out: Path = RESULTS) -> str:
+    """The rank histograms of ``case`` saved in ``out``; the file name."""
     hists = res["histograms"]
     fig, axes = plt.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.2), sharey=True)
     for ax, (label, values) in zip(np.atleast_1d(axes), hists.items(), strict=True):
@@ -154,7 +157,7 @@ def _figure(case: str, res: dict[str, Any]) -> str:
     fig.suptitle(f"{case}: rank histograms of the shipped model by sampler", fontsize=10)
     fig.tight_layout()
     name = f"calibration_{case}_rank_histograms.png"
-    fig.savefig(RESULTS / name, dpi=90)
+    fig.savefig(out / name, dpi=90)
     plt.close(fig)
     return name
 
@@ -168,7 +171,9 @@ def _checks(rows: dict[str, dict[str, float]], label: str) -> str:
     return " / ".join("yes" if ok else "NO" for ok in (rmse, lsd, ss))
 
 
-def write_report() -> Path:
+def write_report(out: Path = RESULTS) -> Path:
+    """``out/calibration.md`` (and its figures) from every case's JSON saved in ``out``; a case
+    not run into ``out`` is named as missing."""
     cols = list(SKILL_COLUMNS)
     lines = [
         "# Calibration of the shipped models by sampler",
@@ -184,9 +189,16 @@ def write_report() -> Path:
         "Rerun: `python benchmarks/calibration.py` (or `--case NAME`).",
         "",
     ]
+    missing = [case for case in skill.CASES if not _json(case, out).exists()]
+    if missing:
+        lines += [
+            f"Not in this report (no `calibration_<case>.json` in its folder): "
+            f"{', '.join(missing)}; add one with `--case NAME` and the same `--out`.",
+            "",
+        ]
     for case in skill.CASES:
-        path = _json(case)
-        if not path.exists():
+        path = _json(case, out)
+        if case in missing:
             continue
         res = json.loads(path.read_text())
         lines += [
@@ -204,7 +216,7 @@ def write_report() -> Path:
         lines += _condition_notes(res)
         if res.get("note"):
             lines += ["", res["note"]]
-        lines += ["", f"![rank histograms]({_figure(case, res)})", ""]
+        lines += ["", f"![rank histograms]({_figure(case, res, out)})", ""]
     stored = {case: load_model_folder(case).sampler.delta for case in skill.CASES}
     lines += [
         "## Reading the numbers",
@@ -235,19 +247,30 @@ def write_report() -> Path:
         "2-step DDIM as their default, the speed headline; read its spread as a lower bound.",
         "",
     ]
-    out = RESULTS / "calibration.md"
-    out.write_text("\n".join(lines))
-    return out
+    report = out / "calibration.md"
+    report.write_text("\n".join(lines))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", choices=skill.CASES, default=None)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="folder of the report, its JSON and figures, created if needed "
+        "(default: benchmarks/results, the reference report)",
+    )
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (created if needed)")
+    args.out.mkdir(parents=True, exist_ok=True)
     for case in args.case or skill.CASES:
         res = run_case(case)
-        _json(case).write_text(json.dumps(res, indent=1))
-    print(write_report())
+        _json(case, args.out).write_text(json.dumps(res, indent=1))
+    print(write_report(args.out))
     return 0
 
 

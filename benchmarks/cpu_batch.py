@@ -5,9 +5,11 @@
 per cell. This benchmark measures the shipped ``kolmogorov-x8`` model on one 256 x 256 field of
 the demo sample (8 members, one Reynolds number) with tiles of 64, 128 and the whole field
 (288 x 288 with its periodic halos), every batch size alternating round by round, and writes
-``benchmarks/results/cpu_batch.md``. About 12 minutes on a 2-core CPU::
+``<out>/cpu_batch.md`` (``--out``, default ``benchmarks/results``, the reference report). About
+12 minutes on a 2-core CPU::
 
     python benchmarks/cpu_batch.py
+    python benchmarks/cpu_batch.py --out /tmp/cpu_batch   # leave the reference report alone
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ TILES = (64, 128, None)  # None: the default, one tile for the whole periodic fi
 ROUNDS = 3
 
 
-def main() -> int:
+def measure() -> list[str]:
+    """The report's table rows: median seconds per batch size, for each tile size."""
     case = next(c for c in CASES if c.model == "kolmogorov-x8")
     _, coarse, demo_kw = demo_input(case)
     value = demo_kw["condition"]
@@ -64,6 +67,11 @@ def main() -> int:
             + f" | {best} | {chosen} |"
         )
         print(rows[-1], flush=True)
+    return rows
+
+
+def write_report(rows: list[str], out: Path, command: str) -> Path:
+    """``out/cpu_batch.md`` with the table ``rows`` measured by ``command``."""
     machine = f"CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
     lines = [
         "# Tiles per network call on a CPU",
@@ -71,7 +79,7 @@ def main() -> int:
         f"Machine: {machine}; torch {torch.__version__}; Python {platform.python_version()}.",
         f"Model: shipped `kolmogorov-x8`, one 256 x 256 field, 8 members, 2-step DDIM; medians "
         f"of {ROUNDS} rounds, the batch sizes alternating within each round.",
-        "Command: `python benchmarks/cpu_batch.py`",
+        f"Command: `{command}`",
         "",
         "| tile | tiles | " + " | ".join(f"batch {b} (s)" for b in BATCHES) + " | fastest | "
         f"default (`CPU_CELLS_PER_CALL` = {CPU_CELLS_PER_CALL}) |",
@@ -79,14 +87,32 @@ def main() -> int:
         *rows,
         "",
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cpu_batch.md").write_text("\n".join(lines))
+    path = out / "cpu_batch.md"
+    path.write_text("\n".join(lines))
     print("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="folder of the report cpu_batch.md, created if needed "
+        "(default: benchmarks/results, the reference report)",
+    )
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (created if needed)")
+    args.out.mkdir(parents=True, exist_ok=True)  # before the 12 minutes of timing
+    command = " ".join(
+        ["python benchmarks/cpu_batch.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    print(f"wrote {write_report(measure(), args.out, command)}")
     return 0
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog="Takes no options; rewrites the report."
-    ).parse_args()
     sys.exit(main())

@@ -13,15 +13,22 @@ downscaled back by
 
 Every prediction is scored by :func:`flexdownscale.metrics.downscaling_skill` (RMSE, RFNE, CRPS
 fair, spread-skill Fortin, log-spectral distance, spectral ratio at the smallest resolved
-scales). Each case's results are saved to ``benchmarks/results/skill_<case>.json`` (with the
-command and machine that produced them) and the report ``benchmarks/results/skill.md`` is written
-from every saved case, with spectra, rank histograms and example panels. Run from the
-repository root (the data are read from ``../shared/data``)::
+scales). Each case's results are saved to ``<out>/skill_<case>.json`` (with the command and
+machine that produced them) and the report ``<out>/skill.md`` is written from every case saved
+in that folder, with spectra, rank histograms and example panels (``<out>`` is ``--out``,
+default ``benchmarks/results``, the reference reports). Run from the repository root (the data
+are read from ``../shared/data``)::
 
     python benchmarks/skill.py                  # both cases, writes the report
     python benchmarks/skill.py --case era5-t2m-x4   # one case; the other keeps its saved results
     python benchmarks/skill.py --write-cards    # also writes the shipped models' card tables
     python benchmarks/skill.py --check-cards    # recompute the cards' numbers and compare
+    python benchmarks/skill.py --fields 2 --members 4 --no-variants --out /tmp/skill  # a trial
+
+Settings other than the reference's (``--fields`` other than the report's, ``--members`` other
+than 16, ``--no-variants``) are refused into the default folder: pass ``--out DIR`` so that the
+reference reports are not overwritten. ``--write-cards`` (which rewrites the model cards inside
+the package) only goes with the default ``--out``; ``--check-cards`` writes nothing.
 """
 
 from __future__ import annotations
@@ -263,17 +270,20 @@ def check_card(case: str, table: str) -> bool:
     return ok
 
 
-def _figures(case: str, fine: xr.Dataset, preds: dict[str, xr.DataArray], var: str) -> list[str]:
+def _figures(
+    case: str, fine: xr.Dataset, preds: dict[str, xr.DataArray], var: str, out: Path
+) -> list[str]:
+    """Spectra, rank histogram and panels of ``case`` saved in ``out``; their file names."""
     names = []
     spectra = {"truth": fine[var], **preds}
     fig = plot_spectra(spectra, reference="truth", title=f"{case}: validation power spectra")
     name = f"skill_{case}_spectra.png"
-    fig.savefig(RESULTS / name, dpi=90)
+    fig.savefig(out / name, dpi=90)
     names.append(name)
     flex = next(iter(preds.values()))
     fig = plot_rank_histogram(flex, fine[var], title=f"{case}: FLEX rank histogram")
     name = f"skill_{case}_rank_histogram.png"
-    fig.savefig(RESULTS / name, dpi=90)
+    fig.savefig(out / name, dpi=90)
     names.append(name)
     spec = grid_spec(fine[var])
     first = {d: 0 for d in fine[var].dims if d not in (spec.y, spec.x)}
@@ -286,17 +296,23 @@ def _figures(case: str, fine: xr.Dataset, preds: dict[str, xr.DataArray], var: s
         title=f"{case}: first validation field",
     )
     name = f"skill_{case}_panels.png"
-    fig.savefig(RESULTS / name, dpi=90)
+    fig.savefig(out / name, dpi=90)
     names.append(name)
     plt.close("all")
     return names
 
 
 def run_case(
-    case: str, *, fields: int | None, card_fields: int | None, members: int, variants: bool
+    case: str,
+    *,
+    fields: int | None,
+    card_fields: int | None,
+    members: int,
+    variants: bool,
+    out: Path = RESULTS,
 ) -> dict[str, Any]:
     """Every row of the report for ``case`` on ``fields`` fields, and the card table (on
-    ``card_fields`` fields: recomputed when they differ)."""
+    ``card_fields`` fields: recomputed when they differ); the figures go to ``out``."""
     t0 = time.perf_counter()
     fine = validation_truth(case, fields)
     var = _config(case).data.variables[0]
@@ -329,7 +345,7 @@ def run_case(
         label = f"{folder.parent.name}, {steps} steps ({_sampler_label(model.sampler)})"
         rows[label] = downscaling_skill(ens[var], fine[var])
         seconds[label] = time.perf_counter() - t1
-    figures = _figures(case, fine, preds, var)
+    figures = _figures(case, fine, preds, var, out)
     return {
         "by_condition": _by_condition(case, fine, shipped),
         "machine": _machine(),
@@ -372,18 +388,19 @@ def _machine() -> str:
     )
 
 
-def _case_json(case: str) -> Path:
-    return RESULTS / f"skill_{case}.json"
+def _case_json(case: str, out: Path = RESULTS) -> Path:
+    return out / f"skill_{case}.json"
 
 
-def save_case(case: str, result: dict[str, Any], command: str) -> None:
+def save_case(case: str, result: dict[str, Any], command: str, out: Path = RESULTS) -> None:
     """Keep one case's results (without the card) for the report: cases can be rerun alone."""
     record = {k: v for k, v in result.items() if k != "card"} | {"command": command}
-    _case_json(case).write_text(json.dumps(record, indent=1, default=str))
+    _case_json(case, out).write_text(json.dumps(record, indent=1, default=str))
 
 
-def _verdict(rows: dict[str, dict[str, float]]) -> list[str]:
-    """The acceptance checks of the shipped model, computed from the rows."""
+def _verdict(rows: dict[str, dict[str, float]], calibration: str) -> list[str]:
+    """The acceptance checks of the shipped model, computed from the rows (``calibration``: the
+    markdown link to the calibration report)."""
     flex = next(v for k, v in rows.items() if k.startswith("FLEX ensemble ("))
     base = {m: rows[f"{m} interpolation"] for m in BASELINES}
 
@@ -402,7 +419,7 @@ def _verdict(rows: dict[str, dict[str, float]]) -> list[str]:
         f"- spread-skill ratio in [0.8, 1.25]: {calibrated} ({ss:.3g}; see the section "
         '"How calibrated is 2-step DDIM?" of docs/diffusion.md); the same weights sampled with '
         '`sampler="sde", steps=20` and the stored Langevin strength are inside the band: '
-        "[calibration.md](calibration.md)",
+        f"{calibration}",
         "",
     ]
 
@@ -429,8 +446,9 @@ def _comparison_note(case: str, res: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_report() -> Path:
-    """``skill.md`` from every case's saved results (``skill_<case>.json``)."""
+def write_report(out: Path = RESULTS) -> Path:
+    """``out/skill.md`` from every case's results saved in ``out`` (``skill_<case>.json``); a
+    case not run into ``out`` is named as missing."""
     cols = list(SKILL_COLUMNS)
     lines = [
         "# Skill of the shipped models on their validation splits",
@@ -441,10 +459,21 @@ def write_report() -> Path:
         "`../shared/data` (see its README); rerun a case with the command under its heading.",
         "",
     ]
+    if (out / "calibration.md").is_file():
+        calibration = "[calibration.md](calibration.md)"
+    else:
+        calibration = "`benchmarks/results/calibration.md` (`benchmarks/calibration.py`)"
+    missing = [case for case in CASES if not _case_json(case, out).is_file()]
+    if missing:
+        lines += [
+            f"Not in this report (no `skill_<case>.json` in its folder): {', '.join(missing)}; "
+            "add one with `--case NAME` and the same `--out`.",
+            "",
+        ]
     for case in CASES:
-        if not _case_json(case).is_file():
+        if case in missing:
             continue
-        res = json.loads(_case_json(case).read_text())
+        res = json.loads(_case_json(case, out).read_text())
         cfg = _config(case)
         lines += [
             f"## {case}",
@@ -469,7 +498,7 @@ def write_report() -> Path:
             + ".",
             "",
         ]
-        lines += _verdict(res["rows"])
+        lines += _verdict(res["rows"], calibration)
         for condition, rows in res.get("by_condition", {}).items():
             lines += [
                 f"Shipped model and interpolation at {condition} alone:",
@@ -498,21 +527,55 @@ def write_report() -> Path:
     lines += ["## Columns", ""]
     lines += [f"- `{k}`: {text}" for k, text in SKILL_COLUMNS.items()]
     lines += [""]
-    path = RESULTS / "skill.md"
+    path = out / "skill.md"
     path.write_text("\n".join(lines))
     return path
 
 
+def non_reference_options(args: argparse.Namespace, cases: tuple[str, ...]) -> list[str]:
+    """The options of a run on ``cases`` that differ from the reference reports' settings
+    (empty: the run reproduces them)."""
+    differ = []
+    if any(args.fields not in (None, REPORT_FIELDS[case]) for case in cases):
+        differ.append(f"--fields {args.fields}")
+    if args.members != MEMBERS:
+        differ.append(f"--members {args.members}")
+    if args.no_variants and any(case in CASE_VARIANTS for case in cases):
+        differ.append("--no-variants")
+    return differ
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Settings other than the reference's (--fields, --members, --no-variants) need "
+        "--out DIR: the default folder holds the reference reports.",
+    )
     parser.add_argument("--case", action="append", choices=CASES, default=None)
     parser.add_argument(
-        "--fields", type=int, default=None, help="fields per case (default: CASE_FIELDS)"
+        "--fields",
+        type=int,
+        default=None,
+        help="fields per case (default: REPORT_FIELDS; the cards: CASE_FIELDS)",
     )
     parser.add_argument("--members", type=int, default=MEMBERS)
     parser.add_argument("--no-variants", action="store_true", help="skip the sampler variants")
-    parser.add_argument("--write-cards", action="store_true")
-    parser.add_argument("--check-cards", action="store_true", help="only recompute the cards")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="folder of the report, its JSON and figures, created if needed "
+        "(default: benchmarks/results, the reference reports)",
+    )
+    parser.add_argument(
+        "--write-cards",
+        action="store_true",
+        help="also rewrite the shipped models' card tables (only with the default --out)",
+    )
+    parser.add_argument(
+        "--check-cards", action="store_true", help="only recompute the cards (writes nothing)"
+    )
     args = parser.parse_args(argv)
     cases = tuple(args.case or CASES)
     command = "python benchmarks/skill.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -521,7 +584,22 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             ok &= check_card(case, card_for(case, args.fields or CASE_FIELDS[case], args.members))
         return 0 if ok else 1
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    default_out = out.resolve() == RESULTS.resolve()
+    if args.write_cards and not default_out:
+        parser.error(
+            "--write-cards rewrites the shipped models' cards from the reference run; "
+            "leave out --out (or --write-cards)"
+        )
+    differ = non_reference_options(args, cases)
+    if default_out and differ:
+        parser.error(
+            f"settings other than the reference reports' ({', '.join(differ)}) would overwrite "
+            "them in benchmarks/results; pass --out DIR to write this run elsewhere"
+        )
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a folder (created if needed)")
+    out.mkdir(parents=True, exist_ok=True)
     results = {}
     for case in cases:
         results[case] = run_case(
@@ -530,14 +608,15 @@ def main(argv: list[str] | None = None) -> int:
             card_fields=CASE_FIELDS[case],
             members=args.members,
             variants=not args.no_variants and case in CASE_VARIANTS,
+            out=out,
         )
         print(f"{case}: {results[case]['total_seconds']:.0f} s")
         for name, row in results[case]["rows"].items():
             print(f"  {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()))
-        save_case(case, results[case], command.strip())
+        save_case(case, results[case], command.strip(), out)
         if args.write_cards:
             write_card(case, results[case]["card"])
-    print(f"wrote {write_report()}")
+    print(f"wrote {write_report(out)}")
     return 0
 
 

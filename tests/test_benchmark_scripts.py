@@ -1,0 +1,266 @@
+"""The benchmark scripts write where ``--out`` / ``--output`` says, and leave the reference
+reports in ``benchmarks/results`` alone unless run with the reference settings.
+
+The scripts are not a package: they are imported by path. Their heavy parts (sampling the
+shipped models, timing) are replaced by stand-ins returning results of the saved shape, so that
+what is tested is the argument handling and every file the scripts write.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REFERENCE = BENCHMARKS / "results"
+
+
+def _load(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (once) under its own name, as the scripts import each
+    other."""
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def skill() -> ModuleType:
+    return _load("skill")
+
+
+@pytest.fixture(scope="module")
+def calibration() -> ModuleType:
+    return _load("calibration")
+
+
+@pytest.fixture(autouse=True)
+def reference_untouched():
+    """No test may write into benchmarks/results: names, sizes and times stay the same."""
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in REFERENCE.iterdir()}
+
+    before = snapshot()
+    yield
+    assert snapshot() == before
+
+
+def _skill_row(**over: float) -> dict[str, float]:
+    row = {
+        "rmse": 1.0,
+        "rfne": 0.1,
+        "crps": 0.5,
+        "spread_skill": 0.6,
+        "lsd": 3.0,
+        "spectral_ratio_small": 0.9,
+    }
+    return row | over
+
+
+def _fields(members: int = 3) -> tuple[xr.Dataset, xr.DataArray]:
+    """A small truth (2 times of 16 x 16 on a regular y/x grid) and a noisy ensemble of it."""
+    rng = np.random.default_rng(0)
+    axis = xr.DataArray(np.arange(16.0), dims="y", attrs={"units": "km"})
+    coords = {"time": np.arange(2), "y": axis, "x": axis.rename(y="x")}
+    truth = xr.DataArray(rng.normal(size=(2, 16, 16)), dims=("time", "y", "x"), coords=coords)
+    ens = truth + xr.DataArray(
+        rng.normal(scale=0.3, size=(members, 2, 16, 16)), dims=("member", "time", "y", "x")
+    )
+    return xr.Dataset({"t2m": truth}), ens.transpose("member", "time", "y", "x")
+
+
+def _fake_skill_run(skill: ModuleType, calls: list[dict[str, Any]]):
+    """A stand-in of ``skill.run_case``: the real figures from small fields, rows of the
+    saved shape, and a record of the arguments."""
+
+    def run_case(case: str, **kw: Any) -> dict[str, Any]:
+        calls.append({"case": case, **kw})
+        assert set(skill.SKILL_COLUMNS) == set(_skill_row())
+        fine, ens = _fields(kw["members"])
+        preds = {"FLEX members": ens, "FLEX mean": ens.mean("member"), "bicubic": fine["t2m"]}
+        rows = {"FLEX ensemble (ddim 2 steps, eta 0)": _skill_row(rmse=0.5, lsd=1.0)}
+        rows |= {f"{m} interpolation": _skill_row() for m in skill.BASELINES}
+        return {
+            "by_condition": {},
+            "machine": "test machine",
+            "members": kw["members"],
+            "shipped_steps": 1,
+            "rows": rows,
+            "card": "card table",
+            "figures": skill._figures(case, fine, preds, "t2m", kw["out"]),
+            "fields": 2,
+            "units": "K",
+            "seconds": {"FLEX (shipped, default sampler)": 1.0},
+            "total_seconds": 1.0,
+            "grid": "16 x 16",
+        }
+
+    return run_case
+
+
+def _links(report: Path) -> list[str]:
+    return re.findall(r"\]\(([^)]+)\)", report.read_text())
+
+
+def test_skill_out_receives_every_file_and_the_report_links_resolve(skill, tmp_path, monkeypatch):
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(skill, "run_case", _fake_skill_run(skill, calls))
+    monkeypatch.setattr(skill, "write_card", lambda *a: pytest.fail("wrote a model card"))
+    out = tmp_path / "trial" / "skill"  # created by the script
+    assert skill.main(["--fields", "2", "--members", "3", "--no-variants", "--out", str(out)]) == 0
+    assert [c["out"] for c in calls] == [out, out]
+    assert [c["members"] for c in calls] == [3, 3]
+    expected = {"skill.md"}
+    for case in skill.CASES:
+        expected |= {f"skill_{case}.json"}
+        expected |= {f"skill_{case}_{k}.png" for k in ("spectra", "rank_histogram", "panels")}
+    assert {p.name for p in out.iterdir()} == expected
+    for case in skill.CASES:
+        record = json.loads((out / f"skill_{case}.json").read_text())
+        assert record["command"].endswith(f"--out {out}")
+        assert "card" not in record
+    links = _links(out / "skill.md")
+    # every figure is linked by its bare name, next to the report; the calibration report is
+    # not in this folder, so the report names the reference one instead of a broken link
+    assert sorted(x for x in links if x.endswith(".png")) == sorted(
+        x for x in expected if x.endswith(".png")
+    )
+    assert all((out / x).is_file() for x in links)
+    assert "benchmarks/results/calibration.md" in (out / "skill.md").read_text()
+
+
+def test_skill_report_names_a_case_not_run_into_its_folder(skill, tmp_path, monkeypatch):
+    monkeypatch.setattr(skill, "run_case", _fake_skill_run(skill, []))
+    assert skill.main(["--case", "kolmogorov-x8", "--members", "2", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "skill.md").read_text()
+    assert "## kolmogorov-x8" in text
+    assert "## era5-t2m-x4" not in text
+    assert "Not in this report (no `skill_<case>.json` in its folder): era5-t2m-x4" in text
+    # the reference folder's ERA5 results were not read into this report
+    assert not list(tmp_path.glob("skill_era5*"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--fields", "2", "--no-variants"], "--fields 2, --no-variants"),
+        (["--members", "4"], "--members 4"),
+        (["--case", "era5-t2m-x4", "--no-variants", "--out", str(REFERENCE)], "--no-variants"),
+    ],
+)
+def test_skill_refuses_other_settings_into_the_reference_folder(
+    skill, monkeypatch, capsys, argv, named
+):
+    monkeypatch.setattr(skill, "run_case", lambda *a, **k: pytest.fail("ran a case"))
+    with pytest.raises(SystemExit) as exc:
+        skill.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"({named}) would overwrite them in benchmarks/results" in err
+    assert "pass --out DIR" in err
+
+
+def test_skill_reference_settings_are_not_refused(skill):
+    def opts(*argv: str):
+        ns = skill.argparse.Namespace(fields=None, members=skill.MEMBERS, no_variants=False)
+        for flag, value in zip(argv[::2], argv[1::2], strict=True):
+            setattr(ns, flag, value)
+        return ns
+
+    assert skill.non_reference_options(opts(), skill.CASES) == []
+    era5 = ("era5-t2m-x4",)
+    assert skill.non_reference_options(opts("fields", skill.REPORT_FIELDS[era5[0]]), era5) == []
+    # the variants run on ERA5 only: leaving them out of a Kolmogorov run changes nothing
+    assert skill.non_reference_options(opts("no_variants", True), ("kolmogorov-x8",)) == []
+    assert skill.non_reference_options(opts("no_variants", True), era5) == ["--no-variants"]
+
+
+def test_skill_write_cards_only_into_the_default_folder(skill, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(skill, "run_case", lambda *a, **k: pytest.fail("ran a case"))
+    with pytest.raises(SystemExit) as exc:
+        skill.main(["--write-cards", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--write-cards rewrites the shipped models' cards" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_that_is_a_file_is_refused(skill, calibration, tmp_path, capsys):
+    cpu_batch = _load("cpu_batch")
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    for main, argv in [
+        (skill.main, ["--case", "kolmogorov-x8", "--out", str(path)]),
+        (calibration.main, ["--out", str(path)]),
+        (cpu_batch.main, ["--out", str(path)]),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert f"--out {path} is a file; give a folder" in capsys.readouterr().err
+    assert path.read_text() == "x"
+
+
+def _fake_calibration_run(calibration: ModuleType, skill: ModuleType):
+    def run_case(case: str) -> dict[str, Any]:
+        samplers = list(calibration.SAMPLERS[case])
+        rows = {label: _skill_row() for label in samplers}
+        rows |= {f"{m} interpolation": _skill_row() for m in skill.BASELINES}
+        return {
+            "fields": 2,
+            "members": 4,
+            "grid": "16 x 16",
+            "rows": rows,
+            "by_condition": {},
+            "seconds": dict.fromkeys(samplers, 1.0),
+            "histograms": {label: [0.2] * 5 for label in samplers},
+            "machine": "test machine",
+            "units": "K",
+        }
+
+    return run_case
+
+
+def test_calibration_out_receives_every_file(calibration, skill, tmp_path, monkeypatch):
+    monkeypatch.setattr(calibration, "run_case", _fake_calibration_run(calibration, skill))
+    out = tmp_path / "cal"
+    assert calibration.main(["--case", "era5-t2m-x4", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "calibration.md",
+        "calibration_era5-t2m-x4.json",
+        "calibration_era5-t2m-x4_rank_histograms.png",
+    }
+    links = _links(out / "calibration.md")
+    assert links == ["calibration_era5-t2m-x4_rank_histograms.png"]
+    text = (out / "calibration.md").read_text()
+    assert "Not in this report (no `calibration_<case>.json` in its folder): kolmogorov-x8" in text
+
+
+def test_cpu_batch_out_receives_the_report(tmp_path, monkeypatch):
+    cpu_batch = _load("cpu_batch")
+    monkeypatch.setattr(
+        cpu_batch, "measure", lambda: ["| 64 x 64 | 25 | 1 | 2 | 3 | 4 | 5 | 1 | 8 |"]
+    )
+    out = tmp_path / "cpu"
+    assert cpu_batch.main(["--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["cpu_batch.md"]
+    text = (out / "cpu_batch.md").read_text()
+    assert f"Command: `python benchmarks/cpu_batch.py --out {out}`" in text
+    assert "| 64 x 64 | 25 |" in text
