@@ -1,12 +1,16 @@
 """Speed of the ensemble CRPS against properscoring and scores, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py [--points 100000] [--members 8 50 200]
+    OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py --points 500 --members 4 --output /tmp/m
 
 Times ``flexdownscale.metrics.crps_ensemble`` (ecdf and fair), ``scores.probability.
 crps_for_ensemble`` (method "ecdf" and "fair") and ``properscoring.crps_ensemble`` (ecdf) on
 the same random ensembles (members first, as the downscaling pipeline returns them), each
 computing the CRPS at every point and then the mean over points. Checks that all agree, and
-writes the table to ``benchmarks/results/metrics_speed.md``.
+writes the table to ``--output``: a folder (``metrics_speed.md`` is written into it; created if
+needed) or a file path ending in ``.md``; default ``benchmarks/results/metrics_speed.md``, the
+reference report, which only a run with the default settings may rewrite (others are refused
+there: pass ``--output``).
 
 properscoring's fast path needs numba; without numba it falls back to an O(N M^2)-memory
 numpy version, which we run in blocks of points to stay within memory, and for large
@@ -36,6 +40,29 @@ import flexdownscale
 from flexdownscale.metrics import crps_ensemble
 
 RESULTS = Path(__file__).resolve().parent / "results" / "metrics_speed.md"
+#: The reference report's settings (the defaults of the options).
+REFERENCE = {
+    "points": 100_000,
+    "members": [8, 50, 200],
+    "repeats": 3,
+    "properscoring_max_points": 10_000,
+}
+
+
+def output_file(path: Path) -> Path:
+    """The report file of ``--output path``: ``path`` itself for an existing file or a path
+    ending in ``.md``, else ``path/metrics_speed.md`` (a folder, created if needed)."""
+    as_file = path.is_file() or (path.suffix == ".md" and not path.is_dir())
+    target = path if as_file else path / RESULTS.name
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give another file name or its parent folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot make the folder {target.parent}: a file is in its way") from None
+    if not os.access(target.parent, os.W_OK):
+        raise ValueError(f"the folder {target.parent} is not writable")
+    return target
 
 
 def best_time(
@@ -76,7 +103,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--members", type=int, nargs="+", default=[8, 50, 200])
@@ -87,8 +114,27 @@ def main() -> None:
         default=10_000,
         help="run properscoring on at most this many points when M >= 50",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        metavar="PATH",
+        help="a folder (metrics_speed.md is written into it, created if needed) or a file path "
+        "ending in .md (default: benchmarks/results/metrics_speed.md, the reference report: "
+        "only the default settings may rewrite it)",
+    )
+    args = parser.parse_args(argv)
+    try:  # before the timing runs, which take minutes at the default sizes
+        output = output_file(args.output)
+    except ValueError as err:
+        parser.error(f"--output {args.output}: {err}")
+    differ = [k for k, v in REFERENCE.items() if getattr(args, k) != v]
+    if output.resolve() == RESULTS.resolve() and differ:
+        flags = ", ".join("--" + k.replace("_", "-") for k in differ)
+        parser.error(
+            f"settings other than the reference report's ({flags}) would overwrite it; pass "
+            "--output PATH (a folder or a .md file) to write this run elsewhere"
+        )
 
     rng = np.random.default_rng(0)
     rows = []
@@ -142,7 +188,8 @@ def main() -> None:
         )
 
     numba = importlib.util.find_spec("numba") is not None
-    command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/metrics_speed.py", *sys.argv[1:]])
+    given = sys.argv[1:] if argv is None else argv
+    command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/metrics_speed.py", *given])
     lines = [
         "# CRPS speed: flexdownscale vs scores vs properscoring",
         "",
@@ -183,9 +230,8 @@ def main() -> None:
         "members take a separate vectorised path. No Python loop over points.",
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
-    print(f"wrote {args.output}")
+    output.write_text("\n".join(lines))
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -264,3 +265,41 @@ def test_cpu_batch_out_receives_the_report(tmp_path, monkeypatch):
     text = (out / "cpu_batch.md").read_text()
     assert f"Command: `python benchmarks/cpu_batch.py --out {out}`" in text
     assert "| 64 x 64 | 25 |" in text
+
+
+def test_metrics_speed_output_folder(tmp_path, capsys):
+    metrics_speed = _load("metrics_speed")
+    t0 = time.perf_counter()
+    metrics_speed.main(
+        ["--output", str(tmp_path), "--points", "500", "--members", "4", "--repeats", "1"]
+    )
+    seconds = time.perf_counter() - t0
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics_speed.md"]
+    text = (tmp_path / "metrics_speed.md").read_text()
+    assert "500 points x M members" in text
+    assert re.search(r"^\| 4 \| ", text, flags=re.M)
+    assert f"wrote {tmp_path / 'metrics_speed.md'}" in capsys.readouterr().out
+    assert seconds < 5
+
+
+def test_metrics_speed_output_file_and_bad_outputs(tmp_path, capsys, monkeypatch):
+    metrics_speed = _load("metrics_speed")
+    assert metrics_speed.output_file(tmp_path / "new" / "r.md") == tmp_path / "new" / "r.md"
+    assert (tmp_path / "new").is_dir()
+    assert metrics_speed.output_file(tmp_path / "dir") == tmp_path / "dir" / "metrics_speed.md"
+    (tmp_path / "old.txt").write_text("x")
+    assert metrics_speed.output_file(tmp_path / "old.txt") == tmp_path / "old.txt"
+    # refused before any timing: a folder named like the report, a file in the folder's way,
+    # other settings into the reference report
+    monkeypatch.setattr(metrics_speed, "best_time", lambda *a, **k: pytest.fail("timed"))
+    (tmp_path / "d.md").mkdir()
+    (tmp_path / "d.md" / "metrics_speed.md").mkdir()
+    for argv, message in [
+        (["--output", str(tmp_path / "d.md")], "is a folder; give another file name"),
+        (["--output", str(tmp_path / "old.txt" / "sub")], "a file is in its way"),
+        (["--points", "500"], "settings other than the reference report's (--points)"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            metrics_speed.main(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
