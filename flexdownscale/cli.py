@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,11 +338,41 @@ def _write_zarr(ds: Any, target: str) -> None:
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _STORAGE_ENCODING}
+    encoding = coordinate_encoding(ds)
+    for name, var in ds.data_vars.items():
+        if "member" in var.dims and var.chunks is None:
+            # an ensemble in memory: zarr's own chunking split the members (16 into 2 chunks),
+            # which the ensemble scores, sorting along them, refuse when the store is opened;
+            # one chunk per field holds every member (dask-backed output keeps its chunks)
+            whole = ("member", *_grid_dims(var))
+            chunks = tuple(
+                size if dim in whole else 1 for dim, size in zip(var.dims, var.shape, strict=True)
+            )
+            encoding[name] = {**encoding.get(name, {}), "chunks": chunks}
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="Consolidated metadata is currently not part", category=UserWarning
         )
-        ds.to_zarr(target, mode="w", consolidated=True, encoding=coordinate_encoding(ds))
+        ds.to_zarr(target, mode="w", consolidated=True, encoding=encoding)
+
+
+def _whole_along(ds: Any, dims: Iterable[Hashable]) -> Any:
+    """``ds`` with its dask-backed variables in one chunk along ``dims`` (unchanged in memory)."""
+    if not any(v.chunks for v in ds.data_vars.values()):
+        return ds
+    return ds.chunk({d: -1 for d in dims if d in ds.dims})
+
+
+def _grid_dims(var: Any) -> tuple[Any, ...]:
+    """The (y, x) dims of an output variable (its last two when its grid is not recognised)."""
+    from .data import grid_spec
+    from .errors import FlexDownscaleError
+
+    try:
+        spec = grid_spec(var)
+    except FlexDownscaleError:
+        return tuple(var.dims[-2:])
+    return (spec.y, spec.x)
 
 
 @contextlib.contextmanager
@@ -1146,6 +1176,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                 periods[dim] = n * step
     truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
     truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
+    # the ensemble scores sort along the members and the spectra transform the grid: each in
+    # one chunk (a zarr store written by another tool, or with xarray's defaults, splits them)
+    pred, truth = (_whole_along(obj, (member_dim, axes.y, axes.x)) for obj in (pred, truth))
     for v in names:  # a dim only the truth has would be averaged over: pick the prediction's
         for d in [d for d in truth[v].dims if d not in pred[v].dims]:
             label = pred[v].coords.get(d)

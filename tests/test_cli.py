@@ -1310,3 +1310,35 @@ def test_evaluate_a_prediction_in_another_calendar(fake_prediction, tmp_path, ca
     same_calendar = ["evaluate", str(pred_path), str(tmp_path / "t.nc"), "--out"]
     expected = _rows([*same_calendar, str(tmp_path / "a")], capsys)
     assert _rows(_evaluate_argv(tmp_path, "noleap.nc", "t_noleap.nc", "b"), capsys) == expected
+
+
+def test_an_ensemble_written_as_zarr_evaluates_as_its_netcdf(files, tmp_path, capsys):
+    """``downscale ... out.zarr --members 16`` let zarr chunk the members (2 chunks of 8), and
+    ``evaluate`` of the store then failed ("dim 'member' ... split into 2 dask chunks"), which
+    the netCDF of the same ensemble did not (reviewer-52). The store keeps the members in one
+    chunk, and evaluate rechunks a store written otherwise."""
+    root, model = files
+    args = ["--model", str(model), "--members", "16", "--steps", "2", "--quiet"]
+    reports = {}
+    for name in ("pred.nc", "pred.zarr"):
+        assert main(["downscale", str(root / "coarse.nc"), str(tmp_path / name), *args]) == 0
+    with xr.open_zarr(tmp_path / "pred.zarr") as store:
+        assert store["t2m"].data.chunksize[:2] == (16, 1)  # every member of a field together
+        # a store written by xarray's defaults (another tool): members split by zarr
+        store.load().to_zarr(
+            tmp_path / "split.zarr", mode="w", encoding={"t2m": {"chunks": (8, 1, 8, 8)}}
+        )
+    with xr.open_zarr(tmp_path / "split.zarr") as split:
+        assert split["t2m"].data.numblocks[0] == 2
+    for name in ("pred.nc", "pred.zarr", "split.zarr"):
+        out = tmp_path / f"eval_{name}"
+        argv = ["evaluate", str(tmp_path / name), str(root / "truth.nc"), "--out", str(out)]
+        assert main(argv) == 0, capsys.readouterr().err
+        reports[name] = json.loads((out / "metrics.json").read_text())
+    (row,) = reports["pred.nc"]
+    assert row["CRPS"] > 0
+    for name in ("pred.zarr", "split.zarr"):  # the same numbers, up to the order of the sums
+        (other,) = reports[name]
+        assert other == {
+            k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in row.items()
+        }
