@@ -1114,6 +1114,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
     pred = _open(args.prediction)
     truth = _open(args.truth)
+    renames = _merged(args.rename)
+    absent = [name for name in renames if name not in truth.data_vars]
+    if absent:
+        raise MissingVariableError(
+            f"--rename names {absent}, which the truth does not hold (its variables: "
+            f"{list(map(str, truth.data_vars))}); give TRUTH=PREDICTION with the truth's name "
+            "first, e.g. --rename tas=t2m"
+        )
+    taken = [new for old, new in renames.items() if new in truth.variables and new != old]
+    if taken:
+        raise MissingVariableError(
+            f"--rename would give the truth a second {taken[0]!r} (it holds one already); "
+            f"drop the rename to score its own {taken[0]!r}, or remove that variable first"
+        )
+    truth = truth.rename(renames)
     # a forecast (the Forecaster's output): its leads are matched to the truth at valid_time,
     # the time dim of its leads for the checks below, and scored per lead as well
     lead_dim = _forecast_leads(pred, dims)
@@ -1126,9 +1141,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     truth = normalize_grid(truth, dims=_dims_in(truth, dims))
     names = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
     if not names:
+        pred_names, truth_names = list(map(str, pred.data_vars)), list(map(str, truth.data_vars))
+        example = f"{truth_names[0]}={pred_names[0]}" if pred_names and truth_names else "tas=t2m"
         raise MissingVariableError(
-            f"prediction variables {list(map(str, pred.data_vars))} and truth variables "
-            f"{list(map(str, truth.data_vars))} have none in common"
+            f"prediction variables {pred_names} and truth variables {truth_names} have none "
+            f"in common; if the truth names a variable otherwise, say which: --rename {example} "
+            "(truth name = prediction name)"
         )
     _check_same_units(pred, truth, names)
     for v in names:  # the truth is one realisation
@@ -1565,6 +1583,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AXIS=DIM[,...]",
         help="name dimensions that are not recognised, e.g. time=step (applied to each file "
         "that has that dim); member=NAME names the prediction's ensemble dim (default: member)",
+    )
+    ev.add_argument(
+        "--rename",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="TRUTH=PREDICTION[,...]",
+        help="truth variable name = prediction variable name (repeatable), e.g. --rename tas=t2m",
     )
     return parser
 

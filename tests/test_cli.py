@@ -1342,3 +1342,40 @@ def test_an_ensemble_written_as_zarr_evaluates_as_its_netcdf(files, tmp_path, ca
         assert other == {
             k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in row.items()
         }
+
+
+def test_evaluate_a_truth_that_names_the_variable_otherwise(fake_prediction, tmp_path, capsys):
+    """A truth with ``tas`` for the prediction's ``t2m`` was refused with no way on (evaluate had
+    no ``--rename``; reviewer-52)."""
+    pred, truth = fake_prediction
+    truth.to_netcdf(tmp_path / "t2m.nc")
+    truth.rename(t2m="tas").to_netcdf(tmp_path / "tas.nc")
+    truth.assign(tas=truth["t2m"]).to_netcdf(tmp_path / "both.nc")
+    base = ["evaluate", str(pred)]
+    code, err = _run([*base, str(tmp_path / "tas.nc"), "--out", str(tmp_path / "a")], capsys)
+    assert code == 2
+    assert err.endswith(
+        "have none in common; if the truth names a variable otherwise, say which: --rename "
+        "tas=t2m (truth name = prediction name)"
+    ), err
+    for truth_file, out in (("t2m.nc", "ref"), ("tas.nc", "renamed")):
+        argv = [*base, str(tmp_path / truth_file), "--out", str(tmp_path / out)]
+        assert main([*argv, "--rename", "tas=t2m"] if out == "renamed" else argv) == 0
+    ref, renamed = (
+        json.loads((tmp_path / o / "metrics.json").read_text()) for o in ("ref", "renamed")
+    )
+    assert renamed == ref
+    code, err = _run(
+        [*base, str(tmp_path / "tas.nc"), "--out", str(tmp_path / "b"), "--rename", "foo=t2m"],
+        capsys,
+    )
+    assert code == 2
+    assert "--rename names ['foo'], which the truth does not hold (its variables: ['tas'])" in err
+    code, err = _run(
+        [*base, str(tmp_path / "both.nc"), "--out", str(tmp_path / "c"), "--rename", "tas=t2m"],
+        capsys,
+    )
+    assert code == 2
+    assert "--rename would give the truth a second 't2m'" in err
+    with xr.open_dataset(tmp_path / "tas.nc") as kept:
+        assert list(kept.data_vars) == ["tas"]  # the file is not changed
