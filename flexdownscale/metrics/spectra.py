@@ -432,16 +432,22 @@ def zonal_spectrum(
     ----------
     field : DataArray or Dataset
         Global field with latitude and longitude dims (degrees); longitude must cover the
-        full circle regularly and be in one dask chunk.
+        full circle regularly, each longitude once (a grid from 0 to 360 inclusive repeats
+        one: drop it with ``field.isel(lon=slice(None, -1))``), and be in one dask chunk.
     lat_dim, lon_dim : str, optional
-        Default: found from CF attrs or names.
+        Names of the latitude and longitude dims. Default None: found from CF attrs or names.
 
     Returns
     -------
     DataArray or Dataset
         Dims: ``zonal_wavenumber`` (integer cycles per circle) replacing longitude, latitude
         kept; a 2-D ``wavelength`` coordinate (metres); ``units`` ``m units^2``. Average over
-        a latitude band yourself, e.g. ``spec.sel(lat=slice(60, 30)).mean("lat")``.
+        a latitude band yourself; a selection by value works for ascending and descending
+        latitudes alike::
+
+            band = spec.where((spec.lat >= 30) & (spec.lat <= 60), drop=True).mean("lat")
+
+        (``spec.sel(lat=slice(60, 30))`` is empty on an ascending grid).
     """
     check_xarray(field, "field")
     if lat_dim is None or lon_dim is None:
@@ -460,6 +466,15 @@ def zonal_spectrum(
     n = field.sizes[lon_dim]
     dlon = regular_step(field, lon_dim, period=360.0)
     if abs(n * dlon - 360.0) > 0.5 * dlon:
+        lon_values = np.asarray(field[lon_dim].values, dtype=float)
+        first_again = (lon_values[-1] - lon_values[0] + 180.0) % 360.0 - 180.0
+        if abs(n * dlon - 360.0 - dlon) <= 0.5 * dlon and abs(first_again) <= 0.5 * dlon:
+            raise GridError(
+                f"{lon_dim!r} covers {n * dlon:g} degrees: its last longitude "
+                f"({lon_values[-1]:g}) repeats the first ({lon_values[0]:g}) modulo 360, as "
+                "cartopy's add_cyclic_point writes it; zonal spectra need each longitude "
+                f"once. Drop the repeated one: field.isel({lon_dim}=slice(None, -1))."
+            )
         raise GridError(
             f"{lon_dim!r} covers {n * dlon:g} degrees, not a full circle (360); zonal spectra "
             "need global longitude. For a limited-area grid use power_spectrum."
