@@ -162,7 +162,18 @@ class TiledDenoiser(nn.Module):
         return tiles.reshape(-1, *tiles.shape[2:])
 
     def encode_task(self, cond: Tensor) -> TaskFeatures:
-        """Task features of every tile: each tensor has shape (b, T, ...)."""
+        """Task features of every tile: each tensor has shape (b, T, ...).
+
+        Parameters
+        ----------
+        cond : torch.Tensor
+            Condition over the whole field, shape (b, C_cond, H, W).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The backbone's task features of each of the ``T`` tiles, shape (b, T, ...) each.
+        """
         b, count = cond.shape[0], len(self.layout)
         tiles = self._tiles(cond)
         parts = [
@@ -183,7 +194,27 @@ class TiledDenoiser(nn.Module):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
     ) -> Tensor:
-        """Fused backbone output over the whole field, (b, C_out, H, W)."""
+        """Fused backbone output over the whole field, (b, C_out, H, W).
+
+        Parameters
+        ----------
+        x_t : torch.Tensor
+            Noisy state over the whole field, shape (b, C, H, W).
+        t : torch.Tensor
+            Diffusion time, a scalar or one per sample (b,).
+        cond : torch.Tensor, optional
+            Condition over the whole field (b, C_cond, H, W); needed when ``task_features``
+            is None.
+        phys : torch.Tensor, optional
+            Physical condition per sample (b,), repeated for every tile.
+        task_features : tuple of torch.Tensor, optional
+            Features from :meth:`encode_task` (computed from ``cond`` when None).
+
+        Returns
+        -------
+        torch.Tensor
+            The tiles' outputs blended with the layout's weights, shape (b, C_out, H, W).
+        """
         b, count = x_t.shape[0], len(self.layout)
         if task_features is None:
             if cond is None:
@@ -549,7 +580,20 @@ def _resolve_seed(seed: Any) -> int:
 
 
 def time_step_seed(seed: int, index: int) -> int:
-    """The seed of time step ``index`` for a call with ``seed`` (independent of chunking)."""
+    """The seed of time step ``index`` for a call with ``seed`` (independent of chunking).
+
+    Parameters
+    ----------
+    seed : int
+        The call's integer seed.
+    index : int
+        Position of the time step in the call's input (0-based).
+
+    Returns
+    -------
+    int
+        The seed of that time step's random generator.
+    """
     return derived_seed(seed, index)
 
 
@@ -1078,9 +1122,22 @@ def resolve_downscaler(
 
     Parameters
     ----------
-    explicit_variables
+    model : Downscaler, str, os.PathLike or None
+        A Downscaler (returned as it is), a model folder path, a shipped model name or a
+        Hugging Face Hub id (loaded once and cached), or ``None``: the shipped choice below.
+    variables : tuple of str, default ()
+        The input's variable names (after renaming); used only with ``model=None``.
+    factor : int, optional
+        Downscaling factor the shipped model must have; default None: any. Used only with
+        ``model=None``.
+    explicit_variables : bool, default False
         Whether ``variables`` came from ``variables=[...]`` (the caller's names in a model's
         order): with ``model=None`` only a shipped model with exactly those names is picked.
+
+    Returns
+    -------
+    Downscaler
+        The model given, or the one loaded or chosen.
 
     Raises
     ------
@@ -1169,6 +1226,11 @@ def downscaler_for(
         The input's data-variable names.
     rename, variables, factor
         As for :meth:`Downscaler.__call__`.
+
+    Returns
+    -------
+    Downscaler
+        As :func:`resolve_downscaler` returns it for the renamed (or given) variable names.
     """
     _check_factor(factor)
     if model is None and not names:
@@ -1667,6 +1729,17 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         :func:`flexdownscale.hub.load_model_folder` before anything is built; weights are read
         with safetensors only.
 
+        Parameters
+        ----------
+        name_or_path : str or os.PathLike
+            Local model folder, shipped model name (e.g. ``"era5-t2m-x4"``) or Hugging Face
+            Hub id of a ``"superres"`` model.
+
+        Returns
+        -------
+        Downscaler
+            The model, ready to call, on the CPU.
+
         Raises
         ------
         ModelFolderError
@@ -1994,9 +2067,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         sampler_options
             Options of the sampler (:data:`~flexdownscale.diffusion.SAMPLER_OPTIONS`): ``eta``
-            for ``"ddim"``, ``delta`` for ``"sde"`` (Langevin strength; 0, the model's default,
+            for ``"ddim"``, ``delta`` for ``"sde"`` (Langevin strength, ``>= 0``; ``delta = 0``
             is the probability-flow ODE), ``g1``/``g2`` for ``"idff"``. Options not given are the
-            model's stored settings.
+            model folder's stored sampler settings (``self.sampler``), not 0: the shipped
+            ``"era5-t2m-x4"`` stores ``delta = 1`` and ``"kolmogorov-x8"`` ``delta = 0.5``, so
+            ``sampler="sde"`` without ``delta`` adds Langevin noise with those strengths; pass
+            ``sampler_options={"delta": 0}`` for the ODE.
 
         Returns
         -------
@@ -2424,7 +2500,24 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str]) -> Forecaster:
-        """Load a forecast model folder (checked by :func:`flexdownscale.hub.load_model_folder`)."""
+        """Load a forecast model folder (checked by :func:`flexdownscale.hub.load_model_folder`).
+
+        Parameters
+        ----------
+        name_or_path : str or os.PathLike
+            Local model folder, shipped model name or Hugging Face Hub id of a ``"forecast"``
+            model.
+
+        Returns
+        -------
+        Forecaster
+            The model, ready to call, on the CPU.
+
+        Raises
+        ------
+        ConfigError
+            When the folder holds a super-resolution model (use :class:`Downscaler`).
+        """
         from .hub import load_model_folder
 
         folder = load_model_folder(name_or_path)
@@ -2491,6 +2584,48 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         of grid (and axis units on a projected grid) and the same spacing, else
         :class:`~flexdownscale.errors.GridError` (as for :class:`Downscaler`, without the
         factor).
+
+        Parameters
+        ----------
+        ds : xarray.Dataset or xarray.DataArray
+            Input on the model's grid with the model's variables (and units) and dims
+            (time, y, x), at least ``past_frames`` time steps; the last ``past_frames`` are
+            the initial state. A DataArray is used as the variable it is named after (the
+            model's first variable when unnamed).
+        lead_steps : int
+            Number of steps to forecast (positive; required).
+        members : int, optional
+            Ensemble size; default None: one sample, and the ``member`` dim is dropped.
+        steps : int, optional
+            Sampler steps per lead; default None: the model's stored setting.
+        sampler : {"ddim", "euler", "heun", "sde", "idff"}, optional
+            Sampler; default None: the model's stored setting (it must suit the model's
+            objective).
+        seed : int or torch.Generator, default 0
+            Seed of the call (lead ``l`` uses a generator seeded from ``(seed, l)``); a
+            generator gives one integer seed per call.
+        variables : str or sequence of str, optional
+            Input variable names playing the model's variables, in the model's order.
+        rename : mapping of str to str, optional
+            ``{input name: model name}``.
+        dims : mapping of str to str, optional
+            Dimension-name override (``{"x": ..., "y": ..., "time": ...}``); default None:
+            found from CF attributes and names.
+        device : torch.device or str, optional
+            Device of the network; default None: CUDA when available, else the CPU.
+        batch_size : int, optional
+            Members per network call; default None: all members in one call.
+        batch_invariant : bool, default False
+            Run the network on one member at a time (bit-identical output for any
+            ``batch_size``; slower).
+        sampler_options : mapping of str to float, optional
+            Options of the sampler, as for :meth:`Downscaler.__call__`; options not given are
+            the model folder's stored settings.
+        condition : float, optional
+            Physical condition of a conditioned model in its training units; default None:
+            read from the input's attribute or scalar variable named by the model.
+        progress : bool, optional
+            Show a tqdm progress bar over the leads; default None: when ``lead_steps > 8``.
 
         Warns
         -----

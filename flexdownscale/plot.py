@@ -93,6 +93,10 @@ def plot_spectra(
     truncate : bool, default True
         Drop bins beyond the Nyquist wavenumber (the partly filled corners of the 2-D
         spectrum).
+    title : str, optional
+        Title of the top axis; default None: none.
+    figsize : (float, float), default (6.0, 6.0)
+        Figure size in inches.
 
     Returns
     -------
@@ -259,6 +263,25 @@ def plot_rank_histogram(
     with a ``rank`` dim) and ``obs=None``. A U shape means under-dispersion, a dome
     over-dispersion, a slope a bias.
 
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with ``member_dim``, or (with ``obs=None``) a precomputed histogram with a
+        ``rank`` dim; other dims of a histogram are averaged.
+    obs : DataArray or Dataset, optional
+        Observations in the ensemble's units; default None: ``fcst`` is a histogram.
+    member_dim : str, default "member"
+        Name of the member dim.
+    variable : str, optional
+        Variable to use from Datasets.
+    weights : DataArray, optional
+        Weights of the points (e.g. :func:`~flexdownscale.metrics.area_weights`), as in
+        :func:`~flexdownscale.metrics.rank_histogram`; unused with ``obs=None``.
+    title : str, optional
+        Axis title; default None: "rank histogram (M members)".
+    figsize : (float, float), default (5.0, 3.5)
+        Figure size in inches.
+
     Returns
     -------
     Figure
@@ -325,6 +348,23 @@ def plot_spread_skill(
     each point, as :func:`~flexdownscale.metrics.spread_skill_ratio`) and y the RMSE of the
     ensemble mean ``sqrt(<(mean - obs)^2>)``, so a reliable ensemble lies on the diagonal
     (drawn). The title gives the overall (Fortin-corrected) spread-skill ratio.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with ``member_dim`` (at least 2 members), in the units of ``obs``.
+    obs : DataArray or Dataset
+        Observations (truth) on the ensemble's grid.
+    member_dim : str, default "member"
+        Name of the member dim.
+    variable : str, optional
+        Variable to use from Datasets.
+    n_bins : int, default 10
+        Number of equally populated bins of ensemble variance (at most one per point).
+    title : str, optional
+        Axis title; default None: "spread-skill ratio R (M = m)".
+    figsize : (float, float), default (4.5, 4.5)
+        Figure size in inches.
 
     Returns
     -------
@@ -457,14 +497,30 @@ def plot_panels(
         High-resolution truth.
     ensemble : DataArray or Dataset
         Samples with ``member_dim`` on the truth's grid.
+    member_dim : str, default "member"
+        Name of the ensemble's member dim.
+    n_members : int, default 3
+        Members drawn in row 1 (the first ones; fewer when the ensemble has fewer; 0 for
+        none). The mean and spread panels use every member.
     time : int or label, default 0
         Position (int) or label of the time step along ``time_dim`` (dims without it are
         used as they are).
+    time_dim : str, default "time"
+        Name of the time dim of the inputs.
     variable : str, optional
         Variable to use from Datasets.
     dims : (y_dim, x_dim), optional
         The grid's dims, for names that CF attributes and the usual names do not tell
         (default: found as the metrics find them).
+    cmap : str, default "viridis"
+        Matplotlib colour map of the field panels (coarse, truth, members, mean); the spread
+        uses ``"magma"`` and the error ``"RdBu_r"``.
+    title : str, optional
+        Figure title; default None: the truth's name and the time label when the truth has a
+        ``time_dim`` coordinate, else no title.
+    panel_size : float, default 2.6
+        Width and height of one panel in inches (figure ``panel_size * ncols + 1`` by
+        ``panel_size * 2``).
 
     Returns
     -------

@@ -138,6 +138,22 @@ def rmse(
     (Not a mean of per-sample RMSEs: ask for those with ``preserve_dims`` and average
     yourself.) Parameters as :func:`mse`; ``units`` are those of the input.
 
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other), same units.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to average over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the mean (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; same ``units`` as the input.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -162,7 +178,24 @@ def mae(
     weights: xr.DataArray | None = None,
     skipna: bool = True,
 ) -> XarrayLike:
-    """Mean absolute error ``sum(w |f - o|) / sum(w)``. Parameters as :func:`mse`."""
+    """Mean absolute error ``sum(w |f - o|) / sum(w)``. Parameters as :func:`mse`.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other), same units.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to average over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the mean (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; same ``units`` as the input.
+    """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
@@ -181,6 +214,22 @@ def bias(
 
     Same as ``scores.continuous.additive_bias`` and ``xskillscore.me``. Parameters as
     :func:`mse`.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other), same units.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to average over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the mean (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; same ``units`` as the input.
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
@@ -268,6 +317,22 @@ def pearson_r(
     ``r = cov_w(f, o) / sqrt(var_w(f) var_w(o))`` with weighted means over the points where
     both are valid (``skipna=True``); clipped to [-1, 1] against rounding. Agrees with
     ``xskillscore.pearson_r`` and ``scipy.stats.pearsonr``. Parameters as :func:`mse`.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other), same units.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to correlate over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the mean (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; ``units`` ``"1"``, in [-1, 1].
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     if skipna:
@@ -317,6 +382,25 @@ def psnr(
     ``data_range=60.0`` for temperatures spanning 60 K, or a mapping per Dataset variable.
     The MSE is pooled over ``reduce_dims`` first (for per-sample PSNR averaged afterwards,
     use ``preserve_dims`` and average the result). Identical fields give ``+inf``.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast and truth, any dims (broadcast against each other), same units.
+    data_range : float, DataArray or mapping of str to float
+        Physical range of the data, in the data's units (required, positive); a DataArray
+        broadcast against the result, or a mapping ``{variable: range}`` for Datasets.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to pool the MSE over, or to keep (not both). Default: every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Drop NaN points from the MSE (and their weights from the normalisation).
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; ``units`` ``"dB"``.
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     rng = _range_for(data_range, obs)
@@ -397,9 +481,17 @@ def ssim(
         Physical range of the data (required; see :func:`psnr`).
     dims : pair of str, optional
         The (Y, X) dims; default: found from CF attrs or names.
-    window : {"gaussian", "uniform"}
+    window : {"gaussian", "uniform"}, default "gaussian"
+        Weights of the sliding window for the local moments.
     win_size : int, optional
-        Odd window width; default 11 (gaussian) or 7 (uniform).
+        Odd window width (>= 3) in grid cells; default None: 11 (gaussian) or 7 (uniform).
+    sigma : float, default 1.5
+        Standard deviation of the Gaussian window in grid cells (truncated at
+        ``win_size // 2`` cells); unused for the uniform window.
+    k1, k2 : float, default 0.01 and 0.03
+        Stabilising constants of the paper: ``C1 = (k1 data_range)^2`` and
+        ``C2 = (k2 data_range)^2`` keep the luminance and contrast-structure terms finite where
+        the local means or variances are near zero.
     reduce_dims, preserve_dims : optional
         Which of the other (sample) dims to average over; the spatial dims always are.
     weights : DataArray, optional

@@ -357,7 +357,23 @@ def crps_ensemble(
 def ensemble_mean(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
-    """Mean over the members at every point (NaN members skipped with ``skipna``)."""
+    """Mean over the members at every point (NaN members skipped with ``skipna``).
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with the member dim.
+    member_dim : str, default "member"
+        Name of the member dim.
+    skipna : bool, default True
+        Skip NaN members (a point is NaN only when every member is); False: any NaN member
+        makes the point NaN.
+
+    Returns
+    -------
+    DataArray or Dataset
+        ``fcst`` without ``member_dim``; same ``units``.
+    """
     check_xarray(fcst, "fcst")
     check_member_dim(fcst, None, member_dim)
     out = fcst.mean(member_dim, skipna=skipna)
@@ -396,6 +412,20 @@ def ensemble_spread(
 
     This is pointwise (for maps). The aggregate spread of a spread-skill analysis averages
     *variances* before the root: ``spread_skill_ratio(..., include_components=True)``.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with the member dim (at least 2 members).
+    member_dim : str, default "member"
+        Name of the member dim.
+    skipna : bool, default True
+        Skip NaN members; False: any NaN member makes the point NaN.
+
+    Returns
+    -------
+    DataArray or Dataset
+        ``fcst`` without ``member_dim``; same ``units``.
 
     Raises
     ------
@@ -535,6 +565,20 @@ def rank_histogram(
     flat histogram even for discrete data (e.g. zero precipitation). A point with a NaN
     member or a NaN obs is left out (``scores`` does the same for NaN members and warns; here
     it is documented instead). ``weights`` weight the points. Frequencies sum to 1.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with ``member_dim`` (M members), same units as ``obs``.
+    obs : DataArray or Dataset
+        Truth, without the member dim; no dim may be named ``rank``.
+    member_dim : str, default "member"
+        Name of the member dim.
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to pool the histogram over, or to keep (not both). Default: every dim but the
+        members.
+    weights : DataArray, optional
+        Non-negative weights of the points (e.g. :func:`area_weights`); not over members.
 
     Returns
     -------

@@ -542,6 +542,36 @@ def kinetic_energy_spectrum(
     :func:`zonal_spectrum` (options ``lat_dim``, ``lon_dim``). With winds in ``m s-1`` on a
     metric grid the units are ``m (m s-1)^2`` (i.e. m^3 s^-2). The sum rule becomes
     ``sum_k E dk = mean(u'^2 + v'^2) / 2``.
+
+    Parameters
+    ----------
+    u, v : DataArray or Dataset
+        Wind components on the same grid, in the same units (e.g. ``m s-1``).
+    kind : {"isotropic", "zonal"}, default "isotropic"
+        Isotropic spectrum of a (limited-area or periodic) grid, or zonal spectra along the
+        latitude circles of a global grid.
+    dims : str or pair of str, optional
+        ``kind="isotropic"`` only: the spatial dim(s), as in :func:`power_spectrum`.
+    spacing : float or mapping, optional
+        ``kind="isotropic"`` only: grid step per dim in ``spacing_units``; default None: from
+        the coordinates.
+    spacing_units : str, default "m"
+        ``kind="isotropic"`` only: units of an explicit ``spacing``.
+    method : {"dct", "fft"} or None, default None
+        ``kind="isotropic"`` only: as in :func:`power_spectrum`.
+    detrend : {"constant", "linear", "errico", None}, default "constant"
+        ``kind="isotropic"`` only: as in :func:`power_spectrum`.
+    window : {"hann", None}, default None
+        ``kind="isotropic"`` only: as in :func:`power_spectrum`.
+    lat_dim, lon_dim : str, optional
+        ``kind="zonal"`` only: the latitude and longitude dims; default None: found from CF
+        attrs or names.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dims and coordinates of :func:`power_spectrum` or :func:`zonal_spectrum`; a DataArray
+        is named ``kinetic_energy``; ``long_name`` "kinetic energy spectral density".
     """
     check_option("kind", kind, ("isotropic", "zonal"))
     check_xarray(u, "u")
@@ -622,6 +652,18 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     :data:`SAME_BINS_RTOL`, as for float32 and float64 copies of one grid), else
     :class:`~flexdownscale.errors.ShapeError`; spectra in other units (those of fields in
     ``m s-1`` and ``km h-1``) are a :class:`~flexdownscale.errors.UnitsError`.
+
+    Parameters
+    ----------
+    pred, ref : DataArray or Dataset
+        Spectra from :func:`power_spectrum` or :func:`zonal_spectrum`, same units.
+    dim : str, optional
+        The spectral dim; default None: ``wavenumber`` or ``zonal_wavenumber``.
+
+    Returns
+    -------
+    DataArray or Dataset
+        ``pred / ref`` per bin (``inf`` or NaN where ``ref`` is 0); ``units`` ``"1"``.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
@@ -646,6 +688,18 @@ def log_spectral_distance(
     where only one of them has no power is infinitely far (the distance is ``inf``), so a
     prediction that lacks whole scales is never scored as close. Spectra in other units are a
     :class:`~flexdownscale.errors.UnitsError`, as in :func:`spectral_ratio`.
+
+    Parameters
+    ----------
+    pred, ref : DataArray or Dataset
+        Spectra from :func:`power_spectrum` or :func:`zonal_spectrum`, same units.
+    dim : str, optional
+        The spectral dim; default None: ``wavenumber`` or ``zonal_wavenumber``.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The other dims only; ``units`` ``"dB"``.
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")

@@ -46,6 +46,22 @@ def mean_spectrum(
     """Isotropic power spectrum of every 2-D field in ``field``, averaged over all other dims.
 
     Averaging spectra (not the spectrum of an average) keeps the variance of each member.
+
+    Parameters
+    ----------
+    field : DataArray
+        Field with the two spatial dims (in one dask chunk each) and any sample dims
+        (members, times).
+    dims : sequence of str, optional
+        The spatial dim(s); default None: the (Y, X) dims found from CF attrs or names.
+    spectrum_kwargs : mapping, optional
+        Further keywords of :func:`~flexdownscale.metrics.power_spectrum` (``spacing``,
+        ``method``, ...).
+
+    Returns
+    -------
+    DataArray
+        Dim ``wavenumber`` only; units and attrs as :func:`~flexdownscale.metrics.power_spectrum`.
     """
     spec = power_spectrum(field, dims=dims, **dict(spectrum_kwargs or {}))
     spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"

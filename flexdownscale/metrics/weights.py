@@ -30,6 +30,18 @@ def cell_edges(
     clipped to ``[lower, upper]`` when given (e.g. +-90 for latitudes). The outer edges are
     never moved to the poles: a regional 50-58N grid gets edges 49.875 and 58.125 (for
     0.25 degree cells), not -90 and 90.
+
+    Parameters
+    ----------
+    centres : array_like
+        1-D cell centres (at least 2), ascending or descending, any units.
+    lower, upper : float, optional
+        Clip the edges to these values (in the centres' units); default None: no clipping.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n + 1`` float64 edges, in the order of ``centres``.
     """
     c = np.asarray(centres, dtype=np.float64)
     if c.ndim != 1 or c.size < 2:

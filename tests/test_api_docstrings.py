@@ -1,0 +1,202 @@
+"""Every public callable documents exactly its signature's parameters (numpydoc).
+
+Walks the public functions and methods of ``flexdownscale.metrics``, ``flexdownscale.plot``,
+``flexdownscale.data``, ``flexdownscale.pipeline`` and the ``.flex`` accessor; a class's
+constructor parameters are documented in the class docstring (numpydoc convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+
+MODULES = (
+    "flexdownscale.metrics",
+    "flexdownscale.plot",
+    "flexdownscale.pipeline",
+)
+_UNDERLINE = re.compile(r"^-{3,}$")
+_HEADING_AFTER = ("Returns", "Yields", "Raises", "Warns", "Notes", "Examples", "See Also")
+
+
+def section(doc: str, title: str) -> list[str] | None:
+    """Lines of the numpydoc section ``title`` of a dedented docstring; None if absent."""
+    lines = doc.splitlines()
+    for i in range(len(lines) - 1):
+        if lines[i].strip() == title and _UNDERLINE.match(lines[i + 1].strip()):
+            body = []
+            for j in range(i + 2, len(lines)):
+                if (
+                    j + 1 < len(lines)
+                    and lines[j].strip()
+                    and _UNDERLINE.match(lines[j + 1].strip())
+                ):
+                    break
+                body.append(lines[j])
+            return body
+    return None
+
+
+def documented_names(doc: str, title: str = "Parameters") -> list[str] | None:
+    """Parameter names of a section: unindented lines ``name[, name] [: type]``."""
+    body = section(doc, title)
+    if body is None:
+        return None
+    names = []
+    for line in body:
+        if not line.strip() or line[0].isspace():
+            continue
+        head = line.split(" : ")[0]
+        names += [n.strip().lstrip("*") for n in head.split(",") if n.strip()]
+    return names
+
+
+def signature_names(func: Callable, skip_first: bool) -> tuple[list[str], bool]:
+    """(named parameters, whether it takes **kwargs) of a callable's signature."""
+    params = list(inspect.signature(func).parameters.values())
+    if skip_first:
+        params = params[1:]
+    named = [
+        p.name
+        for p in params
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and not p.name.startswith("_")
+    ]
+    var = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    return named, var
+
+
+def public_callables() -> Iterator[tuple[str, Callable, str, bool]]:
+    """(qualified name, callable, docstring, skip first parameter) of the public API."""
+    seen: set[int] = set()
+    for modname in MODULES:
+        module = importlib.import_module(modname)
+        for name, obj in ((n, getattr(module, n)) for n in module.__all__):
+            qual = f"{modname}.{name}"
+            if inspect.isfunction(obj) and id(obj) not in seen:
+                seen.add(id(obj))
+                yield qual, obj, inspect.getdoc(obj) or "", False
+            if not inspect.isclass(obj) or not obj.__module__.startswith("flexdownscale"):
+                continue
+            if ("__init__" in vars(obj) or dataclasses.is_dataclass(obj)) and id(obj) not in seen:
+                seen.add(id(obj))
+                yield qual, obj.__init__, inspect.getdoc(obj) or "", True
+            for klass in obj.__mro__:
+                if not klass.__module__.startswith("flexdownscale"):
+                    continue
+                for attr, member in vars(klass).items():
+                    if attr.startswith("_") and attr != "__call__":
+                        continue
+                    skip = True
+                    if isinstance(member, staticmethod):
+                        member, skip = member.__func__, False
+                    elif isinstance(member, classmethod):
+                        member = member.__func__
+                    if not inspect.isfunction(member) or id(member) in seen:
+                        continue
+                    seen.add(id(member))
+                    yield f"{qual}.{attr}", member, inspect.getdoc(member) or "", skip
+
+
+CALLABLES = sorted(public_callables(), key=lambda item: item[0])
+
+
+def test_the_walk_finds_the_api():
+    names = {item[0] for item in CALLABLES}
+    assert len(CALLABLES) >= 40
+    for expected in (
+        "flexdownscale.metrics.ssim",
+        "flexdownscale.metrics.rmse",
+        "flexdownscale.plot.plot_panels",
+        "flexdownscale.pipeline.Forecaster.__call__",
+        "flexdownscale.pipeline.Downscaler.__call__",
+        "flexdownscale.pipeline.resolve_downscaler",
+    ):
+        assert expected in names
+
+
+def test_the_parser_reads_grouped_and_typeless_entries():
+    doc = inspect.cleandoc(
+        """Summary.
+
+        Parameters
+        ----------
+        fcst, obs : DataArray or Dataset
+            Text with a colon : inside.
+        device
+            No type.
+        **kwargs
+            Passed on.
+
+        Returns
+        -------
+        float
+        """
+    )
+    assert documented_names(doc) == ["fcst", "obs", "device", "kwargs"]
+    assert documented_names(doc, "Returns") == ["float"]
+    assert documented_names("No sections.") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "func", "doc", "skip"), CALLABLES, ids=[item[0] for item in CALLABLES]
+)
+def test_parameters_section_matches_the_signature(name, func, doc, skip):
+    named, var = signature_names(func, skip)
+    documented = documented_names(doc)
+    if not named and not var:
+        return  # nothing to document (a Parameters section is optional then)
+    assert documented is not None, f"{name}: no Parameters section; signature has {named}"
+    extra = [n for n in documented if n not in named and not (var and n in ("kwargs", "args"))]
+    missing = [n for n in named if n not in documented]
+    assert not missing, f"{name}: undocumented {missing}"
+    assert not extra, f"{name}: documented but not in the signature: {extra}"
+    assert len(documented) == len(set(documented)), f"{name}: a name documented twice"
+
+
+@pytest.mark.parametrize(
+    ("name", "func", "doc", "skip"),
+    [item for item in CALLABLES if not item[0].split(".")[-1].startswith("_")],
+    ids=[item[0] for item in CALLABLES if not item[0].split(".")[-1].startswith("_")],
+)
+def test_functions_say_what_they_return(name, func, doc, skip):
+    hints = inspect.signature(func).return_annotation
+    if hints in (None, "None", inspect.Signature.empty) or inspect.isclass(func):
+        return
+    assert section(doc, "Returns") is not None or section(doc, "Yields") is not None, name
+
+
+def test_sampler_option_defaults_quoted_are_the_shipped_folders():
+    """Downscaler.__call__ says which ``delta`` the shipped folders store (not 0)."""
+    from flexdownscale.hub import load_model_folder
+    from flexdownscale.pipeline import Downscaler
+
+    doc = " ".join(inspect.getdoc(Downscaler.__call__).split())
+    quoted = dict(re.findall(r'``"([\w-]+)"`` (?:stores )?``delta = ([\d.]+)``', doc))
+    assert set(quoted) == {"era5-t2m-x4", "kolmogorov-x8"}
+    for name, value in quoted.items():
+        assert load_model_folder(name).sampler.delta == float(value), name
+    assert "0, the model's default" not in doc
+
+
+def test_benchmark_numbers_in_the_docs_are_the_reports():
+    """docs quote benchmarks/results as the reports give them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    speed = (root / "benchmarks/results/metrics_speed.md").read_text()
+    rows = [line.split("|") for line in speed.splitlines() if re.match(r"\| \d+ \|", line)]
+    ecdf = [float(r[-3].strip().rstrip("x")) for r in rows]
+    fair = [float(r[-2].strip().rstrip("x")) for r in rows]
+    metrics = " ".join((root / "docs/metrics.md").read_text().split())
+    assert f"{min(ecdf):g}-{max(ecdf):g}x faster for the ecdf" in metrics
+    assert f"{min(fair):g}-{max(fair):g}x for the fair" in metrics
+    nfe = (root / "benchmarks/results/idff_nfe.md").read_text()
+    (whole,) = re.findall(r"whole run (\d+) s", nfe)
+    diffusion = " ".join((root / "docs/diffusion.md").read_text().split())
+    assert f"(whole run {whole} s on 2 CPUs" in diffusion
+    assert "4 minutes on one CPU core" not in diffusion
