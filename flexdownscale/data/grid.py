@@ -842,11 +842,23 @@ class GridSpec:
         return (self.ny, self.nx)
 
     def x_centres(self) -> np.ndarray:
-        """(nx,) cell centres along x."""
+        """(nx,) cell centres along x.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``x0 + dx * arange(nx)``, in the axis units.
+        """
         return self.x0 + self.dx * np.arange(self.nx)
 
     def y_centres(self) -> np.ndarray:
-        """(ny,) cell centres along y."""
+        """(ny,) cell centres along y.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``y0 + dy * arange(ny)``, in the axis units.
+        """
         return self.y0 + self.dy * np.arange(self.ny)
 
     @property
@@ -860,6 +872,19 @@ class GridSpec:
 
     def coarsen(self, factor: int, *, boundary: Boundary = "exact") -> GridSpec:
         """The grid of ``factor`` x ``factor`` blocks of this grid.
+
+        Parameters
+        ----------
+        factor : int
+            Block side in cells (a positive integer).
+        boundary : {"exact", "trim"}, default "exact"
+            ``"exact"``: the sizes must be multiples of ``factor``; ``"trim"``: trailing cells
+            that do not fill a block are dropped.
+
+        Returns
+        -------
+        GridSpec
+            The coarse grid (periodic only where the size divides by ``factor``).
 
         Raises
         ------
@@ -892,6 +917,16 @@ class GridSpec:
     def refine(self, factor: int) -> GridSpec:
         """The grid whose ``factor`` x ``factor`` blocks are the cells of this grid.
 
+        Parameters
+        ----------
+        factor : int
+            Cells per coarse cell along each axis (a positive integer).
+
+        Returns
+        -------
+        GridSpec
+            The fine grid, ``factor`` times the cells along each axis.
+
         Raises
         ------
         GridError
@@ -915,7 +950,13 @@ class GridSpec:
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-friendly dict (with ``format_version``)."""
+        """Plain JSON-friendly dict (with ``format_version``).
+
+        Returns
+        -------
+        dict
+            The fields of the grid and ``format_version``.
+        """
         out: dict[str, Any] = {"format_version": self.format_version}
         for f in fields(self):
             out[f.name] = _jsonable(getattr(self, f.name))
@@ -923,7 +964,22 @@ class GridSpec:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> GridSpec:
-        """Inverse of :meth:`to_dict`; unknown keys or a newer format are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys or a newer format are refused.
+
+        Parameters
+        ----------
+        values : mapping
+            A dict as :meth:`to_dict` writes it (``format_version`` may be left out).
+
+        Returns
+        -------
+        GridSpec
+
+        Raises
+        ------
+        GridError
+            For another format version, unknown keys or missing fields.
+        """
         values = dict(values)
         version = values.pop("format_version", cls.format_version)
         if version != cls.format_version:
@@ -946,7 +1002,18 @@ class GridSpec:
         return cls(**values)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """JSON text of :meth:`to_dict`; also written to ``path`` when given."""
+        """JSON text of :meth:`to_dict`; also written to ``path`` when given.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            File to write the text to (UTF-8); default None: nothing is written.
+
+        Returns
+        -------
+        str
+            The JSON text (keys sorted).
+        """
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
@@ -954,7 +1021,17 @@ class GridSpec:
 
     @classmethod
     def from_json(cls, source: str | Path) -> GridSpec:
-        """Read from JSON text or from a path to a JSON file."""
+        """Read from JSON text or from a path to a JSON file.
+
+        Parameters
+        ----------
+        source : str or pathlib.Path
+            JSON text (a string starting with ``{``) or the path of a file holding it.
+
+        Returns
+        -------
+        GridSpec
+        """
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
             text = Path(source).read_text(encoding="utf-8")
@@ -1606,6 +1683,19 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
     The coordinates get a ``bounds`` attribute and CF ``standard_name`` / ``units`` / ``axis``
     where they are missing. Existing bounds variables of x and y are replaced. A DataArray cannot
     hold (n, 2) bounds, so a DataArray comes back as a one-variable Dataset.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Data on a regular grid.
+    dims : mapping of str to str, optional
+        Dimension-name override (``{"x": ..., "y": ..., "time": ...}``); default None: found
+        from CF attributes and names.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``obj`` normalized (as :func:`normalize_grid`), with the bounds coordinates.
     """
     spec = grid_spec(obj, dims=dims)
     if isinstance(obj, xr.DataArray):

@@ -108,7 +108,18 @@ class VariableStats:
             )
 
     def describe(self, name: str) -> str:
-        """The normalization in words: ``"(log1p(tp [m]) - 0.0012) / 0.0031"``."""
+        """The normalization in words: ``"(log1p(tp [m]) - 0.0012) / 0.0031"``.
+
+        Parameters
+        ----------
+        name : str
+            The variable's name, as it should appear in the text.
+
+        Returns
+        -------
+        str
+            The formula, with the units when known.
+        """
         x = f"{name} [{self.units}]" if self.units else name
         if self.transform == "log1p":
             x = f"log1p({x})"
@@ -270,6 +281,18 @@ class Normalizer:
         attribute saying how they were made (e.g. ``"(t2m [K] - 279.2) / 3.41"``);
         :meth:`inverse_transform` puts the fitted units back and drops it.
 
+        Parameters
+        ----------
+        obj : xarray.Dataset or xarray.DataArray
+            Data in physical units (a DataArray is taken as the variable it is named after).
+        variables : sequence of str, optional
+            Variables to normalize; default None: every variable of the normalizer.
+
+        Returns
+        -------
+        xarray.Dataset or xarray.DataArray
+            Like ``obj``, with the variables normalized (``units = "1"``).
+
         Raises
         ------
         MissingVariableError
@@ -286,6 +309,18 @@ class Normalizer:
 
     def inverse_transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
         """Exact inverse of :meth:`transform` (no clipping: see :meth:`lower_bounds`).
+
+        Parameters
+        ----------
+        obj : xarray.Dataset or xarray.DataArray
+            Normalized data, as :meth:`transform` gives it.
+        variables : sequence of str, optional
+            Variables to bring back; default None: every variable of the normalizer.
+
+        Returns
+        -------
+        xarray.Dataset or xarray.DataArray
+            Like ``obj``, with the variables in their fitted physical units.
 
         Raises
         ------
@@ -334,7 +369,18 @@ class Normalizer:
         with ``log1p`` (precipitation-like: non-negative, though the inverse ``expm1`` of a
         generated value reaches down to -1), ``-inf`` for the others. Generated fields are
         clipped there (:class:`~flexdownscale.pipeline.Downscaler`); pass them through
-        :meth:`transform_array` for the bounds in normalized units."""
+        :meth:`transform_array` for the bounds in normalized units.
+
+        Parameters
+        ----------
+        variables : sequence of str, optional
+            Variables, in channel order; default None: every variable of the normalizer.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(C,)``: 0.0 or ``-inf`` per variable.
+        """
         names = list(variables) if variables is not None else list(self.stats)
         return np.array([0.0 if self.stats[n].transform == "log1p" else -np.inf for n in names])
 
@@ -345,13 +391,18 @@ class Normalizer:
 
         Parameters
         ----------
-        x
+        x : numpy.ndarray or torch.Tensor
             Array whose axis ``channel_axis`` holds the variables in the order of ``variables``
             (default: :attr:`variables`).
-        variables
-            Channel names.
-        channel_axis
-            Axis of the channels (default -3).
+        variables : sequence of str, optional
+            Channel names; default None: every variable of the normalizer.
+        channel_axis : int, default -3
+            Axis of the channels.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            Same type, shape (and, for floating numpy input, dtype) as ``x``, normalized.
         """
         return self._apply_array(x, True, variables, channel_axis)
 
@@ -360,13 +411,35 @@ class Normalizer:
     ) -> Array:
         """Exact inverse of :meth:`transform_array`: no clipping, so a generated ``log1p``
         variable can come back below 0 (down to -1); clip at :meth:`lower_bounds` for
-        physical values, as the Downscaler does."""
+        physical values, as the Downscaler does.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            Normalized array whose axis ``channel_axis`` holds the variables.
+        variables : sequence of str, optional
+            Channel names; default None: every variable of the normalizer.
+        channel_axis : int, default -3
+            Axis of the channels.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            Same type and shape as ``x``, in physical units.
+        """
         return self._apply_array(x, False, variables, channel_axis)
 
     # -- serialization ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (variables as an ordered list, so key sorting keeps the order)."""
+        """JSON-friendly dict (variables as an ordered list, so key sorting keeps the order).
+
+        Returns
+        -------
+        dict
+            ``{"format_version": 1, "variables": [{"name", "transform", "mean", "std",
+            "units"}, ...]}``.
+        """
         return {
             "format_version": self.format_version,
             "variables": [
@@ -383,7 +456,22 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Normalizer:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        values : mapping
+            A dict as :meth:`to_dict` writes it (``format_version`` 1).
+
+        Returns
+        -------
+        Normalizer
+
+        Raises
+        ------
+        DataError
+            For another format version or malformed entries.
+        """
         version = values.get("format_version")
         if version != cls.format_version:
             raise DataError(
@@ -409,7 +497,18 @@ class Normalizer:
         return cls(stats)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """JSON text of :meth:`to_dict` (floats round-trip exactly); written to ``path`` if given."""
+        """JSON text of :meth:`to_dict` (floats round-trip exactly); written to ``path`` if given.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            File to write the text to (UTF-8); default None: nothing is written.
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
@@ -417,7 +516,17 @@ class Normalizer:
 
     @classmethod
     def from_json(cls, source: str | Path) -> Normalizer:
-        """Read from JSON text or a path to a JSON file."""
+        """Read from JSON text or a path to a JSON file.
+
+        Parameters
+        ----------
+        source : str or pathlib.Path
+            JSON text (a string starting with ``{``) or the path of a file holding it.
+
+        Returns
+        -------
+        Normalizer
+        """
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
             text = Path(source).read_text(encoding="utf-8")
