@@ -582,8 +582,21 @@ def split_positions(
 ) -> dict[str, list[dict[str, np.ndarray] | None]]:
     """Resolve split selections to positions per source, checking that splits are disjoint.
 
-    Returns, for each split name, one entry per source: ``None`` (source not in the split) or a
-    mapping ``{dim: positions}`` (empty mapping: the whole source).
+    Parameters
+    ----------
+    sources : sequence of sources
+        The opened data sources (one per file or dataset), in order.
+    split_dim : str
+        The dimension the splits select along, or ``"file"`` (splits list file stems).
+    splits : mapping of str to sequence
+        Split name -> selection (labels, slices of labels, or file stems); an empty
+        selection leaves the split empty.
+
+    Returns
+    -------
+    dict
+        For each split name, one entry per source: ``None`` (source not in the split) or a
+        mapping ``{dim: positions}`` (empty mapping: the whole source).
 
     Raises
     ------
@@ -985,7 +998,12 @@ class _FieldDataset(torch.utils.data.Dataset):
         return _listing(shown, len(self.dropped_fields))
 
     def dropped_summary(self) -> str | None:
-        """The fields left out for holding NaN, in words (``None`` when none was)."""
+        """The fields left out for holding NaN, in words (``None`` when none was).
+
+        Returns
+        -------
+        str or None
+        """
         if not self.dropped_fields:
             return None
         return (
@@ -1009,11 +1027,28 @@ class _FieldDataset(torch.utils.data.Dataset):
     def fit_normalizer(
         self, *, transforms: Mapping[str, Transform] | Literal["auto"] = "auto"
     ) -> Normalizer:
-        """Fit a :class:`Normalizer` on this dataset's selection (dask reductions)."""
+        """Fit a :class:`Normalizer` on this dataset's selection (dask reductions).
+
+        Parameters
+        ----------
+        transforms : mapping of str to {"none", "log1p"} or "auto", default "auto"
+            Transform per variable; ``"auto"``: ``log1p`` for precipitation-like variables.
+
+        Returns
+        -------
+        Normalizer
+            Statistics of the dataset's variables over its split.
+        """
         return self._fit(self._selection, transforms)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that keys the crop generator (call once per epoch)."""
+        """Set the epoch that keys the crop generator (call once per epoch).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number; items of one ``(seed, epoch, index)`` are always the same crop.
+        """
         self.epoch = int(epoch)
 
     def _sample_grid(self, src: _Source, sel: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -1076,7 +1111,12 @@ class _FieldDataset(torch.utils.data.Dataset):
         from, in the condition's own units (before ``condition_scale``); ``None`` without a
         condition. The fields of the split, less those dropped for NaN; for forecasting the
         current frames of the valid windows (a time no window starts from is never a
-        condition)."""
+        condition).
+
+        Returns
+        -------
+        (float, float) or None
+        """
         if self.condition is None:
             return None
         values = []
@@ -1123,6 +1163,11 @@ class _FieldDataset(torch.utils.data.Dataset):
 
     def locate(self, index: int) -> dict[str, Any]:
         """Where item ``index`` comes from (at the current epoch).
+
+        Parameters
+        ----------
+        index : int
+            Item index (negative counts from the end).
 
         Returns
         -------
@@ -1428,10 +1473,13 @@ class SuperResolutionDataset(_FieldDataset):
     def grid_metadata(self) -> dict[str, Any]:
         """What a model folder's ``grid.json`` records about the training data.
 
-        Returns a JSON-friendly dict with the fine grid description (``GridSpec.to_dict()``, or
-        ``None`` for HDF5 sources without coordinates), the degradation, its ``sigma``, the
-        upsampling, the factor and ``crop_size`` (the side of the training crops in fine cells;
-        ``None`` for whole fields), which inference compares with its tile size.
+        Returns
+        -------
+        dict
+            JSON-friendly: the fine grid description (``GridSpec.to_dict()``, or ``None`` for
+            HDF5 sources without coordinates), the degradation, its ``sigma``, the upsampling,
+            the factor and ``crop_size`` (the side of the training crops in fine cells; ``None``
+            for whole fields), which inference compares with its tile size.
         """
         spec = self.sources[0].spec
         sigma = self.sigma
@@ -1592,7 +1640,12 @@ class ForecastDataset(_FieldDataset):
     def dropped_summary(self) -> str | None:
         """The windows left out for reading a field that holds NaN, and those fields, in words
         (``None`` when none was). :attr:`dropped_fields` lists the fields (frames), and
-        :attr:`dropped_windows` counts the windows (items before crops) left out."""
+        :attr:`dropped_windows` counts the windows (items before crops) left out.
+
+        Returns
+        -------
+        str or None
+        """
         if not self.dropped_fields:
             return None
         n = len(self.dropped_fields)
@@ -1622,14 +1675,17 @@ class ForecastDataset(_FieldDataset):
     def grid_metadata(self) -> dict[str, Any]:
         """What a forecast model folder's ``grid.json`` records about the training data.
 
-        Returns a JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
-        ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
-        dimension the frames step along, ``time_step`` (one step of the model, ``lead`` times
-        the spacing of the frames, as ``{"value": ..., "units": ...}``: seconds for dates, the
-        time coordinate's units otherwise; ``None`` when the frames have no time coordinate,
-        are unevenly spaced or differ between files) and ``crop_size`` (the side of the
-        training crops in cells; ``None`` for whole fields). A forecast model works on its
-        input grid (no degradation, no upsampling), so there is no ``factor``.
+        Returns
+        -------
+        dict
+            A JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
+            ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
+            dimension the frames step along, ``time_step`` (one step of the model, ``lead`` times
+            the spacing of the frames, as ``{"value": ..., "units": ...}``: seconds for dates, the
+            time coordinate's units otherwise; ``None`` when the frames have no time coordinate,
+            are unevenly spaced or differ between files) and ``crop_size`` (the side of the
+            training crops in cells; ``None`` for whole fields). A forecast model works on its
+            input grid (no degradation, no upsampling), so there is no ``factor``.
         """
         spec = self.sources[0].spec
         return {
@@ -1729,6 +1785,11 @@ def from_config(
         Default ``"random"`` for train, ``"center"`` otherwise.
     crops_per_field
         Items per field and epoch.
+
+    Returns
+    -------
+    SuperResolutionDataset or ForecastDataset
+        The dataset of ``split``, by ``task``.
 
     Raises
     ------

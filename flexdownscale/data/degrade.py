@@ -500,6 +500,13 @@ def grid_row_weights(spec: GridSpec, y: np.ndarray) -> np.ndarray | None:
         The grid's description (its ``kind`` decides).
     y
         (n,) ascending row centres in degrees.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (n,) relative row areas (:func:`~flexdownscale.data.grid.row_area_weights` of the rows'
+        cell bounds, clipped at the poles on a latitude-longitude grid); ``None`` for a
+        projected grid (equal areas).
     """
     if spec.kind == "projected":
         return None

@@ -524,6 +524,16 @@ class Regridder:
         coordinate values; for curvilinear sources it uses the target's names. Attributes are
         kept; dask-backed input stays lazy. Data variables of a Dataset without the grid's
         dims (a time series, a scalar) are passed through unchanged.
+
+        Parameters
+        ----------
+        obj : xarray.Dataset or xarray.DataArray
+            Data on the source grid (the ``source`` the regridder was built for).
+
+        Returns
+        -------
+        xarray.Dataset or xarray.DataArray
+            ``obj`` on the target grid.
         """
         passed: dict[Hashable, xr.DataArray] = {}
         spec = self.source_spec
@@ -838,6 +848,30 @@ def regrid(
     skipna: bool = False,
 ) -> XrObj:
     """Regrid ``obj`` to the grid of ``target`` (see :class:`Regridder` for the options).
+
+    Builds a :class:`Regridder` with ``obj`` as the source and applies it to ``obj``.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Data on the source grid.
+    target : xarray.Dataset, xarray.DataArray or GridSpec
+        Object on the target grid (only its coordinates are used), or its grid description.
+    method : {"linear", "nearest", "cubic", "conservative"}, default "linear"
+        Interpolation method, as for :class:`Regridder`.
+    backend : {"auto", "xarray-regrid", "xesmf"}, default "auto"
+        Regridding library, as for :class:`Regridder`.
+    dims, target_dims : mapping of str to str, optional
+        Dimension-name overrides of the source and the target; default None: found from CF
+        attributes and names.
+    skipna : bool, default False
+        Conservative regridding only: average over the valid part of each target cell, as for
+        :class:`Regridder`.
+
+    Returns
+    -------
+    xarray.Dataset or xarray.DataArray
+        ``obj`` on the target grid.
 
     Examples
     --------

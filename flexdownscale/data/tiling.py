@@ -207,7 +207,18 @@ class TileLayout:
         return self._norm
 
     def split(self, x: Array) -> list[Array]:
-        """Tiles of ``x`` (..., H, W): views (numpy) or slices (torch), row-major."""
+        """Tiles of ``x`` (..., H, W): views (numpy) or slices (torch), row-major.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            Field of shape (..., H, W) with ``(H, W) == self.shape``.
+
+        Returns
+        -------
+        list of numpy.ndarray or torch.Tensor
+            ``len(self)`` tiles of shape (..., th, tw).
+        """
         if tuple(x.shape[-2:]) != self.shape:
             raise ShapeError(f"field has shape {tuple(x.shape[-2:])}; layout expects {self.shape}")
         return [x[..., sy, sx] for sy, sx in self.slices]
@@ -239,6 +250,11 @@ class TileAccumulator:
     Add tile estimates one at a time (any order, numpy or torch on any device), then read the
     fused field; memory is two fields plus the coverage mask, whatever the number of tiles. This
     is the per-step fusion of MultiDiffusion-style tiled sampling.
+
+    Parameters
+    ----------
+    layout : TileLayout
+        The layout the tiles come from (:func:`tile_layout`).
 
     Examples
     --------
@@ -277,7 +293,15 @@ class TileAccumulator:
             self._w = self.layout.weights.astype(dtype)
 
     def add(self, k: int, tile: Array) -> None:
-        """Add the estimate of tile ``k`` (shape (..., th, tw))."""
+        """Add the estimate of tile ``k`` (shape (..., th, tw)).
+
+        Parameters
+        ----------
+        k : int
+            Index of the tile in ``layout.slices`` (0 to ``len(layout) - 1``).
+        tile : numpy.ndarray or torch.Tensor
+            The tile's estimate, shape (..., th, tw), the same leading shape for every tile.
+        """
         if not 0 <= k < len(self.layout):
             raise ShapeError(
                 f"tile index {k} out of range; the layout has {len(self.layout)} tiles"
@@ -309,6 +333,11 @@ class TileAccumulator:
 
     def result(self) -> Any:
         """The fused field ``ref + sum_k w_k (tile_k - ref) / sum_k w_k`` over the added tiles.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            Shape (..., H, W), the tiles' type (at least float32) and device.
 
         Raises
         ------
@@ -349,6 +378,21 @@ def tile_layout(
     wide as the overlap forced by the last tile of a row or column (shifted back to end at the
     border), so that overlap is blended smoothly instead of averaged with jumps at its ends
     (``layout.overlap`` stays the nominal one).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape of the field; its last two entries are (H, W).
+    tile : int or (int, int)
+        Tile size (th, tw), or one int for square tiles.
+    overlap : int or (int, int), default 0
+        Nominal overlap between neighbouring tiles, in cells.
+    blend : {"uniform", "cosine", "gaussian"}, default "cosine"
+        Blend window of the tiles.
+
+    Returns
+    -------
+    TileLayout
     """
     if blend not in get_args(Blend):
         raise ConfigError(
@@ -448,6 +492,21 @@ def untile(
     DataArray tiles are fused on their values; every coordinate along the tiled dimensions (the
     dimension coordinates, 2-D latitude / longitude, auxiliary coordinates) is assembled from the
     tiles' coordinates, the others are the first tile's; attributes and encodings are kept.
+
+    Parameters
+    ----------
+    tiles : sequence of numpy.ndarray, torch.Tensor or DataArray
+        ``len(layout)`` tiles of shape (..., th, tw), as :func:`tile` gives them.
+    layout : TileLayout
+        Their layout.
+    dims : mapping of str to str, optional
+        Dimension-name override for DataArray tiles; default None: found from CF attributes
+        and names.
+
+    Returns
+    -------
+    numpy.ndarray, torch.Tensor or DataArray
+        The fused (..., H, W) field, of the tiles' type.
     """
     if len(tiles) and isinstance(tiles[0], xr.DataArray):
         first = tiles[0]
