@@ -29,10 +29,25 @@ class _FlexAccessor:
     def downscale(self, model: Any = None, **kwargs: Any) -> xr.Dataset:
         """Downscale with ``model`` (a Downscaler, folder, shipped name, Hub id or ``None``).
 
-        Keywords go to :meth:`flexdownscale.pipeline.Downscaler.__call__` (``factor``,
-        ``members``, ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``,
-        ``bbox``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``,
-        ``condition``, ``sampler_options``).
+        Parameters
+        ----------
+        model : Downscaler, str, path or None, default None
+            The model: a :class:`~flexdownscale.pipeline.Downscaler`, a model folder, the name
+            of a shipped model or a Hub id; ``None`` picks the shipped model for the object's
+            variables and ``factor`` (:class:`~flexdownscale.errors.ModelFolderError` when
+            none fits).
+        **kwargs
+            Go to :meth:`flexdownscale.pipeline.Downscaler.__call__` (``factor``, ``members``,
+            ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``, ``bbox``,
+            ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``,
+            ``condition``, ``sampler_options``); ``variables``, ``rename`` and ``factor`` also
+            choose the model when ``model`` is a name or ``None``.
+
+        Returns
+        -------
+        Dataset
+            The model's variables on the fine grid (dims ``(member, time, y, x)``; ``member``
+            only with ``members``), in the input's units, with CF bounds and provenance attrs.
         """
         from .pipeline import downscaler_for
 
@@ -50,7 +65,25 @@ class _FlexAccessor:
     ) -> xr.Dataset:
         """Member-wise ensemble forecast with a forecast model (a Forecaster or a folder).
 
-        Keywords go to :meth:`flexdownscale.pipeline.Forecaster.__call__`.
+        Parameters
+        ----------
+        model : Forecaster, str or path
+            A :class:`~flexdownscale.pipeline.Forecaster` or a forecast model folder (no
+            forecast model ships with the package).
+        lead_steps : int
+            Leads to forecast, in time steps of the model (at least 1).
+        members : int, optional
+            Ensemble size; ``None`` gives one forecast without a ``member`` dim.
+        **kwargs
+            Go to :meth:`flexdownscale.pipeline.Forecaster.__call__` (``steps``, ``sampler``,
+            ``seed``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``,
+            ``condition``, ...).
+
+        Returns
+        -------
+        Dataset
+            Variables with dims ``(member, lead, y, x)``, with ``valid_time`` along ``lead``
+            and ``forecast_reference_time`` when the input's times are known.
         """
         from .pipeline import Forecaster
 

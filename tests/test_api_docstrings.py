@@ -1,7 +1,7 @@
 """Every public callable documents exactly its signature's parameters (numpydoc).
 
 Walks the public functions and methods of ``flexdownscale.metrics``, ``flexdownscale.plot``,
-``flexdownscale.data`` and ``flexdownscale.pipeline`` (their ``__all__``); a class's constructor
+``flexdownscale.data``, ``flexdownscale.pipeline`` and the ``.flex`` accessor (their ``__all__``); a class's constructor
 parameters are documented in the class docstring (numpydoc convention: Parameters, or
 Attributes for a dataclass's fields).
 """
@@ -21,6 +21,7 @@ MODULES = (
     "flexdownscale.plot",
     "flexdownscale.pipeline",
     "flexdownscale.data",
+    "flexdownscale.accessor",
 )
 _UNDERLINE = re.compile(r"^-{3,}$")
 _HEADING_AFTER = ("Returns", "Yields", "Raises", "Warns", "Notes", "Examples", "See Also")
