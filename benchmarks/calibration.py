@@ -39,6 +39,7 @@ from flexdownscale.pipeline import Downscaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import skill
+from _outputs import add_out_option, make_out_folder
 
 RESULTS = skill.RESULTS
 #: Fields (per Reynolds number for Kolmogorov) and members per case.
@@ -255,18 +256,9 @@ def write_report(out: Path = RESULTS) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", choices=skill.CASES, default=None)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS,
-        metavar="DIR",
-        help="folder of the report, its JSON and figures, created if needed "
-        "(default: benchmarks/results, the reference report)",
-    )
+    add_out_option(parser, "the report, its JSON and figures")
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder (created if needed)")
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_out_folder(parser, args.out)
     for case in args.case or skill.CASES:
         res = run_case(case)
         _json(case, args.out).write_text(json.dumps(res, indent=1))

@@ -28,9 +28,9 @@ from flexdownscale.demo import CASES
 from flexdownscale.pipeline import CPU_CELLS_PER_CALL, Downscaler, _auto_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _outputs import add_out_option, make_out_folder
 from speed import demo_input
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 2, 4, 8, 16)
 TILES = (64, 128, None)  # None: the default, one tile for the whole periodic field
 ROUNDS = 3
@@ -95,18 +95,9 @@ def write_report(rows: list[str], out: Path, command: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS,
-        metavar="DIR",
-        help="folder of the report cpu_batch.md, created if needed "
-        "(default: benchmarks/results, the reference report)",
-    )
+    add_out_option(parser, "the report cpu_batch.md")
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder (created if needed)")
-    args.out.mkdir(parents=True, exist_ok=True)  # before the 12 minutes of timing
+    make_out_folder(parser, args.out)  # before the 12 minutes of timing
     command = " ".join(
         ["python benchmarks/cpu_batch.py", *(sys.argv[1:] if argv is None else argv)]
     )

@@ -60,10 +60,10 @@ from flexdownscale.pipeline import Downscaler
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _outputs import RESULTS, add_out_option, make_out_folder
 from train_comparisons import VARIANTS as COMPARISON_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 CASES = ("era5-t2m-x4", "kolmogorov-x8")
 BASELINES = ("bilinear", "bicubic", "conservative")
 MEMBERS = 16
@@ -560,14 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--members", type=int, default=MEMBERS)
     parser.add_argument("--no-variants", action="store_true", help="skip the sampler variants")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS,
-        metavar="DIR",
-        help="folder of the report, its JSON and figures, created if needed "
-        "(default: benchmarks/results, the reference reports)",
-    )
+    add_out_option(parser, "the report, its JSON and figures")
     parser.add_argument(
         "--write-cards",
         action="store_true",
@@ -597,9 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             f"settings other than the reference reports' ({', '.join(differ)}) would overwrite "
             "them in benchmarks/results; pass --out DIR to write this run elsewhere"
         )
-    if out.exists() and not out.is_dir():
-        parser.error(f"--out {out} is a file; give a folder (created if needed)")
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_folder(parser, out)
     results = {}
     for case in cases:
         results[case] = run_case(

@@ -1,0 +1,31 @@
+"""The ``--out DIR`` option the report-writing benchmark scripts share.
+
+Its default is ``benchmarks/results``, where the reference reports live; a trial run writes
+elsewhere with ``--out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def add_out_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--out DIR`` (default :data:`RESULTS`); ``what`` names the files it receives."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help=f"folder of {what}, created if needed (default: benchmarks/results, the "
+        "reference reports)",
+    )
+
+
+def make_out_folder(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Create ``out`` before any work; a file in its place is a usage error of ``parser``."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a folder (created if needed)")
+    out.mkdir(parents=True, exist_ok=True)
