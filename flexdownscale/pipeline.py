@@ -570,6 +570,12 @@ def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
     return {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS}
 
 
+def _python_ints(*values: Any) -> tuple[Any, ...]:
+    """``values`` with numpy integers (e.g. from an array of settings) as Python ints, so that
+    the integer checks of the samplers and the tiler take them; other values unchanged."""
+    return tuple(int(v) if isinstance(v, np.integer) else v for v in values)
+
+
 def _resolve_seed(seed: Any) -> int:
     """The integer seed of a call: ``seed`` itself (checked), or for a ``torch.Generator`` one
     integer drawn from it, so successive calls with one generator get their own noise and each
@@ -2097,10 +2103,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             docs/inference.md, "Checks before any compute").
         """
 
-        # numpy integers (e.g. from an array of settings) count as integers
-        members, steps, tile, overlap, batch_size = (
-            int(v) if isinstance(v, np.integer) else v
-            for v in (members, steps, tile, overlap, batch_size)
+        members, steps, tile, overlap, batch_size = _python_ints(
+            members, steps, tile, overlap, batch_size
         )
         if blend not in get_args(Blend):
             raise ConfigError(
@@ -2653,10 +2657,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
-        # numpy integers (e.g. from an array of settings) count as integers, as in the Downscaler
-        lead_steps, members, steps, batch_size = (
-            int(v) if isinstance(v, np.integer) else v
-            for v in (lead_steps, members, steps, batch_size)
+        lead_steps, members, steps, batch_size = _python_ints(
+            lead_steps, members, steps, batch_size
         )
         seed = _resolve_seed(seed)
         _check_flag("batch_invariant", batch_invariant)
