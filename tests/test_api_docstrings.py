@@ -22,6 +22,7 @@ MODULES = (
     "flexdownscale.pipeline",
     "flexdownscale.data",
     "flexdownscale.accessor",
+    # more modules are added here, one line each, as their docstrings are completed
 )
 _UNDERLINE = re.compile(r"^-{3,}$")
 _HEADING_AFTER = ("Returns", "Yields", "Raises", "Warns", "Notes", "Examples", "See Also")
