@@ -520,6 +520,17 @@ class ModelFolderHeader:
 
     For choosing among folders (e.g. the shipped models); :func:`load_model_folder` checks and
     loads the chosen one.
+
+    Attributes
+    ----------
+    path : Path
+        The model folder.
+    task : str
+        ``"superres"`` (downscaling) or ``"forecast"``.
+    variables : tuple of str
+        The model's variable names in channel order.
+    factor : int
+        Refinement factor per axis (1 for forecast models).
     """
 
     path: Path
@@ -529,7 +540,25 @@ class ModelFolderHeader:
 
 
 def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
-    """The :class:`ModelFolderHeader` of the local model folder ``path`` (only its config)."""
+    """The :class:`ModelFolderHeader` of the local model folder ``path`` (only its config).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local model folder (no shipped name or Hub id: see :func:`resolve_model_path`).
+
+    Returns
+    -------
+    ModelFolderHeader
+        The task, variables and factor its ``config.json`` records; the weights, checksums and
+        other files are not read.
+
+    Raises
+    ------
+    ModelFolderError
+        When ``config.json`` is missing, not JSON, not a flexdownscale model config, or an entry
+        has the wrong type.
+    """
     folder = Path(path)
     config = _read_json(folder / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
@@ -545,7 +574,7 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
 
     Parameters
     ----------
-    name_or_path
+    name_or_path : str or os.PathLike
         A local folder, a shipped model name or a Hugging Face Hub id (see
         :func:`resolve_model_path`).
 
@@ -673,7 +702,14 @@ def _shipped_root() -> Path:
 
 
 def shipped_models() -> dict[str, Path]:
-    """Models shipped inside the package: name -> folder."""
+    """Models shipped inside the package.
+
+    Returns
+    -------
+    dict of str to Path
+        Model name (e.g. ``"era5-t2m-x4"``) to its folder, sorted by name; empty when the
+        package was installed without them.
+    """
     root = _shipped_root()
     if not root.is_dir():
         return {}
@@ -698,6 +734,17 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     Order: an existing local folder; a shipped model name; a Hugging Face Hub id ``org/name``, or
     ``org/name@revision`` for a branch, tag or commit (the form provenance records), downloaded
     with ``huggingface_hub.snapshot_download``, which needs the ``hub`` extra.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        A local folder (``~`` is expanded), a shipped model name or a Hub id.
+
+    Returns
+    -------
+    Path
+        The local folder: the given one, the shipped model's, or the Hub download in the local
+        Hugging Face cache (only a model folder's five files are fetched).
 
     Raises
     ------

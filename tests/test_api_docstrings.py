@@ -1,7 +1,7 @@
 """Every public callable documents exactly its signature's parameters (numpydoc).
 
-Walks the public functions and methods of ``flexdownscale.metrics``, ``flexdownscale.plot``,
-``flexdownscale.data``, ``flexdownscale.pipeline`` and the ``.flex`` accessor (their ``__all__``); a class's constructor
+Walks the public functions and methods of the modules in ``MODULES`` (their ``__all__``: the
+API reference's pages); a class's constructor
 parameters are documented in the class docstring (numpydoc convention: Parameters, or
 Attributes for a dataclass's fields).
 """
@@ -22,6 +22,7 @@ MODULES = (
     "flexdownscale.pipeline",
     "flexdownscale.data",
     "flexdownscale.accessor",
+    "flexdownscale.hub",
     # more modules are added here, one line each, as their docstrings are completed
 )
 _UNDERLINE = re.compile(r"^-{3,}$")
@@ -122,6 +123,8 @@ def test_the_walk_finds_the_api():
         "flexdownscale.data.Normalizer.transform",
         "flexdownscale.data.GridSpec.coarsen",
         "flexdownscale.data.regrid",
+        "flexdownscale.hub.resolve_model_path",
+        "flexdownscale.hub.ModelFolderHeader",
     ):
         assert expected in names
 
