@@ -1,7 +1,7 @@
-"""The ``--out DIR`` option the report-writing benchmark scripts share.
+"""The command-line options the report-writing benchmark scripts share.
 
-Its default is ``benchmarks/results``, where the reference reports live; a trial run writes
-elsewhere with ``--out DIR``.
+``--out DIR``: its default is ``benchmarks/results``, where the reference reports live; a trial
+run writes elsewhere with ``--out DIR``. :func:`positive_int` reads counts (fields, members).
 """
 
 from __future__ import annotations
@@ -29,3 +29,14 @@ def make_out_folder(parser: argparse.ArgumentParser, out: Path) -> None:
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file; give a folder (created if needed)")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (``0`` fields or members is no run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (1 or more)")
+    return value

@@ -60,7 +60,7 @@ from flexdownscale.pipeline import Downscaler
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _outputs import RESULTS, add_out_option, make_out_folder
+from _outputs import RESULTS, add_out_option, make_out_folder, positive_int
 from train_comparisons import VARIANTS as COMPARISON_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -554,11 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", choices=CASES, default=None)
     parser.add_argument(
         "--fields",
-        type=int,
+        type=positive_int,
         default=None,
         help="fields per case (default: REPORT_FIELDS; the cards: CASE_FIELDS)",
     )
-    parser.add_argument("--members", type=int, default=MEMBERS)
+    parser.add_argument("--members", type=positive_int, default=MEMBERS)
     parser.add_argument("--no-variants", action="store_true", help="skip the sampler variants")
     add_out_option(parser, "the report, its JSON and figures")
     parser.add_argument(

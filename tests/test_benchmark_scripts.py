@@ -178,6 +178,23 @@ def test_skill_refuses_other_settings_into_the_reference_folder(
     assert "pass --out DIR" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--fields", "0"], "0 is not a positive whole number"),
+        (["--members", "-2"], "-2 is not a positive whole number"),
+        (["--fields", "two"], "'two' is not a whole number"),
+    ],
+)
+def test_skill_counts_must_be_positive(skill, tmp_path, monkeypatch, capsys, argv, said):
+    """``--fields 0`` was read as the default (``args.fields or REPORT_FIELDS``)."""
+    monkeypatch.setattr(skill, "run_case", lambda *a, **k: pytest.fail("ran a case"))
+    with pytest.raises(SystemExit) as exc:
+        skill.main([*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 def test_skill_reference_settings_are_not_refused(skill):
     def opts(*argv: str):
         ns = skill.argparse.Namespace(fields=None, members=skill.MEMBERS, no_variants=False)
@@ -252,6 +269,10 @@ def test_calibration_out_receives_every_file(calibration, skill, tmp_path, monke
     assert links == ["calibration_era5-t2m-x4_rank_histograms.png"]
     text = (out / "calibration.md").read_text()
     assert "Not in this report (no `calibration_<case>.json` in its folder): kolmogorov-x8" in text
+    # the commentary reads both cases' tables (Kolmogorov by Reynolds number, ...): not written
+    # into a report without one of them, which points to the reference report instead
+    assert "Kolmogorov with delta 1" not in text
+    assert "reference report (`benchmarks/results/calibration.md`)" in text
 
 
 def test_cpu_batch_out_receives_the_report(tmp_path, monkeypatch):
