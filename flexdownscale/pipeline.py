@@ -2018,60 +2018,62 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         Parameters
         ----------
-        ds
+        ds : xarray.Dataset or xarray.DataArray
             Coarse input on a regular grid whose spacing is the model's coarse spacing, with the
             model's variables (and units), dims (time, y, x) or (y, x). Dask-backed input gives a
             dask-backed output (one block per time chunk; chunked spatial dims are rechunked to
             one spatial chunk); nothing runs before ``.compute()``.
-        factor
-            Must equal the model's factor (``None``: the model's).
-        members
-            Ensemble size; ``None`` draws one sample and drops the ``member`` dim.
-        steps, sampler
-            Sampler settings (``None``: the model's defaults).
-        seed
-            Integer seed (default 0); time step ``i`` (its position in this call) uses
+        factor : int, optional
+            Must equal the model's factor; default None: the model's.
+        members : int, optional
+            Ensemble size; default None: one sample, and the ``member`` dim is dropped.
+        steps : int, optional
+            Sampler steps; default None: the model's stored setting.
+        sampler : {"ddim", "euler", "heun", "sde", "idff"}, optional
+            Sampler; default None: the model's stored setting (it must suit the model's
+            objective).
+        seed : int or torch.Generator, default 0
+            Integer seed; time step ``i`` (its position in this call) uses
             :func:`time_step_seed` ``(seed, i)``, so separate calls with one seed reuse the same
             noise. A ``torch.Generator`` gives one integer seed per call (drawn from it, and
             recorded as ``flexdownscale_seed``): successive calls get their own noise.
-        tile, overlap
+        tile, overlap : int, optional
             Tile side in fine cells (a multiple of 16; default 256) and overlap in fine cells
             (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
             multiple of the factor). A field runs as one tile along a dimension no longer than
             ``tile`` (periodic halos included in that tile).
-        blend
+        blend : {"uniform", "cosine", "gaussian"}, default "cosine"
             ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows.
-        bbox
+        bbox : sequence of float, optional
             ``(x_min, y_min, x_max, y_max)`` in the grid's units (longitudes in either
             convention, -180..180 or 0..360; ``x_min > x_max`` crosses the seam eastwards):
             downscale only the coarse cells whose centres lie inside, sampled with a halo of
             neighbouring cells that is cropped off (periodic axes wrap, see the guide).
-        variables
+        variables : sequence of str, optional
             Input variable names playing the model's variables, in the model's order.
-        rename
+        rename : mapping of str to str, optional
             Mapping ``{input name: model name}``.
-        dims
-            Dimension-name override (``{"x": ..., "y": ..., "time": ...}``).
-        device
-            ``None``: CUDA when available, else the CPU.
-        batch_size
-            Tiles per network call (``None``: on a CPU about 32768 fine cells per call, 1 to 32
-            tiles; on CUDA from free memory). The random
-            numbers do not depend on it; the network's float32 kernels round differently for
+        dims : mapping of str to str, optional
+            Dimension-name override (``{"x": ..., "y": ..., "time": ...}``); default None:
+            found from CF attributes and names.
+        device : torch.device or str, optional
+            Device of the network; default None: CUDA when available, else the CPU.
+        batch_size : int, optional
+            Tiles per network call (default None: on a CPU about 32768 fine cells per call, 1 to
+            32 tiles; on CUDA from free memory). The random numbers do not depend on it; the network's float32 kernels round differently for
             different batch shapes, so outputs for two batch sizes agree to float32 rounding
             (about 1e-6 relative), not bit for bit, unless ``batch_invariant``.
-        batch_invariant
+        batch_invariant : bool, default False
             Run the network on one tile at a time, so that the output is bit-identical for any
             ``batch_size`` (which then sets the members per sampler call only). Slower: the
             network loses its batching (measured in docs/inference.md, "Reproducibility").
-        progress
-            Show a tqdm progress bar (``None``: when more than 8 time steps run eagerly).
-        condition
+        progress : bool, optional
+            Show a tqdm progress bar (default None: when more than 8 time steps run eagerly).
+        condition : float, optional
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
-            it was trained with; ``None`` reads the input's attribute or scalar variable named
-            by the model (``Downscaler.condition["name"]``).
-
-        sampler_options
+            it was trained with; default None: read the input's attribute or scalar variable
+            named by the model (``Downscaler.condition["name"]``).
+        sampler_options : mapping of str to float, optional
             Options of the sampler (:data:`~flexdownscale.diffusion.SAMPLER_OPTIONS`): ``eta``
             for ``"ddim"``, ``delta`` for ``"sde"`` (Langevin strength, ``>= 0``; ``delta = 0``
             is the probability-flow ODE), ``g1``/``g2`` for ``"idff"``. Options not given are the
