@@ -310,6 +310,63 @@ class TrainConfig(_Section):
     (``model.dropout`` in [0, 1), ``diffusion.shift`` > 0, ...).
     ``eval_members = 1`` reports the plain (not fair) CRPS and no spread-skill ratio (``null`` in
     the JSON records).
+
+    Attributes
+    ----------
+    model : ModelConfig
+        The ``[model]`` section: the backbone (default ``ModelConfig()``).
+    diffusion : DiffusionConfig
+        The ``[diffusion]`` section: the generative objective (default ``DiffusionConfig()``).
+    sampler : SamplerConfig
+        The ``[sampler]`` section (default ``SamplerConfig()``): what validation samples with
+        and the exported model stores, resolved for the objective first
+        (:func:`flexdownscale.train.resolve_sampler`).
+    data : DataConfig
+        The ``[data]`` section: files, variables, factor, crops and splits (default
+        ``DataConfig()``, which names no files: a run sets ``data.paths`` and
+        ``data.variables``).
+    optim : OptimConfig
+        The ``[optim]`` section: optimiser, learning-rate schedule, clipping and EMA (default
+        ``OptimConfig()``).
+    run_dir : str, default "runs/run"
+        The run folder: configuration, training states, logs, figures and the exported model
+        (layout in :mod:`flexdownscale.train`).
+    steps : int, default 1000
+        Optimiser steps of the whole run (a resume continues up to it).
+    batch_size : int, default 32
+        Samples per optimiser step over every process: micro-batch x processes x gradient
+        accumulation steps.
+    micro_batch_size : int, optional
+        Samples per process and forward pass; the accumulation is worked out from it and
+        ``batch_size`` (which must be a multiple of it times the processes). Default None:
+        ``batch_size`` / processes.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
+        Autocast precision; ``"auto"``: bf16 on GPUs that support it, else fp32.
+    eval_every : int, default 250
+        Validation every so many optimiser steps (0: none).
+    plot_every : int, default 4
+        Panel and spectrum figures every so many evaluations (0: none).
+    checkpoint_every : int, default 250
+        A training state every so many optimiser steps (0: only the state saved at the end of
+        each launch).
+    total_limit : int, default 3
+        Training states kept; older ones are removed when a new one is complete.
+    seed : int, default 0
+        Seed of the initial weights, the training noise and the sample order, 0 to 2**32 - 1.
+    logger : {"tensorboard", "wandb", "none"}, default "tensorboard"
+        Where the training and validation metrics are logged (wandb is imported only when
+        chosen).
+    num_workers : int, default 0
+        ``DataLoader`` worker processes per training process (0: the samples are read in the
+        training process; the samples and their order do not depend on it).
+    eval_fields : int, default 4
+        Validation fields sampled at each evaluation (the first ones of the validation split).
+    eval_members : int, default 4
+        Ensemble members per validation field.
+    time_limit_minutes : float, default 0.0
+        Stop a launch cleanly before this many minutes, counted from the start-up: the state is
+        saved and the EMA model exported, the final validation skipped; continue with
+        ``--resume`` (0: no limit).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -753,7 +810,25 @@ def from_dict(
 
 
 def from_toml(cls: type[C], path: str | Path) -> C:
-    """Read ``cls`` from a TOML file (see :func:`from_dict`)."""
+    """Read ``cls`` from a TOML file (see :func:`from_dict`).
+
+    Parameters
+    ----------
+    cls : type
+        One of the configuration dataclasses (:class:`TrainConfig` for a ``run.toml``).
+    path : str or pathlib.Path
+        The TOML file; its tables build the nested sections.
+
+    Returns
+    -------
+    An instance of ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        When the file does not exist or is not valid TOML, and for the problems
+        :func:`from_dict` refuses (the message starts with the file's path).
+    """
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -769,7 +844,19 @@ def from_toml(cls: type[C], path: str | Path) -> C:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict of a configuration (tuples become lists; ``None`` values dropped for TOML)."""
+    """Plain nested dict of a configuration (tuples become lists; ``None`` values dropped for TOML).
+
+    Parameters
+    ----------
+    config : dataclass instance
+        A configuration (:class:`TrainConfig` or one of its sections).
+
+    Returns
+    -------
+    dict
+        ``{field name: value}``, a nested configuration as a nested dict; :func:`from_dict`
+        builds ``config`` back from it.
+    """
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
@@ -836,6 +923,19 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     table changes only the keys it names (``optim={lr=1e-4,warmup_steps=10}`` keeps the rest of
     ``[optim]``). The bare word ``none`` (or ``null``) unsets a key that may be unset
     (``micro_batch_size=none``, ``data.condition=none``); elsewhere it is the string "none".
+
+    Parameters
+    ----------
+    config : dataclass instance
+        A configuration (:class:`TrainConfig` or one of its sections); it is not changed.
+    overrides : sequence of str
+        ``key=value`` items, applied in order (a key given twice takes the last value); dotted
+        keys reach into the sections (``optim.lr=3e-4``).
+
+    Returns
+    -------
+    A new configuration of the type of ``config``, built by :func:`from_dict` (so with its
+    checks).
 
     Raises
     ------

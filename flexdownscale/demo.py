@@ -38,7 +38,33 @@ BASELINES = ("bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class DemoCase:
-    """One demo case: a sample field, how to coarsen it and which shipped model to use."""
+    """One demo case: a sample field, how to coarsen it and which shipped model to use.
+
+    Attributes
+    ----------
+    name : str
+        Name of the case (``"era5_t2m_x4"``); the files it writes start with it.
+    title : str
+        One-line description: the heading of its section of ``report.md`` and the title of its
+        panel figures.
+    sample : str
+        The sample it reads, a key of :data:`SAMPLES`.
+    variable : str
+        The sample's variable that is coarsened and downscaled.
+    factor : int
+        Coarsening (and downscaling) factor.
+    model : str
+        The shipped model the case is expected to use (named in the report and the spectrum
+        figure; the model that runs is the one ``ds.flex.downscale`` picks for the variable and
+        the factor).
+    condition_dim : str, optional
+        Dimension along which the sample holds one field per physical condition (e.g.
+        ``"reynolds_number"``): each field is downscaled with its coordinate value as the
+        condition. Default None: an unconditioned model.
+    crop : tuple of (int, int), optional
+        ``(ny, nx)``: keep the first ``ny`` by ``nx`` fine cells of the normalized grid, a
+        multiple of 16 (the fine grid the model produces). Default None: the whole field.
+    """
 
     name: str
     title: str
@@ -74,7 +100,21 @@ CASES = (
 
 @dataclass
 class DemoResult:
-    """What the demo wrote and measured."""
+    """What the demo wrote and measured.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        The output folder.
+    skill : dict
+        ``{case name: {prediction: {column: value}}}``: for each case the rows of its skill
+        table (the FLEX ensemble, a single member and each interpolation baseline), each with
+        the entries of :data:`~flexdownscale.metrics.SKILL_COLUMNS`. Default: empty.
+    files : list of pathlib.Path
+        Every file written (figures, netCDF files, ``report.md`` last). Default: empty.
+    seconds : float
+        Wall time of the whole demo in seconds. Default 0.0.
+    """
 
     output: Path
     skill: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)

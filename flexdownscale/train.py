@@ -133,7 +133,13 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        """Fold the model's current weights into the average."""
+        """Fold the model's current weights into the average.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The (unwrapped) model being trained, with the parameters the average tracks.
+        """
         self.updates += 1
         decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
         for name, tensor in model.state_dict().items():
@@ -142,7 +148,19 @@ class EMA:
 
     @contextlib.contextmanager
     def swapped(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """Temporarily load the averaged weights into ``model``."""
+        """Temporarily load the averaged weights into ``model``.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The (unwrapped) model; its own weights are put back when the block ends, also on an
+            error.
+
+        Yields
+        ------
+        torch.nn.Module
+            ``model`` itself, holding the averaged weights inside the ``with`` block.
+        """
         backup = {name: t.detach().clone() for name, t in model.state_dict().items()}
         model.load_state_dict(self.averaged_state_dict(model), strict=True)
         try:
@@ -151,7 +169,20 @@ class EMA:
             model.load_state_dict(backup, strict=True)
 
     def averaged_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """The model's state dict with the averaged weights (in the model's dtypes)."""
+        """The model's state dict with the averaged weights (in the model's dtypes).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The (unwrapped) model whose state dict is the template: entries the average does not
+            track (integer buffers) are its own.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Every key of ``model.state_dict()``; the averaged ones on the model's devices and in
+            its dtypes. ``model`` is not changed.
+        """
         state = {}
         for name, tensor in model.state_dict().items():
             if name in self.shadow:
@@ -161,9 +192,31 @@ class EMA:
         return state
 
     def state_dict(self) -> dict[str, Any]:
+        """The average's state, for saving with a training state.
+
+        Returns
+        -------
+        dict
+            ``{"decay": float, "updates": int, "shadow": {name: float32 tensor}}`` (the tensors
+            are the average's own, not copies).
+        """
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the update count and the averaged weights saved by :meth:`state_dict`.
+
+        The decay stays the configured one: a resume with another ``optim.ema_decay`` applies it.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned (``"updates"`` and ``"shadow"`` are read).
+
+        Raises
+        ------
+        CheckpointError
+            When the saved average tracks other parameters than this one (another architecture).
+        """
         if set(state["shadow"]) != set(self.shadow):
             raise CheckpointError(
                 "the EMA in the saved state tracks different parameters than this model: the state "
@@ -175,6 +228,18 @@ class EMA:
             self.shadow[name].copy_(tensor)
 
     def to(self, device: torch.device) -> EMA:
+        """Move the averaged weights to ``device``.
+
+        Parameters
+        ----------
+        device : torch.device
+            Where the averaged weights are kept (the training device).
+
+        Returns
+        -------
+        EMA
+            This average (moved in place).
+        """
         self.shadow = {name: t.to(device) for name, t in self.shadow.items()}
         return self
 
@@ -201,6 +266,17 @@ class Lion(torch.optim.Optimizer):
 
     ``update = sign(beta1 m + (1 - beta1) g)``; ``p <- p - lr (update + wd p)``;
     ``m <- beta2 m + (1 - beta2) g``. Use a learning rate 3-10x smaller than AdamW's.
+
+    Parameters
+    ----------
+    params : iterable of torch.Tensor or of dict
+        The parameters to optimise, or parameter groups, as for any ``torch.optim.Optimizer``.
+    lr : float, default 1e-4
+        Learning rate (> 0, else :class:`~flexdownscale.errors.ConfigError`).
+    betas : tuple of float, default (0.9, 0.99)
+        ``(beta1, beta2)``: the interpolation of the update direction and the momentum decay.
+    weight_decay : float, default 0.0
+        Decoupled weight decay ``wd``.
     """
 
     def __init__(
@@ -216,6 +292,18 @@ class Lion(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
+        """One optimisation step on every parameter that has a gradient.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss (run with gradients enabled); default
+            None: none.
+
+        Returns
+        -------
+        The closure's loss, or ``None`` without a closure.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -253,6 +341,26 @@ def learning_rate(
     """Learning rate at optimiser step ``step`` (0-based): linear warm-up, then cosine or constant.
 
     The cosine decays from ``base_lr`` at the end of warm-up to 0 at ``total_steps``.
+
+    Parameters
+    ----------
+    step : int
+        Optimiser step, 0-based.
+    base_lr : float
+        Peak learning rate (``optim.lr``), reached at the last warm-up step.
+    warmup_steps : int
+        Linear warm-up steps (``optim.warmup_steps``): step ``s < warmup_steps`` gets
+        ``base_lr * (s + 1) / warmup_steps``; 0: no warm-up.
+    total_steps : int
+        Steps of the whole run (``steps``); the cosine reaches 0 there and stays at 0 after it.
+    schedule : str
+        ``"constant"`` keeps ``base_lr`` after the warm-up; ``"cosine"`` (``optim.schedule``'s
+        other option) decays it.
+
+    Returns
+    -------
+    float
+        The learning rate of that step.
     """
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -489,6 +597,17 @@ def resolve_sampler(config: TrainConfig) -> TrainConfig:
     default number of steps is used. Validation samples with the resolved settings, and they are
     what the run folder and the exported model store. Returns ``config`` itself when nothing
     changes.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration.
+
+    Returns
+    -------
+    TrainConfig
+        ``config`` with the resolved ``[sampler]`` (a new configuration), or ``config`` itself
+        when its sampler applies to the objective.
     """
     from .diffusion import build_objective
 
@@ -1089,7 +1208,15 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def save_state(self) -> Path:
-        """Write the full training state atomically; rotate old states (``total_limit``)."""
+        """Write the full training state atomically; rotate old states (``total_limit``).
+
+        Every process takes part (each writes its own optimiser and random states).
+
+        Returns
+        -------
+        pathlib.Path
+            The complete state folder, ``run_dir/checkpoints/step_<step, 8 digits>``.
+        """
         acc = self.accelerator
         root = self.run_dir / "checkpoints"
         final = root / f"step_{self.progress.step:08d}"
@@ -1143,6 +1270,12 @@ class Trainer:
         :class:`CheckpointError`; its code never runs). States of earlier versions, whose EMA and
         counters are accelerate pickles (``custom_checkpoint_*.pkl``), load the same way.
         On a resume the run's configuration is written once the state has loaded.
+
+        Returns
+        -------
+        pathlib.Path
+            The state folder that was loaded (the newest complete one under
+            ``run_dir/checkpoints``).
 
         Raises
         ------
@@ -1367,7 +1500,24 @@ class Trainer:
         )
 
     def fit(self) -> Path | None:
-        """Train for ``config.steps`` optimiser steps; returns the exported model folder."""
+        """Train for ``config.steps`` optimiser steps; returns the exported model folder.
+
+        A resumed trainer loads the latest state first. At the end of the launch (all steps, or
+        ``time_limit_minutes`` reached) a state is saved (unless its last step saved one), the run validates once more when its
+        last step was not a validation step (skipped on the time limit) and the EMA model is
+        exported (:meth:`export`).
+
+        Returns
+        -------
+        pathlib.Path or None
+            The exported model folder (``run_dir/model``) on the main process, ``None`` on the
+            others.
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss or the gradient norm is not finite; the last saved state is kept.
+        """
         acc, config = self.accelerator, self.config
         self._check_run_export(before_training=True)  # not after hours of training
         if self.resume:
@@ -1684,6 +1834,14 @@ class Trainer:
         Runs on the main process (the others wait). The loss uses fixed noise and times (one seeded
         generator), so evaluations are comparable; the skill is computed in normalized units on
         the first ``eval_fields`` validation fields with ``eval_members`` members.
+
+        Returns
+        -------
+        dict of str to float
+            On the main process ``"val/loss"``, ``"val/rmse"`` (ensemble mean),
+            ``"val/rmse_base"`` (upsampled coarse field), ``"val/rfne"``, ``"val/crps"`` and
+            ``"val/spread_skill"`` (NaN with ``eval_members = 1``); also appended to
+            ``validation.jsonl``. An empty dict on the other processes.
         """
         acc, config = self.accelerator, self.config
         metrics: dict[str, float] = {}
@@ -2097,7 +2255,22 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m flexdownscale.train``."""
+    """Entry point of ``python -m flexdownscale.train``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The command-line arguments (``--config run.toml [--resume] [--export-only]
+        [key=value ...]``); default None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when the launch ended (all steps done, the time limit reached or
+        the model exported), 2 on a
+        :class:`~flexdownscale.errors.FlexDownscaleError` or an ``OSError``, whose message is
+        printed to stderr on one line.
+    """
     from .errors import FlexDownscaleError
 
     try:

@@ -41,6 +41,17 @@ def degree_units(units: Any) -> Literal["north", "east", "south", "west", "degre
     ``degrees_south``, ``°W``, ... (coordinates that increase the other way); ``"degrees"`` for
     plain ``degrees``, ``degree``, ``deg`` and ``°`` (rotated-pole and unlabelled axes).
 
+    Parameters
+    ----------
+    units : object
+        A ``units`` attribute (any value: it is read as a string).
+
+    Returns
+    -------
+    {"north", "east", "south", "west", "degrees"} or None
+        The direction the degrees name, ``"degrees"`` for plain degrees, ``None`` when
+        ``units`` are not degrees.
+
     Examples
     --------
     >>> degree_units("Degrees_North"), degree_units("\u00b0E"), degree_units("m")
@@ -106,6 +117,20 @@ def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
     ``None`` when either string is not a known unit or the dimensions differ (K and m s-1).
     Identical strings give ``(1.0, 0.0)`` without parsing.
 
+    Parameters
+    ----------
+    found : str
+        The units the values are in (a CF ``units`` string, any common spelling).
+    expected : str
+        The units wanted.
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(scale, offset)``; a scale within 1e-12 of 1 is 1 and an offset that small is 0, so
+        that two spellings of one unit give exactly ``(1.0, 0.0)``. ``None`` when the values
+        cannot be converted.
+
     Examples
     --------
     >>> linear_conversion("degC", "K")
@@ -134,12 +159,42 @@ def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
 
 
 def same_units(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` name the same unit (``K`` and ``kelvin``; not ``degC``)."""
+    """Whether ``a`` and ``b`` name the same unit (``K`` and ``kelvin``; not ``degC``).
+
+    Parameters
+    ----------
+    a, b : str
+        CF ``units`` strings.
+
+    Returns
+    -------
+    bool
+        True when :func:`linear_conversion` converts one into the other with scale 1 and
+        offset 0; False for other units, different dimensions and strings that are not units
+        (two identical strings are the same unit all the same).
+    """
     return linear_conversion(a, b) == (1.0, 0.0)
 
 
 def conversion_rule(found: str, expected: str, scale: float, offset: float) -> str:
-    """In words: ``"values in K = values in degC + 273.15"``."""
+    """In words: ``"values in K = values in degC + 273.15"``.
+
+    Parameters
+    ----------
+    found : str
+        The units the values are in.
+    expected : str
+        The units they are converted into.
+    scale, offset : float
+        The conversion ``value_in_expected = value_in_found * scale + offset`` (as
+        :func:`linear_conversion` gives it).
+
+    Returns
+    -------
+    str
+        The rule, with ``x scale`` left out when the scale is 1 and the offset left out when it
+        is 0 (numbers to 10 significant digits).
+    """
     rule = f"values in {expected} = values in {found}"
     if scale != 1.0:
         rule += f" x {scale:.10g}"
@@ -149,7 +204,23 @@ def conversion_rule(found: str, expected: str, scale: float, offset: float) -> s
 
 
 def conversion_code(variable: str, scale: float, offset: float, units: str) -> str:
-    """Python that converts ``ds[variable]`` with ``scale`` and ``offset`` and sets ``units``."""
+    """Python that converts ``ds[variable]`` with ``scale`` and ``offset`` and sets ``units``.
+
+    Parameters
+    ----------
+    variable : str
+        The variable's name in ``ds``.
+    scale, offset : float
+        The conversion ``new = old * scale + offset`` (as :func:`linear_conversion` gives it).
+    units : str
+        The ``units`` attribute the converted variable gets.
+
+    Returns
+    -------
+    str
+        One line of Python, e.g.
+        ``ds['t2m'] = (ds['t2m'] + 273.15).assign_attrs(units='K')``, for an error message.
+    """
     term = f"ds[{variable!r}]"
     if scale != 1.0:
         term = f"{term} * {scale:.10g}"

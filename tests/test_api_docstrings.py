@@ -23,6 +23,11 @@ MODULES = (
     "flexdownscale.data",
     "flexdownscale.accessor",
     "flexdownscale.hub",
+    "flexdownscale.config",
+    "flexdownscale.train",
+    "flexdownscale.units",
+    "flexdownscale.demo",
+    "flexdownscale.errors",
     # more modules are added here, one line each, as their docstrings are completed
 )
 _UNDERLINE = re.compile(r"^-{3,}$")
@@ -125,6 +130,9 @@ def test_the_walk_finds_the_api():
         "flexdownscale.data.regrid",
         "flexdownscale.hub.resolve_model_path",
         "flexdownscale.hub.ModelFolderHeader",
+        "flexdownscale.config.TrainConfig",
+        "flexdownscale.train.Trainer.fit",
+        "flexdownscale.units.linear_conversion",
     ):
         assert expected in names
 
