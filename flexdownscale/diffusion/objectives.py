@@ -78,9 +78,43 @@ class Denoiser(Protocol):
         *,
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
-    ) -> Tensor: ...
+    ) -> Tensor:
+        """Evaluate the network at states ``x_t`` and times ``t``.
 
-    def encode_task(self, cond: Tensor) -> TaskFeatures: ...
+        Parameters
+        ----------
+        x_t : Tensor
+            Network input ``(B, C, ...)``: the noisy state in normalised units (IDFF: ``2 C``
+            channels, the state padded with zeros, see :meth:`Objective.network_input`).
+        t : Tensor
+            Network times ``(B,)`` in [0, 1] (:meth:`Objective.network_time`).
+        cond : Tensor or None, default None
+            Task input ``(B, C_cond, ...)``; not needed when ``task_features`` is given.
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``, for networks built with one.
+        task_features : TaskFeatures or None, default None
+            Output of :meth:`encode_task` for the same rows; used in place of ``cond``.
+
+        Returns
+        -------
+        Tensor
+            Network output of the shape of ``x_t``, read by the objective (e.g. ``v`` for
+            :class:`VPDiffusion`, ``x1 - x0`` for :class:`FlowMatching`).
+        """
+
+    def encode_task(self, cond: Tensor) -> TaskFeatures:
+        """Task features of ``cond``, computed once and reused at every sampler step.
+
+        Parameters
+        ----------
+        cond : Tensor
+            Task input ``(B, C_cond, ...)``.
+
+        Returns
+        -------
+        TaskFeatures
+            Tuple of tensors with the batch first (``B`` rows), accepted as ``task_features``.
+        """
 
 
 def repeat_features(features: TaskFeatures, repeats: int) -> TaskFeatures:
@@ -88,12 +122,38 @@ def repeat_features(features: TaskFeatures, repeats: int) -> TaskFeatures:
 
     Features of ``B`` fields become features of ``B * repeats`` ensemble members, member-fastest
     (row ``b * repeats + m`` is member ``m`` of field ``b``).
+
+    Parameters
+    ----------
+    features : TaskFeatures
+        Task features of ``B`` fields (a tuple of tensors, batch first), e.g. from
+        ``model.encode_task(cond)``.
+    repeats : int
+        Number of members per field.
+
+    Returns
+    -------
+    TaskFeatures
+        The same tensors with ``B * repeats`` rows each.
     """
     return tuple(f.repeat_interleave(repeats, dim=0) for f in features)
 
 
 def select_features(features: TaskFeatures, index: Tensor) -> TaskFeatures:
-    """Rows ``index`` (1-D integer tensor) of every tensor of ``features``."""
+    """Rows ``index`` (1-D integer tensor) of every tensor of ``features``.
+
+    Parameters
+    ----------
+    features : TaskFeatures
+        Task features (a tuple of tensors, batch first).
+    index : Tensor
+        1-D integer tensor of row numbers; moved to each feature's device.
+
+    Returns
+    -------
+    TaskFeatures
+        Tuple of tensors with ``len(index)`` rows each, in the order of ``index``.
+    """
     return tuple(f.index_select(0, index.to(f.device)) for f in features)
 
 
@@ -239,30 +299,126 @@ class Objective(ABC):
     # -- sampling -------------------------------------------------------------------------
     @abstractmethod
     def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
-        """Network times ``(steps + 1,)`` (float64) from the noise end to the data end."""
+        """Network times ``(steps + 1,)`` (float64) from the noise end to the data end.
+
+        Uniform in ``t``: VP from 1 to 0; flow matching and IDFF from ``t_min`` to ``t_max``.
+
+        Parameters
+        ----------
+        steps : int
+            Number of sampler steps (intervals of the grid).
+        device : torch.device, str or None, default None
+            Device of the returned grid (``None``: torch's default device).
+
+        Returns
+        -------
+        Tensor
+            The ``steps + 1`` grid times, float64.
+        """
 
     @abstractmethod
     def ode_time(self, t: Tensor) -> Tensor:
-        """The integration variable ``tau(t)``, increasing from noise to data."""
+        """The integration variable ``tau(t)``, increasing from noise to data.
+
+        VP: ``tau = -phi(t)`` with ``phi = atan2(sigma, alpha)``; flow matching and IDFF:
+        ``tau = t``.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network times in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            ``tau(t)``, same shape and dtype as ``t``.
+        """
 
     @abstractmethod
     def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        """Map a standard normal draw to a sample of the base distribution."""
+        """Map a standard normal draw to a sample of the base distribution.
+
+        Parameters
+        ----------
+        noise : Tensor
+            Standard normal draw ``(B, C, ...)``.
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base (flow matching and IDFF with
+            ``base="coarse_plus_noise"``), broadcastable to ``noise``; ``None`` is zero.
+            Ignored otherwise.
+
+        Returns
+        -------
+        Tensor
+            The initial sampler state, shape of ``noise``: ``noise`` itself for VP and the
+            gaussian base, ``x_lo + base_sigma * noise`` for the coarse-plus-noise base.
+        """
 
     @abstractmethod
     def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
         """Probability-flow ODE drift ``dx / dtau`` from the network output ``out`` at ``(x, t)``.
 
         ``t`` is a per-sample tensor broadcastable to ``x`` (shape ``(B, 1, ...)``).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output at ``(x, t)``, ``(B, C, ...)`` (IDFF: ``(B, 2 C, ...)``).
+        x : Tensor
+            Current state ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``x``; ``None`` is zero.
+
+        Returns
+        -------
+        Tensor
+            ``dx / dtau``, shape of ``x``.
         """
 
     @abstractmethod
     def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        """``grad_x log p_t(x)`` of the path's marginal, derived from the network output."""
+        """``grad_x log p_t(x)`` of the path's marginal, derived from the network output.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output at ``(x, t)``, ``(B, C, ...)`` (IDFF: ``(B, 2 C, ...)``).
+        x : Tensor
+            Current state ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``x``; ``None`` is zero.
+
+        Returns
+        -------
+        Tensor
+            The score, shape of ``x`` (used by :func:`~flexdownscale.diffusion.sample_sde`).
+        """
 
     @abstractmethod
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        """Prediction of the data end of the path from ``(x, t)`` (posterior mean)."""
+        """Prediction of the data end of the path from ``(x, t)`` (posterior mean).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output at ``(x, t)``, ``(B, C, ...)`` (IDFF: ``(B, 2 C, ...)``).
+        x : Tensor
+            Current state ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``x``; ``None`` is zero.
+
+        Returns
+        -------
+        Tensor
+            The data-end estimate (VP: ``x0_hat``; flow matching and IDFF: ``x1_hat``), shape of
+            ``x``.
+        """
 
     @abstractmethod
     def noise_variance(self, t: Tensor) -> Tensor:
@@ -271,6 +427,16 @@ class Objective(ABC):
 
         The scale of the marginal's narrowest directions: :func:`~flexdownscale.diffusion.
         sample_sde` measures its Langevin strength in it.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network time(s) in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            The variance, shape of ``t``.
         """
 
     @property
@@ -279,11 +445,33 @@ class Objective(ABC):
         """Default sampler settings for models trained with this objective."""
 
     def network_time(self, t: Tensor) -> Tensor:
-        """Time passed to the network (identity: every objective feeds its own ``t``)."""
+        """Time passed to the network (identity: every objective feeds its own ``t``).
+
+        Parameters
+        ----------
+        t : Tensor
+            Grid time(s) in [0, 1].
+
+        Returns
+        -------
+        Tensor
+            ``t`` itself.
+        """
         return t
 
     def network_input(self, x: Tensor) -> Tensor:
-        """State passed to the network: ``x`` itself (IDFF: ``x`` padded with zeros to ``2 C``)."""
+        """State passed to the network: ``x`` itself (IDFF: ``x`` padded with zeros to ``2 C``).
+
+        Parameters
+        ----------
+        x : Tensor
+            Sampler state ``(B, C, ...)``.
+
+        Returns
+        -------
+        Tensor
+            The network input, ``(B, channel_factor * C, ...)``.
+        """
         return x
 
 
@@ -299,14 +487,14 @@ class VPDiffusion(Objective):
 
     Parameters
     ----------
-    schedule
-        The log-SNR schedule.
-    target
+    schedule : CosineSchedule or None, default None
+        The log-SNR schedule (``None``: ``CosineSchedule()``).
+    target : {"v", "eps", "x"}, default "v"
         ``"v"``, ``"eps"`` or ``"x"``.
-    loss
+    loss : {"l1", "l2"}, default "l1"
         ``"l1"`` (reference default) or ``"l2"``. With l1 the network learns conditional
         medians; every sampler reads them as means (they coincide for symmetric posteriors).
-    loss_scale
+    loss_scale : float, default 1.0
         Multiplies the per-sample loss.
     """
 
@@ -335,7 +523,19 @@ class VPDiffusion(Objective):
         )
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha, sigma)`` at ``t`` computed in float64 and returned in ``t``'s dtype."""
+        """``(alpha, sigma)`` at ``t`` computed in float64 and returned in ``t``'s dtype.
+
+        Parameters
+        ----------
+        t : Tensor
+            Times in [0, 1], any shape (``0`` the data end, ``1`` the noise end).
+
+        Returns
+        -------
+        alpha, sigma : tuple of Tensor
+            Signal and noise scales of ``z_t = alpha x + sigma eps``, each of ``t``'s shape and
+            dtype (see :meth:`CosineSchedule.alpha_sigma`).
+        """
         alpha, sigma = self.schedule.alpha_sigma(t.to(torch.float64))
         return alpha.to(t.dtype), sigma.to(t.dtype)
 
@@ -439,7 +639,21 @@ class _BridgeBase(Objective):
         return x_lo
 
     def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
-        """``x0 = noise`` (gaussian) or ``x0 = x_lo + base_sigma * noise`` (coarse_plus_noise)."""
+        """``x0 = noise`` (gaussian) or ``x0 = x_lo + base_sigma * noise`` (coarse_plus_noise).
+
+        Parameters
+        ----------
+        noise : Tensor
+            Standard normal draw ``(B, C, ...)``.
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``noise``; ``None`` is zero
+            (the residual-space value). Ignored for the gaussian base.
+
+        Returns
+        -------
+        Tensor
+            The base draw ``x0``, shape of ``noise``.
+        """
         return self._base_mean(noise, x_lo) + self._base_std() * noise
 
     def _draw(
@@ -546,12 +760,12 @@ class IDFF(_BridgeBase):
 
     Parameters
     ----------
-    sigma
-        Bridge noise level ``sigma``.
-    c
-        Regulariser of the ``1 / (1 - t + c)`` weighting of the data-endpoint loss.
+    sigma : float, default 0.2
+        Bridge noise level ``sigma``, positive.
+    c : float, default 0.01
+        Regulariser of the ``1 / (1 - t + c)`` weighting of the data-endpoint loss, positive.
     base, base_sigma, t_min, t_max, loss, loss_scale
-        As in :class:`FlowMatching`.
+        As in :class:`FlowMatching` (same defaults); IDFF needs ``0 < t_min`` and ``t_max < 1``.
     """
 
     name = "idff"
@@ -598,19 +812,53 @@ class IDFF(_BridgeBase):
         )
 
     def bridge_std(self, t: Tensor) -> Tensor:
-        """``s_t = sigma sqrt(t (1 - t))``."""
+        """``s_t = sigma sqrt(t (1 - t))``.
+
+        Parameters
+        ----------
+        t : Tensor
+            Times in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            Standard deviation ``s_t`` of the bridge noise, shape of ``t``; 0 at both ends.
+        """
         return self.sigma * torch.sqrt(t * (1 - t))
 
     def noise_variance(self, t: Tensor) -> Tensor:
         return ((1 - t) * self._base_std()) ** 2 + self.bridge_std(t) ** 2
 
     def network_input(self, x: Tensor) -> Tensor:
-        """``cat([x, zeros_like(x)])`` along channels: the network's ``2 C``-channel input."""
+        """``cat([x, zeros_like(x)])`` along channels: the network's ``2 C``-channel input.
+
+        Parameters
+        ----------
+        x : Tensor
+            Sampler state ``(B, C, ...)``.
+
+        Returns
+        -------
+        Tensor
+            ``(B, 2 C, ...)``, the last ``C`` channels zero.
+        """
         return torch.cat([x, torch.zeros_like(x)], dim=1)
 
     @staticmethod
     def split(out: Tensor) -> tuple[Tensor, Tensor]:
-        """Split a ``2 C``-channel output into ``(x1_hat, s_hat)``."""
+        """Split a ``2 C``-channel output into ``(x1_hat, s_hat)``.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``(B, 2 C, ...)``.
+
+        Returns
+        -------
+        x1_hat, s_hat : tuple of Tensor
+            The first ``C`` channels (data-endpoint prediction) and the last ``C`` (score of
+            the bridge marginal), each ``(B, C, ...)``.
+        """
         channels = out.shape[1] // 2
         return out[:, :channels], out[:, channels:]
 
@@ -662,6 +910,23 @@ class IDFF(_BridgeBase):
 
 def build_objective(config: DiffusionConfig) -> Objective:
     """The objective described by a :class:`~flexdownscale.config.DiffusionConfig`.
+
+    Parameters
+    ----------
+    config : DiffusionConfig
+        ``objective`` picks the class (``"vp"``, ``"flow"`` or ``"idff"``); the schedule, base,
+        time interval, IDFF and loss fields are passed on. ``loss = None`` takes the
+        objective's own (``"l1"`` for vp, ``"l2"`` for flow and idff).
+
+    Returns
+    -------
+    Objective
+        A :class:`VPDiffusion`, :class:`FlowMatching` or :class:`IDFF`.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown objective or a ``loss_scale`` that is not a positive finite number.
 
     Examples
     --------

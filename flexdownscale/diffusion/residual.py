@@ -42,13 +42,13 @@ class ResidualModel(nn.Module):
 
     Parameters
     ----------
-    backbone
+    backbone : Denoiser
         Any network implementing the ``Denoiser`` protocol (an ``nn.Module`` is registered as a
         submodule, so ``.to()``, ``.parameters()`` and ``state_dict()`` include it).
-    task
+    task : {"superres", "forecast"}, default "superres"
         ``"superres"`` (``base = cond``, the upsampled coarse field) or ``"forecast"``
         (``base`` = the last of the ``past_frames`` frames stacked in ``cond``).
-    past_frames
+    past_frames : int, default 1
         Number of past frames stacked in ``cond`` when forecasting.
 
     Examples
@@ -89,15 +89,64 @@ class ResidualModel(nn.Module):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
     ) -> Tensor:
-        """Call the backbone (see the ``Denoiser`` protocol)."""
+        """Call the backbone (see the ``Denoiser`` protocol).
+
+        Parameters
+        ----------
+        x_t : Tensor
+            Noisy residual state ``(B, C, H, W)`` in normalised units (IDFF: ``2 C`` channels).
+        t : Tensor
+            Network times ``(B,)`` in [0, 1].
+        cond : Tensor or None, default None
+            Task input ``(B, C_cond, H, W)``; not needed when ``task_features`` is given.
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``, for backbones built with one.
+        task_features : TaskFeatures or None, default None
+            Output of :meth:`encode_task`, used in place of ``cond``.
+
+        Returns
+        -------
+        Tensor
+            The backbone's output, shape of ``x_t``.
+        """
         return self.backbone(x_t, t, cond, phys=phys, task_features=task_features)
 
     def encode_task(self, cond: Tensor) -> TaskFeatures:
-        """The backbone's task features of ``cond`` (computed once per field by the samplers)."""
+        """The backbone's task features of ``cond`` (computed once per field by the samplers).
+
+        Parameters
+        ----------
+        cond : Tensor
+            Task input ``(B, C_cond, H, W)``.
+
+        Returns
+        -------
+        TaskFeatures
+            Tuple of tensors with the batch first, accepted by :meth:`forward` as
+            ``task_features``.
+        """
         return self.backbone.encode_task(cond)
 
     def base_of(self, cond: Tensor) -> Tensor:
-        """The base field implied by ``cond``: ``cond`` (superres) or its last frame (forecast)."""
+        """The base field implied by ``cond``: ``cond`` (superres) or its last frame (forecast).
+
+        Parameters
+        ----------
+        cond : Tensor
+            Task input ``(B, C_cond, H, W)``: the upsampled coarse field (superres) or
+            ``past_frames`` frames stacked on channels, oldest first (forecast).
+
+        Returns
+        -------
+        Tensor
+            ``cond`` itself (superres), or its last ``C_cond / past_frames`` channels, the
+            newest frame (forecast), ``(B, C, H, W)``.
+
+        Raises
+        ------
+        ShapeError
+            When forecasting and ``C_cond`` is not a multiple of ``past_frames``.
+        """
         if self.task == "superres":
             return cond
         channels, rest = divmod(cond.shape[1], self.past_frames)
@@ -109,7 +158,25 @@ class ResidualModel(nn.Module):
         return cond[:, cond.shape[1] - channels :]
 
     def residual(self, target: Tensor, base: Tensor) -> Tensor:
-        """``target - base`` (shapes must match)."""
+        """``target - base`` (shapes must match).
+
+        Parameters
+        ----------
+        target : Tensor
+            Fine field (superres) or next frame (forecast), ``(B, C, H, W)``.
+        base : Tensor
+            The base field (:meth:`base_of`), same shape.
+
+        Returns
+        -------
+        Tensor
+            The residual ``target - base``, same shape.
+
+        Raises
+        ------
+        ShapeError
+            When the shapes differ.
+        """
         if target.shape != base.shape:
             raise ShapeError(
                 f"target {tuple(target.shape)} and base {tuple(base.shape)} must have the same shape"
@@ -130,18 +197,24 @@ class ResidualModel(nn.Module):
 
         Parameters
         ----------
-        objective
+        objective : Objective
             The objective.
-        target
+        target : Tensor
             Fine field (superres) or next frame (forecast), ``(B, C, H, W)``.
-        cond
+        cond : Tensor
             Task input, ``(B, C_cond, H, W)``.
-        base
+        base : Tensor or None, default None
             Defaults to :meth:`base_of` ``(cond)``.
-        phys
+        phys : Tensor or None, default None
             Scalar physical condition ``(B,)``.
-        generator
+        generator : torch.Generator or None, default None
             Source of the random times and noises.
+
+        Returns
+        -------
+        Tensor
+            Shape ``(B,)``: :meth:`Objective.loss` of the backbone on the residual (times drawn
+            from the objective's training interval).
         """
         base = self.base_of(cond) if base is None else base
         residual = self.residual(target, base)
@@ -166,6 +239,41 @@ class ResidualModel(nn.Module):
 
         See :func:`~flexdownscale.diffusion.samplers.sample_ensemble` for ``members``,
         ``sampler``, ``steps``, ``generator``, ``noise``, ``batch_size`` and the sampler options.
+
+        Parameters
+        ----------
+        objective : Objective
+            The objective the backbone was trained with.
+        cond : Tensor
+            Task input ``(B, C_cond, H, W)``.
+        base : Tensor or None, default None
+            Base field ``(B, C, H, W)`` the residual samples are added to (default:
+            :meth:`base_of` ``(cond)``).
+        members : int, default 1
+            Ensemble size ``M``.
+        sampler : {"ddim", "euler", "heun", "sde", "idff"} or None, default None
+            Sampler name (``None``: the objective's default).
+        steps : int or None, default None
+            Number of sampler steps (``None``: the default of the objective or sampler).
+        generator : torch.Generator, int or None, default None
+            Seed source, as in ``sample_ensemble``.
+        noise : Tensor or None, default None
+            Initial standard normal noise ``(B, M, C, H, W)`` (default: drawn per member).
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``.
+        batch_size : int or None, default None
+            Member rows per network call (``None``: all ``B * M`` at once).
+
+        Other Parameters
+        ----------------
+        **options
+            Sampler options (``eta``, ``delta``, ``g1``, ``g2``).
+
+        Returns
+        -------
+        Tensor
+            ``base + residual`` per member, ``(B, M, C, H, W)``, in ``cond``'s dtype (float32
+            when ``cond`` is not floating).
         """
         base = self.base_of(cond) if base is None else base
         residual = sample_ensemble(
@@ -226,7 +334,7 @@ def rollout(
     members
         Ensemble size ``M``. All members start from ``frames``; from then on each member's
         next input is its own past frames (never the ensemble mean).
-    sampler, steps, batch_size, **options
+    sampler, steps, batch_size
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
     generator
         An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
@@ -249,6 +357,11 @@ def rollout(
     on_lead
         Called with the lead number (1 to ``lead_steps``) when that lead of a field is sampled
         (all its members), ``B * lead_steps`` calls in all; e.g. to advance a progress bar.
+
+    Other Parameters
+    ----------------
+    **options
+        Sampler options, as in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
 
     Returns
     -------

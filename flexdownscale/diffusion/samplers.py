@@ -265,16 +265,41 @@ def sample_ddim(
 
     Parameters
     ----------
-    model, x_init, cond, objective, steps, generator, phys, task_features, x_lo, model_dtype,
-    return_trajectory
-        See the module docstring. ``x_init``: ``(B, C, ...)`` standard normal noise.
-        ``generator``: one ``torch.Generator`` or one per row (only used when ``eta > 0``).
-    eta
+    model : Denoiser
+        The network (any :class:`~flexdownscale.diffusion.Denoiser`).
+    x_init : Tensor
+        Initial state ``(B, C, ...)``: standard normal noise (the VP base).
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)`` (batch of ``x_init``), or ``None`` for an unconditional
+        model; cast to the network's dtype.
+    objective : Objective
+        The objective the model was trained with; it says how the network output is read.
+    steps : int, default 2
+        Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
+    generator : torch.Generator, sequence of torch.Generator, or None, default None
+        One ``torch.Generator`` or one per row of ``x_init``; only used when ``eta > 0``
+        (``None``: torch's global generator).
+    phys : Tensor or None, default None
+        Scalar physical condition ``(B,)``, for models built with one.
+    task_features : TaskFeatures or None, default None
+        ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
+        call when ``None``.
+    x_lo : Tensor or None, default None
+        Checked to broadcast to ``x_init``; unused (the VP objective has no base mean).
+    model_dtype : torch.dtype or None, default None
+        Dtype of the network's inputs (default: the dtype of the model's first floating
+        parameter, float32 for a model without one). The state stays float64.
+    return_trajectory : bool, default False
+        Also return the state at every grid time.
+    eta : float, default 0.0
         Stochasticity in [0, 1]; 0 (default) is deterministic DDIM.
 
     Returns
     -------
     SampleResult
+        ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
+        float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
+        network evaluations: ``steps``.
     """
     _check_common("ddim", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
@@ -341,7 +366,44 @@ def sample_euler(
     Flow matching and IDFF integrate in ``t`` from ``t_min`` to ``t_max``; VP integrates in
     ``tau = -phi(t)`` (``phi = atan2(sigma, alpha)``) on a uniform grid in ``t`` from 1 to 0, where
     the ODE is ``dz / dtau = -v``. Deterministic: ``generator`` is accepted and unused.
-    Parameters as in :func:`sample_ddim` (without ``eta``).
+
+    Parameters
+    ----------
+    model : Denoiser
+        The network (any :class:`~flexdownscale.diffusion.Denoiser`).
+    x_init : Tensor
+        Initial state ``(B, C, ...)``, a draw from the objective's base distribution
+        (``objective.initial_state(noise)``), in normalised units.
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)`` (batch of ``x_init``), or ``None`` for an unconditional
+        model; cast to the network's dtype.
+    objective : Objective
+        The objective the model was trained with; it says how the network output is read.
+    steps : int, default 50
+        Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
+    generator : torch.Generator, sequence of torch.Generator, or None, default None
+        Accepted for the shared signature and unused: the sampler is deterministic.
+    phys : Tensor or None, default None
+        Scalar physical condition ``(B,)``, for models built with one.
+    task_features : TaskFeatures or None, default None
+        ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
+        call when ``None``.
+    x_lo : Tensor or None, default None
+        Mean of the coarse-plus-noise base (flow matching and IDFF with
+        ``base="coarse_plus_noise"``), broadcastable to ``x_init``; ``None`` is zero, the
+        residual-space value. Ignored otherwise.
+    model_dtype : torch.dtype or None, default None
+        Dtype of the network's inputs (default: the dtype of the model's first floating
+        parameter, float32 for a model without one). The state stays float64.
+    return_trajectory : bool, default False
+        Also return the state at every grid time.
+
+    Returns
+    -------
+    SampleResult
+        ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
+        float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
+        network evaluations: ``steps``.
     """
     net, times, taus = _ode_setup(
         "euler", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -382,6 +444,44 @@ def sample_heun(
     steps with the corrector at the end gave a log-spectral distance of 6.1 dB and a spread-skill
     ratio inflated to 0.97; without it 1.1 dB and 0.41). One Euler step keeps the global error
     second order.
+
+    Parameters
+    ----------
+    model : Denoiser
+        The network (any :class:`~flexdownscale.diffusion.Denoiser`).
+    x_init : Tensor
+        Initial state ``(B, C, ...)``, a draw from the objective's base distribution
+        (``objective.initial_state(noise)``), in normalised units.
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)`` (batch of ``x_init``), or ``None`` for an unconditional
+        model; cast to the network's dtype.
+    objective : Objective
+        The objective the model was trained with; it says how the network output is read.
+    steps : int, default 25
+        Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
+    generator : torch.Generator, sequence of torch.Generator, or None, default None
+        Accepted for the shared signature and unused: the sampler is deterministic.
+    phys : Tensor or None, default None
+        Scalar physical condition ``(B,)``, for models built with one.
+    task_features : TaskFeatures or None, default None
+        ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
+        call when ``None``.
+    x_lo : Tensor or None, default None
+        Mean of the coarse-plus-noise base (flow matching and IDFF with
+        ``base="coarse_plus_noise"``), broadcastable to ``x_init``; ``None`` is zero, the
+        residual-space value. Ignored otherwise.
+    model_dtype : torch.dtype or None, default None
+        Dtype of the network's inputs (default: the dtype of the model's first floating
+        parameter, float32 for a model without one). The state stays float64.
+    return_trajectory : bool, default False
+        Also return the state at every grid time.
+
+    Returns
+    -------
+    SampleResult
+        ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
+        float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
+        network evaluations: ``2 steps - 1``.
     """
     net, times, taus = _ode_setup(
         "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -437,8 +537,44 @@ def sample_sde(
 
     Parameters
     ----------
-    delta
+    model : Denoiser
+        The network (any :class:`~flexdownscale.diffusion.Denoiser`).
+    x_init : Tensor
+        Initial state ``(B, C, ...)``, a draw from the objective's base distribution
+        (``objective.initial_state(noise)``), in normalised units.
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)`` (batch of ``x_init``), or ``None`` for an unconditional
+        model; cast to the network's dtype.
+    objective : Objective
+        The objective the model was trained with; it says how the network output is read.
+    steps : int, default 50
+        Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
+    generator : torch.Generator, sequence of torch.Generator, or None, default None
+        Source of the step noise: one generator, or one per row of ``x_init``
+        (``None``: torch's global generator).
+    phys : Tensor or None, default None
+        Scalar physical condition ``(B,)``, for models built with one.
+    task_features : TaskFeatures or None, default None
+        ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
+        call when ``None``.
+    x_lo : Tensor or None, default None
+        Mean of the coarse-plus-noise base (flow matching and IDFF with
+        ``base="coarse_plus_noise"``), broadcastable to ``x_init``; ``None`` is zero, the
+        residual-space value. Ignored otherwise.
+    model_dtype : torch.dtype or None, default None
+        Dtype of the network's inputs (default: the dtype of the model's first floating
+        parameter, float32 for a model without one). The state stays float64.
+    return_trajectory : bool, default False
+        Also return the state at every grid time.
+    delta : float, default 0.0
         Langevin strength in units of the path's noise variance, ``>= 0``.
+
+    Returns
+    -------
+    SampleResult
+        ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
+        float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
+        network evaluations: ``steps``.
     """
     net, times, taus = _ode_setup(
         "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -502,10 +638,47 @@ def sample_idff(
 
     Parameters
     ----------
-    g1
+    model : Denoiser
+        The network (any :class:`~flexdownscale.diffusion.Denoiser`).
+    x_init : Tensor
+        Initial state ``(B, C, ...)``, a draw from the objective's base distribution
+        (``objective.initial_state(noise)``), in normalised units.
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)`` (batch of ``x_init``), or ``None`` for an unconditional
+        model; cast to the network's dtype.
+    objective : Objective
+        The objective the model was trained with; it says how the network output is read.
+    steps : int, default 10
+        Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
+    generator : torch.Generator, sequence of torch.Generator, or None, default None
+        Source of the step noise (used when ``g1 > 0``): one generator, or one per row of ``x_init``
+        (``None``: torch's global generator).
+    phys : Tensor or None, default None
+        Scalar physical condition ``(B,)``, for models built with one.
+    task_features : TaskFeatures or None, default None
+        ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
+        call when ``None``.
+    x_lo : Tensor or None, default None
+        Mean of the coarse-plus-noise base (flow matching and IDFF with
+        ``base="coarse_plus_noise"``), broadcastable to ``x_init``; ``None`` is zero, the
+        residual-space value. Ignored otherwise.
+    model_dtype : torch.dtype or None, default None
+        Dtype of the network's inputs (default: the dtype of the model's first floating
+        parameter, float32 for a model without one). The state stays float64.
+    return_trajectory : bool, default False
+        Also return the state at every grid time.
+    g1 : float, default 0.0
         Langevin strength, ``>= 0``.
-    g2
+    g2 : float, default 0.0
         Weight of the second-order (momentum) term, ``>= 0``; costs one JVP per step.
+
+    Returns
+    -------
+    SampleResult
+        ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
+        float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
+        network evaluations: ``steps`` (``2 steps`` with ``g2 > 0``: each JVP counts
+        as one).
     """
     _check_common("idff", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
@@ -570,6 +743,22 @@ def resolve_sampler_options(
     """The options of sampler ``name``: ``defaults``' values (a
     :class:`~flexdownscale.config.SamplerConfig`) updated by ``given``.
 
+    Parameters
+    ----------
+    name : str
+        Sampler name, a key of :data:`SAMPLER_OPTIONS`.
+    given : mapping of str to number, or None
+        Options passed by the caller (``None``: none).
+    defaults : SamplerConfig
+        Supplies the value of every option of the sampler not in ``given``.
+    argument : str, default "options"
+        The caller's name for ``given``, used in error messages.
+
+    Returns
+    -------
+    dict of str to float
+        One entry per option the sampler takes (``SAMPLER_OPTIONS[name]``, possibly none).
+
     Raises
     ------
     ConfigError
@@ -630,6 +819,30 @@ def sample(
     ``sampler=None`` picks the objective's default sampler (``objective.sampler_defaults``);
     ``steps=None`` its default steps, or the chosen sampler's own default when the sampler is
     not the objective's default. Other keywords go to the sampler.
+
+    Parameters
+    ----------
+    model : Denoiser
+        The network.
+    x_init : Tensor
+        Initial state ``(B, C, ...)``, a draw from the objective's base distribution.
+    cond : Tensor or None, default None
+        Task input ``(B, C_cond, ...)``, or ``None`` for an unconditional model.
+    objective : Objective
+        The objective the model was trained with.
+    sampler : {"ddim", "euler", "heun", "sde", "idff"} or None, default None
+        Sampler name (``None``: the objective's default).
+    steps : int or None, default None
+        Number of steps (``None``: see above).
+    **kwargs
+        Passed to the sampler: ``generator``, ``phys``, ``task_features``, ``x_lo``,
+        ``model_dtype``, ``return_trajectory`` and its options (see :func:`sample_euler`,
+        :func:`sample_ddim`, :func:`sample_sde`, :func:`sample_idff`).
+
+    Returns
+    -------
+    SampleResult
+        The chosen sampler's result.
     """
     name, steps = _resolve(objective, sampler, steps)
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
@@ -693,6 +906,19 @@ def member_generators(generator: torch.Generator | int | None, count: int) -> li
     One ``torch.randint`` call draws the seeds, so generator ``i`` is the same whatever
     ``count`` is: member ``i`` of an ensemble does not depend on how many others are drawn.
     The generators live on ``generator``'s device.
+
+    Parameters
+    ----------
+    generator : torch.Generator, int or None
+        The source of the seeds: a generator, an integer seed in ``[0, 2**63)`` (a new CPU
+        generator seeded with it), or ``None`` (a seed from torch's global generator).
+    count : int
+        Number of generators.
+
+    Returns
+    -------
+    list of torch.Generator
+        ``count`` generators, each seeded with a value in ``[0, 2**62)``.
     """
     generator = _as_generator(generator)
     seeds = torch.randint(0, _SEED_RANGE, (count,), generator=generator, device=generator.device)
@@ -776,6 +1002,9 @@ def sample_ensemble(
         Dtype of the network input (default: the model's parameter dtype).
     device
         Device of the samples (default: ``cond``'s, else the noise's, else the CPU).
+
+    Other Parameters
+    ----------------
     **options
         Sampler options (``eta``, ``delta``, ``g1``, ``g2``, ``return_trajectory`` is not allowed).
 

@@ -50,9 +50,9 @@ class CosineSchedule:
 
     Parameters
     ----------
-    logsnr_min, logsnr_max
+    logsnr_min, logsnr_max : float, default -20.0 and 20.0
         Log-SNR at ``t = 1`` and ``t = 0`` before the shift (the reference uses -20 and 20).
-    shift
+    shift : float, default 1.0
         Positive multiplicative shift of ``tan``.
 
     Examples
@@ -87,15 +87,51 @@ class CosineSchedule:
         return math.atan(math.exp(-0.5 * self.logsnr_min)) - self._b
 
     def logsnr(self, t: Tensor) -> Tensor:
-        """Log signal-to-noise ratio at time ``t`` in [0, 1] (any shape, dtype kept)."""
+        """Log signal-to-noise ratio at time ``t`` in [0, 1] (any shape, dtype kept).
+
+        Parameters
+        ----------
+        t : Tensor
+            Times in [0, 1], any shape (``0`` the data end, ``1`` the noise end).
+
+        Returns
+        -------
+        Tensor
+            ``logsnr(t) = log(alpha^2 / sigma^2)``, same shape and dtype as ``t``; decreasing in
+            ``t``, from ``logsnr_max - 2 log(shift)`` at ``t = 0`` to ``logsnr_min - 2 log(shift)``
+            at ``t = 1``.
+        """
         return -2.0 * torch.log(torch.tan(self._a * t + self._b) * self.shift)
 
     def t_from_logsnr(self, logsnr: Tensor) -> Tensor:
-        """Inverse of :meth:`logsnr`."""
+        """Inverse of :meth:`logsnr`.
+
+        Parameters
+        ----------
+        logsnr : Tensor
+            Log signal-to-noise ratios, any shape, within the schedule's (shifted) range.
+
+        Returns
+        -------
+        Tensor
+            The times ``t`` in [0, 1] with ``self.logsnr(t) == logsnr``, same shape and dtype.
+        """
         return (torch.atan(torch.exp(-0.5 * logsnr) / self.shift) - self._b) / self._a
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha, sigma)`` at time ``t``: ``alpha^2 = sigmoid(logsnr)``, ``sigma^2 = sigmoid(-logsnr)``."""
+        """``(alpha, sigma)`` at time ``t``: ``alpha^2 = sigmoid(logsnr)``, ``sigma^2 = sigmoid(-logsnr)``.
+
+        Parameters
+        ----------
+        t : Tensor
+            Times in [0, 1], any shape.
+
+        Returns
+        -------
+        alpha, sigma : tuple of Tensor
+            Signal and noise scales of ``z_t = alpha x + sigma eps``, each of ``t``'s shape and
+            dtype, in [0, 1] with ``alpha^2 + sigma^2 = 1``.
+        """
         logsnr = self.logsnr(t)
         return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
 
@@ -103,41 +139,163 @@ class CosineSchedule:
         """``phi = atan2(sigma, alpha)`` in [0, pi/2]: ``alpha = cos phi``, ``sigma = sin phi``.
 
         The probability-flow ODE of the VP process is ``dz / dphi = E[v | z]``.
+
+        Parameters
+        ----------
+        t : Tensor
+            Times in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            The angle ``phi`` in radians, same shape and dtype as ``t``; increasing in ``t``.
         """
         # tan(phi) = sigma / alpha = exp(-logsnr / 2) = tan(a t + b) * shift
         return torch.atan(torch.tan(self._a * t + self._b) * self.shift)
 
 
 def x0_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Clean field from the velocity: ``x0 = alpha z - sigma v``."""
+    """Clean field from the velocity: ``x0 = alpha z - sigma v``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    v : Tensor
+        Velocity, e.g. the network's ``v`` prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Clean-field (``x0``) estimate, the broadcast shape of the inputs.
+    """
     return alpha * z - sigma * v
 
 
 def eps_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Noise from the velocity: ``eps = sigma z + alpha v``."""
+    """Noise from the velocity: ``eps = sigma z + alpha v``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    v : Tensor
+        Velocity, e.g. the network's ``v`` prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Noise (``eps``) estimate, the broadcast shape of the inputs.
+    """
     return sigma * z + alpha * v
 
 
 def v_from_x0_eps(x0: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Velocity from clean field and noise: ``v = alpha eps - sigma x0``."""
+    """Velocity from clean field and noise: ``v = alpha eps - sigma x0``.
+
+    Parameters
+    ----------
+    x0 : Tensor
+        Clean field (data), any shape, e.g. ``(B, C, H, W)``.
+    eps : Tensor
+        Standard normal noise, shape of ``x0``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Velocity ``v``, the broadcast shape of the inputs.
+    """
     return alpha * eps - sigma * x0
 
 
 def v_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Velocity from the noisy state and a clean-field prediction: ``v = (alpha z - x0) / sigma``."""
+    """Velocity from the noisy state and a clean-field prediction: ``v = (alpha z - x0) / sigma``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    x0 : Tensor
+        Clean-field (data) prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Velocity ``v``, the broadcast shape of the inputs.
+    """
     return (alpha * z - x0) / sigma
 
 
 def v_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Velocity from the noisy state and a noise prediction: ``v = (eps - sigma z) / alpha``."""
+    """Velocity from the noisy state and a noise prediction: ``v = (eps - sigma z) / alpha``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    eps : Tensor
+        Noise prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Velocity ``v``, the broadcast shape of the inputs.
+    """
     return (eps - sigma * z) / alpha
 
 
 def x0_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Clean field from a noise prediction: ``x0 = (z - sigma eps) / alpha``."""
+    """Clean field from a noise prediction: ``x0 = (z - sigma eps) / alpha``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    eps : Tensor
+        Noise prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Clean-field (``x0``) estimate, the broadcast shape of the inputs.
+    """
     return (z - sigma * eps) / alpha
 
 
 def eps_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """Noise from a clean-field prediction: ``eps = (z - alpha x0) / sigma``."""
+    """Noise from a clean-field prediction: ``eps = (z - alpha x0) / sigma``.
+
+    Parameters
+    ----------
+    z : Tensor
+        Noisy state ``z = alpha x0 + sigma eps``, any shape, e.g. ``(B, C, H, W)``.
+    x0 : Tensor
+        Clean-field (data) prediction, shape of ``z``.
+    alpha, sigma : Tensor
+        Signal and noise scales at the state's time (see :meth:`CosineSchedule.alpha_sigma`),
+        broadcastable against the fields, e.g. ``(B, 1, 1, 1)`` per sample or scalars.
+
+    Returns
+    -------
+    Tensor
+        Noise (``eps``) estimate, the broadcast shape of the inputs.
+    """
     return (z - alpha * x0) / sigma
