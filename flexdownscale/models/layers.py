@@ -610,6 +610,18 @@ class Backbone(nn.Module):
 
         Checkpointing (``torch.utils.checkpoint``, ``use_reentrant=False``) is used when the
         config asks for it, the module is in training mode and gradients are being recorded.
+
+        Parameters
+        ----------
+        block : callable
+            The block to run, e.g. a submodule.
+        *args
+            Its inputs (tensors).
+
+        Returns
+        -------
+        Tensor
+            ``block(*args)``.
         """
         if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, *args, use_reentrant=False)

@@ -153,10 +153,15 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 
     Parameters
     ----------
-    model
+    model : nn.Module
         Any module.
-    trainable_only
+    trainable_only : bool, default False
         Count only parameters with ``requires_grad``.
+
+    Returns
+    -------
+    int
+        Total number of scalar weights (the sum of ``numel()`` over the parameters).
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -197,7 +202,18 @@ def export_state_dict(
 
 
 def format_parameter_count(count: int) -> str:
-    """``49255937 -> '49.26 M'``."""
+    """``49255937 -> '49.26 M'``.
+
+    Parameters
+    ----------
+    count : int
+        A number of parameters (e.g. from :func:`count_parameters`).
+
+    Returns
+    -------
+    str
+        The count in millions with two decimals and the unit ``" M"``.
+    """
     return f"{count / 1e6:.2f} M"
 
 
