@@ -28,11 +28,7 @@ MODULES = (
     "flexdownscale.units",
     "flexdownscale.demo",
     "flexdownscale.errors",
-    # flexdownscale.diffusion.objectives waits for the walk to skip typing.Protocol classes:
-    # Denoiser's constructor is typing's (*args, **kwargs), not documentable for mkdocs --strict
-    "flexdownscale.diffusion.schedules",
-    "flexdownscale.diffusion.samplers",
-    "flexdownscale.diffusion.residual",
+    "flexdownscale.diffusion",
     "flexdownscale.models",
     # more modules are added here, one line each, as their docstrings are completed
 )
@@ -98,7 +94,10 @@ def public_callables() -> Iterator[tuple[str, Callable, str, bool]]:
                 yield qual, obj, inspect.getdoc(obj) or "", False
             if not inspect.isclass(obj) or not obj.__module__.startswith("flexdownscale"):
                 continue
-            if ("__init__" in vars(obj) or dataclasses.is_dataclass(obj)) and id(obj) not in seen:
+            # a typing.Protocol's constructor is typing's (*args, **kwargs): nothing to document
+            protocol = getattr(obj, "_is_protocol", False)
+            constructor = "__init__" in vars(obj) or dataclasses.is_dataclass(obj)
+            if constructor and not protocol and id(obj) not in seen:
                 seen.add(id(obj))
                 yield qual, obj.__init__, inspect.getdoc(obj) or "", True
             for klass in obj.__mro__:
@@ -139,8 +138,8 @@ def test_the_walk_finds_the_api():
         "flexdownscale.config.TrainConfig",
         "flexdownscale.train.Trainer.fit",
         "flexdownscale.units.linear_conversion",
-        "flexdownscale.diffusion.samplers.sample_euler",
-        "flexdownscale.diffusion.schedules.CosineSchedule.alpha_sigma",
+        "flexdownscale.diffusion.sample_euler",
+        "flexdownscale.diffusion.CosineSchedule.alpha_sigma",
         "flexdownscale.models.count_parameters",
     ):
         assert expected in names
