@@ -24,6 +24,7 @@ __all__ = [
     "degree_units",
     "linear_conversion",
     "parse_units",
+    "quantity_kind",
     "same_units",
 ]
 
@@ -84,6 +85,18 @@ _TEMPERATURE = re.compile(
 )
 _TEMPERATURE_UNITS = {"c": "degC", "centigrade": "degC", "celsius": "degC", "k": "K"}
 _TEMPERATURE_UNITS |= {"kelvin": "K", "f": "degF", "fahrenheit": "degF"}
+#: the same spellings as one factor of a composite unit (``m Kelvin^2``, ``W m-2 (deg C)-1``):
+#: not inside a longer word, so ``degrees_north``, ``kg`` and ``mK`` are left as they are
+_TEMPERATURE_TOKEN = re.compile(
+    r"(?<![A-Za-z\u00b0])(?:(?:degrees?|deg|\u00b0)[\s_]*"
+    r"(?P<short>c|celsius|centigrade|k|kelvin|f|fahrenheit)"
+    r"|(?P<word>celsius|centigrade|kelvin|fahrenheit))(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+
+def _temperature_spelling(match: re.Match[str]) -> str:
+    return _TEMPERATURE_UNITS[(match["short"] or match["word"]).lower()]
 
 
 @functools.cache
@@ -92,12 +105,25 @@ def parse_units(units: str) -> Any | None:
 
     An empty string is not parsed (CF writes dimensionless quantities as ``1``). Temperatures
     are read in every common spelling (``degC``, ``degree_C``, ``degrees C``, ``Celsius``,
-    ``degree_K``, ``Kelvin``, ``degF``, ...).
+    ``degree_K``, ``Kelvin``, ``degF``, ...), on their own and as factors of composite units
+    (``m Kelvin^2``, the units of a spectrum of a field in ``Kelvin``; ``m (deg C)^2``).
+
+    Parameters
+    ----------
+    units : str
+        A ``units`` attribute.
+
+    Returns
+    -------
+    pint.Unit or None
+        The unit; ``None`` for an empty string or text that is no unit.
 
     Examples
     --------
     >>> parse_units("degrees_C") == parse_units("degC"), parse_units("Kelvin") == parse_units("K")
     (True, True)
+    >>> parse_units("m Kelvin^2") == parse_units("m K^2")
+    True
     """
     text = str(units).strip()
     if not text:
@@ -105,10 +131,68 @@ def parse_units(units: str) -> Any | None:
     temperature = _TEMPERATURE.fullmatch(text)
     if temperature is not None:
         text = _TEMPERATURE_UNITS[(temperature["short"] or temperature["word"]).lower()]
+    else:  # a composite unit: each temperature factor in pint's spelling
+        text = _TEMPERATURE_TOKEN.sub(_temperature_spelling, text)
     try:
         return _registry().Quantity(1.0, text).units
     except Exception:  # pint raises several error types for text that is no unit
         return None
+
+
+#: words for the kinds of quantity met in weather and climate data, by a unit of each kind
+#: (compared by dimension; the words of the Downscaler's units messages)
+_KINDS = (
+    ("K", "a temperature"),
+    ("Pa", "a pressure"),
+    ("m s-1", "a speed (or a depth per time, like mm/h)"),
+    ("m", "a length"),
+    ("s", "a time"),
+    ("kg", "a mass"),
+    ("kg m-2 s-1", "a mass flux (like a precipitation rate in kg m-2 s-1)"),
+    ("kg m-2", "a mass per area (like a precipitation amount in kg m-2)"),
+    ("kg m-3", "a density"),
+    ("W m-2", "an energy flux (W m-2)"),
+    ("s-1", "a rate per time (like vorticity in s-1)"),
+    ("m s-2", "an acceleration"),
+    ("m2 s-2", "an energy per mass (like geopotential in m2 s-2)"),
+    ("1", "dimensionless (a pure number)"),
+)
+
+
+@functools.cache
+def _kind_words() -> dict[Any, str]:
+    return {parse_units(unit).dimensionality: words for unit, words in _KINDS}
+
+
+def quantity_kind(units: str) -> str | None:
+    """What a unit measures, in words: ``"a temperature"`` for ``K``, ``"a pressure"`` for ``hPa``.
+
+    For error messages about values that cannot be converted into each other (``K`` against
+    ``hPa`` are different quantities, not different units of one).
+
+    Parameters
+    ----------
+    units : str
+        A ``units`` attribute (any spelling :func:`parse_units` reads).
+
+    Returns
+    -------
+    str or None
+        ``"a temperature"``, ``"a pressure"``, ``"a speed (...)"``, ... for the common kinds,
+        ``"a quantity of dimension [length] ** 3"`` (pint's dimensions) for the others;
+        ``None`` when ``units`` is not a unit.
+
+    Examples
+    --------
+    >>> quantity_kind("Kelvin"), quantity_kind("hPa"), quantity_kind("not_a_unit")
+    ('a temperature', 'a pressure', None)
+    """
+    unit = parse_units(units)
+    if unit is None:
+        return None
+    dimensionality = unit.dimensionality
+    words = _kind_words().get(dimensionality)
+    return words if words is not None else f"a quantity of dimension {dimensionality}"
 
 
 def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:

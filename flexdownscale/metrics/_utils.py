@@ -24,7 +24,7 @@ from flexdownscale.errors import (
     UnitsError,
     WeightsError,
 )
-from flexdownscale.units import conversion_rule, degree_units, linear_conversion
+from flexdownscale.units import conversion_rule, degree_units, linear_conversion, quantity_kind
 
 XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
 Dims = str | Sequence[Hashable] | None
@@ -402,25 +402,15 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def check_same_units(
-    a: Any,
-    b: Any,
-    *,
-    names: tuple[str, str] = ("fcst", "obs"),
-    ignore_offset: bool = False,
-) -> None:
-    """Raise :class:`~flexdownscale.errors.UnitsError` when ``a`` and ``b`` are in other units.
+def unit_pairs(a: Any, b: Any) -> list[tuple[Hashable | None, str, str]]:
+    """``(variable, units of a, units of b)`` for each pair of variables whose units to compare.
 
-    Compares the ``units`` attribute of each pair of variables (the DataArrays themselves, a
-    Dataset's variables of the same name, or each variable of a Dataset with a DataArray, which
-    xarray scores against every one of them) as units, not strings (:mod:`flexdownscale.units`):
-    ``K`` and ``kelvin`` agree, ``K`` and ``degC`` do not, and the error gives the conversion.
-    With ``ignore_offset`` units that differ by an offset only agree (``K`` and ``degC``: for
-    what depends on differences alone, such as a spectrum with the mean removed). A variable
-    without a ``units`` attribute on either side is not checked.
+    The DataArrays themselves (variable ``None``), a Dataset's variables of the same name, or
+    each variable of a Dataset with a DataArray (which xarray scores against every one of
+    them); pairs where either side has no ``units`` attribute are left out.
     """
     if not (isinstance(a, xr.DataArray | xr.Dataset) and isinstance(b, xr.DataArray | xr.Dataset)):
-        return
+        return []
     if isinstance(a, xr.Dataset) and isinstance(b, xr.Dataset):
         pairs = [(v, a[v], b[v]) for v in a.data_vars if v in b.data_vars]
     elif isinstance(a, xr.Dataset):  # the DataArray is scored against every variable
@@ -429,25 +419,99 @@ def check_same_units(
         pairs = [(v, a, b[v]) for v in b.data_vars]
     else:
         pairs = [(None, a, b)]
+    out = []
     for name, va, vb in pairs:
         ua, ub = va.attrs.get("units"), vb.attrs.get("units")
-        if ua is None or ub is None:
-            continue
-        ua, ub = str(ua), str(ub)
+        if ua is not None and ub is not None:
+            out.append((name, str(ua), str(ub)))
+    return out
+
+
+def units_advice(
+    ua: str,
+    ub: str,
+    names: tuple[str, str],
+    *,
+    lead: str = "scores of values in different units are meaningless",
+    target: str | None = None,
+    then: str = "",
+) -> str:
+    """What to do about ``names[0]`` in ``ua`` against ``names[1]`` in ``ub`` (other units).
+
+    A conversion when there is one (``convert obs first (values in K = values in degC +
+    273.15) and set its attrs['units'] = 'K'``), after ``lead``; for text that is no unit,
+    that it is not recognised and which attribute to set; for units of different quantities
+    (``K`` and ``hPa``), that no conversion makes them comparable. ``target`` names what is
+    converted (default ``names[1]``) and ``then`` is added after the conversion.
+    """
+    conversion = linear_conversion(ub, ua)
+    if conversion is not None:
+        rule = conversion_rule(ub, ua, *conversion)
+        return (
+            f"{lead}: convert {target or names[1]} first ({rule}) and set its "
+            f"attrs['units'] = {ua!r}{then}"
+        )
+    unknown = [
+        (name, units, other_name, other)
+        for name, units, other_name, other in (
+            (names[0], ua, names[1], ub),
+            (names[1], ub, names[0], ua),
+        )
+        if quantity_kind(units) is None
+    ]
+    if unknown:
+        said = [
+            f"{name}'s 'units' attribute is empty"
+            if not units.strip()
+            else f"{units!r} ({name}'s) is not a unit flexdownscale recognises"
+            for name, units, _, _ in unknown
+        ]
+        whose = " and ".join(f"{name}'s" for name, _, _, _ in unknown)
+        example = ""
+        if len(unknown) == 1:
+            _, _, other_name, other = unknown[0]
+            example = f"; if they are in the units of {other_name}: attrs['units'] = {other!r}"
+        return (
+            f"{' and '.join(said)}, so the two cannot be compared: set {whose} 'units' "
+            "attribute to the units the values are in, in a CF spelling ('K', 'degC', 'hPa', "
+            f"'m s-1', 'kg m-2 s-1', '1' for a ratio){example}{then}"
+        )
+    return (
+        f"{ua!r} is {quantity_kind(ua)} and {ub!r} {quantity_kind(ub)}: not the same kind of "
+        f"quantity, so no conversion makes them comparable; check that {names[0]} and "
+        f"{names[1]} hold the same variable, and that each 'units' attribute says what its "
+        "values are in"
+    )
+
+
+def check_same_units(
+    a: Any,
+    b: Any,
+    *,
+    names: tuple[str, str] = ("fcst", "obs"),
+    ignore_offset: bool = False,
+    lead: str = "scores of values in different units are meaningless",
+) -> None:
+    """Raise :class:`~flexdownscale.errors.UnitsError` when ``a`` and ``b`` are in other units.
+
+    Compares the ``units`` attribute of each pair of variables (:func:`unit_pairs`) as units,
+    not strings (:mod:`flexdownscale.units`): ``K`` and ``kelvin`` agree, ``K`` and ``degC`` do
+    not, and the error gives the conversion (:func:`units_advice`; for ``K`` against ``hPa``,
+    that they are different quantities). With ``ignore_offset`` units that differ by an offset
+    only agree (``K`` and ``degC``: for what depends on differences alone, such as a spectrum
+    with the mean removed). A variable without a ``units`` attribute on either side is not
+    checked. ``lead`` says why the units must agree, before the conversion.
+    """
+    for name, ua, ub in unit_pairs(a, b):
         conversion = linear_conversion(ub, ua)
         if conversion == (1.0, 0.0) or (
             ignore_offset and conversion is not None and conversion[0] == 1.0
         ):
             continue
         what = f"variable {name!r}: " if name is not None else ""
-        fix = "convert one of them first"
-        if conversion is not None:
-            scale, offset = conversion
-            fix = f"convert {names[1]} first ({conversion_rule(ub, ua, scale, offset)})"
         raise UnitsError(
-            f"{what}{names[0]} is in {ua!r} but {names[1]} is in {ub!r}; scores of values in "
-            f"different units are meaningless: {fix} and set its attrs['units'] = {ua!r}. If "
-            "both are in fact the same unit, give them the same 'units' attribute."
+            f"{what}{names[0]} is in {ua!r} but {names[1]} is in {ub!r}; "
+            + units_advice(ua, ub, names, lead=lead)
         )
 
 

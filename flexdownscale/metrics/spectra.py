@@ -29,6 +29,7 @@ global grids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,7 +39,7 @@ import scipy.fft
 import scipy.signal
 import xarray as xr
 
-from flexdownscale.errors import ConfigError, GridError
+from flexdownscale.errors import ConfigError, GridError, UnitsError
 from flexdownscale.metrics._utils import (
     EARTH_RADIUS,
     XarrayLike,
@@ -56,7 +57,10 @@ from flexdownscale.metrics._utils import (
     pow_units,
     regular_step,
     set_attrs,
+    unit_pairs,
+    units_advice,
 )
+from flexdownscale.units import linear_conversion, quantity_kind, same_units
 
 __all__ = [
     "kinetic_energy_spectrum",
@@ -254,6 +258,61 @@ def _density_units(length_units: str):
         return length_units if sq == "1" else f"{length_units} {sq}"
 
     return fn
+
+
+#: the units :func:`_density_units` writes: ``"<length> <field>^2"``, ``"<length> (<field>)^2"``
+#: or ``"<field>^2"`` on a dimensionless grid
+_SPECTRUM_UNITS = re.compile(r"(?:(?P<length>\S+) )?(?:\((?P<paren>.+)\)|(?P<bare>[A-Za-z_]+))\^2")
+
+
+def _spectrum_units_parts(units: str) -> tuple[str, str] | None:
+    """``("m", "K")`` for a spectrum in ``"m K^2"``; ``None`` for units not written so."""
+    match = _SPECTRUM_UNITS.fullmatch(units.strip())
+    if match is None:  # the spectrum of a dimensionless field is in the grid's length units
+        return (units.strip(), "1") if quantity_kind(units) == "a length" else None
+    return match["length"] or "1", match["paren"] or match["bare"]
+
+
+def _check_same_spectrum_units(pred: XarrayLike, ref: XarrayLike) -> None:
+    """UnitsError when two spectra are in other units, said in the units of their fields.
+
+    The spectra's units (``m Kelvin^2`` and ``m K^2``) are compared as units; units that
+    :mod:`flexdownscale.units` cannot read as a whole are compared by their parts, the grid's
+    length and the field's units. A mismatch names the fields' units and how to convert the
+    field (then compute its spectrum again), or says that the fields are different quantities.
+    """
+    names = ("pred", "ref")
+    for name, ua, ub in unit_pairs(pred, ref):
+        if linear_conversion(ub, ua) == (1.0, 0.0):
+            continue
+        parts_a, parts_b = _spectrum_units_parts(ua), _spectrum_units_parts(ub)
+        what = f"variable {name!r}: " if name is not None else ""
+        if parts_a is None or parts_b is None or not same_units(parts_a[0], parts_b[0]):
+            raise UnitsError(
+                f"{what}the spectra are in different units, pred in {ua!r} and ref in {ub!r}; "
+                + units_advice(
+                    ua,
+                    ub,
+                    names,
+                    lead="spectra in different units cannot be compared",
+                    then=" (or compute both spectra from fields in the same units, on the "
+                    "same grid)",
+                )
+            )
+        (_, fa), (_, fb) = parts_a, parts_b
+        if same_units(fa, fb):
+            continue
+        raise UnitsError(
+            f"{what}pred is in {ua!r} but ref is in {ub!r}, the spectra of fields in {fa!r} "
+            f"and in {fb!r}; "
+            + units_advice(
+                fa,
+                fb,
+                ("pred's field", "ref's field"),
+                lead="spectra of fields in different units cannot be compared",
+                then=", then compute its spectrum again",
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,7 +636,9 @@ def kinetic_energy_spectrum(
     check_xarray(u, "u")
     check_xarray(v, "v")
     u, v = align_exact(u, v, names=("u", "v"))
-    check_same_units(u, v, names=("u", "v"))
+    check_same_units(
+        u, v, names=("u", "v"), lead="u and v in different units cannot be added into one energy"
+    )
     if kind == "zonal":
         eu = zonal_spectrum(u, lat_dim=lat_dim, lon_dim=lon_dim)
         ev = zonal_spectrum(v, lat_dim=lat_dim, lon_dim=lon_dim)
@@ -667,7 +728,7 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
-    check_same_units(pred, ref, names=("pred", "ref"))  # m s-1 against km h-1: 12.96x
+    _check_same_spectrum_units(pred, ref)  # m s-1 against km h-1: 12.96x
     d = _spectral_dim(pred, dim)
     pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
@@ -703,7 +764,7 @@ def log_spectral_distance(
     """
     check_xarray(pred, "pred")
     check_xarray(ref, "ref")
-    check_same_units(pred, ref, names=("pred", "ref"))  # m s-1 against km h-1: 12.96x
+    _check_same_spectrum_units(pred, ref)  # m s-1 against km h-1: 12.96x
     d = _spectral_dim(ref, dim)
     pred = on_reference_bins(pred, ref, d)
     pred, ref = align_exact(pred, ref, names=("pred", "ref"))
