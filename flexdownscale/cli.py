@@ -199,7 +199,7 @@ def _check_device(device: str | None) -> None:
     import torch
 
     from .errors import ConfigError
-    from .pipeline import available_devices, device_shortfall
+    from .pipeline import available_devices, device_unavailable
 
     available = available_devices()
     try:
@@ -209,12 +209,10 @@ def _check_device(device: str | None) -> None:
             f"--device {device!r} is not a device name; available here: {', '.join(available)} "
             "(or leave --device out: CUDA when available, else the CPU)"
         ) from None
-    ok = str(resolved) in available or (resolved.type == "mps" and "mps" in available)
-    if not ok:
-        missing = device_shortfall(resolved) if not torch.cuda.is_available() else None
-        note = "" if missing is None else f" (this machine has {missing[0]}; {missing[1]})"
+    why = device_unavailable(resolved)  # the Python API's rule (Downscaler, Forecaster)
+    if why is not None:
         raise ConfigError(
-            f"--device {device!r} is not available{note}; available here: "
+            f"--device {device!r} is not available ({why}); available here: "
             f"{', '.join(available)} (or leave --device out: CUDA when available, else the CPU)"
         )
 

@@ -845,28 +845,71 @@ def device_shortfall(device: torch.device) -> tuple[str, str] | None:
     return have, f"torch {torch.__version__}{built}"
 
 
+def device_unavailable(device: torch.device) -> str | None:
+    """Why this machine cannot run on ``device``, in words, or ``None`` when it can.
+
+    The one availability rule of the Python API and the command line: ``cpu`` (``cpu:0`` is the
+    same device), a CUDA device this machine has, and ``mps`` where torch's Apple GPU backend is
+    available. Other device types (``xpu``, ``meta``, ...) are refused: the models run on
+    these three only.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device asked for.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"this machine has no MPS device; torch 2.5.1, built without MPS"``; ``None``
+        when the device is available here.
+    """
+    if device.type == "cpu":
+        if device.index in (None, 0):
+            return None
+        return (
+            f"torch has one CPU device, 'cpu'; the index {device.index} names no other (torch "
+            "would silently run on 'cpu')"
+        )
+    if device.type == "cuda":
+        missing = device_shortfall(device)
+        return None if missing is None else f"this machine has {missing[0]}; {missing[1]}"
+    if device.type == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is not None and backend.is_available():
+            if device.index in (None, 0):
+                return None
+            return f"this machine has one MPS device, 'mps'; torch {torch.__version__}"
+        built = "" if backend is not None and backend.is_built() else ", built without MPS"
+        return f"this machine has no MPS device; torch {torch.__version__}{built}"
+    return f"the models run on 'cpu', 'cuda' and 'mps' devices, not on {device.type!r} devices"
+
+
 def _resolve_device(device: torch.device | str | None) -> torch.device:
     """The torch device for ``device`` (``None``: CUDA when available, else the CPU).
 
     Raises
     ------
     ConfigError
-        For a device string torch does not know, or a CUDA device this machine does not have.
+        For a device string torch does not know, or a device this machine does not have
+        (:func:`device_unavailable`: a CUDA index beyond the count, ``mps`` without Apple's
+        backend, ``cpu:1``, ``meta``, ...).
     """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = ", ".join(available_devices())
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(
-            f"device = {device!r} is not a device torch knows; use 'cpu', 'cuda', 'cuda:<index>' "
-            "or None (CUDA when available)"
+            f"device = {device!r} is not a device torch knows; available here: {available} "
+            "(or device=None: CUDA when available, else the CPU)"
         ) from err
-    missing = device_shortfall(resolved)
-    if missing is not None:
-        have, build = missing
+    why = device_unavailable(resolved)
+    if why is not None:
         raise ConfigError(
-            f"device = {device!r} but this machine has {have} ({build}); use device='cpu' or None"
+            f"device = {device!r} is not available ({why}); available here: {available} "
+            "(or device=None: CUDA when available, else the CPU)"
         )
     return resolved
 
