@@ -19,6 +19,7 @@ time chunks of dask input, or on eager vs lazy execution.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import math
 import os
@@ -57,7 +58,7 @@ from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
-from .diffusion.samplers import check_seed, derived_seed, seed_of
+from .diffusion.samplers import SAMPLERS, check_seed, derived_seed, seed_of
 from .errors import (
     ConfigError,
     DataError,
@@ -1038,6 +1039,24 @@ class _PhysicalCondition:
         return number
 
 
+def _sampler_problem(name: Any, objective: Objective) -> str:
+    """The message for a ``sampler=`` the model cannot use: a name that is no sampler (with the
+    nearest one that applies, ``'DDIM'`` -> ``'ddim'``), or a sampler of another objective."""
+    applies = ", ".join(repr(s) for s in objective.samplers)
+    if isinstance(name, str) and name in SAMPLERS:
+        return (
+            f"sampler = {name!r} does not apply to the model's {objective.name!r} objective; "
+            f"use one of {applies}"
+        )
+    listing = f"the model's {objective.name!r} objective takes {applies}"
+    if not isinstance(name, str):
+        return f"sampler = {name!r} is not a sampler name (a string); {listing}"
+    lower = {s.lower(): s for s in objective.samplers}
+    near = difflib.get_close_matches(name.strip().lower(), list(lower), n=1, cutoff=0.6)
+    hint = f"; did you mean {lower[near[0]]!r}?" if near else ""
+    return f"sampler = {name!r} is not a sampler name{hint} ({listing})"
+
+
 class _BackboneOnDevice:
     """Runs ``self.backbone`` on a requested device without moving it.
 
@@ -1058,10 +1077,7 @@ class _BackboneOnDevice:
         stored settings (``self.sampler``) where they are ``None``."""
         name = self.sampler.sampler if sampler is None else sampler
         if name not in self.objective.samplers:
-            raise ConfigError(
-                f"sampler = {name!r} does not apply to the model's {self.objective.name!r} "
-                f"objective; use one of {list(self.objective.samplers)}"
-            )
+            raise ConfigError(_sampler_problem(name, self.objective))
         if steps is None:
             steps = self.sampler.steps
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:

@@ -107,3 +107,36 @@ def test_the_cli_takes_cpu_0_like_the_api(coarse, era5):
     out = era5(coarse, members=1, steps=1, device="cpu:0", progress=False)
     ref = era5(coarse, members=1, steps=1, device="cpu", progress=False)
     np.testing.assert_array_equal(out["t2m"].values, ref["t2m"].values)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. a misspelt sampler is said to be no sampler name, with the nearest one
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "meant"), [("ddmi", "ddim"), ("DDIM", "ddim"), ("Heun", "heun")])
+def test_misspelt_sampler_suggests_the_name(coarse, era5, given, meant):
+    """It said ``sampler = 'ddmi' does not apply to the model's 'vp' objective``."""
+    with pytest.raises(ConfigError) as err:
+        era5(coarse, sampler=given)
+    assert str(err.value) == (
+        f"sampler = {given!r} is not a sampler name; did you mean {meant!r}? (the model's 'vp' "
+        "objective takes 'ddim', 'euler', 'heun', 'sde')"
+    )
+
+
+def test_unknown_and_foreign_samplers(coarse, era5):
+    with pytest.raises(ConfigError) as err:
+        era5(coarse, sampler="langevin")
+    assert str(err.value) == (
+        "sampler = 'langevin' is not a sampler name (the model's 'vp' objective takes 'ddim', "
+        "'euler', 'heun', 'sde')"
+    )
+    with pytest.raises(ConfigError) as err:  # a real sampler of another objective
+        era5(coarse, sampler="idff")
+    assert str(err.value) == (
+        "sampler = 'idff' does not apply to the model's 'vp' objective; use one of 'ddim', "
+        "'euler', 'heun', 'sde'"
+    )
+    with pytest.raises(ConfigError, match=r"sampler = 3 is not a sampler name \(a string\)"):
+        era5(coarse, sampler=3)
