@@ -682,8 +682,12 @@ def test_variable_messages_name_the_flags_and_the_input_as_given(era5, tmp_path,
     code, err = _run([*argv, "--variables", "sp"], capsys)
     assert code == 2
     assert err == (
-        "flexdownscale downscale: error: variable 'sp' (the model's 't2m') is in 'Pa' but the "
-        "model expects 'K'; convert the values and set the variable's units attribute to 'K'"
+        "flexdownscale downscale: error: variable 'sp' (the model's 't2m') is in 'Pa', a "
+        "pressure, but the model expects 'K', a temperature: no conversion exists between them. "
+        "If this is not the model's variable, pass that one (--variables NAME,NAME,... or "
+        "--rename yours=t2m). If it is and the attribute is wrong, fix the attribute. If the "
+        "values are in K, set the units attribute of variable 'sp' in the input file to 'K' "
+        "(with NCO, for example: ncatted -a units,sp,o,c,K FILE)"
     )
     # in Python the fix names the input's variable too
     from flexdownscale.errors import UnitsError

@@ -11,7 +11,7 @@ import xarray as xr
 from flexdownscale.cli import _check_device
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, degrade
-from flexdownscale.errors import ConfigError
+from flexdownscale.errors import ConfigError, UnitsError
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Downscaler, Forecaster, device_unavailable
 
@@ -140,3 +140,83 @@ def test_unknown_and_foreign_samplers(coarse, era5):
     )
     with pytest.raises(ConfigError, match=r"sampler = 3 is not a sampler name \(a string\)"):
         era5(coarse, sampler=3)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. units that do not convert: another kind of quantity, or no unit at all
+# --------------------------------------------------------------------------------------------
+
+
+def _with_units(ds: xr.Dataset, name: str, units: str) -> xr.Dataset:
+    out = ds.copy()
+    out[name] = out[name].copy().assign_attrs(units=units)
+    return out
+
+
+def test_units_of_another_kind_say_so(coarse, era5):
+    """'hPa' for the K model said 'convert the values and set attrs['units'] = 'K''."""
+    given = _with_units(coarse, "t2m", "hPa")
+    with pytest.raises(UnitsError) as err:
+        era5(given)
+    assert str(err.value) == (
+        "variable 't2m' is in 'hPa', a pressure, but the model expects 'K', a temperature: no "
+        "conversion exists between them. If this is not the model's variable, pass that one "
+        "(variables=[...] or rename={'yours': 't2m'}). If it is and the attribute is wrong, fix "
+        "the attribute. Set it if the values are in K: ds['t2m'].attrs['units'] = 'K'"
+    )
+    assert given["t2m"].attrs["units"] == "hPa"  # the input is not touched
+    with pytest.raises(UnitsError, match=r"is in '1', dimensionless \(a pure number\), but"):
+        era5(_with_units(coarse, "t2m", "1"))
+    with pytest.raises(UnitsError, match=r"is in 'm s-1', a speed .*, but the model expects"):
+        era5(_with_units(coarse, "t2m", "m s-1"))
+    with pytest.raises(UnitsError, match=r"units are case-sensitive, 'k' is not 'K'"):
+        era5(_with_units(coarse, "t2m", "k"))
+
+
+def test_unknown_or_empty_units_say_the_attribute_is_wrong(coarse, era5):
+    with pytest.raises(UnitsError) as err:
+        era5(_with_units(coarse, "t2m", "not_a_unit"))
+    assert str(err.value).startswith(
+        "variable 't2m' has units 'not_a_unit', which is not a unit flexdownscale knows (CF / "
+        "UDUNITS spellings: "
+    )
+    assert str(err.value).endswith(
+        "the model expects 'K' (a temperature). Set it if the values are in K: "
+        "ds['t2m'].attrs['units'] = 'K'; in other units, set those: the error then gives the "
+        "conversion"
+    )
+    with pytest.raises(UnitsError, match=r"^variable 't2m' has an empty 'units' attribute; the"):
+        era5(_with_units(coarse, "t2m", ""))
+
+
+def test_convertible_units_keep_the_conversion(coarse, era5):
+    celsius = coarse.assign(t2m=(coarse["t2m"] - 273.15).assign_attrs(units="degC"))
+    with pytest.raises(UnitsError) as err:
+        era5(celsius)
+    assert str(err.value) == (
+        "variable 't2m' is in 'degC' but the model expects 'K' (a 273.15 offset: values in K = "
+        "values in degC + 273.15); convert first: ds['t2m'] = (ds['t2m'] + 273.15)"
+        ".assign_attrs(units='K')"
+    )
+
+
+def test_forecaster_units_of_another_kind():
+    with pytest.raises(UnitsError) as err:
+        tiny_forecaster()(box("K"), lead_steps=1)
+    assert str(err.value).startswith(
+        "variable 'vorticity' is in 'K', a temperature, but the model expects '1', dimensionless "
+        "(a pure number): no conversion exists between them."
+    )
+
+
+def test_cli_spells_the_units_fix_for_the_file(coarse, era5):
+    from flexdownscale.cli import cli_spelling
+
+    with pytest.raises(UnitsError) as err:
+        era5(_with_units(coarse, "t2m", "hPa"))
+    said = cli_spelling(str(err.value))
+    assert "(--variables NAME,NAME,... or --rename yours=t2m)" in said
+    assert said.endswith(
+        "If the values are in K, set the units attribute of variable 't2m' in the input file to "
+        "'K' (with NCO, for example: ncatted -a units,t2m,o,c,K FILE)"
+    )
