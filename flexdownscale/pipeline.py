@@ -995,6 +995,11 @@ class _PhysicalCondition:
             return None
         name = str(self.condition["name"])
         source = "the condition= argument"
+        if isinstance(value, str | bytes | bool | np.bool_):  # like steps= and seed=
+            raise ConfigError(
+                f"condition = {value!r} must be a number (the model's {name!r}), not a "
+                f"{type(value).__name__}; pass condition=<value> as a float"
+            )
         if value is None:
             if name in ds.attrs:
                 value, source = ds.attrs[name], f"the input's attribute {name!r}"

@@ -220,3 +220,44 @@ def test_cli_spells_the_units_fix_for_the_file(coarse, era5):
         "If the values are in K, set the units attribute of variable 't2m' in the input file to "
         "'K' (with NCO, for example: ncatted -a units,t2m,o,c,K FILE)"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# 4. condition= takes numbers only, like steps= and seed=
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["4000", True, b"4000"])
+def test_condition_must_be_a_number(shared_data, value):
+    """``condition="4000"`` ran silently as 4000.0 while ``steps="2"`` was refused."""
+    ds = xr.open_dataset(shared_data / "kolmogorov/kf_re4000.nc")
+    fine = ds[["vorticity"]].isel(trajectory=3, time=[0], y=slice(0, 64), x=slice(0, 64))
+    coarse = degrade(fine, 8, method="area_mean").load()
+    model = Downscaler.from_pretrained("kolmogorov-x8")
+    with pytest.raises(ConfigError) as err:
+        model(coarse, members=1, steps=1, condition=value)
+    assert str(err.value) == (
+        f"condition = {value!r} must be a number (the model's 'reynolds_number'), not a "
+        f"{type(value).__name__}; pass condition=<value> as a float"
+    )
+    with pytest.raises(ConfigError, match=r"condition = '4000' must be a number"):
+        tiny_conditioned()(box(), lead_steps=1, condition="4000")
+
+
+def tiny_conditioned() -> Forecaster:
+    """An untrained tiny forecast model conditioned on a Reynolds number."""
+    net = build_model(
+        ModelConfig(
+            preset="tiny", task="forecast", past_frames=2, dropout=0.0, physical_condition=True
+        )
+    )
+    return Forecaster(
+        net,
+        DiffusionConfig(),
+        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
+        variables=["vorticity"],
+        units={"vorticity": "1"},
+        sampler=SamplerConfig(steps=2),
+        condition={"name": "reynolds_number", "scale": 40000.0},
+        name="tiny-conditioned",
+    )
