@@ -322,6 +322,34 @@ def _check_scalar_coords(a: Any, a_name: str, b: Any, b_name: str) -> None:
         )
 
 
+#: inputs that may lack the data's coordinates and are then paired by position: weights are
+#: documented to be built as ``xr.DataArray(w, dims=["lat"])``
+POSITIONAL_INPUTS = frozenset({"weights", "member_weights"})
+
+
+def _check_one_sided_coords(a: Any, a_name: str, b: Any, b_name: str) -> None:
+    """Raise :class:`ShapeError` for a shared dim that ``a`` labels and ``b`` does not.
+
+    xarray pairs such a dim by position: a prediction without its ``lat`` coordinate, rows
+    ascending, against a truth whose ``lat`` descends would be scored upside down.
+    """
+    for d in a.dims:
+        if d not in b.dims or (d in a.indexes) == (d in b.indexes):
+            continue
+        has, has_name, lacks_name = (a, a_name, b_name) if d in a.indexes else (b, b_name, a_name)
+        values = np.asarray(has.indexes[d])
+        order = f"from {_preview(values[:1])[1:-1]} to {_preview(values[-1:])[1:-1]}"
+        raise ShapeError(
+            f"{has_name} has a {str(d)!r} coordinate (running {order}) but {lacks_name} has "
+            f"none on that dim, so their values along {str(d)!r} would be paired by position, "
+            f"right only if {lacks_name} comes in the same order. Give {lacks_name} the "
+            f"{str(d)!r} values of its own points ({lacks_name} = {lacks_name}.assign_coords("
+            f"{d}=<its {d} values>); if they are {has_name}'s, in the same order: "
+            f"{lacks_name}.assign_coords({d}={has_name}[{str(d)!r}])), or, to pair by "
+            f"position on purpose, drop it from {has_name}: {has_name}.drop_vars({str(d)!r})"
+        )
+
+
 def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     """Check that shared dims agree; put every input on the first input's index coordinates.
 
@@ -340,7 +368,10 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
       spacing and the order agrees, and regridding or selecting otherwise.
 
     A scalar coordinate that two inputs share (the ``time`` of one field, a ``level``) must
-    hold the same value in both (floats to :data:`ROUNDOFF_RTOL`), else ``ShapeError``.
+    hold the same value in both (floats to :data:`ROUNDOFF_RTOL`), else ``ShapeError``. A
+    shared dim with a coordinate in one input and none in the other is a ``ShapeError`` too
+    (xarray would pair it by position), except for the inputs named in
+    :data:`POSITIONAL_INPUTS` (weights, which may be built without coordinates).
 
     Reordering is lazy (``isel``) on dask-backed input.
 
@@ -359,8 +390,9 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     Raises
     ------
     ShapeError
-        Shared dims of different sizes, index coordinates holding different points, or a shared
-        scalar coordinate with different values.
+        Shared dims of different sizes, index coordinates holding different points, a dim
+        with a coordinate in one input and none in the other, or a shared scalar coordinate
+        with different values.
     MissingVariableError
         Datasets with different data variables.
     """
@@ -379,6 +411,8 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     for k, i in enumerate(present):  # scalar coordinates (time, level, ...) must agree too
         for j in present[k + 1 :]:
             _check_scalar_coords(out[i], names[i], out[j], names[j])
+            if names[i] not in POSITIONAL_INPUTS and names[j] not in POSITIONAL_INPUTS:
+                _check_one_sided_coords(out[i], names[i], out[j], names[j])
     for k, i in enumerate(present):
         ref, ref_name = out[i], names[i]
         for d in ref.dims:
