@@ -12,7 +12,7 @@ has mean zero (``x_lo = 0``), see ``docs/diffusion.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -24,7 +24,7 @@ from .samplers import (
     SamplerName,
     _phys_per_field,
     derived_seed,
-    member_stream,
+    member_generators,
     sample_ensemble,
     seed_of,
 )
@@ -229,7 +229,7 @@ class ResidualModel(nn.Module):
         members: int = 1,
         sampler: SamplerName | None = None,
         steps: int | None = None,
-        generator: torch.Generator | int | None = None,
+        generator: torch.Generator | int | Sequence[torch.Generator] | None = None,
         noise: Tensor | None = None,
         phys: Tensor | None = None,
         batch_size: int | None = None,
@@ -255,8 +255,8 @@ class ResidualModel(nn.Module):
             Sampler name (``None``: the objective's default).
         steps : int or None, default None
             Number of sampler steps (``None``: the default of the objective or sampler).
-        generator : torch.Generator, int or None, default None
-            Seed source, as in ``sample_ensemble``.
+        generator : torch.Generator, int, sequence of torch.Generator or None, default None
+            Seed source, as in ``sample_ensemble`` (a sequence: one generator per member row).
         noise : Tensor or None, default None
             Initial standard normal noise ``(B, M, C, H, W)`` (default: drawn per member).
         phys : Tensor or None, default None
@@ -375,47 +375,69 @@ def rollout(
     batch = frames.shape[0]
     phys = _phys_per_field(phys, batch)  # a scalar for every field, or one per field
     common = dict(sampler=sampler, steps=steps, batch_size=batch_size, **options)
-    fields = []
-    for b in range(batch):  # one field at a time: its members' streams depend on it only
-        field_phys = phys[b : b + 1] if phys is not None else None
-        # lead 1: every member starts from the same frames, so one task encoding
+
+    def streams(lead: int) -> list[torch.Generator]:
+        """The member generators of one lead, field after field (row ``b * M + m``)."""
+        return [
+            g for b in range(batch) for g in member_generators(lead_seed(seed, b, lead), members)
+        ]
+
+    # lead 1: every member of a field starts from the same frames, so one task encoding per
+    # field. With a batch_size, field by field (the task encoder then sees one field, whatever
+    # B is); without, all fields in one call
+    if batch_size is None:
         nxt = model.sample(
-            objective,
-            frames[b : b + 1],
-            members=members,
-            phys=field_phys,
-            generator=lead_seed(seed, b, 1),
-            **common,
-        )[0]
+            objective, frames, members=members, phys=phys, generator=streams(1), **common
+        )
+    else:
+        nxt = torch.cat(
+            [
+                model.sample(
+                    objective,
+                    frames[b : b + 1],
+                    members=members,
+                    phys=phys[b : b + 1] if phys is not None else None,
+                    generator=lead_seed(seed, b, 1),
+                    **common,
+                )
+                for b in range(batch)
+            ]
+        )
+    nxt = nxt.flatten(0, 1)  # (B * M, C, H, W): row b * M + m is member m of field b
+    for _ in range(batch):
         if on_lead is not None:
             on_lead(1)
-        channels = nxt.shape[1]
-        states = frames[b : b + 1].repeat_interleave(members, dim=0)  # (M, P*C, H, W)
-        member_phys = field_phys.repeat_interleave(members) if field_phys is not None else None
-        outputs = [nxt]
-        for lead in range(2, lead_steps + 1):
-            newest = nxt if feedback is None else feedback(nxt)
-            states = torch.cat([states[:, channels:], newest.to(states.dtype)], dim=1)
-            # the M member states as M fields of one member each (row m is member m), at most
-            # batch_size at a time: the task encoder then never sees more states than the
-            # network does, so batch_size=1 is bit-identical for any M
-            rows = batch_size or members
-            parts = []
-            for start in range(0, members, rows):
-                stop = min(start + rows, members)
-                parts.append(
-                    model.sample(
-                        objective,
-                        states[start:stop],
-                        members=1,
-                        phys=member_phys[start:stop] if member_phys is not None else None,
-                        generator=member_stream(lead_seed(seed, b, lead), start),
-                        **common,
-                    )[:, 0]
-                )
-            nxt = torch.cat(parts)
-            outputs.append(nxt)
+    channels = nxt.shape[1]
+    states = frames.repeat_interleave(members, dim=0)  # (B * M, P * C, H, W)
+    member_phys = phys.repeat_interleave(members) if phys is not None else None
+    outputs = [nxt]
+    for lead in range(2, lead_steps + 1):
+        if feedback is not None:  # one field's members at a time, as documented
+            nxt = torch.cat([feedback(part) for part in nxt.split(members)])
+        states = torch.cat([states[:, channels:], nxt.to(states.dtype)], dim=1)
+        # the B * M member states as B * M fields of one member each, each row with its own
+        # stream, at most batch_size rows per call (the task encoder then never sees more
+        # states than the network does, so batch_size=1 is bit-identical for any B and M)
+        rows = batch_size or batch * members
+        generators = streams(lead)
+        parts = []
+        for start in range(0, batch * members, rows):
+            stop = min(start + rows, batch * members)
+            parts.append(
+                model.sample(
+                    objective,
+                    states[start:stop],
+                    members=1,
+                    phys=member_phys[start:stop] if member_phys is not None else None,
+                    generator=generators[start:stop],
+                    **common,
+                )[:, 0]
+            )
+        nxt = torch.cat(parts)
+        outputs.append(nxt)
+        for _ in range(batch):
             if on_lead is not None:
                 on_lead(lead)
-        fields.append(torch.stack(outputs, dim=1))
-    return torch.stack(fields)
+    # (lead_steps, B * M, C, H, W) -> (B, M, lead_steps, C, H, W)
+    stacked = torch.stack(outputs, dim=1)
+    return stacked.reshape(batch, members, *stacked.shape[1:])

@@ -944,7 +944,7 @@ def sample_ensemble(
     shape: tuple[int, ...] | None = None,
     sampler: SamplerName | None = None,
     steps: int | None = None,
-    generator: torch.Generator | int | None = None,
+    generator: torch.Generator | int | Sequence[torch.Generator] | None = None,
     noise: Tensor | None = None,
     phys: Tensor | None = None,
     x_lo: Tensor | None = None,
@@ -986,7 +986,10 @@ def sample_ensemble(
     generator
         ``torch.Generator``, integer seed in ``[0, 2**63)``, or ``None`` (a seed from torch's
         global generator). Noise is drawn on the generator's device, so a CPU generator gives
-        the same samples on any device.
+        the same samples on any device. Or a sequence of ``B * M`` generators, one per member
+        row (row ``b * members + m``), used as they are instead of the rows' private generators
+        (to sample the members of several ensembles, each with its own streams, in one call;
+        :func:`~flexdownscale.diffusion.rollout` does).
     noise
         Initial standard normal noise ``(B, M, C, ...)``, e.g. drawn by the caller for a whole
         fine field before tiling. Replaces the members' initial draws; step noise of stochastic
@@ -1038,7 +1041,16 @@ def sample_ensemble(
     phys = _phys_per_field(phys, batch)
     _check_x_lo(x_lo, (batch, *event), per_field=True)
     rows = batch * members
-    generators = member_generators(generator, rows)
+    if isinstance(generator, Sequence) and not isinstance(generator, str | bytes):
+        generators = list(generator)
+        if len(generators) != rows or not all(isinstance(g, torch.Generator) for g in generators):
+            raise ShapeError(
+                f"got a sequence of {len(generators)} items as generator for {batch} fields of "
+                f"{members} members; pass one torch.Generator (or seed), or {rows} generators, "
+                "one per member row"
+            )
+    else:
+        generators = member_generators(generator, rows)
     if noise is None:
         noise = torch.stack(
             [randn(event, g, device=device, dtype=torch.float32) for g in generators]

@@ -224,8 +224,9 @@ def test_rollout_members_feed_back_their_own_state() -> None:
         generator=3,
     )
     assert out.shape == (batch, members, 2, channels, 4, 4)
-    # per field: once for its initial frames, once for its M member states
-    assert net.encode_calls == 2 * batch
+    # one network call per lead for all fields: once for the fields' initial frames, once for
+    # their B * M member states
+    assert net.encode_calls == 2
     # by hand, with the documented draw order: lead l of field b has the seed lead_seed(3, b, l)
     # and member m draws its noise from that seed's m-th member generator
     event = (channels, 4, 4)
