@@ -257,11 +257,13 @@ def _align_dim(
         if not np.array_equal(positions, np.arange(positions.size)):
             obj = obj.isel({dim: positions})
         return obj.assign_coords({dim: (dim, ref_values, obj[dim].attrs)})
+    if floating and (_is_longitude(ref, dim) or _is_longitude(obj, dim)):
+        _check_longitude_convention(values, name, ref_values, ref_name, dim)
     found = (
         f"{ref_name} and {name} have different {dim!r} coordinates (same size "
         f"{ref.sizes[dim]}, different values: {ref_name} has {_preview(ref_values)}, {name} has "
         f"{_preview(values)}; after matching them up in sorted order they differ by up to "
-        f"{diff:.3g}, {100 * diff / spacing:.2g}% of the grid spacing {spacing:.6g})"
+        f"{diff:.6g}, {_share_of_spacing(diff, spacing)})"
     )
     if diff <= ROUNDING_HINT_RTOL * spacing:
         same_order = np.array_equal(positions, np.arange(positions.size))
@@ -281,6 +283,48 @@ def _align_dim(
         f"{found}; these are different points, so relabelling them would be wrong: regrid one "
         f"onto the other (flexdownscale.data.regrid, or {name}.interp({dim}={ref_name}[{dim!r}])) "
         f"or select the shared points (xr.align({ref_name}, {name}, join='inner'))."
+    )
+
+
+def _share_of_spacing(diff: float, spacing: float) -> str:
+    """``"50% of the grid spacing 0.25"``; ``"1,432 times the grid spacing 0.25"`` from 10x."""
+    ratio = diff / spacing
+    if ratio < 10:
+        return f"{100 * ratio:.3g}% of the grid spacing {spacing:.6g}"
+    return f"{ratio:,.0f} times the grid spacing {spacing:.6g}"
+
+
+def _is_longitude(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> bool:
+    """Whether ``dim`` is a longitude in degrees (east, or a plain-degrees ``lon`` / ``x``)."""
+    if coord_kind(obj, dim) != "x":
+        return False
+    try:
+        return coord_units_kind(obj, dim)[0] == "degrees"
+    except GridError:  # a longitude whose units are not degrees: not one to wrap
+        return False
+
+
+def _check_longitude_convention(
+    values: np.ndarray, name: str, ref_values: np.ndarray, ref_name: str, dim: Hashable
+) -> None:
+    """ShapeError with the conversion when two longitudes are the same points in the
+    -180..180 and the 0..360 conventions (350, ..., 359.75, 0, ..., 1.75 against -10..1.75)."""
+    wrapped, ref_wrapped = np.sort(values % 360.0), np.sort(ref_values % 360.0)
+    spacing = _coord_spacing(ref_wrapped)
+    if np.abs(wrapped - ref_wrapped).max() > _roundoff(spacing, ref_values, values):
+        return
+    signed = bool((ref_values < 0).any())  # the reference's convention: -180..180 or 0..360
+    if signed:
+        convention, other = "-180..180", "0..360"
+        code = f"{name}.assign_coords({dim}=({name}[{str(dim)!r}] + 180) % 360 - 180)"
+    else:
+        convention, other = "0..360", "-180..180"
+        code = f"{name}.assign_coords({dim}={name}[{str(dim)!r}] % 360)"
+    raise ShapeError(
+        f"{ref_name} and {name} have the same {str(dim)!r} points in two longitude "
+        f"conventions: {ref_name}'s in {convention} ({_preview(ref_values)}), {name}'s in "
+        f"{other} ({_preview(values)}); put {name} in {ref_name}'s convention: "
+        f"`{name} = {code}.sortby({str(dim)!r})`"
     )
 
 
@@ -361,8 +405,12 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     * the same labels in another order (e.g. latitude descending in one, ascending in the
       other) are reordered to the reference's order by label, which is exact;
     * numeric labels that differ only by floating round-off, at most :data:`ROUNDOFF_RTOL`
-      times the reference's smallest spacing (after matching them up in sorted order), are the
-      same points: the input is put in the reference's order and takes the reference's values;
+      times the reference's smallest spacing or 8 units in the last place of the coarser float
+      type at the coordinates' magnitude, whichever is larger (:func:`_roundoff`; after
+      matching them up in sorted order), are the same points: the input is put in the
+      reference's order and takes the reference's values;
+    * longitudes that are the same points in the other convention (0..360 against
+      -180..180) raise :class:`~flexdownscale.errors.ShapeError` with the conversion;
     * anything else raises :class:`~flexdownscale.errors.ShapeError`, which suggests
       ``assign_coords`` only when the difference is below :data:`ROUNDING_HINT_RTOL` of the
       spacing and the order agrees, and regridding or selecting otherwise.

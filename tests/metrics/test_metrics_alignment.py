@@ -355,3 +355,59 @@ def test_time_in_other_calendars_is_refused_with_the_conversion():
     assert float(rmse(noleap, obs.convert_calendar("noleap"))) == expected
     back = (noleap + 0.5).convert_calendar("proleptic_gregorian", use_cftime=False)
     assert float(rmse(field, back)) == expected
+
+
+def test_the_share_of_the_spacing_is_written_readably():
+    # "differ by up to 5, 1e+02% of the grid spacing 5" where 100% was meant
+    with pytest.raises(ShapeError, match=r"differ by up to 5, 100% of the grid spacing 5\)"):
+        rmse(FC, OBS.assign_coords(lat=OBS.lat + 5.0))
+    with pytest.raises(ShapeError, match=r"differ by up to 2\.5, 50% of the grid spacing 5\)"):
+        rmse(FC, OBS.assign_coords(lat=OBS.lat + 2.5))
+    with pytest.raises(ShapeError, match=r"differ by up to 1000, 200 times the grid spacing 5"):
+        rmse(FC, OBS.assign_coords(lat=OBS.lat + 1000.0))
+
+
+@pytest.mark.parametrize("reference_signed", [True, False])
+def test_longitudes_in_the_other_convention_get_the_conversion(reference_signed):
+    """A truth in 0..360 longitudes against a prediction in -180..180 printed "1.4e+05% of the
+    grid spacing" and suggested regridding; the same points in two conventions."""
+    lon = np.arange(-10.0, 2.0, 0.25)
+    lat = np.arange(50.0, 52.0, 0.25)
+    rng = np.random.default_rng(7)
+
+    def on(longitudes):
+        return xr.DataArray(
+            rng.normal(size=(lat.size, lon.size)),
+            dims=("lat", "lon"),
+            coords={"lat": lat, "lon": ("lon", longitudes, {"units": "degrees_east"})},
+        )
+
+    signed, positive = on(lon), on(lon % 360)
+    fcst, obs = (signed, positive) if reference_signed else (positive, signed)
+    with pytest.raises(ShapeError) as info:
+        rmse(fcst, obs)
+    msg = str(info.value)
+    assert "the same 'lon' points in two longitude conventions" in msg
+    assert "grid spacing" not in msg
+    assert "regrid" not in msg
+    code = msg.split("`obs = ")[1].rstrip("`")
+    assert code.endswith(".sortby('lon')")
+    converted = eval(code, {"obs": obs})  # the conversion the message gives
+    # by hand: each forecast column against the obs column at the same longitude
+    columns = [list(obs.lon.values % 360).index(x) for x in fcst.lon.values % 360]
+    expected = float(np.sqrt(np.mean((fcst.values - obs.values[:, columns]) ** 2)))
+    assert float(rmse(fcst, converted)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_coordinates_far_from_zero_are_the_same_points():
+    """The round-off allowed is the larger of 1e-6 of the spacing and 8 float32 ulp at the
+    coordinates' magnitude (docs/metrics.md): a 0.1 degree grid near 200 stored as float32
+    differs from its float64 copy by ~6e-6, 6e-5 of the spacing."""
+    lon64 = np.round(np.arange(200.0, 208.0, 0.1), 10)
+    lon32 = lon64.astype(np.float32)
+    assert 1e-6 * 0.1 < np.abs(lon32 - lon64).max() < 8 * np.finfo(np.float32).eps * 208
+    rng = np.random.default_rng(1)
+    f = xr.DataArray(rng.normal(size=lon64.size), dims="lon", coords={"lon": lon64})
+    o = xr.DataArray(rng.normal(size=lon64.size), dims="lon", coords={"lon": lon32})
+    expected = float(np.sqrt(np.mean((f.values - o.values) ** 2)))
+    assert float(rmse(f, o)) == pytest.approx(expected, rel=1e-12)
