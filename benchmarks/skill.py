@@ -204,13 +204,28 @@ def evaluate_shipped(case: str, fine: xr.Dataset, members: int = MEMBERS) -> dic
     }
 
 
+def split_size(case: str) -> int:
+    """Number of fields in the validation split of ``case`` (all of its times / samples)."""
+    fine = validation_truth(case)
+    var = _config(case).data.variables[0]
+    return int(np.prod([fine.sizes[d] for d in fine[var].dims[:-2]]))
+
+
+def fields_of_split(case: str, fields: int) -> str:
+    """``"168 fields"`` for the whole split, ``"8 of its 48 fields, evenly spaced"`` for part."""
+    total = split_size(case)
+    if fields >= total:
+        return f"{fields} fields"
+    return f"{fields} of its {total} fields, evenly spaced"
+
+
 def card_table(case: str, rows: dict[str, dict[str, float]], fields: int, members: int) -> str:
     """The markdown table written into a shipped model's card."""
     config = _config(case)
     cols = list(SKILL_COLUMNS)
     lines = [
-        f"Validation split ({config.data.split_dim} {list(config.data.validation)}; {fields} "
-        f"fields), {members} members, seed {SEED}; reproduce with "
+        f"Validation split ({config.data.split_dim} {list(config.data.validation)}; "
+        f"{fields_of_split(case, fields)}), {members} members, seed {SEED}; reproduce with "
         f"`python benchmarks/skill.py --check-cards`.",
         "",
         "| prediction | " + " | ".join(cols) + " |",
@@ -482,8 +497,8 @@ def write_report(out: Path = RESULTS) -> Path:
             f"{res['members']} members, seed {SEED}.",
             "",
             f"Validation split: `{cfg.data.split_dim}` {list(cfg.data.validation)} of "
-            f"{', '.join(Path(p).name for p in cfg.data.paths)}; {res['fields']} fields of "
-            f"{res['grid']} fine cells; x{cfg.data.factor}. Units of rmse and crps: "
+            f"{', '.join(Path(p).name for p in cfg.data.paths)}; "
+            f"{fields_of_split(case, res['fields'])}, each of {res['grid']} fine cells; x{cfg.data.factor}. Units of rmse and crps: "
             f"{res['units'] or '1'}. Wall time {res['total_seconds']:.0f} s.",
             "",
             "| prediction | " + " | ".join(cols) + " |",

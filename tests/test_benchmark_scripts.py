@@ -324,3 +324,19 @@ def test_metrics_speed_output_file_and_bad_outputs(tmp_path, capsys, monkeypatch
             metrics_speed.main(argv)
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_reports_and_cards_say_when_they_score_part_of_the_split(skill):
+    """The Kolmogorov card said "8 fields" of a validation split that holds 48 (24 times at two
+    Reynolds numbers); it scores 8 of them, evenly spaced."""
+    assert skill.split_size("kolmogorov-x8") == 48
+    assert skill.fields_of_split("kolmogorov-x8", 8) == "8 of its 48 fields, evenly spaced"
+    assert skill.fields_of_split("era5-t2m-x4", 168) == "168 fields"
+    from flexdownscale.hub import shipped_models
+
+    # 4 evenly spaced times per Reynolds number (CASE_FIELDS), the whole ERA5 week
+    for case, said in (
+        ("kolmogorov-x8", "(trajectory [3]; 8 of its 48 fields, evenly spaced)"),
+        ("era5-t2m-x4", "(time ['2019-03-18', '2019-03-24T23']; 168 fields)"),
+    ):
+        assert said in (shipped_models()[case] / "README.md").read_text()
