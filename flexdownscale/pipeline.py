@@ -1559,39 +1559,6 @@ def _check_units(
         raise UnitsError(_unconvertible_units(label, v, model_name, found, expected))
 
 
-#: Kinds of quantity, in words, by a unit of each (compared by dimension): what a units
-#: message calls the input's and the model's units when no conversion joins them.
-_QUANTITY_KINDS: tuple[tuple[str, str], ...] = (
-    ("K", "a temperature"),
-    ("Pa", "a pressure"),
-    ("m s-1", "a speed (or a depth per time, like mm/h)"),
-    ("m", "a length"),
-    ("s", "a time"),
-    ("kg", "a mass"),
-    ("kg m-2 s-1", "a mass flux (like a precipitation rate in kg m-2 s-1)"),
-    ("kg m-2", "a mass per area (like a precipitation amount in kg m-2)"),
-    ("W m-2", "an energy flux (W m-2)"),
-    ("s-1", "a rate per time (like vorticity in s-1)"),
-    ("m2 s-2", "an energy per mass (like geopotential in m2 s-2)"),
-    ("1", "dimensionless (a pure number)"),
-)
-
-
-def _quantity_kind(units: str) -> str | None:
-    """What kind of quantity ``units`` measure, in words (``'hPa'``: ``'a pressure'``); the
-    dimension where no word is known; ``None`` when ``units`` is not a unit."""
-    from .units import parse_units
-
-    parsed = parse_units(units)
-    if parsed is None:
-        return None
-    for reference, words in _QUANTITY_KINDS:
-        known = parse_units(reference)
-        if known is not None and known.dimensionality == parsed.dimensionality:
-            return words
-    return f"a quantity of dimension {parsed.dimensionality}"
-
-
 def _unconvertible_units(
     label: str, variable: str, model_name: str, found: str, expected: str
 ) -> str:
@@ -1599,8 +1566,10 @@ def _unconvertible_units(
     units string (the attribute is wrong), or another kind of quantity (the wrong variable,
     or a wrong attribute). ``label`` names the variable in words, ``variable`` in code (the
     input's name), ``model_name`` is the model's name of it."""
+    from .units import quantity_kind
+
     fix = f"Set it if the values are in {expected}: ds[{variable!r}].attrs['units'] = {expected!r}"
-    want = _quantity_kind(expected)
+    want = quantity_kind(expected)
     if want is None:  # the model's own units are no unit pint knows: no advice on kinds
         return (
             f"variable {label} is in {found!r} but the model expects {expected!r}; convert the "
@@ -1617,7 +1586,7 @@ def _unconvertible_units(
             f"variable {label} is in {found!r} but the model expects {expected!r} ({want}): "
             f"units are case-sensitive, {found.strip()!r} is not {expected!r}. {fix}"
         )
-    have = _quantity_kind(found)
+    have = quantity_kind(found)
     if have is None:
         return (
             f"variable {label} has units {found!r}, which is not a unit flexdownscale knows "
