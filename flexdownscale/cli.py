@@ -1046,7 +1046,7 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
     """UnitsError when a variable's units differ between prediction and truth (compared as
     units: ``m s**-1`` and ``m/s`` are the same)."""
     from .errors import UnitsError
-    from .units import conversion_rule, linear_conversion
+    from .units import conversion_rule, linear_conversion, quantity_kind
 
     for v in names:
         a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
@@ -1062,10 +1062,29 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
         conversion = linear_conversion(str(a), str(b))
         if conversion == (1.0, 0.0):
             continue
-        how = f" ({conversion_rule(str(a), str(b), *conversion)})" if conversion else ""
+        if conversion is not None:
+            raise UnitsError(
+                f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth "
+                f"({conversion_rule(str(a), str(b), *conversion)}); convert one of them "
+                "(values and attrs['units']) so both are in the same units"
+            )
+        unknown = [
+            (side, str(u)) for side, u in (("prediction", a), ("truth", b)) if not quantity_kind(u)
+        ]
+        if unknown:  # an attribute that names no unit: the file's metadata is wrong
+            side, u = unknown[0]
+            said = "is empty" if not u.strip() else f"is {u!r}, not a unit flexdownscale reads"
+            raise UnitsError(
+                f"variable {v!r}: the {side}'s 'units' attribute {said} (the other file says "
+                f"{b if side == 'prediction' else a!r}); set it to what the values are in, e.g. "
+                f"ncatted -a units,{v},o,c,'{b if side == 'prediction' else a}' FILE"
+            )
         raise UnitsError(
-            f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth{how}; "
-            "convert one of them (values and attrs['units']) so both are in the same units"
+            f"variable {v!r} is {quantity_kind(a)} in the prediction ({a!r}) but "
+            f"{quantity_kind(b)} in the truth ({b!r}): not the same kind of quantity, so no "
+            "conversion makes them comparable; check that both files hold the same variable "
+            "(if the truth names it otherwise: --rename TRUTH=PREDICTION) and that each 'units' "
+            "attribute says what its values are in"
         )
 
 

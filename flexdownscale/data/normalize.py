@@ -640,7 +640,7 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
     ``flexdownscale_normalization`` attribute), is refused. Values without attributes (the
     output of plain numpy, say) are taken as they are.
     """
-    from ..units import conversion_code, conversion_rule, linear_conversion
+    from ..units import conversion_code, conversion_rule, linear_conversion, quantity_kind
 
     units = da.attrs.get("units") or None  # an empty string says nothing either
     made = da.attrs.get(NORMALIZED_ATTR)
@@ -657,6 +657,21 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
         if conversion == (1.0, 0.0):
             return
         if conversion is None:
+            have, want = quantity_kind(str(units)), quantity_kind(stats.units)
+            if have is None:  # the attribute names no unit: the metadata is wrong
+                raise UnitsError(
+                    f"variable {name!r} has units {units!r}, not a unit flexdownscale reads; the "
+                    f"statistics were fitted in {stats.units!r}: set the attribute to what the "
+                    f"values are in (ds[{name!r}].attrs['units'] = {stats.units!r} if they are "
+                    f"in {stats.units})"
+                )
+            if want is not None:
+                raise UnitsError(
+                    f"variable {name!r} is {have} ({units!r}) but the statistics were fitted "
+                    f"on {want} ({stats.units!r}): not the same kind of quantity, so no "
+                    "conversion joins them; check that this is the variable the normalizer was "
+                    "fitted on, or fit it on these data"
+                )
             raise UnitsError(
                 f"variable {name!r} is in {units!r} but the statistics were fitted in "
                 f"{stats.units!r}: convert the values and set attrs['units'] = {stats.units!r}, "

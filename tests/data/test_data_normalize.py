@@ -259,8 +259,15 @@ def test_transform_checks_units_and_inverse_takes_normalized_values_only(shared_
         "values in degC + 273.15); convert first: ds['t2m'] = (ds['t2m'] + "
         "273.15).assign_attrs(units='K')"
     )
-    with pytest.raises(UnitsError, match="is in 'furlong' but the statistics were fitted in"):
+    # a length is no temperature: no conversion to advise; an attribute that is no unit is the
+    # metadata to fix (both were told to "convert the values")
+    with pytest.raises(UnitsError) as err:
         norm.transform(ds.t2m.assign_attrs(units="furlong"))
+    said = "is a length ('furlong') but the statistics were fitted on a temperature ('K'): not "
+    assert said in str(err.value)
+    assert "convert" not in str(err.value)
+    with pytest.raises(UnitsError, match="has units 'not_a_unit', not a unit flexdownscale reads"):
+        norm.transform(ds.t2m.assign_attrs(units="not_a_unit"))
     # following the hint gives the normalization of the data in K
     fixed = celsius.assign(t2m=(celsius["t2m"] + 273.15).assign_attrs(units="K"))
     xr.testing.assert_allclose(norm.transform(fixed), norm.transform(ds))
