@@ -58,7 +58,7 @@ from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
-from .diffusion.samplers import SAMPLERS, check_seed, derived_seed, seed_of
+from .diffusion.samplers import CPU_CELLS_PER_CALL, SAMPLERS, check_seed, derived_seed, seed_of
 from .errors import (
     ConfigError,
     DataError,
@@ -1109,13 +1109,6 @@ class _BackboneOnDevice:
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
-
-
-#: Fine cells per backbone call on a CPU: larger calls leave the caches and run slower per cell
-#: (shipped x8 model on a 2-core CPU, benchmarks/results/cpu_batch.md: tiles of 64^2 fastest at
-#: 8 per call, 128^2 at 2 to 4, the 288^2 of a 256^2 periodic field at 1, where 8 per call took
-#: 2.2x as long).
-CPU_CELLS_PER_CALL = 32768
 
 
 def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:

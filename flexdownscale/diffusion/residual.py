@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from .objectives import Denoiser, Objective, TaskFeatures
 from .samplers import (
+    CPU_CELLS_PER_CALL,
     SamplerName,
     _phys_per_field,
     derived_seed,
@@ -334,8 +335,15 @@ def rollout(
     members
         Ensemble size ``M``. All members start from ``frames``; from then on each member's
         next input is its own past frames (never the ensemble mean).
-    sampler, steps, batch_size
+    sampler, steps
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
+    batch_size
+        Member rows per network call. Given, the fields are sampled one after the other at
+        lead 1 and the ``B * M`` member states in calls of ``batch_size`` rows from lead 2 on
+        (``batch_size=1`` is bit-identical for any ``B`` and ``M``). ``None``: every field at
+        once, in calls of all ``B * M`` rows on a GPU; on a CPU of as many fields' members as
+        keep a call under :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine
+        cells, one field's at least (larger calls leave the caches and run slower per cell).
     generator
         An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
         ``None`` (a seed from torch's global generator). Every member has its own stream at
@@ -382,12 +390,25 @@ def rollout(
             g for b in range(batch) for g in member_generators(lead_seed(seed, b, lead), members)
         ]
 
+    # member rows per network call: the given batch_size; without one, on a GPU all B * M, on
+    # a CPU as many fields' members as keep a call under CPU_CELLS_PER_CALL fine cells (at least
+    # one field's: larger calls leave the caches and run slower per cell)
+    total = batch * members
+    rows = batch_size or total
+    if batch_size is None and frames.device.type == "cpu":
+        per_field = members * frames.shape[-2] * frames.shape[-1]
+        rows = min(total, members * max(1, CPU_CELLS_PER_CALL // per_field))
     # lead 1: every member of a field starts from the same frames, so one task encoding per
     # field. With a batch_size, field by field (the task encoder then sees one field, whatever
     # B is); without, all fields in one call
     if batch_size is None:
         nxt = model.sample(
-            objective, frames, members=members, phys=phys, generator=streams(1), **common
+            objective,
+            frames,
+            members=members,
+            phys=phys,
+            generator=streams(1),
+            **{**common, "batch_size": rows},
         )
     else:
         nxt = torch.cat(
@@ -418,11 +439,10 @@ def rollout(
         # the B * M member states as B * M fields of one member each, each row with its own
         # stream, at most batch_size rows per call (the task encoder then never sees more
         # states than the network does, so batch_size=1 is bit-identical for any B and M)
-        rows = batch_size or batch * members
         generators = streams(lead)
         parts = []
-        for start in range(0, batch * members, rows):
-            stop = min(start + rows, batch * members)
+        for start in range(0, total, rows):
+            stop = min(start + rows, total)
             parts.append(
                 model.sample(
                     objective,

@@ -887,6 +887,12 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     return torch.Generator().manual_seed(seed_of(generator))
 
 
+#: Fine cells per backbone call on a CPU: larger calls leave the caches and run slower per cell
+#: (shipped x8 model on a 2-core CPU, benchmarks/results/cpu_batch.md: tiles of 64^2 fastest at
+#: 8 per call, 128^2 at 2 to 4, the 288^2 of a 256^2 periodic field at 1, where 8 per call took
+#: 2.2x as long). The Downscaler's tiles per call and a rollout's member rows per call follow it.
+CPU_CELLS_PER_CALL = 32768
+
 #: Member seeds are drawn from [0, _SEED_RANGE), one ``randint`` value per member.
 _SEED_RANGE = 2**62
 
