@@ -1,7 +1,7 @@
 """Tiles per network call on a CPU: the time of one downscaling call by batch size.
 
 ``Downscaler`` picks ``batch_size`` on a CPU by fine cells per call
-(``flexdownscale.pipeline.CPU_CELLS_PER_CALL``): larger calls leave the caches and run slower
+(``flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL``): larger calls leave the caches and run slower
 per cell. This benchmark measures the shipped ``kolmogorov-x8`` model on one 256 x 256 field of
 the demo sample (8 members, one Reynolds number) with tiles of 64, 128 and the whole field
 (288 x 288 with its periodic halos), every batch size alternating round by round, and writes
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from flexdownscale.demo import CASES
-from flexdownscale.pipeline import CPU_CELLS_PER_CALL, Downscaler, _auto_batch
+from flexdownscale.diffusion.samplers import CPU_CELLS_PER_CALL
+from flexdownscale.pipeline import Downscaler, _auto_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _outputs import add_out_option, make_out_folder

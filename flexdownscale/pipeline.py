@@ -58,7 +58,13 @@ from .data.normalize import Normalizer
 from .data.tiling import Blend, TileAccumulator, TileLayout, tile_layout
 from .diffusion import ResidualModel, build_objective, resolve_sampler_options
 from .diffusion.objectives import Objective, TaskFeatures
-from .diffusion.samplers import CPU_CELLS_PER_CALL, SAMPLERS, check_seed, derived_seed, seed_of
+from .diffusion.samplers import (
+    SAMPLERS,
+    check_seed,
+    cpu_items_per_call,
+    derived_seed,
+    seed_of,
+)
 from .errors import (
     ConfigError,
     DataError,
@@ -1115,7 +1121,7 @@ def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int
     """Tiles per backbone call: on a CPU about :data:`CPU_CELLS_PER_CALL` fine cells (1 to 32
     tiles); on CUDA a share of the free memory."""
     if device.type != "cuda":
-        return int(max(1, min(32, CPU_CELLS_PER_CALL // (tile_shape[0] * tile_shape[1]))))
+        return min(32, cpu_items_per_call(tile_shape[0] * tile_shape[1]))
     try:
         free, _ = torch.cuda.mem_get_info(device)
     except RuntimeError:  # pragma: no cover - driver without mem_get_info
@@ -2156,9 +2162,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             Device of the network; default None: CUDA when available, else the CPU.
         batch_size : int, optional
             Tiles per network call (default None: on a CPU about 32768 fine cells per call, 1 to
-            32 tiles; on CUDA from free memory). The random numbers do not depend on it; the network's float32 kernels round differently for
-            different batch shapes, so outputs for two batch sizes agree to float32 rounding
-            (about 1e-6 relative), not bit for bit, unless ``batch_invariant``.
+            32 tiles; on CUDA from free memory). The random numbers do not depend on it; the
+            network's float32 kernels round differently for different batch shapes, so outputs
+            for two batch sizes agree to float32 rounding (about 1e-6 relative), not bit for
+            bit, unless ``batch_invariant``.
         batch_invariant : bool, default False
             Run the network on one tile at a time, so that the output is bit-identical for any
             ``batch_size`` (which then sets the members per sampler call only). Slower: the

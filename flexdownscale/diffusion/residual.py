@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from .objectives import Denoiser, Objective, TaskFeatures
 from .samplers import (
-    CPU_CELLS_PER_CALL,
     SamplerName,
     _phys_per_field,
+    cpu_items_per_call,
     derived_seed,
     member_generators,
     sample_ensemble,
@@ -396,8 +396,8 @@ def rollout(
     total = batch * members
     rows = batch_size or total
     if batch_size is None and frames.device.type == "cpu":
-        per_field = members * frames.shape[-2] * frames.shape[-1]
-        rows = min(total, members * max(1, CPU_CELLS_PER_CALL // per_field))
+        fields = cpu_items_per_call(members * frames.shape[-2] * frames.shape[-1])
+        rows = min(total, members * fields)
     # lead 1: every member of a field starts from the same frames, so one task encoding per
     # field. With a batch_size, field by field (the task encoder then sees one field, whatever
     # B is); without, all fields in one call
@@ -425,9 +425,14 @@ def rollout(
             ]
         )
     nxt = nxt.flatten(0, 1)  # (B * M, C, H, W): row b * M + m is member m of field b
-    for _ in range(batch):
+
+    def lead_done(lead: int) -> None:
+        """``on_lead(lead)`` once per field (``B * lead_steps`` calls in all)."""
         if on_lead is not None:
-            on_lead(1)
+            for _ in range(batch):
+                on_lead(lead)
+
+    lead_done(1)
     channels = nxt.shape[1]
     states = frames.repeat_interleave(members, dim=0)  # (B * M, P * C, H, W)
     member_phys = phys.repeat_interleave(members) if phys is not None else None
@@ -455,9 +460,7 @@ def rollout(
             )
         nxt = torch.cat(parts)
         outputs.append(nxt)
-        for _ in range(batch):
-            if on_lead is not None:
-                on_lead(lead)
+        lead_done(lead)
     # (lead_steps, B * M, C, H, W) -> (B, M, lead_steps, C, H, W)
     stacked = torch.stack(outputs, dim=1)
     return stacked.reshape(batch, members, *stacked.shape[1:])

@@ -893,6 +893,24 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
 #: 2.2x as long). The Downscaler's tiles per call and a rollout's member rows per call follow it.
 CPU_CELLS_PER_CALL = 32768
 
+
+def cpu_items_per_call(cells_per_item: int) -> int:
+    """How many items of ``cells_per_item`` fine cells one network call on a CPU takes: as many
+    as keep the call under :data:`CPU_CELLS_PER_CALL` cells, one at least.
+
+    Parameters
+    ----------
+    cells_per_item : int
+        Fine cells of one item (a tile; a field's members), >= 1.
+
+    Returns
+    -------
+    int
+        Items per call, >= 1.
+    """
+    return max(1, CPU_CELLS_PER_CALL // max(1, int(cells_per_item)))
+
+
 #: Member seeds are drawn from [0, _SEED_RANGE), one ``randint`` value per member.
 _SEED_RANGE = 2**62
 

@@ -315,6 +315,24 @@ def _check_same_spectrum_units(pred: XarrayLike, ref: XarrayLike) -> None:
         )
 
 
+def _paired_spectra(
+    pred: XarrayLike, ref: XarrayLike, dim: Hashable | None, *, dim_of: XarrayLike
+) -> tuple[XarrayLike, XarrayLike, Hashable]:
+    """``(pred, ref, spectral dim)`` checked and aligned for a comparison of two spectra.
+
+    Both must be xarray objects in the same units (:func:`_check_same_spectrum_units`; m s-1
+    against km h-1 would be 12.96x off); the spectral dim is ``dim`` or found on ``dim_of``;
+    ``pred`` is put on ``ref``'s bins and both are aligned exactly.
+    """
+    check_xarray(pred, "pred")
+    check_xarray(ref, "ref")
+    _check_same_spectrum_units(pred, ref)
+    d = _spectral_dim(dim_of, dim)
+    pred = on_reference_bins(pred, ref, d)
+    pred, ref = align_exact(pred, ref, names=("pred", "ref"))
+    return pred, ref, d
+
+
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
@@ -726,12 +744,7 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     DataArray or Dataset
         ``pred / ref`` per bin (``inf`` or NaN where ``ref`` is 0); ``units`` ``"1"``.
     """
-    check_xarray(pred, "pred")
-    check_xarray(ref, "ref")
-    _check_same_spectrum_units(pred, ref)  # m s-1 against km h-1: 12.96x
-    d = _spectral_dim(pred, dim)
-    pred = on_reference_bins(pred, ref, d)
-    pred, ref = align_exact(pred, ref, names=("pred", "ref"))
+    pred, ref, _ = _paired_spectra(pred, ref, dim, dim_of=pred)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pred / ref
     return set_attrs(out, ref, units="1", long_name="spectral ratio (pred / ref)")
@@ -762,12 +775,7 @@ def log_spectral_distance(
     DataArray or Dataset
         The other dims only; ``units`` ``"dB"``.
     """
-    check_xarray(pred, "pred")
-    check_xarray(ref, "ref")
-    _check_same_spectrum_units(pred, ref)  # m s-1 against km h-1: 12.96x
-    d = _spectral_dim(ref, dim)
-    pred = on_reference_bins(pred, ref, d)
-    pred, ref = align_exact(pred, ref, names=("pred", "ref"))
+    pred, ref, d = _paired_spectra(pred, ref, dim, dim_of=ref)
     ok = (pred > 0) | (ref > 0)  # both zero: the two agree there, nothing to compare
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(pred.where(ok) / ref.where(ok))
