@@ -32,10 +32,19 @@ def era5() -> Downscaler:
     return Downscaler.from_pretrained("era5-t2m-x4")
 
 
-def tiny_forecaster() -> Forecaster:
-    """An untrained tiny forecast model of a dimensionless vorticity (units '1')."""
+def tiny_forecaster(*, conditioned: bool = False) -> Forecaster:
+    """An untrained tiny forecast model of a dimensionless vorticity (units '1'); with
+    ``conditioned``, conditioned on a Reynolds number."""
     torch.manual_seed(0)
-    net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2, dropout=0.0))
+    net = build_model(
+        ModelConfig(
+            preset="tiny",
+            task="forecast",
+            past_frames=2,
+            dropout=0.0,
+            physical_condition=conditioned,
+        )
+    )
     return Forecaster(
         net,
         DiffusionConfig(),
@@ -43,7 +52,8 @@ def tiny_forecaster() -> Forecaster:
         variables=["vorticity"],
         units={"vorticity": "1"},
         sampler=SamplerConfig(steps=2),
-        name="tiny-box",
+        condition={"name": "reynolds_number", "scale": 40000.0} if conditioned else None,
+        name="tiny-conditioned" if conditioned else "tiny-box",
     )
 
 
@@ -241,23 +251,4 @@ def test_condition_must_be_a_number(shared_data, value):
         f"{type(value).__name__}; pass condition=<value> as a float"
     )
     with pytest.raises(ConfigError, match=r"condition = '4000' must be a number"):
-        tiny_conditioned()(box(), lead_steps=1, condition="4000")
-
-
-def tiny_conditioned() -> Forecaster:
-    """An untrained tiny forecast model conditioned on a Reynolds number."""
-    net = build_model(
-        ModelConfig(
-            preset="tiny", task="forecast", past_frames=2, dropout=0.0, physical_condition=True
-        )
-    )
-    return Forecaster(
-        net,
-        DiffusionConfig(),
-        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
-        variables=["vorticity"],
-        units={"vorticity": "1"},
-        sampler=SamplerConfig(steps=2),
-        condition={"name": "reynolds_number", "scale": 40000.0},
-        name="tiny-conditioned",
-    )
+        tiny_forecaster(conditioned=True)(box(), lead_steps=1, condition="4000")
