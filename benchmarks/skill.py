@@ -34,6 +34,7 @@ the package) only goes with the default ``--out``; ``--check-cards`` writes noth
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -204,8 +205,10 @@ def evaluate_shipped(case: str, fine: xr.Dataset, members: int = MEMBERS) -> dic
     }
 
 
+@functools.cache
 def split_size(case: str) -> int:
-    """Number of fields in the validation split of ``case`` (all of its times / samples)."""
+    """Number of fields in the validation split of ``case`` (all of its times / samples); read
+    once per case (the report and the card both say it)."""
     fine = validation_truth(case)
     var = _config(case).data.variables[0]
     return int(np.prod([fine.sizes[d] for d in fine[var].dims[:-2]]))
