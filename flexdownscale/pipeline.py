@@ -1118,7 +1118,8 @@ class _BackboneOnDevice:
 
 
 def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:
-    """Tiles per backbone call: on a CPU about :data:`CPU_CELLS_PER_CALL` fine cells (1 to 32
+    """Tiles per backbone call: on a CPU about
+    :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells (1 to 32
     tiles); on CUDA a share of the free memory."""
     if device.type != "cuda":
         return min(32, cpu_items_per_call(tile_shape[0] * tile_shape[1]))
