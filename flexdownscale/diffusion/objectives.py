@@ -551,6 +551,36 @@ class VPDiffusion(Objective):
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
+        """Per-sample VP loss at ``z = alpha_t x + sigma_t eps``, the output read as ``v_hat``.
+
+        ``target = "v"``: ``|v_hat - v|^p`` with ``v = alpha_t eps - sigma_t x``; ``"eps"``:
+        ``|alpha_t v_hat + sigma_t z - eps|^p``; ``"x"``: ``|alpha_t z - sigma_t v_hat - x|^p``
+        (``p`` = 1 for l1, 2 for l2), averaged over channels and pixels.
+
+        Parameters
+        ----------
+        model : Denoiser
+            The network; it receives ``(z, t, cond, phys=..., task_features=...)``.
+        target : Tensor
+            Clean data ``x`` ``(B, C, ...)`` (in this package the residual).
+        cond : Tensor or None, default None
+            Task input passed to the network, ``(B, C_cond, ...)``.
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``, passed to the network.
+        task_features : TaskFeatures or None, default None
+            Precomputed ``model.encode_task(cond)``, passed to the network.
+        x_lo : Tensor or None, default None
+            Unused (VP has no coarse-plus-noise base).
+        t : Tensor or None, default None
+            Times ``(B,)``; ``None`` draws them from ``U(0, 1)``.
+        generator : torch.Generator or None, default None
+            Source of the random draws, in the order ``t`` (unless given), then ``eps``.
+
+        Returns
+        -------
+        Tensor
+            Shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
+        """
         batch = target.shape[0]
         if t is None:
             t = rand((batch,), generator, device=target.device, dtype=target.dtype)
@@ -568,31 +598,144 @@ class VPDiffusion(Objective):
         return self.loss_scale * _reduce(diff, self.loss_kind)
 
     def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
+        """Uniform network times from ``t = 1`` (noise) to ``t = 0`` (data), float64.
+
+        Parameters
+        ----------
+        steps : int
+            Number of sampler steps (intervals of the grid).
+        device : torch.device, str or None, default None
+            Device of the returned grid (``None``: torch's default device).
+
+        Returns
+        -------
+        Tensor
+            ``linspace(1, 0, steps + 1)``, shape ``(steps + 1,)``.
+        """
         return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
 
     def ode_time(self, t: Tensor) -> Tensor:
+        """``tau = -phi(t)`` with ``phi = atan2(sigma_t, alpha_t)`` (:meth:`CosineSchedule.angle`).
+
+        ``tau`` runs from ``-pi/2`` (noise) towards 0 (data), increasing as ``t`` decreases.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network times in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            ``tau(t)``, same shape and dtype as ``t``.
+        """
         return -self.schedule.angle(t)
 
     def initial_state(self, noise: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """The VP base is ``N(0, I)``: the initial state ``z_1`` is ``noise`` itself.
+
+        Parameters
+        ----------
+        noise : Tensor
+            Standard normal draw ``(B, C, ...)``.
+        x_lo : Tensor or None, default None
+            Unused (VP has no coarse-plus-noise base).
+
+        Returns
+        -------
+        Tensor
+            ``noise`` (the same tensor).
+        """
         return noise
 
     def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Probability-flow drift ``dz / dtau = -v_hat`` (``tau = -phi``).
+
+        With ``alpha = cos phi`` and ``sigma = sin phi`` (``alpha^2 + sigma^2 = 1``) the path
+        ``z = cos(phi) x + sin(phi) eps`` has ``dz / dphi = v``, so ``E[v | z] = v_hat``
+        transports the marginals; the drift does not depend on ``x`` or ``t``.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``z`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (VP has no coarse-plus-noise base).
+
+        Returns
+        -------
+        Tensor
+            ``-out``, shape of ``x``.
+        """
         # z(phi) = cos(phi) x + sin(phi) eps, so dz/dphi = v and dz/dtau = -v (tau = -phi).
         return -out
 
     def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """``grad log p_t(z) = -eps_hat / sigma_t = -(sigma_t z + alpha_t v_hat) / sigma_t``.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``z`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (VP has no coarse-plus-noise base).
+
+        Returns
+        -------
+        Tensor
+            The score, shape of ``x``; it divides by ``sigma_t`` (infinite at ``t = 0``).
+        """
         alpha, sigma = self.alpha_sigma(t)
         return -(sigma * x + alpha * out) / sigma
 
     def noise_variance(self, t: Tensor) -> Tensor:
+        """``sigma_t^2`` of the schedule (``1 - alpha_t^2``): the variance of the path's noise.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network time(s) in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            ``sigma_t^2``, shape and dtype of ``t``.
+        """
         return self.alpha_sigma(t)[1] ** 2
 
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Data-end estimate ``x0_hat = alpha_t z - sigma_t v_hat`` (the DDIM prediction).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``z`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (VP has no coarse-plus-noise base).
+
+        Returns
+        -------
+        Tensor
+            ``x0_hat``, shape of ``x``.
+        """
         alpha, sigma = self.alpha_sigma(t)
         return alpha * x - sigma * out
 
     @property
     def sampler_defaults(self) -> SamplerConfig:
+        """``SamplerConfig(sampler="ddim", steps=2)``: two deterministic DDIM steps, as FLEX."""
         return SamplerConfig(sampler="ddim", steps=2)
 
 
@@ -631,6 +774,20 @@ class _BridgeBase(Objective):
         return 1.0 if self.base == "gaussian" else self.base_sigma
 
     def noise_variance(self, t: Tensor) -> Tensor:
+        """``((1 - t) b)^2``, ``b`` the base's standard deviation (1 gaussian, ``base_sigma``).
+
+        The base noise ``x0`` enters ``x_t`` with weight ``1 - t`` (IDFF adds ``s_t^2``).
+
+        Parameters
+        ----------
+        t : Tensor
+            Network time(s) in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            The variance, shape of ``t``; 0 at ``t = 1``.
+        """
         return ((1 - t) * self._base_std()) ** 2
 
     def _base_mean(self, x: Tensor, x_lo: Tensor | None) -> Tensor | float:
@@ -670,9 +827,35 @@ class _BridgeBase(Objective):
         return t.to(target.dtype), self.initial_state(noise, x_lo=x_lo)
 
     def time_grid(self, steps: int, *, device: torch.device | str | None = None) -> Tensor:
+        """Uniform network times from ``t_min`` (the base) to ``t_max`` (the data), float64.
+
+        Parameters
+        ----------
+        steps : int
+            Number of sampler steps (intervals of the grid).
+        device : torch.device, str or None, default None
+            Device of the returned grid (``None``: torch's default device).
+
+        Returns
+        -------
+        Tensor
+            ``linspace(t_min, t_max, steps + 1)``, shape ``(steps + 1,)``.
+        """
         return torch.linspace(self.t_min, self.t_max, steps + 1, dtype=torch.float64, device=device)
 
     def ode_time(self, t: Tensor) -> Tensor:
+        """``tau = t``: the bridge is integrated in its own time, which increases to the data.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network times in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            ``t`` itself.
+        """
         return t
 
 
@@ -713,6 +896,36 @@ class FlowMatching(_BridgeBase):
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
+        """Per-sample flow-matching loss ``|v_hat - (x1 - x0)|^p`` at ``x_t = (1 - t) x0 + t x1``.
+
+        ``x0`` is a draw of the base, ``x1 = target`` and ``p`` is 1 (l1) or 2 (l2); the mean is
+        over channels and pixels.
+
+        Parameters
+        ----------
+        model : Denoiser
+            The network; it receives ``(x_t, t, cond, phys=..., task_features=...)``.
+        target : Tensor
+            Clean data ``x1`` ``(B, C, ...)`` (in this package the residual).
+        cond : Tensor or None, default None
+            Task input passed to the network, ``(B, C_cond, ...)``.
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``, passed to the network.
+        task_features : TaskFeatures or None, default None
+            Precomputed ``model.encode_task(cond)``, passed to the network.
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``target``; ``None`` is zero
+            (the residual-space value). Ignored for the gaussian base.
+        t : Tensor or None, default None
+            Times ``(B,)``; ``None`` draws them from ``U(t_min, t_max)``.
+        generator : torch.Generator or None, default None
+            Source of the random draws, in the order ``t`` (unless given), then the base noise.
+
+        Returns
+        -------
+        Tensor
+            Shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
+        """
         t, x0 = self._draw(target, t, x_lo, generator)
         tb = per_sample(t, target)
         x_t = (1 - tb) * x0 + tb * target
@@ -720,19 +933,78 @@ class FlowMatching(_BridgeBase):
         return self.loss_scale * _reduce(v_hat - (target - x0), self.loss_kind)
 
     def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Probability-flow drift ``dx / dt = v_hat``: the network output itself (``tau = t``).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` (the predicted ``x1 - x0``) at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (the velocity does not depend on the base).
+
+        Returns
+        -------
+        Tensor
+            ``out``, shape of ``x``.
+        """
         return out
 
     def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Score of the path's marginal from ``E[x0 | x_t] = x_t - t v_hat``.
+
+        Gaussian base: ``-(x - t v_hat) / (1 - t)``; coarse-plus-noise base:
+        ``-(x - t v_hat - x_lo) / ((1 - t) base_sigma^2)`` (derived in ``docs/diffusion.md``).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` (the predicted ``x1 - x0``) at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``x``; ``None`` is zero.
+            Ignored for the gaussian base.
+
+        Returns
+        -------
+        Tensor
+            The score, shape of ``x``; it divides by ``1 - t`` (infinite at ``t = 1``).
+        """
         # E[x0 | x_t] = x_t - t v_hat; x_t | x0-noise is Gaussian around (1 - t) mean0 + t x1.
         x0_hat = x - t * out
         std = self._base_std()
         return -(x0_hat - self._base_mean(x, x_lo)) / ((1 - t) * std**2)
 
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Data-end estimate ``x1_hat = x_t + (1 - t) v_hat`` (one Euler step to ``t = 1``).
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``v_hat`` (the predicted ``x1 - x0``) at ``(x, t)``, ``(B, C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (the estimate does not depend on the base).
+
+        Returns
+        -------
+        Tensor
+            ``x1_hat``, shape of ``x``.
+        """
         return x + (1 - t) * out
 
     @property
     def sampler_defaults(self) -> SamplerConfig:
+        """``SamplerConfig(sampler="euler", steps=50)``: 50 Euler steps of the flow ODE."""
         return SamplerConfig(sampler="euler", steps=50)
 
 
@@ -827,6 +1099,18 @@ class IDFF(_BridgeBase):
         return self.sigma * torch.sqrt(t * (1 - t))
 
     def noise_variance(self, t: Tensor) -> Tensor:
+        """``((1 - t) b)^2 + s_t^2``: the base noise (standard deviation ``b``) and the bridge's.
+
+        Parameters
+        ----------
+        t : Tensor
+            Network time(s) in [0, 1], any shape.
+
+        Returns
+        -------
+        Tensor
+            The variance, shape of ``t``; ``b^2`` at ``t = 0`` and 0 at ``t = 1``.
+        """
         return ((1 - t) * self._base_std()) ** 2 + self.bridge_std(t) ** 2
 
     def network_input(self, x: Tensor) -> Tensor:
@@ -874,6 +1158,37 @@ class IDFF(_BridgeBase):
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
+        """Per-sample IDFF loss at ``x_t = (1 - t) x0 + t x1 + s_t eps``.
+
+        ``mean |x1_hat - x1|^p / (1 - t + c) + mean |s_t s_hat + eps|^p`` with ``(x1_hat, s_hat)``
+        the two halves of the network output at ``cat([x_t, 0])`` and ``p`` 1 (l1) or 2 (l2).
+
+        Parameters
+        ----------
+        model : Denoiser
+            The network; it receives ``(cat([x_t, 0]), t, cond, phys=..., task_features=...)``.
+        target : Tensor
+            Clean data ``x1`` ``(B, C, ...)`` (in this package the residual).
+        cond : Tensor or None, default None
+            Task input passed to the network, ``(B, C_cond, ...)``.
+        phys : Tensor or None, default None
+            Scalar physical condition ``(B,)``, passed to the network.
+        task_features : TaskFeatures or None, default None
+            Precomputed ``model.encode_task(cond)``, passed to the network.
+        x_lo : Tensor or None, default None
+            Mean of the coarse-plus-noise base, broadcastable to ``target``; ``None`` is zero
+            (the residual-space value). Ignored for the gaussian base.
+        t : Tensor or None, default None
+            Times ``(B,)``; ``None`` draws them from ``U(t_min, t_max)``.
+        generator : torch.Generator or None, default None
+            Source of the random draws, in the order ``t`` (unless given), the base noise,
+            then ``eps``.
+
+        Returns
+        -------
+        Tensor
+            Shape ``(B,)``: ``loss_scale`` times the sum of the data and the score terms.
+        """
         t, x0 = self._draw(target, t, x_lo, generator)
         eps = randn(target.shape, generator, device=target.device, dtype=target.dtype)
         tb = per_sample(t, target)
@@ -894,17 +1209,74 @@ class IDFF(_BridgeBase):
         return self.loss_scale * (data_term + noise_term)
 
     def velocity(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """Probability-flow drift ``dx / dt = (x1_hat - x) / (1 - t) - sigma^2 / 2 * s_hat``.
+
+        Exact for any base (derived in ``docs/diffusion.md``); ``tau = t``.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``cat([x1_hat, s_hat])`` at ``(x, t)``, ``(B, 2 C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused (the drift does not depend on the base's mean).
+
+        Returns
+        -------
+        Tensor
+            The drift, ``(B, C, ...)``; it divides by ``1 - t`` (``t_max < 1``).
+        """
         x1_hat, score = self.split(out)
         return (x1_hat - x) / (1 - t) - 0.5 * self.sigma**2 * score
 
     def score(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """The score head ``s_hat``: the last ``C`` channels of the output.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``cat([x1_hat, s_hat])`` at ``(x, t)``, ``(B, 2 C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused.
+
+        Returns
+        -------
+        Tensor
+            ``s_hat``, an estimate of ``grad log p_t(x)`` of the bridge marginal, ``(B, C, ...)``.
+        """
         return self.split(out)[1]
 
     def denoise(self, out: Tensor, x: Tensor, t: Tensor, *, x_lo: Tensor | None = None) -> Tensor:
+        """The data-endpoint head ``x1_hat``: the first ``C`` channels of the output.
+
+        Parameters
+        ----------
+        out : Tensor
+            Network output ``cat([x1_hat, s_hat])`` at ``(x, t)``, ``(B, 2 C, ...)``.
+        x : Tensor
+            Current state ``x_t`` ``(B, C, ...)``.
+        t : Tensor
+            Network time(s) in [0, 1], broadcastable to ``x`` (a scalar or ``(B, 1, ...)``).
+        x_lo : Tensor or None, default None
+            Unused.
+
+        Returns
+        -------
+        Tensor
+            ``x1_hat``, ``(B, C, ...)``.
+        """
         return self.split(out)[0]
 
     @property
     def sampler_defaults(self) -> SamplerConfig:
+        """``SamplerConfig(sampler="idff", steps=10)``: 10 bridge-ODE steps (``g1 = g2 = 0``)."""
         return SamplerConfig(sampler="idff", steps=10)
 
 
