@@ -79,39 +79,40 @@ class ModelConfig(_Section):
 
     Attributes
     ----------
-    backbone
+    backbone : {"flex", "unet", "uvit", "dit"}, default "flex"
         ``"flex"`` (the FLEX hybrid U-Net/ViT) or a baseline: ``"unet"``, ``"uvit"``, ``"dit"``.
-    preset
+    preset : {"tiny", "small", "medium", "big"}, default "tiny"
         Size preset, see :mod:`flexdownscale.models.registry`.
-    in_channels, out_channels
-        Number of channels: one per variable of ``data.variables`` (training sets them from the
-        variables the data load). Levels are not channels: a non-grid dimension such as
+    in_channels : int, default 1
+        Number of input channels: one per variable of ``data.variables`` (training sets them
+        from the variables the data load). Levels are not channels: a non-grid dimension such as
         ``level`` is a sample dimension, so the levels of a variable are separate samples
         sharing its channel and one set of normalization statistics (pooled over the levels).
         For one channel per level, split the variable into one variable per level before
-        training (``u200``, ``u500``; see the data page). ``out_channels`` defaults to
-        ``in_channels``.
-    task
+        training (``u200``, ``u500``; see the data page).
+    out_channels : int or None, default None
+        Number of output channels; ``None``: ``in_channels``.
+    task : {"superres", "forecast"}, default "superres"
         ``"superres"`` (task encoder sees the upsampled coarse field) or ``"forecast"``
         (task encoder sees ``past_frames`` stacked past frames).
-    past_frames
+    past_frames : int, default 1
         Number of past frames for the forecasting task encoder.
-    conditioning
+    conditioning : {"weak+strong", "strong"}, default "weak+strong"
         ``"weak+strong"`` (FLEX default) or ``"strong"`` only (baselines).
-    physical_condition
+    physical_condition : bool or None, default None
         Whether the model takes a scalar physical parameter (e.g. Re / 40000). ``None``
         (default): training follows ``data.condition`` (true when it is set); a model built
         directly takes none. ``false`` with ``data.condition`` set is refused.
-    patch_size
-        Patch size of the UViT and DiT baselines (ignored by FLEX and U-Net). ``None`` picks the
-        preset's default.
-    dropout
-        Dropout rate inside ResBlocks.
-    gradient_checkpointing
+    patch_size : int or None, default None
+        Patch size (pixels) of the UViT and DiT baselines, a divisor of 16 (ignored by FLEX and
+        U-Net). ``None`` picks the preset's default.
+    dropout : float, default 0.1
+        Dropout rate inside ResBlocks, in [0, 1).
+    gradient_checkpointing : bool, default False
         Trade compute for memory during training.
-    image_size
-        Reference (H, W) used for parameter counting and positional-embedding initialisation.
-        Any size divisible by 16 runs at inference.
+    image_size : tuple of (int, int), default (128, 128)
+        Reference (H, W) in pixels, each a multiple of 16, used for parameter counting and
+        positional-embedding initialisation. Any size divisible by 16 runs at inference.
     """
 
     backbone: Backbone = "flex"
@@ -134,28 +135,36 @@ class DiffusionConfig(_Section):
 
     Attributes
     ----------
-    objective
+    objective : {"vp", "flow", "idff"}, default "vp"
         ``"vp"`` (variance-preserving diffusion), ``"flow"`` (flow matching) or ``"idff"``.
-    target
+    target : {"v", "eps", "x"}, default "v"
         VP parameterisation of the loss: ``"v"``, ``"eps"`` or ``"x"`` (network output is v).
-    loss
+    loss : {"l1", "l2"} or None, default None
         ``"l1"`` or ``"l2"``; ``None`` (default): the objective's own, L1 for ``vp`` (as FLEX
         trains) and L2 for ``flow`` and ``idff``, whose velocity and score are conditional
         means (an L1 fit gives conditional medians).
-    logsnr_min, logsnr_max, shift
-        Cosine log-SNR schedule parameters.
-    base
-        Flow-matching base distribution: ``"gaussian"`` or ``"coarse_plus_noise"``.
-    base_sigma
-        Noise level ``s`` of the coarse-plus-noise base.
-    t_min, t_max
-        Time interval for flow-matching training and sampling.
-    loss_scale
-        Multiplies the per-sample loss (the MHD trainer uses 100).
-    idff_sigma
-        Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``).
-    idff_c
-        Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting.
+    logsnr_min : float, default -20.0
+        Smallest log-SNR of the cosine schedule (``vp``; the noise end), below ``logsnr_max``.
+    logsnr_max : float, default 20.0
+        Largest log-SNR of the cosine schedule (``vp``; the data end).
+    shift : float, default 1.0
+        Shift of the cosine schedule (``vp``), > 0: moves the whole log-SNR curve by
+        ``-2 log(shift)`` (1: no shift).
+    base : {"gaussian", "coarse_plus_noise"}, default "gaussian"
+        Flow-matching (and IDFF) base distribution: ``"gaussian"`` or ``"coarse_plus_noise"``.
+    base_sigma : float, default 0.1
+        Noise level ``s`` of the coarse-plus-noise base (normalised units), > 0.
+    t_min : float, default 1e-4
+        Start of the time interval for flow-matching and IDFF training and sampling (the
+        noise end), with ``0 <= t_min < t_max <= 1`` (IDFF: ``0 < t_min``).
+    t_max : float, default 1 - 1e-4
+        End of that interval (the data end; IDFF: ``t_max < 1``).
+    loss_scale : float, default 1.0
+        Multiplies the per-sample loss, finite and > 0 (the MHD trainer uses 100).
+    idff_sigma : float, default 0.2
+        Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``), > 0.
+    idff_c : float, default 0.01
+        Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting, > 0.
     """
 
     objective: Literal["vp", "flow", "idff"] = "vp"
@@ -179,17 +188,20 @@ class SamplerConfig(_Section):
 
     Attributes
     ----------
-    sampler
+    sampler : {"ddim", "euler", "heun", "sde", "idff"}, default "ddim"
         ``"ddim"``, ``"euler"``, ``"heun"``, ``"sde"`` or ``"idff"``.
-    steps
-        Number of reverse steps (network evaluations for first-order samplers).
-    eta
-        DDIM stochasticity (0 is deterministic DDIM).
-    delta
+    steps : int, default 2
+        Number of reverse steps (network evaluations for first-order samplers), >= 1.
+    eta : float, default 0.0
+        DDIM stochasticity in [0, 1] (0 is deterministic DDIM, 1 ancestral).
+    delta : float, default 0.0
         SDE Langevin strength in units of the path's noise variance (stable for
-        ``delta * step < 2``); 0 reduces to the probability-flow ODE.
-    g1, g2
-        IDFF sampling knobs (gamma1, gamma2).
+        ``delta * step < 2``), >= 0; 0 reduces to the probability-flow ODE.
+    g1 : float, default 0.0
+        IDFF Langevin knob gamma1 (noise and score term added to the bridge's
+        probability-flow ODE), >= 0; ``g1 = g2 = 0`` is Euler on the bridge ODE.
+    g2 : float, default 0.0
+        IDFF momentum knob gamma2 (weight of the second-order Taylor term of a step), >= 0.
     """
 
     sampler: Literal["ddim", "euler", "heun", "sde", "idff"] = "ddim"
@@ -206,32 +218,38 @@ class DataConfig(_Section):
 
     Attributes
     ----------
-    paths
+    paths : tuple of str, default ()
         Files or glob patterns (netCDF, zarr, HDF5).
-    format
+    format : {"auto", "xarray", "hdf5"}, default "auto"
         ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
-    variables
+    variables : tuple of str, default ()
         Variables used as channels (in order).
-    degradation
+    degradation : {"area_mean", "strided", "gaussian"}, default "area_mean"
         Fine -> coarse operator: ``"area_mean"``, ``"strided"`` or ``"gaussian"``.
-    upsample
+    upsample : {"bilinear", "bicubic", "conservative"}, default "bilinear"
         Coarse -> fine base field: ``"bilinear"``, ``"bicubic"`` or ``"conservative"``.
-    factor
-        Super-resolution factor.
-    crop_size
+    factor : int, default 4
+        Super-resolution factor (fine cells per coarse cell along each axis), >= 1.
+    crop_size : int, default 64
         Side of the random square crops in fine pixels (divisible by 16 and by ``factor``).
-    split_dim
+    split_dim : str, default "time"
         Dimension along which the data are split (``"time"``, ``"trajectory"``, ...).
-    train, validation, test
-        Selections along ``split_dim``: ``[start, stop]`` (inclusive labels, e.g. dates) or a list of
-        indices/labels.
-    condition
+    train : tuple of labels or indices, default ()
+        Selection of the training split along ``split_dim``: ``[start, stop]`` (inclusive
+        labels, e.g. dates) or a list of indices/labels.
+    validation : tuple of labels or indices, default ()
+        Selection of the validation split, as ``train``.
+    test : tuple of labels or indices, default ()
+        Selection of the test split, as ``train``.
+    condition : str or None, default None
         Name of a scalar attribute or variable used as physical condition, or ``None``.
-    condition_scale
-        The condition is divided by this (Re / 40000).
-    past_frames, lead
-        Forecasting: number of past frames and lead in time steps.
-    nan_fields
+    condition_scale : float, default 1.0
+        The condition is divided by this (e.g. 40000 for Re); finite and non-zero.
+    past_frames : int, default 1
+        Forecasting: number of past frames, >= 1.
+    lead : int, default 1
+        Forecasting: lead in time steps of ``split_dim``, >= 1.
+    nan_fields : {"error", "drop"}, default "error"
         What to do with the fields (one sample: a time, of one trajectory or level, ...) of a
         split that hold NaN where the items read, found in one pass when the split opens:
         ``"error"`` (default) refuses the split, naming the variable and the fields;
@@ -262,21 +280,21 @@ class OptimConfig(_Section):
 
     Attributes
     ----------
-    optimizer
+    optimizer : {"adamw", "adam", "lion"}, default "adamw"
         ``"adamw"``, ``"adam"`` or ``"lion"``.
-    lr
+    lr : float, default 2e-4
         Peak learning rate (> 0).
-    betas
+    betas : tuple of (float, float), default (0.9, 0.999)
         Momentum coefficients, each in [0, 1).
-    weight_decay
+    weight_decay : float, default 0.0
         Decoupled (adamw, lion) or L2 (adam) weight decay, >= 0.
-    warmup_steps
+    warmup_steps : int, default 100
         Linear warm-up steps (>= 0).
-    schedule
+    schedule : {"cosine", "constant"}, default "cosine"
         ``"cosine"`` (decay to 0 at ``steps``) or ``"constant"`` after the warm-up.
-    grad_clip
+    grad_clip : float, default 1.0
         Largest global gradient norm; 0 turns clipping off (negative values are refused).
-    ema_decay
+    ema_decay : float, default 0.999
         Decay of the exponential moving average of the weights, in [0, 1).
     """
 
@@ -336,7 +354,7 @@ class TrainConfig(_Section):
     batch_size : int, default 32
         Samples per optimiser step over every process: micro-batch x processes x gradient
         accumulation steps.
-    micro_batch_size : int, optional
+    micro_batch_size : int or None, default None
         Samples per process and forward pass; the accumulation is worked out from it and
         ``batch_size`` (which must be a multiple of it times the processes). Default None:
         ``batch_size`` / processes.

@@ -276,3 +276,78 @@ def test_overrides_have_their_own_docstring(name, member):
     """An override's page entry is its own docstring: without one the API reference shows
     nothing (or the base's generic text) for what this class computes."""
     assert (member.__doc__ or "").strip(), f"{name} overrides a base method without a docstring"
+
+
+def untyped_entries(doc: str, title: str = "Attributes") -> list[str]:
+    """Entries of a numpydoc section written without ``: type``."""
+    body = section(doc, title) or []
+    return [
+        line
+        for line in body
+        if line.strip() and not line[0].isspace() and not re.search(r"\s:\s*\S", line)
+    ]
+
+
+def test_untyped_entries_are_found():
+    doc = inspect.cleandoc(
+        """Summary.
+
+        Attributes
+        ----------
+        steps : int, default 2
+            Text: with a colon.
+        eta
+            No type.
+        g1, g2
+            No type either.
+        """
+    )
+    assert untyped_entries(doc) == ["eta", "g1, g2"]
+
+
+#: Classes whose Attributes sections still lack types; their modules are edited elsewhere.
+#: Strict: once typed, the entry here fails and is removed.
+UNTYPED_PENDING = {
+    "flexdownscale.data.GridAxes",
+    "flexdownscale.data.GridSpec",
+    "flexdownscale.data.TileLayout",
+    "flexdownscale.data.VariableStats",
+    "flexdownscale.hub.ModelFolder",
+    "flexdownscale.diffusion.SampleResult",
+}
+
+
+def attribute_sections() -> Iterator[tuple[str, str]]:
+    """(qualified name, docstring) of every API class documenting Attributes."""
+    seen: set[int] = set()
+    for modname in MODULES:
+        module = importlib.import_module(modname)
+        for name in module.__all__:
+            cls = getattr(module, name)
+            if not inspect.isclass(cls) or id(cls) in seen:
+                continue
+            seen.add(id(cls))
+            doc = inspect.cleandoc(cls.__doc__ or "")
+            if section(doc, "Attributes"):
+                yield f"{modname}.{name}", doc
+
+
+ATTRIBUTE_SECTIONS = sorted(attribute_sections())
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"),
+    [
+        pytest.param(
+            name,
+            doc,
+            marks=pytest.mark.xfail(name in UNTYPED_PENDING, reason="untyped", strict=True),
+        )
+        for name, doc in ATTRIBUTE_SECTIONS
+    ],
+    ids=[item[0] for item in ATTRIBUTE_SECTIONS],
+)
+def test_attributes_are_typed(name, doc):
+    """``name : type`` for every attribute (with its default where it has one): ``help()``
+    shows the docstring only, not the annotations."""
+    assert not untyped_entries(doc), f"{name}: Attributes without a type: {untyped_entries(doc)}"
