@@ -351,3 +351,80 @@ def test_attributes_are_typed(name, doc):
     """``name : type`` for every attribute (with its default where it has one): ``help()``
     shows the docstring only, not the annotations."""
     assert not untyped_entries(doc), f"{name}: Attributes without a type: {untyped_entries(doc)}"
+
+
+def test_entry_types_render_without_double_parentheses():
+    """griffe reads an entry's type as a Python expression where it can, so ``int, optional``,
+    ``float, default -20.0`` (attributes) and ``torch.device, str or None`` are tuples, which the
+    page printed as ``((int, optional))``; the docs extension rewrites them into forms printed as
+    written (``type, default: <value>``, ``A or B or None``)."""
+    import importlib.util
+    import logging
+    from pathlib import Path
+
+    griffe = pytest.importorskip("griffe")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "rst_docstrings", root / "docs" / "_griffe" / "rst_docstrings.py"
+    )
+    rst = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rst)
+    package = griffe.load("flexdownscale", search_paths=[str(root)], resolve_aliases=False)
+    demo = package["demo.DemoCase"]
+    text = rst.rst_to_markdown(demo, demo.docstring.value)
+    assert "\ncondition_dim : str, default: None\n" in text
+    assert "\ncrop : tuple of (int, int), default: None\n" in text
+    assert ", optional" not in text
+    # a default_factory field; an entry without a default keeps only its type; descriptions and
+    # bracketed commas stay; parameters keep their defaults (griffe reads those itself)
+    text = rst.rst_to_markdown(
+        package["config.TrainConfig"],
+        "Attributes\n----------\nmodel : ModelConfig, optional\n    Section.\n"
+        "nothing : int, optional\n    Not a field.\nsteps : int, default 1000\n"
+        "    Steps, default 1000 (a description line is left alone).\n"
+        "size : tuple of (int, int), default (1, 2)\n    Size.\n\n"
+        "Parameters\n----------\ngenerator : Generator, sequence of Generator, or None, default None\n"
+        "    Seeds.\n",
+    )
+    assert "model : ModelConfig, default: ModelConfig()\n" in text
+    assert "nothing : int\n" in text
+    assert "steps : int, default: 1000\n    Steps, default 1000 (a description" in text
+    assert "size : tuple of (int, int), default: (1, 2)\n" in text
+    assert "generator : Generator or sequence of Generator or None, default None\n" in text
+
+    # no entry of the package is read as a tuple it does not write (choices ``{"a", "b"}`` aside:
+    # griffe itself turns them into a tuple)
+    def walk(obj):
+        yield obj
+        for member in obj.members.values():
+            if not member.is_alias:
+                yield from walk(member)
+
+    kinds = {
+        griffe.DocstringSectionKind.attributes,
+        griffe.DocstringSectionKind.parameters,
+        griffe.DocstringSectionKind.other_parameters,
+    }
+    misread = []
+    logging.disable(logging.WARNING)  # griffe's notes on entries are the docs build's business
+    try:
+        for obj in walk(package):
+            if obj.docstring is None:
+                continue
+            text = rst.rst_to_markdown(obj, obj.docstring.value)
+            for part in griffe.Docstring(text, parent=obj, parser="numpy").parse():
+                if part.kind not in kinds:
+                    continue
+                for item in part.value:
+                    name = re.escape(item.name.lstrip("*"))
+                    choices = re.search(rf"^\s*\**{name}\s*:\s*\{{", text, re.MULTILINE)
+                    annotation = item.annotation
+                    if (
+                        isinstance(annotation, griffe.ExprTuple)
+                        and str(annotation) not in text
+                        and not choices
+                    ):
+                        misread.append(f"{obj.path}: {item.name} : {annotation}")
+    finally:
+        logging.disable(logging.NOTSET)
+    assert not misread

@@ -12,6 +12,14 @@ them literally, so before rendering this extension rewrites, in every docstring:
   was renamed or removed.
 - ``.. math::`` directives into display math (``$$ ... $$``, arithmatex).
 - numpydoc entries naming several parameters (``a, b : type``) into one entry per name.
+- the types of Parameters and Attributes entries into forms griffe prints as written. griffe
+  reads a type as a Python expression where it can, and a top-level comma makes it a tuple,
+  which the page printed in a second pair of parentheses (``((Generator, int or None))``). So
+  numpydoc's alternatives ``A, B or None`` become ``A or B or None``, and an attribute's
+  ``type, default <value>`` or ``type, optional`` (griffe strips ``, optional`` and reads
+  defaults from parameters only; ``int, optional`` and ``float, default -20.0`` were tuples)
+  becomes ``type, default: <value>``, as parameters are shown (for ``optional`` the class
+  attribute's default; just ``type`` when it has none).
 - ``::`` ending a paragraph into ``:`` (the indented block after it is already a Markdown code
   block).
 
@@ -39,6 +47,13 @@ PACKAGE = "flexdownscale"
 ITEM_SECTIONS = ("Parameters", "Other Parameters", "Attributes")
 ITEM = re.compile(
     r"(?P<indent>[ \t]*)(?P<names>[A-Za-z_*][\w*]*(?:,\s*[A-Za-z_*][\w*]*)+)\s*(?::\s*(?P<kind>.*))?"
+)
+
+#: An entry ``name : type`` of one name (after ``_expand_combined_items``), and the
+#: ``, optional`` or ``, default <value>`` ending of its type.
+TYPED_ITEM = re.compile(r"(?P<head>[ \t]*\*{0,2}(?P<name>[A-Za-z_]\w*)\s*:\s*)(?P<kind>\S.*?)\s*")
+DEFAULT_TAIL = re.compile(
+    r",\s*(?:(?P<optional>optional)|default(?: |: |=)\s*(?P<default>.+?))\s*$"
 )
 
 
@@ -174,9 +189,69 @@ def _expand_combined_items(text: str) -> str:
     return "\n".join(out)
 
 
+def _attribute_default(obj: griffe.Object, name: str) -> str | None:
+    """The default of the class attribute ``name`` of ``obj`` as source text, or None."""
+    member = obj.members.get(name) if obj.is_class else None
+    if member is None or member.is_alias or getattr(member, "value", None) is None:
+        return None
+    value = member.value
+    if isinstance(value, griffe.ExprCall) and str(value.function) in ("field", "dataclasses.field"):
+        for argument in value.arguments:  # field(default=...) / field(default_factory=...)
+            if isinstance(argument, griffe.ExprKeyword) and argument.name == "default":
+                return str(argument.value)
+            if isinstance(argument, griffe.ExprKeyword) and argument.name == "default_factory":
+                return f"{argument.value}()"
+        return None
+    return str(value)
+
+
+def _alternatives(kind: str) -> str:
+    """``A, B or None`` (numpydoc: one of these) as ``A or B or None``; commas inside brackets
+    (``tuple of (int, int)``, ``{"a", "b"}``) stay; ``A, B, or None`` is ``A or B or None``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(kind):
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            parts.append(kind[start:i].strip())
+            start = i + 1
+    parts.append(kind[start:].strip())
+    parts = [p.removeprefix("or ").strip() for p in parts]  # "A, B, or None"
+    return " or ".join(p for p in parts if p)
+
+
+def _entry_types(obj: griffe.Object, text: str) -> str:
+    """The types of Parameters and Attributes entries in the forms griffe prints as written
+    (see the module docstring): alternatives joined by ``or``; for attributes
+    ``type, default: <value>``."""
+    lines = text.splitlines()
+    section: str | None = None
+    indent = 0
+    for i, line in enumerate(lines):
+        if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
+            section, indent = line.strip(), len(line) - len(line.lstrip())
+            continue
+        entry = TYPED_ITEM.fullmatch(line) if section in ITEM_SECTIONS else None
+        if entry is None or len(line) - len(line.lstrip()) != indent:  # not a description line
+            continue
+        kind, tail = entry["kind"], ""
+        found = DEFAULT_TAIL.search(kind)
+        if found:
+            kind, tail = kind[: found.start()], kind[found.start() :]
+            if section == "Attributes":
+                default = (
+                    _attribute_default(obj, entry["name"])
+                    if found["optional"]
+                    else found["default"]
+                )
+                tail = f", default: {default}" if default is not None else ""
+        lines[i] = f"{entry['head']}{_alternatives(kind)}{tail}"
+    return "\n".join(lines)
+
+
 def rst_to_markdown(obj: griffe.Object, text: str) -> str:
     """The docstring ``text`` of ``obj`` with the constructs above in Markdown."""
     text = _expand_combined_items(text)
+    text = _entry_types(obj, text)
     text = _math_blocks(text)
     text = _literal_markers(text)
     return ROLE.sub(lambda m: _role_to_markdown(obj, m), text)
