@@ -1250,8 +1250,8 @@ def resolve_downscaler(
             )
     by_vars = {n: f for n, f in shipped.items() if set(f.variables) <= set(variables)}
     matches = [n for n, f in by_vars.items() if factor is None or f.factor == factor]
-    if matches:
-        return _cached(matches[0])
+    if matches:  # the shipped folder itself, never a local folder of the same name
+        return _cached(shipped_models()[matches[0]])
     if by_vars:
         factors = sorted({f.factor for f in by_vars.values()})
         raise UnsupportedFactorError(

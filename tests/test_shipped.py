@@ -76,6 +76,23 @@ def test_accessor_picks_the_shipped_model():
     assert out["t2m"].shape == (2, 1, 32, 48)
 
 
+def test_accessor_picks_the_shipped_folder_not_a_local_one_of_its_name(tmp_path, monkeypatch):
+    """Without ``model=``, the shipped model is run even where the working directory holds a
+    folder of its name (e.g. the user's output folder): the name is taken from the shipped
+    models' headers, so the folder loaded must be the shipped one (it was the local one, which
+    here is no model folder at all)."""
+    case = CASES[0]
+    fine = load_case(case)
+    coarse = degrade(fine.isel(time=[0]), 4)
+    coarse["t2m"].attrs = dict(fine["t2m"].attrs)
+    (tmp_path / "era5-t2m-x4").mkdir()
+    (tmp_path / "era5-t2m-x4" / "notes.txt").write_text("my outputs")
+    monkeypatch.chdir(tmp_path)
+    out = coarse.flex.downscale(factor=4, members=2, seed=0)
+    assert out.attrs["flexdownscale_model"] == "era5-t2m-x4"
+    assert np.isfinite(out["t2m"].values).all()
+
+
 @pytest.mark.slow
 @pytest.mark.slow
 def test_stored_sde_strength_gives_calibrated_era5_ensembles():
