@@ -2676,7 +2676,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ``sampler``, ``steps``, ``sampler_options``, ``variables``, ``rename`` and
         ``condition`` are as for :meth:`Downscaler.__call__` (``None``: the model's stored
         settings; the variables found by name; the condition read from the input).
-        ``batch_size`` is the number of members per network call (``None``: all);
+        ``batch_size`` is the number of members per network call (``None``: all on a GPU; on a
+        CPU as many as keep a call under
+        :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells, one at least);
         ``batch_invariant=True`` runs the network on one member at a time, so that the output
         is bit-identical for any ``batch_size``.
         ``progress`` shows a tqdm progress bar over the leads (``None``: when
@@ -2724,7 +2726,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         device : torch.device or str, optional
             Device of the network; default None: CUDA when available, else the CPU.
         batch_size : int, optional
-            Members per network call; default None: all members in one call.
+            Members per network call; default None: all members in one call on a GPU, on a
+            CPU as many as keep a call under
+            :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells.
         batch_invariant : bool, default False
             Run the network on one member at a time (bit-identical output for any
             ``batch_size``; slower).

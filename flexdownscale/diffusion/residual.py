@@ -341,9 +341,10 @@ def rollout(
         Member rows per network call. Given, the fields are sampled one after the other at
         lead 1 and the ``B * M`` member states in calls of ``batch_size`` rows from lead 2 on
         (``batch_size=1`` is bit-identical for any ``B`` and ``M``). ``None``: every field at
-        once, in calls of all ``B * M`` rows on a GPU; on a CPU of as many fields' members as
-        keep a call under :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine
-        cells, one field's at least (larger calls leave the caches and run slower per cell).
+        once, in calls of all ``B * M`` rows on a GPU; on a CPU of as many rows as keep a call
+        under :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells (larger
+        calls leave the caches and run slower per cell): as many fields' members as fit, or,
+        where one field's do not, as many of its members as fit, one at least.
     generator
         An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
         ``None`` (a seed from torch's global generator). Every member has its own stream at
@@ -391,13 +392,14 @@ def rollout(
         ]
 
     # member rows per network call: the given batch_size; without one, on a GPU all B * M, on
-    # a CPU as many fields' members as keep a call under CPU_CELLS_PER_CALL fine cells (at least
-    # one field's: larger calls leave the caches and run slower per cell)
+    # a CPU as many rows as keep a call under CPU_CELLS_PER_CALL fine cells (larger calls leave
+    # the caches and run slower per cell): whole fields' members where one field's fit, else
+    # part of one field's members (one row at least)
     total = batch * members
     rows = batch_size or total
     if batch_size is None and frames.device.type == "cpu":
-        fields = cpu_items_per_call(members * frames.shape[-2] * frames.shape[-1])
-        rows = min(total, members * fields)
+        per_call = cpu_items_per_call(frames.shape[-2] * frames.shape[-1])
+        rows = min(total, members * (per_call // members) if per_call >= members else per_call)
     # lead 1: every member of a field starts from the same frames, so one task encoding per
     # field. With a batch_size, field by field (the task encoder then sees one field, whatever
     # B is); without, all fields in one call

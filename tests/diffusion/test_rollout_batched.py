@@ -70,6 +70,26 @@ def test_cpu_calls_stay_under_the_cell_budget():
     assert net.encode_rows == [5, 8, 2]  # lead 1 encodes the 5 fields once
 
 
+def test_cpu_calls_split_a_large_fields_members():
+    """Where one field's members alone exceed CPU_CELLS_PER_CALL cells, a call takes as many of
+    them as fit, one at least (it took all of them: the Forecaster's one 256 x 256 field with 16
+    members ran as calls of 16 rows). The random numbers do not change: the samples equal
+    ``batch_size=1``'s."""
+    from flexdownscale.diffusion.samplers import CPU_CELLS_PER_CALL
+
+    kw = dict(lead_steps=2, members=4, sampler="ddim", steps=1, generator=3)
+    for side, per_call in ((128, 2), (256, 1)):
+        assert max(1, CPU_CELLS_PER_CALL // (side * side)) == per_call
+        net = _Counting()
+        model = ResidualModel(net, task="forecast", past_frames=2)
+        frames = torch.randn(1, 2, side, side, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            auto = rollout(model, VPDiffusion(), frames, **kw)
+            rowwise = rollout(model, VPDiffusion(), frames, batch_size=1, **kw)
+        assert net.forward_rows[: 2 * 4 // per_call] == [per_call] * (2 * 4 // per_call)
+        torch.testing.assert_close(auto, rowwise, rtol=0, atol=0)
+
+
 def test_batched_fields_are_the_fields_alone():
     """Field b of a batch is the rollout of field b alone, seeded with the same streams."""
     net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2, dropout=0.0))
