@@ -166,11 +166,11 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
     Raises
     ------
     ModelFolderError
-        When ``path`` exists and is not a model folder or an empty folder (whatever
+        When ``path`` is empty, exists and is not a model folder or an empty folder (whatever
         ``overwrite`` says), or exists and ``overwrite`` is false; when ``path`` cannot be
         created (a file where a folder above it should be, a folder that cannot be written to).
     """
-    path = Path(path)
+    path = _target_path(path)
     if not (path.exists() or path.is_symlink()):
         _check_creatable(path)
         return
@@ -188,6 +188,18 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
             f"model folder {str(path)!r} already exists; pass overwrite=True to replace it or "
             "choose a new path"
         )
+
+
+def _target_path(path: str | os.PathLike[str]) -> Path:
+    """The folder a model folder is written to: ``~`` expanded (as :func:`resolve_model_path`
+    does when reading it back); an empty or blank name is refused (it would be the working
+    directory)."""
+    if isinstance(path, str) and not path.strip():
+        raise ModelFolderError(
+            f"the model folder path is empty ({path!r}); give the folder to write, e.g. "
+            "'my-model' or '~/models/my-model' (nothing was written)"
+        )
+    return Path(path).expanduser()
 
 
 def _check_creatable(path: Path) -> None:
@@ -250,8 +262,8 @@ def save_model_folder(
     Parameters
     ----------
     path
-        Destination folder. Written to a temporary sibling first, then renamed into place, so a
-        crash never leaves a half-written folder under ``path``.
+        Destination folder (``~`` is expanded). Written to a temporary sibling first, then
+        renamed into place, so a crash never leaves a half-written folder under ``path``.
     state_dict
         Model weights (tensors); stored with safetensors. Tensors sharing memory are copied.
     model, diffusion, sampler
@@ -275,12 +287,12 @@ def save_model_folder(
 
     Returns
     -------
-    The folder's path.
+    The folder's path (``~`` expanded).
 
     Raises
     ------
     ModelFolderError
-        When ``path`` exists and is not a model folder or an empty folder (whatever
+        When ``path`` is empty, exists and is not a model folder or an empty folder (whatever
         ``overwrite`` says), or exists and ``overwrite`` is false; when it cannot be written
         (a read-only folder, a full disk: the message names ``path`` and the cause, and
         nothing is left behind).
@@ -289,7 +301,7 @@ def save_model_folder(
 
     from ._version import __version__
 
-    path = Path(path)
+    path = _target_path(path)
     check_target(path, overwrite=overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -545,7 +557,8 @@ def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
     Parameters
     ----------
     path : str or os.PathLike
-        A local model folder (no shipped name or Hub id: see :func:`resolve_model_path`).
+        A local model folder (``~`` is expanded; no shipped name or Hub id: see
+        :func:`resolve_model_path`).
 
     Returns
     -------
@@ -559,7 +572,7 @@ def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
         When ``config.json`` is missing, not JSON, not a flexdownscale model config, or an entry
         has the wrong type.
     """
-    folder = Path(path)
+    folder = Path(path).expanduser()
     config = _read_json(folder / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise ModelFolderError(f"{str(folder / CONFIG_FILE)!r} is not a flexdownscale model config")
@@ -815,7 +828,7 @@ def import_foreign_checkpoint(
     Parameters
     ----------
     path
-        The checkpoint file.
+        The checkpoint file (``~`` is expanded).
     key
         Optional entry of a dict checkpoint holding the state dict (e.g. ``"model"`` or ``"ema"``).
 
@@ -833,7 +846,7 @@ def import_foreign_checkpoint(
     """
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ModelFolderError(f"checkpoint {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
