@@ -22,6 +22,8 @@ import difflib
 import functools
 import math
 import numbers
+import os
+import re
 import tomllib
 import types
 import typing
@@ -219,7 +221,8 @@ class DataConfig(_Section):
     Attributes
     ----------
     paths : tuple of str, default ()
-        Files or glob patterns (netCDF, zarr, HDF5).
+        Files or glob patterns (netCDF, zarr, HDF5); a ``pathlib.Path`` is taken and stored
+        as its string.
     format : {"auto", "xarray", "hdf5"}, default "auto"
         ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
     variables : tuple of str, default ()
@@ -348,7 +351,8 @@ class TrainConfig(_Section):
         ``OptimConfig()``).
     run_dir : str, default "runs/run"
         The run folder: configuration, training states, logs, figures and the exported model
-        (layout in :mod:`flexdownscale.train`).
+        (layout in :mod:`flexdownscale.train`); a ``pathlib.Path`` is taken and stored as its
+        string.
     steps : int, default 1000
         Optimiser steps of the whole run (a resume continues up to it).
     batch_size : int, default 32
@@ -772,10 +776,18 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             raise _problem(where, f"must be a number, got {value!r}")
         return value if type(value) is float else float(value)
     if annotation is str:
+        if isinstance(value, os.PathLike) and _is_path_field(where):
+            return os.fspath(value)  # a pathlib.Path for a file or folder: its string
         if not isinstance(value, str):
             raise _problem(where, f"must be a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported annotation {annotation!r}")  # pragma: no cover
+
+
+def _is_path_field(where: str) -> bool:
+    """Whether the value at ``where`` (``TrainConfig.data.paths[0]``) names a file or folder
+    (``data.paths``, ``run_dir``), which may then be given as a ``pathlib.Path``."""
+    return re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in ("paths", "run_dir")
 
 
 def _freeze(value: Any) -> Any:

@@ -455,3 +455,20 @@ def test_a_config_built_in_python_is_normalised_like_one_read_from_toml():
     assert nested.data == DataConfig(factor=2, crop_size=32)
     with pytest.raises(errors.ConfigError, match=r"must be an integer, got np.True_"):
         DataConfig(factor=np.True_)
+
+
+def test_file_and_folder_fields_take_a_pathlib_path(tmp_path):
+    """``TrainConfig(run_dir=Path(...))`` and ``DataConfig(paths=[Path(...)])`` were refused
+    ("must be a string, got PosixPath(...)"), though a ``Path`` is what Python code holds; they
+    are stored as strings, so the config still writes to TOML and compares equal. Other string
+    fields still take strings only."""
+    from pathlib import Path
+
+    config = TrainConfig(run_dir=tmp_path / "run", data=DataConfig(paths=[Path("a.nc"), "b*.nc"]))
+    assert config.run_dir == str(tmp_path / "run")
+    assert type(config.run_dir) is str
+    assert config.data.paths == ("a.nc", "b*.nc")
+    assert config == TrainConfig(run_dir=str(tmp_path / "run"), data={"paths": ["a.nc", "b*.nc"]})
+    assert to_dict(config)["run_dir"] == str(tmp_path / "run")  # as a run's config.toml holds
+    with pytest.raises(errors.ConfigError, match=r"split_dim must be a string, got PosixPath"):
+        DataConfig(split_dim=Path("time"))
