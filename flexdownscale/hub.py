@@ -22,6 +22,7 @@ installed).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import hashlib
 import json
@@ -762,16 +763,24 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     ModelFolderError
-        When ``name_or_path`` is none of these, or the download fails (the message says that no
-        local folder has that name, in case it was a mistyped path).
+        When ``name_or_path`` is empty or none of these (a near miss of a shipped name gets
+        "did you mean ...?"), or the download fails (the message says that no local folder has
+        that name, in case it was a mistyped path).
     BackendNotAvailableError
         For a Hub id without ``huggingface_hub`` installed.
     """
+    shipped = shipped_models()
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        # Path("") is the working directory: never a model the user meant
+        raise ModelFolderError(
+            f"the model name is empty ({name_or_path!r}); give a shipped model "
+            f"({', '.join(shipped) or 'none shipped'}), a model folder's path or a Hugging Face "
+            "Hub id 'org/name'"
+        )
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     text = str(name_or_path)
-    shipped = shipped_models()
     if text in shipped:
         return shipped[text]
     hub_id = None if path.exists() else _hub_reference(text)
@@ -798,8 +807,11 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
                 f"{' and revision' if revision else ''} and your network (offline: "
                 "HF_HUB_OFFLINE=1 uses the local cache)"
             ) from err
+    lowered = {name.lower(): name for name in shipped}
+    close = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=0.75)
+    guess = f" (did you mean the shipped model {lowered[close[0]]!r}?)" if close else ""
     raise ModelFolderError(
-        f"no model folder at {text!r}; give a local folder, a shipped model "
+        f"no model folder at {text!r}{guess}; give a local folder, a shipped model "
         f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name' "
         "(or 'org/name@revision')"
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flexdownscale import errors
-from flexdownscale.hub import check_target, read_model_header
+from flexdownscale.hub import check_target, read_model_header, resolve_model_path, shipped_models
 
 
 @pytest.fixture
@@ -63,3 +63,71 @@ def test_an_empty_save_path_is_refused(home, blank):
     with pytest.raises(errors.ModelFolderError, match=r"path is empty .*nothing was written"):
         down.save_pretrained(blank, overwrite=True)
     assert list((home.parent / "cwd").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# an empty model name is refused (it was the working directory); a near miss of a shipped name
+# is named
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_an_empty_model_name_is_refused_with_what_to_pass(home, blank):
+    from flexdownscale import Downscaler
+
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path(blank)
+    message = str(info.value)
+    assert message.startswith(f"the model name is empty ({blank!r}); give a shipped model (")
+    assert all(name in message for name in shipped_models())
+    assert "folder's path" in message
+    with pytest.raises(errors.ModelFolderError, match="the model name is empty"):
+        Downscaler.from_pretrained(blank)
+
+
+def test_the_accessor_refuses_an_empty_model_name(home):
+    import numpy as np
+    import xarray as xr
+
+    import flexdownscale  # noqa: F401  (registers the .flex accessor)
+
+    coarse = xr.Dataset(
+        {"t2m": (("latitude", "longitude"), np.full((8, 12), 280.0), {"units": "K"})},
+        coords={"latitude": np.arange(50.0, 58.0), "longitude": np.arange(-8.0, 4.0)},
+    )
+    with pytest.raises(errors.ModelFolderError, match="the model name is empty"):
+        coarse.flex.downscale(model="", members=1)
+
+
+def test_a_path_to_the_working_directory_is_still_a_path(home):
+    # "." (or Path("")) is an explicit folder: only an empty *string* is refused
+    from pathlib import Path
+
+    assert resolve_model_path(".") == Path(".")
+    assert resolve_model_path(Path("")) == Path(".")
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("era5-t2m-x5", "era5-t2m-x4"),
+        ("era5_t2m_x4", "era5-t2m-x4"),
+        ("ERA5-T2M-X4", "era5-t2m-x4"),
+        ("kolmogorov-x4", "kolmogorov-x8"),
+    ],
+)
+def test_a_misspelt_shipped_name_gets_a_suggestion(home, typed, meant):
+    if meant not in shipped_models():
+        pytest.skip(f"{meant} is not shipped in this install")
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path(typed)
+    assert str(info.value).startswith(
+        f"no model folder at {typed!r} (did you mean the shipped model {meant!r}?); give a local "
+        "folder, a shipped model ("
+    )
+
+
+def test_an_unrelated_name_gets_no_suggestion(home):
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path("my-model")
+    assert "did you mean" not in str(info.value)
+    assert str(info.value).startswith("no model folder at 'my-model'; give a local folder")
