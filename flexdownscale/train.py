@@ -538,6 +538,17 @@ def _trim_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
         _atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
+def _user_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded to that home folder.
+
+    No shell expands ``~`` in a TOML file or a Python string, and ``Path("~/runs")`` is a folder
+    named ``~`` in the working directory; a path without ``~`` is returned unchanged (relative
+    paths stay relative to the working directory). ``os.path.expanduser`` leaves ``~`` as it is
+    where no home folder is known (``Path.expanduser`` would raise).
+    """
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 def _children(folder: Path) -> list[Path]:
     """The entries of ``folder`` (none when it does not exist)."""
     return list(folder.iterdir()) if folder.is_dir() else []
@@ -719,7 +730,7 @@ class Trainer:
                 file=sys.stderr,
             )
         self.config = config = resolved
-        self.run_dir = Path(config.run_dir)
+        self.run_dir = _user_path(config.run_dir)  # "~/runs/x": the home folder's runs/x
         self.export_only = export_only
         self.resume = resume or export_only
         self.changed_settings: dict[str, tuple[Any, Any]] = {}  # on resume, from the saved config
@@ -782,14 +793,15 @@ class Trainer:
         from .models import build_model
 
         task = config.model.task
+        data_config = self._data_to_open()
         with self._crop_must_fit():
             self.train_set = dataset_from_config(
-                config.data, split="train", task=task, seed=config.seed
+                data_config, split="train", task=task, seed=config.seed
             )
             self.val_set = None  # needed only to validate: eval_every = 0 needs no split
             if config.eval_every > 0 or config.data.validation:
                 self.val_set = dataset_from_config(
-                    config.data,
+                    data_config,
                     split="validation",
                     task=task,
                     seed=config.seed,
@@ -896,6 +908,13 @@ class Trainer:
             raise ConfigError(
                 f"data.crop_size = {crop} does not fit in the {ny} x {nx} grid of {where}; {fix}"
             ) from err
+
+    def _data_to_open(self) -> Any:
+        """``config.data`` with the paths the datasets open: a leading ``~`` of a path or glob
+        expanded (:func:`_user_path`). The run's configuration keeps the paths as written."""
+        data = self.config.data
+        paths = tuple(os.path.expanduser(p) for p in data.paths)
+        return data if paths == data.paths else dataclasses.replace(data, paths=paths)
 
     def _model_config(self) -> Any:
         """The model section with what the data decide: channels, past frames, condition.
@@ -2006,8 +2025,8 @@ class Trainer:
         Parameters
         ----------
         path
-            Where to write the folder. Default: ``run_dir/model``, the run's own export, which
-            each export replaces.
+            Where to write the folder (a leading ``~`` is the home folder). Default:
+            ``run_dir/model``, the run's own export, which each export replaces.
         overwrite
             Replace an existing model folder at ``path`` (see
             :func:`flexdownscale.hub.save_model_folder`; anything other than a model folder or an
@@ -2025,7 +2044,7 @@ class Trainer:
         from .hub import check_target
 
         acc = self.accelerator
-        target = Path(path) if path is not None else self.run_dir / "model"
+        target = _user_path(path) if path is not None else self.run_dir / "model"
         overwrite = overwrite or path is None  # run_dir/model is the run's own export
         if path is None:  # on every rank: all refuse, none waits
             self._check_run_export(before_training=False)
@@ -2171,7 +2190,7 @@ class Trainer:
             if k not in ("step", "sampler")
         )
         return (
-            f"# {Path(config.run_dir).name}\n\n"
+            f"# {self.run_dir.name}\n\n"
             f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model trained "
             f"with flexdownscale's `{config.diffusion.objective}` objective.\n\n"
             f"## Data\n\n- files: {', '.join(config.data.paths)}\n"
