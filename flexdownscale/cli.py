@@ -916,7 +916,8 @@ def _truth_on_prediction_grid(
 
 
 def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
-    """The truth at the prediction's times, else DataError naming the missing ones."""
+    """The truth at the prediction's times, else DataError naming the missing ones (each time
+    once: forecasts from several starts repeat the valid times where they overlap)."""
     from .errors import DataError
     from .metrics._utils import _calendar
 
@@ -931,12 +932,13 @@ def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) 
             + (", use_cftime=False)" if "datetime64" in ours else ")")
             + " on the truth)"
         )
-    missing = wanted[~wanted.isin(truth.indexes[dim])]
+    distinct = wanted.unique()
+    missing = distinct[~distinct.isin(truth.indexes[dim])]
     if len(missing):
         shown = ", ".join(str(t) for t in missing[:limit])
         more = f" and {len(missing) - limit} more" if len(missing) > limit else ""
         raise DataError(
-            f"the truth lacks {len(missing)} of the prediction's {len(wanted)} {dim} values "
+            f"the truth lacks {len(missing)} of the prediction's {len(distinct)} {dim} values "
             f"({shown}{more}); give truth for every predicted time"
         )
     return truth.sel({dim: wanted})
@@ -948,21 +950,69 @@ def _dims_in(ds: Any, dims: dict[str, str]) -> dict[str, str] | None:
     return {axis: dim for axis, dim in dims.items() if dim in ds.dims} or None
 
 
+def _forecast_starts(pred: Any) -> str | None:
+    """The dim of a forecast's start times: the dim other than ``lead`` of a 2-D
+    ``valid_time`` (forecasts from several starts concatenated along
+    ``forecast_reference_time``), or a ``forecast_reference_time`` dim beside a ``valid_time``
+    along ``lead`` only. ``None`` for one forecast, whose start is a scalar."""
+    stamp = pred.coords.get("valid_time")
+    if stamp is not None and stamp.ndim == 2 and "lead" in stamp.dims:
+        return str(next(d for d in stamp.dims if d != "lead"))
+    return "forecast_reference_time" if "forecast_reference_time" in pred.dims else None
+
+
 def _forecast_leads(pred: Any, dims: dict[str, str]) -> str | None:
     """The name the time dim of a forecast's leads takes (``valid_time``, or a ``--dims time=``
     name), when ``pred`` is a forecast: a ``lead`` dim with a ``valid_time`` coordinate along it
-    and no other time dim. ``None`` for other predictions."""
+    (and along the starts, for forecasts from several, see :func:`_forecast_starts`) and no
+    other time dim. ``None`` for other predictions."""
     from .data.grid import find_axes
 
     stamp = pred.coords.get("valid_time")
-    if "lead" not in pred.dims or stamp is None or stamp.dims != ("lead",):
+    start = _forecast_starts(pred)
+    if "lead" not in pred.dims or stamp is None:
+        return None
+    if stamp.dims != ("lead",) and set(stamp.dims) != {"lead", start}:
         return None
     name = dims.get("time", "valid_time")
+    if name == start:  # the start times are no time dim of the fields: they are matched by
+        name = "valid_time"  # valid_time like the leads
     if name not in ("lead", "valid_time"):
         for v in pred.data_vars:  # a time dim of its own: not a forecast's leads
-            if find_axes(pred[v], dims=_dims_in(pred, dims)).time is not None:
+            if find_axes(pred[v], dims=_dims_in(pred, dims)).time not in (None, start):
                 return None
     return name
+
+
+def _forecast_series(pred: Any) -> tuple[Any, list[int], int]:
+    """A forecast as a series of fields along ``valid_time`` (the ``lead`` dim's place), the
+    lead of each field and the number of start times.
+
+    One forecast (no start dim, or a start dim of one value) gives its leads in order; several
+    starts give every (start, lead) pair, start by start, so a valid time repeats where the
+    forecasts overlap. DataError for several starts with one ``valid_time`` for all (xarray's
+    ``concat`` keeps the first forecast's valid times unless told to concatenate them).
+    """
+    import numpy as np
+
+    from .errors import DataError
+
+    start = _forecast_starts(pred)
+    if start is not None and pred.sizes[start] == 1:  # one start, kept as a dim
+        pred, start = pred.isel({start: 0}), None
+    leads = [int(k) for k in np.asarray(pred["lead"].values)]
+    if start is None:
+        return pred.swap_dims({"lead": "valid_time"}).drop_vars("lead"), leads, 1
+    if start not in pred["valid_time"].dims:
+        raise DataError(
+            f"the forecast has {pred.sizes[start]} {start!r} values but one valid_time along "
+            "lead for all of them (xarray's concat kept the first forecast's): concatenate the "
+            f"forecasts with their valid times, xr.concat(forecasts, dim={start!r}, "
+            "coords=['valid_time'])"
+        )
+    series = pred.stack({"_start_lead": (start, "lead")}, create_index=False)
+    series = series.swap_dims({"_start_lead": "valid_time"}).drop_vars(["lead", start])
+    return series, leads * pred.sizes[start], pred.sizes[start]
 
 
 def _truth_in_time_with(
@@ -1149,10 +1199,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     # a forecast (the Forecaster's output): its leads are matched to the truth at valid_time,
     # the time dim of its leads for the checks below, and scored per lead as well
     lead_dim = _forecast_leads(pred, dims)
-    leads = None
+    leads, starts = None, 1
     if lead_dim is not None:
-        leads = [int(k) for k in np.asarray(pred["lead"].values)]
-        pred = pred.swap_dims({"lead": "valid_time"}).drop_vars("lead")
+        pred, leads, starts = _forecast_series(pred)
         pred = pred.rename(valid_time=lead_dim) if lead_dim != "valid_time" else pred
         dims["time"] = lead_dim
     truth = normalize_grid(truth, dims=_dims_in(truth, dims))
@@ -1347,10 +1396,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         cells = [_table_cell(row.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     if by_lead:
+        n_leads = len(by_lead) // len(names)
+        said = (
+            f"the forecasts' {n_leads} leads, each over the {starts} starts: every field against "
+            "the truth at its own valid_time; the table above pools them all"
+            if starts > 1
+            else f"the forecast's {n_leads} leads, each against the truth at its valid_time; the "
+            "table above pools them"
+        )
         lines += [
             "",
-            f"By lead (the forecast's {len(by_lead) // len(names)} leads, each against the truth "
-            "at its valid_time; the table above pools them):",
+            f"By lead ({said}):",
             "",
             "| " + " | ".join(by_lead[0]) + " |",
             "|" + "---|" * len(by_lead[0]),
@@ -1397,16 +1453,36 @@ def _scores_by_lead(
     spatial: list[str],
     method: str,
 ) -> list[dict[str, Any]]:
-    """Rows of the per-lead table of a forecast (``lead_dim`` its leads' time dim, ``leads``
-    their numbers; none for other predictions): per variable and lead, the columns of the
-    pooled table, each over that lead's field: RMSE, MAE and bias of the ensemble mean, for an
-    ensemble the fair CRPS and the spread/skill ratio, and the LSD of the member-averaged
-    ``method`` spectra over ``spatial`` (``None`` for a variable with gaps, as in the pooled
-    table)."""
+    """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
+    ``leads`` the lead of each field; none for other predictions): per variable and lead, the
+    columns of the pooled table, each over that lead's field: RMSE, MAE and bias of the
+    ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the
+    member-averaged ``method`` spectra over ``spatial`` (``None`` for a variable with gaps, as
+    in the pooled table). Forecasts from several starts (a lead repeated) get a row per lead
+    over that lead's fields from all starts, with their count (``starts``) in place of the one
+    valid time."""
     from . import metrics
 
     if lead_dim is None or leads is None:
         return []
+    fields = {k: [i for i, lead in enumerate(leads) if lead == k] for k in dict.fromkeys(leads)}
+    if len(fields) < len(leads):
+        pooled = []
+        for v in names:
+            p, t = pred[v], truth[v]
+            gap_free = not (bool(p.isnull().any()) or bool(t.isnull().any()))
+            for k, at in fields.items():
+                scores = _pooled_scores(
+                    p.isel({lead_dim: at}),
+                    t.isel({lead_dim: at}),
+                    member_dim,
+                    weights,
+                    has_members,
+                    spatial,
+                    method if gap_free else None,  # no LSD, as in the pooled table
+                )
+                pooled.append({"variable": v, "lead": k, "starts": len(at), **scores})
+        return pooled
     rows = []
     for v in names:
         p, t = pred[v], truth[v]
@@ -1445,6 +1521,45 @@ def _scores_by_lead(
             )
             rows.append(row)
     return rows
+
+
+def _pooled_scores(
+    p: Any,
+    t: Any,
+    member_dim: str,
+    weights: Any,
+    has_members: bool,
+    spatial: list[str],
+    method: str | None,
+) -> dict[str, Any]:
+    """The pooled table's scores of prediction fields ``p`` against truth ``t`` over all their
+    points: RMSE, MAE and bias of the ensemble mean, the fair CRPS and spread/skill ratio for an
+    ensemble, and the LSD of the ``method`` spectra over ``spatial``, each side's averaged over
+    its other dims (members, times); ``None`` without a ``method`` (fields with gaps)."""
+    from . import metrics
+
+    mean = p.mean(member_dim) if member_dim in p.dims else p
+    scores: dict[str, Any] = {
+        "RMSE (ens. mean)": float(metrics.rmse(mean, t, weights=weights)),
+        "MAE (ens. mean)": float(metrics.mae(mean, t, weights=weights)),
+        "bias": float(metrics.bias(mean, t, weights=weights)),
+    }
+    if has_members:
+        scores["CRPS"] = float(metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights))
+        scores["spread/skill"] = float(
+            metrics.spread_skill_ratio(p, t, member_dim=member_dim, weights=weights)
+        )
+    spectra = {"method": method}
+    scores["LSD (dB)"] = (
+        float(
+            metrics.log_spectral_distance(
+                *(metrics.mean_spectrum(f, dims=spatial, spectrum_kwargs=spectra) for f in (p, t))
+            )
+        )
+        if method is not None
+        else None
+    )
+    return scores
 
 
 def _table_cell(value: Any) -> str:
