@@ -101,7 +101,10 @@ def plot_spectra(
     Returns
     -------
     Figure
-        One axis (two with ``reference``); one line per entry on the top axis.
+        One axis (two with ``reference``); one line per entry on the top axis. A secondary
+        axis on top gives the wavelength in km (wavenumbers in ``m-1`` or ``km-1``) or, for
+        dimensionless coordinates (cycles per coordinate unit), the cycles per domain length,
+        e.g. 4 for a forcing at wavenumber 4 of a periodic box.
 
     Warns
     -----
@@ -176,8 +179,9 @@ def plot_spectra(
     sdim = _spectral_dim(first)
     kunits = str(first[sdim].attrs.get("units", ""))
     xlabel = "zonal wavenumber" if sdim == "zonal_wavenumber" else "wavenumber"
-    if sdim != "zonal_wavenumber" and kunits not in ("", "1"):  # "1": cycles per grid unit
-        xlabel += f" [{kunits}]"
+    if sdim != "zonal_wavenumber":
+        # dimensionless coordinates (a turbulence box): cycles per coordinate unit
+        xlabel += f" [{kunits}]" if kunits not in ("", "1") else " [cycles per coordinate unit]"
     power_units = str(first.attrs.get("units", ""))
     ax.set_ylabel("power spectral density" + (f" [{power_units}]" if power_units else ""))
     ax.legend(frameon=False)
@@ -218,6 +222,16 @@ def plot_spectra(
 
         sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
         sec.set_xlabel("wavelength [km]")
+    elif sdim == "wavenumber" and kunits in ("", "1") and first.attrs.get("dk"):
+        # dimensionless coordinates: the mode number, cycles per domain length (of the shorter
+        # side; dk is 1/L for the FFT, 1/(2L) for the DCT), e.g. 4 for a forcing at k = 4
+        length = 1.0 / float(first.attrs["dk"])
+        if first.attrs.get("spectrum_method", "FFT") != "FFT":
+            length /= 2.0
+        sec = ax.secondary_xaxis(
+            "top", functions=(lambda k: np.asarray(k) * length, lambda n: np.asarray(n) / length)
+        )
+        sec.set_xlabel("cycles per domain length")
     return fig
 
 

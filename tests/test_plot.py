@@ -204,13 +204,40 @@ def test_plot_spectra_labels_leave_out_empty_and_unitless_units():
         values, dims=("y", "x"), coords={"y": np.arange(32.0), "x": np.arange(32.0)}
     )
     ax = plot_spectra({"field": field}).axes[0]
-    assert ax.get_xlabel() == "wavenumber"  # unitless (cycles per grid unit); was "[1]"
+    assert ax.get_xlabel() == "wavenumber [cycles per coordinate unit]"  # was "[1]", then none
     assert ax.get_ylabel() == "power spectral density"  # no units; was "[]"
     km = field.assign_coords(y=("y", np.arange(32.0), {"units": "km"}))
     km = km.assign_coords(x=("x", np.arange(32.0), {"units": "km"})).assign_attrs(units="K")
     ax = plot_spectra({"field": km}).axes[0]
     assert ax.get_xlabel() == "wavenumber [m-1]"  # spectra are per metre
     assert ax.get_ylabel() == "power spectral density [m K^2]"
+
+
+@pytest.mark.parametrize("method", ["fft", "dct"])
+def test_a_dimensionless_box_gets_its_mode_number_on_top(method):
+    """On a box with dimensionless coordinates the wavenumbers are cycles per coordinate unit,
+    so a 2 pi box's forcing at wavenumber 4 sat at 0.64 under a bare "wavenumber" label
+    (reviewer-61, the Kolmogorov report); the top axis now gives cycles per domain length,
+    where it is 4 (the DCT's dk is 1 / (2 L), the FFT's 1 / L)."""
+    n = 64
+    x = np.arange(n) * 2 * np.pi / n
+    attrs = {"units": "1", "periodic": "true"}
+    field = xr.DataArray(
+        np.sin(4 * x)[None, :] + np.cos(4 * x)[:, None],
+        dims=("y", "x"),
+        coords={"y": ("y", x, attrs), "x": ("x", x, attrs)},
+    )
+    fig = plot_spectra({"field": field}, spectrum_kwargs={"method": method})
+    ax = fig.axes[0]
+    (top,) = ax.child_axes
+    assert top.get_xlabel() == "cycles per domain length"
+    k, power = ax.lines[0].get_data()
+    peak = k[np.argmax(power)]
+    _renders(fig)  # the top axis takes its limits from the bottom one when drawn
+    # the mode number 4 on top stands over the spectrum's peak below
+    at_four = top.transData.transform((4.0, 1.0))[0]
+    np.testing.assert_allclose(at_four, ax.transData.transform((peak, 1.0))[0], rtol=1e-6)
+    np.testing.assert_allclose(peak * 2 * np.pi, 4.0)  # 4 cycles per 2 pi: the box's length
 
 
 def test_spectra_of_float32_and_float64_copies_of_a_grid_are_compared_bin_by_bin():
