@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import glob
 import itertools
 import json
 import math
@@ -73,6 +74,7 @@ from .errors import (
     BackendNotAvailableError,
     CheckpointError,
     ConfigError,
+    DataError,
     ModelFolderError,
     NonFiniteLossError,
     ShapeError,
@@ -549,6 +551,11 @@ def _user_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
 def _children(folder: Path) -> list[Path]:
     """The entries of ``folder`` (none when it does not exist)."""
     return list(folder.iterdir()) if folder.is_dir() else []
@@ -910,11 +917,48 @@ class Trainer:
             ) from err
 
     def _data_to_open(self) -> Any:
-        """``config.data`` with the paths the datasets open: a leading ``~`` of a path or glob
-        expanded (:func:`_user_path`). The run's configuration keeps the paths as written."""
+        """``config.data`` with the paths the datasets open; the run's configuration keeps the
+        paths as written.
+
+        A leading ``~`` of a path or glob is expanded (:func:`_user_path`). A glob never matches
+        the run folder or anything in it (``data.paths = ["data/*"]`` with ``run_dir =
+        "data/run"``): those matches are left out, and the run says so. The run folder is made
+        after the data are opened, so a first start did not see it, and every resume then failed
+        opening it as a dataset (or, with files it could open, trained on other items).
+
+        Raises
+        ------
+        DataError
+            When a glob matches nothing but the run folder and what is in it.
+        """
         data = self.config.data
-        paths = tuple(os.path.expanduser(p) for p in data.paths)
-        return data if paths == data.paths else dataclasses.replace(data, paths=paths)
+        run_dir = self.run_dir.resolve()
+        paths: list[str] = []
+        for given in data.paths:
+            text = os.path.expanduser(given)
+            if not any(ch in text for ch in "*?["):  # a glob as the datasets read one
+                paths.append(text)
+                continue
+            matches = sorted(glob.glob(text))  # the order the datasets open them in
+            kept = [m for m in matches if not _within(Path(m).resolve(), run_dir)]
+            if len(kept) == len(matches):
+                paths.append(text)
+                continue
+            if not kept:
+                raise DataError(
+                    f"data.paths {given!r} matches only the run folder {str(self.run_dir)!r} "
+                    "and what is in it, which are never read as data; point data.paths at the "
+                    "data files, or set run_dir to a folder the glob does not match"
+                )
+            left = len(matches) - len(kept)
+            self.accelerator.print(
+                f"flexdownscale.train: data.paths {given!r} also matches the run folder "
+                f"{str(self.run_dir)!r} or what is in it; a glob never reads the run folder as "
+                f"data: {left} match{'es' if left != 1 else ''} left out, {len(kept)} kept"
+            )
+            paths.extend(glob.escape(m) for m in kept)  # each match as a literal path
+        opened = tuple(paths)
+        return data if opened == data.paths else dataclasses.replace(data, paths=opened)
 
     def _model_config(self) -> Any:
         """The model section with what the data decide: channels, past frames, condition.

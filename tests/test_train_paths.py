@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from train_runs import ERA5, tiny_run_values
 
+from flexdownscale import errors
 from flexdownscale.config import TrainConfig, from_dict
 
 
@@ -78,3 +79,42 @@ def test_tilde_in_a_data_glob_is_the_home_folder(tmp_path, shared_data, monkeypa
     assert [s.label for s in trainer.train_set.sources] == ["era5", "era5b"]
     single = _values(tmp_path, shared_data, run_dir=str(tmp_path / "single"))
     assert len(trainer.train_set) == 2 * len(Trainer(from_dict(TrainConfig, single)).train_set)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. a data glob never matches the run folder
+
+
+@pytest.mark.slow  # three launches: start, resume, export-only (about 6 s)
+def test_run_folder_inside_the_data_glob_resumes_and_exports(
+    tmp_path, shared_data, monkeypatch, capsys
+):
+    """``data.paths = ["data/*"]`` with ``run_dir = "data/run"``: the first start does not see
+    the run folder (it is made after the data are opened); the resume used to open it as a
+    dataset (``DataError could not open 'data/run' with xarray``), and narrowing the glob was
+    refused as a changed ``[data]`` section, so the run could never continue."""
+    from flexdownscale.train import Trainer, dump_toml, main
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "era5.nc").symlink_to(shared_data / ERA5)
+    monkeypatch.chdir(tmp_path)
+    values = _values(tmp_path, shared_data, run_dir="data/run", checkpoint_every=0)
+    values["data"]["paths"] = ["data/*"]
+    assert Trainer(from_dict(TrainConfig, values)).fit() == Path("data/run/model")
+    capsys.readouterr()
+    values["steps"] = 2
+    resumed = Trainer(from_dict(TrainConfig, values), resume=True)
+    assert "data.paths 'data/*' also matches the run folder 'data/run'" in capsys.readouterr().out
+    assert [s.label for s in resumed.train_set.sources] == ["era5"]
+    resumed.fit()
+    assert resumed.progress.step == 2
+    toml = tmp_path / "run.toml"
+    toml.write_text(dump_toml(values))
+    assert main(["--config", str(toml), "--export-only"]) == 0
+    assert "exported the EMA model to data/run/model" in capsys.readouterr().out
+    # a glob that matches nothing but the run folder is refused, naming both
+    values["run_dir"] = "data/zz"
+    (tmp_path / "data" / "zz").mkdir()
+    values["data"]["paths"] = ["data/z*"]
+    with pytest.raises(errors.DataError, match=r"'data/z\*' matches only the run folder"):
+        Trainer(from_dict(TrainConfig, values))
