@@ -101,9 +101,11 @@ class GridAxes:
 
     Attributes
     ----------
-    x, y
-        Names of the x (longitude-like) and y (latitude-like) dimensions.
-    time
+    x : str
+        Name of the x (longitude-like) dimension.
+    y : str
+        Name of the y (latitude-like) dimension.
+    time : str or None, default None
         Name of the time dimension, or ``None`` when there is none.
     """
 
@@ -790,23 +792,36 @@ class GridSpec:
 
     Attributes
     ----------
-    x, y
-        Dimension names.
-    kind
-        ``"latlon"``, ``"rotated"`` or ``"projected"``.
-    nx, ny
-        Number of cells.
-    x0, y0
-        First (smallest) cell centre, in the axis units.
-    dx, dy
-        Positive spacing, in the axis units.
-    x_units, y_units
-        Units of the axes (``degrees_east``, ``degrees_north``, ``degrees``, ``km``, ...).
-    periodic_x, periodic_y
-        Whether the axis wraps around (global longitude, doubly periodic physics domains).
-    time
+    x : str
+        Name of the x dimension.
+    y : str
+        Name of the y dimension.
+    kind : {"latlon", "rotated", "projected"}
+        Kind of grid: geographic latitude/longitude, rotated-pole, or projected (x/y in a
+        length unit, or dimensionless).
+    nx : int
+        Number of cells along x (>= 1).
+    ny : int
+        Number of cells along y (>= 1).
+    x0 : float
+        First (smallest) x cell centre, in ``x_units``.
+    y0 : float
+        First (smallest) y cell centre, in ``y_units``.
+    dx : float
+        Spacing along x, in ``x_units`` (> 0).
+    dy : float
+        Spacing along y, in ``y_units`` (> 0).
+    x_units : str, default ""
+        Units of x (``degrees_east``, ``degrees``, ``km``, ``1``, ...).
+    y_units : str, default ""
+        Units of y (``degrees_north``, ``degrees``, ``km``, ``1``, ...).
+    periodic_x : bool, default False
+        Whether x wraps around (global longitude, doubly periodic physics domains).
+    periodic_y : bool, default False
+        Whether y wraps around (doubly periodic physics domains).
+    time : str or None, default None
         Name of the time dimension or ``None``.
-    crs
+    crs : mapping of str to Any or None, default None
         CF grid-mapping attributes (``grid_mapping_name``, ...) or ``None``.
     """
 

@@ -74,12 +74,16 @@ class VariableStats:
 
     Attributes
     ----------
-    mean, std
-        Mean and (population) standard deviation of the transformed values.
-    transform
-        ``"none"`` or ``"log1p"``.
-    units
-        Units of the variable when fitted (informative).
+    mean : float
+        Mean of the transformed values (in the variable's units for ``transform="none"``).
+    std : float
+        Population standard deviation of the transformed values (finite, positive, above the
+        round-off of a constant variable).
+    transform : {"none", "log1p"}, default "none"
+        Transform applied before the statistics (``log1p`` for positive, skewed variables such
+        as precipitation).
+    units : str or None, default None
+        Units of the variable when fitted (what inputs are converted to).
     """
 
     mean: float

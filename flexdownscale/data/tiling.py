@@ -176,18 +176,18 @@ class TileLayout:
 
     Attributes
     ----------
-    shape
-        (H, W) of the field.
-    tile_shape
-        (th, tw) of every tile.
-    overlap
-        (oh, ow).
-    blend
-        Window kind.
-    slices
+    shape : tuple of (int, int)
+        ``(H, W)`` of the field, in cells.
+    tile_shape : tuple of (int, int)
+        ``(th, tw)`` of every tile, in cells.
+    overlap : tuple of (int, int)
+        ``(oh, ow)``: nominal overlap of neighbouring tiles, in cells.
+    blend : {"uniform", "cosine", "gaussian"}
+        Kind of blend window.
+    slices : tuple of tuple of (slice, slice)
         One (row slice, column slice) per tile, row-major.
-    weights
-        (th, tw) float64 blend window (strictly positive).
+    weights : numpy.ndarray
+        ``(th, tw)`` float64 blend window (strictly positive).
     """
 
     shape: tuple[int, int]

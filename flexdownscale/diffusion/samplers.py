@@ -77,14 +77,14 @@ class SampleResult:
 
     Attributes
     ----------
-    sample
+    sample : torch.Tensor
         The sample, shape of ``x_init``, in ``x_init``'s dtype.
-    times
+    times : torch.Tensor
         Network times of the grid, ``(steps + 1,)`` float64, from the noise end to the data end.
-    trajectory
+    trajectory : tuple of torch.Tensor or None
         ``None``, or the float64 states at each grid time (``steps + 1`` tensors, the first being
         ``x_init``; for DDIM the last one is the final ``x0`` prediction).
-    nfe
+    nfe : int
         Number of network evaluations used.
     """
 
