@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import errno
@@ -102,6 +103,18 @@ RUN_LOGS = (
     "model",
 )
 FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
+#: Set by :func:`main`: the trainer runs from the command line, so messages name ``--resume`` and
+#: ``--export-only``; from Python they name the arguments ``resume=True`` and ``export_only=True``.
+_COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "flexdownscale_train_command_line", default=False
+)
+
+
+def _option(name: str) -> str:
+    """The option ``name`` (``"resume"`` or ``"export_only"``) as the user gave it: ``--resume``
+    from the command line (:func:`main`), ``resume=True`` from Python (``Trainer(config,
+    resume=True)``)."""
+    return "--" + name.replace("_", "-") if _COMMAND_LINE.get() else f"{name}=True"
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,7 +702,8 @@ class Trainer:
         The resolved run configuration.
     resume
         Continue from the latest complete state in ``config.run_dir``. Without it, a run folder
-        that already holds states is refused (choose a new ``run_dir`` or pass ``--resume``); a
+        that already holds states is refused (choose a new ``run_dir`` or pass ``resume=True``,
+        ``--resume`` on the command line); a
         folder with logs but no state (a run that stopped before its first state) has its logs
         moved aside into ``old-<n>/``.
     export_only
@@ -1021,20 +1035,21 @@ class Trainer:
             if not states:
                 if self.export_only:
                     raise CheckpointError(
-                        f"--export-only given but {str(self.run_dir)!r} holds no complete "
-                        "training state to export; train first (drop --export-only) or point "
-                        "run_dir at a run with states"
+                        f"{_option('export_only')} given but {str(self.run_dir)!r} holds no "
+                        f"complete training state to export; train first (drop "
+                        f"{_option('export_only')}) or point run_dir at a run with states"
                     )
                 partial = [p.name for p in _children(self.run_dir / "checkpoints")]
                 raise CheckpointError(
-                    f"--resume given but {str(self.run_dir)!r} holds no complete training state"
+                    f"{_option('resume')} given but {str(self.run_dir)!r} holds no complete "
+                    "training state"
                     + (
                         f" (only {', '.join(sorted(partial))}, left by a launch stopped while "
                         "saving)"
                         if partial
                         else ""
                     )
-                    + "; drop --resume to start a new run"
+                    + f"; drop {_option('resume')} to start a new run"
                 )
             previous = None
             if saved.is_file():
@@ -1053,8 +1068,8 @@ class Trainer:
             p.name.startswith("step_") for p in _children(self.run_dir / "checkpoints")
         ):
             raise CheckpointError(
-                f"{str(self.run_dir)!r} already holds training states; pass --resume to continue it "
-                "or choose a new run_dir (nothing is overwritten)"
+                f"{str(self.run_dir)!r} already holds training states; pass {_option('resume')} "
+                "to continue it or choose a new run_dir (nothing is overwritten)"
             )
 
     def _check_run_dir_is_a_folder(self) -> None:
@@ -1140,8 +1155,8 @@ class Trainer:
             raise CheckpointError(
                 f"cannot resume {str(self.run_dir)!r} with steps = {self.config.steps}: its "
                 f"latest state {latest.name} is already at step {done} (steps counts the whole "
-                f"run, not this launch). Pass steps > {done} to train longer, or --export-only "
-                "to export the model of that state"
+                f"run, not this launch). Pass steps > {done} to train longer, or "
+                f"{_option('export_only')} to export the model of that state"
             )
 
     def _prepare_run_folder(self) -> None:
@@ -1735,7 +1750,7 @@ class Trainer:
                     if skipped_validation
                     else ""
                 )
-                + "; continue with --resume"
+                + f"; continue with {_option('resume')}"
             )
         return folder
 
@@ -1874,12 +1889,13 @@ class Trainer:
         if states:
             advice = (
                 f"the run stopped and the last good state ({last}) is intact. Lower optim.lr, "
-                "check the data for NaNs, or resume from that state with --resume"
+                f"check the data for NaNs, or resume from that state with {_option('resume')}"
             )
         else:
             advice = (
                 "the run stopped before saving any state, so there is nothing to resume. Lower "
-                "optim.lr or check the data for NaNs, then start the run again (without --resume)"
+                "optim.lr or check the data for NaNs, then start the run again (without "
+                f"{_option('resume')})"
             )
         what = (
             f"non-finite loss ({loss.item()})"
@@ -2336,6 +2352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from .errors import FlexDownscaleError
 
+    token = _COMMAND_LINE.set(True)  # messages name --resume and --export-only
     try:
         config, args = parse_args(argv)
         trainer = Trainer(config, resume=args.resume, export_only=args.export_only)
@@ -2350,6 +2367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # disk full, permissions: the file and the cause on one line
         print(f"flexdownscale.train: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        _COMMAND_LINE.reset(token)
     return 0
 
 

@@ -343,9 +343,11 @@ def test_one_eval_member_reports_the_plain_crps(tmp_path, shared_data):
 
 
 def test_export_only_without_state_names_export_only(tmp_path, shared_data):
-    with pytest.raises(errors.CheckpointError, match=r"^--export-only given .*no complete"):
+    # from Python the arguments are named (the command line's --export-only and --resume:
+    # tests/test_train_paths.py)
+    with pytest.raises(errors.CheckpointError, match=r"^export_only=True given .*no complete"):
         Trainer(_config(tmp_path, shared_data), export_only=True)
-    with pytest.raises(errors.CheckpointError, match=r"^--resume given"):
+    with pytest.raises(errors.CheckpointError, match=r"^resume=True given"):
         Trainer(_config(tmp_path, shared_data), resume=True)
 
 

@@ -118,3 +118,48 @@ def test_run_folder_inside_the_data_glob_resumes_and_exports(
     values["data"]["paths"] = ["data/z*"]
     with pytest.raises(errors.DataError, match=r"'data/z\*' matches only the run folder"):
         Trainer(from_dict(TrainConfig, values))
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. --resume on the command line, resume=True from Python
+
+
+def _fake_state(run_dir: Path) -> None:
+    """A run folder holding one (empty) complete state: enough for the run-folder checks, which
+    come before the data are opened."""
+    from flexdownscale.train import STATE_MARKER
+
+    state = run_dir / "checkpoints" / "step_00000001"
+    state.mkdir(parents=True)
+    (state / STATE_MARKER).write_text(json.dumps({"step": 1}))
+
+
+def test_messages_name_resume_as_the_user_gives_it(tmp_path, shared_data, capsys):
+    """From Python the refusals said "pass --resume to continue it"; the argument is
+    ``resume=True`` there (``--resume`` on the command line)."""
+    from flexdownscale.train import Trainer, dump_toml, main
+
+    values = _values(tmp_path, shared_data)
+    _fake_state(tmp_path / "run")
+    toml = tmp_path / "run.toml"
+    toml.write_text(dump_toml(values))
+    with pytest.raises(errors.CheckpointError, match="; pass resume=True to continue it or"):
+        Trainer(from_dict(TrainConfig, values))
+    assert main(["--config", str(toml)]) == 2
+    assert "; pass --resume to continue it or" in capsys.readouterr().err
+    # nothing to resume or export: the option named as given, and how to drop it
+    values["run_dir"] = str(tmp_path / "empty")
+    toml.write_text(dump_toml(values))
+    for python, command_line in (
+        ({"resume": True}, "--resume"),
+        ({"export_only": True}, "--export-only"),
+    ):
+        (spelling,) = (f"{k}=True" for k in python)
+        with pytest.raises(
+            errors.CheckpointError, match=rf"^{spelling} given but .*drop {spelling}"
+        ):
+            Trainer(from_dict(TrainConfig, values), **python)
+        assert main(["--config", str(toml), command_line]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {command_line} given but" in err
+        assert f"drop {command_line}" in err
