@@ -765,7 +765,10 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     ModelFolderError
         When ``name_or_path`` is empty or none of these (a near miss of a shipped name gets
         "did you mean ...?"), or the download fails (the message says that no local folder has
-        that name, in case it was a mistyped path).
+        that name, in case it was a mistyped path). A model missing from the local Hugging Face
+        cache while ``HF_HUB_OFFLINE`` is set, or while the Hub cannot be reached, is named as
+        such, with the way out: download it where there is internet (``hf download org/name
+        --local-dir DIR``), copy ``DIR`` over and pass its path.
     BackendNotAvailableError
         For a Hub id without ``huggingface_hub`` installed.
     """
@@ -800,13 +803,7 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         try:
             return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow, **pinned))
         except (OSError, ValueError) as err:  # hub errors: HTTP, not found, offline, bad id
-            cause = " ".join(str(err).split()) or "no details"
-            raise ModelFolderError(
-                f"no local folder {text!r} and could not fetch it from the Hugging Face Hub "
-                f"({type(err).__name__}: {cause}); check the path, or the id"
-                f"{' and revision' if revision else ''} and your network (offline: "
-                "HF_HUB_OFFLINE=1 uses the local cache)"
-            ) from err
+            raise _fetch_error(text, repo_id, revision, err) from err
     lowered = {name.lower(): name for name in shipped}
     close = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=0.75)
     guess = f" (did you mean the shipped model {lowered[close[0]]!r}?)" if close else ""
@@ -814,6 +811,64 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         f"no model folder at {text!r}{guess}; give a local folder, a shipped model "
         f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name' "
         "(or 'org/name@revision')"
+    )
+
+
+def _hub_offline() -> bool:
+    """Whether huggingface_hub's offline mode is on (``HF_HUB_OFFLINE=1``), as it reads it."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - only called after a Hub download was tried
+        return False
+    check = getattr(constants, "is_offline_mode", None)  # newer huggingface_hub
+    return bool(check() if callable(check) else getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _download_command(repo_id: str, revision: str | None) -> str:
+    """The shell command that downloads a Hub model into a folder ``DIR``, for the installed
+    huggingface_hub (its CLI is ``hf`` from 0.34, ``huggingface-cli`` before)."""
+    try:
+        from huggingface_hub import __version__ as version
+    except ImportError:  # pragma: no cover - only called after a Hub download was tried
+        version = ""
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]]
+    cli = "huggingface-cli" if len(numbers) == 2 and tuple(numbers) < (0, 34) else "hf"
+    pin = f" --revision {revision}" if revision else ""
+    return f"{cli} download {repo_id}{pin} --local-dir DIR"
+
+
+def _fetch_error(
+    text: str, repo_id: str, revision: str | None, err: BaseException
+) -> ModelFolderError:
+    """The :class:`ModelFolderError` for a Hub id that could not be fetched: what was found and,
+    for a copy missing from the local cache, the way out that fits the offline setting."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    reason = err.__cause__ or err.__context__
+    offline = _hub_offline() or any(
+        cls.__name__ == "OfflineModeIsEnabled" for cls in type(reason).__mro__
+    )
+    what = f"{repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+    fix = (
+        f"download it on a machine with internet ({_download_command(repo_id, revision)}), "
+        "copy DIR here and pass its path, or check the path if you meant a local folder"
+    )
+    if "OfflineModeIsEnabled" in names or ("LocalEntryNotFoundError" in names and offline):
+        return ModelFolderError(
+            f"no local folder {text!r}, and {what} is not in the local Hugging Face cache "
+            f"(HF_HUB_OFFLINE is set, so nothing is downloaded); {fix}"
+        )
+    if "LocalEntryNotFoundError" in names:  # the Hub could not be reached, nothing cached
+        why = f"{type(reason).__name__}: {' '.join(str(reason).split())}" if reason else ""
+        return ModelFolderError(
+            f"no local folder {text!r}, and the Hugging Face Hub could not be reached"
+            f"{f' ({why})' if why else ''} with no copy of {what} in the local cache; "
+            f"check your network, or {fix}"
+        )
+    cause = " ".join(str(err).split()) or "no details"
+    return ModelFolderError(
+        f"no local folder {text!r} and could not fetch it from the Hugging Face Hub "
+        f"({type(err).__name__}: {cause}); check the path, or the id"
+        f"{' and revision' if revision else ''} and your network"
     )
 
 

@@ -131,3 +131,63 @@ def test_an_unrelated_name_gets_no_suggestion(home):
         resolve_model_path("my-model")
     assert "did you mean" not in str(info.value)
     assert str(info.value).startswith("no model folder at 'my-model'; give a local folder")
+
+
+# ---------------------------------------------------------------------------------------------
+# a Hub id missing from the local cache: the advice fits the offline setting
+
+
+def _hub_offline(monkeypatch, tmp_path, offline):
+    """huggingface_hub's offline switch as it reads HF_HUB_OFFLINE, and an empty cache."""
+    hub = pytest.importorskip("huggingface_hub")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return hub
+
+
+def test_offline_and_not_cached_says_how_to_get_the_folder(home, tmp_path, monkeypatch):
+    _hub_offline(monkeypatch, tmp_path, True)  # the real snapshot_download: it never connects
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path("someone/t2m@v1")
+    message = str(info.value)
+    assert message.startswith(
+        "no local folder 'someone/t2m@v1', and 'someone/t2m' at revision 'v1' is not in the local "
+        "Hugging Face cache (HF_HUB_OFFLINE is set, so nothing is downloaded); download it on a "
+        "machine with internet ("
+    )
+    assert "download someone/t2m --revision v1 --local-dir DIR), copy DIR here" in message
+    assert "HF_HUB_OFFLINE=1 uses" not in message  # the advice to do what is already done
+    assert "HF_HUB_OFFLINE=0" not in message  # huggingface_hub's own advice is not quoted
+    assert "\n" not in message
+
+
+def test_unreachable_hub_and_not_cached_says_so(home, tmp_path, monkeypatch):
+    hub = _hub_offline(monkeypatch, tmp_path, False)
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    def download(repo_id, allow_patterns):
+        try:
+            raise ConnectionError("[Errno -2] Name or service not known")
+        except ConnectionError as err:
+            raise LocalEntryNotFoundError("cannot find the snapshot; set HF_HUB_OFFLINE=0") from err
+
+    monkeypatch.setattr(hub, "snapshot_download", download)
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path("someone/t2m")
+    assert str(info.value).startswith(
+        "no local folder 'someone/t2m', and the Hugging Face Hub could not be reached "
+        "(ConnectionError: [Errno -2] Name or service not known) with no copy of 'someone/t2m' "
+        "in the local cache; check your network, or download it on a machine with internet ("
+    )
+    assert "HF_HUB_OFFLINE" not in str(info.value)
+
+
+@pytest.mark.parametrize(("version", "cli"), [("0.30.2", "huggingface-cli"), ("1.0.0", "hf")])
+def test_the_download_command_fits_the_installed_huggingface_hub(monkeypatch, version, cli):
+    hub = pytest.importorskip("huggingface_hub")
+    from flexdownscale.hub import _download_command
+
+    monkeypatch.setattr(hub, "__version__", version)
+    assert _download_command("someone/t2m", None) == f"{cli} download someone/t2m --local-dir DIR"
