@@ -191,3 +191,13 @@ def test_the_download_command_fits_the_installed_huggingface_hub(monkeypatch, ve
 
     monkeypatch.setattr(hub, "__version__", version)
     assert _download_command("someone/t2m", None) == f"{cli} download someone/t2m --local-dir DIR"
+
+
+def test_a_local_folder_is_taken_before_the_shipped_model_of_its_name(home):
+    # documented order: an explicit name that is an existing folder is that folder
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(shipped_models()["era5-t2m-x4"], "era5-t2m-x4")
+    assert resolve_model_path("era5-t2m-x4") == Path("era5-t2m-x4")
+    assert resolve_model_path("kolmogorov-x8") == shipped_models()["kolmogorov-x8"]
