@@ -948,13 +948,16 @@ class Trainer:
         data = self.config.data
         run_dir = self.run_dir.resolve()
         paths: list[str] = []
+        self.data_files: list[str] = []  # absolute, for launches.jsonl
         for given in data.paths:
             text = os.path.expanduser(given)
             if not any(ch in text for ch in "*?["):  # a glob as the datasets read one
                 paths.append(text)
+                self.data_files.append(os.path.abspath(text))
                 continue
             matches = sorted(glob.glob(text))  # the order the datasets open them in
             kept = [m for m in matches if not _within(Path(m).resolve(), run_dir)]
+            self.data_files.extend(os.path.abspath(m) for m in kept)
             if len(kept) == len(matches):
                 paths.append(text)
                 continue
@@ -1033,24 +1036,7 @@ class Trainer:
         states = list_states(self.run_dir)
         if self.resume:
             if not states:
-                if self.export_only:
-                    raise CheckpointError(
-                        f"{_option('export_only')} given but {str(self.run_dir)!r} holds no "
-                        f"complete training state to export; train first (drop "
-                        f"{_option('export_only')}) or point run_dir at a run with states"
-                    )
-                partial = [p.name for p in _children(self.run_dir / "checkpoints")]
-                raise CheckpointError(
-                    f"{_option('resume')} given but {str(self.run_dir)!r} holds no complete "
-                    "training state"
-                    + (
-                        f" (only {', '.join(sorted(partial))}, left by a launch stopped while "
-                        "saving)"
-                        if partial
-                        else ""
-                    )
-                    + f"; drop {_option('resume')} to start a new run"
-                )
+                raise self._nothing_to_resume()
             previous = None
             if saved.is_file():
                 # read without range checks: a run saved before a check existed (a negative
@@ -1071,6 +1057,41 @@ class Trainer:
                 f"{str(self.run_dir)!r} already holds training states; pass {_option('resume')} "
                 "to continue it or choose a new run_dir (nothing is overwritten)"
             )
+
+    def _nothing_to_resume(self) -> CheckpointError:
+        """The :class:`CheckpointError` for ``--resume`` or ``--export-only`` on a run folder
+        without a complete state. A relative ``run_dir`` is read from the working directory: the
+        message names the folder looked in and that directory, and how to reach a run started
+        elsewhere (dropping ``--resume`` would start a new run here, not continue that one)."""
+        option = _option("export_only" if self.export_only else "resume")
+        found = "holds no complete training state" + (" to export" if self.export_only else "")
+        partial = [p.name for p in _children(self.run_dir / "checkpoints")]
+        if partial:
+            found += f" (only {', '.join(sorted(partial))}, left by a launch stopped while saving)"
+        missing = not (self.run_dir.exists() or self.run_dir.is_symlink())
+        if self.export_only:
+            fix = f"train first (drop {option}) or point run_dir at a run with states"
+        else:
+            fix = f"drop {option} to start a new run"
+        if self.run_dir.is_absolute():
+            found += " (there is no such folder)" if missing else ""
+        else:
+            cwd = os.getcwd()
+            looked = os.path.join(cwd, self.run_dir)
+            found += (
+                f" (looked for in {looked!r}{', no such folder' if missing else ''}: a relative "
+                f"run_dir is read from the current working directory, {cwd!r})"
+            )
+            fix = (
+                f"to {'export' if self.export_only else 'continue'} a run started in another "
+                "directory, run from that directory or give run_dir as an absolute path"
+                + (
+                    ""
+                    if self.export_only
+                    else f" (without {option} a new run starts in {looked!r})"
+                )
+            )
+        return CheckpointError(f"{option} given but run_dir {str(self.run_dir)!r} {found}; {fix}")
 
     def _check_run_dir_is_a_folder(self) -> None:
         """``run_dir`` (or a folder above it) that exists as a file: refused before the data are
@@ -1803,7 +1824,9 @@ class Trainer:
         in validation and in saving states. ``peak_memory_gib`` is the main process's peak of
         allocated accelerator memory (``null`` on a CPU). ``nan_fields_dropped`` counts the
         fields each split left out for holding NaN; a forecast run adds ``nan_windows_dropped``,
-        the windows (training items) that read one of them.
+        the windows (training items) that read one of them. ``data_files`` lists the files
+        ``data.paths`` resolved to in this launch (absolute paths; the configuration keeps the
+        globs as written).
         """
         acc = self.accelerator
         if not acc.is_main_process:
@@ -1828,6 +1851,8 @@ class Trainer:
             ),
             "torch": torch.__version__,
             "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
+            # the files data.paths resolved to (globs matched, "~" expanded), absolute
+            "data_files": self.data_files,
             # fields left out for holding NaN (data.nan_fields = "drop"), per split
             "nan_fields_dropped": {
                 name: len(data.dropped_fields) for name, data in splits if data is not None

@@ -61,6 +61,9 @@ def test_tilde_in_run_dir_data_paths_and_export_is_the_home_folder(
     saved = json.loads((home / "runs" / "x" / "config.json").read_text())
     assert saved["run_dir"] == "~/runs/x"
     assert saved["data"]["paths"] == ["~/era5.nc"]
+    # the launch record holds the files the paths resolved to
+    (launch,) = (home / "runs" / "x" / "launches.jsonl").read_text().splitlines()
+    assert json.loads(launch)["data_files"] == [str(home / "era5.nc")]
     # the export target and a glob in data.paths too
     assert trainer.export("~/exported") == home / "exported"
     assert (home / "exported" / "config.json").is_file()
@@ -85,7 +88,7 @@ def test_tilde_in_a_data_glob_is_the_home_folder(tmp_path, shared_data, monkeypa
 # 2. a data glob never matches the run folder
 
 
-@pytest.mark.slow  # three launches: start, resume, export-only (about 6 s)
+@pytest.mark.slow  # three launches: start, resume, export-only (2-6 s)
 def test_run_folder_inside_the_data_glob_resumes_and_exports(
     tmp_path, shared_data, monkeypatch, capsys
 ):
@@ -112,6 +115,11 @@ def test_run_folder_inside_the_data_glob_resumes_and_exports(
     toml.write_text(dump_toml(values))
     assert main(["--config", str(toml), "--export-only"]) == 0
     assert "exported the EMA model to data/run/model" in capsys.readouterr().out
+    # every launch read the data file only (resolved, absolute), never the run folder
+    launches = (tmp_path / "data" / "run" / "launches.jsonl").read_text().splitlines()
+    assert [json.loads(line)["data_files"] for line in launches] == [
+        [str(tmp_path / "data" / "era5.nc")]
+    ] * 2
     # a glob that matches nothing but the run folder is refused, naming both
     values["run_dir"] = "data/zz"
     (tmp_path / "data" / "zz").mkdir()
@@ -163,3 +171,46 @@ def test_messages_name_resume_as_the_user_gives_it(tmp_path, shared_data, capsys
         err = capsys.readouterr().err
         assert f"error: {command_line} given but" in err
         assert f"drop {command_line}" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. a relative run_dir resumed from another working directory
+
+
+def test_relative_run_dir_resumed_elsewhere_names_where_it_looked(
+    tmp_path, shared_data, monkeypatch
+):
+    """``--resume`` with ``run_dir = "data/run"`` from another directory said "'data/run' holds
+    no complete training state; drop --resume to start a new run", and following that started a
+    new run there. The message names the folder looked in, the working directory and the ways to
+    reach the run; nothing is written."""
+    from flexdownscale.train import Trainer, dump_toml, main
+
+    _fake_state(tmp_path / "started" / "data" / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    values = _values(tmp_path, shared_data, run_dir="data/run")
+    looked = repr(str(elsewhere / "data" / "run"))
+    with pytest.raises(errors.CheckpointError) as err:
+        Trainer(from_dict(TrainConfig, values), resume=True)
+    assert str(err.value) == (
+        f"resume=True given but run_dir 'data/run' holds no complete training state (looked for "
+        f"in {looked}, no such folder: a relative run_dir is read from the current working "
+        f"directory, {str(elsewhere)!r}); to continue a run started in another directory, run "
+        "from that directory or give run_dir as an absolute path (without resume=True a new run "
+        f"starts in {looked})"
+    )
+    (tmp_path / "run.toml").write_text(dump_toml(values))
+    assert main(["--config", str(tmp_path / "run.toml"), "--export-only"]) == 2
+    assert list(elsewhere.iterdir()) == []
+    # from the directory it was started in, or with run_dir absolute, the state is found (the
+    # fake state, without config.json or a recorded sample order, is refused after that)
+    for where, run_dir in (
+        (tmp_path / "started", "data/run"),
+        (elsewhere, str(tmp_path / "started" / "data" / "run")),
+    ):
+        monkeypatch.chdir(where)
+        found = from_dict(TrainConfig, {**values, "run_dir": run_dir})
+        with pytest.raises(errors.CheckpointError, match="its state step_00000001 records no"):
+            Trainer(found, resume=True)
