@@ -1096,7 +1096,7 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
     """UnitsError when a variable's units differ between prediction and truth (compared as
     units: ``m s**-1`` and ``m/s`` are the same)."""
     from .errors import UnitsError
-    from .units import conversion_rule, linear_conversion, quantity_kind
+    from .units import compare_units
 
     for v in names:
         a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
@@ -1109,29 +1109,42 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
                 f"'units' attribute in the {lacks}; set it in the {lacks} file (after "
                 "converting the values if they are in other units)"
             )
-        conversion = linear_conversion(str(a), str(b))
-        if conversion == (1.0, 0.0):
+        units = compare_units(str(a), str(b))
+        if units.outcome == "same":
             continue
-        if conversion is not None:
+        if units.outcome == "convertible":
             raise UnitsError(
                 f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth "
-                f"({conversion_rule(str(a), str(b), *conversion)}); convert one of them "
-                "(values and attrs['units']) so both are in the same units"
+                f"({units.rule}); convert one of them (values and attrs['units']) so both are "
+                "in the same units"
             )
-        unknown = [
-            (side, str(u)) for side, u in (("prediction", a), ("truth", b)) if not quantity_kind(u)
-        ]
-        if unknown:  # an attribute that names no unit: the file's metadata is wrong
-            side, u = unknown[0]
-            said = "is empty" if not u.strip() else f"is {u!r}, not a unit flexdownscale reads"
-            raise UnitsError(
-                f"variable {v!r}: the {side}'s 'units' attribute {said} (the other file says "
-                f"{b if side == 'prediction' else a!r}); set it to what the values are in, e.g. "
-                f"ncatted -a units,{v},o,c,'{b if side == 'prediction' else a}' FILE"
-            )
+        if units.outcome == "not_a_unit":  # an attribute that names no unit: wrong metadata
+            sides = [
+                ("prediction", str(a), units.found_kind),
+                ("truth", str(b), units.expected_kind),
+            ]
+            unknown = [(side, u) for side, u, kind in sides if kind is None]
+            said = [
+                f"the {side}'s 'units' attribute "
+                + ("is empty" if not u.strip() else f"is {u!r}, not a unit flexdownscale reads")
+                for side, u in unknown
+            ]
+            if len(unknown) == 1:
+                side, _ = unknown[0]
+                other = str(b if side == "prediction" else a)
+                fix = (
+                    f" (the other file says {other!r}); set it to what the values are in, e.g. "
+                    f"ncatted -a units,{v},o,c,'{other}' FILE"
+                )
+            else:  # neither names a unit: no example to take from the other file
+                fix = (
+                    "; set each to what the values are in, in a CF spelling ('K', 'degC', "
+                    f"'hPa', 'm s-1', '1'), e.g. ncatted -a units,{v},o,c,'K' FILE"
+                )
+            raise UnitsError(f"variable {v!r}: {' and '.join(said)}{fix}")
         raise UnitsError(
-            f"variable {v!r} is {quantity_kind(a)} in the prediction ({a!r}) but "
-            f"{quantity_kind(b)} in the truth ({b!r}): not the same kind of quantity, so no "
+            f"variable {v!r} is {units.found_kind} in the prediction ({a!r}) but "
+            f"{units.expected_kind} in the truth ({b!r}): not the same kind of quantity, so no "
             "conversion makes them comparable; check that both files hold the same variable "
             "(if the truth names it otherwise: --rename TRUTH=PREDICTION) and that each 'units' "
             "attribute says what its values are in"

@@ -78,6 +78,7 @@ from .errors import (
     UnsupportedFactorError,
     WeightsMismatchError,
 )
+from .units import UnitComparison, compare_units
 
 __all__ = [
     "Downscaler",
@@ -1524,8 +1525,6 @@ def _check_units(
     own name of a model variable (``variables=["sp"]`` for the model's ``t2m``): the messages
     name that one, and the model's in brackets.
     """
-    from .units import conversion_code, conversion_rule, linear_conversion
-
     for model_name, expected in units.items():
         if not expected:
             continue
@@ -1544,32 +1543,31 @@ def _check_units(
                 f"({found!r}); CF units are one string. Set it to the string the values are in, "
                 f"e.g. ds[{v!r}].attrs['units'] = {expected!r}"
             )
-        conversion = linear_conversion(found, expected)
-        if conversion == (1.0, 0.0):
+        comparison = compare_units(found, expected)
+        if comparison.outcome == "same":
             continue
-        if conversion is not None:
-            scale, offset = conversion
-            rule = conversion_rule(found, expected, scale, offset)
+        if comparison.outcome == "convertible":
+            scale, offset = comparison.conversion
+            rule = comparison.rule
             if scale == 1.0:  # an offset only: the degC / K case
                 rule = f"a {abs(offset):.10g} offset: {rule}"
             raise UnitsError(
                 f"variable {label} is in {found!r} but the model expects {expected!r} ({rule}); "
-                f"convert first: {conversion_code(v, scale, offset, expected)}"
+                f"convert first: {comparison.code(v)}"
             )
-        raise UnitsError(_unconvertible_units(label, v, model_name, found, expected))
+        raise UnitsError(_unconvertible_units(label, v, model_name, comparison))
 
 
 def _unconvertible_units(
-    label: str, variable: str, model_name: str, found: str, expected: str
+    label: str, variable: str, model_name: str, comparison: UnitComparison
 ) -> str:
     """The message for input units that do not convert to the model's: an empty or unknown
     units string (the attribute is wrong), or another kind of quantity (the wrong variable,
     or a wrong attribute). ``label`` names the variable in words, ``variable`` in code (the
     input's name), ``model_name`` is the model's name of it."""
-    from .units import quantity_kind
-
+    found, expected = comparison.found, comparison.expected
     fix = f"Set it if the values are in {expected}: ds[{variable!r}].attrs['units'] = {expected!r}"
-    want = quantity_kind(expected)
+    want = comparison.expected_kind
     if want is None:  # the model's own units are no unit pint knows: no advice on kinds
         return (
             f"variable {label} is in {found!r} but the model expects {expected!r}; convert the "
@@ -1586,7 +1584,7 @@ def _unconvertible_units(
             f"variable {label} is in {found!r} but the model expects {expected!r} ({want}): "
             f"units are case-sensitive, {found.strip()!r} is not {expected!r}. {fix}"
         )
-    have = quantity_kind(found)
+    have = comparison.found_kind
     if have is None:
         return (
             f"variable {label} has units {found!r}, which is not a unit flexdownscale knows "

@@ -16,9 +16,12 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "UnitComparison",
+    "compare_units",
     "conversion_code",
     "conversion_rule",
     "degree_units",
@@ -240,6 +243,106 @@ def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
     if math.isclose(offset, 0.0, abs_tol=1e-12 * max(1.0, abs(scale))):
         offset = 0.0
     return scale, offset
+
+
+@dataclass(frozen=True)
+class UnitComparison:
+    """How values in one unit relate to another unit (:func:`compare_units`): the one
+    classification the unit checks of the metrics, the Downscaler, the normalizer and
+    ``flexdownscale evaluate`` share; each words its own message around it.
+
+    Attributes
+    ----------
+    found : str
+        The units the values are in.
+    expected : str
+        The units wanted.
+    conversion : tuple of (float, float) or None
+        ``(scale, offset)`` with ``value_in_expected = value_in_found * scale + offset``
+        (:func:`linear_conversion`); ``None`` when no conversion exists.
+    """
+
+    found: str
+    expected: str
+    conversion: tuple[float, float] | None
+
+    @property
+    def outcome(self) -> Literal["same", "convertible", "not_a_unit", "other_kind"]:
+        """``"same"`` (two spellings of one unit), ``"convertible"`` (degC and K),
+        ``"not_a_unit"`` (either string names no unit: the attribute is wrong) or
+        ``"other_kind"`` (units of different quantities: K and hPa)."""
+        if self.conversion == (1.0, 0.0):
+            return "same"
+        if self.conversion is not None:
+            return "convertible"
+        if self.found_kind is None or self.expected_kind is None:
+            return "not_a_unit"
+        return "other_kind"
+
+    @property
+    def found_kind(self) -> str | None:
+        """What ``found`` measures, in words (:func:`quantity_kind`); ``None``: no unit."""
+        return quantity_kind(self.found)
+
+    @property
+    def expected_kind(self) -> str | None:
+        """What ``expected`` measures, in words (:func:`quantity_kind`); ``None``: no unit."""
+        return quantity_kind(self.expected)
+
+    @property
+    def rule(self) -> str:
+        """The conversion in words, ``"values in K = values in degC + 273.15"``
+        (:func:`conversion_rule`); for ``"convertible"`` (and ``"same"``) outcomes only."""
+        if self.conversion is None:
+            raise ValueError(f"{self.found!r} does not convert to {self.expected!r}")
+        return conversion_rule(self.found, self.expected, *self.conversion)
+
+    def code(self, variable: str) -> str:
+        """One line of Python that converts ``ds[variable]`` into ``expected`` and sets its
+        units (:func:`conversion_code`); for ``"convertible"`` outcomes only.
+
+        Parameters
+        ----------
+        variable : str
+            The variable's name in ``ds``.
+
+        Returns
+        -------
+        str
+            E.g. ``ds['t2m'] = (ds['t2m'] + 273.15).assign_attrs(units='K')``.
+        """
+        if self.conversion is None:
+            raise ValueError(f"{self.found!r} does not convert to {self.expected!r}")
+        return conversion_code(variable, *self.conversion, self.expected)
+
+
+def compare_units(found: str, expected: str) -> UnitComparison:
+    """Classify values in ``found`` against the units ``expected``.
+
+    Parameters
+    ----------
+    found : str
+        The units the values are in (a ``units`` attribute, any spelling
+        :func:`parse_units` reads).
+    expected : str
+        The units wanted.
+
+    Returns
+    -------
+    UnitComparison
+        Its ``outcome`` is ``"same"``, ``"convertible"``, ``"not_a_unit"`` or
+        ``"other_kind"``; ``rule`` and ``code(variable)`` give a conversion in words and in
+        Python.
+
+    Examples
+    --------
+    >>> compare_units("degC", "K").rule
+    'values in K = values in degC + 273.15'
+    >>> [compare_units(a, "K").outcome for a in ("kelvin", "degC", "hPa", "not_a_unit")]
+    ['same', 'convertible', 'other_kind', 'not_a_unit']
+    """
+    found, expected = str(found), str(expected)
+    return UnitComparison(found, expected, linear_conversion(found, expected))
 
 
 def same_units(a: str, b: str) -> bool:

@@ -62,6 +62,20 @@ def test_an_attribute_that_names_no_unit_is_the_metadata(tmp_path, capsys, pred,
     assert "convert one of them" not in err
 
 
+def test_two_attributes_that_name_no_unit_are_both_named(tmp_path, capsys):
+    """Neither file names a unit: both attributes are named, and the example is a CF unit (only
+    the prediction's was named, with the truth's empty attribute as the example: "(the other
+    file says ''); set it to what the values are in, e.g. ncatted -a units,t,o,c,'' FILE")."""
+    code, err, _ = _evaluate(tmp_path, "not_a_unit", "", capsys)
+    assert code == 2
+    assert (
+        "the prediction's 'units' attribute is 'not_a_unit', not a unit flexdownscale reads and "
+        "the truth's 'units' attribute is empty; set each to what the values are in" in err
+    )
+    assert "ncatted -a units,t,o,c,'K' FILE" in err
+    assert "the other file says" not in err
+
+
 def test_convertible_units_keep_the_rule(tmp_path, capsys):
     code, err, _ = _evaluate(tmp_path, "degC", "K", capsys, offset=273.15)
     assert code == 2

@@ -138,3 +138,58 @@ def test_degree_units_in_every_spelling(units, kind):
 )
 def test_temperatures_in_every_common_spelling(units, scale, offset):
     assert linear_conversion(units, "K") == (pytest.approx(scale), pytest.approx(offset))
+
+
+@pytest.mark.parametrize(
+    ("found", "expected", "outcome", "kinds"),
+    [
+        ("kelvin", "K", "same", ("a temperature", "a temperature")),
+        ("degC", "K", "convertible", ("a temperature", "a temperature")),
+        ("hPa", "Pa", "convertible", ("a pressure", "a pressure")),
+        ("K", "hPa", "other_kind", ("a temperature", "a pressure")),
+        ("not_a_unit", "K", "not_a_unit", (None, "a temperature")),
+        ("K", "", "not_a_unit", ("a temperature", None)),
+    ],
+)
+def test_compare_units_is_the_one_classification(found, expected, outcome, kinds):
+    """The metrics, the Downscaler, the normalizer and ``evaluate`` each classified a unit
+    mismatch themselves from ``linear_conversion`` and ``quantity_kind``; ``compare_units`` is
+    that classification once."""
+    from flexdownscale.units import compare_units
+
+    units = compare_units(found, expected)
+    assert units.outcome == outcome
+    assert (units.found_kind, units.expected_kind) == kinds
+    if outcome == "convertible":
+        scale, offset = units.conversion
+        assert units.rule.startswith(f"values in {expected} = values in {found}")
+        code = units.code("v")
+        namespace = {"ds": {"v": _Attrs(2.0)}}
+        exec(code, namespace)  # the line the messages print converts the value
+        assert namespace["ds"]["v"].value == pytest.approx(2.0 * scale + offset)
+        assert namespace["ds"]["v"].units == expected
+    elif outcome == "same":
+        assert units.conversion == (1.0, 0.0)
+    else:
+        assert units.conversion is None
+        with pytest.raises(ValueError, match="does not convert"):
+            _ = units.rule
+
+
+class _Attrs:
+    """A number with ``assign_attrs``, standing in for a DataArray in a conversion line."""
+
+    def __init__(self, value: float, units: str | None = None) -> None:
+        self.value, self.units = value, units
+
+    def __mul__(self, other: float) -> _Attrs:
+        return _Attrs(self.value * other)
+
+    def __add__(self, other: float) -> _Attrs:
+        return _Attrs(self.value + other)
+
+    def __sub__(self, other: float) -> _Attrs:
+        return _Attrs(self.value - other)
+
+    def assign_attrs(self, units: str) -> _Attrs:
+        return _Attrs(self.value, units)

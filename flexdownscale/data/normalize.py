@@ -644,7 +644,7 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
     ``flexdownscale_normalization`` attribute), is refused. Values without attributes (the
     output of plain numpy, say) are taken as they are.
     """
-    from ..units import conversion_code, conversion_rule, linear_conversion, quantity_kind
+    from ..units import compare_units, linear_conversion
 
     units = da.attrs.get("units") or None  # an empty string says nothing either
     made = da.attrs.get(NORMALIZED_ATTR)
@@ -657,11 +657,11 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
             )
         if units is None or stats.units is None:
             return
-        conversion = linear_conversion(str(units), stats.units)
-        if conversion == (1.0, 0.0):
+        comparison = compare_units(str(units), stats.units)
+        if comparison.outcome == "same":
             return
-        if conversion is None:
-            have, want = quantity_kind(str(units)), quantity_kind(stats.units)
+        if comparison.outcome != "convertible":
+            have, want = comparison.found_kind, comparison.expected_kind
             if have is None:  # the attribute names no unit: the metadata is wrong
                 raise UnitsError(
                     f"variable {name!r} has units {units!r}, not a unit flexdownscale reads; the "
@@ -681,11 +681,9 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
                 f"{stats.units!r}: convert the values and set attrs['units'] = {stats.units!r}, "
                 "or fit the normalizer on data in these units"
             )
-        scale, offset = conversion
         raise UnitsError(
             f"variable {name!r} is in {units!r} but the statistics were fitted in "
-            f"{stats.units!r} ({conversion_rule(str(units), stats.units, scale, offset)}); "
-            f"convert first: {conversion_code(name, scale, offset, stats.units)}"
+            f"{stats.units!r} ({comparison.rule}); convert first: {comparison.code(name)}"
         )
     if made is not None and made != stats.describe(name):
         raise DataError(

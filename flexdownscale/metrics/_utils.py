@@ -24,7 +24,7 @@ from flexdownscale.errors import (
     UnitsError,
     WeightsError,
 )
-from flexdownscale.units import conversion_rule, degree_units, linear_conversion, quantity_kind
+from flexdownscale.units import compare_units, degree_units, linear_conversion
 
 XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
 Dims = str | Sequence[Hashable] | None
@@ -526,27 +526,26 @@ def units_advice(
     (``K`` and ``hPa``), that no conversion makes them comparable. ``target`` names what is
     converted (default ``names[1]``) and ``then`` is added after the conversion.
     """
-    conversion = linear_conversion(ub, ua)
-    if conversion is not None:
-        rule = conversion_rule(ub, ua, *conversion)
+    units = compare_units(ub, ua)
+    if units.conversion is not None:
         return (
-            f"{lead}: convert {target or names[1]} first ({rule}) and set its "
+            f"{lead}: convert {target or names[1]} first ({units.rule}) and set its "
             f"attrs['units'] = {ua!r}{then}"
         )
-    unknown = [
-        (name, units, other_name, other)
-        for name, units, other_name, other in (
-            (names[0], ua, names[1], ub),
-            (names[1], ub, names[0], ua),
-        )
-        if quantity_kind(units) is None
-    ]
-    if unknown:
+    if units.outcome == "not_a_unit":
+        unknown = [
+            (name, unit, other_name, other)
+            for name, unit, kind, other_name, other in (
+                (names[0], ua, units.expected_kind, names[1], ub),
+                (names[1], ub, units.found_kind, names[0], ua),
+            )
+            if kind is None
+        ]
         said = [
             f"{name}'s 'units' attribute is empty"
-            if not units.strip()
-            else f"{units!r} ({name}'s) is not a unit flexdownscale recognises"
-            for name, units, _, _ in unknown
+            if not unit.strip()
+            else f"{unit!r} ({name}'s) is not a unit flexdownscale recognises"
+            for name, unit, _, _ in unknown
         ]
         whose = " and ".join(f"{name}'s" for name, _, _, _ in unknown)
         example = ""
@@ -559,7 +558,7 @@ def units_advice(
             f"'m s-1', 'kg m-2 s-1', '1' for a ratio){example}{then}"
         )
     return (
-        f"{ua!r} is {quantity_kind(ua)} and {ub!r} {quantity_kind(ub)}: not the same kind of "
+        f"{ua!r} is {units.expected_kind} and {ub!r} {units.found_kind}: not the same kind of "
         f"quantity, so no conversion makes them comparable; check that {names[0]} and "
         f"{names[1]} hold the same variable, and that each 'units' attribute says what its "
         "values are in"
