@@ -70,27 +70,33 @@ class ModelFolder:
 
     Attributes
     ----------
-    path
+    path : Path
         Where the folder was read from.
-    model, diffusion, sampler
-        The configurations the model was trained with (sampler: the default sampling settings).
-    variables
+    model : ModelConfig
+        The backbone configuration the model was trained with.
+    diffusion : DiffusionConfig
+        The generative objective it was trained with.
+    sampler : SamplerConfig
+        The default sampling settings.
+    variables : tuple of str
         Variable names in channel order.
-    units
+    units : mapping of str to str
         ``units`` attribute of each variable at training time (``""`` when none).
-    factor
-        Super-resolution factor (1 for forecast models).
-    task
-        ``"superres"`` or ``"forecast"``.
-    condition
+    factor : int
+        Super-resolution factor per axis (1 for forecast models).
+    task : {"superres", "forecast"}
+        Downscaling or forecasting.
+    condition : mapping of str to Any or None
         Physical-condition metadata (``{"name": ..., "scale": ...}``) or ``None``.
-    state_dict
+    state_dict : mapping of str to torch.Tensor
         The weights, as CPU tensors.
-    normalization, grid
-        The parsed ``normalization.json`` and ``grid.json``.
-    card
+    normalization : mapping of str to Any
+        The parsed ``normalization.json``.
+    grid : mapping of str to Any
+        The parsed ``grid.json``.
+    card : str
         The model card (markdown).
-    extra
+    extra : mapping of str to Any
         Any other key of ``config.json`` (kept for forward compatibility).
     """
 
