@@ -98,7 +98,7 @@ def _info_package() -> int:
 
 
 def _info_model(name: str) -> int:
-    from .hub import load_model_folder
+    from .hub import load_model_folder, shipped_models
     from .pipeline import _check_weights_fit
 
     folder = load_model_folder(name)
@@ -107,7 +107,12 @@ def _info_model(name: str) -> int:
     backbone = _check_weights_fit(folder)
     count = sum(p.numel() for p in backbone.parameters())
     stored = sorted({str(t.dtype).removeprefix("torch.") for t in folder.state_dict.values()})
-    print(f"model: {name} ({folder.path})")
+    path = Path(folder.path).resolve()
+    shipped = shipped_models().get(str(name))
+    if shipped is not None and shipped.resolve() != path:  # a local folder takes the name first
+        print(f"model: {name} ({path}: a local folder, not the shipped model of this name)")
+    else:
+        print(f"model: {name} ({path})")
     print(f"  task: {folder.task}, factor: {folder.factor}")
     described = ", ".join(f"{v} [{folder.units.get(v, '')}]" for v in folder.variables)
     print(f"  variables: {described}")

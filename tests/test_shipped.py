@@ -93,6 +93,23 @@ def test_accessor_picks_the_shipped_folder_not_a_local_one_of_its_name(tmp_path,
     assert np.isfinite(out["t2m"].values).all()
 
 
+def test_info_says_where_the_folder_it_describes_is(tmp_path, monkeypatch, capsys):
+    """``flexdownscale info NAME`` describes a local folder of a shipped model's name (an
+    explicit name takes a local folder first) and said ``model: era5-t2m-x4 (era5-t2m-x4)``,
+    as for the shipped one; it now gives the absolute path and says which it is."""
+    assert main(["info", "era5-t2m-x4"]) == 0
+    shipped_line = capsys.readouterr().out.splitlines()[0]
+    assert shipped_line == f"model: era5-t2m-x4 ({shipped_models()['era5-t2m-x4'].resolve()})"
+    Downscaler.from_pretrained("era5-t2m-x4").save_pretrained(tmp_path / "era5-t2m-x4")
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "era5-t2m-x4"]) == 0
+    local_line = capsys.readouterr().out.splitlines()[0]
+    assert local_line == (
+        f"model: era5-t2m-x4 ({(tmp_path / 'era5-t2m-x4').resolve()}: a local folder, not the "
+        "shipped model of this name)"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.slow
 def test_stored_sde_strength_gives_calibrated_era5_ensembles():
