@@ -1015,6 +1015,18 @@ def _forecast_series(pred: Any) -> tuple[Any, list[int], int]:
             f"forecasts with their valid times, xr.concat(forecasts, dim={start!r}, "
             "coords=['valid_time'])"
         )
+    stamp = pred["valid_time"].transpose(start, "lead")
+    gaps = np.asarray(stamp.isnull().values)
+    if gaps.any():  # concat pads a forecast with fewer leads with NaN fields and NaT times
+        counts = (~gaps).sum(axis=1)
+        shortest = int(counts.min())
+        raise DataError(
+            f"the forecasts from the {pred.sizes[start]} {start!r} values have different numbers "
+            f"of leads ({shortest} to {int(counts.max())}): concatenating them filled the "
+            "missing leads with NaN fields and no valid_time. Give every forecast the same "
+            f"leads, e.g. xr.concat([f.isel(lead=slice(0, {shortest})) for f in forecasts], "
+            f"dim={start!r}, coords=['valid_time'])"
+        )
     series = pred.stack({"_start_lead": (start, "lead")}, create_index=False)
     series = series.swap_dims({"_start_lead": "valid_time"}).drop_vars(["lead", start])
     return series, leads * pred.sizes[start], pred.sizes[start]

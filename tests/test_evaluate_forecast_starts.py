@@ -241,3 +241,27 @@ def test_several_starts_with_one_valid_time_for_all_are_refused(tmp_path, capsys
         "dim='forecast_reference_time', coords=['valid_time'])"
     )
     assert not folder.exists()
+
+
+def test_forecasts_with_different_numbers_of_leads_are_refused(tmp_path, capsys):
+    """Concatenated, a forecast of 2 leads beside ones of 3 gets a NaN field and no valid time
+    at lead 3; that was refused as a truth time missing, "nan" (helper-60); it now says what
+    happened and how to concatenate the common leads."""
+    truth = _truth()
+    forecasts = [_forecast(truth, 0), _forecast(truth, 1, leads=2), _forecast(truth, 2)]
+    # join="outer": xarray's default today (it will refuse unequal leads with join="exact")
+    fc = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"], join="outer")
+    code, err, folder = _evaluate(tmp_path, fc, truth, "ragged", capsys)
+    assert code == 2
+    assert err == (
+        "flexdownscale evaluate: error: the forecasts from the 3 'forecast_reference_time' "
+        "values have different numbers of leads (2 to 3): concatenating them filled the missing "
+        "leads with NaN fields and no valid_time. Give every forecast the same leads, e.g. "
+        "xr.concat([f.isel(lead=slice(0, 2)) for f in forecasts], "
+        "dim='forecast_reference_time', coords=['valid_time'])"
+    )
+    assert not folder.exists()
+    common = [f.isel(lead=slice(0, 2)) for f in forecasts]  # the fix, as the message gives it
+    fixed = xr.concat(common, dim="forecast_reference_time", coords=["valid_time"])
+    code, err, folder = _evaluate(tmp_path, fixed, truth, "common", capsys)
+    assert code == 0, err
