@@ -478,7 +478,7 @@ class _H5Source(_Source):
 def _expand_paths(paths: Sequence[str | Path]) -> list[str]:
     out: list[str] = []
     for p in paths:
-        text = str(p)
+        text = os.path.expanduser(str(p))  # "~/era5.nc": no shell expands it in a config
         matches = sorted(glob.glob(text)) if any(ch in text for ch in "*?[") else [text]
         if not matches or not all(os.path.exists(m) for m in matches):
             raise DataError(

@@ -820,3 +820,14 @@ def test_grid_metadata_records_the_training_crop():
     )
     fc = ForecastDataset(da.to_dataset(), past_frames=1, lead=1, crop_size=16)
     assert fc.grid_metadata()["crop_size"] == 16
+
+
+def test_a_leading_tilde_in_data_paths_is_the_home_folder(tmp_path, monkeypatch):
+    """``from_config`` (the data layer without the trainer) read ``~/t.nc`` literally: "no
+    file matches '~/t.nc'"; no shell expands ``~`` in a config, so the data layer does, for
+    files and globs alike."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    latlon_da(32, 32, ntime=8).to_dataset().to_netcdf(tmp_path / "t.nc")
+    for given in ("~/t.nc", "~/t*.nc"):
+        dataset = from_config(file_config(given, "t2m", crop_size=16), "train")
+        assert len(dataset) == 8
