@@ -2206,6 +2206,23 @@ class Trainer:
             return {}
         return {k: finite_or_null(v) for k, v in json.loads(lines[-1]).items()}
 
+    def _validation_section(self, validation: dict[str, Any], skill: str) -> str:
+        """The model card's validation section: the last record's table, or, for a run that
+        scored no validation split (``eval_every = 0``, or stopped before its first
+        validation), what the card cannot say and how to measure it."""
+        if not skill:
+            return (
+                "## Validation\n\nNot measured: the run left no validation record "
+                f"(eval_every = {self.config.eval_every}; 0 turns validation off). Score the "
+                "model on held-out data with `flexdownscale evaluate`, or train with "
+                "eval_every > 0.\n\n"
+            )
+        return (
+            f"## Validation (held-out split, normalized units, step {validation.get('step', 'n/a')})"
+            f"\n\n{self._validation_sampler(validation)}"
+            f"| metric | value |\n|---|---|\n{skill}\n\n"
+        )
+
     def _validation_sampler(self, validation: dict[str, Any]) -> str:
         """The model card's line on what the validation ensembles were sampled with, from the
         validation record itself (an export with ``sampler.steps=7`` stores 7 steps while the
@@ -2288,9 +2305,7 @@ class Trainer:
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
             f"{history}\n"
-            f"## Validation (held-out split, normalized units, step {validation.get('step', 'n/a')})\n\n"
-            f"{self._validation_sampler(validation)}"
-            f"| metric | value |\n|---|---|\n{skill}\n\n"
+            f"{self._validation_section(validation, skill)}"
             "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"
         )
 

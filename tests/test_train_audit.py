@@ -85,6 +85,12 @@ def _strict_json(text: str) -> Any:
 def test_states_hold_the_ema_and_counters_as_safetensors_and_json(tmp_path, shared_data):
     trainer = Trainer(_config(tmp_path, shared_data, eval_every=0))
     trainer.fit()
+    # no validation: the card says so (it had an empty table headed "step n/a")
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert (
+        "## Validation\n\nNot measured: the run left no validation record (eval_every = 0" in card
+    )
+    assert "n/a" not in card
     (state,) = list_states(tmp_path / "run")[-1:]
     assert not list(state.glob("*custom_checkpoint*"))
     assert json.loads((state / PROGRESS_FILE).read_text()) == {
