@@ -1347,44 +1347,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     gaps: list[str] = []
     for v in names:
         p, t = pred[v], truth[v]
-        mean = p.mean(member_dim) if member_dim in p.dims else p
-        row = {
-            "variable": v,
-            "units": str(p.attrs.get("units", "")),
-            "RMSE (ens. mean)": float(metrics.rmse(mean, t, weights=weights)),
-            "MAE (ens. mean)": float(metrics.mae(mean, t, weights=weights)),
-            "bias": float(metrics.bias(mean, t, weights=weights)),
-        }
-        if has_members:
-            row["CRPS"] = float(metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights))
-            row["spread/skill"] = float(
-                metrics.spread_skill_ratio(p, t, member_dim=member_dim, weights=weights)
-            )
         # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
         # missing cells) is scored on its valid points, without the spectral entries
         missing = {
             name: int(field.isnull().sum()) for name, field in (("prediction", p), ("truth", t))
         }
-        spectra = {"method": method}
-        if any(missing.values()):
-            row["LSD (dB)"] = None
+        gap_free = not any(missing.values())
+        row = {
+            "variable": v,
+            "units": str(p.attrs.get("units", "")),
+            **_pooled_scores(
+                p, t, member_dim, weights, has_members, spatial, method if gap_free else None
+            ),
+        }
+        if not gap_free:
             gaps.append(
                 f"`{v}` ("
                 + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
                 + ")"
             )
         else:
-            row["LSD (dB)"] = float(
-                metrics.log_spectral_distance(
-                    metrics.mean_spectrum(p, dims=spatial, spectrum_kwargs=spectra),
-                    metrics.mean_spectrum(t, dims=spatial, spectrum_kwargs=spectra),
-                )
-            )
             fig = plot_spectra(
                 {"truth": t, "prediction": p},  # member spectra are averaged, not the mean's
                 reference="truth",
                 dims=spatial,
-                spectrum_kwargs=spectra,
+                spectrum_kwargs={"method": method},
                 title=f"{v}: power spectra",
             )
             fig.savefig(out / f"spectra_{v}.png", dpi=100)
