@@ -945,21 +945,23 @@ class Trainer:
         DataError
             When a glob matches nothing but the run folder and what is in it.
         """
+        from .data.datasets import expand_paths
+
         data = self.config.data
         run_dir = self.run_dir.resolve()
         paths: list[str] = []
         self.data_files: list[str] = []  # absolute, for launches.jsonl
         for given in data.paths:
-            text = os.path.expanduser(given)
-            if not any(ch in text for ch in "*?["):  # a glob as the datasets read one
-                paths.append(text)
-                self.data_files.append(os.path.abspath(text))
-                continue
-            matches = sorted(glob.glob(text))  # the order the datasets open them in
-            kept = [m for m in matches if not _within(Path(m).resolve(), run_dir)]
+            matches = expand_paths([given])  # as the datasets open them ("~" expanded, sorted)
+            named = matches == [os.path.expanduser(given)]  # a path, not a glob: kept as given
+            kept = (
+                matches
+                if named
+                else [m for m in matches if not _within(Path(m).resolve(), run_dir)]
+            )
             self.data_files.extend(os.path.abspath(m) for m in kept)
             if len(kept) == len(matches):
-                paths.append(text)
+                paths.append(given)
                 continue
             if not kept:
                 raise DataError(

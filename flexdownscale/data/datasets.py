@@ -475,7 +475,25 @@ class _H5Source(_Source):
         return xr.Dataset(out)
 
 
-def _expand_paths(paths: Sequence[str | Path]) -> list[str]:
+def expand_paths(paths: Sequence[str | Path]) -> list[str]:
+    """The files the datasets open for ``paths``: a leading ``~`` expanded, each glob's matches
+    sorted, other paths as given.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        Files, zarr stores or glob patterns (``*``, ``?``, ``[``).
+
+    Returns
+    -------
+    list of str
+        The paths in the order they are opened.
+
+    Raises
+    ------
+    DataError
+        When a path does not exist or a glob matches nothing.
+    """
     out: list[str] = []
     for p in paths:
         text = os.path.expanduser(str(p))  # "~/era5.nc": no shell expands it in a config
@@ -508,7 +526,7 @@ def _open_sources(
             ds = item.to_dataset(name=item.name or "field")
             sources.append(_XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}"))
             continue
-        for path in _expand_paths([item]):
+        for path in expand_paths([item]):
             fmt = format
             if fmt == "auto":
                 fmt = "hdf5" if Path(path).suffix.lower() in _H5_SUFFIXES else "xarray"
