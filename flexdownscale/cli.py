@@ -1377,7 +1377,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             fig.savefig(out / f"spectra_{v}.png", dpi=100)
         rows.append(row)
         if has_members:
-            fig = plot_rank_histogram(p, t, member_dim=member_dim, title=f"{v}: rank histogram")
+            fig = plot_rank_histogram(
+                p, t, member_dim=member_dim, weights=weights, title=f"{v}: rank histogram"
+            )
             fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
         import matplotlib.pyplot as plt
 

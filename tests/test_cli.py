@@ -117,8 +117,19 @@ def test_downscale_errors_exit_2(files, capsys):
     assert code == 2
 
 
-def test_evaluate(files, tmp_path, capsys):
+def test_evaluate(files, tmp_path, capsys, monkeypatch):
     root, model = files
+    import flexdownscale.plot
+
+    drawn = []  # the bar heights of the rank histograms evaluate draws
+    plot_rank_histogram = flexdownscale.plot.plot_rank_histogram
+
+    def recording(*args, **kwargs):
+        fig = plot_rank_histogram(*args, **kwargs)
+        drawn.append([bar.get_height() for bar in fig.axes[0].patches])
+        return fig
+
+    monkeypatch.setattr(flexdownscale.plot, "plot_rank_histogram", recording)
     pred = tmp_path / "pred.nc"
     assert (
         main(
@@ -159,6 +170,11 @@ def test_evaluate(files, tmp_path, capsys):
     spread = np.abs(x[:, None] - x[None]).sum(axis=(0, 1)) / (2 * m * (m - 1))
     crps = float((w * (skill - spread)).sum() / w.sum())
     assert rows[0]["CRPS"] == pytest.approx(crps, rel=1e-5)
+    # the rank histogram is area-weighted like the CRPS: rank = 1 + members below the truth
+    ranks = 1 + (x < t.values[None]).sum(axis=0)
+    weighted = [float(w[ranks == r].sum() / w.sum()) for r in range(1, m + 2)]
+    assert len(drawn) == 1
+    assert drawn[0] == pytest.approx(weighted, abs=1e-6)
     assert rows[0]["LSD (dB)"] > 0
     assert (out / "spectra_t2m.png").stat().st_size > 1000
     assert (out / "rank_histogram_t2m.png").stat().st_size > 1000
