@@ -19,7 +19,9 @@ them literally, so before rendering this extension rewrites, in every docstring:
   ``type, default <value>`` or ``type, optional`` (griffe strips ``, optional`` and reads
   defaults from parameters only; ``int, optional`` and ``float, default -20.0`` were tuples)
   becomes ``type, default: <value>``, as parameters are shown (for ``optional`` the class
-  attribute's default; just ``type`` when it has none).
+  attribute's default; just ``type`` when it has none); choices ``{"a", "b"}`` become
+  ``one of {"a", "b"}`` and a bare tuple ``(float, float)`` ``tuple of (float, float)``
+  (griffe printed them as ``('a', 'b')`` and ``((float, float))``).
 - ``::`` ending a paragraph into ``:`` (the indented block after it is already a Markdown code
   block).
 
@@ -219,6 +221,17 @@ def _alternatives(kind: str) -> str:
     return " or ".join(p for p in parts if p)
 
 
+def _as_written(kind: str) -> str:
+    """numpydoc's choices ``{"a", "b"}`` (``or None``) as ``one of {"a", "b"}`` and a tuple type
+    ``(float, float)`` as ``tuple of (float, float)``: griffe would read either as a Python
+    tuple and print ``('a', 'b')`` or ``((float, float))``; the words keep them as written."""
+    if kind.startswith("{"):  # also ``{"a", "b"} or None``
+        return f"one of {kind}"
+    if kind.startswith("("):
+        return f"tuple of {kind}"
+    return kind
+
+
 def _entry_types(obj: griffe.Object, text: str) -> str:
     """The types of Parameters and Attributes entries in the forms griffe prints as written
     (see the module docstring): alternatives joined by ``or``; for attributes
@@ -244,7 +257,7 @@ def _entry_types(obj: griffe.Object, text: str) -> str:
                     else found["default"]
                 )
                 tail = f", default: {default}" if default is not None else ""
-        lines[i] = f"{entry['head']}{_alternatives(kind)}{tail}"
+        lines[i] = f"{entry['head']}{_as_written(_alternatives(kind))}{tail}"
     return "\n".join(lines)
 
 
