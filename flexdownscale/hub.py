@@ -736,9 +736,23 @@ def shipped_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+#: How a Hub model is written besides ``org/name``: the address a browser shows and the
+#: ``hf://`` form of huggingface_hub's file system (datasets and spaces are not models).
+_HUB_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf://")
+
+
 def _hub_reference(text: str) -> tuple[str, str | None] | None:
     """``(repo_id, revision)`` of a text shaped like a Hub id, ``org/name`` or
-    ``org/name@revision`` (a branch, tag or commit); ``None`` for anything else."""
+    ``org/name@revision`` (a branch, tag or commit), also written ``hf://org/name`` or as the
+    model page's address (``https://huggingface.co/org/name``, ``.../tree/<revision>``);
+    ``None`` for anything else."""
+    for prefix in _HUB_PREFIXES:
+        if text.startswith(prefix):
+            text = text.removeprefix(prefix).rstrip("/")
+            repo, tree, revision = text.partition("/tree/")
+            if tree and revision and "@" not in repo:
+                text = f"{repo}@{revision}"
+            break
     if text.startswith((".", "/", "~")):
         return None
     repo, at, revision = text.partition("@")
@@ -752,8 +766,10 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """Turn a model reference into a local folder.
 
     Order: an existing local folder; a shipped model name; a Hugging Face Hub id ``org/name``, or
-    ``org/name@revision`` for a branch, tag or commit (the form provenance records), downloaded
-    with ``huggingface_hub.snapshot_download``, which needs the ``hub`` extra.
+    ``org/name@revision`` for a branch, tag or commit (the form provenance records; also
+    written ``hf://org/name`` or as the model page's address ``https://huggingface.co/org/name``
+    or ``.../tree/<revision>``), downloaded with ``huggingface_hub.snapshot_download``, which
+    needs the ``hub`` extra.
 
     Parameters
     ----------

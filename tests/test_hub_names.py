@@ -201,3 +201,37 @@ def test_a_local_folder_is_taken_before_the_shipped_model_of_its_name(home):
     shutil.copytree(shipped_models()["era5-t2m-x4"], "era5-t2m-x4")
     assert resolve_model_path("era5-t2m-x4") == Path("era5-t2m-x4")
     assert resolve_model_path("kolmogorov-x8") == shipped_models()["kolmogorov-x8"]
+
+
+@pytest.mark.parametrize(
+    ("written", "repo_id", "revision"),
+    [
+        ("hf://someone/t2m", "someone/t2m", None),
+        ("hf://someone/t2m@v1", "someone/t2m", "v1"),
+        ("https://huggingface.co/someone/t2m", "someone/t2m", None),
+        ("https://huggingface.co/someone/t2m/", "someone/t2m", None),
+        ("https://huggingface.co/someone/t2m/tree/v1", "someone/t2m", "v1"),
+        ("huggingface.co/someone/t2m", "someone/t2m", None),
+    ],
+)
+def test_hub_ids_written_as_addresses_are_downloaded(home, monkeypatch, written, repo_id, revision):
+    # the hf:// form of huggingface_hub's file system and the model page's address were a
+    # generic "no model folder" error
+    hub = pytest.importorskip("huggingface_hub")
+    calls = []
+
+    def download(repo_id, allow_patterns, **pinned):
+        calls.append((repo_id, pinned.get("revision")))
+        return str(home)
+
+    monkeypatch.setattr(hub, "snapshot_download", download)
+    assert resolve_model_path(written) == home
+    assert calls == [(repo_id, revision)]
+
+
+@pytest.mark.parametrize(
+    "written", ["hf://datasets/someone/t2m", "https://huggingface.co/spaces/someone/app"]
+)
+def test_hub_datasets_and_spaces_are_not_models(home, written):
+    with pytest.raises(errors.ModelFolderError, match="no model folder at"):
+        resolve_model_path(written)
