@@ -20,6 +20,11 @@ class _FlexAccessor:
     def __init__(self, obj: xr.Dataset | xr.DataArray) -> None:
         self._obj = obj
 
+    @property
+    def _spelled(self) -> str:
+        """How a user writes the accessor in messages: ``ds.flex`` or ``da.flex``."""
+        return "da.flex" if isinstance(self._obj, xr.DataArray) else "ds.flex"
+
     def _names(self) -> tuple[str, ...]:
         obj = self._obj
         if isinstance(obj, xr.DataArray):
@@ -49,8 +54,12 @@ class _FlexAccessor:
             The model's variables on the fine grid (dims ``(member, time, y, x)``; ``member``
             only with ``members``), in the input's units, with CF bounds and provenance attrs.
         """
-        from .pipeline import downscaler_for
+        from ._keywords import check_keywords, keyword_names
+        from .pipeline import Downscaler, downscaler_for
 
+        # before a model is picked or loaded: an unknown keyword names the likely one
+        takes = keyword_names(Downscaler.__call__) or frozenset()
+        check_keywords(kwargs, takes - {"self", "ds"}, f"{self._spelled}.downscale")
         downscaler = downscaler_for(
             model,
             self._names(),
@@ -85,8 +94,12 @@ class _FlexAccessor:
             Variables with dims ``(member, lead, y, x)``, with ``valid_time`` along ``lead``
             and ``forecast_reference_time`` when the input's times are known.
         """
+        from ._keywords import check_keywords, keyword_names
         from .pipeline import Forecaster
 
+        takes = keyword_names(Forecaster.__call__) or frozenset()
+        hidden = {"self", "ds", "lead_steps", "members"}
+        check_keywords(kwargs, takes - hidden, f"{self._spelled}.forecast")
         if not isinstance(model, Forecaster):
             if model is None:
                 raise ModelFolderError(

@@ -36,6 +36,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from ._keywords import keyword_hints
 from ._stack import user_stacklevel
 from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import grid_row_weights, upsample_array
@@ -1673,6 +1674,7 @@ class _ModelFolderIO:
     def _folder_factor(self) -> int:
         return 1
 
+    @keyword_hints
     def save_pretrained(
         self,
         path: str | os.PathLike[str],
@@ -2092,6 +2094,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     # -- the call ------------------------------------------------------------------------------
 
+    @keyword_hints
     def __call__(
         self,
         ds: xr.Dataset | xr.DataArray,
@@ -2650,6 +2653,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         out._adopt_folder(folder)
         return out
 
+    @keyword_hints
     def __call__(
         self,
         ds: xr.Dataset | xr.DataArray,

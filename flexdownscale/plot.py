@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from flexdownscale._keywords import keyword_hints
 from flexdownscale._stack import user_stacklevel
 from flexdownscale.errors import (
     ConfigError,
@@ -63,6 +64,7 @@ def _spectral_dim(da: xr.DataArray) -> Hashable | None:
     return None
 
 
+@keyword_hints
 def plot_spectra(
     spectra: Mapping[str, xr.DataArray | xr.Dataset],
     *,
@@ -260,6 +262,7 @@ def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> 
         )
 
 
+@keyword_hints
 def plot_rank_histogram(
     fcst: xr.DataArray | xr.Dataset,
     obs: xr.DataArray | xr.Dataset | None = None,
@@ -345,6 +348,7 @@ def plot_rank_histogram(
     return fig
 
 
+@keyword_hints
 def plot_spread_skill(
     fcst: xr.DataArray | xr.Dataset,
     obs: xr.DataArray | xr.Dataset,
@@ -481,6 +485,7 @@ def _xy(
     return np.asarray(x), np.asarray(y), np.asarray(da.values, dtype=float)
 
 
+@keyword_hints
 def plot_panels(
     coarse: xr.DataArray | xr.Dataset | None,
     truth: xr.DataArray | xr.Dataset,

@@ -62,6 +62,7 @@ from typing import Any
 import torch
 
 from ._json import finite_or_null
+from ._keywords import keyword_hints
 from .config import (
     SamplerConfig,
     TrainConfig,
@@ -729,6 +730,7 @@ class Trainer:
     loaded (:meth:`load_latest_state`), so a refused resume leaves the run folder as it was.
     """
 
+    @keyword_hints
     def __init__(
         self, config: TrainConfig, *, resume: bool = False, export_only: bool = False
     ) -> None:
@@ -2104,6 +2106,7 @@ class Trainer:
                 tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
                 tracker.add_figure(f"val/{name}", figure, global_step=step)
 
+    @keyword_hints
     def export(
         self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False
     ) -> Path | None:

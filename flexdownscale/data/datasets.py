@@ -81,6 +81,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .._keywords import keyword_hints
 from ..config import DataConfig, crop_size_problem
 from ..errors import (
     ConfigError,
@@ -593,6 +594,7 @@ def _label_positions(
     return np.unique(positions), missing
 
 
+@keyword_hints
 def split_positions(
     sources: Sequence[_Source],
     split_dim: str,
@@ -1768,6 +1770,7 @@ class ForecastDataset(_FieldDataset):
         }
 
 
+@keyword_hints
 def from_config(
     config: DataConfig,
     split: Split = "train",

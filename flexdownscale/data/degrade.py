@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
 from .grid import (
     Boundary,
@@ -362,6 +363,7 @@ UPSAMPLINGS: Mapping[str, Callable[..., Any]] = {
 }
 
 
+@keyword_hints
 def degrade_array(
     x: Array,
     factor: int,
@@ -434,6 +436,7 @@ def degrade_array(
     return _narrowed(out, narrow)
 
 
+@keyword_hints
 def upsample_array(
     coarse: Array,
     factor: int,
@@ -491,6 +494,7 @@ def upsample_array(
 # --------------------------------------------------------------------------------------------
 
 
+@keyword_hints
 def grid_row_weights(spec: GridSpec, y: np.ndarray) -> np.ndarray | None:
     """Area weights of the rows at latitudes ``y`` (``None`` for projected grids).
 
@@ -588,6 +592,7 @@ def _map_spatial(
     return out.assign_coords({**extra, **dict(grid.coords)})
 
 
+@keyword_hints
 def degrade(
     obj: XrObj,
     factor: int,
@@ -669,6 +674,7 @@ def degrade(
     return _map_spatial(norm, fn, spec, grid)
 
 
+@keyword_hints
 def up(
     obj: XrObj,
     factor: int,

@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from .._keywords import keyword_hints
 from .._stack import user_stacklevel
 from ..errors import (
     ConfigError,
@@ -167,6 +168,7 @@ def _discover(obj: XrObj, axis: Literal["X", "Y", "T"]) -> str | None:
     return None
 
 
+@keyword_hints
 def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
     """Find the x, y and time dimensions of ``obj``.
 
@@ -594,6 +596,7 @@ def _lon_order(
 # --------------------------------------------------------------------------------------------
 
 
+@keyword_hints
 def cell_bounds(centres: np.ndarray, *, latitude: bool = False) -> np.ndarray:
     """Cell bounds of a regular 1-D axis.
 
@@ -764,6 +767,7 @@ def _check_factor(factor: Any) -> int:
     return int(factor)
 
 
+@keyword_hints
 def row_area_weights(lat_bounds: np.ndarray) -> np.ndarray:
     """Relative areas of latitude rows: ``sin(upper) - sin(lower)`` of the (clipped) bounds.
 
@@ -1175,6 +1179,7 @@ def _normalized_axis(
     return None, values, step
 
 
+@keyword_hints
 def normalize_grid(
     obj: XrObj,
     *,
@@ -1295,6 +1300,7 @@ def _floatify(obj: XrObj, axes: GridAxes) -> XrObj:
     return obj.assign(changed) if changed else obj
 
 
+@keyword_hints
 def grid_spec(
     obj: XrObj,
     *,
@@ -1438,6 +1444,7 @@ def _coord_attrs(template: Mapping[str, Any], kind: Kind, which: str, bounds_nam
     return attrs
 
 
+@keyword_hints
 def rotated_pole_to_geographic(
     rlat: ArrayLike, rlon: ArrayLike, grid_mapping: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1692,6 +1699,7 @@ def coordinate_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     }
 
 
+@keyword_hints
 def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Dataset:
     """Return ``obj`` normalized, with CF bounds coordinates ``<x>_bnds`` and ``<y>_bnds``.
 
@@ -1731,6 +1739,7 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
     return out.assign_coords(grid.coords)
 
 
+@keyword_hints
 def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = None) -> xr.Dataset:
     """The fine grid whose ``factor`` x ``factor`` cells subdivide every cell of ``obj``'s grid.
 
@@ -1772,6 +1781,7 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
     return _with_geographic_coordinates(grid, obj, spec)
 
 
+@keyword_hints
 def coarsen_grid(
     obj: XrObj,
     factor: int,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
 from .grid import (
     GridSpec,
@@ -837,6 +838,7 @@ def _backend_axis_names(obj: XrObj, spec: GridSpec) -> dict[Hashable, str]:
     return {spec.y: "lat", spec.x: "lon"}
 
 
+@keyword_hints
 def regrid(
     obj: XrObj,
     target: XrObj | GridSpec,

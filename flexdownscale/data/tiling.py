@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._keywords import keyword_hints
 from ..errors import ConfigError, ShapeError
 
 __all__ = [
@@ -71,6 +72,7 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+@keyword_hints
 def tile_slices(
     shape: Sequence[int], tile: int | Sequence[int], *, overlap: int | Sequence[int] = 0
 ) -> list[tuple[slice, slice]]:
@@ -136,6 +138,7 @@ def _window_1d(n: int, overlap: int, kind: Blend) -> np.ndarray:
     return np.maximum(np.exp(-0.5 * ((i - centre) / sigma) ** 2), _MIN_WEIGHT)
 
 
+@keyword_hints
 def blend_weights(
     tile_shape: Sequence[int], overlap: int | Sequence[int] = 0, kind: Blend = "cosine"
 ) -> np.ndarray:
@@ -365,6 +368,7 @@ def _ramp_width(starts: Sequence[int], size: int, overlap: int) -> int:
     return max(0, starts[-2] + size - starts[-1])
 
 
+@keyword_hints
 def tile_layout(
     shape: Sequence[int],
     tile: int | Sequence[int],
@@ -431,6 +435,7 @@ def _axes(obj: xr.DataArray, dims: Mapping[str, str] | None) -> tuple[str, str]:
     return axes.y, axes.x
 
 
+@keyword_hints
 def tile(
     x: Any,
     size: int | Sequence[int],
@@ -484,6 +489,7 @@ def tile(
     return layout.split(x), layout
 
 
+@keyword_hints
 def untile(
     tiles: Sequence[Any], layout: TileLayout, *, dims: Mapping[str, str] | None = None
 ) -> Any:

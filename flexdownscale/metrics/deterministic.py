@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import ConfigError, GridError, ShapeError
 from flexdownscale.metrics._utils import (
     Dims,
@@ -84,6 +85,7 @@ def _setup(
     return fcst, obs, red, weights
 
 
+@keyword_hints
 def mse(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -124,6 +126,7 @@ def mse(
     return set_attrs(out, (obs, fcst), units=pow_units, long_name="mean squared error")
 
 
+@keyword_hints
 def rmse(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -169,6 +172,7 @@ def rmse(
     return set_attrs(out, (obs, fcst), units="same", long_name="root mean squared error")
 
 
+@keyword_hints
 def mae(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -201,6 +205,7 @@ def mae(
     return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
 
 
+@keyword_hints
 def bias(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -236,6 +241,7 @@ def bias(
     return set_attrs(out, (obs, fcst), units="same", long_name="additive bias (fcst - obs)")
 
 
+@keyword_hints
 def rfne(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -303,6 +309,7 @@ def rfne(
     return set_attrs(out, (obs, fcst), units="1", long_name="relative Frobenius norm error")
 
 
+@keyword_hints
 def pearson_r(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -365,6 +372,7 @@ def _range_for(data_range: float | xr.DataArray | Mapping[str, float], obs: Xarr
     return value
 
 
+@keyword_hints
 def psnr(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -445,6 +453,7 @@ def _ssim_map(
     return s[..., radius : s.shape[-2] - radius, radius : s.shape[-1] - radius]
 
 
+@keyword_hints
 def ssim(
     fcst: XarrayLike,
     obs: XarrayLike,

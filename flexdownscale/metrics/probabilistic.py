@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import (
     ConfigError,
     EnsembleError,
@@ -217,6 +218,7 @@ def _point_weights(
     return weights
 
 
+@keyword_hints
 def crps_ensemble(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -354,6 +356,7 @@ def crps_ensemble(
     )
 
 
+@keyword_hints
 def ensemble_mean(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -404,6 +407,7 @@ def _check_spread_members(m: int, member_dim: Hashable) -> None:
         raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
 
 
+@keyword_hints
 def ensemble_spread(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -439,6 +443,7 @@ def ensemble_spread(
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 
 
+@keyword_hints
 def spread_skill_ratio(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -548,6 +553,7 @@ def _rank_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return mass
 
 
+@keyword_hints
 def rank_histogram(
     fcst: XarrayLike,
     obs: XarrayLike,

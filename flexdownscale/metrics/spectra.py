@@ -39,6 +39,7 @@ import scipy.fft
 import scipy.signal
 import xarray as xr
 
+from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import ConfigError, GridError, UnitsError
 from flexdownscale.metrics._utils import (
     EARTH_RADIUS,
@@ -336,6 +337,7 @@ def _paired_spectra(
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
+@keyword_hints
 def power_spectrum(
     field: XarrayLike,
     *,
@@ -489,6 +491,7 @@ def _zonal_kernel(field: np.ndarray) -> np.ndarray:
     return power[..., 1:]
 
 
+@keyword_hints
 def zonal_spectrum(
     field: XarrayLike,
     *,
@@ -598,6 +601,7 @@ def zonal_spectrum(
     )
 
 
+@keyword_hints
 def kinetic_energy_spectrum(
     u: XarrayLike,
     v: XarrayLike,
@@ -723,6 +727,7 @@ def on_reference_bins(pred: XarrayLike, ref: XarrayLike, dim: Hashable) -> Xarra
     return pred.assign_coords(coords)
 
 
+@keyword_hints
 def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = None) -> XarrayLike:
     """Ratio ``P_pred(k) / P_ref(k)`` of two spectra on the same wavenumbers (1 = perfect).
 
@@ -750,6 +755,7 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     return set_attrs(out, ref, units="1", long_name="spectral ratio (pred / ref)")
 
 
+@keyword_hints
 def log_spectral_distance(
     pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = None
 ) -> XarrayLike:

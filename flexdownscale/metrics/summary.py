@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._keywords import keyword_hints
 from .._stack import user_stacklevel
 from ..errors import ShapeError, UndefinedMetricWarning
 from ._utils import align_exact, check_same_units
@@ -37,6 +38,7 @@ SKILL_COLUMNS: dict[str, str] = {
 }
 
 
+@keyword_hints
 def mean_spectrum(
     field: xr.DataArray,
     *,
@@ -68,6 +70,7 @@ def mean_spectrum(
     return spec.mean([d for d in spec.dims if d != spectral], keep_attrs=True)
 
 
+@keyword_hints
 def downscaling_skill(
     pred: xr.DataArray,
     truth: xr.DataArray,

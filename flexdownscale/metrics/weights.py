@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import GridError
 from flexdownscale.metrics._utils import (
     EARTH_RADIUS,
@@ -21,6 +22,7 @@ from flexdownscale.metrics._utils import (
 __all__ = ["area_weights", "cell_edges"]
 
 
+@keyword_hints
 def cell_edges(
     centres: np.ndarray, *, lower: float | None = None, upper: float | None = None
 ) -> np.ndarray:
@@ -72,6 +74,7 @@ def _bounds(grid: xr.DataArray | xr.Dataset, dim: Hashable) -> np.ndarray | None
     return np.concatenate([b[:, 0], b[-1:, 1]])
 
 
+@keyword_hints
 def area_weights(
     grid: xr.DataArray | xr.Dataset,
     *,
