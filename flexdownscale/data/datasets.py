@@ -65,13 +65,15 @@ every cell is sampled as often; on other axes they stay inside the field.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime
 import glob
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -82,14 +84,19 @@ import torch
 import xarray as xr
 
 from .._keywords import keyword_hints
+from .._stack import user_stacklevel
 from ..config import DataConfig, crop_size_problem
 from ..errors import (
     ConfigError,
     DataError,
+    FlexDownscaleWarning,
+    GridError,
     MissingVariableError,
     ShapeError,
+    UnitsError,
     UnsupportedFactorError,
 )
+from ..units import compare_units
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
 from .grid import GridSpec, _time_steps, grid_spec, normalize_grid
 from .normalize import Normalizer, Transform, _FitPlan
@@ -179,6 +186,14 @@ class _Source:
     row_weights: np.ndarray | None
     spec: GridSpec | None
     time_dim: str | None
+    #: Each channel's ``units`` attribute ("" without one); empty for HDF5 files.
+    units: Mapping[str, str] = {}
+    _path: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The file's path as given, or the label of an in-memory dataset, for messages."""
+        return self._path or self.label
 
     def labels(self, dim: str) -> np.ndarray | None:
         raise NotImplementedError
@@ -250,7 +265,7 @@ class _XarraySource(_Source):
         missing = [v for v in names if v not in ds.data_vars]
         if missing:
             raise MissingVariableError(
-                f"variables {missing} are not in {label!r}; it has "
+                f"variables {missing} are not in {self.where!r}; it has "
                 f"{sorted(map(str, ds.data_vars))}; fix "
                 f"{_setting('variables', 'the variables argument')}"
             )
@@ -274,6 +289,7 @@ class _XarraySource(_Source):
             if not np.issubdtype(v.dtype, np.number):
                 raise DataError(f"variable {name!r} has dtype {v.dtype}; expected numbers")
         self.channels = tuple(names)
+        self.units = {name: str(ds[name].attrs.get("units", "")) for name in names}
         self.sample_dims = tuple(sample)
         self.sample_sizes = tuple(int(ds.sizes[d]) for d in sample)
         self.ny, self.nx = self.spec.ny, self.spec.nx
@@ -519,23 +535,27 @@ def _open_sources(
     if not items:
         raise DataError("no data given; expected paths or xarray Datasets")
     sources: list[_Source] = []
-    for i, item in enumerate(items):
-        if isinstance(item, xr.Dataset):
-            sources.append(_XarraySource(item, variables=variables, dims=dims, label=f"dataset{i}"))
-            continue
-        if isinstance(item, xr.DataArray):
-            ds = item.to_dataset(name=item.name or "field")
-            sources.append(_XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}"))
-            continue
-        for path in expand_paths([item]):
-            fmt = format
-            if fmt == "auto":
-                fmt = "hdf5" if Path(path).suffix.lower() in _H5_SUFFIXES else "xarray"
-            label = Path(path.rstrip("/")).stem
-            if fmt == "hdf5":
-                sources.append(_H5Source(path, variables=variables, label=label))
-            else:
-                sources.append(_XarraySource(path, variables=variables, dims=dims, label=label))
+    several = len(items) > 1 or any(len(expand_paths([p])) > 1 for p in items if _is_path(p))
+    with _merge_hint(several):
+        for i, item in enumerate(items):
+            if isinstance(item, xr.Dataset):
+                source = _XarraySource(item, variables=variables, dims=dims, label=f"dataset{i}")
+                sources.append(source)
+                continue
+            if isinstance(item, xr.DataArray):
+                ds = item.to_dataset(name=item.name or "field")
+                source = _XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}")
+                sources.append(source)
+                continue
+            for path in expand_paths([item]):
+                fmt = format
+                if fmt == "auto":
+                    fmt = "hdf5" if Path(path).suffix.lower() in _H5_SUFFIXES else "xarray"
+                label = Path(path.rstrip("/")).stem
+                if fmt == "hdf5":
+                    sources.append(_H5Source(path, variables=variables, label=label))
+                else:
+                    sources.append(_XarraySource(path, variables=variables, dims=dims, label=label))
     channels = sources[0].channels
     for s in sources[1:]:
         if s.channels != channels:
@@ -543,7 +563,125 @@ def _open_sources(
                 f"sources have different channels: {sources[0].label!r} has {channels}, "
                 f"{s.label!r} has {s.channels}; pass the same variables for every file"
             )
+    _check_sources_agree(sources)
     return sources
+
+
+def _is_path(item: Any) -> bool:
+    return isinstance(item, str | os.PathLike)
+
+
+@contextlib.contextmanager
+def _merge_hint(several: bool) -> Iterator[None]:
+    """Add to a missing variable of one of several files that each must hold every variable."""
+    try:
+        yield
+    except MissingVariableError as err:
+        if not several:
+            raise
+        raise MissingVariableError(
+            f"{err}; the files are pooled field by field, so each must hold every variable: "
+            "merge files that hold different variables first, e.g. "
+            "xr.merge([xr.open_dataset(a), xr.open_dataset(b)]).to_netcdf(c)"
+        ) from None
+
+
+def _unit(spec: GridSpec) -> str:
+    return "degrees" if spec.kind in ("latlon", "rotated") else spec.x_units
+
+
+def _check_sources_agree(sources: Sequence[_Source]) -> None:
+    """Files pooled into one dataset hold each variable in the same units (a ``UnitsError``
+    with the conversion otherwise) and lie on grids of one kind and spacing (a ``GridError``:
+    a factor would mean another resolution in each). Grids of one spacing that cover other
+    cells (another region, a shifted lattice, another size) are kept with a warning: the
+    model folder records the first file's grid, which inference compares its input with."""
+    first = sources[0]
+    for src in sources[1:]:
+        for name in first.channels:
+            a, b = first.units.get(name), src.units.get(name)
+            if a is None or b is None or a == b:
+                continue
+            found = compare_units(b, a)
+            if found.outcome == "same":
+                continue
+            how = (
+                f"convert it ({found.rule}) or set its units attribute"
+                if found.outcome == "convertible"
+                else "set the units attribute that is wrong, or convert the values"
+            )
+            raise UnitsError(
+                f"{name!r} is in {b!r} in {src.where!r} but in {a!r} in {first.where!r}; the "
+                f"files are pooled into one training set, so every file must hold {name!r} in "
+                f"the same units: {how}"
+            )
+        if first.spec is None or src.spec is None:
+            continue
+        g, h = first.spec, src.spec
+        shown, against = (
+            f"{s.where!r} ({spec.ny} x {spec.nx} {spec.kind} cells of {spec.dy:g} x "
+            f"{spec.dx:g} {_unit(spec)})"
+            for s, spec in ((src, h), (first, g))
+        )
+        spacing = math.isclose(g.dx, h.dx, rel_tol=1e-3) and math.isclose(g.dy, h.dy, rel_tol=1e-3)
+        if g.kind != h.kind or g.x_units != h.x_units or not spacing:
+            raise GridError(
+                f"{shown} is not on the grid of {against}; the files are pooled into one "
+                "training set, whose factor must mean one resolution: regrid it to that grid "
+                "(flexdownscale.data.regrid) or leave it out"
+            )
+        moved = [
+            f"{axis} from {getattr(h, axis + '0'):g} (not {getattr(g, axis + '0'):g})"
+            for axis in ("y", "x")
+            if not math.isclose(getattr(g, axis + "0"), getattr(h, axis + "0"), abs_tol=1e-3 * g.dx)
+        ]
+        if moved or (g.ny, g.nx) != (h.ny, h.nx):
+            warnings.warn(
+                f"{shown} covers other cells than {against}: "
+                + (", ".join(moved) or "another size")
+                + "; training uses both, but the model folder's grid.json records the first "
+                "file's grid, so inference compares its input with that domain and lattice only "
+                "(put the file of the domain to record first, or regrid the files to one grid)",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
+    _warn_repeated_fields(sources)
+
+
+def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
+    """Warn when two files share time labels and hold the same field at the first of them
+    (overlapping extracts of one record: its fields are trained on twice, and with
+    ``split_dim = "file"`` a validation file repeats training fields). Files sharing times with
+    other fields (another run, another Reynolds number) are what they should be."""
+    first_seen: dict[Any, tuple[int, int]] = {}
+    shared: dict[tuple[int, int], list[tuple[int, int, Any]]] = {}
+    for k, src in enumerate(sources):
+        labels = src.labels(src.time_dim) if src.time_dim else None
+        if labels is None:
+            continue
+        for pos, value in enumerate(labels):  # numpy scalars: datetime64 stays a time
+            j, pj = first_seen.setdefault(value, (k, pos))
+            if j != k:
+                shared.setdefault((j, k), []).append((pj, pos, value))
+    for (j, k), pairs in shared.items():
+        a, b = sources[j], sources[k]
+        pj, pk, _ = pairs[0]
+
+        def field(src: _Source, pos: int) -> np.ndarray:
+            index = {d: 0 for d in src.sample_dims} | {str(src.time_dim): pos}
+            return src._read_block(index, slice(0, src.ny), slice(0, src.nx))
+
+        if not np.array_equal(field(a, pj), field(b, pk), equal_nan=True):
+            continue
+        times = [value for _, _, value in pairs]
+        warnings.warn(
+            f"{b.where!r} repeats {len(pairs)} time{'s' if len(pairs) != 1 else ''} of "
+            f"{a.where!r} ({_shown_label(times[0])} to {_shown_label(times[-1])}) with the same "
+            'fields: they are trained on twice (and with split_dim = "file" held-out fields '
+            "may be training fields); leave the repeated times out of one of the files",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 # --------------------------------------------------------------------------------------------
