@@ -50,6 +50,7 @@ from .data.grid import (
     _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
+    coordinate_encoding,
     grid_spec,
     normalize_grid,
     refine_grid,
@@ -2491,7 +2492,18 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         )
         out = self._record_condition(attrs, condition_value, out)
         out.attrs = attrs
-        return out
+        return _without_coordinate_fill(out)
+
+
+def _without_coordinate_fill(out: xr.Dataset) -> xr.Dataset:
+    """``out`` with ``_FillValue: None`` in the encoding of its floating coordinates and
+    bounds, so that ``to_netcdf`` / ``to_zarr`` of a result write none (CF: they have no
+    missing values; xarray writes ``_FillValue = NaN`` by default). Shallow copy: the input's
+    variables, which the output may share, keep their encoding."""
+    out = out.copy(deep=False)
+    for name in coordinate_encoding(out):
+        out.variables[name].encoding = {**out.variables[name].encoding, "_FillValue": None}
+    return out
 
 
 def _run_block(
@@ -3009,4 +3021,4 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         attrs = dict(result.attrs)
         result = self._record_condition(attrs, condition_value, result)
         result.attrs = attrs
-        return result
+        return _without_coordinate_fill(result)
