@@ -690,11 +690,11 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
 
 
 def _label_positions(
-    labels: np.ndarray | None, size: int, sel: Sequence[Any], where: str
+    labels: np.ndarray | None, size: int, sel: Sequence[Any], where: str, dim: str = "time"
 ) -> tuple[np.ndarray, list[Any]]:
     """Positions that ``sel`` (a ``[start, stop]`` range or a list of labels) selects in one
-    source, and the listed labels it does not hold (a range leaves none missing). Selecting
-    nothing is not an error here: the labels may be in another source."""
+    source (labels along ``dim``), and the listed labels it does not hold (a range leaves none
+    missing). Selecting nothing is not an error here: the labels may be in another source."""
     missing: list[Any] = []
     index = pd.Index(labels) if labels is not None else pd.RangeIndex(size)
     # a TOML date (``2019-03-17`` unquoted) selects like the string: a whole day as a stop
@@ -706,7 +706,15 @@ def _label_positions(
     ]
     if len(values) == 2:
         if not index.is_monotonic_increasing:
-            raise DataError(f"{where}: a [start, stop] range needs increasing labels")
+            after = int(np.flatnonzero(np.asarray(index[1:] < index[:-1]))[0])
+            raise DataError(
+                f"{where}: a [start, stop] range needs increasing labels, but the {dim!r} labels "
+                f"decrease ({_shown_label(index[after])} is followed by "
+                f"{_shown_label(index[after + 1])}); sort the data along {dim!r} first: "
+                f"ds.sortby({dim!r}) (for a file, write it sorted: "
+                f"xr.open_dataset(path).sortby({dim!r}).to_netcdf(sorted_path)), or list the "
+                "labels to select instead of a range"
+            )
         try:  # inclusive; a date string as stop includes that whole day (pandas partial strings)
             positions = np.arange(size)[index.slice_indexer(values[0], values[1])]
         except (TypeError, KeyError, ValueError) as err:
@@ -820,6 +828,7 @@ def split_positions(
                 size,
                 splits[n],
                 f"{_setting(n, f'splits[{n!r}]')}, in {src.label!r}",
+                split_dim,
             )
             found[n] += resolved[n].size
             not_found[n] = (
@@ -881,6 +890,8 @@ def _shown_label(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, np.datetime64 | datetime.datetime):  # pd.Timestamp is a datetime
         return pd.Timestamp(value).isoformat(timespec="minutes")
+    if hasattr(value, "calendar") and hasattr(value, "isoformat"):  # a cftime date
+        return str(value.isoformat(timespec="minutes"))
     if isinstance(value, np.generic):
         return str(value.item())
     return str(value)
@@ -888,6 +899,74 @@ def _shown_label(value: Any) -> str:
 
 def _shown_labels(values: Sequence[Any]) -> str:
     return "[" + ", ".join(_shown_label(v) for v in values) + "]"
+
+
+def _shown_step(value: float, units: str) -> str:
+    """A time step in words: ``6 h`` for 21600 s, ``0.5`` for a step count (units ``"1"``)."""
+    if units != "s":
+        return f"{value:g}" if units == "1" else f"{value:g} {units}"
+    for size, word in ((86400, "day"), (3600, "h"), (60, "min")):
+        if value >= size and value % size == 0:
+            count = value / size
+            return f"{count:g} {word}{'s' if word == 'day' and count != 1 else ''}"
+    return f"{value:g} s"
+
+
+class _Spacing(NamedTuple):
+    """How the frames of one source step along its time dim (see :func:`_frame_spacing`)."""
+
+    even: np.ndarray  # (size - 1,): consecutive positions one step of the data apart
+    steps: np.ndarray  # (size - 1,): their spacings (empty without time labels)
+    step: tuple[float, str] | None  # the data's step and its units; None: none known
+    timed: bool  # whether the labels are times (or numbers); False: positions only
+
+
+def _frame_spacing(src: _Source, tdim: str) -> _Spacing:
+    """Check that the ``tdim`` labels of ``src`` strictly increase, and find the data's step:
+    the most common spacing of consecutive labels (to 0.1%; seconds for times, the
+    coordinate's own units for numbers). ``even`` marks the consecutive pairs of positions that
+    lie that step apart (to 0.1%). Sources without time labels (HDF5 files without coordinates,
+    a dimension without a coordinate, labels that are neither times nor numbers) keep the
+    positional rule: every pair of consecutive positions counts as one step.
+
+    Raises
+    ------
+    DataError
+        When two consecutive labels repeat or decrease (an unsorted or duplicated time axis):
+        forecast windows would pair frames out of time order.
+    """
+    size = src.sample_sizes[src.sample_dims.index(tdim)]
+    labels = src.labels(tdim)
+    positional = _Spacing(np.ones(max(size - 1, 0), bool), np.zeros(0), None, False)
+    if labels is None:
+        return positional
+    ds = getattr(src, "ds", None)
+    attrs = ds[tdim].attrs if ds is not None and tdim in ds.coords else {}
+    try:
+        steps, units = _time_steps(labels, attrs)
+    except (TypeError, AttributeError):  # labels that do not subtract (names): positions
+        return positional
+    if steps.size == 0:
+        return _Spacing(np.ones(0, bool), steps, None, True)
+    wrong = np.flatnonzero(~(steps > 0))
+    if wrong.size:
+        i = int(wrong[0])
+        first, then = _shown_label(labels[i]), _shown_label(labels[i + 1])
+        what = "repeats" if steps[i] == 0 else "goes back in time"
+        raise DataError(
+            f"the {tdim!r} labels of {src.label!r} are not strictly increasing: {first} is "
+            f"followed by {then} (the {tdim!r} axis {what} at positions {i} and {i + 1}); a "
+            f"forecast window pairs each frame with the one {tdim!r} steps after it, so the "
+            f"frames must be in time order, each time once. Sort and deduplicate the data: "
+            f"ds.sortby({tdim!r}).drop_duplicates({tdim!r}) (for a file, write it that way: "
+            f"xr.open_dataset(path).sortby({tdim!r}).drop_duplicates({tdim!r})"
+            ".to_netcdf(sorted_path))"
+        )
+    # the most common spacing, binned to 0.1%; a tie goes to the shorter spacing
+    bins = np.round(np.log(steps) / 1e-3)
+    values, counts = np.unique(bins, return_counts=True)
+    step = float(np.median(steps[bins == values[np.argmax(counts)]]))
+    return _Spacing(np.isclose(steps, step, rtol=1e-3, atol=0.0), steps, (step, units), True)
 
 
 def _no_validation_hint(split: str) -> str:
@@ -1666,11 +1745,22 @@ class ForecastDataset(_FieldDataset):
         frames holds NaN (``dropped_fields`` lists those frames, ``dropped_windows`` counts the
         windows left out of ``split_windows``).
     past_frames
-        Number of past frames (the current one included) stacked on the channels of ``cond``.
+        Number of past frames (the current one included) stacked on the channels of ``cond``,
+        ``lead`` steps apart (the frames at ``t - j * lead`` for ``j = past_frames - 1, ...,
+        0``): the spacing a rollout feeds its samples back at.
     lead
-        Steps between the current frame and the target frame.
+        Steps between the current frame and the target frame (at ``t + lead``). A window
+        needs ``(past_frames - 1) * lead + lead + 1`` consecutive times of the split.
     time_dim
         The dimension frames step along (default: the detected time dimension, else ``"time"``).
+        Its labels must strictly increase (else :class:`~flexdownscale.errors.DataError`:
+        ``ds.sortby("time").drop_duplicates("time")``). A step is the data's step: the most
+        common spacing of consecutive times, which every file of the split must share; a window
+        whose frames (with the times between them) are not evenly spaced at that step, because
+        it crosses a gap or a change of spacing, is left out with a
+        :class:`~flexdownscale.errors.FlexDownscaleWarning` (``gapped_windows`` counts them).
+        Frames without time labels (HDF5 files without coordinates, a dimension without a
+        coordinate) step by position.
     crop_size
         Side of the square crops (``None``: whole field).
     """
@@ -1723,8 +1813,17 @@ class ForecastDataset(_FieldDataset):
         self.past_frames = past_frames
         self.lead = lead
         self.crop_size = crop_size
+        # the frames of a window, as offsets from its current frame along the time positions:
+        # the past frames ``lead`` steps apart (the spacing a rollout feeds back), oldest first,
+        # then the target ``lead`` steps after the current one
+        frames = [*(-j * lead for j in range(past_frames - 1, -1, -1)), lead]
         entries: list[_Entry] = []  # the split's fields, every time
         windows: list[_Entry] = []  # the valid window times
+        steps: list[tuple[float, str, str]] = []  # each timed source's step, units and label
+        positional = False  # a source of the split without time labels
+        found: list[str] = []  # the time steps of each source, for the message of no window
+        gapped = 0  # windows left out because their frames are not evenly spaced
+        first_gap: str | None = None
         for k, (src, sel) in enumerate(zip(self.sources, self._selection)):
             if sel is None:
                 continue
@@ -1739,20 +1838,75 @@ class ForecastDataset(_FieldDataset):
                     f"crop_size={crop_size} does not fit in the {(src.ny, src.nx)} field of "
                     f"{src.label!r}"
                 )
+            spacing = _frame_spacing(src, tdim)
+            if spacing.step is not None:
+                steps.append((*spacing.step, src.label))
+            positional |= not spacing.timed
             grid = self._sample_grid(src, sel)
             t_axis = src.sample_dims.index(tdim)
-            allowed = set(grid[t_axis].tolist())
-            valid = [
-                t
-                for t in grid[t_axis].tolist()
-                if all(t - j in allowed for j in range(past_frames)) and t + lead in allowed
-            ]
+            times = np.asarray(grid[t_axis], dtype=np.int64)
+            size = src.sample_sizes[t_axis]
+            found.append(f"{times.size} time step{'s' if times.size != 1 else ''} in {src.label}")
+            in_split = np.zeros(size, bool)
+            in_split[times] = True
+            fits = np.ones(times.size, bool)  # every frame of the window is in the split
+            for offset in frames:
+                at = times + offset
+                inside = (at >= 0) & (at < size)
+                fits &= inside & in_split[np.clip(at, 0, size - 1)]
+            # and every consecutive pair of times from the oldest frame to the target is one
+            # step of the data apart (windows crossing a gap or a change of step are left out)
+            uneven = np.concatenate([[0], np.cumsum(~spacing.even)])
+            oldest = np.clip(times + frames[0], 0, size - 1)
+            target = np.clip(times + lead, 0, size - 1)
+            evenly = uneven[target] == uneven[oldest]
+            crossing = fits & ~evenly
+            if crossing.any():
+                gapped += int(crossing.sum()) * int(np.prod([g.size for g in grid])) // times.size
+                if first_gap is None and spacing.step is not None:
+                    w = int(np.flatnonzero(crossing)[0])
+                    i = int(oldest[w] + np.argmax(~spacing.even[oldest[w] : target[w]]))
+                    labels = src.labels(tdim)
+                    assert labels is not None  # timed: the steps came from the labels
+                    first_gap = (
+                        f"{_shown_label(labels[i])} then {_shown_label(labels[i + 1])}, "
+                        f"{_shown_step(spacing.steps[i], spacing.step[1])} apart, in {src.label}"
+                    )
             window_grid = list(grid)
-            window_grid[t_axis] = np.asarray(valid, dtype=np.int64)
+            window_grid[t_axis] = times[fits & evenly]
             entries.append(_Entry(k, grid, tdim=tdim))
             windows.append(_Entry(k, window_grid, tdim=tdim))
+        self._step: tuple[float, str] | None = None
+        if steps:
+            value, units, label = steps[0]
+            for other, other_units, other_label in steps[1:]:
+                if other_units != units or not math.isclose(other, value, rel_tol=1e-3):
+                    raise DataError(
+                        f"the {split} split's files step differently in time: {label!r} every "
+                        f"{_shown_step(value, units)}, {other_label!r} every "
+                        f"{_shown_step(other, other_units)} (the most common spacing of their "
+                        "times); a forecast model learns one time step, so give it files of "
+                        "one step: resample one of them (e.g. every k-th time: "
+                        "ds.isel(time=slice(None, None, k))) or train on one kind"
+                    )
+            if not positional:
+                self._step = (value, units)
+        if gapped:
+            total = gapped + sum(w.size for w in windows)
+            every = "" if self._step is None else f" of {_shown_step(*self._step)}"
+            warnings.warn(
+                f"{gapped} of the {total} windows ({past_frames} past frame"
+                f"{'s' if past_frames != 1 else ''}, lead {lead}) of the {split} split are left "
+                f"out: their frames are not evenly spaced at the data's step{every}, the "
+                "times having gaps or another spacing there"
+                + (f" (the first: {first_gap})" if first_gap else "")
+                + "; the model learns only from evenly spaced frames. Fill the missing times "
+                "to train on those windows",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
+        self.gapped_windows = gapped
         # the frames of every window: which fields items read, and which windows a field spoils
-        frames = [*range(-(past_frames - 1), 1), lead]
         used, reads = [], []
         for e, w in zip(entries, windows):
             t_axis = self.sources[e.k].sample_dims.index(e.tdim)
@@ -1791,8 +1945,17 @@ class ForecastDataset(_FieldDataset):
                     f"split is free of NaN ({self.dropped_summary()}); fill the NaNs first "
                     "(e.g. ds.fillna(0.0) for precipitation) or select other fields"
                 )
+            need = (past_frames - 1) * lead + lead + 1
+            frames_text = f"{past_frames} past frame{'s' if past_frames != 1 else ''}"
+            lead_text = f"{lead} step{'s' if lead != 1 else ''}"
             raise DataError(
-                f"no window of {past_frames} past frames and lead {lead} fits in the {split} split"
+                f"no window of {frames_text} and lead {lead} fits in the {split} split: a window "
+                f"needs {need} consecutive, evenly spaced times ((past_frames - 1) * lead + lead "
+                f"+ 1: the past frames {lead_text} apart, then the target {lead_text} after the "
+                f"current one), and the split has {'; '.join(found) or 'no time step'}"
+                + (f" ({gapped} windows left out for crossing gaps in the times)" if gapped else "")
+                + f"; select more times in {_setting(split, f'splits[{split!r}]')}, or lower "
+                f"{_setting('past_frames', 'past_frames')} or {_setting('lead', 'lead')}"
             )
 
     def dropped_summary(self) -> str | None:
@@ -1839,9 +2002,9 @@ class ForecastDataset(_FieldDataset):
             A JSON-friendly dict with the grid description (``GridSpec.to_dict()``, or
             ``None`` for HDF5 sources without coordinates), ``past_frames``, ``lead`` and the time
             dimension the frames step along, ``time_step`` (one step of the model, ``lead`` times
-            the spacing of the frames, as ``{"value": ..., "units": ...}``: seconds for dates, the
-            time coordinate's units otherwise; ``None`` when the frames have no time coordinate,
-            are unevenly spaced or differ between files) and ``crop_size`` (the side of the
+            the data's step, the most common spacing of the frames, as ``{"value": ...,
+            "units": ...}``: seconds for dates, the time coordinate's units otherwise; ``None``
+            when the frames have no time coordinate) and ``crop_size`` (the side of the
             training crops in cells; ``None`` for whole fields). A forecast model works on its
             input grid (no degradation, no upsampling), so there is no ``factor``.
         """
@@ -1856,24 +2019,13 @@ class ForecastDataset(_FieldDataset):
         }
 
     def _time_step(self) -> dict[str, Any] | None:
-        """One model step (``lead`` frames) in time, when every training file spaces its frames
-        evenly and alike (relative 1e-3); ``None`` otherwise."""
-        found: list[tuple[float, str]] = []
-        for field in self._fields:
-            src = self.sources[field.k]
-            labels = src.labels(field.tdim)
-            if labels is None or labels.size < 2:
-                return None
-            steps, units = _time_steps(labels, src.ds[field.tdim].attrs)
-            if not np.allclose(steps, steps[0], rtol=1e-3, atol=0.0) or steps[0] <= 0:
-                return None
-            found.append((float(steps[0]) * self.lead, units))
-        if not found:
+        """One model step (``lead`` steps of the data) in time: the most common spacing of the
+        frames' times, which every file of the split shares (checked when the split opens);
+        ``None`` when the frames have no time labels or the split has one time per file."""
+        if self._step is None or not self._fields:
             return None
-        value, units = found[0]
-        if any(u != units or not math.isclose(v, value, rel_tol=1e-3) for v, u in found):
-            return None
-        return {"value": value, "units": units}
+        value, units = self._step
+        return {"value": value * self.lead, "units": units}
 
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
@@ -1892,8 +2044,10 @@ class ForecastDataset(_FieldDataset):
         rows = np.arange(y0, y0 + ch) % src.ny if src.periodic[0] else np.arange(y0, y0 + ch)
         cols = np.arange(x0, x0 + cw) % src.nx if src.periodic[1] else np.arange(x0, x0 + cw)
         t = sample[tdim]
-        frames = [
-            self._normalize(self._read_checked(src, {**sample, tdim: t - p}, rows, cols))
+        frames = [  # the past frames ``lead`` steps apart, oldest first
+            self._normalize(
+                self._read_checked(src, {**sample, tdim: t - p * self.lead}, rows, cols)
+            )
             for p in range(self.past_frames - 1, -1, -1)
         ]
         target = self._normalize(

@@ -313,22 +313,27 @@ def test_forecast_items_and_windows_inside_the_split(shared_data):
     cfg = era5_config(shared_data, past_frames=3, lead=2)
     train = from_config(cfg, "train", task="forecast")
     val = from_config(cfg, "validation", task="forecast", normalizer=train.normalizer)
-    assert len(train) == 17 * 24 - 4
-    assert len(val) == 7 * 24 - 4
+    # a window spans (3 - 1) * 2 + 2 + 1 = 7 hours: past frames 2 h apart, the target 2 h on
+    assert len(train) == 17 * 24 - 6
+    assert len(val) == 7 * 24 - 6
     item = val[0]
     assert item["cond"].shape == (3, 16, 16)
     assert item["fine"].shape == (1, 16, 16)
     assert torch.equal(item["cond"][-1:], item["base"])
     where = val.locate(0)
-    assert where["time"] == np.datetime64("2019-03-18T02:00")  # two past frames before it
+    assert where["time"] == np.datetime64("2019-03-18T04:00")  # two past frames 2 h apart
     with xr.open_dataset(shared_data / ERA5) as raw:
         norm = normalize_grid(raw).t2m
         y0, x0 = where["y0"], where["x0"]
-        target = norm.sel(time=np.datetime64("2019-03-18T04:00")).values[y0 : y0 + 16, x0 : x0 + 16]
-        past = norm.sel(time=np.datetime64("2019-03-18T00:00")).values[y0 : y0 + 16, x0 : x0 + 16]
+        target = norm.sel(time=np.datetime64("2019-03-18T06:00")).values[y0 : y0 + 16, x0 : x0 + 16]
+        past = [
+            norm.sel(time=np.datetime64(f"2019-03-18T0{h}:00")).values[y0 : y0 + 16, x0 : x0 + 16]
+            for h in (0, 2, 4)
+        ]
     s = train.normalizer.stats["t2m"]
     np.testing.assert_allclose(item["fine"][0].numpy(), (target - s.mean) / s.std, atol=1e-5)
-    np.testing.assert_allclose(item["cond"][0].numpy(), (past - s.mean) / s.std, atol=1e-5)
+    for j in range(3):
+        np.testing.assert_allclose(item["cond"][j].numpy(), (past[j] - s.mean) / s.std, atol=1e-5)
     last_train = train.locate(len(train) - 1)["time"]
     assert last_train + np.timedelta64(2, "h") <= np.datetime64("2019-03-17T23:00")
 
@@ -522,8 +527,8 @@ def test_condition_range_of_a_per_field_condition_variable():
 
 def test_forecast_condition_range_covers_the_window_times_only(shared_data, tmp_path):
     """A forecast item takes its condition at the current frame of a valid window: the range a
-    model folder records is over those times, not the whole split (first past_frames - 1 and
-    last lead times are never a condition)."""
+    model folder records is over those times, not the whole split (the first
+    (past_frames - 1) * lead and the last lead times are never a condition)."""
     with xr.open_dataset(shared_data / ERA5) as ds:
         ds = ds.isel(time=slice(0, 48)).load()
     ds["forcing"] = ("time", np.arange(48.0))
@@ -540,7 +545,8 @@ def test_forecast_condition_range_covers_the_window_times_only(shared_data, tmp_
     )
     train = from_config(cfg, "train", task="forecast")
     used = [float(train[i]["phys"]) for i in range(len(train))]
-    assert train.condition_range() == (min(used), max(used)) == (2.0, 21.0)
+    # current frames 4..21: past frames at t - 4, t - 2, t; the target at t + 2
+    assert train.condition_range() == (min(used), max(used)) == (4.0, 21.0)
 
 
 # ---------------------------------------------------------------------------------------------
