@@ -249,9 +249,11 @@ class DataConfig(_Section):
     condition_scale : float, default 1.0
         The condition is divided by this (e.g. 40000 for Re); finite and non-zero.
     past_frames : int, default 1
-        Forecasting: number of past frames, >= 1.
+        Forecasting: number of past frames (the current one included), >= 1; they lie
+        ``lead`` steps apart, as a rollout feeds its samples back.
     lead : int, default 1
-        Forecasting: lead in time steps of ``split_dim``, >= 1.
+        Forecasting: lead in steps of the data's time coordinate (its most common spacing),
+        >= 1; also the spacing of the past frames.
     nan_fields : {"error", "drop"}, default "error"
         What to do with the fields (one sample: a time, of one trajectory or level, ...) of a
         split that hold NaN where the items read, found in one pass when the split opens:
