@@ -494,10 +494,9 @@ def _check_train_config(config: TrainConfig) -> None:
             f"an integer in [0, {_SEED_MAX}] (2**32 - 1: the run seeds numpy's global generator "
             "with it, which takes no other)",
         )
-    at_least("sampler.steps", config.sampler.steps, 1, " (reverse steps of the sampler)")
+    _check_sampler(config.sampler)
     at_least("optim.warmup_steps", config.optim.warmup_steps, 0)
     _check_optim(config.optim)
-    _check_sampler(config.sampler)
     data = config.data
     at_least("data.factor", data.factor, 1)
     at_least("data.past_frames", data.past_frames, 1)
@@ -659,13 +658,44 @@ _SAMPLER_RANGES = {
 
 
 def _check_sampler(sampler: SamplerConfig) -> None:
-    """``[sampler]`` options out of their range: refused when the configuration is built rather
-    than at the first validation (which used to stop the run there). Every option is checked,
-    also those of another sampler than the chosen one."""
+    """``[sampler]`` steps and options out of their range: refused when the configuration is
+    built rather than at the first validation (which used to stop the run there). Every option is
+    checked, also those of another sampler than the chosen one."""
+    if sampler.steps < 1:
+        raise _out_of_range(
+            "sampler.steps", sampler.steps, "a positive integer (reverse steps of the sampler)"
+        )
     for key, (high, expected) in _SAMPLER_RANGES.items():
         value = getattr(sampler, key)
         if not (math.isfinite(value) and 0.0 <= value <= high):
             raise _out_of_range(f"sampler.{key}", value, expected)
+
+
+def check_model_ranges(
+    model: ModelConfig, diffusion: DiffusionConfig, sampler: SamplerConfig
+) -> None:
+    """The range checks :class:`TrainConfig` runs on its ``model``, ``diffusion`` and ``sampler``
+    sections, for those sections on their own (as a model folder's ``config.json`` stores them).
+
+    Parameters
+    ----------
+    model : ModelConfig
+        Network architecture.
+    diffusion : DiffusionConfig
+        Generative objective.
+    sampler : SamplerConfig
+        Sampling defaults.
+
+    Raises
+    ------
+    ConfigError
+        For the first value out of its range, naming it as ``section.key = value`` with the
+        range expected (e.g. ``sampler.steps = 0 is out of range; expected a positive
+        integer ...``).
+    """
+    _check_model(model)
+    _check_diffusion(diffusion)
+    _check_sampler(sampler)
 
 
 C = TypeVar("C")

@@ -36,7 +36,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
 
-from .config import DiffusionConfig, ModelConfig, SamplerConfig, Task, from_dict, to_dict
+from .config import (
+    DiffusionConfig,
+    ModelConfig,
+    SamplerConfig,
+    Task,
+    check_model_ranges,
+    from_dict,
+    to_dict,
+)
 from .errors import BackendNotAvailableError, ConfigError, ModelFolderError
 
 __all__ = [
@@ -298,6 +306,10 @@ def save_model_folder(
 
     Raises
     ------
+    ConfigError
+        When ``model``, ``diffusion`` or ``sampler`` holds a value out of its range (the ranges
+        :func:`load_model_folder` checks, e.g. ``sampler.steps`` >= 1): such a folder would not
+        load.
     ModelFolderError
         When ``path`` is empty, exists and is not a model folder or an empty folder (whatever
         ``overwrite`` says), or exists and ``overwrite`` is false; when it cannot be written
@@ -309,6 +321,14 @@ def save_model_folder(
     from ._version import __version__
 
     path = _target_path(path)
+    try:  # a folder that load_model_folder would refuse is not written
+        check_model_ranges(model, diffusion, sampler)
+    except ConfigError as err:
+        raise ConfigError(
+            f"not saving a model folder to {str(path)!r}: {err}, and a folder with it would not "
+            "load; build the model with that setting in range (e.g. sampler=SamplerConfig(...) "
+            "of the Downscaler or Forecaster)"
+        ) from err
     check_target(path, overwrite=overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -606,8 +626,9 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     ------
     ModelFolderError
         When a file is missing, a checksum does not match (the file was changed after export), the
-        format is unknown or newer than this package, the configs are invalid, or a weight is
-        NaN or infinite.
+        format is unknown or newer than this package, the configs are invalid or hold a value
+        out of its range (the ranges a training configuration is held to, e.g. ``sampler.steps``
+        >= 1), or a weight is NaN or infinite.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -681,6 +702,15 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     except ConfigError as err:
         raise ModelFolderError(
             f"invalid configuration in {str(path / CONFIG_FILE)!r}: {err}"
+        ) from err
+    try:  # the ranges a training configuration is held to: caught here, not at the first call
+        check_model_ranges(model, diffusion, sampler)
+    except ConfigError as err:
+        raise ModelFolderError(
+            f"{str(path / CONFIG_FILE)!r}: {err}; the file was edited or damaged: restore the "
+            f"folder's {CONFIG_FILE} from where it came (download or copy the model again) or "
+            "export the model again from its training run (python -m flexdownscale.train "
+            "--config run.toml --export-only)"
         ) from err
     if model.task != checked["task"]:  # the network's inputs follow model.task
         raise _bad_entry(
