@@ -44,6 +44,7 @@ from .data.grid import (
     GridSpec,
     _geographic_to_rotated_pole,
     _grid_mapping_names,
+    _is_periodic_attr,
     _rotated_frame,
     _seconds_per_time_unit,
     _time_steps,
@@ -388,6 +389,65 @@ def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: 
     )
 
 
+def _ignore_foreign_period(
+    sel: xr.Dataset,
+    spec: GridSpec,
+    fine: GridSpec,
+    factor: int,
+    name: str,
+    dims: Mapping[str, str] | None,
+) -> tuple[xr.Dataset, GridSpec]:
+    """Run an axis as not periodic (with a warning) when the input says it is periodic but its
+    extent is not the period the model trained on (a window cut from a periodic box keeps the
+    attribute: wrapping it would join its opposite edges, which are not neighbours).
+
+    ``factor`` as for :func:`_warn_periodic_attribute` (``0`` for a forecast model). Returns
+    ``sel`` without the ``periodic`` attribute on such axes (the input is not modified) and its
+    grid spec; ``(sel, spec)`` unchanged when there is none.
+    """
+    f = max(factor, 1)
+    foreign = []
+    for dim, trained, found, n_fine, d_fine, n, d, units in (
+        (spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
+         spec.x_units),
+        (spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
+         spec.y_units),
+    ):  # fmt: skip
+        period = n_fine * d_fine
+        if not trained or not found or abs(n * d - period) <= 0.5 * d_fine * f:
+            continue
+        if not _is_periodic_attr(sel[dim].attrs):  # periodic by its extent (360 degrees)
+            continue
+        unit = f" {units}" if units not in ("", "1") else ""
+        foreign.append((dim, f"{n} cells of {d:g}{unit} = {n * d:g}{unit}", f"{period:g}{unit}"))
+    if not foreign:
+        return sel, spec
+    found_words = "; ".join(
+        f"{dim!r} spans {extent}, the model's period {period}" for dim, extent, period in foreign
+    )
+    dims_words = " and ".join(repr(dim) for dim, _, _ in foreign)
+    pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for dim, _, _ in foreign)
+    warnings.warn(
+        f'the input says it is periodic along {dims_words} (periodic = "true"), but it does '
+        f"not span the period of the field model {name!r} was trained on: {found_words} (its "
+        "grid.json). A window cut from a periodic field keeps the attribute (xarray copies "
+        "attributes), and wrapping it would join its opposite edges, which are not neighbours; "
+        "the attribute is ignored and the field runs as non-periodic (reflected padding at its "
+        "edges). To fix: give the whole periodic field and select the window with bbox= (it "
+        "reads the window with context from its neighbours), or drop the attribute "
+        f"({pops}) to silence this warning",
+        SkillWarning,
+        stacklevel=user_stacklevel(),
+    )
+    coords = {}
+    for dim, _, _ in foreign:
+        coord = sel[dim].variable.copy(deep=False)
+        coord.attrs = {k: v for k, v in coord.attrs.items() if k != "periodic"}
+        coords[dim] = coord
+    sel = sel.assign_coords(coords)
+    return sel, grid_spec(sel, dims=dims)
+
+
 #: A regional model warns when fewer than this share of the input's cells lie in its training
 #: domain (an input twice the domain's size along each axis, centred on it, has a quarter).
 DOMAIN_SHARE_MIN = 0.25
@@ -444,12 +504,21 @@ def _warn_outside_domain(
         f"model {name!r} was trained on a regional domain (x {xlo:g}..{xhi:g} {units[1]}, "
         f"y {ylo:g}..{yhi:g} {units[0]}) but the input spans x {float(np.min(xs)):g}.."
         f"{float(np.max(xs)):g}, y {float(np.min(ys)):g}..{float(np.max(ys)):g}{frame}: only "
-        f"{100 * share:.0f}% of its cells lie in the training domain (this warns below "
+        f"{_percent(share)} of its cells lie in the training domain (this warns below "
         f"{100 * DOMAIN_SHARE_MIN:.0f}%). Outside it the model extrapolates to climates it "
         f"never saw; {fix} or use a model trained on yours",
         SkillWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _percent(share: float) -> str:
+    """``share`` (0..1) as a percentage that a small share does not round to 0: whole percents
+    from 1%, two significant digits below ("0.15%"), "0%" only for none."""
+    percent = 100.0 * share
+    if percent == 0 or percent >= 1:
+        return f"{percent:.0f}%"
+    return f"{percent:.2g}%"
 
 
 def _input_grid_mapping(sel: xr.Dataset, ds: xr.Dataset) -> dict[str, Any] | None:
@@ -993,6 +1062,29 @@ class _PhysicalCondition:
                 out[v].attrs = {**out[v].attrs, name: value}
         return out
 
+    def _several_conditions(self, values: xr.DataArray, name: str) -> str:
+        """The message for an input whose condition variable ``values`` holds several values
+        (e.g. a dimension coordinate of fields at several Reynolds numbers): a call runs one."""
+        first_four = values.values.ravel()[:4].tolist()
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in first_four)
+        more = ", ..." if values.size > 4 else ""
+        scale = (self.condition or {}).get("scale", 1.0)
+        intro = (
+            f"model {self.name!r} is conditioned on {name!r} (divided by {scale:g}), and the "
+            f"input's {name!r} holds {values.size} values ({shown}{more}) along {', '.join(map(repr, values.dims))}, "
+            "but one call runs one value (passing condition=<value> would run every field at it)"
+        )
+        if values.dims == (name,):
+            first = values.values.ravel()[0].item()
+            return (
+                f"{intro}. Select one value per call, e.g. ds.sel({name}={first!r}) (its value is "
+                f"then read from the coordinate), one call per value"
+            )
+        return (
+            f"{intro}. Select the fields of one {name} per call (ds.isel along "
+            f"{', '.join(map(repr, values.dims))}) and pass that value as condition=<value>"
+        )
+
     def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
         """The physical condition of this call (``None`` for an unconditioned model)."""
         if self.condition is None:
@@ -1024,6 +1116,8 @@ class _PhysicalCondition:
                     )
                 v0 = next(iter(found))
                 value, source = found[v0], f"attribute {name!r} of the input's variable {v0!r}"
+            elif name in ds.variables and ds[name].size > 1:
+                raise DataError(self._several_conditions(ds[name], name))
             else:
                 raise MissingVariableError(
                     f"model {self.name!r} is conditioned on {name!r} (divided by "
@@ -1096,6 +1190,12 @@ class _BackboneOnDevice:
             steps = self.sampler.steps
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
             raise ConfigError(f"steps = {steps!r} must be a positive integer")
+        for key, value in (options or {}).items() if isinstance(options, Mapping) else ():
+            if isinstance(value, str | bytes | bool | np.bool_):  # like steps= and condition=
+                raise ConfigError(
+                    f"sampler_options[{key!r}] = {value!r} must be a number, not a "
+                    f"{type(value).__name__}; pass it as a float"
+                )
         chosen = resolve_sampler_options(name, options, self.sampler, argument="sampler_options")
         return name, int(steps), chosen
 
@@ -1265,13 +1365,18 @@ def resolve_downscaler(
     hint = ""
     same_count = [n for n, f in shipped.items() if len(f.variables) == len(variables)]
     if same_count:
-        f0 = shipped[same_count[0]]
+        fits = [n for n in same_count if factor is None or shipped[n].factor == factor]
+        pick = (fits or same_count)[0]
+        f0 = shipped[pick]
+        other = f" and factor={f0.factor}" if factor is not None and f0.factor != factor else ""
         hint = (
             f"; if your variables are the model's under other names, pass rename="
-            f"{dict(zip(variables, f0.variables))} (model {same_count[0]!r})"
+            f"{dict(zip(variables, f0.variables))}{other} (model {pick!r})"
         )
+    # without factor= every factor was searched: no factor clause (it would read "None")
+    scope = f" by factor {factor}" if factor is not None else " at any factor"
     raise ModelFolderError(
-        f"no shipped model downscales variables {list(variables)} by factor {factor} "
+        f"no shipped model downscales variables {list(variables)}{scope} "
         f"(shipped models: {listing}){hint}; or pass model='path/to/model-folder' (a folder "
         "written by Downscaler.save_pretrained or the training script) or a Hugging Face Hub id"
     )
@@ -2178,7 +2283,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         condition : float, optional
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
             it was trained with; default None: read the input's attribute or scalar variable
-            named by the model (``Downscaler.condition["name"]``).
+            named by the model (``Downscaler.condition["name"]``). One call runs one value: an
+            input holding several (e.g. a ``reynolds_number`` dimension) is a ``DataError`` that
+            says to select one per call (``ds.sel(reynolds_number=1000)``).
         sampler_options : mapping of str to float, optional
             Options of the sampler (:data:`~flexdownscale.diffusion.SAMPLER_OPTIONS`): ``eta``
             for ``"ddim"``, ``delta`` for ``"sde"`` (Langevin strength, ``>= 0``; ``delta = 0``
@@ -2186,7 +2293,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             model folder's stored sampler settings (``self.sampler``), not 0: the shipped
             ``"era5-t2m-x4"`` stores ``delta = 1`` and ``"kolmogorov-x8"`` ``delta = 0.5``, so
             ``sampler="sde"`` without ``delta`` adds Langevin noise with those strengths; pass
-            ``sampler_options={"delta": 0}`` for the ODE.
+            ``sampler_options={"delta": 0}`` for the ODE. Values are numbers: a string or a
+            bool (``{"delta": "0.5"}``) is a ``ConfigError``, as for ``steps`` and
+            ``condition``.
 
         Returns
         -------
@@ -2205,8 +2314,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         -----
         ~flexdownscale.errors.SkillWarning
             When the run works but loses skill: the model trained on a periodic axis the input
-            spans whole without ``periodic = "true"``; ``tile`` smaller than the training
-            crops; a regional model on cells fewer than :data:`DOMAIN_SHARE_MIN` of which lie in
+            spans whole without ``periodic = "true"``; an axis that says ``periodic = "true"``
+            but does not span the model's period (a window cut from a periodic box: it runs as
+            not periodic); ``tile`` smaller than the training crops; a regional model on cells
+            fewer than :data:`DOMAIN_SHARE_MIN` of which lie in
             its training domain; a condition outside the range it was trained on (see
             docs/inference.md, "Checks before any compute").
         """
@@ -2276,6 +2387,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
         trained = self._check_grid(spec)
+        if trained is not None:  # a window of a periodic box that says it is periodic
+            sel, spec = _ignore_foreign_period(sel, spec, trained, self.factor, self.name, dims)
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
         # scalar coordinates travel to the output: one named like a dim it gets would clash
@@ -2759,7 +2872,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         -----
         ~flexdownscale.errors.SkillWarning
             As :meth:`Downscaler.__call__`: the model trained on a periodic axis the input spans
-            whole without ``periodic = "true"``; a regional model on cells fewer than
+            whole without ``periodic = "true"``; an axis that says ``periodic = "true"`` but
+            does not span the model's period (it runs as not periodic); a regional model on
+            cells fewer than
             :data:`DOMAIN_SHARE_MIN` of which lie in its training domain; a condition outside
             its training range.
         ~flexdownscale.errors.FlexDownscaleWarning
@@ -2804,6 +2919,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
             _warn_periodic_attribute(spec, trained, 0, self.name)
+            sel, spec = _ignore_foreign_period(sel, spec, trained, 0, self.name, dims)
             _warn_outside_domain(
                 trained,
                 np.asarray(sel[spec.y].values),
