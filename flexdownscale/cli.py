@@ -682,7 +682,7 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         )
     if "factor" in flags:  # no factor given: the shipped models at every factor were searched
         message = message.replace(
-            " by factor None (shipped models: ",
+            " at any factor (shipped models: ",
             " at any factor (no --factor given; shipped models, for --model: ",
         )
     keyword = _keyword_pattern(flags)
@@ -745,6 +745,21 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         message = re.sub(
             rf"set {one}(; {one})*",
             lambda _: f'set the attribute periodic = "true" on {names} in the input file ({edits})',
+            message,
+        )
+    # the window-of-a-periodic-box warning: the attribute is deleted from the file
+    one = r"ds\['([^']*)'\]\.attrs\.pop\(.periodic.\)"
+    found = re.findall(one, message)
+    if found:
+        import shlex
+
+        edits = " ".join(f"-a {shlex.quote(f'periodic,{name},d,,')}" for name in found)
+        message = re.sub(
+            rf"\({one}(; {one})*\)",
+            lambda _: (
+                f"(delete the attribute periodic of {' and '.join(map(repr, found))} in the "
+                f"input file, with NCO, for example: ncatted {edits} FILE)"
+            ),
             message,
         )
     message = message.replace("or leave tile unset", "or leave --tile out")

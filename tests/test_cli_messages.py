@@ -183,7 +183,8 @@ def test_no_shipped_model_says_what_was_found_and_how_to_choose(era5, tmp_path, 
     code, err = _run(argv, capsys)
     assert code == 2
     assert (
-        "no shipped model downscales variables ['tas'] at any factor (shipped models: "
+        "no shipped model downscales variables ['tas'] at any factor (no --factor given; "
+        "shipped models, for --model: "
         "era5-t2m-x4 (t2m, x4), kolmogorov-x8 (vorticity, x8))" in err
     )
     assert "pass --rename tas=t2m (model 'era5-t2m-x4')" in err
@@ -735,3 +736,19 @@ def test_grid_coordinates_along_dims_without_values_get_the_swap(era5, tmp_path,
     argv[1] = str(tmp_path / "swapped.nc")
     code, _ = _run([*argv, "--quiet", "--steps", "1"], capsys)
     assert code == 0
+
+
+def test_the_window_of_a_periodic_box_warning_says_how_to_drop_the_attribute_in_the_file():
+    from flexdownscale.cli import cli_spelling
+
+    python = (
+        "select the window with bbox= (it reads the window with context from its neighbours), "
+        "or drop the attribute (ds['x'].attrs.pop(\"periodic\"); ds['y'].attrs.pop(\"periodic\")) "
+        "to silence this warning"
+    )
+    assert cli_spelling(python) == (
+        "select the window with --bbox (it reads the window with context from its neighbours), "
+        "or drop the attribute (delete the attribute periodic of 'x' and 'y' in the input file, "
+        "with NCO, for example: ncatted -a periodic,x,d,, -a periodic,y,d,, FILE) to silence "
+        "this warning"
+    )
