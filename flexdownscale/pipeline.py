@@ -398,8 +398,9 @@ def _ignore_foreign_period(
     dims: Mapping[str, str] | None,
 ) -> tuple[xr.Dataset, GridSpec]:
     """Run an axis as not periodic (with a warning) when the input says it is periodic but its
-    extent is not the period the model trained on (a window cut from a periodic box keeps the
-    attribute: wrapping it would join its opposite edges, which are not neighbours).
+    extent is shorter than the period the model trained on (a window cut from a periodic box
+    keeps the attribute: wrapping it would join its opposite edges, which are not neighbours).
+    A periodic axis longer than that period is a larger periodic domain and wraps.
 
     ``factor`` as for :func:`_warn_periodic_attribute` (``0`` for a forecast model). Returns
     ``sel`` without the ``periodic`` attribute on such axes (the input is not modified) and its
@@ -414,7 +415,9 @@ def _ignore_foreign_period(
          spec.y_units),
     ):  # fmt: skip
         period = n_fine * d_fine
-        if not trained or not found or abs(n * d - period) <= 0.5 * d_fine * f:
+        # a window is shorter than the period; a longer periodic domain (a 4 pi box for a
+        # model of the 2 pi box) is periodic in its own right and keeps wrapping
+        if not trained or not found or n * d >= period - 0.5 * d_fine * f:
             continue
         if not _is_periodic_attr(sel[dim].attrs):  # periodic by its extent (360 degrees)
             continue

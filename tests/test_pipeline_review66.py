@@ -155,6 +155,30 @@ def test_forecaster_runs_a_window_of_its_periodic_box_as_not_periodic():
     np.testing.assert_array_equal(out["vorticity"].values, reference["vorticity"].values)
 
 
+def test_a_larger_periodic_domain_keeps_wrapping():
+    """A periodic box twice the training period (a 4 pi box for a model of the 2 pi box, same
+    spacing) is periodic in its own right: no warning, and the result differs from the same box
+    run as non-periodic."""
+    model = _tiny_forecaster()
+    x = np.arange(2 * N) * 2 * np.pi / N
+    box = _box()
+    big = xr.Dataset(  # the box tiled twice along each axis: a periodic field of period 4 pi
+        {
+            "vorticity": (
+                ("time", "y", "x"),
+                np.tile(box["vorticity"].values, (1, 2, 2)),
+                {"units": "1"},
+            )
+        },
+        coords={"time": box["time"], **{a: (a, x, dict(box[a].attrs)) for a in ("y", "x")}},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkillWarning)
+        wrapped = model(big, lead_steps=1, seed=1)
+        plain = model(_without_periodic(big), lead_steps=1, seed=1)  # for contrast
+    assert not np.array_equal(wrapped["vorticity"].values, plain["vorticity"].values)
+
+
 # --------------------------------------------------------------------------------------------
 # 2. a condition along a dimension
 # --------------------------------------------------------------------------------------------
