@@ -42,6 +42,7 @@ from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import grid_row_weights, upsample_array
 from .data.grid import (
     GridSpec,
+    _duration,
     _geographic_to_rotated_pole,
     _grid_mapping_names,
     _is_periodic_attr,
@@ -574,17 +575,6 @@ def _training_time_step(metadata: Mapping[str, Any]) -> tuple[float, str] | None
     if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(units, str):
         return None
     return (float(value), units) if math.isfinite(value) and value > 0 else None
-
-
-def _duration(value: float, units: str) -> str:
-    """A time step in words: ``6 hours`` for 21600 s, ``0.5`` for a step count in ``"1"``."""
-    if units != "s":
-        return f"{value:g}" if units == "1" else f"{value:g} {units}"
-    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if value >= size and value % size == 0:
-            count = value / size
-            return f"{count:g} {word}{'s' if count != 1 else ''}"
-    return f"{value:g} s"
 
 
 def _step_like(value: float, times: np.ndarray, attrs: Mapping[str, Any]) -> Any:

@@ -98,7 +98,7 @@ from ..errors import (
 )
 from ..units import compare_units
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
-from .grid import GridSpec, _time_steps, grid_spec, normalize_grid
+from .grid import GridSpec, _duration, _time_steps, grid_spec, normalize_grid
 from .normalize import Normalizer, Transform, _FitPlan
 
 __all__ = [
@@ -899,17 +899,6 @@ def _shown_label(value: Any) -> str:
 
 def _shown_labels(values: Sequence[Any]) -> str:
     return "[" + ", ".join(_shown_label(v) for v in values) + "]"
-
-
-def _shown_step(value: float, units: str) -> str:
-    """A time step in words: ``6 h`` for 21600 s, ``0.5`` for a step count (units ``"1"``)."""
-    if units != "s":
-        return f"{value:g}" if units == "1" else f"{value:g} {units}"
-    for size, word in ((86400, "day"), (3600, "h"), (60, "min")):
-        if value >= size and value % size == 0:
-            count = value / size
-            return f"{count:g} {word}{'s' if word == 'day' and count != 1 else ''}"
-    return f"{value:g} s"
 
 
 class _Spacing(NamedTuple):
@@ -1870,7 +1859,7 @@ class ForecastDataset(_FieldDataset):
                     assert labels is not None  # timed: the steps came from the labels
                     first_gap = (
                         f"{_shown_label(labels[i])} then {_shown_label(labels[i + 1])}, "
-                        f"{_shown_step(spacing.steps[i], spacing.step[1])} apart, in {src.label}"
+                        f"{_duration(spacing.steps[i], spacing.step[1])} apart, in {src.label}"
                     )
             window_grid = list(grid)
             window_grid[t_axis] = times[fits & evenly]
@@ -1883,8 +1872,8 @@ class ForecastDataset(_FieldDataset):
                 if other_units != units or not math.isclose(other, value, rel_tol=1e-3):
                     raise DataError(
                         f"the {split} split's files step differently in time: {label!r} every "
-                        f"{_shown_step(value, units)}, {other_label!r} every "
-                        f"{_shown_step(other, other_units)} (the most common spacing of their "
+                        f"{_duration(value, units)}, {other_label!r} every "
+                        f"{_duration(other, other_units)} (the most common spacing of their "
                         "times); a forecast model learns one time step, so give it files of "
                         "one step: resample one of them (e.g. every k-th time: "
                         "ds.isel(time=slice(None, None, k))) or train on one kind"
@@ -1893,7 +1882,7 @@ class ForecastDataset(_FieldDataset):
                 self._step = (value, units)
         if gapped:
             total = gapped + sum(w.size for w in windows)
-            every = "" if self._step is None else f" of {_shown_step(*self._step)}"
+            every = "" if self._step is None else f" of {_duration(*self._step)}"
             warnings.warn(
                 f"{gapped} of the {total} windows ({past_frames} past frame"
                 f"{'s' if past_frames != 1 else ''}, lead {lead}) of the {split} split are left "

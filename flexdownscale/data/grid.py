@@ -482,6 +482,17 @@ def _seconds_per_time_unit(attrs: Mapping[str, Any]) -> float | None:
     return _SECONDS_PER.get(units.split(" since ")[0].strip().lower())
 
 
+def _duration(value: float, units: str) -> str:
+    """A time step in words: ``6 hours`` for 21600 s, ``0.5`` for a step count in ``"1"``."""
+    if units != "s":
+        return f"{value:g}" if units == "1" else f"{value:g} {units}"
+    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if value >= size and value % size == 0:
+            count = value / size
+            return f"{count:g} {word}{'s' if count != 1 else ''}"
+    return f"{value:g} s"
+
+
 def _time_steps(values: np.ndarray, attrs: Mapping[str, Any]) -> tuple[np.ndarray, str]:
     """``(steps, units)``: the differences of a time coordinate's ``values`` as float64, ``(n -
     1,)``: in seconds (``units = "s"``) for times (datetime64, cftime, or numbers in CF units

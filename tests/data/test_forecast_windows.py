@@ -107,7 +107,7 @@ def test_windows_crossing_a_gap_are_left_out_with_a_warning(cftime):
     text = str(warning.message)
     assert text.startswith("2 of the 6 windows (2 past frames, lead 1) of the train split")
     assert "data's step of 1 h" in text
-    assert "2019-03-02T03:00 then 2019-03-02T06:00, 3 h apart, in dataset0" in text
+    assert "2019-03-02T03:00 then 2019-03-02T06:00, 3 hours apart, in dataset0" in text
     assert fc.grid_metadata()["time_step"] == {"value": 3600.0, "units": "s"}
 
 
@@ -115,9 +115,9 @@ def test_uneven_steps_keep_the_most_common_one():
     """Hourly for 6 hours, then 3-hourly: the data's step is 1 h (6 of 8 spacings); windows
     with a 3 h spacing are left out, and a lead of 2 records a 2 h model step."""
     data = hourly([0, 1, 2, 3, 4, 5, 6, 9, 12])
-    with pytest.warns(FlexDownscaleWarning, match="3 h apart") as caught:
+    with pytest.warns(FlexDownscaleWarning, match="3 hours apart") as caught:
         fc = forecast(data, past_frames=1, lead=2)
-    assert "2019-03-02T06:00 then 2019-03-02T09:00, 3 h apart" in str(caught[0].message)
+    assert "2019-03-02T06:00 then 2019-03-02T09:00, 3 hours apart" in str(caught[0].message)
     assert frames_read(fc) == [([t], t + 2) for t in range(5)]
     assert fc.grid_metadata()["time_step"] == {"value": 7200.0, "units": "s"}
 
@@ -136,7 +136,7 @@ def test_files_of_different_steps_are_refused_naming_both():
     three_hourly = hourly(np.arange(0, 18, 3.0)).assign_coords(
         time=T0 + np.timedelta64(1, "D") + np.arange(6) * np.timedelta64(3, "h")
     )
-    with pytest.raises(DataError, match=r"'dataset0' every 1 h, 'dataset1' every 3 h"):
+    with pytest.raises(DataError, match=r"'dataset0' every 1 hour, 'dataset1' every 3 hours"):
         forecast([hourly_file, three_hourly], past_frames=2)
 
 
