@@ -534,10 +534,16 @@ def _open_sources(
     items = list(data) if isinstance(data, list | tuple) else [data]
     if not items:
         raise DataError("no data given; expected paths or xarray Datasets")
+    # each item with its files (globs matched once), so that the messages know whether there
+    # are several files
+    opened = [
+        (i, item, None if isinstance(item, xr.Dataset | xr.DataArray) else expand_paths([item]))
+        for i, item in enumerate(items)
+    ]
+    several = sum(1 if paths is None else len(paths) for _, _, paths in opened) > 1
     sources: list[_Source] = []
-    several = len(items) > 1 or any(len(expand_paths([p])) > 1 for p in items if _is_path(p))
     with _merge_hint(several):
-        for i, item in enumerate(items):
+        for i, item, paths in opened:
             if isinstance(item, xr.Dataset):
                 source = _XarraySource(item, variables=variables, dims=dims, label=f"dataset{i}")
                 sources.append(source)
@@ -547,7 +553,7 @@ def _open_sources(
                 source = _XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}")
                 sources.append(source)
                 continue
-            for path in expand_paths([item]):
+            for path in paths or ():
                 fmt = format
                 if fmt == "auto":
                     fmt = "hdf5" if Path(path).suffix.lower() in _H5_SUFFIXES else "xarray"
@@ -565,10 +571,6 @@ def _open_sources(
             )
     _check_sources_agree(sources)
     return sources
-
-
-def _is_path(item: Any) -> bool:
-    return isinstance(item, str | os.PathLike)
 
 
 @contextlib.contextmanager
@@ -653,19 +655,26 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
     (overlapping extracts of one record: its fields are trained on twice, and with
     ``split_dim = "file"`` a validation file repeats training fields). Files sharing times with
     other fields (another run, another Reynolds number) are what they should be."""
-    first_seen: dict[Any, tuple[int, int]] = {}
-    shared: dict[tuple[int, int], list[tuple[int, int, Any]]] = {}
-    for k, src in enumerate(sources):
-        labels = src.labels(src.time_dim) if src.time_dim else None
-        if labels is None:
-            continue
-        for pos, value in enumerate(labels):  # numpy scalars: datetime64 stays a time
-            j, pj = first_seen.setdefault(value, (k, pos))
-            if j != k:
-                shared.setdefault((j, k), []).append((pj, pos, value))
-    for (j, k), pairs in shared.items():
-        a, b = sources[j], sources[k]
-        pj, pk, _ = pairs[0]
+    parts = [
+        (k, labels)
+        for k, src in enumerate(sources)
+        if src.time_dim and (labels := src.labels(src.time_dim)) is not None
+    ]
+    if len(parts) < 2:
+        return
+    values = pd.Index(parts[0][1]).append([pd.Index(labels) for _, labels in parts[1:]])
+    owner = np.concatenate([np.full(len(labels), k) for k, labels in parts])
+    position = np.concatenate([np.arange(len(labels)) for _, labels in parts])
+    codes, _ = pd.factorize(values)
+    _, first = np.unique(codes, return_index=True)
+    origin = first[codes]  # where each label occurs first (its own index when it is new)
+    shared = np.flatnonzero(owner[origin] != owner)
+    pair = owner[origin[shared]] * len(sources) + owner[shared]
+    found, first_of_pair = np.unique(pair, return_index=True)
+    for p in found[np.argsort(first_of_pair)]:  # pairs in the order they are met
+        entries = shared[pair == p]
+        a, b = sources[int(owner[origin[entries[0]]])], sources[int(owner[entries[0]])]
+        pj, pk = int(position[origin[entries[0]]]), int(position[entries[0]])
 
         def field(src: _Source, pos: int) -> np.ndarray:
             index = {d: 0 for d in src.sample_dims} | {str(src.time_dim): pos}
@@ -673,10 +682,10 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
 
         if not np.array_equal(field(a, pj), field(b, pk), equal_nan=True):
             continue
-        times = [value for _, _, value in pairs]
+        count, first_time, last_time = len(entries), values[entries[0]], values[entries[-1]]
         warnings.warn(
-            f"{b.where!r} repeats {len(pairs)} time{'s' if len(pairs) != 1 else ''} of "
-            f"{a.where!r} ({_shown_label(times[0])} to {_shown_label(times[-1])}) with the same "
+            f"{b.where!r} repeats {count} time{'s' if count != 1 else ''} of "
+            f"{a.where!r} ({_shown_label(first_time)} to {_shown_label(last_time)}) with the same "
             'fields: they are trained on twice (and with split_dim = "file" held-out fields '
             "may be training fields); leave the repeated times out of one of the files",
             FlexDownscaleWarning,
