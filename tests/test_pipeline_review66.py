@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
+from test_forecast_fixes import tiny_forecaster
 
-from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
-from flexdownscale.data import Normalizer, VariableStats, degrade, grid_spec, normalize_grid
+from flexdownscale.data import degrade, grid_spec, normalize_grid
 from flexdownscale.demo import open_sample
 from flexdownscale.errors import ConfigError, DataError, ModelFolderError, SkillWarning
-from flexdownscale.models import build_model
 from flexdownscale.pipeline import (
     Downscaler,
     Forecaster,
@@ -122,22 +120,10 @@ def _box(n: int = N, times: int = 3) -> xr.Dataset:
 
 
 def _tiny_forecaster() -> Forecaster:
-    torch.manual_seed(0)
-    net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2, dropout=0.0))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    """The perturbed tiny forecast model of test_forecast_fixes, trained (as its grid.json
+    says) on the whole :func:`_box`."""
     grid = {"grid": grid_spec(_box()).to_dict(), "past_frames": 2, "lead": 1, "time_dim": "time"}
-    return Forecaster(
-        net,
-        DiffusionConfig(),
-        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
-        variables=["vorticity"],
-        units={"vorticity": "1"},
-        sampler=SamplerConfig(steps=2),
-        grid=grid,
-        name="tiny-box",
-    )
+    return tiny_forecaster(grid)
 
 
 def test_forecaster_runs_a_window_of_its_periodic_box_as_not_periodic():
