@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-from test_forecast_fixes import tiny_forecaster
+from test_forecast_fixes import N, box, tiny_forecaster
 
 from flexdownscale.data import degrade, grid_spec, normalize_grid
 from flexdownscale.demo import open_sample
@@ -95,40 +95,16 @@ def test_whole_periodic_box_still_wraps_without_a_warning(kolmogorov_coarse, kol
     assert not np.array_equal(wrapped["vorticity"].values, plain["vorticity"].values)
 
 
-N = 32  # cells per side of the forecast box
-
-
-def _box(n: int = N, times: int = 3) -> xr.Dataset:
-    rng = np.random.default_rng(0)
-    x = np.arange(n) * 2 * np.pi / n
-    k = rng.normal(size=(times, 3))
-    values = np.stack(
-        [
-            np.sin(x[:, None] + a) * np.cos(2 * x[None, :] + b) + c * np.cos(x[None, :])
-            for a, b, c in k
-        ]
-    ).astype(np.float32)
-    axis = {"units": "1", "periodic": "true"}
-    return xr.Dataset(
-        {"vorticity": (("time", "y", "x"), values, {"units": "1"})},
-        coords={
-            "time": ("time", 10.0 + 0.5 * np.arange(times), {"units": "s"}),
-            "y": ("y", x, dict(axis)),
-            "x": ("x", x, dict(axis)),
-        },
-    )
-
-
 def _tiny_forecaster() -> Forecaster:
     """The perturbed tiny forecast model of test_forecast_fixes, trained (as its grid.json
-    says) on the whole :func:`_box`."""
-    grid = {"grid": grid_spec(_box()).to_dict(), "past_frames": 2, "lead": 1, "time_dim": "time"}
+    says) on the whole :func:`box`."""
+    grid = {"grid": grid_spec(box()).to_dict(), "past_frames": 2, "lead": 1, "time_dim": "time"}
     return tiny_forecaster(grid)
 
 
 def test_forecaster_runs_a_window_of_its_periodic_box_as_not_periodic():
     model = _tiny_forecaster()
-    window = _box().isel(x=slice(0, 16), y=slice(4, 20))
+    window = box().isel(x=slice(0, 16), y=slice(4, 20))
     with pytest.warns(SkillWarning, match=PERIOD) as caught:
         out = model(window, lead_steps=2, seed=1)
     assert "'x' spans 16 cells of 0.19635 = 3.14159, the model's period 6.28319" in str(
@@ -137,7 +113,7 @@ def test_forecaster_runs_a_window_of_its_periodic_box_as_not_periodic():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkillWarning)
         reference = model(_without_periodic(window), lead_steps=2, seed=1)
-        model(_box(), lead_steps=1, seed=1)  # the whole box: no warning
+        model(box(), lead_steps=1, seed=1)  # the whole box: no warning
     np.testing.assert_array_equal(out["vorticity"].values, reference["vorticity"].values)
 
 
@@ -147,16 +123,16 @@ def test_a_larger_periodic_domain_keeps_wrapping():
     run as non-periodic."""
     model = _tiny_forecaster()
     x = np.arange(2 * N) * 2 * np.pi / N
-    box = _box()
+    whole = box()
     big = xr.Dataset(  # the box tiled twice along each axis: a periodic field of period 4 pi
         {
             "vorticity": (
                 ("time", "y", "x"),
-                np.tile(box["vorticity"].values, (1, 2, 2)),
+                np.tile(whole["vorticity"].values, (1, 2, 2)),
                 {"units": "1"},
             )
         },
-        coords={"time": box["time"], **{a: (a, x, dict(box[a].attrs)) for a in ("y", "x")}},
+        coords={"time": whole["time"], **{a: (a, x, dict(whole[a].attrs)) for a in ("y", "x")}},
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkillWarning)
