@@ -50,7 +50,8 @@ that hold NaN where the items read: ``nan_fields="error"`` (default) raises
 the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
 them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
 out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows);
-``nan_fields=None`` skips the pass (building the dataset reads no data). The same pass refuses
+``nan_fields=None`` skips the pass (building the dataset reads no data but the few fields the
+periodic-edge check below reads). The same pass refuses
 values a log1p transform cannot take (<= -1). As a last guard, an item whose window (crop plus
 halo, or the frames of a forecast window) holds NaN, or values <= -1 under log1p, raises
 :class:`~flexdownscale.errors.DataError` naming the variable, the field's labels (e.g. the
@@ -60,13 +61,17 @@ Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e, i])``; call :meth:`SuperResolutionDataset.set_epoch` (or
 the forecast dataset's) at every epoch. On a periodic axis (a global longitude, the doubly
 periodic Kolmogorov box) random crops start anywhere, the window wrapping around the seam, so
-every cell is sampled as often; on other axes they stay inside the field.
+every cell is sampled as often; on other axes they stay inside the field. An axis that says it is
+periodic (``periodic = "true"``) but whose opposite edges are not neighbours (a window cut from a
+periodic field keeps the attribute; checked on up to four fields of each file) is trained as
+non-periodic, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime
 import glob
 import itertools
@@ -98,7 +103,14 @@ from ..errors import (
 )
 from ..units import compare_units
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
-from .grid import GridSpec, _duration, _time_steps, grid_spec, normalize_grid
+from .grid import (
+    GridSpec,
+    _duration,
+    _is_periodic_attr,
+    _time_steps,
+    grid_spec,
+    normalize_grid,
+)
 from .normalize import Normalizer, Transform, _FitPlan
 
 __all__ = [
@@ -570,7 +582,98 @@ def _open_sources(
                 f"{s.label!r} has {s.channels}; pass the same variables for every file"
             )
     _check_sources_agree(sources)
+    for src in sources:
+        _check_periodic_edges(src)
     return sources
+
+
+#: A declared-periodic axis whose opposite edges differ, in mean square over the fields read,
+#: by more than this many times its neighbouring cells do is taken for a window of a periodic
+#: field (measured on the shared data: 0.2 to 1.3 for the whole Kolmogorov boxes and the global
+#: ERA-Interim longitudes; 16 to 200 for windows cut from the boxes, 32 for the UK ERA5 domain).
+SEAM_RATIO_MAX = 8.0
+
+#: Fields of a file read (evenly spaced over its samples) for the edge check.
+SEAM_FIELDS = 4
+
+
+def _declared_periodic(src: _Source) -> tuple[bool, bool]:
+    """Which (y, x) axes of ``src`` are periodic by their ``periodic`` attribute only (a
+    latitude/longitude axis spanning 360 degrees is periodic by its extent: nothing to check)."""
+    if src.spec is None:  # an HDF5 file: its periodic attribute
+        return src.periodic
+    spec = src.spec
+    ds = src.ds if isinstance(src, _XarraySource) else None
+    if ds is None:
+        return (False, False)
+    by_extent = spec.kind == "latlon" and abs(spec.nx * spec.dx - 360.0) <= 1e-3 * spec.dx
+    return (
+        spec.periodic_y and _is_periodic_attr(ds[spec.y].attrs),
+        spec.periodic_x and _is_periodic_attr(ds[spec.x].attrs) and not by_extent,
+    )
+
+
+def _seam_ratio(fields: np.ndarray, axis: int) -> float:
+    """Mean square difference across the seam of ``axis`` (last cell to first) over that of
+    neighbouring cells along it; ``fields`` (..., H, W). ``nan`` when the field is constant."""
+    n = fields.shape[axis]
+    seam = np.take(fields, 0, axis) - np.take(fields, n - 1, axis)
+    inner = np.nanmean(np.diff(fields, axis=axis) ** 2)
+    if not np.isfinite(inner) or inner == 0:
+        return math.nan
+    return float(np.nanmean(seam**2) / inner)
+
+
+def _check_periodic_edges(src: _Source) -> None:
+    """Train an axis that says it is periodic as not periodic, with a warning, when its
+    opposite edges are not neighbours (a window cut from a periodic field keeps the attribute;
+    random crops would wrap across the cut and join unrelated cells, and the model folder would
+    record a period the model does not have). Reads up to :data:`SEAM_FIELDS` fields."""
+    declared = _declared_periodic(src)
+    if not any(declared):
+        return
+    total = math.prod(src.sample_sizes)
+    picks = np.unique(np.linspace(0, total - 1, min(SEAM_FIELDS, total)).round().astype(int))
+    fields = np.stack(
+        [
+            src._read_block(
+                dict(zip(src.sample_dims, np.unravel_index(k, src.sample_sizes), strict=True)),
+                slice(0, src.ny),
+                slice(0, src.nx),
+            )
+            for k in picks
+        ]
+    ).astype(np.float64)
+    dims = src.grid_dims
+    cut = []
+    for axis, (is_declared, dim, n) in enumerate(zip(declared, dims, (src.ny, src.nx))):
+        if not is_declared or n < 3:
+            continue
+        ratio = _seam_ratio(fields, -2 + axis)
+        if ratio > SEAM_RATIO_MAX:
+            cut.append((axis, dim, ratio))
+    if not cut:
+        return
+    found = " and ".join(f"{ratio:.0f} times as much along {dim!r}" for _, dim, ratio in cut)
+    names = " and ".join(repr(dim) for _, dim, _ in cut)
+    pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for _, dim, _ in cut)
+    warnings.warn(
+        f'{src.where!r} says it is periodic along {names} (periodic = "true"), but its '
+        f"opposite edges are not neighbours: across the edge its values differ (mean square) "
+        f"{found} as between neighbouring cells ({len(picks)} of its fields read). A window cut "
+        "from a periodic field keeps the attribute (xarray copies attributes), and random crops "
+        "would wrap across the cut, joining unrelated cells; it is trained as non-periodic "
+        "along these axes and the model folder records them so. To fix: train on the whole "
+        f"periodic field, or drop the attribute ({pops}) before saving the window",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+    periodic = list(src.periodic)
+    for axis, _, _ in cut:
+        periodic[axis] = False
+    src.periodic = (periodic[0], periodic[1])
+    if src.spec is not None:
+        src.spec = dataclasses.replace(src.spec, periodic_y=periodic[0], periodic_x=periodic[1])
 
 
 @contextlib.contextmanager
@@ -1510,8 +1613,9 @@ class SuperResolutionDataset(_FieldDataset):
         opens (with the normalizer fit when it is fitted here): ``"error"`` (default) raises
         :class:`~flexdownscale.errors.DataError` naming the variable, the split and the first
         fields; ``"drop"`` leaves them out (:attr:`dropped_fields`, :meth:`dropped_summary`);
-        ``None`` skips the pass (building the dataset reads no data; an item whose window holds
-        NaN still raises when it is read).
+        ``None`` skips the pass (building the dataset reads no data but up to four fields of a
+        file declared periodic, whose edges are checked; an item whose window holds NaN still
+        raises when it is read).
 
     Raises
     ------
