@@ -43,6 +43,7 @@ import contextvars
 import dataclasses
 import datetime
 import errno
+import functools
 import glob
 import itertools
 import json
@@ -55,6 +56,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -2417,5 +2419,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+    *,
+    default: Callable[..., None],
+) -> None:
+    """Print one of the package's warnings as a line of the command
+    (``flexdownscale.train: warning: ...``); other libraries' warnings as Python prints them.
+
+    Run as ``python -m flexdownscale.train`` no line of the user's leads to a warning (the
+    outermost frame is Python's ``runpy``), so Python's own format would point at
+    ``<frozen runpy>``.
+    """
+    from .errors import FlexDownscaleWarning
+
+    if not issubclass(category, FlexDownscaleWarning):
+        default(message, category, filename, lineno, file, line)
+        return
+    text = " ".join(str(message).split())
+    print(f"flexdownscale.train: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _command_line_main() -> int:
+    """:func:`main` for ``python -m flexdownscale.train`` and ``accelerate launch -m
+    flexdownscale.train``: the package's warnings printed by :func:`_show_warning`."""
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, default=warnings.showwarning)
+        return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_command_line_main())
