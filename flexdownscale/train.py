@@ -813,6 +813,7 @@ class Trainer:
         self._check_run_folder()
         set_seed(config.seed)
 
+        from .data.datasets import ForecastDataset
         from .data.datasets import from_config as dataset_from_config
         from .diffusion import build_objective
         from .models import build_model
@@ -832,6 +833,8 @@ class Trainer:
                     seed=config.seed,
                     normalizer=self.train_set.normalizer,
                 )
+                if isinstance(self.train_set, ForecastDataset):
+                    self.train_set.check_same_step(self.val_set)
         for data in (self.train_set, self.val_set):
             # data.nan_fields = "drop": say which fields were left out (nothing silent)
             summary = data.dropped_summary() if data is not None else None

@@ -212,3 +212,44 @@ def test_a_split_smaller_than_a_micro_batch_is_refused_with_its_size(
     err = refused_on_one_line(path, [], capsys, tmp_path / "run")
     assert f"the training split has {said} fewer than one micro-batch (4)" in err
     assert "lower batch_size or add data" in err
+
+
+def test_forecast_validation_at_another_time_step_is_refused(tmp_path, shared_data, capsys):
+    """Each split was checked for one time step, not against the other: an hourly training
+    split validated on 2-hourly frames scored two-hour forecasts of a one-hour model."""
+    import xarray as xr
+
+    with xr.open_dataset(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc") as ds:
+        ds.sel(time=slice("2019-03-01", "2019-03-02")).to_netcdf(tmp_path / "hourly.nc")
+        ds.sel(time=slice("2019-03-18", "2019-03-19")).isel(time=slice(None, None, 2)).to_netcdf(
+            tmp_path / "two_hourly.nc"
+        )
+    values = tiny_run_values(
+        tmp_path,
+        shared_data,
+        steps=1,
+        eval_every=1,
+        model={"preset": "tiny", "task": "forecast", "past_frames": 2},
+    )
+    values["data"] = {
+        "paths": [str(tmp_path / "hourly.nc"), str(tmp_path / "two_hourly.nc")],
+        "variables": ["t2m"],
+        "factor": 4,
+        "crop_size": 16,
+        "past_frames": 2,
+        "train": ["2019-03-01", "2019-03-02T23"],
+        "validation": ["2019-03-18", "2019-03-19T23"],
+    }
+    err = refused_on_one_line(_toml(tmp_path, values), [], capsys, tmp_path / "run")
+    assert err.strip() == (
+        "flexdownscale.train: error: the validation split's frames step every 2 hours but the "
+        "train split's every 1 hour (the most common spacing of their times); a forecast model "
+        "learns one time step, and scoring it at another measures a forecast it was not trained "
+        "to make: give both splits frames of one step (resample one, e.g. every k-th time: "
+        "ds.isel(time=slice(None, None, k)))"
+    )
+    # the same files at one step train
+    values["data"]["paths"] = [str(tmp_path / "hourly.nc")]
+    values["data"]["validation"] = ["2019-03-02T12", "2019-03-02T23"]
+    values["data"]["train"] = ["2019-03-01", "2019-03-02T11"]
+    assert main(["--config", str(_toml(tmp_path, values))]) == 0

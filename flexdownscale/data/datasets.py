@@ -2120,6 +2120,34 @@ class ForecastDataset(_FieldDataset):
             "crop_size": self.crop_size,
         }
 
+    def check_same_step(self, other: ForecastDataset) -> None:
+        """Refuse another split (the validation split) whose frames step differently in time.
+
+        Parameters
+        ----------
+        other : ForecastDataset
+            The other split of the run.
+
+        Raises
+        ------
+        DataError
+            When both splits have time labels and their steps (the most common spacing of their
+            frames) differ: the model learns one step, and validating it at another scores a
+            forecast it was not trained to make.
+        """
+        if self._step is None or other._step is None:
+            return
+        (value, units), (found, found_units) = self._step, other._step
+        if units == found_units and math.isclose(found, value, rel_tol=1e-3):
+            return
+        raise DataError(
+            f"the {other.split} split's frames step every {_duration(found, found_units)} but "
+            f"the {self.split} split's every {_duration(value, units)} (the most common spacing "
+            "of their times); a forecast model learns one time step, and scoring it at another "
+            "measures a forecast it was not trained to make: give both splits frames of one "
+            "step (resample one, e.g. every k-th time: ds.isel(time=slice(None, None, k)))"
+        )
+
     def _time_step(self) -> dict[str, Any] | None:
         """One model step (``lead`` steps of the data) in time: the most common spacing of the
         frames' times, which every file of the split shares (checked when the split opens);
