@@ -418,7 +418,13 @@ class _H5Source(_Source):
                 if not found:
                     raise DataError(
                         f"HDF5 file {path!r} has datasets {sorted(f.keys())}; expected one named "
-                        f"'fields' or 'w' of shape (T, H, W) or (T, C, H, W)"
+                        f"'fields' or 'w' of shape (T, H, W) or (T, C, H, W). A netCDF-4 file "
+                        "(HDF5 inside) with another suffix is read by xarray: "
+                        + (
+                            'set data.format = "xarray"'
+                            if _FROM_CONFIG.get()
+                            else 'pass format="xarray"'
+                        )
                     )
                 self._name = found[0]
                 dset = f[self._name]
@@ -624,6 +630,12 @@ def _seam_ratio(fields: np.ndarray, axis: int) -> float:
     return float(np.nanmean(seam**2) / inner)
 
 
+#: Edge checks of files already made in this process: (path, modification time, size, axes
+#: declared periodic) -> the (y, x) axes to train as non-periodic. The train and validation
+#: splits open the same files: they are read and warned about once.
+_EDGE_CHECKS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
+
+
 def _check_periodic_edges(src: _Source) -> None:
     """Train an axis that says it is periodic as not periodic, with a warning, when its
     opposite edges are not neighbours (a window cut from a periodic field keeps the attribute;
@@ -632,6 +644,25 @@ def _check_periodic_edges(src: _Source) -> None:
     declared = _declared_periodic(src)
     if not any(declared):
         return
+    key = None
+    if src._path is not None:
+        stat = os.stat(src._path)
+        key = (os.path.abspath(src._path), stat.st_mtime_ns, stat.st_size, declared)
+    cut_axes = _EDGE_CHECKS.get(key) if key is not None else None
+    if cut_axes is None:
+        cut_axes = _edges_not_neighbours(src, declared)
+        if key is not None:
+            _EDGE_CHECKS[key] = cut_axes
+    periodic = [p and not c for p, c in zip(src.periodic, cut_axes, strict=True)]
+    src.periodic = (periodic[0], periodic[1])
+    if src.spec is not None and any(cut_axes):
+        src.spec = dataclasses.replace(src.spec, periodic_y=periodic[0], periodic_x=periodic[1])
+
+
+def _edges_not_neighbours(src: _Source, declared: tuple[bool, bool]) -> tuple[bool, bool]:
+    """The declared-periodic (y, x) axes of ``src`` whose opposite edges are not neighbours,
+    with the warning of :func:`_check_periodic_edges`; a ``DataError`` when an edge repeats the
+    other (a cyclic point)."""
     total = math.prod(src.sample_sizes)
     picks = np.unique(np.linspace(0, total - 1, min(SEAM_FIELDS, total)).round().astype(int))
     fields = np.stack(
@@ -650,10 +681,19 @@ def _check_periodic_edges(src: _Source) -> None:
         if not is_declared or n < 3:
             continue
         ratio = _seam_ratio(fields, -2 + axis)
+        if ratio == 0.0:
+            last = f"isel({dim}=slice(None, -1))"
+            raise DataError(
+                f'{src.where!r} says it is periodic along {dim!r} (periodic = "true"), and its '
+                f"last {'row' if axis == 0 else 'column'} along {dim!r} repeats its first (a "
+                "cyclic point, as add_cyclic_point or node-based solvers write it): the period "
+                f"would count that cell twice and crops would wrap with it doubled. Drop it: "
+                f"ds.{last}"
+            )
         if ratio > SEAM_RATIO_MAX:
             cut.append((axis, dim, ratio))
     if not cut:
-        return
+        return (False, False)
     found = " and ".join(f"{ratio:.0f} times as much along {dim!r}" for _, dim, ratio in cut)
     names = " and ".join(repr(dim) for _, dim, _ in cut)
     pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for _, dim, _ in cut)
@@ -668,12 +708,8 @@ def _check_periodic_edges(src: _Source) -> None:
         FlexDownscaleWarning,
         stacklevel=user_stacklevel(),
     )
-    periodic = list(src.periodic)
-    for axis, _, _ in cut:
-        periodic[axis] = False
-    src.periodic = (periodic[0], periodic[1])
-    if src.spec is not None:
-        src.spec = dataclasses.replace(src.spec, periodic_y=periodic[0], periodic_x=periodic[1])
+    axes = {axis for axis, _, _ in cut}
+    return (0 in axes, 1 in axes)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from flexdownscale.data.datasets import SEAM_RATIO_MAX, SuperResolutionDataset, _seam_ratio
-from flexdownscale.errors import FlexDownscaleWarning
+from flexdownscale.errors import DataError, FlexDownscaleWarning
 
 KOLMO = "kolmogorov/kf_re1000.nc"
 SPLITS = {"train": [0, 1, 2], "validation": [3]}
@@ -62,7 +62,8 @@ def test_whole_periodic_box_keeps_wrapping(box):
         data = _dataset(box)
     assert data.sources[0].periodic == (True, True)
     grid = data.grid_metadata()["grid"]
-    assert grid["periodic_x"] and grid["periodic_y"]
+    assert grid["periodic_x"]
+    assert grid["periodic_y"]
     # crops wrap: some origins run past the end of the 256 box
     y0 = [data.locate(i)["y0"] for i in range(len(data))]
     assert max(y0) + 64 > 256
@@ -75,16 +76,19 @@ def test_window_of_periodic_box_trains_non_periodic(box):
     with pytest.warns(FlexDownscaleWarning, match="opposite edges are not neighbours") as rec:
         data = _dataset(window)
     message = str(rec[0].message)
-    assert "'y' and 'x'" in message and 'attrs.pop("periodic")' in message
+    assert "'y' and 'x'" in message
+    assert 'attrs.pop("periodic")' in message
     assert data.sources[0].periodic == (False, False)
     grid = data.grid_metadata()["grid"]
-    assert not grid["periodic_x"] and not grid["periodic_y"]
+    assert not grid["periodic_x"]
+    assert not grid["periodic_y"]
     # no crop wraps: every crop lies inside the window
     for epoch in range(3):
         data.set_epoch(epoch)
         for i in range(len(data)):
             where = data.locate(i)
-            assert where["y0"] + 64 <= 128 and where["x0"] + 64 <= 128
+            assert where["y0"] + 64 <= 128
+            assert where["x0"] + 64 <= 128
     xr.testing.assert_identical(window, before)  # the input keeps its attribute
 
 
@@ -126,3 +130,36 @@ def test_global_longitude_is_not_checked(shared_data):
             splits={"train": [1, 7]}, nan_fields=None,
         )  # fmt: skip
     assert data.sources[0].periodic == (False, True)
+
+
+def test_a_repeated_cyclic_point_is_refused(box):
+    # the box with its first column appended after the last (add_cyclic_point, node-based
+    # solvers): wrapping would count that column twice
+    cyclic = xr.concat([box, box.isel(x=[0]).assign_coords(x=[box.x[-1].item() + box.x.diff("x")[0].item()])], "x")  # fmt: skip
+    cyclic["x"].attrs = dict(box.x.attrs)
+    with pytest.raises(DataError, match="repeats its first") as err:
+        _dataset(cyclic)
+    assert str(err.value).endswith("Drop it: ds.isel(x=slice(None, -1))")
+
+
+def test_a_file_is_read_and_warned_about_once(tmp_path, box):
+    # the train and validation splits open the same file: one warning, one reading
+    path = tmp_path / "window.nc"
+    box.isel(x=slice(0, 96), y=slice(0, 96)).to_netcdf(path)
+    with pytest.warns(FlexDownscaleWarning, match="opposite edges") as first:
+        train = _dataset(str(path), split="train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validation = _dataset(str(path), split="validation")
+    assert len(first) == 1
+    assert train.sources[0].periodic == validation.sources[0].periodic == (False, False)
+    assert validation.grid_metadata()["grid"]["periodic_x"] is False
+
+
+def test_a_netcdf_file_named_h5_says_how_to_read_it(tmp_path, box):
+    path = tmp_path / "box.h5"
+    box.isel(time=slice(0, 2)).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(DataError, match='pass format="xarray"'):
+        SuperResolutionDataset(path, factor=8, crop_size=64, split="train", nan_fields=None)
+    data = _dataset(path, format="xarray")
+    assert data.sources[0].channels == ("vorticity",)
