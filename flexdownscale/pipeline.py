@@ -52,6 +52,7 @@ from .data.grid import (
     _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
+    check_decoded,
     coordinate_encoding,
     grid_spec,
     normalize_grid,
@@ -1055,9 +1056,11 @@ class _PhysicalCondition:
                 out[v].attrs = {**out[v].attrs, name: value}
         return out
 
-    def _several_conditions(self, values: xr.DataArray, name: str) -> str:
+    def _several_conditions(self, values: xr.DataArray, name: str, attribute: Any = None) -> str:
         """The message for an input whose condition variable ``values`` holds several values
-        (e.g. a dimension coordinate of fields at several Reynolds numbers): a call runs one."""
+        (e.g. a dimension coordinate of fields at several Reynolds numbers): a call runs one.
+        ``attribute``: the input's global attribute of that name, if any (the first file's,
+        kept by ``xr.concat``), which the message says to drop."""
         first_four = values.values.ravel()[:4].tolist()
         shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in first_four)
         more = ", ..." if values.size > 4 else ""
@@ -1069,17 +1072,82 @@ class _PhysicalCondition:
         )
         if values.dims == (name,):
             first = values.values.ravel()[0].item()
+            stale = (
+                ""
+                if attribute is None
+                else f"; the global attribute {name!r} = {_number_words(attribute)}, which "
+                "xr.concat kept from the first dataset, does not follow the selection: "
+                f"drop it (ds.attrs.pop({name!r}))"
+            )
             return (
                 f"{intro}. Select one value per call, e.g. ds.sel({name}={first!r}) (its value is "
-                f"then read from the coordinate), one call per value"
+                f"then read from the coordinate), one call per value{stale}"
             )
         return (
             f"{intro}. Select the fields of one {name} per call (ds.isel along "
             f"{', '.join(map(repr, values.dims))}) and pass that value as condition=<value>"
         )
 
+    def _condition_from_input(self, ds: xr.Dataset, name: str) -> tuple[Any, str]:
+        """The condition ``name`` read from the input ``ds`` (no ``condition=`` given) and the
+        words for where it was found.
+
+        The most specific source wins, as in training (``_XarraySource.condition``): the scalar
+        variable or coordinate ``name`` (what ``ds.sel(name=value)`` leaves), else the global
+        attribute, else the data variables' attribute (a DataArray's own). Another of these that
+        holds a different value (the first file's attribute that ``xr.concat`` keeps) is named,
+        with the fix, in a :class:`~flexdownscale.errors.FlexDownscaleWarning`.
+        """
+        # (where it was found, its value, the Python object holding it when an attribute)
+        found: list[tuple[str, Any, str]] = []
+        if name in ds.variables and ds[name].size == 1:
+            kind = "scalar coordinate" if name in ds.coords else "scalar variable"
+            found.append((f"{kind} {name!r}", ds[name].values.reshape(()).item(), ""))
+        if name in ds.attrs:
+            found.append((f"global attribute {name!r}", ds.attrs[name], "ds.attrs"))
+        on_vars = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
+        if not found and len({repr(x) for x in on_vars.values()}) > 1:
+            raise ConfigError(
+                f"the input's variables disagree on {name!r}: {on_vars}; pass condition=<value>"
+            )
+        for v, x in on_vars.items():  # e.g. a DataArray's own attribute (to_dataset keeps it)
+            found.append((f"variable {v!r}'s attribute {name!r}", x, f"ds[{v!r}].attrs"))
+        if not found:
+            scale = (self.condition or {}).get("scale", 1.0)
+            raise MissingVariableError(
+                f"model {self.name!r} is conditioned on {name!r} (divided by {scale:g}) but the "
+                "input has no attribute or scalar variable of that name; pass condition=<value> "
+                f"or set ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
+            )
+        where, value, _ = found[0]
+        stale = [f for f in found[1:] if not _same_number(f[1], value)]
+        if stale:
+            shown = _number_words(value)
+            others = ", ".join(f"its {w} = {_number_words(x)}" for w, x, _ in stale)
+            fixes = " or ".join(
+                f"{holder}.pop({name!r}) (or {holder}[{name!r}] = {shown})"
+                for _, _, holder in stale
+            )
+            warnings.warn(
+                f"the input disagrees on {name!r}: its {where} = {shown}, but {others} "
+                "(xr.concat keeps the first dataset's attributes, which .sel does not update). "
+                f"Model {self.name!r} runs at {name} = {shown}, from the {where}, which training "
+                f"reads first. If that is the right value, drop or update the other: {fixes}; "
+                "if not, pass condition=<value>",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
+        return value, f"the input's {where}"
+
     def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
-        """The physical condition of this call (``None`` for an unconditioned model)."""
+        """The physical condition of this call (``None`` for an unconditioned model).
+
+        Without ``condition=`` the value is read, as training reads it, from the input's scalar
+        variable or coordinate of the condition's name, else from its global attribute, else
+        from its variables' attribute; sources that disagree with the one used are named in a
+        :class:`~flexdownscale.errors.FlexDownscaleWarning`. An input holding several values
+        of the condition (along a dimension) raises ``DataError`` first, whatever else it holds.
+        """
         if self.condition is None:
             if value is not None:
                 raise ConfigError(
@@ -1094,30 +1162,17 @@ class _PhysicalCondition:
                 f"condition = {value!r} must be a number (the model's {name!r}), not a "
                 f"{type(value).__name__}; pass condition=<value> as a float"
             )
+        held = ds[name] if name in ds.variables else None
+        if held is not None and held.size > 1:
+            # fields at several values (a dimension of the condition, e.g. two files joined by
+            # xr.concat): one call runs one value, whatever a global attribute says (xr.concat
+            # keeps the first file's) and, along the condition's own dimension, whatever
+            # condition= says (the fields of every value would run at it)
+            along_own_dim = held.dims == (name,) and any(name in ds[v].dims for v in ds.data_vars)
+            if value is None or along_own_dim:
+                raise DataError(self._several_conditions(held, name, ds.attrs.get(name)))
         if value is None:
-            if name in ds.attrs:
-                value, source = ds.attrs[name], f"the input's attribute {name!r}"
-            elif name in ds.variables and ds[name].size == 1:
-                value, source = ds[name].values.reshape(()).item(), f"the input's variable {name!r}"
-            elif any(name in ds[v].attrs for v in ds.data_vars):
-                # e.g. a DataArray's own attribute (to_dataset keeps it on the variable)
-                found = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
-                if len({repr(x) for x in found.values()}) > 1:
-                    raise ConfigError(
-                        f"the input's variables disagree on {name!r}: {found}; pass "
-                        "condition=<value>"
-                    )
-                v0 = next(iter(found))
-                value, source = found[v0], f"attribute {name!r} of the input's variable {v0!r}"
-            elif name in ds.variables and ds[name].size > 1:
-                raise DataError(self._several_conditions(ds[name], name))
-            else:
-                raise MissingVariableError(
-                    f"model {self.name!r} is conditioned on {name!r} (divided by "
-                    f"{self.condition['scale']:g}) but the input has no attribute or scalar "
-                    f"variable of that name; pass condition=<value> or set "
-                    f"ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
-                )
+            value, source = self._condition_from_input(ds, name)
         try:
             number = float(value)
         except (TypeError, ValueError) as err:
@@ -1138,6 +1193,23 @@ class _PhysicalCondition:
                     stacklevel=user_stacklevel(),
                 )
         return number
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Whether two condition values read from an input are the same number (or, not numbers,
+    the same value)."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return repr(a) == repr(b)
+
+
+def _number_words(value: Any) -> str:
+    """A condition value as a message shows it: ``4000.0`` for a number, its repr otherwise."""
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _sampler_problem(name: Any, objective: Objective) -> str:
@@ -1700,9 +1772,10 @@ def _unconvertible_units(
 
 
 def _check_dtypes(ds: xr.Dataset, variables: Sequence[str]) -> None:
-    """Raise :class:`DataError` for a model variable whose values are not real numbers.
+    """Raise :class:`DataError` for a model variable whose values are not real numbers, or are
+    still packed (:func:`~flexdownscale.data.grid.check_decoded`).
 
-    Integers (packed data, counts) and floats are fine; strings, booleans, complex numbers,
+    Integers (counts, packed data decoded by xarray) and floats are fine; strings, booleans, complex numbers,
     dates and objects are not (they failed deep inside or lost their imaginary part).
     """
     for v in variables:
@@ -1720,6 +1793,7 @@ def _check_dtypes(ds: xr.Dataset, variables: Sequence[str]) -> None:
             f"convert them first, e.g. ds[{v!r}] = ds[{v!r}].astype('float32') (for complex "
             "values, choose the part: ds[...].real)"
         )
+    check_decoded(ds, variables)
 
 
 class _ModelFolderIO:
@@ -2275,8 +2349,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             Show a tqdm progress bar (default None: when more than 8 time steps run eagerly).
         condition : float, optional
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
-            it was trained with; default None: read the input's attribute or scalar variable
-            named by the model (``Downscaler.condition["name"]``). One call runs one value: an
+            it was trained with; default None: read from the input's scalar coordinate or
+            variable named by the model (``Downscaler.condition["name"]``), else its global
+            attribute of that name, as training reads it (a global attribute that disagrees with
+            the coordinate, as ``xr.concat`` leaves, warns). One call runs one value: an
             input holding several (e.g. a ``reynolds_number`` dimension) is a ``DataError`` that
             says to select one per call (``ds.sel(reynolds_number=1000)``).
         sampler_options : mapping of str to float, optional
@@ -2857,7 +2933,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             the model folder's stored settings.
         condition : float, optional
             Physical condition of a conditioned model in its training units; default None:
-            read from the input's attribute or scalar variable named by the model.
+            read from the input as :meth:`Downscaler.__call__` reads it (its scalar coordinate
+            or variable named by the model, else its global attribute).
         progress : bool, optional
             Show a tqdm progress bar over the leads; default None: when ``lead_steps > 8``.
 

@@ -1,0 +1,138 @@
+"""Where a conditioned model's condition comes from (review 70): the input's scalar coordinate or
+variable of the condition's name wins over a global attribute (as training reads it), a
+disagreement between them warns, and an input holding several values says to select one."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from test_forecast_fixes import box
+
+from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+from flexdownscale.data import Normalizer, VariableStats, degrade
+from flexdownscale.demo import open_sample
+from flexdownscale.errors import DataError, FlexDownscaleWarning
+from flexdownscale.models import build_model
+from flexdownscale.pipeline import Downscaler, Forecaster
+
+RE = "reynolds_number"
+DISAGREE = r"the input disagrees on 'reynolds_number'"
+KW = {"members": None, "steps": 2, "seed": 3, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def kolmogorov() -> Downscaler:
+    return Downscaler.from_pretrained("kolmogorov-x8")
+
+
+@pytest.fixture(scope="module")
+def joined() -> xr.Dataset:
+    """The shipped sample's two Reynolds numbers (32 x 32 coarse cells each) joined by
+    ``xr.concat`` from two datasets with a global attribute ``reynolds_number`` each, as two
+    files would be: xarray keeps the first one's (1000)."""
+    kf = degrade(open_sample("kolmogorov"), 8)
+    parts = [kf.sel({RE: re}).drop_vars(RE).assign_attrs({RE: re}) for re in kf[RE].values.tolist()]
+    both = xr.concat(parts, dim=xr.DataArray([1000.0, 4000.0], dims=RE, name=RE))
+    assert both.attrs[RE] == 1000.0
+    return both
+
+
+def test_selected_coordinate_wins_over_the_first_files_attribute(kolmogorov, joined):
+    """both.sel(reynolds_number=4000) (the docs' recipe) ran at Re = 1000, the global attribute
+    xr.concat kept from the first file, with no warning (max |out - out(condition=4000)| = 0.70
+    against a field std of 3.18); training reads the coordinate."""
+    sel = joined.sel({RE: 4000.0})
+    with pytest.warns(FlexDownscaleWarning, match=DISAGREE) as caught:
+        out = kolmogorov(sel, **KW)
+    text = str(caught[0].message)
+    assert caught[0].filename == __file__
+    assert (
+        "its scalar coordinate 'reynolds_number' = 4000.0, but its global attribute "
+        "'reynolds_number' = 1000.0" in text
+    )
+    assert "runs at reynolds_number = 4000.0, from the scalar coordinate" in text
+    assert "ds.attrs.pop('reynolds_number') (or ds.attrs['reynolds_number'] = 4000.0)" in text
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    assert out.attrs[RE] == 4000.0  # the output does not keep the stale attribute
+    assert sel.attrs[RE] == 1000.0  # the input is not changed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlexDownscaleWarning)
+        fixed = kolmogorov(sel.assign_attrs({RE: 4000.0}), **KW)  # agreeing sources: silent
+    np.testing.assert_array_equal(out["vorticity"].values, fixed["vorticity"].values)
+    at_1000 = kolmogorov(sel, condition=1000.0, **KW)  # what it ran before: another field
+    assert np.abs(out["vorticity"].values - at_1000["vorticity"].values).max() > 0.1
+
+
+def test_scalar_variable_wins_over_the_attribute(kolmogorov, joined):
+    """A global attribute 1000 and a scalar data variable 4000 ran at 1000 without a warning."""
+    one = joined.isel({RE: 1}, drop=True)  # attribute 1000 (xr.concat's), fields at 4000
+    one[RE] = xr.DataArray(4000.0)
+    assert RE in one.data_vars
+    with pytest.warns(FlexDownscaleWarning, match=r"its scalar variable 'reynolds_number' = 4000"):
+        out = kolmogorov(one, **KW)
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+
+
+def test_variable_attribute_disagreeing_with_the_coordinate_warns(kolmogorov, joined):
+    """A DataArray's own attribute (kept by xr.concat too) that contradicts its coordinate."""
+    sel = joined.sel({RE: 4000.0})
+    sel.attrs = {k: v for k, v in sel.attrs.items() if k != RE}
+    sel["vorticity"].attrs[RE] = 1000.0
+    with pytest.warns(FlexDownscaleWarning, match=DISAGREE) as caught:
+        out = kolmogorov(sel, **KW)
+    text = str(caught[0].message)
+    assert "its variable 'vorticity''s attribute 'reynolds_number' = 1000.0" in text
+    assert "ds['vorticity'].attrs.pop('reynolds_number')" in text
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+
+
+@pytest.mark.parametrize("condition", [None, 4000.0])
+def test_joined_input_says_to_select_one_value_despite_its_attribute(kolmogorov, joined, condition):
+    """The joined, unselected input (dims reynolds_number, x, y) ran at the attribute's 1000
+    for both Reynolds numbers' fields or, with condition=, was told to "select or stack the
+    extra dims" (stacking a condition dimension runs every field at one value)."""
+    with pytest.raises(DataError) as e:
+        kolmogorov(joined, condition=condition, **KW)
+    text = str(e.value)
+    assert "the input's 'reynolds_number' holds 2 values (1000, 4000) along 'reynolds_number'" in (
+        text
+    )
+    assert "Select one value per call, e.g. ds.sel(reynolds_number=1000.0)" in text
+    assert "the global attribute 'reynolds_number' = 1000.0, which xr.concat kept" in text
+    assert "stack" not in text
+
+
+def test_forecaster_reads_the_condition_as_the_downscaler_does():
+    """The Forecaster shares the rule: the scalar coordinate wins over the global attribute."""
+    torch.manual_seed(0)
+    net = build_model(
+        ModelConfig(
+            preset="tiny", task="forecast", past_frames=2, dropout=0.0, physical_condition=True
+        )
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model = Forecaster(
+        net,
+        DiffusionConfig(),
+        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
+        variables=["vorticity"],
+        units={"vorticity": "1"},
+        sampler=SamplerConfig(steps=2),
+        name="tiny-box",
+        condition={"name": RE, "scale": 1000.0},
+    )
+    ds = box().assign_coords({RE: 4000.0}).assign_attrs({RE: 1000.0})
+    with pytest.warns(FlexDownscaleWarning, match=DISAGREE):
+        out = model(ds, lead_steps=1, seed=0)
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    reference = model(ds.drop_attrs(deep=False), lead_steps=1, seed=0)
+    np.testing.assert_array_equal(out["vorticity"].values, reference["vorticity"].values)
+    many = xr.concat([ds, ds.assign_coords({RE: 2000.0})], dim=RE)
+    with pytest.raises(DataError, match=r"holds 2 values \(4000, 2000\)"):
+        model(many, lead_steps=1, seed=0)
