@@ -1775,7 +1775,7 @@ def _check_dtypes(ds: xr.Dataset, variables: Sequence[str]) -> None:
     """Raise :class:`DataError` for a model variable whose values are not real numbers, or are
     still packed (:func:`~flexdownscale.data.grid.check_decoded`).
 
-    Integers (counts, packed data decoded by xarray) and floats are fine; strings, booleans, complex numbers,
+    Integers (counts) and floats are fine; strings, booleans, complex numbers,
     dates and objects are not (they failed deep inside or lost their imaginary part).
     """
     for v in variables:

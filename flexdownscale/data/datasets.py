@@ -108,6 +108,7 @@ from .grid import (
     _duration,
     _is_periodic_attr,
     _time_steps,
+    check_decoded,
     grid_spec,
     normalize_grid,
 )
@@ -300,6 +301,7 @@ class _XarraySource(_Source):
                 )
             if not np.issubdtype(v.dtype, np.number):
                 raise DataError(f"variable {name!r} has dtype {v.dtype}; expected numbers")
+        check_decoded(ds, names)
         self.channels = tuple(names)
         self.units = {name: str(ds[name].attrs.get("units", "")) for name in names}
         self.sample_dims = tuple(sample)
