@@ -259,6 +259,14 @@ class DataConfig(_Section):
         split that hold NaN where the items read, found in one pass when the split opens:
         ``"error"`` (default) refuses the split, naming the variable and the fields;
         ``"drop"`` leaves those fields out of the split and reports them.
+    transforms : "auto" or mapping of str to {"none", "log1p"}, default "auto"
+        Transform of each variable before its normalization statistics are fitted:
+        ``"auto"`` applies ``log1p`` to precipitation-like variables (by name, standard or long
+        name); a table ``{variable = "log1p" | "none"}`` chooses (unlisted variables get
+        ``"none"``; a name not among ``variables`` is refused). In TOML a ``[data.transforms]``
+        table or ``transforms = {tp = "none"}``; on the command line
+        ``data.transforms.tp=log1p``. ``log1p`` expects amounts in mm (kg m-2) or rates in mm/h
+        or mm/day, not m or kg m-2 s-1 (on those it is nearly the identity, and the fit warns).
     """
 
     paths: tuple[str, ...] = ()
@@ -277,6 +285,29 @@ class DataConfig(_Section):
     past_frames: int = 1
     lead: int = 1
     nan_fields: Literal["error", "drop"] = "error"
+    transforms: Literal["auto"] | Mapping[str, Literal["none", "log1p"]] = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        transforms = self.transforms
+        if isinstance(transforms, Mapping):
+            if not transforms:
+                raise ConfigError(
+                    'data.transforms is an empty table; write "auto" (log1p for '
+                    'precipitation-like variables) or name the variables ({tp = "none"}) '
+                    "(DataConfig.transforms)"
+                )
+            unknown = [k for k in transforms if k not in self.variables]
+            if self.variables and unknown:
+                lower = {v.lower(): v for v in self.variables}
+                near = difflib.get_close_matches(unknown[0].lower(), list(lower), n=1)
+                hint = f" (did you mean {lower[near[0]]!r}?)" if near else ""
+                raise ConfigError(
+                    f"data.transforms names {', '.join(map(repr, unknown))}, not among "
+                    f"data.variables ({', '.join(map(repr, self.variables))}), so the transform "
+                    f"would be ignored{hint}; name the variables as data.variables does "
+                    f"(DataConfig.transforms)"
+                )
 
 
 @dataclass(frozen=True)
@@ -771,15 +802,39 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         args = get_args(annotation)
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[ConfigError] = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where)
             except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError("; ".join(errors))
+                errors.append(err)
+        words = [a for a in args if get_origin(a) is Literal]
+        tables = [
+            i
+            for i, a in enumerate(a for a in args if a is not type(None))
+            if get_origin(a) is Mapping
+        ]
+        if words and tables:
+            # a word or a table (data.transforms): a table's own problem, else both named
+            if isinstance(value, Mapping):
+                raise errors[tables[0]]
+            options = ", ".join(repr(o) for w in words for o in get_args(w))
+            raise _problem(
+                where, f"= {value!r} is not a valid option; expected {options} or a table"
+            )
+        raise ConfigError("; ".join(map(str, errors)))
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise _problem(where, f"must be a table, got {type(value).__name__} {value!r}")
+        key_type, value_type = get_args(annotation)
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, key_type):
+                raise _problem(where, f"has a key {key!r}; expected {key_type.__name__} keys")
+            out[key] = _convert(item, value_type, f"{where}.{key}")
+        return out
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise _problem(where, f"must be a list, got {type(value).__name__} {value!r}")
@@ -929,6 +984,8 @@ def to_dict(config: Any) -> dict[str, Any]:
             }
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
         return value
 
     return plain(config)
@@ -965,6 +1022,11 @@ def _parse_bare_item(text: str) -> Any:
     return value if isinstance(value, bool | int | float) else text
 
 
+def _takes_table(hint: Any) -> bool:
+    """Whether a setting of type ``hint`` may be a table of free keys (``data.transforms``)."""
+    return any(get_origin(a) is Mapping for a in (hint, *get_args(hint)))
+
+
 def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with the keys of ``update`` put in, nested tables merged the same way."""
     out = dict(base)
@@ -985,6 +1047,9 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     table changes only the keys it names (``optim={lr=1e-4,warmup_steps=10}`` keeps the rest of
     ``[optim]``). The bare word ``none`` (or ``null``) unsets a key that may be unset
     (``micro_batch_size=none``, ``data.condition=none``); elsewhere it is the string "none".
+    A setting that is a table of free keys (``data.transforms``) takes one entry at a time
+    (``data.transforms.tp=log1p`` adds or changes that entry) or a whole inline table
+    (``data.transforms={tp="none"}`` replaces it).
 
     Parameters
     ----------
@@ -1031,7 +1096,16 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
                     value = _merged(target.get(part) or {}, value)
                 target[part] = value
             else:
-                cls = typing.get_type_hints(cls)[part]
+                hint = typing.get_type_hints(cls)[part]
+                if depth == len(parts) - 2 and _takes_table(hint):
+                    # data.transforms.tp=log1p: one entry of a table-valued setting (a word
+                    # such as "auto" there is replaced by the table)
+                    table = target.get(part)
+                    table = dict(table) if isinstance(table, Mapping) else {}
+                    table[parts[-1]] = _parse_override(text.strip())
+                    target[part] = table
+                    break
+                cls = hint
                 if not dataclasses.is_dataclass(cls):
                     raise ConfigError(f"override {item!r}: {part!r} is not a table")
                 target = target.setdefault(part, {})

@@ -112,7 +112,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
 )
-from .normalize import Normalizer, Transform, _FitPlan
+from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint
 
 __all__ = [
     "ForecastDataset",
@@ -1234,7 +1234,12 @@ class _FieldDataset(torch.utils.data.Dataset):
             parts = [channels(k, sel) for k, sel in enumerate(train) if sel is not None]
             if not parts:
                 raise DataError("the training split is empty; cannot fit normalization statistics")
-            plan = _FitPlan(parts, variables=list(self.variables), transforms=self._fit_transforms)
+            plan = _FitPlan(
+                parts,
+                variables=list(self.variables),
+                transforms=self._fit_transforms,
+                in_config=_FROM_CONFIG.get(),  # messages name data.transforms
+            )
             transforms = plan.transforms
         elif self.normalizer is not None:
             transforms = {v: self.normalizer.stats[v].transform for v in self.variables}
@@ -1346,10 +1351,9 @@ class _FieldDataset(torch.utils.data.Dataset):
             name = next(iter(bad_domain))
             raise DataError(
                 f"the {self.split} split: {'; '.join(parts)}. The normalizer's log1p transform "
-                f"(chosen for precipitation-like variables) needs values > -1; these would be "
-                f"NaN in the tensors. Clean the data first (precipitation is not negative: e.g. "
-                f"ds[{name!r}].clip(min=0)), or in Python normalize without log1p "
-                f"(transforms={{{name!r}: 'none'}})"
+                f"needs values > -1; these would be NaN in the tensors. Clean the data first (precipitation is not negative: e.g. "
+                f"ds[{name!r}].clip(min=0)), or normalize without log1p: "
+                f"{_no_log1p_hint(name, _FROM_CONFIG.get())}"
             )
         return masks
 
@@ -2237,7 +2241,7 @@ def from_config(
     *,
     task: Task = "superres",
     normalizer: Normalizer | Literal["fit"] | None = "fit",
-    transforms: Mapping[str, Transform] | Literal["auto"] = "auto",
+    transforms: Mapping[str, Transform] | Literal["auto"] | None = None,
     seed: int = 0,
     crop: Crop | None = None,
     crops_per_field: int = 1,
@@ -2249,7 +2253,7 @@ def from_config(
     config
         Paths, format, variables, degradation, upsample, factor, crop_size (divisible by 16 and
         by ``factor``), split_dim, train / validation / test selections, condition,
-        condition_scale, past_frames, lead, nan_fields.
+        condition_scale, past_frames, lead, nan_fields, transforms.
     split
         ``"train"``, ``"validation"`` or ``"test"``.
     task
@@ -2259,7 +2263,8 @@ def from_config(
         ``"fit"`` (default: statistics of the train split, the same for every split), a fitted
         :class:`Normalizer` or ``None``.
     transforms
-        Transforms used when fitting.
+        Transforms used when fitting (``"auto"`` or a mapping variable -> ``"none"`` /
+        ``"log1p"``); default None: ``config.transforms`` (the run's ``data.transforms``).
     seed
         Crop seed.
     crop
@@ -2301,7 +2306,7 @@ def from_config(
         "split_dim": config.split_dim,
         "splits": splits,
         "normalizer": normalizer,
-        "transforms": transforms,
+        "transforms": config.transforms if transforms is None else transforms,
         "condition": config.condition,
         "condition_scale": config.condition_scale,
         "seed": seed,

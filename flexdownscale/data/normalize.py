@@ -15,8 +15,10 @@ numpy arrays or torch tensors (:meth:`Normalizer.transform_array`).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._stack import user_stacklevel
 from ..errors import (
     ConfigError,
     DataError,
+    FlexDownscaleWarning,
     GridError,
     MissingVariableError,
     ShapeError,
@@ -141,6 +145,26 @@ def _round_off_only(mean: float, std: float) -> bool:
     return std <= _CONSTANT_RTOL * abs(mean)
 
 
+#: Below this scale (the fitted ``mean + 3 std`` of a variable's ``log1p`` values, which covers
+#: all but its rarest values) ``log1p`` is nearly the identity: ``log1p(x) = x - x**2 / 2 + ...``
+#: differs from ``x`` by less than ``x / 2`` relative, so by under 2.5 % on values up to 0.05. That
+#: is precipitation in m (ERA5's ``tp``) or kg m-2 s-1 (CMIP's ``pr``), where log1p leaves the
+#: skewed field as it is (normalized skewness 6.6 for hourly totals in m, against 2.7 for the same
+#: totals in mm); in mm, mm/h or mm/day the bulk of wet values lies where log1p bends.
+LOG1P_SMALL_SCALE = 0.05
+
+
+def _no_log1p_hint(name: str, in_config: bool) -> str:
+    """How to normalize ``name`` without log1p: the run's TOML key for a dataset built from a
+    :class:`~flexdownscale.config.DataConfig`, else the keyword of :meth:`Normalizer.fit`."""
+    if in_config:
+        return (
+            f'data.transforms = {{{name} = "none"}} in the run\'s TOML '
+            f"(DataConfig(transforms={{{name!r}: 'none'}}) in Python)"
+        )
+    return f"transforms={{{name!r}: 'none'}}"
+
+
 def _forward(x: Any, transform: str) -> Any:
     if transform == "log1p":
         return torch.log1p(x) if isinstance(x, torch.Tensor) else np.log1p(x)
@@ -220,7 +244,11 @@ class Normalizer:
             variable with at least one dimension that is not a bounds or grid-mapping variable.
         transforms
             ``"auto"`` (``log1p`` for precipitation-like variables, see :func:`auto_transform`)
-            or a mapping name -> ``"none"`` / ``"log1p"`` (unlisted variables get ``"none"``).
+            or a mapping name -> ``"none"`` / ``"log1p"`` (unlisted variables get ``"none"``;
+            a name that is not among the variables fitted is refused). ``log1p`` expects
+            amounts in mm (kg m-2) or rates in mm/h or mm/day: on values in m or kg m-2 s-1
+            it is nearly the identity, and a :class:`~flexdownscale.errors.FlexDownscaleWarning`
+            says so.
 
         Returns
         -------
@@ -228,10 +256,19 @@ class Normalizer:
 
         Raises
         ------
+        ConfigError
+            When ``transforms`` is neither ``"auto"`` nor a mapping, gives a transform other
+            than ``"none"`` / ``"log1p"``, or names a variable that is not fitted.
         MissingVariableError
             When a requested variable is absent from a dataset.
         DataError
             When a variable is constant or all NaN, or has values <= -1 under ``log1p``.
+
+        Warns
+        -----
+        FlexDownscaleWarning
+            When a ``log1p`` variable's values are so small that ``log1p`` is nearly the
+            identity on them (the fitted ``mean + 3 std`` of its log1p values below 0.05).
         """
         plan = _FitPlan(data, variables=variables, transforms=transforms)
         (computed,) = dask.compute(plan.lazy)
@@ -550,6 +587,7 @@ class _FitPlan:
         *,
         variables: Sequence[str] | None,
         transforms: Mapping[str, Transform] | Literal["auto"],
+        in_config: bool = False,
     ) -> None:
         datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
         if not datasets:
@@ -562,7 +600,9 @@ class _FitPlan:
                 f"{sorted(map(str, datasets[0].data_vars))}; by default only numeric variables "
                 f"on the horizontal grid are fitted. Name them with variables=[...]"
             )
-        self.transforms = _chosen_transforms(datasets[0], names, transforms)
+        #: messages name the run's ``data.transforms`` (a dataset built from a DataConfig)
+        self.in_config = in_config
+        self.transforms = _chosen_transforms(datasets[0], names, transforms, in_config)
         for name in names:
             for ds in datasets:
                 if name not in ds.data_vars:
@@ -581,7 +621,13 @@ class _FitPlan:
                 x = x.astype(np.float64)
                 # values outside the transform's domain are reported below, not warned about here
                 t = _forward(x.where(x > -1) if chosen[name] == "log1p" else x, chosen[name])
-                per[name] = (x.count(), x.min(skipna=True), t.mean(skipna=True), t.var(skipna=True))
+                per[name] = (
+                    x.count(),
+                    x.min(skipna=True),
+                    t.mean(skipna=True),
+                    t.var(skipna=True),
+                    x.max(skipna=True),
+                )
             lazy.append(per)
         self.names = names
         self.lazy = lazy
@@ -593,12 +639,13 @@ class _FitPlan:
         stats = {}
         for name in self.names:
             n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
-            lowest = math.inf
+            lowest, highest = math.inf, -math.inf
             for per in computed:
-                count, low, mean, var = (float(v) for v in per[name])
+                count, low, mean, var, high = (float(v) for v in per[name])
                 if count == 0:
                     continue
                 lowest = min(lowest, low)
+                highest = max(highest, high)
                 delta = mean - mean_tot
                 n_new = n_tot + count
                 mean_tot += delta * count / n_new
@@ -609,7 +656,9 @@ class _FitPlan:
             if chosen[name] == "log1p" and lowest <= -1:
                 raise DataError(
                     f"variable {name!r} has values down to {lowest:g}; log1p needs values > -1. "
-                    f"Use transforms={{{name!r}: 'none'}} or clean the data"
+                    f"Clean the data (precipitation is not negative: e.g. "
+                    f"ds[{name!r}].clip(min=0)), or normalize it without log1p: "
+                    f"{_no_log1p_hint(name, self.in_config)}"
                 )
             std = math.sqrt(m2_tot / n_tot)
             if not std > 0:
@@ -625,6 +674,8 @@ class _FitPlan:
                     f"be normalized. Drop it from the variables"
                 )
             units = self.units[name]
+            if chosen[name] == "log1p" and mean_tot + 3 * std < LOG1P_SMALL_SCALE:
+                self._warn_small(name, units, mean_tot, std, highest)
             stats[name] = VariableStats(
                 mean=mean_tot,
                 std=std,
@@ -632,6 +683,23 @@ class _FitPlan:
                 units=None if units is None else str(units),
             )
         return stats
+
+    def _warn_small(self, name: str, units: Any, mean: float, std: float, highest: float) -> None:
+        """Say that log1p is nearly the identity on ``name``'s values (they are too small)."""
+        in_units = f"in {units!r}" if units else "without units"
+        fix = _no_log1p_hint(name, self.in_config)
+        warnings.warn(
+            f"variable {name!r} ({in_units}) is normalized with log1p, but its values are so "
+            f"small (largest {highest:.3g}; mean + 3 std of log1p {mean + 3 * std:.3g}, below "
+            f"{LOG1P_SMALL_SCALE:g}) that log1p is nearly the identity on them (it differs from "
+            f"x by less than x / 2 relative): the model gets the skewed field as it is. log1p "
+            f"expects amounts in mm (kg m-2) or rates in mm/h or mm/day: convert first (m: "
+            f"ds[{name!r}] * 1000 with units 'mm'; kg m-2 s-1: ds[{name!r}] * 3600 with units "
+            f"'mm h-1'). If the values are in such units already, log1p does little here: "
+            f"{fix} gives nearly the same normalization",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: bool) -> None:
@@ -700,19 +768,34 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
 
 
 def _chosen_transforms(
-    ds: xr.Dataset, names: Sequence[str], transforms: Mapping[str, Transform] | Literal["auto"]
+    ds: xr.Dataset,
+    names: Sequence[str],
+    transforms: Mapping[str, Transform] | Literal["auto"],
+    in_config: bool = False,
 ) -> dict[str, Transform]:
     """The transform of each of ``names``: ``auto_transform`` of ``ds[name]`` for ``"auto"``,
-    else the mapping's entry (``"none"`` for unlisted names). Checks the mapping's values."""
+    else the mapping's entry (``"none"`` for unlisted names). Checks the mapping's values, and
+    refuses a name that is not among ``names`` (its transform would be ignored without a word,
+    and the variable meant normalized without it). ``in_config``: messages name the run's
+    ``data.transforms``."""
+    setting = "data.transforms (DataConfig.transforms)" if in_config else "transforms"
     if transforms != "auto":
         if not isinstance(transforms, Mapping):
-            raise ConfigError(f"transforms={transforms!r}; expected 'auto' or a mapping")
+            raise ConfigError(f"{setting}={transforms!r}; expected 'auto' or a mapping")
         for name, t in transforms.items():
             if t not in get_args(Transform):
                 raise ConfigError(
                     f"transform {t!r} for {name!r} is not valid; expected one of "
                     f"{', '.join(repr(o) for o in get_args(Transform))}"
                 )
+        unknown = [str(k) for k in transforms if k not in names]
+        if unknown:
+            which = "it is" if len(unknown) == 1 else "they are"
+            raise ConfigError(
+                f"{setting} names {_quoted(unknown)}, but {which} not among the variables "
+                f"normalized ({_quoted(names)}), so the transform would be ignored"
+                f"{_name_hint(unknown, names)}; name the variables as the data do"
+            )
     chosen: dict[str, Transform] = {}
     for name in names:
         if transforms == "auto":
@@ -725,6 +808,23 @@ def _chosen_transforms(
         else:
             chosen[name] = transforms.get(name, "none")
     return chosen
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(str(n)) for n in names)
+
+
+def _name_hint(unknown: Sequence[str], names: Sequence[str]) -> str:
+    """``" (did you mean 'prate'?)"`` for the first unknown name close to a known one (case
+    aside first: ``PRATE`` is ``prate``), else ``""``."""
+    lower = {n.lower(): n for n in map(str, names)}
+    for name in unknown:
+        if name.lower() in lower:
+            return f" (did you mean {lower[name.lower()]!r}?)"
+        close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {lower[close[0]]!r}?)"
+    return ""
 
 
 def _default_variables(ds: xr.Dataset) -> list[str]:
