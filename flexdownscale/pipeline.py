@@ -83,7 +83,13 @@ from .errors import (
     UnsupportedFactorError,
     WeightsMismatchError,
 )
-from .units import UnitComparison, compare_units
+from .units import (
+    WATER_DENSITY,
+    UnitComparison,
+    compare_units,
+    conversion_code,
+    conversion_rule,
+)
 
 __all__ = [
     "Downscaler",
@@ -1762,6 +1768,18 @@ def _unconvertible_units(
             f"variable {label} has units {found!r}, which is not a unit flexdownscale knows "
             f"(CF / UDUNITS spellings: 'K', 'degC', 'hPa', 'm s-1', 'kg m-2 s-1', '1', ...); the "
             f"model expects {expected!r} ({want}). {fix}{other}"
+        )
+    water = comparison.water_scale
+    if water is not None:  # mm against kg m-2: the same for liquid water, not converted unasked
+        rule = conversion_rule(found, expected, water, 0.0)
+        return (
+            f"variable {label} is in {found!r}, {have}, but the model expects {expected!r}, "
+            f"{want}: not the same kind of quantity, but for liquid water "
+            f"({WATER_DENSITY:g} kg m-3) a depth is a mass per area, {rule} (1 mm of water is "
+            "1 kg m-2). If the values are liquid water (a precipitation depth, not snow), "
+            "flexdownscale does not assume it; convert first: "
+            f"{conversion_code(variable, water, 0.0, expected)}. If this is not the model's "
+            f"variable, pass that one (variables=[...] or rename={{'yours': {model_name!r}}})"
         )
     return (
         f"variable {label} is in {found!r}, {have}, but the model expects {expected!r}, {want}: "

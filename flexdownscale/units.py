@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "WATER_DENSITY",
     "UnitComparison",
     "compare_units",
     "conversion_code",
@@ -29,6 +30,7 @@ __all__ = [
     "parse_units",
     "quantity_kind",
     "same_units",
+    "water_equivalent",
 ]
 
 #: every spelling of degrees once lower-cased with spaces and underscores removed:
@@ -245,6 +247,61 @@ def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
     return scale, offset
 
 
+#: the density of liquid water (kg m-3) by which a water depth (``mm``, ``m``) is a mass per
+#: area (``kg m-2``), and a depth per time (``mm s-1``) a mass flux (``kg m-2 s-1``)
+WATER_DENSITY = 1000.0
+
+
+@functools.cache
+def water_equivalent(found: str, expected: str) -> float | None:
+    """The scale of the liquid-water equivalence from ``found`` to ``expected``, when one is a
+    depth (or depth per time) and the other a mass per area (or per area and time).
+
+    Such units measure different quantities, so :func:`linear_conversion` has no conversion;
+    for liquid water of density :data:`WATER_DENSITY` they are the standard equivalence
+    (1 mm of water is 1 kg m-2). An error message may offer it: it is never applied on its
+    own, since a depth of snow, or a length that is no water at all, is not so converted.
+
+    Parameters
+    ----------
+    found : str
+        The units the values are in.
+    expected : str
+        The units wanted.
+
+    Returns
+    -------
+    float or None
+        ``scale`` with ``value_in_expected = value_in_found * scale`` for liquid water (1 for
+        mm to kg m-2, 1000 for m to kg m-2, 0.001 for kg m-2 to m); ``None`` when the pair is
+        not a depth against a mass per area (each per time or neither), or either is no unit.
+
+    Examples
+    --------
+    >>> water_equivalent("m", "kg m-2"), water_equivalent("mm", "kg m-2")
+    (1000.0, 1.0)
+    >>> water_equivalent("kg m-2 s-1", "mm s-1"), water_equivalent("K", "kg m-2")
+    (1.0, None)
+    """
+    a, b = parse_units(found), parse_units(expected)
+    if a is None or b is None:
+        return None
+    depths = {parse_units("m").dimensionality, parse_units("m s-1").dimensionality}
+    registry = _registry()
+    density = registry.Quantity(WATER_DENSITY, "kg m-3")
+    if a.dimensionality in depths:
+        amount = registry.Quantity(1.0, a) * density
+    elif b.dimensionality in depths:
+        amount = registry.Quantity(1.0, a) / density
+    else:
+        return None
+    try:
+        scale = float(amount.to(b).magnitude)
+    except Exception:  # DimensionalityError: a depth against something else than water
+        return None
+    return float(f"{scale:.12g}")  # 1.0000000000000002 of the definitions is 1
+
+
 @dataclass(frozen=True)
 class UnitComparison:
     """How values in one unit relate to another unit (:func:`compare_units`): the one
@@ -288,6 +345,15 @@ class UnitComparison:
     def expected_kind(self) -> str | None:
         """What ``expected`` measures, in words (:func:`quantity_kind`); ``None``: no unit."""
         return quantity_kind(self.expected)
+
+    @property
+    def water_scale(self) -> float | None:
+        """For ``"other_kind"`` units that are a water depth against a mass per area (``mm``
+        and ``kg m-2``; ``m s-1`` and ``kg m-2 s-1``), the scale of the liquid-water
+        equivalence (:func:`water_equivalent`); ``None`` otherwise."""
+        if self.outcome != "other_kind":
+            return None
+        return water_equivalent(self.found, self.expected)
 
     @property
     def rule(self) -> str:

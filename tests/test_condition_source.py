@@ -1,6 +1,7 @@
-"""Where a conditioned model's condition comes from (review 70): the input's scalar coordinate or
+"""Review 70. Where a conditioned model's condition comes from: the input's scalar coordinate or
 variable of the condition's name wins over a global attribute (as training reads it), a
-disagreement between them warns, and an input holding several values says to select one."""
+disagreement between them warns, and an input holding several values says to select one. And
+the units message for a water depth given to a model in a mass per area (mm against kg m-2)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from test_forecast_fixes import box
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, degrade
 from flexdownscale.demo import open_sample
-from flexdownscale.errors import DataError, FlexDownscaleWarning
+from flexdownscale.errors import DataError, FlexDownscaleWarning, UnitsError
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Downscaler, Forecaster
+from flexdownscale.units import compare_units, water_equivalent
 
 RE = "reynolds_number"
 DISAGREE = r"the input disagrees on 'reynolds_number'"
@@ -106,27 +108,37 @@ def test_joined_input_says_to_select_one_value_despite_its_attribute(kolmogorov,
     assert "stack" not in text
 
 
-def test_forecaster_reads_the_condition_as_the_downscaler_does():
-    """The Forecaster shares the rule: the scalar coordinate wins over the global attribute."""
+def _tiny_forecaster(units: str = "1", *, conditioned: bool = False) -> Forecaster:
+    """An untrained tiny forecast model of 'vorticity' in ``units`` (perturbed so that its
+    output depends on its input), conditioned on the Reynolds number if ``conditioned``."""
     torch.manual_seed(0)
     net = build_model(
         ModelConfig(
-            preset="tiny", task="forecast", past_frames=2, dropout=0.0, physical_condition=True
+            preset="tiny",
+            task="forecast",
+            past_frames=2,
+            dropout=0.0,
+            physical_condition=conditioned,
         )
     )
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    model = Forecaster(
+    return Forecaster(
         net,
         DiffusionConfig(),
         normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
         variables=["vorticity"],
-        units={"vorticity": "1"},
+        units={"vorticity": units},
         sampler=SamplerConfig(steps=2),
         name="tiny-box",
-        condition={"name": RE, "scale": 1000.0},
+        condition={"name": RE, "scale": 1000.0} if conditioned else None,
     )
+
+
+def test_forecaster_reads_the_condition_as_the_downscaler_does():
+    """The Forecaster shares the rule: the scalar coordinate wins over the global attribute."""
+    model = _tiny_forecaster(conditioned=True)
     ds = box().assign_coords({RE: 4000.0}).assign_attrs({RE: 1000.0})
     with pytest.warns(FlexDownscaleWarning, match=DISAGREE):
         out = model(ds, lead_steps=1, seed=0)
@@ -136,3 +148,79 @@ def test_forecaster_reads_the_condition_as_the_downscaler_does():
     many = xr.concat([ds, ds.assign_coords({RE: 2000.0})], dim=RE)
     with pytest.raises(DataError, match=r"holds 2 values \(4000, 2000\)"):
         model(many, lead_steps=1, seed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# the liquid-water equivalence of a depth and a mass per area
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("found", "expected", "scale"),
+    [
+        ("m", "kg m-2", 1000.0),
+        ("mm", "kg m-2", 1.0),
+        ("kg m-2", "m", 0.001),
+        ("kg m-2", "mm", 1.0),
+        ("mm s-1", "kg m-2 s-1", 1.0),
+        ("m s-1", "kg m-2 s-1", 1000.0),
+        ("mm day-1", "kg m-2 s-1", 1.0 / 86400.0),
+        ("kg m-2 s-1", "mm h-1", 3600.0),
+        ("m", "kg m-2 s-1", None),  # an amount against a rate
+        ("m s-1", "kg m-2", None),
+        ("K", "kg m-2", None),
+        ("m", "K", None),
+        ("m", "not_a_unit", None),
+    ],
+)
+def test_water_equivalent_scale(found, expected, scale):
+    """1 mm of liquid water (1000 kg m-3) is 1 kg m-2, per time as well."""
+    got = water_equivalent(found, expected)
+    if scale is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(scale, rel=1e-12)
+    comparison = compare_units(found, expected)
+    assert comparison.water_scale == got  # both not convertible by units alone
+    assert comparison.conversion is None
+
+
+def test_convertible_units_have_no_water_scale():
+    assert compare_units("g m-2", "kg m-2").water_scale is None
+    assert compare_units("mm", "m").water_scale is None
+
+
+def test_depth_given_to_a_mass_per_area_model_gives_the_conversion():
+    """'tp' in mm or m against a model in kg m-2 said only "no conversion exists between them";
+    the message now gives the liquid-water conversion, which is not applied unasked."""
+    model = _tiny_forecaster("kg m-2")
+    amount = box()  # values in kg m-2 (a mass per area)
+    amount["vorticity"].attrs["units"] = "kg m-2"
+    in_m = amount.copy()
+    in_m["vorticity"] = (amount["vorticity"] / 1000).assign_attrs(units="m")
+    with pytest.raises(UnitsError) as e:
+        model(in_m, lead_steps=1, seed=0)
+    text = str(e.value)
+    assert text.startswith("variable 'vorticity' is in 'm', a length, but the model expects")
+    assert (
+        "for liquid water (1000 kg m-3) a depth is a mass per area, values in kg m-2 = values in "
+        "m x 1000 (1 mm of water is 1 kg m-2)" in text
+    )
+    assert "no conversion exists" not in text
+    code = "ds['vorticity'] = (ds['vorticity'] * 1000).assign_attrs(units='kg m-2')"
+    assert f"convert first: {code}." in text
+    assert in_m["vorticity"].attrs["units"] == "m"  # not converted on its own
+    ds = in_m.copy()
+    exec(code, {"ds": ds})  # the fix given runs as the model's own units
+    np.testing.assert_allclose(ds["vorticity"].values, amount["vorticity"].values, rtol=1e-6)
+    assert model(ds, lead_steps=1, seed=0)["vorticity"].attrs["units"] == "kg m-2"
+    in_mm = amount.copy()
+    in_mm["vorticity"] = amount["vorticity"].assign_attrs(units="mm")
+    with pytest.raises(UnitsError, match=r"values in kg m-2 = values in mm \(1 mm of water"):
+        model(in_mm, lead_steps=1, seed=0)
+    # other kinds keep their message
+    in_k = amount.copy()
+    in_k["vorticity"] = amount["vorticity"].assign_attrs(units="K")
+    with pytest.raises(UnitsError, match="no conversion exists between them") as e:
+        model(in_k, lead_steps=1, seed=0)
+    assert "liquid water" not in str(e.value)
