@@ -98,7 +98,7 @@ def _info_package() -> int:
 
 
 def _info_model(name: str) -> int:
-    from .hub import load_model_folder, shipped_models
+    from .hub import load_model_folder, normalization_transforms, shipped_models
     from .pipeline import _check_weights_fit
 
     folder = load_model_folder(name)
@@ -116,6 +116,10 @@ def _info_model(name: str) -> int:
     print(f"  task: {folder.task}, factor: {folder.factor}")
     described = ", ".join(f"{v} [{folder.units.get(v, '')}]" for v in folder.variables)
     print(f"  variables: {described}")
+    transforms = normalization_transforms(folder.normalization)
+    if transforms:
+        told = "; ".join(f"{v} {words}" for v, words in transforms.items())
+        print(f"  normalization transform: {told}")
     print(
         f"  backbone: {folder.model.backbone} {folder.model.preset}, {count / 1e6:.2f} M "
         f"parameters (stored as {', '.join(stored)}; the weights fit the architecture)"

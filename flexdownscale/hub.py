@@ -55,6 +55,8 @@ __all__ = [
     "check_target",
     "import_foreign_checkpoint",
     "load_model_folder",
+    "model_card_lines",
+    "normalization_transforms",
     "read_model_header",
     "resolve_model_path",
     "save_model_folder",
@@ -251,6 +253,103 @@ def _unwritable(path: Path, err: OSError, what: str) -> ModelFolderError:
         f"cannot write a model folder to {str(path)!r}: {what} failed ({why}); {fix} "
         "(nothing was written)"
     )
+
+
+def _transform_words(transform: str) -> str:
+    """What a normalization transform does to a variable, for a model card or ``info``."""
+    if transform == "log1p":
+        return (
+            "log1p (standardized as log(1 + x); generated values are clipped at 0, the "
+            "transform's lower bound)"
+        )
+    return transform
+
+
+def normalization_transforms(normalization: Mapping[str, Any]) -> dict[str, str]:
+    """The variables of a parsed ``normalization.json`` normalized through a transform other
+    than ``"none"``, with what the transform does in words.
+
+    Parameters
+    ----------
+    normalization : mapping of str to Any
+        The parsed ``normalization.json`` (:attr:`ModelFolder.normalization`,
+        ``{"format_version": 1, "variables": [{"name", "transform", "mean", "std", ...}]}``).
+
+    Returns
+    -------
+    dict of str to str
+        ``{"tp": "log1p (standardized as log(1 + x); generated values are clipped at 0, ...)"}``;
+        empty when every variable is normalized without a transform (or the record is not of
+        that form).
+
+    Examples
+    --------
+    >>> normalization_transforms(
+    ...     {"variables": [{"name": "tp", "transform": "log1p"}, {"name": "t2m"}]}
+    ... )["tp"][:5]
+    'log1p'
+    """
+    variables = normalization.get("variables") if isinstance(normalization, Mapping) else None
+    found: dict[str, str] = {}
+    for entry in variables if isinstance(variables, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        transform = entry.get("transform", "none")
+        if isinstance(transform, str) and transform != "none":
+            found[str(entry.get("name"))] = _transform_words(transform)
+    return found
+
+
+def model_card_lines(
+    condition: Mapping[str, Any] | None, normalization: Mapping[str, Any]
+) -> list[str]:
+    """Markdown bullet lines for a generated model card: the model's physical condition (its
+    name, scale and the range trained on) and the variables normalized through a transform,
+    each only when the model has one.
+
+    Parameters
+    ----------
+    condition : mapping of str to Any or None
+        The model's condition metadata (``{"name": ..., "scale": ..., "range": [low, high]}``,
+        :attr:`ModelFolder.condition`); ``None`` for an unconditioned model.
+    normalization : mapping of str to Any
+        The parsed ``normalization.json`` (:attr:`ModelFolder.normalization`).
+
+    Returns
+    -------
+    list of str
+        Zero, one or two lines, e.g. ``"- physical condition: `reynolds_number` (the network
+        sees reynolds_number / 40000), trained on 1000 to 4000; ..."`` and
+        ``"- normalization transform: `tp` log1p (...)"``.
+
+    Examples
+    --------
+    >>> model_card_lines(None, {"variables": [{"name": "t2m", "transform": "none"}]})
+    []
+    """
+    lines = []
+    if condition and condition.get("name"):
+        name = str(condition["name"])
+        scale = condition.get("scale", 1.0)
+        seen = condition.get("range")
+        trained = ""
+        if isinstance(seen, list | tuple) and len(seen) == 2:
+            low, high = (float(v) for v in seen)
+            trained = (
+                f", trained on {low:g}" if low == high else f", trained on {low:g} to {high:g}"
+            )
+        lines.append(
+            f"- physical condition: `{name}` (the network sees {name} / {float(scale):g})"
+            f"{trained}; at inference `condition=` or the input's `{name}` (a scalar "
+            "coordinate, else a global attribute)"
+        )
+    transforms = normalization_transforms(normalization)
+    if transforms:
+        lines.append(
+            "- normalization transform: "
+            + "; ".join(f"`{name}` {words}" for name, words in transforms.items())
+        )
+    return lines
 
 
 def save_model_folder(

@@ -1865,6 +1865,14 @@ class _ModelFolderIO:
     def _folder_factor(self) -> int:
         return 1
 
+    def _default_card(self) -> str:
+        """The card of a model that has none (built from its parts): its name, and its
+        physical condition and normalization transforms when it has them."""
+        from .hub import model_card_lines
+
+        lines = model_card_lines(self.condition, self.normalizer.to_dict())
+        return f"# {self.name}\n" + ("\n" + "\n".join(lines) + "\n" if lines else "")
+
     @keyword_hints
     def save_pretrained(
         self,
@@ -1883,7 +1891,9 @@ class _ModelFolderIO:
             Destination folder; an existing one is refused unless ``overwrite=True`` (and even
             then only a model folder or an empty folder is replaced).
         card
-            Model card (``README.md``); default: the loaded folder's.
+            Model card (``README.md``); default: the loaded folder's, else (a model built from
+            its parts) its name with its physical condition and normalization transforms
+            (:func:`flexdownscale.hub.model_card_lines`).
         overwrite
             Replace an existing model folder at ``path``.
         dtype
@@ -1927,7 +1937,7 @@ class _ModelFolderIO:
             factor=self._folder_factor(),
             normalization=self.normalizer.to_dict(),
             grid=self.grid,
-            card=card if card is not None else (self.card or f"# {self.name}\n"),
+            card=card if card is not None else (self.card or self._default_card()),
             task=self._task,
             condition=self.condition,
             extra=dict(extra) if extra is not None else self.extra,

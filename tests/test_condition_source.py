@@ -1,7 +1,8 @@
 """Review 70. Where a conditioned model's condition comes from: the input's scalar coordinate or
 variable of the condition's name wins over a global attribute (as training reads it), a
 disagreement between them warns, and an input holding several values says to select one. And
-the units message for a water depth given to a model in a mass per area (mm against kg m-2)."""
+the units message for a water depth given to a model in a mass per area (mm against kg m-2),
+and the condition and normalization transform on a generated model card and in `info`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import torch
 import xarray as xr
 from test_forecast_fixes import box
 
+from flexdownscale.cli import main
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, degrade
 from flexdownscale.demo import open_sample
 from flexdownscale.errors import DataError, FlexDownscaleWarning, UnitsError
+from flexdownscale.hub import model_card_lines, normalization_transforms
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Downscaler, Forecaster
 from flexdownscale.units import compare_units, water_equivalent
@@ -224,3 +227,59 @@ def test_depth_given_to_a_mass_per_area_model_gives_the_conversion():
     with pytest.raises(UnitsError, match="no conversion exists between them") as e:
         model(in_k, lead_steps=1, seed=0)
     assert "liquid water" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------
+# the condition and the normalization transform on the model card and in `flexdownscale info`
+# --------------------------------------------------------------------------------------------
+
+TP_NORMALIZATION = {
+    "format_version": 1,
+    "variables": [
+        {"name": "tp", "transform": "log1p", "mean": 0.144, "std": 0.355, "units": "kg m-2"},
+        {"name": "t2m", "transform": "none", "mean": 280.0, "std": 5.0, "units": "K"},
+    ],
+}
+LOG1P_WORDS = (
+    "log1p (standardized as log(1 + x); generated values are clipped at 0, the transform's "
+    "lower bound)"
+)
+
+
+def test_model_card_lines_name_the_condition_and_the_transforms():
+    condition = {"name": RE, "scale": 40000.0, "range": [1000.0, 4000.0]}
+    assert model_card_lines(condition, TP_NORMALIZATION) == [
+        "- physical condition: `reynolds_number` (the network sees reynolds_number / 40000), "
+        "trained on 1000 to 4000; at inference `condition=` or the input's `reynolds_number` "
+        "(a scalar coordinate, else a global attribute)",
+        f"- normalization transform: `tp` {LOG1P_WORDS}",
+    ]
+    one = model_card_lines({"name": RE, "scale": 1.0, "range": [2000.0, 2000.0]}, {})
+    assert one[0].startswith("- physical condition: `reynolds_number` (the network sees ")
+    assert "/ 1), trained on 2000;" in one[0]
+    assert model_card_lines(None, {"variables": [TP_NORMALIZATION["variables"][1]]}) == []
+    assert normalization_transforms(TP_NORMALIZATION) == {"tp": LOG1P_WORDS}
+
+
+def test_card_of_a_model_without_one_and_info_show_condition_and_transform(tmp_path, capsys):
+    """The card never mentioned the condition, and neither the card nor `flexdownscale info`
+    the log1p transform (with its clipping at 0)."""
+    model = _tiny_forecaster(conditioned=True)
+    model.normalizer = Normalizer(
+        {"vorticity": VariableStats(mean=0.1, std=0.4, transform="log1p", units="1")}
+    )
+    folder = model.save_pretrained(tmp_path / "tiny")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("# tiny-box\n\n- physical condition: `reynolds_number` (the network ")
+    assert f"- normalization transform: `vorticity` {LOG1P_WORDS}\n" in card
+    assert main(["info", str(folder)]) == 0
+    said = capsys.readouterr().out
+    assert f"  normalization transform: vorticity {LOG1P_WORDS}\n" in said
+    # a loaded folder's own card is kept as it is (the shipped cards are hand-written)
+    loaded = Forecaster.from_pretrained(folder)
+    loaded.card = "# hand-written\n"
+    again = loaded.save_pretrained(tmp_path / "again")
+    assert (again / "README.md").read_text(encoding="utf-8") == "# hand-written\n"
+    # no transform, no line
+    assert main(["info", "kolmogorov-x8"]) == 0
+    assert "normalization transform" not in capsys.readouterr().out
