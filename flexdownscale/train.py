@@ -2155,7 +2155,7 @@ class Trainer:
 
     def _export_main(self, target: Path, overwrite: bool) -> Path:
         """Main process: write the EMA model folder at ``target``."""
-        from .hub import save_model_folder
+        from .hub import model_card_lines, save_model_folder
 
         acc, config = self.accelerator, self.config
         model = acc.unwrap_model(self.model)
@@ -2180,7 +2180,11 @@ class Trainer:
             factor=config.data.factor if config.model.task == "superres" else 1,
             normalization=normalizer.to_dict() if normalizer is not None else {},
             grid=self.train_set.grid_metadata(),
-            card=self._model_card(validation, changes),
+            card=self._model_card(
+                validation,
+                changes,
+                model_card_lines(condition, normalizer.to_dict() if normalizer is not None else {}),
+            ),
             task=config.model.task,
             condition=condition,
             extra={
@@ -2281,8 +2285,14 @@ class Trainer:
         return changes
 
     def _model_card(
-        self, validation: dict[str, float | None], changes: list[dict[str, Any]] | None = None
+        self,
+        validation: dict[str, float | None],
+        changes: list[dict[str, Any]] | None = None,
+        data_lines: Sequence[str] = (),
     ) -> str:
+        """The generated model card (README.md of the exported folder); ``data_lines`` are
+        extra bullets of its Data section (the condition and transforms,
+        :func:`~flexdownscale.hub.model_card_lines`)."""
         config = self.config
         lines = [
             f"  - from step {c['from_step']}: "
@@ -2310,7 +2320,9 @@ class Trainer:
             f"- factor: {config.data.factor}, degradation: {config.data.degradation}, "
             f"upsampling: {config.data.upsample}\n"
             f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
-            f"validation {list(config.data.validation)}\n\n"
+            f"validation {list(config.data.validation)}\n"
+            + "".join(f"{line}\n" for line in data_lines)
+            + "\n"
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"

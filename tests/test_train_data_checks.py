@@ -253,3 +253,21 @@ def test_forecast_validation_at_another_time_step_is_refused(tmp_path, shared_da
     values["data"]["validation"] = ["2019-03-02T12", "2019-03-02T23"]
     values["data"]["train"] = ["2019-03-01", "2019-03-02T11"]
     assert main(["--config", str(_toml(tmp_path, values))]) == 0
+
+
+def test_exported_card_names_the_condition_and_the_transforms(tmp_path, shared_data):
+    """The card written at export named neither the model's condition (name, scale, range
+    trained on) nor a variable's log1p transform; ``hub.model_card_lines`` gives both lines."""
+    from flexdownscale.hub import model_card_lines
+
+    Trainer(from_dict(TrainConfig, _kolmogorov_values(tmp_path / "k", shared_data))).fit()
+    card = (tmp_path / "k" / "run" / "model" / "README.md").read_text()
+    folder = json.loads((tmp_path / "k" / "run" / "model" / "config.json").read_text())
+    (condition_line,) = model_card_lines(folder["condition"], {})
+    assert condition_line.startswith("- physical condition: `reynolds_number`")
+    assert f"{condition_line}\n" in card.split("## Training")[0]  # in the Data section
+    values = _radar_values(tmp_path / "r", shared_data, steps=1, data={"nan_fields": "drop"})
+    Trainer(from_dict(TrainConfig, values)).fit()
+    card = (tmp_path / "r" / "run" / "model" / "README.md").read_text()
+    assert "- normalization transform: `precipitation` log1p" in card
+    assert "physical condition" not in card
