@@ -10,17 +10,14 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
-from test_forecast_fixes import box
+from test_forecast_fixes import box, tiny_forecaster
 
 from flexdownscale.cli import main
-from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, degrade
 from flexdownscale.demo import open_sample
 from flexdownscale.errors import DataError, FlexDownscaleWarning, UnitsError
 from flexdownscale.hub import model_card_lines, normalization_transforms
-from flexdownscale.models import build_model
 from flexdownscale.pipeline import Downscaler, Forecaster
 from flexdownscale.units import compare_units, water_equivalent
 
@@ -111,37 +108,9 @@ def test_joined_input_says_to_select_one_value_despite_its_attribute(kolmogorov,
     assert "stack" not in text
 
 
-def _tiny_forecaster(units: str = "1", *, conditioned: bool = False) -> Forecaster:
-    """An untrained tiny forecast model of 'vorticity' in ``units`` (perturbed so that its
-    output depends on its input), conditioned on the Reynolds number if ``conditioned``."""
-    torch.manual_seed(0)
-    net = build_model(
-        ModelConfig(
-            preset="tiny",
-            task="forecast",
-            past_frames=2,
-            dropout=0.0,
-            physical_condition=conditioned,
-        )
-    )
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return Forecaster(
-        net,
-        DiffusionConfig(),
-        normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
-        variables=["vorticity"],
-        units={"vorticity": units},
-        sampler=SamplerConfig(steps=2),
-        name="tiny-box",
-        condition={"name": RE, "scale": 1000.0} if conditioned else None,
-    )
-
-
 def test_forecaster_reads_the_condition_as_the_downscaler_does():
     """The Forecaster shares the rule: the scalar coordinate wins over the global attribute."""
-    model = _tiny_forecaster(conditioned=True)
+    model = tiny_forecaster(condition={"name": RE, "scale": 1000.0})
     ds = box().assign_coords({RE: 4000.0}).assign_attrs({RE: 1000.0})
     with pytest.warns(FlexDownscaleWarning, match=DISAGREE):
         out = model(ds, lead_steps=1, seed=0)
@@ -196,7 +165,7 @@ def test_convertible_units_have_no_water_scale():
 def test_depth_given_to_a_mass_per_area_model_gives_the_conversion():
     """'tp' in mm or m against a model in kg m-2 said only "no conversion exists between them";
     the message now gives the liquid-water conversion, which is not applied unasked."""
-    model = _tiny_forecaster("kg m-2")
+    model = tiny_forecaster(units="kg m-2")
     amount = box()  # values in kg m-2 (a mass per area)
     amount["vorticity"].attrs["units"] = "kg m-2"
     in_m = amount.copy()
@@ -264,7 +233,7 @@ def test_model_card_lines_name_the_condition_and_the_transforms():
 def test_card_of_a_model_without_one_and_info_show_condition_and_transform(tmp_path, capsys):
     """The card never mentioned the condition, and neither the card nor `flexdownscale info`
     the log1p transform (with its clipping at 0)."""
-    model = _tiny_forecaster(conditioned=True)
+    model = tiny_forecaster(condition={"name": RE, "scale": 1000.0})
     model.normalizer = Normalizer(
         {"vorticity": VariableStats(mean=0.1, std=0.4, transform="log1p", units="1")}
     )

@@ -49,11 +49,25 @@ def box(n: int = N, times: int = 3, *, periodic: bool = True, seed: int = 0) -> 
     )
 
 
-def tiny_forecaster(grid: dict[str, Any] | None = None, *, past_frames: int = 2) -> Forecaster:
-    """An untrained tiny forecast model (perturbed so that its output depends on its input)."""
+def tiny_forecaster(
+    grid: dict[str, Any] | None = None,
+    *,
+    past_frames: int = 2,
+    units: str = "1",
+    condition: dict[str, Any] | None = None,
+) -> Forecaster:
+    """An untrained tiny forecast model of 'vorticity' in ``units`` (perturbed so that its
+    output depends on its input), conditioned as ``condition`` says (``{"name": ..., "scale":
+    ...}``) if given."""
     torch.manual_seed(0)
     net = build_model(
-        ModelConfig(preset="tiny", task="forecast", past_frames=past_frames, dropout=0.0)
+        ModelConfig(
+            preset="tiny",
+            task="forecast",
+            past_frames=past_frames,
+            dropout=0.0,
+            physical_condition=condition is not None,
+        )
     )
     with torch.no_grad():
         for p in net.parameters():
@@ -63,10 +77,11 @@ def tiny_forecaster(grid: dict[str, Any] | None = None, *, past_frames: int = 2)
         DiffusionConfig(),
         normalizer=Normalizer({"vorticity": VariableStats(mean=0.0, std=1.0)}),
         variables=["vorticity"],
-        units={"vorticity": "1"},
+        units={"vorticity": units},
         sampler=SamplerConfig(steps=2),
         grid=grid,
         name="tiny-box",
+        condition=condition,
     )
 
 
