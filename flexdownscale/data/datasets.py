@@ -105,8 +105,8 @@ from ..units import compare_units
 from .degrade import Degradation, Upsampling, degrade_array, grid_row_weights, upsample_array
 from .grid import (
     GridSpec,
+    _circles_the_globe,
     _duration,
-    _is_periodic_attr,
     _time_steps,
     check_decoded,
     grid_spec,
@@ -608,16 +608,12 @@ SEAM_FIELDS = 4
 def _declared_periodic(src: _Source) -> tuple[bool, bool]:
     """Which (y, x) axes of ``src`` are periodic by their ``periodic`` attribute only (a
     latitude/longitude axis spanning 360 degrees is periodic by its extent: nothing to check)."""
-    if src.spec is None:  # an HDF5 file: its periodic attribute
-        return src.periodic
     spec = src.spec
-    ds = src.ds if isinstance(src, _XarraySource) else None
-    if ds is None:
-        return (False, False)
-    by_extent = spec.kind == "latlon" and abs(spec.nx * spec.dx - 360.0) <= 1e-3 * spec.dx
+    if spec is None:  # an HDF5 file: periodic only by its attribute
+        return src.periodic
     return (
-        spec.periodic_y and _is_periodic_attr(ds[spec.y].attrs),
-        spec.periodic_x and _is_periodic_attr(ds[spec.x].attrs) and not by_extent,
+        spec.periodic_y,
+        spec.periodic_x and not _circles_the_globe(spec.kind, spec.nx, spec.dx),
     )
 
 
@@ -1351,8 +1347,9 @@ class _FieldDataset(torch.utils.data.Dataset):
             name = next(iter(bad_domain))
             raise DataError(
                 f"the {self.split} split: {'; '.join(parts)}. The normalizer's log1p transform "
-                f"needs values > -1; these would be NaN in the tensors. Clean the data first (precipitation is not negative: e.g. "
-                f"ds[{name!r}].clip(min=0)), or normalize without log1p: "
+                "needs values > -1; these would be NaN in the tensors. Clean the data first "
+                f"(precipitation is not negative: e.g. ds[{name!r}].clip(min=0)), or normalize "
+                "without log1p: "
                 f"{_no_log1p_hint(name, _FROM_CONFIG.get())}"
             )
         return masks

@@ -1080,6 +1080,12 @@ def _replace(spec: GridSpec, **changes: Any) -> GridSpec:
 # --------------------------------------------------------------------------------------------
 
 
+def _circles_the_globe(kind: Kind, nx: int, dx: float, rtol: float = DEFAULT_RTOL) -> bool:
+    """Whether ``nx`` longitudes ``dx`` degrees apart of a ``kind`` grid span the whole circle
+    (360 degrees to ``rtol`` of a cell): periodic by their extent, whatever the attributes say."""
+    return kind == "latlon" and abs(nx * dx - 360.0) <= rtol * dx
+
+
 def _is_periodic_attr(attrs: Mapping[str, Any]) -> bool:
     value = attrs.get("periodic")
     if isinstance(value, bool | np.bool_):
@@ -1427,7 +1433,7 @@ def grid_spec(
     xa, ya = dict(obj[axes.x].attrs), dict(obj[axes.y].attrs)
     periodic_x = _is_periodic_attr(xa)
     periodic_y = _is_periodic_attr(ya)
-    if kind == "latlon" and abs(xs.size * dx - 360.0) <= rtol * dx:
+    if _circles_the_globe(kind, xs.size, dx, rtol):
         periodic_x = True
     x_units = str(xa.get("units", "degrees_east" if kind == "latlon" else ""))
     y_units = str(ya.get("units", "degrees_north" if kind == "latlon" else ""))
