@@ -397,6 +397,40 @@ def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: 
     )
 
 
+def _refuse_cyclic_point(sel: xr.Dataset, spec: GridSpec, fine: GridSpec, factor: int) -> None:
+    """Raise :class:`DataError` when an axis the input says is periodic (``periodic = "true"``)
+    and the model trained periodic spans one cell more than the model's period: its last
+    coordinate is its first one period later, a cyclic point (as ``add_cyclic_point`` or
+    node-based solvers write it). Run as periodic, that cell would be counted twice and the
+    field would wrap as a longer domain. ``factor`` as for :func:`_warn_periodic_attribute`
+    (``0`` for a forecast model); global longitudes are checked by the grid layer."""
+    f = max(factor, 1)
+    for axis, (dim, trained, found, n_fine, d_fine, n, d, units) in enumerate(
+        (
+            (spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
+             spec.y_units),
+            (spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
+             spec.x_units),
+        )
+    ):  # fmt: skip
+        period = n_fine * d_fine
+        if not trained or not found or n < 3 or not _is_periodic_attr(sel[dim].attrs):
+            continue
+        if abs((n - 1) * d - period) > 0.5 * d_fine * f:
+            continue
+        values = np.asarray(sel[dim].values)
+        unit = f" {units}" if units not in ("", "1") else ""
+        line = "row" if axis == 0 else "column"
+        raise DataError(
+            f'the input says it is periodic along {dim!r} (periodic = "true") and spans {n} '
+            f"cells of {d:g}{unit}: its last {line}, {dim} = {values[-1]:g}, is its first, "
+            f"{dim} = {values[0]:g}, one period ({period:g}{unit}, the model's period) later — "
+            "a cyclic point, as add_cyclic_point or node-based solvers write it. Run as "
+            "periodic, that cell would be counted twice and the field would wrap as a longer "
+            f"domain. Drop it: ds.isel({dim}=slice(None, -1))"
+        )
+
+
 def _ignore_foreign_period(
     sel: xr.Dataset,
     spec: GridSpec,
@@ -2485,6 +2519,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         spec = grid_spec(sel, dims=dims)
         trained = self._check_grid(spec)
         if trained is not None:  # a window of a periodic box that says it is periodic
+            _refuse_cyclic_point(sel, spec, trained, self.factor)
             sel, spec = _ignore_foreign_period(sel, spec, trained, self.factor, self.name, dims)
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
@@ -3017,6 +3052,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
             _warn_periodic_attribute(spec, trained, 0, self.name)
+            _refuse_cyclic_point(sel, spec, trained, 0)
             sel, spec = _ignore_foreign_period(sel, spec, trained, 0, self.name, dims)
             _warn_outside_domain(
                 trained,
