@@ -294,7 +294,25 @@ def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSp
             raise DataError(
                 f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
                 f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
+                f"{_expver_hint(sel, extra)}"
             )
+
+
+def _expver_hint(sel: xr.Dataset, extra: set[Hashable]) -> str:
+    """The fix for an ERA5 file of the CDS's older layout that mixes final ERA5 with the
+    preliminary ERA5T along an ``expver`` dimension (each time valid in one of them, NaN in the
+    other): the two are combined, not selected; ``""`` without such a dim."""
+    if "expver" not in extra or sel.sizes["expver"] < 2:
+        return ""
+    values = [v.item() for v in np.asarray(sel["expver"].values)] if "expver" in sel.coords else []
+    first, second = (repr(v) for v in values[:2]) if len(values) >= 2 else ("0", "1")
+    by = "sel" if values else "isel"
+    return (
+        f". An 'expver' dimension (size {sel.sizes['expver']}) is how the CDS delivered ERA5 "
+        "mixed with the preliminary ERA5T: each time holds values in one experiment and NaN in "
+        "the other, so selecting one leaves NaN times. Combine them instead: "
+        f"ds = ds.{by}(expver={first}).combine_first(ds.{by}(expver={second}))"
+    )
 
 
 def _time_units(time: xr.DataArray) -> tuple[dict[str, Any], dict[str, Any]]:
