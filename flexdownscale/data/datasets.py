@@ -633,6 +633,42 @@ def _seam_ratio(fields: np.ndarray, axis: int) -> float:
 #: splits open the same files: they are read and warned about once.
 _EDGE_CHECKS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
 
+#: Condition disagreements already warned about in this process (the train and validation
+#: splits open the same files): (where, name, attribute, variable's distinct values).
+_CONDITION_WARNINGS: set[tuple[Any, ...]] = set()
+
+
+def _warn_condition_disagreement(src: _Source, name: str) -> None:
+    """Warn when a file holds the condition ``name`` both as a variable (or coordinate), which
+    training reads, and as a global attribute of another value: ``xr.concat`` of two files keeps
+    the first file's attributes, so after joining Re = 1000 and Re = 4000 the attribute says
+    1000 for every field. Inference reads the same way (the variable first) and warns alike."""
+    ds = getattr(src, "ds", None)
+    if ds is None or name not in ds.variables or name not in ds.attrs:
+        return
+    try:
+        attribute = float(ds.attrs[name])
+    except (TypeError, ValueError):
+        return
+    values = np.unique(np.asarray(ds[name].values, dtype=np.float64).ravel())
+    if np.allclose(values, attribute, rtol=1e-6, atol=0.0):
+        return
+    key = (src.where, name, attribute, tuple(values[:8].tolist()))
+    if key in _CONDITION_WARNINGS:
+        return
+    _CONDITION_WARNINGS.add(key)
+    shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if values.size > 4 else "")
+    warnings.warn(
+        f"{src.where!r} disagrees on the condition {name!r}: its variable {name!r} holds "
+        f"{shown}, but its global attribute {name} = {attribute:g}. Training reads the variable "
+        "(as inference does); the attribute is probably left over from joining files "
+        f"(xr.concat keeps the first file's attributes). Drop it (ds.attrs.pop({name!r})) or "
+        "correct it so the file says one thing",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 
 def _check_periodic_edges(src: _Source) -> None:
     """Train an axis that says it is periodic as not periodic, with a warning, when its
@@ -1198,6 +1234,7 @@ class _FieldDataset(torch.utils.data.Dataset):
                 raise MissingVariableError(
                     f"the normalizer has no statistics for {missing}; it knows "
                     f"{list(normalizer.stats)}"
+                    _warn_condition_disagreement(src, condition)
                 )
         self.normalizer = normalizer
 
