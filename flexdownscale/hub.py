@@ -1010,6 +1010,13 @@ def _fetch_error(
         )
     if "LocalEntryNotFoundError" in names:  # the Hub could not be reached, nothing cached
         why = f"{type(reason).__name__}: {' '.join(str(reason).split())}" if reason else ""
+        status = getattr(getattr(reason, "response", None), "status_code", None)
+        if isinstance(status, int) and status >= 500:  # reached, but it answered an error
+            return ModelFolderError(
+                f"no local folder {text!r}, and the Hugging Face Hub answered with a server "
+                f"error (HTTP {status}; {why}) with no copy of {what} in the local cache; the "
+                f"Hub is having trouble, not your network: try again later, or {fix}"
+            )
         return ModelFolderError(
             f"no local folder {text!r}, and the Hugging Face Hub could not be reached"
             f"{f' ({why})' if why else ''} with no copy of {what} in the local cache; "

@@ -184,6 +184,35 @@ def test_unreachable_hub_and_not_cached_says_so(home, tmp_path, monkeypatch):
     assert "HF_HUB_OFFLINE" not in str(info.value)
 
 
+def test_a_hub_server_error_is_not_called_unreachable(home, tmp_path, monkeypatch):
+    """A 5xx answer reaching the cache lookup was worded "could not be reached" (session 22)."""
+    hub = _hub_offline(monkeypatch, tmp_path, False)
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    class ServerError(Exception):
+        response = SimpleNamespace(status_code=503)
+
+    def download(repo_id, allow_patterns):
+        try:
+            raise ServerError("503 Server Error: Service Unavailable for url: https://hf.co/x")
+        except ServerError as err:
+            raise LocalEntryNotFoundError("cannot find the snapshot") from err
+
+    monkeypatch.setattr(hub, "snapshot_download", download)
+    with pytest.raises(errors.ModelFolderError) as info:
+        resolve_model_path("someone/t2m")
+    message = str(info.value)
+    assert message.startswith(
+        "no local folder 'someone/t2m', and the Hugging Face Hub answered with a server error "
+        "(HTTP 503; ServerError: 503 Server Error: Service Unavailable for url: https://hf.co/x) "
+        "with no copy of 'someone/t2m' in the local cache; the Hub is having trouble, not your "
+        "network: try again later, or download it on a machine with internet ("
+    )
+    assert "could not be reached" not in message
+
+
 @pytest.mark.parametrize(("version", "cli"), [("0.30.2", "huggingface-cli"), ("1.0.0", "hf")])
 def test_the_download_command_fits_the_installed_huggingface_hub(monkeypatch, version, cli):
     hub = pytest.importorskip("huggingface_hub")
