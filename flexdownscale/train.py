@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -505,6 +505,16 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table ({tp = "log1p"}), as a value or override
+        bare = re.compile(r"[A-Za-z0-9_-]+")
+        return (
+            "{"
+            + ", ".join(
+                f"{k if bare.fullmatch(str(k)) else json.dumps(str(k))} = {_toml_value(v)}"
+                for k, v in value.items()
+            )
+            + "}"
+        )
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
@@ -2332,13 +2342,18 @@ class Trainer:
         )
 
 
+#: Settings whose value may be a mapping: compared, reported and restored as one value.
+_MAPPING_SETTINGS = frozenset({"data.transforms"})
+
+
 def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Dotted keys (as on the command line) whose values differ: ``{key: (old, new)}``."""
 
     def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in values.items():
-            if isinstance(value, dict):
+            # a mapping-valued key (data.transforms: "auto" or a table) is one setting
+            if isinstance(value, dict) and f"{prefix}{key}" not in _MAPPING_SETTINGS:
                 out.update(flat(value, f"{prefix}{key}."))
             else:
                 out[f"{prefix}{key}"] = value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +395,27 @@ def test_a_changed_model_section_names_the_keys(tmp_path, shared_data):
         errors.CheckpointError, match=r"model\.patch_size None -> 4.*patch_size=none"
     ):
         Trainer(unset, resume=True)
+
+
+def test_a_changed_transforms_table_is_one_setting_with_a_restore_that_parses(
+    tmp_path, shared_data
+):
+    """data.transforms switched between "auto" and a table was reported as flattened keys with
+    a restore that did not restore (``data.transforms=none data.transforms.t2m="none"``)."""
+    from flexdownscale.config import _parse_override
+
+    table = _config(tmp_path, shared_data, eval_every=0, data={"transforms": {"t2m": "none"}})
+    Trainer(table).save_state()
+    auto = _config(tmp_path, shared_data, eval_every=0)
+    with pytest.raises(errors.CheckpointError) as caught:
+        Trainer(auto, resume=True)
+    text = str(caught.value)
+    assert "data.transforms {'t2m': 'none'} -> 'auto'" in text
+    assert "data.transforms.t2m" not in text
+    restore = re.search(r"Resume with them \((.*)\) or use a new run_dir", text)
+    assert restore is not None, text
+    assert restore.group(1) == 'data.transforms={t2m = "none"}'
+    assert _parse_override(restore.group(1).split("=", 1)[1]) == {"t2m": "none"}
 
 
 @pytest.mark.parametrize(
