@@ -193,12 +193,33 @@ def _open(path: str) -> Any:
     try:
         if _is_zarr(path):
             return xr.open_zarr(path, consolidated=False)
-        return xr.open_dataset(path)
+        ds = xr.open_dataset(path)
     except (OSError, ValueError) as err:
         raise DataError(
             f"cannot read {path!r} as {kind}: {_one_line(err)} (inputs are netCDF files, or zarr "
             "stores whose name ends in .zarr)"
         ) from err
+    if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 group
+        from .data.io import group_advice, netcdf_groups
+
+        groups = netcdf_groups(path)
+        if groups:
+            ds.close()
+            raise DataError(f"{path!r} has no variable at its root; {group_advice(path, groups)}")
+    return ds
+
+
+def _groups_hint(*paths: str) -> str:
+    """``"; 'in.nc' also has group(s) [...]: ..."`` for files whose netCDF-4 groups hold
+    variables (read only on the way to an error: the message about a variable not found)."""
+    from .data.io import group_advice, netcdf_groups
+
+    hints = []
+    for path in paths:
+        groups = [] if _is_zarr(path) else netcdf_groups(path)
+        if groups:
+            hints.append(f"; {path!r} has groups too: {group_advice(path, groups)}")
+    return "".join(hints)
 
 
 def _check_device(device: str | None) -> None:
@@ -457,6 +478,7 @@ def _time_dim(ds: Any, dims: dict[str, str]) -> str:
 
 
 def _downscale(args: argparse.Namespace) -> int:
+    from .errors import MissingVariableError
     from .pipeline import downscaler_for
 
     _check_device(args.device)
@@ -467,14 +489,38 @@ def _downscale(args: argparse.Namespace) -> int:
         ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)
     variables = _merged_list(args.variables)
-    downscaler = downscaler_for(
-        args.model,
-        tuple(map(str, ds.data_vars)),
-        rename=rename or None,
-        variables=variables,
-        factor=args.factor,
-    )
-    out = downscaler(
+    try:
+        downscaler = downscaler_for(
+            args.model,
+            tuple(map(str, ds.data_vars)),
+            rename=rename or None,
+            variables=variables,
+            factor=args.factor,
+        )
+        out = _run_downscaler(downscaler, ds, args, variables, rename, dims)
+    except MissingVariableError as err:  # the model's variables may be in a netCDF-4 group
+        hint = _groups_hint(args.input)
+        if not hint:
+            raise
+        raise MissingVariableError(f"{err}{hint}") from None
+    target = args.output
+    _write_output(out, target)
+    if not args.quiet:
+        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
+        print(f"wrote {target} ({sizes})")
+    return 0
+
+
+def _run_downscaler(
+    downscaler: Any,
+    ds: Any,
+    args: argparse.Namespace,
+    variables: Any,
+    rename: dict[str, Any],
+    dims: dict[str, Any],
+) -> Any:
+    """``downscaler(ds, ...)`` with the options of ``flexdownscale downscale``."""
+    return downscaler(
         ds,
         factor=args.factor,
         members=args.members,
@@ -495,12 +541,6 @@ def _downscale(args: argparse.Namespace) -> int:
         sampler_options=_merged(args.sampler_option) or None,
         **({"blend": args.blend} if args.blend else {}),
     )
-    target = args.output
-    _write_output(out, target)
-    if not args.quiet:
-        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
-        print(f"wrote {target} ({sizes})")
-    return 0
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -1128,9 +1168,18 @@ def _truth_in_time_with(
     return truth
 
 
-def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
+def _check_same_units(
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    truth_path: str = "TRUTH",
+    renames: dict[str, str] | None = None,
+) -> None:
     """UnitsError when a variable's units differ between prediction and truth (compared as
-    units: ``m s**-1`` and ``m/s`` are the same)."""
+    units: ``m s**-1`` and ``m/s`` are the same). For a water depth against a mass per area
+    (``mm`` and ``kg m-2``) the message gives the commands that convert the truth file
+    ``truth_path`` (whose variables ``renames`` renamed, truth name to prediction name) into
+    the prediction's units, for liquid water."""
     from .errors import UnitsError
     from .units import compare_units
 
@@ -1178,6 +1227,20 @@ def _check_same_units(pred: Any, truth: Any, names: list[str]) -> None:
                     f"'hPa', 'm s-1', '1'), e.g. ncatted -a units,{v},o,c,'K' FILE"
                 )
             raise UnitsError(f"variable {v!r}: {' and '.join(said)}{fix}")
+        own = {new: old for old, new in (renames or {}).items()}.get(v, v)  # the truth file's
+        water = compare_units(str(b), str(a)).water_hint(
+            own,
+            form="words" if _is_zarr(truth_path) else "command",
+            target=f"{own!r} in the truth",
+            file=truth_path,
+        )
+        if water is not None:  # the prediction is in the model's units: the truth is converted
+            raise UnitsError(
+                f"variable {v!r} is {units.found_kind} in the prediction ({a!r}) but "
+                f"{units.expected_kind} in the truth ({b!r}): not the same kind of quantity, but "
+                f"{water}. Otherwise check that both files hold the same variable (if the truth "
+                "names it otherwise: --rename TRUTH=PREDICTION)"
+            )
         raise UnitsError(
             f"variable {v!r} is {units.found_kind} in the prediction ({a!r}) but "
             f"{units.expected_kind} in the truth ({b!r}): not the same kind of quantity, so no "
@@ -1261,9 +1324,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise MissingVariableError(
             f"prediction variables {pred_names} and truth variables {truth_names} have none "
             f"in common; if the truth names a variable otherwise, say which: --rename {example} "
-            "(truth name = prediction name)"
+            f"(truth name = prediction name){_groups_hint(args.prediction, args.truth)}"
         )
-    _check_same_units(pred, truth, names)
+    _check_same_units(pred, truth, names, args.truth, renames)
     for v in names:  # the truth is one realisation
         if member_dim in truth[v].dims and member_dim not in pred[v].dims:
             raise DataError(

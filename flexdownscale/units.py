@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -356,6 +357,100 @@ class UnitComparison:
         return water_equivalent(self.found, self.expected)
 
     @property
+    def water_rule(self) -> str | None:
+        """The liquid-water equivalence in words, ``"values in kg m-2 = values in m x 1000"``
+        (``"values in kg m-2 s-1 = values in mm/h / 3600"``: a scale below 1 whose inverse is
+        a whole number is a division); ``None`` when :attr:`water_scale` is."""
+        scale = self.water_scale
+        if scale is None:
+            return None
+        return f"values in {self.expected} = values in {self.found}{_factor(scale, ' x ')}"
+
+    def water_hint(
+        self,
+        variable: str | None = None,
+        *,
+        form: Literal["python", "command", "words"] = "python",
+        target: str = "ds",
+        file: str = "FILE",
+    ) -> str | None:
+        """The advice for a water depth against a mass per area (:attr:`water_scale`): the
+        liquid-water equivalence, that flexdownscale does not assume it, and how to convert;
+        the one wording of every units message that meets such a pair.
+
+        Parameters
+        ----------
+        variable : str, optional
+            The variable's name (in ``target`` for ``"python"``, in ``file`` for
+            ``"command"``); ``None`` for ``"python"`` converts ``target`` itself (a
+            DataArray).
+        form : {"python", "command", "words"}
+            How the conversion is given: a line of Python (``ds['tp'] = (ds['tp'] *
+            1000).assign_attrs(units='kg m-2')``), NCO commands that convert ``variable`` in
+            ``file`` in place (``ncap2`` and ``ncatted``), or in words (``convert obs first
+            (values in kg m-2 = values in m x 1000) and set its attrs['units'] = 'kg m-2'``).
+        target : str
+            The Python name of the dataset (``"python"``) or, for ``"words"``, what is
+            converted (``"obs"``).
+        file : str
+            The file ``"command"`` converts (``"FILE"``: a placeholder).
+
+        Returns
+        -------
+        str or None
+            One sentence (no final full stop) starting ``"for liquid water (1000 kg m-3)"``;
+            ``None`` when the units are no water depth against a mass per area.
+
+        Examples
+        --------
+        >>> print(compare_units("m", "kg m-2").water_hint("tp"))  # doctest: +NORMALIZE_WHITESPACE
+        for liquid water (1000 kg m-3) a depth is a mass per area, values in kg m-2 = values
+        in m x 1000 (1 mm of water is 1 kg m-2); flexdownscale does not assume it (a depth of
+        snow is not so converted): if the values are liquid water (a precipitation amount or
+        rate), convert first: ds['tp'] = (ds['tp'] * 1000).assign_attrs(units='kg m-2')
+        """
+        scale = self.water_scale
+        if scale is None:
+            return None
+        amounts = {parse_units(u).dimensionality for u in ("m", "kg m-2")}
+        if parse_units(self.found).dimensionality in amounts:
+            what = "a depth is a mass per area"
+        else:  # each per time (water_equivalent pairs no amount with a rate)
+            what = "a depth per time is a mass per area and time"
+        act = "convert first: "
+        if form == "python":
+            term = target if variable is None else f"{target}[{variable!r}]"
+            scaled = term if scale == 1.0 else f"({term}{_factor(scale, ' * ')})"
+            fix = f"{term} = {scaled}.assign_attrs(units={self.expected!r})"
+        elif form == "command":
+            if variable is None:
+                raise ValueError("form='command' needs the variable's name")
+            file = shlex.quote(file)
+            attribute = f"ncatted -O -a units,{variable},o,c,'{self.expected}' {file}"
+            fix = attribute
+            if scale != 1.0:
+                step = _factor(scale, "*").replace(" ", "")
+                fix = f"ncap2 -O -s '{variable}={variable}{step}' {file} {file} && {attribute}"
+        elif scale == 1.0:  # words: the values stay, the attribute changes
+            act = ""
+            fix = f"set {target}'s attrs['units'] = {self.expected!r} (the values stay as they are)"
+        else:
+            inverse = _factor(scale, " x ")
+            how = (
+                f"divide by{inverse[2:]}"
+                if inverse.startswith(" / ")
+                else f"multiply by {scale:.10g}"
+            )
+            act = ""
+            fix = f"convert {target} first ({how}) and set its attrs['units'] = {self.expected!r}"
+        return (
+            f"for liquid water ({WATER_DENSITY:g} kg m-3) {what}, {self.water_rule} (1 mm of "
+            "water is 1 kg m-2); flexdownscale does not assume it (a depth of snow is not so "
+            "converted): if the values are liquid water (a precipitation amount or rate), "
+            f"{act}{fix}"
+        )
+
+    @property
     def rule(self) -> str:
         """The conversion in words, ``"values in K = values in degC + 273.15"``
         (:func:`conversion_rule`); for ``"convertible"`` (and ``"same"``) outcomes only."""
@@ -380,6 +475,17 @@ class UnitComparison:
         if self.conversion is None:
             raise ValueError(f"{self.found!r} does not convert to {self.expected!r}")
         return conversion_code(variable, *self.conversion, self.expected)
+
+
+def _factor(scale: float, times: str) -> str:
+    """``scale`` as a factor after a value: ``""`` for 1, ``times + "1000"``, and ``" / 3600"``
+    for a scale below 1 whose inverse is a whole number (1 / 3600 is not written in full)."""
+    if scale == 1.0:
+        return ""
+    inverse = 1.0 / scale
+    if scale < 1.0 and math.isclose(inverse, round(inverse), rel_tol=1e-9):
+        return f" / {round(inverse)}"
+    return f"{times}{scale:.10g}"
 
 
 def compare_units(found: str, expected: str) -> UnitComparison:

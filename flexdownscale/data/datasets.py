@@ -316,7 +316,7 @@ class _XarraySource(_Source):
             return self._given
         assert self._path is not None
         try:
-            if self._path.rstrip("/").endswith(".zarr") or os.path.isdir(self._path):
+            if _is_store(self._path):
                 return xr.open_zarr(self._path, chunks=chunks)
             return xr.open_dataset(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
@@ -396,6 +396,11 @@ class _XarraySource(_Source):
     def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> xr.Dataset:
         ds = normalize_grid(self._raw(chunks={}), dims=self._dims)
         return ds[list(self.channels)].isel(dict(selection))
+
+
+def _is_store(path: str) -> bool:
+    """Whether ``path`` is a zarr store (a ``.zarr`` name, or a folder), not a netCDF file."""
+    return path.rstrip("/").endswith(".zarr") or os.path.isdir(path)
 
 
 def _grid_variables(ds: xr.Dataset, spec: GridSpec) -> list[str]:
@@ -628,11 +633,6 @@ def _seam_ratio(fields: np.ndarray, axis: int) -> float:
     return float(np.nanmean(seam**2) / inner)
 
 
-#: Edge checks of files already made in this process: (path, modification time, size, axes
-#: declared periodic) -> the (y, x) axes to train as non-periodic. The train and validation
-#: splits open the same files: they are read and warned about once.
-_EDGE_CHECKS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
-
 #: Condition disagreements already warned about in this process (the train and validation
 #: splits open the same files): (where, name, attribute, variable's distinct values).
 _CONDITION_WARNINGS: set[tuple[Any, ...]] = set()
@@ -668,6 +668,11 @@ def _warn_condition_disagreement(src: _Source, name: str) -> None:
         stacklevel=user_stacklevel(),
     )
 
+
+#: Edge checks of files already made in this process: (path, modification time, size, axes
+#: declared periodic) -> the (y, x) axes to train as non-periodic. The train and validation
+#: splits open the same files: they are read and warned about once.
+_EDGE_CHECKS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
 
 
 def _check_periodic_edges(src: _Source) -> None:
@@ -785,6 +790,15 @@ def _check_sources_agree(sources: Sequence[_Source]) -> None:
                 if found.outcome == "convertible"
                 else "set the units attribute that is wrong, or convert the values"
             )
+            path = src._path
+            water = found.water_hint(  # NCO for a netCDF file, Python for a dataset given
+                name,
+                form="python" if path is None else "words" if _is_store(path) else "command",
+                file=src.where,
+                target="ds" if path is None else f"{name!r} in {path!r}",
+            )
+            if water is not None:  # mm against kg m-2: the same for liquid water, not assumed
+                how = f"{water}. Otherwise set the units attribute that is wrong"
             raise UnitsError(
                 f"{name!r} is in {b!r} in {src.where!r} but in {a!r} in {first.where!r}; the "
                 f"files are pooled into one training set, so every file must hold {name!r} in "
@@ -1189,6 +1203,7 @@ class _FieldDataset(torch.utils.data.Dataset):
         )
         self.variables: tuple[str, ...] = self.sources[0].channels
         self.split = split
+        self._from_config = _FROM_CONFIG.get()  # item-time messages name data.* keys
         self.split_dim = split_dim
         self.crop = crop
         self.crops_per_field = int(crops_per_field)
@@ -1220,6 +1235,7 @@ class _FieldDataset(torch.utils.data.Dataset):
             for src, sel in zip(self.sources, self._selection):
                 if sel is not None:
                     src.condition(condition, {d: 0 for d in src.sample_dims})
+                    _warn_condition_disagreement(src, condition)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -1234,7 +1250,6 @@ class _FieldDataset(torch.utils.data.Dataset):
                 raise MissingVariableError(
                     f"the normalizer has no statistics for {missing}; it knows "
                     f"{list(normalizer.stats)}"
-                    _warn_condition_disagreement(src, condition)
                 )
         self.normalizer = normalizer
 
@@ -1494,7 +1509,9 @@ class _FieldDataset(torch.utils.data.Dataset):
                         f"variable {name!r} has {n} value(s) <= -1 (down to {low:g}) at "
                         f"{where or 'its only field'} of {src.label!r} (in the window this item "
                         "reads); its log1p normalization needs values > -1 and would give NaN. "
-                        "Clean the data (precipitation is not negative: e.g. clip at 0)"
+                        f"Clean the data (precipitation is not negative: e.g. "
+                        f"ds[{name!r}].clip(min=0)), or normalize without log1p: "
+                        f"{_no_log1p_hint(name, self._from_config)}"
                     )
         if not np.issubdtype(block.dtype, np.floating) or not np.isnan(block.max(initial=0.0)):
             return

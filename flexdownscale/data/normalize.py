@@ -737,6 +737,14 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
                     f"values are in (ds[{name!r}].attrs['units'] = {stats.units!r} if they are "
                     f"in {stats.units})"
                 )
+            water = comparison.water_hint(name)
+            if want is not None and water is not None:  # mm against kg m-2: never assumed
+                raise UnitsError(
+                    f"variable {name!r} is {have} ({units!r}) but the statistics were fitted "
+                    f"on {want} ({stats.units!r}): not the same kind of quantity, but {water}. "
+                    "Otherwise check that this is the variable the normalizer was fitted on, "
+                    "or fit it on these data"
+                )
             if want is not None:
                 raise UnitsError(
                     f"variable {name!r} is {have} ({units!r}) but the statistics were fitted "

@@ -517,6 +517,7 @@ def units_advice(
     lead: str = "scores of values in different units are meaningless",
     target: str | None = None,
     then: str = "",
+    variable: str | None = None,
 ) -> str:
     """What to do about ``names[0]`` in ``ua`` against ``names[1]`` in ``ub`` (other units).
 
@@ -524,7 +525,10 @@ def units_advice(
     273.15) and set its attrs['units'] = 'K'``), after ``lead``; for text that is no unit,
     that it is not recognised and which attribute to set; for units of different quantities
     (``K`` and ``hPa``), that no conversion makes them comparable. ``target`` names what is
-    converted (default ``names[1]``) and ``then`` is added after the conversion.
+    converted (default ``names[1]``) and ``then`` is added after the conversion. For a water
+    depth against a mass per area (``mm`` and ``kg m-2``) the liquid-water equivalence is
+    offered (:meth:`~flexdownscale.units.UnitComparison.water_hint`), in Python when ``target``
+    is a name (``obs[variable]``, or ``obs`` itself without ``variable``), else in words.
     """
     units = compare_units(ub, ua)
     if units.conversion is not None:
@@ -556,6 +560,18 @@ def units_advice(
             f"{' and '.join(said)}, so the two cannot be compared: set {whose} 'units' "
             "attribute to the units the values are in, in a CF spelling ('K', 'degC', 'hPa', "
             f"'m s-1', 'kg m-2 s-1', '1' for a ratio){example}{then}"
+        )
+    whose = target or names[1]
+    water = units.water_hint(
+        variable,
+        form="python" if whose.isidentifier() else "words",
+        target=whose,
+    )
+    if water is not None:  # mm against kg m-2: comparable for liquid water, never assumed
+        return (
+            f"{ua!r} is {units.expected_kind} and {ub!r} {units.found_kind}: not the same kind "
+            f"of quantity, but {water}{then}. Otherwise check that {names[0]} and {names[1]} "
+            "hold the same variable"
         )
     return (
         f"{ua!r} is {units.expected_kind} and {ub!r} {units.found_kind}: not the same kind of "
@@ -590,9 +606,10 @@ def check_same_units(
         ):
             continue
         what = f"variable {name!r}: " if name is not None else ""
+        variable = str(name) if name is not None and isinstance(b, xr.Dataset) else None
         raise UnitsError(
             f"{what}{names[0]} is in {ua!r} but {names[1]} is in {ub!r}; "
-            + units_advice(ua, ub, names, lead=lead)
+            + units_advice(ua, ub, names, lead=lead, variable=variable)
         )
 
 

@@ -1,0 +1,104 @@
+"""What a file holds where flexdownscale does not read it: netCDF-4 groups.
+
+``xr.open_dataset(path)`` reads a file's root group only; variables written into a group
+(``ds.to_netcdf(path, group="forecast")``) are not seen, and the root looks empty. These helpers
+list the groups that hold variables, for the messages of the places that open files (the
+command line, training's files): they are called only when the root lacks what is wanted, so a
+file in the usual layout costs nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["group_advice", "netcdf_groups"]
+
+
+def netcdf_groups(path: str | Path) -> list[str]:
+    """The groups of a netCDF-4 file that hold data variables, as paths (``"forecast"``,
+    ``"run1/members"``), in the file's order.
+
+    Coordinates and netCDF dimensions (HDF5 dimension scales) do not count: a group that holds
+    only those has no variable to read. Files that are not HDF5 (netCDF-3, zarr stores) have no
+    groups.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    list of str
+        The group paths; empty for a file without groups, a file h5py cannot open, or one whose
+        groups hold no data variable.
+    """
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is a dependency
+        return []
+    if not Path(path).is_file():
+        return []
+    found: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if not isinstance(obj, h5py.Dataset) or "/" not in name:
+            return
+        if obj.attrs.get("CLASS") is not None:  # a coordinate or a bare dimension
+            return
+        group = name.rsplit("/", 1)[0]
+        if group not in found:
+            found.append(group)
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, ValueError):  # not an HDF5 file: netCDF-3 has no groups
+        return []
+    return found
+
+
+def group_advice(
+    path: str | Path, groups: list[str], *, form: Literal["command", "both"] = "command"
+) -> str:
+    """Where the variables of ``path`` are and how to go on: the words after a message that
+    found no (or not the wanted) variable at the file's root.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    groups : list of str
+        Its groups that hold variables (:func:`netcdf_groups`); not empty.
+    form : {"command", "both"}
+        ``"command"``: extract the group to a flat file (``ncks``, or an xarray line run with
+        ``python -c``), for the command line and a training configuration; ``"both"`` adds
+        that a Dataset opened from the group may be passed in place of the path (the Python
+        API).
+
+    Returns
+    -------
+    str
+        E.g. ``the file's variables are in group(s) ['forecast'], which flexdownscale does
+        not read (only the root group): extract one to a flat file first, ncks -G : -g
+        forecast in.nc in_forecast.nc``, and the xarray line.
+    """
+    path = str(path)
+    group = groups[0]
+    source = Path(path)
+    flat = str(source.with_name(f"{source.stem}_{group.replace('/', '_')}{source.suffix}"))
+    python = f"import xarray as xr; xr.open_dataset({path!r}, group={group!r}).to_netcdf({flat!r})"
+    # double quotes read best around Python's single-quoted strings, when the shell leaves it be
+    quoted = f'"{python}"' if not set(python) & set('"$`\\!') else shlex.quote(python)
+    text = (
+        f"the file's variables are in group(s) {groups}, which flexdownscale does not read "
+        f"(only the root group): extract one to a flat file first, ncks -G : -g {group} "
+        f"{shlex.quote(path)} {shlex.quote(flat)} (NCO), or python -c {quoted}"
+    )
+    if form == "both":
+        text += (
+            f"; or, in Python, pass xr.open_dataset({path!r}, group={group!r}) in place of the path"
+        )
+    return text
