@@ -219,3 +219,33 @@ def test_log1p_on_values_too_small_for_it_warns(shared_data, units, scale):
     assert stats.mean == pytest.approx(raw.mean(), rel=largest / 2)
     assert stats.std == pytest.approx(raw.std(), rel=largest / 2)
     assert stats.mean + 3 * stats.std < 0.05 < in_mm.mean + 3 * in_mm.std
+
+
+def test_the_item_time_log1p_guard_gives_the_same_fixes_as_the_split_check():
+    """The last guard (values <= -1 met when an item is read, the split's check skipped with
+    ``nan_fields=None``) said only "clip at 0"; it now gives the clip line and the way to
+    normalize without log1p, as the split's check does."""
+    from flexdownscale.data import SuperResolutionDataset
+
+    rng = np.random.default_rng(0)
+    km = {"units": "km"}
+    ds = xr.Dataset(
+        {"tp": (("time", "y", "x"), rng.gamma(0.5, 2.0, (4, 32, 32)), {"units": "mm"})},
+        coords={
+            "time": np.arange(4.0),
+            "y": ("y", np.arange(32.0), km),
+            "x": ("x", np.arange(32.0), km),
+        },
+    )
+    normalizer = Normalizer.fit(ds, transforms={"tp": "log1p"})
+    bad = ds.copy(deep=True)
+    bad["tp"][1, 3, 3] = -2.0
+    data = SuperResolutionDataset(
+        bad, factor=4, crop_size=None, normalizer=normalizer, nan_fields=None
+    )
+    data[0]  # the clean field reads
+    with pytest.raises(DataError, match=r"1 value\(s\) <= -1 \(down to -2\) at time=1.0") as caught:
+        data[1]
+    text = str(caught.value)
+    assert "ds['tp'].clip(min=0)" in text
+    assert "normalize without log1p: transforms={'tp': 'none'}" in text
