@@ -112,6 +112,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
 )
+from .io import group_advice, netcdf_groups
 from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint
 
 __all__ = [
@@ -277,10 +278,13 @@ class _XarraySource(_Source):
         names = list(variables) if variables else _grid_variables(ds, self.spec)
         missing = [v for v in names if v not in ds.data_vars]
         if missing:
+            path = self._path
+            groups = netcdf_groups(path) if path is not None and not _is_store(path) else []
+            inside = f"; {group_advice(path, groups, form='both')}" if path and groups else ""
             raise MissingVariableError(
                 f"variables {missing} are not in {self.where!r}; it has "
                 f"{sorted(map(str, ds.data_vars))}; fix "
-                f"{_setting('variables', 'the variables argument')}"
+                f"{_setting('variables', 'the variables argument')}{inside}"
             )
         if not names:
             raise DataError(f"{label!r} has no variable on the ({self.spec.y}, {self.spec.x}) grid")
@@ -318,9 +322,18 @@ class _XarraySource(_Source):
         try:
             if _is_store(self._path):
                 return xr.open_zarr(self._path, chunks=chunks)
-            return xr.open_dataset(self._path, chunks=chunks, cache=False)
+            ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
             raise DataError(f"could not open {self._path!r} with xarray: {err}") from err
+        if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 group
+            groups = netcdf_groups(self._path)
+            if groups:
+                ds.close()
+                raise DataError(
+                    f"{self._path!r} has no variable at its root; "
+                    + group_advice(self._path, groups, form="both")
+                )
+        return ds
 
     @property
     def ds(self) -> xr.Dataset:

@@ -81,7 +81,7 @@ def group_advice(
     Returns
     -------
     str
-        E.g. ``the file's variables are in group(s) ['forecast'], which flexdownscale does
+        E.g. ``the file has variables in group(s) ['forecast'], which flexdownscale does
         not read (only the root group): extract one to a flat file first, ncks -G : -g
         forecast in.nc in_forecast.nc``, and the xarray line.
     """
@@ -93,7 +93,7 @@ def group_advice(
     # double quotes read best around Python's single-quoted strings, when the shell leaves it be
     quoted = f'"{python}"' if not set(python) & set('"$`\\!') else shlex.quote(python)
     text = (
-        f"the file's variables are in group(s) {groups}, which flexdownscale does not read "
+        f"the file has variables in group(s) {groups}, which flexdownscale does not read "
         f"(only the root group): extract one to a flat file first, ncks -G : -g {group} "
         f"{shlex.quote(path)} {shlex.quote(flat)} (NCO), or python -c {quoted}"
     )
