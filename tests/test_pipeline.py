@@ -970,9 +970,14 @@ def test_nan_message_says_where_and_names_the_bbox_halo(pair, downscaler):
     lat, lon = coarse["latitude"].values, coarse["longitude"].values
     with pytest.raises(DataError, match=rf"first at y = {lat[5]:g}, x = {lon[0]:g}"):
         downscaler(bad, seed=0)
-    with pytest.raises(DataError, match="halo of 2 coarse cells"):
+    small_halo = "with bbox= and overlap = 0 fine cells"  # a SkillWarning
+    with (
+        pytest.warns(SkillWarning, match=small_halo),
+        pytest.raises(DataError, match="halo of 2 coarse cells"),
+    ):
         downscaler(bad, seed=0, overlap=0, bbox=(lon[2], lat[2], lon[6], lat[6]))
-    ok = downscaler(bad, seed=0, overlap=0, bbox=(lon[3], lat[2], lon[6], lat[6]))
+    with pytest.warns(SkillWarning, match=small_halo):
+        ok = downscaler(bad, seed=0, overlap=0, bbox=(lon[3], lat[2], lon[6], lat[6]))
     assert np.isfinite(ok["t2m"].values).all()
 
 
