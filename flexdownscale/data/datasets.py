@@ -47,8 +47,10 @@ variables (dask reductions, in the same pass as the normalizer fit when the stat
 fitted on this split) finds the fields (samples: one time, of one trajectory or level, ...)
 that hold NaN where the items read: ``nan_fields="error"`` (default) raises
 :class:`~flexdownscale.errors.DataError` naming the variable, the split, how many fields and
-the first few; ``nan_fields="drop"`` leaves them out of the split (``dropped_fields`` lists
-them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
+the first few (when every field holds NaN, the same pass tells a fixed mask, NaN in the same
+cells of each, from NaNs that move, and gives fixes that work for each: cut the grid to the
+unmasked region, or fill); ``nan_fields="drop"`` leaves them out of the split
+(``dropped_fields`` lists them, :meth:`SuperResolutionDataset.dropped_summary` says it in words; a forecast window is left
 out when any of its frames is, and ``ForecastDataset.dropped_windows`` counts those windows);
 ``nan_fields=None`` skips the pass (building the dataset reads no data but the few fields the
 periodic-edge check below reads). The same pass refuses
@@ -113,7 +115,7 @@ from .grid import (
     normalize_grid,
 )
 from .io import group_advice, netcdf_groups
-from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint
+from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint, auto_transform
 
 __all__ = [
     "ForecastDataset",
@@ -1229,6 +1231,7 @@ class _FieldDataset(torch.utils.data.Dataset):
         #: its ``source`` and its label along every sample dim, as :meth:`locate` gives them.
         self.dropped_fields: list[dict[str, Any]] = []
         self._split_fields = 0  # fields of the split before any was dropped
+        self._nan_fix = ""  # how the split's NaNs lie and their fix (_judge)
         if splits is not None:
             for key in splits:
                 if key not in get_args(Split):
@@ -1307,21 +1310,38 @@ class _FieldDataset(torch.utils.data.Dataset):
         else:
             transforms = {}
         checks = []
+        axes: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+        # precipitation-like variables (their NaNs can be filled with 0), for the messages
+        precip = {name for name, t in transforms.items() if t == "log1p"}
         if self.nan_fields is not None:
-            for (k, _), (rows, cols) in zip(entries, regions):
+            for i, ((k, _), (rows, cols)) in enumerate(zip(entries, regions)):
                 src = self.sources[k]
                 ydim, xdim = src.grid_dims
                 data = channels(k, self._selection[k])
+                ys, xs = (
+                    np.asarray(data[d].values)[r] if d in data.coords else None
+                    for d, r in ((ydim, rows), (xdim, cols))
+                )
+                axes.append((ys, xs))
+                use = None if used is None else xr.DataArray(used[i], dims=src.sample_dims)
                 per = {}
                 for name in self.variables:
+                    if auto_transform(data[name]) == "log1p":
+                        precip.add(name)
                     a = data[name].isel({ydim: rows, xdim: cols})
-                    nan = a.isnull().sum((ydim, xdim))
+                    null = a.isnull()
+                    nan = null.sum((ydim, xdim))
+                    # per cell, the (read) fields where it is NaN: in the same reads, this tells
+                    # a fixed mask (every field with NaN has them in the same cells) apart
+                    sample = [d for d in null.dims if d not in (ydim, xdim)]
+                    hits = null if use is None else null & use
+                    cells = (hits.sum(sample) if sample else hits.astype(int)).transpose(ydim, xdim)
                     low = (
                         ((a <= -1).sum((ydim, xdim)), a.min((ydim, xdim), skipna=True))
                         if transforms.get(name) == "log1p"
                         else None
                     )
-                    per[name] = (nan, low)
+                    per[name] = (nan, low, cells)
                 checks.append(per)
         fitted, computed = dask.compute(plan.lazy if plan is not None else None, checks)
         if plan is not None:
@@ -1332,15 +1352,22 @@ class _FieldDataset(torch.utils.data.Dataset):
         )
         if self.nan_fields is None:
             return [None] * len(entries)
-        return self._judge(entries, computed, used)
+        return self._judge(entries, computed, used, precip, axes)
 
     def _judge(
         self,
         entries: Sequence[tuple[int, list[np.ndarray]]],
         computed: Sequence[Mapping[str, Any]],
         used: Sequence[np.ndarray] | None,
+        precip: set[str] | None = None,
+        axes: Sequence[tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     ) -> list[np.ndarray | None]:
-        """Masks of the fields with NaN from the computed counts; refuse or record them."""
+        """Masks of the fields with NaN from the computed counts; refuse or record them.
+
+        Also tells how the NaNs lie (:attr:`_nan_fix`): a fixed mask (every field with NaN of a
+        source has them in the same cells: each cell is NaN in none or in all of those fields),
+        or cells that change between fields; and whether they are in every field.
+        """
 
         def grid_array(value: Any, src: _Source, shape: list[int]) -> np.ndarray:
             if isinstance(value, xr.DataArray):
@@ -1353,15 +1380,28 @@ class _FieldDataset(torch.utils.data.Dataset):
         nans: dict[str, list[Any]] = {name: [0, 0, []] for name in self.variables}
         # per variable: values <= -1 under log1p, the lowest, fields holding them, their labels
         domain: dict[str, list[Any]] = {name: [0, math.inf, 0, []] for name in self.variables}
+        # per variable: cells NaN in every field with NaN (of each source), cells of the grid
+        masked: dict[str, list[int]] = {name: [0, 0] for name in self.variables}
+        fixed = True
+        # per entry: the cells masked in some variable (None: the entry has no NaN)
+        cut: list[np.ndarray | None] = []
         for i, ((k, grid), per) in enumerate(zip(entries, computed)):
             src = self.sources[k]
             shape = [g.size for g in grid]
             use = np.ones(shape, bool) if used is None else np.asarray(used[i], bool)
             bad = np.zeros(shape, bool)
+            union = None
             for name in self.variables:
                 count = grid_array(per[name][0], src, shape) * use
                 bad |= count > 0
                 hit = np.flatnonzero(count.ravel())
+                if hit.size:
+                    cells = np.asarray(per[name][2])
+                    fixed = fixed and bool(np.all((cells == 0) | (cells == hit.size)))
+                    here = cells == hit.size
+                    masked[name][0] += int(here.sum())
+                    masked[name][1] += here.size
+                    union = here if union is None else union | here
                 nans[name][0] += hit.size
                 nans[name][1] += int(count.sum())
                 nans[name][2] += [
@@ -1383,24 +1423,36 @@ class _FieldDataset(torch.utils.data.Dataset):
                         for j in hit[: _SHOWN - len(domain[name][3])]
                     ]
             masks.append(bad)
+            cut.append(union)
             if self.nan_fields == "drop":
                 for j in np.flatnonzero(bad.ravel()):
                     self.dropped_fields.append(self._field_labels(src, grid, int(j)))
         with_nan = {name: v for name, v in nans.items() if v[0]}
+        fields = sum(int(m.sum()) for m in masks if m is not None)
+        everywhere = bool(with_nan) and fields >= self._split_fields
+        self._nan_fix = self._nan_remedy(
+            with_nan, masked if fixed else None, precip or set(), entries, cut, axes
+        )
         if with_nan and self.nan_fields == "error":
-            fields = sum(int(m.sum()) for m in masks if m is not None)
             parts = [
                 f"variable {name!r} in {n} field{'s' if n != 1 else ''} ({values} NaN "
                 f"value{'s' if values != 1 else ''}) at {_listing(shown, n)}"
                 for name, (n, values, shown) in with_nan.items()
             ]
+            if not everywhere:
+                raise DataError(
+                    f"the {self.split} split holds NaN in {fields} of its "
+                    f"{self._split_fields} fields (samples): {'; '.join(parts)}. NaNs would "
+                    f"reach the training tensors (the first crop that meets one would stop the "
+                    f'run). Leave those fields out with data.nan_fields = "drop" in the run\'s '
+                    f'TOML (nan_fields="drop" in Python; they are reported), or fill the NaNs '
+                    f"first (e.g. ds.fillna(0.0) for precipitation)"
+                )
             raise DataError(
-                f"the {self.split} split holds NaN in {fields} of its {self._split_fields} "
-                f"fields (samples): {'; '.join(parts)}. NaNs would reach the training tensors "
-                f"(the first crop that meets one would stop the run). Leave those fields out "
-                f'with data.nan_fields = "drop" in the run\'s TOML (nan_fields="drop" in '
-                f"Python; they are reported), or fill the NaNs first (e.g. ds.fillna(0.0) for "
-                f"precipitation)"
+                f"the {self.split} split holds NaN in every one of its {self._split_fields} "
+                f"fields (samples): {'; '.join(parts)}. NaNs would reach the training tensors, "
+                f'and leaving the fields with NaN out (data.nan_fields = "drop") would leave '
+                f"none. {self._nan_fix}"
             )
         bad_domain = {name: v for name, v in domain.items() if v[0]}
         if bad_domain:
@@ -1418,6 +1470,102 @@ class _FieldDataset(torch.utils.data.Dataset):
                 f"{_no_log1p_hint(name, _FROM_CONFIG.get())}"
             )
         return masks
+
+    def _nan_remedy(
+        self,
+        with_nan: Mapping[str, Any],
+        masked: Mapping[str, list[int]] | None,
+        precip: set[str],
+        entries: Sequence[tuple[int, list[np.ndarray]]],
+        cut: Sequence[np.ndarray | None],
+        axes: Sequence[tuple[np.ndarray | None, np.ndarray | None]] | None,
+    ) -> str:
+        """How the split's NaNs lie and what fixes them when leaving fields out cannot.
+
+        ``masked`` (``None`` when the NaN cells change between fields): per variable, the cells
+        NaN in every field holding NaN, and the cells of the grid; ``precip``: the
+        precipitation-like variables (log1p), whose NaNs can be filled with 0. ``cut``: per entry, the
+        cells masked in some variable; ``axes``: per entry, the (y, x) coordinate values of
+        the cells read (``None`` without a coordinate).
+        """
+        if not with_nan:
+            return (
+                "fill the NaNs first (e.g. ds.fillna(0.0) for precipitation) or select other fields"
+            )
+        k0 = next(k for (k, _), c in zip(entries, cut) if c is not None)
+        ydim, xdim = self.sources[k0].grid_dims
+        fills = []
+        for name in with_nan:
+            if name in precip:
+                fills.append(f"ds[{name!r}] = ds[{name!r}].fillna(0.0)")
+            else:
+                fills.append(
+                    f"ds[{name!r}] = ds[{name!r}].interpolate_na(dim={xdim!r}, "
+                    f'fill_value="extrapolate")'
+                )
+        only_precip = all(name in precip for name in with_nan)
+        fill = "; ".join(fills) + (
+            "" if only_precip else ", or a climatological value; fillna(0.0) only for precipitation"
+        )
+        if masked is None:
+            return (
+                "The NaNs are not in the same cells of every field: fill them first (e.g. "
+                f"{fill}; the model learns the filled values as data), or select fields or a "
+                "region free of NaN"
+            )
+        parts = []
+        for name in with_nan:
+            n, size = masked[name]
+            parts.append(f"variable {name!r} at {n} of the {size} grid cells, {n / size:.0%}")
+        region = ""
+        shown = [(i, c) for i, c in enumerate(cut) if c is not None]
+        i, first = shown[0]
+        if all(c.shape == first.shape and np.array_equal(c, first) for _, c in shown):
+            region = self._unmasked_rectangle(first, (ydim, xdim), axes[i] if axes else None)
+        return (
+            "The NaNs sit in the same cells of every field that holds them ("
+            + "; ".join(parts)
+            + "): a fixed mask (land or sea, a radar's coverage). Cut the grid to a region "
+            f"without the mask{region}, or fill the masked cells first (e.g. {fill}): the "
+            "model learns the filled values as data, so mask its output again (see Masked "
+            "fields in docs/inference.md)"
+        )
+
+    def _unmasked_rectangle(
+        self,
+        mask: np.ndarray,
+        dims: tuple[str, str],
+        axes: tuple[np.ndarray | None, np.ndarray | None] | None,
+    ) -> str:
+        """Words for the rectangle the unmasked cells fill, when they fill one ("" if not)."""
+        free = ~mask
+        if not free.any():
+            return " (every cell is masked)"
+        rows = np.flatnonzero(free.any(axis=1))
+        cols = np.flatnonzero(free.any(axis=0))
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        if mask[r0:r1, c0:c1].any():
+            return ""
+        size = f"{r1 - r0} x {c1 - c0} cells"
+        crop = getattr(self, "crop_size", None)
+        if crop is not None and min(r1 - r0, c1 - c0) < crop:
+            size += f", smaller than crop_size={crop}"
+        if axes is None or axes[0] is None or axes[1] is None:
+            return (
+                f" (the unmasked cells fill the rectangle of rows {r0} to {r1 - 1} and columns "
+                f"{c0} to {c1 - 1}, {size})"
+            )
+        conds, words = [], []
+        for dim, values, a, b in ((dims[0], axes[0], r0, r1), (dims[1], axes[1], c0, c1)):
+            values = np.asarray(values, dtype=float)
+            half = abs(float(np.median(np.diff(values)))) / 2 if values.size > 1 else 0.0
+            lo, hi = float(values[a:b].min()) - half, float(values[a:b].max()) + half
+            conds.append(f"(ds.{dim} > {lo:g}) & (ds.{dim} < {hi:g})")
+            words.append(f"{dim} {lo:g} to {hi:g}")
+        return (
+            f" (the unmasked cells fill the rectangle {', '.join(words)}, {size}: e.g. "
+            f"ds.where({' & '.join(conds)}, drop=True))"
+        )
 
     def _field_labels(self, src: _Source, grid: Sequence[np.ndarray], flat: int) -> dict[str, Any]:
         local = np.unravel_index(flat, [g.size for g in grid]) if grid else ()
@@ -1645,6 +1793,11 @@ class _FieldDataset(torch.utils.data.Dataset):
         return 0
 
 
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter (a fix that starts a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def _listing(shown: Sequence[str], total: int) -> str:
     """``"a, b, c"`` or ``"a, b, c and 4 more"`` (``total`` counts what was not shown too)."""
     more = total - len(shown)
@@ -1823,8 +1976,7 @@ class SuperResolutionDataset(_FieldDataset):
             if self.dropped_fields:
                 raise DataError(
                     f"every field of the {split} split holds NaN ({self.dropped_summary()}); "
-                    "nothing is left: fill the NaNs first (e.g. ds.fillna(0.0) for "
-                    "precipitation) or select other fields"
+                    f"nothing is left. {_sentence(self._nan_fix)}"
                 )
             raise DataError(self._empty_split_message(split, split_dim))
 
@@ -2150,8 +2302,8 @@ class ForecastDataset(_FieldDataset):
             if self.dropped_fields:
                 raise DataError(
                     f"no window of {past_frames} past frames and lead {lead} in the {split} "
-                    f"split is free of NaN ({self.dropped_summary()}); fill the NaNs first "
-                    "(e.g. ds.fillna(0.0) for precipitation) or select other fields"
+                    f"split is free of NaN ({self.dropped_summary()}). "
+                    f"{_sentence(self._nan_fix)}"
                 )
             need = (past_frames - 1) * lead + lead + 1
             frames_text = f"{past_frames} past frame{'s' if past_frames != 1 else ''}"
