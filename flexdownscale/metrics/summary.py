@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import xarray as xr
 
 from .._keywords import keyword_hints
 from .._stack import user_stacklevel
-from ..errors import ShapeError, UndefinedMetricWarning
-from ._utils import align_exact, check_same_units
+from ..errors import MissingVariableError, ShapeError, UndefinedMetricWarning
+from ._utils import align_exact, check_same_units, find_yx_dims
 from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
 from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
@@ -70,16 +70,52 @@ def mean_spectrum(
     return spec.mean([d for d in spec.dims if d != spectral], keep_attrs=True)
 
 
-@keyword_hints
+@overload
+def downscaling_skill(
+    pred: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    member_dim: Hashable = ...,
+    dims: Sequence[Hashable] | None = ...,
+    spectrum_kwargs: Mapping[str, Any] | None = ...,
+    weights: xr.DataArray | None = ...,
+) -> dict[str, dict[str, float]]: ...
+
+
+@overload
 def downscaling_skill(
     pred: xr.DataArray,
+    truth: xr.DataArray | xr.Dataset,
+    *,
+    member_dim: Hashable = ...,
+    dims: Sequence[Hashable] | None = ...,
+    spectrum_kwargs: Mapping[str, Any] | None = ...,
+    weights: xr.DataArray | None = ...,
+) -> dict[str, float]: ...
+
+
+@overload
+def downscaling_skill(
+    pred: xr.Dataset,
     truth: xr.DataArray,
+    *,
+    member_dim: Hashable = ...,
+    dims: Sequence[Hashable] | None = ...,
+    spectrum_kwargs: Mapping[str, Any] | None = ...,
+    weights: xr.DataArray | None = ...,
+) -> dict[str, float]: ...
+
+
+@keyword_hints
+def downscaling_skill(
+    pred: xr.DataArray | xr.Dataset,
+    truth: xr.DataArray | xr.Dataset,
     *,
     member_dim: Hashable = "member",
     dims: Sequence[Hashable] | None = None,
     spectrum_kwargs: Mapping[str, Any] | None = None,
     weights: xr.DataArray | None = None,
-) -> dict[str, float]:
+) -> dict[str, float] | dict[str, dict[str, float]]:
     """Skill of a downscaled prediction (ensemble or deterministic) against the truth.
 
     By default every mean is over all grid points with equal weight, the convention of the
@@ -88,12 +124,17 @@ def downscaling_skill(
     ``weights=area_weights(truth)`` for those. The two inputs are aligned as by every metric:
     coordinates equal up to float32 round-off are the same grid, others raise ``ShapeError``.
 
+    Two Datasets (the package's own output and a truth file) are scored field by field: every
+    data variable of ``pred`` on the (y, x) grid (not bounds such as ``latitude_bnds``), against
+    the truth's variable of that name. A DataArray against a Dataset takes the Dataset's
+    variable named as the DataArray.
+
     Parameters
     ----------
-    pred : DataArray
+    pred : DataArray or Dataset
         Prediction on the truth's grid, shape ``(member, ..., y, x)`` for an ensemble or
         ``(..., y, x)`` for a deterministic field, in the truth's units.
-    truth : DataArray
+    truth : DataArray or Dataset
         The high-resolution truth, shape ``(..., y, x)``.
     member_dim : str, default "member"
         Ensemble dimension of ``pred`` (absent, or of size 1: deterministic).
@@ -111,7 +152,8 @@ def downscaling_skill(
     -------
     dict
         The entries of :data:`SKILL_COLUMNS` as floats (units of the field for ``rmse`` and
-        ``crps``; dB for ``lsd``; dimensionless otherwise).
+        ``crps``; dB for ``lsd``; dimensionless otherwise). For two Datasets, one such dict per
+        field, keyed by the variable's name (``skill["t2m"]["rmse"]``).
 
     Warns
     -----
@@ -124,9 +166,20 @@ def downscaling_skill(
     ------
     ShapeError
         When ``pred`` (without its member dim) and ``truth`` have different dims.
+    MissingVariableError
+        When a field of a ``pred`` Dataset (or a DataArray's name) is not in the truth
+        Dataset.
     UnitsError
         When their ``units`` attributes name different units (``K`` and ``degC``).
     """
+    options: dict[str, Any] = {
+        "member_dim": member_dim,
+        "dims": dims,
+        "spectrum_kwargs": spectrum_kwargs,
+        "weights": weights,
+    }
+    if isinstance(pred, xr.Dataset) or isinstance(truth, xr.Dataset):
+        return _skill_by_variable(pred, truth, options)
     check_same_units(pred, truth, names=("pred", "truth"))
     ensemble = member_dim in pred.dims and pred.sizes[member_dim] > 1
     if member_dim in pred.dims and not ensemble:
@@ -177,3 +230,39 @@ def downscaling_skill(
     ratio = spectral_ratio(sp, st).values[small]  # on the truth's bins, as the LSD
     out["spectral_ratio_small"] = float(np.nanmean(ratio)) if ratio.size else float("nan")
     return out
+
+
+def _skill_by_variable(
+    pred: xr.DataArray | xr.Dataset, truth: xr.DataArray | xr.Dataset, options: dict[str, Any]
+) -> dict[str, float] | dict[str, dict[str, float]]:
+    """:func:`downscaling_skill` of a Dataset: per field of ``pred``, or the DataArray's
+    variable of the other Dataset."""
+    if isinstance(pred, xr.DataArray) or isinstance(truth, xr.DataArray):
+        if isinstance(pred, xr.DataArray):
+            one, other, which = pred, truth, "pred"
+        else:
+            one, other, which = truth, pred, "truth"
+        if one.name is None or one.name not in other.data_vars:
+            raise MissingVariableError(
+                f"{which} is a DataArray named {one.name!r} and the other input a Dataset with "
+                f"variables {sorted(map(str, other.data_vars))}; pass the same variable of "
+                "both, e.g. downscaling_skill(pred['t2m'], truth['t2m'])"
+            )
+        other = other[one.name]
+        pair = (one, other) if which == "pred" else (other, one)
+        return downscaling_skill(*pair, **options)
+    y, x = find_yx_dims(pred, options["dims"])
+    fields = [str(v) for v in pred.data_vars if y in pred[v].dims and x in pred[v].dims]
+    if not fields:
+        raise MissingVariableError(
+            f"pred holds no field on the ({y}, {x}) grid (variables: "
+            f"{ {str(v): tuple(pred[v].dims) for v in pred.data_vars} })"
+        )
+    missing = [v for v in fields if v not in truth.data_vars]
+    if missing:
+        raise MissingVariableError(
+            f"pred's fields {missing} are not in truth (its variables: "
+            f"{sorted(map(str, truth.data_vars))}); score the fields both hold, e.g. "
+            f"downscaling_skill(pred[{fields[0]!r}], truth[...]) for one under another name"
+        )
+    return {v: downscaling_skill(pred[v], truth[v], **options) for v in fields}
