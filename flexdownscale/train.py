@@ -2326,7 +2326,13 @@ class Trainer:
             f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model trained "
             f"with flexdownscale's `{config.diffusion.objective}` objective.\n\n"
             f"## Data\n\n- files: {', '.join(config.data.paths)}\n"
-            f"- variables: {', '.join(self.train_set.variables)}\n"
+            # each with its units, as `flexdownscale info` shows them
+            "- variables: "
+            + ", ".join(
+                f"{name} [{units}]" if units else f"{name} (no units attribute)"
+                for name, units in self._units().items()
+            )
+            + "\n"
             f"- factor: {config.data.factor}, degradation: {config.data.degradation}, "
             f"upsampling: {config.data.upsample}\n"
             f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
