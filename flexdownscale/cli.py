@@ -681,6 +681,33 @@ def _ncatted(attribute: str, values: dict[str, str]) -> str:
     return f"with NCO, for example: ncatted {edits} FILE"
 
 
+#: The pipeline's fix for a condition attribute that disagrees with the source used:
+#: ``ds.attrs.pop('re') (or ds.attrs['re'] = 4000.0)``, or ``ds['v'].attrs`` for a variable's.
+_STALE_CONDITION = re.compile(
+    r"(ds\.attrs|ds\['(?P<var>[^']*)'\]\.attrs)\.pop\('(?P<name>[^']*)'\) "
+    r"\(or \1\['(?P=name)'\] = (?P<value>[^)]*)\)"
+)
+
+
+def _stale_condition_fix(match: re.Match[str]) -> str:
+    """:data:`_STALE_CONDITION`'s fix as an edit of the input file with NCO's ncatted."""
+    import shlex
+
+    name, value, variable = match["name"], match["value"], match["var"]
+    owner = "global" if variable is None else variable
+    what = (
+        f"the input file's global attribute {name!r}"
+        if variable is None
+        else f"the attribute {name!r} of variable {variable!r} in the input file"
+    )
+    delete = shlex.quote(f"{name},{owner},d,,")
+    update = shlex.quote(f"{name},{owner},o,d,{value}")
+    return (
+        f"delete {what} (with NCO, for example: ncatted -a {delete} FILE) or set it to {value} "
+        f"(ncatted -a {update} FILE)"
+    )
+
+
 def cli_spelling(message: str, command: str = "downscale") -> str:
     """``message`` with the Python hints of the library spelled for the command line.
 
@@ -724,6 +751,14 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
             r"or set the input file's global attribute \1 to it",
             message,
         )
+    # the condition's sources disagree (pipeline): the stale attribute is deleted or set in
+    # the file, with NCO ("global" names the file's own attributes)
+    message = message.replace(
+        "(xr.concat keeps the first dataset's attributes, which .sel does not update)",
+        "(a file joined from several keeps the first one's attributes, which selecting one "
+        "value does not update)",
+    )
+    message = _STALE_CONDITION.sub(_stale_condition_fix, message)
     if "factor" in flags:  # no factor given: the shipped models at every factor were searched
         message = message.replace(
             " at any factor (shipped models: ",
