@@ -2871,6 +2871,33 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         self._set_condition(condition, model)
         self._check_normalizer()
 
+    def _spacing_fix(self, steps: np.ndarray, value: float, units: str, dim: str) -> str:
+        """How to give frames ``value`` apart from an input whose successive spacings are
+        ``steps``: every k-th frame (ending at the last) when the input is evenly spaced by a
+        whole fraction of the model's step; otherwise that no selection can."""
+        step = _duration(value, units)
+        other = "use a model trained on your time step"
+        spacing = float(steps[-1]) if steps.size else math.nan
+        if steps.size and np.allclose(steps, spacing, rtol=1e-3, atol=0.0) and spacing > 0:
+            ratio = value / spacing
+            k = round(ratio)
+            if ratio > 1 and abs(ratio - k) <= 1e-3 * ratio:
+                n = (self.past_frames - 1) * k + 1  # the frames k apart end at the last
+                return (
+                    f"the input steps by {_duration(spacing, units)}, so take one frame in {k}, "
+                    f"ending at the last: ds.isel({dim}=slice(-{n}, None, {k})) (or "
+                    f"ds.isel({dim}=slice((ds.sizes[{dim!r}] - 1) % {k}, None, {k})) to keep all "
+                    f"the frames {step} apart); or {other}"
+                )
+            if ratio < 1:
+                return (
+                    f"the input steps by {_duration(spacing, units)}, farther apart than the "
+                    f"model's {step}: no selection of its frames gives {step} apart (filling "
+                    f"frames in by interpolation in time would invent them); give frames {step} "
+                    f"apart, or {other}"
+                )
+        return f"give frames {step} apart (a whole number of the input's steps), or {other}"
+
     def _check_time_step(self, time: xr.DataArray, stamped: bool) -> float | None:
         """The model's step (``grid.json``'s ``time_step``, in :func:`_time_steps`' units) when
         it applies to the input's sorted ``time`` coordinate; ``None`` when the folder does not
@@ -2900,10 +2927,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             raise DataError(
                 f"model {self.name!r} was trained to step {_duration(value, units)} at a time "
                 f"(its grid.json), from {self.past_frames} past frames that far apart, but the "
-                f"input's last {self.past_frames} {time.name!r} values are {apart} apart; give "
-                f"frames {_duration(value, units)} apart (e.g. every k-th step: "
-                f"ds.isel({time.name}=slice(None, None, k))), or use a model trained on your "
-                "time step"
+                f"input's last {self.past_frames} {time.name!r} values are {apart} apart; "
+                f"{self._spacing_fix(steps, value, units, str(time.name))}"
             )
         return value
 

@@ -381,10 +381,25 @@ def test_frames_spaced_otherwise_than_in_training_are_refused():
         model(every_other, lead_steps=2, seed=0)
     assert str(err.value) == (
         "model 'tiny-box' was trained to step 0.5 s at a time (its grid.json), from 2 past "
-        "frames that far apart, but the input's last 2 'time' values are 1 s apart; give frames "
-        "0.5 s apart (e.g. every k-th step: ds.isel(time=slice(None, None, k))), or use a model "
-        "trained on your time step"
+        "frames that far apart, but the input's last 2 'time' values are 1 s apart; the input "
+        "steps by 1 s, farther apart than the model's 0.5 s: no selection of its frames gives "
+        "0.5 s apart (filling frames in by interpolation in time would invent them); give frames "
+        "0.5 s apart, or use a model trained on your time step"
     )
+    # finer frames: every k-th one (k named), ending at the last frame, is the fix, and runs
+    five = box(times=5)
+    fine = five.assign_coords(time=("time", 10.0 + 0.25 * np.arange(5), five["time"].attrs))
+    with pytest.raises(DataError) as err:
+        model(fine, lead_steps=1, seed=0)
+    assert str(err.value).endswith(
+        "values are 0.25 s apart; the input steps by 0.25 s, so take one frame in 2, "
+        "ending at the last: ds.isel(time=slice(-3, None, 2)) (or ds.isel(time=slice("
+        "(ds.sizes['time'] - 1) % 2, None, 2)) to keep all the frames 0.5 s apart); or use a "
+        "model trained on your time step"
+    )
+    for picked in (fine.isel(time=slice(-3, None, 2)), fine.isel(time=slice(4 % 2, None, 2))):
+        np.testing.assert_array_equal(picked["time"].values[-2:], [10.5, 11.0])
+        model(picked, lead_steps=1, seed=0)
     # only the past frames the model sees count: an older frame further back is fine
     older = box(times=5).isel(time=[0, 3, 4])  # 10, 11.5, 12
     out = model(older, lead_steps=2, seed=0)
