@@ -298,6 +298,15 @@ def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSp
             )
 
 
+def _one_value(values: xr.DataArray) -> bool:
+    """Whether every element of ``values`` is the same number (a condition held along time at
+    one value is that value, as training reads it field by field)."""
+    flat = np.asarray(values.values).ravel()
+    if flat.size == 0 or not np.issubdtype(flat.dtype, np.number):
+        return False
+    return bool(np.all(flat == flat[0]))
+
+
 def _expver_hint(sel: xr.Dataset, extra: set[Hashable]) -> str:
     """The fix for an ERA5 file of the CDS's older layout that mixes final ERA5 with the
     preliminary ERA5T along an ``expver`` dimension (each time valid in one of them, NaN in the
@@ -1161,6 +1170,11 @@ class _PhysicalCondition:
         if name in ds.variables and ds[name].size == 1:
             kind = "scalar coordinate" if name in ds.coords else "scalar variable"
             found.append((f"{kind} {name!r}", ds[name].values.reshape(()).item(), ""))
+        elif name in ds.variables and _one_value(ds[name]):  # e.g. the same Re at every time
+            kind = "coordinate" if name in ds.coords else "variable"
+            dims = ", ".join(map(repr, ds[name].dims))
+            value = ds[name].values.ravel()[0].item()
+            found.append((f"{kind} {name!r} (one value along {dims})", value, ""))
         if name in ds.attrs:
             found.append((f"global attribute {name!r}", ds.attrs[name], "ds.attrs"))
         on_vars = {str(v): ds[v].attrs[name] for v in ds.data_vars if name in ds[v].attrs}
@@ -1221,7 +1235,7 @@ class _PhysicalCondition:
                 f"{type(value).__name__}; pass condition=<value> as a float"
             )
         held = ds[name] if name in ds.variables else None
-        if held is not None and held.size > 1:
+        if held is not None and held.size > 1 and not _one_value(held):
             # fields at several values (a dimension of the condition, e.g. two files joined by
             # xr.concat): one call runs one value, whatever a global attribute says (xr.concat
             # keeps the first file's) and, along the condition's own dimension, whatever

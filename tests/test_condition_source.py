@@ -122,6 +122,28 @@ def test_forecaster_reads_the_condition_as_the_downscaler_does():
         model(many, lead_steps=1, seed=0)
 
 
+def test_one_value_held_along_time_is_that_value():
+    """A condition stored along time at one value (``("time", [4000, 4000, 4000])``) was refused
+    with "select the fields of one reynolds_number per call (ds.isel along 'time')", which
+    leaves a forecast one frame (reviewer-75); it is that value, as training reads it."""
+    model = tiny_forecaster(condition={"name": RE, "scale": 1000.0})
+    ds = box()
+    along = ds.assign_coords({RE: ("time", [4000.0] * ds.sizes["time"])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlexDownscaleWarning)
+        out = model(along, lead_steps=1, seed=0)
+    assert out.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
+    reference = model(ds, lead_steps=1, seed=0, condition=4000.0)
+    np.testing.assert_array_equal(out["vorticity"].values, reference["vorticity"].values)
+    # an attribute that disagrees is named, as with a scalar coordinate
+    with pytest.warns(FlexDownscaleWarning, match=r"coordinate 'reynolds_number' \(one value"):
+        model(along.assign_attrs({RE: 1000.0}), lead_steps=1, seed=0)
+    # values that differ along time are still refused
+    moving = ds.assign_coords({RE: ("time", [4000.0, 4000.0, 2000.0])})
+    with pytest.raises(DataError, match=r"holds 3 values \(4000, 4000, 2000\)"):
+        model(moving, lead_steps=1, seed=0)
+
+
 # --------------------------------------------------------------------------------------------
 # the liquid-water equivalence of a depth and a mass per area
 # --------------------------------------------------------------------------------------------
