@@ -139,8 +139,8 @@ def open_sample(name: str) -> xr.Dataset:
     ----------
     name
         ``"era5_t2m_uk"``: ERA5 2 m temperature ``t2m`` (K) over the British Isles at 0.25
-        degree, four hours of 20 March 2019, dims (time: 4, latitude: 33, longitude: 49),
-        latitude descending as in the ERA5 files. ``"kolmogorov"``: 2-D Kolmogorov-flow
+        degree, four 6-hourly fields of 20 March 2019 (00 to 18 UTC), dims (time: 4,
+        latitude: 33, longitude: 49), latitude descending as in the ERA5 files. ``"kolmogorov"``: 2-D Kolmogorov-flow
         ``vorticity`` on the doubly periodic [0, 2 pi)^2 at 256 x 256, one snapshot at each
         Reynolds number, dims (reynolds_number: 2, x: 256, y: 256).
 
