@@ -1169,7 +1169,7 @@ class Trainer:
             keys = {k: v for k, v in changed.items() if k.startswith(f"{section}.")}
             if not keys:
                 continue
-            listing = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in keys.items())
+            listing = "; ".join(f"{k} {_shown(a)} -> {_shown(b)}" for k, (a, b) in keys.items())
             restore = " ".join(
                 f"{k}={'none' if a is None else _toml_value(a)}" for k, (a, _) in keys.items()
             )
@@ -1209,7 +1209,9 @@ class Trainer:
         if self.changed_settings and not self.export_only:
             acc.print(
                 "resuming with changed settings: "
-                + "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.changed_settings.items())
+                + "; ".join(
+                    f"{k} {_shown(a)} -> {_shown(b)}" for k, (a, b) in self.changed_settings.items()
+                )
             )
         if acc.is_main_process and not self.resume:
             for partial in _children(self.run_dir / "checkpoints"):
@@ -1229,10 +1231,13 @@ class Trainer:
         """Main process: the resolved configuration as ``config.toml`` and ``config.json``."""
         if not self.accelerator.is_main_process:
             return
-        _atomic_write_text(self.run_dir / "config.toml", dump_toml(to_dict(self.config)))
+        # the model section as the model was built: channels, past frames and condition as
+        # the data decide them (earlier versions recorded the configuration's unset values)
+        values = to_dict(dataclasses.replace(self.config, model=self._model_config()))
+        _atomic_write_text(self.run_dir / "config.toml", dump_toml(values))
         _atomic_write_text(
             self.run_dir / "config.json",
-            json.dumps(to_dict(self.config), indent=2, default=_json_default),
+            json.dumps(values, indent=2, default=_json_default),
         )
 
     def _sample_layout(self) -> dict[str, int]:
@@ -2352,6 +2357,11 @@ class Trainer:
 _MAPPING_SETTINGS = frozenset({"data.transforms"})
 
 
+def _shown(value: Any) -> str:
+    """A setting's value in a message: ``none`` (as typed on the command line) for None."""
+    return "none" if value is None else repr(value)
+
+
 def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Dotted keys (as on the command line) whose values differ: ``{key: (old, new)}``."""
 
@@ -2367,15 +2377,75 @@ def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, 
 
     before = flat(_json_plain(to_dict(previous)))
     after = flat(_json_plain(to_dict(current)))
-    # model.physical_condition as trained: data.condition decides it (a configuration saved
-    # before it defaulted to None holds false next to a condition, which was switched on; true
-    # without a condition and false with one are refused), so compare what the model takes
-    for values, config in ((before, previous), (after, current)):
-        values["model.physical_condition"] = config.data.condition is not None
-    return {
+    # the model keys the data decide are compared as the model takes them: a run folder's
+    # config records them resolved (model.past_frames = data.past_frames), the configuration
+    # a run resumes with leaves them unset, and a run saved by an earlier version holds the
+    # unset values (in_channels = 1, past_frames = 1, physical_condition false or null)
+    taken = (_model_takes(previous), _model_takes(current))
+    for values, resolved in zip((before, after), taken, strict=True):
+        values.update(resolved)
+    for key in _DERIVED_MODEL_KEYS:
+        if _FROM_THE_DATA in (taken[0][key], taken[1][key]):
+            # not known before the data are open (every variable of the files): the data
+            # section's keys say whether the data changed
+            before.pop(key)
+            after.pop(key)
+    changed = {
         key: (before.get(key), after.get(key))
         for key in sorted(before.keys() | after.keys())
         if before.get(key) != after.get(key)
+    }
+    # a model key that changed because the setting it follows did (data.condition -> none
+    # switches model.physical_condition off): the setting the user changed is the one named
+    for key, sources in _DERIVED_MODEL_KEYS.items():
+        if key in changed and any(source in changed for source in sources):
+            del changed[key]
+    return changed
+
+
+# the model keys training sets from other settings, and the settings each follows
+_DERIVED_MODEL_KEYS: dict[str, tuple[str, ...]] = {
+    "model.in_channels": ("data.variables",),
+    "model.out_channels": ("data.variables", "diffusion.objective"),
+    "model.past_frames": ("data.past_frames", "model.task"),
+    "model.physical_condition": ("data.condition",),
+}
+# a derived value that only the opened data decide (the channels of data.variables = [])
+_FROM_THE_DATA = "<from the data>"
+
+
+def _model_takes(config: TrainConfig) -> dict[str, Any]:
+    """The values of :data:`_DERIVED_MODEL_KEYS` the model is built with (as
+    :meth:`Trainer._model_config` sets them), from the configuration alone.
+
+    A value set against what the data decide is kept as set (training refuses it once the data
+    are open); a channel count that depends on which variables the files hold is
+    :data:`_FROM_THE_DATA`.
+    """
+    model, data = config.model, config.data
+    channels = len(data.variables) if data.variables else None
+    in_channels: Any = model.in_channels
+    if model.in_channels == 1 and channels is None:
+        in_channels = _FROM_THE_DATA
+    elif channels is not None and model.in_channels in (1, channels):
+        in_channels = channels
+    out_channels: Any = model.out_channels
+    if config.diffusion.objective == "idff":  # data endpoint and score heads: twice the channels
+        if channels is None:
+            out_channels = _FROM_THE_DATA
+        elif model.out_channels in (None, channels, 2 * channels):
+            out_channels = 2 * channels
+    past_frames = model.past_frames
+    if model.task == "forecast" and model.past_frames in (1, data.past_frames):
+        past_frames = data.past_frames
+    return {
+        "model.in_channels": in_channels,
+        "model.out_channels": out_channels,
+        "model.past_frames": past_frames,
+        # data.condition decides it (a configuration saved before it defaulted to None holds
+        # false next to a condition, which was switched on; true without a condition and false
+        # with one are refused)
+        "model.physical_condition": data.condition is not None,
     }
 
 

@@ -392,7 +392,7 @@ def test_a_changed_model_section_names_the_keys(tmp_path, shared_data):
         Trainer(changed, resume=True)
     unset = _config(tmp_path, shared_data, eval_every=0, model={"patch_size": 4})
     with pytest.raises(
-        errors.CheckpointError, match=r"model\.patch_size None -> 4.*patch_size=none"
+        errors.CheckpointError, match=r"model\.patch_size none -> 4.*patch_size=none"
     ):
         Trainer(unset, resume=True)
 
