@@ -155,9 +155,21 @@ def _grid_line(grid: dict[str, Any]) -> str:
         f"{spec.get('x')}) of {spec['dy']:g}{units('y')} x {spec['dx']:g}{units('x')} "
         f"from ({spec['y0']:g}, {spec['x0']:g})"
         + (f", periodic in {' and '.join(periodic)}" if periodic else "")
-        + f"; degradation {grid.get('degradation')}, upsampling {grid.get('upsample')}, "
-        f"factor {grid.get('factor')}"
+        + _task_words(grid)
     )
+
+
+def _task_words(grid: dict[str, Any]) -> str:
+    """The end of :func:`_grid_line`: a forecast's past frames, lead and time step, else the
+    super-resolution settings that are recorded (none of them printed as ``None``)."""
+    from .hub import _forecast_settings
+
+    forecast = _forecast_settings(grid)
+    if forecast is not None:
+        return f"; forecast: {forecast}"
+    names = (("degradation", "degradation"), ("upsample", "upsampling"), ("factor", "factor"))
+    known = [f"{words} {grid[key]}" for key, words in names if grid.get(key) is not None]
+    return f"; {', '.join(known)}" if known else ""
 
 
 def _one_line(err: BaseException) -> str:

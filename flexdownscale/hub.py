@@ -352,6 +352,38 @@ def model_card_lines(
     return lines
 
 
+def _forecast_settings(grid: Mapping[str, Any]) -> str | None:
+    """A forecast model's task in words, from its ``grid.json``: past frames, lead and the
+    time step, e.g. ``"past frames 2, lead 1 (one model step = 1 step of the training frames),
+    time step 1 hour (3600 s)"``; ``None`` for a record without ``past_frames`` (a
+    super-resolution model)."""
+    past = grid.get("past_frames")
+    if isinstance(past, bool) or not isinstance(past, int):
+        return None
+    words = f"past frames {past}"
+    lead = grid.get("lead")
+    if isinstance(lead, int) and not isinstance(lead, bool):
+        words += (
+            f", lead {lead} (one model step = {lead} step{'s' if lead != 1 else ''} of the "
+            "training frames)"
+        )
+    step = grid.get("time_step")
+    value = step.get("value") if isinstance(step, Mapping) else None
+    units = step.get("units") if isinstance(step, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return words + ", time step not recorded (the training frames have no time coordinate)"
+    if units == "s":
+        spans = (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0))
+        span = next(((n, d) for n, d in spans if value >= d and value % d == 0), None)
+        if span is None:
+            return words + f", time step {value:g} s"
+        count = value / span[1]
+        return words + f", time step {count:g} {span[0]}{'s' if count != 1 else ''} ({value:g} s)"
+    if units in (None, "", "1"):
+        return words + f", time step {value:g} (the time coordinate has no units)"
+    return words + f", time step {value:g} {units}"
+
+
 def save_model_folder(
     path: str | os.PathLike[str],
     *,

@@ -2299,6 +2299,22 @@ class Trainer:
                 changes.append({"from_step": start, "changed": changed})
         return changes
 
+    def _task_line(self) -> str:
+        """The model card's line of what the model does with its input: the super-resolution
+        settings (factor, degradation, upsampling), or a forecast's past frames, lead and time
+        step (a forecast works on its input grid: it has no factor)."""
+        from .hub import _forecast_settings
+
+        data = self.config.data
+        if self.config.model.task == "forecast":
+            forecast = _forecast_settings(self.train_set.grid_metadata())
+            if forecast is not None:
+                return f"- forecast: {forecast}\n"
+        return (
+            f"- factor: {data.factor}, degradation: {data.degradation}, "
+            f"upsampling: {data.upsample}\n"
+        )
+
     def _model_card(
         self,
         validation: dict[str, float | None],
@@ -2338,9 +2354,8 @@ class Trainer:
                 for name, units in self._units().items()
             )
             + "\n"
-            f"- factor: {config.data.factor}, degradation: {config.data.degradation}, "
-            f"upsampling: {config.data.upsample}\n"
-            f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
+            + self._task_line()
+            + f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
             f"validation {list(config.data.validation)}\n"
             + "".join(f"{line}\n" for line in data_lines)
             + "\n"
