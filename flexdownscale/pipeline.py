@@ -29,7 +29,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -390,22 +390,48 @@ def _check_model_grid(spec: GridSpec, fine: GridSpec, factor: int, name: str) ->
         raise GridError(f"input grid spacing along {axis} is {found:g} {units} but {what}")
 
 
+class _AxisAgainstTraining(NamedTuple):
+    """One axis of the input's grid next to the same axis of the model's training grid."""
+
+    axis: str  # "x" or "y"
+    dim: str  # the input's dimension
+    trained: bool  # periodic in training
+    found: bool  # periodic in the input (attribute, or a global longitude)
+    n: int  # the input's cells
+    step: float  # the input's spacing
+    units: str  # the input's coordinate units, "" / "1" when none
+    period: float  # the training grid's extent (cells times spacing)
+    fine_step: float  # the training grid's spacing
+
+    @property
+    def unit(self) -> str:
+        """`` units`` for a message, ``""`` without one."""
+        return f" {self.units}" if self.units not in ("", "1") else ""
+
+
+def _axes_against_training(spec: GridSpec, fine: GridSpec) -> dict[str, _AxisAgainstTraining]:
+    """The input's x and y axes (``spec``) beside the training grid's (``fine``), by name."""
+    return {
+        "x": _AxisAgainstTraining(
+            "x", spec.x, fine.periodic_x, spec.periodic_x, spec.nx, spec.dx, spec.x_units,
+            fine.nx * fine.dx, fine.dx,
+        ),
+        "y": _AxisAgainstTraining(
+            "y", spec.y, fine.periodic_y, spec.periodic_y, spec.ny, spec.dy, spec.y_units,
+            fine.ny * fine.dy, fine.dy,
+        ),
+    }  # fmt: skip
+
+
 def _warn_periodic_attribute(spec: GridSpec, fine: GridSpec, factor: int, name: str) -> None:
     """Warn (once) when the model trained on periodic axes and the input spans such a whole
     period but lacks the ``periodic = "true"`` attribute there (so it runs non-periodic)."""
     f = max(factor, 1)
     missing = []
-    for axis, dim, trained, found, n_fine, d_fine, n, d, units in (
-        ("x", spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
-         spec.x_units),
-        ("y", spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
-         spec.y_units),
-    ):  # fmt: skip
-        period = n_fine * d_fine
-        if not trained or found or abs(n * d - period) > 0.5 * d_fine * f:
+    for ax in _axes_against_training(spec, fine).values():
+        if not ax.trained or ax.found or abs(ax.n * ax.step - ax.period) > 0.5 * ax.fine_step * f:
             continue
-        unit = f" {units}" if units not in ("", "1") else ""
-        missing.append((axis, dim, f"{period:g}{unit}"))
+        missing.append((ax.axis, ax.dim, f"{ax.period:g}{ax.unit}"))
     if not missing:
         return
     dims = " and ".join(repr(dim) for _, dim, _ in missing)
@@ -432,26 +458,18 @@ def _refuse_cyclic_point(sel: xr.Dataset, spec: GridSpec, fine: GridSpec, factor
     field would wrap as a longer domain. ``factor`` as for :func:`_warn_periodic_attribute`
     (``0`` for a forecast model); global longitudes are checked by the grid layer."""
     f = max(factor, 1)
-    for axis, (dim, trained, found, n_fine, d_fine, n, d, units) in enumerate(
-        (
-            (spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
-             spec.y_units),
-            (spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
-             spec.x_units),
-        )
-    ):  # fmt: skip
-        period = n_fine * d_fine
-        if not trained or not found or n < 3 or not _is_periodic_attr(sel[dim].attrs):
+    axes = _axes_against_training(spec, fine)
+    for ax in (axes["y"], axes["x"]):
+        if not ax.trained or not ax.found or ax.n < 3 or not _is_periodic_attr(sel[ax.dim].attrs):
             continue
-        if abs((n - 1) * d - period) > 0.5 * d_fine * f:
+        if abs((ax.n - 1) * ax.step - ax.period) > 0.5 * ax.fine_step * f:
             continue
-        values = np.asarray(sel[dim].values)
-        unit = f" {units}" if units not in ("", "1") else ""
-        line = "row" if axis == 0 else "column"
+        dim, values, unit = ax.dim, np.asarray(sel[ax.dim].values), ax.unit
+        line = "row" if ax.axis == "y" else "column"
         raise DataError(
-            f'the input says it is periodic along {dim!r} (periodic = "true") and spans {n} '
-            f"cells of {d:g}{unit}: its last {line}, {dim} = {values[-1]:g}, is its first, "
-            f"{dim} = {values[0]:g}, one period ({period:g}{unit}, the model's period) later — "
+            f'the input says it is periodic along {dim!r} (periodic = "true") and spans {ax.n} '
+            f"cells of {ax.step:g}{unit}: its last {line}, {dim} = {values[-1]:g}, is its first, "
+            f"{dim} = {values[0]:g}, one period ({ax.period:g}{unit}, the model's period) later — "
             "a cyclic point, as add_cyclic_point or node-based solvers write it. Run as "
             "periodic, that cell would be counted twice and the field would wrap as a longer "
             f"domain. Drop it: ds.isel({dim}=slice(None, -1))"
@@ -477,21 +495,16 @@ def _ignore_foreign_period(
     """
     f = max(factor, 1)
     foreign = []
-    for dim, trained, found, n_fine, d_fine, n, d, units in (
-        (spec.x, fine.periodic_x, spec.periodic_x, fine.nx, fine.dx, spec.nx, spec.dx,
-         spec.x_units),
-        (spec.y, fine.periodic_y, spec.periodic_y, fine.ny, fine.dy, spec.ny, spec.dy,
-         spec.y_units),
-    ):  # fmt: skip
-        period = n_fine * d_fine
+    for ax in _axes_against_training(spec, fine).values():
         # a window is shorter than the period; a longer periodic domain (a 4 pi box for a
         # model of the 2 pi box) is periodic in its own right and keeps wrapping
-        if not trained or not found or n * d >= period - 0.5 * d_fine * f:
+        if not ax.trained or not ax.found or ax.n * ax.step >= ax.period - 0.5 * ax.fine_step * f:
             continue
-        if not _is_periodic_attr(sel[dim].attrs):  # periodic by its extent (360 degrees)
+        if not _is_periodic_attr(sel[ax.dim].attrs):  # periodic by its extent (360 degrees)
             continue
-        unit = f" {units}" if units not in ("", "1") else ""
-        foreign.append((dim, f"{n} cells of {d:g}{unit} = {n * d:g}{unit}", f"{period:g}{unit}"))
+        n, d, unit = ax.n, ax.step, ax.unit
+        extent = f"{n} cells of {d:g}{unit} = {n * d:g}{unit}"
+        foreign.append((ax.dim, extent, f"{ax.period:g}{unit}"))
     if not foreign:
         return sel, spec
     found_words = "; ".join(
