@@ -163,17 +163,23 @@ def test_offline_and_not_cached_says_how_to_get_the_folder(home, tmp_path, monke
     assert "\n" not in message
 
 
-def test_unreachable_hub_and_not_cached_says_so(home, tmp_path, monkeypatch):
-    hub = _hub_offline(monkeypatch, tmp_path, False)
+def _not_cached_because(monkeypatch, hub, cause: Exception) -> None:
+    """``snapshot_download`` fails as huggingface_hub's does when nothing is cached and the
+    lookup met ``cause``: a ``LocalEntryNotFoundError`` raised from it."""
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     def download(repo_id, allow_patterns):
         try:
-            raise ConnectionError("[Errno -2] Name or service not known")
-        except ConnectionError as err:
+            raise cause
+        except type(cause) as err:
             raise LocalEntryNotFoundError("cannot find the snapshot; set HF_HUB_OFFLINE=0") from err
 
     monkeypatch.setattr(hub, "snapshot_download", download)
+
+
+def test_unreachable_hub_and_not_cached_says_so(home, tmp_path, monkeypatch):
+    hub = _hub_offline(monkeypatch, tmp_path, False)
+    _not_cached_because(monkeypatch, hub, ConnectionError("[Errno -2] Name or service not known"))
     with pytest.raises(errors.ModelFolderError) as info:
         resolve_model_path("someone/t2m")
     assert str(info.value).startswith(
@@ -189,18 +195,11 @@ def test_a_hub_server_error_is_not_called_unreachable(home, tmp_path, monkeypatc
     hub = _hub_offline(monkeypatch, tmp_path, False)
     from types import SimpleNamespace
 
-    from huggingface_hub.utils import LocalEntryNotFoundError
-
     class ServerError(Exception):
         response = SimpleNamespace(status_code=503)
 
-    def download(repo_id, allow_patterns):
-        try:
-            raise ServerError("503 Server Error: Service Unavailable for url: https://hf.co/x")
-        except ServerError as err:
-            raise LocalEntryNotFoundError("cannot find the snapshot") from err
-
-    monkeypatch.setattr(hub, "snapshot_download", download)
+    cause = ServerError("503 Server Error: Service Unavailable for url: https://hf.co/x")
+    _not_cached_because(monkeypatch, hub, cause)
     with pytest.raises(errors.ModelFolderError) as info:
         resolve_model_path("someone/t2m")
     message = str(info.value)
