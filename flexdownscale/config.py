@@ -415,7 +415,8 @@ class TrainConfig(_Section):
         ``DataLoader`` worker processes per training process (0: the samples are read in the
         training process; the samples and their order do not depend on it).
     eval_fields : int, default 4
-        Validation fields sampled at each evaluation (the first ones of the validation split).
+        Validation fields sampled at each evaluation, spread evenly over the validation split
+        (:func:`flexdownscale.train.validation_indices`).
     eval_members : int, default 4
         Ensemble members per validation field.
     time_limit_minutes : float, default 0.0

@@ -84,7 +84,15 @@ from .errors import (
     ShapeError,
 )
 
-__all__ = ["EMA", "Lion", "Trainer", "learning_rate", "main", "resolve_sampler"]
+__all__ = [
+    "EMA",
+    "Lion",
+    "Trainer",
+    "learning_rate",
+    "main",
+    "resolve_sampler",
+    "validation_indices",
+]
 
 STATE_MARKER = "STATE_COMPLETE"
 #: The EMA weights of a state (safetensors; the update count in its metadata).
@@ -111,6 +119,31 @@ FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-f
 _COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "flexdownscale_train_command_line", default=False
 )
+
+
+def validation_indices(length: int, count: int) -> list[int]:
+    """Which validation items the sampled skill is computed on: ``count`` spread evenly.
+
+    The validation split lists its items file by file and in time order, so its first items
+    all come from one file (one Reynolds number of a conditioned run) and from consecutive
+    times. Item ``i`` of ``count`` is the one at the middle of the ``i``-th of ``count`` equal
+    blocks of the split.
+
+    Parameters
+    ----------
+    length : int
+        Number of items in the validation split.
+    count : int
+        ``eval_fields``: how many to score (all of them when ``count >= length``).
+
+    Returns
+    -------
+    list of int
+        Increasing, distinct indices in ``[0, length)``.
+    """
+    if count >= length:
+        return list(range(length))
+    return [(2 * i + 1) * length // (2 * count) for i in range(count)]
 
 
 def _option(name: str) -> str:
@@ -1961,7 +1994,8 @@ class Trainer:
 
         Runs on the main process (the others wait). The loss uses fixed noise and times (one seeded
         generator), so evaluations are comparable; the skill is computed in normalized units on
-        the first ``eval_fields`` validation fields with ``eval_members`` members.
+        ``eval_fields`` validation fields spread evenly over the split
+        (:func:`validation_indices`) with ``eval_members`` members.
 
         Returns
         -------
@@ -2042,8 +2076,9 @@ class Trainer:
             count += loss.shape[0]
         metrics = {"val/loss": total / max(1, count)}
 
-        n = min(config.eval_fields, len(self.val_set))
-        items = [self.val_set[i] for i in range(n)]
+        indices = validation_indices(len(self.val_set), config.eval_fields)
+        n = len(indices)
+        items = [self.val_set[i] for i in indices]
         batch = {
             k: torch.stack([it[k] for it in items]).to(device) for k in ("fine", "base", "cond")
         }
