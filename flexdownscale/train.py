@@ -2360,18 +2360,7 @@ class Trainer:
         extra bullets of its Data section (the condition and transforms,
         :func:`~flexdownscale.hub.model_card_lines`)."""
         config = self.config
-        lines = [
-            f"  - from step {c['from_step']}: "
-            + "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in c["changed"].items())
-            for c in changes or []
-        ]
-        history = (
-            "- settings changed on resume (the lines above give the last launch's values):\n"
-            + "\n".join(lines)
-            + "\n"
-            if lines
-            else ""
-        )
+        history = _settings_history(changes or [])
         skill = "\n".join(
             f"| {k} | {'n/a' if v is None else format(v, '.6g')} |"
             for k, v in validation.items()
@@ -2410,6 +2399,24 @@ _MAPPING_SETTINGS = frozenset({"data.transforms"})
 def _shown(value: Any) -> str:
     """A setting's value in a message: ``none`` (as typed on the command line) for None."""
     return "none" if value is None else repr(value)
+
+
+def _settings_history(changes: Sequence[dict[str, Any]]) -> str:
+    """The model card's bullet of the settings changed on resume, one sub-bullet per resumed
+    launch (``{"from_step": int, "changed": {key: (old, new)}}``, as in ``launches.jsonl``);
+    values are written as the resume message writes them (an unset one as ``none``)."""
+    lines = [
+        f"  - from step {c['from_step']}: "
+        + "; ".join(f"{k} {_shown(old)} -> {_shown(new)}" for k, (old, new) in c["changed"].items())
+        for c in changes
+    ]
+    if not lines:
+        return ""
+    return (
+        "- settings changed on resume (the lines above give the last launch's values):\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -150,3 +150,22 @@ def test_a_resume_with_the_condition_removed_names_data_condition(tmp_path, shar
     assert "data.condition 'reynolds_number' -> none" in message
     assert 'Resume with them (data.condition="reynolds_number")' in message
     assert "physical_condition" not in message
+
+
+def test_the_card_writes_an_unset_setting_changed_on_resume_as_none():
+    """The card's resume history wrote Python's ``None`` (``data.condition None -> ...``) where
+    the resume message and the command line write ``none``."""
+    from flexdownscale.train import _settings_history
+
+    history = _settings_history(
+        [
+            {"from_step": 0, "changed": {"steps": [1, 2]}},
+            {"from_step": 2, "changed": {"data.condition": [None, "reynolds_number"]}},
+        ]
+    )
+    assert history == (
+        "- settings changed on resume (the lines above give the last launch's values):\n"
+        "  - from step 0: steps 1 -> 2\n"
+        "  - from step 2: data.condition none -> 'reynolds_number'\n"
+    )
+    assert _settings_history([]) == ""
