@@ -914,6 +914,7 @@ class Trainer:
                 f"({micro}); lower batch_size or add data"
             )
         if self._resume_layout is not None:
+            self._check_same_variables(*self._resume_layout)
             self._check_sample_order(*self._resume_layout)
         self._prepare_run_folder()  # nothing in the run folder changes before this point
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
@@ -1096,8 +1097,8 @@ class Trainer:
                 previous = from_dict(
                     TrainConfig, json.loads(saved.read_text(encoding="utf-8")), _check=False
                 )
-                self._check_same_run(previous, saved)
-                self.changed_settings = _changed_settings(previous, self.config)
+                self._check_same_run(previous, saved, states[-1])
+                self.changed_settings = self._changed_against(previous, states[-1])
             if not self.export_only:  # an export reads the weights only: any layout will do
                 self._check_steps_ahead(states[-1])
                 # checked once the training set is open (its size is part of the layout)
@@ -1194,10 +1195,21 @@ class Trainer:
             f"failed ({why}); {fix}"
         )
 
-    def _check_same_run(self, previous: TrainConfig, saved: Path) -> None:
+    def _changed_against(self, previous: TrainConfig, latest: Path) -> dict[str, tuple[Any, Any]]:
+        """:func:`_changed_settings` of this launch against the run's saved config, less
+        ``data.variables`` set to the very variables an empty one read (the state's marker
+        records them): naming them is how a run whose files gained a variable resumes."""
+        changed = _changed_settings(previous, self.config)
+        if "data.variables" in changed and not previous.data.variables:
+            marker = _read_json_file(latest / STATE_MARKER, "the state's completion marker")
+            if marker.get("variables") == list(self.config.data.variables):
+                del changed["data.variables"]
+        return changed
+
+    def _check_same_run(self, previous: TrainConfig, saved: Path, latest: Path) -> None:
         """A resume whose ``[model]``, ``[diffusion]`` or ``[data]`` section or optimiser differs
         from the run's saved config is refused, naming the keys and values."""
-        changed = _changed_settings(previous, self.config)
+        changed = self._changed_against(previous, latest)
         for section in ("model", "diffusion", "data"):
             keys = {k: v for k, v in changed.items() if k.startswith(f"{section}.")}
             if not keys:
@@ -1282,6 +1294,35 @@ class Trainer:
             "processes": self.accelerator.num_processes,
             "train_items": len(self.train_set),
         }
+
+    def _check_same_variables(self, previous: TrainConfig | None, latest: Path) -> None:
+        """Refuse a resume whose data give other variables (or another order) than the run's.
+
+        With ``data.variables`` empty every numeric variable of the files is read, so a file
+        that gained or lost a variable between launches changes the model's channels; the
+        state then fails to load as "damaged". The state's marker records the variables
+        (states written before 0.1.0 do not: those are left to the load, whose message says
+        the model's shape differs).
+        """
+        marker = _read_json_file(latest / STATE_MARKER, "the state's completion marker")
+        recorded = marker.get("variables")
+        now = list(self.train_set.variables)
+        if not isinstance(recorded, list) or recorded == now:
+            return
+        given = list(self.config.data.variables)
+        how = (
+            "data.variables is empty, so every numeric variable of the files is read"
+            if not given
+            else f"data.variables = {_toml_value(given)}"
+        )
+        raise CheckpointError(
+            f"cannot resume {str(self.run_dir)!r}: its state {latest.name} holds a model of "
+            f"the variables {_toml_value(recorded)} but the data now give "
+            f"{_toml_value(now)} ({how}); the model's channels are these variables, in this "
+            f"order. Resume with data.variables={_toml_value(recorded)} (the files must hold "
+            "them), or train the new variables in a new run_dir; the state is kept"
+        )
+        del previous
 
     def _check_sample_order(self, previous: TrainConfig | None, latest: Path) -> None:
         """Refuse a resume that would draw the training samples in another order.
@@ -1404,7 +1445,14 @@ class Trainer:
         )
         (tmp / PROGRESS_FILE).write_text(json.dumps(self.progress.state_dict()), encoding="utf-8")
         (tmp / STATE_MARKER).write_text(
-            json.dumps({"step": self.progress.step, "layout": self._sample_layout()}),
+            json.dumps(
+                {
+                    "step": self.progress.step,
+                    "layout": self._sample_layout(),
+                    # the model's channels, in order: a resume checks them before loading
+                    "variables": list(self.train_set.variables),
+                }
+            ),
             encoding="utf-8",
         )
         for child in tmp.iterdir():
@@ -1452,6 +1500,14 @@ class Trainer:
                     f"a file of the training state {str(latest)!r} cannot be loaded safely: "
                     f"torch.load(weights_only=True) refused it ({_one_line(err)}). "
                     f"{_NOT_UNPICKLED} (previous states: {previous})"
+                ) from err
+            if "size mismatch" in str(err):  # a whole state of another model: not damage
+                raise CheckpointError(
+                    f"the training state {str(latest)!r} holds a model of another shape than "
+                    f"this configuration builds ({_one_line(err)}): the variables, "
+                    "data.past_frames or the [model] settings differ from the run's. Resume "
+                    f"with the run's settings ({str(self.run_dir / 'config.toml')!r}); the "
+                    "state is kept"
                 ) from err
             raise CheckpointError(
                 f"the training state {str(latest)!r} cannot be loaded ({_one_line(err)}); "
