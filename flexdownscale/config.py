@@ -739,6 +739,38 @@ def _close_match_hint(key: str, options: Sequence[str]) -> str:
     return f"{hint}known keys: {', '.join(sorted(options))}"
 
 
+def _keys_elsewhere(key: str, table: str) -> list[str]:
+    """The dotted keys of a training run file named ``key`` outside ``table`` (``""`` for
+    the top level, ``"data"`` for ``[data]``): ``crop_size`` at the top level ->
+    ``["data.crop_size"]``, ``data.steps`` -> ``["steps"]``."""
+    found = []
+    for name, annotation in typing.get_type_hints(TrainConfig).items():
+        if dataclasses.is_dataclass(annotation):
+            if name != table and key in {f.name for f in dataclasses.fields(annotation)}:
+                found.append(f"{name}.{key}")
+        elif table and name == key:
+            found.insert(0, key)
+    return found
+
+
+def _unknown_key_hint(key: str, table: str | None, options: Sequence[str], *, file: bool) -> str:
+    """The advice of an unknown-key message: where the key belongs when another table of a
+    run file has it (``data.crop_size=64``; in a file, "move it under [data]"), else the close
+    match and the table's known keys."""
+    elsewhere = _keys_elsewhere(key, table) if table is not None else []
+    if not elsewhere:
+        return _close_match_hint(key, options)
+    if file:
+        places = " or ".join(
+            f"under [{k.rpartition('.')[0]}]"
+            if "." in k
+            else "at the top level (before any [table])"
+            for k in elsewhere
+        )
+        return f"{key!r} belongs {places}: move it there"
+    return f"did you mean {' or '.join(repr(k) for k in elsewhere)}? ({key!r} is not a key here)"
+
+
 #: The TOML table each configuration class is read from: a TrainConfig is the whole file, the
 #: others its sections (``[data]`` holds a DataConfig). Messages name the keys as the file
 #: (and the training command's ``key=value`` overrides) writes them.
@@ -914,8 +946,10 @@ def from_dict(
     kwargs = {}
     for key, value in values.items():
         if key not in names:
+            table = _toml_key(where) if where.partition(".")[0] in _TOML_SECTIONS else None
             raise ConfigError(
-                f"unknown key {key!r} in {_table(where)}; {_close_match_hint(key, names)}"
+                f"unknown key {key!r} in {_table(where)}; "
+                f"{_unknown_key_hint(key, table, names, file=True)}"
             )
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
     if _check:
@@ -1082,9 +1116,10 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
             names = [f.name for f in dataclasses.fields(cls)]
             if part not in names:
                 path = f"under {'.'.join(parts[:depth])}" if depth else "a top-level key"
+                table = ".".join(parts[:depth]) if isinstance(config, TrainConfig) else None
                 raise ConfigError(
                     f"unknown key {part!r} in override {item!r} ({path}); "
-                    f"{_close_match_hint(part, names)}"
+                    f"{_unknown_key_hint(part, table, names, file=False)}"
                 )
             if depth == len(parts) - 1:
                 hint = typing.get_type_hints(cls)[part]
