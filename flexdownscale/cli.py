@@ -203,18 +203,16 @@ def _open(path: str) -> Any:
         raise DataError(f"input {path!r} does not exist")
     kind = "a zarr store" if _is_zarr(path) else "netCDF"
     try:
-        if _is_zarr(path):
-            return xr.open_zarr(path, consolidated=False)
-        ds = xr.open_dataset(path)
+        ds = xr.open_zarr(path, consolidated=False) if _is_zarr(path) else xr.open_dataset(path)
     except (OSError, ValueError) as err:
         raise DataError(
             f"cannot read {path!r} as {kind}: {_one_line(err)} (inputs are netCDF files, or zarr "
             "stores whose name ends in .zarr)"
         ) from err
-    if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 group
-        from .data.io import group_advice, netcdf_groups
+    if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
+        from .data.io import group_advice, store_groups
 
-        groups = netcdf_groups(path)
+        groups = store_groups(path)
         if groups:
             ds.close()
             raise DataError(f"{path!r} has no variable at its root; {group_advice(path, groups)}")
@@ -222,13 +220,13 @@ def _open(path: str) -> Any:
 
 
 def _groups_hint(*paths: str) -> str:
-    """``"; 'in.nc' also has group(s) [...]: ..."`` for files whose netCDF-4 groups hold
+    """``"; 'in.nc' also has group(s) [...]: ..."`` for files whose netCDF-4 (or zarr) groups hold
     variables (read only on the way to an error: the message about a variable not found)."""
-    from .data.io import group_advice, netcdf_groups
+    from .data.io import group_advice, store_groups
 
     hints = []
     for path in paths:
-        groups = [] if _is_zarr(path) else netcdf_groups(path)
+        groups = store_groups(path)
         if groups:
             hints.append(f"; {path!r} has groups too: {group_advice(path, groups)}")
     return "".join(hints)

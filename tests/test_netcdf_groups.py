@@ -126,6 +126,6 @@ def test_training_files_in_a_group(tmp_path, monkeypatch):
     with xr.open_dataset(path, group="forecast") as grouped:
         assert len(open_set([grouped.load()])) == 4
     # without the group check it failed elsewhere, with no word of groups
-    monkeypatch.setattr(datasets, "netcdf_groups", lambda path: [])
+    monkeypatch.setattr(datasets, "store_groups", lambda path: [])
     with pytest.raises(GridError, match=r"could not find the x and y dimension among \[\]"):
         open_set([path])

@@ -114,7 +114,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
 )
-from .io import group_advice, netcdf_groups
+from .io import group_advice, store_groups
 from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint, auto_transform
 
 __all__ = [
@@ -281,7 +281,7 @@ class _XarraySource(_Source):
         missing = [v for v in names if v not in ds.data_vars]
         if missing:
             path = self._path
-            groups = netcdf_groups(path) if path is not None and not _is_store(path) else []
+            groups = store_groups(path) if path is not None else []
             inside = f"; {group_advice(path, groups, form='both')}" if path and groups else ""
             raise MissingVariableError(
                 f"variables {missing} are not in {self.where!r}; it has "
@@ -323,12 +323,13 @@ class _XarraySource(_Source):
         assert self._path is not None
         try:
             if _is_store(self._path):
-                return xr.open_zarr(self._path, chunks=chunks)
-            ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
+                ds = xr.open_zarr(self._path, chunks=chunks)
+            else:
+                ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
             raise DataError(f"could not open {self._path!r} with xarray: {err}") from err
-        if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 group
-            groups = netcdf_groups(self._path)
+        if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
+            groups = store_groups(self._path)
             if groups:
                 ds.close()
                 raise DataError(

@@ -1,7 +1,8 @@
-"""What a file holds where flexdownscale does not read it: netCDF-4 groups.
+"""What a file holds where flexdownscale does not read it: netCDF-4 and zarr groups.
 
-``xr.open_dataset(path)`` reads a file's root group only; variables written into a group
-(``ds.to_netcdf(path, group="forecast")``) are not seen, and the root looks empty. These helpers
+``xr.open_dataset(path)`` and ``xr.open_zarr(path)`` read the root group only; variables
+written into a group (``ds.to_netcdf(path, group="forecast")``, ``ds.to_zarr(store,
+group="forecast")``) are not seen, and the root looks empty. These helpers
 list the groups that hold variables, for the messages of the places that open files (the
 command line, training's files): they are called only when the root lacks what is wanted, so a
 file in the usual layout costs nothing.
@@ -13,7 +14,7 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["group_advice", "netcdf_groups"]
+__all__ = ["group_advice", "netcdf_groups", "store_groups", "zarr_groups"]
 
 
 def netcdf_groups(path: str | Path) -> list[str]:
@@ -60,6 +61,52 @@ def netcdf_groups(path: str | Path) -> list[str]:
     return found
 
 
+def zarr_groups(path: str | Path) -> list[str]:
+    """The groups of a zarr store (format 2 or 3) that hold data variables, as paths
+    (``"forecast"``, ``"run1/members"``), in the store's order.
+
+    An array named like its only dimension is a coordinate and does not count.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store (a folder).
+
+    Returns
+    -------
+    list of str
+        The group paths; empty for a store without groups, or one zarr cannot open.
+    """
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - zarr comes with xarray's zarr support
+        return []
+    if not Path(path).is_dir():
+        return []
+    found: list[str] = []
+
+    def visit(group: object, prefix: str) -> None:
+        for name, array in group.arrays():  # type: ignore[attr-defined]
+            dims = array.attrs.get("_ARRAY_DIMENSIONS") or getattr(
+                array.metadata, "dimension_names", None
+            )
+            if prefix and list(dims or ()) != [name] and prefix[:-1] not in found:
+                found.append(prefix[:-1])
+        for name, sub in group.groups():  # type: ignore[attr-defined]
+            visit(sub, f"{prefix}{name}/")
+
+    try:
+        visit(zarr.open_group(str(path), mode="r"), "")
+    except Exception:  # not a zarr store (or a damaged one): no groups to name
+        return []
+    return found
+
+
+def store_groups(path: str | Path) -> list[str]:
+    """:func:`zarr_groups` of a folder (a zarr store), :func:`netcdf_groups` of a file."""
+    return zarr_groups(path) if Path(path).is_dir() else netcdf_groups(path)
+
+
 def group_advice(
     path: str | Path, groups: list[str], *, form: Literal["command", "both"] = "command"
 ) -> str:
@@ -69,12 +116,12 @@ def group_advice(
     Parameters
     ----------
     path : str or Path
-        The file.
+        The file or zarr store.
     groups : list of str
-        Its groups that hold variables (:func:`netcdf_groups`); not empty.
+        Its groups that hold variables (:func:`store_groups`); not empty.
     form : {"command", "both"}
         ``"command"``: extract the group to a flat file (``ncks``, or an xarray line run with
-        ``python -c``), for the command line and a training configuration; ``"both"`` adds
+        ``python -c``; a zarr store's group is copied to a store of its own), for the command line and a training configuration; ``"both"`` adds
         that a Dataset opened from the group may be passed in place of the path (the Python
         API).
 
@@ -87,18 +134,29 @@ def group_advice(
     """
     path = str(path)
     group = groups[0]
-    source = Path(path)
+    source = Path(path.rstrip("/"))
     flat = str(source.with_name(f"{source.stem}_{group.replace('/', '_')}{source.suffix}"))
-    python = f"import xarray as xr; xr.open_dataset({path!r}, group={group!r}).to_netcdf({flat!r})"
+    store = source.is_dir()
+    opened = (
+        f"xr.open_zarr({path!r}, group={group!r})"
+        if store
+        else f"xr.open_dataset({path!r}, group={group!r})"
+    )
+    python = f"import xarray as xr; {opened}.{'to_zarr' if store else 'to_netcdf'}({flat!r})"
     # double quotes read best around Python's single-quoted strings, when the shell leaves it be
     quoted = f'"{python}"' if not set(python) & set('"$`\\!') else shlex.quote(python)
-    text = (
-        f"the file has variables in group(s) {groups}, which flexdownscale does not read "
-        f"(only the root group): extract one to a flat file first, ncks -G : -g {group} "
-        f"{shlex.quote(path)} {shlex.quote(flat)} (NCO), or python -c {quoted}"
-    )
-    if form == "both":
-        text += (
-            f"; or, in Python, pass xr.open_dataset({path!r}, group={group!r}) in place of the path"
+    if store:
+        text = (
+            f"the zarr store has variables in group(s) {groups}, which flexdownscale does not "
+            f"read (only the root group): copy one to a store of its own first, python -c "
+            f"{quoted}"
         )
+    else:
+        text = (
+            f"the file has variables in group(s) {groups}, which flexdownscale does not read "
+            f"(only the root group): extract one to a flat file first, ncks -G : -g {group} "
+            f"{shlex.quote(path)} {shlex.quote(flat)} (NCO), or python -c {quoted}"
+        )
+    if form == "both":
+        text += f"; or, in Python, pass {opened} in place of the path"
     return text
