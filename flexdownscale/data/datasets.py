@@ -2261,8 +2261,13 @@ class ForecastDataset(_FieldDataset):
                 f"out: their frames are not evenly spaced at the data's step{every}, the "
                 "times having gaps or another spacing there"
                 + (f" (the first: {first_gap})" if first_gap else "")
-                + "; the model learns only from evenly spaced frames. Fill the missing times "
-                "to train on those windows",
+                + (
+                    "; the model learns only from evenly spaced frames. Fill the missing times "
+                    "to train on those windows"
+                    if split == "train"
+                    else f"; the {split} split scores only evenly spaced windows, as the model "
+                    "was trained on. Fill the missing times to score those windows"
+                ),
                 FlexDownscaleWarning,
                 stacklevel=user_stacklevel(),
             )

@@ -204,3 +204,21 @@ def test_too_few_times_say_how_many_were_found_and_needed():
     # a gap can leave no window: said too
     with pytest.warns(FlexDownscaleWarning), pytest.raises(DataError, match=r"\(2 windows left"):
         forecast(hourly([0, 1, 4, 5]), past_frames=1, lead=2)
+
+
+def test_the_gap_warning_of_a_validation_split_speaks_of_scoring():
+    """The validation split's warning said "the model learns only from evenly spaced frames.
+    Fill the missing times to train on those windows": validation trains on nothing."""
+    data = hourly([0, 1, 2, 3, 6, 7, 8, 9])
+    splits = {"validation": ["2019-03-02T00", "2019-03-02T09"]}
+    with pytest.warns(FlexDownscaleWarning) as caught:
+        forecast(data, past_frames=2, split="validation", splits=splits)
+    (text,) = [str(w.message) for w in caught if "windows" in str(w.message)]
+    assert text.startswith("2 of the 6 windows (2 past frames, lead 1) of the validation split")
+    assert text.endswith(
+        "; the validation split scores only evenly spaced windows, as the model was trained on. "
+        "Fill the missing times to score those windows"
+    )
+    assert "train on those" not in text
+    with pytest.warns(FlexDownscaleWarning, match="to train on those windows$"):
+        forecast(data, past_frames=2)
