@@ -245,7 +245,9 @@ class DataConfig(_Section):
     test : tuple of labels or indices, default ()
         Selection of the test split, as ``train``.
     condition : str or None, default None
-        Name of a scalar attribute or variable used as physical condition, or ``None``.
+        Name of a scalar attribute or variable used as physical condition, or ``None``. Read
+        from a variable or coordinate of that name, else the file's global attribute, else the
+        variables' own attribute (as inference reads it).
     condition_scale : float, default 1.0
         The condition is divided by this (e.g. 40000 for Re); finite and non-zero.
     past_frames : int, default 1

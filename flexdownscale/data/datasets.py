@@ -79,6 +79,7 @@ import glob
 import itertools
 import math
 import os
+import shlex
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -404,9 +405,25 @@ class _XarraySource(_Source):
             return float(v.isel({d: index[d] for d in v.dims}).values)
         if name in ds.attrs:
             return float(ds.attrs[name])
+        # last, the variables' own attribute (a DataArray's, kept by to_dataset), as inference
+        on_vars = {c: ds[c].attrs[name] for c in self.channels if name in ds[c].attrs}
+        if on_vars:
+            if len({float(x) for x in on_vars.values()}) > 1:
+                edit = (
+                    f" (ncatted -a {name},global,o,d,<value> {shlex.quote(self._path)})"
+                    if self._path is not None
+                    else ""
+                )
+                raise DataError(
+                    f"the variables of {self.label!r} disagree on the condition {name!r}: "
+                    f"{on_vars}; set the global attribute {name!r}{edit} or a scalar variable "
+                    f"{name!r} to the value of these fields"
+                )
+            return float(next(iter(on_vars.values())))
         raise MissingVariableError(
-            f"condition {name!r} is neither a variable nor an attribute of {self.label!r}; "
-            f"attributes: {sorted(ds.attrs)}"
+            f"condition {name!r} is neither a variable nor an attribute (global, or of the "
+            f"variables {list(self.channels)}) of {self.label!r}; global attributes: "
+            f"{sorted(ds.attrs)}"
         )
 
     def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> xr.Dataset:
