@@ -470,6 +470,8 @@ class _H5Source(_Source):
                 dset = f[self._name]
                 shape = tuple(dset.shape)
                 self.attrs = {**dict(f.attrs), **dict(dset.attrs)}
+                # where a fix removes the periodic attribute (the dataset's wins, as above)
+                self.periodic_holder = f"f[{self._name!r}]" if "periodic" in dset.attrs else "f"
         except OSError as err:
             raise DataError(f"could not open {path!r} with h5py: {err}") from err
         if len(shape) not in (3, 4):
@@ -754,13 +756,20 @@ def _edges_not_neighbours(src: _Source, declared: tuple[bool, bool]) -> tuple[bo
             continue
         ratio = _seam_ratio(fields, -2 + axis)
         if ratio == 0.0:
-            last = f"isel({dim}=slice(None, -1))"
+            if src.spec is None:  # an HDF5 file: no coordinates, no ds to isel
+                index = "[..., :-1, :]" if axis == 0 else "[..., :-1]"
+                drop = (
+                    f"write the file again without it (h5py: the dataset's values{index}; "
+                    "keep its attributes)"
+                )
+            else:
+                drop = f"ds.isel({dim}=slice(None, -1))"
             raise DataError(
                 f'{src.where!r} says it is periodic along {dim!r} (periodic = "true"), and its '
                 f"last {'row' if axis == 0 else 'column'} along {dim!r} repeats its first (a "
                 "cyclic point, as add_cyclic_point or node-based solvers write it): the period "
                 f"would count that cell twice and crops would wrap with it doubled. Drop it: "
-                f"ds.{last}"
+                f"{drop}"
             )
         if ratio > SEAM_RATIO_MAX:
             cut.append((axis, dim, ratio))
@@ -768,14 +777,23 @@ def _edges_not_neighbours(src: _Source, declared: tuple[bool, bool]) -> tuple[bo
         return (False, False)
     found = " and ".join(f"{ratio:.0f} times as much along {dim!r}" for _, dim, ratio in cut)
     names = " and ".join(repr(dim) for _, dim, _ in cut)
-    pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for _, dim, _ in cut)
+    if src.spec is None:  # an HDF5 file: one attribute, on the file or its dataset
+        holder = src.periodic_holder  # type: ignore[attr-defined]
+        recorded = (
+            "; an HDF5 file's model folder records no grid, so at inference give inputs "
+            'without periodic = "true" on these axes'
+        )
+        pops = f'h5py: with h5py.File({src._path!r}, "r+") as f: del {holder}.attrs["periodic"]'
+    else:
+        recorded = " and the model folder records them so"
+        pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for _, dim, _ in cut)
     warnings.warn(
         f'{src.where!r} says it is periodic along {names} (periodic = "true"), but its '
         f"opposite edges are not neighbours: across the edge its values differ (mean square) "
         f"{found} as between neighbouring cells ({len(picks)} of its fields read). A window cut "
         "from a periodic field keeps the attribute (xarray copies attributes), and random crops "
         "would wrap across the cut, joining unrelated cells; it is trained as non-periodic "
-        "along these axes and the model folder records them so. To fix: train on the whole "
+        f"along these axes{recorded}. To fix: train on the whole "
         f"periodic field, or drop the attribute ({pops}) before saving the window",
         FlexDownscaleWarning,
         stacklevel=user_stacklevel(),
