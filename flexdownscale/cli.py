@@ -113,7 +113,9 @@ def _info_model(name: str) -> int:
         print(f"model: {name} ({path}: a local folder, not the shipped model of this name)")
     else:
         print(f"model: {name} ({path})")
-    print(f"  task: {folder.task}, factor: {folder.factor}")
+    # a forecast model maps frames to frames on one grid: it has no factor to give
+    factor = "" if folder.task == "forecast" else f", factor: {folder.factor}"
+    print(f"  task: {folder.task}{factor}")
     described = ", ".join(f"{v} [{folder.units.get(v, '')}]" for v in folder.variables)
     print(f"  variables: {described}")
     transforms = normalization_transforms(folder.normalization)
@@ -133,25 +135,31 @@ def _info_model(name: str) -> int:
     )
     if folder.condition:
         print(f"  physical condition: {json.dumps(dict(folder.condition))}")
-    print(f"  grid: {_grid_line(dict(folder.grid))}")
+    print(f"  grid: {_grid_line(dict(folder.grid), folder.task)}")
     print()
     print(folder.card)
     return 0
 
 
-def _grid_line(grid: dict[str, Any]) -> str:
-    """A model folder's grid record in words (the JSON when it is not the expected record)."""
+def _grid_line(grid: dict[str, Any], task: str | None = None) -> str:
+    """A model folder's grid record in words (the JSON when it is not the expected record);
+    ``task`` is the folder's (a forecast model's grid is told as its cells, not fine cells)."""
+    from .hub import _forecast_settings
+
     spec = grid.get("grid")
     if not isinstance(spec, dict) or not {"kind", "nx", "ny", "dx", "dy", "x0", "y0"} <= set(spec):
         return json.dumps(grid)
     periodic = [a for a in ("x", "y") if spec.get(f"periodic_{a}")]
+    # a forecast model's grid is the one grid of its frames, not the fine grid of a downscaling
+    forecast = task == "forecast" or _forecast_settings(grid) is not None
+    cells = "cells" if forecast else "fine cells"
 
     def units(axis: str) -> str:
         u = str(spec.get(f"{axis}_units") or "")
         return "" if u in ("", "1") else f" {u}"
 
     return (
-        f"{spec['kind']}, trained on {spec['ny']} x {spec['nx']} fine cells ({spec.get('y')}, "
+        f"{spec['kind']}, trained on {spec['ny']} x {spec['nx']} {cells} ({spec.get('y')}, "
         f"{spec.get('x')}) of {spec['dy']:g}{units('y')} x {spec['dx']:g}{units('x')} "
         f"from ({spec['y0']:g}, {spec['x0']:g})"
         + (f", periodic in {' and '.join(periodic)}" if periodic else "")
