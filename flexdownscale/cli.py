@@ -1346,6 +1346,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
     pred = _open(args.prediction)
     truth = _open(args.truth)
+    # what made the prediction (model, sampler, steps, ...): the spread/skill of one model's
+    # ensemble differs with them, so the report says them
+    provenance = _prediction_provenance(pred.attrs)
     renames = _merged(args.rename)
     absent = [name for name in renames if name not in truth.data_vars]
     if absent:
@@ -1543,6 +1546,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         "",
         f"Means {weighting}; {scores}",
         "",
+        _provenance_words(provenance, int(pred.sizes.get(member_dim, 1))),
+        "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
@@ -1583,6 +1588,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # strict JSON: a score that is NaN or infinite (no valid point, no power) is null
     strict = [{k: finite_or_null(value) for k, value in row.items()} for row in rows]
+    if provenance:  # each row says what made the prediction (absent: the file does not say)
+        strict = [{**row, "prediction": provenance} for row in strict]
     (out / "metrics.json").write_text(
         json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
     )
@@ -1721,6 +1728,87 @@ def _table_cell(value: Any) -> str:
     if value is None:
         return "n/a"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+#: The ``flexdownscale_*`` attributes of a prediction the package wrote (see
+#: ``pipeline._provenance_attrs``) that say what made it, with their names in the report.
+_PROVENANCE = (
+    ("flexdownscale_model", "model"),
+    ("flexdownscale_version", "version"),
+    ("flexdownscale_sampler", "sampler"),
+    ("flexdownscale_sampler_options", "sampler_options"),
+    ("flexdownscale_steps", "steps"),
+    ("flexdownscale_members", "members"),
+    ("flexdownscale_seed", "seed"),
+    ("flexdownscale_lead_steps", "lead_steps"),
+)
+
+
+def _attr_value(value: Any) -> Any:
+    """A netCDF / zarr attribute as a plain JSON value (numpy scalars and one-element arrays
+    as Python numbers, other arrays as lists; a non-finite float as ``None``)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str | int | float | bool | list) and value is not None:
+        value = str(value)
+    return finite_or_null(value)
+
+
+def _prediction_provenance(attrs: Any) -> dict[str, Any]:
+    """What made a prediction, from the ``flexdownscale_*`` attributes the package writes:
+    model, version, sampler, its options, steps, members, seed, a forecast's lead steps and
+    the physical condition used (``condition``: name to value), each only when recorded; an
+    empty dict for a file that records none of them (not written by flexdownscale)."""
+    found = {key: _attr_value(attrs[name]) for name, key in _PROVENANCE if name in attrs}
+    prefix = "flexdownscale_condition_"
+    condition = {
+        str(name).removeprefix(prefix): _attr_value(value)
+        for name, value in attrs.items()
+        if str(name).startswith(prefix)
+    }
+    if found and condition:
+        found["condition"] = condition
+    return found
+
+
+def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
+    """The report's line on what made the prediction (:func:`_prediction_provenance`), or that
+    the file does not say; ``members_in_file`` is told beside a different recorded count (a file
+    cut to some of its members keeps the count it was written with)."""
+    if not found:
+        return (
+            "Prediction: not recorded (the file has no flexdownscale_model, _sampler or _steps "
+            "attributes: it was not written by flexdownscale, or they were removed), so this "
+            "report cannot say which model, sampler and steps made it."
+        )
+    parts = []
+    if "model" in found:
+        version = f" (flexdownscale {found['version']})" if "version" in found else ""
+        parts.append(f"model `{found['model']}`{version}")
+    if "sampler" in found:
+        options = f" ({found['sampler_options']})" if found.get("sampler_options") else ""
+        parts.append(f"sampler {found['sampler']}{options}")
+    if "steps" in found:
+        parts.append(f"{found['steps']} steps")
+    if "members" in found:
+        held = "" if found["members"] == members_in_file else f" ({members_in_file} in the file)"
+        parts.append(f"{found['members']} members{held}")
+    if "seed" in found:
+        parts.append(f"seed {found['seed']}")
+    if "lead_steps" in found:
+        parts.append(f"forecast {found['lead_steps']} steps ahead")
+    if "condition" in found:
+        told = ", ".join(f"{k} = {v}" for k, v in found["condition"].items())
+        parts.append(f"condition {told}")
+    missing = [k for k in ("model", "sampler", "steps") if k not in found]
+    gap = f"; {', '.join(missing)} not recorded" if missing else ""
+    return f"Prediction (as its file records): {', '.join(parts)}{gap}."
 
 
 #: What argparse takes for a negative number, not an option: ``-`` then a digit or ``.digit``
