@@ -5,7 +5,7 @@ degradation: area_mean, upsampling: bilinear" for a model of factor 1, and info 
 
 from __future__ import annotations
 
-from train_runs import tiny_run_config
+from train_runs import tiny_forecast_config
 
 from flexdownscale.cli import _grid_line, main
 from flexdownscale.hub import _forecast_settings, load_model_folder
@@ -56,14 +56,7 @@ def test_info_grid_line_has_no_none():
 def test_a_forecast_models_card_and_info_give_its_task(tmp_path, shared_data, capsys):
     """A two-frame forecast on the hourly ERA5 file: the card's Data section says past frames
     2, lead 1 and the time step of one hour, and no factor; info says the same."""
-    config = tiny_run_config(
-        tmp_path,
-        shared_data,
-        eval_every=0,
-        model={"preset": "tiny", "task": "forecast"},
-        data={"past_frames": 2, "validation": []},
-    )
-    folder = Trainer(config).export()
+    folder = Trainer(tiny_forecast_config(tmp_path, shared_data)).export()
     card = load_model_folder(folder).card
     words = (
         "- forecast: past frames 2, lead 1 (one model step = 1 step of the training frames), "

@@ -5,7 +5,7 @@ a super-resolution model keeps both words."""
 
 from __future__ import annotations
 
-from train_runs import tiny_run_config
+from train_runs import tiny_forecast_config
 
 from flexdownscale.cli import _grid_line, main
 from flexdownscale.train import Trainer
@@ -31,14 +31,7 @@ def test_grid_line_says_cells_for_a_forecast_and_fine_cells_for_downscaling():
 
 
 def test_info_of_a_forecast_model_gives_no_factor_and_no_fine_cells(tmp_path, shared_data, capsys):
-    config = tiny_run_config(
-        tmp_path,
-        shared_data,
-        eval_every=0,
-        model={"preset": "tiny", "task": "forecast"},
-        data={"past_frames": 2, "validation": []},
-    )
-    folder = Trainer(config).export()
+    folder = Trainer(tiny_forecast_config(tmp_path, shared_data)).export()
     lines = _info_lines(str(folder), capsys)
     header = [line for line in lines if line.strip().startswith("task:")]
     assert header == ["  task: forecast"]

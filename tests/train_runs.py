@@ -69,6 +69,17 @@ def tiny_run_config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfi
     return from_dict(TrainConfig, tiny_run_values(tmp_path, shared_data, **top))
 
 
+def tiny_forecast_config(tmp_path: Path, shared_data: Path) -> TrainConfig:
+    """A two-past-frame forecast on the hourly ERA5 file, no validation (quick to export)."""
+    return tiny_run_config(
+        tmp_path,
+        shared_data,
+        eval_every=0,
+        model={"preset": "tiny", "task": "forecast"},
+        data={"past_frames": 2, "validation": []},
+    )
+
+
 def refused_on_one_line(path: Path, overrides: list[str], capsys: Any, run_dir: Path) -> str:
     """Run ``flexdownscale.train --config path *overrides`` and check that it is refused: exit
     status 2, one line on stderr, no ``run_dir`` made. Returns that line."""
