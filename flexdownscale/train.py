@@ -914,7 +914,7 @@ class Trainer:
                 f"({micro}); lower batch_size or add data"
             )
         if self._resume_layout is not None:
-            self._check_same_variables(*self._resume_layout)
+            self._check_same_variables(self._resume_layout[1])
             self._check_sample_order(*self._resume_layout)
         self._prepare_run_folder()  # nothing in the run folder changes before this point
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
@@ -1097,8 +1097,8 @@ class Trainer:
                 previous = from_dict(
                     TrainConfig, json.loads(saved.read_text(encoding="utf-8")), _check=False
                 )
-                self._check_same_run(previous, saved, states[-1])
                 self.changed_settings = self._changed_against(previous, states[-1])
+                self._check_same_run(previous, saved, self.changed_settings)
             if not self.export_only:  # an export reads the weights only: any layout will do
                 self._check_steps_ahead(states[-1])
                 # checked once the training set is open (its size is part of the layout)
@@ -1206,10 +1206,12 @@ class Trainer:
                 del changed["data.variables"]
         return changed
 
-    def _check_same_run(self, previous: TrainConfig, saved: Path, latest: Path) -> None:
+    def _check_same_run(
+        self, previous: TrainConfig, saved: Path, changed: dict[str, tuple[Any, Any]]
+    ) -> None:
         """A resume whose ``[model]``, ``[diffusion]`` or ``[data]`` section or optimiser differs
-        from the run's saved config is refused, naming the keys and values."""
-        changed = self._changed_against(previous, latest)
+        from the run's saved config is refused, naming the keys and values (``changed``:
+        :meth:`_changed_against`)."""
         for section in ("model", "diffusion", "data"):
             keys = {k: v for k, v in changed.items() if k.startswith(f"{section}.")}
             if not keys:
@@ -1295,7 +1297,7 @@ class Trainer:
             "train_items": len(self.train_set),
         }
 
-    def _check_same_variables(self, previous: TrainConfig | None, latest: Path) -> None:
+    def _check_same_variables(self, latest: Path) -> None:
         """Refuse a resume whose data give other variables (or another order) than the run's.
 
         With ``data.variables`` empty every numeric variable of the files is read, so a file
@@ -1322,7 +1324,6 @@ class Trainer:
             f"order. Resume with data.variables={_toml_value(recorded)} (the files must hold "
             "them), or train the new variables in a new run_dir; the state is kept"
         )
-        del previous
 
     def _check_sample_order(self, previous: TrainConfig | None, latest: Path) -> None:
         """Refuse a resume that would draw the training samples in another order.
