@@ -211,7 +211,12 @@ def _open(path: str) -> Any:
         raise DataError(f"input {path!r} does not exist")
     kind = "a zarr store" if _is_zarr(path) else "netCDF"
     try:
-        ds = xr.open_zarr(path, consolidated=False) if _is_zarr(path) else xr.open_dataset(path)
+        if _is_zarr(path):
+            from .data.io import zarr_consolidated
+
+            ds = xr.open_zarr(path, consolidated=zarr_consolidated(path))
+        else:
+            ds = xr.open_dataset(path)
     except (OSError, ValueError) as err:
         raise DataError(
             f"cannot read {path!r} as {kind}: {_one_line(err)} (inputs are netCDF files, or zarr "

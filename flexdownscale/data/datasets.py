@@ -115,7 +115,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
 )
-from .io import group_advice, store_groups
+from .io import group_advice, store_groups, zarr_consolidated
 from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint, auto_transform
 
 __all__ = [
@@ -324,7 +324,9 @@ class _XarraySource(_Source):
         assert self._path is not None
         try:
             if _is_store(self._path):
-                ds = xr.open_zarr(self._path, chunks=chunks)
+                ds = xr.open_zarr(
+                    self._path, chunks=chunks, consolidated=zarr_consolidated(self._path)
+                )
             else:
                 ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:

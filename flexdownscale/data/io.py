@@ -1,11 +1,13 @@
-"""What a file holds where flexdownscale does not read it: netCDF-4 and zarr groups.
+"""What a file holds where flexdownscale does not read it: netCDF-4 and zarr groups, and
+whether a zarr store carries consolidated metadata.
 
 ``xr.open_dataset(path)`` and ``xr.open_zarr(path)`` read the root group only; variables
 written into a group (``ds.to_netcdf(path, group="forecast")``, ``ds.to_zarr(store,
 group="forecast")``) are not seen, and the root looks empty. These helpers
 list the groups that hold variables, for the messages of the places that open files (the
 command line, training's files): they are called only when the root lacks what is wanted, so a
-file in the usual layout costs nothing.
+file in the usual layout costs nothing. :func:`zarr_consolidated` tells the places that open a
+store whether to ask for consolidated metadata (asking a store without it makes xarray warn).
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["group_advice", "netcdf_groups", "store_groups", "zarr_groups"]
+__all__ = [
+    "group_advice",
+    "netcdf_groups",
+    "store_groups",
+    "zarr_consolidated",
+    "zarr_groups",
+]
 
 
 def netcdf_groups(path: str | Path) -> list[str]:
@@ -100,6 +108,39 @@ def zarr_groups(path: str | Path) -> list[str]:
     except Exception:  # not a zarr store (or a damaged one): no groups to name
         return []
     return found
+
+
+def zarr_consolidated(path: str | Path) -> bool:
+    """Whether the zarr store at ``path`` carries consolidated metadata.
+
+    ``xr.open_zarr`` asks for it by default and, on a store without it (``to_zarr(...,
+    consolidated=False)``, stores other tools write), warns "Failed to open Zarr store with
+    consolidated metadata" before reading the store array by array: pass
+    ``consolidated=zarr_consolidated(path)`` to read either kind without that warning, and
+    the metadata in one read where it is there.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store (a folder).
+
+    Returns
+    -------
+    bool
+        True for a format-2 store with a ``.zmetadata`` file and a format-3 store whose root
+        ``zarr.json`` has a ``consolidated_metadata`` entry; False otherwise (also for a
+        path that is not a store).
+    """
+    import json
+
+    root = Path(path)
+    if (root / ".zmetadata").is_file():
+        return True
+    try:
+        meta = json.loads((root / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("consolidated_metadata") is not None
 
 
 def store_groups(path: str | Path) -> list[str]:
