@@ -1317,12 +1317,24 @@ class Trainer:
             if not given
             else f"data.variables = {_toml_value(given)}"
         )
+        lost = [name for name in recorded if name not in now]
+        if lost:  # naming the recorded list would fail on the variables the files lost
+            which = "that variable" if len(lost) == 1 else "those variables"
+            fix = (
+                f"The files no longer hold {_toml_value(lost)}: restore {which} in the files "
+                "to resume, or train the variables the files hold now in a new run_dir; the "
+                "state is kept"
+            )
+        else:
+            fix = (
+                f"Resume with data.variables={_toml_value(recorded)}, or train the new "
+                "variables in a new run_dir; the state is kept"
+            )
         raise CheckpointError(
             f"cannot resume {str(self.run_dir)!r}: its state {latest.name} holds a model of "
             f"the variables {_toml_value(recorded)} but the data now give "
             f"{_toml_value(now)} ({how}); the model's channels are these variables, in this "
-            f"order. Resume with data.variables={_toml_value(recorded)} (the files must hold "
-            "them), or train the new variables in a new run_dir; the state is kept"
+            f"order. {fix}"
         )
 
     def _check_sample_order(self, previous: TrainConfig | None, latest: Path) -> None:

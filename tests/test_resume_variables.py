@@ -76,3 +76,31 @@ def test_a_state_without_the_record_is_called_another_shape_not_damaged(grown_ru
     assert "the state is kept" in message
     assert "Remove it" not in message
     assert marker_path.is_file()
+
+
+def test_a_file_that_lost_a_variable_is_told_to_restore_it(tmp_path, shared_data):
+    """The named fix for a grown file (``data.variables=[...]`` of the state) would fail on a
+    file that lost one of them; the refusal names the lost variable, and restoring it resumes.
+    """
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        both = ds[["t2m"]].load().assign(t2m_b=lambda d: d.t2m + 1.0)
+    path = tmp_path / "fields.nc"
+    both.to_netcdf(path)
+    values = tiny_run_values(tmp_path, shared_data, eval_every=0)
+    values["data"] = {**values["data"], "paths": [str(path)], "variables": []}
+    Trainer(from_dict(TrainConfig, values)).save_state()
+    path.unlink()
+    both[["t2m"]].to_netcdf(path)
+    resumed = {**values, "steps": 2}
+    with pytest.raises(errors.CheckpointError) as info:
+        Trainer(from_dict(TrainConfig, resumed), resume=True)
+    message = str(info.value)
+    assert 'the variables ["t2m", "t2m_b"] but the data now give ["t2m"]' in message
+    assert 'The files no longer hold ["t2m_b"]: restore that variable in the files' in message
+    assert "Resume with data.variables" not in message
+    assert [s.name for s in list_states(tmp_path / "run")] == ["step_00000000"]
+    path.unlink()
+    both.to_netcdf(path)  # the fix it names
+    assert Trainer(from_dict(TrainConfig, resumed), resume=True).load_latest_state().name == (
+        "step_00000000"
+    )
