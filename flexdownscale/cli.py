@@ -1740,6 +1740,7 @@ def _table_cell(value: Any) -> str:
 _PROVENANCE = (
     ("flexdownscale_model", "model"),
     ("flexdownscale_version", "version"),
+    ("flexdownscale_objective", "objective"),
     ("flexdownscale_sampler", "sampler"),
     ("flexdownscale_sampler_options", "sampler_options"),
     ("flexdownscale_steps", "steps"),
@@ -1767,7 +1768,7 @@ def _attr_value(value: Any) -> Any:
 
 def _prediction_provenance(attrs: Any) -> dict[str, Any]:
     """What made a prediction, from the ``flexdownscale_*`` attributes the package writes:
-    model, version, sampler, its options, steps, members, seed, a forecast's lead steps and
+    model, version, generative objective, sampler, its options, steps, members, seed, a forecast's lead steps and
     the physical condition used (``condition``: name to value), each only when recorded; an
     empty dict for a file that records none of them (not written by flexdownscale)."""
     found = {key: _attr_value(attrs[name]) for name, key in _PROVENANCE if name in attrs}
@@ -1796,6 +1797,8 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
     if "model" in found:
         version = f" (flexdownscale {found['version']})" if "version" in found else ""
         parts.append(f"model `{found['model']}`{version}")
+    if "objective" in found:
+        parts.append(f"objective {found['objective']}")
     if "sampler" in found:
         options = f" ({found['sampler_options']})" if found.get("sampler_options") else ""
         parts.append(f"sampler {found['sampler']}{options}")

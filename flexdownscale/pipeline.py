@@ -798,6 +798,7 @@ def _provenance_attrs(
     *,
     action: str,
     model: str,
+    objective: str,
     sampler: str,
     options: Mapping[str, float],
     steps: int,
@@ -806,8 +807,9 @@ def _provenance_attrs(
     extra: Mapping[str, Any],
 ) -> dict[Hashable, Any]:
     """The input's attributes plus provenance: a CF ``history`` line (prepended to any there)
-    and ``flexdownscale_*`` attributes (version, model, sampler, its options, steps, members,
-    seed, and ``extra``)."""
+    and ``flexdownscale_*`` attributes (version, model, its generative objective as
+    :attr:`~flexdownscale.diffusion.objectives.Objective.summary` words, sampler, its options,
+    steps, members, seed, and ``extra``)."""
     from ._version import __version__
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -823,6 +825,7 @@ def _provenance_attrs(
         {
             "flexdownscale_version": __version__,
             "flexdownscale_model": model,
+            "flexdownscale_objective": objective,
             "flexdownscale_sampler": sampler,
             "flexdownscale_steps": steps,
             "flexdownscale_seed": seed,
@@ -2792,6 +2795,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             original_attrs,
             action=f"downscaled x{f}",
             model=self.name,
+            objective=self.objective.summary,
             sampler=name,
             options=options,
             steps=steps,
@@ -3357,6 +3361,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ds.attrs,
             action=f"forecast {lead_steps} steps ahead",
             model=self.name,
+            objective=self.objective.summary,
             sampler=name,
             options=options,
             steps=n_steps,

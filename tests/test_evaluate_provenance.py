@@ -57,13 +57,14 @@ def test_the_report_names_the_model_sampler_steps_and_members(prediction, capsys
     assert "spread/skill Fortin-corrected over the 2 members" in lines[2]
     assert lines[4] == (
         f"Prediction (as its file records): model `era5-t2m-x4` (flexdownscale {__version__}), "
-        "sampler sde (delta=0.3), 2 steps, 2 members, seed 7."
+        "objective vp (target v), sampler sde (delta=0.3), 2 steps, 2 members, seed 7."
     )
     (row,) = rows
     assert row["spread/skill"] > 0
     assert row["prediction"] == {
         "model": "era5-t2m-x4",
         "version": __version__,
+        "objective": "vp (target v)",
         "sampler": "sde",
         "sampler_options": "delta=0.3",
         "steps": 2,

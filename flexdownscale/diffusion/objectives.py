@@ -252,6 +252,14 @@ class Objective(ABC):
     #: samplers this objective works with
     samplers: tuple[str, ...] = ("euler", "heun", "sde")
 
+    @property
+    def summary(self) -> str:
+        """The objective and the settings that tell its models apart, in a few words, e.g.
+        ``"vp (target v)"`` or ``"flow (base coarse_plus_noise, base_sigma 0.1)"``: what a
+        prediction's ``flexdownscale_objective`` attribute and ``flexdownscale evaluate``'s
+        report say made it."""
+        return self.name
+
     # -- training -------------------------------------------------------------------------
     @abstractmethod
     def loss(
@@ -516,6 +524,10 @@ class VPDiffusion(Objective):
         self.loss_kind = loss
         self.loss_scale = float(loss_scale)
 
+    @property
+    def summary(self) -> str:
+        return f"vp (target {self.target})"
+
     def __repr__(self) -> str:
         return (
             f"VPDiffusion({self.schedule!r}, target={self.target!r}, loss={self.loss_kind!r}, "
@@ -772,6 +784,15 @@ class _BridgeBase(Objective):
 
     def _base_std(self) -> float:
         return 1.0 if self.base == "gaussian" else self.base_sigma
+
+    def _base_words(self) -> str:
+        if self.base == "gaussian":
+            return "base gaussian"
+        return f"base {self.base}, base_sigma {self.base_sigma:g}"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.name} ({self._base_words()})"
 
     def noise_variance(self, t: Tensor) -> Tensor:
         """``((1 - t) b)^2``, ``b`` the base's standard deviation (1 gaussian, ``base_sigma``).
@@ -1075,6 +1096,10 @@ class IDFF(_BridgeBase):
             )
         self.sigma = float(sigma)
         self.c = float(c)
+
+    @property
+    def summary(self) -> str:
+        return f"idff (sigma {self.sigma:g}, {self._base_words()})"
 
     def __repr__(self) -> str:
         return (
