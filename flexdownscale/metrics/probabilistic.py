@@ -383,6 +383,26 @@ def ensemble_mean(
     return set_attrs(out, fcst, units="same", long_name="ensemble mean")
 
 
+def _member_variance(fcst: XarrayLike, member_dim: Hashable, skipna: bool = True) -> XarrayLike:
+    """Member variance at every point, ``ddof=1``, NaN where fewer than 2 members are valid.
+
+    ``skipna=True`` is computed from counts and sums rather than with ``var(skipna=True)``:
+    dask's NaN-skipping variance divides by zero at points without valid members (a land mask)
+    and warns "invalid value encountered in divide" where numpy's is silent; the values are the
+    same (two-pass, as numpy's). The result keeps a floating input's dtype.
+    """
+    if isinstance(fcst, xr.Dataset):
+        return fcst.map(lambda da: _member_variance(da, member_dim, skipna))
+    if not skipna:
+        return fcst.var(member_dim, ddof=1, skipna=False)
+    count = fcst.count(member_dim)
+    dtype = fcst.dtype if np.issubdtype(fcst.dtype, np.floating) else np.dtype("float64")
+    valid = count.where(count > 0).astype(dtype)
+    mean = fcst.sum(member_dim, skipna=True) / valid
+    dev2 = ((fcst - mean) ** 2).sum(member_dim, skipna=True)
+    return dev2 / (count - 1).where(count > 1).astype(dtype)
+
+
 def point_spread_and_error(
     fcst: XarrayLike, obs: XarrayLike, member_dim: Hashable
 ) -> tuple[XarrayLike, XarrayLike, XarrayLike]:
@@ -395,7 +415,7 @@ def point_spread_and_error(
     :func:`flexdownscale.plot.plot_spread_skill`.
     """
     count = fcst.count(member_dim)
-    var = fcst.var(member_dim, ddof=1, skipna=True)
+    var = _member_variance(fcst, member_dim)
     err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
     var, err2, count = xr.broadcast(var, err2, count)
     return var, err2, count
@@ -439,7 +459,7 @@ def ensemble_spread(
     """
     check_xarray(fcst, "fcst")
     _check_spread_members(check_member_dim(fcst, None, member_dim), member_dim)
-    out = fcst.std(member_dim, ddof=1, skipna=skipna)
+    out = np.sqrt(_member_variance(fcst, member_dim, skipna))
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask
 import dask.array as dsa
 import numpy as np
@@ -168,3 +170,33 @@ def test_lazy_nan_weights_raise_at_compute():
         lazy = rmse(fcst.chunk(time=3), obs, weights=bad)
     with pytest.raises(WeightsError, match="NaN"):
         lazy.compute(scheduler="sync")
+
+
+def test_masked_points_give_no_warning_from_dask_and_the_numpy_values():
+    """A fixed mask (no valid member at some points) made dask's NaN-skipping variance warn
+    "invalid value encountered in divide" (numpy's is silent), and ``flexdownscale evaluate``
+    printed it for an ordinary masked store (reviewer-82)."""
+    rng = np.random.default_rng(4)
+    obs = xr.DataArray(rng.normal(size=(6, 8, 10)), dims=DIMS).astype("float32")
+    fcst = obs + xr.DataArray(rng.normal(size=(5, 6, 8, 10)), dims=("member", *DIMS))
+    land = xr.DataArray(np.arange(10) > 6, dims="lon")
+    fcst = fcst.where(~land).astype("float32").transpose("member", *DIMS)
+    obs = obs.where(~land)
+    fcst[1:3, 0, 0, 0] = np.nan  # and a point with fewer members left
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy's own word on the masked points
+        by_hand = np.nanstd(fcst.values, axis=0, ddof=1)
+    for name, (f, o) in {
+        "numpy": (fcst, obs),
+        "dask": (fcst.chunk(time=2), obs.chunk(time=2)),
+    }.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ratio = float(spread_skill_ratio(f, o))
+            spread = ensemble_spread(f).compute()
+        assert spread.dtype == np.float32, name
+        np.testing.assert_allclose(spread.values, by_hand, rtol=1e-6, err_msg=name)
+        assert np.isnan(spread.values[..., 7:]).all()
+        if name == "numpy":
+            eager = ratio
+    assert ratio == pytest.approx(eager, rel=1e-12)
