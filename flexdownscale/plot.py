@@ -113,7 +113,8 @@ def plot_spectra(
     FlexDownscaleWarning
         Naming each entry whose spectrum has no finite value (its line would be missing from the
         figure without a word): typically a field with NaNs (e.g. masked land or ocean), whose
-        spectrum is NaN; fill the NaNs or select a region without them. The other entries are
+        spectrum is NaN (one NaN in one sample, a time or member, makes the averaged curve
+        NaN); fill the NaNs or select a region or the samples without them. The other entries are
         drawn; a ratio to a reference with no finite value cannot be.
 
     Raises
@@ -157,7 +158,9 @@ def plot_spectra(
         entries[label] = da
         nyq = da.attrs.get("nyquist_wavenumber")
         extra = [d for d in da.dims if d != sdim]
-        spec = da.mean(extra) if extra else da
+        # a sample with a NaN has a NaN spectrum, and so has the mean (skipping it would draw
+        # the mean of the other samples without a word)
+        spec = da.mean(extra, skipna=False) if extra else da
         if sdim == "wavenumber" and truncate and nyq is not None:
             spec = spec.where(spec[sdim] <= float(nyq) * (1 + 1e-9), drop=True)
         curves[label] = spec.load()

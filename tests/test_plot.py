@@ -17,7 +17,12 @@ from flexdownscale.errors import (
     ShapeError,
     UnitsError,
 )
-from flexdownscale.metrics import kinetic_energy_spectrum, rank_histogram
+from flexdownscale.metrics import (
+    kinetic_energy_spectrum,
+    mean_spectrum,
+    power_spectrum,
+    rank_histogram,
+)
 from flexdownscale.plot import plot_panels, plot_rank_histogram, plot_spectra, plot_spread_skill
 
 
@@ -384,3 +389,20 @@ def test_spectra_in_other_units_are_refused_by_plot_ratio_and_lsd(era5):
     assert float(log_spectral_distance(mean_spectrum(celsius, dims=dims), s_truth)) < 1e-4
     # without units on one side nothing is checked, as in the metrics
     plot_spectra({"truth": truth, "model": milli.assign_attrs(units=None)}, dims=dims)
+
+
+def test_a_field_with_gaps_in_some_times_is_a_missing_curve_not_fewer_samples(era5):
+    """``mean_spectrum`` (and so ``plot_spectra``) skipped the NaN spectra of the samples with a
+    gap and drew the mean of the others without a word: one missing cell in 12 of 24 hours gave
+    the spectrum of the 12 gap-free hours (reviewer-82)."""
+    truth = era5[1].astype("float64")
+    gappy = truth.copy()
+    gappy[0:3, 5, 5] = np.nan  # one cell missing in half the times
+    assert bool(mean_spectrum(gappy).isnull().all())
+    np.testing.assert_allclose(  # a gap-free selection is the mean of its own samples
+        mean_spectrum(gappy.isel(time=slice(3, None))).values,
+        power_spectrum(truth.isel(time=slice(3, None))).mean("time").values,
+        rtol=1e-12,
+    )
+    with pytest.warns(FlexDownscaleWarning, match=r"'gappy'.*NaNs"):
+        plot_spectra({"truth": truth, "gappy": gappy}, reference="truth")

@@ -47,7 +47,10 @@ def mean_spectrum(
 ) -> xr.DataArray:
     """Isotropic power spectrum of every 2-D field in ``field``, averaged over all other dims.
 
-    Averaging spectra (not the spectrum of an average) keeps the variance of each member.
+    Averaging spectra (not the spectrum of an average) keeps the variance of each member. A
+    NaN anywhere in one sample makes its spectrum NaN, and so the mean (it is not the mean of
+    the other samples: a curve over fewer samples, with no word, was what NaN-skipping gave);
+    fill the gaps or select the samples without them first.
 
     Parameters
     ----------
@@ -67,7 +70,7 @@ def mean_spectrum(
     """
     spec = power_spectrum(field, dims=dims, **dict(spectrum_kwargs or {}))
     spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"
-    return spec.mean([d for d in spec.dims if d != spectral], keep_attrs=True)
+    return spec.mean([d for d in spec.dims if d != spectral], skipna=False, keep_attrs=True)
 
 
 @overload
