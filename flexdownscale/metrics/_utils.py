@@ -394,6 +394,55 @@ def _check_one_sided_coords(a: Any, a_name: str, b: Any, b_name: str) -> None:
         )
 
 
+def _ranks(values: Any) -> np.ndarray | None:
+    """The rank of each label in its coordinate (the order pattern), or None when the labels
+    cannot be sorted."""
+    try:
+        return np.argsort(np.argsort(np.asarray(values), kind="stable"), kind="stable")
+    except TypeError:
+        return None
+
+
+def _check_positional_order(objs: Sequence[Any], names: Sequence[str]) -> None:
+    """Raise :class:`ShapeError` for weights without a coordinate on a dim the data inputs hold
+    in different orders.
+
+    Such weights pair by position with the first data input's order (the others are reordered
+    to it by label): built from a truth with descending latitude and passed with a prediction
+    of ascending latitude first, they were applied upside down without a word.
+    """
+    for p, (w, wname) in enumerate(zip(objs, names)):
+        if wname not in POSITIONAL_INPUTS:
+            continue
+        for d in w.dims:
+            if d in w.indexes:
+                continue
+            labelled = [
+                (o, n) for q, (o, n) in enumerate(zip(objs, names)) if q != p and d in o.indexes
+            ]
+            if len(labelled) < 2:
+                continue
+            (ref, ref_name), ref_ranks = labelled[0], _ranks(labelled[0][0].indexes[d])
+            for other, other_name in labelled[1:]:
+                ranks = _ranks(other.indexes[d])
+                if ref_ranks is None or ranks is None or np.array_equal(ranks, ref_ranks):
+                    continue
+                runs = [
+                    f"{n} from {_preview(np.asarray(o.indexes[d])[:1])[1:-1]} to "
+                    f"{_preview(np.asarray(o.indexes[d])[-1:])[1:-1]}"
+                    for o, n in ((ref, ref_name), (other, other_name))
+                ]
+                raise ShapeError(
+                    f"{wname} has no {str(d)!r} coordinate, so its values pair by position, "
+                    f"but {ref_name} and {other_name} hold {str(d)!r} in different orders "
+                    f"({runs[0]}; {runs[1]}): which order {wname} follows cannot be told. Give "
+                    f"{wname} the {str(d)!r} of the input it was built from and it pairs by "
+                    f"label: {wname}.assign_coords({d}={ref_name}[{str(d)!r}]) if built from "
+                    f"{ref_name}, {wname}.assign_coords({d}={other_name}[{str(d)!r}]) if from "
+                    f"{other_name} (area_weights(...) of either has it)"
+                )
+
+
 def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     """Check that shared dims agree; put every input on the first input's index coordinates.
 
@@ -419,7 +468,9 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
     hold the same value in both (floats to :data:`ROUNDOFF_RTOL`), else ``ShapeError``. A
     shared dim with a coordinate in one input and none in the other is a ``ShapeError`` too
     (xarray would pair it by position), except for the inputs named in
-    :data:`POSITIONAL_INPUTS` (weights, which may be built without coordinates).
+    :data:`POSITIONAL_INPUTS` (weights, which may be built without coordinates); such weights
+    on a dim that the other inputs hold in different orders are a ``ShapeError`` (which order
+    they follow cannot be told).
 
     Reordering is lazy (``isel``) on dask-backed input.
 
@@ -461,6 +512,7 @@ def align_exact(*objs: Any, names: Sequence[str]) -> tuple[Any, ...]:
             _check_scalar_coords(out[i], names[i], out[j], names[j])
             if names[i] not in POSITIONAL_INPUTS and names[j] not in POSITIONAL_INPUTS:
                 _check_one_sided_coords(out[i], names[i], out[j], names[j])
+    _check_positional_order([out[i] for i in present], [names[i] for i in present])
     for k, i in enumerate(present):
         ref, ref_name = out[i], names[i]
         for d in ref.dims:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flexdownscale.errors import GridError
+from flexdownscale.errors import GridError, ShapeError
 from flexdownscale.metrics import area_weights, cell_edges, rmse, spread_skill_ratio
 from flexdownscale.metrics._utils import EARTH_RADIUS
 
@@ -174,3 +174,37 @@ def test_skill_summary_takes_the_weights_evaluate_uses(shared_data):
     det = downscaling_skill(pred.isel(member=0), truth, weights=w)
     mae_hand = (np.abs(p[0] - t[0]) * cell).sum() / wsum
     assert det["crps"] == pytest.approx(mae_hand, rel=1e-10)
+
+
+def test_weights_without_coordinates_on_inputs_in_different_orders_are_refused():
+    """Coordinate-less weights pair by position with the first input's order (the second is
+    reordered by label): built from a truth with descending latitude and given with a prediction
+    of ascending latitude first, they were applied upside down (reviewer-82: RMSE 1.7652 against
+    1.8501). Which order they follow cannot be told, so it is refused with both fixes."""
+    rng = np.random.default_rng(5)
+    lat = np.linspace(58.0, 50.0, 9)  # descending, as ERA5
+    truth = xr.DataArray(
+        rng.normal(size=(4, 9, 6)), dims=("time", "lat", "lon"), coords={"lat": lat}
+    )
+    noise = rng.normal(size=truth.shape) * np.linspace(0.2, 3.0, 9)[:, None]
+    pred = (truth + noise).sortby("lat")  # ascending, as the package writes
+    cos = np.cos(np.deg2rad(lat))
+    positional = xr.DataArray(cos, dims=["lat"])  # built from the truth, no coordinate
+    labelled = positional.assign_coords(lat=truth["lat"])
+    err2 = ((pred - truth) ** 2).mean(["time", "lon"])  # by hand, on labels
+    by_hand = float(np.sqrt((err2 * labelled).sum() / labelled.sum()))
+    for args in ((pred, truth), (truth, pred)):
+        with pytest.raises(ShapeError) as info:
+            rmse(*args, weights=positional)
+        message = str(info.value)
+        assert "weights has no 'lat' coordinate" in message
+        assert "in different orders (fcst from " in message
+        assert "weights.assign_coords(lat=fcst['lat']) if built from fcst, " in message
+        assert "weights.assign_coords(lat=obs['lat']) if from obs" in message
+        assert float(rmse(*args, weights=labelled)) == pytest.approx(by_hand, rel=1e-12)
+    # the fix it names, weights built from the truth given the truth's latitude
+    fixed = positional.assign_coords(lat=truth["lat"])
+    assert float(rmse(pred, truth, weights=fixed)) == pytest.approx(by_hand, rel=1e-12)
+    # inputs in one order still pair coordinate-less weights by position
+    same = float(rmse(pred.sortby("lat", ascending=False), truth, weights=positional))
+    assert same == pytest.approx(by_hand, rel=1e-12)
