@@ -174,6 +174,11 @@ def downscaling_skill(
         Dataset.
     UnitsError
         When their ``units`` attributes name different units (``K`` and ``degC``).
+    EnsembleError
+        When ``pred``'s member dim is split into several dask chunks (rechunk it to one).
+    GridError
+        When a spatial dim is split into several dask chunks (the spectra need each field
+        whole; the message gives the ``chunk`` call).
     """
     options: dict[str, Any] = {
         "member_dim": member_dim,

@@ -78,6 +78,9 @@ def test_rotated_grid_real(shared_data):
     assert w.values[i] == pytest.approx(
         w.values.max(), rel=1e-4
     )  # largest near the rotated equator
+    # the rotation keeps areas: the true cell areas are cos(rlat), as on a latitude grid
+    cos = np.cos(np.deg2rad(rlat))
+    np.testing.assert_allclose(w.values, cos / cos.mean(), atol=2e-5)
 
 
 def test_cell_edges_and_bad_latitudes():
