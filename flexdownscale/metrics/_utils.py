@@ -703,18 +703,21 @@ def check_single_chunk(
     dims: Iterable[Hashable],
     why: str,
     error: type[Exception] = EnsembleError,
+    argument: str | None = None,
 ) -> None:
-    """Raise ``error`` when a dask-backed variable is chunked along ``dims``."""
+    """Raise ``error`` when a dask-backed variable is chunked along ``dims``; the message
+    names the variable, or ``argument`` (the input's argument name) for an unnamed one."""
     dims = tuple(dims)
     for var in _variables(obj):
         if var.chunks is None:
             continue
         for d in dims:
             if d in var.dims and len(var.chunksizes[d]) > 1:
+                label = repr(var.name) if var.name is not None else (argument or "the input")
                 raise error(
-                    f"dim {d!r} of {var.name or 'the input'!r} is split into "
+                    f"dim {d!r} of {label} is split into "
                     f"{len(var.chunksizes[d])} dask chunks, but {why} needs it in one chunk; "
-                    f"rechunk first: obj.chunk({{{d!r}: -1}})."
+                    f"rechunk first: {argument or 'obj'}.chunk({{{d!r}: -1}})."
                 )
 
 

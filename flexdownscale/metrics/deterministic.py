@@ -528,8 +528,8 @@ def ssim(
                 f"dim {d!r} has {obs.sizes[d]} points, fewer than the SSIM window ({win_size}); "
                 "pass a smaller win_size."
             )
-    check_single_chunk(fcst, yx, "SSIM (a sliding window)", error=ShapeError)
-    check_single_chunk(obs, yx, "SSIM (a sliding window)", error=ShapeError)
+    check_single_chunk(fcst, yx, "SSIM (a sliding window)", error=ShapeError, argument="fcst")
+    check_single_chunk(obs, yx, "SSIM (a sliding window)", error=ShapeError, argument="obs")
     rng = _range_for(data_range, obs)
     c1 = (k1 * rng) ** 2
     c2 = (k2 * rng) ** 2

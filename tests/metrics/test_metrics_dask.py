@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 from metrics_helpers import grid_field, raising_scheduler
 
-from flexdownscale.errors import EnsembleError, WeightsError
+from flexdownscale.errors import EnsembleError, ShapeError, WeightsError
 from flexdownscale.metrics import (
     area_weights,
     bias,
@@ -200,3 +200,16 @@ def test_masked_points_give_no_warning_from_dask_and_the_numpy_values():
         if name == "numpy":
             eager = ratio
     assert ratio == pytest.approx(eager, rel=1e-12)
+
+
+def test_ssim_on_split_spatial_dims_names_the_argument():
+    """The message said "of 'the input'" (quoted as a name) and "obj.chunk" (reviewer-82)."""
+    field = xr.DataArray(np.random.default_rng(0).random((16, 16)), dims=("y", "x"))
+    with pytest.raises(ShapeError) as info:
+        ssim(field.chunk(x=8), field, data_range=1.0)
+    assert str(info.value) == (
+        "dim 'x' of fcst is split into 2 dask chunks, but SSIM (a sliding window) needs it in "
+        "one chunk; rechunk first: fcst.chunk({'x': -1})."
+    )
+    with pytest.raises(ShapeError, match=r"of 't2m' is split .* obs\.chunk\(\{'y': -1\}\)"):
+        ssim(field, field.rename("t2m").chunk(y=4), data_range=1.0)
