@@ -4,8 +4,9 @@
 parameter count, the regridding backends found and the compute device; ``flexdownscale info MODEL``
 describes a model folder (variables, factor, grid, training data and skill from its model card).
 ``flexdownscale downscale IN OUT --model M`` downscales a netCDF/zarr file (zarr out when OUT ends
-in ``.zarr``); ``flexdownscale evaluate PRED TRUTH --out DIR`` writes a metrics table (markdown)
-and spectra / rank-histogram plots.
+in ``.zarr``); ``flexdownscale forecast IN OUT --model M --lead-steps N`` runs a forecast model
+from the input's last time (or from each ``--start``); ``flexdownscale evaluate PRED TRUTH --out
+DIR`` writes a metrics table (markdown) and spectra / rank-histogram plots.
 """
 
 from __future__ import annotations
@@ -480,9 +481,10 @@ def _write_output(ds: Any, target: str) -> None:
         shutil.rmtree(holder, ignore_errors=True)
 
 
-def _time_dim(ds: Any, dims: dict[str, str]) -> str:
-    """The time dim ``--time-chunk`` chunks: ``--dims time=...``, else the one found (CF
-    attributes or common names, as the Downscaler finds it); a DataError when there is none."""
+def _time_dim(ds: Any, dims: dict[str, str], option: str = "--time-chunk") -> str:
+    """The time dim ``option`` (``--time-chunk``, ``--start``) is about: ``--dims time=...``,
+    else the one found (CF attributes or common names, as the Downscaler finds it); a
+    DataError when there is none."""
     from .data.grid import find_axes
     from .errors import DataError, GridError
 
@@ -494,7 +496,7 @@ def _time_dim(ds: Any, dims: dict[str, str]) -> str:
             found = next((d for d in ("time", "valid_time") if d in ds.dims), None)
     if found is None or found not in ds.dims:
         raise DataError(
-            f"--time-chunk given but the input has no time dim (dims: "
+            f"{option} given but the input has no time dim (dims: "
             f"{', '.join(map(str, ds.dims))}); name it with --dims time=NAME"
         )
     return str(found)
@@ -564,6 +566,214 @@ def _run_downscaler(
         sampler_options=_merged(args.sampler_option) or None,
         **({"blend": args.blend} if args.blend else {}),
     )
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    """``flexdownscale forecast``: a forecast model's rollout from the input's last time, or
+    from each ``--start`` (one file along ``forecast_reference_time`` for several)."""
+    from .errors import ConfigError, MissingVariableError
+    from .pipeline import Forecaster
+
+    if args.model is None:
+        raise ConfigError(
+            "--model is required: no forecast model ships with this version; give the folder "
+            "that the training script exported for a forecast run (e.g. --model run/model) or "
+            "its Hugging Face Hub id"
+        )
+    _check_device(args.device)
+    _check_output(args.input, args.output)
+    ds = _open(args.input)
+    dims = _merged(args.dims)
+    forecaster = Forecaster.from_pretrained(args.model)
+    inputs: list[tuple[Any, Any]] = [(None, ds)]
+    if args.start is not None:
+        inputs = _inputs_up_to_starts(ds, args.start, dims, forecaster.past_frames)
+    try:
+        forecasts = [_run_forecaster(forecaster, part, args, dims, start) for start, part in inputs]
+    except MissingVariableError as err:  # the model's variables may be in a netCDF-4 group
+        hint = _groups_hint(args.input)
+        if not hint:
+            raise
+        raise MissingVariableError(f"{err}{hint}") from None
+    if len(forecasts) == 1:
+        out = forecasts[0]
+    else:
+        import xarray as xr
+
+        # as docs/inference.md's Python: valid_time 2-D, one row per start (evaluate's form)
+        out = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"])
+    target = args.output
+    _write_output(out, target)
+    if not args.quiet:
+        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
+        print(f"wrote {target} ({sizes})")
+    return 0
+
+
+def _run_forecaster(
+    forecaster: Any,
+    ds: Any,
+    args: argparse.Namespace,
+    dims: dict[str, Any],
+    start: tuple[str, str | None, int] | None,
+) -> Any:
+    """``forecaster(ds, ...)`` with the options of ``flexdownscale forecast``; ``start`` is
+    ``(given, the first start with enough frames or None, frames up to it)`` for a
+    ``--start``: the Forecaster's error for too few past frames then names the start to give."""
+    from .errors import DataError
+
+    rename = _merged(args.rename)
+    try:
+        return forecaster(
+            ds,
+            lead_steps=args.lead_steps,
+            members=args.members,
+            steps=args.steps,
+            sampler=args.sampler,
+            seed=args.seed,
+            variables=_merged_list(args.variables),
+            rename=rename or None,
+            dims=dims or None,
+            device=args.device,
+            batch_size=args.batch_size,
+            batch_invariant=args.batch_invariant,
+            sampler_options=_merged(args.sampler_option) or None,
+            condition=args.condition,
+            progress=not args.quiet,
+        )
+    except DataError as err:
+        if start is None or start[2] >= forecaster.past_frames:
+            raise
+        given, first, frames = start
+        fix = (
+            f"give a --start from {first} on"
+            if first is not None
+            else "the input holds fewer in all: give an input with more time steps"
+        )
+        raise DataError(
+            f"{err} (--start {given} has {_count(frames, 'time step')} of the input up to and "
+            f"including it): {fix}"
+        ) from None
+
+
+def _time_label(value: Any) -> str:
+    """A time of the input as ``--start`` takes it: ISO for dates, the number for numbers."""
+    import numpy as np
+
+    if isinstance(value, np.datetime64):
+        import pandas as pd
+
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, np.timedelta64):
+        import pandas as pd
+
+        return str(pd.Timedelta(value))
+    if hasattr(value, "isoformat"):  # a cftime date
+        return str(value.isoformat())
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+#: An ISO date and time as ``--start`` takes it for a cftime axis (``2000-02-30T06:00``).
+_ISO_TIME = re.compile(
+    r"(-?\d{1,4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?)?)?"
+)
+
+
+def _start_value(text: str, times: Any) -> Any:
+    """``--start TEXT`` as a value of the input's time coordinate ``times`` (dates parsed as
+    ISO, numbers as numbers); ``None`` when ``text`` is not such a value."""
+    import numpy as np
+    import pandas as pd
+
+    kind = times.dtype.kind
+    try:
+        if kind == "M":
+            stamp = pd.Timestamp(text)
+            if stamp.tzinfo is not None:  # an aware time: the axis's naive times are UTC
+                stamp = stamp.tz_convert("UTC").tz_localize(None)
+            return np.datetime64(stamp.to_datetime64())
+        if kind == "m":
+            return np.timedelta64(pd.Timedelta(text).to_timedelta64())
+        if kind in "iuf":
+            return float(text)
+        if kind == "O" and times.size and hasattr(times.flat[0], "calendar"):
+            match = _ISO_TIME.fullmatch(text.strip())
+            if match is None:
+                return None
+            *whole, second = (0 if part is None else part for part in match.groups())
+            seconds = float(second)
+            fields = [int(part) for part in whole] + [int(seconds)]
+            micro = round((seconds - int(seconds)) * 1e6)
+            sample = times.flat[0]
+            return type(sample)(*fields, micro, calendar=sample.calendar)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None
+
+
+def _inputs_up_to_starts(
+    ds: Any, starts: list[str], dims: dict[str, str], past_frames: int
+) -> list[tuple[tuple[str, str | None, int], Any]]:
+    """Per ``--start``, in time order: ``(given, the first start with ``past_frames`` frames
+    up to it or None, frames up to it)`` and the input up to and including it. DataError for a
+    start that is not one of the input's times (naming the nearest and the range) or that is
+    given twice."""
+    import numpy as np
+
+    from .errors import DataError
+
+    tdim = _time_dim(ds, dims, "--start")
+    if tdim not in ds.coords:
+        raise DataError(
+            f"--start given but the input's time dim {tdim!r} has no coordinate, so its steps "
+            "have no times to name; leave --start out (the forecast starts from the last step) "
+            "or give the input a time coordinate"
+        )
+    times = np.asarray(ds[tdim].values)
+    ordered = np.sort(times, kind="stable")
+    span = (
+        f"the input's {tdim!r} holds {_count(times.size, 'time')} from "
+        f"{_time_label(ordered[0])} to {_time_label(ordered[-1])}"
+    )
+    example = {
+        "M": "ISO dates such as 2019-03-01T12:00",
+        "O": "ISO dates such as 2019-03-01T12:00",
+        "m": "durations such as '1 day 06:00:00' or 30h",
+    }.get(times.dtype.kind, "numbers")
+    found: dict[Any, tuple[str, int]] = {}
+    for text in starts:
+        value = _start_value(text, times)
+        if value is None:
+            raise DataError(
+                f"--start {text!r} is not a time of the input's kind; give {example} ({span})"
+            )
+        if times.dtype.kind in "iuf":
+            hits = np.flatnonzero(np.isclose(times, value, rtol=1e-9, atol=0.0))
+        else:
+            hits = np.flatnonzero(times == value)
+        if hits.size == 0:
+            before, after = ordered[ordered < value], ordered[ordered > value]
+            nearest = [_time_label(t) for t in (*before[-1:], *after[:1])]
+            are = "are" if len(nearest) > 1 else "is"
+            raise DataError(
+                f"--start {text} is not one of the input's times; the nearest {are} "
+                f"{' and '.join(nearest)} ({span}): give one of the input's times"
+            )
+        if hits.size > 1:
+            raise DataError(
+                f"--start {text}: the input's {tdim!r} holds that time {hits.size} times; the "
+                "past frames must be distinct times (drop the duplicates from the input file)"
+            )
+        position = int(hits[0])
+        if position in {p for _, p in found.values()}:
+            raise DataError(f"--start names the time {_time_label(times[position])} twice")
+        found[text] = (_time_label(times[position]), position)
+    first = _time_label(ordered[past_frames - 1]) if ordered.size >= past_frames else None
+    inputs = []
+    for text, (_, position) in sorted(found.items(), key=lambda item: times[item[1][1]]):
+        up_to = np.flatnonzero(times <= times[position])
+        inputs.append(((text, first, int(up_to.size)), ds.isel({tdim: up_to})))
+    return inputs
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -650,6 +860,14 @@ _FLAGS = {
 #: The flags of the other commands that share a keyword's name and meaning with the library.
 _COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "downscale": _FLAGS,
+    "forecast": {
+        **{
+            k: v
+            for k, v in _FLAGS.items()
+            if k not in {"factor", "tile", "overlap", "blend", "bbox"}
+        },
+        "lead_steps": "--lead-steps",
+    },
     "demo": {"members": "--members", "seed": "--seed", "output": "--out"},
     "evaluate": {"dims": "--dims"},
     "info": {},
@@ -748,6 +966,17 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     '--sampler-option eta=-1.0 must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)'
     """
     flags = _COMMAND_FLAGS.get(command, {})
+    # a model of the other task: the other command, not the Python class or accessor
+    message = message.replace(
+        "Downscaler needs a super-resolution model (use ds.flex.forecast for forecast models)",
+        "flexdownscale downscale needs a super-resolution model; run a forecast model with "
+        "flexdownscale forecast IN OUT --model M --lead-steps N",
+    )
+    message = message.replace(
+        "use Downscaler or ds.flex.downscale for super-resolution models",
+        "flexdownscale forecast needs a forecast model; run a super-resolution model with "
+        "flexdownscale downscale IN OUT --model M",
+    )
 
     def flag(match: re.Match[str]) -> str:
         name, literal = match.group(1), match.group(2)
@@ -1835,6 +2064,79 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = _NEGATIVE_NUMBER
 
 
+def _add_sampling_options(command: argparse.ArgumentParser) -> None:
+    """The ensemble and sampler options of ``downscale`` and ``forecast`` (the same meaning)."""
+    command.add_argument(
+        "--members", type=int, default=None, help="ensemble size (default: 1, no member dim)"
+    )
+    command.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
+    command.add_argument(
+        "--sampler", default=None, choices=["ddim", "euler", "heun", "sde", "idff"]
+    )
+    command.add_argument(
+        "--sampler-option",
+        type=_number_pairs,
+        action="append",
+        default=None,
+        metavar="NAME=VALUE[,...]",
+        help="sampler option: eta (ddim), delta (sde: Langevin strength), g1/g2 (idff); e.g. "
+        "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles",
+    )
+    command.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random draws: the same seed, the same output (default: 0)",
+    )
+
+
+def _add_input_options(command: argparse.ArgumentParser) -> None:
+    """How ``downscale`` and ``forecast`` read the input: its variables, dims and condition."""
+    command.add_argument(
+        "--variables",
+        type=_names,
+        action="append",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="the input's variables that play the model's, in the model's order",
+    )
+    command.add_argument(
+        "--rename",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="IN=MODEL[,...]",
+        help="input name = model name (repeatable), e.g. --rename tas=t2m",
+    )
+    command.add_argument(
+        "--dims",
+        type=_pairs,
+        action="append",
+        default=None,
+        metavar="AXIS=DIM[,...]",
+        help="name the grid's dimensions when they are not recognised, e.g. x=i,y=j,time=t",
+    )
+    command.add_argument(
+        "--condition",
+        type=float,
+        default=None,
+        help="physical condition of a conditioned model (e.g. the Reynolds number); default: "
+        "read from the input's attributes",
+    )
+
+
+def _add_run_options(command: argparse.ArgumentParser, batch: str, one: str) -> None:
+    """The network's batch and device options of ``downscale`` and ``forecast``; ``batch`` is
+    what a network call takes several of (``"tiles"``, ``"members"``), ``one`` one of them."""
+    command.add_argument("--batch-size", type=int, default=None, help=f"{batch} per network call")
+    command.add_argument(
+        "--batch-invariant",
+        action="store_true",
+        help=f"run the network {one} at a time: output bit-identical for any --batch-size (slower)",
+    )
+    command.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flexdownscale`` command."""
     parser = _Parser(
@@ -1850,26 +2152,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
     down.add_argument("--model", default=None, help="model folder, shipped name or Hub id")
     down.add_argument("--factor", type=int, default=None, help="must be the model's factor")
-    down.add_argument(
-        "--members", type=int, default=None, help="ensemble size (default: 1, no member dim)"
-    )
-    down.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
-    down.add_argument("--sampler", default=None, choices=["ddim", "euler", "heun", "sde", "idff"])
-    down.add_argument(
-        "--sampler-option",
-        type=_number_pairs,
-        action="append",
-        default=None,
-        metavar="NAME=VALUE[,...]",
-        help="sampler option: eta (ddim), delta (sde: Langevin strength), g1/g2 (idff); e.g. "
-        "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles",
-    )
-    down.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the random draws: the same seed, the same output (default: 0)",
-    )
+    _add_sampling_options(down)
     down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
     down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")
     down.add_argument(
@@ -1886,45 +2169,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X_MIN", "Y_MIN", "X_MAX", "Y_MAX"),
         help="downscale only this region (grid units, e.g. degrees east / north)",
     )
-    down.add_argument(
-        "--variables",
-        type=_names,
-        action="append",
-        default=None,
-        metavar="NAME[,NAME]",
-        help="the input's variables that play the model's, in the model's order",
-    )
-    down.add_argument(
-        "--rename",
-        type=_pairs,
-        action="append",
-        default=None,
-        metavar="IN=MODEL[,...]",
-        help="input name = model name (repeatable), e.g. --rename tas=t2m",
-    )
-    down.add_argument(
-        "--dims",
-        type=_pairs,
-        action="append",
-        default=None,
-        metavar="AXIS=DIM[,...]",
-        help="name the grid's dimensions when they are not recognised, e.g. x=i,y=j,time=t",
-    )
-    down.add_argument(
-        "--condition",
-        type=float,
-        default=None,
-        help="physical condition of a conditioned model (e.g. the Reynolds number); default: "
-        "read from the input's attributes",
-    )
-    down.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
-    down.add_argument(
-        "--batch-invariant",
-        action="store_true",
-        help="run the network one tile at a time: output bit-identical for any --batch-size "
-        "(slower)",
-    )
-    down.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
+    _add_input_options(down)
+    _add_run_options(down, "tiles", "one tile")
     down.add_argument(
         "--time-chunk",
         type=_positive_int,
@@ -1933,6 +2179,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="process lazily in chunks of this many time steps",
     )
     down.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    fc = sub.add_parser("forecast", help="forecast from a netCDF / zarr file with a forecast model")
+    fc.add_argument("input", help="input file (netCDF or .zarr) holding the past frames")
+    fc.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
+    fc.add_argument(
+        "--model",
+        default=None,
+        help="forecast model folder or Hub id (required: no forecast model ships)",
+    )
+    fc.add_argument(
+        "--lead-steps",
+        type=int,
+        required=True,
+        metavar="N",
+        help="number of model time steps to forecast",
+    )
+    fc.add_argument(
+        "--start",
+        nargs="+",
+        default=None,
+        metavar="TIME",
+        help="forecast start(s): times of the input (e.g. 2019-03-01T12:00, or 15.5 on a "
+        "numeric axis), each forecast from the input up to it; several give one file along "
+        "forecast_reference_time (default: the input's last time)",
+    )
+    _add_sampling_options(fc)
+    _add_input_options(fc)
+    _add_run_options(fc, "members", "one member")
+    fc.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     demo = sub.add_parser(
         "demo", help="downscale the shipped real-data sample offline; write data, plots, report"
@@ -2132,6 +2407,8 @@ def _command(args: argparse.Namespace) -> int:
             return _info_model(args.model) if args.model else _info_package()
         if args.command == "downscale":
             return _downscale(args)
+        if args.command == "forecast":
+            return _forecast(args)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "demo":

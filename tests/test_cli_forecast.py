@@ -1,0 +1,220 @@
+"""``flexdownscale forecast``: a forecast model run from the shell (it needed Python before:
+``flexdownscale downscale --model <forecast folder>`` exited 2 with "use ds.flex.forecast").
+
+A tiny two-past-frame forecast model exported once for the module, on eight hours of the hourly
+ERA5 file: the command's file equals ``ds.flex.forecast`` bit for bit, ``--start`` with two
+starts equals the docs' ``xr.concat`` of two Python forecasts and ``flexdownscale evaluate``
+scores it per lead (checked against the closed form of the area-weighted RMSE), and wrong starts
+or models exit 2 with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cftime
+import numpy as np
+import pytest
+import xarray as xr
+from train_runs import ERA5, tiny_forecast_config
+
+import flexdownscale  # noqa: F401  (registers ds.flex)
+from flexdownscale.cli import _inputs_up_to_starts, main
+from flexdownscale.errors import ConfigError, DataError
+from flexdownscale.pipeline import Downscaler
+from flexdownscale.train import Trainer
+
+STARTS = ["2019-03-01T05:00", "2019-03-01T03:00"]  # out of order: the file is in time order
+
+
+@pytest.fixture(scope="module")
+def forecast_folder(tmp_path_factory, shared_data):
+    return Trainer(tiny_forecast_config(tmp_path_factory.mktemp("fc"), shared_data)).export()
+
+
+@pytest.fixture(scope="module")
+def hours(tmp_path_factory, shared_data):
+    """The first eight hours of the ERA5 file, as a file of their own."""
+    path = tmp_path_factory.mktemp("in") / "in8.nc"
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        ds.isel(time=slice(0, 8)).to_netcdf(path)
+    return path
+
+
+def _same_history(written: xr.Dataset, expected: xr.Dataset) -> xr.Dataset:
+    """``written`` with ``expected``'s CF history line, once they differ only by its time stamp
+    (the time of the run)."""
+    stamp, _, line = written.attrs["history"].partition(": ")
+    assert line == expected.attrs["history"].partition(": ")[2]
+    assert stamp.endswith("Z")
+    return written.assign_attrs(history=expected.attrs["history"])
+
+
+def _refused(args: list[str], capsys) -> str:
+    """Run the command and check that it exits 2 with one error line; returns that line."""
+    capsys.readouterr()
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_forecast_command_equals_the_python_forecast(
+    forecast_folder, hours, tmp_path, capsys, suffix
+):
+    out = tmp_path / f"fc{suffix}"
+    words = ["forecast", str(hours), str(out), "--model", str(forecast_folder)]
+    assert main([*words, "--lead-steps", "3", "--members", "2", "--seed", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == (f"wrote {out} (lead: 3, member: 2, latitude: 33, longitude: 49)")
+    with xr.open_dataset(hours) as ds:
+        expected = ds.flex.forecast(forecast_folder, lead_steps=3, members=2, seed=7)
+    with xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out) as written:
+        written = written.load()
+    xr.testing.assert_identical(_same_history(written, expected), expected)
+    # bit for bit, and a forecast from the input's last time (09:00 is two hours on from 07:00
+    # and one model step, so lead 1 is valid at 08:00)
+    assert written["t2m"].dtype == np.float32
+    assert np.array_equal(written["t2m"].values, expected["t2m"].values)
+    assert written["forecast_reference_time"].values == np.datetime64("2019-03-01T07:00")
+    assert written["valid_time"].values[0] == np.datetime64("2019-03-01T08:00")
+
+
+def test_two_starts_equal_the_docs_concat_and_evaluate_scores_them_per_lead(
+    forecast_folder, hours, shared_data, tmp_path, capsys
+):
+    out = tmp_path / "forecasts.nc"
+    args = ["forecast", str(hours), str(out), "--model", str(forecast_folder), "--quiet"]
+    assert main([*args, "--lead-steps", "3", "--members", "2", "--start", *STARTS]) == 0
+    assert capsys.readouterr().out == ""
+    # docs/inference.md's Python: one forecast per start, the input up to it, the same seed
+    with xr.open_dataset(hours) as ds:
+        forecasts = [
+            ds.sel(time=slice(None, start)).flex.forecast(
+                forecast_folder, lead_steps=3, members=2, seed=0
+            )
+            for start in sorted(STARTS)
+        ]
+    expected = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"])
+    with xr.open_dataset(out) as written:
+        written = written.load()
+    xr.testing.assert_equal(written, expected)
+    assert np.array_equal(written["t2m"].values, expected["t2m"].values)
+    assert written["valid_time"].dims == ("forecast_reference_time", "lead")
+    assert list(written["forecast_reference_time"].values) == [
+        np.datetime64("2019-03-01T03:00"),
+        np.datetime64("2019-03-01T05:00"),
+    ]
+
+    truth_path = shared_data / ERA5
+    report = tmp_path / "report"
+    assert main(["evaluate", str(out), str(truth_path), "--out", str(report)]) == 0
+    rows = json.loads((report / "metrics_by_lead.json").read_text())
+    assert [(row["lead"], row["starts"]) for row in rows] == [(1, 2), (2, 2), (3, 2)]
+    # the RMSE of the ensemble mean per lead, over both starts, weighted by cos(latitude)
+    with xr.open_dataset(truth_path) as truth:
+        truth = truth["t2m"].load()
+    mean = written["t2m"].mean("member")  # float32, as evaluate takes it
+    weights = np.cos(np.deg2rad(mean["latitude"].values))[None, :, None]
+    for row in rows:
+        field = mean.sel(lead=row["lead"])
+        valid = written["valid_time"].sel(lead=row["lead"]).values
+        at = truth.sel(time=valid, latitude=field["latitude"], longitude=field["longitude"])
+        err = field.values.astype(np.float64) - at.values
+        w = np.broadcast_to(weights, err.shape)
+        rmse = np.sqrt((w * err**2).sum() / w.sum())
+        assert row["RMSE (ens. mean)"] == pytest.approx(rmse, rel=1e-6)
+    assert rows[0]["RMSE (ens. mean)"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (
+            ["--start", "2019-03-01T03:30"],
+            "--start 2019-03-01T03:30 is not one of the input's times; the nearest are "
+            "2019-03-01T03:00:00 and 2019-03-01T04:00:00 (the input's 'time' holds 8 times "
+            "from 2019-03-01T00:00:00 to 2019-03-01T07:00:00): give one of the input's times",
+        ),
+        (
+            ["--start", "2019-03-01T00:00"],
+            "give at least the 2 time steps up to the forecast start (--start 2019-03-01T00:00 "
+            "has 1 time step of the input up to and including it): give a --start from "
+            "2019-03-01T01:00:00 on",
+        ),
+        (["--start", "noon"], "--start 'noon' is not a time of the input's kind; give ISO"),
+        (
+            ["--start", "2019-03-01T03", "2019-03-01T03:00"],
+            "--start names the time 2019-03-01T03:00:00 twice",
+        ),
+        (["--lead-steps", "0"], "--lead-steps 0 must be a positive integer"),
+    ],
+)
+def test_wrong_starts_exit_2_with_one_line(forecast_folder, hours, tmp_path, capsys, extra, says):
+    out = tmp_path / "fc.nc"
+    args = ["forecast", str(hours), str(out), "--model", str(forecast_folder), "--quiet"]
+    line = _refused([*args, "--lead-steps", "2", *extra], capsys)
+    assert line.startswith("flexdownscale forecast: error: ")
+    assert says in line
+    assert not out.exists()
+
+
+def test_a_super_resolution_model_or_no_model_is_refused(hours, tmp_path, capsys):
+    out = tmp_path / "fc.nc"
+    words = ["forecast", str(hours), str(out), "--lead-steps", "2"]
+    line = _refused([*words, "--model", "era5-t2m-x4"], capsys)
+    assert line == (
+        "flexdownscale forecast: error: model 'era5-t2m-x4' is a 'superres' model; flexdownscale "
+        "forecast needs a forecast model; run a super-resolution model with flexdownscale "
+        "downscale IN OUT --model M"
+    )
+    line = _refused(words, capsys)
+    assert line.startswith("flexdownscale forecast: error: --model is required: no forecast ")
+    assert "--model run/model" in line
+    assert not out.exists()
+
+
+def test_downscale_of_a_forecast_model_names_the_forecast_command(
+    forecast_folder, hours, tmp_path, capsys
+):
+    out = tmp_path / "fine.nc"
+    line = _refused(["downscale", str(hours), str(out), "--model", str(forecast_folder)], capsys)
+    assert line.endswith(
+        "is a 'forecast' model; flexdownscale downscale needs a super-resolution model; run a "
+        "forecast model with flexdownscale forecast IN OUT --model M --lead-steps N"
+    )
+    assert "ds.flex" not in line
+    # Python keeps its own words
+    with pytest.raises(ConfigError, match=r"use ds\.flex\.forecast for forecast models"):
+        Downscaler.from_pretrained(forecast_folder)
+
+
+def test_starts_on_numeric_and_cftime_axes():
+    """Numbers on a numeric axis (the Kolmogorov files' step count 15, 15.5, ...) and ISO
+    dates on a cftime one (a 360-day calendar's 30 February) name the input's times."""
+    field = np.zeros((6, 2, 2), np.float32)
+    numeric = xr.Dataset(
+        {"v": (("time", "y", "x"), field)}, coords={"time": 15.0 + 0.5 * np.arange(6)}
+    )
+    (first, up_to_first), (second, up_to_second) = _inputs_up_to_starts(
+        numeric, ["17", "15.5"], {}, 2
+    )
+    assert first == ("15.5", "15.5", 2)
+    assert list(up_to_first["time"].values) == [15.0, 15.5]
+    assert second == ("17", "15.5", 5)
+    assert up_to_second["time"].values[-1] == 17.0
+    with pytest.raises(DataError, match=r"the nearest are 16\.5 and 17\.0 \(the input's 'time'"):
+        _inputs_up_to_starts(numeric, ["16.75"], {}, 2)
+
+    days = [cftime.Datetime360Day(2000, 2, d, 6) for d in (28, 29, 30)]
+    dates = xr.Dataset({"v": (("time", "y", "x"), field[:3])}, coords={"time": days})
+    ((start, up_to),) = _inputs_up_to_starts(dates, ["2000-02-30T06:00"], {}, 2)
+    assert start == ("2000-02-30T06:00", "2000-02-29T06:00:00", 3)
+    assert up_to["time"].values[-1] == days[-1]
+    with pytest.raises(DataError, match="the nearest is 2000-02-30T06:00:00"):
+        _inputs_up_to_starts(dates, ["2000-03-01"], {}, 2)
+    # a time dim without a coordinate has positions, not times
+    with pytest.raises(DataError, match="has no coordinate"):
+        _inputs_up_to_starts(numeric.drop_vars("time"), ["15"], {}, 2)
