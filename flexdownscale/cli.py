@@ -1607,7 +1607,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         pred = pred.rename(valid_time=lead_dim) if lead_dim != "valid_time" else pred
         dims["time"] = lead_dim
     truth = normalize_grid(truth, dims=_dims_in(truth, dims))
-    names = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
+    names = _fields_in_common(pred, truth, _dims_in(pred, dims))
     if not names:
         pred_names, truth_names = list(map(str, pred.data_vars)), list(map(str, truth.data_vars))
         example = f"{truth_names[0]}={pred_names[0]}" if pred_names and truth_names else "tas=t2m"
@@ -1834,6 +1834,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     print("\n".join(lines))
     return 0
+
+
+def _fields_in_common(pred: Any, truth: Any, dims: dict[str, str] | None) -> list[str]:
+    """The prediction's variables on its (y, x) grid that the truth holds too, in the
+    prediction's order: the fields to score. A grid-mapping variable (``crs``,
+    ``rotated_pole``) or ``time_bnds`` written as a data variable, as CDO and CORDEX files
+    have them, is no field (it crashed the scores, or made the grid unfindable when it came
+    first). Without a findable grid every shared variable is returned, for the grid's own
+    error to speak."""
+    from .data.grid import find_axes
+    from .errors import GridError
+
+    shared = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
+    try:
+        axes = find_axes(pred, dims=dims)
+    except GridError:
+        return shared
+    return [v for v in shared if {axes.y, axes.x} <= set(pred[v].dims)]
 
 
 def _scores_by_lead(
