@@ -215,12 +215,14 @@ def call_network(
     try:
         out = model(x_t, t, cond, phys=phys, task_features=task_features)
     except ShapeError as err:
-        if "channels" not in str(err):
+        # only the state's channel count is about the objective; a cond error has its own fix
+        if not (str(err).startswith("x_t has") and "channels" in str(err)):
             raise
         raise ShapeError(
             f"{err} (the state here has {x_t.shape[1]} channels: the network must take and "
-            "return as many as the data has, C, for diffusion and flow matching, and 2 C for "
-            "IDFF: build its backbone with in_channels and out_channels = 2 C)"
+            "return C channels, as many as the data has, for diffusion and flow matching, and "
+            "2 C for IDFF: build its backbone with in_channels = C (the data and cond "
+            "channels) and out_channels = C, or out_channels = 2 C for IDFF)"
         ) from err
     if (
         out.shape[0] != x_t.shape[0]
@@ -230,8 +232,9 @@ def call_network(
         raise ShapeError(
             f"the network returned shape {tuple(out.shape)} for a state of shape "
             f"{tuple(x_t.shape)}; expected {(x_t.shape[0], expected_channels, *x_t.shape[2:])}. "
-            "The network must return as many channels as its state input; IDFF networks have "
-            "2 C channels in and out (build the backbone with out_channels = 2 C)"
+            "The network must return as many channels as its state input; IDFF networks take "
+            "and return a 2 C-channel state (build the backbone with in_channels = C and "
+            "out_channels = 2 C)"
         )
     return out
 
