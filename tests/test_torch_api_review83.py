@@ -8,8 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from flexdownscale.config import DiffusionConfig, ModelConfig
-from flexdownscale.diffusion import ResidualModel, build_objective
-from flexdownscale.errors import ShapeError
+from flexdownscale.diffusion import (
+    ResidualModel,
+    build_objective,
+    sample_ddim,
+    sample_euler,
+    sample_heun,
+    sample_idff,
+    sample_sde,
+)
+from flexdownscale.errors import ConfigError, ShapeError
 from flexdownscale.models import build_model
 
 
@@ -49,3 +57,83 @@ def test_cond_channel_error_carries_no_objective_advice() -> None:
         model.loss(obj, fine, base)
     assert "the state here" not in str(info.value)
     assert "2 C" not in str(info.value)
+
+
+# -- 2: scalars and int seeds at the engine's lower level ------------------------------------
+
+
+def _phys_net(out_channels: int = 1, physical_condition: bool = True) -> torch.nn.Module:
+    """A backbone (with phys) and random weights everywhere (the built one starts with a zero
+    output layer, whose output would not depend on phys or t)."""
+    torch.manual_seed(0)
+    config = ModelConfig(physical_condition=physical_condition, out_channels=out_channels)
+    net = build_model(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.05)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("sampler", "objective", "options"),
+    [
+        (sample_ddim, "vp", {"eta": 1.0}),
+        (sample_euler, "flow", {}),
+        (sample_heun, "vp", {}),
+        (sample_sde, "flow", {"delta": 1.0}),
+        (sample_idff, "idff", {"g1": 1.0}),
+    ],
+)
+def test_samplers_take_a_scalar_phys_and_an_int_seed(sampler, objective, options) -> None:
+    """phys=0.1 is phys=(0.1, 0.1); generator=3 is a CPU generator seeded with 3."""
+    obj = build_objective(DiffusionConfig(objective=objective))
+    net = _phys_net(obj.channel_factor)
+    x_init, cond = _fields()
+    common = dict(objective=obj, steps=3, **options)
+    scalar = sampler(net, x_init, cond, phys=0.1, generator=3, **common).sample
+    per_row = sampler(
+        net,
+        x_init,
+        cond,
+        phys=torch.tensor([0.1, 0.1]),
+        generator=torch.Generator().manual_seed(3),
+        **common,
+    ).sample
+    torch.testing.assert_close(scalar, per_row, rtol=0, atol=0)
+    zero_d = sampler(net, x_init, cond, phys=torch.tensor(0.1), generator=3, **common).sample
+    torch.testing.assert_close(zero_d, per_row, rtol=0, atol=0)
+    other_phys = sampler(net, x_init, cond, phys=0.9, generator=3, **common).sample
+    assert not torch.equal(other_phys, per_row)  # phys reaches the network
+
+
+def test_sampler_bad_phys_and_generator_are_typed_errors() -> None:
+    obj = build_objective(DiffusionConfig(objective="vp"))
+    net = _phys_net()
+    x_init, cond = _fields()
+    with pytest.raises(ShapeError, match=r"phys has shape \(3,\); expected one value per"):
+        sample_ddim(net, x_init, cond, objective=obj, steps=2, phys=torch.ones(3))
+    with pytest.raises(ConfigError, match=r"generator = 'seed' must be a torch.Generator"):
+        sample_ddim(net, x_init, cond, objective=obj, steps=2, eta=1.0, phys=0.1, generator="seed")
+
+
+@pytest.mark.parametrize("objective", ["vp", "flow", "idff"])
+def test_loss_takes_a_scalar_time(objective) -> None:
+    """t=0.5 and t=tensor(0.5) give the loss of t=(0.5, 0.5) with the same noise."""
+    obj = build_objective(DiffusionConfig(objective=objective))
+    net = _phys_net(obj.channel_factor, physical_condition=False)
+    fine, base = _fields()
+    phys = None
+
+    def loss(t):
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(5)
+            return obj.loss(net, fine, base, phys=phys, t=t, generator=gen)
+
+    expected = loss(torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(loss(0.5), expected, rtol=0, atol=0)
+    torch.testing.assert_close(loss(torch.tensor(0.5)), expected, rtol=0, atol=0)
+    assert not torch.equal(loss(0.3), expected)
+    with pytest.raises(ShapeError, match=r"t has shape \(3,\); expected one time per sample"):
+        loss(torch.full((3,), 0.5))
+    with pytest.raises(ConfigError, match="t must be a number or a tensor"):
+        loss("0.5")

@@ -165,6 +165,24 @@ def _check_option(name: str, value: object, options: tuple[object, ...]) -> None
         )
 
 
+def _given_times(t: Tensor | float, target: Tensor) -> Tensor:
+    """Training times ``t`` given by the caller as a ``(B,)`` tensor in ``target``'s dtype: a
+    number or a 0-d tensor is one time for every sample."""
+    if isinstance(t, bool) or not isinstance(t, Tensor | float | int):
+        raise ConfigError(
+            f"t must be a number or a tensor of times in [0, 1], got {type(t).__name__}"
+        )
+    value = torch.as_tensor(t, device=target.device).to(target.dtype)
+    if value.ndim == 0:
+        return value.expand(target.shape[0])
+    if tuple(value.shape) != (target.shape[0],):
+        raise ShapeError(
+            f"t has shape {tuple(value.shape)}; expected one time per sample, "
+            f"({target.shape[0]},), or a scalar for all of them"
+        )
+    return value
+
+
 def per_sample(a: Tensor, x: Tensor) -> Tensor:
     """Reshape a per-sample tensor ``a`` of shape ``(B,)`` to broadcast against ``x`` (B, ...)."""
     return a.reshape(a.shape[0], *([1] * (x.ndim - 1)))
@@ -274,7 +292,7 @@ class Objective(ABC):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
-        t: Tensor | None = None,
+        t: Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample training loss.
@@ -297,7 +315,8 @@ class Objective(ABC):
             ``base="coarse_plus_noise"``), same shape as ``target``. ``None`` means zero, the
             right value in residual space (see ``docs/diffusion.md``). Ignored otherwise.
         t
-            Times ``(B,)``; drawn uniformly from the objective's training interval when ``None``.
+            Times ``(B,)``, or one number for all samples; drawn uniformly from the
+            objective's training interval when ``None``.
         generator
             Source of the random times and noises. Draw order: ``t`` (unless given), then the
             noises in the order documented by each objective.
@@ -563,7 +582,7 @@ class VPDiffusion(Objective):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
-        t: Tensor | None = None,
+        t: Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample VP loss at ``z = alpha_t x + sigma_t eps``, the output read as ``v_hat``.
@@ -586,8 +605,8 @@ class VPDiffusion(Objective):
             Precomputed ``model.encode_task(cond)``, passed to the network.
         x_lo : Tensor or None, default None
             Unused (VP has no coarse-plus-noise base).
-        t : Tensor or None, default None
-            Times ``(B,)``; ``None`` draws them from ``U(0, 1)``.
+        t : Tensor, float or None, default None
+            Times ``(B,)``, or one number for all samples; ``None`` draws them from ``U(0, 1)``.
         generator : torch.Generator or None, default None
             Source of the random draws, in the order ``t`` (unless given), then ``eps``.
 
@@ -599,6 +618,8 @@ class VPDiffusion(Objective):
         batch = target.shape[0]
         if t is None:
             t = rand((batch,), generator, device=target.device, dtype=target.dtype)
+        else:
+            t = _given_times(t, target)
         eps = randn(target.shape, generator, device=target.device, dtype=target.dtype)
         alpha, sigma = self.alpha_sigma(t.to(target.dtype))
         alpha, sigma = per_sample(alpha, target), per_sample(sigma, target)
@@ -840,13 +861,15 @@ class _BridgeBase(Objective):
     def _draw(
         self,
         target: Tensor,
-        t: Tensor | None,
+        t: Tensor | float | None,
         x_lo: Tensor | None,
         generator: torch.Generator | None,
     ) -> tuple[Tensor, Tensor]:
         if t is None:
             u = rand((target.shape[0],), generator, device=target.device, dtype=target.dtype)
             t = self.t_min + (self.t_max - self.t_min) * u
+        else:
+            t = _given_times(t, target)
         noise = randn(target.shape, generator, device=target.device, dtype=target.dtype)
         return t.to(target.dtype), self.initial_state(noise, x_lo=x_lo)
 
@@ -917,7 +940,7 @@ class FlowMatching(_BridgeBase):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
-        t: Tensor | None = None,
+        t: Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample flow-matching loss ``|v_hat - (x1 - x0)|^p`` at ``x_t = (1 - t) x0 + t x1``.
@@ -940,8 +963,8 @@ class FlowMatching(_BridgeBase):
         x_lo : Tensor or None, default None
             Mean of the coarse-plus-noise base, broadcastable to ``target``; ``None`` is zero
             (the residual-space value). Ignored for the gaussian base.
-        t : Tensor or None, default None
-            Times ``(B,)``; ``None`` draws them from ``U(t_min, t_max)``.
+        t : Tensor, float or None, default None
+            Times ``(B,)``, or one number for all samples; ``None`` draws them from ``U(t_min, t_max)``.
         generator : torch.Generator or None, default None
             Source of the random draws, in the order ``t`` (unless given), then the base noise.
 
@@ -1183,7 +1206,7 @@ class IDFF(_BridgeBase):
         phys: Tensor | None = None,
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
-        t: Tensor | None = None,
+        t: Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-sample IDFF loss at ``x_t = (1 - t) x0 + t x1 + s_t eps``.
@@ -1206,8 +1229,8 @@ class IDFF(_BridgeBase):
         x_lo : Tensor or None, default None
             Mean of the coarse-plus-noise base, broadcastable to ``target``; ``None`` is zero
             (the residual-space value). Ignored for the gaussian base.
-        t : Tensor or None, default None
-            Times ``(B,)``; ``None`` draws them from ``U(t_min, t_max)``.
+        t : Tensor, float or None, default None
+            Times ``(B,)``, or one number for all samples; ``None`` draws them from ``U(t_min, t_max)``.
         generator : torch.Generator or None, default None
             Source of the random draws, in the order ``t`` (unless given), the base noise,
             then ``eps``.

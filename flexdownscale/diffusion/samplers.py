@@ -105,6 +105,21 @@ def _model_dtype(model: Any, model_dtype: torch.dtype | None) -> torch.dtype:
     return torch.float32
 
 
+def _step_generator(generator: Generators | int) -> Generators:
+    """The noise source of a sampler call: an integer seed becomes a new CPU generator seeded
+    with it (once per call, so that every step draws fresh noise); anything else as it is."""
+    if isinstance(generator, int | np.integer) and not isinstance(generator, bool):
+        return _as_generator(generator)
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if not isinstance(generator, Sequence) or isinstance(generator, str | bytes):
+        raise ConfigError(
+            f"generator = {generator!r} must be a torch.Generator, an integer seed, one "
+            "torch.Generator per row of x_init, or None"
+        )
+    return generator
+
+
 def _noise_like(x: Tensor, generator: Generators) -> Tensor:
     """Standard normal float64 noise shaped like ``x``; one generator per row when a sequence."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -129,11 +144,13 @@ class _Net:
         phys: Tensor | None,
         task_features: TaskFeatures | None,
         model_dtype: torch.dtype | None,
+        batch: int,
     ) -> None:
         self.model = model
         self.objective = objective
         self.dtype = _model_dtype(model, model_dtype)
         self.cond = cond.to(self.dtype) if cond is not None and cond.is_floating_point() else cond
+        phys = _phys_per_field(phys, batch)
         self.phys = phys.to(self.dtype) if phys is not None else None
         if task_features is None and self.cond is not None:
             task_features = model.encode_task(self.cond)
@@ -243,8 +260,8 @@ def sample_ddim(
     *,
     objective: Objective,
     steps: int = 2,
-    generator: Generators = None,
-    phys: Tensor | None = None,
+    generator: Generators | int = None,
+    phys: Tensor | float | None = None,
     task_features: TaskFeatures | None = None,
     x_lo: Tensor | None = None,
     model_dtype: torch.dtype | None = None,
@@ -276,11 +293,12 @@ def sample_ddim(
         The objective the model was trained with; it says how the network output is read.
     steps : int, default 2
         Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
-    generator : torch.Generator, sequence of torch.Generator, or None, default None
+    generator : torch.Generator, int, sequence of torch.Generator, or None, default None
         One ``torch.Generator`` or one per row of ``x_init``; only used when ``eta > 0``
-        (``None``: torch's global generator).
-    phys : Tensor or None, default None
-        Scalar physical condition ``(B,)``, for models built with one.
+        (``None``: torch's global generator; an int: a new CPU generator seeded with it).
+    phys : Tensor, float or None, default None
+        Scalar physical condition ``(B,)``, or one number for all rows, for models built with
+        one.
     task_features : TaskFeatures or None, default None
         ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
         call when ``None``.
@@ -305,7 +323,8 @@ def sample_ddim(
     assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta = {eta} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
-    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    generator = _step_generator(generator)
+    net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
     times = objective.time_grid(steps, device=x_init.device)
     alphas, sigmas = objective.schedule.alpha_sigma(times)
     z = x_init.to(torch.float64)
@@ -341,7 +360,7 @@ def _ode_setup(
     x_lo: Tensor | None,
 ) -> tuple[_Net, Tensor, Tensor]:
     _check_common(name, objective, x_init, steps, cond, x_lo)
-    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
     times = objective.time_grid(steps, device=x_init.device)
     return net, times, objective.ode_time(times)
 
@@ -354,8 +373,8 @@ def sample_euler(
     *,
     objective: Objective,
     steps: int = 50,
-    generator: Generators = None,
-    phys: Tensor | None = None,
+    generator: Generators | int = None,
+    phys: Tensor | float | None = None,
     task_features: TaskFeatures | None = None,
     x_lo: Tensor | None = None,
     model_dtype: torch.dtype | None = None,
@@ -381,10 +400,11 @@ def sample_euler(
         The objective the model was trained with; it says how the network output is read.
     steps : int, default 50
         Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
-    generator : torch.Generator, sequence of torch.Generator, or None, default None
+    generator : torch.Generator, int, sequence of torch.Generator, or None, default None
         Accepted for the shared signature and unused: the sampler is deterministic.
-    phys : Tensor or None, default None
-        Scalar physical condition ``(B,)``, for models built with one.
+    phys : Tensor, float or None, default None
+        Scalar physical condition ``(B,)``, or one number for all rows, for models built with
+        one.
     task_features : TaskFeatures or None, default None
         ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
         call when ``None``.
@@ -427,8 +447,8 @@ def sample_heun(
     *,
     objective: Objective,
     steps: int = 25,
-    generator: Generators = None,
-    phys: Tensor | None = None,
+    generator: Generators | int = None,
+    phys: Tensor | float | None = None,
     task_features: TaskFeatures | None = None,
     x_lo: Tensor | None = None,
     model_dtype: torch.dtype | None = None,
@@ -459,10 +479,11 @@ def sample_heun(
         The objective the model was trained with; it says how the network output is read.
     steps : int, default 25
         Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
-    generator : torch.Generator, sequence of torch.Generator, or None, default None
+    generator : torch.Generator, int, sequence of torch.Generator, or None, default None
         Accepted for the shared signature and unused: the sampler is deterministic.
-    phys : Tensor or None, default None
-        Scalar physical condition ``(B,)``, for models built with one.
+    phys : Tensor, float or None, default None
+        Scalar physical condition ``(B,)``, or one number for all rows, for models built with
+        one.
     task_features : TaskFeatures or None, default None
         ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
         call when ``None``.
@@ -510,8 +531,8 @@ def sample_sde(
     *,
     objective: Objective,
     steps: int = 50,
-    generator: Generators = None,
-    phys: Tensor | None = None,
+    generator: Generators | int = None,
+    phys: Tensor | float | None = None,
     task_features: TaskFeatures | None = None,
     x_lo: Tensor | None = None,
     model_dtype: torch.dtype | None = None,
@@ -549,11 +570,12 @@ def sample_sde(
         The objective the model was trained with; it says how the network output is read.
     steps : int, default 50
         Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
-    generator : torch.Generator, sequence of torch.Generator, or None, default None
+    generator : torch.Generator, int, sequence of torch.Generator, or None, default None
         Source of the step noise: one generator, or one per row of ``x_init``
-        (``None``: torch's global generator).
-    phys : Tensor or None, default None
-        Scalar physical condition ``(B,)``, for models built with one.
+        (``None``: torch's global generator; an int: a new CPU generator seeded with it).
+    phys : Tensor, float or None, default None
+        Scalar physical condition ``(B,)``, or one number for all rows, for models built with
+        one.
     task_features : TaskFeatures or None, default None
         ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
         call when ``None``.
@@ -581,6 +603,7 @@ def sample_sde(
     )
     if not delta >= 0:
         raise ConfigError(f"delta = {delta} must be >= 0 (0 is the probability-flow ODE)")
+    generator = _step_generator(generator)
     x = x_init.to(torch.float64)
     trajectory = [x] if return_trajectory else None
     for i in range(steps):
@@ -608,8 +631,8 @@ def sample_idff(
     *,
     objective: Objective,
     steps: int = 10,
-    generator: Generators = None,
-    phys: Tensor | None = None,
+    generator: Generators | int = None,
+    phys: Tensor | float | None = None,
     task_features: TaskFeatures | None = None,
     x_lo: Tensor | None = None,
     model_dtype: torch.dtype | None = None,
@@ -650,11 +673,12 @@ def sample_idff(
         The objective the model was trained with; it says how the network output is read.
     steps : int, default 10
         Number of steps of the uniform time grid (:meth:`Objective.time_grid`).
-    generator : torch.Generator, sequence of torch.Generator, or None, default None
+    generator : torch.Generator, int, sequence of torch.Generator, or None, default None
         Source of the step noise (used when ``g1 > 0``): one generator, or one per row of ``x_init``
-        (``None``: torch's global generator).
-    phys : Tensor or None, default None
-        Scalar physical condition ``(B,)``, for models built with one.
+        (``None``: torch's global generator; an int: a new CPU generator seeded with it).
+    phys : Tensor, float or None, default None
+        Scalar physical condition ``(B,)``, or one number for all rows, for models built with
+        one.
     task_features : TaskFeatures or None, default None
         ``model.encode_task(cond)`` for the rows of ``x_init``; computed from ``cond`` once per
         call when ``None``.
@@ -684,7 +708,8 @@ def sample_idff(
     assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
     if not g1 >= 0 or not g2 >= 0:
         raise ConfigError(f"g1 = {g1} and g2 = {g2} must be >= 0 (0, 0 is the bridge ODE)")
-    net = _Net(model, objective, cond, phys, task_features, model_dtype)
+    generator = _step_generator(generator)
+    net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
     times = objective.time_grid(steps, device=x_init.device)
 
     def drift(x: Tensor, t: Tensor, langevin: bool) -> Tensor:
