@@ -3,6 +3,7 @@ backbones)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -137,3 +138,24 @@ def test_loss_takes_a_scalar_time(objective) -> None:
         loss(torch.full((3,), 0.5))
     with pytest.raises(ConfigError, match="t must be a number or a tensor"):
         loss("0.5")
+
+
+# -- 3: numpy integer steps ------------------------------------------------------------------
+
+
+def test_numpy_integer_steps_are_steps() -> None:
+    """steps=np.int64(2) samples as steps=2 (through ResidualModel.sample and a sampler); a bool
+    or a float is still refused."""
+    obj = build_objective(DiffusionConfig(objective="vp"))
+    net = _phys_net(physical_condition=False)
+    model = ResidualModel(net)
+    _, base = _fields()
+    expected = model.sample(obj, base, members=2, steps=2, generator=0)
+    got = model.sample(obj, base, members=2, steps=np.int64(2), generator=0)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    result = sample_euler(net, base.double(), base, objective=obj, steps=np.int32(3))
+    assert result.nfe == 3
+    assert result.times.shape == (4,)
+    for bad in (True, 2.0, np.int64(0)):
+        with pytest.raises(ConfigError, match="must be a positive integer"):
+            model.sample(obj, base, members=2, steps=bad, generator=0)

@@ -215,6 +215,13 @@ def _check_x_lo(x_lo: Tensor | None, shape: tuple[int, ...], *, per_field: bool 
         )
 
 
+def _check_steps(steps: Any) -> int:
+    """``steps`` as a Python int: a positive integer (a numpy integer too, not a bool)."""
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ConfigError(f"steps = {steps!r} must be a positive integer")
+    return int(steps)
+
+
 def _check_common(
     name: str,
     objective: Objective,
@@ -229,8 +236,7 @@ def _check_common(
             f"sampler {name!r} does not apply to the {objective.name!r} objective; "
             f"use one of {', '.join(repr(s) for s in objective.samplers)}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps = {steps!r} must be a positive integer")
+    _check_steps(steps)
     if x_init.ndim < 2:
         raise ShapeError(f"x_init must have shape (B, C, ...), got {tuple(x_init.shape)}")
     if cond is not None and cond.shape[0] != x_init.shape[0]:
@@ -826,7 +832,7 @@ def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tu
             steps = defaults.steps
         else:
             steps = inspect.signature(SAMPLERS[name]).parameters["steps"].default
-    return name, steps
+    return name, _check_steps(steps)
 
 
 def sample(
