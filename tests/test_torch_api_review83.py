@@ -3,6 +3,8 @@ backbones)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,13 +14,15 @@ from flexdownscale.config import DiffusionConfig, ModelConfig
 from flexdownscale.diffusion import (
     ResidualModel,
     build_objective,
+    rollout,
     sample_ddim,
+    sample_ensemble,
     sample_euler,
     sample_heun,
     sample_idff,
     sample_sde,
 )
-from flexdownscale.errors import ConfigError, ShapeError
+from flexdownscale.errors import ConfigError, FlexDownscaleWarning, ShapeError
 from flexdownscale.models import build_model
 
 
@@ -159,3 +163,62 @@ def test_numpy_integer_steps_are_steps() -> None:
     for bad in (True, 2.0, np.int64(0)):
         with pytest.raises(ConfigError, match="must be a positive integer"):
             model.sample(obj, base, members=2, steps=bad, generator=0)
+
+
+# -- 4: sampling a network in training mode --------------------------------------------------
+
+TRAIN_MODE = "the network is in training mode: dropout makes samples differ"
+
+
+def _dropout_model() -> ResidualModel:
+    """A residual model with dropout 0.1 and random weights (as after some training)."""
+    torch.manual_seed(0)
+    model = ResidualModel(build_model(ModelConfig(dropout=0.1)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def test_sampling_in_train_mode_warns_once_per_call() -> None:
+    obj = build_objective(DiffusionConfig(objective="vp"))
+    model = _dropout_model()
+    assert model.training
+    _, base = _fields(batch=1)
+    with pytest.warns(FlexDownscaleWarning, match=TRAIN_MODE) as record:
+        a = model.sample(obj, base, members=2, steps=3, generator=0, batch_size=1)
+    assert len([w for w in record if issubclass(w.category, FlexDownscaleWarning)]) == 1
+    assert record[0].filename == __file__  # points at the user's line
+    with pytest.warns(FlexDownscaleWarning, match=TRAIN_MODE):
+        b = model.sample(obj, base, members=2, steps=3, generator=0, batch_size=1)
+    assert (a - b).abs().max() > 1e-3  # what the warning is about: dropout differs per call
+    net = model.backbone
+    x_init = torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    for call in (
+        lambda: sample_ddim(net, x_init, base, objective=obj, steps=2),
+        lambda: sample_ensemble(net, base, objective=obj, shape=(1, 1, 16, 16), steps=2),
+    ):
+        with pytest.warns(FlexDownscaleWarning, match=TRAIN_MODE) as record:
+            call()
+        assert len(record) == 1
+
+
+def test_sampling_in_eval_mode_is_silent_and_repeatable() -> None:
+    obj = build_objective(DiffusionConfig(objective="vp"))
+    model = _dropout_model().eval()
+    _, base = _fields(batch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = model.sample(obj, base, members=2, steps=3, generator=0)
+        b = model.sample(obj, base, members=2, steps=3, generator=0)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_rollout_in_train_mode_warns_once() -> None:
+    obj = build_objective(DiffusionConfig(objective="flow"))
+    torch.manual_seed(0)
+    model = ResidualModel(build_model(ModelConfig(task="forecast", past_frames=1)), task="forecast")
+    frames = torch.randn(1, 1, 16, 16)
+    with pytest.warns(FlexDownscaleWarning, match=TRAIN_MODE) as record:
+        rollout(model, obj, frames, lead_steps=2, members=1, steps=2, generator=0)
+    assert len(record) == 1

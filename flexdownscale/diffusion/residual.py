@@ -28,6 +28,7 @@ from .samplers import (
     member_generators,
     sample_ensemble,
     seed_of,
+    warns_in_train_mode,
 )
 
 __all__ = ["ResidualModel", "rollout"]
@@ -304,6 +305,7 @@ def lead_seed(seed: int, field: int, lead: int) -> int:
     return derived_seed(seed, field, lead)
 
 
+@warns_in_train_mode
 def rollout(
     model: ResidualModel,
     objective: Objective,

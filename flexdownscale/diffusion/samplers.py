@@ -27,9 +27,11 @@ depend on the batch size.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -39,7 +41,8 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..errors import ConfigError, ShapeError
+from .._stack import user_stacklevel
+from ..errors import ConfigError, FlexDownscaleWarning, ShapeError
 from .objectives import (
     IDFF,
     Denoiser,
@@ -92,6 +95,49 @@ class SampleResult:
     times: Tensor
     trajectory: tuple[Tensor, ...] | None
     nfe: int
+
+
+#: set while a sampling call runs: the calls it makes (chunks, leads, the sampler under
+#: sample_ensemble) do not check the training mode again
+_IN_SAMPLING_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "flexdownscale_in_sampling_call", default=False
+)
+
+TRAIN_MODE_WARNING = (
+    "the network is in training mode: dropout makes samples differ between calls with one "
+    "seed; call model.eval() before sampling"
+)
+
+
+def _runs_dropout(model: Any) -> bool:
+    """Whether ``model`` (a torch module) has a dropout layer with ``p > 0`` in training mode."""
+    if not isinstance(model, torch.nn.Module):
+        return False
+    return any(
+        isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+        for m in model.modules()
+    )
+
+
+def warns_in_train_mode(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a sampling entry point whose first argument is the model: one
+    :class:`~flexdownscale.errors.FlexDownscaleWarning` per outermost call when the model runs
+    dropout (a module left in training mode), none from the calls nested in it."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _IN_SAMPLING_CALL.get():
+            return func(*args, **kwargs)
+        model = args[0] if args else kwargs.get("model")
+        if _runs_dropout(model):
+            warnings.warn(TRAIN_MODE_WARNING, FlexDownscaleWarning, stacklevel=user_stacklevel())
+        token = _IN_SAMPLING_CALL.set(True)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _IN_SAMPLING_CALL.reset(token)
+
+    return wrapper
 
 
 def _model_dtype(model: Any, model_dtype: torch.dtype | None) -> torch.dtype:
@@ -258,6 +304,7 @@ def _finish(
     )
 
 
+@warns_in_train_mode
 @torch.no_grad()
 def sample_ddim(
     model: Denoiser,
@@ -371,6 +418,7 @@ def _ode_setup(
     return net, times, objective.ode_time(times)
 
 
+@warns_in_train_mode
 @torch.no_grad()
 def sample_euler(
     model: Denoiser,
@@ -445,6 +493,7 @@ def sample_euler(
     return _finish(x, x_init, times, trajectory, net.nfe)
 
 
+@warns_in_train_mode
 @torch.no_grad()
 def sample_heun(
     model: Denoiser,
@@ -529,6 +578,7 @@ def sample_heun(
     return _finish(x, x_init, times, trajectory, net.nfe)
 
 
+@warns_in_train_mode
 @torch.no_grad()
 def sample_sde(
     model: Denoiser,
@@ -629,6 +679,7 @@ def sample_sde(
     return _finish(x, x_init, times, trajectory, net.nfe)
 
 
+@warns_in_train_mode
 @torch.no_grad()
 def sample_idff(
     model: Denoiser,
@@ -835,6 +886,7 @@ def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tu
     return name, _check_steps(steps)
 
 
+@warns_in_train_mode
 def sample(
     model: Denoiser,
     x_init: Tensor,
@@ -990,6 +1042,7 @@ def member_stream(seed: int, start: int) -> torch.Generator:
     return generator
 
 
+@warns_in_train_mode
 def sample_ensemble(
     model: Denoiser,
     cond: Tensor | None = None,
