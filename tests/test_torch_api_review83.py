@@ -222,3 +222,20 @@ def test_rollout_in_train_mode_warns_once() -> None:
     with pytest.warns(FlexDownscaleWarning, match=TRAIN_MODE) as record:
         rollout(model, obj, frames, lead_steps=2, members=1, steps=2, generator=0)
     assert len(record) == 1
+
+
+# -- 5: repeat_features agrees with repeat_task_features --------------------------------------
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 2.0, True])
+def test_repeat_features_refuses_what_repeat_task_features_refuses(repeats) -> None:
+    from flexdownscale.diffusion import repeat_features
+    from flexdownscale.models import repeat_task_features
+
+    features = (torch.arange(4.0).reshape(2, 2),)
+    for func in (repeat_features, repeat_task_features):
+        with pytest.raises(ConfigError, match="repeats must be a positive integer"):
+            func(features, repeats)
+    torch.testing.assert_close(
+        repeat_features(features, 2)[0], repeat_task_features(features, 2)[0]
+    )

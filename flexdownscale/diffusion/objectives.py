@@ -135,7 +135,15 @@ def repeat_features(features: TaskFeatures, repeats: int) -> TaskFeatures:
     -------
     TaskFeatures
         The same tensors with ``B * repeats`` rows each.
+
+    Raises
+    ------
+    ConfigError
+        If ``repeats`` is not a positive integer (as
+        :func:`flexdownscale.models.repeat_task_features`).
     """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
     return tuple(f.repeat_interleave(repeats, dim=0) for f in features)
 
 
