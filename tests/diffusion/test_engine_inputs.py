@@ -83,7 +83,8 @@ def test_an_idff_backbone_with_c_channels_is_told_the_fix():
     target = torch.randn(2, 1, 16, 16)
     with pytest.raises(
         ShapeError,
-        match=r"2 C for IDFF: build its backbone with in_channels and out_channels = 2 C",
+        match=r"build its backbone with in_channels = C \(the data and cond channels\) and "
+        r"out_channels = C, or out_channels = 2 C for IDFF\)$",
     ):
         IDFF().loss(net, target, target)
 
