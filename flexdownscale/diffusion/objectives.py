@@ -556,6 +556,7 @@ class VPDiffusion(Objective):
 
     @property
     def summary(self) -> str:
+        """``"vp (target v)"`` (or ``eps``, ``x``): the objective and its target."""
         return f"vp (target {self.target})"
 
     def __repr__(self) -> str:
@@ -824,6 +825,8 @@ class _BridgeBase(Objective):
 
     @property
     def summary(self) -> str:
+        """``"flow (base gaussian)"`` or ``"flow (base coarse_plus_noise, base_sigma 0.1)"``:
+        the objective and its base distribution."""
         return f"{self.name} ({self._base_words()})"
 
     def noise_variance(self, t: Tensor) -> Tensor:
@@ -1133,6 +1136,7 @@ class IDFF(_BridgeBase):
 
     @property
     def summary(self) -> str:
+        """``"idff (sigma 0.2, base gaussian)"``: the objective, its bridge noise and base."""
         return f"idff (sigma {self.sigma:g}, {self._base_words()})"
 
     def __repr__(self) -> str:
