@@ -246,6 +246,30 @@ def _groups_hint(*paths: str) -> str:
     return "".join(hints)
 
 
+@contextlib.contextmanager
+def _group_hint_on_missing_variable(path: str) -> Iterator[None]:
+    """Add :func:`_groups_hint` of ``path`` to a ``MissingVariableError`` raised inside: the
+    model's variables may be in a netCDF-4 or zarr group of the input."""
+    from .errors import MissingVariableError
+
+    try:
+        yield
+    except MissingVariableError as err:
+        hint = _groups_hint(path)
+        if not hint:
+            raise
+        raise MissingVariableError(f"{err}{hint}") from None
+
+
+def _write_and_tell(out: Any, target: str, quiet: bool) -> None:
+    """Write a command's output (:func:`_write_output`) and, unless ``quiet``, say where and
+    its sizes (``wrote out.nc (time: 2, latitude: 64, longitude: 96)``)."""
+    _write_output(out, target)
+    if not quiet:
+        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
+        print(f"wrote {target} ({sizes})")
+
+
 def _check_device(device: str | None) -> None:
     """Refuse a ``--device`` that is unknown or absent here, before anything is computed."""
     if device is None:
@@ -503,7 +527,6 @@ def _time_dim(ds: Any, dims: dict[str, str], option: str = "--time-chunk") -> st
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from .errors import MissingVariableError
     from .pipeline import downscaler_for
 
     _check_device(args.device)
@@ -514,7 +537,7 @@ def _downscale(args: argparse.Namespace) -> int:
         ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)
     variables = _merged_list(args.variables)
-    try:
+    with _group_hint_on_missing_variable(args.input):
         downscaler = downscaler_for(
             args.model,
             tuple(map(str, ds.data_vars)),
@@ -523,16 +546,7 @@ def _downscale(args: argparse.Namespace) -> int:
             factor=args.factor,
         )
         out = _run_downscaler(downscaler, ds, args, variables, rename, dims)
-    except MissingVariableError as err:  # the model's variables may be in a netCDF-4 group
-        hint = _groups_hint(args.input)
-        if not hint:
-            raise
-        raise MissingVariableError(f"{err}{hint}") from None
-    target = args.output
-    _write_output(out, target)
-    if not args.quiet:
-        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
-        print(f"wrote {target} ({sizes})")
+    _write_and_tell(out, args.output, args.quiet)
     return 0
 
 
@@ -571,7 +585,7 @@ def _run_downscaler(
 def _forecast(args: argparse.Namespace) -> int:
     """``flexdownscale forecast``: a forecast model's rollout from the input's last time, or
     from each ``--start`` (one file along ``forecast_reference_time`` for several)."""
-    from .errors import ConfigError, MissingVariableError
+    from .errors import ConfigError
     from .pipeline import Forecaster
 
     if args.model is None:
@@ -588,13 +602,8 @@ def _forecast(args: argparse.Namespace) -> int:
     inputs: list[tuple[Any, Any]] = [(None, ds)]
     if args.start is not None:
         inputs = _inputs_up_to_starts(ds, args.start, dims, forecaster.past_frames)
-    try:
+    with _group_hint_on_missing_variable(args.input):
         forecasts = [_run_forecaster(forecaster, part, args, dims, start) for start, part in inputs]
-    except MissingVariableError as err:  # the model's variables may be in a netCDF-4 group
-        hint = _groups_hint(args.input)
-        if not hint:
-            raise
-        raise MissingVariableError(f"{err}{hint}") from None
     if len(forecasts) == 1:
         out = forecasts[0]
     else:
@@ -602,11 +611,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
         # as docs/inference.md's Python: valid_time 2-D, one row per start (evaluate's form)
         out = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"])
-    target = args.output
-    _write_output(out, target)
-    if not args.quiet:
-        sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
-        print(f"wrote {target} ({sizes})")
+    _write_and_tell(out, args.output, args.quiet)
     return 0
 
 
