@@ -12,31 +12,19 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
+from test_zarr_groups import _fields
 
 from flexdownscale import cli
 from flexdownscale.data.datasets import SuperResolutionDataset
 from flexdownscale.data.io import zarr_consolidated
 
 
-def _fields(times: int = 4) -> xr.Dataset:
-    rng = np.random.default_rng(1)
-    return xr.Dataset(
-        {"t2m": (("time", "latitude", "longitude"), 280 + rng.normal(size=(times, 16, 16)))},
-        coords={
-            "time": pd.date_range("2019-03-01", periods=times, freq="h"),
-            "latitude": ("latitude", 50 + 0.25 * np.arange(16), {"units": "degrees_north"}),
-            "longitude": ("longitude", 0.25 * np.arange(16), {"units": "degrees_east"}),
-        },
-    ).assign(t2m=lambda d: d.t2m.assign_attrs(units="K"))
-
-
 def _write(path, zarr_format: int, consolidated: bool) -> str:
     with warnings.catch_warnings():  # zarr's notice that v3 consolidation is not yet standard
         warnings.simplefilter("ignore")
-        _fields().to_zarr(path, zarr_format=zarr_format, consolidated=consolidated)
+        _fields(times=4).to_zarr(path, zarr_format=zarr_format, consolidated=consolidated)
     return str(path)
 
 
@@ -56,7 +44,9 @@ def test_a_store_without_consolidated_metadata_trains_without_a_warning(tmp_path
         warnings.simplefilter("error")  # xarray's "Failed to open ..." was a RuntimeWarning
         data = SuperResolutionDataset([path], variables=["t2m"], factor=4, crop_size=None)
         items = [data[i]["fine"] for i in range(len(data))]
-    in_memory = SuperResolutionDataset([_fields()], variables=["t2m"], factor=4, crop_size=None)
+    in_memory = SuperResolutionDataset(
+        [_fields(times=4)], variables=["t2m"], factor=4, crop_size=None
+    )
     assert len(items) == len(in_memory) == 4
     for i, fine in enumerate(items):  # the store reads the very fields the dataset holds
         np.testing.assert_array_equal(fine.numpy(), in_memory[i]["fine"].numpy())
@@ -77,5 +67,5 @@ def test_the_command_line_reads_the_metadata_a_store_has(tmp_path, monkeypatch, 
         warnings.simplefilter("error")
         ds = cli._open(path)
     with ds:
-        xr.testing.assert_identical(ds.load(), _fields())
+        xr.testing.assert_identical(ds.load(), _fields(times=4))
     assert asked == [consolidated]
