@@ -149,6 +149,7 @@ class TiledDenoiser(nn.Module):
         wrap: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
     ) -> None:
         super().__init__()
+        (tile_batch,) = _python_ints(tile_batch)
         if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
             raise ConfigError(f"batch_size = {tile_batch!r} must be a positive integer")
         self.backbone = backbone
@@ -2085,6 +2086,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         card: str = "",
         condition: Mapping[str, Any] | None = None,
     ) -> None:
+        (factor,) = _python_ints(factor)
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
             raise UnsupportedFactorError(f"factor = {factor!r}; expected a positive integer")
         if isinstance(model, ResidualModel):

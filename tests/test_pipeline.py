@@ -812,6 +812,33 @@ def test_settings_accept_numpy_integers_and_provenance_records_them(pair, downsc
     assert list(one.data_vars) == ["t2m"]
 
 
+def test_constructors_accept_numpy_integers(pair):
+    """``factor`` of a Downscaler and ``tile_batch`` of a TiledDenoiser read from an array of
+    settings (numpy integers) were refused as "not a positive integer"."""
+    fine, coarse = pair
+    built = make_downscaler(fine)
+    again = Downscaler(
+        built.backbone,
+        DiffusionConfig(),
+        normalizer=built.normalizer,
+        grid=built.grid,
+        variables=["t2m"],
+        units={"t2m": "K"},
+        factor=np.int64(FACTOR),
+        sampler=SamplerConfig(sampler="ddim", steps=2),
+    )
+    assert type(again.factor) is int
+    assert again.factor == FACTOR
+    np.testing.assert_array_equal(
+        again(coarse, seed=1)["t2m"].values, built(coarse, seed=1)["t2m"].values
+    )
+    tiled = TiledDenoiser(
+        _Pointwise(), tile_layout((48, 80), 32, overlap=16), tile_batch=np.int32(3)
+    )
+    assert type(tiled.tile_batch) is int
+    assert tiled.tile_batch == 3
+
+
 def test_bad_device_is_a_config_error_before_compute(pair, downscaler):
     _, coarse = pair
     with pytest.raises(ConfigError, match="not a device torch knows"):
