@@ -1098,6 +1098,21 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
             ),
             message,
         )
+    # the forecaster's fixes spelled in xarray (past frames, dims, training region)
+    message = message.replace(
+        "fill them first (infinite values: mask them with ds.where(np.isfinite(ds)))",
+        "fill them in the input file first (infinite values too)",
+    )
+    message = re.sub(  # a dims mapping is AXIS=DIM pairs on the command line
+        r"--dims \{([^{}]*)\}",
+        lambda m: "--dims " + ",".join(map("=".join, re.findall(r"'(\w+)': '?(\w+)'?", m[1]))),
+        message,
+    )
+    message = re.sub(
+        r"\(select it: ds\.sel\([^)]*\)\)",
+        "(an input file holding that region only)",
+        message,
+    )
     message = message.replace("or leave tile unset", "or leave --tile out")
     message = message.replace("(bbox=...)", "(--bbox X_MIN Y_MIN X_MAX Y_MAX)")
     message = message.replace(  # a one-cell axis (grid.py): the file is what to widen

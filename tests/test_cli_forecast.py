@@ -11,6 +11,8 @@ or models exit 2 with one line that says what to do.
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 
 import cftime
 import numpy as np
@@ -19,7 +21,7 @@ import xarray as xr
 from train_runs import ERA5, tiny_forecast_config
 
 import flexdownscale  # noqa: F401  (registers ds.flex)
-from flexdownscale.cli import _inputs_up_to_starts, main
+from flexdownscale.cli import _inputs_up_to_starts, console_main, main
 from flexdownscale.errors import ConfigError, DataError
 from flexdownscale.pipeline import Downscaler
 from flexdownscale.train import Trainer
@@ -218,3 +220,40 @@ def test_starts_on_numeric_and_cftime_axes():
     # a time dim without a coordinate has positions, not times
     with pytest.raises(DataError, match="has no coordinate"):
         _inputs_up_to_starts(numeric.drop_vars("time"), ["15"], {}, 2)
+
+
+def _python_words(line: str) -> list[str]:
+    """The Python expressions a shell user could not type, found in ``line``."""
+    return [w for w in ("ds.", "np.", "dims={", "=...") if w in line]
+
+
+def test_forecast_errors_and_warnings_are_in_command_line_words(
+    forecast_folder, hours, tmp_path, capsys, monkeypatch
+):
+    """The forecaster's fixes were spelled in xarray on the command line ("mask them with
+    ds.where(np.isfinite(ds))", "dims={'time': NAME}", "select it: ds.sel(latitude=...)")."""
+    run = ["--model", str(forecast_folder), "--lead-steps", "1"]
+    with xr.open_dataset(hours) as ds:
+        ds = ds.load()
+    gappy = tmp_path / "gappy.nc"
+    ds.where(ds["t2m"] < ds["t2m"].max()).to_netcdf(gappy)  # one NaN in a past frame
+    line = _refused(["forecast", str(gappy), str(tmp_path / "a.nc"), *run], capsys)
+    assert "fill them in the input file first (infinite values too)" in line
+    single = tmp_path / "single.nc"
+    ds.isel(time=-1, drop=True).to_netcdf(single)
+    line = _refused(["forecast", str(single), str(tmp_path / "b.nc"), *run], capsys)
+    assert "--dims time=NAME" in line
+    assert not _python_words(line), line
+    # a region beyond the training domain: the warning names the file to give, not ds.sel
+    moved = tmp_path / "moved.nc"
+    ds.assign_coords(longitude=ds["longitude"] + 40.0).to_netcdf(moved)
+    argv = ["flexdownscale", "forecast", str(moved), str(tmp_path / "c.nc"), *run, "--quiet"]
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert console_main() == 0  # the command's own warning printer
+    err = capsys.readouterr().err
+    assert err.startswith("flexdownscale forecast: warning: model ")
+    assert "(an input file holding that region only)" in err
+    assert not _python_words(err), err
