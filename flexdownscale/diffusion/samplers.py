@@ -578,6 +578,26 @@ def sample_heun(
     return _finish(x, x_init, times, trajectory, net.nfe)
 
 
+def _finite_nonnegative(value: Any) -> bool:
+    """Whether ``value`` is a number (not a bool) in ``[0, inf)``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool) and 0 <= number < math.inf
+
+
+def _check_delta(delta: Any, taus: Tensor, steps: int) -> None:
+    """``delta`` of :func:`sample_sde`: a finite number >= 0 (infinity gave NaN samples)."""
+    if not _finite_nonnegative(delta):
+        h = float((taus[1:] - taus[:-1]).abs().max())
+        raise ConfigError(
+            f"delta = {delta!r} must be >= 0 and finite (0 is the probability-flow ODE; the "
+            f"Langevin steps stay stable while delta < 2 / h = {2 / h:.3g} for these "
+            f"{steps} steps, h = {h:.3g} being the largest step of the grid it integrates on)"
+        )
+
+
 @warns_in_train_mode
 @torch.no_grad()
 def sample_sde(
@@ -645,7 +665,10 @@ def sample_sde(
     return_trajectory : bool, default False
         Also return the state at every grid time.
     delta : float, default 0.0
-        Langevin strength in units of the path's noise variance, ``>= 0``.
+        Langevin strength in units of the path's noise variance: a finite number ``>= 0``
+        (``ConfigError`` otherwise). Each step is stable while ``delta h < 2``, ``h`` the step
+        in ``tau`` (VP: about ``(pi / 2) / steps``; flow matching and IDFF:
+        ``(t_max - t_min) / steps``); beyond that the state can grow without bound.
 
     Returns
     -------
@@ -657,8 +680,7 @@ def sample_sde(
     net, times, taus = _ode_setup(
         "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
     )
-    if not delta >= 0:
-        raise ConfigError(f"delta = {delta} must be >= 0 (0 is the probability-flow ODE)")
+    _check_delta(delta, taus, steps)
     generator = _step_generator(generator)
     x = x_init.to(torch.float64)
     trajectory = [x] if return_trajectory else None
@@ -749,9 +771,10 @@ def sample_idff(
     return_trajectory : bool, default False
         Also return the state at every grid time.
     g1 : float, default 0.0
-        Langevin strength, ``>= 0``.
+        Langevin strength, a finite number ``>= 0``.
     g2 : float, default 0.0
-        Weight of the second-order (momentum) term, ``>= 0``; costs one JVP per step.
+        Weight of the second-order (momentum) term, a finite number ``>= 0``; costs one JVP
+        per step.
 
     Returns
     -------
@@ -763,8 +786,11 @@ def sample_idff(
     """
     _check_common("idff", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
-    if not g1 >= 0 or not g2 >= 0:
-        raise ConfigError(f"g1 = {g1} and g2 = {g2} must be >= 0 (0, 0 is the bridge ODE)")
+    if not (_finite_nonnegative(g1) and _finite_nonnegative(g2)):
+        # inf passed a ">= 0" check and gave NaN samples
+        raise ConfigError(
+            f"g1 = {g1!r} and g2 = {g2!r} must be >= 0 and finite (0, 0 is the bridge ODE)"
+        )
     generator = _step_generator(generator)
     net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
     times = objective.time_grid(steps, device=x_init.device)

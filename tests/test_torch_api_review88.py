@@ -1,0 +1,85 @@
+"""Fixes from the session-27 reviewer's look at the torch layer used as a library (sampler
+options, devices, input dtypes, custom backbones, few-step DDIM)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from flexdownscale.config import DiffusionConfig
+from flexdownscale.diffusion import build_objective, sample_idff, sample_sde
+from flexdownscale.errors import ConfigError
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+class GaussianVP:
+    """The exact VP network (output read as ``v``) for data ``N(0, s^2)``, pointwise:
+    ``E[v | z] = alpha sigma (1 - s^2) z / (alpha^2 s^2 + sigma^2)``."""
+
+    def __init__(self, objective: object, s: float) -> None:
+        self.objective = objective
+        self.s = s
+
+    def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
+        alpha, sigma = self.objective.alpha_sigma(t.to(torch.float64))
+        alpha = alpha.reshape(-1, *([1] * (x_t.ndim - 1)))
+        sigma = sigma.reshape(-1, *([1] * (x_t.ndim - 1)))
+        s2 = self.s**2
+        return alpha * sigma * (1 - s2) * x_t / (alpha**2 * s2 + sigma**2)
+
+    def encode_task(self, cond):
+        return ()
+
+
+class Zero:
+    """A network that always outputs zero (any objective, any channels)."""
+
+    def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
+        return torch.zeros_like(x_t)
+
+    def encode_task(self, cond):
+        return ()
+
+
+# -- 1: sample_sde's delta (and sample_idff's g1, g2) must be finite -----------------------------
+
+
+@pytest.mark.parametrize("objective_name", ["vp", "flow"])
+@pytest.mark.parametrize("delta", [math.inf, math.nan, -1.0])
+def test_sde_refuses_infinite_nan_and_negative_delta(objective_name: str, delta: float) -> None:
+    """delta = inf gave all-NaN samples without an error; now a ConfigError names the value and
+    the stable range for the call's steps (2 / h: 12.7 for 10 VP steps, 20 for 10 flow steps)."""
+    objective = build_objective(DiffusionConfig(objective=objective_name))
+    x_init = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError) as info:
+        sample_sde(Zero(), x_init, objective=objective, steps=10, delta=delta, generator=0)
+    message = str(info.value)
+    assert message.startswith(f"delta = {delta!r} must be >= 0 and finite")
+    bound = "12.7" if objective_name == "vp" else "20"
+    assert f"delta < 2 / h = {bound} for these 10 steps" in message
+
+
+def test_sde_with_a_finite_delta_keeps_the_gaussian_marginal() -> None:
+    """The valid path is unchanged: with the exact network for N(0, 0.5^2) data, 40 SDE steps
+    with delta = 1 give samples of standard deviation 0.5 (to sampling error)."""
+    objective = build_objective(DiffusionConfig(objective="vp"))
+    x_init = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = sample_sde(
+        GaussianVP(objective, 0.5), x_init, objective=objective, steps=40, delta=1.0, generator=1
+    )
+    assert torch.isfinite(out.sample).all()
+    assert out.sample.std().item() == pytest.approx(0.5, rel=0.03)
+
+
+@pytest.mark.parametrize(("g1", "g2"), [(math.inf, 0.0), (0.0, math.inf), (math.nan, 0.0)])
+def test_idff_refuses_infinite_knobs(g1: float, g2: float) -> None:
+    """g1 = inf or g2 = inf passed the '>= 0' check and gave NaN samples."""
+    objective = build_objective(DiffusionConfig(objective="idff"))
+    x_init = objective.initial_state(
+        torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    )
+    with pytest.raises(ConfigError, match=r"must be >= 0 and finite"):
+        sample_idff(Zero(), x_init, objective=objective, steps=3, g1=g1, g2=g2, generator=0)
