@@ -126,6 +126,8 @@ def downscaling_skill(
     instead, so its numbers differ slightly on large latitude ranges: pass
     ``weights=area_weights(truth)`` for those. The two inputs are aligned as by every metric:
     coordinates equal up to float32 round-off are the same grid, others raise ``ShapeError``.
+    Dask inputs are computed here, chunked in ``time`` (or any other dim) as given: the members
+    and each field's two spatial dims are joined into one block each where they are split.
 
     Two Datasets (the package's own output and a truth file) are scored field by field: every
     data variable of ``pred`` on the (y, x) grid (not bounds such as ``latitude_bnds``), against
@@ -174,11 +176,8 @@ def downscaling_skill(
         Dataset.
     UnitsError
         When their ``units`` attributes name different units (``K`` and ``degC``).
-    EnsembleError
-        When ``pred``'s member dim is split into several dask chunks (rechunk it to one).
     GridError
-        When a spatial dim is split into several dask chunks (the spectra need each field
-        whole; the message gives the ``chunk`` call).
+        When the grid's two spatial dims cannot be found (name them with ``dims``).
     """
     options: dict[str, Any] = {
         "member_dim": member_dim,
@@ -200,6 +199,13 @@ def downscaling_skill(
         )
     # aligned here, under this function's argument names, as every metric below would do
     pred, truth, weights = align_exact(pred, truth, weights, names=("pred", "truth", "weights"))
+    # the scores are numbers (computed here), so dask blocks are joined where a score needs
+    # them whole: the members (CRPS) and each field (the spectra), as `evaluate` does
+    whole = {d: -1 for d in find_yx_dims(truth, dims)}
+    if pred.chunks is not None:
+        pred = pred.chunk({**whole, member_dim: -1} if ensemble else whole)
+    if truth.chunks is not None:
+        truth = truth.chunk(whole)
     mean = pred.mean(member_dim) if ensemble else pred
     out = {
         "rmse": float(rmse(mean, truth, weights=weights)),

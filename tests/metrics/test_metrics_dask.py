@@ -213,3 +213,21 @@ def test_ssim_on_split_spatial_dims_names_the_argument():
     )
     with pytest.raises(ShapeError, match=r"of 't2m' is split .* obs\.chunk\(\{'y': -1\}\)"):
         ssim(field, field.rename("t2m").chunk(y=4), data_range=1.0)
+
+
+def test_downscaling_skill_joins_split_members_and_grids():
+    """``downscaling_skill`` returns numbers, yet refused an ensemble chunked in member (CRPS)
+    or in space (the spectra) where ``flexdownscale evaluate`` rechunks: it joins those blocks
+    itself now, and the scores equal the eager ones."""
+    from flexdownscale.metrics import downscaling_skill
+
+    _, obs, ens, w = _data()
+    obs, ens = obs.fillna(0.2), ens.fillna(0.0)  # gap-free, for the spectral scores
+    eager = downscaling_skill(ens, obs, weights=w)
+    split = downscaling_skill(
+        ens.chunk(member=2, time=3, lat=5, lon=8), obs.chunk(lat=6, lon=4), weights=w
+    )
+    assert split.keys() == eager.keys()
+    for key, value in eager.items():
+        assert split[key] == pytest.approx(value, rel=1e-12), key
+    assert np.isfinite(list(eager.values())).all()
