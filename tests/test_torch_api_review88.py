@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from flexdownscale.config import DiffusionConfig
+from flexdownscale.config import DiffusionConfig, ModelConfig
 from flexdownscale.diffusion import build_objective, sample_idff, sample_sde
 from flexdownscale.errors import ConfigError
+from flexdownscale.models import build_model
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -83,3 +84,42 @@ def test_idff_refuses_infinite_knobs(g1: float, g2: float) -> None:
     )
     with pytest.raises(ConfigError, match=r"must be >= 0 and finite"):
         sample_idff(Zero(), x_init, objective=objective, steps=3, g1=g1, g2=g2, generator=0)
+
+
+# -- 2: build_model on a device this machine lacks -------------------------------------------------
+
+
+def _no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make this machine look CPU-only, whatever it has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda"), "mps"])
+def test_build_model_on_a_missing_gpu_names_it_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, device: object
+) -> None:
+    """device="cuda" on a CPU-only machine raised torch's AssertionError ("Torch not compiled
+    with CUDA enabled"); now a ConfigError names the device, what is available and the fix."""
+    _no_gpu(monkeypatch)
+    with pytest.raises(ConfigError) as info:
+        build_model(ModelConfig(), device=device)
+    message = str(info.value)
+    assert message.startswith(f"device = {device!r} is not available: this machine has no ")
+    assert "available here: 'cpu', 'meta'" in message
+    assert "pass device='cpu'" in message
+
+
+# ids without "gpu": conftest skips the tests with a "gpu" keyword on CPU-only machines
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", 3.5], ids=["name", "index", "float"])
+def test_build_model_on_an_unknown_device_names_it(device: object) -> None:
+    """device="gpu" raised torch's RuntimeError about the device string."""
+    with pytest.raises(ConfigError, match=r"is not a device torch knows; available here: 'cpu'"):
+        build_model(ModelConfig(), device=device)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "meta"])
+def test_build_model_on_the_cpu_and_meta_still_works(device: object) -> None:
+    model = build_model(ModelConfig(), device=device)
+    assert next(model.parameters()).device == torch.device(device)

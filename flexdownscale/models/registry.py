@@ -121,7 +121,9 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
     config
         Backbone name, preset, channels, task, conditioning, ...
     device
-        Device to build on; ``"meta"`` builds without allocating memory (for counting).
+        Device to build on: ``"cpu"``, ``"cuda"`` (``"cuda:1"``, ...) or ``"mps"`` where this
+        machine has it, a ``torch.device``, or ``"meta"``, which builds without allocating
+        memory (for counting). ``None`` builds on torch's default device.
 
     Returns
     -------
@@ -130,7 +132,8 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
     Raises
     ------
     ConfigError
-        For an unknown backbone or preset, or invalid values.
+        For an unknown backbone or preset, invalid values, or a device torch does not know
+        (``"gpu"``) or this machine does not have (``"cuda"`` on a CPU-only machine).
 
     Examples
     --------
@@ -144,8 +147,48 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
     kwargs = PRESETS[config.backbone][config.preset]
     if device is None:
         return cls(config, **kwargs)
-    with torch.device(device):
+    with torch.device(_check_device(device)):
         return cls(config, **kwargs)
+
+
+def _devices_here() -> str:
+    """The devices this machine can build on, in words: ``'cpu', 'meta'`` plus CUDA and MPS."""
+    found = ["'cpu'"]
+    if torch.cuda.is_available():
+        found += ["'cuda'", *(f"'cuda:{i}'" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("'mps'")
+    return ", ".join([*found, "'meta'"])
+
+
+def _check_device(device: torch.device | str | int) -> torch.device:
+    """``device`` as a ``torch.device`` this machine has (``meta`` included), or a
+    :class:`~flexdownscale.errors.ConfigError` that names it and what is available here (torch
+    itself raised an ``AssertionError`` for ``"cuda"`` on a CPU-only build and a bare
+    ``RuntimeError`` for a name it does not know, such as ``"gpu"``)."""
+    fix = f"available here: {_devices_here()}; pass device='cpu' (or leave device out) to build on the CPU"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device = {device!r} is not a device torch knows; {fix}") from err
+    why = None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            built = "" if torch.backends.cuda.is_built() else ", built without CUDA"
+            why = f"this machine has no CUDA device (torch {torch.__version__}{built})"
+        elif resolved.index is not None and resolved.index >= count:
+            why = f"this machine has {count} CUDA device{'s' if count > 1 else ''}"
+    elif resolved.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            why = f"this machine has no MPS device (torch {torch.__version__})"
+    elif resolved.type not in ("cpu", "meta"):
+        why = f"the models are built on 'cpu', 'cuda', 'mps' or 'meta', not on {resolved.type!r}"
+    if why is not None:
+        raise ConfigError(f"device = {device!r} is not available: {why}; {fix}")
+    return resolved
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
