@@ -366,8 +366,8 @@ def _check_scalar_coords(a: Any, a_name: str, b: Any, b_name: str) -> None:
         )
 
 
-#: inputs that may lack the data's coordinates and are then paired by position: weights are
-#: documented to be built as ``xr.DataArray(w, dims=["lat"])``
+#: inputs that may lack the data's coordinates and are then paired by position (weights built
+#: as ``xr.DataArray(w, dims=["lat"])``, without the coordinate)
 POSITIONAL_INPUTS = frozenset({"weights", "member_weights"})
 
 
@@ -744,7 +744,9 @@ def check_weights(
     if not isinstance(weights, xr.DataArray):
         raise WeightsError(
             f"{name} must be an xarray DataArray with named dims, got {type(weights).__name__}; "
-            "e.g. xr.DataArray(w, dims=['lat'])."
+            "e.g. flexdownscale.metrics.area_weights(truth), or xr.DataArray(w, dims=['lat'], "
+            "coords={'lat': truth['lat']}) (with the coordinate, the weights follow the data's "
+            "order)."
         )
     data_dims = tuple(data_dims)
     extra = [d for d in weights.dims if d not in data_dims]

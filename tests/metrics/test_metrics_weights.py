@@ -211,3 +211,27 @@ def test_weights_without_coordinates_on_inputs_in_different_orders_are_refused()
     # inputs in one order still pair coordinate-less weights by position
     same = float(rmse(pred.sortby("lat", ascending=False), truth, weights=positional))
     assert same == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_weights_not_a_dataarray_are_told_the_labelled_way():
+    """The refusal of a numpy array of weights suggested coordinate-less weights, which pair by
+    position and are refused when the inputs' orders differ: it gives ``area_weights`` and the
+    labelled spelling now, and that spelling scores as the area weights do."""
+    from flexdownscale.errors import WeightsError
+
+    lat = np.linspace(60.0, 40.0, 5)  # descending, as ERA5
+    truth = xr.DataArray(
+        np.arange(20.0).reshape(5, 4),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": np.arange(4.0)},
+        attrs={"units": "K"},
+    )
+    pred = (truth + np.linspace(0.0, 2.0, 20).reshape(5, 4)).sortby("lat")
+    w = np.cos(np.deg2rad(lat))
+    with pytest.raises(WeightsError, match=r"area_weights\(truth\), or xr\.DataArray") as err:
+        rmse(pred, truth, weights=w)
+    assert "coords={'lat': truth['lat']}" in str(err.value)
+    labelled = xr.DataArray(w, dims=["lat"], coords={"lat": truth["lat"]})
+    assert float(rmse(pred, truth, weights=labelled)) == pytest.approx(
+        float(rmse(pred, truth, weights=area_weights(truth))), rel=1e-3
+    )
