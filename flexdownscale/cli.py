@@ -2035,9 +2035,10 @@ def _attr_value(value: Any) -> Any:
 
 def _prediction_provenance(attrs: Any) -> dict[str, Any]:
     """What made a prediction, from the ``flexdownscale_*`` attributes the package writes:
-    model, version, generative objective, sampler, its options, steps, members, seed, a forecast's lead steps and
-    the physical condition used (``condition``: name to value), each only when recorded; an
-    empty dict for a file that records none of them (not written by flexdownscale)."""
+    model, version, generative objective, sampler, its options, steps, members, seed, a
+    forecast's lead steps and the physical condition used (``condition``: name to value), each
+    only when recorded; an empty dict for a file that records none of them (not written by
+    flexdownscale)."""
     found = {key: _attr_value(attrs[name]) for name, key in _PROVENANCE if name in attrs}
     prefix = "flexdownscale_condition_"
     condition = {
@@ -2081,7 +2082,8 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
     if "condition" in found:
         told = ", ".join(f"{k} = {v}" for k, v in found["condition"].items())
         parts.append(f"condition {told}")
-    missing = [k for k in ("model", "sampler", "steps") if k not in found]
+    # the objective is recorded since 0.1.0's development (files written before lack it)
+    missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]
     gap = f"; {', '.join(missing)} not recorded" if missing else ""
     return f"Prediction (as its file records): {', '.join(parts)}{gap}."
 

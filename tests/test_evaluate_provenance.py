@@ -122,6 +122,6 @@ def test_provenance_words_of_partial_and_conditioned_records():
     json.dumps(found, allow_nan=False)
     assert _provenance_words(found, 1) == (
         "Prediction (as its file records): model `kf`, 4 steps, forecast 3 steps ahead, "
-        "condition reynolds_number = 4000.0; sampler not recorded."
+        "condition reynolds_number = 4000.0; objective, sampler not recorded."
     )
     assert _prediction_provenance({"history": "x", "title": "y"}) == {}
