@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from flexdownscale.config import DiffusionConfig, ModelConfig
-from flexdownscale.diffusion import build_objective, sample_idff, sample_sde
-from flexdownscale.errors import ConfigError
+from flexdownscale.diffusion import (
+    ResidualModel,
+    build_objective,
+    sample_ddim,
+    sample_ensemble,
+    sample_euler,
+    sample_idff,
+    sample_sde,
+)
+from flexdownscale.errors import ConfigError, DataError
 from flexdownscale.models import build_model
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -123,3 +131,94 @@ def test_build_model_on_an_unknown_device_names_it(device: object) -> None:
 def test_build_model_on_the_cpu_and_meta_still_works(device: object) -> None:
     model = build_model(ModelConfig(), device=device)
     assert next(model.parameters()).device == torch.device(device)
+
+
+# -- 3: integer and boolean fields are refused, not cast or truncated --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelConfig()).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool])
+def test_backbone_refuses_integer_fields(tiny_net: torch.nn.Module, dtype: torch.dtype) -> None:
+    """An integer x_t or cond raised torch's "Input type (long int) and bias type (float) should
+    be the same"; now a DataError names the argument, its dtype and the fix."""
+    field = torch.randn(1, 1, 16, 16)
+    integer = torch.ones(1, 1, 16, 16).to(dtype)
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(
+        DataError, match=rf"^x_t has dtype {name}; .* convert it with x_t\.float\(\)"
+    ):
+        tiny_net(integer, 0.5, field)
+    with pytest.raises(DataError, match=rf"^cond has dtype {name}; "):
+        tiny_net(field, 0.5, integer)
+    with pytest.raises(DataError, match=rf"^cond has dtype {name}; "):
+        tiny_net.encode_task(integer)
+
+
+def test_backbone_still_casts_float64_fields(tiny_net: torch.nn.Module) -> None:
+    """The documented cast stays: float64 fields run in the parameters' float32 and give the
+    float32 result to rounding."""
+    gen = torch.Generator().manual_seed(1)
+    x, cond = torch.randn(1, 1, 16, 16, generator=gen), torch.randn(1, 1, 16, 16, generator=gen)
+    with torch.no_grad():
+        out64 = tiny_net(x.double(), 0.5, cond.double())
+        out32 = tiny_net(x, 0.5, cond)
+    assert out64.dtype == torch.float32
+    torch.testing.assert_close(out64, out32)
+
+
+def test_sampler_refuses_an_integer_x_init(tiny_net: torch.nn.Module) -> None:
+    """sample_ddim with an int64 x_init returned an int64 sample (the float64 state truncated
+    towards zero, without a word); now a DataError."""
+    objective = build_objective(DiffusionConfig(objective="vp"))
+    cond = torch.randn(1, 1, 16, 16)
+    with pytest.raises(DataError, match=r"^x_init has dtype int64; .*objective\.initial_state"):
+        sample_ddim(
+            tiny_net, torch.ones(1, 1, 16, 16, dtype=torch.int64), cond, objective=objective
+        )
+    noise = torch.zeros(1, 1, 1, 16, 16, dtype=torch.int64)
+    with pytest.raises(DataError, match=r"^noise has dtype int64"):
+        sample_ensemble(tiny_net, cond, objective=objective, noise=noise)
+
+
+@pytest.mark.parametrize("objective_name", ["vp", "flow", "idff"])
+def test_objective_loss_refuses_an_integer_target(objective_name: str) -> None:
+    """Objective.loss with an integer target raised torch's '"check_uniform_bounds" not
+    implemented for 'Long''; now a DataError (the Denoiser is never called)."""
+    objective = build_objective(DiffusionConfig(objective=objective_name))
+    target = torch.ones(2, 1, 4, 4, dtype=torch.int64)
+    with pytest.raises(DataError, match=r"^target has dtype int64; .* target\.float\(\)"):
+        objective.loss(Zero(), target)
+
+
+def test_residual_model_loss_refuses_an_integer_target(tiny_net: torch.nn.Module) -> None:
+    """ResidualModel.loss took an integer target through the float residual; refused as well,
+    like Objective.loss."""
+    objective = build_objective(DiffusionConfig(objective="vp"))
+    field = torch.randn(2, 1, 16, 16)
+    with pytest.raises(DataError, match=r"^target has dtype int64"):
+        ResidualModel(tiny_net).loss(objective, field.round().long(), field)
+    assert ResidualModel(tiny_net).loss(objective, field, field).shape == (2,)
+
+
+def test_custom_denoiser_may_take_integer_cond() -> None:
+    """cond goes to the network as it is: a custom Denoiser conditioned on integer labels still
+    samples (the check is on the state only)."""
+
+    class Labels:
+        def __call__(self, x_t, t, cond=None, *, phys=None, task_features=None):
+            assert cond.dtype == torch.int64
+            return torch.zeros_like(x_t) + cond.reshape(-1, 1).to(x_t.dtype)
+
+        def encode_task(self, cond):
+            return ()
+
+    objective = build_objective(DiffusionConfig(objective="flow"))
+    x_init = torch.zeros(2, 1)
+    out = sample_euler(Labels(), x_init, torch.tensor([1, 2]), objective=objective, steps=4)
+    span = objective.t_max - objective.t_min
+    torch.testing.assert_close(out.sample, torch.tensor([[1.0], [2.0]]) * span)

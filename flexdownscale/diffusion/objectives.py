@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ..config import DiffusionConfig, SamplerConfig
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, DataError, ShapeError
 from .schedules import CosineSchedule
 
 __all__ = [
@@ -171,6 +171,31 @@ def _check_option(name: str, value: object, options: tuple[object, ...]) -> None
             f"{name} = {value!r} is not a valid option; expected one of "
             f"{', '.join(repr(o) for o in options)}"
         )
+
+
+def check_fields(**fields: Tensor | None) -> None:
+    """Refuse integer, boolean and complex fields (``name=tensor`` keywords; ``None`` skipped).
+
+    The states the objectives and samplers work on (data, initial noise) are real
+    floating-point fields in normalized units. As torch's own layers do, an integer tensor (raw
+    counts, a ``uint8`` image) is refused with a :class:`~flexdownscale.errors.DataError` rather
+    than cast: a cast would hide that it was never normalized, and a sampler returns its sample
+    in ``x_init``'s dtype, so an integer ``x_init`` gave samples truncated to integers. ``cond``
+    is not checked here: it goes to the network as it is (a custom
+    :class:`Denoiser` may take integer conditioning; the package's backbones refuse it).
+    """
+    for name, x in fields.items():
+        if x is not None and isinstance(x, Tensor) and not x.is_floating_point():
+            if name in ("x_init", "noise"):
+                fix = "draw it in floating point, e.g. objective.initial_state(torch.randn(shape))"
+            else:
+                fix = (
+                    f"convert it with {name}.float() (after normalizing it, if it holds raw values)"
+                )
+            raise DataError(
+                f"{name} has dtype {str(x.dtype).removeprefix('torch.')}; the objectives, "
+                f"samplers and backbones take floating-point fields (normalized values): {fix}"
+            )
 
 
 def _given_times(t: Tensor | float, target: Tensor) -> Tensor:
@@ -624,6 +649,7 @@ class VPDiffusion(Objective):
         Tensor
             Shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
         """
+        check_fields(target=target)
         batch = target.shape[0]
         if t is None:
             t = rand((batch,), generator, device=target.device, dtype=target.dtype)
@@ -984,6 +1010,7 @@ class FlowMatching(_BridgeBase):
         Tensor
             Shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
         """
+        check_fields(target=target)
         t, x0 = self._draw(target, t, x_lo, generator)
         tb = per_sample(t, target)
         x_t = (1 - tb) * x0 + tb * target
@@ -1252,6 +1279,7 @@ class IDFF(_BridgeBase):
         Tensor
             Shape ``(B,)``: ``loss_scale`` times the sum of the data and the score terms.
         """
+        check_fields(target=target)
         t, x0 = self._draw(target, t, x_lo, generator)
         eps = randn(target.shape, generator, device=target.device, dtype=target.dtype)
         tb = per_sample(t, target)

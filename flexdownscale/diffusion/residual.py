@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from .objectives import Denoiser, Objective, TaskFeatures
+from .objectives import Denoiser, Objective, TaskFeatures, check_fields
 from .samplers import (
     SamplerName,
     _phys_per_field,
@@ -218,6 +218,7 @@ class ResidualModel(nn.Module):
             Shape ``(B,)``: :meth:`Objective.loss` of the backbone on the residual (times drawn
             from the objective's training interval).
         """
+        check_fields(target=target, cond=cond, base=base)
         base = self.base_of(cond) if base is None else base
         residual = self.residual(target, base)
         return objective.loss(self.backbone, residual, cond, phys=phys, generator=generator)

@@ -50,6 +50,7 @@ from .objectives import (
     TaskFeatures,
     VPDiffusion,
     call_network,
+    check_fields,
     randn,
     select_features,
 )
@@ -283,6 +284,7 @@ def _check_common(
             f"use one of {', '.join(repr(s) for s in objective.samplers)}"
         )
     _check_steps(steps)
+    check_fields(x_init=x_init)
     if x_init.ndim < 2:
         raise ShapeError(f"x_init must have shape (B, C, ...), got {tuple(x_init.shape)}")
     if cond is not None and cond.shape[0] != x_init.shape[0]:
@@ -1170,6 +1172,7 @@ def sample_ensemble(
         )
     else:
         batch, event = noise.shape[0], tuple(noise.shape[2:])
+    check_fields(noise=noise)
     if cond is not None and cond.shape[0] != batch:
         raise ShapeError(f"cond has batch {cond.shape[0]} but the samples have batch {batch}")
     phys = _phys_per_field(phys, batch)

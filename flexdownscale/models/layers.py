@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "GRID_MULTIPLE",
@@ -632,6 +632,13 @@ class Backbone(nn.Module):
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ShapeError(f"{name} must be a 4-D tensor (B, C, H, W), got {shape}")
+        if not x.is_floating_point():
+            # as torch's layers: no silent cast of integer data (a uint8 image, raw counts)
+            raise DataError(
+                f"{name} has dtype {str(x.dtype).removeprefix('torch.')}; the model takes "
+                "floating-point fields (normalized values): convert it with "
+                f"{name}.float() (after normalizing it, if it holds raw values)"
+            )
         if x.shape[1] != channels:
             raise ShapeError(
                 f"{name} has {x.shape[1]} channels, expected {channels} ({what}); "
