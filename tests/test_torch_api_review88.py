@@ -18,8 +18,9 @@ from flexdownscale.diffusion import (
     sample_idff,
     sample_sde,
 )
-from flexdownscale.errors import ConfigError, DataError
-from flexdownscale.models import build_model
+from flexdownscale.errors import ConfigError, DataError, ShapeError
+from flexdownscale.models import Backbone, build_model
+from flexdownscale.models.layers import GRID_MULTIPLE
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -222,3 +223,81 @@ def test_custom_denoiser_may_take_integer_cond() -> None:
     out = sample_euler(Labels(), x_init, torch.tensor([1, 2]), objective=objective, steps=4)
     span = objective.t_max - objective.t_min
     torch.testing.assert_close(out.sample, torch.tensor([[1.0], [2.0]]) * span)
+
+
+# -- 4: a custom Backbone's grid multiple and name -------------------------------------------------
+
+
+class Pointwise(Backbone):
+    """A custom backbone with no downsampling: 1x1 convs, one task feature at stride 1."""
+
+    grid_multiple = 4
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.task = torch.nn.Conv2d(self.cond_channels, 8, 1)
+        self.net = torch.nn.Conv2d(self.out_channels + 8, self.out_channels, 1)
+        self.task_shapes = [(8, 1)]
+
+    def _encode_task(self, cond):
+        return [self.task(cond)]
+
+    def _forward(self, x_t, t, phys, features):
+        return self.net(torch.cat([x_t, features[0]], dim=1)) * t[:, None, None, None]
+
+
+class PointwiseChild(Pointwise):
+    """A subclass of a custom backbone inherits its grid_multiple (4), as any class attribute."""
+
+
+class DefaultGrid(Backbone):
+    """A subclass that leaves grid_multiple alone: 16, as the built-in backbones."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.net = torch.nn.Conv2d(self.out_channels, self.out_channels, 1)
+        self.task_shapes = []
+
+    def _encode_task(self, cond):
+        return []
+
+    def _forward(self, x_t, t, phys, features):
+        return self.net(x_t)
+
+
+def test_custom_backbone_sets_its_own_grid_multiple() -> None:
+    """A custom Backbone was held to grids divisible by 16 (the module constant) and the refusal
+    named config.backbone ("flex"); now the class attribute grid_multiple decides and the message
+    names the class that runs."""
+    model = Pointwise(ModelConfig()).eval()
+    x = torch.randn(2, 1, 20, 12)
+    assert model(x, 0.5, x).shape == (2, 1, 20, 12)  # 20 and 12: multiples of 4, not of 16
+    with pytest.raises(ShapeError) as info:
+        model(torch.randn(1, 1, 18, 12), 0.5, torch.randn(1, 1, 18, 12))
+    assert str(info.value) == (
+        "x_t has a 18 x 12 grid; Pointwise needs H and W divisible by 4 (at least 4). "
+        "Pad to 20 x 12 or crop to 16 x 12."
+    )
+    assert PointwiseChild.grid_multiple == 4
+    with pytest.raises(
+        ShapeError, match=r"^x_t has a 24 x 24 grid; DefaultGrid needs H and W divisible by 16"
+    ):
+        DefaultGrid(ModelConfig()).eval()(torch.randn(1, 1, 24, 24), 0.5, torch.randn(1, 1, 24, 24))
+
+
+@pytest.mark.parametrize("backbone", ["flex", "unet", "uvit", "dit"])
+def test_built_in_backbones_keep_16_and_say_their_class(backbone: str) -> None:
+    model = build_model(ModelConfig(backbone=backbone), device="meta")
+    assert model.grid_multiple == GRID_MULTIPLE == 16
+    x = torch.zeros(1, 1, 24, 32, device="meta")
+    with pytest.raises(
+        ShapeError,
+        match=rf"^x_t has a 24 x 32 grid; {type(model).__name__} needs H and W divisible by 16",
+    ):
+        model(x, 0.5, x)
+
+
+@pytest.mark.parametrize("value", [0, 2.0, True])
+def test_a_bad_grid_multiple_is_refused_when_the_class_is_defined(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^Bad\.grid_multiple = .* must be a positive integer"):
+        type("Bad", (DefaultGrid,), {"grid_multiple": value})

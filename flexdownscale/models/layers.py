@@ -47,7 +47,8 @@ __all__ = [
 #: Features computed once per field by ``encode_task``: a tuple of tensors, batch first.
 TaskFeatures = tuple[torch.Tensor, ...]
 
-#: Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net).
+#: Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net): the
+#: default of :attr:`Backbone.grid_multiple`, and the multiple the built-in backbones use.
 GRID_MULTIPLE = 16
 
 
@@ -584,7 +585,9 @@ class Backbone(nn.Module):
 
     Subclasses set ``self.task_shapes`` (one ``(channels, stride)`` per task feature, where the
     feature of a field of size H x W has shape (B, channels, H / stride, W / stride)) and
-    implement ``_encode_task(cond)`` and ``_forward(x_t, t, phys, features)``.
+    implement ``_encode_task(cond)`` and ``_forward(x_t, t, phys, features)``. A subclass whose
+    grids need another multiple than 16 sets the class attribute ``grid_multiple`` (e.g. 4 for
+    two factor-2 downsamplings, 1 for none).
 
     Parameters
     ----------
@@ -594,6 +597,20 @@ class Backbone(nn.Module):
     """
 
     task_shapes: list[tuple[int, int]]
+
+    #: H and W of ``x_t`` and ``cond`` must be positive multiples of this (the built-in
+    #: backbones: 16, :data:`GRID_MULTIPLE`); a subclass overrides it as a class attribute.
+    grid_multiple: int = GRID_MULTIPLE
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        m = cls.grid_multiple
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ConfigError(
+                f"{cls.__name__}.grid_multiple = {m!r} must be a positive integer: the number "
+                "H and W of the model's grids must be multiples of (16 for four factor-2 "
+                "downsamplings, 1 for none)"
+            )
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -645,16 +662,17 @@ class Backbone(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
-        if height % GRID_MULTIPLE or width % GRID_MULTIPLE or not height or not width:
-            fix_h = max(1, math.ceil(height / GRID_MULTIPLE)) * GRID_MULTIPLE
-            fix_w = max(1, math.ceil(width / GRID_MULTIPLE)) * GRID_MULTIPLE
-            crop_h = height // GRID_MULTIPLE * GRID_MULTIPLE
-            crop_w = width // GRID_MULTIPLE * GRID_MULTIPLE
+        m = self.grid_multiple
+        if height % m or width % m or not height or not width:
+            fix_h = max(1, math.ceil(height / m)) * m
+            fix_w = max(1, math.ceil(width / m)) * m
+            crop_h = height // m * m
+            crop_w = width // m * m
             crop = f" or crop to {crop_h} x {crop_w}" if crop_h and crop_w else ""
+            # the class that runs, not config.backbone (a custom subclass keeps "flex" there)
             raise ShapeError(
-                f"{name} has a {height} x {width} grid; {self.config.backbone} needs H and W "
-                f"divisible by {GRID_MULTIPLE} (at least {GRID_MULTIPLE}). Pad to {fix_h} x "
-                f"{fix_w}{crop}."
+                f"{name} has a {height} x {width} grid; {type(self).__name__} needs H and W "
+                f"divisible by {m} (at least {m}). Pad to {fix_h} x {fix_w}{crop}."
             )
 
     def _in_model_dtype(self, x: torch.Tensor) -> torch.Tensor:
@@ -692,7 +710,7 @@ class Backbone(nn.Module):
         cond
             Task input (B, C_cond, H, W): the upsampled coarse field (super-resolution,
             C_cond = in_channels) or the stacked past frames (forecast,
-            C_cond = past_frames * in_channels). H and W divisible by 16.
+            C_cond = past_frames * in_channels). H and W divisible by ``grid_multiple`` (16).
 
         Returns
         -------
@@ -716,7 +734,8 @@ class Backbone(nn.Module):
         Parameters
         ----------
         x_t
-            Noisy state (B, C_out, H, W), H and W divisible by 16.
+            Noisy state (B, C_out, H, W), H and W divisible by ``grid_multiple`` (16 for the
+            built-in backbones).
         t
             Time in [0, 1], shape (B,) or a scalar.
         cond
