@@ -425,6 +425,20 @@ class TrainConfig(_Section):
         Stop a launch cleanly before this many minutes, counted from the start-up: the state is
         saved and the EMA model exported, the final validation skipped; continue with
         ``--resume`` (0: no limit).
+    init_from : str or None, default None
+        Fine-tune: start from the weights of this model, a shipped model's name
+        (``"era5-t2m-x4"``), a model folder's path or a Hub id (resolved as
+        :func:`flexdownscale.hub.resolve_model_path` does); ``None`` (default): random
+        weights. The ``[model]`` and ``[diffusion]`` settings that decide the weights' shapes or
+        meaning, the super-resolution settings and the variables are taken from the folder when
+        left at their defaults and must agree with it when set (see
+        :class:`flexdownscale.train.Trainer`); a ``pathlib.Path`` is taken and stored as its
+        string.
+    init_normalization : {"source", "refit"}, default "source"
+        With ``init_from``: ``"source"`` normalizes the data with the folder's statistics (the
+        scales its network was trained on), ``"refit"`` fits them on this run's train split
+        (with the folder's transforms). Without ``init_from`` only ``"source"`` (unused) is
+        accepted.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -447,6 +461,8 @@ class TrainConfig(_Section):
     eval_fields: int = 4
     eval_members: int = 4
     time_limit_minutes: float = 0.0
+    init_from: str | None = None
+    init_normalization: Literal["source", "refit"] = "source"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -557,6 +573,18 @@ def _check_train_config(config: TrainConfig) -> None:
             "data.condition_scale",
             data.condition_scale,
             "a finite non-zero number (the condition is divided by it; e.g. 40000 for Re)",
+        )
+    if config.init_from is not None and not config.init_from.strip():
+        raise ConfigError(
+            "init_from = '' names no model; give a shipped model (e.g. \"era5-t2m-x4\"), a model "
+            "folder's path or a Hub id, or leave init_from out to start from random weights"
+        )
+    if config.init_normalization != "source" and config.init_from is None:
+        raise ConfigError(
+            f"init_normalization = {config.init_normalization!r} but init_from is not set: it "
+            "chooses the normalization of a fine-tuning run (a run from random weights always "
+            "fits it on its train split); set init_from to the model to start from, or leave "
+            "init_normalization out"
         )
     _check_model(config.model)
     _check_diffusion(config.diffusion)
@@ -909,7 +937,7 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
 def _is_path_field(where: str) -> bool:
     """Whether the value at ``where`` (``TrainConfig.data.paths[0]``) names a file or folder
     (``data.paths``, ``run_dir``), which may then be given as a ``pathlib.Path``."""
-    return re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in ("paths", "run_dir")
+    return re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in ("paths", "run_dir", "init_from")
 
 
 def _freeze(value: Any) -> Any:

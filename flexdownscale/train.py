@@ -112,6 +112,7 @@ RUN_LOGS = (
     "plots",
     "logs",
     "model",
+    "init_from.json",
 )
 FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
 #: Set by :func:`main`: the trainer runs from the command line, so messages name ``--resume`` and
@@ -523,6 +524,203 @@ def _read_json_file(path: Path, what: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
+# Fine-tuning (init_from)
+# --------------------------------------------------------------------------------------------
+
+#: What a fine-tuning run records of the model it started from, in its run folder at its start;
+#: a resume reads the settings and the normalization from it, never the source folder.
+INIT_FROM_FILE = "init_from.json"
+#: The ``[model]`` keys taken from the source folder when left at their defaults: they decide the
+#: shapes of the weights or what the network's inputs mean.
+_SOURCE_MODEL_KEYS = ("backbone", "preset", "task", "conditioning", "patch_size", "image_size")
+#: The ``[diffusion]`` keys taken from the source folder: they decide what the network's output
+#: and its time input mean (``loss``, ``loss_scale``, ``t_min`` and ``t_max`` are training
+#: choices of this run).
+_SOURCE_DIFFUSION_KEYS = (
+    "objective",
+    "target",
+    "logsnr_min",
+    "logsnr_max",
+    "shift",
+    "base",
+    "base_sigma",
+    "idff_sigma",
+    "idff_c",
+)
+
+
+def _load_source_folder(reference: str) -> Any:
+    """The checked :class:`~flexdownscale.hub.ModelFolder` that ``init_from`` names (a shipped
+    model, a folder or a Hub id); its weights are read with safetensors only.
+
+    Raises
+    ------
+    ModelFolderError
+        When no model folder has that name or the folder is incomplete or damaged; the message
+        starts with ``init_from = ...``.
+    """
+    from .hub import load_model_folder
+
+    try:
+        return load_model_folder(reference)
+    except ModelFolderError as err:
+        raise type(err)(f"init_from = {reference!r}: {err}") from err
+
+
+def _source_record(reference: str, folder: Any) -> dict[str, Any]:
+    """What a fine-tuning run keeps of its source folder (written to ``init_from.json``): its
+    provenance, the settings its weights were trained with and its normalization."""
+    from .hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
+
+    saved = json.loads((folder.path / CONFIG_FILE).read_text(encoding="utf-8"))
+    grid = folder.grid
+    return {
+        "init_from": reference,
+        "path": str(Path(folder.path).resolve()),
+        "shipped": reference in shipped_models(),
+        "package_version": saved.get("package_version"),
+        "weights_sha256": (saved.get("sha256") or {}).get(WEIGHTS_FILE),
+        "train_steps": folder.extra.get("train_steps"),
+        "model": to_dict(folder.model),
+        "diffusion": to_dict(folder.diffusion),
+        "task": folder.task,
+        "factor": folder.factor,
+        "degradation": grid.get("degradation"),
+        "upsample": grid.get("upsample"),
+        "past_frames": grid.get("past_frames", folder.model.past_frames),
+        "variables": list(folder.variables),
+        "units": dict(folder.units),
+        "condition": dict(folder.condition) if folder.condition else None,
+        "normalization": dict(folder.normalization),
+        "grid": grid.get("grid"),
+    }
+
+
+def _source_transforms(source: Mapping[str, Any]) -> dict[str, str]:
+    """The transform of each variable in the source's normalization (``{"t2m": "none"}``)."""
+    return {
+        str(entry["name"]): str(entry.get("transform", "none"))
+        for entry in source["normalization"].get("variables", [])
+    }
+
+
+def _provenance(source: Mapping[str, Any], normalization: str) -> dict[str, Any]:
+    """The source's provenance as the exported folder and ``launches.jsonl`` record it."""
+    keys = ("init_from", "path", "shipped", "package_version", "weights_sha256", "train_steps")
+    return {**{k: source.get(k) for k in keys}, "normalization": normalization}
+
+
+def _provenance_words(source: Mapping[str, Any], *, code: bool = False) -> str:
+    """``era5-t2m-x4 (shipped with flexdownscale 0.1.0, trained 2200 steps)``; ``code``: the
+    name in backticks (markdown)."""
+    version = source.get("package_version") or "an unknown version"
+    made = (
+        f"shipped with flexdownscale {version}"
+        if source.get("shipped")
+        else f"exported by flexdownscale {version}"
+    )
+    steps = source.get("train_steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        made += f", trained {steps} steps"
+    name = f"`{source.get('init_from')}`" if code else str(source.get("init_from"))
+    return f"{name} ({made})"
+
+
+def _fine_tuning_config(
+    config: TrainConfig, source: Mapping[str, Any]
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """``config`` with the settings of the source model put in for the keys left at their
+    defaults, and ``{key: value}`` of those that took another value than the default.
+
+    A key at its default value counts as left out (TOML cannot tell the two apart once read);
+    a key set to another value than the folder's is a conflict.
+
+    Raises
+    ------
+    ConfigError
+        Naming every conflicting key with both values and the fix.
+    """
+    from .config import DataConfig, DiffusionConfig, ModelConfig
+
+    src_model = from_dict(ModelConfig, source["model"])
+    src_diffusion = from_dict(DiffusionConfig, source["diffusion"])
+    defaults = {"model": ModelConfig(), "diffusion": DiffusionConfig(), "data": DataConfig()}
+    updates: dict[str, dict[str, Any]] = {"model": {}, "diffusion": {}, "data": {}}
+    conflicts: list[tuple[str, Any, Any]] = []
+    taken: dict[str, Any] = {}
+
+    def agree(section: str, key: str, wanted: Any, *, take: bool = True) -> None:
+        given = getattr(getattr(config, section), key)
+        if given == wanted:
+            return
+        if given == getattr(defaults[section], key):
+            if take:
+                updates[section][key] = wanted
+                taken[f"{section}.{key}"] = wanted
+            return
+        conflicts.append((f"{section}.{key}", given, wanted))
+
+    for key in _SOURCE_MODEL_KEYS:
+        agree("model", key, getattr(src_model, key))
+    variables = tuple(source["variables"])
+    # set from the data by the trainer: checked only when set (the data keys below decide them)
+    agree("model", "in_channels", len(variables), take=False)
+    agree("model", "out_channels", src_model.out_channels, take=False)
+    agree("model", "past_frames", src_model.past_frames, take=False)
+    agree("model", "physical_condition", bool(source.get("condition")), take=False)
+    for key in _SOURCE_DIFFUSION_KEYS:
+        agree("diffusion", key, getattr(src_diffusion, key))
+    if source["task"] == "superres":
+        agree("data", "factor", int(source["factor"]))
+        for key in ("degradation", "upsample"):
+            if source.get(key) is not None:
+                agree("data", key, source[key])
+    else:
+        agree("data", "past_frames", int(source.get("past_frames") or 1))
+    if config.data.variables and tuple(config.data.variables) != variables:
+        conflicts.append(("data.variables", list(config.data.variables), list(variables)))
+    elif not config.data.variables:
+        updates["data"]["variables"] = variables
+        taken["data.variables"] = list(variables)
+    condition = source.get("condition")
+    if condition:
+        if config.data.condition is None:  # any name is fine: the variable of these files
+            updates["data"]["condition"] = condition["name"]
+            taken["data.condition"] = condition["name"]
+        agree("data", "condition_scale", float(condition.get("scale", 1.0)))
+    elif config.data.condition is not None:
+        conflicts.append(("data.condition", config.data.condition, None))
+    if config.data.transforms != "auto":
+        known = _source_transforms(source)
+        for name, transform in config.data.transforms.items():
+            if name in known and transform != known[name]:
+                conflicts.append((f"data.transforms.{name}", transform, known[name]))
+    if conflicts:
+        listing = "; ".join(
+            f"{key} = {_shown(given)} (the folder's: {_shown(wanted)})"
+            for key, given, wanted in conflicts
+        )
+        fix = " ".join(
+            f"{key}={'none' if wanted is None else _toml_value(wanted)}"
+            for key, _, wanted in conflicts
+        )
+        raise ConfigError(
+            f"init_from = {source['init_from']!r} starts from weights trained with other "
+            f"settings than this configuration's: {listing}. Leave these keys out (they are "
+            f"then taken from the folder) or set the folder's values ({fix}); another "
+            "architecture, objective, factor or other variables need a run from random weights "
+            "(leave init_from out)"
+        )
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, **updates["model"]),
+        diffusion=dataclasses.replace(config.diffusion, **updates["diffusion"]),
+        data=dataclasses.replace(config.data, **updates["data"]),
+    )
+    return config, taken
+
+
+# --------------------------------------------------------------------------------------------
 # Files of the run folder
 # --------------------------------------------------------------------------------------------
 
@@ -760,12 +958,19 @@ class Trainer:
     ConfigError
         For settings that cannot train on these data: a ``run_dir`` that is a file, a
         ``data.crop_size`` larger than the grid (the message names the largest that fits),
-        ``model.in_channels`` / ``out_channels`` / ``past_frames`` against what the data load.
+        ``model.in_channels`` / ``out_channels`` / ``past_frames`` against what the data load;
+        with ``init_from``, a ``[model]``, ``[diffusion]`` or ``[data]`` key set against the
+        source folder's value (each named with both values), or units the source's
+        normalization cannot take.
+    ModelFolderError
+        When ``init_from`` names no model folder or a damaged one; ``WeightsMismatchError``
+        when its weights do not fit the architecture of its ``config.json``.
     CheckpointError
         For a resume that cannot continue: no state, a ``[model]``, ``[diffusion]`` or ``[data]``
         section that differs from the run's (the keys are named), another optimiser, a changed
         sample order (checked against the state's marker when the run's ``config.json`` is
-        missing), or ``steps`` below the step the run has reached.
+        missing), ``steps`` below the step the run has reached, or another ``init_from`` or
+        ``init_normalization`` than the run started with.
 
     Notes
     -----
@@ -773,6 +978,12 @@ class Trainer:
     resolved settings are written to the run folder, used by validation and exported. A fresh
     start writes the run's configuration when the trainer is built; a resume once the state has
     loaded (:meth:`load_latest_state`), so a refused resume leaves the run folder as it was.
+
+    With ``config.init_from`` (fine-tuning) the settings the source's weights depend on are
+    taken from its folder (:func:`_fine_tuning_config`), its weights start the model and the
+    EMA (optimiser and step counter start fresh), and the data are normalized with its
+    statistics unless ``init_normalization = "refit"``. A fresh start writes the source's
+    record to ``run_dir/init_from.json``; a resume reads it and never loads the source again.
     """
 
     @keyword_hints
@@ -788,6 +999,15 @@ class Trainer:
                 "training needs accelerate: pip install 'flexdownscale[train]'"
             ) from err
 
+        self.run_dir = _user_path(config.run_dir)  # "~/runs/x": the home folder's runs/x
+        # init_from: the source's record (settings, normalization, provenance), the folder to
+        # load the weights from (a fresh start only: a resume continues its own state) and the
+        # settings taken from it
+        self.source: dict[str, Any] | None = None
+        self._source_folder: Any = None
+        self._taken: dict[str, Any] = {}
+        if config.init_from is not None:
+            config = self._fine_tuning(config, resume=resume or export_only)
         resolved = resolve_sampler(config)
         main_rank = os.environ.get("RANK", "0") == "0"  # before the accelerator exists
         if resolved is not config and config.sampler != SamplerConfig() and main_rank:
@@ -798,7 +1018,6 @@ class Trainer:
                 file=sys.stderr,
             )
         self.config = config = resolved
-        self.run_dir = _user_path(config.run_dir)  # "~/runs/x": the home folder's runs/x
         self.export_only = export_only
         self.resume = resume or export_only
         self.changed_settings: dict[str, tuple[Any, Any]] = {}  # on resume, from the saved config
@@ -863,9 +1082,24 @@ class Trainer:
 
         task = config.model.task
         data_config = self._data_to_open()
+        train_normalizer: Any = "fit"
+        transforms: Any = None
+        if self.source is not None:
+            if config.init_normalization == "source":  # the scales the network was trained on
+                from .data.normalize import Normalizer
+
+                train_normalizer = Normalizer.from_dict(self.source["normalization"])
+            else:  # refit: this split's statistics, through the source's transforms
+                transforms = _source_transforms(self.source)
+            acc.print(self._fine_tuning_line())
         with self._crop_must_fit():
             self.train_set = dataset_from_config(
-                data_config, split="train", task=task, seed=config.seed
+                data_config,
+                split="train",
+                task=task,
+                seed=config.seed,
+                normalizer=train_normalizer,
+                transforms=transforms,
             )
             self.val_set = None  # needed only to validate: eval_every = 0 needs no split
             if config.eval_every > 0 or config.data.validation:
@@ -883,9 +1117,14 @@ class Trainer:
             summary = data.dropped_summary() if data is not None else None
             if summary:
                 acc.print(f"flexdownscale.train: data.{summary}")
+        if self.source is not None:
+            self._check_source_units()
         self.model = build_model(self._model_config())
+        if self._source_folder is not None:  # a fresh fine-tuning run: the source's weights
+            self._load_source_weights()
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
+        # the EMA starts from the model's weights: the source's, for a fine-tuning run
         self.ema = EMA(self.model, config.optim.ema_decay).to(acc.device)
         if acc.process_index > 0:
             # every rank built the same initial weights from the same seed; from here on each
@@ -1081,6 +1320,148 @@ class Trainer:
             updates["out_channels"] = 2 * channels
         return dataclasses.replace(cfg, **updates)
 
+    # -- fine-tuning (init_from) --------------------------------------------------------------
+
+    def _fine_tuning(self, config: TrainConfig, *, resume: bool) -> TrainConfig:
+        """``config`` with the settings of the ``init_from`` model put in (see
+        :func:`_fine_tuning_config`); sets :attr:`source` (what the run keeps of its source)
+        and, on a fresh start, the folder whose weights start the model.
+
+        A resume reads the source's record from the run folder (``init_from.json``, written at
+        the start), so it neither needs nor reads the source folder; only a run folder without
+        that record (states copied into a new ``run_dir``) reads the folder's settings again.
+        The source's weights are loaded on a fresh start only: a resume continues its own state.
+        """
+        reference = str(config.init_from)
+        record = self.run_dir / INIT_FROM_FILE
+        if resume and record.is_file():
+            try:
+                source = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise CheckpointError(
+                    f"{str(record)!r} (the record of the model this run was fine-tuned from) "
+                    f"cannot be read ({type(err).__name__}: {err}); restore it from a copy of "
+                    "the run folder, or remove it to read the settings from init_from again"
+                ) from err
+            if not isinstance(source, dict) or not {"model", "diffusion", "variables"} <= set(
+                source
+            ):
+                raise CheckpointError(
+                    f"{str(record)!r} is not a record of the model this run was fine-tuned "
+                    "from; restore it from a copy of the run folder, or remove it to read the "
+                    "settings from init_from again"
+                )
+            if source.get("init_from") != reference:
+                raise CheckpointError(
+                    f"cannot resume: the run in {str(self.run_dir)!r} was fine-tuned from "
+                    f"{source.get('init_from')!r}, and this launch gives init_from = "
+                    f"{reference!r}; a resume continues the run's own state (it loads no "
+                    "weights from init_from). Resume with "
+                    f"init_from={json.dumps(source.get('init_from'))}, or start a new run_dir "
+                    "to fine-tune another model"
+                )
+        else:
+            folder = _load_source_folder(reference)
+            source = _source_record(reference, folder)
+            if not resume:
+                self._source_folder = folder
+        self.source = source
+        config, self._taken = _fine_tuning_config(config, source)
+        return config
+
+    def _fine_tuning_line(self) -> str:
+        """What this launch of a fine-tuning run starts from, for the log."""
+        assert self.source is not None
+        words = _provenance_words(self.source)
+        if self._source_folder is None:
+            return (
+                f"flexdownscale.train: resuming a run fine-tuned from {words}: the weights, the "
+                "EMA, the optimiser and the step counter come from the run's own state"
+            )
+        normalization = (
+            "the folder's statistics"
+            if self.config.init_normalization == "source"
+            else "refitted on this run's train split"
+        )
+        taken = "; ".join(f"{key} = {_shown(value)}" for key, value in self._taken.items())
+        return (
+            f"flexdownscale.train: fine-tuning from {words}: its weights start the model and "
+            "the EMA, the optimiser and the step counter start fresh; normalization: "
+            f"{normalization}" + (f"; taken from the folder: {taken}" if taken else "")
+        )
+
+    def _check_source_units(self) -> None:
+        """The data's units against the source model's, variable by variable.
+
+        Two spellings of one unit (``K``, ``kelvin``) agree. Convertible units (``degC`` for
+        ``K``) are refused with the folder's statistics, which are in the folder's units (the
+        message gives the conversion), and taken with ``init_normalization = "refit"``, whose
+        statistics are fitted in the data's units. Other quantities, and data without a units
+        attribute where the folder records one, are refused.
+
+        Raises
+        ------
+        ConfigError
+            Naming each variable, both units and the fix.
+        """
+        from .units import compare_units
+
+        assert self.source is not None
+        expected = self.source.get("units") or {}
+        found_units = self._units()
+        reference = self.source.get("init_from")
+        refit = self.config.init_normalization == "refit"
+        problems = []
+        for name in self.train_set.variables:
+            want = str(expected.get(name, ""))
+            found = found_units.get(name, "")
+            if not want:  # the folder records no units: nothing to compare
+                continue
+            if not found:
+                problems.append(
+                    f"{name!r} has no units attribute in the data, and {reference!r} was "
+                    f"trained on {name} in {want}: set it in the files "
+                    f"(ds[{name!r}].attrs['units'] = {want!r}) if that is its unit"
+                )
+                continue
+            comparison = compare_units(found, want)
+            if comparison.outcome == "same" or (comparison.outcome == "convertible" and refit):
+                continue
+            if comparison.outcome == "convertible":
+                problems.append(
+                    f"{name!r} is in {found} in the data but {reference!r} was trained on it "
+                    f"in {want}, the units of its normalization statistics: convert the files "
+                    f"first ({comparison.rule}: {comparison.code(name)}), or fit the "
+                    'statistics on these data (init_normalization = "refit")'
+                )
+            else:
+                problems.append(
+                    f"{name!r} is in {found!r} in the data, which {reference!r} cannot take: it "
+                    f"was trained on {name} in {want!r} (not convertible); the files hold "
+                    "another quantity or a wrong units attribute"
+                )
+        if problems:
+            raise ConfigError(f"init_from = {reference!r}: " + "; ".join(problems))
+
+    def _load_source_weights(self) -> None:
+        """Load the source folder's weights (safetensors, read by
+        :func:`~flexdownscale.hub.load_model_folder`) into the freshly built model.
+
+        Raises
+        ------
+        WeightsMismatchError
+            When they do not fit the architecture the resolved configuration builds.
+        """
+        from .errors import WeightsMismatchError
+        from .pipeline import _check_weights_fit
+
+        folder = self._source_folder
+        try:
+            _check_weights_fit(folder, self.model)
+        except WeightsMismatchError as err:
+            raise WeightsMismatchError(f"init_from = {self.config.init_from!r}: {err}") from err
+        self.model.load_state_dict(dict(folder.state_dict), strict=True)
+
     def _check_run_folder(self) -> None:
         """Refuse what cannot start or resume here; writes nothing (see _prepare_run_folder)."""
         self._check_run_dir_is_a_folder()
@@ -1211,7 +1592,18 @@ class Trainer:
     ) -> None:
         """A resume whose ``[model]``, ``[diffusion]`` or ``[data]`` section or optimiser differs
         from the run's saved config is refused, naming the keys and values (``changed``:
-        :meth:`_changed_against`)."""
+        :meth:`_changed_against`). So is one that starts from another model than the run did
+        (``init_from``, ``init_normalization``): a resume loads no weights from ``init_from``."""
+        for key in ("init_from", "init_normalization"):
+            if key in changed:
+                old, new = changed[key]
+                raise CheckpointError(
+                    f"cannot resume: the run was started with {key} = {_shown(old)} and this "
+                    f"launch gives {_shown(new)}; a resume continues the run's own state (it "
+                    "loads no weights from init_from) with the run's settings. Resume with "
+                    f"{key}={'none' if old is None else _toml_value(old)}, or start a new "
+                    "run_dir"
+                )
         for section in ("model", "diffusion", "data"):
             keys = {k: v for k, v in changed.items() if k.startswith(f"{section}.")}
             if not keys:
@@ -1269,6 +1661,11 @@ class Trainer:
                 self._move_old_logs_aside()
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self._write_run_config()
+                if self.source is not None:  # what a resume reads instead of the source
+                    _atomic_write_text(
+                        self.run_dir / INIT_FROM_FILE,
+                        json.dumps(self.source, indent=2, default=_json_default),
+                    )
             except OSError as err:  # e.g. a disk that filled since the check
                 folder = self.run_dir if self.run_dir.is_dir() else self.run_dir.parent
                 raise self._unwritable_run_dir(folder, err) from err
@@ -1984,6 +2381,11 @@ class Trainer:
                 name: len(data.dropped_fields) for name, data in splits if data is not None
             },
         }
+        if self.source is not None:  # where the run's weights started
+            record["init_from"] = {
+                **_provenance(self.source, self.config.init_normalization),
+                "weights_loaded": self._source_folder is not None,
+            }
         if self.config.model.task == "forecast":  # and the windows (items) that read them
             record["nan_windows_dropped"] = {
                 name: data.dropped_windows for name, data in splits if data is not None
@@ -2311,6 +2713,11 @@ class Trainer:
                 "train_samples": self.progress.samples,
                 "validation": validation,
                 "settings_changes": changes,
+                **(
+                    {"fine_tuned_from": _provenance(self.source, config.init_normalization)}
+                    if self.source is not None
+                    else {}
+                ),
             },
             overwrite=overwrite,
         )
@@ -2435,10 +2842,25 @@ class Trainer:
             for k, v in validation.items()
             if k not in ("step", "sampler")
         )
+        origin, started = "", ""
+        if self.source is not None:
+            origin = f" fine-tuned from {_provenance_words(self.source, code=True)}"
+            normalization = (
+                "the source's statistics"
+                if config.init_normalization == "source"
+                else "refitted on this run's train split"
+            )
+            started = (
+                f"- fine-tuned from {_provenance_words(self.source, code=True)}: the run "
+                "started from its "
+                "weights (the EMA too), with a fresh optimiser and step counter; "
+                f"normalization: {normalization}\n"
+            )
         return (
             f"# {self.run_dir.name}\n\n"
-            f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model trained "
-            f"with flexdownscale's `{config.diffusion.objective}` objective.\n\n"
+            f"A {config.model.backbone} ({config.model.preset}) {config.model.task} model"
+            f"{origin or ' trained'} with flexdownscale's `{config.diffusion.objective}` "
+            "objective.\n\n"
             f"## Data\n\n- files: {', '.join(config.data.paths)}\n"
             # each with its units, as `flexdownscale info` shows them
             "- variables: "
@@ -2455,6 +2877,7 @@ class Trainer:
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
+            f"{started}"
             f"{history}\n"
             f"{self._validation_section(validation, skill)}"
             "## Licence\n\nWeights: MIT, like the code; the training data keep their own licences.\n"
