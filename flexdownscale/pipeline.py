@@ -1374,6 +1374,23 @@ class _BackboneOnDevice:
         return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
 
 
+def _weights_fingerprint(module: nn.Module) -> str:
+    """A digest of ``module``'s state: every entry's name, dtype, shape and values.
+
+    Two modules with the same fingerprint hold the same weights bit for bit (on any device):
+    a model loaded from a folder compares it with the one taken at load time to tell whether its
+    weights were edited since. About 1 s per GB of weights on a CPU core.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        values = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{values.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(values.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int) -> int:
     """Tiles per backbone call: on a CPU about
     :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells (1 to 32
@@ -1939,8 +1956,11 @@ class _ModelFolderIO:
             raise ConfigError(f"the normalizer has no statistics for {missing}")
 
     def _adopt_folder(self, folder: Any) -> None:
-        """Remember the loaded folder (a ``hub.ModelFolder``): path, metadata, weights dtype."""
-        self.path = Path(folder.path)
+        """Remember the loaded folder (a ``hub.ModelFolder``): its absolute path (a worker in
+        another working directory finds it), metadata, weights dtype and the fingerprint of the
+        weights as loaded (edited weights then travel whole, not as the folder's path)."""
+        self.path = Path(folder.path).resolve()
+        self._folder_fingerprint = _weights_fingerprint(self.backbone)
         self.extra = dict(folder.extra)
         stored = [t.dtype for t in folder.state_dict.values() if t.is_floating_point()]
         self.weights_dtype = min(stored, key=lambda d: d.itemsize) if stored else None
@@ -2168,17 +2188,27 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         return self.factor
 
     def __getstate__(self) -> dict[str, Any]:
-        # a model loaded from a folder travels as its path and is loaded once per process
-        if self.path is not None:
-            return {"_path": str(self.path), "_name": self.name}
-        return super().__getstate__()
+        # the weights of a folder, unedited, travel as its path and are loaded once per
+        # process; edited ones (in place, another dtype) travel whole, as does everything else
+        state = super().__getstate__()
+        fingerprint = state.get("_folder_fingerprint")
+        if self.path is not None and fingerprint == _weights_fingerprint(self.backbone):
+            state["backbone"] = None
+            state["_backbone_folder"] = str(self.path)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "_path" in state:
-            self.__dict__.update(_cached(state["_path"]).__dict__)
-            self.name = state.get("_name", self.name)
-        else:
-            self.__dict__.update(state)
+        folder = state.pop("_backbone_folder", None)
+        self.__dict__.update(state)
+        if folder is not None:
+            loaded = _cached(folder)
+            if loaded.__dict__.get("_folder_fingerprint") != state["_folder_fingerprint"]:
+                raise ModelFolderError(
+                    f"model {self.name!r} was sent to this process as its folder {folder}, but "
+                    "the weights there are not the ones it was loaded with (the folder was "
+                    "replaced since); load the model again and recompute"
+                )
+            self.backbone = loaded.backbone
 
     # -- checks ----------------------------------------------------------------------------------
 

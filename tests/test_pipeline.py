@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -652,6 +653,14 @@ def test_local_cluster(tmp_path, pair, downscaler, processes):
     loaded = Downscaler.from_pretrained(path)
     expected = loaded(coarse, members=2, seed=5)["t2m"].values
     lazy = loaded(coarse.chunk(time=1), members=2, seed=5)
+    # weights edited in memory are the ones the workers run (they ran the folder's before)
+    edited = Downscaler.from_pretrained(path)
+    edited.backbone = copy.deepcopy(edited.backbone)
+    with torch.no_grad():
+        for p in edited.backbone.parameters():
+            p.mul_(1.05)
+    edited_expected = edited(coarse, members=2, seed=5)["t2m"].values
+    edited_lazy = edited(coarse.chunk(time=1), members=2, seed=5)
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
@@ -659,7 +668,10 @@ def test_local_cluster(tmp_path, pair, downscaler, processes):
         distributed.Client(cluster),
     ):
         got = lazy["t2m"].compute().values
+        edited_got = edited_lazy["t2m"].compute().values
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(edited_got, edited_expected)
+    assert not np.array_equal(edited_expected, expected)
 
 
 def test_physical_condition(tmp_path, pair):
