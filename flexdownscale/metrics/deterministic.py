@@ -347,8 +347,9 @@ def pearson_r(
         o = obs.where(fcst.notnull())
     else:
         f, o = fcst, obs
-    fa = f - weighted_mean(f, red, weights, skipna=skipna)
-    oa = o - weighted_mean(o, red, weights, skipna=skipna)
+    # the means broadcast back explicitly: xarray's arithmetic_broadcast=False refuses it
+    fa = f - weighted_mean(f, red, weights, skipna=skipna).broadcast_like(f)
+    oa = o - weighted_mean(o, red, weights, skipna=skipna).broadcast_like(o)
     cov = weighted_mean(fa * oa, red, weights, skipna=skipna)
     var_f = weighted_mean(fa**2, red, weights, skipna=skipna)
     var_o = weighted_mean(oa**2, red, weights, skipna=skipna)

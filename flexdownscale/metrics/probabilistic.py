@@ -399,7 +399,7 @@ def _member_variance(fcst: XarrayLike, member_dim: Hashable, skipna: bool = True
     dtype = fcst.dtype if np.issubdtype(fcst.dtype, np.floating) else np.dtype("float64")
     valid = count.where(count > 0).astype(dtype)
     mean = fcst.sum(member_dim, skipna=True) / valid
-    dev2 = ((fcst - mean) ** 2).sum(member_dim, skipna=True)
+    dev2 = ((fcst - mean.broadcast_like(fcst)) ** 2).sum(member_dim, skipna=True)
     return dev2 / (count - 1).where(count > 1).astype(dtype)
 
 

@@ -579,15 +579,16 @@ def zonal_spectrum(
     circumference = 2.0 * np.pi * EARTH_RADIUS * np.cos(np.deg2rad(lat.astype(np.float64)))
     circumference = circumference.where(np.abs(lat) < 90.0, 0.0).clip(min=0.0)
     j = np.arange(1, n // 2 + 1)
-    spec = power * circumference
-    jcoord = xr.DataArray(j, dims="zonal_wavenumber")
+    spec = power * circumference.broadcast_like(power)  # under any arithmetic_broadcast
+    # broadcast explicitly: xarray's arithmetic_broadcast=False refuses it in the division
+    circles, jcoord = xr.broadcast(circumference, xr.DataArray(j, dims="zonal_wavenumber"))
     spec = spec.assign_coords(
         zonal_wavenumber=(
             "zonal_wavenumber",
             j,
             {"units": "1", "long_name": "zonal wavenumber (cycles per latitude circle)"},
         ),
-        wavelength=(circumference / jcoord).assign_attrs(units="m", long_name="zonal wavelength"),
+        wavelength=(circles / jcoord).assign_attrs(units="m", long_name="zonal wavelength"),
     )
     spec = spec.transpose(*[d for d in field.dims if d != lon_dim], "zonal_wavenumber", ...)
     return set_attrs(

@@ -171,17 +171,17 @@ def area_weights(
 
         dy = xr.DataArray(widths(ydim, yfac), dims=[ydim], coords={ydim: grid[ydim]})
         dx = xr.DataArray(widths(xdim, xfac), dims=[xdim], coords={xdim: grid[xdim]})
-        w = (dy * dx).transpose(ydim, xdim)
+        w = (dy * dx.broadcast_like(dy)).transpose(ydim, xdim)  # under any arithmetic_broadcast
         method = "dx dy"
         if map_factor is not None:
             if not isinstance(map_factor, xr.DataArray):
                 raise GridError("map_factor must be a DataArray over the grid's (Y, X) dims.")
             w = w / map_factor**2
             method = "dx dy / map_factor^2"
-    if normalize == "mean":
-        w = w / w.mean()
+    if normalize == "mean":  # by a number (a 0-d DataArray would need arithmetic_broadcast)
+        w = w / w.mean().item()
     elif normalize == "sum":
-        w = w / w.sum()
+        w = w / w.sum().item()
     w.name = "area_weights"
     w.attrs = {
         "units": "m2" if normalize is None else "1",
