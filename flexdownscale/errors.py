@@ -118,3 +118,22 @@ class SkillWarning(FlexDownscaleWarning):
 class UndefinedMetricWarning(FlexDownscaleWarning, RuntimeWarning):
     """A score is undefined for some of the data and is NaN there (the fair CRPS where only one
     ensemble member is valid). Also a ``RuntimeWarning``, as numpy's warnings of NaN results."""
+
+
+def not_xarray_message(obj: object, name: str = "the input") -> str:
+    """The message for ``obj`` given where an xarray Dataset or DataArray is needed (for the
+    package's modules; not part of the API): what was found and how to get one (one node of an
+    ``xarray.DataTree``, or numpy values wrapped with their coordinates).
+
+    >>> not_xarray_message([1.0], "truth")[:60]
+    'truth must be an xarray Dataset or DataArray, got list; wrap'
+    """
+    kind = type(obj).__name__
+    if kind == "DataTree":
+        fix = (
+            "pass one node's data, e.g. dt['region'].to_dataset(), or run on every node with "
+            "dt.map_over_datasets(lambda ds: ...)"
+        )
+    else:
+        fix = "wrap the values with xr.DataArray(values, dims=[...], coords={...})"
+    return f"{name} must be an xarray Dataset or DataArray, got {kind}; {fix}"

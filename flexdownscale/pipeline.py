@@ -82,6 +82,7 @@ from .errors import (
     UnitsError,
     UnsupportedFactorError,
     WeightsMismatchError,
+    not_xarray_message,
 )
 from .units import (
     WATER_DENSITY,
@@ -2616,7 +2617,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 )
             ds = ds.to_dataset()
         if not isinstance(ds, xr.Dataset):
-            raise DataError(f"expected an xarray Dataset or DataArray, got {type(ds).__name__}")
+            raise DataError(not_xarray_message(ds))
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(
@@ -3164,6 +3165,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+        if not isinstance(ds, xr.Dataset):
+            raise DataError(not_xarray_message(ds))
         lead_steps, members, steps, batch_size = _python_ints(
             lead_steps, members, steps, batch_size
         )

@@ -24,6 +24,7 @@ from flexdownscale.errors import (
     EnsembleError,
     FlexDownscaleWarning,
     ShapeError,
+    not_xarray_message,
 )
 from flexdownscale.metrics import power_spectrum, rank_histogram
 from flexdownscale.metrics._utils import (
@@ -46,7 +47,7 @@ def _as_dataarray(
     if isinstance(obj, xr.DataArray):
         return obj
     if not isinstance(obj, xr.Dataset):
-        raise TypeError(f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}.")
+        raise TypeError(not_xarray_message(obj, name))
     if variable is not None:
         return obj[variable]
     if len(obj.data_vars) == 1:

@@ -47,6 +47,7 @@ from ..errors import (
     GridError,
     UnitsError,
     UnsupportedFactorError,
+    not_xarray_message,
 )
 from ..units import degree_units
 
@@ -204,6 +205,8 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
     >>> find_axes(da)
     GridAxes(x='longitude', y='latitude', time=None)
     """
+    if not isinstance(obj, xr.Dataset | xr.DataArray):
+        raise DataError(not_xarray_message(obj))
     override = dict(dims or {})
     unknown = set(override) - {"x", "y", "time"}
     if unknown:

@@ -23,6 +23,7 @@ from flexdownscale.errors import (
     ShapeError,
     UnitsError,
     WeightsError,
+    not_xarray_message,
 )
 from flexdownscale.units import compare_units, degree_units, linear_conversion
 
@@ -150,10 +151,7 @@ def check_values_to_score(
 def check_xarray(obj: Any, name: str) -> None:
     """Raise :class:`TypeError` unless ``obj`` is an xarray object."""
     if not isinstance(obj, xr.DataArray | xr.Dataset):
-        raise TypeError(
-            f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}; wrap "
-            "numpy arrays with xr.DataArray(array, dims=[...])."
-        )
+        raise TypeError(not_xarray_message(obj, name))
 
 
 #: Coordinates whose values differ by at most this fraction of their spacing are the same
