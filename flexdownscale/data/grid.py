@@ -197,6 +197,8 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
     GridError
         When x or y cannot be found, when a candidate is ambiguous, when the grid is curvilinear
         (2-D latitude / longitude) or when ``dims`` names a dimension that does not exist.
+    DataError
+        When ``obj`` is not a Dataset or DataArray (e.g. an ``xarray.DataTree``).
 
     Examples
     --------
