@@ -1098,6 +1098,10 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
             ),
             message,
         )
+    # fields at several values of the condition: on the command line, one file per value
+    message = re.sub(
+        r"\(ds\.isel along [^)]*\)", "(an input file holding those fields only)", message
+    )
     # the forecaster's fixes spelled in xarray (past frames, dims, training region)
     message = message.replace(
         "fill them first (infinite values: mask them with ds.where(np.isfinite(ds)))",
@@ -2071,10 +2075,11 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
         options = f" ({found['sampler_options']})" if found.get("sampler_options") else ""
         parts.append(f"sampler {found['sampler']}{options}")
     if "steps" in found:
-        parts.append(f"{found['steps']} steps")
+        parts.append(f"{found['steps']} step{'' if found['steps'] == 1 else 's'}")
     if "members" in found:
         held = "" if found["members"] == members_in_file else f" ({members_in_file} in the file)"
-        parts.append(f"{found['members']} members{held}")
+        plural = "" if found["members"] == 1 else "s"
+        parts.append(f"{found['members']} member{plural}{held}")
     if "seed" in found:
         parts.append(f"seed {found['seed']}")
     if "lead_steps" in found:
@@ -2102,6 +2107,39 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        """argparse's, but an unknown option is told by the command it was given to (its usage
+        line, not the top-level one), naming the commands that have it."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if not extras:
+            return parsed
+        commands = {
+            name: command
+            for action in self._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, command in action.choices.items()
+        }
+        given = getattr(parsed, "command", None)
+        elsewhere: dict[tuple[str, ...], list[str]] = {}  # other commands -> their flags given
+        for flag in dict.fromkeys(word.split("=", 1)[0] for word in extras):
+            owners = tuple(
+                name
+                for name, command in commands.items()
+                if name != given
+                and flag.startswith("--")
+                and flag in command._option_string_actions
+            )
+            if owners:
+                elsewhere.setdefault(owners, []).append(flag)
+        notes = [
+            f"{' and '.join(flags)} {'is an option' if len(flags) == 1 else 'are options'} of "
+            f"{' and '.join(f'flexdownscale {name}' for name in owners)}, not of {given}"
+            for owners, flags in elsewhere.items()
+        ]
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        message += f" ({'; '.join(notes)})" if notes else ""
+        commands.get(given, self).error(message)
 
 
 def _add_sampling_options(command: argparse.ArgumentParser) -> None:

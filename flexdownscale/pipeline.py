@@ -514,15 +514,19 @@ def _ignore_foreign_period(
     )
     dims_words = " and ".join(repr(dim) for dim, _, _ in foreign)
     pops = "; ".join(f'ds[{dim!r}].attrs.pop("periodic")' for dim, _, _ in foreign)
+    whole = (
+        "forecast the whole periodic field (and cut the window from the forecast)"
+        if factor == 0  # a forecast has no bbox
+        else "give the whole periodic field and select the window with bbox= (it reads the "
+        "window with context from its neighbours)"
+    )
     warnings.warn(
         f'the input says it is periodic along {dims_words} (periodic = "true"), but it does '
         f"not span the period of the field model {name!r} was trained on: {found_words} (its "
         "grid.json). A window cut from a periodic field keeps the attribute (xarray copies "
         "attributes), and wrapping it would join its opposite edges, which are not neighbours; "
         "the attribute is ignored and the field runs as non-periodic (reflected padding at its "
-        "edges). To fix: give the whole periodic field and select the window with bbox= (it "
-        "reads the window with context from its neighbours), or drop the attribute "
-        f"({pops}) to silence this warning",
+        f"edges). To fix: {whole}, or drop the attribute ({pops}) to silence this warning",
         SkillWarning,
         stacklevel=user_stacklevel(),
     )
@@ -729,6 +733,14 @@ def _python_ints(*values: Any) -> tuple[Any, ...]:
     """``values`` with numpy integers (e.g. from an array of settings) as Python ints, so that
     the integer checks of the samplers and the tiler take them; other values unchanged."""
     return tuple(int(v) if isinstance(v, np.integer) else v for v in values)
+
+
+def _member_count(members: Any) -> int:
+    """The ensemble size of a call: ``members`` (``None``: 1) checked as a positive integer."""
+    count = 1 if members is None else members
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"members = {members!r} must be a positive integer or None")
+    return count
 
 
 def _resolve_seed(seed: Any) -> int:
@@ -1146,14 +1158,17 @@ class _PhysicalCondition:
         (e.g. a dimension coordinate of fields at several Reynolds numbers): a call runs one.
         ``attribute``: the input's global attribute of that name, if any (the first file's,
         kept by ``xr.concat``), which the message says to drop."""
-        first_four = values.values.ravel()[:4].tolist()
-        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in first_four)
-        more = ", ..." if values.size > 4 else ""
+        distinct = list(dict.fromkeys(values.values.ravel().tolist()))  # in order of appearance
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in distinct[:4])
+        more = f", ... ({len(distinct)} in all)" if len(distinct) > 4 else ""
         scale = (self.condition or {}).get("scale", 1.0)
+        along = ", ".join(map(repr, values.dims))
+        where = "the past frames' " if self._task == "forecast" else "the input's "
         intro = (
-            f"model {self.name!r} is conditioned on {name!r} (divided by {scale:g}), and the "
-            f"input's {name!r} holds {values.size} values ({shown}{more}) along {', '.join(map(repr, values.dims))}, "
-            "but one call runs one value (passing condition=<value> would run every field at it)"
+            f"model {self.name!r} is conditioned on {name!r} (divided by {scale:g}), and "
+            f"{where}{name!r} holds {len(distinct)} different values ({shown}{more}) along "
+            f"{along}, but one call runs one value (passing condition=<value> would run every "
+            "field at it)"
         )
         if values.dims == (name,):
             first = values.values.ravel()[0].item()
@@ -1168,9 +1183,14 @@ class _PhysicalCondition:
                 f"{intro}. Select one value per call, e.g. ds.sel({name}={first!r}) (its value is "
                 f"then read from the coordinate), one call per value{stale}"
             )
+        if self._task == "forecast":
+            return (
+                f"{intro}. Forecast from a start whose past frames share one {name}, or pass "
+                "the value to run them at as condition=<value>"
+            )
         return (
-            f"{intro}. Select the fields of one {name} per call (ds.isel along "
-            f"{', '.join(map(repr, values.dims))}) and pass that value as condition=<value>"
+            f"{intro}. Select the fields of one {name} per call (ds.isel along {along}) and "
+            "pass that value as condition=<value>"
         )
 
     def _condition_from_input(self, ds: xr.Dataset, name: str) -> tuple[Any, str]:
@@ -2578,9 +2598,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 f"factor = {factor!r} but model {self.name!r} downscales by {self.factor} only; "
                 f"use factor={self.factor} or a model trained for x{factor}"
             )
-        n_members = 1 if members is None else members
-        if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
-            raise ConfigError(f"members = {members!r} must be a positive integer or None")
+        n_members = _member_count(members)
         seed = _resolve_seed(seed)
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
         lattice = _lattice(self.factor)
@@ -2904,6 +2922,20 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     _task = "forecast"
 
+    def _past_frames_of(self, ds: xr.Dataset, time: Hashable | None) -> xr.Dataset:
+        """``ds`` at the times the forecast starts from (the latest ``past_frames`` along
+        ``time``, by value), for reading the physical condition: a condition variable along
+        time only has to hold one value there. ``ds`` itself when it has no such times."""
+        if self.condition is None or time is None or time not in ds.dims:
+            return ds
+        if ds.sizes[time] <= self.past_frames:
+            return ds
+        if time in ds.coords:
+            order = np.argsort(np.asarray(ds[time].values), kind="stable")
+        else:
+            order = np.arange(ds.sizes[time])
+        return ds.isel({time: np.sort(order[-self.past_frames :])})
+
     def __init__(
         self,
         model: nn.Module,
@@ -3176,6 +3208,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             _check_flag("progress", progress)
         if isinstance(lead_steps, bool) or not isinstance(lead_steps, int) or lead_steps < 1:
             raise ConfigError(f"lead_steps = {lead_steps!r} must be a positive integer")
+        _member_count(members)  # checked before any work (0 members divided by zero)
         name, n_steps, options = self._sampler_settings(sampler, steps, sampler_options)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(
@@ -3184,8 +3217,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             _input_names(self.variables, variables, rename),
         )
         _check_dtypes(sel, self.variables)
-        condition_value = self._condition_value(ds, condition)
         spec = grid_spec(sel, dims=dims)
+        condition_value = self._condition_value(self._past_frames_of(ds, spec.time), condition)
         trained = _training_grid(self.grid)
         if trained is not None:  # a model without grid metadata takes any grid
             _check_model_grid(spec, trained, 0, self.name)
@@ -3208,12 +3241,12 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 found = "the input has no time dimension (a single field)"
                 where = " along a time dim (not named 'time': dims={'time': NAME})"
             else:
-                found = f"its {spec.time!r} has {sel.sizes[spec.time]}"
+                n = sel.sizes[spec.time]
+                found = f"the input's {spec.time!r} has {n} time step{'s' if n != 1 else ''}"
                 where = ""
             raise DataError(
-                f"model {self.name!r} forecasts from the last {frames} (past_frames = "
-                f"{self.past_frames}) but {found}; give at least the {self.past_frames} time "
-                f"steps up to the forecast start{where}"
+                f"model {self.name!r} forecasts from its last {frames} but {found}; give at "
+                f"least the {self.past_frames} time steps up to the forecast start{where}"
             )
         _check_no_extra_dims(sel, self.variables, spec)
         norm = normalize_grid(sel, dims=dims)
@@ -3271,7 +3304,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         dtype = next(self.backbone.parameters()).dtype
         frames = torch.from_numpy(np.ascontiguousarray(z.reshape(1, -1, *z.shape[-2:])))
         frames = frames.to(dev, dtype)
-        n_members = 1 if members is None else members
+        n_members = _member_count(members)
         net = TiledDenoiser(
             self._backbone_on(dev),
             layout,

@@ -125,3 +125,15 @@ def test_provenance_words_of_partial_and_conditioned_records():
         "condition reynolds_number = 4000.0; objective, sampler not recorded."
     )
     assert _prediction_provenance({"history": "x", "title": "y"}) == {}
+
+
+def test_provenance_words_say_one_member_and_one_step():
+    """A one-member forecast's report said "1 members" (reviewer-87)."""
+    found = {"model": "m", "objective": "vp (target v)", "sampler": "ddim", "steps": 1}
+    assert _provenance_words({**found, "members": 1}, 1) == (
+        "Prediction (as its file records): model `m`, objective vp (target v), sampler ddim, "
+        "1 step, 1 member."
+    )
+    assert "2 steps, 3 members (1 in the file)" in _provenance_words(
+        {**found, "steps": 2, "members": 3}, 1
+    )

@@ -486,8 +486,8 @@ def test_too_short_a_history_says_what_was_found_and_the_fix():
     with pytest.raises(DataError) as err:
         model(box(times=1), lead_steps=1)
     assert str(err.value) == (
-        "model 'tiny-box' forecasts from the last 2 past frames (past_frames = 2) but its 'time' "
-        "has 1; give at least the 2 time steps up to the forecast start"
+        "model 'tiny-box' forecasts from its last 2 past frames but the input's 'time' has 1 "
+        "time step; give at least the 2 time steps up to the forecast start"
     )
     with pytest.raises(DataError) as err:
         model(box(times=1).isel(time=0, drop=True), lead_steps=1)

@@ -155,7 +155,8 @@ def test_condition_along_a_dimension_says_to_select_one_value(kolmogorov):
         kolmogorov(both, members=None)
     text = str(e.value)
     assert (
-        "the input's 'reynolds_number' holds 2 values (1000, 4000) along 'reynolds_number'" in text
+        "the input's 'reynolds_number' holds 2 different values (1000, 4000) along 'reynolds_number'"
+        in text
     )
     assert "ds.sel(reynolds_number=1000.0)" in text
     assert "no attribute or scalar variable" not in text
@@ -163,7 +164,9 @@ def test_condition_along_a_dimension_says_to_select_one_value(kolmogorov):
     one = both.isel(reynolds_number=0).drop_vars(["reynolds_number", "time"], errors="ignore")
     one = one.expand_dims(time=2)
     one["reynolds_number"] = ("time", [1000.0, 4000.0])
-    with pytest.raises(DataError, match=r"holds 2 values \(1000, 4000\) along 'time'") as e:
+    with pytest.raises(
+        DataError, match=r"holds 2 different values \(1000, 4000\) along 'time'"
+    ) as e:
         kolmogorov(one, members=None)
     assert "ds.isel along 'time'" in str(e.value)
 
