@@ -277,7 +277,7 @@ def _check_device(device: str | None) -> None:
     import torch
 
     from .errors import ConfigError
-    from .pipeline import available_devices, device_unavailable
+    from .models.devices import available_devices, device_unavailable
 
     available = available_devices()
     try:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from .devices import available_devices, device_unavailable
 from .dit import DiT
 from .flex import FLEX
 from .layers import GRID_MULTIPLE, Backbone, FourierTimeEmbedding
@@ -151,41 +152,19 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
         return cls(config, **kwargs)
 
 
-def _devices_here() -> str:
-    """The devices this machine can build on, in words: ``'cpu', 'meta'`` plus CUDA and MPS."""
-    found = ["'cpu'"]
-    if torch.cuda.is_available():
-        found += ["'cuda'", *(f"'cuda:{i}'" for i in range(torch.cuda.device_count()))]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append("'mps'")
-    return ", ".join([*found, "'meta'"])
-
-
 def _check_device(device: torch.device | str | int) -> torch.device:
-    """``device`` as a ``torch.device`` this machine has (``meta`` included), or a
-    :class:`~flexdownscale.errors.ConfigError` that names it and what is available here (torch
-    itself raised an ``AssertionError`` for ``"cuda"`` on a CPU-only build and a bare
+    """``device`` as a ``torch.device`` this machine has (``meta`` included: a model built there
+    has shapes and no values), or a :class:`~flexdownscale.errors.ConfigError` that names it
+    and what is available here, by the package's one rule (:func:`.devices.device_unavailable`;
+    torch itself raised an ``AssertionError`` for ``"cuda"`` on a CPU-only build and a bare
     ``RuntimeError`` for a name it does not know, such as ``"gpu"``)."""
-    fix = f"available here: {_devices_here()}; pass device='cpu' (or leave device out) to build on the CPU"
+    here = ", ".join(f"'{d}'" for d in [*available_devices(), "meta"])
+    fix = f"available here: {here}; pass device='cpu' (or leave device out) to build on the CPU"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"device = {device!r} is not a device torch knows; {fix}") from err
-    why = None
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            built = "" if torch.backends.cuda.is_built() else ", built without CUDA"
-            why = f"this machine has no CUDA device (torch {torch.__version__}{built})"
-        elif resolved.index is not None and resolved.index >= count:
-            why = f"this machine has {count} CUDA device{'s' if count > 1 else ''}"
-    elif resolved.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            why = f"this machine has no MPS device (torch {torch.__version__})"
-    elif resolved.type not in ("cpu", "meta"):
-        why = f"the models are built on 'cpu', 'cuda', 'mps' or 'meta', not on {resolved.type!r}"
+    why = None if resolved.type in ("cpu", "meta") else device_unavailable(resolved)
     if why is not None:
         raise ConfigError(f"device = {device!r} is not available: {why}; {fix}")
     return resolved
