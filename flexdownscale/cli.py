@@ -562,24 +562,34 @@ def _run_downscaler(
     return downscaler(
         ds,
         factor=args.factor,
-        members=args.members,
-        steps=args.steps,
-        sampler=args.sampler,
-        seed=args.seed,
         tile=args.tile,
         overlap=args.overlap,
         bbox=args.bbox,
-        variables=variables,
-        rename=rename or None,
-        dims=dims or None,
-        device=args.device,
-        batch_size=args.batch_size,
-        batch_invariant=args.batch_invariant,
-        progress=not args.quiet,
-        condition=args.condition,
-        sampler_options=_merged(args.sampler_option) or None,
+        **_common_keywords(args, variables, rename, dims),
         **({"blend": args.blend} if args.blend else {}),
     )
+
+
+def _common_keywords(
+    args: argparse.Namespace, variables: Any, rename: dict[str, Any], dims: dict[str, Any]
+) -> dict[str, Any]:
+    """The keywords of a Downscaler or Forecaster call from the options both commands share
+    (:func:`_add_sampling_options`, :func:`_add_input_options`, :func:`_add_run_options`)."""
+    return {
+        "members": args.members,
+        "steps": args.steps,
+        "sampler": args.sampler,
+        "seed": args.seed,
+        "variables": variables,
+        "rename": rename or None,
+        "dims": dims or None,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "batch_invariant": args.batch_invariant,
+        "progress": not args.quiet,
+        "condition": args.condition,
+        "sampler_options": _merged(args.sampler_option) or None,
+    }
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -632,19 +642,7 @@ def _run_forecaster(
         return forecaster(
             ds,
             lead_steps=args.lead_steps,
-            members=args.members,
-            steps=args.steps,
-            sampler=args.sampler,
-            seed=args.seed,
-            variables=_merged_list(args.variables),
-            rename=rename or None,
-            dims=dims or None,
-            device=args.device,
-            batch_size=args.batch_size,
-            batch_invariant=args.batch_invariant,
-            sampler_options=_merged(args.sampler_option) or None,
-            condition=args.condition,
-            progress=not args.quiet,
+            **_common_keywords(args, _merged_list(args.variables), rename, dims),
         )
     except DataError as err:
         if start is None or start[2] >= forecaster.past_frames:
