@@ -155,7 +155,7 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
 def _check_device(device: torch.device | str | int) -> torch.device:
     """``device`` as a ``torch.device`` this machine has (``meta`` included: a model built there
     has shapes and no values), or a :class:`~flexdownscale.errors.ConfigError` that names it
-    and what is available here, by the package's one rule (:func:`.devices.device_unavailable`;
+    and what is available here, by the package's one rule (``devices.device_unavailable``;
     torch itself raised an ``AssertionError`` for ``"cuda"`` on a CPU-only build and a bare
     ``RuntimeError`` for a name it does not know, such as ``"gpu"``)."""
     here = ", ".join(f"'{d}'" for d in [*available_devices(), "meta"])
