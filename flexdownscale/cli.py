@@ -2106,6 +2106,33 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBER
 
+    def format_usage(self) -> str:
+        """argparse's, with the options the command checks itself shown as required."""
+        with self._usage_required():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        """argparse's, with the options the command checks itself shown as required."""
+        with self._usage_required():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _usage_required(self) -> Iterator[None]:
+        """Mark the actions tagged ``usage_required`` required while the usage is written.
+
+        ``forecast --model`` is required, but the command refuses its absence itself, with the
+        fix in its own words (argparse's "the following arguments are required" has none); the
+        usage line still shows it without brackets.
+        """
+        tagged = [a for a in self._actions if getattr(a, "usage_required", False)]
+        for action in tagged:
+            action.required = True
+        try:
+            yield
+        finally:
+            for action in tagged:
+                action.required = False
+
     def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
         """argparse's, but an unknown option is told by the command it was given to (its usage
         line, not the top-level one), naming the commands that have it."""
@@ -2259,11 +2286,12 @@ def build_parser() -> argparse.ArgumentParser:
     fc = sub.add_parser("forecast", help="forecast from a netCDF / zarr file with a forecast model")
     fc.add_argument("input", help="input file (netCDF or .zarr) holding the past frames")
     fc.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
-    fc.add_argument(
+    fc_model = fc.add_argument(
         "--model",
         default=None,
         help="forecast model folder or Hub id (required: no forecast model ships)",
     )
+    fc_model.usage_required = True  # type: ignore[attr-defined]  # _forecast refuses its absence
     fc.add_argument(
         "--lead-steps",
         type=int,

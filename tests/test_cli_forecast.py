@@ -10,6 +10,7 @@ or models exit 2 with one line that says what to do.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -21,7 +22,7 @@ import xarray as xr
 from train_runs import ERA5, tiny_forecast_config
 
 import flexdownscale  # noqa: F401  (registers ds.flex)
-from flexdownscale.cli import _inputs_up_to_starts, console_main, main
+from flexdownscale.cli import _inputs_up_to_starts, build_parser, console_main, main
 from flexdownscale.errors import ConfigError, DataError
 from flexdownscale.pipeline import Downscaler
 from flexdownscale.train import Trainer
@@ -176,6 +177,25 @@ def test_a_super_resolution_model_or_no_model_is_refused(hours, tmp_path, capsys
     assert line.startswith("flexdownscale forecast: error: --model is required: no forecast ")
     assert "--model run/model" in line
     assert not out.exists()
+
+
+def test_usage_shows_model_as_required_and_the_check_keeps_its_words(capsys):
+    """``--model`` is checked by the command (with the fix), not by argparse, but the usage and
+    ``--help`` show it unbracketed, as required; other commands keep theirs optional."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    forecast = commands.choices["forecast"]
+    assert " --model MODEL --lead-steps N" in forecast.format_usage()
+    assert "[--model MODEL]" not in forecast.format_help()
+    assert "[--model MODEL]" in commands.choices["downscale"].format_usage()
+    # the flag is not required while parsing: the command's own message still answers
+    args = forecast.parse_args(["in.nc", "out.nc", "--lead-steps", "2"])
+    assert args.model is None
+    with pytest.raises(SystemExit):
+        forecast.parse_args(["in.nc"])
+    err = capsys.readouterr().err
+    assert "required: output, --lead-steps" in err
+    assert "--model" not in err.splitlines()[-1]
 
 
 def test_downscale_of_a_forecast_model_names_the_forecast_command(
