@@ -2,8 +2,9 @@
 
 Order of operations (the mirror of :class:`~flexdownscale.data.SuperResolutionDataset`): the
 user's coarse field is normalized with the model's statistics, upsampled to the fine grid with the
-model's upsampling (``base = up(normalize(coarse))``), padded to a multiple of 16, sampled as
-``base + residual`` with the model's sampler, cropped back and de-normalized.
+model's upsampling (``base = up(normalize(coarse))``), padded to a multiple of the backbone's
+``grid_multiple`` (16 for the built-in backbones), sampled as ``base + residual`` with the model's
+sampler, cropped back and de-normalized.
 
 Fields larger than a tile are sampled with per-step MultiDiffusion fusion: :class:`TiledDenoiser`
 wraps the backbone into a network over the *whole* fine field (it splits the state into
@@ -685,11 +686,13 @@ def _tiling(
     tile: int,
     overlap: int,
     blend: Blend = "cosine",
+    multiple: int = _MULTIPLE,
 ) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int], TileLayout]:
     """How a fine field of ``shape`` (H, W) is cut into tiles: ``(wrap, end_pad, layout)``.
 
     Non-periodic dims are reflect-padded at the end (``end_pad``) to a multiple of
-    ``lcm(16, factor)``; periodic dims get wrapped-around halos (``wrap``, TiledDenoiser's)
+    ``lcm(multiple, factor)`` (``multiple``: the backbone's ``grid_multiple``, 16 for the
+    built-in ones); periodic dims get wrapped-around halos (``wrap``, TiledDenoiser's)
     instead. A dim whose padded field fits in ``tile`` runs as one tile, its halos included
     (whether ``tile`` was given or is the default, so the recorded tile reproduces the run); the
     overlap applies along the dims cut into several tiles only (tiles start every
@@ -698,12 +701,12 @@ def _tiling(
     """
     (h, w), (py, px) = shape, periodic
     wrap = (
-        _periodic_halo(h, factor) if py else (0, 0),
-        _periodic_halo(w, factor) if px else (0, 0),
+        _periodic_halo(h, factor, multiple) if py else (0, 0),
+        _periodic_halo(w, factor, multiple) if px else (0, 0),
     )
     end_pad = (
-        0 if py else _round_up(h, _lattice(factor)) - h,
-        0 if px else _round_up(w, _lattice(factor)) - w,
+        0 if py else _round_up(h, _lattice(factor, multiple)) - h,
+        0 if px else _round_up(w, _lattice(factor, multiple)) - w,
     )
     hp = h + end_pad[0] + sum(wrap[0])
     wp = w + end_pad[1] + sum(wrap[1])
@@ -952,18 +955,19 @@ def _contiguous_crop(
 PERIODIC_HALO = 16
 
 
-def _lattice(factor: int) -> int:
-    """Tiles and padded fields are multiples of this: of the backbones' 16 and of ``factor``,
-    so that every tile starts on a coarse-cell boundary (the alignment the model trained on)."""
-    return math.lcm(_MULTIPLE, factor)
+def _lattice(factor: int, multiple: int = _MULTIPLE) -> int:
+    """Tiles and padded fields are multiples of this: of the backbone's grid multiple (16 for
+    the built-in backbones, ``Backbone.grid_multiple``) and of ``factor``, so that every tile
+    starts on a coarse-cell boundary (the alignment the model trained on)."""
+    return math.lcm(multiple, factor)
 
 
-def _periodic_halo(n: int, factor: int = 1) -> tuple[int, int]:
+def _periodic_halo(n: int, factor: int = 1, multiple: int = _MULTIPLE) -> tuple[int, int]:
     """(before, after) halo of a periodic dimension of ``n`` fine cells: at least PERIODIC_HALO on
     each side, ``before`` a multiple of ``factor`` and the total a multiple of
     :func:`_lattice`."""
     before = _round_up(PERIODIC_HALO, factor)
-    return before, _round_up(n + before + PERIODIC_HALO, _lattice(factor)) - n - before
+    return before, _round_up(n + before + PERIODIC_HALO, _lattice(factor, multiple)) - n - before
 
 
 def _tile_overlap(tile: int, overlap: Any, factor: int) -> int:
@@ -1290,6 +1294,13 @@ class _BackboneOnDevice:
     """
 
     backbone: nn.Module
+
+    @property
+    def _grid_multiple(self) -> int:
+        """What the backbone's H and W must be multiples of: ``Backbone.grid_multiple`` (16 for
+        the built-in backbones; 16 for a module that does not say)."""
+        multiple = getattr(self.backbone, "grid_multiple", _MULTIPLE)
+        return multiple if isinstance(multiple, int) and multiple >= 1 else _MULTIPLE
 
     def _sampler_settings(
         self, sampler: str | None, steps: int | None, options: Mapping[str, float] | None
@@ -2249,7 +2260,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ]
         if not any(small):
             return
-        lattice = _lattice(self.factor)
+        lattice = _lattice(self.factor, self._grid_multiple)
         fix = _round_up(max(crop), lattice)
         warnings.warn(
             f"tile = {tile} fine cells is smaller than the {crop[0]} x {crop[1]} crops model "
@@ -2336,8 +2347,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             periodic=(py, px),
         )
         phys_value = params.get("phys")
-        # Non-periodic dims: the field is reflect-padded to a multiple of 16 and the padding
-        # cropped after sampling. Periodic dims: the sampler works on the exact periodic field
+        # Non-periodic dims: the field is reflect-padded to a multiple of the backbone's
+        # grid_multiple (16 built in) and the padding cropped after sampling. Periodic dims: the sampler works on the exact periodic field
         # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
         h, w = base.shape[-2:]
         wrap, end_pad, layout = _tiling(
@@ -2347,6 +2358,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             params["tile"],
             params["overlap"],
             params["blend"],
+            self._grid_multiple,
         )
         if any(end_pad):
             base = np.pad(base, ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1])), mode="reflect")
@@ -2446,7 +2458,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             noise. A ``torch.Generator`` gives one integer seed per call (drawn from it, and
             recorded as ``flexdownscale_seed``): successive calls get their own noise.
         tile, overlap : int, optional
-            Tile side in fine cells (a multiple of 16; default 256) and overlap in fine cells
+            Tile side in fine cells (a multiple of the backbone's ``grid_multiple``, 16 for the
+            built-in backbones, and of the factor; default 256) and overlap in fine cells
             (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
             multiple of the factor). A field runs as one tile along a dimension no longer than
             ``tile`` (periodic halos included in that tile).
@@ -2539,7 +2552,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         n_members = _member_count(members)
         seed = _resolve_seed(seed)
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
-        lattice = _lattice(self.factor)
+        multiple = self._grid_multiple
+        lattice = _lattice(self.factor, multiple)
         tile_size = _round_up(DEFAULT_TILE, lattice) if tile is None else tile
         if (
             isinstance(tile_size, bool)
@@ -2547,7 +2561,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             or tile_size < lattice
             or tile_size % lattice
         ):
-            why = "" if lattice == _MULTIPLE else f" (16 and the factor {self.factor})"
+            why = "" if lattice == multiple else f" ({multiple} and the factor {self.factor})"
             raise ConfigError(f"tile = {tile!r} must be a positive multiple of {lattice}{why}")
         ov = _tile_overlap(tile_size, overlap, self.factor)
         if batch_size is not None and (
@@ -2722,7 +2736,14 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 else condition_value / float(self.condition["scale"])  # type: ignore[index]
             ),
         }
-        _, _, plan = _tiling((region.sizes[y] * f, region.sizes[x] * f), f, periodic, tile_size, ov)
+        _, _, plan = _tiling(
+            (region.sizes[y] * f, region.sizes[x] * f),
+            f,
+            periodic,
+            tile_size,
+            ov,
+            multiple=self._grid_multiple,
+        )
         self._warn_small_tile(plan, tile_size)
         if trained is not None:
             _warn_outside_domain(  # the cells asked for (a bbox's, without its halo)
@@ -3222,7 +3243,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         # Per axis, as in the Downscaler: a periodic axis stays exact in the sampler and the
         # network sees it with wrapped-around halos (TiledDenoiser's wrap, rebuilt from the state
         # at every network call); a non-periodic one is reflect-padded at its end to a multiple
-        # of 16. Those padding cells are re-imposed from the field at every lead (the sample is
+        # of the backbone's grid_multiple (16 built in). Those padding cells are re-imposed from the field at every lead (the sample is
         # cropped and padded again before it is fed back), so each lead's input is built as the
         # first one's and the unphysical padding cells never evolve on their own.
         h, w = z.shape[-2:]
@@ -3230,9 +3251,10 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             (h, w),
             1,
             (spec.periodic_y, spec.periodic_x),
-            _round_up(max(h, w), _MULTIPLE),
+            _round_up(max(h, w), self._grid_multiple),
             0,
             "uniform",
+            self._grid_multiple,
         )
         rows, cols = (
             np.pad(np.arange(n), (0, pad), mode="reflect") for n, pad in zip((h, w), end_pad)
