@@ -18,12 +18,12 @@ from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, grid_spec
 from flexdownscale.errors import ConfigError
 from flexdownscale.models import Backbone
-from flexdownscale.pipeline import Downscaler, _lattice, _periodic_halo, _tiling
+from flexdownscale.pipeline import Downscaler, Forecaster, _lattice, _periodic_halo, _tiling
 
 FACTOR = 4
 
 
-def pointwise(multiple: int) -> Backbone:
+def pointwise(multiple: int, config: ModelConfig | None = None) -> Backbone:
     """A 1x1-convolution backbone that insists on grids of ``multiple``."""
 
     class Pointwise(Backbone):
@@ -43,7 +43,7 @@ def pointwise(multiple: int) -> Backbone:
             return self.net(h) * t[:, None, None, None]
 
     torch.manual_seed(0)
-    return Pointwise(ModelConfig(in_channels=1))
+    return Pointwise(config or ModelConfig(in_channels=1))
 
 
 def fields(ny: int = 40, nx: int = 56) -> tuple[xr.Dataset, xr.Dataset]:
@@ -128,3 +128,22 @@ def test_tiles_of_the_multiple_only_and_the_message_names_it():
     tiled = model(coarse, tile=32, overlap=8, seed=0)
     assert tiled["t2m"].shape == (40, 56)
     assert np.isfinite(tiled["t2m"]).all()
+
+
+def test_a_forecaster_on_a_backbone_of_another_multiple():
+    """The Forecaster pads each lead's input to the backbone's multiple (48 x 64 before, which
+    a 32 backbone refused)."""
+    fine, _ = fields()
+    model = pointwise(32, ModelConfig(in_channels=1, task="forecast", past_frames=2))
+    series = xr.concat([fine + k for k in range(3)], "time").assign_coords(time=[0.0, 1.0, 2.0])
+    forecaster = Forecaster(
+        model,
+        DiffusionConfig(),
+        normalizer=Normalizer.fit(series[["t2m"]]),
+        variables=["t2m"],
+        units={"t2m": "K"},
+        sampler=SamplerConfig(sampler="ddim", steps=2),
+    )
+    out = forecaster(series, lead_steps=2, seed=0)
+    assert out["t2m"].shape == (2, 40, 56)
+    assert np.isfinite(out["t2m"]).all()
