@@ -617,10 +617,11 @@ def _forecast(args: argparse.Namespace) -> int:
     if len(forecasts) == 1:
         out = forecasts[0]
     else:
-        import xarray as xr
+        from .provenance import concat_outputs
 
-        # as docs/inference.md's Python: valid_time 2-D, one row per start (evaluate's form)
-        out = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"])
+        # as docs/inference.md's Python: valid_time 2-D, one row per start (evaluate's form);
+        # what differs by start (the condition read at each) is recorded per start
+        out = concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])
     _write_and_tell(out, args.output, args.quiet)
     return 0
 
@@ -2057,6 +2058,15 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
     """The report's line on what made the prediction (:func:`_prediction_provenance`), or that
     the file does not say; ``members_in_file`` is told beside a different recorded count (a file
     cut to some of its members keeps the count it was written with)."""
+def _told(value: Any) -> str:
+    """A recorded value in the report's words: a list (one value per part of a file joined by
+    :func:`~flexdownscale.provenance.concat_outputs`, e.g. per forecast start) as
+    ``1000.0, 4000.0 (one per part, in file order)``."""
+    if isinstance(value, list):
+        return f"{', '.join(_told(v) for v in value)} (one per part, in file order)"
+    return str(value)
+
+
     if not found:
         return (
             "Prediction: not recorded (the file has no flexdownscale_model, _sampler or _steps "
@@ -2079,11 +2089,12 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
         plural = "" if found["members"] == 1 else "s"
         parts.append(f"{found['members']} member{plural}{held}")
     if "seed" in found:
-        parts.append(f"seed {found['seed']}")
+        parts.append(f"seed{'s' if isinstance(found['seed'], list) else ''} {_told(found['seed'])}")
     if "lead_steps" in found:
-        parts.append(f"forecast {found['lead_steps']} steps ahead")
+        plural = "" if found["lead_steps"] == 1 else "s"
+        parts.append(f"forecast {found['lead_steps']} step{plural} ahead")
     if "condition" in found:
-        told = ", ".join(f"{k} = {v}" for k, v in found["condition"].items())
+        told = ", ".join(f"{k} = {_told(v)}" for k, v in found["condition"].items())
         parts.append(f"condition {told}")
     # the objective is recorded since 0.1.0's development (files written before lack it)
     missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]

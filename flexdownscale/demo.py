@@ -29,6 +29,7 @@ from ._output import files_in_the_way
 from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
 from .errors import ConfigError
+from .provenance import concat_outputs
 
 __all__ = ["SAMPLES", "DemoCase", "DemoResult", "open_sample", "run_demo"]
 
@@ -177,42 +178,6 @@ def load_case(case: DemoCase) -> xr.Dataset:
     return fine
 
 
-def _concat_conditions(parts: list[xr.Dataset], dim: str) -> xr.Dataset:
-    """Outputs of one downscaling call per physical condition, concatenated along ``dim``, with
-    provenance true for all of them.
-
-    Each call records its condition (``flexdownscale_condition_<name>``) and a ``history`` line;
-    the concatenation records every call's condition, in the order of ``dim`` (the coordinate
-    names the condition of each field), and every call's history line (newest first, each with
-    its ``dim`` value), followed once by the input's own history.
-
-    Parameters
-    ----------
-    parts
-        Datasets of the same variables, each with a length-1 ``dim``.
-    dim
-        The condition dimension (e.g. ``"reynolds_number"``).
-
-    Returns
-    -------
-    xarray.Dataset
-        The concatenation; attributes that differ between the calls are combined as above, or
-        dropped when they are not provenance.
-    """
-    ens = xr.concat(parts, dim, combine_attrs="drop_conflicts")
-    values = [p[dim].values[0] for p in parts]
-    for key in sorted(
-        {k for p in parts for k in p.attrs if k.startswith("flexdownscale_condition_")}
-    ):
-        ens.attrs[key] = np.array([p.attrs.get(key, np.nan) for p in parts], dtype=float)
-    histories = [str(p.attrs.get("history", "")).split("\n", 1) for p in parts]
-    if all(h[0] for h in histories):
-        lines = [f"{h[0]}; {dim} = {value:g}" for h, value in zip(histories, values)]
-        earlier = histories[0][1:]  # the input's own history, the same for every call
-        ens.attrs["history"] = "\n".join([*reversed(lines), *earlier])
-    return ens
-
-
 def _downscale_case(
     case: DemoCase, fine: xr.Dataset, *, members: int, seed: int
 ) -> tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]:
@@ -230,7 +195,7 @@ def _downscale_case(
                 factor=case.factor, members=members, seed=seed, condition=float(value)
             )
             parts.append(out.expand_dims({case.condition_dim: [value]}))
-        ens = _concat_conditions(parts, case.condition_dim)
+        ens = concat_outputs(parts, case.condition_dim)
     spec = grid_spec(fine)
     baselines = {m: up(coarse, case.factor, method=m) for m in BASELINES}
     # the refined grid equals the truth's up to rounding: use the truth's coordinates

@@ -3,7 +3,7 @@
 
 A tiny two-past-frame forecast model exported once for the module, on eight hours of the hourly
 ERA5 file: the command's file equals ``ds.flex.forecast`` bit for bit, ``--start`` with two
-starts equals the docs' ``xr.concat`` of two Python forecasts and ``flexdownscale evaluate``
+starts equals the docs' ``concat_outputs`` of two Python forecasts and ``flexdownscale evaluate``
 scores it per lead (checked against the closed form of the area-weighted RMSE), and wrong starts
 or models exit 2 with one line that says what to do.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
 
@@ -25,6 +26,7 @@ import flexdownscale  # noqa: F401  (registers ds.flex)
 from flexdownscale.cli import _inputs_up_to_starts, build_parser, console_main, main
 from flexdownscale.errors import ConfigError, DataError
 from flexdownscale.pipeline import Downscaler
+from flexdownscale.provenance import concat_outputs
 from flexdownscale.train import Trainer
 
 STARTS = ["2019-03-01T05:00", "2019-03-01T03:00"]  # out of order: the file is in time order
@@ -100,10 +102,19 @@ def test_two_starts_equal_the_docs_concat_and_evaluate_scores_them_per_lead(
             )
             for start in sorted(STARTS)
         ]
-    expected = xr.concat(forecasts, dim="forecast_reference_time", coords=["valid_time"])
+    expected = concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])
     with xr.open_dataset(out) as written:
         written = written.load()
     xr.testing.assert_equal(written, expected)
+    # the attributes too, but the history lines' time stamps (written a moment apart)
+    stamp = r"^\S+ \S+ "
+    assert {k: v for k, v in written.attrs.items() if k != "history"} == {
+        k: v for k, v in expected.attrs.items() if k != "history"
+    }
+    for got, want in zip(
+        written.attrs["history"].splitlines(), expected.attrs["history"].splitlines(), strict=True
+    ):
+        assert re.sub(stamp, "", got) == re.sub(stamp, "", want)
     assert np.array_equal(written["t2m"].values, expected["t2m"].values)
     assert written["valid_time"].dims == ("forecast_reference_time", "lead")
     assert list(written["forecast_reference_time"].values) == [
