@@ -1064,9 +1064,19 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         "mask them (ds.where(np.isfinite(ds))) and fill them",
         "mask them in the input file and fill them",
     )
+    # a file holds no stacked (MultiIndex) dim: one file per value, as a forecast is told
     message = re.sub(
-        r"select or stack the extra dims (\[[^\]]*\]) first",
-        r"select one value of the extra dims \1 in the input file first (or stack them)",
+        r"select or stack the extra dims \['([^']*)'(, [^\]]*)?\] first",
+        lambda m: f"select one value of the extra dims ['{m[1]}'{m[2] or ''}] in the input file "
+        f"first and run each value as its own file (e.g. "
+        f"xr.open_dataset(IN).isel({m[1]}=0).to_netcdf(ONE))",
+        message,
+    )
+    message = re.sub(
+        r"select one value of (\['([^']*)'[^\]]*\]) \(e\.g\. ds\.isel\([^)]*\)\) and forecast "
+        r"each in turn",
+        r"select one value of \1 in the input file and forecast each as its own file (e.g. "
+        r"xr.open_dataset(IN).isel(\2=0).to_netcdf(ONE))",
         message,
     )
     message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
@@ -2054,10 +2064,6 @@ def _prediction_provenance(attrs: Any) -> dict[str, Any]:
     return found
 
 
-def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
-    """The report's line on what made the prediction (:func:`_prediction_provenance`), or that
-    the file does not say; ``members_in_file`` is told beside a different recorded count (a file
-    cut to some of its members keeps the count it was written with)."""
 def _told(value: Any) -> str:
     """A recorded value in the report's words: a list (one value per part of a file joined by
     :func:`~flexdownscale.provenance.concat_outputs`, e.g. per forecast start) as
@@ -2067,6 +2073,10 @@ def _told(value: Any) -> str:
     return str(value)
 
 
+def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
+    """The report's line on what made the prediction (:func:`_prediction_provenance`), or that
+    the file does not say; ``members_in_file`` is told beside a different recorded count (a file
+    cut to some of its members keeps the count it was written with)."""
     if not found:
         return (
             "Prediction: not recorded (the file has no flexdownscale_model, _sampler or _steps "

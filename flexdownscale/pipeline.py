@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 from torch import Tensor, nn
@@ -283,11 +284,35 @@ def _check_factor(factor: Any) -> None:
 _MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
 
 
-def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSpec) -> None:
-    """Raise :class:`DataError` when a variable has dims beyond (time, y, x)."""
+def _check_no_extra_dims(
+    sel: xr.Dataset, variables: Sequence[str], spec: GridSpec, *, forecast: bool = False
+) -> None:
+    """Raise :class:`DataError` when a variable has dims beyond (time, y, x).
+
+    A downscaling call is told to select or stack them (stacked with time, every field is one
+    more time step); a forecast to select one value and forecast each in turn (stacked frames
+    of several members are no trajectory).
+    """
     y, x, tdim = spec.y, spec.x, spec.time
+    stacked = sel.indexes.get(tdim) if tdim is not None else None
+    if forecast and isinstance(stacked, pd.MultiIndex):
+        levels = [str(n) for n in stacked.names]
+        other = next((n for n in levels if n != "time"), levels[0])
+        raise DataError(
+            f"the time dim {str(tdim)!r} is stacked from {levels}: a forecast runs one "
+            f"trajectory, from frames in time order; unstack it and select one value of the "
+            f"others (e.g. ds.unstack({str(tdim)!r}).isel({other}=0)), and forecast each in turn"
+        )
     for v in variables:
         extra = set(sel[v].dims) - {y, x, tdim}
+        if extra and forecast:
+            first = sorted(map(str, extra))[0]
+            raise DataError(
+                f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
+                f"— a forecast runs one trajectory: select one value of "
+                f"{sorted(map(str, extra))} (e.g. ds.isel({first}=0)) and forecast each in "
+                f"turn{_expver_hint(sel, extra)}"
+            )
         if extra:
             hint = (
                 f", or, if {next(iter(extra))!r} is the time dim, pass "
@@ -300,6 +325,40 @@ def _check_no_extra_dims(sel: xr.Dataset, variables: Sequence[str], spec: GridSp
                 f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
                 f"{_expver_hint(sel, extra)}"
             )
+
+
+def _check_output_names(sel: xr.Dataset, taken: set[str]) -> None:
+    """Raise :class:`DataError` when an input coordinate is named like a dim of the output.
+
+    Coordinates travel to the output, where one named like a dim it gets (``member``, ``bnds``)
+    would clash after the sampling: a scalar one (what ``ens.sel(member=1)`` leaves) was lost or
+    raised xarray's error, and a level of a stacked dim (``stack(sample=("member", "time"))``)
+    raised xarray's "cannot drop or update coordinate(s) 'member'".
+    """
+    for name in sel.coords:
+        if name not in taken or name in sel.dims:
+            continue
+        coord = sel[name]
+        if coord.ndim == 0:
+            raise DataError(
+                f"the input has a scalar coordinate {str(name)!r} (what .sel({name}=...) leaves), "
+                f"but the output has a {str(name)!r} dim; drop it first "
+                f"(ds.drop_vars({str(name)!r})) or keep it under another name "
+                f"(ds.rename({name}='input_{name}'))"
+            )
+        stacked = coord.dims[0] if coord.ndim == 1 else None
+        level = stacked is not None and isinstance(sel.indexes.get(stacked), pd.MultiIndex)
+        if level:
+            raise DataError(
+                f"the input has a coordinate {str(name)!r} (a level of the stacked dim "
+                f"{stacked!r}), but the output has a {str(name)!r} dim; rename it before "
+                f"stacking, e.g. ds.rename({name}='input_{name}').stack({stacked}=...)"
+            )
+        raise DataError(
+            f"the input has a coordinate {str(name)!r} along {coord.dims}, but the output has a "
+            f"{str(name)!r} dim; rename it (ds.rename({name}='input_{name}')) or drop it "
+            f"(ds.drop_vars({str(name)!r}))"
+        )
 
 
 def _one_value(values: xr.DataArray) -> bool:
@@ -2604,16 +2663,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             sel, spec = _ignore_foreign_period(sel, spec, trained, self.factor, self.name, dims)
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
-        # scalar coordinates travel to the output: one named like a dim it gets would clash
-        # there, after the sampling (ens.sel(member=1) leaves a scalar 'member')
-        taken = {"bnds", *(["member"] if members is not None else [])}
-        for name in [c for c in sel.coords if sel[c].ndim == 0 and c in taken]:
-            raise DataError(
-                f"the input has a scalar coordinate {str(name)!r} (what .sel({name}=...) leaves), "
-                f"but the output has a {str(name)!r} dim; drop it first "
-                f"(ds.drop_vars({str(name)!r})) or keep it under another name "
-                f"(ds.rename({name}='input_{name}'))"
-            )
+        _check_output_names(sel, {"bnds", *(["member"] if members is not None else [])})
         norm = normalize_grid(sel, dims=dims)
         # drop CF bounds of the input grid: the output gets the refined grid's bounds
         keep = {y, x, tdim}
@@ -3207,7 +3257,8 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 f"model {self.name!r} forecasts from its last {frames} but {found}; give at "
                 f"least the {self.past_frames} time steps up to the forecast start{where}"
             )
-        _check_no_extra_dims(sel, self.variables, spec)
+        _check_no_extra_dims(sel, self.variables, spec, forecast=True)
+        _check_output_names(sel, {"member"} if members is not None else set())
         norm = normalize_grid(sel, dims=dims)
         times = norm[spec.time].values
         if times.size > 1:

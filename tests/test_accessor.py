@@ -202,7 +202,7 @@ def test_forecast(setup):
     bad["t2m"][-1, 2, 3] = np.inf
     with pytest.raises(DataError, match=r"infinite values \(1 in all; the first in 't2m' at time"):
         bad.flex.forecast(model, 1)
-    with pytest.raises(DataError, match=r"select or stack the extra dims \['level'\]"):
+    with pytest.raises(DataError, match=r"one trajectory: select one value of \['level'\]"):
         coarse.expand_dims(level=2).flex.forecast(model, 1)
     # a time dim without a coordinate: positions are no times, so no reference / valid time
     bare = coarse.drop_vars("time").flex.forecast(model, 2, members=2, seed=1)

@@ -839,7 +839,8 @@ def test_cli_spelling_of_pipeline_hints():
         "; with --bbox the region is read with a halo"
     )
     assert cli_spelling("select or stack the extra dims ['level'] first") == (
-        "select one value of the extra dims ['level'] in the input file first (or stack them)"
+        "select one value of the extra dims ['level'] in the input file first and run each value "
+        "as its own file (e.g. xr.open_dataset(IN).isel(level=0).to_netcdf(ONE))"
     )
     assert cli_spelling("mask them (ds.where(np.isfinite(ds))) and fill them like NaNs") == (
         "mask them in the input file and fill them like NaNs"
