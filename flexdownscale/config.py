@@ -983,12 +983,49 @@ def from_dict(
             )
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
     if _check:
-        return cls(**kwargs)
-    token = _CHECK_RANGES.set(False)
-    try:
-        return cls(**kwargs)
-    finally:
-        _CHECK_RANGES.reset(token)
+        built = cls(**kwargs)
+    else:
+        token = _CHECK_RANGES.set(False)
+        try:
+            built = cls(**kwargs)
+        finally:
+            _CHECK_RANGES.reset(token)
+    if _where is None:  # the mapping the caller gave: which keys it set, defaults or not
+        _set_given_keys(built, _dotted_keys(cls, values))
+    return built
+
+
+#: The attribute (not a field: it is neither compared, written nor shown) of a configuration
+#: built by :func:`from_dict`, :func:`from_toml` or :func:`apply_overrides` holding the dotted
+#: keys its mapping, file or overrides gave.
+_GIVEN_KEYS = "_given_keys"
+
+
+def _dotted_keys(cls: type, values: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys ``values`` sets for ``cls`` (``{"model.preset", "steps"}``): a table of
+    a section is descended into, a table-valued setting (``data.transforms``) is one key."""
+    hints = _type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    keys: set[str] = set()
+    for key, value in values.items():
+        hint = hints.get(key)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(hint):
+            keys |= _dotted_keys(hint, value, f"{prefix}{key}.")  # type: ignore[arg-type]
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def _set_given_keys(config: Any, keys: set[str] | frozenset[str] | None) -> None:
+    """Record ``keys`` (``None``: not known) as the keys that built ``config``."""
+    object.__setattr__(config, _GIVEN_KEYS, None if keys is None else frozenset(keys))
+
+
+def _given_keys(config: Any) -> frozenset[str] | None:
+    """The dotted keys the file, mapping or overrides that built ``config`` gave, at their
+    default value or not (``frozenset({"model.preset", "data.factor"})``); ``None`` for a
+    configuration built in Python (its constructor or ``dataclasses.replace``), where a key at
+    its default value cannot be told from one left out."""
+    return getattr(config, _GIVEN_KEYS, None)
 
 
 def from_toml(cls: type[C], path: str | Path) -> C:
@@ -1175,4 +1212,33 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
                 if not dataclasses.is_dataclass(cls):
                     raise ConfigError(f"override {item!r}: {part!r} is not a table")
                 target = target.setdefault(part, {})
-    return from_dict(type(config), values)
+    result = from_dict(type(config), values)
+    given = _given_keys(config)
+    if given is not None:  # what built config, and the keys the overrides name
+        _set_given_keys(result, given | _override_keys(type(config), overrides))
+    else:  # built in Python: to_dict wrote every key, so which were given is not known
+        _set_given_keys(result, None)
+    return result
+
+
+def _override_keys(cls: type, overrides: Sequence[str]) -> set[str]:
+    """The dotted keys ``key=value`` overrides set: ``optim={lr=1e-4}`` sets ``optim.lr``,
+    ``data.transforms.tp=log1p`` sets ``data.transforms``."""
+    keys: set[str] = set()
+    for item in overrides:
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        owner: Any = cls
+        for depth, part in enumerate(parts):
+            hint = _type_hints(owner).get(part) if dataclasses.is_dataclass(owner) else None
+            name = ".".join(parts[: depth + 1])
+            if not dataclasses.is_dataclass(hint):  # a setting: the key ends here
+                keys.add(name)
+                break
+            if depth == len(parts) - 1:  # a whole section as an inline table
+                value = _parse_override(text.strip())
+                if isinstance(value, Mapping):
+                    keys |= _dotted_keys(hint, value, f"{name}.")  # type: ignore[arg-type]
+                break
+            owner = hint
+    return keys

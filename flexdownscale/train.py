@@ -564,20 +564,53 @@ def _load_source_folder(reference: str) -> Any:
     try:
         return load_model_folder(reference)
     except ModelFolderError as err:
+        run = _user_path(reference)
+        if run.is_dir() and (run / "config.toml").is_file() and (run / "checkpoints").is_dir():
+            raise type(err)(f"init_from = {reference!r}: {_run_folder_advice(run)}") from err
         raise type(err)(f"init_from = {reference!r}: {err}") from err
 
 
+def _run_folder_advice(run: Path) -> str:
+    """What to pass instead of a training run's folder as ``init_from``: the model it exported
+    to ``run/model``, or the command that exports it first."""
+    model = run / "model"
+    if (model / "config.json").is_file() and (model / "model.safetensors").is_file():
+        return (
+            f"this is a training run's folder, not a model folder; its exported model is "
+            f"{str(model)!r}: set init_from = {json.dumps(str(model))}"
+        )
+    if not list_states(run):
+        return (
+            "this is a training run's folder, not a model folder, and it holds no training "
+            "state to export (the run stopped before its first state): train it further, or "
+            "set init_from to an exported model folder"
+        )
+    return (
+        "this is a training run's folder, not a model folder, and its model was never "
+        "exported: export its latest state first with `python -m flexdownscale.train --config "
+        f"{run / 'config.toml'} --export-only run_dir={run}` (started where the run was, "
+        "its data paths are read as written), then set init_from = "
+        f"{json.dumps(str(model))}"
+    )
+
+
 def _source_record(reference: str, folder: Any) -> dict[str, Any]:
-    """What a fine-tuning run keeps of its source folder (written to ``init_from.json``): its
-    provenance, the settings its weights were trained with and its normalization."""
+    """What a fine-tuning run keeps of its source folder (written to ``init_from.json`` and to
+    every training state's marker): its provenance (with the source's own origin when it was
+    itself fine-tuned), the settings its weights were trained with and its normalization.
+
+    ``shipped`` is true only for a folder inside the package (a local folder named like a
+    shipped model is not one)."""
     from .hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
 
     saved = json.loads((folder.path / CONFIG_FILE).read_text(encoding="utf-8"))
     grid = folder.grid
+    path = Path(folder.path).resolve()
+    parent = folder.extra.get("fine_tuned_from")
     return {
         "init_from": reference,
-        "path": str(Path(folder.path).resolve()),
-        "shipped": reference in shipped_models(),
+        "path": str(path),
+        "shipped": any(path == p.resolve() for p in shipped_models().values()),
         "package_version": saved.get("package_version"),
         "weights_sha256": (saved.get("sha256") or {}).get(WEIGHTS_FILE),
         "train_steps": folder.extra.get("train_steps"),
@@ -593,7 +626,16 @@ def _source_record(reference: str, folder: Any) -> dict[str, Any]:
         "condition": dict(folder.condition) if folder.condition else None,
         "normalization": dict(folder.normalization),
         "grid": grid.get("grid"),
+        # the lineage: where the source itself started (its fine_tuned_from), if anywhere
+        "fine_tuned_from": parent if isinstance(parent, dict) else None,
     }
+
+
+def _is_source_record(value: Any) -> bool:
+    """Whether ``value`` looks like a source record (:func:`_source_record`)."""
+    return isinstance(value, dict) and {"model", "diffusion", "variables", "normalization"} <= set(
+        value
+    )
 
 
 def _source_transforms(source: Mapping[str, Any]) -> dict[str, str]:
@@ -605,43 +647,60 @@ def _source_transforms(source: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _provenance(source: Mapping[str, Any], normalization: str) -> dict[str, Any]:
-    """The source's provenance as the exported folder and ``launches.jsonl`` record it."""
+    """The source's provenance as the exported folder and ``launches.jsonl`` record it, with
+    the source's own ``fine_tuned_from`` (its lineage) when it was itself fine-tuned."""
     keys = ("init_from", "path", "shipped", "package_version", "weights_sha256", "train_steps")
-    return {**{k: source.get(k) for k in keys}, "normalization": normalization}
+    record = {**{k: source.get(k) for k in keys}, "normalization": normalization}
+    if isinstance(source.get("fine_tuned_from"), dict):
+        record["fine_tuned_from"] = source["fine_tuned_from"]
+    return record
 
 
-def _provenance_words(source: Mapping[str, Any], *, code: bool = False) -> str:
-    """``era5-t2m-x4 (shipped with flexdownscale 0.1.0, trained 2200 steps)``; ``code``: the
-    name in backticks (markdown)."""
-    version = source.get("package_version") or "an unknown version"
-    made = (
-        f"shipped with flexdownscale {version}"
-        if source.get("shipped")
-        else f"exported by flexdownscale {version}"
-    )
-    steps = source.get("train_steps")
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        made += f", trained {steps} steps"
-    name = f"`{source.get('init_from')}`" if code else str(source.get("init_from"))
-    return f"{name} ({made})"
+def _provenance_words(
+    source: Mapping[str, Any], *, code: bool = False, lineage: bool = True
+) -> str:
+    """``era5-t2m-x4 (a shipped model exported with flexdownscale 0.1.0, trained 2200 steps)``,
+    followed by the source's own origin (``, itself fine-tuned from ...``) down its lineage
+    (``lineage=False``: the source alone); ``code``: the names in backticks (markdown). The version is the one that exported the
+    folder (its ``config.json``), not the one running."""
+    words = []
+    seen: Mapping[str, Any] | None = source
+    while isinstance(seen, Mapping) and len(words) < 10:
+        version = seen.get("package_version") or "an unknown version"
+        made = (
+            f"a shipped model exported with flexdownscale {version}"
+            if seen.get("shipped")
+            else f"exported with flexdownscale {version}"
+        )
+        steps = seen.get("train_steps")
+        if isinstance(steps, int) and not isinstance(steps, bool):
+            made += f", trained {steps} step{'' if steps == 1 else 's'}"
+        name = f"`{seen.get('init_from')}`" if code else str(seen.get("init_from"))
+        words.append(f"{name} ({made})")
+        seen = seen.get("fine_tuned_from") if lineage else None
+    return ", itself fine-tuned from ".join(words)
 
 
 def _fine_tuning_config(
     config: TrainConfig, source: Mapping[str, Any]
 ) -> tuple[TrainConfig, dict[str, Any]]:
-    """``config`` with the settings of the source model put in for the keys left at their
-    defaults, and ``{key: value}`` of those that took another value than the default.
+    """``config`` with the settings of the source model put in for the keys left out, and
+    ``{key: value}`` of those that took another value than the default.
 
-    A key at its default value counts as left out (TOML cannot tell the two apart once read);
-    a key set to another value than the folder's is a conflict.
+    A key the file, mapping or overrides gave (``config._given_keys``) with
+    another value than the folder's is a conflict, at its default value too; for a
+    configuration built in Python, where which keys were given is not known, a key at its
+    default value counts as left out. An empty ``data.variables`` is always taken from the
+    folder.
 
     Raises
     ------
     ConfigError
         Naming every conflicting key with both values and the fix.
     """
-    from .config import DataConfig, DiffusionConfig, ModelConfig
+    from .config import DataConfig, DiffusionConfig, ModelConfig, _given_keys
 
+    given_keys = _given_keys(config) or frozenset()
     src_model = from_dict(ModelConfig, source["model"])
     src_diffusion = from_dict(DiffusionConfig, source["diffusion"])
     defaults = {"model": ModelConfig(), "diffusion": DiffusionConfig(), "data": DataConfig()}
@@ -653,7 +712,7 @@ def _fine_tuning_config(
         given = getattr(getattr(config, section), key)
         if given == wanted:
             return
-        if given == getattr(defaults[section], key):
+        if given == getattr(defaults[section], key) and f"{section}.{key}" not in given_keys:
             if take:
                 updates[section][key] = wanted
                 taken[f"{section}.{key}"] = wanted
@@ -684,7 +743,9 @@ def _fine_tuning_config(
         taken["data.variables"] = list(variables)
     condition = source.get("condition")
     if condition:
-        if config.data.condition is None:  # any name is fine: the variable of these files
+        if config.data.condition is None and "data.condition" in given_keys:  # condition=none
+            conflicts.append(("data.condition", None, condition["name"]))
+        elif config.data.condition is None:  # any name is fine: the variable of these files
             updates["data"]["condition"] = condition["name"]
             taken["data.condition"] = condition["name"]
         agree("data", "condition_scale", float(condition.get("scale", 1.0)))
@@ -1006,6 +1067,9 @@ class Trainer:
         self.source: dict[str, Any] | None = None
         self._source_folder: Any = None
         self._taken: dict[str, Any] = {}
+        self._spacing_change = ""  # the data's grid spacing against the source's, if other
+        self._record_note = ""  # how a resume found the source's record, for the log line
+        self._rewrite_record = False  # init_from.json is written again once the state loads
         if config.init_from is not None:
             config = self._fine_tuning(config, resume=resume or export_only)
         resolved = resolve_sampler(config)
@@ -1092,7 +1156,7 @@ class Trainer:
             else:  # refit: this split's statistics, through the source's transforms
                 transforms = _source_transforms(self.source)
             acc.print(self._fine_tuning_line())
-        with self._crop_must_fit():
+        with self._crop_must_fit(), self._source_variables_must_exist():
             self.train_set = dataset_from_config(
                 data_config,
                 split="train",
@@ -1119,6 +1183,9 @@ class Trainer:
                 acc.print(f"flexdownscale.train: data.{summary}")
         if self.source is not None:
             self._check_source_units()
+            self._spacing_change = self._source_spacing_change()
+            if self._spacing_change and self._source_folder is not None:
+                acc.print(f"flexdownscale.train: {self._spacing_change}")
         self.model = build_model(self._model_config())
         if self._source_folder is not None:  # a fresh fine-tuning run: the source's weights
             self._load_source_weights()
@@ -1182,6 +1249,62 @@ class Trainer:
             return
         self.accelerator.init_trackers("flexdownscale", config=_flat_scalars(to_dict(self.config)))
         self._trackers_started = True
+
+    @contextlib.contextmanager
+    def _source_variables_must_exist(self) -> Iterator[None]:
+        """``data.variables`` taken from ``init_from`` (the configuration sets none) but not in
+        the data: a :class:`MissingVariableError` saying where the names came from and that
+        this model cannot be fine-tuned on these data (not "fix data.variables": the user set
+        none, and other variables would not fit the model's channels)."""
+        from .errors import MissingVariableError
+
+        try:
+            yield
+        except MissingVariableError as err:
+            if self.source is None or "data.variables" not in self._taken:
+                raise
+            found = str(err).split("; fix ", 1)[0]  # what is missing and what the data hold
+            reference = self.source.get("init_from")
+            raise MissingVariableError(
+                f"init_from = {reference!r}: data.variables = "
+                f"{_toml_value(list(self.config.data.variables))} was taken from init_from "
+                f"{reference!r} (the variables its weights were trained on, in its channel "
+                f"order; the configuration sets none), and {found}. This model cannot be "
+                "fine-tuned on these variables: choose another init_from trained on them, or "
+                "leave init_from out to train from random weights"
+            ) from err
+
+    def _source_spacing_change(self) -> str:
+        """The grid spacing of the data against the source model's when they differ (``""``
+        when they agree or either is unknown): the line the log prints on a fresh start, also
+        kept for the model card."""
+        assert self.source is not None
+        theirs = self.source.get("grid") or {}
+        ours = self.train_set.grid_metadata().get("grid") or {}
+
+        def spacing(grid: Mapping[str, Any]) -> tuple[float, float] | None:
+            try:
+                return abs(float(grid["dy"])), abs(float(grid["dx"]))
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        src, data = spacing(theirs), spacing(ours)
+        if src is None or data is None:
+            return ""
+        if all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(src, data, strict=True)):
+            return ""
+        units = str(ours.get("x_units") or "")
+        unit = " degrees" if units.startswith("degree") else f" {units}" if units else ""
+
+        def words(dy: float, dx: float) -> str:
+            return f"{dx:g}{unit}" if dx == dy else f"dx {dx:g}, dy {dy:g}{unit}"
+
+        return (
+            f"the data's grid spacing ({words(*data)}) differs from the one init_from "
+            f"{self.source.get('init_from')!r} was trained on ({words(*src)}): the network has "
+            "to learn the scales of the new spacing, so fine-tuning usually needs more steps "
+            "than on the source's spacing"
+        )
 
     @contextlib.contextmanager
     def _crop_must_fit(self) -> Iterator[None]:
@@ -1328,55 +1451,215 @@ class Trainer:
         and, on a fresh start, the folder whose weights start the model.
 
         A resume reads the source's record from the run folder (``init_from.json``, written at
-        the start), so it neither needs nor reads the source folder; only a run folder without
-        that record (states copied into a new ``run_dir``) reads the folder's settings again.
+        the start), so it neither needs nor reads the source folder. Every training state keeps
+        a copy of the record in its marker: a run folder without ``init_from.json`` resumes
+        with the latest state's copy (the settings and normalization the run started with,
+        whatever the folder holds now) and writes ``init_from.json`` again once the state has
+        loaded. Only a state of an earlier version, which keeps no copy, has the folder read
+        again, and only when its weights are the ones the run recorded (:meth:`_legacy_source`).
         The source's weights are loaded on a fresh start only: a resume continues its own state.
+
+        Raises
+        ------
+        CheckpointError
+            For an unreadable record, one of another ``init_from`` or of other weights than the
+            state's copy, or (states of earlier versions) a folder that cannot be checked or
+            holds other weights than the run started from.
         """
         reference = str(config.init_from)
         record = self.run_dir / INIT_FROM_FILE
+        states = list_states(self.run_dir) if resume else []
+        kept = self._state_source(states[-1]) if states else None
         if resume and record.is_file():
-            try:
-                source = json.loads(record.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise CheckpointError(
-                    f"{str(record)!r} (the record of the model this run was fine-tuned from) "
-                    f"cannot be read ({type(err).__name__}: {err}); restore it from a copy of "
-                    "the run folder, or remove it to read the settings from init_from again"
-                ) from err
-            if not isinstance(source, dict) or not {"model", "diffusion", "variables"} <= set(
-                source
-            ):
-                raise CheckpointError(
-                    f"{str(record)!r} is not a record of the model this run was fine-tuned "
-                    "from; restore it from a copy of the run folder, or remove it to read the "
-                    "settings from init_from again"
-                )
-            if source.get("init_from") != reference:
-                raise CheckpointError(
-                    f"cannot resume: the run in {str(self.run_dir)!r} was fine-tuned from "
-                    f"{source.get('init_from')!r}, and this launch gives init_from = "
-                    f"{reference!r}; a resume continues the run's own state (it loads no "
-                    "weights from init_from). Resume with "
-                    f"init_from={json.dumps(source.get('init_from'))}, or start a new run_dir "
-                    "to fine-tune another model"
-                )
-        else:
+            source = self._read_source_record(record)
+            if kept is not None:
+                self._check_record_matches_state(source, kept, states[-1])
+        elif kept is not None:
+            source = kept
+            self._rewrite_record = True
+            self._record_note = (
+                f"; {INIT_FROM_FILE} was missing: the record comes from the copy in the state "
+                f"{states[-1].name} and is written again"
+            )
+        elif states and self._saved_init_from() in (reference, None):
+            source = self._legacy_source(reference, states[-1])
+            self._rewrite_record = True
+        else:  # a fresh start; or a resume of a run started otherwise, refused once checked
             folder = _load_source_folder(reference)
             source = _source_record(reference, folder)
             if not resume:
                 self._source_folder = folder
+        if resume and source.get("init_from") != reference:
+            raise CheckpointError(
+                f"cannot resume: the run in {str(self.run_dir)!r} was fine-tuned from "
+                f"{source.get('init_from')!r}, and this launch gives init_from = "
+                f"{reference!r}; a resume continues the run's own state (it loads no "
+                "weights from init_from). Resume with "
+                f"init_from={json.dumps(source.get('init_from'))}, or start a new run_dir "
+                "to fine-tune another model"
+            )
         self.source = source
         config, self._taken = _fine_tuning_config(config, source)
         return config
+
+    def _read_source_record(self, record: Path) -> dict[str, Any]:
+        """The run folder's ``init_from.json``.
+
+        Raises
+        ------
+        CheckpointError
+            When it cannot be read or is not such a record; the fix: restore it, or remove it
+            so that the resume takes the training state's copy.
+        """
+        fix = (
+            "restore it from a copy of the run folder, or remove it: the resume then takes "
+            "the copy its latest training state keeps (states of earlier versions keep none: "
+            "the folder init_from names is then checked against launches.jsonl)"
+        )
+        try:
+            source = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(
+                f"{str(record)!r} (the record of the model this run was fine-tuned from) "
+                f"cannot be read ({type(err).__name__}: {err}); {fix}"
+            ) from err
+        if not _is_source_record(source):
+            raise CheckpointError(
+                f"{str(record)!r} is not a record of the model this run was fine-tuned from; {fix}"
+            )
+        return source
+
+    def _state_source(self, state: Path) -> dict[str, Any] | None:
+        """The copy of the source's record that the state's marker keeps; ``None`` for a state
+        written before it kept one (or of a run that was not fine-tuned)."""
+        marker = _read_json_file(state / STATE_MARKER, "the state's completion marker")
+        kept = marker.get("init_from") if isinstance(marker, dict) else None
+        return kept if _is_source_record(kept) else None
+
+    def _check_record_matches_state(
+        self, source: Mapping[str, Any], kept: Mapping[str, Any], state: Path
+    ) -> None:
+        """``init_from.json`` must describe the source the state was trained from: the same
+        weights and the same normalization as the state's copy.
+
+        Raises
+        ------
+        CheckpointError
+            Naming what differs and the fix (remove the file: the state's copy is then used).
+        """
+        differs = [
+            key for key in ("weights_sha256", "normalization") if source.get(key) != kept.get(key)
+        ]
+        if differs:
+            raise CheckpointError(
+                f"cannot resume {str(self.run_dir)!r}: its {INIT_FROM_FILE} records another "
+                f"{' and '.join(differs)} than the model its state {state.name} was trained "
+                f"from ({_provenance_words(kept)}); the file was replaced. Remove it (the "
+                "resume then writes it again from the state's copy) or restore the run's own"
+            )
+
+    def _legacy_source(self, reference: str, state: Path) -> dict[str, Any]:
+        """The source's record for a resume without ``init_from.json`` whose state keeps no
+        copy (written by an earlier version): read from the folder ``init_from`` names now,
+        once its weights are shown to be the ones the run started from (the SHA-256 that
+        ``launches.jsonl`` and an exported ``model/config.json`` recorded).
+
+        Raises
+        ------
+        CheckpointError
+            When nothing recorded the weights the run started from, or the folder now holds
+            others: its settings and normalization are then not the run's.
+        """
+        folder = _load_source_folder(reference)
+        source = _source_record(reference, folder)
+        recorded = self._recorded_source_weights()
+        missing = (
+            f"{INIT_FROM_FILE} (the record of the model this run was fine-tuned from) is "
+            f"missing and the state {state.name}, written by an earlier version, keeps no copy"
+        )
+        restore = f"restore {INIT_FROM_FILE} from a copy of the run folder, or start a new run_dir"
+        if not recorded:
+            raise CheckpointError(
+                f"cannot resume {str(self.run_dir)!r}: {missing}, and neither launches.jsonl "
+                "nor an exported model records the weights it started from, so the folder "
+                f"init_from = {reference!r} names now cannot be checked against them (its "
+                "normalization would replace the one the run trained with): " + restore
+            )
+        other = [(where, sha) for where, sha in recorded if sha != source["weights_sha256"]]
+        if other:
+            where, sha = other[0]
+            raise CheckpointError(
+                f"cannot resume {str(self.run_dir)!r}: {missing}, and the folder init_from = "
+                f"{reference!r} names now holds other weights (sha256 "
+                f"{source['weights_sha256']}) than the run started from ({sha}, as {where} "
+                "records): its settings and normalization are not the run's. Point init_from "
+                "at the folder the run started from, or " + restore
+            )
+        self._record_note = (
+            f"; {INIT_FROM_FILE} was missing and the state {state.name} keeps no copy: read "
+            f"again from the folder, whose weights are the ones the run started from "
+            f"({recorded[0][0]}), and written again"
+        )
+        return source
+
+    def _saved_init_from(self) -> str | None:
+        """``init_from`` of the run's saved ``config.json``; ``None`` without a readable one (a
+        run saved without init_from gives ``""``: not a fine-tuning run)."""
+        saved = self.run_dir / "config.json"
+        try:
+            value = json.loads(saved.read_text(encoding="utf-8")).get("init_from", "")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return None
+        return value if isinstance(value, str) else ""
+
+    def _recorded_source_weights(self) -> list[tuple[str, str]]:
+        """``(where, sha256)`` of the source's weights as the run recorded them: each launch of
+        ``launches.jsonl`` and the exported ``model/config.json`` (``extra.fine_tuned_from``)."""
+        found: list[tuple[str, str]] = []
+        launches = self.run_dir / "launches.jsonl"
+        if launches.is_file():
+            for line in launches.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line).get("init_from")
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+                if isinstance(entry, dict) and isinstance(entry.get("weights_sha256"), str):
+                    found.append(("launches.jsonl", entry["weights_sha256"]))
+        exported = self.run_dir / "model" / "config.json"
+        if exported.is_file():
+            try:
+                extra = json.loads(exported.read_text(encoding="utf-8")).get("extra") or {}
+                sha = (extra.get("fine_tuned_from") or {}).get("weights_sha256")
+            except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+                sha = None
+            if isinstance(sha, str):
+                found.append(("the exported model/config.json", sha))
+        return found
+
+    def _write_source_record(self) -> None:
+        """Main process: write ``init_from.json`` again on a resume that found it missing (the
+        record came from the state's copy, or from a folder checked against the run's)."""
+        if self._rewrite_record and self.source is not None and self.accelerator.is_main_process:
+            _atomic_write_text(
+                self.run_dir / INIT_FROM_FILE,
+                json.dumps(self.source, indent=2, default=_json_default),
+            )
+            self._rewrite_record = False
 
     def _fine_tuning_line(self) -> str:
         """What this launch of a fine-tuning run starts from, for the log."""
         assert self.source is not None
         words = _provenance_words(self.source)
+        if self.export_only:
+            return (
+                f"flexdownscale.train: exporting the latest state of a run fine-tuned from "
+                f"{words} (nothing is trained){self._record_note}"
+            )
         if self._source_folder is None:
             return (
                 f"flexdownscale.train: resuming a run fine-tuned from {words}: the weights, the "
                 "EMA, the optimiser and the step counter come from the run's own state"
+                f"{self._record_note}"
             )
         normalization = (
             "the folder's statistics"
@@ -1861,7 +2144,11 @@ class Trainer:
                     "layout": self._sample_layout(),
                     # the model's channels, in order: a resume checks them before loading
                     "variables": list(self.train_set.variables),
-                }
+                    # a fine-tuning run: the source's record (identity, settings,
+                    # normalization), which a resume without init_from.json takes from here
+                    **({"init_from": self.source} if self.source is not None else {}),
+                },
+                default=_json_default,
             ),
             encoding="utf-8",
         )
@@ -1937,6 +2224,7 @@ class Trainer:
             )
         if not self.export_only:  # the state loaded: the resumed run's settings go on record
             self._write_run_config()
+            self._write_source_record()
         return latest
 
     def _load_state(self, state: Path) -> None:
@@ -2844,7 +3132,7 @@ class Trainer:
         )
         origin, started = "", ""
         if self.source is not None:
-            origin = f" fine-tuned from {_provenance_words(self.source, code=True)}"
+            origin = f" fine-tuned from {_provenance_words(self.source, code=True, lineage=False)}"
             normalization = (
                 "the source's statistics"
                 if config.init_normalization == "source"
@@ -2855,6 +3143,7 @@ class Trainer:
                 "started from its "
                 "weights (the EMA too), with a fresh optimiser and step counter; "
                 f"normalization: {normalization}\n"
+                + (f"- {self._spacing_change}\n" if self._spacing_change else "")
             )
         return (
             f"# {self.run_dir.name}\n\n"

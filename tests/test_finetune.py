@@ -162,7 +162,9 @@ def test_weights_that_do_not_fit_the_folder_config_are_a_weights_mismatch(
     config["model"]["preset"] = "small"
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(errors.WeightsMismatchError, match=r"init_from = .*edited.*do not fit"):
-        Trainer(_config(tmp_path, shared_data, corner, init_from=str(folder)))
+        Trainer(
+            _config(tmp_path, shared_data, corner, init_from=str(folder), model={"preset": "small"})
+        )
 
 
 def test_resume_continues_its_own_state_and_never_reads_the_source(
@@ -218,7 +220,9 @@ def test_the_exported_folder_records_its_origin_and_its_own_grid(tmp_path, share
     assert origin["package_version"]
     assert origin["train_steps"] == 2200
     assert origin["normalization"] == "source"
-    assert "fine-tuned from `era5-t2m-x4` (shipped with flexdownscale" in folder.card
+    assert (
+        "fine-tuned from `era5-t2m-x4` (a shipped model exported with flexdownscale" in folder.card
+    )
     grid = folder.grid["grid"]
     source_grid = load_model_folder(SOURCE).grid["grid"]
     assert (grid["ny"], grid["nx"]) == (32, 32) != (source_grid["ny"], source_grid["nx"])
