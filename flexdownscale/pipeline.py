@@ -1380,6 +1380,23 @@ class _BackboneOnDevice:
                     f"{type(value).__name__}; pass it as a float"
                 )
         chosen = resolve_sampler_options(name, options, self.sampler, argument="sampler_options")
+        if name == "sde" and chosen.get("delta") == 0.0 and int(steps) > 1:
+            given = isinstance(options, Mapping) and "delta" in options
+            source = (
+                "sampler_options={'delta': 0}"
+                if given
+                else "the Langevin strength stored in the model (delta: 0)"
+            )
+            warnings.warn(
+                f"sampler 'sde' with {source} is the deterministic probability-flow ODE (the "
+                f"same samples as sampler='euler', steps={int(steps)}): no Langevin noise, so "
+                "the ensemble is no better calibrated than the model's default sampler's. Give "
+                "the strength, e.g. sampler_options={'delta': 0.5} (0.5 to 1 calibrated the "
+                "shipped models; docs/inference.md), or store one when training (the run "
+                "file's [sampler] delta)",
+                SkillWarning,
+                stacklevel=user_stacklevel(),
+            )
         return name, int(steps), chosen
 
     def _backbone_on(self, device: torch.device) -> nn.Module:
@@ -2298,8 +2315,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             return  # the input ends within the halo: there is no more context to read
         warnings.warn(
             f"with bbox= and overlap = {overlap} fine cells the region is read with a halo of "
-            f"{halo} coarse cells ({halo * f} fine) on each side, less than the {full} of the "
-            "default overlap: the network sees the whole tile, so the cells near the bbox's "
+            f"{halo} coarse cells ({halo * f} fine) on each side, less than the {full} coarse "
+            f"cells ({full * f} fine) of the default overlap: the network sees the whole tile, so the cells near the bbox's "
             "edges get less context than in a run on the whole field, which costs skill "
             "(era5-t2m-x4, bbox=(-1, 50, 2, 58) over eastern England: RMSE 0.345 K with overlap 0, 0.292 K with "
             "16, 0.282 K with 32, 0.224 K with 64, as on the whole field). Leave overlap unset "
