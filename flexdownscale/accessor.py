@@ -45,8 +45,8 @@ class _FlexAccessor:
             Go to :meth:`flexdownscale.pipeline.Downscaler.__call__` (``factor``, ``members``,
             ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``, ``bbox``,
             ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``,
-            ``condition``, ``sampler_options``); ``variables``, ``rename`` and ``factor`` also
-            choose the model when ``model`` is a name or ``None``.
+            ``condition``, ``sampler_options``, ``conserve``); ``variables``, ``rename`` and
+            ``factor`` also choose the model when ``model`` is a name or ``None``.
 
         Returns
         -------

@@ -547,6 +547,8 @@ def _downscale(args: argparse.Namespace) -> int:
         )
         out = _run_downscaler(downscaler, ds, args, variables, rename, dims)
     _write_and_tell(out, args.output, args.quiet)
+    if args.conserve and not args.quiet:
+        print(f"conserve: {args.conserve} (each member's coarse-cell means are the input's)")
     return 0
 
 
@@ -567,6 +569,7 @@ def _run_downscaler(
         bbox=args.bbox,
         **_common_keywords(args, variables, rename, dims),
         **({"blend": args.blend} if args.blend else {}),
+        **({"conserve": args.conserve} if args.conserve else {}),
     )
 
 
@@ -860,6 +863,7 @@ _FLAGS = {
     "batch_size": "--batch-size",
     "condition": "--condition",
     "sampler_options": "--sampler-option",
+    "conserve": "--conserve",
 }
 #: The flags of the other commands that share a keyword's name and meaning with the library.
 _COMMAND_FLAGS: dict[str, dict[str, str]] = {
@@ -868,7 +872,7 @@ _COMMAND_FLAGS: dict[str, dict[str, str]] = {
         **{
             k: v
             for k, v in _FLAGS.items()
-            if k not in {"factor", "tile", "overlap", "blend", "bbox"}
+            if k not in {"factor", "tile", "overlap", "blend", "bbox", "conserve"}
         },
         "lead_steps": "--lead-steps",
     },
@@ -2292,6 +2296,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar=("X_MIN", "Y_MIN", "X_MAX", "Y_MAX"),
         help="downscale only this region (grid units, e.g. degrees east / north)",
+    )
+    down.add_argument(
+        "--conserve",
+        default=None,
+        choices=["additive", "multiplicative"],
+        help="make each member's area mean over every coarse cell equal the input's value "
+        "(multiplicative: zero cells stay zero, for precipitation; default: no constraint)",
     )
     _add_input_options(down)
     _add_run_options(down, "tiles", "one tile")

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ._keywords import keyword_hints
 from ._stack import user_stacklevel
 from .config import DiffusionConfig, SamplerConfig
-from .data.degrade import grid_row_weights, upsample_array
+from .data.degrade import degrade_array, grid_row_weights, upsample_array
 from .data.grid import (
     GridSpec,
     _duration,
@@ -701,6 +701,118 @@ def _physical_values(normalizer: Normalizer, z: np.ndarray, variables: list[str]
     precipitation-like variables, whose inverse ``expm1`` reaches down to -1)."""
     fine = normalizer.inverse_transform_array(z, variables=variables)
     return np.maximum(fine, normalizer.lower_bounds(variables)[:, None, None])
+
+
+#: The values of ``conserve`` (:meth:`Downscaler.__call__`), ``None`` aside.
+_CONSERVE_MODES = ("additive", "multiplicative")
+
+
+def _conserve_mode(value: Any, where: str) -> str | None:
+    """One ``conserve`` value checked: ``None`` or one of ``_CONSERVE_MODES``."""
+    if value is None or (isinstance(value, str) and value in _CONSERVE_MODES):
+        return value
+    raise ConfigError(
+        f"{where} = {value!r} is not a valid option; expected None, 'additive' or "
+        "'multiplicative' (or, for conserve, a mapping {variable: one of those})"
+    )
+
+
+def _conserve_modes(
+    conserve: Any, variables: Sequence[str], grid: Mapping[str, Any], name: str
+) -> tuple[str | None, ...] | None:
+    """The coarse-cell constraint of each of the model's ``variables`` (channel order) from a
+    call's ``conserve`` (one mode for all, or a mapping ``{variable: mode}`` in which the
+    variables left out are not constrained); ``None`` when no variable is constrained.
+
+    Raises :class:`~flexdownscale.errors.ConfigError` for an unknown mode or variable, and for
+    a model whose degradation (``grid["degradation"]``) is not an area mean: the constraint
+    ``degrade(out) == coarse`` is then not one of whole coarse cells."""
+    if isinstance(conserve, Mapping):
+        unknown = [str(k) for k in conserve if k not in variables]
+        if unknown:
+            raise ConfigError(
+                f"conserve names {', '.join(map(repr, unknown))}, which model {name!r} does not "
+                f"output; its variables are {', '.join(map(repr, variables))} (the model's "
+                "names, as in the output)"
+            )
+        modes = tuple(_conserve_mode(conserve.get(v), f"conserve[{v!r}]") for v in variables)
+    else:
+        modes = (_conserve_mode(conserve, "conserve"),) * len(variables)
+    if all(m is None for m in modes):
+        return None
+    degradation = grid.get("degradation")
+    if degradation != "area_mean":
+        why = {
+            "gaussian": "its coarse value of a cell is a Gaussian-weighted mean that reaches "
+            "into the neighbouring cells, so no correction of each cell's own fine values "
+            "makes the fine field degrade to the input",
+            "strided": "its coarse value of a cell is the value of one fine cell (the first of "
+            "the block), not a mean of the cell's fine values",
+            None: "the model records no degradation (grid.json has no 'degradation')",
+        }.get(degradation, "it is not an area mean")
+        raise ConfigError(
+            f"conserve={conserve!r} needs a model trained with degradation 'area_mean' (the "
+            f"fine field's area mean over each coarse cell is then made the input's value); "
+            f"model {name!r} was trained with degradation {degradation!r}: {why}. Leave "
+            "conserve unset for this model"
+        )
+    return modes
+
+
+def _conserve_attrs(modes: Sequence[str | None] | None, variables: Sequence[str]) -> dict[str, str]:
+    """``{"flexdownscale_conserve": ...}`` of a constrained call (none without constraint):
+    the mode, or ``"name: mode, ..."`` when the variables' modes differ."""
+    if modes is None:
+        return {}
+    if len(set(modes)) == 1:
+        return {"flexdownscale_conserve": str(modes[0])}
+    words = [f"{v}: {m}" for v, m in zip(variables, modes, strict=True) if m is not None]
+    return {"flexdownscale_conserve": ", ".join(words)}
+
+
+def _conserve_coarse_cells(
+    fine: np.ndarray,
+    coarse: np.ndarray,
+    factor: int,
+    modes: Sequence[str | None],
+    row_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """``fine`` (..., C, H, W) corrected so that its area mean over each block of ``factor`` x
+    ``factor`` cells (:func:`~flexdownscale.data.degrade_array`, ``"area_mean"`` with
+    ``row_weights``) is ``coarse`` (C, H / factor, W / factor), channel by channel, each leading
+    index (ensemble member) on its own.
+
+    ``modes[c]`` is ``None`` (channel ``c`` unchanged), ``"additive"`` (each block's fine values
+    get ``coarse - D(fine)`` added: exact for the linear ``D``, the spread within the block
+    kept) or ``"multiplicative"`` (each block scaled by ``coarse / D(fine)``: a block whose
+    coarse value is 0 becomes 0, so dry cells stay dry and non-negative fields non-negative;
+    a block whose ratio is not positive, ``D(fine) <= 0 < coarse`` or ``coarse < 0``, gets the
+    additive correction instead, which for a non-negative field, all of whose block values are
+    then 0, is the coarse value spread evenly). Computed in float64; returns a new array.
+    """
+    f = factor
+    out = np.array(fine, dtype=np.float64)
+    target = np.asarray(coarse, dtype=np.float64)
+
+    def blocks(a: np.ndarray) -> np.ndarray:  # each coarse value over its fine block
+        return np.repeat(np.repeat(a, f, axis=-2), f, axis=-1)
+
+    for c, mode in enumerate(modes):
+        if mode is None:
+            continue
+        x = out[..., c, :, :]
+        want = target[c]
+        have = degrade_array(x, f, method="area_mean", row_weights=row_weights)
+        if mode == "additive":
+            out[..., c, :, :] = x + blocks(want - have)
+            continue
+        scaled = (have > 0) & (want > 0)
+        dry = want == 0
+        ratio = np.where(scaled, want / np.where(scaled, have, 1.0), 1.0)
+        shift = np.where(scaled | dry, 0.0, want - have)
+        ratio = np.where(dry, 0.0, ratio)
+        out[..., c, :, :] = x * blocks(ratio) + blocks(shift)
+    return out
 
 
 def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -2423,6 +2535,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             periodic=(py, px),
         )
         phys_value = params.get("phys")
+        conserve = params.get("conserve")
         # Non-periodic dims: the field is reflect-padded to a multiple of the backbone's
         # grid_multiple (16 built in) and the padding cropped after sampling. Periodic dims: the sampler works on the exact periodic field
         # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
@@ -2481,6 +2594,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 )
             fine = sample[0, :, :, index_rows][..., index_cols].to("cpu", torch.float64).numpy()
             fine = _physical_values(self.normalizer, fine, self.variables)
+            if conserve is not None:  # the cells returned, on the assembled field
+                modes, weights, cells_y, cells_x = conserve
+                cells = coarse[i][:, cells_y][:, :, cells_x]
+                fine = _conserve_coarse_cells(fine, cells, f, modes, weights)
             out[:, i] = fine.astype(np.float32)
         return out
 
@@ -2509,6 +2626,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         progress: bool | None = None,
         condition: float | None = None,
         sampler_options: Mapping[str, float] | None = None,
+        conserve: Literal["additive", "multiplicative"]
+        | Mapping[str, Literal["additive", "multiplicative"] | None]
+        | None = None,
     ) -> xr.Dataset:
         """Downscale ``ds`` to the model's fine grid.
 
@@ -2585,6 +2705,24 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ``sampler_options={"delta": 0}`` for the ODE. Values are numbers: a string or a
             bool (``{"delta": "0.5"}``) is a ``ConfigError``, as for ``steps`` and
             ``condition``.
+        conserve : {"additive", "multiplicative"} or mapping, optional
+            Make each member's area mean over every coarse cell equal the input's value there,
+            ``degrade(out, factor) == ds`` (to float32 rounding), with the model's own
+            ``"area_mean"`` degradation (area-weighted rows on latitude-longitude grids).
+            Applied per member and time after the values are de-normalized and clipped at the
+            variable's lower bound, on the assembled field of the cells returned (tiles, a
+            ``bbox``, periodic axes and dask blocks give the same constraint).
+            ``"additive"`` adds ``coarse - D(fine)`` to each cell's fine values (keeps the
+            spread within a cell; a precipitation field can then go below 0);
+            ``"multiplicative"`` scales them by ``coarse / D(fine)``: a cell whose coarse value
+            is 0 comes out 0 (dry stays dry), non-negative fields stay non-negative, and a cell
+            whose ratio is not positive (coarse > 0 where all its fine values are 0, or coarse
+            < 0) gets the additive correction (for a non-negative field: the coarse value spread
+            evenly). A mapping ``{variable: mode or None}`` (the model's names) sets it per
+            variable; the variables left out are not constrained. Default None: no constraint.
+            Recorded as ``flexdownscale_conserve``. A ``ConfigError`` for a model whose
+            degradation is not ``"area_mean"`` (``"gaussian"``, ``"strided"``), for which the
+            constraint is not one of whole coarse cells.
 
         Returns
         -------
@@ -2648,6 +2786,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if progress is not None:
             _check_flag("progress", progress)
         _resolve_device(device)  # an unknown or absent device fails now, not at compute time
+        modes = _conserve_modes(conserve, self.variables, self.grid, self.name)
 
         if isinstance(bbox, str | bytes):
             raise ConfigError(
@@ -2766,6 +2905,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             else None
         )
         periodic = (spec.periodic_y and not cut[0], spec.periodic_x and not cut[1])
+        conserve_params = None
+        if modes is not None:  # the returned cells' coarse cells (whole) and fine row areas
+            areas = grid_row_weights(fine_region, ry_fine)
+            conserve_params = (modes, None if areas is None else areas[crop[0]], iy, ix)
 
         stacked = region.to_dataarray("variable").transpose(
             *([tdim] if tdim else []), "variable", y, x
@@ -2796,6 +2939,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 (float(region[x].values[0]), float(spec.dx)),
             ),
             "bbox_halo": bbox_halo,
+            "conserve": conserve_params,
             "progress": bool(progress) and not lazy,
             "phys": (
                 None
@@ -2888,6 +3032,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 "flexdownscale_tiles": len(plan),
                 "flexdownscale_blend": blend,
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),
+                **_conserve_attrs(modes, self.variables),
             },
         )
         out = self._record_condition(attrs, condition_value, out)
