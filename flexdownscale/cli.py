@@ -1071,9 +1071,11 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
     # a file holds no stacked (MultiIndex) dim: one file per value, as a forecast is told
     message = re.sub(
         r"select or stack the extra dims \['([^']*)'(, [^\]]*)?\] first",
-        lambda m: f"select one value of the extra dims ['{m[1]}'{m[2] or ''}] in the input file "
-        f"first and run each value as its own file (e.g. "
-        f"xr.open_dataset(IN).isel({m[1]}=0).to_netcdf(ONE))",
+        lambda m: (
+            f"select one value of the extra dims ['{m[1]}'{m[2] or ''}] in the input file "
+            f"first and run each value as its own file (e.g. "
+            f"xr.open_dataset(IN).isel({m[1]}=0).to_netcdf(ONE))"
+        ),
         message,
     )
     message = re.sub(
