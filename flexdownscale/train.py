@@ -1253,9 +1253,10 @@ class Trainer:
     @contextlib.contextmanager
     def _source_variables_must_exist(self) -> Iterator[None]:
         """``data.variables`` taken from ``init_from`` (the configuration sets none) but not in
-        the data: a :class:`MissingVariableError` saying where the names came from and that
-        this model cannot be fine-tuned on these data (not "fix data.variables": the user set
-        none, and other variables would not fit the model's channels)."""
+        the data: a :class:`~flexdownscale.errors.MissingVariableError` saying where the names
+        came from and that this model cannot be fine-tuned on these data (not "fix
+        data.variables": the user set none, and other variables would not fit the model's
+        channels)."""
         from .errors import MissingVariableError
 
         try:
