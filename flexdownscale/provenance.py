@@ -79,8 +79,16 @@ def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: 
 
     Examples
     --------
-    >>> fc = concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])
-    ... # doctest: +SKIP
+    Two outputs whose seeds differ keep both (forecasts from several starts are joined with
+    ``concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])``):
+
+    >>> import numpy as np, xarray as xr
+    >>> parts = [
+    ...     xr.Dataset({"v": ("x", np.zeros(2))}, coords={"start": s}, attrs={"flexdownscale_seed": s})
+    ...     for s in (1, 2)
+    ... ]
+    >>> concat_outputs(parts, "start").attrs["flexdownscale_seed"]
+    array([1., 2.])
     """
     parts = list(parts)
     if not parts:
