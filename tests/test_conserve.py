@@ -9,46 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from test_pipeline import FACTOR, era5_pair, make_downscaler
 
 from flexdownscale.cli import main
-from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
-from flexdownscale.data import Normalizer, degrade, grid_spec, normalize_grid
+from flexdownscale.data import degrade, grid_spec, normalize_grid
 from flexdownscale.errors import ConfigError
-from flexdownscale.models import build_model
-from flexdownscale.pipeline import Downscaler
 
 RADAR = Path("radar") / "bom_mtstapylton_prcp10min_2020-10-31.nc"
 MODES = ("additive", "multiplicative")
-
-
-def _tiny(fine: xr.Dataset, variables: list[str], units: dict[str, str], **fit: object):
-    """A tiny FLEX with randomly perturbed weights for ``fine``'s grid and ``variables``."""
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(preset="tiny", dropout=0.0, in_channels=len(variables)))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    grid = {
-        "grid": grid_spec(fine).to_dict(),
-        "degradation": "area_mean",
-        "sigma": None,
-        "upsample": "bilinear",
-        "factor": FACTOR,
-    }
-    return Downscaler(
-        model,
-        DiffusionConfig(),
-        normalizer=Normalizer.fit(fine[variables], **fit),  # type: ignore[arg-type]
-        grid=grid,
-        variables=variables,
-        units=units,
-        factor=FACTOR,
-        sampler=SamplerConfig(sampler="ddim", steps=2),
-        name="tiny-conserve",
-    )
 
 
 def _coarse_error(out: xr.Dataset, coarse: xr.Dataset, name: str) -> float:
@@ -75,8 +44,12 @@ def radar(shared_data):
     with xr.open_dataset(shared_data / RADAR) as ds:
         fine = ds[["precipitation"]].isel(time=[18], y=slice(224, 288), x=slice(224, 288))
         fine = normalize_grid(fine.load())
-    model = _tiny(
-        fine, ["precipitation"], {"precipitation": "kg m-2"}, transforms={"precipitation": "log1p"}
+    model = make_downscaler(
+        fine,
+        variables=["precipitation"],
+        units={"precipitation": "kg m-2"},
+        name="tiny-conserve",
+        transforms={"precipitation": "log1p"},
     )
     coarse = degrade(fine, FACTOR)
     values = coarse["precipitation"].values.copy()
@@ -222,7 +195,9 @@ def test_mapping_per_variable(pair):
     fine, coarse = pair
     fine = fine.assign(tp=np.maximum(fine["t2m"] - 279.0, 0.0).assign_attrs(units="kg m-2"))
     coarse = coarse.assign(tp=degrade(fine["tp"], FACTOR))
-    model = _tiny(fine, ["t2m", "tp"], {"t2m": "K", "tp": "kg m-2"})
+    model = make_downscaler(
+        fine, variables=["t2m", "tp"], units={"t2m": "K", "tp": "kg m-2"}, name="tiny-conserve"
+    )
     free = model(coarse, members=2, seed=1)
     out = model(coarse, members=2, seed=1, conserve={"tp": "multiplicative"})
     np.testing.assert_array_equal(out["t2m"].values, free["t2m"].values)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from train_runs import ERA5, refused_on_one_line, tiny_run_config
+from train_runs import era5_corner, fine_tuning_config, refused_on_one_line
 
 from flexdownscale import errors
 from flexdownscale.config import to_dict
@@ -27,35 +27,10 @@ SOURCE = "era5-t2m-x4"
 
 @pytest.fixture(scope="module")
 def corner(tmp_path_factory, shared_data) -> Path:
-    """The south-east 32 x 32 corner of the ERA5 file over 18-24 March, as its own file."""
-    ds = xr.open_dataset(shared_data / ERA5)
-    cut = ds.isel(latitude=slice(1, 33), longitude=slice(17, 49)).sel(
-        time=slice("2019-03-18", None)
-    )
-    path = tmp_path_factory.mktemp("corner") / "t2m_corner.nc"
-    cut.load().to_netcdf(path)
-    ds.close()
-    return path
+    return era5_corner(tmp_path_factory.mktemp("corner"), shared_data)
 
 
-def _config(tmp_path: Path, shared_data: Path, corner: Path, **top):
-    """A fine-tuning run of ``era5-t2m-x4`` on the corner file, no validation."""
-    values = {
-        "init_from": SOURCE,
-        "eval_every": 0,
-        "data": {
-            "paths": [str(corner)],
-            "variables": [],  # taken from the folder
-            "train": ["2019-03-18", "2019-03-23T23"],
-            "validation": [],
-        },
-    }
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
-    return tiny_run_config(tmp_path, shared_data, **values)
+_config = fine_tuning_config
 
 
 def test_zero_steps_export_the_source_weights_bit_for_bit(tmp_path, shared_data, corner):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from train_runs import ERA5, refused_on_one_line, tiny_run_config
+from train_runs import ERA5, era5_corner, fine_tuning_config, refused_on_one_line
 
 from flexdownscale import errors
 from flexdownscale.hub import load_model_folder, save_model_folder
@@ -27,36 +27,12 @@ SOURCE = "era5-t2m-x4"
 
 @pytest.fixture(scope="module")
 def corner(tmp_path_factory, shared_data) -> Path:
-    """The south-east 32 x 32 corner of the ERA5 file over 18-24 March, as its own file."""
-    ds = xr.open_dataset(shared_data / ERA5)
-    cut = ds.isel(latitude=slice(1, 33), longitude=slice(17, 49)).sel(
-        time=slice("2019-03-18", None)
-    )
-    path = tmp_path_factory.mktemp("corner") / "t2m_corner.nc"
-    cut.load().to_netcdf(path)
-    ds.close()
-    return path
+    return era5_corner(tmp_path_factory.mktemp("corner"), shared_data)
 
 
 def _config(tmp_path: Path, shared_data: Path, corner: Path, **top):
-    """A fine-tuning run of ``era5-t2m-x4`` on the corner file, no validation."""
-    values = {
-        "init_from": SOURCE,
-        "eval_every": 0,
-        "total_limit": 3,
-        "data": {
-            "paths": [str(corner)],
-            "variables": [],  # taken from the folder
-            "train": ["2019-03-18", "2019-03-23T23"],
-            "validation": [],
-        },
-    }
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
-    return tiny_run_config(tmp_path, shared_data, **values)
+    """:func:`train_runs.fine_tuning_config`, keeping the last 3 states."""
+    return fine_tuning_config(tmp_path, shared_data, corner, **{"total_limit": 3, **top})
 
 
 def _edited_copy(target: Path, *, scale: float = 1.0, shift: float = 0.0, **changes) -> Path:

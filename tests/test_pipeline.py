@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import json
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dask
 import numpy as np
@@ -47,13 +49,25 @@ ERA5 = "era5/era5_t2m_uk_2019-03-01_24.nc"
 FACTOR = 4
 
 
-def make_downscaler(fine: xr.Dataset, *, seed: int = 0) -> Downscaler:
-    """A tiny FLEX with randomly perturbed weights (so every layer matters) for ``fine``'s grid."""
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig(preset="tiny", dropout=0.0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+def make_downscaler(
+    fine: xr.Dataset,
+    *,
+    seed: int = 0,
+    variables: Sequence[str] = ("t2m",),
+    units: Mapping[str, str] | None = None,
+    model: torch.nn.Module | None = None,
+    name: str = "tiny-test",
+    **fit: Any,
+) -> Downscaler:
+    """A Downscaler x4 for ``fine``'s grid and ``variables`` (``units``: K for t2m), its
+    normalization fitted on ``fine`` (``fit``: :meth:`Normalizer.fit`'s keywords): on ``model``,
+    or a tiny FLEX with randomly perturbed weights (so every layer matters)."""
+    if model is None:
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(preset="tiny", dropout=0.0, in_channels=len(variables)))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
     grid = {
         "grid": grid_spec(fine).to_dict(),
         "degradation": "area_mean",
@@ -64,13 +78,13 @@ def make_downscaler(fine: xr.Dataset, *, seed: int = 0) -> Downscaler:
     return Downscaler(
         model,
         DiffusionConfig(),
-        normalizer=Normalizer.fit(fine[["t2m"]]),
+        normalizer=Normalizer.fit(fine[list(variables)], **fit),
         grid=grid,
-        variables=["t2m"],
-        units={"t2m": "K"},
+        variables=list(variables),
+        units=dict(units or {"t2m": "K"}),
         factor=FACTOR,
         sampler=SamplerConfig(sampler="ddim", steps=2),
-        name="tiny-test",
+        name=name,
     )
 
 

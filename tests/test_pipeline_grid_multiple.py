@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from test_pipeline import make_downscaler
 
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
-from flexdownscale.data import Normalizer, grid_spec
+from flexdownscale.data import Normalizer
 from flexdownscale.errors import ConfigError
 from flexdownscale.models import Backbone
 from flexdownscale.pipeline import Downscaler, Forecaster, _lattice, _periodic_halo, _tiling
@@ -64,24 +65,7 @@ def fields(ny: int = 40, nx: int = 56) -> tuple[xr.Dataset, xr.Dataset]:
 
 
 def downscaler(multiple: int, fine: xr.Dataset) -> Downscaler:
-    grid = {
-        "grid": grid_spec(fine).to_dict(),
-        "degradation": "area_mean",
-        "sigma": None,
-        "upsample": "bilinear",
-        "factor": FACTOR,
-    }
-    return Downscaler(
-        pointwise(multiple),
-        DiffusionConfig(),
-        normalizer=Normalizer.fit(fine[["t2m"]]),
-        grid=grid,
-        variables=["t2m"],
-        units={"t2m": "K"},
-        factor=FACTOR,
-        sampler=SamplerConfig(sampler="ddim", steps=2),
-        name=f"pointwise-{multiple}",
-    )
+    return make_downscaler(fine, model=pointwise(multiple), name=f"pointwise-{multiple}")
 
 
 def test_lattice_and_halos_follow_the_multiple():

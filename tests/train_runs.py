@@ -90,3 +90,38 @@ def refused_on_one_line(path: Path, overrides: list[str], capsys: Any, run_dir: 
     assert len(err.strip().splitlines()) == 1
     assert not run_dir.exists()
     return err
+
+
+def era5_corner(folder: Path, shared_data: Path) -> Path:
+    """The south-east 32 x 32 corner of the ERA5 file over 18-24 March (days the shipped
+    ``era5-t2m-x4`` did not train on), written as ``folder/t2m_corner.nc``."""
+    import xarray as xr
+
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        cut = ds.isel(latitude=slice(1, 33), longitude=slice(17, 49)).sel(
+            time=slice("2019-03-18", None)
+        )
+        path = folder / "t2m_corner.nc"
+        cut.load().to_netcdf(path)
+    return path
+
+
+def fine_tuning_config(tmp_path: Path, shared_data: Path, corner: Path, **top: Any) -> TrainConfig:
+    """A fine-tuning run of ``era5-t2m-x4`` on the ``corner`` file (:func:`era5_corner`), no
+    validation; ``top`` replaces entries (tables are merged)."""
+    values: dict[str, Any] = {
+        "init_from": "era5-t2m-x4",
+        "eval_every": 0,
+        "data": {
+            "paths": [str(corner)],
+            "variables": [],  # taken from the folder
+            "train": ["2019-03-18", "2019-03-23T23"],
+            "validation": [],
+        },
+    }
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return tiny_run_config(tmp_path, shared_data, **values)
