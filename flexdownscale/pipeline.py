@@ -795,7 +795,7 @@ def _conserve_coarse_cells(
     target = np.asarray(coarse, dtype=np.float64)
 
     def blocks(a: np.ndarray) -> np.ndarray:  # each coarse value over its fine block
-        return np.repeat(np.repeat(a, f, axis=-2), f, axis=-1)
+        return upsample_array(a, f, method="nearest")
 
     for c, mode in enumerate(modes):
         if mode is None:
