@@ -957,6 +957,28 @@ def resolve_sampler(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, sampler=sampler)
 
 
+def _device_name(device: torch.device) -> str:
+    """The compute device a launch ran on, in words: a GPU's name (``"NVIDIA H100 80GB HBM3"``),
+    or for a CPU its model name as the system reports it (``/proc/cpuinfo`` on Linux) with the
+    core count torch uses (``"AMD EPYC 7B13, 2 threads"``); ``platform.machine()`` (the
+    instruction set, ``"x86_64"``) only where no name can be read."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    name = ""
+    with contextlib.suppress(OSError):
+        for line in (
+            Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+        ):
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                name = value.strip()
+                break
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
 def _precision(config: TrainConfig) -> str:
     if config.precision == "auto":
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -2655,9 +2677,8 @@ class Trainer:
             "samples_per_s": round(samples / max(seconds, 1e-9), 3),
             "train_samples_per_s": round(samples / max(seconds - overhead, 1e-9), 3),
             "precision": _precision(self.config),
-            "device": torch.cuda.get_device_name(acc.device)
-            if cuda
-            else platform.processor() or platform.machine(),
+            "device_type": acc.device.type,
+            "device": _device_name(acc.device),
             "peak_memory_gib": (
                 round(torch.cuda.max_memory_allocated(acc.device) / 2**30, 3) if cuda else None
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -146,6 +147,10 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
     assert launch["stopped"] == "done"
     assert launch["train_samples_per_s"] >= launch["samples_per_s"] > 0
     assert launch["peak_memory_gib"] is None or launch["peak_memory_gib"] > 0
+    # the compute device by name, not the instruction set ("x86_64" said nothing of it)
+    assert launch["device_type"] == "cpu"
+    assert launch["device"].endswith(f", {torch.get_num_threads()} threads")
+    assert launch["device"] != platform.machine()
 
     # an existing run is never restarted silently
     again = _train(config, check=False)
