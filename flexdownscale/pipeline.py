@@ -1362,6 +1362,34 @@ class _PhysicalCondition:
             )
         return value, f"the input's {where}"
 
+    def _warn_condition_overrides_input(self, ds: xr.Dataset, name: str, value: Any) -> None:
+        """Warn (:class:`~flexdownscale.errors.FlexDownscaleWarning`) when ``condition=``
+        ``value`` differs from the value the input itself holds (read as without it): the call
+        runs at ``value`` as asked, but a mistyped or stale ``condition=`` (Re = 1000 passed for
+        a file at Re = 4000) would otherwise give fields of another flow without a word. An
+        input that holds no value, or whose sources disagree, is not compared."""
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return  # the caller's ConfigError says what is wrong with it
+        with warnings.catch_warnings():  # the input's own disagreements are not this call's
+            warnings.simplefilter("ignore")
+            try:
+                held, where = self._condition_from_input(ds, name)
+            except (ConfigError, MissingVariableError):
+                return
+        if _same_number(held, value):
+            return
+        warnings.warn(
+            f"condition = {_number_words(value)} given, but {where} = {_number_words(held)}; "
+            f"model {self.name!r} runs at {name} = {_number_words(value)} as asked (and the "
+            "output records it). If the input's value is the right one, drop condition= (the "
+            "input's value is then read); for a deliberate other value, leave the input's out "
+            f"of the call ({_condition_removal(where, name)})",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+
     def _condition_value(self, ds: xr.Dataset, value: Any) -> float | None:
         """The physical condition of this call (``None`` for an unconditioned model).
 
@@ -1396,6 +1424,8 @@ class _PhysicalCondition:
                 raise DataError(self._several_conditions(held, name, ds.attrs.get(name)))
         if value is None:
             value, source = self._condition_from_input(ds, name)
+        else:
+            self._warn_condition_overrides_input(ds, name, value)
         try:
             number = float(value)
         except (TypeError, ValueError) as err:
@@ -1416,6 +1446,17 @@ class _PhysicalCondition:
                     stacklevel=user_stacklevel(),
                 )
         return number
+
+
+def _condition_removal(where: str, name: str) -> str:
+    """The expression that leaves a condition's value out of an input, for a message:
+    ``where`` is ``_condition_from_input``'s words for the place it was read from."""
+    if "global attribute" in where:
+        return f"ds.attrs.pop({name!r})"
+    if "'s attribute" in where:
+        var = where.split("variable ", 1)[1].split("'s attribute", 1)[0]
+        return f"ds[{var}].attrs.pop({name!r})"
+    return f"ds = ds.drop_vars({name!r})"
 
 
 def _same_number(a: Any, b: Any) -> bool:

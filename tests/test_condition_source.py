@@ -275,3 +275,39 @@ def test_card_of_a_model_without_one_and_info_show_condition_and_transform(tmp_p
     # no transform, no line
     assert main(["info", "kolmogorov-x8"]) == 0
     assert "normalization transform" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("held_as", "fix"),
+    [
+        ("attribute", "ds.attrs.pop('reynolds_number')"),
+        ("coordinate", "ds = ds.drop_vars('reynolds_number')"),
+        ("variable attribute", "ds['vorticity'].attrs.pop('reynolds_number')"),
+    ],
+)
+def test_condition_argument_differing_from_the_input_warns(kolmogorov, joined, held_as, fix):
+    """condition=1000 on a field the input says is at Re = 4000 ran at 1000 without a word (a
+    stale or mistyped value gives fields of another flow); it still runs at the value asked,
+    and says what the input holds and how to keep a deliberate value quiet."""
+    field = joined.sel({RE: 4000.0}).drop_vars(RE).drop_attrs(deep=False)
+    if held_as == "attribute":
+        field = field.assign_attrs({RE: 4000.0})
+    elif held_as == "coordinate":
+        field = field.assign_coords({RE: 4000.0})
+    else:
+        field["vorticity"] = field["vorticity"].assign_attrs({RE: 4000.0})
+    with pytest.warns(FlexDownscaleWarning, match="condition = 1000.0 given, but") as caught:
+        out = kolmogorov(field, condition=1000.0, **KW)
+    (warning,) = [w for w in caught if "given, but" in str(w.message)]
+    assert warning.filename == __file__
+    text = str(warning.message)
+    assert "= 4000.0; model 'kolmogorov-x8' runs at reynolds_number = 1000.0 as asked" in text
+    assert fix in text
+    assert out.attrs[f"flexdownscale_condition_{RE}"] == 1000.0
+    # the same value, or an input that holds none, is quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlexDownscaleWarning)
+        kolmogorov(field, condition=4000, **KW)
+        bare = field.drop_vars(RE, errors="ignore").drop_attrs(deep=False)
+        bare["vorticity"] = bare["vorticity"].drop_attrs(deep=False).assign_attrs(units="1")
+        kolmogorov(bare, condition=1000.0, **KW)
