@@ -18,6 +18,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -1827,6 +1828,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [_table_cell(row.get(c)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    if not has_members:  # no ensemble: the prediction's own RMSE and MAE (same JSON keys)
+        lines[lines.index("| " + " | ".join(columns) + " |")] = _heading(columns)
     if by_lead:
         n_leads = len(by_lead) // len(names)
         said = (
@@ -1840,7 +1843,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             "",
             f"By lead ({said}):",
             "",
-            "| " + " | ".join(by_lead[0]) + " |",
+            "| " + " | ".join(by_lead[0]) + " |" if has_members else _heading(list(by_lead[0])),
             "|" + "---|" * len(by_lead[0]),
         ]
         lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
@@ -1858,16 +1861,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             + ", ".join(gaps)
             + ": spectra need gap-free fields (fill or crop the gaps to get them).",
         ]
+    spelled = _non_finite_words([*rows, *by_lead])
+    if spelled:
+        lines += ["", spelled]
     (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    # strict JSON: a score that is NaN or infinite (no valid point, no power) is null
-    strict = [{k: finite_or_null(value) for k, value in row.items()} for row in rows]
+    # strict JSON: a score that is NaN or infinite is null, and "non_finite" says which it was
+    strict = [_strict_row(row) for row in rows]
     if provenance:  # each row says what made the prediction (absent: the file does not say)
         strict = [{**row, "prediction": provenance} for row in strict]
     (out / "metrics.json").write_text(
         json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
     )
     if by_lead:
-        strict = [{k: finite_or_null(value) for k, value in row.items()} for row in by_lead]
+        strict = [_strict_row(row) for row in by_lead]
         (out / "metrics_by_lead.json").write_text(
             json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
         )
@@ -2014,6 +2020,54 @@ def _pooled_scores(
     return scores
 
 
+def _heading(columns: list[str]) -> str:
+    """A metrics table's heading row for a prediction without an ensemble: ``RMSE`` and ``MAE``
+    of the prediction itself, not of an "ens. mean" (``metrics.json`` keeps its keys)."""
+    return "| " + " | ".join(c.removesuffix(" (ens. mean)") for c in columns) + " |"
+
+
+def _non_finite(value: Any) -> str | None:
+    """``"inf"``, ``"-inf"`` or ``"nan"`` for a non-finite float score, else ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return None
+
+
+def _strict_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row for strict JSON: each NaN or infinite score ``null`` (as a score left out
+    is), and a ``"non_finite"`` entry, when there is one, saying which it was
+    (``{"LSD (dB)": "inf"}``), so a reader can tell a prediction with power where the truth has
+    none (``inf``) and an undefined score (``nan``, 0 / 0) from one not computed."""
+    strict = {k: finite_or_null(value) for k, value in row.items()}
+    spelled = {k: word for k, value in row.items() if (word := _non_finite(value)) is not None}
+    if spelled:
+        strict["non_finite"] = spelled
+    return strict
+
+
+def _non_finite_words(rows: list[dict[str, Any]]) -> str:
+    """The metrics report's note on the cells it spells ``inf``, ``nan`` and ``n/a`` (each
+    only when a table has one), or ``""``."""
+    cells = [value for row in rows for value in row.values()]
+    words = {_non_finite(value) for value in cells} | ({"n/a"} if None in cells else set())
+    said = {
+        "inf": "`inf`: infinite (an LSD or ratio against a truth with no power where the "
+        "prediction has some: maximally wrong, not missing)",
+        "-inf": "`-inf`: minus infinity (as `inf`, the other way round)",
+        "nan": "`nan`: undefined (0 / 0: a spread/skill of an ensemble whose members and "
+        "truth agree everywhere, or spectra with no power on either side)",
+        "n/a": "`n/a`: not computed (see the note above: fields with gaps get no LSD)",
+    }
+    notes = [text for word, text in said.items() if word in words]
+    if not notes:
+        return ""
+    return (
+        "Cells: "
+        + "; ".join(notes)
+        + ". metrics.json holds null for each, with a non_finite entry naming inf and nan."
+    )
+
+
 def _table_cell(value: Any) -> str:
     """A metrics-table cell: numbers to 4 significant digits, a left-out score as ``n/a``."""
     if value is None:
@@ -2033,6 +2087,7 @@ _PROVENANCE = (
     ("flexdownscale_members", "members"),
     ("flexdownscale_seed", "seed"),
     ("flexdownscale_lead_steps", "lead_steps"),
+    ("flexdownscale_conserve", "conserve"),
 )
 
 
@@ -2112,6 +2167,8 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
     if "condition" in found:
         told = ", ".join(f"{k} = {_told(v)}" for k, v in found["condition"].items())
         parts.append(f"condition {told}")
+    if "conserve" in found:  # the coarse-cell constraint changes the scores (bias, above all)
+        parts.append(f"coarse-cell constraint {_told(found['conserve'])}")
     # the objective is recorded since 0.1.0's development (files written before lack it)
     missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]
     gap = f"; {', '.join(missing)} not recorded" if missing else ""
