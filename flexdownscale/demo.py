@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._links import REPOSITORY as _REPOSITORY
 from ._output import files_in_the_way
 from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
@@ -370,7 +371,7 @@ def _report(
     lines += [
         "",
         "A demo sample is a handful of fields: for the validated numbers see the model cards "
-        "(`flexdownscale info <model>`) and `benchmarks/results/skill.md`.",
+        f"(`flexdownscale info <model>`) and {_REPOSITORY}benchmarks/results/skill.md.",
         "",
     ]
     path = result.output / "report.md"

@@ -39,6 +39,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from ._keywords import keyword_hints
+from ._links import DOCS_INFERENCE
 from ._stack import user_stacklevel
 from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import degrade_array, grid_row_weights, upsample_array
@@ -1545,7 +1546,7 @@ class _BackboneOnDevice:
                 f"same samples as sampler='euler', steps={int(steps)}): no Langevin noise, so "
                 "the ensemble is no better calibrated than the model's default sampler's. Give "
                 "the strength, e.g. sampler_options={'delta': 0.5} (0.5 to 1 calibrated the "
-                "shipped models; docs/inference.md), or store one when training (the run "
+                f"shipped models; {DOCS_INFERENCE}), or store one when training (the run "
                 "file's [sampler] delta)",
                 SkillWarning,
                 stacklevel=user_stacklevel(),

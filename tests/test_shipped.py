@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 
 from flexdownscale import Downscaler
+from flexdownscale._links import REPOSITORY
 from flexdownscale.cli import main
 from flexdownscale.data import degrade, grid_spec
 from flexdownscale.demo import CASES, load_case, run_demo
@@ -213,6 +214,8 @@ def test_demo_runs_offline_and_beats_interpolation(tmp_path):
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "| FLEX ensemble (4 members) |" in report
     assert "log-spectral distance" in report
+    # the validated numbers' file by its address: a wheel has no benchmarks/ folder
+    assert f"{REPOSITORY}benchmarks/results/skill.md" in report
 
 
 def test_demo_cli_and_bad_arguments(tmp_path, capsys):

@@ -92,6 +92,7 @@ import torch
 import xarray as xr
 
 from .._keywords import keyword_hints
+from .._links import DOCS_INFERENCE
 from .._stack import user_stacklevel
 from ..config import DataConfig, crop_size_problem
 from ..errors import (
@@ -1566,7 +1567,7 @@ class _FieldDataset(torch.utils.data.Dataset):
             + "): a fixed mask (land or sea, a radar's coverage). Cut the grid to a region "
             f"without the mask{region}, or fill the masked cells first (e.g. {fill}): the "
             "model learns the filled values as data, so mask its output again (see Masked "
-            "fields in docs/inference.md)"
+            f"fields in {DOCS_INFERENCE})"
         )
 
     def _unmasked_rectangle(
