@@ -212,6 +212,10 @@ def _open(path: str) -> Any:
     if not Path(path).exists():
         raise DataError(f"input {path!r} does not exist")
     kind = "a zarr store" if _is_zarr(path) else "netCDF"
+    if _is_zarr(path):
+        from .data.io import require_zarr
+
+        require_zarr(path, "read")
     try:
         if _is_zarr(path):
             from .data.io import zarr_consolidated
@@ -314,6 +318,10 @@ def _check_output(source: str, target: str) -> None:
             f"the output {target!r} is an existing folder, but a netCDF output is a file: give "
             "a file path, or a name ending in .zarr to write a zarr store"
         )
+    if _is_zarr(target):  # before the computation, not when its result is written
+        from .data.io import require_zarr
+
+        require_zarr(target, "write")
     if _is_zarr(target) and dst.exists() and not dst.is_dir():
         raise DataError(
             f"the output {target!r} is an existing file, but a zarr store is a folder: give "

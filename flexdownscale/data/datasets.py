@@ -116,7 +116,7 @@ from .grid import (
     grid_spec,
     normalize_grid,
 )
-from .io import group_advice, store_groups, zarr_consolidated
+from .io import group_advice, require_zarr, store_groups, zarr_consolidated
 from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint, auto_transform
 
 __all__ = [
@@ -323,6 +323,8 @@ class _XarraySource(_Source):
         if self._given is not None:
             return self._given
         assert self._path is not None
+        if _is_store(self._path):
+            require_zarr(self._path, "read")
         try:
             if _is_store(self._path):
                 ds = xr.open_zarr(

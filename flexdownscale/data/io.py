@@ -110,6 +110,32 @@ def zarr_groups(path: str | Path) -> list[str]:
     return found
 
 
+def require_zarr(path: str | Path, action: Literal["read", "write"]) -> None:
+    """Raise ``BackendNotAvailableError`` when the zarr package, which xarray needs to read or
+    write the zarr store ``path``, is not installed (an optional extra of flexdownscale).
+
+    Without it xarray raises its own ``ImportError`` from deep inside ``open_zarr`` /
+    ``to_zarr``: for an output, after the whole computation. Call this before any.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store (a folder whose name ends in ``.zarr``).
+    action : {"read", "write"}
+        What is asked of it, for the message.
+    """
+    import importlib.util
+
+    from ..errors import BackendNotAvailableError
+
+    if importlib.util.find_spec("zarr") is None:
+        other = "a netCDF file (a name ending in .nc)" if action == "write" else "netCDF input"
+        raise BackendNotAvailableError(
+            f"cannot {action} the zarr store {str(path)!r}: the zarr package is not installed; "
+            f"install it with pip install 'flexdownscale[zarr]', or {action} {other} instead"
+        )
+
+
 def zarr_consolidated(path: str | Path) -> bool:
     """Whether the zarr store at ``path`` carries consolidated metadata.
 
