@@ -29,3 +29,8 @@ def __getattr__(name: str) -> Any:
 
         return importlib.import_module(".metrics", __name__)
     raise AttributeError(f"module 'flexdownscale' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazily loaded ones included (for ``dir()`` and tab completion)."""
+    return sorted({*__all__, "accessor"})

@@ -121,6 +121,10 @@ def test_import_stays_light_and_lazy_names_load():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     with pytest.raises(AttributeError, match="no attribute 'Downscale'"):
         flexdownscale.Downscale
+    # dir() (tab completion) lists the lazy names, not the module's typing imports
+    listed = dir(flexdownscale)
+    assert {"Downscaler", "Forecaster", "metrics", "__version__"} <= set(listed)
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(listed)
 
 
 def test_roles_become_links_or_code(package):

@@ -232,7 +232,7 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
                 f"the grid is curvilinear: latitude/longitude are 2-D coordinates {curvi} and no "
                 f"1-D x/y axes were found. flexdownscale needs a rectilinear grid; regrid first, "
                 f"e.g. flexdownscale.data.regrid.regrid(ds, target, backend='xesmf') "
-                f"(pip install flexdownscale[esmf] and conda install -c conda-forge esmpy)"
+                f"(pip install 'flexdownscale[esmf]' and conda install -c conda-forge esmpy)"
             )
     if x is None or y is None:
         missing = " and ".join(n for n, v in (("x", x), ("y", y)) if v is None)

@@ -5,7 +5,7 @@
 module's own exact weights (:func:`_overlap_weights`: cell overlaps measured in ``sin(latitude)``,
 so polar half-cells keep their area, where xarray-regrid 0.4 weighs a cell by the cosine of its
 centre latitude), also lazily. ``xesmf`` (optional:
-``pip install flexdownscale[esmf]`` plus ``conda install -c conda-forge esmpy``, since ESMPy is
+``pip install 'flexdownscale[esmf]'`` plus ``conda install -c conda-forge esmpy``, since ESMPy is
 only on conda-forge) adds curvilinear sources (2-D latitude / longitude); it is used
 automatically for them when it imports. This module is the only one in flexdownscale that imports
 either backend.
@@ -50,7 +50,7 @@ XrObj = xr.Dataset | xr.DataArray
 
 _XESMF_METHODS = {"linear": "bilinear", "nearest": "nearest_s2d", "conservative": "conservative"}
 _ESMF_HINT = (
-    "install it with `pip install flexdownscale[esmf]` and `conda install -c conda-forge esmpy` "
+    "install it with `pip install 'flexdownscale[esmf]'` and `conda install -c conda-forge esmpy` "
     "(ESMPy is only distributed on conda-forge)"
 )
 
