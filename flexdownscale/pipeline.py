@@ -777,7 +777,7 @@ def _conserve_coarse_cells(
     factor: int,
     modes: Sequence[str | None],
     row_weights: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """``fine`` (..., C, H, W) corrected so that its area mean over each block of ``factor`` x
     ``factor`` cells (:func:`~flexdownscale.data.degrade_array`, ``"area_mean"`` with
     ``row_weights``) is ``coarse`` (C, H / factor, W / factor), channel by channel, each leading
@@ -785,15 +785,27 @@ def _conserve_coarse_cells(
 
     ``modes[c]`` is ``None`` (channel ``c`` unchanged), ``"additive"`` (each block's fine values
     get ``coarse - D(fine)`` added: exact for the linear ``D``, the spread within the block
-    kept) or ``"multiplicative"`` (each block scaled by ``coarse / D(fine)``: a block whose
-    coarse value is 0 becomes 0, so dry cells stay dry and non-negative fields non-negative;
-    a block whose ratio is not positive, ``D(fine) <= 0 < coarse`` or ``coarse < 0``, gets the
-    additive correction instead, which for a non-negative field, all of whose block values are
-    then 0, is the coarse value spread evenly). Computed in float64; returns a new array.
+    kept) or ``"multiplicative"``, a scaling of non-negative values only: a block whose fine
+    values are all ``>= 0`` is scaled by ``coarse / D(fine)`` (a block whose coarse value is 0
+    becomes 0, so dry cells stay dry and non-negative fields non-negative; a fine value can
+    become up to ``factor**2`` times the coarse value, when the rest of its block is 0). A
+    block that has a negative fine value or a negative coarse value, whose scaling would
+    magnify or flip its values, and one whose fine values are all 0 under a coarse value
+    ``> 0``, get the additive correction instead (the latter: the coarse value spread evenly).
+    Computed in float64.
+
+    Returns
+    -------
+    out : numpy.ndarray
+        The corrected values, a new array.
+    signed : numpy.ndarray
+        Per channel (C,), the number of blocks (over the leading indices) of a multiplicative
+        channel that got the additive correction for a negative fine or coarse value.
     """
     f = factor
     out = np.array(fine, dtype=np.float64)
     target = np.asarray(coarse, dtype=np.float64)
+    signed_blocks = np.zeros(len(modes), dtype=np.int64)
 
     def blocks(a: np.ndarray) -> np.ndarray:  # each coarse value over its fine block
         return upsample_array(a, f, method="nearest")
@@ -807,13 +819,44 @@ def _conserve_coarse_cells(
         if mode == "additive":
             out[..., c, :, :] = x + blocks(want - have)
             continue
-        scaled = (have > 0) & (want > 0)
-        dry = want == 0
+        rows, cols = x.shape[-2] // f, x.shape[-1] // f
+        lowest = x.reshape(*x.shape[:-2], rows, f, cols, f).min(axis=(-3, -1))
+        signed = (lowest < 0) | (want < 0)  # no scaling: the additive correction
+        signed_blocks[c] = int(signed.sum())
+        scaled = ~signed & (have > 0) & (want > 0)
+        dry = ~signed & (want == 0)
         ratio = np.where(scaled, want / np.where(scaled, have, 1.0), 1.0)
         shift = np.where(scaled | dry, 0.0, want - have)
         ratio = np.where(dry, 0.0, ratio)
         out[..., c, :, :] = x * blocks(ratio) + blocks(shift)
-    return out
+    return out, signed_blocks
+
+
+def _warn_signed_blocks(
+    signed: np.ndarray, total: int, variables: Sequence[str], modes: Sequence[str | None]
+) -> None:
+    """Warn (:class:`~flexdownscale.errors.FlexDownscaleWarning`) when ``conserve=
+    "multiplicative"`` shifted rather than scaled some coarse cells of a variable, ``signed``
+    (per channel) of the ``total`` blocks of each channel (members x time steps x cells): their
+    sampled or coarse values were negative, and the variable takes both signs."""
+    counts = [(v, int(n)) for v, n in zip(variables, signed, strict=True) if n]
+    if not counts:
+        return
+    which = ", ".join(f"{n} of the {total} coarse cells of {v!r}" for v, n in counts)
+    both = [v for v, _ in counts]
+    fix = {v: ("additive" if v in both else m) for v, m in zip(variables, modes, strict=True)}
+    fix = {v: m for v, m in fix.items() if m is not None}
+    keyword = "conserve='additive'" if len(set(fix.values())) == 1 else f"conserve={fix!r}"
+    warnings.warn(
+        "conserve='multiplicative' scales a coarse cell's fine values by coarse / mean, which "
+        f"suits values >= 0 only: {which} (members and time steps together) had a negative "
+        "sampled or coarse value and were shifted instead, the additive correction, as scaling "
+        "would magnify them (a small positive mean of values of both signs gives ratios in "
+        "the hundreds); the coarse means hold. A variable that takes both signs is "
+        f"constrained with {keyword}",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -2615,6 +2658,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
             iterator = tqdm(iterator, desc="downscaling", unit="step", leave=False)
         dtype = next(self.backbone.parameters()).dtype
+        signed_blocks = np.zeros(len(self.variables), dtype=np.int64)
         for i in iterator:
             cond = torch.from_numpy(np.ascontiguousarray(base[i : i + 1])).to(device, dtype)
             phys = (
@@ -2639,8 +2683,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             if conserve is not None:  # the cells returned, on the assembled field
                 modes, weights, cells_y, cells_x = conserve
                 cells = coarse[i][:, cells_y][:, :, cells_x]
-                fine = _conserve_coarse_cells(fine, cells, f, modes, weights)
+                fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
+                signed_blocks += signed
             out[:, i] = fine.astype(np.float32)
+        if conserve is not None:  # one warning for the call (for lazy input: per dask block)
+            blocks = members * steps_total * int(np.prod(shape)) // f**2
+            _warn_signed_blocks(signed_blocks, blocks, self.variables, conserve[0])
         return out
 
     # -- the call ------------------------------------------------------------------------------
@@ -2756,11 +2804,15 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ``bbox``, periodic axes and dask blocks give the same constraint).
             ``"additive"`` adds ``coarse - D(fine)`` to each cell's fine values (keeps the
             spread within a cell; a precipitation field can then go below 0);
-            ``"multiplicative"`` scales them by ``coarse / D(fine)``: a cell whose coarse value
-            is 0 comes out 0 (dry stays dry), non-negative fields stay non-negative, and a cell
-            whose ratio is not positive (coarse > 0 where all its fine values are 0, or coarse
-            < 0) gets the additive correction (for a non-negative field: the coarse value spread
-            evenly). A mapping ``{variable: mode or None}`` (the model's names) sets it per
+            ``"multiplicative"`` scales them by ``coarse / D(fine)``, for fields of values
+            ``>= 0`` (precipitation): a cell whose coarse value is 0 comes out 0 (dry stays
+            dry), non-negative fields stay non-negative, and one fine value can become up to
+            ``factor**2`` times the coarse value (when the rest of its cell is 0). A cell with
+            a negative sampled or coarse value is not scaled (a small mean of values of both
+            signs would magnify them) but gets the additive correction, with a
+            ``FlexDownscaleWarning``: use ``"additive"`` for fields of both signs. So does a
+            cell whose fine values are all 0 under a coarse value > 0 (the coarse value is
+            spread evenly). A mapping ``{variable: mode or None}`` (the model's names) sets it per
             variable; the variables left out are not constrained. Default None: no constraint.
             Recorded as ``flexdownscale_conserve``. A ``ConfigError`` for a model whose
             degradation is not ``"area_mean"`` (``"gaussian"``, ``"strided"``), for which the
@@ -2789,6 +2841,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             fewer than :data:`DOMAIN_SHARE_MIN` of which lie in
             its training domain; a condition outside the range it was trained on (see
             docs/inference.md, "Checks before any compute").
+        ~flexdownscale.errors.FlexDownscaleWarning
+            ``conserve="multiplicative"`` on a variable with negative values: the cells that
+            have one are shifted (the additive correction), not scaled; once per call (per dask
+            block, at compute time, for lazy input), naming the variable and the count.
         """
 
         members, steps, tile, overlap, batch_size = _python_ints(

@@ -14,9 +14,10 @@ from test_pipeline import FACTOR, era5_pair, make_downscaler
 
 from flexdownscale.cli import main
 from flexdownscale.data import degrade, grid_spec, normalize_grid
-from flexdownscale.errors import ConfigError
+from flexdownscale.errors import ConfigError, FlexDownscaleWarning
 
 RADAR = Path("radar") / "bom_mtstapylton_prcp10min_2020-10-31.nc"
+KOLMOGOROV = Path("kolmogorov") / "kf_re1000.nc"
 MODES = ("additive", "multiplicative")
 
 
@@ -91,7 +92,7 @@ def test_both_modes_hold_the_constraint_eager_lazy_and_tiled(pair, downscaler):
                     FACTOR,
                     [mode],
                     weights,
-                )[:, 0]
+                )[0][:, 0]
                 for t in range(coarse.sizes["time"])
             ],
             axis=1,
@@ -177,16 +178,103 @@ def test_multiplicative_fallback_where_the_sample_is_dry():
     fine[0, 0, :2, 2:] = [[1.0, 2.0], [3.0, 2.0]]  # member 0, cell (0, 1): mean 2
     fine[1, 0, 2:, :2] = 5.0  # member 1, cell (1, 0): wet where the input is dry
     coarse = np.array([[[3.0, 4.0], [0.0, 0.0]]])
-    out = _conserve_coarse_cells(fine, coarse, 2, ["multiplicative"])
+    out, signed = _conserve_coarse_cells(fine, coarse, 2, ["multiplicative"])
+    assert signed.tolist() == [0]
     np.testing.assert_array_equal(out[0, 0, :2, :2], np.full((2, 2), 3.0))  # spread evenly
     np.testing.assert_array_equal(out[0, 0, :2, 2:], [[2.0, 4.0], [6.0, 4.0]])  # x 4 / 2
     np.testing.assert_array_equal(out[1, 0, 2:, :2], np.zeros((2, 2)))  # dry stays dry
     np.testing.assert_array_equal(out[1, 0, :2, :2], np.full((2, 2), 3.0))
-    signed = _conserve_coarse_cells(-fine, coarse, 2, ["multiplicative"])
-    # mean -2 < 0 < 4: shifted by 6, not scaled by -2
-    np.testing.assert_array_equal(signed[0, 0, :2, 2:], [[5.0, 4.0], [3.0, 4.0]])
+    negative, signed = _conserve_coarse_cells(-fine, coarse, 2, ["multiplicative"])
+    # mean -2 < 0 < 4: shifted by 6, not scaled by -2; member 1's wet cell under a dry input
+    # is negative here: shifted to 0 too
+    np.testing.assert_array_equal(negative[0, 0, :2, 2:], [[5.0, 4.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(negative[1, 0, 2:, :2], np.zeros((2, 2)))
+    assert signed.tolist() == [2]
     assert out is not fine  # a new array: the input keeps its values
     assert fine[1, 0, 2, 0] == 5.0
+
+
+def test_multiplicative_scales_only_values_of_one_sign():
+    """A block with values of both signs is shifted, not scaled (a small positive mean made
+    ratios in the hundreds); a coarse value < 0 likewise; the non-negative blocks are scaled as
+    before, up to factor**2 x the coarse value (one drizzle cell in a dry block); the number of
+    shifted blocks is returned per channel."""
+    from flexdownscale.pipeline import _conserve_coarse_cells
+
+    fine = np.zeros((1, 2, 4, 4))
+    fine[0, 0, :2, :2] = [[-1.0, 1.0], [1.0, -0.9]]  # mean 0.025 under a coarse value of 2
+    fine[0, 0, :2, 2:] = [[0.5, 1.5], [1.0, 1.0]]  # non-negative: scaled
+    fine[0, 0, 2:, :2] = [[-1.0, 3.0], [0.0, 2.0]]  # coarse 0 under values of both signs
+    fine[0, 0, 2:, 2:] = [[1.0, 2.0], [3.0, 2.0]]  # coarse value < 0
+    fine[0, 1] = 0.0
+    fine[0, 1, 0, 0] = 0.01  # drizzle in one cell of a 4 x 4 block whose coarse value is 2
+    coarse = np.zeros((2, 2, 2))
+    coarse[0] = [[2.0, 3.0], [0.0, -1.0]]
+    out, signed = _conserve_coarse_cells(fine, coarse[:1], 2, ["multiplicative"])
+    assert signed.tolist() == [3]
+    add, _ = _conserve_coarse_cells(fine[:, :1], coarse[:1], 2, ["additive"])
+    np.testing.assert_allclose(out[0, 0, :2, :2], add[0, 0, :2, :2])  # + 1.975, not x 80
+    np.testing.assert_allclose(out[0, 0, :2, 2:], [[1.5, 4.5], [3.0, 3.0]])  # x 3
+    np.testing.assert_allclose(out[0, 0, 2:, :2], [[-2.0, 2.0], [-1.0, 1.0]])  # - 1, not x 0
+    np.testing.assert_allclose(out[0, 0, 2:, 2:], [[-2.0, -1.0], [0.0, -1.0]])  # - 3
+    assert np.abs(out).max() < 5.0
+    rain, signed = _conserve_coarse_cells(fine[:, 1:], np.full((1, 1, 1), 2.0), 4, [None])
+    assert signed.tolist() == [0]
+    assert rain[0, 0, 0, 0] == 0.01  # None: unchanged
+    rain, signed = _conserve_coarse_cells(
+        fine[:, 1:], np.full((1, 1, 1), 2.0), 4, ["multiplicative"]
+    )
+    assert signed.tolist() == [0]
+    assert rain[0, 0, 0, 0] == pytest.approx(32.0)  # 4**2 x 2, the rest of the block 0
+    assert np.count_nonzero(rain) == 1
+
+
+def test_multiplicative_on_a_field_of_both_signs_warns_and_shifts(shared_data):
+    """Kolmogorov vorticity (both signs): each block that the sample or the input has a
+    negative value in gets the additive correction (the package before scaled them, up to
+    -205 / 278 where the field lies within +-7), the others the scaling; the coarse means hold;
+    one FlexDownscaleWarning names the variable, the count and conserve='additive'."""
+    with xr.open_dataset(shared_data / KOLMOGOROV) as ds:
+        fine = ds[["vorticity"]].isel(trajectory=3, time=[0], x=slice(0, 64), y=slice(0, 64))
+        fine = normalize_grid(fine.load()).transpose("time", "y", "x")  # stored (x, y)
+    fine["vorticity"].attrs["units"] = "s-1"
+    model = make_downscaler(
+        fine, variables=["vorticity"], units={"vorticity": "s-1"}, name="tiny-signed"
+    )
+    coarse = degrade(fine, FACTOR)
+    coarse["vorticity"].attrs = dict(fine["vorticity"].attrs)
+    kwargs = {"members": 2, "seed": 1, "steps": 2}
+    free = model(coarse, **kwargs)["vorticity"]
+    add = model(coarse, conserve="additive", **kwargs)["vorticity"]
+    with pytest.warns(FlexDownscaleWarning) as record:
+        out = model(coarse, conserve="multiplicative", **kwargs)
+    mul = out["vorticity"]
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert _coarse_error(out, coarse, "vorticity") < 1e-6
+    x = free.values.astype(np.float64)
+    m, t, h, w = x.shape
+    lowest = x.reshape(m, t, h // FACTOR, FACTOR, w // FACTOR, FACTOR).min(axis=(3, 5))
+    want = coarse["vorticity"].values
+    signed = (lowest < 0) | (want < 0)
+    assert 0 < signed.sum() < signed.size
+    assert f"{int(signed.sum())} of the {signed.size} coarse cells of 'vorticity'" in message
+    assert "constrained with conserve='additive'" in message
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(a, FACTOR, axis=-2), FACTOR, axis=-1)
+
+    shifted = blocks(signed)
+    got, added = mul.values, add.values
+    np.testing.assert_array_equal(got[shifted], added[shifted])
+    mean = degrade(free, FACTOR).values.astype(np.float64)
+    scaled = x * blocks(want / np.where(signed, 1.0, mean))
+    np.testing.assert_allclose(got[~shifted], scaled[~shifted], rtol=1e-5, atol=1e-6)
+    truth = float(np.abs(fine["vorticity"]).max())
+    assert float(np.abs(mul).max()) < 2 * truth
+    lazy = model(coarse.chunk(time=1), conserve="multiplicative", **kwargs)
+    with pytest.warns(FlexDownscaleWarning, match="of 'vorticity'"):
+        np.testing.assert_array_equal(lazy["vorticity"].values, mul.values)
 
 
 def test_mapping_per_variable(pair):
@@ -297,7 +385,11 @@ def test_periodic_axis_whole_and_bbox_across_its_seam(shared_data):
     runs = [("additive", (175.0, 44.0, 185.0, 52.0)), ("multiplicative", None)]
     runs += [(mode, (171.0, 44.0, 150.0, 52.0)) for mode in MODES]
     for mode, bbox in runs:
-        out = model(coarse, members=2, seed=4, bbox=bbox, conserve=mode)
+        if mode == "multiplicative":  # u takes both signs: those blocks are shifted, with a warning
+            with pytest.warns(FlexDownscaleWarning, match="coarse cells of 't2m'"):
+                out = model(coarse, members=2, seed=4, bbox=bbox, conserve=mode)
+        else:
+            out = model(coarse, members=2, seed=4, bbox=bbox, conserve=mode)
         if bbox is not None:
             assert out["longitude"].values[0] < 180.0 < out["longitude"].values[-1]
         assert worst(out) < 1e-5, (mode, bbox)
