@@ -557,7 +557,8 @@ def _downscale(args: argparse.Namespace) -> int:
         out = _run_downscaler(downscaler, ds, args, variables, rename, dims)
     _write_and_tell(out, args.output, args.quiet)
     if args.conserve and not args.quiet:
-        print(f"conserve: {args.conserve} (each member's coarse-cell means are the input's)")
+        said = out.attrs.get("flexdownscale_conserve", args.conserve)
+        print(f"conserve: {said} (each member's coarse-cell means are the input's)")
     return 0
 
 
@@ -816,6 +817,68 @@ def _number_pairs(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: values must be numbers, e.g. delta=0.5"
         ) from None
+
+
+#: The modes of ``--conserve`` (``Downscaler.__call__``'s ``conserve``).
+_CONSERVE_MODES = ("additive", "multiplicative")
+
+
+def _conserve_value(text: str) -> str | dict[str, str]:
+    """``"additive"`` -> ``"additive"`` (every variable); ``"tp=multiplicative,t2m=additive"``
+    -> ``{"tp": "multiplicative", "t2m": "additive"}`` (an argparse type: a usage error for
+    an unknown mode, or a mode for all mixed with modes per variable)."""
+    choices = "additive, multiplicative, or VARIABLE=MODE per variable, e.g. tp=multiplicative"
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if len(items) == 1 and "=" not in items[0]:
+        if items[0] not in _CONSERVE_MODES:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {choices})")
+        return items[0]
+    modes: dict[str, str] = {}
+    for item in items:
+        name, sep, mode = (part.strip() for part in item.partition("="))
+        if not sep:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} mixes {item!r}, one mode for every variable, with VARIABLE=MODE; "
+                "give one mode for all (--conserve additive) or a mode per variable "
+                "(--conserve t2m=additive,tp=multiplicative)"
+            )
+        if not name or mode not in _CONSERVE_MODES:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {item!r}: expected VARIABLE=MODE with MODE additive or "
+                "multiplicative, e.g. tp=multiplicative"
+            )
+        modes[name] = mode
+    if not modes:
+        raise argparse.ArgumentTypeError(f"expected a mode: choose from {choices}")
+    return modes
+
+
+class _ConserveAction(argparse.Action):
+    """``--conserve``, repeatable: one mode for every variable (a later one wins), or
+    ``VARIABLE=MODE`` pairs merged into one mapping; mixing the two is a usage error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = getattr(namespace, self.dest, None)
+        if given is None or (isinstance(given, str) and isinstance(values, str)):
+            setattr(namespace, self.dest, values)
+        elif isinstance(given, dict) and isinstance(values, dict):
+            setattr(namespace, self.dest, {**given, **values})
+        else:
+            bare, pairs = (given, values) if isinstance(given, str) else (values, given)
+            spelled = ",".join(f"{k}={v}" for k, v in pairs.items())
+            raise argparse.ArgumentError(
+                self,
+                f"{bare!r}, one mode for every variable, cannot be combined with modes per "
+                f"variable ({spelled}); give one mode for all (--conserve {bare}) or a mode "
+                "for each variable to constrain (--conserve t2m=additive --conserve "
+                "tp=multiplicative; the variables left out are not constrained)",
+            )
 
 
 def _positive_int(text: str) -> int:
@@ -2366,10 +2429,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.add_argument(
         "--conserve",
+        type=_conserve_value,
+        action=_ConserveAction,
         default=None,
-        choices=["additive", "multiplicative"],
-        help="make each member's area mean over every coarse cell equal the input's value "
-        "(multiplicative: zero cells stay zero, for precipitation; default: no constraint)",
+        metavar="[VARIABLE=]MODE[,...]",
+        help="make each member's area mean over every coarse cell equal the input's value; "
+        "MODE additive (fields of both signs) or multiplicative (values >= 0: zero cells stay "
+        "zero, for precipitation); one MODE for every variable, or VARIABLE=MODE (the model's "
+        "names), comma-separated or repeated, e.g. --conserve t2m=additive --conserve "
+        "tp=multiplicative, the others not constrained (default: no constraint)",
     )
     _add_input_options(down)
     _add_run_options(down, "tiles", "one tile")

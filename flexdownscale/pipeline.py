@@ -732,7 +732,8 @@ def _conserve_modes(
         unknown = [str(k) for k in conserve if k not in variables]
         if unknown:
             raise ConfigError(
-                f"conserve names {', '.join(map(repr, unknown))}, which model {name!r} does not "
+                f"conserve={dict(conserve)!r} names {', '.join(map(repr, unknown))}, which model "
+                f"{name!r} does not "
                 f"output; its variables are {', '.join(map(repr, variables))} (the model's "
                 "names, as in the output)"
             )
