@@ -53,8 +53,18 @@ def _backends() -> list[tuple[str, bool, str]]:
             "models by Hub id: pip install 'flexdownscale[hub]'",
         ),
         ("accelerate", "accelerate", "training: pip install 'flexdownscale[train]'"),
-        ("dask.distributed", "distributed", "inference on a cluster: pip install distributed"),
+        (
+            "dask.distributed",
+            "distributed",
+            "inference on a cluster: pip install 'flexdownscale[distributed]'",
+        ),
         ("wandb", "wandb", "the wandb logger: pip install 'flexdownscale[wandb]'"),
+        ("zarr", "zarr", "zarr stores in and out: pip install 'flexdownscale[zarr]'"),
+        (
+            "pyproj",
+            "pyproj",
+            "latitude / longitude of projected outputs: pip install 'flexdownscale[proj]'",
+        ),
     ]
     found = []
     for name, module, hint in table:
@@ -2401,6 +2411,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flexdownscale",
         description="Downscale climate and physics fields with FLEX diffusion models.",
     )
+    from ._version import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"flexdownscale {__version__}"
+    )  # the version alone; `flexdownscale info` gives torch, the backends and the device too
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="package, backbones, backends and device; or a model's card")
     info.add_argument("model", nargs="?", help="a model folder, shipped model name or Hub id")

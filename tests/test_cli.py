@@ -873,6 +873,17 @@ def test_downscale_sampler_option(files, tmp_path, capsys):
     assert "values must be numbers" in capsys.readouterr().err
 
 
+def test_version_flag(capsys):
+    """``flexdownscale --version`` was a usage error ("the following arguments are required:
+    COMMAND")."""
+    from flexdownscale import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"flexdownscale {__version__}\n"
+
+
 def test_info_package_and_models(capsys):
     """``flexdownscale info``: version, every backbone x preset with its parameter count, the
     backends and the device; ``info MODEL``: a model's variables, factor, sampler settings,
@@ -889,6 +900,9 @@ def test_info_package_and_models(capsys):
         assert f"  {backbone:<5} {preset:<7} {count / 1e6:8.2f} M" in out
     assert "  flex  small      49.26 M" in out
     assert "xarray-regrid     found" in out
+    # every optional extra's backend, with the extra to install (quoted, as zsh needs)
+    for extra in ("esmf", "hub", "train", "distributed", "wandb", "zarr", "proj"):
+        assert f"pip install 'flexdownscale[{extra}]'" in out
     assert "\ndevice: " in out
     assert main(["info", "kolmogorov-x8"]) == 0
     out = capsys.readouterr().out
