@@ -58,4 +58,3 @@ def test_the_scan_sees_a_repository_path():
 @pytest.mark.parametrize("address", [REPOSITORY, DOCS_INFERENCE])
 def test_addresses_are_the_projects(address):
     assert address.startswith("https://github.com/flexdownscale/flexdownscale/blob/main/")
-
