@@ -34,14 +34,22 @@ PY=${PYTHON:-python3}
 DEVICE_NAME='import torch
 print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
 
-fitting_steps() {  # fitting_steps CONFIG BATCH [key=value ...]: optimiser steps that fit MINUTES
-  # A 40-step probe (no validation, no states) measures training samples/s; 75 % of the time
-  # budget goes to steps, the rest to validation, states and the export.
-  local config=$1 batch=$2
-  shift 2
+fitting_steps() {  # fitting_steps PART CONFIG BATCH [key=value ...]: optimiser steps that fit
+  # MINUTES. A 40-step probe (no validation, no states) measures training samples/s; 75 % of the
+  # time budget goes to steps, the rest to validation, states and the export. The probe's output
+  # goes to $OUT/probe-PART.log; a failed probe says so on stderr and returns non-zero.
+  local part=$1 config=$2 batch=$3 status=0
+  shift 3
   rm -rf runs/gpu/probe
   $PY -m flexdownscale.train --config "$config" run_dir=runs/gpu/probe steps=40 \
-    "batch_size=$batch" eval_every=0 checkpoint_every=0 logger='"none"' "$@" >/dev/null 2>&1
+    "batch_size=$batch" eval_every=0 checkpoint_every=0 logger='"none"' "$@" \
+    >"$OUT/probe-$part.log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "$part: the 40-step throughput probe failed (exit $status); its output, last lines:" >&2
+    tail -n 20 "$OUT/probe-$part.log" >&2
+    echo "$part: skipped (whole log: \$OUT/probe-$part.log; set STEPS to skip the probe)" >&2
+    return 1
+  fi
   $PY - "$batch" "${MINUTES:-8}" <<'PYEOF'
 import json, sys
 batch, minutes = int(sys.argv[1]), float(sys.argv[2])
@@ -67,6 +75,7 @@ train() {  # train NAME CONFIG STEPS KEEP_MODEL [key=value ...]; archive logs, t
     echo "command: accelerate launch -m flexdownscale.train --config $config run_dir=$run" \
       "steps=$steps time_limit_minutes=${MINUTES:-8} $*"
     echo "wall_seconds: $((end - start))"
+    echo "wall_minutes: $(awk "BEGIN { printf \"%.1f\", ($end - $start) / 60 }")"
     echo "device: $($PY -c "$DEVICE_NAME")"
     echo "torch: $($PY -c 'import torch; print(torch.__version__)')"
   } >"$run/gpu_run.txt"
@@ -75,14 +84,26 @@ train() {  # train NAME CONFIG STEPS KEEP_MODEL [key=value ...]; archive logs, t
   tar -czf "$OUT/$name.tar.gz" -C runs/gpu "${skip[@]}" "$name"
 }
 
+failed=()
 for part in "$@"; do
   echo "=== $part ($(date -u +%H:%M:%S))"
   case $part in
     check)
+      # Every step records into check.txt and the call goes on (speed, train-small) whatever
+      # the tests say: their exit status is the line "gpu tests: exit N".
       (nvidia-smi -L || echo "no nvidia-smi") | tee "$OUT/check.txt"
-      $PY -m flexdownscale.cli info | tee -a "$OUT/check.txt"
+      $PY -c 'import sys, numpy, torch
+print("python", sys.version.split()[0], "at", sys.executable)
+print("numpy", numpy.__version__)
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available",
+      torch.cuda.is_available())' 2>&1 | tee -a "$OUT/check.txt" || true
+      { echo "--- pip list"; $PY -m pip list 2>&1 || true; } >>"$OUT/check.txt"
+      $PY -m flexdownscale.cli info 2>&1 | tee -a "$OUT/check.txt" || true
+      status=0
       $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_devices.py \
-        tests/data/test_data_degrade.py 2>&1 | tee -a "$OUT/check.txt"
+        tests/data/test_data_degrade.py 2>&1 | tee -a "$OUT/check.txt" || status=$?
+      echo "gpu tests: exit $status" | tee -a "$OUT/check.txt"
+      [ "$status" -eq 0 ] || failed+=("check")
       ;;
     speed)
       # shellcheck disable=SC2086  # SPEED_ARGS is a list of options (rehearsals shrink the case)
@@ -97,14 +118,20 @@ for part in "$@"; do
     ship-kolmogorov)
       config=benchmarks/configs/kolmogorov-x8.toml batch=${BATCH:-32}
       data='data.paths=["device_data/kf_re1000.nc", "device_data/kf_re4000.nc"]'
-      steps=${STEPS:-$(fitting_steps "$config" "$batch" "$data")}
+      if ! steps=${STEPS:-$(fitting_steps "$part" "$config" "$batch" "$data")}; then
+        failed+=("$part")
+        continue
+      fi
       train kolmogorov-x8 "$config" "$steps" yes "batch_size=$batch" \
         "eval_every=$(((steps + 3) / 4))" "checkpoint_every=$(((steps + 3) / 4))" "$data"
       ;;
     ship-era5)
       config=benchmarks/configs/era5-t2m-x4.toml batch=${BATCH:-64}
       data='data.paths=["device_data/era5_t2m_uk_2019-03-01_24.nc"]'
-      steps=${STEPS:-$(fitting_steps "$config" "$batch" "$data")}
+      if ! steps=${STEPS:-$(fitting_steps "$part" "$config" "$batch" "$data")}; then
+        failed+=("$part")
+        continue
+      fi
       train era5-t2m-x4 "$config" "$steps" yes "batch_size=$batch" \
         "eval_every=$(((steps + 3) / 4))" "checkpoint_every=$(((steps + 3) / 4))" "$data"
       ;;
@@ -114,3 +141,7 @@ for part in "$@"; do
       ;;
   esac
 done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "failed parts: ${failed[*]} (see above and the logs in \$OUT)" >&2
+  exit 1
+fi

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${FLEXDOWNSCALE_SHARED_DATA:-../shared/data}
+# .whl/ starts empty: after a constraints.txt bump the old version of a wheel would sit beside
+# the new one, and installing both on the device fails the whole call (ResolutionImpossible).
+rm -rf .whl
 mkdir -p device_data .whl
 cp "$DATA/era5/era5_t2m_uk_2019-03-01_24.nc" "$DATA/kolmogorov/kf_re1000.nc" \
   "$DATA/kolmogorov/kf_re4000.nc" device_data/
