@@ -7,6 +7,11 @@ numbers a user can reproduce with ``python benchmarks/skill.py --check-cards``).
 repository root::
 
     python benchmarks/ship_models.py era5-t2m-x4 --machine "2-core CPU" --wall-minutes 40
+
+The card's batch size, steps and precision are the run's own (``runs/<name>/config.toml``,
+``launches.jsonl``; ``--run`` names another run folder, such as ``runs/gpu/<name>``), and a run
+that ``benchmarks/gpu/run.sh`` trained fills ``--machine``, ``--wall-minutes`` and ``--history``
+from its ``launches.jsonl`` and ``gpu_run.txt``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ DATA_TEXT = {
         "2-D forced turbulence (Kolmogorov flow, Kochkov et al. 2021) simulated with jax-cfd at "
         "Re = 1000 and Re = 4000, vorticity on 256 x 256 points of [0, 2 pi)^2. Coarse input: the "
         "area mean over 8 x 8 cells (32 x 32). The network is conditioned on Re / 40000 "
-        "(`condition=` or the input's `reynolds_number` attribute)."
+        "(`condition=`, or read from the input as training read it: a scalar `reynolds_number` "
+        "coordinate or variable, as `ds.sel(reynolds_number=4000.0)` leaves it, before the "
+        "input's `reynolds_number` attribute; when they disagree a warning names both)."
     ),
 }
 
@@ -113,18 +120,58 @@ def calibration_text(name: str, delta: float) -> str:
     )
 
 
+#: The card's sentence on what the model is, by the device type the run recorded.
+SCOPE_TEXT = {
+    "cpu": "This is a small model trained on a small machine",
+    "cuda": "This is a small model trained briefly on one GPU",
+}
+
+
 def card_text(
-    name: str, config: TrainConfig, extra: dict, machine: str, minutes: float, history: str
+    name: str,
+    config: TrainConfig,
+    extra: dict,
+    machine: str,
+    minutes: float,
+    history: str,
+    *,
+    model_folder: Path | None = None,
+    device_type: str = "cpu",
+    precision: str = "no",
 ) -> str:
+    """The shipped model's card (its skill table left empty for ``skill.py --write-cards``).
+
+    Parameters
+    ----------
+    name
+        The shipped name (``benchmarks/configs/<name>.toml`` is the case's config).
+    config
+        The configuration the run trained with (its run folder's ``config.toml``): the card's
+        batch size, precision and optimiser come from it.
+    extra
+        The exported model's ``extra`` (``train_steps``, ``train_samples``).
+    machine, minutes, history
+        Where it trained, its wall time and how the run went, for the card.
+    model_folder
+        The exported model folder whose parameters are counted (default
+        ``runs/<name>/model``).
+    device_type
+        The device type the run's ``launches.jsonl`` recorded (``"cpu"``, ``"cuda"``): it picks
+        the sentence on what the model is.
+    precision
+        The mixed precision the run's ``launches.jsonl`` recorded (``"no"``: float32, which the
+        card leaves unsaid; ``"bf16"``, ``"fp16"``).
+    """
     data = config.data
+    folder = Path("runs") / name / "model" if model_folder is None else model_folder
+    precision = "" if precision in ("no", "fp32") else f", {precision} mixed precision"
+    scope = SCOPE_TEXT.get(device_type, f"This is a small model trained on a {device_type}")
     data_licence = (
         " (ERA5: Copernicus\nlicence, attribution above)"
         if "ERA5" in DATA_TEXT.get(name, "")
         else ""
     )
-    params = sum(
-        t.numel() for t in load_model_folder(Path("runs") / name / "model").state_dict.values()
-    )
+    params = sum(t.numel() for t in load_model_folder(folder).state_dict.values())
     return f"""# {name}
 
 FLEX ({config.model.preset} preset, {params / 1e6:.2f} M parameters), variance-preserving
@@ -155,14 +202,14 @@ fine = coarse.flex.downscale(factor={data.factor}, members=16)
 ## Training
 
 - {extra.get("train_steps")} optimiser steps, {extra.get("train_samples")} samples, batch
-  {config.batch_size}, {config.optim.optimizer} lr {config.optim.lr} (warm-up
+  {config.batch_size}{precision}, {config.optim.optimizer} lr {config.optim.lr} (warm-up
   {config.optim.warmup_steps} steps, cosine)
 - cost: about {minutes:.0f} minutes on {machine}
 - config: `benchmarks/configs/{name}.toml`; command:
   `python -m flexdownscale.train --config benchmarks/configs/{name}.toml`
 {f"- how this run went: {history}" if history else ""}
 
-This is a small model trained on a small machine: it is the package's offline default and a
+{scope}: it is the package's offline default and a
 demonstration, not a production model. Larger presets train with the same config
 (`model.preset=small`, on a GPU) and load from a folder or a Hugging Face Hub id.
 
@@ -207,12 +254,68 @@ def bf16_weights(folder) -> dict[str, torch.Tensor]:
     return export_state_dict(model, torch.bfloat16)
 
 
+def run_config(run: Path, name: str) -> TrainConfig:
+    """The configuration the run trained with: its folder's ``config.toml`` (batch size, steps,
+    precision as launched), else ``benchmarks/configs/<name>.toml`` for a run folder that holds
+    only ``model/``."""
+    own = run / "config.toml"
+    return from_toml(
+        TrainConfig, own if own.is_file() else Path("benchmarks/configs") / f"{name}.toml"
+    )
+
+
+def run_record(run: Path) -> dict[str, str | float]:
+    """What the run recorded about where and how long it trained.
+
+    Returns
+    -------
+    dict
+        ``device_type``, ``device`` and ``precision`` from the last line of ``launches.jsonl``
+        (absent: ``"cpu"``, no device, ``"no"``), and ``wall_minutes`` and ``command`` from the
+        ``gpu_run.txt`` that ``benchmarks/gpu/run.sh`` writes, where there is one.
+    """
+    record: dict[str, str | float] = {"device_type": "cpu", "precision": "no"}
+    launches = run / "launches.jsonl"
+    if launches.is_file():
+        lines = launches.read_text(encoding="utf-8").splitlines()
+        last = json.loads(lines[-1]) if lines else {}
+        for key in ("device_type", "device", "precision"):
+            if last.get(key):
+                record[key] = str(last[key])
+    gpu_run = run / "gpu_run.txt"
+    if gpu_run.is_file():
+        for line in gpu_run.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(": ")
+            if key == "wall_seconds":
+                record["wall_minutes"] = float(value) / 60
+            elif key == "command":
+                record["command"] = value
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="run name: runs/<name>/model is shipped as <name>")
-    parser.add_argument("--machine", help="where it was trained, for the card")
-    parser.add_argument("--wall-minutes", type=float, help="training wall time")
-    parser.add_argument("--history", default="", help="how the run went (resumes, overrides)")
+    parser.add_argument("name", help="shipped name: the model of --run is shipped as <name>")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="the run folder (default runs/<name>); its config.toml, launches.jsonl and "
+        "gpu_run.txt fill the card",
+    )
+    parser.add_argument(
+        "--machine",
+        help="where it was trained, for the card (default: the device the run recorded)",
+    )
+    parser.add_argument(
+        "--wall-minutes",
+        type=float,
+        help="training wall time (default: wall_seconds / 60 of the run's gpu_run.txt)",
+    )
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="how the run went (resumes, overrides; default: the command in gpu_run.txt)",
+    )
     parser.add_argument(
         "--refresh-prose",
         action="store_true",
@@ -222,11 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_prose:
         print(f"rewrote {refresh_card_prose(args.name)}")
         return 0
-    if args.machine is None or args.wall_minutes is None:
-        parser.error("--machine and --wall-minutes are required to ship a model")
-    source = Path("runs") / args.name / "model"
+    run = Path("runs") / args.name if args.run is None else args.run
+    recorded = run_record(run)
+    machine = args.machine if args.machine is not None else recorded.get("device")
+    minutes = args.wall_minutes if args.wall_minutes is not None else recorded.get("wall_minutes")
+    history = args.history if args.history is not None else str(recorded.get("command", ""))
+    if machine is None or minutes is None:
+        parser.error(
+            f"--machine and --wall-minutes are required to ship a model ({run} records no "
+            "device in launches.jsonl or no wall_seconds in gpu_run.txt)"
+        )
+    args.machine, args.wall_minutes, args.history = str(machine), float(minutes), history
+    source = run / "model"
     folder = load_model_folder(source)
-    config = from_toml(TrainConfig, Path("benchmarks/configs") / f"{args.name}.toml")
+    config = run_config(run, args.name)
     extra = dict(folder.extra)
     extra.update({"machine": args.machine, "train_wall_minutes": args.wall_minutes})
     if args.history:
@@ -248,7 +360,17 @@ def main(argv: list[str] | None = None) -> int:
         factor=folder.factor,
         normalization=folder.normalization,
         grid=folder.grid,
-        card=card_text(args.name, config, extra, args.machine, args.wall_minutes, args.history),
+        card=card_text(
+            args.name,
+            config,
+            extra,
+            args.machine,
+            args.wall_minutes,
+            args.history,
+            model_folder=source,
+            device_type=str(recorded["device_type"]),
+            precision=str(recorded["precision"]),
+        ),
         task=folder.task,
         condition=condition,
         extra=extra,
