@@ -11,9 +11,9 @@
 #   ship-era5        train the shipped era5-t2m-x4 (tiny preset)        -> $OUT/era5-t2m-x4.tar.gz
 #
 # Environment: OUT (results folder; the device tool sets it), STEPS (optimiser steps of a training
-# part), MINUTES (each training launch stops cleanly after this many minutes, default 8, so a part
-# ends inside the device tool's 10-minute limit with its model exported), PRESET (train-small's
-# preset), BATCH (ship-* batch size), SPEED_ARGS (speed.py's case).
+# part), MINUTES (each training launch stops cleanly after this many minutes, default 5, so a part
+# ends well inside the device tool's 10-minute limit with its model exported; README.md, 2),
+# PRESET (train-small's preset), BATCH (ship-* batch size), SPEED_ARGS (speed.py's case).
 # A CPU rehearsal of the plumbing (FLEXDOWNSCALE_TEST_DEVICE=cpu runs the gpu tests on the CPU):
 #   OUT=runs/gpu-rehearsal STEPS=3 PRESET=tiny BATCH=8 FLEXDOWNSCALE_TEST_DEVICE=cpu \
 #   SPEED_ARGS="--preset tiny --size 64 --batch 8 --repeats 1" bash benchmarks/gpu/run.sh check \
@@ -50,7 +50,7 @@ fitting_steps() {  # fitting_steps PART CONFIG BATCH [key=value ...]: optimiser 
     echo "$part: skipped (whole log: \$OUT/probe-$part.log; set STEPS to skip the probe)" >&2
     return 1
   fi
-  $PY - "$batch" "${MINUTES:-8}" <<'PYEOF'
+  $PY - "$batch" "${MINUTES:-5}" <<'PYEOF'
 import json, sys
 batch, minutes = int(sys.argv[1]), float(sys.argv[2])
 last = open("runs/gpu/probe/launches.jsonl").read().splitlines()[-1]
@@ -67,13 +67,13 @@ train() {  # train NAME CONFIG STEPS KEEP_MODEL [key=value ...]; archive logs, t
   start=$(date +%s)
   $PY -m accelerate.commands.launch --num_processes 1 \
     -m flexdownscale.train --config "$config" "run_dir=$run" "steps=$steps" \
-    "time_limit_minutes=${MINUTES:-8}" "$@" \
+    "time_limit_minutes=${MINUTES:-5}" "$@" \
     2>&1 | tee "$OUT/$name.log"
   end=$(date +%s)
   {
     echo "name: $name"
     echo "command: accelerate launch -m flexdownscale.train --config $config run_dir=$run" \
-      "steps=$steps time_limit_minutes=${MINUTES:-8} $*"
+      "steps=$steps time_limit_minutes=${MINUTES:-5} $*"
     echo "wall_seconds: $((end - start))"
     echo "wall_minutes: $(awk "BEGIN { printf \"%.1f\", ($end - $start) / 60 }")"
     echo "device: $($PY -c "$DEVICE_NAME")"
