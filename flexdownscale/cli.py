@@ -1928,6 +1928,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             "|" + "---|" * len(by_lead[0]),
         ]
         lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
+    spelled = _non_finite_words([*rows, *by_lead])  # what inf, nan and n/a in the tables mean
+    if spelled:
+        lines += ["", spelled]
     if unscored:
         lines += [
             "",
@@ -1942,9 +1945,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             + ", ".join(gaps)
             + ": spectra need gap-free fields (fill or crop the gaps to get them).",
         ]
-    spelled = _non_finite_words([*rows, *by_lead])
-    if spelled:
-        lines += ["", spelled]
     (out / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # strict JSON: a score that is NaN or infinite is null, and "non_finite" says which it was
     strict = [_strict_row(row) for row in rows]
@@ -2137,7 +2137,7 @@ def _non_finite_words(rows: list[dict[str, Any]]) -> str:
         "-inf": "`-inf`: minus infinity (as `inf`, the other way round)",
         "nan": "`nan`: undefined (0 / 0: a spread/skill of an ensemble whose members and "
         "truth agree everywhere, or spectra with no power on either side)",
-        "n/a": "`n/a`: not computed (see the note above: fields with gaps get no LSD)",
+        "n/a": "`n/a`: not computed (a field with gaps gets no LSD: see below)",
     }
     notes = [text for word, text in said.items() if word in words]
     if not notes:

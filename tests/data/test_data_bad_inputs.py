@@ -195,7 +195,7 @@ def test_bad_input(build, expected):
 def test_messages_say_how_to_fix():
     with pytest.raises(GridError, match=r"dims=\{'x': 'lon', 'y': 'lat'\}"):
         grid_spec(xr.DataArray(np.zeros((2, 2)), dims=("a", "b")))
-    with pytest.raises(BackendNotAvailableError, match=r"pip install flexdownscale\[esmf\]"):
+    with pytest.raises(BackendNotAvailableError, match=r"pip install 'flexdownscale\[esmf\]'"):
         no_xesmf_regrid()
     with pytest.raises(UnitsError, match="attrs\\['units'\\]"):
         grid_spec(projected_da(4, 4, units=None))
