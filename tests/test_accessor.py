@@ -263,9 +263,10 @@ def test_conditioned_forecast(setup, tmp_path):
     low = coarse.flex.forecast(model, 2, members=2, condition=1000.0)
     from_attr = coarse.assign_attrs(reynolds_number=1000.0).flex.forecast(model, 2, members=2)
     np.testing.assert_array_equal(low["t2m"].values, from_attr["t2m"].values)
-    high = coarse.assign_attrs(reynolds_number=1000.0).flex.forecast(
-        model, 2, members=2, condition=4000.0
-    )
+    with pytest.warns(FlexDownscaleWarning, match="condition = 4000.0 given"):
+        high = coarse.assign_attrs(reynolds_number=1000.0).flex.forecast(
+            model, 2, members=2, condition=4000.0
+        )
     assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-5
     assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
     assert high.attrs["reynolds_number"] == 4000.0  # the value used, not the input's

@@ -28,6 +28,7 @@ from flexdownscale.data.tiling import tile_layout
 from flexdownscale.errors import (
     ConfigError,
     DataError,
+    FlexDownscaleWarning,
     GridError,
     MissingVariableError,
     ModelFolderError,
@@ -728,13 +729,17 @@ def test_physical_condition(tmp_path, pair):
     assert np.abs(high["t2m"].values - low["t2m"].values).max() > 1e-4
     assert high.attrs["flexdownscale_condition_reynolds_number"] == 4000.0
     # the input's own value, overridden by condition=, is not passed on as the output's
-    overridden = ds(with_attr, members=2, condition=4000.0)
+    # (each override says what the input held: a FlexDownscaleWarning)
+    with pytest.warns(FlexDownscaleWarning, match="global attribute 'reynolds_number' = 1000.0"):
+        overridden = ds(with_attr, members=2, condition=4000.0)
     assert overridden.attrs["reynolds_number"] == 4000.0
     assert from_attr.attrs["reynolds_number"] == 1000.0
     # ... nor its scalar coordinate, nor its variables' attribute of that name
-    as_coord = ds(coarse.assign_coords(reynolds_number=1000.0), members=2, condition=4000.0)
+    with pytest.warns(FlexDownscaleWarning, match="condition = 4000.0 given"):
+        as_coord = ds(coarse.assign_coords(reynolds_number=1000.0), members=2, condition=4000.0)
     assert float(as_coord["reynolds_number"]) == 4000.0
-    assert ds(da, members=2, condition=4000.0)["t2m"].attrs["reynolds_number"] == 4000.0
+    with pytest.warns(FlexDownscaleWarning, match="condition = 4000.0 given"):
+        assert ds(da, members=2, condition=4000.0)["t2m"].attrs["reynolds_number"] == 4000.0
     kept = ds(coarse.assign_coords(reynolds_number=1000.0), members=2)
     assert float(kept["reynolds_number"]) == 1000.0
     # a wrong variable is reported before the missing condition
