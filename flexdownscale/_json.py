@@ -15,3 +15,12 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def non_finite_word(value: Any) -> str | None:
+    """``"inf"``, ``"-inf"`` or ``"nan"`` for a non-finite float (what :func:`finite_or_null`
+    writes as ``null``), else ``None``: for a file that says which non-finite value a ``null``
+    stood for."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return None

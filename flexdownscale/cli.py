@@ -18,7 +18,6 @@ import functools
 import importlib.util
 import itertools
 import json
-import math
 import os
 import re
 import sys
@@ -28,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._json import finite_or_null
+from ._json import finite_or_null, non_finite_word
 
 if TYPE_CHECKING:  # the errors module is imported where an error is raised (fast start-up)
     from types import FrameType
@@ -829,14 +828,12 @@ def _number_pairs(text: str) -> dict[str, float]:
         ) from None
 
 
-#: The modes of ``--conserve`` (``Downscaler.__call__``'s ``conserve``).
-_CONSERVE_MODES = ("additive", "multiplicative")
-
-
 def _conserve_value(text: str) -> str | dict[str, str]:
     """``"additive"`` -> ``"additive"`` (every variable); ``"tp=multiplicative,t2m=additive"``
     -> ``{"tp": "multiplicative", "t2m": "additive"}`` (an argparse type: a usage error for
     an unknown mode, or a mode for all mixed with modes per variable)."""
+    from .pipeline import _CONSERVE_MODES  # Downscaler.__call__'s modes (a downscale loads it)
+
     choices = "additive, multiplicative, or VARIABLE=MODE per variable, e.g. tp=multiplicative"
     items = [part.strip() for part in text.split(",") if part.strip()]
     if len(items) == 1 and "=" not in items[0]:
@@ -2107,20 +2104,13 @@ def _heading(columns: list[str]) -> str:
     return "| " + " | ".join(c.removesuffix(" (ens. mean)") for c in columns) + " |"
 
 
-def _non_finite(value: Any) -> str | None:
-    """``"inf"``, ``"-inf"`` or ``"nan"`` for a non-finite float score, else ``None``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return None
-
-
 def _strict_row(row: dict[str, Any]) -> dict[str, Any]:
     """A metrics row for strict JSON: each NaN or infinite score ``null`` (as a score left out
     is), and a ``"non_finite"`` entry, when there is one, saying which it was
     (``{"LSD (dB)": "inf"}``), so a reader can tell a prediction with power where the truth has
     none (``inf``) and an undefined score (``nan``, 0 / 0) from one not computed."""
     strict = {k: finite_or_null(value) for k, value in row.items()}
-    spelled = {k: word for k, value in row.items() if (word := _non_finite(value)) is not None}
+    spelled = {k: word for k, value in row.items() if (word := non_finite_word(value)) is not None}
     if spelled:
         strict["non_finite"] = spelled
     return strict
@@ -2130,7 +2120,7 @@ def _non_finite_words(rows: list[dict[str, Any]]) -> str:
     """The metrics report's note on the cells it spells ``inf``, ``nan`` and ``n/a`` (each
     only when a table has one), or ``""``."""
     cells = [value for row in rows for value in row.values()]
-    words = {_non_finite(value) for value in cells} | ({"n/a"} if None in cells else set())
+    words = {non_finite_word(value) for value in cells} | ({"n/a"} if None in cells else set())
     said = {
         "inf": "`inf`: infinite (an LSD or ratio against a truth with no power where the "
         "prediction has some: maximally wrong, not missing)",

@@ -1351,9 +1351,10 @@ class _PhysicalCondition:
             "pass that value as condition=<value>"
         )
 
-    def _condition_from_input(self, ds: xr.Dataset, name: str) -> tuple[Any, str]:
-        """The condition ``name`` read from the input ``ds`` (no ``condition=`` given) and the
-        words for where it was found.
+    def _condition_from_input(self, ds: xr.Dataset, name: str) -> tuple[Any, str, str]:
+        """The condition ``name`` read from the input ``ds`` (no ``condition=`` given), the
+        words for where it was found, and the Python object holding it when an attribute
+        (``"ds.attrs"``, ``"ds['t2m'].attrs"``; ``""`` for a variable or coordinate).
 
         The most specific source wins, as in training (``_XarraySource.condition``): the scalar
         variable or coordinate ``name`` (what ``ds.sel(name=value)`` leaves), else the global
@@ -1387,7 +1388,7 @@ class _PhysicalCondition:
                 "input has no attribute or scalar variable of that name; pass condition=<value> "
                 f"or set ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
             )
-        where, value, _ = found[0]
+        where, value, holder = found[0]
         stale = [f for f in found[1:] if not _same_number(f[1], value)]
         if stale:
             shown = _number_words(value)
@@ -1405,7 +1406,7 @@ class _PhysicalCondition:
                 FlexDownscaleWarning,
                 stacklevel=user_stacklevel(),
             )
-        return value, f"the input's {where}"
+        return value, f"the input's {where}", holder
 
     def _warn_condition_overrides_input(self, ds: xr.Dataset, name: str, value: Any) -> None:
         """Warn (:class:`~flexdownscale.errors.FlexDownscaleWarning`) when ``condition=``
@@ -1420,7 +1421,7 @@ class _PhysicalCondition:
         with warnings.catch_warnings():  # the input's own disagreements are not this call's
             warnings.simplefilter("ignore")
             try:
-                held, where = self._condition_from_input(ds, name)
+                held, where, holder = self._condition_from_input(ds, name)
             except (ConfigError, MissingVariableError):
                 return
         if _same_number(held, value):
@@ -1430,7 +1431,9 @@ class _PhysicalCondition:
             f"model {self.name!r} runs at {name} = {_number_words(value)} as asked (and the "
             "output records it). If the input's value is the right one, drop condition= (the "
             "input's value is then read); for a deliberate other value, leave the input's out "
-            f"of the call ({_condition_removal(where, name)})",
+            "of the call ("
+            + (f"{holder}.pop({name!r})" if holder else f"ds = ds.drop_vars({name!r})")
+            + ")",
             FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
@@ -1468,7 +1471,7 @@ class _PhysicalCondition:
             if value is None or along_own_dim:
                 raise DataError(self._several_conditions(held, name, ds.attrs.get(name)))
         if value is None:
-            value, source = self._condition_from_input(ds, name)
+            value, source, _ = self._condition_from_input(ds, name)
         else:
             self._warn_condition_overrides_input(ds, name, value)
         try:
@@ -1491,17 +1494,6 @@ class _PhysicalCondition:
                     stacklevel=user_stacklevel(),
                 )
         return number
-
-
-def _condition_removal(where: str, name: str) -> str:
-    """The expression that leaves a condition's value out of an input, for a message:
-    ``where`` is ``_condition_from_input``'s words for the place it was read from."""
-    if "global attribute" in where:
-        return f"ds.attrs.pop({name!r})"
-    if "'s attribute" in where:
-        var = where.split("variable ", 1)[1].split("'s attribute", 1)[0]
-        return f"ds[{var}].attrs.pop({name!r})"
-    return f"ds = ds.drop_vars({name!r})"
 
 
 def _same_number(a: Any, b: Any) -> bool:
