@@ -834,12 +834,17 @@ def _conserve_coarse_cells(
 
 
 def _warn_signed_blocks(
-    signed: np.ndarray, total: int, variables: Sequence[str], modes: Sequence[str | None]
+    signed: np.ndarray,
+    total: int,
+    variables: Sequence[str],
+    modes: Sequence[str | None],
+    within: str | None = None,
 ) -> None:
     """Warn (:class:`~flexdownscale.errors.FlexDownscaleWarning`) when ``conserve=
     "multiplicative"`` shifted rather than scaled some coarse cells of a variable, ``signed``
     (per channel) of the ``total`` blocks of each channel (members x time steps x cells): their
-    sampled or coarse values were negative, and the variable takes both signs."""
+    sampled or coarse values were negative, and the variable takes both signs. ``within`` says
+    which part of the call the counts are of (a lazy call's block), ``None``: all of it."""
     counts = [(v, int(n)) for v, n in zip(variables, signed, strict=True) if n]
     if not counts:
         return
@@ -850,7 +855,9 @@ def _warn_signed_blocks(
     keyword = "conserve='additive'" if len(set(fix.values())) == 1 else f"conserve={fix!r}"
     warnings.warn(
         "conserve='multiplicative' scales a coarse cell's fine values by coarse / mean, which "
-        f"suits values >= 0 only: {which} (members and time steps together) had a negative "
+        f"suits values >= 0 only: {which} (members and time steps together"
+        + (f", of {within}" if within else "")
+        + ") had a negative "
         "sampled or coarse value and were shifted instead, the additive correction, as scaling "
         "would magnify them (a small positive mean of values of both signs gives ratios in "
         "the hundreds); the coarse means hold. A variable that takes both signs is "
@@ -2545,8 +2552,14 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         *,
         start: int,
         params: Mapping[str, Any],
+        warn_once: list[bool] | None = None,
     ) -> np.ndarray:
-        """Downscale a (T, C, h, w) block of physical values; returns (M, T, C, H, W) float32."""
+        """Downscale a (T, C, h, w) block of physical values; returns (M, T, C, H, W) float32.
+
+        ``warn_once`` is the call's token for its conserve warning, shared by the blocks of a
+        lazy call: ``[True]`` until a block takes it (``list.pop`` is atomic under dask's
+        threads), so one block of the call warns, not each; ``None``: the block is the call.
+        """
         f = self.factor
         members, seed = params["members"], params["seed"]
         py, px = params["periodic"]
@@ -2679,9 +2692,20 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
                 signed_blocks += signed
             out[:, i] = fine.astype(np.float32)
-        if conserve is not None:  # one warning for the call (for lazy input: per dask block)
+        if conserve is not None and signed_blocks.any():  # one warning for the call
+            if warn_once is not None:  # a block of a lazy call: the first one to meet them
+                try:
+                    warn_once.pop()
+                except IndexError:
+                    return out
             blocks = members * steps_total * int(np.prod(shape)) // f**2
-            _warn_signed_blocks(signed_blocks, blocks, self.variables, conserve[0])
+            within = (
+                None
+                if warn_once is None
+                else f"time steps {start}..{start + steps_total - 1} (the first block of this "
+                "lazy call to have such cells; its other blocks are not counted)"
+            )
+            _warn_signed_blocks(signed_blocks, blocks, self.variables, conserve[0], within)
         return out
 
     # -- the call ------------------------------------------------------------------------------
@@ -2836,8 +2860,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             docs/inference.md, "Checks before any compute").
         ~flexdownscale.errors.FlexDownscaleWarning
             ``conserve="multiplicative"`` on a variable with negative values: the cells that
-            have one are shifted (the additive correction), not scaled; once per call (per dask
-            block, at compute time, for lazy input), naming the variable and the count.
+            have one are shifted (the additive correction), not scaled; once per call, naming the
+            variable and the count (for lazy input at compute time, from the first block with
+            such cells, counting that block's time steps).
         """
 
         members, steps, tile, overlap, batch_size = _python_ints(
@@ -3064,7 +3089,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
             data = stacked.data.rechunk({1: -1, 2: -1, 3: -1})
             result = dsa.map_blocks(
-                functools.partial(_run_block, self, params=params),
+                functools.partial(_run_block, self, params=params, warn_once=[True]),
                 data,
                 name="flexdownscale-" + tokenize(data.name, repr(params), self.name, id(self)),
                 dtype=np.float32,
@@ -3148,10 +3173,12 @@ def _run_block(
     block_info: Any = None,
     *,
     params: Mapping[str, Any],
+    warn_once: list[bool] | None = None,
 ) -> np.ndarray:
-    """One dask block: (T, C, h, w) coarse values -> (M, T, C, H, W) samples."""
+    """One dask block: (T, C, h, w) coarse values -> (M, T, C, H, W) samples (``warn_once``:
+    the call's conserve-warning token, see :meth:`Downscaler._sample_block`)."""
     start = int(block_info[0]["array-location"][0][0]) if block_info else 0
-    return downscaler._sample_block(np.asarray(a), start=start, params=params)
+    return downscaler._sample_block(np.asarray(a), start=start, params=params, warn_once=warn_once)
 
 
 class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):

@@ -4,6 +4,8 @@ the accessor and the command line; multiplicative keeps dry cells dry (real rada
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +447,39 @@ def test_periodic_axis_whole_and_bbox_across_its_seam(shared_data):
         assert worst(out) < 1e-5, (mode, bbox)
     free = model(coarse, members=2, seed=4, bbox=(171.0, 44.0, 150.0, 52.0))
     assert worst(free) > 1e-2
+
+
+def test_lazy_call_warns_once_not_per_block(shared_data):
+    """Lazy vorticity in three one-step dask blocks, each with shifted cells: one
+    FlexDownscaleWarning for the call (the package before gave one per block: a year in daily
+    chunks gave 365), counting the block it came from and saying so; a second compute of the
+    same output is silent; the values are the eager call's."""
+    with xr.open_dataset(shared_data / KOLMOGOROV) as ds:
+        fine = ds[["vorticity"]].isel(trajectory=3, time=[0, 1, 2], x=slice(0, 64), y=slice(0, 64))
+        fine = normalize_grid(fine.load()).transpose("time", "y", "x")
+    fine["vorticity"].attrs["units"] = "s-1"
+    model = make_downscaler(
+        fine, variables=["vorticity"], units={"vorticity": "s-1"}, name="tiny-signed"
+    )
+    coarse = degrade(fine, FACTOR)
+    coarse["vorticity"].attrs = dict(fine["vorticity"].attrs)
+    kwargs = {"members": 2, "seed": 1, "steps": 2, "conserve": "multiplicative"}
+    with pytest.warns(FlexDownscaleWarning) as eager_record:
+        eager = model(coarse, **kwargs)["vorticity"]
+    assert len(eager_record) == 1
+    assert "first block" not in str(eager_record[0].message)
+    lazy = model(coarse.chunk(time=1), **kwargs)["vorticity"]
+    assert lazy.chunks is not None
+    assert len(lazy.chunks[lazy.dims.index("time")]) == 3
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        values = lazy.compute(scheduler="synchronous").values
+    shifted = [w for w in record if issubclass(w.category, FlexDownscaleWarning)]
+    assert len(shifted) == 1
+    message = str(shifted[0].message)
+    assert re.search(r"of time steps (\d)\.\.\1 \(the first block of this lazy call", message)
+    np.testing.assert_array_equal(values, eager.values)
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        lazy.compute(scheduler="synchronous")
+    assert not [w for w in again if issubclass(w.category, FlexDownscaleWarning)]
