@@ -433,12 +433,12 @@ class Regridder:
                     "coordinates of the source (" + _ESMF_HINT + ")"
                 )
         else:
-            xesmf = _import_xesmf()
-            if method == "cubic":
+            if method == "cubic":  # before the import: installing xesmf would not help
                 raise ConfigError(
                     "xesmf has no 'cubic' method; expected 'linear', 'nearest' or 'conservative' "
                     "(or use backend='xarray-regrid' for cubic on rectilinear grids)"
                 )
+            xesmf = _import_xesmf()
             self.source_spec = None if curvilinear else grid_spec(source, dims=self.dims)
             if self.source_spec is not None and self.source_spec.kind != "latlon":
                 raise GridError(

@@ -124,6 +124,15 @@ def test_missing_xesmf_is_a_clear_backend_error(monkeypatch):
         regrid(curvilinear_ds(), target)
 
 
+def test_cubic_with_xesmf_says_so_before_the_missing_import(monkeypatch):
+    """xesmf has no cubic: without xesmf installed the error is that (a ConfigError naming
+    xarray-regrid), not "install xesmf", which would not help (the package before)."""
+    monkeypatch.setitem(sys.modules, "xesmf", None)
+    target = latlon_da(4, 4, lat0=40, lon0=-10)
+    with pytest.raises(ConfigError, match=r"xesmf has no 'cubic'.*backend='xarray-regrid'"):
+        regrid(latlon_da(), target, method="cubic", backend="xesmf")
+
+
 class FakeRegridder:
     calls: ClassVar[list[dict]] = []
 
