@@ -285,6 +285,23 @@ def _check_factor(factor: Any) -> None:
 _MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member"}
 
 
+def _member_attrs(coords: Mapping[Hashable, Any]) -> dict[str, str]:
+    """The ``member`` coordinate's attrs in an output with ``coords``: :data:`_MEMBER_ATTRS`,
+    or, when a kept coordinate of the input is CF's ``realization`` already (a CMIP run's
+    ``realization = 1``), no second ``standard_name`` (cf-xarray's ``out.cf["realization"]``
+    would find two and raise) and a ``long_name`` telling the two apart."""
+    taken = [
+        str(name)
+        for name, coord in coords.items()
+        if name != "member" and getattr(coord, "attrs", {}).get("standard_name") == "realization"
+    ]
+    if not taken:
+        return dict(_MEMBER_ATTRS)
+    return {
+        "long_name": f"ensemble member of the downscaling ({taken[0]!r} is the input's realization)"
+    }
+
+
 def _check_no_extra_dims(
     sel: xr.Dataset, variables: Sequence[str], spec: GridSpec, *, forecast: bool = False
 ) -> None:
@@ -3127,7 +3144,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         out = _keep_grid_mapping(out, ds)
         out = _keep_time_bounds(out, ds, tdim)
         if members is not None:
-            out = out.assign_coords(member=("member", np.arange(n_members), _MEMBER_ATTRS))
+            member_attrs = _member_attrs(out.coords)
+            out = out.assign_coords(member=("member", np.arange(n_members), member_attrs))
         attrs = _provenance_attrs(
             original_attrs,
             action=f"downscaled x{f}",
@@ -3704,7 +3722,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 encoding=dict(cf_encoding),
             )
         if members is not None:
-            coords["member"] = ("member", np.arange(n_members), _MEMBER_ATTRS)
+            coords["member"] = ("member", np.arange(n_members), _member_attrs(coords))
         data = {}
         for k, v in enumerate(self.variables):
             da = xr.DataArray(
