@@ -1,16 +1,16 @@
 """Speed of the ensemble CRPS against properscoring and scores, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py [--points 100000] [--members 8 50 200]
-    OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py --points 500 --members 4 --output /tmp/m
+    OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py --points 500 --members 4 --out /tmp/m
 
 Times ``flexdownscale.metrics.crps_ensemble`` (ecdf and fair), ``scores.probability.
 crps_for_ensemble`` (method "ecdf" and "fair") and ``properscoring.crps_ensemble`` (ecdf) on
 the same random ensembles (members first, as the downscaling pipeline returns them), each
 computing the CRPS at every point and then the mean over points. Checks that all agree, and
-writes the table to ``--output``: a folder (``metrics_speed.md`` is written into it; created if
+writes the table to ``--out`` (or ``--output``): a folder (``metrics_speed.md`` is written into it; created if
 needed) or a file path ending in ``.md``; default ``benchmarks/results/metrics_speed.md``, the
 reference report, which only a run with the default settings may rewrite (others are refused
-there: pass ``--output``).
+there: pass ``--out``).
 
 properscoring's fast path needs numba; without numba it falls back to an O(N M^2)-memory
 numpy version, which we run in blocks of points to stay within memory, and for large
@@ -50,7 +50,7 @@ REFERENCE = {
 
 
 def output_file(path: Path) -> Path:
-    """The report file of ``--output path``: ``path`` itself for an existing file or a path
+    """The report file of ``--out path``: ``path`` itself for an existing file or a path
     ending in ``.md``, else ``path/metrics_speed.md`` (a folder, created if needed)."""
     as_file = path.is_file() or (path.suffix == ".md" and not path.is_dir())
     target = path if as_file else path / RESULTS.name
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         help="run properscoring on at most this many points when M >= 50",
     )
     parser.add_argument(
+        "--out",
         "--output",
+        dest="output",
         type=Path,
         default=RESULTS,
         metavar="PATH",
@@ -127,13 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     try:  # before the timing runs, which take minutes at the default sizes
         output = output_file(args.output)
     except ValueError as err:
-        parser.error(f"--output {args.output}: {err}")
+        parser.error(f"--out {args.output}: {err}")
     differ = [k for k, v in REFERENCE.items() if getattr(args, k) != v]
     if output.resolve() == RESULTS.resolve() and differ:
         flags = ", ".join("--" + k.replace("_", "-") for k in differ)
         parser.error(
             f"settings other than the reference report's ({flags}) would overwrite it; pass "
-            "--output PATH (a folder or a .md file) to write this run elsewhere"
+            "--out PATH (a folder or a .md file) to write this run elsewhere"
         )
 
     rng = np.random.default_rng(0)
@@ -189,7 +191,10 @@ def main(argv: list[str] | None = None) -> None:
 
     numba = importlib.util.find_spec("numba") is not None
     given = sys.argv[1:] if argv is None else argv
-    command = "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/metrics_speed.py", *given])
+    threads = os.environ.get("OMP_NUM_THREADS")  # the command as run, not as suggested
+    command = ("" if threads is None else f"OMP_NUM_THREADS={threads} ") + " ".join(
+        ["python", "benchmarks/metrics_speed.py", *given]
+    )
     lines = [
         "# CRPS speed: flexdownscale vs scores vs properscoring",
         "",
