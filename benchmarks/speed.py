@@ -2,12 +2,13 @@
 
 Every number of one report is measured in one run on one machine, side by side:
 
-- training step (forward + backward + AdamW) in fp32 and with bf16 autocast: samples/s, and the
-  peak GPU memory (CUDA only);
+- training step (forward + backward + AdamW) in fp32 and with bf16 autocast, alternating round
+  by round: samples/s, their ratio, and the peak GPU memory (CUDA only);
 - sampling one field with 2-step DDIM, with the task features computed once and reused (the
   package's way) and recomputed at every network call;
 - FLOPs per sample from ``torch.utils.flop_counter`` (forward, and forward + backward) and the
-  achieved fraction of the machine's measured matmul peak (bf16 on a GPU, fp32 on a CPU);
+  achieved fraction of the machine's measured matmul peak of each training row's dtype (fp32,
+  bf16);
 - the cost of ``batch_invariant=True`` (the network on one tile at a time, for output that is
   bit-identical for any ``batch_size``): the shipped models on the demo's fields, default
   batching and batch-invariant alternating round by round;
@@ -88,23 +89,78 @@ class _NoTaskReuse(nn.Module):
         return self.backbone(x, t, cond, phys=phys)
 
 
-def training_step(
-    model: nn.Module, batch: int, size: int, device: torch.device, bf16: bool
-) -> Callable[[], None]:
+def training_steps(
+    model: nn.Module, batch: int, size: int, device: torch.device
+) -> dict[str, Callable[[], None]]:
+    """One training step (forward + backward + AdamW) in fp32 and with bf16 autocast, by label:
+    the same inputs and one optimizer, so both hold the same optimizer state in memory."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shape = (batch, 1, size, size)
     x_t, cond = torch.randn(shape, device=device), torch.randn(shape, device=device)
     t = torch.rand(batch, device=device)
     target = torch.randn(shape, device=device)
 
-    def step() -> None:
+    def step(bf16: bool) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = (model(x_t, t, cond) - target).abs().mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step
+    return {"fp32": lambda: step(False), "bf16 autocast": lambda: step(True)}
+
+
+#: the matmul dtype each training row is compared with
+_PEAK_DTYPE = {"fp32": torch.float32, "bf16 autocast": torch.bfloat16}
+
+
+def training_rows(
+    model: nn.Module, batch: int, size: int, device: torch.device, repeats: int, fwd_bwd: float
+) -> list[tuple[str, str]]:
+    """The training rows of the report: the matmul peak of each dtype; per dtype samples/s, the
+    fraction of that dtype's peak and (CUDA) the peak memory; the bf16 / fp32 rate.
+
+    The peak memory of each dtype is read over two steps of its own (the optimizer state
+    allocated in both); the timed steps then alternate round by round, so that warm-up,
+    frequency scaling and other load hit both alike (the median of ``repeats`` rounds)."""
+    rows: list[tuple[str, str]] = []
+    peaks = {label: matmul_peak(device, dtype) for label, dtype in _PEAK_DTYPE.items()}
+    for dtype in dict.fromkeys(_PEAK_DTYPE.values()):
+        label = next(k for k, d in _PEAK_DTYPE.items() if d == dtype)
+        rows.append(
+            (
+                f"measured {str(dtype).split('.')[1]} matmul peak",
+                f"{peaks[label] / 1e12:.2f} TFLOP/s",
+            )
+        )
+    steps = training_steps(model, batch, size, device)
+    memory: dict[str, float] = {}
+    for label, step in steps.items():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _time(step, device, warmup=2, repeats=1)
+        if device.type == "cuda":
+            memory[label] = torch.cuda.max_memory_allocated(device) / 2**30
+    seconds: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(repeats):
+        for label, step in steps.items():
+            seconds[label].append(_time(step, device, warmup=0, repeats=1))
+    rate = {label: batch / statistics.median(v) for label, v in seconds.items()}
+    for label in steps:
+        rows.append((f"training, {label}: samples/s", f"{rate[label]:.1f}"))
+        dtype = str(_PEAK_DTYPE[label]).split(".")[1]
+        rows.append(
+            (
+                f"training, {label}: fraction of the {dtype} matmul peak",
+                f"{rate[label] * fwd_bwd / peaks[label]:.1%}",
+            )
+        )
+        if label in memory:
+            rows.append((f"training, {label}: peak memory", f"{memory[label]:.2f} GiB"))
+    rows.append(
+        ("training rate, bf16 autocast / fp32", f"{rate['bf16 autocast'] / rate['fp32']:.2f}x")
+    )
+    return rows
 
 
 def flops(model: nn.Module, size: int, device: torch.device) -> tuple[float, float]:
@@ -212,23 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     fwd, fwd_bwd = flops(model, args.size, device)
     rows.append(("FLOPs per sample, forward", f"{fwd / 1e9:.2f} GFLOP"))
     rows.append(("FLOPs per sample, forward + backward", f"{fwd_bwd / 1e9:.2f} GFLOP"))
-    peak_dtype = torch.bfloat16 if cuda else torch.float32
-    peak = matmul_peak(device, peak_dtype)
-    rows.append(
-        (f"measured {str(peak_dtype).split('.')[1]} matmul peak", f"{peak / 1e12:.2f} TFLOP/s")
-    )
-
-    for label, bf16 in (("fp32", False), ("bf16 autocast", True)):
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        step = training_step(model, args.batch, args.size, device, bf16)
-        seconds = _time(step, device, warmup=2, repeats=args.repeats)
-        rate = args.batch / seconds
-        rows.append((f"training, {label}: samples/s", f"{rate:.1f}"))
-        rows.append((f"training, {label}: fraction of matmul peak", f"{rate * fwd_bwd / peak:.1%}"))
-        if cuda:
-            mem = torch.cuda.max_memory_allocated(device) / 2**30
-            rows.append((f"training, {label}: peak memory", f"{mem:.2f} GiB"))
+    rows += training_rows(model, args.batch, args.size, device, args.repeats, fwd_bwd)
 
     model.eval()
     objective = build_objective(DiffusionConfig())
@@ -288,18 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "All numbers come from this one run (medians of the repeats). Fractions of the peak use "
         "the forward + backward FLOPs of `torch.utils.flop_counter` and the matmul throughput "
-        "measured above on the same machine. The two sampling rows alternate round by round, as do "
-        "the batched and batch-invariant downscaling calls (each over the demo's field, all time "
-        "steps, one Reynolds number for Kolmogorov).",
+        "measured above on the same machine (each training row against its own dtype's peak). The "
+        "fp32 and bf16 training steps alternate round by round (one optimizer, the same inputs), "
+        "as do the two sampling rows and the batched and batch-invariant downscaling calls "
+        "(each over the demo's field, all time steps, one Reynolds number for Kolmogorov).",
         "",
     ]
     if device.type != "cuda":
         lines += [
             "No GPU on this machine, so the GPU configuration (FLEX-small, 128 x 128, batch 32: "
-            "samples/s and peak memory in fp32 and bf16, fraction of the bf16 matmul peak) is "
-            "not measured here. On a GPU: "
-            "`python benchmarks/speed.py --preset small --size 128 --batch 32 --demo`. On a "
-            "CPU bf16 autocast is slower than fp32 (no bf16 matrix units).",
+            "samples/s and peak memory in fp32 and bf16, fraction of each dtype's matmul "
+            "peak) is not measured here. On a GPU: "
+            "`python benchmarks/speed.py --preset small --size 128 --batch 32 --demo`.",
             "",
         ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -341,3 +341,49 @@ def test_reports_and_cards_say_when_they_score_part_of_the_split(skill):
         ("era5-t2m-x4", "(time ['2019-03-18', '2019-03-24T23']; 168 fields)"),
     ):
         assert said in (shipped_models()[case] / "README.md").read_text()
+
+
+def test_speed_training_rows_alternate_and_compare_each_dtype_with_its_own_peak(monkeypatch):
+    """benchmarks/speed.py's training rows (a tiny FLEX, 32 x 32, batch 2, CPU): a matmul peak
+    for fp32 and for bf16, each training row's fraction against its own dtype's peak (the fp32
+    row was taken against the bf16 peak on a GPU), a bf16 / fp32 rate row equal to the ratio
+    of the samples/s rows (it replaced a fixed sentence that a run contradicted), and the two
+    training steps timed in alternation (recorded here by wrapping ``_time``)."""
+    import torch
+
+    from flexdownscale.config import ModelConfig
+    from flexdownscale.models import build_model
+
+    speed = _load("speed")
+    peaks = {torch.float32: 2e11, torch.bfloat16: 1e11}
+    monkeypatch.setattr(speed, "matmul_peak", lambda device, dtype: peaks[dtype])
+    order: list[str] = []
+    timed = speed._time
+
+    def record(fn, device, warmup, repeats):
+        order.append(getattr(fn, "label", "?"))
+        return timed(fn, device, warmup, repeats)
+
+    steps = speed.training_steps
+
+    def labelled(*args):
+        out = steps(*args)
+        for label, fn in out.items():
+            fn.label = label
+        return out
+
+    monkeypatch.setattr(speed, "_time", record)
+    monkeypatch.setattr(speed, "training_steps", labelled)
+    model = build_model(ModelConfig(backbone="flex", preset="tiny", image_size=(32, 32)))
+    rows = dict(speed.training_rows(model, 2, 32, torch.device("cpu"), 3, 1e9))
+    assert rows["measured float32 matmul peak"] == "0.20 TFLOP/s"
+    assert rows["measured bfloat16 matmul peak"] == "0.10 TFLOP/s"
+    for label, peak in (("fp32", 2e11), ("bf16 autocast", 1e11)):
+        rate = float(rows[f"training, {label}: samples/s"])
+        dtype = "float32" if label == "fp32" else "bfloat16"
+        share = float(rows[f"training, {label}: fraction of the {dtype} matmul peak"][:-1])
+        assert share == pytest.approx(100 * rate * 1e9 / peak, rel=0.05, abs=0.05)
+    ratio = float(rows["training rate, bf16 autocast / fp32"][:-1])
+    fp32, bf16 = (float(rows[f"training, {k}: samples/s"]) for k in ("fp32", "bf16 autocast"))
+    assert ratio == pytest.approx(bf16 / fp32, rel=0.05)
+    assert order[2:] == ["fp32", "bf16 autocast"] * 3  # after one warm-up pass each

@@ -5,7 +5,7 @@
 #
 #   check            nvidia-smi, `flexdownscale info`, the gpu-marked tests
 #   speed            benchmarks/speed.py on FLEX-small, 128 x 128, batch 32 (fp32, bf16, sampling,
-#                    FLOPs, fraction of the measured bf16 matmul peak)  -> $OUT/speed_gpu.md
+#                    FLOPs, fraction of each dtype's measured matmul peak) -> $OUT/speed_gpu.md
 #   train-small      a short bf16 run of FLEX-small on ERA5 (issue 6)   -> $OUT/train-small.tar.gz
 #   ship-kolmogorov  train the shipped kolmogorov-x8 (tiny preset)      -> $OUT/kolmogorov-x8.tar.gz
 #   ship-era5        train the shipped era5-t2m-x4 (tiny preset)        -> $OUT/era5-t2m-x4.tar.gz
