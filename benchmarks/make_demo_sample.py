@@ -34,8 +34,11 @@ def era5_sample() -> xr.Dataset:
     with xr.open_dataset(DATA / "era5" / "era5_t2m_uk_2019-03-01_24.nc") as ds:
         times = np.array(["2019-03-20T00", "2019-03-20T06", "2019-03-20T12", "2019-03-20T18"])
         sample = ds.sel(time=times.astype("datetime64[ns]")).load()
+    # the source file's title speaks of the hourly month; this sample is four 6-hourly fields
+    sample.attrs["title"] = "ERA5 2 m temperature over the British Isles, 20 March 2019, 6-hourly"
     sample.attrs["comment"] = (
-        "Four hours of the validation week (18-24 March 2019) of the flexdownscale ERA5 case; "
+        "Four fields 6 hours apart (00, 06, 12 and 18 UTC, 20 March 2019) of the validation week "
+        "(18-24 March 2019) of the flexdownscale ERA5 case, taken from the hourly source file; "
         "written by benchmarks/make_demo_sample.py."
     )
     return sample

@@ -335,3 +335,17 @@ def test_open_sample_gives_a_fresh_copy_of_each_sample():
     assert sorted(SAMPLES) == ["era5_t2m_uk", "kolmogorov"]
     with pytest.raises(ConfigError, match=r"no sample named 'era5'.*'era5_t2m_uk'"):
         open_sample("era5")
+
+
+def test_era5_sample_attributes_describe_its_fields():
+    """The ERA5 sample's title and comment say what it holds: four fields 6 hours apart on
+    20 March 2019 (they said "hourly, March 2019 (1-24 March)" and "Four hours", copied from
+    the source file into every tutorial output)."""
+    from flexdownscale.demo import open_sample
+
+    era5 = open_sample("era5_t2m_uk")
+    hours = np.diff(era5.time.values).astype("timedelta64[h]").astype(int)
+    assert hours.tolist() == [6, 6, 6]
+    assert str(era5.time.values[0])[:10] == "2019-03-20"
+    assert era5.attrs["title"].endswith("20 March 2019, 6-hourly")
+    assert era5.attrs["comment"].startswith("Four fields 6 hours apart (00, 06, 12 and 18 UTC")
