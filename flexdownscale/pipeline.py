@@ -2485,32 +2485,71 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         # ever saw that alignment of the coarse cells; an offset one costs most of its skill.
         # (A longitude lattice is the same modulo 360 degrees.)
         f = self.factor
-        for axis, first, lattice0, step, units in (
-            ("x", spec.x0, fine.x0 + 0.5 * (f - 1) * fine.dx, dx, spec.x_units),
-            ("y", spec.y0, fine.y0 + 0.5 * (f - 1) * fine.dy, dy, spec.y_units),
+        offsets, targets, starts = [], {}, []
+        for axis, name, first, size, spacing, lattice0, step, units in (
+            (
+                "x",
+                spec.x,
+                spec.x0,
+                spec.nx,
+                spec.dx,
+                fine.x0 + 0.5 * (f - 1) * fine.dx,
+                dx,
+                spec.x_units,
+            ),
+            (
+                "y",
+                spec.y,
+                spec.y0,
+                spec.ny,
+                spec.dy,
+                fine.y0 + 0.5 * (f - 1) * fine.dy,
+                dy,
+                spec.y_units,
+            ),
         ):
             cells = (first - lattice0) / step
             offset = cells - round(cells)
-            if abs(offset) * f > LATTICE_TOL_FINE_CELLS:
-                fine_cells = offset * f
-                if abs(fine_cells - round(fine_cells)) <= LATTICE_TOL_FINE_CELLS:
-                    edge0 = lattice0 - 0.5 * step  # a coarse cell's first edge
-                    fine0 = edge0 + 0.5 * step / f  # the centre of its first fine cell
-                    fix = (
-                        f"if the input was coarsened from data on the model's fine grid, start "
-                        f"the coarsening at a fine cell whose centre is {fine0:.6g} + k * "
-                        f"{step:g} {units} along {axis} (axis sorted ascending; "
-                        "flexdownscale.data.degrade); otherwise regrid"
-                    )
-                else:
-                    fix = "regrid"
-                raise GridError(
-                    f"the input's coarse cells along {axis} are offset by {offset * step:+.6g} "
-                    f"{units} ({fine_cells:+.3g} fine cells) from the cells the model was trained "
-                    f"on, whose centres are {lattice0:.6g} + k * {step:g} {units}; the model "
-                    f"learned that alignment and loses most of its skill on another one. To fix: "
-                    f"{fix} the input onto that lattice (flexdownscale.data.regrid)"
+            # the lattice's centres within the input's extent: the regrid target of the fix
+            low, high = sorted((first, first + (size - 1) * spacing))
+            k0 = math.ceil((low - lattice0) / step - 1e-6)
+            k1 = math.floor((high - lattice0) / step + 1e-6)
+            targets[name] = (lattice0 + k0 * step, lattice0 + k1 * step, step)
+            if abs(offset) * f <= LATTICE_TOL_FINE_CELLS:
+                continue
+            fine_cells = offset * f
+            offsets.append(
+                f"along {axis} {'by' if offsets else 'are offset by'} {offset * step:+.6g} "
+                f"{units} ({fine_cells:+.3g} fine cells)"
+                + ("" if offsets else " from the cells the model was trained on")
+                + f", whose centres are {lattice0:.6g} + k * {step:g} {units}"
+            )
+            if abs(fine_cells - round(fine_cells)) <= LATTICE_TOL_FINE_CELLS:
+                fine0 = lattice0 - 0.5 * step + 0.5 * step / f  # a coarse cell's first fine centre
+                starts.append(
+                    f"a fine cell whose centre is {fine0:.6g} + k * {step:g} {units} along {axis}"
                 )
+            else:
+                starts.append("")
+        if not offsets:
+            return fine
+        fix = (
+            "if the input was coarsened from data on the model's fine grid, start the coarsening "
+            f"at {' and at '.join(starts)} (axis sorted ascending; flexdownscale.data.degrade); "
+            "otherwise regrid"
+            if all(starts)
+            else "regrid"
+        )
+        target = ", ".join(
+            f"{name!r}: np.arange({lo:.6g}, {hi + 0.5 * step:.6g}, {step:g})"
+            for name, (lo, hi, step) in targets.items()
+        )
+        raise GridError(
+            f"the input's coarse cells {', and '.join(offsets)}; the model learned that alignment "
+            "and loses most of its skill on another one. That lattice within the input's extent, "
+            f"as a target grid: xr.Dataset(coords={{{target}}}). To fix: {fix} the input onto "
+            "that lattice (flexdownscale.data.regrid)"
+        )
         return fine
 
     def _warn_small_bbox_halo(
