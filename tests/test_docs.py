@@ -116,14 +116,16 @@ def test_import_stays_light_and_lazy_names_load():
         "import sys, flexdownscale as fd; "
         "assert 'torch' not in sys.modules and 'flexdownscale.metrics' not in sys.modules; "
         "assert fd.Forecaster.__name__ == 'Forecaster' and fd.Downscaler.__name__ == "
-        "'Downscaler'; assert callable(fd.metrics.rmse)"
+        "'Downscaler'; assert callable(fd.metrics.rmse); "
+        # a subpackage by attribute, as `fd.metrics` (reviewer-103: fd.data raised AttributeError)
+        "assert callable(fd.data.degrade) and callable(fd.plot.plot_spectra)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     with pytest.raises(AttributeError, match="no attribute 'Downscale'"):
         flexdownscale.Downscale
     # dir() (tab completion) lists the lazy names, not the module's typing imports
     listed = dir(flexdownscale)
-    assert {"Downscaler", "Forecaster", "metrics", "__version__"} <= set(listed)
+    assert {"Downscaler", "Forecaster", "metrics", "data", "plot", "__version__"} <= set(listed)
     assert not {"Any", "TYPE_CHECKING", "annotations"} & set(listed)
 
 
