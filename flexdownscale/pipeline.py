@@ -1886,6 +1886,9 @@ def _select_model_variables(
     MissingVariableError
         A variable is not found; the message proposes the ``rename`` that fits when the input
         has as many other variables as are missing.
+    ConfigError
+        ``variables`` gives one model variable's own name for another (``["v", "u"]`` to a
+        ``(u, v)`` model), which would swap them silently.
     """
     if rename:
         unknown = [k for k in rename if k not in ds.data_vars]
@@ -1930,6 +1933,24 @@ def _select_model_variables(
             found = list(map(str, ds.data_vars))
             after = f" after rename={dict(rename)}" if rename else ""
             raise MissingVariableError(f"variables {absent} are not in the input{after} ({found})")
+        # an input name that is one model variable's own, given for another: the components of
+        # a (u, v) model swapped by `variables=["v", "u"]` (both m s-1: no units check sees it)
+        crossed = [
+            (a, b)
+            for a, b in zip(variables, model_variables, strict=True)
+            if a != b
+            if a in model_variables
+        ]
+        if crossed:
+            a, b = crossed[0]
+            raise ConfigError(
+                f"variables={variables} would feed the input's {a!r} to the model as its {b!r}, "
+                f"but {a!r} is the name of another of the model's variables (its order: "
+                f"{list(model_variables)}). variables= lists, in the model's order, the input "
+                "names that play each model variable, not the variables to take; leave it out to "
+                "take the input's variables by their names in the model's order. To feed them "
+                "crossed on purpose, rename the input's variables first (ds.rename)"
+            )
         ds = ds[variables].rename({a: b for a, b in zip(variables, model_variables) if a != b})
     missing = [v for v in model_variables if v not in ds.data_vars]
     if missing:
