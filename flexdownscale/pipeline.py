@@ -332,9 +332,11 @@ def _check_no_extra_dims(
                 f"turn{_expver_hint(sel, extra)}"
             )
         if extra:
+            only = str(next(iter(extra)))
             hint = (
-                f", or, if {next(iter(extra))!r} is the time dim, pass "
-                f"dims={{'time': {next(iter(extra))!r}}}"
+                f", or downscale each of its {sel.sizes[only]} fields on its own (as training "
+                f"takes each {only!r} as a sample): pass dims={{'time': {only!r}}}, which runs "
+                f"{only!r} as the time dim and keeps its name in the output"
                 if tdim is None and len(extra) == 1
                 else ""
             )

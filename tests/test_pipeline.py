@@ -614,7 +614,15 @@ BAD = [
         lambda c: c.rename(time="step"),
         {},
         DataError,
-        r"if 'step' is the time dim, pass dims=\{'time': 'step'\}",
+        r"pass dims=\{'time': 'step'\}, which runs 'step' as the time dim",
+    ),
+    (  # reviewer-103: "if 'level' is the time dim" read as the wrong choice for levels
+        "level dim without time",
+        lambda c: c.isel(time=0).expand_dims(level=[500.0, 850.0]),
+        {},
+        DataError,
+        r"downscale each of its 2 fields on its own \(as training takes each 'level' as a "
+        r"sample\): pass dims=\{'time': 'level'\}",
     ),
 ]
 
