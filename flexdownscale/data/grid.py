@@ -930,10 +930,23 @@ class GridSpec:
         factor = _check_factor(factor)
         _check_literal("boundary", boundary, Boundary)
         if boundary == "exact" and (self.nx % factor or self.ny % factor):
+            # which cells trim drops, by value: the axes are ascending here whatever the file's
+            # order (a descending latitude loses its first rows as stored, the northernmost)
+            dropped = [
+                f"{n % factor} along {name} ({name} = {start + (n - n % factor) * step:g}"
+                + (f" to {start + (n - 1) * step:g}" if n % factor > 1 else "")
+                + ")"
+                for name, n, start, step in (
+                    (self.y, self.ny, self.y0, self.dy),
+                    (self.x, self.nx, self.x0, self.dx),
+                )
+                if n % factor
+            ]
             raise UnsupportedFactorError(
                 f"grid of shape (ny, nx) = {self.shape} is not divisible by factor {factor}; "
                 f"expected sizes that are multiples of the factor. Use boundary='trim' to drop "
-                f"the trailing cells"
+                f"the cells at the high end of each such axis that do not fill a block: "
+                f"{' and '.join(dropped)}"
             )
         nx, ny = self.nx // factor, self.ny // factor
         if nx < 1 or ny < 1:

@@ -227,6 +227,23 @@ def test_dimension_order_is_kept_for_x_before_y(shared_data):
         )
 
 
+def test_trim_hint_names_the_cells_it_drops_by_value():
+    """A descending latitude of 9 rows (58 -> 50) at factor 4: trim drops the northernmost row,
+    the file's first as stored; the message said "the trailing cells" (reviewer-103: the +90
+    row of a global file). It names the cells by value now, and trim drops exactly those."""
+    lat = np.arange(58.0, 49.5, -1.0)
+    da = xr.DataArray(
+        np.zeros((lat.size, 8)),
+        dims=("latitude", "longitude"),
+        coords={"latitude": lat, "longitude": np.arange(8.0)},
+    )
+    with pytest.raises(UnsupportedFactorError, match=r"1 along latitude \(latitude = 58\)$"):
+        degrade(da, 4)
+    kept = degrade(da, 4, boundary="trim")["latitude"].values
+    assert kept.max() < 57.0  # the coarse centres of 50..53 and 54..57
+    assert kept.min() == pytest.approx(51.5)
+
+
 def test_factor_and_option_errors():
     da = projected_da(10, 12)
     with pytest.raises(UnsupportedFactorError, match="boundary='trim'"):
