@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -450,11 +450,208 @@ def _write_zarr(ds: Any, target: str) -> None:
         ds.to_zarr(target, mode="w", consolidated=True, encoding=encoding)
 
 
-def _whole_along(ds: Any, dims: Iterable[Hashable]) -> Any:
-    """``ds`` with its dask-backed variables in one chunk along ``dims`` (unchanged in memory)."""
-    if not any(v.chunks for v in ds.data_vars.values()):
-        return ds
-    return ds.chunk({d: -1 for d in dims if d in ds.dims})
+#: How much of the prediction ``evaluate`` reads and scores at a time when no ``--time-chunk``
+#: is given: as many time steps (fields, with all their members and the whole grid, of every
+#: variable) as fit in this many bytes, at least one. The scores' float64 intermediates (the
+#: spectra above all) take about 10 times a chunk per thread while it is scored.
+_EVALUATE_CHUNK_BYTES = 16 * 2**20
+
+
+def _stream(ds: Any, chunks: dict[str, int]) -> Any:
+    """``ds`` with its data variables dask-backed (read lazily, chunk by chunk), in chunks of
+    ``chunks`` (dim: length) and whole along every other dim. Coordinates are left as they
+    are."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        out[name] = var.variable.chunk({d: chunks.get(str(d), -1) for d in var.dims})
+    return out
+
+
+def _steps_per_chunk(ds: Any, along: Sequence[str], given: int | None) -> int:
+    """The time steps per chunk: ``given`` (``--time-chunk``), else as many fields (one index
+    along each of the dims ``along``, with all the other dims) of the data variables of ``ds``
+    that have those dims as fit in :data:`_EVALUATE_CHUNK_BYTES`, at least one."""
+    if given is not None:
+        return given
+    field = 0
+    for var in ds.data_vars.values():
+        if all(d in var.dims for d in along):
+            count = 1
+            for d in along:
+                count *= var.sizes[d]
+            field += var.dtype.itemsize * var.size // max(count, 1)
+    return max(1, _EVALUATE_CHUNK_BYTES // max(field, 1))
+
+
+def _stream_prediction(
+    pred: Any, dims: dict[str, str], lead_dim: str | None, given: int | None
+) -> tuple[Any, str | None, int]:
+    """The prediction ready to be read in time chunks, the name its time dim will have
+    (``lead_dim`` for a forecast, whose leads become a series along it; ``None`` without a
+    time dim) and the time steps per chunk (``given``, or :func:`_steps_per_chunk`'s).
+
+    Forecasts from several starts are made one series of (start, lead) fields, which reads a
+    netCDF file whole: they are chunked here (:func:`_stream`) along their starts, every lead
+    in each chunk, and a chunk holds whole starts. By default a zarr store's chunks are read
+    whole (a chunk is a whole number of them, when they are not larger). A prediction without
+    a time dim is one chunk; with ``--time-chunk`` (``given``) that is :func:`_time_dim`'s
+    DataError.
+    """
+    from .errors import DataError
+
+    if lead_dim is not None:
+        start = _forecast_starts(pred)
+        if start is None or pred.sizes[start] == 1:
+            return pred, lead_dim, _steps_per_chunk(pred, ["lead"], given)
+        leads = pred.sizes["lead"]
+        starts = max(1, _steps_per_chunk(pred, ["lead", start], given) // leads)
+        return _stream(pred, {start: starts}), lead_dim, starts * leads
+    try:
+        time = _time_dim(pred, _dims_in(pred, dims) or {})
+    except DataError:
+        if given is not None:
+            raise
+        return pred, None, 1
+    steps = _steps_per_chunk(pred, [time], given)
+    stored = [
+        var.chunksizes[time][0]
+        for var in pred.data_vars.values()
+        if var.chunks is not None and time in var.dims
+    ]
+    if given is None and stored and max(stored) <= steps:
+        steps -= steps % max(stored)
+    return pred, time, steps
+
+
+def _read_chunk(fields: dict[str, Any], dim: str | None, start: int, stop: int) -> dict[str, Any]:
+    """The values of ``fields`` (lazy DataArrays) from ``start`` to ``stop`` along ``dim``, as
+    numpy arrays: one time chunk of every scored variable of both files, read in one task."""
+    import dask
+    import numpy as np
+
+    out = {}
+    for name, field in fields.items():
+        part = field.isel({dim: slice(start, stop)}) if dim in field.dims else field
+        data = part.data  # a lazily indexed file reads the chunk here; a zarr store is dask
+        if dask.is_dask_collection(data):
+            (data,) = dask.compute(data, scheduler="synchronous")
+        out[name] = np.asarray(data)
+    return out
+
+
+def _streamed(
+    pred: Any, truth: Any, names: list[str], dim: str | None, steps: int
+) -> tuple[Any, Any, dict[str, int]]:
+    """``pred`` and ``truth`` with the variables ``names`` dask-backed in chunks of ``steps``
+    along ``dim`` (the whole field without it), whole along every other dim (the ensemble
+    scores sort along the members and the spectra transform the grid), and the read task of
+    each time chunk with its position (for :func:`_chunk_by_chunk`).
+
+    Each time chunk of every variable of both files is read by one task (:func:`_read_chunk`),
+    so that its scores can all be computed as soon as it is read, and it freed: a dask array
+    per file let dask's scheduler read the whole prediction before it had the truth's chunks
+    to score it with. The truth is read only where the prediction is (its grid points, times
+    and the prediction's label of a dim only it has).
+    """
+    import uuid
+
+    import dask
+    import dask.array as da
+
+    fields = {f"{side}:{v}": obj[v] for v in names for side, obj in (("p", pred), ("t", truth))}
+    size = pred.sizes.get(dim, 1) if dim is not None else 1
+    bounds = [(a, min(a + steps, size)) for a in range(0, size, steps)] or [(0, size)]
+    token = uuid.uuid4().hex
+    reader = dask.delayed(
+        functools.partial(_read_chunk, fields), name=f"read-{token}", pure=True, traverse=False
+    )
+    chunks = [
+        reader(dim, a, b, dask_key_name=f"flexdownscale-evaluate-read-{token}-{i}")
+        for i, (a, b) in enumerate(bounds)
+    ]
+    order = {f"flexdownscale-evaluate-read-{token}-{i}": i for i in range(len(bounds))}
+
+    def streamed(key: str) -> Any:
+        field = fields[key]
+        if dim is None or dim not in field.dims:  # one field: read once, with the first chunk
+            data = da.from_delayed(chunks[0][key], shape=field.shape, dtype=field.dtype)
+            return field.copy(deep=False, data=data)
+        axis = field.dims.index(dim)
+        parts = []
+        for chunk, (a, b) in zip(chunks, bounds, strict=True):
+            shape = list(field.shape)
+            shape[axis] = b - a
+            parts.append(da.from_delayed(chunk[key], shape=tuple(shape), dtype=field.dtype))
+        return field.copy(deep=False, data=da.concatenate(parts, axis=axis))
+
+    pred, truth = pred.copy(), truth.copy()
+    for v in names:
+        pred[v], truth[v] = streamed(f"p:{v}"), streamed(f"t:{v}")
+    return pred, truth, order
+
+
+def _chunk_by_chunk(reads: dict[str, int]) -> Any:
+    """A dask scheduler callback that runs the ready tasks of the earliest time chunk first.
+
+    ``reads`` gives the read task of each time chunk (:func:`_streamed`) with its position. A
+    task takes the latest chunk it needs (a task of one chunk, that chunk; a sum over chunks,
+    the last of them), and a task that needs none (the zeros xarray's NaN-skipping sums start
+    from, say) the earliest chunk that needs it. The local scheduler runs the most recently
+    readied task first but started from dask's static order, which for many scores of the same
+    chunks could read every chunk before scoring one (the whole file in memory); in chunk
+    order a chunk's scores are done before more than the next chunk is read. With another
+    scheduler, or a dask whose scheduler state differs, it does nothing.
+    """
+    import bisect
+
+    from dask.callbacks import Callback
+
+    rank: dict[Hashable, int] = {}
+    placed: set[Hashable] = set()
+
+    def priority(key: Hashable) -> int:  # the ready list runs from its end: latest chunk first
+        return -rank.get(key, -1)
+
+    def start_state(dsk: Any, state: dict[str, Any]) -> None:
+        ready, needs, needed_by = (state.get(k) for k in ("ready", "dependencies", "dependents"))
+        if rank or not isinstance(ready, list) or needs is None or needed_by is None:
+            return
+        left = {key: len(needs[key]) for key in needs}
+        todo = [key for key, n in left.items() if not n]
+        walk = []
+        while todo:  # a topological order
+            key = todo.pop()
+            walk.append(key)
+            for later in needed_by.get(key, ()):
+                left[later] -= 1
+                if not left[later]:
+                    todo.append(later)
+        for key in walk:
+            if key in reads:
+                rank[key] = reads[key]
+            else:
+                ranks = [rank[d] for d in needs[key] if d in rank]
+                if ranks:
+                    rank[key] = max(ranks)
+        for key in reversed(walk):
+            if key not in rank:
+                ranks = [rank[d] for d in needed_by.get(key, ()) if d in rank]
+                rank[key] = min(ranks) if ranks else -1
+        ready.sort(key=priority)
+        placed.update(ready)
+
+    def posttask(key: Hashable, result: Any, dsk: Any, state: dict[str, Any], worker: Any) -> None:
+        ready = state.get("ready")
+        if not rank or not isinstance(ready, list):
+            return
+        new = []
+        while ready and ready[-1] not in placed:  # the tasks this one readied, at the end
+            new.append(ready.pop())
+        for task in reversed(new):
+            placed.add(task)
+            bisect.insort(ready, task, key=priority)
+
+    return Callback(start_state=start_state, posttask=posttask)
 
 
 def _grid_dims(var: Any) -> tuple[Any, ...]:
@@ -900,6 +1097,19 @@ def _positive_int(text: str) -> int:
             "e.g. 24, or leave the option out to process the input in one piece"
         )
     return value
+
+
+def _evaluate_steps(text: str) -> int:
+    """``evaluate --time-chunk``'s argparse type: :func:`_positive_int`, whose usage error
+    says what leaving the option out does for ``evaluate`` (chunks of a set size)."""
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive whole number; give the number of time steps per chunk, "
+            f"e.g. 24, or leave the option out for chunks of about "
+            f"{_EVALUATE_CHUNK_BYTES // 2**20} MB of the prediction"
+        ) from None
 
 
 def _names(text: str) -> list[str]:
@@ -1719,6 +1929,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     # a forecast (the Forecaster's output): its leads are matched to the truth at valid_time,
     # the time dim of its leads for the checks below, and scored per lead as well
     lead_dim = _forecast_leads(pred, dims)
+    # read lazily in chunks along time (the members and the grid whole): memory holds a few
+    # chunks, not the file; every score is computed in one pass over the files (below)
+    pred, time_dim, steps = _stream_prediction(pred, dims, lead_dim, args.time_chunk)
     leads, starts = None, 1
     if lead_dim is not None:
         pred, leads, starts = _forecast_series(pred)
@@ -1780,9 +1993,6 @@ def _evaluate(args: argparse.Namespace) -> int:
                 periods[dim] = n * step
     truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
     truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
-    # the ensemble scores sort along the members and the spectra transform the grid: each in
-    # one chunk (a zarr store written by another tool, or with xarray's defaults, splits them)
-    pred, truth = (_whole_along(obj, (member_dim, axes.y, axes.x)) for obj in (pred, truth))
     for v in names:  # a dim only the truth has would be averaged over: pick the prediction's
         for d in [d for d in truth[v].dims if d not in pred[v].dims]:
             label = pred[v].coords.get(d)
@@ -1806,13 +2016,25 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"{extra[0]!r} is the ensemble dim, pass --dims member={extra[0]}, else select "
                 "one value of it (or give truth along it)"
             )
-    for v in names:
-        if not bool(np.isfinite(pred[v]).any()):
+    # both files read in time chunks, each chunk once per pass (one for the checks, one for
+    # the scores), every score of a chunk computed before more chunks are read
+    pred, truth, reads = _streamed(pred, truth, names, time_dim, steps)
+    finite, empty, missing_by_name = _compute_together(
+        reads,
+        [np.isfinite(pred[v]).any() for v in names],
+        [truth[v].isnull().all() for v in names],
+        [
+            {name: field.isnull().sum() for name, field in (("prediction", p), ("truth", t))}
+            for p, t in ((pred[v], truth[v]) for v in names)
+        ],
+    )
+    for v, found in zip(names, finite, strict=True):
+        if not bool(found):
             raise DataError(
                 f"the prediction's {v!r} has no finite value; check the file (a failed run, or "
                 "a fill value that was not decoded?)"
             )
-    if any(bool(truth[v].isnull().all()) for v in names):
+    if any(bool(none) for none in empty):
         raise GridError(
             "the truth has no values on the prediction grid; give truth on the fine grid "
             "the prediction was made on"
@@ -1835,49 +2057,61 @@ def _evaluate(args: argparse.Namespace) -> int:
     method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
     rows = []
     gaps: list[str] = []
-    for v in names:
+    spectra: dict[str, Any] = {}  # per variable: every field's spectrum (prediction, truth)
+    curves: dict[str, Any] = {}  # per variable: the spectra averaged over members and times
+    histograms: dict[str, Any] = {}
+    for v, counts in zip(names, missing_by_name, strict=True):
         p, t = pred[v], truth[v]
         # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
         # missing cells) is scored on its valid points, without the spectral entries
-        missing = {
-            name: int(field.isnull().sum()) for name, field in (("prediction", p), ("truth", t))
-        }
-        gap_free = not any(missing.values())
-        row = {
-            "variable": v,
-            "units": str(p.attrs.get("units", "")),
-            **_pooled_scores(
-                p, t, member_dim, weights, has_members, spatial, method if gap_free else None
-            ),
-        }
-        if not gap_free:
+        missing = {name: int(n) for name, n in counts.items()}
+        spectra[v] = None
+        if any(missing.values()):
             gaps.append(
                 f"`{v}` ("
                 + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
                 + ")"
             )
-        else:
+        else:  # member spectra are averaged, not the mean's
+            spectra[v] = tuple(
+                metrics.power_spectrum(f, dims=spatial, method=method) for f in (p, t)
+            )
+            curves[v] = tuple(_sample_mean(s) for s in spectra[v])
+        rows.append(
+            {
+                "variable": v,
+                "units": str(p.attrs.get("units", "")),
+                **_pooled_scores(p, t, member_dim, weights, has_members, curves.get(v)),
+            }
+        )
+        if has_members:
+            histograms[v] = metrics.rank_histogram(p, t, member_dim=member_dim, weights=weights)
+    by_lead = _scores_by_lead(
+        pred, truth, names, lead_dim, leads, member_dim, weights, has_members, spectra
+    )
+    # every score, spectrum and rank histogram of every variable (pooled and per lead)
+    # together: one more pass over the files
+    rows, by_lead, curves, histograms = _compute_together(reads, rows, by_lead, curves, histograms)
+    rows, by_lead = _floats(rows), _floats(by_lead)
+    import matplotlib.pyplot as plt
+
+    for v in names:
+        if v in curves:
+            pred_curve, truth_curve = curves[v]
             fig = plot_spectra(
-                {"truth": t, "prediction": p},  # member spectra are averaged, not the mean's
+                {"truth": truth_curve, "prediction": pred_curve},
                 reference="truth",
-                dims=spatial,
-                spectrum_kwargs={"method": method},
                 title=f"{v}: power spectra",
             )
             fig.savefig(out / f"spectra_{v}.png", dpi=100)
-        rows.append(row)
         if has_members:
-            fig = plot_rank_histogram(
-                p, t, member_dim=member_dim, weights=weights, title=f"{v}: rank histogram"
-            )
+            if not np.isfinite(np.asarray(histograms[v].values, dtype=float)).any():
+                # nothing to rank: the plot's own error, which says why from the fields
+                plot_rank_histogram(pred[v], truth[v], member_dim=member_dim, weights=weights)
+            fig = plot_rank_histogram(histograms[v], title=f"{v}: rank histogram")
             fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
-        import matplotlib.pyplot as plt
-
         plt.close("all")
     columns = list(rows[0])
-    by_lead = _scores_by_lead(
-        pred, truth, names, lead_dim, leads, member_dim, weights, has_members, spatial, method
-    )
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
@@ -1986,17 +2220,17 @@ def _scores_by_lead(
     member_dim: str,
     weights: Any,
     has_members: bool,
-    spatial: list[str],
-    method: str,
+    spectra: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
     ``leads`` the lead of each field; none for other predictions): per variable and lead, the
     columns of the pooled table, each over that lead's field: RMSE, MAE and bias of the
     ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the
-    member-averaged ``method`` spectra over ``spatial`` (``None`` for a variable with gaps, as
-    in the pooled table). Forecasts from several starts (a lead repeated) get a row per lead
-    over that lead's fields from all starts, with their count (``starts``) in place of the one
-    valid time."""
+    member-averaged spectra (``spectra``: per variable, the spectra of every field of the
+    prediction and the truth, or ``None`` for a variable with gaps, which gets no LSD, as in
+    the pooled table). Forecasts from several starts (a lead repeated) get a row per lead over
+    that lead's fields from all starts, with their count (``starts``) in place of the one valid
+    time. The scores are lazy, as :func:`_pooled_scores`'s: the caller computes them."""
     from . import metrics
 
     if lead_dim is None or leads is None:
@@ -2006,16 +2240,19 @@ def _scores_by_lead(
         pooled = []
         for v in names:
             p, t = pred[v], truth[v]
-            gap_free = not (bool(p.isnull().any()) or bool(t.isnull().any()))
             for k, at in fields.items():
+                curves = (  # no LSD for a variable with gaps, as in the pooled table
+                    None
+                    if spectra[v] is None
+                    else tuple(_sample_mean(s.isel({lead_dim: at})) for s in spectra[v])
+                )
                 scores = _pooled_scores(
                     p.isel({lead_dim: at}),
                     t.isel({lead_dim: at}),
                     member_dim,
                     weights,
                     has_members,
-                    spatial,
-                    method if gap_free else None,  # no LSD, as in the pooled table
+                    curves,
                 )
                 pooled.append({"variable": v, "lead": k, "starts": len(at), **scores})
         return pooled
@@ -2035,26 +2272,16 @@ def _scores_by_lead(
             scores["spread/skill"] = metrics.spread_skill_ratio(
                 p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
             )
-        gap_free = not (bool(p.isnull().any()) or bool(t.isnull().any()))
-        spectra = {"method": method}
+        lsd = (  # as in the pooled table, on each lead's fields
+            metrics.log_spectral_distance(*(_sample_mean(s, keep=lead_dim) for s in spectra[v]))
+            if spectra[v] is not None
+            else None
+        )
         for k in range(pred.sizes[lead_dim]):
             row: dict[str, Any] = {"variable": v, "lead": leads[k]}
             row["valid_time"] = str(pred[lead_dim].values[k])
-            row.update({name: float(score.isel({lead_dim: k})) for name, score in scores.items()})
-            row["LSD (dB)"] = (  # as in the pooled table, on that lead's fields
-                float(
-                    metrics.log_spectral_distance(
-                        *(
-                            metrics.mean_spectrum(
-                                field.isel({lead_dim: k}), dims=spatial, spectrum_kwargs=spectra
-                            )
-                            for field in (p, t)
-                        )
-                    )
-                )
-                if gap_free
-                else None
-            )
+            row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
+            row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
             rows.append(row)
     return rows
 
@@ -2065,37 +2292,92 @@ def _pooled_scores(
     member_dim: str,
     weights: Any,
     has_members: bool,
-    spatial: list[str],
-    method: str | None,
+    curves: tuple[Any, Any] | None,
 ) -> dict[str, Any]:
     """The pooled table's scores of prediction fields ``p`` against truth ``t`` over all their
     points: RMSE, MAE and bias of the ensemble mean, the fair CRPS and spread/skill ratio for an
-    ensemble, and the LSD of the ``method`` spectra over ``spatial``, each side's averaged over
-    its other dims (members, times); ``None`` without a ``method`` (fields with gaps)."""
+    ensemble, and the LSD of ``curves``, the spectra of the prediction and the truth each
+    averaged over its other dims (members, times; :func:`_sample_mean`); ``None`` without
+    ``curves`` (fields with gaps). Each score is lazy, a 0-d DataArray (dask-backed for
+    chunked fields): the caller computes them all together (:func:`_compute_together`)."""
     from . import metrics
 
     mean = p.mean(member_dim) if member_dim in p.dims else p
     scores: dict[str, Any] = {
-        "RMSE (ens. mean)": float(metrics.rmse(mean, t, weights=weights)),
-        "MAE (ens. mean)": float(metrics.mae(mean, t, weights=weights)),
-        "bias": float(metrics.bias(mean, t, weights=weights)),
+        "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights),
+        "MAE (ens. mean)": metrics.mae(mean, t, weights=weights),
+        "bias": metrics.bias(mean, t, weights=weights),
     }
     if has_members:
-        scores["CRPS"] = float(metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights))
-        scores["spread/skill"] = float(
-            metrics.spread_skill_ratio(p, t, member_dim=member_dim, weights=weights)
+        scores["CRPS"] = metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights)
+        scores["spread/skill"] = metrics.spread_skill_ratio(
+            p, t, member_dim=member_dim, weights=weights
         )
-    spectra = {"method": method}
-    scores["LSD (dB)"] = (
-        float(
-            metrics.log_spectral_distance(
-                *(metrics.mean_spectrum(f, dims=spatial, spectrum_kwargs=spectra) for f in (p, t))
-            )
-        )
-        if method is not None
-        else None
-    )
+    scores["LSD (dB)"] = metrics.log_spectral_distance(*curves) if curves is not None else None
     return scores
+
+
+def _sample_mean(spectrum: Any, keep: Hashable | None = None) -> Any:
+    """A power spectrum of many fields averaged over all its dims but ``wavenumber`` (and
+    ``keep``, a lead's time dim), as :func:`~flexdownscale.metrics.mean_spectrum` averages:
+    a NaN in one field's spectrum makes the mean NaN, and the attrs are kept."""
+    other = [d for d in spectrum.dims if d not in ("wavenumber", keep)]
+    return spectrum.mean(other, skipna=False, keep_attrs=True)
+
+
+#: A warning's count of points (the fair CRPS's "... (N point(s))").
+_POINTS = re.compile(r"\((\d+) point\(s\)\)")
+
+
+def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
+    """``lazy`` (lists, tuples and dicts of xarray objects and plain values) with every
+    dask-backed object computed, all in one ``dask.compute``: each chunk of the files (read by
+    the tasks ``reads``, see :func:`_streamed`) is read once for all of them, and freed once
+    they have used it (:func:`_chunk_by_chunk`).
+
+    Floating-point errors are ignored, as where the scores were built: xarray's arithmetic
+    ignores them (a spread/skill of 1 / 0 is ``inf``, said in the report) and the metrics
+    ignore those they expect (the log of a zero power), but a dask-backed score meets them
+    later, in the compute, where numpy would warn of each. A warning that counts points (the
+    fair CRPS's "only one ensemble member is valid (N point(s))") comes from every chunk with
+    that chunk's count: it is given once, with the count of all chunks, after the compute.
+    """
+    import dask
+    import numpy as np
+
+    counted: list[tuple[str, type[Warning]]] = []
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *where: Any) -> None:
+            if _POINTS.search(str(message)):
+                counted.append((str(message), category))
+            else:
+                shown(message, category, *where)
+
+        warnings.showwarning = show
+        warnings.filterwarnings("always", message=r".*\(\d+ point\(s\)\)")  # every chunk's
+        with _chunk_by_chunk(reads), np.errstate(all="ignore"):
+            done = tuple(dask.compute(*lazy))
+    totals: dict[tuple[str, str, type[Warning]], int] = {}
+    for text, category in counted:  # one per text, its chunks' counts summed, in their order
+        found = _POINTS.search(text)
+        if found is not None:
+            key = (text[: found.start()], text[found.end() :], category)
+            totals[key] = totals.get(key, 0) + int(found[1])
+    for (head, tail, category), total in totals.items():
+        warnings.warn(f"{head}({total} point(s)){tail}", category, stacklevel=2)
+    return done
+
+
+def _floats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics rows with each computed score (a 0-d DataArray) as a Python float."""
+    import xarray as xr
+
+    return [
+        {k: float(value) if isinstance(value, xr.DataArray) else value for k, value in row.items()}
+        for row in rows
+    ]
 
 
 def _heading(columns: list[str]) -> str:
@@ -2524,6 +2806,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TRUTH=PREDICTION[,...]",
         help="truth variable name = prediction variable name (repeatable), e.g. --rename tas=t2m",
+    )
+    ev.add_argument(
+        "--time-chunk",
+        type=_evaluate_steps,
+        default=None,
+        metavar="STEPS",
+        help="read and score the files in chunks of this many time steps, every member and the "
+        "whole grid in each (default: as many as fit in "
+        f"{_EVALUATE_CHUNK_BYTES // 2**20} MB of the prediction)",
     )
     return parser
 
