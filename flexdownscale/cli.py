@@ -2345,12 +2345,14 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     import dask
     import numpy as np
 
+    from .errors import UndefinedMetricWarning
+
     counted: list[tuple[str, type[Warning]]] = []
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
         def show(message: Any, category: Any, *where: Any) -> None:
-            if _POINTS.search(str(message)):
+            if _POINTS.search(str(message)) and issubclass(category, UndefinedMetricWarning):
                 counted.append((str(message), category))
             else:
                 shown(message, category, *where)
@@ -2365,8 +2367,8 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
         if found is not None:
             key = (text[: found.start()], text[found.end() :], category)
             totals[key] = totals.get(key, 0) + int(found[1])
-    for (head, tail, category), total in totals.items():
-        warnings.warn(f"{head}({total} point(s)){tail}", category, stacklevel=2)
+    for (head, tail, _), total in totals.items():  # UndefinedMetricWarning only (counted)
+        warnings.warn(f"{head}({total} point(s)){tail}", UndefinedMetricWarning, stacklevel=2)
     return done
 
 
