@@ -2076,7 +2076,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             spectra[v] = tuple(
                 metrics.power_spectrum(f, dims=spatial, method=method) for f in (p, t)
             )
-            curves[v] = tuple(_sample_mean(s) for s in spectra[v])
+            curves[v] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v])
         rows.append(
             {
                 "variable": v,
@@ -2244,7 +2244,9 @@ def _scores_by_lead(
                 curves = (  # no LSD for a variable with gaps, as in the pooled table
                     None
                     if spectra[v] is None
-                    else tuple(_sample_mean(s.isel({lead_dim: at})) for s in spectra[v])
+                    else tuple(
+                        metrics.sample_mean_spectrum(s.isel({lead_dim: at})) for s in spectra[v]
+                    )
                 )
                 scores = _pooled_scores(
                     p.isel({lead_dim: at}),
@@ -2273,7 +2275,9 @@ def _scores_by_lead(
                 p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
             )
         lsd = (  # as in the pooled table, on each lead's fields
-            metrics.log_spectral_distance(*(_sample_mean(s, keep=lead_dim) for s in spectra[v]))
+            metrics.log_spectral_distance(
+                *(metrics.sample_mean_spectrum(s, keep=[lead_dim]) for s in spectra[v])
+            )
             if spectra[v] is not None
             else None
         )
@@ -2297,7 +2301,8 @@ def _pooled_scores(
     """The pooled table's scores of prediction fields ``p`` against truth ``t`` over all their
     points: RMSE, MAE and bias of the ensemble mean, the fair CRPS and spread/skill ratio for an
     ensemble, and the LSD of ``curves``, the spectra of the prediction and the truth each
-    averaged over its other dims (members, times; :func:`_sample_mean`); ``None`` without
+    averaged over its other dims (members, times;
+    :func:`~flexdownscale.metrics.sample_mean_spectrum`); ``None`` without
     ``curves`` (fields with gaps). Each score is lazy, a 0-d DataArray (dask-backed for
     chunked fields): the caller computes them all together (:func:`_compute_together`)."""
     from . import metrics
@@ -2315,14 +2320,6 @@ def _pooled_scores(
         )
     scores["LSD (dB)"] = metrics.log_spectral_distance(*curves) if curves is not None else None
     return scores
-
-
-def _sample_mean(spectrum: Any, keep: Hashable | None = None) -> Any:
-    """A power spectrum of many fields averaged over all its dims but ``wavenumber`` (and
-    ``keep``, a lead's time dim), as :func:`~flexdownscale.metrics.mean_spectrum` averages:
-    a NaN in one field's spectrum makes the mean NaN, and the attrs are kept."""
-    other = [d for d in spectrum.dims if d not in ("wavenumber", keep)]
-    return spectrum.mean(other, skipna=False, keep_attrs=True)
 
 
 #: A warning's count of points (the fair CRPS's "... (N point(s))").

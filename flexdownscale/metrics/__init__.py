@@ -23,7 +23,12 @@ from flexdownscale.metrics.spectra import (
     spectral_ratio,
     zonal_spectrum,
 )
-from flexdownscale.metrics.summary import SKILL_COLUMNS, downscaling_skill, mean_spectrum
+from flexdownscale.metrics.summary import (
+    SKILL_COLUMNS,
+    downscaling_skill,
+    mean_spectrum,
+    sample_mean_spectrum,
+)
 from flexdownscale.metrics.weights import area_weights, cell_edges
 
 __all__ = [
@@ -46,6 +51,7 @@ __all__ = [
     "rank_histogram",
     "rfne",
     "rmse",
+    "sample_mean_spectrum",
     "spectral_ratio",
     "spread_skill_ratio",
     "ssim",

@@ -22,7 +22,7 @@ from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
 from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
 
-__all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum"]
+__all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum", "sample_mean_spectrum"]
 
 #: Entries of :func:`downscaling_skill`, with their meaning (the header of every skill table).
 SKILL_COLUMNS: dict[str, str] = {
@@ -69,8 +69,33 @@ def mean_spectrum(
         Dim ``wavenumber`` only; units and attrs as :func:`~flexdownscale.metrics.power_spectrum`.
     """
     spec = power_spectrum(field, dims=dims, **dict(spectrum_kwargs or {}))
-    spectral = "wavenumber" if "wavenumber" in spec.dims else "zonal_wavenumber"
-    return spec.mean([d for d in spec.dims if d != spectral], skipna=False, keep_attrs=True)
+    return sample_mean_spectrum(spec)
+
+
+@keyword_hints
+def sample_mean_spectrum(spectrum: xr.DataArray, *, keep: Sequence[Hashable] = ()) -> xr.DataArray:
+    """Power spectra of many fields averaged over every dim but the wavenumber and ``keep``.
+
+    The averaging of :func:`mean_spectrum`, for spectra computed once and averaged in several
+    ways (over all samples, and per lead or time step with ``keep``). A NaN in one field's
+    spectrum makes its mean NaN (not the mean of the others).
+
+    Parameters
+    ----------
+    spectrum : DataArray
+        Output of :func:`~flexdownscale.metrics.power_spectrum` (dim ``wavenumber`` or
+        ``zonal_wavenumber``, and sample dims such as members and times).
+    keep : sequence of str, default ()
+        Sample dims not averaged over (a forecast's lead dim, say).
+
+    Returns
+    -------
+    DataArray
+        Dims: the wavenumber and ``keep``; units and attrs as ``spectrum``.
+    """
+    spectral = "wavenumber" if "wavenumber" in spectrum.dims else "zonal_wavenumber"
+    skip = {spectral, *keep}
+    return spectrum.mean([d for d in spectrum.dims if d not in skip], skipna=False, keep_attrs=True)
 
 
 @overload
