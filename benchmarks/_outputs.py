@@ -1,12 +1,14 @@
 """The command-line options the report-writing benchmark scripts share.
 
 ``--out DIR``: its default is ``benchmarks/results``, where the reference reports live; a trial
-run writes elsewhere with ``--out DIR``. :func:`positive_int` reads counts (fields, members).
+run writes elsewhere with ``--out DIR``. :func:`positive_int` reads counts (fields, members);
+:func:`thread_prefix` starts a report's command line as it was run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,3 +42,10 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (1 or more)")
     return value
+
+
+def thread_prefix() -> str:
+    """``"OMP_NUM_THREADS=N "`` when this run has the variable set, else ``""``: the start of a
+    report's command line as it was run (not as a docstring suggests running it)."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return "" if threads is None else f"OMP_NUM_THREADS={threads} "

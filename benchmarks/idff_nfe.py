@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from _outputs import thread_prefix
 from torch import Tensor, nn
 
 from flexdownscale.diffusion import IDFF, FlowMatching, Objective, sample
@@ -295,12 +296,6 @@ def write_report(args, rows, floor, train_time, total, summary, verdict, flags, 
             "sliced W2 mean within two combined standard deviations)."
         )
         lines.append("")
-    # the command as run: the thread setting of this process, not the docstring's suggestion
-    threads = (
-        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
-        if "OMP_NUM_THREADS" in os.environ
-        else ""
-    )
     lines += [
         "Where the trained networks err: mean distance between the probability-flow drift of "
         "the trained network and of the exact one, on 4000 samples of each path at time t "
@@ -311,7 +306,7 @@ def write_report(args, rows, floor, train_time, total, summary, verdict, flags, 
         "|---:|---:|---:|",
         *[f"| {t} | {fm_err:.3f} | {idff_err:.3f} |" for t, fm_err, idff_err in errors],
         "",
-        f"Command: `{threads}python benchmarks/idff_nfe.py{flags}`",
+        f"Command: `{thread_prefix()}python benchmarks/idff_nfe.py{flags}`",
         "",
         f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, torch {torch.__version__} with "

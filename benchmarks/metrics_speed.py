@@ -35,6 +35,7 @@ import properscoring
 import scores
 import scores.probability
 import xarray as xr
+from _outputs import thread_prefix
 
 import flexdownscale
 from flexdownscale.metrics import crps_ensemble
@@ -191,10 +192,7 @@ def main(argv: list[str] | None = None) -> None:
 
     numba = importlib.util.find_spec("numba") is not None
     given = sys.argv[1:] if argv is None else argv
-    threads = os.environ.get("OMP_NUM_THREADS")  # the command as run, not as suggested
-    command = ("" if threads is None else f"OMP_NUM_THREADS={threads} ") + " ".join(
-        ["python", "benchmarks/metrics_speed.py", *given]
-    )
+    command = thread_prefix() + " ".join(["python", "benchmarks/metrics_speed.py", *given])
     lines = [
         "# CRPS speed: flexdownscale vs scores vs properscoring",
         "",

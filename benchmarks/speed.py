@@ -125,8 +125,7 @@ def training_rows(
     frequency scaling and other load hit both alike (the median of ``repeats`` rounds)."""
     rows: list[tuple[str, str]] = []
     peaks = {label: matmul_peak(device, dtype) for label, dtype in _PEAK_DTYPE.items()}
-    for dtype in dict.fromkeys(_PEAK_DTYPE.values()):
-        label = next(k for k, d in _PEAK_DTYPE.items() if d == dtype)
+    for label, dtype in _PEAK_DTYPE.items():
         rows.append(
             (
                 f"measured {str(dtype).split('.')[1]} matmul peak",
