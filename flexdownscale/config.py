@@ -235,6 +235,12 @@ class DataConfig(_Section):
         Super-resolution factor (fine cells per coarse cell along each axis), >= 1.
     crop_size : int, default 64
         Side of the random square crops in fine pixels (divisible by 16 and by ``factor``).
+    crops_per_field : int, default 1
+        Crops of each field per epoch (>= 1): training draws that many random windows of
+        ``crop_size`` from every field (the split then has fields x ``crops_per_field``
+        samples); validation scores that many windows of each field, the centre one when 1,
+        else windows drawn once from the seed and kept at every evaluation. Raise it when a few
+        large fields (a global grid, levels or months as the samples) make a small split.
     split_dim : str, default "time"
         Dimension along which the data are split (``"time"``, ``"trajectory"``, ...).
     train : tuple of labels or indices, default ()
@@ -278,6 +284,7 @@ class DataConfig(_Section):
     upsample: Literal["bilinear", "bicubic", "conservative"] = "bilinear"
     factor: int = 4
     crop_size: int = 64
+    crops_per_field: int = 1
     split_dim: str = "time"
     train: tuple[Any, ...] = ()
     validation: tuple[Any, ...] = ()
@@ -352,7 +359,8 @@ class TrainConfig(_Section):
 
     Ranges are checked when the configuration is built (a :class:`ConfigError` names the key):
     ``steps``, ``batch_size``, ``micro_batch_size`` (``None``: batch_size / processes),
-    ``total_limit``, ``eval_fields``, ``eval_members`` and ``sampler.steps`` are positive;
+    ``total_limit``, ``eval_fields``, ``eval_members``, ``sampler.steps`` and
+    ``data.crops_per_field`` are positive;
     ``eval_every``, ``plot_every`` and ``checkpoint_every`` may be 0 (off; without periodic states
     one is still saved at the end of each launch); ``data.crop_size`` is a multiple of 16 and, for
     super-resolution, of ``data.factor``; ``model.physical_condition = true`` needs
@@ -551,6 +559,7 @@ def _check_train_config(config: TrainConfig) -> None:
     at_least("data.factor", data.factor, 1)
     at_least("data.past_frames", data.past_frames, 1)
     at_least("data.lead", data.lead, 1)
+    at_least("data.crops_per_field", data.crops_per_field, 1)
     problem = crop_size_problem(data.crop_size, data.factor, config.model.task, "data")
     if problem:
         raise ConfigError(problem)

@@ -1239,7 +1239,8 @@ class Trainer:
             raise ConfigError(
                 f"the training split has {len(self.train_set)} "
                 f"sample{'s' if len(self.train_set) != 1 else ''}, fewer than one micro-batch "
-                f"({micro}); lower batch_size or add data"
+                f"({micro}); lower batch_size, raise data.crops_per_field (now "
+                f"{config.data.crops_per_field}: crops of each field per epoch) or add data"
             )
         if self._resume_layout is not None:
             self._check_same_variables(self._resume_layout[1])
@@ -1253,7 +1254,8 @@ class Trainer:
             raise ConfigError(
                 f"the training split gives {len(self.loader)} micro-batches of {micro} per process "
                 f"and epoch, fewer than one optimiser step ({self.accumulation} micro-batches); "
-                "lower batch_size or add data"
+                "lower batch_size, raise data.crops_per_field (crops of each field per epoch) or "
+                "add data"
             )
         # The EMA and the counters are saved with each state by save_state (safetensors and
         # JSON), not registered with accelerate: it would pickle them, and unpickle them with

@@ -211,7 +211,7 @@ def test_a_split_smaller_than_a_micro_batch_is_refused_with_its_size(
     path.write_text(dump_toml(values))
     err = refused_on_one_line(path, [], capsys, tmp_path / "run")
     assert f"the training split has {said} fewer than one micro-batch (4)" in err
-    assert "lower batch_size or add data" in err
+    assert "lower batch_size, raise data.crops_per_field (now 1: crops of each field" in err
 
 
 def test_forecast_validation_at_another_time_step_is_refused(tmp_path, shared_data, capsys):

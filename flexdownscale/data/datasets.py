@@ -61,7 +61,9 @@ time) and the count.
 
 Crops are reproducible: the crop of item ``i`` at epoch ``e`` comes from
 ``numpy.random.default_rng([seed, e, i])``; call :meth:`SuperResolutionDataset.set_epoch` (or
-the forecast dataset's) at every epoch. On a periodic axis (a global longitude, the doubly
+the forecast dataset's) at every epoch. ``crop="fixed"`` draws the windows the same way at
+epoch 0 and keeps them at every epoch (validation with several crops per field: the same
+windows at every evaluation). On a periodic axis (a global longitude, the doubly
 periodic Kolmogorov box) random crops start anywhere, the window wrapping around the seam, so
 every cell is sampled as often; on other axes they stay inside the field. An axis that says it is
 periodic (``periodic = "true"``) but whose opposite edges are not neighbours (a window cut from a
@@ -128,7 +130,7 @@ __all__ = [
 
 Split = Literal["train", "validation", "test"]
 Task = Literal["superres", "forecast"]
-Crop = Literal["random", "center", "full"]
+Crop = Literal["random", "center", "fixed", "full"]
 Format = Literal["auto", "xarray", "hdf5"]
 NanFields = Literal["error", "drop"]
 
@@ -1672,6 +1674,11 @@ class _FieldDataset(torch.utils.data.Dataset):
         """
         return self._fit(self._selection, transforms)
 
+    def _crop_epoch(self) -> int:
+        """The epoch that keys the crop generator: 0 for ``crop="fixed"`` (the same windows at
+        every epoch), else :attr:`epoch`."""
+        return 0 if self.crop == "fixed" else self.epoch
+
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that keys the crop generator (call once per epoch).
 
@@ -1824,7 +1831,7 @@ class _FieldDataset(torch.utils.data.Dataset):
         self, n: int, size: int, step: int, rng: np.random.Generator, periodic: bool = False
     ) -> int:
         slots = (n - size) // step + 1
-        if self.crop == "random":
+        if self.crop in ("random", "fixed"):
             if periodic:
                 # no edges: any origin, the window wrapping around (every cell as often)
                 slots = n // step
@@ -1890,9 +1897,11 @@ class SuperResolutionDataset(_FieldDataset):
     sigma
         Gaussian degradation width in fine cells (default ``factor / 2``).
     crop
-        ``"random"`` (seeded), ``"center"`` or ``"full"``.
+        ``"random"`` (seeded, new windows at every epoch), ``"center"``, ``"fixed"`` (seeded
+        windows drawn once, the same at every epoch) or ``"full"``.
     crops_per_field
-        Items per field and epoch (different random crops).
+        Items per field and epoch (different ``"random"`` or ``"fixed"`` crops; with
+        ``"center"`` or ``"full"`` the same window repeated).
     split, split_dim, splits
         Which split this dataset serves, the dimension (or ``"file"``) the splits select on, and
         the selections ``{"train": ..., "validation": ..., "test": ...}`` (``None``: no split).
@@ -2070,7 +2079,7 @@ class SuperResolutionDataset(_FieldDataset):
         ny, nx = src.ny - src.ny % f, src.nx - src.nx % f
         ch, cw = (ny, nx) if self.crop_size is None else (self.crop_size, self.crop_size)
         py, px = self._periodic(src)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self._crop_epoch(), index])
         y0 = self._origin(ny, ch, f, rng, py)
         x0 = self._origin(nx, cw, f, rng, px)
         return src, sample, y0, x0, ch, cw
@@ -2394,7 +2403,7 @@ class ForecastDataset(_FieldDataset):
     def _plan(self, index: int) -> tuple[_Source, dict[str, int], int, int, int, int]:
         _, src, sample = self._entry_of(index // self.crops_per_field)
         ch, cw = (src.ny, src.nx) if self.crop_size is None else (self.crop_size, self.crop_size)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self._crop_epoch(), index])
         y0 = self._origin(src.ny, ch, 1, rng, src.periodic[0])
         x0 = self._origin(src.nx, cw, 1, rng, src.periodic[1])
         return src, sample, y0, x0, ch, cw
@@ -2506,7 +2515,7 @@ def from_config(
     transforms: Mapping[str, Transform] | Literal["auto"] | None = None,
     seed: int = 0,
     crop: Crop | None = None,
-    crops_per_field: int = 1,
+    crops_per_field: int | None = None,
 ) -> SuperResolutionDataset | ForecastDataset:
     """Build the dataset of one split from a :class:`~flexdownscale.config.DataConfig`.
 
@@ -2530,9 +2539,11 @@ def from_config(
     seed
         Crop seed.
     crop
-        Default ``"random"`` for train, ``"center"`` otherwise.
+        Default ``"random"`` for train; for the other splits ``"center"`` with one crop per
+        field, ``"fixed"`` with several (seeded windows, the same at every evaluation).
     crops_per_field
-        Items per field and epoch.
+        Items per field and epoch; default None: ``config.crops_per_field`` (the run's
+        ``data.crops_per_field``).
 
     Returns
     -------
@@ -2557,8 +2568,11 @@ def from_config(
     if problem:
         raise ShapeError(problem)
     splits = {"train": config.train, "validation": config.validation, "test": config.test}
-    if crop is None:
-        crop = "random" if split == "train" else "center"
+    if crops_per_field is None:
+        crops_per_field = config.crops_per_field
+    if crop is None:  # other splits: one centre window, or several drawn by the seed, kept
+        held = "center" if crops_per_field == 1 else "fixed"
+        crop = "random" if split == "train" else held
     common: dict[str, Any] = {
         "variables": config.variables or None,
         "crop_size": config.crop_size,
