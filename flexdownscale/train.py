@@ -3138,6 +3138,25 @@ class Trainer:
             f"upsampling: {data.upsample}\n"
         )
 
+    def _crops_line(self) -> str:
+        """The model card's line of what the samples are: the fields of the split (with the
+        dims they run along when there are several, e.g. time and level pooled), the crops
+        drawn from each, and the windows validation scored."""
+        data = self.config.data
+        fields = int(self.train_set._cum[-1])
+        dims = self.train_set.sources[0].sample_dims
+        along = f" (every {' x '.join(dims)} combination)" if len(dims) > 1 else ""
+        n = data.crops_per_field
+        crops = f"{n} random window{'s' if n != 1 else ''}"
+        line = (
+            f"- samples: {fields} training field{'s' if fields != 1 else ''}{along}, "
+            f"{crops} of {data.crop_size} x {data.crop_size} cells of each per epoch"
+        )
+        if self.val_set is not None:
+            held = "the centre window" if n == 1 else f"{n} windows, drawn once from the seed,"
+            line += f"; validation scored {held} of each field"
+        return line + "\n"
+
     def _model_card(
         self,
         validation: dict[str, float | None],
@@ -3185,6 +3204,7 @@ class Trainer:
             + self._task_line()
             + f"- split along `{config.data.split_dim}`: train {list(config.data.train)}, "
             f"validation {list(config.data.validation)}\n"
+            + self._crops_line()
             + "".join(f"{line}\n" for line in data_lines)
             + "\n"
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "

@@ -66,6 +66,17 @@ def test_validation_keeps_the_same_several_windows_at_every_evaluation(shared_da
     assert np.array_equal(first, np.stack([val[i]["fine"].numpy() for i in range(len(val))]))
 
 
+def test_the_card_of_a_default_run_says_one_centre_window(tmp_path, shared_data):
+    values = tiny_run_values(tmp_path, shared_data, eval_every=0, data={"validation": []})
+    trainer = Trainer(from_dict(TrainConfig, values))
+    trainer.fit()
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert (
+        "- samples: 408 training fields, 1 random window of 32 x 32 cells of each per epoch\n"
+        in card
+    )
+
+
 def test_one_crop_per_field_keeps_the_centre_window(shared_data):
     """The default is what every run before the key did: one centre crop per field."""
     one = from_config(_data(shared_data), "validation")
@@ -96,5 +107,32 @@ def test_a_small_split_trains_with_more_crops_per_field(tmp_path, shared_data, c
     assert (len(trainer.val_set), trainer.val_set.crop) == (8, "fixed")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["data"]["crops_per_field"] == 2
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert (
+        "- samples: 3 training fields, 2 random windows of 32 x 32 cells of each per epoch; "
+        "validation scored 2 windows, drawn once from the seed, of each field\n"
+    ) in card
     records = (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
     assert np.isfinite(json.loads(records[-1])["val/rmse"])
+
+
+def test_the_card_names_the_dims_pooled_as_samples(tmp_path, shared_data):
+    """Levels given as a dim are samples of one channel: the card says the fields are every
+    time x level combination, not only the split dim."""
+    import xarray as xr
+
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        cut = ds.isel(time=slice(0, 4)).load()
+    levels = xr.concat([cut, cut + 1.0], dim="level").assign_coords(level=[850, 500])
+    levels["t2m"].attrs = cut["t2m"].attrs
+    path = tmp_path / "levels.nc"
+    levels.transpose("time", "level", ...).to_netcdf(path)
+    values = tiny_run_values(
+        tmp_path,
+        shared_data,
+        eval_every=0,
+        data={"paths": [str(path)], "train": [], "validation": []},
+    )
+    Trainer(from_dict(TrainConfig, values)).fit()
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "- samples: 8 training fields (every time x level combination), 1 random" in card
