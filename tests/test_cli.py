@@ -668,7 +668,7 @@ def test_evaluate_a_crop_of_a_periodic_box_uses_the_dct(shared_data, tmp_path, c
         )
         assert row["LSD (dB)"] == pytest.approx(float(lsd), rel=1e-6), name
     # the truth aligned to the crop is not periodic; aligned to the whole box it stays so
-    from flexdownscale.cli import _truth_on_prediction_grid
+    from flexdownscale.evaluation import _truth_on_prediction_grid
 
     periods = {"x": length, "y": length}
     on_crop = _truth_on_prediction_grid(crop, truth, ("y", "x"), periods=periods)

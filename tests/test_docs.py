@@ -24,8 +24,9 @@ import flexdownscale
 
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
-#: Modules documented as commands (docs/inference.md, docs/training.md), not as an API.
-COMMAND_MODULES = {"flexdownscale.cli"}
+#: Modules documented as commands (docs/inference.md, docs/training.md), not as an API:
+#: ``evaluation`` is the work of ``flexdownscale evaluate``.
+COMMAND_MODULES = {"flexdownscale.cli", "flexdownscale.evaluation"}
 
 
 def _load_extension():

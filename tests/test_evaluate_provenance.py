@@ -14,8 +14,9 @@ import pytest
 import xarray as xr
 
 from flexdownscale import __version__
-from flexdownscale.cli import _prediction_provenance, _provenance_words, main
+from flexdownscale.cli import main
 from flexdownscale.data import degrade, normalize_grid
+from flexdownscale.evaluation import _prediction_provenance, _provenance_words
 
 ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flexdownscale import cli
+from flexdownscale import evaluation
 from flexdownscale.cli import main
 
 MEMBERS, TIMES, N = 4, 24, 16  # a prediction of 4 x 24 x 16 x 16 float32: 96 kB
@@ -83,7 +83,7 @@ def test_time_chunk_gives_the_default_and_the_whole_file_scores(tmp_path, monkey
     one = _evaluate(pred, truth, tmp_path / "one", "--time-chunk", "1")
     default = _evaluate(pred, truth, tmp_path / "default")
     # a default chunk of 20 kB: 5 time steps of the 4 members' 16 x 16 float32 fields
-    monkeypatch.setattr(cli, "_EVALUATE_CHUNK_BYTES", STEPS * MEMBERS * N * N * 4)
+    monkeypatch.setattr(evaluation, "CHUNK_BYTES", STEPS * MEMBERS * N * N * 4)
     small = _evaluate(pred, truth, tmp_path / "small")
     for rows in (chunked, one, default, small):
         _same_rows(whole, rows)
@@ -118,7 +118,7 @@ def test_each_file_is_read_twice_a_chunk_at_a_time(tmp_path, monkeypatch):
     pred, truth = _files(tmp_path)
     # the lazy DataArrays handed to the computes: each dask-backed, the fields in chunks
     computes: list[list] = []
-    compute = cli._compute_together
+    compute = evaluation._compute_together
 
     def recording(reads, *lazy):
         found: list = []
@@ -138,14 +138,14 @@ def test_each_file_is_read_twice_a_chunk_at_a_time(tmp_path, monkeypatch):
         return compute(reads, *lazy)
 
     fields = []
-    pooled = cli._pooled_scores
+    pooled = evaluation._pooled_scores
 
     def scoring(p, t, *args, **kwargs):
         fields.extend([p, t])
         return pooled(p, t, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "_compute_together", recording)
-    monkeypatch.setattr(cli, "_pooled_scores", scoring)
+    monkeypatch.setattr(evaluation, "_compute_together", recording)
+    monkeypatch.setattr(evaluation, "_pooled_scores", scoring)
     reads = _count_reads(monkeypatch)
     _evaluate(pred, truth, tmp_path / "r", "--time-chunk", str(STEPS))
     size = MEMBERS * TIMES * N * N
@@ -191,7 +191,7 @@ def test_only_a_few_chunks_are_held_at_a_time(tmp_path, monkeypatch):
     pred, truth = _files(tmp_path, members=8, times=26, n=32)
     held: list = []  # weak references to the arrays of each chunk read
     most = []
-    read_chunk = cli._read_chunk
+    read_chunk = evaluation._read_chunk
 
     def tracking(fields, dim, start, stop):
         alive = sum(ref() is not None for ref in held)
@@ -200,7 +200,7 @@ def test_only_a_few_chunks_are_held_at_a_time(tmp_path, monkeypatch):
         held.extend(weakref.ref(values) for values in chunk.values())
         return chunk
 
-    monkeypatch.setattr(cli, "_read_chunk", tracking)
+    monkeypatch.setattr(evaluation, "_read_chunk", tracking)
     with dask.config.set(num_workers=2):  # a thread may read the next chunk ahead
         _evaluate(pred, truth, tmp_path / "r", "--time-chunk", "2")  # 13 chunks
     assert len(most) == 2 * 13  # the checks' pass and the scores'

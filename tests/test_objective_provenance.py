@@ -14,10 +14,10 @@ import pytest
 import torch
 import xarray as xr
 
-from flexdownscale.cli import _prediction_provenance, _provenance_words
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, grid_spec, refine_grid
 from flexdownscale.diffusion import build_objective
+from flexdownscale.evaluation import _prediction_provenance, _provenance_words
 from flexdownscale.models import build_model
 from flexdownscale.pipeline import Downscaler, Forecaster
 

@@ -13,7 +13,8 @@ import pytest
 import xarray as xr
 from test_forecast_fixes import box, box_grid, tiny_forecaster
 
-from flexdownscale.cli import _prediction_provenance, main
+from flexdownscale.cli import main
+from flexdownscale.evaluation import _prediction_provenance
 from flexdownscale.provenance import concat_outputs
 
 CONDITION = {"name": "reynolds_number", "scale": 4000.0, "range": [1000.0, 4000.0]}

@@ -1,0 +1,1315 @@
+"""Scores of a prediction file against a truth file: the work of ``flexdownscale evaluate``.
+
+:func:`evaluate` opens both files (netCDF or zarr), matches the truth to the prediction's grid
+points and times (a forecast's leads at their valid times), reads both in time chunks (each
+chunk once per pass, every score of a chunk computed before more are read) and writes the
+report into a folder: ``metrics.md`` (the table, also returned), ``metrics.json`` (the same
+scores as strict JSON), ``metrics_by_lead.json`` for a forecast, and the spectra and rank
+histograms as PNG plots. :mod:`flexdownscale.cli` parses the command's options and calls it;
+its messages name those options (``--rename``, ``--dims``, ``--out``). The scores themselves
+come from :mod:`flexdownscale.metrics`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._inputs import count_noun, find_time_dim, groups_hint, is_zarr, open_input
+from ._json import finite_or_null, non_finite_word
+
+__all__ = ["evaluate"]
+
+#: How much of the prediction ``evaluate`` reads and scores at a time when no ``--time-chunk``
+#: is given: as many time steps (fields, with all their members and the whole grid, of every
+#: variable) as fit in this many bytes, at least one. The scores' float64 intermediates (the
+#: spectra above all) take about 10 times a chunk per thread while it is scored.
+CHUNK_BYTES = 16 * 2**20
+
+
+def evaluate(
+    prediction: str | os.PathLike[str],
+    truth: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str],
+    dims: Mapping[str, str] | None = None,
+    rename: Mapping[str, str] | None = None,
+    time_chunk: int | None = None,
+) -> str:
+    """Score the prediction file ``prediction`` against the truth file ``truth`` and write the
+    report into the folder ``out``.
+
+    Parameters
+    ----------
+    prediction : str or path
+        The prediction: a netCDF file or a zarr store (a name ending in ``.zarr``), with or
+        without an ensemble dim; a forecast (``lead`` dim with ``valid_time``) is scored per
+        lead as well.
+    truth : str or path
+        The truth on the prediction's grid points (or a grid holding them), at every
+        predicted time.
+    out : str or path
+        The report's folder, made if missing; a folder holding files of other origin under the
+        report's names is refused.
+    dims : mapping of str to str, optional
+        ``AXIS=DIM`` names of dims that are not recognised (``x``, ``y``, ``time``), applied to
+        each file that has that dim; ``member`` names the prediction's ensemble dim (default
+        ``"member"``). Default None: found from CF attributes and common names.
+    rename : mapping of str to str, optional
+        Truth variable name to prediction variable name. Default None: the names in common.
+    time_chunk : int, optional
+        Time steps read and scored at a time, every member and the whole grid in each. Default
+        None: as many as fit in :data:`CHUNK_BYTES` of the prediction.
+
+    Returns
+    -------
+    str
+        The text of ``metrics.md``: the scores table, per lead for a forecast, and what made
+        the prediction when its file records it.
+
+    Raises
+    ------
+    DataError, GridError, MissingVariableError, UnitsError
+        Files that cannot be read or do not match (variables, grid, times, units); the
+        message says what was found and how to fix it.
+    ConfigError
+        A ``time_chunk`` that is not a positive whole number.
+    """
+    if time_chunk is not None and (
+        isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1
+    ):
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"time_chunk = {time_chunk!r} must be a positive whole number of time steps, or None "
+            "for chunks of a set size"
+        )
+    return _write_report(
+        os.fspath(prediction),
+        os.fspath(truth),
+        os.fspath(out),
+        dict(dims or {}),
+        dict(rename or {}),
+        time_chunk,
+    )
+
+
+def _write_report(
+    pred_path: str,
+    truth_path: str,
+    out_given: str,
+    dims: dict[str, str],
+    renames: dict[str, str],
+    time_chunk: int | None,
+) -> str:
+    """:func:`evaluate`'s work, its arguments checked: the paths as given (they are named in
+    the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any, and
+    ``renames`` truth name to prediction name. Returns the text of ``metrics.md``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from . import metrics
+    from .data.grid import find_axes, grid_spec, normalize_grid
+    from .errors import DataError, GridError, MissingVariableError
+    from .plot import plot_rank_histogram, plot_spectra
+
+    member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
+    pred = open_input(pred_path)
+    truth = open_input(truth_path)
+    # what made the prediction (model, sampler, steps, ...): the spread/skill of one model's
+    # ensemble differs with them, so the report says them
+    provenance = _prediction_provenance(pred.attrs)
+    absent = [name for name in renames if name not in truth.data_vars]
+    if absent:
+        raise MissingVariableError(
+            f"--rename names {absent}, which the truth does not hold (its variables: "
+            f"{list(map(str, truth.data_vars))}); give TRUTH=PREDICTION with the truth's name "
+            "first, e.g. --rename tas=t2m"
+        )
+    taken = [new for old, new in renames.items() if new in truth.variables and new != old]
+    if taken:
+        raise MissingVariableError(
+            f"--rename would give the truth a second {taken[0]!r} (it holds one already); "
+            f"drop the rename to score its own {taken[0]!r}, or remove that variable first"
+        )
+    truth = truth.rename(renames)
+    # a forecast (the Forecaster's output): its leads are matched to the truth at valid_time,
+    # the time dim of its leads for the checks below, and scored per lead as well
+    lead_dim = _forecast_leads(pred, dims)
+    # read lazily in chunks along time (the members and the grid whole): memory holds a few
+    # chunks, not the file; every score is computed in one pass over the files (below)
+    pred, time_dim, steps = _stream_prediction(pred, dims, lead_dim, time_chunk)
+    leads, starts = None, 1
+    if lead_dim is not None:
+        pred, leads, starts = _forecast_series(pred)
+        pred = pred.rename(valid_time=lead_dim) if lead_dim != "valid_time" else pred
+        dims["time"] = lead_dim
+    truth = normalize_grid(truth, dims=_dims_in(truth, dims))
+    names = _fields_in_common(pred, truth, _dims_in(pred, dims))
+    if not names:
+        pred_names, truth_names = list(map(str, pred.data_vars)), list(map(str, truth.data_vars))
+        example = f"{truth_names[0]}={pred_names[0]}" if pred_names and truth_names else "tas=t2m"
+        raise MissingVariableError(
+            f"prediction variables {pred_names} and truth variables {truth_names} have none "
+            f"in common; if the truth names a variable otherwise, say which: --rename {example} "
+            f"(truth name = prediction name){groups_hint(pred_path, truth_path)}"
+        )
+    _check_same_units(pred, truth, names, truth_path, renames)
+    for v in names:  # the truth is one realisation
+        if member_dim in truth[v].dims and member_dim not in pred[v].dims:
+            raise DataError(
+                f"the truth's {v!r} has the ensemble dim {member_dim!r} "
+                f"({count_noun(truth.sizes[member_dim], 'value')}) and the prediction's has none: "
+                "were the files given the other way round? The prediction comes first: "
+                "flexdownscale evaluate PREDICTION TRUTH --out DIR"
+            )
+        if member_dim in truth[v].dims:
+            raise DataError(
+                f"the truth's {v!r} has the ensemble dim {member_dim!r} "
+                f"({count_noun(truth.sizes[member_dim], 'value')}), but the truth is one "
+                f"realisation: give a truth file without it (one {member_dim} of it, if it is "
+                "an ensemble)"
+            )
+    pdims, tdims = _dims_in(pred, dims), _dims_in(truth, dims)
+    axes = find_axes(pred[names[0]], dims=pdims)
+    # fields of the prediction the truth has no variable for: not scored, and said so
+    unscored = [
+        str(v)
+        for v, field in pred.data_vars.items()
+        if v not in truth.data_vars and {axes.y, axes.x} <= set(field.dims)
+    ]
+    if unscored:
+        from ._stack import user_stacklevel
+        from .errors import FlexDownscaleWarning
+
+        warnings.warn(
+            f"the truth has no {', '.join(map(repr, unscored))}: "
+            f"{'it is' if len(unscored) == 1 else 'they are'} not scored (only "
+            f"{', '.join(map(repr, names))}); give truth with those variables to score them",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+    periods = {axes.x: 360.0} if grid_spec(pred[names[0]], dims=pdims).kind == "latlon" else {}
+    tspec = grid_spec(truth[names[0]], dims=tdims)
+    if tspec.kind != "latlon":  # a doubly periodic box, say: its length along each dim
+        for dim, n, step, periodic in (
+            (tspec.x, tspec.nx, tspec.dx, tspec.periodic_x),
+            (tspec.y, tspec.ny, tspec.dy, tspec.periodic_y),
+        ):
+            if periodic:
+                periods[dim] = n * step
+    truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
+    truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
+    for v in names:  # a dim only the truth has would be averaged over: pick the prediction's
+        for d in [d for d in truth[v].dims if d not in pred[v].dims]:
+            label = pred[v].coords.get(d)
+            if label is not None and label.ndim == 0 and d in truth.coords:
+                try:  # the prediction was made for one value of it (trajectory = 3, say)
+                    truth = truth.sel({d: label.values})
+                    continue
+                except KeyError:
+                    pass
+            raise DataError(
+                f"the truth's {v!r} has a dim {str(d)!r} ({truth.sizes[d]} values) that the "
+                f"prediction lacks: every score would pool the prediction against all of them. "
+                f"Give truth for the prediction's {str(d)!r} only (cut it out of the truth file), "
+                "or a prediction along it"
+            )
+    for v in names:  # a dim only the prediction has would be averaged as if it were space
+        extra = [str(d) for d in pred[v].dims if d not in truth[v].dims and d != member_dim]
+        if extra:
+            raise DataError(
+                f"the prediction's {v!r} has dims {extra} that the truth lacks; if "
+                f"{extra[0]!r} is the ensemble dim, pass --dims member={extra[0]}, else select "
+                "one value of it (or give truth along it)"
+            )
+    # both files read in time chunks, each chunk once per pass (one for the checks, one for
+    # the scores), every score of a chunk computed before more chunks are read
+    pred, truth, reads = _streamed(pred, truth, names, time_dim, steps)
+    finite, empty, missing_by_name = _compute_together(
+        reads,
+        [np.isfinite(pred[v]).any() for v in names],
+        [truth[v].isnull().all() for v in names],
+        [
+            {name: field.isnull().sum() for name, field in (("prediction", p), ("truth", t))}
+            for p, t in ((pred[v], truth[v]) for v in names)
+        ],
+    )
+    for v, found in zip(names, finite, strict=True):
+        if not bool(found):
+            raise DataError(
+                f"the prediction's {v!r} has no finite value; check the file (a failed run, or "
+                "a fill value that was not decoded?)"
+            )
+    if any(bool(none) for none in empty):
+        raise GridError(
+            "the truth has no values on the prediction grid; give truth on the fine grid "
+            "the prediction was made on"
+        )
+    out = Path(out_given)
+    _check_report_folder(out, names, out_given)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
+    has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
+    spatial = [axes.y, axes.x]
+    spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
+    # latitude grids: means weighted by cell area (WeatherBench practice); projected and
+    # physics grids have equal cells. Doubly periodic domains: plain FFT spectra; a crop of one
+    # (the truth's periodic attribute is dropped for an axis covered in part): the DCT.
+    weights = (
+        metrics.area_weights(truth[names[0]], dims=spatial)
+        if spec.kind in ("latlon", "rotated")
+        else None
+    )
+    method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
+    rows = []
+    gaps: list[str] = []
+    spectra: dict[str, Any] = {}  # per variable: every field's spectrum (prediction, truth)
+    curves: dict[str, Any] = {}  # per variable: the spectra averaged over members and times
+    histograms: dict[str, Any] = {}
+    for v, counts in zip(names, missing_by_name, strict=True):
+        p, t = pred[v], truth[v]
+        # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
+        # missing cells) is scored on its valid points, without the spectral entries
+        missing = {name: int(n) for name, n in counts.items()}
+        spectra[v] = None
+        if any(missing.values()):
+            gaps.append(
+                f"`{v}` ("
+                + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
+                + ")"
+            )
+        else:  # member spectra are averaged, not the mean's
+            spectra[v] = tuple(
+                metrics.power_spectrum(f, dims=spatial, method=method) for f in (p, t)
+            )
+            curves[v] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v])
+        rows.append(
+            {
+                "variable": v,
+                "units": str(p.attrs.get("units", "")),
+                **_pooled_scores(p, t, member_dim, weights, has_members, curves.get(v)),
+            }
+        )
+        if has_members:
+            histograms[v] = metrics.rank_histogram(p, t, member_dim=member_dim, weights=weights)
+    by_lead = _scores_by_lead(
+        pred, truth, names, lead_dim, leads, member_dim, weights, has_members, spectra
+    )
+    # every score, spectrum and rank histogram of every variable (pooled and per lead)
+    # together: one more pass over the files
+    rows, by_lead, curves, histograms = _compute_together(reads, rows, by_lead, curves, histograms)
+    rows, by_lead = _floats(rows), _floats(by_lead)
+    import matplotlib.pyplot as plt
+
+    for v in names:
+        if v in curves:
+            pred_curve, truth_curve = curves[v]
+            fig = plot_spectra(
+                {"truth": truth_curve, "prediction": pred_curve},
+                reference="truth",
+                title=f"{v}: power spectra",
+            )
+            fig.savefig(out / f"spectra_{v}.png", dpi=100)
+        if has_members:
+            if not np.isfinite(np.asarray(histograms[v].values, dtype=float)).any():
+                # nothing to rank: the plot's own error, which says why from the fields
+                plot_rank_histogram(pred[v], truth[v], member_dim=member_dim, weights=weights)
+            fig = plot_rank_histogram(histograms[v], title=f"{v}: rank histogram")
+            fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
+        plt.close("all")
+    columns = list(rows[0])
+    weighting = (
+        "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
+    )
+    if has_members:
+        scores = (
+            f"CRPS fair, spread/skill Fortin-corrected over the {pred.sizes[member_dim]} "
+            f"members; LSD: log-spectral distance of the member-averaged {method.upper()} power "
+            "spectra."
+        )
+    else:  # one field per point: the ensemble scores are not computed, say so
+        scores = (
+            f"one prediction per point (no {member_dim!r} dim of two or more members): no CRPS, "
+            f"spread/skill or rank histogram; LSD: log-spectral distance of the {method.upper()} "
+            "power spectra."
+        )
+    lines = [
+        f"{_REPORT_TITLE}{pred_path} against {truth_path}",
+        "",
+        f"Means {weighting}; {scores}",
+        "",
+        _provenance_words(provenance, int(pred.sizes.get(member_dim, 1))),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in rows:
+        cells = [_table_cell(row.get(c)) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not has_members:  # no ensemble: the prediction's own RMSE and MAE (same JSON keys)
+        lines[lines.index("| " + " | ".join(columns) + " |")] = _heading(columns)
+    if by_lead:
+        n_leads = len(by_lead) // len(names)
+        said = (
+            f"the forecasts' {n_leads} leads, each over the {starts} starts: every field against "
+            "the truth at its own valid_time; the table above pools them all"
+            if starts > 1
+            else f"the forecast's {n_leads} leads, each against the truth at its valid_time; the "
+            "table above pools them"
+        )
+        lines += [
+            "",
+            f"By lead ({said}):",
+            "",
+            "| " + " | ".join(by_lead[0]) + " |" if has_members else _heading(list(by_lead[0])),
+            "|" + "---|" * len(by_lead[0]),
+        ]
+        lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
+    spelled = _non_finite_words([*rows, *by_lead])  # what inf, nan and n/a in the tables mean
+    if spelled:
+        lines += ["", spelled]
+    if unscored:
+        lines += [
+            "",
+            "Not scored (the truth has no such variable): "
+            + ", ".join(f"`{v}`" for v in unscored)
+            + ".",
+        ]
+    if gaps:
+        lines += [
+            "",
+            "Scores over the valid points only; no LSD or spectrum plot for "
+            + ", ".join(gaps)
+            + ": spectra need gap-free fields (fill or crop the gaps to get them).",
+        ]
+    report = "\n".join(lines) + "\n"
+    (out / "metrics.md").write_text(report, encoding="utf-8")
+    # strict JSON: a score that is NaN or infinite is null, and "non_finite" says which it was
+    strict = [_strict_row(row) for row in rows]
+    if provenance:  # each row says what made the prediction (absent: the file does not say)
+        strict = [{**row, "prediction": provenance} for row in strict]
+    (out / "metrics.json").write_text(
+        json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
+    )
+    if by_lead:
+        strict = [_strict_row(row) for row in by_lead]
+        (out / "metrics_by_lead.json").write_text(
+            json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
+        )
+    return report
+
+
+def _stream(ds: Any, chunks: dict[str, int]) -> Any:
+    """``ds`` with its data variables dask-backed (read lazily, chunk by chunk), in chunks of
+    ``chunks`` (dim: length) and whole along every other dim. Coordinates are left as they
+    are."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        out[name] = var.variable.chunk({d: chunks.get(str(d), -1) for d in var.dims})
+    return out
+
+
+def _steps_per_chunk(ds: Any, along: Sequence[str], given: int | None) -> int:
+    """The time steps per chunk: ``given`` (``--time-chunk``), else as many fields (one index
+    along each of the dims ``along``, with all the other dims) of the data variables of ``ds``
+    that have those dims as fit in :data:`CHUNK_BYTES`, at least one."""
+    if given is not None:
+        return given
+    field = 0
+    for var in ds.data_vars.values():
+        if all(d in var.dims for d in along):
+            count = 1
+            for d in along:
+                count *= var.sizes[d]
+            field += var.dtype.itemsize * var.size // max(count, 1)
+    return max(1, CHUNK_BYTES // max(field, 1))
+
+
+def _stream_prediction(
+    pred: Any, dims: dict[str, str], lead_dim: str | None, given: int | None
+) -> tuple[Any, str | None, int]:
+    """The prediction ready to be read in time chunks, the name its time dim will have
+    (``lead_dim`` for a forecast, whose leads become a series along it; ``None`` without a
+    time dim) and the time steps per chunk (``given``, or :func:`_steps_per_chunk`'s).
+
+    Forecasts from several starts are made one series of (start, lead) fields, which reads a
+    netCDF file whole: they are chunked here (:func:`_stream`) along their starts, every lead
+    in each chunk, and a chunk holds whole starts. By default a zarr store's chunks are read
+    whole (a chunk is a whole number of them, when they are not larger). A prediction without
+    a time dim is one chunk; with ``--time-chunk`` (``given``) that is :func:`find_time_dim`'s
+    DataError.
+    """
+    from .errors import DataError
+
+    if lead_dim is not None:
+        start = _forecast_starts(pred)
+        if start is None or pred.sizes[start] == 1:
+            return pred, lead_dim, _steps_per_chunk(pred, ["lead"], given)
+        leads = pred.sizes["lead"]
+        starts = max(1, _steps_per_chunk(pred, ["lead", start], given) // leads)
+        return _stream(pred, {start: starts}), lead_dim, starts * leads
+    try:
+        time = find_time_dim(pred, _dims_in(pred, dims) or {})
+    except DataError:
+        if given is not None:
+            raise
+        return pred, None, 1
+    steps = _steps_per_chunk(pred, [time], given)
+    stored = [
+        var.chunksizes[time][0]
+        for var in pred.data_vars.values()
+        if var.chunks is not None and time in var.dims
+    ]
+    if given is None and stored and max(stored) <= steps:
+        steps -= steps % max(stored)
+    return pred, time, steps
+
+
+def _read_chunk(fields: dict[str, Any], dim: str | None, start: int, stop: int) -> dict[str, Any]:
+    """The values of ``fields`` (lazy DataArrays) from ``start`` to ``stop`` along ``dim``, as
+    numpy arrays: one time chunk of every scored variable of both files, read in one task."""
+    import dask
+    import numpy as np
+
+    out = {}
+    for name, field in fields.items():
+        part = field.isel({dim: slice(start, stop)}) if dim in field.dims else field
+        data = part.data  # a lazily indexed file reads the chunk here; a zarr store is dask
+        if dask.is_dask_collection(data):
+            (data,) = dask.compute(data, scheduler="synchronous")
+        out[name] = np.asarray(data)
+    return out
+
+
+def _streamed(
+    pred: Any, truth: Any, names: list[str], dim: str | None, steps: int
+) -> tuple[Any, Any, dict[str, int]]:
+    """``pred`` and ``truth`` with the variables ``names`` dask-backed in chunks of ``steps``
+    along ``dim`` (the whole field without it), whole along every other dim (the ensemble
+    scores sort along the members and the spectra transform the grid), and the read task of
+    each time chunk with its position (for :func:`_chunk_by_chunk`).
+
+    Each time chunk of every variable of both files is read by one task (:func:`_read_chunk`),
+    so that its scores can all be computed as soon as it is read, and it freed: a dask array
+    per file let dask's scheduler read the whole prediction before it had the truth's chunks
+    to score it with. The truth is read only where the prediction is (its grid points, times
+    and the prediction's label of a dim only it has).
+    """
+    import uuid
+
+    import dask
+    import dask.array as da
+
+    fields = {f"{side}:{v}": obj[v] for v in names for side, obj in (("p", pred), ("t", truth))}
+    size = pred.sizes.get(dim, 1) if dim is not None else 1
+    bounds = [(a, min(a + steps, size)) for a in range(0, size, steps)] or [(0, size)]
+    token = uuid.uuid4().hex
+    reader = dask.delayed(
+        functools.partial(_read_chunk, fields), name=f"read-{token}", pure=True, traverse=False
+    )
+    chunks = [
+        reader(dim, a, b, dask_key_name=f"flexdownscale-evaluate-read-{token}-{i}")
+        for i, (a, b) in enumerate(bounds)
+    ]
+    order = {f"flexdownscale-evaluate-read-{token}-{i}": i for i in range(len(bounds))}
+
+    def streamed(key: str) -> Any:
+        field = fields[key]
+        if dim is None or dim not in field.dims:  # one field: read once, with the first chunk
+            data = da.from_delayed(chunks[0][key], shape=field.shape, dtype=field.dtype)
+            return field.copy(deep=False, data=data)
+        axis = field.dims.index(dim)
+        parts = []
+        for chunk, (a, b) in zip(chunks, bounds, strict=True):
+            shape = list(field.shape)
+            shape[axis] = b - a
+            parts.append(da.from_delayed(chunk[key], shape=tuple(shape), dtype=field.dtype))
+        return field.copy(deep=False, data=da.concatenate(parts, axis=axis))
+
+    pred, truth = pred.copy(), truth.copy()
+    for v in names:
+        pred[v], truth[v] = streamed(f"p:{v}"), streamed(f"t:{v}")
+    return pred, truth, order
+
+
+def _chunk_by_chunk(reads: dict[str, int]) -> Any:
+    """A dask scheduler callback that runs the ready tasks of the earliest time chunk first.
+
+    ``reads`` gives the read task of each time chunk (:func:`_streamed`) with its position. A
+    task takes the latest chunk it needs (a task of one chunk, that chunk; a sum over chunks,
+    the last of them), and a task that needs none (the zeros xarray's NaN-skipping sums start
+    from, say) the earliest chunk that needs it. The local scheduler runs the most recently
+    readied task first but started from dask's static order, which for many scores of the same
+    chunks could read every chunk before scoring one (the whole file in memory); in chunk
+    order a chunk's scores are done before more than the next chunk is read. With another
+    scheduler, or a dask whose scheduler state differs, it does nothing.
+    """
+    import bisect
+
+    from dask.callbacks import Callback
+
+    rank: dict[Hashable, int] = {}
+    placed: set[Hashable] = set()
+
+    def priority(key: Hashable) -> int:  # the ready list runs from its end: latest chunk first
+        return -rank.get(key, -1)
+
+    def start_state(dsk: Any, state: dict[str, Any]) -> None:
+        ready, needs, needed_by = (state.get(k) for k in ("ready", "dependencies", "dependents"))
+        if rank or not isinstance(ready, list) or needs is None or needed_by is None:
+            return
+        left = {key: len(needs[key]) for key in needs}
+        todo = [key for key, n in left.items() if not n]
+        walk = []
+        while todo:  # a topological order
+            key = todo.pop()
+            walk.append(key)
+            for later in needed_by.get(key, ()):
+                left[later] -= 1
+                if not left[later]:
+                    todo.append(later)
+        for key in walk:
+            if key in reads:
+                rank[key] = reads[key]
+            else:
+                ranks = [rank[d] for d in needs[key] if d in rank]
+                if ranks:
+                    rank[key] = max(ranks)
+        for key in reversed(walk):
+            if key not in rank:
+                ranks = [rank[d] for d in needed_by.get(key, ()) if d in rank]
+                rank[key] = min(ranks) if ranks else -1
+        ready.sort(key=priority)
+        placed.update(ready)
+
+    def posttask(key: Hashable, result: Any, dsk: Any, state: dict[str, Any], worker: Any) -> None:
+        ready = state.get("ready")
+        if not rank or not isinstance(ready, list):
+            return
+        new = []
+        while ready and ready[-1] not in placed:  # the tasks this one readied, at the end
+            new.append(ready.pop())
+        for task in reversed(new):
+            placed.add(task)
+            bisect.insort(ready, task, key=priority)
+
+    return Callback(start_state=start_state, posttask=posttask)
+
+
+def _runs(values: Any, missing: Any, limit: int = 3) -> str:
+    """``"a .. b, c"``: the runs of consecutive ``values`` where ``missing`` is true."""
+    runs: list[str] = []
+    start = None
+    for i, miss in enumerate([*missing, False]):
+        if miss and start is None:
+            start = i
+        elif not miss and start is not None:
+            lo, hi = values[start], values[i - 1]
+            runs.append(f"{lo:g}" if i - 1 == start else f"{lo:g} .. {hi:g}")
+            start = None
+    shown = ", ".join(runs[:limit])
+    return shown + (f" and {len(runs) - limit} more runs" if len(runs) > limit else "")
+
+
+def _truth_on_prediction_grid(
+    pred: Any, truth: Any, dims: tuple[str, str], *, periods: dict[str, float] | None = None
+) -> Any:
+    """The truth at the prediction's grid points (nearest within 1e-3 cells), else GridError.
+
+    ``periods`` gives the dims compared modulo their period: 360 degrees for longitude (either
+    convention on each side), the box length for a periodic domain (a prediction cut across
+    the seam keeps coordinates beyond the box, e.g. x from -0.5 on [0, 2 pi)). A periodic axis
+    (``periodic = "true"``) that the prediction covers only in part (a ``--bbox`` crop) loses
+    that attribute: a crop does not wrap around. An axis covered whole (perhaps rotated
+    across its seam) keeps it.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .errors import GridError
+
+    periods = periods or {}
+
+    positions = {}
+    for dim in dims:
+        if dim not in truth.indexes:
+            raise GridError(
+                f"the truth has no {dim!r} coordinate (its dims: {tuple(map(str, truth.dims))}); "
+                "give truth on the fine grid the prediction was made on"
+            )
+        want = np.asarray(pred[dim].values, dtype=float)
+        have = np.asarray(truth[dim].values, dtype=float)
+        step = float(np.abs(np.diff(want)).mean()) if want.size > 1 else 1.0
+        tol = 1e-3 * step
+        if dim in periods:  # the truth's coordinates in the prediction's range
+            low = want.min() - tol
+            have = (have - low) % periods[dim] + low
+        order = np.argsort(have, kind="stable")
+        index = pd.Index(have[order])
+        if not index.is_unique:
+            raise GridError(f"the truth's {dim!r} coordinate has repeated values")
+        found = index.get_indexer(want, method="nearest", tolerance=tol)
+        found = np.where(found < 0, -1, order[np.maximum(found, 0)])
+        missing = found < 0
+        if missing.any():
+            raise GridError(
+                f"the truth does not cover the prediction grid: {int(missing.sum())} of the "
+                f"{want.size} prediction {dim} values have no truth point within {tol:.3g} "
+                f"({_runs(want, missing)}; prediction {dim} {want.min():g} .. {want.max():g}, "
+                f"truth {have.min():g} .. {have.max():g}); give truth covering the whole "
+                "prediction grid, on the fine grid the prediction was made on"
+            )
+        positions[dim] = found
+    # a crop of a periodic axis does not wrap: its spectra are those of a limited area (DCT)
+    whole = {dim: np.unique(positions[dim]).size == truth.sizes[dim] for dim in dims}
+    truth = truth.isel(positions)
+
+    def attrs(dim: str) -> dict[str, Any]:
+        kept = dict(truth[dim].attrs)
+        if not whole[dim]:
+            kept.pop("periodic", None)
+        return kept
+
+    return truth.assign_coords({d: (d, pred[d].values, attrs(d)) for d in dims})
+
+
+def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
+    """The truth at the prediction's times, else DataError naming the missing ones (each time
+    once: forecasts from several starts repeat the valid times where they overlap)."""
+    from .errors import DataError
+    from .metrics._utils import _calendar
+
+    wanted = pred.indexes[dim]
+    ours, theirs = _calendar(wanted), _calendar(truth.indexes[dim])
+    if ours is not None and theirs is not None and ours != theirs:
+        raise DataError(
+            f"the prediction's {dim} is in the {ours} and the truth's in the {theirs}: the "
+            "same dates in two calendars never match; convert one file to the other's "
+            f"calendar first (with xarray, for example: ds.convert_calendar("
+            f"{ours.split()[0]!r}"
+            + (", use_cftime=False)" if "datetime64" in ours else ")")
+            + " on the truth)"
+        )
+    distinct = wanted.unique()
+    missing = distinct[~distinct.isin(truth.indexes[dim])]
+    if len(missing):
+        shown = ", ".join(str(t) for t in missing[:limit])
+        more = f" and {len(missing) - limit} more" if len(missing) > limit else ""
+        raise DataError(
+            f"the truth lacks {len(missing)} of the prediction's {len(distinct)} {dim} values "
+            f"({shown}{more}); give truth for every predicted time"
+        )
+    return truth.sel({dim: wanted})
+
+
+def _dims_in(ds: Any, dims: dict[str, str]) -> dict[str, str] | None:
+    """The entries of a ``--dims`` override that name dims of ``ds`` (the prediction and the
+    truth may name their time dims differently)."""
+    return {axis: dim for axis, dim in dims.items() if dim in ds.dims} or None
+
+
+def _forecast_starts(pred: Any) -> str | None:
+    """The dim of a forecast's start times: the dim other than ``lead`` of a 2-D
+    ``valid_time`` (forecasts from several starts concatenated along
+    ``forecast_reference_time``), or a ``forecast_reference_time`` dim beside a ``valid_time``
+    along ``lead`` only. ``None`` for one forecast, whose start is a scalar."""
+    stamp = pred.coords.get("valid_time")
+    if stamp is not None and stamp.ndim == 2 and "lead" in stamp.dims:
+        return str(next(d for d in stamp.dims if d != "lead"))
+    return "forecast_reference_time" if "forecast_reference_time" in pred.dims else None
+
+
+def _forecast_leads(pred: Any, dims: dict[str, str]) -> str | None:
+    """The name the time dim of a forecast's leads takes (``valid_time``, or a ``--dims time=``
+    name), when ``pred`` is a forecast: a ``lead`` dim with a ``valid_time`` coordinate along it
+    (and along the starts, for forecasts from several, see :func:`_forecast_starts`) and no
+    other time dim. ``None`` for other predictions."""
+    from .data.grid import find_axes
+
+    stamp = pred.coords.get("valid_time")
+    start = _forecast_starts(pred)
+    if "lead" not in pred.dims or stamp is None:
+        return None
+    if stamp.dims != ("lead",) and set(stamp.dims) != {"lead", start}:
+        return None
+    name = dims.get("time", "valid_time")
+    if name == start:  # the start times are no time dim of the fields: they are matched by
+        name = "valid_time"  # valid_time like the leads
+    if name not in ("lead", "valid_time"):
+        for v in pred.data_vars:  # a time dim of its own: not a forecast's leads
+            if find_axes(pred[v], dims=_dims_in(pred, dims)).time not in (None, start):
+                return None
+    return name
+
+
+def _forecast_series(pred: Any) -> tuple[Any, list[int], int]:
+    """A forecast as a series of fields along ``valid_time`` (the ``lead`` dim's place), the
+    lead of each field and the number of start times.
+
+    One forecast (no start dim, or a start dim of one value) gives its leads in order; several
+    starts give every (start, lead) pair, start by start, so a valid time repeats where the
+    forecasts overlap. DataError for several starts with one ``valid_time`` for all (xarray's
+    ``concat`` keeps the first forecast's valid times unless told to concatenate them).
+    """
+    import numpy as np
+
+    from .errors import DataError
+
+    start = _forecast_starts(pred)
+    if start is not None and pred.sizes[start] == 1:  # one start, kept as a dim
+        pred, start = pred.isel({start: 0}), None
+    leads = [int(k) for k in np.asarray(pred["lead"].values)]
+    if start is None:
+        return pred.swap_dims({"lead": "valid_time"}).drop_vars("lead"), leads, 1
+    if start not in pred["valid_time"].dims:
+        raise DataError(
+            f"the forecast has {pred.sizes[start]} {start!r} values but one valid_time along "
+            "lead for all of them (xarray's concat kept the first forecast's): concatenate the "
+            f"forecasts with their valid times, xr.concat(forecasts, dim={start!r}, "
+            "coords=['valid_time'])"
+        )
+    stamp = pred["valid_time"].transpose(start, "lead")
+    gaps = np.asarray(stamp.isnull().values)
+    if gaps.any():  # concat pads a forecast with fewer leads with NaN fields and NaT times
+        counts = (~gaps).sum(axis=1)
+        shortest = int(counts.min())
+        raise DataError(
+            f"the forecasts from the {pred.sizes[start]} {start!r} values have different numbers "
+            f"of leads ({shortest} to {int(counts.max())}): concatenating them filled the "
+            "missing leads with NaN fields and no valid_time. Give every forecast the same "
+            f"leads, e.g. xr.concat([f.isel(lead=slice(0, {shortest})) for f in forecasts], "
+            f"dim={start!r}, coords=['valid_time'])"
+        )
+    series = pred.stack({"_start_lead": (start, "lead")}, create_index=False)
+    series = series.swap_dims({"_start_lead": "valid_time"}).drop_vars(["lead", start])
+    return series, leads * pred.sizes[start], pred.sizes[start]
+
+
+def _truth_in_time_with(
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    dims: dict[str, str] | None = None,
+    member_dim: str = "member",
+) -> Any:
+    """The truth at the prediction's time(s), however each side stores time, else DataError.
+
+    A time dim (under any name) on both sides: matched by value. A single field on one side:
+    matched by its scalar time coordinate, or, without one, only against a truth of one time.
+    The truth is never broadcast across the prediction's times. ``dims`` is the ``--dims``
+    override (applied to each file where it names one of its dims); ``member_dim`` the
+    prediction's ensemble dim.
+    """
+    import numpy as np
+
+    from .data.grid import find_axes
+    from .errors import DataError
+
+    dims = dims or {}
+    paxes = find_axes(pred[names[0]], dims=_dims_in(pred, dims))
+    ptime = paxes.time
+    ttime = find_axes(truth[names[0]], dims=_dims_in(truth, dims)).time
+    unknown = [
+        str(d) for d in pred[names[0]].dims if d not in (paxes.y, paxes.x, ptime, member_dim)
+    ]
+    if ptime is None and ttime is not None and unknown:
+        raise DataError(
+            f"the prediction has dims {unknown} that are neither its grid nor {member_dim!r}; "
+            f"if {unknown[0]!r} is its time dim, pass --dims time={unknown[0]}"
+        )
+    if ptime is not None and ttime is not None:
+        if ttime != ptime:
+            truth = truth.rename({ttime: ptime})
+        return _truth_at_prediction_times(pred, truth, ptime)
+    if ptime is not None:  # the truth is a single field
+        stamp = truth.coords.get(ptime)
+        if pred.sizes[ptime] == 1 and (stamp is None or stamp.ndim == 0):
+            if stamp is not None and stamp.values != pred[ptime].values[0]:
+                raise DataError(
+                    f"the truth is for {ptime} = {stamp.values} but the prediction for "
+                    f"{pred[ptime].values[0]}; give the truth for the predicted time"
+                )
+            return truth.drop_vars(ptime, errors="ignore").expand_dims({ptime: pred[ptime]})
+        raise DataError(
+            f"the prediction has {pred.sizes[ptime]} {ptime!r} values but the truth has no time "
+            "dim; give truth for every predicted time"
+        )
+    if ttime is not None:  # the prediction is a single field
+        stamp = next(
+            (pred.coords[c] for c in (ttime, "time", "valid_time") if c in pred.coords), None
+        )
+        if stamp is not None and stamp.ndim == 0:
+            hit = np.flatnonzero(truth[ttime].values == stamp.values)
+            if hit.size == 0:
+                raise DataError(
+                    f"the prediction is for {stamp.name} = {stamp.values}, which the truth's "
+                    f"{ttime!r} does not have; give truth for the predicted time"
+                )
+            return truth.isel({ttime: int(hit[0])}, drop=True)
+        if truth.sizes[ttime] == 1:
+            return truth.isel({ttime: 0}, drop=True)
+        raise DataError(
+            f"the prediction is a single field with no time coordinate but the truth has "
+            f"{truth.sizes[ttime]} {ttime!r} values; select the matching truth time first"
+        )
+    for name in ("time", "valid_time"):  # two single fields: their time stamps must agree
+        a, b = pred.coords.get(name), truth.coords.get(name)
+        if a is not None and b is not None and a.ndim == b.ndim == 0 and a.values != b.values:
+            raise DataError(
+                f"the truth is for {name} = {b.values} but the prediction for {a.values}; give "
+                "the truth for the predicted time"
+            )
+    return truth
+
+
+def _check_same_units(
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    truth_path: str = "TRUTH",
+    renames: dict[str, str] | None = None,
+) -> None:
+    """UnitsError when a variable's units differ between prediction and truth (compared as
+    units: ``m s**-1`` and ``m/s`` are the same). For a water depth against a mass per area
+    (``mm`` and ``kg m-2``) the message gives the commands that convert the truth file
+    ``truth_path`` (whose variables ``renames`` renamed, truth name to prediction name) into
+    the prediction's units, for liquid water."""
+    from .errors import UnitsError
+    from .units import compare_units
+
+    for v in names:
+        a, b = pred[v].attrs.get("units"), truth[v].attrs.get("units")
+        if a is None and b is None:
+            continue
+        if a is None or b is None:  # one file says, the other cannot be checked against it
+            has, lacks = ("prediction", "truth") if b is None else ("truth", "prediction")
+            raise UnitsError(
+                f"variable {v!r} is in {a if b is None else b!r} in the {has} but has no "
+                f"'units' attribute in the {lacks}; set it in the {lacks} file (after "
+                "converting the values if they are in other units)"
+            )
+        units = compare_units(str(a), str(b))
+        if units.outcome == "same":
+            continue
+        if units.outcome == "convertible":
+            raise UnitsError(
+                f"variable {v!r} is in {a!r} in the prediction but in {b!r} in the truth "
+                f"({units.rule}); convert one of them (values and attrs['units']) so both are "
+                "in the same units"
+            )
+        if units.outcome == "not_a_unit":  # an attribute that names no unit: wrong metadata
+            sides = [
+                ("prediction", str(a), units.found_kind),
+                ("truth", str(b), units.expected_kind),
+            ]
+            unknown = [(side, u) for side, u, kind in sides if kind is None]
+            said = [
+                f"the {side}'s 'units' attribute "
+                + ("is empty" if not u.strip() else f"is {u!r}, not a unit flexdownscale reads")
+                for side, u in unknown
+            ]
+            if len(unknown) == 1:
+                side, _ = unknown[0]
+                other = str(b if side == "prediction" else a)
+                fix = (
+                    f" (the other file says {other!r}); set it to what the values are in, e.g. "
+                    f"ncatted -a units,{v},o,c,'{other}' FILE"
+                )
+            else:  # neither names a unit: no example to take from the other file
+                fix = (
+                    "; set each to what the values are in, in a CF spelling ('K', 'degC', "
+                    f"'hPa', 'm s-1', '1'), e.g. ncatted -a units,{v},o,c,'K' FILE"
+                )
+            raise UnitsError(f"variable {v!r}: {' and '.join(said)}{fix}")
+        own = {new: old for old, new in (renames or {}).items()}.get(v, v)  # the truth file's
+        water = compare_units(str(b), str(a)).water_hint(
+            own,
+            form="words" if is_zarr(truth_path) else "command",
+            target=f"{own!r} in the truth",
+            file=truth_path,
+        )
+        if water is not None:  # the prediction is in the model's units: the truth is converted
+            raise UnitsError(
+                f"variable {v!r} is {units.found_kind} in the prediction ({a!r}) but "
+                f"{units.expected_kind} in the truth ({b!r}): not the same kind of quantity, but "
+                f"{water}. Otherwise check that both files hold the same variable (if the truth "
+                "names it otherwise: --rename TRUTH=PREDICTION)"
+            )
+        raise UnitsError(
+            f"variable {v!r} is {units.found_kind} in the prediction ({a!r}) but "
+            f"{units.expected_kind} in the truth ({b!r}): not the same kind of quantity, so no "
+            "conversion makes them comparable; check that both files hold the same variable "
+            "(if the truth names it otherwise: --rename TRUTH=PREDICTION) and that each 'units' "
+            "attribute says what its values are in"
+        )
+
+
+_REPORT_TITLE = "# Evaluation of "
+
+
+def _check_report_folder(out: Path, names: list[str], given: str) -> None:
+    """Refuse a report folder where ``evaluate`` would overwrite files that are not its own.
+
+    The report has fixed names (``metrics.md``, ``metrics.json``, ``metrics_by_lead.json``,
+    ``spectra_<var>.png``, ``rank_histogram_<var>.png``); an earlier evaluation's folder (its
+    ``metrics.md`` starts with the report's title) is written over, and other files are never
+    touched. A folder of the user's with a file of one of those names is refused before
+    anything is computed: nothing of theirs is lost.
+    """
+    from ._output import files_in_the_way
+    from .errors import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
+    fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
+    fixed += [f"{kind}_{v}.png" for v in names for kind in ("spectra", "rank_histogram")]
+    found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
+    if found:
+        raise DataError(
+            f"--out {given!r} holds {', '.join(found)}, which the report would overwrite, and "
+            "it is not an earlier evaluation's folder (its metrics.md is not a report of "
+            "flexdownscale evaluate); give a new or empty folder, or move those files away"
+        )
+
+
+def _fields_in_common(pred: Any, truth: Any, dims: dict[str, str] | None) -> list[str]:
+    """The prediction's variables on its (y, x) grid that the truth holds too, in the
+    prediction's order: the fields to score. A grid-mapping variable (``crs``,
+    ``rotated_pole``) or ``time_bnds`` written as a data variable, as CDO and CORDEX files
+    have them, is no field (it crashed the scores, or made the grid unfindable when it came
+    first). Without a findable grid every shared variable is returned, for the grid's own
+    error to speak."""
+    from .data.grid import find_axes
+    from .errors import GridError
+
+    shared = [v for v in map(str, pred.data_vars) if v in truth.data_vars]
+    try:
+        axes = find_axes(pred, dims=dims)
+    except GridError:
+        return shared
+    return [v for v in shared if {axes.y, axes.x} <= set(pred[v].dims)]
+
+
+def _scores_by_lead(
+    pred: Any,
+    truth: Any,
+    names: list[str],
+    lead_dim: str | None,
+    leads: list[int] | None,
+    member_dim: str,
+    weights: Any,
+    has_members: bool,
+    spectra: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
+    ``leads`` the lead of each field; none for other predictions): per variable and lead, the
+    columns of the pooled table, each over that lead's field: RMSE, MAE and bias of the
+    ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the
+    member-averaged spectra (``spectra``: per variable, the spectra of every field of the
+    prediction and the truth, or ``None`` for a variable with gaps, which gets no LSD, as in
+    the pooled table). Forecasts from several starts (a lead repeated) get a row per lead over
+    that lead's fields from all starts, with their count (``starts``) in place of the one valid
+    time. The scores are lazy, as :func:`_pooled_scores`'s: the caller computes them."""
+    from . import metrics
+
+    if lead_dim is None or leads is None:
+        return []
+    fields = {k: [i for i, lead in enumerate(leads) if lead == k] for k in dict.fromkeys(leads)}
+    if len(fields) < len(leads):
+        pooled = []
+        for v in names:
+            p, t = pred[v], truth[v]
+            for k, at in fields.items():
+                curves = (  # no LSD for a variable with gaps, as in the pooled table
+                    None
+                    if spectra[v] is None
+                    else tuple(
+                        metrics.sample_mean_spectrum(s.isel({lead_dim: at})) for s in spectra[v]
+                    )
+                )
+                scores = _pooled_scores(
+                    p.isel({lead_dim: at}),
+                    t.isel({lead_dim: at}),
+                    member_dim,
+                    weights,
+                    has_members,
+                    curves,
+                )
+                pooled.append({"variable": v, "lead": k, "starts": len(at), **scores})
+        return pooled
+    rows = []
+    for v in names:
+        p, t = pred[v], truth[v]
+        mean = p.mean(member_dim) if member_dim in p.dims else p
+        scores = {
+            "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
+            "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
+            "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
+        }
+        if has_members:
+            scores["CRPS"] = metrics.crps_ensemble(
+                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+            )
+            scores["spread/skill"] = metrics.spread_skill_ratio(
+                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+            )
+        lsd = (  # as in the pooled table, on each lead's fields
+            metrics.log_spectral_distance(
+                *(metrics.sample_mean_spectrum(s, keep=[lead_dim]) for s in spectra[v])
+            )
+            if spectra[v] is not None
+            else None
+        )
+        for k in range(pred.sizes[lead_dim]):
+            row: dict[str, Any] = {"variable": v, "lead": leads[k]}
+            row["valid_time"] = str(pred[lead_dim].values[k])
+            row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
+            row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
+            rows.append(row)
+    return rows
+
+
+def _pooled_scores(
+    p: Any,
+    t: Any,
+    member_dim: str,
+    weights: Any,
+    has_members: bool,
+    curves: tuple[Any, Any] | None,
+) -> dict[str, Any]:
+    """The pooled table's scores of prediction fields ``p`` against truth ``t`` over all their
+    points: RMSE, MAE and bias of the ensemble mean, the fair CRPS and spread/skill ratio for an
+    ensemble, and the LSD of ``curves``, the spectra of the prediction and the truth each
+    averaged over its other dims (members, times;
+    :func:`~flexdownscale.metrics.sample_mean_spectrum`); ``None`` without
+    ``curves`` (fields with gaps). Each score is lazy, a 0-d DataArray (dask-backed for
+    chunked fields): the caller computes them all together (:func:`_compute_together`)."""
+    from . import metrics
+
+    mean = p.mean(member_dim) if member_dim in p.dims else p
+    scores: dict[str, Any] = {
+        "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights),
+        "MAE (ens. mean)": metrics.mae(mean, t, weights=weights),
+        "bias": metrics.bias(mean, t, weights=weights),
+    }
+    if has_members:
+        scores["CRPS"] = metrics.crps_ensemble(p, t, member_dim=member_dim, weights=weights)
+        scores["spread/skill"] = metrics.spread_skill_ratio(
+            p, t, member_dim=member_dim, weights=weights
+        )
+    scores["LSD (dB)"] = metrics.log_spectral_distance(*curves) if curves is not None else None
+    return scores
+
+
+#: A warning's count of points (the fair CRPS's "... (N point(s))").
+_POINTS = re.compile(r"\((\d+) point\(s\)\)")
+
+
+def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
+    """``lazy`` (lists, tuples and dicts of xarray objects and plain values) with every
+    dask-backed object computed, all in one ``dask.compute``: each chunk of the files (read by
+    the tasks ``reads``, see :func:`_streamed`) is read once for all of them, and freed once
+    they have used it (:func:`_chunk_by_chunk`).
+
+    Floating-point errors are ignored, as where the scores were built: xarray's arithmetic
+    ignores them (a spread/skill of 1 / 0 is ``inf``, said in the report) and the metrics
+    ignore those they expect (the log of a zero power), but a dask-backed score meets them
+    later, in the compute, where numpy would warn of each. A warning that counts points (the
+    fair CRPS's "only one ensemble member is valid (N point(s))") comes from every chunk with
+    that chunk's count: it is given once, with the count of all chunks, after the compute.
+    """
+    import dask
+    import numpy as np
+
+    from .errors import UndefinedMetricWarning
+
+    counted: list[tuple[str, type[Warning]]] = []
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *where: Any) -> None:
+            if _POINTS.search(str(message)) and issubclass(category, UndefinedMetricWarning):
+                counted.append((str(message), category))
+            else:
+                shown(message, category, *where)
+
+        warnings.showwarning = show
+        warnings.filterwarnings("always", message=r".*\(\d+ point\(s\)\)")  # every chunk's
+        with _chunk_by_chunk(reads), np.errstate(all="ignore"):
+            done = tuple(dask.compute(*lazy))
+    totals: dict[tuple[str, str, type[Warning]], int] = {}
+    for text, category in counted:  # one per text, its chunks' counts summed, in their order
+        found = _POINTS.search(text)
+        if found is not None:
+            key = (text[: found.start()], text[found.end() :], category)
+            totals[key] = totals.get(key, 0) + int(found[1])
+    for (head, tail, _), total in totals.items():  # UndefinedMetricWarning only (counted)
+        warnings.warn(f"{head}({total} point(s)){tail}", UndefinedMetricWarning, stacklevel=2)
+    return done
+
+
+def _floats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics rows with each computed score (a 0-d DataArray) as a Python float."""
+    import xarray as xr
+
+    return [
+        {k: float(value) if isinstance(value, xr.DataArray) else value for k, value in row.items()}
+        for row in rows
+    ]
+
+
+def _heading(columns: list[str]) -> str:
+    """A metrics table's heading row for a prediction without an ensemble: ``RMSE`` and ``MAE``
+    of the prediction itself, not of an "ens. mean" (``metrics.json`` keeps its keys)."""
+    return "| " + " | ".join(c.removesuffix(" (ens. mean)") for c in columns) + " |"
+
+
+def _strict_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row for strict JSON: each NaN or infinite score ``null`` (as a score left out
+    is), and a ``"non_finite"`` entry, when there is one, saying which it was
+    (``{"LSD (dB)": "inf"}``), so a reader can tell a prediction with power where the truth has
+    none (``inf``) and an undefined score (``nan``, 0 / 0) from one not computed."""
+    strict = {k: finite_or_null(value) for k, value in row.items()}
+    spelled = {k: word for k, value in row.items() if (word := non_finite_word(value)) is not None}
+    if spelled:
+        strict["non_finite"] = spelled
+    return strict
+
+
+def _non_finite_words(rows: list[dict[str, Any]]) -> str:
+    """The metrics report's note on the cells it spells ``inf``, ``nan`` and ``n/a`` (each
+    only when a table has one), or ``""``."""
+    cells = [value for row in rows for value in row.values()]
+    words = {non_finite_word(value) for value in cells} | ({"n/a"} if None in cells else set())
+    said = {
+        "inf": "`inf`: infinite (an LSD or ratio against a truth with no power where the "
+        "prediction has some: maximally wrong, not missing)",
+        "-inf": "`-inf`: minus infinity (as `inf`, the other way round)",
+        "nan": "`nan`: undefined (0 / 0: a spread/skill of an ensemble whose members and "
+        "truth agree everywhere, or spectra with no power on either side)",
+        "n/a": "`n/a`: not computed (a field with gaps gets no LSD: see below)",
+    }
+    notes = [text for word, text in said.items() if word in words]
+    if not notes:
+        return ""
+    return (
+        "Cells: "
+        + "; ".join(notes)
+        + ". metrics.json holds null for each, with a non_finite entry naming inf and nan."
+    )
+
+
+def _table_cell(value: Any) -> str:
+    """A metrics-table cell: numbers to 4 significant digits, a left-out score as ``n/a``."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+#: The ``flexdownscale_*`` attributes of a prediction the package wrote (see
+#: ``pipeline._provenance_attrs``) that say what made it, with their names in the report.
+_PROVENANCE = (
+    ("flexdownscale_model", "model"),
+    ("flexdownscale_version", "version"),
+    ("flexdownscale_objective", "objective"),
+    ("flexdownscale_sampler", "sampler"),
+    ("flexdownscale_sampler_options", "sampler_options"),
+    ("flexdownscale_steps", "steps"),
+    ("flexdownscale_members", "members"),
+    ("flexdownscale_seed", "seed"),
+    ("flexdownscale_lead_steps", "lead_steps"),
+    ("flexdownscale_conserve", "conserve"),
+)
+
+
+def _attr_value(value: Any) -> Any:
+    """A netCDF / zarr attribute as a plain JSON value (numpy scalars and one-element arrays
+    as Python numbers, other arrays as lists; a non-finite float as ``None``)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str | int | float | bool | list) and value is not None:
+        value = str(value)
+    return finite_or_null(value)
+
+
+def _prediction_provenance(attrs: Any) -> dict[str, Any]:
+    """What made a prediction, from the ``flexdownscale_*`` attributes the package writes:
+    model, version, generative objective, sampler, its options, steps, members, seed, a
+    forecast's lead steps and the physical condition used (``condition``: name to value), each
+    only when recorded; an empty dict for a file that records none of them (not written by
+    flexdownscale)."""
+    found = {key: _attr_value(attrs[name]) for name, key in _PROVENANCE if name in attrs}
+    prefix = "flexdownscale_condition_"
+    condition = {
+        str(name).removeprefix(prefix): _attr_value(value)
+        for name, value in attrs.items()
+        if str(name).startswith(prefix)
+    }
+    if found and condition:
+        found["condition"] = condition
+    return found
+
+
+def _told(value: Any) -> str:
+    """A recorded value in the report's words: a list (one value per part of a file joined by
+    :func:`~flexdownscale.provenance.concat_outputs`, e.g. per forecast start) as
+    ``1000.0, 4000.0 (one per part, in file order)``."""
+    if isinstance(value, list):
+        return f"{', '.join(_told(v) for v in value)} (one per part, in file order)"
+    return str(value)
+
+
+def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
+    """The report's line on what made the prediction (:func:`_prediction_provenance`), or that
+    the file does not say; ``members_in_file`` is told beside a different recorded count (a file
+    cut to some of its members keeps the count it was written with)."""
+    if not found:
+        return (
+            "Prediction: not recorded (the file has no flexdownscale_model, _sampler or _steps "
+            "attributes: it was not written by flexdownscale, or they were removed), so this "
+            "report cannot say which model, sampler and steps made it."
+        )
+    parts = []
+    if "model" in found:
+        version = f" (flexdownscale {found['version']})" if "version" in found else ""
+        parts.append(f"model `{found['model']}`{version}")
+    if "objective" in found:
+        parts.append(f"objective {found['objective']}")
+    if "sampler" in found:
+        options = f" ({found['sampler_options']})" if found.get("sampler_options") else ""
+        parts.append(f"sampler {found['sampler']}{options}")
+    if "steps" in found:
+        parts.append(f"{found['steps']} step{'' if found['steps'] == 1 else 's'}")
+    if "members" in found:
+        held = "" if found["members"] == members_in_file else f" ({members_in_file} in the file)"
+        plural = "" if found["members"] == 1 else "s"
+        parts.append(f"{found['members']} member{plural}{held}")
+    if "seed" in found:
+        parts.append(f"seed{'s' if isinstance(found['seed'], list) else ''} {_told(found['seed'])}")
+    if "lead_steps" in found:
+        plural = "" if found["lead_steps"] == 1 else "s"
+        parts.append(f"forecast {found['lead_steps']} step{plural} ahead")
+    if "condition" in found:
+        told = ", ".join(f"{k} = {_told(v)}" for k, v in found["condition"].items())
+        parts.append(f"condition {told}")
+    if "conserve" in found:  # the coarse-cell constraint changes the scores (bias, above all)
+        parts.append(f"coarse-cell constraint {_told(found['conserve'])}")
+    # the objective is recorded since 0.1.0's development (files written before lack it)
+    missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]
+    gap = f"; {', '.join(missing)} not recorded" if missing else ""
+    return f"Prediction (as its file records): {', '.join(parts)}{gap}."
