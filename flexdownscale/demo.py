@@ -124,11 +124,11 @@ class DemoResult:
     seconds: float = 0.0
 
 
-#: The real-data samples that ship with the package: name -> file under ``_data/samples``.
 SAMPLES = {
     "era5_t2m_uk": "era5_t2m_uk_sample.nc",
     "kolmogorov": "kolmogorov_sample.nc",
 }
+"""The real-data samples that ship with the package: name -> file under ``_data/samples``."""
 
 
 def open_sample(name: str) -> xr.Dataset:

@@ -64,7 +64,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "flexdownscale-model"
+"""The ``format`` entry of a model folder's ``config.json`` (and of its weights' metadata):
+what marks a folder as one this package wrote."""
 FORMAT_VERSION = 1
+"""The ``format_version`` that :func:`save_model_folder` writes; a folder of a higher version
+(written by a newer flexdownscale) is refused with a hint to upgrade."""
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"

@@ -248,9 +248,9 @@ def linear_conversion(found: str, expected: str) -> tuple[float, float] | None:
     return scale, offset
 
 
-#: the density of liquid water (kg m-3) by which a water depth (``mm``, ``m``) is a mass per
-#: area (``kg m-2``), and a depth per time (``mm s-1``) a mass flux (``kg m-2 s-1``)
 WATER_DENSITY = 1000.0
+"""The density of liquid water (kg m-3) by which a water depth (``mm``, ``m``) is a mass per
+area (``kg m-2``), and a depth per time (``mm s-1``) a mass flux (``kg m-2 s-1``)."""
 
 
 @functools.cache

@@ -347,20 +347,20 @@ def _up_conservative(
     return base + _up_nearest(correction, factor)
 
 
-#: Degradation operators by name: ``fn(x, factor, *, row_weights, sigma, periodic)``.
 DEGRADATIONS: Mapping[str, Callable[..., Any]] = {
     "area_mean": _area_mean,
     "strided": _strided,
     "gaussian": _gaussian,
 }
+"""Degradation operators by name: ``fn(x, factor, *, row_weights, sigma, periodic)``."""
 
-#: Upsampling operators by name: ``fn(coarse, factor, *, row_weights, periodic)``.
 UPSAMPLINGS: Mapping[str, Callable[..., Any]] = {
     "bilinear": _up_interp("linear"),
     "bicubic": _up_interp("cubic"),
     "conservative": _up_conservative,
     "nearest": _up_nearest,
 }
+"""Upsampling operators by name: ``fn(coarse, factor, *, row_weights, periodic)``."""
 
 
 @keyword_hints

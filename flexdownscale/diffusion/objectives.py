@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 TaskFeatures = tuple[Tensor, ...]
+"""Features computed once per field by a network's ``encode_task``: a tuple of tensors, batch
+first (the models' ``TaskFeatures``)."""
 LossKind = Literal["l1", "l2"]
 VPTarget = Literal["v", "eps", "x"]
 Base = Literal["gaussian", "coarse_plus_noise"]

@@ -851,9 +851,8 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
     "sde": sample_sde,
     "idff": sample_idff,
 }
+"""The samplers by name (the ``name`` of :func:`sample`, ``SamplerConfig.name``)."""
 
-#: sampler options read from a SamplerConfig, per sampler
-#: The options each sampler takes (the other fields of :class:`~flexdownscale.config.SamplerConfig`).
 SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "ddim": ("eta",),
     "euler": (),
@@ -861,6 +860,8 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "sde": ("delta",),
     "idff": ("g1", "g2"),
 }
+"""The options each sampler takes (the other fields of :class:`~flexdownscale.config.SamplerConfig`),
+read from a ``SamplerConfig`` per sampler."""
 
 
 def resolve_sampler_options(

@@ -24,7 +24,6 @@ from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
 
 __all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum", "sample_mean_spectrum"]
 
-#: Entries of :func:`downscaling_skill`, with their meaning (the header of every skill table).
 SKILL_COLUMNS: dict[str, str] = {
     "rmse": "RMSE of the ensemble mean (of the field for a deterministic prediction)",
     "rfne": "relative Frobenius-norm error of the ensemble mean, per field, averaged",
@@ -36,6 +35,7 @@ SKILL_COLUMNS: dict[str, str] = {
         "of wavenumbers below Nyquist)"
     ),
 }
+"""Entries of :func:`downscaling_skill`, with their meaning (the header of every skill table)."""
 
 
 @keyword_hints

@@ -44,12 +44,13 @@ __all__ = [
     "zero_",
 ]
 
-#: Features computed once per field by ``encode_task``: a tuple of tensors, batch first.
 TaskFeatures = tuple[torch.Tensor, ...]
+"""Features computed once per field by ``encode_task``: a tuple of tensors, batch first."""
 
-#: Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net): the
-#: default of :attr:`Backbone.grid_multiple`, and the multiple the built-in backbones use.
 GRID_MULTIPLE = 16
+"""Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net): the
+default of :attr:`Backbone.grid_multiple`, and the multiple the built-in backbones use.
+"""
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

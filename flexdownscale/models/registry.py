@@ -34,14 +34,11 @@ __all__ = [
     "parameter_table",
 ]
 
-#: Backbone name -> class.
 BACKBONES: dict[str, type[Backbone]] = {"flex": FLEX, "unet": UNet, "uvit": UViT, "dit": DiT}
+"""Backbone name -> class."""
 
 _TINY_TASK = (32, 32, 64, 64)
 
-#: ``PRESETS[backbone][preset]``: keyword arguments of the backbone class. FLEX's small, medium
-#: and big are the reference's; tiny is ours (CPU tests, < 5 M parameters). The baselines are
-#: sized to roughly match FLEX's super-resolution parameter count per preset.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "flex": {
         "tiny": dict(channels=(32, 32, 64, 64), blocks=(1, 1, 1, 1), depth=3, heads=2),
@@ -68,14 +65,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "big": dict(dim=1152, depth=39, heads=16),
     },
 }
+"""``PRESETS[backbone][preset]``: keyword arguments of the backbone class. FLEX's small, medium
+and big are the reference's; tiny is ours (CPU tests, < 5 M parameters). The baselines are
+sized to roughly match FLEX's super-resolution parameter count per preset.
+"""
 
-#: Parameter counts of the reference FLEX super-resolution models (shared encoder + SR task
-#: encoder + decoder, one channel, 128 x 128).
 REFERENCE_PARAMETERS: dict[str, int] = {
     "small": 49_670_000,
     "medium": 199_070_000,
     "big": 949_580_000,
 }
+"""Parameter counts of the reference FLEX super-resolution models (shared encoder + SR task
+encoder + decoder, one channel, 128 x 128).
+"""
 
 
 def _check_config(config: ModelConfig) -> None:
