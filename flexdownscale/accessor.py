@@ -112,9 +112,23 @@ class _FlexAccessor:
 
 @xr.register_dataset_accessor("flex")
 class FlexDatasetAccessor(_FlexAccessor):
-    """``ds.flex``: downscaling of a Dataset."""
+    """``ds.flex``: downscaling of a Dataset.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset
+        The Dataset ``ds`` of ``ds.flex``; xarray builds the accessor on first use (the class is
+        not called directly).
+    """
 
 
 @xr.register_dataarray_accessor("flex")
 class FlexDataArrayAccessor(_FlexAccessor):
-    """``da.flex``: downscaling of a (named) DataArray."""
+    """``da.flex``: downscaling of a (named) DataArray.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray
+        The DataArray ``da`` of ``da.flex``; xarray builds the accessor on first use (the class
+        is not called directly).
+    """

@@ -30,6 +30,9 @@ MODULES = (
     "flexdownscale.errors",
     "flexdownscale.diffusion",
     "flexdownscale.models",
+    "flexdownscale.models.layers",
+    "flexdownscale.models.devices",
+    "flexdownscale.provenance",
     # more modules are added here, one line each, as their docstrings are completed
 )
 _UNDERLINE = re.compile(r"^-{3,}$")
@@ -68,8 +71,8 @@ def documented_names(doc: str, title: str = "Parameters") -> list[str] | None:
     return names
 
 
-def signature_names(func: Callable, skip_first: bool) -> tuple[list[str], bool]:
-    """(named parameters, whether it takes **kwargs) of a callable's signature."""
+def signature_names(func: Callable, skip_first: bool) -> tuple[list[str], set[str]]:
+    """(named parameters, names of its ``*args`` / ``**kwargs``) of a callable's signature."""
     params = list(inspect.signature(func).parameters.values())
     if skip_first:
         params = params[1:]
@@ -78,7 +81,7 @@ def signature_names(func: Callable, skip_first: bool) -> tuple[list[str], bool]:
         for p in params
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and not p.name.startswith("_")
     ]
-    var = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    var = {p.name for p in params if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     return named, var
 
 
@@ -96,7 +99,12 @@ def public_callables() -> Iterator[tuple[str, Callable, str, bool]]:
                 continue
             # a typing.Protocol's constructor is typing's (*args, **kwargs): nothing to document
             protocol = getattr(obj, "_is_protocol", False)
-            constructor = "__init__" in vars(obj) or dataclasses.is_dataclass(obj)
+            # the class's own constructor or one it inherits from a class of the package (a
+            # private base's included: the page shows its parameters on this class)
+            init = obj.__init__
+            constructor = dataclasses.is_dataclass(obj) or (
+                inspect.isfunction(init) and init.__module__.startswith("flexdownscale")
+            )
             if constructor and not protocol and id(obj) not in seen:
                 seen.add(id(obj))
                 yield qual, obj.__init__, inspect.getdoc(obj) or "", True
@@ -179,7 +187,7 @@ def test_parameters_section_matches_the_signature(name, func, doc, skip):
     if not named and not var:
         return  # nothing to document (a Parameters section is optional then)
     assert documented is not None, f"{name}: no Parameters section; signature has {named}"
-    extra = [n for n in documented if n not in named and not (var and n in ("kwargs", "args"))]
+    extra = [n for n in documented if n not in named and n not in var]
     missing = [n for n in named if n not in documented]
     assert not missing, f"{name}: undocumented {missing}"
     assert not extra, f"{name}: documented but not in the signature: {extra}"

@@ -960,6 +960,30 @@ class FlowMatching(_BridgeBase):
     Scores used by the SDE sampler (derived in ``docs/diffusion.md``):
     gaussian ``s = -(x - t v) / (1 - t)``, coarse_plus_noise
     ``s = -(x - t v - x_lo) / ((1 - t) base_sigma^2)``.
+
+    Parameters
+    ----------
+    base : {"gaussian", "coarse_plus_noise"}, default "gaussian"
+        The base distribution ``x0`` is drawn from: ``N(0, I)``, or ``x_lo + base_sigma N(0, I)``
+        around the coarse field.
+    base_sigma : float, default 0.1
+        Standard deviation of the coarse-plus-noise base (positive there; unused by the gaussian
+        base).
+    t_min : float, default 1e-4
+        Start of the time interval (``0 <= t_min < t_max``): training draws
+        ``t ~ U(t_min, t_max)`` and the samplers walk from ``t_min`` to ``t_max``.
+    t_max : float, default 1 - 1e-4
+        End of the time interval (``t_max <= 1``).
+    loss : {"l1", "l2"}, default "l2"
+        The per-sample loss ``|v_hat - (x1 - x0)|^p`` with ``p = 1`` or ``2``.
+    loss_scale : float, default 1.0
+        Multiplies the per-sample loss.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``base`` or ``loss``, a time interval outside the rule above, or
+        ``base_sigma <= 0`` with the coarse-plus-noise base.
     """
 
     name = "flow"

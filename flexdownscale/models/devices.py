@@ -9,7 +9,14 @@ __all__ = ["available_devices", "device_shortfall", "device_unavailable"]
 
 
 def available_devices() -> list[str]:
-    """The devices this machine can run: ``cpu``, then ``cuda`` / ``cuda:<i>``, then ``mps``."""
+    """The devices this machine can run: ``cpu``, then ``cuda`` / ``cuda:<i>``, then ``mps``.
+
+    Returns
+    -------
+    list of str
+        The device names, e.g. ``["cpu"]`` on a machine without a GPU, or
+        ``["cpu", "cuda", "cuda:0"]`` with one CUDA device.
+    """
     found = ["cpu"]
     if torch.cuda.is_available():
         found += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
@@ -19,8 +26,21 @@ def available_devices() -> list[str]:
 
 
 def device_shortfall(device: torch.device) -> tuple[str, str] | None:
-    """What this machine lacks to run on ``device`` (a CUDA device or index it does not have):
-    ``(what it has, the torch build)``, or ``None`` when nothing is missing."""
+    """What this machine lacks to run on ``device``: a CUDA device, or the CUDA index asked for.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device asked for; only ``cuda`` devices can lack anything (other types give
+        ``None``).
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``(what the machine has, the torch build)``, e.g.
+        ``("no CUDA device", "torch 2.5.1, built without CUDA")``; ``None`` when the device is
+        there.
+    """
     if device.type != "cuda":
         return None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

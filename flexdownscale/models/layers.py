@@ -63,20 +63,38 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
     Returns
     -------
-    ``nn.GroupNorm(gcd(32, C), C)`` (32 groups whenever C is a multiple of 32).
+    nn.GroupNorm
+        ``nn.GroupNorm(gcd(32, C), C)`` (32 groups whenever C is a multiple of 32).
     """
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 
 def zero_(module: nn.Module) -> nn.Module:
-    """Set every parameter of ``module`` to zero in place and return it."""
+    """Set every parameter of ``module`` to zero in place and return it.
+
+    Parameters
+    ----------
+    module
+        Any module (e.g. the last conv of a residual branch, so the branch starts as zero).
+
+    Returns
+    -------
+    nn.Module
+        ``module`` itself, its parameters zeroed.
+    """
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
 
 
 def init_linear_(module: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases for every ``nn.Linear`` inside ``module``."""
+    """Xavier-uniform weights and zero biases for every ``nn.Linear`` inside ``module``.
+
+    Parameters
+    ----------
+    module
+        The module whose ``nn.Linear`` submodules (itself included) are initialised in place.
+    """
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
@@ -96,8 +114,9 @@ def repeat_task_features(features: Sequence[torch.Tensor], repeats: int) -> Task
 
     Returns
     -------
-    Tuple of tensors of shape (B * M, ...); member m of field b sits at row ``b * M + m``
-    (``torch.repeat_interleave`` order, the order of ``x.repeat_interleave(M, dim=0)``).
+    TaskFeatures
+        Tensors of shape (B * M, ...); member m of field b sits at row ``b * M + m``
+        (``torch.repeat_interleave`` order, the order of ``x.repeat_interleave(M, dim=0)``).
 
     Examples
     --------
@@ -131,10 +150,15 @@ def sincos_2d(
         Token grid size.
     dim
         Embedding width (divisible by 4).
+    device
+        Device of the result (default: the current default device).
+    dtype
+        Dtype of the result; the embedding is computed in float64 and cast to it.
 
     Returns
     -------
-    Tensor of shape (height * width, dim), rows in row-major (h, w) order.
+    Tensor
+        Shape (height * width, dim), rows in row-major (h, w) order.
     """
     if dim % 4:
         raise ConfigError(f"sin-cos positional embeddings need a width divisible by 4, got {dim}")
@@ -191,21 +215,49 @@ class FourierTimeEmbedding(nn.Module):
         return self
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        """Embed times ``t`` of shape (B,) into (B, D)."""
+        """Embed times ``t`` of shape (B,) into (B, D).
+
+        Parameters
+        ----------
+        t
+            Times in [0, 1], shape (B,).
+
+        Returns
+        -------
+        Tensor
+            The embeddings (B, D), in the dtype of the MLP's weights.
+        """
         angle = 2 * math.pi * t.float()[:, None] * self.freqs.float()[None, :]
         features = torch.cat([angle.sin(), angle.cos()], dim=1)
         return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class ConditionEmbedding(nn.Module):
-    """MLP ``1 -> 2 D -> D`` (SiLU) of a scalar physical parameter (e.g. Re / 40000)."""
+    """MLP ``1 -> 2 D -> D`` (SiLU) of a scalar physical parameter (e.g. Re / 40000).
+
+    Parameters
+    ----------
+    dim
+        Embedding width D.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(1, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
 
     def forward(self, phys: torch.Tensor) -> torch.Tensor:
-        """Embed ``phys`` of shape (B,) into (B, D)."""
+        """Embed ``phys`` of shape (B,) into (B, D).
+
+        Parameters
+        ----------
+        phys
+            The physical parameter, shape (B,) (scaled to order one, e.g. Re / 40000).
+
+        Returns
+        -------
+        Tensor
+            The embeddings (B, D), in the dtype of the MLP's weights.
+        """
         return self.mlp(phys[:, None].to(self.mlp[0].weight.dtype))
 
 
@@ -262,7 +314,22 @@ class ResBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        """Map (B, C_in, H, W) and emb (B, D) to (B, C_out, H', W')."""
+        """Map (B, C_in, H, W) and emb (B, D) to (B, C_out, H', W').
+
+        Parameters
+        ----------
+        x
+            Input map (B, C_in, H, W).
+        emb
+            Conditioning vector (B, D); required by a block built with ``emb_dim``, ignored by
+            one built without.
+
+        Returns
+        -------
+        Tensor
+            (B, C_out, H', W'): H', W' are H, W halved by ``resample="down"``, doubled by
+            ``"up"``.
+        """
         h = self.conv1(self._resample(F.silu(self.norm1(x))))
         h = self.norm2(h)
         if self.emb is not None:
@@ -296,14 +363,35 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend over the N tokens of x (B, N, D); returns (B, N, D)."""
+        """Attend over the N tokens of ``x``.
+
+        Parameters
+        ----------
+        x
+            Tokens (B, N, D).
+
+        Returns
+        -------
+        Tensor
+            The attended tokens after the output projection, (B, N, D).
+        """
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class Mlp(nn.Module):
-    """``Linear(D, ratio D) -> GELU(tanh) -> Dropout -> Linear(ratio D, D) -> Dropout``."""
+    """``Linear(D, ratio D) -> GELU(tanh) -> Dropout -> Linear(ratio D, D) -> Dropout``.
+
+    Parameters
+    ----------
+    dim
+        Input and output width D.
+    ratio
+        Hidden width relative to D (``int(dim * ratio)``).
+    dropout
+        Dropout rate after each of the two layers.
+    """
 
     def __init__(self, dim: int, *, ratio: float = 2.0, dropout: float = 0.0) -> None:
         super().__init__()
@@ -313,7 +401,18 @@ class Mlp(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (..., D) to (..., D)."""
+        """Map (..., D) to (..., D).
+
+        Parameters
+        ----------
+        x
+            Input (..., D).
+
+        Returns
+        -------
+        Tensor
+            Output (..., D).
+        """
         h = self.dropout(F.gelu(self.fc1(x), approximate="tanh"))
         return self.dropout(self.fc2(h))
 
@@ -361,7 +460,21 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim, ratio=mlp_ratio, dropout=dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """Map tokens (B, N, D) (and a skip (B, N, D)) to (B, N, D)."""
+        """Map tokens (B, N, D) (and a skip (B, N, D)) to (B, N, D).
+
+        Parameters
+        ----------
+        x
+            Tokens (B, N, D).
+        skip
+            The long-skip tokens (B, N, D); required by a block built with ``skip=True``,
+            ignored by one built without.
+
+        Returns
+        -------
+        Tensor
+            Tokens (B, N, D).
+        """
         if self.skip_linear is not None:
             if skip is None:
                 raise ShapeError("this transformer block fuses a long skip: pass skip (B, N, D)")
@@ -378,6 +491,21 @@ def encoder_channels(
     The pyramid is a 3x3 stem (stride 1, ``channels[0]``), then per level ``blocks[l]`` ResBlocks
     at ``channels[l]`` and one down-ResBlock (omitted at the last level when ``down_last`` is
     false).
+
+    Parameters
+    ----------
+    channels
+        Channels per level.
+    blocks
+        ResBlocks per level (as many entries as ``channels``).
+    down_last
+        Whether the last level ends in a down-ResBlock too.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(channels, stride)`` of the stem and of every block, in order (the ``shapes`` of
+        :class:`ConvEncoder`).
     """
     out = [(channels[0], 1)]
     stride = 1
@@ -462,7 +590,8 @@ class ConvEncoder(nn.Module):
 
         Returns
         -------
-        List of ``1 + sum(blocks) + levels`` maps, shapes given by ``self.shapes``.
+        list of Tensor
+            ``1 + sum(blocks) + levels`` maps, shapes given by ``self.shapes``.
         """
         run = run or _call
         h = self.stem(x)
@@ -516,7 +645,21 @@ class TaskEncoder(nn.Module):
     def forward(
         self, cond: torch.Tensor, *, run: Callable[..., torch.Tensor] | None = None
     ) -> list[torch.Tensor]:
-        """Features of every pyramid block for cond (B, C_cond, H, W), see ``self.shapes``."""
+        """Features of every pyramid block for cond (B, C_cond, H, W), see ``self.shapes``.
+
+        Parameters
+        ----------
+        cond
+            Task input (B, C_cond, H, W).
+        run
+            ``run(block, *args)`` calls a block (used for gradient checkpointing); ``None``
+            calls it directly.
+
+        Returns
+        -------
+        list of Tensor
+            One map per pyramid output, shapes given by ``self.shapes``.
+        """
         emb = self.embedding.repeat(cond.shape[0], 1)  # a copy, not a view (no_grad-safe)
         return self.pyramid(cond, emb, run=run)
 
@@ -573,7 +716,21 @@ class PatchTaskEncoder(nn.Module):
     def forward(
         self, cond: torch.Tensor, *, run: Callable[..., torch.Tensor] | None = None
     ) -> list[torch.Tensor]:
-        """Token features (B, D, H / p, W / p) of cond (B, C_cond, H, W), as a one-element list."""
+        """Token features (B, D, H / p, W / p) of cond (B, C_cond, H, W), as a one-element list.
+
+        Parameters
+        ----------
+        cond
+            Task input (B, C_cond, H, W).
+        run
+            ``run(block, *args)`` calls a block (used for gradient checkpointing); ``None``
+            calls it directly.
+
+        Returns
+        -------
+        list of Tensor
+            ``[features]``, the features of shape (B, D, H / p, W / p).
+        """
         return [self.proj(self.encoder(cond, run=run)[-1])]
 
 
@@ -599,9 +756,9 @@ class Backbone(nn.Module):
 
     task_shapes: list[tuple[int, int]]
 
-    #: H and W of ``x_t`` and ``cond`` must be positive multiples of this (the built-in
-    #: backbones: 16, :data:`GRID_MULTIPLE`); a subclass overrides it as a class attribute.
     grid_multiple: int = GRID_MULTIPLE
+    """H and W of ``x_t`` and ``cond`` must be positive multiples of this (the built-in
+    backbones: 16, :data:`GRID_MULTIPLE`); a subclass overrides it as a class attribute."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -715,8 +872,9 @@ class Backbone(nn.Module):
 
         Returns
         -------
-        Tuple of tensors, batch first; pass it as ``task_features=`` to ``forward`` and expand it
-        for ensembles with :func:`repeat_task_features`.
+        TaskFeatures
+            Tensors, batch first; pass them as ``task_features=`` to ``forward`` and expand them
+            for ensembles with :func:`repeat_task_features`.
         """
         self._check_map(cond, self.cond_channels, "cond", self._cond_what())
         return tuple(self._encode_task(self._in_model_dtype(cond)))
@@ -750,7 +908,8 @@ class Backbone(nn.Module):
 
         Returns
         -------
-        Tensor of shape (B, C_out, H, W).
+        Tensor
+            The network output, shape (B, C_out, H, W).
         """
         self._check_map(x_t, self.out_channels, "x_t", "out_channels of the model")
         batch, _, height, width = x_t.shape
