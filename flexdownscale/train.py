@@ -2900,7 +2900,13 @@ class Trainer:
             }
         )
         if config.plot_every and self.evaluations % config.plot_every == 0:
-            self._plot(base, truth, ens)
+            # the coarse field itself (super-resolution), not its upsampling; a forecast has none
+            coarse = (
+                xr.DataArray(items[0]["coarse"].float().numpy()[None], dims=dims)
+                if "coarse" in items[0]
+                else None
+            )
+            self._plot(coarse, base, truth, ens, field=int(indices[0]))
         return metrics
 
     def _sampler_options(self) -> dict[str, Any]:
@@ -2916,26 +2922,41 @@ class Trainer:
             options.update(g1=sampler.g1, g2=sampler.g2)
         return options
 
-    def _plot(self, base: Any, truth: Any, ens: Any) -> None:
+    def _plot(self, coarse: Any, base: Any, truth: Any, ens: Any, *, field: int) -> None:
+        """Panels and spectra of the first validation field scored, first channel, in
+        normalized units (what the network sees), as PNGs under ``run_dir/plots`` (and
+        TensorBoard); ``field`` is its index in the validation split."""
         from . import plot
 
         folder = self.run_dir / "plots"
         folder.mkdir(parents=True, exist_ok=True)
         step = self.progress.step
         one = {"field": 0, "channel": 0}
+        variable = self.val_set.variables[0] if self.val_set.variables else "channel 0"
+        attrs = {"long_name": f"{variable}, normalized", "units": "1"}
+
+        def named(da: Any) -> Any:
+            return da.isel(one).assign_attrs(attrs).rename(str(variable))
+
+        where = f"validation item {field}"
         figures = {
             "panels": plot.plot_panels(
-                base.isel(one), truth.isel(one), ens.isel(one), member_dim="member"
+                named(coarse) if coarse is not None else None,
+                named(truth),
+                named(ens),
+                member_dim="member",
+                title=f"{variable} (normalized), {where}, step {step}",
             ),
+            # crops carry no coordinates: wavenumbers in cycles per grid cell
             "spectra": plot.plot_spectra(
                 {
-                    "truth": truth.isel(one),
-                    "ensemble mean": ens.isel(one).mean("member"),
-                    "member 0": ens.isel(one).isel(member=0),
-                    "upsampled coarse": base.isel(one),
+                    "truth": named(truth),
+                    "ensemble mean": named(ens).mean("member", keep_attrs=True),
+                    "member 0": named(ens).isel(member=0),
+                    "upsampled coarse": named(base),
                 },
                 reference="truth",
-                spectrum_kwargs={"spacing": 1.0},  # crops carry no coordinates: per pixel
+                spectrum_kwargs={"spacing": 1.0, "spacing_units": "1"},
             ),
         }
         for name, figure in figures.items():
