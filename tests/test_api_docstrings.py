@@ -58,7 +58,10 @@ def section(doc: str, title: str) -> list[str] | None:
 
 
 def documented_names(doc: str, title: str = "Parameters") -> list[str] | None:
-    """Parameter names of a section: unindented lines ``name[, name] [: type]``."""
+    """Parameter names of a section: unindented lines ``name[, name] [: type]``.
+
+    As numpydoc reads them: an entry's names are on one line, so a list wrapped onto a second
+    line gives an empty name (the first line ends in a comma), which the tests refuse."""
     body = section(doc, title)
     if body is None:
         return None
@@ -67,7 +70,7 @@ def documented_names(doc: str, title: str = "Parameters") -> list[str] | None:
         if not line.strip() or line[0].isspace():
             continue
         head = line.split(" : ")[0]
-        names += [n.strip().lstrip("*") for n in head.split(",") if n.strip()]
+        names += [n.strip().lstrip("*") for n in head.split(",")]
     return names
 
 
@@ -172,6 +175,8 @@ def test_the_parser_reads_grouped_and_typeless_entries():
         """
     )
     assert documented_names(doc) == ["fcst", "obs", "device", "kwargs"]
+    wrapped = "Summary.\n\nParameters\n----------\na, b,\nc\n    Text.\n"
+    assert documented_names(wrapped) == ["a", "b", "", "c"]  # numpydoc's reading
     assert documented_names(doc, "Returns") == ["float"]
     assert documented_names("No sections.") is None
 
@@ -189,6 +194,7 @@ def test_parameters_section_matches_the_signature(name, func, doc, skip):
     assert documented is not None, f"{name}: no Parameters section; signature has {named}"
     extra = [n for n in documented if n not in named and n not in var]
     missing = [n for n in named if n not in documented]
+    assert "" not in documented, f"{name}: an entry's names wrap onto a second line"
     assert not missing, f"{name}: undocumented {missing}"
     assert not extra, f"{name}: documented but not in the signature: {extra}"
     assert len(documented) == len(set(documented)), f"{name}: a name documented twice"

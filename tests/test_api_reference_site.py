@@ -10,6 +10,7 @@ not one).
 
 from __future__ import annotations
 
+import html
 import importlib
 import os
 import re
@@ -108,3 +109,56 @@ def test_the_functions_named_as_their_submodules_and_the_constants_are_shown(pag
         "flexdownscale.units.WATER_DENSITY",
     ):
         assert path in anchors, path
+
+
+def _entries(text: str, title: str) -> list[tuple[str, str, str]]:
+    """(name, type, description) of the rendered entries of every ``title`` section of ``text``
+    (an entry without a name, as Returns often are, has ``""``)."""
+    out = []
+    for section in re.finditer(rf'doc-section-title">{title}:</span></p>(.*?)</ul>', text, re.S):
+        for item in re.finditer(
+            r'<li class="doc-section-item field-body">(.*?)</li>', section[1], re.S
+        ):
+            body = item[1]
+            name = re.search(r"<b><code>(.*?)</code></b>", body)
+            if name:
+                kind = re.search(r"\(\s*<code>(.*?)</code>\s*\)", body, re.S)
+            else:
+                kind = re.search(r"<code>(.*?)</code>", body, re.S)
+            desc = re.search(r'<div class="doc-md-description">(.*?)</div>', body, re.S)
+            name_text, kind_text = (
+                html.unescape(re.sub(r"<[^>]+>", "", m[1])).strip() if m else ""
+                for m in (name, kind)
+            )
+            out.append((name_text, " ".join(kind_text.split()), (desc[1] if desc else "").strip()))
+    return out
+
+
+def _object(text: str, path: str) -> str:
+    """The HTML of the entry of ``path`` (up to the next entry of its level)."""
+    start = re.search(rf'<h(\d) id="{re.escape(path)}"', text)
+    assert start, path
+    end = re.search(rf'<h{start[1]} id="', text[start.end() :])
+    return text[start.start() : start.end() + end.start()] if end else text[start.start() :]
+
+
+def test_forecast_dataset_shows_each_shared_parameter_with_its_type(pages):
+    """``ForecastDataset``'s entry naming the parameters shared with ``SuperResolutionDataset``
+    wrapped onto a second line: the first line's names showed the first one's type (``Any``)
+    and no description."""
+    text = pages["data"]
+    forecast = {
+        n: (k, d)
+        for n, k, d in _entries(_object(text, "flexdownscale.data.ForecastDataset"), "Parameters")
+    }
+    superres = {
+        n: k
+        for n, k, _ in _entries(
+            _object(text, "flexdownscale.data.SuperResolutionDataset"), "Parameters"
+        )
+    }
+    shared = "data variables split split_dim splits normalizer transforms condition condition_scale"
+    for name in (*shared.split(), "seed", "format", "dims", "crop", "crops_per_field"):
+        kind, desc = forecast[name]
+        assert kind == superres[name], (name, kind, superres[name])
+        assert "SuperResolutionDataset" in desc, name

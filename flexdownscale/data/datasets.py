@@ -2147,8 +2147,9 @@ class ForecastDataset(_FieldDataset):
 
     Parameters
     ----------
-    data, variables, split, split_dim, splits, normalizer, transforms, condition,
-    condition_scale, seed, format, dims, crop, crops_per_field
+    data, variables, split, split_dim, splits, normalizer, transforms
+        As in :class:`SuperResolutionDataset`.
+    condition, condition_scale, seed, format, dims, crop, crops_per_field
         As in :class:`SuperResolutionDataset`.
     nan_fields
         As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
