@@ -543,9 +543,23 @@ def _forecast(args: argparse.Namespace) -> int:
     ds = _open(args.input)
     dims = _merged(args.dims)
     forecaster = Forecaster.from_pretrained(args.model)
+    stride, words = _model_step_stride(forecaster, ds, dims)
+    # frames needed up to a start: the past frames, `stride` input steps apart
+    needed = (forecaster.past_frames - 1) * stride + 1
     inputs: list[tuple[Any, Any]] = [(None, ds)]
     if args.start is not None:
-        inputs = _inputs_up_to_starts(ds, args.start, dims, forecaster.past_frames)
+        inputs = _inputs_up_to_starts(ds, args.start, dims, needed)
+    if stride > 1:
+        tdim = _time_dim(ds, dims)
+        thinned = [(start, _every_kth_to_last(part, tdim, stride)) for start, part in inputs]
+        # a --start's frame count is of the frames the model reads
+        inputs = [
+            ((start[0], start[1], part.sizes[tdim]) if start is not None else None, part)
+            for start, part in thinned
+        ]
+        if not args.quiet:
+            end = "each --start" if args.start is not None else "the input's last time"
+            print(f"{words}, ending at {end}")
     with _group_hint_on_missing_variable(args.input):
         forecasts = [_run_forecaster(forecaster, part, args, dims, start) for start, part in inputs]
     if len(forecasts) == 1:
@@ -558,6 +572,31 @@ def _forecast(args: argparse.Namespace) -> int:
         out = concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])
     _write_and_tell(out, args.output, args.quiet)
     return 0
+
+
+def _model_step_stride(forecaster: Any, ds: Any, dims: dict[str, str]) -> tuple[int, str]:
+    """``(k, words)``: the input steps by a whole fraction ``1 / k`` of the forecast model's
+    step (an hourly file, a 6-hourly model: 6), so the model's past frames are every k-th
+    input step (:meth:`Forecaster._frame_stride`); ``(1, "")`` when not (or no time
+    coordinate: the Forecaster's own checks say what is wrong)."""
+    from .errors import DataError
+
+    try:
+        tdim = _time_dim(ds, dims)
+    except DataError:  # no time dim: the Forecaster's message says so
+        return 1, ""
+    if tdim not in ds.coords:
+        return 1, ""
+    return forecaster._frame_stride(ds[tdim])
+
+
+def _every_kth_to_last(part: Any, tdim: str, k: int) -> Any:
+    """``part``'s time steps ``k`` apart ending at its latest (the latest frames in time order,
+    whatever the file's order)."""
+    import numpy as np
+
+    order = np.argsort(np.asarray(part[tdim].values), kind="stable")
+    return part.isel({tdim: order[(order.size - 1) % k :: k]})
 
 
 def _run_forecaster(

@@ -3363,6 +3363,31 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 )
         return f"give frames {step} apart (a whole number of the input's steps), or {other}"
 
+    def _frame_stride(self, time: xr.DataArray) -> tuple[int, str]:
+        """``(k, words)`` when the input's ``time`` coordinate steps evenly by a whole fraction
+        ``1 / k`` (k > 1) of the model's recorded step: its frames ``k`` apart are the model's
+        (the command line takes every k-th, ending at the last); ``(1, "")`` otherwise (the
+        input already at the model's step, no step recorded, uneven or coarser spacing: the
+        checks of :meth:`__call__` then apply as they are)."""
+        recorded = _training_time_step(self.grid)
+        if recorded is None:
+            return 1, ""
+        value, units = recorded
+        steps, found_units = _time_steps(np.sort(np.asarray(time.values)), time.attrs)
+        if found_units != units or steps.size == 0:
+            return 1, ""
+        spacing = float(steps[-1])
+        if spacing <= 0 or not np.allclose(steps, spacing, rtol=1e-3, atol=0.0):
+            return 1, ""
+        ratio = value / spacing
+        k = round(ratio)
+        if k <= 1 or abs(ratio - k) > 1e-3 * ratio:
+            return 1, ""
+        return k, (
+            f"the input steps by {_duration(spacing, units)} and model {self.name!r} by "
+            f"{_duration(value, units)}: its past frames are one time step of the input in {k}"
+        )
+
     def _check_time_step(self, time: xr.DataArray, stamped: bool) -> float | None:
         """The model's step (``grid.json``'s ``time_step``, in :func:`_time_steps`' units) when
         it applies to the input's sorted ``time`` coordinate; ``None`` when the folder does not

@@ -288,3 +288,58 @@ def test_forecast_errors_and_warnings_are_in_command_line_words(
     assert err.startswith("flexdownscale forecast: warning: model ")
     assert "(an input file holding that region only)" in err
     assert not _python_words(err), err
+
+
+@pytest.fixture(scope="module")
+def half_hours(tmp_path_factory, shared_data):
+    """Eight hourly ERA5 fields relabelled 30 minutes apart: an input twice as fine in time as
+    the model's one-hour step."""
+    path = tmp_path_factory.mktemp("half") / "half.nc"
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        part = ds.isel(time=slice(0, 8)).load()
+    times = np.datetime64("2019-03-01T00:00") + np.arange(8) * np.timedelta64(30, "m")
+    part.assign_coords(time=times).to_netcdf(path)
+    return path
+
+
+def test_an_input_finer_in_time_is_read_at_the_models_step(
+    forecast_folder, half_hours, tmp_path, capsys
+):
+    """A file twice as fine in time as the model was refused with a Python-only fix
+    (``ds.isel(time=slice(-3, None, 2))``); the command takes every second time step, ending at
+    the last (or at each --start), says so, and gives what the Python call gives on those
+    frames."""
+    out = tmp_path / "fc.nc"
+    words = ["forecast", str(half_hours), str(out), "--model", str(forecast_folder)]
+    assert main([*words, "--lead-steps", "2", "--members", "2", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == (
+        f"the input steps by 30 minutes and model {str(forecast_folder)!r} by 1 hour: its past "
+        "frames are one time step of the input in 2, ending at the input's last time"
+    )
+    with xr.open_dataset(half_hours) as ds:
+        expected = ds.isel(time=slice(1, None, 2)).flex.forecast(
+            forecast_folder, lead_steps=2, members=2, seed=3
+        )
+    with xr.open_dataset(out) as written:
+        written = _same_history(written.load(), expected)
+    xr.testing.assert_identical(written, expected)
+    assert str(written["valid_time"].values[-1]).startswith("2019-03-01T05:30")
+
+    # --start: frames one hour apart ending at the start
+    out2 = tmp_path / "fc2.nc"
+    again = ["forecast", str(half_hours), str(out2), "--model", str(forecast_folder)]
+    start = ["--start", "2019-03-01T02:30", "--lead-steps", "1", "--members", "2", "--seed", "3"]
+    assert main([*again, *start]) == 0
+    assert "ending at each --start" in capsys.readouterr().out
+    with xr.open_dataset(half_hours) as ds:
+        expected = ds.isel(time=[3, 5]).flex.forecast(
+            forecast_folder, lead_steps=1, members=2, seed=3
+        )
+    with xr.open_dataset(out2) as written:
+        values = written["t2m"].load()
+    np.testing.assert_array_equal(values.values, expected["t2m"].values)
+
+    # too early a start for two frames an hour apart: names the first start that has them
+    said = _refused([*words, "--lead-steps", "1", "--start", "2019-03-01T00:30"], capsys)
+    assert "give a --start from 2019-03-01T01:00:00 on" in said
