@@ -437,7 +437,8 @@ def save_model_folder(
 
     Returns
     -------
-    The folder's path (``~`` expanded).
+    pathlib.Path
+        The folder's path (``~`` expanded).
 
     Raises
     ------
@@ -756,6 +757,7 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     Returns
     -------
     ModelFolder
+        The folder's configurations, weights (CPU tensors), normalization, grid and card.
 
     Raises
     ------
@@ -1095,7 +1097,8 @@ def import_foreign_checkpoint(
 
     Returns
     -------
-    The state dict (name -> tensor).
+    dict of str to torch.Tensor
+        The state dict (name -> tensor).
 
     Raises
     ------

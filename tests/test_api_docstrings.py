@@ -431,3 +431,97 @@ def test_entry_types_render_without_double_parentheses():
     finally:
         logging.disable(logging.NOTSET)
     assert not misread
+
+
+def undescribed_entries(doc: str, title: str = "Returns") -> list[str]:
+    """Entry lines of a Returns-like section without an indented description under them.
+
+    numpydoc reads every unindented line of such a section as a type (``name : type`` or
+    ``type``) and the indented lines after it as its description, so a sentence written there
+    is a "type" with no description (numpydoc's RT03; the API reference printed it as code)."""
+    body = section(doc, title) or []
+    found = []
+    for i, line in enumerate(body):
+        if not line.strip() or line[0].isspace():
+            continue
+        rest = [b for b in body[i + 1 :] if b.strip()]
+        if not rest or not rest[0][0].isspace():
+            found.append(line.strip())
+    return found
+
+
+def test_undescribed_entries_are_found():
+    doc = inspect.cleandoc(
+        """Summary.
+
+        Returns
+        -------
+        Same type as ``obj``, on the
+        coarse grid.
+
+        Yields
+        ------
+        int
+            Described.
+        """
+    )
+    assert undescribed_entries(doc) == ["Same type as ``obj``, on the", "coarse grid."]
+    assert undescribed_entries(doc, "Yields") == []
+
+
+#: Returns written as sentences in files being edited by others (config.py, train.py) at the
+#: time the check came in. Strict: once fixed, an entry here fails and is removed.
+RETURNS_PENDING = {
+    "flexdownscale.config.apply_overrides",
+    "flexdownscale.config.from_dict",
+    "flexdownscale.config.from_toml",
+    "flexdownscale.train.Lion.step",
+    "flexdownscale.train.Trainer.export",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"),
+    [
+        pytest.param(
+            name,
+            doc,
+            marks=pytest.mark.xfail(name in RETURNS_PENDING, reason="prose Returns", strict=True),
+        )
+        for name, func, doc, _ in CALLABLES
+        if func.__name__ != "__init__"
+    ],
+    ids=[name for name, func, _, _ in CALLABLES if func.__name__ != "__init__"],
+)
+def test_returns_entries_are_a_type_and_a_description(name, doc):
+    """``Returns`` / ``Yields``: a type line, then the description indented under it."""
+    for title in ("Returns", "Yields"):
+        assert not undescribed_entries(doc, title), f"{name}: {undescribed_entries(doc, title)}"
+
+
+def test_roles_on_entry_lines_become_plain_text():
+    """The docs extension writes a role as link HTML; on an entry's own line (printed as code by
+    griffe) that HTML came out escaped, so there the role becomes its text."""
+    import importlib.util
+    from pathlib import Path
+
+    griffe = pytest.importorskip("griffe")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "rst_docstrings", root / "docs" / "_griffe" / "rst_docstrings.py"
+    )
+    rst = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rst)
+    package = griffe.load("flexdownscale", search_paths=[str(root)], resolve_aliases=False)
+    obj = package["config.apply_overrides"]
+    text = rst.rst_to_markdown(
+        obj,
+        "Summary :func:`from_dict`.\n\nReturns\n-------\nBuilt by :func:`from_dict`.\n\n"
+        "Raises\n------\n:class:`~flexdownscale.errors.ConfigError`\n"
+        "    Described with :func:`from_dict`.\n",
+    )
+    lines = text.splitlines()
+    assert lines[4] == "Built by from_dict."
+    assert lines[8] == "ConfigError"
+    assert lines[0].startswith("Summary <autoref")
+    assert lines[9].count("<autoref") == 1

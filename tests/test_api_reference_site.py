@@ -162,3 +162,37 @@ def test_forecast_dataset_shows_each_shared_parameter_with_its_type(pages):
         kind, desc = forecast[name]
         assert kind == superres[name], (name, kind, superres[name])
         assert "SuperResolutionDataset" in desc, name
+
+
+def test_no_markup_is_printed_escaped(pages):
+    """A role on a line griffe prints as code (a Returns sentence read as the type) came out as
+    escaped HTML (``&lt;autoref identifier=...``) on the page."""
+    escaped = {
+        name: re.findall(r"&lt;(?:autoref|code)\b.{0,80}", text) for name, text in pages.items()
+    }
+    assert not {k: v for k, v in escaped.items() if v}, escaped
+
+
+#: Returns written as sentences in files others are editing (see tests/test_api_docstrings.py).
+RETURNS_PENDING = {
+    "flexdownscale.config.apply_overrides",
+    "flexdownscale.config.from_dict",
+    "flexdownscale.config.from_toml",
+    "flexdownscale.train.Lion.step",
+    "flexdownscale.train.Trainer.export",
+}
+
+
+def test_returns_entries_show_a_type_and_a_description(pages):
+    """numpydoc Returns: a type line, then the description indented under it. A sentence written
+    as the first line is read as the type: printed as code, with an empty description."""
+    prose = set()
+    for text in pages.values():
+        heads = list(re.finditer(r'<h\d id="(flexdownscale[\w.]*)" class="doc doc-heading"', text))
+        for k, head in enumerate(heads):
+            end = heads[k + 1].start() if k + 1 < len(heads) else len(text)
+            for title in ("Returns", "Yields"):
+                for _, kind, desc in _entries(text[head.start() : end], title):
+                    if not desc and (kind.endswith(".") or "``" in kind or len(kind) > 60):
+                        prose.add(head[1])
+    assert prose == RETURNS_PENDING, sorted(prose ^ RETURNS_PENDING)

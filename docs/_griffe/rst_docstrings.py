@@ -24,6 +24,9 @@ them literally, so before rendering this extension rewrites, in every docstring:
   (griffe printed them as ``('a', 'b')`` and ``((float, float))``).
 - ``::`` ending a paragraph into ``:`` (the indented block after it is already a Markdown code
   block).
+- a role on an entry's own line (``name : type`` of Parameters, or the type line of Returns)
+  into its plain text: griffe prints that line as code, where a link's HTML came out escaped
+  (``&lt;autoref ...``); griffe links the names of a type itself.
 
 Registered in ``mkdocs.yml`` (``plugins: mkdocstrings: handlers: python: options:
 extensions``). Not part of the package.
@@ -47,6 +50,8 @@ EXTERNAL_ROOTS = ("xarray", "numpy", "torch", "matplotlib", "scipy", "dask", "ac
 PACKAGE = "flexdownscale"
 #: numpydoc sections whose entries are ``name : type`` lines, and such an entry with several names.
 ITEM_SECTIONS = ("Parameters", "Other Parameters", "Attributes")
+#: Sections whose entries start with a line griffe prints as code (a name and type, or a type).
+ENTRY_SECTIONS = (*ITEM_SECTIONS, "Returns", "Yields", "Receives", "Raises", "Warns")
 ITEM = re.compile(
     r"(?P<indent>[ \t]*)(?P<names>[A-Za-z_*][\w*]*(?:,\s*[A-Za-z_*][\w*]*)+)\s*(?::\s*(?P<kind>.*))?"
 )
@@ -261,10 +266,36 @@ def _entry_types(obj: griffe.Object, text: str) -> str:
     return "\n".join(lines)
 
 
+def _plain_roles_in_entry_lines(text: str) -> str:
+    """Roles on the entry lines of the sections griffe reads as ``name : type`` (or ``type``)
+    as their text: the line is printed as code, so a link there would be escaped HTML."""
+    lines = text.splitlines()
+    section: str | None = None
+    indent = 0
+    for i, line in enumerate(lines):
+        if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
+            section, indent = line.strip(), len(line) - len(line.lstrip())
+            continue
+        if section not in ENTRY_SECTIONS or not line.strip():
+            continue
+        if len(line) - len(line.lstrip()) == indent and not re.fullmatch(r"\s*-{3,}\s*", line):
+            lines[i] = ROLE.sub(_role_text, line)
+    return "\n".join(lines)
+
+
+def _role_text(match: re.Match[str]) -> str:
+    body = match["body"].strip()
+    title_target = re.fullmatch(r"(?P<title>.+?)\s*<(?P<target>[^>]+)>", body)
+    if title_target:
+        return title_target["title"]
+    return body[1:].rsplit(".", 1)[-1] if body.startswith("~") else body
+
+
 def rst_to_markdown(obj: griffe.Object, text: str) -> str:
     """The docstring ``text`` of ``obj`` with the constructs above in Markdown."""
     text = _expand_combined_items(text)
     text = _entry_types(obj, text)
+    text = _plain_roles_in_entry_lines(text)
     text = _math_blocks(text)
     text = _literal_markers(text)
     return ROLE.sub(lambda m: _role_to_markdown(obj, m), text)

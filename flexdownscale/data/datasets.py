@@ -1636,6 +1636,8 @@ class _FieldDataset(torch.utils.data.Dataset):
         Returns
         -------
         str or None
+            How many fields of the split were left out and the first of them, e.g. for a log
+            line; ``None`` when none was.
         """
         if not self.dropped_fields:
             return None
@@ -1756,6 +1758,7 @@ class _FieldDataset(torch.utils.data.Dataset):
         Returns
         -------
         (float, float) or None
+            ``(smallest, largest)``; ``None`` without a condition or without fields.
         """
         if self.condition is None:
             return None
@@ -2382,6 +2385,8 @@ class ForecastDataset(_FieldDataset):
         Returns
         -------
         str or None
+            How many windows of the split were left out and the fields that made them, e.g. for
+            a log line; ``None`` when none was.
         """
         if not self.dropped_fields:
             return None

@@ -394,7 +394,8 @@ def degrade_array(
 
     Returns
     -------
-    Same type, dtype and device as ``x``, shape (..., H / factor, W / factor).
+    numpy.ndarray or torch.Tensor
+        Same type, dtype and device as ``x``, shape (..., H / factor, W / factor).
 
     Raises
     ------
@@ -465,7 +466,8 @@ def upsample_array(
 
     Returns
     -------
-    Same type, dtype and device as ``coarse``, shape (..., h * factor, w * factor).
+    numpy.ndarray or torch.Tensor
+        Same type, dtype and device as ``coarse``, shape (..., h * factor, w * factor).
 
     Examples
     --------
@@ -627,7 +629,8 @@ def degrade(
 
     Returns
     -------
-    Same type as ``obj``, on the coarse grid.
+    xarray.Dataset or xarray.DataArray
+        Same type as ``obj``, on the coarse grid.
 
     Raises
     ------
@@ -700,7 +703,8 @@ def up(
 
     Returns
     -------
-    Same type as ``obj``, on the fine grid.
+    xarray.Dataset or xarray.DataArray
+        Same type as ``obj``, on the fine grid.
 
     Raises
     ------

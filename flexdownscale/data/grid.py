@@ -1023,6 +1023,7 @@ class GridSpec:
         Returns
         -------
         GridSpec
+            The grid the dict describes.
 
         Raises
         ------
@@ -1080,6 +1081,7 @@ class GridSpec:
         Returns
         -------
         GridSpec
+            The grid the JSON describes (as :meth:`from_dict`).
         """
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):
@@ -1294,7 +1296,8 @@ def normalize_grid(
 
     Returns
     -------
-    Same type as ``obj``.
+    xarray.Dataset or xarray.DataArray
+        Same type as ``obj``, its grid normalized as above.
 
     Raises
     ------
@@ -1399,6 +1402,7 @@ def grid_spec(
     Returns
     -------
     GridSpec
+        The grid of ``obj``.
 
     Raises
     ------

@@ -253,6 +253,7 @@ class Normalizer:
         Returns
         -------
         Normalizer
+            The fitted normalizer.
 
         Raises
         ------
@@ -507,6 +508,7 @@ class Normalizer:
         Returns
         -------
         Normalizer
+            The normalizer the dict describes, ready to transform.
 
         Raises
         ------
@@ -567,6 +569,7 @@ class Normalizer:
         Returns
         -------
         Normalizer
+            The normalizer the JSON describes (as :meth:`from_dict`).
         """
         text = str(source)
         if isinstance(source, Path) or not text.lstrip().startswith("{"):

@@ -236,7 +236,8 @@ class TileLayout:
 
         Returns
         -------
-        (..., H, W) array of the tiles' type, dtype and device.
+        numpy.ndarray or torch.Tensor
+            The field (..., H, W), of the tiles' type, dtype and device.
         """
         n = len(tiles)
         if n != len(self.slices):
@@ -397,6 +398,8 @@ def tile_layout(
     Returns
     -------
     TileLayout
+        The tiles' slices and blend weights; :meth:`TileLayout.split` and
+        :meth:`TileLayout.fuse` cut a field into tiles and blend them back.
     """
     if blend not in get_args(Blend):
         raise ConfigError(

@@ -358,7 +358,8 @@ class Objective(ABC):
 
         Returns
         -------
-        Tensor of shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
+        Tensor
+            Shape ``(B,)``: ``loss_scale`` times the mean over channels and pixels.
         """
 
     # -- sampling -------------------------------------------------------------------------

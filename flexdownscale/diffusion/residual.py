@@ -377,7 +377,8 @@ def rollout(
 
     Returns
     -------
-    Tensor of shape ``(B, M, lead_steps, C, H, W)``.
+    Tensor
+        Shape ``(B, M, lead_steps, C, H, W)``.
     """
     if model.task != "forecast":
         raise ConfigError("rollout needs a ResidualModel built with task='forecast'")

@@ -1166,7 +1166,8 @@ def sample_ensemble(
 
     Returns
     -------
-    Tensor of shape ``(B, M, C, ...)`` in ``cond``'s dtype (float32 without ``cond``).
+    Tensor
+        Shape ``(B, M, C, ...)``, in ``cond``'s dtype (float32 without ``cond``).
     """
     _check_objective(objective)
     defaults = objective.sampler_defaults

@@ -130,7 +130,8 @@ def build_model(config: ModelConfig, *, device: torch.device | str | None = None
 
     Returns
     -------
-    The model (an ``nn.Module`` following the backbone contract), with ``model.config``.
+    Backbone
+        The model (an ``nn.Module`` following the backbone contract), with ``model.config``.
 
     Raises
     ------
@@ -259,8 +260,9 @@ def parameter_table(
 
     Returns
     -------
-    ``[(backbone, preset, count), ...]``; print a row as
-    ``f"{b:<5} {p:<6} {format_parameter_count(n)}"`` (``flex  small  49.26 M``).
+    list of (str, str, int)
+        ``[(backbone, preset, count), ...]``; print a row as
+        ``f"{b:<5} {p:<6} {format_parameter_count(n)}"`` (``flex  small  49.26 M``).
     """
     base = config or ModelConfig()
     rows = []
