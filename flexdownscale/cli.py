@@ -1172,6 +1172,16 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         lambda m: "--dims " + ",".join(map("=".join, re.findall(r"'(\w+)': '?(\w+)'?", m[1]))),
         message,
     )
+    # one extra dim and no time dim: --dims time=DIM runs it as time, which needs no new file
+    message = re.sub(
+        r"(select one value of the extra dims \['(\w+)'\] in the input file first and run each "
+        r"value as its own file \(e\.g\. .*?\(ONE\)\)), or downscale each of its (\d+) fields on its "
+        r"own \(as training takes each '\w+' as a sample\): pass (--dims time=\w+), which runs "
+        r"('\w+' as the time dim and keeps its name in the output)",
+        r"pass \4 to downscale each of its \3 fields on its own (as training takes each '\2' as a "
+        r"sample), which runs \5; or \1",
+        message,
+    )
     message = re.sub(
         r"\(select it: ds\.sel\([^)]*\)\)",
         "(an input file holding that region only)",

@@ -752,3 +752,26 @@ def test_the_window_of_a_periodic_box_warning_says_how_to_drop_the_attribute_in_
         "with NCO, for example: ncatted -a periodic,x,d,, -a periodic,y,d,, FILE) to silence "
         "this warning"
     )
+
+
+def test_a_level_dim_is_told_to_run_as_time_first(tmp_path, capsys):
+    """A file of levels and no time: ``--dims time=level`` runs it as it is, so the command
+    line says that first; making one file per level is the other way (it came first, and the
+    option came last, after an xarray line)."""
+    import flexdownscale as fd
+
+    sample = fd.demo.open_sample("era5_t2m_uk").isel(time=0)
+    coarse = degrade(sample, 4, boundary="trim")
+    levels = xr.concat([coarse, coarse + 1.0], dim="level").assign_coords(level=[850, 500])
+    path = tmp_path / "levels.nc"
+    levels.drop_vars("time").to_netcdf(path)
+    assert main(["downscale", str(path), str(tmp_path / "out.nc"), "--members", "2"]) == 2
+    said = capsys.readouterr().err
+    assert (
+        "— pass --dims time=level to downscale each of its 2 fields on its own (as training "
+        "takes each 'level' as a sample), which runs 'level' as the time dim and keeps its name "
+        "in the output; or select one value of the extra dims ['level'] in the input file first "
+        "and run each value as its own file (e.g. xr.open_dataset(IN).isel(level=0)"
+    ) in said
+    args = ["downscale", str(path), str(tmp_path / "out.nc"), "--members", "2", "--quiet"]
+    assert main([*args, "--dims", "time=level"]) == 0
