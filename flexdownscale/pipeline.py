@@ -2370,6 +2370,21 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         call or the input's attribute / scalar variable ``name`` (``None``: unconditioned).
         An optional ``"range": [low, high]`` (the values seen in training) makes a call outside
         it warn that the model extrapolates.
+
+    Examples
+    --------
+    The shipped ERA5 model on a coarsened copy of the sample that ships with it (two members,
+    a two-step sampler; ``ds.flex.downscale`` does the same in one call):
+
+    >>> import flexdownscale as fd
+    >>> downscaler = Downscaler.from_pretrained("era5-t2m-x4")
+    >>> downscaler.variables, downscaler.factor
+    (('t2m',), 4)
+    >>> ds = fd.demo.open_sample("era5_t2m_uk").isel(time=[0])
+    >>> coarse = fd.data.degrade(ds, 4, boundary="trim")
+    >>> fine = downscaler(coarse, members=2, steps=2, seed=0)
+    >>> fine["t2m"].dims, fine["t2m"].shape
+    (('member', 'time', 'latitude', 'longitude'), (2, 1, 32, 48))
     """
 
     _task = "superres"

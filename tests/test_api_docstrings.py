@@ -525,3 +525,30 @@ def test_roles_on_entry_lines_become_plain_text():
     assert lines[8] == "ConfigError"
     assert lines[0].startswith("Summary <autoref")
     assert lines[9].count("<autoref") == 1
+
+
+def test_main_entry_points_have_examples():
+    """The doors a user starts from show a call that runs (doctests: ``--doctest-modules`` over
+    the package, in ``addopts``, so an example that stops working fails the suite)."""
+    from flexdownscale import metrics
+    from flexdownscale.accessor import FlexDatasetAccessor
+    from flexdownscale.pipeline import Downscaler
+
+    for obj in (
+        FlexDatasetAccessor.downscale,
+        Downscaler,
+        metrics.downscaling_skill,
+        metrics.rank_histogram,
+        metrics.spread_skill_ratio,
+    ):
+        doc = inspect.getdoc(obj) or ""
+        assert section(doc, "Examples"), f"{obj.__qualname__} has no Examples section"
+        assert ">>> " in "\n".join(section(doc, "Examples") or []), obj.__qualname__
+    import tomllib
+    from pathlib import Path
+
+    pytest_options = tomllib.loads(
+        (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    )["tool"]["pytest"]["ini_options"]
+    assert "--doctest-modules" in pytest_options["addopts"]
+    assert "flexdownscale" in pytest_options["testpaths"]

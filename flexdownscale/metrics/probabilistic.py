@@ -500,17 +500,34 @@ def spread_skill_ratio(
 
     Parameters
     ----------
-    fcst, obs, member_dim, reduce_dims, preserve_dims, weights, skipna
+    fcst, obs, member_dim
         As :func:`crps_ensemble`.
     correction : {"fortin", "unbiased", None}, default "fortin"
+        Which ratio (the formulas above): Fortin's correction for the ensemble size, the
+        skill's sampling part removed, or ``None`` for the raw ratio.
     include_components : bool, default False
         Add a ``component`` dim with ``ratio``, ``spread`` and ``skill`` (the latter two in
         the units of ``obs``; the ``units`` attr is then left out).
+    reduce_dims, preserve_dims, weights, skipna
+        As :func:`crps_ensemble`.
 
     Returns
     -------
     DataArray or Dataset
         Dimensionless ratio (or the components).
+
+    Examples
+    --------
+    Two members 2 apart whose mean misses the truth by 1 everywhere: spread ``sqrt(2)``, skill
+    1, so the raw ratio is ``sqrt(2)`` and Fortin's ``sqrt(2 * 3 / 2) = sqrt(3)``:
+
+    >>> import numpy as np, xarray as xr
+    >>> obs = xr.DataArray(np.zeros(3), dims="x")
+    >>> fcst = xr.DataArray([[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]], dims=("member", "x"))
+    >>> spread_skill_ratio(fcst, obs, include_components=True).round(3).values
+    array([1.732, 1.414, 1.   ])
+    >>> float(spread_skill_ratio(fcst, obs, correction=None).round(3))
+    1.414
     """
     check_option("correction", correction, ("fortin", "unbiased", None))
     check_xarray(fcst, "fcst")
@@ -614,6 +631,18 @@ def rank_histogram(
     Notes
     -----
     Memory: the per-point mass vectors are materialised (N points x (M+1)) per dask chunk.
+
+    Examples
+    --------
+    Two members at three points; the truth is below both members at the first point, between
+    them at the second and above both at the third, so each rank is taken once:
+
+    >>> import xarray as xr
+    >>> fcst = xr.DataArray([[1.0, 2.0, 3.0], [2.0, 3.0, 4.0]], dims=("member", "x"))
+    >>> obs = xr.DataArray([0.0, 2.5, 5.0], dims="x")
+    >>> hist = rank_histogram(fcst, obs)
+    >>> hist["rank"].values.tolist(), hist.round(3).values.tolist()
+    ([1, 2, 3], [0.333, 0.333, 0.333])
     """
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")

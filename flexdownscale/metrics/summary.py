@@ -203,6 +203,22 @@ def downscaling_skill(
         When their ``units`` attributes name different units (``K`` and ``degC``).
     GridError
         When the grid's two spatial dims cannot be found (name them with ``dims``).
+
+    Examples
+    --------
+    The skill of bilinear interpolation (the baseline a model should beat) on a coarsened copy
+    of the ERA5 sample that ships with the package:
+
+    >>> import flexdownscale as fd
+    >>> truth = fd.demo.open_sample("era5_t2m_uk").isel(latitude=slice(32), longitude=slice(48))
+    >>> base = fd.data.up(fd.data.degrade(truth, 4), 4)
+    >>> skill = downscaling_skill(base, truth)
+    >>> list(skill["t2m"])
+    ['rmse', 'rfne', 'crps', 'spread_skill', 'lsd', 'spectral_ratio_small']
+    >>> f"{skill['t2m']['rmse']:.2f} K"
+    '0.53 K'
+    >>> skill["t2m"]["spread_skill"]  # a deterministic prediction has no spread
+    nan
     """
     options: dict[str, Any] = {
         "member_dim": member_dim,
