@@ -45,6 +45,11 @@ def evaluate(
     """Score the prediction file ``prediction`` against the truth file ``truth`` and write the
     report into the folder ``out``.
 
+    The spectra (the LSD and the spectrum plots) are zonal on a global latitude/longitude grid
+    (:func:`~flexdownscale.metrics.zonal_spectrum` along each latitude circle, averaged over
+    the latitudes), isotropic elsewhere (:func:`~flexdownscale.metrics.power_spectrum`: FFT on
+    a doubly periodic domain, the DCT on other grids).
+
     Parameters
     ----------
     prediction : str or path
@@ -117,7 +122,7 @@ def _write_report(
     import numpy as np
 
     from . import metrics
-    from .data.grid import find_axes, grid_spec, normalize_grid
+    from .data.grid import _circles_the_globe, find_axes, grid_spec, normalize_grid
     from .errors import DataError, GridError, MissingVariableError
     from .plot import plot_rank_histogram, plot_spectra
 
@@ -270,6 +275,16 @@ def _write_report(
         else None
     )
     method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
+    # a global grid (its longitude the whole circle): zonal spectra, along each latitude circle
+    # of its own length; an isotropic spectrum would take one spacing (the mean latitude's,
+    # the equator's) for every row, its wavenumbers nominal elsewhere
+    zonal = _circles_the_globe(spec.kind, spec.nx, spec.dx)
+
+    def spectrum(field: Any) -> Any:
+        if zonal:
+            return metrics.zonal_spectrum(field, lat_dim=axes.y, lon_dim=axes.x)
+        return metrics.power_spectrum(field, dims=spatial, method=method)
+
     rows = []
     gaps: list[str] = []
     spectra: dict[str, Any] = {}  # per variable: every field's spectrum (prediction, truth)
@@ -288,9 +303,7 @@ def _write_report(
                 + ")"
             )
         else:  # member spectra are averaged, not the mean's
-            spectra[v] = tuple(
-                metrics.power_spectrum(f, dims=spatial, method=method) for f in (p, t)
-            )
+            spectra[v] = tuple(spectrum(f) for f in (p, t))
             curves[v] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v])
         rows.append(
             {
@@ -316,7 +329,7 @@ def _write_report(
             fig = plot_spectra(
                 {"truth": truth_curve, "prediction": pred_curve},
                 reference="truth",
-                title=f"{v}: power spectra",
+                title=f"{v}: {'zonal ' if zonal else ''}power spectra",
             )
             fig.savefig(out / f"spectra_{v}.png", dpi=100)
         if has_members:
@@ -330,23 +343,24 @@ def _write_report(
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
+    kind = "zonal" if zonal else method.upper()
     if has_members:
         scores = (
             f"CRPS fair, spread/skill Fortin-corrected over the {pred.sizes[member_dim]} "
-            f"members; LSD: log-spectral distance of the member-averaged {method.upper()} power "
-            "spectra."
+            f"members; LSD: log-spectral distance of the member-averaged {kind} power spectra."
         )
     else:  # one field per point: the ensemble scores are not computed, say so
         scores = (
             f"one prediction per point (no {member_dim!r} dim of two or more members): no CRPS, "
-            f"spread/skill or rank histogram; LSD: log-spectral distance of the {method.upper()} "
-            "power spectra."
+            f"spread/skill or rank histogram; LSD: log-spectral distance of the {kind} power "
+            "spectra."
         )
     lines = [
         f"{_REPORT_TITLE}{pred_path} against {truth_path}",
         "",
         f"Means {weighting}; {scores}",
         "",
+        *([_ZONAL_SPECTRA, ""] if zonal else []),
         _provenance_words(provenance, int(pred.sizes.get(member_dim, 1))),
         "",
         "| " + " | ".join(columns) + " |",
@@ -954,6 +968,16 @@ def _check_same_units(
 
 
 _REPORT_TITLE = "# Evaluation of "
+
+#: The report's line on the spectra of a global grid (a regional or Cartesian grid's are said
+#: in the line on the scores: DCT, or FFT on a doubly periodic domain).
+_ZONAL_SPECTRA = (
+    "Spectra: zonal, as the grid is global (its longitude spans the whole circle): the "
+    "periodogram along each latitude circle (flexdownscale.metrics.zonal_spectrum; wavenumbers "
+    "in cycles per circle), averaged over the latitudes (which weights each by the length of "
+    "its circle, cos latitude) and the fields' other dims (members, times). Regional and "
+    "Cartesian grids get the isotropic 2-D spectrum."
+)
 
 
 def _check_report_folder(out: Path, names: list[str], given: str) -> None:

@@ -30,6 +30,7 @@ global grids.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,7 +41,8 @@ import scipy.signal
 import xarray as xr
 
 from flexdownscale._keywords import keyword_hints
-from flexdownscale.errors import ConfigError, GridError, UnitsError
+from flexdownscale._stack import user_stacklevel
+from flexdownscale.errors import ConfigError, FlexDownscaleWarning, GridError, UnitsError
 from flexdownscale.metrics._utils import (
     EARTH_RADIUS,
     XarrayLike,
@@ -247,6 +249,31 @@ def _spacing(
     return {d: regular_step(obj, d) for d in dims}, "1"
 
 
+def _warn_if_global(field: xr.DataArray | xr.Dataset, dims: Sequence[Hashable]) -> None:
+    """Warn when one of ``dims`` is a longitude in degrees that spans the whole circle: the
+    isotropic spectrum of a global grid takes one spacing (the mean latitude's) for every row,
+    so its wavenumbers are nominal away from that latitude. Limited-area grids (a longitude
+    range short of 360 degrees) are what the isotropic spectrum is for: no warning."""
+    for d in dims:
+        if coord_units_kind(field, d)[0] != "degrees" or coord_kind(field, d) == "y":
+            continue
+        n = field.sizes[d]
+        step = regular_step(field, d, period=360.0)
+        if abs(n * step - 360.0) > 0.5 * step:
+            continue
+        warnings.warn(
+            f"power_spectrum over {d!r}, a longitude that spans the whole circle ({n} x "
+            f"{step:g} degrees): on a global grid the isotropic spectrum converts degrees to "
+            "metres at the mean latitude for every row, so its wavenumbers are nominal away "
+            "from it. Use zonal_spectrum for global grids (each latitude circle at its own "
+            "length; kinetic_energy_spectrum(u, v, kind='zonal') for winds), or pass "
+            "spacing=... (metres) to keep the isotropic spectrum without this warning.",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return
+
+
 def _inverse_units(length_units: str) -> str:
     return "1" if length_units in ("1", "") else f"{length_units}-1"
 
@@ -392,6 +419,14 @@ def power_spectrum(
         ``wavelength`` coordinate; ``units`` ``length * units^2``; attrs record the method,
         window, detrend, spacing and normalisation.
 
+    Warns
+    -----
+    FlexDownscaleWarning
+        Over a longitude (in degrees) that spans the whole circle, with the spacing taken
+        from the grid: a global grid's rows are converted to metres at one latitude, so
+        the wavenumbers are nominal away from it; :func:`zonal_spectrum` takes each latitude
+        circle at its own length. Limited-area windows do not warn.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -434,6 +469,8 @@ def power_spectrum(
     field = dataset_with_dims(field, sdims)
     check_single_chunk(field, sdims, "a spectrum (an FFT over the spatial dims)", error=GridError)
     steps, length_units = _spacing(field, sdims, spacing, spacing_units)
+    if spacing is None:
+        _warn_if_global(field, sdims)
     plan = _plan(tuple(field.sizes[d] for d in sdims), tuple(steps[d] for d in sdims), method)
     spec = xr.apply_ufunc(
         _spectrum_kernel,
