@@ -44,9 +44,10 @@ class _FlexAccessor:
         **kwargs
             Go to :meth:`flexdownscale.pipeline.Downscaler.__call__` (``factor``, ``members``,
             ``steps``, ``sampler``, ``seed``, ``tile``, ``overlap``, ``blend``, ``bbox``,
-            ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``, ``progress``,
-            ``condition``, ``sampler_options``, ``conserve``); ``variables``, ``rename`` and
-            ``factor`` also choose the model when ``model`` is a name or ``None``.
+            ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``,
+            ``batch_invariant``, ``progress``, ``condition``, ``sampler_options``,
+            ``conserve``); ``variables``, ``rename`` and ``factor`` also choose the model when
+            ``model`` is a name or ``None``.
 
         Returns
         -------
@@ -101,7 +102,7 @@ class _FlexAccessor:
         **kwargs
             Go to :meth:`flexdownscale.pipeline.Forecaster.__call__` (``steps``, ``sampler``,
             ``seed``, ``variables``, ``rename``, ``dims``, ``device``, ``batch_size``,
-            ``condition``, ...).
+            ``batch_invariant``, ``sampler_options``, ``condition``, ``progress``).
 
         Returns
         -------

@@ -418,12 +418,17 @@ def save_model_folder(
         Model weights (tensors); stored with safetensors. Tensors sharing memory are copied.
     model, diffusion, sampler
         Configurations stored in ``config.json``.
-    variables, units, factor, task, condition
-        Metadata the inference pipeline checks inputs against.
+    variables, units, factor
+        Metadata the inference pipeline checks inputs against (with ``task`` and
+        ``condition``).
     normalization, grid
         JSON-serialisable dicts written to ``normalization.json`` and ``grid.json``.
     card
         Model card text (markdown).
+    task, condition
+        Metadata the inference pipeline checks inputs against: ``"superres"`` or
+        ``"forecast"``, and the physical condition (``{"name": ..., "scale": ...}``, ``None``
+        for an unconditioned model).
     dtype
         Optional torch dtype to cast every floating-point tensor to. For a backbone's weights use
         :func:`flexdownscale.models.export_state_dict` instead (``dtype=None`` here): it keeps

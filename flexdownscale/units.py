@@ -380,20 +380,20 @@ class UnitComparison:
 
         Parameters
         ----------
-        variable : str, optional
+        variable : str or None, default None
             The variable's name (in ``target`` for ``"python"``, in ``file`` for
             ``"command"``); ``None`` for ``"python"`` converts ``target`` itself (a
             DataArray).
-        form : {"python", "command", "words"}
+        form : {"python", "command", "words"}, default "python"
             How the conversion is given: a line of Python (``ds['tp'] = (ds['tp'] *
             1000).assign_attrs(units='kg m-2')``), NCO commands that convert ``variable`` in
             ``file`` in place (``ncap2`` and ``ncatted``), or in words (``convert obs first
             (values in kg m-2 = values in m x 1000) and set its attrs['units'] = 'kg m-2'``).
-        target : str
+        target : str, default "ds"
             The Python name of the dataset (``"python"``) or, for ``"words"``, what is
             converted (``"obs"``).
-        file : str
-            The file ``"command"`` converts (``"FILE"``: a placeholder).
+        file : str, default "FILE"
+            The file ``"command"`` converts (the default is a placeholder).
 
         Returns
         -------

@@ -198,6 +198,9 @@ def test_parameters_section_matches_the_signature(name, func, doc, skip):
     assert not missing, f"{name}: undocumented {missing}"
     assert not extra, f"{name}: documented but not in the signature: {extra}"
     assert len(documented) == len(set(documented)), f"{name}: a name documented twice"
+    # numpydoc's PR03: in the signature's order (a reader matches the two line by line)
+    in_order = [n for n in documented if n in named]
+    assert in_order == [n for n in named if n in in_order], f"{name}: not in signature order"
 
 
 @pytest.mark.parametrize(
@@ -552,3 +555,69 @@ def test_main_entry_points_have_examples():
     )["tool"]["pytest"]["ini_options"]
     assert "--doctest-modules" in pytest_options["addopts"]
     assert "flexdownscale" in pytest_options["testpaths"]
+
+
+@pytest.mark.parametrize(
+    ("method", "target"), [("downscale", "Downscaler"), ("forecast", "Forecaster")]
+)
+def test_accessor_lists_every_keyword_it_passes_on(method, target):
+    """``ds.flex.downscale`` / ``forecast`` name the keywords their ``**kwargs`` go to; the list
+    left out ``batch_invariant``."""
+    from flexdownscale import pipeline
+    from flexdownscale.accessor import FlexDatasetAccessor
+
+    doc = " ".join((inspect.getdoc(getattr(FlexDatasetAccessor, method)) or "").split())
+    listed = re.search(r"Go to :meth:`[\w.]+__call__` \(([^)]*)\)", doc)
+    assert listed, f"{method}: no keyword list"
+    names = re.findall(r"``(\w+)``", listed[1])
+    own = set(inspect.signature(getattr(FlexDatasetAccessor, method)).parameters)
+    takes = [
+        n
+        for n in inspect.signature(getattr(pipeline, target).__call__).parameters
+        if n not in {"self", "ds"} | own
+    ]
+    assert names == takes
+
+
+def documented_types(doc: str, title: str = "Parameters") -> dict[str, str]:
+    """``name -> type`` of a section's entries (``""`` for an entry without a type)."""
+    types: dict[str, str] = {}
+    for line in section(doc, title) or []:
+        if not line.strip() or line[0].isspace():
+            continue
+        head, _, kind = line.partition(" : ")
+        for name in head.split(","):
+            types[name.strip().lstrip("*")] = kind.strip()
+    return types
+
+
+@pytest.mark.parametrize(
+    ("name", "func", "doc", "skip"), CALLABLES, ids=[item[0] for item in CALLABLES]
+)
+def test_typed_parameters_with_a_default_say_so(name, func, doc, skip):
+    """numpydoc: a typed entry of a parameter that has a default ends in ``default <value>``
+    (or ``optional``), so ``help()`` shows what leaving it out means (``radius : float`` of
+    ``area_weights`` hid the Earth radius it takes)."""
+    types = documented_types(doc)
+    params = list(inspect.signature(func).parameters.values())[1 if skip else 0 :]
+    silent = [
+        p.name
+        for p in params
+        if p.default is not p.empty
+        and types.get(p.name)
+        and not re.search(r"\b(default|optional)\b", types[p.name])
+    ]
+    assert not silent, f"{name}: typed without their default: {silent}"
+
+
+@pytest.mark.parametrize(
+    ("name", "func"),
+    [(name, func) for name, func, _, _ in CALLABLES if func.__name__ == "__init__"],
+    ids=[name for name, func, _, _ in CALLABLES if func.__name__ == "__init__"],
+)
+def test_constructors_take_no_private_parameters(name, func):
+    """A dataclass field with a leading underscore is still a constructor parameter (and shown
+    as one in the API reference): ``TileLayout(..., _norm=...)``. Such a field is
+    ``field(init=False)``, set in ``__post_init__``."""
+    private = [p for p in inspect.signature(func).parameters if p.startswith("_")]
+    assert not private, f"{name} takes {private}"

@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("api_reference_site")]
+# one worker builds the site once for the tests that read it
+pytestmark = pytest.mark.xdist_group("api_reference_site")
 
 
 def module_directives() -> dict[str, list[str] | None]:
@@ -78,6 +79,7 @@ def heading_ids(pages: dict[str, str]) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_public_name_of_a_rendered_module_has_an_entry(pages):
     anchors = heading_ids(pages)
     directives = module_directives()
@@ -98,6 +100,7 @@ def test_every_public_name_of_a_rendered_module_has_an_entry(pages):
     assert not missing, f"public names without an entry in the built API reference: {missing}"
 
 
+@pytest.mark.slow
 def test_the_functions_named_as_their_submodules_and_the_constants_are_shown(pages):
     anchors = heading_ids(pages)
     for path in (
@@ -142,6 +145,7 @@ def _object(text: str, path: str) -> str:
     return text[start.start() : start.end() + end.start()] if end else text[start.start() :]
 
 
+@pytest.mark.slow
 def test_forecast_dataset_shows_each_shared_parameter_with_its_type(pages):
     """``ForecastDataset``'s entry naming the parameters shared with ``SuperResolutionDataset``
     wrapped onto a second line: the first line's names showed the first one's type (``Any``)
@@ -164,6 +168,7 @@ def test_forecast_dataset_shows_each_shared_parameter_with_its_type(pages):
         assert "SuperResolutionDataset" in desc, name
 
 
+@pytest.mark.slow
 def test_no_markup_is_printed_escaped(pages):
     """A role on a line griffe prints as code (a Returns sentence read as the type) came out as
     escaped HTML (``&lt;autoref identifier=...``) on the page."""
@@ -183,6 +188,7 @@ RETURNS_PENDING = {
 }
 
 
+@pytest.mark.slow
 def test_returns_entries_show_a_type_and_a_description(pages):
     """numpydoc Returns: a type line, then the description indented under it. A sentence written
     as the first line is read as the type: printed as code, with an empty description."""
@@ -196,3 +202,28 @@ def test_returns_entries_show_a_type_and_a_description(pages):
                     if not desc and (kind.endswith(".") or "``" in kind or len(kind) > 60):
                         prose.add(head[1])
     assert prose == RETURNS_PENDING, sorted(prose ^ RETURNS_PENDING)
+
+
+def _slug(title: str) -> str:
+    """The anchor Python-Markdown's ``toc`` gives a heading."""
+    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower())
+
+
+def test_guide_links_name_the_page_or_section_they_open():
+    """``Guide: [Plots](../metrics.md)`` named a section the link did not open (the page is
+    Metrics; its Plots section is ``#plots``)."""
+    nav = re.findall(r"^\s*- ([^:\n]+): ([\w/.-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    titles = {page: title for title, page in nav}
+    wrong = []
+    for page in API_PAGES:
+        for text, target, anchor in re.findall(
+            r"Guide: \[([^]]+)\]\(\.\./([\w-]+\.md)(?:#([\w-]+))?\)", page.read_text()
+        ):
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / target).read_text(), re.M)
+                named = {_slug(h): h for h in headings}.get(anchor)
+            else:
+                named = titles.get(target)
+            if named != text:
+                wrong.append(f"{page.name}: [{text}]({target}{'#' + anchor if anchor else ''})")
+    assert not wrong, wrong

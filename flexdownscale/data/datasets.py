@@ -2150,14 +2150,8 @@ class ForecastDataset(_FieldDataset):
 
     Parameters
     ----------
-    data, variables, split, split_dim, splits, normalizer, transforms
+    data, variables
         As in :class:`SuperResolutionDataset`.
-    condition, condition_scale, seed, format, dims, crop, crops_per_field
-        As in :class:`SuperResolutionDataset`.
-    nan_fields
-        As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
-        frames holds NaN (``dropped_fields`` lists those frames, ``dropped_windows`` counts the
-        windows left out of ``split_windows``).
     past_frames
         Number of past frames (the current one included) stacked on the channels of ``cond``,
         ``lead`` steps apart (the frames at ``t - j * lead`` for ``j = past_frames - 1, ...,
@@ -2177,6 +2171,14 @@ class ForecastDataset(_FieldDataset):
         coordinate) step by position.
     crop_size
         Side of the square crops (``None``: whole field).
+    crop, crops_per_field, split, split_dim, splits, normalizer, transforms
+        As in :class:`SuperResolutionDataset`.
+    condition, condition_scale, seed, format, dims
+        As in :class:`SuperResolutionDataset`.
+    nan_fields
+        As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
+        frames holds NaN (``dropped_fields`` lists those frames, ``dropped_windows`` counts the
+        windows left out of ``split_windows``).
     """
 
     def __init__(

@@ -199,7 +199,13 @@ class TileLayout:
     blend: Blend
     slices: tuple[tuple[slice, slice], ...]
     weights: np.ndarray = field(repr=False)
-    _norm: np.ndarray = field(repr=False)
+    _norm: np.ndarray = field(init=False, repr=False)  # weight_sum, from slices and weights
+
+    def __post_init__(self) -> None:
+        norm = np.zeros(self.shape)
+        for sy, sx in self.slices:
+            norm[sy, sx] += self.weights
+        object.__setattr__(self, "_norm", norm)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -417,9 +423,6 @@ def tile_layout(
         _ramp_width(sorted({sx.start for _, sx in slices}), tshape[1], ov[1]),
     )
     weights = blend_weights(tshape, ramp, blend)
-    norm = np.zeros((h, w))
-    for sy, sx in slices:
-        norm[sy, sx] += weights
     return TileLayout(
         shape=(h, w),
         tile_shape=tshape,
@@ -427,7 +430,6 @@ def tile_layout(
         blend=blend,
         slices=tuple(slices),
         weights=weights,
-        _norm=norm,
     )
 
 

@@ -340,14 +340,6 @@ def rollout(
         next input is its own past frames (never the ensemble mean).
     sampler, steps
         As in :func:`~flexdownscale.diffusion.samplers.sample_ensemble`.
-    batch_size
-        Member rows per network call. Given, the fields are sampled one after the other at
-        lead 1 and the ``B * M`` member states in calls of ``batch_size`` rows from lead 2 on
-        (``batch_size=1`` is bit-identical for any ``B`` and ``M``). ``None``: every field at
-        once, in calls of all ``B * M`` rows on a GPU; on a CPU of as many rows as keep a call
-        under :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells (larger
-        calls leave the caches and run slower per cell): as many fields' members as fit, or,
-        where one field's do not, as many of its members as fit, one at least.
     generator
         An integer seed in ``[0, 2**63)``, a ``torch.Generator`` (one seed is drawn from it) or
         ``None`` (a seed from torch's global generator). Every member has its own stream at
@@ -362,6 +354,14 @@ def rollout(
         same on any device.
     phys
         Physical condition: one number for every field, or one value per field ``(B,)``.
+    batch_size
+        Member rows per network call. Given, the fields are sampled one after the other at
+        lead 1 and the ``B * M`` member states in calls of ``batch_size`` rows from lead 2 on
+        (``batch_size=1`` is bit-identical for any ``B`` and ``M``). ``None``: every field at
+        once, in calls of all ``B * M`` rows on a GPU; on a CPU of as many rows as keep a call
+        under :data:`~flexdownscale.diffusion.samplers.CPU_CELLS_PER_CALL` fine cells (larger
+        calls leave the caches and run slower per cell): as many fields' members as fit, or,
+        where one field's do not, as many of its members as fit, one at least.
     feedback
         Applied to every lead's sample, ``(M, C, H, W)`` for one field, before it becomes the
         newest past frame of the next lead (e.g. to crop and re-impose padding cells around the

@@ -109,8 +109,9 @@ def area_weights(
         (needs metric or degree coordinates).
     map_factor : DataArray, optional
         Map factor ``m(y, x)`` of a projected grid (area = dx dy / m^2).
-    radius : float
-        Sphere radius in metres for degree grids.
+    radius : float, default 6371008.8
+        Sphere radius in metres for degree grids (the mean Earth radius, IUGG); it matters
+        with ``normalize=None`` only.
 
     Returns
     -------

@@ -619,10 +619,12 @@ class TaskEncoder(nn.Module):
     ----------
     in_channels
         Channels of the task input C_cond.
-    channels, blocks, dropout, down_last
+    channels, blocks
         As in :class:`ConvEncoder`.
     emb_dim
         Width of the task embedding (the backbone's embedding width).
+    dropout, down_last
+        As in :class:`ConvEncoder`.
     """
 
     def __init__(
