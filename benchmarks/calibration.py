@@ -31,6 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from flexdownscale.config import SamplerConfig
 from flexdownscale.hub import load_model_folder
@@ -148,7 +149,10 @@ def _figure(case: str, res: dict[str, Any], out: Path = RESULTS) -> str:
     hists = res["histograms"]
     fig, axes = plt.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.2), sharey=True)
     for ax, (label, values) in zip(np.atleast_1d(axes), hists.items(), strict=True):
-        ax.bar(np.arange(len(values)), values, color="tab:blue", width=0.9)
+        # ranks 1..M+1, as rank_histogram and plot_rank_histogram number them
+        ax.bar(np.arange(1, len(values) + 1), values, color="tab:blue", width=0.9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
+        ax.set_xlim(0.4, len(values) + 0.6)
         ax.axhline(1.0 / len(values), color="k", lw=1, ls="--", label="calibrated")
         ss = res["rows"][label]["spread_skill"]
         ax.set_title(f"{label}\nspread-skill {ss:.2f}", fontsize=9)
