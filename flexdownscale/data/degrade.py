@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
 import torch
@@ -84,6 +84,8 @@ Degradation = Literal["area_mean", "strided", "gaussian"]
 Upsampling = Literal["bilinear", "bicubic", "conservative", "nearest"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 XrObj = xr.Dataset | xr.DataArray
+# a Dataset in, a Dataset out; a DataArray in, a DataArray out
+XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 #: Keys (1981) cubic-convolution parameter; -1/2 makes the interpolant third-order accurate.
 _CUBIC_A = -0.5
@@ -596,14 +598,14 @@ def _map_spatial(
 
 @keyword_hints
 def degrade(
-    obj: XrObj,
+    obj: XrT,
     factor: int,
     *,
     method: Degradation = "area_mean",
     dims: Mapping[str, str] | None = None,
     boundary: Boundary = "exact",
     sigma: float | None = None,
-) -> XrObj:
+) -> XrT:
     """Degrade a fine xarray object to the coarse grid of ``factor`` x ``factor`` blocks.
 
     The grid is validated and normalized first (:func:`~flexdownscale.data.grid.normalize_grid`:
@@ -674,17 +676,17 @@ def degrade(
             a, factor, method=method, row_weights=weights, sigma=sigma, periodic=periodic
         )
 
-    return _map_spatial(norm, fn, spec, grid)
+    return cast(XrT, _map_spatial(norm, fn, spec, grid))  # obj's type, as the steps keep it
 
 
 @keyword_hints
 def up(
-    obj: XrObj,
+    obj: XrT,
     factor: int,
     *,
     method: Upsampling = "bilinear",
     dims: Mapping[str, str] | None = None,
-) -> XrObj:
+) -> XrT:
     """Interpolate a coarse xarray object to the grid refined by ``factor`` (the base field).
 
     The result is on :func:`~flexdownscale.data.grid.refine_grid` of the (normalized) input grid,
@@ -725,4 +727,4 @@ def up(
     def fn(a: np.ndarray) -> np.ndarray:
         return upsample_array(a, factor, method=method, row_weights=weights, periodic=periodic)
 
-    return _map_spatial(norm, fn, spec, grid)
+    return cast(XrT, _map_spatial(norm, fn, spec, grid))  # obj's type, as the steps keep it

@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, TypeVar, cast, get_args
 
 import cf_xarray  # noqa: F401  (registers the .cf accessor)
 import numpy as np
@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 XrObj = xr.Dataset | xr.DataArray
+# a Dataset in, a Dataset out; a DataArray in, a DataArray out
+XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 Kind = Literal["latlon", "rotated", "projected"]
 LonConvention = Literal["auto", "180", "360"]
 Boundary = Literal["exact", "trim"]
@@ -1259,13 +1261,13 @@ def _normalized_axis(
 
 @keyword_hints
 def normalize_grid(
-    obj: XrObj,
+    obj: XrT,
     *,
     dims: Mapping[str, str] | None = None,
     lon_convention: LonConvention = "auto",
     rtol: float = DEFAULT_RTOL,
     convert_integers: bool = True,
-) -> XrObj:
+) -> XrT:
     """Return a copy of ``obj`` on a validated, normalized grid.
 
     Normalization: y and x ascending (a descending latitude such as ERA5's is reversed, data
@@ -1324,7 +1326,7 @@ def normalize_grid(
     x_index, x_values, _ = _normalized_axis(
         obj, axes.x, is_lon=kind == "latlon", lon_convention=lon_convention, rtol=rtol
     )
-    out = obj.copy(deep=False)  # a new object (data shared) even when nothing changes
+    out: XrObj = obj.copy(deep=False)  # a new object (data shared) even when nothing changes
     indexers: dict[str, Any] = {}
     if y_index is not None:
         indexers[axes.y] = y_index
@@ -1362,7 +1364,7 @@ def normalize_grid(
             out = out.assign(var_updates)
     if convert_integers:
         out = _floatify(out, axes)
-    return out
+    return cast(XrT, out)  # the type of obj: isel, assign_coords and _floatify keep it
 
 
 def _floatify(obj: XrObj, axes: GridAxes) -> XrObj:

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import Any, ClassVar, Literal, TypeVar, cast, get_args
 
 import dask
 import numpy as np
@@ -46,6 +46,8 @@ __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
 Transform = Literal["none", "log1p"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 XrObj = xr.Dataset | xr.DataArray
+# a Dataset in, a Dataset out; a DataArray in, a DataArray out
+XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 _PRECIP_WORDS = ("precipitation", "rainfall", "snowfall", "rain_rate", "precip")
 _PRECIP_NAMES = {"pr", "tp", "prcp", "precip", "precipitation", "rain", "rainfall", "rr"}
@@ -316,7 +318,7 @@ class Normalizer:
                 raise MissingVariableError(f"no statistics for {n!r}; known: {list(self.stats)}")
         return obj.assign({n: one(obj[n], n) for n in names})
 
-    def transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
+    def transform(self, obj: XrT, *, variables: Sequence[str] | None = None) -> XrT:
         """Normalize the variables of ``obj`` (others pass through). Lazy for dask data.
 
         The normalized variables have ``units = "1"`` and a ``flexdownscale_normalization``
@@ -347,9 +349,9 @@ class Normalizer:
             When a variable is normalized already (it has the ``flexdownscale_normalization``
             attribute).
         """
-        return self._apply_xr(obj, True, variables)
+        return cast(XrT, self._apply_xr(obj, True, variables))  # obj's type
 
-    def inverse_transform(self, obj: XrObj, *, variables: Sequence[str] | None = None) -> XrObj:
+    def inverse_transform(self, obj: XrT, *, variables: Sequence[str] | None = None) -> XrT:
         """Exact inverse of :meth:`transform` (no clipping: see :meth:`lower_bounds`).
 
         Parameters
@@ -373,7 +375,7 @@ class Normalizer:
             and no ``flexdownscale_normalization`` attribute: it is not normalized), or was
             normalized with other statistics.
         """
-        return self._apply_xr(obj, False, variables)
+        return cast(XrT, self._apply_xr(obj, False, variables))  # obj's type
 
     # -- arrays -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,8 @@ __all__ = ["Backend", "Method", "Regridder", "regrid"]
 Method = Literal["linear", "nearest", "cubic", "conservative"]
 Backend = Literal["auto", "xarray-regrid", "xesmf"]
 XrObj = xr.Dataset | xr.DataArray
+# a Dataset in, a Dataset out; a DataArray in, a DataArray out
+XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 _XESMF_METHODS = {"linear": "bilinear", "nearest": "nearest_s2d", "conservative": "conservative"}
 _ESMF_HINT = (
@@ -518,7 +520,7 @@ class Regridder:
 
     # -- call ---------------------------------------------------------------------------------
 
-    def __call__(self, obj: XrObj) -> XrObj:
+    def __call__(self, obj: XrT) -> XrT:
         """Regrid ``obj`` (on the source grid) to the target grid.
 
         For rectilinear sources the result keeps the source's dimension names, with the target's
@@ -538,25 +540,28 @@ class Regridder:
         """
         passed: dict[Hashable, xr.DataArray] = {}
         spec = self.source_spec
-        if isinstance(obj, xr.Dataset) and spec is not None:
-            obj = _drop_axis_bounds(obj, (spec.x, spec.y))
-            for name, var in obj.data_vars.items():
+        src: XrObj = obj
+        if isinstance(src, xr.Dataset) and spec is not None:
+            src = _drop_axis_bounds(src, (spec.x, spec.y))
+            for name, var in src.data_vars.items():
                 if not _on_grid(name, var, spec.y, spec.x):
                     passed[name] = var
             if passed:
-                obj = obj.drop_vars(list(passed))
+                src = src.drop_vars(list(passed))
         if self.backend == "xarray-regrid":
-            out = self._call_xarray_regrid(obj)
+            out = self._call_xarray_regrid(src)
         else:
-            out = self._call_xesmf(obj)
+            out = self._call_xesmf(src)
         out = self._on_target_labels(out)
         out = self._in_target_dtypes(out)
         if spec is not None:
             # a rotated-pole source's 2-D lat/lon, recomputed on the target cells; other
             # auxiliary coordinates of the source grid are gone, so no attribute names them
-            out = _with_geographic_coordinates(out, obj, spec)
+            out = _with_geographic_coordinates(out, src, spec)
             out = _trim_stale_coordinates(out)
-        return out.assign(passed) if passed else out
+        if passed:
+            out = out.assign(passed)
+        return cast(XrT, out)  # obj's type: every step keeps it
 
     def _in_target_dtypes(self, out: XrObj) -> XrObj:
         """``out`` with float32 x / y coordinates where the target's are float32."""
@@ -840,7 +845,7 @@ def _backend_axis_names(obj: XrObj, spec: GridSpec) -> dict[Hashable, str]:
 
 @keyword_hints
 def regrid(
-    obj: XrObj,
+    obj: XrT,
     target: XrObj | GridSpec,
     *,
     method: Method = "linear",
@@ -848,7 +853,7 @@ def regrid(
     dims: Mapping[str, str] | None = None,
     target_dims: Mapping[str, str] | None = None,
     skipna: bool = False,
-) -> XrObj:
+) -> XrT:
     """Regrid ``obj`` to the grid of ``target`` (see :class:`Regridder` for the options).
 
     Builds a :class:`Regridder` with ``obj`` as the source and applies it to ``obj``.
