@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from matplotlib.axis import Axis
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 from flexdownscale._keywords import keyword_hints
 from flexdownscale._stack import user_stacklevel
@@ -23,6 +31,7 @@ from flexdownscale.errors import (
     DataError,
     EnsembleError,
     FlexDownscaleWarning,
+    GridError,
     ShapeError,
     not_xarray_message,
 )
@@ -31,6 +40,8 @@ from flexdownscale.metrics._utils import (
     align_exact,
     check_member_dim,
     check_same_units,
+    coord_kind,
+    coord_units_kind,
     find_yx_dims,
 )
 from flexdownscale.metrics.probabilistic import point_spread_and_error
@@ -65,6 +76,44 @@ def _spectral_dim(da: xr.DataArray) -> Hashable | None:
     return None
 
 
+def _periodic(da: xr.DataArray, dim: Hashable) -> bool:
+    """Whether the coordinate of ``dim`` says it wraps around (``periodic = "true"``)."""
+    value = da[dim].attrs.get("periodic") if dim in da.coords else None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    return value is not None and str(value).strip().lower() in {"true", "yes", "1", "t", "y"}
+
+
+def _shared_method(
+    base: xr.DataArray,
+    base_is_field: bool,
+    dims: Sequence[Hashable] | Hashable | None,
+    kwargs: Mapping[str, Any],
+) -> str | None:
+    """The spectrum method of the field entries when ``spectrum_kwargs`` names none: the FFT on
+    a doubly periodic grid (as ``flexdownscale evaluate``), the method of a precomputed base
+    spectrum (so that the ratios compare the same bins), else None (``power_spectrum``'s
+    default: the DCT, or the FFT with a window)."""
+    if not base_is_field:
+        if _spectral_dim(base) != "wavenumber":
+            return None
+        stored = str(base.attrs.get("spectrum_method", ""))
+        if stored == "FFT":
+            return "fft"
+        if stored.startswith("DCT") and kwargs.get("window") is None:
+            return "dct"
+        return None
+    if dims is None:
+        sdims: tuple[Hashable, ...] = find_yx_dims(base)
+    elif isinstance(dims, str) or not isinstance(dims, Sequence):
+        sdims = (dims,)
+    else:
+        sdims = tuple(dims)
+    if sdims and all(d in base.dims and _periodic(base, d) for d in sdims):
+        return "fft"
+    return None
+
+
 @keyword_hints
 def plot_spectra(
     spectra: Mapping[str, xr.DataArray | xr.Dataset],
@@ -92,7 +141,12 @@ def plot_spectra(
     variable : str, optional
         Variable to use from Dataset values.
     dims, spectrum_kwargs : optional
-        Passed to ``power_spectrum`` for entries that are fields.
+        Passed to ``power_spectrum`` for entries that are fields. Without a ``method`` in
+        ``spectrum_kwargs`` every field entry takes the same one: the FFT when the reference's
+        (the first entry's without ``reference``) spatial coordinates are all periodic
+        (``periodic = "true"``, e.g. a doubly periodic box; as ``flexdownscale evaluate``
+        chooses), the method of the reference when it is a precomputed spectrum, else
+        ``power_spectrum``'s default (the DCT for limited areas, the FFT with a ``window``).
     truncate : bool, default True
         Drop bins beyond the Nyquist wavenumber (the partly filled corners of the 2-D
         spectrum).
@@ -107,7 +161,10 @@ def plot_spectra(
         One axis (two with ``reference``); one line per entry on the top axis. A secondary
         axis on top gives the wavelength in km (wavenumbers in ``m-1`` or ``km-1``) or, for
         dimensionless coordinates (cycles per coordinate unit), the cycles per domain length,
-        e.g. 4 for a forcing at wavenumber 4 of a periodic box.
+        e.g. 4 for a forcing at wavenumber 4 of a periodic box. The y label is the spectrum's
+        ``long_name`` (e.g. "kinetic energy spectral density") and units, the x label of a
+        zonal spectrum its wavenumber's ("zonal wavenumber (cycles per latitude circle)").
+        Log axes spanning a decade or less get plain tick labels (``0.6 0.8 1``).
 
     Warns
     -----
@@ -150,6 +207,10 @@ def plot_spectra(
                 names=(f"spectra[{base!r}]", f"spectra[{label!r}]"),
                 ignore_offset=True,
             )
+    if "method" not in kwargs:
+        method = _shared_method(entries[base], is_field[base], dims, kwargs)
+        if method is not None:
+            kwargs["method"] = method
     curves: dict[str, xr.DataArray] = {}
     for label, da in entries.items():
         sdim = _spectral_dim(da)
@@ -184,12 +245,10 @@ def plot_spectra(
     first = next(iter(curves.values()))
     sdim = _spectral_dim(first)
     kunits = str(first[sdim].attrs.get("units", ""))
-    xlabel = "zonal wavenumber" if sdim == "zonal_wavenumber" else "wavenumber"
-    if sdim != "zonal_wavenumber":
-        # dimensionless coordinates (a turbulence box): cycles per coordinate unit
-        xlabel += f" [{kunits}]" if kunits not in ("", "1") else " [cycles per coordinate unit]"
+    xlabel = _wavenumber_label(first, sdim)
     power_units = str(first.attrs.get("units", ""))
-    ax.set_ylabel("power spectral density" + (f" [{power_units}]" if power_units else ""))
+    yname = str(first.attrs.get("long_name") or "power spectral density")
+    ax.set_ylabel(yname + (f" [{power_units}]" if power_units else ""))
     ax.legend(frameon=False)
     ax.grid(True, which="major", alpha=0.3)
     if title:
@@ -217,8 +276,13 @@ def plot_spectra(
         ax_ratio.set_ylabel(f"ratio to {reference}")
         ax_ratio.set_xlabel(xlabel)
         ax_ratio.grid(True, which="major", alpha=0.3)
+        _tidy_log_axis(ax_ratio.yaxis, *ax_ratio.get_ylim())
     else:
         ax.set_xlabel(xlabel)
+    xlim = ax.get_xlim()
+    for axis in (ax.xaxis, *([ax_ratio.xaxis] if ax_ratio is not None else [])):
+        _tidy_log_axis(axis, *xlim)
+    _tidy_log_axis(ax.yaxis, *ax.get_ylim())
     if sdim == "wavenumber" and kunits in ("m-1", "km-1"):
         scale = 1e-3 if kunits == "m-1" else 1.0
 
@@ -228,6 +292,7 @@ def plot_spectra(
 
         sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
         sec.set_xlabel("wavelength [km]")
+        _tidy_log_axis(sec.xaxis, *sorted(to_wavelength(np.asarray(xlim))))
     elif sdim == "wavenumber" and kunits in ("", "1") and first.attrs.get("dk"):
         # dimensionless coordinates: the mode number, cycles per domain length (of the shorter
         # side; dk is 1/L for the FFT, 1/(2L) for the DCT), e.g. 4 for a forcing at k = 4
@@ -238,7 +303,60 @@ def plot_spectra(
             "top", functions=(lambda k: np.asarray(k) * length, lambda n: np.asarray(n) / length)
         )
         sec.set_xlabel("cycles per domain length")
+        _tidy_log_axis(sec.xaxis, xlim[0] * length, xlim[1] * length)
     return fig
+
+
+def _wavenumber_label(spec: xr.DataArray, sdim: Hashable) -> str:
+    """The x label of a spectrum: ``wavenumber [m-1]`` (``[cycles per coordinate unit]`` for
+    dimensionless coordinates) for isotropic spectra; for zonal ones their coordinate's
+    ``long_name`` ("zonal wavenumber (cycles per latitude circle)") and units."""
+    units = str(spec[sdim].attrs.get("units", ""))
+    if sdim == "wavenumber":
+        # dimensionless coordinates (a turbulence box): cycles per coordinate unit
+        return f"wavenumber [{units if units not in ('', '1') else 'cycles per coordinate unit'}]"
+    name = str(spec[sdim].attrs.get("long_name") or "zonal wavenumber")
+    return f"{name} [{units}]" if units not in ("", "1") else name
+
+
+def _tick_formatter(lo: float, hi: float) -> FuncFormatter:
+    """Tick labels of a log axis from ``lo`` to ``hi``: plain (``0.5``, ``20``) when the whole
+    axis lies within 1e-3 to 1e4, else all as ``2 x 10^-5`` (one style per axis)."""
+    plain = lo >= 1e-3 and hi < 1e4
+
+    def label(value: float, _pos: Any = None) -> str:
+        if not np.isfinite(value) or value <= 0:
+            return ""
+        if plain:
+            return f"{value:g}"
+        exponent = int(np.floor(np.log10(value) + 1e-9))
+        mantissa = float(f"{value / 10.0**exponent:.2g}")
+        if mantissa == 1.0:
+            return f"$10^{{{exponent}}}$"
+        return f"${mantissa:g}\\times10^{{{exponent}}}$"
+
+    return FuncFormatter(label)
+
+
+def _tidy_log_axis(axis: Axis, lo: float, hi: float) -> None:
+    """Ticks of a log axis from ``lo`` to ``hi`` whose labels do not overlap.
+
+    Matplotlib labels the minor ticks of a log axis that spans a decade or two (``9x10^-1
+    8x10^-1 ...``, crowding into each other); here less than a decade gets a few plain ticks
+    (``0.6 0.8 1``), up to three decades 1, 2 and 5 of each decade, and more the decades alone;
+    minor ticks stay, unlabelled.
+    """
+    lo, hi = sorted((float(lo), float(hi)))
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0.0 < lo < hi):
+        return
+    decades = np.log10(hi / lo)
+    if decades < 1.0:
+        axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_formatter(_tick_formatter(lo, hi))
+    elif decades < 3.0:
+        axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(_tick_formatter(lo, hi))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> None:
@@ -342,13 +460,28 @@ def plot_rank_histogram(
             "points"
         )
     ranks = np.asarray(hist["rank"].values)
+    m = ranks.size - 1
+    if m < 2:
+        # as plot_spread_skill: with one member the "histogram" only says how often the
+        # observation lies above that member (a bias), not whether an ensemble is calibrated
+        raise EnsembleError(
+            f"a rank histogram needs at least 2 members, got {m} ({ranks.size} rank"
+            f"{'' if ranks.size == 1 else 's'}); for a single forecast look at its bias "
+            "(mean - obs) instead, or downscale an ensemble (members=...)."
+        )
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(ranks, np.asarray(hist.values, dtype=float), width=0.9, color="tab:blue")
-    ax.axhline(1.0 / ranks.size, color="k", ls="--", lw=1.0)
+    heights = np.asarray(hist.values, dtype=float)
+    ax.bar(ranks, heights, width=0.9, color="tab:blue")
+    ax.axhline(1.0 / ranks.size, color="k", ls="--", lw=1.0, label=f"calibrated (1/{ranks.size})")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
+    ax.set_xlim(ranks.min() - 0.6, ranks.max() + 0.6)
     ax.set_xlabel("rank of the observation among the members")
     ax.set_ylabel("relative frequency")
-    ax.set_title(title or f"rank histogram ({ranks.size - 1} members)")
+    # headroom above the highest bar (and the flat line) for the legend
+    ax.set_ylim(0.0, 1.3 * max(float(np.nanmax(heights)), 1.0 / ranks.size))
+    ax.legend(frameon=False, loc="upper right", fontsize="small")
+    ax.set_title(title or f"rank histogram ({m} members)")
     return fig
 
 
@@ -489,6 +622,166 @@ def _xy(
     return np.asarray(x), np.asarray(y), np.asarray(da.values, dtype=float)
 
 
+# matplotlib's diverging colour maps (its "Diverging" class; also reversed, "_r"): with one of
+# them plot_panels centres the field panels' colours on 0 when the data straddle 0. Other maps
+# (cmocean's "balance", say) are centred with center=0.
+_DIVERGING_CMAPS = frozenset(
+    {
+        "BrBG",
+        "PRGn",
+        "PiYG",
+        "PuOr",
+        "RdBu",
+        "RdGy",
+        "RdYlBu",
+        "RdYlGn",
+        "Spectral",
+        "berlin",
+        "bwr",
+        "coolwarm",
+        "managua",
+        "seismic",
+        "vanimo",
+    }
+)
+
+
+def _is_diverging(cmap: str | Colormap) -> bool:
+    name = cmap if isinstance(cmap, str) else str(getattr(cmap, "name", ""))
+    return name.removesuffix("_r") in _DIVERGING_CMAPS
+
+
+def _check_limit(name: str, value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = np.nan
+    if not np.isfinite(out):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+    return out
+
+
+def _colour_limits(
+    lo: float,
+    hi: float,
+    *,
+    vmin: float | None,
+    vmax: float | None,
+    center: float | bool | None,
+    cmap: str | Colormap,
+) -> tuple[float, float]:
+    """The field panels' colour limits from the data's ``(lo, hi)`` and the user's options.
+
+    ``vmin`` / ``vmax`` replace the data's limits; a centre (``center``, or 0 for a diverging
+    ``cmap`` when the limits straddle 0) makes them symmetric about it: a given limit is
+    mirrored, else the wider side of the data sets both.
+    """
+    if vmin is not None:
+        vmin = _check_limit("vmin", vmin)
+    if vmax is not None:
+        vmax = _check_limit("vmax", vmax)
+    explicit = center is not None and center is not False
+    if vmin is not None and vmax is not None:
+        if explicit:
+            raise ConfigError(
+                f"center = {center!r} with both vmin and vmax: give at most one of them (the "
+                "other mirrors it about the centre), or drop center to use vmin and vmax as "
+                "they are."
+            )
+        if not vmin < vmax:
+            raise ConfigError(f"vmin must be below vmax, got vmin = {vmin:g}, vmax = {vmax:g}.")
+        return vmin, vmax
+    lo = vmin if vmin is not None else lo
+    hi = vmax if vmax is not None else hi
+    if center is True:
+        c: float | None = 0.0
+    elif explicit:
+        c = _check_limit("center", center)
+    elif center is None and _is_diverging(cmap) and lo < 0.0 < hi:
+        c = 0.0
+    else:
+        return lo, hi
+    if vmin is not None or vmax is not None:
+        if vmin is not None:
+            half, given = c - vmin, f"vmin = {vmin:g}"
+        else:
+            half, given = hi - c, f"vmax = {hi:g}"
+        if half <= 0.0:
+            raise ConfigError(
+                f"{given} is on the wrong side of the centre {c:g}: vmin must be below the "
+                "centre, vmax above it."
+            )
+    else:
+        half = max(hi - c, c - lo)
+        if not np.isfinite(half) or half <= 0.0:
+            half = max(abs(c), 1.0) * 1e-3  # a constant field at the centre
+    return c - half, c + half
+
+
+def _coord_label(da: xr.DataArray, dim: Hashable) -> str:
+    """``long_name [units]`` of the coordinate of ``dim`` (the dim's name without a long_name;
+    "(index)" when it has no coordinate)."""
+    if dim not in da.coords:
+        return f"{dim} (index)"
+    attrs = da[dim].attrs
+    name = str(attrs.get("long_name") or attrs.get("standard_name") or dim)
+    units = str(attrs.get("units", ""))
+    return f"{name} [{units}]" if units and units != "1" else name
+
+
+def _field_label(da: xr.DataArray) -> str:
+    """``long_name [units]`` of a field (its name without a long_name)."""
+    name = str(da.attrs.get("long_name") or da.name or "")
+    units = str(da.attrs.get("units", ""))
+    if units and name:
+        return f"{name} [{units}]"
+    return units or name
+
+
+def _extent(da: xr.DataArray, dim: Hashable) -> float | None:
+    """The length a coordinate covers (cell edges: one step more than first to last)."""
+    if dim not in da.coords or da.sizes[dim] < 2:
+        return None
+    values = np.asarray(da[dim].values, dtype=float)
+    span = float(np.nanmax(values) - np.nanmin(values))
+    return span * da.sizes[dim] / (da.sizes[dim] - 1)
+
+
+def _aspect(da: xr.DataArray, ydim: Hashable, xdim: Hashable) -> float | None:
+    """Screen height of a y unit over the screen width of an x unit, so that shapes keep their
+    proportions; None when the coordinates do not tell (then panels fill their boxes).
+
+    Latitude and longitude in degrees: ``1 / cos(latitude)`` at the middle of the latitudes
+    (a degree of longitude is that much shorter than one of latitude there). Lengths (``m``,
+    ``km``): equal lengths. Coordinates in the same other units (a dimensionless box), or no
+    coordinates at all (grid indices): equal steps.
+    """
+    has_y, has_x = ydim in da.coords, xdim in da.coords
+    if not has_y and not has_x:
+        return 1.0
+    if not (has_y and has_x):
+        return None
+    try:
+        ky, fy = coord_units_kind(da, ydim)
+        kx, fx = coord_units_kind(da, xdim)
+    except GridError:
+        return None
+    if ky == kx == "degrees":
+        if coord_kind(da, ydim) != "y":
+            return None
+        lat = np.asarray(da[ydim].values, dtype=float)
+        middle = 0.5 * (np.nanmin(lat) + np.nanmax(lat))
+        # a panel reaching a pole would be drawn infinitely tall: at most 5 to 1
+        return 1.0 / max(np.cos(np.deg2rad(middle)), 0.2)
+    if ky == kx == "length":
+        return fy / fx
+    if ky == kx == "none":
+        uy = str(da[ydim].attrs.get("units", "1")) or "1"
+        ux = str(da[xdim].attrs.get("units", "1")) or "1"
+        return 1.0 if uy == ux else None
+    return None
+
+
 @keyword_hints
 def plot_panels(
     coarse: xr.DataArray | xr.Dataset | None,
@@ -501,16 +794,32 @@ def plot_panels(
     time_dim: Hashable = "time",
     variable: Hashable | None = None,
     dims: Sequence[Hashable] | None = None,
-    cmap: str = "viridis",
+    cmap: str | Colormap = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    center: float | bool | None = None,
     title: str | None = None,
     panel_size: float = 2.6,
 ) -> Figure:
     """Panel grid for one time step: coarse, truth, members, mean, spread and error.
 
-    Row 1: the coarse input (on its own grid), the truth and the first ``n_members`` members,
-    on one shared colour scale (the truth's 1st-99th percentiles, widened to the members').
-    Row 2: the ensemble mean (same scale), the ensemble spread (std, ``ddof=1``) and the error
-    of the mean (mean - truth, symmetric diverging scale).
+    The panels, in reading order over two rows: the coarse input (on its own grid), the truth,
+    the first ``n_members`` members and the ensemble mean, on one shared colour scale (its
+    colour bar on the right, labelled with the truth's ``long_name`` and units); then the
+    ensemble spread (std, ``ddof=1``) and the error of the mean (mean - truth, on a symmetric
+    diverging scale), each with its own colour bar below. Axes carry the grid's coordinates
+    (their ``long_name`` and units, tick labels on the outer panels), and the panels keep the
+    grid's proportions: latitude-longitude grids at ``1 / cos(middle latitude)`` (a degree of
+    longitude is shorter than one of latitude), grids in lengths or in equal steps of one
+    unit (a doubly periodic box) at equal scales.
+
+    The shared colour scale spans the truth's 1st-99th percentiles, widened to the shown
+    members'. With one of matplotlib's diverging colour maps (``RdBu``, ``RdYlBu``,
+    ``coolwarm``, ``bwr``, ``seismic``, ``PiYG``, ``PRGn``, ``BrBG``, ``PuOr``, ``RdGy``,
+    ``RdYlGn``, ``Spectral``, ``berlin``, ``managua``, ``vanimo``, and their ``_r`` reversals)
+    and data on both sides of 0 it is centred on 0 (the map's middle colour at 0, limits
+    symmetric): a vorticity or wind component reads with its sign. ``center``, ``vmin`` and
+    ``vmax`` override this (``center=0`` for a diverging map from another package).
 
     Parameters
     ----------
@@ -523,8 +832,8 @@ def plot_panels(
     member_dim : str, default "member"
         Name of the ensemble's member dim.
     n_members : int, default 3
-        Members drawn in row 1 (the first ones; fewer when the ensemble has fewer; 0 for
-        none). The mean and spread panels use every member.
+        Members drawn (the first ones; fewer when the ensemble has fewer; 0 for none). The
+        mean and spread panels use every member.
     time : int or label, default 0
         Position (int) or label of the time step along ``time_dim`` (dims without it are
         used as they are).
@@ -535,20 +844,30 @@ def plot_panels(
     dims : (y_dim, x_dim), optional
         The grid's dims, for names that CF attributes and the usual names do not tell
         (default: found as the metrics find them).
-    cmap : str, default "viridis"
+    cmap : str or Colormap, default "viridis"
         Matplotlib colour map of the field panels (coarse, truth, members, mean); the spread
         uses ``"magma"`` and the error ``"RdBu_r"``.
+    vmin, vmax : float, optional
+        Limits of the field panels' colour scale (default: from the data, as above). With a
+        centre, give at most one: the other mirrors it (``vmin=-10`` with ``"RdBu_r"`` on
+        data straddling 0: -10 to 10).
+    center : float or bool, optional
+        Value at the middle of the colour map, the limits symmetric about it. Default None:
+        0 for a diverging ``cmap`` when the colour limits straddle 0, else none (a diverging
+        map on a temperature in K is not centred on 0 K). A number: that centre, with any
+        map (e.g. ``center=0`` for a diverging map matplotlib does not ship, or
+        ``center=273.15`` for temperatures about freezing). True: 0. False: never centre.
     title : str, optional
         Figure title; default None: the truth's name and the time label when the truth has a
         ``time_dim`` coordinate, else no title.
     panel_size : float, default 2.6
-        Width and height of one panel in inches (figure ``panel_size * ncols + 1`` by
-        ``panel_size * 2``).
+        Longer side of one panel in inches; the other follows the grid's proportions.
 
     Returns
     -------
     Figure
-        One axis per panel (each with one mesh) plus three colour bars.
+        One axis per panel (each with one mesh; with one member the spread panel holds a
+        note instead, as a spread needs 2) plus the colour bars (three; two with one member).
 
     Raises
     ------
@@ -556,67 +875,128 @@ def plot_panels(
         When the ensemble (or the coarse input) and the truth carry ``units`` that differ as
         units (``K`` and ``degC``): the error panel would show the offset.
     ConfigError
-        When ``time`` is not a position or label along ``time_dim``.
+        When ``time`` is not a position or label along ``time_dim``; when ``vmin`` is not
+        below ``vmax`` (or below the centre), or ``center`` comes with both of them.
+    EnsembleError
+        When ``ensemble`` has no ``member_dim`` (or ``truth`` has one).
     """
     if n_members < 0:
         raise ConfigError(f"n_members must be >= 0, got {n_members}.")
     truth_da = _select_time(_as_dataarray(truth, variable, "truth"), time_dim, time, "truth")
     ens = _select_time(_as_dataarray(ensemble, variable, "ensemble"), time_dim, time, "ensemble")
     check_same_units(ens, truth_da, names=("ensemble", "truth"))
-    m = check_member_dim(ens, truth_da, member_dim)
+    m = check_member_dim(ens, truth_da, member_dim, names=("ensemble", "truth"))
     ens, truth_da = align_exact(ens, truth_da, names=("ensemble", "truth"))
     n_show = min(n_members, m)
     ens = ens.load()
     mean = ens.mean(member_dim)
-    spread = ens.std(member_dim, ddof=1) if m > 1 else xr.full_like(mean, np.nan)
     error = mean - truth_da
-    top: list[tuple[str, xr.DataArray]] = []
+    fields: list[tuple[str, xr.DataArray]] = []
     if coarse is not None:
         coarse_da = _as_dataarray(coarse, variable, "coarse")
         check_same_units(coarse_da, truth_da, names=("coarse", "truth"))
-        top.append(("coarse", _select_time(coarse_da, time_dim, time, "coarse")))
-    top.append(("truth", truth_da))
-    top += [(f"member {i + 1}", ens.isel({member_dim: i})) for i in range(n_show)]
-    ncols = max(len(top), 3)
-    fig = Figure(figsize=(panel_size * ncols + 1.0, panel_size * 2), layout="constrained")
-    axes = fig.subplots(2, ncols, squeeze=False)
+        fields.append(("coarse", _select_time(coarse_da, time_dim, time, "coarse")))
+    fields.append(("truth", truth_da))
+    fields += [(f"member {i + 1}", ens.isel({member_dim: i})) for i in range(n_show)]
+    fields.append(("ensemble mean", mean))
+
     tv = np.asarray(truth_da.values, dtype=float)
     lo, hi = np.nanpercentile(tv, [1, 99])
     ev = np.asarray(ens.isel({member_dim: slice(0, max(n_show, 1))}).values, dtype=float)
     if np.isfinite(ev).any():
         lo, hi = min(lo, np.nanpercentile(ev, 1)), max(hi, np.nanpercentile(ev, 99))
-    units = truth_da.attrs.get("units", "")
+    lo, hi = _colour_limits(float(lo), float(hi), vmin=vmin, vmax=vmax, center=center, cmap=cmap)
+
+    ydim, xdim = find_yx_dims(truth_da, dims)
+    aspect = _aspect(truth_da, ydim, xdim)
+    ratio = 1.0  # panel height / width
+    ey, ex = _extent(truth_da, ydim), _extent(truth_da, xdim)
+    if aspect is not None:
+        if ey and ex:
+            ratio = aspect * ey / ex
+        elif ydim not in truth_da.coords and xdim not in truth_da.coords:
+            ratio = truth_da.sizes[ydim] / truth_da.sizes[xdim]
+    ratio = float(np.clip(ratio, 0.25, 4.0))
+    width, height = panel_size * min(1.0, 1.0 / ratio), panel_size * min(1.0, ratio)
+
+    n_panels = len(fields) + 2
+    ncols = max(2, -(-n_panels // 2))
+    fig = Figure(figsize=(width * ncols + 1.6, 2 * height + 1.9), layout="compressed")
+    grid = fig.subplots(2, ncols, squeeze=False)
+    cells = [ax for row in grid for ax in row]
+    for ax in cells[n_panels:]:
+        fig.delaxes(ax)
+    cells = cells[:n_panels]
+    # the fine panels share their axes (zoom one, zoom all); the coarse one too when it has
+    # coordinates (on grid indices it spans other numbers than the truth)
+    with_coords = ydim in truth_da.coords and xdim in truth_da.coords
+    shared = []
+    for i, (label, da) in enumerate([*fields, ("spread", mean), ("error", error)]):
+        if label == "coarse":
+            cy, cx = find_yx_dims(da, dims)
+            if not (with_coords and cy in da.coords and cx in da.coords):
+                continue
+        if label == "spread" and m < 2:
+            continue  # a note, not a map: its ticks are not the others'
+        shared.append(cells[i])
+    for ax in shared[1:]:
+        ax.sharex(shared[0])
+        ax.sharey(shared[0])
+
     state_axes = []
     mesh = None
-    for ax, (label, da) in zip(axes[0], top):
+    for ax, (label, da) in zip(cells, fields, strict=False):
         x, y, v = _xy(da, dims)
         mesh = ax.pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
         ax.set_title(label)
         state_axes.append(ax)
-    x, y, v = _xy(mean, dims)
-    mesh = axes[1, 0].pcolormesh(x, y, v, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
-    axes[1, 0].set_title("ensemble mean")
-    state_axes.append(axes[1, 0])
-    fig.colorbar(mesh, ax=state_axes, label=units, shrink=0.8)
-    x, y, v = _xy(spread, dims)
-    smax = np.nanpercentile(v, 99) if np.isfinite(v).any() else 1.0
-    sm = axes[1, 1].pcolormesh(x, y, v, cmap="magma", vmin=0.0, vmax=smax or 1.0, shading="auto")
-    axes[1, 1].set_title(f"spread (M = {m})")
-    fig.colorbar(sm, ax=axes[1, 1], label=units, shrink=0.8, location="bottom")
+    fig.colorbar(mesh, ax=state_axes, label=_field_label(truth_da), shrink=0.9)
+    units = truth_da.attrs.get("units", "")
+    ax_spread, ax_error = cells[len(fields)], cells[len(fields) + 1]
+    ax_spread.set_title(f"spread (M = {m})")
+    if m > 1:
+        spread = ens.std(member_dim, ddof=1)
+        x, y, v = _xy(spread, dims)
+        smax = np.nanpercentile(v, 99) if np.isfinite(v).any() else 1.0
+        sm = ax_spread.pcolormesh(x, y, v, cmap="magma", vmin=0.0, vmax=smax or 1.0, shading="auto")
+        fig.colorbar(sm, ax=ax_spread, label=units, shrink=0.8, location="bottom")
+    else:
+        ax_spread.text(
+            0.5,
+            0.5,
+            "no spread:\n1 member\n(a spread needs 2)",
+            ha="center",
+            va="center",
+            transform=ax_spread.transAxes,
+            color="0.35",
+        )
+        ax_spread.set_xticks([])
+        ax_spread.set_yticks([])
+        ax_spread.set_box_aspect(ratio)
     x, y, v = _xy(error, dims)
     emax = np.nanpercentile(np.abs(v), 99) if np.isfinite(v).any() else 1.0
-    em = axes[1, 2].pcolormesh(
+    em = ax_error.pcolormesh(
         x, y, v, cmap="RdBu_r", vmin=-(emax or 1.0), vmax=emax or 1.0, shading="auto"
     )
-    axes[1, 2].set_title("mean - truth")
-    fig.colorbar(em, ax=axes[1, 2], label=units, shrink=0.8, location="bottom")
-    for ax in axes[0, len(top) :]:
-        fig.delaxes(ax)
-    for ax in axes[1, 3:]:
-        fig.delaxes(ax)
-    for ax in [*state_axes, axes[1, 1], axes[1, 2]]:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    ax_error.set_title("mean - truth")
+    fig.colorbar(em, ax=ax_error, label=units, shrink=0.8, location="bottom")
+
+    for i, ax in enumerate(cells):
+        if ax is ax_spread and m < 2:
+            continue
+        col = i % ncols
+        if aspect is not None:
+            ax.set_aspect(aspect, adjustable="box")
+        # tick labels on the outer panels of the shared ones; a panel of its own keeps its own
+        below = i + ncols < n_panels and ax in shared and cells[i + ncols] in shared
+        left = col > 0 and ax in shared and cells[i - 1] in shared
+        ax.tick_params(labelbottom=not below, labelleft=not left, labelsize="small")
+        da = fields[i][1] if i < len(fields) else truth_da
+        ylab, xlab = find_yx_dims(da, dims)
+        if not below:
+            ax.set_xlabel(_coord_label(da, xlab), fontsize="small")
+        if not left:
+            ax.set_ylabel(_coord_label(da, ylab), fontsize="small")
     if title is None and time_dim in truth_da.coords:
         t = np.asarray(truth_da[time_dim].values)
         when = np.datetime_as_string(t, unit="m") if np.issubdtype(t.dtype, np.datetime64) else t

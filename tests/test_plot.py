@@ -77,7 +77,10 @@ def test_plot_spectra_precomputed_zonal_real_winds(shared_data):
     fig = plot_spectra(specs, title="ERA-Interim KE, 30-60N")
     assert len(fig.axes) == 1
     assert len(fig.axes[0].lines) == 3
-    assert fig.axes[0].get_xlabel() == "zonal wavenumber"
+    # the coordinate's and the spectrum's own names (were "zonal wavenumber" and "power
+    # spectral density" whatever the data said)
+    assert fig.axes[0].get_xlabel() == "zonal wavenumber (cycles per latitude circle)"
+    assert fig.axes[0].get_ylabel().startswith("kinetic energy spectral density [")
     _renders(fig)
 
 

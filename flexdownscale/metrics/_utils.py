@@ -663,30 +663,41 @@ def check_same_units(
         )
 
 
-def check_member_dim(fcst: xr.DataArray | xr.Dataset, obs: Any, member_dim: Hashable) -> int:
-    """Check the ensemble layout; return the number of members ``M``."""
+def check_member_dim(
+    fcst: xr.DataArray | xr.Dataset,
+    obs: Any,
+    member_dim: Hashable,
+    names: tuple[str, str] = ("fcst", "obs"),
+) -> int:
+    """Check the ensemble layout; return the number of members ``M``.
+
+    ``names`` are the caller's names of the ensemble and the observations (``("ensemble",
+    "truth")`` for :func:`~flexdownscale.plot.plot_panels`), used in the messages.
+    """
+    ens_name, obs_name = names
     if member_dim not in fcst.dims:
         raise EnsembleError(
-            f"fcst has no member dim {member_dim!r} (its dims are {tuple(fcst.dims)!r}); pass "
-            "member_dim=<name of the ensemble dim>, or fcst.expand_dims(member=1) for a "
-            "deterministic forecast."
+            f"{ens_name} has no member dim {member_dim!r} (its dims are {tuple(fcst.dims)!r}); "
+            f"pass member_dim=<name of the ensemble dim>, or {ens_name}.expand_dims(member=1) "
+            "for a deterministic forecast."
         )
     if isinstance(fcst, xr.Dataset):
         lacking = [str(v) for v in fcst.data_vars if member_dim not in fcst[v].dims]
         if lacking:
             keep = [str(v) for v in fcst.data_vars if member_dim in fcst[v].dims]
             raise EnsembleError(
-                f"fcst variables {lacking} have no member dim {member_dim!r} (a static field "
-                f"beside the ensemble?); score the ensemble variables only: fcst[{keep}]"
+                f"{ens_name} variables {lacking} have no member dim {member_dim!r} (a static "
+                f"field beside the ensemble?); score the ensemble variables only: "
+                f"{ens_name}[{keep}]"
             )
     if isinstance(obs, xr.DataArray | xr.Dataset) and member_dim in obs.dims:
         raise EnsembleError(
-            f"obs has the member dim {member_dim!r}; observations are one realisation: drop "
-            f"the dim (obs.isel({member_dim}=0)) or pass the right member_dim."
+            f"{obs_name} has the member dim {member_dim!r}; observations are one realisation: "
+            f"drop the dim ({obs_name}.isel({member_dim}=0)) or pass the right member_dim."
         )
     if fcst.sizes[member_dim] == 0:
         raise EnsembleError(
-            f"fcst has no members: its member dim {member_dim!r} has size 0 (an empty "
+            f"{ens_name} has no members: its member dim {member_dim!r} has size 0 (an empty "
             f"selection along it?); pass an ensemble with at least one member."
         )
     return int(fcst.sizes[member_dim])
