@@ -9,8 +9,12 @@ interpolation baselines against the truth, and writes into one output folder:
 
 - ``<case>.nc``: truth, coarse input, ensemble members and bilinear/bicubic baselines;
 - ``<case>_panels.png``: coarse / truth / members / mean / spread / error;
-- ``<case>_spectra.png``: power spectra of truth, ensemble and baselines, with their ratios;
+- ``<case>_spectra.png``: power spectra of truth, ensemble and baselines, with their ratios
+  (the FFT on a doubly periodic domain, the DCT on a limited area);
 - ``report.md``: the skill table of every case and what each number means.
+
+A case with physical conditions (Kolmogorov flow at two Reynolds numbers) gets one panel and
+one spectrum figure per condition, ``<case>_panels_<i>.png`` and ``<case>_spectra_<i>.png``.
 """
 
 from __future__ import annotations
@@ -230,6 +234,10 @@ def _plots(
     baselines: dict[str, xr.Dataset],
     out: Path,
 ) -> list[Path]:
+    """The panel and spectrum figures of ``case``: one of each per physical condition (each
+    Reynolds number on its own: pooled, one's small scales would hide the other's), one of
+    each for an unconditioned case (its first time step for the panels, every time step
+    averaged for the spectra)."""
     from .plot import plot_panels, plot_spectra
 
     v = case.variable
@@ -258,16 +266,22 @@ def _plots(
         path = out / f"{case.name}_panels{label}.png"
         fig.savefig(path, dpi=90)
         written.append(path)
+        # a condition's fields apart; the time steps of an unconditioned case together
+        one = {case.condition_dim: i} if case.condition_dim is not None else {}
+        spectra = {"truth": fine[v].isel(one), "FLEX members": ens[v].isel(one)}
+        spectra.update({name: base[v].isel(one) for name, base in baselines.items()})
+        # a doubly periodic box (coordinates with periodic = "true") gets the FFT, as
+        # `flexdownscale evaluate` and docs/metrics.md have it; a limited area the DCT
+        fig = plot_spectra(
+            spectra,
+            reference="truth",
+            title=f"{case.model}: power spectra ({v})" + (f"\n{what}" if one else ""),
+        )
+        path = out / f"{case.name}_spectra{label}.png"
+        fig.savefig(path, dpi=90)
+        written.append(path)
         if case.condition_dim is None:
             break  # one panel figure per case is enough for time series
-    spectra = {"truth": fine[v], "FLEX members": ens[v]}
-    spectra.update({name: base[v] for name, base in baselines.items()})
-    fig = plot_spectra(
-        spectra, reference="truth", title=f"{case.model}: power spectra ({case.variable})"
-    )
-    path = out / f"{case.name}_spectra.png"
-    fig.savefig(path, dpi=90)
-    written.append(path)
     return written
 
 
@@ -324,6 +338,17 @@ def _write_netcdf(
     return path
 
 
+def _figure_names(case: DemoCase) -> str:
+    """The report's words for the figures of ``case``."""
+    if case.condition_dim is None:
+        return f"`{case.name}_panels.png`, `{case.name}_spectra.png`"
+    return (
+        f"`{case.name}_panels_<i>.png` and `{case.name}_spectra_<i>.png`, one each per "
+        f"{case.condition_dim} (`_0`, `_1`, ... in the order of its values in `{case.name}.nc`; "
+        "each figure's title names its value), while the table pools them"
+    )
+
+
 def _fmt(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.4g}"
 
@@ -357,8 +382,7 @@ def _report(
             f"## {case.title}",
             "",
             f"Model `{case.model}`; units of rmse and crps: {units.get(case.name) or '1'}. "
-            f"Figures: `{case.name}_panels*.png`, `{case.name}_spectra.png`; "
-            f"data: `{case.name}.nc`.",
+            f"Figures: {_figure_names(case)}; data: `{case.name}.nc`.",
             "",
             "| prediction | " + " | ".join(cols) + " |",
             "|---|" + "---|" * len(cols),
@@ -387,7 +411,7 @@ def _check_output_folder(out: Path, cases: tuple[DemoCase, ...]) -> None:
     """Refuse to write into ``out`` when files the demo would overwrite there are not a demo's.
 
     The demo writes fixed names (``report.md``, ``<case>.nc``, ``<case>_panels*.png``,
-    ``<case>_spectra.png``); an earlier demo's folder (its ``report.md`` starts with the demo's
+    ``<case>_spectra*.png``); an earlier demo's folder (its ``report.md`` starts with the demo's
     title) is written over, and other files are never touched. A folder of the user's with a
     file of one of those names is refused before anything runs: nothing of theirs is lost.
     """
@@ -399,6 +423,7 @@ def _check_output_folder(out: Path, cases: tuple[DemoCase, ...]) -> None:
     for case in cases:
         names += [f"{case.name}.nc", f"{case.name}_spectra.png"]
         names += sorted(p.name for p in out.glob(f"{case.name}_panels*.png"))
+        names += sorted(p.name for p in out.glob(f"{case.name}_spectra_*.png"))
     found = files_in_the_way(out, names, "report.md", lambda line: line == _REPORT_TITLE)
     if found:
         raise ConfigError(

@@ -197,8 +197,11 @@ def test_demo_runs_offline_and_beats_interpolation(tmp_path):
         matplotlib.use(before)
     names = {p.name for p in result.files}
     for case in CASES:
-        assert {f"{case.name}.nc", f"{case.name}_spectra.png"} <= names
-        assert any(n.startswith(f"{case.name}_panels") for n in names)
+        assert f"{case.name}.nc" in names
+        # one panel and one spectrum figure per condition (Reynolds number), else one
+        suffixes = ["_0", "_1"] if case.condition_dim is not None else [""]
+        for kind in ("panels", "spectra"):
+            assert {f"{case.name}_{kind}{s}.png" for s in suffixes} <= names
         rows = result.skill[case.name]
         flex = rows["FLEX ensemble (4 members)"]
         for name, row in rows.items():
