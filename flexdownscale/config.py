@@ -969,7 +969,8 @@ def from_dict(
 
     Returns
     -------
-    An instance of ``cls``.
+    C
+        An instance of ``cls``.
 
     Raises
     ------
@@ -1049,7 +1050,8 @@ def from_toml(cls: type[C], path: str | Path) -> C:
 
     Returns
     -------
-    An instance of ``cls``.
+    C
+        An instance of ``cls``.
 
     Raises
     ------
@@ -1172,8 +1174,9 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
 
     Returns
     -------
-    A new configuration of the type of ``config``, built by :func:`from_dict` (so with its
-    checks).
+    C
+        A new configuration of the type of ``config``, built by :func:`from_dict` (so with its
+        checks).
 
     Raises
     ------

@@ -354,7 +354,8 @@ class Lion(torch.optim.Optimizer):
 
         Returns
         -------
-        The closure's loss, or ``None`` without a closure.
+        torch.Tensor or None
+            The closure's loss, or ``None`` without a closure.
         """
         loss = None
         if closure is not None:
@@ -2983,7 +2984,8 @@ class Trainer:
 
         Returns
         -------
-        The folder on the main process, ``None`` elsewhere.
+        pathlib.Path or None
+            The folder on the main process, ``None`` elsewhere.
 
         Raises
         ------

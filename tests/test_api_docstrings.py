@@ -472,28 +472,9 @@ def test_undescribed_entries_are_found():
     assert undescribed_entries(doc, "Yields") == []
 
 
-#: Returns written as sentences in files being edited by others (config.py, train.py) at the
-#: time the check came in. Strict: once fixed, an entry here fails and is removed.
-RETURNS_PENDING = {
-    "flexdownscale.config.apply_overrides",
-    "flexdownscale.config.from_dict",
-    "flexdownscale.config.from_toml",
-    "flexdownscale.train.Lion.step",
-    "flexdownscale.train.Trainer.export",
-}
-
-
 @pytest.mark.parametrize(
     ("name", "doc"),
-    [
-        pytest.param(
-            name,
-            doc,
-            marks=pytest.mark.xfail(name in RETURNS_PENDING, reason="prose Returns", strict=True),
-        )
-        for name, func, doc, _ in CALLABLES
-        if func.__name__ != "__init__"
-    ],
+    [(name, doc) for name, func, doc, _ in CALLABLES if func.__name__ != "__init__"],
     ids=[name for name, func, _, _ in CALLABLES if func.__name__ != "__init__"],
 )
 def test_returns_entries_are_a_type_and_a_description(name, doc):
