@@ -19,36 +19,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from api_pages import API_PAGES, api_directives
 
 ROOT = Path(__file__).resolve().parents[1]
-API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 
 # one worker builds the site once for the tests that read it
 pytestmark = pytest.mark.xdist_group("api_reference_site")
 
 
 def module_directives() -> dict[str, list[str] | None]:
-    """``::: module`` directives of the API pages -> their ``members:`` list (None: all)."""
-    found: dict[str, list[str] | None] = {}
-    for page in API_PAGES:
-        lines = page.read_text().splitlines()
-        for i, line in enumerate(lines):
-            m = re.fullmatch(r"::: ([\w.]+)", line.strip())
-            if not m:
-                continue
-            try:
-                importlib.import_module(m.group(1))
-            except ImportError:
-                continue  # an object, not a module
-            members = None
-            j = i + 1
-            while j < len(lines) and (lines[j].startswith("    ") or not lines[j].strip()):
-                if lines[j].strip() == "members:":
-                    members = []
-                elif members is not None and lines[j].strip().startswith("- "):
-                    members.append(lines[j].strip()[2:])
-                j += 1
-            found[m.group(1)] = members
+    """``::: module`` directives of the API pages -> their ``members:`` list (None: all);
+    directives of single objects (``::: flexdownscale.data.regrid.regrid``) left out."""
+    found = {}
+    for target, members in api_directives().items():
+        try:
+            importlib.import_module(target)
+        except ImportError:
+            continue  # an object, not a module
+        found[target] = members
     return found
 
 

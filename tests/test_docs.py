@@ -11,19 +11,18 @@ import importlib
 import importlib.util
 import logging
 import pkgutil
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import griffe
 import pytest
+from api_pages import API_PAGES, api_directives
 from docblocks import code_blocks, run_blocks
 
 import flexdownscale
 
 ROOT = Path(__file__).resolve().parents[1]
-API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 #: Modules documented as commands (docs/inference.md, docs/training.md), not as an API:
 #: ``evaluation`` is the work of ``flexdownscale evaluate``.
 COMMAND_MODULES = {"flexdownscale.cli", "flexdownscale.evaluation"}
@@ -46,27 +45,6 @@ def package() -> griffe.Module:
     return griffe.load("flexdownscale", search_paths=[str(ROOT)])
 
 
-def _directives() -> dict[str, list[str] | None]:
-    """``::: target`` of every API page -> its ``members:`` list (None: all of ``__all__``)."""
-    found: dict[str, list[str] | None] = {}
-    for page in API_PAGES:
-        lines = page.read_text().splitlines()
-        for i, line in enumerate(lines):
-            m = re.fullmatch(r"::: ([\w.]+)", line.strip())
-            if not m:
-                continue
-            members = None
-            j = i + 1
-            while j < len(lines) and (lines[j].startswith("    ") or not lines[j].strip()):
-                if lines[j].strip() == "members:":
-                    members = []
-                elif members is not None and lines[j].strip().startswith("- "):
-                    members.append(lines[j].strip()[2:])
-                j += 1
-            found[m.group(1)] = members
-    return found
-
-
 def _public_modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(flexdownscale.__path__, "flexdownscale."):
@@ -76,7 +54,7 @@ def _public_modules() -> list[str]:
 
 
 def test_every_public_name_is_in_the_api_reference():
-    directives = _directives()
+    directives = api_directives()
     missing = []
     for name in _public_modules():
         if name in COMMAND_MODULES:
