@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
@@ -28,3 +30,13 @@ def api_directives() -> dict[str, list[str] | None]:
                 j += 1
             found[m.group(1)] = members
     return found
+
+
+def load_docs_extension() -> ModuleType:
+    """The docs' griffe extension (docs/_griffe/rst_docstrings.py), which is no package module."""
+    spec = importlib.util.spec_from_file_location(
+        "rst_docstrings", ROOT / "docs" / "_griffe" / "rst_docstrings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
+from api_pages import load_docs_extension
 
 MODULES = (
     "flexdownscale.metrics",
@@ -368,17 +369,12 @@ def test_entry_types_render_without_double_parentheses():
     ``float, default -20.0`` (attributes) and ``torch.device, str or None`` are tuples, which the
     page printed as ``((int, optional))``; the docs extension rewrites them into forms printed as
     written (``type, default: <value>``, ``A or B or None``)."""
-    import importlib.util
     import logging
     from pathlib import Path
 
     griffe = pytest.importorskip("griffe")
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "rst_docstrings", root / "docs" / "_griffe" / "rst_docstrings.py"
-    )
-    rst = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rst)
+    rst = load_docs_extension()
     package = griffe.load("flexdownscale", search_paths=[str(root)], resolve_aliases=False)
     demo = package["demo.DemoCase"]
     text = rst.rst_to_markdown(demo, demo.docstring.value)
@@ -486,16 +482,11 @@ def test_returns_entries_are_a_type_and_a_description(name, doc):
 def test_roles_on_entry_lines_become_plain_text():
     """The docs extension writes a role as link HTML; on an entry's own line (printed as code by
     griffe) that HTML came out escaped, so there the role becomes its text."""
-    import importlib.util
     from pathlib import Path
 
     griffe = pytest.importorskip("griffe")
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "rst_docstrings", root / "docs" / "_griffe" / "rst_docstrings.py"
-    )
-    rst = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rst)
+    rst = load_docs_extension()
     package = griffe.load("flexdownscale", search_paths=[str(root)], resolve_aliases=False)
     obj = package["config.apply_overrides"]
     text = rst.rst_to_markdown(

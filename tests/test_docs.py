@@ -17,7 +17,7 @@ from pathlib import Path
 
 import griffe
 import pytest
-from api_pages import API_PAGES, api_directives
+from api_pages import API_PAGES, api_directives, load_docs_extension
 from docblocks import code_blocks, run_blocks
 
 import flexdownscale
@@ -28,16 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMAND_MODULES = {"flexdownscale.cli", "flexdownscale.evaluation"}
 
 
-def _load_extension():
-    spec = importlib.util.spec_from_file_location(
-        "rst_docstrings", ROOT / "docs" / "_griffe" / "rst_docstrings.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rst = _load_extension()
+rst = load_docs_extension()
 
 
 @pytest.fixture(scope="module")
