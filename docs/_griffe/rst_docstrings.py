@@ -37,6 +37,7 @@ from __future__ import annotations
 import builtins
 import html
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import griffe
@@ -237,17 +238,24 @@ def _as_written(kind: str) -> str:
     return kind
 
 
-def _entry_types(obj: griffe.Object, text: str) -> str:
-    """The types of Parameters and Attributes entries in the forms griffe prints as written
-    (see the module docstring): alternatives joined by ``or``; for attributes
-    ``type, default: <value>``."""
-    lines = text.splitlines()
+def _sectioned(lines: list[str]) -> Iterator[tuple[int, str, str | None, int]]:
+    """``(index, line, section, indent)`` of every line of a numpydoc text but the section
+    titles: the section it lies in (``None`` before the first) and that title's indent."""
     section: str | None = None
     indent = 0
     for i, line in enumerate(lines):
         if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
             section, indent = line.strip(), len(line) - len(line.lstrip())
             continue
+        yield i, line, section, indent
+
+
+def _entry_types(obj: griffe.Object, text: str) -> str:
+    """The types of Parameters and Attributes entries in the forms griffe prints as written
+    (see the module docstring): alternatives joined by ``or``; for attributes
+    ``type, default: <value>``."""
+    lines = text.splitlines()
+    for i, line, section, indent in _sectioned(lines):
         entry = TYPED_ITEM.fullmatch(line) if section in ITEM_SECTIONS else None
         if entry is None or len(line) - len(line.lstrip()) != indent:  # not a description line
             continue
@@ -270,12 +278,7 @@ def _plain_roles_in_entry_lines(text: str) -> str:
     """Roles on the entry lines of the sections griffe reads as ``name : type`` (or ``type``)
     as their text: the line is printed as code, so a link there would be escaped HTML."""
     lines = text.splitlines()
-    section: str | None = None
-    indent = 0
-    for i, line in enumerate(lines):
-        if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
-            section, indent = line.strip(), len(line) - len(line.lstrip())
-            continue
+    for i, line, section, indent in _sectioned(lines):
         if section not in ENTRY_SECTIONS or not line.strip():
             continue
         if len(line) - len(line.lstrip()) == indent and not re.fullmatch(r"\s*-{3,}\s*", line):
