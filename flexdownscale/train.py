@@ -3166,10 +3166,10 @@ class Trainer:
         dims they run along when there are several, e.g. time and level pooled), the crops
         drawn from each, and the windows validation scored."""
         data = self.config.data
-        fields = int(self.train_set._cum[-1])
+        n = data.crops_per_field
+        fields = len(self.train_set) // n  # the split's items are n crops of each field
         dims = self.train_set.sources[0].sample_dims
         along = f" (every {' x '.join(dims)} combination)" if len(dims) > 1 else ""
-        n = data.crops_per_field
         crops = f"{n} random window{'s' if n != 1 else ''}"
         line = (
             f"- samples: {fields} training field{'s' if fields != 1 else ''}{along}, "
