@@ -26,6 +26,7 @@ from matplotlib.ticker import (
 
 from flexdownscale._keywords import keyword_hints
 from flexdownscale._stack import user_stacklevel
+from flexdownscale.data.grid import _is_periodic_attr
 from flexdownscale.errors import (
     ConfigError,
     DataError,
@@ -78,10 +79,7 @@ def _spectral_dim(da: xr.DataArray) -> Hashable | None:
 
 def _periodic(da: xr.DataArray, dim: Hashable) -> bool:
     """Whether the coordinate of ``dim`` says it wraps around (``periodic = "true"``)."""
-    value = da[dim].attrs.get("periodic") if dim in da.coords else None
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    return value is not None and str(value).strip().lower() in {"true", "yes", "1", "t", "y"}
+    return dim in da.coords and _is_periodic_attr(da[dim].attrs)
 
 
 def _shared_method(
