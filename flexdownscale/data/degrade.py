@@ -57,6 +57,8 @@ from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
 from .grid import (
     Boundary,
     GridSpec,
+    XrObj,
+    XrT,
     _drop_axis_bounds,
     _on_grid,
     _trim_coordinates_attr,
@@ -83,9 +85,6 @@ __all__ = [
 Degradation = Literal["area_mean", "strided", "gaussian"]
 Upsampling = Literal["bilinear", "bicubic", "conservative", "nearest"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
-XrObj = xr.Dataset | xr.DataArray
-# a Dataset in, a Dataset out; a DataArray in, a DataArray out
-XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 #: Keys (1981) cubic-convolution parameter; -1/2 makes the interpolant third-order accurate.
 _CUBIC_A = -0.5

@@ -39,15 +39,12 @@ from ..errors import (
     ShapeError,
     UnitsError,
 )
-from .grid import _grid_mapping_names, find_axes
+from .grid import XrObj, XrT, _grid_mapping_names, find_axes
 
 __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
 
 Transform = Literal["none", "log1p"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
-XrObj = xr.Dataset | xr.DataArray
-# a Dataset in, a Dataset out; a DataArray in, a DataArray out
-XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 _PRECIP_WORDS = ("precipitation", "rainfall", "snowfall", "rain_rate", "precip")
 _PRECIP_NAMES = {"pr", "tp", "prcp", "precip", "precipitation", "rain", "rainfall", "rr"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,8 @@ from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
 from .grid import (
     GridSpec,
+    XrObj,
+    XrT,
     _curvilinear,
     _drop_axis_bounds,
     _geographic_axis,
@@ -46,9 +48,6 @@ __all__ = ["Backend", "Method", "Regridder", "regrid"]
 
 Method = Literal["linear", "nearest", "cubic", "conservative"]
 Backend = Literal["auto", "xarray-regrid", "xesmf"]
-XrObj = xr.Dataset | xr.DataArray
-# a Dataset in, a Dataset out; a DataArray in, a DataArray out
-XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 
 _XESMF_METHODS = {"linear": "bilinear", "nearest": "nearest_s2d", "conservative": "conservative"}
 _ESMF_HINT = (
