@@ -895,6 +895,26 @@ def _training_crop(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def _even_spacing(steps: np.ndarray) -> float | None:
+    """The common spacing of successive time ``steps`` (to 1e-3 relative), ``None`` when they
+    are uneven, not positive or absent."""
+    spacing = float(steps[-1]) if steps.size else math.nan
+    if steps.size and spacing > 0 and np.allclose(steps, spacing, rtol=1e-3, atol=0.0):
+        return spacing
+    return None
+
+
+def _whole_stride(steps: np.ndarray, value: float) -> int | None:
+    """``k > 1`` when the time ``steps`` are evenly a whole fraction ``1 / k`` of a model's
+    step ``value`` (its frames are every k-th), else ``None``."""
+    spacing = _even_spacing(steps)
+    if spacing is None:
+        return None
+    ratio = value / spacing
+    k = round(ratio)
+    return k if ratio > 1 and k > 1 and abs(ratio - k) <= 1e-3 * ratio else None
+
+
 def _training_time_step(metadata: Mapping[str, Any]) -> tuple[float, str] | None:
     """``(value, units)`` of one step of a forecast model, from ``grid.json``'s ``time_step``
     (seconds for dates; ``None`` when not recorded: folders written before it was, or training
@@ -3357,11 +3377,11 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         whole fraction of the model's step; otherwise that no selection can."""
         step = _duration(value, units)
         other = "use a model trained on your time step"
-        spacing = float(steps[-1]) if steps.size else math.nan
-        if steps.size and np.allclose(steps, spacing, rtol=1e-3, atol=0.0) and spacing > 0:
+        spacing = _even_spacing(steps)
+        if spacing is not None:
             ratio = value / spacing
-            k = round(ratio)
-            if ratio > 1 and abs(ratio - k) <= 1e-3 * ratio:
+            k = _whole_stride(steps, value)
+            if k is not None:
                 n = (self.past_frames - 1) * k + 1  # the frames k apart end at the last
                 return (
                     f"the input steps by {_duration(spacing, units)}, so take one frame in {k}, "
@@ -3389,15 +3409,10 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             return 1, ""
         value, units = recorded
         steps, found_units = _time_steps(np.sort(np.asarray(time.values)), time.attrs)
-        if found_units != units or steps.size == 0:
+        k = _whole_stride(steps, value) if found_units == units else None
+        if k is None:
             return 1, ""
         spacing = float(steps[-1])
-        if spacing <= 0 or not np.allclose(steps, spacing, rtol=1e-3, atol=0.0):
-            return 1, ""
-        ratio = value / spacing
-        k = round(ratio)
-        if k <= 1 or abs(ratio - k) > 1e-3 * ratio:
-            return 1, ""
         return k, (
             f"the input steps by {_duration(spacing, units)} and model {self.name!r} by "
             f"{_duration(value, units)}: its past frames are one time step of the input in {k}"
