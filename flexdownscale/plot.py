@@ -227,7 +227,8 @@ def plot_spectra(
     for label, da in entries.items():
         if is_field[label] != is_field[base]:
             check_same_units(entries[base], da, names=(f"spectra[{base!r}]", f"spectra[{label!r}]"))
-    _check_curves(curves, reference)
+    for label in _check_curves(curves, reference):  # in the legend, as a masked field's
+        curves[label] = curves[label].where(curves[label] > 0)  # no log-axis warnings of zeros
 
     fig = Figure(figsize=figsize, layout="constrained")
     if reference is None:
@@ -357,29 +358,45 @@ def _tidy_log_axis(axis: Axis, lo: float, hi: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> None:
-    """Warn about each curve with no finite value; DataError when no curve has one."""
+def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> list[str]:
+    """Warn about each curve with nothing to draw on log axes: no finite value, or no positive
+    one (the spectrum of a constant field is zero everywhere); DataError when no curve has
+    anything to draw. Returns the labels of the curves with no positive value."""
     hint = (
         "a field with NaNs (e.g. masked land or ocean) has a NaN spectrum: fill the NaNs or "
         "select a region without them"
     )
-    empty = [
+    flat_hint = (
+        "its power is zero at every wavenumber (a constant field: a failed run, or the wrong "
+        "variable?); log axes cannot show it"
+    )
+    values = {label: np.asarray(spec.values, dtype=float) for label, spec in curves.items()}
+    empty = [label for label, v in values.items() if not np.isfinite(v).any()]
+    flat = [
         label
-        for label, spec in curves.items()
-        if not np.isfinite(np.asarray(spec.values, dtype=float)).any()
+        for label, v in values.items()
+        if label not in empty and not (np.isfinite(v) & (v > 0)).any()
     ]
-    if len(empty) == len(curves):
-        raise DataError(
-            f"no spectrum to plot: {', '.join(map(repr, empty))} "
-            f"{'has' if len(empty) == 1 else 'have'} no finite value; {hint}"
-        )
-    for label in empty:
+    if len(empty) + len(flat) == len(curves):
+        why = [
+            f"{', '.join(map(repr, names))} {'has' if len(names) == 1 else 'have'} no {what}"
+            for names, what in (
+                (empty, f"finite value; {hint}"),
+                (flat, f"positive value: {flat_hint}"),
+            )
+            if names
+        ]
+        raise DataError(f"no spectrum to plot: {'; and '.join(why)}")
+    for label in [*empty, *flat]:
         ratios = " (nor the ratios to it)" if label == reference else ""
         warnings.warn(
-            f"spectra[{label!r}] has no finite value and is not drawn{ratios}; {hint}",
+            f"spectra[{label!r}] has no "
+            + (f"finite value and is not drawn{ratios}; {hint}" if label in empty else "")
+            + (f"positive value and is not drawn{ratios}: {flat_hint}" if label in flat else ""),
             FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
+    return flat
 
 
 @keyword_hints

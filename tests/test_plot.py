@@ -170,6 +170,31 @@ def test_plot_spectra_warns_about_a_curve_with_no_finite_value(era5):
         plot_spectra({"truth": truth * np.nan, "masked": masked})
 
 
+def test_plot_spectra_says_so_for_a_curve_with_zero_power(era5, recwarn):
+    """A constant field (a collapsed prediction) has zero power everywhere: log axes drew an
+    empty panel, with only matplotlib's generic warning; now the curve is named, kept in the
+    legend, left out of the ratio panel, and a plot of nothing is refused."""
+    _, truth, _ = era5
+    constant = truth * 0 + 280.0
+    with pytest.warns(
+        FlexDownscaleWarning, match=r"spectra\['flat'\] has no positive value and is not drawn: "
+    ):
+        fig = plot_spectra({"truth": truth, "flat": constant}, reference="truth")
+    assert not [w for w in recwarn if "log-scaled" in str(w.message)]  # matplotlib's own
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels == ["truth", "flat"]
+    assert np.isnan(fig.axes[0].lines[1].get_ydata()).all()
+    assert np.isfinite(fig.axes[0].lines[0].get_ydata()).all()
+    assert not any(np.isfinite(line.get_ydata()).any() for line in fig.axes[1].lines[:1])
+    with pytest.warns(FlexDownscaleWarning, match=r"spectra\['truth'\] .* \(nor the ratios"):
+        plot_spectra({"truth": constant, "model": truth}, reference="truth")
+    with pytest.raises(
+        DataError,
+        match=r"no spectrum to plot: 'a' has no finite value; .*; and 'b' has no positive value",
+    ):
+        plot_spectra({"a": truth * np.nan, "b": constant})
+
+
 def test_plot_rank_histogram_refuses_all_nan_observations(era5):
     _, truth, ensemble = era5
     with pytest.raises(DataError, match="nothing to rank: no point has a finite observation"):
