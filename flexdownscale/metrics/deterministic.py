@@ -199,6 +199,19 @@ def mae(
     -------
     DataArray or Dataset
         The kept dims only; same ``units`` as the input.
+
+    Examples
+    --------
+    Errors of +1, -1, +2 in the first time step and -2, 0, 0 in the second: their mean size
+    is 1 overall, 4/3 and 2/3 per time step:
+
+    >>> import xarray as xr
+    >>> obs = xr.DataArray([[1.0, 2, 3], [4, 5, 6]], dims=("time", "x"))
+    >>> fcst = obs + xr.DataArray([[1.0, -1, 2], [-2, 0, 0]], dims=("time", "x"))
+    >>> float(mae(fcst, obs))
+    1.0
+    >>> mae(fcst, obs, preserve_dims="time").round(3).values
+    array([1.333, 0.667])
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
@@ -235,6 +248,21 @@ def bias(
     -------
     DataArray or Dataset
         The kept dims only; same ``units`` as the input.
+
+    Examples
+    --------
+    The errors of the :func:`mae` example cancel overall (bias 0, MAE 1), but not per time
+    step: the first is too warm by 2/3 on average, the second too cold by as much:
+
+    >>> import xarray as xr
+    >>> obs = xr.DataArray([[1.0, 2, 3], [4, 5, 6]], dims=("time", "x"))
+    >>> fcst = obs + xr.DataArray([[1.0, -1, 2], [-2, 0, 0]], dims=("time", "x"))
+    >>> float(bias(fcst, obs))
+    0.0
+    >>> bias(fcst, obs, preserve_dims="time").round(3).values
+    array([ 0.667, -0.667])
+    >>> float(bias(obs + 0.5, obs))  # a forecast 0.5 too high everywhere
+    0.5
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
@@ -285,6 +313,21 @@ def rfne(
     A sample whose truth is zero everywhere (a dry day of precipitation) has no relative
     error: its ratio is NaN, not infinite, so it drops out of the average with ``skipna``
     (and makes it NaN without). Score such fields with an absolute error (:func:`rmse`).
+
+    Examples
+    --------
+    A forecast 10% too strong in a first sample and 30% too strong in a second, 100 times
+    more energetic one: each sample's error is that fraction of its truth's norm, and the
+    average is 0.2 (the ratio of norms pooled over both samples would be close to 0.3):
+
+    >>> import numpy as np, xarray as xr
+    >>> obs = xr.DataArray(np.arange(1.0, 33.0).reshape(2, 4, 4), dims=("time", "y", "x"))
+    >>> obs[1] *= 100
+    >>> fcst = obs * xr.DataArray([1.1, 1.3], dims="time")
+    >>> rfne(fcst, obs, dims=("y", "x"), preserve_dims="time").round(6).values
+    array([0.1, 0.3])
+    >>> round(float(rfne(fcst, obs, dims=("y", "x"))), 6)
+    0.2
     """
     check_xarray(obs, "obs")
     if dims is None:
@@ -340,6 +383,21 @@ def pearson_r(
     -------
     DataArray or Dataset
         The kept dims only; ``units`` ``"1"``, in [-1, 1].
+
+    Examples
+    --------
+    Correlation ignores a bias and a scale factor (``2 obs + 1`` correlates perfectly) but
+    not a sign; with ``preserve_dims`` there is one value per time step:
+
+    >>> import xarray as xr
+    >>> obs = xr.DataArray([[1.0, 3, 2, 5], [0, 1, 0, 1]], dims=("time", "x"))
+    >>> float(pearson_r(2 * obs + 1, obs))
+    1.0
+    >>> float(pearson_r(-obs, obs))
+    -1.0
+    >>> fcst = xr.DataArray([[1.0, 3, 2, 5], [1, 0, 1, 0]], dims=("time", "x"))
+    >>> pearson_r(fcst, obs, preserve_dims="time").values
+    array([ 1., -1.])
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     if skipna:
@@ -410,6 +468,20 @@ def psnr(
     -------
     DataArray or Dataset
         The kept dims only; ``units`` ``"dB"``.
+
+    Examples
+    --------
+    An error of 1 K everywhere on a field spanning 10 K is an MSE of 1, so
+    ``10 log10(10^2 / 1) = 20`` dB; a ten times smaller error adds 20 dB:
+
+    >>> import xarray as xr
+    >>> obs = xr.DataArray([270.0, 275, 280], dims="x")
+    >>> float(psnr(obs + 1, obs, data_range=10.0))
+    20.0
+    >>> round(float(psnr(obs + 0.1, obs, data_range=10.0)), 6)
+    40.0
+    >>> psnr(obs + 1, obs, data_range=10.0).attrs["units"]
+    'dB'
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     rng = _range_for(data_range, obs)
@@ -513,6 +585,19 @@ def ssim(
     -------
     DataArray or Dataset
         Dimensionless, 1 for identical fields.
+
+    Examples
+    --------
+    Identical fields score 1. Two flat fields differ in their means only: the SSIM is the
+    luminance term ``C1 / (c^2 + C1)``, one half for an offset ``c = k1 data_range``:
+
+    >>> import numpy as np, xarray as xr
+    >>> obs = xr.DataArray(np.arange(64.0).reshape(8, 8) % 5, dims=("y", "x"))
+    >>> float(ssim(obs, obs, data_range=4.0, window="uniform", win_size=3))
+    1.0
+    >>> flat = xr.zeros_like(obs)
+    >>> round(float(ssim(flat + 0.01, flat, data_range=1.0, window="uniform", win_size=3)), 6)
+    0.5
     """
     check_option("window", window, ("gaussian", "uniform"))
     check_xarray(obs, "obs")

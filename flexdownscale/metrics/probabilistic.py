@@ -376,6 +376,18 @@ def ensemble_mean(
     -------
     DataArray or Dataset
         ``fcst`` without ``member_dim``; same ``units``.
+
+    Examples
+    --------
+    Two members at three points; the second member is missing at the last point, which
+    then takes the first member's value:
+
+    >>> import numpy as np, xarray as xr
+    >>> fcst = xr.DataArray([[1.0, 2, 3], [3, 4, np.nan]], dims=("member", "x"))
+    >>> ensemble_mean(fcst).values
+    array([2., 3., 3.])
+    >>> ensemble_mean(fcst, skipna=False).values
+    array([ 2.,  3., nan])
     """
     check_xarray(fcst, "fcst")
     check_member_dim(fcst, None, member_dim)
@@ -456,6 +468,16 @@ def ensemble_spread(
     EnsembleError
         When ``member_dim`` has fewer than 2 members (every point would be NaN), as for
         :func:`spread_skill_ratio`.
+
+    Examples
+    --------
+    Two members 2 apart have a standard deviation ``sqrt(2)`` (``ddof=1``); members that
+    agree have none; one valid member gives no spread:
+
+    >>> import numpy as np, xarray as xr
+    >>> fcst = xr.DataArray([[0.0, 10, 1], [2, 10, np.nan]], dims=("member", "x"))
+    >>> ensemble_spread(fcst).round(4).values
+    array([1.4142, 0.    ,    nan])
     """
     check_xarray(fcst, "fcst")
     _check_spread_members(check_member_dim(fcst, None, member_dim), member_dim)

@@ -67,6 +67,22 @@ def mean_spectrum(
     -------
     DataArray
         Dim ``wavenumber`` only; units and attrs as :func:`~flexdownscale.metrics.power_spectrum`.
+
+    Examples
+    --------
+    Two members, one twice the other: the mean of their spectra is ``(1 + 4) / 2 = 2.5``
+    times the first one's at every wavenumber (the spectrum of their mean would be 2.25):
+
+    >>> import numpy as np, xarray as xr
+    >>> cells = np.arange(16.0)
+    >>> field = xr.DataArray(np.random.default_rng(0).normal(size=(16, 16)), dims=("y", "x"),
+    ...                      coords={"y": cells, "x": cells})
+    >>> members = xr.concat([field, 2 * field], dim="member")
+    >>> spec = mean_spectrum(members)
+    >>> spec.dims
+    ('wavenumber',)
+    >>> np.unique((spec / mean_spectrum(field)).round(6).values)
+    array([2.5])
     """
     spec = power_spectrum(field, dims=dims, **dict(spectrum_kwargs or {}))
     return sample_mean_spectrum(spec)
@@ -92,6 +108,24 @@ def sample_mean_spectrum(spectrum: xr.DataArray, *, keep: Sequence[Hashable] = (
     -------
     DataArray
         Dims: the wavenumber and ``keep``; units and attrs as ``spectrum``.
+
+    Examples
+    --------
+    Spectra of two members at three times, the field scaled by 1, 2 and 3 over time: averaged
+    over the members only, the power per time step is 1, 4 and 9 times the first one's:
+
+    >>> import numpy as np, xarray as xr
+    >>> from flexdownscale.metrics import power_spectrum
+    >>> cells = np.arange(16.0)
+    >>> field = xr.DataArray(np.random.default_rng(0).normal(size=(16, 16)), dims=("y", "x"),
+    ...                      coords={"y": cells, "x": cells})
+    >>> scale = xr.DataArray([1.0, 2.0, 3.0], dims="time")
+    >>> spec = power_spectrum((field * scale).expand_dims(member=2))
+    >>> per_time = sample_mean_spectrum(spec, keep=["time"])
+    >>> per_time.dims
+    ('time', 'wavenumber')
+    >>> (per_time / power_spectrum(field)).mean("wavenumber").round(6).values
+    array([1., 4., 9.])
     """
     spectral = "wavenumber" if "wavenumber" in spectrum.dims else "zonal_wavenumber"
     skip = {spectral, *keep}

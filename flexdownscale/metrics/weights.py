@@ -44,6 +44,17 @@ def cell_edges(
     -------
     numpy.ndarray
         ``n + 1`` float64 edges, in the order of ``centres``.
+
+    Examples
+    --------
+    A regional 0.25 degree grid keeps cells of a quarter degree at its ends; a global grid
+    with points at the poles, clipped to +-90, gets polar cells of half height:
+
+    >>> import numpy as np
+    >>> cell_edges(np.arange(50.0, 51.0, 0.25))
+    array([49.875, 50.125, 50.375, 50.625, 50.875])
+    >>> cell_edges([90.0, 45, 0, -45, -90], lower=-90, upper=90)
+    array([ 90. ,  67.5,  22.5, -22.5, -67.5, -90. ])
     """
     c = np.asarray(centres, dtype=np.float64)
     if c.ndim != 1 or c.size < 2:
