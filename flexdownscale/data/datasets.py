@@ -1022,6 +1022,27 @@ def split_positions(
     ------
     DataError
         When a selection is invalid, selects nothing, or two splits overlap.
+
+    Examples
+    --------
+    The sources of a dataset of three daily fields; the last day held out for validation,
+    the empty train selection takes the rest (positions along ``time``, one entry per
+    source), and splits that share a day are refused:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> ds = xr.Dataset(
+    ...     {"t2m": (("time", "y", "x"), np.zeros((3, 8, 8)), {"units": "K"})},
+    ...     coords={"time": pd.date_range("2020-01-01", periods=3, freq="D"),
+    ...             "y": ("y", np.arange(8.0), {"units": "km"}),
+    ...             "x": ("x", np.arange(8.0), {"units": "km"})})
+    >>> sources = SuperResolutionDataset(ds, factor=4, crop_size=8).sources
+    >>> split_positions(sources, "time", {"train": [], "validation": ["2020-01-03"]})
+    {'train': [{'time': array([0, 1])}], 'validation': [{'time': array([2])}]}
+    >>> split_positions(sources, "time", {"train": ["2020-01-01", "2020-01-03"],
+    ...                                   "validation": ["2020-01-03"]})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.DataError: the train and validation splits overlap along 'time' ...
     """
     names = [n for n, sel in splits.items() if sel]
     out: dict[str, list[dict[str, np.ndarray] | None]] = {n: [] for n in splits}
@@ -1940,6 +1961,29 @@ class SuperResolutionDataset(_FieldDataset):
     DataError
         For overlapping or empty splits, unreadable files, fields with NaN
         (``nan_fields="error"``) and values <= -1 of a variable normalized with log1p.
+
+    Examples
+    --------
+    Three 16 x 16 fields in memory, 8 x 8 random crops, a factor 4 and statistics fitted on
+    them: one item per field; with the area mean of a projected grid the coarse field is the
+    4 x 4 block mean of the fine one:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> km = {"units": "km"}
+    >>> values = 280 + np.random.default_rng(0).normal(size=(3, 16, 16))
+    >>> ds = xr.Dataset(
+    ...     {"t2m": (("time", "y", "x"), values, {"units": "K"})},
+    ...     coords={"time": pd.date_range("2020-01-01", periods=3, freq="D"),
+    ...             "y": ("y", np.arange(16.0), km), "x": ("x", np.arange(16.0), km)})
+    >>> data = SuperResolutionDataset(ds, factor=4, crop_size=8, normalizer="fit", seed=0)
+    >>> len(data), data.variables
+    (3, ('t2m',))
+    >>> item = data[0]
+    >>> {k: tuple(v.shape) for k, v in item.items() if k != "index"}
+    {'fine': (1, 8, 8), 'base': (1, 8, 8), 'cond': (1, 8, 8), 'coarse': (1, 2, 2)}
+    >>> blocks = item["fine"].reshape(1, 2, 4, 2, 4).mean((2, 4))
+    >>> bool(abs(blocks - item["coarse"]).max() < 1e-6)
+    True
     """
 
     def __init__(
@@ -2179,6 +2223,27 @@ class ForecastDataset(_FieldDataset):
         As in :class:`SuperResolutionDataset`; a window is left out (``"drop"``) when any of its
         frames holds NaN (``dropped_fields`` lists those frames, ``dropped_windows`` counts the
         windows left out of ``split_windows``).
+
+    Examples
+    --------
+    Six 6-hourly frames whose value is their index: with two past frames and a lead of one
+    step a window takes three consecutive frames, so there are four; the first item stacks
+    frames 0 and 1 as the condition, frame 1 is the current one and frame 2 the target:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> km = {"units": "km"}
+    >>> ds = xr.Dataset(
+    ...     {"t2m": (("time", "y", "x"), np.arange(6.0)[:, None, None] * np.ones((6, 8, 8)))},
+    ...     coords={"time": pd.date_range("2020-01-01", periods=6, freq="6h"),
+    ...             "y": ("y", np.arange(8.0), km), "x": ("x", np.arange(8.0), km)})
+    >>> data = ForecastDataset(ds, past_frames=2, lead=1, crop_size=None)
+    >>> len(data)
+    4
+    >>> item = data[0]
+    >>> tuple(item["cond"].shape), item["cond"][:, 0, 0].tolist()
+    ((2, 8, 8), [0.0, 1.0])
+    >>> float(item["base"][0, 0, 0]), float(item["fine"][0, 0, 0])
+    (1.0, 2.0)
     """
 
     def __init__(
@@ -2565,6 +2630,28 @@ def from_config(
     ShapeError
         When ``crop_size`` is not divisible by 16 (and, for super-resolution, by ``factor``); the
         message suggests the nearest crop that is.
+
+    Examples
+    --------
+    The ERA5 sample that ships with the package (four 6-hourly fields), its first three
+    times for training and the last for validation: the train split draws random crops, the
+    validation split takes the centre one, and both are normalized with the statistics of
+    the train split:
+
+    >>> from importlib import resources
+    >>> from flexdownscale.config import DataConfig
+    >>> path = resources.files("flexdownscale") / "_data" / "samples" / "era5_t2m_uk_sample.nc"
+    >>> config = DataConfig(paths=(str(path),), variables=("t2m",), factor=4, crop_size=32,
+    ...                     train=("2019-03-20T00", "2019-03-20T12"),
+    ...                     validation=("2019-03-20T18",))
+    >>> train = from_config(config, "train")
+    >>> validation = from_config(config, "validation")
+    >>> len(train), len(validation), train.crop, validation.crop
+    (3, 1, 'random', 'center')
+    >>> validation.normalizer.stats == train.normalizer.stats
+    True
+    >>> tuple(validation[0]["fine"].shape), tuple(validation[0]["coarse"].shape)
+    ((1, 32, 32), (1, 8, 8))
     """
     _check_option("task", task, Task)
     _check_option("split", split, Split)

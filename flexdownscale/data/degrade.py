@@ -514,6 +514,23 @@ def grid_row_weights(spec: GridSpec, y: np.ndarray) -> np.ndarray | None:
         (n,) relative row areas (:func:`~flexdownscale.data.grid.row_area_weights` of the rows'
         cell bounds, clipped at the poles on a latitude-longitude grid); ``None`` for a
         projected grid (equal areas).
+
+    Examples
+    --------
+    Rows 30 degrees apart from the equator to the pole shrink with the cosine of the
+    latitude, and the polar row, half a cell, holds little area; a projected grid's rows
+    are all equal:
+
+    >>> import numpy as np
+    >>> from flexdownscale.data import GridSpec
+    >>> latlon = GridSpec(x="lon", y="lat", kind="latlon", nx=12, ny=4, x0=0.0, y0=0.0,
+    ...                   dx=30.0, dy=30.0)
+    >>> grid_row_weights(latlon, np.array([0.0, 30.0, 60.0, 90.0])).round(4)
+    array([0.5176, 0.4483, 0.2588, 0.0341])
+    >>> km = GridSpec(x="x", y="y", kind="projected", nx=4, ny=4, x0=0.0, y0=0.0,
+    ...               dx=2.5, dy=2.5, x_units="km", y_units="km")
+    >>> grid_row_weights(km, np.arange(4) * 2.5) is None
+    True
     """
     if spec.kind == "projected":
         return None
@@ -711,6 +728,26 @@ def up(
     ------
     GridError
         When refined latitudes would lie beyond a pole, or the grid is invalid.
+
+    Examples
+    --------
+    A 2 degree field to 1 degree: a constant stays the constant, bilinear interpolation
+    puts the fine values between the coarse ones (the ends held), and the conservative
+    method gives back the coarse field when degraded again:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([48.0, 50], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([0.0, 2, 4], dims="lon", attrs={"units": "degrees_east"})
+    >>> coarse = xr.DataArray([[0.0, 4, 8], [0, 4, 8]], coords={"lat": lat, "lon": lon})
+    >>> fine = up(xr.full_like(coarse, 280.0), 2)
+    >>> fine["lat"].values, float(fine.min()), float(fine.max())
+    (array([47.5, 48.5, 49.5, 50.5]), 280.0, 280.0)
+    >>> up(coarse, 2)[0].values
+    array([0., 1., 3., 5., 7., 8.])
+    >>> from flexdownscale.data import degrade
+    >>> degrade(up(coarse, 2, method="conservative"), 2).values
+    array([[0., 4., 8.],
+           [0., 4., 8.]])
     """
     _check_option("method", method, Upsampling)
     factor = _check_factor(factor)

@@ -112,6 +112,19 @@ class GridAxes:
         Name of the y (latitude-like) dimension.
     time : str or None, default None
         Name of the time dimension, or ``None`` when there is none.
+
+    Examples
+    --------
+    :func:`find_axes` reads the names from CF attributes or common names; they index the
+    data's sizes and dims whatever the file calls them:
+
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((2, 3, 4)), dims=("valid_time", "latitude", "longitude"))
+    >>> axes = find_axes(da)
+    >>> axes
+    GridAxes(x='longitude', y='latitude', time='valid_time')
+    >>> da.sizes[axes.y], da.sizes[axes.x]
+    (3, 4)
     """
 
     x: str
@@ -631,6 +644,20 @@ def cell_bounds(centres: np.ndarray, *, latitude: bool = False) -> np.ndarray:
     -------
     numpy.ndarray
         (n, 2) float64 array of (lower, upper) bounds; adjacent cells share their bound exactly.
+
+    Examples
+    --------
+    Bounds half a step either side of each centre; with ``latitude=True`` the cells of the
+    poles end there, half as tall as the others:
+
+    >>> import numpy as np
+    >>> cell_bounds(np.array([0.0, 10.0, 20.0]))
+    array([[-5.,  5.],
+           [ 5., 15.],
+           [15., 25.]])
+    >>> cell_bounds(np.array([-90.0, -45, 0, 45, 90]), latitude=True)[[0, -1]]
+    array([[-90. , -67.5],
+           [ 67.5,  90. ]])
     """
     c = np.asarray(centres, dtype=np.float64)
     if c.ndim != 1 or c.size < 2:
@@ -799,6 +826,18 @@ def row_area_weights(lat_bounds: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray
         (n,) non-negative float64 weights (2 summed over the whole sphere).
+
+    Examples
+    --------
+    The band from the equator to 30N has the area of the band from 30N to the pole (one
+    half of ``sin(90) - sin(0)``); the rows of a global grid add up to 2:
+
+    >>> import numpy as np
+    >>> row_area_weights(np.array([[0.0, 30.0], [30.0, 90.0]])).round(6)
+    array([0.5, 0.5])
+    >>> bounds = cell_bounds(np.arange(-90.0, 91.0, 30.0), latitude=True)
+    >>> round(float(row_area_weights(bounds).sum()), 6)
+    2.0
     """
     b = np.radians(np.asarray(lat_bounds, dtype=np.float64))
     return np.abs(np.sin(b[:, 1]) - np.sin(b[:, 0]))
@@ -846,6 +885,28 @@ class GridSpec:
         Name of the time dimension or ``None``.
     crs : mapping of str to Any or None, default None
         CF grid-mapping attributes (``grid_mapping_name``, ...) or ``None``.
+
+    Examples
+    --------
+    The grid of a 1 degree field stored north to south (as ERA5's), its 2 x 2 blocks and its
+    cells halved, and a round trip through the JSON text of ``grid.json``:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([50.0, 49, 48, 47], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([-10.0, -9, -8, -7, -6, -5], dims="lon",
+    ...                    attrs={"units": "degrees_east"})
+    >>> spec = grid_spec(xr.DataArray(np.zeros((4, 6)), coords={"lat": lat, "lon": lon}))
+    >>> spec.kind, spec.shape, spec.y0, spec.dy
+    ('latlon', (4, 6), 47.0, 1.0)
+    >>> spec.extent
+    (-10.5, -4.5, 46.5, 50.5)
+    >>> coarse = spec.coarsen(2)
+    >>> coarse.shape, coarse.x_centres()
+    ((2, 3), array([-9.5, -7.5, -5.5]))
+    >>> spec.refine(2).shape, spec.refine(2).dx
+    ((8, 12), 0.5)
+    >>> GridSpec.from_json(spec.to_json()) == spec
+    True
     """
 
     x: str
@@ -1308,6 +1369,23 @@ def normalize_grid(
         coordinates; latitudes outside [-90, 90].
     UnitsError
         Missing or non-degree units where they are required.
+
+    Examples
+    --------
+    A regional grid stored north to south, its longitudes crossing 0 in the 0..360
+    convention: latitudes come back ascending (the rows with them), longitudes in -180..180
+    so that the region stays in one piece:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([51.0, 50.0], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([350.0, 355, 0, 5], dims="lon", attrs={"units": "degrees_east"})
+    >>> da = xr.DataArray(np.arange(8.0).reshape(2, 4), coords={"lat": lat, "lon": lon})
+    >>> out = normalize_grid(da)
+    >>> out["lat"].values, out["lon"].values
+    (array([50., 51.]), array([-10.,  -5.,   0.,   5.]))
+    >>> out.values
+    array([[4., 5., 6., 7.],
+           [0., 1., 2., 3.]])
     """
     _check_literal("lon_convention", lon_convention, LonConvention)
     axes = find_axes(obj, dims=dims)
@@ -1801,6 +1879,21 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
     -------
     xarray.Dataset
         ``obj`` normalized (as :func:`normalize_grid`), with the bounds coordinates.
+
+    Examples
+    --------
+    A named DataArray on a 1 degree grid comes back as a Dataset with contiguous bounds half
+    a degree either side of each centre:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([48.0, 49, 50], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([0.0, 1], dims="lon", attrs={"units": "degrees_east"})
+    >>> ds = add_bounds(xr.DataArray(np.zeros((3, 2)), coords={"lat": lat, "lon": lon},
+    ...                              name="t2m"))
+    >>> list(ds.data_vars), sorted(ds.coords)
+    (['t2m'], ['lat', 'lat_bnds', 'lon', 'lon_bnds'])
+    >>> ds["lat"].attrs["bounds"], ds["lat_bnds"].values.tolist()
+    ('lat_bnds', [[47.5, 48.5], [48.5, 49.5], [49.5, 50.5]])
     """
     spec = grid_spec(obj, dims=dims)
     if isinstance(obj, xr.DataArray):
@@ -1844,6 +1937,20 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
     ------
     GridError
         When refined latitudes would lie beyond the poles, or the grid is invalid.
+
+    Examples
+    --------
+    The half degree grid inside a 1 degree one: two fine cells per coarse cell along each
+    axis, the first two sharing the first coarse cell's bounds:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([48.0, 49, 50], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([0.0, 1], dims="lon", attrs={"units": "degrees_east"})
+    >>> fine = refine_grid(xr.DataArray(np.zeros((3, 2)), coords={"lat": lat, "lon": lon}), 2)
+    >>> dict(fine.sizes)
+    {'lat': 6, 'bnds': 2, 'lon': 4}
+    >>> fine["lon"].values, fine["lon_bnds"].values[:2].tolist()
+    (array([-0.25,  0.25,  0.75,  1.25]), [[-0.5, 0.0], [0.0, 0.5]])
     """
     spec = grid_spec(obj, dims=dims)
     norm = normalize_grid(
@@ -1896,6 +2003,22 @@ def coarsen_grid(
     ------
     UnsupportedFactorError
         When a size is not divisible by ``factor`` and ``boundary="exact"``.
+
+    Examples
+    --------
+    The 2 degree grid of 2 x 2 blocks of a 1 degree grid: each coarse centre is the mean of
+    its block's centres, each coarse cell the union of its block's cells; ``"trim"`` drops
+    the fifth row, which fills no block:
+
+    >>> import numpy as np, xarray as xr
+    >>> lat = xr.DataArray([46.0, 47, 48, 49, 50], dims="lat", attrs={"units": "degrees_north"})
+    >>> lon = xr.DataArray([0.0, 1, 2, 3], dims="lon", attrs={"units": "degrees_east"})
+    >>> fine = xr.DataArray(np.zeros((5, 4)), coords={"lat": lat, "lon": lon})
+    >>> coarse = coarsen_grid(fine, 2, boundary="trim")
+    >>> coarse["lat"].values, coarse["lon"].values
+    (array([46.5, 48.5]), array([0.5, 2.5]))
+    >>> coarse["lat_bnds"].values.tolist()
+    [[45.5, 47.5], [47.5, 49.5]]
     """
     spec = grid_spec(obj, dims=dims)
     coarse = spec.coarsen(factor, boundary=boundary)

@@ -87,6 +87,19 @@ class VariableStats:
         as precipitation).
     units : str or None, default None
         Units of the variable when fitted (what inputs are converted to).
+
+    Examples
+    --------
+    Temperatures of mean 280 K and standard deviation 5 K: a :class:`Normalizer` with these
+    statistics maps 275, 280 and 285 K to -1, 0 and 1:
+
+    >>> import numpy as np, xarray as xr
+    >>> stats = VariableStats(mean=280.0, std=5.0, units="K")
+    >>> stats.describe("t2m")
+    '(t2m [K] - 280) / 5'
+    >>> ds = xr.Dataset({"t2m": ("x", np.array([275.0, 280, 285]), {"units": "K"})})
+    >>> Normalizer({"t2m": stats}).transform(ds)["t2m"].values
+    array([-1.,  0.,  1.])
     """
 
     mean: float

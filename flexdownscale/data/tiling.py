@@ -162,6 +162,17 @@ def blend_weights(
     -------
     numpy.ndarray
         (th, tw) float64 weights, all > 0.
+
+    Examples
+    --------
+    A row of six cells with ramps of two cells at either end (``sin^2`` at the cell centres,
+    a quarter and three quarters of the way up); the uniform window is flat:
+
+    >>> blend_weights((1, 6), 2).round(3)
+    array([[0.146, 0.854, 1.   , 1.   , 0.854, 0.146]])
+    >>> blend_weights((2, 3), 1, kind="uniform")
+    array([[1., 1., 1.],
+           [1., 1., 1.]])
     """
     if kind not in get_args(Blend):
         raise ConfigError(
@@ -191,6 +202,23 @@ class TileLayout:
         One (row slice, column slice) per tile, row-major.
     weights : numpy.ndarray
         ``(th, tw)`` float64 blend window (strictly positive).
+
+    Examples
+    --------
+    Six 8 x 8 tiles over a 10 x 16 field (built by :func:`tile_layout`); split and fused
+    back, a field is unchanged, and tiles that disagree (0 in the first, 1 in the second)
+    cross-fade smoothly over the four columns they share:
+
+    >>> import numpy as np
+    >>> layout = tile_layout((10, 16), 8, overlap=4)
+    >>> len(layout), layout.tile_shape, layout.weights.shape
+    (6, (8, 8), (8, 8))
+    >>> x = np.random.default_rng(0).normal(size=(10, 16))
+    >>> bool((layout.fuse(layout.split(x)) == x).all())
+    True
+    >>> tiles = [np.full(layout.tile_shape, float(k)) for k in range(len(layout))]
+    >>> layout.fuse(tiles)[0, 3:9].round(2)
+    array([0.  , 0.04, 0.31, 0.69, 0.96, 1.04])
     """
 
     shape: tuple[int, int]
@@ -406,6 +434,19 @@ def tile_layout(
     TileLayout
         The tiles' slices and blend weights; :meth:`TileLayout.split` and
         :meth:`TileLayout.fuse` cut a field into tiles and blend them back.
+
+    Examples
+    --------
+    Tiles of 8 with an overlap of 4 start every 4 cells; along the 10 rows the last tile is
+    shifted back to end at the border (rows 2 to 10), so every cell is covered:
+
+    >>> layout = tile_layout((10, 16), 8, overlap=4)
+    >>> sorted({(sy.start, sy.stop) for sy, _ in layout.slices})
+    [(0, 8), (2, 10)]
+    >>> sorted({(sx.start, sx.stop) for _, sx in layout.slices})
+    [(0, 8), (4, 12), (8, 16)]
+    >>> layout.weight_sum.shape, bool((layout.weight_sum > 0).all())
+    ((10, 16), True)
     """
     if blend not in get_args(Blend):
         raise ConfigError(
@@ -518,6 +559,21 @@ def untile(
     -------
     numpy.ndarray, torch.Tensor or DataArray
         The fused (..., H, W) field, of the tiles' type.
+
+    Examples
+    --------
+    DataArray tiles, each processed on its own (here doubled), fuse into the processed
+    field with the coordinates of the whole grid:
+
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.arange(60.0).reshape(6, 10), dims=("y", "x"),
+    ...                   coords={"y": np.arange(6.0), "x": np.arange(10.0)})
+    >>> tiles, layout = tile(da, 4, overlap=2)
+    >>> len(tiles), tiles[1]["x"].values
+    (8, array([2., 3., 4., 5.]))
+    >>> fused = untile([2 * t for t in tiles], layout)
+    >>> fused.dims, bool((fused == 2 * da).all()), fused["x"].values[[0, -1]]
+    (('y', 'x'), True, array([0., 9.]))
     """
     if len(tiles) and isinstance(tiles[0], xr.DataArray):
         first = tiles[0]
