@@ -182,6 +182,27 @@ def plot_spectra(
         without ``reference``), as :func:`~flexdownscale.metrics.spectral_ratio`: a field in
         ``km h-1`` against one in ``m s-1`` would be drawn 12.96 times off. ``K`` and ``degC``
         agree (their spectra are those of the same differences).
+
+    Examples
+    --------
+    A noise field on a 1 km grid against its coarsened copy interpolated back: the lower
+    panel's ratio is close to 1 at the largest scales and near 0 at the smallest, the
+    variance that interpolation cannot bring back:
+
+    >>> import numpy as np, xarray as xr
+    >>> from flexdownscale.data import degrade, up
+    >>> km = np.arange(32.0)
+    >>> truth = xr.DataArray(np.random.default_rng(0).normal(size=(32, 32)), dims=("y", "x"),
+    ...                      coords={"y": ("y", km, {"units": "km"}),
+    ...                              "x": ("x", km, {"units": "km"})})
+    >>> fig = plot_spectra({"truth": truth, "interpolated": up(degrade(truth, 4), 4)},
+    ...                    reference="truth")
+    >>> top, bottom = fig.axes[:2]
+    >>> [line.get_label() for line in top.lines]
+    ['truth', 'interpolated']
+    >>> ratio = bottom.lines[0].get_ydata()
+    >>> bool(ratio[:3].min() > 0.8), bool(ratio[-10:].max() < 0.01)
+    (True, True)
     """
     if not spectra:
         raise ConfigError("spectra is empty; pass e.g. {'truth': da, 'model': da2}.")
@@ -447,6 +468,23 @@ def plot_rank_histogram(
         When the histogram has no finite value: no point has a finite observation and finite
         members (e.g. all-NaN observations), so there is nothing to rank. Points with NaNs are
         otherwise left out of the histogram.
+
+    Examples
+    --------
+    Four members at 1, 2, 3 and 4 everywhere, and observations that fall below, between and
+    above them equally often: flat bars at ``1 / 5``. The same members shrunk to a tenth of
+    their spread (an under-dispersive ensemble) miss most observations on either side: a U:
+
+    >>> import xarray as xr
+    >>> obs = xr.DataArray([0.5, 1.5, 2.5, 3.5, 4.5] * 2, dims="x")
+    >>> fcst = xr.DataArray([1.0, 2, 3, 4], dims="member").broadcast_like(obs)
+    >>> fig = plot_rank_histogram(fcst, obs)
+    >>> ax = fig.axes[0]
+    >>> ax.get_title(), [round(float(bar.get_height()), 3) for bar in ax.patches]
+    ('rank histogram (4 members)', [0.2, 0.2, 0.2, 0.2, 0.2])
+    >>> fig = plot_rank_histogram(2.5 + 0.1 * (fcst - 2.5), obs)
+    >>> [round(float(bar.get_height()), 3) for bar in fig.axes[0].patches]
+    [0.4, 0.0, 0.2, 0.0, 0.4]
     """
     if obs is None:
         hist = _as_dataarray(fcst, variable, "fcst")
@@ -546,6 +584,27 @@ def plot_spread_skill(
     UnitsError
         When ``fcst`` and ``obs`` carry ``units`` that differ as units (``K`` and ``degC``),
         as for :func:`~flexdownscale.metrics.spread_skill_ratio`.
+
+    Examples
+    --------
+    Two members ``a`` either side of 0 (a variance of ``2 a^2``, ``3 a^2`` with Fortin's
+    factor ``(M + 1) / M``) and an observation ``sqrt(3) a`` from their mean, for ``a`` from
+    1 to 10: a reliable ensemble, every bin on the diagonal; with half the spread, a ratio
+    of one half:
+
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray(np.arange(1.0, 11.0), dims="x")
+    >>> fcst = a * xr.DataArray([-1.0, 1.0], dims="member")
+    >>> obs = np.sqrt(3) * a * xr.DataArray([1.0, -1.0] * 5, dims="x")
+    >>> fig = plot_spread_skill(fcst, obs, n_bins=5)
+    >>> ax = fig.axes[0]
+    >>> ax.get_title()
+    'spread-skill ratio 1.00 (M = 2)'
+    >>> spread, error = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+    >>> len(spread), bool(np.allclose(spread, error))
+    (5, True)
+    >>> plot_spread_skill(0.5 * fcst, obs, n_bins=5).axes[0].get_title()
+    'spread-skill ratio 0.50 (M = 2)'
     """
     if n_bins < 1:
         raise ConfigError(f"n_bins must be >= 1, got {n_bins}.")
@@ -894,6 +953,26 @@ def plot_panels(
         below ``vmax`` (or below the centre), or ``center`` comes with both of them.
     EnsembleError
         When ``ensemble`` has no ``member_dim`` (or ``truth`` has one).
+
+    Examples
+    --------
+    A field on a 1 km grid, its 4 km coarse input and three members around it: eight panels
+    (coarse, truth, three members, their mean, spread and error) and three colour bars:
+
+    >>> import numpy as np, xarray as xr
+    >>> from flexdownscale.data import degrade
+    >>> km = np.arange(32.0)
+    >>> truth = xr.DataArray(np.sin(2 * np.pi * km / 16) * np.ones((32, 1)), dims=("y", "x"),
+    ...                      coords={"y": ("y", km, {"units": "km"}),
+    ...                              "x": ("x", km, {"units": "km"})})
+    >>> noise = np.random.default_rng(0).normal(scale=0.1, size=(3, 32, 32))
+    >>> ensemble = truth + xr.DataArray(noise, dims=("member", "y", "x"))
+    >>> fig = plot_panels(degrade(truth, 4), truth, ensemble)
+    >>> len(fig.axes)
+    11
+    >>> [ax.get_title() for ax in fig.axes if ax.get_title()]  # doctest: +NORMALIZE_WHITESPACE
+    ['coarse', 'truth', 'member 1', 'member 2', 'member 3', 'ensemble mean',
+     'spread (M = 3)', 'mean - truth']
     """
     if n_members < 0:
         raise ConfigError(f"n_members must be >= 0, got {n_members}.")
