@@ -318,6 +318,22 @@ class UnitComparison:
     conversion : tuple of (float, float) or None
         ``(scale, offset)`` with ``value_in_expected = value_in_found * scale + offset``
         (:func:`linear_conversion`); ``None`` when no conversion exists.
+
+    Examples
+    --------
+    Wind speeds in km/h where m/s are expected: convertible, by a factor 1 / 3.6, said in
+    words and in Python; a pressure against a temperature is another kind of quantity:
+
+    >>> wind = compare_units("km h-1", "m s-1")
+    >>> wind.outcome, round(wind.conversion[0], 6)
+    ('convertible', 0.277778)
+    >>> wind.rule
+    'values in m s-1 = values in km h-1 x 0.2777777778'
+    >>> wind.code("ws10")
+    "ds['ws10'] = (ds['ws10'] * 0.2777777778).assign_attrs(units='m s-1')"
+    >>> other = compare_units("hPa", "K")
+    >>> other.outcome, other.found_kind, other.expected_kind
+    ('other_kind', 'a pressure', 'a temperature')
     """
 
     found: str
@@ -531,6 +547,13 @@ def same_units(a: str, b: str) -> bool:
         True when :func:`linear_conversion` converts one into the other with scale 1 and
         offset 0; False for other units, different dimensions and strings that are not units
         (two identical strings are the same unit all the same).
+
+    Examples
+    --------
+    >>> same_units("K", "kelvin"), same_units("m s-1", "m/s")
+    (True, True)
+    >>> same_units("K", "degC"), same_units("mm", "m")  # convertible, but not the same
+    (False, False)
     """
     return linear_conversion(a, b) == (1.0, 0.0)
 
@@ -553,6 +576,13 @@ def conversion_rule(found: str, expected: str, scale: float, offset: float) -> s
     str
         The rule, with ``x scale`` left out when the scale is 1 and the offset left out when it
         is 0 (numbers to 10 significant digits).
+
+    Examples
+    --------
+    >>> conversion_rule("degC", "K", *linear_conversion("degC", "K"))
+    'values in K = values in degC + 273.15'
+    >>> conversion_rule("m", "mm", 1000.0, 0.0)
+    'values in mm = values in m x 1000'
     """
     rule = f"values in {expected} = values in {found}"
     if scale != 1.0:
@@ -579,6 +609,13 @@ def conversion_code(variable: str, scale: float, offset: float, units: str) -> s
     str
         One line of Python, e.g.
         ``ds['t2m'] = (ds['t2m'] + 273.15).assign_attrs(units='K')``, for an error message.
+
+    Examples
+    --------
+    >>> conversion_code("t2m", 1.0, -273.15, "degC")
+    "ds['t2m'] = (ds['t2m'] - 273.15).assign_attrs(units='degC')"
+    >>> conversion_code("tp", *linear_conversion("m", "mm"), "mm")
+    "ds['tp'] = (ds['tp'] * 1000).assign_attrs(units='mm')"
     """
     term = f"ds[{variable!r}]"
     if scale != 1.0:
