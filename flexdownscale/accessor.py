@@ -135,6 +135,22 @@ class FlexDatasetAccessor(_FlexAccessor):
     obj : xarray.Dataset
         The Dataset ``ds`` of ``ds.flex``; xarray builds the accessor on first use (the class is
         not called directly).
+
+    Examples
+    --------
+    Importing flexdownscale gives every Dataset a ``flex`` accessor. Without ``model=`` its
+    :meth:`downscale` picks the shipped model from the variables' names and the factor (see
+    its example for a run); a factor that no shipped model has for them is refused at once:
+
+    >>> import numpy as np, xarray as xr
+    >>> import flexdownscale
+    >>> ds = xr.Dataset({"t2m": (("latitude", "longitude"), np.full((8, 12), 280.0))})
+    >>> type(ds.flex).__name__
+    'FlexDatasetAccessor'
+    >>> ds.flex.downscale(factor=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.UnsupportedFactorError: factor = 8 but the shipped models for ...
     """
 
 
@@ -147,4 +163,19 @@ class FlexDataArrayAccessor(_FlexAccessor):
     obj : xarray.DataArray
         The DataArray ``da`` of ``da.flex``; xarray builds the accessor on first use (the class
         is not called directly).
+
+    Examples
+    --------
+    A DataArray's name plays the variable's: the shipped model is chosen by it, so an
+    unnamed DataArray is asked for one (a named one runs as ``ds.flex.downscale`` does):
+
+    >>> import numpy as np, xarray as xr
+    >>> import flexdownscale
+    >>> da = xr.DataArray(np.full((8, 12), 280.0), dims=("latitude", "longitude"))
+    >>> type(da.flex).__name__
+    'FlexDataArrayAccessor'
+    >>> da.flex.downscale()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.MissingVariableError: the input has no named variable, ...
     """
