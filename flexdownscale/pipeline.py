@@ -143,6 +143,28 @@ class TiledDenoiser(nn.Module):
         tiling and the fused output is cropped back, so ``layout`` covers ``(H + top + bottom,
         W + left + right)`` while inputs and outputs stay ``(H, W)``, and the cells at the
         periodic seam are estimated with context from both sides (no seam in the result).
+
+    Examples
+    --------
+    A toy backbone without spatial context (``x_t + cond`` at every cell) run on the eight
+    overlapping 16 x 16 tiles of a 24 x 40 field: blending the tiles gives exactly what the
+    backbone gives on the whole field:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from flexdownscale.data import tile_layout
+    >>> class Pointwise(nn.Module):
+    ...     def encode_task(self, cond):
+    ...         return (cond,)
+    ...     def forward(self, x_t, t, *, phys=None, task_features):
+    ...         return x_t + task_features[0]
+    >>> layout = tile_layout((24, 40), 16, overlap=8)
+    >>> denoiser = TiledDenoiser(Pointwise(), layout, tile_batch=4)
+    >>> x_t = torch.randn(2, 1, 24, 40, generator=torch.Generator().manual_seed(0))
+    >>> cond = torch.randn(2, 1, 24, 40, generator=torch.Generator().manual_seed(1))
+    >>> out = denoiser(x_t, torch.tensor(0.5), cond)
+    >>> len(layout), tuple(out.shape), bool(torch.equal(out, x_t + cond))
+    (8, (2, 1, 24, 40), True)
     """
 
     def __init__(
@@ -1032,6 +1054,18 @@ def time_step_seed(seed: int, index: int) -> int:
     -------
     int
         The seed of that time step's random generator.
+
+    Examples
+    --------
+    Every time step of a call with ``seed=0`` gets its own seed, derived from the call's
+    seed and the step's position only, so a step can be drawn again on its own:
+
+    >>> time_step_seed(0, 0)
+    1763788586465679335
+    >>> len({time_step_seed(0, i) for i in range(1000)})  # no two steps alike
+    1000
+    >>> time_step_seed(0, 2) != time_step_seed(1, 2)  # nor two calls' seeds
+    True
     """
     return derived_seed(seed, index)
 
@@ -1771,6 +1805,18 @@ def resolve_downscaler(
         When no shipped model matches (the message lists the shipped models and the fix).
     UnsupportedFactorError
         When shipped models take the variables, but none by ``factor``.
+
+    Examples
+    --------
+    With ``model=None`` the shipped model is picked from the variables and the factor; a
+    factor no shipped model has for them is refused with the factors they do have:
+
+    >>> resolve_downscaler(None, variables=("t2m",), factor=4).name
+    'era5-t2m-x4'
+    >>> resolve_downscaler(None, variables=("t2m",), factor=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.UnsupportedFactorError: factor = 8 but the shipped models for ...
     """
     from .hub import read_model_header, shipped_models
 
@@ -1862,6 +1908,19 @@ def downscaler_for(
     -------
     Downscaler
         As :func:`resolve_downscaler` returns it for the renamed (or given) variable names.
+
+    Examples
+    --------
+    Data whose 2 m temperature is called ``tas``: renamed, it gets the shipped ERA5 model,
+    as ``ds.flex.downscale(rename={"tas": "t2m"})`` would; without the rename no shipped
+    model takes it, and the message says which rename fits:
+
+    >>> downscaler_for(None, ["tas"], rename={"tas": "t2m"}, factor=4).name
+    'era5-t2m-x4'
+    >>> downscaler_for(None, ["tas"], factor=4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ModelFolderError: no shipped model downscales variables ['tas'] ...
     """
     _check_factor(factor)
     if model is None and not names:
@@ -3322,6 +3381,32 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         written by :meth:`save_pretrained`.
     card
         Model card text written by :meth:`save_pretrained`.
+
+    Examples
+    --------
+    No forecast model ships with the package: this one is a tiny untrained network (a trained
+    one comes from :meth:`from_pretrained`). From the last two of two 6-hourly frames, two
+    members roll out two leads, valid 6 and 12 hours after the last frame:
+
+    >>> import numpy as np, pandas as pd, torch, xarray as xr
+    >>> from flexdownscale.config import DiffusionConfig, ModelConfig
+    >>> from flexdownscale.data import Normalizer, VariableStats
+    >>> from flexdownscale.models import build_model
+    >>> _ = torch.manual_seed(0)
+    >>> net = build_model(ModelConfig(preset="tiny", task="forecast", past_frames=2))
+    >>> stats = Normalizer({"t2m": VariableStats(mean=280.0, std=5.0, units="K")})
+    >>> model = Forecaster(net, DiffusionConfig(), normalizer=stats, variables=["t2m"],
+    ...                    units={"t2m": "K"})
+    >>> km = {"units": "km"}
+    >>> ds = xr.Dataset(
+    ...     {"t2m": (("time", "y", "x"), np.full((2, 16, 16), 280.0), {"units": "K"})},
+    ...     coords={"time": pd.date_range("2020-01-01", periods=2, freq="6h"),
+    ...             "y": ("y", np.arange(16.0), km), "x": ("x", np.arange(16.0), km)})
+    >>> out = model(ds, lead_steps=2, members=2, steps=1, seed=0)
+    >>> out["t2m"].dims, out["t2m"].shape
+    (('member', 'lead', 'y', 'x'), (2, 2, 16, 16))
+    >>> out["valid_time"].dt.strftime("%Y-%m-%d %H:%M").values.tolist()
+    ['2020-01-01 12:00', '2020-01-01 18:00']
     """
 
     _task = "forecast"
