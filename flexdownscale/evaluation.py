@@ -5,9 +5,10 @@ points and times (a forecast's leads at their valid times), reads both in time c
 chunk once per pass, every score of a chunk computed before more are read) and writes the
 report into a folder: ``metrics.md`` (the table, also returned), ``metrics.json`` (the same
 scores as strict JSON), ``metrics_by_lead.json`` for a forecast, and the spectra and rank
-histograms as PNG plots. :mod:`flexdownscale.cli` parses the command's options and calls it;
-its messages name those options (``--rename``, ``--dims``, ``--out``). The scores themselves
-come from :mod:`flexdownscale.metrics`.
+histograms as PNG plots, each per variable and level (a dim both files share besides the
+grid, time and the members, such as pressure levels). :mod:`flexdownscale.cli` parses the
+command's options and calls it; its messages name those options (``--rename``, ``--dims``,
+``--out``). The scores themselves come from :mod:`flexdownscale.metrics`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,15 @@ def evaluate(
 ) -> str:
     """Score the prediction file ``prediction`` against the truth file ``truth`` and write the
     report into the folder ``out``.
+
+    A variable along a dim that both files share besides the grid, time (a forecast's leads)
+    and the ensemble dim (pressure levels such as ``level`` or ``plev``, ``height``, a user's
+    ``experiment``) is scored per value of it: a row each in ``metrics.md`` (the dim as a
+    column, its value with its coordinate's units: ``500 hPa``) and ``metrics.json`` (the
+    dim's name as a key), in the per-lead table, and plots of its own
+    (``spectra_u_level500.png``, ``rank_histogram_u_level500.png``); no row pools the levels,
+    whose magnitudes and spectra differ. The truth is taken at the prediction's values of such
+    a dim. A variable without one gets one row and ``spectra_<var>.png``, as before.
 
     The spectra (the LSD and the spectrum plots) are zonal on a global latitude/longitude grid
     (:func:`~flexdownscale.metrics.zonal_spectrum` along each latitude circle, averaged over
@@ -81,10 +92,16 @@ def evaluate(
     Raises
     ------
     DataError, GridError, MissingVariableError, UnitsError
-        Files that cannot be read or do not match (variables, grid, times, units); the
+        Files that cannot be read or do not match (variables, grid, times, levels, units); the
         message says what was found and how to fix it.
     ConfigError
         A ``time_chunk`` that is not a positive whole number.
+
+    Warns
+    -----
+    FlexDownscaleWarning
+        A variable with more than 50 levels (a row and plots each: a time dim not recognised
+        as one?); a predicted variable the truth lacks (not scored).
     """
     if time_chunk is not None and (
         isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1
@@ -236,6 +253,13 @@ def _write_report(
                 f"{extra[0]!r} is the ensemble dim, pass --dims member={extra[0]}, else select "
                 "one value of it (or give truth along it)"
             )
+    # dims both files share besides the grid, time and the members (pressure levels, heights,
+    # a user's experiments): scored per value, as scores pooled over levels mix magnitudes
+    skip = {axes.y, axes.x, axes.time, time_dim, member_dim}
+    level_dims = {v: [str(d) for d in pred[v].dims if d not in skip] for v in names}
+    truth = _truth_at_prediction_levels(pred, truth, level_dims)
+    parts = {v: _level_parts(pred[v], v, level_dims[v]) for v in names}
+    _warn_many_levels(parts, level_dims)
     # both files read in time chunks, each chunk once per pass (one for the checks, one for
     # the scores), every score of a chunk computed before more chunks are read
     pred, truth, reads = _streamed(pred, truth, names, time_dim, steps)
@@ -243,9 +267,12 @@ def _write_report(
         reads,
         [np.isfinite(pred[v]).any() for v in names],
         [truth[v].isnull().all() for v in names],
-        [
-            {name: field.isnull().sum() for name, field in (("prediction", p), ("truth", t))}
-            for p, t in ((pred[v], truth[v]) for v in names)
+        [  # per level: a level with gaps gets no LSD, the others do
+            {
+                name: field.isnull().sum([d for d in field.dims if d not in level_dims[v]])
+                for name, field in (("prediction", pred[v]), ("truth", truth[v]))
+            }
+            for v in names
         ],
     )
     for v, found in zip(names, finite, strict=True):
@@ -260,7 +287,7 @@ def _write_report(
             "the prediction was made on"
         )
     out = Path(out_given)
-    _check_report_folder(out, names, out_given)
+    _check_report_folder(out, [part.stem for v in names for part in parts[v]], out_given)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
     has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
@@ -287,59 +314,94 @@ def _write_report(
 
     rows = []
     gaps: list[str] = []
-    spectra: dict[str, Any] = {}  # per variable: every field's spectrum (prediction, truth)
-    curves: dict[str, Any] = {}  # per variable: the spectra averaged over members and times
-    histograms: dict[str, Any] = {}
+    # per variable and level ((variable, index of the level) keys; one level, at index 0, for
+    # a variable without level dims): every field's spectrum (prediction, truth), the spectra
+    # averaged over members and times, and the rank histogram
+    spectra: dict[tuple[str, int], Any] = {}
+    curves: dict[tuple[str, int], Any] = {}
+    histograms: dict[tuple[str, int], Any] = {}
     for v, counts in zip(names, missing_by_name, strict=True):
-        p, t = pred[v], truth[v]
-        # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
-        # missing cells) is scored on its valid points, without the spectral entries
-        missing = {name: int(n) for name, n in counts.items()}
-        spectra[v] = None
-        if any(missing.values()):
-            gaps.append(
-                f"`{v}` ("
-                + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
-                + ")"
+        for k, part in enumerate(parts[v]):
+            p, t = pred[v].isel(part.at), truth[v].isel(part.at)
+            # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
+            # missing cells) is scored on its valid points, without the spectral entries
+            missing = {name: int(n.isel(part.at)) for name, n in counts.items()}
+            spectra[v, k] = None
+            if any(missing.values()):
+                gaps.append(
+                    f"`{v}`{part.at_words} ("
+                    + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
+                    + ")"
+                )
+            else:  # member spectra are averaged, not the mean's
+                spectra[v, k] = tuple(spectrum(f) for f in (p, t))
+                curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v, k])
+            rows.append(
+                {
+                    "variable": v,
+                    **part.labels,
+                    "units": str(p.attrs.get("units", "")),
+                    **_pooled_scores(p, t, member_dim, weights, has_members, curves.get((v, k))),
+                }
             )
-        else:  # member spectra are averaged, not the mean's
-            spectra[v] = tuple(spectrum(f) for f in (p, t))
-            curves[v] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v])
-        rows.append(
-            {
-                "variable": v,
-                "units": str(p.attrs.get("units", "")),
-                **_pooled_scores(p, t, member_dim, weights, has_members, curves.get(v)),
-            }
-        )
-        if has_members:
-            histograms[v] = metrics.rank_histogram(p, t, member_dim=member_dim, weights=weights)
+            if has_members:
+                histograms[v, k] = metrics.rank_histogram(
+                    p, t, member_dim=member_dim, weights=weights
+                )
     by_lead = _scores_by_lead(
-        pred, truth, names, lead_dim, leads, member_dim, weights, has_members, spectra
+        pred, truth, parts, lead_dim, leads, member_dim, weights, has_members, spectra
     )
-    # every score, spectrum and rank histogram of every variable (pooled and per lead)
-    # together: one more pass over the files
+    # every score, spectrum and rank histogram of every variable and level (pooled and per
+    # lead) together: one more pass over the files
     rows, by_lead, curves, histograms = _compute_together(reads, rows, by_lead, curves, histograms)
     rows, by_lead = _floats(rows), _floats(by_lead)
     import matplotlib.pyplot as plt
 
-    for v in names:
-        if v in curves:
-            pred_curve, truth_curve = curves[v]
-            fig = plot_spectra(
-                {"truth": truth_curve, "prediction": pred_curve},
-                reference="truth",
-                title=f"{v}: {'zonal ' if zonal else ''}power spectra",
-            )
-            fig.savefig(out / f"spectra_{v}.png", dpi=100)
-        if has_members:
-            if not np.isfinite(np.asarray(histograms[v].values, dtype=float)).any():
-                # nothing to rank: the plot's own error, which says why from the fields
-                plot_rank_histogram(pred[v], truth[v], member_dim=member_dim, weights=weights)
-            fig = plot_rank_histogram(histograms[v], title=f"{v}: rank histogram")
-            fig.savefig(out / f"rank_histogram_{v}.png", dpi=100)
+    for v in names:  # a plot per variable and level: spectra_u.png, spectra_u_level500.png
+        for k, part in enumerate(parts[v]):
+            if (v, k) in curves:
+                pred_curve, truth_curve = curves[v, k]
+                fig = plot_spectra(
+                    {"truth": truth_curve, "prediction": pred_curve},
+                    reference="truth",
+                    title=f"{v}{part.at_words}: {'zonal ' if zonal else ''}power spectra",
+                )
+                fig.savefig(out / f"spectra_{part.stem}.png", dpi=100)
+            if has_members:
+                if not np.isfinite(np.asarray(histograms[v, k].values, dtype=float)).any():
+                    # nothing to rank: the plot's own error, which says why from the fields
+                    plot_rank_histogram(
+                        pred[v].isel(part.at),
+                        truth[v].isel(part.at),
+                        member_dim=member_dim,
+                        weights=weights,
+                    )
+                fig = plot_rank_histogram(
+                    histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
+                )
+                fig.savefig(out / f"rank_histogram_{part.stem}.png", dpi=100)
         plt.close("all")
-    columns = list(rows[0])
+    # a level dim's column after the variable's, its cells with the coordinate's units
+    level_words: dict[str, dict[Any, str]] = {}
+    for v in names:
+        for part in parts[v]:
+            for key, value in part.labels.items():
+                level_words.setdefault(key, {})[value] = part.words[key]
+
+    def table_columns(row: dict[str, Any]) -> list[str]:
+        rest = [c for c in row if c != "variable" and c not in level_words]
+        return ["variable", *level_words, *rest]
+
+    def table_row(row: dict[str, Any], columns: list[str]) -> str:
+        cells = [
+            (level_words[c].get(row[c], _table_cell(row[c])) if c in row else "")
+            if c in level_words
+            else _table_cell(row.get(c))
+            for c in columns
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    columns = table_columns(rows[0])
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
@@ -361,18 +423,18 @@ def _write_report(
         f"Means {weighting}; {scores}",
         "",
         *([_ZONAL_SPECTRA, ""] if zonal else []),
+        *([_level_words(parts), ""] if level_words else []),
         _provenance_words(provenance, int(pred.sizes.get(member_dim, 1))),
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
-    for row in rows:
-        cells = [_table_cell(row.get(c)) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += [table_row(row, columns) for row in rows]
     if not has_members:  # no ensemble: the prediction's own RMSE and MAE (same JSON keys)
         lines[lines.index("| " + " | ".join(columns) + " |")] = _heading(columns)
     if by_lead:
-        n_leads = len(by_lead) // len(names)
+        n_leads = len(dict.fromkeys(leads or []))
+        lead_columns = table_columns(by_lead[0])
         said = (
             f"the forecasts' {n_leads} leads, each over the {starts} starts: every field against "
             "the truth at its own valid_time; the table above pools them all"
@@ -384,10 +446,10 @@ def _write_report(
             "",
             f"By lead ({said}):",
             "",
-            "| " + " | ".join(by_lead[0]) + " |" if has_members else _heading(list(by_lead[0])),
-            "|" + "---|" * len(by_lead[0]),
+            "| " + " | ".join(lead_columns) + " |" if has_members else _heading(lead_columns),
+            "|" + "---|" * len(lead_columns),
         ]
-        lines += ["| " + " | ".join(_table_cell(r[c]) for c in by_lead[0]) + " |" for r in by_lead]
+        lines += [table_row(row, lead_columns) for row in by_lead]
     spelled = _non_finite_words([*rows, *by_lead])  # what inf, nan and n/a in the tables mean
     if spelled:
         lines += ["", spelled]
@@ -980,14 +1042,15 @@ _ZONAL_SPECTRA = (
 )
 
 
-def _check_report_folder(out: Path, names: list[str], given: str) -> None:
+def _check_report_folder(out: Path, stems: list[str], given: str) -> None:
     """Refuse a report folder where ``evaluate`` would overwrite files that are not its own.
 
     The report has fixed names (``metrics.md``, ``metrics.json``, ``metrics_by_lead.json``,
-    ``spectra_<var>.png``, ``rank_histogram_<var>.png``); an earlier evaluation's folder (its
-    ``metrics.md`` starts with the report's title) is written over, and other files are never
-    touched. A folder of the user's with a file of one of those names is refused before
-    anything is computed: nothing of theirs is lost.
+    ``spectra_<stem>.png``, ``rank_histogram_<stem>.png`` for each of ``stems``: the variables'
+    names, with their levels for a variable scored per level, see :class:`_Level`); an earlier
+    evaluation's folder (its ``metrics.md`` starts with the report's title) is written over,
+    and other files are never touched. A folder of the user's with a file of one of those
+    names is refused before anything is computed: nothing of theirs is lost.
     """
     from ._output import files_in_the_way
     from .errors import DataError
@@ -995,7 +1058,7 @@ def _check_report_folder(out: Path, names: list[str], given: str) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
     fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
-    fixed += [f"{kind}_{v}.png" for v in names for kind in ("spectra", "rank_histogram")]
+    fixed += [f"{kind}_{stem}.png" for stem in stems for kind in ("spectra", "rank_histogram")]
     found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
     if found:
         raise DataError(
@@ -1023,82 +1086,285 @@ def _fields_in_common(pred: Any, truth: Any, dims: dict[str, str] | None) -> lis
     return [v for v in shared if {axes.y, axes.x} <= set(pred[v].dims)]
 
 
+#: Keys of a metrics row that a level dim cannot take for its column, which is then
+#: ``"NAME (dim)"``.
+_ROW_KEYS = frozenset(
+    {
+        "variable",
+        "units",
+        "lead",
+        "valid_time",
+        "starts",
+        "non_finite",
+        "prediction",
+        "RMSE (ens. mean)",
+        "MAE (ens. mean)",
+        "bias",
+        "CRPS",
+        "spread/skill",
+        "LSD (dB)",
+    }
+)
+
+#: More levels than this (values of a variable's level dims together) is warned about: a
+#: row and plots each, where a time dim not recognised as one (to pool over) was likely meant.
+_MANY_LEVELS = 50
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level of a scored variable: one value of each of its level dims (the dims both
+    files share besides the grid, time and the members: pressure levels, heights, a user's
+    experiments), or the whole variable when it has none.
+
+    Attributes
+    ----------
+    at : dict of str to int
+        Positions along the level dims (for ``isel``); empty without level dims.
+    labels : dict of str to value
+        The level's entries of a metrics row: its column (the dim's name, or ``"NAME (dim)"``
+        for a name that a row has for other entries, see :data:`_ROW_KEYS`) to the
+        coordinate's value as a JSON value (a date as text), or its position without a
+        coordinate.
+    words : dict of str to str
+        The same columns' cells in ``metrics.md``: the value with its coordinate's units
+        (``500 hPa``).
+    stem : str
+        The name of the level's plots after ``spectra_`` and ``rank_histogram_``: the
+        variable's name, then for each dim ``_``, its name and value (``u_level500``; ``-``
+        before a value that is no number: ``u_experiment-ctrl``), other characters than
+        letters, digits and ``.+-`` as ``_`` (positions where two values would give the same
+        name).
+    at_words : str
+        The level in a plot's title or a message (`` at level 500 hPa``), or ``""``.
+    """
+
+    at: dict[str, int]
+    labels: dict[str, Any]
+    words: dict[str, str]
+    stem: str
+    at_words: str
+
+
+def _level_text(value: Any) -> str:
+    """A level's value in words: a float in ``g`` format (``500``, ``0.5``), others as
+    ``str``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _level_parts(field: Any, variable: str, dims: list[str]) -> list[_Level]:
+    """The levels of ``field`` (the prediction's ``variable``) along its level dims ``dims``:
+    one :class:`_Level` per combination of their values, in the file's order (the last dim
+    fastest); one for the whole field without level dims."""
+    import itertools
+
+    import numpy as np
+
+    if not dims:
+        return [_Level(at={}, labels={}, words={}, stem=variable, at_words="")]
+    values, words, files = {}, {}, {}
+    for d in dims:
+        coord = field.coords.get(d)
+        if coord is None:  # no coordinate: the positions
+            values[d] = list(range(field.sizes[d]))
+            units = ""
+        else:
+            values[d] = [
+                str(x) if isinstance(x, np.datetime64 | np.timedelta64) else _attr_value(x)
+                for x in coord.values
+            ]
+            units = str(coord.attrs.get("units", "")).strip()
+        words[d] = [_level_text(x) + (f" {units}" if units else "") for x in values[d]]
+        files[d] = [  # level500, experiment-ctrl
+            re.sub(
+                r"[^A-Za-z0-9.+-]+",
+                "_",
+                f"{d}{'' if isinstance(x, int | float) else '-'}{_level_text(x)}",
+            )
+            for x in values[d]
+        ]
+        if len(set(files[d])) < len(files[d]):  # values alike in a file name: positions
+            files[d] = [re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{d}{i}") for i in range(len(files[d]))]
+    keys = {d: f"{d} (dim)" if d in _ROW_KEYS else d for d in dims}
+    parts = []
+    for at in itertools.product(*(range(field.sizes[d]) for d in dims)):
+        pos = dict(zip(dims, at, strict=True))
+        parts.append(
+            _Level(
+                at=pos,
+                labels={keys[d]: values[d][i] for d, i in pos.items()},
+                words={keys[d]: words[d][i] for d, i in pos.items()},
+                stem="_".join([variable, *(files[d][i] for d, i in pos.items())]),
+                at_words=" at " + ", ".join(f"{d} {words[d][i]}" for d, i in pos.items()),
+            )
+        )
+    return parts
+
+
+def _level_words(parts: dict[str, list[_Level]]) -> str:
+    """The report's line on the rows per level (``parts``: each variable's levels)."""
+    dims = list(dict.fromkeys(d for levels in parts.values() for part in levels for d in part.at))
+    example = next(part.stem for levels in parts.values() for part in levels if part.at)
+    named = " and ".join(f"`{d}`" for d in dims)
+    return (
+        f"Rows per level: a variable along {named} gets a row for each value"
+        + (" pair" if len(dims) == 2 else " combination" if len(dims) > 2 else "")
+        + f" (and plots of its own, e.g. spectra_{example}.png); no row pools them, as levels "
+        "differ in magnitude and spectrum (a pooled score would mostly be the largest's)."
+    )
+
+
+def _truth_at_prediction_levels(pred: Any, truth: Any, level_dims: dict[str, list[str]]) -> Any:
+    """The truth at the prediction's values of the level dims (``level_dims``: each scored
+    variable's), matched by value where both files have a coordinate (numbers to a relative
+    1e-6) and taking the prediction's coordinate, else by position; DataError for values the
+    truth lacks, or another number of values and no coordinate to match them by."""
+    import numpy as np
+    import pandas as pd
+
+    from .errors import DataError
+
+    for d in dict.fromkeys(d for dims in level_dims.values() for d in dims):
+        if d not in pred.indexes or d not in truth.indexes:
+            if pred.sizes[d] != truth.sizes[d]:
+                lacks = [
+                    side
+                    for side, ds in (("prediction", pred), ("truth", truth))
+                    if d not in ds.indexes
+                ]
+                who = "neither file has a" if len(lacks) == 2 else f"the {lacks[0]} has no"
+                raise DataError(
+                    f"the prediction has {count_noun(pred.sizes[d], f'{d!r} value')} and the "
+                    f"truth {truth.sizes[d]}, and {who} {d!r} coordinate to match them by; "
+                    f"give both files the {d!r} coordinate, or truth for the prediction's "
+                    f"{d!r} values only"
+                )
+            continue
+        want, have = pred.indexes[d], truth.indexes[d]
+        if not have.is_unique:
+            raise DataError(f"the truth's {d!r} coordinate has repeated values")
+        if want.dtype.kind in "iuf" and have.dtype.kind in "iuf":  # float32 against float64
+            wanted = np.asarray(want, dtype=float)
+            had = np.asarray(have, dtype=float)
+            order = np.argsort(had, kind="stable")
+            found = pd.Index(had[order]).get_indexer(
+                wanted, method="nearest", tolerance=1e-6 * np.abs(wanted)
+            )
+            found = np.where(found < 0, -1, order[np.maximum(found, 0)])
+        else:
+            found = np.asarray(have.get_indexer(want))
+        missing = found < 0
+        if missing.any():
+            shown = ", ".join(_level_text(x) for x in list(want[missing])[:5])
+            more = f" and {int(missing.sum()) - 5} more" if missing.sum() > 5 else ""
+            raise DataError(
+                f"the truth lacks {int(missing.sum())} of the prediction's {len(want)} {d!r} "
+                f"values ({shown}{more}; the truth has "
+                f"{', '.join(_level_text(x) for x in list(have)[:8])}"
+                f"{' ...' if len(have) > 8 else ''}); give truth for every predicted {d!r}"
+            )
+        truth = truth.isel({d: found}).assign_coords({d: (d, pred[d].values, dict(truth[d].attrs))})
+    return truth
+
+
+def _warn_many_levels(parts: dict[str, list[_Level]], level_dims: dict[str, list[str]]) -> None:
+    """FlexDownscaleWarning for a variable with more than :data:`_MANY_LEVELS` levels (a row
+    and plots each): a time dim that was not recognised as one is the likely cause."""
+    many = {v: len(levels) for v, levels in parts.items() if len(levels) > _MANY_LEVELS}
+    if not many:
+        return
+    from ._stack import user_stacklevel
+    from .errors import FlexDownscaleWarning
+
+    v, count = next(iter(many.items()))
+    dims = level_dims[v]
+    warnings.warn(
+        f"{v!r} is scored per value of {', '.join(map(repr, dims))}: {count} rows and plots of "
+        f"each; if {dims[-1]!r} is a time dim to pool over, name it: --dims time={dims[-1]} "
+        "(or select fewer values of it)",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _scores_by_lead(
     pred: Any,
     truth: Any,
-    names: list[str],
+    parts: dict[str, list[_Level]],
     lead_dim: str | None,
     leads: list[int] | None,
     member_dim: str,
     weights: Any,
     has_members: bool,
-    spectra: dict[str, Any],
+    spectra: dict[tuple[str, int], Any],
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
-    ``leads`` the lead of each field; none for other predictions): per variable and lead, the
-    columns of the pooled table, each over that lead's field: RMSE, MAE and bias of the
-    ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the
-    member-averaged spectra (``spectra``: per variable, the spectra of every field of the
-    prediction and the truth, or ``None`` for a variable with gaps, which gets no LSD, as in
-    the pooled table). Forecasts from several starts (a lead repeated) get a row per lead over
-    that lead's fields from all starts, with their count (``starts``) in place of the one valid
-    time. The scores are lazy, as :func:`_pooled_scores`'s: the caller computes them."""
+    ``leads`` the lead of each field; none for other predictions): per variable, level (the
+    variables and their levels: ``parts``, see :func:`_level_parts`) and lead, the columns of
+    the pooled table, each over that lead's field: RMSE, MAE and bias of the ensemble mean, for
+    an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the member-averaged
+    spectra (``spectra``: per variable and index of its level, the spectra of every field of
+    the prediction and the truth at that level, or ``None`` for a level with gaps, which gets
+    no LSD, as in the pooled table). Forecasts from several starts (a lead repeated) get a row
+    per lead over that lead's fields from all starts, with their count (``starts``) in place of
+    the one valid time. The scores are lazy, as :func:`_pooled_scores`'s: the caller computes
+    them."""
     from . import metrics
 
     if lead_dim is None or leads is None:
         return []
     fields = {k: [i for i, lead in enumerate(leads) if lead == k] for k in dict.fromkeys(leads)}
-    if len(fields) < len(leads):
-        pooled = []
-        for v in names:
-            p, t = pred[v], truth[v]
-            for k, at in fields.items():
-                curves = (  # no LSD for a variable with gaps, as in the pooled table
-                    None
-                    if spectra[v] is None
-                    else tuple(
-                        metrics.sample_mean_spectrum(s.isel({lead_dim: at})) for s in spectra[v]
-                    )
-                )
-                scores = _pooled_scores(
-                    p.isel({lead_dim: at}),
-                    t.isel({lead_dim: at}),
-                    member_dim,
-                    weights,
-                    has_members,
-                    curves,
-                )
-                pooled.append({"variable": v, "lead": k, "starts": len(at), **scores})
-        return pooled
     rows = []
-    for v in names:
-        p, t = pred[v], truth[v]
-        mean = p.mean(member_dim) if member_dim in p.dims else p
-        scores = {
-            "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
-            "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
-            "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
-        }
-        if has_members:
-            scores["CRPS"] = metrics.crps_ensemble(
-                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+    for v, levels in parts.items():
+        for n, part in enumerate(levels):
+            p, t = pred[v].isel(part.at), truth[v].isel(part.at)
+            first = {"variable": v, **part.labels}
+            if len(fields) < len(leads):
+                for k, at in fields.items():
+                    curves = (  # no LSD for a level with gaps, as in the pooled table
+                        None
+                        if spectra[v, n] is None
+                        else tuple(
+                            metrics.sample_mean_spectrum(s.isel({lead_dim: at}))
+                            for s in spectra[v, n]
+                        )
+                    )
+                    scores = _pooled_scores(
+                        p.isel({lead_dim: at}),
+                        t.isel({lead_dim: at}),
+                        member_dim,
+                        weights,
+                        has_members,
+                        curves,
+                    )
+                    rows.append({**first, "lead": k, "starts": len(at), **scores})
+                continue
+            mean = p.mean(member_dim) if member_dim in p.dims else p
+            scores = {
+                "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
+                "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
+                "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
+            }
+            if has_members:
+                scores["CRPS"] = metrics.crps_ensemble(
+                    p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+                )
+                scores["spread/skill"] = metrics.spread_skill_ratio(
+                    p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
+                )
+            lsd = (  # as in the pooled table, on each lead's fields
+                metrics.log_spectral_distance(
+                    *(metrics.sample_mean_spectrum(s, keep=[lead_dim]) for s in spectra[v, n])
+                )
+                if spectra[v, n] is not None
+                else None
             )
-            scores["spread/skill"] = metrics.spread_skill_ratio(
-                p, t, member_dim=member_dim, weights=weights, preserve_dims=lead_dim
-            )
-        lsd = (  # as in the pooled table, on each lead's fields
-            metrics.log_spectral_distance(
-                *(metrics.sample_mean_spectrum(s, keep=[lead_dim]) for s in spectra[v])
-            )
-            if spectra[v] is not None
-            else None
-        )
-        for k in range(pred.sizes[lead_dim]):
-            row: dict[str, Any] = {"variable": v, "lead": leads[k]}
-            row["valid_time"] = str(pred[lead_dim].values[k])
-            row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
-            row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
-            rows.append(row)
+            for k in range(pred.sizes[lead_dim]):
+                row: dict[str, Any] = {**first, "lead": leads[k]}
+                row["valid_time"] = str(pred[lead_dim].values[k])
+                row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
+                row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
+                rows.append(row)
     return rows
 
 
