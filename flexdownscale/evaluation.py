@@ -100,8 +100,10 @@ def evaluate(
     Warns
     -----
     FlexDownscaleWarning
-        A variable with more than 50 levels (a row and plots each: a time dim not recognised
-        as one?); a predicted variable the truth lacks (not scored).
+        A variable whose CF ``standard_name`` differs between the files (a wrong ``rename``
+        scores one quantity against another; nothing is said where either file has none, or
+        ``"unknown"``); a variable with more than 50 levels (a row and plots each: a time dim
+        not recognised as one?); a predicted variable the truth lacks (not scored).
     """
     if time_chunk is not None and (
         isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1
@@ -184,6 +186,7 @@ def _write_report(
             f"in common; if the truth names a variable otherwise, say which: --rename {example} "
             f"(truth name = prediction name){groups_hint(pred_path, truth_path)}"
         )
+    _warn_other_quantity(pred, truth, names, renames)
     _check_same_units(pred, truth, names, truth_path, renames)
     for v in names:  # the truth is one realisation
         if member_dim in truth[v].dims and member_dim not in pred[v].dims:
@@ -1285,6 +1288,42 @@ def _warn_many_levels(parts: dict[str, list[_Level]], level_dims: dict[str, list
         FlexDownscaleWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _standard_name(field: Any) -> str | None:
+    """A field's CF ``standard_name``, or ``None`` when it has none (or ``"unknown"``, as
+    ERA5's GRIB-converted files say)."""
+    name = str(field.attrs.get("standard_name", "")).strip()
+    return None if name.lower() in ("", "unknown") else name
+
+
+def _warn_other_quantity(pred: Any, truth: Any, names: list[str], renames: dict[str, str]) -> None:
+    """FlexDownscaleWarning for each scored variable whose CF ``standard_name`` differs between
+    prediction and truth (a wrong ``--rename`` scores one quantity against another: winds of
+    the same units, say); none where either file gives none. ``renames``: truth name to
+    prediction name."""
+    from ._stack import user_stacklevel
+    from .errors import FlexDownscaleWarning
+
+    own = {new: old for old, new in renames.items()}
+    for v in names:
+        a, b = _standard_name(pred[v]), _standard_name(truth[v])
+        if a is None or b is None or a.lower() == b.lower():
+            continue
+        theirs = own.get(v, v)
+        fix = (
+            f"check --rename {theirs}={v}: give the truth's variable that holds {a} "
+            "(--rename TRUTH=PREDICTION)"
+            if theirs != v
+            else f"if the truth holds {a} under another name, score that one: --rename TRUTH={v}"
+        )
+        warnings.warn(
+            f"the prediction's {v!r} is {a!r} (its standard_name) but the truth's {theirs!r} "
+            f"is {b!r}: the scores compare two quantities. {fix[0].upper()}{fix[1:]}; or "
+            "correct the standard_name attribute of the file that is wrong",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _scores_by_lead(

@@ -8,11 +8,13 @@ the coordinate's units in the markdown), its rows of the per-lead table, and its
 plot and rank histogram (``spectra_u_level500.png``); no row pools the levels. The files are
 the real ERA-Interim winds (200/500/850 hPa) with predictions made from them by closed-form
 perturbations: members ``truth + c(level) +- 1`` have ensemble-mean error ``c(level)``.
+A variable whose CF ``standard_name`` differs between the files is warned about.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +316,49 @@ def test_many_levels_are_warned_about(tmp_path, winds, monkeypatch):
     p, t = _write(tmp_path, _ensemble(winds, OFFSET), winds)
     with pytest.warns(FlexDownscaleWarning, match=r"3 rows .*--dims time=level"):
         evaluate(p, t, out=tmp_path / "report")
+
+
+def _one_level(winds: xr.Dataset, name: str, standard_name: str | None) -> xr.Dataset:
+    field = winds["u"].isel(level=1)
+    attrs = {k: v for k, v in field.attrs.items() if k != "standard_name"}
+    if standard_name is not None:
+        attrs["standard_name"] = standard_name
+    return xr.Dataset({name: field.assign_attrs(attrs)})
+
+
+def test_a_wrong_rename_is_warned_about_by_standard_name(tmp_path, winds):
+    """Truth ``u`` (eastward_wind) scored against a prediction's ``v`` (northward_wind) by
+    ``--rename u=v``: the same units, so nothing else stops it."""
+    truth = _one_level(winds, "u", "eastward_wind")
+    pred = _one_level(winds, "v", "northward_wind")
+    p, t = _write(tmp_path, pred, truth)
+    with pytest.warns(FlexDownscaleWarning) as caught:
+        evaluate(p, t, out=tmp_path / "report", rename={"u": "v"})
+    said = [str(w.message) for w in caught if "standard_name" in str(w.message)]
+    assert len(said) == 1
+    assert "the prediction's 'v' is 'northward_wind'" in said[0]
+    assert "the truth's 'u' is 'eastward_wind'" in said[0]
+    assert "--rename u=v" in said[0]
+    # the brief's case: the same name in both files, other quantities
+    truth = _one_level(winds, "u", "air_temperature")
+    pred = _one_level(winds, "u", "eastward_wind")
+    p, t = _write(tmp_path / "same", pred, truth)
+    with pytest.warns(FlexDownscaleWarning, match="'eastward_wind'.*'air_temperature'"):
+        evaluate(p, t, out=tmp_path / "r2")
+
+
+@pytest.mark.parametrize(
+    ("pred_name", "truth_name"),
+    [
+        ("eastward_wind", "eastward_wind"),
+        (None, "eastward_wind"),
+        ("eastward_wind", None),
+        ("eastward_wind", "unknown"),  # as ERA5's converted files say
+    ],
+)
+def test_no_warning_without_two_standard_names_that_differ(tmp_path, winds, pred_name, truth_name):
+    p, t = _write(tmp_path, _one_level(winds, "u", pred_name), _one_level(winds, "u", truth_name))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate(p, t, out=tmp_path / "report")
+    assert not [w for w in caught if "standard_name" in str(w.message)]
