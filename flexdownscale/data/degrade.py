@@ -37,7 +37,10 @@ Upsamplings (the base field of the residual models, see :data:`UPSAMPLINGS`):
     ``mode="bicubic"`` uses a = -0.75, which is only first-order accurate on smooth fields.
 ``"conservative"``
     Bilinear plus a per-block constant correction, so that ``area_mean(up(x)) == x`` (to
-    rounding): the base field has exactly the coarse cell means.
+    rounding): the base field has exactly the coarse cell means. The correction can take
+    values outside the coarse field's range next to a steep gradient: coarse precipitation
+    rows ``[0, 0, 8]`` mm at factor 2 give ``[0, 0, -1, 1, 7, 9]`` (bilinear gives
+    ``[0, 0, 0, 2, 6, 8]``); ``"nearest"`` keeps the range and the cell means.
 ``"nearest"``
     Each coarse value repeated over its block (first-order conservative).
 """

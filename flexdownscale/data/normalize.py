@@ -86,7 +86,10 @@ class VariableStats:
         Transform applied before the statistics (``log1p`` for positive, skewed variables such
         as precipitation).
     units : str or None, default None
-        Units of the variable when fitted (what inputs are converted to).
+        Units of the variable when fitted: :meth:`Normalizer.transform` takes values in these
+        units (compared as units: ``K`` and ``kelvin`` agree) and refuses others, a convertible
+        unit (``degC`` for ``K``) with the code that converts it (the ``Downscaler`` converts
+        its inputs itself).
 
     Examples
     --------
@@ -721,7 +724,8 @@ def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: boo
     """Refuse values the statistics do not apply to, before they give silently wrong numbers.
 
     :meth:`Normalizer.transform` takes values in the fitted units (compared as units: ``K`` and
-    ``kelvin`` agree; ``degC`` gets the conversion) and not yet normalized;
+    ``kelvin`` agree; ``degC`` is refused with the code that converts it) and not yet
+    normalized;
     :meth:`Normalizer.inverse_transform` takes normalized values: a variable in physical units
     (a ``units`` attribute other than ``"1"``), or one normalized with other statistics (its
     ``flexdownscale_normalization`` attribute), is refused. Values without attributes (the
