@@ -1722,6 +1722,9 @@ def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int
     return int(max(1, min(256, (0.5 * free) // per_tile)))
 
 
+#: The name of a Downscaler or Forecaster built without ``name=``.
+_UNNAMED = "unnamed model"
+
 _CACHE: dict[tuple[str, tuple[tuple[str, int, int], ...]], Downscaler] = {}
 
 
@@ -1755,16 +1758,18 @@ def _is_reference(model: str | os.PathLike[str]) -> bool:
 
 
 def _model_label(ref: str | os.PathLike[str], path: Path) -> str:
-    """What provenance records for a model: the shipped name, ``hub-id@revision`` or the
-    absolute folder path."""
-    from .hub import shipped_models
+    """What provenance records for a model: the shipped name, ``org/name@<commit>`` for a Hub
+    model however it was written (``org/name@rev``, ``hf://org/name``, the model page's
+    address), which loads that commit again, or the absolute folder path."""
+    from .hub import _hub_reference, shipped_models
 
     path = Path(path).resolve()
     for name, folder in shipped_models().items():
         if folder.resolve() == path:
             return name
-    if _is_reference(ref):  # a Hub id: the snapshot folder is named after the commit
-        return f"{str(ref).partition('@')[0]}@{path.name}"
+    hub_id = _hub_reference(str(ref)) if _is_reference(ref) else None
+    if hub_id is not None:  # the Hub cache names a snapshot folder after its commit
+        return f"{hub_id[0]}@{path.name}"
     return str(path)
 
 
@@ -2324,19 +2329,42 @@ class _ModelFolderIO:
         self.path = Path(folder.path).resolve()
         self._folder_fingerprint = _weights_fingerprint(self.backbone)
         self.extra = dict(folder.extra)
-        stored = [t.dtype for t in folder.state_dict.values() if t.is_floating_point()]
-        self.weights_dtype = min(stored, key=lambda d: d.itemsize) if stored else None
+        # the dtype holding most weights (the time embeddings' frequencies stay float32 in a
+        # folder of any dtype: the smallest dtype made a float64 folder float32 when re-saved)
+        counts: dict[torch.dtype, int] = {}
+        for tensor in folder.state_dict.values():
+            if tensor.is_floating_point():
+                counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel()
+        self.weights_dtype = max(counts, key=counts.__getitem__) if counts else None
 
     def _folder_factor(self) -> int:
         return 1
 
     def _default_card(self) -> str:
         """The card of a model that has none (built from its parts): its name, and its
-        physical condition and normalization transforms when it has them."""
+        physical condition and normalization transforms when it has them. A model built
+        without a name gets a title saying what it is and a line saying how to name it."""
         from .hub import model_card_lines
 
         lines = model_card_lines(self.condition, self.normalizer.to_dict())
-        return f"# {self.name}\n" + ("\n" + "\n".join(lines) + "\n" if lines else "")
+        title = self.name
+        if self.name == _UNNAMED:
+            described = ", ".join(
+                f"{v} [{self.units[v]}]" if self.units.get(v) else v for v in self.variables
+            )
+            kind = (
+                "forecast"
+                if self._task == "forecast"
+                else f"super-resolution x{self._folder_factor()}"
+            )
+            title = f"Unnamed {kind} model of {described}"
+            lines.insert(
+                0,
+                "- built in Python from its parts and saved with `save_pretrained`, without a "
+                "name or a card: build it with `name=` to title this card, or pass `card=` to "
+                "`save_pretrained` to write your own",
+            )
+        return f"# {title}\n" + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
     @keyword_hints
     def save_pretrained(
@@ -2345,7 +2373,7 @@ class _ModelFolderIO:
         *,
         card: str | None = None,
         overwrite: bool = False,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> Path:
         """Write a model folder (see :func:`flexdownscale.hub.save_model_folder`).
@@ -2362,9 +2390,10 @@ class _ModelFolderIO:
         overwrite
             Replace an existing model folder at ``path``.
         dtype
-            Dtype of the stored weights (``torch.bfloat16`` halves the folder); default: the
-            dtype of the folder the model was loaded from (bfloat16 for the shipped models),
-            else the backbone's. The time embeddings' frequencies always stay float32.
+            Dtype of the stored weights: ``torch.float16``, ``torch.bfloat16`` (halves the
+            folder), ``torch.float32`` or ``torch.float64``, or its name (``"bfloat16"``);
+            default: the dtype of the folder the model was loaded from (bfloat16 for the shipped
+            models), else the backbone's. The time embeddings' frequencies always stay float32.
         extra
             Metadata under ``config.json["extra"]``; default: the loaded folder's (training
             steps, validation skill, history).
@@ -2377,7 +2406,9 @@ class _ModelFolderIO:
         Raises
         ------
         ConfigError
-            When the model was built from an ``Objective`` rather than its ``DiffusionConfig``.
+            When the model was built from an ``Objective`` rather than its ``DiffusionConfig``,
+            or ``dtype`` is not one of the four float dtypes above (an integer dtype would round
+            the weights); nothing is written then.
         ModelFolderError
             When ``path`` exists and may not be replaced, or cannot be written (a read-only
             folder, a file in the way, a full disk: the message names ``path``, the cause and
@@ -2393,7 +2424,9 @@ class _ModelFolderIO:
             )
         return save_model_folder(
             path,
-            state_dict=export_state_dict(self.backbone, dtype or self.weights_dtype),
+            state_dict=export_state_dict(
+                self.backbone, dtype if dtype is not None else self.weights_dtype
+            ),
             model=self.backbone.config,
             diffusion=self.diffusion,
             sampler=self.sampler,
@@ -2496,7 +2529,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         self.units = {v: str(units.get(v, "")) for v in self.variables}
         self.factor = factor
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
-        self.name = name or "unnamed model"
+        self.name = name or _UNNAMED
         self.card = card
         self._set_condition(condition, model)
         self._check_normalizer()
@@ -3450,7 +3483,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         config = getattr(model, "config", None)
         self.past_frames = past_frames or (config.past_frames if config is not None else 1)
         self.sampler = sampler if sampler is not None else self.objective.sampler_defaults
-        self.name = name or "unnamed model"
+        self.name = name or _UNNAMED
         self.grid = dict(grid or {})
         self.card = card
         self._set_condition(condition, model)

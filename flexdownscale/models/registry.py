@@ -191,8 +191,67 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+#: The dtypes a model folder's weights may be stored in, by name (``torch.<name>``).
+_STORAGE_DTYPES: dict[str, torch.dtype] = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def _storage_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """The floating dtype a model folder's weights are stored in, from a dtype or its name.
+
+    Parameters
+    ----------
+    dtype : torch.dtype or str
+        ``torch.float16``, ``torch.bfloat16``, ``torch.float32`` or ``torch.float64``, or its
+        name (``"bfloat16"``, also ``"torch.bfloat16"`` as ``config.json`` records it).
+
+    Returns
+    -------
+    torch.dtype
+        The dtype.
+
+    Raises
+    ------
+    ConfigError
+        For any other dtype or name: an integer dtype would round the weights to whole numbers
+        and a float8 folder could not be loaded again, so nothing is written with them.
+
+    Examples
+    --------
+    >>> _storage_dtype("bfloat16")
+    torch.bfloat16
+    """
+    if isinstance(dtype, str):
+        found = _STORAGE_DTYPES.get(dtype.strip().removeprefix("torch."))
+    elif isinstance(dtype, torch.dtype):
+        found = dtype if dtype in _STORAGE_DTYPES.values() else None
+    else:
+        found = None
+    if found is not None:
+        return found
+    why = ""
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_complex:
+            why = " (complex numbers)"
+        elif dtype.is_floating_point:
+            why = " (too few bits: such a folder could not be loaded again)"
+        else:
+            why = " (it would round the weights to whole numbers)"
+    elif isinstance(dtype, str):
+        why = " (not the name of a float dtype)"
+    names = ", ".join(f"torch.{name}" for name in _STORAGE_DTYPES)
+    raise ConfigError(
+        f"dtype={dtype!r} cannot store a model's weights{why}; give one of {names}, or its name "
+        "as a string (e.g. dtype='bfloat16' to halve the folder)"
+    )
+
+
 def export_state_dict(
-    model: nn.Module, dtype: torch.dtype | None = None
+    model: nn.Module, dtype: torch.dtype | str | None = None
 ) -> dict[str, torch.Tensor]:
     """``model``'s state dict for a model folder, floating weights cast to ``dtype``.
 
@@ -205,13 +264,22 @@ def export_state_dict(
     model
         A backbone (any module).
     dtype
-        E.g. ``torch.bfloat16`` to halve the folder; ``None`` keeps every tensor's dtype.
+        ``torch.float16``, ``torch.bfloat16`` (halves the folder), ``torch.float32`` or
+        ``torch.float64``, or its name (``"bfloat16"``); ``None`` keeps every tensor's dtype.
 
     Returns
     -------
     dict
         Name -> detached tensor.
+
+    Raises
+    ------
+    ConfigError
+        For another ``dtype`` (see ``_storage_dtype``): an integer dtype would round the
+        weights silently.
     """
+    if dtype is not None:
+        dtype = _storage_dtype(dtype)
     exact = {
         f"{name}.freqs" if name else "freqs"
         for name, module in model.named_modules()
