@@ -151,10 +151,29 @@ def _info_model(name: str) -> int:
     )
     if folder.condition:
         print(f"  physical condition: {json.dumps(dict(folder.condition))}")
-    print(f"  grid: {_grid_line(dict(folder.grid), folder.task)}")
+    if folder.grid:
+        print(f"  grid: {_grid_line(dict(folder.grid), folder.task)}")
+    else:  # grid.json holds {}: a model built in Python without grid= and saved
+        print(f"  grid: {_unrecorded_grid_words(folder.task, folder.model.past_frames)}")
     print()
     print(folder.card)
     return 0
+
+
+def _unrecorded_grid_words(task: str, past_frames: int) -> str:
+    """The grid line of ``info`` for a folder whose ``grid.json`` is empty: a model built in
+    Python without ``grid=`` and saved (a forecast model's past frames come from its
+    ``config.json``; no time step is recorded, so the input's spacing is not checked)."""
+    words = (
+        "not recorded (the model was built in Python without grid= and saved; build it with "
+        "grid=<its training dataset>.grid_metadata() to record the training grid)"
+    )
+    if task == "forecast":
+        words += (
+            f"; forecast: past frames {past_frames}, time step not recorded (the input's time "
+            "spacing is not checked)"
+        )
+    return words
 
 
 def _grid_line(grid: dict[str, Any], task: str | None = None) -> str:
@@ -254,8 +273,9 @@ def _check_device(device: str | None) -> None:
         )
 
 
-def _check_output(source: str, target: str) -> None:
-    """Refuse an output path that is the input or lies in a missing folder (before computing)."""
+def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
+    """Refuse an output path that is the input, lies in a missing folder or, unless
+    ``overwrite``, holds data that flexdownscale did not write (before computing)."""
     from .errors import DataError
 
     src, dst = Path(source), Path(target)
@@ -290,6 +310,12 @@ def _check_output(source: str, target: str) -> None:
                 f"the output {target!r} is an existing folder that is not a zarr store (it holds "
                 f"{_listing(entries)}); writing the output would replace it: give another path"
             )
+    other = None if overwrite else _other_origin(target)
+    if other is not None:
+        raise DataError(
+            f"the output {target!r} exists and {other}, so writing the output would replace "
+            "it: give another output path, or add --overwrite to replace it"
+        )
     folder = dst.parent
     if not folder.is_dir():
         state = "is not a folder" if folder.exists() else "does not exist"
@@ -301,6 +327,42 @@ def _check_output(source: str, target: str) -> None:
 
     # the output is written beside its target first (see _write_output): try that now
     shutil.rmtree(_folder_beside(target, ".probe"))
+
+
+def _other_origin(target: str) -> str | None:
+    """Why an existing output path is not flexdownscale's to replace, in words (``"is not an
+    earlier output of flexdownscale (...)"``); ``None`` for a path that does not exist, an empty
+    file or folder, and an earlier output of ``downscale`` or ``forecast`` (its global
+    attributes carry ``flexdownscale_version``), which a re-run replaces."""
+    import xarray as xr
+
+    dst = Path(target)
+    if not dst.exists():
+        return None
+    if (not any(dst.iterdir())) if dst.is_dir() else dst.stat().st_size == 0:
+        return None  # nothing in it to lose
+    kind = "a zarr store" if _is_zarr(target) else "netCDF"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a probe: the file's own warnings are not news
+            if _is_zarr(target):
+                from .data.io import zarr_consolidated
+
+                opened = xr.open_zarr(
+                    target, consolidated=zarr_consolidated(target), decode_cf=False
+                )
+            else:
+                opened = xr.open_dataset(target, decode_cf=False)
+            with opened:
+                attrs = dict(opened.attrs)
+    except Exception:  # any file xarray cannot open is someone else's
+        return f"cannot be read as {kind}, so it is not an earlier output of flexdownscale"
+    if "flexdownscale_version" in attrs:
+        return None
+    return (
+        "is not an earlier output of flexdownscale (its global attributes have no "
+        "flexdownscale_version)"
+    )
 
 
 def _folder_beside(target: str, suffix: str) -> Path:
@@ -460,7 +522,7 @@ def _downscale(args: argparse.Namespace) -> int:
     from .pipeline import downscaler_for
 
     _check_device(args.device)
-    _check_output(args.input, args.output)
+    _check_output(args.input, args.output, overwrite=args.overwrite)
     ds = _open(args.input)
     dims = _merged(args.dims)
     if args.time_chunk is not None:
@@ -539,7 +601,7 @@ def _forecast(args: argparse.Namespace) -> int:
             "its Hugging Face Hub id"
         )
     _check_device(args.device)
-    _check_output(args.input, args.output)
+    _check_output(args.input, args.output, overwrite=args.overwrite)
     ds = _open(args.input)
     dims = _merged(args.dims)
     forecaster = Forecaster.from_pretrained(args.model)
@@ -1449,6 +1511,17 @@ def _add_run_options(command: argparse.ArgumentParser, batch: str, one: str) -> 
     command.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
 
 
+def _add_overwrite_option(command: argparse.ArgumentParser) -> None:
+    """``--overwrite`` of ``downscale`` and ``forecast``: replace an existing output that
+    flexdownscale did not write (an earlier output of theirs is replaced without it)."""
+    command.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUTPUT that flexdownscale did not write (an earlier output "
+        "of downscale or forecast is replaced without it)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flexdownscale`` command."""
     from .evaluation import CHUNK_BYTES  # the default chunk of evaluate, for its help
@@ -1509,6 +1582,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEPS",
         help="process lazily in chunks of this many time steps",
     )
+    _add_overwrite_option(down)
     down.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     fc = sub.add_parser("forecast", help="forecast from a netCDF / zarr file with a forecast model")
@@ -1539,6 +1613,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(fc)
     _add_input_options(fc)
     _add_run_options(fc, "members", "one member")
+    _add_overwrite_option(fc)
     fc.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     demo = sub.add_parser(
