@@ -492,6 +492,15 @@ _NOT_UNPICKLED = (
 )
 
 
+#: Sentences of torch's weights-only refusal that advise loading the file unsafely (or point
+#: to its documentation), never passed on: a training state holds only plain data.
+_UNSAFE_ADVICE = re.compile(
+    r"weights_only|trusted source|trust the source|two options|safe_globals|"
+    r"documentation of torch\.load",
+    re.IGNORECASE,
+)
+
+
 def _one_line(err: BaseException) -> str:
     """The gist of ``err`` on one line (torch's weights-only refusal: the global it refused,
     without its advice to load the file unsafely)."""
@@ -501,7 +510,11 @@ def _one_line(err: BaseException) -> str:
     if refused:
         return refused
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    gist = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Weights only load failed" in text:  # a wording the refusal's pattern does not name
+        sentences = (part for line in lines for part in re.split(r"(?<=\.)\s+", line))
+        lines = [part for part in sentences if part and not _UNSAFE_ADVICE.search(part)]
+    gist = " ".join(lines)
     if len(gist) > 400:
         gist = gist[:400] + " ..."
     return f"{type(err).__name__}: {gist}" if gist else type(err).__name__
