@@ -13,7 +13,8 @@ here first. Submodules:
 
 from __future__ import annotations
 
-from .datasets import ForecastDataset, SuperResolutionDataset, from_config, split_positions
+from typing import TYPE_CHECKING, Any
+
 from .degrade import (
     DEGRADATIONS,
     UPSAMPLINGS,
@@ -36,17 +37,52 @@ from .grid import (
     rotated_pole_to_geographic,
     row_area_weights,
 )
-from .normalize import Normalizer, VariableStats
 from .regrid import Regridder, regrid
-from .tiling import (
-    TileAccumulator,
-    TileLayout,
-    blend_weights,
-    tile,
-    tile_layout,
-    tile_slices,
-    untile,
-)
+
+if TYPE_CHECKING:
+    from .datasets import ForecastDataset, SuperResolutionDataset, from_config, split_positions
+    from .normalize import Normalizer, VariableStats
+    from .tiling import (
+        TileAccumulator,
+        TileLayout,
+        blend_weights,
+        tile,
+        tile_layout,
+        tile_slices,
+        untile,
+    )
+
+#: The names of the submodules that need torch (the training datasets, the normalizer's and the
+#: tiles' tensor paths), loaded on first use: grids, regridding and degradation load without
+#: torch, so the metrics, the plots and ``flexdownscale evaluate`` do not import it.
+_LAZY = {
+    **dict.fromkeys(
+        ("ForecastDataset", "SuperResolutionDataset", "from_config", "split_positions"),
+        "datasets",
+    ),
+    **dict.fromkeys(("Normalizer", "VariableStats"), "normalize"),
+    **{name: "tiling" for name in ("TileAccumulator", "TileLayout", "blend_weights", "tile")},
+    **{name: "tiling" for name in ("tile_layout", "tile_slices", "untile")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY.values():  # the submodule itself: fd.data.normalize
+        return importlib.import_module(f".{name}", __name__)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazily loaded ones included (for ``dir()`` and tab completion)."""
+    return sorted({*globals(), *_LAZY, *_LAZY.values()})
+
 
 __all__ = [
     "DEGRADATIONS",

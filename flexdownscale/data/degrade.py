@@ -48,11 +48,11 @@ Upsamplings (the base field of the residual models, see :data:`UPSAMPLINGS`):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
-import torch
 import xarray as xr
 
 from .._keywords import keyword_hints
@@ -85,9 +85,12 @@ __all__ = [
     "upsample_array",
 ]
 
+if TYPE_CHECKING:  # torch is imported by whoever passes a tensor: not needed to load this module
+    import torch
+
 Degradation = Literal["area_mean", "strided", "gaussian"]
 Upsampling = Literal["bilinear", "bicubic", "conservative", "nearest"]
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 #: Keys (1981) cubic-convolution parameter; -1/2 makes the interpolant third-order accurate.
 _CUBIC_A = -0.5
@@ -199,8 +202,17 @@ def _taps_nearest(n: int, factor: int) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
+def _is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch: a tensor exists only once
+    torch is imported (so ``flexdownscale.data`` loads without it: the metrics, plots and
+    ``flexdownscale evaluate`` need no torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _as_float(x: Array) -> Array:
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = sys.modules["torch"]
         return x if x.is_floating_point() else x.to(torch.get_default_dtype())
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -212,7 +224,8 @@ def _widened(x: Array) -> tuple[Array, Any]:
     """``x`` in float32 when it is in a half-precision dtype (float16, bfloat16), and that dtype
     (else ``x`` and ``None``): sums of 16 to 64 taps in float16 lose up to 0.3 K at 280 K, more
     than twice the 0.125 K that rounding the exact result to float16 costs."""
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = sys.modules["torch"]
         if x.dtype in (torch.float16, torch.bfloat16):
             return x.float(), x.dtype
         return x, None
@@ -225,11 +238,11 @@ def _narrowed(out: Array, dtype: Any) -> Array:
     """``out`` back in the input's half-precision ``dtype`` (``None``: as it is)."""
     if dtype is None:
         return out
-    return out.to(dtype) if isinstance(out, torch.Tensor) else out.astype(dtype)
+    return out.to(dtype) if _is_tensor(out) else out.astype(dtype)
 
 
 def _check_array(x: Any, name: str) -> Any:
-    if not isinstance(x, np.ndarray | torch.Tensor):
+    if not (isinstance(x, np.ndarray) or _is_tensor(x)):
         if isinstance(x, xr.DataArray | xr.Dataset):
             raise DataError(
                 f"{name} is an xarray object; use the xarray-level functions degrade / up, or "
@@ -244,7 +257,8 @@ def _check_array(x: Any, name: str) -> Any:
 def _apply_taps(x: Array, taps: tuple, axis: int) -> Array:
     idx, w = taps
     m, k = idx.shape
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = sys.modules["torch"]
         index = torch.as_tensor(idx.reshape(-1), dtype=torch.long, device=x.device)
         gathered = torch.index_select(x, axis % x.ndim, index)
         weights = torch.as_tensor(w, dtype=x.dtype, device=x.device)
