@@ -23,7 +23,6 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import ConfigError, GridError, ShapeError
@@ -502,6 +501,8 @@ def _ssim_map(
     sigma: float,
 ) -> np.ndarray:
     """SSIM map over the last two axes, cropped by ``radius`` on each side."""
+    from scipy import ndimage  # only SSIM needs it: not loaded with the metrics
+
     f = np.asarray(f, dtype=np.float64)
     o = np.asarray(o, dtype=np.float64)
     f, o = np.broadcast_arrays(f, o)

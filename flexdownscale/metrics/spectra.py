@@ -37,7 +37,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 import xarray as xr
 
 from flexdownscale._keywords import keyword_hints
@@ -180,7 +179,9 @@ def _spectrum_kernel(
     if window is not None:
         w = np.ones(())
         for n in plan.shape:
-            w = np.multiply.outer(w, scipy.signal.get_window(window, n))
+            from scipy.signal import get_window  # a third of the metrics' import time
+
+            w = np.multiply.outer(w, get_window(window, n))
         f = f * w
         norm = float(np.mean(w**2))
     npts = float(np.prod(plan.shape))
