@@ -26,11 +26,13 @@ import difflib
 import errno
 import hashlib
 import json
+import math
+import operator
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -409,6 +411,9 @@ def save_model_folder(
 ) -> Path:
     """Write a model folder atomically.
 
+    Everything :func:`load_model_folder` checks is checked first (the same checks): a folder
+    that would not load is not written.
+
     Parameters
     ----------
     path
@@ -420,17 +425,22 @@ def save_model_folder(
         Configurations stored in ``config.json``.
     variables, units, factor
         Metadata the inference pipeline checks inputs against (with ``task`` and
-        ``condition``).
+        ``condition``): a non-empty list of distinct names in channel order, a mapping of
+        variable name to units string, a whole number >= 1 (1 for forecast models).
     normalization, grid
-        JSON-serialisable dicts written to ``normalization.json`` and ``grid.json``.
+        JSON-serialisable dicts written to ``normalization.json`` (statistics of every
+        variable, :meth:`flexdownscale.data.Normalizer.to_dict`) and ``grid.json`` (the
+        training data's ``grid_metadata()``; for a super-resolution model its ``factor``, when
+        recorded, is ``factor``).
     card
         Model card text (markdown).
     task, condition
         Metadata the inference pipeline checks inputs against: ``"superres"`` or
-        ``"forecast"``, and the physical condition (``{"name": ..., "scale": ...}``, ``None``
-        for an unconditioned model).
+        ``"forecast"`` (``model.task`` must say the same), and the physical condition
+        (``{"name": ..., "scale": ...}``, ``None`` for an unconditioned model).
     dtype
-        Optional torch dtype to cast every floating-point tensor to. For a backbone's weights use
+        Optional torch dtype to cast every floating-point tensor to: ``torch.float16``,
+        ``torch.bfloat16``, ``torch.float32`` or ``torch.float64``. For a backbone's weights use
         :func:`flexdownscale.models.export_state_dict` instead (``dtype=None`` here): it keeps
         the time embeddings' frequencies float32, which bfloat16 would round.
     extra
@@ -452,59 +462,93 @@ def save_model_folder(
         :func:`load_model_folder` checks, e.g. ``sampler.steps`` >= 1): such a folder would not
         load.
     ModelFolderError
-        When ``path`` is empty, exists and is not a model folder or an empty folder (whatever
-        ``overwrite`` says), or exists and ``overwrite`` is false; when it cannot be written
-        (a read-only folder, a full disk: the message names ``path`` and the cause, and
-        nothing is left behind).
+        When the folder would not load (``"cannot save a model folder to ...: its config.json
+        would have factor = 0, ..."``: variables empty or repeated, units not strings,
+        ``factor`` not a whole number >= 1 or not the grid's, ``task`` not ``model.task``'s,
+        ``condition`` not a mapping, normalization statistics missing for a variable, a
+        ``grid`` entry of the wrong type, a NaN or infinite weight, ``dtype`` not a float
+        dtype, metadata that is not JSON); when ``path`` is empty, exists and is not a model
+        folder or an empty folder (whatever ``overwrite`` says), or exists and ``overwrite`` is
+        false; when it cannot be written (a read-only folder, a full disk: the message names
+        ``path`` and the cause, and nothing is left behind). Nothing is written in any case.
     """
     from safetensors.torch import save_file
 
     from ._version import __version__
 
     path = _target_path(path)
+    if dtype is not None and str(dtype) not in _FLOAT_DTYPES:
+        raise ModelFolderError(
+            f"cannot save a model folder to {str(path)!r}: dtype={dtype!r} is not a floating-"
+            f"point torch dtype the folder can store; use one of {', '.join(_FLOAT_DTYPES)} "
+            "(nothing was written)"
+        )
     try:  # a folder that load_model_folder would refuse is not written
         check_model_ranges(model, diffusion, sampler)
+        from_dict(ModelConfig, to_dict(model))  # as loading reads them back
+        from_dict(DiffusionConfig, to_dict(diffusion))
+        from_dict(SamplerConfig, to_dict(sampler))
     except ConfigError as err:
         raise ConfigError(
             f"not saving a model folder to {str(path)!r}: {err}, and a folder with it would not "
             "load; build the model with that setting in range (e.g. sampler=SamplerConfig(...) "
             "of the Downscaler or Forecaster)"
         ) from err
+    config: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model": to_dict(model),
+        "diffusion": to_dict(diffusion),
+        "sampler": to_dict(sampler),
+        # as given when not of the expected kind: the checks below name the value
+        "variables": list(variables) if isinstance(variables, list | tuple) else variables,
+        "units": dict(units) if isinstance(units, Mapping) else units,
+        "factor": _whole_number(factor),
+        "task": task,
+        "condition": dict(condition) if isinstance(condition, Mapping) else condition,
+        "weights_dtype": None,
+        "sha256": {},
+        "extra": dict(extra) if isinstance(extra, Mapping) else ({} if extra is None else extra),
+    }
+    texts = {  # as loading will read them: JSON text, decoded again for the checks
+        CONFIG_FILE: _json_text(config, path, "the configuration (variables, units, ...)", False),
+        NORMALIZATION_FILE: _json_text(normalization, path, "normalization"),
+        GRID_FILE: _json_text(grid, path, "grid"),
+    }
+    try:
+        read = {name: json.loads(text) for name, text in texts.items()}
+        for name in (NORMALIZATION_FILE, GRID_FILE):
+            _check_object(read[name], name)
+        checked = _checked_entries(read[CONFIG_FILE])
+        _check_contents(checked, read[NORMALIZATION_FILE], read[GRID_FILE])
+    except _Refused as refused:
+        raise refused.saving(path) from None
     check_target(path, overwrite=overwrite)
+    tensors = {}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous().clone()
+    problem = _weights_problem(tensors)
+    if problem is not None:
+        raise ModelFolderError(
+            f"cannot save a model folder to {str(path)!r}: the weights {problem[1]}; "
+            f"{problem[2]} (nothing was written)"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     except OSError as err:
         raise _unwritable(path, err, f"creating a folder in {str(path.parent)!r}") from err
     try:
-        tensors = {}
-        for name, tensor in state_dict.items():
-            tensor = tensor.detach().to("cpu")
-            if dtype is not None and tensor.is_floating_point():
-                tensor = tensor.to(dtype)
-            tensors[name] = tensor.contiguous().clone()
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
-        (tmp / NORMALIZATION_FILE).write_text(
-            json.dumps(normalization, indent=2, sort_keys=True), encoding="utf-8"
-        )
-        (tmp / GRID_FILE).write_text(json.dumps(grid, indent=2, sort_keys=True), encoding="utf-8")
+        (tmp / NORMALIZATION_FILE).write_text(texts[NORMALIZATION_FILE], encoding="utf-8")
+        (tmp / GRID_FILE).write_text(texts[GRID_FILE], encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-        config = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "model": to_dict(model),
-            "diffusion": to_dict(diffusion),
-            "sampler": to_dict(sampler),
-            "variables": list(variables),
-            "units": dict(units),
-            "factor": int(factor),
-            "task": task,
-            "condition": dict(condition) if condition is not None else None,
-            "weights_dtype": _weights_dtype(tensors),
-            "sha256": {name: _sha256(tmp / name) for name in _CHECKED_FILES},
-            "extra": dict(extra or {}),
-        }
+        config["weights_dtype"] = _weights_dtype(tensors)
+        config["sha256"] = {name: _sha256(tmp / name) for name in _CHECKED_FILES}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         umask = os.umask(0)
         os.umask(umask)
@@ -524,6 +568,65 @@ def save_model_folder(
             raise _unwritable(path, err, "writing its files") from err
         raise
     return path
+
+
+#: The dtypes a model folder's floating-point weights may have (what loading checks for NaN).
+_FLOAT_DTYPES = ("torch.float32", "torch.bfloat16", "torch.float16", "torch.float64")
+
+
+def _whole_number(value: Any) -> Any:
+    """``value`` as a Python int when it is an integer of any kind (``numpy.int64``), else as
+    given (a bool, float or string is then refused by the checks, naming it)."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
+def _json_text(value: Any, path: Path, what: str, sort_keys: bool = True) -> str:
+    """``value`` as the JSON text a model folder file holds; ModelFolderError when it has
+    something JSON cannot hold (a tensor, a numpy array, a set)."""
+    try:
+        return json.dumps(value, indent=2, sort_keys=sort_keys)
+    except (TypeError, ValueError) as err:
+        raise ModelFolderError(
+            f"cannot save a model folder to {str(path)!r}: {what} holds a value JSON cannot "
+            f"hold ({err}); give plain numbers, strings, lists and dicts (nothing was written)"
+        ) from err
+
+
+def _weights_problem(tensors: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """Why loading refuses these weights, as ``(kind, what, fix)``: floating-point tensors of a
+    dtype a folder does not store (``"dtype"``) or holding NaN or infinite values
+    (``"finite"``); ``None`` when it does not."""
+    odd = [
+        n for n, t in tensors.items() if t.is_floating_point() and str(t.dtype) not in _FLOAT_DTYPES
+    ]
+    if odd:
+        kinds = sorted({str(tensors[n].dtype) for n in odd})
+        return (
+            "dtype",
+            f"are stored as {', '.join(kinds)} ({len(odd)} of {len(tensors)} tensors, the "
+            f"first {odd[0]!r})",
+            f"store them as one of {', '.join(_FLOAT_DTYPES)}",
+        )
+    broken = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all())
+    ]
+    if broken:
+        return (
+            "finite",
+            f"hold NaN or infinite values ({len(broken)} of {len(tensors)} tensors, the first "
+            f"{broken[0]!r})",
+            "the model would output NaN only. It comes from a diverged training or was edited; "
+            "export it from a good training state (python -m flexdownscale.train --config "
+            "run.toml --export-only)",
+        )
+    return None
 
 
 def _weights_dtype(tensors: Mapping[str, Any]) -> str | None:
@@ -563,7 +666,8 @@ def _replace(path: Path, new: Path) -> None:
 
 
 def _read_text(path: Path) -> str:
-    """A model folder's text file, decoded as UTF-8 (ModelFolderError when it is not)."""
+    """A model folder's text file, decoded as UTF-8 (ModelFolderError when it is not, or when it
+    cannot be read)."""
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -571,6 +675,11 @@ def _read_text(path: Path) -> str:
             f"{str(path)!r} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
             "the file is damaged or not what a model folder holds: re-download or re-export the "
             "model"
+        ) from err
+    except OSError as err:
+        raise ModelFolderError(
+            f"cannot read {str(path)!r} ({err.strerror or err}); check that it is a file you can "
+            "read, or re-download / re-export the model"
         ) from err
 
 
@@ -596,57 +705,146 @@ def _json_kind(value: Any) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
+_EDITED = "the file was edited or damaged: correct that entry or re-download / re-export the model"
+
+
+class _Refused(Exception):
+    """What :func:`load_model_folder` refuses in one file of a model folder, worded for either
+    side: :meth:`loading` a folder (it was edited or damaged) or :meth:`saving` one (the
+    arguments would write a folder that does not load).
+
+    ``found`` starts with ``has`` or ``holds`` (``"has factor = 0, expected ..."``); ``fix`` is
+    the way out when loading, ``save_fix`` when saving.
+    """
+
+    def __init__(
+        self, file: str, found: str, *, fix: str = _EDITED, save_fix: str = "correct that argument"
+    ) -> None:
+        super().__init__(f"{file} {found}")
+        self.file, self.found, self.fix, self.save_fix = file, found, fix, save_fix
+
+    def loading(self, folder: Path) -> ModelFolderError:
+        return ModelFolderError(f"{str(folder / self.file)!r} {self.found}; {self.fix}")
+
+    def saving(self, target: Path) -> ModelFolderError:
+        verb, _, rest = self.found.partition(" ")
+        would = {"has": "would have", "holds": "would hold"}.get(verb, verb)
+        return ModelFolderError(
+            f"cannot save a model folder to {str(target)!r}: its {self.file} {would} {rest}, "
+            f"which loading refuses; {self.save_fix} (nothing was written)"
+        )
+
+
+def _check_object(value: Any, file: str) -> None:
+    """_Refused unless ``value`` (``normalization.json``, ``grid.json``) is a JSON object."""
+    if not isinstance(value, dict):
+        raise _Refused(
+            file,
+            f"holds {_json_kind(value)}, expected a JSON object ({{...}})",
+            fix="the file was edited or damaged: re-download or re-export the model",
+            save_fix=f"pass a dict as {file.removesuffix('.json')}",
+        )
+
+
 def _read_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold an object (``normalization.json``, ``grid.json``)."""
     value = _read_json(path)
-    if not isinstance(value, dict):
-        raise ModelFolderError(
-            f"{str(path)!r} holds {_json_kind(value)}, expected a JSON object ({{...}}); the file "
-            "was edited or damaged: re-download or re-export the model"
-        )
+    try:
+        _check_object(value, path.name)
+    except _Refused as refused:
+        raise refused.loading(path.parent) from None
     return value
 
 
-def _check_normalization(values: Mapping[str, Any], variables: list[str], file: Path) -> None:
-    """ModelFolderError unless ``normalization.json`` holds valid statistics of ``variables``."""
+def _check_normalization(values: Mapping[str, Any], variables: tuple[str, ...]) -> None:
+    """_Refused unless ``normalization.json`` holds valid statistics of ``variables``."""
     from .data.normalize import Normalizer
     from .errors import DataError
 
     try:
         normalizer = Normalizer.from_dict(values)
     except DataError as err:
-        raise ModelFolderError(f"{str(file)!r} holds no valid statistics: {err}") from err
+        raise _Refused(
+            NORMALIZATION_FILE,
+            f"holds no valid statistics: {err}",
+            fix="the file was edited or damaged: re-download or re-export the model",
+            save_fix="pass a Normalizer's to_dict() (flexdownscale.data.Normalizer)",
+        ) from None
     missing = [v for v in variables if v not in normalizer.variables]
     if missing:
-        raise ModelFolderError(
-            f"{str(file)!r} has no statistics for {missing} (it has "
-            f"{list(normalizer.variables)}); the model's variables need them: re-export the model"
+        raise _Refused(
+            NORMALIZATION_FILE,
+            f"has no statistics for {missing} (it has {list(normalizer.variables)})",
+            fix="the model's variables need them: re-export the model",
+            save_fix="the model's variables need them: fit the normalization on every variable "
+            "(Normalizer.fit)",
         )
 
 
-def _bad_entry(file: Path, key: str, value: Any, expected: str) -> ModelFolderError:
+def _bad_entry(
+    file: str, key: str, value: Any, expected: str, save_fix: str = "correct that argument"
+) -> _Refused:
     shown = json.dumps(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return ModelFolderError(
-        f"{str(file)!r} has {key} = {shown}, expected {expected}; the file was edited or "
-        "damaged: correct that entry or re-download / re-export the model"
-    )
+    return _Refused(file, f"has {key} = {shown}, expected {expected}", save_fix=save_fix)
 
 
 def _is_text_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
-def _checked_config(config: dict[str, Any], file: Path) -> dict[str, Any]:
-    """The entries of a model ``config.json`` (format already checked), their types checked.
+def _is_whole(value: Any) -> bool:
+    """Whether ``value`` is a JSON whole number (not a boolean) >= 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
-    Returns ``variables`` (tuple), ``units``, ``factor``, ``task``, ``condition``, ``sha256``,
-    ``extra``, ``model``, ``diffusion`` and ``sampler``, with the defaults of optional entries.
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+#: The entries of ``config.json``'s ``model``, ``diffusion`` and ``sampler`` settings that decide
+#: what a loaded model computes. Every folder flexdownscale writes holds them (format_version 1
+#: always has, shipped models included), so one without them was edited: a default in their
+#: place need not be the training's (a flow model would run as VP). Settings that may be unset
+#: (left out when ``None``: ``model.out_channels``, ``patch_size``, ``physical_condition``,
+#: ``diffusion.loss``) or only matter to training (``dropout``, ...) may be missing.
+_REQUIRED_SETTINGS = {
+    "model": ("backbone", "preset", "in_channels", "task", "past_frames", "conditioning"),
+    "diffusion": (
+        "objective",
+        "target",
+        "logsnr_min",
+        "logsnr_max",
+        "shift",
+        "base",
+        "base_sigma",
+        "t_min",
+        "t_max",
+        "idff_sigma",
+        "idff_c",
+    ),
+    "sampler": ("sampler", "steps", "eta", "delta", "g1", "g2"),
+}
+
+
+def _checked_entries(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a model ``config.json`` (format already checked), their types checked
+    (_Refused when one is wrong or missing).
+
+    Returns ``variables`` (tuple), ``units``, ``factor``, ``task``, ``condition``, ``extra``,
+    ``model``, ``diffusion`` and ``sampler``, with the defaults of optional entries.
     """
     if "variables" not in config:
-        raise ModelFolderError(
-            f"{str(file)!r} has no 'variables' entry, expected the list of the model's variable "
-            'names in channel order (e.g. ["t2m"]); re-download or re-export the model'
+        raise _Refused(
+            CONFIG_FILE,
+            "has no 'variables' entry, expected the list of the model's variable names in "
+            'channel order (e.g. ["t2m"])',
+            fix="re-download or re-export the model",
         )
     variables = config["variables"]
     if (
@@ -656,42 +854,239 @@ def _checked_config(config: dict[str, Any], file: Path) -> dict[str, Any]:
         or len(set(variables)) != len(variables)
     ):
         raise _bad_entry(
-            file, "variables", variables, 'a non-empty list of distinct names, e.g. ["t2m"]'
+            CONFIG_FILE,
+            "variables",
+            variables,
+            'a non-empty list of distinct names, e.g. ["t2m"]',
+            "give the model's variable names, each once, in channel order",
         )
     checked: dict[str, Any] = {"variables": tuple(variables)}
     units = config.get("units", {})
     if not _is_text_map(units):
-        raise _bad_entry(file, "units", units, 'an object of units per variable, e.g. {"t2m": "K"}')
+        raise _bad_entry(
+            CONFIG_FILE,
+            "units",
+            units,
+            'an object of units per variable, e.g. {"t2m": "K"}',
+            'give units as a dict of variable name to units string ("" for none)',
+        )
     checked["units"] = dict(units)
     factor = config.get("factor", 1)
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise _bad_entry(file, "factor", factor, "a whole number >= 1 (1 for forecast models)")
+    if not _is_whole(factor):
+        raise _bad_entry(
+            CONFIG_FILE,
+            "factor",
+            factor,
+            "a whole number >= 1 (1 for forecast models)",
+            "give factor as a whole number >= 1",
+        )
     checked["factor"] = factor
     task = config.get("task", "superres")
     if task not in get_args(Task):
-        raise _bad_entry(file, "task", task, " or ".join(map(json.dumps, get_args(Task))))
+        raise _bad_entry(CONFIG_FILE, "task", task, " or ".join(map(json.dumps, get_args(Task))))
     checked["task"] = task
     condition = config.get("condition")
     if condition is not None and not isinstance(condition, dict):
         raise _bad_entry(
-            file, "condition", condition, 'null or an object {"name": ..., "scale": ...}'
+            CONFIG_FILE,
+            "condition",
+            condition,
+            'null or an object {"name": ..., "scale": ...}',
+            'give condition as None or a dict {"name": ..., "scale": ...}',
         )
     checked["condition"] = condition
-    if "sha256" not in config:
-        raise ModelFolderError(
-            f"{str(file)!r} has no 'sha256' entry, expected the checksums of "
-            f"{', '.join(_CHECKED_FILES)}; re-download or re-export the model"
-        )
-    sha256 = config["sha256"]
-    if not _is_text_map(sha256):
-        raise _bad_entry(file, "sha256", sha256, "an object of SHA-256 hex digests per file name")
-    checked["sha256"] = sha256
     for key in ("extra", "model", "diffusion", "sampler"):
         value = config.get(key, {})
         if not isinstance(value, dict):
-            raise _bad_entry(file, key, value, "an object ({...})")
+            raise _bad_entry(CONFIG_FILE, key, value, "an object ({...})", f"give {key} as a dict")
         checked[key] = value
+    absent = [
+        name
+        for section, keys in _REQUIRED_SETTINGS.items()
+        for name in (
+            [section]
+            if section not in config
+            else [f"{section}.{key}" for key in keys if key not in checked[section]]
+        )
+    ]
+    if absent:
+        raise _Refused(
+            CONFIG_FILE,
+            f"has no {_listing(absent)} entr{'y' if len(absent) == 1 else 'ies'}, which every "
+            "folder flexdownscale writes records (the settings the model was trained with: a "
+            "default in their place need not be the training's, e.g. a flow model would run as "
+            "vp)",
+            fix="the file was edited or damaged: restore it from where the folder came "
+            "(download or copy the model again) or export the model again from its training run "
+            "(python -m flexdownscale.train --config run.toml --export-only) or with "
+            "save_pretrained",
+        )
     return checked
+
+
+def _checked_config(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """:func:`_checked_entries` and the ``sha256`` entry of the ``config.json`` of ``folder``,
+    ModelFolderError naming the file when one is wrong."""
+    try:
+        checked = _checked_entries(config)
+        if "sha256" not in config:
+            raise _Refused(
+                CONFIG_FILE,
+                f"has no 'sha256' entry, expected the checksums of {', '.join(_CHECKED_FILES)}",
+                fix="re-download or re-export the model",
+            )
+        if not _is_text_map(config["sha256"]):
+            raise _bad_entry(
+                CONFIG_FILE,
+                "sha256",
+                config["sha256"],
+                "an object of SHA-256 hex digests per file name",
+            )
+    except _Refused as refused:
+        raise refused.loading(folder) from None
+    checked["sha256"] = config["sha256"]
+    return checked
+
+
+def _check_format(config: Any, folder: Path, name_or_path: str | os.PathLike[str]) -> None:
+    """ModelFolderError unless ``config`` is a flexdownscale model config of a format version
+    this package reads."""
+    file = folder / CONFIG_FILE
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise ModelFolderError(
+            f"{str(file)!r} is not a flexdownscale model config "
+            f"(format={config.get('format') if isinstance(config, dict) else None!r}); for a foreign "
+            "checkpoint use flexdownscale.hub.import_foreign_checkpoint"
+            + _shadow_hint(name_or_path, folder)
+        )
+    version = config.get("format_version")
+    if _is_whole(version) and version > FORMAT_VERSION:
+        raise ModelFolderError(
+            f"model folder {str(folder)!r} has format_version {version!r}; this flexdownscale reads "
+            f"up to {FORMAT_VERSION}: upgrade flexdownscale"
+        )
+    if "format_version" not in config:
+        refused = _Refused(
+            CONFIG_FILE, "has no 'format_version' entry", fix="re-download or re-export the model"
+        )
+        raise refused.loading(folder)
+    if not _is_whole(version):
+        expected = f"a whole number from 1 to {FORMAT_VERSION} (the folder format's version)"
+        raise _bad_entry(CONFIG_FILE, "format_version", version, expected).loading(folder)
+
+
+def _check_contents(
+    checked: Mapping[str, Any], normalization: Mapping[str, Any], grid: Mapping[str, Any]
+) -> None:
+    """_Refused unless ``config.json``'s ``model.task`` (of the checked entries ``checked``),
+    ``normalization.json`` and ``grid.json`` fit the folder's task, variables and factor."""
+    model_task = checked["model"].get("task", "superres")
+    if model_task != checked["task"]:  # the network's inputs follow model.task
+        raise _bad_entry(
+            CONFIG_FILE,
+            "model.task",
+            model_task,
+            f"{json.dumps(checked['task'])}, the folder's task",
+            "give task= the task of the model's ModelConfig",
+        )
+    _check_normalization(normalization, checked["variables"])
+    _check_grid(grid, checked["task"], checked["factor"])
+
+
+def _check_grid(grid: Mapping[str, Any], task: str, factor: int) -> None:
+    """_Refused unless the entries of ``grid.json`` have the types and values inference reads
+    (each may be missing: a model built from its parts records what it has). Other entries are
+    kept as they are."""
+    from .data.degrade import Degradation, Upsampling
+
+    def words(choices: tuple[str, ...]) -> str:
+        return " or ".join(map(json.dumps, choices))
+
+    checks = (  # entry, whether its value is valid, what is expected
+        (
+            "degradation",
+            lambda v: v is None or v in get_args(Degradation),
+            words(get_args(Degradation)),
+        ),
+        ("sigma", lambda v: v is None or _is_positive(v), "null or a number > 0"),
+        ("upsample", lambda v: v in get_args(Upsampling), words(get_args(Upsampling))),
+        ("factor", _is_whole, "a whole number >= 1"),
+        ("crop_size", lambda v: v is None or _is_whole(v), "null or a whole number >= 1"),
+        ("past_frames", _is_whole, "a whole number >= 1"),
+        ("lead", _is_whole, "a whole number >= 1"),
+        ("time_dim", lambda v: v is None or isinstance(v, str), "null or a dimension name"),
+        (
+            "time_step",
+            lambda v: (
+                v is None
+                or (
+                    isinstance(v, dict)
+                    and _is_positive(v.get("value"))
+                    and isinstance(v.get("units"), str)
+                )
+            ),
+            'null or {"value": a number > 0, "units": a string}',
+        ),
+        ("grid", lambda v: v is None or isinstance(v, dict), "null or a grid description"),
+    )
+    for key, valid, expected in checks:
+        if key in grid and not valid(grid[key]):
+            raise _bad_entry(GRID_FILE, f"{key}", grid[key], expected, _GRID_SAVE_FIX)
+    if task == "superres" and grid.get("factor", factor) != factor:
+        raise _bad_entry(
+            GRID_FILE,
+            "factor",
+            grid["factor"],
+            f"{factor}, the factor of {CONFIG_FILE}",
+            "give factor= the factor the grid metadata records (the training's)",
+        )
+    if grid.get("grid"):
+        _check_grid_spec(grid["grid"])
+
+
+_GRID_SAVE_FIX = "pass the grid metadata of the training data (its grid_metadata())"
+
+
+def _check_grid_spec(spec: dict[str, Any]) -> None:
+    """_Refused unless ``grid.json``'s ``grid`` entry is a grid description
+    (:meth:`flexdownscale.data.GridSpec.to_dict`) with entries of the right types."""
+    from .data.grid import GridSpec, Kind
+    from .errors import GridError
+
+    text = ("a string", lambda v: isinstance(v, str))
+    count = ("a whole number >= 1", _is_whole)
+    number = ("a finite number", _is_number)
+    spacing = ("a number > 0", _is_positive)
+    flag = ("true or false", lambda v: isinstance(v, bool))
+    kinds = get_args(Kind)
+    checks = {
+        "x": text,
+        "y": text,
+        "kind": (" or ".join(map(json.dumps, kinds)), lambda v: v in kinds),
+        "nx": count,
+        "ny": count,
+        "x0": number,
+        "y0": number,
+        "dx": spacing,
+        "dy": spacing,
+        "x_units": text,
+        "y_units": text,
+        "periodic_x": flag,
+        "periodic_y": flag,
+        "time": ("null or a dimension name", lambda v: v is None or isinstance(v, str)),
+        "crs": ("null or an object", lambda v: v is None or isinstance(v, dict)),
+    }
+    for key, (expected, valid) in checks.items():
+        if key in spec and not valid(spec[key]):
+            raise _bad_entry(GRID_FILE, f"grid.{key}", spec[key], expected, _GRID_SAVE_FIX)
+    try:
+        GridSpec.from_dict(spec)
+    except (GridError, TypeError, ValueError) as err:
+        raise _Refused(
+            GRID_FILE,
+            f"has a grid entry that is not a grid description ({err})",
+            save_fix=_GRID_SAVE_FIX,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -737,16 +1132,103 @@ def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
     Raises
     ------
     ModelFolderError
-        When ``config.json`` is missing, not JSON, not a flexdownscale model config, or an entry
-        has the wrong type.
+        When ``path`` is not a folder (missing, or a file: a model folder's own file gets
+        "pass its folder"), or its ``config.json`` is missing, not JSON, not a flexdownscale
+        model config, of an unknown format version, or an entry has the wrong type or is
+        missing.
     """
     folder = Path(path).expanduser()
+    if not folder.is_dir():
+        if folder.exists():
+            raise ModelFolderError(_not_a_folder(str(path), folder))
+        shipped = shipped_models().get(str(path))
+        hint = (
+            f" (a shipped model has that name: its folder is "
+            f"flexdownscale.hub.shipped_models()[{str(path)!r}])"
+            if shipped is not None
+            else ""
+        )
+        raise ModelFolderError(
+            f"no model folder at {str(path)!r}{hint}; read_model_header reads a local folder "
+            "(resolve_model_path turns a shipped name or Hub id into one)"
+        )
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelFolderError(
+            f"model folder {str(folder)!r} has no {CONFIG_FILE}; a model folder needs "
+            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE} "
+            "(export one with Downscaler.save_pretrained or the training script)"
+        )
     config = _read_json(folder / CONFIG_FILE)
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise ModelFolderError(f"{str(folder / CONFIG_FILE)!r} is not a flexdownscale model config")
-    checked = _checked_config(config, folder / CONFIG_FILE)
+    _check_format(config, folder, path)
+    checked = _checked_config(config, folder)
     return ModelFolderHeader(
         path=folder, task=checked["task"], variables=checked["variables"], factor=checked["factor"]
+    )
+
+
+def _not_a_folder(text: str, path: Path) -> str:
+    """Why the file ``path`` (given as ``text``) is not a model folder, and what to pass."""
+    if path.name in _MODEL_FILES:
+        return (
+            f"{text!r} is a file of a model folder ({path.name}), not the folder: pass its "
+            f"folder, {str(path.parent)!r}"
+        )
+    return (
+        f"{text!r} is a file, not a model folder (a folder holding {CONFIG_FILE}, {WEIGHTS_FILE}, "
+        f"{NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE}); pass a model folder, or read the "
+        "weights of another code base's checkpoint with flexdownscale.hub.import_foreign_checkpoint"
+    )
+
+
+def _shadow_hint(name_or_path: str | os.PathLike[str], path: Path) -> str:
+    """For a local folder in the working directory that is not a model folder and has the name
+    of a shipped model: that the shipped model exists, is hidden by the folder and how to reach
+    it (``""`` otherwise)."""
+    shipped = shipped_models().get(path.name)
+    if shipped is None or shipped.resolve() == path.resolve():
+        return ""
+    if path.resolve() != (Path.cwd() / path.name).resolve():  # only a bare name finds it
+        return ""
+    return (
+        f"; a shipped model is also named {path.name!r}, but the local folder of that name is "
+        f"taken first: to load the shipped one, rename or move that folder, work from another "
+        f"directory, or pass the shipped folder's path, flexdownscale.hub.shipped_models()"
+        f"[{path.name!r}] ({str(shipped)!r})"
+    )
+
+
+def _incomplete(
+    name_or_path: str | os.PathLike[str],
+    path: Path,
+    hub_id: tuple[str, str | None] | None,
+    missing: list[str],
+) -> ModelFolderError:
+    """The ModelFolderError for a folder without all the model files: which, and the way out
+    (a Hub model's download command; a run folder's model; a shipped model hidden by a local
+    folder)."""
+    needs = (
+        f"a model folder needs {CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} "
+        f"and {CARD_FILE}"
+    )
+    if hub_id is not None:
+        repo_id, revision = hub_id
+        what = f"{repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+        return ModelFolderError(
+            f"the Hugging Face Hub model {what} lacks {', '.join(missing)} in its copy in the "
+            f"local cache ({str(path)!r}); {needs}. Either the repository does not hold a "
+            "complete flexdownscale model folder, or its cached copy is incomplete (an "
+            f"interrupted download): download it again ({_download_command(repo_id, revision)}) "
+            "and pass DIR, or check the id"
+        )
+    inner = path / "model"  # a training run folder keeps its exported model there
+    hint = (
+        f"; {str(path)!r} looks like a training run folder: its exported model is {str(inner)!r}"
+        if (inner / CONFIG_FILE).is_file()
+        else " (export one with Downscaler.save_pretrained or the training script)"
+        + _shadow_hint(name_or_path, path)
+    )
+    return ModelFolderError(
+        f"model folder {str(path)!r} is missing {', '.join(missing)}; {needs}{hint}"
     )
 
 
@@ -767,43 +1249,25 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     Raises
     ------
     ModelFolderError
-        When a file is missing, a checksum does not match (the file was changed after export), the
-        format is unknown or newer than this package, the configs are invalid or hold a value
-        out of its range (the ranges a training configuration is held to, e.g. ``sampler.steps``
-        >= 1), or a weight is NaN or infinite.
+        When a file is missing (for a Hub model: its id and the download command; for a local
+        folder hiding a shipped model of its name: how to reach that model), a checksum does
+        not match (the file was changed after export), the format is unknown or newer than this
+        package, an entry of ``config.json`` or ``grid.json`` has the wrong type or is missing
+        (``model``, ``diffusion`` and ``sampler`` must hold the settings that decide what the
+        model computes, e.g. ``diffusion.objective``), the configs hold a value out of its range
+        (the ranges a training configuration is held to, e.g. ``sampler.steps`` >= 1), or a
+        weight is NaN or infinite.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = resolve_model_path(name_or_path)
-    missing = [n for n in (CONFIG_FILE, *_CHECKED_FILES, CARD_FILE) if not (path / n).is_file()]
+    path, hub_id = _resolve(name_or_path)
+    missing = [n for n in _MODEL_FILES if not (path / n).is_file()]
     if missing:
-        inner = path / "model"  # a training run folder keeps its exported model there
-        hint = (
-            f"; {str(path)!r} looks like a training run folder: its exported model is "
-            f"{str(inner)!r}"
-            if (inner / CONFIG_FILE).is_file()
-            else " (export one with Downscaler.save_pretrained or the training script)"
-        )
-        raise ModelFolderError(
-            f"model folder {str(path)!r} is missing {', '.join(missing)}; a model folder needs "
-            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {NORMALIZATION_FILE}, {GRID_FILE} and {CARD_FILE}"
-            + hint
-        )
+        raise _incomplete(name_or_path, path, hub_id, missing)
     config = _read_json(path / CONFIG_FILE)
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise ModelFolderError(
-            f"{str(path / CONFIG_FILE)!r} is not a flexdownscale model config "
-            f"(format={config.get('format') if isinstance(config, dict) else None!r}); for a foreign "
-            "checkpoint use flexdownscale.hub.import_foreign_checkpoint"
-        )
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFolderError(
-            f"model folder {str(path)!r} has format_version {version!r}; this flexdownscale reads "
-            f"up to {FORMAT_VERSION}: upgrade flexdownscale"
-        )
-    checked = _checked_config(config, path / CONFIG_FILE)
+    _check_format(config, path, name_or_path)
+    checked = _checked_config(config, path)
     recorded = checked["sha256"]
     for name in _CHECKED_FILES:
         if name not in recorded:
@@ -821,21 +1285,16 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         state_dict = load_file(path / WEIGHTS_FILE, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFolderError(
-            f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}"
+            f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}; the file is damaged "
+            "or not a safetensors file (its checksum in config.json was recorded for it "
+            "afterwards): re-download or re-export the model"
         ) from err
-    # a NaN weight makes every output NaN: refused here rather than written as a NaN ensemble
-    broken = [
-        name
-        for name, tensor in state_dict.items()
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all())
-    ]
-    if broken:
+    problem = _weights_problem(state_dict)
+    if problem is not None:
+        # a NaN weight makes every output NaN: refused here rather than written as a NaN ensemble
         raise ModelFolderError(
-            f"the weights in {str(path / WEIGHTS_FILE)!r} hold NaN or infinite values "
-            f"({len(broken)} of {len(state_dict)} tensors, the first {broken[0]!r}): the model "
-            "would output NaN only. It was exported from a diverged training or edited after; "
-            "export it again from a good training state (python -m flexdownscale.train --config "
-            "run.toml --export-only) or download it again"
+            f"the weights in {str(path / WEIGHTS_FILE)!r} {problem[1]}: {problem[2]} or "
+            "download it again"
         )
     try:
         model = from_dict(ModelConfig, checked["model"])
@@ -854,23 +1313,12 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
             "export the model again from its training run (python -m flexdownscale.train "
             "--config run.toml --export-only)"
         ) from err
-    if model.task != checked["task"]:  # the network's inputs follow model.task
-        raise _bad_entry(
-            path / CONFIG_FILE,
-            "model.task",
-            model.task,
-            f"{json.dumps(checked['task'])}, the folder's task",
-        )
     normalization = _read_object(path / NORMALIZATION_FILE)
-    _check_normalization(normalization, checked["variables"], path / NORMALIZATION_FILE)
     grid = _read_object(path / GRID_FILE)
-    if checked["task"] == "superres" and grid.get("factor", checked["factor"]) != checked["factor"]:
-        raise _bad_entry(
-            path / GRID_FILE,
-            "factor",
-            grid["factor"],
-            f"{checked['factor']}, the factor of {CONFIG_FILE}",
-        )
+    try:
+        _check_contents(checked, normalization, grid)
+    except _Refused as refused:
+        raise refused.loading(path) from None
     return ModelFolder(
         path=path,
         model=model,
@@ -941,7 +1389,9 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     ``org/name@revision`` for a branch, tag or commit (the form provenance records; also
     written ``hf://org/name`` or as the model page's address ``https://huggingface.co/org/name``
     or ``.../tree/<revision>``), downloaded with ``huggingface_hub.snapshot_download``, which
-    needs the ``hub`` extra.
+    needs the ``hub`` extra. A full 40-character commit hash is looked up in the local
+    Hugging Face cache first (a commit never changes): a cached copy is used without asking the
+    Hub, so an offline machine does not wait for the Hub's retries.
 
     Parameters
     ----------
@@ -957,15 +1407,22 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     ModelFolderError
-        When ``name_or_path`` is empty or none of these (a near miss of a shipped name gets
-        "did you mean ...?"), or the download fails (the message says that no local folder has
-        that name, in case it was a mistyped path). A model missing from the local Hugging Face
-        cache while ``HF_HUB_OFFLINE`` is set, or while the Hub cannot be reached, is named as
-        such, with the way out: download it where there is internet (``hf download org/name
-        --local-dir DIR``), copy ``DIR`` over and pass its path.
+        When ``name_or_path`` is empty, a file (a model folder's own file, e.g. its
+        ``config.json``, gets "pass its folder") or none of these (a near miss of a shipped
+        name gets "did you mean ...?"), or the download fails (the message says that no local
+        folder has that name, in case it was a mistyped path). A model missing from the local
+        Hugging Face cache while ``HF_HUB_OFFLINE`` is set, or while the Hub cannot be reached,
+        is named as such, with the way out: download it where there is internet (``hf download
+        org/name --local-dir DIR``), copy ``DIR`` over and pass its path.
     BackendNotAvailableError
         For a Hub id without ``huggingface_hub`` installed.
     """
+    return _resolve(name_or_path)[0]
+
+
+def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path, tuple[str, str | None] | None]:
+    """:func:`resolve_model_path`, and the ``(repo_id, revision)`` of the Hub model the folder
+    is the cached copy of (``None`` for a local folder or a shipped model)."""
     shipped = shipped_models()
     if isinstance(name_or_path, str) and not name_or_path.strip():
         # Path("") is the working directory: never a model the user meant
@@ -976,11 +1433,13 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         )
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return path
+        return path, None
     text = str(name_or_path)
     if text in shipped:
-        return shipped[text]
-    hub_id = None if path.exists() else _hub_reference(text)
+        return shipped[text], None
+    if path.exists():
+        raise ModelFolderError(_not_a_folder(text, path))
+    hub_id = _hub_reference(text)
     if hub_id is not None:
         repo_id, revision = hub_id
         try:
@@ -992,10 +1451,21 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
                 "install the hub extra: pip install 'flexdownscale[hub]'"
             ) from err
         # Only the files of a model folder: nothing else in the repository is fetched (no pickles).
-        allow = [CONFIG_FILE, *_CHECKED_FILES, CARD_FILE]
+        allow = list(_MODEL_FILES)
         pinned = {} if revision is None else {"revision": revision}
+        if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+            # a commit never changes: a complete cached copy needs no network (offline,
+            # huggingface_hub would retry the Hub for half a minute before using it)
+            with contextlib.suppress(OSError, ValueError):
+                cached = Path(
+                    snapshot_download(
+                        repo_id=repo_id, allow_patterns=allow, local_files_only=True, **pinned
+                    )
+                )
+                if all((cached / name).is_file() for name in _MODEL_FILES):
+                    return cached, hub_id
         try:
-            return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow, **pinned))
+            return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow, **pinned)), hub_id
         except (OSError, ValueError) as err:  # hub errors: HTTP, not found, offline, bad id
             raise _fetch_error(text, repo_id, revision, err) from err
     lowered = {name.lower(): name for name in shipped}
@@ -1074,31 +1544,147 @@ def _fetch_error(
 
 
 def _weights_only_refusal(err: BaseException) -> str | None:
-    """What ``torch.load(weights_only=True)`` refused (the global it names, e.g.
-    ``Unsupported global: GLOBAL posix.system``) when ``err`` is that refusal, without torch's
-    advice to load the file unsafely; ``None`` for any other error."""
+    """What ``torch.load(weights_only=True)`` refused (e.g. ``Unsupported global: GLOBAL
+    builtins.print``, or ``Unsupported global: GLOBAL posix.system, whose module posix is
+    blocked``; ``Unsupported operand 96`` for bytes that are no pickle) when ``err`` is its
+    refusal, without torch's advice to load the file unsafely; ``None`` for any other error."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+?)\.? is blocked", text)
+    if blocked:  # torch >= 2.6 words the modules it never loads (os, posix, sys, nt) so
+        return f"Unsupported global: GLOBAL {blocked[1]}, whose module {blocked[2]} is blocked"
     refused = re.search(
         r"WeightsUnpickler error:\s*([^\n]+?)(?: was not an allowed| Please|\n|$)", text
     )
     return refused.group(1).strip() if refused else None
 
 
+def _load_error_gist(err: BaseException) -> str:
+    """``err`` of ``torch.load`` on one line: the refusal, or the first line of torch's text
+    without its advice to load the file with ``weights_only=False``."""
+    refused = _weights_only_refusal(err)
+    if refused:
+        return refused
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    text = re.sub(r"In PyTorch 2\.6, we changed.*?trusted source\.", "", text, flags=re.S)
+    text = text.replace("Weights only load failed.", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    gist = re.split(r"(?<=\.)\s", lines[0])[0] if lines else ""  # its first sentence
+    if re.search(r"weights_only\W*(?:set to\W*|=\W*)False", gist):  # advice in other words
+        gist = ""
+    if len(gist) > 300:
+        gist = gist[:300] + " ..."
+    return f"{type(err).__name__}: {gist}" if gist else type(err).__name__
+
+
+#: torch's refusals of bytes that are no checkpoint (not of an object in one)
+_NOT_A_PICKLE = re.compile(r"Unsupported operand|String is too long|Invalid magic number")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether the file starts as a safetensors file does: the length of a JSON header that fits
+    in the file, then the header's ``{``."""
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8
+
+
+def _entries_words(entries: Mapping[str, Any]) -> str:
+    """``"its entries: 'ema', 'epoch'"``, or for many ``"its 358 entries: 'a', ... and 353
+    more"``; a dict of tensors is said to be a state dict itself."""
+    names = [repr(name) for name in entries]
+    words = (
+        f"its entries: {', '.join(names)}"
+        if len(names) <= 5
+        else f"its {len(names)} entries: {_listing(names)}"
+    )
+    if entries and all(_is_tensor(v) for v in entries.values()):
+        words += "; it is itself a state dict of tensors: leave key= out"
+    return words
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _key_words(parts: tuple[str, ...]) -> str:
+    """The ``key=`` that reaches ``parts``: dotted (``'lightning.state_dict'``), or a tuple
+    when a name holds a dot itself."""
+    return repr(".".join(parts)) if not any("." in p for p in parts) else repr(parts)
+
+
+def _state_dicts_inside(value: Any, parts: tuple[str, ...] = (), depth: int = 3) -> list[str]:
+    """The ``key=`` of each non-empty dict of tensors inside the entry ``value`` of a checkpoint
+    (reached by the names ``parts``; nested up to ``depth`` levels below it), as
+    :func:`_key_words` writes them."""
+    found = []
+    for name, inner in value.items() if isinstance(value, dict) else ():
+        if not isinstance(name, str) or not isinstance(inner, dict):
+            continue
+        if inner and all(_is_tensor(v) for v in inner.values()):
+            found.append(_key_words((*parts, name)))
+        elif depth > 1:
+            found += _state_dicts_inside(inner, (*parts, name), depth - 1)
+    return found
+
+
+def _pick_entry(state: Any, key: str | Sequence[str], path: Path) -> tuple[Any, tuple[str, ...]]:
+    """The entry ``key`` of the checkpoint ``state`` and the names leading to it: ``key`` is a
+    top-level name, a dotted path (``"lightning.state_dict"``) or a sequence of names
+    (``("lightning", "state_dict")``)."""
+    if isinstance(key, str):
+        parts = (key,) if isinstance(state, dict) and key in state else tuple(key.split("."))
+    else:
+        parts = tuple(key)
+    node = state
+    for depth, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        asked = _key_words(parts)
+        if depth == 0:
+            where = (
+                f" ({_entries_words(node)})"
+                if isinstance(node, dict)
+                else f" (it holds a {type(node).__name__}, not a dict of entries)"
+            )
+            raise ModelFolderError(f"checkpoint {str(path)!r} has no entry {asked}{where}")
+        above = _key_words(parts[:depth])
+        inside = (
+            _entries_words(node)
+            if isinstance(node, dict)
+            else f"it is a {type(node).__name__}, not a dict of entries"
+        )
+        raise ModelFolderError(
+            f"checkpoint {str(path)!r} has no entry {asked}: its entry {above} has no "
+            f"{part!r} ({inside})"
+        )
+    return node, parts
+
+
 def import_foreign_checkpoint(
-    path: str | os.PathLike[str], *, key: str | None = None
+    path: str | os.PathLike[str], *, key: str | Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Read the weights of a checkpoint written by another code base (e.g. the FLEX reference).
 
-    ``.safetensors`` files are read with safetensors; PyTorch pickles are read with
-    ``torch.load(..., weights_only=True)``, which refuses arbitrary objects, so no code from the file
-    runs. Key renaming to our module names is the caller's job.
+    Safetensors files are read with safetensors (recognised by their content, whatever the
+    file's name); PyTorch checkpoints are read with ``torch.load(..., weights_only=True)``, which
+    refuses arbitrary objects, so no code from the file runs. Key renaming to our module names
+    is the caller's job.
 
     Parameters
     ----------
     path
         The checkpoint file (``~`` is expanded).
     key
-        Optional entry of a dict checkpoint holding the state dict (e.g. ``"model"`` or ``"ema"``).
+        Optional entry of a dict checkpoint holding the state dict: a name (``"model"``,
+        ``"ema"``), a dotted path into nested dicts (``"lightning.state_dict"``; a top-level
+        name holding a dot is taken as it is) or a sequence of names
+        (``("lightning", "state_dict")``, for names holding dots).
 
     Returns
     -------
@@ -1108,17 +1694,35 @@ def import_foreign_checkpoint(
     Raises
     ------
     ModelFolderError
-        When the file is missing, damaged, holds objects ``weights_only`` refuses (the message
-        names the object; it is never unpickled), or holds no state dict of tensors (under
-        ``key``; a checkpoint dict such as ``{"model": ..., "epoch": 3}`` names the ``key`` to
-        pass).
+        When the file is missing or empty; damaged or not a PyTorch checkpoint (random bytes, a
+        truncated download, a plain pickle: nothing in it is run); holds objects
+        ``weights_only`` refuses (the message names the object, e.g. ``posix.system``; it is
+        never unpickled); has no entry ``key`` (the message lists a few of its entries and
+        their count); or holds no state dict of tensors under ``key`` (a checkpoint dict such
+        as ``{"model": ..., "epoch": 3}`` names the ``key=`` of each state dict inside, nested
+        ones as a dotted path), or an empty one.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> folder = tempfile.mkdtemp()
+    >>> torch.save({"lightning": {"state_dict": {"w": torch.ones(2)}}}, f"{folder}/ckpt.pt")
+    >>> import_foreign_checkpoint(f"{folder}/ckpt.pt", key="lightning.state_dict")["w"]
+    tensor([1., 1.])
     """
+    import pickle
+
     import torch
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelFolderError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
+    if path.stat().st_size == 0 and path.suffix != ".safetensors":
+        raise ModelFolderError(
+            f"checkpoint {str(path)!r} is empty (0 bytes): the download or copy failed; fetch it "
+            "again"
+        )
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -1134,35 +1738,48 @@ def import_foreign_checkpoint(
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError and others for unsafe content
             # the refused object only: torch's text goes on to advise weights_only=False
-            gist = _weights_only_refusal(err)
-            if gist is None:
-                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-                gist = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+            gist = _load_error_gist(err)
+            if not isinstance(err, pickle.UnpicklingError) or _NOT_A_PICKLE.search(gist):
+                raise ModelFolderError(
+                    f"{str(path)!r} is damaged or not a PyTorch checkpoint: torch.load could not "
+                    f"read it ({gist}); nothing in it was run. Download or copy it again if it "
+                    "was cut short, or save it with torch.save (or safetensors) where it was "
+                    "written"
+                ) from err
+            blocked = re.search(r"GLOBAL (\S+), whose module \S+ is blocked", gist)
+            fix = (
+                f"Weights have no reason to call {blocked[1]}, which unpickling it would run: do "
+                "not load this file"
+                if blocked
+                else "Convert it to safetensors in the environment that wrote it, if you trust "
+                "the file"
+            )
             raise ModelFolderError(
                 f"{str(path)!r} cannot be loaded safely: torch.load(weights_only=True) refused "
-                f"it ({gist}); it is not unpickled. Convert it to safetensors in the environment "
-                "that wrote it, if you trust the file"
+                f"it ({gist}); it is not unpickled. {fix}"
             ) from err
+    parts: tuple[str, ...] = ()
+    entry = ""
     if key is not None:
-        if not isinstance(state, dict) or key not in state:
-            raise ModelFolderError(
-                f"checkpoint {str(path)!r} has no entry {key!r}"
-                + (
-                    f" (its entries: {', '.join(map(repr, state))})"
-                    if isinstance(state, dict)
-                    else ""
-                )
-            )
-        state = state[key]
+        state, parts = _pick_entry(state, key, path)
+        entry = f" entry {key!r}" if isinstance(key, str) else f" entry {_key_words(parts)}"
     if not isinstance(state, dict):
-        raise ModelFolderError(f"checkpoint {str(path)!r} does not hold a state dict")
-    other = [name for name, value in state.items() if not isinstance(value, torch.Tensor)]
-    if other:  # a checkpoint dict ({"model": ..., "epoch": 3}), not the state dict itself
-        inner = [name for name in other if isinstance(state[name], dict)]
-        hint = f"pass key= one of {', '.join(map(repr, inner))}" if inner else "pass key=..."
         raise ModelFolderError(
-            f"checkpoint {str(path)!r}{f' entry {key!r}' if key is not None else ''} is not a "
-            f"state dict of tensors: its entries {', '.join(map(repr, other[:5]))} are not "
+            f"checkpoint {str(path)!r}{entry} does not hold a state dict (it holds a "
+            f"{type(state).__name__})"
+        )
+    if not state:
+        raise ModelFolderError(
+            f"checkpoint {str(path)!r}{entry} holds an empty state dict (no tensors): there are no "
+            "weights to import; check the file, or the key="
+        )
+    other = [name for name, value in state.items() if not _is_tensor(value)]
+    if other:  # a checkpoint dict ({"model": ..., "epoch": 3}), not the state dict itself
+        inner = _state_dicts_inside(state, parts)
+        hint = f"pass key= one of {', '.join(inner[:5])}" if inner else "pass key=..."
+        raise ModelFolderError(
+            f"checkpoint {str(path)!r}{entry} is not a state dict of tensors: its entries "
+            f"{', '.join(map(repr, other[:5]))}{' ...' if len(other) > 5 else ''} are not "
             f"tensors; {hint} to pick the state dict inside"
         )
     return dict(state)
