@@ -13,8 +13,11 @@ windows at every network call), so the samplers run unchanged and the noise is d
 whole fine field.
 
 Randomness: time step ``i`` of the input (its position along the time dimension) is sampled
-with a generator seeded from ``(seed, i)``, so outputs do not depend on the batch size, on the
-time chunks of dask input, or on eager vs lazy execution.
+with a generator seeded from ``(seed, i)``, so the random numbers do not depend on the batch
+size, on the time chunks of dask input, or on eager vs lazy execution. Consecutive time steps
+share a sampler call when their members leave room in it (steps ``i`` with one ``i // k``,
+``k = rows // members``), each with the member streams it has alone; dask blocks run whole such
+groups, so eager and lazy outputs are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import itertools
 import math
 import os
 import threading
@@ -71,6 +75,7 @@ from .diffusion.samplers import (
     check_seed,
     cpu_items_per_call,
     derived_seed,
+    member_generators,
     seed_of,
 )
 from .errors import (
@@ -1722,6 +1727,62 @@ def _auto_batch(device: torch.device, tile_shape: tuple[int, int], channels: int
     return int(max(1, min(256, (0.5 * free) // per_tile)))
 
 
+def _steps_per_call(tiles_per_call: int, tiles: int, members: int, batch_invariant: bool) -> int:
+    """Time steps the Downscaler samples in one sampler call: as many as fill its member rows.
+
+    A call takes ``max(1, tiles_per_call // tiles)`` member rows (``tiles``: tiles per field),
+    so ``rows // members`` whole time steps, one at least (``members=None`` on a small field: up
+    to 32 steps per call on a CPU). With ``batch_invariant`` one step at a time, as the network
+    then sees one tile per call anyway.
+
+    Parameters
+    ----------
+    tiles_per_call : int
+        The call's ``batch_size`` (given, or chosen by :func:`_auto_batch`).
+    tiles : int
+        Tiles per field (``len(layout)``).
+    members : int
+        Members per time step.
+    batch_invariant : bool
+        The call's ``batch_invariant``.
+
+    Returns
+    -------
+    int
+        Time steps per call, >= 1.
+    """
+    if batch_invariant:
+        return 1
+    return max(1, max(1, tiles_per_call // max(1, tiles)) // max(1, members))
+
+
+def _step_groups(start: int, count: int, group: int) -> list[tuple[int, int]]:
+    """The ``(lo, hi)`` ranges (within a block of ``count`` steps starting at time index
+    ``start``) of the steps sampled together: steps ``i`` of the call with one ``i // group``,
+    so a block that starts and ends at multiples of ``group`` (or at the input's end) has the
+    groups of an eager run, whatever the time chunks."""
+    ranges = []
+    lo = 0
+    while lo < count:
+        hi = min(count, ((start + lo) // group + 1) * group - start)
+        ranges.append((lo, hi))
+        lo = hi
+    return ranges
+
+
+def _group_aligned_chunks(chunks: Sequence[int], group: int) -> tuple[int, ...]:
+    """Time chunks of a lazy call moved onto multiples of ``group`` (steps per sampler call),
+    so that every block holds whole groups of :func:`_step_groups`: each inner chunk edge goes
+    to the nearest multiple (halves up); edges that land on the start or the end, or twice on
+    one multiple, are dropped. ``group = 1`` (or aligned edges) returns ``chunks`` unchanged."""
+    total = int(sum(chunks))
+    edges = np.cumsum(np.asarray(chunks, dtype=np.int64))[:-1]
+    moved = sorted({(int(e) + group // 2) // group * group for e in edges} - {0, total})
+    bounds = [0, *(b for b in moved if b < total), total]
+    aligned = tuple(b - a for a, b in itertools.pairwise(bounds))
+    return tuple(int(c) for c in chunks) if aligned == tuple(chunks) else aligned
+
+
 #: The name of a Downscaler or Forecaster built without ``name=``.
 _UNNAMED = "unnamed model"
 
@@ -2762,6 +2823,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
     ) -> np.ndarray:
         """Downscale a (T, C, h, w) block of physical values; returns (M, T, C, H, W) float32.
 
+        ``start`` is the block's first time index in the call. The steps run in groups of
+        ``params["time_group"]`` per sampler call (:func:`_step_groups`, by the time index in
+        the call; ``None``: chosen here from the tiles per call), each step with the member
+        streams of ``time_step_seed(seed, start + i)``; the fine base fields are made one
+        group at a time, so the block holds its output and one group's working set.
+
         ``warn_once`` is the call's token for its conserve warning, shared by the blocks of a
         lazy call: ``[True]`` until a block takes it (``list.pop`` is atomic under dask's
         threads), so one block of the call warns, not each; ``None``: the block is the call.
@@ -2824,19 +2891,13 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 + f"; {int(invalid.sum())} such values in this block): is it a fill value that "
                 "was not decoded? Mask it (ds.where(...)) and fill it like a NaN"
             )
-        base = upsample_array(
-            z,
-            f,
-            method=self.grid.get("upsample", "bilinear"),
-            row_weights=params["row_weights"],
-            periodic=(py, px),
-        )
         phys_value = params.get("phys")
         conserve = params.get("conserve")
         # Non-periodic dims: the field is reflect-padded to a multiple of the backbone's
-        # grid_multiple (16 built in) and the padding cropped after sampling. Periodic dims: the sampler works on the exact periodic field
-        # and the network sees it extended by wrapped-around halos (TiledDenoiser's wrap).
-        h, w = base.shape[-2:]
+        # grid_multiple (16 built in) and the padding cropped after sampling. Periodic dims: the
+        # sampler works on the exact periodic field and the network sees it extended by
+        # wrapped-around halos (TiledDenoiser's wrap).
+        h, w = z.shape[-2] * f, z.shape[-1] * f
         wrap, end_pad, layout = _tiling(
             (h, w),
             f,
@@ -2846,8 +2907,6 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             params["blend"],
             self._grid_multiple,
         )
-        if any(end_pad):
-            base = np.pad(base, ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1])), mode="reflect")
         th, tw = layout.tile_shape
         batch = params["batch_size"] or _auto_batch(device, (th, tw), len(self.variables))
         # batch-invariant: the network always sees one tile, whatever the batch (bit-identical
@@ -2858,26 +2917,47 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         model = ResidualModel(net)
         options = dict(params["sampler_options"])
         rows = max(1, batch // len(layout))
+        # consecutive time steps share a sampler call when one step's members leave room (the
+        # call's steps: one i // group, so any time chunking gives the same calls, see __call__)
+        group = params.get("time_group") or _steps_per_call(
+            batch, len(layout), members, params["batch_invariant"]
+        )
         shape = (_cell_count(out_rows), _cell_count(out_cols))
         index_rows, index_cols = (
             c if isinstance(c, slice) else torch.as_tensor(c, device=device)
             for c in (out_rows, out_cols)
         )
         out = np.empty((members, steps_total, len(self.variables), *shape), dtype=np.float32)
-        iterator = range(steps_total)
+        bar = None
         if params["progress"]:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc="downscaling", unit="step", leave=False)
+            bar = tqdm(total=steps_total, desc="downscaling", unit="step", leave=False)
         dtype = next(self.backbone.parameters()).dtype
         signed_blocks = np.zeros(len(self.variables), dtype=np.int64)
-        for i in iterator:
-            cond = torch.from_numpy(np.ascontiguousarray(base[i : i + 1])).to(device, dtype)
+        method = self.grid.get("upsample", "bilinear")
+        for lo, hi in _step_groups(start, steps_total, group):
+            # base = up(normalize(coarse)) of these steps only: the whole block's fine fields
+            # in float64 would take about 10x the output's memory (members=None)
+            base = upsample_array(
+                z[lo:hi], f, method=method, row_weights=params["row_weights"], periodic=(py, px)
+            )
+            if any(end_pad):
+                pad = ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1]))
+                base = np.pad(base, pad, mode="reflect")
+            cond = torch.from_numpy(np.ascontiguousarray(base)).to(device, dtype)
+            del base
             phys = (
                 None
                 if phys_value is None
-                else torch.full((1,), float(phys_value), device=device, dtype=dtype)
+                else torch.full((hi - lo,), float(phys_value), device=device, dtype=dtype)
             )
+            # each step's member streams, as when it is sampled alone (row b * members + m)
+            streams = [
+                g
+                for i in range(lo, hi)
+                for g in member_generators(time_step_seed(seed, start + i), members)
+            ]
             with torch.no_grad():
                 sample = model.sample(
                     self.objective,
@@ -2885,19 +2965,27 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     members=members,
                     sampler=params["sampler"],
                     steps=params["steps"],
-                    generator=time_step_seed(seed, start + i),
+                    generator=streams,
                     phys=phys,
                     batch_size=rows,
                     **options,
                 )
-            fine = sample[0, :, :, index_rows][..., index_cols].to("cpu", torch.float64).numpy()
-            fine = _physical_values(self.normalizer, fine, self.variables)
-            if conserve is not None:  # the cells returned, on the assembled field
-                modes, weights, cells_y, cells_x = conserve
-                cells = coarse[i][:, cells_y][:, :, cells_x]
-                fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
-                signed_blocks += signed
-            out[:, i] = fine.astype(np.float32)
+            del cond
+            cropped = sample[:, :, :, index_rows][..., index_cols]
+            del sample
+            for j, i in enumerate(range(lo, hi)):
+                fine = cropped[j].to("cpu", torch.float64).numpy()
+                fine = _physical_values(self.normalizer, fine, self.variables)
+                if conserve is not None:  # the cells returned, on the assembled field
+                    modes, weights, cells_y, cells_x = conserve
+                    cells = coarse[i][:, cells_y][:, :, cells_x]
+                    fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
+                    signed_blocks += signed
+                out[:, i] = fine.astype(np.float32)
+            if bar is not None:
+                bar.update(hi - lo)
+        if bar is not None:
+            bar.close()
         if conserve is not None and signed_blocks.any():  # one warning for the call
             if warn_once is not None:  # a block of a lazy call: the first one to meet them
                 try:
@@ -2990,14 +3078,18 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             Device of the network; default None: CUDA when available, else the CPU.
         batch_size : int, optional
             Tiles per network call (default None: on a CPU about 32768 fine cells per call, 1 to
-            32 tiles; on CUDA from free memory). The random numbers do not depend on it; the
-            network's float32 kernels round differently for different batch shapes, so outputs
-            for two batch sizes agree to float32 rounding (about 1e-6 relative), not bit for
-            bit, unless ``batch_invariant``.
+            32 tiles; on CUDA from free memory). A call takes ``max(1, batch_size // tiles)``
+            member rows (``tiles`` per field), and as many consecutive time steps as fill them
+            with their members (``members=None`` on a small field: up to 32 steps per call).
+            The random numbers do not depend on it; the network's float32 kernels round
+            differently for different batch shapes, so outputs for two batch sizes agree to
+            float32 rounding (about 1e-6 relative), not bit for bit, unless
+            ``batch_invariant``. So do a time step downscaled alone and in a longer call.
         batch_invariant : bool, default False
-            Run the network on one tile at a time, so that the output is bit-identical for any
-            ``batch_size`` (which then sets the members per sampler call only). Slower: the
-            network loses its batching (measured in docs/inference.md, "Reproducibility").
+            Run the network on one tile (and one time step) at a time, so that the output is
+            bit-identical for any ``batch_size`` (which then sets the members per sampler call
+            only) and any set of time steps. Slower: the network loses its batching (measured
+            in docs/inference.md, "Reproducibility").
         progress : bool, optional
             Show a tqdm progress bar (default None: when more than 8 time steps run eagerly).
         condition : float, optional
@@ -3142,7 +3234,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         y, x, tdim = spec.y, spec.x, spec.time
         _check_no_extra_dims(sel, self.variables, spec)
         _check_output_names(sel, {"bnds", *(["member"] if members is not None else [])})
-        norm = normalize_grid(sel, dims=dims)
+        # the axes found once: the grid calls below are told them instead of discovering them
+        # again (cf_xarray's discovery: about 0.5 ms per axis and call)
+        found = {"x": x, "y": y, **({"time": tdim} if tdim is not None else {})}
+        norm = normalize_grid(sel, dims=found)
         # drop CF bounds of the input grid: the output gets the refined grid's bounds
         keep = {y, x, tdim}
         norm = norm.drop_vars([c for c in norm.coords if not set(norm[c].dims) <= keep])
@@ -3211,7 +3306,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         f = self.factor
         crop = (_fine_cells(iy, f), _fine_cells(ix, f))
         # refine the region (never a single cell), then crop to the bbox's cells
-        region_grid = refine_grid(region[self.variables[0]], f, dims=dims)
+        first = region[self.variables[0]]
+        region_grid = refine_grid(
+            first, f, dims={k: v for k, v in found.items() if v in first.dims}
+        )
         fine_grid = region_grid
         for dim, cells, n, step in ((y, crop[0], ys.size, spec.dy), (x, crop[1], xs.size, spec.dx)):
             if isinstance(cells, slice):
@@ -3278,6 +3376,17 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             multiple=self._grid_multiple,
         )
         self._warn_small_tile(plan, tile_size)
+        # time steps per sampler call, fixed for the whole call so that every block of a lazy
+        # call groups its steps as an eager run does; on CUDA without a batch_size the tiles
+        # per call come from the free memory when a block runs, so each block chooses its own
+        run_device = _resolve_device(device)
+        if batch_invariant:
+            params["time_group"] = 1
+        elif batch_size is not None or run_device.type != "cuda":
+            per_call = batch_size or _auto_batch(run_device, plan.tile_shape, len(self.variables))
+            params["time_group"] = _steps_per_call(per_call, len(plan), n_members, False)
+        else:
+            params["time_group"] = None
         if trained is not None:
             _warn_outside_domain(  # the cells asked for (a bbox's, without its halo)
                 trained,
@@ -3294,6 +3403,15 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             from dask.base import tokenize
 
             data = stacked.data.rechunk({1: -1, 2: -1, 3: -1})
+            chunks = data.chunks[0]
+            # the blocks run whole groups of time steps per sampler call (the eager run's
+            # groups, so the output is the same bit for bit for any chunking): time chunks
+            # whose edges are not multiples of the group run in blocks moved onto them, and
+            # the output gets the input's time chunks back
+            group = params["time_group"]
+            blocks = chunks if group is None else _group_aligned_chunks(chunks, group)
+            if blocks != chunks:
+                data = data.rechunk({0: blocks})
             result = dsa.map_blocks(
                 functools.partial(_run_block, self, params=params, warn_once=[True]),
                 data,
@@ -3309,6 +3427,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 new_axis=0,
                 meta=np.empty((0, 0, 0, 0, 0), dtype=np.float32),
             )
+            if blocks != chunks:
+                result = result.rechunk({1: chunks})
         else:
             values = np.asarray(stacked.values)
             result = self._sample_block(values, start=0, params=params)

@@ -152,8 +152,9 @@ def test_members_none_drops_member_and_no_time(pair, downscaler):
     np.testing.assert_array_equal(bare["t2m"].values, downscaler(coarse, seed=3)["t2m"].values)
     full = downscaler(coarse, seed=3)
     assert full["t2m"].dims == ("time", "latitude", "longitude")
-    # time step i is seeded by (seed, i): a lone first step equals step 0 of the full run
-    np.testing.assert_array_equal(out["t2m"].values, full["t2m"].isel(time=0).values)
+    # time step i is seeded by (seed, i): a lone first step equals step 0 of the full run (to
+    # float32 rounding: the full run samples its two steps in one network call)
+    np.testing.assert_allclose(out["t2m"].values, full["t2m"].isel(time=0).values, rtol=1e-6)
 
 
 def test_reproducible_batch_size_and_dask(pair, downscaler):
@@ -834,7 +835,7 @@ def test_off_lattice_by_a_fraction_of_a_cell_says_regrid(pair, downscaler):
 
 def test_settings_accept_numpy_integers_and_provenance_records_them(pair, downscaler):
     _, coarse = pair
-    a = downscaler(coarse, members=2, steps=2, seed=3, tile=32, overlap=8)
+    a = downscaler(coarse, members=2, steps=2, seed=3, tile=32, overlap=8, batch_size=4)
     b = downscaler(
         coarse,
         members=np.int64(2),
