@@ -388,8 +388,8 @@ def _check_curves(curves: Mapping[str, xr.DataArray], reference: str | None) -> 
         "select a region without them"
     )
     flat_hint = (
-        "its power is zero at every wavenumber (a constant field: a failed run, or the wrong "
-        "variable?); log axes cannot show it"
+        "its power is zero at every wavenumber (a constant field: all dry, a failed run, the "
+        "wrong variable?); log axes cannot show it"
     )
     values = {label: np.asarray(spec.values, dtype=float) for label, spec in curves.items()}
     empty = [label for label, v in values.items() if not np.isfinite(v).any()]
