@@ -334,7 +334,6 @@ def _other_origin(target: str) -> str | None:
     earlier output of flexdownscale (...)"``); ``None`` for a path that does not exist, an empty
     file or folder, and an earlier output of ``downscale`` or ``forecast`` (its global
     attributes carry ``flexdownscale_version``), which a re-run replaces."""
-    import xarray as xr
 
     dst = Path(target)
     if not dst.exists():
@@ -345,15 +344,7 @@ def _other_origin(target: str) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a probe: the file's own warnings are not news
-            if _is_zarr(target):
-                from .data.io import zarr_consolidated
-
-                opened = xr.open_zarr(
-                    target, consolidated=zarr_consolidated(target), decode_cf=False
-                )
-            else:
-                opened = xr.open_dataset(target, decode_cf=False)
-            with opened:
+            with _open(target) as opened:  # the inputs' opener (zarr metadata, groups, ...)
                 attrs = dict(opened.attrs)
     except Exception:  # any file xarray cannot open is someone else's
         return f"cannot be read as {kind}, so it is not an earlier output of flexdownscale"
