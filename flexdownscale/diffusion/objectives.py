@@ -70,6 +70,22 @@ class Denoiser(Protocol):
     :meth:`Objective.network_input`), so any backbone built with ``out_channels = 2 C`` serves. ``encode_task(cond)`` returns the task
     features, a tuple of tensors with the batch first, that the forward pass accepts in place of
     ``cond`` so that the task encoder runs once per field.
+
+    Examples
+    --------
+    Any object with such a call and an ``encode_task`` method is a ``Denoiser``, e.g. a
+    stand-in network that always predicts zero (the package's backbones are ones too):
+
+    >>> import torch
+    >>> class Zero(torch.nn.Module):
+    ...     def forward(self, x_t, t, cond=None, *, phys=None, task_features=None):
+    ...         return torch.zeros_like(x_t)
+    ...     def encode_task(self, cond):
+    ...         return ()
+    >>> isinstance(Zero(), Denoiser)
+    True
+    >>> isinstance(torch.nn.Linear(2, 2), Denoiser)  # no encode_task
+    False
     """
 
     def __call__(
@@ -143,6 +159,16 @@ def repeat_features(features: TaskFeatures, repeats: int) -> TaskFeatures:
     ConfigError
         If ``repeats`` is not a positive integer (as
         :func:`flexdownscale.models.repeat_task_features`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> features = (torch.tensor([[0.0], [1.0]]), torch.zeros(2, 3, 4))  # two fields
+    >>> repeated = repeat_features(features, 3)
+    >>> [tuple(f.shape) for f in repeated]
+    [(6, 1), (6, 3, 4)]
+    >>> repeated[0].flatten().tolist()  # member-fastest: field 0's three members first
+    [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
@@ -163,6 +189,14 @@ def select_features(features: TaskFeatures, index: Tensor) -> TaskFeatures:
     -------
     TaskFeatures
         Tuple of tensors with ``len(index)`` rows each, in the order of ``index``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> features = (torch.tensor([[0.0], [1.0], [2.0]]), torch.zeros(3, 5))
+    >>> picked = select_features(features, torch.tensor([2, 0, 2]))
+    >>> picked[0].flatten().tolist(), tuple(picked[1].shape)
+    ([2.0, 0.0, 2.0], (3, 5))
     """
     return tuple(f.index_select(0, index.to(f.device)) for f in features)
 
@@ -297,6 +331,23 @@ class Objective(ABC):
 
     Subclasses: :class:`VPDiffusion`, :class:`FlowMatching`, :class:`IDFF`. Build one from a
     :class:`~flexdownscale.config.DiffusionConfig` with :func:`build_objective`.
+
+    Examples
+    --------
+    The three objectives, their default samplers and their time grids, which run from the
+    noise end to the data end and increase in the integration variable ``tau``:
+
+    >>> from flexdownscale.config import DiffusionConfig
+    >>> from flexdownscale.diffusion import build_objective
+    >>> objectives = [build_objective(DiffusionConfig(objective=n)) for n in ("vp", "flow", "idff")]
+    >>> [o.summary for o in objectives]
+    ['vp (target v)', 'flow (base gaussian)', 'idff (sigma 0.2, base gaussian)']
+    >>> [o.sampler_defaults.sampler for o in objectives]
+    ['ddim', 'euler', 'idff']
+    >>> [o.time_grid(2).tolist() for o in objectives]
+    [[1.0, 0.5, 0.0], [0.0001, 0.5, 0.9999], [0.0001, 0.5, 0.9999]]
+    >>> all(bool(o.ode_time(o.time_grid(8)).diff().gt(0).all()) for o in objectives)
+    True
     """
 
     #: ``"vp"``, ``"flow"`` or ``"idff"``
@@ -562,6 +613,34 @@ class VPDiffusion(Objective):
         medians; every sampler reads them as means (they coincide for symmetric posteriors).
     loss_scale : float, default 1.0
         Multiplies the per-sample loss.
+
+    Examples
+    --------
+    The network's output is read as ``v``: the true ``v`` of a noisy state gives back its
+    clean field and its score ``-eps / sigma``:
+
+    >>> import torch
+    >>> objective = VPDiffusion()
+    >>> t = torch.tensor(0.3, dtype=torch.float64)
+    >>> alpha, sigma = objective.alpha_sigma(t)
+    >>> x = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    >>> eps = torch.tensor([0.3, 2.0], dtype=torch.float64)
+    >>> z, v = alpha * x + sigma * eps, alpha * eps - sigma * x
+    >>> torch.allclose(objective.denoise(v, z, t), x)
+    True
+    >>> torch.allclose(objective.score(v, z, t), -eps / sigma)
+    True
+
+    A network that knows the data are all 2 (it returns the exact ``E[v | z]``) has zero
+    loss, one value per sample:
+
+    >>> def oracle(z, t, cond=None, **kwargs):
+    ...     alpha, sigma = objective.alpha_sigma(t.reshape(-1, 1, 1, 1))
+    ...     return alpha * (z - 2.0 * alpha) / sigma - 2.0 * sigma
+    >>> g = torch.Generator().manual_seed(0)
+    >>> loss = objective.loss(oracle, torch.full((3, 1, 8, 8), 2.0), t=0.5, generator=g)
+    >>> loss.shape, bool(loss.max() < 1e-5)
+    (torch.Size([3]), True)
     """
 
     name = "vp"
@@ -985,6 +1064,34 @@ class FlowMatching(_BridgeBase):
     ConfigError
         For an unknown ``base`` or ``loss``, a time interval outside the rule above, or
         ``base_sigma <= 0`` with the coarse-plus-noise base.
+
+    Examples
+    --------
+    On the straight path the true output ``x1 - x0`` carries ``x_t`` to the data ``x1``:
+
+    >>> import torch
+    >>> objective = FlowMatching()
+    >>> x0, x1 = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 2.0])
+    >>> t = torch.tensor(0.25)
+    >>> x_t = (1 - t) * x0 + t * x1
+    >>> objective.denoise(x1 - x0, x_t, t)
+    tensor([2., 2.])
+
+    A network that knows the data are all 2 (it returns the exact velocity
+    ``(2 - x_t) / (1 - t)``) has zero loss, one value per sample:
+
+    >>> def oracle(x_t, t, cond=None, **kwargs):
+    ...     return (2.0 - x_t) / (1 - t.reshape(-1, 1, 1, 1))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> loss = objective.loss(oracle, torch.full((3, 1, 8, 8), 2.0), generator=g)
+    >>> loss.shape, bool(loss.max() < 1e-10)
+    (torch.Size([3]), True)
+
+    The coarse-plus-noise base is a narrow Gaussian around ``x_lo``:
+
+    >>> narrow = FlowMatching(base="coarse_plus_noise", base_sigma=0.1)
+    >>> narrow.initial_state(torch.ones(2), x_lo=torch.tensor([3.0, -3.0]))
+    tensor([ 3.1000, -2.9000])
     """
 
     name = "flow"
@@ -1150,6 +1257,23 @@ class IDFF(_BridgeBase):
         Regulariser of the ``1 / (1 - t + c)`` weighting of the data-endpoint loss, positive.
     base, base_sigma, t_min, t_max, loss, loss_scale
         As in :class:`FlowMatching` (same defaults); IDFF needs ``0 < t_min`` and ``t_max < 1``.
+
+    Examples
+    --------
+    The bridge noise ``s_t = sigma sqrt(t (1 - t))`` vanishes at both ends; the network sees
+    and returns ``2 C`` channels:
+
+    >>> import torch
+    >>> objective = IDFF()
+    >>> objective.bridge_std(torch.tensor([0.0, 0.5, 1.0]))
+    tensor([0.0000, 0.1000, 0.0000])
+    >>> objective.network_input(torch.ones(2, 3, 16, 16)).shape
+    torch.Size([2, 6, 16, 16])
+    >>> x1_hat, s_hat = objective.split(torch.arange(4.0).reshape(1, 4, 1, 1))
+    >>> x1_hat.flatten().tolist(), s_hat.flatten().tolist()
+    ([0.0, 1.0], [2.0, 3.0])
+    >>> objective.channel_factor, objective.sampler_defaults.sampler
+    (2, 'idff')
     """
 
     name = "idff"

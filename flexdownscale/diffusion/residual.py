@@ -379,6 +379,26 @@ def rollout(
     -------
     Tensor
         Shape ``(B, M, lead_steps, C, H, W)``.
+
+    Examples
+    --------
+    A stand-in backbone that returns the exact flow-matching velocity towards a zero residual
+    makes every lead a copy of the newest frame (a persistence forecast):
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching
+    >>> class Persistence(torch.nn.Module):
+    ...     def forward(self, x_t, t, cond=None, *, phys=None, task_features=None):
+    ...         return -x_t / (1 - t.reshape(-1, 1, 1, 1))
+    ...     def encode_task(self, cond):
+    ...         return ()
+    >>> model = ResidualModel(Persistence(), task="forecast", past_frames=2)
+    >>> frames = torch.randn(1, 2, 16, 16)  # one field: two past frames of one channel
+    >>> out = rollout(model, FlowMatching(), frames, lead_steps=3, members=2, steps=4, generator=0)
+    >>> out.shape
+    torch.Size([1, 2, 3, 1, 16, 16])
+    >>> torch.allclose(out, frames[:, None, None, 1:], atol=1e-3)
+    True
     """
     if model.task != "forecast":
         raise ConfigError("rollout needs a ResidualModel built with task='forecast'")

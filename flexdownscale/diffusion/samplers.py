@@ -90,6 +90,20 @@ class SampleResult:
         ``x_init``; for DDIM the last one is the final ``x0`` prediction).
     nfe : int
         Number of network evaluations used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching, sample_euler
+    >>> still = lambda x_t, t, cond=None, **kwargs: torch.zeros_like(x_t)  # a stand-in network
+    >>> x_init = torch.zeros(1, 1, 4, 4)
+    >>> result = sample_euler(
+    ...     still, x_init, objective=FlowMatching(), steps=3, return_trajectory=True
+    ... )
+    >>> result.nfe, result.times.shape, len(result.trajectory)
+    (3, torch.Size([4]), 4)
+    >>> result.trajectory[0].dtype, result.sample.dtype  # float64 state, x_init's dtype out
+    (torch.float64, torch.float32)
     """
 
     sample: Tensor
@@ -373,6 +387,24 @@ def sample_ddim(
         ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``steps``.
+
+    Examples
+    --------
+    For data that are all 2 the exact network output is ``E[v | z] = alpha (z - 2 alpha) /
+    sigma - 2 sigma``; with it every DDIM step predicts ``x0 = 2`` and the noise ends there:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import VPDiffusion
+    >>> objective = VPDiffusion()
+    >>> def oracle(z, t, cond=None, **kwargs):
+    ...     alpha, sigma = objective.alpha_sigma(t.reshape(-1, 1, 1, 1))
+    ...     return alpha * (z - 2.0 * alpha) / sigma - 2.0 * sigma
+    >>> noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> result = sample_ddim(oracle, noise, objective=objective, steps=2)
+    >>> result.times.tolist(), result.nfe
+    ([1.0, 0.5, 0.0], 2)
+    >>> torch.allclose(result.sample, torch.full_like(noise, 2.0))
+    True
     """
     _check_common("ddim", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
@@ -480,6 +512,24 @@ def sample_euler(
         ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``steps``.
+
+    Examples
+    --------
+    Flow matching towards data that are all 2, with the network replaced by the exact
+    velocity ``(2 - x_t) / (1 - t)``: Euler steps follow this ODE exactly, and the draws stop
+    short of 2 by the fraction ``1 - t_max = 1e-4`` of their initial distance to it:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching
+    >>> objective = FlowMatching()
+    >>> def to_two(x_t, t, cond=None, **kwargs):  # the exact velocity for data that are all 2
+    ...     return (2.0 - x_t) / (1 - t.reshape(-1, 1, 1, 1))
+    >>> noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> result = sample_euler(to_two, objective.initial_state(noise), objective=objective, steps=4)
+    >>> result.sample.shape, result.nfe
+    (torch.Size([2, 1, 8, 8]), 4)
+    >>> torch.allclose(result.sample, torch.full_like(noise, 2.0), atol=1e-3)
+    True
     """
     net, times, taus = _ode_setup(
         "euler", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -560,6 +610,22 @@ def sample_heun(
         ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``2 steps - 1``.
+
+    Examples
+    --------
+    The setting of :func:`sample_euler`'s example, at ``2 steps - 1`` network evaluations:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching
+    >>> objective = FlowMatching()
+    >>> def to_two(x_t, t, cond=None, **kwargs):  # the exact velocity for data that are all 2
+    ...     return (2.0 - x_t) / (1 - t.reshape(-1, 1, 1, 1))
+    >>> noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> result = sample_heun(to_two, objective.initial_state(noise), objective=objective, steps=4)
+    >>> result.nfe
+    7
+    >>> torch.allclose(result.sample, torch.full_like(noise, 2.0), atol=1e-3)
+    True
     """
     net, times, taus = _ode_setup(
         "heun", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -694,6 +760,22 @@ def sample_sde(
         ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``steps``.
+
+    Examples
+    --------
+    The setting of :func:`sample_euler`'s example with Langevin noise (``delta h = 0.1``,
+    stable): the noise moves the draws along the way but not where they end:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching
+    >>> objective = FlowMatching()
+    >>> def to_two(x_t, t, cond=None, **kwargs):  # the exact velocity for data that are all 2
+    ...     return (2.0 - x_t) / (1 - t.reshape(-1, 1, 1, 1))
+    >>> noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> x_init = objective.initial_state(noise)
+    >>> result = sample_sde(to_two, x_init, objective=objective, steps=10, delta=1.0, generator=0)
+    >>> result.nfe, torch.allclose(result.sample, torch.full_like(noise, 2.0), atol=1e-3)
+    (10, True)
     """
     net, times, taus = _ode_setup(
         "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
@@ -801,6 +883,25 @@ def sample_idff(
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``steps`` (``2 steps`` with ``g2 > 0``: each JVP counts
         as one).
+
+    Examples
+    --------
+    For data that are all 2 the exact heads are ``x1_hat = 2`` and the score of the bridge
+    marginal ``N(2 t, (1 - t)^2 + s_t^2)``; ten steps carry standard normal noise to within
+    0.1 of 2 (where ``1 - t < sigma^2`` the bridge ODE closes in only as ``sqrt(1 - t)``, so
+    its steps converge slowly):
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import IDFF
+    >>> objective = IDFF()
+    >>> def oracle(x_in, t, cond=None, **kwargs):
+    ...     x, t = x_in[:, : x_in.shape[1] // 2], t.reshape(-1, 1, 1, 1)
+    ...     score = -(x - 2.0 * t) / ((1 - t) ** 2 + objective.bridge_std(t) ** 2)
+    ...     return torch.cat([torch.full_like(x, 2.0), score], dim=1)
+    >>> noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> result = sample_idff(oracle, noise, objective=objective, steps=10)
+    >>> result.nfe, bool((result.sample - 2.0).abs().max() < 0.1)
+    (10, True)
     """
     _check_common("idff", objective, x_init, steps, cond, x_lo)
     assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
@@ -891,6 +992,18 @@ def resolve_sampler_options(
     ConfigError
         For an option the sampler does not take, or a value that is not a finite number; the
         message names ``argument`` (the caller's name for ``given``).
+
+    Examples
+    --------
+    >>> from flexdownscale.config import SamplerConfig
+    >>> resolve_sampler_options("ddim", {"eta": 1}, SamplerConfig())
+    {'eta': 1.0}
+    >>> resolve_sampler_options("idff", None, SamplerConfig(g1=0.5))
+    {'g1': 0.5, 'g2': 0.0}
+    >>> resolve_sampler_options("euler", {"eta": 0.5}, SamplerConfig())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: options ['eta'] do not apply to sampler 'euler'; it takes ...
     """
     allowed = SAMPLER_OPTIONS[name]
     given = dict(given or {})
@@ -971,6 +1084,19 @@ def sample(
     -------
     SampleResult
         The chosen sampler's result.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching, VPDiffusion
+    >>> still = lambda x_t, t, cond=None, **kwargs: torch.zeros_like(x_t)  # a stand-in network
+    >>> x_init = torch.zeros(1, 1, 4, 4)
+    >>> sample(still, x_init, objective=VPDiffusion()).nfe  # its default: 2 DDIM steps
+    2
+    >>> sample(still, x_init, objective=FlowMatching()).nfe  # its default: 50 Euler steps
+    50
+    >>> sample(still, x_init, objective=FlowMatching(), sampler="heun").nfe  # Heun's 25 steps
+    49
     """
     name, steps = _resolve(objective, sampler, steps)
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
@@ -1071,6 +1197,14 @@ def member_generators(generator: torch.Generator | int | None, count: int) -> li
     -------
     list of torch.Generator
         ``count`` generators, each seeded with a value in ``[0, 2**62)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> two = member_generators(0, 2)
+    >>> five = member_generators(0, 5)
+    >>> len(five), torch.equal(torch.randn(3, generator=two[1]), torch.randn(3, generator=five[1]))
+    (5, True)
     """
     generator = _as_generator(generator)
     seeds = torch.randint(0, _SEED_RANGE, (count,), generator=generator, device=generator.device)
@@ -1168,6 +1302,27 @@ def sample_ensemble(
     -------
     Tensor
         Shape ``(B, M, C, ...)``, in ``cond``'s dtype (float32 without ``cond``).
+
+    Examples
+    --------
+    With a stand-in network that never moves the state every member is its initial noise, so
+    the draws show directly: the first field's members draw the same noise for any number of
+    fields and rows per call, and each member its own:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import FlowMatching
+    >>> still = lambda x_t, t, cond=None, **kwargs: torch.zeros_like(x_t)
+    >>> objective = FlowMatching()
+    >>> one = sample_ensemble(
+    ...     still, objective=objective, members=4, shape=(1, 1, 8, 8), generator=0
+    ... )
+    >>> three = sample_ensemble(
+    ...     still, objective=objective, members=4, shape=(3, 1, 8, 8), generator=0, batch_size=5
+    ... )
+    >>> three.shape
+    torch.Size([3, 4, 1, 8, 8])
+    >>> torch.equal(three[:1], one), torch.equal(one[0, 0], one[0, 1])
+    (True, False)
     """
     _check_objective(objective)
     defaults = objective.sampler_defaults

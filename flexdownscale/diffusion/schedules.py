@@ -171,6 +171,22 @@ def x0_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Clean-field (``x0``) estimate, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    The clean field is recovered exactly from a noisy state and its true velocity:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, v_from_x0_eps
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> v = v_from_x0_eps(x0, eps, alpha, sigma)
+    >>> torch.allclose(x0_from_v(z, v, alpha, sigma), x0)
+    True
     """
     return alpha * z - sigma * v
 
@@ -192,6 +208,25 @@ def eps_from_v(z: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Noise (``eps``) estimate, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    The noise is recovered exactly from a noisy state and its true velocity, and
+    :func:`v_from_eps` undoes the conversion:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, v_from_eps, v_from_x0_eps
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> v = v_from_x0_eps(x0, eps, alpha, sigma)
+    >>> torch.allclose(eps_from_v(z, v, alpha, sigma), eps)
+    True
+    >>> torch.allclose(v_from_eps(z, eps_from_v(z, v, alpha, sigma), alpha, sigma), v)
+    True
     """
     return sigma * z + alpha * v
 
@@ -213,6 +248,28 @@ def v_from_x0_eps(x0: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tens
     -------
     Tensor
         Velocity ``v``, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    Half way along the schedule ``alpha = sigma = sqrt(1/2)``, so ``v = (eps - x0) / sqrt(2)``:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(torch.tensor(0.5, dtype=torch.float64))
+    >>> x0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    >>> eps = torch.tensor([3.0, 2.0], dtype=torch.float64)
+    >>> v_from_x0_eps(x0, eps, alpha, sigma)
+    tensor([1.4142, 1.4142], dtype=torch.float64)
+
+    With ``alpha = cos(phi)`` and ``sigma = sin(phi)``, ``v`` is the derivative of
+    ``z = alpha x0 + sigma eps`` along the angle ``phi``:
+
+    >>> phi, h = torch.tensor(0.4, dtype=torch.float64), 1e-6
+    >>> def z_at(angle):
+    ...     return torch.cos(angle) * x0 + torch.sin(angle) * eps
+    >>> dz = (z_at(phi + h) - z_at(phi - h)) / (2 * h)
+    >>> torch.allclose(v_from_x0_eps(x0, eps, torch.cos(phi), torch.sin(phi)), dz)
+    True
     """
     return alpha * eps - sigma * x0
 
@@ -234,6 +291,21 @@ def v_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Velocity ``v``, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    A perfect clean-field prediction gives the true velocity:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, v_from_x0_eps
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> torch.allclose(v_from_x0(z, x0, alpha, sigma), v_from_x0_eps(x0, eps, alpha, sigma))
+    True
     """
     return (alpha * z - x0) / sigma
 
@@ -255,6 +327,22 @@ def v_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Velocity ``v``, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    A perfect noise prediction gives the true velocity (near the noise end, where ``alpha``
+    is small, an error in ``eps`` is amplified by ``1 / alpha``):
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, v_from_x0_eps
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> torch.allclose(v_from_eps(z, eps, alpha, sigma), v_from_x0_eps(x0, eps, alpha, sigma))
+    True
     """
     return (eps - sigma * z) / alpha
 
@@ -276,6 +364,23 @@ def x0_from_eps(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Clean-field (``x0``) estimate, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    A perfect noise prediction gives the clean field, and :func:`eps_from_x0` goes back:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, eps_from_x0
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> torch.allclose(x0_from_eps(z, eps, alpha, sigma), x0)
+    True
+    >>> torch.allclose(eps_from_x0(z, x0_from_eps(z, eps, alpha, sigma), alpha, sigma), eps)
+    True
     """
     return (z - sigma * eps) / alpha
 
@@ -297,5 +402,22 @@ def eps_from_x0(z: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     -------
     Tensor
         Noise (``eps``) estimate, the broadcast shape of the inputs.
+
+    Examples
+    --------
+    A perfect clean-field prediction gives the noise, and :func:`x0_from_eps` goes back:
+
+    >>> import torch
+    >>> from flexdownscale.diffusion import CosineSchedule, x0_from_eps
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> eps = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    >>> t = torch.tensor([0.2, 0.7], dtype=torch.float64).reshape(2, 1, 1, 1)  # one per sample
+    >>> alpha, sigma = CosineSchedule().alpha_sigma(t)
+    >>> z = alpha * x0 + sigma * eps
+    >>> torch.allclose(eps_from_x0(z, x0, alpha, sigma), eps)
+    True
+    >>> torch.allclose(x0_from_eps(z, eps_from_x0(z, x0, alpha, sigma), alpha, sigma), x0)
+    True
     """
     return (z - alpha * x0) / sigma
