@@ -90,6 +90,20 @@ class DiT(Backbone):
         MLP hidden width relative to D.
     task_channels, task_blocks
         Channels and ResBlocks per level of the task encoder's pyramid.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.config import ModelConfig
+    >>> from flexdownscale.models import build_model
+    >>> model = build_model(ModelConfig(backbone="dit", preset="tiny")).eval()
+    >>> model.patch, model.dim
+    (4, 128)
+    >>> cond = torch.randn(1, 1, 32, 32)
+    >>> model(torch.randn(1, 1, 32, 32), 0.5, cond).shape
+    torch.Size([1, 1, 32, 32])
+    >>> build_model(ModelConfig(backbone="dit", patch_size=2), device="meta").patch
+    2
     """
 
     def __init__(

@@ -754,6 +754,42 @@ class Backbone(nn.Module):
     config
         The :class:`~flexdownscale.config.ModelConfig` the model is built from (kept as
         ``model.config``).
+
+    Examples
+    --------
+    A minimal backbone: its one task feature is ``cond`` itself at full resolution (stride 1)
+    and any grid size is accepted (``grid_multiple = 1``):
+
+    >>> import torch
+    >>> from flexdownscale.config import ModelConfig
+    >>> class AddCond(Backbone):
+    ...     grid_multiple = 1
+    ...     def __init__(self, config):
+    ...         super().__init__(config)
+    ...         self.scale = torch.nn.Parameter(torch.ones(()))
+    ...         self.task_shapes = [(1, 1)]
+    ...     def _encode_task(self, cond):
+    ...         return (cond,)
+    ...     def _forward(self, x_t, t, phys, features):
+    ...         return self.scale * (x_t + features[0])
+    >>> model = AddCond(ModelConfig())
+    >>> model(torch.ones(2, 1, 5, 5), 0.5, torch.ones(2, 1, 5, 5)).shape
+    torch.Size([2, 1, 5, 5])
+
+    The task features of one field, repeated for two members, replace ``cond``; unrepeated,
+    they are refused with a :class:`~flexdownscale.errors.ShapeError` that gives the fix:
+
+    >>> from flexdownscale.errors import ShapeError
+    >>> from flexdownscale.models import repeat_task_features
+    >>> features = model.encode_task(torch.ones(1, 1, 5, 5))
+    >>> out = model(torch.ones(2, 1, 5, 5), 0.5, task_features=repeat_task_features(features, 2))
+    >>> torch.equal(out, torch.full((2, 1, 5, 5), 2.0))
+    True
+    >>> try:
+    ...     model(torch.ones(2, 1, 5, 5), 0.5, task_features=features)
+    ... except ShapeError as err:
+    ...     print(str(err).split("; ")[-1])
+    use repeat_task_features(features, 2) for ensembles
     """
 
     task_shapes: list[tuple[int, int]]

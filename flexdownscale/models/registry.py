@@ -187,6 +187,16 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     -------
     int
         Total number of scalar weights (the sum of ``numel()`` over the parameters).
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = torch.nn.Linear(3, 2)  # 3 x 2 weights and 2 biases
+    >>> count_parameters(layer)
+    8
+    >>> _ = layer.bias.requires_grad_(False)
+    >>> count_parameters(layer, trainable_only=True)
+    6
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -277,6 +287,19 @@ def export_state_dict(
     ConfigError
         For another ``dtype`` (see ``_storage_dtype``): an integer dtype would round the
         weights silently.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.config import ModelConfig
+    >>> model = build_model(ModelConfig(backbone="flex", preset="tiny"))
+    >>> state = export_state_dict(model, "bfloat16")
+    >>> {w.dtype for name, w in state.items() if not name.endswith(".freqs")}
+    {torch.bfloat16}
+    >>> sorted(name for name, w in state.items() if w.dtype == torch.float32)
+    ['dec_time.freqs', 'enc_time.freqs']
+    >>> torch.equal(state["enc_time.freqs"], model.state_dict()["enc_time.freqs"])
+    True
     """
     if dtype is not None:
         dtype = _storage_dtype(dtype)
@@ -306,6 +329,14 @@ def format_parameter_count(count: int) -> str:
     -------
     str
         The count in millions with two decimals and the unit ``" M"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> format_parameter_count(count_parameters(torch.nn.Linear(1000, 1000)))  # 1,001,000
+    '1.00 M'
+    >>> format_parameter_count(49_255_937)
+    '49.26 M'
     """
     return f"{count / 1e6:.2f} M"
 
@@ -331,6 +362,17 @@ def parameter_table(
     list of (str, str, int)
         ``[(backbone, preset, count), ...]``; print a row as
         ``f"{b:<5} {p:<6} {format_parameter_count(n)}"`` (``flex  small  49.26 M``).
+
+    Examples
+    --------
+    The baselines are sized to match FLEX per preset:
+
+    >>> for b, p, n in parameter_table(presets=["small"]):
+    ...     print(f"{b:<5} {p:<6} {format_parameter_count(n)}")
+    flex  small  49.26 M
+    unet  small  52.15 M
+    uvit  small  49.38 M
+    dit   small  50.06 M
     """
     base = config or ModelConfig()
     rows = []

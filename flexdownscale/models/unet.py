@@ -85,6 +85,23 @@ class UNet(Backbone):
         Channels per attention head.
     emb_dim
         Width of the time / condition embedding.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.config import ModelConfig
+    >>> from flexdownscale.models import build_model
+    >>> model = build_model(ModelConfig(backbone="unet", preset="tiny")).eval()
+    >>> cond = torch.randn(1, 1, 32, 32)
+    >>> model(torch.randn(1, 1, 32, 32), 0.5, cond).shape
+    torch.Size([1, 1, 32, 32])
+
+    Its four levels need grids divisible by 16:
+
+    >>> model(torch.zeros(1, 1, 24, 24), 0.5, torch.zeros(1, 1, 24, 24))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ShapeError: x_t has a 24 x 24 grid; UNet needs H and W divisible by 16 ...
     """
 
     def __init__(

@@ -65,6 +65,20 @@ class UViT(Backbone):
         MLP hidden width relative to D.
     task_channels, task_blocks
         Channels and ResBlocks per level of the task encoder's pyramid.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flexdownscale.config import ModelConfig
+    >>> from flexdownscale.models import build_model
+    >>> model = build_model(ModelConfig(backbone="uvit", preset="tiny")).eval()
+    >>> model.patch, model.dim
+    (8, 128)
+    >>> cond = torch.randn(1, 1, 32, 32)
+    >>> model(torch.randn(1, 1, 32, 32), 0.5, cond).shape
+    torch.Size([1, 1, 32, 32])
+    >>> build_model(ModelConfig(backbone="uvit", patch_size=2), device="meta").patch
+    2
     """
 
     def __init__(
