@@ -114,6 +114,14 @@ class ModelFolder:
         The model card (markdown).
     extra : mapping of str to Any
         Any other key of ``config.json`` (kept for forward compatibility).
+
+    Examples
+    --------
+    >>> folder = load_model_folder("era5-t2m-x4")  # a shipped model
+    >>> folder.variables, folder.units, folder.factor, folder.task
+    (('t2m',), {'t2m': 'K'}, 4, 'superres')
+    >>> folder.model.backbone, folder.diffusion.objective, folder.sampler.sampler
+    ('flex', 'vp', 'ddim')
     """
 
     path: Path
@@ -192,6 +200,21 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
         When ``path`` is empty, exists and is not a model folder or an empty folder (whatever
         ``overwrite`` says), or exists and ``overwrite`` is false; when ``path`` cannot be
         created (a file where a folder above it should be, a folder that cannot be written to).
+
+    Examples
+    --------
+    A new folder passes; a folder holding anything but a model is never replaced:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> check_target(Path(tmp.name) / "new-model")
+    >>> _ = (Path(tmp.name) / "notes.txt").write_text("keep me")
+    >>> check_target(tmp.name, overwrite=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ModelFolderError: cannot write ...: it is not a flexdownscale model ...
+    >>> tmp.cleanup()
     """
     path = _target_path(path)
     if not (path.exists() or path.is_symlink()):
@@ -471,6 +494,37 @@ def save_model_folder(
         folder or an empty folder (whatever ``overwrite`` says), or exists and ``overwrite`` is
         false; when it cannot be written (a read-only folder, a full disk: the message names
         ``path`` and the cause, and nothing is left behind). Nothing is written in any case.
+
+    Examples
+    --------
+    A folder written and read back (a real one holds a backbone's
+    :func:`~flexdownscale.models.export_state_dict`):
+
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    >>> from flexdownscale.data import Normalizer, VariableStats
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> state = {"w": torch.ones(2, 3)}
+    >>> path = save_model_folder(
+    ...     Path(tmp.name) / "my-model",
+    ...     state_dict=state,
+    ...     model=ModelConfig(),
+    ...     diffusion=DiffusionConfig(),
+    ...     sampler=SamplerConfig(),
+    ...     variables=["t2m"],
+    ...     units={"t2m": "K"},
+    ...     factor=4,
+    ...     normalization=Normalizer({"t2m": VariableStats(mean=280.0, std=5.0)}).to_dict(),
+    ...     grid={"factor": 4},
+    ...     card="# my model",
+    ... )
+    >>> sorted(p.name for p in path.iterdir())
+    ['README.md', 'config.json', 'grid.json', 'model.safetensors', 'normalization.json']
+    >>> folder = load_model_folder(path)
+    >>> folder.variables, torch.equal(folder.state_dict["w"], state["w"])
+    (('t2m',), True)
+    >>> tmp.cleanup()
     """
     from safetensors.torch import save_file
 
@@ -1106,6 +1160,14 @@ class ModelFolderHeader:
         The model's variable names in channel order.
     factor : int
         Refinement factor per axis (1 for forecast models).
+
+    Examples
+    --------
+    The shipped models by what they do, without loading their weights:
+
+    >>> headers = [read_model_header(path) for path in shipped_models().values()]
+    >>> [(h.path.name, h.task, h.variables, h.factor) for h in headers]
+    [('era5-t2m-x4', 'superres', ('t2m',), 4), ('kolmogorov-x8', 'superres', ('vorticity',), 8)]
     """
 
     path: Path
@@ -1136,6 +1198,19 @@ def read_model_header(path: str | os.PathLike[str]) -> ModelFolderHeader:
         "pass its folder"), or its ``config.json`` is missing, not JSON, not a flexdownscale
         model config, of an unknown format version, or an entry has the wrong type or is
         missing.
+
+    Examples
+    --------
+    >>> header = read_model_header(shipped_models()["kolmogorov-x8"])
+    >>> header.task, header.variables, header.factor
+    ('superres', ('vorticity',), 8)
+
+    A shipped model's name is not a local folder:
+
+    >>> read_model_header("kolmogorov-x8")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ModelFolderError: no model folder at 'kolmogorov-x8' (a shipped model ...
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -1257,6 +1332,25 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         model computes, e.g. ``diffusion.objective``), the configs hold a value out of its range
         (the ranges a training configuration is held to, e.g. ``sampler.steps`` >= 1), or a
         weight is NaN or infinite.
+
+    Examples
+    --------
+    >>> folder = load_model_folder("kolmogorov-x8")  # a shipped model
+    >>> folder.condition["name"], folder.condition["scale"], folder.model.physical_condition
+    ('reynolds_number', 40000.0, True)
+
+    A file changed after export no longer matches its checksum:
+
+    >>> import shutil, tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> copy = shutil.copytree(folder.path, Path(tmp.name) / "copy")
+    >>> _ = (copy / "grid.json").write_text("{}")
+    >>> load_model_folder(copy)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ModelFolderError: grid.json in '...' does not match the checksum ...
+    >>> tmp.cleanup()
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -1349,6 +1443,14 @@ def shipped_models() -> dict[str, Path]:
     dict of str to Path
         Model name (e.g. ``"era5-t2m-x4"``) to its folder, sorted by name; empty when the
         package was installed without them.
+
+    Examples
+    --------
+    >>> models = shipped_models()
+    >>> list(models)
+    ['era5-t2m-x4', 'kolmogorov-x8']
+    >>> sorted(p.name for p in models["era5-t2m-x4"].iterdir())
+    ['README.md', 'config.json', 'grid.json', 'model.safetensors', 'normalization.json']
     """
     root = _shipped_root()
     if not root.is_dir():
@@ -1416,6 +1518,17 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         org/name --local-dir DIR``), copy ``DIR`` over and pass its path.
     BackendNotAvailableError
         For a Hub id without ``huggingface_hub`` installed.
+
+    Examples
+    --------
+    >>> resolve_model_path("era5-t2m-x4") == shipped_models()["era5-t2m-x4"]
+    True
+    >>> from flexdownscale.errors import ModelFolderError
+    >>> try:
+    ...     resolve_model_path("era5_t2m_x4")
+    ... except ModelFolderError as err:
+    ...     print(str(err).split(";")[0])
+    no model folder at 'era5_t2m_x4' (did you mean the shipped model 'era5-t2m-x4'?)
     """
     return _resolve(name_or_path)[0]
 
