@@ -115,6 +115,19 @@ class ModelConfig(_Section):
     image_size : tuple of (int, int), default (128, 128)
         Reference (H, W) in pixels, each a multiple of 16, used for parameter counting and
         positional-embedding initialisation. Any size divisible by 16 runs at inference.
+
+    Examples
+    --------
+    >>> from flexdownscale.models import build_model, count_parameters
+    >>> config = ModelConfig(backbone="unet", preset="tiny", image_size=[64, 96])
+    >>> config.image_size, config.out_channels  # lists become tuples; None: in_channels
+    ((64, 96), None)
+    >>> count_parameters(build_model(config, device="meta"))
+    2338273
+    >>> ModelConfig(backbone="resnet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: model.backbone = 'resnet' is not a valid option; ...
     """
 
     backbone: Backbone = "flex"
@@ -167,6 +180,16 @@ class DiffusionConfig(_Section):
         Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``), > 0.
     idff_c : float, default 0.01
         Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting, > 0.
+
+    Examples
+    --------
+    ``loss=None`` takes each objective's own loss:
+
+    >>> from flexdownscale.diffusion import build_objective
+    >>> [build_objective(DiffusionConfig(objective=o)).loss_kind for o in ("vp", "flow", "idff")]
+    ['l1', 'l2', 'l2']
+    >>> build_objective(DiffusionConfig(objective="flow", base="coarse_plus_noise")).summary
+    'flow (base coarse_plus_noise, base_sigma 0.1)'
     """
 
     objective: Literal["vp", "flow", "idff"] = "vp"
@@ -204,6 +227,16 @@ class SamplerConfig(_Section):
         probability-flow ODE), >= 0; ``g1 = g2 = 0`` is Euler on the bridge ODE.
     g2 : float, default 0.0
         IDFF momentum knob gamma2 (weight of the second-order Taylor term of a step), >= 0.
+
+    Examples
+    --------
+    >>> config = SamplerConfig(sampler="sde", steps=10, delta=1)
+    >>> config.delta  # an integer of a float field becomes a float
+    1.0
+    >>> SamplerConfig(steps="abc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: sampler.steps must be an integer, got 'abc' ...
     """
 
     sampler: Literal["ddim", "euler", "heun", "sde", "idff"] = "ddim"
@@ -275,6 +308,21 @@ class DataConfig(_Section):
         table or ``transforms = {tp = "none"}``; on the command line
         ``data.transforms.tp=log1p``. ``log1p`` expects amounts in mm (kg m-2) or rates in mm/h
         or mm/day, not m or kg m-2 s-1 (on those it is nearly the identity, and the fit warns).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> config = DataConfig(paths=[Path("era5.nc")], variables=["t2m", "tp"], factor=4)
+    >>> config.paths, config.variables
+    (('era5.nc',), ('t2m', 'tp'))
+
+    A transform for a variable that is not among ``variables`` would be ignored, so it is
+    refused:
+
+    >>> DataConfig(variables=["tp"], transforms={"TP": "none"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: data.transforms names 'TP', not among data.variables ...
     """
 
     paths: tuple[str, ...] = ()
@@ -341,6 +389,16 @@ class OptimConfig(_Section):
         Largest global gradient norm; 0 turns clipping off (negative values are refused).
     ema_decay : float, default 0.999
         Decay of the exponential moving average of the weights, in [0, 1).
+
+    Examples
+    --------
+    >>> config = OptimConfig(lr=1e-4, betas=[0.9, 0.95])
+    >>> config.lr, config.betas, config.schedule
+    (0.0001, (0.9, 0.95), 'cosine')
+    >>> OptimConfig(optimizer="sgd")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: optim.optimizer = 'sgd' is not a valid option; ...
     """
 
     optimizer: Literal["adamw", "adam", "lion"] = "adamw"
@@ -447,6 +505,19 @@ class TrainConfig(_Section):
         scales its network was trained on), ``"refit"`` fits them on this run's train split
         (with the folder's transforms). Without ``init_from`` only ``"source"`` (unused) is
         accepted.
+
+    Examples
+    --------
+    >>> config = TrainConfig(model=ModelConfig(preset="small"), steps=2000)
+    >>> config.model.preset, config.steps, config.optim.lr
+    ('small', 2000, 0.0002)
+
+    Ranges are checked at once, with the value to use:
+
+    >>> TrainConfig(data=DataConfig(factor=3))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: data.crop_size = 64 is not a positive multiple of 48: ...
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -979,6 +1050,18 @@ def from_dict(
         the wrong type; for a :class:`TrainConfig`, a value out of range (not with
         ``_check=False``, which reads a run's saved configuration: keys and types are checked,
         ranges are not).
+
+    Examples
+    --------
+    Nested tables build the sections; keys left out keep their defaults:
+
+    >>> config = from_dict(TrainConfig, {"steps": 500, "model": {"backbone": "dit"}})
+    >>> config.steps, config.model.backbone, config.model.preset
+    (500, 'dit', 'tiny')
+    >>> from_dict(SamplerConfig, {"sampler": "heun", "step": 10})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: unknown key 'step' in [sampler] ...; did you mean 'steps'? ...
     """
     where = _where or cls.__name__
     hints = typing.get_type_hints(cls)
@@ -1058,6 +1141,19 @@ def from_toml(cls: type[C], path: str | Path) -> C:
     ConfigError
         When the file does not exist or is not valid TOML, and for the problems
         :func:`from_dict` refuses (the message starts with the file's path).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "run.toml"
+    >>> text = ["steps = 200", "[model]", 'preset = "small"', "[data]", 'variables = ["t2m"]']
+    >>> _ = path.write_text("\\n".join(text))
+    >>> config = from_toml(TrainConfig, path)
+    >>> config.steps, config.model.preset, config.data.variables
+    (200, 'small', ('t2m',))
+    >>> tmp.cleanup()
     """
     path = Path(path)
     try:
@@ -1086,6 +1182,15 @@ def to_dict(config: Any) -> dict[str, Any]:
     dict
         ``{field name: value}``, a nested configuration as a nested dict; :func:`from_dict`
         builds ``config`` back from it.
+
+    Examples
+    --------
+    >>> config = TrainConfig(model=ModelConfig(preset="small"))
+    >>> values = to_dict(config)
+    >>> values["model"]["preset"], values["model"]["image_size"], "micro_batch_size" in values
+    ('small', [128, 128], False)
+    >>> from_dict(TrainConfig, values) == config
+    True
     """
 
     def plain(value: Any) -> Any:
@@ -1182,6 +1287,21 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     ------
     ConfigError
         For a malformed override or an unknown key (with a close-match hint).
+
+    Examples
+    --------
+    >>> config = apply_overrides(
+    ...     TrainConfig(), ["optim.lr=3e-4", "model.preset=small", "data.variables=[u,v]"]
+    ... )
+    >>> config.optim.lr, config.model.preset, config.data.variables
+    (0.0003, 'small', ('u', 'v'))
+    >>> config = apply_overrides(config, ["optim={warmup_steps=10}"])  # the rest of [optim] kept
+    >>> config.optim.lr, config.optim.warmup_steps
+    (0.0003, 10)
+    >>> apply_overrides(config, ["lr=1e-3"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: unknown key 'lr' in override ...; did you mean 'optim.lr'? ...
     """
     values = to_dict(config)
     for item in overrides:
