@@ -8,7 +8,18 @@ weights=None, ...)`` with the forecast first; ensemble scores take the member di
 
 from __future__ import annotations
 
-from flexdownscale.metrics.deterministic import bias, mae, mse, pearson_r, psnr, rfne, rmse, ssim
+from flexdownscale.metrics.deterministic import (
+    bias,
+    exceedance_frequency,
+    fss,
+    mae,
+    mse,
+    pearson_r,
+    psnr,
+    rfne,
+    rmse,
+    ssim,
+)
 from flexdownscale.metrics.probabilistic import (
     crps_ensemble,
     ensemble_mean,
@@ -40,6 +51,8 @@ __all__ = [
     "downscaling_skill",
     "ensemble_mean",
     "ensemble_spread",
+    "exceedance_frequency",
+    "fss",
     "kinetic_energy_spectrum",
     "log_spectral_distance",
     "mae",

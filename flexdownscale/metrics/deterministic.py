@@ -1,4 +1,5 @@
-"""Deterministic verification scores: MSE, RMSE, MAE, bias, RFNE, Pearson r, PSNR, SSIM.
+"""Deterministic verification scores: MSE, RMSE, MAE, bias, RFNE, Pearson r, PSNR, SSIM, and
+for events above a threshold (precipitation) the exceedance frequency and the FSS.
 
 Every score follows one convention (that of ``scores``):
 
@@ -19,18 +20,19 @@ Every score follows one convention (that of ``scores``):
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
 from flexdownscale._keywords import keyword_hints
-from flexdownscale.errors import ConfigError, GridError, ShapeError
+from flexdownscale.errors import ConfigError, GridError, ShapeError, WeightsError
 from flexdownscale.metrics._utils import (
     Dims,
     XarrayLike,
     align_exact,
     all_dims,
+    check_member_dim,
     check_option,
     check_same_units,
     check_single_chunk,
@@ -44,7 +46,18 @@ from flexdownscale.metrics._utils import (
     weighted_mean,
 )
 
-__all__ = ["bias", "mae", "mse", "pearson_r", "psnr", "rfne", "rmse", "ssim"]
+__all__ = [
+    "bias",
+    "exceedance_frequency",
+    "fss",
+    "mae",
+    "mse",
+    "pearson_r",
+    "psnr",
+    "rfne",
+    "rmse",
+    "ssim",
+]
 
 
 def _as_floating(obj: XarrayLike) -> XarrayLike:
@@ -662,3 +675,316 @@ def ssim(
         weights = weights.isel({d: s for d, s in crop.items() if d in weights.dims})
     out = weighted_mean(smap, (*yx, *red), weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="1", long_name="structural similarity index")
+
+
+# --------------------------------------------------------------------------------------------
+# events above a threshold: exceedance frequency (wet fraction) and fractions skill score
+# --------------------------------------------------------------------------------------------
+def _threshold_for(
+    threshold: float | Mapping[str, float], obj: XarrayLike
+) -> float | dict[Hashable, float]:
+    """``threshold`` checked: a finite number, or for a Dataset a mapping with one per
+    variable (``{variable: threshold}``), in the data's units."""
+
+    def one(value: Any, what: str) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not np.isfinite(number):
+            raise ConfigError(f"{what} must be a finite number in the data's units, got {value!r}.")
+        return number
+
+    if isinstance(threshold, Mapping):
+        if not isinstance(obj, xr.Dataset):
+            raise ConfigError(
+                "a mapping threshold needs Dataset inputs (one threshold per variable); give "
+                "a number for a DataArray."
+            )
+        missing = [str(v) for v in obj.data_vars if v not in threshold]
+        if missing:
+            raise ConfigError(f"threshold has no entry for variable(s) {missing!r}.")
+        return {v: one(threshold[v], f"threshold[{v!r}]") for v in obj.data_vars}
+    return one(threshold, "threshold")
+
+
+def _events(da: xr.DataArray, threshold: float, inclusive: bool) -> xr.DataArray:
+    """1.0 where ``da`` reaches ``threshold`` (``>=``, or ``>`` unless ``inclusive``), 0.0
+    below it, NaN where ``da`` is NaN."""
+    hit = da >= threshold if inclusive else da > threshold
+    return hit.astype(np.float64).where(da.notnull())
+
+
+def _each_variable(obj: XarrayLike, func: Any, threshold: float | dict[Hashable, float]) -> Any:
+    """``func(variable, its threshold)`` for a DataArray, or for each variable of a Dataset."""
+    if isinstance(obj, xr.Dataset):
+        return xr.Dataset(
+            {
+                v: func(obj[v], threshold[v] if isinstance(threshold, dict) else threshold)
+                for v in obj.data_vars
+            }
+        )
+    assert not isinstance(threshold, dict)  # _threshold_for refuses a mapping for a DataArray
+    return func(obj, threshold)
+
+
+@keyword_hints
+def exceedance_frequency(
+    fcst: XarrayLike,
+    *,
+    threshold: float | Mapping[str, float],
+    inclusive: bool = True,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Frequency of reaching a threshold: ``sum(w [f >= t]) / sum(w)`` (the wet fraction).
+
+    The share of points (weighted) where the field is at or above ``threshold``: for
+    precipitation at a wet/dry threshold such as 0.1 mm, the fraction of wet cells. Compare
+    a prediction's with its truth's (their ratio is the frequency bias): a model that
+    drizzles everywhere has a far larger wet fraction than the truth at a small threshold.
+    It takes one field (a forecast, an ensemble or a truth); an ensemble's members are
+    points like any others (or kept apart with ``preserve_dims="member"``).
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        The field(s), any dims.
+    threshold : float or mapping of str to float
+        The threshold in the field's units; a mapping ``{variable: threshold}`` for a Dataset.
+    inclusive : bool, default True
+        Count values equal to the threshold (``>=``, as "at least 0.1 mm"); ``False``: only
+        values above it (``>``, the default of ``scores``' threshold operators).
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Dims to average over, or to keep (not both). Default: average over every dim.
+    weights : DataArray, optional
+        Non-negative weights broadcastable against the data (e.g. :func:`area_weights`).
+    skipna : bool, default True
+        Leave NaN points out (and their weights); ``False``: a NaN makes the result NaN.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; ``units`` ``"1"``, in [0, 1].
+
+    Examples
+    --------
+    Two of the four valid cells reach 0.1 (one equals it); the NaN cell is left out:
+
+    >>> import numpy as np, xarray as xr
+    >>> rain = xr.DataArray([0.0, 0.05, 0.1, 2.0, np.nan], dims="x", attrs={"units": "mm"})
+    >>> float(exceedance_frequency(rain, threshold=0.1))
+    0.5
+    >>> float(exceedance_frequency(rain, threshold=0.1, inclusive=False))
+    0.25
+    """
+    check_xarray(fcst, "fcst")
+    fcst = _as_floating(fcst)
+    (fcst, weights) = align_exact(fcst, weights, names=("fcst", "weights"))
+    dims = all_dims(fcst)
+    weights = check_weights(weights, dims)
+    red = resolve_reduce_dims(dims, reduce_dims=reduce_dims, preserve_dims=preserve_dims)
+    check_values_to_score(fcst, fcst, red, names=("fcst", "fcst"))
+    thresholds = _threshold_for(threshold, fcst)
+    events = _each_variable(fcst, lambda da, t: _events(da, t, inclusive), thresholds)
+    out = weighted_mean(events, red, weights, skipna=skipna)
+    return set_attrs(out, fcst, units="1", long_name="frequency of reaching the threshold")
+
+
+def _box_sums(values: np.ndarray, window: int, axes: tuple[int, ...]) -> np.ndarray:
+    """Sums of ``values`` over every box of ``window`` cells along each of ``axes`` that lies
+    wholly inside them (a length ``n - window + 1`` along each): differences of cumulative
+    sums, exact for counts."""
+    out = np.asarray(values, dtype=np.float64)
+    for axis in axes:
+        total = np.cumsum(out, axis=axis)
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (1, 0)
+        total = np.pad(total, pad)
+        n = total.shape[axis]
+        upper = np.take(total, np.arange(window, n), axis=axis)
+        lower = np.take(total, np.arange(0, n - window), axis=axis)
+        out = upper - lower
+    return out
+
+
+def _fractions(events: np.ndarray, *, window: int) -> np.ndarray:
+    """The share of events in each ``window`` x ``window`` box of the last two axes (boxes
+    wholly inside the field only); NaN for a box holding a NaN cell."""
+    events = np.asarray(events, dtype=np.float64)
+    gaps = np.isnan(events)
+    axes = (events.ndim - 2, events.ndim - 1)
+    share = _box_sums(np.where(gaps, 0.0, events), window, axes) / float(window * window)
+    if gaps.any():
+        share[_box_sums(gaps, window, axes) > 0] = np.nan
+    return share
+
+
+def _box_means(values: np.ndarray, *, window: int, axes: tuple[int, ...]) -> np.ndarray:
+    """Means of ``values`` over the boxes of :func:`_box_sums` along ``axes`` (one or two)."""
+    return _box_sums(values, window, axes) / float(window ** len(axes))
+
+
+@keyword_hints
+def fss(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    threshold: float | Mapping[str, float],
+    window: int,
+    dims: Sequence[Hashable] | None = None,
+    member_dim: Hashable | None = None,
+    inclusive: bool = True,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+    skipna: bool = True,
+) -> XarrayLike:
+    """Fractions skill score (Roberts and Lean 2008) at a threshold, over square windows.
+
+    Each field is turned into events (``f >= threshold``), then into fractions: the share of
+    event cells in each ``window`` x ``window`` box of the grid. With ``P_f``, ``P_o`` the
+    fractions of forecast and truth over every box of every field (and sample),
+
+    ``FSS = 1 - sum(w (P_f - P_o)^2) / sum(w (P_f^2 + P_o^2))``
+
+    pooled over ``reduce_dims`` (sums of the whole set, not a mean of per-field scores, as
+    Roberts and Lean's aggregation and ``scores.spatial.fss_2d``). 1 is a perfect match of
+    the fractions, 0 no overlap of the events at that scale; FSS grows with the window, and
+    ``0.5 + f_o / 2`` (``f_o`` the truth's event frequency) is the usual "useful" level.
+
+    Parameters
+    ----------
+    fcst, obs : DataArray or Dataset
+        Forecast (or ensemble) and truth with the two spatial ``dims``.
+    threshold : float or mapping of str to float
+        The event threshold in the data's units (a mapping per variable for Datasets).
+    window : int
+        Side of the square box in grid cells (1: the events themselves), at most the
+        grid's size along each spatial dim.
+    dims : pair of str, optional
+        The (Y, X) dims; default: found from CF attrs or names.
+    member_dim : str, optional
+        Default None: any dim ``fcst`` has beyond ``obs`` (an ensemble's members too) holds
+        samples pooled like times: the FSS of the members, each a field of its own (keep them
+        apart with ``preserve_dims=member``). Naming the ensemble dim scores the ensemble
+        instead: the forecast fraction is the share of events over the box's cells of all
+        valid members (the neighbourhood ensemble probability, Schwartz et al. 2010).
+    inclusive : bool, default True
+        An event is ``>= threshold``; ``False``: ``> threshold`` (``scores``' default).
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        Which of the other (sample) dims to pool over; the spatial dims always are.
+    weights : DataArray, optional
+        Weights of the points; along the spatial dims the weight of a box is the mean of its
+        cells' weights (area weights stay area weights).
+    skipna : bool, default True
+        A box that holds a NaN cell (in either field) is left out; ``False``: NaN result.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The kept dims only; ``units`` ``"1"``, in [0, 1]. NaN where neither field has an
+        event (the score is 0 / 0 there; ``scores`` gives 0).
+
+    Raises
+    ------
+    ShapeError
+        A window larger than the grid, or spatial dims split into dask chunks.
+    ConfigError
+        A window that is not a positive whole number, a threshold that is not finite.
+
+    Notes
+    -----
+    Edges: only boxes that lie wholly inside the grid are used, ``(ny - window + 1) x
+    (nx - window + 1)`` of them (``scores``' default, ``zero_padding=False``). No zeros are
+    padded around the field: that would count the cells beyond a limited-area domain as
+    dry, and pull the fractions near its edges towards no event. Cells near the edges fall
+    in fewer boxes, and so count less.
+
+    Examples
+    --------
+    Identical fields score 1; events that never overlap score 0 at the grid scale. With
+    3 x 3 boxes (16 of them wholly inside the 6 x 6 grid) the truth's event near the corner
+    falls in 4 boxes, the forecast's, two cells east, in 6, and 2 boxes hold both:
+    ``FSS = 1 - (4 + 6 - 2 * 2) / (4 + 6) = 0.4``:
+
+    >>> import numpy as np, xarray as xr
+    >>> obs = xr.DataArray(np.zeros((6, 6)), dims=("y", "x"))
+    >>> obs[1, 1] = 2.0
+    >>> fcst = obs.roll(x=2)
+    >>> float(fss(obs, obs, threshold=1.0, window=1))
+    1.0
+    >>> float(fss(fcst, obs, threshold=1.0, window=1))
+    0.0
+    >>> round(float(fss(fcst, obs, threshold=1.0, window=3)), 6)
+    0.4
+    """
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise ConfigError(f"window must be a positive whole number of grid cells, got {window!r}.")
+    window = int(window)
+    check_option("inclusive", inclusive, (True, False))
+    check_xarray(obs, "obs")
+    yx = find_yx_dims(obs, dims)
+    excluded: tuple[Hashable, ...] = tuple(yx)
+    if member_dim is not None:
+        check_member_dim(fcst, obs, member_dim)
+        excluded = (*yx, member_dim)
+    fcst, obs, red, weights = _setup(
+        fcst, obs, weights, reduce_dims, preserve_dims, excluded=excluded
+    )
+    if weights is not None and member_dim is not None and member_dim in weights.dims:
+        raise WeightsError(
+            f"weights have the member dim {member_dim!r}, which the ensemble FSS consumes; "
+            "give weights of the points (and samples) only."
+        )
+    for d in yx:
+        if obs.sizes[d] < window:
+            raise ShapeError(
+                f"dim {d!r} has {obs.sizes[d]} points, fewer than the FSS window ({window}); "
+                "pass a window that fits in the grid."
+            )
+    check_single_chunk(fcst, yx, "the FSS (a sliding window)", error=ShapeError, argument="fcst")
+    check_single_chunk(obs, yx, "the FSS (a sliding window)", error=ShapeError, argument="obs")
+    thresholds = _threshold_for(threshold, obs)
+    sizes = {d: obs.sizes[d] - window + 1 for d in yx}
+
+    def fractions(da: xr.DataArray, t: float) -> xr.DataArray:
+        events = _events(da.drop_vars([d for d in yx if d in da.coords]), t, inclusive)
+        return xr.apply_ufunc(
+            _fractions,
+            events,
+            input_core_dims=[list(yx)],
+            output_core_dims=[list(yx)],
+            exclude_dims=set(yx),
+            kwargs={"window": window},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": sizes},
+        )
+
+    pf = _each_variable(fcst, fractions, thresholds)
+    po = _each_variable(obs, fractions, thresholds)
+    if member_dim is not None:  # the ensemble's share of events: the mean of its members'
+        pf = pf.mean(member_dim, skipna=skipna)
+    if weights is not None and any(d in weights.dims for d in yx):
+        boxed = [d for d in yx if d in weights.dims]
+        weights = xr.apply_ufunc(
+            _box_means,
+            weights.drop_vars([d for d in boxed if d in weights.coords]),
+            input_core_dims=[boxed],
+            output_core_dims=[boxed],
+            exclude_dims=set(boxed),
+            kwargs={"window": window, "axes": tuple(range(-len(boxed), 0))},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": {d: sizes[d] for d in boxed}},
+        )
+    gap = (pf - po) ** 2
+    total = (pf**2 + po**2).where(gap.notnull())
+    pooled = (*yx, *red)
+    num = weighted_mean(gap, pooled, weights, skipna=skipna)
+    den = weighted_mean(total, pooled, weights, skipna=skipna)
+    out = (1.0 - num / den.where(den > 0)).clip(0.0, 1.0)
+    return set_attrs(out, (obs, fcst), units="1", long_name="fractions skill score")
