@@ -1075,15 +1075,125 @@ def time_step_seed(seed: int, index: int) -> int:
     return derived_seed(seed, index)
 
 
-def _keep_grid_mapping(out: xr.Dataset, source: xr.Dataset) -> xr.Dataset:
-    """Carry the CF grid-mapping variables of ``out``'s variables over from ``source``, and drop
-    from ``coordinates`` attributes the variables ``out`` does not have (2-D lat/lon that could
-    not be recomputed on the fine grid: a projected grid without pyproj, for one)."""
+#: ``grid_mapping_name`` of the CF grid mappings that are not projections, by grid kind.
+_UNPROJECTED_MAPPINGS = {"latitude_longitude": "latlon", "rotated_latitude_longitude": "rotated"}
+
+
+def _model_grid_mapping(trained: GridSpec | None, spec: GridSpec) -> tuple[str, dict] | None:
+    """``(name, attrs)`` of the grid mapping a model folder's ``grid.json`` records, when it
+    fits the input grid ``spec`` (a grid the model's grid checks took): a latitude/longitude
+    mapping for a latitude/longitude grid, a rotated pole for a rotated one, a projection for a
+    projected one; ``None`` when the folder records no grid, no named mapping or another kind.
+    Lists of numbers (``standard_parallel``) come back as arrays, as netCDF readers give them."""
+    crs = None if trained is None else trained.crs
+    if not crs or not isinstance(crs.get("name"), str) or not crs.get("grid_mapping_name"):
+        return None
+    kind = _UNPROJECTED_MAPPINGS.get(str(crs["grid_mapping_name"]), "projected")
+    if kind != spec.kind:
+        return None
+    attrs: dict[str, Any] = {}
+    for key, value in crs.items():
+        if key == "name":
+            continue
+        numbers = isinstance(value, list) and value
+        if numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            value = np.asarray(value)
+        attrs[key] = value
+    return crs["name"], attrs
+
+
+def _grid_mapping_without(attr: str, names: Sequence[str]) -> str:
+    """A CF ``grid_mapping`` attribute (``"crs"`` or ``"crs: x y crs2: lat lon"``) without the
+    entries of the variables ``names``; ``""`` when none is left."""
+    if ":" not in attr:
+        return " ".join(w for w in attr.split() if w not in names)
+    words = attr.replace(":", " : ").split()
+    entries: list[tuple[str, list[str]]] = []
+    for i, word in enumerate(words):
+        if word == ":":
+            continue
+        if i + 1 < len(words) and words[i + 1] == ":":
+            entries.append((word, []))
+        elif entries:
+            entries[-1][1].append(word)
+    return " ".join(f"{gm}: {' '.join(axes)}" for gm, axes in entries if gm not in names)
+
+
+def _warn_dropped_grid_mapping(
+    var: Hashable,
+    attr: str,
+    missing: Sequence[str],
+    model_mapping: tuple[str, dict] | None,
+    name: str,
+) -> None:
+    """Warn that the grid mappings ``missing`` of output variable ``var`` (its input's
+    ``grid_mapping = attr``) are left out: neither the input nor model ``name``'s folder
+    (whose fitting mapping is ``model_mapping``) holds them."""
+    names = ", ".join(repr(gm) for gm in missing)
+    if model_mapping is None:
+        model_words = f"model {name!r} records no grid mapping that fits this grid"
+    else:
+        model_words = f"model {name!r} records its grid mapping as {model_mapping[0]!r}"
+    warnings.warn(
+        f"{var!r} names the grid mapping {names} (grid_mapping = {attr!r}), but the input "
+        f"holds no variable {names} and {model_words} (its grid.json): the output leaves "
+        f"{names} out of its grid_mapping rather than refer to a variable it lacks, so its "
+        "coordinate reference system is not recorded. To keep it, pass the input with "
+        f"{names} (the whole Dataset, or ds[[..., {missing[0]!r}]], not one DataArray), or "
+        "open the file with decode_coords='all', which makes it a coordinate of the variable",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _keep_grid_mapping(
+    out: xr.Dataset,
+    source: xr.Dataset,
+    inputs: xr.Dataset,
+    trained: GridSpec | None,
+    spec: GridSpec,
+    name: str,
+) -> xr.Dataset:
+    """Give ``out``'s variables the CF grid mapping of the ``inputs`` variables they come from,
+    and drop from ``coordinates`` attributes the variables ``out`` does not have (2-D lat/lon
+    that could not be recomputed on the fine grid: a projected grid without pyproj, for one).
+
+    The ``grid_mapping`` reference stays where the input keeps it: in ``attrs`` (a file opened
+    as is) or in ``encoding`` (``xr.open_dataset(..., decode_coords="all")``, which makes the
+    mapping variable a coordinate); ``to_netcdf`` writes either as the attribute. The mapping
+    variable comes from ``out`` itself (a scalar coordinate carried over), else from ``source``
+    (the whole input), else from the grid mapping of that name that the model folder records
+    (``trained``, its ``grid.json``) when it fits the input's grid ``spec`` (a DataArray, or a
+    selection of variables, leaves the input's behind). A name none of them holds is left out
+    of the reference, with a warning: never a reference to a variable the output lacks.
+    ``name`` is the model's, for the warning.
+    """
     out = out.copy()
-    for name in list(out.data_vars):
-        for gm in _grid_mapping_names(out[name].attrs.get("grid_mapping")):
-            if gm in source.variables and gm not in out.variables and source[gm].ndim == 0:
+    model_mapping = _model_grid_mapping(trained, spec)
+    for var in list(out.data_vars):
+        where, attr = "attrs", out[var].attrs.get("grid_mapping")
+        if not attr and var in inputs.variables:  # decode_coords="all": in the encoding
+            where, attr = "encoding", inputs[var].encoding.get("grid_mapping")
+        if not attr:
+            continue
+        missing = []
+        for gm in _grid_mapping_names(attr):
+            if gm in out.variables:
+                continue
+            if gm in source.variables and source[gm].ndim == 0:
                 out = out.assign_coords({gm: source[gm].variable.copy()})
+            elif model_mapping is not None and model_mapping[0] == gm:
+                rebuilt = xr.Variable((), np.int32(0), attrs=copy.deepcopy(model_mapping[1]))
+                out = out.assign_coords({gm: rebuilt})
+            else:
+                missing.append(gm)
+        holder = getattr(out.variables[var], where)  # (assign_coords made new variables)
+        holder.pop("grid_mapping", None)
+        kept = _grid_mapping_without(str(attr), missing) if missing else attr
+        if kept:
+            holder["grid_mapping"] = kept
+        if missing:
+            _warn_dropped_grid_mapping(var, str(attr), missing, model_mapping, name)
     return _trim_stale_coordinates(out)
 
 
@@ -3138,7 +3248,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         xarray.Dataset
             Variables with dims (member, time, y, x) (``member`` only when ``members`` is
             given; ``time`` only when the input has it), on ``refine_grid(ds, factor)`` with CF
-            bounds, the input variables' attrs, provenance attrs and a ``history`` line.
+            bounds, the input variables' attrs and CF grid mapping (rebuilt from the model's
+            ``grid.json`` when the input names one it does not hold; see docs/inference.md,
+            "Output"), provenance attrs and a ``history`` line.
 
         Raises
         ------
@@ -3160,7 +3272,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ``conserve="multiplicative"`` on a variable with negative values: the cells that
             have one are shifted (the additive correction), not scaled; once per call, naming the
             variable and the count (for lazy input at compute time, from the first block with
-            such cells, counting that block's time steps).
+            such cells, counting that block's time steps). A variable naming a grid mapping
+            that neither the input nor the model folder holds: the name is left out of its
+            ``grid_mapping`` (never a dangling reference).
         """
 
         members, steps, tile, overlap, batch_size = _python_ints(
@@ -3450,7 +3564,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             out_vars[v] = da
         out = xr.Dataset(out_vars, coords=coords)
         out = _with_geographic_coordinates(out, ds, spec)  # a rotated grid's 2-D lat/lon
-        out = _keep_grid_mapping(out, ds)
+        out = _keep_grid_mapping(out, ds, sel, trained, spec, self.name)
         out = _keep_time_bounds(out, ds, tdim)
         if members is not None:
             member_attrs = _member_attrs(out.coords)
@@ -3841,7 +3955,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             :data:`DOMAIN_SHARE_MIN` of which lie in its training domain; a condition outside
             its training range.
         ~flexdownscale.errors.FlexDownscaleWarning
-            The input's last time steps are unequal (``valid_time`` assumes the last one).
+            The input's last time steps are unequal (``valid_time`` assumes the last one); a
+            grid mapping neither the input nor the model folder holds (left out, as
+            :meth:`Downscaler.__call__` does).
 
         Returns
         -------
@@ -4088,7 +4204,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             data[v] = da if members is not None else da.isel(member=0, drop=True)
         # CF bounds of the grid, as on a Downscaler's output
         result = add_bounds(xr.Dataset(data, coords=coords), dims={"x": spec.x, "y": spec.y})
-        result = _keep_grid_mapping(result, ds)
+        result = _keep_grid_mapping(result, ds, sel, trained, spec, self.name)
         result.attrs = _provenance_attrs(
             ds.attrs,
             action=f"forecast {lead_steps} steps ahead",
