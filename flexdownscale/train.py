@@ -23,14 +23,19 @@ Run folder layout (``run_dir``)::
     validation.jsonl             validation metrics per evaluation
     plots/                       panel and spectrum figures from validation
     model/                       the exported EMA model folder (see flexdownscale.hub)
+    train.lock                   locked by the launch training in the folder (names its pid
+                                 and host); a second launch on the folder is refused
     old-1/, old-2/, ...          logs of an earlier start that saved no state, moved aside by a
                                  fresh start (nothing is deleted)
 
 Nothing trained is lost: states are written to a temporary folder and renamed into place only once
 complete, so a kill during a save leaves the previous state loadable; a non-finite loss stops the
 run with the step named and the last good state untouched; an existing run folder is never
-silently restarted from scratch. Loading a state unpickles nothing but tensors and numbers
-(``weights_only=True``), so a run folder from elsewhere cannot run code.
+silently restarted from scratch, and a second launch on a folder that another launch is
+training in is refused (the lock on ``train.lock``, which the system drops when that launch
+ends, killed or not; not taken on Windows, which has no ``fcntl``). Loading a state unpickles
+nothing but tensors and numbers (``weights_only=True``), so a run folder from elsewhere cannot
+run code.
 
 This is the only module of the package that imports ``accelerate``.
 """
@@ -57,11 +62,17 @@ import sys
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
+
+try:  # POSIX: the run folder's lock (see LOCK_FILE)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock is taken
+    fcntl = None  # type: ignore[assignment]
 
 from ._json import finite_or_null
 from ._keywords import keyword_hints
@@ -114,6 +125,13 @@ RUN_LOGS = (
     "model",
     "init_from.json",
 )
+#: The run folder's lock: the main process of the launch that trains in the folder holds an
+#: ``fcntl.flock`` on it for the launch's life (a second launch on the folder is refused, naming
+#: the process the file names: pid, host, start time, command). The operating system drops the
+#: lock when the process ends, killed or not, so a file left by a killed run never blocks
+#: ``--resume``. Where ``fcntl`` is missing (Windows) or the file system refuses locks, no lock
+#: is taken (a second launch is not refused there).
+LOCK_FILE = "train.lock"
 FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
 #: Set by :func:`main`: the trainer runs from the command line, so messages name ``--resume`` and
 #: ``--export-only``; from Python they name the arguments ``resume=True`` and ``export_only=True``.
@@ -933,6 +951,141 @@ def _without_pickled_objects(state: Path) -> Iterator[Path]:
         shutil.rmtree(view, ignore_errors=True)
 
 
+class _FolderLock:
+    """This process's hold on the lock file of one run folder (:data:`LOCK_FILE`).
+
+    One per folder and process, kept in :data:`_HELD_LOCKS`: a trainer of this process takes it
+    over from another one that is idle (built, or done with :meth:`Trainer.fit`), so a notebook
+    that builds a second trainer on a folder is not refused by its own first one; a trainer in
+    the middle of ``fit`` or ``export`` (``busy``) keeps it.
+    """
+
+    def __init__(self, path: Path, handle: IO[str]) -> None:
+        self.path = path
+        self.handle = handle
+        self.owner = 0  # id() of the trainer holding it
+        self.busy = 0  # how deep its owner is in fit() / export()
+
+
+#: The run-folder locks this process holds, by the lock file's resolved path.
+_HELD_LOCKS: dict[str, _FolderLock] = {}
+#: errno values of a lock held by another process (``flock`` with ``LOCK_NB``).
+_LOCK_TAKEN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
+
+
+def _lock_key(run_dir: Path) -> str:
+    return os.path.realpath(run_dir / LOCK_FILE)
+
+
+def _holder_words(text: str) -> str:
+    """Who holds a run folder's lock, from the lock file's text (written by the holder)."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "pid" not in record:
+        return "another process (the lock file does not name it yet)"
+    words = f"pid {record['pid']}"
+    if record.get("host"):
+        words += f" on host {record['host']!r}"
+    if record.get("started"):
+        words += f", started {record['started']}"
+    if record.get("command"):
+        words += f": {record['command']}"
+    return words
+
+
+def _lock_refusal(run_dir: Path, holder: str) -> CheckpointError:
+    """The error of a launch on a run folder that another live launch trains in."""
+    return CheckpointError(
+        f"run_dir {str(run_dir)!r} is in use: another training launch holds its lock "
+        f"({str(run_dir / LOCK_FILE)!r}), {holder}. Two launches on one run folder would both "
+        "write its training states, logs and model. Wait for that launch to end (or stop it), "
+        f"then continue the run with {_option('resume')}; or give this launch another run_dir"
+    )
+
+
+def _take_run_lock(run_dir: Path, owner: object) -> _FolderLock | None:
+    """Lock ``run_dir`` (an existing folder) for the trainer ``owner``.
+
+    Returns the lock, or ``None`` where no lock can be taken (no ``fcntl``, or a file system
+    that refuses ``flock``: said on stderr). Raises :class:`CheckpointError` when another
+    process holds it, or a busy trainer of this process.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    key = _lock_key(run_dir)
+    held = _HELD_LOCKS.get(key)
+    if held is not None:
+        if held.busy and held.owner != id(owner):
+            raise _lock_refusal(run_dir, f"this process (pid {os.getpid()}), in another trainer")
+        held.owner = id(owner)
+        weakref.finalize(owner, _drop_run_lock, key, id(owner))
+        return held
+    path = run_dir / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run's life
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        handle.seek(0)
+        text = handle.read() if err.errno in _LOCK_TAKEN else ""
+        handle.close()
+        if err.errno in _LOCK_TAKEN:
+            raise _lock_refusal(run_dir, _holder_words(text)) from None
+        print(  # e.g. a network file system mounted without locks
+            f"flexdownscale.train: cannot lock {str(path)!r} ({err.strerror or err}): a second "
+            "launch on this run folder would not be refused",
+            file=sys.stderr,
+        )
+        return None
+    record = {
+        "pid": os.getpid(),
+        "host": platform.node(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": (  # python -m, accelerate launch -m: argv[0] is this file
+            "python -m flexdownscale.train " + " ".join(sys.argv[1:])
+            if _COMMAND_LINE.get()
+            else "Python: " + " ".join(sys.argv)
+        ),
+    }
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+    lock = _HELD_LOCKS[key] = _FolderLock(path, handle)
+    lock.owner = id(owner)
+    weakref.finalize(owner, _drop_run_lock, key, id(owner))
+    return lock
+
+
+def _drop_run_lock(key: str, owner: int) -> None:
+    """Release the lock ``key`` when the trainer ``owner`` holds it and is not busy with it."""
+    lock = _HELD_LOCKS.get(key)
+    if lock is None or lock.owner != owner or lock.busy:
+        return
+    del _HELD_LOCKS[key]
+    with contextlib.suppress(OSError):  # the holder's details go: no stale pid to read
+        lock.handle.seek(0)
+        lock.handle.truncate()
+    lock.handle.close()  # closing drops the flock
+
+
+def _releases_run_lock(init: Callable[..., None]) -> Callable[..., None]:
+    """``Trainer.__init__`` that releases the run folder's lock when it raises."""
+
+    @functools.wraps(init)
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            key = getattr(self, "_lock_key", None)
+            if key is not None:
+                _drop_run_lock(key, id(self))
+            raise
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------
@@ -1063,8 +1216,10 @@ class Trainer:
         When ``init_from`` names no model folder or a damaged one; ``WeightsMismatchError``
         when its weights do not fit the architecture of its ``config.json``.
     CheckpointError
-        For a resume that cannot continue: no state, a ``[model]``, ``[diffusion]`` or ``[data]``
-        section that differs from the run's (the keys are named), another optimiser, a changed
+        For a run folder that another launch is training in (its lock, ``train.lock``, is
+        held: the message names that launch's pid and host); for a fresh start in a folder
+        that holds states; for a resume that cannot continue: no state, a ``[model]``,
+        ``[diffusion]`` or ``[data]`` section that differs from the run's (the keys are named), another optimiser, a changed
         sample order (checked against the state's marker when the run's ``config.json`` is
         missing), ``steps`` below the step the run has reached, or another ``init_from`` or
         ``init_normalization`` than the run started with.
@@ -1084,6 +1239,7 @@ class Trainer:
     """
 
     @keyword_hints
+    @_releases_run_lock
     def __init__(
         self, config: TrainConfig, *, resume: bool = False, export_only: bool = False
     ) -> None:
@@ -1097,6 +1253,7 @@ class Trainer:
             ) from err
 
         self.run_dir = _user_path(config.run_dir)  # "~/runs/x": the home folder's runs/x
+        self._lock_key = _lock_key(self.run_dir)  # LOCK_FILE, held by the main process
         # init_from: the source's record (settings, normalization, provenance), the folder to
         # load the weights from (a fresh start only: a resume continues its own state) and the
         # settings taken from it
@@ -1785,9 +1942,12 @@ class Trainer:
         self.model.load_state_dict(dict(folder.state_dict), strict=True)
 
     def _check_run_folder(self) -> None:
-        """Refuse what cannot start or resume here; writes nothing (see _prepare_run_folder)."""
+        """Refuse what cannot start or resume here; writes nothing but the lock file of an
+        existing folder (see _prepare_run_folder)."""
         self._check_run_dir_is_a_folder()
         self._check_run_dir_is_writable()
+        if self.run_dir.is_dir():  # a new folder is locked once made (_prepare_run_folder)
+            self._agree_main_succeeded(self._lock_on_main(), "locking the run folder")
         saved = self.run_dir / "config.json"
         states = list_states(self.run_dir)
         if self.resume:
@@ -1806,13 +1966,53 @@ class Trainer:
                 self._check_steps_ahead(states[-1])
                 # checked once the training set is open (its size is part of the layout)
                 self._resume_layout = (previous, states[-1])
-        elif states or any(
+        else:
+            self._refuse_existing_states()
+
+    def _refuse_existing_states(self) -> None:
+        """A fresh start in a run folder that holds training states is refused."""
+        if list_states(self.run_dir) or any(
             p.name.startswith("step_") for p in _children(self.run_dir / "checkpoints")
         ):
             raise CheckpointError(
                 f"{str(self.run_dir)!r} already holds training states; pass {_option('resume')} "
                 "to continue it or choose a new run_dir (nothing is overwritten)"
             )
+
+    def _lock_on_main(self) -> BaseException | None:
+        """Main process: take the run folder's lock (:data:`LOCK_FILE`) for this trainer, or
+        hold it already; returns the error to share with the other ranks (None: locked, or no
+        lock to take). The other ranks take none."""
+        if not self.accelerator.is_main_process:
+            return None
+        try:
+            _take_run_lock(self.run_dir, self)
+        except CheckpointError as err:
+            return err
+        except OSError as err:  # the lock file cannot be made: a disk that filled, say
+            return self._unwritable_run_dir(self.run_dir, err)
+        return None
+
+    @contextlib.contextmanager
+    def _run_folder_locked(self) -> Iterator[None]:
+        """Hold the run folder's lock while training or exporting; released when the outermost
+        :meth:`fit` or :meth:`export` ends (the lock taken when the trainer was built is held
+        until then), so another launch can then continue the run. Taken again by a later call
+        (a second ``fit`` from Python, an export after it), refused when another launch has
+        taken it meanwhile."""
+        self._agree_main_succeeded(self._lock_on_main(), "locking the run folder")
+        lock = _HELD_LOCKS.get(self._lock_key)
+        if lock is not None and lock.owner != id(self):
+            lock = None
+        if lock is not None:
+            lock.busy += 1
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.busy -= 1
+                if not lock.busy:
+                    _drop_run_lock(self._lock_key, id(self))
 
     def _nothing_to_resume(self) -> CheckpointError:
         """The :class:`CheckpointError` for ``--resume`` or ``--export-only`` on a run folder
@@ -1974,24 +2174,40 @@ class Trainer:
                     f"{k} {_shown(a)} -> {_shown(b)}" for k, (a, b) in self.changed_settings.items()
                 )
             )
+        error = None
         if acc.is_main_process and not self.resume:
-            for partial in _children(self.run_dir / "checkpoints"):
-                if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
-                    acc.print(f"removing {partial}, an incomplete state of an earlier launch")
-                    shutil.rmtree(partial, ignore_errors=True)
             try:
-                self._move_old_logs_aside()
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                self._write_run_config()
-                if self.source is not None:  # what a resume reads instead of the source
-                    _atomic_write_text(
-                        self.run_dir / INIT_FROM_FILE,
-                        json.dumps(self.source, indent=2, default=_json_default),
-                    )
-            except OSError as err:  # e.g. a disk that filled since the check
-                folder = self.run_dir if self.run_dir.is_dir() else self.run_dir.parent
-                raise self._unwritable_run_dir(folder, err) from err
-        acc.wait_for_everyone()
+                self._start_run_folder()
+            except Exception as err:  # every rank must hear of it
+                error = err
+        self._agree_main_succeeded(error, "preparing the run folder")
+
+    def _start_run_folder(self) -> None:
+        """Main process, fresh start: lock the folder (made now when new), clear what a fresh
+        start replaces and write the run's configuration."""
+        acc = self.accelerator
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # e.g. a disk that filled since the check
+            raise self._unwritable_run_dir(self.run_dir.parent, err) from err
+        locked = self._lock_on_main()  # a no-op when the existing folder was locked already
+        if locked is not None:
+            raise locked
+        self._refuse_existing_states()  # a launch that ended between the check and the lock
+        for partial in _children(self.run_dir / "checkpoints"):
+            if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
+                acc.print(f"removing {partial}, an incomplete state of an earlier launch")
+                shutil.rmtree(partial, ignore_errors=True)
+        try:
+            self._move_old_logs_aside()
+            self._write_run_config()
+            if self.source is not None:  # what a resume reads instead of the source
+                _atomic_write_text(
+                    self.run_dir / INIT_FROM_FILE,
+                    json.dumps(self.source, indent=2, default=_json_default),
+                )
+        except OSError as err:  # e.g. a disk that filled since the check
+            raise self._unwritable_run_dir(self.run_dir, err) from err
 
     def _write_run_config(self) -> None:
         """Main process: the resolved configuration as ``config.toml`` and ``config.json``."""
@@ -2466,7 +2682,15 @@ class Trainer:
         ------
         NonFiniteLossError
             When the loss or the gradient norm is not finite; the last saved state is kept.
+        CheckpointError
+            When another launch trains in the run folder (it took the folder's lock after this
+            trainer's lock was released by an earlier ``fit`` or ``export``).
         """
+        with self._run_folder_locked():
+            return self._fit()
+
+    def _fit(self) -> Path | None:
+        """:meth:`fit`, with the run folder locked."""
         acc, config = self.accelerator, self.config
         self._check_run_export(before_training=True)  # not after hours of training
         if self.resume:
@@ -3004,22 +3228,25 @@ class Trainer:
         ------
         ModelFolderError
             When ``path`` exists and cannot or may not be replaced.
+        CheckpointError
+            When another launch trains in the run folder (see :meth:`fit`).
         """
         from .hub import check_target
 
         acc = self.accelerator
         target = _user_path(path) if path is not None else self.run_dir / "model"
         overwrite = overwrite or path is None  # run_dir/model is the run's own export
-        if path is None:  # on every rank: all refuse, none waits
-            self._check_run_export(before_training=False)
-        check_target(target, overwrite=overwrite)
-        folder, error = None, None
-        if acc.is_main_process:
-            try:
-                folder = self._export_main(target, overwrite)
-            except Exception as err:  # disk full, permissions: every rank must hear of it
-                error = err
-        self._agree_main_succeeded(error, f"exporting the model to {str(target)!r}")
+        with self._run_folder_locked():
+            if path is None:  # on every rank: all refuse, none waits
+                self._check_run_export(before_training=False)
+            check_target(target, overwrite=overwrite)
+            folder, error = None, None
+            if acc.is_main_process:
+                try:
+                    folder = self._export_main(target, overwrite)
+                except Exception as err:  # disk full, permissions: every rank must hear of it
+                    error = err
+            self._agree_main_succeeded(error, f"exporting the model to {str(target)!r}")
         return folder
 
     def _export_main(self, target: Path, overwrite: bool) -> Path:
