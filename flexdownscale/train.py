@@ -3288,6 +3288,16 @@ class Trainer:
                 "train_samples": self.progress.samples,
                 "validation": validation,
                 "settings_changes": changes,
+                # the run's whole configuration (its config.json): seed, schedule, batches,
+                # data ranges, ... as the last launch ran; the card names the main ones
+                "training_config": self._training_config(),
+                # what the configuration leaves to the launch (micro_batch_size unset, "auto")
+                "training_setup": {
+                    "processes": acc.num_processes,
+                    "micro_batch_size": self.micro_batch_size,
+                    "accumulation_steps": self.accumulation,
+                    "mixed_precision": _precision(config),
+                },
                 **(
                     {"fine_tuned_from": _provenance(self.source, config.init_normalization)}
                     if self.source is not None
@@ -3298,6 +3308,39 @@ class Trainer:
         )
         acc.print(f"exported the EMA model to {folder}")
         return folder
+
+    def _training_config(self) -> dict[str, Any]:
+        """The run's resolved configuration as its ``config.json`` holds it (the model section
+        as the model was built), JSON-ready: what an export records of how it was trained."""
+        values = to_dict(dataclasses.replace(self.config, model=self._model_config()))
+        return _json_plain(values)
+
+    def _training_lines(self) -> str:
+        """The model card's bullets of the settings that retrain the model the same way (seed,
+        batches, precision, schedule), and where the export keeps the rest."""
+        config, optim = self.config, self.config.optim
+        processes = self.accelerator.num_processes
+        micro = (
+            f"{self.micro_batch_size} per process x {processes} process"
+            f"{'es' if processes != 1 else ''}"
+        )
+        if self.accumulation > 1:
+            micro += f" x {self.accumulation} accumulated micro-batches"
+        precision = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
+        schedule = (
+            f"{optim.schedule} learning-rate schedule over steps = {config.steps} after "
+            f"{optim.warmup_steps} warm-up step{'s' if optim.warmup_steps != 1 else ''}"
+        )
+        return (
+            f"- seed: {config.seed}; micro-batches: {micro}; precision: "
+            f"{precision.get(_precision(config), _precision(config))}\n"
+            f"- {schedule}; betas {list(optim.betas)}, weight decay {optim.weight_decay}, "
+            f"gradient clip {optim.grad_clip}\n"
+            "- every setting of the run (its `config.toml`: seed, schedule, batches, data "
+            "paths and ranges, ...) is in `config.json` as `extra.training_config`: as a TOML "
+            "file it trains the model again with the same settings (`python -m "
+            "flexdownscale.train --config run.toml`)\n"
+        )
 
     def _units(self) -> dict[str, str]:
         units: dict[str, str] = {}
@@ -3472,6 +3515,7 @@ class Trainer:
             + "\n"
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
+            f"{self._training_lines()}"
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
             f"{started}"
             f"{history}\n"
