@@ -167,6 +167,44 @@ def _round_off_only(mean: float, std: float) -> bool:
 #: skewed field as it is (normalized skewness 6.6 for hourly totals in m, against 2.7 for the same
 #: totals in mm); in mm, mm/h or mm/day the bulk of wet values lies where log1p bends.
 LOG1P_SMALL_SCALE = 0.05
+#: ... and only when the largest value is below this too: precipitation in m or kg m-2 s-1 stays
+#: far below 1 (1 m of rain in an hour, 3600 mm/h), while a dry hour of correct mm data fits
+#: below the scale above with a shower of a few mm in it (radar, 21:00-21:50 on 2020-10-31:
+#: largest 7.9 kg m-2, mean + 3 std of log1p 0.0498)
+LOG1P_SMALL_LARGEST = 1.0
+#: Units of which one is at most this many mm (amounts, kg m-2 as water) or mm h-1 (rates) are
+#: the units log1p expects (mm, kg m-2, mm h-1, mm/day, cm): small values in them are dry
+#: weather, not a unit to convert, and get no warning.
+_MM_SIZED = 100.0
+
+
+def _mm_per_unit(units: Any) -> float | None:
+    """How many mm (an amount) or mm h-1 (a rate) of liquid water one ``units`` is: 1 for
+    ``mm`` and ``kg m-2``, 1000 for ``m``, 3600 for ``kg m-2 s-1``; ``None`` for units that are
+    no precipitation amount or rate (or none, or text that is no unit)."""
+    from ..units import linear_conversion, water_equivalent
+
+    if units is None or not str(units).strip():
+        return None
+    for target in ("mm", "mm h-1"):
+        conversion = linear_conversion(str(units), target)
+        if conversion is not None and conversion[1] == 0:
+            return conversion[0]
+        scale = water_equivalent(str(units), target)
+        if scale is not None:
+            return scale
+    return None
+
+
+def _too_small_for_log1p(units: Any, mean: float, std: float, highest: float) -> bool:
+    """Whether a log1p variable's values look like precipitation in m or kg m-2 s-1, where
+    log1p is nearly the identity: the fitted ``mean + 3 std`` of the log1p values below
+    :data:`LOG1P_SMALL_SCALE` and the largest value below :data:`LOG1P_SMALL_LARGEST`, unless
+    the units are mm-sized (mm, kg m-2, mm h-1, mm/day: a dry period, not a unit to convert)."""
+    if not (mean + 3 * std < LOG1P_SMALL_SCALE and highest < LOG1P_SMALL_LARGEST):
+        return False
+    scale = _mm_per_unit(units)
+    return scale is None or scale >= _MM_SIZED
 
 
 def _no_log1p_hint(name: str, in_config: bool) -> str:
@@ -284,7 +322,9 @@ class Normalizer:
         -----
         FlexDownscaleWarning
             When a ``log1p`` variable's values are so small that ``log1p`` is nearly the
-            identity on them (the fitted ``mean + 3 std`` of its log1p values below 0.05).
+            identity on them (the fitted ``mean + 3 std`` of its log1p values below 0.05 and its
+            largest value below 1), unless its ``units`` are ones log1p expects (mm, kg m-2,
+            mm h-1, mm/day, ...: small values in them are a dry period, not a unit to convert).
         """
         plan = _FitPlan(data, variables=variables, transforms=transforms)
         (computed,) = dask.compute(plan.lazy)
@@ -692,7 +732,7 @@ class _FitPlan:
                     f"be normalized. Drop it from the variables"
                 )
             units = self.units[name]
-            if chosen[name] == "log1p" and mean_tot + 3 * std < LOG1P_SMALL_SCALE:
+            if chosen[name] == "log1p" and _too_small_for_log1p(units, mean_tot, std, highest):
                 self._warn_small(name, units, mean_tot, std, highest)
             stats[name] = VariableStats(
                 mean=mean_tot,
@@ -708,13 +748,15 @@ class _FitPlan:
         fix = _no_log1p_hint(name, self.in_config)
         warnings.warn(
             f"variable {name!r} ({in_units}) is normalized with log1p, but its values are so "
-            f"small (largest {highest:.3g}; mean + 3 std of log1p {mean + 3 * std:.3g}, below "
-            f"{LOG1P_SMALL_SCALE:g}) that log1p is nearly the identity on them (it differs from "
-            f"x by less than x / 2 relative): the model gets the skewed field as it is. log1p "
-            f"expects amounts in mm (kg m-2) or rates in mm/h or mm/day: convert first (m: "
-            f"ds[{name!r}] * 1000 with units 'mm'; kg m-2 s-1: ds[{name!r}] * 3600 with units "
-            f"'mm h-1'). If the values are in such units already, log1p does little here: "
-            f"{fix} gives nearly the same normalization",
+            f"small (largest {highest:.3g}, below {LOG1P_SMALL_LARGEST:g}; mean + 3 std of "
+            f"log1p {mean + 3 * std:.3g}, below {LOG1P_SMALL_SCALE:g}) that log1p is nearly the "
+            f"identity on them (it differs from x by less than x / 2 relative): the model gets "
+            f"the skewed field as it is. log1p expects amounts in mm (kg m-2) or rates in mm/h "
+            f"or mm/day: convert first (m: ds[{name!r}] * 1000 with units 'mm'; kg m-2 s-1: "
+            f"ds[{name!r}] * 3600 with units 'mm h-1'). If the values are in such units already "
+            f"(a dry period), say so with their units attribute (e.g. 'mm'), which silences "
+            f"this warning; log1p still does little on them: {fix} gives nearly the same "
+            "normalization",
             FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
