@@ -1401,7 +1401,11 @@ class _FieldDataset(torch.utils.data.Dataset):
                     hits = null if use is None else null & use
                     cells = (hits.sum(sample) if sample else hits.astype(int)).transpose(ydim, xdim)
                     low = (
-                        ((a <= -1).sum((ydim, xdim)), a.min((ydim, xdim), skipna=True))
+                        (
+                            (a <= -1).sum((ydim, xdim)),
+                            a.min((ydim, xdim), skipna=True),
+                            (a < 0).sum((ydim, xdim)),  # negative: warned about
+                        )
                         if transforms.get(name) == "log1p"
                         else None
                     )
@@ -1444,6 +1448,8 @@ class _FieldDataset(torch.utils.data.Dataset):
         nans: dict[str, list[Any]] = {name: [0, 0, []] for name in self.variables}
         # per variable: values <= -1 under log1p, the lowest, fields holding them, their labels
         domain: dict[str, list[Any]] = {name: [0, math.inf, 0, []] for name in self.variables}
+        # the same for the negative values under log1p (those above -1 are warned about)
+        negative: dict[str, list[Any]] = {name: [0, math.inf, 0, []] for name in self.variables}
         # per variable: cells NaN in every field with NaN (of each source), cells of the grid
         masked: dict[str, list[int]] = {name: [0, 0] for name in self.variables}
         fixed = True
@@ -1475,17 +1481,18 @@ class _FieldDataset(torch.utils.data.Dataset):
             for name in self.variables:
                 if per[name][1] is None:
                     continue
-                below = grid_array(per[name][1][0], src, shape) * use * ~bad
-                hit = np.flatnonzero(below.ravel())
-                if hit.size:
-                    low = grid_array(per[name][1][1], src, shape).ravel()[hit]
-                    domain[name][0] += int(below.sum())
-                    domain[name][1] = min(domain[name][1], float(np.nanmin(low)))
-                    domain[name][2] += hit.size
-                    domain[name][3] += [
-                        self._field_text(src, grid, j, several)
-                        for j in hit[: _SHOWN - len(domain[name][3])]
-                    ]
+                lowest = grid_array(per[name][1][1], src, shape).ravel()
+                for found, counts in ((domain, per[name][1][0]), (negative, per[name][1][2])):
+                    below = grid_array(counts, src, shape) * use * ~bad
+                    hit = np.flatnonzero(below.ravel())
+                    if hit.size:
+                        found[name][0] += int(below.sum())
+                        found[name][1] = min(found[name][1], float(np.nanmin(lowest[hit])))
+                        found[name][2] += hit.size
+                        found[name][3] += [
+                            self._field_text(src, grid, j, several)
+                            for j in hit[: _SHOWN - len(found[name][3])]
+                        ]
             masks.append(bad)
             cut.append(union)
             if self.nan_fields == "drop":
@@ -1533,7 +1540,27 @@ class _FieldDataset(torch.utils.data.Dataset):
                 "without log1p: "
                 f"{_no_log1p_hint(name, _FROM_CONFIG.get())}"
             )
+        self._warn_negative({name: v for name, v in negative.items() if v[0]})
         return masks
+
+    def _warn_negative(self, negative: Mapping[str, Sequence[Any]]) -> None:
+        """Warn once for the split's negative values of variables normalized with log1p
+        (precipitation-like, non-negative: values > -1 pass the transform), per variable:
+        ``(count, lowest, fields, first fields' labels)``."""
+        for name, (n, low, fields, shown) in negative.items():
+            clip = f"ds[{name!r}].clip(min=0)"
+            warnings.warn(
+                f"the {self.split} split: variable {name!r}, normalized with log1p as a "
+                f"non-negative (precipitation-like) variable, has {n} negative "
+                f"value{'s' if n != 1 else ''} (down to {low:g}) in {fields} "
+                f"field{'s' if fields != 1 else ''}, at {_listing(shown, fields)}. They are "
+                "used as they are: log1p takes them (to values below 0, the variable's lower "
+                "bound, where generated fields are clipped), so the model learns from fields "
+                f"that dip below 0 there. If they are artefacts (radar and regridded fields "
+                f"often have a few), clip them first: {clip}",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def _nan_remedy(
         self,
