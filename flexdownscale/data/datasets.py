@@ -1878,6 +1878,34 @@ class _FieldDataset(torch.utils.data.Dataset):
         out.update(y0=y0, x0=x0, height=h, width=w)
         return out
 
+    def _target_values(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The physical values (not normalized) of item ``index``'s target, ``fine``.
+
+        Parameters
+        ----------
+        index : int
+            Item index (at the current epoch; negative counts from the end).
+
+        Returns
+        -------
+        field : numpy.ndarray
+            ``(C, ny, nx)`` float64: the whole field the item's window is cut from (a
+            forecast's target frame, ``lead`` steps after the current one).
+        window : numpy.ndarray
+            ``(C, height, width)``: the item's window of it, the cells of ``fine`` (wrapping
+            around on a periodic axis).
+        """
+        index = self._check_index(index)
+        src, sample, y0, x0, h, w = self._plan(index)
+        field = src.read(self._target_sample(index, sample), np.arange(src.ny), np.arange(src.nx))
+        rows = np.arange(y0, y0 + h) % src.ny
+        cols = np.arange(x0, x0 + w) % src.nx
+        return field, field[:, rows][:, :, cols]
+
+    def _target_sample(self, index: int, sample: dict[str, int]) -> dict[str, int]:
+        """The sample (positions) of item ``index``'s target: the item's own field."""
+        return sample
+
     def _origin(
         self, n: int, size: int, step: int, rng: np.random.Generator, periodic: bool = False
     ) -> int:
@@ -2569,6 +2597,12 @@ class ForecastDataset(_FieldDataset):
             return None
         value, units = self._step
         return {"value": value * self.lead, "units": units}
+
+    def _target_sample(self, index: int, sample: dict[str, int]) -> dict[str, int]:
+        """The frame ``lead`` steps after item ``index``'s current one."""
+        tdim = self._entry_of(index // self.crops_per_field)[0].tdim
+        assert tdim is not None
+        return {**sample, tdim: sample[tdim] + self.lead}
 
     def _read_checked(
         self, src: _Source, sample: dict[str, int], rows: np.ndarray, cols: np.ndarray
