@@ -1,0 +1,104 @@
+"""CPU training speed and memory (reviewer-116): the weights' fingerprint at the end of a
+launch, the thread-count warning, figures rendered once, and what launches.jsonl records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from flexdownscale.config import ModelConfig
+from flexdownscale.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the fingerprint of the weights in ranks.json
+
+
+def _single_sum_fingerprint(parameters: list[torch.Tensor]) -> torch.Tensor:
+    """The fingerprint as it was computed before: every value joined into one float64 tensor."""
+    flat = torch.cat([p.detach().double().flatten() for p in parameters])
+    weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+    return torch.stack([flat.sum(), (flat * weights.sin()).sum()])
+
+
+def test_fingerprint_agrees_with_the_single_sum():
+    from flexdownscale.train import _parameter_fingerprint
+
+    torch.manual_seed(0)
+    parameters = list(build_model(ModelConfig(preset="tiny")).parameters())
+    expected = _single_sum_fingerprint(parameters)
+    for chunk in (1 << 20, 1000, 7):  # chunks inside and across parameters
+        got = _parameter_fingerprint(parameters, chunk=chunk)
+        assert got.dtype == torch.float64
+        assert got.shape == (2,)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0.0)
+    # the position-weighted sum tells apart weights holding the same values in another order
+    swapped = [parameters[1], parameters[0], *parameters[2:]]
+    other = _parameter_fingerprint(swapped)
+    assert other[0] == pytest.approx(expected[0].item(), rel=1e-12)
+    assert abs(other[1].item() - expected[1].item()) > 1e-6
+    assert _parameter_fingerprint([]).tolist() == [0.0, 0.0]
+
+
+_PEAK_SCRIPT = textwrap.dedent(
+    """
+    import json, pathlib, sys, types
+    import torch
+    from accelerate import Accelerator
+    from flexdownscale.train import Trainer
+
+    def peak_kib():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+
+    torch.manual_seed(0)
+    model = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.randn(4_000_000)) for _ in range(2)]
+    )
+    run_dir = pathlib.Path(sys.argv[1])
+    fake = types.SimpleNamespace(
+        accelerator=Accelerator(cpu=True),
+        model=model,
+        run_dir=run_dir,
+        progress=types.SimpleNamespace(step=3),
+    )
+    # once on a small model first: the code and buffers any first call loads are not counted
+    Trainer._record_rank_fingerprints(
+        types.SimpleNamespace(**{**vars(fake), "model": torch.nn.Linear(3, 2)})
+    )
+    with open("/proc/self/clear_refs", "w") as fh:  # the peak starts again from here
+        fh.write("5")
+    before = peak_kib()
+    Trainer._record_rank_fingerprints(fake)
+    print(json.dumps({"extra_mib": (peak_kib() - before) / 1024}))
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_fingerprint_memory_is_bounded(tmp_path):
+    # 8 M float32 parameters (31 MiB): joined into one float64 tensor with its float64 positions
+    # and their sines the fingerprint took ~305 MiB more at its peak; a chunk at a time, ~32 MiB
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    extra = json.loads(result.stdout.strip().splitlines()[-1])["extra_mib"]
+    ranks = json.loads((tmp_path / "ranks.json").read_text())
+    assert ranks["step"] == 3
+    assert len(ranks["parameter_fingerprints"]) == 1
+    assert extra < 100, f"the fingerprint took {extra:.0f} MiB more at its peak"
