@@ -906,6 +906,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fss_windows_option(text: str) -> list[int]:
+    """``evaluate --fss-window``'s argparse type: comma-separated positive whole numbers (grid
+    cells); a usage error otherwise."""
+    windows = []
+    for item in text.split(","):
+        try:
+            window = int(item.strip())
+        except ValueError:
+            window = 0
+        if window < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give the FSS windows' sides in grid cells, positive whole numbers "
+                "separated by commas (e.g. 5,25), or leave the option out for "
+                "the default"
+            )
+        windows.append(window)
+    return windows
+
+
 def _evaluate_steps(text: str) -> int:
     """``evaluate --time-chunk``'s argparse type: :func:`_positive_int`, whose usage error
     says what leaving the option out does for ``evaluate`` (chunks of a set size)."""
@@ -1348,6 +1367,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         dims=_merged(args.dims),
         rename=_merged(args.rename),
         time_chunk=args.time_chunk,
+        threshold=args.threshold,
+        fss_windows=[w for given in args.fss_window for w in given] if args.fss_window else None,
     )
     print(report, end="")
     return 0
@@ -1515,7 +1536,8 @@ def _add_overwrite_option(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flexdownscale`` command."""
-    from .evaluation import CHUNK_BYTES  # the default chunk of evaluate, for its help
+    # evaluate's defaults, for its help
+    from .evaluation import CHUNK_BYTES, FSS_WINDOWS, WET_RATE_MM_PER_HOUR
 
     parser = _Parser(
         prog="flexdownscale",
@@ -1655,6 +1677,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="read and score the files in chunks of this many time steps, every member and the "
         "whole grid in each (default: as many as fit in "
         f"{CHUNK_BYTES // 2**20} MB of the prediction)",
+    )
+    ev.add_argument(
+        "--threshold",
+        default=None,
+        metavar="'VALUE UNITS'",
+        help="wet/dry threshold of precipitation variables, with its units, e.g. '0.1 kg m-2', "
+        "'0.1 mm' or '0.5 mm/h' (converted into each variable's units; default: a rain rate "
+        f"of {WET_RATE_MM_PER_HOUR:g} mm/h, over the truth's time step for amounts)",
+    )
+    ev.add_argument(
+        "--fss-window",
+        type=_fss_windows_option,
+        action="append",
+        default=None,
+        metavar="CELLS[,...]",
+        help="sides of the square windows of the FSS of precipitation, in grid cells "
+        f"(repeatable; default: {','.join(map(str, FSS_WINDOWS))})",
     )
     return parser
 

@@ -34,6 +34,17 @@ __all__ = ["evaluate"]
 #: spectra above all) take about 10 times a chunk per thread while it is scored.
 CHUNK_BYTES = 16 * 2**20
 
+#: The rain rate (mm/h) of ``evaluate``'s default wet/dry threshold of precipitation: in a
+#: rate's units, or over the truth's time step for amounts (0.1 mm/h over 10 minutes is
+#: 0.01667 kg m-2); the usual rain / no-rain threshold of radar rainfall.
+WET_RATE_MM_PER_HOUR = 0.1
+
+#: The sides, in grid cells, of the square windows of ``evaluate``'s FSS of precipitation.
+FSS_WINDOWS = (5, 25)
+
+#: The quantile of precipitation that ``evaluate`` reports for truth and prediction.
+HIGH_QUANTILE = 0.99
+
 
 def evaluate(
     prediction: str | os.PathLike[str],
@@ -43,6 +54,8 @@ def evaluate(
     dims: Mapping[str, str] | None = None,
     rename: Mapping[str, str] | None = None,
     time_chunk: int | None = None,
+    threshold: str | None = None,
+    fss_windows: Sequence[int] | None = None,
 ) -> str:
     """Score the prediction file ``prediction`` against the truth file ``truth`` and write the
     report into the folder ``out``.
@@ -82,6 +95,16 @@ def evaluate(
     time_chunk : int, optional
         Time steps read and scored at a time, every member and the whole grid in each. Default
         None: as many as fit in :data:`CHUNK_BYTES` of the prediction.
+    threshold : str, optional
+        The wet/dry threshold of precipitation with its units (``"0.1 kg m-2"``, ``"0.1 mm"``,
+        ``"0.5 mm/h"``), converted into each precipitation variable's units (a depth of water
+        and a mass per area by the liquid-water equivalence, 1 mm = 1 kg m-2). Default None:
+        a rain rate of :data:`WET_RATE_MM_PER_HOUR` mm/h, in a rate's units, or for amounts
+        that rate over the truth's time step (0.1 mm/h over 10 minutes: 0.01667 kg m-2); see
+        the notes.
+    fss_windows : sequence of int, optional
+        Sides of the square windows (in grid cells) of the FSS of precipitation. Default None:
+        :data:`FSS_WINDOWS`.
 
     Returns
     -------
@@ -92,10 +115,12 @@ def evaluate(
     Raises
     ------
     DataError, GridError, MissingVariableError, UnitsError
-        Files that cannot be read or do not match (variables, grid, times, levels, units); the
+        Files that cannot be read or do not match (variables, grid, times, levels, units), a
+        ``threshold`` in units that a precipitation variable's cannot be converted into; the
         message says what was found and how to fix it.
     ConfigError
-        A ``time_chunk`` that is not a positive whole number.
+        A ``time_chunk`` or FSS window that is not a positive whole number, a ``threshold``
+        that is not a number with its units.
 
     Warns
     -----
@@ -104,6 +129,27 @@ def evaluate(
         scores one quantity against another; nothing is said where either file has none, or
         ``"unknown"``); a variable with more than 50 levels (a row and plots each: a time dim
         not recognised as one?); a predicted variable the truth lacks (not scored).
+
+    Notes
+    -----
+    Every row gives the truth's mean beside the bias (weighted as the bias), so a bias is
+    read against the size of the field. Precipitation-like variables, whose cells are mostly
+    dry and where RMSE, bias and CRPS say little, get more columns: the wet fraction of truth
+    and prediction (the share of cells at or above the threshold; the prediction's over all
+    its members), the FSS at each window (:func:`~flexdownscale.metrics.fss`, the members as
+    samples) and the 99th percentile of truth and prediction (over all members, times and
+    cells, weighted as the means; the value of the file's float32 data itself, found by two
+    histograms of its bits, one per pass over the files, so the files are never held whole).
+    A variable is precipitation-like when its CF ``standard_name`` (in either file) names
+    precipitation, rain or snow (``precipitation_amount``, ``rainfall_flux``,
+    ``snowfall_amount``), or when every truth value is ``>= 0`` and the model that made the
+    prediction (its ``flexdownscale_model`` attribute, when that folder can be read)
+    normalized the variable with ``log1p``. The default threshold is a rain rate of 0.1 mm/h
+    (the usual rain / no-rain threshold of radar rainfall): for rates (``kg m-2 s-1``,
+    ``mm/h``) that rate in their units, for amounts (``kg m-2``, ``mm``, ``m``) that rate
+    over the truth's time step (the most common step of its times: 0.01667 kg m-2 for
+    10-minute accumulations, 0.1 for hourly ones, 2.4 for daily ones), 0.1 mm when the truth
+    has a single time. The report says the threshold of each variable.
     """
     if time_chunk is not None and (
         isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1
@@ -114,6 +160,8 @@ def evaluate(
             f"time_chunk = {time_chunk!r} must be a positive whole number of time steps, or None "
             "for chunks of a set size"
         )
+    windows = _fss_windows(fss_windows)
+    wanted = _parse_threshold(threshold) if threshold is not None else None
     return _write_report(
         os.fspath(prediction),
         os.fspath(truth),
@@ -121,6 +169,8 @@ def evaluate(
         dict(dims or {}),
         dict(rename or {}),
         time_chunk,
+        wanted,
+        windows,
     )
 
 
@@ -131,10 +181,13 @@ def _write_report(
     dims: dict[str, str],
     renames: dict[str, str],
     time_chunk: int | None,
+    wanted: tuple[float, str] | None = None,
+    windows: tuple[int, ...] = (),
 ) -> str:
     """:func:`evaluate`'s work, its arguments checked: the paths as given (they are named in
-    the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any, and
-    ``renames`` truth name to prediction name. Returns the text of ``metrics.md``."""
+    the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any,
+    ``renames`` truth name to prediction name, ``wanted`` the ``--threshold`` (value and units)
+    if given and ``windows`` the FSS windows. Returns the text of ``metrics.md``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,6 +285,18 @@ def _write_report(
             if periodic:
                 periods[dim] = n * step
     truth = _truth_on_prediction_grid(pred, truth, (axes.y, axes.x), periods=periods)
+    # precipitation-like variables (a CF standard_name of precipitation, or a variable the
+    # model normalized with log1p, if the truth is >= 0) get their wet fractions, FSS and high
+    # quantiles; the default threshold of amounts takes the truth file's time step
+    log1p = _log1p_in_model(pred.attrs)
+    rainy = {
+        v: "named" if _names_precipitation(pred[v]) or _names_precipitation(truth[v]) else "log1p"
+        for v in names
+        if v in log1p or _names_precipitation(pred[v]) or _names_precipitation(truth[v])
+    }
+    step_hours = (
+        _time_step_hours(truth, find_axes(truth[names[0]], dims=tdims).time) if rainy else None
+    )
     truth = _truth_in_time_with(pred, truth, names, dims, member_dim)
     for v in names:  # a dim only the truth has would be averaged over: pick the prediction's
         for d in [d for d in truth[v].dims if d not in pred[v].dims]:
@@ -266,7 +331,22 @@ def _write_report(
     # both files read in time chunks, each chunk once per pass (one for the checks, one for
     # the scores), every score of a chunk computed before more chunks are read
     pred, truth, reads = _streamed(pred, truth, names, time_dim, steps)
-    finite, empty, missing_by_name = _compute_together(
+    # the weights of the means (cell areas on latitude grids), for the high quantiles too
+    spatial = [axes.y, axes.x]
+    spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
+    weights = (
+        metrics.area_weights(truth[names[0]], dims=spatial)
+        if spec.kind in ("latlon", "rotated")
+        else None
+    )
+
+    def quantile_fields(v: str, part: _Level) -> tuple[Any, Any]:
+        """The values whose high quantile the report gives: the truth's, and the prediction's
+        (every member) where the truth has values."""
+        p, t = pred[v].isel(part.at), truth[v].isel(part.at)
+        return t, p.where(t.notnull())
+
+    finite, empty, missing_by_name, lowest, coarse = _compute_together(
         reads,
         [np.isfinite(pred[v]).any() for v in names],
         [truth[v].isnull().all() for v in names],
@@ -277,6 +357,12 @@ def _write_report(
             }
             for v in names
         ],
+        {v: truth[v].min() for v, why in rainy.items() if why == "log1p"},
+        {  # the high quantiles' first histograms (upper bits), per level
+            (v, k): tuple(_lazy_histogram(f, weights) for f in quantile_fields(v, part))
+            for v in rainy
+            for k, part in enumerate(parts[v])
+        },
     )
     for v, found in zip(names, finite, strict=True):
         if not bool(found):
@@ -294,17 +380,55 @@ def _write_report(
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
     has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
-    spatial = [axes.y, axes.x]
-    spec = grid_spec(truth[names[0]], dims=_dims_in(truth, dims))
-    # latitude grids: means weighted by cell area (WeatherBench practice); projected and
-    # physics grids have equal cells. Doubly periodic domains: plain FFT spectra; a crop of one
-    # (the truth's periodic attribute is dropped for an axis covered in part): the DCT.
-    weights = (
-        metrics.area_weights(truth[names[0]], dims=spatial)
-        if spec.kind in ("latlon", "rotated")
-        else None
-    )
+    # latitude grids: means weighted by cell area (WeatherBench practice, the weights above);
+    # projected and physics grids have equal cells. Doubly periodic domains: plain FFT
+    # spectra; a crop of one (the truth's periodic attribute is dropped for an axis covered in
+    # part): the DCT.
     method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
+    # precipitation: a variable named so, or normalized with log1p and >= 0 in the truth; its
+    # threshold (or why it has none), and the bins of its high quantiles for the second pass
+    events: dict[str, _Events] = {}
+    no_threshold: list[str] = []
+    for v in rainy:
+        if rainy[v] == "log1p" and not float(lowest[v]) >= 0:
+            continue
+        found = _events_for(
+            v,
+            pred[v].attrs.get("units"),
+            wanted,
+            step_hours,
+            windows,
+            (str(axes.y), str(axes.x)),
+        )
+        if isinstance(found, str):
+            no_threshold.append(found)
+        else:
+            events[v] = found
+    if wanted is not None and not events and not no_threshold:
+        from ._stack import user_stacklevel
+        from .errors import FlexDownscaleWarning
+
+        warnings.warn(
+            f"--threshold '{wanted[0]:g} {wanted[1]}' is not used: no scored variable is "
+            f"precipitation-like ({', '.join(map(repr, names))}: none has a CF standard_name "
+            "naming precipitation, rain or snow, nor was normalized with log1p by the model "
+            "that made the prediction); give the precipitation variable such a standard_name "
+            "(e.g. ncatted -a standard_name,VARIABLE,o,c,precipitation_amount FILE)",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+    high_bins = {
+        key: tuple(_quantile_bin(h, HIGH_QUANTILE) for h in pair)
+        for key, pair in coarse.items()
+        if key[0] in events
+    }
+    fine = {  # the second histograms: the lower bits of the values in the quantile's bin
+        (v, k): tuple(
+            None if found is None else _lazy_histogram(f, weights, high=found[0])
+            for f, found in zip(quantile_fields(v, parts[v][k]), high_bins[v, k], strict=True)
+        )
+        for v, k in high_bins
+    }
     # a global grid (its longitude the whole circle): zonal spectra, along each latitude circle
     # of its own length; an isotropic spectrum would take one spacing (the mean latitude's,
     # the equator's) for every row, its wavenumbers nominal elsewhere
@@ -339,25 +463,49 @@ def _write_report(
             else:  # member spectra are averaged, not the mean's
                 spectra[v, k] = tuple(spectrum(f) for f in (p, t))
                 curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v, k])
-            rows.append(
-                {
-                    "variable": v,
-                    **part.labels,
-                    "units": str(p.attrs.get("units", "")),
-                    **_pooled_scores(p, t, member_dim, weights, has_members, curves.get((v, k))),
-                }
-            )
+            row = {
+                "variable": v,
+                **part.labels,
+                "units": str(p.attrs.get("units", "")),
+                **_pooled_scores(
+                    p, t, member_dim, weights, has_members, curves.get((v, k)), events.get(v)
+                ),
+            }
+            if v in events:
+                row["threshold"] = events[v].threshold
+                row[_HIGH_TRUTH], row[_HIGH_PREDICTION] = None, None
+            rows.append(row)
             if has_members:
                 histograms[v, k] = metrics.rank_histogram(
                     p, t, member_dim=member_dim, weights=weights
                 )
     by_lead = _scores_by_lead(
-        pred, truth, parts, lead_dim, leads, member_dim, weights, has_members, spectra
+        pred,
+        truth,
+        parts,
+        lead_dim,
+        leads,
+        member_dim,
+        weights,
+        has_members,
+        spectra,
+        events,
     )
     # every score, spectrum and rank histogram of every variable and level (pooled and per
     # lead) together: one more pass over the files
-    rows, by_lead, curves, histograms = _compute_together(reads, rows, by_lead, curves, histograms)
+    rows, by_lead, curves, histograms, fine = _compute_together(
+        reads, rows, by_lead, curves, histograms, fine
+    )
     rows, by_lead = _floats(rows), _floats(by_lead)
+    at_row = {  # the pooled rows' high quantiles, from the two histograms of each
+        key: row for key, row in zip(((v, k) for v in names for k in range(len(parts[v]))), rows)
+    }
+    for key, pair in fine.items():
+        for column, found, counts in zip(
+            (_HIGH_TRUTH, _HIGH_PREDICTION), high_bins[key], pair, strict=True
+        ):
+            if found is not None and counts is not None:
+                at_row[key][column] = _quantile_value(*found, counts)
     import matplotlib.pyplot as plt
 
     for v in names:  # a plot per variable and level: spectra_u.png, spectra_u_level500.png
@@ -391,20 +539,25 @@ def _write_report(
             for key, value in part.labels.items():
                 level_words.setdefault(key, {})[value] = part.words[key]
 
-    def table_columns(row: dict[str, Any]) -> list[str]:
-        rest = [c for c in row if c != "variable" and c not in level_words]
+    def table_columns(table: list[dict[str, Any]]) -> list[str]:
+        """Every row's columns (a precipitation variable's own ones after the others), in
+        the order of their first row; entries that only metrics.json holds left out."""
+        found = dict.fromkeys(c for row in table for c in row if c not in _JSON_ONLY)
+        rest = [c for c in found if c != "variable" and c not in level_words]
         return ["variable", *level_words, *rest]
 
     def table_row(row: dict[str, Any], columns: list[str]) -> str:
         cells = [
-            (level_words[c].get(row[c], _table_cell(row[c])) if c in row else "")
+            ""  # a column of other variables (a precipitation variable's wet fraction)
+            if c not in row
+            else level_words[c].get(row[c], _table_cell(row[c]))
             if c in level_words
-            else _table_cell(row.get(c))
+            else _table_cell(row[c])
             for c in columns
         ]
         return "| " + " | ".join(cells) + " |"
 
-    columns = table_columns(rows[0])
+    columns = table_columns(rows)
     weighting = (
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
@@ -427,6 +580,7 @@ def _write_report(
         "",
         *([_ZONAL_SPECTRA, ""] if zonal else []),
         *([_level_words(parts), ""] if level_words else []),
+        *([_precipitation_words(events, weights is not None, has_members), ""] if events else []),
         _provenance_words(provenance, int(pred.sizes.get(member_dim, 1))),
         "",
         "| " + " | ".join(columns) + " |",
@@ -437,7 +591,7 @@ def _write_report(
         lines[lines.index("| " + " | ".join(columns) + " |")] = _heading(columns)
     if by_lead:
         n_leads = len(dict.fromkeys(leads or []))
-        lead_columns = table_columns(by_lead[0])
+        lead_columns = table_columns(by_lead)
         said = (
             f"the forecasts' {n_leads} leads, each over the {starts} starts: every field against "
             "the truth at its own valid_time; the table above pools them all"
@@ -453,9 +607,15 @@ def _write_report(
             "|" + "---|" * len(lead_columns),
         ]
         lines += [table_row(row, lead_columns) for row in by_lead]
-    spelled = _non_finite_words([*rows, *by_lead])  # what inf, nan and n/a in the tables mean
+    # what inf, nan and n/a in the tables mean
+    spelled = _non_finite_words([*rows, *by_lead], windows)
     if spelled:
         lines += ["", spelled]
+    if no_threshold:
+        lines += [
+            "",
+            "No wet fraction, FSS or q99 for " + "; for ".join(no_threshold) + ".",
+        ]
     if unscored:
         lines += [
             "",
@@ -1102,10 +1262,16 @@ _ROW_KEYS = frozenset(
         "prediction",
         "RMSE (ens. mean)",
         "MAE (ens. mean)",
+        "truth mean",
         "bias",
         "CRPS",
         "spread/skill",
         "LSD (dB)",
+        "threshold",
+        "wet fraction (truth)",
+        "wet fraction (prediction)",
+        "q99 (truth)",
+        "q99 (prediction)",
     }
 )
 
@@ -1336,22 +1502,25 @@ def _scores_by_lead(
     weights: Any,
     has_members: bool,
     spectra: dict[tuple[str, int], Any],
+    events: dict[str, _Events] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
     ``leads`` the lead of each field; none for other predictions): per variable, level (the
     variables and their levels: ``parts``, see :func:`_level_parts`) and lead, the columns of
-    the pooled table, each over that lead's field: RMSE, MAE and bias of the ensemble mean, for
-    an ensemble the fair CRPS and the spread/skill ratio, and the LSD of the member-averaged
-    spectra (``spectra``: per variable and index of its level, the spectra of every field of
-    the prediction and the truth at that level, or ``None`` for a level with gaps, which gets
-    no LSD, as in the pooled table). Forecasts from several starts (a lead repeated) get a row
-    per lead over that lead's fields from all starts, with their count (``starts``) in place of
-    the one valid time. The scores are lazy, as :func:`_pooled_scores`'s: the caller computes
-    them."""
+    the pooled table, each over that lead's field: RMSE, MAE, the truth's mean and bias of the
+    ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, the LSD of the
+    member-averaged spectra (``spectra``: per variable and index of its level, the spectra of
+    every field of the prediction and the truth at that level, or ``None`` for a level with
+    gaps, which gets no LSD, as in the pooled table), and for a precipitation variable
+    (``events``) its wet fractions and FSS. Forecasts from
+    several starts (a lead repeated) get a row per lead over that lead's fields from all
+    starts, with their count (``starts``) in place of the one valid time. The scores are lazy,
+    as :func:`_pooled_scores`'s: the caller computes them."""
     from . import metrics
 
     if lead_dim is None or leads is None:
         return []
+    events = events or {}
     fields = {k: [i for i, lead in enumerate(leads) if lead == k] for k in dict.fromkeys(leads)}
     rows = []
     for v, levels in parts.items():
@@ -1375,6 +1544,7 @@ def _scores_by_lead(
                         weights,
                         has_members,
                         curves,
+                        events.get(v),
                     )
                     rows.append({**first, "lead": k, "starts": len(at), **scores})
                 continue
@@ -1382,6 +1552,7 @@ def _scores_by_lead(
             scores = {
                 "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
                 "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
+                "truth mean": _truth_mean(t, mean, weights, keep=lead_dim),
                 "bias": metrics.bias(mean, t, weights=weights, preserve_dims=lead_dim),
             }
             if has_members:
@@ -1398,11 +1569,20 @@ def _scores_by_lead(
                 if spectra[v, n] is not None
                 else None
             )
+            wet = (
+                _event_scores(p, t, mean, events[v], weights, keep=lead_dim) if v in events else {}
+            )
             for k in range(pred.sizes[lead_dim]):
                 row: dict[str, Any] = {**first, "lead": leads[k]}
                 row["valid_time"] = str(pred[lead_dim].values[k])
                 row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
                 row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
+                row.update(
+                    {
+                        name: None if score is None else score.isel({lead_dim: k})
+                        for name, score in wet.items()
+                    }
+                )
                 rows.append(row)
     return rows
 
@@ -1414,20 +1594,23 @@ def _pooled_scores(
     weights: Any,
     has_members: bool,
     curves: tuple[Any, Any] | None,
+    events: _Events | None = None,
 ) -> dict[str, Any]:
     """The pooled table's scores of prediction fields ``p`` against truth ``t`` over all their
-    points: RMSE, MAE and bias of the ensemble mean, the fair CRPS and spread/skill ratio for an
-    ensemble, and the LSD of ``curves``, the spectra of the prediction and the truth each
-    averaged over its other dims (members, times;
-    :func:`~flexdownscale.metrics.sample_mean_spectrum`); ``None`` without
-    ``curves`` (fields with gaps). Each score is lazy, a 0-d DataArray (dask-backed for
-    chunked fields): the caller computes them all together (:func:`_compute_together`)."""
+    points: RMSE, MAE, the truth's mean and bias of the ensemble mean, the fair CRPS and
+    spread/skill ratio for an ensemble, and the LSD of ``curves``, the spectra of the
+    prediction and the truth each averaged over its other dims (members, times;
+    :func:`~flexdownscale.metrics.sample_mean_spectrum`); ``None`` without ``curves`` (fields
+    with gaps). A precipitation variable (``events``) gets its wet fractions and FSS
+    (:func:`_event_scores`) too. Each score is lazy, a 0-d DataArray (dask-backed for chunked
+    fields): the caller computes them all together (:func:`_compute_together`)."""
     from . import metrics
 
     mean = p.mean(member_dim) if member_dim in p.dims else p
     scores: dict[str, Any] = {
         "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights),
         "MAE (ens. mean)": metrics.mae(mean, t, weights=weights),
+        "truth mean": _truth_mean(t, mean, weights),
         "bias": metrics.bias(mean, t, weights=weights),
     }
     if has_members:
@@ -1436,6 +1619,8 @@ def _pooled_scores(
             p, t, member_dim=member_dim, weights=weights
         )
     scores["LSD (dB)"] = metrics.log_spectral_distance(*curves) if curves is not None else None
+    if events is not None:
+        scores.update(_event_scores(p, t, mean, events, weights))
     return scores
 
 
@@ -1514,26 +1699,56 @@ def _strict_row(row: dict[str, Any]) -> dict[str, Any]:
     return strict
 
 
-def _non_finite_words(rows: list[dict[str, Any]]) -> str:
+def _non_finite_words(rows: list[dict[str, Any]], windows: Sequence[int] = ()) -> str:
     """The metrics report's note on the cells it spells ``inf``, ``nan`` and ``n/a`` (each
-    only when a table has one), or ``""``."""
-    cells = [value for row in rows for value in row.values()]
-    words = {non_finite_word(value) for value in cells} | ({"n/a"} if None in cells else set())
+    only when a table has one), or ``""``. ``windows``: the FSS windows."""
+    cells = [(column, value) for row in rows for column, value in row.items()]
+    words = {non_finite_word(value) for _, value in cells}
+    empty = {column for column, value in cells if value is None}
+    why = []
+    if "LSD (dB)" in empty:
+        why.append("a field with gaps gets no LSD: see below")
+    if any(_fss_column(w) in empty for w in windows):
+        why.append("an FSS window larger than the grid")
+    if {_WET_TRUTH, _WET_PREDICTION, _HIGH_TRUTH, _HIGH_PREDICTION} & empty:
+        why.append("no value to count")
     said = {
         "inf": "`inf`: infinite (an LSD or ratio against a truth with no power where the "
         "prediction has some: maximally wrong, not missing)",
         "-inf": "`-inf`: minus infinity (as `inf`, the other way round)",
         "nan": "`nan`: undefined (0 / 0: a spread/skill of an ensemble whose members and "
-        "truth agree everywhere, or spectra with no power on either side)",
-        "n/a": "`n/a`: not computed (a field with gaps gets no LSD: see below)",
+        "truth agree everywhere, spectra with no power on either side, an FSS where neither "
+        "field reaches the threshold)",
+        "n/a": f"`n/a`: not computed ({'; '.join(why)})",
     }
-    notes = [text for word, text in said.items() if word in words]
+    found = words | ({"n/a"} if empty else set())
+    notes = [text for word, text in said.items() if word in found]
     if not notes:
         return ""
     return (
         "Cells: "
         + "; ".join(notes)
         + ". metrics.json holds null for each, with a non_finite entry naming inf and nan."
+    )
+
+
+def _precipitation_words(events: dict[str, _Events], weighted: bool, members: bool) -> str:
+    """The report's line on the precipitation columns of the variables ``events``."""
+    thresholds = "; ".join(f"`{v}` {e.words}" for v, e in events.items())
+    windows = dict.fromkeys(w for e in events.values() for w in e.windows)
+    sides = " and ".join(f"{w}x{w}" for w in windows)
+    pooled = "every member, " if members else ""
+    return (
+        f"Precipitation: wet fraction of truth and prediction ({pooled}where the truth has "
+        f"values): the share of cells at or above the threshold, {thresholds} (--threshold "
+        f"sets another); FSS (fractions skill score, Roberts and Lean 2008) over {sides}-cell "
+        "windows wholly inside the grid"
+        + (", the members' fields pooled as samples" if members else "")
+        + "; q99: the 99th percentile of all values of truth and prediction ("
+        + pooled
+        + "times and cells"
+        + (", weighted by cell area" if weighted else "")
+        + ")."
     )
 
 
@@ -1642,3 +1857,376 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
     missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]
     gap = f"; {', '.join(missing)} not recorded" if missing else ""
     return f"Prediction (as its file records): {', '.join(parts)}{gap}."
+
+
+# ---------------------------------------------------------------------------------------------
+# precipitation: which variables, their threshold, the high quantile
+# ---------------------------------------------------------------------------------------------
+#: A CF ``standard_name`` of precipitation: ``precipitation_amount``, ``rainfall_flux``,
+#: ``lwe_precipitation_rate``, ``snowfall_amount`` (not ``precipitable_water``, nor
+#: ``drainage``).
+_PRECIPITATION_NAME = re.compile(r"(?:^|_)(?:precipitation|rain|snow)", re.IGNORECASE)
+
+#: What the FSS, wet fraction and high quantile columns are called in ``metrics.md`` and
+#: ``metrics.json``.
+_WET_TRUTH, _WET_PREDICTION = "wet fraction (truth)", "wet fraction (prediction)"
+_HIGH_TRUTH, _HIGH_PREDICTION = "q99 (truth)", "q99 (prediction)"
+
+#: Entries of a metrics row that ``metrics.json`` holds and the table of ``metrics.md`` does
+#: not (the report's text says them).
+_JSON_ONLY = frozenset({"threshold"})
+
+
+def _fss_column(window: int) -> str:
+    """The FSS column of a window: ``FSS (5x5 cells)``."""
+    return f"FSS ({window}x{window} cells)"
+
+
+def _fss_windows(given: Sequence[int] | None) -> tuple[int, ...]:
+    """The FSS windows: ``given`` (each a positive whole number, repeats dropped) or
+    :data:`FSS_WINDOWS`; ConfigError otherwise."""
+    if given is None:
+        return FSS_WINDOWS
+    from .errors import ConfigError
+
+    windows = tuple(given)
+    bad = [w for w in windows if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+    if bad or not windows:
+        raise ConfigError(
+            f"FSS windows {list(windows)!r} must be positive whole numbers of grid cells, "
+            "e.g. --fss-window 5,25 (or leave the option out for 5 and 25)"
+        )
+    return tuple(dict.fromkeys(windows))
+
+
+_THRESHOLD = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*")
+
+
+def _parse_threshold(text: str) -> tuple[float, str]:
+    """``--threshold`` as its value and units (``"0.1 kg m-2"`` is ``(0.1, "kg m-2")``);
+    ConfigError for text that is no number, a number without units or units that are none."""
+    from .errors import ConfigError
+    from .units import parse_units
+
+    example = "e.g. --threshold '0.1 kg m-2' for amounts, or '0.1 mm/h' for rates"
+    found = _THRESHOLD.fullmatch(str(text))
+    if found is None:
+        raise ConfigError(
+            f"--threshold {text!r} is not a number with its units; give one, {example}"
+        )
+    value, units = float(found[1]), found[2]
+    if not units:
+        raise ConfigError(
+            f"--threshold {text!r} has no units; give them, {example}: the threshold is "
+            "converted into each precipitation variable's units (m and mm, kg m-2, kg m-2 s-1)"
+        )
+    if parse_units(units) is None:
+        raise ConfigError(
+            f"--threshold {text!r}: {units!r} is not a unit flexdownscale reads; write it in a "
+            f"CF spelling, {example} ('kg m-2 s-1', 'mm')"
+        )
+    return value, units
+
+
+def _names_precipitation(field: Any) -> bool:
+    """Whether ``field``'s CF ``standard_name`` names precipitation, rain or snow."""
+    name = _standard_name(field)
+    return name is not None and _PRECIPITATION_NAME.search(name) is not None
+
+
+def _log1p_in_model(attrs: Mapping[Hashable, Any]) -> set[str]:
+    """The variables that the model which made a prediction normalized with ``log1p``, as its
+    folder's ``normalization.json`` records them: the prediction's ``flexdownscale_model``
+    attribute names the folder. Empty when it names none, or a folder that cannot be read
+    (moved, or a shipped model's name)."""
+    model = attrs.get("flexdownscale_model")
+    if not isinstance(model, str) or not model:
+        return set()
+    try:
+        record = json.loads((Path(model).expanduser() / "normalization.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return set()
+    entries = record.get("variables") if isinstance(record, dict) else None
+    if not isinstance(entries, list):
+        return set()
+    return {
+        str(entry.get("name"))
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("transform") == "log1p"
+    }
+
+
+def _time_step_hours(truth: Any, time_dim: str | None) -> float | None:
+    """The most common step between the truth's times in hours; ``None`` for a single time,
+    no time coordinate or times that are no dates."""
+    import numpy as np
+
+    if time_dim is None or time_dim not in truth.coords or truth[time_dim].ndim != 1:
+        return None
+    try:
+        values = np.unique(truth[time_dim].values)
+        steps = np.diff(values)
+        if np.issubdtype(steps.dtype, np.timedelta64):
+            seconds = steps / np.timedelta64(1, "s")
+        else:  # cftime dates: datetime.timedelta steps
+            seconds = np.array([step.total_seconds() for step in steps], dtype=float)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    seconds = seconds[np.isfinite(seconds) & (seconds > 0)]
+    if not seconds.size:
+        return None
+    found, counts = np.unique(seconds, return_counts=True)
+    return float(found[np.argmax(counts)]) / 3600.0
+
+
+def _step_words(hours: float) -> str:
+    """A time step in words: ``10-minute``, ``1-hour``, ``1-day``."""
+    minutes = hours * 60.0
+    for size, unit in ((1440.0, "day"), (60.0, "hour"), (1.0, "minute")):
+        count = minutes / size
+        if count >= 1 and abs(count - round(count)) < 1e-6:
+            return f"{round(count)}-{unit}"
+    return f"{hours:g}-hour"
+
+
+def _precipitation_kind(units: str) -> str | None:
+    """``"amount"`` for a mass per area or a depth (``kg m-2``, ``mm``, ``m``), ``"rate"`` for
+    those per time (``kg m-2 s-1``, ``mm/h``), else ``None``."""
+    from .units import parse_units
+
+    unit = parse_units(units)
+    if unit is None:
+        return None
+    kinds = {
+        parse_units("kg m-2").dimensionality: "amount",
+        parse_units("m").dimensionality: "amount",
+        parse_units("kg m-2 s-1").dimensionality: "rate",
+        parse_units("m s-1").dimensionality: "rate",
+    }
+    return kinds.get(unit.dimensionality)
+
+
+def _converted(value: float, found: str, expected: str) -> tuple[float, bool] | None:
+    """``value`` in ``found`` units converted into ``expected`` ones, and whether that took the
+    liquid-water equivalence (1 mm of water = 1 kg m-2); ``None`` when they do not convert."""
+    from .units import linear_conversion, water_equivalent
+
+    conversion = linear_conversion(found, expected)
+    if conversion is not None:
+        scale, offset = conversion
+        return value * scale + offset, False
+    water = water_equivalent(found, expected)
+    if water is not None:
+        return value * water, True
+    return None
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The precipitation scores of one variable: the threshold in its units, how the report
+    words it, the FSS windows and the spatial dims."""
+
+    threshold: float
+    words: str
+    windows: tuple[int, ...]
+    spatial: tuple[str, str]
+
+
+def _events_for(
+    v: str,
+    units: str | None,
+    wanted: tuple[float, str] | None,
+    step_hours: float | None,
+    windows: tuple[int, ...],
+    spatial: tuple[str, str],
+) -> _Events | str:
+    """The :class:`_Events` of the precipitation variable ``v`` in ``units``: at the
+    ``--threshold`` ``wanted`` converted into them (UnitsError when it cannot be), else the
+    default (:data:`WET_RATE_MM_PER_HOUR`, over ``step_hours`` for amounts). Without a
+    default (units that are no amount or rate) the report's words on why, a str."""
+    from .errors import UnitsError
+
+    if wanted is not None:
+        value, given = wanted
+        said = f"{value:g} {given}"
+        if not units:
+            raise UnitsError(
+                f"--threshold {said!r} cannot be converted for {v!r}, which has no 'units' "
+                "attribute; set it in both files (ncatted -a units,VARIABLE,o,c,'kg m-2' FILE)"
+            )
+        found = _converted(value, given, units)
+        if found is None:
+            raise UnitsError(
+                f"--threshold {said!r} cannot be converted into the units of {v!r} ({units!r}): "
+                f"give the threshold in them, e.g. --threshold '{value:g} {units}'"
+            )
+        threshold, water = found
+        how = "--threshold" + (f" {said!r}, as liquid water" if water else "")
+        return _Events(threshold, f"{threshold:.4g} {units} ({how})", windows, spatial)
+    kind = _precipitation_kind(units) if units else None
+    if kind is None:
+        return (
+            f"`{v}`: its units ({units!r}) are no precipitation amount or rate, so there is no "
+            "default threshold; give one in its units with --threshold"
+            if units
+            else f"`{v}`: it has no units, so there is no default threshold; set its 'units' "
+            "attribute, or give --threshold"
+        )
+    rate = WET_RATE_MM_PER_HOUR
+    if kind == "rate":
+        value, given = rate, "mm h-1"
+        how = f"a rain rate of {rate:g} mm/h"
+    elif step_hours is not None:
+        value, given = rate * step_hours, "mm"
+        how = f"{rate:g} mm/h over the truth's {_step_words(step_hours)} time step"
+    else:
+        value, given = rate, "mm"
+        how = f"{rate:g} mm: the truth has one time, no time step to take {rate:g} mm/h over"
+    found = _converted(value, given, units or "")
+    if found is None:  # an amount or rate that no depth converts into (not expected)
+        return f"`{v}`: its units ({units!r}) take no default threshold; give --threshold"
+    threshold = found[0]
+    return _Events(threshold, f"{threshold:.4g} {units} ({how})", windows, spatial)
+
+
+def _order_keys(values: Any) -> Any:
+    """float32 values as uint32 keys in the same order (the bits, negative ones reversed)."""
+    import numpy as np
+
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    top = np.uint32(0x80000000)
+    return np.where(bits & top, ~bits, bits | top).astype(np.uint32)
+
+
+def _from_order_keys(keys: Any) -> Any:
+    """The float32 values of :func:`_order_keys`' keys."""
+    import numpy as np
+
+    keys = np.asarray(keys, dtype=np.uint32)
+    top = np.uint32(0x80000000)
+    bits = np.where(keys & top, keys & np.uint32(0x7FFFFFFF), ~keys).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+#: Bins of each histogram of :func:`_lazy_histogram`: 16 bits of a float32 key each.
+_BINS = 1 << 16
+
+
+def _histogram_block(block: Any, *, weights: Any, high: int | None) -> Any:
+    """The (weighted) counts of one block's finite-or-infinite values by the upper 16 bits of
+    their keys (:func:`_order_keys`), or with ``high`` by the lower 16 bits of those whose
+    upper bits are ``high``; shaped for :func:`_lazy_histogram` (a 1 per axis of the block,
+    then the bins)."""
+    import numpy as np
+
+    values = np.asarray(block, dtype=np.float32)
+    keep = ~np.isnan(values)
+    keys = _order_keys(values[keep])
+    w = None if weights is None else np.broadcast_to(weights, values.shape)[keep]
+    if high is None:
+        bins = keys >> np.uint32(16)
+    else:
+        inside = (keys >> np.uint32(16)) == high
+        bins = keys[inside] & np.uint32(0xFFFF)
+        w = None if w is None else w[inside]
+    counts = np.bincount(bins.astype(np.intp), weights=w, minlength=_BINS).astype(np.float64)
+    return counts.reshape((1,) * values.ndim + (_BINS,))
+
+
+def _lazy_histogram(field: Any, weights: Any, high: int | None = None) -> Any:
+    """A lazy histogram of ``field``'s values (NaN left out) over the :data:`_BINS` bins of
+    :func:`_histogram_block`, each value counted with its weight (``weights``: a DataArray
+    over some of ``field``'s dims that are whole in every block, or ``None``); one task per
+    block of the field, so it is computed chunk by chunk with the scores."""
+    import dask.array as da
+    import numpy as np
+
+    data = field.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data), chunks=-1)
+    w = None
+    if weights is not None:
+        order = [d for d in field.dims if d in weights.dims]
+        shape = [field.sizes[d] if d in weights.dims else 1 for d in field.dims]
+        w = np.asarray(weights.transpose(*order).values, dtype=np.float64).reshape(shape)
+    counts = data.map_blocks(
+        _histogram_block,
+        weights=w,
+        high=high,
+        new_axis=data.ndim,
+        chunks=(*(tuple(1 for _ in c) for c in data.chunks), (_BINS,)),
+        dtype=np.float64,
+        meta=np.array((), dtype=np.float64),
+    )
+    return counts.sum(axis=tuple(range(data.ndim)))
+
+
+def _quantile_bin(counts: Any, q: float) -> tuple[int, float, float] | None:
+    """The bin of the upper-bits histogram ``counts`` that holds the ``q`` quantile, the
+    weight below it and the weight the quantile needs (``q`` times the total); ``None`` for
+    an empty histogram."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=np.float64)
+    total = np.cumsum(counts)
+    if not total.size or not total[-1] > 0:
+        return None
+    target = q * float(total[-1])
+    found = _first_reaching(total, counts, target)
+    return found, float(total[found] - counts[found]), target
+
+
+def _first_reaching(total: Any, counts: Any, target: float) -> int:
+    """The first bin holding values (``counts`` > 0) where the cumulative ``total`` reaches
+    ``target``; the last such bin when none does (round-off of a weighted sum)."""
+    import numpy as np
+
+    held = np.flatnonzero(counts)
+    at = int(np.searchsorted(held, int(np.searchsorted(total, target, side="left"))))
+    return int(held[min(at, held.size - 1)])
+
+
+def _quantile_value(high: int, below: float, target: float, counts: Any) -> float | None:
+    """The ``q`` quantile from :func:`_quantile_bin`'s bin ``high``, weight ``below`` and
+    ``target``, and the lower-bits histogram ``counts`` of that bin: the smallest value at
+    which the (weighted) share of values at or below it reaches ``q`` (numpy's
+    ``"inverted_cdf"``)."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=np.float64)
+    if not counts.any():
+        return None
+    found = _first_reaching(below + np.cumsum(counts), counts, target)
+    return float(_from_order_keys(np.uint32((high << 16) | found)))
+
+
+def _truth_mean(t: Any, mean: Any, weights: Any, keep: str | None = None) -> Any:
+    """The mean of the truth ``t`` where the prediction's (ensemble) mean ``mean`` is valid, as
+    the bias averages, weighted as it is, over every dim but ``keep``."""
+    valid = t.where(mean.notnull())
+    dims = [d for d in valid.dims if d != keep]
+    return valid.weighted(weights).mean(dims) if weights is not None else valid.mean(dims)
+
+
+def _event_scores(
+    p: Any, t: Any, mean: Any, events: _Events, weights: Any, keep: str | None = None
+) -> dict[str, Any]:
+    """The precipitation columns of a row but the high quantiles: the wet fractions of truth
+    (where the prediction is valid) and prediction (every member, where the truth is valid) at
+    the threshold, and the FSS over each window that fits in the grid (``None`` for one that
+    does not), the members as samples; over every dim but ``keep``."""
+    from . import metrics
+
+    options: dict[str, Any] = {"threshold": events.threshold, "weights": weights}
+    if keep is not None:
+        options["preserve_dims"] = keep
+    scores: dict[str, Any] = {
+        _WET_TRUTH: metrics.exceedance_frequency(t.where(mean.notnull()), **options),
+        _WET_PREDICTION: metrics.exceedance_frequency(p.where(t.notnull()), **options),
+    }
+    for window in events.windows:
+        fits = all(t.sizes[d] >= window for d in events.spatial)
+        scores[_fss_column(window)] = (
+            metrics.fss(p, t, window=window, dims=events.spatial, **options) if fits else None
+        )
+    return scores

@@ -98,8 +98,8 @@ def test_a_prediction_without_an_ensemble_is_not_called_an_ensemble_mean(root, c
     with xr.open_dataset(root / "pred.nc") as pred:
         pred.isel(member=0).to_netcdf(root / "one.nc")
     text, (row,) = _evaluate(root, "one.nc", "truth.nc", "one", capsys)
-    assert "| variable | units | RMSE | MAE | bias | LSD (dB) |" in text
+    assert "| variable | units | RMSE | MAE | truth mean | bias | LSD (dB) |" in text
     assert "ens. mean" not in text
     assert row["RMSE (ens. mean)"] > 0  # metrics.json keeps its keys
     text, _ = _evaluate(root, "pred.nc", "truth.nc", "two", capsys)
-    assert "| variable | units | RMSE (ens. mean) | MAE (ens. mean) | bias |" in text
+    assert "| variable | units | RMSE (ens. mean) | MAE (ens. mean) | truth mean | bias |" in text
