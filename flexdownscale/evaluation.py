@@ -150,6 +150,10 @@ def evaluate(
     over the truth's time step (the most common step of its times: 0.01667 kg m-2 for
     10-minute accumulations, 0.1 for hourly ones, 2.4 for daily ones), 0.1 mm when the truth
     has a single time. The report says the threshold of each variable.
+
+    Spectra need gap-free fields: the LSD and the spectra plot are over the time steps (a
+    forecast's fields) where neither file has a missing value, and the report says how many
+    were left out; a variable with none complete gets none.
     """
     if time_chunk is not None and (
         isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1
@@ -350,9 +354,11 @@ def _write_report(
         reads,
         [np.isfinite(pred[v]).any() for v in names],
         [truth[v].isnull().all() for v in names],
-        [  # per level: a level with gaps gets no LSD, the others do
+        [  # per level and time step: spectra are taken over the time steps without gaps
             {
-                name: field.isnull().sum([d for d in field.dims if d not in level_dims[v]])
+                name: field.isnull().sum(
+                    [d for d in field.dims if d not in level_dims[v] and d != time_dim]
+                )
                 for name, field in (("prediction", pred[v]), ("truth", truth[v]))
             }
             for v in names
@@ -447,22 +453,52 @@ def _write_report(
     spectra: dict[tuple[str, int], Any] = {}
     curves: dict[tuple[str, int], Any] = {}
     histograms: dict[tuple[str, int], Any] = {}
+    # which time steps of each level are free of gaps in both files (None: all of them)
+    complete: dict[tuple[str, int], Any] = {}
+    frames = "fields" if lead_dim is not None else "time steps"
     for v, counts in zip(names, missing_by_name, strict=True):
         for k, part in enumerate(parts[v]):
             p, t = pred[v].isel(part.at), truth[v].isel(part.at)
             # spectra need gap-free fields (an FFT / DCT over the grid): a masked field (land,
-            # missing cells) is scored on its valid points, without the spectral entries
-            missing = {name: int(n.isel(part.at)) for name, n in counts.items()}
+            # missing cells) is scored on its valid points, its spectra taken over the time
+            # steps without gaps (none without such a step)
+            per_step = {
+                name: np.atleast_1d(np.asarray(n.isel(part.at))) for name, n in counts.items()
+            }
+            whole = (per_step["prediction"] == 0) & (per_step["truth"] == 0)
+            missing = {name: int(n.sum()) for name, n in per_step.items()}
             spectra[v, k] = None
-            if any(missing.values()):
-                gaps.append(
-                    f"`{v}`{part.at_words} ("
-                    + ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
-                    + ")"
+            complete[v, k] = None if whole.all() else whole
+            if not whole.all():
+                where = (
+                    (
+                        f", in each of its {whole.size} {frames}"
+                        if not whole.any()
+                        else f", in {int((~whole).sum())} of its {whole.size} {frames}"
+                    )
+                    if time_dim is not None and time_dim in p.dims and whole.size > 1
+                    else ""
                 )
-            else:  # member spectra are averaged, not the mean's
+                said = ", ".join(f"{n} missing values in the {w}" for w, n in missing.items() if n)
+                used = int(whole.sum())
+                gaps.append(
+                    f"`{v}`{part.at_words} ({said}{where}): "
+                    + (
+                        f"LSD and spectrum plot over the {used} {frames} without gaps"
+                        if used > 1
+                        else f"LSD and spectrum plot over the one {frames[:-1]} without gaps"
+                        if used
+                        else "no LSD or spectrum plot"
+                    )
+                )
+            if whole.any():  # member spectra are averaged, not the mean's
                 spectra[v, k] = tuple(spectrum(f) for f in (p, t))
-                curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in spectra[v, k])
+                kept = (
+                    spectra[v, k]
+                    if whole.all()
+                    else tuple(s.isel({time_dim: np.flatnonzero(whole)}) for s in spectra[v, k])
+                )
+                curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in kept)
             row = {
                 "variable": v,
                 **part.labels,
@@ -471,6 +507,8 @@ def _write_report(
                     p, t, member_dim, weights, has_members, curves.get((v, k)), events.get(v)
                 ),
             }
+            if not whole.all():
+                row["LSD time steps"] = {"used": int(whole.sum()), "left_out": int((~whole).sum())}
             if v in events:
                 row["threshold"] = events[v].threshold
                 row[_HIGH_TRUTH], row[_HIGH_PREDICTION] = None, None
@@ -489,6 +527,7 @@ def _write_report(
         weights,
         has_members,
         spectra,
+        complete,
         events,
     )
     # every score, spectrum and rank histogram of every variable and level (pooled and per
@@ -626,9 +665,9 @@ def _write_report(
     if gaps:
         lines += [
             "",
-            "Scores over the valid points only; no LSD or spectrum plot for "
-            + ", ".join(gaps)
-            + ": spectra need gap-free fields (fill or crop the gaps to get them).",
+            "Scores over the valid points only. Spectra need gap-free fields: "
+            + "; ".join(gaps)
+            + " (fill or crop the gaps to get them all).",
         ]
     report = "\n".join(lines) + "\n"
     (out / "metrics.md").write_text(report, encoding="utf-8")
@@ -1267,6 +1306,7 @@ _ROW_KEYS = frozenset(
         "CRPS",
         "spread/skill",
         "LSD (dB)",
+        "LSD time steps",
         "threshold",
         "wet fraction (truth)",
         "wet fraction (prediction)",
@@ -1502,6 +1542,7 @@ def _scores_by_lead(
     weights: Any,
     has_members: bool,
     spectra: dict[tuple[str, int], Any],
+    complete: dict[tuple[str, int], Any] | None = None,
     events: dict[str, _Events] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the per-lead table of a forecast (``lead_dim`` the time dim of its fields,
@@ -1510,9 +1551,10 @@ def _scores_by_lead(
     the pooled table, each over that lead's field: RMSE, MAE, the truth's mean and bias of the
     ensemble mean, for an ensemble the fair CRPS and the spread/skill ratio, the LSD of the
     member-averaged spectra (``spectra``: per variable and index of its level, the spectra of
-    every field of the prediction and the truth at that level, or ``None`` for a level with
-    gaps, which gets no LSD, as in the pooled table), and for a precipitation variable
-    (``events``) its wet fractions and FSS. Forecasts from
+    every field of the prediction and the truth at that level, or ``None`` for a level without
+    a field free of gaps; ``complete``: per level, which fields are free of gaps, ``None``
+    when all are: a lead whose fields all have gaps gets no LSD, as in the pooled table), and
+    for a precipitation variable (``events``) its wet fractions and FSS. Forecasts from
     several starts (a lead repeated) get a row per lead over that lead's fields from all
     starts, with their count (``starts``) in place of the one valid time. The scores are lazy,
     as :func:`_pooled_scores`'s: the caller computes them."""
@@ -1520,6 +1562,7 @@ def _scores_by_lead(
 
     if lead_dim is None or leads is None:
         return []
+    complete = complete or {}
     events = events or {}
     fields = {k: [i for i, lead in enumerate(leads) if lead == k] for k in dict.fromkeys(leads)}
     rows = []
@@ -1527,13 +1570,15 @@ def _scores_by_lead(
         for n, part in enumerate(levels):
             p, t = pred[v].isel(part.at), truth[v].isel(part.at)
             first = {"variable": v, **part.labels}
+            whole = complete.get((v, n))
             if len(fields) < len(leads):
                 for k, at in fields.items():
-                    curves = (  # no LSD for a level with gaps, as in the pooled table
+                    used = at if whole is None else [i for i in at if whole[i]]
+                    curves = (  # no LSD for a level with gaps in every field, as pooled
                         None
-                        if spectra[v, n] is None
+                        if spectra[v, n] is None or not used
                         else tuple(
-                            metrics.sample_mean_spectrum(s.isel({lead_dim: at}))
+                            metrics.sample_mean_spectrum(s.isel({lead_dim: used}))
                             for s in spectra[v, n]
                         )
                     )
@@ -1576,7 +1621,8 @@ def _scores_by_lead(
                 row: dict[str, Any] = {**first, "lead": leads[k]}
                 row["valid_time"] = str(pred[lead_dim].values[k])
                 row.update({name: score.isel({lead_dim: k}) for name, score in scores.items()})
-                row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None else None
+                gap = whole is not None and not whole[k]
+                row["LSD (dB)"] = lsd.isel({lead_dim: k}) if lsd is not None and not gap else None
                 row.update(
                     {
                         name: None if score is None else score.isel({lead_dim: k})
@@ -1707,7 +1753,7 @@ def _non_finite_words(rows: list[dict[str, Any]], windows: Sequence[int] = ()) -
     empty = {column for column, value in cells if value is None}
     why = []
     if "LSD (dB)" in empty:
-        why.append("a field with gaps gets no LSD: see below")
+        why.append("a field with gaps in every time step gets no LSD: see below")
     if any(_fss_column(w) in empty for w in windows):
         why.append("an FSS window larger than the grid")
     if {_WET_TRUTH, _WET_PREDICTION, _HIGH_TRUTH, _HIGH_PREDICTION} & empty:
@@ -1874,7 +1920,7 @@ _HIGH_TRUTH, _HIGH_PREDICTION = "q99 (truth)", "q99 (prediction)"
 
 #: Entries of a metrics row that ``metrics.json`` holds and the table of ``metrics.md`` does
 #: not (the report's text says them).
-_JSON_ONLY = frozenset({"threshold"})
+_JSON_ONLY = frozenset({"threshold", "LSD time steps"})
 
 
 def _fss_column(window: int) -> str:

@@ -445,8 +445,8 @@ def test_evaluate_a_masked_field_scores_the_valid_points(fake_prediction, tmp_pa
     report = (tmp_path / "r" / "metrics.md").read_text()
     cells = lat_rows * valid.sizes["longitude"] * valid.sizes["time"]
     assert (
-        f"no LSD or spectrum plot for `t2m` ({2 * cells} missing values in the prediction, "
-        f"{cells} missing values in the truth)" in report
+        f"`t2m` ({2 * cells} missing values in the prediction, {cells} missing values in the "
+        "truth, in each of its 2 time steps): no LSD or spectrum plot" in report
     )
     assert "| n/a |" in report
     assert not (tmp_path / "r" / "spectra_t2m.png").exists()

@@ -254,7 +254,7 @@ def test_a_level_with_gaps_loses_only_its_own_lsd(tmp_path, winds, capsys):
     text, rows = _cli(p, t, tmp_path / "report", capsys)
     assert [r["LSD (dB)"] is None for r in rows] == [False, False, True]
     assert (
-        "no LSD or spectrum plot for `u` at level 850 millibars (12 missing values in the truth)"
+        "`u` at level 850 millibars (12 missing values in the truth): no LSD or spectrum plot"
         in text
     )
     files = {p.name for p in (tmp_path / "report").glob("spectra_*.png")}

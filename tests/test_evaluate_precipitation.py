@@ -2,7 +2,8 @@
 times the truth's amount on 56% of the cells against 3.5% got a bias of 0.0067, spread/skill
 1.10 and an LSD of 6 dB, which reveal nothing. The report now gives every variable's truth mean
 beside its bias, and precipitation-like variables their wet fractions, FSS and 99th
-percentiles at a stated threshold."""
+percentiles at a stated threshold. Also: a few NaN cells in one frame of the truth no longer
+remove the whole file's spectra."""
 
 from __future__ import annotations
 
@@ -265,6 +266,57 @@ def test_the_cli_options(tmp_path, capsys):
     assert "has no units" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------------------------------------
+# spectra over the time steps without gaps
+# ---------------------------------------------------------------------------------------------
+def test_a_few_missing_cells_leave_out_their_time_step_not_the_spectra(tmp_path):
+    truth = _rain(nt=4)
+    pred = _drizzle(truth)
+    gappy = truth.copy(deep=True)
+    gappy[2, 5:7, 3:5] = np.nan  # 4 cells of one of 4 time steps
+    _write(tmp_path, precipitation=(pred, gappy))
+    text, (row,) = _report(tmp_path)
+    assert row["LSD (dB)"] is not None
+    assert row["LSD time steps"] == {"used": 3, "left_out": 1}
+    kept = [0, 1, 3]
+    expected = fm.log_spectral_distance(
+        fm.mean_spectrum(pred.isel(time=kept), dims=("y", "x")),
+        fm.mean_spectrum(truth.isel(time=kept), dims=("y", "x")),
+    )
+    assert row["LSD (dB)"] == pytest.approx(float(expected), rel=1e-9)
+    assert (
+        "`precipitation` (4 missing values in the truth, in 1 of its 4 time steps): LSD and "
+        "spectrum plot over the 3 time steps without gaps"
+    ) in text
+    assert (tmp_path / "report" / "spectra_precipitation.png").exists()
+    assert "n/a" not in text
+    # every time step with a gap: no LSD (n/a), as before
+    gappy[:, 0, 0] = np.nan
+    text, (row,) = _report(_write(tmp_path / "all", precipitation=(pred, gappy)))
+    assert row["LSD (dB)"] is None
+    assert "in each of its 4 time steps): no LSD or spectrum plot" in text
+    assert not (tmp_path / "all" / "report" / "spectra_precipitation.png").exists()
+
+
+def test_forecast_leads_with_gaps_lose_only_their_own_lsd(tmp_path):
+    truth = _rain(nt=3, seed=4)
+    pred = _drizzle(truth).rename(time="lead").assign_coords(lead=[1, 2, 3])
+    pred = pred.assign_coords(valid_time=("lead", truth["time"].values))
+    gappy = truth.copy(deep=True)
+    gappy[1, 0, 0] = np.nan
+    _write(tmp_path, precipitation=(pred, gappy))
+    _report(tmp_path)
+    leads = json.loads((tmp_path / "report" / "metrics_by_lead.json").read_text())
+    assert [row["LSD (dB)"] is None for row in leads] == [False, True, False]
+    for k, row in enumerate(leads):
+        t = truth.isel(time=k).values
+        assert row["wet fraction (truth)"] == pytest.approx(
+            (t[~np.isnan(gappy.isel(time=k).values)] >= TEN_MINUTES).mean()
+        )
+        assert "FSS (5x5 cells)" in row
+        assert "truth mean" in row
+
+
 def test_a_threshold_without_precipitation_is_said_to_be_unused(tmp_path):
     truth = (280.0 + _rain()).assign_attrs(units="K", standard_name="air_temperature")
     pred = (truth + 0.5).expand_dims(member=[0, 1]).assign_attrs(truth.attrs)
@@ -272,20 +324,6 @@ def test_a_threshold_without_precipitation_is_said_to_be_unused(tmp_path):
     with pytest.warns(FlexDownscaleWarning, match=r"--threshold '0.1 mm' is not used"):
         _, (row,) = _report(folder, threshold="0.1 mm")
     assert "threshold" not in row
-
-
-def test_forecast_leads_get_the_precipitation_columns(tmp_path):
-    truth = _rain(nt=3, seed=4)
-    pred = _drizzle(truth).rename(time="lead").assign_coords(lead=[1, 2, 3])
-    pred = pred.assign_coords(valid_time=("lead", truth["time"].values))
-    _write(tmp_path, precipitation=(pred, truth))
-    _report(tmp_path)
-    leads = json.loads((tmp_path / "report" / "metrics_by_lead.json").read_text())
-    for k, row in enumerate(leads):
-        t = truth.isel(time=k).values
-        assert row["wet fraction (truth)"] == pytest.approx((t >= TEN_MINUTES).mean())
-        assert "FSS (5x5 cells)" in row
-        assert "truth mean" in row
 
 
 @pytest.mark.parametrize("q", [0.0, 0.01, 0.5, 0.9, 0.99, 1.0])

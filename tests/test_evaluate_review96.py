@@ -82,7 +82,7 @@ def test_infinite_undefined_and_left_out_scores_are_told_apart(root, capsys):
     assert "`nan`: undefined (0 / 0" in text
 
     gap = truth.copy(deep=True)
-    gap["t2m"][0, 3, 4] = np.nan
+    gap["t2m"][:, 3, 4] = np.nan  # in every time step: no gap-free one for the spectra
     gap.to_netcdf(root / "gap.nc")
     text, (row,) = _evaluate(root, "pred.nc", "gap.nc", "gap", capsys)
     assert row["LSD (dB)"] is None
