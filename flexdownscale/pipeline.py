@@ -1231,21 +1231,40 @@ def _provenance_attrs(
     sampler: str,
     options: Mapping[str, float],
     steps: int,
-    members: int,
+    members: int | None,
     seed: int,
+    batch_size: int | None,
+    device: torch.device,
     extra: Mapping[str, Any],
+    details: Sequence[str] = (),
 ) -> dict[Hashable, Any]:
     """The input's attributes plus provenance: a CF ``history`` line (prepended to any there)
     and ``flexdownscale_*`` attributes (version, model, its generative objective as
     :attr:`~flexdownscale.diffusion.objectives.Objective.summary` words, sampler, its options,
-    steps, members, seed, and ``extra``)."""
+    steps, members, seed, the run's settings that round the output differently, and ``extra``).
+
+    ``members`` is the call's argument: ``None`` (one sample, no ``member`` dimension) is
+    recorded as ``flexdownscale_members = 1`` and ``flexdownscale_member_dim = 0``, and as
+    "1 sample, no member dim" in the history line; ``members=1`` as 1, 1 and "1 member".
+    ``batch_size`` is the call's (``"auto"`` for ``None``), ``device`` the one the network runs
+    on, and the thread count torch uses now is recorded with them (values of ``batch_size``,
+    thread count and, on a GPU, device change the float32 rounding unless ``batch_invariant``).
+    ``details`` are settings appended to the history line's (e.g. ``"bbox (-5, 50, 0, 54)"``).
+    Every value is a string or an integer: valid netCDF and zarr attributes.
+    """
     from ._version import __version__
 
+    count = 1 if members is None else members
+    if members is None:
+        ensemble = "1 sample, no member dim"
+    else:
+        ensemble = f"{count} member{'s' if count > 1 else ''}"
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     settings = "".join(f" {k}={v:g}" for k, v in sorted(options.items()))
+    more = "".join(f", {d}" for d in details)
     line = (
         f"{stamp}: flexdownscale {__version__} {action} with model {model!r} ({sampler}"
-        f"{settings}, {steps} steps, {members} member{'s' if members > 1 else ''}, seed {seed})"
+        f"{settings}, {steps} step{'s' if steps != 1 else ''}, {ensemble}, seed {seed}{more})"
     )
     attrs = dict(original)
     history = attrs.get("history")
@@ -1258,7 +1277,11 @@ def _provenance_attrs(
             "flexdownscale_sampler": sampler,
             "flexdownscale_steps": steps,
             "flexdownscale_seed": seed,
-            "flexdownscale_members": members,
+            "flexdownscale_members": count,
+            "flexdownscale_member_dim": int(members is not None),
+            "flexdownscale_batch_size": "auto" if batch_size is None else int(batch_size),
+            "flexdownscale_device": _device_label(device),
+            "flexdownscale_torch_threads": int(torch.get_num_threads()),
             **extra,
         }
     )
@@ -1267,6 +1290,21 @@ def _provenance_attrs(
             f"{k}={v:g}" for k, v in sorted(options.items())
         )
     return attrs
+
+
+def _device_label(device: torch.device) -> str:
+    """``device`` as provenance records it: ``"cpu"``, ``"mps"``, ``"cuda:0"`` (a CUDA device
+    given without an index is the current one), which ``device=`` takes back."""
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
+def _number_text(value: float) -> str:
+    """``value`` in the fewest digits that read back to it (``-5.0`` as ``-5``, ``0.1`` as
+    ``0.1``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _bbox_longitudes(x_min: float, x_max: float, xs: np.ndarray) -> tuple[float, float]:
@@ -3420,6 +3458,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         bbox_halo = 0
         lows = (float(ys[0]), float(xs[0]))  # where a bbox starts (y, x)
         cut = (False, False)  # (y, x): is the axis cut to the bbox?
+        bbox_text = None  # the bbox as given, for provenance
         if bbox is not None:
             try:
                 x_min, y_min, x_max, y_max = (float(b) for b in bbox)
@@ -3429,6 +3468,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 ) from err
             if not all(math.isfinite(b) for b in (x_min, y_min, x_max, y_max)):
                 raise ConfigError(f"bbox = {tuple(bbox)} must be four finite numbers")
+            bbox_text = ", ".join(map(_number_text, (x_min, y_min, x_max, y_max)))
             # e.g. (355, 50, 5, 54): across the prime meridian (or the dateline in -180..180);
             # on a regional grid only a box narrower than 180 degrees so read (a wider one is
             # more likely given reversed)
@@ -3633,8 +3673,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             sampler=name,
             options=options,
             steps=steps,
-            members=n_members,
+            members=members,
             seed=int(seed),
+            batch_size=batch_size,
+            device=run_device,
             extra={
                 "flexdownscale_factor": f,
                 "flexdownscale_tile": tile_size,
@@ -3645,8 +3687,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 "flexdownscale_tiles": len(plan),
                 "flexdownscale_blend": blend,
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),
+                # as given (x_min, y_min, x_max, y_max): passed back, it reproduces the run
+                **({"flexdownscale_bbox": bbox_text} if bbox_text is not None else {}),
                 **_conserve_attrs(modes, self.variables),
             },
+            details=[f"bbox ({bbox_text})"] if bbox_text is not None else [],
         )
         out = self._record_condition(attrs, condition_value, out)
         out.attrs = attrs
@@ -4269,8 +4314,10 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             sampler=name,
             options=options,
             steps=n_steps,
-            members=n_members,
+            members=members,
             seed=int(seed),
+            batch_size=batch_size,
+            device=dev,
             extra={
                 "flexdownscale_lead_steps": lead_steps,
                 "flexdownscale_batch_invariant": int(bool(batch_invariant)),
