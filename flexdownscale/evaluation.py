@@ -1747,7 +1747,8 @@ def _strict_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _non_finite_words(rows: list[dict[str, Any]], windows: Sequence[int] = ()) -> str:
     """The metrics report's note on the cells it spells ``inf``, ``nan`` and ``n/a`` (each
-    only when a table has one), or ``""``. ``windows``: the FSS windows."""
+    only when a table has one), and on what ``metrics.json`` holds for them (``null``, with a
+    ``non_finite`` entry for inf and nan only), or ``""``. ``windows``: the FSS windows."""
     cells = [(column, value) for row in rows for column, value in row.items()]
     words = {non_finite_word(value) for _, value in cells}
     empty = {column for column, value in cells if value is None}
@@ -1765,17 +1766,23 @@ def _non_finite_words(rows: list[dict[str, Any]], windows: Sequence[int] = ()) -
         "nan": "`nan`: undefined (0 / 0: a spread/skill of an ensemble whose members and "
         "truth agree everywhere, spectra with no power on either side, an FSS where neither "
         "field reaches the threshold)",
-        "n/a": f"`n/a`: not computed ({'; '.join(why)})",
+        "n/a": "`n/a`: not computed" + (f" ({'; '.join(why)})" if why else ""),
     }
     found = words | ({"n/a"} if empty else set())
     notes = [text for word, text in said.items() if word in found]
     if not notes:
         return ""
-    return (
-        "Cells: "
-        + "; ".join(notes)
-        + ". metrics.json holds null for each, with a non_finite entry naming inf and nan."
-    )
+    spelled = sorted(w for w in words if w is not None)
+    if not spelled:  # only n/a: null, and no non_finite entry
+        held = "metrics.json holds null for each."
+    else:
+        named = " and ".join(
+            [", ".join(spelled[:-1]), spelled[-1]] if len(spelled) > 2 else spelled
+        )
+        held = f"metrics.json holds null for each, with a non_finite entry naming {named}" + (
+            " (none for n/a)." if empty else "."
+        )
+    return "Cells: " + "; ".join(notes) + ". " + held
 
 
 def _precipitation_words(events: dict[str, _Events], weighted: bool, members: bool) -> str:

@@ -3,7 +3,7 @@ times the truth's amount on 56% of the cells against 3.5% got a bias of 0.0067, 
 1.10 and an LSD of 6 dB, which reveal nothing. The report now gives every variable's truth mean
 beside its bias, and precipitation-like variables their wet fractions, FSS and 99th
 percentiles at a stated threshold. Also: a few NaN cells in one frame of the truth no longer
-remove the whole file's spectra."""
+remove the whole file's spectra, and the note under the table says what metrics.json holds."""
 
 from __future__ import annotations
 
@@ -191,6 +191,7 @@ def test_rates_take_a_rain_rate_and_a_window_larger_than_the_grid_is_na(tmp_path
     assert row["FSS (25x25 cells)"] is None
     assert "non_finite" not in row
     assert "an FSS window larger than the grid" in text
+    assert text.rstrip().endswith("metrics.json holds null for each.")
 
 
 def test_the_q99_is_weighted_by_cell_area_on_latitude_grids(tmp_path):
@@ -315,6 +316,28 @@ def test_forecast_leads_with_gaps_lose_only_their_own_lsd(tmp_path):
         )
         assert "FSS (5x5 cells)" in row
         assert "truth mean" in row
+
+
+# ---------------------------------------------------------------------------------------------
+# the note on n/a, nan and inf
+# ---------------------------------------------------------------------------------------------
+def test_the_note_says_what_metrics_json_holds(tmp_path):
+    truth = _rain(nt=2)
+    temperature = (280.0 + truth * 10).assign_attrs(units="K", standard_name="air_temperature")
+    gappy = temperature.copy(deep=True)
+    gappy[:, 0, 0] = np.nan  # no gap-free time step: LSD n/a, no non_finite entry
+    pred = (temperature + 0.5).expand_dims(member=[0, 1]).assign_attrs(units="K")
+    _write(tmp_path, t2m=(pred, gappy))
+    text, (row,) = _report(tmp_path)
+    assert "non_finite" not in row
+    assert "`n/a`: not computed" in text
+    assert "non_finite entry" not in text
+    assert "metrics.json holds null for each." in text
+    # n/a and nan together: the non_finite entry names nan only
+    same = gappy.expand_dims(member=[0, 1]).assign_attrs(units="K")
+    text, (row,) = _report(_write(tmp_path / "both", t2m=(same, gappy)))
+    assert row["non_finite"] == {"spread/skill": "nan"}
+    assert "with a non_finite entry naming nan (none for n/a)." in text
 
 
 def test_a_threshold_without_precipitation_is_said_to_be_unused(tmp_path):
