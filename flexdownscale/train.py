@@ -1142,7 +1142,7 @@ def _parameter_fingerprint(
     weights that hold the same values in another order. The sums accumulate ``chunk`` values
     at a time, so the memory it takes is bounded (about ``32 * chunk`` bytes) whatever the
     model's size: joining every parameter into one float64 tensor took about 31 bytes per
-    parameter at once (+6 GB for the medium preset). The value agrees with that single sum to
+    parameter at once (+1.9 GB of peak memory for the small preset). The value agrees with that single sum to
     the last digits only (the additions are grouped otherwise: 6e-15 relative on the small
     preset), and is the same on every rank for the same weights (the same additions in the
     same order).
@@ -1202,7 +1202,69 @@ def _device_name(device: torch.device) -> str:
                 name = value.strip()
                 break
     name = name or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{name}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def _usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it, else
+    ``os.cpu_count()``)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _one_thread_advice(
+    device: torch.device,
+    *,
+    threads: int,
+    cores: int,
+    processes: int,
+    environ: Mapping[str, str],
+) -> str | None:
+    """Why and how to fix a CPU training that runs on one torch thread while cores stand idle,
+    or ``None``.
+
+    ``accelerate launch`` without an accelerate configuration (and without ``--cpu``) sets
+    ``OMP_NUM_THREADS=1`` for the processes it starts: on a CPU each then trains on one thread
+    and leaves the other cores idle. Only launches that
+    ``accelerate launch`` started are named (it sets ``ACCELERATE_MIXED_PRECISION`` for them):
+    ``OMP_NUM_THREADS=1`` given to ``python -m flexdownscale.train``, or ``torch.set_num_threads(1)``
+    from Python, is the user's own choice.
+
+    Parameters
+    ----------
+    device
+        The training device; only a CPU is concerned.
+    threads
+        ``torch.get_num_threads()`` of this process.
+    cores
+        The cores this process may use.
+    processes
+        The training processes on this machine (each gets its own threads).
+    environ
+        The process's environment.
+
+    Returns
+    -------
+    str or None
+        The warning's text, or ``None`` when there is nothing to say.
+    """
+    if device.type != "cpu" or threads != 1 or cores <= processes:
+        return None
+    if "ACCELERATE_MIXED_PRECISION" not in environ:  # not started by `accelerate launch`
+        return None
+    per_process = max(1, cores // processes)
+    each = "the process" if processes == 1 else f"each of the {processes} processes"
+    return (
+        f"training on the CPU with one torch thread in {each} while {cores} cores are "
+        f"usable: `accelerate launch` sets OMP_NUM_THREADS={environ.get('OMP_NUM_THREADS', '1')} "
+        "unless told otherwise. Give it --num_cpu_threads_per_process "
+        f"{per_process} (or set the threads once with `accelerate config`), or train one "
+        "CPU process with `python -m flexdownscale.train`, which uses every core (on a "
+        "machine other jobs keep busy, fewer threads can be faster: compare launches.jsonl's "
+        "train_samples_per_s)"
+    )
 
 
 def _precision(config: TrainConfig) -> str:
@@ -2832,6 +2894,16 @@ class Trainer:
             # the state of an evaluation step is saved before validating: a launch stopped
             # during that validation left no record of it, so it is made now
             self.evaluate()
+
+        advice = _one_thread_advice(  # before the progress bar: a line of its own
+            acc.device,
+            threads=torch.get_num_threads(),
+            cores=_usable_cores(),
+            processes=int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)),
+            environ=os.environ,
+        )
+        if advice and acc.is_main_process:
+            warnings.warn(advice, FlexDownscaleWarning, stacklevel=user_stacklevel())
 
         from tqdm.auto import tqdm
 

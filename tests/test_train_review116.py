@@ -102,3 +102,42 @@ def test_fingerprint_memory_is_bounded(tmp_path):
     assert ranks["step"] == 3
     assert len(ranks["parameter_fingerprints"]) == 1
     assert extra < 100, f"the fingerprint took {extra:.0f} MiB more at its peak"
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. one torch thread under `accelerate launch`
+
+
+def test_one_thread_under_accelerate_launch_is_named_with_its_fix():
+    from flexdownscale.train import _one_thread_advice
+
+    launched = {"ACCELERATE_MIXED_PRECISION": "no", "OMP_NUM_THREADS": "1"}
+    cpu = torch.device("cpu")
+    advice = _one_thread_advice(cpu, threads=1, cores=8, processes=1, environ=launched)
+    assert advice is not None
+    assert "OMP_NUM_THREADS=1" in advice
+    assert "--num_cpu_threads_per_process 8" in advice
+    assert "accelerate config" in advice
+    assert "python -m flexdownscale.train" in advice
+    two = _one_thread_advice(cpu, threads=1, cores=8, processes=2, environ=launched)
+    assert "each of the 2 processes" in two
+    assert "--num_cpu_threads_per_process 4" in two
+    # nothing to say: a GPU, threads given, every core busy, or one thread the user chose
+    assert (
+        _one_thread_advice(torch.device("cuda"), threads=1, cores=8, processes=1, environ=launched)
+        is None
+    )
+    assert _one_thread_advice(cpu, threads=4, cores=8, processes=1, environ=launched) is None
+    assert _one_thread_advice(cpu, threads=1, cores=2, processes=2, environ=launched) is None
+    assert _one_thread_advice(cpu, threads=1, cores=1, processes=1, environ=launched) is None
+    mine = {"OMP_NUM_THREADS": "1"}  # python -m flexdownscale.train with OMP_NUM_THREADS=1
+    assert _one_thread_advice(cpu, threads=1, cores=8, processes=1, environ=mine) is None
+
+
+def test_device_name_counts_one_thread_in_the_singular(monkeypatch):
+    from flexdownscale.train import _device_name
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert _device_name(torch.device("cpu")).endswith(", 1 thread")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _device_name(torch.device("cpu")).endswith(", 2 threads")
