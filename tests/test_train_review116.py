@@ -141,3 +141,73 @@ def test_device_name_counts_one_thread_in_the_singular(monkeypatch):
     assert _device_name(torch.device("cpu")).endswith(", 1 thread")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert _device_name(torch.device("cpu")).endswith(", 2 threads")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. validation figures drawn once, to the PNG and to TensorBoard
+
+
+def test_figures_are_drawn_once_for_the_png_and_tensorboard(tmp_path, monkeypatch):
+    import io
+    import types
+
+    import matplotlib
+    import numpy as np
+    import xarray as xr
+    from matplotlib.figure import Figure
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from flexdownscale.train import Trainer
+
+    matplotlib.use("Agg")
+    saved: list[Figure] = []
+    redrawn: list[Figure] = []
+    savefig, draw = Figure.savefig, Figure.draw
+
+    def saving(self, *args, **kwargs):
+        result = savefig(self, *args, **kwargs)
+        saved.append(self)
+        return result
+
+    def drawing(self, *args, **kwargs):
+        if any(self is figure for figure in saved):
+            redrawn.append(self)
+        return draw(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", saving)
+    monkeypatch.setattr(Figure, "draw", drawing)
+    rng = np.random.default_rng(0)
+    dims = ("field", "channel", "y", "x")
+    truth = xr.DataArray(rng.normal(size=(1, 1, 32, 32)), dims=dims)
+    base = xr.DataArray(rng.normal(size=(1, 1, 32, 32)), dims=dims)
+    coarse = xr.DataArray(rng.normal(size=(1, 1, 8, 8)), dims=dims)
+    ens = xr.DataArray(rng.normal(size=(1, 2, 1, 32, 32)), dims=("field", "member", *dims[1:]))
+    writer = SummaryWriter(str(tmp_path / "logs"))
+    fake = types.SimpleNamespace(
+        run_dir=tmp_path,
+        progress=types.SimpleNamespace(step=7),
+        val_set=types.SimpleNamespace(variables=["t2m"]),
+        config=types.SimpleNamespace(logger="tensorboard"),
+        accelerator=types.SimpleNamespace(get_tracker=lambda name, unwrap=False: writer),
+    )
+    Trainer._plot(fake, coarse, base, truth, ens, field=3)
+    writer.close()
+
+    assert len(saved) == 2  # panels and spectra
+    assert not redrawn  # TensorBoard got the PNG: add_figure drew each figure again
+    pngs = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert pngs == {"panels_step00000007.png", "spectra_step00000007.png"}
+    events = EventAccumulator(str(tmp_path / "logs"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == ["val/panels", "val/spectra"]
+    for name in ("panels", "spectra"):
+        (image,) = events.Images(f"val/{name}")
+        assert image.step == 7
+        # the image TensorBoard shows is the PNG written to plots/, pixel for pixel
+        from flexdownscale.train import _png_pixels
+
+        pixels = _png_pixels(tmp_path / "plots" / f"{name}_step00000007.png")
+        shown = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
+        np.testing.assert_array_equal(shown, pixels)
