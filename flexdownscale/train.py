@@ -1537,6 +1537,9 @@ class Trainer:
             shuffle=True,
             drop_last=True,
             num_workers=config.num_workers,
+            # workers kept from one epoch to the next (started once, not at every epoch): the
+            # dataset holds its epoch in shared memory, so set_epoch below reaches them
+            persistent_workers=config.num_workers > 0,
             generator=generator,
         )
         if len(loader) == 0:

@@ -211,3 +211,115 @@ def test_figures_are_drawn_once_for_the_png_and_tensorboard(tmp_path, monkeypatc
         pixels = _png_pixels(tmp_path / "plots" / f"{name}_step00000007.png")
         shown = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
         np.testing.assert_array_equal(shown, pixels)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. DataLoader workers kept from one epoch to the next
+
+
+def _eight_fields(shared_data: Path) -> dict:
+    """[data] of 8 hourly ERA5 fields to train on: with batch_size 4, an epoch of 2 steps."""
+    return {
+        "paths": [str(shared_data / "era5" / "era5_t2m_uk_2019-03-01_24.nc")],
+        "variables": ["t2m"],
+        "factor": 4,
+        "crop_size": 16,
+        "train": ["2019-03-01", "2019-03-01T07"],
+        "validation": ["2019-03-24T00", "2019-03-24T03"],
+    }
+
+
+def test_persistent_workers_see_each_epoch(shared_data):
+    from flexdownscale.config import DataConfig, from_dict
+    from flexdownscale.data.datasets import from_config
+
+    train = from_config(from_dict(DataConfig, _eight_fields(shared_data)), "train", seed=0)
+    epochs = {}
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=4, num_workers=workers, persistent_workers=workers > 0
+        )
+        epochs[workers] = []
+        for epoch in range(3):
+            train.set_epoch(epoch)
+            epochs[workers].append(torch.cat([batch["fine"] for batch in loader]))
+        train.set_epoch(0)
+        del loader
+    # new crops at every epoch (workers kept with a copy of the dataset made at their start
+    # drew epoch 0's crops again), the same with workers as without
+    assert not torch.equal(epochs[2][0], epochs[2][1])
+    assert not torch.equal(epochs[2][1], epochs[2][2])
+    for without, within in zip(epochs[0], epochs[2]):
+        assert torch.equal(without, within)
+
+
+def _run(
+    tmp_path: Path, shared_data: Path, *, resume: bool = False, **top
+) -> tuple[dict, list[str], int]:
+    """Train the 8-field run in this process: its weights, its samples.jsonl and how many
+    times DataLoader workers were started."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from flexdownscale.config import TrainConfig, from_dict
+    from flexdownscale.train import Trainer
+
+    values = {
+        "run_dir": str(tmp_path / "run"),
+        "steps": 6,
+        "batch_size": 4,
+        "eval_every": 0,
+        "checkpoint_every": 2,
+        "total_limit": 1,
+        "logger": "none",
+        "model": {"preset": "tiny"},
+        "data": _eight_fields(shared_data),
+        "optim": {"warmup_steps": 1},
+        **top,
+    }
+    starts = []
+    original = _MultiProcessingDataLoaderIter.__init__
+
+    def counted(self, loader):
+        starts.append(loader)
+        original(self, loader)
+
+    _MultiProcessingDataLoaderIter.__init__ = counted
+    try:
+        trainer = Trainer(from_dict(TrainConfig, values), resume=resume)
+        trainer.fit()
+    finally:
+        _MultiProcessingDataLoaderIter.__init__ = original
+    weights = {
+        k: v.clone()
+        for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items()
+    }
+    samples = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    return weights, samples, len(starts)
+
+
+@pytest.mark.slow
+def test_workers_start_once_and_train_the_same_run(tmp_path, shared_data):
+    plain, plain_samples, plain_starts = _run(tmp_path / "w0", shared_data)
+    kept, kept_samples, kept_starts = _run(tmp_path / "w2", shared_data, num_workers=2)
+    assert plain_starts == 0
+    assert kept_starts == 1  # 3 epochs of 2 steps: workers started once, not at every epoch
+    assert kept_samples == plain_samples
+    for name, value in plain.items():
+        assert torch.equal(kept[name], value), name  # bit for bit: the same crops every epoch
+
+
+@pytest.mark.slow
+def test_workers_kept_across_epochs_resume_the_same_run(tmp_path, shared_data, monkeypatch):
+    from flexdownscale.errors import NonFiniteLossError
+    from flexdownscale.train import FAULT_NAN_ENV
+
+    whole, whole_samples, _ = _run(tmp_path / "whole", shared_data, num_workers=2)
+    # stopped inside epoch 1: the 4th step fails, the state of step 3 is the last one
+    monkeypatch.setenv(FAULT_NAN_ENV, "3")
+    with pytest.raises(NonFiniteLossError):
+        _run(tmp_path / "parts", shared_data, num_workers=2, checkpoint_every=1)
+    monkeypatch.delenv(FAULT_NAN_ENV)
+    resumed, resumed_samples, _ = _run(tmp_path / "parts", shared_data, resume=True, num_workers=2)
+    assert resumed_samples == whole_samples
+    for name, value in whole.items():
+        assert torch.equal(resumed[name], value), name

@@ -1287,7 +1287,10 @@ class _FieldDataset(torch.utils.data.Dataset):
         self.crop = crop
         self.crops_per_field = int(crops_per_field)
         self.seed = int(seed)
-        self.epoch = 0
+        # the epoch lives in shared memory: DataLoader workers kept from one epoch to the next
+        # (persistent_workers) hold a copy of the dataset made at their start, and read the
+        # epoch set_epoch gives in the main process from there
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.condition = condition
         self.condition_scale = float(condition_scale)
         self.nan_fields: NanFields | None = nan_fields
@@ -1724,6 +1727,15 @@ class _FieldDataset(torch.utils.data.Dataset):
         """
         return self._fit(self._selection, transforms)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch that keys the crop generator (see :meth:`set_epoch`); 0 at the start."""
+        return int(self._epoch.item())
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.fill_(int(value))
+
     def _crop_epoch(self) -> int:
         """The epoch that keys the crop generator: 0 for ``crop="fixed"`` (the same windows at
         every epoch), else :attr:`epoch`."""
@@ -1736,6 +1748,8 @@ class _FieldDataset(torch.utils.data.Dataset):
         ----------
         epoch : int
             The epoch number; items of one ``(seed, epoch, index)`` are always the same crop.
+            DataLoader workers started before the call (``persistent_workers=True``) see it too:
+            the epoch is held in shared memory.
         """
         self.epoch = int(epoch)
 
