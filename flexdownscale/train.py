@@ -1267,6 +1267,28 @@ def _one_thread_advice(
     )
 
 
+def _peak_memory_gib(device: torch.device) -> tuple[float | None, str | None]:
+    """The main process's peak memory in GiB and what it measures, for ``launches.jsonl``.
+
+    On a GPU the peak of memory allocated by torch since the launch reset it
+    (``"torch.cuda.max_memory_allocated"``); on a CPU the peak resident set of the process since
+    it started, data loading included (``"ru_maxrss"``: kibibytes on Linux, bytes on macOS).
+    ``(None, None)`` where the system reports neither (Windows, other accelerators).
+    """
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        return round(peak, 3), "torch.cuda.max_memory_allocated"
+    if device.type != "cpu":
+        return None, None
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None, None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    unit = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return round(maxrss * unit / 2**30, 3), "ru_maxrss"
+
+
 def _png_pixels(path: Path) -> Any:
     """The RGB pixels of a PNG file, ``(height, width, 3)`` ``uint8`` (a figure written by
     :meth:`Trainer._plot`, for TensorBoard)."""
@@ -2983,8 +3005,10 @@ class Trainer:
                     self.progress.samples += config.batch_size
                     self.ema.update(acc.unwrap_model(self.model))
                     mean_loss = acc.gather(loss.detach().reshape(1)).mean().item()
+                    # training samples per second, as launches.jsonl's train_samples_per_s:
+                    # the time spent validating and saving states left out
                     rate = (self.progress.samples - samples_at_start) / max(
-                        1e-9, time.perf_counter() - started
+                        1e-9, time.perf_counter() - started - overhead
                     )
                     bar.update(1)
                     bar.set_postfix(
@@ -3110,8 +3134,12 @@ class Trainer:
         """Append this launch's throughput and peak memory to ``launches.jsonl`` in the run folder.
 
         ``samples_per_s`` counts the whole loop; ``train_samples_per_s`` leaves out the time spent
-        in validation and in saving states. ``peak_memory_gib`` is the main process's peak of
-        allocated accelerator memory (``null`` on a CPU). ``nan_fields_dropped`` counts the
+        in validation and in saving states (as the progress bar's ``samples_s`` and the logged
+        ``train/samples_per_s`` do). ``peak_memory_gib`` is the main process's peak memory, and
+        ``peak_memory_source`` says which: on a GPU the peak of allocated accelerator memory in
+        this launch (``"torch.cuda.max_memory_allocated"``), on a CPU the peak resident memory
+        of the process since it started (``"ru_maxrss"``; ``null`` both where the system does
+        not report it). ``nan_fields_dropped`` counts the
         fields each split left out for holding NaN; a forecast run adds ``nan_windows_dropped``,
         the windows (training items) that read one of them. ``data_files`` lists the files
         ``data.paths`` resolved to in this launch (absolute paths; the configuration keeps the
@@ -3121,6 +3149,7 @@ class Trainer:
         if not acc.is_main_process:
             return
         cuda = acc.device.type == "cuda"
+        peak, source = _peak_memory_gib(acc.device)
         splits = (("train", self.train_set), ("validation", self.val_set))
         record = {
             "end_step": self.progress.step,
@@ -3134,9 +3163,8 @@ class Trainer:
             "precision": _precision(self.config),
             "device_type": acc.device.type,
             "device": _device_name(acc.device),
-            "peak_memory_gib": (
-                round(torch.cuda.max_memory_allocated(acc.device) / 2**30, 3) if cuda else None
-            ),
+            "peak_memory_gib": peak,
+            "peak_memory_source": source,
             "torch": torch.__version__,
             "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
             # the files data.paths resolved to (globs matched, "~" expanded), absolute
@@ -3159,7 +3187,12 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
         acc.print(
             f"launch: {steps} steps, {record['train_samples_per_s']:.1f} training samples/s"
-            + (f", peak memory {record['peak_memory_gib']:.2f} GiB" if cuda else "")
+            + (
+                f", peak memory {peak:.2f} GiB"
+                + ("" if cuda else " (resident, since the process started)")
+                if peak is not None
+                else ""
+            )
         )
 
     def _record_rank_fingerprints(self) -> None:

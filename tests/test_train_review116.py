@@ -323,3 +323,59 @@ def test_workers_kept_across_epochs_resume_the_same_run(tmp_path, shared_data, m
     assert resumed_samples == whole_samples
     for name, value in whole.items():
         assert torch.equal(resumed[name], value), name
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. what launches.jsonl, the progress bar and the logger record
+
+
+def test_logged_rate_leaves_out_states_as_launches_does_and_cpu_peak_memory(
+    tmp_path, shared_data, monkeypatch
+):
+    import json
+    import time
+
+    from flexdownscale.config import TrainConfig, from_dict
+    from flexdownscale.train import Trainer
+
+    values = {
+        "run_dir": str(tmp_path / "run"),
+        "steps": 4,
+        "batch_size": 4,
+        "eval_every": 0,
+        "checkpoint_every": 2,
+        "total_limit": 1,
+        "logger": "none",
+        "model": {"preset": "tiny"},
+        "data": _eight_fields(shared_data),
+        "optim": {"warmup_steps": 1},
+    }
+    trainer = Trainer(from_dict(TrainConfig, values))
+    logged: list[dict] = []
+    trainer.accelerator.log = lambda values, step=None, **kwargs: logged.append(values)
+    # every state "takes" 1000 s more on the clock the trainer reads
+    skipped = [0.0]
+    real_clock = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skipped[0])
+    save_state = trainer.save_state
+
+    def slow_save(*args, **kwargs):
+        skipped[0] += 1000.0
+        return save_state(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_state", slow_save)
+    trainer.fit()
+    monkeypatch.undo()
+
+    (launch,) = [json.loads(line) for line in (tmp_path / "run" / "launches.jsonl").open()]
+    rates = [record["train/samples_per_s"] for record in logged if "train/samples_per_s" in record]
+    assert len(rates) == 4
+    # the last logged rate is launches.jsonl's train_samples_per_s (states left out), not its
+    # samples_per_s (16 samples over 2000 s of states and more)
+    assert launch["samples_per_s"] < 0.01
+    assert launch["train_samples_per_s"] > 100 * launch["samples_per_s"]
+    assert launch["train_samples_per_s"] / 2 < rates[-1] < 2 * launch["train_samples_per_s"]
+    # on a CPU the peak memory is the process's peak resident set
+    assert launch["device_type"] == "cpu"
+    assert launch["peak_memory_source"] == "ru_maxrss"
+    assert 0.01 < launch["peak_memory_gib"] < 64
