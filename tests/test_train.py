@@ -149,7 +149,8 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
     assert launch["peak_memory_gib"] is None or launch["peak_memory_gib"] > 0
     # the compute device by name, not the instruction set ("x86_64" said nothing of it)
     assert launch["device_type"] == "cpu"
-    assert launch["device"].endswith(f", {torch.get_num_threads()} threads")
+    n_threads = torch.get_num_threads()
+    assert launch["device"].endswith(f", {n_threads} thread{'s' if n_threads != 1 else ''}")
     assert launch["device"] != platform.machine()
 
     # an existing run is never restarted silently
