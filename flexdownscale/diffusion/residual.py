@@ -460,9 +460,12 @@ def rollout(
 
     lead_done(1)
     channels = nxt.shape[1]
+    # the returned tensor, (B * M, lead_steps, C, H, W) as rows, filled a lead at a time: a
+    # list of leads stacked at the end would hold the output twice
+    out = torch.empty((total, lead_steps, *nxt.shape[1:]), dtype=nxt.dtype, device=nxt.device)
+    out[:, 0] = nxt
     states = frames.repeat_interleave(members, dim=0)  # (B * M, P * C, H, W)
     member_phys = phys.repeat_interleave(members) if phys is not None else None
-    outputs = [nxt]
     for lead in range(2, lead_steps + 1):
         if feedback is not None:  # one field's members at a time, as documented
             nxt = torch.cat([feedback(part) for part in nxt.split(members)])
@@ -471,22 +474,18 @@ def rollout(
         # stream, at most batch_size rows per call (the task encoder then never sees more
         # states than the network does, so batch_size=1 is bit-identical for any B and M)
         generators = streams(lead)
-        parts = []
+        nxt = torch.empty_like(out[:, 0], memory_format=torch.contiguous_format)
         for start in range(0, total, rows):
             stop = min(start + rows, total)
-            parts.append(
-                model.sample(
-                    objective,
-                    states[start:stop],
-                    members=1,
-                    phys=member_phys[start:stop] if member_phys is not None else None,
-                    generator=generators[start:stop],
-                    **common,
-                )[:, 0]
-            )
-        nxt = torch.cat(parts)
-        outputs.append(nxt)
+            nxt[start:stop] = model.sample(
+                objective,
+                states[start:stop],
+                members=1,
+                phys=member_phys[start:stop] if member_phys is not None else None,
+                generator=generators[start:stop],
+                **common,
+            )[:, 0]
+        out[:, lead - 1] = nxt
         lead_done(lead)
-    # (lead_steps, B * M, C, H, W) -> (B, M, lead_steps, C, H, W)
-    stacked = torch.stack(outputs, dim=1)
-    return stacked.reshape(batch, members, *stacked.shape[1:])
+    # (B * M, lead_steps, C, H, W) -> (B, M, lead_steps, C, H, W), a view
+    return out.reshape(batch, members, *out.shape[1:])
