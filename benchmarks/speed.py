@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         "measured above on the same machine (each training row against its own dtype's peak). The "
         "fp32 and bf16 training steps alternate round by round (one optimizer, the same inputs), "
         "as do the two sampling rows and the batched and batch-invariant downscaling calls "
-        "(each over the demo's field, all time steps, one Reynolds number for Kolmogorov).",
+        "(each over the demo's field, all time steps, one Reynolds number for Kolmogorov). The "
+        "FLOPs are the textbook count of each operation, and the peak is one square matmul: "
+        "convolution kernels that do fewer operations than the count (Winograd and the like) "
+        "or run closer to the hardware's limit than that matmul give fractions above 100%.",
         "",
     ]
     if device.type != "cuda":
