@@ -540,6 +540,29 @@ def _ssim_map(
     return s[..., radius : s.shape[-2] - radius, radius : s.shape[-1] - radius]
 
 
+def _check_sliding_window(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    yx: Sequence[Hashable],
+    window: int,
+    name: str,
+    what: str,
+    fix: str,
+) -> None:
+    """Refuse grids smaller than a sliding ``window`` of cells along either of ``yx``, and
+    ``yx`` split into several dask chunks (ShapeError): the checks :func:`ssim` and :func:`fss`
+    share. ``name`` is the score in "fewer than the <name> window", ``what`` in the chunk
+    message, ``fix`` the advice for a window larger than the grid."""
+    for d in yx:
+        if obs.sizes[d] < window:
+            raise ShapeError(
+                f"dim {d!r} has {obs.sizes[d]} points, fewer than the {name} window ({window}); "
+                f"{fix}"
+            )
+    check_single_chunk(fcst, yx, f"{what} (a sliding window)", error=ShapeError, argument="fcst")
+    check_single_chunk(obs, yx, f"{what} (a sliding window)", error=ShapeError, argument="obs")
+
+
 @keyword_hints
 def ssim(
     fcst: XarrayLike,
@@ -622,14 +645,7 @@ def ssim(
         raise ConfigError(f"win_size must be an odd integer >= 3, got {win_size}.")
     radius = win_size // 2
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims, excluded=yx)
-    for d in yx:
-        if obs.sizes[d] < win_size:
-            raise ShapeError(
-                f"dim {d!r} has {obs.sizes[d]} points, fewer than the SSIM window ({win_size}); "
-                "pass a smaller win_size."
-            )
-    check_single_chunk(fcst, yx, "SSIM (a sliding window)", error=ShapeError, argument="fcst")
-    check_single_chunk(obs, yx, "SSIM (a sliding window)", error=ShapeError, argument="obs")
+    _check_sliding_window(fcst, obs, yx, win_size, "SSIM", "SSIM", "pass a smaller win_size.")
     rng = _range_for(data_range, obs)
     c1 = (k1 * rng) ** 2
     c2 = (k2 * rng) ** 2
@@ -939,14 +955,9 @@ def fss(
             f"weights have the member dim {member_dim!r}, which the ensemble FSS consumes; "
             "give weights of the points (and samples) only."
         )
-    for d in yx:
-        if obs.sizes[d] < window:
-            raise ShapeError(
-                f"dim {d!r} has {obs.sizes[d]} points, fewer than the FSS window ({window}); "
-                "pass a window that fits in the grid."
-            )
-    check_single_chunk(fcst, yx, "the FSS (a sliding window)", error=ShapeError, argument="fcst")
-    check_single_chunk(obs, yx, "the FSS (a sliding window)", error=ShapeError, argument="obs")
+    _check_sliding_window(
+        fcst, obs, yx, window, "FSS", "the FSS", "pass a window that fits in the grid."
+    )
     thresholds = _threshold_for(threshold, obs)
     sizes = {d: obs.sizes[d] - window + 1 for d in yx}
 
