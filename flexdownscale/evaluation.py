@@ -2014,15 +2014,15 @@ def _time_step_hours(truth: Any, time_dim: str | None) -> float | None:
     no time coordinate or times that are no dates."""
     import numpy as np
 
+    from .data.grid import _time_steps
+
     if time_dim is None or time_dim not in truth.coords or truth[time_dim].ndim != 1:
         return None
     try:
         values = np.unique(truth[time_dim].values)
-        steps = np.diff(values)
-        if np.issubdtype(steps.dtype, np.timedelta64):
-            seconds = steps / np.timedelta64(1, "s")
-        else:  # cftime dates: datetime.timedelta steps
-            seconds = np.array([step.total_seconds() for step in steps], dtype=float)
+        if values.dtype.kind not in "MO":  # numbers, not dates
+            return None
+        seconds, _ = _time_steps(values, truth[time_dim].attrs)  # datetime64 or cftime
     except (AttributeError, TypeError, ValueError):
         return None
     seconds = seconds[np.isfinite(seconds) & (seconds > 0)]
