@@ -30,7 +30,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -2283,7 +2283,8 @@ def _select_model_variables(
 def _backbone_from_folder(folder: Any) -> torch.nn.Module:
     """The float32 backbone of a loaded model folder (:class:`flexdownscale.hub.ModelFolder`).
 
-    Built without random initialization (see :func:`_module_with_weights`): loading a model
+    Built without random initialization (see
+    :func:`flexdownscale.models.registry.module_with_weights`): loading a model
     leaves torch's global random state as it was.
 
     Raises
@@ -2293,63 +2294,11 @@ def _backbone_from_folder(folder: Any) -> torch.nn.Module:
         ``_check_weights_fit``).
     """
     from .models import build_model
+    from .models.registry import module_with_weights
 
     empty = _check_weights_fit(folder)  # built on the meta device, then checked
     build = functools.partial(build_model, folder.model)
-    return _module_with_weights(build, folder.state_dict, empty=empty).float()
-
-
-def _module_with_weights(
-    build: Callable[..., nn.Module],
-    weights: Mapping[str, torch.Tensor],
-    *,
-    empty: nn.Module | None = None,
-) -> nn.Module:
-    """``build(device=...)``'s module holding ``weights``, built without touching torch's
-    global random state.
-
-    The module is built on the meta device (shapes only: no random initialization, which drew
-    from torch's global generator, so that ``torch.manual_seed(0)`` followed by loading a
-    model drew other numbers afterwards than without the load) and takes the tensors of
-    ``weights`` as its own (``load_state_dict(..., assign=True)``). A module left with a
-    tensor that the weights do not hold (a buffer computed when it is built and not saved) is
-    built again on the CPU, under a forked random state, and loaded by copying.
-
-    Parameters
-    ----------
-    build
-        Builds the module on the device given as ``device`` (``"meta"`` or ``"cpu"``).
-    weights
-        Its state dict (every entry, of the shapes the module has).
-    empty
-        The module already built on the meta device (default: built here); it is filled.
-
-    Returns
-    -------
-    nn.Module
-        The module, its parameters and buffers the tensors of ``weights`` (shared, not copied;
-        their dtypes kept).
-    """
-    module = build(device="meta") if empty is None else empty
-    module.load_state_dict(dict(weights), assign=True)
-    if not _meta_tensor_names(module):
-        return module
-    with torch.random.fork_rng(devices=[]):  # a CPU build draws from the CPU generator only
-        module = build(device="cpu")
-    module.load_state_dict(dict(weights))
-    return module
-
-
-def _meta_tensor_names(module: nn.Module) -> list[str]:
-    """Names of ``module``'s tensors that hold no values (on the meta device): parameters,
-    buffers (saved or not) and plain tensor attributes of its submodules."""
-    names = [n for n, t in module.named_parameters(remove_duplicate=False) if t.is_meta]
-    names += [n for n, t in module.named_buffers(remove_duplicate=False) if t.is_meta]
-    for prefix, sub in module.named_modules(remove_duplicate=False):
-        for key, value in vars(sub).items():
-            if isinstance(value, torch.Tensor) and value.is_meta:
-                names.append(f"{prefix}.{key}" if prefix else key)
-    return names
+    return module_with_weights(build, folder.state_dict, empty=empty).float()
 
 
 def _check_weights_fit(folder: Any, backbone: torch.nn.Module | None = None) -> torch.nn.Module:

@@ -1534,9 +1534,10 @@ class Trainer:
             self._spacing_change = self._source_spacing_change()
             if self._spacing_change and self._source_folder is not None:
                 acc.print(f"flexdownscale.train: {self._spacing_change}")
-        self.model = build_model(self._model_config())
         if self._source_folder is not None:  # a fresh fine-tuning run: the source's weights
-            self._load_source_weights()
+            self.model = self._model_with_source_weights()
+        else:
+            self.model = build_model(self._model_config())
         self.objective = build_objective(config.diffusion)
         self.optimizer = build_optimizer(self.model.parameters(), config.optim)
         # the EMA starts from the model's weights: the source's, for a fine-tuning run
@@ -2149,9 +2150,13 @@ class Trainer:
         if problems:
             raise ConfigError(f"init_from = {reference!r}: " + "; ".join(problems))
 
-    def _load_source_weights(self) -> None:
-        """Load the source folder's weights (safetensors, read by
-        :func:`~flexdownscale.hub.load_model_folder`) into the freshly built model.
+    def _model_with_source_weights(self) -> torch.nn.Module:
+        """The model the resolved configuration builds, holding the source folder's weights
+        (safetensors, read by :func:`~flexdownscale.hub.load_model_folder`) in float32.
+
+        Built on the meta device and given the weights (no random initialization to throw
+        away: 9 s and a second copy of the weights for the big preset on a CPU), so torch's
+        global random state is the one ``seed`` set.
 
         Raises
         ------
@@ -2159,14 +2164,17 @@ class Trainer:
             When they do not fit the architecture the resolved configuration builds.
         """
         from .errors import WeightsMismatchError
+        from .models import build_model
+        from .models.registry import module_with_weights
         from .pipeline import _check_weights_fit
 
         folder = self._source_folder
+        build = functools.partial(build_model, self._model_config())
         try:
-            _check_weights_fit(folder, self.model)
+            empty = _check_weights_fit(folder, build(device="meta"))
         except WeightsMismatchError as err:
             raise WeightsMismatchError(f"init_from = {self.config.init_from!r}: {err}") from err
-        self.model.load_state_dict(dict(folder.state_dict), strict=True)
+        return module_with_weights(build, folder.state_dict, empty=empty).float()
 
     def _check_run_folder(self) -> None:
         """Refuse what cannot start or resume here; writes nothing but the lock file of an

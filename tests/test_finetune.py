@@ -213,3 +213,24 @@ def test_the_exported_folder_records_its_origin_and_its_own_grid(tmp_path, share
     model = Downscaler.from_pretrained(folder.path)
     assert model.variables == ("t2m",)
     assert model.factor == 4
+
+
+def test_the_source_weights_load_without_a_random_initialization(tmp_path, shared_data, corner):
+    """A fine-tuning run builds its model on the meta device and takes the source's weights:
+    torch's global random state is untouched by the build (it used to draw a full random
+    initialization, thrown away: 9 s for the big preset on a CPU), the parameters are float32
+    leaves that require grad, and one optimiser step moves them away from the source's."""
+    from test_load_rng import _assert_leaves_rng
+
+    trainer = Trainer(_config(tmp_path, shared_data, corner, steps=1))
+    model = _assert_leaves_rng(trainer._model_with_source_weights)
+    source = load_model_folder(SOURCE)
+    for name, tensor in model.state_dict().items():
+        assert tensor.dtype == torch.float32, name
+        assert tensor.device.type == "cpu", name
+        assert torch.equal(tensor, source.state_dict[name].float()), name
+    assert all(p.requires_grad and p.is_leaf for p in model.parameters())
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.fit()
+    moved = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(moved) > 0.9 * len(before)

@@ -22,6 +22,7 @@ import flexdownscale as fd
 from flexdownscale import pipeline
 from flexdownscale.data import degrade
 from flexdownscale.hub import load_model_folder
+from flexdownscale.models import registry
 
 
 def _rng_states() -> list[torch.Tensor]:
@@ -95,7 +96,7 @@ def test_loaded_backbone_holds_the_folder_tensors(name):
     and then loaded did)."""
     folder = load_model_folder(name)
     backbone = fd.Downscaler.from_pretrained(name).backbone
-    assert pipeline._meta_tensor_names(backbone) == []
+    assert registry.meta_tensor_names(backbone) == []
     state = backbone.state_dict()
     assert state.keys() == folder.state_dict.keys()
     assert any(key.endswith(".freqs") for key in state)
@@ -122,8 +123,8 @@ def _build(device: str | None = None) -> torch.nn.Module:
 
 def test_a_buffer_not_in_the_weights_gets_its_computed_values():
     weights = {"linear.weight": torch.full((2, 3), 0.5), "linear.bias": torch.tensor([1.0, 2.0])}
-    module = _assert_leaves_rng(lambda: pipeline._module_with_weights(_build, weights))
-    assert pipeline._meta_tensor_names(module) == []
+    module = _assert_leaves_rng(lambda: registry.module_with_weights(_build, weights))
+    assert registry.meta_tensor_names(module) == []
     assert torch.equal(module.grid, torch.linspace(0.0, 1.0, 5))
     assert torch.equal(module.linear.weight, weights["linear.weight"])
     assert torch.equal(module.linear.bias, weights["linear.bias"])
@@ -132,5 +133,5 @@ def test_a_buffer_not_in_the_weights_gets_its_computed_values():
 def test_meta_tensor_names_sees_plain_tensor_attributes():
     module = _build("meta")
     module.linear.cached = torch.empty(2, device="meta")  # neither parameter nor buffer
-    names = pipeline._meta_tensor_names(module)
+    names = registry.meta_tensor_names(module)
     assert {"linear.weight", "linear.bias", "grid", "linear.cached"} <= set(names)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -382,3 +382,56 @@ def parameter_table(
             model = build_model(cfg, device="meta")
             rows.append((backbone, preset, count_parameters(model)))
     return rows
+
+
+def module_with_weights(
+    build: Callable[..., nn.Module],
+    weights: Mapping[str, torch.Tensor],
+    *,
+    empty: nn.Module | None = None,
+) -> nn.Module:
+    """``build(device=...)``'s module holding ``weights``, built without touching torch's
+    global random state.
+
+    The module is built on the meta device (shapes only: no random initialization, which drew
+    from torch's global generator, so that ``torch.manual_seed(0)`` followed by loading a
+    model drew other numbers afterwards than without the load) and takes the tensors of
+    ``weights`` as its own (``load_state_dict(..., assign=True)``). A module left with a
+    tensor that the weights do not hold (a buffer computed when it is built and not saved) is
+    built again on the CPU, under a forked random state, and loaded by copying.
+
+    Parameters
+    ----------
+    build
+        Builds the module on the device given as ``device`` (``"meta"`` or ``"cpu"``).
+    weights
+        Its state dict (every entry, of the shapes the module has).
+    empty
+        The module already built on the meta device (default: built here); it is filled.
+
+    Returns
+    -------
+    nn.Module
+        The module, its parameters and buffers the tensors of ``weights`` (shared, not copied;
+        their dtypes kept).
+    """
+    module = build(device="meta") if empty is None else empty
+    module.load_state_dict(dict(weights), assign=True)
+    if not meta_tensor_names(module):
+        return module
+    with torch.random.fork_rng(devices=[]):  # a CPU build draws from the CPU generator only
+        module = build(device="cpu")
+    module.load_state_dict(dict(weights))
+    return module
+
+
+def meta_tensor_names(module: nn.Module) -> list[str]:
+    """Names of ``module``'s tensors that hold no values (on the meta device): parameters,
+    buffers (saved or not) and plain tensor attributes of its submodules."""
+    names = [n for n, t in module.named_parameters(remove_duplicate=False) if t.is_meta]
+    names += [n for n, t in module.named_buffers(remove_duplicate=False) if t.is_meta]
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for key, value in vars(sub).items():
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                names.append(f"{prefix}.{key}" if prefix else key)
+    return names
