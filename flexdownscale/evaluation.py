@@ -143,8 +143,9 @@ def evaluate(
     A variable is precipitation-like when its CF ``standard_name`` (in either file) names
     precipitation, rain or snow (``precipitation_amount``, ``rainfall_flux``,
     ``snowfall_amount``), or when every truth value is ``>= 0`` and the model that made the
-    prediction (its ``flexdownscale_model`` attribute, when that folder can be read)
-    normalized the variable with ``log1p``. The default threshold is a rain rate of 0.1 mm/h
+    prediction normalized the variable with ``log1p`` (its ``flexdownscale_transform``
+    attribute, or the folder its ``flexdownscale_model`` attribute names, when that folder
+    can be read). The default threshold is a rain rate of 0.1 mm/h
     (the usual rain / no-rain threshold of radar rainfall): for rates (``kg m-2 s-1``,
     ``mm/h``) that rate in their units, for amounts (``kg m-2``, ``mm``, ``m``) that rate
     over the truth's time step (the most common step of its times: 0.01667 kg m-2 for
@@ -292,7 +293,7 @@ def _write_report(
     # precipitation-like variables (a CF standard_name of precipitation, or a variable the
     # model normalized with log1p, if the truth is >= 0) get their wet fractions, FSS and high
     # quantiles; the default threshold of amounts takes the truth file's time step
-    log1p = _log1p_in_model(pred.attrs)
+    log1p = _log1p_in_model(pred, names)
     rainy = {
         v: "named" if _names_precipitation(pred[v]) or _names_precipitation(truth[v]) else "log1p"
         for v in names
@@ -1825,6 +1826,10 @@ _PROVENANCE = (
     ("flexdownscale_seed", "seed"),
     ("flexdownscale_lead_steps", "lead_steps"),
     ("flexdownscale_conserve", "conserve"),
+    ("flexdownscale_bbox", "bbox"),
+    ("flexdownscale_batch_size", "batch_size"),
+    ("flexdownscale_device", "device"),
+    ("flexdownscale_torch_threads", "torch_threads"),
 )
 
 
@@ -1906,6 +1911,14 @@ def _provenance_words(found: dict[str, Any], members_in_file: int) -> str:
         parts.append(f"condition {told}")
     if "conserve" in found:  # the coarse-cell constraint changes the scores (bias, above all)
         parts.append(f"coarse-cell constraint {_told(found['conserve'])}")
+    if "bbox" in found:
+        parts.append(f"bbox {_told(found['bbox'])}")
+    if "device" in found:  # with the batch size and threads: the float32 rounding of a run
+        how = [f"batch size {_told(found['batch_size'])}"] if "batch_size" in found else []
+        if "torch_threads" in found:
+            threads = found["torch_threads"]
+            how.append(f"{_told(threads)} thread{'' if threads == 1 else 's'}")
+        parts.append(f"on {_told(found['device'])}" + (f" ({', '.join(how)})" if how else ""))
     # the objective is recorded since 0.1.0's development (files written before lack it)
     missing = [k for k in ("model", "objective", "sampler", "steps") if k not in found]
     gap = f"; {', '.join(missing)} not recorded" if missing else ""
@@ -1987,26 +2000,25 @@ def _names_precipitation(field: Any) -> bool:
     return name is not None and _PRECIPITATION_NAME.search(name) is not None
 
 
-def _log1p_in_model(attrs: Mapping[Hashable, Any]) -> set[str]:
-    """The variables that the model which made a prediction normalized with ``log1p``, as its
-    folder's ``normalization.json`` records them: the prediction's ``flexdownscale_model``
-    attribute names the folder. Empty when it names none, or a folder that cannot be read
-    (moved, or a shipped model's name)."""
-    model = attrs.get("flexdownscale_model")
+def _log1p_in_model(pred: Any, names: Sequence[str]) -> set[str]:
+    """The variables of ``names`` that the model which made the prediction ``pred`` (a
+    dataset) normalized with ``log1p``: as each variable's ``flexdownscale_transform``
+    attribute says, else (files written before that attribute) as the folder that the
+    prediction's ``flexdownscale_model`` attribute names records in its
+    ``normalization.json`` (none when that folder cannot be read: moved, or a shipped model's
+    name)."""
+    from .hub import NORMALIZATION_FILE, TRANSFORM_ATTR, normalization_transforms
+
+    found = {v for v in names if pred[v].attrs.get(TRANSFORM_ATTR) == "log1p"}
+    model = pred.attrs.get("flexdownscale_model")
     if not isinstance(model, str) or not model:
-        return set()
+        return found
     try:
-        record = json.loads((Path(model).expanduser() / "normalization.json").read_text("utf-8"))
+        record = json.loads((Path(model).expanduser() / NORMALIZATION_FILE).read_text("utf-8"))
     except (OSError, ValueError):
-        return set()
-    entries = record.get("variables") if isinstance(record, dict) else None
-    if not isinstance(entries, list):
-        return set()
-    return {
-        str(entry.get("name"))
-        for entry in entries
-        if isinstance(entry, dict) and entry.get("transform") == "log1p"
-    }
+        return found
+    in_folder = normalization_transforms(record)
+    return found | {v for v in names if in_folder.get(v, "").startswith("log1p")}
 
 
 def _time_step_hours(truth: Any, time_dim: str | None) -> float | None:

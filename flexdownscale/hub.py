@@ -78,6 +78,9 @@ GRID_FILE = "grid.json"
 CARD_FILE = "README.md"
 _CHECKED_FILES = (WEIGHTS_FILE, NORMALIZATION_FILE, GRID_FILE)
 _MODEL_FILES = (CONFIG_FILE, *_CHECKED_FILES, CARD_FILE)
+TRANSFORM_ATTR = "flexdownscale_transform"
+"""The attribute of each output variable that names the transform its model normalized it
+through (``"log1p"``; absent for ``"none"``): ``flexdownscale evaluate`` reads it."""
 
 
 @dataclass(frozen=True)

@@ -1032,9 +1032,16 @@ def _check_flag(name: str, value: Any) -> None:
 _VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max")
 
 
-def _output_attrs(attrs: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-    """An input variable's attributes for the model's output of it (without value ranges)."""
-    return {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS}
+def _output_attrs(attrs: Mapping[Hashable, Any], transform: str = "none") -> dict[Hashable, Any]:
+    """An input variable's attributes for the model's output of it: without value ranges, with
+    the model's normalization ``transform`` of it as ``flexdownscale_transform`` (left out for
+    ``"none"``; an input's own such attribute, from an earlier output, is not kept)."""
+    from .hub import TRANSFORM_ATTR
+
+    out = {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS and k != TRANSFORM_ATTR}
+    if transform != "none":
+        out[TRANSFORM_ATTR] = transform
+    return out
 
 
 def _python_ints(*values: Any) -> tuple[Any, ...]:
@@ -3616,7 +3623,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         for k, v in enumerate(self.variables):
             arr = result[:, :, k]
             vdims: tuple[Hashable, ...] = ("member", tdim or "__time__", y, x)
-            da = xr.DataArray(arr, dims=vdims, attrs=_output_attrs(sel[v].attrs))
+            da = xr.DataArray(
+                arr,
+                dims=vdims,
+                attrs=_output_attrs(sel[v].attrs, self.normalizer.stats[v].transform),
+            )
             if tdim is None:
                 da = da.isel(__time__=0)
             if members is None:
@@ -4266,7 +4277,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             da = xr.DataArray(
                 leadwise[k],
                 dims=("member", "lead", spec.y, spec.x),
-                attrs=_output_attrs(sel[v].attrs),
+                attrs=_output_attrs(sel[v].attrs, self.normalizer.stats[v].transform),
             )
             data[v] = da if members is not None else da.isel(member=0, drop=True)
         # CF bounds of the grid, as on a Downscaler's output

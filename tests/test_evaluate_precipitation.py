@@ -249,6 +249,63 @@ def test_a_variable_the_model_normalized_with_log1p_counts_if_the_truth_is_not_n
     assert "wet fraction (truth)" not in row
 
 
+def test_the_variables_own_transform_attribute_counts_without_the_model_folder(tmp_path):
+    """A prediction whose model folder was moved (or a Hub reference, or a shipped name) still
+    says which variable its model normalized with log1p: each output variable records it as
+    ``flexdownscale_transform`` (written by the Downscaler and the Forecaster)."""
+    truth = _rain().assign_attrs(standard_name="unknown")
+    pred = _drizzle(truth)
+    moved = {"flexdownscale_model": str(tmp_path / "moved-away")}
+    folder = tmp_path / "a"
+    folder.mkdir()
+    xr.Dataset({"rr": pred.assign_attrs(flexdownscale_transform="log1p")}, attrs=moved).to_netcdf(
+        folder / "pred.nc"
+    )
+    xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
+    _, (row,) = _report(folder)
+    assert row["wet fraction (truth)"] == pytest.approx(float((truth > TEN_MINUTES).mean()))
+    # another transform, or none recorded, is no precipitation (without a standard_name)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    xr.Dataset({"rr": pred.assign_attrs(flexdownscale_transform="sqrt")}, attrs=moved).to_netcdf(
+        folder / "pred.nc"
+    )
+    xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
+    _, (row,) = _report(folder)
+    assert "wet fraction (truth)" not in row
+
+
+def test_the_report_says_the_device_batch_size_and_threads_and_the_bbox(tmp_path):
+    """What changes a run's float32 rounding (device, batch size, threads) and the region cut
+    out (bbox) are in the prediction's attributes: the report says them, metrics.json keeps
+    them."""
+    truth = _rain()
+    recorded = {
+        "flexdownscale_model": "era5-t2m-x4",
+        "flexdownscale_sampler": "ddim",
+        "flexdownscale_steps": 2,
+        "flexdownscale_device": "cpu",
+        "flexdownscale_batch_size": "auto",
+        "flexdownscale_torch_threads": 2,
+        "flexdownscale_bbox": "-2, 50, 1, 53",
+    }
+    folder = tmp_path / "a"
+    folder.mkdir()
+    xr.Dataset({"rr": _drizzle(truth)}, attrs=recorded).to_netcdf(folder / "pred.nc")
+    xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
+    text, (row,) = _report(folder)
+    assert "bbox -2, 50, 1, 53, on cpu (batch size auto, 2 threads)" in text
+    assert row["prediction"] == {
+        "model": "era5-t2m-x4",
+        "sampler": "ddim",
+        "steps": 2,
+        "device": "cpu",
+        "batch_size": "auto",
+        "torch_threads": 2,
+        "bbox": "-2, 50, 1, 53",
+    }
+
+
 def test_the_cli_options(tmp_path, capsys):
     truth = _rain()
     _write(tmp_path, precipitation=(_drizzle(truth), truth))

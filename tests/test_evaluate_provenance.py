@@ -53,12 +53,14 @@ def test_the_report_names_the_model_sampler_steps_and_members(prediction, capsys
     root = prediction
     with xr.open_dataset(root / "pred.nc") as written:  # what the downscale recorded
         assert written.attrs["flexdownscale_sampler_options"] == "delta=0.3"
+        threads = int(written.attrs["flexdownscale_torch_threads"])
     lines, rows = _evaluate(root, "pred.nc", "r", capsys)
     assert lines[0].startswith("# Evaluation of ")
     assert "spread/skill Fortin-corrected over the 2 members" in lines[2]
     assert lines[4] == (
         f"Prediction (as its file records): model `era5-t2m-x4` (flexdownscale {__version__}), "
-        "objective vp (target v), sampler sde (delta=0.3), 2 steps, 2 members, seed 7."
+        "objective vp (target v), sampler sde (delta=0.3), 2 steps, 2 members, seed 7, on cpu "
+        f"(batch size auto, {threads} thread{'' if threads == 1 else 's'})."
     )
     (row,) = rows
     assert row["spread/skill"] > 0
@@ -71,6 +73,9 @@ def test_the_report_names_the_model_sampler_steps_and_members(prediction, capsys
         "steps": 2,
         "members": 2,
         "seed": 7,
+        "batch_size": "auto",
+        "device": "cpu",
+        "torch_threads": threads,
     }
 
 
@@ -96,7 +101,7 @@ def test_a_file_cut_to_fewer_members_says_both_counts(prediction, capsys):
     with xr.open_dataset(root / "pred.nc") as written:
         written.load().isel(member=[0]).to_netcdf(root / "one.nc")  # keeps the attributes
     lines, (row,) = _evaluate(root, "one.nc", "one", capsys)
-    assert "2 steps, 2 members (1 in the file), seed 7." in lines[4]
+    assert "2 steps, 2 members (1 in the file), seed 7, on cpu" in lines[4]
     assert row["prediction"]["members"] == 2
 
 

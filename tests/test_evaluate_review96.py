@@ -48,7 +48,7 @@ def _evaluate(root: Path, pred: str, truth: str, out: str, capsys) -> tuple[str,
 
 def test_the_report_says_the_prediction_was_constrained(root, capsys):
     text, (row,) = _evaluate(root, "conserved.nc", "truth.nc", "c", capsys)
-    assert "seed 1, coarse-cell constraint additive." in text
+    assert "seed 1, coarse-cell constraint additive, on cpu" in text
     assert row["prediction"]["conserve"] == "additive"
     plain, (row,) = _evaluate(root, "pred.nc", "truth.nc", "p", capsys)
     assert "constraint" not in plain

@@ -339,7 +339,9 @@ def test_log1p_variables_are_forecast_non_negative(monkeypatch):
     )
     ds = box()
     ds["vorticity"] = (ds["vorticity"] - 0.5).clip(min=0)  # dry cells at 0
-    out = model(ds, lead_steps=2, members=3, seed=0)["vorticity"].values
+    forecast = model(ds, lead_steps=2, members=3, seed=0)["vorticity"]
+    assert forecast.attrs["flexdownscale_transform"] == "log1p"  # evaluate reads it
+    out = forecast.values
     assert np.isfinite(out).all()
     assert out.min() == 0.0
     assert (out == 0).mean() > 0.05

@@ -125,6 +125,10 @@ def test_output_grid_attrs_and_no_mutation(pair, downscaler):
     np.testing.assert_array_equal(out["time"].values, coarse["time"].values)
     assert out["t2m"].attrs["units"] == "K"
     assert out["t2m"].attrs["long_name"] == coarse["t2m"].attrs["long_name"]
+    assert "flexdownscale_transform" not in out["t2m"].attrs  # normalized with none
+    # an earlier output's transform attribute (another model's) is not carried over
+    marked = coarse.assign(t2m=coarse["t2m"].assign_attrs(flexdownscale_transform="log1p"))
+    assert "flexdownscale_transform" not in downscaler(marked, seed=1)["t2m"].attrs
     assert out.attrs["flexdownscale_model"] == "tiny-test"
     assert out["member"].attrs["standard_name"] == "realization"
     assert out.attrs["flexdownscale_factor"] == FACTOR
@@ -1284,7 +1288,9 @@ def test_log1p_variables_come_out_non_negative(shared_data):
     model.normalizer = Normalizer(
         {"t2m": VariableStats(mean=float(z.mean()), std=float(z.std()), transform="log1p")}
     )
-    out = model(coarse, members=4, seed=0)["t2m"].values
+    result = model(coarse, members=4, seed=0)["t2m"]
+    assert result.attrs["flexdownscale_transform"] == "log1p"  # evaluate reads it
+    out = result.values
     assert out.min() == 0.0
     assert (out == 0).mean() > 0.05  # the random model puts many cells below zero: clipped
     assert np.isfinite(out).all()
