@@ -1300,11 +1300,81 @@ def _png_pixels(path: Path) -> Any:
 
 
 def _precision(config: TrainConfig) -> str:
+    """``config.precision`` in accelerate's words (``"no"``, ``"bf16"``, ``"fp16"``), with
+    ``"auto"`` resolved for this machine. The precision a launch trains in is
+    ``Trainer.precision`` (``"fp16"`` on a CPU trains in fp32, ``"no"``)."""
     if config.precision == "auto":
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return "bf16"
         return "no"
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+
+
+#: accelerate's names of the mixed precisions, as ``precision`` writes them.
+_PRECISION_NAMES = {"no": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8": "fp8"}
+
+
+def _check_process_precision(wanted: str, config: TrainConfig) -> None:
+    """Refuse a trainer whose mixed precision differs from the one accelerate already holds for
+    this process (set by an earlier trainer): accelerate keeps one precision per process, and
+    its own refusal is a bare ``ValueError`` that names no setting of the run.
+
+    Parameters
+    ----------
+    wanted : str
+        The precision this trainer would give accelerate (``"no"``, ``"bf16"``, ``"fp16"``).
+    config : TrainConfig
+        The run's configuration (its ``precision`` is named in the message).
+
+    Raises
+    ------
+    ConfigError
+        When an earlier trainer of this process set another precision.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = getattr(AcceleratorState, "_shared_state", None) or {}
+    held = shared.get("_mixed_precision")
+    kind = str(getattr(shared.get("distributed_type"), "value", shared.get("distributed_type")))
+    if held is None or held == wanted or kind == "DEEPSPEED":
+        return
+    asked = f"precision = {config.precision!r}" + (
+        f" ({_PRECISION_NAMES.get(wanted, wanted)} here)" if config.precision == "auto" else ""
+    )
+    raise ConfigError(
+        f"{asked} cannot train in this Python process: an earlier Trainer of the process set "
+        f"accelerate's mixed precision to {_PRECISION_NAMES.get(held, held)}, and accelerate "
+        "keeps one precision per process (it cannot be changed once set). Train this run in a "
+        "process of its own (python -m flexdownscale.train --config run.toml, or a "
+        f"subprocess), or give it the precision of the earlier one (precision = "
+        f"{_PRECISION_NAMES.get(held, held)!r})"
+    )
+
+
+def _global_random_state() -> dict[str, Any]:
+    """This process's global random states (Python, numpy, torch, CUDA): what the training
+    noise is drawn from."""
+    import numpy as np
+
+    state: dict[str, Any] = {
+        "random": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the global one)
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_random_state(state: Mapping[str, Any]) -> None:
+    """Put back the states :func:`_global_random_state` returned."""
+    import numpy as np
+
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 (the global one)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _check_resumable_setup(distributed_type: Any, fsdp_plugin: Any) -> None:
@@ -1460,9 +1530,11 @@ class Trainer:
             )
         self.micro_batch_size = micro
         self.accumulation = config.batch_size // (micro * probe_processes)
+        precision = _precision(config)
+        _check_process_precision(precision, config)  # one per process: refused clearly
         self.accelerator = Accelerator(
             gradient_accumulation_steps=self.accumulation,
-            mixed_precision=_precision(config),
+            mixed_precision=precision,
             log_with=log_with,
             project_config=ProjectConfiguration(
                 project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")
@@ -1476,6 +1548,9 @@ class Trainer:
             cpu=not torch.cuda.is_available(),
         )
         acc = self.accelerator
+        # accelerate's gradient state is one per process: a later trainer's accumulation
+        # replaces it, so fit puts this trainer's back (see _claim_process_state)
+        self._accumulation_kwargs = dict(acc.gradient_state.plugin_kwargs)
         if acc.num_processes != probe_processes:  # pragma: no cover - launcher inconsistency
             raise ConfigError(
                 f"expected {probe_processes} processes, accelerate reports {acc.num_processes}"
@@ -1593,6 +1668,10 @@ class Trainer:
         self._log_with = log_with
         self._trackers_started = False
         self._sample_log: Any = None
+        # the random states the training noise starts from (seeded above): a fresh run's first
+        # fit starts from them, even when another trainer was built (and reseeded the process)
+        # or random numbers were drawn in between
+        self._random_state_at_build: dict[str, Any] | None = _global_random_state()
 
     # -- set-up helpers ---------------------------------------------------------------------
 
@@ -2924,10 +3003,26 @@ class Trainer:
         with self._run_folder_locked():
             return self._fit()
 
+    def _claim_process_state(self) -> None:
+        """Put back what this trainer set in accelerate's process-wide state, which a trainer
+        built after it replaced: the gradient accumulation (accelerate keeps one per process:
+        another trainer's would decide when this one steps and how its loss is scaled), and, at
+        a fresh run's first fit, the random states its noise starts from (every trainer seeds
+        the process when it is built). A resume takes its random states from the state."""
+        acc = self.accelerator
+        state = acc.gradient_state
+        if state.plugin_kwargs != self._accumulation_kwargs:
+            state.plugin_kwargs = dict(self._accumulation_kwargs)
+        acc.step = 0  # fit starts at an optimiser step's first micro-batch
+        saved, self._random_state_at_build = self._random_state_at_build, None
+        if saved is not None and not self.resume:
+            _set_global_random_state(saved)
+
     def _fit(self) -> Path | None:
         """:meth:`fit`, with the run folder locked."""
         acc, config = self.accelerator, self.config
         self._check_run_export(before_training=True)  # not after hours of training
+        self._claim_process_state()
         if self.resume:
             latest = self.load_latest_state()
             acc.print(f"resumed from {latest} at step {self.progress.step}")

@@ -1,0 +1,88 @@
+"""The training loop's bookkeeping (reviewer-129): each trainer's own gradient accumulation and
+random stream when several are built in one process, one precision per process, the logged
+training loss over every micro-batch of a step, fp16 on a CPU, a validation loss that does not
+depend on the batch grouping, and no weight decay on 1-D parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from train_runs import tiny_run_config
+
+from flexdownscale.errors import ConfigError
+from flexdownscale.train import Trainer
+
+
+def _config(tmp_path: Path, shared_data: Path, name: str, **top):
+    """A tiny run without validation in ``tmp_path/name``; ``top`` replaces entries."""
+    values = {
+        "steps": 2,
+        "batch_size": 4,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "model": {"preset": "tiny", "dropout": 0.0},
+        "optim": {"warmup_steps": 1, "lr": 1e-3},
+        "data": {"validation": []},
+        **top,
+    }
+    return tiny_run_config(tmp_path / name, shared_data, **values)
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. several trainers in one process
+
+
+def test_each_trainer_accumulates_its_own_micro_batches(tmp_path, shared_data):
+    # accelerate's gradient state is one per process: B (no accumulation) replaced A's two
+    # micro-batches per step, and A stepped after every micro-batch while counting 4 samples
+    first = Trainer(_config(tmp_path, shared_data, "a", micro_batch_size=2))
+    Trainer(_config(tmp_path, shared_data, "b", micro_batch_size=4))
+    first.fit()
+    assert first.progress.step == 2
+    assert first.progress.micro_batches == 4
+    lines = (tmp_path / "a" / "run" / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 0, 1, 1]
+
+
+def test_a_trainer_trains_the_same_after_another_was_built(tmp_path, shared_data):
+    # the same run alone, and with a trainer of another seed built between its construction
+    # and its fit (which reseeded the process, and drew its weights): the same weights, bit
+    # for bit (the training noise is the run's own stream)
+    alone = Trainer(_config(tmp_path, shared_data, "alone", micro_batch_size=2))
+    alone.fit()
+    later = Trainer(_config(tmp_path, shared_data, "later", micro_batch_size=2))
+    Trainer(_config(tmp_path, shared_data, "other", micro_batch_size=2, seed=5))
+    torch.randn(3)  # and numbers drawn by the user in between
+    later.fit()
+    expected, got = _weights(alone), _weights(later)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def _other_precision() -> tuple[str, str]:
+    """A precision this process can still train in, and one it cannot (accelerate keeps the
+    first trainer's: fp32 on a CPU, bf16 under ``auto`` on a GPU)."""
+    from accelerate.state import AcceleratorState
+
+    held = (getattr(AcceleratorState, "_shared_state", None) or {}).get("_mixed_precision")
+    return ("bf16", "fp32") if held == "bf16" else ("fp32", "bf16")
+
+
+def test_a_second_precision_in_one_process_is_refused_clearly(tmp_path, shared_data):
+    first, second = _other_precision()
+    Trainer(_config(tmp_path, shared_data, "first", precision=first))
+    with pytest.raises(ConfigError, match="one precision per process") as info:
+        Trainer(_config(tmp_path, shared_data, "second", precision=second))
+    message = str(info.value)
+    assert f"precision = '{second}'" in message
+    assert "process of its own" in message
+    assert f"precision = '{first}'" in message
+    assert not (tmp_path / "second" / "run").exists()  # refused before the run folder
+
