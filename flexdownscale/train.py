@@ -3062,6 +3062,8 @@ class Trainer:
         self._longest_save = 0.0
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(acc.device)
+        # the losses of the current optimiser step's micro-batches: train/loss is their mean
+        step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
         try:
             while self.progress.step < config.steps:
                 epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
@@ -3101,13 +3103,19 @@ class Trainer:
                         self.optimizer.zero_grad(set_to_none=True)
                     self._log_indices(batch)
                     self.progress.micro_batches += 1
+                    step_loss += loss.detach().float()
+                    step_micro_batches += 1
                     if not acc.sync_gradients:
                         continue
                     # bookkeeping once per optimiser step
                     self.progress.step += 1
                     self.progress.samples += config.batch_size
                     self.ema.update(acc.unwrap_model(self.model))
-                    mean_loss = acc.gather(loss.detach().reshape(1)).mean().item()
+                    # the step's loss: the mean over its micro-batches and the processes (each
+                    # process has as many micro-batches of as many samples)
+                    step_loss /= step_micro_batches
+                    mean_loss = acc.gather(step_loss.reshape(1)).mean().item()
+                    step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
                     # training samples per second, as launches.jsonl's train_samples_per_s:
                     # the time spent validating and saving states left out
                     rate = (self.progress.samples - samples_at_start) / max(

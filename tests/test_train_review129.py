@@ -86,3 +86,28 @@ def test_a_second_precision_in_one_process_is_refused_clearly(tmp_path, shared_d
     assert f"precision = '{first}'" in message
     assert not (tmp_path / "second" / "run").exists()  # refused before the run folder
 
+
+# ---------------------------------------------------------------------------------------------
+# 2. the logged training loss
+
+
+def test_logged_loss_is_the_mean_over_the_steps_micro_batches(tmp_path, shared_data):
+    trainer = Trainer(_config(tmp_path, shared_data, "loss", micro_batch_size=1))
+    losses, logged = [], []
+    compute, log = trainer._loss, trainer.accelerator.log
+
+    def recorded_loss(batch):
+        loss = compute(batch)
+        losses.append(float(loss.detach()))
+        return loss
+
+    def recorded_log(values, step=None, **kwargs):
+        logged.append(values)
+        return log(values, step=step, **kwargs)
+
+    trainer._loss = recorded_loss
+    trainer.accelerator.log = recorded_log
+    trainer.fit()
+    assert len(losses) == 8  # 2 steps of 4 micro-batches
+    means = [sum(losses[:4]) / 4, sum(losses[4:]) / 4]
+    assert [values["train/loss"] for values in logged] == pytest.approx(means, rel=1e-6)
