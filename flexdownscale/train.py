@@ -1531,6 +1531,19 @@ class Trainer:
         self.micro_batch_size = micro
         self.accumulation = config.batch_size // (micro * probe_processes)
         precision = _precision(config)
+        if precision == "fp16" and not torch.cuda.is_available():
+            # accelerate autocasts to float16 on GPUs only: on a CPU it trained in fp32 while
+            # launches.jsonl and the export said fp16. Asked for fp32, and said so.
+            if main_rank:
+                warnings.warn(
+                    "precision = 'fp16' has no effect on a CPU (float16 mixed precision runs on "
+                    "GPUs only): this run trains in fp32, and launches.jsonl and the exported "
+                    "model record fp32. precision = 'bf16' is the mixed precision of a CPU "
+                    "(bfloat16 autocast); precision = 'fp32' says what runs",
+                    FlexDownscaleWarning,
+                    stacklevel=user_stacklevel(),
+                )
+            precision = "no"
         _check_process_precision(precision, config)  # one per process: refused clearly
         self.accelerator = Accelerator(
             gradient_accumulation_steps=self.accumulation,
@@ -1556,6 +1569,9 @@ class Trainer:
                 f"expected {probe_processes} processes, accelerate reports {acc.num_processes}"
             )
         _check_resumable_setup(acc.distributed_type, getattr(acc.state, "fsdp_plugin", None))
+        #: The precision this launch trains in, in accelerate's words ("no" is fp32): what
+        #: launches.jsonl, the export's training_setup and its card record.
+        self.precision = acc.mixed_precision if acc.native_amp else "no"
 
         self._check_run_folder()
         set_seed(config.seed)
@@ -3271,7 +3287,7 @@ class Trainer:
             "seconds": round(seconds, 3),
             "samples_per_s": round(samples / max(seconds, 1e-9), 3),
             "train_samples_per_s": round(samples / max(seconds - overhead, 1e-9), 3),
-            "precision": _precision(self.config),
+            "precision": self.precision,  # what ran (fp16 asked for on a CPU ran fp32: "no")
             "device_type": acc.device.type,
             "device": _device_name(acc.device),
             "peak_memory_gib": peak,
@@ -3659,7 +3675,7 @@ class Trainer:
                     "processes": acc.num_processes,
                     "micro_batch_size": self.micro_batch_size,
                     "accumulation_steps": self.accumulation,
-                    "mixed_precision": _precision(config),
+                    "mixed_precision": self._trained_precision(),
                 },
                 **(
                     {"fine_tuned_from": _provenance(self.source, config.init_normalization)}
@@ -3678,6 +3694,23 @@ class Trainer:
         values = to_dict(dataclasses.replace(self.config, model=self._model_config()))
         return _json_plain(values)
 
+    def _trained_precision(self) -> str:
+        """The precision the run's last launch that trained ran in (``launches.jsonl``), in
+        accelerate's words (``"no"`` is fp32); this launch's when none is recorded (an export
+        on another machine than the training's reports the training's)."""
+        path = self.run_dir / "launches.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        for line in reversed(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by a kill while it was written
+                continue
+            if isinstance(record, dict) and record.get("steps") and record.get("precision"):
+                if record["precision"] == "fp16" and record.get("device_type") == "cpu":
+                    return "no"  # recorded so by earlier versions; a CPU ran it in fp32
+                return str(record["precision"])
+        return self.precision
+
     def _training_lines(self) -> str:
         """The model card's bullets of the settings that retrain the model the same way (seed,
         batches, precision, schedule), and where the export keeps the rest."""
@@ -3689,14 +3722,16 @@ class Trainer:
         )
         if self.accumulation > 1:
             micro += f" x {self.accumulation} accumulated micro-batches"
-        precision = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}
+        ran = self._trained_precision()
+        precision = {"no": "fp32", "bf16": "bf16 (mixed)", "fp16": "fp16 (mixed)"}.get(ran, ran)
+        if config.precision == "fp16" and ran == "no":
+            precision += " (precision = 'fp16' has no effect on a CPU)"
         schedule = (
             f"{optim.schedule} learning-rate schedule over steps = {config.steps} after "
             f"{optim.warmup_steps} warm-up step{'s' if optim.warmup_steps != 1 else ''}"
         )
         return (
-            f"- seed: {config.seed}; micro-batches: {micro}; precision: "
-            f"{precision.get(_precision(config), _precision(config))}\n"
+            f"- seed: {config.seed}; micro-batches: {micro}; precision: {precision}\n"
             f"- {schedule}; betas {list(optim.betas)}, weight decay {optim.weight_decay}, "
             f"gradient clip {optim.grad_clip}\n"
             "- every setting of the run (its `config.toml`: seed, schedule, batches, data "

@@ -111,3 +111,26 @@ def test_logged_loss_is_the_mean_over_the_steps_micro_batches(tmp_path, shared_d
     assert len(losses) == 8  # 2 steps of 4 micro-batches
     means = [sum(losses[:4]) / 4, sum(losses[4:]) / 4]
     assert [values["train/loss"] for values in logged] == pytest.approx(means, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. fp16 on a CPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
+def test_fp16_on_a_cpu_warns_and_records_fp32(tmp_path, shared_data):
+    from flexdownscale.errors import FlexDownscaleWarning
+    from flexdownscale.hub import load_model_folder
+
+    config = _config(tmp_path, shared_data, "fp16", steps=1, precision="fp16")
+    with pytest.warns(FlexDownscaleWarning, match="'fp16' has no effect on a CPU.*'bf16'"):
+        trainer = Trainer(config)
+    assert trainer.precision == "no"
+    trainer.fit()
+    run = tmp_path / "fp16" / "run"
+    launch = json.loads((run / "launches.jsonl").read_text().splitlines()[-1])
+    assert launch["precision"] == "no"
+    folder = load_model_folder(run / "model")
+    assert folder.extra["training_setup"]["mixed_precision"] == "no"
+    assert "precision: fp32 (precision = 'fp16' has no effect on a CPU)\n" in folder.card
+    assert folder.extra["training_config"]["precision"] == "fp16"  # the setting as given
