@@ -2,8 +2,11 @@
 
 Each operator is written once, at the array level, as a separable linear map along the last two
 axes ``(..., H, W)``: every output cell is a weighted sum of a few input cells ("taps") along y,
-then along x. The same code runs on numpy arrays and on torch tensors (CPU or GPU); NaNs only
-reach the outputs whose taps include them (never silently filled, never spread further). The
+then along x. The same code runs on numpy arrays and on torch tensors (CPU or GPU). A NaN or
+inf reaches exactly the outputs that give it a non-zero weight (never silently filled, never
+spread further: taps whose weight is zero, such as the Gaussian's beyond its radius or the next
+coarse value at an interpolation node, are pointed at a tap of the same output, so an inf can
+arrive as NaN). The
 xarray-level functions :func:`degrade` and :func:`up` wrap the array functions with
 :func:`xarray.apply_ufunc` (lazy with dask), keep attributes and non-spatial coordinates and put
 the result on the coarse / refined grid of :mod:`flexdownscale.data.grid`.
@@ -254,17 +257,35 @@ def _check_array(x: Any, name: str) -> Any:
     return _as_float(x)
 
 
+def _nonzero_taps(idx: np.ndarray, zero: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``idx`` with the taps whose weight is zero (where ``zero``) pointed at the heaviest tap of
+    their output (largest ``|w|``).
+
+    A tap of weight zero still multiplies its input, and ``0 * nan`` and ``0 * inf`` are NaN:
+    pointed there, a NaN or inf reaches exactly the outputs that give it a non-zero weight (an
+    inf on the heaviest tap arrives as NaN: ``w * inf + 0 * inf``). On finite input ``0 * x`` is
+    zero wherever the tap points, so the sums are unchanged. Only the indices change, at no cost
+    per element (zeroing the gathered inputs of those taps would keep an inf an inf, but costs a
+    pass over them: up to 18% more time with torch on the CPU).
+    """
+    heaviest = idx[np.arange(len(idx)), np.abs(w).argmax(axis=1)]
+    return np.where(zero, heaviest[:, None], idx)
+
+
 def _apply_taps(x: Array, taps: tuple, axis: int) -> Array:
     idx, w = taps
     m, k = idx.shape
     if _is_tensor(x):
         torch = sys.modules["torch"]
+        weights = torch.as_tensor(w, dtype=x.dtype)  # zero in x's dtype is what counts
+        idx = _nonzero_taps(idx, (weights == 0).numpy(), w)
+        weights = weights.to(x.device)
         index = torch.as_tensor(idx.reshape(-1), dtype=torch.long, device=x.device)
         gathered = torch.index_select(x, axis % x.ndim, index)
-        weights = torch.as_tensor(w, dtype=x.dtype, device=x.device)
     else:
-        gathered = np.take(x, idx.reshape(-1), axis=axis)
         weights = w.astype(x.dtype, copy=False)
+        idx = _nonzero_taps(idx, weights == 0, w)
+        gathered = np.take(x, idx.reshape(-1), axis=axis)
     if axis == -2:
         gathered = gathered.reshape(*x.shape[:-2], m, k, x.shape[-1])
         out = (gathered * weights[:, :, None]).sum(-2)
