@@ -39,6 +39,7 @@ from ..errors import (
     ShapeError,
     UnitsError,
 )
+from .degrade import _narrowed, _widened
 from .grid import XrObj, XrT, _grid_mapping_names, find_axes
 
 __all__ = ["Normalizer", "Transform", "VariableStats", "auto_transform"]
@@ -445,17 +446,20 @@ class Normalizer:
                 f"array has {x.shape[axis]} channels on axis {channel_axis}; expected "
                 f"{len(names)} ({names})"
             )
+        # float16 / bfloat16 are computed in float32 and rounded back once, as degrade_array
+        # does: in bfloat16 a mean of 280.3 is 280 (z off by 0.3 / std), and x - mean cancels
+        wide, narrow = _widened(x)
         chans = []
         for i, name in enumerate(names):
             s = self.stats[name]
-            c = x.select(axis, i) if isinstance(x, torch.Tensor) else np.take(x, i, axis=axis)
+            c = wide.select(axis, i) if isinstance(wide, torch.Tensor) else np.take(wide, i, axis)
             if forward:
                 c = (_forward(c, s.transform) - s.mean) / s.std
             else:
                 c = _backward(c * s.std + s.mean, s.transform)
             chans.append(c)
         if isinstance(x, torch.Tensor):
-            return torch.stack(chans, dim=axis)
+            return _narrowed(torch.stack(chans, dim=axis), narrow)
         out = np.stack(chans, axis=axis)
         if np.issubdtype(x.dtype, np.floating):
             out = out.astype(x.dtype, copy=False)
@@ -499,7 +503,11 @@ class Normalizer:
         Returns
         -------
         numpy.ndarray or torch.Tensor
-            Same type, shape (and, for floating numpy input, dtype) as ``x``, normalized.
+            Same type and shape as ``x``, normalized; floating input keeps its dtype (and a
+            tensor its device). Half precision (float16, bfloat16) is computed in float32 and
+            rounded to the input's dtype once at the end, as
+            :func:`~flexdownscale.data.degrade_array` does; integer input comes back in
+            float64 (numpy) or the default torch dtype.
         """
         return self._apply_array(x, True, variables, channel_axis)
 
@@ -522,7 +530,9 @@ class Normalizer:
         Returns
         -------
         numpy.ndarray or torch.Tensor
-            Same type and shape as ``x``, in physical units.
+            Same type and shape as ``x``, in physical units, with the dtype rules of
+            :meth:`transform_array` (half precision computed in float32, returned in the
+            input's dtype).
         """
         return self._apply_array(x, False, variables, channel_axis)
 
