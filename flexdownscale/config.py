@@ -308,6 +308,12 @@ class DataConfig(_Section):
         table or ``transforms = {tp = "none"}``; on the command line
         ``data.transforms.tp=log1p``. ``log1p`` expects amounts in mm (kg m-2) or rates in mm/h
         or mm/day, not m or kg m-2 s-1 (on those it is nearly the identity, and the fit warns).
+    dims : mapping of str to str or None, default None
+        The data's dimension names of the grid axes and of time, a table with keys among
+        ``"x"``, ``"y"``, ``"time"`` (as inference's ``dims=`` and ``--dims``): for files whose
+        axes neither CF attributes nor the usual names (lat/latitude/y, lon/longitude/x) tell.
+        In TOML ``dims = {x = "i", y = "j"}`` or a ``[data.dims]`` table; on the command line
+        ``data.dims.x=i``. ``None`` (default): found from CF attributes and names.
 
     Examples
     --------
@@ -323,6 +329,15 @@ class DataConfig(_Section):
     Traceback (most recent call last):
     ...
     flexdownscale.errors.ConfigError: data.transforms names 'TP', not among data.variables ...
+
+    Files whose grid dims have names no convention tells (``i``, ``j``) name them:
+
+    >>> DataConfig(dims={"x": "i", "y": "j"}).dims
+    {'x': 'i', 'y': 'j'}
+    >>> DataConfig(dims={"lon": "i"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.ConfigError: data.dims has the key 'lon'; expected keys among 'x', ...
     """
 
     paths: tuple[str, ...] = ()
@@ -343,9 +358,11 @@ class DataConfig(_Section):
     lead: int = 1
     nan_fields: Literal["error", "drop"] = "error"
     transforms: Literal["auto"] | Mapping[str, Literal["none", "log1p"]] = "auto"
+    dims: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_data_dims(self.dims)
         transforms = self.transforms
         if isinstance(transforms, Mapping):
             if not transforms:
@@ -365,6 +382,37 @@ class DataConfig(_Section):
                     f"would be ignored{hint}; name the variables as data.variables does "
                     f"(DataConfig.transforms)"
                 )
+
+
+#: The keys of ``data.dims`` (and of inference's ``dims=``): the axes a dimension name is given for
+_DIMS_KEYS = ("x", "y", "time")
+
+
+def _check_data_dims(dims: Mapping[str, str] | None) -> None:
+    """``data.dims``: keys among ``x``, ``y``, ``time`` (a close one named), non-empty names,
+    not one dimension for two axes."""
+    if dims is None:
+        return
+    example = 'data.dims = {x = "lon", y = "lat"} (DataConfig.dims)'
+    for key, name in dims.items():
+        if key not in _DIMS_KEYS:
+            near = difflib.get_close_matches(key.lower(), _DIMS_KEYS, n=1, cutoff=0.5)
+            axis = {"lon": "x", "longitude": "x", "lat": "y", "latitude": "y", "t": "time"}
+            guess = near[0] if near else axis.get(key.lower())
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            raise ConfigError(
+                f"data.dims has the key {key!r}; expected keys among 'x', 'y', 'time'{hint}: "
+                f"the keys are the axes, the values the data's dimension names, e.g. {example}"
+            )
+        if not name.strip():
+            raise ConfigError(
+                f"data.dims.{key} is empty; expected the data's dimension name, e.g. {example}"
+            )
+    named = [name for key, name in dims.items() if key in ("x", "y")]
+    if len(named) == 2 and named[0] == named[1]:
+        raise ConfigError(
+            f"data.dims gives x and y the same dimension {named[0]!r}; expected two, e.g. {example}"
+        )
 
 
 @dataclass(frozen=True)

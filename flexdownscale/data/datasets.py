@@ -279,7 +279,17 @@ class _XarraySource(_Source):
         self._ds: xr.Dataset | None = None
         self._pid: int | None = None
         raw = self._raw(chunks=None)
-        self.spec = grid_spec(raw, dims=self._dims)
+        try:
+            self.spec = grid_spec(raw, dims=self._dims)
+        except GridError as err:
+            if not _FROM_CONFIG.get() or "dims=" not in str(err):
+                raise
+            # a training run names the dims in its [data] table, not with dims=
+            raise GridError(
+                f'{err} (in a training configuration: data.dims = {{x = "lon", y = "lat"}}, '
+                "the keys the axes and the values the dimension names of the files; "
+                "DataConfig.dims)"
+            ) from err
         ds = self.ds
         names = list(variables) if variables else _grid_variables(ds, self.spec)
         missing = [v for v in names if v not in ds.data_vars]
@@ -2672,7 +2682,7 @@ def from_config(
     config
         Paths, format, variables, degradation, upsample, factor, crop_size (divisible by 16 and
         by ``factor``), split_dim, train / validation / test selections, condition,
-        condition_scale, past_frames, lead, nan_fields, transforms.
+        condition_scale, past_frames, lead, nan_fields, transforms, dims.
     split
         ``"train"``, ``"validation"`` or ``"test"``.
     task
@@ -2758,6 +2768,7 @@ def from_config(
         "seed": seed,
         "format": config.format,
         "nan_fields": config.nan_fields,
+        "dims": dict(config.dims) if config.dims else None,
     }
     token = _FROM_CONFIG.set(True)  # messages name the [data] keys
     try:
