@@ -1453,7 +1453,11 @@ class _Parser(argparse.ArgumentParser):
 def _add_sampling_options(command: argparse.ArgumentParser) -> None:
     """The ensemble and sampler options of ``downscale`` and ``forecast`` (the same meaning)."""
     command.add_argument(
-        "--members", type=int, default=None, help="ensemble size (default: 1, no member dim)"
+        "--members",
+        type=int,
+        default=None,
+        help="ensemble size (default: one sample without a member dim; --members 1 gives a "
+        "member dim of size 1)",
     )
     command.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
     command.add_argument(
@@ -1507,7 +1511,8 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="physical condition of a conditioned model (e.g. the Reynolds number); default: "
-        "read from the input's attributes",
+        "read from the input: its coordinate or variable of the condition's name, else its "
+        "global attribute, else its variables' attribute",
     )
 
 
@@ -1558,8 +1563,21 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--model", default=None, help="model folder, shipped name or Hub id")
     down.add_argument("--factor", type=int, default=None, help="must be the model's factor")
     _add_sampling_options(down)
-    down.add_argument("--tile", type=int, default=None, help="tile side in fine cells (x16)")
-    down.add_argument("--overlap", type=int, default=None, help="tile overlap in fine cells")
+    down.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side in fine cells, a multiple of 16 and of the factor (default: 256, "
+        "rounded up to such a multiple); a field no longer than it along an axis runs as one "
+        "tile",
+    )
+    down.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="tile overlap in fine cells (default: about tile/4, rounded up so that the stride "
+        "tile - overlap is a multiple of the factor)",
+    )
     down.add_argument(
         "--blend",
         default=None,
