@@ -72,7 +72,12 @@ def evaluate(
     The spectra (the LSD and the spectrum plots) are zonal on a global latitude/longitude grid
     (:func:`~flexdownscale.metrics.zonal_spectrum` along each latitude circle, averaged over
     the latitudes), isotropic elsewhere (:func:`~flexdownscale.metrics.power_spectrum`: FFT on
-    a doubly periodic domain, the DCT on other grids).
+    a doubly periodic domain, the DCT on other grids, by
+    :func:`~flexdownscale.metrics.spectra.default_method`, the rule of
+    :func:`~flexdownscale.metrics.downscaling_skill` too). The LSD averages over the complete
+    annuli only (wavenumbers up to the spectra's ``complete_wavenumber``: the Nyquist
+    wavenumber of the FFT, the highest complete one of the DCT), the bins the spectrum plots
+    show.
 
     Parameters
     ----------
@@ -390,8 +395,11 @@ def _write_report(
     # latitude grids: means weighted by cell area (WeatherBench practice, the weights above);
     # projected and physics grids have equal cells. Doubly periodic domains: plain FFT
     # spectra; a crop of one (the truth's periodic attribute is dropped for an axis covered in
-    # part): the DCT.
-    method = "fft" if spec.periodic_x and spec.periodic_y else "dct"
+    # part): the DCT. The rule of every spectrum (metrics.spectra.default_method), applied to
+    # the truth on the prediction grid, and passed to the prediction's spectra too.
+    from .metrics.spectra import default_method
+
+    method = default_method(truth[names[0]], spatial)
     # precipitation: a variable named so, or normalized with log1p and >= 0 in the truth; its
     # threshold (or why it has none), and the bins of its high quantiles for the second pass
     events: dict[str, _Events] = {}
@@ -602,6 +610,19 @@ def _write_report(
         "weighted by cell area (cos latitude)" if weights is not None else "over all grid points"
     )
     kind = "zonal" if zonal else method.upper()
+    # the isotropic spectra's LSD leaves out the partly filled corner bins (zonal spectra are
+    # complete in every bin): said under the tables
+    bins = (
+        ""
+        if zonal
+        else "The LSD averages over the complete annuli, the bins plotted: wavenumbers up to "
+        + (
+            "the smaller of the two axes' Nyquist wavenumbers"
+            if method == "fft"
+            else "the smaller of the two axes' highest DCT modes"
+        )
+        + " (the partly filled corner bins beyond are left out)."
+    )
     if has_members:
         scores = (
             f"CRPS fair, spread/skill Fortin-corrected over the {pred.sizes[member_dim]} "
@@ -647,6 +668,8 @@ def _write_report(
             "|" + "---|" * len(lead_columns),
         ]
         lines += [table_row(row, lead_columns) for row in by_lead]
+    if bins:  # which bins the LSD of the tables above averages over
+        lines += ["", bins]
     # what inf, nan and n/a in the tables mean
     spelled = _non_finite_words([*rows, *by_lead], windows)
     if spelled:

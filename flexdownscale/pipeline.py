@@ -983,6 +983,24 @@ def _step_like(value: float, times: np.ndarray, attrs: Mapping[str, Any]) -> Any
     return value / (_seconds_per_time_unit(attrs) or 1.0)  # a step count: its own units
 
 
+def _lead_long_name(model_step: float | None, times: np.ndarray | None, time: xr.DataArray) -> str:
+    """The ``long_name`` of a forecast's ``lead``: a count of the model's time steps (not of
+    the input's, which may be thinned to the model's), with one step in words when known:
+    ``model_step`` (``grid.json``, in :func:`_time_steps`' units) or, not recorded, the last
+    step of the input's sorted ``times`` (``None`` for an input without time coordinate);
+    ``time`` is the input's coordinate (its ``attrs`` give the units of numeric times)."""
+    words = "lead in time steps of the model"
+    if times is None or (model_step is None and times.size < 2):
+        return words
+    steps, units = _time_steps(times[-2:] if model_step is None else times[:0], time.attrs)
+    value = float(steps[-1]) if model_step is None else model_step
+    if units == "s":
+        return f"{words} (one step: {_duration(value, units)})"
+    if units == "1":  # a step count, as the Kolmogorov file's time
+        return f"{words} (one step: {value:g} in {str(time.name)!r})"
+    return f"{words} (one step: {value:g} {units})"
+
+
 def _tiling(
     shape: tuple[int, int],
     factor: int,
@@ -2004,6 +2022,62 @@ def _model_label(ref: str | os.PathLike[str], path: Path) -> str:
     return str(path)
 
 
+def _model_reference_error(
+    model: Any, task: Literal["superres", "forecast"], *, loaded: bool, argument: str = "model"
+) -> ModelFolderError | None:
+    """The error for a model argument that is no model reference: neither a path, a shipped
+    name or a Hub id, nor (``loaded``: the accessors take one) a loaded model of ``task``;
+    ``None`` when ``model`` is one. A loaded model of the other task says which call takes it.
+
+    Parameters
+    ----------
+    model
+        What the caller passed.
+    task
+        ``"superres"`` (a :class:`Downscaler` is wanted) or ``"forecast"`` (a
+        :class:`Forecaster`).
+    loaded
+        Whether a loaded model of ``task`` is taken as well (``ds.flex.downscale``,
+        ``ds.flex.forecast``), not only a reference (``from_pretrained``).
+    argument
+        The argument's name in the messages.
+
+    Returns
+    -------
+    ModelFolderError or None
+        The error to raise, or ``None`` for a string or path (or a loaded model of ``task``
+        when ``loaded``).
+    """
+    wanted, other = (Downscaler, Forecaster) if task == "superres" else (Forecaster, Downscaler)
+    if isinstance(model, str | os.PathLike) or (loaded and isinstance(model, wanted)):
+        return None
+    kind = "super-resolution" if task == "superres" else "forecast"
+    reference = (
+        "a model folder path, a shipped model name or a Hugging Face Hub id"
+        if task == "superres"
+        else "a forecast model folder path or a Hugging Face Hub id (no forecast model ships "
+        "with this version)"
+    )
+    expected = f"a {wanted.__name__}, {reference}" if loaded else reference
+    if isinstance(model, other):
+        use = (
+            "forecast with it: ds.flex.forecast(model, lead_steps) or model(ds, lead_steps=...)"
+            if isinstance(model, Forecaster)
+            else "downscale with it: ds.flex.downscale(model) or model(ds)"
+        )
+        return ModelFolderError(
+            f"{argument} is a {other.__name__} ({model.name!r}), a "
+            f"{'forecast' if task == 'superres' else 'super-resolution'} model, but a "
+            f"{kind} model is needed here: {expected}; {use}"
+        )
+    if isinstance(model, wanted):  # from_pretrained given the loaded model itself
+        return ModelFolderError(
+            f"{argument} is a {wanted.__name__} ({model.name!r}), already loaded: use it as it "
+            f"is; {wanted.__name__}.from_pretrained takes {reference}"
+        )
+    return ModelFolderError(f"{argument}={model!r} ({type(model).__name__}); expected {expected}")
+
+
 def resolve_downscaler(
     model: Any,
     *,
@@ -2059,11 +2133,9 @@ def resolve_downscaler(
     if isinstance(model, Downscaler):
         return model
     if model is not None:
-        if not isinstance(model, str | os.PathLike):
-            raise ModelFolderError(
-                f"model={model!r}; expected a Downscaler, a model folder path, a shipped model "
-                "name or a Hugging Face Hub id"
-            )
+        problem = _model_reference_error(model, "superres", loaded=True)
+        if problem is not None:
+            raise problem
         return _cached(model)
     # only the configs: the chosen folder is checked and loaded by _cached
     shipped = {name: read_model_header(path) for name, path in shipped_models().items()}
@@ -2117,6 +2189,49 @@ def resolve_downscaler(
     )
 
 
+#: How a message shows each mapping argument: an example and what its keys and values are
+_MAPPING_EXAMPLES = {
+    "rename": "rename={'tas': 't2m'} (input name: model name)",
+    "dims": "dims={'x': 'lon', 'y': 'lat'} (axis: the data's dimension name)",
+}
+
+
+def _check_mappings(rename: Any, dims: Any) -> None:
+    """``rename`` and ``dims`` are mappings (or ``None``): a list of pairs or of names would
+    otherwise fail later as a missing variable or a bare ``ValueError``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the argument, what was found and an example.
+    """
+    for name, value in (("rename", rename), ("dims", dims)):
+        if value is None or isinstance(value, Mapping):
+            continue
+        pairs = isinstance(value, list | tuple) and all(
+            isinstance(p, list | tuple) and len(p) == 2 for p in value
+        )
+        fix = f"; for a list of pairs pass dict({name})" if pairs and value else ""
+        raise ConfigError(
+            f"{name} = {value!r} is a {type(value).__name__}; expected a mapping, e.g. "
+            f"{_MAPPING_EXAMPLES[name]}{fix}"
+        )
+
+
+def _check_variables_distinct(variables: Any) -> None:
+    """``variables=`` names each input variable once: one input variable cannot play two of
+    the model's (``["t2m", "t2m"]``), and no shipped model has a variable twice."""
+    if variables is None or isinstance(variables, str):
+        return
+    names = list(variables)
+    twice = list(dict.fromkeys(v for v in names if names.count(v) > 1))
+    if twice:
+        raise ConfigError(
+            f"variables={names} names {', '.join(map(repr, twice))} more than once; list "
+            "each input variable once, one per model variable, in the model's order"
+        )
+
+
 def downscaler_for(
     model: Any,
     names: Sequence[str],
@@ -2159,6 +2274,8 @@ def downscaler_for(
     flexdownscale.errors.ModelFolderError: no shipped model downscales variables ['tas'] ...
     """
     _check_factor(factor)
+    _check_mappings(rename, None)
+    _check_variables_distinct(variables)
     if model is None and not names:
         raise MissingVariableError(
             "the input has no named variable, so no shipped model can be chosen for it; name "
@@ -2230,6 +2347,7 @@ def _select_model_variables(
             )
         ds = ds.rename({k: v for k, v in rename.items()})
     if variables is not None:
+        _check_variables_distinct(variables)
         variables = [variables] if isinstance(variables, str) else list(variables)
         if len(variables) != len(model_variables):
             raise MissingVariableError(
@@ -2804,10 +2922,16 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ------
         ModelFolderError
             Missing or modified files, unknown format; ``WeightsMismatchError`` when the weights
-            do not fit the architecture.
+            do not fit the architecture; a ``name_or_path`` that is no path, name or Hub id
+            (``None``, a number; a loaded :class:`Forecaster` is told to forecast).
         """
         from .hub import load_model_folder
 
+        problem = _model_reference_error(
+            name_or_path, "superres", loaded=False, argument="name_or_path"
+        )
+        if problem is not None:
+            raise problem
         folder = load_model_folder(name_or_path)
         if folder.task != "superres":
             raise ConfigError(
@@ -3191,7 +3315,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         seed: int | torch.Generator = 0,
         tile: int | None = None,
         overlap: int | None = None,
-        blend: Blend = "cosine",
+        blend: Blend | None = "cosine",
         bbox: Sequence[float] | None = None,
         variables: Sequence[str] | None = None,
         rename: Mapping[str, str] | None = None,
@@ -3235,8 +3359,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
             multiple of the factor). A field runs as one tile along a dimension no longer than
             ``tile`` (periodic halos included in that tile).
-        blend : {"uniform", "cosine", "gaussian"}, default "cosine"
-            ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows.
+        blend : {"uniform", "cosine", "gaussian"} or None, default "cosine"
+            ``"uniform"``, ``"cosine"`` or ``"gaussian"`` tile windows (``None``: the default,
+            ``"cosine"``).
         bbox : sequence of float, optional
             ``(x_min, y_min, x_max, y_max)`` in the grid's units (longitudes in either
             convention, -180..180 or 0..360; ``x_min > x_max`` crosses the seam eastwards):
@@ -3345,6 +3470,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         members, steps, tile, overlap, batch_size = _python_ints(
             members, steps, tile, overlap, batch_size
         )
+        _check_mappings(rename, dims)
+        if blend is None:  # as every other option: None is the default
+            blend = "cosine"
         if blend not in get_args(Blend):
             raise ConfigError(
                 f"blend = {blend!r} is not a valid option; expected 'uniform', 'cosine' or "
@@ -3905,9 +4033,18 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ------
         ConfigError
             When the folder holds a super-resolution model (use :class:`Downscaler`).
+        ModelFolderError
+            When ``name_or_path`` is no path, name or Hub id (``None``, a number; a loaded
+            :class:`Downscaler` is told to downscale), or the folder's files are missing,
+            modified or of an unknown format.
         """
         from .hub import load_model_folder
 
+        problem = _model_reference_error(
+            name_or_path, "forecast", loaded=False, argument="name_or_path"
+        )
+        if problem is not None:
+            raise problem
         folder = load_model_folder(name_or_path)
         if folder.task != "forecast":
             raise ConfigError(
@@ -4056,6 +4193,11 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         lead_steps, members, steps, batch_size = _python_ints(
             lead_steps, members, steps, batch_size
         )
+        _check_mappings(rename, dims)
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ConfigError(f"batch_size = {batch_size!r} must be a positive integer or None")
         seed = _resolve_seed(seed)
         _check_flag("batch_invariant", batch_invariant)
         if progress is not None:
@@ -4242,7 +4384,12 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         coords["lead"] = (
             "lead",
             np.arange(1, lead_steps + 1),
-            {"long_name": "lead in time steps of the input", "units": "1"},
+            {
+                "long_name": _lead_long_name(
+                    model_step, times if stamped else None, sel[spec.time]
+                ),
+                "units": "1",
+            },
         )
         # the initial time (the last input frame); valid times when the input's step is known.
         # Both are in the input's time units: a numeric time axis carries them (and its

@@ -26,7 +26,6 @@ from matplotlib.ticker import (
 
 from flexdownscale._keywords import keyword_hints
 from flexdownscale._stack import user_stacklevel
-from flexdownscale.data.grid import _is_periodic_attr
 from flexdownscale.errors import (
     ConfigError,
     DataError,
@@ -46,7 +45,7 @@ from flexdownscale.metrics._utils import (
     find_yx_dims,
 )
 from flexdownscale.metrics.probabilistic import point_spread_and_error
-from flexdownscale.metrics.spectra import on_reference_bins
+from flexdownscale.metrics.spectra import complete_bins, default_method, on_reference_bins
 
 __all__ = ["plot_panels", "plot_rank_histogram", "plot_spectra", "plot_spread_skill"]
 
@@ -77,21 +76,17 @@ def _spectral_dim(da: xr.DataArray) -> Hashable | None:
     return None
 
 
-def _periodic(da: xr.DataArray, dim: Hashable) -> bool:
-    """Whether the coordinate of ``dim`` says it wraps around (``periodic = "true"``)."""
-    return dim in da.coords and _is_periodic_attr(da[dim].attrs)
-
-
 def _shared_method(
     base: xr.DataArray,
     base_is_field: bool,
     dims: Sequence[Hashable] | Hashable | None,
     kwargs: Mapping[str, Any],
 ) -> str | None:
-    """The spectrum method of the field entries when ``spectrum_kwargs`` names none: the FFT on
-    a doubly periodic grid (as ``flexdownscale evaluate``), the method of a precomputed base
-    spectrum (so that the ratios compare the same bins), else None (``power_spectrum``'s
-    default: the DCT, or the FFT with a window)."""
+    """The spectrum method of the field entries when ``spectrum_kwargs`` names none: that of
+    the base field by :func:`~flexdownscale.metrics.spectra.default_method` (the FFT on a
+    doubly periodic grid or with a window, else the DCT; the rule of ``flexdownscale evaluate``
+    and ``downscaling_skill``), the method of a precomputed base spectrum (so that the ratios
+    compare the same bins), else None (``power_spectrum``'s default for each)."""
     if not base_is_field:
         if _spectral_dim(base) != "wavenumber":
             return None
@@ -101,15 +96,7 @@ def _shared_method(
         if stored.startswith("DCT") and kwargs.get("window") is None:
             return "dct"
         return None
-    if dims is None:
-        sdims: tuple[Hashable, ...] = find_yx_dims(base)
-    elif isinstance(dims, str) or not isinstance(dims, Sequence):
-        sdims = (dims,)
-    else:
-        sdims = tuple(dims)
-    if sdims and all(d in base.dims and _periodic(base, d) for d in sdims):
-        return "fft"
-    return None
+    return default_method(base, dims, window=kwargs.get("window"))
 
 
 @keyword_hints
@@ -140,14 +127,18 @@ def plot_spectra(
         Variable to use from Dataset values.
     dims, spectrum_kwargs : optional
         Passed to ``power_spectrum`` for entries that are fields. Without a ``method`` in
-        ``spectrum_kwargs`` every field entry takes the same one: the FFT when the reference's
-        (the first entry's without ``reference``) spatial coordinates are all periodic
-        (``periodic = "true"``, e.g. a doubly periodic box; as ``flexdownscale evaluate``
-        chooses), the method of the reference when it is a precomputed spectrum, else
-        ``power_spectrum``'s default (the DCT for limited areas, the FFT with a ``window``).
+        ``spectrum_kwargs`` every field entry takes the same one: the reference's (the first
+        entry's without ``reference``) by
+        :func:`~flexdownscale.metrics.spectra.default_method` (the FFT when its spatial
+        coordinates are all periodic, ``periodic = "true"``, e.g. a doubly periodic box, or
+        with a ``window``; else the DCT; as ``flexdownscale evaluate`` and
+        ``downscaling_skill`` choose), the method of the reference when it is a precomputed
+        spectrum.
     truncate : bool, default True
-        Drop bins beyond the Nyquist wavenumber (the partly filled corners of the 2-D
-        spectrum).
+        Drop the partly filled corner bins of the 2-D spectrum: those beyond its
+        ``complete_wavenumber`` (the Nyquist wavenumber of the FFT; the bins that
+        :func:`~flexdownscale.metrics.log_spectral_distance` averages over), or beyond
+        ``nyquist_wavenumber`` for a spectrum without that attribute.
     title : str, optional
         Title of the top axis; default None: none.
     figsize : (float, float), default (6.0, 6.0)
@@ -238,11 +229,14 @@ def plot_spectra(
             sdim = "wavenumber"
         entries[label] = da
         nyq = da.attrs.get("nyquist_wavenumber")
+        complete = complete_bins(da, sdim) if sdim == "wavenumber" else None
         extra = [d for d in da.dims if d != sdim]
         # a sample with a NaN has a NaN spectrum, and so has the mean (skipping it would draw
         # the mean of the other samples without a word)
         spec = da.mean(extra, skipna=False) if extra else da
-        if sdim == "wavenumber" and truncate and nyq is not None:
+        if sdim == "wavenumber" and truncate and complete is not None:  # the LSD's bins
+            spec = spec.isel({sdim: complete})
+        elif sdim == "wavenumber" and truncate and nyq is not None:
             spec = spec.where(spec[sdim] <= float(nyq) * (1 + 1e-9), drop=True)
         curves[label] = spec.load()
     for label, da in entries.items():

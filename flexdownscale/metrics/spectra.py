@@ -19,12 +19,19 @@ dimensionless coordinates (e.g. a turbulence box with ``units="1"``) give wavenu
 per coordinate unit.
 
 Limited-area fields are not periodic: the FFT sees a jump at the edges, whose leakage bends a
-``k^-3`` spectrum to about ``k^-2``. The default here is therefore the DCT of Denis et al.
+``k^-3`` spectrum to about ``k^-2``. The default for them is therefore the DCT of Denis et al.
 (2002) (``method="dct"``), which mirrors the field instead of wrapping it; ``method="fft"`` with
 ``window="hann"`` (Hann taper with the ``mean(w^2)`` power correction) and ``detrend="errico"``
-(Errico 1985) are the alternatives. Use the plain FFT (``method="fft"``, no window) only for
-periodic domains (e.g. the doubly periodic Kolmogorov flow), and :func:`zonal_spectrum` on
-global grids.
+(Errico 1985) are the alternatives. A periodic domain (e.g. the doubly periodic Kolmogorov
+flow), whose spatial coordinates all say ``periodic = "true"``, gets the plain FFT by default
+(:func:`default_method`, the one rule of every spectrum in the package); :func:`zonal_spectrum`
+is for global grids.
+
+Bins: the 2-D modes fill the annuli up to the highest wavenumber along the shorter axis of the
+spectral rectangle (the Nyquist wavenumber for the FFT); beyond it, the corners fill the annuli
+only in part. The spectra keep those bins (Parseval's identity needs them) and record the
+limit as ``attrs["complete_wavenumber"]``; :func:`log_spectral_distance` averages over the
+complete annuli only.
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ from flexdownscale.metrics._utils import (
 from flexdownscale.units import linear_conversion, quantity_kind, same_units
 
 __all__ = [
+    "complete_bins",
+    "default_method",
     "kinetic_energy_spectrum",
     "log_spectral_distance",
     "power_spectrum",
@@ -95,6 +104,7 @@ class _Plan:
     dk: float
     mult: np.ndarray  # multiplicity of each (flattened) mode (rfft halves the last axis)
     nyquist: float
+    complete: float  # the highest wavenumber whose annulus the modes fill completely
 
 
 def _plan(shape: tuple[int, ...], steps: tuple[float, ...], method: str) -> _Plan:
@@ -138,7 +148,13 @@ def _plan(shape: tuple[int, ...], steps: tuple[float, ...], method: str) -> _Pla
     filled = np.zeros(nbins, dtype=bool)
     filled[present - 1] = True
     nyquist = min(1.0 / (2.0 * d) for d in steps)
-    return _Plan(method, tuple(shape), order, starts, filled, nbins, dk, mult, nyquist)
+    # the highest mode along each axis (FFT: n // 2 cycles per length, the Nyquist wavenumber
+    # for even n; DCT: n - 1 half-cycles); annuli up to the smallest of them are complete
+    if method == "dct":
+        complete = min((n - 1) / (2.0 * n * d) for n, d in zip(shape, steps))
+    else:
+        complete = min((n // 2) / (n * d) for n, d in zip(shape, steps))
+    return _Plan(method, tuple(shape), order, starts, filled, nbins, dk, mult, nyquist, complete)
 
 
 def _detrend(f: np.ndarray, ndim: int, detrend: str | None) -> np.ndarray:
@@ -362,6 +378,85 @@ def _paired_spectra(
     return pred, ref, d
 
 
+#: Values of a coordinate's ``periodic`` attribute that say it wraps around: those that
+#: ``flexdownscale.data.grid`` reads (the metrics do not import the data layer; a test checks
+#: that the two agree).
+_PERIODIC_TRUE = frozenset({"true", "yes", "1", "t", "y"})
+
+
+def _says_periodic(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> bool:
+    """Whether the coordinate of ``dim`` carries ``periodic = "true"`` (or True, 1, "yes")."""
+    if dim not in obj.coords:
+        return False
+    value = obj[dim].attrs.get("periodic")
+    if value is None:
+        return False
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    return str(value).strip().lower() in _PERIODIC_TRUE
+
+
+def _spatial_dims(
+    field: xr.DataArray | xr.Dataset, dims: Sequence[Hashable] | Hashable | None
+) -> tuple[Hashable, ...]:
+    """``dims`` as a tuple; ``None``: the (Y, X) dims found from CF attrs or names."""
+    if dims is None:
+        return tuple(find_yx_dims(field))
+    if isinstance(dims, str) or not isinstance(dims, Sequence):
+        return (dims,)
+    return tuple(dims)
+
+
+def default_method(
+    field: xr.DataArray | xr.Dataset,
+    dims: Sequence[Hashable] | Hashable | None = None,
+    *,
+    window: Window = None,
+) -> Method:
+    """The spectrum method that ``method=None`` picks for ``field``: one rule for every spectrum.
+
+    The FFT when a ``window`` is given, or when the coordinate of every spatial dim says
+    ``periodic = "true"`` (a doubly periodic box: wrapping it is exact, and the FFT's modes
+    are its Fourier modes); the DCT of Denis et al. (2002) otherwise (limited-area and other
+    non-periodic grids). :func:`power_spectrum`, :func:`kinetic_energy_spectrum`,
+    :func:`~flexdownscale.metrics.mean_spectrum`,
+    :func:`~flexdownscale.metrics.downscaling_skill`,
+    :func:`~flexdownscale.plot.plot_spectra` and ``flexdownscale evaluate`` all choose with it
+    (the last three from the truth's, or the reference's, coordinates).
+
+    Parameters
+    ----------
+    field : DataArray or Dataset
+        The field whose spectrum is wanted (its coordinates' attrs are read).
+    dims : str or pair of str, optional
+        Its spatial dim(s); default None: the (Y, X) dims found from CF attrs or names.
+    window : {"hann", None}, default None
+        The taper that will be used, if any.
+
+    Returns
+    -------
+    {"fft", "dct"}
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> box = np.arange(8) * 2 * np.pi / 8
+    >>> field = xr.DataArray(np.zeros((8, 8)), dims=("y", "x"), coords={"y": box, "x": box})
+    >>> default_method(field)
+    'dct'
+    >>> for c in ("x", "y"):
+    ...     field[c].attrs["periodic"] = "true"
+    >>> default_method(field)
+    'fft'
+    """
+    if window is not None:
+        return "fft"
+    sdims = _spatial_dims(field, dims)
+    if sdims and all(_says_periodic(field, d) for d in sdims):
+        return "fft"
+    return "dct"
+
+
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
@@ -384,9 +479,14 @@ def power_spectrum(
     ``dk`` is the fundamental wavenumber of the shorter side (``1/L`` for the FFT, ``1/(2L)``
     for the DCT, whose modes are half-cycles). The mean (``k = 0``) is dropped and modes
     below ``dk/2`` go to the first bin. All modes are kept, including the corners of the
-    spectral rectangle beyond the Nyquist wavenumber (``attrs["nyquist_wavenumber"]``;
-    those last bins are only partly filled: cut them before fitting slopes), so Parseval's
-    identity ``sum_k E(k) dk = mean(field'^2)`` holds to round-off for the unwindowed paths.
+    spectral rectangle beyond the highest complete annulus, so Parseval's identity
+    ``sum_k E(k) dk = mean(field'^2)`` holds to round-off for the unwindowed paths. Those
+    last bins are only partly filled: ``attrs["complete_wavenumber"]`` is the highest
+    wavenumber whose annulus is complete, the smallest over the axes of the highest mode
+    along the axis (FFT: ``(n // 2) / (n d)``, the Nyquist wavenumber
+    ``attrs["nyquist_wavenumber"]`` for even ``n``; DCT: ``(n - 1) / (2 n d)``, one ``dk``
+    below it); cut the bins beyond it before fitting slopes (:func:`log_spectral_distance`
+    leaves them out).
     With a window, ``E`` is divided by ``mean(w^2)``: the identity then holds in expectation.
     With one dim the result equals ``scipy.signal.periodogram`` (one-sided, density).
 
@@ -405,7 +505,9 @@ def power_spectrum(
         Units of an explicit ``spacing`` (sets the wavenumber units).
     method : {"dct", "fft"} or None, default None
         DCT-II (Denis et al. 2002; for limited-area, non-periodic fields) or FFT (periodic
-        fields, or with a window). ``None``: the FFT when a ``window`` is given, else the DCT.
+        fields, or with a window). ``None``: :func:`default_method`, the FFT when a
+        ``window`` is given or when every spatial coordinate says ``periodic = "true"`` (a
+        doubly periodic box), else the DCT. ``attrs["spectrum_method"]`` says which.
     detrend : {"constant", "linear", "errico", None}, default "constant"
         Remove the mean, a least-squares plane, or Errico's (1985) end-point trends (then the
         mean). The mean mode is never part of the output.
@@ -418,7 +520,8 @@ def power_spectrum(
     DataArray or Dataset
         Dim ``wavenumber`` (cycles per unit length, ``units`` e.g. ``"m-1"``) with a
         ``wavelength`` coordinate; ``units`` ``length * units^2``; attrs record the method,
-        window, detrend, spacing and normalisation.
+        window, detrend, spacing, normalisation, ``dk``, ``nyquist_wavenumber`` and
+        ``complete_wavenumber``.
 
     Warns
     -----
@@ -442,10 +545,16 @@ def power_spectrum(
     4.0
     >>> bool(np.isclose((spec * spec.attrs["dk"]).sum(), (da - da.mean()).var()))
     True
+
+    The 2-D modes fill the annuli up to the Nyquist wavenumber of the shorter side; the bins
+    beyond it (the corners of the spectral rectangle) are partly filled:
+
+    >>> spec.attrs["complete_wavenumber"] == spec.attrs["nyquist_wavenumber"] == 1 / 2000.0
+    True
+    >>> int((spec.wavenumber > spec.attrs["complete_wavenumber"]).sum())
+    7
     """
-    if method is None:  # a window asks for the FFT path (the documented call with window=)
-        method = "fft" if window is not None else "dct"
-    check_option("method", method, ("dct", "fft"))
+    check_option("method", method, ("dct", "fft", None))
     check_option("detrend", detrend, ("constant", "linear", "errico", None))
     check_option("window", window, ("hann", None))
     if window is not None and method == "dct":
@@ -454,12 +563,7 @@ def power_spectrum(
             "Pass method='fft' with the window, or window=None with the DCT."
         )
     check_xarray(field, "field")
-    if dims is None:
-        sdims: tuple[Hashable, ...] = find_yx_dims(field)
-    elif isinstance(dims, str) or not isinstance(dims, Sequence):
-        sdims = (dims,)
-    else:
-        sdims = tuple(dims)
+    sdims = _spatial_dims(field, dims)
     if len(sdims) not in (1, 2):
         raise ConfigError(f"dims must name one or two spatial dims, got {sdims!r}.")
     for d in sdims:
@@ -467,6 +571,8 @@ def power_spectrum(
             raise GridError(f"dim {d!r} is not in the input (dims: {tuple(field.dims)!r}).")
         if field.sizes[d] < 4:
             raise GridError(f"dim {d!r} has {field.sizes[d]} points; a spectrum needs >= 4.")
+    if method is None:  # the FFT with a window or on a periodic domain, else the DCT
+        method = default_method(field, sdims, window=window)
     field = dataset_with_dims(field, sdims)
     check_single_chunk(field, sdims, "a spectrum (an FFT over the spatial dims)", error=GridError)
     steps, length_units = _spacing(field, sdims, spacing, spacing_units)
@@ -503,6 +609,7 @@ def power_spectrum(
         "spectrum_normalization": _NORMALISATION,
         "dk": plan.dk,
         "nyquist_wavenumber": plan.nyquist,
+        "complete_wavenumber": plan.complete,
     }
     spec = set_attrs(
         spec,
@@ -702,7 +809,9 @@ def kinetic_energy_spectrum(
     spacing_units : str, default "m"
         ``kind="isotropic"`` only: units of an explicit ``spacing``.
     method : {"dct", "fft"} or None, default None
-        ``kind="isotropic"`` only: as in :func:`power_spectrum`.
+        ``kind="isotropic"`` only: as in :func:`power_spectrum`; ``None``:
+        :func:`default_method` of ``u`` (the FFT on a doubly periodic grid), the same for
+        both components.
     detrend : {"constant", "linear", "errico", None}, default "constant"
         ``kind="isotropic"`` only: as in :func:`power_spectrum`.
     window : {"hann", None}, default None
@@ -746,6 +855,8 @@ def kinetic_energy_spectrum(
         eu = zonal_spectrum(u, lat_dim=lat_dim, lon_dim=lon_dim)
         ev = zonal_spectrum(v, lat_dim=lat_dim, lon_dim=lon_dim)
     else:
+        if method is None:  # one method for both components: that of u's grid
+            method = default_method(u, dims, window=window)
         opts = dict(
             dims=dims,
             spacing=spacing,
@@ -849,14 +960,47 @@ def spectral_ratio(pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = 
     return set_attrs(out, ref, units="1", long_name="spectral ratio (pred / ref)")
 
 
+def _complete_wavenumber(spec: xr.DataArray | xr.Dataset) -> float | None:
+    """``attrs["complete_wavenumber"]`` of a spectrum (a Dataset's, or its first variable's
+    that has it); ``None`` when it has none."""
+    sources = [spec] if isinstance(spec, xr.DataArray) else [spec, *spec.data_vars.values()]
+    for src in sources:
+        value = src.attrs.get("complete_wavenumber")
+        if value is not None:
+            return float(value)
+    return None
+
+
+def complete_bins(spec: xr.DataArray | xr.Dataset, dim: Hashable) -> np.ndarray | None:
+    """Which bins of ``spec`` along ``dim`` are complete annuli (``wavenumber <=
+    attrs["complete_wavenumber"]``, up to round-off); ``None`` for spectra without the
+    attribute. Zonal spectra (``zonal_wavenumber``) are 1-D: every bin is complete."""
+    if dim == "zonal_wavenumber":
+        return np.ones(spec.sizes[dim], dtype=bool)
+    top = _complete_wavenumber(spec)
+    if top is None or dim not in spec.coords:
+        return None
+    k = np.asarray(spec[dim].values, dtype=float)
+    return k <= top * (1.0 + SAME_BINS_RTOL)
+
+
 @keyword_hints
 def log_spectral_distance(
-    pred: XarrayLike, ref: XarrayLike, *, dim: Hashable | None = None
+    pred: XarrayLike,
+    ref: XarrayLike,
+    *,
+    dim: Hashable | None = None,
+    bins: Literal["complete", "all"] = "complete",
 ) -> XarrayLike:
     """Log-spectral distance ``10 sqrt(mean_k log10(P_pred / P_ref)^2)`` in dB.
 
     The mean runs over the spectral ``dim`` (default ``wavenumber`` or ``zonal_wavenumber``);
-    other dims are kept. 0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
+    other dims are kept. By default (``bins="complete"``) it runs over the complete annuli
+    only, the bins up to ``ref.attrs["complete_wavenumber"]`` (:func:`power_spectrum`: the
+    smaller axis' highest mode, the Nyquist wavenumber for the FFT): the partly filled
+    corner bins beyond it hold almost no variance but would weigh as much as any other
+    (53 of the 181 FFT bins of a 256 x 256 box). Zonal spectra are complete in every bin.
+    0 dB for identical spectra; a constant factor 10 in power gives 10 dB.
     Bins where either spectrum is NaN, or both are zero (a constant field), are skipped (two
     spectra without power in any bin, those of two constant fields, are 0 dB apart); a bin
     where only one of them has no power is infinitely far (the distance is ``inf``), so a
@@ -869,11 +1013,23 @@ def log_spectral_distance(
         Spectra from :func:`power_spectrum` or :func:`zonal_spectrum`, same units.
     dim : str, optional
         The spectral dim; default None: ``wavenumber`` or ``zonal_wavenumber``.
+    bins : {"complete", "all"}, default "complete"
+        The bins averaged over: the complete annuli, or every bin (the definition before
+        flexdownscale's complete-annuli rule, with the partly filled corners).
 
     Returns
     -------
     DataArray or Dataset
-        The other dims only; ``units`` ``"dB"``.
+        The other dims only; ``units`` ``"dB"``; ``attrs["lsd_bins"]`` says which bins
+        were used.
+
+    Warns
+    -----
+    FlexDownscaleWarning
+        With ``bins="complete"``, when ``ref`` (and ``pred``) have no
+        ``complete_wavenumber`` attribute (spectra from elsewhere, or whose attrs were
+        dropped): every bin is used. Pass ``bins="all"`` to say that this is meant, or select
+        the bins first (``spec.sel(wavenumber=slice(None, k_max))``).
 
     Examples
     --------
@@ -889,8 +1045,39 @@ def log_spectral_distance(
     10.0
     >>> float(log_spectral_distance(ref, ref))
     0.0
+
+    Only the complete annuli count: a prediction wrong in the corner bins alone is 0 dB away
+    unless ``bins="all"``:
+
+    >>> corners = ref.where(ref.wavenumber <= ref.attrs["complete_wavenumber"], 10 * ref)
+    >>> float(log_spectral_distance(corners, ref))
+    0.0
+    >>> log_spectral_distance(corners, ref, bins="all").attrs["lsd_bins"]
+    'all bins'
     """
+    check_option("bins", bins, ("complete", "all"))
     pred, ref, d = _paired_spectra(pred, ref, dim, dim_of=ref)
+    used = "all bins"
+    if bins == "complete":
+        keep = complete_bins(ref, d)
+        if keep is None:
+            keep = complete_bins(pred, d)
+        if keep is None:
+            warnings.warn(
+                f"log_spectral_distance: the spectra carry no 'complete_wavenumber' attribute "
+                f"(not from power_spectrum, or their attrs were dropped), so the mean runs over "
+                f"all their {ref.sizes[d]} bins, the partly filled corners of a 2-D spectrum "
+                "included; pass bins='all' to mean that, or select the complete bins first "
+                f"(spec.sel({d}=slice(None, k_max)))",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
+        elif not keep.all():
+            top = float(np.asarray(ref[d].values, dtype=float)[keep][-1]) if keep.any() else 0.0
+            pred, ref = pred.isel({d: keep}), ref.isel({d: keep})
+            used = f"complete annuli: {int(keep.sum())} bins, {d} <= {top:.6g}"
+        else:
+            used = f"complete annuli: all {keep.size} bins"
     ok = (pred > 0) | (ref > 0)  # both zero: the two agree there, nothing to compare
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(pred.where(ok) / ref.where(ok))
@@ -899,4 +1086,4 @@ def log_spectral_distance(
     # NaN of an empty mean; spectra that are NaN in every bin stay NaN.
     all_silent = ((pred == 0) & (ref == 0)).any(d) & ~ok.any(d)
     out = out.where(~all_silent, 0.0)
-    return set_attrs(out, ref, units="dB", long_name="log-spectral distance")
+    return set_attrs(out, ref, units="dB", long_name="log-spectral distance", lsd_bins=used)

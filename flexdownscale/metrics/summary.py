@@ -20,7 +20,13 @@ from ..errors import MissingVariableError, ShapeError, UndefinedMetricWarning
 from ._utils import align_exact, check_same_units, find_yx_dims
 from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, spread_skill_ratio
-from .spectra import log_spectral_distance, power_spectrum, spectral_ratio
+from .spectra import (
+    complete_bins,
+    default_method,
+    log_spectral_distance,
+    power_spectrum,
+    spectral_ratio,
+)
 
 __all__ = ["SKILL_COLUMNS", "downscaling_skill", "mean_spectrum", "sample_mean_spectrum"]
 
@@ -29,10 +35,14 @@ SKILL_COLUMNS: dict[str, str] = {
     "rfne": "relative Frobenius-norm error of the ensemble mean, per field, averaged",
     "crps": "CRPS, fair estimator over the members (MAE for a deterministic prediction)",
     "spread_skill": "spread-skill ratio, Fortin correction (NaN for a deterministic prediction)",
-    "lsd": "log-spectral distance (dB) of the member-averaged spectrum to the truth's",
+    "lsd": (
+        "log-spectral distance (dB) of the member-averaged spectrum to the truth's, over the "
+        "complete annuli (wavenumbers up to the Nyquist wavenumber of the FFT, the highest "
+        "complete one of the DCT); FFT on a doubly periodic grid, else DCT"
+    ),
     "spectral_ratio_small": (
         "mean power ratio prediction / truth over the smallest resolved scales (the top quarter "
-        "of wavenumbers below Nyquist)"
+        "of the complete annuli' wavenumbers)"
     ),
 }
 """Entries of :func:`downscaling_skill`, with their meaning (the header of every skill table)."""
@@ -61,7 +71,8 @@ def mean_spectrum(
         The spatial dim(s); default None: the (Y, X) dims found from CF attrs or names.
     spectrum_kwargs : mapping, optional
         Further keywords of :func:`~flexdownscale.metrics.power_spectrum` (``spacing``,
-        ``method``, ...).
+        ``method``, ...). Without a ``method``: the FFT on a doubly periodic grid, else the
+        DCT (:func:`~flexdownscale.metrics.spectra.default_method`).
 
     Returns
     -------
@@ -205,7 +216,11 @@ def downscaling_skill(
     dims : sequence of str, optional
         The two spatial dims (default: found from the grid's coordinates).
     spectrum_kwargs : mapping, optional
-        Passed to :func:`~flexdownscale.metrics.power_spectrum` (e.g. ``spacing``).
+        Passed to :func:`~flexdownscale.metrics.power_spectrum` (e.g. ``spacing``). Without a
+        ``method``, both spectra take the truth's
+        :func:`~flexdownscale.metrics.spectra.default_method`: the FFT when the truth's
+        spatial coordinates all say ``periodic = "true"`` (a doubly periodic box, as
+        ``flexdownscale evaluate`` chooses), else the DCT.
     weights : DataArray, optional
         Weights of the grid points in the means of ``rmse``, ``crps`` and ``spread_skill``
         (e.g. :func:`~flexdownscale.metrics.area_weights`, ``flexdownscale evaluate``'s
@@ -217,7 +232,11 @@ def downscaling_skill(
     dict
         The entries of :data:`SKILL_COLUMNS` as floats (units of the field for ``rmse`` and
         ``crps``; dB for ``lsd``; dimensionless otherwise). For two Datasets, one such dict per
-        field, keyed by the variable's name (``skill["t2m"]["rmse"]``).
+        field, keyed by the variable's name (``skill["t2m"]["rmse"]``). ``lsd`` and
+        ``spectral_ratio_small`` use the complete annuli only (wavenumbers up to the
+        spectrum's ``complete_wavenumber``, the Nyquist wavenumber of the FFT; the partly
+        filled corner bins beyond it are left out, as by
+        :func:`~flexdownscale.metrics.log_spectral_distance`).
 
     Warns
     -----
@@ -310,12 +329,16 @@ def downscaling_skill(
         )
         out["lsd"] = out["spectral_ratio_small"] = float("nan")
         return out
-    sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=spectrum_kwargs)
-    st = mean_spectrum(truth, dims=dims, spectrum_kwargs=spectrum_kwargs)
+    kwargs = dict(spectrum_kwargs or {})
+    if kwargs.get("method") is None:  # one method for both, from the truth's grid
+        kwargs["method"] = default_method(truth, dims, window=kwargs.get("window"))
+    sp = mean_spectrum(pred, dims=dims, spectrum_kwargs=kwargs)
+    st = mean_spectrum(truth, dims=dims, spectrum_kwargs=kwargs)
     out["lsd"] = float(log_spectral_distance(sp, st))
     k = st[st.dims[0]].values
-    nyquist = float(st.attrs.get("nyquist_wavenumber", np.nanmax(k)))
-    small = (k > 0.75 * nyquist) & (k <= nyquist)
+    complete = complete_bins(st, st.dims[0])  # up to the highest complete annulus
+    complete = np.ones(k.size, dtype=bool) if complete is None else complete
+    small = complete & (k > 0.75 * k[complete].max())
     ratio = spectral_ratio(sp, st).values[small]  # on the truth's bins, as the LSD
     out["spectral_ratio_small"] = float(np.nanmean(ratio)) if ratio.size else float("nan")
     return out
