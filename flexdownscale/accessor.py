@@ -86,17 +86,24 @@ class _FlexAccessor:
         return downscaler(self._obj, **kwargs)
 
     def forecast(
-        self, model: Any, lead_steps: int, members: int | None = None, **kwargs: Any
+        self,
+        model: Any = None,
+        lead_steps: int | None = None,
+        members: int | None = None,
+        **kwargs: Any,
     ) -> xr.Dataset:
         """Member-wise ensemble forecast with a forecast model (a Forecaster or a folder).
 
         Parameters
         ----------
-        model : Forecaster, str or path
-            A :class:`~flexdownscale.pipeline.Forecaster` or a forecast model folder (no
-            forecast model ships with the package).
-        lead_steps : int
-            Leads to forecast, in time steps of the model (at least 1).
+        model : Forecaster, str or path, default None
+            A :class:`~flexdownscale.pipeline.Forecaster` or a forecast model folder or Hub id.
+            Required: no forecast model ships with the package, so ``None`` is a
+            :class:`~flexdownscale.errors.ModelFolderError`.
+        lead_steps : int, default None
+            Leads to forecast, in time steps of the model (at least 1). Required: ``None`` is
+            Python's TypeError for a missing argument (a misspelt keyword, ``lead_step=``, is
+            named as such first).
         members : int, optional
             Ensemble size; ``None`` gives one forecast without a ``member`` dim.
         **kwargs
@@ -109,19 +116,37 @@ class _FlexAccessor:
         Dataset
             Variables with dims ``(member, lead, y, x)``, with ``valid_time`` along ``lead``
             and ``forecast_reference_time`` when the input's times are known.
+
+        Raises
+        ------
+        ModelFolderError
+            ``model`` missing, or neither a Forecaster nor a path, name or Hub id (a
+            :class:`~flexdownscale.pipeline.Downscaler` is told to downscale).
+        TypeError
+            An unknown keyword (with the likely one: ``member`` -> ``members``), or no
+            ``lead_steps``.
         """
         from ._keywords import check_keywords, keyword_names
-        from .pipeline import Forecaster
+        from .pipeline import Forecaster, _model_reference_error
 
+        called_as = f"{self._spelled}.forecast"
         takes = keyword_names(Forecaster.__call__) or frozenset()
-        hidden = {"self", "ds", "lead_steps", "members"}
-        check_keywords(kwargs, takes - hidden, f"{self._spelled}.forecast")
+        # lead_steps and members are this method's own arguments, offered as near names too
+        check_keywords(kwargs, takes - {"self", "ds"}, called_as)
+        if model is None:
+            raise ModelFolderError(
+                f"{called_as} needs model= (a Forecaster or a forecast model folder or Hub id); "
+                "no forecast model ships with this version"
+            )
+        problem = _model_reference_error(model, "forecast", loaded=True)
+        if problem is not None:
+            raise problem
+        if lead_steps is None:  # Python's own message would name the private class
+            raise TypeError(
+                f"{called_as}() missing the required argument 'lead_steps' (the leads to "
+                f"forecast, in time steps of the model), e.g. {called_as}(model, lead_steps=4)"
+            )
         if not isinstance(model, Forecaster):
-            if model is None:
-                raise ModelFolderError(
-                    "ds.flex.forecast needs model= (a Forecaster or a forecast model folder); "
-                    "no forecast model ships with this version"
-                )
             model = Forecaster.from_pretrained(model)
         return model(self._obj, lead_steps=lead_steps, members=members, **kwargs)
 
