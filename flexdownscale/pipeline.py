@@ -1656,10 +1656,13 @@ class _PhysicalCondition:
             found.append((f"variable {v!r}'s attribute {name!r}", x, f"ds[{v!r}].attrs"))
         if not found:
             scale = (self.condition or {}).get("scale", 1.0)
+            fix = _near_condition_hint(ds, name) or (
+                f"; pass condition=<value> or set ds.attrs[{name!r}] = <value> (or "
+                f"da.attrs[{name!r}] for a DataArray)"
+            )
             raise MissingVariableError(
                 f"model {self.name!r} is conditioned on {name!r} (divided by {scale:g}) but the "
-                "input has no attribute or scalar variable of that name; pass condition=<value> "
-                f"or set ds.attrs[{name!r}] = <value> (or da.attrs[{name!r}] for a DataArray)"
+                f"input has no attribute or scalar variable of that name{fix}"
             )
         where, value, holder = found[0]
         stale = [f for f in found[1:] if not _same_number(f[1], value)]
@@ -1719,6 +1722,8 @@ class _PhysicalCondition:
         from its variables' attribute; sources that disagree with the one used are named in a
         :class:`~flexdownscale.errors.FlexDownscaleWarning`. An input holding several values
         of the condition (along a dimension) raises ``DataError`` first, whatever else it holds.
+        A value of one element (``[4000.0]``, a DataArray along time holding one value), given
+        or read, is that value, as the input's own variable holding one value along time is.
         """
         if self.condition is None:
             if value is not None:
@@ -1743,16 +1748,13 @@ class _PhysicalCondition:
             along_own_dim = held.dims == (name,) and any(name in ds[v].dims for v in ds.data_vars)
             if value is None or along_own_dim:
                 raise DataError(self._several_conditions(held, name, ds.attrs.get(name)))
+        given = value is not None
         if value is None:
             value, source, _ = self._condition_from_input(ds, name)
-        else:
-            self._warn_condition_overrides_input(ds, name, value)
-        try:
-            number = float(value)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{source} = {value!r} is not a number") from err
-        if not math.isfinite(number):
-            raise ConfigError(f"{source} = {value!r}; expected a finite number")
+        # checked before it is compared with the input's (a NaN is refused, not run "as asked")
+        number = _condition_number(value, source)
+        if given:
+            self._warn_condition_overrides_input(ds, name, number)
         seen = self.condition.get("range")
         if seen is not None:
             low, high = float(seen[0]), float(seen[1])
@@ -1773,15 +1775,127 @@ def _same_number(a: Any, b: Any) -> bool:
     """Whether two condition values read from an input are the same number (or, not numbers,
     the same value)."""
     try:
-        return float(a) == float(b)
+        return float(_one_element(a)) == float(_one_element(b))
     except (TypeError, ValueError):
         return repr(a) == repr(b)
+
+
+def _near_condition_hint(ds: xr.Dataset, name: str) -> str:
+    """``"; it has ..."`` naming the input's number held under a name near the condition's
+    ``name`` (``Reynolds_number``, ``Re`` for ``reynolds_number``: the same but for case, a
+    close spelling, or a start of it of two letters or more), with the fix; ``""`` when none.
+    Global attributes, then coordinates and variables of one value, then variables' attributes.
+    """
+    wanted = name.lower()
+
+    def near(candidate: Hashable) -> bool:
+        other = str(candidate).lower()
+        return (
+            other == wanted
+            or (len(other) >= 2 and wanted.startswith(other))
+            or bool(difflib.get_close_matches(other, [wanted], n=1, cutoff=0.8))
+        )
+
+    def number(value: Any) -> float | None:
+        if isinstance(value, bool | np.bool_ | bytes):
+            return None
+        try:
+            out = float(_one_element(value))
+        except (TypeError, ValueError):
+            return None
+        return out if math.isfinite(out) else None
+
+    # (where it is, its value, how to put it under the model's name)
+    found: list[tuple[str, float, str]] = []
+    for key, value in ds.attrs.items():
+        if near(key) and number(value) is not None:
+            fix = f"ds.attrs[{name!r}] = ds.attrs.pop({key!r})"
+            found.append((f"the global attribute {key!r}", number(value), fix))
+    for key in ds.variables:
+        var = ds[key]
+        if near(key) and (var.size == 1 or _one_value(var)) and number(var) is not None:
+            kind = "coordinate" if key in ds.coords else "variable"
+            fix = f"ds = ds.rename({{{str(key)!r}: {name!r}}})"
+            found.append((f"the {kind} {str(key)!r}", number(var), fix))
+    for v in ds.data_vars:
+        for key, value in ds[v].attrs.items():
+            if near(key) and number(value) is not None:
+                fix = f"ds[{str(v)!r}].attrs[{name!r}] = ds[{str(v)!r}].attrs.pop({key!r})"
+                found.append((f"variable {str(v)!r}'s attribute {key!r}", number(value), fix))
+    if not found:
+        return ""
+    where, value, fix = found[0]
+    return (
+        f"; it has {where} = {value!r}: if that is the model's {name!r}, put it under that "
+        f"name ({fix}) or pass condition={value!r}"
+    )
+
+
+def _one_element(value: Any) -> Any:
+    """``value``, or the one value an array-like holds (a list, tuple, numpy array or
+    DataArray of one element, or of several equal ones: a condition along time held at one
+    value, as :func:`_one_value` reads the input's); other array-likes unchanged."""
+    if not isinstance(value, xr.DataArray | np.ndarray | list | tuple):
+        return value
+    try:
+        flat = np.asarray(value.values if isinstance(value, xr.DataArray) else value).ravel()
+    except ValueError:  # ragged nesting
+        return value
+    if flat.size and np.issubdtype(flat.dtype, np.number) and np.all(flat == flat[0]):
+        return flat[0].item()
+    return value
+
+
+def _condition_number(value: Any, source: str) -> float:
+    """The condition ``value`` (from ``source``, in the messages' words) as a finite float: a
+    number, a 0-d value or one of one element (:func:`_one_element`).
+
+    Raises
+    ------
+    ConfigError
+        For anything else, saying what was found: an array-like of several values (a call runs
+        one), of no number, or empty; a text; NaN or an infinite value.
+    """
+    value = _one_element(value)
+    if isinstance(value, xr.DataArray | np.ndarray | list | tuple):
+        kind = type(value).__name__
+        try:
+            flat = np.asarray(value.values if isinstance(value, xr.DataArray) else value).ravel()
+        except ValueError:
+            flat = np.asarray([], dtype=object)
+        along = (
+            f" along {', '.join(map(repr, value.dims))}"
+            if isinstance(value, xr.DataArray) and value.dims
+            else ""
+        )
+        if flat.size and np.issubdtype(flat.dtype, np.number):
+            distinct = np.unique(flat)
+            shown = ", ".join(f"{v:g}" for v in distinct[:4].tolist())
+            more = f", ... ({distinct.size} in all)" if distinct.size > 4 else ""
+            found = f"holds {distinct.size} different values ({shown}{more}){along}"
+        elif flat.size:
+            found = f"holds {flat.size} values of type {flat.dtype}, not numbers"
+        else:
+            found = "is empty"
+        raise ConfigError(
+            f"{source} is a {kind} that {found}; one call runs at one condition: pass a number "
+            "(a 0-d value or one of one element is taken too)"
+        )
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{source} = {value!r} ({type(value).__name__}) is not a number; pass a number"
+        ) from err
+    if not math.isfinite(number):
+        raise ConfigError(f"{source} = {value!r}; expected a finite number")
+    return number
 
 
 def _number_words(value: Any) -> str:
     """A condition value as a message shows it: ``4000.0`` for a number, its repr otherwise."""
     try:
-        return repr(float(value))
+        return repr(float(_one_element(value)))
     except (TypeError, ValueError):
         return repr(value)
 
