@@ -174,6 +174,14 @@ def test_cli_help_gives_the_defaults():
     assert "default: about tile/4" in _help("downscale", "--overlap")
 
 
+def test_demo_case_takes_the_shipped_models_name():
+    """`demo --case era5-t2m-x4` (the model's name) was refused; the case is era5_t2m_x4."""
+    from flexdownscale.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--case", "era5-t2m-x4", "--case", "kolmogorov_x8"])
+    assert args.case == ["era5_t2m_x4", "kolmogorov_x8"]
+
+
 # --------------------------------------------------------------------------------------------
 # 4. the accessor's keywords and arguments
 # --------------------------------------------------------------------------------------------
