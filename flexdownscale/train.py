@@ -1351,6 +1351,84 @@ def _check_process_precision(wanted: str, config: TrainConfig) -> None:
     )
 
 
+#: The validation loss's stream of times and noises: item ``i`` draws from the seed
+#: ``SeedSequence([seed, _VALIDATION_STREAM, i])`` (see :func:`_validation_item_seed`).
+_VALIDATION_STREAM = 1
+
+
+def _validation_item_seed(seed: int, index: int) -> int:
+    """The seed of validation item ``index``'s time and noise in a run of seed ``seed``."""
+    import numpy as np
+
+    high, low = np.random.SeedSequence([seed, _VALIDATION_STREAM, index]).generate_state(2)
+    return int(high) << 32 | int(low)
+
+
+def _item_seeded_loss(
+    objective: Any,
+    model: Callable[..., torch.Tensor],
+    target: torch.Tensor,
+    cond: torch.Tensor | None,
+    phys: torch.Tensor | None,
+    seeds: Sequence[int],
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> torch.Tensor:
+    """The objective's per-sample loss of a batch whose items draw their times and noises each
+    from a generator of their own seed, with one network call for the whole batch.
+
+    ``objective.loss`` draws from one generator for a batch, so an item's draw depended on its
+    place in the batch. Here each item's draws are made alone (``objective.loss`` on the item,
+    with a stand-in network that records its input), the network runs once on the batch of
+    recorded inputs, and each item's loss is computed again from the same draws with its row
+    of the output. The result does not depend on how the items are grouped into batches (up to
+    the float rounding of the batched network).
+
+    Parameters
+    ----------
+    objective
+        The :class:`~flexdownscale.diffusion.Objective`; its ``loss`` calls the network once.
+    model
+        The network, called as ``model(x_t, t, cond, phys=..., task_features=None)``.
+    target, cond, phys
+        The batch: the clean residual ``(B, C, ...)``, the task input (or None) and the
+        physical condition ``(B,)`` (or None).
+    seeds
+        One seed per item of the batch.
+    autocast
+        Makes the context the network runs in (the accelerator's mixed precision).
+
+    Returns
+    -------
+    torch.Tensor
+        The per-sample loss, shape ``(B,)``.
+    """
+
+    def item(rows: torch.Tensor | None, i: int) -> torch.Tensor | None:
+        return None if rows is None else rows[i : i + 1]
+
+    def draw(network: Callable[..., torch.Tensor], i: int) -> torch.Tensor:
+        generator = torch.Generator(device="cpu").manual_seed(seeds[i])
+        return objective.loss(
+            network, target[i : i + 1], item(cond, i), phys=item(phys, i), generator=generator
+        )
+
+    inputs: list[torch.Tensor] = []
+    times: list[torch.Tensor] = []
+
+    def record(x_t: torch.Tensor, t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        inputs.append(x_t)
+        times.append(t.reshape(1))
+        return torch.zeros_like(x_t)  # a network's output has its input's channels
+
+    for i in range(len(seeds)):
+        draw(record, i)
+    with autocast():
+        output = model(torch.cat(inputs), torch.cat(times), cond, phys=phys, task_features=None)
+    losses = [draw(lambda *args, i=i, **kwargs: output[i : i + 1], i) for i in range(len(seeds))]
+    return torch.cat(losses)
+
+
 def _global_random_state() -> dict[str, Any]:
     """This process's global random states (Python, numpy, torch, CUDA): what the training
     noise is drawn from."""
@@ -3385,10 +3463,13 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation on the held-out split: the loss, and sampled skill with the EMA weights.
+        """Validation on the held-out split: the loss with the raw (trained) weights, and
+        sampled skill with the EMA weights.
 
-        Runs on the main process (the others wait). The loss uses fixed noise and times (one seeded
-        generator), so evaluations are comparable; the skill is computed in normalized units on
+        Runs on the main process (the others wait). The loss is the objective's over every item
+        of the split, each item with its own time and noise, drawn from the run's seed and the
+        item's index: the same at every evaluation, whatever the micro-batch size or the number
+        of processes, so evaluations are comparable. The skill is computed in normalized units on
         ``eval_fields`` validation fields spread evenly over the split
         (:func:`validation_indices`) with ``eval_members`` members.
 
@@ -3451,7 +3532,6 @@ class Trainer:
         was_training = model.training
         model.eval()
         device = self.accelerator.device
-        generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
         # its own generator: iterating a DataLoader without one draws a seed from the global
         # RNG, which made the training noise depend on when (and on which rank) validation ran
         loader = torch.utils.data.DataLoader(
@@ -3462,12 +3542,20 @@ class Trainer:
         total, count = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            residual = batch["fine"] - batch["base"]
-            with self.accelerator.autocast():
-                loss = self.objective.loss(
-                    model, residual, batch["cond"], phys=batch.get("phys"), generator=generator
-                )
-            total += float(loss.float().sum())
+            # each item's time and noise come from its own seed (the run's seed and the item's
+            # index), the same at every evaluation whatever the batches: one generator for the
+            # split made val/loss depend on micro_batch_size, so on the number of processes
+            seeds = [_validation_item_seed(config.seed, int(i)) for i in batch["index"]]
+            loss = _item_seeded_loss(
+                self.objective,
+                model,
+                batch["fine"] - batch["base"],
+                batch["cond"],
+                batch.get("phys"),
+                seeds,
+                autocast=self.accelerator.autocast,
+            )
+            total += float(loss.double().sum())
             count += loss.shape[0]
         metrics = {"val/loss": total / max(1, count)}
 

@@ -134,3 +134,78 @@ def test_fp16_on_a_cpu_warns_and_records_fp32(tmp_path, shared_data):
     assert folder.extra["training_setup"]["mixed_precision"] == "no"
     assert "precision: fp32 (precision = 'fp16' has no effect on a CPU)\n" in folder.card
     assert folder.extra["training_config"]["precision"] == "fp16"  # the setting as given
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. the validation loss does not depend on the batches
+
+
+class _Toy(torch.nn.Module):
+    """A network of the objectives' interface: one convolution, scaled by the time and by the
+    mean of the task input (so that every argument reaches the output)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x, t, cond=None, *, phys=None, task_features=None):
+        scale = t.reshape(-1, 1, 1, 1) + cond.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1)
+        if phys is not None:
+            scale = scale + phys.reshape(-1, 1, 1, 1)
+        return self.conv(x) * scale
+
+
+@pytest.mark.parametrize("objective", ["vp", "flow", "idff"])
+def test_item_seeded_loss_is_each_items_own_loss_in_one_network_call(objective):
+    from flexdownscale.config import DiffusionConfig
+    from flexdownscale.diffusion import build_objective
+    from flexdownscale.train import _item_seeded_loss
+
+    built = build_objective(DiffusionConfig(objective=objective))
+    torch.manual_seed(0)
+    network = _Toy(2 * built.channel_factor)
+    calls = []
+    network.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    target, cond, phys = torch.randn(5, 2, 8, 8), torch.randn(5, 3, 8, 8), torch.rand(5)
+    seeds = [11, 2**63 + 5, 0, 7, 123456789]
+    with torch.no_grad():
+        batched = _item_seeded_loss(built, network, target, cond, phys, seeds)
+        assert calls == [5]  # the network ran once, on the batch
+        alone = torch.cat(
+            [
+                built.loss(
+                    network,
+                    target[i : i + 1],
+                    cond[i : i + 1],
+                    phys=phys[i : i + 1],
+                    generator=torch.Generator().manual_seed(seed),
+                )
+                for i, seed in enumerate(seeds)
+            ]
+        )
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_loss_is_the_same_for_any_micro_batch(tmp_path, shared_data):
+    config = _config(
+        tmp_path,
+        shared_data,
+        "validation",
+        steps=1,
+        batch_size=8,
+        eval_fields=1,
+        eval_members=1,
+        data={"validation": ["2019-03-24T00", "2019-03-24T07"]},  # 8 items
+    )
+    trainer = Trainer(config)
+    losses = {}
+    with torch.no_grad():  # as evaluate() runs it
+        for micro in (1, 2, 3, 8):
+            trainer.micro_batch_size = micro  # the batches validation reads
+            losses[micro] = trainer._evaluate_main()["val/loss"]
+        again = trainer._evaluate_main()["val/loss"]
+    assert losses[1] == pytest.approx(losses[8], rel=1e-6)
+    assert losses[2] == pytest.approx(losses[8], rel=1e-6)
+    assert losses[3] == pytest.approx(losses[8], rel=1e-6)
+    assert again == losses[8]  # the same at every evaluation
+
