@@ -3782,6 +3782,29 @@ class Trainer:
         values = to_dict(dataclasses.replace(self.config, model=self._model_config()))
         return _json_plain(values)
 
+    def _ema_line(self) -> str:
+        """The model card's line on the exported weights' average: the decay its warm-up had
+        reached at the last update (``optim.ema_decay`` is reached only after many updates:
+        8990 for 0.999, so a 1000-step run ends at 0.991)."""
+        decay, updates = self.ema.decay, self.ema.updates
+        # the first update whose warm-up decay (1 + n) / (10 + n) reaches the configured one
+        full = max(1, math.ceil((10.0 * decay - 1.0) / (1.0 - decay) - 1e-9))
+        warm_up = f"warm-up min({decay:g}, (1 + n) / (10 + n)) at update n"
+        if updates == 0:
+            return f"- EMA of the weights (exported): no update yet; {warm_up}\n"
+        reached = min(decay, (1.0 + updates) / (10.0 + updates))
+        span = round(1.0 / (1.0 - reached))  # the average's time scale, in steps
+        if updates >= full:
+            return (
+                f"- EMA of the weights (exported): decay {decay:g} over its last updates, "
+                f"reached at update {full} ({warm_up}; {updates} updates)\n"
+            )
+        return (
+            f"- EMA of the weights (exported): decay {reached:.4g} at its last update "
+            f"({updates}; {warm_up}, which reaches {decay:g} at update {full}), an average "
+            f"over about the last {span} step{'s' if span != 1 else ''}\n"
+        )
+
     def _trained_precision(self) -> str:
         """The precision the run's last launch that trained ran in (``launches.jsonl``), in
         accelerate's words (``"no"`` is fp32); this launch's when none is recorded (an export
@@ -4002,6 +4025,7 @@ class Trainer:
             f"## Training\n\n- optimiser steps: {self.progress.step}, samples seen: "
             f"{self.progress.samples}, global batch: {config.batch_size}\n"
             f"{self._training_lines()}"
+            f"{self._ema_line()}"
             f"- optimiser: {config.optim.optimizer}, lr {config.optim.lr}, EMA {config.optim.ema_decay}\n"
             f"{started}"
             f"{history}\n"

@@ -209,3 +209,26 @@ def test_validation_loss_is_the_same_for_any_micro_batch(tmp_path, shared_data):
     assert losses[3] == pytest.approx(losses[8], rel=1e-6)
     assert again == losses[8]  # the same at every evaluation
 
+
+# ---------------------------------------------------------------------------------------------
+# 5. the card's EMA line
+
+
+def test_the_card_gives_the_ema_decay_reached_at_the_end(tmp_path, shared_data):
+    from flexdownscale.hub import load_model_folder
+
+    trainer = Trainer(_config(tmp_path, shared_data, "ema", micro_batch_size=4))
+    trainer.fit()
+    card = load_model_folder(tmp_path / "ema" / "run" / "model").card
+    # two updates: the warm-up's (1 + 2) / (10 + 2) = 0.25, not the configured 0.999
+    assert (
+        "- EMA of the weights (exported): decay 0.25 at its last update (2; warm-up "
+        "min(0.999, (1 + n) / (10 + n)) at update n, which reaches 0.999 at update 8990), an "
+        "average over about the last 1 step\n"
+        "- optimiser: adamw, lr 0.001, EMA 0.999\n"
+    ) in card
+    trainer.ema.updates = 1000  # the default run's end
+    assert "decay 0.9911 at its last update (1000;" in trainer._ema_line()
+    assert "about the last 112 steps" in trainer._ema_line()
+    trainer.ema.updates = 9000
+    assert "decay 0.999 over its last updates, reached at update 8990" in trainer._ema_line()
