@@ -30,7 +30,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -892,6 +892,66 @@ def _conserve_coarse_cells(
         ratio = np.where(dry, 0.0, ratio)
         out[..., c, :, :] = x * blocks(ratio) + blocks(shift)
     return out, signed_blocks
+
+
+#: How far (in the model's standard deviations, after its transform) an input value may lie
+#: from its training mean before the call warns: a Gaussian field reaches 8 sigma in one cell
+#: of 10**15; what lies beyond is a fill value not decoded, a field scaled or shifted, or
+#: another regime than the model saw (its output there is unreliable)
+FAR_FROM_TRAINING = 8.0
+
+
+def _warn_far_from_training(
+    z: np.ndarray,
+    values: np.ndarray,
+    normalizer: Any,
+    variables: Sequence[str],
+    position: Callable[[np.ndarray], str],
+    token: list[bool] | None,
+) -> None:
+    """One :class:`SkillWarning` for the normalized input ``z`` (channels on axis 1, as
+    ``values``, the physical values) holding values more than :data:`FAR_FROM_TRAINING`
+    standard deviations from the model's training mean, per call: ``token`` (``[True]``
+    until a block takes it; ``None``: warn) is shared by a lazy call's blocks. Variables
+    normalized through a transform (``log1p``: heavy-tailed by design) are not checked."""
+    far = np.zeros(z.shape, dtype=bool)
+    for k, name in enumerate(variables):
+        if normalizer.stats[name].transform == "none":
+            far[:, k] = np.abs(z[:, k]) > FAR_FROM_TRAINING
+    if not far.any():
+        return
+    if token is not None:
+        try:
+            token.pop()
+        except IndexError:
+            return
+    parts = []
+    for k, name in enumerate(variables):
+        count = int(far[:, k].sum())
+        if not count:
+            continue
+        stats = normalizer.stats[name]
+        units = f" {stats.units}" if stats.units not in (None, "", "1") else ""
+        worst = np.unravel_index(
+            int(np.argmax(np.where(far[:, k], np.abs(z[:, k]), 0.0))), z[:, k].shape
+        )
+        index = np.array([worst[0], k, worst[1], worst[2]])
+        parts.append(
+            f"{name!r}: {count} of {far[:, k].size} values (the farthest "
+            f"{values[tuple(index)]:g}{units}, {z[tuple(index)]:+.0f} sigma, at "
+            f"{position(index)}; trained on {stats.mean:.4g} +- {stats.std:.3g}{units})"
+        )
+    warnings.warn(
+        "the input lies more than "
+        f"{FAR_FROM_TRAINING:g} standard deviations from the model's training mean: "
+        + "; ".join(parts)
+        + ". The model never saw such values and its output there is unreliable. An undecoded "
+        "fill value (mask it: ds.where(ds != fill), then fill it like a NaN), a field in other "
+        "units or scaled, or another regime than the model was trained on?"
+        + ("" if token is None else " (counted in the first block of this lazy call to hold them)"),
+        SkillWarning,
+        stacklevel=2,
+    )
 
 
 def _warn_signed_blocks(
@@ -3304,6 +3364,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 + f"; {int(invalid.sum())} such values in this block): is it a fill value that "
                 "was not decoded? Mask it (ds.where(...)) and fill it like a NaN"
             )
+        _warn_far_from_training(
+            z, coarse, self.normalizer, self.variables, position, params.get("far_token")
+        )
         phys_value = params.get("phys")
         conserve = params.get("conserve")
         # Non-periodic dims: the field is reflect-padded to a multiple of the backbone's
@@ -3782,6 +3845,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 (float(region[x].values[0]), float(spec.dx)),
             ),
             "bbox_halo": bbox_halo,
+            "far_token": [True] if lazy else None,  # one warning of far values per call
             "conserve": conserve_params,
             "progress": bool(progress) and not lazy,
             "phys": (
@@ -4392,6 +4456,15 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 "the past frames hold values outside what the model's normalization accepts "
                 "(a fill value that was not decoded?); mask them (ds.where(...)) and fill them"
             )
+
+        def position(index: np.ndarray) -> str:
+            t, _, row, col = (int(i) for i in index)
+            return (
+                f"{spec.time} = {past[spec.time].values[t]}, {spec.y} = "
+                f"{past[spec.y].values[row]}, {spec.x} = {past[spec.x].values[col]}"
+            )
+
+        _warn_far_from_training(z, raw, self.normalizer, self.variables, position, None)
         # Per axis, as in the Downscaler: a periodic axis stays exact in the sampler and the
         # network sees it with wrapped-around halos (TiledDenoiser's wrap, rebuilt from the state
         # at every network call); a non-periodic one is reflect-padded at its end to a multiple
