@@ -20,7 +20,7 @@ one spectrum figure per condition, ``<case>_panels_<i>.png`` and ``<case>_spectr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -439,7 +439,7 @@ def run_demo(
     members: int = 8,
     seed: int = 0,
     progress: bool = True,
-    cases: tuple[str, ...] | None = None,
+    cases: str | Sequence[str] | None = None,
     log: Callable[[str], Any] | None = print,
 ) -> DemoResult:
     """Run the demo and write its files into ``output`` (created if needed).
@@ -457,7 +457,9 @@ def run_demo(
     progress
         Show a progress bar over the steps.
     cases
-        Names of the cases to run (default: all; ``"era5_t2m_x4"``, ``"kolmogorov_x8"``).
+        Names of the cases to run (default: all; ``"era5_t2m_x4"``, ``"kolmogorov_x8"``, or
+        their shipped models' names ``"era5-t2m-x4"``, ``"kolmogorov-x8"``); one name alone is
+        one case.
     log
         Where to print the summary (``None``: silent).
 
@@ -470,6 +472,10 @@ def run_demo(
         raise ConfigError(f"members = {members!r}; the demo needs an ensemble of at least 2")
     chosen = CASES
     if cases is not None:
+        if isinstance(cases, str):  # one case named alone, not its letters
+            cases = (cases,)
+        # a case's name (era5_t2m_x4) or, the same with hyphens, its shipped model's (era5-t2m-x4)
+        cases = tuple(c.replace("-", "_") if isinstance(c, str) else c for c in cases)
         known = {c.name: c for c in CASES}
         unknown = [c for c in cases if c not in known]
         if unknown:

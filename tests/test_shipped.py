@@ -249,15 +249,17 @@ def test_demo_cli_and_bad_arguments(tmp_path, capsys):
     twice = run_demo(
         tmp_path / "twice",
         members=2,
-        cases=("era5_t2m_x4", "era5_t2m_x4"),
+        cases=("era5_t2m_x4", "era5-t2m-x4"),  # the case's name and its shipped model's
         log=None,
         progress=False,
     )
     assert (tmp_path / "twice" / "report.md").read_text().count("## ERA5 2 m temperature") == 1
     assert len(twice.files) == len(set(twice.files))
-    json.dumps(
-        run_demo(tmp_path, members=2, cases=("era5_t2m_x4",), log=None, progress=False).skill
-    )
+    one = run_demo(tmp_path, members=2, cases="era5_t2m_x4", log=None, progress=False)
+    assert list(one.skill) == ["era5_t2m_x4"]  # one name alone is one case, not its letters
+    json.dumps(one.skill)
+    with pytest.raises(ConfigError, match=r"unknown demo case\(s\) \['nope'\]"):
+        run_demo(tmp_path, members=2, cases="nope")
 
 
 def test_demo_never_overwrites_files_of_yours(tmp_path, capsys):
