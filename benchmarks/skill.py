@@ -77,6 +77,19 @@ CASE_FIELDS: dict[str, int | None] = {"era5-t2m-x4": None, "kolmogorov-x8": 4}
 REPORT_FIELDS: dict[str, int | None] = {"era5-t2m-x4": 42, "kolmogorov-x8": 4}
 #: Cases on which the sampler variants run (they cost 10-20 network calls per member).
 CASE_VARIANTS = ("era5-t2m-x4",)
+#: How ``lsd`` and ``spectral_ratio_small`` are computed now (recorded in every saved case).
+SPECTRAL_DEFINITION = (
+    "FFT spectra on a doubly periodic grid (DCT elsewhere), averaged over the complete annuli "
+    "only (wavenumbers up to the Nyquist wavenumber of the FFT, the highest complete one of the "
+    "DCT)"
+)
+#: The definition of the reports saved before ``SPECTRAL_DEFINITION`` was recorded.
+EARLIER_SPECTRAL_DEFINITION = (
+    "DCT spectra on every grid, the periodic Kolmogorov box included; the LSD averaged over "
+    "every bin, the partly filled corner bins beyond the Nyquist wavenumber included, and "
+    "spectral_ratio_small over the wavenumbers in (0.75, 1] x Nyquist (the definitions before "
+    "reviewer-126's findings)"
+)
 CARD_MARKER = "<!-- skill table: written by benchmarks/skill.py --write-cards -->"
 CARD_END = "<!-- end of skill table -->"
 #: Sampler settings tried on the shipped model besides its default (label -> settings).
@@ -410,9 +423,39 @@ def _case_json(case: str, out: Path = RESULTS) -> Path:
     return out / f"skill_{case}.json"
 
 
+def _is_comparison_row(label: str) -> bool:
+    return label.split(",")[0] in COMPARISON_VARIANTS
+
+
+def carry_saved_rows(case: str, result: dict[str, Any], out: Path = RESULTS) -> list[str]:
+    """Keep the comparison rows of the saved ``skill_<case>.json`` that this run did not
+    compute (their models are not under ``runs/compare/<case>`` here), with their sampling
+    times, each marked in ``result["carried_rows"]`` with the spectral definition it was
+    scored with (its labels, in the saved order)."""
+    path = _case_json(case, out)
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text())
+    definition = saved.get("spectral_definition", EARLIER_SPECTRAL_DEFINITION)
+    earlier = saved.get("carried_rows", {})
+    carried = {}
+    for label, row in saved.get("rows", {}).items():
+        if label in result["rows"] or not _is_comparison_row(label):
+            continue
+        result["rows"][label] = row
+        if label in saved.get("seconds", {}):
+            result["seconds"][label] = saved["seconds"][label]
+        carried[label] = earlier.get(label, {"definition": definition, "command": saved["command"]})
+    result["carried_rows"] = carried
+    return list(carried)
+
+
 def save_case(case: str, result: dict[str, Any], command: str, out: Path = RESULTS) -> None:
     """Keep one case's results (without the card) for the report: cases can be rerun alone."""
-    record = {k: v for k, v in result.items() if k != "card"} | {"command": command}
+    record = {k: v for k, v in result.items() if k != "card"} | {
+        "command": command,
+        "spectral_definition": SPECTRAL_DEFINITION,
+    }
     _case_json(case, out).write_text(json.dumps(record, indent=1, default=str))
 
 
@@ -464,6 +507,29 @@ def _comparison_note(case: str, res: dict[str, Any]) -> list[str]:
     ]
 
 
+def _carried_note(case: str, res: dict[str, Any], carried: dict[str, dict[str, str]]) -> list[str]:
+    """The note under a table on its spectral definition, and on rows kept from an earlier run
+    (:func:`carry_saved_rows`)."""
+    current = res.get("spectral_definition", EARLIER_SPECTRAL_DEFINITION)
+    if not carried:
+        return [f"`lsd` and `spectral_ratio_small`: {current}.", ""]
+    by_run: dict[tuple[str, str], list[str]] = {}
+    for label, where in carried.items():
+        by_run.setdefault((where["command"], where["definition"]), []).append(label)
+    lines = [f"`lsd` and `spectral_ratio_small`: {current}, except in the rows marked (*).", ""]
+    for (command, definition), labels in by_run.items():
+        lines += [
+            f"(*) Not re-sampled in this run (the comparison models' runs are not under "
+            f"`runs/compare/{case}` on this machine; retraining them is not part of a "
+            f"re-scoring): {len(labels)} row(s) kept from the earlier `{command}`, their "
+            "rmse, rfne, crps, spread_skill and sampling times as measured then, and their "
+            f"`lsd` and `spectral_ratio_small` with its definition: {definition}. Those two "
+            "columns are not comparable with the other rows'.",
+            "",
+        ]
+    return lines
+
+
 def write_report(out: Path = RESULTS) -> Path:
     """``out/skill.md`` from every case's results saved in ``out`` (``skill_<case>.json``); a
     case not run into ``out`` is named as missing."""
@@ -507,12 +573,16 @@ def write_report(out: Path = RESULTS) -> Path:
             "| prediction | " + " | ".join(cols) + " |",
             "|---|" + "---|" * len(cols),
         ]
+        carried = res.get("carried_rows", {})
         for name, row in res["rows"].items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+            mark = " (*)" if name in carried else ""
+            lines.append(f"| {name}{mark} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+        lines += ["", *_carried_note(case, res, carried)]
         lines += [
-            "",
             "Sampling wall time on this machine (all fields, all members): "
-            + "; ".join(f"{k} {v:.0f} s" for k, v in res["seconds"].items())
+            + "; ".join(
+                f"{k} {v:.0f} s{' (*)' if k in carried else ''}" for k, v in res["seconds"].items()
+            )
             + ".",
             "",
         ]
@@ -622,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case}: {results[case]['total_seconds']:.0f} s")
         for name, row in results[case]["rows"].items():
             print(f"  {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()))
+        kept = carry_saved_rows(case, results[case], out)
+        if kept:
+            print(f"  kept from the saved report (not re-sampled): {', '.join(kept)}")
         save_case(case, results[case], command.strip(), out)
         if args.write_cards:
             write_card(case, results[case]["card"])

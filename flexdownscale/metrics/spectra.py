@@ -72,8 +72,6 @@ from flexdownscale.metrics._utils import (
 from flexdownscale.units import linear_conversion, quantity_kind, same_units
 
 __all__ = [
-    "complete_bins",
-    "default_method",
     "kinetic_energy_spectrum",
     "log_spectral_distance",
     "power_spectrum",
