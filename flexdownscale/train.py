@@ -401,8 +401,76 @@ class Lion(torch.optim.Optimizer):
         return loss
 
 
+def _parameter_groups(
+    model: torch.nn.Module, weight_decay: float
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """The optimiser's parameter groups: weight decay on the weight matrices and kernels only.
+
+    Parameters of one dimension (biases, the gains and shifts of normalization layers,
+    embedding biases) get no weight decay, as is common practice: decaying them pulls the
+    normalization gains towards 0 and shifts the biases without regularising anything.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose parameters (all of them, in ``model.parameters()`` order) are grouped.
+    weight_decay : float
+        ``optim.weight_decay``, given to the group of parameters of two or more dimensions.
+
+    Returns
+    -------
+    groups : list of dict
+        ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...],
+        "weight_decay": 0.0}]``, for :func:`build_optimizer`; a group without parameters is
+        left out.
+    positions : list of list of int
+        For each group, the positions of its parameters in ``model.parameters()`` (what a state
+        saved with a single group is mapped by).
+    """
+    decayed: list[int] = []
+    kept: list[int] = []
+    parameters = list(model.parameters())
+    for position, parameter in enumerate(parameters):
+        (decayed if parameter.ndim >= 2 else kept).append(position)
+    groups, positions = [], []
+    for where, decay in ((decayed, weight_decay), (kept, 0.0)):
+        if where:
+            groups.append({"params": [parameters[k] for k in where], "weight_decay": decay})
+            positions.append(where)
+    return groups, positions
+
+
+def _single_group_states(
+    positions: list[list[int]], converted: list[bool]
+) -> Callable[[torch.optim.Optimizer, dict[str, Any]], dict[str, Any] | None]:
+    """A ``load_state_dict`` pre-hook that maps an optimiser state saved with a single parameter
+    group (by versions that decayed every parameter) onto the groups of
+    ``_parameter_groups``: each parameter keeps its own moments. ``converted`` gets ``True``
+    when a state was mapped."""
+
+    def hook(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any] | None:
+        saved = state.get("param_groups", [])
+        count = sum(len(where) for where in positions)
+        if len(saved) != 1 or len(positions) == 1 or len(saved[0]["params"]) != count:
+            return None  # the same layout, or not this model's (torch says what differs)
+        ids = saved[0]["params"]
+        groups = [
+            {**saved[0], "params": [ids[k] for k in where], "weight_decay": group["weight_decay"]}
+            for group, where in zip(optimizer.param_groups, positions)
+        ]
+        converted.append(True)
+        return {**state, "param_groups": groups}
+
+    return hook
+
+
 def build_optimizer(params: Any, config: Any) -> torch.optim.Optimizer:
-    """The optimiser named by ``config.optimizer`` (an :class:`~flexdownscale.config.OptimConfig`)."""
+    """The optimiser named by ``config.optimizer`` (an :class:`~flexdownscale.config.OptimConfig`).
+
+    ``params`` are parameters or parameter groups (``_parameter_groups``: the trainer's, with
+    no weight decay on 1-D parameters); ``config.weight_decay`` is the default of a group that
+    sets none.
+    """
     kwargs = {"lr": config.lr, "betas": tuple(config.betas), "weight_decay": config.weight_decay}
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, **kwargs)
@@ -1708,7 +1776,15 @@ class Trainer:
         else:
             self.model = build_model(self._model_config())
         self.objective = build_objective(config.diffusion)
-        self.optimizer = build_optimizer(self.model.parameters(), config.optim)
+        # no weight decay on 1-D parameters (biases, normalization gains): two groups
+        groups, self._group_positions = _parameter_groups(self.model, config.optim.weight_decay)
+        self.optimizer = build_optimizer(groups, config.optim)
+        # a state of an earlier version holds one group (weight decay on every parameter):
+        # its moments are mapped onto these groups when it loads
+        self._converted_groups: list[bool] = []
+        self.optimizer.register_load_state_dict_pre_hook(
+            _single_group_states(self._group_positions, self._converted_groups)
+        )
         # the EMA starts from the model's weights: the source's, for a fine-tuning run
         self.ema = EMA(self.model, config.optim.ema_decay).to(acc.device)
         if acc.process_index > 0:
@@ -2879,7 +2955,17 @@ class Trainer:
         optim = self.config.optim
         for group in self.optimizer.param_groups:
             group["betas"] = tuple(optim.betas)
-            group["weight_decay"] = optim.weight_decay
+            # no weight decay on 1-D parameters (see _parameter_groups)
+            matrices = all(parameter.ndim >= 2 for parameter in group["params"])
+            group["weight_decay"] = optim.weight_decay if matrices else 0.0
+        if self._converted_groups and optim.weight_decay > 0 and len(self._group_positions) > 1:
+            self.accelerator.print(
+                f"flexdownscale.train: the state's optimiser decays every parameter (one "
+                f"parameter group, as earlier versions did); from step {self.progress.step} "
+                f"on, optim.weight_decay = {optim.weight_decay:g} applies to the parameters of "
+                f"two or more dimensions only ({len(self._group_positions[1])} 1-D parameters, "
+                "biases and normalization gains, are no longer decayed)"
+            )
         marker = _read_json_file(latest / STATE_MARKER, "the state's completion marker")
         if marker.get("step") != self.progress.step:
             raise CheckpointError(

@@ -232,3 +232,64 @@ def test_the_card_gives_the_ema_decay_reached_at_the_end(tmp_path, shared_data):
     assert "about the last 112 steps" in trainer._ema_line()
     trainer.ema.updates = 9000
     assert "decay 0.999 over its last updates, reached at update 8990" in trainer._ema_line()
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. no weight decay on 1-D parameters
+
+
+def _groups_by_name(trainer: Trainer) -> list[tuple[float, set[str]]]:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    return [
+        (group["weight_decay"], {names[id(p)] for p in group["params"]})
+        for group in trainer.optimizer.param_groups
+    ]
+
+
+def test_weight_decay_spares_one_dimensional_parameters(tmp_path, shared_data):
+    config = _config(tmp_path, shared_data, "decay", optim={"warmup_steps": 1, "weight_decay": 0.1})
+    trainer = Trainer(config)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    matrices = {name for name, p in model.named_parameters() if p.ndim >= 2}
+    vectors = {name for name, p in model.named_parameters() if p.ndim < 2}
+    assert len(vectors) > 100  # biases and normalization gains of the tiny preset
+    assert _groups_by_name(trainer) == [(0.1, matrices), (0.0, vectors)]
+
+
+def test_a_state_with_one_parameter_group_resumes_with_each_parameters_moments(
+    tmp_path, shared_data, monkeypatch, capsys
+):
+    import flexdownscale.train as train
+
+    def one_group(model, weight_decay):  # as earlier versions built the optimiser
+        parameters = list(model.parameters())
+        return [{"params": parameters, "weight_decay": weight_decay}], [
+            list(range(len(parameters)))
+        ]
+
+    optim = {"warmup_steps": 1, "weight_decay": 0.1}
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_parameter_groups", one_group)
+        old = Trainer(_config(tmp_path, shared_data, "old", steps=1, optim=optim))
+        old.fit()
+    assert len(old.optimizer.param_groups) == 1
+    model = old.accelerator.unwrap_model(old.model)
+    saved = {
+        name: old.optimizer.state[p]["exp_avg_sq"].clone() for name, p in model.named_parameters()
+    }
+
+    capsys.readouterr()
+    resumed = Trainer(_config(tmp_path, shared_data, "old", steps=2, optim=optim), resume=True)
+    resumed.load_latest_state()
+    assert "1-D parameters, biases and normalization gains, are no longer decayed" in (
+        capsys.readouterr().out
+    )
+    model = resumed.accelerator.unwrap_model(resumed.model)
+    matrices = {name for name, p in model.named_parameters() if p.ndim >= 2}
+    vectors = {name for name, p in model.named_parameters() if p.ndim < 2}
+    assert _groups_by_name(resumed) == [(0.1, matrices), (0.0, vectors)]
+    for name, parameter in model.named_parameters():  # each its own, not a neighbour's
+        assert torch.equal(resumed.optimizer.state[parameter]["exp_avg_sq"], saved[name]), name
+    resumed.fit()
+    assert resumed.progress.step == 2
