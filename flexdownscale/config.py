@@ -428,7 +428,8 @@ class OptimConfig(_Section):
     betas : tuple of (float, float), default (0.9, 0.999)
         Momentum coefficients, each in [0, 1).
     weight_decay : float, default 0.0
-        Decoupled (adamw, lion) or L2 (adam) weight decay, >= 0.
+        Decoupled (adamw, lion) or L2 (adam) weight decay, >= 0, on the parameters of two or
+        more dimensions (weights); 1-D parameters (biases, normalization gains) are not decayed.
     warmup_steps : int, default 100
         Linear warm-up steps (>= 0).
     schedule : {"cosine", "constant"}, default "cosine"

@@ -530,7 +530,9 @@ def test_resume_applies_changed_optimiser_settings_and_refuses_another_optimiser
     assert resumed.ema.decay == 0.5  # the saved 0.999 no longer wins
     for group in resumed.optimizer.param_groups:
         assert tuple(group["betas"]) == (0.5, 0.9)
-        assert group["weight_decay"] == 0.1
+        # 1-D parameters (biases, normalization gains) are never decayed (reviewer-129)
+        one_dimensional = all(p.ndim < 2 for p in group["params"])
+        assert group["weight_decay"] == (0.0 if one_dimensional else 0.1)
     assert resumed.ema.updates == 1  # the rest of the state is the saved one
     lion = _config(tmp_path, shared_data, optim={"warmup_steps": 1, "optimizer": "lion"})
     with pytest.raises(errors.CheckpointError, match=r"optim.optimizer = 'adamw'.*'lion'"):
