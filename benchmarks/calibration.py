@@ -123,7 +123,7 @@ def _definition_note(res: dict[str, Any]) -> list[str]:
     return [
         "(*) `lsd` and `spectral_ratio_small` of this case (the columns, the LSD check and the "
         "LSDs marked (*)) were scored with an earlier definition and not re-measured since (the "
-        "SDE rows cost 20 to 25 minutes each here): "
+        "SDE rows took 15 to 25 minutes each on this shared 2-core CPU): "
         + res.get("spectral_definition", skill.EARLIER_SPECTRAL_DEFINITION)
         + ". They are not comparable with the current definition's ("
         + skill.SPECTRAL_DEFINITION
@@ -274,7 +274,9 @@ def write_report(out: Path = RESULTS) -> Path:
             [
                 "The log-spectral distances compared below are those of the tables above, "
                 f"scored with the earlier definition in {', '.join(earlier)} (marked (*)); "
-                "they were not re-measured with the current one.",
+                "they were not re-measured with the current one. `skill.md` scores the "
+                "default and the interpolation baselines with the current definition, where "
+                "such comparisons can come out otherwise: compare LSDs within one definition.",
                 "",
             ]
             if earlier

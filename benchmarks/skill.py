@@ -132,6 +132,9 @@ def validation_truth(case: str, fields: int | None = None) -> xr.Dataset:
             sel = sel.reset_index("sample").drop_vars(["trajectory", "time"])
             parts.append(sel.expand_dims(reynolds_number=[re]))
         fine = normalize_grid(xr.concat(parts, "reynolds_number"))
+        # the concatenation keeps the first file's global reynolds_number (1000) for every
+        # field: dropped, the coordinate holds each field's, passed as condition= by downscale
+        fine.attrs.pop("reynolds_number", None)
         sample_dim = "sample"
     spec = grid_spec(fine[var])
     f = data.factor
