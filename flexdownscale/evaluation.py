@@ -986,10 +986,24 @@ def _truth_on_prediction_grid(
 
 def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) -> Any:
     """The truth at the prediction's times, else DataError naming the missing ones (each time
-    once: forecasts from several starts repeat the valid times where they overlap)."""
+    once: forecasts from several starts repeat the valid times where they overlap). A time dim
+    without values in either file is matched by position (the same number of fields)."""
     from .errors import DataError
     from .metrics._utils import _calendar
 
+    if dim not in pred.indexes or dim not in truth.indexes:  # a dim without time values
+        if pred.sizes[dim] != truth.sizes[dim]:
+            which = [
+                n for n, ds in (("prediction", pred), ("truth", truth)) if dim not in ds.indexes
+            ]
+            raise DataError(
+                f"the {' and the '.join(which)} {'have' if len(which) > 1 else 'has'} no {dim} "
+                f"values, so the fields are matched by position, but the prediction has "
+                f"{pred.sizes[dim]} and the truth {truth.sizes[dim]}; give both files their "
+                f"{dim} values (ds.assign_coords({dim}=...)) or cut the truth to the predicted "
+                "fields"
+            )
+        return truth
     wanted = pred.indexes[dim]
     ours, theirs = _calendar(wanted), _calendar(truth.indexes[dim])
     if ours is not None and theirs is not None and ours != theirs:
