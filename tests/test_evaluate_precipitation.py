@@ -256,23 +256,18 @@ def test_the_variables_own_transform_attribute_counts_without_the_model_folder(t
     truth = _rain().assign_attrs(standard_name="unknown")
     pred = _drizzle(truth)
     moved = {"flexdownscale_model": str(tmp_path / "moved-away")}
-    folder = tmp_path / "a"
-    folder.mkdir()
-    xr.Dataset({"rr": pred.assign_attrs(flexdownscale_transform="log1p")}, attrs=moved).to_netcdf(
-        folder / "pred.nc"
-    )
-    xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
-    _, (row,) = _report(folder)
-    assert row["wet fraction (truth)"] == pytest.approx(float((truth > TEN_MINUTES).mean()))
+    rows = {}
     # another transform, or none recorded, is no precipitation (without a standard_name)
-    folder = tmp_path / "b"
-    folder.mkdir()
-    xr.Dataset({"rr": pred.assign_attrs(flexdownscale_transform="sqrt")}, attrs=moved).to_netcdf(
-        folder / "pred.nc"
-    )
-    xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
-    _, (row,) = _report(folder)
-    assert "wet fraction (truth)" not in row
+    for transform in ("log1p", "sqrt"):
+        folder = tmp_path / transform
+        folder.mkdir()
+        marked = pred.assign_attrs(flexdownscale_transform=transform)
+        xr.Dataset({"rr": marked}, attrs=moved).to_netcdf(folder / "pred.nc")
+        xr.Dataset({"rr": truth}).to_netcdf(folder / "truth.nc")
+        _, (rows[transform],) = _report(folder)
+    wet = float((truth >= TEN_MINUTES).mean())
+    assert rows["log1p"]["wet fraction (truth)"] == pytest.approx(wet)
+    assert "wet fraction (truth)" not in rows["sqrt"]
 
 
 def test_the_report_says_the_device_batch_size_and_threads_and_the_bbox(tmp_path):
