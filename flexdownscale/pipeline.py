@@ -912,12 +912,19 @@ def _warn_far_from_training(
     """One :class:`SkillWarning` for the normalized input ``z`` (channels on axis 1, as
     ``values``, the physical values) holding values more than :data:`FAR_FROM_TRAINING`
     standard deviations from the model's training mean, per call: ``token`` (``[True]``
-    until a block takes it; ``None``: warn) is shared by a lazy call's blocks. Variables
-    normalized through a transform (``log1p``: heavy-tailed by design) are not checked."""
+    until a block takes it; ``None``: warn) is shared by a lazy call's blocks. Not checked,
+    being heavy-tailed: variables normalized through a transform (``log1p``), and a block's
+    values of a variable that are all ``>= 0`` where its training mean lies within 2 standard
+    deviations of 0 (an intermittent field such as rain normalized without a transform: a
+    downpour lies tens of standard deviations above the mean)."""
     far = np.zeros(z.shape, dtype=bool)
     for k, name in enumerate(variables):
-        if normalizer.stats[name].transform == "none":
-            far[:, k] = np.abs(z[:, k]) > FAR_FROM_TRAINING
+        stats = normalizer.stats[name]
+        if stats.transform != "none":
+            continue
+        if stats.mean < 2 * stats.std and bool(np.all(values[:, k] >= 0)):
+            continue
+        far[:, k] = np.abs(z[:, k]) > FAR_FROM_TRAINING
     if not far.any():
         return
     if token is not None:

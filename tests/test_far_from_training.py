@@ -73,8 +73,8 @@ def test_a_lazy_call_warns_once_for_all_its_blocks(setup):
     assert "counted in the first block of this lazy call" in texts[0]
 
 
-def test_a_log1p_variable_is_not_checked(setup):
-    """Heavy-tailed by design: a downpour lies many standard deviations above the mean."""
+def test_heavy_tailed_variables_are_not_checked(setup):
+    """A downpour lies many standard deviations above the mean of rain."""
     import dataclasses
 
     model, coarse = setup
@@ -87,6 +87,13 @@ def test_a_log1p_variable_is_not_checked(setup):
     )
     try:
         assert _call(model, rain, seed=0) == []
+        # nor a non-negative field of a variable whose training mean lies within 2 standard
+        # deviations of 0 (rain normalized without a transform); its fill value is checked
+        model.normalizer.stats["t2m"] = dataclasses.replace(stats, mean=0.05, std=0.05)
+        assert _call(model, rain, seed=0) == []
+        rain["t2m"][1, 0, 0] = -9999.0
+        (text,) = _call(model, rain, seed=0)
+        assert "the farthest -9999" in text
     finally:
         model.normalizer.stats["t2m"] = stats
 
