@@ -35,7 +35,7 @@ def test_crossed_model_names_are_refused(two):
     assert "would feed the input's 'tp' to the model as its 't2m'" in text
     assert "its order: ['t2m', 'tp']" in text
     assert "leave it out" in text
-    with pytest.raises(ConfigError, match="as its 'tp'"):  # one name for both
+    with pytest.raises(ConfigError, match="names 't2m' more than once"):  # one name for both
         model(coarse, variables=["t2m", "t2m"], members=2, seed=0)
 
 
