@@ -142,7 +142,7 @@ def test_one_periodic_axis_is_not_a_periodic_domain():
 
 
 def test_the_metrics_read_the_periodic_attribute_as_the_grid_does():
-    """The metrics may not import the data layer, so they keep their own reading of the flag."""
+    """The metrics may not import the data layer; both read the flag with flexdownscale._attributes."""
     from flexdownscale.data.grid import _is_periodic_attr
 
     for value in ["true", "TRUE", "t", "y", "yes", "1", "false", "0", "no", "", "periodic"]:

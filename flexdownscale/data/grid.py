@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from .._attributes import says_periodic
 from .._keywords import keyword_hints
 from .._stack import user_stacklevel
 from ..errors import (
@@ -83,7 +84,6 @@ _Y_NAMES = ("lat", "latitude", "rlat", "y", "yc", "northing", "grid_latitude")
 _T_NAMES = ("time", "valid_time", "t", "times", "date")
 _LAT_NAMES = ("lat", "latitude", "nav_lat")
 _LON_NAMES = ("lon", "longitude", "long", "nav_lon")
-_TRUE = {"true", "yes", "1", "t", "y"}
 
 
 def _check_literal(name: str, value: Any, options: Any) -> None:
@@ -1169,11 +1169,7 @@ def _circles_the_globe(kind: Kind, nx: int, dx: float, rtol: float = DEFAULT_RTO
     return kind == "latlon" and abs(nx * dx - 360.0) <= rtol * dx
 
 
-def _is_periodic_attr(attrs: Mapping[str, Any]) -> bool:
-    value = attrs.get("periodic")
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    return str(value).strip().lower() in _TRUE if value is not None else False
+_is_periodic_attr = says_periodic  # the data layer's name for the shared reading
 
 
 #: Attributes that xarray's CF decoding (``mask_and_scale``) consumes: left on a variable, they

@@ -46,6 +46,7 @@ import numpy as np
 import scipy.fft
 import xarray as xr
 
+from flexdownscale._attributes import says_periodic
 from flexdownscale._keywords import keyword_hints
 from flexdownscale._stack import user_stacklevel
 from flexdownscale.errors import ConfigError, FlexDownscaleWarning, GridError, UnitsError
@@ -376,22 +377,10 @@ def _paired_spectra(
     return pred, ref, d
 
 
-#: Values of a coordinate's ``periodic`` attribute that say it wraps around: those that
-#: ``flexdownscale.data.grid`` reads (the metrics do not import the data layer; a test checks
-#: that the two agree).
-_PERIODIC_TRUE = frozenset({"true", "yes", "1", "t", "y"})
-
-
 def _says_periodic(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> bool:
-    """Whether the coordinate of ``dim`` carries ``periodic = "true"`` (or True, 1, "yes")."""
-    if dim not in obj.coords:
-        return False
-    value = obj[dim].attrs.get("periodic")
-    if value is None:
-        return False
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    return str(value).strip().lower() in _PERIODIC_TRUE
+    """Whether the coordinate of ``dim`` carries ``periodic = "true"`` (or True, 1, "yes"): the
+    reading of :mod:`flexdownscale.data.grid` (:func:`flexdownscale._attributes.says_periodic`)."""
+    return dim in obj.coords and says_periodic(obj[dim].attrs)
 
 
 def _spatial_dims(
