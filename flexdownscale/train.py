@@ -1445,17 +1445,15 @@ def _item_seeded_loss(
     """The objective's per-sample loss of a batch whose items draw their times and noises each
     from a generator of their own seed, with one network call for the whole batch.
 
-    ``objective.loss`` draws from one generator for a batch, so an item's draw depended on its
-    place in the batch. Here each item's draws are made alone (``objective.loss`` on the item,
-    with a stand-in network that records its input), the network runs once on the batch of
-    recorded inputs, and each item's loss is computed again from the same draws with its row
-    of the output. The result does not depend on how the items are grouped into batches (up to
-    the float rounding of the batched network).
+    One generator for a batch made an item's draw depend on its place in the batch; with one
+    generator per item (``objective.loss`` draws each row from its own), the result does not
+    depend on how the items are grouped into batches (up to the float rounding of the batched
+    network).
 
     Parameters
     ----------
     objective
-        The :class:`~flexdownscale.diffusion.Objective`; its ``loss`` calls the network once.
+        The :class:`~flexdownscale.diffusion.Objective`.
     model
         The network, called as ``model(x_t, t, cond, phys=..., task_features=None)``.
     target, cond, phys
@@ -1472,29 +1470,12 @@ def _item_seeded_loss(
         The per-sample loss, shape ``(B,)``.
     """
 
-    def item(rows: torch.Tensor | None, i: int) -> torch.Tensor | None:
-        return None if rows is None else rows[i : i + 1]
+    def network(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with autocast():
+            return model(*args, **kwargs)
 
-    def draw(network: Callable[..., torch.Tensor], i: int) -> torch.Tensor:
-        generator = torch.Generator(device="cpu").manual_seed(seeds[i])
-        return objective.loss(
-            network, target[i : i + 1], item(cond, i), phys=item(phys, i), generator=generator
-        )
-
-    inputs: list[torch.Tensor] = []
-    times: list[torch.Tensor] = []
-
-    def record(x_t: torch.Tensor, t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        inputs.append(x_t)
-        times.append(t.reshape(1))
-        return torch.zeros_like(x_t)  # a network's output has its input's channels
-
-    for i in range(len(seeds)):
-        draw(record, i)
-    with autocast():
-        output = model(torch.cat(inputs), torch.cat(times), cond, phys=phys, task_features=None)
-    losses = [draw(lambda *args, i=i, **kwargs: output[i : i + 1], i) for i in range(len(seeds))]
-    return torch.cat(losses)
+    generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+    return objective.loss(network, target, cond, phys=phys, generator=generators)
 
 
 def _global_random_state() -> dict[str, Any]:

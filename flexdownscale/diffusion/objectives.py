@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
@@ -257,31 +258,60 @@ def per_sample(a: Tensor, x: Tensor) -> Tensor:
     return a.reshape(a.shape[0], *([1] * (x.ndim - 1)))
 
 
+#: A noise source: one generator, one generator per row of the batch, or None (torch's global
+#: generator).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _per_row(
+    draw: Callable[..., Tensor],
+    shape: tuple[int, ...] | torch.Size,
+    generator: Generators,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+) -> Tensor:
+    """``draw(shape, generator=..., device=..., dtype=...)`` from ``generator`` (on its device),
+    moved to ``device``; a sequence of generators draws row ``i`` of the leading dim from its
+    ``i``-th (each row drawn as a batch of one: the numbers one generator gives one sample)."""
+    shape = tuple(shape)
+    if generator is None:
+        return draw(shape, device=device, dtype=dtype)
+    if isinstance(generator, torch.Generator):
+        return draw(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+    if not shape or len(generator) != shape[0]:
+        raise ShapeError(
+            f"got {len(generator)} generators for a draw of shape {shape}; pass one "
+            "torch.Generator, or one per row"
+        )
+    rows = [
+        draw((1, *shape[1:]), generator=g, device=g.device, dtype=dtype).to(device)
+        for g in generator
+    ]
+    return torch.cat(rows)
+
+
 def randn(
     shape: tuple[int, ...] | torch.Size,
-    generator: torch.Generator | None,
+    generator: Generators,
     *,
     device: torch.device | str | None,
     dtype: torch.dtype,
 ) -> Tensor:
-    """Standard normal draw from ``generator`` (on the generator's device), moved to ``device``."""
-    if generator is None:
-        return torch.randn(tuple(shape), device=device, dtype=dtype)
-    out = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
-    return out.to(device)
+    """Standard normal draw from ``generator`` (on the generator's device; one generator per
+    row of ``shape[0]`` when a sequence), moved to ``device``."""
+    return _per_row(torch.randn, shape, generator, device, dtype)
 
 
 def rand(
     shape: tuple[int, ...],
-    generator: torch.Generator | None,
+    generator: Generators,
     *,
     device: torch.device | str | None,
     dtype: torch.dtype,
 ) -> Tensor:
-    """Uniform [0, 1) draw from ``generator`` (on the generator's device), moved to ``device``."""
-    if generator is None:
-        return torch.rand(shape, device=device, dtype=dtype)
-    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+    """Uniform [0, 1) draw from ``generator`` (on the generator's device; one generator per
+    row of ``shape[0]`` when a sequence), moved to ``device``."""
+    return _per_row(torch.rand, shape, generator, device, dtype)
 
 
 def _reduce(diff: Tensor, kind: LossKind) -> Tensor:
@@ -379,7 +409,7 @@ class Objective(ABC):
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
         t: Tensor | float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Per-sample training loss.
 
@@ -404,8 +434,9 @@ class Objective(ABC):
             Times ``(B,)``, or one number for all samples; drawn uniformly from the
             objective's training interval when ``None``.
         generator
-            Source of the random times and noises. Draw order: ``t`` (unless given), then the
-            noises in the order documented by each objective.
+            Source of the random times and noises: one generator, or one per sample (each
+            sample's draws from its own, as if it were drawn alone). Draw order: ``t`` (unless
+            given), then the noises in the order documented by each objective.
 
         Returns
         -------
@@ -699,7 +730,7 @@ class VPDiffusion(Objective):
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
         t: Tensor | float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Per-sample VP loss at ``z = alpha_t x + sigma_t eps``, the output read as ``v_hat``.
 
@@ -982,7 +1013,7 @@ class _BridgeBase(Objective):
         target: Tensor,
         t: Tensor | float | None,
         x_lo: Tensor | None,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> tuple[Tensor, Tensor]:
         if t is None:
             u = rand((target.shape[0],), generator, device=target.device, dtype=target.dtype)
@@ -1112,7 +1143,7 @@ class FlowMatching(_BridgeBase):
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
         t: Tensor | float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Per-sample flow-matching loss ``|v_hat - (x1 - x0)|^p`` at ``x_t = (1 - t) x0 + t x1``.
 
@@ -1397,7 +1428,7 @@ class IDFF(_BridgeBase):
         task_features: TaskFeatures | None = None,
         x_lo: Tensor | None = None,
         t: Tensor | float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Per-sample IDFF loss at ``x_t = (1 - t) x0 + t x1 + s_t eps``.
 

@@ -46,6 +46,7 @@ from ..errors import ConfigError, FlexDownscaleWarning, ShapeError, SkillWarning
 from .objectives import (
     IDFF,
     Denoiser,
+    Generators,
     Objective,
     TaskFeatures,
     VPDiffusion,
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 SamplerName = Literal["ddim", "euler", "heun", "sde", "idff"]
-Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -183,15 +183,16 @@ def _step_generator(generator: Generators | int) -> Generators:
 
 def _noise_like(x: Tensor, generator: Generators) -> Tensor:
     """Standard normal float64 noise shaped like ``x``; one generator per row when a sequence."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return randn(x.shape, generator, device=x.device, dtype=torch.float64)
-    if len(generator) != x.shape[0]:
+    if (
+        generator is not None
+        and not isinstance(generator, torch.Generator)
+        and len(generator) != x.shape[0]
+    ):
         raise ShapeError(
             f"got {len(generator)} generators for a batch of {x.shape[0]} states; pass one "
             "torch.Generator, or one per row"
         )
-    rows = [randn(x.shape[1:], g, device=x.device, dtype=torch.float64) for g in generator]
-    return torch.stack(rows)
+    return randn(x.shape, generator, device=x.device, dtype=torch.float64)
 
 
 class _Net:
