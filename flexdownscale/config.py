@@ -255,11 +255,12 @@ class DataConfig(_Section):
     ----------
     paths : tuple of str, default ()
         Files or glob patterns (netCDF, zarr, HDF5); a ``pathlib.Path`` is taken and stored
-        as its string.
+        as its string, and a single string or path as a list of one.
     format : {"auto", "xarray", "hdf5"}, default "auto"
         ``"auto"`` (from the suffix), ``"xarray"`` or ``"hdf5"``.
     variables : tuple of str, default ()
-        Variables used as channels (in order).
+        Variables used as channels (in order); a single name is a list of one
+        (``variables = "t2m"``, as inference's ``variables="t2m"``).
     degradation : {"area_mean", "strided", "gaussian"}, default "area_mean"
         Fine -> coarse operator: ``"area_mean"``, ``"strided"`` or ``"gaussian"``.
     upsample : {"bilinear", "bicubic", "conservative"}, default "bilinear"
@@ -1028,9 +1029,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             out[key] = _convert(item, value_type, f"{where}.{key}")
         return out
     if origin is tuple:
+        args = get_args(annotation)
+        if args == (str, Ellipsis) and _one_of_a_list(value, where):
+            value = [value]  # variables = "t2m", paths = "era5.nc": a list of one, as inference
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise _problem(where, f"must be a list, got {type(value).__name__} {value!r}")
-        args = get_args(annotation)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
@@ -1061,6 +1064,28 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             raise _problem(where, f"must be a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported annotation {annotation!r}")  # pragma: no cover
+
+
+def _one_of_a_list(value: Any, where: str) -> bool:
+    """Whether ``value``, given for a list of strings at ``where``, is read as a list of one:
+    a string (``variables = "t2m"``, ``paths = "era5.nc"``; a ``pathlib.Path`` for a path
+    list). A name list's string holding a comma (``data.variables=t2m,u`` on a command line)
+    is refused with the list spelling: a variable name holds no comma, so it was meant as two.
+    """
+    if isinstance(value, os.PathLike):
+        return _is_path_field(where)
+    if not isinstance(value, str):
+        return False
+    if "," in value and not _is_path_field(where):
+        names = [part.strip() for part in value.split(",")]
+        key = _toml_key(where) or where
+        quoted = ", ".join(f'"{name}"' for name in names)
+        raise _problem(
+            where,
+            f"must be a list, got the string {value!r}; write a list of names: "
+            f"{key} = [{quoted}] in TOML, {key}=[{','.join(names)}] on a command line",
+        )
+    return True
 
 
 def _is_path_field(where: str) -> bool:

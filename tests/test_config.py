@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,12 @@ def test_config_error_is_a_value_error():
         (ModelConfig, {"image_size": [128]}, r"must have 2 entries"),
         (ModelConfig, {"physical_condition": 1}, r"must be true or false"),
         (DiffusionConfig, {"shift": "big"}, r"shift must be a number"),
-        (DataConfig, {"variables": "t2m"}, r"variables must be a list"),
+        (DataConfig, {"variables": 3}, r"variables must be a list"),
+        (
+            DataConfig,
+            {"variables": "t2m,u"},
+            r'write a list of names: data.variables = \["t2m", "u"\]',
+        ),
         (TrainConfig, {"model": 3}, r"must be a table"),
     ],
 )
@@ -422,8 +428,8 @@ def test_the_example_says_which_of_its_values_are_not_the_defaults():
             "batch_size must be an integer, got 2.5 (TrainConfig.batch_size)",
         ),
         (
-            lambda: DataConfig(paths="a.nc"),
-            "data.paths must be a list, got str 'a.nc' (DataConfig.paths)",
+            lambda: DataConfig(paths=3),
+            "data.paths must be a list, got int 3 (DataConfig.paths)",
         ),
         (
             lambda: DataConfig(degradation="mean"),
@@ -472,3 +478,31 @@ def test_file_and_folder_fields_take_a_pathlib_path(tmp_path):
     assert to_dict(config)["run_dir"] == str(tmp_path / "run")  # as a run's config.toml holds
     with pytest.raises(errors.ConfigError, match=r"split_dim must be a string, got PosixPath"):
         DataConfig(split_dim=Path("time"))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"variables": "t2m"}, {"variables": ("t2m",)}),
+        ({"paths": "era5.nc"}, {"paths": ("era5.nc",)}),
+        ({"paths": Path("data") / "era5.nc"}, {"paths": (str(Path("data") / "era5.nc"),)}),
+        ({"paths": "runs/a,b.nc"}, {"paths": ("runs/a,b.nc",)}),  # a comma in a file name
+    ],
+)
+def test_a_single_name_or_path_is_a_list_of_one(values, expected):
+    """``variables = "t2m"`` trains on t2m, as inference's ``variables="t2m"`` downscales it
+    (it was refused: must be a list); a command line's ``data.variables=t2m`` likewise."""
+    config = DataConfig(**values)
+    for key, value in expected.items():
+        assert getattr(config, key) == value
+    assert from_dict(DataConfig, values) == config
+
+
+def test_a_single_variable_in_toml_or_on_the_command_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[data]\nvariables = "t2m"\npaths = "era5.nc"\n')
+    config = from_toml(TrainConfig, path)
+    assert (config.data.variables, config.data.paths) == (("t2m",), ("era5.nc",))
+    assert apply_overrides(TrainConfig(), ["data.variables=t2m"]).data.variables == ("t2m",)
+    with pytest.raises(errors.ConfigError, match=r"data.variables=\[t2m,u\] on a command line"):
+        apply_overrides(TrainConfig(), ["data.variables=t2m,u"])
