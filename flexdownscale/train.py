@@ -1618,11 +1618,17 @@ class Trainer:
         resolved = resolve_sampler(config)
         main_rank = os.environ.get("RANK", "0") == "0"  # before the accelerator exists
         if resolved is not config and config.sampler != SamplerConfig() and main_rank:
-            print(
-                f"flexdownscale.train: sampler {config.sampler.sampler!r} does not apply to the "
-                f"{config.diffusion.objective!r} objective; validating and exporting with its "
-                f"default sampler {resolved.sampler.sampler!r} ({resolved.sampler.steps} steps)",
-                file=sys.stderr,
+            from .diffusion import build_objective
+
+            applying = build_objective(config.diffusion).samplers
+            warnings.warn(
+                f"sampler = {config.sampler.sampler!r} does not apply to the "
+                f"{config.diffusion.objective!r} objective: validating and exporting with its "
+                f"default sampler {resolved.sampler.sampler!r} ({resolved.sampler.steps} "
+                f"step{'s' if resolved.sampler.steps != 1 else ''}). "
+                f"Set sampler.sampler to one of {', '.join(map(repr, applying))} to choose",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
             )
         self.config = config = resolved
         self.export_only = export_only

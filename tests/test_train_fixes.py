@@ -98,11 +98,29 @@ def test_resolve_sampler_replaces_what_does_not_apply(tmp_path, shared_data):
     assert resolve_sampler(heun).sampler.sampler == "heun"  # applies: kept as configured
 
 
+def test_a_sampler_that_does_not_apply_is_a_warning_naming_those_that_do(tmp_path, shared_data):
+    """A chosen sampler the objective cannot use was a bare line on stderr: no warning a
+    notebook could see or filter, and no word of the samplers that apply."""
+    config = _config(tmp_path, shared_data, diffusion={"objective": "flow"}, sampler={"steps": 4})
+    assert config.sampler.sampler == "ddim"
+    with pytest.warns(errors.FlexDownscaleWarning) as record:
+        trainer = Trainer(config)
+    said = [str(w.message) for w in record if "does not apply" in str(w.message)]
+    assert said == [
+        "sampler = 'ddim' does not apply to the 'flow' objective: validating and exporting with "
+        "its default sampler 'euler' (4 steps). Set sampler.sampler to one of 'euler', 'heun', "
+        "'sde' to choose"
+    ]
+    assert trainer.config.sampler.sampler == "euler"
+    assert record[0].filename == __file__  # points at the line that built the trainer
+
+
 def test_flow_model_exports_the_sampler_validation_used(tmp_path, shared_data):
     from flexdownscale.pipeline import Downscaler
 
     config = _config(tmp_path, shared_data, diffusion={"objective": "flow"})
-    trainer = Trainer(config)
+    with pytest.warns(errors.FlexDownscaleWarning, match=r"'ddim' does not apply.*\(1 step\)\."):
+        trainer = Trainer(config)  # the tiny run's one sampling step
     resolved = trainer.config.sampler
     assert resolved.sampler != "ddim"
     assert trainer._sampler_options()["sampler"] == resolved.sampler
