@@ -263,8 +263,10 @@ class DataConfig(_Section):
         (``variables = "t2m"``, as inference's ``variables="t2m"``).
     degradation : {"area_mean", "strided", "gaussian"}, default "area_mean"
         Fine -> coarse operator: ``"area_mean"``, ``"strided"`` or ``"gaussian"``.
-    upsample : {"bilinear", "bicubic", "conservative"}, default "bilinear"
-        Coarse -> fine base field: ``"bilinear"``, ``"bicubic"`` or ``"conservative"``.
+    upsample : {"bilinear", "bicubic", "conservative", "nearest"}, default "bilinear"
+        Coarse -> fine base field: ``"bilinear"``, ``"bicubic"``, ``"conservative"`` or
+        ``"nearest"`` (each coarse value repeated over its fine cells), the upsamplings of
+        :func:`flexdownscale.data.upsample_array`; the exported model upsamples with it too.
     factor : int, default 4
         Super-resolution factor (fine cells per coarse cell along each axis), >= 1.
     crop_size : int, default 64
@@ -345,7 +347,7 @@ class DataConfig(_Section):
     format: Literal["auto", "xarray", "hdf5"] = "auto"
     variables: tuple[str, ...] = ()
     degradation: Literal["area_mean", "strided", "gaussian"] = "area_mean"
-    upsample: Literal["bilinear", "bicubic", "conservative"] = "bilinear"
+    upsample: Literal["bilinear", "bicubic", "conservative", "nearest"] = "bilinear"
     factor: int = 4
     crop_size: int = 64
     crops_per_field: int = 1

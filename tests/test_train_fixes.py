@@ -137,6 +137,26 @@ def test_flow_model_exports_the_sampler_validation_used(tmp_path, shared_data):
     assert np.isfinite(out["t2m"].values).all()
 
 
+def test_a_model_trained_on_a_nearest_base_exports_it(tmp_path, shared_data):
+    """``data.upsample = "nearest"`` was refused by the configuration although the data layer
+    and the exported model (its grid metadata) take it; the run now trains on it and the
+    Downscaler it exports upsamples the same way."""
+    from flexdownscale.data import upsample_array
+    from flexdownscale.hub import load_model_folder
+    from flexdownscale.pipeline import Downscaler
+
+    config = _config(tmp_path, shared_data, data={"upsample": "nearest"})
+    trainer = Trainer(config)
+    item = trainer.train_set[0]
+    coarse, base = item["coarse"].numpy(), item["base"].numpy()
+    np.testing.assert_array_equal(base, upsample_array(coarse, 4, method="nearest"))
+    folder = trainer.fit()
+    assert load_model_folder(folder).grid["upsample"] == "nearest"
+    _, coarse = _era5_pair(shared_data)
+    out = Downscaler.from_pretrained(folder)(coarse, members=1, progress=False)
+    assert np.isfinite(out["t2m"].values).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. the model is sized from the variables loaded
 
