@@ -621,6 +621,7 @@ def rank_histogram(
     reduce_dims: Dims = None,
     preserve_dims: Dims = None,
     weights: xr.DataArray | None = None,
+    skipna: bool = True,
 ) -> XarrayLike:
     """Rank (Talagrand) histogram: relative frequencies of the obs' rank among the members.
 
@@ -628,8 +629,9 @@ def rank_histogram(
     When the obs equals ``e`` members, its unit mass is shared evenly over the ``e + 1``
     ranks it could take (deterministic, as in ``scores``), so a calibrated ensemble gives a
     flat histogram even for discrete data (e.g. zero precipitation). A point with a NaN
-    member or a NaN obs is left out (``scores`` does the same for NaN members and warns; here
-    it is documented instead). ``weights`` weight the points. Frequencies sum to 1.
+    member or a NaN obs has no rank: it is left out with ``skipna`` (``scores`` does the same
+    for NaN members and warns; here it is documented instead), and makes the histogram of the
+    points pooled with it NaN without. ``weights`` weight the points. Frequencies sum to 1.
 
     Parameters
     ----------
@@ -644,6 +646,9 @@ def rank_histogram(
         members.
     weights : DataArray, optional
         Non-negative weights of the points (e.g. :func:`area_weights`); not over members.
+    skipna : bool, default True
+        Leave out the points with a NaN member or a NaN obs; False: a histogram pooling such a
+        point is NaN in every rank.
 
     Returns
     -------
@@ -690,5 +695,5 @@ def rank_histogram(
         output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {"rank": m + 1}},
     ).assign_coords(rank=np.arange(1, m + 2))
-    out = weighted_mean(mass, red, weights, skipna=True)
+    out = weighted_mean(mass, red, weights, skipna=skipna)
     return set_attrs(out, (obs, fcst), units="1", long_name="rank histogram (relative frequency)")

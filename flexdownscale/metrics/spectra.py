@@ -19,7 +19,8 @@ dimensionless coordinates (e.g. a turbulence box with ``units="1"``) give wavenu
 per coordinate unit.
 
 Limited-area fields are not periodic: the FFT sees a jump at the edges, whose leakage bends a
-``k^-3`` spectrum to about ``k^-2``. The default for them is therefore the DCT of Denis et al.
+``k^-3`` spectrum to about ``k^-2`` (fitted between ``4 / L`` and ``1 / (4 dx)``; about
+``k^-1.7`` up to Nyquist). The default for them is therefore the DCT of Denis et al.
 (2002) (``method="dct"``), which mirrors the field instead of wrapping it; ``method="fft"`` with
 ``window="hann"`` (Hann taper with the ``mean(w^2)`` power correction) and ``detrend="errico"``
 (Errico 1985) are the alternatives. A periodic domain (e.g. the doubly periodic Kolmogorov

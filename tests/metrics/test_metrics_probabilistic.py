@@ -366,3 +366,22 @@ def test_spread_skill_reduces_every_dim_whatever_skipna():
     b = spread_skill_ratio(ens, obs, weights=weights, skipna=False)
     assert a.dims == b.dims == ()
     assert float(a) == pytest.approx(float(b), rel=1e-12)
+
+
+def test_rank_histogram_takes_skipna_as_every_other_score():
+    """METRICS.md: NaN handling is explicit (``skipna``, default True) in every score; the rank
+    histogram alone had no ``skipna`` and always left NaN points out."""
+    fcst = xr.DataArray(
+        [[1.0, 2.0, 3.0, 1.0], [2.0, 3.0, 4.0, 2.0]], dims=("member", "x"), attrs={"units": "K"}
+    )
+    obs = xr.DataArray([0.0, 2.5, 5.0, np.nan], dims="x", attrs={"units": "K"})
+    kept = rank_histogram(fcst, obs)
+    np.testing.assert_allclose(kept.values, [1 / 3, 1 / 3, 1 / 3])
+    assert rank_histogram(fcst, obs, skipna=True).identical(kept)  # the default
+    assert np.isnan(rank_histogram(fcst, obs, skipna=False).values).all()
+    per_point = rank_histogram(fcst, obs, preserve_dims="x", skipna=False)
+    np.testing.assert_array_equal(per_point.isel(x=0).values, [1.0, 0.0, 0.0])
+    assert np.isnan(per_point.isel(x=3).values).all()
+    weights = xr.DataArray([1.0, 1.0, 2.0, 1.0], dims="x")
+    np.testing.assert_allclose(rank_histogram(fcst, obs, weights=weights).values, [0.25, 0.25, 0.5])
+    assert np.isnan(rank_histogram(fcst, obs, weights=weights, skipna=False).values).all()
