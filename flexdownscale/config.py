@@ -113,8 +113,9 @@ class ModelConfig(_Section):
     gradient_checkpointing : bool, default False
         Trade compute for memory during training.
     image_size : tuple of (int, int), default (128, 128)
-        Reference (H, W) in pixels, each a multiple of 16, used for parameter counting and
-        positional-embedding initialisation. Any size divisible by 16 runs at inference.
+        Reference (H, W) in pixels, each a multiple of 16; only checked (no weight depends on
+        it: the positional embeddings are computed for each input's grid), so any size
+        divisible by 16 runs.
 
     Examples
     --------

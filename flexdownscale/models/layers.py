@@ -48,8 +48,10 @@ TaskFeatures = tuple[torch.Tensor, ...]
 """Features computed once per field by ``encode_task``: a tuple of tensors, batch first."""
 
 GRID_MULTIPLE = 16
-"""Grid sizes must be multiples of this (four factor-2 downsamplings in FLEX and the U-Net): the
-default of :attr:`Backbone.grid_multiple`, and the multiple the built-in backbones use.
+"""Grid sizes must be multiples of this (FLEX's four factor-2 downsamplings to its H/16 token
+grid; the U-Net's three, to H/8, and the UViT's and DiT's patches keep the same multiple, so every
+built-in backbone takes the same grids and tiles): the default of
+:attr:`Backbone.grid_multiple`, and the multiple the built-in backbones use.
 """
 
 

@@ -96,7 +96,8 @@ class UNet(Backbone):
     >>> model(torch.randn(1, 1, 32, 32), 0.5, cond).shape
     torch.Size([1, 1, 32, 32])
 
-    Its four levels need grids divisible by 16:
+    It takes the grids every built-in backbone takes, divisible by 16 (its three downsamplings
+    alone would take multiples of 8):
 
     >>> model(torch.zeros(1, 1, 24, 24), 0.5, torch.zeros(1, 1, 24, 24))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
