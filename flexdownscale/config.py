@@ -1140,7 +1140,19 @@ def from_dict(
     ...
     flexdownscale.errors.ConfigError: unknown key 'step' in [sampler] ...; did you mean 'steps'? ...
     """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(
+            f"from_dict builds a configuration class, got {type(cls).__name__} "
+            f"{repr(cls)[:60]} as cls; call "
+            "from_dict(TrainConfig, values) (the class first, then the mapping)"
+        )
     where = _where or cls.__name__
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"{_table(where)} must be a mapping of keys to values (a TOML table or a dict), "
+            f"got {type(values).__name__} {repr(values)[:60]}; pass a dict, e.g. "
+            f"from_dict({cls.__name__}, {{...}}) with the keys of {cls.__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -1238,12 +1250,34 @@ def from_toml(cls: type[C], path: str | Path) -> C:
             values = tomllib.load(fh)
     except FileNotFoundError as err:
         raise ConfigError(f"configuration file {str(path)!r} does not exist") from err
+    except IsADirectoryError as err:
+        raise ConfigError(
+            f"configuration file {str(path)!r} is a folder; pass the TOML file in it, e.g. "
+            f"{str(path / 'run.toml')!r}"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(_not_utf8_message(path, err)) from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{str(path)!r} is not valid TOML: {err}") from err
     try:
         return from_dict(cls, values)
     except ConfigError as err:  # the keys as the file writes them, and which file
         raise ConfigError(f"{path}: {err}") from err
+
+
+def _not_utf8_message(path: Path, err: UnicodeDecodeError) -> str:
+    """What :func:`from_toml` says of a file that is not UTF-8 (TOML files must be): the byte
+    that fails, its line, and how to convert the file."""
+    data = err.object if isinstance(err.object, bytes) else b""
+    line = data.count(b"\n", 0, err.start) + 1
+    byte = data[err.start : err.start + 1]
+    shown = f" (byte {byte.hex()!r}" + f", line {line})" if byte else ""
+    return (
+        f"{str(path)!r} is not UTF-8 text: the byte at position {err.start}{shown} is not "
+        "valid UTF-8, and TOML files must be UTF-8. Save the file as UTF-8 (e.g. "
+        f"iconv -f latin1 -t utf-8 {path.name} > fixed.toml), or write the character as ASCII "
+        "(e.g. 'degC' for a degree sign)"
+    )
 
 
 def to_dict(config: Any) -> dict[str, Any]:

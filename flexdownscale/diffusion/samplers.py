@@ -240,6 +240,22 @@ def _check_objective(objective: Any) -> None:
         )
 
 
+def _require_objective(name: str, objective: Objective, kind: type[Objective]) -> None:
+    """Refuse ``objective`` for sampler ``name`` unless it is a ``kind``: a subclass that lists
+    ``name`` in its ``samplers`` without being one (a user's objective) would otherwise be
+    integrated with the wrong update (an ``assert`` here vanished under ``python -O``)."""
+    if isinstance(objective, kind):
+        return
+    usable = [s for s in objective.samplers if s not in ("ddim", "idff")]
+    cls = type(objective).__name__
+    raise ConfigError(
+        f"sampler {name!r} works only with {kind.__name__} objectives, but {cls} (objective "
+        f"{objective.name!r}) is not one, though its samplers list {tuple(objective.samplers)} "
+        f"names {name!r}; use one of {', '.join(repr(s) for s in usable)}, or derive {cls} from "
+        f"{kind.__name__} (or remove {name!r} from {cls}.samplers)"
+    )
+
+
 def _phys_per_field(phys: Tensor | float | None, batch: int) -> Tensor | None:
     """``phys`` as a (batch,) tensor: one value per field, or one scalar for all of them."""
     if phys is None:
@@ -408,7 +424,7 @@ def sample_ddim(
     True
     """
     _check_common("ddim", objective, x_init, steps, cond, x_lo)
-    assert isinstance(objective, VPDiffusion)  # guaranteed by objective.samplers
+    _require_objective("ddim", objective, VPDiffusion)
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta = {eta} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
     generator = _step_generator(generator)
@@ -905,7 +921,7 @@ def sample_idff(
     (10, True)
     """
     _check_common("idff", objective, x_init, steps, cond, x_lo)
-    assert isinstance(objective, IDFF)  # guaranteed by objective.samplers
+    _require_objective("idff", objective, IDFF)
     if not (_finite_nonnegative(g1) and _finite_nonnegative(g2)):
         # inf passed a ">= 0" check and gave NaN samples
         raise ConfigError(
