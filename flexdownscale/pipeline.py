@@ -30,7 +30,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -2397,6 +2397,13 @@ def _check_mappings(rename: Any, dims: Any) -> None:
             f"{name} = {value!r} is a {type(value).__name__}; expected a mapping, e.g. "
             f"{_MAPPING_EXAMPLES[name]}{fix}"
         )
+    wrong = {k: v for k, v in (rename or {}).items() if not isinstance(v, str)}
+    if wrong:  # a model's variable names are strings: rename={'t2m': 5} found no variable '5'
+        key, value = next(iter(wrong.items()))
+        raise ConfigError(
+            f"rename[{key!r}] = {value!r} is a {type(value).__name__}; the values of rename are "
+            f"the model's variable names (strings), e.g. {_MAPPING_EXAMPLES['rename']}"
+        )
 
 
 def _check_variables_distinct(variables: Any) -> None:
@@ -2404,7 +2411,20 @@ def _check_variables_distinct(variables: Any) -> None:
     the model's (``["t2m", "t2m"]``), and no shipped model has a variable twice."""
     if variables is None or isinstance(variables, str):
         return
+    if isinstance(variables, Mapping | bytes) or not isinstance(variables, Iterable):
+        fix = " (for a renaming pass rename=...)" if isinstance(variables, Mapping) else ""
+        raise ConfigError(
+            f"variables = {variables!r} is a {type(variables).__name__}; expected the input's "
+            f"variable names, one per model variable in the model's order, e.g. "
+            f"variables=['tas'] or variables='tas'{fix}"
+        )
     names = list(variables)
+    odd = [v for v in names if not isinstance(v, Hashable)]
+    if odd:
+        raise ConfigError(
+            f"variables = {names!r} holds {odd[0]!r}, which cannot name a variable; list the "
+            "input's variable names, e.g. variables=['tas']"
+        )
     twice = list(dict.fromkeys(v for v in names if names.count(v) > 1))
     if twice:
         raise ConfigError(
@@ -2548,7 +2568,22 @@ def _select_model_variables(
         if absent:
             found = list(map(str, ds.data_vars))
             after = f" after rename={dict(rename)}" if rename else ""
-            raise MissingVariableError(f"variables {absent} are not in the input{after} ({found})")
+            near = {
+                str(a): close[0]
+                for a in absent
+                if (close := difflib.get_close_matches(str(a), found, n=1, cutoff=0.6))
+            }
+            hint = (
+                f" (did you mean {', '.join(f'{v!r} for {k!r}' for k, v in near.items())}?)"
+                if near
+                else ""
+            )
+            raise MissingVariableError(
+                f"variables {absent} are not in the input{after}, whose variables are "
+                f"{found}{hint}. variables= lists the input's names that play the model's "
+                f"{list(model_variables)}, in that order; leave it out to take them by the "
+                "model's names"
+            )
         # an input name that is one model variable's own, given for another: the components of
         # a (u, v) model swapped by `variables=["v", "u"]` (both m s-1: no units check sees it)
         crossed = [

@@ -94,3 +94,67 @@ def test_typed_errors_are_flexdownscale_errors() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         C.from_dict(C.TrainConfig, {"steps": 2})
+
+
+# --- B2, B3, D: the Downscaler's arguments ------------------------------------------------
+
+ERA5 = "era5/era5_t2m_uk_2019-03-01_24.nc"
+
+
+@pytest.fixture(scope="module")
+def coarse(shared_data: Path):
+    """One ERA5 time step, 64 x 64 fine cells coarsened x4 on the shipped model's lattice."""
+    import xarray as xr
+
+    from flexdownscale.data import degrade
+
+    ds = xr.open_dataset(shared_data / ERA5)
+    fine = ds[["t2m"]].isel(time=[430], latitude=slice(0, 64), longitude=slice(0, 64))
+    return degrade(fine, 4, method="area_mean", boundary="trim").load()
+
+
+@pytest.fixture(scope="module")
+def era5():
+    from flexdownscale.pipeline import Downscaler
+
+    return Downscaler.from_pretrained("era5-t2m-x4")
+
+
+def test_resolve_sampler_options_not_a_mapping() -> None:
+    from flexdownscale.config import SamplerConfig
+    from flexdownscale.diffusion import resolve_sampler_options
+
+    with pytest.raises(ConfigError, match=r"sampler_options=\{'eta': 1\}"):
+        resolve_sampler_options("ddim", "eta=1", SamplerConfig(), argument="sampler_options")
+    with pytest.raises(ConfigError, match=r"options=\{'delta': 1\}"):
+        resolve_sampler_options("sde", [("delta", 1)], SamplerConfig())
+    with pytest.raises(ConfigError, match="is a list; expected a mapping"):
+        resolve_sampler_options("sde", [1], SamplerConfig())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sampler_options": "eta=1"}, r"sampler_options = 'eta=1' is a str.*\{'eta': 1\}"),
+        ({"sampler_options": [1]}, "sampler_options = \\[1\\] is a list"),
+        ({"variables": 5}, "variables = 5 is a int"),
+        ({"variables": {"tas": "t2m"}}, "for a renaming pass rename="),
+        ({"rename": {"t2m": 5}}, r"rename\['t2m'\] = 5 is a int"),
+    ],
+)
+def test_downscaler_argument_types(era5, coarse, kwargs, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        era5(coarse, **kwargs)
+
+
+def test_accessor_sampler_options_not_a_mapping(coarse) -> None:
+    with pytest.raises(ConfigError, match="sampler_options = 'eta=1' is a str"):
+        coarse.flex.downscale(model="era5-t2m-x4", sampler_options="eta=1")
+
+
+def test_variables_not_in_input_names_near_ones(era5, coarse) -> None:
+    from flexdownscale.errors import MissingVariableError
+
+    with pytest.raises(MissingVariableError, match="did you mean 't2m' for 't2n'") as info:
+        era5(coarse, variables=["t2n"])
+    assert "leave it out" in str(info.value)

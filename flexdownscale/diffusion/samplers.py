@@ -1023,6 +1023,8 @@ def resolve_sampler_options(
     flexdownscale.errors.ConfigError: options ['eta'] do not apply to sampler 'euler'; it takes ...
     """
     allowed = SAMPLER_OPTIONS[name]
+    if given is not None and not isinstance(given, Mapping):
+        raise ConfigError(_options_not_mapping(given, argument, allowed))
     given = dict(given or {})
     unknown = sorted(set(given) - set(allowed))
     if unknown:
@@ -1041,6 +1043,28 @@ def resolve_sampler_options(
             raise ConfigError(f"{argument}[{key!r}] = {value!r}; expected a finite number")
         options[key] = number
     return options
+
+
+def _options_not_mapping(given: Any, argument: str, allowed: Sequence[str]) -> str:
+    """The message for sampler options given as something else than a mapping (``"eta=1"``, a
+    list of pairs): what was found and the mapping to pass (the string's ``key=value`` pairs
+    as a dict when it holds some)."""
+    example = None
+    if isinstance(given, str):
+        pairs = [p.partition("=") for p in given.replace(",", " ").split()]
+        if pairs and all(sep and key for key, sep, _ in pairs):
+            example = "{" + ", ".join(f"{k.strip()!r}: {v.strip()}" for k, _, v in pairs) + "}"
+    elif isinstance(given, list | tuple) and all(
+        isinstance(p, list | tuple) and len(p) == 2 for p in given
+    ):
+        example = repr(dict(given))
+    if example is None:
+        key = allowed[0] if allowed else "delta"
+        example = f"{{{key!r}: 0.5}}"
+    return (
+        f"{argument} = {given!r} is a {type(given).__name__}; expected a mapping of option "
+        f"names to numbers, e.g. {argument}={example}"
+    )
 
 
 def _resolve(objective: Objective, sampler: str | None, steps: int | None) -> tuple[str, int]:
