@@ -1375,6 +1375,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         time_chunk=args.time_chunk,
         threshold=args.threshold,
         fss_windows=[w for given in args.fss_window for w in given] if args.fss_window else None,
+        baseline=args.baseline,
     )
     print(report, end="")
     return 0
@@ -1694,6 +1695,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TRUTH=PREDICTION[,...]",
         help="truth variable name = prediction variable name (repeatable), e.g. --rename tas=t2m",
+    )
+    ev.add_argument(
+        "--baseline",
+        default=None,
+        metavar="FILE",
+        help="a baseline prediction of the same truth (e.g. the coarse input interpolated), "
+        "scored the same way into OUT/baseline/; metrics.md compares RMSE, CRPS and LSD with it",
     )
     ev.add_argument(
         "--time-chunk",

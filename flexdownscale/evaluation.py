@@ -56,9 +56,17 @@ def evaluate(
     time_chunk: int | None = None,
     threshold: str | None = None,
     fss_windows: Sequence[int] | None = None,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> str:
     """Score the prediction file ``prediction`` against the truth file ``truth`` and write the
     report into the folder ``out``.
+
+    With ``baseline`` (another prediction of the same truth: an interpolation of the coarse
+    input, another model), that file is scored the same way into ``out/baseline/``, and
+    ``metrics.md`` gets a table of the prediction's RMSE, CRPS and LSD beside the baseline's,
+    with the skill ``1 - score / baseline score`` of RMSE and CRPS (1: perfect, 0: no better
+    than the baseline, below 0: worse); ``metrics.json``'s rows hold the same under
+    ``"baseline"``.
 
     A variable along a dim that both files share besides the grid, time (a forecast's leads)
     and the ensemble dim (pressure levels such as ``level`` or ``plev``, ``height``, a user's
@@ -110,6 +118,12 @@ def evaluate(
     fss_windows : sequence of int, optional
         Sides of the square windows (in grid cells) of the FSS of precipitation. Default None:
         :data:`FSS_WINDOWS`.
+    baseline : str or path, optional
+        A baseline prediction of the same truth (netCDF or zarr, with or without an ensemble
+        dim), scored with the same options; a baseline with one field per point is compared
+        on CRPS through its MAE (the CRPS of a single value). Make an interpolation baseline
+        from the coarse input with :func:`flexdownscale.data.up` (``up(coarse, 4,
+        method="bilinear").to_netcdf("bilinear.nc")``). Default None: no comparison.
 
     Returns
     -------
@@ -172,7 +186,7 @@ def evaluate(
         )
     windows = _fss_windows(fss_windows)
     wanted = _parse_threshold(threshold) if threshold is not None else None
-    return _write_report(
+    report, rows, level_keys = _write_report(
         os.fspath(prediction),
         os.fspath(truth),
         os.fspath(out),
@@ -182,6 +196,108 @@ def evaluate(
         wanted,
         windows,
     )
+    if baseline is None:
+        return report
+    _, baseline_rows, _ = _write_report(
+        os.fspath(baseline),
+        os.fspath(truth),
+        os.path.join(os.fspath(out), BASELINE_FOLDER),
+        dict(dims or {}),
+        dict(rename or {}),
+        time_chunk,
+        wanted,
+        windows,
+    )
+    return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, os.fspath(baseline))
+
+
+#: The sub-folder of the report that holds the baseline's own report
+BASELINE_FOLDER = "baseline"
+
+#: The scores compared with the baseline: JSON key, table heading, whether a skill is given
+_BASELINE_SCORES = (
+    ("RMSE (ens. mean)", "RMSE", True),
+    ("CRPS", "CRPS", True),
+    ("LSD (dB)", "LSD (dB)", False),
+)
+
+
+def _add_baseline(
+    out: Path,
+    report: str,
+    rows: list[dict[str, Any]],
+    baseline_rows: list[dict[str, Any]],
+    level_keys: list[str],
+    baseline: str,
+) -> str:
+    """Append the comparison with the baseline to ``out/metrics.md`` (whose text is
+    ``report``) and add it to the rows of ``out/metrics.json`` (``rows``, strict JSON, as
+    written); ``baseline_rows`` are the baseline's strict rows. A row is matched by its
+    variable and level values. Returns the new text of ``metrics.md``."""
+    import math
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return (row["variable"], *(row.get(k) for k in level_keys))
+
+    found = {key(row): row for row in baseline_rows}
+    through_mae = False
+    table = []
+    for row in rows:
+        other = found.get(key(row))
+        compared: dict[str, Any] = {"file": baseline}
+        cells = [row["variable"], *(_table_cell(row[k]) if k in row else "" for k in level_keys)]
+        for name, heading, skill in _BASELINE_SCORES:
+            mine = row.get(name)
+            theirs = None if other is None else other.get(name)
+            if name == "CRPS" and other is not None and "CRPS" not in other:
+                theirs = other.get("MAE (ens. mean)")  # one field per point: its CRPS
+                compared["CRPS is its MAE"] = True
+                through_mae = through_mae or theirs is not None
+            compared[name] = theirs
+            cells += [_table_cell(mine), _table_cell(theirs)]
+            if skill:
+                value = None
+                if mine is not None and theirs is not None and theirs > 0:
+                    value = 1.0 - mine / theirs
+                    value = value if math.isfinite(value) else None
+                compared[f"{heading} skill"] = value
+                cells.append(_table_cell(value))
+        row["baseline"] = compared if other is not None else {"file": baseline, "missing": True}
+        table.append("| " + " | ".join(cells) + " |")
+    columns = ["variable", *level_keys]
+    for _, heading, skill in _BASELINE_SCORES:
+        columns += [heading, f"baseline {heading}"] + ([f"{heading} skill"] if skill else [])
+    missing = [str(row["variable"]) for row in rows if row["baseline"].get("missing")]
+    words = (
+        f"Against the baseline {baseline} (scored against the same truth with the same "
+        f"options; its report is in {BASELINE_FOLDER}/): skill = 1 - score / baseline's score "
+        "(1: perfect, 0: no better than the baseline, below 0: worse)."
+        + (
+            " The baseline has one field per point: its CRPS is its MAE (the CRPS of a single "
+            "value)."
+            if through_mae
+            else ""
+        )
+        + (
+            " The baseline has no row for: "
+            + ", ".join(f"`{v}`" for v in dict.fromkeys(missing))
+            + "."
+            if missing
+            else ""
+        )
+    )
+    lines = [
+        "",
+        words,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *table,
+    ]
+    report = report + "\n".join(lines) + "\n"
+    (out / "metrics.md").write_text(report, encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2, allow_nan=False), encoding="utf-8")
+    return report
 
 
 def _write_report(
@@ -193,11 +309,12 @@ def _write_report(
     time_chunk: int | None,
     wanted: tuple[float, str] | None = None,
     windows: tuple[int, ...] = (),
-) -> str:
+) -> tuple[str, list[dict[str, Any]], list[str]]:
     """:func:`evaluate`'s work, its arguments checked: the paths as given (they are named in
     the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any,
     ``renames`` truth name to prediction name, ``wanted`` the ``--threshold`` (value and units)
-    if given and ``windows`` the FSS windows. Returns the text of ``metrics.md``."""
+    if given and ``windows`` the FSS windows. Returns the text of ``metrics.md``, the rows of
+    ``metrics.json`` and the names of the level dims that the rows hold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -703,11 +820,11 @@ def _write_report(
         json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
     )
     if by_lead:
-        strict = [_strict_row(row) for row in by_lead]
         (out / "metrics_by_lead.json").write_text(
-            json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
+            json.dumps([_strict_row(row) for row in by_lead], indent=2, allow_nan=False),
+            encoding="utf-8",
         )
-    return report
+    return report, strict, list(level_words)
 
 
 def _stream(ds: Any, chunks: dict[str, int]) -> Any:
