@@ -315,9 +315,6 @@ def _write_report(
     ``renames`` truth name to prediction name, ``wanted`` the ``--threshold`` (value and units)
     if given and ``windows`` the FSS windows. Returns the text of ``metrics.md``, the rows of
     ``metrics.json`` and the names of the level dims that the rows hold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import numpy as np
 
     from . import metrics
@@ -336,7 +333,7 @@ def _write_report(
         raise MissingVariableError(
             f"--rename names {absent}, which the truth does not hold (its variables: "
             f"{list(map(str, truth.data_vars))}); give TRUTH=PREDICTION with the truth's name "
-            "first, e.g. --rename tas=t2m"
+            f"first, {_rename_example(absent[0], renames[absent[0]], truth, pred)}"
         )
     taken = [new for old, new in renames.items() if new in truth.variables and new != old]
     if taken:
@@ -671,8 +668,8 @@ def _write_report(
         ):
             if found is not None and counts is not None:
                 at_row[key][column] = _quantile_value(*found, counts)
-    import matplotlib.pyplot as plt
-
+    # the plots are Figure objects of their own (no pyplot): the user's figures and backend
+    # stay as they were (it set the Agg backend and closed every pyplot figure)
     for v in names:  # a plot per variable and level: spectra_u.png, spectra_u_level500.png
         for k, part in enumerate(parts[v]):
             if (v, k) in curves:
@@ -696,7 +693,6 @@ def _write_report(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
                 fig.savefig(out / f"rank_histogram_{part.stem}.png", dpi=100)
-        plt.close("all")
     # a level dim's column after the variable's, its cells with the coordinate's units
     level_words: dict[str, dict[Any, str]] = {}
     for v in names:
@@ -1828,6 +1824,27 @@ def _pooled_scores(
 #: A warning's count of points (the fair CRPS's "... (N point(s))").
 _POINTS = re.compile(r"\((\d+) point\(s\)\)")
 
+#: The fix the one-valid-member CRPS warning of the metrics gives, and what evaluate says instead
+_ONE_MEMBER_FIX = "; those points are NaN. Use fair=False (ecdf), which gives |x - y| there."
+_ONE_MEMBER_IN_REPORT = (
+    "; the report's CRPS leaves those points out (the prediction's other members are missing "
+    "there: NaN in its file)."
+)
+
+
+def _rename_example(old: str, new: str, truth: Any, pred: Any) -> str:
+    """The ``--rename`` a user who gave ``old=new`` (``old`` not in the truth) meant: the pair
+    the other way round when the truth holds ``new`` and the prediction ``old``, else a pair of
+    the files' own names (it said ``e.g. --rename tas=t2m`` whatever was given, the very pair
+    refused when the user had typed it)."""
+    if new in truth.data_vars and old in pred.data_vars:
+        return f"here --rename {new}={old} (the names the other way round)"
+    truth_names = [str(v) for v in truth.data_vars if v not in pred.data_vars]
+    pred_names = [str(v) for v in pred.data_vars if v not in truth.data_vars]
+    if truth_names and pred_names:
+        return f"e.g. --rename {truth_names[0]}={pred_names[0]}"
+    return "e.g. --rename tas=t2m for a truth's tas scored against a prediction's t2m"
+
 
 def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     """``lazy`` (lists, tuples and dicts of xarray objects and plain values) with every
@@ -1867,8 +1884,14 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
         if found is not None:
             key = (text[: found.start()], text[found.end() :], category)
             totals[key] = totals.get(key, 0) + int(found[1])
+    from ._stack import user_stacklevel
+
     for (head, tail, _), total in totals.items():  # UndefinedMetricWarning only (counted)
-        warnings.warn(f"{head}({total} point(s)){tail}", UndefinedMetricWarning, stacklevel=2)
+        # the metric's own fix (fair=False) is no option of evaluate: what the report does
+        tail = tail.replace(_ONE_MEMBER_FIX, _ONE_MEMBER_IN_REPORT)
+        warnings.warn(
+            f"{head}({total} point(s)){tail}", UndefinedMetricWarning, stacklevel=user_stacklevel()
+        )
     return done
 
 
