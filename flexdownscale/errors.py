@@ -27,6 +27,7 @@ __all__ = [
     "MissingVariableError",
     "ModelFolderError",
     "NonFiniteLossError",
+    "NotXarrayError",
     "ShapeError",
     "SkillWarning",
     "UndefinedMetricWarning",
@@ -70,6 +71,12 @@ class UnsupportedFactorError(FlexDownscaleError, ValueError):
 
 class DataError(FlexDownscaleError, ValueError):
     """Input data are unusable as given (all-NaN tile, wrong dtype that cannot be converted, ...)."""
+
+
+class NotXarrayError(DataError, TypeError):
+    """An xarray Dataset or DataArray is needed and something else was given (a numpy array,
+    a list, an ``xarray.DataTree``); also a ``TypeError``, as Python's own type errors, and a
+    :class:`DataError`. The message says how to get one (:func:`not_xarray_message`)."""
 
 
 class EnsembleError(FlexDownscaleError, ValueError):

@@ -85,6 +85,7 @@ from .errors import (
     GridError,
     MissingVariableError,
     ModelFolderError,
+    NotXarrayError,
     ShapeError,
     SkillWarning,
     UnitsError,
@@ -957,7 +958,7 @@ def _warn_far_from_training(
         "units or scaled, or another regime than the model was trained on?"
         + ("" if token is None else " (counted in the first block of this lazy call to hold them)"),
         SkillWarning,
-        stacklevel=2,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -3742,7 +3743,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                 )
             ds = ds.to_dataset()
         if not isinstance(ds, xr.Dataset):
-            raise DataError(not_xarray_message(ds))
+            raise NotXarrayError(not_xarray_message(ds))
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(
@@ -4409,7 +4410,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
         if not isinstance(ds, xr.Dataset):
-            raise DataError(not_xarray_message(ds))
+            raise NotXarrayError(not_xarray_message(ds))
         lead_steps, members, steps, batch_size = _python_ints(
             lead_steps, members, steps, batch_size
         )

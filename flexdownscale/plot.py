@@ -32,6 +32,7 @@ from flexdownscale.errors import (
     EnsembleError,
     FlexDownscaleWarning,
     GridError,
+    NotXarrayError,
     ShapeError,
     not_xarray_message,
 )
@@ -58,7 +59,7 @@ def _as_dataarray(
     if isinstance(obj, xr.DataArray):
         return obj
     if not isinstance(obj, xr.Dataset):
-        raise TypeError(not_xarray_message(obj, name))
+        raise NotXarrayError(not_xarray_message(obj, name))
     if variable is not None:
         return obj[variable]
     if len(obj.data_vars) == 1:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .errors import ConfigError, DataError
+
 __all__ = ["concat_outputs"]
 
 _PREFIX = "flexdownscale_"
@@ -74,8 +76,10 @@ def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: 
 
     Raises
     ------
-    ValueError
-        When ``parts`` is empty or ``combine_attrs`` is given.
+    ~flexdownscale.errors.DataError
+        When ``parts`` is empty.
+    ~flexdownscale.errors.ConfigError
+        When ``combine_attrs`` is given.
 
     Examples
     --------
@@ -92,11 +96,16 @@ def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: 
     """
     parts = list(parts)
     if not parts:
-        raise ValueError("concat_outputs needs at least one output to concatenate; got none")
+        raise DataError(
+            f"concat_outputs got no outputs to concatenate along {dim!r} (an empty sequence); "
+            "pass at least one output, e.g. concat_outputs([ds.flex.downscale(seed=s) for s in "
+            f"seeds], {dim!r})"
+        )
     if "combine_attrs" in concat_kwargs:
-        raise ValueError(
-            "concat_outputs combines the attributes itself (provenance kept per part); leave "
-            "combine_attrs out, or call xarray.concat directly"
+        raise ConfigError(
+            f"concat_outputs got combine_attrs={concat_kwargs['combine_attrs']!r}, but it "
+            "combines the attributes itself (provenance kept per part); leave combine_attrs "
+            "out, or call xarray.concat directly"
         )
     out = xr.concat(parts, dim, combine_attrs="drop_conflicts", **concat_kwargs)
     keys = dict.fromkeys(k for p in parts for k in p.attrs if str(k).startswith(_PREFIX))

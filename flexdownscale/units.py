@@ -440,7 +440,10 @@ class UnitComparison:
             fix = f"{term} = {scaled}.assign_attrs(units={self.expected!r})"
         elif form == "command":
             if variable is None:
-                raise ValueError("form='command' needs the variable's name")
+                raise ValueError(
+                    "water_hint(form='command') needs the variable's name in the file, e.g. "
+                    "water_hint('tp', form='command', file='obs.nc')"
+                )
             file = shlex.quote(file)
             attribute = f"ncatted -O -a units,{variable},o,c,'{self.expected}' {file}"
             fix = attribute
@@ -466,12 +469,25 @@ class UnitComparison:
             f"{act}{fix}"
         )
 
+    def _no_conversion(self, member: str) -> str:
+        """The message of :attr:`rule` and :meth:`code` on units that do not convert."""
+        kinds = (
+            f"{self.found_kind or 'no unit'} against {self.expected_kind or 'no unit'}"
+            if self.outcome == "other_kind"
+            else "one of them names no unit"
+        )
+        return (
+            f"{self.found!r} does not convert to {self.expected!r} (outcome "
+            f"{self.outcome!r}: {kinds}), so it has no {member}; .{member} is for 'same' and "
+            "'convertible' outcomes only: check .conversion is not None (or .outcome) first"
+        )
+
     @property
     def rule(self) -> str:
         """The conversion in words, ``"values in K = values in degC + 273.15"``
         (:func:`conversion_rule`); for ``"convertible"`` (and ``"same"``) outcomes only."""
         if self.conversion is None:
-            raise ValueError(f"{self.found!r} does not convert to {self.expected!r}")
+            raise ValueError(self._no_conversion("rule"))
         return conversion_rule(self.found, self.expected, *self.conversion)
 
     def code(self, variable: str) -> str:
@@ -489,7 +505,7 @@ class UnitComparison:
             E.g. ``ds['t2m'] = (ds['t2m'] + 273.15).assign_attrs(units='K')``.
         """
         if self.conversion is None:
-            raise ValueError(f"{self.found!r} does not convert to {self.expected!r}")
+            raise ValueError(self._no_conversion("code"))
         return conversion_code(variable, *self.conversion, self.expected)
 
 

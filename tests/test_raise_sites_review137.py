@@ -158,3 +158,151 @@ def test_variables_not_in_input_names_near_ones(era5, coarse) -> None:
     with pytest.raises(MissingVariableError, match="did you mean 't2m' for 't2n'") as info:
         era5(coarse, variables=["t2n"])
     assert "leave it out" in str(info.value)
+
+
+# --- B4, B5, E: the metrics' arguments, typed errors everywhere ---------------------------
+
+
+def _field():
+    import numpy as np
+    import xarray as xr
+
+    values = np.random.default_rng(0).normal(size=(3, 4, 5))
+    values[0, 0, 0] = np.nan
+    return xr.DataArray(values, dims=("time", "latitude", "longitude"), name="t2m")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"reduce_dims": 5}, "reduce_dims=5 is a int; expected a dimension name"),
+        ({"preserve_dims": [["time"]]}, "preserve_dims=.* is a list"),
+        ({"skipna": "False"}, "skipna='False' is a str; expected True or False"),
+        ({"skipna": None}, "skipna=None"),
+    ],
+)
+def test_metrics_refuse_wrong_types(kwargs, match) -> None:
+    from flexdownscale import metrics
+
+    da = _field()
+    with pytest.raises(ConfigError, match=match):
+        metrics.rmse(da, da, **kwargs)
+
+
+def test_every_score_with_skipna_refuses_a_string() -> None:
+    """One check for all of them: ``skipna='False'`` was taken as true (NaN skipped)."""
+    import inspect
+
+    from flexdownscale import metrics
+
+    checked = []
+    for name in metrics.__all__:
+        func = getattr(metrics, name)
+        if callable(func) and "skipna" in inspect.signature(func).parameters:
+            with pytest.raises(ConfigError, match="skipna='False'"):  # checked first
+                func(_field(), skipna="False")
+            checked.append(name)
+    assert {"rmse", "crps_ensemble", "ensemble_mean", "fss", "rank_histogram"} <= set(checked)
+
+
+def test_skipna_numpy_bool_is_a_bool() -> None:
+    import numpy as np
+
+    from flexdownscale import metrics
+
+    da = _field()
+    assert np.isnan(float(metrics.rmse(da, da + 1, skipna=np.False_)))
+    assert float(metrics.rmse(da, da + 1, skipna=np.True_)) == pytest.approx(1.0)
+
+
+def test_not_xarray_is_one_typed_error_everywhere() -> None:
+    import numpy as np
+
+    from flexdownscale import data, metrics, plot
+    from flexdownscale.errors import DataError, NotXarrayError
+
+    calls = [
+        lambda: metrics.rmse(np.zeros(3), _field()),
+        lambda: plot.plot_spectra({"truth": np.zeros(4)}),
+        lambda: data.degrade(np.zeros((4, 4)), 2),
+    ]
+    for call in calls:
+        with pytest.raises(NotXarrayError, match="must be an xarray Dataset or DataArray") as info:
+            call()
+        assert isinstance(info.value, TypeError)
+        assert isinstance(info.value, DataError)
+        assert isinstance(info.value, FlexDownscaleError)
+
+
+def test_downscaler_not_xarray(era5) -> None:
+    import numpy as np
+
+    from flexdownscale.errors import NotXarrayError
+
+    with pytest.raises(NotXarrayError, match="got ndarray"):
+        era5(np.zeros((4, 4)))
+
+
+def test_concat_outputs_typed_errors() -> None:
+    import numpy as np
+    import xarray as xr
+
+    from flexdownscale.errors import DataError
+    from flexdownscale.provenance import concat_outputs
+
+    with pytest.raises(DataError, match="no outputs to concatenate along 'start'"):
+        concat_outputs([], "start")
+    part = xr.Dataset({"v": ("x", np.zeros(2))}, coords={"start": 1})
+    with pytest.raises(ConfigError, match="combine_attrs='override'"):
+        concat_outputs([part], "start", combine_attrs="override")
+
+
+def test_unit_comparison_without_conversion_says_the_fix() -> None:
+    """Still a ValueError (units.py may not import errors.py: the layers contract), but the
+    message says what to check first."""
+    from flexdownscale.units import compare_units
+
+    comparison = compare_units("K", "m")
+    with pytest.raises(ValueError, match=r"check \.conversion is not None"):
+        comparison.rule
+    with pytest.raises(ValueError, match="'other_kind': a temperature against a length"):
+        comparison.code("t2m")
+    with pytest.raises(ValueError, match=r"water_hint\('tp', form='command'"):
+        compare_units("m", "kg m-2").water_hint(form="command")
+
+
+# --- C: warnings point at the user's line -------------------------------------------------
+
+
+def test_fair_crps_one_member_warns_at_the_callers_line() -> None:
+    import numpy as np
+    import xarray as xr
+
+    from flexdownscale import metrics
+    from flexdownscale.errors import UndefinedMetricWarning
+
+    fcst = xr.DataArray(np.random.default_rng(0).random((5, 1)), dims=("point", "member"))
+    obs = xr.DataArray(np.zeros(5), dims="point")
+    with pytest.warns(UndefinedMetricWarning, match="one member") as record:
+        metrics.crps_ensemble(fcst, obs, fair=True)
+    assert record[0].filename == __file__
+    values = np.random.default_rng(0).random((6, 2))
+    values[:3, 1] = np.nan  # one valid member at 3 points: the kernel's warning
+    two = xr.DataArray(values, dims=("point", "member"))
+    obs6 = xr.DataArray(np.zeros(6), dims="point")
+    with pytest.warns(UndefinedMetricWarning, match="only one ensemble member") as record:
+        metrics.crps_ensemble(two, obs6)
+    assert record[0].filename == __file__
+    with pytest.warns(UndefinedMetricWarning, match="only one ensemble member") as record:
+        metrics.crps_ensemble(two, obs6, weights=xr.ones_like(obs6))
+    assert record[0].filename == __file__
+
+
+def test_far_from_training_warns_at_the_callers_line(era5, coarse) -> None:
+    from flexdownscale.errors import SkillWarning
+
+    hot = coarse.assign(t2m=coarse.t2m + 60)
+    with pytest.warns(SkillWarning, match="standard deviations") as record:
+        era5(hot, steps=1)
+    far = [w for w in record if "standard deviations" in str(w.message)]
+    assert far[0].filename == __file__

@@ -46,6 +46,7 @@ from ..errors import (
     DataError,
     FlexDownscaleWarning,
     GridError,
+    NotXarrayError,
     UnitsError,
     UnsupportedFactorError,
     not_xarray_message,
@@ -223,7 +224,7 @@ def find_axes(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> GridAxes:
     GridAxes(x='longitude', y='latitude', time=None)
     """
     if not isinstance(obj, xr.Dataset | xr.DataArray):
-        raise DataError(not_xarray_message(obj))
+        raise NotXarrayError(not_xarray_message(obj))
     override = dict(dims or {})
     unknown = set(override) - {"x", "y", "time"}
     if unknown:

@@ -7,19 +7,26 @@ coordinates, which are always in memory).
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+import sys
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from flexdownscale._keywords import keyword_hints
+from flexdownscale._stack import _PACKAGE_DIR
 from flexdownscale.errors import (
     ConfigError,
     EnsembleError,
     GridError,
     MissingVariableError,
+    NotXarrayError,
     ShapeError,
     UnitsError,
     WeightsError,
@@ -28,6 +35,8 @@ from flexdownscale.errors import (
 from flexdownscale.units import compare_units, degree_units, linear_conversion
 
 XarrayLike = TypeVar("XarrayLike", xr.DataArray, xr.Dataset)
+P = ParamSpec("P")
+R = TypeVar("R")
 Dims = str | Sequence[Hashable] | None
 
 #: Mean Earth radius in metres (IUGG), used to turn degrees into metres.
@@ -61,13 +70,77 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> None:
         raise ConfigError(f"{name}={value!r} is not a valid option; expected one of {allowed!r}.")
 
 
-def as_dim_tuple(dims: Dims) -> tuple[Hashable, ...] | None:
-    """``None`` -> ``None``; a single name -> a 1-tuple; a sequence -> a tuple."""
+def as_dim_tuple(dims: Dims, name: str = "dims") -> tuple[Hashable, ...] | None:
+    """``None`` -> ``None``; a single name -> a 1-tuple; a sequence -> a tuple.
+
+    Raises :class:`ConfigError` (naming the argument ``name``) for anything else, e.g.
+    ``reduce_dims=5``."""
     if dims is None:
         return None
     if isinstance(dims, str):
         return (dims,)
-    return tuple(dims)
+    if isinstance(dims, Iterable) and not isinstance(dims, Mapping | bytes):
+        named = tuple(dims)
+        if all(isinstance(d, Hashable) for d in named):
+            return named
+    raise ConfigError(
+        f"{name}={dims!r} is a {type(dims).__name__}; expected a dimension name or a list of "
+        f"them, e.g. {name}='time' or {name}=['latitude', 'longitude'] (or {name}='all')."
+    )
+
+
+def outer_user_stacklevel() -> int:
+    """``stacklevel`` for ``warnings.warn`` in code that xarray or dask call back (a kernel run
+    by ``xr.apply_ufunc``): the caller of the outermost package frame, i.e. the user's line of
+    an eager call. :func:`~flexdownscale._stack.user_stacklevel` stops at the first frame
+    outside the package, which there is xarray's. In a dask worker thread (a lazy call
+    computed) the stack holds no user line, and the warning names the scheduler's."""
+    frame = sys._getframe(1)  # the package function that calls warnings.warn
+    level, found = 1, 2
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+            found = level + 1
+        frame = frame.f_back
+        level += 1
+    return found
+
+
+def check_skipna(skipna: Any) -> None:
+    """Raise :class:`ConfigError` unless ``skipna`` is ``True`` or ``False``: a string such as
+    ``"False"`` is true, and would silently skip the NaNs it was meant to keep."""
+    if not isinstance(skipna, bool | np.bool_):
+        raise ConfigError(
+            f"skipna={skipna!r} is a {type(skipna).__name__}; expected True or False (a string "
+            "such as 'False' would count as true): pass skipna=False to let NaN propagate"
+        )
+
+
+def score_keywords(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a public score: unknown keywords name the likely one
+    (:func:`~flexdownscale._keywords.keyword_hints`), and the keywords the scores share are
+    checked before any work (``skipna`` a bool: :func:`check_skipna`).
+
+    Parameters
+    ----------
+    func : callable
+        A public function of the metrics.
+
+    Returns
+    -------
+    callable
+        ``func``, with its signature, name and docstring.
+    """
+    hinted = keyword_hints(func)
+    if "skipna" not in inspect.signature(func).parameters:
+        return hinted
+
+    @functools.wraps(func)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        if "skipna" in kwargs:
+            check_skipna(kwargs["skipna"])
+        return hinted(*args, **kwargs)
+
+    return checked
 
 
 def all_dims(*objs: xr.DataArray | xr.Dataset | None) -> tuple[Hashable, ...]:
@@ -106,7 +179,7 @@ def resolve_reduce_dims(
     name = "reduce_dims" if reduce_dims is not None else "preserve_dims"
     if isinstance(given, str) and given == "all":
         return dims if reduce_dims is not None else ()
-    named = as_dim_tuple(given) or ()
+    named = as_dim_tuple(given, name) or ()
     for d in named:
         if d in excluded:
             raise ConfigError(
@@ -149,9 +222,10 @@ def check_values_to_score(
 
 
 def check_xarray(obj: Any, name: str) -> None:
-    """Raise :class:`TypeError` unless ``obj`` is an xarray object."""
+    """Raise :class:`~flexdownscale.errors.NotXarrayError` (a ``TypeError``) unless ``obj`` is an
+    xarray object."""
     if not isinstance(obj, xr.DataArray | xr.Dataset):
-        raise TypeError(not_xarray_message(obj, name))
+        raise NotXarrayError(not_xarray_message(obj, name))
 
 
 #: Coordinates whose values differ by at most this fraction of their spacing are the same

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from flexdownscale._keywords import keyword_hints
 from flexdownscale.errors import ConfigError, GridError, ShapeError, WeightsError
 from flexdownscale.metrics._utils import (
     Dims,
@@ -42,6 +41,7 @@ from flexdownscale.metrics._utils import (
     find_yx_dims,
     pow_units,
     resolve_reduce_dims,
+    score_keywords,
     set_attrs,
     weighted_mean,
 )
@@ -97,7 +97,7 @@ def _setup(
     return fcst, obs, red, weights
 
 
-@keyword_hints
+@score_keywords
 def mse(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -138,7 +138,7 @@ def mse(
     return set_attrs(out, (obs, fcst), units=pow_units, long_name="mean squared error")
 
 
-@keyword_hints
+@score_keywords
 def rmse(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -184,7 +184,7 @@ def rmse(
     return set_attrs(out, (obs, fcst), units="same", long_name="root mean squared error")
 
 
-@keyword_hints
+@score_keywords
 def mae(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -230,7 +230,7 @@ def mae(
     return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
 
 
-@keyword_hints
+@score_keywords
 def bias(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -281,7 +281,7 @@ def bias(
     return set_attrs(out, (obs, fcst), units="same", long_name="additive bias (fcst - obs)")
 
 
-@keyword_hints
+@score_keywords
 def rfne(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -364,7 +364,7 @@ def rfne(
     return set_attrs(out, (obs, fcst), units="1", long_name="relative Frobenius norm error")
 
 
-@keyword_hints
+@score_keywords
 def pearson_r(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -443,7 +443,7 @@ def _range_for(data_range: float | xr.DataArray | Mapping[str, float], obs: Xarr
     return value
 
 
-@keyword_hints
+@score_keywords
 def psnr(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -563,7 +563,7 @@ def _check_sliding_window(
     check_single_chunk(obs, yx, f"{what} (a sliding window)", error=ShapeError, argument="obs")
 
 
-@keyword_hints
+@score_keywords
 def ssim(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -744,7 +744,7 @@ def _each_variable(obj: XarrayLike, func: Any, threshold: float | dict[Hashable,
     return func(obj, threshold)
 
 
-@keyword_hints
+@score_keywords
 def exceedance_frequency(
     fcst: XarrayLike,
     *,
@@ -843,7 +843,7 @@ def _box_means(values: np.ndarray, *, window: int, axes: tuple[int, ...]) -> np.
     return _box_sums(values, window, axes) / float(window ** len(axes))
 
 
-@keyword_hints
+@score_keywords
 def fss(
     fcst: XarrayLike,
     obs: XarrayLike,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from flexdownscale._keywords import keyword_hints
+from flexdownscale._stack import user_stacklevel
 from flexdownscale.errors import (
     ConfigError,
     EnsembleError,
@@ -36,7 +36,9 @@ from flexdownscale.metrics._utils import (
     check_values_to_score,
     check_weights,
     check_xarray,
+    outer_user_stacklevel,
     resolve_reduce_dims,
+    score_keywords,
     set_attrs,
     weighted_mean,
 )
@@ -61,7 +63,7 @@ def _warn_one_member(n: int) -> None:
         f"fair CRPS is undefined where only one ensemble member is valid ({n} point(s)); "
         "those points are NaN. Use fair=False (ecdf), which gives |x - y| there.",
         UndefinedMetricWarning,
-        stacklevel=3,
+        stacklevel=outer_user_stacklevel(),  # the kernel runs inside xr.apply_ufunc
     )
 
 
@@ -218,7 +220,7 @@ def _point_weights(
     return weights
 
 
-@keyword_hints
+@score_keywords
 def crps_ensemble(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -313,7 +315,7 @@ def crps_ensemble(
             f"the fair CRPS is undefined for one member ({member_dim!r} has {m}): the result is "
             "NaN; use fair=False (the ecdf CRPS, |x - y| for one member) or add members.",
             UndefinedMetricWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     dims = all_dims(fcst, obs)
     mw = _member_weights(member_weights, fcst, member_dim, m, dims)
@@ -356,7 +358,7 @@ def crps_ensemble(
     )
 
 
-@keyword_hints
+@score_keywords
 def ensemble_mean(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -439,7 +441,7 @@ def _check_spread_members(m: int, member_dim: Hashable) -> None:
         raise EnsembleError(f"a spread needs at least 2 members, but {member_dim!r} has {m}.")
 
 
-@keyword_hints
+@score_keywords
 def ensemble_spread(
     fcst: XarrayLike, *, member_dim: Hashable = "member", skipna: bool = True
 ) -> XarrayLike:
@@ -485,7 +487,7 @@ def ensemble_spread(
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 
 
-@keyword_hints
+@score_keywords
 def spread_skill_ratio(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -612,7 +614,7 @@ def _rank_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return mass
 
 
-@keyword_hints
+@score_keywords
 def rank_histogram(
     fcst: XarrayLike,
     obs: XarrayLike,
