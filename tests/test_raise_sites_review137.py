@@ -306,3 +306,73 @@ def test_far_from_training_warns_at_the_callers_line(era5, coarse) -> None:
         era5(hot, steps=1)
     far = [w for w in record if "standard deviations" in str(w.message)]
     assert far[0].filename == __file__
+
+
+# --- D: messages that say what was found and the fix ---------------------------------------
+
+
+def _small_field():
+    import numpy as np
+    import xarray as xr
+
+    values = np.random.default_rng(0).normal(size=(4, 64, 64))
+    return xr.Dataset(
+        {"v": (("time", "latitude", "longitude"), values, {"units": "K"})},
+        coords={
+            "time": np.arange(4),
+            "latitude": np.linspace(50.0, 56.3, 64),
+            "longitude": np.linspace(-8.0, -1.7, 64),
+        },
+    )
+
+
+def test_empty_training_split_names_the_selection_and_the_labels() -> None:
+    from flexdownscale.data import SuperResolutionDataset
+    from flexdownscale.errors import DataError
+
+    with pytest.raises(DataError, match="the training split is empty") as info:
+        SuperResolutionDataset(
+            _small_field(),
+            variables=["v"],
+            factor=4,
+            crop_size=32,
+            split_dim="time",
+            splits={"validation": [0, 1, 2, 3]},
+            normalizer="fit",
+        )
+    message = str(info.value)
+    assert "splits['validation'] = [0, 1, 2, 3] take all of it" in message
+    assert "the labels run 0 to 3" in message
+    assert "normalizer=Normalizer.fit(...)" in message
+
+
+def test_normalizer_without_statistics_says_how_to_get_them() -> None:
+    from flexdownscale.data import Normalizer
+    from flexdownscale.errors import DataError
+
+    with pytest.raises(DataError, match=r"Normalizer\.fit\(ds, variables=\['t2m'\]\)"):
+        Normalizer({})
+    with pytest.raises(DataError, match="an empty list; pass a Dataset or DataArray"):
+        Normalizer.fit([])
+
+
+@pytest.mark.parametrize(
+    ("labels", "says"),
+    [
+        ("text", r"numbers stored as text; convert them: .*astype\(float\)"),
+        ("names", r"are not numbers; assign the cell centres"),
+    ],
+)
+def test_string_coordinate_says_the_fix(labels, says) -> None:
+    import numpy as np
+
+    from flexdownscale.data import grid_spec
+    from flexdownscale.errors import GridError
+
+    ds = _small_field()
+    if labels == "text":
+        values = ds.longitude.values.astype(str)
+    else:
+        values = np.array([f"c{i}" for i in range(64)])
+    with pytest.raises(GridError, match=says):
+        grid_spec(ds.assign_coords(longitude=values))

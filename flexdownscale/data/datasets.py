@@ -1316,7 +1316,9 @@ class _FieldDataset(torch.utils.data.Dataset):
             full = {n: tuple(splits.get(n, ())) for n in get_args(Split)}
             self._positions = split_positions(self.sources, split_dim, full)
             self._selection = self._positions[split]
+            self._splits: dict[str, tuple[Any, ...]] | None = full
         else:
+            self._splits = None
             self._positions = None
             self._selection = [{} for _ in self.sources]
         # fitted when the split opens (_open_split), in the same pass as the NaN check
@@ -1374,7 +1376,7 @@ class _FieldDataset(torch.utils.data.Dataset):
             train = self._positions["train"] if self._positions is not None else self._selection
             parts = [channels(k, sel) for k, sel in enumerate(train) if sel is not None]
             if not parts:
-                raise DataError("the training split is empty; cannot fit normalization statistics")
+                raise DataError(self._empty_train_message())
             plan = _FitPlan(
                 parts,
                 variables=list(self.variables),
@@ -1708,6 +1710,50 @@ class _FieldDataset(torch.utils.data.Dataset):
             f"{self._dropped_listing()}"
         )
 
+    def _empty_train_message(self) -> str:
+        """Why the normalizer cannot be fitted on an empty training split: which selection
+        made it (the train split's, or everything the other splits left) and the labels the
+        sources hold along the split dim, with the fixes."""
+        splits = self._splits or {}
+        train = list(splits.get("train", ()))
+        others = {n: list(v) for n, v in splits.items() if n != "train" and v}
+        taken = ", ".join(
+            f"{_setting(n, f'splits[{n!r}]')} = {_shown_labels(v)}" for n, v in others.items()
+        )
+        if train:
+            setting = _setting("train", "splits['train']")
+            made = f"{setting} = {_shown_labels(train)} selects nothing along {self.split_dim!r}"
+        else:
+            made = (
+                "no train selection is given, so the train split is what the other splits "
+                f"leave along {self.split_dim!r}, and {taken or 'they'} take all of it"
+            )
+        if self.split_dim == "file":
+            held = f"the files are {[src.label for src in self.sources]}"
+        else:
+            extents = []
+            for src in self.sources:
+                if self.split_dim not in src.sample_dims:
+                    continue
+                labels = src.labels(self.split_dim)
+                size = src.sample_sizes[src.sample_dims.index(self.split_dim)]
+                index = labels if labels is not None else np.arange(size)
+                if len(index):
+                    first, last = _shown_label(index[0]), _shown_label(index[-1])
+                    extents.append(f"{first} to {last} in {src.label}")
+            held = f"the labels run {'; '.join(extents) or 'nowhere'}"
+        return (
+            f"the training split is empty, so no normalization statistics can be fitted: "
+            f"{made} ({held}). Give the train split labels of its own (a [start, stop] range "
+            "within those) or leave some labels out of the other splits"
+            + (
+                ""
+                if self._from_config
+                else ", or pass a fitted normalizer (normalizer=Normalizer.fit(...) or one read "
+                "from a model folder) instead of normalizer='fit'"
+            )
+        )
+
     def _fit(
         self,
         selection: Sequence[dict[str, np.ndarray] | None],
@@ -1717,7 +1763,7 @@ class _FieldDataset(torch.utils.data.Dataset):
             src.lazy_channels(sel) for src, sel in zip(self.sources, selection) if sel is not None
         ]
         if not parts:
-            raise DataError("the training split is empty; cannot fit normalization statistics")
+            raise DataError(self._empty_train_message())
         return Normalizer.fit(parts, variables=list(self.variables), transforms=transforms)
 
     def fit_normalizer(

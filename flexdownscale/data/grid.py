@@ -420,6 +420,34 @@ def _swap_hint(obj: XrObj) -> str:
     )
 
 
+def _numeric_fix(values: np.ndarray, name: str) -> str:
+    """How to give coordinate ``name`` the real numbers a grid axis needs, by what it holds:
+    numbers stored as text (a CSV or a string-typed netCDF variable) convert as they are;
+    other labels need the cell centres' numeric values assigned."""
+    shown = ", ".join(repr(v) for v in values.ravel()[:2].tolist())
+    if values.dtype.kind in "USO":
+        try:
+            values.astype(np.float64)
+        except (TypeError, ValueError):
+            return (
+                f"its values ({shown}, ...) are not numbers; assign the cell centres, e.g. "
+                f"ds = ds.assign_coords({name}=np.arange(ds.sizes[{name!r}]) * spacing) (keep "
+                f"the labels as another coordinate: ds.assign_coords(label=({name!r}, "
+                f"ds[{name!r}].values)) first)"
+            )
+        return (
+            f"its values ({shown}, ...) are numbers stored as text; convert them: "
+            f"ds = ds.assign_coords({name}=ds[{name!r}].astype(float))"
+        )
+    if np.issubdtype(values.dtype, np.complexfloating):
+        return f"take the real part: ds = ds.assign_coords({name}=ds[{name!r}].real)"
+    return (
+        f"assign the cell centres, e.g. ds = ds.assign_coords({name}=np.arange("
+        f"ds.sizes[{name!r}]) * spacing), or name the grid's dims with dims={{'x': ..., "
+        "'y': ...}} if this is not a grid axis"
+    )
+
+
 def _values(obj: XrObj, name: str) -> np.ndarray:
     if name not in obj.coords:
         along = _coordinates_along_dims(obj)
@@ -439,7 +467,8 @@ def _values(obj: XrObj, name: str) -> np.ndarray:
         values.dtype, np.complexfloating
     ):
         raise GridError(
-            f"coordinate {name!r} has dtype {values.dtype}; expected real numbers (cell centres)"
+            f"coordinate {name!r} has dtype {values.dtype}; expected real numbers (cell "
+            f"centres): {_numeric_fix(values, name)}"
         )
     values = values.astype(np.float64)
     if values.size < 2:

@@ -255,7 +255,12 @@ class Normalizer:
 
     def __init__(self, stats: Mapping[str, VariableStats]) -> None:
         if not stats:
-            raise DataError("a Normalizer needs statistics for at least one variable")
+            raise DataError(
+                f"a Normalizer needs statistics for at least one variable, got {stats!r}; fit "
+                "them with Normalizer.fit(ds, variables=['t2m']), give them as "
+                "Normalizer({'t2m': VariableStats(mean=280.0, std=10.0, units='K')}), or read "
+                "a model folder's with Normalizer.from_json(folder / 'normalization.json')"
+            )
         self.stats: dict[str, VariableStats] = {str(k): v for k, v in stats.items()}
 
     def __repr__(self) -> str:
@@ -659,7 +664,11 @@ class _FitPlan:
     ) -> None:
         datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
         if not datasets:
-            raise DataError("Normalizer.fit got no data")
+            raise DataError(
+                f"Normalizer.fit got no data: an empty {type(data).__name__}; pass a Dataset or "
+                "DataArray, or a non-empty list of them (e.g. one per file: "
+                "Normalizer.fit([xr.open_dataset(p) for p in paths]))"
+            )
         datasets = [_as_dataset(d) for d in datasets]
         names = list(variables) if variables is not None else _default_variables(datasets[0])
         if not names:
