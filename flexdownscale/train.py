@@ -1537,6 +1537,28 @@ def _check_resumable_setup(distributed_type: Any, fsdp_plugin: Any) -> None:
             )
 
 
+def _warn_ignored_diffusion_settings(diffusion: Any) -> None:
+    """Warn of ``[diffusion]`` settings the chosen objective does not read (``target = "eps"``
+    with ``objective = "flow"``): they would be kept in the run's config and silently have no
+    effect. Once, when a Trainer is built (loading a model folder does not warn)."""
+    from .diffusion.objectives import _ignored_settings
+
+    ignored = _ignored_settings(diffusion)
+    if not ignored:
+        return
+    listing = "; ".join(
+        f"diffusion.{name} = {value!r} (read only with {reader})"
+        for name, (value, reader) in ignored.items()
+    )
+    warnings.warn(
+        f"the {diffusion.objective!r} objective ignores {listing}. Remove "
+        f"{'it' if len(ignored) == 1 else 'them'} from [diffusion], or choose the setting "
+        "that reads it",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 class Trainer:
     """One training run: model, objective, data, optimiser, EMA and the accelerate plumbing.
 
@@ -1630,6 +1652,8 @@ class Trainer:
                 FlexDownscaleWarning,
                 stacklevel=user_stacklevel(),
             )
+        if main_rank:
+            _warn_ignored_diffusion_settings(config.diffusion)
         self.config = config = resolved
         self.export_only = export_only
         self.resume = resume or export_only

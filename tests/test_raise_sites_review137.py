@@ -376,3 +376,51 @@ def test_string_coordinate_says_the_fix(labels, says) -> None:
         values = np.array([f"c{i}" for i in range(64)])
     with pytest.raises(GridError, match=says):
         grid_spec(ds.assign_coords(longitude=values))
+
+
+# --- E: settings the objective ignores -----------------------------------------------------
+
+
+def test_ignored_settings_by_objective() -> None:
+    from flexdownscale.config import DiffusionConfig
+    from flexdownscale.diffusion.objectives import _ignored_settings
+
+    assert _ignored_settings(DiffusionConfig()) == {}
+    assert _ignored_settings(DiffusionConfig(objective="flow")) == {}
+    flow = DiffusionConfig(objective="flow", target="eps", logsnr_min=-10.0, idff_sigma=0.3)
+    assert set(_ignored_settings(flow)) == {"target", "logsnr_min", "idff_sigma"}
+    idff = DiffusionConfig(objective="idff", idff_sigma=0.3, shift=2.0, base_sigma=0.2)
+    assert _ignored_settings(idff) == {
+        "shift": (2.0, "objective = 'vp'"),
+        "base_sigma": (0.2, "base = 'coarse_plus_noise'"),
+    }
+    vp = DiffusionConfig(base="coarse_plus_noise", t_min=0.01)
+    assert set(_ignored_settings(vp)) == {"base", "t_min"}
+
+
+def test_trainer_warns_of_diffusion_settings_the_objective_ignores(tmp_path, shared_data) -> None:
+    from train_runs import tiny_run_config
+
+    from flexdownscale.errors import FlexDownscaleWarning
+    from flexdownscale.train import Trainer
+
+    config = tiny_run_config(
+        tmp_path,
+        shared_data,
+        diffusion={"objective": "flow", "target": "eps"},
+        sampler={"sampler": "euler", "steps": 1},
+    )
+    with pytest.warns(FlexDownscaleWarning, match="ignores") as record:
+        Trainer(config)
+    said = [w for w in record if "ignores" in str(w.message)]
+    assert len(said) == 1
+    assert str(said[0].message).startswith(
+        "the 'flow' objective ignores diffusion.target = 'eps' (read only with objective = 'vp')"
+    )
+    assert said[0].filename == __file__
+    plain = tiny_run_config(
+        tmp_path / "b", shared_data, diffusion={"objective": "flow"}, sampler={"sampler": "euler"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlexDownscaleWarning)
+        Trainer(plain)

@@ -1553,6 +1553,46 @@ class IDFF(_BridgeBase):
         return SamplerConfig(sampler="idff", steps=10)
 
 
+#: The ``DiffusionConfig`` settings each objective reads (:func:`build_objective`); the others
+#: are ignored by it (``target`` under ``objective = "flow"``), which the Trainer warns about.
+_READ_BY: dict[str, tuple[str, ...]] = {
+    "target": ("vp",),
+    "logsnr_min": ("vp",),
+    "logsnr_max": ("vp",),
+    "shift": ("vp",),
+    "base": ("flow", "idff"),
+    "base_sigma": ("flow", "idff"),
+    "t_min": ("flow", "idff"),
+    "t_max": ("flow", "idff"),
+    "idff_sigma": ("idff",),
+    "idff_c": ("idff",),
+}
+
+
+def _ignored_settings(config: DiffusionConfig) -> dict[str, tuple[object, str]]:
+    """The settings of ``config`` set away from their defaults that the objective it builds
+    does not read: ``{name: (value, what reads it)}``, e.g. ``{"target": ("eps",
+    "objective = 'vp'")}`` for a flow objective (``base_sigma`` also under the gaussian base,
+    which only the coarse-plus-noise base reads).
+
+    >>> from flexdownscale.config import DiffusionConfig
+    >>> _ignored_settings(DiffusionConfig(objective="flow", target="eps", shift=2.0))
+    {'target': ('eps', "objective = 'vp'"), 'shift': (2.0, "objective = 'vp'")}
+    """
+    default = DiffusionConfig()
+    ignored: dict[str, tuple[object, str]] = {}
+    for name, readers in _READ_BY.items():
+        value = getattr(config, name)
+        if value == getattr(default, name):
+            continue
+        if config.objective not in readers:
+            wanted = " or ".join(repr(r) for r in readers)
+            ignored[name] = (value, f"objective = {wanted}")
+        elif name == "base_sigma" and config.base == "gaussian":
+            ignored[name] = (value, "base = 'coarse_plus_noise'")
+    return ignored
+
+
 def build_objective(config: DiffusionConfig) -> Objective:
     """The objective described by a :class:`~flexdownscale.config.DiffusionConfig`.
 
