@@ -440,7 +440,9 @@ class UnitComparison:
             fix = f"{term} = {scaled}.assign_attrs(units={self.expected!r})"
         elif form == "command":
             if variable is None:
-                raise ValueError(
+                from .errors import ConfigError
+
+                raise ConfigError(
                     "water_hint(form='command') needs the variable's name in the file, e.g. "
                     "water_hint('tp', form='command', file='obs.nc')"
                 )
@@ -487,7 +489,9 @@ class UnitComparison:
         """The conversion in words, ``"values in K = values in degC + 273.15"``
         (:func:`conversion_rule`); for ``"convertible"`` (and ``"same"``) outcomes only."""
         if self.conversion is None:
-            raise ValueError(self._no_conversion("rule"))
+            from .errors import UnitsError
+
+            raise UnitsError(self._no_conversion("rule"))
         return conversion_rule(self.found, self.expected, *self.conversion)
 
     def code(self, variable: str) -> str:
@@ -505,7 +509,9 @@ class UnitComparison:
             E.g. ``ds['t2m'] = (ds['t2m'] + 273.15).assign_attrs(units='K')``.
         """
         if self.conversion is None:
-            raise ValueError(self._no_conversion("code"))
+            from .errors import UnitsError
+
+            raise UnitsError(self._no_conversion("code"))
         return conversion_code(variable, *self.conversion, self.expected)
 
 

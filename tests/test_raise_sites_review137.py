@@ -258,17 +258,19 @@ def test_concat_outputs_typed_errors() -> None:
 
 
 def test_unit_comparison_without_conversion_says_the_fix() -> None:
-    """Still a ValueError (units.py may not import errors.py: the layers contract), but the
-    message says what to check first."""
+    """Typed errors (UnitsError, ConfigError; still ValueErrors): units.py sits a layer above
+    errors.py now, and the message says what to check first."""
+    from flexdownscale.errors import ConfigError, UnitsError
     from flexdownscale.units import compare_units
 
     comparison = compare_units("K", "m")
-    with pytest.raises(ValueError, match=r"check \.conversion is not None"):
+    with pytest.raises(UnitsError, match=r"check \.conversion is not None"):
         comparison.rule
-    with pytest.raises(ValueError, match="'other_kind': a temperature against a length"):
+    with pytest.raises(UnitsError, match="'other_kind': a temperature against a length"):
         comparison.code("t2m")
-    with pytest.raises(ValueError, match=r"water_hint\('tp', form='command'"):
+    with pytest.raises(ConfigError, match=r"water_hint\('tp', form='command'"):
         compare_units("m", "kg m-2").water_hint(form="command")
+    assert issubclass(UnitsError, ValueError)
 
 
 # --- C: warnings point at the user's line -------------------------------------------------
