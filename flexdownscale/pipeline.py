@@ -106,6 +106,7 @@ __all__ = [
     "Downscaler",
     "Forecaster",
     "TiledDenoiser",
+    "clear_model_cache",
     "downscaler_for",
     "resolve_downscaler",
     "time_step_seed",
@@ -1692,7 +1693,9 @@ class _PhysicalCondition:
             "pass that value as condition=<value>"
         )
 
-    def _condition_from_input(self, ds: xr.Dataset, name: str) -> tuple[Any, str, str]:
+    def _condition_from_input(
+        self, ds: xr.Dataset, name: str, *, warn: bool = True
+    ) -> tuple[Any, str, str]:
         """The condition ``name`` read from the input ``ds`` (no ``condition=`` given), the
         words for where it was found, and the Python object holding it when an attribute
         (``"ds.attrs"``, ``"ds['t2m'].attrs"``; ``""`` for a variable or coordinate).
@@ -1701,7 +1704,9 @@ class _PhysicalCondition:
         variable or coordinate ``name`` (what ``ds.sel(name=value)`` leaves), else the global
         attribute, else the data variables' attribute (a DataArray's own). Another of these that
         holds a different value (the first file's attribute that ``xr.concat`` keeps) is named,
-        with the fix, in a :class:`~flexdownscale.errors.FlexDownscaleWarning`.
+        with the fix, in a :class:`~flexdownscale.errors.FlexDownscaleWarning` (not with
+        ``warn=False``: no ``warnings.catch_warnings()``, which would make every once-only
+        warning of the process show again).
         """
         # (where it was found, its value, the Python object holding it when an attribute)
         found: list[tuple[str, Any, str]] = []
@@ -1734,7 +1739,7 @@ class _PhysicalCondition:
             )
         where, value, holder = found[0]
         stale = [f for f in found[1:] if not _same_number(f[1], value)]
-        if stale:
+        if stale and warn:
             shown = _number_words(value)
             others = ", ".join(f"its {w} = {_number_words(x)}" for w, x, _ in stale)
             fixes = " or ".join(
@@ -1762,12 +1767,10 @@ class _PhysicalCondition:
             float(value)
         except (TypeError, ValueError):
             return  # the caller's ConfigError says what is wrong with it
-        with warnings.catch_warnings():  # the input's own disagreements are not this call's
-            warnings.simplefilter("ignore")
-            try:
-                held, where, holder = self._condition_from_input(ds, name)
-            except (ConfigError, MissingVariableError):
-                return
+        try:  # the input's own disagreements are not this call's
+            held, where, holder = self._condition_from_input(ds, name, warn=False)
+        except (ConfigError, MissingVariableError):
+            return
         if _same_number(held, value):
             return
         warnings.warn(
@@ -2156,7 +2159,40 @@ def _group_aligned_chunks(chunks: Sequence[int], group: int) -> tuple[int, ...]:
 #: The name of a Downscaler or Forecaster built without ``name=``.
 _UNNAMED = "unnamed model"
 
+#: Most models the in-process cache of model folders holds (the accessor,
+#: :func:`resolve_downscaler` and dask workers share it); the least recently used one is dropped
+#: beyond it (:func:`clear_model_cache` drops them all).
+MODEL_CACHE_SIZE = 8
+
 _CACHE: dict[tuple[str, tuple[tuple[str, int, int], ...]], Downscaler] = {}
+_CACHE_LOCK = threading.RLock()
+
+
+def clear_model_cache() -> int:
+    """Drop every model the accessor and :func:`resolve_downscaler` keep loaded in this process.
+
+    A model folder (a path, a shipped name or a Hub id) is loaded once per process and kept
+    for the next call, one model per folder (a folder whose files change is loaded again and
+    replaces its old model) and at most ``flexdownscale.pipeline.MODEL_CACHE_SIZE`` models
+    (8; set it to keep fewer or more), the least recently used dropped first. Clearing frees
+    their memory once nothing else holds them (a :class:`Downscaler` of your own stays
+    usable); the next call loads the folder again.
+
+    Returns
+    -------
+    int
+        How many models were dropped.
+
+    Examples
+    --------
+    >>> from flexdownscale.pipeline import clear_model_cache
+    >>> clear_model_cache() >= 0
+    True
+    """
+    with _CACHE_LOCK:
+        dropped = len(_CACHE)
+        _CACHE.clear()
+    return dropped
 
 
 def _folder_key(path: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
@@ -2172,15 +2208,25 @@ def _cached(model: str | os.PathLike[str]) -> Downscaler:
     """One Downscaler per model folder and process (dask workers load a model once).
 
     ``model`` is a folder, a shipped name or a Hub id; relative paths are resolved now, so a
-    later change of the working directory cannot hand out another folder's model.
+    later change of the working directory cannot hand out another folder's model. A folder
+    whose files changed since it was loaded replaces its old entry, and beyond
+    ``flexdownscale.pipeline.MODEL_CACHE_SIZE`` models the least recently used is dropped
+    (:func:`clear_model_cache` drops them all).
     """
     from .hub import resolve_model_path
 
     key = _folder_key(resolve_model_path(model))
-    if key not in _CACHE:
-        ref = model if _is_reference(model) else key[0]
-        _CACHE[key] = Downscaler.from_pretrained(ref)
-    return _CACHE[key]
+    with _CACHE_LOCK:  # dask threads asking for one folder load it once
+        model_of_key = _CACHE.pop(key, None)
+        if model_of_key is None:
+            for stale in [k for k in _CACHE if k[0] == key[0]]:
+                del _CACHE[stale]  # the folder's former files
+            ref = model if _is_reference(model) else key[0]
+            model_of_key = Downscaler.from_pretrained(ref)
+        _CACHE[key] = model_of_key  # the most recently used last
+        while len(_CACHE) > max(int(MODEL_CACHE_SIZE), 1):
+            del _CACHE[next(iter(_CACHE))]
+    return model_of_key
 
 
 def _is_reference(model: str | os.PathLike[str]) -> bool:
