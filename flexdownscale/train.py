@@ -65,7 +65,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import torch
 
@@ -1159,6 +1159,44 @@ def _releases_run_lock(init: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+_T = TypeVar("_T")
+
+
+def _keeps_callers_state(method: Callable[..., _T]) -> Callable[..., _T]:
+    """A public :class:`Trainer` method that leaves the caller's process state as it found it.
+
+    Building and training reseed the process's global random streams (Python's ``random``,
+    numpy's, torch's on the CPU and CUDA: Accelerate's ``set_seed`` and the training noise)
+    and need float32 as torch's default dtype. The outermost such call of a trainer saves the
+    caller's streams and default dtype, puts back the streams the trainer's previous call left
+    (so its own sequence of draws is the one it would be alone in the process), runs with
+    float32 as the default dtype, and then keeps the trainer's streams for its next call and
+    puts the caller's back. Calls made from inside another (``fit`` validating, exporting) run
+    as they are.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> _T:
+        if self.__dict__.get("_in_public_call", False):
+            return method(self, *args, **kwargs)
+        callers = _global_random_state()
+        dtype = torch.get_default_dtype()
+        own = self.__dict__.get("_own_random_state")
+        self.__dict__["_in_public_call"] = True
+        try:
+            if own is not None:
+                _set_global_random_state(own)
+            torch.set_default_dtype(torch.float32)
+            return method(self, *args, **kwargs)
+        finally:
+            self.__dict__["_in_public_call"] = False
+            self.__dict__["_own_random_state"] = _global_random_state()
+            _set_global_random_state(callers)
+            torch.set_default_dtype(dtype)
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------
@@ -1611,6 +1649,7 @@ class Trainer:
     """
 
     @keyword_hints
+    @_keeps_callers_state
     @_releases_run_lock
     def __init__(
         self, config: TrainConfig, *, resume: bool = False, export_only: bool = False
@@ -2847,6 +2886,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
 
+    @_keeps_callers_state
     def save_state(self) -> Path:
         """Write the full training state atomically; rotate old states (``total_limit``).
 
@@ -2912,6 +2952,7 @@ class Trainer:
         for old in list_states(self.run_dir)[: -self.config.total_limit]:
             shutil.rmtree(old, ignore_errors=True)
 
+    @_keeps_callers_state
     def load_latest_state(self) -> Path:
         """Load the newest complete state (errors clearly on a damaged one).
 
@@ -3169,6 +3210,7 @@ class Trainer:
             f"replaced: {problem}; move that content out of it{then}"
         )
 
+    @_keeps_callers_state
     def fit(self) -> Path | None:
         """Train for ``config.steps`` optimiser steps; returns the exported model folder.
 
@@ -3559,6 +3601,7 @@ class Trainer:
     # -- validation and export ---------------------------------------------------------------
 
     @torch.no_grad()
+    @_keeps_callers_state
     def evaluate(self) -> dict[str, float]:
         """Validation on the held-out split: the loss with the raw (trained) weights, and
         sampled skill with the EMA weights.
@@ -3768,6 +3811,7 @@ class Trainer:
                 )
 
     @keyword_hints
+    @_keeps_callers_state
     def export(
         self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False
     ) -> Path | None:

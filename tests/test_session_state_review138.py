@@ -1,19 +1,25 @@
 """A long session's process state (reviewer-138): the model cache stays bounded, one model per
-folder; ``condition=`` leaves once-only warnings shown once."""
+folder; ``condition=`` leaves once-only warnings shown once; a Trainer leaves the caller's
+random streams and default dtype as they were, and trains float32 under a float64 default."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import warnings
 
 import numpy as np
 import pytest
+import torch
+from safetensors.numpy import load_file
 from test_pipeline import era5_pair, make_downscaler
+from train_runs import tiny_run_config
 
 import flexdownscale  # noqa: F401  (registers the accessor)
 from flexdownscale import pipeline
 from flexdownscale.data.degrade import degrade
 from flexdownscale.demo import open_sample
+from flexdownscale.train import Trainer
 
 # -- the model cache -----------------------------------------------------------------------------
 
@@ -101,3 +107,64 @@ def test_condition_leaves_once_only_warnings_shown_once():
     assert shown.count("the user's own warning") == 1
     condition = [m for m in shown if m.startswith("condition = ")]
     assert len(condition) == 1, shown
+
+
+# -- a Trainer and the caller's process state ------------------------------------------------------
+
+
+def _draws() -> tuple[float, float, float]:
+    return np.random.rand(), torch.rand(1).item(), random.random()  # noqa: NPY002
+
+
+def _seed_all(seed: int) -> None:
+    np.random.seed(seed)  # noqa: NPY002
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+
+def _weights(path) -> dict[str, np.ndarray]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_a_trainer_leaves_the_callers_random_streams(tmp_path, shared_data):
+    _seed_all(99)
+    expected = [_draws() for _ in range(3)]
+    _seed_all(99)
+    trainer = Trainer(tiny_run_config(tmp_path / "a", shared_data, steps=2))
+    got = [_draws()]
+    trained = trainer.fit()
+    got.append(_draws())
+    trainer.evaluate()
+    got.append(_draws())
+    assert got == expected
+    # the trainer's own numbers do not depend on the caller's draws in between
+    _seed_all(5)
+    quiet = Trainer(tiny_run_config(tmp_path / "b", shared_data, steps=2)).fit()
+    for name, array in _weights(trained).items():
+        np.testing.assert_array_equal(array, _weights(quiet)[name], err_msg=name)
+
+
+def test_a_float64_default_trains_and_exports_float32(tmp_path, shared_data):
+    reference = Trainer(tiny_run_config(tmp_path / "a", shared_data, steps=2)).fit()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        trainer = Trainer(tiny_run_config(tmp_path / "b", shared_data, steps=2))
+        assert torch.get_default_dtype() == torch.float64  # the caller's, back
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert {b.dtype for b in model.buffers() if b.is_floating_point()} <= {torch.float32}
+        batch = next(iter(trainer.loader))
+        tensors = batch.values() if isinstance(batch, dict) else batch
+        assert {t.dtype for t in tensors if torch.is_tensor(t) and t.is_floating_point()} == {
+            torch.float32
+        }
+        trained = trainer.fit()
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    weights = _weights(trained)
+    assert {a.dtype for a in weights.values()} == {np.dtype(np.float32)}
+    # the same run as under the float32 default, to the bit
+    for name, array in _weights(reference).items():
+        np.testing.assert_array_equal(weights[name], array, err_msg=name)
