@@ -8,10 +8,8 @@ what is tested is the argument handling and every file the scripts write.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,35 +17,20 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
+from benchmark_modules import load_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 REFERENCE = BENCHMARKS / "results"
 
 
-def _load(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` (once) under its own name, as the scripts import each
-    other."""
-    if name in sys.modules:
-        return sys.modules[name]
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def skill() -> ModuleType:
-    return _load("skill")
+    return load_benchmark("skill")
 
 
 @pytest.fixture(scope="module")
 def calibration() -> ModuleType:
-    return _load("calibration")
+    return load_benchmark("calibration")
 
 
 @pytest.fixture(autouse=True)
@@ -219,7 +202,7 @@ def test_skill_write_cards_only_into_the_default_folder(skill, tmp_path, monkeyp
 
 
 def test_out_that_is_a_file_is_refused(skill, calibration, tmp_path, capsys):
-    cpu_batch = _load("cpu_batch")
+    cpu_batch = load_benchmark("cpu_batch")
     path = tmp_path / "a_file"
     path.write_text("x")
     for main, argv in [
@@ -275,7 +258,7 @@ def test_calibration_out_receives_every_file(calibration, skill, tmp_path, monke
 
 
 def test_cpu_batch_out_receives_the_report(tmp_path, monkeypatch):
-    cpu_batch = _load("cpu_batch")
+    cpu_batch = load_benchmark("cpu_batch")
     monkeypatch.setattr(
         cpu_batch, "measure", lambda: ["| 64 x 64 | 25 | 1 | 2 | 3 | 4 | 5 | 1 | 8 |"]
     )
@@ -292,7 +275,7 @@ def test_metrics_speed_output_folder(tmp_path, capsys, monkeypatch, flag):
     """``--out`` (as the other benchmarks spell it) and ``--output`` write the report into a
     folder; its command line names OMP_NUM_THREADS only as the run had it (it said
     ``OMP_NUM_THREADS=1`` whatever the run's setting)."""
-    metrics_speed = _load("metrics_speed")
+    metrics_speed = load_benchmark("metrics_speed")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     metrics_speed.main([flag, str(tmp_path), "--points", "500", "--members", "4", "--repeats", "1"])
     assert [p.name for p in tmp_path.iterdir()] == ["metrics_speed.md"]
@@ -305,7 +288,7 @@ def test_metrics_speed_output_folder(tmp_path, capsys, monkeypatch, flag):
 
 
 def test_metrics_speed_output_file_and_bad_outputs(tmp_path, capsys, monkeypatch):
-    metrics_speed = _load("metrics_speed")
+    metrics_speed = load_benchmark("metrics_speed")
     assert metrics_speed.output_file(tmp_path / "new" / "r.md") == tmp_path / "new" / "r.md"
     assert (tmp_path / "new").is_dir()
     assert metrics_speed.output_file(tmp_path / "dir") == tmp_path / "dir" / "metrics_speed.md"
@@ -354,7 +337,7 @@ def test_speed_training_rows_alternate_and_compare_each_dtype_with_its_own_peak(
     from flexdownscale.config import ModelConfig
     from flexdownscale.models import build_model
 
-    speed = _load("speed")
+    speed = load_benchmark("speed")
     peaks = {torch.float32: 2e11, torch.bfloat16: 1e11}
     monkeypatch.setattr(speed, "matmul_peak", lambda device, dtype: peaks[dtype])
     order: list[str] = []

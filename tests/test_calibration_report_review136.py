@@ -9,13 +9,12 @@ files, so these tests rewrite it from copies of them, without sampling anything.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_modules import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -25,17 +24,7 @@ RESULTS = BENCHMARKS / "results"
 @pytest.fixture(scope="module")
 def calibration() -> ModuleType:
     """``benchmarks/calibration.py`` (and the ``skill`` module it imports)."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    if "calibration" in sys.modules:
-        return sys.modules["calibration"]
-    spec = importlib.util.spec_from_file_location("calibration", BENCHMARKS / "calibration.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibration"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("calibration")
 
 
 @pytest.fixture(scope="module")

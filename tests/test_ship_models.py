@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_modules import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -18,15 +17,7 @@ SHIPPED = ROOT / "flexdownscale" / "_data" / "models"
 @pytest.fixture(scope="module")
 def ship() -> ModuleType:
     """``benchmarks/ship_models.py``, imported once under its own name."""
-    if "ship_models" in sys.modules:
-        return sys.modules["ship_models"]
-    spec = importlib.util.spec_from_file_location("ship_models", BENCHMARKS / "ship_models.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ship_models"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ship_models")
 
 
 def _section(card: str, start: str, end: str) -> str:
