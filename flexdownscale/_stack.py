@@ -21,3 +21,19 @@ def user_stacklevel() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def outer_user_stacklevel() -> int:
+    """``stacklevel`` for ``warnings.warn`` in code that xarray or dask call back (a kernel run
+    by ``xr.apply_ufunc``): the caller of the outermost package frame, i.e. the user's line of
+    an eager call. :func:`user_stacklevel` stops at the first frame
+    outside the package, which there is xarray's. In a dask worker thread (a lazy call
+    computed) the stack holds no user line, and the warning names the scheduler's."""
+    frame = sys._getframe(1)  # the package function that calls warnings.warn
+    level, found = 1, 2
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+            found = level + 1
+        frame = frame.f_back
+        level += 1
+    return found

@@ -1824,8 +1824,7 @@ def _pooled_scores(
 #: A warning's count of points (the fair CRPS's "... (N point(s))").
 _POINTS = re.compile(r"\((\d+) point\(s\)\)")
 
-#: The fix the one-valid-member CRPS warning of the metrics gives, and what evaluate says instead
-_ONE_MEMBER_FIX = "; those points are NaN. Use fair=False (ecdf), which gives |x - y| there."
+#: What evaluate says instead of the one-valid-member CRPS warning's fix (``fair=False``)
 _ONE_MEMBER_IN_REPORT = (
     "; the report's CRPS leaves those points out (the prediction's other members are missing "
     "there: NaN in its file)."
@@ -1885,10 +1884,11 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
             key = (text[: found.start()], text[found.end() :], category)
             totals[key] = totals.get(key, 0) + int(found[1])
     from ._stack import user_stacklevel
+    from .metrics.probabilistic import ONE_MEMBER_FIX
 
     for (head, tail, _), total in totals.items():  # UndefinedMetricWarning only (counted)
         # the metric's own fix (fair=False) is no option of evaluate: what the report does
-        tail = tail.replace(_ONE_MEMBER_FIX, _ONE_MEMBER_IN_REPORT)
+        tail = tail.replace(ONE_MEMBER_FIX, _ONE_MEMBER_IN_REPORT)
         warnings.warn(
             f"{head}({total} point(s)){tail}", UndefinedMetricWarning, stacklevel=user_stacklevel()
         )

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
-import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,7 +18,6 @@ import pandas as pd
 import xarray as xr
 
 from flexdownscale._keywords import keyword_hints
-from flexdownscale._stack import _PACKAGE_DIR
 from flexdownscale.errors import (
     ConfigError,
     EnsembleError,
@@ -87,22 +84,6 @@ def as_dim_tuple(dims: Dims, name: str = "dims") -> tuple[Hashable, ...] | None:
         f"{name}={dims!r} is a {type(dims).__name__}; expected a dimension name or a list of "
         f"them, e.g. {name}='time' or {name}=['latitude', 'longitude'] (or {name}='all')."
     )
-
-
-def outer_user_stacklevel() -> int:
-    """``stacklevel`` for ``warnings.warn`` in code that xarray or dask call back (a kernel run
-    by ``xr.apply_ufunc``): the caller of the outermost package frame, i.e. the user's line of
-    an eager call. :func:`~flexdownscale._stack.user_stacklevel` stops at the first frame
-    outside the package, which there is xarray's. In a dask worker thread (a lazy call
-    computed) the stack holds no user line, and the warning names the scheduler's."""
-    frame = sys._getframe(1)  # the package function that calls warnings.warn
-    level, found = 1, 2
-    while frame is not None:
-        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-            found = level + 1
-        frame = frame.f_back
-        level += 1
-    return found
 
 
 def check_skipna(skipna: Any) -> None:

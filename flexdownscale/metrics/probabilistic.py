@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from flexdownscale._stack import user_stacklevel
+from flexdownscale._stack import outer_user_stacklevel, user_stacklevel
 from flexdownscale.errors import (
     ConfigError,
     EnsembleError,
@@ -36,7 +36,6 @@ from flexdownscale.metrics._utils import (
     check_values_to_score,
     check_weights,
     check_xarray,
-    outer_user_stacklevel,
     resolve_reduce_dims,
     score_keywords,
     set_attrs,
@@ -58,10 +57,15 @@ CRPS_COMPONENTS = ("total", "underforecast", "overforecast", "spread")
 # --------------------------------------------------------------------------------------------
 # CRPS kernels (numpy, member axis last)
 # --------------------------------------------------------------------------------------------
+#: The fix that the one-valid-member warning of the fair CRPS gives (``flexdownscale evaluate``,
+#: which has no ``fair`` option, says what its report does instead)
+ONE_MEMBER_FIX = "; those points are NaN. Use fair=False (ecdf), which gives |x - y| there."
+
+
 def _warn_one_member(n: int) -> None:
     warnings.warn(
-        f"fair CRPS is undefined where only one ensemble member is valid ({n} point(s)); "
-        "those points are NaN. Use fair=False (ecdf), which gives |x - y| there.",
+        f"fair CRPS is undefined where only one ensemble member is valid ({n} point(s))"
+        + ONE_MEMBER_FIX,
         UndefinedMetricWarning,
         stacklevel=outer_user_stacklevel(),  # the kernel runs inside xr.apply_ufunc
     )
