@@ -208,6 +208,7 @@ def test_rollout_output_holds_every_lead_as_sampled():
     frames = torch.randn(2, 2, 16, 16)
     fed: list[torch.Tensor] = []
     leads: list[int] = []
+    same = {"lead_steps": 4, "members": 4, "steps": 2, "generator": 3, "batch_size": 3}
 
     def feedback(sample: torch.Tensor) -> torch.Tensor:
         fed.append(sample.clone())
@@ -215,16 +216,7 @@ def test_rollout_output_holds_every_lead_as_sampled():
 
     with torch.no_grad():
         out = rollout(
-            model,
-            FlowMatching(),
-            frames,
-            lead_steps=4,
-            members=4,
-            steps=2,
-            generator=3,
-            batch_size=3,
-            feedback=feedback,
-            on_lead=leads.append,
+            model, FlowMatching(), frames, **same, feedback=feedback, on_lead=leads.append
         )
     assert out.shape == (2, 4, 4, 1, 16, 16)
     assert out.is_contiguous()
@@ -235,15 +227,6 @@ def test_rollout_output_holds_every_lead_as_sampled():
             assert torch.equal(out[b, :, lead], fed[2 * lead + b])
     # the fed-back +1 reached the next leads: they differ from a rollout without feedback
     with torch.no_grad():
-        plain = rollout(
-            model,
-            FlowMatching(),
-            frames,
-            lead_steps=4,
-            members=4,
-            steps=2,
-            generator=3,
-            batch_size=3,
-        )
+        plain = rollout(model, FlowMatching(), frames, **same)
     assert torch.equal(plain[:, :, 0], out[:, :, 0])
     assert not torch.equal(plain[:, :, 1], out[:, :, 1])

@@ -253,19 +253,11 @@ def test_persistent_workers_see_each_epoch(shared_data):
         assert torch.equal(without, within)
 
 
-def _run(
-    tmp_path: Path, shared_data: Path, *, resume: bool = False, **top
-) -> tuple[dict, list[str], int]:
-    """Train the 8-field run in this process: its weights, its samples.jsonl and how many
-    times DataLoader workers were started."""
-    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
-
-    from flexdownscale.config import TrainConfig, from_dict
-    from flexdownscale.train import Trainer
-
-    values = {
+def _eight_field_run(tmp_path: Path, shared_data: Path, **top) -> dict:
+    """The tiny preset on the 8 fields, batch 4, a state every 2 steps (one kept), no
+    validation; ``top`` adds or replaces top-level keys (``steps`` among them)."""
+    return {
         "run_dir": str(tmp_path / "run"),
-        "steps": 6,
         "batch_size": 4,
         "eval_every": 0,
         "checkpoint_every": 2,
@@ -276,6 +268,19 @@ def _run(
         "optim": {"warmup_steps": 1},
         **top,
     }
+
+
+def _run(
+    tmp_path: Path, shared_data: Path, *, resume: bool = False, **top
+) -> tuple[dict, list[str], int]:
+    """Train the 8-field run in this process: its weights, its samples.jsonl and how many
+    times DataLoader workers were started."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from flexdownscale.config import TrainConfig, from_dict
+    from flexdownscale.train import Trainer
+
+    values = _eight_field_run(tmp_path, shared_data, steps=6, **top)
     starts = []
     original = _MultiProcessingDataLoaderIter.__init__
 
@@ -338,18 +343,7 @@ def test_logged_rate_leaves_out_states_as_launches_does_and_cpu_peak_memory(
     from flexdownscale.config import TrainConfig, from_dict
     from flexdownscale.train import Trainer
 
-    values = {
-        "run_dir": str(tmp_path / "run"),
-        "steps": 4,
-        "batch_size": 4,
-        "eval_every": 0,
-        "checkpoint_every": 2,
-        "total_limit": 1,
-        "logger": "none",
-        "model": {"preset": "tiny"},
-        "data": _eight_fields(shared_data),
-        "optim": {"warmup_steps": 1},
-    }
+    values = _eight_field_run(tmp_path, shared_data, steps=4)
     trainer = Trainer(from_dict(TrainConfig, values))
     logged: list[dict] = []
     trainer.accelerator.log = lambda values, step=None, **kwargs: logged.append(values)
