@@ -32,6 +32,7 @@ from flexdownscale.metrics.spectra import (
     log_spectral_distance,
     power_spectrum,
     spectral_ratio,
+    spread_skill_spectrum,
     zonal_spectrum,
 )
 from flexdownscale.metrics.summary import (
@@ -67,6 +68,7 @@ __all__ = [
     "sample_mean_spectrum",
     "spectral_ratio",
     "spread_skill_ratio",
+    "spread_skill_spectrum",
     "ssim",
     "zonal_spectrum",
 ]

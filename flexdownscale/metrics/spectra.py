@@ -53,8 +53,10 @@ from flexdownscale._stack import user_stacklevel
 from flexdownscale.errors import ConfigError, FlexDownscaleWarning, GridError, UnitsError
 from flexdownscale.metrics._utils import (
     EARTH_RADIUS,
+    Dims,
     XarrayLike,
     align_exact,
+    check_member_dim,
     check_option,
     check_same_units,
     check_single_chunk,
@@ -67,6 +69,7 @@ from flexdownscale.metrics._utils import (
     mapping_or_scalar,
     pow_units,
     regular_step,
+    resolve_reduce_dims,
     set_attrs,
     unit_pairs,
     units_advice,
@@ -78,6 +81,7 @@ __all__ = [
     "log_spectral_distance",
     "power_spectrum",
     "spectral_ratio",
+    "spread_skill_spectrum",
     "zonal_spectrum",
 ]
 
@@ -1075,3 +1079,165 @@ def log_spectral_distance(
     all_silent = ((pred == 0) & (ref == 0)).any(d) & ~ok.any(d)
     out = out.where(~all_silent, 0.0)
     return set_attrs(out, ref, units="dB", long_name="log-spectral distance", lsd_bins=used)
+
+
+@keyword_hints
+def spread_skill_spectrum(
+    fcst: XarrayLike,
+    obs: XarrayLike,
+    *,
+    member_dim: Hashable = "member",
+    dims: Sequence[Hashable] | Hashable | None = None,
+    spacing: float | Mapping[Hashable, float] | None = None,
+    spacing_units: str = "m",
+    method: Method | None = None,
+    detrend: Detrend = "constant",
+    window: Window = None,
+    correction: Literal["fortin", "unbiased"] | None = "fortin",
+    include_components: bool = False,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+) -> XarrayLike:
+    """Spread-skill ratio per wavenumber: is the ensemble's spread right at every scale?
+
+    The ensemble's deviations from its mean and the ensemble mean's error are taken to
+    spectral space with :func:`power_spectrum` (same grid, method, detrending and window), so
+    that at each wavenumber ``k``::
+
+        spread(k) = sum_i E[x_i - xbar](k) / (M - 1)     (the member variance, ddof=1, of
+                                                          the modes in the annulus of k)
+        error(k)  = E[xbar - y](k)                        (the ensemble mean's error power)
+
+    averaged over ``reduce_dims`` (default: every dim but the spectral one; time steps,
+    variables' samples), and the ratio is formed as :func:`spread_skill_ratio` forms it from
+    variances: ``sqrt(spread (M + 1) / M / error)`` (``correction="fortin"``, default),
+    ``sqrt(spread / (error - spread / M))`` (``"unbiased"``) or ``sqrt(spread / error)``
+    (``None``, raw). Every step before the power is linear in the fields, so for members
+    and truth exchangeable at a scale (a reliable ensemble there) the Fortin ratio is 1 at
+    that ``k``, whatever the method or window; below 1 the ensemble is under-dispersed at
+    that scale (too confident), above 1 over-dispersed. A point-wise
+    :func:`spread_skill_ratio` pools all scales, so an ensemble over-dispersed at small
+    scales and under-dispersed at large ones can score 1 there; this one tells them apart.
+
+    With ``method="fft"`` and no window, Parseval's identity links the two: the sums of
+    ``spread(k) dk`` and ``error(k) dk`` over every bin are the mean member variance and
+    mean squared error of the fields with each field's spatial mean removed (their
+    :func:`spread_skill_ratio` over space and samples). The bins beyond
+    ``attrs["complete_wavenumber"]`` are partly filled annuli (kept, as in
+    :func:`power_spectrum`); read the ratio up to it.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with ``member_dim`` (at least 2 members) and the spatial ``dims``, each in
+        one dask chunk.
+    obs : DataArray or Dataset
+        Truth on the same grid, without ``member_dim``, same ``units``.
+    member_dim : str, default "member"
+        Name of the member dim.
+    dims, spacing, spacing_units, method, detrend, window
+        As :func:`power_spectrum`; ``method=None`` is :func:`default_method` of ``obs``.
+    correction : {"fortin", "unbiased", None}, default "fortin"
+        As :func:`spread_skill_ratio`.
+    include_components : bool, default False
+        Add a ``component`` dim with ``ratio``, ``spread`` (the spectral member variance) and
+        ``error`` (the ensemble mean's error spectrum), the last two power spectral densities
+        in the units of :func:`power_spectrum` (the ``units`` attr is then left out).
+    reduce_dims, preserve_dims : str or sequence of str, optional
+        The dims (other than the spectral one) averaged over, or kept; default: average over
+        all. A NaN anywhere in a sample's field makes its spectra NaN; such samples are left
+        out of both averages.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Dim ``wavenumber`` (with ``wavelength``) and the preserved dims; ``units`` ``"1"``;
+        the spectrum's attrs (method, ``dk``, ``complete_wavenumber``) and
+        ``spread_skill_correction``.
+
+    Raises
+    ------
+    EnsembleError
+        Fewer than 2 members, no ``member_dim`` in ``fcst``, or one in ``obs``.
+    UnitsError
+        ``fcst`` and ``obs`` in different units.
+
+    Examples
+    --------
+    Members and truth drawn alike (a reliable ensemble) give about 1 at every wavenumber;
+    members with twice the deviations give about 2:
+
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> cells = np.arange(32.0)
+    >>> draw = rng.normal(size=(9, 200, 32, 32))  # 8 members and the truth, 200 times
+    >>> ens = xr.DataArray(draw[:8], dims=("member", "time", "y", "x"),
+    ...                    coords={"y": cells, "x": cells})
+    >>> truth = xr.DataArray(draw[8], dims=("time", "y", "x"), coords={"y": cells, "x": cells})
+    >>> ratio = spread_skill_spectrum(ens, truth)
+    >>> bool(abs(ratio - 1).max() < 0.1)
+    True
+    >>> wide = ens.mean("member") + 2 * (ens - ens.mean("member"))
+    >>> bool(abs(spread_skill_spectrum(wide, truth) - 2).max() < 0.2)
+    True
+    """
+    from flexdownscale.metrics.probabilistic import _check_spread_members
+
+    check_option("correction", correction, ("fortin", "unbiased", None))
+    check_xarray(fcst, "fcst")
+    check_xarray(obs, "obs")
+    m = check_member_dim(fcst, obs, member_dim)
+    _check_spread_members(m, member_dim)
+    fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))
+    check_same_units(fcst, obs)
+    sdims = _spatial_dims(obs, dims)
+    if method is None:
+        method = default_method(obs, sdims, window=window)
+    options = {
+        "dims": sdims,
+        "spacing": spacing,
+        "spacing_units": spacing_units,
+        "method": method,
+        "detrend": detrend,
+        "window": window,
+    }
+    mean = fcst.mean(member_dim, skipna=False)  # a NaN member leaves the whole sample out
+    error = power_spectrum(mean - obs, **options)
+    spread = power_spectrum(fcst - mean, **options).sum(member_dim, skipna=False) / (m - 1)
+    grid_attrs = {k: v for k, v in error.attrs.items() if k not in ("units", "long_name")}
+    if isinstance(error, xr.Dataset):  # every variable's grid is the Dataset's (one grid)
+        grid_attrs = dict(error.attrs)
+    spread, error = xr.broadcast(spread, error)
+    valid = spread.notnull() & error.notnull()
+    spread, error = spread.where(valid), error.where(valid)
+    red = resolve_reduce_dims(
+        tuple(d for d in error.dims if d != "wavenumber"),
+        reduce_dims=reduce_dims,
+        preserve_dims=preserve_dims,
+    )
+    spread = spread.mean(red, skipna=True)
+    error = error.mean(red, skipna=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if correction == "fortin":
+            ratio = np.sqrt(spread * (m + 1) / m / error)
+        elif correction == "unbiased":
+            ratio = np.sqrt(spread / (error - spread / m))
+        else:
+            ratio = np.sqrt(spread / error)
+    attrs = {
+        **grid_attrs,
+        "long_name": "spread-skill ratio per wavenumber",
+        "spread_skill_correction": str(correction),
+    }
+    if include_components:
+        ratio = xr.concat(
+            [ratio, spread, error],
+            dim="component",
+            coords="minimal",
+            compat="override",
+            join="exact",
+        ).assign_coords(component=["ratio", "spread", "error"])
+    out = set_attrs(ratio, obs, units=None if include_components else "1", **attrs)
+    if isinstance(out, xr.Dataset):
+        out.attrs = dict(grid_attrs)
+    return out
