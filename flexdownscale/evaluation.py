@@ -320,7 +320,7 @@ def _write_report(
     from . import metrics
     from .data.grid import _circles_the_globe, find_axes, grid_spec, normalize_grid
     from .errors import DataError, GridError, MissingVariableError
-    from .plot import plot_rank_histogram, plot_spectra
+    from .plot import plot_rank_histogram, plot_spectra, plot_spread_skill_spectrum
 
     member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
     pred = open_input(pred_path)
@@ -576,6 +576,8 @@ def _write_report(
     spectra: dict[tuple[str, int], Any] = {}
     curves: dict[tuple[str, int], Any] = {}
     histograms: dict[tuple[str, int], Any] = {}
+    # the spread-skill ratio per wavenumber of an ensemble (isotropic spectra only)
+    by_scale: dict[tuple[str, int], Any] = {}
     # which time steps of each level are free of gaps in both files (None: all of them)
     complete: dict[tuple[str, int], Any] = {}
     frames = "fields" if lead_dim is not None else "time steps"
@@ -622,6 +624,14 @@ def _write_report(
                     else tuple(s.isel({time_dim: np.flatnonzero(whole)}) for s in spectra[v, k])
                 )
                 curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in kept)
+                if has_members and not zonal:  # over the same gap-free steps as the spectra
+                    fields = (p, t)
+                    if not whole.all():
+                        steps = {time_dim: np.flatnonzero(whole)}
+                        fields = (p.isel(steps), t.isel(steps))
+                    by_scale[v, k] = metrics.spread_skill_spectrum(
+                        *fields, member_dim=member_dim, dims=spatial, method=method
+                    )
             row = {
                 "variable": v,
                 **part.labels,
@@ -655,8 +665,8 @@ def _write_report(
     )
     # every score, spectrum and rank histogram of every variable and level (pooled and per
     # lead) together: one more pass over the files
-    rows, by_lead, curves, histograms, fine = _compute_together(
-        reads, rows, by_lead, curves, histograms, fine
+    rows, by_lead, curves, histograms, fine, by_scale = _compute_together(
+        reads, rows, by_lead, curves, histograms, fine, by_scale
     )
     rows, by_lead = _floats(rows), _floats(by_lead)
     at_row = {  # the pooled rows' high quantiles, from the two histograms of each
@@ -670,6 +680,7 @@ def _write_report(
                 at_row[key][column] = _quantile_value(*found, counts)
     # the plots are Figure objects of their own (no pyplot): the user's figures and backend
     # stay as they were (it set the Agg backend and closed every pyplot figure)
+    scale_lines: list[str] = []  # a line of metrics.md per spread-skill spectrum
     for v in names:  # a plot per variable and level: spectra_u.png, spectra_u_level500.png
         for k, part in enumerate(parts[v]):
             if (v, k) in curves:
@@ -693,6 +704,15 @@ def _write_report(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
                 fig.savefig(out / f"rank_histogram_{part.stem}.png", dpi=100)
+            if (v, k) in by_scale:
+                line = _scale_words(by_scale[v, k], f"`{v}`{part.at_words}", part.stem)
+                scale_lines.append(line)
+                if not line.endswith(_NO_SCALE_PLOT):
+                    fig = plot_spread_skill_spectrum(
+                        by_scale[v, k],
+                        title=f"{v}{part.at_words}: spread-skill ratio per wavenumber",
+                    )
+                    fig.savefig(out / f"spread_skill_spectrum_{part.stem}.png", dpi=100)
     # a level dim's column after the variable's, its cells with the coordinate's units
     level_words: dict[str, dict[Any, str]] = {}
     for v in names:
@@ -783,6 +803,8 @@ def _write_report(
         lines += [table_row(row, lead_columns) for row in by_lead]
     if bins:  # which bins the LSD of the tables above averages over
         lines += ["", bins]
+    if scale_lines:  # where the ensemble is too confident or too noisy, scale by scale
+        lines += ["", _SCALE_HEADING, "", *(f"- {line}" for line in scale_lines)]
     # what inf, nan and n/a in the tables mean
     spelled = _non_finite_words([*rows, *by_lead], windows)
     if spelled:
@@ -821,6 +843,70 @@ def _write_report(
             encoding="utf-8",
         )
     return report, strict, list(level_words)
+
+
+#: The heading of metrics.md's lines on the spread-skill ratio per wavenumber.
+_SCALE_HEADING = (
+    "Spread-skill ratio per wavenumber (`spread_skill_spectrum`, Fortin-corrected, over the "
+    "complete annuli; 1: the right spread at that scale, below 1: too little, above: too much):"
+)
+#: How a line of :func:`_scale_words` ends when there is nothing to plot.
+_NO_SCALE_PLOT = "no plot."
+
+
+def _scale_text(ratio: Any, k: float) -> str:
+    """A wavenumber ``k`` of ``ratio`` in words: a wavelength in km for grids in metres or
+    kilometres, cycles per domain length for dimensionless coordinates."""
+    units = str(ratio["wavenumber"].attrs.get("units", ""))
+    if units in ("m-1", "km-1"):
+        return f"wavelength {(1e-3 if units == 'm-1' else 1.0) / k:.3g} km"
+    dk = ratio.attrs.get("dk")
+    if units in ("", "1") and dk:
+        per_length = k / float(dk) / (1.0 if ratio.attrs.get("spectrum_method") == "FFT" else 2.0)
+        return f"{per_length:.3g} cycles per domain length"
+    return f"wavenumber {k:.3g} {units}".rstrip()
+
+
+def _scale_words(ratio: Any, label: str, stem: str) -> str:
+    """A line of ``metrics.md`` on the spread-skill ratio per wavenumber ``ratio`` (from
+    :func:`~flexdownscale.metrics.spread_skill_spectrum`): its lowest and highest values over
+    the complete annuli and where they are, and its plot's file; ending in
+    :data:`_NO_SCALE_PLOT` when it has no finite positive value (members that do not differ,
+    no gap-free field)."""
+    import numpy as np
+
+    from .metrics.spectra import complete_bins
+
+    keep = complete_bins(ratio, "wavenumber")
+    if keep is not None:
+        ratio = ratio.isel(wavenumber=keep)
+    values = np.asarray(ratio.values, dtype=float)
+    k = np.asarray(ratio["wavenumber"].values, dtype=float)
+    drawn = np.isfinite(values) & (values > 0)
+    if not drawn.any():
+        why = (
+            "the members do not differ"
+            if np.all(values[np.isfinite(values)] == 0)
+            else ("no finite value")
+        )
+        return f"{label}: none ({why}); {_NO_SCALE_PLOT}"
+    lo, hi = (
+        int(np.nanargmin(np.where(drawn, values, np.nan))),
+        int(np.nanargmax(np.where(drawn, values, np.nan))),
+    )
+    below = int((values[drawn] < 1.0).sum())
+    n = int(drawn.sum())
+    verdict = (
+        "too little spread at every scale"
+        if below == n
+        else "too much spread at every scale"
+        if below == 0
+        else f"below 1 at {below} of {n} wavenumbers"
+    )
+    return (
+        f"{label}: from {values[lo]:.2f} ({_scale_text(ratio, k[lo])}) to {values[hi]:.2f} "
+        f"({_scale_text(ratio, k[hi])}), {verdict}; spread_skill_spectrum_{stem}.png."
+    )
 
 
 def _stream(ds: Any, chunks: dict[str, int]) -> Any:
@@ -1399,7 +1485,8 @@ def _check_report_folder(out: Path, stems: list[str], given: str) -> None:
     """Refuse a report folder where ``evaluate`` would overwrite files that are not its own.
 
     The report has fixed names (``metrics.md``, ``metrics.json``, ``metrics_by_lead.json``,
-    ``spectra_<stem>.png``, ``rank_histogram_<stem>.png`` for each of ``stems``: the variables'
+    ``spectra_<stem>.png``, ``rank_histogram_<stem>.png``, ``spread_skill_spectrum_<stem>.png``
+    for each of ``stems``: the variables'
     names, with their levels for a variable scored per level, see :class:`_Level`); an earlier
     evaluation's folder (its ``metrics.md`` starts with the report's title) is written over,
     and other files are never touched. A folder of the user's with a file of one of those
@@ -1411,7 +1498,8 @@ def _check_report_folder(out: Path, stems: list[str], given: str) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
     fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
-    fixed += [f"{kind}_{stem}.png" for stem in stems for kind in ("spectra", "rank_histogram")]
+    kinds = ("spectra", "rank_histogram", "spread_skill_spectrum")
+    fixed += [f"{kind}_{stem}.png" for stem in stems for kind in kinds]
     found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
     if found:
         raise DataError(

@@ -36,7 +36,7 @@ from flexdownscale.errors import (
     ShapeError,
     not_xarray_message,
 )
-from flexdownscale.metrics import power_spectrum, rank_histogram
+from flexdownscale.metrics import power_spectrum, rank_histogram, spread_skill_spectrum
 from flexdownscale.metrics._utils import (
     align_exact,
     check_member_dim,
@@ -48,7 +48,13 @@ from flexdownscale.metrics._utils import (
 from flexdownscale.metrics.probabilistic import point_spread_and_error
 from flexdownscale.metrics.spectra import complete_bins, default_method, on_reference_bins
 
-__all__ = ["plot_panels", "plot_rank_histogram", "plot_spectra", "plot_spread_skill"]
+__all__ = [
+    "plot_panels",
+    "plot_rank_histogram",
+    "plot_spectra",
+    "plot_spread_skill",
+    "plot_spread_skill_spectrum",
+]
 
 _SPECTRAL_DIMS = ("wavenumber", "zonal_wavenumber")
 
@@ -259,7 +265,6 @@ def plot_spectra(
         ax.loglog(k, np.asarray(spec.values, dtype=float), label=label, **style)
     first = next(iter(curves.values()))
     sdim = _spectral_dim(first)
-    kunits = str(first[sdim].attrs.get("units", ""))
     xlabel = _wavenumber_label(first, sdim)
     power_units = str(first.attrs.get("units", ""))
     yname = str(first.attrs.get("long_name") or "power spectral density")
@@ -298,6 +303,17 @@ def plot_spectra(
     for axis in (ax.xaxis, *([ax_ratio.xaxis] if ax_ratio is not None else [])):
         _tidy_log_axis(axis, *xlim)
     _tidy_log_axis(ax.yaxis, *ax.get_ylim())
+    _wavelength_axis(ax, first, sdim, xlim)
+    return fig
+
+
+def _wavelength_axis(
+    ax: Any, spec: xr.DataArray, sdim: Hashable, xlim: tuple[float, float]
+) -> None:
+    """A secondary top axis of ``ax`` (whose x is the wavenumber of ``spec``): the wavelength
+    in km for wavenumbers in ``m-1`` / ``km-1``; cycles per domain length for dimensionless
+    coordinates; nothing for zonal spectra."""
+    kunits = str(spec[sdim].attrs.get("units", ""))
     if sdim == "wavenumber" and kunits in ("m-1", "km-1"):
         scale = 1e-3 if kunits == "m-1" else 1.0
 
@@ -308,18 +324,17 @@ def plot_spectra(
         sec = ax.secondary_xaxis("top", functions=(to_wavelength, to_wavelength))
         sec.set_xlabel("wavelength [km]")
         _tidy_log_axis(sec.xaxis, *sorted(to_wavelength(np.asarray(xlim))))
-    elif sdim == "wavenumber" and kunits in ("", "1") and first.attrs.get("dk"):
+    elif sdim == "wavenumber" and kunits in ("", "1") and spec.attrs.get("dk"):
         # dimensionless coordinates: the mode number, cycles per domain length (of the shorter
         # side; dk is 1/L for the FFT, 1/(2L) for the DCT), e.g. 4 for a forcing at k = 4
-        length = 1.0 / float(first.attrs["dk"])
-        if first.attrs.get("spectrum_method", "FFT") != "FFT":
+        length = 1.0 / float(spec.attrs["dk"])
+        if spec.attrs.get("spectrum_method", "FFT") != "FFT":
             length /= 2.0
         sec = ax.secondary_xaxis(
             "top", functions=(lambda k: np.asarray(k) * length, lambda n: np.asarray(n) / length)
         )
         sec.set_xlabel("cycles per domain length")
         _tidy_log_axis(sec.xaxis, xlim[0] * length, xlim[1] * length)
-    return fig
 
 
 def _wavenumber_label(spec: xr.DataArray, sdim: Hashable) -> str:
@@ -645,6 +660,130 @@ def plot_spread_skill(
     ax.set_ylabel(f"RMSE of ensemble mean{suffix}")
     ax.legend(frameon=False, loc="upper left")
     ax.set_title(title or f"spread-skill ratio {ratio:.2f} (M = {m})")
+    return fig
+
+
+@keyword_hints
+def plot_spread_skill_spectrum(
+    fcst: xr.DataArray | xr.Dataset,
+    obs: xr.DataArray | xr.Dataset | None = None,
+    *,
+    member_dim: Hashable = "member",
+    variable: Hashable | None = None,
+    spectrum_kwargs: Mapping[str, Any] | None = None,
+    truncate: bool = True,
+    title: str | None = None,
+    figsize: tuple[float, float] = (6.0, 4.0),
+) -> Figure:
+    """The spread-skill ratio per wavenumber on log axes, with the reliable level 1.
+
+    Pass an ensemble and the truth (the ratio is
+    :func:`~flexdownscale.metrics.spread_skill_spectrum` over every sample, Fortin-corrected),
+    or a precomputed ratio (a DataArray with a ``wavenumber`` dim and no other) and
+    ``obs=None``. Below 1 the ensemble is too confident at that scale, above 1 too noisy.
+
+    Parameters
+    ----------
+    fcst : DataArray or Dataset
+        Ensemble with ``member_dim``, or (with ``obs=None``) a ratio from
+        :func:`~flexdownscale.metrics.spread_skill_spectrum`.
+    obs : DataArray or Dataset, optional
+        Truth in the ensemble's units; default None: ``fcst`` is a ratio.
+    member_dim : str, default "member"
+        Name of the member dim.
+    variable : str, optional
+        Variable to use from Datasets.
+    spectrum_kwargs : mapping, optional
+        Passed to :func:`~flexdownscale.metrics.spread_skill_spectrum` (``dims``, ``method``,
+        ``window``, ``correction``, ...); unused with ``obs=None``.
+    truncate : bool, default True
+        Draw the complete annuli only (up to ``attrs["complete_wavenumber"]``), the bins the
+        log-spectral distance uses.
+    title : str, optional
+        Axis title; default None: "spread-skill ratio per wavenumber (M members)" (without
+        the count for a precomputed ratio).
+    figsize : (float, float), default (6.0, 4.0)
+        Figure size in inches.
+
+    Returns
+    -------
+    Figure
+        One axis with the ratio and a dashed line at 1 (wavelengths on a top axis for grids
+        in metres or kilometres, cycles per domain length for dimensionless ones).
+
+    Raises
+    ------
+    ConfigError
+        A precomputed ratio with dims other than ``wavenumber`` (select or average them first:
+        a ratio is not averaged here, variances are; pass the fields instead).
+    DataError
+        When the ratio has no finite positive value (e.g. NaN in every sample).
+
+    Examples
+    --------
+    An ensemble with twice the right deviations lies on 2 at every scale:
+
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> cells = np.arange(32.0)
+    >>> draw = rng.normal(size=(9, 50, 32, 32))
+    >>> ens = xr.DataArray(draw[:8], dims=("member", "time", "y", "x"),
+    ...                    coords={"y": cells, "x": cells})
+    >>> truth = xr.DataArray(draw[8], dims=("time", "y", "x"), coords={"y": cells, "x": cells})
+    >>> wide = ens.mean("member") + 2 * (ens - ens.mean("member"))
+    >>> fig = plot_spread_skill_spectrum(wide, truth)
+    >>> fig.axes[0].get_title()
+    'spread-skill ratio per wavenumber (8 members)'
+    >>> bool(np.all(abs(fig.axes[0].lines[0].get_ydata() - 2) < 0.3))
+    True
+    """
+    if obs is None:
+        ratio = _as_dataarray(fcst, variable, "fcst")
+        if "wavenumber" not in ratio.dims or ratio.ndim != 1:
+            raise ConfigError(
+                f"fcst with obs=None is a precomputed spread-skill ratio with the dim "
+                f"'wavenumber' only, but its dims are {tuple(ratio.dims)!r}; pass the ensemble "
+                "and the truth, or select one ratio (ratio.sel(...)) first"
+            )
+        count = ""
+    else:
+        ens = _as_dataarray(fcst, variable, "fcst")
+        truth = _as_dataarray(obs, variable, "obs")
+        ratio = spread_skill_spectrum(
+            ens, truth, member_dim=member_dim, **dict(spectrum_kwargs or {})
+        )
+        count = f" ({ens.sizes[member_dim]} members)"
+    if truncate:
+        keep = complete_bins(ratio, "wavenumber")
+        if keep is not None:
+            ratio = ratio.isel(wavenumber=keep)
+    ratio = ratio.load()
+    values = np.asarray(ratio.values, dtype=float)
+    drawn = np.isfinite(values) & (values > 0)
+    if not drawn.any():
+        raise DataError(
+            "no spread-skill ratio to plot: no wavenumber has a finite positive ratio (a NaN in "
+            "every sample's field, or members without spread?); fill the NaNs or select a "
+            "region without them"
+        )
+    k = np.asarray(ratio["wavenumber"].values, dtype=float)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.loglog(k[drawn], values[drawn], marker=".", color="C0")
+    ax.axhline(1.0, color="k", lw=1.0, ls="--")
+    ax.set_xlabel(_wavenumber_label(ratio, "wavenumber"))
+    correction = ratio.attrs.get("spread_skill_correction", "fortin")
+    ax.set_ylabel(
+        "spread / error" + (f" ({correction})" if correction not in ("None", None) else " (raw)")
+    )
+    ax.set_title(title if title is not None else f"spread-skill ratio per wavenumber{count}")
+    ax.grid(True, which="major", alpha=0.3)
+    lo, hi = float(values[drawn].min()), float(values[drawn].max())
+    ax.set_ylim(min(lo, 0.9) / 1.2, max(hi, 1.1) * 1.2)  # the reliable level always in view
+    xlim = ax.get_xlim()
+    _tidy_log_axis(ax.xaxis, *xlim)
+    _tidy_log_axis(ax.yaxis, *ax.get_ylim())
+    _wavelength_axis(ax, ratio, "wavenumber", xlim)
     return fig
 
 

@@ -178,3 +178,36 @@ def test_refusals():
         spread_skill_spectrum(ens, truth.assign_attrs(units="degC"))
     with pytest.raises(ConfigError, match="correction"):
         spread_skill_spectrum(ens, truth, correction="wbx")
+
+
+def test_plot_from_fields_and_from_a_ratio():
+    from flexdownscale.plot import plot_spread_skill_spectrum
+
+    ens, truth = _reliable(seed=10, members=4, times=8)
+    fig = plot_spread_skill_spectrum(ens, truth)
+    ax = fig.axes[0]
+    ratio = _complete(spread_skill_spectrum(ens, truth))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), ratio.values, rtol=1e-12)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), ratio.wavenumber.values)
+    assert ax.get_title() == "spread-skill ratio per wavenumber (4 members)"
+    assert list(ax.lines[1].get_ydata()) == [1.0, 1.0]  # the reliable level
+    lo, hi = ax.get_ylim()
+    assert lo < 1.0 < hi
+    again = plot_spread_skill_spectrum(spread_skill_spectrum(ens, truth), truncate=False)
+    assert len(again.axes[0].lines[0].get_ydata()) == spread_skill_spectrum(ens, truth).size
+    # metres: wavelengths in km on a top axis
+    metres = {"y": ("y", CELLS * 1e3, {"units": "m"}), "x": ("x", CELLS * 1e3, {"units": "m"})}
+    fig = plot_spread_skill_spectrum(ens.assign_coords(metres), truth.assign_coords(metres))
+    assert [a.get_xlabel() for a in fig.axes[0].child_axes] == ["wavelength [km]"]
+
+
+def test_plot_refusals():
+    from flexdownscale.errors import DataError
+    from flexdownscale.plot import plot_spread_skill_spectrum
+
+    ens, truth = _reliable(seed=11, members=3, times=3)
+    per_time = spread_skill_spectrum(ens, truth, preserve_dims="time")
+    with pytest.raises(ConfigError, match="'wavenumber' only"):
+        plot_spread_skill_spectrum(per_time)
+    with pytest.raises(DataError, match="no spread-skill ratio to plot"):
+        plot_spread_skill_spectrum(ens.where(ens.x > 0), truth)
