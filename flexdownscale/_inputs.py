@@ -25,21 +25,27 @@ def is_zarr(path: str) -> bool:
 def open_input(path: str) -> Any:
     """Open a netCDF file or a zarr store (lazily).
 
-    A failure is a :class:`~flexdownscale.errors.DataError` naming the path.
+    A folder is read as a zarr store, whatever its name, as training reads its files. A failure
+    is a :class:`~flexdownscale.errors.DataError` naming the path; so is a path that is not
+    netCDF or zarr, empty, gzip-compressed or truncated (:func:`~flexdownscale._input_files.
+    check_input_file`).
     """
     import xarray as xr
 
+    from ._input_files import check_input_file
     from .errors import DataError
 
     if not Path(path).exists():
         raise DataError(f"input {path!r} does not exist")
-    kind = "a zarr store" if is_zarr(path) else "netCDF"
-    if is_zarr(path):
+    store = is_zarr(path) or Path(path).is_dir()  # read as a zarr store, as training does
+    kind = "a zarr store" if store else "netCDF"
+    if store:
         from .data.io import require_zarr
 
         require_zarr(path, "read")
+    check_input_file(path)
     try:
-        if is_zarr(path):
+        if store:
             from .data.io import zarr_consolidated
 
             ds = xr.open_zarr(path, consolidated=zarr_consolidated(path))
@@ -47,8 +53,8 @@ def open_input(path: str) -> Any:
             ds = xr.open_dataset(path)
     except (OSError, ValueError) as err:
         raise DataError(
-            f"cannot read {path!r} as {kind}: {one_line(err)} (inputs are netCDF files, or zarr "
-            "stores whose name ends in .zarr)"
+            f"cannot read {path!r} as {kind}: {one_line(err)} (inputs are netCDF files or zarr "
+            "stores)"
         ) from err
     if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
         from .data.io import group_advice, store_groups

@@ -93,6 +93,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .._input_files import check_input_file
 from .._keywords import keyword_hints
 from .._links import DOCS_INFERENCE
 from .._stack import user_stacklevel
@@ -337,6 +338,7 @@ class _XarraySource(_Source):
         assert self._path is not None
         if _is_store(self._path):
             require_zarr(self._path, "read")
+        check_input_file(self._path)
         try:
             if _is_store(self._path):
                 ds = xr.open_zarr(
@@ -345,7 +347,8 @@ class _XarraySource(_Source):
             else:
                 ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
-            raise DataError(f"could not open {self._path!r} with xarray: {err}") from err
+            said = " ".join(str(err).split())  # one line
+            raise DataError(f"could not open {self._path!r} with xarray: {said}") from err
         if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
             groups = store_groups(self._path)
             if groups:
@@ -469,6 +472,7 @@ class _H5Source(_Source):
         self._path = path
         self._file: Any = None
         self._pid: int | None = None
+        check_input_file(path)
         try:
             with h5py.File(path, "r") as f:
                 found = [k for k in _H5_LAYOUTS if k in f]
