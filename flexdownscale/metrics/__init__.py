@@ -28,6 +28,8 @@ from flexdownscale.metrics.probabilistic import (
     spread_skill_ratio,
 )
 from flexdownscale.metrics.spectra import (
+    complete_bins,
+    default_method,
     kinetic_energy_spectrum,
     log_spectral_distance,
     power_spectrum,
@@ -48,7 +50,9 @@ __all__ = [
     "area_weights",
     "bias",
     "cell_edges",
+    "complete_bins",
     "crps_ensemble",
+    "default_method",
     "downscaling_skill",
     "ensemble_mean",
     "ensemble_spread",

@@ -77,6 +77,8 @@ from flexdownscale.metrics._utils import (
 from flexdownscale.units import linear_conversion, quantity_kind, same_units
 
 __all__ = [
+    "complete_bins",
+    "default_method",
     "kinetic_energy_spectrum",
     "log_spectral_distance",
     "power_spectrum",
@@ -428,6 +430,8 @@ def default_method(
     Returns
     -------
     {"fft", "dct"}
+        The method: ``"fft"`` or ``"dct"`` (as ``method=`` of :func:`power_spectrum` takes
+        it).
 
     Examples
     --------
@@ -964,9 +968,40 @@ def _complete_wavenumber(spec: xr.DataArray | xr.Dataset) -> float | None:
 
 
 def complete_bins(spec: xr.DataArray | xr.Dataset, dim: Hashable) -> np.ndarray | None:
-    """Which bins of ``spec`` along ``dim`` are complete annuli (``wavenumber <=
-    attrs["complete_wavenumber"]``, up to round-off); ``None`` for spectra without the
-    attribute. Zonal spectra (``zonal_wavenumber``) are 1-D: every bin is complete."""
+    """Which bins of ``spec`` along ``dim`` are complete annuli: the rule of
+    :func:`log_spectral_distance` and the spectrum plots, for your own fits and averages.
+
+    A 2-D spectrum's annuli are complete up to ``attrs["complete_wavenumber"]`` (see
+    :func:`power_spectrum`); the bins beyond are the partly filled corners of the spectral
+    rectangle. Zonal spectra (``zonal_wavenumber``) are 1-D: every bin is complete.
+
+    Parameters
+    ----------
+    spec : DataArray or Dataset
+        A spectrum from :func:`power_spectrum`, :func:`kinetic_energy_spectrum` or
+        :func:`zonal_spectrum` (its attrs kept).
+    dim : str
+        Its spectral dim (``"wavenumber"`` or ``"zonal_wavenumber"``).
+
+    Returns
+    -------
+    ndarray of bool or None
+        One flag per bin along ``dim`` (``wavenumber <= complete_wavenumber`` up to
+        round-off); ``None`` for a 2-D spectrum without the attribute (attrs dropped, or a
+        spectrum from elsewhere).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> cells = np.arange(16.0)
+    >>> field = xr.DataArray(np.random.default_rng(0).normal(size=(16, 16)), dims=("y", "x"),
+    ...                      coords={"y": cells, "x": cells})
+    >>> spec = power_spectrum(field, method="fft")
+    >>> keep = complete_bins(spec, "wavenumber")
+    >>> int(keep.sum()), spec.sizes["wavenumber"]
+    (8, 11)
+    >>> fitted_bins = spec.isel(wavenumber=keep)
+    """
     if dim == "zonal_wavenumber":
         return np.ones(spec.sizes[dim], dtype=bool)
     top = _complete_wavenumber(spec)
