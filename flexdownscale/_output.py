@@ -1,9 +1,18 @@
-"""Output folders of the commands that write fixed file names (the demo, ``evaluate``)."""
+"""Output files and folders: the folders of the commands that write fixed file names (the demo,
+``evaluate``), files written whole or not at all, and why a write failed in words."""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from ._inputs import one_line
+from .errors import DataError
 
 
 def files_in_the_way(
@@ -25,3 +34,114 @@ def files_in_the_way(
             if is_ours(f.readline().rstrip("\n")):
                 return []
     return [name for name in dict.fromkeys(names) if (folder / name).exists()]
+
+
+#: ``"(os error 28)"`` in the message of a Rust writer's I/O error (safetensors' SafetensorError).
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")
+
+#: Below this many free bytes a disk counts as full: writers that say only that the write
+#: failed (torch.save's "unexpected pos", netCDF's "HDF error") then failed on a full disk.
+_FULL_DISK_BYTES = 2**20
+
+
+def disk_full(folder: str | os.PathLike[str]) -> bool:
+    """Whether the disk of ``folder`` (or of its nearest existing parent) has less than a MiB
+    left to its users; ``False`` when that cannot be found."""
+    place = Path(folder)
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        return shutil.disk_usage(place).free < _FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
+def write_cause(err: BaseException, folder: str | os.PathLike[str]) -> tuple[str, int | None]:
+    """Why a write into ``folder`` failed, in words, and the ``errno`` of that cause when it is
+    known.
+
+    An ``OSError`` says it itself; safetensors' ``SafetensorError`` carries the number in its
+    text (``"I/O error: No space left on device (os error 28)"``); other writers' errors
+    (torch.save's ``"unexpected pos 576 vs 534"``, netCDF's ``"NetCDF: HDF error"``) say
+    nothing of the cause, and are told as a full disk when the disk of ``folder`` is full.
+
+    >>> write_cause(OSError(28, "No space left on device"), ".")
+    ('No space left on device', 28)
+    """
+    if isinstance(err, OSError) and (err.errno is not None or err.strerror):
+        return err.strerror or one_line(err), err.errno
+    text = one_line(err)
+    number = _OS_ERROR_NUMBER.search(text)
+    if number is not None:
+        code = int(number.group(1))
+        return os.strerror(code), code
+    said = text if text.startswith(type(err).__name__) else f"{type(err).__name__}: {text}"
+    if disk_full(folder):
+        return f"{os.strerror(errno.ENOSPC)} (the writer said {said})", errno.ENOSPC
+    return said, None
+
+
+def write_fix(code: int | None, folder: str | os.PathLike[str]) -> str:
+    """What to do about a write into ``folder`` that failed with the error number ``code``."""
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        return f"free space on the disk of {str(folder)!r} or write to another disk"
+    if code == errno.EFBIG:
+        return (
+            "the file is larger than this process may write (ulimit -f) or than the file "
+            "system allows; raise the limit or write to another disk"
+        )
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "write to a folder you can write to, or fix that folder's permissions"
+    return "write to another path"
+
+
+def unwritable_file(path: str | os.PathLike[str], err: BaseException) -> DataError:
+    """The :class:`~flexdownscale.errors.DataError` for the file ``path`` that could not be
+    written: the path, the cause (:func:`write_cause`) and the fix (:func:`write_fix`)."""
+    folder = Path(path).parent
+    why, code = write_cause(err, folder)
+    return DataError(f"cannot write {str(path)!r}: {why}; {write_fix(code, folder)}")
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write the file ``path`` whole or not at all: ``write`` is called with a new hidden file
+    beside it (of the same suffix, which picks the format of ``savefig`` and ``to_netcdf``),
+    moved onto ``path`` once written, so an earlier file at ``path`` is replaced only by a
+    complete one.
+
+    On failure (a full disk, a file-size limit) the temporary file is removed and a
+    :class:`~flexdownscale.errors.DataError` names ``path``, the cause and the fix
+    (:func:`unwritable_file`); an earlier file at ``path`` is left as it was. Errors of
+    flexdownscale raised by ``write`` pass unchanged.
+    """
+    from .errors import FlexDownscaleError
+
+    try:
+        handle, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
+        )
+    except OSError as err:
+        raise unwritable_file(path, err) from err
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600 files: the permissions of a new file
+        os.replace(tmp, path)
+    except FlexDownscaleError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:
+        unwritable = unwritable_file(path, err)  # while the disk is still full
+        tmp.unlink(missing_ok=True)
+        raise unwritable from err
+    except BaseException:  # KeyboardInterrupt: no half-written file left behind either
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``path.write_text(text, encoding="utf-8")`` through :func:`write_atomically`."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

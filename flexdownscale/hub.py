@@ -271,14 +271,20 @@ def _check_creatable(path: Path) -> None:
         raise _unwritable(path, err, f"creating a folder in {str(above)!r}") from err
 
 
-def _unwritable(path: Path, err: OSError, what: str) -> ModelFolderError:
+def _unwritable(path: Path, err: BaseException, what: str) -> ModelFolderError:
     """The :class:`ModelFolderError` for a model folder that could not be written: the
-    destination the user gave (not the temporary folder beside it), the cause and the fix."""
-    why = err.strerror or str(err)
-    if err.errno == errno.ENOSPC:
+    destination the user gave (not the temporary folder beside it), the cause
+    (:func:`flexdownscale._output.write_cause`: an ``OSError``, or safetensors' error of a
+    full disk) and the fix."""
+    from ._output import write_cause
+
+    why, code = write_cause(err, path.parent)
+    if code in (errno.ENOSPC, errno.EDQUOT):
         fix = "free space on that disk or choose a path on another one"
-    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "choose a path in a folder you can write to, or fix that folder's permissions"
+    elif code == errno.EFBIG:
+        fix = "raise this process's file-size limit (ulimit -f) or choose a path on another disk"
     else:
         fix = "choose another path"
     return ModelFolderError(
@@ -529,6 +535,7 @@ def save_model_folder(
     (('t2m',), True)
     >>> tmp.cleanup()
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from ._version import __version__
@@ -619,10 +626,13 @@ def save_model_folder(
         else:
             tmp.rename(path)
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, OSError) and not isinstance(err, ModelFolderError):
+        if isinstance(err, OSError | SafetensorError) and not isinstance(err, ModelFolderError):
             # disk full, permissions: name the user's path, not the temporary folder
-            raise _unwritable(path, err, "writing its files") from err
+            # (safetensors' own error of a full disk is no OSError)
+            unwritable = _unwritable(path, err, "writing its files")
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise unwritable from err
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 

@@ -2719,7 +2719,6 @@ class Trainer:
     def _start_run_folder(self) -> None:
         """Main process, fresh start: lock the folder (made now when new), clear what a fresh
         start replaces and write the run's configuration."""
-        acc = self.accelerator
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # e.g. a disk that filled since the check
@@ -2728,10 +2727,7 @@ class Trainer:
         if locked is not None:
             raise locked
         self._refuse_existing_states()  # a launch that ended between the check and the lock
-        for partial in _children(self.run_dir / "checkpoints"):
-            if partial.name.startswith(".tmp_step_"):  # incomplete: nothing to keep
-                acc.print(f"removing {partial}, an incomplete state of an earlier launch")
-                shutil.rmtree(partial, ignore_errors=True)
+        self._remove_incomplete_states()
         try:
             self._move_old_logs_aside()
             self._write_run_config()
@@ -2742,6 +2738,17 @@ class Trainer:
                 )
         except OSError as err:  # e.g. a disk that filled since the check
             raise self._unwritable_run_dir(self.run_dir, err) from err
+
+    def _remove_incomplete_states(self) -> None:
+        """Main process: remove the ``.tmp_step_*`` folders of ``run_dir/checkpoints``,
+        incomplete states of an earlier launch (killed while saving one, or a save that failed
+        on a full disk, which such a folder may still fill): nothing in them is kept."""
+        for partial in _children(self.run_dir / "checkpoints"):
+            if partial.name.startswith(".tmp_step_"):
+                self.accelerator.print(
+                    f"removing {partial}, an incomplete state of an earlier launch"
+                )
+                shutil.rmtree(partial, ignore_errors=True)
 
     def _write_run_config(self) -> None:
         """Main process: the resolved configuration as ``config.toml`` and ``config.json``."""
@@ -2896,6 +2903,13 @@ class Trainer:
         -------
         pathlib.Path
             The complete state folder, ``run_dir/checkpoints/step_<step, 8 digits>``.
+
+        Raises
+        ------
+        CheckpointError
+            When the state cannot be written (a full disk, a file-size limit): it names the
+            state, the cause and the previous state, which is kept; the incomplete temporary
+            folder is removed.
         """
         acc = self.accelerator
         root = self.run_dir / "checkpoints"
@@ -2905,16 +2919,50 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             root.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))  # every rank: optimiser shards and RNG states are per rank
+        try:  # every rank: optimiser shards and RNG states are per rank
+            acc.save_state(str(tmp))
+        except Exception as err:  # a full disk: torch.save's or safetensors' own error
+            unsaved = self._unsaved_state(final, err)  # while the disk is still full
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)  # what filled the disk
+            raise unsaved from err
         acc.wait_for_everyone()
         error = None
         if acc.is_main_process:
             try:
                 self._complete_state(tmp, final)
             except Exception as err:  # e.g. disk full: every rank must hear of it
-                error = err
+                error = self._unsaved_state(final, err)  # while the disk is still full
+                error.__cause__ = err
+                shutil.rmtree(tmp, ignore_errors=True)
         self._agree_main_succeeded(error, f"completing the training state {final.name}")
         return final
+
+    def _unsaved_state(self, final: Path, err: BaseException) -> CheckpointError:
+        """The :class:`CheckpointError` for the state ``final`` that could not be written
+        (``err``: a full disk, a file-size limit): the state's path, the cause, the fix and
+        the state that a resume starts from instead (the caller removes the temporary folder
+        afterwards: the cause of an error that does not say it is found from the full disk)."""
+        from ._output import write_cause, write_fix
+
+        if isinstance(err, CheckpointError):
+            return err
+        why, code = write_cause(err, final.parent)
+        kept = [state for state in list_states(self.run_dir) if state.name != final.name]
+        if final.is_dir() and (final / STATE_MARKER).is_file():
+            kept.append(final)  # an earlier save of this very step (the replace never ran)
+        if kept:
+            after = (
+                f"the previous state {kept[-1].name} is kept, and {_option('resume')} starts "
+                "from it"
+            )
+        else:
+            after = "no earlier state is kept: a new launch starts from the beginning"
+        fix = write_fix(code, final.parent)
+        return CheckpointError(
+            f"cannot save the training state {str(final)!r}: {why}; {fix}. The incomplete "
+            f"state was removed; {after}"
+        )
 
     def _complete_state(self, tmp: Path, final: Path) -> None:
         """Main process: add the EMA and the counters, mark ``tmp`` complete, flush it, rename it
@@ -3026,6 +3074,8 @@ class Trainer:
         if not self.export_only:  # the state loaded: the resumed run's settings go on record
             self._write_run_config()
             self._write_source_record()
+            if self.accelerator.is_main_process:  # a failed save's leftovers, at any step
+                self._remove_incomplete_states()
         return latest
 
     def _load_state(self, state: Path) -> None:
@@ -3231,7 +3281,9 @@ class Trainer:
             When the loss or the gradient norm is not finite; the last saved state is kept.
         CheckpointError
             When another launch trains in the run folder (it took the folder's lock after this
-            trainer's lock was released by an earlier ``fit`` or ``export``).
+            trainer's lock was released by an earlier ``fit`` or ``export``), or when a state
+            cannot be written (a full disk: the message names the state, the cause and the
+            previous state a resume starts from; the incomplete state is removed).
         """
         with self._run_folder_locked():
             return self._fit()
