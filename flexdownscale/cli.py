@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import errno
 import functools
 import importlib.util
 import itertools
@@ -318,10 +319,12 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
         )
     folder = dst.parent
     if not folder.is_dir():
+        import shlex
+
         state = "is not a folder" if folder.exists() else "does not exist"
         raise DataError(
             f"the folder of the output {target!r}, {str(folder)!r}, {state}; create it first "
-            f"(mkdir -p {folder}) or give another output path"
+            f"(mkdir -p {shlex.quote(str(folder))}) or give another output path"
         )
     import shutil
 
@@ -482,9 +485,8 @@ def _write_output(ds: Any, target: str) -> None:
     An earlier zarr store is replaced like a model folder (:func:`flexdownscale.hub._replace`:
     moved aside, put back if the new one cannot take its place).
     """
-    import shutil
-
     from .data.grid import coordinate_encoding
+    from .errors import FlexDownscaleError
     from .hub import _replace
 
     dst = Path(target)
@@ -500,13 +502,53 @@ def _write_output(ds: Any, target: str) -> None:
             os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
         else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
             _replace(dst, written)
-    except OSError as err:  # a full disk, say: said of the user's path, not the hidden one
-        names = (err.filename, err.filename2)
-        if any(n is not None and str(holder) in str(n) for n in names):
-            raise OSError(err.errno, err.strerror or _one_line(err), target) from err
+    except FlexDownscaleError:  # the run's own errors (NaNs met in a lazy chunk, ...)
+        raise
+    except OSError as err:
+        names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+        if any(str(holder) not in n for n in names):
+            raise  # another file than the output (an input read lazily): named by itself
+        raise _unwritten(target, err, holder) from err  # a full disk: the user's path
+    except (RuntimeError, ValueError) as err:  # netCDF's "NetCDF: HDF error" on a full disk
+        if _failed_writing(err, holder):
+            raise _unwritten(target, err, holder) from err
         raise
     finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        _remove_folder(holder)
+
+
+def _unwritten(target: str, err: BaseException, holder: Path) -> OSError:
+    """The ``OSError`` of an output that could not be written (a full disk, a file-size limit)
+    said of ``target``, the user's path, with the cause
+    (:func:`flexdownscale._output.write_cause`; zarr's error names no file, netCDF's none of
+    its cause); the command prints it as one line naming ``target``."""
+    from ._output import write_cause
+
+    why, code = write_cause(err, holder)
+    return OSError(code if code is not None else errno.EIO, why, target)
+
+
+def _failed_writing(err: BaseException, holder: Path) -> bool:
+    """Whether ``err``, not an ``OSError``, is a writer's failure to write into ``holder``
+    (netCDF's ``"NetCDF: HDF error"`` or ``"NetCDF: ..."`` of a full disk, a file-size limit)
+    rather than an error of the computation."""
+    from ._output import disk_full
+
+    text = str(err)
+    return text.startswith("NetCDF:") or "HDF error" in text or disk_full(holder)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove ``folder`` and what it holds, a second time after a pause when the first left
+    something: a zarr writer's threads may still add chunks right after the write failed."""
+    import shutil
+    import time
+
+    for pause in (0.0, 0.2, 1.0):
+        time.sleep(pause)
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
 
 
 def _downscale(args: argparse.Namespace) -> int:
@@ -1879,9 +1921,17 @@ def _warning_origin(frame: FrameType | None, lasti: int) -> str:
 
 
 def _command(args: argparse.Namespace) -> int:
-    """Run the parsed command; a package or file-system error is one line and exit status 2."""
+    """Run the parsed command; a package or file-system error is one line and exit status 2.
+
+    A leading ``~`` of the input and output paths is the home folder, as a shell expands it
+    where it is not quoted (``evaluate``'s files are expanded by
+    :func:`~flexdownscale.evaluation.evaluate`, a model by its loader)."""
     from .errors import FlexDownscaleError
 
+    for name in ("input", "output", "out"):  # a quoted '~/x.nc': no shell expanded it
+        given = getattr(args, name, None)
+        if isinstance(given, str):
+            setattr(args, name, os.path.expanduser(given))
     try:
         if args.command == "info":
             return _info_model(args.model) if args.model else _info_package()

@@ -19,6 +19,8 @@ one spectrum figure per condition, ``<case>_panels_<i>.png`` and ``<case>_spectr
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +32,16 @@ import numpy as np
 import xarray as xr
 
 from ._links import REPOSITORY as _REPOSITORY
-from ._output import files_in_the_way
+from ._output import (
+    files_in_the_way,
+    write_atomically,
+    write_cause,
+    write_fix,
+    write_text_atomically,
+)
 from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .provenance import concat_outputs
 
 __all__ = ["SAMPLES", "DemoCase", "DemoResult", "open_sample", "run_demo"]
@@ -264,7 +272,7 @@ def _plots(
             title=f"{case.title}\n{what}",
         )
         path = out / f"{case.name}_panels{label}.png"
-        fig.savefig(path, dpi=90)
+        _save_figure(fig, path)
         written.append(path)
         # a condition's fields apart; the time steps of an unconditioned case together
         one = {case.condition_dim: i} if case.condition_dim is not None else {}
@@ -278,11 +286,17 @@ def _plots(
             title=f"{case.model}: power spectra ({v})" + (f"\n{what}" if one else ""),
         )
         path = out / f"{case.name}_spectra{label}.png"
-        fig.savefig(path, dpi=90)
+        _save_figure(fig, path)
         written.append(path)
         if case.condition_dim is None:
             break  # one panel figure per case is enough for time series
     return written
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write the demo's figure ``fig`` to ``path`` whole or not at all
+    (:func:`~flexdownscale._output.write_atomically`, whose ``DataError`` names ``path``)."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=90))
 
 
 def _write_netcdf(
@@ -334,7 +348,8 @@ def _write_netcdf(
     path = out / f"{case.name}.nc"
     from .data.grid import coordinate_encoding  # CF: no missing-value marker on coordinates
 
-    ds.to_netcdf(path, encoding=coordinate_encoding(ds))
+    encoding = coordinate_encoding(ds)
+    write_atomically(path, lambda tmp: ds.to_netcdf(tmp, encoding=encoding))
     return path
 
 
@@ -399,7 +414,7 @@ def _report(
         "",
     ]
     path = result.output / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomically(path, "\n".join(lines))
     return path
 
 
@@ -447,9 +462,11 @@ def run_demo(
     Parameters
     ----------
     output
-        Output folder (created if needed); an earlier demo's files in it are overwritten, a
-        file of yours with one of the demo's names is refused (:class:`ConfigError`, before
-        anything runs).
+        Output folder (created if needed; a leading ``~`` is the home folder); an earlier
+        demo's files in it are overwritten, a file of yours with one of the demo's names is
+        refused (:class:`ConfigError`, before anything runs). A file that cannot be written
+        (a full disk) raises :class:`~flexdownscale.errors.DataError` naming it, and a folder
+        the demo made is removed again.
     members
         Ensemble size (at least 2: the spread is part of the evidence).
     seed
@@ -482,9 +499,44 @@ def run_demo(
             raise ConfigError(f"unknown demo case(s) {unknown}; choose from {list(known)}")
         chosen = tuple(known[c] for c in dict.fromkeys(cases))  # each case once
     start = time.perf_counter()
-    out = Path(output)
+    out = Path(os.path.expanduser(os.fspath(output)))  # "~/demo": no shell expands it here
     _check_output_folder(out, chosen)
-    out.mkdir(parents=True, exist_ok=True)
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a read-only folder, a full disk
+        why, code = write_cause(err, out.parent)
+        raise DataError(
+            f"cannot make the output folder {str(out)!r}: {why}; {write_fix(code, out.parent)}"
+        ) from err
+    try:
+        result, units = _run_cases(out, chosen, members=members, seed=seed, progress=progress)
+        result.seconds = time.perf_counter() - start
+        result.files.append(_report(result, chosen, units, members, seed))
+    except BaseException:
+        if made:  # half a demo in a folder of its own, which a new run would refuse
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if log is not None:
+        for case in chosen:
+            rows = result.skill[case.name]
+            flex = next(iter(rows.values()))
+            best = min((r["rmse"], n) for n, r in rows.items() if n.endswith("interpolation"))
+            unit = "" if units[case.name] in ("", "1") else f" {units[case.name]}"
+            log(
+                f"{case.name}: FLEX ensemble-mean RMSE {flex['rmse']:.4g}{unit} vs {best[1]} "
+                f"{best[0]:.4g}{unit}; spread-skill {flex['spread_skill']:.3g}; "
+                f"log-spectral distance {flex['lsd']:.3g} dB"
+            )
+        log(f"wrote {len(result.files)} files to {out}/ in {result.seconds:.1f} s (see report.md)")
+    return result
+
+
+def _run_cases(
+    out: Path, chosen: tuple[DemoCase, ...], *, members: int, seed: int, progress: bool
+) -> tuple[DemoResult, dict[str, str]]:
+    """Downscale, score, plot and write each case of ``chosen`` into ``out``: the result (its
+    skill tables and the files written) and each case's units."""
     result = DemoResult(output=out)
     units: dict[str, str] = {}
     steps = ["load", "downscale", "score", "plot", "write"]
@@ -516,18 +568,4 @@ def run_demo(
     finally:
         if bar is not None:
             bar.close()
-    result.seconds = time.perf_counter() - start
-    result.files.append(_report(result, chosen, units, members, seed))
-    if log is not None:
-        for case in chosen:
-            rows = result.skill[case.name]
-            flex = next(iter(rows.values()))
-            best = min((r["rmse"], n) for n, r in rows.items() if n.endswith("interpolation"))
-            unit = "" if units[case.name] in ("", "1") else f" {units[case.name]}"
-            log(
-                f"{case.name}: FLEX ensemble-mean RMSE {flex['rmse']:.4g}{unit} vs {best[1]} "
-                f"{best[0]:.4g}{unit}; spread-skill {flex['spread_skill']:.3g}; "
-                f"log-spectral distance {flex['lsd']:.3g} dB"
-            )
-        log(f"wrote {len(result.files)} files to {out}/ in {result.seconds:.1f} s (see report.md)")
-    return result
+    return result, units

@@ -25,6 +25,8 @@ from typing import Any
 
 from ._inputs import count_noun, find_time_dim, groups_hint, is_zarr, open_input
 from ._json import finite_or_null, non_finite_word
+from ._output import write_atomically, write_text_atomically
+from .errors import DataError
 
 __all__ = ["evaluate"]
 
@@ -90,7 +92,7 @@ def evaluate(
     Parameters
     ----------
     prediction : str or path
-        The prediction: a netCDF file or a zarr store (a name ending in ``.zarr``), with or
+        The prediction (every path here may start with ``~``, the home folder): a netCDF file or a zarr store (a name ending in ``.zarr``), with or
         without an ensemble dim; a forecast (``lead`` dim with ``valid_time``) is scored per
         lead as well.
     truth : str or path
@@ -140,6 +142,10 @@ def evaluate(
     ConfigError
         A ``time_chunk`` or FSS window that is not a positive whole number, a ``threshold``
         that is not a number with its units.
+    DataError
+        Also a report folder that cannot be made or a report file that cannot be written (a
+        read-only folder, a full disk), naming it and the cause. Each file is written whole
+        or not at all: an earlier report's file stays as it was.
 
     Warns
     -----
@@ -186,10 +192,14 @@ def evaluate(
         )
     windows = _fss_windows(fss_windows)
     wanted = _parse_threshold(threshold) if threshold is not None else None
+    # "~/runs/pred.nc": the home folder's, as a shell expands it (no shell sees a Python string)
+    prediction, truth, out = (os.path.expanduser(os.fspath(p)) for p in (prediction, truth, out))
+    if baseline is not None:
+        baseline = os.path.expanduser(os.fspath(baseline))
     report, rows, level_keys = _write_report(
-        os.fspath(prediction),
-        os.fspath(truth),
-        os.fspath(out),
+        prediction,
+        truth,
+        out,
         dict(dims or {}),
         dict(rename or {}),
         time_chunk,
@@ -199,16 +209,16 @@ def evaluate(
     if baseline is None:
         return report
     _, baseline_rows, _ = _write_report(
-        os.fspath(baseline),
-        os.fspath(truth),
-        os.path.join(os.fspath(out), BASELINE_FOLDER),
+        baseline,
+        truth,
+        os.path.join(out, BASELINE_FOLDER),
         dict(dims or {}),
         dict(rename or {}),
         time_chunk,
         wanted,
         windows,
     )
-    return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, os.fspath(baseline))
+    return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, baseline)
 
 
 #: The sub-folder of the report that holds the baseline's own report
@@ -295,8 +305,8 @@ def _add_baseline(
         *table,
     ]
     report = report + "\n".join(lines) + "\n"
-    (out / "metrics.md").write_text(report, encoding="utf-8")
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2, allow_nan=False), encoding="utf-8")
+    write_text_atomically(out / "metrics.md", report)
+    write_text_atomically(out / "metrics.json", json.dumps(rows, indent=2, allow_nan=False))
     return report
 
 
@@ -503,8 +513,11 @@ def _write_report(
         )
     out = Path(out_given)
     _check_report_folder(out, [part.stem for v in names for part in parts[v]], out_given)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
+    except OSError as err:  # a read-only folder: said of --out, as a file written in it is
+        raise _unwritable_folder(out_given, err) from err
     has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
     # latitude grids: means weighted by cell area (WeatherBench practice, the weights above);
     # projected and physics grids have equal cells. Doubly periodic domains: plain FFT
@@ -690,7 +703,7 @@ def _write_report(
                     reference="truth",
                     title=f"{v}{part.at_words}: {'zonal ' if zonal else ''}power spectra",
                 )
-                fig.savefig(out / f"spectra_{part.stem}.png", dpi=100)
+                _save_figure(fig, out / f"spectra_{part.stem}.png")
             if has_members:
                 if not np.isfinite(np.asarray(histograms[v, k].values, dtype=float)).any():
                     # nothing to rank: the plot's own error, which says why from the fields
@@ -703,7 +716,7 @@ def _write_report(
                 fig = plot_rank_histogram(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
-                fig.savefig(out / f"rank_histogram_{part.stem}.png", dpi=100)
+                _save_figure(fig, out / f"rank_histogram_{part.stem}.png")
             if (v, k) in by_scale:
                 line = _scale_words(by_scale[v, k], f"`{v}`{part.at_words}", part.stem)
                 scale_lines.append(line)
@@ -712,7 +725,7 @@ def _write_report(
                         by_scale[v, k],
                         title=f"{v}{part.at_words}: spread-skill ratio per wavenumber",
                     )
-                    fig.savefig(out / f"spread_skill_spectrum_{part.stem}.png", dpi=100)
+                    _save_figure(fig, out / f"spread_skill_spectrum_{part.stem}.png")
     # a level dim's column after the variable's, its cells with the coordinate's units
     level_words: dict[str, dict[Any, str]] = {}
     for v in names:
@@ -829,20 +842,39 @@ def _write_report(
             + " (fill or crop the gaps to get them all).",
         ]
     report = "\n".join(lines) + "\n"
-    (out / "metrics.md").write_text(report, encoding="utf-8")
+    write_text_atomically(out / "metrics.md", report)
     # strict JSON: a score that is NaN or infinite is null, and "non_finite" says which it was
     strict = [_strict_row(row) for row in rows]
     if provenance:  # each row says what made the prediction (absent: the file does not say)
         strict = [{**row, "prediction": provenance} for row in strict]
-    (out / "metrics.json").write_text(
-        json.dumps(strict, indent=2, allow_nan=False), encoding="utf-8"
-    )
+    write_text_atomically(out / "metrics.json", json.dumps(strict, indent=2, allow_nan=False))
     if by_lead:
-        (out / "metrics_by_lead.json").write_text(
+        write_text_atomically(
+            out / "metrics_by_lead.json",
             json.dumps([_strict_row(row) for row in by_lead], indent=2, allow_nan=False),
-            encoding="utf-8",
         )
     return report, strict, list(level_words)
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write the report's figure ``fig`` to ``path`` whole or not at all (an earlier report's
+    figure stays whole when the disk is full: :func:`~flexdownscale._output.write_atomically`,
+    whose ``DataError`` names ``path``)."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100))
+
+
+def _unwritable_folder(given: str, err: OSError) -> DataError:
+    """The ``DataError`` for a report folder ``--out`` that cannot be made or written in (a
+    read-only folder, a full disk, a file in the way): the folder and the cause, as the command
+    line says a file-system error, and what to do where the cause says it."""
+    import errno
+
+    from ._output import write_cause, write_fix
+
+    why, code = write_cause(err, given)
+    told = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
+    fix = f"; {write_fix(code, given)}" if code in told else ""
+    return DataError(f"cannot use {given!r}: {why}{fix}")
 
 
 #: The heading of metrics.md's lines on the spread-skill ratio per wavenumber.
