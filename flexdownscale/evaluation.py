@@ -207,6 +207,8 @@ def evaluate(
         windows,
     )
     if baseline is None:
+        # an earlier run's baseline report would sit beside this one as if it were its own
+        _remove_earlier_report(Path(out) / BASELINE_FOLDER)
         return report
     _, baseline_rows, _ = _write_report(
         baseline,
@@ -513,6 +515,7 @@ def _write_report(
         )
     out = Path(out_given)
     _check_report_folder(out, [part.stem for v in names for part in parts[v]], out_given)
+    stale = _earlier_figures(out)  # an earlier report's: those not drawn again are removed
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
@@ -703,7 +706,7 @@ def _write_report(
                     reference="truth",
                     title=f"{v}{part.at_words}: {'zonal ' if zonal else ''}power spectra",
                 )
-                _save_figure(fig, out / f"spectra_{part.stem}.png")
+                stale.discard(_save_figure(fig, out / f"spectra_{part.stem}.png"))
             if has_members:
                 if not np.isfinite(np.asarray(histograms[v, k].values, dtype=float)).any():
                     # nothing to rank: the plot's own error, which says why from the fields
@@ -716,7 +719,7 @@ def _write_report(
                 fig = plot_rank_histogram(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
-                _save_figure(fig, out / f"rank_histogram_{part.stem}.png")
+                stale.discard(_save_figure(fig, out / f"rank_histogram_{part.stem}.png"))
             if (v, k) in by_scale:
                 line = _scale_words(by_scale[v, k], f"`{v}`{part.at_words}", part.stem)
                 scale_lines.append(line)
@@ -725,7 +728,9 @@ def _write_report(
                         by_scale[v, k],
                         title=f"{v}{part.at_words}: spread-skill ratio per wavenumber",
                     )
-                    _save_figure(fig, out / f"spread_skill_spectrum_{part.stem}.png")
+                    stale.discard(_save_figure(fig, out / f"spread_skill_spectrum_{part.stem}.png"))
+    for name in stale:  # an earlier report's figure of a variable or score not in this one
+        (out / name).unlink(missing_ok=True)
     # a level dim's column after the variable's, its cells with the coordinate's units
     level_words: dict[str, dict[Any, str]] = {}
     for v in names:
@@ -856,11 +861,50 @@ def _write_report(
     return report, strict, list(level_words)
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def _save_figure(fig: Any, path: Path) -> str:
     """Write the report's figure ``fig`` to ``path`` whole or not at all (an earlier report's
     figure stays whole when the disk is full: :func:`~flexdownscale._output.write_atomically`,
-    whose ``DataError`` names ``path``)."""
+    whose ``DataError`` names ``path``); returns the file's name."""
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    return path.name
+
+
+#: The name starts of the report's figures (``spectra_t2m.png``, ...).
+_FIGURE_KINDS = ("spectra_", "rank_histogram_", "spread_skill_spectrum_")
+
+
+def _is_report_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier report of ``evaluate`` (its ``metrics.md`` starts
+    with the report's title)."""
+    first = folder / "metrics.md"
+    if not first.is_file():
+        return False
+    with first.open(encoding="utf-8", errors="replace") as f:
+        return f.readline().startswith(_REPORT_TITLE)
+
+
+def _earlier_figures(folder: Path) -> set[str]:
+    """The figures of an earlier report in ``folder`` (none when it is not a report's folder):
+    a re-run removes those it does not draw again, so no figure of a variable, level or score
+    that the new report lacks is left beside it."""
+    if not _is_report_folder(folder):
+        return set()
+    return {
+        p.name for p in folder.glob("*.png") if p.name.startswith(_FIGURE_KINDS) and p.is_file()
+    }
+
+
+def _remove_earlier_report(folder: Path) -> None:
+    """Remove an earlier report of ``evaluate`` from ``folder`` (its ``metrics*`` files and
+    figures; the folder too when nothing else is in it). Other files are never touched, nor
+    a folder that holds no report of ``evaluate``."""
+    if not _is_report_folder(folder):
+        return
+    for name in (*_earlier_figures(folder), "metrics_by_lead.json", "metrics.json"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "metrics.md").unlink()  # last: until then the folder still says it is a report
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _unwritable_folder(given: str, err: OSError) -> DataError:
