@@ -99,6 +99,7 @@ def test_several_starts_score_each_field_at_its_own_valid_time(tmp_path, capsys)
         "metrics_by_lead.json",
         "rank_histogram_w.png",
         "spectra_w.png",
+        "spread_skill_spectrum_w.png",
     ]
     (row,), by_lead = _report(folder)
     # pooled over the 9 (start, lead) fields: leads 1, 2, 3 three times each

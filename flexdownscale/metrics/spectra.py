@@ -401,6 +401,7 @@ def _spatial_dims(
     return tuple(dims)
 
 
+@keyword_hints
 def default_method(
     field: xr.DataArray | xr.Dataset,
     dims: Sequence[Hashable] | Hashable | None = None,
@@ -967,6 +968,7 @@ def _complete_wavenumber(spec: xr.DataArray | xr.Dataset) -> float | None:
     return None
 
 
+@keyword_hints
 def complete_bins(spec: xr.DataArray | xr.Dataset, dim: Hashable) -> np.ndarray | None:
     """Which bins of ``spec`` along ``dim`` are complete annuli: the rule of
     :func:`log_spectral_distance` and the spectrum plots, for your own fits and averages.
