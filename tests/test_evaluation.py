@@ -10,29 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import xarray as xr
+from evaluate_files import write_noisy_pair
 
 from flexdownscale.cli import main
 from flexdownscale.errors import ConfigError
 from flexdownscale.evaluation import evaluate
 
-ERA5 = Path("era5") / "era5_t2m_uk_2019-03-01_24.nc"
-
 
 @pytest.fixture(scope="module")
 def files(shared_data, tmp_path_factory) -> Path:
     """truth.nc (three ERA5 hours, 16 x 24) and pred.nc (two noisy members of it)."""
-    root = tmp_path_factory.mktemp("evaluation")
-    with xr.open_dataset(shared_data / ERA5) as ds:
-        truth = ds.isel(time=[0, 1, 2], latitude=slice(0, 16), longitude=slice(0, 24)).load()
-    truth.to_netcdf(root / "truth.nc")
-    noise = np.random.default_rng(0).normal(0.0, 0.5, (2, *truth["t2m"].shape))
-    pred = (truth["t2m"].expand_dims(member=2) + noise.astype("float32")).to_dataset()
-    pred["t2m"].attrs = dict(truth["t2m"].attrs)
-    pred.to_netcdf(root / "pred.nc")
-    return root
+    return write_noisy_pair(shared_data, tmp_path_factory.mktemp("evaluation"), 3)
 
 
 def test_the_command_prints_what_evaluate_wrote(files, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from evaluate_files import write_noisy_pair
 
 from flexdownscale import _output
 from flexdownscale.errors import CheckpointError, DataError, ModelFolderError
@@ -331,15 +332,7 @@ def test_the_command_quotes_a_missing_folder_and_expands_the_home_folder(
 @pytest.fixture(scope="module")
 def files(shared_data, tmp_path_factory) -> Path:
     """truth.nc (two ERA5 hours, 16 x 24) and pred.nc (two noisy members of it)."""
-    root = tmp_path_factory.mktemp("full_disk_evaluate")
-    with xr.open_dataset(shared_data / ERA5) as ds:
-        truth = ds.isel(time=[0, 1], latitude=slice(0, 16), longitude=slice(0, 24)).load()
-    truth.to_netcdf(root / "truth.nc")
-    noise = np.random.default_rng(0).normal(0.0, 0.5, (2, *truth["t2m"].shape))
-    pred = (truth["t2m"].expand_dims(member=2) + noise.astype("float32")).to_dataset()
-    pred["t2m"].attrs = dict(truth["t2m"].attrs)
-    pred.to_netcdf(root / "pred.nc")
-    return root
+    return write_noisy_pair(shared_data, tmp_path_factory.mktemp("full_disk_evaluate"), 2)
 
 
 def test_a_report_rewritten_on_a_full_disk_keeps_its_files_whole(files, tmp_path, monkeypatch):
