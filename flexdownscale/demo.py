@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._inputs import netcdf_lock, open_netcdf
 from ._links import REPOSITORY as _REPOSITORY
 from ._output import (
     files_in_the_way,
@@ -177,7 +178,8 @@ def open_sample(name: str) -> xr.Dataset:
     if name not in SAMPLES:
         raise ConfigError(f"no sample named {name!r}; the samples are {sorted(SAMPLES)}")
     path = Path(str(resources.files("flexdownscale") / "_data" / "samples" / SAMPLES[name]))
-    with xr.open_dataset(path) as ds:
+    # netCDF / HDF5 are not thread-safe: one lock around the open, the load and the close
+    with netcdf_lock(), open_netcdf(path) as ds:
         return ds.load()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import errno
+import glob
 import hashlib
 import json
 import math
@@ -32,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -732,17 +734,10 @@ def _replace(path: Path, new: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
-def _read_text(path: Path) -> str:
-    """A model folder's text file, decoded as UTF-8 (ModelFolderError when it is not, or when it
-    cannot be read)."""
+def _read_bytes(path: Path) -> bytes:
+    """A model folder's file, whole (ModelFolderError when it cannot be read)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ModelFolderError(
-            f"{str(path)!r} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
-            "the file is damaged or not what a model folder holds: re-download or re-export the "
-            "model"
-        ) from err
+        return path.read_bytes()
     except OSError as err:
         raise ModelFolderError(
             f"cannot read {str(path)!r} ({err.strerror or err}); check that it is a file you can "
@@ -750,13 +745,38 @@ def _read_text(path: Path) -> str:
         ) from err
 
 
-def _read_json(path: Path) -> Any:
+def _decode_text(data: bytes, path: Path) -> str:
+    """``data``, the bytes of the file ``path``, decoded as UTF-8 (ModelFolderError when they
+    are not UTF-8)."""
     try:
-        return json.loads(_read_text(path))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ModelFolderError(
+            f"{str(path)!r} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}); "
+            "the file is damaged or not what a model folder holds: re-download or re-export the "
+            "model"
+        ) from err
+
+
+def _read_text(path: Path) -> str:
+    """A model folder's text file, decoded as UTF-8 (ModelFolderError when it is not, or when it
+    cannot be read)."""
+    return _decode_text(_read_bytes(path), path)
+
+
+def _parse_json(data: bytes, path: Path) -> Any:
+    """The JSON value of ``data``, the bytes of the file ``path`` (ModelFolderError when they
+    are not UTF-8 JSON)."""
+    try:
+        return json.loads(_decode_text(data, path))
     except json.JSONDecodeError as err:
         raise ModelFolderError(
             f"{str(path)!r} is not valid JSON ({err}); the folder is damaged"
         ) from err
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(_read_bytes(path), path)
 
 
 def _json_kind(value: Any) -> str:
@@ -815,7 +835,12 @@ def _check_object(value: Any, file: str) -> None:
 
 def _read_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold an object (``normalization.json``, ``grid.json``)."""
-    value = _read_json(path)
+    return _parse_object(_read_bytes(path), path)
+
+
+def _parse_object(data: bytes, path: Path) -> dict[str, Any]:
+    """:func:`_read_object` of ``data``, the bytes read from ``path``."""
+    value = _parse_json(data, path)
     try:
         _check_object(value, path.name)
     except _Refused as refused:
@@ -1344,7 +1369,15 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
         (``model``, ``diffusion`` and ``sampler`` must hold the settings that decide what the
         model computes, e.g. ``diffusion.objective``), the configs hold a value out of its range
         (the ranges a training configuration is held to, e.g. ``sampler.steps`` >= 1), or a
-        weight is NaN or infinite.
+        weight is NaN or infinite; or the folder was replaced while it was read (saved again
+        at that moment) on three tries in a row.
+
+    Notes
+    -----
+    Each file is read once and its checksum checked on the bytes it is loaded from, all the
+    checksums those of the one ``config.json`` read: a folder replaced while it is read (by
+    ``save_pretrained(..., overwrite=True)`` in another thread or process) never loads as a mix
+    of its two versions. Such a read is tried again twice (after 0.02 s and 0.1 s).
 
     Examples
     --------
@@ -1365,10 +1398,66 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     flexdownscale.errors.ModelFolderError: grid.json in '...' does not match the checksum ...
     >>> tmp.cleanup()
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path, hub_id = _resolve(name_or_path)
+    failure: ModelFolderError | None = None
+    for pause in (*_RELOAD_PAUSES, None):
+        before = _folder_identity(path)
+        try:
+            folder = _load_folder(name_or_path, path, hub_id)
+        except ModelFolderError as err:
+            if _folder_identity(path) == before:
+                raise
+            failure = err  # the folder was replaced meanwhile: what was read may mix two saves
+        else:
+            if _folder_identity(path) == before:
+                return folder
+            failure = None  # whole as checked, but the card may be of the other save
+        if pause is not None:
+            time.sleep(pause)
+    raise ModelFolderError(
+        f"model folder {str(path)!r} was being replaced (saved again, e.g. by save_pretrained "
+        f"or a training's export) while it was read, {len(_RELOAD_PAUSES) + 1} times in a "
+        "row; nothing of it was used: load it again once the save is done"
+        + (f" (the last try found: {failure})" if failure is not None else "")
+    ) from failure
+
+
+#: The pauses (seconds) before :func:`load_model_folder` reads a folder again that was replaced
+#: while it was read (a save of the same folder at the same moment); then it gives up.
+_RELOAD_PAUSES = (0.02, 0.1)
+
+
+def _folder_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when the folder ``path`` is replaced (its device, inode, modification and
+    change times), ``None`` when there is none now."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _in_file_order(tensors: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """``tensors``, loaded from the safetensors bytes ``data``, in the order the file stores
+    them (as ``safetensors.torch.load_file`` gives them; messages name the first of a kind)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    offsets = {name: entry["data_offsets"][0] for name, entry in header.items() if name in tensors}
+    return {name: tensors[name] for name in sorted(tensors, key=lambda n: (offsets[n], n))}
+
+
+def _load_folder(
+    name_or_path: str | os.PathLike[str], path: Path, hub_id: tuple[str, str | None] | None
+) -> ModelFolder:
+    """One read of the model folder ``path`` for :func:`load_model_folder`.
+
+    Each file is read once: its checksum is checked on the bytes read and those bytes are
+    parsed, and every checksum comes from the one ``config.json`` read first, so files of two
+    saves of the folder (replaced while it is read) never pass as one model.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     missing = [n for n in _MODEL_FILES if not (path / n).is_file()]
     if missing:
         raise _incomplete(name_or_path, path, hub_id, missing)
@@ -1376,6 +1465,7 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
     _check_format(config, path, name_or_path)
     checked = _checked_config(config, path)
     recorded = checked["sha256"]
+    data: dict[str, bytes] = {}
     for name in _CHECKED_FILES:
         if name not in recorded:
             raise ModelFolderError(
@@ -1383,14 +1473,15 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
                 f"has {', '.join(map(repr, recorded)) or 'none'}); re-download or re-export the "
                 "model"
             )
-        if recorded[name] != _sha256(path / name):
+        data[name] = _read_bytes(path / name)
+        if recorded[name] != hashlib.sha256(data[name]).hexdigest():
             raise ModelFolderError(
                 f"{name} in {str(path)!r} does not match the checksum recorded in {CONFIG_FILE}: "
                 "the file was modified or damaged after export; re-download or re-export the model"
             )
     try:
-        state_dict = load_file(path / WEIGHTS_FILE, device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
+        state_dict = _in_file_order(load(data[WEIGHTS_FILE]), data.pop(WEIGHTS_FILE))
+    except (SafetensorError, ValueError) as err:
         raise ModelFolderError(
             f"cannot read weights from {str(path / WEIGHTS_FILE)!r}: {err}; the file is damaged "
             "or not a safetensors file (its checksum in config.json was recorded for it "
@@ -1420,8 +1511,8 @@ def load_model_folder(name_or_path: str | os.PathLike[str]) -> ModelFolder:
             "export the model again from its training run (python -m flexdownscale.train "
             "--config run.toml --export-only)"
         ) from err
-    normalization = _read_object(path / NORMALIZATION_FILE)
-    grid = _read_object(path / GRID_FILE)
+    normalization = _parse_object(data[NORMALIZATION_FILE], path / NORMALIZATION_FILE)
+    grid = _parse_object(data[GRID_FILE], path / GRID_FILE)
     try:
         _check_contents(checked, normalization, grid)
     except _Refused as refused:
@@ -1558,7 +1649,7 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path, tuple[str, str
             "Hub id 'org/name'"
         )
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
+    if _is_folder(path):
         return path, None
     text = str(name_or_path)
     if text in shipped:
@@ -1602,6 +1693,23 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path, tuple[str, str
         f"({', '.join(shipped) or 'none shipped'}) or a Hugging Face Hub id 'org/name' "
         "(or 'org/name@revision')"
     )
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder, looked at again after a moment when it is something else
+    or when a save of it is under way (while ``save_model_folder`` replaces a folder, its path
+    is missing, or found a folder again only after a first look said it is none)."""
+    if path.is_dir():
+        return True
+    try:
+        saving = path.exists() or any(path.parent.glob(f".{glob.escape(path.name)}.previous.*"))
+    except (OSError, ValueError):  # a parent that cannot be listed, a name glob refuses
+        saving = False
+    for pause in _RELOAD_PAUSES if saving else ():
+        time.sleep(pause)
+        if path.is_dir():
+            return True
+    return False
 
 
 def _hub_offline() -> bool:

@@ -42,6 +42,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
 from ._stack import user_stacklevel
@@ -2195,12 +2196,16 @@ def clear_model_cache() -> int:
     return dropped
 
 
-def _folder_key(path: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+def _folder_key(path: Path) -> tuple[str, tuple[tuple[str, int, int], ...] | None]:
     """Cache key of a model folder: its absolute path and the size and modification time of its
-    files (a folder replaced in place is loaded again)."""
+    files (a folder replaced in place is loaded again); ``None`` in place of those when the
+    folder changed while they were taken (it is being replaced)."""
     path = path.resolve()
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
-    stats = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+        stats = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    except OSError:  # a file gone between the listing and its stat: a save under way
+        return str(path), None
     return str(path), stats
 
 
@@ -2223,6 +2228,10 @@ def _cached(model: str | os.PathLike[str]) -> Downscaler:
                 del _CACHE[stale]  # the folder's former files
             ref = model if _is_reference(model) else key[0]
             model_of_key = Downscaler.from_pretrained(ref)
+            if key[1] is None or _folder_key(Path(key[0])) != key:
+                # the folder was replaced during the load (saved again at that moment): the
+                # model loaded is whole, but of either save, so it is kept under neither key
+                return model_of_key
         _CACHE[key] = model_of_key  # the most recently used last
         while len(_CACHE) > max(int(MODEL_CACHE_SIZE), 1):
             del _CACHE[next(iter(_CACHE))]

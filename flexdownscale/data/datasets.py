@@ -94,6 +94,7 @@ import torch
 import xarray as xr
 
 from .._input_files import check_input_file
+from .._inputs import netcdf_lock, open_netcdf
 from .._keywords import keyword_hints
 from .._links import DOCS_INFERENCE
 from .._stack import user_stacklevel
@@ -345,12 +346,15 @@ class _XarraySource(_Source):
                     self._path, chunks=chunks, consolidated=zarr_consolidated(self._path)
                 )
             else:
-                ds = xr.open_dataset(self._path, chunks=chunks, cache=False)
+                # held by one lock with the file's later reads: netCDF / HDF5 are not
+                # thread-safe (a training in a thread beside other opens)
+                ds = open_netcdf(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
             said = " ".join(str(err).split())  # one line
             raise DataError(f"could not open {self._path!r} with xarray: {said}") from err
         if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
-            groups = store_groups(self._path)
+            with netcdf_lock():  # h5py reads the groups: HDF5 again
+                groups = store_groups(self._path)
             if groups:
                 ds.close()
                 raise DataError(
