@@ -776,6 +776,7 @@ def _parse_json(data: bytes, path: Path) -> Any:
 
 
 def _read_json(path: Path) -> Any:
+    """A model folder's JSON file, read and parsed (ModelFolderError when it cannot be)."""
     return _parse_json(_read_bytes(path), path)
 
 
@@ -833,13 +834,9 @@ def _check_object(value: Any, file: str) -> None:
         )
 
 
-def _read_object(path: Path) -> dict[str, Any]:
-    """A JSON file that must hold an object (``normalization.json``, ``grid.json``)."""
-    return _parse_object(_read_bytes(path), path)
-
-
 def _parse_object(data: bytes, path: Path) -> dict[str, Any]:
-    """:func:`_read_object` of ``data``, the bytes read from ``path``."""
+    """``data``, the bytes read from the JSON file ``path`` that must hold an object
+    (``normalization.json``, ``grid.json``), parsed (ModelFolderError otherwise)."""
     value = _parse_json(data, path)
     try:
         _check_object(value, path.name)
