@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ._inputs import one_line
 from .errors import DataError
@@ -26,14 +27,19 @@ def files_in_the_way(
     its files are the command's to replace. Other files of the folder are never touched, so
     only the names it would write can be in the way.
     """
-    if not folder.is_dir():
+    if not folder.is_dir() or written_here(folder, report, is_ours):
         return []
-    first = folder / report
-    if first.is_file():
-        with first.open(encoding="utf-8", errors="replace") as f:
-            if is_ours(f.readline().rstrip("\n")):
-                return []
     return [name for name in dict.fromkeys(names) if (folder / name).exists()]
+
+
+def written_here(folder: Path, report: str, is_ours: Callable[[str], bool]) -> bool:
+    """Whether ``folder`` holds an earlier output of the command: its ``report`` file's first
+    line passes ``is_ours`` (``False`` without that file)."""
+    first = folder / report
+    if not first.is_file():
+        return False
+    with first.open(encoding="utf-8", errors="replace") as f:
+        return is_ours(f.readline().rstrip("\n"))
 
 
 #: ``"(os error 28)"`` in the message of a Rust writer's I/O error (safetensors' SafetensorError).
@@ -145,3 +151,10 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 def write_text_atomically(path: Path, text: str) -> None:
     """``path.write_text(text, encoding="utf-8")`` through :func:`write_atomically`."""
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Save the matplotlib figure ``fig`` to ``path`` (format from its suffix) whole or not at
+    all (:func:`write_atomically`, whose ``DataError`` names ``path``); returns ``path``."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+    return path

@@ -37,6 +37,7 @@ from ._output import (
     files_in_the_way,
     write_atomically,
     write_cause,
+    write_figure,
     write_fix,
     write_text_atomically,
 )
@@ -274,7 +275,7 @@ def _plots(
             title=f"{case.title}\n{what}",
         )
         path = out / f"{case.name}_panels{label}.png"
-        _save_figure(fig, path)
+        write_figure(fig, path, dpi=90)
         written.append(path)
         # a condition's fields apart; the time steps of an unconditioned case together
         one = {case.condition_dim: i} if case.condition_dim is not None else {}
@@ -288,17 +289,11 @@ def _plots(
             title=f"{case.model}: power spectra ({v})" + (f"\n{what}" if one else ""),
         )
         path = out / f"{case.name}_spectra{label}.png"
-        _save_figure(fig, path)
+        write_figure(fig, path, dpi=90)
         written.append(path)
         if case.condition_dim is None:
             break  # one panel figure per case is enough for time series
     return written
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    """Write the demo's figure ``fig`` to ``path`` whole or not at all
-    (:func:`~flexdownscale._output.write_atomically`, whose ``DataError`` names ``path``)."""
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=90))
 
 
 def _write_netcdf(

@@ -25,7 +25,7 @@ from typing import Any
 
 from ._inputs import count_noun, find_time_dim, groups_hint, is_zarr, open_input
 from ._json import finite_or_null, non_finite_word
-from ._output import write_atomically, write_text_atomically
+from ._output import write_figure, write_text_atomically, written_here
 from .errors import DataError
 
 __all__ = ["evaluate"]
@@ -706,7 +706,7 @@ def _write_report(
                     reference="truth",
                     title=f"{v}{part.at_words}: {'zonal ' if zonal else ''}power spectra",
                 )
-                stale.discard(_save_figure(fig, out / f"spectra_{part.stem}.png"))
+                stale.discard(write_figure(fig, out / f"spectra_{part.stem}.png", dpi=100).name)
             if has_members:
                 if not np.isfinite(np.asarray(histograms[v, k].values, dtype=float)).any():
                     # nothing to rank: the plot's own error, which says why from the fields
@@ -719,7 +719,9 @@ def _write_report(
                 fig = plot_rank_histogram(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
-                stale.discard(_save_figure(fig, out / f"rank_histogram_{part.stem}.png"))
+                stale.discard(
+                    write_figure(fig, out / f"rank_histogram_{part.stem}.png", dpi=100).name
+                )
             if (v, k) in by_scale:
                 line = _scale_words(by_scale[v, k], f"`{v}`{part.at_words}", part.stem)
                 scale_lines.append(line)
@@ -728,7 +730,11 @@ def _write_report(
                         by_scale[v, k],
                         title=f"{v}{part.at_words}: spread-skill ratio per wavenumber",
                     )
-                    stale.discard(_save_figure(fig, out / f"spread_skill_spectrum_{part.stem}.png"))
+                    stale.discard(
+                        write_figure(
+                            fig, out / f"spread_skill_spectrum_{part.stem}.png", dpi=100
+                        ).name
+                    )
     for name in stale:  # an earlier report's figure of a variable or score not in this one
         (out / name).unlink(missing_ok=True)
     # a level dim's column after the variable's, its cells with the coordinate's units
@@ -861,14 +867,6 @@ def _write_report(
     return report, strict, list(level_words)
 
 
-def _save_figure(fig: Any, path: Path) -> str:
-    """Write the report's figure ``fig`` to ``path`` whole or not at all (an earlier report's
-    figure stays whole when the disk is full: :func:`~flexdownscale._output.write_atomically`,
-    whose ``DataError`` names ``path``); returns the file's name."""
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    return path.name
-
-
 #: The name starts of the report's figures (``spectra_t2m.png``, ...).
 _FIGURE_KINDS = ("spectra_", "rank_histogram_", "spread_skill_spectrum_")
 
@@ -876,11 +874,7 @@ _FIGURE_KINDS = ("spectra_", "rank_histogram_", "spread_skill_spectrum_")
 def _is_report_folder(folder: Path) -> bool:
     """Whether ``folder`` holds an earlier report of ``evaluate`` (its ``metrics.md`` starts
     with the report's title)."""
-    first = folder / "metrics.md"
-    if not first.is_file():
-        return False
-    with first.open(encoding="utf-8", errors="replace") as f:
-        return f.readline().startswith(_REPORT_TITLE)
+    return written_here(folder, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
 
 
 def _earlier_figures(folder: Path) -> set[str]:
