@@ -74,6 +74,7 @@ from flexdownscale.metrics._utils import (
     unit_pairs,
     units_advice,
 )
+from flexdownscale.metrics.probabilistic import _check_spread_members
 from flexdownscale.units import linear_conversion, quantity_kind, same_units
 
 __all__ = [
@@ -1218,8 +1219,6 @@ def spread_skill_spectrum(
     >>> bool(abs(spread_skill_spectrum(wide, truth) - 2).max() < 0.2)
     True
     """
-    from flexdownscale.metrics.probabilistic import _check_spread_members
-
     check_option("correction", correction, ("fortin", "unbiased", None))
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
