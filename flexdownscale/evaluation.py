@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import warnings
@@ -640,13 +641,19 @@ def _write_report(
                     else tuple(s.isel({time_dim: np.flatnonzero(whole)}) for s in spectra[v, k])
                 )
                 curves[v, k] = tuple(metrics.sample_mean_spectrum(s) for s in kept)
-                if has_members and not zonal:  # over the same gap-free steps as the spectra
+                if has_members:  # over the same gap-free steps as the spectra
                     fields = (p, t)
                     if not whole.all():
                         steps = {time_dim: np.flatnonzero(whole)}
                         fields = (p.isel(steps), t.isel(steps))
                     by_scale[v, k] = metrics.spread_skill_spectrum(
-                        *fields, member_dim=member_dim, dims=spatial, method=method
+                        *fields,
+                        member_dim=member_dim,
+                        **(
+                            {"kind": "zonal", "lat_dim": axes.y, "lon_dim": axes.x}
+                            if zonal
+                            else {"dims": spatial, "method": method}
+                        ),
                     )
             row = {
                 "variable": v,
@@ -728,7 +735,10 @@ def _write_report(
                 if not line.endswith(_NO_SCALE_PLOT):
                     fig = plot_spread_skill_spectrum(
                         by_scale[v, k],
-                        title=f"{v}{part.at_words}: spread-skill ratio per wavenumber",
+                        title=(
+                            f"{v}{part.at_words}: spread-skill ratio per "
+                            f"{'zonal ' if zonal else ''}wavenumber"
+                        ),
                     )
                     stale.discard(
                         write_figure(
@@ -828,7 +838,8 @@ def _write_report(
     if bins:  # which bins the LSD of the tables above averages over
         lines += ["", bins]
     if scale_lines:  # where the ensemble is too confident or too noisy, scale by scale
-        lines += ["", _SCALE_HEADING, "", *(f"- {line}" for line in scale_lines)]
+        heading = _ZONAL_SCALE_HEADING if zonal else _SCALE_HEADING
+        lines += ["", heading, "", *(f"- {line}" for line in scale_lines)]
     # what inf, nan and n/a in the tables mean
     spelled = _non_finite_words([*rows, *by_lead], windows)
     if spelled:
@@ -920,13 +931,23 @@ _SCALE_HEADING = (
     "Spread-skill ratio per wavenumber (`spread_skill_spectrum`, Fortin-corrected, over the "
     "complete annuli; 1: the right spread at that scale, below 1: too little, above: too much):"
 )
+#: The same heading for a global grid's zonal spectra.
+_ZONAL_SCALE_HEADING = (
+    "Spread-skill ratio per zonal wavenumber (`spread_skill_spectrum(..., kind='zonal')`, "
+    "Fortin-corrected, along each latitude circle, the latitudes weighted by area; 1: the "
+    "right spread at that scale, below 1: too little, above: too much):"
+)
 #: How a line of :func:`_scale_words` ends when there is nothing to plot.
 _NO_SCALE_PLOT = "no plot."
 
 
 def _scale_text(ratio: Any, k: float) -> str:
     """A wavenumber ``k`` of ``ratio`` in words: a wavelength in km for grids in metres or
-    kilometres, cycles per domain length for dimensionless coordinates."""
+    kilometres, cycles per domain length for dimensionless coordinates; a zonal wavenumber
+    with its wavelength on the equator."""
+    if "zonal_wavenumber" in ratio.dims:
+        equator = 2e-3 * math.pi * float(ratio.attrs.get("earth_radius", 6371008.8)) / k
+        return f"zonal wavenumber {k:.0f}, {equator:,.0f} km on the equator"
     units = str(ratio["wavenumber"].attrs.get("units", ""))
     if units in ("m-1", "km-1"):
         return f"wavelength {(1e-3 if units == 'm-1' else 1.0) / k:.3g} km"
@@ -947,11 +968,12 @@ def _scale_words(ratio: Any, label: str, stem: str) -> str:
 
     from .metrics.spectra import complete_bins
 
-    keep = complete_bins(ratio, "wavenumber")
+    sdim = "zonal_wavenumber" if "zonal_wavenumber" in ratio.dims else "wavenumber"
+    keep = complete_bins(ratio, sdim)
     if keep is not None:
-        ratio = ratio.isel(wavenumber=keep)
+        ratio = ratio.isel({sdim: keep})
     values = np.asarray(ratio.values, dtype=float)
-    k = np.asarray(ratio["wavenumber"].values, dtype=float)
+    k = np.asarray(ratio[sdim].values, dtype=float)
     drawn = np.isfinite(values) & (values > 0)
     if not drawn.any():
         why = (

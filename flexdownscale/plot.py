@@ -679,8 +679,10 @@ def plot_spread_skill_spectrum(
 
     Pass an ensemble and the truth (the ratio is
     :func:`~flexdownscale.metrics.spread_skill_spectrum` over every sample, Fortin-corrected),
-    or a precomputed ratio (a DataArray with a ``wavenumber`` dim and no other) and
-    ``obs=None``. Below 1 the ensemble is too confident at that scale, above 1 too noisy.
+    or a precomputed ratio (a DataArray with a ``wavenumber`` dim and no other, or a
+    ``zonal_wavenumber`` one from ``kind="zonal"``) and ``obs=None``. Below 1 the ensemble is
+    too confident at that scale, above 1 too noisy. For a global grid pass
+    ``spectrum_kwargs={"kind": "zonal"}`` (zonal wavenumbers on the x axis).
 
     Parameters
     ----------
@@ -739,11 +741,12 @@ def plot_spread_skill_spectrum(
     """
     if obs is None:
         ratio = _as_dataarray(fcst, variable, "fcst")
-        if "wavenumber" not in ratio.dims or ratio.ndim != 1:
+        if ratio.ndim != 1 or ratio.dims[0] not in ("wavenumber", "zonal_wavenumber"):
             raise ConfigError(
                 f"fcst with obs=None is a precomputed spread-skill ratio with the dim "
-                f"'wavenumber' only, but its dims are {tuple(ratio.dims)!r}; pass the ensemble "
-                "and the truth, or select one ratio (ratio.sel(...)) first"
+                f"'wavenumber' (or 'zonal_wavenumber') only, but its dims are "
+                f"{tuple(ratio.dims)!r}; pass the ensemble and the truth, or select one ratio "
+                "(ratio.sel(...)) first"
             )
         count = ""
     else:
@@ -753,10 +756,11 @@ def plot_spread_skill_spectrum(
             ens, truth, member_dim=member_dim, **dict(spectrum_kwargs or {})
         )
         count = f" ({ens.sizes[member_dim]} members)"
+    sdim = "zonal_wavenumber" if "zonal_wavenumber" in ratio.dims else "wavenumber"
     if truncate:
-        keep = complete_bins(ratio, "wavenumber")
+        keep = complete_bins(ratio, sdim)
         if keep is not None:
-            ratio = ratio.isel(wavenumber=keep)
+            ratio = ratio.isel({sdim: keep})
     ratio = ratio.load()
     values = np.asarray(ratio.values, dtype=float)
     drawn = np.isfinite(values) & (values > 0)
@@ -766,12 +770,12 @@ def plot_spread_skill_spectrum(
             "every sample's field, or members without spread?); fill the NaNs or select a "
             "region without them"
         )
-    k = np.asarray(ratio["wavenumber"].values, dtype=float)
+    k = np.asarray(ratio[sdim].values, dtype=float)
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     ax.loglog(k[drawn], values[drawn], marker=".", color="C0")
     ax.axhline(1.0, color="k", lw=1.0, ls="--")
-    ax.set_xlabel(_wavenumber_label(ratio, "wavenumber"))
+    ax.set_xlabel(_wavenumber_label(ratio, sdim))
     correction = ratio.attrs.get("spread_skill_correction", "fortin")
     ax.set_ylabel(
         "spread / error" + (f" ({correction})" if correction not in ("None", None) else " (raw)")
@@ -783,7 +787,7 @@ def plot_spread_skill_spectrum(
     xlim = ax.get_xlim()
     _tidy_log_axis(ax.xaxis, *xlim)
     _tidy_log_axis(ax.yaxis, *ax.get_ylim())
-    _wavelength_axis(ax, ratio, "wavenumber", xlim)
+    _wavelength_axis(ax, ratio, sdim, xlim)
     return fig
 
 

@@ -90,3 +90,32 @@ def test_one_member_has_no_such_line(truth, tmp_path):
     pred.to_netcdf(tmp_path / "pred.nc")
     report = evaluate(tmp_path / "pred.nc", tmp_path / "truth.nc", out=tmp_path / "r")
     assert "Spread-skill ratio per wavenumber" not in report
+
+
+def test_a_global_ensemble_gets_the_ratio_per_zonal_wavenumber(tmp_path):
+    """On a global grid the line and plot are per zonal wavenumber (the latitude circles'
+    periodograms, latitudes weighted by area), the numbers those of the metric."""
+    rng = np.random.default_rng(5)
+    lat = np.linspace(-90.0, 90.0, 37)
+    lon = np.arange(72) * 5.0
+    coords = {
+        "time": np.arange(4).astype("datetime64[D]").astype("datetime64[ns]"),
+        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
+    }
+    base = 280.0 + rng.normal(size=(4, lat.size, lon.size))
+    truth = xr.Dataset({"t2m": (("time", "lat", "lon"), base, {"units": "K"})}, coords=coords)
+    pred = _ensemble(truth, rng.normal(scale=0.5, size=(4, *base.shape)))
+    truth.to_netcdf(tmp_path / "truth.nc")
+    pred.to_netcdf(tmp_path / "pred.nc")
+    report = evaluate(tmp_path / "pred.nc", tmp_path / "truth.nc", out=tmp_path / "r")
+    assert "Spread-skill ratio per zonal wavenumber" in report
+    line = _line(report)
+    direct = spread_skill_spectrum(pred["t2m"], truth["t2m"], kind="zonal")
+    lo, hi = _lowest_highest(line)
+    assert lo == pytest.approx(float(direct.min()), abs=0.005)
+    assert hi == pytest.approx(float(direct.max()), abs=0.005)
+    j = int(direct.zonal_wavenumber[direct.argmin("zonal_wavenumber")])
+    equator = 2e-3 * np.pi * 6371008.8 / j
+    assert f"(zonal wavenumber {j}, {equator:,.0f} km on the equator)" in line
+    assert (tmp_path / "r" / "spread_skill_spectrum_t2m.png").stat().st_size > 0

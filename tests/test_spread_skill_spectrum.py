@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from flexdownscale.errors import ConfigError, EnsembleError, UnitsError
+from flexdownscale.errors import ConfigError, EnsembleError, GridError, UnitsError
 from flexdownscale.metrics import power_spectrum, spread_skill_ratio, spread_skill_spectrum
 
 N = 32
@@ -207,7 +207,122 @@ def test_plot_refusals():
 
     ens, truth = _reliable(seed=11, members=3, times=3)
     per_time = spread_skill_spectrum(ens, truth, preserve_dims="time")
-    with pytest.raises(ConfigError, match="'wavenumber' only"):
+    with pytest.raises(ConfigError, match=r"'wavenumber' \(or 'zonal_wavenumber'\) only"):
         plot_spread_skill_spectrum(per_time)
     with pytest.raises(DataError, match="no spread-skill ratio to plot"):
         plot_spread_skill_spectrum(ens.where(ens.x > 0), truth)
+
+
+# --- kind="zonal": global grids, the periodogram along each latitude circle -------------------
+
+LAT = np.linspace(-87.5, 87.5, 36)
+LON = np.arange(0.0, 360.0, 5.0)
+
+
+def _global(values: np.ndarray, dims: tuple[str, ...]) -> xr.DataArray:
+    coords = {
+        "lat": ("lat", LAT, {"units": "degrees_north"}),
+        "lon": ("lon", LON, {"units": "degrees_east"}),
+    }
+    return xr.DataArray(values, dims=dims, coords=coords, attrs={"units": "K"})
+
+
+def _zonal_noise(rng: np.random.Generator, shape: tuple[int, ...], small: float) -> np.ndarray:
+    """White noise along longitude whose zonal modes above wavenumber 12 are ``small`` times
+    stronger than those below."""
+    modes = np.fft.rfft(rng.normal(size=shape), axis=-1)
+    modes[..., 13:] *= small
+    return np.fft.irfft(modes, n=shape[-1], axis=-1)
+
+
+def test_zonal_reliable_ensemble_is_one_and_parseval_gives_the_area_weighted_ratio():
+    rng = np.random.default_rng(1)
+    draw = rng.normal(size=(9, 100, LAT.size, LON.size))
+    ens = _global(draw[:8], ("member", "time", "lat", "lon"))
+    truth = _global(draw[8], ("time", "lat", "lon"))
+    parts = spread_skill_spectrum(ens, truth, kind="zonal", include_components=True)
+    ratio = parts.sel(component="ratio")
+    assert ratio.dims == ("zonal_wavenumber",)
+    assert ratio.sizes["zonal_wavenumber"] == LON.size // 2
+    # 100 times x 36 circles x 8 members: a few per cent per wavenumber
+    assert float(abs(ratio - 1).max()) < 0.06
+    # Parseval per circle: the sums over j are the cos(lat)-weighted variance and squared
+    # error of the fields without their zonal means, so the pooled ratio is the point-wise
+    # spread_skill_ratio of those fields with area weights, to round-off
+    spread = parts.sel(component="spread").sum("zonal_wavenumber")
+    error = parts.sel(component="error").sum("zonal_wavenumber")
+    pooled = float(np.sqrt(spread * 9 / 8 / error))
+    weights = np.cos(np.deg2rad(ens["lat"]))
+    pointwise = spread_skill_ratio(
+        ens - ens.mean("lon"), truth - truth.mean("lon"), weights=weights
+    )
+    assert pooled == pytest.approx(float(pointwise), rel=1e-10)
+
+
+def test_zonal_dispersion_at_small_scales_only_is_resolved():
+    # members carry twice the truth's noise amplitude above zonal wavenumber 12 only: 1 below,
+    # sqrt(4 (M + 1) / (M + 4)) = sqrt(3) above for M = 8 (as the isotropic test's closed form)
+    rng = np.random.default_rng(2)
+    shape = (100, LAT.size, LON.size)
+    signal = rng.normal(size=shape)
+    ens = _global(
+        signal + np.stack([_zonal_noise(rng, shape, 2.0) for _ in range(8)]),
+        ("member", "time", "lat", "lon"),
+    )
+    truth = _global(signal + _zonal_noise(rng, shape, 1.0), ("time", "lat", "lon"))
+    ratio = spread_skill_spectrum(ens, truth, kind="zonal")
+    large, small = (
+        ratio.sel(zonal_wavenumber=slice(1, 12)),
+        ratio.sel(zonal_wavenumber=slice(13, None)),
+    )
+    assert float(abs(large - 1).max()) < 0.08
+    assert float(abs(small - np.sqrt(3.0)).max()) < 0.12
+    # per latitude on request; the polar circles are shorter but the ratio is the same
+    per_lat = spread_skill_spectrum(ens, truth, kind="zonal", preserve_dims="lat")
+    assert per_lat.dims == ("lat", "zonal_wavenumber")
+    assert (
+        float(
+            abs(
+                per_lat.sel(zonal_wavenumber=slice(13, None)).mean("zonal_wavenumber")
+                - np.sqrt(3.0)
+            ).max()
+        )
+        < 0.15
+    )
+
+
+def test_zonal_refusals():
+    rng = np.random.default_rng(3)
+    draw = rng.normal(size=(3, 2, LAT.size, LON.size))
+    ens = _global(draw[:2], ("member", "time", "lat", "lon"))
+    truth = _global(draw[2], ("time", "lat", "lon"))
+    with pytest.raises(ConfigError, match="method, window set the isotropic spectrum"):
+        spread_skill_spectrum(ens, truth, kind="zonal", method="fft", window="hann")
+    with pytest.raises(ConfigError, match="detrend set the isotropic"):
+        spread_skill_spectrum(ens, truth, kind="zonal", detrend="linear")
+    with pytest.raises(ConfigError, match="lat_dim / lon_dim name the latitude circles"):
+        spread_skill_spectrum(ens, truth, lat_dim="lat")
+    regional = ens.isel(lon=slice(0, 20))
+    with pytest.raises(GridError, match="not a full circle"):
+        spread_skill_spectrum(regional, truth.isel(lon=slice(0, 20)), kind="zonal")
+    with pytest.raises(ConfigError, match="kind"):
+        spread_skill_spectrum(ens, truth, kind="meridional")
+
+
+def test_zonal_plot_from_fields_and_from_a_ratio():
+    from flexdownscale.plot import plot_spread_skill_spectrum
+
+    rng = np.random.default_rng(4)
+    draw = rng.normal(size=(5, 6, LAT.size, LON.size))
+    ens = _global(draw[:4], ("member", "time", "lat", "lon"))
+    truth = _global(draw[4], ("time", "lat", "lon"))
+    ratio = spread_skill_spectrum(ens, truth, kind="zonal")
+    for fig in (
+        plot_spread_skill_spectrum(ens, truth, spectrum_kwargs={"kind": "zonal"}),
+        plot_spread_skill_spectrum(ratio),
+    ):
+        ax = fig.axes[0]
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), ratio.values, rtol=1e-12)
+        np.testing.assert_allclose(ax.lines[0].get_xdata(), np.arange(1, LON.size // 2 + 1))
+        assert ax.get_xlabel() == "zonal wavenumber (cycles per latitude circle)"
+        assert ax.child_axes == []  # no wavelength axis: a zonal wavenumber's varies with latitude

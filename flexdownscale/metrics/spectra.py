@@ -1135,6 +1135,9 @@ def spread_skill_spectrum(
     include_components: bool = False,
     reduce_dims: Dims = None,
     preserve_dims: Dims = None,
+    kind: Literal["isotropic", "zonal"] = "isotropic",
+    lat_dim: Hashable | None = None,
+    lon_dim: Hashable | None = None,
 ) -> XarrayLike:
     """Spread-skill ratio per wavenumber: is the ensemble's spread right at every scale?
 
@@ -1164,6 +1167,14 @@ def spread_skill_spectrum(
     ``attrs["complete_wavenumber"]`` are partly filled annuli (kept, as in
     :func:`power_spectrum`); read the ratio up to it.
 
+    On a global grid pass ``kind="zonal"``: the spectra are then :func:`zonal_spectrum`'s,
+    along each latitude circle, per zonal wavenumber ``j`` (cycles per circle). Their
+    density ``E_j = C P_j`` carries the circle's length ``C = 2 pi R cos(lat)``, so the
+    default average over latitudes weights each latitude by its area, and Parseval holds
+    per circle: the sums over ``j`` of ``spread`` and ``error`` over ``2 pi R`` are the
+    area-weighted (``cos(lat)``) member variance and squared error of the fields with each
+    circle's zonal mean removed. Keep ``preserve_dims=<latitude>`` for a ratio per latitude.
+
     Parameters
     ----------
     fcst : DataArray or Dataset
@@ -1174,7 +1185,8 @@ def spread_skill_spectrum(
     member_dim : str, default "member"
         Name of the member dim.
     dims, spacing, spacing_units, method, detrend, window
-        As :func:`power_spectrum`; ``method=None`` is :func:`default_method` of ``obs``.
+        ``kind="isotropic"`` only: as :func:`power_spectrum`; ``method=None`` is
+        :func:`default_method` of ``obs``.
     correction : {"fortin", "unbiased", None}, default "fortin"
         As :func:`spread_skill_ratio`.
     include_components : bool, default False
@@ -1185,13 +1197,19 @@ def spread_skill_spectrum(
         The dims (other than the spectral one) averaged over, or kept; default: average over
         all. A NaN anywhere in a sample's field makes its spectra NaN; such samples are left
         out of both averages.
+    kind : {"isotropic", "zonal"}, default "isotropic"
+        The isotropic 2-D spectrum of a limited-area or periodic grid, or the zonal spectra
+        along the latitude circles of a global grid.
+    lat_dim, lon_dim : str, optional
+        ``kind="zonal"`` only: the latitude and longitude dims; default None: found from CF
+        attrs or names.
 
     Returns
     -------
     DataArray or Dataset
-        Dim ``wavenumber`` (with ``wavelength``) and the preserved dims; ``units`` ``"1"``;
-        the spectrum's attrs (method, ``dk``, ``complete_wavenumber``) and
-        ``spread_skill_correction``.
+        Dim ``wavenumber`` (with ``wavelength``; ``zonal_wavenumber`` for ``kind="zonal"``)
+        and the preserved dims; ``units`` ``"1"``; the spectrum's attrs (method, ``dk``,
+        ``complete_wavenumber``) and ``spread_skill_correction``.
 
     Raises
     ------
@@ -1199,6 +1217,11 @@ def spread_skill_spectrum(
         Fewer than 2 members, no ``member_dim`` in ``fcst``, or one in ``obs``.
     UnitsError
         ``fcst`` and ``obs`` in different units.
+    GridError
+        ``kind="zonal"`` on a grid that is not global in degrees (as :func:`zonal_spectrum`).
+    ConfigError
+        An isotropic-only option (``dims``, ``spacing``, ``method``, ``window``, a
+        ``detrend`` or ``spacing_units`` other than the default) passed with ``kind="zonal"``, or ``lat_dim`` / ``lon_dim`` with ``kind="isotropic"``.
 
     Examples
     --------
@@ -1220,26 +1243,55 @@ def spread_skill_spectrum(
     True
     """
     check_option("correction", correction, ("fortin", "unbiased", None))
+    check_option("kind", kind, ("isotropic", "zonal"))
+    given = {"dims": dims, "spacing": spacing, "method": method, "window": window}
+    given = {k: v for k, v in given.items() if v is not None}
+    given.update({"detrend": detrend} if detrend != "constant" else {})
+    given.update({"spacing_units": spacing_units} if spacing_units != "m" else {})
+    if kind == "zonal" and given:
+        raise ConfigError(
+            f"{', '.join(given)} set the isotropic spectrum; kind='zonal' takes the "
+            "periodogram along each latitude circle, which has no such option: leave "
+            f"{'them' if len(given) > 1 else 'it'} out, or use kind='isotropic' for a "
+            "limited-area grid"
+        )
+    if kind == "isotropic" and (lat_dim is not None or lon_dim is not None):
+        raise ConfigError(
+            "lat_dim / lon_dim name the latitude circles of kind='zonal'; pass kind='zonal' "
+            "for a global grid, or dims=... for the isotropic spectrum"
+        )
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
     _check_spread_members(m, member_dim)
     fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))
     check_same_units(fcst, obs)
-    sdims = _spatial_dims(obs, dims)
-    if method is None:
-        method = default_method(obs, sdims, window=window)
-    options = {
-        "dims": sdims,
-        "spacing": spacing,
-        "spacing_units": spacing_units,
-        "method": method,
-        "detrend": detrend,
-        "window": window,
-    }
+    if kind == "zonal":
+        sdim = "zonal_wavenumber"
+
+        def spectrum(field: XarrayLike) -> XarrayLike:
+            return zonal_spectrum(field, lat_dim=lat_dim, lon_dim=lon_dim)
+
+    else:
+        sdim = "wavenumber"
+        sdims = _spatial_dims(obs, dims)
+        if method is None:
+            method = default_method(obs, sdims, window=window)
+        options = {
+            "dims": sdims,
+            "spacing": spacing,
+            "spacing_units": spacing_units,
+            "method": method,
+            "detrend": detrend,
+            "window": window,
+        }
+
+        def spectrum(field: XarrayLike) -> XarrayLike:
+            return power_spectrum(field, **options)
+
     mean = fcst.mean(member_dim, skipna=False)  # a NaN member leaves the whole sample out
-    error = power_spectrum(mean - obs, **options)
-    spread = power_spectrum(fcst - mean, **options).sum(member_dim, skipna=False) / (m - 1)
+    error = spectrum(mean - obs)
+    spread = spectrum(fcst - mean).sum(member_dim, skipna=False) / (m - 1)
     grid_attrs = {k: v for k, v in error.attrs.items() if k not in ("units", "long_name")}
     if isinstance(error, xr.Dataset):  # every variable's grid is the Dataset's (one grid)
         grid_attrs = dict(error.attrs)
@@ -1247,7 +1299,7 @@ def spread_skill_spectrum(
     valid = spread.notnull() & error.notnull()
     spread, error = spread.where(valid), error.where(valid)
     red = resolve_reduce_dims(
-        tuple(d for d in error.dims if d != "wavenumber"),
+        tuple(d for d in error.dims if d != sdim),
         reduce_dims=reduce_dims,
         preserve_dims=preserve_dims,
     )
