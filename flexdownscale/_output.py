@@ -118,16 +118,20 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     On failure (a full disk, a file-size limit) the temporary file is removed and a
     :class:`~flexdownscale.errors.DataError` names ``path``, the cause and the fix
     (:func:`unwritable_file`); an earlier file at ``path`` is left as it was. Errors of
-    flexdownscale raised by ``write`` pass unchanged.
+    flexdownscale raised by ``write`` pass unchanged. A ``path`` that is a symbolic link is
+    written through (the file it points to is replaced, the link kept), as ``cp`` writes.
     """
     from .errors import FlexDownscaleError
 
+    shown = path  # the user's path, in messages
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     try:
         handle, name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
         )
     except OSError as err:
-        raise unwritable_file(path, err) from err
+        raise unwritable_file(shown, err) from err
     os.close(handle)
     tmp = Path(name)
     try:
@@ -140,7 +144,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     except Exception as err:
-        unwritable = unwritable_file(path, err)  # while the disk is still full
+        unwritable = unwritable_file(shown, err)  # while the disk is still full
         tmp.unlink(missing_ok=True)
         raise unwritable from err
     except BaseException:  # KeyboardInterrupt: no half-written file left behind either

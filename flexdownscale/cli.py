@@ -317,6 +317,8 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
             f"the output {target!r} exists and {other}, so writing the output would replace "
             "it: give another output path, or add --overwrite to replace it"
         )
+    if dst.is_symlink():  # written through (_write_output): the link's target's folder
+        dst = Path(os.path.realpath(dst))
     folder = dst.parent
     if not folder.is_dir():
         import shlex
@@ -329,7 +331,7 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
     import shutil
 
     # the output is written beside its target first (see _write_output): try that now
-    shutil.rmtree(_folder_beside(target, ".probe"))
+    shutil.rmtree(_folder_beside(str(dst), ".probe"))
 
 
 def _other_origin(target: str) -> str | None:
@@ -483,14 +485,18 @@ def _write_output(ds: Any, target: str) -> None:
     once complete, so a run that fails midway (e.g. a lazy run meeting NaNs in a later time chunk)
     leaves an earlier ``target`` as it was and no partial file; the temporary folder is removed.
     An earlier zarr store is replaced like a model folder (:func:`flexdownscale.hub._replace`:
-    moved aside, put back if the new one cannot take its place).
+    moved aside, put back if the new one cannot take its place). A ``target`` that is a
+    symbolic link is written through, as ``cp`` and the shell's ``>`` write: the file or store
+    it points to is replaced and the link kept.
     """
     from .data.grid import coordinate_encoding
     from .errors import FlexDownscaleError
     from .hub import _replace
 
     dst = Path(target)
-    holder = _folder_beside(target, ".partial")
+    if dst.is_symlink():  # the link's final target, beside which the output is written
+        dst = Path(os.path.realpath(dst))
+    holder = _folder_beside(str(dst), ".partial")
     written = holder / dst.name
     try:
         with _own_thread_pool():
@@ -498,7 +504,7 @@ def _write_output(ds: Any, target: str) -> None:
                 _write_zarr(ds, str(written))
             else:
                 ds.to_netcdf(written, encoding=coordinate_encoding(ds))
-        if not dst.is_dir() or dst.is_symlink():
+        if not dst.is_dir():
             os.replace(written, dst)  # a file (or nothing) at target: one atomic rename
         else:  # an earlier zarr store: a folder cannot be renamed over a non-empty folder
             _replace(dst, written)
