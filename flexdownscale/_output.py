@@ -1,14 +1,16 @@
 """Output files and folders: the folders of the commands that write fixed file names (the demo,
-``evaluate``), files written whole or not at all, and why a write failed in words."""
+``evaluate``) and their locks, files written whole or not at all, and why a write failed in
+words."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,41 @@ def written_here(folder: Path, report: str, is_ours: Callable[[str], bool]) -> b
         return False
     with first.open(encoding="utf-8", errors="replace") as f:
         return is_ours(f.readline().rstrip("\n"))
+
+
+#: errno values of ``flock(LOCK_NB)`` on a lock that someone else holds.
+_LOCK_TAKEN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, refusal: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive lock on the existing ``folder`` itself (``flock`` on the folder, no
+    lock file left in it) while the block runs; raise ``refusal()`` at once when another
+    writer, in this process or another, holds it.
+
+    Where no lock can be taken (no ``fcntl``, a file system without ``flock``) the block
+    runs unlocked: the lock keeps two runs of one command from mixing their files, it is no
+    precondition of writing. The system drops the lock when the process ends, killed or not.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    fd = None
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno in _LOCK_TAKEN:
+                    raise refusal() from None
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing drops the lock
 
 
 #: ``"(os error 28)"`` in the message of a Rust writer's I/O error (safetensors' SafetensorError).

@@ -13,6 +13,7 @@ command's options and calls it; its messages name those options (``--rename``, `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -26,7 +27,7 @@ from typing import Any
 
 from ._inputs import count_noun, find_time_dim, groups_hint, is_zarr, open_input
 from ._json import finite_or_null, non_finite_word
-from ._output import write_figure, write_text_atomically, written_here
+from ._output import folder_lock, write_figure, write_text_atomically, written_here
 from .errors import DataError
 
 __all__ = ["evaluate"]
@@ -197,31 +198,35 @@ def evaluate(
     prediction, truth, out = (os.path.expanduser(os.fspath(p)) for p in (prediction, truth, out))
     if baseline is not None:
         baseline = os.path.expanduser(os.fspath(baseline))
-    report, rows, level_keys = _write_report(
-        prediction,
-        truth,
-        out,
-        dict(dims or {}),
-        dict(rename or {}),
-        time_chunk,
-        wanted,
-        windows,
-    )
-    if baseline is None:
-        # an earlier run's baseline report would sit beside this one as if it were its own
-        _remove_earlier_report(Path(out) / BASELINE_FOLDER)
-        return report
-    _, baseline_rows, _ = _write_report(
-        baseline,
-        truth,
-        os.path.join(out, BASELINE_FOLDER),
-        dict(dims or {}),
-        dict(rename or {}),
-        time_chunk,
-        wanted,
-        windows,
-    )
-    return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, baseline)
+    # the report folder's lock, taken by _write_report, is held until the report is whole
+    with contextlib.ExitStack() as locks:
+        report, rows, level_keys = _write_report(
+            prediction,
+            truth,
+            out,
+            dict(dims or {}),
+            dict(rename or {}),
+            time_chunk,
+            wanted,
+            windows,
+            locks=locks,
+        )
+        if baseline is None:
+            # an earlier run's baseline report would sit beside this one as if it were its own
+            _remove_earlier_report(Path(out) / BASELINE_FOLDER)
+            return report
+        _, baseline_rows, _ = _write_report(
+            baseline,
+            truth,
+            os.path.join(out, BASELINE_FOLDER),
+            dict(dims or {}),
+            dict(rename or {}),
+            time_chunk,
+            wanted,
+            windows,
+            locks=locks,
+        )
+        return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, baseline)
 
 
 #: The sub-folder of the report that holds the baseline's own report
@@ -322,12 +327,15 @@ def _write_report(
     time_chunk: int | None,
     wanted: tuple[float, str] | None = None,
     windows: tuple[int, ...] = (),
+    *,
+    locks: contextlib.ExitStack,
 ) -> tuple[str, list[dict[str, Any]], list[str]]:
     """:func:`evaluate`'s work, its arguments checked: the paths as given (they are named in
     the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any,
     ``renames`` truth name to prediction name, ``wanted`` the ``--threshold`` (value and units)
-    if given and ``windows`` the FSS windows. Returns the text of ``metrics.md``, the rows of
-    ``metrics.json`` and the names of the level dims that the rows hold."""
+    if given and ``windows`` the FSS windows. The lock of the report folder is entered into
+    ``locks``, held until the caller closes it. Returns the text of ``metrics.md``, the rows
+    of ``metrics.json`` and the names of the level dims that the rows hold."""
     import numpy as np
 
     from . import metrics
@@ -515,10 +523,18 @@ def _write_report(
             "the prediction was made on"
         )
     out = Path(out_given)
+    # one evaluate at a time per folder: the lock is taken before the folder's files are
+    # looked at (a running evaluate's figures are not "files in the way"), or once the
+    # folder is made when it does not exist yet
+    if out.is_dir():
+        locks.enter_context(folder_lock(out, lambda: _report_folder_in_use(out_given)))
     _check_report_folder(out, [part.stem for v in names for part in parts[v]], out_given)
     stale = _earlier_figures(out)  # an earlier report's: those not drawn again are removed
     try:
+        made = not out.is_dir()
         out.mkdir(parents=True, exist_ok=True)
+        if made:
+            locks.enter_context(folder_lock(out, lambda: _report_folder_in_use(out_given)))
         (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
     except OSError as err:  # a read-only folder: said of --out, as a file written in it is
         raise _unwritable_folder(out_given, err) from err
@@ -924,6 +940,18 @@ def _unwritable_folder(given: str, err: OSError) -> DataError:
     told = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
     fix = f"; {write_fix(code, given)}" if code in told else ""
     return DataError(f"cannot use {given!r}: {why}{fix}")
+
+
+def _report_folder_in_use(given: str) -> Any:
+    """The ``DataError`` for a report folder ``--out`` that another ``evaluate`` (in this
+    process or another) is writing its report into at this moment."""
+    from .errors import DataError
+
+    return DataError(
+        f"{given!r} is in use: another evaluate is writing its report there now (it holds the "
+        "folder's lock), and two reports written into one folder at once would mix their "
+        "files; wait for that run to end, or give --out another folder"
+    )
 
 
 #: The heading of metrics.md's lines on the spread-skill ratio per wavenumber.
