@@ -217,11 +217,17 @@ def _task_words(grid: dict[str, Any]) -> str:
 
 
 def _os_error_line(err: OSError) -> str:
-    """One line for a file-system error: the file and what went wrong with it."""
+    """One line for a file-system error: the file and what went wrong with it, and for a
+    full disk or a file-size limit (errors of writes only) what to do."""
     if err.filename is not None:
         what = err.strerror or _one_line(err)
         other = f" -> {err.filename2!r}" if err.filename2 is not None else ""
-        return f"cannot use {str(err.filename)!r}{other}: {what}"
+        fix = ""
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            from ._output import write_fix
+
+            fix = f"; {write_fix(err.errno, Path(str(err.filename)).parent)}"
+        return f"cannot use {str(err.filename)!r}{other}: {what}{fix}"
     return _one_line(err)
 
 

@@ -280,7 +280,8 @@ def test_a_failed_write_names_the_users_path(era5, tmp_path, capsys, monkeypatch
     code, err = _run([*argv, "--steps", "1", "--quiet"], capsys)
     assert code == 2
     assert err == (
-        f"flexdownscale downscale: error: cannot use {str(target)!r}: No space left on device"
+        f"flexdownscale downscale: error: cannot use {str(target)!r}: No space left on device; "
+        f"free space on the disk of {str(tmp_path)!r} or write to another disk"
     )
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left behind
 

@@ -267,7 +267,8 @@ def test_a_netcdf_output_on_a_full_disk_names_the_output(
     assert main([*argv, "--quiet"]) == 2
     assert capsys.readouterr().err == (
         f"flexdownscale downscale: error: cannot use {str(target)!r}: No space left on device "
-        "(the writer said RuntimeError: NetCDF: HDF error)\n"
+        "(the writer said RuntimeError: NetCDF: HDF error); free space on the disk of "
+        f"{str(tmp_path)!r} or write to another disk\n"
     )
     assert target.read_bytes() == b""
     assert _hidden(tmp_path) == []
@@ -303,8 +304,12 @@ def test_a_zarr_output_on_a_full_disk_names_the_output_and_leaves_no_folder(
         cli._write_output(small, str(target))
     assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
     assert cli._os_error_line(caught.value) == (
-        f"cannot use {str(target)!r}: No space left on device"
+        f"cannot use {str(target)!r}: No space left on device; free space on the disk of "
+        f"{str(tmp_path)!r} or write to another disk"
     )
+    # reading errors get no write fix
+    missing = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "in.nc"))
+    assert cli._os_error_line(missing).endswith("in.nc': No such file or directory")
     assert late_writer.done
     assert list(tmp_path.iterdir()) == []
 
