@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -2053,6 +2054,10 @@ def _rename_example(old: str, new: str, truth: Any, pred: Any) -> str:
     return "e.g. --rename tas=t2m for a truth's tas scored against a prediction's t2m"
 
 
+#: Held while :func:`_compute_together` replaces the process-wide ``warnings.showwarning``.
+_WARNINGS_HOOK = threading.Lock()
+
+
 def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     """``lazy`` (lists, tuples and dicts of xarray objects and plain values) with every
     dask-backed object computed, all in one ``dask.compute``: each chunk of the files (read by
@@ -2065,6 +2070,8 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     later, in the compute, where numpy would warn of each. A warning that counts points (the
     fair CRPS's "only one ensemble member is valid (N point(s))") comes from every chunk with
     that chunk's count: it is given once, with the count of all chunks, after the compute.
+    Calls from several threads (evaluates at once) compute one after the other, as the
+    warning hook is the process's; each compute uses every core already.
     """
     import dask
     import numpy as np
@@ -2072,7 +2079,9 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     from .errors import UndefinedMetricWarning
 
     counted: list[tuple[str, type[Warning]]] = []
-    with warnings.catch_warnings():
+    # the warnings module's filters and showwarning are the process's: one evaluate at a time
+    # swaps them (two threads' catch_warnings, interleaved, would leave one's hook in place)
+    with _WARNINGS_HOOK, warnings.catch_warnings():
         shown = warnings.showwarning
 
         def show(message: Any, category: Any, *where: Any) -> None:

@@ -101,3 +101,53 @@ def test_the_lock_is_held_while_writing_and_dropped_after(files, tmp_path, monke
     with pytest.raises(DataError):
         evaluate(pred, truth, out=out, baseline=broken)
     assert _free(out)
+
+
+def test_evaluates_in_threads_leave_the_warning_hooks_as_they_were(files, tmp_path, monkeypatch):
+    """evaluate counts the fair CRPS's per-chunk warnings by replacing the process's
+    ``warnings.showwarning`` for its compute; two threads doing so at once, interleaved, left
+    one thread's hook installed for the rest of the process (later warnings of that kind were
+    swallowed). The computes now take turns."""
+    import threading
+    import time
+    import warnings
+
+    import dask
+
+    pred, truth = files
+    before_hook = warnings.showwarning
+    inside, overlaps = [], []
+    compute = dask.compute
+    barrier = threading.Barrier(2)
+
+    def slow_compute(*args, **kwargs):
+        overlaps.append(bool(inside))
+        inside.append(1)
+        time.sleep(0.3)  # long enough for the other thread to enter, were it let in
+        inside.pop()
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(dask, "compute", slow_compute)
+    errors = []
+
+    def run(name):
+        try:
+            barrier.wait()
+            evaluate(pred, truth, out=tmp_path / name)
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(overlaps) >= 2
+    assert not any(overlaps)
+    assert warnings.showwarning is before_hook
+    # evaluate's own "always" filter for the per-chunk counts is gone again (xarray adds
+    # filters of its own on first use, so the list is not compared whole)
+    assert not [f for f in warnings.filters if f[1] is not None and "point" in f[1].pattern]
+    report_a = (tmp_path / "a" / "metrics.json").read_text(encoding="utf-8")
+    assert report_a == (tmp_path / "b" / "metrics.json").read_text(encoding="utf-8")
