@@ -321,8 +321,8 @@ class _XarraySource(_Source):
                     f"variables {names[0]!r} and {name!r} of {label!r} have different non-grid "
                     f"dims ({sample} vs {other}); expected channels that share their dims"
                 )
-            if not np.issubdtype(v.dtype, np.number):
-                raise DataError(f"variable {name!r} has dtype {v.dtype}; expected numbers")
+            if v.dtype.kind not in "iuf":
+                raise DataError(_not_real_message(name, label, v.dtype))
         check_decoded(ds, names)
         self.channels = tuple(names)
         self.units = {name: str(ds[name].attrs.get("units", "")) for name in names}
@@ -461,11 +461,76 @@ def _is_store(path: str) -> bool:
 
 
 def _grid_variables(ds: xr.Dataset, spec: GridSpec) -> list[str]:
-    return [
-        str(k)
-        for k, v in ds.data_vars.items()
-        if spec.x in v.dims and spec.y in v.dims and np.issubdtype(v.dtype, np.number)
+    """The variables on the grid that hold numbers (complex ones included: the dtype check
+    refuses them with its message); all on the grid when none does (refused there, too)."""
+    on_grid = [str(k) for k, v in ds.data_vars.items() if spec.x in v.dims and spec.y in v.dims]
+    numbers = [k for k in on_grid if ds[k].dtype.kind in "iufc"]
+    return numbers or on_grid
+
+
+def _not_real_message(name: str, label: str, dtype: np.dtype) -> str:
+    """Why a variable of ``dtype`` cannot be a channel, worded as inference's refusal."""
+    what = {
+        "b": "booleans",
+        "c": "complex numbers (the imaginary part would be dropped)",
+        "M": "dates",
+        "m": "time intervals",
+    }.get(dtype.kind, "text or objects")
+    fix = "(for complex values, choose the part: ds[...].real)"
+    if dtype.names is not None and set(dtype.names) == {"r", "i"}:
+        what = "complex numbers stored as (r, i) records (the imaginary part would be dropped)"
+        fix = "(open the file with engine='h5netcdf' to read them as complex, then ds[...].real)"
+    return (
+        f"variable {name!r} of {label!r} holds {what} (dtype {dtype}); the model needs real "
+        f"numbers: convert them first, e.g. ds[{name!r}] = ds[{name!r}].astype('float32') {fix}"
+    )
+
+
+_PACKING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value")
+
+
+def _h5_packing(
+    path: str, name: str, attrs: Mapping[str, Any]
+) -> tuple[float, float, tuple[float, ...]] | None:
+    """The CF packing of an HDF5 dataset from its own attributes: (scale_factor, add_offset,
+    fill values), or ``None`` without any.
+
+    Applied as xarray decodes a netCDF variable: cells holding ``_FillValue`` or one of the
+    ``missing_value`` numbers become NaN, the others ``raw * scale_factor + add_offset``.
+    Attributes that are not real numbers (or several numbers where one is meant) raise
+    :class:`DataError`.
+    """
+    found = {k: attrs[k] for k in _PACKING_ATTRS if k in attrs}
+    if not found:
+        return None
+    numbers: dict[str, np.ndarray] = {}
+    for key, value in found.items():
+        arr = np.asarray(value).reshape(-1)
+        one = key in ("scale_factor", "add_offset", "_FillValue")
+        if arr.dtype.kind not in "iuf" or arr.size == 0 or (one and arr.size != 1):
+            raise DataError(
+                f"dataset {name!r} of {path!r} has the CF packing attribute {key} = {value!r} "
+                f"(dtype {arr.dtype}, {arr.size} value(s)); expected "
+                f"{'one real number' if one else 'real numbers'}. Unpack the data yourself "
+                f"(with h5py: raw = f[{name!r}][...]; values = raw * scale_factor + "
+                "add_offset, NaN where raw is a fill value) into a float32 dataset without "
+                f"these attributes, or fix the attribute (f[{name!r}].attrs[{key!r}] = ...)"
+            )
+        if key in ("scale_factor", "add_offset") and not np.all(np.isfinite(arr)):
+            raise DataError(
+                f"dataset {name!r} of {path!r} has {key} = {value!r}; expected a finite number "
+                f"(fix it: f[{name!r}].attrs[{key!r}] = ..., or delete it)"
+            )
+        numbers[key] = arr
+    scale = float(numbers["scale_factor"][0]) if "scale_factor" in numbers else 1.0
+    offset = float(numbers["add_offset"][0]) if "add_offset" in numbers else 0.0
+    fills = [
+        float(x)
+        for key in ("_FillValue", "missing_value")
+        for x in numbers.get(key, ())
+        if not np.isnan(x)  # a NaN fill is NaN already
     ]
+    return scale, offset, tuple(dict.fromkeys(fills))
 
 
 class _H5Source(_Source):
@@ -495,6 +560,7 @@ class _H5Source(_Source):
                 dset = f[self._name]
                 shape = tuple(dset.shape)
                 self.attrs = {**dict(f.attrs), **dict(dset.attrs)}
+                self._packing = _h5_packing(path, self._name, dict(dset.attrs))
                 # where a fix removes the periodic attribute (the dataset's wins, as above)
                 self.periodic_holder = f"f[{self._name!r}]" if "periodic" in dset.attrs else "f"
         except OSError as err:
@@ -541,13 +607,27 @@ class _H5Source(_Source):
     def labels(self, dim: str) -> np.ndarray | None:
         return None
 
+    def _unpack(self, raw: Any) -> Any:
+        """``raw`` (numpy or dask) as float64 physical values: the CF packing applied."""
+        values = raw.astype(np.float64)
+        if self._packing is None:
+            return values
+        scale, offset, fills = self._packing
+        values = values * scale + offset
+        if fills:
+            missing = raw == fills[0]
+            for fill in fills[1:]:
+                missing = missing | (raw == fill)
+            values = np.where(missing, np.nan, values)  # dask arrays dispatch to dask
+        return values
+
     def _read_block(self, index: Mapping[str, int], rows: slice, cols: slice) -> np.ndarray:
         dset = self._handle()
         t = int(index["time"])
         if self._has_channels:
-            block = np.asarray(dset[t, :, rows, cols], dtype=np.float64)
+            block = self._unpack(np.asarray(dset[t, :, rows, cols]))
             return block[self._chan_index]
-        return np.asarray(dset[t, rows, cols], dtype=np.float64)[None]
+        return self._unpack(np.asarray(dset[t, rows, cols]))[None]
 
     def condition_values(self, name: str, grid: Sequence[np.ndarray]) -> np.ndarray:
         # the condition is a file attribute: one value for every field
@@ -573,7 +653,7 @@ class _H5Source(_Source):
         out = {}
         for name, c in zip(self.channels, self._chan_index):
             a = arr[:, c] if self._has_channels else arr
-            out[name] = (("time", "y", "x"), a)
+            out[name] = (("time", "y", "x"), a if self._packing is None else self._unpack(a))
         return xr.Dataset(out)
 
 

@@ -454,6 +454,10 @@ class Normalizer:
         # float16 / bfloat16 are computed in float32 and rounded back once, as degrade_array
         # does: in bfloat16 a mean of 280.3 is 280 (z off by 0.3 / std), and x - mean cancels
         wide, narrow = _widened(x)
+        if not forward:
+            # physical values stay in float32: float16 overflows at 65504 (a pressure of 1e5 Pa
+            # came back inf) and bfloat16 steps by 512 there
+            narrow = None
         chans = []
         for i, name in enumerate(names):
             s = self.stats[name]
@@ -467,7 +471,7 @@ class Normalizer:
             return _narrowed(torch.stack(chans, dim=axis), narrow)
         out = np.stack(chans, axis=axis)
         if np.issubdtype(x.dtype, np.floating):
-            out = out.astype(x.dtype, copy=False)
+            out = out.astype(x.dtype if forward else wide.dtype, copy=False)
         return out
 
     def lower_bounds(self, variables: Sequence[str] | None = None) -> np.ndarray:
@@ -536,8 +540,9 @@ class Normalizer:
         -------
         numpy.ndarray or torch.Tensor
             Same type and shape as ``x``, in physical units, with the dtype rules of
-            :meth:`transform_array` (half precision computed in float32, returned in the
-            input's dtype).
+            :meth:`transform_array` except half precision: float16 and bfloat16 input is
+            computed in float32 and returned in float32 (physical values overflow float16
+            beyond 65504, and bfloat16 steps by 512 near 1e5).
         """
         return self._apply_array(x, False, variables, channel_axis)
 
