@@ -28,6 +28,7 @@ import functools
 import itertools
 import math
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -1120,13 +1121,31 @@ def _check_flag(name: str, value: Any) -> None:
 _VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max")
 
 
-def _output_attrs(attrs: Mapping[Hashable, Any], transform: str = "none") -> dict[Hashable, Any]:
+#: cfgrib's ``GRIB_*`` variable attributes that describe the input's grid (its size, spacing,
+#: corners and scanning order): false on a downscaled (refined, ascending) grid
+_GRIB_GRID_ATTR = re.compile(
+    r"GRIB_(N|Nx|Ny|numberOfPoints|gridType|gridDefinitionDescription|D[xy]InMetres"
+    r"|[ij]DirectionIncrement\w*|\w*(First|Last)GridPoint\w*|[ij]Scans\w+|jPointsAreConsecutive)"
+)
+
+
+def _output_attrs(
+    attrs: Mapping[Hashable, Any], transform: str = "none", *, regridded: bool = False
+) -> dict[Hashable, Any]:
     """An input variable's attributes for the model's output of it: without value ranges, with
     the model's normalization ``transform`` of it as ``flexdownscale_transform`` (left out for
-    ``"none"``; an input's own such attribute, from an earlier output, is not kept)."""
+    ``"none"``; an input's own such attribute, from an earlier output, is not kept). On a
+    ``regridded`` output (a downscaled one) cfgrib's ``GRIB_*`` attributes of the input's grid
+    are left out too."""
     from .hub import TRANSFORM_ATTR
 
-    out = {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS and k != TRANSFORM_ATTR}
+    out = {
+        k: v
+        for k, v in attrs.items()
+        if k not in _VALUE_ATTRS
+        and k != TRANSFORM_ATTR
+        and not (regridded and _GRIB_GRID_ATTR.fullmatch(str(k)))
+    }
     if transform != "none":
         out[TRANSFORM_ATTR] = transform
     return out
@@ -1305,6 +1324,52 @@ def _keep_grid_mapping(
         if missing:
             _warn_dropped_grid_mapping(var, str(attr), missing, model_mapping, name)
     return _trim_stale_coordinates(out)
+
+
+def _drop_dangling_references(out: xr.Dataset) -> xr.Dataset:
+    """``out`` without the CF ``ancillary_variables`` and ``cell_measures`` entries of its
+    data variables that name variables ``out`` lacks (as ``grid_mapping`` and ``coordinates``:
+    never a dangling reference); an attribute left with no entry is dropped."""
+    out = out.copy()
+    have = set(map(str, out.variables))
+    for var in out.data_vars.values():
+        listed = var.attrs.get("ancillary_variables")
+        if isinstance(listed, str):
+            kept = [n for n in listed.split() if n in have]
+            var.attrs.pop("ancillary_variables")
+            if kept:
+                var.attrs["ancillary_variables"] = " ".join(kept)
+        measures = var.attrs.get("cell_measures")
+        if isinstance(measures, str):  # "area: cell_area volume: cell_volume"
+            words = measures.replace(":", ": ").split()
+            pairs = [(m, n) for m, n in zip(words[::2], words[1::2]) if m.endswith(":")]
+            kept = [f"{m} {n}" for m, n in pairs if n in have]
+            var.attrs.pop("cell_measures")
+            if kept:
+                var.attrs["cell_measures"] = " ".join(kept)
+    return out
+
+
+_RESOLUTION_NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(.*)", re.DOTALL)
+
+
+def _refined_global_attrs(attrs: Mapping[Hashable, Any], factor: int) -> dict[Hashable, Any]:
+    """An input's global attributes for its output downscaled ``factor`` times: the ACDD
+    ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` divided by ``factor`` (a
+    number, or a string such as ``"0.25 degree"``; dropped when not one of those), and
+    ``nominal_resolution`` and ``grid`` (descriptions of the input's grid) left out."""
+    out = {k: v for k, v in attrs.items() if k not in ("nominal_resolution", "grid")}
+    for key in ("geospatial_lat_resolution", "geospatial_lon_resolution"):
+        if key not in out:
+            continue
+        value = out.pop(key)
+        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool
+        ):
+            out[key] = float(value) / factor
+        elif isinstance(value, str) and (found := _RESOLUTION_NUMBER.fullmatch(value)):
+            out[key] = f"{float(found.group(1)) / factor:g}{found.group(2)}"
+    return out
 
 
 def _keep_time_bounds(out: xr.Dataset, source: xr.Dataset, tdim: Hashable | None) -> xr.Dataset:
@@ -4030,7 +4095,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             da = xr.DataArray(
                 arr,
                 dims=vdims,
-                attrs=_output_attrs(sel[v].attrs, self.normalizer.stats[v].transform),
+                attrs=_output_attrs(
+                    sel[v].attrs, self.normalizer.stats[v].transform, regridded=True
+                ),
             )
             if tdim is None:
                 da = da.isel(__time__=0)
@@ -4040,12 +4107,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         out = xr.Dataset(out_vars, coords=coords)
         out = _with_geographic_coordinates(out, ds, spec)  # a rotated grid's 2-D lat/lon
         out = _keep_grid_mapping(out, ds, sel, trained, spec, self.name)
-        out = _keep_time_bounds(out, ds, tdim)
+        out = _drop_dangling_references(_keep_time_bounds(out, ds, tdim))
         if members is not None:
             member_attrs = _member_attrs(out.coords)
             out = out.assign_coords(member=("member", np.arange(n_members), member_attrs))
         attrs = _provenance_attrs(
-            original_attrs,
+            _refined_global_attrs(original_attrs, f),
             action=f"downscaled x{f}",
             model=self.name,
             objective=self.objective.summary,
@@ -4715,6 +4782,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         # CF bounds of the grid, as on a Downscaler's output
         result = add_bounds(xr.Dataset(data, coords=coords), dims={"x": spec.x, "y": spec.y})
         result = _keep_grid_mapping(result, ds, sel, trained, spec, self.name)
+        result = _drop_dangling_references(result)
         result.attrs = _provenance_attrs(
             ds.attrs,
             action=f"forecast {lead_steps} steps ahead",
