@@ -28,7 +28,7 @@ them first with :func:`flexdownscale.data.regrid.regrid` and the xesmf backend.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, cast, get_args
@@ -40,10 +40,10 @@ from numpy.typing import ArrayLike
 
 from .._attributes import says_periodic
 from .._keywords import keyword_hints
+from .._packing import check_decoded as check_decoded  # re-exported: its old home
 from .._stack import user_stacklevel
 from ..errors import (
     ConfigError,
-    DataError,
     FlexDownscaleWarning,
     GridError,
     NotXarrayError,
@@ -1200,46 +1200,6 @@ def _circles_the_globe(kind: Kind, nx: int, dx: float, rtol: float = DEFAULT_RTO
 
 
 _is_periodic_attr = says_periodic  # the data layer's name for the shared reading
-
-
-#: Attributes that xarray's CF decoding (``mask_and_scale``) consumes: left on a variable, they
-#: say that its values are still packed integers or that its missing cells are not masked.
-_PACKING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value")
-
-
-def check_decoded(ds: xr.Dataset, names: Sequence[Hashable]) -> None:
-    """Raise :class:`DataError` for a variable of ``names`` that still carries CF packing
-    attributes (a file opened with ``mask_and_scale=False`` or ``decode_cf=False``): its values
-    are raw counts (an int16 ERA5 file holds -32766 ... 32767 "K") or hold unmasked fill values,
-    which would be used as data.
-
-    ``scale_factor = 1`` and ``add_offset = 0`` change nothing and pass; so does a NaN fill value
-    (NaN is what decoding puts in missing cells).
-    """
-    for name in names:
-        attrs = ds[name].attrs
-        found = {}
-        for key in _PACKING_ATTRS:
-            if key not in attrs:
-                continue
-            value = np.asarray(attrs[key])
-            if value.dtype.kind in "fc" and np.all(np.isnan(value)):
-                continue  # masked already
-            if key == "scale_factor" and np.all(value == 1):
-                continue
-            if key == "add_offset" and np.all(value == 0):
-                continue
-            found[key] = value.tolist()
-        if not found:
-            continue
-        shown = ", ".join(f"{key} = {value!r}" for key, value in found.items())
-        raise DataError(
-            f"variable {name!r} still carries the CF packing attributes {shown}: its values are "
-            "the file's raw numbers (packed integers, or missing cells holding the fill value), "
-            "not decoded ones, as when a file is opened with mask_and_scale=False or "
-            "decode_cf=False. Decode it first: ds = xr.decode_cf(ds) (or open the file with "
-            "xarray's defaults)"
-        )
 
 
 def _float_dtype(dtype: np.dtype) -> np.dtype:
