@@ -1953,7 +1953,8 @@ def _scores_by_lead(
                     )
                     rows.append({**first, "lead": k, "starts": len(at), **scores})
                 continue
-            mean = p.mean(member_dim) if member_dim in p.dims else p
+            # summed in float64, half precision returned as float32 (the metrics' rule)
+            mean = metrics.ensemble_mean(p, member_dim=member_dim) if member_dim in p.dims else p
             scores = {
                 "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights, preserve_dims=lead_dim),
                 "MAE (ens. mean)": metrics.mae(mean, t, weights=weights, preserve_dims=lead_dim),
@@ -2012,7 +2013,8 @@ def _pooled_scores(
     fields): the caller computes them all together (:func:`_compute_together`)."""
     from . import metrics
 
-    mean = p.mean(member_dim) if member_dim in p.dims else p
+    # summed in float64, half precision returned as float32 (the metrics' rule)
+    mean = metrics.ensemble_mean(p, member_dim=member_dim) if member_dim in p.dims else p
     scores: dict[str, Any] = {
         "RMSE (ens. mean)": metrics.rmse(mean, t, weights=weights),
         "MAE (ens. mean)": metrics.mae(mean, t, weights=weights),

@@ -31,6 +31,8 @@ from flexdownscale.metrics._utils import (
     XarrayLike,
     align_exact,
     all_dims,
+    as_score_dtype,
+    as_working_float,
     check_member_dim,
     check_option,
     check_same_units,
@@ -60,18 +62,6 @@ __all__ = [
 ]
 
 
-def _as_floating(obj: XarrayLike) -> XarrayLike:
-    """``obj`` with integer and boolean variables as float64 (floating ones untouched)."""
-
-    def one(da: xr.DataArray) -> xr.DataArray:
-        kind = np.dtype(da.dtype).kind
-        return da.astype(np.float64) if kind in "biu" else da
-
-    if isinstance(obj, xr.Dataset):
-        return obj.map(one, keep_attrs=True)
-    return one(obj)
-
-
 def _setup(
     fcst: XarrayLike,
     obs: XarrayLike,
@@ -83,9 +73,10 @@ def _setup(
 ) -> tuple[XarrayLike, XarrayLike, tuple[Hashable, ...], xr.DataArray | None]:
     check_xarray(fcst, "fcst")
     check_xarray(obs, "obs")
-    # integer / boolean data (uint8 images, int16 counts) in floating point: differences and
-    # squares in the input's type wrapped around or overflowed silently
-    fcst, obs = _as_floating(fcst), _as_floating(obs)
+    # integer / boolean data (uint8 images, int16 counts) in float64: differences and squares in
+    # the input's type wrapped around or overflowed silently; half precision in float32: float16
+    # steps by 0.25 K at 280 K and its sums of squares overflow (an RFNE of 0, a NaN correlation)
+    fcst, obs = as_working_float(fcst), as_working_float(obs)
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
     check_same_units(fcst, obs)
     dims = all_dims(fcst, obs)
@@ -135,7 +126,9 @@ def mse(
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
-    return set_attrs(out, (obs, fcst), units=pow_units, long_name="mean squared error")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units=pow_units, long_name="mean squared error"
+    )
 
 
 @score_keywords
@@ -181,7 +174,9 @@ def rmse(
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = np.sqrt(weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna))
-    return set_attrs(out, (obs, fcst), units="same", long_name="root mean squared error")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="same", long_name="root mean squared error"
+    )
 
 
 @score_keywords
@@ -227,7 +222,9 @@ def mae(
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(abs(fcst - obs), red, weights, skipna=skipna)
-    return set_attrs(out, (obs, fcst), units="same", long_name="mean absolute error")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="same", long_name="mean absolute error"
+    )
 
 
 @score_keywords
@@ -278,7 +275,9 @@ def bias(
     """
     fcst, obs, red, weights = _setup(fcst, obs, weights, reduce_dims, preserve_dims)
     out = weighted_mean(fcst - obs, red, weights, skipna=skipna)
-    return set_attrs(out, (obs, fcst), units="same", long_name="additive bias (fcst - obs)")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="same", long_name="additive bias (fcst - obs)"
+    )
 
 
 @score_keywords
@@ -361,7 +360,9 @@ def rfne(
     den = ref2.sum(norm_dims, skipna=skipna, min_count=min_count)
     per_sample = np.sqrt(num / den.where(den > 0))  # an all-zero truth: NaN, not inf
     out = weighted_mean(per_sample, red, None, skipna=skipna)
-    return set_attrs(out, (obs, fcst), units="1", long_name="relative Frobenius norm error")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="1", long_name="relative Frobenius norm error"
+    )
 
 
 @score_keywords
@@ -424,7 +425,7 @@ def pearson_r(
     var_f = weighted_mean(fa**2, red, weights, skipna=skipna)
     var_o = weighted_mean(oa**2, red, weights, skipna=skipna)
     out = (cov / np.sqrt(var_f * var_o)).clip(-1.0, 1.0)
-    return set_attrs(out, (obs, fcst), units="1", long_name="Pearson correlation")
+    return set_attrs(as_score_dtype(out), (obs, fcst), units="1", long_name="Pearson correlation")
 
 
 def _range_for(data_range: float | xr.DataArray | Mapping[str, float], obs: XarrayLike):
@@ -500,7 +501,9 @@ def psnr(
     err = weighted_mean((fcst - obs) ** 2, red, weights, skipna=skipna)
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(rng**2 / err)
-    return set_attrs(out, (obs, fcst), units="dB", long_name="peak signal-to-noise ratio")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="dB", long_name="peak signal-to-noise ratio"
+    )
 
 
 def _ssim_map(
@@ -690,7 +693,9 @@ def ssim(
     if weights is not None:
         weights = weights.isel({d: s for d, s in crop.items() if d in weights.dims})
     out = weighted_mean(smap, (*yx, *red), weights, skipna=skipna)
-    return set_attrs(out, (obs, fcst), units="1", long_name="structural similarity index")
+    return set_attrs(
+        as_score_dtype(out), (obs, fcst), units="1", long_name="structural similarity index"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,7 +802,7 @@ def exceedance_frequency(
     0.25
     """
     check_xarray(fcst, "fcst")
-    fcst = _as_floating(fcst)
+    fcst = as_working_float(fcst)
     (fcst, weights) = align_exact(fcst, weights, names=("fcst", "weights"))
     dims = all_dims(fcst)
     weights = check_weights(weights, dims)
@@ -806,7 +811,9 @@ def exceedance_frequency(
     thresholds = _threshold_for(threshold, fcst)
     events = _each_variable(fcst, lambda da, t: _events(da, t, inclusive), thresholds)
     out = weighted_mean(events, red, weights, skipna=skipna)
-    return set_attrs(out, fcst, units="1", long_name="frequency of reaching the threshold")
+    return set_attrs(
+        as_score_dtype(out), fcst, units="1", long_name="frequency of reaching the threshold"
+    )
 
 
 def _box_sums(values: np.ndarray, window: int, axes: tuple[int, ...]) -> np.ndarray:
@@ -998,4 +1005,4 @@ def fss(
     num = weighted_mean(gap, pooled, weights, skipna=skipna)
     den = weighted_mean(total, pooled, weights, skipna=skipna)
     out = (1.0 - num / den.where(den > 0)).clip(0.0, 1.0)
-    return set_attrs(out, (obs, fcst), units="1", long_name="fractions skill score")
+    return set_attrs(as_score_dtype(out), (obs, fcst), units="1", long_name="fractions skill score")

@@ -29,6 +29,7 @@ from flexdownscale.metrics._utils import (
     XarrayLike,
     align_exact,
     all_dims,
+    as_working_float,
     check_member_dim,
     check_option,
     check_same_units,
@@ -36,10 +37,12 @@ from flexdownscale.metrics._utils import (
     check_values_to_score,
     check_weights,
     check_xarray,
+    member_mean,
     resolve_reduce_dims,
     score_keywords,
     set_attrs,
     weighted_mean,
+    working_dtype,
 )
 
 __all__ = [
@@ -381,7 +384,9 @@ def ensemble_mean(
     Returns
     -------
     DataArray or Dataset
-        ``fcst`` without ``member_dim``; same ``units``.
+        ``fcst`` without ``member_dim``; same ``units``. Summed in float64; returned in float32
+        for float32 and half-precision input (float16 steps by 0.25 K at 280 K), in float64
+        for float64 and integer input.
 
     Examples
     --------
@@ -397,35 +402,41 @@ def ensemble_mean(
     """
     check_xarray(fcst, "fcst")
     check_member_dim(fcst, None, member_dim)
-    out = fcst.mean(member_dim, skipna=skipna)
+    out = member_mean(fcst, member_dim, skipna=skipna)
     return set_attrs(out, fcst, units="same", long_name="ensemble mean")
 
 
 def _member_variance(fcst: XarrayLike, member_dim: Hashable, skipna: bool = True) -> XarrayLike:
-    """Member variance at every point, ``ddof=1``, NaN where fewer than 2 members are valid.
+    """Member variance at every point, ``ddof=1``, NaN where fewer than 2 members are valid, in
+    float64 whatever the input's dtype.
 
-    ``skipna=True`` is computed from counts and sums rather than with ``var(skipna=True)``:
-    dask's NaN-skipping variance divides by zero at points without valid members (a land mask)
-    and warns "invalid value encountered in divide" where numpy's is silent; the values are the
-    same (two-pass, as numpy's). The result keeps a floating input's dtype.
+    Two-pass about the ensemble mean ``c`` rounded to the input's working dtype (float32 for
+    float32 and half precision: deviations from it are exact or nearly so, and no float64
+    copy of the ensemble is made), the squares summed in float64 and the rounding of ``c``
+    taken back out exactly: ``sum (x - m)^2 = sum (x - c)^2 - n (m - c)^2`` with ``m`` the
+    float64 mean. Counts and sums rather than ``var(skipna=True)``: dask's NaN-skipping
+    variance divides by zero at points without valid members (a land mask) and warns "invalid
+    value encountered in divide" where numpy's is silent.
     """
     if isinstance(fcst, xr.Dataset):
         return fcst.map(lambda da: _member_variance(da, member_dim, skipna))
-    if not skipna:
-        return fcst.var(member_dim, ddof=1, skipna=False)
-    count = fcst.count(member_dim)
-    dtype = fcst.dtype if np.issubdtype(fcst.dtype, np.floating) else np.dtype("float64")
-    valid = count.where(count > 0).astype(dtype)
-    mean = fcst.sum(member_dim, skipna=True) / valid
-    dev2 = ((fcst - mean.broadcast_like(fcst)) ** 2).sum(member_dim, skipna=True)
-    return dev2 / (count - 1).where(count > 1).astype(dtype)
+    x = as_working_float(fcst)
+    center = member_mean(x, member_dim, skipna=skipna)
+    exact = member_mean(x, member_dim, skipna=skipna, dtype=np.float64)
+    count = x.count(member_dim) if skipna else x.sizes[member_dim]
+    dev2 = ((x - center.broadcast_like(x)) ** 2).sum(member_dim, skipna=skipna, dtype=np.float64)
+    dev2 = dev2 - count * (exact - center) ** 2
+    if skipna:
+        return dev2 / (count - 1).where(count > 1).astype(np.float64)
+    return dev2 / (count - 1) if count > 1 else dev2 * np.nan
 
 
 def point_spread_and_error(
     fcst: XarrayLike, obs: XarrayLike, member_dim: Hashable
 ) -> tuple[XarrayLike, XarrayLike, XarrayLike]:
     """Per point: the member variance (``ddof=1``), the squared error of the ensemble mean and
-    the count of valid members, all over the members present (NaN members skipped).
+    the count of valid members, all over the members present (NaN members skipped); the
+    variance and the error in float64 (the ensemble mean summed in float64).
 
     The three are broadcast to one another, so the spread sits on every point of the error
     (``obs`` may carry dims the ensemble lacks: a weighted mean of the variance alone kept the
@@ -434,7 +445,7 @@ def point_spread_and_error(
     """
     count = fcst.count(member_dim)
     var = _member_variance(fcst, member_dim)
-    err2 = (fcst.mean(member_dim, skipna=True) - obs) ** 2
+    err2 = (member_mean(fcst, member_dim, dtype=np.float64) - as_working_float(obs)) ** 2
     var, err2, count = xr.broadcast(var, err2, count)
     return var, err2, count
 
@@ -488,6 +499,10 @@ def ensemble_spread(
     check_xarray(fcst, "fcst")
     _check_spread_members(check_member_dim(fcst, None, member_dim), member_dim)
     out = np.sqrt(_member_variance(fcst, member_dim, skipna))
+    if isinstance(out, xr.Dataset):
+        out = out.map(lambda da: da.astype(working_dtype(fcst[da.name].dtype)))
+    else:
+        out = out.astype(working_dtype(fcst.dtype))
     return set_attrs(out, fcst, units="same", long_name="ensemble spread (standard deviation)")
 
 

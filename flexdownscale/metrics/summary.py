@@ -19,7 +19,7 @@ from .._stack import user_stacklevel
 from ..errors import MissingVariableError, ShapeError, UndefinedMetricWarning
 from ._utils import align_exact, check_same_units, find_yx_dims
 from .deterministic import mae, rfne, rmse
-from .probabilistic import crps_ensemble, spread_skill_ratio
+from .probabilistic import crps_ensemble, ensemble_mean, spread_skill_ratio
 from .spectra import (
     complete_bins,
     default_method,
@@ -300,7 +300,7 @@ def downscaling_skill(
         pred = pred.chunk({**whole, member_dim: -1} if ensemble else whole)
     if truth.chunks is not None:
         truth = truth.chunk(whole)
-    mean = pred.mean(member_dim) if ensemble else pred
+    mean = ensemble_mean(pred, member_dim=member_dim) if ensemble else pred
     out = {
         "rmse": float(rmse(mean, truth, weights=weights)),
         "rfne": float(rfne(mean, truth, dims=dims).mean()),
