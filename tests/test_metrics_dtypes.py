@@ -207,3 +207,15 @@ def test_evaluate_float16_prediction_as_float64(tmp_path):
     (row16,), (row64,) = rows["pred16.zarr"], rows["pred64.zarr"]
     for key in ("RMSE (ens. mean)", "MAE (ens. mean)", "bias", "CRPS", "spread/skill"):
         assert row16[key] == pytest.approx(row64[key], rel=1e-5), key
+
+
+def test_evaluate_truth_mean_of_a_float16_file():
+    """The report's "truth mean" (beside the bias) of a float16 truth read in chunks, on an
+    unweighted (Cartesian) grid: summed in float64 (dask summed in float16: inf)."""
+    from flexdownscale.evaluation import _truth_mean
+
+    rng = np.random.default_rng(4)
+    values = (280 + rng.normal(size=(6, 64, 64))).astype(np.float16)
+    truth = xr.DataArray(values, dims=("time", "y", "x")).chunk({"time": 1})
+    found = float(_truth_mean(truth, truth, None))
+    assert found == pytest.approx(float(values.astype(np.float64).mean()), rel=1e-12)
