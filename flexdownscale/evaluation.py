@@ -201,32 +201,17 @@ def evaluate(
         baseline = os.path.expanduser(os.fspath(baseline))
     # the report folder's lock, taken by _write_report, is held until the report is whole
     with contextlib.ExitStack() as locks:
-        report, rows, level_keys = _write_report(
-            prediction,
-            truth,
-            out,
-            dict(dims or {}),
-            dict(rename or {}),
-            time_chunk,
-            wanted,
-            windows,
-            locks=locks,
-        )
+
+        def score(path: str, folder: str) -> tuple[str, list[dict[str, Any]], list[str]]:
+            options = (dict(dims or {}), dict(rename or {}), time_chunk, wanted, windows)
+            return _write_report(path, truth, folder, *options, locks=locks)  # fresh dicts
+
+        report, rows, level_keys = score(prediction, out)
         if baseline is None:
             # an earlier run's baseline report would sit beside this one as if it were its own
             _remove_earlier_report(Path(out) / BASELINE_FOLDER)
             return report
-        _, baseline_rows, _ = _write_report(
-            baseline,
-            truth,
-            os.path.join(out, BASELINE_FOLDER),
-            dict(dims or {}),
-            dict(rename or {}),
-            time_chunk,
-            wanted,
-            windows,
-            locks=locks,
-        )
+        _, baseline_rows, _ = score(baseline, os.path.join(out, BASELINE_FOLDER))
         return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, baseline)
 
 
