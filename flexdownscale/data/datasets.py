@@ -98,7 +98,7 @@ from .._inputs import netcdf_lock, open_netcdf
 from .._keywords import keyword_hints
 from .._links import DOCS_INFERENCE
 from .._stack import user_stacklevel
-from ..config import DataConfig, crop_size_problem
+from ..config import DataConfig, crop_multiple, crop_size_problem
 from ..errors import (
     ConfigError,
     DataError,
@@ -155,6 +155,33 @@ def _setting(key: str, argument: str) -> str:
     if _FROM_CONFIG.get():
         return f"data.{key} (DataConfig.{key})"
     return argument
+
+
+def _crop_fit_fix(side: int, factor: int) -> str:
+    """How to choose a super-resolution crop for a field whose whole coarse cells span ``side``
+    fine cells: the largest crop that fits and is a multiple of what crops must be (of 16 and of
+    ``factor`` for a dataset of :func:`from_config`, of ``factor`` otherwise), or, when none
+    fits, why not and what to change."""
+    in_config = _FROM_CONFIG.get()
+    multiple = crop_multiple(factor) if in_config else factor
+    rule = (
+        f"a multiple of 16 and of factor = {factor}"
+        if in_config and multiple != 16
+        else ("a multiple of 16" if in_config else f"a multiple of factor = {factor}")
+    )
+    largest = side // multiple * multiple
+    key = _setting("crop_size", "crop_size")
+    if largest >= multiple:
+        return f"expected {key} <= {largest} (the largest crop that fits and is {rule})"
+    other = (
+        "a factor whose crops are multiples of 16 (2, 4, 8 or 16)"
+        if in_config
+        else "a smaller factor"
+    )
+    return (
+        f"no crop fits: a crop must be {rule} ({multiple} at least) and whole coarse cells of "
+        f"this grid give at most {side}; use {other}, or data on a larger grid"
+    )
 
 
 def _check_option(name: str, value: Any, options: Any) -> None:
@@ -804,6 +831,43 @@ def _warn_condition_disagreement(src: _Source, name: str) -> None:
         "(as inference does); the attribute is probably left over from joining files "
         f"(xr.concat keeps the first file's attributes). Drop it (ds.attrs.pop({name!r})) or "
         "correct it so the file says one thing",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+#: Periodic axes already warned about in this process (the train and validation splits open
+#: the same files): (where, the axes and their sizes, factor).
+_PERIOD_WARNINGS: set[tuple[Any, ...]] = set()
+
+
+def _warn_period_not_divisible(src: _Source, factor: int) -> None:
+    """Warn when a periodic axis of ``src`` has a number of cells that ``factor`` does not
+    divide: no coarse field of whole cells then spans the period (``degrade`` trims the last
+    cells), so the model never runs periodic at inference; it downscales windows only."""
+    names = ("y", "x") if src.spec is None else (str(src.spec.y), str(src.spec.x))
+    axes = [
+        (name, n)
+        for periodic, n, name in zip(src.periodic, (src.ny, src.nx), names, strict=True)
+        if periodic and n % factor
+    ]
+    key = (src.where, tuple(axes), factor)
+    if not axes or key in _PERIOD_WARNINGS:
+        return
+    _PERIOD_WARNINGS.add(key)
+    sizes = sorted({n for _, n in axes})
+    fits = [k for k in (2, 3, 4, 5, 6, 7, 8, 16) if all(n % k == 0 for n in sizes)]
+    which = " and ".join(f"{name!r} ({n} cells)" for name, n in axes)
+    trimmed = ", ".join(f"{n} to {n - n % factor}" for n in sizes)
+    other = f"a factor that divides {' and '.join(map(str, sizes))}" + (
+        f" ({', '.join(map(str, fits))})" if fits else ""
+    )
+    warnings.warn(
+        f"{src.where!r} is periodic along {which}, which factor = {factor} does not divide: no "
+        f"coarse field of whole cells spans the period (degrade(..., boundary='trim') cuts "
+        f"{trimmed} fine cells), so the model can never run periodic at inference; it "
+        f"downscales windows only, as non-periodic fields (with a SkillWarning). Use {other} "
+        "to downscale whole periodic fields",
         FlexDownscaleWarning,
         stacklevel=user_stacklevel(),
     )
@@ -2269,10 +2333,11 @@ class SuperResolutionDataset(_FieldDataset):
             if crop_size is not None and (crop_size > ny or crop_size > nx):
                 raise ShapeError(
                     f"crop_size={crop_size} does not fit in the {(src.ny, src.nx)} field of "
-                    f"{src.label!r}; expected crop_size <= {min(ny, nx)}"
+                    f"{src.label!r}; {_crop_fit_fix(min(ny, nx), factor)}"
                 )
             if ny < factor or nx < factor:
                 raise ShapeError(f"field {(src.ny, src.nx)} is smaller than the factor {factor}")
+            _warn_period_not_divisible(src, factor)
             entries.append(_Entry(k, self._sample_grid(src, sel)))
         bad = self._open_split(
             [(e.k, e.grid) for e in entries], [self._region(self.sources[e.k]) for e in entries]
