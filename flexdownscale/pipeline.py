@@ -365,17 +365,52 @@ def _check_no_extra_dims(
         if extra:
             only = str(next(iter(extra)))
             hint = (
-                f", or downscale each of its {sel.sizes[only]} fields on its own (as training "
-                f"takes each {only!r} as a sample): pass dims={{'time': {only!r}}}, which runs "
-                f"{only!r} as the time dim and keeps its name in the output"
-                if tdim is None and len(extra) == 1
-                else ""
+                _one_field_hint(only, sel.sizes[only]) if tdim is None and len(extra) == 1 else ""
             )
             raise DataError(
                 f"variable {v!r} has dims {sel[v].dims}; expected ({tdim or 'time'}, {y}, {x}) "
                 f"— select or stack the extra dims {sorted(map(str, extra))} first{hint}"
                 f"{_expver_hint(sel, extra)}"
             )
+
+
+def _one_field_hint(name: str, size: int) -> str:
+    """The end of :func:`_check_no_extra_dims`'s message for the one extra dim ``name``.
+
+    A single value is selected (``squeeze``); several are run as the time dim, under another
+    name when the dim is called ``member``, the name of the output's ensemble dim.
+    """
+    if size == 1:
+        return (
+            f", or drop it, as it holds a single value: ds.squeeze({name!r}) (or ds.isel({name}=0))"
+        )
+    if name == "member":
+        return (
+            f", or downscale each of its {size} fields on its own under another name "
+            f"('member' is the output's ensemble dim): "
+            f"ds.rename(member='driving_member'), then pass dims={{'time': 'driving_member'}}"
+        )
+    return (
+        f", or downscale each of its {size} fields on its own (as training takes each "
+        f"{name!r} as a sample): pass dims={{'time': {name!r}}}, which runs {name!r} as the "
+        f"time dim and keeps its name in the output"
+    )
+
+
+def _check_time_not_member(spec: GridSpec) -> None:
+    """Raise :class:`DataError` when the input's time dim is named ``member``.
+
+    The output's ensemble dim has that name: run as time, the input's members collided with it
+    (the first field alone came back with ``members=None``, a doubled ``member`` dim with
+    ``members=2``, xarray's "conflicting sizes" otherwise).
+    """
+    if spec.time == "member":
+        raise DataError(
+            "the input's time dim is named 'member' (dims={'time': 'member'}), the name of the "
+            "output's ensemble dim, so the two would collide; rename it first, e.g. "
+            "ds.rename(member='driving_member'), then pass dims={'time': 'driving_member'}: "
+            "each input member gives its own output field"
+        )
 
 
 def _check_output_names(sel: xr.Dataset, taken: set[str]) -> None:
@@ -1573,6 +1608,48 @@ def _contiguous_crop(
             for c in names
         }
     )
+
+
+def _full_grid_coordinates(
+    region_grid: xr.Dataset,
+    full_grid: xr.Dataset,
+    picks: Mapping[Hashable, tuple[np.ndarray, float]],
+    factor: int,
+) -> xr.Dataset:
+    """``region_grid`` (the refined grid of the coarse cells a bbox reads) under the fine
+    centres and bounds of ``full_grid`` (the refined grid of the whole input) at the same cells.
+
+    Refining the cut coarse centres gave values a few ulps off the full run's, so that a bbox
+    run's cells did not align with the full run's in xarray arithmetic (cells dropped, ``sel``
+    failing). ``picks`` maps each dim to the coarse indices read (into the whole axis, wrapping
+    on a periodic one) and the axis's period: a cell read in another period (a bbox across the
+    seam, in its own longitude convention) gets the full value moved by whole periods. An axis
+    whose values are not the full ones up to whole periods and round-off keeps its own.
+    """
+    out = region_grid
+    for dim, (index, period) in picks.items():
+        cells = (np.asarray(index)[:, None] * factor + np.arange(factor)).ravel()
+        mine = np.asarray(region_grid[dim].values, dtype=np.float64)
+        full = np.asarray(full_grid[dim].values, dtype=np.float64)[cells]
+        step = abs(float(full[1] - full[0])) if full.size > 1 else 1.0
+        turns = np.round((mine - full) / period) if period > 0 else np.zeros_like(mine)
+        shift = turns * period
+        if mine.shape != full.shape or np.abs(mine - full - shift).max() > 1e-6 * step:
+            continue
+        names = [
+            c
+            for c in region_grid.coords
+            if region_grid[c].dims[:1] == (dim,) and not set(region_grid[c].dims[1:]) & set(picks)
+        ]
+        new = {}
+        for c in names:
+            values = np.asarray(full_grid[c].values)[cells]
+            if turns.any():
+                moved = shift.reshape(-1, *[1] * (values.ndim - 1))
+                values = (values.astype(np.float64) + moved).astype(values.dtype)
+            new[c] = region_grid[c].copy(data=values)
+        out = out.assign_coords(new)
+    return out
 
 
 #: Periodic halo in fine cells on each side of a periodic dimension (see TiledDenoiser's wrap).
@@ -3407,7 +3484,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         see less context than in a run on the whole field. ``axes`` are the (values, low, high,
         step, periodic) of :func:`_bbox_axis` per (y, x) and ``picks`` what it returned."""
         f = self.factor
-        full = max(2, math.ceil(_tile_overlap(DEFAULT_TILE, None, f) / f))
+        default_tile = _round_up(DEFAULT_TILE, _lattice(f, self._grid_multiple))
+        full = max(2, math.ceil(_tile_overlap(default_tile, None, f) / f))
         if halo >= full or any(p is None for p in picks):
             return
         wider = [_bbox_axis(*axis, full) for axis in axes]
@@ -3442,7 +3520,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             f"tile = {tile} fine cells is smaller than the {crop[0]} x {crop[1]} crops model "
             f"{self.name!r} was trained on: each tile sees less context than in training, "
             f"which costs skill. Use tile={fix} or larger"
-            + (", or leave tile unset" if fix <= DEFAULT_TILE else ""),
+            + (", or leave tile unset" if fix <= _round_up(DEFAULT_TILE, lattice) else ""),
             SkillWarning,
             stacklevel=user_stacklevel(),
         )
@@ -3695,7 +3773,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             recorded as ``flexdownscale_seed``): successive calls get their own noise.
         tile, overlap : int, optional
             Tile side in fine cells (a multiple of the backbone's ``grid_multiple``, 16 for the
-            built-in backbones, and of the factor; default 256) and overlap in fine cells
+            built-in backbones, and of the factor; default 256 rounded up to such a multiple:
+            256 for the factors 2, 4, 8 and 16, 288 for 3 and 6, 320 for 5, 336 for 7; the
+            output's ``flexdownscale_tile`` records it) and overlap in fine cells
             (default about ``tile // 4``, rounded up so that the stride ``tile - overlap`` is a
             multiple of the factor). A field runs as one tile along a dimension no longer than
             ``tile`` (periodic halos included in that tile).
@@ -3879,6 +3959,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             _refuse_cyclic_point(sel, spec, trained, self.factor)
             sel, spec = _ignore_foreign_period(sel, spec, trained, self.factor, self.name, dims)
         y, x, tdim = spec.y, spec.x, spec.time
+        _check_time_not_member(spec)
         _check_no_extra_dims(sel, self.variables, spec)
         _check_output_names(sel, {"bnds", *(["member"] if members is not None else [])})
         # the axes found once: the grid calls below are told them instead of discovering them
@@ -3959,6 +4040,22 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         region_grid = refine_grid(
             first, f, dims={k: v for k, v in found.items() if v in first.dims}
         )
+        if bbox is not None:  # the full run's fine coordinates, bit for bit, cut to the region
+            try:
+                full_grid = refine_grid(
+                    norm[self.variables[0]],
+                    f,
+                    dims={k: v for k, v in found.items() if v in first.dims},
+                )
+            except GridError:  # e.g. polar rows the region leaves out: its own refinement
+                full_grid = None
+            if full_grid is not None:
+                region_grid = _full_grid_coordinates(
+                    region_grid,
+                    full_grid,
+                    {y: (index_y, ys.size * abs(spec.dy)), x: (index_x, xs.size * abs(spec.dx))},
+                    f,
+                )
         fine_grid = region_grid
         for dim, cells, n, step in ((y, crop[0], ys.size, spec.dy), (x, crop[1], xs.size, spec.dx)):
             if isinstance(cells, slice):
