@@ -3031,21 +3031,11 @@ def _check_dtypes(ds: xr.Dataset, variables: Sequence[str]) -> None:
     Integers (counts) and floats are fine; strings, booleans, complex numbers,
     dates and objects are not (they failed deep inside or lost their imaginary part).
     """
+    from .data.datasets import not_real_message
+
     for v in variables:
-        dtype = ds[v].dtype
-        if dtype.kind in "iuf":
-            continue
-        what = {
-            "b": "booleans",
-            "c": "complex numbers (the imaginary part would be dropped)",
-            "M": "dates",
-            "m": "time intervals",
-        }.get(dtype.kind, "text or objects")
-        raise DataError(
-            f"variable {v!r} holds {what} (dtype {dtype}); the model needs real numbers: "
-            f"convert them first, e.g. ds[{v!r}] = ds[{v!r}].astype('float32') (for complex "
-            "values, choose the part: ds[...].real)"
-        )
+        if ds[v].dtype.kind not in "iuf":
+            raise DataError(not_real_message(v, None, ds[v].dtype))
     check_decoded(ds, variables)
 
 

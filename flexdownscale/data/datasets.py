@@ -349,7 +349,7 @@ class _XarraySource(_Source):
                     f"dims ({sample} vs {other}); expected channels that share their dims"
                 )
             if v.dtype.kind not in "iuf":
-                raise DataError(_not_real_message(name, label, v.dtype))
+                raise DataError(not_real_message(name, label, v.dtype))
         check_decoded(ds, names)
         self.channels = tuple(names)
         self.units = {name: str(ds[name].attrs.get("units", "")) for name in names}
@@ -495,8 +495,9 @@ def _grid_variables(ds: xr.Dataset, spec: GridSpec) -> list[str]:
     return numbers or on_grid
 
 
-def _not_real_message(name: str, label: str, dtype: np.dtype) -> str:
-    """Why a variable of ``dtype`` cannot be a channel, worded as inference's refusal."""
+def not_real_message(name: str, label: str | None, dtype: np.dtype) -> str:
+    """Why the variable ``name`` (of the source ``label``, when given) of ``dtype`` cannot be a
+    channel: the one wording of training's and inference's refusals."""
     what = {
         "b": "booleans",
         "c": "complex numbers (the imaginary part would be dropped)",
@@ -507,8 +508,9 @@ def _not_real_message(name: str, label: str, dtype: np.dtype) -> str:
     if dtype.names is not None and set(dtype.names) == {"r", "i"}:
         what = "complex numbers stored as (r, i) records (the imaginary part would be dropped)"
         fix = "(open the file with engine='h5netcdf' to read them as complex, then ds[...].real)"
+    source = f" of {label!r}" if label is not None else ""
     return (
-        f"variable {name!r} of {label!r} holds {what} (dtype {dtype}); the model needs real "
+        f"variable {name!r}{source} holds {what} (dtype {dtype}); the model needs real "
         f"numbers: convert them first, e.g. ds[{name!r}] = ds[{name!r}].astype('float32') {fix}"
     )
 
