@@ -45,7 +45,7 @@ def written_here(folder: Path, report: str, is_ours: Callable[[str], bool]) -> b
 
 
 #: errno values of ``flock(LOCK_NB)`` on a lock that someone else holds.
-_LOCK_TAKEN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
+LOCK_TAKEN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
 
 
 @contextlib.contextmanager
@@ -71,7 +71,7 @@ def folder_lock(folder: Path, refusal: Callable[[], Exception]) -> Iterator[None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
-                if err.errno in _LOCK_TAKEN:
+                if err.errno in LOCK_TAKEN:
                     raise refusal() from None
         yield
     finally:
@@ -146,6 +146,12 @@ def unwritable_file(path: str | os.PathLike[str], err: BaseException) -> DataErr
     return DataError(f"cannot write {str(path)!r}: {why}; {write_fix(code, folder)}")
 
 
+def written_through(path: Path) -> Path:
+    """Where a write to ``path`` lands: ``path`` itself, or its final target when it is a
+    symbolic link (outputs are written through links, as ``cp`` and the shell's ``>`` write)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write the file ``path`` whole or not at all: ``write`` is called with a new hidden file
     beside it (of the same suffix, which picks the format of ``savefig`` and ``to_netcdf``),
@@ -160,9 +166,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """
     from .errors import FlexDownscaleError
 
-    shown = path  # the user's path, in messages
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    shown, path = path, written_through(path)  # the user's path, in messages
     try:
         handle, name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent

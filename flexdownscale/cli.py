@@ -283,6 +283,7 @@ def _check_device(device: str | None) -> None:
 def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
     """Refuse an output path that is the input, lies in a missing folder or, unless
     ``overwrite``, holds data that flexdownscale did not write (before computing)."""
+    from ._output import written_through
     from .errors import DataError
 
     src, dst = Path(source), Path(target)
@@ -323,8 +324,7 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
             f"the output {target!r} exists and {other}, so writing the output would replace "
             "it: give another output path, or add --overwrite to replace it"
         )
-    if dst.is_symlink():  # written through (_write_output): the link's target's folder
-        dst = Path(os.path.realpath(dst))
+    dst = written_through(dst)  # a link's target's folder, where _write_output writes
     folder = dst.parent
     if not folder.is_dir():
         import shlex
@@ -495,13 +495,12 @@ def _write_output(ds: Any, target: str) -> None:
     symbolic link is written through, as ``cp`` and the shell's ``>`` write: the file or store
     it points to is replaced and the link kept.
     """
+    from ._output import written_through
     from .data.grid import coordinate_encoding
     from .errors import FlexDownscaleError
     from .hub import _replace
 
-    dst = Path(target)
-    if dst.is_symlink():  # the link's final target, beside which the output is written
-        dst = Path(os.path.realpath(dst))
+    dst = written_through(Path(target))  # a link's target, beside which the output is written
     holder = _folder_beside(str(dst), ".partial")
     written = holder / dst.name
     try:

@@ -76,6 +76,7 @@ except ImportError:  # pragma: no cover - Windows: no lock is taken
 
 from ._json import finite_or_null
 from ._keywords import keyword_hints
+from ._output import LOCK_TAKEN
 from ._stack import user_stacklevel
 from .config import (
     SamplerConfig,
@@ -1042,8 +1043,6 @@ class _FolderLock:
 
 #: The run-folder locks this process holds, by the lock file's resolved path.
 _HELD_LOCKS: dict[str, _FolderLock] = {}
-#: errno values of a lock held by another process (``flock`` with ``LOCK_NB``).
-_LOCK_TAKEN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
 
 
 def _lock_key(run_dir: Path) -> str:
@@ -1101,9 +1100,9 @@ def _take_run_lock(run_dir: Path, owner: object) -> _FolderLock | None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         handle.seek(0)
-        text = handle.read() if err.errno in _LOCK_TAKEN else ""
+        text = handle.read() if err.errno in LOCK_TAKEN else ""
         handle.close()
-        if err.errno in _LOCK_TAKEN:
+        if err.errno in LOCK_TAKEN:
             raise _lock_refusal(run_dir, _holder_words(text)) from None
         print(  # e.g. a network file system mounted without locks
             f"flexdownscale.train: cannot lock {str(path)!r} ({err.strerror or err}): a second "

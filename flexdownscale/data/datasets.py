@@ -97,6 +97,7 @@ from .._input_files import check_input_file
 from .._inputs import netcdf_lock, open_netcdf
 from .._keywords import keyword_hints
 from .._links import DOCS_INFERENCE
+from .._packing import PACKING_ATTRS
 from .._stack import user_stacklevel
 from ..config import DataConfig, crop_multiple, crop_size_problem
 from ..errors import (
@@ -515,9 +516,6 @@ def not_real_message(name: str, label: str | None, dtype: np.dtype) -> str:
     )
 
 
-_PACKING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value")
-
-
 def _h5_packing(
     path: str, name: str, attrs: Mapping[str, Any]
 ) -> tuple[float, float, tuple[float, ...]] | None:
@@ -529,7 +527,7 @@ def _h5_packing(
     Attributes that are not real numbers (or several numbers where one is meant) raise
     :class:`DataError`.
     """
-    found = {k: attrs[k] for k in _PACKING_ATTRS if k in attrs}
+    found = {k: attrs[k] for k in PACKING_ATTRS if k in attrs}
     if not found:
         return None
     numbers: dict[str, np.ndarray] = {}

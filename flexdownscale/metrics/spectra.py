@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -771,6 +771,38 @@ def zonal_spectrum(
     )
 
 
+def _spectrum_for(
+    like: XarrayLike,
+    kind: str,
+    *,
+    dims: Sequence[Hashable] | Hashable | None,
+    spacing: float | Mapping[Hashable, float] | None,
+    spacing_units: str,
+    method: Method | None,
+    detrend: Detrend,
+    window: Window,
+    lat_dim: Hashable | None,
+    lon_dim: Hashable | None,
+) -> Callable[[XarrayLike], XarrayLike]:
+    """The one spectrum of ``kind`` for fields on ``like``'s grid: :func:`zonal_spectrum`
+    (``"zonal"``), or :func:`power_spectrum` with the dims and ``method=None``'s
+    :func:`default_method` settled once from ``like``, so every field gets the same."""
+    if kind == "zonal":
+        return lambda field: zonal_spectrum(field, lat_dim=lat_dim, lon_dim=lon_dim)
+    sdims = _spatial_dims(like, dims)
+    if method is None:
+        method = default_method(like, sdims, window=window)
+    options = {
+        "dims": sdims,
+        "spacing": spacing,
+        "spacing_units": spacing_units,
+        "method": method,
+        "detrend": detrend,
+        "window": window,
+    }
+    return lambda field: power_spectrum(field, **options)
+
+
 @keyword_hints
 def kinetic_energy_spectrum(
     u: XarrayLike,
@@ -851,22 +883,19 @@ def kinetic_energy_spectrum(
     check_same_units(
         u, v, names=("u", "v"), lead="u and v in different units cannot be added into one energy"
     )
-    if kind == "zonal":
-        eu = zonal_spectrum(u, lat_dim=lat_dim, lon_dim=lon_dim)
-        ev = zonal_spectrum(v, lat_dim=lat_dim, lon_dim=lon_dim)
-    else:
-        if method is None:  # one method for both components: that of u's grid
-            method = default_method(u, dims, window=window)
-        opts = dict(
-            dims=dims,
-            spacing=spacing,
-            spacing_units=spacing_units,
-            method=method,
-            detrend=detrend,
-            window=window,
-        )
-        eu = power_spectrum(u, **opts)
-        ev = power_spectrum(v, **opts)
+    spectrum = _spectrum_for(  # one method for both components: that of u's grid
+        u,
+        kind,
+        dims=dims,
+        spacing=spacing,
+        spacing_units=spacing_units,
+        method=method,
+        detrend=detrend,
+        window=window,
+        lat_dim=lat_dim,
+        lon_dim=lon_dim,
+    )
+    eu, ev = spectrum(u), spectrum(v)
     ke = 0.5 * (eu + ev)
     long_name = "kinetic energy spectral density"
     if isinstance(ke, xr.DataArray):
@@ -1268,28 +1297,19 @@ def spread_skill_spectrum(
     _check_spread_members(m, member_dim)
     fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))
     check_same_units(fcst, obs)
-    if kind == "zonal":
-        sdim = "zonal_wavenumber"
-
-        def spectrum(field: XarrayLike) -> XarrayLike:
-            return zonal_spectrum(field, lat_dim=lat_dim, lon_dim=lon_dim)
-
-    else:
-        sdim = "wavenumber"
-        sdims = _spatial_dims(obs, dims)
-        if method is None:
-            method = default_method(obs, sdims, window=window)
-        options = {
-            "dims": sdims,
-            "spacing": spacing,
-            "spacing_units": spacing_units,
-            "method": method,
-            "detrend": detrend,
-            "window": window,
-        }
-
-        def spectrum(field: XarrayLike) -> XarrayLike:
-            return power_spectrum(field, **options)
+    sdim = "zonal_wavenumber" if kind == "zonal" else "wavenumber"
+    spectrum = _spectrum_for(
+        obs,
+        kind,
+        dims=dims,
+        spacing=spacing,
+        spacing_units=spacing_units,
+        method=method,
+        detrend=detrend,
+        window=window,
+        lat_dim=lat_dim,
+        lon_dim=lon_dim,
+    )
 
     # half precision in float32, the mean summed in float64 (float16 steps by 0.25 K at 280 K)
     fcst, obs = as_working_float(fcst), as_working_float(obs)
