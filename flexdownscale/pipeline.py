@@ -397,20 +397,30 @@ def _one_field_hint(name: str, size: int) -> str:
     )
 
 
-def _check_time_not_member(spec: GridSpec) -> None:
+def _check_time_not_member(spec: GridSpec, *, forecast: bool = False) -> None:
     """Raise :class:`DataError` when the input's time dim is named ``member``.
 
-    The output's ensemble dim has that name: run as time, the input's members collided with it
-    (the first field alone came back with ``members=None``, a doubled ``member`` dim with
-    ``members=2``, xarray's "conflicting sizes" otherwise).
+    For a downscaling call, the output's ensemble dim has that name: run as time, the input's
+    members collided with it (the first field alone came back with ``members=None``, a doubled
+    ``member`` dim with ``members=2``, xarray's "conflicting sizes" otherwise). For a forecast
+    (``forecast=True``), the members were taken as the past frames of one trajectory, in
+    position order, and the forecast ran from the last of them as if they were times.
     """
-    if spec.time == "member":
+    if spec.time != "member":
+        return
+    if forecast:
         raise DataError(
-            "the input's time dim is named 'member' (dims={'time': 'member'}), the name of the "
-            "output's ensemble dim, so the two would collide; rename it first, e.g. "
-            "ds.rename(member='driving_member'), then pass dims={'time': 'driving_member'}: "
-            "each input member gives its own output field"
+            "the input's time dim is named 'member' (dims={'time': 'member'}): a forecast "
+            "starts from past frames in time order, and ensemble members are no time sequence; "
+            "forecast from each member's own time steps in turn (e.g. ds.isel(member=0), with "
+            "its 'time' dim), or pass members=N to sample an ensemble from one trajectory"
         )
+    raise DataError(
+        "the input's time dim is named 'member' (dims={'time': 'member'}), the name of the "
+        "output's ensemble dim, so the two would collide; rename it first, e.g. "
+        "ds.rename(member='driving_member'), then pass dims={'time': 'driving_member'}: "
+        "each input member gives its own output field"
+    )
 
 
 def _check_output_names(sel: xr.Dataset, taken: set[str]) -> None:
@@ -4644,6 +4654,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         )
         _check_dtypes(sel, self.variables)
         spec = grid_spec(sel, dims=dims)
+        _check_time_not_member(spec, forecast=True)
         condition_value = self._condition_value(self._past_frames_of(ds, spec.time), condition)
         trained = _training_grid(self.grid)
         if trained is not None:  # a model without grid metadata takes any grid

@@ -565,3 +565,13 @@ def test_a_cftime_forecast_gets_the_cf_standard_names(tmp_path):
             out = tiny_forecaster(None)(read.load(), lead_steps=1, seed=0)
         assert out["valid_time"].attrs["standard_name"] == "time", name
         assert out["forecast_reference_time"].attrs["standard_name"] == "forecast_reference_time"
+
+
+@pytest.mark.parametrize("members", [None, 2])
+def test_member_dim_run_as_time_is_refused(members):
+    """An input 'member' dim passed as the time dim ran the members as past frames of one
+    trajectory, in position order, without a word; it is refused with the per-member fix."""
+    members_in = box(times=3).rename(time="member").drop_vars("member")
+    with pytest.raises(DataError, match="ensemble members are no time sequence") as err:
+        tiny_forecaster()(members_in, dims={"time": "member"}, lead_steps=1, members=members)
+    assert "ds.isel(member=0)" in str(err.value)
