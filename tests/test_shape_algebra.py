@@ -14,6 +14,7 @@ import xarray as xr
 
 from flexdownscale.config import DataConfig, DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import (
+    ForecastDataset,
     Normalizer,
     SuperResolutionDataset,
     degrade,
@@ -222,6 +223,16 @@ def test_from_config_crop_too_large_names_the_largest_valid(small_file):
     config = DataConfig(paths=(small_file,), variables=("t2m",), factor=2, crop_size=64)
     with pytest.raises(ShapeError, match=r"<= 32 \(the largest crop that fits and is a multiple"):
         from_config(config, "train")
+
+
+def test_forecast_crop_too_large_names_the_largest_that_fits(small_file):
+    """A forecast dataset's crop too large said only 'does not fit': it names the largest crop
+    (any size directly; a multiple of 16 through from_config) or why none fits."""
+    with pytest.raises(ShapeError, match=r"expected crop_size <= 33, or crop_size=None"):
+        ForecastDataset(small_file, variables=["t2m"], past_frames=1, crop_size=48)
+    config = DataConfig(paths=(small_file,), variables=("t2m",), crop_size=48, past_frames=1)
+    with pytest.raises(ShapeError, match=r"<= 32 \(the largest crop that fits and is a multiple "):
+        from_config(config, "train", task="forecast")
 
 
 def test_dataset_crop_too_large_names_a_crop_of_whole_cells(small_file):

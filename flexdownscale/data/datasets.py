@@ -158,22 +158,33 @@ def _setting(key: str, argument: str) -> str:
     return argument
 
 
-def _crop_fit_fix(side: int, factor: int) -> str:
-    """How to choose a super-resolution crop for a field whose whole coarse cells span ``side``
-    fine cells: the largest crop that fits and is a multiple of what crops must be (of 16 and of
-    ``factor`` for a dataset of :func:`from_config`, of ``factor`` otherwise), or, when none
-    fits, why not and what to change."""
+def _crop_fit_fix(side: int, factor: int | None) -> str:
+    """How to choose a training crop for a field whose usable part spans ``side`` cells: the
+    largest crop that fits and is a multiple of what crops must be (of 16 and of ``factor`` for
+    a super-resolution dataset of :func:`from_config`, of ``factor`` otherwise; of 16 for a
+    forecast dataset, ``factor=None``, of :func:`from_config`, any size otherwise), or, when
+    none fits, why not and what to change."""
     in_config = _FROM_CONFIG.get()
-    multiple = crop_multiple(factor) if in_config else factor
-    rule = (
-        f"a multiple of 16 and of factor = {factor}"
-        if in_config and multiple != 16
-        else ("a multiple of 16" if in_config else f"a multiple of factor = {factor}")
-    )
-    largest = side // multiple * multiple
     key = _setting("crop_size", "crop_size")
+    if factor is None:  # forecast: whole fine fields, no coarse cells
+        if not in_config:
+            return f"expected {key} <= {side}, or crop_size=None for whole fields"
+        multiple, rule = 16, "a multiple of 16"
+    else:
+        multiple = crop_multiple(factor) if in_config else factor
+        rule = (
+            f"a multiple of 16 and of factor = {factor}"
+            if in_config and multiple != 16
+            else ("a multiple of 16" if in_config else f"a multiple of factor = {factor}")
+        )
+    largest = side // multiple * multiple
     if largest >= multiple:
         return f"expected {key} <= {largest} (the largest crop that fits and is {rule})"
+    if factor is None:
+        return (
+            f"no crop fits: a crop must be {rule} ({multiple} at least) and this grid gives at "
+            f"most {side}; use data on a larger grid"
+        )
     other = (
         "a factor whose crops are multiples of 16 (2, 4, 8 or 16)"
         if in_config
@@ -2595,7 +2606,7 @@ class ForecastDataset(_FieldDataset):
             if crop_size is not None and (crop_size > src.ny or crop_size > src.nx):
                 raise ShapeError(
                     f"crop_size={crop_size} does not fit in the {(src.ny, src.nx)} field of "
-                    f"{src.label!r}"
+                    f"{src.label!r}; {_crop_fit_fix(min(src.ny, src.nx), None)}"
                 )
             spacing = _frame_spacing(src, tdim)
             if spacing.step is not None:
