@@ -279,3 +279,23 @@ def test_default_tile_rule_is_documented():
     fine = fine_field(16 * 3, 20 * 3, 1 / 3)
     out = zero_downscaler(fine, 3)(degrade(fine, 3))
     assert out.attrs["flexdownscale_tile"] == 288
+
+
+def test_adjacent_bbox_outputs_combine_into_the_whole_field():
+    """docs/inference.md: two adjacent bbox runs put back together by coordinates give the
+    whole-field run's grid (only their history and bbox attributes conflict)."""
+    fine = fine_field(64, 64, 0.25)
+    coarse = degrade(fine, 4)
+    down = zero_downscaler(fine, 4)
+    lon, lat = coarse["lon"].values, coarse["lat"].values
+    cut = float(lon[7] + lon[8]) / 2
+    west = down(coarse, bbox=(lon[0], lat[0], cut, lat[-1]))
+    east = down(coarse, bbox=(cut, lat[0], lon[-1], lat[-1]))
+    whole = down(coarse)
+    with pytest.raises(xr.MergeError):
+        xr.combine_by_coords([west, east])
+    both = xr.combine_by_coords([west, east], combine_attrs="drop_conflicts")
+    xr.testing.assert_identical(both["t2m"].drop_attrs(), whole["t2m"].drop_attrs())
+    assert "history" not in both.attrs
+    assert "flexdownscale_bbox" not in both.attrs
+    assert both.attrs == {k: v for k, v in whole.attrs.items() if k != "history"}
