@@ -50,6 +50,7 @@ import datetime
 import errno
 import functools
 import glob
+import hashlib
 import itertools
 import json
 import math
@@ -627,6 +628,116 @@ def _read_json_file(path: Path, what: str) -> Any:
             f"{str(path)!r} ({what}) cannot be loaded ({type(err).__name__}: {err}); the state is "
             "damaged: remove it to fall back to the previous state"
         ) from err
+
+
+# --------------------------------------------------------------------------------------------
+# What a state records of its data (the normalization it trains for, a fingerprint of the data)
+# --------------------------------------------------------------------------------------------
+
+#: The entries of ``locate`` that place the crop in a field: not part of a field's identity.
+_CROP_KEYS = frozenset({"y0", "x0", "height", "width"})
+#: Refitted statistics within this of the recorded ones are the same data: a mean within
+#: ``_SAME_STATISTICS`` standard deviations, a std within that fraction (a file rewritten in
+#: float32, or reduced in another chunking, moves them by about 1e-6).
+_SAME_STATISTICS = 1e-4
+
+
+#: The zero minutes, seconds and fractions that end a datetime label: ``2019-03-01T00``.
+_ZEROS_AT_END = re.compile(r"(?::00){1,2}(?:\.0+)?$|\.0+$")
+
+
+def _split_fingerprint(data: Any) -> dict[str, Any]:
+    """A cheap fingerprint of a split's fields: their count, the labels of the first and the
+    last (source and every sample dim, crop left out) and a SHA-256 of all their labels in
+    order. ``{"fields": 0}`` for no split (``data`` None)."""
+    if data is None:
+        return {"fields": 0}
+    digest = hashlib.sha256()
+    first: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    fields = 0
+    for index in range(0, len(data), data.crops_per_field):  # one item per field
+        labels = {k: str(v) for k, v in data.locate(index).items() if k not in _CROP_KEYS}
+        digest.update(json.dumps(labels, sort_keys=True).encode("utf-8") + b"\n")
+        first = first or labels
+        fields += 1
+    return {"fields": fields, "first": first, "last": labels, "sha256": digest.hexdigest()}
+
+
+def _field_words(labels: Any) -> str:
+    """A field's labels for a message: ``"time 2019-03-01T00 (era5)"``."""
+    if not isinstance(labels, dict):
+        return "?"
+    shown = [f"{k} {_ZEROS_AT_END.sub('', str(v))}" for k, v in labels.items() if k != "source"]
+    source = f" ({labels['source']})" if "source" in labels else ""
+    return (", ".join(shown) or "the field") + source
+
+
+def _split_words(record: Mapping[str, Any]) -> str:
+    """A split's fingerprint in words: ``"408 fields, time 2019-03-01T00 (era5) to ..."``."""
+    fields = record.get("fields")
+    if not fields:
+        return "no fields"
+    return f"{fields} fields, {_field_words(record.get('first'))} to {_field_words(record.get('last'))}"
+
+
+def _statistics_changes(recorded: Any, now: Mapping[str, Any]) -> list[str]:
+    """How the statistics fitted now (``Normalizer.to_dict()``) differ from the recorded ones,
+    one entry per variable (``[]`` when they agree within :data:`_SAME_STATISTICS`)."""
+    if not isinstance(recorded, dict):
+        return []
+    before = {v.get("name"): v for v in recorded.get("variables", []) if isinstance(v, dict)}
+    changes = []
+    for entry in now.get("variables", []):
+        name, old = entry["name"], before.get(entry["name"])
+        if not isinstance(old, dict):
+            continue  # another list of variables: refused on its own (_check_same_variables)
+        try:
+            mean, std = float(old["mean"]), float(old["std"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        units = f" {entry['units']}" if entry.get("units") else ""
+        parts = []
+        if abs(entry["mean"] - mean) > _SAME_STATISTICS * std:
+            parts.append(f"mean {mean:.6g} -> {entry['mean']:.6g}{units}")
+        if abs(entry["std"] - std) > _SAME_STATISTICS * std:
+            parts.append(f"std {std:.6g} -> {entry['std']:.6g}{units}")
+        if entry.get("transform") != old.get("transform", "none"):
+            parts.append(f"transform {old.get('transform', 'none')} -> {entry.get('transform')}")
+        if parts:
+            changes.append(f"{name} " + ", ".join(parts))
+    return changes
+
+
+def _data_changes(recorded: Any, now: Mapping[str, Any]) -> list[str]:
+    """What differs between the data record of a state (``recorded``: ``{"fitted", "train",
+    "validation", "grid"}``) and this launch's (``now``), in words; ``[]`` when nothing does."""
+    if not isinstance(recorded, dict):
+        return []
+    changes = []
+    stats = _statistics_changes(recorded.get("fitted"), now["fitted"] or {})
+    if stats:
+        changes.append("the statistics of the training split (" + "; ".join(stats) + ")")
+    for split, name in (("train", "training"), ("validation", "validation")):
+        old, new = recorded.get(split), now[split]
+        if not isinstance(old, dict) or old == new:
+            continue
+        if _split_words(old) != _split_words(new):
+            changes.append(f"the {name} split ({_split_words(old)} -> {_split_words(new)})")
+        else:
+            changes.append(
+                f"the {name} split's field labels ({_split_words(new)} both times, but other "
+                "labels in between)"
+            )
+    old_grid, new_grid = recorded.get("grid"), now["grid"]
+    if isinstance(old_grid, dict) and isinstance(new_grid, dict) and old_grid != new_grid:
+        keys = [k for k in new_grid if old_grid.get(k) != new_grid.get(k)]
+        changes.append(
+            "the grid ("
+            + ", ".join(f"{k} {old_grid.get(k)!r} -> {new_grid.get(k)!r}" for k in keys)
+            + ")"
+        )
+    return changes
 
 
 # --------------------------------------------------------------------------------------------
@@ -1813,6 +1924,15 @@ class Trainer:
             summary = data.dropped_summary() if data is not None else None
             if summary:
                 acc.print(f"flexdownscale.train: data.{summary}")
+        #: The statistics this launch's data give (fitted, or the source's under
+        #: init_normalization = "source"): a state records them with its data fingerprint.
+        self._fitted = self.train_set.normalizer
+        self._data_record_cache: dict[str, Any] | None = None
+        #: On resume, how the data differ from those of the state's launch (in words; warned
+        #: about once the resume's other checks have passed, recorded in launches.jsonl).
+        self.data_changes: list[str] = []
+        if self.resume:  # the statistics the state's weights are trained for, not a refit
+            self._resume_normalization()
         if acc.is_main_process and not export_only:
             self._warn_dry_validation_crops()
         if self.source is not None:
@@ -1867,8 +1987,8 @@ class Trainer:
                 f"{config.data.crops_per_field}: crops of each field per epoch) or add data"
             )
         if self._resume_layout is not None:
-            self._check_same_variables(self._resume_layout[1])
             self._check_sample_order(*self._resume_layout)
+            self._warn_changed_data(self._resume_layout[1])
         self._prepare_run_folder()  # nothing in the run folder changes before this point
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
         # micro-batches used per epoch and process: whole accumulation groups only (a trailing
@@ -2866,6 +2986,97 @@ class Trainer:
             "run_dir"
         )
 
+    def _resume_normalization(self) -> None:
+        """On resume (and ``--export-only``): normalize with the statistics of the latest state.
+
+        The network's weights are trained for the statistics the run started with; the datasets
+        were opened with a refit (as on a fresh start), which is kept only to compare the data
+        with the state's record (:meth:`_warn_changed_data`). Both splits then use the recorded
+        statistics, and the export writes them. A state of an earlier version records none:
+        the refit stays, and a line says that the data could not be checked.
+
+        Raises
+        ------
+        CheckpointError
+            When the data give other variables than the state's model (see
+            :meth:`_check_same_variables`), or the recorded statistics cannot be read.
+        """
+        from .data.normalize import Normalizer
+
+        latest = list_states(self.run_dir)[-1]
+        if not self.export_only:  # the statistics are per variable: the variables first
+            self._check_same_variables(latest)
+        path = latest / STATE_MARKER
+        marker = _read_json_file(path, "the state's completion marker")
+        recorded = marker.get("normalization")
+        fitted = self.train_set.normalizer
+        if not isinstance(recorded, dict):
+            if fitted is not None:
+                uses = "the export records" if self.export_only else "this launch normalizes with"
+                self.accelerator.print(
+                    f"flexdownscale.train: the state {latest.name} records neither the "
+                    "normalization its weights were trained with nor a fingerprint of its data "
+                    "(it was written by an earlier version), so whether the data changed since "
+                    f"cannot be checked; {uses} the statistics fitted now "
+                    f"({_normalization_words(fitted)}), and the states saved from now on "
+                    "record them"
+                )
+            return
+        try:
+            stored = Normalizer.from_dict(recorded)
+        except (DataError, ConfigError) as err:
+            raise CheckpointError(
+                f"{str(path)!r} (the state's completion marker) records normalization "
+                f"statistics that cannot be read ({_one_line(err)}); the state is damaged: "
+                "remove it to fall back to the previous state"
+            ) from err
+        if stored.variables != tuple(self.train_set.variables):
+            return  # an export of other variables: the load says the model's shape differs
+        if not self.export_only:
+            self.data_changes = _data_changes(marker.get("data"), self._data_record())
+        for data in (self.train_set, self.val_set):
+            if data is not None:
+                data.normalizer = stored
+
+    def _data_record(self) -> dict[str, Any]:
+        """What a state records of this launch's data (computed once): the statistics fitted
+        on the training split, the fingerprints of both splits (:func:`_split_fingerprint`)
+        and the grid; as JSON gives it back."""
+        if self._data_record_cache is None:
+            record = {
+                "fitted": self._fitted.to_dict() if self._fitted is not None else None,
+                "train": _split_fingerprint(self.train_set),
+                "validation": _split_fingerprint(self.val_set),
+                "grid": self.train_set.grid_metadata().get("grid"),
+            }
+            self._data_record_cache = json.loads(json.dumps(record, default=_json_default))
+        return self._data_record_cache
+
+    def _warn_changed_data(self, latest: Path) -> None:
+        """Main process, on resume: warn when the data differ from the state's record (its
+        launch's statistics, splits or grid); the run goes on with the state's normalization.
+
+        A warning, not a refusal: what would make the state unusable or the sample order
+        wrong (other variables, another number of training items, changed ``[data]``
+        settings) is refused already; with the recorded statistics kept, the weights still
+        see the inputs on the scale they were trained for, and a file corrected or rewritten
+        on purpose may go on training. The user hears what changed and how to undo it.
+        """
+        if not self.data_changes or not self.accelerator.is_main_process:
+            return
+        normalizer = self.train_set.normalizer
+        warnings.warn(
+            f"resuming {str(self.run_dir)!r} on data that differ from those its state "
+            f"{latest.name} was trained on: {'; '.join(self.data_changes)}. The run keeps the "
+            "normalization it started with"
+            + (f" ({_normalization_words(normalizer)})" if normalizer is not None else "")
+            + ", which its weights are trained for, and exports it; it trains on the data as "
+            "they are now. If the files changed by mistake, restore them and resume again "
+            "(the state is kept); to train on these data from scratch, use a new run_dir",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+
     def _move_old_logs_aside(self) -> Path | None:
         """Move the logs of an earlier run that saved no state into ``run_dir/old-<n>/``.
 
@@ -2974,6 +3185,7 @@ class Trainer:
             metadata={"updates": str(self.ema.updates), "decay": repr(self.ema.decay)},
         )
         (tmp / PROGRESS_FILE).write_text(json.dumps(self.progress.state_dict()), encoding="utf-8")
+        normalizer = self.train_set.normalizer
         (tmp / STATE_MARKER).write_text(
             json.dumps(
                 {
@@ -2981,6 +3193,10 @@ class Trainer:
                     "layout": self._sample_layout(),
                     # the model's channels, in order: a resume checks them before loading
                     "variables": list(self.train_set.variables),
+                    # the statistics the weights are trained for (kept from the run's start:
+                    # a resume normalizes with them) and what this launch's data were
+                    "normalization": normalizer.to_dict() if normalizer is not None else None,
+                    "data": self._data_record(),
                     # a fine-tuning run: the source's record (identity, settings,
                     # normalization), which a resume without init_from.json takes from here
                     **({"init_from": self.source} if self.source is not None else {}),
@@ -3562,6 +3778,8 @@ class Trainer:
             "peak_memory_source": source,
             "torch": torch.__version__,
             "changed_settings": {k: list(v) for k, v in self.changed_settings.items()},
+            # how the data differ from those of the state this launch resumed (warned about)
+            "data_changed": self.data_changes,
             # the files data.paths resolved to (globs matched, "~" expanded), absolute
             "data_files": self.data_files,
             # fields left out for holding NaN (data.nan_fields = "drop"), per split
@@ -4251,6 +4469,11 @@ def _settings_history(changes: Sequence[dict[str, Any]]) -> str:
         + "\n".join(lines)
         + "\n"
     )
+
+
+def _normalization_words(normalizer: Any) -> str:
+    """A normalizer's formulas for a message: ``"(t2m [K] - 280.303) / 2.28843"``."""
+    return "; ".join(stats.describe(name) for name, stats in normalizer.stats.items())
 
 
 def _changed_settings(previous: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
