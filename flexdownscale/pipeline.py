@@ -44,6 +44,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
+from ._duck import plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
 from ._stack import user_stacklevel
@@ -2936,6 +2937,21 @@ def _input_names(
     return {m: back.get(v, v) for m, v in zip(model_variables, given, strict=False)}
 
 
+def _dataset_of(da: xr.DataArray, name: Hashable, model_variable: str) -> xr.Dataset:
+    """The input DataArray ``da`` as a Dataset holding it as variable ``name``.
+
+    Raises :class:`DataError` when ``name`` is also the name of one of its coordinates (xarray's
+    ``to_dataset`` cannot hold both), with the rename that fixes it.
+    """
+    if name in da.coords:
+        raise DataError(
+            f"the DataArray is named {str(name)!r}, as one of its coordinates, so it cannot be a "
+            f"variable of the Dataset it is run as. Name it after the model's variable: "
+            f"da.rename({model_variable!r}) (with no rename= for it)"
+        )
+    return da.to_dataset(name=name)
+
+
 def _check_units(
     ds: xr.Dataset, units: Mapping[str, str], names: Mapping[str, str] | None = None
 ) -> None:
@@ -3941,9 +3957,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
                     f"the DataArray has no name; name it after the model's variable "
                     f"(da.rename({self.variables[0]!r}))"
                 )
-            ds = ds.to_dataset()
+            ds = _dataset_of(ds, ds.name, self.variables[0])
         if not isinstance(ds, xr.Dataset):
             raise NotXarrayError(not_xarray_message(ds))
+        ds = plain_arrays(ds, "ds")  # pint quantities: magnitudes, units as the attribute
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
         _check_units(
@@ -4627,9 +4644,11 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         from .diffusion import rollout
 
         if isinstance(ds, xr.DataArray):
-            ds = ds.to_dataset(name=ds.name if ds.name is not None else self.variables[0])
+            name = ds.name if ds.name is not None else self.variables[0]
+            ds = _dataset_of(ds, name, self.variables[0])
         if not isinstance(ds, xr.Dataset):
             raise NotXarrayError(not_xarray_message(ds))
+        ds = plain_arrays(ds, "ds")  # pint quantities: magnitudes, units as the attribute
         lead_steps, members, steps, batch_size = _python_ints(
             lead_steps, members, steps, batch_size
         )

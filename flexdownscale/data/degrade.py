@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import numpy as np
 import xarray as xr
 
+from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
 from .grid import (
@@ -709,6 +710,7 @@ def degrade(
     """
     _check_option("method", method, Degradation)
     factor = _check_factor(factor)
+    obj = plain_arrays(obj, "obj")  # pint quantities: magnitudes, units as the attribute
     spec = grid_spec(obj, dims=dims)
     grid = coarsen_grid(obj, factor, dims=dims, boundary=boundary)
     # the coarse grid's bounds replace the fine ones (lat_bnds / lon_bnds data variables)
@@ -789,6 +791,7 @@ def up(
     """
     _check_option("method", method, Upsampling)
     factor = _check_factor(factor)
+    obj = plain_arrays(obj, "obj")  # pint quantities: magnitudes, units as the attribute
     spec = grid_spec(obj, dims=dims)
     grid = refine_grid(obj, factor, dims=dims)
     # the fine grid's bounds replace the coarse ones (lat_bnds / lon_bnds data variables)

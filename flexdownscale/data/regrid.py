@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
 from .grid import (
@@ -407,6 +408,10 @@ class Regridder:
         skipna: bool = False,
     ) -> None:
         _check_option("method", method, Method)
+        # pint coordinates (pint-xarray's quantify): their magnitudes, units as attributes
+        source = plain_arrays(source, "source")
+        if not isinstance(target, GridSpec):
+            target = plain_arrays(target, "target")
         _check_option("backend", backend, Backend)
         self.method = method
         self.dims = dict(dims) if dims else None
@@ -559,6 +564,7 @@ class Regridder:
         xarray.Dataset or xarray.DataArray
             ``obj`` on the target grid.
         """
+        obj = plain_arrays(obj, "obj")  # pint quantities: magnitudes, units as the attribute
         passed: dict[Hashable, xr.DataArray] = {}
         spec = self.source_spec
         src: XrObj = obj

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from flexdownscale._duck import plain_arrays
 from flexdownscale._keywords import keyword_hints
 from flexdownscale._packing import check_decoded_variable
 from flexdownscale.errors import (
     ConfigError,
+    DataError,
     EnsembleError,
     GridError,
     MissingVariableError,
@@ -203,21 +205,42 @@ def check_values_to_score(
         )
 
 
-def check_xarray(obj: Any, name: str, *, decoded: bool = True) -> None:
-    """Raise :class:`~flexdownscale.errors.NotXarrayError` (a ``TypeError``) unless ``obj`` is an
-    xarray object, and with ``decoded`` :class:`~flexdownscale.errors.DataError` when one of its
-    data variables still carries CF packing attributes (``scale_factor``, ``add_offset``, a
-    non-NaN ``_FillValue``: a file opened with ``mask_and_scale=False``), whose values are raw
-    counts (attributes only: lazy)."""
+def check_xarray(obj: Any, name: str, *, decoded: bool = True, grid: bool = False) -> Any:
+    """``obj`` as the metrics compute on it: an xarray object of numpy (or dask) arrays.
+
+    Raises :class:`~flexdownscale.errors.NotXarrayError` (a ``TypeError``) unless ``obj`` is an
+    xarray object. Pint quantities (pint-xarray's ``quantify()``) are taken as their magnitudes
+    with their units as the ``units`` attribute (:func:`flexdownscale._duck.plain_arrays`), so
+    the unit checks see them; other array types (cupy, sparse, ...) are a
+    :class:`~flexdownscale.errors.DataError`. With ``decoded``, a data variable that still
+    carries CF packing attributes (``scale_factor``, ``add_offset``, a non-NaN ``_FillValue``:
+    a file opened with ``mask_and_scale=False``), whose values are raw counts, is a
+    :class:`~flexdownscale.errors.DataError` (attributes only: lazy). A Dataset without data
+    variables is a :class:`~flexdownscale.errors.DataError` (nothing to score), unless ``grid``
+    (only its coordinates are read).
+
+    Returns
+    -------
+    DataArray or Dataset
+        ``obj`` itself, or a copy with plain arrays where it held pint quantities.
+    """
     if not isinstance(obj, xr.DataArray | xr.Dataset):
         raise NotXarrayError(not_xarray_message(obj, name))
+    obj = plain_arrays(obj, name)
+    if isinstance(obj, xr.Dataset) and not obj.data_vars and not grid:
+        raise DataError(
+            f"{name} is a Dataset without data variables (coordinates only): there is nothing "
+            f"to score. Pass the variables to score, e.g. {name}[['t2m']]; an empty selection "
+            "(ds[[]], or a filter that kept no variable) gives this."
+        )
     if not decoded:
-        return
+        return obj
     if isinstance(obj, xr.Dataset):
         for var_name, var in obj.data_vars.items():
             check_decoded_variable(var_name, var.attrs)
     else:
         check_decoded_variable(name if obj.name is None else obj.name, obj.attrs)
+    return obj
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +400,17 @@ def _check_same_calendar(
     )
 
 
+def _same_labels(index: pd.MultiIndex, ref_index: pd.MultiIndex) -> bool:
+    """Whether two stacked (MultiIndex) indexes hold the same unique tuples, under the same
+    level names, in any order."""
+    return (
+        list(index.names) == list(ref_index.names)
+        and index.is_unique
+        and ref_index.is_unique
+        and index.sort_values().equals(ref_index.sort_values())
+    )
+
+
 def _align_dim(
     obj: XarrayLike,
     name: str,
@@ -390,7 +424,12 @@ def _align_dim(
     if index.equals(ref_index):
         return obj
     _check_same_calendar(index, name, ref_index, ref_name, dim)
-    simple = not isinstance(ref_index, pd.MultiIndex) and not isinstance(index, pd.MultiIndex)
+    stacked = isinstance(ref_index, pd.MultiIndex), isinstance(index, pd.MultiIndex)
+    if all(stacked) and _same_labels(index, ref_index):
+        # a stacked dim (ds.stack(cell=("lat", "lon"))) whose tuples are the reference's in
+        # another order: select them in the reference's order, as for a 1-D index
+        return obj.isel({dim: index.get_indexer(ref_index)})
+    simple = not any(stacked)
     unique = simple and ref_index.is_unique and index.is_unique
     if unique and index.sort_values().equals(ref_index.sort_values()):
         # the same labels in another order: select them in the reference's order (exact)
@@ -1068,6 +1107,23 @@ def coord_kind(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> str | None:
     return None
 
 
+def _stacked_hint(obj: xr.DataArray | xr.Dataset) -> str:
+    """For a grid message: the input's stacked (MultiIndex) dims, and the unstack that gives
+    their levels back as dims (``""`` when there is none)."""
+    stacked = {
+        d: [str(n) for n in index.names]
+        for d, index in obj.indexes.items()
+        if d in obj.dims and isinstance(index, pd.MultiIndex)
+    }
+    if not stacked:
+        return ""
+    (d, levels), *_ = stacked.items()
+    return (
+        f" {str(d)!r} is a stacked (MultiIndex) dim of {levels}: the grid needs Y and X as "
+        f"dims of their own, so unstack it first, e.g. obj.unstack({str(d)!r})."
+    )
+
+
 def find_yx_dims(
     obj: xr.DataArray | xr.Dataset, dims: Sequence[Hashable] | None = None
 ) -> tuple[Hashable, Hashable]:
@@ -1085,7 +1141,7 @@ def find_yx_dims(
     if len(ys) != 1 or len(xs) != 1:
         raise GridError(
             f"could not tell the Y and X dims apart from {tuple(obj.dims)!r} (Y candidates: "
-            f"{ys!r}, X candidates: {xs!r}); pass dims=(y_dim, x_dim)."
+            f"{ys!r}, X candidates: {xs!r}); pass dims=(y_dim, x_dim).{_stacked_hint(obj)}"
         )
     return ys[0], xs[0]
 

@@ -71,8 +71,8 @@ def _setup(
     *,
     excluded: Sequence[Hashable] = (),
 ) -> tuple[XarrayLike, XarrayLike, tuple[Hashable, ...], xr.DataArray | None]:
-    check_xarray(fcst, "fcst")
-    check_xarray(obs, "obs")
+    fcst = check_xarray(fcst, "fcst")
+    obs = check_xarray(obs, "obs")
     # integer / boolean data (uint8 images, int16 counts) in float64: differences and squares in
     # the input's type wrapped around or overflowed silently; half precision in float32: float16
     # steps by 0.25 K at 280 K and its sums of squares overflow (an RFNE of 0, a NaN correlation)
@@ -340,7 +340,7 @@ def rfne(
     >>> round(float(rfne(fcst, obs, dims=("y", "x"))), 6)
     0.2
     """
-    check_xarray(obs, "obs")
+    obs = check_xarray(obs, "obs")
     if dims is None:
         norm_dims: tuple[Hashable, ...] = find_yx_dims(obs)
     else:
@@ -640,7 +640,7 @@ def ssim(
     0.5
     """
     check_option("window", window, ("gaussian", "uniform"))
-    check_xarray(obs, "obs")
+    obs = check_xarray(obs, "obs")
     yx = find_yx_dims(obs, dims)
     if win_size is None:
         win_size = 11 if window == "gaussian" else 7
@@ -801,7 +801,7 @@ def exceedance_frequency(
     >>> float(exceedance_frequency(rain, threshold=0.1, inclusive=False))
     0.25
     """
-    check_xarray(fcst, "fcst")
+    fcst = check_xarray(fcst, "fcst")
     fcst = as_working_float(fcst)
     (fcst, weights) = align_exact(fcst, weights, names=("fcst", "weights"))
     dims = all_dims(fcst)
@@ -948,7 +948,7 @@ def fss(
         raise ConfigError(f"window must be a positive whole number of grid cells, got {window!r}.")
     window = int(window)
     check_option("inclusive", inclusive, (True, False))
-    check_xarray(obs, "obs")
+    obs = check_xarray(obs, "obs")
     yx = find_yx_dims(obs, dims)
     excluded: tuple[Hashable, ...] = tuple(yx)
     if member_dim is not None:

@@ -314,8 +314,8 @@ def crps_ensemble(
     >>> crps_ensemble(fcst, obs, fair=True, preserve_dims="point").values.round(6)
     array([0.666667, 0.666667])
     """
-    check_xarray(fcst, "fcst")
-    check_xarray(obs, "obs")
+    fcst = check_xarray(fcst, "fcst")
+    obs = check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
     if fair and m < 2:  # undefined, as where all but one member are NaN (METRICS.md)
         warnings.warn(
@@ -400,7 +400,7 @@ def ensemble_mean(
     >>> ensemble_mean(fcst, skipna=False).values
     array([ 2.,  3., nan])
     """
-    check_xarray(fcst, "fcst")
+    fcst = check_xarray(fcst, "fcst")
     check_member_dim(fcst, None, member_dim)
     out = member_mean(fcst, member_dim, skipna=skipna)
     return set_attrs(out, fcst, units="same", long_name="ensemble mean")
@@ -496,7 +496,7 @@ def ensemble_spread(
     >>> ensemble_spread(fcst).round(4).values
     array([1.4142, 0.    ,    nan])
     """
-    check_xarray(fcst, "fcst")
+    fcst = check_xarray(fcst, "fcst")
     _check_spread_members(check_member_dim(fcst, None, member_dim), member_dim)
     out = np.sqrt(_member_variance(fcst, member_dim, skipna))
     if isinstance(out, xr.Dataset):
@@ -573,8 +573,8 @@ def spread_skill_ratio(
     1.414
     """
     check_option("correction", correction, ("fortin", "unbiased", None))
-    check_xarray(fcst, "fcst")
-    check_xarray(obs, "obs")
+    fcst = check_xarray(fcst, "fcst")
+    obs = check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
     _check_spread_members(m, member_dim)
     fcst, obs, weights = align_exact(fcst, obs, weights, names=("fcst", "obs", "weights"))
@@ -692,8 +692,8 @@ def rank_histogram(
     >>> hist["rank"].values.tolist(), hist.round(3).values.tolist()
     ([1, 2, 3], [0.333, 0.333, 0.333])
     """
-    check_xarray(fcst, "fcst")
-    check_xarray(obs, "obs")
+    fcst = check_xarray(fcst, "fcst")
+    obs = check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
     if "rank" in fcst.dims or "rank" in obs.dims:
         raise ConfigError("the inputs already have a 'rank' dim; rename it first.")

@@ -378,8 +378,8 @@ def _paired_spectra(
     against km h-1 would be 12.96x off); the spectral dim is ``dim`` or found on ``dim_of``;
     ``pred`` is put on ``ref``'s bins and both are aligned exactly.
     """
-    check_xarray(pred, "pred")
-    check_xarray(ref, "ref")
+    pred = check_xarray(pred, "pred")
+    ref = check_xarray(ref, "ref")
     _check_same_spectrum_units(pred, ref)
     d = _spectral_dim(dim_of, dim)
     pred = on_reference_bins(pred, ref, d)
@@ -562,7 +562,7 @@ def power_spectrum(
             "window='hann' is for the FFT path: the DCT needs no taper (it mirrors the field). "
             "Pass method='fft' with the window, or window=None with the DCT."
         )
-    check_xarray(field, "field")
+    field = check_xarray(field, "field")
     sdims = _spatial_dims(field, dims)
     if len(sdims) not in (1, 2):
         raise ConfigError(f"dims must name one or two spatial dims, got {sdims!r}.")
@@ -698,7 +698,7 @@ def zonal_spectrum(
     >>> round(float(spec.sel(lat=60, zonal_wavenumber=3) / spec.sel(lat=0, zonal_wavenumber=3)), 6)
     0.5
     """
-    check_xarray(field, "field")
+    field = check_xarray(field, "field")
     if lat_dim is None or lon_dim is None:
         ydim, xdim = find_yx_dims(field)
         lat_dim = ydim if lat_dim is None else lat_dim
@@ -877,8 +877,8 @@ def kinetic_energy_spectrum(
     (0.25, 0.25)
     """
     check_option("kind", kind, ("isotropic", "zonal"))
-    check_xarray(u, "u")
-    check_xarray(v, "v")
+    u = check_xarray(u, "u")
+    v = check_xarray(v, "v")
     u, v = align_exact(u, v, names=("u", "v"))
     check_same_units(
         u, v, names=("u", "v"), lead="u and v in different units cannot be added into one energy"
@@ -1291,8 +1291,8 @@ def spread_skill_spectrum(
             "lat_dim / lon_dim name the latitude circles of kind='zonal'; pass kind='zonal' "
             "for a global grid, or dims=... for the isotropic spectrum"
         )
-    check_xarray(fcst, "fcst")
-    check_xarray(obs, "obs")
+    fcst = check_xarray(fcst, "fcst")
+    obs = check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
     _check_spread_members(m, member_dim)
     fcst, obs = align_exact(fcst, obs, names=("fcst", "obs"))

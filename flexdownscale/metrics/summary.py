@@ -17,7 +17,7 @@ import xarray as xr
 from .._keywords import keyword_hints
 from .._stack import user_stacklevel
 from ..errors import MissingVariableError, ShapeError, UndefinedMetricWarning
-from ._utils import align_exact, check_same_units, find_yx_dims
+from ._utils import align_exact, check_same_units, check_xarray, find_yx_dims
 from .deterministic import mae, rfne, rmse
 from .probabilistic import crps_ensemble, ensemble_mean, spread_skill_ratio
 from .spectra import (
@@ -256,6 +256,10 @@ def downscaling_skill(
         When their ``units`` attributes name different units (``K`` and ``degC``).
     GridError
         When the grid's two spatial dims cannot be found (name them with ``dims``).
+    DataError
+        When a Dataset has no data variables (nothing to score), or an input holds arrays
+        that are neither numpy nor dask (pint quantities are read as their magnitudes, with
+        their units as the ``units`` attribute).
 
     Examples
     --------
@@ -273,6 +277,9 @@ def downscaling_skill(
     >>> skill["t2m"]["spread_skill"]  # a deterministic prediction has no spread
     nan
     """
+    # pint quantities as plain arrays with units attributes, and a Dataset without variables
+    # refused here (before its grid is looked for among no dims)
+    pred, truth = check_xarray(pred, "pred"), check_xarray(truth, "truth")
     options: dict[str, Any] = {
         "member_dim": member_dim,
         "dims": dims,

@@ -139,7 +139,7 @@ def area_weights(
     True
     """
     check_option("normalize", normalize, ("mean", "sum", None))
-    check_xarray(grid, "grid", decoded=False)  # its coordinates only
+    grid = check_xarray(grid, "grid", decoded=False, grid=True)  # its coordinates only
     ydim, xdim = find_yx_dims(grid, dims)
     for d in (ydim, xdim):
         if d not in grid.coords:
