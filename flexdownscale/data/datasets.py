@@ -122,7 +122,19 @@ from .grid import (
     normalize_grid,
 )
 from .io import group_advice, require_zarr, store_groups, zarr_consolidated
-from .normalize import Normalizer, Transform, _FitPlan, _no_log1p_hint, auto_transform
+from .normalize import (
+    FAR_SIGMAS,
+    Normalizer,
+    Transform,
+    VariableStats,
+    _fill_advice,
+    _fill_like_values,
+    _FitPlan,
+    _forward,
+    _inf_advice,
+    _no_log1p_hint,
+    auto_transform,
+)
 
 __all__ = [
     "ForecastDataset",
@@ -323,6 +335,9 @@ class _XarraySource(_Source):
         try:
             self.spec = grid_spec(raw, dims=self._dims)
         except GridError as err:
+            grids = _grids_of(raw, variables)
+            if len(grids) > 1:  # naming the dims would leave the other grid's variables out
+                raise GridError(_two_grids_message(label, grids)) from err
             if not _FROM_CONFIG.get() or "dims=" not in str(err):
                 raise
             # a training run names the dims in its [data] table, not with dims=
@@ -350,15 +365,22 @@ class _XarraySource(_Source):
         for name in names:
             v = ds[name]
             if self.spec.x not in v.dims or self.spec.y not in v.dims:
+                grids = _grids_of(ds, names)
+                advice = (
+                    f". {_two_grids_message(label, grids)}"
+                    if len(grids) > 1
+                    else "; leave it out of the variables"
+                )
                 raise DataError(
                     f"variable {name!r} of {label!r} has dims {v.dims}; expected the grid dims "
-                    f"({self.spec.y!r}, {self.spec.x!r})"
+                    f"({self.spec.y!r}, {self.spec.x!r}){advice}"
                 )
             other = [str(d) for d in v.dims if d not in (self.spec.x, self.spec.y)]
             if set(other) != set(sample):
                 raise DataError(
                     f"variables {names[0]!r} and {name!r} of {label!r} have different non-grid "
-                    f"dims ({sample} vs {other}); expected channels that share their dims"
+                    f"dims ({sample} vs {other}); expected channels that share their dims. "
+                    + _dims_fix(ds, {names[0]: sample, name: other}, self.spec.time)
                 )
             if v.dtype.kind not in "iuf":
                 raise DataError(not_real_message(name, label, v.dtype))
@@ -492,6 +514,66 @@ class _XarraySource(_Source):
     def lazy_channels(self, selection: Mapping[str, np.ndarray]) -> xr.Dataset:
         ds = normalize_grid(self._raw(chunks={}), dims=self._dims)
         return ds[list(self.channels)].isel(dict(selection))
+
+
+def _grids_of(ds: xr.Dataset, variables: Sequence[str] | None) -> dict[tuple[str, ...], list[str]]:
+    """The variables of ``ds`` (``variables``, else every one of two dims or more) grouped by
+    their last two dims (the grid they lie on)."""
+    names = list(variables) if variables else [str(n) for n in ds.data_vars]
+    grids: dict[tuple[str, ...], list[str]] = {}
+    for name in names:
+        if name in ds.data_vars and ds[name].ndim >= 2:
+            grids.setdefault(tuple(map(str, ds[name].dims[-2:])), []).append(name)
+    return grids
+
+
+def _two_grids_message(label: str, grids: Mapping[tuple[str, ...], Sequence[str]]) -> str:
+    """Why a Dataset whose variables lie on several grids cannot be trained on, and the fix."""
+    shown = "; ".join(f"{', '.join(map(repr, v))} on {d}" for d, v in grids.items())
+    (first, _), (dims, moved) = list(grids.items())[:2]
+    y, x = first
+    oy, ox = dims
+    return (
+        f"The variables of {label!r} lie on different grids ({shown}): one dataset trains on "
+        f"one grid, and naming its dims (dims=, data.dims) does not help: the variables of "
+        f"the other grid are refused then. Regrid them onto one grid first, e.g. "
+        f"ds[{moved[0]!r}] = ds[{moved[0]!r}].interp({oy}=ds[{y!r}], {ox}=ds[{x!r}])"
+        f".drop_vars([{oy!r}, {ox!r}]) (bilinear; cells outside its grid become NaN), or "
+        f"write each grid's variables to a file of its own and train on them separately"
+    )
+
+
+def _dims_fix(ds: xr.Dataset, dims: Mapping[str, Sequence[str]], time: str | None) -> str:
+    """How to give two variables the same non-grid dims (``dims``: each one's): a variable
+    lacking the time dim is a static field; one with an extra dim (levels) is split into a
+    variable per level."""
+    (a, da), (b, db) = dims.items()
+    for name, own, others in ((a, da, db), (b, db, da)):
+        lacking = [d for d in others if d not in own]
+        if time is not None and time in lacking and set(own) <= set(others):
+            return (
+                f"{name!r} has no {time!r} dim: a static field (a land mask, orography). "
+                "Static fields cannot be conditions today (the model is conditioned on the "
+                "coarse fields of the variables it generates and on a scalar condition only): "
+                f"leave {name!r} out of the variables. Broadcasting it over time "
+                f"(ds[{name!r}] = ds[{name!r}].broadcast_like(ds[{(b if name == a else a)!r}])) "
+                "would make it a channel the model generates, and one that downscaling then "
+                "needs as input"
+            )
+    for name, own, others in ((a, da, db), (b, db, da)):
+        extra = [d for d in own if d not in others]
+        if extra:
+            dim = extra[0]
+            values = np.asarray(ds[dim].values) if dim in ds.coords else np.arange(ds.sizes[dim])
+            first = _shown_label(values[0])
+            return (
+                f"{name!r} has the dim {dim!r} ({ds.sizes[dim]} of them) that the other lacks: "
+                f"make one variable per {dim} and list each, e.g. ds['{name}_{first}'] = "
+                f"ds[{name!r}].sel({dim}={first}, drop=True) for each of {_shown_labels(values[:4])}"
+                f"{' ...' if values.size > 4 else ''} (see Channels and levels in docs/data.md), "
+                f"or train {name!r} on its own (its {dim}s are then samples)"
+            )
+    return "Give the variables the same dims, or train them separately"
 
 
 def _is_store(path: str) -> bool:
@@ -1111,6 +1193,41 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
         )
 
 
+def _warn_repeated_labels(src: _Source, sel: Mapping[str, np.ndarray], split_dim: str) -> None:
+    """Warn when the fields ``sel`` selects from ``src`` repeat labels of ``split_dim`` (its
+    time dim for ``split_dim = "file"``) with the same field at the first repeat (one record
+    written twice into the file: its fields are trained on twice, as with two files that
+    overlap, :func:`_warn_repeated_fields`)."""
+    dim = split_dim if split_dim in src.sample_dims else src.time_dim
+    labels = src.labels(dim) if dim in src.sample_dims else None
+    if labels is None:
+        return
+    positions = np.asarray(sel.get(dim, np.arange(len(labels))))
+    chosen = pd.Index(labels[positions])
+    repeats = chosen.duplicated()
+    if not repeats.any():
+        return
+    first = chosen[repeats][0]
+    pj, pk = (int(p) for p in positions[np.flatnonzero(chosen == first)[:2]])
+
+    def field(pos: int) -> np.ndarray:
+        index = {d: 0 for d in src.sample_dims} | {dim: pos}
+        return src._read_block(index, slice(0, src.ny), slice(0, src.nx))
+
+    if not np.array_equal(field(pj), field(pk), equal_nan=True):
+        return
+    count = int(repeats.sum())
+    warnings.warn(
+        f"{src.where!r} repeats {count} {dim!r} label{'s' if count != 1 else ''} among the "
+        f"fields selected (the first, {_shown_label(first)}, at positions {pj} and {pk} with "
+        "the same field): each repeated field is trained on (and counted in the statistics) "
+        f"twice. Drop the repeats first: ds.drop_duplicates({dim!r}) (for a file, write it "
+        f"that way: xr.open_dataset(path).drop_duplicates({dim!r}).to_netcdf(new_path))",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Splits
 # --------------------------------------------------------------------------------------------
@@ -1151,20 +1268,59 @@ def _label_positions(
                 "axis, numbers for a numbered one)"
             ) from err
     else:
+        if not index.is_unique:
+            repeated = index[index.duplicated()]
+            raise DataError(
+                f"{where}: the {dim!r} labels repeat ({len(repeated)} of them, the first "
+                f"{_shown_label(repeated[0])}), so a list of labels cannot tell which field each "
+                f"names. Drop the repeats first: ds.sortby({dim!r}).drop_duplicates({dim!r}) "
+                f"(for a file, write it that way: xr.open_dataset(path).sortby({dim!r})"
+                f".drop_duplicates({dim!r}).to_netcdf(new_path))"
+            )
         if isinstance(index, pd.DatetimeIndex):
-            try:
-                values = [
-                    pd.Timestamp(v) if isinstance(v, str | np.datetime64) else v for v in values
-                ]
-            except ValueError as err:  # pandas' DateParseError is a ValueError
-                raise DataError(
-                    f"{where}: cannot read {_shown_labels(sel)} as times ({err}); write them "
-                    "as ISO dates or times, e.g. 2019-03-18 or 2019-03-18T06"
-                ) from err
+            return _time_list_positions(index, values, sel, where)
         positions = index.get_indexer(values)
         missing = [v for v, p in zip(sel, positions) if p < 0]
         positions = positions[positions >= 0]
     return np.unique(positions), missing
+
+
+def _time_list_positions(
+    index: pd.DatetimeIndex, values: Sequence[Any], sel: Sequence[Any], where: str
+) -> tuple[np.ndarray, list[Any]]:
+    """Positions of a list of times in ``index``, and the entries that match none. An entry
+    without a time of day (a date ``2019-03-18``, a month ``2019-03``, a year) selects every
+    time within that day, month or year, as ``ds.sel(time="2019-03")`` does; an entry with
+    one (``2019-03-18T06``) selects that time exactly."""
+    found: list[np.ndarray] = []
+    missing: list[Any] = []
+    for value, given in zip(values, sel):
+        try:
+            period = pd.Period(value) if isinstance(value, str) else None
+            stamp = pd.Timestamp(value) if isinstance(value, str | np.datetime64) else value
+        except ValueError as err:  # pandas' DateParseError is a ValueError
+            raise DataError(
+                f"{where}: cannot read {_shown_labels(sel)} as times ({err}); write them "
+                "as ISO dates or times, e.g. 2019-03-18 or 2019-03-18T06"
+            ) from err
+        if period is not None and period.end_time - period.start_time >= pd.Timedelta(hours=23):
+            try:  # a whole day, month or year
+                inside = (index >= period.start_time) & (index <= period.end_time)
+            except TypeError:  # a time zone on the labels: compare as a label
+                inside = None
+            if inside is not None:
+                hits = np.flatnonzero(np.asarray(inside))
+                found.append(hits)
+                if not hits.size:
+                    missing.append(given)
+                continue
+        position = int(index.get_indexer([stamp])[0])
+        if position < 0:
+            missing.append(given)
+        else:
+            found.append(np.array([position]))
+    positions = np.concatenate(found) if found else np.array([], int)
+    return np.unique(positions.astype(int)), missing
 
 
 @keyword_hints
@@ -1545,6 +1701,8 @@ class _FieldDataset(torch.utils.data.Dataset):
                 variables=list(self.variables),
                 transforms=self._fit_transforms,
                 in_config=_FROM_CONFIG.get(),  # messages name data.transforms
+                grids=[self.sources[k].grid_dims for k, sel in enumerate(train) if sel is not None],
+                scope=" in the train split" if self._positions is not None else "",
             )
             transforms = plan.transforms
         elif self.normalizer is not None:
@@ -1571,6 +1729,8 @@ class _FieldDataset(torch.utils.data.Dataset):
                     if auto_transform(data[name]) == "log1p":
                         precip.add(name)
                     a = data[name].isel({ydim: rows, xdim: cols})
+                    if a.chunks is None:  # read once for the reductions below (dask shares)
+                        a = a.compute()
                     null = a.isnull()
                     nan = null.sum((ydim, xdim))
                     # per cell, the (read) fields where it is NaN: in the same reads, this tells
@@ -1587,11 +1747,17 @@ class _FieldDataset(torch.utils.data.Dataset):
                         if transforms.get(name) == "log1p"
                         else None
                     )
-                    per[name] = (nan, low, cells)
+                    # lowest and highest per field: infinite values and fill values
+                    ends = (a.min((ydim, xdim), skipna=True), a.max((ydim, xdim), skipna=True))
+                    per[name] = (nan, low, cells, ends)
                 checks.append(per)
         fitted, computed = dask.compute(plan.lazy if plan is not None else None, checks)
+        if self.nan_fields is not None:
+            self._refuse_unusable(entries, computed, used, None)
         if plan is not None:
             self._use_normalizer(Normalizer(plan.finish(fitted)))
+        if self.nan_fields is not None and self.normalizer is not None:
+            self._refuse_unusable(entries, computed, used, self.normalizer)
         self._split_fields = sum(
             int(np.prod([g.size for g in grid])) if use is None else int(use.sum())
             for (_, grid), use in zip(entries, used or [None] * len(entries))
@@ -1599,6 +1765,71 @@ class _FieldDataset(torch.utils.data.Dataset):
         if self.nan_fields is None:
             return [None] * len(entries)
         return self._judge(entries, computed, used, precip, axes)
+
+    def _refuse_unusable(
+        self,
+        entries: Sequence[tuple[int, list[np.ndarray]]],
+        computed: Sequence[Mapping[str, Any]],
+        used: Sequence[np.ndarray] | None,
+        normalizer: Normalizer | None,
+    ) -> None:
+        """Refuse the split's fields (where items read) that hold infinite values; with a
+        ``normalizer``, those whose lowest or highest value is a fill value (a number of
+        :data:`~flexdownscale.data.normalize.FILL_NUMBERS` or one of at least 1e20) far
+        from the statistics (the train split's, for a validation split: its scores would be
+        NaN or meaningless)."""
+        several = len({k for k, _ in entries}) > 1
+        # per variable: fields, the lowest and highest offending value, the first fields
+        found: dict[str, list[Any]] = {}
+        for i, ((k, grid), per) in enumerate(zip(entries, computed)):
+            src = self.sources[k]
+            shape = [g.size for g in grid]
+            use = np.ones(shape, bool) if used is None else np.asarray(used[i], bool)
+            use = use.ravel()
+            for name in self.variables:
+                lo, hi = (_per_field(v, src, shape).ravel().astype(float) for v in per[name][3])
+                if normalizer is None:
+                    hit = (np.isinf(lo) | np.isinf(hi)) & use
+                    bad = np.concatenate([lo[hit & np.isinf(lo)], hi[hit & np.isinf(hi)]])
+                else:
+                    s = normalizer.stats[name]
+                    bad_lo, bad_hi = (_far_fill(v, s) for v in (lo, hi))
+                    hit = (bad_lo | bad_hi) & use
+                    bad = np.concatenate([lo[hit & bad_lo], hi[hit & bad_hi]])
+                j = np.flatnonzero(hit)
+                if not j.size:
+                    continue
+                entry = found.setdefault(name, [0, math.inf, -math.inf, []])
+                entry[0] += j.size
+                entry[1] = min(entry[1], float(bad.min()))
+                entry[2] = max(entry[2], float(bad.max()))
+                entry[3] += [
+                    self._field_text(src, grid, int(f), several)
+                    for f in j[: _SHOWN - len(entry[3])]
+                ]
+        if not found:
+            return
+        name, (n, low, high, shown) = next(iter(found.items()))
+        fields = f"{n} field{'s' if n != 1 else ''}"
+        if normalizer is None:
+            signs = " and ".join(
+                sign for sign, there in (("-inf", low < 0), ("+inf", high > 0)) if there
+            )
+            raise DataError(
+                f"the {self.split} split holds infinite values: variable {name!r} has {signs} "
+                f"in {fields} at {_listing(shown, n)}. They cannot be normalized (a train "
+                "split's mean and std would be infinite or NaN, a validation split's scores "
+                f"all NaN): {_inf_advice(name)}"
+            )
+        s = normalizer.stats[name]
+        value = f"{low:g}" if low == high else f"values from {low:g} to {high:g}"
+        raise DataError(
+            f"the {self.split} split: variable {name!r} holds {value} in {fields} at "
+            f"{_listing(shown, n)}, far from the statistics it is normalized with ({s.describe(name)}"
+            f"). That looks like a fill value the file does not declare (no _FillValue "
+            "attribute); in a validation split it would leave every score NaN or meaningless. "
+            f"{_fill_advice(name, low, high)}"
+        )
 
     def _judge(
         self,
@@ -1615,11 +1846,7 @@ class _FieldDataset(torch.utils.data.Dataset):
         or cells that change between fields; and whether they are in every field.
         """
 
-        def grid_array(value: Any, src: _Source, shape: list[int]) -> np.ndarray:
-            if isinstance(value, xr.DataArray):
-                value = value.transpose(*src.sample_dims).values
-            return np.asarray(value).reshape(shape)
-
+        grid_array = _per_field
         several = len({k for k, _ in entries}) > 1
         masks: list[np.ndarray | None] = []
         # per variable: fields with NaN, NaN values, labels of the first fields
@@ -1984,9 +2211,9 @@ class _FieldDataset(torch.utils.data.Dataset):
         return self.normalizer.transform_array(x, variables=list(self.variables), channel_axis=0)
 
     def _check_nan(self, block: np.ndarray, src: _Source, sample: Mapping[str, int]) -> None:
-        """Refuse a (C, h, w) block read for an item when it holds NaN (one pass over it), or
-        values <= -1 in a channel normalized with log1p (the last guard: the split's check
-        when it opened finds them first)."""
+        """Refuse a (C, h, w) block read for an item when it holds NaN or infinite values
+        (one pass over it), or values <= -1 in a channel normalized with log1p (the last
+        guard: the split's check when it opened finds them first)."""
         if self.normalizer is not None:
             for c, name in enumerate(self.variables):
                 if self.normalizer.stats[name].transform != "log1p":
@@ -2005,14 +2232,24 @@ class _FieldDataset(torch.utils.data.Dataset):
                         f"ds[{name!r}].clip(min=0)), or normalize without log1p: "
                         f"{_no_log1p_hint(name, self._from_config)}"
                     )
-        if not np.issubdtype(block.dtype, np.floating) or not np.isnan(block.max(initial=0.0)):
+        if not np.issubdtype(block.dtype, np.floating):
             return
-        counts = np.isnan(block).reshape(block.shape[0], -1).sum(axis=1)
-        channel = int(np.flatnonzero(counts)[0])
-        name = self.variables[channel]
+        if np.isfinite(block.max(initial=0.0)) and np.isfinite(block.min(initial=0.0)):
+            return
         where = ", ".join(
             f"{dim}={_label_text(src.labels(dim), pos)}" for dim, pos in sample.items()
         )
+        counts = np.isnan(block).reshape(block.shape[0], -1).sum(axis=1)
+        if not counts.any():  # no NaN: infinite values
+            infs = np.isinf(block).reshape(block.shape[0], -1).sum(axis=1)
+            name = self.variables[int(np.flatnonzero(infs)[0])]
+            raise DataError(
+                f"variable {name!r} has {int(infs[self.variables.index(name)])} infinite value(s) at "
+                f"{where or 'its only field'} of {src.label!r} (in the window this item reads); "
+                f"they cannot be normalized: {_inf_advice(name)}"
+            )
+        channel = int(np.flatnonzero(counts)[0])
+        name = self.variables[channel]
         if len(sample) == 1 and src.spec is not None:
             (dim,) = sample
             select = (
@@ -2151,6 +2388,23 @@ class _FieldDataset(torch.utils.data.Dataset):
         if self.crop == "center":
             return (slots // 2) * step
         return 0
+
+
+def _far_fill(values: np.ndarray, stats: VariableStats) -> np.ndarray:
+    """Where ``values`` are fill values (:data:`~flexdownscale.data.normalize.FILL_NUMBERS`
+    or at least 1e20 in size) that the statistics would normalize to more than
+    :data:`~flexdownscale.data.normalize.FAR_SIGMAS` (or that its transform cannot take)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = (np.asarray(_forward(values, stats.transform), float) - stats.mean) / stats.std
+        return _fill_like_values(values) & ~(np.abs(z) <= FAR_SIGMAS)
+
+
+def _per_field(value: Any, src: _Source, shape: list[int]) -> np.ndarray:
+    """A reduction per field of ``src`` (a DataArray over its sample dims) as an array of
+    ``shape``."""
+    if isinstance(value, xr.DataArray):
+        value = value.transpose(*src.sample_dims).values
+    return np.asarray(value).reshape(shape)
 
 
 def _sentence(text: str) -> str:
@@ -2349,6 +2603,7 @@ class SuperResolutionDataset(_FieldDataset):
             if ny < factor or nx < factor:
                 raise ShapeError(f"field {(src.ny, src.nx)} is smaller than the factor {factor}")
             _warn_period_not_divisible(src, factor)
+            _warn_repeated_labels(src, sel, split_dim)
             entries.append(_Entry(k, self._sample_grid(src, sel)))
         bad = self._open_split(
             [(e.k, e.grid) for e in entries], [self._region(self.sources[e.k]) for e in entries]

@@ -219,6 +219,115 @@ def _no_log1p_hint(name: str, in_config: bool) -> str:
     return f"transforms={{{name!r}: 'none'}}"
 
 
+#: Numbers that files write for "no value" without declaring them (no ``_FillValue``): -9999,
+#: -999, the int16 fills -32767 and -32768, netCDF's default fill of floats and doubles
+#: (9.96921e36) and the 1e20 / 1e30 of climate models. With the float32 spelling of each.
+FILL_NUMBERS = tuple(
+    sorted(
+        {
+            float(t(v))
+            for v in (-9999.0, -999.0, -32767.0, -32768.0, 9.969209968386869e36, 1e20, 1e30)
+            for t in (np.float64, np.float32)
+        }
+    )
+)
+#: The negative ones are at or below this: data with no value at or below it (and none at or
+#: above :data:`HUGE_VALUE`) hold none of them, and the screen needs no second pass.
+_LOWEST_FILL = max(v for v in FILL_NUMBERS if v < 0)
+#: Values at least this large (in absolute value) are taken for fill values too: no field the
+#: package downscales has them (a column of ozone in molecules cm-2 stays near 1e19).
+HUGE_VALUE = 1e20
+#: A fill-like value lies further than this many standard deviations of the other values from
+#: their mean (ERA5 t2m: -9999 is 2000 of them away, -999 some 250).
+FAR_SIGMAS = 20.0
+#: A value repeated in the same cells needs at least this many fields to count as a mask.
+MASK_FIELDS = 10
+#: Warn when one value carries more than this share of a variable's variance (the ambiguous
+#: case: a glitch or a fill value of a number of its own, or a real extreme) ...
+DOMINANT_SHARE = 0.25
+#: ... in data of at least this many values (a few values may share the variance naturally).
+DOMINANT_MIN_VALUES = 1000
+
+
+def _fill_like(x: xr.DataArray) -> xr.DataArray:
+    """Where ``x`` is finite and one of :data:`FILL_NUMBERS` or at least :data:`HUGE_VALUE`."""
+    finite = np.isfinite(x)
+    return finite & (x.isin(FILL_NUMBERS) | (abs(x) >= HUGE_VALUE))
+
+
+def _fill_like_values(values: np.ndarray) -> np.ndarray:
+    """:func:`_fill_like` of a numpy array."""
+    values = np.asarray(values, float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.isin(values, FILL_NUMBERS) | (abs(values) >= HUGE_VALUE))
+
+
+def _fill_fix(name: str, low: float, high: float) -> str:
+    """Code that marks the fill values ``low`` .. ``high`` of ``name`` missing."""
+    v = f"ds[{name!r}]"
+    if low == high:
+        return f"{v} = {v}.where({v} != {_written(low)})"
+    if min(abs(low), abs(high)) >= HUGE_VALUE:
+        return f"{v} = {v}.where(abs({v}) < {HUGE_VALUE:g})"
+    pair = f"[{_written(low)}, {_written(high)}]"
+    return f"{v} = {v}.where(~{v}.isin({pair}) & (abs({v}) < {HUGE_VALUE:g}))"
+
+
+def _written(value: float) -> str:
+    """``value`` as short as it can be written and still compare equal to it, in float64 or
+    (the spelling of a float32 fill such as 1e30) in float32: ``-9999``, ``1e+30``."""
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) == value or float(np.float32(float(text))) == value:
+            return text
+    return repr(value)
+
+
+def _fill_advice(name: str, low: float, high: float) -> str:
+    """How to mark undeclared fill values missing (they become NaN, refused or dropped as
+    ``nan_fields`` says)."""
+    return (
+        f"Mark them missing before training: {_fill_fix(name, low, high)} (they become NaN, "
+        f"refused or left out as data.nan_fields says), or set the variable's _FillValue "
+        f"attribute in the file to {low:g} (in the variable's type) and reopen it"
+    )
+
+
+def _inf_advice(name: str) -> str:
+    """How to turn ``name``'s infinite values into NaN."""
+    return (
+        f"replace them: ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}])) (they "
+        "become NaN, refused or left out as data.nan_fields says), or fix the data's source"
+    )
+
+
+def _far(value: float, mean: float, std: float) -> bool:
+    """Whether ``value`` lies more than :data:`FAR_SIGMAS` ``std`` from ``mean``."""
+    if not math.isfinite(value):
+        return True
+    return abs(value - mean) > FAR_SIGMAS * std if std > 0 else value != mean
+
+
+def _cells_text(cells: np.ndarray, coords: tuple[Any, Any] | None) -> str:
+    """Where the True cells of a (y, x) mask lie: their coordinates, else rows and columns."""
+    rows, cols = np.nonzero(cells)
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+    def span(word: str, a: int, b: int) -> str:
+        return f"{word} {a}" if a == b else f"{word}s {a}-{b}"
+
+    if coords is None:
+        return f"{span('row', r0, r1)}, {span('column', c0, c1)}"
+    (ydim, ys), (xdim, xs) = coords
+
+    def at(dim: str, values: np.ndarray, a: int, b: int) -> str:
+        if a == b:
+            return f"{dim} {float(values[a]):g}"
+        return f"{dim} {float(values[a]):g} to {float(values[b]):g}"
+
+    return f"{at(ydim, ys, r0, r1)}, {at(xdim, xs, c0, c1)}"
+
+
 def _forward(x: Any, transform: str) -> Any:
     if transform == "log1p":
         return torch.log1p(x) if isinstance(x, torch.Tensor) else np.log1p(x)
@@ -657,6 +766,17 @@ class _FitPlan:
 
     Split from :meth:`Normalizer.fit` so that a caller can compute them in one pass together with
     reductions of its own over the same data (the training datasets check for NaN there).
+    ``grids``: the (y, x) grid dims of each dataset (default: found from its coordinates, else
+    a variable's last two dims), over which the screen for fill values counts cells;
+    ``scope``: where the data come from, for the messages (``" in the train split"``).
+
+    Besides the statistics, the same pass screens each variable for values that would make
+    them meaningless: infinite values, and fill values the file does not declare (a number of
+    :data:`FILL_NUMBERS` or one of at least :data:`HUGE_VALUE`, further than
+    :data:`FAR_SIGMAS` standard deviations from the other values; or one value held in the
+    same cells at every one of at least :data:`MASK_FIELDS` fields as far from the rest) are
+    refused; one value carrying more than :data:`DOMINANT_SHARE` of the variance is warned
+    about.
     """
 
     def __init__(
@@ -666,6 +786,8 @@ class _FitPlan:
         variables: Sequence[str] | None,
         transforms: Mapping[str, Transform] | Literal["auto"],
         in_config: bool = False,
+        grids: Sequence[tuple[str, str] | None] | None = None,
+        scope: str = "",
     ) -> None:
         datasets = [data] if isinstance(data, xr.Dataset | xr.DataArray) else list(data)
         if not datasets:
@@ -693,9 +815,20 @@ class _FitPlan:
                         f"{sorted(map(str, ds.data_vars))}"
                     )
         chosen = self.transforms
+        self.scope = scope
         lazy = []
-        for ds in datasets:
+        #: per dataset and variable: the float64 values and their (y, x) grid dims (None when
+        #: unknown), for the second pass of the screen (:func:`_screen`), and how many fields
+        self.values: list[dict[str, tuple[xr.DataArray, tuple[str, str] | None]]] = []
+        self.fields: list[dict[str, int]] = []
+        #: per dataset: the (y, x) coordinates of the grid, for the messages
+        self.coords: list[tuple[Any, Any] | None] = []
+        for k, ds in enumerate(datasets):
             per = {}
+            grid = grids[k] if grids is not None else _grid_dims_of(ds)
+            self.coords.append(_grid_coords(ds, grid))
+            self.values.append({})
+            self.fields.append({})
             for name in names:
                 x = ds[name]
                 if not np.issubdtype(x.dtype, np.number):
@@ -703,12 +836,22 @@ class _FitPlan:
                 x = x.astype(np.float64)
                 # values outside the transform's domain are reported below, not warned about here
                 t = _forward(x.where(x > -1) if chosen[name] == "log1p" else x, chosen[name])
+                here = grid if grid is not None and all(d in x.dims for d in grid) else None
+                if here is None and x.ndim >= 3:
+                    here = (str(x.dims[-2]), str(x.dims[-1]))
+                sample = [d for d in x.dims if here is not None and d not in here]
+                self.values[-1][name] = (x, here)
+                self.fields[-1][name] = int(np.prod([x.sizes[d] for d in sample]))
+
+                # count, lowest and highest per cell (over the fields): the screen for a value
+                # held in the same cells reads them, and their totals are the variable's
+                cell, order = (sample, here) if sample else (None, None)
                 per[name] = (
-                    x.count(),
-                    x.min(skipna=True),
+                    _arranged(x.count(cell), order),
+                    _arranged(x.min(cell, skipna=True), order),
                     t.mean(skipna=True),
                     t.var(skipna=True),
-                    x.max(skipna=True),
+                    _arranged(x.max(cell, skipna=True), order),
                 )
             lazy.append(per)
         self.names = names
@@ -723,9 +866,11 @@ class _FitPlan:
             n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
             lowest, highest = math.inf, -math.inf
             for per in computed:
-                count, low, mean, var, high = (float(v) for v in per[name])
+                count = float(np.sum(per[name][0]))
                 if count == 0:
                     continue
+                low, high = (float(np.nanmin(per[name][1])), float(np.nanmax(per[name][4])))
+                mean, var = float(per[name][2]), float(per[name][3])
                 lowest = min(lowest, low)
                 highest = max(highest, high)
                 delta = mean - mean_tot
@@ -734,7 +879,19 @@ class _FitPlan:
                 m2_tot += var * count + delta * delta * n_tot * count / n_new
                 n_tot = n_new
             if n_tot == 0:
-                raise DataError(f"variable {name!r} is all NaN; cannot fit statistics")
+                raise DataError(
+                    f"variable {name!r} is all NaN{self.scope}; cannot fit statistics"
+                    + (
+                        " on it: choose a train split where it has values, or leave it out of "
+                        "the variables"
+                        if self.scope
+                        else ""
+                    )
+                )
+            if lowest <= _LOWEST_FILL or highest >= HUGE_VALUE:
+                # infinite or fill-like values may be there: look closer (a second pass)
+                (screens,) = dask.compute([_screen(*per[name]) for per in self.values])
+                self._screen_values(name, screens)
             if chosen[name] == "log1p" and lowest <= -1:
                 raise DataError(
                     f"variable {name!r} has values down to {lowest:g}; log1p needs values > -1. "
@@ -742,6 +899,8 @@ class _FitPlan:
                     f"ds[{name!r}].clip(min=0)), or normalize it without log1p: "
                     f"{_no_log1p_hint(name, self.in_config)}"
                 )
+            for k, per in enumerate(computed):
+                self._screen_mask(name, k, per[name], (n_tot, mean_tot, m2_tot))
             std = math.sqrt(m2_tot / n_tot)
             if not std > 0:
                 raise DataError(
@@ -756,6 +915,7 @@ class _FitPlan:
                     f"be normalized. Drop it from the variables"
                 )
             units = self.units[name]
+            self._warn_dominant(name, chosen[name], n_tot, mean_tot, std, lowest, highest)
             if chosen[name] == "log1p" and _too_small_for_log1p(units, mean_tot, std, highest):
                 self._warn_small(name, units, mean_tot, std, highest)
             stats[name] = VariableStats(
@@ -765,6 +925,132 @@ class _FitPlan:
                 units=None if units is None else str(units),
             )
         return stats
+
+    def _screen_values(self, name: str, screens: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse infinite values and undeclared fill values of ``name`` (the screen's
+        reductions of each dataset, see :func:`_screen`)."""
+        infs = sum(int(sc["inf"]) for sc in screens)
+        if infs:
+            raise DataError(
+                f"variable {name!r} holds {infs} infinite value{'s' if infs != 1 else ''} "
+                f"(+inf or -inf){self.scope}; they cannot be normalized (its mean and std would "
+                f"be infinite or NaN): {_inf_advice(name)}"
+            )
+        n, mean, m2 = _pooled([sc["clean"] for sc in screens])
+        fills = sum(int(sc["fill"]) for sc in screens)
+        if n == 0 or not fills:
+            return  # no fill-like values, or nothing else to compare them with
+        std = math.sqrt(m2 / n)
+        low = min(float(sc["fill_low"]) for sc in screens)
+        high = max(float(sc["fill_high"]) for sc in screens)
+        if _far(low, mean, std) or _far(high, mean, std):
+            k = next(k for k, sc in enumerate(screens) if int(sc["fill"]))
+            where = ""
+            if "cell_fill" in screens[k]:
+                where = self._where(name, k, np.asarray(screens[k]["cell_fill"]))
+            value = f"{low:g}" if low == high else f"values from {low:g} to {high:g}"
+            away = max(abs(low - mean), abs(high - mean))
+            self._refuse_fill(name, value, fills, where, (mean, std, away), low, high)
+
+    def _screen_mask(
+        self, name: str, k: int, cells: Sequence[Any], moments: tuple[float, float, float]
+    ) -> None:
+        """Refuse one value held in the same cells at every field of dataset ``k`` (at least
+        :data:`MASK_FIELDS` of them) when it lies far from the other values (as transformed:
+        ``moments`` are the count, mean and summed squared deviations of all of them).
+        ``cells``: the dataset's count, lowest, -, -, highest per cell."""
+        fields = self.fields[k][name]
+        lo, hi = np.asarray(cells[1]), np.asarray(cells[4])
+        if fields < MASK_FIELDS or lo.ndim != 2:
+            return
+        held = (np.asarray(cells[0]) == fields) & (lo == hi)
+        if not held.any():
+            return
+        values = np.asarray(_forward(lo[held], self.transforms[name]), float)
+        n, mean, m2 = moments
+        n1 = fields * values.size
+        m1 = float(values.mean())
+        rest = n - n1
+        if rest < 0.1 * n:  # hardly anything else: a static field, not a mask
+            return
+        rest_mean = (n * mean - n1 * m1) / rest
+        rest_m2 = m2 - fields * float(((values - m1) ** 2).sum())
+        rest_m2 -= (rest_mean - m1) ** 2 * n1 * rest / n
+        rest_std = math.sqrt(max(rest_m2, 0.0) / rest)
+        far = [v for v in np.unique(values) if _far(float(v), rest_mean, rest_std)]
+        if not far:
+            return
+        chosen = max(far, key=lambda v: int((values == v).sum()))
+        value = float(lo[held][values == chosen][0])  # as the data hold it
+        where = self._where(name, k, np.where(held & (lo == value), fields, 0))
+        space = " (their log1p)" if self.transforms[name] == "log1p" else ""
+        count = int((held & (lo == value)).sum()) * fields
+        away = abs(float(chosen) - rest_mean)
+        self._refuse_fill(
+            name, f"{value:g}", count, where, (rest_mean, rest_std, away), value, value, space
+        )
+
+    def _where(self, name: str, k: int, counts: np.ndarray) -> str:
+        """Where the cells with ``counts > 0`` (fields per cell) of dataset ``k`` lie."""
+        cells = counts > 0
+        fields = self.fields[k][name]
+        every = bool(np.all(counts[cells] == fields))
+        how = f"each at every one of {fields} fields" if every else "in some fields only"
+        return (
+            f"; in {int(cells.sum())} of {cells.size} cells, {how} ("
+            f"{_cells_text(cells, self.coords[k])})"
+        )
+
+    def _refuse_fill(
+        self,
+        name: str,
+        value: str,
+        count: int,
+        where: str,
+        others: tuple[float, float, float],
+        low: float,
+        high: float,
+        space: str = "",
+    ) -> None:
+        """Refuse the fill ``value`` (text; the values ``low`` .. ``high``), ``others``: the
+        mean and std of the other values (of their log1p with ``space``) and how far from that
+        mean the fill lies."""
+        mean, std, away = others
+        apart = f"{away / std:.3g} std away" if std > 0 else "the others are constant"
+        raise DataError(
+            f"variable {name!r} holds {value} in {count} value{'s' if count != 1 else ''}"
+            f"{self.scope}{where}, far from its other values{space} (mean {mean:.6g}, std "
+            f"{std:.4g}: {apart}). That looks like a fill value the file does not declare (no "
+            f"_FillValue attribute), and it would swamp the normalization (the model would "
+            f"learn the fill, not the field). {_fill_advice(name, low, high)}"
+        )
+
+    def _warn_dominant(
+        self,
+        name: str,
+        transform: Transform,
+        n: float,
+        mean: float,
+        std: float,
+        lowest: float,
+        highest: float,
+    ) -> None:
+        """Warn when one value carries more than :data:`DOMINANT_SHARE` of the variance."""
+        if n < DOMINANT_MIN_VALUES:
+            return
+        value = max((lowest, highest), key=lambda v: abs(float(_forward(v, transform)) - mean))
+        share = (float(_forward(value, transform)) - mean) ** 2 / (n * std**2)
+        if share <= DOMINANT_SHARE:
+            return
+        space = " (of its log1p values)" if transform == "log1p" else ""
+        warnings.warn(
+            f"variable {name!r}{self.scope}: one value, {value:g}, carries {share:.0%} of its "
+            f"variance{space} among {int(n)} values, so the fitted std ({std:.4g}) measures "
+            f"it, not the field. A fill value or a glitch? If it is not real, mark it missing "
+            f"before training ({_fill_fix(name, value, value)}); a real extreme can stay",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     def _warn_small(self, name: str, units: Any, mean: float, std: float, highest: float) -> None:
         """Say that log1p is nearly the identity on ``name``'s values (they are too small)."""
@@ -784,6 +1070,64 @@ class _FitPlan:
             FlexDownscaleWarning,
             stacklevel=user_stacklevel(),
         )
+
+
+def _screen(x: xr.DataArray, grid: tuple[str, str] | None) -> dict[str, Any]:
+    """Lazy reductions of ``x`` (float64) for the second pass of :class:`_FitPlan`'s screen,
+    run when its lowest or highest value may be infinite or a fill: how many infinite values;
+    fill-like values (:func:`_fill_like`: how many, the lowest and highest, and with a ``grid``
+    how many per cell); count, mean and variance of the other finite values."""
+    fill = _fill_like(x)
+    clean = x.where(np.isfinite(x) & ~fill)
+    out: dict[str, Any] = {
+        "inf": (x.notnull() & ~np.isfinite(x)).sum(),
+        "fill": fill.sum(),
+        "fill_low": x.where(fill, np.inf).min(),
+        "fill_high": x.where(fill, -np.inf).max(),
+        "clean": (clean.count(), clean.mean(skipna=True), clean.var(skipna=True)),
+    }
+    sample = [d for d in x.dims if grid is not None and d not in grid]
+    if grid is not None and sample:
+        out["cell_fill"] = fill.sum(sample).transpose(*grid)
+    return out
+
+
+def _arranged(r: xr.DataArray, grid: tuple[str, str] | None) -> xr.DataArray:
+    """``r`` with its dims in ``grid`` order (as it is without a grid)."""
+    return r.transpose(*grid) if grid is not None else r
+
+
+def _pooled(parts: Sequence[Sequence[Any]]) -> tuple[float, float, float]:
+    """Count, mean and sum of squared deviations pooled from (count, mean, variance) parts."""
+    n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
+    for count, mean, var in ((float(c), float(m), float(v)) for c, m, v in parts):
+        if count == 0:
+            continue
+        delta = mean - mean_tot
+        n_new = n_tot + count
+        mean_tot += delta * count / n_new
+        m2_tot += var * count + delta * delta * n_tot * count / n_new
+        n_tot = n_new
+    return n_tot, mean_tot, m2_tot
+
+
+def _grid_dims_of(ds: xr.Dataset) -> tuple[str, str] | None:
+    """The (y, x) dims of ``ds`` when its coordinates tell them, else ``None``."""
+    try:
+        axes = find_axes(ds)
+    except GridError:
+        return None
+    return (axes.y, axes.x)
+
+
+def _grid_coords(ds: xr.Dataset, grid: tuple[str, str] | None) -> tuple[Any, Any] | None:
+    """``((ydim, y values), (xdim, x values))`` when both are numeric coordinates, else None."""
+    if grid is None or not all(d in ds.coords for d in grid):
+        return None
+    values = [np.asarray(ds[d].values) for d in grid]
+    if not all(np.issubdtype(v.dtype, np.number) for v in values):
+        return None
+    return ((grid[0], values[0]), (grid[1], values[1]))
 
 
 def _check_input(da: xr.DataArray, name: str, stats: VariableStats, forward: bool) -> None:
