@@ -190,6 +190,27 @@ def downscaler() -> Downscaler:
     )
 
 
+def test_the_normalizer_reads_pint_units():
+    """Normalizer.fit / transform / inverse_transform of quantities: the same statistics and
+    values as for the plain field with a units attribute; a Celsius quantity against kelvin
+    statistics is the conversion UnitsError (it failed with pint's "Cannot compare
+    PlainQuantity and float", and fit took Celsius magnitudes without their units)."""
+    plain = _field()
+    fitted = data.Normalizer.fit(_quantity(plain, "K"))
+    reference = data.Normalizer.fit(plain)
+    assert fitted.stats["t2m"] == reference.stats["t2m"]
+    assert fitted.stats["t2m"].units == "K"
+    forward = fitted.transform(_quantity(plain, "K"))
+    xr.testing.assert_identical(forward, reference.transform(plain))
+    back = fitted.inverse_transform(forward)
+    xr.testing.assert_allclose(back, plain)
+    with pytest.raises(UnitsError, match="degC"):
+        fitted.transform(_quantity(plain - 273.15, "degC"))
+    named = plain.rename("latitude").assign_coords(latitude=LAT)
+    with pytest.raises(DataError, match=r"da\.rename\('t2m'\)"):
+        data.Normalizer.fit(named)
+
+
 def test_the_downscaler_reads_pint_units(downscaler):
     coarse = data.degrade(_field(), 4)
     expected = downscaler(coarse, seed=0)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._duck import plain_arrays
 from .._stack import user_stacklevel
 from ..errors import (
     ConfigError,
@@ -448,6 +449,9 @@ class Normalizer:
     # -- xarray -------------------------------------------------------------------------------
 
     def _apply_xr(self, obj: XrObj, forward: bool, variables: Sequence[str] | None) -> XrObj:
+        if isinstance(obj, xr.DataArray | xr.Dataset):  # pint quantities: magnitudes + units
+            obj = plain_arrays(obj, "the data")
+
         def one(da: xr.DataArray, name: str) -> xr.DataArray:
             s = self.stats[name]
             _check_input(da, name, s, forward)
@@ -1295,8 +1299,18 @@ def _default_variables(ds: xr.Dataset) -> list[str]:
 
 
 def _as_dataset(obj: XrObj) -> xr.Dataset:
+    """``obj`` (an input of :meth:`Normalizer.fit`) as a Dataset of numpy or dask arrays (pint
+    quantities taken as their magnitudes with ``units`` attributes: :func:`plain_arrays`)."""
+    if isinstance(obj, xr.DataArray | xr.Dataset):
+        obj = plain_arrays(obj, "the data")
     if isinstance(obj, xr.Dataset):
         return obj
     if obj.name is None:
         raise DataError("a DataArray passed to Normalizer.fit needs a name (da.rename('t2m'))")
+    if obj.name in obj.coords:
+        raise DataError(
+            f"the DataArray passed to Normalizer.fit is named {str(obj.name)!r}, as one of its "
+            "coordinates, so it cannot be a variable of a Dataset; name it after the variable "
+            "it holds: da.rename('t2m')"
+        )
     return obj.to_dataset()
