@@ -160,16 +160,20 @@ class DiffusionConfig(_Section):
         trains) and L2 for ``flow`` and ``idff``, whose velocity and score are conditional
         means (an L1 fit gives conditional medians).
     logsnr_min : float, default -20.0
-        Smallest log-SNR of the cosine schedule (``vp``; the noise end), below ``logsnr_max``.
+        Smallest log-SNR of the cosine schedule (``vp``; the noise end): finite, below
+        ``logsnr_max`` and ``>= -1400`` (the schedule overflows below about -1419).
     logsnr_max : float, default 20.0
-        Largest log-SNR of the cosine schedule (``vp``; the data end).
+        Largest log-SNR of the cosine schedule (``vp``; the data end), finite.
     shift : float, default 1.0
-        Shift of the cosine schedule (``vp``), > 0: moves the whole log-SNR curve by
-        ``-2 log(shift)`` (1: no shift).
+        Shift of the cosine schedule (``vp``): moves the whole log-SNR curve by
+        ``-2 log(shift)`` (1: no shift); finite, between ``exp(logsnr_min / 2)`` and
+        ``exp(logsnr_max / 2)``, so that the shifted curve still runs from data (> 0) to noise
+        (< 0). The samplers' grid is uniform in ``t``: a shift needs about ``shift`` times the
+        steps for the same accuracy (``docs/diffusion.md``).
     base : {"gaussian", "coarse_plus_noise"}, default "gaussian"
         Flow-matching (and IDFF) base distribution: ``"gaussian"`` or ``"coarse_plus_noise"``.
     base_sigma : float, default 0.1
-        Noise level ``s`` of the coarse-plus-noise base (normalised units), > 0.
+        Noise level ``s`` of the coarse-plus-noise base (normalised units), in [1e-6, 1e6].
     t_min : float, default 1e-4
         Start of the time interval for flow-matching and IDFF training and sampling (the
         noise end), with ``0 <= t_min < t_max <= 1`` (IDFF: ``0 < t_min``).
@@ -178,9 +182,10 @@ class DiffusionConfig(_Section):
     loss_scale : float, default 1.0
         Multiplies the per-sample loss, finite and > 0 (the MHD trainer uses 100).
     idff_sigma : float, default 0.2
-        Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``), > 0.
+        Bridge noise level ``sigma`` of IDFF (``sigma_t = sigma sqrt(t (1 - t))``), in
+        [1e-6, 1e6].
     idff_c : float, default 0.01
-        Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting, > 0.
+        Regulariser ``c`` of IDFF's ``1 / (1 - t + c)`` weighting, finite and > 0.
 
     Examples
     --------
@@ -212,6 +217,11 @@ class DiffusionConfig(_Section):
 class SamplerConfig(_Section):
     """Sampling defaults stored with a model.
 
+    The ranges are checked where the values are used, as for the other sections: by
+    :class:`TrainConfig`, :func:`check_model_ranges` (a model folder's ``config.json`` when it
+    is saved or loaded) and the samplers, not when a ``SamplerConfig`` is built (a run folder
+    saved before a check existed must still load, to be fixed).
+
     Attributes
     ----------
     sampler : {"ddim", "euler", "heun", "sde", "idff"}, default "ddim"
@@ -221,13 +231,15 @@ class SamplerConfig(_Section):
     eta : float, default 0.0
         DDIM stochasticity in [0, 1] (0 is deterministic DDIM, 1 ancestral).
     delta : float, default 0.0
-        SDE Langevin strength in units of the path's noise variance (stable for
-        ``delta * step < 2``), >= 0; 0 reduces to the probability-flow ODE.
+        SDE Langevin strength in units of the path's noise variance, >= 0; 0 reduces to the
+        probability-flow ODE. Accurate for ``delta * step <= 0.5`` (the sampler warns above;
+        unstable from 2).
     g1 : float, default 0.0
         IDFF Langevin knob gamma1 (noise and score term added to the bridge's
         probability-flow ODE), >= 0; ``g1 = g2 = 0`` is Euler on the bridge ODE.
     g2 : float, default 0.0
-        IDFF momentum knob gamma2 (weight of the second-order Taylor term of a step), >= 0.
+        IDFF momentum knob gamma2 (weight of the second-order Taylor term of a step), >= 0;
+        the sampler warns above 1.5.
 
     Examples
     --------
@@ -770,25 +782,141 @@ def _check_model(model: ModelConfig) -> None:
         )
 
 
+#: The smallest ``logsnr_min`` of the cosine schedule: it takes ``exp(-logsnr_min / 2)``, which
+#: overflows below about -1419 (an untyped ``OverflowError`` at the first sample).
+_LOGSNR_FLOOR = -1400.0
+
+#: The range of the noise levels ``base_sigma`` and ``idff_sigma`` (normalised units, in which the
+#: data have a scale of about 1): the scores divide by their squares, which under- or overflow far
+#: outside it (``base_sigma = inf`` gave NaN losses, 1e-300 infinite scores).
+_NOISE_LEVEL_RANGE = (1e-6, 1e6)
+
+
+def _finite_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool) that is finite."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _vp_schedule_problem(
+    logsnr_min: float, logsnr_max: float, shift: float, prefix: str = ""
+) -> str | None:
+    """What is wrong with the settings of a cosine log-SNR schedule, or ``None``.
+
+    Every value must be finite (``shift = inf`` trained a network on pure noise whose DDIM samples
+    were NaN), ``logsnr_min < logsnr_max``, ``logsnr_min >= _LOGSNR_FLOOR`` (else the schedule
+    overflows), ``shift > 0``, and the shifted log-SNR, ``logsnr - 2 log(shift)``, must still run
+    from data (``> 0`` at ``t = 0``) to noise (``< 0`` at ``t = 1``), which bounds ``shift`` to
+    ``(exp(logsnr_min / 2), exp(logsnr_max / 2))``: ``shift = 1e-300`` left no noise to sample
+    from.
+
+    Parameters
+    ----------
+    logsnr_min, logsnr_max, shift : float
+        The schedule's settings (:class:`DiffusionConfig`).
+    prefix : str, default ""
+        Put before each name in the message (``"diffusion."`` for a configuration).
+
+    Returns
+    -------
+    str or None
+        The message of the first problem (what was found and the range expected), or ``None``.
+
+    Examples
+    --------
+    >>> _vp_schedule_problem(-20.0, 20.0, 1.0) is None
+    True
+    >>> _vp_schedule_problem(-20.0, 20.0, float("inf"))
+    'shift = inf is out of range; expected a finite number > 0 (1: no shift)'
+    """
+    values = {"logsnr_min": logsnr_min, "logsnr_max": logsnr_max, "shift": shift}
+    for key, value in values.items():
+        if not _finite_number(value):
+            expected = (
+                "a finite number > 0 (1: no shift)"
+                if key == "shift"
+                else "a finite number (the defaults are -20 and 20)"
+            )
+            return f"{prefix}{key} = {value!r} is out of range; expected {expected}"
+    if not logsnr_min < logsnr_max:
+        return (
+            f"{prefix}logsnr_min = {logsnr_min!r} must be below {prefix}logsnr_max = "
+            f"{logsnr_max!r} (the defaults are -20 and 20)"
+        )
+    if logsnr_min < _LOGSNR_FLOOR:
+        return (
+            f"{prefix}logsnr_min = {logsnr_min!r} is out of range; expected >= {_LOGSNR_FLOOR:g} "
+            "(the schedule takes exp(-logsnr_min / 2), which overflows below about -1419; -20, "
+            "the default, already leaves no signal at t = 1)"
+        )
+    if not shift > 0:
+        return f"{prefix}shift = {shift!r} is out of range; expected a number > 0 (1: no shift)"
+    low, high = math.exp(0.5 * logsnr_min), math.exp(0.5 * logsnr_max)
+    if not low < shift < high:
+        return (
+            f"{prefix}shift = {shift!r} is out of range for {prefix}logsnr_min = {logsnr_min!r} "
+            f"and {prefix}logsnr_max = {logsnr_max!r}; expected a number between "
+            f"exp(logsnr_min / 2) = {low:.3g} and exp(logsnr_max / 2) = {high:.3g}, where the "
+            "shifted log-SNR, logsnr - 2 log(shift), still runs from data (> 0 at t = 0) to "
+            "noise (< 0 at t = 1)"
+        )
+    b = math.atan(math.exp(-0.5 * logsnr_max))
+    if not math.atan(math.exp(-0.5 * logsnr_min)) - b > 0:
+        return (
+            f"{prefix}logsnr_min = {logsnr_min!r} and {prefix}logsnr_max = {logsnr_max!r} give "
+            "the same schedule angle in float64 (both far below -70); expected a wider range, "
+            "e.g. the defaults -20 and 20"
+        )
+    return None
+
+
+def _noise_level_problem(key: str, value: Any, default: float) -> str | None:
+    """What is wrong with a noise level (``base_sigma``, ``idff_sigma``), or ``None``: it must be
+    a finite number in :data:`_NOISE_LEVEL_RANGE` (``key`` names it in the message).
+
+    >>> _noise_level_problem("base_sigma", float("inf"), 0.1)[:60]
+    'base_sigma = inf is out of range; expected a finite number i'
+    """
+    low, high = _NOISE_LEVEL_RANGE
+    if _finite_number(value) and low <= value <= high:
+        return None
+    return (
+        f"{key} = {value!r} is out of range; expected a finite number in [{low:g}, {high:g}] "
+        f"(normalised units, in which the data have a scale of about 1; the default is "
+        f"{default:g})"
+    )
+
+
+def _positive_finite_problem(key: str, value: Any, meaning: str) -> str | None:
+    """What is wrong with a setting that must be a finite number > 0 (``loss_scale``,
+    ``idff_c``), or ``None``; ``meaning`` ends the message (what the setting does)."""
+    if _finite_number(value) and value > 0:
+        return None
+    return f"{key} = {value!r} is out of range; expected a finite number > 0 ({meaning})"
+
+
 def _check_diffusion(diffusion: DiffusionConfig) -> None:
     """``[diffusion]`` values the objective refuses when it is built (with bare names, after the
     data had loaded): checked when the configuration is built, naming ``diffusion.<key>``. Only
     the values the chosen objective uses, with the ranges of
-    :func:`flexdownscale.diffusion.build_objective`."""
-    if not (math.isfinite(diffusion.loss_scale) and diffusion.loss_scale > 0):
-        raise _out_of_range(
-            "diffusion.loss_scale",
-            diffusion.loss_scale,
-            "a finite number > 0 (it multiplies the loss; 1 leaves it as it is)",
-        )
+    :func:`flexdownscale.diffusion.build_objective` (finite: ``inf`` used to pass ``> 0`` and
+    train or sample garbage silently)."""
+    problem = _positive_finite_problem(
+        "diffusion.loss_scale",
+        diffusion.loss_scale,
+        "it multiplies the loss; 1 leaves it as it is",
+    )
+    if problem:
+        raise ConfigError(problem)
     if diffusion.objective == "vp":
-        if not diffusion.logsnr_min < diffusion.logsnr_max:
-            raise ConfigError(
-                f"diffusion.logsnr_min = {diffusion.logsnr_min!r} must be below "
-                f"diffusion.logsnr_max = {diffusion.logsnr_max!r} (the defaults are -20 and 20)"
-            )
-        if not diffusion.shift > 0:
-            raise _out_of_range("diffusion.shift", diffusion.shift, "a number > 0 (1: no shift)")
+        problem = _vp_schedule_problem(
+            diffusion.logsnr_min, diffusion.logsnr_max, diffusion.shift, "diffusion."
+        )
+        if problem:
+            raise ConfigError(problem)
         return
     t_min, t_max = diffusion.t_min, diffusion.t_max
     if not 0.0 <= t_min < t_max <= 1.0:
@@ -796,21 +924,20 @@ def _check_diffusion(diffusion: DiffusionConfig) -> None:
             f"diffusion.t_min = {t_min!r}, diffusion.t_max = {t_max!r} must satisfy "
             "0 <= t_min < t_max <= 1 (the defaults are 1e-4 and 1 - 1e-4)"
         )
-    if diffusion.base == "coarse_plus_noise" and not diffusion.base_sigma > 0:
-        raise _out_of_range(
-            "diffusion.base_sigma",
-            diffusion.base_sigma,
-            'a number > 0 for base = "coarse_plus_noise" (the default is 0.1)',
-        )
+    if diffusion.base == "coarse_plus_noise":
+        problem = _noise_level_problem("diffusion.base_sigma", diffusion.base_sigma, 0.1)
+        if problem:
+            raise ConfigError(f'{problem}; it is read with base = "coarse_plus_noise"')
     if diffusion.objective == "idff":
-        if not diffusion.idff_sigma > 0:
-            raise _out_of_range(
-                "diffusion.idff_sigma", diffusion.idff_sigma, "a number > 0 (the default is 0.2)"
+        problem = _noise_level_problem("diffusion.idff_sigma", diffusion.idff_sigma, 0.2) or (
+            _positive_finite_problem(
+                "diffusion.idff_c",
+                diffusion.idff_c,
+                "the regulariser of the 1 / (1 - t + c) data weight; the default is 0.01",
             )
-        if not diffusion.idff_c > 0:
-            raise _out_of_range(
-                "diffusion.idff_c", diffusion.idff_c, "a number > 0 (the default is 0.01)"
-            )
+        )
+        if problem:
+            raise ConfigError(problem)
         if t_min <= 0.0 or t_max >= 1.0:
             raise ConfigError(
                 f"diffusion.t_min = {t_min!r}, diffusion.t_max = {t_max!r}: the idff objective "

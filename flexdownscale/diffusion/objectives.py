@@ -29,7 +29,6 @@ Everything here is torch only and knows no backbone: a network is anything imple
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -37,7 +36,12 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..config import DiffusionConfig, SamplerConfig
+from ..config import (
+    DiffusionConfig,
+    SamplerConfig,
+    _noise_level_problem,
+    _positive_finite_problem,
+)
 from ..errors import ConfigError, DataError, ShapeError
 from .schedules import CosineSchedule
 
@@ -242,7 +246,15 @@ def _given_times(t: Tensor | float, target: Tensor) -> Tensor:
         raise ConfigError(
             f"t must be a number or a tensor of times in [0, 1], got {type(t).__name__}"
         )
-    value = torch.as_tensor(t, device=target.device).to(target.dtype)
+    value = torch.as_tensor(t, device=target.device)
+    if value.is_complex() or not bool(((value >= 0) & (value <= 1)).all()):
+        # 1.5, -0.5, NaN and inf gave NaN losses (VP, IDFF) or an extrapolated path (flow)
+        outside = value if value.ndim == 0 else value[~((value >= 0) & (value <= 1))][0]
+        raise ConfigError(
+            f"t must hold times in [0, 1] (0 and 1 included), got {outside.item()!r}; leave t "
+            "out to draw them from the objective's interval"
+        )
+    value = value.to(target.dtype)
     if value.ndim == 0:
         return value.expand(target.shape[0])
     if tuple(value.shape) != (target.shape[0],):
@@ -251,6 +263,18 @@ def _given_times(t: Tensor | float, target: Tensor) -> Tensor:
             f"({target.shape[0]},), or a scalar for all of them"
         )
     return value
+
+
+def _checked_loss_scale(loss_scale: float) -> float:
+    """``loss_scale`` as a float: a finite number > 0 (``-1`` made training climb the loss,
+    ``nan`` and ``inf`` poisoned it; :func:`build_objective` refused them, the constructors
+    did not)."""
+    if _positive_finite_problem("loss_scale", loss_scale, ""):
+        raise ConfigError(
+            f"loss_scale = {loss_scale!r} must be a positive finite number (it multiplies the "
+            "loss; 1 leaves it as it is)"
+        )
+    return float(loss_scale)
 
 
 def per_sample(a: Tensor, x: Tensor) -> Tensor:
@@ -690,7 +714,7 @@ class VPDiffusion(Objective):
         self.schedule = schedule if schedule is not None else CosineSchedule()
         self.target = target
         self.loss_kind = loss
-        self.loss_scale = float(loss_scale)
+        self.loss_scale = _checked_loss_scale(loss_scale)
 
     @property
     def summary(self) -> str:
@@ -943,16 +967,17 @@ class _BridgeBase(Objective):
                 f"t_min = {t_min}, t_max = {t_max} must satisfy 0 <= t_min < t_max <= 1 "
                 "(the MHD trainer uses 1e-4 and 1 - 1e-4)"
             )
-        if base == "coarse_plus_noise" and not base_sigma > 0:
-            raise ConfigError(
-                f"base_sigma = {base_sigma} must be positive for the coarse_plus_noise base"
-            )
+        if base == "coarse_plus_noise":
+            # inf gave NaN losses and an OverflowError in sample_euler; 1e-300 infinite scores
+            problem = _noise_level_problem("base_sigma", base_sigma, 0.1)
+            if problem:
+                raise ConfigError(f"{problem}; it is the coarse_plus_noise base's noise level")
         self.base = base
         self.base_sigma = float(base_sigma)
         self.t_min = float(t_min)
         self.t_max = float(t_max)
         self.loss_kind = loss
-        self.loss_scale = float(loss_scale)
+        self.loss_scale = _checked_loss_scale(loss_scale)
 
     def _base_std(self) -> float:
         return 1.0 if self.base == "gaussian" else self.base_sigma
@@ -1331,10 +1356,12 @@ class IDFF(_BridgeBase):
             loss=loss,
             loss_scale=loss_scale,
         )
-        if not sigma > 0:
-            raise ConfigError(f"idff_sigma = {sigma} must be positive (the IDFF default is 0.2)")
-        if not c > 0:
-            raise ConfigError(f"idff_c = {c} must be positive (the IDFF default is 0.01)")
+        # inf passed "> 0": sigma = inf gave NaN losses, c = inf a data term of weight 0
+        problem = _noise_level_problem("idff_sigma", sigma, 0.2) or _positive_finite_problem(
+            "idff_c", c, "the regulariser of the 1 / (1 - t + c) data weight; the default is 0.01"
+        )
+        if problem:
+            raise ConfigError(problem)
         if t_min <= 0.0 or t_max >= 1.0:
             raise ConfigError(
                 f"IDFF needs 0 < t_min and t_max < 1 (its drift divides by sqrt(t (1 - t))); "
@@ -1620,11 +1647,7 @@ def build_objective(config: DiffusionConfig) -> Objective:
     'coarse_plus_noise'
     """
     _check_option("objective", config.objective, ("vp", "flow", "idff"))
-    scale = config.loss_scale
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < math.inf:
-        raise ConfigError(
-            f"loss_scale = {scale!r} must be a positive finite number (it multiplies the loss)"
-        )
+    scale = _checked_loss_scale(config.loss_scale)
     # the objective's own loss unless one is asked for: L1 for vp, L2 for flow and idff
     loss = config.loss or ("l1" if config.objective == "vp" else "l2")
     if config.objective == "vp":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..config import _vp_schedule_problem
 from ..errors import ConfigError
 
 __all__ = [
@@ -46,7 +47,10 @@ class CosineSchedule:
 
     With ``shift = 1`` the log-SNR runs from ``logsnr_max`` at ``t = 0`` to ``logsnr_min`` at
     ``t = 1``; ``shift`` moves the whole curve by ``-2 log(shift)`` (``shift > 1`` spends more
-    time at low SNR, the usual choice for large fields).
+    time at low SNR, the usual choice for large fields). The samplers' grid is uniform in
+    ``t``, so a shift needs about ``shift`` times the steps for the same accuracy (with the exact
+    network of a spread of 0.1, 500 DDIM steps kept 0.98 of it unshifted, 0.90 with
+    ``shift = 8`` and 0.43 with 64; ``docs/diffusion.md``).
 
     Parameters
     ----------
@@ -54,6 +58,14 @@ class CosineSchedule:
         Log-SNR at ``t = 1`` and ``t = 0`` before the shift (the reference uses -20 and 20).
     shift : float, default 1.0
         Positive multiplicative shift of ``tan``.
+
+    Raises
+    ------
+    ConfigError
+        For a value that is not finite, ``logsnr_min >= logsnr_max``, ``logsnr_min < -1400``
+        (the schedule overflows), or a ``shift`` outside ``(exp(logsnr_min / 2),
+        exp(logsnr_max / 2))``, where the shifted log-SNR no longer runs from data (> 0) to
+        noise (< 0).
 
     Examples
     --------
@@ -70,13 +82,11 @@ class CosineSchedule:
     shift: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.logsnr_min < self.logsnr_max:
-            raise ConfigError(
-                f"logsnr_min = {self.logsnr_min} must be below logsnr_max = {self.logsnr_max}; "
-                "the reference uses logsnr_min = -20, logsnr_max = 20"
-            )
-        if not self.shift > 0:
-            raise ConfigError(f"shift = {self.shift} must be positive (1 is no shift)")
+        # finite, ordered, no overflow, and a shifted log-SNR that still runs from data to noise
+        # (inf or 1e-300 passed "> 0" and trained or sampled garbage silently)
+        problem = _vp_schedule_problem(self.logsnr_min, self.logsnr_max, self.shift)
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def _b(self) -> float:
