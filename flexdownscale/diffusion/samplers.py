@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._stack import user_stacklevel
-from ..errors import ConfigError, FlexDownscaleWarning, ShapeError, SkillWarning
+from ..errors import ConfigError, DataError, FlexDownscaleWarning, ShapeError, SkillWarning
 from .objectives import (
     IDFF,
     Denoiser,
@@ -326,9 +326,47 @@ def _check_common(
     _check_x_lo(x_lo, tuple(x_init.shape))
 
 
+def _check_finite(
+    x: Tensor, x_init: Tensor, cond: Tensor | None, what: str, fix: str | None
+) -> None:
+    """Refuse a sample with NaN or infinite values (one ``isfinite`` reduction per call): a
+    diverged sampler returned them silently (``delta = 1e3``: all 12,288 values of an ERA5
+    window NaN). :class:`~flexdownscale.errors.DataError` when ``x_init`` or ``cond`` carried
+    them in; otherwise :class:`~flexdownscale.errors.ConfigError` naming the sampler's
+    settings (``what``) and ``fix``, the stability check's advice (``None``: the settings were
+    in the stable range, so the network's output was not finite)."""
+    if bool(torch.isfinite(x).all()):
+        return
+    bad = f"{int((~torch.isfinite(x)).sum())} of {x.numel()} values of the sample"
+    for name, given in (("x_init", x_init), ("cond", cond)):
+        if given is not None and given.is_floating_point() and not bool(given.isfinite().all()):
+            raise DataError(
+                f"{what} returned {bad} NaN or infinite because {name} holds "
+                f"{int((~given.isfinite()).sum())} NaN or infinite values; give finite values "
+                "(fill missing ones first)"
+            )
+    if fix is None:
+        fix = (
+            "the settings are within the sampler's stable range, so the network returned "
+            "non-finite values: check the model's weights, cond and model_dtype (float16 "
+            "overflows beyond 65504)"
+        )
+    raise ConfigError(f"{what} diverged: {bad} are NaN or infinite; {fix}")
+
+
 def _finish(
-    x: Tensor, x_init: Tensor, times: Tensor, trajectory: list[Tensor] | None, nfe: int
+    x: Tensor,
+    x_init: Tensor,
+    times: Tensor,
+    trajectory: list[Tensor] | None,
+    nfe: int,
+    *,
+    cond: Tensor | None,
+    what: str,
+    fix: str | None = None,
 ) -> SampleResult:
+    """The result of a sampler call, after :func:`_check_finite`."""
+    _check_finite(x, x_init, cond, what, fix)
     return SampleResult(
         sample=x.to(x_init.dtype),
         times=times,
@@ -425,8 +463,10 @@ def sample_ddim(
     """
     _check_common("ddim", objective, x_init, steps, cond, x_lo)
     _require_objective("ddim", objective, VPDiffusion)
-    if not 0.0 <= eta <= 1.0:
-        raise ConfigError(f"eta = {eta} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+    number = _real(eta)
+    if number is None or not 0.0 <= number <= 1.0:  # a text gave a bare TypeError
+        raise ConfigError(f"eta = {eta!r} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+    eta = number
     generator = _step_generator(generator)
     net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
     times = objective.time_grid(steps, device=x_init.device)
@@ -448,7 +488,8 @@ def sample_ddim(
                 z = z + c * _noise_like(z, generator)
         if trajectory is not None:
             trajectory.append(z)
-    return _finish(z, x_init, times, trajectory, net.nfe)
+    what = f"sample_ddim ({steps} steps, eta = {eta:g})"
+    return _finish(z, x_init, times, trajectory, net.nfe, cond=cond, what=what)
 
 
 def _ode_setup(
@@ -559,7 +600,8 @@ def sample_euler(
         x = x + (taus[i + 1] - taus[i]) * f
         if trajectory is not None:
             trajectory.append(x)
-    return _finish(x, x_init, times, trajectory, net.nfe)
+    what = f"sample_euler ({objective.name} objective, {steps} steps)"
+    return _finish(x, x_init, times, trajectory, net.nfe, cond=cond, what=what)
 
 
 @warns_in_train_mode
@@ -660,42 +702,171 @@ def sample_heun(
             x = x + 0.5 * h * (f0 + f1)
         if trajectory is not None:
             trajectory.append(x)
-    return _finish(x, x_init, times, trajectory, net.nfe)
+    what = f"sample_heun ({objective.name} objective, {steps} steps)"
+    return _finish(x, x_init, times, trajectory, net.nfe, cond=cond, what=what)
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (a numpy number or a 0-d tensor too; not
+    a bool, a text or None), else ``None``."""
+    if value is None or isinstance(value, bool | str | bytes):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def _finite_nonnegative(value: Any) -> bool:
-    """Whether ``value`` is a number (not a bool) in ``[0, inf)``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool) and 0 <= number < math.inf
+    """Whether ``value`` is a number (not a bool or a text) in ``[0, inf)``."""
+    number = _real(value)
+    return number is not None and 0 <= number < math.inf
 
 
-def _check_delta(delta: Any, taus: Tensor, steps: int) -> None:
-    """``delta`` of :func:`sample_sde`: a finite number >= 0 (infinity gave NaN samples); a
-    :class:`~flexdownscale.errors.SkillWarning` where a Langevin step has ``delta h >= 2``, the
-    bound beyond which the steps are unstable (the docstring's)."""
-    h = float((taus[1:] - taus[:-1]).abs().max())
+#: The Langevin stiffness per step above which :func:`sample_sde` (``delta h``) and
+#: :func:`sample_idff` (``g1 h s_t^2 / n_t^2``) warn. With exact networks for Gaussian data
+#: (``docs/diffusion.md``) the ensembles' spread stayed within about 12 % of the truth up to
+#: 0.5 wherever the ODE's (``delta = 0``) was within 25 %, and was up to 1.7 times the truth at 1
+#: and about 4 times at 1.5 (10 to 20 steps); 2 is where the explicit steps become unstable.
+_LANGEVIN_STEP_LIMIT = 0.5
+
+#: The ``g2`` of :func:`sample_idff` above which it warns: the momentum term's stiffness at the
+#: last step, ``h / (1 - t)``, is about 1 whatever the steps, so more steps do not help. With
+#: exact networks for Gaussian data (10 to 50 steps) the spread was off by up to 11 % at 1.5,
+#: 20 % at 2 and 60 % at 4 (``docs/diffusion.md``).
+_MOMENTUM_LIMIT = 1.5
+
+#: Steps beyond which the warnings advise lowering the knob instead of more steps.
+_MOST_STEPS = 2**20
+
+
+def _langevin_step(taus: Tensor) -> float:
+    """The largest step in ``tau`` of the grid that has a Langevin term (every step but the
+    last); 0 for a grid of one step."""
+    return float((taus[1:-1] - taus[:-2]).abs().max()) if len(taus) > 2 else 0.0
+
+
+def _fewest_steps(stiffness: Callable[[int], float], steps: int) -> int | None:
+    """The fewest steps above ``steps`` whose grid has ``stiffness(n) <= _LANGEVIN_STEP_LIMIT``
+    (``steps`` does not), checked on the grid itself, so that following the advice does not warn
+    again (a shifted VP grid is not uniform in ``tau``); ``None`` beyond :data:`_MOST_STEPS`."""
+    low, high = steps, max(2 * steps, steps + 1)
+    while stiffness(high) > _LANGEVIN_STEP_LIMIT:
+        if high >= _MOST_STEPS:
+            return None
+        low, high = high, min(2 * high, _MOST_STEPS)
+    while high - low > 1:  # stiffness(low) > limit >= stiffness(high)
+        middle = (low + high) // 2
+        if stiffness(middle) > _LANGEVIN_STEP_LIMIT:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _below(value: float) -> str:
+    """``value`` rounded down to 3 significant digits, as text (advice to take a knob below
+    it stays right when the rounded number is used)."""
+    if not value > 0:
+        return f"{value:g}"
+    unit = 10.0 ** (math.floor(math.log10(value)) - 2)
+    return f"{math.floor(value / unit) * unit:.3g}"
+
+
+def _more_steps(knob: str, largest: float, fewest: int | None) -> str:
+    """The advice of a stiffness warning: a smaller knob or more steps."""
+    if fewest is None:
+        return f"take {knob} < {_below(largest)} (more than {_MOST_STEPS} steps would be needed)"
+    return f"take {knob} < {_below(largest)} or at least {fewest} steps"
+
+
+def _check_delta(
+    delta: Any, objective: Objective, taus: Tensor, steps: int
+) -> tuple[float, str | None]:
+    """``delta`` of :func:`sample_sde` as a float: a finite number >= 0 (infinity gave NaN
+    samples). A :class:`~flexdownscale.errors.SkillWarning` where a Langevin step has
+    ``delta h > _LANGEVIN_STEP_LIMIT``, with the largest ``delta`` below it and the fewest steps
+    that bring ``delta h`` under it; returns that advice too (for the divergence error)."""
     if not _finite_nonnegative(delta):
+        h = float((taus[1:] - taus[:-1]).abs().max())
         raise ConfigError(
             f"delta = {delta!r} must be >= 0 and finite (0 is the probability-flow ODE; the "
             f"Langevin steps stay stable while delta < 2 / h = {2 / h:.3g} for these "
             f"{steps} steps, h = {h:.3g} being the largest step of the grid it integrates on)"
         )
-    if steps < 2 or float(delta) * h < 2:  # the last step has no Langevin term
-        return
-    span = float((taus[-1] - taus[0]).abs())
-    enough = math.floor(float(delta) * span / 2) + 1  # uniform steps: h = span / steps
+    delta = float(delta)
+    h = _langevin_step(taus)
+    if delta * h <= _LANGEVIN_STEP_LIMIT:
+        return delta, None
+
+    def stiffness(n: int) -> float:
+        return delta * _langevin_step(objective.ode_time(objective.time_grid(n)))
+
+    advice = _more_steps("delta", _LANGEVIN_STEP_LIMIT / h, _fewest_steps(stiffness, steps))
+    unstable = (
+        ", and from 2 on the steps are unstable: the samples can grow without bound"
+        if delta * h >= 2
+        else ""
+    )
     warnings.warn(
-        f"sample_sde: delta = {float(delta):g} with {steps} steps gives delta h = "
-        f"{float(delta) * h:.3g} >= 2 (h = {h:.3g}, the largest step in tau), where the "
-        "Langevin steps are unstable and the samples can grow without bound (a Gaussian case "
-        "of spread 0.01 came out with spread 2.3 to 439 at delta h = 2.5 to 3.9); take "
-        f"delta < {2 / h:.3g} or at least {enough} steps",
+        f"sample_sde: delta = {delta:g} with {steps} steps gives delta h = {delta * h:.3g} "
+        f"(h = {h:.3g}, the largest Langevin step in tau), above {_LANGEVIN_STEP_LIMIT:g}, where "
+        "Euler-Maruyama's Langevin steps widen the ensemble (with exact networks for Gaussian "
+        "data: up to 1.7 times the true spread at delta h = 1, 4 times at 1.5"
+        f"{unstable}); {advice}",
         SkillWarning,
         stacklevel=user_stacklevel(),
     )
+    return delta, advice
+
+
+def _check_idff_knobs(
+    g1: Any, g2: Any, objective: IDFF, times: Tensor, steps: int
+) -> tuple[float, float, str | None]:
+    """``g1`` and ``g2`` of :func:`sample_idff` as floats (finite, >= 0), with a
+    :class:`~flexdownscale.errors.SkillWarning` where they make the steps inaccurate: ``g1``'s
+    Langevin stiffness ``g1 h s_t^2 / n_t^2`` (its term is ``delta n_t^2`` of
+    :func:`sample_sde` with ``delta = g1 s_t^2 / n_t^2 <= g1``) above
+    :data:`_LANGEVIN_STEP_LIMIT`, or ``g2`` above :data:`_MOMENTUM_LIMIT`. Returns the advice too
+    (for the divergence error)."""
+    if not (_finite_nonnegative(g1) and _finite_nonnegative(g2)):
+        # inf passed a ">= 0" check and gave NaN samples
+        raise ConfigError(
+            f"g1 = {g1!r} and g2 = {g2!r} must be >= 0 and finite (0, 0 is the bridge ODE)"
+        )
+    g1, g2 = float(g1), float(g2)
+    advice = []
+
+    def stiffness(n: int, grid: Tensor | None = None) -> float:
+        t = objective.time_grid(n) if grid is None else grid
+        if n < 2:
+            return 0.0
+        ratio = objective.bridge_std(t[:-2]) ** 2 / objective.noise_variance(t[:-2])
+        return g1 * float(((t[1:-1] - t[:-2]) * ratio).max())
+
+    k = stiffness(steps, times) if g1 > 0 else 0.0
+    if k > _LANGEVIN_STEP_LIMIT:
+        largest = g1 * _LANGEVIN_STEP_LIMIT / k
+        advice.append(_more_steps("g1", largest, _fewest_steps(stiffness, steps)))
+        warnings.warn(
+            f"sample_idff: g1 = {g1:g} with {steps} steps gives a Langevin stiffness "
+            f"g1 h s_t^2 / n_t^2 = {k:.3g} per step, above {_LANGEVIN_STEP_LIMIT:g}, where the "
+            "Langevin steps widen the ensemble (with exact networks for Gaussian data: 1.2 to "
+            "1.6 times the true spread at 1; unstable from 2); " + advice[-1],
+            SkillWarning,
+            stacklevel=user_stacklevel(),
+        )
+    if g2 > _MOMENTUM_LIMIT:
+        advice.append("take g2 <= 1 (the full second-order Taylor step)")
+        warnings.warn(
+            f"sample_idff: g2 = {g2:g} is above {_MOMENTUM_LIMIT:g}: the momentum term "
+            "over-corrects the last step, where h / (1 - t) is about 1 whatever the steps, so "
+            "more steps do not help (with exact networks for Gaussian data the spread was off by "
+            "up to 20 % at g2 = 2 and 60 % at 4); " + advice[-1],
+            SkillWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return g1, g2, "; ".join(advice) or None
 
 
 @warns_in_train_mode
@@ -728,9 +899,13 @@ def sample_sde(
     the data pin down, and an explicit Langevin step of size ``lambda h`` is unstable once
     ``lambda h`` exceeds about ``2 n_t^2``. A constant strength blew up on a trained
     coarse-plus-noise model (RMSE 1327 K on ERA5, 10 steps, ``delta = 0.2``); measured in
-    ``n_t^2`` the step is ``delta h`` whatever ``t``, stable for ``delta h < 2``. The last step
-    is a plain Euler step of the ODE: noise injected there would never be removed. Flow matching
-    with a coarse-plus-noise base needs ``x_lo`` (``None`` is zero, the residual-space value).
+    ``n_t^2`` the step is ``delta h`` whatever ``t``. It is stable for ``delta h < 2`` but
+    accurate only well below: with exact networks for Gaussian data the ensembles' spread stayed
+    within about 12 % of the truth up to ``delta h = 0.5`` and was up to 1.7 times it at 1 and
+    about 4 times at 1.5 (10 to 20 steps; the table is in ``docs/diffusion.md``), so a
+    ``SkillWarning`` comes above 0.5. The last step is a plain Euler step of the ODE: noise
+    injected there would never be removed. Flow matching with a coarse-plus-noise base needs
+    ``x_lo`` (``None`` is zero, the residual-space value).
 
     Parameters
     ----------
@@ -766,10 +941,11 @@ def sample_sde(
         Also return the state at every grid time.
     delta : float, default 0.0
         Langevin strength in units of the path's noise variance: a finite number ``>= 0``
-        (``ConfigError`` otherwise). Each step is stable while ``delta h < 2``, ``h`` the step
-        in ``tau`` (VP: about ``(pi / 2) / steps``; flow matching and IDFF:
-        ``(t_max - t_min) / steps``); beyond that the state can grow without bound, and a
-        ``SkillWarning`` says so with the largest stable ``delta`` and the steps that would do.
+        (``ConfigError`` otherwise). With ``h`` the largest Langevin step in ``tau`` (VP:
+        ``(pi / 2) / steps`` unshifted, more with ``shift > 1``; flow matching and IDFF:
+        ``(t_max - t_min) / steps``), a ``SkillWarning`` comes above ``delta h = 0.5``, where
+        the ensembles grow too wide, with the largest ``delta`` under it and the fewest steps
+        that would do; from 2 on the steps are unstable.
 
     Returns
     -------
@@ -777,6 +953,12 @@ def sample_sde(
         ``sample`` (shape and dtype of ``x_init``), the grid ``times`` ``(steps + 1,)``
         float64, the ``trajectory`` (``None`` unless asked for) and ``nfe``, the number of
         network evaluations: ``steps``.
+
+    Raises
+    ------
+    ConfigError
+        For a ``delta`` that is not a finite number ``>= 0``, and when the sample is not
+        finite (the sampler diverged), naming the settings and the fix.
 
     Examples
     --------
@@ -797,7 +979,7 @@ def sample_sde(
     net, times, taus = _ode_setup(
         "sde", model, x_init, cond, objective, steps, phys, task_features, model_dtype, x_lo
     )
-    _check_delta(delta, taus, steps)
+    delta, fix = _check_delta(delta, objective, taus, steps)
     generator = _step_generator(generator)
     x = x_init.to(torch.float64)
     trajectory = [x] if return_trajectory else None
@@ -815,7 +997,8 @@ def sample_sde(
             x = x + torch.sqrt(2 * strength * h) * _noise_like(x, generator)
         if trajectory is not None:
             trajectory.append(x)
-    return _finish(x, x_init, times, trajectory, net.nfe)
+    what = f"sample_sde ({objective.name} objective, {steps} steps, delta = {delta:g})"
+    return _finish(x, x_init, times, trajectory, net.nfe, cond=cond, what=what, fix=fix)
 
 
 @warns_in_train_mode
@@ -888,10 +1071,15 @@ def sample_idff(
     return_trajectory : bool, default False
         Also return the state at every grid time.
     g1 : float, default 0.0
-        Langevin strength, a finite number ``>= 0``.
+        Langevin strength, a finite number ``>= 0``. Its term is :func:`sample_sde`'s with
+        ``delta = g1 s_t^2 / n_t^2``: a ``SkillWarning`` comes where a Langevin step has
+        ``g1 h s_t^2 / n_t^2 > 0.5`` (the ensembles grow too wide), with the largest ``g1``
+        under it and the fewest steps that would do.
     g2 : float, default 0.0
         Weight of the second-order (momentum) term, a finite number ``>= 0``; costs one JVP
-        per step.
+        per step. 1 is the full second-order Taylor step; a ``SkillWarning`` comes above 1.5
+        (more steps do not help: the last step's ``h / (1 - t)`` is about 1 whatever the
+        steps).
 
     Returns
     -------
@@ -922,14 +1110,10 @@ def sample_idff(
     """
     _check_common("idff", objective, x_init, steps, cond, x_lo)
     _require_objective("idff", objective, IDFF)
-    if not (_finite_nonnegative(g1) and _finite_nonnegative(g2)):
-        # inf passed a ">= 0" check and gave NaN samples
-        raise ConfigError(
-            f"g1 = {g1!r} and g2 = {g2!r} must be >= 0 and finite (0, 0 is the bridge ODE)"
-        )
+    times = objective.time_grid(steps, device=x_init.device)
+    g1, g2, fix = _check_idff_knobs(g1, g2, objective, times, steps)
     generator = _step_generator(generator)
     net = _Net(model, objective, cond, phys, task_features, model_dtype, x_init.shape[0])
-    times = objective.time_grid(steps, device=x_init.device)
 
     def drift(x: Tensor, t: Tensor, langevin: bool) -> Tensor:
         out = net(x, t)
@@ -959,7 +1143,8 @@ def sample_idff(
         x = x_next
         if trajectory is not None:
             trajectory.append(x)
-    return _finish(x, x_init, times, trajectory, net.nfe)
+    what = f"sample_idff ({steps} steps, g1 = {g1:g}, g2 = {g2:g})"
+    return _finish(x, x_init, times, trajectory, net.nfe, cond=cond, what=what, fix=fix)
 
 
 SAMPLERS: dict[str, Callable[..., SampleResult]] = {
@@ -980,6 +1165,8 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 """The options each sampler takes (the other fields of :class:`~flexdownscale.config.SamplerConfig`),
 read from a ``SamplerConfig`` per sampler."""
+
+_ALL_OPTIONS = frozenset(o for options in SAMPLER_OPTIONS.values() for o in options)
 
 
 def resolve_sampler_options(
@@ -1140,6 +1327,9 @@ def sample(
     49
     """
     name, steps = _resolve(objective, sampler, steps)
+    others = sorted(k for k in kwargs if k in _ALL_OPTIONS and k not in SAMPLER_OPTIONS[name])
+    if others:  # as sample_ensemble says it (a bare TypeError before)
+        resolve_sampler_options(name, dict.fromkeys(others, 0.0), None, argument="options")
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
 
 
