@@ -2044,6 +2044,9 @@ def _rename_example(old: str, new: str, truth: Any, pred: Any) -> str:
 #: Held while :func:`_compute_together` replaces the process-wide ``warnings.showwarning``.
 _WARNINGS_HOOK = threading.Lock()
 
+#: numpy's floating-point RuntimeWarnings (those ``np.errstate`` turns off)
+_FLOATING_POINT = r"(divide by zero|invalid value|overflow|underflow) encountered in "
+
 
 def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
     """``lazy`` (lists, tuples and dicts of xarray objects and plain values) with every
@@ -2079,6 +2082,10 @@ def _compute_together(reads: dict[str, int], *lazy: Any) -> tuple[Any, ...]:
 
         warnings.showwarning = show
         warnings.filterwarnings("always", message=r".*\(\d+ point\(s\)\)")  # every chunk's
+        # np.errstate holds in this thread's context only: the tasks run in a pool's threads,
+        # which dask before 2026.1, or a pool of the user's (dask.config.set(pool=...)), starts
+        # without it; the process-wide filter reaches them
+        warnings.filterwarnings("ignore", _FLOATING_POINT, RuntimeWarning)
         with _chunk_by_chunk(reads), np.errstate(all="ignore"):
             done = tuple(dask.compute(*lazy))
     totals: dict[tuple[str, str, type[Warning]], int] = {}
