@@ -3570,7 +3570,13 @@ class Trainer:
                 self.loader.set_epoch(epoch)
                 if hasattr(self.train_set, "set_epoch"):
                     self.train_set.set_epoch(epoch)
-                loader = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+                loader = self.loader
+                if offset:
+                    loader = acc.skip_first_batches(self.loader, offset)
+                    # accelerate < 1.15 builds the skipping loader at epoch 0 and, iterated,
+                    # sets the shared sampler back to epoch 0: a resume mid-epoch replayed
+                    # another epoch's samples
+                    loader.set_epoch(epoch)
                 for batch in itertools.islice(loader, batches_per_epoch - offset):
                     with acc.accumulate(self.model):
                         loss = self._loss(batch)

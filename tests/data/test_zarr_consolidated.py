@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-from test_zarr_groups import _fields
+from test_zarr_groups import ZARR_FORMATS, _fields
 
 from flexdownscale import cli
 from flexdownscale.data.datasets import SuperResolutionDataset
@@ -28,7 +28,7 @@ def _write(path, zarr_format: int, consolidated: bool) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("zarr_format", ZARR_FORMATS)
 def test_consolidated_metadata_is_told_apart(tmp_path, zarr_format):
     assert zarr_consolidated(_write(tmp_path / "c.zarr", zarr_format, True))
     assert not zarr_consolidated(_write(tmp_path / "p.zarr", zarr_format, False))
@@ -37,7 +37,7 @@ def test_consolidated_metadata_is_told_apart(tmp_path, zarr_format):
     assert not zarr_consolidated(tmp_path / "f.nc")
 
 
-@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("zarr_format", ZARR_FORMATS)
 def test_a_store_without_consolidated_metadata_trains_without_a_warning(tmp_path, zarr_format):
     path = _write(tmp_path / "train.zarr", zarr_format, False)
     with warnings.catch_warnings():
