@@ -413,8 +413,8 @@ def _check_time_not_member(spec: GridSpec, *, forecast: bool = False) -> None:
         raise DataError(
             "the input's time dim is named 'member' (dims={'time': 'member'}): a forecast "
             "starts from past frames in time order, and ensemble members are no time sequence; "
-            "forecast from each member's own time steps in turn (e.g. ds.isel(member=0), with "
-            "its 'time' dim), or pass members=N to sample an ensemble from one trajectory"
+            "forecast from each member's own time steps in turn (e.g. ds.isel(member=0, drop=True), "
+            "with its 'time' dim), or pass members=N to sample an ensemble from one trajectory"
         )
     raise DataError(
         "the input's time dim is named 'member' (dims={'time': 'member'}), the name of the "

@@ -151,6 +151,15 @@ def test_sde_warns_above_the_accuracy_bound_and_its_advice_holds(name):
     assert abs(float(more.sample.std()) / sd - 1) < 0.1
 
 
+def test_a_stiffness_just_above_the_bound_is_not_shown_as_the_bound():
+    """delta h = 0.50004 read "delta h = 0.5 ... above 0.5" (reviewer-163)."""
+    objective, network, sd = CASES["vp"]
+    h = _langevin_h(objective, 20)
+    x_init = objective.initial_state(_noise(200))
+    with pytest.warns(SkillWarning, match=r"delta h = 0\.50004 .* above 0\.5,"):
+        sample_sde(network(objective, sd), x_init, objective=objective, steps=20, delta=0.50004 / h)
+
+
 def test_the_shipped_sde_settings_stay_quiet():
     """The shipped models' Langevin strengths (1 and 0.5) at 20 and 50 SDE steps (docs: 20 is the
     calibrated setting, 50 ``sample_sde``'s default) give ``delta h <= 0.08``: no warning."""

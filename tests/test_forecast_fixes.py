@@ -570,8 +570,14 @@ def test_a_cftime_forecast_gets_the_cf_standard_names(tmp_path):
 @pytest.mark.parametrize("members", [None, 2])
 def test_member_dim_run_as_time_is_refused(members):
     """An input 'member' dim passed as the time dim ran the members as past frames of one
-    trajectory, in position order, without a word; it is refused with the per-member fix."""
+    trajectory, in position order, without a word; it is refused with the per-member fix, and
+    the fix, followed as written, runs (with members=N too: the scalar 'member' coordinate
+    ds.isel(member=0) would leave collided with the output's dim)."""
     members_in = box(times=3).rename(time="member").drop_vars("member")
+    model = tiny_forecaster()
     with pytest.raises(DataError, match="ensemble members are no time sequence") as err:
-        tiny_forecaster()(members_in, dims={"time": "member"}, lead_steps=1, members=members)
-    assert "ds.isel(member=0)" in str(err.value)
+        model(members_in, dims={"time": "member"}, lead_steps=1, members=members)
+    assert "ds.isel(member=0, drop=True)" in str(err.value)
+    ensemble_input = xr.concat([box(times=3), box(times=3, seed=1)], "member")
+    out = model(ensemble_input.isel(member=0, drop=True), lead_steps=1, members=members)
+    assert out["vorticity"].dims[-2:] == ("y", "x")

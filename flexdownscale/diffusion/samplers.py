@@ -809,7 +809,8 @@ def _check_delta(
         else ""
     )
     warnings.warn(
-        f"sample_sde: delta = {delta:g} with {steps} steps gives delta h = {delta * h:.3g} "
+        f"sample_sde: delta = {delta:g} with {steps} steps gives delta h = "
+        f"{_beyond(delta * h, _LANGEVIN_STEP_LIMIT)} "
         f"(h = {h:.3g}, the largest Langevin step in tau), above {_LANGEVIN_STEP_LIMIT:g}, where "
         "Euler-Maruyama's Langevin steps widen the ensemble (with exact networks for Gaussian "
         "data: up to 1.7 times the true spread at delta h = 1, 4 times at 1.5"
@@ -818,6 +819,16 @@ def _check_delta(
         stacklevel=user_stacklevel(),
     )
     return delta, advice
+
+
+def _beyond(value: float, limit: float) -> str:
+    """``value`` (above ``limit``) with 3 significant digits, or more where 3 would print the
+    limit itself (``delta h = 0.50004`` is not shown as ``0.5 ... above 0.5``)."""
+    for digits in range(3, 10):
+        shown = f"{value:.{digits}g}"
+        if float(shown) != limit:
+            return shown
+    return repr(value)
 
 
 def _check_idff_knobs(
@@ -850,7 +861,7 @@ def _check_idff_knobs(
         advice.append(_more_steps("g1", largest, _fewest_steps(stiffness, steps)))
         warnings.warn(
             f"sample_idff: g1 = {g1:g} with {steps} steps gives a Langevin stiffness "
-            f"g1 h s_t^2 / n_t^2 = {k:.3g} per step, above {_LANGEVIN_STEP_LIMIT:g}, where the "
+            f"g1 h s_t^2 / n_t^2 = {_beyond(k, _LANGEVIN_STEP_LIMIT)} per step, above {_LANGEVIN_STEP_LIMIT:g}, where the "
             "Langevin steps widen the ensemble (with exact networks for Gaussian data: 1.2 to "
             "1.6 times the true spread at 1; unstable from 2); " + advice[-1],
             SkillWarning,
