@@ -1193,11 +1193,14 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
         )
 
 
-def _warn_repeated_labels(src: _Source, sel: Mapping[str, np.ndarray], split_dim: str) -> None:
-    """Warn when the fields ``sel`` selects from ``src`` repeat labels of ``split_dim`` (its
-    time dim for ``split_dim = "file"``) with the same field at the first repeat (one record
-    written twice into the file: its fields are trained on twice, as with two files that
-    overlap, :func:`_warn_repeated_fields`)."""
+def _warn_repeated_labels(
+    src: _Source, sel: Mapping[str, np.ndarray], split_dim: str, split: str = "train"
+) -> None:
+    """Warn when the fields ``sel`` selects from ``src`` for ``split`` repeat labels of
+    ``split_dim`` (its time dim for ``split_dim = "file"``) with the same field at the first
+    repeat (one record written twice into the file: in the train split its fields are trained
+    on twice, as with two files that overlap, :func:`_warn_repeated_fields`; in another split
+    they are scored twice)."""
     dim = split_dim if split_dim in src.sample_dims else src.time_dim
     labels = src.labels(dim) if dim in src.sample_dims else None
     if labels is None:
@@ -1217,12 +1220,17 @@ def _warn_repeated_labels(src: _Source, sel: Mapping[str, np.ndarray], split_dim
     if not np.array_equal(field(pj), field(pk), equal_nan=True):
         return
     count = int(repeats.sum())
+    effect = (
+        "each repeated field is trained on (and counted in the statistics) twice"
+        if split == "train"
+        else f"each repeated field counts twice in what the {split} split measures"
+    )
     warnings.warn(
         f"{src.where!r} repeats {count} {dim!r} label{'s' if count != 1 else ''} among the "
-        f"fields selected (the first, {_shown_label(first)}, at positions {pj} and {pk} with "
-        "the same field): each repeated field is trained on (and counted in the statistics) "
-        f"twice. Drop the repeats first: ds.drop_duplicates({dim!r}) (for a file, write it "
-        f"that way: xr.open_dataset(path).drop_duplicates({dim!r}).to_netcdf(new_path))",
+        f"fields selected for the {split} split (the first, {_shown_label(first)}, at "
+        f"positions {pj} and {pk} with the same field): {effect}. Drop the repeats first: "
+        f"ds.drop_duplicates({dim!r}) (for a file, write it that way: "
+        f"xr.open_dataset(path).drop_duplicates({dim!r}).to_netcdf(new_path))",
         FlexDownscaleWarning,
         stacklevel=user_stacklevel(),
     )
@@ -1268,30 +1276,56 @@ def _label_positions(
                 "axis, numbers for a numbered one)"
             ) from err
     else:
-        if not index.is_unique:
-            repeated = index[index.duplicated()]
-            raise DataError(
-                f"{where}: the {dim!r} labels repeat ({len(repeated)} of them, the first "
-                f"{_shown_label(repeated[0])}), so a list of labels cannot tell which field each "
-                f"names. Drop the repeats first: ds.sortby({dim!r}).drop_duplicates({dim!r}) "
-                f"(for a file, write it that way: xr.open_dataset(path).sortby({dim!r})"
-                f".drop_duplicates({dim!r}).to_netcdf(new_path))"
-            )
         if isinstance(index, pd.DatetimeIndex):
-            return _time_list_positions(index, values, sel, where)
-        positions = index.get_indexer(values)
+            return _time_list_positions(index, values, sel, where, dim)
+        positions = _exact_positions(index, values, where, dim)
         missing = [v for v, p in zip(sel, positions) if p < 0]
         positions = positions[positions >= 0]
     return np.unique(positions), missing
 
 
+def _exact_positions(index: pd.Index, values: Sequence[Any], where: str, dim: str) -> np.ndarray:
+    """The position of each label of ``values`` in ``index`` (-1 where it has none). Labels
+    of ``index`` may repeat (a record written twice): a label listed that names two fields is
+    refused, as the list cannot tell which one it means; the others select as usual."""
+    if index.is_unique:
+        return np.asarray(index.get_indexer(values))
+    positions = np.full(len(values), -1)
+    for i, value in enumerate(values):
+        try:
+            found = index.get_loc(value)
+        except (KeyError, TypeError):  # not a label here, or not one of the labels' kind
+            continue
+        if isinstance(found, int | np.integer):
+            positions[i] = int(found)
+            continue
+        hits = np.arange(len(index))[found]  # a slice or a mask: the label repeats
+        if hits.size == 1:
+            positions[i] = int(hits[0])
+            continue
+        shown = ", ".join(str(int(h)) for h in hits[:4]) + (", ..." if hits.size > 4 else "")
+        raise DataError(
+            f"{where}: the {dim!r} label {_shown_label(index[hits[0]])} is there "
+            f"{hits.size} times (at positions {shown}), so the list cannot tell which field it "
+            f"names. Drop the repeats first: ds.sortby({dim!r}).drop_duplicates({dim!r}) (for "
+            f"a file, write it that way: xr.open_dataset(path).sortby({dim!r})"
+            f".drop_duplicates({dim!r}).to_netcdf(new_path))"
+        )
+    return positions
+
+
 def _time_list_positions(
-    index: pd.DatetimeIndex, values: Sequence[Any], sel: Sequence[Any], where: str
+    index: pd.DatetimeIndex,
+    values: Sequence[Any],
+    sel: Sequence[Any],
+    where: str,
+    dim: str = "time",
 ) -> tuple[np.ndarray, list[Any]]:
     """Positions of a list of times in ``index``, and the entries that match none. An entry
     without a time of day (a date ``2019-03-18``, a month ``2019-03``, a year) selects every
-    time within that day, month or year, as ``ds.sel(time="2019-03")`` does; an entry with
-    one (``2019-03-18T06``) selects that time exactly."""
+    time within that day, month or year, as ``ds.sel(time="2019-03")`` does, repeated labels
+    included (as a range does); an entry with one (``2019-03-18T06``) selects that time
+    exactly, and is refused when that time is there twice (:func:`_exact_positions`)."""
     found: list[np.ndarray] = []
     missing: list[Any] = []
     for value, given in zip(values, sel):
@@ -1314,7 +1348,7 @@ def _time_list_positions(
                 if not hits.size:
                     missing.append(given)
                 continue
-        position = int(index.get_indexer([stamp])[0])
+        position = int(_exact_positions(index, [stamp], where, dim)[0])
         if position < 0:
             missing.append(given)
         else:
@@ -2603,7 +2637,7 @@ class SuperResolutionDataset(_FieldDataset):
             if ny < factor or nx < factor:
                 raise ShapeError(f"field {(src.ny, src.nx)} is smaller than the factor {factor}")
             _warn_period_not_divisible(src, factor)
-            _warn_repeated_labels(src, sel, split_dim)
+            _warn_repeated_labels(src, sel, split_dim, split)
             entries.append(_Entry(k, self._sample_grid(src, sel)))
         bad = self._open_split(
             [(e.k, e.grid) for e in entries], [self._region(self.sources[e.k]) for e in entries]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -232,12 +233,13 @@ FILL_NUMBERS = tuple(
         }
     )
 )
-#: The negative ones are at or below this: data with no value at or below it (and none at or
-#: above :data:`HUGE_VALUE`) hold none of them, and the screen needs no second pass.
-_LOWEST_FILL = max(v for v in FILL_NUMBERS if v < 0)
 #: Values at least this large (in absolute value) are taken for fill values too: no field the
 #: package downscales has them (a column of ozone in molecules cm-2 stays near 1e19).
 HUGE_VALUE = 1e20
+#: The fill numbers below :data:`HUGE_VALUE` in size (the others are caught by their size):
+#: the fit counts them, with the huge and infinite values, in its one pass over the data, and
+#: looks closer (a second pass) only where it found some.
+_SMALL_FILLS = tuple(v for v in FILL_NUMBERS if abs(v) < HUGE_VALUE)
 #: A fill-like value lies further than this many standard deviations of the other values from
 #: their mean (ERA5 t2m: -9999 is 2000 of them away, -999 some 250).
 FAR_SIGMAS = 20.0
@@ -246,8 +248,15 @@ MASK_FIELDS = 10
 #: Warn when one value carries more than this share of a variable's variance (the ambiguous
 #: case: a glitch or a fill value of a number of its own, or a real extreme) ...
 DOMINANT_SHARE = 0.25
-#: ... in data of at least this many values (a few values may share the variance naturally).
+#: ... in data of at least this many values (a few values may share the variance naturally) ...
 DOMINANT_MIN_VALUES = 1000
+#: ... when the value is fill-like, or lies beyond the next value by more than this many times
+#: the range of the other values (a -8888 among temperatures of 260-290 K: 300 times; the
+#: largest rain rate of a few wet pixels in a dry window lies within their range).
+DOMINANT_GAP = 2.0
+#: A single field (no sample dims) of at most this many values is kept whole by the fit's
+#: reductions, as its own lowest and highest per cell, for that comparison.
+_ONE_FIELD_VALUES = 2**22
 
 
 def _fill_like(x: xr.DataArray) -> xr.DataArray:
@@ -286,11 +295,20 @@ def _written(value: float) -> str:
 
 def _fill_advice(name: str, low: float, high: float) -> str:
     """How to mark undeclared fill values missing (they become NaN, refused or dropped as
-    ``nan_fields`` says)."""
-    return (
+    ``nan_fields`` says): in the data, or (one fill value) declared in a file written anew."""
+    advice = (
         f"Mark them missing before training: {_fill_fix(name, low, high)} (they become NaN, "
-        f"refused or left out as data.nan_fields says), or set the variable's _FillValue "
-        f"attribute in the file to {low:g} (in the variable's type) and reopen it"
+        "refused or left out as data.nan_fields says)"
+    )
+    if low != high:
+        return advice
+    # xarray refuses a _FillValue attribute on a variable read from a file it wrote ("Key
+    # '_FillValue' already exists in attrs"): the encoding declares it
+    value = _written(low)
+    return (
+        f"{advice}, or declare it in a copy of the file: "
+        f"ds.to_netcdf(new_path, encoding={{{name!r}: {{'_FillValue': {value}}}}}), and open "
+        "that one"
     )
 
 
@@ -432,11 +450,19 @@ class Normalizer:
         MissingVariableError
             When a requested variable is absent from a dataset.
         DataError
-            When a variable is constant or all NaN, or has values <= -1 under ``log1p``.
+            When a variable is constant or all NaN, or has values <= -1 under ``log1p``,
+            infinite values or fill values its file does not declare (-9999, 1e30, ... far
+            from its other values; a value held in fixed cells that is such a number or one
+            its units rule out, 0 K).
 
         Warns
         -----
         FlexDownscaleWarning
+            When one value held in fixed cells at every field (10 or more) lies far from the
+            other values: a mask written as a number, or a real value (open water at 0 in a
+            sea-ice concentration); the warning says how to mark it missing, or to silence it.
+            When one value carries over a quarter of the variance and lies far beyond the
+            others (a glitch?).
             When a ``log1p`` variable's values are so small that ``log1p`` is nearly the
             identity on them (the fitted ``mean + 3 std`` of its log1p values below 0.05 and its
             largest value below 1), unless its ``units`` are ones log1p expects (mm, kg m-2,
@@ -777,10 +803,13 @@ class _FitPlan:
     Besides the statistics, the same pass screens each variable for values that would make
     them meaningless: infinite values, and fill values the file does not declare (a number of
     :data:`FILL_NUMBERS` or one of at least :data:`HUGE_VALUE`, further than
-    :data:`FAR_SIGMAS` standard deviations from the other values; or one value held in the
-    same cells at every one of at least :data:`MASK_FIELDS` fields as far from the rest) are
-    refused; one value carrying more than :data:`DOMINANT_SHARE` of the variance is warned
-    about.
+    :data:`FAR_SIGMAS` standard deviations from the other values) are refused; it counts them,
+    and a second pass finds them where there are some. One value held in the same cells at
+    every one of at least :data:`MASK_FIELDS` fields as far from the rest (a mask written as a
+    number) is refused when it is a fill number or one its units rule out (0 K), and warned
+    about otherwise (it may be real: open water in a sea-ice concentration). One value
+    carrying more than :data:`DOMINANT_SHARE` of the variance is warned about when it is
+    fill-like or far beyond the others (:data:`DOMINANT_GAP`).
     """
 
     def __init__(
@@ -848,14 +877,25 @@ class _FitPlan:
                 self.fields[-1][name] = int(np.prod([x.sizes[d] for d in sample]))
 
                 # count, lowest and highest per cell (over the fields): the screen for a value
-                # held in the same cells reads them, and their totals are the variable's
-                cell, order = (sample, here) if sample else (None, None)
+                # held in the same cells reads them, and their totals are the variable's; the
+                # warning about one value carrying the variance compares it with the next
+                if sample:
+                    count, low, high = (
+                        _arranged(r, here) for r in (x.count(sample), x.min(sample), x.max(sample))
+                    )
+                elif here is not None and x.size <= _ONE_FIELD_VALUES:
+                    count, low, high = _arranged(x.notnull(), here), _arranged(x, here), None
+                else:
+                    count, low, high = x.count(), x.min(skipna=True), x.max(skipna=True)
+                # infinite and fill-like values (a second pass looks closer where there are)
+                suspect = ((abs(x) >= HUGE_VALUE) | x.isin(_SMALL_FILLS)).sum()
                 per[name] = (
-                    _arranged(x.count(cell), order),
-                    _arranged(x.min(cell, skipna=True), order),
+                    count,
+                    low,
                     t.mean(skipna=True),
                     t.var(skipna=True),
-                    _arranged(x.max(cell, skipna=True), order),
+                    low if high is None else high,
+                    suspect,
                 )
             lazy.append(per)
         self.names = names
@@ -892,8 +932,8 @@ class _FitPlan:
                         else ""
                     )
                 )
-            if lowest <= _LOWEST_FILL or highest >= HUGE_VALUE:
-                # infinite or fill-like values may be there: look closer (a second pass)
+            if sum(int(per[name][5]) for per in computed):
+                # infinite or fill-like values are there: look closer (a second pass)
                 (screens,) = dask.compute([_screen(*per[name]) for per in self.values])
                 self._screen_values(name, screens)
             if chosen[name] == "log1p" and lowest <= -1:
@@ -919,7 +959,9 @@ class _FitPlan:
                     f"be normalized. Drop it from the variables"
                 )
             units = self.units[name]
-            self._warn_dominant(name, chosen[name], n_tot, mean_tot, std, lowest, highest)
+            self._warn_dominant(
+                name, [per[name] for per in computed], (n_tot, mean_tot, std), lowest, highest
+            )
             if chosen[name] == "log1p" and _too_small_for_log1p(units, mean_tot, std, highest):
                 self._warn_small(name, units, mean_tot, std, highest)
             stats[name] = VariableStats(
@@ -959,10 +1001,13 @@ class _FitPlan:
     def _screen_mask(
         self, name: str, k: int, cells: Sequence[Any], moments: tuple[float, float, float]
     ) -> None:
-        """Refuse one value held in the same cells at every field of dataset ``k`` (at least
-        :data:`MASK_FIELDS` of them) when it lies far from the other values (as transformed:
-        ``moments`` are the count, mean and summed squared deviations of all of them).
-        ``cells``: the dataset's count, lowest, -, -, highest per cell."""
+        """Screen for one value held in the same cells at every field of dataset ``k`` (at
+        least :data:`MASK_FIELDS` of them) far from the other values (as transformed:
+        ``moments`` are the count, mean and summed squared deviations of all of them): a mask
+        written as a number. Refused when the value is a fill number (:func:`_fill_like`) or
+        one the variable's units rule out (0 K); any other value may be real (open water at 0
+        in a sea-ice concentration) and is warned about. ``cells``: the dataset's count,
+        lowest, -, -, highest per cell."""
         fields = self.fields[k][name]
         lo, hi = np.asarray(cells[1]), np.asarray(cells[4])
         if fields < MASK_FIELDS or lo.ndim != 2:
@@ -990,8 +1035,43 @@ class _FitPlan:
         space = " (their log1p)" if self.transforms[name] == "log1p" else ""
         count = int((held & (lo == value)).sum()) * fields
         away = abs(float(chosen) - rest_mean)
-        self._refuse_fill(
-            name, f"{value:g}", count, where, (rest_mean, rest_std, away), value, value, space
+        others = (rest_mean, rest_std, away)
+        impossible = _impossible(value, self.units[name])
+        if bool(_fill_like_values(np.array([value]))[0]) or impossible:
+            self._refuse_fill(
+                name, f"{value:g}", count, where, others, value, value, space, impossible
+            )
+        self._warn_mask(name, value, count, where, others, space)
+
+    def _warn_mask(
+        self,
+        name: str,
+        value: float,
+        count: int,
+        where: str,
+        others: tuple[float, float, float],
+        space: str,
+    ) -> None:
+        """Warn that ``value``, held in fixed cells far from the other values, may be a mask
+        written as a number: how to mark it missing, and how to silence the warning when it
+        is a real value of the variable."""
+        mean, std, away = others
+        apart = f"{away / std:.3g} std away" if std > 0 else "the others are constant"
+        start = f"variable {name!r} holds {value:g} in fixed cells"
+        pattern = re.sub(r"([.^$*+?{}()\[\]\\|])", r"\\\1", start)  # as a regex
+        warnings.warn(
+            f"{start}{self.scope}: {count} value{'s' if count != 1 else ''}{where}, far from "
+            f"its other values{space} (mean {mean:.6g}, std {std:.4g}: {apart}). A mask "
+            "written as a number (cells where the variable has no value), or a value the "
+            "variable really takes there (open water at 0 in a sea-ice concentration, a region "
+            "that stays dry)? If it marks cells without a value, mark them missing before "
+            f"training: {_fill_fix(name, value, value)} (they become NaN, refused or left out "
+            "as data.nan_fields says). If it is real, the statistics are right as fitted and "
+            f'this warning can be silenced: warnings.filterwarnings("ignore", message=r"'
+            f'{pattern}") in Python, or for the flexdownscale command '
+            f'PYTHONWARNINGS="ignore:{start}" in its environment',
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
         )
 
     def _where(self, name: str, k: int, counts: np.ndarray) -> str:
@@ -1015,37 +1095,46 @@ class _FitPlan:
         low: float,
         high: float,
         space: str = "",
+        impossible: str = "",
     ) -> None:
         """Refuse the fill ``value`` (text; the values ``low`` .. ``high``), ``others``: the
         mean and std of the other values (of their log1p with ``space``) and how far from that
-        mean the fill lies."""
+        mean the fill lies; ``impossible``: why the variable cannot take the value (its units
+        rule it out), if they do."""
         mean, std, away = others
         apart = f"{away / std:.3g} std away" if std > 0 else "the others are constant"
         raise DataError(
             f"variable {name!r} holds {value} in {count} value{'s' if count != 1 else ''}"
             f"{self.scope}{where}, far from its other values{space} (mean {mean:.6g}, std "
-            f"{std:.4g}: {apart}). That looks like a fill value the file does not declare (no "
-            f"_FillValue attribute), and it would swamp the normalization (the model would "
-            f"learn the fill, not the field). {_fill_advice(name, low, high)}"
+            f"{std:.4g}: {apart}). {impossible}That looks like a fill value the file does not "
+            f"declare (no _FillValue attribute), and it would swamp the normalization (the "
+            f"model would learn the fill, not the field). {_fill_advice(name, low, high)}"
         )
 
     def _warn_dominant(
         self,
         name: str,
-        transform: Transform,
-        n: float,
-        mean: float,
-        std: float,
+        parts: Sequence[Sequence[Any]],
+        moments: tuple[float, float, float],
         lowest: float,
         highest: float,
     ) -> None:
-        """Warn when one value carries more than :data:`DOMINANT_SHARE` of the variance."""
+        """Warn when one value carries more than :data:`DOMINANT_SHARE` of the variance and is
+        fill-like or far beyond the others (:data:`DOMINANT_GAP`). ``parts``: each dataset's
+        reductions (count, lowest, -, -, highest per cell); ``moments``: the count, mean and
+        std of all the values (as transformed)."""
+        n, mean, std = moments
+        transform = self.transforms[name]
         if n < DOMINANT_MIN_VALUES:
             return
         value = max((lowest, highest), key=lambda v: abs(float(_forward(v, transform)) - mean))
         share = (float(_forward(value, transform)) - mean) ** 2 / (n * std**2)
         if share <= DOMINANT_SHARE:
             return
+        if not _fill_like_values(np.array([value]))[0]:
+            gap = _beyond(parts, value, lowest if value == highest else highest, transform)
+            if gap is not None and gap <= DOMINANT_GAP:
+                return  # within reach of the other values: a real extreme (a wet pixel)
         space = " (of its log1p values)" if transform == "log1p" else ""
         warnings.warn(
             f"variable {name!r}{self.scope}: one value, {value:g}, carries {share:.0%} of its "
@@ -1094,6 +1183,52 @@ def _screen(x: xr.DataArray, grid: tuple[str, str] | None) -> dict[str, Any]:
     if grid is not None and sample:
         out["cell_fill"] = fill.sum(sample).transpose(*grid)
     return out
+
+
+def _beyond(
+    parts: Sequence[Sequence[Any]], value: float, other_end: float, transform: str
+) -> float | None:
+    """How far ``value`` (the lowest or the highest value) lies beyond the next value, in
+    units of the range of the other values (from the next to ``other_end``), as transformed;
+    0 when the others are constant (no scale to measure it by: one wet pixel in a dry
+    window is as likely as one glitch in a constant field), None when ``parts`` do not tell (no
+    lowest and highest per cell). The next value is taken over the cells' own extremes after
+    one occurrence of ``value``: a bound, so the gap found may be too wide, never too narrow."""
+    which = 4 if value >= other_end else 1
+    extremes = [np.asarray(part[which], float) for part in parts]
+    if any(e.ndim == 0 for e in extremes):
+        return None
+    values = np.concatenate([e.ravel() for e in extremes])
+    values = values[~np.isnan(values)]
+    hit = np.flatnonzero(values == value)
+    if values.size < 2 or not hit.size:
+        return None
+    rest = np.delete(values, hit[0])
+    following = float(rest.max() if which == 4 else rest.min())
+    v, f, o = (float(_forward(np.float64(u), transform)) for u in (value, following, other_end))
+    span = abs(f - o)
+    return abs(v - f) / span if span > 0 else 0.0
+
+
+#: -273.15 degC is 0 K to within this (-273.15 in float32 is 6e-6 K above it).
+_KELVIN_ROUND_OFF = 1e-3
+
+
+def _impossible(value: float, units: Any) -> str:
+    """Why a variable in ``units`` cannot hold ``value`` (a temperature at or below absolute
+    zero, ``"0 K is absolute zero, no temperature a field holds. "``), else ``""``."""
+    if not isinstance(units, str) or not units.strip():
+        return ""
+    from ..units import linear_conversion
+
+    to_kelvin = linear_conversion(units, "K")
+    if to_kelvin is None or to_kelvin[0] <= 0:
+        return ""
+    kelvin = value * to_kelvin[0] + to_kelvin[1]
+    if kelvin > _KELVIN_ROUND_OFF:
+        return ""
+    below = "" if kelvin >= -_KELVIN_ROUND_OFF else "below "
+    return f"{value:g} {units} is {below}absolute zero, no temperature a field holds. "
 
 
 def _arranged(r: xr.DataArray, grid: tuple[str, str] | None) -> xr.DataArray:
