@@ -29,7 +29,9 @@ Run folder layout (``run_dir``)::
                                  fresh start (nothing is deleted)
 
 Nothing trained is lost: states are written to a temporary folder and renamed into place only once
-complete, so a kill during a save leaves the previous state loadable; a non-finite loss stops the
+complete, so a kill during a save leaves the previous state loadable; SIGINT (Ctrl-C) or SIGTERM
+(a scheduler ending the job) finishes the optimiser step under way and saves the state before
+the launch stops (:class:`TrainingInterrupted`); a non-finite loss stops the
 run with the step named and the last good state untouched; an existing run folder is never
 silently restarted from scratch, and a second launch on a folder that another launch is
 training in is refused (the lock on ``train.lock``, which the system drops when that launch
@@ -59,8 +61,10 @@ import platform
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import weakref
@@ -103,6 +107,7 @@ __all__ = [
     "EMA",
     "Lion",
     "Trainer",
+    "TrainingInterrupted",
     "learning_rate",
     "main",
     "resolve_sampler",
@@ -177,6 +182,177 @@ def _option(name: str) -> str:
     from the command line (:func:`main`), ``resume=True`` from Python (``Trainer(config,
     resume=True)``)."""
     return "--" + name.replace("_", "-") if _COMMAND_LINE.get() else f"{name}=True"
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping cleanly on SIGINT and SIGTERM
+# --------------------------------------------------------------------------------------------
+
+#: The signals a training launch stops cleanly on: Ctrl-C (SIGINT), and the request to end of a
+#: scheduler (SLURM sends SIGTERM, then SIGKILL after its grace period), of ``kill`` or of
+#: ``torchrun`` (which sends SIGTERM to its workers when it is stopped itself).
+_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.fit` when a SIGINT (Ctrl-C) or a SIGTERM stopped the launch.
+
+    The optimiser step under way was finished and the training state saved (:attr:`state`);
+    ``Trainer(config, resume=True).fit()`` (``--resume`` on the command line) continues from it.
+    It is a :class:`KeyboardInterrupt`, so a notebook or a script treats it as the interruption
+    it is; the command line prints its message on one line and exits with status 128 + the
+    signal's number (130 for SIGINT, 143 for SIGTERM).
+
+    Parameters
+    ----------
+    message : str
+        What stopped the launch, where the state is and how to continue.
+    signal_number : int
+        The signal that stopped it (``signal.SIGINT`` or ``signal.SIGTERM``).
+    step : int
+        The optimiser step the saved state is at.
+    state : pathlib.Path
+        The saved training state (``run_dir/checkpoints/step_<step, 8 digits>``).
+
+    Attributes
+    ----------
+    signal_number : int
+        As given.
+    step : int
+        As given.
+    state : pathlib.Path
+        As given.
+    """
+
+    def __init__(self, message: str, *, signal_number: int, step: int, state: Path) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.step = step
+        self.state = state
+
+
+class _StopRequests:
+    """Handlers that note SIGINT and SIGTERM while a trainer trains, rather than acting on them
+    at once (a context manager: the handlers it replaced are put back when it exits).
+
+    The first signal sets :attr:`signal_number`: the training loop stops at the end of the
+    optimiser step under way (every rank agrees on the step) and saves the state. A second
+    SIGINT (Ctrl-C again) before that stops at once, as the handler it replaced does (Python's
+    raises :class:`KeyboardInterrupt`; the steps since the last state are lost), except while a
+    state is being written (:attr:`saving`): then every signal is only noted, and the save
+    completes. SIGTERM never stops at once, and no signal does in a worker of ``torchrun`` or
+    ``accelerate launch`` (several processes): their agent sends the signal it got (a Ctrl-C
+    reaches it and the workers) to the workers once more, and kills them after its own grace
+    period (30 s). Handlers are installed only in the main thread (Python's rule: a trainer
+    fitted in another thread stops as before), and not over a signal that is ignored
+    (``SIG_IGN``, as a shell leaves SIGINT for a background job) or handled outside Python.
+    """
+
+    def __init__(self) -> None:
+        self.signal_number = 0
+        self.saving = False
+        # a torch elastic agent forwards the Ctrl-C its workers got themselves
+        self._forwarded = "TORCHELASTIC_RUN_ID" in os.environ
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in _STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None:  # pragma: no cover - both exist on POSIX and Windows
+                continue
+            previous = signal.getsignal(number)
+            if previous is None or previous == signal.SIG_IGN:
+                continue
+            signal.signal(number, self._note)
+            self._previous[number] = previous
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Within: a state is being written, and no signal stops it half way."""
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
+
+    def _note(self, number: int, frame: Any) -> None:
+        if not self.signal_number:
+            self.signal_number = number
+            return
+        if number != signal.SIGINT or self.saving or self._forwarded:
+            return
+        previous = self._previous.get(number)
+        if callable(previous):
+            previous(number, frame)  # Python's own handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+
+#: Shared with the training loaders' worker processes (set up by :func:`_workers_exit_flag`): 1
+#: once this process exits, when a SIGTERM ends them.
+_WORKERS_MAY_END: Any = None
+
+
+def _workers_exit_flag() -> Any:
+    """The flag that tells the loaders' worker processes that this process exits: shared memory
+    that an ``atexit`` hook sets (it runs before the one of ``multiprocessing`` that ends the
+    workers with SIGTERM: hooks run last registered first)."""
+    global _WORKERS_MAY_END
+    if _WORKERS_MAY_END is None:
+        import atexit
+        import multiprocessing
+
+        flag = multiprocessing.RawValue("b", 0)
+
+        def exiting() -> None:
+            flag.value = 1
+
+        atexit.register(exiting)
+        _WORKERS_MAY_END = flag
+    return _WORKERS_MAY_END
+
+
+def _loader_worker_signals(exiting: Any, worker_id: int) -> None:
+    """``worker_init_fn`` of the training ``DataLoader`` (with ``exiting``, the flag of
+    :func:`_workers_exit_flag`): its worker processes ignore SIGINT, and SIGTERM until the
+    trainer's process exits. A Ctrl-C reaches every process of the terminal's foreground group
+    and SLURM signals every process of a job step: a worker ended by them broke the loader (a
+    ``RuntimeError``) while the trainer finished its step and saved the state. The loader ends
+    its workers itself, and a worker ends when the trainer's process is gone, killed or not."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_sigterm(number: int, frame: Any) -> None:
+        if exiting.value:  # multiprocessing ends the workers of an exiting process
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _shows_a_bar(tqdm: Any) -> bool:
+    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
+    notebook (its widget), or on a stderr that is a terminal. Elsewhere (a file, a pipe) its
+    carriage-return frames pile up on one line of the log."""
+    if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
+
+
+def _progress_every(steps: int) -> int:
+    """Steps between the progress lines a launch prints when stderr is not a terminal (a CI log,
+    a SLURM output file): about 20 lines per run, at least one per 100 steps."""
+    return max(1, min(100, steps // 20))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1978,6 +2154,7 @@ class Trainer:
             # dataset holds its epoch in shared memory, so set_epoch below reaches them
             persistent_workers=config.num_workers > 0,
             generator=generator,
+            worker_init_fn=functools.partial(_loader_worker_signals, _workers_exit_flag()),
         )
         if len(loader) == 0:
             raise ConfigError(
@@ -3492,6 +3669,10 @@ class Trainer:
 
         Raises
         ------
+        TrainingInterrupted
+            When SIGINT (Ctrl-C) or SIGTERM came while training (on any rank): the optimiser
+            step under way was finished and its state saved; no final validation or export.
+            The signal handlers ``fit`` installed (in the main thread) are removed again.
         NonFiniteLossError
             When the loss or the gradient norm is not finite; the last saved state is kept.
         CheckpointError
@@ -3545,10 +3726,14 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
+        # a terminal (or a notebook) gets the bar; a log file (CI, SLURM) a plain line every
+        # few steps instead of the bar's carriage-return frames
+        plain = acc.is_main_process and not _shows_a_bar(tqdm)
+        every = _progress_every(config.steps)
         bar = tqdm(
             total=config.steps,
             initial=self.progress.step,
-            disable=not acc.is_main_process,
+            disable=not acc.is_main_process or plain,
             desc="train",
             dynamic_ncols=True,
         )
@@ -3564,117 +3749,147 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(acc.device)
         # the losses of the current optimiser step's micro-batches: train/loss is their mean
         step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
-        try:
-            while self.progress.step < config.steps:
-                epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
-                self.loader.set_epoch(epoch)
-                if hasattr(self.train_set, "set_epoch"):
-                    self.train_set.set_epoch(epoch)
-                loader = self.loader
-                if offset:
-                    loader = acc.skip_first_batches(self.loader, offset)
-                    # accelerate < 1.15 builds the skipping loader at epoch 0 and, iterated,
-                    # sets the shared sampler back to epoch 0: a resume mid-epoch replayed
-                    # another epoch's samples
-                    loader.set_epoch(epoch)
-                for batch in itertools.islice(loader, batches_per_epoch - offset):
-                    with acc.accumulate(self.model):
-                        loss = self._loss(batch)
-                        if self.progress.step == fault_step:
-                            loss = loss * float("nan")
-                        finite = torch.isfinite(loss.detach()).float()
-                        if acc.gather(finite.reshape(1)).min() < 1:
-                            self._stop_non_finite(loss)
-                        acc.backward(loss)
-                        if acc.sync_gradients:
-                            # a finite loss can still have non-finite gradients (an overflow in the
-                            # backward pass): they must not reach the weights, the EMA or a state
-                            clip = (
-                                config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
+        stops, interrupted = _StopRequests(), 0  # SIGINT or SIGTERM: stop after the step
+        with stops:
+            try:
+                while self.progress.step < config.steps:
+                    epoch, offset = divmod(self.progress.micro_batches, batches_per_epoch)
+                    self.loader.set_epoch(epoch)
+                    if hasattr(self.train_set, "set_epoch"):
+                        self.train_set.set_epoch(epoch)
+                    loader = self.loader
+                    if offset:
+                        loader = acc.skip_first_batches(self.loader, offset)
+                        # accelerate < 1.15 builds the skipping loader at epoch 0 and, iterated,
+                        # sets the shared sampler back to epoch 0: a resume mid-epoch replayed
+                        # another epoch's samples
+                        loader.set_epoch(epoch)
+                    for batch in itertools.islice(loader, batches_per_epoch - offset):
+                        with acc.accumulate(self.model):
+                            loss = self._loss(batch)
+                            if self.progress.step == fault_step:
+                                loss = loss * float("nan")
+                            finite = torch.isfinite(loss.detach()).float()
+                            if acc.gather(finite.reshape(1)).min() < 1:
+                                self._stop_non_finite(loss)
+                            acc.backward(loss)
+                            if acc.sync_gradients:
+                                # a finite loss can still have non-finite gradients (an overflow in the
+                                # backward pass): they must not reach the weights, the EMA or a state
+                                clip = (
+                                    config.optim.grad_clip
+                                    if config.optim.grad_clip > 0
+                                    else math.inf
+                                )
+                                norm = acc.clip_grad_norm_(self.model.parameters(), clip)
+                                finite = torch.isfinite(torch.as_tensor(norm, device=acc.device))
+                                if acc.gather(finite.float().reshape(1)).min() < 1:
+                                    self._stop_non_finite(loss, gradient_norm=float(norm))
+                            lr = learning_rate(
+                                self.progress.step,
+                                base_lr=config.optim.lr,
+                                warmup_steps=config.optim.warmup_steps,
+                                total_steps=config.steps,
+                                schedule=config.optim.schedule,
                             )
-                            norm = acc.clip_grad_norm_(self.model.parameters(), clip)
-                            finite = torch.isfinite(torch.as_tensor(norm, device=acc.device))
-                            if acc.gather(finite.float().reshape(1)).min() < 1:
-                                self._stop_non_finite(loss, gradient_norm=float(norm))
-                        lr = learning_rate(
-                            self.progress.step,
-                            base_lr=config.optim.lr,
-                            warmup_steps=config.optim.warmup_steps,
-                            total_steps=config.steps,
-                            schedule=config.optim.schedule,
+                            for group in self.optimizer.param_groups:
+                                group["lr"] = lr
+                            self.optimizer.step()
+                            self.optimizer.zero_grad(set_to_none=True)
+                        self._log_indices(batch)
+                        self.progress.micro_batches += 1
+                        step_loss += loss.detach().float()
+                        step_micro_batches += 1
+                        if not acc.sync_gradients:
+                            continue
+                        # bookkeeping once per optimiser step
+                        self.progress.step += 1
+                        self.progress.samples += config.batch_size
+                        self.ema.update(acc.unwrap_model(self.model))
+                        # the step's loss: the mean over its micro-batches and the processes (each
+                        # process has as many micro-batches of as many samples)
+                        step_loss /= step_micro_batches
+                        # gathered with the loss, in the collective every step makes: whether a
+                        # rank got SIGINT or SIGTERM, so that every rank stops after this step
+                        noted = torch.tensor(float(stops.signal_number), device=acc.device)
+                        both = acc.gather(torch.stack((step_loss.float(), noted)).reshape(1, 2))
+                        mean_loss = both[:, 0].mean().item()
+                        interrupted = int(both[:, 1].max().item())
+                        step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
+                        # training samples per second, as launches.jsonl's train_samples_per_s:
+                        # the time spent validating and saving states left out
+                        rate = (self.progress.samples - samples_at_start) / max(
+                            1e-9, time.perf_counter() - started - overhead
                         )
-                        for group in self.optimizer.param_groups:
-                            group["lr"] = lr
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                    self._log_indices(batch)
-                    self.progress.micro_batches += 1
-                    step_loss += loss.detach().float()
-                    step_micro_batches += 1
-                    if not acc.sync_gradients:
-                        continue
-                    # bookkeeping once per optimiser step
-                    self.progress.step += 1
-                    self.progress.samples += config.batch_size
-                    self.ema.update(acc.unwrap_model(self.model))
-                    # the step's loss: the mean over its micro-batches and the processes (each
-                    # process has as many micro-batches of as many samples)
-                    step_loss /= step_micro_batches
-                    mean_loss = acc.gather(step_loss.reshape(1)).mean().item()
-                    step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
-                    # training samples per second, as launches.jsonl's train_samples_per_s:
-                    # the time spent validating and saving states left out
-                    rate = (self.progress.samples - samples_at_start) / max(
-                        1e-9, time.perf_counter() - started - overhead
-                    )
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}"
-                    )
-                    acc.log(
-                        {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
-                        step=self.progress.step,
-                    )
-                    paused = time.perf_counter()
-                    # the state first: a validation that fails or is killed loses no training
-                    if (
-                        config.checkpoint_every
-                        and self.progress.step % config.checkpoint_every == 0
-                    ):
-                        self.save_state()
-                        self._longest_save = max(self._longest_save, time.perf_counter() - paused)
-                    if config.eval_every and self.progress.step % config.eval_every == 0:
-                        self.evaluate()
-                    overhead += time.perf_counter() - paused
-                    if self.progress.step >= config.steps:
+                        bar.update(1)
+                        bar.set_postfix(
+                            loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}"
+                        )
+                        if plain and (
+                            self.progress.step % every == 0 or self.progress.step == config.steps
+                        ):
+                            print(
+                                f"train: step {self.progress.step}/{config.steps}, loss "
+                                f"{mean_loss:.4g}, lr {lr:.2e}, {rate:.1f} samples/s",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                        acc.log(
+                            {"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate},
+                            step=self.progress.step,
+                        )
+                        if interrupted:  # the state is saved below; its validation on resume
+                            stopped = "interrupted"
+                            break
+                        paused = time.perf_counter()
+                        # the state first: a validation that fails or is killed loses no training
+                        if (
+                            config.checkpoint_every
+                            and self.progress.step % config.checkpoint_every == 0
+                        ):
+                            with stops.writing():
+                                self.save_state()
+                            self._longest_save = max(
+                                self._longest_save, time.perf_counter() - paused
+                            )
+                        if config.eval_every and self.progress.step % config.eval_every == 0:
+                            self.evaluate()
+                        overhead += time.perf_counter() - paused
+                        if self.progress.step >= config.steps:
+                            break
+                        if self._out_of_time(self._created):
+                            stopped = "time_limit"
+                            break
+                    if stopped:
                         break
-                    if self._out_of_time(self._created):
-                        stopped = "time_limit"
-                        break
-                if stopped:
-                    break
-        except NonFiniteLossError:
+            except NonFiniteLossError:
+                self._write_launch_summary(
+                    steps=self.progress.step - step_at_start,
+                    samples=self.progress.samples - samples_at_start,
+                    seconds=time.perf_counter() - started,
+                    overhead=overhead,
+                    stopped="non_finite",
+                )
+                raise
+            bar.close()
             self._write_launch_summary(
                 steps=self.progress.step - step_at_start,
                 samples=self.progress.samples - samples_at_start,
                 seconds=time.perf_counter() - started,
                 overhead=overhead,
-                stopped="non_finite",
+                stopped=stopped or "done",
             )
-            raise
-        bar.close()
-        self._write_launch_summary(
-            steps=self.progress.step - step_at_start,
-            samples=self.progress.samples - samples_at_start,
-            seconds=time.perf_counter() - started,
-            overhead=overhead,
-            stopped=stopped or "done",
-        )
-        if (
-            not list_states(self.run_dir)
-            or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
-        ):
-            self.save_state()
+            if (
+                not list_states(self.run_dir)
+                or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
+            ):
+                with stops.writing():
+                    self.save_state()
+            if not interrupted:  # a signal after the last step's: the state is saved, stop now
+                interrupted = self._agreed_signal(stops.signal_number)
+        # the handlers the launch replaced are back
+        if interrupted:
+            self._stop_interrupted(interrupted)
         skipped_validation = False
         if self.config.eval_every and self.progress.step % self.config.eval_every:
             if stopped == "time_limit":
@@ -3704,6 +3919,37 @@ class Trainer:
                 + f"; continue with {_option('resume')}"
             )
         return folder
+
+    def _agreed_signal(self, noted: int) -> int:
+        """The stop signal every rank agrees on: the largest any rank noted (``noted``: this
+        rank's, 0 for none), so that all stop, or none."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return noted
+        flag = torch.tensor([float(noted)], device=acc.device)
+        return int(acc.gather(flag).max().item())
+
+    def _stop_interrupted(self, number: int) -> None:
+        """End a launch that SIGINT or SIGTERM stopped, its state saved: close the trackers and
+        the sample log, and raise :class:`TrainingInterrupted` (no final validation and no
+        export: a scheduler's grace period is short, and the resumed run makes both)."""
+        acc = self.accelerator
+        acc.end_training()
+        if self._sample_log is not None:
+            self._sample_log.close()
+        step = self.progress.step
+        state = self.run_dir / "checkpoints" / f"step_{step:08d}"
+        try:
+            name = signal.Signals(number).name
+        except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are handled
+            name = f"signal {number}"
+        raise TrainingInterrupted(
+            f"{name} received: stopped at step {step} of {self.config.steps}; the training "
+            f"state is saved in {str(state)!r}; continue with {_option('resume')}",
+            signal_number=number,
+            step=step,
+            state=state,
+        )
 
     def _evaluation_missing(self) -> bool:
         """Whether the resumed state is at an evaluation step that ``validation.jsonl`` lacks
@@ -4582,16 +4828,51 @@ def _flat_scalars(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Parse ``--config run.toml [--resume] [--export-only] [key=value ...]``.
+_OVERRIDES_HELP = """\
+overrides:
+  Each key=value changes one value of the TOML file, before or after the options; a key
+  given twice takes the last value. A dotted key reaches into a section (optim.lr, not lr).
+  Values are read as TOML: numbers, true/false, "strings" (a bare word is a string too),
+  lists and inline tables (which change only the keys they name); the bare word none unsets
+  a key that may be unset. Quote lists and strings for the shell:
 
-    The ``key=value`` overrides may come before, between or after the options.
+    steps=2000 optim.lr=3e-4 model.preset=small
+    'data.variables=["u","v"]' 'data.train=["2019-03-01","2019-03-17T23"]'
+    'optim={lr=1e-4,warmup_steps=10}' micro_batch_size=none
+
+  Every key, with its default: --print-config, and the Training guide
+  (https://flexdownscale.readthedocs.io, docs/training.md).
+
+examples:
+  python -m flexdownscale.train --config run.toml --print-config steps=500
+  python -m flexdownscale.train --config run.toml optim.lr=3e-4 steps=2000
+  accelerate launch -m flexdownscale.train --config run.toml --resume
+
+Ctrl-C (SIGINT) or SIGTERM (a scheduler ending the job) stops after the optimiser step under
+way, saves the training state and prints the command that resumes it (exit status 130 or 143).
+"""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """Parse ``--config run.toml [--resume] [--export-only] [--print-config] [key=value ...]``.
+
+    The ``key=value`` overrides may come before, between or after the options. ``--help``
+    explains them; ``--version`` prints the package's version (both exit 0).
     """
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="python -m flexdownscale.train",
-        description="Train a flexdownscale model (run with `accelerate launch -m flexdownscale.train`).",
+        description=(
+            "Train a flexdownscale model as a TOML file configures it (on several processes,\n"
+            "GPUs or nodes: accelerate launch -m flexdownscale.train ...)."
+        ),
+        epilog=_OVERRIDES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, help="a TOML file with a TrainConfig")
+    parser.add_argument(
+        "--config", required=True, help="a TOML file with a TrainConfig (its keys: see below)"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the latest state of run_dir"
     )
@@ -4600,7 +4881,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
         action="store_true",
         help="export the EMA model of the latest state and exit",
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the configuration the file and the overrides give, as TOML (every key "
+        "that is set), and exit without training",
+    )
+    parser.add_argument("--version", action="version", version=f"flexdownscale {__version__}")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="change a value of the file (section.key=value, the value in TOML; see below)",
+    )
     args = parser.parse_intermixed_args(argv)
     config = from_toml(TrainConfig, args.config)
     return apply_overrides(config, args.overrides), args
@@ -4619,15 +4912,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 when the launch ended (all steps done, the time limit reached or
-        the model exported), 2 on a
+        the model exported) and after ``--print-config``; 2 on a
         :class:`~flexdownscale.errors.FlexDownscaleError` or an ``OSError``, whose message is
-        printed to stderr on one line.
+        printed to stderr on one line; 130 when SIGINT (Ctrl-C) stopped it, 143 when SIGTERM
+        did: training stops after the optimiser step under way, saves the state and prints on
+        one line where it is and the command that resumes it.
     """
     from .errors import FlexDownscaleError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     token = _COMMAND_LINE.set(True)  # messages name --resume and --export-only
+    config = args = None
     try:
         config, args = parse_args(argv)
+        if args.print_config:
+            print(dump_toml(to_dict(config)), end="")
+            return 0
         trainer = Trainer(config, resume=args.resume, export_only=args.export_only)
         if args.export_only:
             trainer.load_latest_state()
@@ -4640,9 +4940,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # disk full, permissions: the file and the cause on one line
         print(f"flexdownscale.train: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as err:  # the state is saved: where, and how to go on
+        if _main_rank():
+            name = signal.Signals(err.signal_number).name
+            print(
+                f"flexdownscale.train: {name} received: stopped at step {err.step} of "
+                f"{config.steps if config else '?'}; the training state is saved in "
+                f"{str(err.state)!r}; resume with: {_resume_command(argv, args)}",
+                file=sys.stderr,
+            )
+        return 128 + err.signal_number
+    except KeyboardInterrupt:  # before or after the training steps, or Ctrl-C twice
+        if _main_rank():
+            print(f"flexdownscale.train: {_interrupted_words(config, args, argv)}", file=sys.stderr)
+        return 128 + signal.SIGINT
     finally:
         _COMMAND_LINE.reset(token)
     return 0
+
+
+def _main_rank() -> bool:
+    """Whether this process is a launch's first (``RANK`` 0, or started alone): the one that
+    prints what stopped the launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _resume_command(argv: Sequence[str], args: argparse.Namespace | None) -> str:
+    """The command that resumes the launch started with the arguments ``argv``: the same
+    arguments, and ``--resume`` unless they have it; under a launcher (``accelerate launch``,
+    ``torchrun``) its options are the user's to repeat."""
+    import shlex
+
+    words = list(argv) + ([] if args is not None and args.resume else ["--resume"])
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or any(
+        key.startswith("ACCELERATE_") for key in os.environ
+    )
+    head = (
+        "accelerate launch [the same launch options] -m flexdownscale.train"
+        if launched
+        else "python -m flexdownscale.train"
+    )
+    return f"{head} {shlex.join(words)}"
+
+
+def _interrupted_words(
+    config: TrainConfig | None, args: argparse.Namespace | None, argv: Sequence[str]
+) -> str:
+    """What a Ctrl-C outside the training steps left: the newest state and the command that
+    resumes from it, or that none was saved."""
+    if config is None or args is None:
+        return "interrupted"
+    if args.export_only:
+        return "interrupted: the export did not finish and left nothing; run the command again"
+    states = list_states(_user_path(config.run_dir))
+    if not states:
+        return "interrupted before a training state was saved: run the command again to start"
+    return (
+        f"interrupted; the newest training state is {str(states[-1])!r} (any step after it "
+        f"was not saved); resume with: {_resume_command(argv, args)}"
+    )
 
 
 def _show_warning(

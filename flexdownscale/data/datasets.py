@@ -801,8 +801,15 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
         text = os.path.expanduser(str(p))  # "~/era5.nc": no shell expands it in a config
         matches = sorted(glob.glob(text)) if any(ch in text for ch in "*?[") else [text]
         if not matches or not all(os.path.exists(m) for m in matches):
+            where = (
+                ""
+                if os.path.isabs(text)
+                else f" (looked for in {os.path.join(os.getcwd(), text)!r}: a relative path is "
+                f"read from the current working directory, {os.getcwd()!r}; run from the folder "
+                "it is relative to or give it as an absolute path)"
+            )
             raise DataError(
-                f"no file matches {text!r}; expected existing netCDF, zarr or HDF5 paths"
+                f"no file matches {text!r}; expected existing netCDF, zarr or HDF5 paths{where}"
             )
         out.extend(matches)
     return out
@@ -1150,11 +1157,21 @@ def _check_sources_agree(sources: Sequence[_Source]) -> None:
     _warn_repeated_fields(sources)
 
 
+#: The repeated-fields warnings of files given in this process (:func:`_warn_repeated_fields`).
+_REPEATS_WARNED: set[str] = set()
+
+
 def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
     """Warn when two files share time labels and hold the same field at the first of them
     (overlapping extracts of one record: its fields are trained on twice, and with
     ``split_dim = "file"`` a validation file repeats training fields). Files sharing times with
-    other fields (another run, another Reynolds number) are what they should be."""
+    other fields (another run, another Reynolds number) are what they should be.
+
+    Each warning about two files is given once per process: a trainer opens the same files for
+    its training and validation splits, which printed it twice, word for word (Python's own
+    once-per-line rule does not hold once any code enters ``warnings.catch_warnings``). In-memory
+    datasets are warned about every time (their labels, ``dataset 0``, name no file).
+    """
     parts = [
         (k, labels)
         for k, src in enumerate(sources)
@@ -1183,14 +1200,17 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
         if not np.array_equal(field(a, pj), field(b, pk), equal_nan=True):
             continue
         count, first_time, last_time = len(entries), values[entries[0]], values[entries[-1]]
-        warnings.warn(
+        message = (
             f"{b.where!r} repeats {count} time{'s' if count != 1 else ''} of "
             f"{a.where!r} ({_shown_label(first_time)} to {_shown_label(last_time)}) with the same "
             'fields: they are trained on twice (and with split_dim = "file" held-out fields '
-            "may be training fields); leave the repeated times out of one of the files",
-            FlexDownscaleWarning,
-            stacklevel=user_stacklevel(),
+            "may be training fields); leave the repeated times out of one of the files"
         )
+        if a._path is not None and b._path is not None:
+            if message in _REPEATS_WARNED:
+                continue
+            _REPEATS_WARNED.add(message)
+        warnings.warn(message, FlexDownscaleWarning, stacklevel=user_stacklevel())
 
 
 def _warn_repeated_labels(
