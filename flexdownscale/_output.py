@@ -198,8 +198,40 @@ def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_figure(fig: Any, path: Path, dpi: int) -> Path:
+def write_figure(fig: Any, path: Path, dpi: int, metadata: dict[str, str] | None = None) -> Path:
     """Save the matplotlib figure ``fig`` to ``path`` (format from its suffix) whole or not at
-    all (:func:`write_atomically`, whose ``DataError`` names ``path``); returns ``path``."""
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+    all (:func:`write_atomically`, whose ``DataError`` names ``path``); returns ``path``.
+    ``metadata`` are text entries added to those matplotlib writes (a PNG's text chunks, read
+    back with :func:`png_text`)."""
+    extra = {} if metadata is None else {"metadata": dict(metadata)}
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, **extra))
     return path
+
+
+#: The first bytes of every PNG file.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_text(path: Path) -> dict[str, str]:
+    """The uncompressed text entries (``tEXt`` chunks) of the PNG file ``path`` before its image
+    data, as matplotlib writes its ``metadata``; ``{}`` for a file that is not a PNG or cannot
+    be read."""
+    found: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return {}
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return found
+                size, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind in (b"IDAT", b"IEND") or size > 2**20:
+                    return found
+                data = f.read(size)
+                f.seek(4, os.SEEK_CUR)  # the chunk's CRC
+                if kind == b"tEXt" and b"\0" in data:
+                    key, _, text = data.partition(b"\0")
+                    found[key.decode("latin-1")] = text.decode("latin-1")
+    except OSError:
+        return {}

@@ -28,7 +28,14 @@ from typing import Any
 
 from ._inputs import count_noun, find_time_dim, groups_hint, is_zarr, open_input
 from ._json import finite_or_null, non_finite_word
-from ._output import folder_lock, write_figure, write_text_atomically, written_here
+from ._output import (
+    folder_lock,
+    png_text,
+    write_figure,
+    write_text_atomically,
+    written_here,
+    written_through,
+)
 from .errors import DataError
 
 __all__ = ["evaluate"]
@@ -200,19 +207,27 @@ def evaluate(
     if baseline is not None:
         baseline = os.path.expanduser(os.fspath(baseline))
     # the report folder's lock, taken by _write_report, is held until the report is whole
+    # the reports are written into hidden folders and moved into place once all are complete:
+    # an interrupted or failed run leaves the folders as they were
     with contextlib.ExitStack() as locks:
+        staged: list[_StagedReport] = []
 
         def score(path: str, folder: str) -> tuple[str, list[dict[str, Any]], list[str]]:
             options = (dict(dims or {}), dict(rename or {}), time_chunk, wanted, windows)
-            return _write_report(path, truth, folder, *options, locks=locks)  # fresh dicts
+            # fresh dicts
+            return _write_report(path, truth, folder, *options, locks=locks, staged=staged)
 
         report, rows, level_keys = score(prediction, out)
         if baseline is None:
+            staged[0].commit()
             # an earlier run's baseline report would sit beside this one as if it were its own
             _remove_earlier_report(Path(out) / BASELINE_FOLDER)
             return report
         _, baseline_rows, _ = score(baseline, os.path.join(out, BASELINE_FOLDER))
-        return _add_baseline(Path(out), report, rows, baseline_rows, level_keys, baseline)
+        report = _add_baseline(staged[0], report, rows, baseline_rows, level_keys, baseline)
+        for report_folder in reversed(staged):  # the baseline's, then the report's
+            report_folder.commit()
+        return report
 
 
 #: The sub-folder of the report that holds the baseline's own report
@@ -227,7 +242,7 @@ _BASELINE_SCORES = (
 
 
 def _add_baseline(
-    out: Path,
+    out: _StagedReport,
     report: str,
     rows: list[dict[str, Any]],
     baseline_rows: list[dict[str, Any]],
@@ -235,8 +250,8 @@ def _add_baseline(
     baseline: str,
 ) -> str:
     """Append the comparison with the baseline to ``out/metrics.md`` (whose text is
-    ``report``) and add it to the rows of ``out/metrics.json`` (``rows``, strict JSON, as
-    written); ``baseline_rows`` are the baseline's strict rows. A row is matched by its
+    ``report``; ``out`` the report, written before it is moved into place) and add it to
+    the rows of ``out/metrics.json`` (``rows``, strict JSON, as written); ``baseline_rows`` are the baseline's strict rows. A row is matched by its
     variable and level values. Returns the new text of ``metrics.md``."""
     import math
 
@@ -299,8 +314,8 @@ def _add_baseline(
         *table,
     ]
     report = report + "\n".join(lines) + "\n"
-    write_text_atomically(out / "metrics.md", report)
-    write_text_atomically(out / "metrics.json", json.dumps(rows, indent=2, allow_nan=False))
+    out.write_text("metrics.md", report)
+    out.write_text("metrics.json", json.dumps(rows, indent=2, allow_nan=False))
     return report
 
 
@@ -315,13 +330,18 @@ def _write_report(
     windows: tuple[int, ...] = (),
     *,
     locks: contextlib.ExitStack,
+    staged: list[_StagedReport],
 ) -> tuple[str, list[dict[str, Any]], list[str]]:
     """:func:`evaluate`'s work, its arguments checked: the paths as given (they are named in
     the report and its messages), ``dims`` with the ensemble dim's ``member`` entry if any,
     ``renames`` truth name to prediction name, ``wanted`` the ``--threshold`` (value and units)
     if given and ``windows`` the FSS windows. The lock of the report folder is entered into
-    ``locks``, held until the caller closes it. Returns the text of ``metrics.md``, the rows
-    of ``metrics.json`` and the names of the level dims that the rows hold."""
+    ``locks``, held until the caller closes it. The report is written into a hidden folder in
+    the report folder (:class:`_StagedReport`), appended to ``staged`` for the caller to move
+    into place once every report is complete; the clean-up that removes it unmoved,
+    and the report folder when this run made it, is entered into ``locks``. Returns the text
+    of ``metrics.md``, the rows of ``metrics.json`` and the names of the level dims that the
+    rows hold."""
     import numpy as np
 
     from . import metrics
@@ -521,9 +541,11 @@ def _write_report(
         out.mkdir(parents=True, exist_ok=True)
         if made:
             locks.enter_context(folder_lock(out, lambda: _report_folder_in_use(out_given)))
-        (out / "metrics_by_lead.json").unlink(missing_ok=True)  # an earlier forecast's, if any
+        target = _StagedReport.make(out, stale, made)
     except OSError as err:  # a read-only folder: said of --out, as a file written in it is
         raise _unwritable_folder(out_given, err) from err
+    locks.callback(target.discard)  # before the lock is released (the stack runs backwards)
+    staged.append(target)
     has_members = member_dim in pred.dims and pred.sizes[member_dim] > 1
     # latitude grids: means weighted by cell area (WeatherBench practice, the weights above);
     # projected and physics grids have equal cells. Doubly periodic domains: plain FFT
@@ -715,7 +737,7 @@ def _write_report(
                     reference="truth",
                     title=f"{v}{part.at_words}: {'zonal ' if zonal else ''}power spectra",
                 )
-                stale.discard(write_figure(fig, out / f"spectra_{part.stem}.png", dpi=100).name)
+                target.figure(fig, f"spectra_{part.stem}.png")
             if has_members:
                 if not np.isfinite(np.asarray(histograms[v, k].values, dtype=float)).any():
                     # nothing to rank: the plot's own error, which says why from the fields
@@ -728,9 +750,7 @@ def _write_report(
                 fig = plot_rank_histogram(
                     histograms[v, k], title=f"{v}{part.at_words}: rank histogram"
                 )
-                stale.discard(
-                    write_figure(fig, out / f"rank_histogram_{part.stem}.png", dpi=100).name
-                )
+                target.figure(fig, f"rank_histogram_{part.stem}.png")
             if (v, k) in by_scale:
                 line = _scale_words(by_scale[v, k], f"`{v}`{part.at_words}", part.stem)
                 scale_lines.append(line)
@@ -742,13 +762,7 @@ def _write_report(
                             f"{'zonal ' if zonal else ''}wavenumber"
                         ),
                     )
-                    stale.discard(
-                        write_figure(
-                            fig, out / f"spread_skill_spectrum_{part.stem}.png", dpi=100
-                        ).name
-                    )
-    for name in stale:  # an earlier report's figure of a variable or score not in this one
-        (out / name).unlink(missing_ok=True)
+                    target.figure(fig, f"spread_skill_spectrum_{part.stem}.png")
     # a level dim's column after the variable's, its cells with the coordinate's units
     level_words: dict[str, dict[Any, str]] = {}
     for v in names:
@@ -866,15 +880,15 @@ def _write_report(
             + " (fill or crop the gaps to get them all).",
         ]
     report = "\n".join(lines) + "\n"
-    write_text_atomically(out / "metrics.md", report)
+    target.write_text("metrics.md", report)
     # strict JSON: a score that is NaN or infinite is null, and "non_finite" says which it was
     strict = [_strict_row(row) for row in rows]
     if provenance:  # each row says what made the prediction (absent: the file does not say)
         strict = [{**row, "prediction": provenance} for row in strict]
-    write_text_atomically(out / "metrics.json", json.dumps(strict, indent=2, allow_nan=False))
+    target.write_text("metrics.json", json.dumps(strict, indent=2, allow_nan=False))
     if by_lead:
-        write_text_atomically(
-            out / "metrics_by_lead.json",
+        target.write_text(
+            "metrics_by_lead.json",
             json.dumps([_strict_row(row) for row in by_lead], indent=2, allow_nan=False),
         )
     return report, strict, list(level_words)
@@ -890,15 +904,123 @@ def _is_report_folder(folder: Path) -> bool:
     return written_here(folder, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
 
 
+#: The text chunk that marks a figure of the report as the command's own (``savefig``'s PNG
+#: metadata): a folder left with some figures and no ``metrics.md`` (a run killed while
+#: moving its report into place) is then known as an unfinished report, not the user's files.
+_FIGURE_MARK = {"flexdownscale": "evaluate report figure"}
+
+
+def _is_report_figure(path: Path) -> bool:
+    """Whether ``path`` is a figure that ``evaluate`` wrote (it carries :data:`_FIGURE_MARK`)."""
+    ((key, value),) = _FIGURE_MARK.items()
+    return path.name.startswith(_FIGURE_KINDS) and png_text(path).get(key) == value
+
+
 def _earlier_figures(folder: Path) -> set[str]:
-    """The figures of an earlier report in ``folder`` (none when it is not a report's folder):
-    a re-run removes those it does not draw again, so no figure of a variable, level or score
+    """The figures of an earlier report in ``folder``: every figure of the report's names in
+    a report's folder, else those that carry the command's mark (an unfinished report's); a
+    re-run removes those it does not draw again, so no figure of a variable, level or score
     that the new report lacks is left beside it."""
-    if not _is_report_folder(folder):
+    if not folder.is_dir():
         return set()
-    return {
-        p.name for p in folder.glob("*.png") if p.name.startswith(_FIGURE_KINDS) and p.is_file()
-    }
+    figures = [p for p in folder.glob("*.png") if p.name.startswith(_FIGURE_KINDS) and p.is_file()]
+    if _is_report_folder(folder):
+        return {p.name for p in figures}
+    return {p.name for p in figures if _is_report_figure(p)}
+
+
+class _StagedReport:
+    """A report written into a hidden folder inside its report folder and moved into it once
+    complete (:meth:`commit`), so that an interrupted or failed ``evaluate`` leaves the report
+    folder as it was (:meth:`discard`): an earlier report whole, no figures without their
+    ``metrics.md``, no folder it made.
+
+    Parameters
+    ----------
+    folder : Path
+        The report folder (``--out``, or its ``baseline`` folder).
+    stage : Path
+        The hidden folder the new report is written into.
+    stale : set of str
+        The earlier report's figures; those the new report does not draw are removed.
+    made : bool
+        Whether this run made ``folder`` (removed again when it is left empty).
+    """
+
+    #: The start and end of a staging folder's name (``.evaluate-k3j_x.partial``).
+    PREFIX, SUFFIX = ".evaluate-", ".partial"
+
+    def __init__(self, folder: Path, stage: Path, stale: set[str], made: bool) -> None:
+        self.folder, self.stage, self.stale, self.made = folder, stage, stale, made
+        self.committed = False
+
+    @classmethod
+    def make(cls, folder: Path, stale: set[str], made: bool) -> _StagedReport:
+        """A new staging folder in ``folder`` (whose lock the caller holds), after removing
+        those that runs killed before their clean-up left there."""
+        import shutil
+        import tempfile
+
+        for left in folder.glob(f"{cls.PREFIX}*{cls.SUFFIX}"):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=cls.PREFIX, suffix=cls.SUFFIX, dir=folder))
+        return cls(folder, stage, stale, made)
+
+    def write_text(self, name: str, text: str) -> None:
+        """Write the report file ``name`` (whole or not at all; an error names its place in
+        the report folder, not the hidden one)."""
+        with self._named(name):
+            write_text_atomically(self.stage / name, text)
+
+    def figure(self, fig: Any, name: str) -> None:
+        """Save the figure ``fig`` as the report file ``name``, marked as the command's own
+        (:data:`_FIGURE_MARK`)."""
+        with self._named(name):
+            write_figure(fig, self.stage / name, 100, _FIGURE_MARK)
+
+    @contextlib.contextmanager
+    def _named(self, name: str) -> Any:
+        """A ``DataError`` of writing ``name`` into the hidden folder, said of the report
+        folder's file (the user's path)."""
+        try:
+            yield
+        except DataError as err:
+            hidden, shown = repr(str(self.stage / name)), repr(str(self.folder / name))
+            if hidden not in str(err):
+                raise
+            raise DataError(str(err).replace(hidden, shown)) from err.__cause__
+
+    def commit(self) -> None:
+        """Move the new report's files into the report folder, ``metrics.md`` last (until then
+        the folder holds the earlier report, if any), and remove the earlier report's files
+        that the new one lacks. A report file that is a symbolic link is written through."""
+        from ._output import unwritable_file
+
+        new = sorted(p.name for p in self.stage.iterdir())
+        # what the earlier report had and this one lacks: an earlier forecast's per-lead
+        # table, the figures of variables, levels or scores not drawn again
+        gone = (self.stale | {"metrics_by_lead.json"}) - set(new)
+        for name in sorted(new, key=lambda n: n == "metrics.md"):
+            if name == "metrics.md":
+                for old in gone:
+                    (self.folder / old).unlink(missing_ok=True)
+            try:
+                os.replace(self.stage / name, written_through(self.folder / name))
+            except OSError as err:  # a link to another disk: said of the report's file
+                raise unwritable_file(self.folder / name, err) from err
+        self.committed = True
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder, and the report folder when this run made it and it is
+        still empty (a run that did not get to :meth:`commit`)."""
+        import shutil
+
+        shutil.rmtree(self.stage, ignore_errors=True)
+        if self.made and not self.committed:
+            with contextlib.suppress(OSError):  # not empty: something else was put there
+                self.folder.rmdir()
 
 
 def _remove_earlier_report(folder: Path) -> None:
@@ -1607,11 +1729,19 @@ def _check_report_folder(out: Path, stems: list[str], given: str) -> None:
     kinds = ("spectra", "rank_histogram", "spread_skill_spectrum")
     fixed += [f"{kind}_{stem}.png" for stem in stems for kind in kinds]
     found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
+    # figures of an unfinished report (no metrics.md yet) are the command's own to replace
+    found = [name for name in found if not _is_report_figure(out / name)]
     if found:
+        why = (
+            "its metrics.md is not a report of flexdownscale evaluate"
+            if (out / "metrics.md").exists()
+            else "it holds no metrics.md of one, and those files were not written by "
+            "flexdownscale evaluate"
+        )
         raise DataError(
             f"--out {given!r} holds {', '.join(found)}, which the report would overwrite, and "
-            "it is not an earlier evaluation's folder (its metrics.md is not a report of "
-            "flexdownscale evaluate); give a new or empty folder, or move those files away"
+            f"it is not an earlier evaluation's folder ({why}); give a new or empty folder, or "
+            "move those files away"
         )
 
 
