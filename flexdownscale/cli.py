@@ -22,6 +22,7 @@ import json
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -246,10 +247,13 @@ def _group_hint_on_missing_variable(path: str) -> Iterator[None]:
         raise MissingVariableError(f"{err}{hint}") from None
 
 
-def _write_and_tell(out: Any, target: str, quiet: bool) -> None:
-    """Write a command's output (:func:`_write_output`) and, unless ``quiet``, say where and
-    its sizes (``wrote out.nc (time: 2, latitude: 64, longitude: 96)``)."""
+def _write_and_tell(out: Any, args: argparse.Namespace) -> None:
+    """Write a command's output (:func:`_write_output`) to ``args.output`` and, unless
+    ``args.quiet``, say where and its sizes (``wrote out.nc (time: 2, latitude: 64,
+    longitude: 96)``)."""
+    target, quiet = args.output, args.quiet
     _write_output(out, target)
+    args.written = True  # an interrupt from here on: the output is whole (_interrupted_words)
     if not quiet:
         sizes = ", ".join(f"{k}: {v}" for k, v in out.sizes.items() if k != "bnds")
         print(f"wrote {target} ({sizes})")
@@ -280,9 +284,13 @@ def _check_device(device: str | None) -> None:
         )
 
 
-def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
+def _check_output(
+    source: str, target: str, *, overwrite: bool = False, same_times: bool = False
+) -> None:
     """Refuse an output path that is the input, lies in a missing folder or, unless
-    ``overwrite``, holds data that flexdownscale did not write (before computing)."""
+    ``overwrite``, holds data that flexdownscale did not write (before computing); with
+    ``same_times`` (``downscale``, whose output has the input's times) also an earlier output
+    of other times than the input's (:func:`_other_origin`)."""
     from ._output import written_through
     from .errors import DataError
 
@@ -318,7 +326,7 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
                 f"the output {target!r} is an existing folder that is not a zarr store (it holds "
                 f"{_listing(entries)}); writing the output would replace it: give another path"
             )
-    other = None if overwrite else _other_origin(target)
+    other = None if overwrite else _other_origin(target, source if same_times else None)
     if other is not None:
         raise DataError(
             f"the output {target!r} exists and {other}, so writing the output would replace "
@@ -340,11 +348,85 @@ def _check_output(source: str, target: str, *, overwrite: bool = False) -> None:
     shutil.rmtree(_folder_beside(str(dst), ".probe"))
 
 
-def _other_origin(target: str) -> str | None:
+#: The characters of a shell pattern (``coarse_*.nc``, ``day?.nc``, ``[ab].nc``).
+_PATTERN = re.compile(r"[*?[]")
+
+
+def _check_paths_given(args: argparse.Namespace) -> None:
+    """Refuse the paths of a command that it cannot take, before anything is read.
+
+    ``-`` is no file here (netCDF and zarr are read and written at random places, which a pipe
+    cannot do), and a path that does not exist but is a shell pattern (quoted, so no shell
+    expanded it) is said to be one: every command takes one file per path.
+    """
+    from .errors import ConfigError
+
+    command = args.command
+    roles = {
+        "downscale": (("input", "INPUT", True), ("output", "OUTPUT", False)),
+        "forecast": (("input", "INPUT", True), ("output", "OUTPUT", False)),
+        "evaluate": (
+            ("prediction", "PREDICTION", True),
+            ("truth", "TRUTH", True),
+            ("baseline", "--baseline", True),
+            ("out", "--out", False),
+        ),
+        "demo": (("out", "--out", False),),
+    }.get(command, ())
+    for name, role, read in roles:
+        given = getattr(args, name, None)
+        if not isinstance(given, str):
+            continue
+        if given == "-":
+            stream = "standard input" if read else "standard output"
+            kind = "folder" if role == "--out" else "file"
+            raise ConfigError(
+                f"{role} '-': {stream} is not supported (netCDF and zarr are read and written "
+                f"at random places, which a pipe cannot do); give a {kind} path (./- for a "
+                f"{kind} named '-')"
+            )
+        if read and not os.path.lexists(given) and _PATTERN.search(given):
+            raise ConfigError(_pattern_words(given, role, command))
+
+
+def _pattern_words(given: str, role: str, command: str) -> str:
+    """The message for a quoted shell pattern given as a file: what it matches and how to run
+    the command on several files."""
+    import glob
+
+    found = sorted(glob.glob(os.path.expanduser(given)))
+    if not found:
+        matches = "it matches no file"
+    else:
+        shown = ", ".join(repr(f) for f in found[:3]) + (", ..." if len(found) > 3 else "")
+        matches = f"it matches {_count(len(found), 'file')} ({shown})"
+    join = f"xr.open_mfdataset({given!r}).to_netcdf('joined.nc')"
+    if command == "downscale":
+        several = (
+            f"run the command once per file (for f in {given}; do flexdownscale downscale "
+            '"$f" "${f%.nc}_fine.nc"; done) or join the files into one first (in Python: '
+            f"{join})"
+        )
+    else:
+        several = f"join the files into one first (in Python: {join})"
+    return (
+        f"{role} {given!r} does not exist: it is a file-name pattern, which flexdownscale "
+        f"{command} does not expand ({matches}); {command} takes one file as {role}: "
+        f"{several}"
+    )
+
+
+def _other_origin(target: str, source: str | None = None) -> str | None:
     """Why an existing output path is not flexdownscale's to replace, in words (``"is not an
     earlier output of flexdownscale (...)"``); ``None`` for a path that does not exist, an empty
     file or folder, and an earlier output of ``downscale`` or ``forecast`` (its global
-    attributes carry ``flexdownscale_version``), which a re-run replaces."""
+    attributes carry ``flexdownscale_version``), which a re-run replaces.
+
+    With ``source`` (``downscale``'s input, whose times its output keeps), an earlier output
+    of other times than the input's is not a re-run's: it is refused too. An unquoted shell
+    pattern (``coarse_*.nc``) matching two files puts the second in OUTPUT's place, and that
+    second file may be an earlier output of another input (another month, another year),
+    which would otherwise be replaced without ``--overwrite``."""
 
     dst = Path(target)
     if not dst.exists():
@@ -357,14 +439,61 @@ def _other_origin(target: str) -> str | None:
             warnings.simplefilter("ignore")  # a probe: the file's own warnings are not news
             with _open(target) as opened:  # the inputs' opener (zarr metadata, groups, ...)
                 attrs = dict(opened.attrs)
+                times = _times_of(opened)
     except Exception:  # any file xarray cannot open is someone else's
         return f"cannot be read as {kind}, so it is not an earlier output of flexdownscale"
     if "flexdownscale_version" in attrs:
-        return None
+        if source is None or times is None:
+            return None
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open(source) as read:
+                wanted = _times_of(read)
+            if wanted is not None and not _same_values(times, wanted):
+                return (
+                    f"is an earlier output of flexdownscale for other times ({_span(times)}) "
+                    f"than the input's ({_span(wanted)}), not this input's (an unquoted "
+                    "pattern such as coarse_*.nc that matches two files puts the second in "
+                    "OUTPUT's place)"
+                )
+        return None  # a re-run of the command: its own output is replaced
     return (
         "is not an earlier output of flexdownscale (its global attributes have no "
         "flexdownscale_version)"
     )
+
+
+def _times_of(ds: Any) -> Any:
+    """The values of ``ds``'s time coordinate, sorted (``None`` without one)."""
+    import numpy as np
+
+    from .errors import DataError
+
+    try:
+        tdim = _time_dim(ds, {})
+    except DataError:
+        return None
+    if tdim not in ds.coords:
+        return None
+    return np.sort(np.asarray(ds[tdim].values).ravel(), kind="stable")
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    """Whether the sorted time values ``a`` and ``b`` are the same (as sets)."""
+    import numpy as np
+
+    try:
+        return bool(np.array_equal(np.unique(a), np.unique(b)))
+    except TypeError:  # times of kinds that do not compare: not the same
+        return False
+
+
+def _span(times: Any) -> str:
+    """Sorted times in words: ``'3 times from 2019-03-19T00:00:00 to 2019-03-19T02:00:00'``."""
+    first, last = _time_label(times[0]), _time_label(times[-1])
+    if times.size == 1:
+        return f"1 time, {first}"
+    return f"{_count(times.size, 'time')} from {first} to {last}"
 
 
 def _folder_beside(target: str, suffix: str) -> Path:
@@ -566,7 +695,7 @@ def _downscale(args: argparse.Namespace) -> int:
     from .pipeline import downscaler_for
 
     _check_device(args.device)
-    _check_output(args.input, args.output, overwrite=args.overwrite)
+    _check_output(args.input, args.output, overwrite=args.overwrite, same_times=True)
     ds = _open(args.input)
     dims = _merged(args.dims)
     if args.time_chunk is not None:
@@ -582,7 +711,7 @@ def _downscale(args: argparse.Namespace) -> int:
             factor=args.factor,
         )
         out = _run_downscaler(downscaler, ds, args, variables, rename, dims)
-    _write_and_tell(out, args.output, args.quiet)
+    _write_and_tell(out, args)
     if args.conserve and not args.quiet:
         said = out.attrs.get("flexdownscale_conserve", args.conserve)
         print(f"conserve: {said} (each member's coarse-cell means are the input's)")
@@ -626,10 +755,23 @@ def _common_keywords(
         "device": args.device,
         "batch_size": args.batch_size,
         "batch_invariant": args.batch_invariant,
-        "progress": not args.quiet,
+        "progress": _progress_bar(args.quiet),
         "condition": args.condition,
         "sampler_options": _merged(args.sampler_option) or None,
     }
+
+
+def _progress_bar(quiet: bool) -> bool:
+    """Whether a command shows its progress bar: not with ``--quiet``, nor when stderr is no
+    terminal (a pipe, a file, a CI log), where the bar's ``\\r`` frames would pile up on one
+    line."""
+    if quiet:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -676,7 +818,7 @@ def _forecast(args: argparse.Namespace) -> int:
         # as docs/inference.md's Python: valid_time 2-D, one row per start (evaluate's form);
         # what differs by start (the condition read at each) is recorded per start
         out = concat_outputs(forecasts, "forecast_reference_time", coords=["valid_time"])
-    _write_and_tell(out, args.output, args.quiet)
+    _write_and_tell(out, args)
     return 0
 
 
@@ -1261,7 +1403,8 @@ def cli_spelling(message: str, command: str = "downscale") -> str:
         r"xr.open_dataset(IN).isel(\2=0).to_netcdf(ONE))",
         message,
     )
-    message = re.sub(r"\bwith bbox= ", "with --bbox ", message)
+    # "with bbox= " inside a sentence, or "with bbox=" ending the message (the halo warning)
+    message = re.sub(r"\bwith bbox=(?= |$)", "with --bbox", message)
     message = re.sub(r"\(bbox=\)", "(--bbox)", message)
     # the periodic-attribute warning: the attribute is set in the file
     one = r"ds\['([^']*)'\]\.attrs\[.periodic.\] = .true."
@@ -1510,6 +1653,65 @@ class _Parser(argparse.ArgumentParser):
         commands.get(given, self).error(message)
 
 
+#: ``--quiet``'s help (the progress bar is drawn on a terminal only: a log gets no frames).
+_QUIET_HELP = (
+    "no progress bar or summary (default: a summary on stdout, and a progress bar on stderr "
+    "when it is a terminal)"
+)
+
+#: Where a help line's model-set default is seen.
+_MODEL_SHOWS = "shown by flexdownscale info MODEL"
+
+#: Each command's examples, the end of its ``--help`` (the top-level one's first).
+_EXAMPLES = {
+    "flexdownscale": """\
+examples:
+  flexdownscale demo                                  # the shipped sample, offline
+  flexdownscale downscale coarse.nc fine.nc --members 8
+  flexdownscale evaluate fine.nc truth.nc --out report
+  flexdownscale info era5-t2m-x4                      # a model's card and defaults
+
+Each command's options: flexdownscale COMMAND --help. Documentation: the section "Command
+line" of docs/inference.md (https://flexdownscale.readthedocs.io).""",
+    "info": """\
+examples:
+  flexdownscale info                  # version, backbones, backends, device
+  flexdownscale info era5-t2m-x4      # a shipped model: variables, factor, sampler defaults
+  flexdownscale info runs/exp1/model  # a model folder that training exported""",
+    "downscale": """\
+examples:
+  flexdownscale downscale coarse.nc fine.nc --members 8      # the shipped model that fits
+  flexdownscale downscale coarse.nc fine.zarr --model my-model --time-chunk 24
+  flexdownscale downscale tas.nc fine.nc --rename tas=t2m --bbox -10 49 2 61
+  flexdownscale downscale coarse.nc fine.nc --members 16 --sampler sde --steps 20
+
+INPUT and OUTPUT are one file each (no '-', no patterns: run the command once per file).
+An existing OUTPUT is replaced only when it is an earlier output of the input's times (else
+add --overwrite); OUTPUT's folder must exist (it is never made: a mistyped path is not
+created). Ctrl-C stops the command and writes nothing.""",
+    "forecast": """\
+examples:
+  flexdownscale forecast past.nc fc.nc --model run/model --lead-steps 24 --members 8
+  flexdownscale forecast past.nc fc.nc --model run/model --lead-steps 8 \\
+      --start 2019-03-01T00:00 2019-03-02T00:00    # one forecast per start
+
+INPUT and OUTPUT are one file each; OUTPUT is written as downscale's is.""",
+    "demo": """\
+examples:
+  flexdownscale demo                                  # both cases, into flexdownscale-demo/
+  flexdownscale demo --case era5-t2m-x4 --members 4 --out demo""",
+    "evaluate": """\
+examples:
+  flexdownscale evaluate fine.nc truth.nc --out report
+  flexdownscale evaluate fine.nc truth.nc --out report --baseline bilinear.nc
+  flexdownscale evaluate rain.nc radar.nc --out report --threshold '0.2 mm' --fss-window 3,9
+
+--out is made if it does not exist (with the folders above it: a folder of reports, as
+mkdir -p makes it; a file output's folder, downscale's, must exist). The report is moved
+into --out only once complete, so an interrupted run leaves it as it was.""",
+}
+
+
 def _add_sampling_options(command: argparse.ArgumentParser) -> None:
     """The ensemble and sampler options of ``downscale`` and ``forecast`` (the same meaning)."""
     command.add_argument(
@@ -1519,9 +1721,19 @@ def _add_sampling_options(command: argparse.ArgumentParser) -> None:
         help="ensemble size (default: one sample without a member dim; --members 1 gives a "
         "member dim of size 1)",
     )
-    command.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
     command.add_argument(
-        "--sampler", default=None, choices=["ddim", "euler", "heun", "sde", "idff"]
+        "--steps",
+        type=int,
+        default=None,
+        help=f"sampler steps (default: the model's, {_MODEL_SHOWS})",
+    )
+    command.add_argument(
+        "--sampler",
+        default=None,
+        choices=["ddim", "euler", "heun", "sde", "idff"],
+        help="sampler: ddim (vp models), euler or heun (ODE solvers), sde (Langevin steps: "
+        "better calibrated ensembles) or idff (idff models) (default: the model's; which "
+        f"suit it and its default are {_MODEL_SHOWS})",
     )
     command.add_argument(
         "--sampler-option",
@@ -1530,7 +1742,8 @@ def _add_sampling_options(command: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME=VALUE[,...]",
         help="sampler option: eta (ddim), delta (sde: Langevin strength), g1/g2 (idff); e.g. "
-        "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles",
+        "--sampler sde --steps 20 --sampler-option delta=0.5 for calibrated ensembles "
+        f"(default: the model's stored options, {_MODEL_SHOWS})",
     )
     command.add_argument(
         "--seed",
@@ -1548,7 +1761,8 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="NAME[,NAME]",
-        help="the input's variables that play the model's, in the model's order",
+        help="the input's variables that play the model's, in the model's order (default: "
+        "the input's variables of the model's names)",
     )
     command.add_argument(
         "--rename",
@@ -1556,7 +1770,8 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="IN=MODEL[,...]",
-        help="input name = model name (repeatable), e.g. --rename tas=t2m",
+        help="input name = model name (repeatable), e.g. --rename tas=t2m (default: the input's "
+        "own names)",
     )
     command.add_argument(
         "--dims",
@@ -1564,7 +1779,8 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="AXIS=DIM[,...]",
-        help="name the grid's dimensions when they are not recognised, e.g. x=i,y=j,time=t",
+        help="name the grid's dimensions when they are not recognised, e.g. x=i,y=j,time=t "
+        "(default: recognised by their names and attributes)",
     )
     command.add_argument(
         "--condition",
@@ -1579,13 +1795,24 @@ def _add_input_options(command: argparse.ArgumentParser) -> None:
 def _add_run_options(command: argparse.ArgumentParser, batch: str, one: str) -> None:
     """The network's batch and device options of ``downscale`` and ``forecast``; ``batch`` is
     what a network call takes several of (``"tiles"``, ``"members"``), ``one`` one of them."""
-    command.add_argument("--batch-size", type=int, default=None, help=f"{batch} per network call")
+    command.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"{batch} per network call (default: auto, as many as fit the device's memory)",
+    )
     command.add_argument(
         "--batch-invariant",
         action="store_true",
-        help=f"run the network {one} at a time: output bit-identical for any --batch-size (slower)",
+        help=f"run the network {one} at a time: output bit-identical for any --batch-size "
+        "(slower; default: off)",
     )
-    command.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
+    command.add_argument(
+        "--device",
+        default=None,
+        help="where the network runs: cpu, cuda, cuda:1, mps, ... (default: cuda when "
+        "available, else the CPU)",
+    )
 
 
 def _add_overwrite_option(command: argparse.ArgumentParser) -> None:
@@ -1594,8 +1821,9 @@ def _add_overwrite_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing OUTPUT that flexdownscale did not write (an earlier output "
-        "of downscale or forecast is replaced without it)",
+        help="replace an existing OUTPUT that flexdownscale did not write (default: off; an "
+        "earlier output of downscale or forecast is replaced without it, for downscale one of "
+        "the input's times only)",
     )
 
 
@@ -1607,21 +1835,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="flexdownscale",
         description="Downscale climate and physics fields with FLEX diffusion models.",
+        epilog=_EXAMPLES["flexdownscale"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A sub-command's parser, its examples at the end of its help."""
+        return sub.add_parser(
+            name,
+            epilog=_EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kwargs,
+        )
+
     from ._version import __version__
 
     parser.add_argument(
         "--version", action="version", version=f"flexdownscale {__version__}"
     )  # the version alone; `flexdownscale info` gives torch, the backends and the device too
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    info = sub.add_parser("info", help="package, backbones, backends and device; or a model's card")
-    info.add_argument("model", nargs="?", help="a model folder, shipped model name or Hub id")
+    info = command("info", help="package, backbones, backends and device; or a model's card")
+    info.add_argument(
+        "model",
+        nargs="?",
+        help="a model folder, shipped model name or Hub id (default: describe the package)",
+    )
 
-    down = sub.add_parser("downscale", help="downscale a netCDF / zarr file with a model")
+    down = command("downscale", help="downscale a netCDF / zarr file with a model")
     down.add_argument("input", help="coarse input file (netCDF or .zarr)")
     down.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
-    down.add_argument("--model", default=None, help="model folder, shipped name or Hub id")
-    down.add_argument("--factor", type=int, default=None, help="must be the model's factor")
+    down.add_argument(
+        "--model",
+        default=None,
+        help="model folder, shipped model name or Hub id (default: the shipped model whose "
+        "variables the input holds, at --factor when given)",
+    )
+    down.add_argument(
+        "--factor",
+        type=int,
+        default=None,
+        help=f"downscaling factor: the model's, a check (default: the model's, {_MODEL_SHOWS})",
+    )
     _add_sampling_options(down)
     down.add_argument(
         "--tile",
@@ -1650,7 +1904,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=4,
         default=None,
         metavar=("X_MIN", "Y_MIN", "X_MAX", "Y_MAX"),
-        help="downscale only this region (grid units, e.g. degrees east / north)",
+        help="downscale only this region (grid units, e.g. degrees east / north; default: the "
+        "whole field)",
     )
     down.add_argument(
         "--conserve",
@@ -1671,12 +1926,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="STEPS",
-        help="process lazily in chunks of this many time steps",
+        help="process lazily in chunks of this many time steps, a chunk in memory at a time "
+        "(default: the whole input at once)",
     )
     _add_overwrite_option(down)
-    down.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    down.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
 
-    fc = sub.add_parser("forecast", help="forecast from a netCDF / zarr file with a forecast model")
+    fc = command("forecast", help="forecast from a netCDF / zarr file with a forecast model")
     fc.add_argument("input", help="input file (netCDF or .zarr) holding the past frames")
     fc.add_argument("output", help="output file: netCDF, or zarr when it ends in .zarr")
     fc_model = fc.add_argument(
@@ -1705,9 +1961,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(fc)
     _add_run_options(fc, "members", "one member")
     _add_overwrite_option(fc)
-    fc.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    fc.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
 
-    demo = sub.add_parser(
+    demo = command(
         "demo", help="downscale the shipped real-data sample offline; write data, plots, report"
     )
     demo.add_argument(
@@ -1726,9 +1982,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this case (repeatable; default: both); the shipped model's name, "
         "era5-t2m-x4, is taken too",
     )
-    demo.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    demo.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
 
-    ev = sub.add_parser("evaluate", help="metrics table and plots of a prediction vs the truth")
+    ev = command("evaluate", help="metrics table and plots of a prediction vs the truth")
     ev.add_argument("prediction", help="downscaled file (netCDF or .zarr), with or without members")
     ev.add_argument("truth", help="fine-grid truth (netCDF or .zarr)")
     ev.add_argument("--out", required=True, help="folder for metrics.md, metrics.json and plots")
@@ -1747,14 +2003,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="TRUTH=PREDICTION[,...]",
-        help="truth variable name = prediction variable name (repeatable), e.g. --rename tas=t2m",
+        help="truth variable name = prediction variable name (repeatable), e.g. --rename "
+        "tas=t2m (default: the same names)",
     )
     ev.add_argument(
         "--baseline",
         default=None,
         metavar="FILE",
         help="a baseline prediction of the same truth (e.g. the coarse input interpolated), "
-        "scored the same way into OUT/baseline/; metrics.md compares RMSE, CRPS and LSD with it",
+        "scored the same way into OUT/baseline/; metrics.md compares RMSE, CRPS and LSD with it "
+        "(default: none)",
     )
     ev.add_argument(
         "--time-chunk",
@@ -1815,15 +2073,24 @@ def console_main() -> int:
 
     When the reader of the output stops early (``flexdownscale info | head``) the command ends
     quietly with status 141 (128 + SIGPIPE, as the shell reports for tools a closed pipe ends),
-    not with an error line."""
+    not with an error line. Ctrl-C prints one line saying what the command left (outputs are
+    written whole or not at all) and ends the process as SIGINT does (the shell's status 130);
+    pressing it again while the command stops does not interrupt its clean-up."""
+    _stop_once_on_interrupt()
     try:
-        return _run(sys.argv[1:], command_line=True)
+        status = _run(sys.argv[1:], command_line=True)
+    except KeyboardInterrupt:  # before a command ran (while parsing, importing)
+        print("flexdownscale: interrupted; nothing was written", file=sys.stderr)
+        status = INTERRUPTED
     except BrokenPipeError:
         # nothing more can reach the reader; point stdout at devnull so that the interpreter's
         # flush at exit does not raise again
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    if status == INTERRUPTED:
+        return _end_interrupted()
+    return status
 
 
 def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
@@ -1840,6 +2107,86 @@ def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
             line = _warning_error(err, args.command)
             print(f"flexdownscale {args.command}: error: {line}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # Ctrl-C: one line saying what is left, not a traceback
+            line = _interrupted_words(args)
+            print(f"flexdownscale {args.command}: interrupted; {line}", file=sys.stderr)
+            return INTERRUPTED
+
+
+#: The exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as the shell reports it.
+INTERRUPTED = 130
+
+
+def _interrupted_words(args: argparse.Namespace) -> str:
+    """What an interrupted command left, in words (the end of its ``interrupted;`` line).
+
+    Outputs are written whole or not at all (a hidden temporary file or folder, removed when
+    the command stops), so an interrupted ``downscale`` or ``forecast`` leaves an earlier
+    output as it was; ``evaluate`` moves its report into ``--out`` only once it is complete.
+    """
+    command, existed = args.command, getattr(args, "existed", False)
+    if command in ("downscale", "forecast"):
+        if getattr(args, "written", False):
+            return f"{args.output!r} was written before the interrupt"
+        left = "is left as it was" if existed else "was not created"
+        return f"the output was not written: {args.output!r} {left}"
+    if command == "evaluate":
+        left = "is left as it was" if existed else "was not created"
+        return f"the report was not written: --out {args.out!r} {left}"
+    if command == "demo":
+        if not existed:
+            return f"the demo was not written: {args.out!r} was not created"
+        return f"{args.out!r} may hold part of this demo's files; run the demo again to complete it"
+    return "nothing was written"
+
+
+def _stop_once_on_interrupt() -> None:
+    """Make the first Ctrl-C (SIGINT) raise ``KeyboardInterrupt``, as Python's own handler
+    does, and later ones wait for the command to stop rather than interrupt its clean-up.
+
+    A lazy computation's clean-up waits for the chunks running in dask's threads (a network
+    call cannot be stopped midway); a second ``KeyboardInterrupt`` there ended the interpreter
+    while those threads were inside torch, which aborted the process (``terminate called
+    without an active exception``, a core dump) and could leave its hidden temporary output
+    behind. Left alone where SIGINT is not Python's default (ignored in a background job, or
+    handled by a caller), and outside the main thread, where no handler can be set.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    pressed: list[int] = []
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        pressed.append(signum)
+        if len(pressed) == 1:
+            raise KeyboardInterrupt
+        if len(pressed) == 2:  # said once: further presses change nothing
+            os.write(
+                2,
+                b"flexdownscale: stopping: the computations running now end first "
+                + f"(kill -KILL {os.getpid()} stops at once)\n".encode(),
+            )
+
+    signal.signal(signal.SIGINT, on_interrupt)
+
+
+def _end_interrupted() -> int:
+    """End the process as SIGINT ends a program (the shell's status 130), after its one line:
+    a shell loop (``for f in *.nc; do flexdownscale downscale ...; done``) then stops at Ctrl-C,
+    as it does for a command that SIGINT killed, instead of going on with the next file.
+    Returns :data:`INTERRUPTED` where the signal cannot end the process."""
+    import signal
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if os.name == "posix":
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return INTERRUPTED
 
 
 #: The Python modules of the warnings machinery (``_py_warnings`` in newer Pythons): their
@@ -1943,7 +2290,11 @@ def _command(args: argparse.Namespace) -> int:
         given = getattr(args, name, None)
         if isinstance(given, str):
             setattr(args, name, os.path.expanduser(given))
+    # what was there before the command ran: an interrupt's line says what it left
+    target = getattr(args, "output", None) or getattr(args, "out", None)
+    args.existed = isinstance(target, str) and os.path.lexists(target)
     try:
+        _check_paths_given(args)
         if args.command == "info":
             return _info_model(args.model) if args.model else _info_package()
         if args.command == "downscale":
@@ -1968,7 +2319,7 @@ def _command(args: argparse.Namespace) -> int:
                 args.out,
                 members=args.members,
                 seed=args.seed,
-                progress=not args.quiet,
+                progress=_progress_bar(args.quiet),
                 cases=tuple(dict.fromkeys(args.case)) if args.case else None,  # each once
                 log=None if args.quiet else print,
             )
