@@ -1672,7 +1672,7 @@ examples:
   flexdownscale info era5-t2m-x4                      # a model's card and defaults
 
 Each command's options: flexdownscale COMMAND --help. Documentation: the section "Command
-line" of docs/inference.md (https://flexdownscale.readthedocs.io).""",
+line" of the Inference guide (https://flexdownscale.readthedocs.io).""",
     "info": """\
 examples:
   flexdownscale info                  # version, backbones, backends, device

@@ -4841,7 +4841,7 @@ overrides:
     'optim={lr=1e-4,warmup_steps=10}' micro_batch_size=none
 
   Every key, with its default: --print-config, and the Training guide
-  (https://flexdownscale.readthedocs.io, docs/training.md).
+  (https://flexdownscale.readthedocs.io).
 
 examples:
   python -m flexdownscale.train --config run.toml --print-config steps=500

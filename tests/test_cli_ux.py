@@ -232,6 +232,9 @@ def test_second_ctrl_c_does_not_break_the_clean_up(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT to its default in the child: a test run started in the background (`cmd &`)
+        # inherits it ignored, and the command rightly leaves an ignored SIGINT alone
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     assert "RUNNING" in proc.stdout.readline()  # a chunk is running

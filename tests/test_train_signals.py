@@ -31,6 +31,24 @@ from flexdownscale.train import STATE_MARKER, Trainer, TrainingInterrupted, dump
 PACKAGE_ROOT = Path(train.__file__).resolve().parents[1]
 
 
+def _default_sigint() -> None:
+    """In a child before exec: SIGINT to its default, so that Python makes it a
+    KeyboardInterrupt (a test run started in the background, as `cmd &` in a non-interactive
+    shell starts it, inherits SIGINT ignored, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def _python_sigint():
+    """Python's own SIGINT handler during each test, whatever the test run inherited (SIGINT
+    is ignored in a background job: the trainer rightly installs nothing over an ignored
+    signal); the handler found is put back after."""
+    found = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
+
 def _config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
     values = {"eval_every": 0, "checkpoint_every": 0, "steps": 4, **top}
     return tiny_run_config(tmp_path, shared_data, **values)
@@ -254,6 +272,7 @@ def _signalled_run(
         cwd=cwd,
         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(PACKAGE_ROOT)),
         start_new_session=group,
+        preexec_fn=_default_sigint,
     )
     assert process.stderr is not None
     lines = []
