@@ -94,7 +94,7 @@ import torch
 import xarray as xr
 
 from .._input_files import check_input_file
-from .._inputs import netcdf_lock, open_netcdf
+from .._inputs import is_store, netcdf_lock, one_line, open_netcdf
 from .._keywords import keyword_hints
 from .._links import DOCS_INFERENCE
 from .._packing import PACKING_ATTRS
@@ -123,17 +123,14 @@ from .grid import (
 )
 from .io import group_advice, require_zarr, store_groups, zarr_consolidated
 from .normalize import (
-    FAR_SIGMAS,
     Normalizer,
     Transform,
-    VariableStats,
     _fill_advice,
-    _fill_like_values,
     _FitPlan,
-    _forward,
     _inf_advice,
     _no_log1p_hint,
     auto_transform,
+    far_fills,
 )
 
 __all__ = [
@@ -398,11 +395,11 @@ class _XarraySource(_Source):
         if self._given is not None:
             return self._given
         assert self._path is not None
-        if _is_store(self._path):
+        if is_store(self._path):
             require_zarr(self._path, "read")
         check_input_file(self._path)
         try:
-            if _is_store(self._path):
+            if is_store(self._path):
                 ds = xr.open_zarr(
                     self._path, chunks=chunks, consolidated=zarr_consolidated(self._path)
                 )
@@ -411,8 +408,7 @@ class _XarraySource(_Source):
                 # thread-safe (a training in a thread beside other opens)
                 ds = open_netcdf(self._path, chunks=chunks, cache=False)
         except (OSError, ValueError) as err:
-            said = " ".join(str(err).split())  # one line
-            raise DataError(f"could not open {self._path!r} with xarray: {said}") from err
+            raise DataError(f"could not open {self._path!r} with xarray: {one_line(err)}") from err
         if not ds.data_vars:  # an empty root: the variables may be in a netCDF-4 or zarr group
             with netcdf_lock():  # h5py reads the groups: HDF5 again
                 groups = store_groups(self._path)
@@ -574,11 +570,6 @@ def _dims_fix(ds: xr.Dataset, dims: Mapping[str, Sequence[str]], time: str | Non
                 f"or train {name!r} on its own (its {dim}s are then samples)"
             )
     return "Give the variables the same dims, or train them separately"
-
-
-def _is_store(path: str) -> bool:
-    """Whether ``path`` is a zarr store (a ``.zarr`` name, or a folder), not a netCDF file."""
-    return path.rstrip("/").endswith(".zarr") or os.path.isdir(path)
 
 
 def _grid_variables(ds: xr.Dataset, spec: GridSpec) -> list[str]:
@@ -1113,7 +1104,7 @@ def _check_sources_agree(sources: Sequence[_Source]) -> None:
             path = src._path
             water = found.water_hint(  # NCO for a netCDF file, Python for a dataset given
                 name,
-                form="python" if path is None else "words" if _is_store(path) else "command",
+                form="python" if path is None else "words" if is_store(path) else "command",
                 file=src.where,
                 target="ds" if path is None else f"{name!r} in {path!r}",
             )
@@ -1847,7 +1838,7 @@ class _FieldDataset(torch.utils.data.Dataset):
                     bad = np.concatenate([lo[hit & np.isinf(lo)], hi[hit & np.isinf(hi)]])
                 else:
                     s = normalizer.stats[name]
-                    bad_lo, bad_hi = (_far_fill(v, s) for v in (lo, hi))
+                    bad_lo, bad_hi = (far_fills(v, s) for v in (lo, hi))
                     hit = (bad_lo | bad_hi) & use
                     bad = np.concatenate([lo[hit & bad_lo], hi[hit & bad_hi]])
                 j = np.flatnonzero(hit)
@@ -2442,15 +2433,6 @@ class _FieldDataset(torch.utils.data.Dataset):
         if self.crop == "center":
             return (slots // 2) * step
         return 0
-
-
-def _far_fill(values: np.ndarray, stats: VariableStats) -> np.ndarray:
-    """Where ``values`` are fill values (:data:`~flexdownscale.data.normalize.FILL_NUMBERS`
-    or at least 1e20 in size) that the statistics would normalize to more than
-    :data:`~flexdownscale.data.normalize.FAR_SIGMAS` (or that its transform cannot take)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        z = (np.asarray(_forward(values, stats.transform), float) - stats.mean) / stats.std
-        return _fill_like_values(values) & ~(np.abs(z) <= FAR_SIGMAS)
 
 
 def _per_field(value: Any, src: _Source, shape: list[int]) -> np.ndarray:

@@ -320,6 +320,28 @@ def _inf_advice(name: str) -> str:
     )
 
 
+def far_fills(values: np.ndarray, stats: VariableStats) -> np.ndarray:
+    """Where ``values`` are fill values (:data:`FILL_NUMBERS` or at least :data:`HUGE_VALUE` in
+    size) that ``stats`` would normalize to more than :data:`FAR_SIGMAS` (or that its transform
+    cannot take): the array form of :func:`_far` and :func:`_fill_like_values` together.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Values in the variable's own units.
+    stats : VariableStats
+        The statistics they would be normalized with.
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean array of the shape of ``values``.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = (np.asarray(_forward(values, stats.transform), float) - stats.mean) / stats.std
+        return _fill_like_values(values) & ~(np.abs(z) <= FAR_SIGMAS)
+
+
 def _far(value: float, mean: float, std: float) -> bool:
     """Whether ``value`` lies more than :data:`FAR_SIGMAS` ``std`` from ``mean``."""
     if not math.isfinite(value):
@@ -907,21 +929,10 @@ class _FitPlan:
         chosen = self.transforms
         stats = {}
         for name in self.names:
-            n_tot, mean_tot, m2_tot = 0.0, 0.0, 0.0
-            lowest, highest = math.inf, -math.inf
-            for per in computed:
-                count = float(np.sum(per[name][0]))
-                if count == 0:
-                    continue
-                low, high = (float(np.nanmin(per[name][1])), float(np.nanmax(per[name][4])))
-                mean, var = float(per[name][2]), float(per[name][3])
-                lowest = min(lowest, low)
-                highest = max(highest, high)
-                delta = mean - mean_tot
-                n_new = n_tot + count
-                mean_tot += delta * count / n_new
-                m2_tot += var * count + delta * delta * n_tot * count / n_new
-                n_tot = n_new
+            parts = [per[name] for per in computed if float(np.sum(per[name][0])) != 0]
+            n_tot, mean_tot, m2_tot = _pooled([(np.sum(p[0]), p[2], p[3]) for p in parts])
+            lowest = min((math.inf, *(float(np.nanmin(p[1])) for p in parts)))
+            highest = max((-math.inf, *(float(np.nanmax(p[4])) for p in parts)))
             if n_tot == 0:
                 raise DataError(
                     f"variable {name!r} is all NaN{self.scope}; cannot fit statistics"
