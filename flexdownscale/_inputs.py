@@ -116,6 +116,12 @@ def is_zarr(path: str) -> bool:
     return path.rstrip("/").endswith(".zarr")
 
 
+def is_store(path: str) -> bool:
+    """Whether ``path`` is read as a zarr store: a ``.zarr`` name, or a folder whatever its name
+    (as training reads its files); else it is read as a netCDF file."""
+    return is_zarr(path) or Path(path).is_dir()
+
+
 def open_input(path: str) -> Any:
     """Open a netCDF file or a zarr store (lazily).
 
@@ -132,7 +138,7 @@ def open_input(path: str) -> Any:
 
     if not Path(path).exists():
         raise DataError(f"input {path!r} does not exist")
-    store = is_zarr(path) or Path(path).is_dir()  # read as a zarr store, as training does
+    store = is_store(path)
     kind = "a zarr store" if store else "netCDF"
     if store:
         from .data.io import require_zarr
