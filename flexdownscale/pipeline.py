@@ -47,6 +47,7 @@ from . import _torch_fork  # noqa: F401  (a forked child runs torch on one threa
 from ._duck import plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
+from ._packing import check_decoded
 from ._stack import user_stacklevel
 from .config import DiffusionConfig, SamplerConfig
 from .data.degrade import degrade_array, grid_row_weights, upsample_array
@@ -62,7 +63,6 @@ from .data.grid import (
     _trim_stale_coordinates,
     _with_geographic_coordinates,
     add_bounds,
-    check_decoded,
     coordinate_encoding,
     grid_spec,
     normalize_grid,
@@ -3492,6 +3492,12 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         )
         return fine
 
+    @property
+    def _default_tile(self) -> int:
+        """The tile side (fine cells) used when ``tile`` is not given: :data:`DEFAULT_TILE`
+        rounded up to a multiple of the factor and the backbone's ``grid_multiple``."""
+        return _round_up(DEFAULT_TILE, _lattice(self.factor, self._grid_multiple))
+
     def _warn_small_bbox_halo(
         self, axes: Sequence[tuple[Any, ...]], picks: Sequence[Any], halo: int, overlap: int
     ) -> None:
@@ -3500,8 +3506,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         see less context than in a run on the whole field. ``axes`` are the (values, low, high,
         step, periodic) of :func:`_bbox_axis` per (y, x) and ``picks`` what it returned."""
         f = self.factor
-        default_tile = _round_up(DEFAULT_TILE, _lattice(f, self._grid_multiple))
-        full = max(2, math.ceil(_tile_overlap(default_tile, None, f) / f))
+        full = max(2, math.ceil(_tile_overlap(self._default_tile, None, f) / f))
         if halo >= full or any(p is None for p in picks):
             return
         wider = [_bbox_axis(*axis, full) for axis in axes]
@@ -3536,7 +3541,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             f"tile = {tile} fine cells is smaller than the {crop[0]} x {crop[1]} crops model "
             f"{self.name!r} was trained on: each tile sees less context than in training, "
             f"which costs skill. Use tile={fix} or larger"
-            + (", or leave tile unset" if fix <= _round_up(DEFAULT_TILE, lattice) else ""),
+            + (", or leave tile unset" if fix <= self._default_tile else ""),
             SkillWarning,
             stacklevel=user_stacklevel(),
         )
@@ -3925,7 +3930,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         name, steps, options = self._sampler_settings(sampler, steps, sampler_options)
         multiple = self._grid_multiple
         lattice = _lattice(self.factor, multiple)
-        tile_size = _round_up(DEFAULT_TILE, lattice) if tile is None else tile
+        tile_size = self._default_tile if tile is None else tile
         if (
             isinstance(tile_size, bool)
             or not isinstance(tile_size, int)

@@ -741,7 +741,7 @@ def plot_spread_skill_spectrum(
     """
     if obs is None:
         ratio = _as_dataarray(fcst, variable, "fcst")
-        if ratio.ndim != 1 or ratio.dims[0] not in ("wavenumber", "zonal_wavenumber"):
+        if ratio.ndim != 1 or ratio.dims[0] not in _SPECTRAL_DIMS:
             raise ConfigError(
                 f"fcst with obs=None is a precomputed spread-skill ratio with the dim "
                 f"'wavenumber' (or 'zonal_wavenumber') only, but its dims are "
@@ -756,7 +756,7 @@ def plot_spread_skill_spectrum(
             ens, truth, member_dim=member_dim, **dict(spectrum_kwargs or {})
         )
         count = f" ({ens.sizes[member_dim]} members)"
-    sdim = "zonal_wavenumber" if "zonal_wavenumber" in ratio.dims else "wavenumber"
+    sdim = _spectral_dim(ratio) or "wavenumber"
     if truncate:
         keep = complete_bins(ratio, sdim)
         if keep is not None:

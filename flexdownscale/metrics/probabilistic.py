@@ -406,29 +406,40 @@ def ensemble_mean(
     return set_attrs(out, fcst, units="same", long_name="ensemble mean")
 
 
-def _member_variance(fcst: XarrayLike, member_dim: Hashable, skipna: bool = True) -> XarrayLike:
-    """Member variance at every point, ``ddof=1``, NaN where fewer than 2 members are valid, in
-    float64 whatever the input's dtype.
+def _member_moments(
+    fcst: xr.DataArray, member_dim: Hashable, skipna: bool = True
+) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray | int]:
+    """The member variance (``ddof=1``, NaN where fewer than 2 members are valid), the
+    ensemble mean summed and returned in float64, and the count of valid members (the size of
+    ``member_dim`` with ``skipna=False``), each reduction made once.
 
-    Two-pass about the ensemble mean ``c`` rounded to the input's working dtype (float32 for
-    float32 and half precision: deviations from it are exact or nearly so, and no float64
-    copy of the ensemble is made), the squares summed in float64 and the rounding of ``c``
-    taken back out exactly: ``sum (x - m)^2 = sum (x - c)^2 - n (m - c)^2`` with ``m`` the
-    float64 mean. Counts and sums rather than ``var(skipna=True)``: dask's NaN-skipping
-    variance divides by zero at points without valid members (a land mask) and warns "invalid
-    value encountered in divide" where numpy's is silent.
+    The variance is two-pass about the ensemble mean ``c`` rounded to the input's working
+    dtype (float32 for float32 and half precision: deviations from it are exact or nearly so,
+    and no float64 copy of the ensemble is made), the squares summed in float64 and the
+    rounding of ``c`` taken back out exactly: ``sum (x - m)^2 = sum (x - c)^2 - n (m - c)^2``
+    with ``m`` the float64 mean. Counts and sums rather than ``var(skipna=True)``: dask's
+    NaN-skipping variance divides by zero at points without valid members (a land mask) and
+    warns "invalid value encountered in divide" where numpy's is silent.
     """
-    if isinstance(fcst, xr.Dataset):
-        return fcst.map(lambda da: _member_variance(da, member_dim, skipna))
     x = as_working_float(fcst)
-    center = member_mean(x, member_dim, skipna=skipna)
     exact = member_mean(x, member_dim, skipna=skipna, dtype=np.float64)
+    center = exact.astype(x.dtype)  # what member_mean gives in the working dtype
     count = x.count(member_dim) if skipna else x.sizes[member_dim]
     dev2 = ((x - center.broadcast_like(x)) ** 2).sum(member_dim, skipna=skipna, dtype=np.float64)
     dev2 = dev2 - count * (exact - center) ** 2
     if skipna:
-        return dev2 / (count - 1).where(count > 1).astype(np.float64)
-    return dev2 / (count - 1) if count > 1 else dev2 * np.nan
+        var = dev2 / (count - 1).where(count > 1).astype(np.float64)
+    else:
+        var = dev2 / (count - 1) if count > 1 else dev2 * np.nan
+    return var, exact, count
+
+
+def _member_variance(fcst: XarrayLike, member_dim: Hashable, skipna: bool = True) -> XarrayLike:
+    """Member variance at every point, ``ddof=1``, NaN where fewer than 2 members are valid, in
+    float64 whatever the input's dtype (:func:`_member_moments`)."""
+    if isinstance(fcst, xr.Dataset):
+        return fcst.map(lambda da: _member_variance(da, member_dim, skipna))
+    return _member_moments(fcst, member_dim, skipna)[0]
 
 
 def point_spread_and_error(
@@ -443,9 +454,14 @@ def point_spread_and_error(
     weights' extra dim when ``skipna=False``). Shared by :func:`spread_skill_ratio` and
     :func:`flexdownscale.plot.plot_spread_skill`.
     """
-    count = fcst.count(member_dim)
-    var = _member_variance(fcst, member_dim)
-    err2 = (member_mean(fcst, member_dim, dtype=np.float64) - as_working_float(obs)) ** 2
+    if isinstance(fcst, xr.Dataset):
+        parts = {name: _member_moments(da, member_dim) for name, da in fcst.data_vars.items()}
+        var, mean, count = (
+            xr.Dataset({name: part[k] for name, part in parts.items()}) for k in range(3)
+        )
+    else:
+        var, mean, count = _member_moments(fcst, member_dim)
+    err2 = (mean - as_working_float(obs)) ** 2
     var, err2, count = xr.broadcast(var, err2, count)
     return var, err2, count
 
