@@ -152,7 +152,9 @@ def written_through(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+def write_atomically(
+    path: Path, write: Callable[[Path], object], shown: Path | None = None
+) -> None:
     """Write the file ``path`` whole or not at all: ``write`` is called with a new hidden file
     beside it (of the same suffix, which picks the format of ``savefig`` and ``to_netcdf``),
     moved onto ``path`` once written, so an earlier file at ``path`` is replaced only by a
@@ -163,10 +165,12 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     (:func:`unwritable_file`); an earlier file at ``path`` is left as it was. Errors of
     flexdownscale raised by ``write`` pass unchanged. A ``path`` that is a symbolic link is
     written through (the file it points to is replaced, the link kept), as ``cp`` writes.
+    ``shown`` is the path the messages name, when not ``path`` (a file written into a hidden
+    folder first, said of its place in the user's folder).
     """
     from .errors import FlexDownscaleError
 
-    shown, path = path, written_through(path)  # the user's path, in messages
+    shown, path = shown or path, written_through(path)  # the user's path, in messages
     try:
         handle, name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
@@ -193,18 +197,25 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """``path.write_text(text, encoding="utf-8")`` through :func:`write_atomically`."""
-    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def write_text_atomically(path: Path, text: str, shown: Path | None = None) -> None:
+    """``path.write_text(text, encoding="utf-8")`` through :func:`write_atomically` (whose
+    messages name ``shown``, when given)."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), shown)
 
 
-def write_figure(fig: Any, path: Path, dpi: int, metadata: dict[str, str] | None = None) -> Path:
+def write_figure(
+    fig: Any,
+    path: Path,
+    dpi: int,
+    metadata: dict[str, str] | None = None,
+    shown: Path | None = None,
+) -> Path:
     """Save the matplotlib figure ``fig`` to ``path`` (format from its suffix) whole or not at
-    all (:func:`write_atomically`, whose ``DataError`` names ``path``); returns ``path``.
-    ``metadata`` are text entries added to those matplotlib writes (a PNG's text chunks, read
-    back with :func:`png_text`)."""
+    all (:func:`write_atomically`, whose ``DataError`` names ``shown``, else ``path``); returns
+    ``path``. ``metadata`` are text entries added to those matplotlib writes (a PNG's text
+    chunks, read back with :func:`png_text`)."""
     extra = {} if metadata is None else {"metadata": dict(metadata)}
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, **extra))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, **extra), shown)
     return path
 
 

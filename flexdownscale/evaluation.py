@@ -970,26 +970,12 @@ class _StagedReport:
     def write_text(self, name: str, text: str) -> None:
         """Write the report file ``name`` (whole or not at all; an error names its place in
         the report folder, not the hidden one)."""
-        with self._named(name):
-            write_text_atomically(self.stage / name, text)
+        write_text_atomically(self.stage / name, text, shown=self.folder / name)
 
     def figure(self, fig: Any, name: str) -> None:
         """Save the figure ``fig`` as the report file ``name``, marked as the command's own
         (:data:`_FIGURE_MARK`)."""
-        with self._named(name):
-            write_figure(fig, self.stage / name, 100, _FIGURE_MARK)
-
-    @contextlib.contextmanager
-    def _named(self, name: str) -> Any:
-        """A ``DataError`` of writing ``name`` into the hidden folder, said of the report
-        folder's file (the user's path)."""
-        try:
-            yield
-        except DataError as err:
-            hidden, shown = repr(str(self.stage / name)), repr(str(self.folder / name))
-            if hidden not in str(err):
-                raise
-            raise DataError(str(err).replace(hidden, shown)) from err.__cause__
+        write_figure(fig, self.stage / name, 100, _FIGURE_MARK, shown=self.folder / name)
 
     def commit(self) -> None:
         """Move the new report's files into the report folder, ``metrics.md`` last (until then

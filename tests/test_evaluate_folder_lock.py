@@ -85,9 +85,9 @@ def test_the_lock_is_held_while_writing_and_dropped_after(files, tmp_path, monke
     seen = []
     original = evaluation.write_text_atomically
 
-    def spy(path, text):
+    def spy(path, text, **keywords):
         seen.append(_free(out))
-        return original(path, text)
+        return original(path, text, **keywords)
 
     monkeypatch.setattr(evaluation, "write_text_atomically", spy)
     evaluate(pred, truth, out=out, baseline=pred)
