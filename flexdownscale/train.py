@@ -341,12 +341,11 @@ def _shows_a_bar(tqdm: Any) -> bool:
     """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
     notebook (its widget), or on a stderr that is a terminal. Elsewhere (a file, a pipe) its
     carriage-return frames pile up on one line of the log."""
+    from ._output import stderr_is_terminal
+
     if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
         return True
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
-        return False
+    return stderr_is_terminal()
 
 
 def _progress_every(steps: int) -> int:
@@ -810,8 +809,6 @@ def _read_json_file(path: Path, what: str) -> Any:
 # What a state records of its data (the normalization it trains for, a fingerprint of the data)
 # --------------------------------------------------------------------------------------------
 
-#: The entries of ``locate`` that place the crop in a field: not part of a field's identity.
-_CROP_KEYS = frozenset({"y0", "x0", "height", "width"})
 #: Refitted statistics within this of the recorded ones are the same data: a mean within
 #: ``_SAME_STATISTICS`` standard deviations, a std within that fraction (a file rewritten in
 #: float32, or reduced in another chunking, moves them by about 1e-6).
@@ -832,8 +829,8 @@ def _split_fingerprint(data: Any) -> dict[str, Any]:
     first: dict[str, str] | None = None
     labels: dict[str, str] | None = None
     fields = 0
-    for index in range(0, len(data), data.crops_per_field):  # one item per field
-        labels = {k: str(v) for k, v in data.locate(index).items() if k not in _CROP_KEYS}
+    for field in data.field_labels():
+        labels = {k: str(v) for k, v in field.items()}
         digest.update(json.dumps(labels, sort_keys=True).encode("utf-8") + b"\n")
         first = first or labels
         fields += 1

@@ -2108,14 +2108,40 @@ class _FieldDataset(torch.utils.data.Dataset):
             f"ds.where({' & '.join(conds)}, drop=True))"
         )
 
-    def _field_labels(self, src: _Source, grid: Sequence[np.ndarray], flat: int) -> dict[str, Any]:
+    def _field_labels(
+        self,
+        src: _Source,
+        grid: Sequence[np.ndarray],
+        flat: int,
+        labels: Sequence[np.ndarray | None] | None = None,
+    ) -> dict[str, Any]:
+        """The labels of field ``flat`` of ``src``'s sample ``grid``; ``labels``: those of
+        ``src.labels`` for each sample dim, when the caller already has them."""
         local = np.unravel_index(flat, [g.size for g in grid]) if grid else ()
+        if labels is None:
+            labels = [src.labels(dim) for dim in src.sample_dims]
         out: dict[str, Any] = {"source": src.label}
-        for dim, g, i in zip(src.sample_dims, grid, local):
-            labels = src.labels(dim)
+        for dim, of_dim, g, i in zip(src.sample_dims, labels, grid, local):
             pos = int(g[i])
-            out[dim] = labels[pos] if labels is not None else pos
+            out[dim] = of_dim[pos] if of_dim is not None else pos
         return out
+
+    def field_labels(self) -> Iterator[dict[str, Any]]:
+        """The labels of every field, in item order: what :meth:`locate` gives for the
+        field's first item, less the crop.
+
+        Yields
+        ------
+        dict
+            ``source`` (file stem or ``datasetN``) and one entry per sample dimension with its
+            label (or position when the dimension has no coordinate).
+        """
+        for entry in self._fields:
+            src = self.sources[entry.k]
+            labels = [src.labels(dim) for dim in src.sample_dims]  # once per source
+            every = range(int(np.prod([g.size for g in entry.grid])))
+            for flat in every if entry.keep is None else entry.keep:
+                yield self._field_labels(src, entry.grid, int(flat), labels)
 
     def _field_text(
         self, src: _Source, grid: Sequence[np.ndarray], flat: int, with_source: bool
