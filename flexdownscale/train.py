@@ -341,11 +341,12 @@ def _shows_a_bar(tqdm: Any) -> bool:
     """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
     notebook (its widget), or on a stderr that is a terminal. Elsewhere (a file, a pipe) its
     carriage-return frames pile up on one line of the log."""
-    from ._output import stderr_is_terminal
-
     if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
         return True
-    return stderr_is_terminal()
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 def _progress_every(steps: int) -> int:
