@@ -125,8 +125,8 @@ def test_interrupted_evaluate_leaves_the_folder_as_it_was(here, monkeypatch, cap
     _field(2).to_netcdf("truth.nc")
     real = evaluation.write_figure
 
-    def interrupted(fig, path, dpi, metadata=None):
-        real(fig, path, dpi, metadata)
+    def interrupted(fig, path, dpi, metadata=None, shown=None):
+        real(fig, path, dpi, metadata, shown)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(evaluation, "write_figure", interrupted)
