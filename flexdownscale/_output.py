@@ -9,6 +9,7 @@ import errno
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -77,6 +78,16 @@ def folder_lock(folder: Path, refusal: Callable[[], Exception]) -> Iterator[None
     finally:
         if fd is not None:
             os.close(fd)  # closing drops the lock
+
+
+def stderr_is_terminal() -> bool:
+    """Whether ``sys.stderr`` is a terminal, where a progress bar's carriage-return frames redraw
+    one line; ``False`` for a file, a pipe or a CI log (where they would pile up on one line of
+    it), and for a missing, replaced (no ``isatty``) or closed stderr."""
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 #: ``"(os error 28)"`` in the message of a Rust writer's I/O error (safetensors' SafetensorError).

@@ -765,13 +765,9 @@ def _progress_bar(quiet: bool) -> bool:
     """Whether a command shows its progress bar: not with ``--quiet``, nor when stderr is no
     terminal (a pipe, a file, a CI log), where the bar's ``\\r`` frames would pile up on one
     line."""
-    if quiet:
-        return False
-    isatty = getattr(sys.stderr, "isatty", None)
-    try:
-        return bool(isatty is not None and isatty())
-    except ValueError:  # a closed stream
-        return False
+    from ._output import stderr_is_terminal
+
+    return not quiet and stderr_is_terminal()
 
 
 def _forecast(args: argparse.Namespace) -> int:

@@ -341,12 +341,11 @@ def _shows_a_bar(tqdm: Any) -> bool:
     """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
     notebook (its widget), or on a stderr that is a terminal. Elsewhere (a file, a pipe) its
     carriage-return frames pile up on one line of the log."""
+    from ._output import stderr_is_terminal
+
     if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
         return True
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
-        return False
+    return stderr_is_terminal()
 
 
 def _progress_every(steps: int) -> int:
@@ -1961,7 +1960,7 @@ class Trainer:
         if config.init_from is not None:
             config = self._fine_tuning(config, resume=resume or export_only)
         resolved = resolve_sampler(config)
-        main_rank = os.environ.get("RANK", "0") == "0"  # before the accelerator exists
+        main_rank = _main_rank()  # before the accelerator exists
         if resolved is not config and config.sampler != SamplerConfig() and main_rank:
             from .diffusion import build_objective
 
@@ -3224,7 +3223,7 @@ class Trainer:
                 "validation": _split_fingerprint(self.val_set),
                 "grid": self.train_set.grid_metadata().get("grid"),
             }
-            self._data_record_cache = json.loads(json.dumps(record, default=_json_default))
+            self._data_record_cache = _json_plain(record)
         return self._data_record_cache
 
     def _warn_changed_data(self, latest: Path) -> None:
@@ -3937,13 +3936,9 @@ class Trainer:
             self._sample_log.close()
         step = self.progress.step
         state = self.run_dir / "checkpoints" / f"step_{step:08d}"
-        try:
-            name = signal.Signals(number).name
-        except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are handled
-            name = f"signal {number}"
         raise TrainingInterrupted(
-            f"{name} received: stopped at step {step} of {self.config.steps}; the training "
-            f"state is saved in {str(state)!r}; continue with {_option('resume')}",
+            f"{_interrupted_head(number, step, self.config.steps, state)}; continue with "
+            f"{_option('resume')}",
             signal_number=number,
             step=step,
             state=state,
@@ -4940,11 +4935,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TrainingInterrupted as err:  # the state is saved: where, and how to go on
         if _main_rank():
-            name = signal.Signals(err.signal_number).name
+            head = _interrupted_head(
+                err.signal_number, err.step, config.steps if config else "?", err.state
+            )
             print(
-                f"flexdownscale.train: {name} received: stopped at step {err.step} of "
-                f"{config.steps if config else '?'}; the training state is saved in "
-                f"{str(err.state)!r}; resume with: {_resume_command(argv, args)}",
+                f"flexdownscale.train: {head}; resume with: {_resume_command(argv, args)}",
                 file=sys.stderr,
             )
         return 128 + err.signal_number
@@ -4955,6 +4950,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _COMMAND_LINE.reset(token)
     return 0
+
+
+def _interrupted_head(number: int, step: int, steps: int | str, state: Path) -> str:
+    """The start of what a launch stopped by signal ``number`` says: which signal, the step it
+    stopped at of ``steps``, and the saved training ``state`` (the caller says how to go on).
+
+    Parameters
+    ----------
+    number : int
+        The signal (SIGINT or SIGTERM).
+    step : int
+        The step the launch stopped at.
+    steps : int or str
+        The steps the launch was to train.
+    state : pathlib.Path
+        The training state saved at ``step``.
+
+    Returns
+    -------
+    str
+        ``"SIGTERM received: stopped at step 40 of 100; the training state is saved in '...'"``.
+    """
+    try:
+        name = signal.Signals(number).name
+    except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are handled
+        name = f"signal {number}"
+    return (
+        f"{name} received: stopped at step {step} of {steps}; the training state is saved in "
+        f"{str(state)!r}"
+    )
 
 
 def _main_rank() -> bool:
