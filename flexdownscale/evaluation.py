@@ -251,9 +251,9 @@ def _add_baseline(
 ) -> str:
     """Append the comparison with the baseline to ``out/metrics.md`` (whose text is
     ``report``; ``out`` the report, written before it is moved into place) and add it to
-    the rows of ``out/metrics.json`` (``rows``, strict JSON, as written); ``baseline_rows`` are the baseline's strict rows. A row is matched by its
-    variable and level values. Returns the new text of ``metrics.md``."""
-    import math
+    the rows of ``out/metrics.json`` (``rows``, strict JSON, as written); ``baseline_rows``
+    are the baseline's strict rows. A row is matched by its variable and level values.
+    Returns the new text of ``metrics.md``."""
 
     def key(row: dict[str, Any]) -> tuple[Any, ...]:
         return (row["variable"], *(row.get(k) for k in level_keys))
@@ -346,7 +346,7 @@ def _write_report(
 
     from . import metrics
     from .data.grid import _circles_the_globe, find_axes, grid_spec, normalize_grid
-    from .errors import DataError, GridError, MissingVariableError
+    from .errors import GridError, MissingVariableError
     from .plot import plot_rank_histogram, plot_spectra, plot_spread_skill_spectrum
 
     member_dim = dims.pop("member", "member")  # the ensemble dim is no grid axis
@@ -898,10 +898,16 @@ def _write_report(
 _FIGURE_KINDS = ("spectra_", "rank_histogram_", "spread_skill_spectrum_")
 
 
+def _starts_a_report(line: str) -> bool:
+    """Whether ``line``, the first of a ``metrics.md``, is the title of a report of
+    ``evaluate``."""
+    return line.startswith(_REPORT_TITLE)
+
+
 def _is_report_folder(folder: Path) -> bool:
     """Whether ``folder`` holds an earlier report of ``evaluate`` (its ``metrics.md`` starts
     with the report's title)."""
-    return written_here(folder, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
+    return written_here(folder, "metrics.md", _starts_a_report)
 
 
 #: The text chunk that marks a figure of the report as the command's own (``savefig``'s PNG
@@ -1039,8 +1045,6 @@ def _unwritable_folder(given: str, err: OSError) -> DataError:
 def _report_folder_in_use(given: str) -> Any:
     """The ``DataError`` for a report folder ``--out`` that another ``evaluate`` (in this
     process or another) is writing its report into at this moment."""
-    from .errors import DataError
-
     return DataError(
         f"{given!r} is in use: another evaluate is writing its report there now (it holds the "
         "folder's lock), and two reports written into one folder at once would mix their "
@@ -1068,7 +1072,9 @@ def _scale_text(ratio: Any, k: float) -> str:
     kilometres, cycles per domain length for dimensionless coordinates; a zonal wavenumber
     with its wavelength on the equator."""
     if "zonal_wavenumber" in ratio.dims:
-        equator = 2e-3 * math.pi * float(ratio.attrs.get("earth_radius", 6371008.8)) / k
+        from .metrics._utils import EARTH_RADIUS
+
+        equator = 2e-3 * math.pi * float(ratio.attrs.get("earth_radius", EARTH_RADIUS)) / k
         return f"zonal wavenumber {k:.0f}, {equator:,.0f} km on the equator"
     units = str(ratio["wavenumber"].attrs.get("units", ""))
     if units in ("m-1", "km-1"):
@@ -1088,9 +1094,9 @@ def _scale_words(ratio: Any, label: str, stem: str) -> str:
     no gap-free field)."""
     import numpy as np
 
-    from .metrics.spectra import complete_bins
+    from .metrics.spectra import _spectral_dim, complete_bins
 
-    sdim = "zonal_wavenumber" if "zonal_wavenumber" in ratio.dims else "wavenumber"
+    sdim = _spectral_dim(ratio, None)
     keep = complete_bins(ratio, sdim)
     if keep is not None:
         ratio = ratio.isel({sdim: keep})
@@ -1163,8 +1169,6 @@ def _stream_prediction(
     a time dim is one chunk; with ``--time-chunk`` (``given``) that is :func:`find_time_dim`'s
     DataError.
     """
-    from .errors import DataError
-
     if lead_dim is not None:
         start = _forecast_starts(pred)
         if start is None or pred.sizes[start] == 1:
@@ -1401,7 +1405,6 @@ def _truth_at_prediction_times(pred: Any, truth: Any, dim: str, limit: int = 3) 
     """The truth at the prediction's times, else DataError naming the missing ones (each time
     once: forecasts from several starts repeat the valid times where they overlap). A time dim
     without values in either file is matched by position (the same number of fields)."""
-    from .errors import DataError
     from .metrics._utils import _calendar
 
     if dim not in pred.indexes or dim not in truth.indexes:  # a dim without time values
@@ -1491,8 +1494,6 @@ def _forecast_series(pred: Any) -> tuple[Any, list[int], int]:
     """
     import numpy as np
 
-    from .errors import DataError
-
     start = _forecast_starts(pred)
     if start is not None and pred.sizes[start] == 1:  # one start, kept as a dim
         pred, start = pred.isel({start: 0}), None
@@ -1541,7 +1542,6 @@ def _truth_in_time_with(
     import numpy as np
 
     from .data.grid import find_axes
-    from .errors import DataError
 
     dims = dims or {}
     paxes = find_axes(pred[names[0]], dims=_dims_in(pred, dims))
@@ -1707,14 +1707,12 @@ def _check_report_folder(out: Path, stems: list[str], given: str) -> None:
     names is refused before anything is computed: nothing of theirs is lost.
     """
     from ._output import files_in_the_way
-    from .errors import DataError
 
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {given!r} is a file, not a folder; give a folder for the report")
     fixed = ["metrics.md", "metrics.json", "metrics_by_lead.json"]
-    kinds = ("spectra", "rank_histogram", "spread_skill_spectrum")
-    fixed += [f"{kind}_{stem}.png" for stem in stems for kind in kinds]
-    found = files_in_the_way(out, fixed, "metrics.md", lambda line: line.startswith(_REPORT_TITLE))
+    fixed += [f"{kind}{stem}.png" for stem in stems for kind in _FIGURE_KINDS]
+    found = files_in_the_way(out, fixed, "metrics.md", _starts_a_report)
     # figures of an unfinished report (no metrics.md yet) are the command's own to replace
     found = [name for name in found if not _is_report_figure(out / name)]
     if found:
@@ -1891,8 +1889,6 @@ def _truth_at_prediction_levels(pred: Any, truth: Any, level_dims: dict[str, lis
     truth lacks, or another number of values and no coordinate to match them by."""
     import numpy as np
     import pandas as pd
-
-    from .errors import DataError
 
     for d in dict.fromkeys(d for dims in level_dims.values() for d in dims):
         if d not in pred.indexes or d not in truth.indexes:
