@@ -28,7 +28,7 @@ _GZIP = b"\x1f\x8b"
 _CDF_VERSIONS = (1, 2, 5)
 #: The markers of a zarr store's root (format 2: group, array, consolidated metadata, attributes;
 #: format 3: zarr.json).
-_ZARR_MARKERS = (".zgroup", ".zarray", ".zmetadata", ".zattrs", "zarr.json")
+ZARR_MARKERS = (".zgroup", ".zarray", ".zmetadata", ".zattrs", "zarr.json")
 
 # tags and external type sizes of the classic format
 _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 10, 11, 12
@@ -66,7 +66,7 @@ def check_input_file(path: str | Path) -> None:
 
     text = str(path)
     if os.path.isdir(text):
-        if not any(os.path.exists(os.path.join(text, m)) for m in _ZARR_MARKERS):
+        if not any(os.path.exists(os.path.join(text, m)) for m in ZARR_MARKERS):
             raise DataError(_folder_message(text))
         return
     try:
@@ -280,6 +280,6 @@ def _folder_message(path: str) -> str:
         )
     return (
         f"cannot read {path!r} as a zarr store: it is a folder that holds none of "
-        f"{', '.join(_ZARR_MARKERS)}, not a zarr store; inputs are netCDF files or zarr "
+        f"{', '.join(ZARR_MARKERS)}, not a zarr store; inputs are netCDF files or zarr "
         f"stores{inside}"
     )

@@ -318,10 +318,11 @@ def _check_output(
             "another path, or a name ending in .nc to write netCDF"
         )
     if _is_zarr(target) and dst.is_dir():
+        from ._input_files import ZARR_MARKERS
         from .hub import _listing
 
         entries = sorted(p.name for p in dst.iterdir())
-        if entries and not set(entries) & {".zgroup", ".zarray", ".zmetadata", "zarr.json"}:
+        if entries and not set(entries) & set(ZARR_MARKERS):
             raise DataError(
                 f"the output {target!r} is an existing folder that is not a zarr store (it holds "
                 f"{_listing(entries)}); writing the output would replace it: give another path"
