@@ -891,9 +891,20 @@ def _seam_ratio(fields: np.ndarray, axis: int) -> float:
     return float(np.nanmean(seam**2) / inner)
 
 
-#: Condition disagreements already warned about in this process (the train and validation
-#: splits open the same files): (where, name, attribute, variable's distinct values).
-_CONDITION_WARNINGS: set[tuple[Any, ...]] = set()
+#: The warnings about files already given in this process (the train and validation splits
+#: open the same files, which warned twice, word for word: Python's own once-per-line rule does
+#: not hold once any code enters ``warnings.catch_warnings``), by their keys (:func:`_warn_once`).
+_WARNED: set[tuple[Any, ...]] = set()
+
+
+def _warn_once(key: tuple[Any, ...] | None, message: str) -> None:
+    """Warn ``message`` (a :class:`FlexDownscaleWarning` at the user's line) unless a warning
+    of ``key`` was given in this process; ``key`` None warns every time."""
+    if key is not None:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+    warnings.warn(message, FlexDownscaleWarning, stacklevel=user_stacklevel())
 
 
 def _warn_condition_disagreement(src: _Source, name: str) -> None:
@@ -911,25 +922,16 @@ def _warn_condition_disagreement(src: _Source, name: str) -> None:
     values = np.unique(np.asarray(ds[name].values, dtype=np.float64).ravel())
     if np.allclose(values, attribute, rtol=1e-6, atol=0.0):
         return
-    key = (src.where, name, attribute, tuple(values[:8].tolist()))
-    if key in _CONDITION_WARNINGS:
-        return
-    _CONDITION_WARNINGS.add(key)
     shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if values.size > 4 else "")
-    warnings.warn(
+    _warn_once(
+        # the variable's distinct values, as many as tell two disagreements apart
+        ("condition", src.where, name, attribute, tuple(values[:8].tolist())),
         f"{src.where!r} disagrees on the condition {name!r}: its variable {name!r} holds "
         f"{shown}, but its global attribute {name} = {attribute:g}. Training reads the variable "
         "(as inference does); the attribute is probably left over from joining files "
         f"(xr.concat keeps the first file's attributes). Drop it (ds.attrs.pop({name!r})) or "
         "correct it so the file says one thing",
-        FlexDownscaleWarning,
-        stacklevel=user_stacklevel(),
     )
-
-
-#: Periodic axes already warned about in this process (the train and validation splits open
-#: the same files): (where, the axes and their sizes, factor).
-_PERIOD_WARNINGS: set[tuple[Any, ...]] = set()
 
 
 def _warn_period_not_divisible(src: _Source, factor: int) -> None:
@@ -942,10 +944,8 @@ def _warn_period_not_divisible(src: _Source, factor: int) -> None:
         for periodic, n, name in zip(src.periodic, (src.ny, src.nx), names, strict=True)
         if periodic and n % factor
     ]
-    key = (src.where, tuple(axes), factor)
-    if not axes or key in _PERIOD_WARNINGS:
+    if not axes:
         return
-    _PERIOD_WARNINGS.add(key)
     sizes = sorted({n for _, n in axes})
     fits = [k for k in (2, 3, 4, 5, 6, 7, 8, 16) if all(n % k == 0 for n in sizes)]
     which = " and ".join(f"{name!r} ({n} cells)" for name, n in axes)
@@ -953,14 +953,13 @@ def _warn_period_not_divisible(src: _Source, factor: int) -> None:
     other = f"a factor that divides {' and '.join(map(str, sizes))}" + (
         f" ({', '.join(map(str, fits))})" if fits else ""
     )
-    warnings.warn(
+    _warn_once(
+        ("period", src.where, tuple(axes), factor),
         f"{src.where!r} is periodic along {which}, which factor = {factor} does not divide: no "
         f"coarse field of whole cells spans the period (degrade(..., boundary='trim') cuts "
         f"{trimmed} fine cells), so the model can never run periodic at inference; it "
         f"downscales windows only, as non-periodic fields (with a SkillWarning). Use {other} "
         "to downscale whole periodic fields",
-        FlexDownscaleWarning,
-        stacklevel=user_stacklevel(),
     )
 
 
@@ -1148,10 +1147,6 @@ def _check_sources_agree(sources: Sequence[_Source]) -> None:
     _warn_repeated_fields(sources)
 
 
-#: The repeated-fields warnings of files given in this process (:func:`_warn_repeated_fields`).
-_REPEATS_WARNED: set[str] = set()
-
-
 def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
     """Warn when two files share time labels and hold the same field at the first of them
     (overlapping extracts of one record: its fields are trained on twice, and with
@@ -1197,11 +1192,8 @@ def _warn_repeated_fields(sources: Sequence[_Source]) -> None:
             'fields: they are trained on twice (and with split_dim = "file" held-out fields '
             "may be training fields); leave the repeated times out of one of the files"
         )
-        if a._path is not None and b._path is not None:
-            if message in _REPEATS_WARNED:
-                continue
-            _REPEATS_WARNED.add(message)
-        warnings.warn(message, FlexDownscaleWarning, stacklevel=user_stacklevel())
+        in_files = a._path is not None and b._path is not None
+        _warn_once(("repeats", message) if in_files else None, message)
 
 
 def _warn_repeated_labels(
