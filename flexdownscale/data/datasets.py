@@ -1775,17 +1775,17 @@ class _FieldDataset(torch.utils.data.Dataset):
                     sample = [d for d in null.dims if d not in (ydim, xdim)]
                     hits = null if use is None else null & use
                     cells = (hits.sum(sample) if sample else hits.astype(int)).transpose(ydim, xdim)
+                    # lowest and highest per field: infinite values and fill values
+                    ends = (a.min((ydim, xdim), skipna=True), a.max((ydim, xdim), skipna=True))
                     low = (
                         (
                             (a <= -1).sum((ydim, xdim)),
-                            a.min((ydim, xdim), skipna=True),
+                            ends[0],
                             (a < 0).sum((ydim, xdim)),  # negative: warned about
                         )
                         if transforms.get(name) == "log1p"
                         else None
                     )
-                    # lowest and highest per field: infinite values and fill values
-                    ends = (a.min((ydim, xdim), skipna=True), a.max((ydim, xdim), skipna=True))
                     per[name] = (nan, low, cells, ends)
                 checks.append(per)
         fitted, computed = dask.compute(plan.lazy if plan is not None else None, checks)
