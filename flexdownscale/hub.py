@@ -718,7 +718,7 @@ def _replace(path: Path, new: Path) -> None:
     name: nothing of the user's is touched) and moved back when ``new`` cannot be put in place,
     so a failure or an interrupt leaves ``path`` as it was.
     """
-    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.previous.", dir=path.parent))
+    holder = Path(tempfile.mkdtemp(prefix=_previous_prefix(path), dir=path.parent))
     previous = holder / path.name
     try:
         path.rename(previous)
@@ -732,6 +732,12 @@ def _replace(path: Path, new: Path) -> None:
             holder.rmdir()  # only when empty: a previous folder that could not go back stays
         raise
     shutil.rmtree(holder, ignore_errors=True)
+
+
+def _previous_prefix(path: Path) -> str:
+    """The start of the name of the hidden folder that holds the previous folder ``path`` while
+    :func:`_replace` puts a new one in its place (``.model.previous.k3j_x``)."""
+    return f".{path.name}.previous."
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -1693,13 +1699,16 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path, tuple[str, str
 
 
 def _is_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder, looked at again after a moment when it is something else
-    or when a save of it is under way (while ``save_model_folder`` replaces a folder, its path
-    is missing, or found a folder again only after a first look said it is none)."""
+    """Whether ``path`` is a folder, looked at again after a moment when it is missing while a
+    save of it is under way (while ``save_model_folder`` replaces a folder, its path is missing
+    for a moment: a hidden folder holds the previous one, :func:`_previous_prefix`). A file is
+    no folder at once."""
     if path.is_dir():
         return True
+    if path.exists():  # a file (no wait), or the folder a save has just put in place
+        return path.is_dir()
     try:
-        saving = path.exists() or any(path.parent.glob(f".{glob.escape(path.name)}.previous.*"))
+        saving = any(path.parent.glob(f"{glob.escape(_previous_prefix(path))}*"))
     except (OSError, ValueError):  # a parent that cannot be listed, a name glob refuses
         saving = False
     for pause in _RELOAD_PAUSES if saving else ():
