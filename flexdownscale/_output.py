@@ -8,9 +8,9 @@ import contextlib
 import errno
 import os
 import re
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,49 @@ def written_through(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def new_hidden(parent: Path, prefix: str, suffix: str = "", *, folder: bool = False) -> Path:
+    """A new empty file (or, with ``folder``, folder) in ``parent`` of a name no other has:
+    ``prefix``, random letters, ``suffix`` (``.out.nc.3f9a0c1e.nc``).
+
+    It is made with the permissions of a new file (``0o666``) or folder (``0o777``) less the
+    umask, which the system applies as it creates it, as ``open`` and ``mkdir`` make files:
+    not ``mkstemp``'s and ``mkdtemp``'s owner-only ones, so no ``chmod`` is needed once it is
+    moved into place (reading the umask means setting it, for the whole process: another
+    thread creating a file then would get the wrong permissions).
+
+    Parameters
+    ----------
+    parent : Path
+        The folder it is made in.
+    prefix, suffix : str
+        The start and end of its name.
+    folder : bool
+        Make a folder, not a file.
+
+    Returns
+    -------
+    Path
+        The new file or folder.
+
+    Raises
+    ------
+    OSError
+        When it cannot be made (a read-only or full disk, a missing ``parent``).
+    """
+    for _ in range(100):
+        made = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if folder:
+                os.mkdir(made, 0o777)
+            else:
+                flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+                os.close(os.open(made, flags, 0o666))
+        except FileExistsError:
+            continue
+        return made
+    raise FileExistsError(errno.EEXIST, f"no unused name {prefix}...{suffix} in", str(parent))
+
+
 def write_atomically(
     path: Path, write: Callable[[Path], object], shown: Path | None = None
 ) -> None:
@@ -183,18 +226,11 @@ def write_atomically(
 
     shown, path = shown or path, written_through(path)  # the user's path, in messages
     try:
-        handle, name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
-        )
+        tmp = new_hidden(path.parent, f".{path.name}.", path.suffix)
     except OSError as err:
         raise unwritable_file(shown, err) from err
-    os.close(handle)
-    tmp = Path(name)
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600 files: the permissions of a new file
         os.replace(tmp, path)
     except FlexDownscaleError:
         tmp.unlink(missing_ok=True)

@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
 
+from ._output import new_hidden
 from .config import (
     DiffusionConfig,
     ModelConfig,
@@ -605,7 +606,8 @@ def save_model_folder(
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        # with a new folder's permissions (less the umask), as the folder is moved into place
+        tmp = new_hidden(path.parent, f".{path.name}.", folder=True)
     except OSError as err:
         raise _unwritable(path, err, f"creating a folder in {str(path.parent)!r}") from err
     try:
@@ -616,11 +618,11 @@ def save_model_folder(
         config["weights_dtype"] = _weights_dtype(tensors)
         config["sha256"] = {name: _sha256(tmp / name) for name in _CHECKED_FILES}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700 folders: give the usual permissions
+        # safetensors writes its file owner-only (0600): give every file the permissions the
+        # text files got as new files (0o666 less the umask, as the system applied it)
+        usual = (tmp / CARD_FILE).stat().st_mode & 0o777
         for child in tmp.iterdir():  # flush to disk before the rename makes the folder visible
-            child.chmod(0o666 & ~umask)
+            child.chmod(usual)
             with child.open("rb") as fh:
                 os.fsync(fh.fileno())
         if path.exists() or path.is_symlink():

@@ -4,6 +4,11 @@ check of an earlier output finds a time dim that only ``--dims`` names."""
 
 from __future__ import annotations
 
+import os
+import threading
+
+import pytest
+
 
 def test_a_file_given_as_a_model_is_no_folder_without_a_pause(tmp_path, monkeypatch):
     from flexdownscale import hub
@@ -34,3 +39,101 @@ def test_a_missing_folder_being_saved_is_looked_at_again(tmp_path, monkeypatch):
     monkeypatch.setattr(hub.time, "sleep", appears)
     assert hub._is_folder(path) is True
     assert len(pauses) == 1
+
+
+@pytest.fixture
+def umask_spy(monkeypatch, tmp_path):
+    """Records, each time something sets the process's umask, the permissions that a file
+    another thread creates at that moment gets; returns that list."""
+    real = os.umask
+    made = []
+
+    def spy(mask):
+        before = real(mask)
+        probe = tmp_path / f"probe{len(made)}"
+
+        def create():
+            probe.touch()
+            made.append(probe.stat().st_mode & 0o777)
+            probe.unlink()
+
+        worker = threading.Thread(target=create)
+        worker.start()
+        worker.join()
+        return before
+
+    monkeypatch.setattr(os, "umask", spy)
+    return made
+
+
+def _probe_mode(folder):
+    probe = folder / "probe"
+    probe.touch()
+    try:
+        return probe.stat().st_mode & 0o777
+    finally:
+        probe.unlink()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002], ids=oct)
+def test_an_atomic_write_keeps_the_umask_and_gives_a_new_files_permissions(
+    tmp_path, umask_spy, mask
+):
+    from flexdownscale._output import write_atomically, write_text_atomically
+
+    old = os.umask(mask)  # the spy records what a file made by another thread gets
+    umask_spy.clear()
+    try:
+        write_text_atomically(tmp_path / "report.md", "text\n")
+        write_atomically(tmp_path / "data.bin", lambda tmp: tmp.write_bytes(b"\0"))
+        other_thread = _probe_mode(tmp_path)
+        during = list(umask_spy)
+    finally:
+        os.umask(old)
+    assert all(mode == 0o666 & ~mask for mode in during), [oct(m) for m in during]
+    assert other_thread == 0o666 & ~mask
+    for name in ("report.md", "data.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "report.md"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=oct)
+def test_a_saved_model_folder_keeps_the_umask_and_has_the_usual_permissions(
+    tmp_path, umask_spy, mask
+):
+    import torch
+
+    from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
+    from flexdownscale.data import Normalizer, VariableStats
+    from flexdownscale.hub import save_model_folder
+
+    def save(path, overwrite=False):
+        return save_model_folder(
+            path,
+            overwrite=overwrite,
+            state_dict={"a.weight": torch.ones(3, 4)},
+            model=ModelConfig(preset="tiny"),
+            diffusion=DiffusionConfig(objective="flow"),
+            sampler=SamplerConfig(sampler="euler", steps=4),
+            variables=["t2m"],
+            units={"t2m": "K"},
+            factor=4,
+            normalization=Normalizer({"t2m": VariableStats(mean=280.0, std=5.0)}).to_dict(),
+            grid={"spacing": [0.25, 0.25]},
+            card="# test model\n",
+        )
+
+    old = os.umask(mask)
+    umask_spy.clear()
+    try:
+        path = save(tmp_path / "model")
+        save(path, overwrite=True)  # replacing a folder
+        during = list(umask_spy)
+    finally:
+        os.umask(old)
+    assert all(mode == 0o666 & ~mask for mode in during), [oct(m) for m in during]
+    assert path.stat().st_mode & 0o777 == 0o777 & ~mask
+    files = sorted(path.iterdir())
+    assert len(files) == 5
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in files)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no hidden folder left
