@@ -285,12 +285,18 @@ def _check_device(device: str | None) -> None:
 
 
 def _check_output(
-    source: str, target: str, *, overwrite: bool = False, same_times: bool = False
+    source: str,
+    target: str,
+    *,
+    overwrite: bool = False,
+    times: Any = None,
+    dims: dict[str, str] | None = None,
 ) -> None:
     """Refuse an output path that is the input, lies in a missing folder or, unless
     ``overwrite``, holds data that flexdownscale did not write (before computing); with
-    ``same_times`` (``downscale``, whose output has the input's times) also an earlier output
-    of other times than the input's (:func:`_other_origin`)."""
+    ``times`` (the input's, :func:`_times_of`: ``downscale``, whose output has the input's
+    times) also an earlier output of other times (:func:`_other_origin`, which finds its time
+    dim with ``dims``, the ``--dims`` given)."""
     from ._output import written_through
     from .errors import DataError
 
@@ -327,7 +333,7 @@ def _check_output(
                 f"the output {target!r} is an existing folder that is not a zarr store (it holds "
                 f"{_listing(entries)}); writing the output would replace it: give another path"
             )
-    other = None if overwrite else _other_origin(target, source if same_times else None)
+    other = None if overwrite else _other_origin(target, times, dims)
     if other is not None:
         raise DataError(
             f"the output {target!r} exists and {other}, so writing the output would replace "
@@ -417,14 +423,15 @@ def _pattern_words(given: str, role: str, command: str) -> str:
     )
 
 
-def _other_origin(target: str, source: str | None = None) -> str | None:
+def _other_origin(target: str, times: Any = None, dims: dict[str, str] | None = None) -> str | None:
     """Why an existing output path is not flexdownscale's to replace, in words (``"is not an
     earlier output of flexdownscale (...)"``); ``None`` for a path that does not exist, an empty
     file or folder, and an earlier output of ``downscale`` or ``forecast`` (its global
     attributes carry ``flexdownscale_version``), which a re-run replaces.
 
-    With ``source`` (``downscale``'s input, whose times its output keeps), an earlier output
-    of other times than the input's is not a re-run's: it is refused too. An unquoted shell
+    With ``times`` (those of ``downscale``'s input, which its output keeps, from
+    :func:`_times_of`), an earlier output of other times is not a re-run's: it is refused too
+    (its time dim found as the input's, with ``dims``, the ``--dims`` given). An unquoted shell
     pattern (``coarse_*.nc``) matching two files puts the second in OUTPUT's place, and that
     second file may be an earlier output of another input (another month, another year),
     which would otherwise be replaced without ``--overwrite``."""
@@ -440,23 +447,17 @@ def _other_origin(target: str, source: str | None = None) -> str | None:
             warnings.simplefilter("ignore")  # a probe: the file's own warnings are not news
             with _open(target) as opened:  # the inputs' opener (zarr metadata, groups, ...)
                 attrs = dict(opened.attrs)
-                times = _times_of(opened)
+                earlier = _times_of(opened, dims)
     except Exception:  # any file xarray cannot open is someone else's
         return f"cannot be read as {kind}, so it is not an earlier output of flexdownscale"
     if "flexdownscale_version" in attrs:
-        if source is None or times is None:
-            return None
-        with contextlib.suppress(Exception), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open(source) as read:
-                wanted = _times_of(read)
-            if wanted is not None and not _same_values(times, wanted):
-                return (
-                    f"is an earlier output of flexdownscale for other times ({_span(times)}) "
-                    f"than the input's ({_span(wanted)}), not this input's (an unquoted "
-                    "pattern such as coarse_*.nc that matches two files puts the second in "
-                    "OUTPUT's place)"
-                )
+        if times is not None and earlier is not None and not _same_values(earlier, times):
+            return (
+                f"is an earlier output of flexdownscale for other times ({_span(earlier)}) "
+                f"than the input's ({_span(times)}), not this input's (an unquoted "
+                "pattern such as coarse_*.nc that matches two files puts the second in "
+                "OUTPUT's place)"
+            )
         return None  # a re-run of the command: its own output is replaced
     return (
         "is not an earlier output of flexdownscale (its global attributes have no "
@@ -464,27 +465,32 @@ def _other_origin(target: str, source: str | None = None) -> str | None:
     )
 
 
-def _times_of(ds: Any) -> Any:
-    """The values of ``ds``'s time coordinate, sorted (``None`` without one)."""
+def _times_of(ds: Any, dims: dict[str, str] | None = None) -> Any:
+    """The distinct values of ``ds``'s time coordinate, sorted; its time dim is found as the
+    commands find it, with ``dims`` (``--dims time=NAME``). ``None`` without one, or for
+    values that do not compare."""
     import numpy as np
 
-    from .errors import DataError
+    from .errors import FlexDownscaleError
 
     try:
-        tdim = _time_dim(ds, {})
-    except DataError:
+        tdim = _time_dim(ds, dims or {})
+    except FlexDownscaleError:  # no time dim, or --dims that the run refuses with its message
         return None
     if tdim not in ds.coords:
         return None
-    return np.sort(np.asarray(ds[tdim].values).ravel(), kind="stable")
+    try:
+        return np.unique(np.asarray(ds[tdim].values).ravel())
+    except TypeError:  # values of kinds that do not compare
+        return None
 
 
 def _same_values(a: Any, b: Any) -> bool:
-    """Whether the sorted time values ``a`` and ``b`` are the same (as sets)."""
+    """Whether the times ``a`` and ``b`` (from :func:`_times_of`) are the same."""
     import numpy as np
 
     try:
-        return bool(np.array_equal(np.unique(a), np.unique(b)))
+        return bool(np.array_equal(a, b))
     except TypeError:  # times of kinds that do not compare: not the same
         return False
 
@@ -696,9 +702,15 @@ def _downscale(args: argparse.Namespace) -> int:
     from .pipeline import downscaler_for
 
     _check_device(args.device)
-    _check_output(args.input, args.output, overwrite=args.overwrite, same_times=True)
-    ds = _open(args.input)
+    ds = _open(args.input)  # lazily: the times are read for the output check
     dims = _merged(args.dims)
+    try:
+        _check_output(
+            args.input, args.output, overwrite=args.overwrite, times=_times_of(ds, dims), dims=dims
+        )
+    except BaseException:
+        ds.close()
+        raise
     if args.time_chunk is not None:
         ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)

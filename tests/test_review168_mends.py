@@ -137,3 +137,60 @@ def test_a_saved_model_folder_keeps_the_umask_and_has_the_usual_permissions(
     assert len(files) == 5
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in files)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no hidden folder left
+
+
+def _rec_file(path, first, earlier_output=False):
+    """A file whose time dim is ``rec`` (found only through ``--dims time=rec``), two steps
+    from ``first``."""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {"t2m": (("rec", "latitude", "longitude"), np.full((2, 8, 8), 280.0, "float32"))},
+        coords={
+            "rec": np.array([first, first + 1]),
+            "latitude": ("latitude", np.arange(50.0, 52.0, 0.25), {"units": "degrees_north"}),
+            "longitude": ("longitude", np.arange(0.0, 2.0, 0.25), {"units": "degrees_east"}),
+        },
+    )
+    ds["t2m"].attrs["units"] = "K"
+    if earlier_output:
+        ds.attrs["flexdownscale_version"] = "test"
+    ds.to_netcdf(path)
+
+
+def test_an_earlier_output_of_other_times_is_found_with_the_time_dim_of_dims(
+    tmp_path, monkeypatch, capsys
+):
+    """downscale's check of an earlier output of other times finds a time dim that only
+    ``--dims time=...`` names (the check was skipped and the output replaced)."""
+    from flexdownscale import cli, pipeline
+
+    monkeypatch.chdir(tmp_path)
+    runs = []
+
+    def downscaler_for(model, names, **kwargs):
+        def run(ds, **options):
+            runs.append(options)
+            return ds.assign_attrs(flexdownscale_version="test")
+
+        return run
+
+    monkeypatch.setattr(pipeline, "downscaler_for", downscaler_for)
+    _rec_file("in.nc", 0)
+    _rec_file("out.nc", 100, earlier_output=True)
+    before = (tmp_path / "out.nc").read_bytes()
+    argv = ["downscale", "in.nc", "out.nc", "--dims", "time=rec", "--quiet"]
+    assert cli._run(argv, command_line=True) == 2
+    assert capsys.readouterr().err == (
+        "flexdownscale downscale: error: the output 'out.nc' exists and is an earlier output "
+        "of flexdownscale for other times (2 times from 100 to 101) than the input's (2 times "
+        "from 0 to 1), not this input's (an unquoted pattern such as coarse_*.nc that matches "
+        "two files puts the second in OUTPUT's place), so writing the output would replace it: "
+        "give another output path, or add --overwrite to replace it\n"
+    )
+    assert (tmp_path / "out.nc").read_bytes() == before
+    assert not runs
+    _rec_file("again.nc", 100)  # the earlier output's times: a re-run replaces it
+    assert cli._run(["downscale", "again.nc", *argv[2:]], command_line=True) == 0
+    assert len(runs) == 1
