@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -289,14 +289,14 @@ def _check_output(
     target: str,
     *,
     overwrite: bool = False,
-    times: Any = None,
+    times: Callable[[], Any] | None = None,
     dims: dict[str, str] | None = None,
 ) -> None:
     """Refuse an output path that is the input, lies in a missing folder or, unless
     ``overwrite``, holds data that flexdownscale did not write (before computing); with
-    ``times`` (the input's, :func:`_times_of`: ``downscale``, whose output has the input's
-    times) also an earlier output of other times (:func:`_other_origin`, which finds its time
-    dim with ``dims``, the ``--dims`` given)."""
+    ``times`` (giving the input's times, :func:`_times_of`: ``downscale``, whose output has
+    the input's times) also an earlier output of other times (:func:`_other_origin`, which
+    finds its time dim with ``dims``, the ``--dims`` given)."""
     from ._output import written_through
     from .errors import DataError
 
@@ -423,15 +423,18 @@ def _pattern_words(given: str, role: str, command: str) -> str:
     )
 
 
-def _other_origin(target: str, times: Any = None, dims: dict[str, str] | None = None) -> str | None:
+def _other_origin(
+    target: str, times: Callable[[], Any] | None = None, dims: dict[str, str] | None = None
+) -> str | None:
     """Why an existing output path is not flexdownscale's to replace, in words (``"is not an
     earlier output of flexdownscale (...)"``); ``None`` for a path that does not exist, an empty
     file or folder, and an earlier output of ``downscale`` or ``forecast`` (its global
     attributes carry ``flexdownscale_version``), which a re-run replaces.
 
-    With ``times`` (those of ``downscale``'s input, which its output keeps, from
-    :func:`_times_of`), an earlier output of other times is not a re-run's: it is refused too
-    (its time dim found as the input's, with ``dims``, the ``--dims`` given). An unquoted shell
+    With ``times`` (called only for an earlier output of flexdownscale, it gives the times of
+    ``downscale``'s input, which its output keeps, as :func:`_times_of` does), an earlier
+    output of other times is not a re-run's: it is refused too (its time dim found as the
+    input's, with ``dims``, the ``--dims`` given). An unquoted shell
     pattern (``coarse_*.nc``) matching two files puts the second in OUTPUT's place, and that
     second file may be an earlier output of another input (another month, another year),
     which would otherwise be replaced without ``--overwrite``."""
@@ -451,10 +454,11 @@ def _other_origin(target: str, times: Any = None, dims: dict[str, str] | None = 
     except Exception:  # any file xarray cannot open is someone else's
         return f"cannot be read as {kind}, so it is not an earlier output of flexdownscale"
     if "flexdownscale_version" in attrs:
-        if times is not None and earlier is not None and not _same_values(earlier, times):
+        wanted = None if times is None or earlier is None else times()
+        if wanted is not None and not _same_values(earlier, wanted):
             return (
                 f"is an earlier output of flexdownscale for other times ({_span(earlier)}) "
-                f"than the input's ({_span(times)}), not this input's (an unquoted "
+                f"than the input's ({_span(wanted)}), not this input's (an unquoted "
                 "pattern such as coarse_*.nc that matches two files puts the second in "
                 "OUTPUT's place)"
             )
@@ -702,15 +706,22 @@ def _downscale(args: argparse.Namespace) -> int:
     from .pipeline import downscaler_for
 
     _check_device(args.device)
-    ds = _open(args.input)  # lazily: the times are read for the output check
     dims = _merged(args.dims)
+    opened: list[Any] = []
+
+    def input_times() -> Any:  # for an earlier output at OUTPUT: the input, opened once
+        opened.append(_open(args.input))
+        return _times_of(opened[0], dims)
+
     try:
         _check_output(
-            args.input, args.output, overwrite=args.overwrite, times=_times_of(ds, dims), dims=dims
+            args.input, args.output, overwrite=args.overwrite, times=input_times, dims=dims
         )
     except BaseException:
-        ds.close()
+        for ds in opened:
+            ds.close()
         raise
+    ds = opened[0] if opened else _open(args.input)
     if args.time_chunk is not None:
         ds = ds.chunk({_time_dim(ds, dims): args.time_chunk})
     rename = _merged(args.rename)
