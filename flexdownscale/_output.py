@@ -137,8 +137,13 @@ def write_cause(err: BaseException, folder: str | os.PathLike[str]) -> tuple[str
 
 def write_fix(code: int | None, folder: str | os.PathLike[str]) -> str:
     """What to do about a write into ``folder`` that failed with the error number ``code``."""
-    if code == errno.ENOSPC or code == errno.EDQUOT:
+    if code == errno.ENOSPC:
         return f"free space on the disk of {str(folder)!r} or write to another disk"
+    if code == errno.EDQUOT:
+        return (
+            f"free space within your disk quota on the disk of {str(folder)!r} (or have it "
+            "raised) or write to another disk"
+        )
     if code == errno.EFBIG:
         return (
             "the file is larger than this process may write (ulimit -f) or than the file "
@@ -155,6 +160,61 @@ def unwritable_file(path: str | os.PathLike[str], err: BaseException) -> DataErr
     folder = Path(path).parent
     why, code = write_cause(err, folder)
     return DataError(f"cannot write {str(path)!r}: {why}; {write_fix(code, folder)}")
+
+
+#: The errors of making a file or folder whose cause :func:`write_fix` tells what to do about.
+_TOLD = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def unwritable_folder(
+    what: str,
+    err: BaseException,
+    folder: str | os.PathLike[str],
+    doing: str | None = None,
+) -> DataError:
+    """The :class:`~flexdownscale.errors.DataError` for an output that could not be made or
+    written in ``folder`` (the command line's output, the demo's folder, evaluate's report).
+
+    It says ``"cannot {what}: "``, then the cause (:func:`write_cause`; ``"{doing} failed
+    (cause)"`` when ``doing`` says what was tried), then what to do, told apart by the cause's
+    ``errno``: a full disk or quota (``ENOSPC``, ``EDQUOT``): free space or write to another
+    disk; a folder one cannot write in (``EACCES``, ``EPERM``, ``EROFS``): write elsewhere or
+    fix its permissions; a missing ``folder`` (``ENOENT``): make it; any other cause: the
+    system's message alone.
+
+    Parameters
+    ----------
+    what : str
+        What could not be done, after ``"cannot "``: ``"write the output '/data/out.nc'"``.
+    err : BaseException
+        The error of the failed write.
+    folder : str or os.PathLike
+        The folder the output was made in: its disk is looked at, and a fix names it.
+    doing : str, optional
+        The step that failed (``"creating a file in its folder '/data'"``).
+
+    Returns
+    -------
+    DataError
+        The error to raise, ``from err``.
+
+    Examples
+    --------
+    >>> str(unwritable_folder("use 'r'", OSError(errno.ENOENT, "No such file or directory"), "d"))
+    "cannot use 'r': No such file or directory; the folder 'd' does not exist: make it (mkdir -p d) or write to a folder that exists"
+    """
+    import shlex
+
+    why, code = write_cause(err, folder)
+    said = why if doing is None else f"{doing} failed ({why})"
+    if code in _TOLD:
+        said += f"; {write_fix(code, folder)}"
+    elif code == errno.ENOENT:
+        said += (
+            f"; the folder {str(folder)!r} does not exist: make it (mkdir -p "
+            f"{shlex.quote(str(folder))}) or write to a folder that exists"
+        )
+    return DataError(f"cannot {what}: {said}")
 
 
 def written_through(path: Path) -> Path:

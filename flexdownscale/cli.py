@@ -520,15 +520,17 @@ def _folder_beside(target: str, suffix: str) -> Path:
 
 
 def _unwritable(target: str, err: OSError) -> DataError:
-    """The DataError for an output that cannot be written (the folder is read-only, say),
-    naming the user's path rather than the hidden temporary one beside it."""
-    from .errors import DataError
+    """The DataError for an output that cannot be written (the folder is read-only, the disk
+    full), naming the user's path rather than the hidden temporary one beside it
+    (:func:`flexdownscale._output.unwritable_folder`)."""
+    from ._output import unwritable_folder
 
-    why = err.strerror or _one_line(err)
-    return DataError(
-        f"cannot write the output {target!r}: creating a file in its folder "
-        f"{str(Path(target).parent)!r} failed ({why}); give an output path in a folder you can "
-        "write to"
+    folder = Path(target).parent
+    return unwritable_folder(
+        f"write the output {target!r}",
+        err,
+        folder,
+        f"creating a file in its folder {str(folder)!r}",
     )
 
 

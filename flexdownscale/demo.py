@@ -35,15 +35,14 @@ from ._inputs import netcdf_lock, open_netcdf
 from ._links import REPOSITORY as _REPOSITORY
 from ._output import (
     files_in_the_way,
+    unwritable_folder,
     write_atomically,
-    write_cause,
     write_figure,
-    write_fix,
     write_text_atomically,
 )
 from .data.degrade import degrade, up
 from .data.grid import grid_spec, normalize_grid
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .provenance import concat_outputs
 
 __all__ = ["SAMPLES", "DemoCase", "DemoResult", "open_sample", "run_demo"]
@@ -502,10 +501,7 @@ def run_demo(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a read-only folder, a full disk
-        why, code = write_cause(err, out.parent)
-        raise DataError(
-            f"cannot make the output folder {str(out)!r}: {why}; {write_fix(code, out.parent)}"
-        ) from err
+        raise unwritable_folder(f"make the output folder {str(out)!r}", err, out.parent) from err
     try:
         result, units = _run_cases(out, chosen, members=members, seed=seed, progress=progress)
         result.seconds = time.perf_counter() - start

@@ -1031,15 +1031,11 @@ def _remove_earlier_report(folder: Path) -> None:
 def _unwritable_folder(given: str, err: OSError) -> DataError:
     """The ``DataError`` for a report folder ``--out`` that cannot be made or written in (a
     read-only folder, a full disk, a file in the way): the folder and the cause, as the command
-    line says a file-system error, and what to do where the cause says it."""
-    import errno
+    line says a file-system error, and what to do where the cause says it
+    (:func:`flexdownscale._output.unwritable_folder`)."""
+    from ._output import unwritable_folder
 
-    from ._output import write_cause, write_fix
-
-    why, code = write_cause(err, given)
-    told = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
-    fix = f"; {write_fix(code, given)}" if code in told else ""
-    return DataError(f"cannot use {given!r}: {why}{fix}")
+    return unwritable_folder(f"use {given!r}", err, Path(given).parent)
 
 
 def _report_folder_in_use(given: str) -> Any:

@@ -256,8 +256,8 @@ def test_unwritable_output_names_the_users_path(era5, tmp_path, capsys, monkeypa
     assert code == 2
     assert err == (
         f"flexdownscale downscale: error: cannot write the output {str(target)!r}: creating a "
-        f"file in its folder {str(target.parent)!r} failed (Permission denied); give an output "
-        "path in a folder you can write to"
+        f"file in its folder {str(target.parent)!r} failed (Permission denied); write to a "
+        "folder you can write to, or fix that folder's permissions"
     )
     monkeypatch.setattr(tempfile, "mkdtemp", real)
     if sys.platform.startswith("linux") and Path("/proc").is_dir():  # no files can be made there
