@@ -786,7 +786,30 @@ def _spectrum_for(
 ) -> Callable[[XarrayLike], XarrayLike]:
     """The one spectrum of ``kind`` for fields on ``like``'s grid: :func:`zonal_spectrum`
     (``"zonal"``), or :func:`power_spectrum` with the dims and ``method=None``'s
-    :func:`default_method` settled once from ``like``, so every field gets the same."""
+    :func:`default_method` settled once from ``like``, so every field gets the same.
+
+    Every public function with a ``kind`` passes here, so here ``kind`` is checked and an
+    option of the other kind refused (:class:`~flexdownscale.errors.ConfigError`): ``dims``,
+    ``spacing``, ``spacing_units``, ``method``, ``detrend`` and ``window`` are the isotropic
+    spectrum's, ``lat_dim`` and ``lon_dim`` the zonal one's. An option at its default
+    (``None``; ``spacing_units="m"``, ``detrend="constant"``) counts as not given."""
+    check_option("kind", kind, ("isotropic", "zonal"))
+    isotropic_only = {"dims": dims, "spacing": spacing, "method": method, "window": window}
+    given = [name for name, value in isotropic_only.items() if value is not None]
+    given += ["detrend"] if detrend != "constant" else []
+    given += ["spacing_units"] if spacing_units != "m" else []
+    if kind == "zonal" and given:
+        raise ConfigError(
+            f"{', '.join(given)} set the isotropic spectrum; kind='zonal' takes the "
+            "periodogram along each latitude circle, which has no such option: leave "
+            f"{'them' if len(given) > 1 else 'it'} out, or use kind='isotropic' for a "
+            "limited-area grid"
+        )
+    if kind == "isotropic" and (lat_dim is not None or lon_dim is not None):
+        raise ConfigError(
+            "lat_dim / lon_dim name the latitude circles of kind='zonal'; pass kind='zonal' "
+            "for a global grid, or dims=... for the isotropic spectrum"
+        )
     if kind == "zonal":
         return lambda field: zonal_spectrum(field, lat_dim=lat_dim, lon_dim=lon_dim)
     sdims = _spatial_dims(like, dims)
@@ -857,6 +880,17 @@ def kinetic_energy_spectrum(
     DataArray or Dataset
         Dims and coordinates of :func:`power_spectrum` or :func:`zonal_spectrum`; a DataArray
         is named ``kinetic_energy``; ``long_name`` "kinetic energy spectral density".
+
+    Raises
+    ------
+    ConfigError
+        An isotropic-only option (``dims``, ``spacing``, ``method``, ``window``, a
+        ``detrend`` or ``spacing_units`` other than the default) passed with
+        ``kind="zonal"``, or ``lat_dim`` / ``lon_dim`` with ``kind="isotropic"``.
+    UnitsError
+        ``u`` and ``v`` in different units.
+    GridError
+        ``kind="zonal"`` on a grid that is not global in degrees (as :func:`zonal_spectrum`).
 
     Examples
     --------
@@ -1252,7 +1286,8 @@ def spread_skill_spectrum(
         ``kind="zonal"`` on a grid that is not global in degrees (as :func:`zonal_spectrum`).
     ConfigError
         An isotropic-only option (``dims``, ``spacing``, ``method``, ``window``, a
-        ``detrend`` or ``spacing_units`` other than the default) passed with ``kind="zonal"``, or ``lat_dim`` / ``lon_dim`` with ``kind="isotropic"``.
+        ``detrend`` or ``spacing_units`` other than the default) passed with
+        ``kind="zonal"``, or ``lat_dim`` / ``lon_dim`` with ``kind="isotropic"``.
 
     Examples
     --------
@@ -1275,22 +1310,6 @@ def spread_skill_spectrum(
     """
     check_option("correction", correction, ("fortin", "unbiased", None))
     check_option("kind", kind, ("isotropic", "zonal"))
-    given = {"dims": dims, "spacing": spacing, "method": method, "window": window}
-    given = {k: v for k, v in given.items() if v is not None}
-    given.update({"detrend": detrend} if detrend != "constant" else {})
-    given.update({"spacing_units": spacing_units} if spacing_units != "m" else {})
-    if kind == "zonal" and given:
-        raise ConfigError(
-            f"{', '.join(given)} set the isotropic spectrum; kind='zonal' takes the "
-            "periodogram along each latitude circle, which has no such option: leave "
-            f"{'them' if len(given) > 1 else 'it'} out, or use kind='isotropic' for a "
-            "limited-area grid"
-        )
-    if kind == "isotropic" and (lat_dim is not None or lon_dim is not None):
-        raise ConfigError(
-            "lat_dim / lon_dim name the latitude circles of kind='zonal'; pass kind='zonal' "
-            "for a global grid, or dims=... for the isotropic spectrum"
-        )
     fcst = check_xarray(fcst, "fcst")
     obs = check_xarray(obs, "obs")
     m = check_member_dim(fcst, obs, member_dim)
