@@ -22,7 +22,9 @@ def packing_left(attrs: Mapping[Hashable, Any]) -> dict[str, Any]:
     """The CF packing attributes of ``attrs`` that decoding would still apply, by name.
 
     ``scale_factor = 1`` and ``add_offset = 0`` change nothing and are left out; so is a NaN
-    fill value (NaN is what decoding puts in missing cells).
+    fill value (NaN is what decoding puts in missing cells). ``_Unsigned`` (netCDF's mark of
+    unsigned bytes or shorts stored in a signed type, or the reverse) is found whatever its
+    value: decoding reads the integers with the other sign and moves it to ``encoding``.
 
     Parameters
     ----------
@@ -40,10 +42,15 @@ def packing_left(attrs: Mapping[Hashable, Any]) -> dict[str, Any]:
     {'scale_factor': 0.0005, 'add_offset': 280.0}
     >>> packing_left({"scale_factor": 1.0, "_FillValue": float("nan")})
     {}
+    >>> packing_left({"_Unsigned": "true"})
+    {'_Unsigned': 'true'}
     """
     found: dict[str, Any] = {}
-    for key in PACKING_ATTRS:
+    for key in (*PACKING_ATTRS, "_Unsigned"):
         if key not in attrs:
+            continue
+        if key == "_Unsigned":  # decoding moves it to .encoding once the sign is fixed
+            found[key] = str(attrs[key])
             continue
         value = np.asarray(attrs[key])
         if value.dtype.kind in "fc" and np.all(np.isnan(value)):
@@ -78,7 +85,8 @@ def check_decoded_variable(name: Hashable, attrs: Mapping[Hashable, Any]) -> Non
     shown = ", ".join(f"{key} = {value!r}" for key, value in found.items())
     raise DataError(
         f"variable {name!r} still carries the CF packing attributes {shown}: its values are "
-        "the file's raw numbers (packed integers, or missing cells holding the fill value), "
+        "the file's raw numbers (packed integers, integers read with the wrong sign, or "
+        "missing cells holding the fill value), "
         "not decoded ones, as when a file is opened with mask_and_scale=False or "
         "decode_cf=False. Decode it first: ds = xr.decode_cf(ds) (or open the file with "
         "xarray's defaults)"

@@ -644,6 +644,49 @@ def _h5_packing(
     return scale, offset, tuple(dict.fromkeys(fills))
 
 
+def _h5_sign_view(path: str, name: str, attrs: Mapping[str, Any], dtype: Any) -> np.dtype | None:
+    """The integer type to view an HDF5 dataset's raw values as, from netCDF's ``_Unsigned``
+    attribute (``"true"``: unsigned bytes or shorts stored in a signed type; ``"false"``: the
+    reverse), or ``None`` when the values are read as stored.
+
+    As xarray decodes a netCDF variable: the attribute on a non-integer dataset is ignored with
+    a warning; a value other than true/false raises :class:`DataError`.
+    """
+    if "_Unsigned" not in attrs:
+        return None
+    given = attrs["_Unsigned"]
+    text = (given.decode() if isinstance(given, bytes) else str(given)).strip().lower()
+    if text not in ("true", "false"):
+        raise DataError(
+            f"dataset {name!r} of {path!r} has _Unsigned = {given!r}; expected 'true' or 'false' "
+            f"(fix it: f[{name!r}].attrs['_Unsigned'] = 'true', or delete it)"
+        )
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        warnings.warn(
+            f"dataset {name!r} of {path!r} has _Unsigned = {given!r} but holds {dtype} values, "
+            "not integers: the attribute is ignored",
+            FlexDownscaleWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return None
+    kind = "u" if text == "true" else "i"
+    return None if dtype.kind == kind else np.dtype(f"{kind}{dtype.itemsize}")
+
+
+def _fills_viewed(fills: tuple[float, ...], stored: Any) -> tuple[float, ...]:
+    """Fill values given in the stored integer type, as numbers of the other sign's type
+    (``-1`` stored as int8 under ``_Unsigned = "true"`` is 255): how xarray compares them."""
+    stored = np.dtype(stored)
+    other = np.dtype(f"{'u' if stored.kind == 'i' else 'i'}{stored.itemsize}")
+    out = []
+    for fill in fills:
+        if float(fill).is_integer() and np.can_cast(np.min_scalar_type(int(fill)), stored):
+            fill = float(np.asarray(int(fill), dtype=stored).view(other))
+        out.append(fill)
+    return tuple(dict.fromkeys(out))
+
+
 class _H5Source(_Source):
     def __init__(self, path: str, *, variables: Sequence[str] | None, label: str) -> None:
         import h5py
@@ -672,6 +715,10 @@ class _H5Source(_Source):
                 shape = tuple(dset.shape)
                 self.attrs = {**dict(f.attrs), **dict(dset.attrs)}
                 self._packing = _h5_packing(path, self._name, dict(dset.attrs))
+                self._sign_view = _h5_sign_view(path, self._name, dict(dset.attrs), dset.dtype)
+                if self._sign_view is not None and self._packing is not None:
+                    scale, offset, fills = self._packing
+                    self._packing = (scale, offset, _fills_viewed(fills, dset.dtype))
                 # where a fix removes the periodic attribute (the dataset's wins, as above)
                 self.periodic_holder = f"f[{self._name!r}]" if "periodic" in dset.attrs else "f"
         except OSError as err:
@@ -719,7 +766,10 @@ class _H5Source(_Source):
         return None
 
     def _unpack(self, raw: Any) -> Any:
-        """``raw`` (numpy or dask) as float64 physical values: the CF packing applied."""
+        """``raw`` (numpy or dask) as float64 physical values: ``_Unsigned`` and the CF packing
+        applied."""
+        if self._sign_view is not None:
+            raw = raw.view(self._sign_view)
         values = raw.astype(np.float64)
         if self._packing is None:
             return values
@@ -764,7 +814,11 @@ class _H5Source(_Source):
         out = {}
         for name, c in zip(self.channels, self._chan_index):
             a = arr[:, c] if self._has_channels else arr
-            out[name] = (("time", "y", "x"), a if self._packing is None else self._unpack(a))
+            if self._packing is not None:
+                a = self._unpack(a)
+            elif self._sign_view is not None:
+                a = a.view(self._sign_view)
+            out[name] = (("time", "y", "x"), a)
         return xr.Dataset(out)
 
 
