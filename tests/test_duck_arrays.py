@@ -273,3 +273,32 @@ def test_datasets_without_variables_are_refused():
     # a grid of coordinates only is still a grid
     grid = _field().to_dataset().drop_vars("t2m")
     assert "latitude" in metrics.area_weights(grid).dims
+
+
+@pytest.mark.parametrize(
+    ("score", "ensemble"),
+    [
+        (metrics.rmse, False),
+        (metrics.bias, False),
+        (metrics.pearson_r, False),
+        (metrics.crps_ensemble, True),
+        (metrics.spread_skill_ratio, True),
+        (metrics.rank_histogram, True),
+    ],
+)
+def test_quantity_weights_are_their_magnitudes(score, ensemble):
+    """Weights given as a quantity (an area in m2) were passed on as pint arrays: pint
+    quantities in the scores' data and UnitStrippedWarnings. Their units cancel in every
+    weighted mean: the scores equal those of the plain weights."""
+    truth = _field()
+    pred = _ensemble() if ensemble else _field(truth.values + 0.3 * np.cos(truth.values))
+    plain = xr.DataArray(np.cos(np.deg2rad(LAT)), dims="latitude", coords={"latitude": LAT})
+    area = plain.copy(data=ureg.Quantity(plain.values * 1.2e9, "m**2"))
+    expected = score(pred, truth, weights=plain)
+    got = score(pred, truth, weights=area)
+    assert isinstance(got.data, np.ndarray)
+    xr.testing.assert_allclose(got, expected, rtol=1e-12)
+    # a conflicting units attribute on quantity weights is the package's units error
+    area.attrs["units"] = "km2"
+    with pytest.raises(UnitsError, match="weights"):
+        score(pred, truth, weights=area)

@@ -946,7 +946,8 @@ def check_weights(
 ) -> xr.DataArray | None:
     """Validate ``weights``: a DataArray, no NaN, no negatives, only dims the data have.
 
-    In-memory weights are checked at once; dask-backed weights get the check inserted into
+    A pint-quantified DataArray is taken as its magnitudes (the units cancel in a weighted
+    mean); another array type than numpy or dask is a :class:`DataError`. In-memory weights are checked at once; dask-backed weights get the check inserted into
     the graph, so it runs (and raises :class:`WeightsError`) at compute time.
     """
     if weights is None:
@@ -958,6 +959,9 @@ def check_weights(
             "coords={'lat': truth['lat']}) (with the coordinate, the weights follow the data's "
             "order)."
         )
+    # a pint quantity (an area in m2): its magnitudes, as the data's; the units of weights
+    # cancel in every weighted mean
+    weights = plain_arrays(weights, name)
     data_dims = tuple(data_dims)
     extra = [d for d in weights.dims if d not in data_dims]
     if extra:
