@@ -2095,23 +2095,25 @@ def console_main() -> int:
 
     When the reader of the output stops early (``flexdownscale info | head``) the command ends
     quietly with status 141 (128 + SIGPIPE, as the shell reports for tools a closed pipe ends),
-    not with an error line. Ctrl-C prints one line saying what the command left (outputs are
-    written whole or not at all) and ends the process as SIGINT does (the shell's status 130);
-    pressing it again while the command stops does not interrupt its clean-up."""
-    _stop_once_on_interrupt()
-    try:
-        status = _run(sys.argv[1:], command_line=True)
-    except KeyboardInterrupt:  # before a command ran (while parsing, importing)
-        print("flexdownscale: interrupted; nothing was written", file=sys.stderr)
-        status = INTERRUPTED
-    except BrokenPipeError:
-        # nothing more can reach the reader; point stdout at devnull so that the interpreter's
-        # flush at exit does not raise again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
-    if status == INTERRUPTED:
-        return _end_interrupted()
+    not with an error line. Ctrl-C (SIGINT), or SIGTERM (what ``kill``, ``timeout`` and a batch
+    scheduler such as SLURM send), prints one line saying what the command left (outputs are
+    written whole or not at all: the hidden temporary ones are removed) and ends the process
+    as that signal does (the shell's status 130 or 143); a second signal while the command
+    stops does not interrupt its clean-up."""
+    with _stopping_once():
+        try:
+            status = _run(sys.argv[1:], command_line=True)
+        except KeyboardInterrupt as stop:  # before a command ran (while parsing, importing)
+            print(f"flexdownscale: {_stop_words(stop)}; nothing was written", file=sys.stderr)
+            status = _stop_status(stop)
+        except BrokenPipeError:
+            # nothing more can reach the reader; point stdout at devnull so that the
+            # interpreter's flush at exit does not raise again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
+        if status in (INTERRUPTED, TERMINATED):
+            return _end_stopped(status)
     return status
 
 
@@ -2129,14 +2131,33 @@ def _run(argv: Sequence[str] | None, *, command_line: bool) -> int:
             line = _warning_error(err, args.command)
             print(f"flexdownscale {args.command}: error: {line}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:  # Ctrl-C: one line saying what is left, not a traceback
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: one line of what is left
             line = _interrupted_words(args)
-            print(f"flexdownscale {args.command}: interrupted; {line}", file=sys.stderr)
-            return INTERRUPTED
+            print(f"flexdownscale {args.command}: {_stop_words(stop)}; {line}", file=sys.stderr)
+            return _stop_status(stop)
 
 
 #: The exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as the shell reports it.
 INTERRUPTED = 130
+
+#: The exit status of a command stopped by SIGTERM: 128 + 15, as the shell reports it.
+TERMINATED = 143
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM while a command runs (:func:`_stopping_once`): a
+    ``KeyboardInterrupt``, so that it stops the command as Ctrl-C does (the clean-up of every
+    ``except KeyboardInterrupt`` and ``finally`` runs, hidden temporary outputs are removed)."""
+
+
+def _stop_words(stop: KeyboardInterrupt) -> str:
+    """How the command was stopped, at the start of its last line."""
+    return "stopped by SIGTERM" if isinstance(stop, _Terminated) else "interrupted"
+
+
+def _stop_status(stop: KeyboardInterrupt) -> int:
+    """The exit status of a command that ``stop`` stopped: 143 for SIGTERM, else 130."""
+    return TERMINATED if isinstance(stop, _Terminated) else INTERRUPTED
 
 
 def _interrupted_words(args: argparse.Namespace) -> str:
@@ -2162,53 +2183,70 @@ def _interrupted_words(args: argparse.Namespace) -> str:
     return "nothing was written"
 
 
-def _stop_once_on_interrupt() -> None:
-    """Make the first Ctrl-C (SIGINT) raise ``KeyboardInterrupt``, as Python's own handler
-    does, and later ones wait for the command to stop rather than interrupt its clean-up.
+@contextlib.contextmanager
+def _stopping_once() -> Iterator[None]:
+    """While the command runs, make the first Ctrl-C (SIGINT) raise ``KeyboardInterrupt``, as
+    Python's own handler does, and the first SIGTERM :class:`_Terminated` (Python's default
+    ends the process at once, leaving the hidden temporary output and no line); later signals
+    wait for the command to stop rather than interrupt its clean-up. The handlers found are
+    put back on leaving.
 
     A lazy computation's clean-up waits for the chunks running in dask's threads (a network
     call cannot be stopped midway); a second ``KeyboardInterrupt`` there ended the interpreter
     while those threads were inside torch, which aborted the process (``terminate called
     without an active exception``, a core dump) and could leave its hidden temporary output
-    behind. Left alone where SIGINT is not Python's default (ignored in a background job, or
-    handled by a caller), and outside the main thread, where no handler can be set.
+    behind. A signal that is not at Python's default (SIGINT ignored in a background job,
+    SIGTERM ignored by ``nohup``-like launchers, either handled by a caller) is left alone, and
+    so is everything outside the main thread, where no handler can be set.
     """
     import signal
 
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return
-    pressed: list[int] = []
+    received: list[int] = []
 
-    def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        pressed.append(signum)
-        if len(pressed) == 1:
-            raise KeyboardInterrupt
-        if len(pressed) == 2:  # said once: further presses change nothing
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if len(received) == 2:  # said once: further signals change nothing
             os.write(
                 2,
                 b"flexdownscale: stopping: the computations running now end first "
                 + f"(kill -KILL {os.getpid()} stops at once)\n".encode(),
             )
 
-    signal.signal(signal.SIGINT, on_interrupt)
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    found = {number: signal.getsignal(number) for number in defaults}
+    ours = [number for number, default in defaults.items() if found[number] is default]
+    for number in ours:
+        signal.signal(number, on_stop)
+    try:
+        yield
+    finally:
+        for number in ours:
+            if signal.getsignal(number) is on_stop:  # not since set to SIG_DFL to end
+                signal.signal(number, found[number])
 
 
-def _end_interrupted() -> int:
-    """End the process as SIGINT ends a program (the shell's status 130), after its one line:
-    a shell loop (``for f in *.nc; do flexdownscale downscale ...; done``) then stops at Ctrl-C,
-    as it does for a command that SIGINT killed, instead of going on with the next file.
-    Returns :data:`INTERRUPTED` where the signal cannot end the process."""
+def _end_stopped(status: int) -> int:
+    """End the process as the signal that stopped the command ends a program (SIGINT for the
+    status 130, SIGTERM for 143: the shell's status), after its one line: a shell loop
+    (``for f in *.nc; do flexdownscale downscale ...; done``) then stops at Ctrl-C, as it does
+    for a command that SIGINT killed, instead of going on with the next file, and a batch
+    scheduler sees the job ended by its signal. Returns ``status`` where the signal cannot end
+    the process."""
     import signal
 
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     if os.name == "posix":
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    return INTERRUPTED
+        number = signal.SIGTERM if status == TERMINATED else signal.SIGINT
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+    return status
 
 
 #: The Python modules of the warnings machinery (``_py_warnings`` in newer Pythons): their
