@@ -3,7 +3,8 @@ import each other)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -25,3 +26,106 @@ def says_periodic(attrs: Mapping[Any, Any]) -> bool:
     if isinstance(value, bool | np.bool_):
         return bool(value)
     return str(value).strip().lower() in PERIODIC_TRUE
+
+
+#: cfgrib's ``GRIB_*`` variable attributes that describe the grid a GRIB message was on (its
+#: size, spacing, corners and scanning order): false on any other grid
+GRIB_GRID_ATTR = re.compile(
+    r"GRIB_(N|Nx|Ny|numberOfPoints|gridType|gridDefinitionDescription|D[xy]InMetres"
+    r"|[ij]DirectionIncrement\w*|\w*(First|Last)GridPoint\w*|[ij]Scans\w+|jPointsAreConsecutive)"
+)
+
+#: words about a grid as a whole (CMIP's ``nominal_resolution`` and ``grid``), which no
+#: spacing ratio turns into the words about another grid
+_GRID_DESCRIPTIONS = ("nominal_resolution", "grid")
+
+#: the ACDD resolution attribute of each axis: y (latitude) first, then x (longitude)
+_RESOLUTIONS = ("geospatial_lat_resolution", "geospatial_lon_resolution")
+
+_RESOLUTION_NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(.*)", re.DOTALL)
+
+#: the spacing of one axis before and after a change of grid, ``(old, new)`` (in one unit;
+#: only their ratio is used), or ``None`` where the new grid's spacing is not regular or known
+Spacing = tuple[float, float] | None
+
+
+def regridded_attrs(attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing]) -> dict[Any, Any]:
+    """The attributes ``attrs`` (a variable's or a Dataset's) of an object put on another grid,
+    for the object on that grid.
+
+    Left out: cfgrib's ``GRIB_*`` attributes of the old grid (:data:`GRIB_GRID_ATTR`: its size,
+    spacing, corners, scanning order), and ``nominal_resolution`` and ``grid`` (descriptions of
+    the old grid). The ACDD ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` (a
+    number, or a number followed by its units such as ``"0.25 degree"``) are scaled by the
+    ratio of the new to the old spacing of the y / x axis, and left out where that axis has no
+    ``spacings`` entry (an irregular new grid) or the value is not one of those. Other
+    attributes are kept as they are; ``attrs`` is not changed.
+
+    Parameters
+    ----------
+    attrs : Mapping
+        The attributes the object had on its old grid.
+    spacings : tuple of (float, float) or None
+        ``((old_dy, new_dy), (old_dx, new_dx))``: each axis's spacing before and after, in one
+        unit (a refinement by 4 is ``(4, 1)``, a coarsening by 4 ``(1, 4)``), or ``None``.
+
+    Returns
+    -------
+    dict
+        The attributes for the new grid.
+
+    Examples
+    --------
+    >>> attrs = {"GRIB_Nx": 49, "GRIB_units": "K", "geospatial_lat_resolution": "0.25 degree",
+    ...          "geospatial_lon_resolution": 0.25, "grid": "0.25 degree lat-lon"}
+    >>> regridded_attrs(attrs, ((1, 4), (1, 4)))
+    {'GRIB_units': 'K', 'geospatial_lat_resolution': '1 degree', 'geospatial_lon_resolution': 1.0}
+    >>> regridded_attrs(attrs, ((4, 1), None))
+    {'GRIB_units': 'K', 'geospatial_lat_resolution': '0.0625 degree'}
+    """
+    out = {
+        k: v
+        for k, v in attrs.items()
+        if k not in _GRID_DESCRIPTIONS and not GRIB_GRID_ATTR.fullmatch(str(k))
+    }
+    for key, spacing in zip(_RESOLUTIONS, spacings, strict=True):
+        if key not in out:
+            continue
+        value = out.pop(key)
+        if spacing is None:
+            continue
+        old, new = spacing
+        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool | np.bool_
+        ):
+            out[key] = float(value) * new / old
+        elif isinstance(value, str) and (found := _RESOLUTION_NUMBER.fullmatch(value)):
+            out[key] = f"{float(found.group(1)) * new / old:g}{found.group(2)}"
+    return out
+
+
+def without_dangling_references(attrs: Mapping[Any, Any], have: Set[str]) -> dict[Any, Any]:
+    """A variable's ``attrs`` without the entries of its CF ``ancillary_variables`` and
+    ``cell_measures`` that name variables not among ``have`` (the names its object holds); an
+    attribute left with no entry is left out. ``attrs`` is not changed.
+
+    >>> without_dangling_references(
+    ...     {"cell_measures": "area: a volume: v", "ancillary_variables": "q"}, {"a"})
+    {'cell_measures': 'area: a'}
+    """
+    out = dict(attrs)
+    listed = out.get("ancillary_variables")
+    if isinstance(listed, str):
+        kept = [n for n in listed.split() if n in have]
+        out.pop("ancillary_variables")
+        if kept:
+            out["ancillary_variables"] = " ".join(kept)
+    measures = out.get("cell_measures")
+    if isinstance(measures, str):  # "area: cell_area volume: cell_volume"
+        words = measures.replace(":", ": ").split()
+        pairs = [(m, n) for m, n in zip(words[::2], words[1::2]) if m.endswith(":")]
+        kept = [f"{m} {n}" for m, n in pairs if n in have]
+        out.pop("cell_measures")
+        if kept:
+            out["cell_measures"] = " ".join(kept)
+    return out

@@ -28,7 +28,6 @@ import functools
 import itertools
 import math
 import os
-import re
 import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -44,6 +43,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
+from ._attributes import regridded_attrs, without_dangling_references
 from ._duck import plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
@@ -1167,31 +1167,20 @@ def _check_flag(name: str, value: Any) -> None:
 _VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max")
 
 
-#: cfgrib's ``GRIB_*`` variable attributes that describe the input's grid (its size, spacing,
-#: corners and scanning order): false on a downscaled (refined, ascending) grid
-_GRIB_GRID_ATTR = re.compile(
-    r"GRIB_(N|Nx|Ny|numberOfPoints|gridType|gridDefinitionDescription|D[xy]InMetres"
-    r"|[ij]DirectionIncrement\w*|\w*(First|Last)GridPoint\w*|[ij]Scans\w+|jPointsAreConsecutive)"
-)
-
-
 def _output_attrs(
-    attrs: Mapping[Hashable, Any], transform: str = "none", *, regridded: bool = False
+    attrs: Mapping[Hashable, Any], transform: str = "none", *, factor: int | None = None
 ) -> dict[Hashable, Any]:
     """An input variable's attributes for the model's output of it: without value ranges, with
     the model's normalization ``transform`` of it as ``flexdownscale_transform`` (left out for
-    ``"none"``; an input's own such attribute, from an earlier output, is not kept). On a
-    ``regridded`` output (a downscaled one) cfgrib's ``GRIB_*`` attributes of the input's grid
-    are left out too."""
+    ``"none"``; an input's own such attribute, from an earlier output, is not kept). On an
+    output downscaled ``factor`` times, the attributes that describe the input's grid are
+    those of the fine grid (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's
+    ``GRIB_*`` attributes of the input's grid left out, for one)."""
     from .hub import TRANSFORM_ATTR
 
-    out = {
-        k: v
-        for k, v in attrs.items()
-        if k not in _VALUE_ATTRS
-        and k != TRANSFORM_ATTR
-        and not (regridded and _GRIB_GRID_ATTR.fullmatch(str(k)))
-    }
+    if factor is not None:
+        attrs = regridded_attrs(attrs, ((factor, 1), (factor, 1)))
+    out = {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS and k != TRANSFORM_ATTR}
     if transform != "none":
         out[TRANSFORM_ATTR] = transform
     return out
@@ -1379,43 +1368,17 @@ def _drop_dangling_references(out: xr.Dataset) -> xr.Dataset:
     out = out.copy()
     have = set(map(str, out.variables))
     for var in out.data_vars.values():
-        listed = var.attrs.get("ancillary_variables")
-        if isinstance(listed, str):
-            kept = [n for n in listed.split() if n in have]
-            var.attrs.pop("ancillary_variables")
-            if kept:
-                var.attrs["ancillary_variables"] = " ".join(kept)
-        measures = var.attrs.get("cell_measures")
-        if isinstance(measures, str):  # "area: cell_area volume: cell_volume"
-            words = measures.replace(":", ": ").split()
-            pairs = [(m, n) for m, n in zip(words[::2], words[1::2]) if m.endswith(":")]
-            kept = [f"{m} {n}" for m, n in pairs if n in have]
-            var.attrs.pop("cell_measures")
-            if kept:
-                var.attrs["cell_measures"] = " ".join(kept)
+        var.attrs = without_dangling_references(var.attrs, have)
     return out
-
-
-_RESOLUTION_NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(.*)", re.DOTALL)
 
 
 def _refined_global_attrs(attrs: Mapping[Hashable, Any], factor: int) -> dict[Hashable, Any]:
-    """An input's global attributes for its output downscaled ``factor`` times: the ACDD
-    ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` divided by ``factor`` (a
-    number, or a string such as ``"0.25 degree"``; dropped when not one of those), and
-    ``nominal_resolution`` and ``grid`` (descriptions of the input's grid) left out."""
-    out = {k: v for k, v in attrs.items() if k not in ("nominal_resolution", "grid")}
-    for key in ("geospatial_lat_resolution", "geospatial_lon_resolution"):
-        if key not in out:
-            continue
-        value = out.pop(key)
-        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-            value, bool
-        ):
-            out[key] = float(value) / factor
-        elif isinstance(value, str) and (found := _RESOLUTION_NUMBER.fullmatch(value)):
-            out[key] = f"{float(found.group(1)) / factor:g}{found.group(2)}"
-    return out
+    """An input's global attributes for its output downscaled ``factor`` times: those that
+    describe the input's grid made those of the fine grid
+    (:func:`~flexdownscale._attributes.regridded_attrs`: the ACDD
+    ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` divided by ``factor``,
+    ``nominal_resolution`` and ``grid`` left out)."""
+    return regridded_attrs(attrs, ((factor, 1), (factor, 1)))
 
 
 def _keep_time_bounds(out: xr.Dataset, source: xr.Dataset, tdim: Hashable | None) -> xr.Dataset:
@@ -4214,9 +4177,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             da = xr.DataArray(
                 arr,
                 dims=vdims,
-                attrs=_output_attrs(
-                    sel[v].attrs, self.normalizer.stats[v].transform, regridded=True
-                ),
+                attrs=_output_attrs(sel[v].attrs, self.normalizer.stats[v].transform, factor=f),
             )
             if tdim is None:
                 da = da.isel(__time__=0)

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import numpy as np
 import xarray as xr
 
+from .._attributes import Spacing, regridded_attrs, without_dangling_references
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
@@ -603,12 +604,42 @@ def _apply_spatial(
     return out.transpose(*da.dims)
 
 
+def _without_dangling_references(obj: XrObj) -> XrObj:
+    """``obj`` (its data variables, or a DataArray itself) without the CF
+    ``ancillary_variables`` / ``cell_measures`` entries that name variables ``obj`` lacks (those
+    of the old grid that did not come along to the new one)."""
+    if isinstance(obj, xr.DataArray):
+        if not _refers(obj.attrs):
+            return obj
+        out = obj.copy(deep=False)
+        out.attrs = without_dangling_references(obj.attrs, {*map(str, obj.coords), str(obj.name)})
+        return out
+    names = [n for n, v in obj.data_vars.items() if _refers(v.attrs)]
+    if not names:
+        return obj
+    obj = obj.copy(deep=False)
+    have = set(map(str, obj.variables))
+    for name in names:
+        obj[name].attrs = without_dangling_references(obj[name].attrs, have)
+    return obj
+
+
+def _refers(attrs: Mapping[Any, Any]) -> bool:
+    """Whether ``attrs`` hold a CF reference to other variables that may dangle."""
+    return "ancillary_variables" in attrs or "cell_measures" in attrs
+
+
 def _map_spatial(
     obj: XrObj,
     fn: Callable[[np.ndarray], np.ndarray],
     spec: GridSpec,
     grid: xr.Dataset,
+    spacings: tuple[Spacing, Spacing],
 ) -> XrObj:
+    """``fn`` (from the fine or coarse values of one field to the others) applied to the
+    variables of ``obj`` on the grid ``spec``, put on ``grid``; the attributes that describe
+    the grid are those of ``grid``, whose spacing is that of ``spec`` as ``spacings`` say
+    (:func:`~flexdownscale._attributes.regridded_attrs`)."""
     ny, nx = grid.sizes[spec.y], grid.sizes[spec.x]
 
     def one(da: xr.DataArray, name: Any) -> xr.DataArray:
@@ -616,6 +647,7 @@ def _map_spatial(
         dropped = [c for c in da.coords if c not in keep and c not in da.dims]
         da = da.reset_coords(dropped, drop=True)
         out = _apply_spatial(da, fn, spec, ny, nx)
+        out.attrs = regridded_attrs(out.attrs, spacings)
         if dropped:
             # auxiliary coordinates on the old grid are not carried over (the 2-D lat/lon of a
             # rotated-pole grid come back recomputed on the new grid, in ``grid``), so the CF
@@ -637,18 +669,18 @@ def _map_spatial(
             for name, coord in grid.coords.items()
             if coord.ndim == 2 and set(coord.dims) == {spec.y, spec.x}
         }
-        return out.assign_coords({**centres, **auxiliary})
+        return _without_dangling_references(out.assign_coords({**centres, **auxiliary}))
     data_vars = {}
     for name, var in obj.data_vars.items():
         data_vars[name] = one(var, name) if _on_grid(name, var, spec.y, spec.x) else var
-    out = xr.Dataset(data_vars, attrs=dict(obj.attrs))
+    out = xr.Dataset(data_vars, attrs=regridded_attrs(obj.attrs, spacings))
     # coordinates that no variable carries (scalar or non-spatial) come along too
     extra = {
         name: coord.variable
         for name, coord in obj.coords.items()
         if name not in out.coords and spec.x not in coord.dims and spec.y not in coord.dims
     }
-    return out.assign_coords({**extra, **dict(grid.coords)})
+    return _without_dangling_references(out.assign_coords({**extra, **dict(grid.coords)}))
 
 
 @keyword_hints
@@ -666,7 +698,11 @@ def degrade(
     The grid is validated and normalized first (:func:`~flexdownscale.data.grid.normalize_grid`:
     ascending axes, one longitude convention); the result is on the coarse grid of
     :func:`~flexdownscale.data.grid.coarsen_grid` (block-mean centres, CF bounds), for every
-    method. Variables without the grid dimensions pass through; attributes are kept. Dask-backed
+    method. Variables without the grid dimensions pass through; attributes are kept, but those
+    that describe the fine grid describe the coarse one
+    (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's ``GRIB_*`` grid attributes
+    left out, ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` times ``factor``),
+    and ``cell_measures`` / ``ancillary_variables`` name no variable left behind. Dask-backed
     input stays lazy (the grid dimensions are put in one chunk).
 
     Parameters
@@ -732,7 +768,9 @@ def degrade(
             a, factor, method=method, row_weights=weights, sigma=sigma, periodic=periodic
         )
 
-    return cast(XrT, _map_spatial(norm, fn, spec, grid))  # obj's type, as the steps keep it
+    # the coarse spacing is factor times the fine one, for every method and boundary
+    spacings = ((1.0, float(factor)), (1.0, float(factor)))
+    return cast(XrT, _map_spatial(norm, fn, spec, grid, spacings))  # obj's type, as kept
 
 
 @keyword_hints
@@ -746,7 +784,9 @@ def up(
     """Interpolate a coarse xarray object to the grid refined by ``factor`` (the base field).
 
     The result is on :func:`~flexdownscale.data.grid.refine_grid` of the (normalized) input grid,
-    with CF coordinate attributes and bounds. Dask-backed input stays lazy.
+    with CF coordinate attributes and bounds; the attributes that describe the coarse grid
+    describe the fine one, as in :func:`degrade` (``geospatial_*_resolution`` divided by
+    ``factor``). Dask-backed input stays lazy.
 
     Parameters
     ----------
@@ -804,4 +844,5 @@ def up(
     def fn(a: np.ndarray) -> np.ndarray:
         return upsample_array(a, factor, method=method, row_weights=weights, periodic=periodic)
 
-    return cast(XrT, _map_spatial(norm, fn, spec, grid))  # obj's type, as the steps keep it
+    spacings = ((float(factor), 1.0), (float(factor), 1.0))  # the fine spacing: 1 / factor
+    return cast(XrT, _map_spatial(norm, fn, spec, grid, spacings))  # obj's type, as kept

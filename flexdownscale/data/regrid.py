@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._attributes import Spacing, regridded_attrs
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
+from .degrade import _without_dangling_references
 from .grid import (
     GridSpec,
     XrObj,
@@ -551,7 +553,12 @@ class Regridder:
 
         For rectilinear sources the result keeps the source's dimension names, with the target's
         coordinate values; for curvilinear sources it uses the target's names. Attributes are
-        kept; dask-backed input stays lazy. Data variables of a Dataset without the grid's
+        kept, but those that describe the source grid describe the target one
+        (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's ``GRIB_*`` grid
+        attributes left out, ``geospatial_lat_resolution`` / ``geospatial_lon_resolution``
+        scaled by the ratio of the target's spacing to the source's, or left out for a
+        curvilinear source), and ``cell_measures`` / ``ancillary_variables`` name no variable
+        left behind; dask-backed input stays lazy. Data variables of a Dataset without the grid's
         dims (a time series, a scalar) are passed through unchanged.
 
         Parameters
@@ -586,9 +593,32 @@ class Regridder:
             # auxiliary coordinates of the source grid are gone, so no attribute names them
             out = _with_geographic_coordinates(out, src, spec)
             out = _trim_stale_coordinates(out)
+        out = self._with_target_attrs(out)
         if passed:
             out = out.assign(passed)
-        return cast(XrT, out)  # obj's type: every step keeps it
+        return cast(XrT, _without_dangling_references(out))  # obj's type: every step keeps it
+
+    def _spacings(self) -> tuple[Spacing, Spacing]:
+        """The (source, target) spacings of the y and x axes, for the attributes that state a
+        resolution; ``None`` for a curvilinear source (no one spacing)."""
+        source = self.source_spec
+        if source is None:
+            return (None, None)
+        target = self.target_spec
+        return ((source.dy, target.dy), (source.dx, target.dx))
+
+    def _with_target_attrs(self, out: XrObj) -> XrObj:
+        """``out`` (every variable on the target grid) with the attributes that describe the
+        source grid made those of the target (:func:`~flexdownscale._attributes.regridded_attrs`:
+        cfgrib's ``GRIB_*`` grid attributes left out, ``geospatial_*_resolution`` scaled by the
+        ratio of the spacings, or left out for a curvilinear source)."""
+        spacings = self._spacings()
+        out = out.copy(deep=False)
+        out.attrs = regridded_attrs(out.attrs, spacings)
+        if isinstance(out, xr.Dataset):
+            for name in out.data_vars:
+                out[name].attrs = regridded_attrs(out[name].attrs, spacings)
+        return out
 
     def _in_target_dtypes(self, out: XrObj) -> XrObj:
         """``out`` with float32 x / y coordinates where the target's are float32."""
