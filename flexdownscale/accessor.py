@@ -11,7 +11,7 @@ from typing import Any
 
 import xarray as xr
 
-from .errors import MissingVariableError, ModelFolderError
+from .errors import ModelFolderError
 
 __all__ = ["FlexDataArrayAccessor", "FlexDatasetAccessor"]
 
@@ -71,18 +71,12 @@ class _FlexAccessor:
         'era5-t2m-x4'
         """
         from ._keywords import check_keywords, keyword_names
-        from .pipeline import Downscaler, downscaler_for
+        from .pipeline import Downscaler, _refuse_empty_dataset, downscaler_for
 
         # before a model is picked or loaded: an unknown keyword names the likely one
         takes = keyword_names(Downscaler.__call__) or frozenset()
         check_keywords(kwargs, takes - {"self", "ds"}, f"{self._spelled}.downscale")
-        if isinstance(self._obj, xr.Dataset) and not self._obj.data_vars:
-            # the DataArray hint (da.rename) of the choice of a model would not apply
-            raise MissingVariableError(
-                "the Dataset has no data variables (coordinates only): there is nothing to "
-                "downscale. Select the variables that hold the fields, e.g. ds[['t2m']] (an "
-                "empty selection, ds[[]], gives this)"
-            )
+        _refuse_empty_dataset(self._obj)  # before a model is chosen for its (no) names
         downscaler = downscaler_for(
             model,
             self._names(),

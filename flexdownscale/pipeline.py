@@ -2900,6 +2900,22 @@ def _input_names(
     return {m: back.get(v, v) for m, v in zip(model_variables, given, strict=False)}
 
 
+def _refuse_empty_dataset(obj: Any) -> None:
+    """Raise :class:`MissingVariableError` when ``obj`` is a Dataset without data variables
+    (coordinates only, as an empty selection ``ds[[]]`` gives): there is nothing to downscale.
+
+    Checked by :meth:`Downscaler.__call__`, and by the accessor before it chooses a model for
+    the input's names (which would otherwise ask for a name the input cannot have).
+    """
+    if isinstance(obj, xr.Dataset) and not obj.data_vars:
+        # the DataArray hint (da.rename) of the choice of a model would not apply
+        raise MissingVariableError(
+            "the Dataset has no data variables (coordinates only): there is nothing to "
+            "downscale. Select the variables that hold the fields, e.g. ds[['t2m']] (an "
+            "empty selection, ds[[]], gives this)"
+        )
+
+
 def _dataset_of(da: xr.DataArray, name: Hashable, model_variable: str) -> xr.Dataset:
     """The input DataArray ``da`` as a Dataset holding it as variable ``name``.
 
@@ -3928,6 +3944,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ds = _dataset_of(ds, ds.name, self.variables[0])
         if not isinstance(ds, xr.Dataset):
             raise NotXarrayError(not_xarray_message(ds))
+        _refuse_empty_dataset(ds)
         ds = plain_arrays(ds, "ds")  # pint quantities: magnitudes, units as the attribute
         original_attrs = dict(ds.attrs)
         sel = _select_model_variables(ds, self.variables, variables, rename)
