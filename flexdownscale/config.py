@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from ._numbers import finite_real
 from .errors import ConfigError
 
 __all__ = [
@@ -793,12 +794,9 @@ _NOISE_LEVEL_RANGE = (1e-6, 1e6)
 
 
 def _finite_number(value: Any) -> bool:
-    """Whether ``value`` is a real number (not a bool) that is finite."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    """Whether ``value`` is a finite real number (:func:`flexdownscale._numbers.finite_real`: a
+    Python or numpy number or a 0-d real array or tensor, never a bool)."""
+    return finite_real(value) is not None
 
 
 def _vp_schedule_problem(
@@ -881,7 +879,8 @@ def _noise_level_problem(key: str, value: Any, default: float) -> str | None:
     'base_sigma = inf is out of range; expected a finite number i'
     """
     low, high = _NOISE_LEVEL_RANGE
-    if _finite_number(value) and low <= value <= high:
+    number = finite_real(value)
+    if number is not None and low <= number <= high:
         return None
     return (
         f"{key} = {value!r} is out of range; expected a finite number in [{low:g}, {high:g}] "
@@ -893,7 +892,8 @@ def _noise_level_problem(key: str, value: Any, default: float) -> str | None:
 def _positive_finite_problem(key: str, value: Any, meaning: str) -> str | None:
     """What is wrong with a setting that must be a finite number > 0 (``loss_scale``,
     ``idff_c``), or ``None``; ``meaning`` ends the message (what the setting does)."""
-    if _finite_number(value) and value > 0:
+    number = finite_real(value)
+    if number is not None and number > 0:
         return None
     return f"{key} = {value!r} is out of range; expected a finite number > 0 ({meaning})"
 

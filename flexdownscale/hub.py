@@ -27,7 +27,6 @@ import errno
 import glob
 import hashlib
 import json
-import math
 import operator
 import os
 import re
@@ -40,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
 
+from ._numbers import finite_real
 from ._output import new_hidden
 from .config import (
     DiffusionConfig,
@@ -896,12 +896,15 @@ def _is_whole(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    """Whether ``value`` is a finite JSON number (not a boolean)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is a finite number (not a boolean; an integer too large for a float is
+    not), by the package's one rule (:func:`flexdownscale._numbers.finite_real`)."""
+    return finite_real(value) is not None
 
 
 def _is_positive(value: Any) -> bool:
-    return _is_number(value) and value > 0
+    """Whether ``value`` is a finite number > 0 (:func:`_is_number`)."""
+    number = finite_real(value)
+    return number is not None and number > 0
 
 
 #: The entries of ``config.json``'s ``model``, ``diffusion`` and ``sampler`` settings that decide

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .._numbers import finite_real
 from .._stack import user_stacklevel
 from ..errors import ConfigError, DataError, FlexDownscaleWarning, ShapeError, SkillWarning
 from .objectives import (
@@ -463,7 +464,7 @@ def sample_ddim(
     """
     _check_common("ddim", objective, x_init, steps, cond, x_lo)
     _require_objective("ddim", objective, VPDiffusion)
-    number = _real(eta)
+    number = finite_real(eta)
     if number is None or not 0.0 <= number <= 1.0:  # a text gave a bare TypeError
         raise ConfigError(f"eta = {eta!r} must lie in [0, 1] (0: deterministic DDIM, 1: ancestral)")
     eta = number
@@ -706,21 +707,11 @@ def sample_heun(
     return _finish(x, x_init, times, trajectory, net.nfe, cond=cond, what=what)
 
 
-def _real(value: Any) -> float | None:
-    """``value`` as a float when it is a real number (a numpy number or a 0-d tensor too; not
-    a bool, a text or None), else ``None``."""
-    if value is None or isinstance(value, bool | str | bytes):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-
-
 def _finite_nonnegative(value: Any) -> bool:
-    """Whether ``value`` is a number (not a bool or a text) in ``[0, inf)``."""
-    number = _real(value)
-    return number is not None and 0 <= number < math.inf
+    """Whether ``value`` is a finite real number (:func:`flexdownscale._numbers.finite_real`: a
+    Python or numpy number or a 0-d real array or tensor, never a bool or a text) >= 0."""
+    number = finite_real(value)
+    return number is not None and number >= 0
 
 
 #: The Langevin stiffness per step above which :func:`sample_sde` (``delta h``) and
@@ -1226,21 +1217,25 @@ def resolve_sampler_options(
     given = dict(given or {})
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        takes = f"it takes {list(allowed)}" if allowed else "it takes none"
-        raise ConfigError(
-            f"{argument} {unknown} do not apply to sampler {name!r}; {takes} "
-            "(eta: ddim, delta: sde, g1/g2: idff)"
-        )
+        raise ConfigError(_options_not_taken(name, unknown, argument))
     options = {key: float(getattr(defaults, key)) for key in allowed}
     for key, value in given.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if isinstance(value, bool) or not math.isfinite(number):
+        number = finite_real(value)
+        if number is None:
             raise ConfigError(f"{argument}[{key!r}] = {value!r}; expected a finite number")
         options[key] = number
     return options
+
+
+def _options_not_taken(name: str, unknown: Sequence[str], argument: str) -> str:
+    """The message for sampler options ``unknown`` (sorted) that sampler ``name`` does not
+    take, given in the caller's argument ``argument``."""
+    allowed = SAMPLER_OPTIONS[name]
+    takes = f"it takes {list(allowed)}" if allowed else "it takes none"
+    return (
+        f"{argument} {list(unknown)} do not apply to sampler {name!r}; {takes} "
+        "(eta: ddim, delta: sde, g1/g2: idff)"
+    )
 
 
 def _options_not_mapping(given: Any, argument: str, allowed: Sequence[str]) -> str:
@@ -1340,7 +1335,7 @@ def sample(
     name, steps = _resolve(objective, sampler, steps)
     others = sorted(k for k in kwargs if k in _ALL_OPTIONS and k not in SAMPLER_OPTIONS[name])
     if others:  # as sample_ensemble says it (a bare TypeError before)
-        resolve_sampler_options(name, dict.fromkeys(others, 0.0), None, argument="options")
+        raise ConfigError(_options_not_taken(name, others, "options"))
     return SAMPLERS[name](model, x_init, cond, objective=objective, steps=steps, **kwargs)
 
 
@@ -1350,7 +1345,11 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     Every seed in that range gives its own random streams; a negative seed or one of 2**63 or
     more would alias another (torch and the hashing of :func:`derived_seed` reduce them modulo
     a power of two), so they are refused with a :class:`~flexdownscale.errors.ConfigError`.
+    A string of decimal digits is taken as its integer: outputs record a seed above 2**31 - 1
+    as text (netCDF-3 attributes have 32 bits), and passing it back reproduces the call.
     """
+    if isinstance(seed, str) and seed.strip().isdecimal() and seed.strip().isascii():
+        return check_seed(int(seed.strip()), name)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ConfigError(
             f"{name} = {seed!r} must be an integer (or a torch.Generator, which gives one)"
