@@ -252,7 +252,7 @@ class _StopRequests:
         self.signal_number = 0
         self.saving = False
         # a torch elastic agent forwards the Ctrl-C its workers got themselves
-        self._forwarded = "TORCHELASTIC_RUN_ID" in os.environ
+        self._forwarded = _launcher(os.environ).agent
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequests:
@@ -294,6 +294,49 @@ class _StopRequests:
             previous(number, frame)  # Python's own handler raises KeyboardInterrupt
         else:
             raise KeyboardInterrupt
+
+
+@dataclasses.dataclass(frozen=True)
+class _Launch:
+    """How this process was started (:func:`_launcher`)."""
+
+    #: ``"accelerate launch"``, ``"torchrun"``, or ``None`` (``python -m flexdownscale.train``,
+    #: a trainer built from Python, a SLURM job step that runs either of them).
+    name: str | None
+    #: Whether a torch elastic agent runs this process (``torchrun``, and ``accelerate launch``
+    #: of several processes): it sends its workers the signals it gets itself.
+    agent: bool
+
+
+def _launcher(environ: Mapping[str, str]) -> _Launch:
+    """The launcher that started this process, from its environment ``environ``.
+
+    ``accelerate launch`` sets ``ACCELERATE_MIXED_PRECISION`` for the processes it starts (of
+    one process or several, whichever its configuration); a torch elastic agent
+    (``torchrun``, and ``accelerate launch`` of several processes through it) sets
+    ``TORCHELASTIC_RUN_ID``.
+
+    Parameters
+    ----------
+    environ : mapping of str to str
+        The process's environment (``os.environ``).
+
+    Returns
+    -------
+    _Launch
+        The launcher's name (``None`` for none) and whether an elastic agent runs the process.
+
+    Examples
+    --------
+    >>> _launcher({"ACCELERATE_MIXED_PRECISION": "no", "TORCHELASTIC_RUN_ID": "1"})
+    _Launch(name='accelerate launch', agent=True)
+    >>> _launcher({"TORCHELASTIC_RUN_ID": "none"}), _launcher({})
+    (_Launch(name='torchrun', agent=True), _Launch(name=None, agent=False))
+    """
+    agent = "TORCHELASTIC_RUN_ID" in environ
+    if "ACCELERATE_MIXED_PRECISION" in environ:
+        return _Launch("accelerate launch", agent)
+    return _Launch("torchrun" if agent else None, agent)
 
 
 #: Shared with the training loaders' worker processes (set up by :func:`_workers_exit_flag`): 1
@@ -856,27 +899,29 @@ def _split_words(record: Mapping[str, Any]) -> str:
 
 def _statistics_changes(recorded: Any, now: Mapping[str, Any]) -> list[str]:
     """How the statistics fitted now (``Normalizer.to_dict()``) differ from the recorded ones,
-    one entry per variable (``[]`` when they agree within :data:`_SAME_STATISTICS`)."""
-    if not isinstance(recorded, dict):
+    one entry per variable (``[]`` when they agree within :data:`_SAME_STATISTICS`, or when
+    either cannot be read as a :class:`~flexdownscale.data.Normalizer`)."""
+    from .data.normalize import Normalizer
+
+    if not isinstance(recorded, dict) or not now:
         return []
-    before = {v.get("name"): v for v in recorded.get("variables", []) if isinstance(v, dict)}
+    try:
+        before, after = Normalizer.from_dict(recorded), Normalizer.from_dict(now)
+    except (DataError, ConfigError):
+        return []
     changes = []
-    for entry in now.get("variables", []):
-        name, old = entry["name"], before.get(entry["name"])
-        if not isinstance(old, dict):
+    for name, new in after.stats.items():
+        old = before.stats.get(name)
+        if old is None:
             continue  # another list of variables: refused on its own (_check_same_variables)
-        try:
-            mean, std = float(old["mean"]), float(old["std"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        units = f" {entry['units']}" if entry.get("units") else ""
+        units = f" {new.units}" if new.units else ""
         parts = []
-        if abs(entry["mean"] - mean) > _SAME_STATISTICS * std:
-            parts.append(f"mean {mean:.6g} -> {entry['mean']:.6g}{units}")
-        if abs(entry["std"] - std) > _SAME_STATISTICS * std:
-            parts.append(f"std {std:.6g} -> {entry['std']:.6g}{units}")
-        if entry.get("transform") != old.get("transform", "none"):
-            parts.append(f"transform {old.get('transform', 'none')} -> {entry.get('transform')}")
+        if abs(new.mean - old.mean) > _SAME_STATISTICS * old.std:
+            parts.append(f"mean {old.mean:.6g} -> {new.mean:.6g}{units}")
+        if abs(new.std - old.std) > _SAME_STATISTICS * old.std:
+            parts.append(f"std {old.std:.6g} -> {new.std:.6g}{units}")
+        if new.transform != old.transform:
+            parts.append(f"transform {old.transform} -> {new.transform}")
         if parts:
             changes.append(f"{name} " + ", ".join(parts))
     return changes
@@ -1617,7 +1662,7 @@ def _one_thread_advice(
     ``accelerate launch`` without an accelerate configuration (and without ``--cpu``) sets
     ``OMP_NUM_THREADS=1`` for the processes it starts: on a CPU each then trains on one thread
     and leaves the other cores idle. Only launches that
-    ``accelerate launch`` started are named (it sets ``ACCELERATE_MIXED_PRECISION`` for them):
+    ``accelerate launch`` started are named (:func:`_launcher`):
     ``OMP_NUM_THREADS=1`` given to ``python -m flexdownscale.train``, or ``torch.set_num_threads(1)``
     from Python, is the user's own choice.
 
@@ -1641,7 +1686,7 @@ def _one_thread_advice(
     """
     if device.type != "cpu" or threads != 1 or cores <= processes:
         return None
-    if "ACCELERATE_MIXED_PRECISION" not in environ:  # not started by `accelerate launch`
+    if _launcher(environ).name != "accelerate launch":
         return None
     per_process = max(1, cores // processes)
     each = "the process" if processes == 1 else f"each of the {processes} processes"
@@ -2081,6 +2126,11 @@ class Trainer:
                 normalizer=train_normalizer,
                 transforms=transforms,
             )
+            # on resume, the statistics the state's weights are trained for (not the refit):
+            # the validation split is opened, its fill values screened and scored, with them
+            recorded, recorded_data = (
+                self._recorded_normalization() if self.resume else (None, None)
+            )
             self.val_set = None  # needed only to validate: eval_every = 0 needs no split
             if config.eval_every > 0 or config.data.validation:
                 self.val_set = dataset_from_config(
@@ -2088,7 +2138,7 @@ class Trainer:
                     split="validation",
                     task=task,
                     seed=config.seed,
-                    normalizer=self.train_set.normalizer,
+                    normalizer=recorded if recorded is not None else self.train_set.normalizer,
                 )
                 if isinstance(self.train_set, ForecastDataset):
                     self.train_set.check_same_step(self.val_set)
@@ -2104,8 +2154,8 @@ class Trainer:
         #: On resume, how the data differ from those of the state's launch (in words; warned
         #: about once the resume's other checks have passed, recorded in launches.jsonl).
         self.data_changes: list[str] = []
-        if self.resume:  # the statistics the state's weights are trained for, not a refit
-            self._resume_normalization()
+        if recorded is not None:  # the statistics the state's weights are trained for
+            self._resume_normalization(recorded, recorded_data)
         if acc.is_main_process and not export_only:
             self._warn_dry_validation_crops()
         if self.source is not None:
@@ -3160,14 +3210,24 @@ class Trainer:
             "run_dir"
         )
 
-    def _resume_normalization(self) -> None:
-        """On resume (and ``--export-only``): normalize with the statistics of the latest state.
+    def _recorded_normalization(self) -> tuple[Any, Any]:
+        """On resume (and ``--export-only``): the normalization of the latest state, which the
+        run goes on with (a :class:`~flexdownscale.data.Normalizer`), or ``None`` to keep the
+        statistics fitted now; with the state's record of its data (its marker's ``data``).
 
-        The network's weights are trained for the statistics the run started with; the datasets
-        were opened with a refit (as on a fresh start), which is kept only to compare the data
-        with the state's record (:meth:`_warn_changed_data`). Both splits then use the recorded
-        statistics, and the export writes them. A state of an earlier version records none:
-        the refit stays, and a line says that the data could not be checked.
+        The network's weights are trained for the statistics the run started with. The training
+        split is opened with a refit (as on a fresh start), which is kept only to compare the
+        data with the state's record (:meth:`_warn_changed_data`); the validation split is
+        opened with the recorded statistics (its fill screen and its scores are those of the
+        weights), and :meth:`_resume_normalization` gives them to the training split. A state
+        of an earlier version records none: the refit stays (``None``), and a line says that
+        the data could not be checked; so it does for an export of other variables (its load
+        says that the model's shape differs).
+
+        Returns
+        -------
+        tuple
+            ``(normalizer or None, the state's data record or None)``.
 
         Raises
         ------
@@ -3195,7 +3255,7 @@ class Trainer:
                     f"({_normalization_words(fitted)}), and the states saved from now on "
                     "record them"
                 )
-            return
+            return None, None
         try:
             stored = Normalizer.from_dict(recorded)
         except (DataError, ConfigError) as err:
@@ -3205,9 +3265,16 @@ class Trainer:
                 "remove it to fall back to the previous state"
             ) from err
         if stored.variables != tuple(self.train_set.variables):
-            return  # an export of other variables: the load says the model's shape differs
+            return None, None  # an export of other variables: its load says the shape differs
+        return stored, marker.get("data")
+
+    def _resume_normalization(self, stored: Any, recorded_data: Any) -> None:
+        """On resume (and ``--export-only``), once both splits are open: note how the data
+        differ from the state's record of them (``recorded_data``), and normalize the training
+        split with ``stored`` (the state's statistics, :meth:`_recorded_normalization`; the
+        validation split was opened with them). The export writes them."""
         if not self.export_only:
-            self.data_changes = _data_changes(marker.get("data"), self._data_record())
+            self.data_changes = _data_changes(recorded_data, self._data_record())
         for data in (self.train_set, self.val_set):
             if data is not None:
                 data.normalizer = stored
@@ -4995,12 +5062,10 @@ def _resume_command(argv: Sequence[str], args: argparse.Namespace | None) -> str
     import shlex
 
     words = list(argv) + ([] if args is not None and args.resume else ["--resume"])
-    launched = "TORCHELASTIC_RUN_ID" in os.environ or any(
-        key.startswith("ACCELERATE_") for key in os.environ
-    )
+    launcher = _launcher(os.environ).name
     head = (
-        "accelerate launch [the same launch options] -m flexdownscale.train"
-        if launched
+        f"{launcher} [the same launch options] -m flexdownscale.train"
+        if launcher is not None
         else "python -m flexdownscale.train"
     )
     return f"{head} {shlex.join(words)}"
