@@ -637,6 +637,8 @@ def _write_output(ds: Any, target: str) -> None:
     symbolic link is written through, as ``cp`` and the shell's ``>`` write: the file or store
     it points to is replaced and the link kept.
     """
+    import shutil
+
     from ._output import written_through
     from .data.grid import coordinate_encoding
     from .errors import FlexDownscaleError
@@ -667,7 +669,9 @@ def _write_output(ds: Any, target: str) -> None:
             raise _unwritten(target, err, holder) from err
         raise
     finally:
-        _remove_folder(holder)
+        if _is_zarr(target):
+            _wait_for_zarr_writes()
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def _unwritten(target: str, err: BaseException, holder: Path) -> OSError:
@@ -691,17 +695,29 @@ def _failed_writing(err: BaseException, holder: Path) -> bool:
     return text.startswith("NetCDF:") or "HDF error" in text or disk_full(holder)
 
 
-def _remove_folder(folder: Path) -> None:
-    """Remove ``folder`` and what it holds, a second time after a pause when the first left
-    something: a zarr writer's threads may still add chunks right after the write failed."""
-    import shutil
-    import time
+def _wait_for_zarr_writes(timeout: float = 60.0) -> None:
+    """Wait (up to ``timeout`` seconds) for the tasks still running on zarr's event loop.
 
-    for pause in (0.0, 0.2, 1.0):
-        time.sleep(pause)
-        shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
-            return
+    zarr writes an array's chunks as tasks of its own loop, in a thread of its own; when one
+    fails (a full disk) the error reaches the caller while the others still run, and each of
+    them makes its chunk's folders again: a temporary store removed before they end comes
+    back. Nothing to wait for when zarr has not started its loop (or is not zarr 3).
+    """
+    import asyncio
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others() -> None:
+        running = asyncio.all_tasks() - {asyncio.current_task()}
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    with contextlib.suppress(FutureTimeout):
+        asyncio.run_coroutine_threadsafe(others(), loop).result(timeout + 1)
 
 
 def _downscale(args: argparse.Namespace) -> int:
