@@ -97,6 +97,7 @@ from .errors import (
     not_xarray_message,
 )
 from .models.devices import available_devices, device_unavailable
+from .provenance import integer_attr
 from .units import (
     WATER_DENSITY,
     UnitComparison,
@@ -1434,7 +1435,9 @@ def _provenance_attrs(
     on, and the thread count torch uses now is recorded with them (values of ``batch_size``,
     thread count and, on a GPU, device change the float32 rounding unless ``batch_invariant``).
     ``details`` are settings appended to the history line's (e.g. ``"bbox (-5, 50, 0, 54)"``).
-    Every value is a string or an integer: valid netCDF and zarr attributes.
+    Every value is a string, an integer of 32 bits or (a condition) a float: valid attributes
+    of every netCDF format and of zarr; a seed above 2**31 - 1 is its decimal text
+    (:func:`~flexdownscale.provenance.integer_attr`).
     """
     from ._version import __version__
 
@@ -1460,7 +1463,7 @@ def _provenance_attrs(
             "flexdownscale_objective": objective,
             "flexdownscale_sampler": sampler,
             "flexdownscale_steps": steps,
-            "flexdownscale_seed": seed,
+            "flexdownscale_seed": integer_attr(seed),
             "flexdownscale_members": count,
             "flexdownscale_member_dim": int(members is not None),
             "flexdownscale_batch_size": "auto" if batch_size is None else int(batch_size),
@@ -3365,6 +3368,20 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
     def _folder_factor(self) -> int:
         return self.factor
+
+    def __copy__(self) -> Downscaler:
+        # shares the network, as a shallow copy does (not the process's cached one: see below)
+        new = type(self).__new__(type(self))
+        new.__dict__.update(super().__getstate__())
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Downscaler:
+        # a network of its own: the pickling route below would hand the copy the network cached
+        # for the folder in this process, which every ds.flex.downscale call of it then used
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(super().__getstate__(), memo))
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         # the weights of a folder, unedited, travel as its path and are loaded once per

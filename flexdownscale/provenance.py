@@ -21,6 +21,29 @@ __all__ = ["concat_outputs"]
 
 _PREFIX = "flexdownscale_"
 
+#: The largest integer a netCDF-3 / netCDF-4 classic attribute holds (32-bit signed): xarray
+#: refuses to write a larger one to those formats.
+_INT32_MAX = 2**31 - 1
+
+#: Between the parts' values of a text attribute that differs by part (netCDF-3 and netCDF-4
+#: classic have no arrays of strings).
+PART_SEPARATOR = " | "
+
+
+def integer_attr(value: int) -> int | str:
+    """An integer as an attribute every netCDF format and zarr can hold: itself up to
+    2**31 - 1, its decimal text above (a seed drawn from a ``torch.Generator`` is up to
+    2**63 - 1; netCDF-3 and netCDF-4 classic files have no 64-bit attributes).
+    ``int(value)`` reads both back.
+
+    Examples
+    --------
+    >>> integer_attr(7), integer_attr(2**40)
+    (7, '1099511627776')
+    """
+    value = int(value)
+    return value if -_INT32_MAX - 1 <= value <= _INT32_MAX else str(value)
+
 
 def _same(a: Any, b: Any) -> bool:
     """Whether two attribute values are equal (arrays element-wise, NaN equal to NaN)."""
@@ -46,15 +69,42 @@ def _label(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _per_part(values: list[Any]) -> Any:
+    """One attribute from the parts' differing ``values`` (``None`` where a part lacks it), in
+    a form every netCDF format holds: integers that fit 32 bits as an integer array (seeds stay
+    seeds), other real numbers as a float array (NaN where missing), anything else as one text
+    with the parts' values (``""`` where missing) separated by :data:`PART_SEPARATOR`."""
+    given = [v for v in values if v is not None]
+    if all(_is_integer(v) for v in values) and all(abs(int(v)) <= _INT32_MAX for v in values):
+        return np.array([int(v) for v in values], dtype=np.int32)
+    numbers = all(
+        np.ndim(v) == 0
+        and np.issubdtype(np.asarray(v).dtype, np.number)
+        and not np.issubdtype(np.asarray(v).dtype, np.complexfloating)
+        for v in given
+    )
+    exact = all(not _is_integer(v) or abs(int(v)) <= 2**53 for v in given)
+    if numbers and exact:
+        return np.array([np.nan if v is None else float(v) for v in values])
+    return PART_SEPARATOR.join("" if v is None else str(v) for v in values)
+
+
 def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: Any) -> xr.Dataset:
     """Concatenate the outputs of several flexdownscale calls along ``dim``, provenance kept.
 
     ``xr.concat`` keeps the first part's attributes, so a file of forecasts from several starts
     records the first start's condition, seed and history for all of them. Here, attributes
     equal in every part are kept; a ``flexdownscale_*`` attribute that differs (or that only
-    some parts have) becomes an array with one value per part, in the order of ``dim`` (NaN, or
-    ``""`` for text, where a part lacks it), so ``flexdownscale evaluate`` and readers see every
-    value; the parts' ``history`` lines are kept, newest first, each with its ``dim`` value,
+    some parts have) keeps one value per part, in the order of ``dim``, so ``flexdownscale
+    evaluate`` and readers see every value: integers (seeds) as an integer array, other numbers
+    as a float array (NaN where a part lacks it), text as one string with the parts' values
+    separated by ``" | "`` (``""`` where a part lacks it: netCDF-3 and netCDF-4 classic files
+    hold no arrays of strings), so the joined output is written to every format a single one
+    is; the parts' ``history`` lines are kept, newest first, each with its ``dim`` value,
     followed once by the input's own history; other attributes that differ are dropped.
 
     Parameters
@@ -92,7 +142,7 @@ def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: 
     ...     for s in (1, 2)
     ... ]
     >>> concat_outputs(parts, "start").attrs["flexdownscale_seed"]
-    array([1., 2.])
+    array([1, 2], dtype=int32)
     """
     parts = list(parts)
     if not parts:
@@ -114,15 +164,7 @@ def concat_outputs(parts: Sequence[xr.Dataset], dim: Hashable, **concat_kwargs: 
         if all(key in p.attrs for p in parts) and all(_same(v, values[0]) for v in values[1:]):
             out.attrs[key] = values[0]
             continue
-        if all(isinstance(v, str) or v is None for v in values):
-            out.attrs[key] = np.array(["" if v is None else v for v in values])
-        elif all(
-            v is None or (np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number))
-            for v in values
-        ):
-            out.attrs[key] = np.array([np.nan if v is None else float(v) for v in values])
-        else:  # mixed or array values: one text per part
-            out.attrs[key] = np.array(["" if v is None else str(v) for v in values])
+        out.attrs[key] = _per_part(values)
     histories = [str(p.attrs.get("history", "")).split("\n", 1) for p in parts]
     if len(parts) > 1 and all(h[0] for h in histories):
         lines = [f"{h[0]}; {dim} = {_label(p[dim].values)}" for h, p in zip(histories, parts)]
