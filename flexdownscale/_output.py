@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,81 @@ def stderr_is_terminal() -> bool:
         return bool(sys.stderr is not None and sys.stderr.isatty())
     except (AttributeError, ValueError):  # a replaced or closed stderr
         return False
+
+
+def draws_a_bar(tqdm: Any) -> bool:
+    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
+    notebook (its widget), or on a stderr that is a terminal (:func:`stderr_is_terminal`)."""
+    if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
+        return True
+    return stderr_is_terminal()
+
+
+def progress_bar(total: int, desc: str, unit: str, *, leave: bool = True) -> Any:
+    """A progress display over ``total`` ``unit``: tqdm's bar where it draws one
+    (:func:`draws_a_bar`), else :class:`PlainProgress` lines on stderr (a log file, a pipe, a CI
+    log, where the bar's carriage-return frames would pile up on one line). Both take
+    ``update(n)``, ``set_postfix_str(text)`` and ``close()``."""
+    from tqdm.auto import tqdm
+
+    if draws_a_bar(tqdm):
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave)
+    return PlainProgress(total, desc, unit)
+
+
+class PlainProgress:
+    """Progress as a few whole lines on stderr, for a stderr that is no terminal: a start line,
+    a line at each quarter of ``total`` reached, and an end line (at :meth:`close`), in the
+    style of training's progress lines::
+
+        downscaling: step 0/12
+        downscaling: step 3/12, 1.2 s
+        downscaling: step 6/12, 2.5 s
+        downscaling: step 9/12, 3.7 s
+        downscaling: step 12/12, done in 4.9 s
+
+    Parameters
+    ----------
+    total : int
+        How many ``unit`` there are.
+    desc : str
+        What runs, the start of each line.
+    unit : str
+        What is counted (``"step"``, ``"lead"``).
+    """
+
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        self.total, self.desc, self.unit = int(total), desc, unit
+        self.n, self._quarters, self._postfix = 0, 0, ""
+        self._start, self._closed = time.perf_counter(), False
+        self._say("")
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more; a line when this reaches a new quarter (not the last: that is
+        :meth:`close`'s)."""
+        self.n += n
+        quarters = 4 * self.n // max(self.total, 1)
+        if quarters > self._quarters and self.n < self.total:
+            self._quarters = quarters
+            self._say(f", {time.perf_counter() - self._start:.1f} s")
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        """What runs now (``"era5_t2m_x4: plot"``), shown in the next line."""
+        self._postfix = text
+
+    def close(self) -> None:
+        """The end line (once): done, or where it stopped."""
+        if self._closed:
+            return
+        self._closed = True
+        end = "done" if self.n >= self.total else "stopped"
+        self._say(f", {end} in {time.perf_counter() - self._start:.1f} s")
+
+    def _say(self, end: str) -> None:
+        what = f" ({self._postfix})" if self._postfix else ""
+        line = f"{self.desc}: {self.unit} {self.n}/{self.total}{what}{end}"
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # no or a closed stderr
+            print(line, file=sys.stderr, flush=True)
 
 
 #: ``"(os error 28)"`` in the message of a Rust writer's I/O error (safetensors' SafetensorError).

@@ -35,6 +35,7 @@ from ._inputs import netcdf_lock, open_netcdf
 from ._links import REPOSITORY as _REPOSITORY
 from ._output import (
     files_in_the_way,
+    progress_bar,
     unwritable_folder,
     write_atomically,
     write_figure,
@@ -534,10 +535,8 @@ def _run_cases(
     units: dict[str, str] = {}
     steps = ["load", "downscale", "score", "plot", "write"]
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(chosen) * len(steps), desc="demo", unit="step")
+    if progress:  # a bar on a terminal, a few lines in a log file
+        bar = progress_bar(len(chosen) * len(steps), "demo", "step")
     try:
         for case in chosen:
             if bar is not None:

@@ -3663,10 +3663,10 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         )
         out = np.empty((members, steps_total, len(self.variables), *shape), dtype=np.float32)
         bar = None
-        if params["progress"]:
-            from tqdm.auto import tqdm
+        if params["progress"]:  # a bar on a terminal, a few lines in a log file
+            from ._output import progress_bar
 
-            bar = tqdm(total=steps_total, desc="downscaling", unit="step", leave=False)
+            bar = progress_bar(steps_total, "downscaling", "step", leave=False)
         dtype = next(self.backbone.parameters()).dtype
         signed_blocks = np.zeros(len(self.variables), dtype=np.int64)
         method = self.grid.get("upsample", "bilinear")
@@ -3828,7 +3828,9 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             only) and any set of time steps. Slower: the network loses its batching (measured
             in docs/inference.md, "Reproducibility").
         progress : bool, optional
-            Show a tqdm progress bar (default None: when more than 8 time steps run eagerly).
+            Show a tqdm progress bar (default None: when more than 8 time steps run eagerly);
+            where stderr is not a terminal (a log file, a pipe), a start line, a line at each
+            quarter and an end line instead of the bar's frames.
         condition : float, optional
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
             it was trained with; default None: read from the input's scalar coordinate or
@@ -4555,7 +4557,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         ``batch_invariant=True`` runs the network on one member at a time, so that the output
         is bit-identical for any ``batch_size``.
         ``progress`` shows a tqdm progress bar over the leads (``None``: when
-        ``lead_steps`` is more than 8).
+        ``lead_steps`` is more than 8), or a few plain lines where stderr is not a terminal.
 
         Every member feeds back its own state (:func:`flexdownscale.diffusion.rollout`).
         Lead ``l`` is sampled with a generator seeded from ``(seed, l)`` and member ``m`` draws
@@ -4614,6 +4616,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             or variable named by the model, else its global attribute).
         progress : bool, optional
             Show a tqdm progress bar over the leads; default None: when ``lead_steps > 8``.
+            Where stderr is not a terminal (a log file), a few plain lines instead.
 
         Warns
         -----
@@ -4802,9 +4805,9 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
 
         bar = None
         if progress or (progress is None and lead_steps > 8):
-            from tqdm.auto import tqdm
+            from ._output import progress_bar  # a bar on a terminal, a few lines in a log file
 
-            bar = tqdm(total=lead_steps, desc="forecasting", unit="lead", leave=False)
+            bar = progress_bar(lead_steps, "forecasting", "lead", leave=False)
         try:
             with torch.no_grad():
                 out = rollout(

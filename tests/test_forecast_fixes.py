@@ -11,6 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
+from flexdownscale import _output
 from flexdownscale.config import DiffusionConfig, ModelConfig, SamplerConfig
 from flexdownscale.data import Normalizer, VariableStats, grid_spec
 from flexdownscale.errors import (
@@ -519,6 +520,8 @@ def test_progress_bar_counts_the_leads_and_does_not_change_the_forecast(monkeypa
             self.record["closed"] = True
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    # a terminal: the bar (a log file gets plain lines: tests/test_progress_lines.py)
+    monkeypatch.setattr(_output, "stderr_is_terminal", lambda: True)
     model = tiny_forecaster(box_grid())
     quiet = model(box(), lead_steps=3, members=2)
     assert bars == []  # None: no bar for 3 leads
