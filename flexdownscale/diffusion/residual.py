@@ -223,6 +223,7 @@ class ResidualModel(nn.Module):
         residual = self.residual(target, base)
         return objective.loss(self.backbone, residual, cond, phys=phys, generator=generator)
 
+    @torch.no_grad()
     def sample(
         self,
         objective: Objective,
@@ -239,6 +240,9 @@ class ResidualModel(nn.Module):
         **options: Any,
     ) -> Tensor:
         """Ensemble of ``base + residual`` samples, shape ``(B, members, C, H, W)``.
+
+        Sampling is not differentiable: it runs under :func:`torch.no_grad`, and the returned
+        tensor never requires grad (not even through ``base``, ``cond`` or ``noise``).
 
         See :func:`~flexdownscale.diffusion.samplers.sample_ensemble` for ``members``,
         ``sampler``, ``steps``, ``generator``, ``noise``, ``batch_size`` and the sampler options.
@@ -276,7 +280,7 @@ class ResidualModel(nn.Module):
         -------
         Tensor
             ``base + residual`` per member, ``(B, M, C, H, W)``, in ``cond``'s dtype (float32
-            when ``cond`` is not floating).
+            when ``cond`` is not floating); it does not require grad.
         """
         base = self.base_of(cond) if base is None else base
         residual = sample_ensemble(
@@ -378,7 +382,8 @@ def rollout(
     Returns
     -------
     Tensor
-        Shape ``(B, M, lead_steps, C, H, W)``.
+        Shape ``(B, M, lead_steps, C, H, W)``; it does not require grad (sampling runs under
+        :func:`torch.no_grad`, see :meth:`ResidualModel.sample`).
 
     Examples
     --------

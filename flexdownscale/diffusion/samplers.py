@@ -23,6 +23,11 @@ sampler             objectives       network evaluations (NFE)
 
 :func:`sample_ensemble` draws ensemble members for a batch of fields in an order that does not
 depend on the batch size.
+
+Sampling is not differentiable: every sampler runs under :func:`torch.no_grad`, so its sample
+(and trajectory) never requires grad, even when ``x_init``, ``cond`` or the network's
+parameters do. Gradient-based guidance through the sampler steps needs a loop of one's own
+around the objective's ``velocity`` / ``score`` / ``denoise``.
 """
 
 from __future__ import annotations
@@ -1542,7 +1547,8 @@ def sample_ensemble(
     Returns
     -------
     Tensor
-        Shape ``(B, M, C, ...)``, in ``cond``'s dtype (float32 without ``cond``).
+        Shape ``(B, M, C, ...)``, in ``cond``'s dtype (float32 without ``cond``); it does not
+        require grad (sampling runs under :func:`torch.no_grad`).
 
     Examples
     --------
