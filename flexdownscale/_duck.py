@@ -26,7 +26,7 @@ import xarray as xr
 from .errors import DataError, UnitsError
 from .units import parse_units, same_units
 
-__all__ = ["plain_arrays", "units_spelling"]
+__all__ = ["dataset_of", "plain_arrays", "units_spelling"]
 
 XarrayT = TypeVar("XarrayT", xr.DataArray, xr.Dataset)
 
@@ -210,3 +210,59 @@ def _plain_coords(obj: XarrayT, name: str) -> XarrayT:
         if (var := _plain_member(coord.variable, name, key, coordinate=True)) is not None
     }
     return obj.assign_coords(new) if new else obj
+
+
+def dataset_of(
+    da: xr.DataArray, name: Hashable, *, rename_to: str = "t2m", hint: str = ""
+) -> xr.Dataset:
+    """The input DataArray ``da`` as a Dataset holding it as the data variable ``name``.
+
+    One check for every entry point that takes a DataArray as a variable: a DataArray named
+    like one of its coordinates (``ds["latitude"]`` with its coordinates kept) cannot be a
+    variable of a Dataset beside that coordinate, and xarray's ``to_dataset`` says so with a
+    bare ``ValueError``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        The input.
+    name : Hashable
+        The variable's name in the Dataset: ``da.name``, or the name an unnamed ``da`` is
+        taken as.
+    rename_to : str, default "t2m"
+        The name the message suggests (the model's variable, where one is known).
+    hint : str, default ""
+        Words the message ends with (what else the fix needs, e.g. ``" (with no rename=
+        for it)"``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``da.to_dataset(name=name)``.
+
+    Raises
+    ------
+    DataError
+        When ``name`` is the name of one of ``da``'s coordinates.
+
+    Examples
+    --------
+    >>> da = xr.DataArray([1.0, 2.0], coords={"x": [0, 1]}, name="t2m")
+    >>> list(dataset_of(da, da.name).data_vars)
+    ['t2m']
+    >>> dataset_of(da["x"], "x")
+    Traceback (most recent call last):
+    ...
+    flexdownscale.errors.DataError: the DataArray is named 'x', as one of its coordinates, so ...
+    """
+    if name in da.coords:
+        named = (
+            f"is named {str(name)!r}, as one of its coordinates"
+            if da.name == name
+            else f"has no name, and the name it is taken as, {str(name)!r}, is a coordinate's"
+        )
+        raise DataError(
+            f"the DataArray {named}, so it cannot be a variable of a Dataset. Name it after the "
+            f"variable it holds: da.rename({rename_to!r}){hint}"
+        )
+    return da.to_dataset(name=name)

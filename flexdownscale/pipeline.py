@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
 from ._attributes import regridded_attrs, without_dangling_references
-from ._duck import plain_arrays
+from ._duck import dataset_of, plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
 from ._packing import check_decoded
@@ -2920,18 +2920,10 @@ def _refuse_empty_dataset(obj: Any) -> None:
 
 
 def _dataset_of(da: xr.DataArray, name: Hashable, model_variable: str) -> xr.Dataset:
-    """The input DataArray ``da`` as a Dataset holding it as variable ``name``.
-
-    Raises :class:`DataError` when ``name`` is also the name of one of its coordinates (xarray's
-    ``to_dataset`` cannot hold both), with the rename that fixes it.
-    """
-    if name in da.coords:
-        raise DataError(
-            f"the DataArray is named {str(name)!r}, as one of its coordinates, so it cannot be a "
-            f"variable of the Dataset it is run as. Name it after the model's variable: "
-            f"da.rename({model_variable!r}) (with no rename= for it)"
-        )
-    return da.to_dataset(name=name)
+    """The input DataArray ``da`` as a Dataset holding it as variable ``name``
+    (:func:`~flexdownscale._duck.dataset_of`: :class:`DataError` when ``name`` is also the name
+    of one of its coordinates, with the rename to the model's variable that fixes it)."""
+    return dataset_of(da, name, rename_to=model_variable, hint=" (with no rename= for it)")
 
 
 def _check_units(

@@ -93,6 +93,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .._duck import dataset_of
 from .._input_files import check_input_file
 from .._inputs import is_store, netcdf_lock, one_line, open_netcdf
 from .._keywords import keyword_hints
@@ -886,7 +887,7 @@ def _open_sources(
                 sources.append(source)
                 continue
             if isinstance(item, xr.DataArray):
-                ds = item.to_dataset(name=item.name or "field")
+                ds = dataset_of(item, item.name or "field")
                 source = _XarraySource(ds, variables=variables, dims=dims, label=f"dataset{i}")
                 sources.append(source)
                 continue

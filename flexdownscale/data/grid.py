@@ -39,6 +39,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from .._attributes import says_periodic
+from .._duck import dataset_of
 from .._keywords import keyword_hints
 from .._packing import check_decoded as check_decoded  # re-exported: its old home
 from .._stack import user_stacklevel
@@ -1883,7 +1884,7 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
     """
     spec = grid_spec(obj, dims=dims)
     if isinstance(obj, xr.DataArray):
-        obj = obj.to_dataset(name=obj.name if obj.name is not None else "data")
+        obj = dataset_of(obj, obj.name if obj.name is not None else "data")
     out = normalize_grid(obj, dims=dims)
     drop = [b for b in (_bounds_name(out, spec.x), _bounds_name(out, spec.y)) if b is not None]
     if drop:

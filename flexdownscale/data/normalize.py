@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .._duck import plain_arrays
+from .._duck import dataset_of, plain_arrays
 from .._stack import user_stacklevel
 from ..errors import (
     ConfigError,
@@ -1453,10 +1453,4 @@ def _as_dataset(obj: XrObj) -> xr.Dataset:
         return obj
     if obj.name is None:
         raise DataError("a DataArray passed to Normalizer.fit needs a name (da.rename('t2m'))")
-    if obj.name in obj.coords:
-        raise DataError(
-            f"the DataArray passed to Normalizer.fit is named {str(obj.name)!r}, as one of its "
-            "coordinates, so it cannot be a variable of a Dataset; name it after the variable "
-            "it holds: da.rename('t2m')"
-        )
-    return obj.to_dataset()
+    return dataset_of(obj, obj.name)
