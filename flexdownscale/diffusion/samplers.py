@@ -340,8 +340,9 @@ def _check_finite(
     window NaN). :class:`~flexdownscale.errors.DataError` when ``x_init`` or ``cond`` carried
     them in; otherwise :class:`~flexdownscale.errors.ConfigError` naming the sampler's
     settings (``what``) and ``fix``, the stability check's advice (``None``: the settings were
-    in the stable range, so the network's output was not finite)."""
-    if bool(torch.isfinite(x).all()):
+    in the stable range, so the network's output was not finite). A sample on the meta device
+    holds no values (shape inference): nothing to check."""
+    if x.is_meta or bool(torch.isfinite(x).all()):
         return
     bad = f"{int((~torch.isfinite(x)).sum())} of {x.numel()} values of the sample"
     for name, given in (("x_init", x_init), ("cond", cond)):
@@ -783,6 +784,8 @@ def _check_delta(
     samples). A :class:`~flexdownscale.errors.SkillWarning` where a Langevin step has
     ``delta h > _LANGEVIN_STEP_LIMIT``, with the largest ``delta`` below it and the fewest steps
     that bring ``delta h`` under it; returns that advice too (for the divergence error)."""
+    if taus.is_meta:  # shape inference on the meta device: the grid's values, from the CPU
+        taus = objective.ode_time(objective.time_grid(steps))
     if not _finite_nonnegative(delta):
         h = float((taus[1:] - taus[:-1]).abs().max())
         raise ConfigError(
@@ -843,6 +846,8 @@ def _check_idff_knobs(
         )
     g1, g2 = float(g1), float(g2)
     advice = []
+    if times.is_meta:  # shape inference on the meta device: the grid's values, from the CPU
+        times = objective.time_grid(steps)
 
     def stiffness(n: int, grid: Tensor | None = None) -> float:
         t = objective.time_grid(n) if grid is None else grid

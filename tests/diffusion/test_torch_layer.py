@@ -1,4 +1,4 @@
-"""The engine used from plain PyTorch (reviewer-177): sampling without autograd."""
+"""The engine used from plain PyTorch (reviewer-177): sampling without autograd, on meta."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ class Scaled(nn.Module):
         return (cond,)
 
 
+# a few calls take stiff settings on purpose (their warnings' advice runs on meta too)
+pytestmark = pytest.mark.filterwarnings("ignore::flexdownscale.errors.SkillWarning")
+
 OBJECTIVES = {"vp": VPDiffusion(), "flow": FlowMatching(), "idff": IDFF()}
 SAMPLER_CALLS = [
     ("vp", sample_ddim, {}),
@@ -53,7 +56,9 @@ SAMPLER_CALLS = [
     ("flow", sample_heun, {}),
     ("flow", sample_sde, {}),
     ("idff", sample_idff, {}),
+    ("idff", sample_idff, {"g1": 0.5, "g2": 1.0}),
     ("idff", sample, {}),
+    ("vp", sample_sde, {"delta": 1.0}),
 ]
 
 
@@ -97,3 +102,34 @@ def test_ensemble_and_residual_sampling_return_no_grad(objective: str) -> None:
     leads = rollout(forecast, obj, frames, lead_steps=2, members=2, steps=2, generator=0)
     assert leads.shape == (1, 2, 2, 1, 8, 8)
     assert not leads.requires_grad
+
+
+@pytest.mark.parametrize(("objective", "sampler", "options"), SAMPLER_CALLS)
+def test_samplers_on_meta_return_the_shape(objective: str, sampler, options: dict) -> None:
+    """Shape inference on the meta device runs to the end (the finite check read values)."""
+    obj = OBJECTIVES[objective]
+    x_init = torch.empty(2, obj.channel_factor, 8, 8, device="meta")
+    cond = torch.empty(2, 1, 8, 8, device="meta")
+    result = sampler(Scaled().to("meta"), x_init, cond, objective=obj, steps=3, **options)
+    assert result.sample.is_meta
+    assert result.sample.shape == x_init.shape
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_ensembles_on_meta_return_the_shape(objective: str) -> None:
+    """sample_ensemble, ResidualModel.sample and rollout of a built backbone on meta."""
+    from flexdownscale.config import ModelConfig
+    from flexdownscale.models import build_model
+
+    obj = OBJECTIVES[objective]
+    config = ModelConfig(backbone="flex", preset="tiny", out_channels=obj.channel_factor)
+    backbone = build_model(config, device="meta").eval()
+    base = torch.empty(2, 1, 16, 32, device="meta")
+    out = sample_ensemble(backbone, base, objective=obj, members=3, shape=(2, 1, 16, 32))
+    assert out.is_meta and out.shape == (2, 3, 1, 16, 32)
+    out = ResidualModel(backbone).sample(obj, base, members=2, steps=2, generator=0)
+    assert out.is_meta and out.shape == (2, 2, 1, 16, 32)
+    forecast = ResidualModel(Scaled().to("meta"), task="forecast", past_frames=2)
+    frames = torch.empty(1, 2, 8, 8, device="meta")
+    leads = rollout(forecast, obj, frames, lead_steps=2, members=2, steps=2, generator=0)
+    assert leads.is_meta and leads.shape == (1, 2, 2, 1, 8, 8)
