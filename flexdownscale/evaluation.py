@@ -2763,11 +2763,19 @@ def _quantile_value(high: int, below: float, target: float, counts: Any) -> floa
 
 def _truth_mean(t: Any, mean: Any, weights: Any, keep: str | None = None) -> Any:
     """The mean of the truth ``t`` where the prediction's (ensemble) mean ``mean`` is valid, as
-    the bias averages, weighted as it is, over every dim but ``keep``; summed in float64 (a
-    float16 file's mean steps by 0.25 K at 280 K)."""
-    valid = t.where(mean.notnull()).astype("float64")
+    the bias averages it (:func:`flexdownscale.metrics._utils.weighted_mean`, weighted as it
+    is), over every dim but ``keep``; summed in float64, without a float64 copy of the truth (a
+    float16 file's mean steps by 0.25 K at 280 K; a float32 sum loses the last digits): the
+    weighted sum against float64 weights, the unweighted one with numpy's ``dtype``."""
+    import numpy as np
+
+    from .metrics._utils import weighted_mean
+
+    valid = t.where(mean.notnull())
     dims = [d for d in valid.dims if d != keep]
-    return valid.weighted(weights).mean(dims) if weights is not None else valid.mean(dims)
+    if weights is None:
+        return valid.mean(dims, dtype=np.float64)
+    return weighted_mean(valid, dims, weights.astype(np.float64, copy=False))
 
 
 def _event_scores(
