@@ -194,8 +194,16 @@ class ResidualModel(nn.Module):
         base: Tensor | None = None,
         phys: Tensor | None = None,
         generator: torch.Generator | None = None,
+        network: Callable[..., Tensor] | None = None,
     ) -> Tensor:
         """Per-sample training loss ``(B,)`` of ``objective`` on the residual ``target - base``.
+
+        Under ``DistributedDataParallel`` (or FSDP) pass the wrapper as ``network``: the loss
+        must call the wrapper's forward, or DDP never averages the gradients across processes
+        (each process then trains on its own gradient, silently)::
+
+            ddp = DistributedDataParallel(model)
+            loss = model.loss(objective, target, cond, network=ddp).mean()
 
         Parameters
         ----------
@@ -211,6 +219,10 @@ class ResidualModel(nn.Module):
             Scalar physical condition ``(B,)``.
         generator : torch.Generator or None, default None
             Source of the random times and noises.
+        network : callable or None, default None
+            What the objective calls for the network's output: a wrapper of this model whose
+            forward runs it (``DistributedDataParallel(model)``, FSDP, ``torch.compile(model)``);
+            ``None``: the backbone itself.
 
         Returns
         -------
@@ -221,7 +233,8 @@ class ResidualModel(nn.Module):
         check_fields(target=target, cond=cond, base=base)
         base = self.base_of(cond) if base is None else base
         residual = self.residual(target, base)
-        return objective.loss(self.backbone, residual, cond, phys=phys, generator=generator)
+        net = self.backbone if network is None else network
+        return objective.loss(net, residual, cond, phys=phys, generator=generator)
 
     @torch.no_grad()
     def sample(
