@@ -469,7 +469,8 @@ def run_demo(
     seed
         Seed of the ensembles.
     progress
-        Show a progress bar over the steps.
+        Show a progress bar over the steps (where stderr is not a terminal, a log file: a
+        start line, a line at each quarter and an end line instead).
     cases
         Names of the cases to run (default: all; ``"era5_t2m_x4"``, ``"kolmogorov_x8"``, or
         their shipped models' names ``"era5-t2m-x4"``, ``"kolmogorov-x8"``); one name alone is
