@@ -381,14 +381,12 @@ def _loader_worker_signals(exiting: Any, worker_id: int) -> None:
 
 
 def _shows_a_bar(tqdm: Any) -> bool:
-    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
-    notebook (its widget), or on a stderr that is a terminal. Elsewhere (a file, a pipe) its
+    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is
+    (:func:`flexdownscale._output.draws_a_bar`). Elsewhere (a file, a pipe) its
     carriage-return frames pile up on one line of the log."""
-    from ._output import stderr_is_terminal
+    from ._output import draws_a_bar
 
-    if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
-        return True
-    return stderr_is_terminal()
+    return draws_a_bar(tqdm)
 
 
 def _progress_every(steps: int) -> int:
