@@ -157,6 +157,18 @@ class FLEX(Backbone):
         )
         init_linear_(self)
 
+    def weights_description(self) -> dict[str, str | int]:
+        """:meth:`Backbone.weights_description` plus ``conditioning``: weak+strong and strong
+        FLEX models have the same tensors (weak conditioning adds the task features without
+        weights of its own), so a state dict alone does not tell them apart.
+
+        Returns
+        -------
+        dict
+            Setting name -> value.
+        """
+        return {**super().weights_description(), "conditioning": self.config.conditioning}
+
     def _encode_task(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return self.task_encoder(cond, run=self.run_block)
 

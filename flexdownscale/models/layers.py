@@ -818,6 +818,63 @@ class Backbone(nn.Module):
             self.cond_channels = config.in_channels
         else:
             self.cond_channels = config.past_frames * config.in_channels
+        self.register_state_dict_post_hook(_describe_weights)
+
+    # -- what a state dict does not show ------------------------------------------------------
+    def weights_description(self) -> dict[str, str | int]:
+        """The settings that change what the weights compute without changing their names or
+        shapes: ``task``, ``in_channels`` and, when forecasting, ``past_frames`` (FLEX adds
+        ``conditioning``).
+
+        :meth:`state_dict` records them in the state dict's metadata
+        (``state_dict._metadata[prefix]["flexdownscale"]``, kept by ``torch.save``; the tensors'
+        names are unchanged), and ``load_state_dict`` refuses a state dict that records other
+        values with a :class:`~flexdownscale.errors.ConfigError` (``strict=False`` too: torch
+        does not tell a module's loader). A plain ``dict`` of the tensors (``dict(state)``, a
+        safetensors file, a model folder's weights) records nothing and is not checked.
+
+        Returns
+        -------
+        dict
+            Setting name -> value.
+        """
+        c = self.config
+        description: dict[str, str | int] = {"task": c.task, "in_channels": c.in_channels}
+        if c.task == "forecast":
+            description["past_frames"] = c.past_frames
+        return description
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        saved = local_metadata.get(_WEIGHTS_METADATA)
+        if isinstance(saved, dict):
+            mine = self.weights_description()
+            differ = [
+                f"{_setting(name, saved)} (this model: {_setting(name, mine)})"
+                for name in sorted(mine.keys() | saved.keys())
+                if saved.get(name) != mine.get(name)
+            ]
+            if differ:
+                # raised before any tensor is copied (the backbone's own tensors load first,
+                # and it has none: they all live in submodules), so the model is unchanged
+                raise ConfigError(
+                    f"these weights were saved from a {type(self).__name__} built with "
+                    f"{', '.join(differ)}: the tensors' names and shapes match, but this "
+                    "model would compute another function with them. Build the model with the "
+                    "config the weights were saved with, or, to load them anyway (e.g. to "
+                    "fine-tune), pass a plain dict: load_state_dict(dict(state_dict))"
+                )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     # -- helpers for subclasses ------------------------------------------------------------
     def run_block(self, block: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
@@ -1016,3 +1073,21 @@ class Backbone(nn.Module):
         features: TaskFeatures,
     ) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+#: The key of a backbone's entry in its state dict's metadata (see
+#: :meth:`Backbone.weights_description`).
+_WEIGHTS_METADATA = "flexdownscale"
+
+
+def _describe_weights(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any]
+) -> None:
+    """``state_dict`` post-hook of :class:`Backbone`: its :meth:`~Backbone.weights_description`
+    into the state dict's metadata for ``prefix`` (the tensors are left as they are)."""
+    local_metadata[_WEIGHTS_METADATA] = module.weights_description()
+
+
+def _setting(name: str, description: dict[str, Any]) -> str:
+    """``name=value`` of a weights description, or ``no name`` where it has none."""
+    return f"{name}={description[name]!r}" if name in description else f"no {name}"
