@@ -2,11 +2,11 @@
 
 A setting that must be a finite number (a diffusion schedule's ``shift``, a sampler's ``delta``,
 a grid's ``x0`` in a model folder's ``grid.json``) is taken when it is a real number that is not a
-boolean: a Python ``int``, ``float`` or :class:`fractions.Fraction`, a numpy integer or floating
+boolean: a Python ``int``, ``float`` or ``fractions.Fraction``, a numpy integer or floating
 scalar (``np.float32(0.5)``, ``np.int64(2)``), or a 0-d numpy array or torch tensor of an integer
 or floating dtype (``torch.tensor(0.5)``, as a computation in torch gives it); and when its value
 is finite. Booleans (``True``, ``np.True_``, a boolean tensor), complex numbers, texts (``"0.5"``),
-arrays or tensors of more than one value, NaN, infinities and integers too large for a float are
+arrays or tensors of one or more dimensions (``np.array([0.5])`` too), NaN, infinities and integers too large for a float are
 refused.
 
 Pure Python: neither numpy nor torch is imported here (an array or tensor is recognised only

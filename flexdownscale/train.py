@@ -81,7 +81,7 @@ except ImportError:  # pragma: no cover - Windows: no lock is taken
 
 from ._json import finite_or_null
 from ._keywords import keyword_hints
-from ._output import LOCK_TAKEN
+from ._output import LOCK_TAKEN, draws_a_bar
 from ._stack import user_stacklevel
 from .config import (
     SamplerConfig,
@@ -378,15 +378,6 @@ def _loader_worker_signals(exiting: Any, worker_id: int) -> None:
             os.kill(os.getpid(), number)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def _shows_a_bar(tqdm: Any) -> bool:
-    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is
-    (:func:`flexdownscale._output.draws_a_bar`). Elsewhere (a file, a pipe) its
-    carriage-return frames pile up on one line of the log."""
-    from ._output import draws_a_bar
-
-    return draws_a_bar(tqdm)
 
 
 def _progress_every(steps: int) -> int:
@@ -3790,7 +3781,7 @@ class Trainer:
 
         # a terminal (or a notebook) gets the bar; a log file (CI, SLURM) a plain line every
         # few steps instead of the bar's carriage-return frames
-        plain = acc.is_main_process and not _shows_a_bar(tqdm)
+        plain = acc.is_main_process and not draws_a_bar(tqdm)
         every = _progress_every(config.steps)
         bar = tqdm(
             total=config.steps,

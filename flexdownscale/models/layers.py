@@ -826,7 +826,7 @@ class Backbone(nn.Module):
         shapes: ``task``, ``in_channels`` and, when forecasting, ``past_frames`` (FLEX adds
         ``conditioning``).
 
-        :meth:`state_dict` records them in the state dict's metadata
+        ``state_dict()`` records them in the state dict's metadata
         (``state_dict._metadata[prefix]["flexdownscale"]``, kept by ``torch.save``; the tensors'
         names are unchanged), and ``load_state_dict`` refuses a state dict that records other
         values with a :class:`~flexdownscale.errors.ConfigError` (``strict=False`` too: torch
