@@ -2351,7 +2351,11 @@ def _prediction_provenance(attrs: Any) -> dict[str, Any]:
     forecast's lead steps and the physical condition used (``condition``: name to value), each
     only when recorded; an empty dict for a file that records none of them (not written by
     flexdownscale)."""
+    from .provenance import recorded_seed
+
     found = {key: _attr_value(attrs[name]) for name, key in _PROVENANCE if name in attrs}
+    if "seed" in found:  # a seed above 2**31 - 1 is recorded as text; joined parts' as one text
+        found["seed"] = recorded_seed(attrs["flexdownscale_seed"])
     prefix = "flexdownscale_condition_"
     condition = {
         str(name).removeprefix(prefix): _attr_value(value)

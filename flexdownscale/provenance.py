@@ -69,6 +69,35 @@ def _label(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
+def recorded_seed(value: Any) -> int | list[int | None] | Any:
+    """A ``flexdownscale_seed`` attribute read back as integers: an integer, or the decimal
+    text :func:`integer_attr` writes above 2**31 - 1, as an ``int``; the seeds of joined parts
+    (an integer array, or text joined with :data:`PART_SEPARATOR`) as a list (``None`` for a
+    part without one). Anything else is returned as it is.
+
+    Examples
+    --------
+    >>> recorded_seed("6838803925648402110"), recorded_seed(np.array([0, 7], dtype=np.int32))
+    (6838803925648402110, [0, 7])
+    >>> recorded_seed("6838803925648402110 | 5 | ")
+    [6838803925648402110, 5, None]
+    """
+
+    def one(item: Any) -> Any:
+        if _is_integer(item):
+            return int(item)
+        text = str(item).strip()
+        if text == "":
+            return None
+        return int(text) if text.isdecimal() and text.isascii() else item
+
+    if isinstance(value, np.ndarray):
+        return [one(v) for v in value.reshape(-1).tolist()] if value.ndim else one(value.item())
+    if isinstance(value, str) and PART_SEPARATOR in value:
+        return [one(v) for v in value.split(PART_SEPARATOR)]
+    return one(value) if isinstance(value, str) or _is_integer(value) else value
+
+
 def _is_integer(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 

@@ -147,3 +147,22 @@ def test_a_recorded_text_seed_passes_back():
     for bad in ("-1", "1e3", "0x10", "\uff11\uff12", "", str(2**63)):
         with pytest.raises(ConfigError, match="must be"):
             check_seed(bad)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "read"),
+    [
+        (7, 7),
+        (np.int32(7), 7),
+        ("6838803925648402110", 6838803925648402110),
+        ("6838803925648402110 | 5 | ", [6838803925648402110, 5, None]),
+        (np.array([0, 7], dtype=np.int32), [0, 7]),
+    ],
+)
+def test_evaluate_reads_recorded_seeds_as_integers(recorded, read):
+    """evaluate's report took a seed recorded as text (above 2**31 - 1) as a string, and joined
+    parts' seeds as one string instead of one per part."""
+    from flexdownscale.evaluation import _prediction_provenance
+
+    found = _prediction_provenance({"flexdownscale_seed": recorded, "flexdownscale_model": "m"})
+    assert found["seed"] == read

@@ -675,14 +675,22 @@ def _h5_sign_view(path: str, name: str, attrs: Mapping[str, Any], dtype: Any) ->
     return None if dtype.kind == kind else np.dtype(f"{kind}{dtype.itemsize}")
 
 
-def _fills_viewed(fills: tuple[float, ...], stored: Any) -> tuple[float, ...]:
-    """Fill values given in the stored integer type, as numbers of the other sign's type
-    (``-1`` stored as int8 under ``_Unsigned = "true"`` is 255): how xarray compares them."""
+def _fills_viewed(fills: tuple[float, ...], stored: Any, fill_value: Any) -> tuple[float, ...]:
+    """``fills`` with ``_FillValue`` (``fill_value``) given in the stored integer type as the
+    number of the other sign's type (``-1`` stored as int8 under ``_Unsigned = "true"`` is 255),
+    as xarray decodes it; ``missing_value`` numbers are compared as given, as xarray does (a
+    signed ``-2`` then matches no unsigned byte)."""
     stored = np.dtype(stored)
     other = np.dtype(f"{'u' if stored.kind == 'i' else 'i'}{stored.itemsize}")
+    given = np.asarray(fill_value).reshape(-1) if fill_value is not None else np.empty(0)
     out = []
     for fill in fills:
-        if float(fill).is_integer() and np.can_cast(np.min_scalar_type(int(fill)), stored):
+        if (
+            given.size == 1
+            and float(fill) == float(given[0])
+            and float(fill).is_integer()
+            and np.can_cast(np.min_scalar_type(int(fill)), stored)
+        ):
             fill = float(np.asarray(int(fill), dtype=stored).view(other))
         out.append(fill)
     return tuple(dict.fromkeys(out))
@@ -719,7 +727,8 @@ class _H5Source(_Source):
                 self._sign_view = _h5_sign_view(path, self._name, dict(dset.attrs), dset.dtype)
                 if self._sign_view is not None and self._packing is not None:
                     scale, offset, fills = self._packing
-                    self._packing = (scale, offset, _fills_viewed(fills, dset.dtype))
+                    given = dset.attrs.get("_FillValue")
+                    self._packing = (scale, offset, _fills_viewed(fills, dset.dtype, given))
                 # where a fix removes the periodic attribute (the dataset's wins, as above)
                 self.periodic_holder = f"f[{self._name!r}]" if "periodic" in dset.attrs else "f"
         except OSError as err:

@@ -82,3 +82,16 @@ def test_hdf5_unsigned_attribute_checks(tmp_path):
         warnings.simplefilter("error")
         plain = _read(_h5(tmp_path / "plain.h5", stored))
     np.testing.assert_array_equal(plain[0], BYTES.view(np.int8).astype(np.float64))
+
+
+@pytest.mark.parametrize("missing", [np.int8(-2), np.array([-2, -1], dtype=np.int8), np.uint8(254)])
+def test_hdf5_unsigned_missing_value_as_xarray_reads_it(tmp_path, missing):
+    """Only ``_FillValue`` is taken in the stored type; xarray compares ``missing_value`` as
+    given (a signed -2 matches no unsigned byte), and training reads what xarray reads."""
+    stored = np.tile(BYTES.view(np.int8), (1, 4, 1))
+    attrs = {"_Unsigned": "true", "_FillValue": np.int8(0), "missing_value": missing}
+    values = _read(_h5(tmp_path / "m.h5", stored, **attrs))
+    nc = tmp_path / "m.nc"
+    xr.Dataset({"f": (("time", "y", "x"), stored, attrs)}).to_netcdf(nc)
+    with xr.open_dataset(nc) as decoded:
+        np.testing.assert_array_equal(values, decoded["f"].values[0])
