@@ -236,7 +236,6 @@ class ResidualModel(nn.Module):
         net = self.backbone if network is None else network
         return objective.loss(net, residual, cond, phys=phys, generator=generator)
 
-    @torch.no_grad()
     def sample(
         self,
         objective: Objective,
@@ -295,22 +294,23 @@ class ResidualModel(nn.Module):
             ``base + residual`` per member, ``(B, M, C, H, W)``, in ``cond``'s dtype (float32
             when ``cond`` is not floating); it does not require grad.
         """
-        base = self.base_of(cond) if base is None else base
-        residual = sample_ensemble(
-            self.backbone,
-            cond,
-            objective=objective,
-            members=members,
-            shape=tuple(base.shape),
-            sampler=sampler,
-            steps=steps,
-            generator=generator,
-            noise=noise,
-            phys=phys,
-            batch_size=batch_size,
-            **options,
-        )
-        return base.unsqueeze(1).to(residual.dtype) + residual
+        with torch.no_grad():  # a block, not the decorator: warnings keep pointing at the caller
+            base = self.base_of(cond) if base is None else base
+            residual = sample_ensemble(
+                self.backbone,
+                cond,
+                objective=objective,
+                members=members,
+                shape=tuple(base.shape),
+                sampler=sampler,
+                steps=steps,
+                generator=generator,
+                noise=noise,
+                phys=phys,
+                batch_size=batch_size,
+                **options,
+            )
+            return base.unsqueeze(1).to(residual.dtype) + residual
 
 
 def lead_seed(seed: int, field: int, lead: int) -> int:
