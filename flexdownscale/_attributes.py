@@ -129,3 +129,29 @@ def without_dangling_references(attrs: Mapping[Any, Any], have: Set[str]) -> dic
         if kept:
             out["cell_measures"] = " ".join(kept)
     return out
+
+
+def _refers(attrs: Mapping[Any, Any]) -> bool:
+    """Whether ``attrs`` hold a CF reference to other variables that may dangle."""
+    return "ancillary_variables" in attrs or "cell_measures" in attrs
+
+
+def drop_dangling_references(obj: Any) -> Any:
+    """``obj`` (a Dataset's data variables, or a DataArray itself) without the CF
+    ``ancillary_variables`` / ``cell_measures`` entries that name variables ``obj`` lacks (those
+    of an input's grid that did not come along to the output's: :func:`without_dangling_references`
+    on each); ``obj`` itself when nothing refers, else a shallow copy."""
+    if not hasattr(obj, "data_vars"):  # a DataArray: its coordinates and itself
+        if not _refers(obj.attrs):
+            return obj
+        out = obj.copy(deep=False)
+        out.attrs = without_dangling_references(obj.attrs, {*map(str, obj.coords), str(obj.name)})
+        return out
+    names = [n for n, v in obj.data_vars.items() if _refers(v.attrs)]
+    if not names:
+        return obj
+    obj = obj.copy(deep=False)
+    have = set(map(str, obj.variables))
+    for name in names:
+        obj[name].attrs = without_dangling_references(obj[name].attrs, have)
+    return obj

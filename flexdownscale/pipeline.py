@@ -43,7 +43,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
-from ._attributes import regridded_attrs, without_dangling_references
+from ._attributes import drop_dangling_references, regridded_attrs
 from ._duck import dataset_of, plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
@@ -1365,12 +1365,9 @@ def _keep_grid_mapping(
 def _drop_dangling_references(out: xr.Dataset) -> xr.Dataset:
     """``out`` without the CF ``ancillary_variables`` and ``cell_measures`` entries of its
     data variables that name variables ``out`` lacks (as ``grid_mapping`` and ``coordinates``:
-    never a dangling reference); an attribute left with no entry is dropped."""
-    out = out.copy()
-    have = set(map(str, out.variables))
-    for var in out.data_vars.values():
-        var.attrs = without_dangling_references(var.attrs, have)
-    return out
+    never a dangling reference); an attribute left with no entry is dropped
+    (:func:`~flexdownscale._attributes.drop_dangling_references`, as degrade and regrid)."""
+    return drop_dangling_references(out)
 
 
 def _refined_global_attrs(attrs: Mapping[Hashable, Any], factor: int) -> dict[Hashable, Any]:

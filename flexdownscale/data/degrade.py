@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import numpy as np
 import xarray as xr
 
-from .._attributes import Spacing, regridded_attrs, without_dangling_references
+from .._attributes import Spacing, drop_dangling_references, regridded_attrs
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
@@ -604,31 +604,6 @@ def _apply_spatial(
     return out.transpose(*da.dims)
 
 
-def _without_dangling_references(obj: XrObj) -> XrObj:
-    """``obj`` (its data variables, or a DataArray itself) without the CF
-    ``ancillary_variables`` / ``cell_measures`` entries that name variables ``obj`` lacks (those
-    of the old grid that did not come along to the new one)."""
-    if isinstance(obj, xr.DataArray):
-        if not _refers(obj.attrs):
-            return obj
-        out = obj.copy(deep=False)
-        out.attrs = without_dangling_references(obj.attrs, {*map(str, obj.coords), str(obj.name)})
-        return out
-    names = [n for n, v in obj.data_vars.items() if _refers(v.attrs)]
-    if not names:
-        return obj
-    obj = obj.copy(deep=False)
-    have = set(map(str, obj.variables))
-    for name in names:
-        obj[name].attrs = without_dangling_references(obj[name].attrs, have)
-    return obj
-
-
-def _refers(attrs: Mapping[Any, Any]) -> bool:
-    """Whether ``attrs`` hold a CF reference to other variables that may dangle."""
-    return "ancillary_variables" in attrs or "cell_measures" in attrs
-
-
 def _map_spatial(
     obj: XrObj,
     fn: Callable[[np.ndarray], np.ndarray],
@@ -669,7 +644,7 @@ def _map_spatial(
             for name, coord in grid.coords.items()
             if coord.ndim == 2 and set(coord.dims) == {spec.y, spec.x}
         }
-        return _without_dangling_references(out.assign_coords({**centres, **auxiliary}))
+        return drop_dangling_references(out.assign_coords({**centres, **auxiliary}))
     data_vars = {}
     for name, var in obj.data_vars.items():
         data_vars[name] = one(var, name) if _on_grid(name, var, spec.y, spec.x) else var
@@ -680,7 +655,7 @@ def _map_spatial(
         for name, coord in obj.coords.items()
         if name not in out.coords and spec.x not in coord.dims and spec.y not in coord.dims
     }
-    return _without_dangling_references(out.assign_coords({**extra, **dict(grid.coords)}))
+    return drop_dangling_references(out.assign_coords({**extra, **dict(grid.coords)}))
 
 
 @keyword_hints

@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._attributes import Spacing, regridded_attrs
+from .._attributes import Spacing, drop_dangling_references, regridded_attrs
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
-from .degrade import _without_dangling_references
 from .grid import (
     GridSpec,
     XrObj,
@@ -596,7 +595,7 @@ class Regridder:
         out = self._with_target_attrs(out)
         if passed:
             out = out.assign(passed)
-        return cast(XrT, _without_dangling_references(out))  # obj's type: every step keeps it
+        return cast(XrT, drop_dangling_references(out))  # obj's type: every step keeps it
 
     def _spacings(self) -> tuple[Spacing, Spacing]:
         """The (source, target) spacings of the y and x axes, for the attributes that state a
