@@ -429,3 +429,30 @@ def png_text(path: Path) -> dict[str, str]:
                     found[key.decode("latin-1")] = text.decode("latin-1")
     except OSError:
         return {}
+
+
+def wait_for_zarr_writes(timeout: float = 60.0) -> None:
+    """Wait (up to ``timeout`` seconds) for the tasks still running on zarr's event loop.
+
+    zarr writes an array's chunks as tasks of its own loop, in a thread of its own; when one
+    fails (a full disk) the error reaches the caller while the others still run, and each of
+    them makes its chunk's folders again: a temporary store removed before they end comes
+    back. The loop is zarr's, for the whole process: this waits for every task on it, other
+    threads' writes included, not only those of one store. Nothing to wait for when zarr has
+    not started its loop (or is not zarr 3); it reads zarr 3's ``zarr.core.sync.loop``.
+    """
+    import asyncio
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others() -> None:
+        running = asyncio.all_tasks() - {asyncio.current_task()}
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    with contextlib.suppress(FutureTimeout):
+        asyncio.run_coroutine_threadsafe(others(), loop).result(timeout + 1)

@@ -670,7 +670,9 @@ def _write_output(ds: Any, target: str) -> None:
         raise
     finally:
         if _is_zarr(target):
-            _wait_for_zarr_writes()
+            from ._output import wait_for_zarr_writes
+
+            wait_for_zarr_writes()
         shutil.rmtree(holder, ignore_errors=True)
 
 
@@ -693,31 +695,6 @@ def _failed_writing(err: BaseException, holder: Path) -> bool:
 
     text = str(err)
     return text.startswith("NetCDF:") or "HDF error" in text or disk_full(holder)
-
-
-def _wait_for_zarr_writes(timeout: float = 60.0) -> None:
-    """Wait (up to ``timeout`` seconds) for the tasks still running on zarr's event loop.
-
-    zarr writes an array's chunks as tasks of its own loop, in a thread of its own; when one
-    fails (a full disk) the error reaches the caller while the others still run, and each of
-    them makes its chunk's folders again: a temporary store removed before they end comes
-    back. Nothing to wait for when zarr has not started its loop (or is not zarr 3).
-    """
-    import asyncio
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    sync = sys.modules.get("zarr.core.sync")
-    loop = getattr(sync, "loop", [None])[0]
-    if loop is None or loop.is_closed() or not loop.is_running():
-        return
-
-    async def others() -> None:
-        running = asyncio.all_tasks() - {asyncio.current_task()}
-        if running:
-            await asyncio.wait(running, timeout=timeout)
-
-    with contextlib.suppress(FutureTimeout):
-        asyncio.run_coroutine_threadsafe(others(), loop).result(timeout + 1)
 
 
 def _downscale(args: argparse.Namespace) -> int:
