@@ -775,11 +775,14 @@ class _H5Source(_Source):
     def labels(self, dim: str) -> np.ndarray | None:
         return None
 
+    def _signed(self, raw: Any) -> Any:
+        """``raw`` (numpy or dask) read with the sign ``_Unsigned`` says (a view, no copy)."""
+        return raw if self._sign_view is None else raw.view(self._sign_view)
+
     def _unpack(self, raw: Any) -> Any:
         """``raw`` (numpy or dask) as float64 physical values: ``_Unsigned`` and the CF packing
         applied."""
-        if self._sign_view is not None:
-            raw = raw.view(self._sign_view)
+        raw = self._signed(raw)
         values = raw.astype(np.float64)
         if self._packing is None:
             return values
@@ -824,10 +827,7 @@ class _H5Source(_Source):
         out = {}
         for name, c in zip(self.channels, self._chan_index):
             a = arr[:, c] if self._has_channels else arr
-            if self._packing is not None:
-                a = self._unpack(a)
-            elif self._sign_view is not None:
-                a = a.view(self._sign_view)
+            a = self._signed(a) if self._packing is None else self._unpack(a)
             out[name] = (("time", "y", "x"), a)
         return xr.Dataset(out)
 
