@@ -3475,7 +3475,6 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             f"as a target grid: xr.Dataset(coords={{{target}}}). To fix: {fix} the input onto "
             "that lattice (flexdownscale.data.regrid)"
         )
-        return fine
 
     @property
     def _default_tile(self) -> int:

@@ -1462,16 +1462,6 @@ def member_generators(generator: torch.Generator | int | None, count: int) -> li
     return [torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds.tolist()]
 
 
-def member_stream(seed: int, start: int) -> torch.Generator:
-    """The generator, seeded with ``seed``, that :func:`member_generators` draws member seeds
-    from, moved past the seeds of members ``0 .. start - 1``: its first member generator is
-    member ``start``'s (so members can be sampled in chunks with the streams of one ensemble)."""
-    generator = torch.Generator().manual_seed(int(seed))
-    if start:
-        torch.randint(0, _SEED_RANGE, (start,), generator=generator)
-    return generator
-
-
 @warns_in_train_mode
 def sample_ensemble(
     model: Denoiser,
