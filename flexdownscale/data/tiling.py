@@ -203,6 +203,11 @@ class TileLayout:
     weights : numpy.ndarray
         ``(th, tw)`` float64 blend window (strictly positive).
 
+    Notes
+    -----
+    A layout is a value: two are ``==`` (and hash alike) when their fields and weights are
+    equal, so one built again, copied or pickled equals the original.
+
     Examples
     --------
     Six 8 x 8 tiles over a 10 x 16 field (built by :func:`tile_layout`); split and fused
@@ -237,6 +242,22 @@ class TileLayout:
 
     def __len__(self) -> int:
         return len(self.slices)
+
+    def _key(self) -> tuple[Any, ...]:
+        """The fields that fix the layout (the weights aside), hashable: slices as
+        ``(start, stop, step)``, which Python 3.11's slices are not."""
+        cells = tuple((s.start, s.stop, s.step) for pair in self.slices for s in pair)
+        return (self.shape, self.tile_shape, self.overlap, self.blend, cells)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal values: the same field, tiles and blend weights (a pickled or copied layout
+        is equal to its original)."""
+        if not isinstance(other, TileLayout):
+            return NotImplemented
+        return self._key() == other._key() and np.array_equal(self.weights, other.weights)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def weight_sum(self) -> np.ndarray:
