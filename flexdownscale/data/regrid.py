@@ -389,6 +389,8 @@ class Regridder:
     ...     "lat": ("lat", [41.5, 44.0, 46.5], {"units": "degrees_north"}),
     ...     "lon": ("lon", [1.25, 3.75, 6.25, 8.75], {"units": "degrees_east"})})
     >>> regridder = Regridder(field, target)
+    >>> regridder
+    Regridder(latlon 10 x 10 -> latlon 3 x 4, method='linear', backend='xarray-regrid')
     >>> regridder(field).shape, regridder(field)[0].values
     ((3, 4), array([1.25, 3.75, 6.25, 8.75]))
     >>> regridder(2 * field + 1)[0].values
@@ -449,6 +451,7 @@ class Regridder:
                 )
             _import_xarray_regrid()
             self.source_spec: GridSpec | None = grid_spec(source, dims=self.dims)
+            self._source_shape: tuple[int, int] = self.source_spec.shape
             self._xesmf = None
             kinds = (self.source_spec.kind, self.target_spec.kind)
             if kinds[0] != kinds[1]:
@@ -479,6 +482,11 @@ class Regridder:
                     f"xesmf needs a latitude/longitude target grid; got {self.target_spec.kind!r}"
                 )
             ds_in = self._xesmf_source_grid(source, curvilinear)
+            # the source's cells: a curvilinear grid's 2-D latitude, else its two axes
+            lat = ds_in["lat"]
+            self._source_shape = (
+                (lat.shape[0], lat.shape[1]) if lat.ndim == 2 else (lat.size, ds_in["lon"].size)
+            )
             ds_out = self._xesmf_grid(self._ty, self._tx)
             self._xesmf = xesmf.Regridder(
                 ds_in,
@@ -488,6 +496,18 @@ class Regridder:
                 unmapped_to_nan=True,
             )
             self._curvilinear = curvilinear
+
+    def __repr__(self) -> str:
+        """One line: the source and target grids (kind, ny x nx cells), method and backend
+        (and ``skipna=True`` where set)."""
+        source = "curvilinear" if self.source_spec is None else self.source_spec.kind
+        target = self.target_spec
+        skipna = ", skipna=True" if self.skipna else ""
+        return (
+            f"Regridder({source} {self._source_shape[0]} x {self._source_shape[1]} -> "
+            f"{target.kind} {target.ny} x {target.nx}, method={self.method!r}, "
+            f"backend={self.backend!r}{skipna})"
+        )
 
     # -- xesmf helpers ------------------------------------------------------------------------
 
