@@ -2900,18 +2900,20 @@ def _input_names(
     return {m: back.get(v, v) for m, v in zip(model_variables, given, strict=False)}
 
 
-def _refuse_empty_dataset(obj: Any) -> None:
+def _refuse_empty_dataset(obj: Any, task: str = "downscale", example: str = "t2m") -> None:
     """Raise :class:`MissingVariableError` when ``obj`` is a Dataset without data variables
-    (coordinates only, as an empty selection ``ds[[]]`` gives): there is nothing to downscale.
+    (coordinates only, as an empty selection ``ds[[]]`` gives): there is nothing to ``task``
+    (``"downscale"``, ``"forecast"``); the message selects ``example`` (a variable name).
 
-    Checked by :meth:`Downscaler.__call__`, and by the accessor before it chooses a model for
+    Checked by :meth:`Downscaler.__call__` and :meth:`Forecaster.__call__` (so by
+    ``ds.flex.forecast`` too), and by the accessor's ``downscale`` before it chooses a model for
     the input's names (which would otherwise ask for a name the input cannot have).
     """
     if isinstance(obj, xr.Dataset) and not obj.data_vars:
         # the DataArray hint (da.rename) of the choice of a model would not apply
         raise MissingVariableError(
-            "the Dataset has no data variables (coordinates only): there is nothing to "
-            "downscale. Select the variables that hold the fields, e.g. ds[['t2m']] (an "
+            f"the Dataset has no data variables (coordinates only): there is nothing to "
+            f"{task}. Select the variables that hold the fields, e.g. ds[[{example!r}]] (an "
             "empty selection, ds[[]], gives this)"
         )
 
@@ -4639,6 +4641,7 @@ class Forecaster(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             ds = _dataset_of(ds, name, self.variables[0])
         if not isinstance(ds, xr.Dataset):
             raise NotXarrayError(not_xarray_message(ds))
+        _refuse_empty_dataset(ds, "forecast", self.variables[0])
         ds = plain_arrays(ds, "ds")  # pint quantities: magnitudes, units as the attribute
         lead_steps, members, steps, batch_size = _python_ints(
             lead_steps, members, steps, batch_size
