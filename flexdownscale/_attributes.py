@@ -48,8 +48,53 @@ _RESOLUTION_NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(.*)",
 #: only their ratio is used), or ``None`` where the new grid's spacing is not regular or known
 Spacing = tuple[float, float] | None
 
+#: the ACDD extent attributes, in the order of an :data:`Extent`
+_EXTENTS = ("geospatial_lon_min", "geospatial_lon_max", "geospatial_lat_min", "geospatial_lat_max")
 
-def regridded_attrs(attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing]) -> dict[Any, Any]:
+#: the geographic extent of a grid's cells, ``(west, east, south, north)`` in degrees
+#: (:func:`cell_extent`), or ``None`` where it is not known
+Extent = tuple[float, float, float, float] | None
+
+
+def cell_extent(lat: Any, lon: Any, dlat: float, dlon: float) -> Extent:
+    """The extent of the cells of a regular latitude / longitude grid: ``(west, east, south,
+    north)``, the outer edges of its outermost cells, in degrees.
+
+    The cells are centred at the 1-D latitudes ``lat`` and longitudes ``lon`` (in the grid's own
+    order and longitude convention), ``dlat`` and ``dlon`` apart; each edge lies half a spacing
+    beyond the outermost centre, latitudes clipped to [-90, 90]. West is the western edge of the
+    first cell eastwards, east the eastern edge of the last, in the convention of ``lon``: a grid
+    across the antimeridian (or across 0 in a 0..360 convention) has ``west > east``, as ACDD's
+    ``geospatial_lon_min`` / ``geospatial_lon_max`` have there. ``None`` where ``lon`` does not
+    step by ``dlon`` eastwards or westwards (modulo 360), or either axis is empty.
+
+    >>> cell_extent([40.125, 40.375], [0.125, 0.375, 0.625], 0.25, 0.25)
+    (0.0, 0.75, 40.0, 40.5)
+    >>> cell_extent([89.0, 90.0], [359.0, 0.0, 1.0], 1.0, 1.0)  # across 0, to the pole
+    (358.5, 1.5, 88.5, 90.0)
+    >>> cell_extent([0.0], [0.0, 1.0, 3.0], 1.0, 1.0) is None  # not regular
+    True
+    """
+    ys = np.asarray(lat, dtype=np.float64).ravel()
+    xs = np.asarray(lon, dtype=np.float64).ravel()
+    if ys.size == 0 or xs.size == 0:
+        return None
+    first, last = xs[0], xs[-1]
+    if xs.size > 1:
+        steps = np.diff(xs) % 360.0
+        tolerance = 1e-3 * dlon  # float32 coordinates step by dlon to their round-off
+        if np.allclose(steps, 360.0 - dlon, rtol=0.0, atol=tolerance):  # stored east to west
+            first, last = last, first
+        elif not np.allclose(steps, dlon, rtol=0.0, atol=tolerance):
+            return None
+    south = max(float(ys.min()) - dlat / 2, -90.0)
+    north = min(float(ys.max()) + dlat / 2, 90.0)
+    return (float(first) - dlon / 2, float(last) + dlon / 2, south, north)
+
+
+def regridded_attrs(
+    attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing], extent: Extent = None
+) -> dict[Any, Any]:
     """The attributes ``attrs`` (a variable's or a Dataset's) of an object put on another grid,
     for the object on that grid.
 
@@ -58,7 +103,11 @@ def regridded_attrs(attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing])
     the old grid). The ACDD ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` (a
     number, or a number followed by its units such as ``"0.25 degree"``) are scaled by the
     ratio of the new to the old spacing of the y / x axis, and left out where that axis has no
-    ``spacings`` entry (an irregular new grid) or the value is not one of those. Other
+    ``spacings`` entry (an irregular new grid) or the value is not one of those. The ACDD
+    extent, ``geospatial_lat_min`` / ``geospatial_lat_max`` / ``geospatial_lon_min`` /
+    ``geospatial_lon_max``, is that of the new grid's cells, ``extent`` (the outer edges of its
+    outermost cells, :func:`cell_extent`), where ``attrs`` hold it; it is left out where
+    ``extent`` is ``None`` (not known: a grid that is not on latitude / longitude axes). Other
     attributes are kept as they are; ``attrs`` is not changed.
 
     Parameters
@@ -68,6 +117,9 @@ def regridded_attrs(attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing])
     spacings : tuple of (float, float) or None
         ``((old_dy, new_dy), (old_dx, new_dx))``: each axis's spacing before and after, in one
         unit (a refinement by 4 is ``(4, 1)``, a coarsening by 4 ``(1, 4)``), or ``None``.
+    extent : tuple of 4 float, optional
+        ``(west, east, south, north)`` of the new grid's cells in degrees
+        (:func:`cell_extent`); default None: not known.
 
     Returns
     -------
@@ -82,12 +134,21 @@ def regridded_attrs(attrs: Mapping[Any, Any], spacings: tuple[Spacing, Spacing])
     {'GRIB_units': 'K', 'geospatial_lat_resolution': '1 degree', 'geospatial_lon_resolution': 1.0}
     >>> regridded_attrs(attrs, ((4, 1), None))
     {'GRIB_units': 'K', 'geospatial_lat_resolution': '0.0625 degree'}
+    >>> bounds = {"geospatial_lat_min": 30.0, "geospatial_lat_max": 50.0, "title": "t2m"}
+    >>> regridded_attrs(bounds, (None, None), extent=(0.0, 10.0, 40.0, 45.0))
+    {'geospatial_lat_min': 40.0, 'geospatial_lat_max': 45.0, 'title': 't2m'}
+    >>> regridded_attrs(bounds, (None, None))
+    {'title': 't2m'}
     """
     out = {
         k: v
         for k, v in attrs.items()
-        if k not in _GRID_DESCRIPTIONS and not GRIB_GRID_ATTR.fullmatch(str(k))
+        if k not in _GRID_DESCRIPTIONS
+        and not GRIB_GRID_ATTR.fullmatch(str(k))
+        and (extent is not None or k not in _EXTENTS)
     }
+    if extent is not None:  # in place, the order of the attributes kept
+        out.update({k: v for k, v in zip(_EXTENTS, extent, strict=True) if k in out})
     for key, spacing in zip(_RESOLUTIONS, spacings, strict=True):
         if key not in out:
             continue

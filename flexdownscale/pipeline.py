@@ -43,7 +43,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from . import _torch_fork  # noqa: F401  (a forked child runs torch on one thread)
-from ._attributes import drop_dangling_references, regridded_attrs
+from ._attributes import Extent, cell_extent, drop_dangling_references, regridded_attrs
 from ._duck import dataset_of, plain_arrays
 from ._keywords import keyword_hints
 from ._links import DOCS_INFERENCE
@@ -1169,18 +1169,23 @@ _VALUE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range", "actual
 
 
 def _output_attrs(
-    attrs: Mapping[Hashable, Any], transform: str = "none", *, factor: int | None = None
+    attrs: Mapping[Hashable, Any],
+    transform: str = "none",
+    *,
+    factor: int | None = None,
+    extent: Extent = None,
 ) -> dict[Hashable, Any]:
     """An input variable's attributes for the model's output of it: without value ranges, with
     the model's normalization ``transform`` of it as ``flexdownscale_transform`` (left out for
     ``"none"``; an input's own such attribute, from an earlier output, is not kept). On an
     output downscaled ``factor`` times, the attributes that describe the input's grid are
     those of the fine grid (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's
-    ``GRIB_*`` attributes of the input's grid left out, for one)."""
+    ``GRIB_*`` attributes of the input's grid left out, for one; the ACDD extent is
+    ``extent``, that of the output's cells)."""
     from .hub import TRANSFORM_ATTR
 
     if factor is not None:
-        attrs = regridded_attrs(attrs, ((factor, 1), (factor, 1)))
+        attrs = regridded_attrs(attrs, ((factor, 1), (factor, 1)), extent)
     out = {k: v for k, v in attrs.items() if k not in _VALUE_ATTRS and k != TRANSFORM_ATTR}
     if transform != "none":
         out[TRANSFORM_ATTR] = transform
@@ -1370,13 +1375,16 @@ def _drop_dangling_references(out: xr.Dataset) -> xr.Dataset:
     return drop_dangling_references(out)
 
 
-def _refined_global_attrs(attrs: Mapping[Hashable, Any], factor: int) -> dict[Hashable, Any]:
+def _refined_global_attrs(
+    attrs: Mapping[Hashable, Any], factor: int, extent: Extent = None
+) -> dict[Hashable, Any]:
     """An input's global attributes for its output downscaled ``factor`` times: those that
     describe the input's grid made those of the fine grid
     (:func:`~flexdownscale._attributes.regridded_attrs`: the ACDD
     ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` divided by ``factor``,
-    ``nominal_resolution`` and ``grid`` left out)."""
-    return regridded_attrs(attrs, ((factor, 1), (factor, 1)))
+    ``geospatial_lat_min`` ... ``geospatial_lon_max`` the output cells' ``extent`` (left out
+    where ``None``), ``nominal_resolution`` and ``grid`` left out)."""
+    return regridded_attrs(attrs, ((factor, 1), (factor, 1)), extent)
 
 
 def _keep_time_bounds(out: xr.Dataset, source: xr.Dataset, tdim: Hashable | None) -> xr.Dataset:
@@ -4196,14 +4204,22 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         coords |= {c: region.coords[c] for c in region.coords if region[c].ndim == 0}
         if tdim is not None and tdim in region.coords:  # (a time dim without one gets none)
             coords[tdim] = region[tdim]
+        # the ACDD extent of the output's cells (a bbox's, not the input's), on latitude /
+        # longitude axes only (a rotated grid's is not known: its attributes are left out)
+        extent = (
+            cell_extent(fine_grid[y].values, fine_grid[x].values, spec.dy / f, spec.dx / f)
+            if spec.kind == "latlon"
+            else None
+        )
         out_vars = {}
         for k, v in enumerate(self.variables):
             arr = result[:, :, k]
             vdims: tuple[Hashable, ...] = ("member", tdim or "__time__", y, x)
+            transform = self.normalizer.stats[v].transform
             da = xr.DataArray(
                 arr,
                 dims=vdims,
-                attrs=_output_attrs(sel[v].attrs, self.normalizer.stats[v].transform, factor=f),
+                attrs=_output_attrs(sel[v].attrs, transform, factor=f, extent=extent),
             )
             if tdim is None:
                 da = da.isel(__time__=0)
@@ -4218,7 +4234,7 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
             member_attrs = _member_attrs(out.coords)
             out = out.assign_coords(member=("member", np.arange(n_members), member_attrs))
         attrs = _provenance_attrs(
-            _refined_global_attrs(original_attrs, f),
+            _refined_global_attrs(original_attrs, f, extent),
             action=f"downscaled x{f}",
             model=self.name,
             objective=self.objective.summary,

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 import numpy as np
 import xarray as xr
 
-from .._attributes import Spacing, drop_dangling_references, regridded_attrs
+from .._attributes import Spacing, cell_extent, drop_dangling_references, regridded_attrs
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
@@ -614,15 +614,25 @@ def _map_spatial(
     """``fn`` (from the fine or coarse values of one field to the others) applied to the
     variables of ``obj`` on the grid ``spec``, put on ``grid``; the attributes that describe
     the grid are those of ``grid``, whose spacing is that of ``spec`` as ``spacings`` say
-    (:func:`~flexdownscale._attributes.regridded_attrs`)."""
+    (:func:`~flexdownscale._attributes.regridded_attrs`; the ACDD extent that of ``grid``'s
+    cells on a latitude / longitude grid, else left out)."""
     ny, nx = grid.sizes[spec.y], grid.sizes[spec.x]
+    extent = None
+    along_y, along_x = spacings
+    if spec.kind == "latlon" and along_y is not None and along_x is not None:
+        extent = cell_extent(
+            grid[spec.y].values,
+            grid[spec.x].values,
+            spec.dy * along_y[1] / along_y[0],
+            spec.dx * along_x[1] / along_x[0],
+        )
 
     def one(da: xr.DataArray, name: Any) -> xr.DataArray:
         keep = [c for c in da.coords if spec.x not in da[c].dims and spec.y not in da[c].dims]
         dropped = [c for c in da.coords if c not in keep and c not in da.dims]
         da = da.reset_coords(dropped, drop=True)
         out = _apply_spatial(da, fn, spec, ny, nx)
-        out.attrs = regridded_attrs(out.attrs, spacings)
+        out.attrs = regridded_attrs(out.attrs, spacings, extent)
         if dropped:
             # auxiliary coordinates on the old grid are not carried over (the 2-D lat/lon of a
             # rotated-pole grid come back recomputed on the new grid, in ``grid``), so the CF
@@ -648,7 +658,7 @@ def _map_spatial(
     data_vars = {}
     for name, var in obj.data_vars.items():
         data_vars[name] = one(var, name) if _on_grid(name, var, spec.y, spec.x) else var
-    out = xr.Dataset(data_vars, attrs=regridded_attrs(obj.attrs, spacings))
+    out = xr.Dataset(data_vars, attrs=regridded_attrs(obj.attrs, spacings, extent))
     # coordinates that no variable carries (scalar or non-spatial) come along too
     extra = {
         name: coord.variable
@@ -676,8 +686,9 @@ def degrade(
     method. Variables without the grid dimensions pass through; attributes are kept, but those
     that describe the fine grid describe the coarse one
     (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's ``GRIB_*`` grid attributes
-    left out, ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` times ``factor``),
-    and ``cell_measures`` / ``ancillary_variables`` name no variable left behind. Dask-backed
+    left out, ``geospatial_lat_resolution`` / ``geospatial_lon_resolution`` times ``factor``,
+    the ACDD ``geospatial_lat_min`` ... ``geospatial_lon_max`` the extent of the coarse cells on
+    a latitude / longitude grid, else left out), and ``cell_measures`` / ``ancillary_variables`` name no variable left behind. Dask-backed
     input stays lazy (the grid dimensions are put in one chunk).
 
     Parameters
@@ -761,7 +772,8 @@ def up(
     The result is on :func:`~flexdownscale.data.grid.refine_grid` of the (normalized) input grid,
     with CF coordinate attributes and bounds; the attributes that describe the coarse grid
     describe the fine one, as in :func:`degrade` (``geospatial_*_resolution`` divided by
-    ``factor``). Dask-backed input stays lazy.
+    ``factor``; the ACDD extent that of the fine cells, the coarse cells' edges). Dask-backed
+    input stays lazy.
 
     Parameters
     ----------

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._attributes import Spacing, drop_dangling_references, regridded_attrs
+from .._attributes import Extent, Spacing, cell_extent, drop_dangling_references, regridded_attrs
 from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import BackendNotAvailableError, ConfigError, GridError
@@ -576,7 +576,8 @@ class Regridder:
         (:func:`~flexdownscale._attributes.regridded_attrs`: cfgrib's ``GRIB_*`` grid
         attributes left out, ``geospatial_lat_resolution`` / ``geospatial_lon_resolution``
         scaled by the ratio of the target's spacing to the source's, or left out for a
-        curvilinear source), and ``cell_measures`` / ``ancillary_variables`` name no variable
+        curvilinear source; ``geospatial_lat_min`` / ``_max``, ``geospatial_lon_min`` / ``_max``
+        the extent of the target's cells), and ``cell_measures`` / ``ancillary_variables`` name no variable
         left behind; dask-backed input stays lazy. Data variables of a Dataset without the grid's
         dims (a time series, a scalar) are passed through unchanged.
 
@@ -630,14 +631,27 @@ class Regridder:
         """``out`` (every variable on the target grid) with the attributes that describe the
         source grid made those of the target (:func:`~flexdownscale._attributes.regridded_attrs`:
         cfgrib's ``GRIB_*`` grid attributes left out, ``geospatial_*_resolution`` scaled by the
-        ratio of the spacings, or left out for a curvilinear source)."""
+        ratio of the spacings, or left out for a curvilinear source; ``geospatial_lat_min`` ...
+        ``geospatial_lon_max`` the extent of the target's cells, or left out on a target that
+        is not on latitude / longitude axes)."""
         spacings = self._spacings()
+        extent = self._target_extent(out)
         out = out.copy(deep=False)
-        out.attrs = regridded_attrs(out.attrs, spacings)
+        out.attrs = regridded_attrs(out.attrs, spacings, extent)
         if isinstance(out, xr.Dataset):
             for name in out.data_vars:
-                out[name].attrs = regridded_attrs(out[name].attrs, spacings)
+                out[name].attrs = regridded_attrs(out[name].attrs, spacings, extent)
         return out
+
+    def _target_extent(self, out: XrObj) -> Extent:
+        """The extent of ``out``'s cells (on a latitude / longitude target:
+        :func:`~flexdownscale._attributes.cell_extent` of its axes, in the target's own labels),
+        else ``None``."""
+        target = self.target_spec
+        if target.kind != "latlon":
+            return None
+        names = self.source_spec if self.source_spec is not None else target
+        return cell_extent(out[names.y].values, out[names.x].values, target.dy, target.dx)
 
     def _in_target_dtypes(self, out: XrObj) -> XrObj:
         """``out`` with float32 x / y coordinates where the target's are float32."""
