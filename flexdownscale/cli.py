@@ -781,12 +781,10 @@ def _common_keywords(
 
 
 def _progress_bar(quiet: bool) -> bool:
-    """Whether a command shows its progress bar: not with ``--quiet``, nor when stderr is no
-    terminal (a pipe, a file, a CI log), where the bar's ``\\r`` frames would pile up on one
-    line."""
-    from ._output import stderr_is_terminal
-
-    return not quiet and stderr_is_terminal()
+    """Whether a command shows its progress: not with ``--quiet``. On a terminal that is tqdm's
+    bar; where stderr is no terminal (a pipe, a file, a batch job's log) a few whole lines
+    (:class:`flexdownscale._output.PlainProgress`), never the bar's ``\\r`` frames."""
+    return not quiet
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -1668,10 +1666,10 @@ class _Parser(argparse.ArgumentParser):
         commands.get(given, self).error(message)
 
 
-#: ``--quiet``'s help (the progress bar is drawn on a terminal only: a log gets no frames).
+#: ``--quiet``'s help (the bar is drawn on a terminal only: a log gets whole lines, no frames).
 _QUIET_HELP = (
-    "no progress bar or summary (default: a summary on stdout, and a progress bar on stderr "
-    "when it is a terminal)"
+    "no progress or summary (default: a summary on stdout, and on stderr a progress bar on a "
+    "terminal, or a line at each quarter of the work in a log file)"
 )
 
 #: Where a help line's model-set default is seen.

@@ -31,7 +31,12 @@ def test_downscale_netcdf_and_zarr(files, capsys):
     root, model = files
     args = ["--model", str(model), "--factor", "4", "--members", "3", "--steps", "2"]
     assert main(["downscale", str(root / "coarse.nc"), str(root / "out.nc"), *args]) == 0
-    assert "wrote" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "wrote" in said.out
+    # stderr is no terminal here (a batch job's log): progress as whole lines, no bar frames
+    assert "downscaling: step 0/" in said.err
+    assert "done in" in said.err
+    assert "\r" not in said.err
     out = xr.open_dataset(root / "out.nc")
     coarse = xr.open_dataset(root / "coarse.nc")
     assert out["t2m"].dims == ("member", "time", "latitude", "longitude")
@@ -47,6 +52,7 @@ def test_downscale_netcdf_and_zarr(files, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no zarr notice when writing, no fallback when opening
         assert main(["downscale", *zargs]) == 0
+        assert "downscaling" not in capsys.readouterr().err  # --quiet: no progress
         z = xr.open_zarr(zarr_out)  # consolidated metadata
         np.testing.assert_array_equal(z["t2m"].values, out["t2m"].values)
     # a zarr v2 input (most public archives) written as zarr: its Blosc compressor travelled

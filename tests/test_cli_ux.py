@@ -369,11 +369,12 @@ def test_help_says_defaults_and_examples(name):
         assert "flexdownscale info MODEL" in sampler
 
 
-def test_no_progress_bar_off_a_terminal(here, fake_model, monkeypatch):
-    """stderr piped into a file or a CI log (not a terminal): no progress bar, whose frames
-    (``\\r``) would pile up on one line; on a terminal the bar is drawn unless --quiet."""
+def test_progress_on_and_off_a_terminal_unless_quiet(here, fake_model, monkeypatch):
+    """Progress is asked for unless --quiet, on a terminal or not: off a terminal (stderr piped
+    into a file, a batch job's log) it is whole lines, not the bar's ``\\r`` frames (the display
+    is chosen by ``_output.progress_bar``; tests/test_cli.py reads the lines)."""
     assert main(["downscale", "coarse.nc", "a.nc"]) == 0
-    assert fake_model[-1]["progress"] is False
+    assert fake_model[-1]["progress"] is True
 
     class Terminal:
         def isatty(self) -> bool:
