@@ -424,9 +424,18 @@ class EMA:
         model : torch.nn.Module
             The (unwrapped) model being trained, with the parameters the average tracks.
         """
+        state = model.state_dict()
+        missing = self.shadow.keys() - state.keys()
+        if missing:  # a wrapped model (torch.compile's names): the average would never move
+            raise ConfigError(
+                f"the EMA tracks {len(self.shadow)} tensors, {len(missing)} of which the model "
+                f"does not have (first {sorted(missing)[0]!r}; the model's first is "
+                f"{next(iter(state), None)!r}): give EMA.update the unwrapped model, the one "
+                "the EMA was built from"
+            )
         self.updates += 1
         decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for name, tensor in model.state_dict().items():
+        for name, tensor in state.items():
             if name in self.shadow:
                 self.shadow[name].lerp_(tensor.detach().float(), 1.0 - decay)
 
@@ -3858,7 +3867,7 @@ class Trainer:
                         # bookkeeping once per optimiser step
                         self.progress.step += 1
                         self.progress.samples += config.batch_size
-                        self.ema.update(acc.unwrap_model(self.model))
+                        self.ema.update(self._plain_model())
                         # the step's loss: the mean over its micro-batches and the processes (each
                         # process has as many micro-batches of as many samples)
                         step_loss /= step_micro_batches
@@ -3972,6 +3981,17 @@ class Trainer:
                 + f"; continue with {_option('resume')}"
             )
         return folder
+
+    def _plain_model(self) -> torch.nn.Module:
+        """The network being trained without the wrappers of ``accelerate.prepare``.
+
+        Without DDP's wrapper and without ``torch.compile``'s (a ``dynamo_backend`` in the
+        accelerate configuration, or ``ACCELERATE_DYNAMO_BACKEND``): the compiled module's
+        state dict names every tensor with an ``_orig_mod.`` prefix, which neither the EMA (built
+        from the plain module) nor a model folder knows. The plain module shares the compiled
+        one's parameters, so it holds the trained weights.
+        """
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def _agreed_signal(self, noted: int) -> int:
         """The stop signal every rank agrees on: the largest any rank noted (``noted``: this
@@ -4115,7 +4135,7 @@ class Trainer:
         noise)."""
         acc = self.accelerator
         # summed a chunk at a time: bounded memory whatever the model's size
-        fingerprint = _parameter_fingerprint(acc.unwrap_model(self.model).parameters())
+        fingerprint = _parameter_fingerprint(self._plain_model().parameters())
         fingerprint = fingerprint.to(acc.device)
         gathered = acc.gather(fingerprint.reshape(1, 2)).cpu().tolist()
         rng = torch.get_rng_state().double()
@@ -4238,7 +4258,7 @@ class Trainer:
         from .diffusion import ResidualModel
 
         config = self.config
-        model = self.accelerator.unwrap_model(self.model)
+        model = self._plain_model()
         was_training = model.training
         model.eval()
         device = self.accelerator.device
@@ -4432,7 +4452,7 @@ class Trainer:
         from .hub import model_card_lines, save_model_folder
 
         acc, config = self.accelerator, self.config
-        model = acc.unwrap_model(self.model)
+        model = self._plain_model()
         state = self.ema.averaged_state_dict(model)
         normalizer = self.train_set.normalizer
         validation = self._last_validation()
