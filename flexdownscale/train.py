@@ -1783,6 +1783,37 @@ def _check_process_precision(wanted: str, config: TrainConfig) -> None:
     )
 
 
+def _warn_environment_accumulation(
+    environ: Mapping[str, str], accumulation: int, config: TrainConfig
+) -> None:
+    """Warn that ``ACCELERATE_GRADIENT_ACCUMULATION_STEPS`` in ``environ`` is not used when it
+    differs from the run's ``accumulation`` (``batch_size`` over the micro-batches of every
+    process, from ``config``): the trainer gives accelerate its own accumulation, so that every
+    optimiser step trains on ``batch_size`` samples as the run's records say.
+
+    Parameters
+    ----------
+    environ : mapping of str to str
+        The process's environment (``os.environ``).
+    accumulation : int
+        The micro-batches per process and optimiser step the run trains with.
+    config : TrainConfig
+        The run's configuration (its ``batch_size`` is named in the message).
+    """
+    given = environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "").strip()
+    if not given or given == str(accumulation):
+        return
+    warnings.warn(
+        f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={given} in the environment is not used: this "
+        f"run accumulates {accumulation} micro-batch{'es' if accumulation != 1 else ''} per "
+        f"optimiser step, from batch_size = {config.batch_size} (the samples of one "
+        "optimiser step) over micro_batch_size and the processes. Set micro_batch_size "
+        "(or batch_size) to change the accumulation, and unset the variable to silence this",
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 #: The validation loss's stream of times and noises: item ``i`` draws from the seed
 #: ``SeedSequence([seed, _VALIDATION_STREAM, i])`` (see :func:`_validation_item_seed`).
 _VALIDATION_STREAM = 1
@@ -1983,7 +2014,12 @@ class Trainer:
         self._created = time.perf_counter()  # the time limit counts the start-up too
         try:
             from accelerate import Accelerator
-            from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+            from accelerate.utils import (
+                DataLoaderConfiguration,
+                GradientAccumulationPlugin,
+                ProjectConfiguration,
+                set_seed,
+            )
         except ImportError as err:  # pragma: no cover - train extra missing
             raise BackendNotAvailableError(
                 "training needs accelerate: pip install 'flexdownscale[train]'"
@@ -2067,8 +2103,13 @@ class Trainer:
                 )
             precision = "no"
         _check_process_precision(precision, config)  # one per process: refused clearly
+        if main_rank:
+            _warn_environment_accumulation(os.environ, self.accumulation, config)
         self.accelerator = Accelerator(
-            gradient_accumulation_steps=self.accumulation,
+            # a plugin, not gradient_accumulation_steps=: accelerate lets the environment's
+            # ACCELERATE_GRADIENT_ACCUMULATION_STEPS replace that argument, and each optimiser
+            # step then trained on several batches while every record said batch_size
+            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=self.accumulation),
             mixed_precision=precision,
             log_with=log_with,
             project_config=ProjectConfiguration(

@@ -98,3 +98,37 @@ def test_ema_refuses_a_model_without_its_tensors():
     with pytest.raises(errors.ConfigError, match=r"first '0\.bias'.*'_orig_mod\.0\.weight'"):
         ema.update(compiled)
     assert ema.updates == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. ACCELERATE_GRADIENT_ACCUMULATION_STEPS: the run's accumulation wins, with a warning
+
+
+def test_environment_accumulation_does_not_change_the_batch(tmp_path, shared_data, monkeypatch):
+    import json
+
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "2")
+    config = tiny_run_config(tmp_path, shared_data, eval_every=0, data={"validation": []})
+    with pytest.warns(
+        errors.FlexDownscaleWarning,
+        match=r"ACCELERATE_GRADIENT_ACCUMULATION_STEPS=2 .* not used: this run accumulates 1 "
+        r"micro-batch per optimiser step, from batch_size = 2",
+    ):
+        trainer = Trainer(config)
+    assert trainer.accelerator.gradient_accumulation_steps == 1
+    trainer.fit()
+    lines = (trainer.run_dir / "samples.jsonl").read_text().splitlines()
+    drawn = [index for line in lines for index in json.loads(line)["indices"]]
+    assert len(drawn) == config.batch_size  # one step of batch_size samples, not two batches
+
+
+def test_environment_accumulation_equal_to_the_runs_is_quiet(tmp_path, shared_data, monkeypatch):
+    import warnings
+
+    from flexdownscale.train import _warn_environment_accumulation
+
+    config = tiny_run_config(tmp_path, shared_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_environment_accumulation({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "1"}, 1, config)
+        _warn_environment_accumulation({}, 4, config)
