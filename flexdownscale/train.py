@@ -1404,6 +1404,35 @@ def _lock_refusal(run_dir: Path, holder: str) -> CheckpointError:
     )
 
 
+def _state_missing_for_step(states: Sequence[Path], step: int) -> bool:
+    """Whether ``states`` (complete states, oldest first: :func:`list_states`) lack the state of
+    optimiser step ``step``, which a launch saves at its end.
+
+    Examples
+    --------
+    >>> _state_missing_for_step([Path("step_00000002"), Path("step_00000004")], 4)
+    False
+    >>> _state_missing_for_step([Path("step_00000002")], 4), _state_missing_for_step([], 4)
+    (True, True)
+    """
+    return not states or states[-1].name != f"step_{step:08d}"
+
+
+def _absent_rank_states(folder: Path, processes: int) -> list[int]:
+    """The process indices in ``range(processes)`` whose random state
+    (``random_states_<index>.pkl``, saved by each process) is not in ``folder``."""
+    return [
+        rank for rank in range(processes) if not (folder / f"random_states_{rank}.pkl").is_file()
+    ]
+
+
+def _absent_names(ranks: Sequence[int]) -> str:
+    """The random-state file names of ``ranks``, the first three and a count of the rest."""
+    names = [f"random_states_{rank}.pkl" for rank in ranks[:3]]
+    more = len(ranks) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
+
+
 def _take_run_lock(run_dir: Path, owner: object) -> _FolderLock | None:
     """Lock ``run_dir`` (an existing folder) for the trainer ``owner``.
 
@@ -3459,6 +3488,16 @@ class Trainer:
         to ``final``, rotate."""
         from safetensors.torch import save_file
 
+        absent = _absent_rank_states(tmp, self.accelerator.num_processes)
+        if absent:  # another node wrote them into a folder of its own
+            raise CheckpointError(
+                f"cannot complete the training state {str(final)!r}: the random states of "
+                f"process{'es' if len(absent) > 1 else ''} {', '.join(map(str, absent))} "
+                f"({_absent_names(absent)}) are not in {str(tmp)!r}, where every process saved "
+                "its own. run_dir is not one folder for all the processes: it must be on a file "
+                "system that every node of the launch sees (a shared or network file system, not "
+                "a node's local disk)"
+            )
         save_file(
             {name: t.detach().cpu().contiguous() for name, t in self.ema.shadow.items()},
             str(tmp / EMA_FILE),
@@ -3982,10 +4021,7 @@ class Trainer:
                 overhead=overhead,
                 stopped=stopped or "done",
             )
-            if (
-                not list_states(self.run_dir)
-                or list_states(self.run_dir)[-1].name != f"step_{self.progress.step:08d}"
-            ):
+            if self._final_save_needed():
                 with stops.writing():
                     self.save_state()
             if not interrupted:  # a signal after the last step's: the state is saved, stop now
@@ -4060,6 +4096,24 @@ class Trainer:
             step=step,
             state=state,
         )
+
+    def _final_save_needed(self) -> bool:
+        """Whether the launch's last step still needs its state (every rank gets the answer).
+
+        The main process reads the run folder and broadcasts what it found: a rank deciding
+        from its own file system (a run folder on each node's local disk) would skip the save
+        that the others make, and the launch hung in their collectives.
+        """
+        acc = self.accelerator
+        needed = True
+        if acc.is_main_process:
+            needed = _state_missing_for_step(list_states(self.run_dir), self.progress.step)
+        if acc.num_processes == 1:
+            return needed
+        from accelerate.utils import broadcast
+
+        flag = torch.tensor([float(needed)], device=acc.device)
+        return bool(broadcast(flag, from_process=0).item())
 
     def _evaluation_missing(self) -> bool:
         """Whether the resumed state is at an evaluation step that ``validation.jsonl`` lacks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -132,3 +133,56 @@ def test_environment_accumulation_equal_to_the_runs_is_quiet(tmp_path, shared_da
         warnings.simplefilter("error")
         _warn_environment_accumulation({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "1"}, 1, config)
         _warn_environment_accumulation({}, 4, config)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. several nodes: the main process decides the final save; a state needs every rank's files
+
+
+def _rank(run_dir: Path, *, main: bool, processes: int = 2) -> SimpleNamespace:
+    """What the trainer's methods below read of a trainer on one rank of a launch."""
+    accelerator = SimpleNamespace(
+        is_main_process=main, num_processes=processes, device=torch.device("cpu")
+    )
+    return SimpleNamespace(
+        accelerator=accelerator, run_dir=run_dir, progress=SimpleNamespace(step=4)
+    )
+
+
+def test_final_save_follows_the_main_process_not_the_ranks_own_folder(tmp_path, monkeypatch):
+    import accelerate.utils
+
+    main_folder, local_folder = tmp_path / "main", tmp_path / "node1"
+    complete = main_folder / "checkpoints" / "step_00000004"
+    complete.mkdir(parents=True)
+    (complete / "STATE_COMPLETE").write_text("{}")
+    local_folder.mkdir()  # a node-local run folder: no state there
+    sent = []
+
+    def broadcast(tensor: torch.Tensor, from_process: int = 0) -> torch.Tensor:
+        sent.append(float(tensor.item()))
+        return torch.tensor([sent[0]])  # what the main process (called first) sent
+
+    monkeypatch.setattr(accelerate.utils, "broadcast", broadcast)
+    main = Trainer._final_save_needed(_rank(main_folder, main=True))
+    assert main is False  # the main process's folder holds step 4
+    assert Trainer._final_save_needed(_rank(local_folder, main=False)) is False
+    assert sent == [0.0, 1.0]  # each rank takes part in the broadcast; rank 1's own view is lost
+    alone = _rank(local_folder, main=True, processes=1)
+    monkeypatch.setattr(accelerate.utils, "broadcast", None)  # one process: no collective
+    assert Trainer._final_save_needed(alone) is True
+
+
+def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path):
+    tmp = tmp_path / "checkpoints" / ".tmp_step_00000002"
+    tmp.mkdir(parents=True)
+    (tmp / "random_states_0.pkl").write_bytes(b"")
+    final = tmp.parent / "step_00000002"
+    with pytest.raises(
+        errors.CheckpointError,
+        match=r"processes 1, 2 \(random_states_1\.pkl, "
+        r"random_states_2\.pkl\).*file system that every node",
+    ):
+        Trainer._complete_state(_rank(tmp_path, main=True, processes=3), tmp, final)
+    assert not final.exists()
+    assert list(tmp.iterdir()) == [tmp / "random_states_0.pkl"]  # nothing marked complete
