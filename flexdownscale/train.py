@@ -1775,6 +1775,44 @@ def _precision(config: TrainConfig) -> str:
 _PRECISION_NAMES = {"no": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8": "fp8"}
 
 
+def _warn_accelerate_precision(environ: Mapping[str, str], used: str, config: TrainConfig) -> None:
+    """Warn that the mixed precision of the accelerate configuration is not used.
+
+    ``accelerate launch`` gives its processes ``ACCELERATE_MIXED_PRECISION`` (its configuration's
+    ``mixed_precision``, or ``--mixed_precision``); the trainer trains in the run's
+    ``precision`` instead. A launch that asked accelerate for a mixed precision (not ``"no"``,
+    accelerate's default, which cannot be told from one the user chose) other than the one the
+    run trains in is told which wins.
+
+    Parameters
+    ----------
+    environ : mapping of str to str
+        The process's environment (``os.environ``).
+    used : str
+        The precision the run trains in, in accelerate's words (``"no"``, ``"bf16"``, ``"fp16"``).
+    config : TrainConfig
+        The run's configuration (its ``precision`` is named in the message).
+    """
+    given = environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    if given in ("", "no") or given == used:
+        return
+    asked = f"precision = {config.precision!r}" + (
+        f", {_PRECISION_NAMES.get(used, used)} here" if config.precision == "auto" else ""
+    )
+    warnings.warn(
+        f"the accelerate configuration's mixed_precision {given!r} "
+        "(ACCELERATE_MIXED_PRECISION) is not used: the run's precision wins, and this run trains "
+        f"in {_PRECISION_NAMES.get(used, used)} ({asked}). "
+        + (
+            f"Set precision = {given!r} in the run's configuration to train in it"
+            if given in ("bf16", "fp16")
+            else "The run's precision is one of 'auto', 'fp32', 'bf16', 'fp16'"
+        ),
+        FlexDownscaleWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _check_process_precision(wanted: str, config: TrainConfig) -> None:
     """Refuse a trainer whose mixed precision differs from the one accelerate already holds for
     this process (set by an earlier trainer): accelerate keeps one precision per process, and
@@ -2133,6 +2171,7 @@ class Trainer:
             precision = "no"
         _check_process_precision(precision, config)  # one per process: refused clearly
         if main_rank:
+            _warn_accelerate_precision(os.environ, precision, config)
             _warn_environment_accumulation(os.environ, self.accumulation, config)
         self.accelerator = Accelerator(
             # a plugin, not gradient_accumulation_steps=: accelerate lets the environment's

@@ -186,3 +186,40 @@ def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path):
         Trainer._complete_state(_rank(tmp_path, main=True, processes=3), tmp, final)
     assert not final.exists()
     assert list(tmp.iterdir()) == [tmp / "random_states_0.pkl"]  # nothing marked complete
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. the accelerate configuration's mixed_precision: the run's precision wins, said once
+
+
+def test_accelerate_mixed_precision_other_than_the_runs_is_named(
+    tmp_path, shared_data, monkeypatch
+):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    config = tiny_run_config(tmp_path, shared_data, eval_every=0, data={"validation": []})
+    with pytest.warns(errors.FlexDownscaleWarning) as caught:
+        trainer = Trainer(config)
+    said = [str(w.message) for w in caught if "ACCELERATE_MIXED_PRECISION" in str(w.message)]
+    assert len(said) == 1
+    assert "mixed_precision 'bf16'" in said[0]
+    assert (
+        "the run's precision wins, and this run trains in fp32 (precision = 'auto', fp32 here)"
+        in said[0]
+    )
+    assert "Set precision = 'bf16'" in said[0]
+    assert trainer.precision == "no"
+
+
+def test_accelerate_default_or_equal_precision_is_quiet(tmp_path, shared_data):
+    import warnings
+
+    from flexdownscale.train import _warn_accelerate_precision
+
+    config = tiny_run_config(tmp_path, shared_data, precision="bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "no"}, "bf16", config)
+        _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "bf16"}, "bf16", config)
+        _warn_accelerate_precision({}, "no", config)
+    with pytest.warns(errors.FlexDownscaleWarning, match=r"'fp8'.*one of 'auto', 'fp32'"):
+        _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "fp8"}, "bf16", config)
