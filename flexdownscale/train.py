@@ -339,6 +339,57 @@ def _launcher(environ: Mapping[str, str]) -> _Launch:
     return _Launch("torchrun" if agent else None, agent)
 
 
+def _check_slurm_tasks(environ: Mapping[str, str]) -> None:
+    """Refuse a process that SLURM started as one of several tasks of a job step without a
+    launcher that joins them (``srun --ntasks 2 python -m flexdownscale.train``).
+
+    Such tasks know nothing of each other (no ``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``): each
+    would train a one-process run of its own in the same run folder, and every task but the one
+    that took the folder's lock was refused with advice meant for a second launch. The tasks of
+    a step are ``SLURM_STEP_NUM_TASKS`` (set by ``srun``); ``SLURM_NTASKS`` counts only in a
+    task that ``srun`` started (``SLURM_STEP_ID``), since a batch script that runs the
+    command itself sees its allocation's count there.
+
+    Parameters
+    ----------
+    environ : mapping of str to str
+        The process's environment (``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        For a task of a job step of several tasks, started without ``accelerate launch`` or
+        ``torchrun`` and without ``WORLD_SIZE``.
+
+    Examples
+    --------
+    >>> _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"})
+    >>> _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "2", "WORLD_SIZE": "2", "RANK": "1"})
+    """
+    if "WORLD_SIZE" in environ or _launcher(environ).name is not None:
+        return
+    tasks = environ.get("SLURM_STEP_NUM_TASKS")
+    if tasks is None and ("SLURM_STEP_ID" in environ or "SLURM_STEPID" in environ):
+        tasks = environ.get("SLURM_NTASKS")
+    try:
+        count = int(str(tasks).strip())
+    except ValueError:
+        return
+    if count <= 1:
+        return
+    raise ConfigError(
+        f"this is task {environ.get('SLURM_PROCID', '?')} of {count} that SLURM started "
+        "(srun --ntasks), but nothing joins the tasks into one training: each would train "
+        "alone. Start one launcher per node and let it start the node's processes: srun "
+        "--ntasks-per-node 1 bash -c 'accelerate launch --multi_gpu --num_machines N "
+        "--machine_rank $SLURM_NODEID --main_process_ip <first node> ... -m "
+        "flexdownscale.train --config run.toml' (or torchrun --nnodes N --nproc_per_node G "
+        "--rdzv_backend c10d --rdzv_endpoint <first node>:29500 in place of accelerate "
+        "launch), or run one task (srun --ntasks 1) for a one-process run; docs/training.md, "
+        "'SLURM', has a batch script"
+    )
+
+
 #: Shared with the training loaders' worker processes (set up by :func:`_workers_exit_flag`): 1
 #: once this process exits, when a SIGTERM ends them.
 _WORKERS_MAY_END: Any = None
@@ -2092,6 +2143,7 @@ class Trainer:
                 "training needs accelerate: pip install 'flexdownscale[train]'"
             ) from err
 
+        _check_slurm_tasks(os.environ)  # before anything: each task would train alone
         self.run_dir = _user_path(config.run_dir)  # "~/runs/x": the home folder's runs/x
         self._lock_key = _lock_key(self.run_dir)  # LOCK_FILE, held by the main process
         # init_from: the source's record (settings, normalization, provenance), the folder to

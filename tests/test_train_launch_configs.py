@@ -223,3 +223,31 @@ def test_accelerate_default_or_equal_precision_is_quiet(tmp_path, shared_data):
         _warn_accelerate_precision({}, "no", config)
     with pytest.warns(errors.FlexDownscaleWarning, match=r"'fp8'.*one of 'auto', 'fp32'"):
         _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "fp8"}, "bf16", config)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. srun --ntasks 2 python -m flexdownscale.train: refused, with the way to launch
+
+
+def test_srun_tasks_without_a_launcher_are_refused(tmp_path, shared_data, monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "TORCHELASTIC_RUN_ID", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    config = tiny_run_config(tmp_path, shared_data)
+    with pytest.raises(
+        errors.ConfigError, match=r"task 1 of 2 .*bash -c .accelerate launch --multi_gpu"
+    ):
+        Trainer(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_slurm_environments_that_train_as_they_should_pass():
+    from flexdownscale.train import _check_slurm_tasks
+
+    _check_slurm_tasks({"SLURM_NTASKS": "4", "SLURM_PROCID": "0"})  # a batch script's own run
+    _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "2", "TORCHELASTIC_RUN_ID": "x"})  # torchrun
+    _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "2", "ACCELERATE_MIXED_PRECISION": "no"})
+    _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_ID": "0"})
+    with pytest.raises(errors.ConfigError, match="task 0 of 3"):  # srun without STEP_NUM_TASKS
+        _check_slurm_tasks({"SLURM_NTASKS": "3", "SLURM_PROCID": "0", "SLURM_STEP_ID": "0"})
