@@ -1739,7 +1739,10 @@ def _one_thread_advice(
 
     ``accelerate launch`` without an accelerate configuration (and without ``--cpu``) sets
     ``OMP_NUM_THREADS=1`` for the processes it starts: on a CPU each then trains on one thread
-    and leaves the other cores idle. Only launches that
+    and leaves the other cores idle. Its threads are ``--num_cpu_threads_per_process``, else the
+    launching shell's ``OMP_NUM_THREADS``, else (with ``--cpu`` or ``use_cpu: true``) the
+    physical cores shared out among the processes when that is more than one, else 1; an
+    accelerate configuration file has no key for them. Only launches that
     ``accelerate launch`` started are named (:func:`_launcher`):
     ``OMP_NUM_THREADS=1`` given to ``python -m flexdownscale.train``, or ``torch.set_num_threads(1)``
     from Python, is the user's own choice.
@@ -1772,7 +1775,8 @@ def _one_thread_advice(
         f"training on the CPU with one torch thread in {each} while {cores} cores are "
         f"usable: `accelerate launch` sets OMP_NUM_THREADS={environ.get('OMP_NUM_THREADS', '1')} "
         "unless told otherwise. Give it --num_cpu_threads_per_process "
-        f"{per_process} (or set the threads once with `accelerate config`), or train one "
+        f"{per_process} (or export OMP_NUM_THREADS={per_process} before it: a configuration "
+        "file of `accelerate config` has no setting for the threads), or train one "
         "CPU process with `python -m flexdownscale.train`, which uses every core (on a "
         "machine other jobs keep busy, fewer threads can be faster: compare launches.jsonl's "
         "train_samples_per_s)"

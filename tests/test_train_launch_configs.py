@@ -251,3 +251,21 @@ def test_slurm_environments_that_train_as_they_should_pass():
     _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_ID": "0"})
     with pytest.raises(errors.ConfigError, match="task 0 of 3"):  # srun without STEP_NUM_TASKS
         _check_slurm_tasks({"SLURM_NTASKS": "3", "SLURM_PROCID": "0", "SLURM_STEP_ID": "0"})
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. the one-thread advice names what accelerate accepts
+
+
+def test_one_thread_advice_names_a_setting_accelerate_accepts():
+    from flexdownscale.train import _one_thread_advice
+
+    launched = {"ACCELERATE_MIXED_PRECISION": "no", "OMP_NUM_THREADS": "1"}
+    advice = _one_thread_advice(
+        torch.device("cpu"), threads=1, cores=8, processes=2, environ=launched
+    )
+    assert "--num_cpu_threads_per_process 4" in advice
+    assert "export OMP_NUM_THREADS=4 before it" in advice
+    # accelerate refuses a num_cpu_threads_per_process key in its configuration file
+    assert "set the threads once with `accelerate config`" not in advice
+    assert "has no setting for the threads" in advice
