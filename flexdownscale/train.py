@@ -4325,7 +4325,8 @@ class Trainer:
         noise)."""
         acc = self.accelerator
         # summed a chunk at a time: bounded memory whatever the model's size
-        fingerprint = _parameter_fingerprint(self._plain_model().parameters())
+        plain = acc.unwrap_model(self.model, keep_torch_compile=False)  # see _plain_model
+        fingerprint = _parameter_fingerprint(plain.parameters())
         fingerprint = fingerprint.to(acc.device)
         gathered = acc.gather(fingerprint.reshape(1, 2)).cpu().tolist()
         rng = torch.get_rng_state().double()
