@@ -141,6 +141,11 @@ RUN_LOGS = (
 #: ``--resume``. Where ``fcntl`` is missing (Windows) or the file system refuses locks, no lock
 #: is taken (a second launch is not refused there).
 LOCK_FILE = "train.lock"
+
+#: How many times (0.25 s apart) a rank looks again for the main process's probe file before
+#: it counts as not seen (:meth:`Trainer._check_every_rank_sees_the_run_folder`): a network file
+#: system can show another client's new file a moment late.
+SHARED_FOLDER_WAITS = 20
 #: Validation windows with fewer cells than this above a variable's lower bound (dry
 #: precipitation), cut from fields with at least this many and 4 times as many, are warned about.
 _DRY_WINDOWS = 0.05
@@ -2106,8 +2111,9 @@ class Trainer:
         when its weights do not fit the architecture of its ``config.json``.
     CheckpointError
         For a run folder that another launch is training in (its lock, ``train.lock``, is
-        held: the message names that launch's pid and host); for a fresh start in a folder
-        that holds states; for a resume that cannot continue: no state, a ``[model]``,
+        held: the message names that launch's pid and host); for a run folder that some
+        process of the launch does not see (node-local folders at one path); for a fresh start
+        in a folder that holds states; for a resume that cannot continue: no state, a ``[model]``,
         ``[diffusion]`` or ``[data]`` section that differs from the run's (the keys are named), another optimiser, a changed
         sample order (checked against the state's marker when the run's ``config.json`` is
         missing), ``steps`` below the step the run has reached, or another ``init_from`` or
@@ -2260,6 +2266,7 @@ class Trainer:
         #: launches.jsonl, the export's training_setup and its card record.
         self.precision = acc.mixed_precision if acc.native_amp else "no"
 
+        self._shared_folder_checked = False  # every rank sees run_dir: checked once it exists
         self._check_run_folder()
         set_seed(config.seed)
 
@@ -2377,6 +2384,8 @@ class Trainer:
             self._check_sample_order(*self._resume_layout)
             self._warn_changed_data(self._resume_layout[1])
         self._prepare_run_folder()  # nothing in the run folder changes before this point
+        if not self._shared_folder_checked:  # a fresh start: the main process has just made it
+            self._check_every_rank_sees_the_run_folder()
         self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
         # micro-batches used per epoch and process: whole accumulation groups only (a trailing
         # partial group would be a short optimiser step counted as a full batch)
@@ -2986,8 +2995,11 @@ class Trainer:
         existing folder (see _prepare_run_folder)."""
         self._check_run_dir_is_a_folder()
         self._check_run_dir_is_writable()
-        if self.run_dir.is_dir():  # a new folder is locked once made (_prepare_run_folder)
+        # the main process's view: a rank deciding from its own disk would skip the collectives
+        # below that the others enter (a run folder on each node's local disk hung the launch)
+        if self._main_says(self.run_dir.is_dir()):  # a new folder is locked once made
             self._agree_main_succeeded(self._lock_on_main(), "locking the run folder")
+            self._check_every_rank_sees_the_run_folder()
         saved = self.run_dir / "config.json"
         states = list_states(self.run_dir)
         if self.resume:
@@ -3008,6 +3020,74 @@ class Trainer:
                 self._resume_layout = (previous, states[-1])
         else:
             self._refuse_existing_states()
+
+    def _main_says(self, value: bool) -> bool:
+        """The main process's ``value`` on every rank (a broadcast; ``value`` itself for one
+        process): for decisions every rank must take alike, read from the main's file system."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return bool(value)
+        from accelerate.utils import broadcast
+
+        flag = torch.tensor([float(bool(value))], device=acc.device)
+        return bool(broadcast(flag, from_process=0).item())
+
+    def _check_every_rank_sees_the_run_folder(self) -> None:
+        """Several processes: refuse a run folder that is not one folder for all of them.
+
+        The main process writes a probe file of its own (a name not used before, so no file
+        system cache can hold an old answer) in ``run_dir``; every rank reads it, retrying for
+        a few seconds (a network file system may show a new file late), and the ranks agree
+        whether all saw it; the main process then removes it. A run folder on each node's
+        local disk (``/tmp``, node-local scratch at one path) was found only at the first
+        save (the training since the start lost) or hung the launch.
+
+        Raises
+        ------
+        CheckpointError
+            On every rank, when any rank does not see the main process's probe: ``run_dir``
+            must be on a file system every node sees.
+        """
+        self._shared_folder_checked = True
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return
+        import uuid
+
+        from accelerate.utils import broadcast_object_list, reduce
+
+        names = [f".rank_probe_{uuid.uuid4().hex}" if acc.is_main_process else ""]
+        broadcast_object_list(names, from_process=0)
+        probe = self.run_dir / names[0]
+        error = None
+        if acc.is_main_process:
+            try:
+                probe.write_text(platform.node(), encoding="utf-8")
+            except OSError as err:
+                error = self._unwritable_run_dir(self.run_dir, err)
+        self._agree_main_succeeded(error, "writing a probe file in the run folder")
+        seen = probe.is_file()
+        for _ in range(SHARED_FOLDER_WAITS):
+            if seen:
+                break
+            time.sleep(0.25)
+            seen = probe.is_file()
+        blind = reduce(torch.tensor([float(not seen)], device=acc.device), reduction="sum")
+        if acc.is_main_process:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        if blind.item():
+            count = int(blind.item())
+            here = "" if seen else f" (this one, rank {acc.process_index} on {platform.node()})"
+            raise CheckpointError(
+                f"{count} of the launch's {acc.num_processes} processes{here} "
+                f"{'does' if count == 1 else 'do'} not see the files the main process writes "
+                f"in run_dir {str(self.run_dir)!r}: each node "
+                "has its own folder at that path (a node-local disk, /tmp or local scratch), "
+                "so states would lack those processes' parts and resume would fail. Put "
+                "run_dir on a file system every node sees (a shared project or scratch "
+                "folder); nothing was trained"
+            )
 
     def _refuse_existing_states(self) -> None:
         """A fresh start in a run folder that holds training states is refused."""
@@ -4199,16 +4279,10 @@ class Trainer:
         from its own file system (a run folder on each node's local disk) would skip the save
         that the others make, and the launch hung in their collectives.
         """
-        acc = self.accelerator
         needed = True
-        if acc.is_main_process:
+        if self.accelerator.is_main_process:
             needed = _state_missing_for_step(list_states(self.run_dir), self.progress.step)
-        if acc.num_processes == 1:
-            return needed
-        from accelerate.utils import broadcast
-
-        flag = torch.tensor([float(needed)], device=acc.device)
-        return bool(broadcast(flag, from_process=0).item())
+        return self._main_says(needed)
 
     def _evaluation_missing(self) -> bool:
         """Whether the resumed state is at an evaluation step that ``validation.jsonl`` lacks
@@ -4217,12 +4291,7 @@ class Trainer:
         missing = False
         if every and step and step % every == 0 and self.accelerator.is_main_process:
             missing = self._last_validation().get("step") != step
-        flag = torch.tensor([float(missing)], device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            from accelerate.utils import broadcast
-
-            flag = broadcast(flag, from_process=0)
-        return bool(flag.item())
+        return self._main_says(missing)
 
     @torch.no_grad()
     def _out_of_time(self, started: float) -> bool:

@@ -142,11 +142,17 @@ def test_environment_accumulation_equal_to_the_runs_is_quiet(tmp_path, shared_da
 def _rank(run_dir: Path, *, main: bool, processes: int = 2) -> SimpleNamespace:
     """What the trainer's methods below read of a trainer on one rank of a launch."""
     accelerator = SimpleNamespace(
-        is_main_process=main, num_processes=processes, device=torch.device("cpu")
+        is_main_process=main,
+        num_processes=processes,
+        process_index=0 if main else 1,
+        device=torch.device("cpu"),
     )
-    return SimpleNamespace(
+    rank = SimpleNamespace(
         accelerator=accelerator, run_dir=run_dir, progress=SimpleNamespace(step=4)
     )
+    for name in ("_main_says", "_agree_main_succeeded", "_check_every_rank_sees_the_run_folder"):
+        setattr(rank, name, getattr(Trainer, name).__get__(rank))
+    return rank
 
 
 def test_final_save_follows_the_main_process_not_the_ranks_own_folder(tmp_path, monkeypatch):
@@ -269,3 +275,70 @@ def test_one_thread_advice_names_a_setting_accelerate_accepts():
     # accelerate refuses a num_cpu_threads_per_process key in its configuration file
     assert "set the threads once with `accelerate config`" not in advice
     assert "has no setting for the threads" in advice
+
+
+class _Collectives:
+    """accelerate's collectives for one rank called after another: the broadcasts hand on what
+    the main process (called first) sent; ``reduce`` adds the other ranks' flags, ``others``."""
+
+    def __init__(self, others: float = 0.0) -> None:
+        self.sent: list = []
+        self.others = others
+
+    def broadcast(self, tensor: torch.Tensor, from_process: int = 0) -> torch.Tensor:
+        return torch.zeros_like(tensor)  # the main process succeeded
+
+    def broadcast_object_list(self, objects: list, from_process: int = 0) -> list:
+        if objects[0]:  # the main process's probe name
+            self.sent[:] = objects
+        objects[:] = self.sent
+        return objects
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        assert reduction == "sum"
+        return tensor + self.others
+
+
+def _collectives(monkeypatch, others: float = 0.0) -> _Collectives:
+    import accelerate.utils
+
+    fake = _Collectives(others)
+    for name in ("broadcast", "broadcast_object_list", "reduce"):
+        monkeypatch.setattr(accelerate.utils, name, getattr(fake, name))
+    return fake
+
+
+def test_a_run_folder_every_rank_sees_passes_and_leaves_no_probe(tmp_path, monkeypatch):
+    _collectives(monkeypatch)
+    shared = tmp_path / "run"
+    shared.mkdir()
+    main = _rank(shared, main=True)
+    main._check_every_rank_sees_the_run_folder()
+    assert list(shared.iterdir()) == []  # the probe is gone
+    assert main._shared_folder_checked
+
+
+def test_a_node_local_run_folder_is_refused_on_every_rank(tmp_path, monkeypatch):
+    """Rank 1's run folder is its own node's (empty) folder at the same path: it does not see
+    the main process's probe, and both ranks stop with the fix (they hung, or lost the
+    training since the start at the first save)."""
+    import flexdownscale.train as train
+
+    monkeypatch.setattr(train, "SHARED_FOLDER_WAITS", 0)
+    main_folder, local_folder = tmp_path / "node0" / "run", tmp_path / "node1" / "run"
+    main_folder.mkdir(parents=True)
+    local_folder.mkdir(parents=True)
+    fake = _collectives(monkeypatch, others=1.0)  # the main process hears rank 1 missed it
+    with pytest.raises(errors.CheckpointError, match="1 of the launch's 2 processes does not"):
+        _rank(main_folder, main=True)._check_every_rank_sees_the_run_folder()
+    assert list(main_folder.iterdir()) == []  # the main process removed its probe
+    assert fake.sent[0].startswith(".rank_probe_")
+    fake.others = 0.0  # rank 1: the main process saw its own probe
+    with pytest.raises(errors.CheckpointError) as refusal:
+        _rank(local_folder, main=False)._check_every_rank_sees_the_run_folder()
+    message = str(refusal.value)
+    assert "(this one, rank 1 on " in message
+    assert "file system every node sees" in message
+    # rank 1 on the shared folder, where the probe is: it passes
+    (main_folder / fake.sent[0]).write_text("node0")
+    _rank(main_folder, main=False)._check_every_rank_sees_the_run_folder()
