@@ -390,8 +390,10 @@ def _check_slurm_tasks(environ: Mapping[str, str]) -> None:
         "--machine_rank $SLURM_NODEID --main_process_ip <first node> ... -m "
         "flexdownscale.train --config run.toml' (or torchrun --nnodes N --nproc_per_node G "
         "--rdzv_backend c10d --rdzv_endpoint <first node>:29500 in place of accelerate "
-        "launch), or run one task (srun --ntasks 1) for a one-process run; docs/training.md, "
-        "'SLURM', has a batch script"
+        "launch), or run one task (srun --ntasks 1) for a one-process run (an interactive "
+        "shell too: srun --ntasks 1 --pty bash, as a shell of a step of several tasks tells "
+        "every program it starts that it is one of them); docs/training.md, 'SLURM', has a "
+        "batch script"
     )
 
 
@@ -1474,6 +1476,16 @@ def _state_missing_for_step(states: Sequence[Path], step: int) -> bool:
     return not states or states[-1].name != f"step_{step:08d}"
 
 
+def _appears(check: Callable[[], bool]) -> bool:
+    """Whether ``check()`` holds now or becomes true within :data:`SHARED_FOLDER_WAITS` looks
+    0.25 s apart: a network file system can show a file another node wrote a moment late."""
+    for _ in range(SHARED_FOLDER_WAITS):
+        if check():
+            return True
+        time.sleep(0.25)
+    return check()
+
+
 def _absent_rank_states(folder: Path, processes: int) -> list[int]:
     """The process indices in ``range(processes)`` whose random state
     (``random_states_<index>.pkl``, saved by each process) is not in ``folder``."""
@@ -1854,8 +1866,8 @@ def _warn_accelerate_precision(environ: Mapping[str, str], used: str, config: Tr
         The run's configuration (its ``precision`` is named in the message).
     """
     given = environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
-    if given in ("", "no") or given == used:
-        return
+    if given in ("", "no") or given in (used, config.precision):
+        return  # asked alike (fp16 on a CPU, asked for by both, has a warning of its own)
     asked = f"precision = {config.precision!r}" + (
         f", {_PRECISION_NAMES.get(used, used)} here" if config.precision == "auto" else ""
     )
@@ -2992,16 +3004,18 @@ class Trainer:
 
     def _check_run_folder(self) -> None:
         """Refuse what cannot start or resume here; writes nothing but the lock file of an
-        existing folder (see _prepare_run_folder)."""
+        existing folder and, in a launch of several processes, a probe file it removes again
+        (:meth:`_check_every_rank_sees_the_run_folder`; see _prepare_run_folder)."""
         self._check_run_dir_is_a_folder()
         self._check_run_dir_is_writable()
         # the main process's view: a rank deciding from its own disk would skip the collectives
         # below that the others enter (a run folder on each node's local disk hung the launch)
-        if self._main_says(self.run_dir.is_dir()):  # a new folder is locked once made
+        exists = self._main_says(self.run_dir.is_dir())
+        if exists:  # a new folder is locked once made
             self._agree_main_succeeded(self._lock_on_main(), "locking the run folder")
             self._check_every_rank_sees_the_run_folder()
         saved = self.run_dir / "config.json"
-        states = list_states(self.run_dir)
+        states = list_states(self.run_dir) if exists else []  # not another node's old folder
         if self.resume:
             if not states:
                 raise self._nothing_to_resume()
@@ -3018,7 +3032,7 @@ class Trainer:
                 self._check_steps_ahead(states[-1])
                 # checked once the training set is open (its size is part of the layout)
                 self._resume_layout = (previous, states[-1])
-        else:
+        elif exists:
             self._refuse_existing_states()
 
     def _main_says(self, value: bool) -> bool:
@@ -3066,12 +3080,7 @@ class Trainer:
             except OSError as err:
                 error = self._unwritable_run_dir(self.run_dir, err)
         self._agree_main_succeeded(error, "writing a probe file in the run folder")
-        seen = probe.is_file()
-        for _ in range(SHARED_FOLDER_WAITS):
-            if seen:
-                break
-            time.sleep(0.25)
-            seen = probe.is_file()
+        seen = _appears(probe.is_file)
         blind = reduce(torch.tensor([float(not seen)], device=acc.device), reduction="sum")
         if acc.is_main_process:
             with contextlib.suppress(OSError):
@@ -3663,7 +3672,10 @@ class Trainer:
         to ``final``, rotate."""
         from safetensors.torch import save_file
 
-        absent = _absent_rank_states(tmp, self.accelerator.num_processes)
+        processes = self.accelerator.num_processes
+        absent = _absent_rank_states(tmp, processes)
+        if absent and _appears(lambda: not _absent_rank_states(tmp, processes)):
+            absent = []  # another node's file, shown late by a network file system
         if absent:  # another node wrote them into a folder of its own
             raise CheckpointError(
                 f"cannot complete the training state {str(final)!r}: the random states of "
@@ -3905,15 +3917,10 @@ class Trainer:
         The main process re-raises its own error; the others raise ``CheckpointError`` saying
         where to find it. Replaces the ``wait_for_everyone`` that followed the work.
         """
-        from accelerate.utils import broadcast
-
-        acc = self.accelerator
-        flag = torch.tensor([float(error is not None)], device=acc.device)
-        if acc.num_processes > 1:
-            flag = broadcast(flag, from_process=0)
+        failed = self._main_says(error is not None)
         if error is not None:
             raise error
-        if flag.item():
+        if failed:
             raise CheckpointError(
                 f"the main process failed while {what}; its error is printed above by rank 0 "
                 "(this process stops with it)"

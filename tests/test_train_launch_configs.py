@@ -179,7 +179,10 @@ def test_final_save_follows_the_main_process_not_the_ranks_own_folder(tmp_path, 
     assert Trainer._final_save_needed(alone) is True
 
 
-def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path):
+def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path, monkeypatch):
+    import flexdownscale.train as train
+
+    monkeypatch.setattr(train, "SHARED_FOLDER_WAITS", 0)  # no file shows up late here
     tmp = tmp_path / "checkpoints" / ".tmp_step_00000002"
     tmp.mkdir(parents=True)
     (tmp / "random_states_0.pkl").write_bytes(b"")
@@ -192,6 +195,19 @@ def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path):
         Trainer._complete_state(_rank(tmp_path, main=True, processes=3), tmp, final)
     assert not final.exists()
     assert list(tmp.iterdir()) == [tmp / "random_states_0.pkl"]  # nothing marked complete
+
+
+def test_a_file_another_node_shows_late_is_waited_for(monkeypatch):
+    """A network file system can show another node's new file a moment late: the probe and the
+    random-state checks look again for a few seconds before they refuse."""
+    import flexdownscale.train as train
+
+    monkeypatch.setattr(train, "SHARED_FOLDER_WAITS", 4)
+    looks = iter([False, False, True])
+    assert train._appears(lambda: next(looks))  # seen at the third look
+    never = []
+    assert not train._appears(lambda: never.append(1) or False)
+    assert len(never) == 5  # the first look and 4 more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +243,9 @@ def test_accelerate_default_or_equal_precision_is_quiet(tmp_path, shared_data):
         _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "no"}, "bf16", config)
         _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "bf16"}, "bf16", config)
         _warn_accelerate_precision({}, "no", config)
+        # fp16 asked for by both on a CPU (fp32 runs): the fp16-on-a-CPU warning says it
+        fp16 = tiny_run_config(tmp_path, shared_data, precision="fp16")
+        _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "fp16"}, "no", fp16)
     with pytest.warns(errors.FlexDownscaleWarning, match=r"'fp8'.*one of 'auto', 'fp32'"):
         _warn_accelerate_precision({"ACCELERATE_MIXED_PRECISION": "fp8"}, "bf16", config)
 
@@ -257,6 +276,11 @@ def test_slurm_environments_that_train_as_they_should_pass():
     _check_slurm_tasks({"SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_ID": "0"})
     with pytest.raises(errors.ConfigError, match="task 0 of 3"):  # srun without STEP_NUM_TASKS
         _check_slurm_tasks({"SLURM_NTASKS": "3", "SLURM_PROCID": "0", "SLURM_STEP_ID": "0"})
+    # an interactive shell of a step of 4 tasks (salloc -n 4; srun --pty bash) looks the same
+    # to the program it starts: the message says how to start a shell of one task
+    shell = {"SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_ID": "0"}
+    with pytest.raises(errors.ConfigError, match=r"srun --ntasks 1 --pty bash"):
+        _check_slurm_tasks({**shell, "SLURM_PROCID": "0"})
 
 
 # ---------------------------------------------------------------------------------------------
