@@ -23,7 +23,14 @@ def pytest_configure(config: pytest.Config) -> None:
         pass
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _skip_gpu_tests_without_cuda(items)
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        _name_the_xdist_groups(items)
+
+
+def _skip_gpu_tests_without_cuda(items: list[pytest.Item]) -> None:
     try:
         import torch
 
@@ -38,6 +45,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not (rehearsal and item.path.name == "test_devices.py"):
             item.add_marker(skip_gpu)
+
+
+def _name_the_xdist_groups(items: list[pytest.Item]) -> None:
+    """Keep ``--dist loadgroup`` (``.ci/test``) grouping by ``xdist_group`` under pytest 9.2.
+
+    pytest-xdist 3.8 names an item's group by appending ``@group`` to ``item._nodeid``; pytest
+    9.2 reads the node id from ``item._id``, so the suffix never reached the scheduler and a
+    group's tests spread over both workers, each building the module's fixtures (the API
+    reference site twice; pytest-xdist issue 1386). The suffix goes where pytest reads it,
+    unless xdist put it there already.
+    """
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        if not names or not hasattr(item, "_id"):
+            continue
+        suffix = "@" + "_".join(sorted(names))
+        if not item.nodeid.endswith(suffix):
+            item._id = type(item._id).parse(item.nodeid + suffix)
 
 
 @pytest.fixture(autouse=True)
