@@ -87,7 +87,7 @@ def _write_config(tmp_path: Path, shared_data: Path, **top) -> Path:
         "eval_every": 4,
         "checkpoint_every": 2,
         "total_limit": 2,
-        "plot_every": 100,
+        "plot_every": 0,  # plots: test_single_process_run_refusals_and_export
         "logger": "none",
         "eval_fields": 2,
         "eval_members": 2,
@@ -128,12 +128,24 @@ def _samples(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines() if line]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_samples(tmp_path_factory, shared_data) -> list[dict]:
+    """``samples.jsonl`` of the default 8-step run in one launch: the reference that the
+    interrupted runs of this module (SIGKILL, time limit) are resumed to (one run, not one
+    per test: the tests that read it share an xdist group)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    _train(_write_config(root, shared_data))
+    return _samples(root / "run")
+
+
 @pytest.mark.slow
 def test_single_process_run_refusals_and_export(tmp_path, shared_data):
-    config = _write_config(tmp_path, shared_data, steps=4)
+    # the first (only) evaluation draws its plots in the launched process
+    config = _write_config(tmp_path, shared_data, steps=4, plot_every=100)
     _train(config)
     run = tmp_path / "run"
     assert [p.name for p in list_states(run)] == ["step_00000002", "step_00000004"]
+    assert list((run / "plots").glob("*.png"))
     folder = load_model_folder(run / "model")
     assert folder.variables == ("t2m",)
     assert folder.units == {"t2m": "K"}
@@ -198,11 +210,10 @@ def test_conditioned_export_records_the_training_range(tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_sigkill_and_resume_gives_the_uninterrupted_run(tmp_path, shared_data):
-    reference_cfg = _write_config(tmp_path / "a", shared_data)
-    _train(reference_cfg)
-    reference = _samples(tmp_path / "a" / "run")
-
+@pytest.mark.xdist_group("test_train_uninterrupted")
+def test_sigkill_and_resume_gives_the_uninterrupted_run(
+    tmp_path, shared_data, uninterrupted_samples
+):
     killed_cfg = _write_config(tmp_path / "b", shared_data)
     run = tmp_path / "b" / "run"
     cmd = [sys.executable, "-m", "flexdownscale.train", "--config", str(killed_cfg)]
@@ -226,12 +237,13 @@ def test_sigkill_and_resume_gives_the_uninterrupted_run(tmp_path, shared_data):
     assert states[-1].name < "step_00000008"
     _train(killed_cfg, "--resume")
     resumed = _samples(run)
-    assert resumed == reference  # same steps, same micro-batches, same data order
+    assert resumed == uninterrupted_samples  # same steps, same micro-batches, same data order
     assert load_model_folder(run / "model").extra["train_steps"] == 8
 
 
 @pytest.mark.slow
-def test_time_limit_saves_exports_and_resumes(tmp_path, shared_data):
+@pytest.mark.xdist_group("test_train_uninterrupted")
+def test_time_limit_saves_exports_and_resumes(tmp_path, shared_data, uninterrupted_samples):
     # a limit far below one step: the launch stops after its first optimiser step
     config = _write_config(tmp_path, shared_data, time_limit_minutes=1e-4)
     first = _train(config)
@@ -244,9 +256,7 @@ def test_time_limit_saves_exports_and_resumes(tmp_path, shared_data):
     # lifting the limit on resume finishes the run on the same data order as an unlimited one
     _train(config, "--resume", "time_limit_minutes=0")
     assert load_model_folder(run / "model").extra["train_steps"] == 8
-    reference = _write_config(tmp_path / "ref", shared_data)
-    _train(reference)
-    assert _samples(run) == _samples(tmp_path / "ref" / "run")
+    assert _samples(run) == uninterrupted_samples
 
 
 @pytest.mark.slow
