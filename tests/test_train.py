@@ -19,7 +19,7 @@ from train_runs import kolmogorov_data
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, from_dict
 from flexdownscale.hub import load_model_folder
-from flexdownscale.train import EMA, Lion, dump_toml, learning_rate, list_states
+from flexdownscale.train import EMA, Lion, dump_toml, learning_rate, list_states, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def uninterrupted_samples(tmp_path_factory, shared_data) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_single_process_run_refusals_and_export(tmp_path, shared_data):
+def test_single_process_run_refusals_and_export(tmp_path, shared_data, capsys):
     # the first (only) evaluation draws its plots in the launched process
     config = _write_config(tmp_path, shared_data, steps=4, plot_every=100)
     _train(config)
@@ -165,26 +165,28 @@ def test_single_process_run_refusals_and_export(tmp_path, shared_data):
     assert launch["device"].endswith(f", {n_threads} thread{'s' if n_threads != 1 else ''}")
     assert launch["device"] != platform.machine()
 
+    # The refusals through the command's entry point in this process (status 2 and one
+    # stderr line, as the launches of the other tests of this module show on a real process).
+    def refused(config: Path, *args: str) -> str:
+        capsys.readouterr()
+        assert main(["--config", str(config), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("flexdownscale.train: error: ")
+        return err
+
     # an existing run is never restarted silently
-    again = _train(config, check=False)
-    assert again.returncode == 2
-    assert "already holds training states" in again.stderr
+    assert "already holds training states" in refused(config)
     # changed model section cannot resume
-    changed = _train(config, "--resume", "model.preset=small", check=False)
-    assert "[model] section differs" in changed.stderr
+    assert "[model] section differs" in refused(config, "--resume", "model.preset=small")
     # a damaged state gives a clear error, not a fresh start
     latest = list_states(run)[-1]
     for f in latest.glob("*.safetensors"):
         f.write_bytes(b"garbage")
-    damaged = _train(config, "--resume", "steps=6", check=False)
-    assert damaged.returncode == 2
-    assert "cannot be loaded" in damaged.stderr
+    assert "cannot be loaded" in refused(config, "--resume", "steps=6")
     # --resume with nothing to resume
     empty = _write_config(tmp_path / "other", shared_data)
-    nothing = _train(
-        empty, "--resume", f"run_dir={json.dumps(str(tmp_path / 'none'))}", check=False
-    )
-    assert "holds no complete training state" in nothing.stderr
+    nothing = refused(empty, "--resume", f"run_dir={json.dumps(str(tmp_path / 'none'))}")
+    assert "holds no complete training state" in nothing
 
 
 @pytest.mark.slow
