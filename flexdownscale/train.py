@@ -1476,6 +1476,12 @@ def _state_missing_for_step(states: Sequence[Path], step: int) -> bool:
     return not states or states[-1].name != f"step_{step:08d}"
 
 
+def _unwrapped(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` without the wrappers of ``accelerator.prepare``: DDP's and ``torch.compile``'s
+    (:meth:`Trainer._plain_model` says why the compiled wrapper goes too)."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
 def _appears(check: Callable[[], bool]) -> bool:
     """Whether ``check()`` holds now or becomes true within :data:`SHARED_FOLDER_WAITS` looks
     0.25 s apart: a network file system can show a file another node wrote a moment late."""
@@ -4250,7 +4256,7 @@ class Trainer:
         from the plain module) nor a model folder knows. The plain module shares the compiled
         one's parameters, so it holds the trained weights.
         """
-        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        return _unwrapped(self.accelerator, self.model)
 
     def _agreed_signal(self, noted: int) -> int:
         """The stop signal every rank agrees on: the largest any rank noted (``noted``: this
@@ -4401,7 +4407,7 @@ class Trainer:
         noise)."""
         acc = self.accelerator
         # summed a chunk at a time: bounded memory whatever the model's size
-        plain = acc.unwrap_model(self.model, keep_torch_compile=False)  # see _plain_model
+        plain = _unwrapped(acc, self.model)
         fingerprint = _parameter_fingerprint(plain.parameters())
         fingerprint = fingerprint.to(acc.device)
         gathered = acc.gather(fingerprint.reshape(1, 2)).cpu().tolist()
