@@ -84,6 +84,7 @@ from .diffusion.samplers import (
 from .errors import (
     ConfigError,
     DataError,
+    FlexDownscaleError,
     FlexDownscaleWarning,
     GridError,
     MissingVariableError,
@@ -3386,6 +3387,11 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         # the weights of a folder, unedited, travel as its path and are loaded once per
         # process; edited ones (in place, another dtype) travel whole, as does everything else
         state = super().__getstate__()
+        unloaded = state.pop("_unloaded", None)
+        if unloaded is not None:  # received without its weights: sent on as the folder again
+            state["backbone"] = None
+            state["_backbone_folder"] = unloaded[0]
+            return state
         fingerprint = state.get("_folder_fingerprint")
         if self.path is not None and fingerprint == _weights_fingerprint(self.backbone):
             state["backbone"] = None
@@ -3393,17 +3399,40 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A folder that cannot give the weights here is said at the model's first use, not
+        # now: an error while unpickling a task kills a process pool's worker, and the caller
+        # saw a bare BrokenProcessPool instead of this typed error.
         folder = state.pop("_backbone_folder", None)
         self.__dict__.update(state)
-        if folder is not None:
+        if folder is None:
+            return
+        sent = f"model {self.name!r} was sent to this process as its folder {folder}"
+        try:
             loaded = _cached(folder)
-            if loaded.__dict__.get("_folder_fingerprint") != state["_folder_fingerprint"]:
-                raise ModelFolderError(
-                    f"model {self.name!r} was sent to this process as its folder {folder}, but "
-                    "the weights there are not the ones it was loaded with (the folder was "
-                    "replaced since); load the model again and recompute"
-                )
-            self.backbone = loaded.backbone
+        except FlexDownscaleError as err:
+            problem = ModelFolderError(
+                f"{sent}, which cannot be loaded here: {err}. A loaded model is sent to other "
+                "processes (a process pool, dask workers) as its folder's path: keep the folder "
+                "until the work is done, or load the model again from where it is now"
+            )
+        else:
+            if loaded.__dict__.get("_folder_fingerprint") == state["_folder_fingerprint"]:
+                self.backbone = loaded.backbone
+                return
+            problem = ModelFolderError(
+                f"{sent}, but the weights there are not the ones it was loaded with (the folder "
+                "was replaced since); load the model again and recompute"
+            )
+        del self.__dict__["backbone"]
+        self.__dict__["_unloaded"] = (folder, problem)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for attributes not set: ``backbone`` of a model whose folder could not
+        # give its weights in this process (see __setstate__)
+        unloaded = self.__dict__.get("_unloaded")
+        if name == "backbone" and unloaded is not None:
+            raise unloaded[1].with_traceback(None)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- checks ----------------------------------------------------------------------------------
 

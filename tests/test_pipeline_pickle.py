@@ -84,13 +84,49 @@ def test_a_relative_path_names_the_same_folder_in_another_directory(
     np.testing.assert_array_equal(_run(pickle.loads(sent), coarse), _run(loaded, coarse))
 
 
-def test_a_folder_replaced_after_sending_is_refused(saved, pair, tmp_path):
-    fine, _ = pair
+def test_a_folder_replaced_after_sending_is_refused_at_first_use(saved, pair, tmp_path):
+    fine, coarse = pair
     path = shutil.copytree(saved, tmp_path / "model")
     sent = pickle.dumps(Downscaler.from_pretrained(path))
     make_downscaler(fine, seed=3).save_pretrained(path, overwrite=True)  # other weights, same place
+    received = pickle.loads(sent)  # an error here killed a process pool's worker
+    assert received.factor == 4  # what travelled with it is there
+    for _ in range(2):  # said at every use, the same
+        with pytest.raises(ModelFolderError, match="not the ones it was loaded with"):
+            _run(received, coarse)
     with pytest.raises(ModelFolderError, match="not the ones it was loaded with"):
-        pickle.loads(sent)
+        received.backbone
+    with pytest.raises(AttributeError, match="no attribute 'other'"):
+        received.other
+    # sent on, it is the folder again: loaded where the folder holds the weights it had
+    shutil.rmtree(path)
+    shutil.copytree(saved, path)
+    np.testing.assert_array_equal(
+        _run(pickle.loads(pickle.dumps(received)), coarse),
+        _run(Downscaler.from_pretrained(saved), coarse),
+    )
+
+
+def _downscale_in_worker(model: Downscaler, coarse) -> np.ndarray:
+    return _run(model, coarse)
+
+
+def test_a_folder_deleted_after_loading_gives_the_pool_a_typed_error(saved, pair, tmp_path):
+    """A loaded model sent to a process pool once its folder was deleted: the caller gets the
+    ModelFolderError (before: a bare BrokenProcessPool, the typed error on the worker's
+    stderr only)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _, coarse = pair
+    path = shutil.copytree(saved, tmp_path / "gone")
+    model = Downscaler.from_pretrained(path)
+    shutil.rmtree(path)
+    context = multiprocessing.get_context("fork")  # cheap; the folder is gone for it too
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        future = pool.submit(_downscale_in_worker, model, coarse)
+        with pytest.raises(ModelFolderError, match=r"sent to this process as its folder .*gone"):
+            future.result(timeout=120)
 
 
 def test_weights_fingerprint_sees_values_dtypes_and_devices_alike():
