@@ -67,7 +67,8 @@ def cell_edges(
 
 
 def _bounds(grid: xr.DataArray | xr.Dataset, dim: Hashable) -> np.ndarray | None:
-    """CF bounds of ``dim`` as ``n + 1`` edges, when the grid carries contiguous ones."""
+    """CF bounds of ``dim`` as ``n + 1`` edges, when the grid carries contiguous ones
+    (``None`` for bounds with gaps or overlaps: see :func:`area_weights`)."""
     if not isinstance(grid, xr.Dataset) or dim not in grid.coords:
         return None
     name = grid[dim].attrs.get("bounds")
@@ -100,7 +101,10 @@ def area_weights(
       cell between latitude edges ``phi_-`` and ``phi_+`` is proportional to
       ``sin(phi_+) - sin(phi_-)`` (equal to ``cos(phi) dphi`` up to normalisation). Edges are
       the CF bounds when the Dataset carries them, else midpoints between centres, with the
-      outer edges half a cell beyond the first and last centres, clipped to +-90. A regional
+      outer edges half a cell beyond the first and last centres, clipped to +-90. Bounds that
+      leave gaps or overlap between neighbouring cells (a subsampled grid keeps its source
+      cells' bounds) are not used: each point then stands for the band up to the midpoints,
+      which is what a mean over its values needs. A regional
       grid therefore keeps honest edge rows (treating the first row as reaching the pole
       would inflate its weight about 6x on a 30-50N grid); a global grid with points at the
       poles gets polar cells of half height. Returned 1-D over the latitude dim (constant

@@ -235,3 +235,37 @@ def test_weights_not_a_dataarray_are_told_the_labelled_way():
     assert float(rmse(pred, truth, weights=labelled)) == pytest.approx(
         float(rmse(pred, truth, weights=area_weights(truth))), rel=1e-3
     )
+
+
+def test_contiguous_cf_bounds_are_used_and_gapped_ones_give_midpoints():
+    """Latitude weights from CF bounds when they tile the axis (uneven cells: each its own
+    sin(upper) - sin(lower)); a subsampled grid's bounds leave gaps, and each point then stands
+    for the band up to the midpoints (the documented contract of area_weights)."""
+    lat = np.array([10.0, 12.0, 16.0, 22.0])
+    tiled = np.array([[9.0, 11.0], [11.0, 14.0], [14.0, 19.0], [19.0, 25.0]])  # not midpoints
+    lon = np.arange(0.0, 4.0)
+
+    def grid(bounds: np.ndarray) -> xr.Dataset:
+        ds = xr.Dataset(
+            {"lat_bnds": (("lat", "nv"), bounds)},
+            coords={"lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"})},
+        )
+        return ds.assign_coords(lon=("lon", lon, {"units": "degrees_east"}))
+
+    rad = np.deg2rad
+    expected = np.sin(rad(tiled[:, 1])) - np.sin(rad(tiled[:, 0]))
+    np.testing.assert_allclose(
+        area_weights(grid(tiled), normalize="sum").values, expected / expected.sum(), rtol=1e-12
+    )
+    # every other 1-degree source cell kept with its bounds: gaps between neighbours
+    gapped = np.stack([lat - 0.5, lat + 0.5], axis=1)
+    edges = cell_edges(lat, lower=-90.0, upper=90.0)
+    midpoints = np.diff(np.sin(rad(edges)))
+    np.testing.assert_allclose(
+        area_weights(grid(gapped), normalize="sum").values,
+        midpoints / midpoints.sum(),
+        rtol=1e-12,
+    )
+    plain = grid(gapped).drop_vars("lat_bnds")
+    plain["lat"].attrs.pop("bounds")
+    np.testing.assert_array_equal(area_weights(grid(gapped)).values, area_weights(plain).values)
