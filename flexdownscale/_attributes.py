@@ -51,6 +51,9 @@ Spacing = tuple[float, float] | None
 #: the ACDD extent attributes, in the order of an :data:`Extent`
 _EXTENTS = ("geospatial_lon_min", "geospatial_lon_max", "geospatial_lat_min", "geospatial_lat_max")
 
+#: the ACDD polygon of the extent (WKT) and the reference systems said only of it
+_BOUNDS_WKT = ("geospatial_bounds", "geospatial_bounds_crs", "geospatial_bounds_vertical_crs")
+
 #: the geographic extent of a grid's cells, ``(west, east, south, north)`` in degrees
 #: (:func:`cell_extent`), or ``None`` where it is not known
 Extent = tuple[float, float, float, float] | None
@@ -107,8 +110,12 @@ def regridded_attrs(
     extent, ``geospatial_lat_min`` / ``geospatial_lat_max`` / ``geospatial_lon_min`` /
     ``geospatial_lon_max``, is that of the new grid's cells, ``extent`` (the outer edges of its
     outermost cells, :func:`cell_extent`), where ``attrs`` hold it; it is left out where
-    ``extent`` is ``None`` (not known: a grid that is not on latitude / longitude axes). Other
-    attributes are kept as they are; ``attrs`` is not changed.
+    ``extent`` is ``None`` (not known: a grid that is not on latitude / longitude axes). The
+    ACDD polygon ``geospatial_bounds`` (with ``geospatial_bounds_crs`` and
+    ``geospatial_bounds_vertical_crs``) is kept only where ``attrs`` hold all four extent
+    attributes and ``extent`` equals them (to 1e-6 degree): it is written in the producer's
+    axis order, which is not rewritten here. Other attributes are kept as they are; ``attrs``
+    is not changed.
 
     Parameters
     ----------
@@ -140,12 +147,21 @@ def regridded_attrs(
     >>> regridded_attrs(bounds, (None, None))
     {'title': 't2m'}
     """
+    same_extent = extent is not None and all(k in attrs for k in _EXTENTS)
+    if same_extent:
+        try:
+            said = [float(attrs[k]) for k in _EXTENTS]
+        except (TypeError, ValueError):  # not numbers: nothing to compare with
+            same_extent = False
+        else:
+            same_extent = bool(np.allclose(said, extent, rtol=0.0, atol=1e-6))
     out = {
         k: v
         for k, v in attrs.items()
         if k not in _GRID_DESCRIPTIONS
         and not GRIB_GRID_ATTR.fullmatch(str(k))
         and (extent is not None or k not in _EXTENTS)
+        and (same_extent or k not in _BOUNDS_WKT)
     }
     if extent is not None:  # in place, the order of the attributes kept
         out.update({k: v for k, v in zip(_EXTENTS, extent, strict=True) if k in out})

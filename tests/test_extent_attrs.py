@@ -135,3 +135,33 @@ def test_downscale_to_a_bbox(shared_data: Path) -> None:
     assert (
         part.attrs["geospatial_lat_max"] < whole[3] or part.attrs["geospatial_lat_min"] > whole[2]
     )
+
+
+def test_the_wkt_polygon_is_kept_only_for_the_same_extent() -> None:
+    """``geospatial_bounds`` (a WKT polygon in the producer's axis order) and its CRS
+    attributes stayed after a trim or a bbox, stating the input's extent: now they are kept
+    where the cells cover the extent the attributes state, and left out otherwise."""
+    wkt = "POLYGON ((40 0, 42.5 0, 42.5 3.5, 40 3.5, 40 0))"
+    polygon = {
+        "geospatial_bounds": wkt,
+        "geospatial_bounds_crs": "EPSG:4326",
+        "geospatial_bounds_vertical_crs": "EPSG:5829",
+    }
+    ds = _field()
+    ds.attrs.update(polygon)
+    ds["t2m"].attrs.update(polygon)
+    for same in (degrade(ds, 2), up(ds, 2)):
+        assert {k: same.attrs[k] for k in polygon} == polygon
+        assert {k: same["t2m"].attrs[k] for k in polygon} == polygon
+    trimmed = degrade(ds, 4, boundary="trim")
+    assert not set(polygon) & (set(trimmed.attrs) | set(trimmed["t2m"].attrs))
+    assert trimmed.attrs["title"] == "a field"
+    # no extent attributes to compare with, or ones that are not numbers: left out too
+    alone = {"geospatial_bounds": wkt, "title": "t"}
+    assert regridded_attrs(alone, (None, None), (0.0, 3.5, 40.0, 42.5)) == {"title": "t"}
+    words = dict(zip(KEYS, ("0", "3.5", "40", "forty-two"), strict=True))
+    assert "geospatial_bounds" not in regridded_attrs(
+        {**words, "geospatial_bounds": wkt}, (None, None), (0.0, 3.5, 40.0, 42.5)
+    )
+    assert regridded_attrs({**polygon, "title": "t"}, (None, None)) == {"title": "t"}
+    assert ds.attrs["geospatial_bounds"] == wkt  # the input is not changed
