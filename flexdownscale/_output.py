@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import os
 import re
 import secrets
@@ -91,8 +92,20 @@ def stderr_is_terminal() -> bool:
         return False
 
 
+def bar_class() -> Any:
+    """tqdm's progress bar class for where this runs: ``tqdm.auto``'s (a widget in a notebook
+    that has ipywidgets), but ``tqdm.std``'s in a notebook kernel without ipywidgets, which
+    ``tqdm.auto`` also falls back to after a TqdmWarning ("IProgress not found") that the user
+    did not ask for."""
+    if "ipykernel.zmqshell" in sys.modules and importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
+
+
 def draws_a_bar(tqdm: Any) -> bool:
-    """Whether the progress bar class ``tqdm`` (``tqdm.auto``'s) draws a bar where it is: in a
+    """Whether the progress bar class ``tqdm`` (:func:`bar_class`) draws a bar where it is: in a
     notebook (its widget), or on a stderr that is a terminal (:func:`stderr_is_terminal`)."""
     if any("notebook" in klass.__module__ for klass in type.mro(tqdm)):
         return True
@@ -104,8 +117,7 @@ def progress_bar(total: int, desc: str, unit: str, *, leave: bool = True) -> Any
     (:func:`draws_a_bar`), else :class:`PlainProgress` lines on stderr (a log file, a pipe, a CI
     log, where the bar's carriage-return frames would pile up on one line). Both take
     ``update(n)``, ``set_postfix_str(text)`` and ``close()``."""
-    from tqdm.auto import tqdm
-
+    tqdm = bar_class()
     if draws_a_bar(tqdm):
         return tqdm(total=total, desc=desc, unit=unit, leave=leave)
     return PlainProgress(total, desc, unit)

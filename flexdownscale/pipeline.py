@@ -3697,56 +3697,58 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         dtype = next(self.backbone.parameters()).dtype
         signed_blocks = np.zeros(len(self.variables), dtype=np.int64)
         method = self.grid.get("upsample", "bilinear")
-        for lo, hi in _step_groups(start, steps_total, group):
-            # base = up(normalize(coarse)) of these steps only: the whole block's fine fields
-            # in float64 would take about 10x the output's memory (members=None)
-            base = upsample_array(
-                z[lo:hi], f, method=method, row_weights=params["row_weights"], periodic=(py, px)
-            )
-            if any(end_pad):
-                pad = ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1]))
-                base = np.pad(base, pad, mode="reflect")
-            cond = torch.from_numpy(np.ascontiguousarray(base)).to(device, dtype)
-            del base
-            phys = (
-                None
-                if phys_value is None
-                else torch.full((hi - lo,), float(phys_value), device=device, dtype=dtype)
-            )
-            # each step's member streams, as when it is sampled alone (row b * members + m)
-            streams = [
-                g
-                for i in range(lo, hi)
-                for g in member_generators(time_step_seed(seed, start + i), members)
-            ]
-            with torch.no_grad():
-                sample = model.sample(
-                    self.objective,
-                    cond,
-                    members=members,
-                    sampler=params["sampler"],
-                    steps=params["steps"],
-                    generator=streams,
-                    phys=phys,
-                    batch_size=rows,
-                    **options,
+        try:
+            for lo, hi in _step_groups(start, steps_total, group):
+                # base = up(normalize(coarse)) of these steps only: the whole block's fine fields
+                # in float64 would take about 10x the output's memory (members=None)
+                base = upsample_array(
+                    z[lo:hi], f, method=method, row_weights=params["row_weights"], periodic=(py, px)
                 )
-            del cond
-            cropped = sample[:, :, :, index_rows][..., index_cols]
-            del sample
-            for j, i in enumerate(range(lo, hi)):
-                fine = cropped[j].to("cpu", torch.float64).numpy()
-                fine = _physical_values(self.normalizer, fine, self.variables)
-                if conserve is not None:  # the cells returned, on the assembled field
-                    modes, weights, cells_y, cells_x = conserve
-                    cells = coarse[i][:, cells_y][:, :, cells_x]
-                    fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
-                    signed_blocks += signed
-                out[:, i] = fine.astype(np.float32)
+                if any(end_pad):
+                    pad = ((0, 0), (0, 0), (0, end_pad[0]), (0, end_pad[1]))
+                    base = np.pad(base, pad, mode="reflect")
+                cond = torch.from_numpy(np.ascontiguousarray(base)).to(device, dtype)
+                del base
+                phys = (
+                    None
+                    if phys_value is None
+                    else torch.full((hi - lo,), float(phys_value), device=device, dtype=dtype)
+                )
+                # each step's member streams, as when it is sampled alone (row b * members + m)
+                streams = [
+                    g
+                    for i in range(lo, hi)
+                    for g in member_generators(time_step_seed(seed, start + i), members)
+                ]
+                with torch.no_grad():
+                    sample = model.sample(
+                        self.objective,
+                        cond,
+                        members=members,
+                        sampler=params["sampler"],
+                        steps=params["steps"],
+                        generator=streams,
+                        phys=phys,
+                        batch_size=rows,
+                        **options,
+                    )
+                del cond
+                cropped = sample[:, :, :, index_rows][..., index_cols]
+                del sample
+                for j, i in enumerate(range(lo, hi)):
+                    fine = cropped[j].to("cpu", torch.float64).numpy()
+                    fine = _physical_values(self.normalizer, fine, self.variables)
+                    if conserve is not None:  # the cells returned, on the assembled field
+                        modes, weights, cells_y, cells_x = conserve
+                        cells = coarse[i][:, cells_y][:, :, cells_x]
+                        fine, signed = _conserve_coarse_cells(fine, cells, f, modes, weights)
+                        signed_blocks += signed
+                    out[:, i] = fine.astype(np.float32)
+                if bar is not None:
+                    bar.update(hi - lo)
+        finally:  # an interrupt or an error: its line says where it stopped
             if bar is not None:
-                bar.update(hi - lo)
-        if bar is not None:
-            bar.close()
+                bar.close()
         if conserve is not None and signed_blocks.any():  # one warning for the call
             if warn_once is not None:  # a block of a lazy call: the first one to meet them
                 try:

@@ -123,3 +123,57 @@ def test_the_demo(tmp_path, monkeypatch):
 
 class _Field:
     attrs = {"units": "K"}  # noqa: RUF012 - a stand-in's class attribute
+
+
+def test_an_interrupted_downscaling_says_where_it_stopped(shared_data, tmp_path, monkeypatch):
+    """An interrupt (or an error) inside the sampling loop closes the progress display: a
+    log's last line says where it stopped (before: it ended at the start line, and a notebook's
+    bar stayed among tqdm's live bars)."""
+    from test_pipeline import era5_pair, make_downscaler
+
+    import flexdownscale.pipeline as pipeline
+
+    fine, coarse = era5_pair(shared_data, times=8, ny=16, nx=16)
+    downscaler, log = make_downscaler(fine), tmp_path / "run.log"
+    calls = []
+    upsample = pipeline.upsample_array
+
+    def interrupted_at_the_third_group(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return upsample(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "upsample_array", interrupted_at_the_third_group)
+    with _stderr_to(log), contextlib.suppress(KeyboardInterrupt):
+        downscaler(coarse, members=2, progress=True, batch_size=2)
+    lines = _lines(log)
+    assert lines[0] == "downscaling: step 0/8"
+    assert lines[-1] == "downscaling: step 2/8, stopped in T s"
+
+
+def test_a_notebook_without_ipywidgets_gets_no_tqdm_warning(monkeypatch):
+    """In a Jupyter kernel without ipywidgets, tqdm.auto warned "IProgress not found" (a
+    TqdmWarning pointing at tqdm's file) at the first progress display, then used tqdm.std's
+    bar anyway: that bar class is now taken directly."""
+    import sys
+    import types
+    import warnings
+
+    import tqdm.std
+
+    class ZMQInteractiveShell:  # what a Jupyter kernel's get_ipython() returns
+        pass
+
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = ZMQInteractiveShell
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("zmqshell"))
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    for name in ("tqdm.auto", "tqdm.autonotebook"):  # imported afresh, as in a new kernel
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(_output.importlib.util, "find_spec", lambda name, *a: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _output.bar_class() is tqdm.std.tqdm
+        _output.progress_bar(3, "downscaling", "step").close()
+    assert [str(w.message) for w in caught] == []
