@@ -81,7 +81,7 @@ except ImportError:  # pragma: no cover - Windows: no lock is taken
 
 from ._json import finite_or_null
 from ._keywords import keyword_hints
-from ._output import LOCK_TAKEN, draws_a_bar
+from ._output import LOCK_TAKEN, bar_class, draws_a_bar
 from ._stack import user_stacklevel
 from .config import (
     SamplerConfig,
@@ -1480,6 +1480,13 @@ def _unwrapped(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
     """``model`` without the wrappers of ``accelerator.prepare``: DDP's and ``torch.compile``'s
     (:meth:`Trainer._plain_model` says why the compiled wrapper goes too)."""
     return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
+def _error_summary(error: BaseException) -> str:
+    """``"TypeName: message"`` of ``error``, at most 2,000 characters: what another rank says
+    of the main process's failure."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
 
 
 def _appears(check: Callable[[], bool]) -> bool:
@@ -3058,7 +3065,8 @@ class Trainer:
         The main process writes a probe file of its own (a name not used before, so no file
         system cache can hold an old answer) in ``run_dir``; every rank reads it, retrying for
         a few seconds (a network file system may show a new file late), and the ranks agree
-        whether all saw it; the main process then removes it. A run folder on each node's
+        whether all saw it; the main process then removes it (and first any probe a launch
+        killed during this check left). A run folder on each node's
         local disk (``/tmp``, node-local scratch at one path) was found only at the first
         save (the training since the start lost) or hung the launch.
 
@@ -3081,6 +3089,9 @@ class Trainer:
         probe = self.run_dir / names[0]
         error = None
         if acc.is_main_process:
+            for stale in self.run_dir.glob(".rank_probe_*"):  # a launch killed mid-check
+                with contextlib.suppress(OSError):  # (the run folder's lock is held here)
+                    stale.unlink()
             try:
                 probe.write_text(platform.node(), encoding="utf-8")
             except OSError as err:
@@ -3920,17 +3931,26 @@ class Trainer:
         ranks when one exits; a launcher without that agent, one ``srun`` task per rank, left
         them waiting at the barrier until the collective timed out.)
 
-        The main process re-raises its own error; the others raise ``CheckpointError`` saying
-        where to find it. Replaces the ``wait_for_everyone`` that followed the work.
+        The main process re-raises its own error; the others raise ``CheckpointError`` quoting
+        it (type and message, sent with the main's host name: on several nodes the main's
+        traceback is in another node's log). Replaces the ``wait_for_everyone`` that followed
+        the work.
         """
         failed = self._main_says(error is not None)
+        if not failed:
+            return
+        said = [_error_summary(error) if error is not None else "", platform.node()]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(said, from_process=0)
         if error is not None:
             raise error
-        if failed:
-            raise CheckpointError(
-                f"the main process failed while {what}; its error is printed above by rank 0 "
-                "(this process stops with it)"
-            )
+        summary, host = said
+        raise CheckpointError(
+            f"the main process failed while {what} (rank 0, on host {host!r}): {summary} "
+            "(this process stops with it; rank 0's output has the traceback)"
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -4054,8 +4074,7 @@ class Trainer:
         if advice and acc.is_main_process:
             warnings.warn(advice, FlexDownscaleWarning, stacklevel=user_stacklevel())
 
-        from tqdm.auto import tqdm
-
+        tqdm = bar_class()
         # a terminal (or a notebook) gets the bar; a log file (CI, SLURM) a plain line every
         # few steps instead of the bar's carriage-return frames
         plain = acc.is_main_process and not draws_a_bar(tqdm)

@@ -197,6 +197,46 @@ def test_a_state_without_every_ranks_random_state_is_not_completed(tmp_path, mon
     assert list(tmp.iterdir()) == [tmp / "random_states_0.pkl"]  # nothing marked complete
 
 
+def test_other_ranks_quote_the_main_processs_error_and_host(tmp_path, monkeypatch):
+    """On several nodes the main's traceback is in another node's log: the other ranks' error
+    says what the main process raised and where (before: 'printed above by rank 0')."""
+    import accelerate.utils
+
+    flags, lists = [], []
+
+    def broadcast(tensor: torch.Tensor, from_process: int = 0) -> torch.Tensor:
+        flags.append(float(tensor.item()))
+        return torch.tensor([1.0])  # the main process failed
+
+    def broadcast_object_list(objects: list, from_process: int = 0) -> list:
+        lists.append(list(objects))
+        objects[:] = ["OSError: [Errno 28] No space left on device", "node-a"]
+        return objects
+
+    monkeypatch.setattr(accelerate.utils, "broadcast", broadcast)
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", broadcast_object_list)
+    other = _rank(tmp_path, main=False)
+    with pytest.raises(errors.CheckpointError) as caught:
+        other._agree_main_succeeded(None, "exporting the model")
+    assert str(caught.value) == (
+        "the main process failed while exporting the model (rank 0, on host 'node-a'): "
+        "OSError: [Errno 28] No space left on device (this process stops with it; rank 0's "
+        "output has the traceback)"
+    )
+    main = _rank(tmp_path, main=True)
+    full = OSError(28, "No space left on device")
+    with pytest.raises(OSError) as raised:
+        main._agree_main_succeeded(full, "exporting the model")
+    assert raised.value is full  # the main process raises its own error, unchanged
+    assert lists[-1][0] == "OSError: [Errno 28] No space left on device"  # what it sent
+    assert flags == [0.0, 1.0]  # both took part in the flag's broadcast
+    # success: one broadcast of the flag, no message sent
+    monkeypatch.setattr(accelerate.utils, "broadcast", lambda t, from_process=0: t * 0)
+    sent = len(lists)
+    main._agree_main_succeeded(None, "exporting the model")
+    assert len(lists) == sent
+
+
 def test_a_file_another_node_shows_late_is_waited_for(monkeypatch):
     """A network file system can show another node's new file a moment late: the probe and the
     random-state checks look again for a few seconds before they refuse."""
@@ -336,9 +376,11 @@ def test_a_run_folder_every_rank_sees_passes_and_leaves_no_probe(tmp_path, monke
     _collectives(monkeypatch)
     shared = tmp_path / "run"
     shared.mkdir()
+    (shared / ".rank_probe_0123abcd").write_text("node-a")  # a launch killed mid-check left it
+    (shared / "notes.txt").write_text("mine")
     main = _rank(shared, main=True)
     main._check_every_rank_sees_the_run_folder()
-    assert list(shared.iterdir()) == []  # the probe is gone
+    assert list(shared.iterdir()) == [shared / "notes.txt"]  # the probes are gone, only them
     assert main._shared_folder_checked
 
 
