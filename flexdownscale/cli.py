@@ -746,13 +746,16 @@ def _run_downscaler(
     dims: dict[str, Any],
 ) -> Any:
     """``downscaler(ds, ...)`` with the options of ``flexdownscale downscale``."""
+    keywords = _common_keywords(args, variables, rename, dims)
+    if args.time_chunk is not None:  # lazy: the sampling runs during the write, unshown
+        keywords["progress"] = False
     return downscaler(
         ds,
         factor=args.factor,
         tile=args.tile,
         overlap=args.overlap,
         bbox=args.bbox,
-        **_common_keywords(args, variables, rename, dims),
+        **keywords,
         **({"blend": args.blend} if args.blend else {}),
         **({"conserve": args.conserve} if args.conserve else {}),
     )

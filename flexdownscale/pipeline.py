@@ -3859,7 +3859,8 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         progress : bool, optional
             Show a tqdm progress bar (default None: when more than 8 time steps run eagerly);
             where stderr is not a terminal (a log file, a pipe), a start line, a line at each
-            quarter and an end line instead of the bar's frames.
+            quarter and an end line instead of the bar's frames. Dask-backed input shows none
+            (``True`` warns): use ``dask.diagnostics.ProgressBar`` around the compute.
         condition : float, optional
             Physical condition of a conditioned model (e.g. the Reynolds number), in the units
             it was trained with; default None: read from the input's scalar coordinate or
@@ -4135,6 +4136,15 @@ class Downscaler(_ModelFolderIO, _BackboneOnDevice, _PhysicalCondition):
         n_time = stacked.shape[0]
         if progress is None:
             progress = (not lazy) and n_time > 8
+        elif progress and lazy:  # asked for, and nothing to show before .compute()
+            warnings.warn(
+                "progress=True shows nothing for dask-backed input: the result is lazy and the "
+                "work runs at .compute() (or a write), one block at a time. Wrap that in "
+                "`with dask.diagnostics.ProgressBar():` (or watch a dask.distributed dashboard), "
+                "or pass eager data to see the sampling steps",
+                FlexDownscaleWarning,
+                stacklevel=user_stacklevel(),
+            )
         params = {
             "members": n_members,
             "seed": int(seed),

@@ -177,3 +177,24 @@ def test_a_notebook_without_ipywidgets_gets_no_tqdm_warning(monkeypatch):
         assert _output.bar_class() is tqdm.std.tqdm
         _output.progress_bar(3, "downscaling", "step").close()
     assert [str(w.message) for w in caught] == []
+
+
+def test_progress_asked_for_with_lazy_input_is_answered(shared_data, tmp_path):
+    """``progress=True`` with dask-backed input showed nothing and said nothing (the work runs
+    at .compute()): it now warns with the way to see it; the default stays quiet."""
+    import warnings
+
+    import pytest
+    from test_pipeline import era5_pair, make_downscaler
+
+    from flexdownscale.errors import FlexDownscaleWarning
+
+    fine, coarse = era5_pair(shared_data, times=2, ny=16, nx=16)
+    downscaler, lazy = make_downscaler(fine), coarse.chunk(time=1)
+    with pytest.warns(FlexDownscaleWarning, match=r"dask\.diagnostics\.ProgressBar") as caught:
+        downscaler(lazy, members=1, progress=True)
+    assert caught[0].filename == __file__  # said at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        downscaler(lazy, members=1)
+        downscaler(lazy, members=1, progress=False)
