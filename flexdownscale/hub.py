@@ -1692,7 +1692,12 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[Path, tuple[str, str
         try:
             return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow, **pinned)), hub_id
         except (OSError, ValueError) as err:  # hub errors: HTTP, not found, offline, bad id
-            raise _fetch_error(text, repo_id, revision, err) from err
+            # from None: the message says the cause; huggingface_hub's chain (connection
+            # errors inside a LocalEntryNotFoundError) filled a notebook cell with 24k
+            # characters of traceback. It stays reachable as the error's ``hub_error``.
+            problem = _fetch_error(text, repo_id, revision, err)
+            problem.hub_error = err
+            raise problem from None
     lowered = {name.lower(): name for name in shipped}
     close = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=0.75)
     guess = f" (did you mean the shipped model {lowered[close[0]]!r}?)" if close else ""

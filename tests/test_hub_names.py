@@ -188,6 +188,12 @@ def test_unreachable_hub_and_not_cached_says_so(home, tmp_path, monkeypatch):
         "in the local cache; check your network, or download it on a machine with internet ("
     )
     assert "HF_HUB_OFFLINE" not in str(info.value)
+    # the message says the cause: huggingface_hub's chain is not printed under it (a notebook
+    # cell showed 44 traceback parts, 24.6k characters), and stays reachable
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+    assert type(info.value.hub_error).__name__ == "LocalEntryNotFoundError"
+    assert isinstance(info.value.hub_error.__cause__, ConnectionError)
 
 
 def test_a_hub_server_error_is_not_called_unreachable(home, tmp_path, monkeypatch):
