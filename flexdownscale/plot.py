@@ -2,7 +2,8 @@
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state, so it is
 safe on headless machines and in threads) and returns it: save it with ``fig.savefig(path)``;
-in Jupyter it displays as the cell's result. Inputs are xarray objects; data are loaded
+in Jupyter it displays as the cell's result (end the cell with ``fig``: an assignment alone
+shows nothing). Inputs are xarray objects; data are loaded
 (computed) for plotting.
 """
 
