@@ -150,6 +150,11 @@ SHARED_FOLDER_WAITS = 20
 #: precipitation), cut from fields with at least this many and 4 times as many, are warned about.
 _DRY_WINDOWS = 0.05
 FAULT_NAN_ENV = "FLEXDOWNSCALE_FAULT_NAN_STEP"  # test hook: make the loss non-finite at this step
+#: Under ``precision = "fp16"`` on a GPU the gradient scaler skips an optimiser step whose
+#: gradients overflow and halves its scale; this many skips in a row stop the run. From the scaler's
+#: initial scale (2**16) 30 halvings reach 2**-14, float16's smallest normal number: gradients
+#: still non-finite at that scale are not an overflow of the scale but NaN of the model or data.
+MAX_SKIPPED_STEPS_IN_A_ROW = 30
 #: Set by :func:`main`: the trainer runs from the command line, so messages name ``--resume`` and
 #: ``--export-only``; from Python they name the arguments ``resume=True`` and ``export_only=True``.
 _COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -1811,6 +1816,35 @@ def _one_thread_advice(
         "machine other jobs keep busy, fewer threads can be faster: compare launches.jsonl's "
         "train_samples_per_s)"
     )
+
+
+def _tf32_flags() -> dict[str, bool]:
+    """Whether float32 matrix products (``"matmul"``) and cuDNN convolutions (``"cudnn"``) may
+    run in TF32 on a GPU, as torch's settings say now (for ``launches.jsonl``).
+
+    Read from ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``
+    (torch's defaults: ``False`` and ``True``); where torch refuses to answer those (a process
+    that set the TF32 flags with torch's newer ``fp32_precision`` settings), from the operators'
+    own ``fp32_precision`` (``"tf32"``; ``"none"`` defers to the setting above it).
+    """
+    backends = torch.backends
+
+    def newer(*settings: Any) -> bool:
+        for setting in settings:
+            value = getattr(setting, "fp32_precision", "none")
+            if value != "none":
+                return value == "tf32"
+        return False
+
+    try:
+        matmul = bool(backends.cuda.matmul.allow_tf32)
+    except RuntimeError:  # mixed legacy and new settings
+        matmul = newer(backends.cuda.matmul, backends)
+    try:
+        cudnn = bool(backends.cudnn.allow_tf32)
+    except RuntimeError:
+        cudnn = newer(backends.cudnn.conv, backends.cudnn, backends)
+    return {"matmul": matmul, "cudnn": cudnn}
 
 
 def _peak_memory_gib(device: torch.device) -> tuple[float | None, str | None]:
@@ -4025,6 +4059,10 @@ class Trainer:
             The signal handlers ``fit`` installed (in the main thread) are removed again.
         NonFiniteLossError
             When the loss or the gradient norm is not finite; the last saved state is kept.
+            Under a gradient scaler (``precision = "fp16"`` on a GPU) a non-finite gradient
+            norm skips the optimiser step instead (the scaler lowers its scale; the step counts,
+            the weights and the EMA are unchanged), and only ``MAX_SKIPPED_STEPS_IN_A_ROW``
+            skipped steps in a row stop the run.
         CheckpointError
             When another launch trains in the run folder (it took the folder's lock after this
             trainer's lock was released by an earlier ``fit`` or ``export``), or when a state
@@ -4096,6 +4134,22 @@ class Trainer:
         self._longest_save = 0.0
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(acc.device)
+        # fp32 convolutions on a GPU run in TF32 by torch's default: launches.jsonl says which
+        tf32 = _tf32_flags() if acc.device.type == "cuda" else None
+        # the end of the launch's first optimiser step, for a rate without its one-time costs
+        # (on a GPU: kernel loading, cuDNN's set-up, the optimiser's state): time, samples and
+        # overhead then
+        first: tuple[float, int, float] | None = None
+        # fp16 on a GPU: the gradient scaler skips the optimiser steps whose gradients overflow
+        scaled = acc.scaler is not None
+        skipped_steps, skips_in_a_row = 0, 0
+
+        def steady_rate() -> float | None:
+            if first is None or self.progress.step - step_at_start < 2:
+                return None
+            seconds = time.perf_counter() - first[0] - (overhead - first[2])
+            return round((self.progress.samples - first[1]) / max(seconds, 1e-9), 3)
+
         # the losses of the current optimiser step's micro-batches: train/loss is their mean
         step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
         stops, interrupted = _StopRequests(), 0  # SIGINT or SIGTERM: stop after the step
@@ -4132,7 +4186,9 @@ class Trainer:
                                 )
                                 norm = acc.clip_grad_norm_(self.model.parameters(), clip)
                                 finite = torch.isfinite(torch.as_tensor(norm, device=acc.device))
-                                if acc.gather(finite.float().reshape(1)).min() < 1:
+                                # the norm is of the all-reduced gradients: every rank agrees.
+                                # A gradient scaler (fp16) skips the step and lowers its scale
+                                if acc.gather(finite.float().reshape(1)).min() < 1 and not scaled:
                                     self._stop_non_finite(loss, gradient_norm=float(norm))
                             lr = learning_rate(
                                 self.progress.step,
@@ -4151,20 +4207,36 @@ class Trainer:
                         step_micro_batches += 1
                         if not acc.sync_gradients:
                             continue
-                        # bookkeeping once per optimiser step
+                        # bookkeeping once per optimiser step; a step the gradient scaler
+                        # skipped counts too (its data were used: the sample order, the
+                        # learning-rate schedule and a resume stay as they are)
                         self.progress.step += 1
                         self.progress.samples += config.batch_size
-                        self.ema.update(self._plain_model())
                         # the step's loss: the mean over its micro-batches and the processes (each
                         # process has as many micro-batches of as many samples)
                         step_loss /= step_micro_batches
                         # gathered with the loss, in the collective every step makes: whether a
-                        # rank got SIGINT or SIGTERM, so that every rank stops after this step
+                        # rank got SIGINT or SIGTERM, so that every rank stops after this step,
+                        # and whether a rank's gradient scaler skipped the step
                         noted = torch.tensor(float(stops.signal_number), device=acc.device)
-                        both = acc.gather(torch.stack((step_loss.float(), noted)).reshape(1, 2))
+                        skipped = float(scaled and acc.optimizer_step_was_skipped)
+                        both = acc.gather(
+                            torch.stack(
+                                (step_loss.float(), noted, torch.full_like(noted, skipped))
+                            ).reshape(1, 3)
+                        )
                         mean_loss = both[:, 0].mean().item()
                         interrupted = int(both[:, 1].max().item())
                         step_loss, step_micro_batches = torch.zeros((), device=acc.device), 0
+                        if both[:, 2].max().item() > 0:  # the weights did not change
+                            skipped_steps, skips_in_a_row = skipped_steps + 1, skips_in_a_row + 1
+                            if skips_in_a_row >= MAX_SKIPPED_STEPS_IN_A_ROW:
+                                self._stop_non_finite(loss, skipped_in_a_row=skips_in_a_row)
+                        else:
+                            skips_in_a_row = 0
+                            self.ema.update(self._plain_model())
+                        if first is None:
+                            first = (time.perf_counter(), self.progress.samples, overhead)
                         # training samples per second, as launches.jsonl's train_samples_per_s:
                         # the time spent validating and saving states left out
                         rate = (self.progress.samples - samples_at_start) / max(
@@ -4218,6 +4290,9 @@ class Trainer:
                     seconds=time.perf_counter() - started,
                     overhead=overhead,
                     stopped="non_finite",
+                    steady=steady_rate(),
+                    skipped_steps=skipped_steps,
+                    tf32=tf32,
                 )
                 raise
             bar.close()
@@ -4227,6 +4302,9 @@ class Trainer:
                 seconds=time.perf_counter() - started,
                 overhead=overhead,
                 stopped=stopped or "done",
+                steady=steady_rate(),
+                skipped_steps=skipped_steps,
+                tf32=tf32,
             )
             if self._final_save_needed():
                 with stops.writing():
@@ -4352,13 +4430,27 @@ class Trainer:
         return bool(broadcast(flag, from_process=0).item())
 
     def _write_launch_summary(
-        self, *, steps: int, samples: int, seconds: float, overhead: float, stopped: str
+        self,
+        *,
+        steps: int,
+        samples: int,
+        seconds: float,
+        overhead: float,
+        stopped: str,
+        steady: float | None = None,
+        skipped_steps: int = 0,
+        tf32: dict[str, bool] | None = None,
     ) -> None:
         """Append this launch's throughput and peak memory to ``launches.jsonl`` in the run folder.
 
         ``samples_per_s`` counts the whole loop; ``train_samples_per_s`` leaves out the time spent
         in validation and in saving states (as the progress bar's ``samples_s`` and the logged
-        ``train/samples_per_s`` do). ``peak_memory_gib`` is the main process's peak memory, and
+        ``train/samples_per_s`` do); ``steady_train_samples_per_s`` (``steady``) is that rate
+        counted from the end of the launch's first optimiser step, without its one-time costs
+        (``None`` for a launch of fewer than 2 steps). ``skipped_steps`` counts the optimiser
+        steps the gradient scaler (fp16 on a GPU) skipped for overflowing gradients; ``tf32``
+        (on a GPU only) whether float32 matrix products and cuDNN convolutions could run in TF32
+        (:func:`_tf32_flags`). ``peak_memory_gib`` is the main process's peak memory, and
         ``peak_memory_source`` says which: on a GPU the peak of allocated accelerator memory in
         this launch (``"torch.cuda.max_memory_allocated"``), on a CPU the peak resident memory
         of the process since it started (``"ru_maxrss"``; ``null`` both where the system does
@@ -4383,7 +4475,11 @@ class Trainer:
             "seconds": round(seconds, 3),
             "samples_per_s": round(samples / max(seconds, 1e-9), 3),
             "train_samples_per_s": round(samples / max(seconds - overhead, 1e-9), 3),
+            # the same from the end of the first step (on a GPU it pays one-time costs)
+            "steady_train_samples_per_s": steady,
             "precision": self.precision,  # what ran (fp16 asked for on a CPU ran fp32: "no")
+            # steps the gradient scaler (fp16) skipped: overflowing gradients, weights unchanged
+            "skipped_steps": skipped_steps,
             "device_type": acc.device.type,
             "device": _device_name(acc.device),
             "peak_memory_gib": peak,
@@ -4399,6 +4495,8 @@ class Trainer:
                 name: len(data.dropped_fields) for name, data in splits if data is not None
             },
         }
+        if tf32 is not None:  # a GPU: whether fp32 products and convolutions may run in TF32
+            record["tf32"] = tf32
         if self.source is not None:  # where the run's weights started
             record["init_from"] = {
                 **_provenance(self.source, self.config.init_normalization),
@@ -4456,7 +4554,15 @@ class Trainer:
             self._sample_log.write(json.dumps(record) + "\n")
             self._sample_log.flush()
 
-    def _stop_non_finite(self, loss: torch.Tensor, gradient_norm: float | None = None) -> None:
+    def _stop_non_finite(
+        self,
+        loss: torch.Tensor,
+        gradient_norm: float | None = None,
+        skipped_in_a_row: int = 0,
+    ) -> None:
+        """Stop the launch with :class:`NonFiniteLossError`: a non-finite loss, non-finite
+        gradients (``gradient_norm``) without a gradient scaler, or ``skipped_in_a_row`` steps
+        in a row that the gradient scaler (fp16) skipped for overflowing gradients."""
         states = list_states(self.run_dir)
         last = states[-1].name if states else "none yet"
         if self._sample_log is not None:
@@ -4473,11 +4579,29 @@ class Trainer:
                 "optim.lr or check the data for NaNs, then start the run again (without "
                 f"{_option('resume')})"
             )
-        what = (
-            f"non-finite loss ({loss.item()})"
-            if gradient_norm is None
-            else f"non-finite gradients (norm {gradient_norm}; the loss was {loss.item():.4g})"
-        )
+        if skipped_in_a_row:
+            scaler = self.accelerator.scaler
+            scale = f", its scale down to {scaler.get_scale():g}" if scaler is not None else ""
+            what = (
+                f"non-finite gradients in {skipped_in_a_row} optimiser steps in a row (the "
+                f"gradient scaler of precision = 'fp16' skipped them as overflows{scale}; the "
+                f"loss was {loss.item():.4g})"
+            )
+            clip = self.config.optim.grad_clip
+            clipping = (
+                "set optim.grad_clip (now 0: off)"
+                if clip == 0
+                else f"lower optim.grad_clip (now {clip:g})"
+            )
+            advice = (
+                "gradients that stay non-finite as the scale falls are beyond float16 or NaN: "
+                f"train in precision = 'bf16' where the GPU has it, lower optim.lr, or {clipping}; "
+                + advice
+            )
+        elif gradient_norm is None:
+            what = f"non-finite loss ({loss.item()})"
+        else:
+            what = f"non-finite gradients (norm {gradient_norm}; the loss was {loss.item():.4g})"
         raise NonFiniteLossError(f"{what} at optimiser step {self.progress.step}; {advice}")
 
     # -- validation and export ---------------------------------------------------------------

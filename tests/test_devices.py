@@ -142,3 +142,26 @@ def test_no_device_given_picks_the_accelerator():
         coarse, members=1, seed=0, device=DEVICE if torch.cuda.is_available() else "cpu"
     )
     np.testing.assert_array_equal(auto[case.variable].values, explicit[case.variable].values)
+
+
+def test_launch_records_the_tf32_flags_it_started_with(tmp_path, shared_data):
+    """On the GPU, launches.jsonl records whether float32 products and convolutions could run
+    in TF32 when the launch started (this module's fixture turned both off; torch's defaults
+    are matmul off, cuDNN on) and a steady rate without the first step; on a CPU no flags."""
+    import json
+
+    from train_runs import tiny_run_config
+
+    from flexdownscale.train import Trainer
+
+    trainer = Trainer(
+        tiny_run_config(tmp_path, shared_data, steps=3, eval_every=0, checkpoint_every=0)
+    )
+    trainer.fit()
+    lines = (tmp_path / "run" / "launches.jsonl").read_text().splitlines()
+    launch = json.loads(lines[-1])
+    if trainer.accelerator.device.type == "cuda":
+        assert launch["tf32"] == {"matmul": False, "cudnn": False}
+    else:
+        assert "tf32" not in launch
+    assert launch["steady_train_samples_per_s"] > 0
