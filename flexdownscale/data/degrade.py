@@ -63,6 +63,7 @@ from .._duck import plain_arrays
 from .._keywords import keyword_hints
 from ..errors import ConfigError, DataError, ShapeError, UnsupportedFactorError
 from .grid import (
+    SPHERICAL_KINDS,
     Boundary,
     GridSpec,
     XrObj,
@@ -575,7 +576,7 @@ def grid_row_weights(spec: GridSpec, y: np.ndarray) -> np.ndarray | None:
     if spec.kind == "projected":
         return None
     return row_area_weights(
-        cell_bounds(np.asarray(y, dtype=np.float64), latitude=spec.kind == "latlon")
+        cell_bounds(np.asarray(y, dtype=np.float64), latitude=spec.kind in SPHERICAL_KINDS)
     )
 
 

@@ -75,6 +75,10 @@ XrObj = xr.Dataset | xr.DataArray
 # a Dataset in, a Dataset out; a DataArray in, a DataArray out
 XrT = TypeVar("XrT", bound=xr.Dataset | xr.DataArray)
 Kind = Literal["latlon", "rotated", "projected"]
+
+#: the kinds whose y axis is a latitude on a sphere (the rotated frame's for "rotated"): its
+#: cells end at +-90, and its rows weigh sin(upper) - sin(lower)
+SPHERICAL_KINDS: tuple[Kind, ...] = ("latlon", "rotated")
 LonConvention = Literal["auto", "180", "360"]
 Boundary = Literal["exact", "trim"]
 
@@ -996,7 +1000,7 @@ class GridSpec:
         """(x_min, x_max, y_min, y_max) of the cell bounds (latitudes clipped to [-90, 90])."""
         xmin, xmax = self.x0 - self.dx / 2, self.x0 + (self.nx - 0.5) * self.dx
         ymin, ymax = self.y0 - self.dy / 2, self.y0 + (self.ny - 0.5) * self.dy
-        if self.kind == "latlon":
+        if self.kind in SPHERICAL_KINDS:
             ymin, ymax = max(ymin, -90.0), min(ymax, 90.0)
         return (xmin, xmax, ymin, ymax)
 
@@ -1085,7 +1089,7 @@ class GridSpec:
             dx=self.dx / factor,
             dy=self.dy / factor,
         )
-        if self.kind == "latlon":
+        if self.kind in SPHERICAL_KINDS:
             ys = spec.y_centres()
             if ys[0] < -90 - 1e-9 or ys[-1] > 90 + 1e-9:
                 # raises the full message
@@ -1380,7 +1384,7 @@ def normalize_grid(
     y_index, y_values, _ = _normalized_axis(
         obj, axes.y, is_lon=False, lon_convention=lon_convention, rtol=rtol
     )
-    if kind == "latlon" and (y_values[0] < -90 - 1e-9 or y_values[-1] > 90 + 1e-9):
+    if kind in SPHERICAL_KINDS and (y_values[0] < -90 - 1e-9 or y_values[-1] > 90 + 1e-9):
         raise GridError(
             f"latitude {axes.y!r} has values {y_values[0]:g}..{y_values[-1]:g}; expected values "
             f"within [-90, 90]. If these are colatitudes (0 at the north pole), convert them: "
@@ -1513,7 +1517,7 @@ def grid_spec(
         if bname is None:
             continue
         given = np.sort(_eager(norm[bname]).astype(np.float64), axis=-1)
-        expected = cell_bounds(centres, latitude=kind == "latlon" and name == axes.y)
+        expected = cell_bounds(centres, latitude=kind in SPHERICAL_KINDS and name == axes.y)
         if given.shape != expected.shape or np.max(np.abs(given - expected)) > rtol * step:
             raise GridError(
                 f"bounds variable {bname!r} of {name!r} disagrees with the cell centres; expected "
@@ -1894,7 +1898,7 @@ def add_bounds(obj: XrObj, *, dims: Mapping[str, str] | None = None) -> xr.Datas
     grid = _grid_dataset(
         spec,
         (xs, cell_bounds(xs)),
-        (ys, cell_bounds(ys, latitude=spec.kind == "latlon")),
+        (ys, cell_bounds(ys, latitude=spec.kind in SPHERICAL_KINDS)),
         {spec.x: out[spec.x].attrs, spec.y: out[spec.y].attrs},
         dtypes=_axis_dtypes(out, spec),
     )
@@ -1950,7 +1954,7 @@ def refine_grid(obj: XrObj, factor: int, *, dims: Mapping[str, str] | None = Non
     grid = _grid_dataset(
         fine,
         refine_coord(xs, factor),
-        refine_coord(ys, factor, latitude=spec.kind == "latlon", name=str(spec.y)),
+        refine_coord(ys, factor, latitude=spec.kind in SPHERICAL_KINDS, name=str(spec.y)),
         {spec.x: obj[spec.x].attrs, spec.y: obj[spec.y].attrs},
         dtypes=_axis_dtypes(obj, spec),
     )
@@ -2019,7 +2023,7 @@ def coarsen_grid(
     # coarse bounds are the outer bounds of each block of fine cells: exactly their union
     fbx = cell_bounds(np.asarray(norm[spec.x].values, dtype=np.float64))[: coarse.nx * factor]
     fby = cell_bounds(
-        np.asarray(norm[spec.y].values, dtype=np.float64), latitude=spec.kind == "latlon"
+        np.asarray(norm[spec.y].values, dtype=np.float64), latitude=spec.kind in SPHERICAL_KINDS
     )[: coarse.ny * factor]
     bx = np.stack([fbx[::factor, 0], fbx[factor - 1 :: factor, 1]], axis=1)
     by = np.stack([fby[::factor, 0], fby[factor - 1 :: factor, 1]], axis=1)

@@ -157,3 +157,31 @@ def test_regrid_on_the_rotated_frame_carries_latlon(cordex, method):
     bare = regrid(cordex.drop_vars("rotated_pole"), refine_grid(cordex, 2), method=method)
     assert "lat" not in bare.coords
     assert "coordinates" not in bare["tas"].attrs  # it named lat/lon, which are gone
+
+
+def _rotated(rows: list[float], values: np.ndarray) -> xr.DataArray:
+    return xr.DataArray(
+        values,
+        dims=("rlat", "rlon"),
+        coords={
+            "rlat": ("rlat", rows, {"standard_name": "grid_latitude", "units": "degrees"}),
+            "rlon": ("rlon", [0.0, 1.0], {"standard_name": "grid_longitude", "units": "degrees"}),
+        },
+        name="t",
+    )
+
+
+def test_rows_up_to_the_rotated_pole_are_weighted_like_latitudes():
+    """The rotated frame's latitude is a latitude: its cells end at +-90 and its rows weigh
+    sin(upper) - sin(lower). They were weighed unclipped, so a row at rlat = 90 weighed 0
+    (helper-189): left out of its coarse cell, or 'area weights of a block sum to zero'."""
+    values = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    out = degrade(_rotated([87.0, 88.0, 89.0, 90.0], values), 2)
+    top = (1 - np.sin(np.deg2rad(89.5))) / (np.sin(np.deg2rad(90)) - np.sin(np.deg2rad(88.5)))
+    np.testing.assert_allclose(out.values[:, 0], [0.0, top], rtol=1e-12)
+    bounds = degrade(_rotated([87.0, 88.0, 89.0, 90.0], values).to_dataset(), 2)["rlat_bnds"]
+    assert float(bounds.max()) == 90.0  # cells clipped at the rotated pole
+    one = degrade(_rotated([0.0, 45.0, 90.0], np.ones((3, 2))), 1)
+    np.testing.assert_array_equal(one.values, np.ones((3, 2)))
+    with pytest.raises(GridError, match=r"values 89\.5\.\.91\.5; expected values within"):
+        degrade(_rotated([89.5, 90.5, 91.5], np.ones((3, 2))), 1)
