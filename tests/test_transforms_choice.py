@@ -249,3 +249,19 @@ def test_the_item_time_log1p_guard_gives_the_same_fixes_as_the_split_check():
     text = str(caught.value)
     assert "ds['tp'].clip(min=0)" in text
     assert "normalize without log1p: transforms={'tp': 'none'}" in text
+
+
+def test_values_at_minus_one_are_flagged_without_a_numpy_warning():
+    """The check for fill values that a log1p variable cannot take met log1p(-1) = -inf and let
+    numpy's "divide by zero encountered in log1p" RuntimeWarning reach the user ahead of the
+    package's own DataError."""
+    import warnings
+
+    from flexdownscale.data.normalize import VariableStats, far_fills
+
+    stats = VariableStats(mean=0.5, std=1.0, transform="log1p")
+    values = np.array([-1.0, 0.0, 1e20, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flagged = far_fills(values, stats)
+    assert flagged.tolist() == [False, False, True, False]

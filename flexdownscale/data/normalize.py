@@ -337,7 +337,7 @@ def far_fills(values: np.ndarray, stats: VariableStats) -> np.ndarray:
     numpy.ndarray
         A boolean array of the shape of ``values``.
     """
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # log1p(-1) = -inf
         z = (np.asarray(_forward(values, stats.transform), float) - stats.mean) / stats.std
         return _fill_like_values(values) & ~(np.abs(z) <= FAR_SIGMAS)
 
@@ -911,14 +911,11 @@ class _FitPlan:
                     count, low, high = x.count(), x.min(skipna=True), x.max(skipna=True)
                 # infinite and fill-like values (a second pass looks closer where there are)
                 suspect = ((abs(x) >= HUGE_VALUE) | x.isin(_SMALL_FILLS)).sum()
-                per[name] = (
-                    count,
-                    low,
-                    t.mean(skipna=True),
-                    t.var(skipna=True),
-                    low if high is None else high,
-                    suspect,
-                )
+                # inf - inf in the variance of data holding inf: numpy's "invalid value"
+                # RuntimeWarning came ahead of the DataError that names those values
+                with np.errstate(invalid="ignore", over="ignore"):
+                    moments = (t.mean(skipna=True), t.var(skipna=True))
+                per[name] = (count, low, *moments, low if high is None else high, suspect)
             lazy.append(per)
         self.names = names
         self.lazy = lazy
