@@ -280,7 +280,10 @@ def crps_ensemble(
         in a multi-model ensemble. The ecdf form becomes the CRPS of the weighted ECDF,
         ``sum_i w_i |x_i - y| - 1/2 sum_ij w_i w_j |x_i - x_j|`` (``w`` normalised), as in
         ``properscoring``; the fair form divides the spread term by ``1 - sum_i w_i^2``
-        instead (which reduces to ``M(M-1)`` for equal weights).
+        instead (which reduces to ``M(M-1)`` for equal weights). That fair form is unbiased
+        for members drawn alike, but with unequal weights one case can score below zero
+        (members 10 and 0 with weights 0.1 and 0.9, observation 0: -4.0, where ecdf gives
+        0.1): with weights that differ much, prefer ``fair=False``.
     include_components : bool, default False
         Add a ``component`` dim: ``total``, ``underforecast`` (``mean_i (y - x_i)_+``),
         ``overforecast`` (``mean_i (x_i - y)_+``) and ``spread`` (the subtracted term), with

@@ -385,3 +385,16 @@ def test_rank_histogram_takes_skipna_as_every_other_score():
     weights = xr.DataArray([1.0, 1.0, 2.0, 1.0], dims="x")
     np.testing.assert_allclose(rank_histogram(fcst, obs, weights=weights).values, [0.25, 0.25, 0.5])
     assert np.isnan(rank_histogram(fcst, obs, weights=weights, skipna=False).values).all()
+
+
+def test_weighted_fair_crps_can_be_negative_as_documented():
+    """The documented case (docs/metrics.md, crps_ensemble's member_weights): the weighted fair
+    form's spread term over-corrects for unequal weights, the ecdf form stays >= 0."""
+    fcst = xr.DataArray([10.0, 0.0], dims="member")
+    obs = xr.DataArray(0.0)
+    fair = crps_ensemble(fcst, obs, member_weights=[0.1, 0.9])
+    ecdf = crps_ensemble(fcst, obs, member_weights=[0.1, 0.9], fair=False)
+    assert float(fair) == pytest.approx(1.0 - 0.9 / 0.18)  # 1 - (0.5 * 1.8) / (1 - 0.82)
+    assert float(fair) == pytest.approx(-4.0)
+    assert float(ecdf) == pytest.approx(0.1)
+    assert float(crps_ensemble(fcst, obs)) >= 0  # equal weights: never below zero
