@@ -13,7 +13,8 @@
 # Environment: OUT (results folder; the device tool sets it), STEPS (optimiser steps of a training
 # part), MINUTES (each training launch stops cleanly after this many minutes, default 5, so a part
 # ends well inside the device tool's 10-minute limit with its model exported; README.md, 2),
-# PRESET (train-small's preset), BATCH (ship-* batch size), SPEED_ARGS (speed.py's case).
+# PRESET (train-small's preset), BATCH (ship-* batch size), SPEED_ARGS (speed.py's case),
+# THREADS (torch's CPU threads of every training launch, the probe's included; default: nproc).
 # A CPU rehearsal of the plumbing (FLEXDOWNSCALE_TEST_DEVICE=cpu runs the gpu tests on the CPU):
 #   OUT=runs/gpu-rehearsal STEPS=3 PRESET=tiny BATCH=8 FLEXDOWNSCALE_TEST_DEVICE=cpu \
 #   SPEED_ARGS="--preset tiny --size 64 --batch 8 --repeats 1" bash benchmarks/gpu/run.sh check \
@@ -33,17 +34,28 @@ fi
 PY=${PYTHON:-python3}
 DEVICE_NAME='import torch
 print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
+THREADS=${THREADS:-$(nproc)}
+
+launch() {  # launch [key=value ...]: one training process under `accelerate launch`, with THREADS
+  # torch threads. Without --num_cpu_threads_per_process accelerate sets OMP_NUM_THREADS=1 on a
+  # GPU machine; the throughput probe and the run it sizes go through this one launcher, so
+  # both train with the same threads.
+  $PY -m accelerate.commands.launch --num_processes 1 --num_cpu_threads_per_process "$THREADS" \
+    -m flexdownscale.train "$@"
+}
 
 fitting_steps() {  # fitting_steps PART CONFIG BATCH [key=value ...]: optimiser steps that fit
-  # MINUTES. A 40-step probe (no validation, no states) measures training samples/s; 75 % of the
-  # time budget goes to steps, the rest to validation, states and the export. The probe's output
-  # goes to $OUT/probe-PART.log; a failed probe says so on stderr and returns non-zero.
+  # MINUTES. A 40-step probe (no validation, no states; launched as the run is) measures training
+  # samples/s: launches.jsonl's steady_train_samples_per_s, counted from the end of the first
+  # optimiser step (whose one-time GPU set-up would make the rate, and the run, 2-4x too short),
+  # else its train_samples_per_s (a package without the steady rate). 75 % of the time budget
+  # goes to steps, the rest to validation, states and the export. The probe's output goes to
+  # $OUT/probe-PART.log; a failed probe says so on stderr and returns non-zero.
   local part=$1 config=$2 batch=$3 status=0
   shift 3
   rm -rf runs/gpu/probe
-  $PY -m flexdownscale.train --config "$config" run_dir=runs/gpu/probe steps=40 \
-    "batch_size=$batch" eval_every=0 checkpoint_every=0 logger='"none"' "$@" \
-    >"$OUT/probe-$part.log" 2>&1 || status=$?
+  launch --config "$config" run_dir=runs/gpu/probe steps=40 "batch_size=$batch" eval_every=0 \
+    checkpoint_every=0 logger='"none"' "$@" >"$OUT/probe-$part.log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     echo "$part: the 40-step throughput probe failed (exit $status); its output, last lines:" >&2
     tail -n 20 "$OUT/probe-$part.log" >&2
@@ -53,8 +65,10 @@ fitting_steps() {  # fitting_steps PART CONFIG BATCH [key=value ...]: optimiser 
   $PY - "$batch" "${MINUTES:-5}" <<'PYEOF'
 import json, sys
 batch, minutes = int(sys.argv[1]), float(sys.argv[2])
-last = open("runs/gpu/probe/launches.jsonl").read().splitlines()[-1]
-rate = json.loads(last)["train_samples_per_s"]
+record = json.loads(open("runs/gpu/probe/launches.jsonl").read().splitlines()[-1])
+rate = record.get("steady_train_samples_per_s")
+if rate is None:
+    rate = record["train_samples_per_s"]
 print(max(40, int(0.75 * 60 * minutes * rate / batch) // 100 * 100))
 PYEOF
 }
@@ -65,14 +79,13 @@ train() {  # train NAME CONFIG STEPS KEEP_MODEL [key=value ...]; archive logs, t
   local run=runs/gpu/$name start end
   rm -rf "$run"
   start=$(date +%s)
-  $PY -m accelerate.commands.launch --num_processes 1 \
-    -m flexdownscale.train --config "$config" "run_dir=$run" "steps=$steps" \
-    "time_limit_minutes=${MINUTES:-5}" "$@" \
-    2>&1 | tee "$OUT/$name.log"
+  launch --config "$config" "run_dir=$run" "steps=$steps" "time_limit_minutes=${MINUTES:-5}" \
+    "$@" 2>&1 | tee "$OUT/$name.log"
   end=$(date +%s)
   {
     echo "name: $name"
-    echo "command: accelerate launch -m flexdownscale.train --config $config run_dir=$run" \
+    echo "command: accelerate launch --num_cpu_threads_per_process $THREADS" \
+      "-m flexdownscale.train --config $config run_dir=$run" \
       "steps=$steps time_limit_minutes=${MINUTES:-5} $*"
     echo "wall_seconds: $((end - start))"
     echo "wall_minutes: $(awk "BEGIN { printf \"%.1f\", ($end - $start) / 60 }")"
