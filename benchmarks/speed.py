@@ -2,13 +2,15 @@
 
 Every number of one report is measured in one run on one machine, side by side:
 
-- training step (forward + backward + AdamW) in fp32 and with bf16 autocast, alternating round
-  by round: samples/s, their ratio, and the peak GPU memory (CUDA only);
+- training step (forward + backward + AdamW) in IEEE fp32 (TF32 off for matmuls and
+  convolutions) and with bf16 autocast, alternating round by round: samples/s, their ratio, and
+  the peak GPU memory (CUDA only); on a GPU also fp32 with torch's default flags, whose
+  convolutions run in TF32 (as ``precision = "fp32"`` trains there), and bf16's rate against it;
 - sampling one field with 2-step DDIM, with the task features computed once and reused (the
   package's way) and recomputed at every network call;
 - FLOPs per sample from ``torch.utils.flop_counter`` (forward, and forward + backward) and the
-  achieved fraction of the machine's measured matmul peak of each training row's dtype (fp32,
-  bf16);
+  achieved fraction of the machine's measured matmul peak of the IEEE fp32 and the bf16 row, each
+  against its own dtype's peak (the fp32 peak with TF32 off, like its row);
 - the cost of ``batch_invariant=True`` (the network on one tile at a time, for output that is
   bit-identical for any ``batch_size``): the shipped models on the demo's fields, default
   batching and batch-invariant alternating round by round;
@@ -32,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +69,35 @@ def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: 
     return statistics.median(times)
 
 
+def tf32_flags() -> dict[str, bool]:
+    """torch's two TF32 switches of float32 work on CUDA, by name, as this process has them."""
+    return {
+        "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+
+
+@contextmanager
+def ieee_float32() -> Iterator[None]:
+    """TF32 off for matmuls and cuDNN convolutions (float32 in IEEE precision); both switches
+    are restored on exit. Only the legacy ``allow_tf32`` switches are used, as everywhere in the
+    project: torch refuses a mix of those with its newer ``fp32_precision`` settings."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Measured dense matmul throughput in FLOP/s (square matrices)."""
+    """Measured dense matmul throughput in FLOP/s (square matrices); float32 in IEEE precision
+    (TF32 off)."""
     n = 8192 if device.type == "cuda" else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    seconds = _time(lambda: a @ b, device, warmup=3, repeats=10)
+    with ieee_float32():
+        seconds = _time(lambda: a @ b, device, warmup=3, repeats=10)
     return 2 * n**3 / seconds
 
 
@@ -89,11 +115,18 @@ class _NoTaskReuse(nn.Module):
         return self.backbone(x, t, cond, phys=phys)
 
 
+#: the label of the fp32 row that keeps torch's default TF32 flags (convolutions in TF32)
+TF32_CONV = "fp32, TF32 convolutions"
+
+
 def training_steps(
-    model: nn.Module, batch: int, size: int, device: torch.device
+    model: nn.Module, batch: int, size: int, device: torch.device, tf32_row: bool = False
 ) -> dict[str, Callable[[], None]]:
-    """One training step (forward + backward + AdamW) in fp32 and with bf16 autocast, by label:
-    the same inputs and one optimizer, so both hold the same optimizer state in memory."""
+    """One training step (forward + backward + AdamW) by label: ``"fp32"`` in IEEE precision
+    (TF32 off for matmuls and convolutions), ``"bf16 autocast"`` with torch's flags as they are
+    and, with ``tf32_row``, :data:`TF32_CONV`: fp32 with torch's flags as they are (by default
+    cuDNN convolutions in TF32, matmuls in IEEE fp32), as ``precision = "fp32"`` trains on a GPU.
+    The same inputs and one optimizer, so all hold the same optimizer state in memory."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shape = (batch, 1, size, size)
     x_t, cond = torch.randn(shape, device=device), torch.randn(shape, device=device)
@@ -107,22 +140,40 @@ def training_steps(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return {"fp32": lambda: step(False), "bf16 autocast": lambda: step(True)}
+    def ieee_step() -> None:
+        with ieee_float32():
+            step(False)
+
+    steps = {"fp32": ieee_step, "bf16 autocast": lambda: step(True)}
+    if tf32_row:
+        steps[TF32_CONV] = lambda: step(False)
+    return steps
 
 
-#: the matmul dtype each training row is compared with
+#: the matmul dtype each training row is compared with (the TF32-convolution row mixes TF32
+#: convolutions with IEEE fp32 matmuls: no single peak fits it, so it has none)
 _PEAK_DTYPE = {"fp32": torch.float32, "bf16 autocast": torch.bfloat16}
 
 
 def training_rows(
-    model: nn.Module, batch: int, size: int, device: torch.device, repeats: int, fwd_bwd: float
+    model: nn.Module,
+    batch: int,
+    size: int,
+    device: torch.device,
+    repeats: int,
+    fwd_bwd: float,
+    tf32_row: bool | None = None,
 ) -> list[tuple[str, str]]:
-    """The training rows of the report: the matmul peak of each dtype; per dtype samples/s, the
-    fraction of that dtype's peak and (CUDA) the peak memory; the bf16 / fp32 rate.
+    """The training rows of the report: the matmul peak of each dtype; per training step
+    (:func:`training_steps`) samples/s, the fraction of its dtype's peak (IEEE fp32 and bf16) and
+    (CUDA) the peak memory; the bf16 / IEEE fp32 rate and, with ``tf32_row`` (default: on CUDA),
+    the bf16 / fp32-with-TF32-convolutions rate.
 
-    The peak memory of each dtype is read over two steps of its own (the optimizer state
-    allocated in both); the timed steps then alternate round by round, so that warm-up,
-    frequency scaling and other load hit both alike (the median of ``repeats`` rounds)."""
+    The peak memory of each step is read over two steps of its own (the optimizer state
+    allocated in all); the timed steps then alternate round by round, so that warm-up,
+    frequency scaling and other load hit them alike (the median of ``repeats`` rounds)."""
+    if tf32_row is None:
+        tf32_row = device.type == "cuda"
     rows: list[tuple[str, str]] = []
     peaks = {label: matmul_peak(device, dtype) for label, dtype in _PEAK_DTYPE.items()}
     for label, dtype in _PEAK_DTYPE.items():
@@ -132,7 +183,7 @@ def training_rows(
                 f"{peaks[label] / 1e12:.2f} TFLOP/s",
             )
         )
-    steps = training_steps(model, batch, size, device)
+    steps = training_steps(model, batch, size, device, tf32_row)
     memory: dict[str, float] = {}
     for label, step in steps.items():
         if device.type == "cuda":
@@ -147,18 +198,29 @@ def training_rows(
     rate = {label: batch / statistics.median(v) for label, v in seconds.items()}
     for label in steps:
         rows.append((f"training, {label}: samples/s", f"{rate[label]:.1f}"))
-        dtype = str(_PEAK_DTYPE[label]).split(".")[1]
-        rows.append(
-            (
-                f"training, {label}: fraction of the {dtype} matmul peak",
-                f"{rate[label] * fwd_bwd / peaks[label]:.1%}",
+        if label in _PEAK_DTYPE:
+            dtype = str(_PEAK_DTYPE[label]).split(".")[1]
+            rows.append(
+                (
+                    f"training, {label}: fraction of the {dtype} matmul peak",
+                    f"{rate[label] * fwd_bwd / peaks[label]:.1%}",
+                )
             )
-        )
         if label in memory:
             rows.append((f"training, {label}: peak memory", f"{memory[label]:.2f} GiB"))
     rows.append(
-        ("training rate, bf16 autocast / fp32", f"{rate['bf16 autocast'] / rate['fp32']:.2f}x")
+        (
+            "training rate, bf16 autocast / fp32 (IEEE)",
+            f"{rate['bf16 autocast'] / rate['fp32']:.2f}x",
+        )
     )
+    if TF32_CONV in rate:
+        rows.append(
+            (
+                f"training rate, bf16 autocast / {TF32_CONV}",
+                f"{rate['bf16 autocast'] / rate[TF32_CONV]:.2f}x",
+            )
+        )
     return rows
 
 
@@ -254,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "speed.md"))
     args = parser.parse_args(argv)
     device = torch.device("cuda" if cuda else "cpu")
+    flags = tf32_flags()
     torch.manual_seed(0)
     config = ModelConfig(preset=args.preset, dropout=0.0)
     model = build_model(config).to(device)
@@ -320,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Model: FLEX {args.preset} ({count_parameters(model) / 1e6:.2f} M parameters), "
         f"{args.size} x {args.size}, 1 channel; training batch {args.batch}.",
         f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "TF32 switches of this process (torch's defaults unless changed): "
+        + ", ".join(f"`{name} = {value}`" for name, value in flags.items())
+        + (f'; the bf16 and "{TF32_CONV}" rows run' if cuda else "; the bf16 row runs")
+        + " with them, the fp32 row and the float32 matmul peak with both off (IEEE float32).",
         "",
         "| measurement | value |",
         "|---|---|",
@@ -327,13 +394,23 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "All numbers come from this one run (medians of the repeats). Fractions of the peak use "
         "the forward + backward FLOPs of `torch.utils.flop_counter` and the matmul throughput "
-        "measured above on the same machine (each training row against its own dtype's peak). The "
-        "fp32 and bf16 training steps alternate round by round (one optimizer, the same inputs), "
-        "as do the two sampling rows and the batched and batch-invariant downscaling calls "
-        "(each over the demo's field, all time steps, one Reynolds number for Kolmogorov). The "
-        "FLOPs are the textbook count of each operation, and the peak is one square matmul: "
-        "convolution kernels that do fewer operations than the count (Winograd and the like) "
-        "or run closer to the hardware's limit than that matmul give fractions above 100%.",
+        "measured above on the same machine (each training row against its own dtype's peak: "
+        "the fp32 row, matmuls and convolutions in IEEE float32, against the float32 peak with "
+        "TF32 off; the bf16 autocast row against the bfloat16 peak). The training steps "
+        "alternate round by round (one optimizer, the same inputs), as do the two sampling rows "
+        "and the batched and batch-invariant downscaling calls (each over the demo's field, "
+        "all time steps, one Reynolds number for Kolmogorov). The FLOPs are the textbook count "
+        "of each operation, and the peak is one square matmul: convolution kernels that do "
+        "fewer operations than the count (Winograd and the like) or run closer to the "
+        "hardware's limit than that matmul can still give fractions above 100%.",
+        "",
+        '"bf16 autocast / fp32 (IEEE)" is the speed-up of bf16 autocast over float32 with '
+        "TF32 off everywhere. On a GPU, torch's default `torch.backends.cudnn.allow_tf32 = "
+        'True` runs float32 convolutions in TF32, so `precision = "fp32"` training there is '
+        f'faster than the fp32 row: the "{TF32_CONV}" row measures that (the process\'s flags '
+        "above; by default its matmuls stay IEEE float32, so no single peak fits it), and "
+        f'"bf16 autocast / {TF32_CONV}" is bf16\'s speed-up over it. On a CPU both flags do '
+        "nothing and that row is left out.",
         "",
     ]
     if device.type != "cuda":

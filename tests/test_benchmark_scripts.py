@@ -366,7 +366,81 @@ def test_speed_training_rows_alternate_and_compare_each_dtype_with_its_own_peak(
         dtype = "float32" if label == "fp32" else "bfloat16"
         share = float(rows[f"training, {label}: fraction of the {dtype} matmul peak"][:-1])
         assert share == pytest.approx(100 * rate * 1e9 / peak, rel=0.05, abs=0.05)
-    ratio = float(rows["training rate, bf16 autocast / fp32"][:-1])
+    ratio = float(rows["training rate, bf16 autocast / fp32 (IEEE)"][:-1])
     fp32, bf16 = (float(rows[f"training, {k}: samples/s"]) for k in ("fp32", "bf16 autocast"))
     assert ratio == pytest.approx(bf16 / fp32, rel=0.05)
     assert order[2:] == ["fp32", "bf16 autocast"] * 3  # after one warm-up pass each
+    assert not any("TF32" in row for row in rows)  # a CPU leaves the TF32-convolution row out
+
+
+def test_speed_fp32_row_and_peak_run_without_tf32_and_the_tf32_row_keeps_the_flags(monkeypatch):
+    """benchmarks/speed.py compared a true-float32 matmul peak with fp32 steps whose cuDNN
+    convolutions ran in TF32 (torch's default ``cudnn.allow_tf32 = True``), so the fraction could
+    read over 100 %. The fp32 row and the float32 peak now run with both TF32 switches off; the
+    ``"fp32, TF32 convolutions"`` row (CUDA by default, forced here on a CPU) and the bf16 row
+    keep the process's switches, the TF32 row has no fraction of a peak, it gets its own bf16
+    ratio, and the switches are restored afterwards. Recorded by a forward pre-hook, which
+    reads the switches while each step runs."""
+    import torch
+
+    from flexdownscale.config import ModelConfig
+    from flexdownscale.models import build_model
+
+    speed = load_benchmark("speed")
+    seen: dict[str, set[tuple[bool, bool]]] = {}
+    current = ["?"]
+
+    def flags() -> tuple[bool, bool]:
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    def untimed_peak(device, dtype):  # the peak's switches, without its 13 timed matmuls
+        def fake_time(fn, *args, **kwargs):
+            seen.setdefault(f"peak {dtype}", set()).add(flags())
+            return 1.0
+
+        with monkeypatch.context() as m:
+            m.setattr(speed, "_time", fake_time)
+            return matmul_peak(device, dtype)
+
+    matmul_peak = speed.matmul_peak
+    monkeypatch.setattr(speed, "matmul_peak", untimed_peak)
+    steps = speed.training_steps
+
+    def labelled(*args):
+        out = {}
+        for label, fn in steps(*args).items():
+
+            def run(fn=fn, label=label):
+                current[0] = label
+                fn()
+
+            out[label] = run
+        return out
+
+    monkeypatch.setattr(speed, "training_steps", labelled)
+    model = build_model(ModelConfig(backbone="flex", preset="tiny", image_size=(32, 32)))
+    model.register_forward_pre_hook(lambda *_: seen.setdefault(current[0], set()).add(flags()))
+    saved = flags()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        rows = dict(speed.training_rows(model, 2, 32, torch.device("cpu"), 2, 1e9, True))
+        after = flags()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert after == (True, True)
+    assert seen["peak torch.float32"] == {(False, False)}
+    assert seen["fp32"] == {(False, False)}
+    assert seen["bf16 autocast"] == seen[speed.TF32_CONV] == {(True, True)}
+    tf32 = speed.TF32_CONV
+    assert f"training, {tf32}: samples/s" in rows
+    assert not any(k.startswith(f"training, {tf32}: fraction") for k in rows)
+    ratio = float(rows[f"training rate, bf16 autocast / {tf32}"][:-1])
+    bf16, conv = (float(rows[f"training, {k}: samples/s"]) for k in ("bf16 autocast", tf32))
+    assert ratio == pytest.approx(bf16 / conv, rel=0.05)
+    assert speed.tf32_flags() == dict(
+        zip(
+            ["torch.backends.cuda.matmul.allow_tf32", "torch.backends.cudnn.allow_tf32"],
+            saved,
+            strict=True,
+        )
+    )
