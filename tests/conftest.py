@@ -39,11 +39,12 @@ def _skip_gpu_tests_without_cuda(items: list[pytest.Item]) -> None:
         has_cuda = False
     if has_cuda:
         return
-    # FLEXDOWNSCALE_TEST_DEVICE=cpu rehearses on a CPU the gpu tests that honour it
+    # FLEXDOWNSCALE_TEST_DEVICE=cpu rehearses on a CPU the gpu tests of the files that honour it
     rehearsal = os.environ.get("FLEXDOWNSCALE_TEST_DEVICE") == "cpu"
+    honoured = {"test_devices.py", "test_data_degrade.py"}
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords and not (rehearsal and item.path.name == "test_devices.py"):
+        if "gpu" in item.keywords and not (rehearsal and item.path.name in honoured):
             item.add_marker(skip_gpu)
 
 

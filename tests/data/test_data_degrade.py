@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -284,18 +286,21 @@ def test_torch_and_numpy_agree_and_device_dtype_are_kept():
 
 @pytest.mark.gpu
 def test_operators_and_fusion_stay_on_the_gpu():
+    """Run by ``benchmarks/gpu/run.sh check``; ``FLEXDOWNSCALE_TEST_DEVICE=cpu`` rehearses it on
+    a CPU (as the tests of ``tests/test_devices.py``)."""
     from flexdownscale.data.tiling import tile
 
+    device = torch.device(os.environ.get("FLEXDOWNSCALE_TEST_DEVICE", "cuda"))
     x = torch.randn(2, 3, 64, 96, dtype=torch.float64)
     w = np.linspace(0.5, 1.0, 64)
-    gpu = x.cuda()
+    gpu = x.to(device)
     for method in ("area_mean", "gaussian", "strided"):
         c = degrade_array(gpu, 4, method=method, row_weights=w if method == "area_mean" else None)
-        assert c.device.type == "cuda"
+        assert c.device.type == device.type
         ref = degrade_array(x, 4, method=method, row_weights=w if method == "area_mean" else None)
         torch.testing.assert_close(c.cpu(), ref)
     b = upsample_array(gpu[..., ::4, ::4], 4, method="conservative", row_weights=w, periodic=True)
-    assert b.device.type == "cuda"
+    assert b.device.type == device.type
     tiles, layout = tile(gpu, 32, overlap=8)
     assert torch.equal(layout.fuse(tiles), gpu)
 
