@@ -55,17 +55,20 @@ def _config(tmp_path: Path, shared_data: Path, **top: Any) -> TrainConfig:
 
 
 def _signal_at_step(trainer: Trainer, step: int, *numbers: int) -> None:
-    """Send this process ``numbers`` when ``trainer`` does the bookkeeping of ``step`` (inside
-    the optimiser step, before it is complete)."""
-    update = trainer.ema.update
+    """Send this process ``numbers`` once, inside the optimiser step that ends at ``step``:
+    after its first micro-batch is logged, before the step's collective reads the stop flag.
+    (The EMA update, hooked before, now follows that collective: fp16's skipped steps.)"""
+    log = trainer._log_indices
+    sent: list[int] = []
 
-    def update_then_signal(model: Any) -> None:
-        update(model)
-        if trainer.progress.step == step:
+    def log_then_signal(batch: Any) -> None:
+        log(batch)
+        if trainer.progress.step == step - 1 and not sent:
+            sent.append(step)
             for number in numbers:
                 signal.raise_signal(number)
 
-    trainer.ema.update = update_then_signal  # type: ignore[method-assign]
+    trainer._log_indices = log_then_signal  # type: ignore[method-assign]
 
 
 def _handlers() -> tuple[Any, Any]:
