@@ -1487,13 +1487,6 @@ def _unwrapped(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
     return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
-def _error_summary(error: BaseException) -> str:
-    """``"TypeName: message"`` of ``error``, at most 2,000 characters: what another rank says
-    of the main process's failure."""
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 2000 else text[:1997] + "..."
-
-
 def _appears(check: Callable[[], bool]) -> bool:
     """Whether ``check()`` holds now or becomes true within :data:`SHARED_FOLDER_WAITS` looks
     0.25 s apart: a network file system can show a file another node wrote a moment late."""
@@ -3973,7 +3966,7 @@ class Trainer:
         failed = self._main_says(error is not None)
         if not failed:
             return
-        said = [_error_summary(error) if error is not None else "", platform.node()]
+        said = [_one_line(error) if error is not None else "", platform.node()]
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
