@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from train_runs import ERA5, tiny_run_values
+from train_runs import started_run
 
 from flexdownscale import errors
 from flexdownscale.config import TrainConfig, from_dict
@@ -30,14 +30,7 @@ from flexdownscale.train import STATE_MARKER, Trainer, list_states
 def started(tmp_path, shared_data):
     """A run on a copy of the ERA5 file with one state (step 0); returns its values, the
     copy's path and the t2m it was written from."""
-    with xr.open_dataset(shared_data / ERA5) as ds:
-        t2m = ds[["t2m"]].load()
-    path = tmp_path / "fields.nc"
-    t2m.to_netcdf(path)
-    values = tiny_run_values(tmp_path, shared_data, eval_every=0)
-    values["data"] = {**values["data"], "paths": [str(path)]}
-    Trainer(from_dict(TrainConfig, values)).save_state()
-    return values, path, t2m
+    return started_run(tmp_path, shared_data)
 
 
 def _replace(path, data: xr.Dataset) -> None:

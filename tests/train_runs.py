@@ -125,3 +125,20 @@ def fine_tuning_config(tmp_path: Path, shared_data: Path, corner: Path, **top: A
         else:
             values[key] = value
     return tiny_run_config(tmp_path, shared_data, **values)
+
+
+def started_run(tmp_path: Path, shared_data: Path) -> tuple[dict[str, Any], Path, Any]:
+    """A run on a copy of the ERA5 t2m with one state (step 0): its values, the copy's path
+    and the t2m it was written from (to change the data between start and resume)."""
+    import xarray as xr
+
+    from flexdownscale.train import Trainer
+
+    with xr.open_dataset(shared_data / ERA5) as ds:
+        t2m = ds[["t2m"]].load()
+    path = tmp_path / "fields.nc"
+    t2m.to_netcdf(path)
+    values = tiny_run_values(tmp_path, shared_data, eval_every=0)
+    values["data"] = {**values["data"], "paths": [str(path)]}
+    Trainer(from_dict(TrainConfig, values)).save_state()
+    return values, path, t2m
